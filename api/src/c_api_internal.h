@@ -1,0 +1,141 @@
+// api/src/: the C ABI boundary. The only place where absl::Status becomes kestrel_status_t*,
+// where C++ exceptions are caught, and where options structs of any released size are read. It
+// owns the opaque handle types and may not contain inference logic.
+#ifndef KESTREL_API_SRC_C_API_INTERNAL_H_
+#define KESTREL_API_SRC_C_API_INTERNAL_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_format.h"
+#include "hal/src/plugin_registry.h"
+#include "kestrel/kestrel.h"
+#include "runtime/model/llama_model.h"
+#include "runtime/session/session.h"
+
+struct kestrel_status {
+  kestrel_status_code_t code;
+  std::string message;
+};
+
+// Runtime state, shared by the handle and every model created from it (so the user may destroy
+// the runtime handle first).
+struct RuntimeState {
+  std::unique_ptr<kestrel::hal::PluginRegistry> registry;
+  kestrel_log_fn log = nullptr;
+  void* log_user_data = nullptr;
+  kestrel_log_level_t log_level = KESTREL_LOG_WARNING;
+  void Log(kestrel_log_level_t level, const std::string& message) const {
+    if (log != nullptr && level >= log_level && log_level != KESTREL_LOG_OFF) {
+      log(log_user_data, level, message.data(), message.size());
+    }
+  }
+};
+
+struct kestrel_runtime {
+  std::shared_ptr<RuntimeState> state;
+};
+
+struct kestrel_model {
+  std::atomic<int> refs{1};
+  std::shared_ptr<RuntimeState> runtime;
+  std::unique_ptr<kestrel::runtime::LlamaModel> model;
+  std::string device_name;
+};
+
+struct kestrel_session {
+  kestrel_model_t* model = nullptr;  // retained
+  std::unique_ptr<kestrel::runtime::Session> session;
+};
+
+namespace kestrel::api {
+
+// absl::Status -> caller-owned kestrel_status_t* (NULL for OK). Never throws.
+kestrel_status_t* ToC(const absl::Status& status);
+
+// Runs `body` (returning absl::Status) and converts its result; exceptions become statuses.
+template <typename F>
+kestrel_status_t* Guard(const char* function, F&& body) {
+  try {
+    return ToC(body());
+  } catch (const std::bad_alloc&) {
+    return ToC(absl::ResourceExhaustedError(absl::StrFormat("%s: out of memory", function)));
+  } catch (const std::exception& e) {
+    return ToC(absl::InternalError(absl::StrFormat("%s: %s", function, e.what())));
+  } catch (...) {
+    return ToC(absl::InternalError(absl::StrFormat("%s: unknown exception", function)));
+  }
+}
+
+inline absl::Status NullArgument(const char* function, const char* argument) {
+  return absl::InvalidArgumentError(absl::StrFormat("%s: %s is NULL", function, argument));
+}
+
+// Reads a caller's options struct of any released size into `out` (already holding defaults):
+// copies the first struct_size bytes, keeps defaults for the tail an older client does not have.
+// `min_size` is the smallest size ever released. An input of NULL keeps the defaults.
+template <typename T>
+absl::Status ReadOptions(const char* function, const char* name, const T* in, size_t min_size,
+                         T* out) {
+  if (in == nullptr) return absl::OkStatus();
+  const uint32_t size = in->struct_size;
+  if (size < min_size) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: %s->struct_size = %u is smaller than the smallest released size %u (call the "
+        "matching _init function first)",
+        function, name, size, min_size));
+  }
+  std::memcpy(static_cast<void*>(out), in, std::min<size_t>(size, sizeof(T)));
+  out->struct_size = sizeof(T);
+  return absl::OkStatus();
+}
+
+// For caller-provided output structs: fills only the fields inside the caller's struct_size.
+template <typename T>
+absl::Status WriteInfo(const char* function, const char* name, const T& full, T* out,
+                       size_t min_size) {
+  if (out == nullptr) return NullArgument(function, name);
+  const uint32_t size = out->struct_size;
+  if (size < min_size) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: %s->struct_size = %u is smaller than the smallest released size %u", function, name,
+        size, min_size));
+  }
+  std::memcpy(static_cast<void*>(out), &full, std::min<size_t>(size, sizeof(T)));
+  out->struct_size = size;
+  return absl::OkStatus();
+}
+
+// Caller-buffer + required-size convention (see model.h).
+template <typename T>
+absl::Status CopyOut(const char* function, const char* out_name, const T* data, size_t n, T* out,
+                     size_t capacity, size_t* out_required) {
+  if (out_required == nullptr) return NullArgument(function, "out_required");
+  *out_required = n;
+  if (out == nullptr && capacity == 0) return absl::OkStatus();
+  if (out == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: %s is NULL but capacity is %u", function, out_name, capacity));
+  }
+  if (capacity < n) {
+    return absl::OutOfRangeError(absl::StrFormat(
+        "%s: the buffer holds %u elements but %u are needed", function, capacity, n));
+  }
+  if (n > 0) std::memcpy(out, data, n * sizeof(T));
+  return absl::OkStatus();
+}
+
+}  // namespace kestrel::api
+
+// Smallest released sizes (v0.1): struct_size plus the first field. Later fields are optional
+// for clients built against 0.1 headers that predate them (see docs/C_API.md).
+#define KESTREL_MIN_SIZE(type, first_field) (offsetof(type, first_field) + sizeof(((type*)0)->first_field))
+
+#endif  // KESTREL_API_SRC_C_API_INTERNAL_H_

@@ -1,0 +1,223 @@
+#include "hal/src/device.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "hal/src/host_api.h"
+
+namespace kestrel::hal {
+
+Buffer& Buffer::operator=(Buffer&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    device_ = other.device_;
+    handle_ = other.handle_;
+    size_ = other.size_;
+    other.device_ = nullptr;
+    other.handle_ = nullptr;
+    other.size_ = 0;
+  }
+  return *this;
+}
+
+void Buffer::Reset() {
+  if (handle_ != nullptr && device_ != nullptr) {
+    std::lock_guard<std::mutex> lock(device_->mu_);
+    if (device_->stream_ != nullptr) {
+      // The ABI asks the host to make sure no queued work still uses the buffer.
+      TakePluginStatus(device_->api_->stream_synchronize(device_->handle_, device_->stream_), "").IgnoreError();
+    }
+    device_->api_->buffer_free(device_->handle_, handle_);
+  }
+  device_ = nullptr;
+  handle_ = nullptr;
+  size_ = 0;
+}
+
+PreparedWeight& PreparedWeight::operator=(PreparedWeight&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    device_ = other.device_;
+    handle_ = other.handle_;
+    desc_ = other.desc_;
+    other.device_ = nullptr;
+    other.handle_ = nullptr;
+  }
+  return *this;
+}
+
+void PreparedWeight::Reset() {
+  if (handle_ != nullptr && device_ != nullptr) {
+    std::lock_guard<std::mutex> lock(device_->mu_);
+    if (device_->stream_ != nullptr) {
+      TakePluginStatus(device_->api_->stream_synchronize(device_->handle_, device_->stream_), "").IgnoreError();
+    }
+    device_->api_->weight_release(device_->handle_, handle_);
+  }
+  device_ = nullptr;
+  handle_ = nullptr;
+}
+
+absl::StatusOr<std::unique_ptr<Device>> Device::Open(std::shared_ptr<PluginLibrary> library,
+                                                     uint32_t index) {
+  std::unique_ptr<Device> dev(new Device());
+  dev->library_ = std::move(library);
+  dev->api_ = &dev->library_->api();
+  const std::string ctx = absl::StrCat("plugin '", dev->library_->name(), "' device ", index);
+  dev->caps_.struct_size = sizeof(kestrel_device_caps_t);
+  absl::Status st = TakePluginStatus(dev->api_->device_get_caps(index, &dev->caps_),
+                                     ctx + ": device_get_caps");
+  if (!st.ok()) return st;
+  dev->caps_.name[sizeof(dev->caps_.name) - 1] = '\0';
+  dev->caps_.description[sizeof(dev->caps_.description) - 1] = '\0';
+  dev->name_ = dev->caps_.name[0] ? dev->caps_.name : absl::StrCat(dev->library_->name(), ":", index);
+  st = TakePluginStatus(dev->api_->device_open(index, &dev->handle_), ctx + ": device_open");
+  if (!st.ok()) return st;
+  if (dev->handle_ == nullptr) {
+    return absl::InternalError(ctx + ": device_open returned no device");
+  }
+  const PluginLibrary& lib = *dev->library_;
+  if (KESTREL_HAL_HAS_SLOT(lib, stream_create) && KESTREL_HAL_HAS_SLOT(lib, stream_synchronize) &&
+      KESTREL_HAL_HAS_SLOT(lib, stream_destroy)) {
+    st = TakePluginStatus(dev->api_->stream_create(dev->handle_, &dev->stream_),
+                          ctx + ": stream_create");
+    if (!st.ok()) return st;
+  }
+  return dev;
+}
+
+Device::~Device() {
+  if (stream_ != nullptr) {
+    TakePluginStatus(api_->stream_synchronize(handle_, stream_), "").IgnoreError();
+    api_->stream_destroy(handle_, stream_);
+  }
+  if (handle_ != nullptr) api_->device_close(handle_);
+}
+
+std::string Device::Context(const char* slot) const {
+  return absl::StrCat("device '", name_, "' (plugin '", library_->name(), "') ", slot);
+}
+
+absl::StatusOr<Buffer> Device::Allocate(uint64_t size) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Buffer b;
+  kestrel_plugin_buffer_t* h = nullptr;
+  absl::Status st = TakePluginStatus(api_->buffer_alloc(handle_, size, KESTREL_BUFFER_FLAG_NONE, &h),
+                                     Context("buffer_alloc"));
+  if (!st.ok()) return st;
+  if (h == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(Context("buffer_alloc"), ": no buffer for ", size, " bytes"));
+  }
+  b.device_ = this;
+  b.handle_ = h;
+  b.size_ = size;
+  return b;
+}
+
+absl::Status Device::Write(const Buffer& dst, uint64_t dst_offset, const void* src, uint64_t size) {
+  if (dst_offset > dst.size() || size > dst.size() - dst_offset) {
+    return absl::OutOfRangeError(absl::StrFormat("%s: write of %u bytes at %u exceeds buffer of %u",
+                                                 Context("buffer_write"), size, dst_offset, dst.size()));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::Status st = TakePluginStatus(
+      api_->buffer_write(handle_, stream_, dst.handle(), dst_offset, src, size), Context("buffer_write"));
+  if (!st.ok() || stream_ == nullptr) return st;
+  return TakePluginStatus(api_->stream_synchronize(handle_, stream_), Context("stream_synchronize"));
+}
+
+absl::Status Device::Read(const Buffer& src, uint64_t src_offset, void* dst, uint64_t size) {
+  if (src_offset > src.size() || size > src.size() - src_offset) {
+    return absl::OutOfRangeError(absl::StrFormat("%s: read of %u bytes at %u exceeds buffer of %u",
+                                                 Context("buffer_read"), size, src_offset, src.size()));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::Status st = TakePluginStatus(
+      api_->buffer_read(handle_, stream_, src.handle(), src_offset, dst, size), Context("buffer_read"));
+  if (!st.ok() || stream_ == nullptr) return st;
+  return TakePluginStatus(api_->stream_synchronize(handle_, stream_), Context("stream_synchronize"));
+}
+
+absl::Status Device::Copy(const Buffer& src, uint64_t src_offset, const Buffer& dst,
+                          uint64_t dst_offset, uint64_t size) {
+  if (src_offset > src.size() || size > src.size() - src_offset || dst_offset > dst.size() ||
+      size > dst.size() - dst_offset) {
+    return absl::OutOfRangeError(absl::StrCat(Context("buffer_copy"), ": range out of bounds"));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  return TakePluginStatus(api_->buffer_copy(handle_, stream_, src.handle(), src_offset, dst.handle(),
+                                            dst_offset, size),
+                          Context("buffer_copy"));
+}
+
+absl::StatusOr<PreparedWeight> Device::PrepareWeight(const kestrel_tensor_desc_t& desc,
+                                                     const void* host_data, uint64_t size) {
+  std::lock_guard<std::mutex> lock(mu_);
+  kestrel_plugin_weight_t* h = nullptr;
+  absl::Status st = TakePluginStatus(api_->weight_prepare(handle_, &desc, host_data, size, &h),
+                                     Context("weight_prepare"));
+  if (!st.ok()) return st;
+  if (h == nullptr) return absl::InternalError(Context("weight_prepare") + ": returned no weight");
+  PreparedWeight w;
+  w.device_ = this;
+  w.handle_ = h;
+  w.desc_ = desc;
+  return w;
+}
+
+absl::StatusOr<kestrel_op_support_t> Device::Query(const kestrel_op_desc_t& op) {
+  std::lock_guard<std::mutex> lock(mu_);
+  kestrel_op_support_t support{};
+  support.struct_size = sizeof(support);
+  absl::Status st = TakePluginStatus(api_->op_query(handle_, &op, &support),
+                                     Context("op_query") + " " + OpKindName(op.kind));
+  if (!st.ok()) return st;
+  return support;
+}
+
+absl::Status Device::Execute(const kestrel_op_desc_t& op, const Buffer* workspace) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return TakePluginStatus(
+      api_->op_execute(handle_, stream_, &op, workspace ? workspace->handle() : nullptr),
+      Context("op_execute") + " " + OpKindName(op.kind));
+}
+
+absl::Status Device::Synchronize() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stream_ == nullptr) return absl::OkStatus();
+  return TakePluginStatus(api_->stream_synchronize(handle_, stream_), Context("stream_synchronize"));
+}
+
+const char* DtypeName(uint32_t dtype) {
+  switch (dtype) {
+    case KESTREL_DTYPE_F32: return "F32";
+    case KESTREL_DTYPE_F16: return "F16";
+    case KESTREL_DTYPE_BF16: return "BF16";
+    case KESTREL_DTYPE_I32: return "I32";
+    case KESTREL_DTYPE_I8: return "I8";
+    case KESTREL_DTYPE_Q8_0: return "Q8_0";
+    case KESTREL_DTYPE_Q4_0: return "Q4_0";
+    default: return "?";
+  }
+}
+
+const char* OpKindName(uint32_t kind) {
+  switch (kind) {
+    case KESTREL_OP_EMBEDDING_GATHER: return "EMBEDDING_GATHER";
+    case KESTREL_OP_RMSNORM: return "RMSNORM";
+    case KESTREL_OP_ROPE: return "ROPE";
+    case KESTREL_OP_MATMUL: return "MATMUL";
+    case KESTREL_OP_SWIGLU: return "SWIGLU";
+    case KESTREL_OP_ADD: return "ADD";
+    case KESTREL_OP_KV_WRITE: return "KV_WRITE";
+    case KESTREL_OP_KV_BLOCK_COPY: return "KV_BLOCK_COPY";
+    case KESTREL_OP_PAGED_ATTENTION: return "PAGED_ATTENTION";
+    case KESTREL_OP_LOGITS: return "LOGITS";
+    case KESTREL_OP_MOE: return "MOE";
+    default: return kind >= KESTREL_OP_VENDOR_BASE ? "VENDOR_OP" : "UNKNOWN_OP";
+  }
+}
+
+}  // namespace kestrel::hal

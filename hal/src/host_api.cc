@@ -1,0 +1,71 @@
+#include "hal/src/host_api.h"
+
+#include <cstdlib>
+#include <new>
+
+#include "absl/strings/str_cat.h"
+
+// The concrete type behind kestrel_plugin_status_t: the host owns its layout.
+struct kestrel_plugin_status {
+  absl::Status status;
+};
+
+namespace kestrel::hal {
+namespace {
+
+void HostLog(void* ctx, kestrel_plugin_log_level_t level, const char* message, size_t length) {
+  auto* host = static_cast<HostApi*>(ctx);
+  if (host == nullptr || !host->sink || message == nullptr) return;
+  try {
+    host->sink(level, std::string(message, length));
+  } catch (...) {
+    // A log line is never worth a crash.
+  }
+}
+
+void* HostAlloc(void*, size_t size, size_t alignment) {
+  if (alignment < sizeof(void*)) alignment = sizeof(void*);
+  if ((alignment & (alignment - 1)) != 0) return nullptr;
+  void* p = nullptr;
+  if (posix_memalign(&p, alignment, size == 0 ? 1 : size) != 0) return nullptr;
+  return p;
+}
+
+void HostFree(void*, void* ptr) { std::free(ptr); }
+
+kestrel_plugin_status_t* HostStatusCreate(void*, kestrel_plugin_status_code_t code,
+                                          const char* message, size_t length) {
+  auto* s = new (std::nothrow) kestrel_plugin_status;
+  if (s == nullptr) return nullptr;  // cannot report; caller treats NULL as OK only for code 0
+  int c = static_cast<int>(code);
+  if (c <= 0 || c > 16) c = static_cast<int>(absl::StatusCode::kUnknown);
+  s->status = absl::Status(static_cast<absl::StatusCode>(c),
+                           message ? std::string(message, length) : std::string());
+  return s;
+}
+
+}  // namespace
+
+void InitHostApi(HostApi* host, LogSink sink) {
+  host->sink = std::move(sink);
+  kestrel_host_api_t& t = host->table;
+  t = kestrel_host_api_t{};
+  t.struct_size = sizeof(kestrel_host_api_t);
+  t.major = KESTREL_PLUGIN_API_MAJOR;
+  t.minor = KESTREL_PLUGIN_API_MINOR;
+  t.host_ctx = host;
+  t.log = &HostLog;
+  t.alloc = &HostAlloc;
+  t.free = &HostFree;
+  t.status_create = &HostStatusCreate;
+}
+
+absl::Status TakePluginStatus(kestrel_plugin_status_t* status, const std::string& context) {
+  if (status == nullptr) return absl::OkStatus();
+  absl::Status s = std::move(status->status);
+  delete status;
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat(context, ": ", s.message()));
+}
+
+}  // namespace kestrel::hal

@@ -1,0 +1,59 @@
+// One dlopen()ed plugin: its function table, checked against the ABI rules, and its devices.
+// Every way a plugin can be unusable (missing file or symbol, other major version, NULL required
+// slot, failing init, no devices) becomes a skip reason, never a crash.
+#ifndef KESTREL_HAL_SRC_PLUGIN_LIBRARY_H_
+#define KESTREL_HAL_SRC_PLUGIN_LIBRARY_H_
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "hal/include/kestrel/plugin_api.h"
+
+namespace kestrel::hal {
+
+using PluginOptions = std::vector<std::pair<std::string, std::string>>;
+
+class PluginLibrary {
+ public:
+  // Loads `path`, resolves the entry symbol, validates the table and calls init. On failure the
+  // status message is the skip reason (and names the plugin file). `host` must outlive the plugin.
+  static absl::StatusOr<std::shared_ptr<PluginLibrary>> Load(const std::string& path,
+                                                             const kestrel_host_api_t* host,
+                                                             const PluginOptions& options);
+  ~PluginLibrary();
+  PluginLibrary(const PluginLibrary&) = delete;
+  PluginLibrary& operator=(const PluginLibrary&) = delete;
+
+  const kestrel_plugin_api_t& api() const { return *api_; }
+  const std::string& path() const { return path_; }
+  const std::string& name() const { return name_; }
+  const std::string& version() const { return version_; }
+  uint32_t device_count() const { return device_count_; }
+  // Why the plugin has no devices ("" when it has some).
+  const std::string& no_device_reason() const { return no_device_reason_; }
+
+  // True if the table the plugin returned contains `member` and it is set (optional slots).
+  template <typename Fn>
+  bool Has(Fn kestrel_plugin_api_t::*member, size_t offset) const {
+    return api_->struct_size >= offset + sizeof(Fn) && (api_->*member) != nullptr;
+  }
+
+ private:
+  PluginLibrary() = default;
+  void* handle_ = nullptr;
+  const kestrel_plugin_api_t* api_ = nullptr;
+  bool initialized_ = false;
+  std::string path_, name_, version_, no_device_reason_;
+  uint32_t device_count_ = 0;
+};
+
+// Presence check for an optional slot: KESTREL_HAL_HAS_SLOT(lib, stream_create).
+#define KESTREL_HAL_HAS_SLOT(lib, slot) \
+  ((lib).Has(&kestrel_plugin_api_t::slot, offsetof(kestrel_plugin_api_t, slot)))
+
+}  // namespace kestrel::hal
+
+#endif  // KESTREL_HAL_SRC_PLUGIN_LIBRARY_H_

@@ -1,0 +1,435 @@
+#include "plugins/ref/ref_kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "plugins/ref/half.h"
+
+namespace kestrel::plugins::ref {
+namespace {
+
+uint16_t LoadU16(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Dot product of two f32 vectors, exact products summed in double.
+double Dot(const float* a, const float* b, int64_t n) {
+  double acc = 0.0;
+  for (int64_t i = 0; i < n; ++i) acc += static_cast<double>(a[i]) * static_cast<double>(b[i]);
+  return acc;
+}
+
+// Loads head `kv_head` of cache slot (block, offset) as f32 into out[0..head_dim).
+void LoadKv(const KvCacheView& c, int64_t block, int64_t offset, int64_t kv_head, float* out) {
+  const int64_t index = ((block * c.block_size + offset) * c.n_kv_heads + kv_head) * c.head_dim;
+  if (c.dtype == KESTREL_DTYPE_F16) {
+    const uint16_t* p = static_cast<const uint16_t*>(c.data) + index;
+    for (int64_t d = 0; d < c.head_dim; ++d) out[d] = HalfToFloat(p[d]);
+  } else {
+    std::memcpy(out, static_cast<const float*>(c.data) + index, c.head_dim * sizeof(float));
+  }
+}
+
+// Stores `n` f32 values at element `index` of a cache (converting to f16 if needed).
+void StoreKv(const KvCacheView& c, int64_t index, const float* src, int64_t n) {
+  if (c.dtype == KESTREL_DTYPE_F16) {
+    uint16_t* p = static_cast<uint16_t*>(c.data) + index;
+    for (int64_t i = 0; i < n; ++i) p[i] = FloatToHalf(src[i]);
+  } else {
+    std::memcpy(static_cast<float*>(c.data) + index, src, n * sizeof(float));
+  }
+}
+
+int64_t KvElementSize(const KvCacheView& c) { return c.dtype == KESTREL_DTYPE_F16 ? 2 : 4; }
+
+}  // namespace
+
+bool IsWeightDtype(uint32_t dtype) {
+  switch (dtype) {
+    case KESTREL_DTYPE_F32:
+    case KESTREL_DTYPE_F16:
+    case KESTREL_DTYPE_BF16:
+    case KESTREL_DTYPE_Q8_0:
+    case KESTREL_DTYPE_Q4_0:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool IsBlockQuantized(uint32_t dtype) {
+  return dtype == KESTREL_DTYPE_Q8_0 || dtype == KESTREL_DTYPE_Q4_0;
+}
+
+int64_t DtypeBlockElements(uint32_t dtype) {
+  if (IsBlockQuantized(dtype)) return kQuantBlock;
+  return DtypeBlockBytes(dtype) == 0 ? 0 : 1;
+}
+
+size_t DtypeBlockBytes(uint32_t dtype) {
+  switch (dtype) {
+    case KESTREL_DTYPE_F32:
+    case KESTREL_DTYPE_I32:
+      return 4;
+    case KESTREL_DTYPE_F16:
+    case KESTREL_DTYPE_BF16:
+      return 2;
+    case KESTREL_DTYPE_I8:
+      return 1;
+    case KESTREL_DTYPE_Q8_0:
+      return kQ8_0BlockBytes;
+    case KESTREL_DTYPE_Q4_0:
+      return kQ4_0BlockBytes;
+    default:
+      return 0;
+  }
+}
+
+const char* DtypeName(uint32_t dtype) {
+  switch (dtype) {
+    case KESTREL_DTYPE_F32: return "F32";
+    case KESTREL_DTYPE_F16: return "F16";
+    case KESTREL_DTYPE_BF16: return "BF16";
+    case KESTREL_DTYPE_I32: return "I32";
+    case KESTREL_DTYPE_I8: return "I8";
+    case KESTREL_DTYPE_Q8_0: return "Q8_0";
+    case KESTREL_DTYPE_Q4_0: return "Q4_0";
+    default: return "unknown dtype";
+  }
+}
+
+uint64_t RowBytes(uint32_t dtype, int64_t n) {
+  const int64_t block = DtypeBlockElements(dtype);
+  if (block == 0) return 0;
+  return static_cast<uint64_t>(n / block) * DtypeBlockBytes(dtype);
+}
+
+void DequantizeRow(uint32_t dtype, const void* src, int64_t n, float* out) {
+  const uint8_t* p = static_cast<const uint8_t*>(src);
+  switch (dtype) {
+    case KESTREL_DTYPE_F32:
+      std::memcpy(out, p, n * sizeof(float));
+      return;
+    case KESTREL_DTYPE_F16:
+      for (int64_t i = 0; i < n; ++i) out[i] = HalfToFloat(LoadU16(p + 2 * i));
+      return;
+    case KESTREL_DTYPE_BF16:
+      for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(LoadU16(p + 2 * i));
+      return;
+    case KESTREL_DTYPE_Q8_0:
+      for (int64_t b = 0; b < n / kQuantBlock; ++b, p += kQ8_0BlockBytes) {
+        const float d = HalfToFloat(LoadU16(p));
+        const int8_t* qs = reinterpret_cast<const int8_t*>(p + 2);
+        for (int64_t j = 0; j < kQuantBlock; ++j) out[b * kQuantBlock + j] = qs[j] * d;
+      }
+      return;
+    case KESTREL_DTYPE_Q4_0:
+      for (int64_t b = 0; b < n / kQuantBlock; ++b, p += kQ4_0BlockBytes) {
+        const float d = HalfToFloat(LoadU16(p));
+        const uint8_t* qs = p + 2;
+        for (int64_t j = 0; j < kQuantBlock / 2; ++j) {
+          out[b * kQuantBlock + j] = static_cast<float>((qs[j] & 0x0F) - 8) * d;
+          out[b * kQuantBlock + j + kQuantBlock / 2] = static_cast<float>((qs[j] >> 4) - 8) * d;
+        }
+      }
+      return;
+    default:
+      // Unreachable under the documented precondition; poison rather than leave garbage.
+      std::fill(out, out + n, std::numeric_limits<float>::quiet_NaN());
+      return;
+  }
+}
+
+void QuantizeRowQ8_0(const float* src, int64_t n, void* dst) {
+  uint8_t* p = static_cast<uint8_t*>(dst);
+  for (int64_t b = 0; b < n / kQuantBlock; ++b, p += kQ8_0BlockBytes) {
+    const float* x = src + b * kQuantBlock;
+    float amax = 0.0f;
+    for (int64_t j = 0; j < kQuantBlock; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const uint16_t dh = FloatToHalf(d);
+    std::memcpy(p, &dh, sizeof dh);
+    for (int64_t j = 0; j < kQuantBlock; ++j) {
+      const int8_t q = static_cast<int8_t>(std::lround(x[j] * id));  // roundf: half away from zero
+      std::memcpy(p + 2 + j, &q, 1);
+    }
+  }
+}
+
+void QuantizeRowQ4_0(const float* src, int64_t n, void* dst) {
+  uint8_t* p = static_cast<uint8_t*>(dst);
+  for (int64_t b = 0; b < n / kQuantBlock; ++b, p += kQ4_0BlockBytes) {
+    const float* x = src + b * kQuantBlock;
+    float amax = 0.0f;
+    float max = 0.0f;  // the signed value with the largest magnitude
+    for (int64_t j = 0; j < kQuantBlock; ++j) {
+      if (amax < std::fabs(x[j])) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    }
+    const float d = max / -8.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    const uint16_t dh = FloatToHalf(d);
+    std::memcpy(p, &dh, sizeof dh);
+    for (int64_t j = 0; j < kQuantBlock / 2; ++j) {
+      const float x0 = x[j] * id;
+      const float x1 = x[j + kQuantBlock / 2] * id;
+      const int q0 = std::min(15, static_cast<int>(static_cast<int8_t>(x0 + 8.5f)));
+      const int q1 = std::min(15, static_cast<int>(static_cast<int8_t>(x1 + 8.5f)));
+      p[2 + j] = static_cast<uint8_t>(q0 | (q1 << 4));
+    }
+  }
+}
+
+Status EmbeddingGather(uint32_t dtype, const void* table, int64_t vocab, int64_t dim,
+                       const int32_t* ids, int64_t n_tokens, float* out) {
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    if (ids[t] < 0 || ids[t] >= vocab) {
+      return OutOfRange("EMBEDDING_GATHER: ids[", t, "]=", ids[t], " is outside [0, ", vocab, ")");
+    }
+  }
+  const uint64_t row_bytes = RowBytes(dtype, dim);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const uint8_t* row = static_cast<const uint8_t*>(table) + static_cast<uint64_t>(ids[t]) * row_bytes;
+    DequantizeRow(dtype, row, dim, out + t * dim);
+  }
+  return Status();
+}
+
+void RmsNorm(const float* x, const float* weight, int64_t n_tokens, int64_t dim, float eps,
+             float* out) {
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const float* xr = x + t * dim;
+    float* yr = out + t * dim;
+    double sum = 0.0;  // llama.cpp: ggml_float sum += (ggml_float)(x * x)
+    for (int64_t i = 0; i < dim; ++i) sum += static_cast<double>(xr[i] * xr[i]);
+    const float mean = static_cast<float>(sum / static_cast<double>(dim));
+    const float scale = 1.0f / std::sqrt(mean + eps);
+    for (int64_t i = 0; i < dim; ++i) yr[i] = (xr[i] * scale) * weight[i];
+  }
+}
+
+void Rope(const float* x, const int32_t* positions, int64_t n_tokens, int64_t n_heads,
+          int64_t head_dim, const RopeParams& params, float* out) {
+  const int64_t n_rot = params.n_rot;
+  const float theta_scale = std::pow(params.freq_base, -2.0f / static_cast<float>(n_rot));
+  std::vector<float> cos_cache(n_rot / 2), sin_cache(n_rot / 2);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    // llama.cpp's ggml_rope_cache_init: theta *= theta_scale per pair, all in float.
+    float theta = static_cast<float>(positions[t]);
+    for (int64_t i = 0; i < n_rot / 2; ++i) {
+      const float angle = params.freq_scale * theta;
+      cos_cache[i] = std::cos(angle);
+      sin_cache[i] = std::sin(angle);
+      theta *= theta_scale;
+    }
+    for (int64_t h = 0; h < n_heads; ++h) {
+      const float* xr = x + (t * n_heads + h) * head_dim;
+      float* yr = out + (t * n_heads + h) * head_dim;
+      for (int64_t i = 0; i < n_rot / 2; ++i) {
+        const int64_t i0 = params.style == KESTREL_ROPE_STYLE_NEOX ? i : 2 * i;
+        const int64_t i1 = params.style == KESTREL_ROPE_STYLE_NEOX ? i + n_rot / 2 : 2 * i + 1;
+        const float x0 = xr[i0];
+        const float x1 = xr[i1];
+        yr[i0] = x0 * cos_cache[i] - x1 * sin_cache[i];
+        yr[i1] = x0 * sin_cache[i] + x1 * cos_cache[i];
+      }
+      if (yr != xr) std::memcpy(yr + n_rot, xr + n_rot, (head_dim - n_rot) * sizeof(float));
+    }
+  }
+}
+
+void Matmul(const float* x, int64_t n_tokens, int64_t k, uint32_t w_dtype, const void* w,
+            int64_t n, float* y) {
+  const uint64_t row_bytes = RowBytes(w_dtype, k);
+  std::vector<float> row(static_cast<size_t>(k));
+  for (int64_t j = 0; j < n; ++j) {
+    DequantizeRow(w_dtype, static_cast<const uint8_t*>(w) + j * row_bytes, k, row.data());
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      y[t * n + j] = static_cast<float>(Dot(x + t * k, row.data(), k));
+    }
+  }
+}
+
+void Swiglu(const float* gate, const float* up, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = (g / (1.0f + std::exp(-g))) * up[i];
+  }
+}
+
+void Add(const float* a, const float* b, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
+}
+
+Status KvWrite(const float* k, const float* v, const int32_t* slots, int64_t n_tokens,
+               const KvCacheView& k_cache, const KvCacheView& v_cache) {
+  const int64_t n_slots = k_cache.n_blocks * k_cache.block_size;
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    if (slots[t] < 0 || slots[t] >= n_slots) {
+      return OutOfRange("KV_WRITE: slots[", t, "]=", slots[t], " is outside [0, ", n_slots,
+                        ") (", k_cache.n_blocks, " blocks of ", k_cache.block_size, ")");
+    }
+  }
+  const int64_t row = k_cache.n_kv_heads * k_cache.head_dim;  // elements per token
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    StoreKv(k_cache, slots[t] * row, k + t * row, row);
+    StoreKv(v_cache, slots[t] * row, v + t * row, row);
+  }
+  return Status();
+}
+
+Status KvBlockCopy(const int32_t* pairs, int64_t n_pairs, const KvCacheView& k_cache,
+                   const KvCacheView& v_cache) {
+  for (int64_t p = 0; p < 2 * n_pairs; ++p) {
+    if (pairs[p] < 0 || pairs[p] >= k_cache.n_blocks) {
+      return OutOfRange("KV_BLOCK_COPY: pairs[", p / 2, "][", p % 2, "]=", pairs[p],
+                        " is outside [0, ", k_cache.n_blocks, ")");
+    }
+  }
+  for (const KvCacheView* c : {&k_cache, &v_cache}) {
+    const int64_t block_bytes = c->block_size * c->n_kv_heads * c->head_dim * KvElementSize(*c);
+    uint8_t* base = static_cast<uint8_t*>(c->data);
+    for (int64_t p = 0; p < n_pairs; ++p) {
+      if (pairs[2 * p] == pairs[2 * p + 1]) continue;
+      std::memcpy(base + pairs[2 * p + 1] * block_bytes, base + pairs[2 * p] * block_bytes,
+                  static_cast<size_t>(block_bytes));
+    }
+  }
+  return Status();
+}
+
+Status PagedAttention(const float* q, const KvCacheView& k_cache, const KvCacheView& v_cache,
+                      const int32_t* block_tables, int64_t n_seqs, int64_t max_blocks,
+                      const int32_t* query_start, const int32_t* kv_lens, const int32_t* parents,
+                      int64_t n_tokens, const AttentionParams& params, float* out) {
+  const int64_t H = params.n_heads;
+  const int64_t Dh = params.head_dim;
+  const int64_t B = k_cache.block_size;
+  const int64_t group = H / params.n_kv_heads;
+
+  // Validate every index first so that a bad input writes nothing.
+  if (query_start[0] != 0) {
+    return InvalidArgument("PAGED_ATTENTION: query_start[0]=", query_start[0], " != 0");
+  }
+  if (query_start[n_seqs] != n_tokens) {
+    return InvalidArgument("PAGED_ATTENTION: query_start[", n_seqs, "]=", query_start[n_seqs],
+                           " != T=", n_tokens);
+  }
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    if (query_start[s + 1] < query_start[s]) {
+      return InvalidArgument("PAGED_ATTENTION: query_start is not non-decreasing: query_start[",
+                             s + 1, "]=", query_start[s + 1], " < query_start[", s,
+                             "]=", query_start[s]);
+    }
+    const int64_t q_len = query_start[s + 1] - query_start[s];
+    if (kv_lens[s] < q_len || kv_lens[s] > max_blocks * B) {
+      return OutOfRange("PAGED_ATTENTION: kv_lens[", s, "]=", kv_lens[s], " is outside [q_len=",
+                        q_len, ", MB*B=", max_blocks * B, "]");
+    }
+    const int64_t used_blocks = (kv_lens[s] + B - 1) / B;
+    for (int64_t b = 0; b < used_blocks; ++b) {
+      const int32_t block = block_tables[s * max_blocks + b];
+      if (block < 0 || block >= k_cache.n_blocks) {
+        return OutOfRange("PAGED_ATTENTION: block_tables[", s, "][", b, "]=", block,
+                          " is outside [0, ", k_cache.n_blocks, ")");
+      }
+    }
+    if (parents != nullptr) {
+      for (int64_t j = 0; j < q_len; ++j) {
+        const int32_t parent = parents[query_start[s] + j];
+        if (parent < -1 || parent >= q_len || parent == j) {
+          return OutOfRange("PAGED_ATTENTION: parents[", query_start[s] + j, "]=", parent,
+                            " is not -1 or another query of sequence ", s, " (q_len=", q_len, ")");
+        }
+      }
+      for (int64_t j = 0; j < q_len; ++j) {  // every ancestor chain must reach a root
+        int64_t node = j;
+        for (int64_t steps = 0; node >= 0; ++steps) {
+          if (steps > q_len) {
+            return InvalidArgument("PAGED_ATTENTION: parents of sequence ", s,
+                                   " contain a cycle through query ", j);
+          }
+          node = parents[query_start[s] + node];
+        }
+      }
+    }
+  }
+
+  std::vector<float> k_row(Dh), v_row(Dh), scores, probs;
+  std::vector<double> acc(Dh);
+  std::vector<char> visible;
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    const int64_t q0 = query_start[s];
+    const int64_t q_len = query_start[s + 1] - q0;
+    const int64_t kv_len = kv_lens[s];
+    const int64_t prefix = kv_len - q_len;  // committed KV positions before this step's queries
+    const int32_t* table = block_tables + s * max_blocks;
+    for (int64_t j = 0; j < q_len; ++j) {
+      // Which KV positions query j sees.
+      visible.assign(kv_len, 0);
+      if (parents != nullptr) {
+        std::fill(visible.begin(), visible.begin() + prefix, 1);
+        for (int64_t node = j; node >= 0; node = parents[q0 + node]) visible[prefix + node] = 1;
+      } else {
+        const int64_t last = params.causal ? prefix + j : kv_len - 1;
+        std::fill(visible.begin(), visible.begin() + last + 1, 1);
+      }
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t kv_head = h / group;
+        const float* qh = q + ((q0 + j) * H + h) * Dh;
+        scores.assign(kv_len, -std::numeric_limits<float>::infinity());
+        float max_score = -std::numeric_limits<float>::infinity();
+        for (int64_t pos = 0; pos < kv_len; ++pos) {
+          if (!visible[pos]) continue;
+          LoadKv(k_cache, table[pos / B], pos % B, kv_head, k_row.data());
+          scores[pos] = static_cast<float>(Dot(qh, k_row.data(), Dh)) * params.scale;
+          max_score = std::max(max_score, scores[pos]);
+        }
+        probs.assign(kv_len, 0.0f);
+        double sum = 0.0;
+        for (int64_t pos = 0; pos < kv_len; ++pos) {
+          if (!visible[pos]) continue;
+          probs[pos] = std::exp(scores[pos] - max_score);
+          sum += probs[pos];
+        }
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t pos = 0; pos < kv_len; ++pos) {
+          if (!visible[pos]) continue;
+          LoadKv(v_cache, table[pos / B], pos % B, kv_head, v_row.data());
+          const double p = probs[pos];
+          for (int64_t d = 0; d < Dh; ++d) acc[d] += p * v_row[d];
+        }
+        float* oh = out + ((q0 + j) * H + h) * Dh;
+        for (int64_t d = 0; d < Dh; ++d) {
+          oh[d] = sum > 0.0 ? static_cast<float>(acc[d] / sum) : 0.0f;
+        }
+      }
+    }
+  }
+  return Status();
+}
+
+Status Logits(const float* x, int64_t n_tokens, int64_t dim, uint32_t w_dtype, const void* w,
+              int64_t vocab, const int32_t* rows, int64_t n_rows, float* out) {
+  for (int64_t r = 0; r < n_rows; ++r) {
+    if (rows[r] < 0 || rows[r] >= n_tokens) {
+      return OutOfRange("LOGITS: rows[", r, "]=", rows[r], " is outside [0, T=", n_tokens, ")");
+    }
+  }
+  std::vector<float> gathered(static_cast<size_t>(n_rows * dim));
+  for (int64_t r = 0; r < n_rows; ++r) {
+    std::memcpy(gathered.data() + r * dim, x + rows[r] * dim, dim * sizeof(float));
+  }
+  Matmul(gathered.data(), n_rows, dim, w_dtype, w, vocab, out);
+  return Status();
+}
+
+}  // namespace kestrel::plugins::ref

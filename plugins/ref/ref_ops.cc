@@ -1,0 +1,632 @@
+#include "plugins/ref/ref_ops.h"
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "plugins/ref/ref_kernels.h"
+
+namespace kestrel::plugins::ref {
+namespace {
+
+constexpr uint64_t kMaxTensorBytes = uint64_t{1} << 62;
+
+constexpr uint64_t Bit(uint32_t dtype) { return KESTREL_DTYPE_BIT(dtype); }
+
+constexpr uint64_t kKnownDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16) |
+                                  Bit(KESTREL_DTYPE_BF16) | Bit(KESTREL_DTYPE_I32) |
+                                  Bit(KESTREL_DTYPE_I8) | Bit(KESTREL_DTYPE_Q8_0) |
+                                  Bit(KESTREL_DTYPE_Q4_0);
+constexpr uint64_t kFloatDtypes =
+    Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16) | Bit(KESTREL_DTYPE_BF16);
+constexpr uint64_t kWeightDtypes = kFloatDtypes | Bit(KESTREL_DTYPE_Q8_0) | Bit(KESTREL_DTYPE_Q4_0);
+constexpr uint64_t kF32 = Bit(KESTREL_DTYPE_F32);
+constexpr uint64_t kI32 = Bit(KESTREL_DTYPE_I32);
+constexpr uint64_t kCacheDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16);
+
+bool InMask(uint64_t mask, uint32_t dtype) { return dtype < 64 && (mask & Bit(dtype)) != 0; }
+
+// The fixed input/output names of each kind, used in messages ("input 1 (w)").
+struct OpSignature {
+  std::vector<const char*> inputs;
+  std::vector<const char*> outputs;
+  size_t params_size;  // sizeof the v1 params struct, 0 if the kind has none
+};
+
+bool GetSignature(uint32_t kind, OpSignature* sig) {
+  switch (kind) {
+    case KESTREL_OP_EMBEDDING_GATHER:
+      *sig = {{"table", "ids"}, {"out"}, 0};
+      return true;
+    case KESTREL_OP_RMSNORM:
+      *sig = {{"x", "weight"}, {"out"}, sizeof(kestrel_op_rmsnorm_params_t)};
+      return true;
+    case KESTREL_OP_ROPE:
+      *sig = {{"x", "positions"}, {"out"}, sizeof(kestrel_op_rope_params_t)};
+      return true;
+    case KESTREL_OP_MATMUL:
+      *sig = {{"x", "w"}, {"out"}, 0};
+      return true;
+    case KESTREL_OP_SWIGLU:
+      *sig = {{"gate", "up"}, {"out"}, 0};
+      return true;
+    case KESTREL_OP_ADD:
+      *sig = {{"a", "b"}, {"out"}, 0};
+      return true;
+    case KESTREL_OP_KV_WRITE:
+      *sig = {{"k", "v", "slots"}, {"k_cache", "v_cache"}, 0};
+      return true;
+    case KESTREL_OP_KV_BLOCK_COPY:
+      *sig = {{"pairs"}, {"k_cache", "v_cache"}, 0};
+      return true;
+    case KESTREL_OP_PAGED_ATTENTION:
+      *sig = {{"q", "k_cache", "v_cache", "block_tables", "query_start", "kv_lens", "parents"},
+              {"out"},
+              sizeof(kestrel_op_attention_params_t)};
+      return true;
+    case KESTREL_OP_LOGITS:
+      *sig = {{"x", "w", "rows"}, {"out"}, 0};
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Copies the v1 prefix of a params struct after checking both size fields.
+template <typename P>
+Status ReadParams(const kestrel_op_desc_t& op, const std::string& name, P* out) {
+  if (op.params == nullptr) return InvalidArgument(name, ": params is NULL");
+  if (op.params_size < sizeof(P)) {
+    return InvalidArgument(name, ": params_size=", op.params_size, " < ", sizeof(P),
+                           " (the v1 params struct)");
+  }
+  uint32_t struct_size;
+  std::memcpy(&struct_size, op.params, sizeof struct_size);
+  if (struct_size < sizeof(P) || struct_size > op.params_size) {
+    return InvalidArgument(name, ": params.struct_size=", struct_size, " is outside [", sizeof(P),
+                           ", params_size=", op.params_size, "]");
+  }
+  std::memcpy(out, op.params, sizeof(P));
+  return Status();
+}
+
+// Validation of one descriptor: collects the first "valid but unsupported" reason while going on
+// to look for errors, since a malformed descriptor must be reported as such.
+class Checker {
+ public:
+  Checker(const kestrel_op_desc_t& op, const OpSignature& sig)
+      : op_(op), sig_(sig), name_(OpKindName(op.kind)) {}
+
+  const std::string& name() const { return name_; }
+  const std::string& unsupported() const { return unsupported_; }
+
+  const kestrel_tensor_desc_t& in(int i) const { return op_.inputs[i].desc; }
+  const kestrel_tensor_desc_t& out(int i) const { return op_.outputs[i].desc; }
+
+  std::string InLabel(int i) const { return StrCat("input ", i, " (", sig_.inputs[i], ")"); }
+  std::string OutLabel(int i) const { return StrCat("output ", i, " (", sig_.outputs[i], ")"); }
+
+  void Unsupported(const std::string& reason) {
+    if (unsupported_.empty()) unsupported_ = StrCat(name_, ": ", reason);
+  }
+
+  // Struct sizes, argument counts, each tensor on its own, strides.
+  Status CheckArgs(uint32_t n_inputs) {
+    if (op_.n_inputs != n_inputs) {
+      return InvalidArgument(name_, ": n_inputs=", op_.n_inputs, ", expected ", n_inputs);
+    }
+    if (op_.n_outputs != sig_.outputs.size()) {
+      return InvalidArgument(name_, ": n_outputs=", op_.n_outputs, ", expected ",
+                             sig_.outputs.size());
+    }
+    if (n_inputs > 0 && op_.inputs == nullptr) return InvalidArgument(name_, ": inputs is NULL");
+    if (op_.outputs == nullptr) return InvalidArgument(name_, ": outputs is NULL");
+    for (uint32_t i = 0; i < n_inputs; ++i) {
+      KESTREL_REF_RETURN_IF_ERROR(CheckTensor(in(i), InLabel(i)));
+    }
+    for (uint32_t i = 0; i < op_.n_outputs; ++i) {
+      KESTREL_REF_RETURN_IF_ERROR(CheckTensor(out(i), OutLabel(i)));
+    }
+    return Status();
+  }
+
+  // dtype must be in `contract` (else INVALID_ARGUMENT) and in `runs` (else unsupported).
+  Status Dtype(const kestrel_tensor_desc_t& d, const std::string& label, uint64_t contract,
+               uint64_t runs) {
+    if (!InMask(contract, d.dtype)) {
+      return InvalidArgument(name_, ": ", label, " dtype ", DtypeName(d.dtype), " (", d.dtype,
+                             ") is not allowed for this op");
+    }
+    if (!InMask(runs, d.dtype)) {
+      Unsupported(StrCat(label, " dtype ", DtypeName(d.dtype), " is not implemented"));
+    }
+    return Status();
+  }
+
+  Status Rank(const kestrel_tensor_desc_t& d, const std::string& label, uint32_t rank) {
+    if (d.rank != rank) {
+      return InvalidArgument(name_, ": ", label, " rank=", d.rank, ", expected ", rank);
+    }
+    return Status();
+  }
+
+  // a.dims[ia] == b.dims[ib]
+  Status SameDim(const kestrel_tensor_desc_t& a, const std::string& la, int ia,
+                 const kestrel_tensor_desc_t& b, const std::string& lb, int ib) {
+    if (a.dims[ia] != b.dims[ib]) {
+      return InvalidArgument(name_, ": ", la, " dims[", ia, "]=", a.dims[ia], " != ", lb, " dims[",
+                             ib, "]=", b.dims[ib]);
+    }
+    return Status();
+  }
+
+  // All dims of a and b equal (same rank already checked).
+  Status SameShape(const kestrel_tensor_desc_t& a, const std::string& la,
+                   const kestrel_tensor_desc_t& b, const std::string& lb) {
+    for (uint32_t i = 0; i < a.rank; ++i) {
+      KESTREL_REF_RETURN_IF_ERROR(SameDim(a, la, i, b, lb, i));
+    }
+    return Status();
+  }
+
+  // d.dims[i] == value (a value from the params or derived from another tensor).
+  Status DimIs(const kestrel_tensor_desc_t& d, const std::string& label, int i, int64_t value,
+               const std::string& what) {
+    if (d.dims[i] != value) {
+      return InvalidArgument(name_, ": ", label, " dims[", i, "]=", d.dims[i], " != ", what, "=",
+                             value);
+    }
+    return Status();
+  }
+
+ private:
+  Status CheckTensor(const kestrel_tensor_desc_t& d, const std::string& label) {
+    KESTREL_REF_RETURN_IF_ERROR(ValidateTensorDesc(d, StrCat(name_, ": ", label)));
+    if (!IsPackedLayout(d)) Unsupported(StrCat(label, " has a non-packed stride"));
+    return Status();
+  }
+
+  const kestrel_op_desc_t& op_;
+  const OpSignature& sig_;
+  std::string name_;
+  std::string unsupported_;
+};
+
+// Shorthand: return on error.
+#define RET(expr) KESTREL_REF_RETURN_IF_ERROR(expr)
+
+Status CheckEmbedding(Checker& c) {
+  RET(c.CheckArgs(2));
+  const auto &table = c.in(0), &ids = c.in(1), &out = c.out(0);
+  RET(c.Rank(table, c.InLabel(0), 2));
+  RET(c.Rank(ids, c.InLabel(1), 1));
+  RET(c.Rank(out, c.OutLabel(0), 2));
+  RET(c.Dtype(table, c.InLabel(0), kWeightDtypes, kWeightDtypes));
+  RET(c.Dtype(ids, c.InLabel(1), kI32, kI32));
+  RET(c.Dtype(out, c.OutLabel(0), kFloatDtypes, kF32));
+  RET(c.SameDim(out, c.OutLabel(0), 0, ids, c.InLabel(1), 0));
+  RET(c.SameDim(out, c.OutLabel(0), 1, table, c.InLabel(0), 1));
+  return Status();
+}
+
+Status CheckRmsNorm(Checker& c, const kestrel_op_desc_t& op) {
+  RET(c.CheckArgs(2));
+  const auto &x = c.in(0), &w = c.in(1), &out = c.out(0);
+  RET(c.Rank(x, c.InLabel(0), 2));
+  RET(c.Rank(w, c.InLabel(1), 1));
+  RET(c.Rank(out, c.OutLabel(0), 2));
+  RET(c.Dtype(x, c.InLabel(0), kFloatDtypes, kF32));
+  RET(c.Dtype(w, c.InLabel(1), kFloatDtypes, kF32));
+  RET(c.Dtype(out, c.OutLabel(0), kFloatDtypes, kF32));
+  RET(c.SameDim(w, c.InLabel(1), 0, x, c.InLabel(0), 1));
+  RET(c.SameShape(out, c.OutLabel(0), x, c.InLabel(0)));
+  kestrel_op_rmsnorm_params_t p;
+  RET(ReadParams(op, c.name(), &p));
+  if (!(p.eps >= 0.0f) || !std::isfinite(p.eps)) {
+    return InvalidArgument(c.name(), ": params.eps=", p.eps, " is not a finite value >= 0");
+  }
+  return Status();
+}
+
+Status CheckRope(Checker& c, const kestrel_op_desc_t& op) {
+  RET(c.CheckArgs(2));
+  const auto &x = c.in(0), &pos = c.in(1), &out = c.out(0);
+  RET(c.Rank(x, c.InLabel(0), 3));
+  RET(c.Rank(pos, c.InLabel(1), 1));
+  RET(c.Rank(out, c.OutLabel(0), 3));
+  RET(c.Dtype(x, c.InLabel(0), kFloatDtypes, kF32));
+  RET(c.Dtype(pos, c.InLabel(1), kI32, kI32));
+  RET(c.Dtype(out, c.OutLabel(0), kFloatDtypes, kF32));
+  RET(c.SameDim(pos, c.InLabel(1), 0, x, c.InLabel(0), 0));
+  RET(c.SameShape(out, c.OutLabel(0), x, c.InLabel(0)));
+  kestrel_op_rope_params_t p;
+  RET(ReadParams(op, c.name(), &p));
+  if (p.style != KESTREL_ROPE_STYLE_NORM && p.style != KESTREL_ROPE_STYLE_NEOX) {
+    return InvalidArgument(c.name(), ": params.style=", p.style, " is not NORM (0) or NEOX (2)");
+  }
+  if (p.n_rot % 2 != 0 || static_cast<int64_t>(p.n_rot) > x.dims[2]) {
+    return InvalidArgument(c.name(), ": params.n_rot=", p.n_rot, " must be even and <= ",
+                           c.InLabel(0), " dims[2]=", x.dims[2]);
+  }
+  if (!(p.freq_base > 0.0f) || !std::isfinite(p.freq_base) || !std::isfinite(p.freq_scale)) {
+    return InvalidArgument(c.name(), ": params.freq_base=", p.freq_base,
+                           " must be finite and > 0 and params.freq_scale=", p.freq_scale,
+                           " finite");
+  }
+  return Status();
+}
+
+// x [T, K] times w [N, K]^T -> out [T, N]; shared by MATMUL and LOGITS (where T is R).
+Status CheckMatmul(Checker& c) {
+  RET(c.CheckArgs(2));
+  const auto &x = c.in(0), &w = c.in(1), &out = c.out(0);
+  RET(c.Rank(x, c.InLabel(0), 2));
+  RET(c.Rank(w, c.InLabel(1), 2));
+  RET(c.Rank(out, c.OutLabel(0), 2));
+  RET(c.Dtype(x, c.InLabel(0), kFloatDtypes, kF32));
+  RET(c.Dtype(w, c.InLabel(1), kWeightDtypes, kWeightDtypes));
+  RET(c.Dtype(out, c.OutLabel(0), kFloatDtypes, kF32));
+  RET(c.SameDim(w, c.InLabel(1), 1, x, c.InLabel(0), 1));
+  RET(c.SameDim(out, c.OutLabel(0), 0, x, c.InLabel(0), 0));
+  RET(c.SameDim(out, c.OutLabel(0), 1, w, c.InLabel(1), 0));
+  return Status();
+}
+
+Status CheckLogits(Checker& c) {
+  RET(c.CheckArgs(3));
+  const auto &x = c.in(0), &w = c.in(1), &rows = c.in(2), &out = c.out(0);
+  RET(c.Rank(x, c.InLabel(0), 2));
+  RET(c.Rank(w, c.InLabel(1), 2));
+  RET(c.Rank(rows, c.InLabel(2), 1));
+  RET(c.Rank(out, c.OutLabel(0), 2));
+  RET(c.Dtype(x, c.InLabel(0), kFloatDtypes, kF32));
+  RET(c.Dtype(w, c.InLabel(1), kWeightDtypes, kWeightDtypes));
+  RET(c.Dtype(rows, c.InLabel(2), kI32, kI32));
+  RET(c.Dtype(out, c.OutLabel(0), kFloatDtypes, kF32));
+  RET(c.SameDim(w, c.InLabel(1), 1, x, c.InLabel(0), 1));
+  RET(c.SameDim(out, c.OutLabel(0), 0, rows, c.InLabel(2), 0));
+  RET(c.SameDim(out, c.OutLabel(0), 1, w, c.InLabel(1), 0));
+  return Status();
+}
+
+Status CheckElementwise(Checker& c) {
+  RET(c.CheckArgs(2));
+  const auto &a = c.in(0), &b = c.in(1), &out = c.out(0);
+  RET(c.Rank(a, c.InLabel(0), 2));
+  RET(c.Rank(b, c.InLabel(1), 2));
+  RET(c.Rank(out, c.OutLabel(0), 2));
+  RET(c.Dtype(a, c.InLabel(0), kFloatDtypes, kF32));
+  RET(c.Dtype(b, c.InLabel(1), kFloatDtypes, kF32));
+  RET(c.Dtype(out, c.OutLabel(0), kFloatDtypes, kF32));
+  RET(c.SameShape(b, c.InLabel(1), a, c.InLabel(0)));
+  RET(c.SameShape(out, c.OutLabel(0), a, c.InLabel(0)));
+  return Status();
+}
+
+// Both caches: rank 4, same dims, F32/F16 (anything else of a known dtype is unsupported).
+Status CheckCaches(Checker& c, const kestrel_tensor_desc_t& k, const std::string& lk,
+                   const kestrel_tensor_desc_t& v, const std::string& lv) {
+  RET(c.Rank(k, lk, 4));
+  RET(c.Rank(v, lv, 4));
+  RET(c.Dtype(k, lk, kKnownDtypes, kCacheDtypes));
+  RET(c.Dtype(v, lv, kKnownDtypes, kCacheDtypes));
+  RET(c.SameShape(v, lv, k, lk));
+  return Status();
+}
+
+Status CheckKvWrite(Checker& c) {
+  RET(c.CheckArgs(3));
+  const auto &k = c.in(0), &v = c.in(1), &slots = c.in(2);
+  const auto &kc = c.out(0), &vc = c.out(1);
+  RET(c.Rank(k, c.InLabel(0), 3));
+  RET(c.Rank(v, c.InLabel(1), 3));
+  RET(c.Rank(slots, c.InLabel(2), 1));
+  RET(c.Dtype(k, c.InLabel(0), kFloatDtypes, kF32));
+  RET(c.Dtype(v, c.InLabel(1), kFloatDtypes, kF32));
+  RET(c.Dtype(slots, c.InLabel(2), kI32, kI32));
+  RET(CheckCaches(c, kc, c.OutLabel(0), vc, c.OutLabel(1)));
+  RET(c.SameShape(v, c.InLabel(1), k, c.InLabel(0)));
+  RET(c.SameDim(slots, c.InLabel(2), 0, k, c.InLabel(0), 0));
+  RET(c.SameDim(kc, c.OutLabel(0), 2, k, c.InLabel(0), 1));
+  RET(c.SameDim(kc, c.OutLabel(0), 3, k, c.InLabel(0), 2));
+  return Status();
+}
+
+Status CheckKvBlockCopy(Checker& c) {
+  RET(c.CheckArgs(1));
+  const auto& pairs = c.in(0);
+  RET(c.Rank(pairs, c.InLabel(0), 2));
+  RET(c.Dtype(pairs, c.InLabel(0), kI32, kI32));
+  RET(c.DimIs(pairs, c.InLabel(0), 1, 2, "2 (source, destination)"));
+  RET(CheckCaches(c, c.out(0), c.OutLabel(0), c.out(1), c.OutLabel(1)));
+  return Status();
+}
+
+Status CheckAttention(Checker& c, const kestrel_op_desc_t& op) {
+  kestrel_op_attention_params_t p;
+  RET(ReadParams(op, c.name(), &p));
+  if (p.tree_mask > 1) {
+    return InvalidArgument(c.name(), ": params.tree_mask=", p.tree_mask, " is not 0 or 1");
+  }
+  if (p.causal > 1) {
+    return InvalidArgument(c.name(), ": params.causal=", p.causal, " is not 0 or 1");
+  }
+  RET(c.CheckArgs(p.tree_mask ? 7 : 6));
+  const auto &q = c.in(0), &kc = c.in(1), &vc = c.in(2), &tables = c.in(3);
+  const auto &starts = c.in(4), &lens = c.in(5), &out = c.out(0);
+  if (p.n_heads == 0 || p.n_kv_heads == 0 || p.n_heads % p.n_kv_heads != 0) {
+    return InvalidArgument(c.name(), ": params.n_heads=", p.n_heads,
+                           " must be a positive multiple of params.n_kv_heads=", p.n_kv_heads);
+  }
+  if (p.head_dim == 0 || p.block_size == 0) {
+    return InvalidArgument(c.name(), ": params.head_dim=", p.head_dim, " and params.block_size=",
+                           p.block_size, " must be positive");
+  }
+  if (!std::isfinite(p.scale)) {
+    return InvalidArgument(c.name(), ": params.scale=", p.scale, " is not finite");
+  }
+  RET(c.Rank(q, c.InLabel(0), 3));
+  RET(c.Rank(tables, c.InLabel(3), 2));
+  RET(c.Rank(starts, c.InLabel(4), 1));
+  RET(c.Rank(lens, c.InLabel(5), 1));
+  RET(c.Rank(out, c.OutLabel(0), 3));
+  RET(c.Dtype(q, c.InLabel(0), kFloatDtypes, kF32));
+  RET(c.Dtype(tables, c.InLabel(3), kI32, kI32));
+  RET(c.Dtype(starts, c.InLabel(4), kI32, kI32));
+  RET(c.Dtype(lens, c.InLabel(5), kI32, kI32));
+  RET(c.Dtype(out, c.OutLabel(0), kFloatDtypes, kF32));
+  RET(CheckCaches(c, kc, c.InLabel(1), vc, c.InLabel(2)));
+  RET(c.DimIs(q, c.InLabel(0), 1, p.n_heads, "params.n_heads"));
+  RET(c.DimIs(q, c.InLabel(0), 2, p.head_dim, "params.head_dim"));
+  RET(c.DimIs(kc, c.InLabel(1), 1, p.block_size, "params.block_size"));
+  RET(c.DimIs(kc, c.InLabel(1), 2, p.n_kv_heads, "params.n_kv_heads"));
+  RET(c.DimIs(kc, c.InLabel(1), 3, p.head_dim, "params.head_dim"));
+  RET(c.DimIs(starts, c.InLabel(4), 0, tables.dims[0] + 1,
+              StrCat(c.InLabel(3), " dims[0] + 1")));
+  RET(c.SameDim(lens, c.InLabel(5), 0, tables, c.InLabel(3), 0));
+  RET(c.SameShape(out, c.OutLabel(0), q, c.InLabel(0)));
+  if (p.tree_mask) {
+    const auto& parents = c.in(6);
+    RET(c.Rank(parents, c.InLabel(6), 1));
+    RET(c.Dtype(parents, c.InLabel(6), kI32, kI32));
+    RET(c.SameDim(parents, c.InLabel(6), 0, q, c.InLabel(0), 0));
+  }
+  return Status();
+}
+
+#undef RET
+
+}  // namespace
+
+bool IsImplementedKind(uint32_t kind) {
+  OpSignature sig;
+  return GetSignature(kind, &sig);
+}
+
+std::string OpKindName(uint32_t kind) {
+  switch (kind) {
+    case KESTREL_OP_EMBEDDING_GATHER: return "EMBEDDING_GATHER";
+    case KESTREL_OP_RMSNORM: return "RMSNORM";
+    case KESTREL_OP_ROPE: return "ROPE";
+    case KESTREL_OP_MATMUL: return "MATMUL";
+    case KESTREL_OP_SWIGLU: return "SWIGLU";
+    case KESTREL_OP_ADD: return "ADD";
+    case KESTREL_OP_KV_WRITE: return "KV_WRITE";
+    case KESTREL_OP_KV_BLOCK_COPY: return "KV_BLOCK_COPY";
+    case KESTREL_OP_PAGED_ATTENTION: return "PAGED_ATTENTION";
+    case KESTREL_OP_LOGITS: return "LOGITS";
+    case KESTREL_OP_MOE: return "MOE";
+    default: return StrCat("kind(", kind, ")");
+  }
+}
+
+Status ValidateTensorDesc(const kestrel_tensor_desc_t& d, const std::string& what) {
+  if (d.struct_size < sizeof(kestrel_tensor_desc_t)) {
+    return InvalidArgument(what, " desc.struct_size=", d.struct_size, " < ",
+                           sizeof(kestrel_tensor_desc_t));
+  }
+  if (!InMask(kKnownDtypes, d.dtype)) {
+    return InvalidArgument(what, " dtype=", d.dtype, " is not a known kestrel_dtype_t");
+  }
+  if (d.rank < 1 || d.rank > KESTREL_MAX_DIMS) {
+    return InvalidArgument(what, " rank=", d.rank, " is outside [1, ", KESTREL_MAX_DIMS, "]");
+  }
+  for (uint32_t i = 0; i < d.rank; ++i) {
+    if (d.dims[i] < 0) return InvalidArgument(what, " dims[", i, "]=", d.dims[i], " < 0");
+  }
+  const int64_t inner = d.dims[d.rank - 1];
+  const int64_t block = DtypeBlockElements(d.dtype);
+  if (inner % block != 0) {
+    return InvalidArgument(what, " dims[", d.rank - 1, "]=", inner, " is not a multiple of the ",
+                           DtypeName(d.dtype), " block size ", block);
+  }
+  // Total bytes, with overflow checks: rows * row bytes.
+  uint64_t bytes = RowBytes(d.dtype, inner);
+  for (uint32_t i = 0; i + 1 < d.rank; ++i) {
+    const uint64_t dim = static_cast<uint64_t>(d.dims[i]);
+    if (dim != 0 && bytes > kMaxTensorBytes / dim) {
+      return InvalidArgument(what, " is too large (more than 2^62 bytes)");
+    }
+    bytes *= dim;
+  }
+  if (bytes > kMaxTensorBytes) return InvalidArgument(what, " is too large (more than 2^62 bytes)");
+  return Status();
+}
+
+bool IsPackedLayout(const kestrel_tensor_desc_t& d) {
+  const uint32_t last = d.rank - 1;
+  // For block-quantized dtypes only the rows have a byte stride; the innermost dim must be 0.
+  if (IsBlockQuantized(d.dtype) && d.strides[last] != 0 && d.dims[last] != 1) return false;
+  uint64_t packed = IsBlockQuantized(d.dtype) ? RowBytes(d.dtype, d.dims[last])
+                                              : DtypeBlockBytes(d.dtype);
+  if (!IsBlockQuantized(d.dtype) && d.strides[last] != 0 && d.dims[last] != 1 &&
+      static_cast<uint64_t>(d.strides[last]) != packed) {
+    return false;
+  }
+  if (!IsBlockQuantized(d.dtype)) packed *= static_cast<uint64_t>(d.dims[last]);
+  for (int i = static_cast<int>(last) - 1; i >= 0; --i) {
+    if (d.strides[i] != 0 && d.dims[i] != 1 && static_cast<uint64_t>(d.strides[i]) != packed) {
+      return false;
+    }
+    packed *= static_cast<uint64_t>(d.dims[i]);
+  }
+  return true;
+}
+
+uint64_t TensorBytes(const kestrel_tensor_desc_t& d) {
+  uint64_t bytes = RowBytes(d.dtype, d.dims[d.rank - 1]);
+  for (uint32_t i = 0; i + 1 < d.rank; ++i) bytes *= static_cast<uint64_t>(d.dims[i]);
+  return bytes;
+}
+
+uint64_t DtypeAlignment(uint32_t dtype) {
+  switch (dtype) {
+    case KESTREL_DTYPE_F32:
+    case KESTREL_DTYPE_I32:
+      return 4;
+    case KESTREL_DTYPE_I8:
+      return 1;
+    default:
+      return 2;
+  }
+}
+
+Status CheckOp(const kestrel_op_desc_t& op, OpCheck* out) {
+  out->supported = false;
+  out->reason.clear();
+  if (op.struct_size < sizeof(kestrel_op_desc_t)) {
+    return InvalidArgument("op desc struct_size=", op.struct_size, " < ",
+                           sizeof(kestrel_op_desc_t));
+  }
+  OpSignature sig;
+  if (!GetSignature(op.kind, &sig)) {
+    out->reason = StrCat(OpKindName(op.kind), ": kind not implemented by the reference kernels");
+    return Status();
+  }
+  if (op.op_version != 1) {
+    out->reason = StrCat(OpKindName(op.kind), ": op_version=", op.op_version,
+                         " (only version 1 is implemented)");
+    return Status();
+  }
+  Checker c(op, sig);
+  Status status;
+  switch (op.kind) {
+    case KESTREL_OP_EMBEDDING_GATHER: status = CheckEmbedding(c); break;
+    case KESTREL_OP_RMSNORM: status = CheckRmsNorm(c, op); break;
+    case KESTREL_OP_ROPE: status = CheckRope(c, op); break;
+    case KESTREL_OP_MATMUL: status = CheckMatmul(c); break;
+    case KESTREL_OP_SWIGLU:
+    case KESTREL_OP_ADD: status = CheckElementwise(c); break;
+    case KESTREL_OP_KV_WRITE: status = CheckKvWrite(c); break;
+    case KESTREL_OP_KV_BLOCK_COPY: status = CheckKvBlockCopy(c); break;
+    case KESTREL_OP_PAGED_ATTENTION: status = CheckAttention(c, op); break;
+    case KESTREL_OP_LOGITS: status = CheckLogits(c); break;
+    default: return Internal("CheckOp: no checker for ", c.name());
+  }
+  if (!status.ok()) return status;
+  out->supported = c.unsupported().empty();
+  out->reason = c.unsupported();
+  return Status();
+}
+
+namespace {
+
+KvCacheView CacheView(const kestrel_tensor_desc_t& d, void* data) {
+  KvCacheView v;
+  v.dtype = d.dtype;
+  v.data = data;
+  v.n_blocks = d.dims[0];
+  v.block_size = d.dims[1];
+  v.n_kv_heads = d.dims[2];
+  v.head_dim = d.dims[3];
+  return v;
+}
+
+bool Overlaps(const void* a, uint64_t a_bytes, const void* b, uint64_t b_bytes) {
+  const uintptr_t a0 = reinterpret_cast<uintptr_t>(a);
+  const uintptr_t b0 = reinterpret_cast<uintptr_t>(b);
+  return a_bytes != 0 && b_bytes != 0 && a0 < b0 + b_bytes && b0 < a0 + a_bytes;
+}
+
+}  // namespace
+
+Status ExecuteOp(const kestrel_op_desc_t& op, const void* const* inputs, void* const* outputs) {
+  const auto in_f32 = [&](int i) { return static_cast<const float*>(inputs[i]); };
+  const auto in_i32 = [&](int i) { return static_cast<const int32_t*>(inputs[i]); };
+  float* const out_f32 = static_cast<float*>(outputs[0]);
+  const kestrel_tensor_desc_t& d0 = op.inputs[0].desc;
+  switch (op.kind) {
+    case KESTREL_OP_EMBEDDING_GATHER:
+      return EmbeddingGather(d0.dtype, inputs[0], d0.dims[0], d0.dims[1], in_i32(1),
+                             op.inputs[1].desc.dims[0], out_f32);
+    case KESTREL_OP_RMSNORM: {
+      kestrel_op_rmsnorm_params_t p;
+      std::memcpy(&p, op.params, sizeof p);
+      RmsNorm(in_f32(0), in_f32(1), d0.dims[0], d0.dims[1], p.eps, out_f32);
+      return Status();
+    }
+    case KESTREL_OP_ROPE: {
+      kestrel_op_rope_params_t p;
+      std::memcpy(&p, op.params, sizeof p);
+      RopeParams rp;
+      rp.style = p.style;
+      rp.n_rot = p.n_rot;
+      rp.freq_base = p.freq_base;
+      rp.freq_scale = p.freq_scale;
+      Rope(in_f32(0), in_i32(1), d0.dims[0], d0.dims[1], d0.dims[2], rp, out_f32);
+      return Status();
+    }
+    case KESTREL_OP_MATMUL: {
+      const kestrel_tensor_desc_t& w = op.inputs[1].desc;
+      const float* x = in_f32(0);
+      // The kernel needs out and x disjoint; the contract does not promise it, so copy x if not.
+      std::vector<float> x_copy;
+      const uint64_t x_bytes = TensorBytes(d0);
+      const uint64_t out_bytes = TensorBytes(op.outputs[0].desc);
+      if (Overlaps(x, x_bytes, out_f32, out_bytes)) {
+        x_copy.assign(x, x + x_bytes / sizeof(float));
+        x = x_copy.data();
+      }
+      Matmul(x, d0.dims[0], d0.dims[1], w.dtype, inputs[1], w.dims[0], out_f32);
+      return Status();
+    }
+    case KESTREL_OP_SWIGLU:
+      Swiglu(in_f32(0), in_f32(1), d0.dims[0] * d0.dims[1], out_f32);
+      return Status();
+    case KESTREL_OP_ADD:
+      Add(in_f32(0), in_f32(1), d0.dims[0] * d0.dims[1], out_f32);
+      return Status();
+    case KESTREL_OP_KV_WRITE:
+      return KvWrite(in_f32(0), in_f32(1), in_i32(2), d0.dims[0],
+                     CacheView(op.outputs[0].desc, outputs[0]),
+                     CacheView(op.outputs[1].desc, outputs[1]));
+    case KESTREL_OP_KV_BLOCK_COPY:
+      return KvBlockCopy(in_i32(0), d0.dims[0], CacheView(op.outputs[0].desc, outputs[0]),
+                         CacheView(op.outputs[1].desc, outputs[1]));
+    case KESTREL_OP_PAGED_ATTENTION: {
+      kestrel_op_attention_params_t p;
+      std::memcpy(&p, op.params, sizeof p);
+      AttentionParams ap;
+      ap.n_heads = p.n_heads;
+      ap.n_kv_heads = p.n_kv_heads;
+      ap.head_dim = p.head_dim;
+      ap.causal = p.causal != 0;
+      ap.scale = p.scale;
+      const kestrel_tensor_desc_t& tables = op.inputs[3].desc;
+      // The caches are inputs here: the kernel only reads them.
+      return PagedAttention(in_f32(0), CacheView(op.inputs[1].desc, const_cast<void*>(inputs[1])),
+                            CacheView(op.inputs[2].desc, const_cast<void*>(inputs[2])),
+                            in_i32(3), tables.dims[0], tables.dims[1], in_i32(4), in_i32(5),
+                            p.tree_mask ? in_i32(6) : nullptr, d0.dims[0], ap, out_f32);
+    }
+    case KESTREL_OP_LOGITS: {
+      const kestrel_tensor_desc_t& w = op.inputs[1].desc;
+      return Logits(in_f32(0), d0.dims[0], d0.dims[1], w.dtype, inputs[1], w.dims[0], in_i32(2),
+                    op.inputs[2].desc.dims[0], out_f32);
+    }
+    default:
+      return Unimplemented(OpKindName(op.kind), ": not implemented by the reference kernels");
+  }
+}
+
+}  // namespace kestrel::plugins::ref

@@ -1,0 +1,62 @@
+// Op descriptors -> reference kernels.
+//
+// Owns the meaning of a kestrel_op_desc_t for the reference plugin: which descriptors are valid
+// (INVALID_ARGUMENT otherwise, with a message naming the op, the tensor and the bad field/value),
+// which valid ones the reference kernels run (contiguous layouts, F32 activations, F32/F16 KV
+// caches; anything else is reported unsupported with a reason), and the dispatch of a supported
+// descriptor to ref_kernels. It knows nothing about buffers, devices or the plugin table: the
+// caller resolves every tensor argument to a host pointer first (host_plugin.cc). Thread-safe.
+#ifndef KESTREL_PLUGINS_REF_REF_OPS_H_
+#define KESTREL_PLUGINS_REF_REF_OPS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "kestrel/plugin_api.h"
+#include "plugins/ref/ref_status.h"
+
+namespace kestrel::plugins::ref {
+
+// "MATMUL", "PAGED_ATTENTION", ...; "kind(<n>)" for unknown kinds.
+std::string OpKindName(uint32_t kind);
+
+// True for the kinds ExecuteOp implements (every kind of plugin_api.h 1.0 except MOE).
+bool IsImplementedKind(uint32_t kind);
+
+// Checks one tensor descriptor on its own: struct_size, dtype, rank, non-negative dims, block
+// multiple for quantized dtypes, total size below 2^62 bytes. `what` names it in messages.
+Status ValidateTensorDesc(const kestrel_tensor_desc_t& desc, const std::string& what);
+
+// True if every stride is 0 or equals the packed row-major stride (any stride on a dim of size 1).
+// Precondition: ValidateTensorDesc passed.
+bool IsPackedLayout(const kestrel_tensor_desc_t& desc);
+
+// Bytes of the packed tensor. Precondition: ValidateTensorDesc passed.
+uint64_t TensorBytes(const kestrel_tensor_desc_t& desc);
+
+// Alignment the data of `dtype` needs in host memory (4 for F32/I32, 2 for F16/BF16/Q8_0/Q4_0).
+uint64_t DtypeAlignment(uint32_t dtype);
+
+// Result of CheckOp on a valid descriptor.
+struct OpCheck {
+  bool supported = false;
+  std::string reason;  // why not, when !supported (for a debug log)
+};
+
+// Validates `op` as op_query sees it (buffers and weights are not looked at). Returns
+// INVALID_ARGUMENT for a malformed descriptor (struct sizes, n_inputs/n_outputs, ranks, dims that
+// disagree with each other or with the params, dtypes outside the op's contract, bad params). A
+// valid descriptor returns OK with `out->supported` telling whether ExecuteOp can run it; unknown
+// and vendor kinds, other op versions and non-packed strides are valid but unsupported.
+Status CheckOp(const kestrel_op_desc_t& op, OpCheck* out);
+
+// Runs `op`, which CheckOp accepted as supported. inputs[i] / outputs[i] are host pointers to the
+// data of op.inputs[i] / op.outputs[i], each holding TensorBytes of its descriptor and aligned to
+// DtypeAlignment. Data-dependent errors (an out-of-range token id, slot, block or row; bad
+// query_start / kv_lens / parents) return OUT_OF_RANGE or INVALID_ARGUMENT and leave the outputs
+// unwritten.
+Status ExecuteOp(const kestrel_op_desc_t& op, const void* const* inputs, void* const* outputs);
+
+}  // namespace kestrel::plugins::ref
+
+#endif  // KESTREL_PLUGINS_REF_REF_OPS_H_

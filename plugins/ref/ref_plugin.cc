@@ -1,0 +1,44 @@
+// The reference plugin ("ref"): the host-memory plugin over the reference kernels, the oracle
+// every other plugin is tested against and the runtime's op-by-op fallback. Exports only
+// kestrel_plugin_get_api (see hal/plugin.map).
+#include "kestrel/plugin_api.h"
+#include "plugins/ref/host_plugin.h"
+
+namespace kestrel::plugins::ref {
+namespace {
+
+bool RefSupportsKind(uint32_t kind) {
+  switch (kind) {
+    case KESTREL_OP_EMBEDDING_GATHER:
+    case KESTREL_OP_RMSNORM:
+    case KESTREL_OP_ROPE:
+    case KESTREL_OP_MATMUL:
+    case KESTREL_OP_SWIGLU:
+    case KESTREL_OP_ADD:
+    case KESTREL_OP_KV_WRITE:
+    case KESTREL_OP_KV_BLOCK_COPY:
+    case KESTREL_OP_PAGED_ATTENTION:
+    case KESTREL_OP_LOGITS:
+      return true;
+    default:  // MOE (reserved) and vendor kinds
+      return false;
+  }
+}
+
+const HostPluginConfig kRefConfig = {
+    "ref",
+    "ref",
+    "Kestrel CPU reference (portable C++17, single-threaded, float64 accumulation)",
+    &RefSupportsKind,
+    "0.1.0",
+};
+
+}  // namespace
+}  // namespace kestrel::plugins::ref
+
+extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api(
+    const kestrel_host_api_t* host, uint16_t host_major, uint16_t host_minor,
+    const kestrel_plugin_api_t** out) {
+  return kestrel::plugins::ref::HostPluginGetApi(&kestrel::plugins::ref::kRefConfig, host,
+                                                 host_major, host_minor, out);
+}

@@ -1,0 +1,242 @@
+#include "runtime/model/llama_model.h"
+
+#include <cstring>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "runtime/model/half.h"
+
+namespace kestrel {
+namespace runtime {
+
+absl::StatusOr<kestrel_dtype_t> DtypeForGgml(GgmlType type, const std::string& tensor_name) {
+  switch (type) {
+    case GgmlType::F32: return KESTREL_DTYPE_F32;
+    case GgmlType::F16: return KESTREL_DTYPE_F16;
+    case GgmlType::BF16: return KESTREL_DTYPE_BF16;
+    case GgmlType::Q8_0: return KESTREL_DTYPE_Q8_0;
+    case GgmlType::Q4_0: return KESTREL_DTYPE_Q4_0;
+    default:
+      return absl::UnimplementedError(absl::StrCat(
+          "tensor '", tensor_name, "' has type ", GgmlTypeName(type),
+          ", which Kestrel cannot compute with yet (supported: F32, F16, BF16, Q8_0, Q4_0)"));
+  }
+}
+
+namespace {
+
+absl::StatusOr<std::unique_ptr<SpmTokenizer>> LoadTokenizer(const GgufFile& f) {
+  absl::StatusOr<std::string> model = f.GetString("tokenizer.ggml.model");
+  if (!model.ok()) return model.status();
+  if (*model != "llama") {
+    return absl::UnimplementedError(absl::StrCat("tokenizer.ggml.model '", *model,
+                                                 "' is not supported (supported: llama / SPM)"));
+  }
+  SpmVocab v;
+  absl::StatusOr<absl::Span<const std::string>> tokens = f.GetStringArray("tokenizer.ggml.tokens");
+  if (!tokens.ok()) return tokens.status();
+  v.tokens.assign(tokens->begin(), tokens->end());
+  if (f.Find("tokenizer.ggml.scores") != nullptr) {
+    absl::StatusOr<std::vector<float>> scores = f.GetF32Array("tokenizer.ggml.scores");
+    if (!scores.ok()) return scores.status();
+    v.scores = std::move(*scores);
+  }
+  if (f.Find("tokenizer.ggml.token_type") != nullptr) {
+    absl::StatusOr<std::vector<int32_t>> types = f.GetI32Array("tokenizer.ggml.token_type");
+    if (!types.ok()) return types.status();
+    v.token_types = std::move(*types);
+  }
+  auto id = [&](const char* key, int32_t* out) -> absl::Status {
+    if (f.Find(key) == nullptr) return absl::OkStatus();
+    absl::StatusOr<int64_t> value = f.GetI64(key);
+    if (!value.ok()) return value.status();
+    // Absent ids are often written as -1 stored in a uint32 (4294967295): treat both as "none".
+    if (*value == -1 || *value == 0xFFFFFFFFll) {
+      *out = -1;
+      return absl::OkStatus();
+    }
+    *out = static_cast<int32_t>(*value);
+    if (*value < 0 || *value >= static_cast<int64_t>(v.tokens.size())) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "metadata '%s' = %d is outside the vocab of %u tokens", key, *value, v.tokens.size()));
+    }
+    return absl::OkStatus();
+  };
+  for (auto [key, out] : {std::pair{"tokenizer.ggml.bos_token_id", &v.bos_id},
+                          std::pair{"tokenizer.ggml.eos_token_id", &v.eos_id},
+                          std::pair{"tokenizer.ggml.unknown_token_id", &v.unk_id},
+                          std::pair{"tokenizer.ggml.padding_token_id", &v.pad_id},
+                          std::pair{"tokenizer.ggml.eot_token_id", &v.eot_id}}) {
+    if (auto s = id(key, out); !s.ok()) return s;
+  }
+  for (auto [key, out] : {std::pair{"tokenizer.ggml.add_bos_token", &v.add_bos},
+                          std::pair{"tokenizer.ggml.add_eos_token", &v.add_eos},
+                          std::pair{"tokenizer.ggml.add_space_prefix", &v.add_space_prefix}}) {
+    if (f.Find(key) == nullptr) continue;
+    absl::StatusOr<bool> b = f.GetBool(key);
+    if (!b.ok()) return b.status();
+    *out = *b;
+  }
+  return SpmTokenizer::Create(std::move(v));
+}
+
+std::string DimsString(const std::vector<int64_t>& dims) {
+  return absl::StrCat("[", absl::StrJoin(dims, ", "), "]");
+}
+
+}  // namespace
+
+LlamaModel::~LlamaModel() {
+  std::lock_guard<std::mutex> lock(prepared_mu_);
+  prepared_.clear();  // release device weights before the file mapping goes away
+}
+
+absl::StatusOr<int> LlamaModel::AddWeight(const std::string& name, std::vector<int64_t> expect,
+                                          bool require_f32) {
+  const GgufTensorInfo* info = file_->FindTensor(name);
+  if (info == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("required tensor '", name, "' is missing"));
+  }
+  // GGUF stores ne order (innermost first); the plugin ABI is outermost first.
+  std::vector<int64_t> dims(info->dims.rbegin(), info->dims.rend());
+  if (dims != expect) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has shape ",
+                                                   DimsString(dims), ", expected ",
+                                                   DimsString(expect), " from the metadata"));
+  }
+  absl::StatusOr<kestrel_dtype_t> dtype = DtypeForGgml(info->type, name);
+  if (!dtype.ok()) return dtype.status();
+  WeightTensor w;
+  w.name = name;
+  w.desc.struct_size = sizeof(kestrel_tensor_desc_t);
+  w.desc.rank = static_cast<uint32_t>(dims.size());
+  for (size_t i = 0; i < dims.size(); ++i) w.desc.dims[i] = dims[i];
+  w.desc.dtype = *dtype;
+  w.host_data = file_->TensorData(*info);
+  w.bytes = info->size_bytes;
+  if (require_f32 && *dtype != KESTREL_DTYPE_F32) {
+    // Norm weights are tiny; the ops take them as F32, so convert once here.
+    if (*dtype != KESTREL_DTYPE_F16 && *dtype != KESTREL_DTYPE_BF16) {
+      return absl::UnimplementedError(absl::StrCat("tensor '", name, "' must be F32, F16 or BF16, not ",
+                                                   GgmlTypeName(info->type)));
+    }
+    auto f32 = std::make_unique<std::vector<float>>(info->n_elements);
+    const uint16_t* src = reinterpret_cast<const uint16_t*>(w.host_data);
+    for (uint64_t i = 0; i < info->n_elements; ++i) {
+      uint16_t h;
+      std::memcpy(&h, src + i, 2);
+      (*f32)[i] = *dtype == KESTREL_DTYPE_F16 ? F16ToF32(h) : Bf16ToF32(h);
+    }
+    w.desc.dtype = KESTREL_DTYPE_F32;
+    w.host_data = reinterpret_cast<const uint8_t*>(f32->data());
+    w.bytes = f32->size() * sizeof(float);
+    converted_.push_back(std::move(f32));
+  }
+  weights_.push_back(std::move(w));
+  return static_cast<int>(weights_.size() - 1);
+}
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& path,
+                                                             hal::Device* device,
+                                                             const ModelLoadOptions& options) {
+  std::unique_ptr<LlamaModel> m(new LlamaModel());
+  m->device_ = device;
+  auto report = [&](float p) -> absl::Status {
+    if (options.progress && !options.progress(p)) {
+      return absl::CancelledError(absl::StrFormat("model load cancelled by the progress callback at %.0f%%", p * 100));
+    }
+    return absl::OkStatus();
+  };
+  if (auto s = report(0.0f); !s.ok()) return s;
+  GgufOpenOptions open;
+  open.use_mmap = options.use_mmap;
+  absl::StatusOr<std::unique_ptr<GgufFile>> file = GgufFile::Open(path, open);
+  if (!file.ok()) return file.status();
+  m->file_ = std::move(*file);
+  absl::StatusOr<LlamaConfig> config = ReadLlamaConfig(*m->file_);
+  if (!config.ok()) return config.status();
+  m->config_ = *config;
+  absl::StatusOr<std::unique_ptr<SpmTokenizer>> tok = LoadTokenizer(*m->file_);
+  if (!tok.ok()) return tok.status();
+  m->tokenizer_ = std::move(*tok);
+  LlamaConfig& c = m->config_;
+  c.n_vocab = static_cast<uint32_t>(m->tokenizer_->vocab_size());
+
+  const int64_t D = c.n_embd, V = c.n_vocab, F = c.n_ff;
+  const int64_t QD = int64_t{c.n_heads} * c.head_dim, KVD = int64_t{c.n_kv_heads} * c.head_dim;
+#define KESTREL_WEIGHT(lhs, name, dims, f32)                 \
+  do {                                                       \
+    absl::StatusOr<int> _id = m->AddWeight(name, dims, f32); \
+    if (!_id.ok()) return _id.status();                      \
+    lhs = *_id;                                              \
+  } while (0)
+  KESTREL_WEIGHT(m->token_embd_, "token_embd.weight", (std::vector<int64_t>{V, D}), false);
+  KESTREL_WEIGHT(m->output_norm_, "output_norm.weight", (std::vector<int64_t>{D}), true);
+  if (m->file_->FindTensor("output.weight") != nullptr) {
+    KESTREL_WEIGHT(m->output_, "output.weight", (std::vector<int64_t>{V, D}), false);
+  } else {
+    m->output_ = m->token_embd_;  // tied embeddings
+  }
+  m->layers_.resize(c.n_layers);
+  for (uint32_t l = 0; l < c.n_layers; ++l) {
+    const std::string b = absl::StrCat("blk.", l, ".");
+    LayerWeightIds& L = m->layers_[l];
+    KESTREL_WEIGHT(L.attn_norm, b + "attn_norm.weight", (std::vector<int64_t>{D}), true);
+    KESTREL_WEIGHT(L.wq, b + "attn_q.weight", (std::vector<int64_t>{QD, D}), false);
+    KESTREL_WEIGHT(L.wk, b + "attn_k.weight", (std::vector<int64_t>{KVD, D}), false);
+    KESTREL_WEIGHT(L.wv, b + "attn_v.weight", (std::vector<int64_t>{KVD, D}), false);
+    KESTREL_WEIGHT(L.wo, b + "attn_output.weight", (std::vector<int64_t>{D, QD}), false);
+    KESTREL_WEIGHT(L.ffn_norm, b + "ffn_norm.weight", (std::vector<int64_t>{D}), true);
+    KESTREL_WEIGHT(L.w_gate, b + "ffn_gate.weight", (std::vector<int64_t>{F, D}), false);
+    KESTREL_WEIGHT(L.w_up, b + "ffn_up.weight", (std::vector<int64_t>{F, D}), false);
+    KESTREL_WEIGHT(L.w_down, b + "ffn_down.weight", (std::vector<int64_t>{D, F}), false);
+  }
+#undef KESTREL_WEIGHT
+
+  // Summary over every tensor in the file (what `kestrel info` shows).
+  std::map<std::string, TensorTypeSummary> by_type;
+  for (const GgufTensorInfo& t : m->file_->tensors()) {
+    TensorTypeSummary& s = by_type[GgmlTypeName(t.type)];
+    s.type_name = GgmlTypeName(t.type);
+    ++s.n_tensors;
+    s.n_elements += t.n_elements;
+    s.n_bytes += t.size_bytes;
+    m->n_params_ += t.n_elements;
+    m->weight_bytes_ += t.size_bytes;
+  }
+  for (auto& [name, s] : by_type) m->tensor_types_.push_back(s);
+
+  // Prepare every weight on the device once (the plugin may repack it).
+  uint64_t done = 0, total = 0;
+  for (const WeightTensor& w : m->weights_) total += w.bytes;
+  for (size_t i = 0; i < m->weights_.size(); ++i) {
+    absl::StatusOr<const hal::PreparedWeight*> p = m->Prepared(static_cast<int>(i), device);
+    if (!p.ok()) return p.status();
+    done += m->weights_[i].bytes;
+    if (auto s = report(0.05f + 0.95f * static_cast<float>(done) / static_cast<float>(total ? total : 1));
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (auto s = report(1.0f); !s.ok()) return s;
+  return m;
+}
+
+absl::StatusOr<const hal::PreparedWeight*> LlamaModel::Prepared(int id, hal::Device* device) const {
+  std::lock_guard<std::mutex> lock(prepared_mu_);
+  auto key = std::make_pair(id, device);
+  auto it = prepared_.find(key);
+  if (it != prepared_.end()) return &it->second;
+  const WeightTensor& w = weights_[id];
+  absl::StatusOr<hal::PreparedWeight> p = device->PrepareWeight(w.desc, w.host_data, w.bytes);
+  if (!p.ok()) {
+    return absl::Status(p.status().code(),
+                        absl::StrCat("preparing weight '", w.name, "': ", p.status().message()));
+  }
+  return &(prepared_[key] = std::move(*p));
+}
+
+}  // namespace runtime
+}  // namespace kestrel

@@ -1,0 +1,99 @@
+// runtime/plan/: what runs, in which order, on which values. The plan is built once per model
+// from its config: a flat op list whose arguments name values (activations, weights, KV caches,
+// per-step inputs) with shapes that may depend on the step (tokens T, sequences S, ...). The
+// executor binds those to device buffers each step. This folder may not know about tokenizers,
+// sampling or sessions.
+#ifndef KESTREL_RUNTIME_PLAN_EXECUTION_PLAN_H_
+#define KESTREL_RUNTIME_PLAN_EXECUTION_PLAN_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hal/include/kestrel/plugin_api.h"
+#include "runtime/model/llama_model.h"
+
+namespace kestrel {
+namespace runtime {
+
+// Symbolic dims, resolved per step by StepShape.
+constexpr int64_t kDimT = -1;          // tokens in the step
+constexpr int64_t kDimS = -2;          // sequences in the step
+constexpr int64_t kDimSPlus1 = -3;     // S + 1
+constexpr int64_t kDimMaxBlocks = -4;  // block-table width
+constexpr int64_t kDimR = -5;          // rows whose logits are wanted
+
+struct StepShape {
+  int64_t n_tokens = 0, n_seqs = 0, max_blocks = 0, n_rows = 0;
+  int64_t Resolve(int64_t d) const {
+    switch (d) {
+      case kDimT: return n_tokens;
+      case kDimS: return n_seqs;
+      case kDimSPlus1: return n_seqs + 1;
+      case kDimMaxBlocks: return max_blocks;
+      case kDimR: return n_rows;
+      default: return d;
+    }
+  }
+};
+
+enum class ValueKind : uint8_t { kActivation, kWeight, kKCache, kVCache, kStepInput };
+
+// Per-step host inputs, uploaded to whichever device needs them.
+enum StepInputId : int32_t {
+  kStepTokens = 0,       // I32 [T]
+  kStepPositions,        // I32 [T]
+  kStepSlots,            // I32 [T]   KV slot of each token
+  kStepBlockTables,      // I32 [S, MB]
+  kStepQueryStart,       // I32 [S + 1]
+  kStepKvLens,           // I32 [S]
+  kStepLogitRows,        // I32 [R]
+  kNumStepInputs
+};
+
+struct ValueRef {
+  ValueKind kind;
+  int32_t index;  // activation id, weight id, layer, or StepInputId
+  bool operator==(const ValueRef& o) const { return kind == o.kind && index == o.index; }
+};
+
+struct PlanArg {
+  ValueRef ref;
+  uint32_t dtype;
+  uint32_t rank;
+  int64_t dims[KESTREL_MAX_DIMS];
+};
+
+struct PlanOp {
+  uint32_t kind;          // kestrel_op_kind_t
+  std::string label;      // "blk.3.attn_q", for errors and traces
+  std::vector<PlanArg> inputs;
+  std::vector<PlanArg> outputs;
+  std::vector<uint8_t> params;  // the kind's params struct, bytes
+};
+
+struct ActivationInfo {
+  std::string name;
+  int64_t elems_per_row;  // F32 elements per token (or per logits row)
+  bool per_logit_row;     // sized by R instead of T
+};
+
+struct ExecutionPlan {
+  std::vector<PlanOp> ops;
+  std::vector<ActivationInfo> activations;
+  int32_t logits = -1;  // activation holding [R, V]
+  uint32_t n_layers = 0;
+  // KV cache geometry per layer: [n_blocks, block_size, n_kv_heads, head_dim] of kv_dtype.
+  uint32_t n_kv_heads = 0, head_dim = 0, block_size = 0, n_blocks = 0;
+  uint32_t kv_dtype = KESTREL_DTYPE_F32;
+};
+
+// Builds the dense llama decoder plan: embed, per layer (RMSNorm, Q/K/V matmuls, RoPE, KV write,
+// paged attention, output matmul, residual add, RMSNorm, SwiGLU FFN, residual add), final
+// RMSNorm, logits.
+ExecutionPlan BuildLlamaPlan(const LlamaModel& model, uint32_t block_size, uint32_t n_blocks);
+
+}  // namespace runtime
+}  // namespace kestrel
+
+#endif  // KESTREL_RUNTIME_PLAN_EXECUTION_PLAN_H_

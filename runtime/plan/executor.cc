@@ -1,0 +1,272 @@
+#include "runtime/plan/executor.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace kestrel {
+namespace runtime {
+namespace {
+
+uint64_t ElementBytes(uint32_t dtype) {
+  switch (dtype) {
+    case KESTREL_DTYPE_F16:
+    case KESTREL_DTYPE_BF16: return 2;
+    case KESTREL_DTYPE_I8: return 1;
+    default: return 4;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const LlamaModel* model,
+                                                           ExecutionPlan plan,
+                                                           hal::Device* primary,
+                                                           hal::Device* fallback) {
+  std::unique_ptr<Executor> e(new Executor());
+  e->model_ = model;
+  e->plan_ = std::move(plan);
+  e->primary_ = primary;
+  e->fallback_ = fallback == primary ? nullptr : fallback;
+  e->activations_.resize(e->plan_.activations.size());
+  e->k_cache_.resize(e->plan_.n_layers);
+  e->v_cache_.resize(e->plan_.n_layers);
+  e->step_.resize(kNumStepInputs);
+  // The KV cache lives on the primary device from the start.
+  const uint64_t kv_bytes = uint64_t{e->plan_.n_blocks} * e->plan_.block_size * e->plan_.n_kv_heads *
+                            e->plan_.head_dim * ElementBytes(e->plan_.kv_dtype);
+  for (uint32_t l = 0; l < e->plan_.n_layers; ++l) {
+    for (Value* v : {&e->k_cache_[l], &e->v_cache_[l]}) {
+      absl::StatusOr<Copy*> c = e->Allocated(*v, primary, kv_bytes);
+      if (!c.ok()) {
+        return absl::ResourceExhaustedError(absl::StrFormat(
+            "cannot allocate the KV cache (%u blocks x %u tokens, %u bytes per layer and K/V) on "
+            "device '%s': %s",
+            e->plan_.n_blocks, e->plan_.block_size, kv_bytes, primary->name(), c.status().message()));
+      }
+      v->bytes = kv_bytes;
+      v->valid = {primary};
+    }
+  }
+  return e;
+}
+
+Executor::Value& Executor::ValueFor(const ValueRef& ref) {
+  switch (ref.kind) {
+    case ValueKind::kActivation: return activations_[ref.index];
+    case ValueKind::kKCache: return k_cache_[ref.index];
+    case ValueKind::kVCache: return v_cache_[ref.index];
+    default: return step_[ref.index];
+  }
+}
+
+uint64_t Executor::BytesOf(const PlanArg& arg, const StepShape& shape) const {
+  uint64_t n = 1;
+  for (uint32_t i = 0; i < arg.rank; ++i) n *= static_cast<uint64_t>(shape.Resolve(arg.dims[i]));
+  return n * ElementBytes(arg.dtype);
+}
+
+absl::StatusOr<Executor::Copy*> Executor::Allocated(Value& value, hal::Device* device,
+                                                    uint64_t bytes) {
+  for (Copy& c : value.copies) {
+    if (c.device != device) continue;
+    if (c.buffer.size() >= bytes) return &c;
+    // Grow (the step got larger); contents need not survive: callers re-copy if they need them.
+    absl::StatusOr<hal::Buffer> b = device->Allocate(std::max<uint64_t>(bytes, c.buffer.size() * 2));
+    if (!b.ok()) return b.status();
+    c.buffer = std::move(*b);
+    value.valid.erase(std::remove(value.valid.begin(), value.valid.end(), device), value.valid.end());
+    return &c;
+  }
+  absl::StatusOr<hal::Buffer> b = device->Allocate(std::max<uint64_t>(bytes, 64));
+  if (!b.ok()) return b.status();
+  value.copies.push_back({device, std::move(*b)});
+  return &value.copies.back();
+}
+
+absl::StatusOr<Executor::Copy*> Executor::Resident(Value& value, hal::Device* device,
+                                                   uint64_t bytes) {
+  const bool was_valid =
+      std::find(value.valid.begin(), value.valid.end(), device) != value.valid.end();
+  absl::StatusOr<Copy*> dst = Allocated(value, device, bytes);
+  if (!dst.ok()) return dst;
+  if (was_valid && std::find(value.valid.begin(), value.valid.end(), device) != value.valid.end()) {
+    return dst;
+  }
+  if (value.valid.empty()) {
+    if (value.host == nullptr) {
+      return absl::InternalError("executor: a value is read before anything wrote it");
+    }
+    if (auto s = device->Write((*dst)->buffer, 0, value.host, bytes); !s.ok()) return s;
+  } else {
+    // Move through host memory: the source and destination plugins share nothing else.
+    hal::Device* src_dev = value.valid.front();
+    Copy* src = nullptr;
+    for (Copy& c : value.copies) {
+      if (c.device == src_dev) src = &c;
+    }
+    staging_.resize(bytes);
+    if (auto s = src_dev->Read(src->buffer, 0, staging_.data(), bytes); !s.ok()) return s;
+    if (auto s = device->Write((*dst)->buffer, 0, staging_.data(), bytes); !s.ok()) return s;
+  }
+  value.valid.push_back(device);
+  return dst;
+}
+
+absl::StatusOr<hal::Device*> Executor::Place(size_t op_index, const PlanOp& op,
+                                             const kestrel_op_desc_t& desc, bool prefill,
+                                             uint64_t* workspace) {
+  auto key = std::make_pair(op_index, prefill);
+  auto it = placement_.find(key);
+  if (it != placement_.end()) {
+    *workspace = it->second.second;
+    return it->second.first;
+  }
+  std::string why;
+  for (hal::Device* d : {primary_, fallback_}) {
+    if (d == nullptr) continue;
+    absl::StatusOr<kestrel_op_support_t> s = d->Query(desc);
+    if (!s.ok()) return s.status();
+    if (s->level != KESTREL_OP_UNSUPPORTED) {
+      placement_[key] = {d, s->workspace_bytes};
+      *workspace = s->workspace_bytes;
+      return d;
+    }
+    absl::StrAppend(&why, why.empty() ? "" : ", ", "device '", d->name(), "' does not support it");
+  }
+  return absl::UnimplementedError(absl::StrCat("op ", hal::OpKindName(op.kind), " (", op.label,
+                                               ") cannot run: ", why));
+}
+
+absl::Status Executor::RunOp(size_t op_index, const StepShape& shape) {
+  const PlanOp& op = plan_.ops[op_index];
+  std::vector<kestrel_tensor_arg_t> in(op.inputs.size()), out(op.outputs.size());
+  auto describe = [&](const PlanArg& a, kestrel_tensor_arg_t* t) {
+    *t = kestrel_tensor_arg_t{};
+    t->desc.struct_size = sizeof(kestrel_tensor_desc_t);
+    t->desc.dtype = a.dtype;
+    t->desc.rank = a.rank;
+    for (uint32_t i = 0; i < a.rank; ++i) t->desc.dims[i] = shape.Resolve(a.dims[i]);
+  };
+  for (size_t i = 0; i < in.size(); ++i) describe(op.inputs[i], &in[i]);
+  for (size_t i = 0; i < out.size(); ++i) describe(op.outputs[i], &out[i]);
+  kestrel_op_desc_t desc{};
+  desc.struct_size = sizeof(desc);
+  desc.kind = op.kind;
+  desc.op_version = 1;
+  desc.n_inputs = static_cast<uint32_t>(in.size());
+  desc.n_outputs = static_cast<uint32_t>(out.size());
+  desc.inputs = in.data();
+  desc.outputs = out.data();
+  desc.params = op.params.empty() ? nullptr : op.params.data();
+  desc.params_size = op.params.size();
+
+  uint64_t workspace_bytes = 0;
+  absl::StatusOr<hal::Device*> dev = Place(op_index, op, desc, shape.n_tokens > 1, &workspace_bytes);
+  if (!dev.ok()) return dev.status();
+  hal::Device* d = *dev;
+
+  for (size_t i = 0; i < in.size(); ++i) {
+    const PlanArg& a = op.inputs[i];
+    if (a.ref.kind == ValueKind::kWeight) {
+      absl::StatusOr<const hal::PreparedWeight*> w = model_->Prepared(a.ref.index, d);
+      if (!w.ok()) return w.status();
+      in[i].weight = (*w)->handle();
+      continue;
+    }
+    absl::StatusOr<Copy*> c = Resident(ValueFor(a.ref), d, BytesOf(a, shape));
+    if (!c.ok()) return c.status();
+    in[i].buffer = (*c)->buffer.handle();
+  }
+  for (size_t i = 0; i < out.size(); ++i) {
+    const PlanArg& a = op.outputs[i];
+    Value& v = ValueFor(a.ref);
+    const bool in_place = a.ref.kind == ValueKind::kKCache || a.ref.kind == ValueKind::kVCache ||
+                          std::any_of(op.inputs.begin(), op.inputs.end(),
+                                      [&](const PlanArg& x) { return x.ref == a.ref; });
+    const uint64_t bytes = BytesOf(a, shape);
+    absl::StatusOr<Copy*> c = in_place ? Resident(v, d, bytes) : Allocated(v, d, bytes);
+    if (!c.ok()) return c.status();
+    out[i].buffer = (*c)->buffer.handle();
+  }
+  // Input pointers may have moved if an output grew the same value's buffer; re-bind inputs.
+  for (size_t i = 0; i < in.size(); ++i) {
+    const PlanArg& a = op.inputs[i];
+    if (a.ref.kind == ValueKind::kWeight) continue;
+    for (Copy& c : ValueFor(a.ref).copies) {
+      if (c.device == d) in[i].buffer = c.buffer.handle();
+    }
+  }
+  const hal::Buffer* ws = nullptr;
+  if (workspace_bytes > 0) {
+    hal::Buffer& w = workspace_[d];
+    if (w.size() < workspace_bytes) {
+      absl::StatusOr<hal::Buffer> b = d->Allocate(workspace_bytes);
+      if (!b.ok()) return b.status();
+      w = std::move(*b);
+    }
+    ws = &w;
+  }
+  if (auto s = d->Execute(desc, ws); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("op '", op.label, "': ", s.message()));
+  }
+  ++ops_per_device_[d->name()];
+  for (const PlanArg& a : op.outputs) {
+    Value& v = ValueFor(a.ref);
+    v.valid = {d};
+    v.bytes = BytesOf(a, shape);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Executor::Run(const StepInputs& inputs, std::vector<float>* logits) {
+  StepShape shape;
+  shape.n_tokens = static_cast<int64_t>(inputs.tokens.size());
+  shape.n_seqs = inputs.n_seqs;
+  shape.max_blocks = inputs.max_blocks;
+  shape.n_rows = static_cast<int64_t>(inputs.logit_rows.size());
+  const std::vector<int32_t>* host[kNumStepInputs] = {
+      &inputs.tokens,       &inputs.positions, &inputs.slots,     &inputs.block_tables,
+      &inputs.query_start,  &inputs.kv_lens,   &inputs.logit_rows};
+  for (int i = 0; i < kNumStepInputs; ++i) {
+    step_[i].valid.clear();  // this step's data comes from the host
+    step_[i].host = host[i]->data();
+    step_[i].bytes = host[i]->size() * sizeof(int32_t);
+  }
+  for (size_t i = 0; i < plan_.ops.size(); ++i) {
+    if (auto s = RunOp(i, shape); !s.ok()) return s;
+  }
+  Value& lv = activations_[plan_.logits];
+  const uint64_t bytes = static_cast<uint64_t>(shape.n_rows) * plan_.activations[plan_.logits].elems_per_row * sizeof(float);
+  logits->resize(bytes / sizeof(float));
+  hal::Device* src = lv.valid.front();
+  for (Copy& c : lv.copies) {
+    if (c.device == src) return src->Read(c.buffer, 0, logits->data(), bytes);
+  }
+  return absl::InternalError("executor: logits were not produced");
+}
+
+absl::Status Executor::CopyBlocks(const std::vector<int32_t>& pairs) {
+  if (pairs.empty()) return absl::OkStatus();
+  const uint64_t block_bytes = uint64_t{plan_.block_size} * plan_.n_kv_heads * plan_.head_dim *
+                               ElementBytes(plan_.kv_dtype);
+  for (uint32_t l = 0; l < plan_.n_layers; ++l) {
+    for (Value* v : {&k_cache_[l], &v_cache_[l]}) {
+      absl::StatusOr<Copy*> c = Resident(*v, primary_, v->bytes);
+      if (!c.ok()) return c.status();
+      for (size_t i = 0; i + 1 < pairs.size(); i += 2) {
+        if (auto s = primary_->Copy((*c)->buffer, pairs[i] * block_bytes, (*c)->buffer,
+                                    pairs[i + 1] * block_bytes, block_bytes);
+            !s.ok()) {
+          return s;
+        }
+      }
+      v->valid = {primary_};
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace runtime
+}  // namespace kestrel

@@ -1,0 +1,82 @@
+// runtime/plan/executor.h: binds an ExecutionPlan to device buffers and runs it one step at a
+// time. Each op runs on the primary device if it supports it, else on the fallback (reference)
+// device; values move between devices through host staging only when an op needs them elsewhere
+// (residency tracking), so a plugin that implements a subset of ops still runs the whole model.
+//
+// Not thread-safe: one executor per session.
+#ifndef KESTREL_RUNTIME_PLAN_EXECUTOR_H_
+#define KESTREL_RUNTIME_PLAN_EXECUTOR_H_
+
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "hal/src/device.h"
+#include "runtime/model/llama_model.h"
+#include "runtime/plan/execution_plan.h"
+
+namespace kestrel {
+namespace runtime {
+
+struct StepInputs {
+  std::vector<int32_t> tokens, positions, slots, block_tables, query_start, kv_lens, logit_rows;
+  int64_t n_seqs = 1;
+  int64_t max_blocks = 0;
+};
+
+class Executor {
+ public:
+  // `fallback` may be null (no fallback) or equal to `primary`.
+  static absl::StatusOr<std::unique_ptr<Executor>> Create(const LlamaModel* model,
+                                                          ExecutionPlan plan,
+                                                          hal::Device* primary,
+                                                          hal::Device* fallback);
+
+  // Runs the whole plan for one step and copies the logits rows ([R, V] floats) to `logits`.
+  absl::Status Run(const StepInputs& inputs, std::vector<float>* logits);
+
+  // Copies whole KV blocks (pairs of source, destination block) in every layer.
+  absl::Status CopyBlocks(const std::vector<int32_t>& pairs);
+
+  const ExecutionPlan& plan() const { return plan_; }
+  // How many op executions ran on each device so far (for tests and traces).
+  const std::map<std::string, uint64_t>& ops_per_device() const { return ops_per_device_; }
+
+ private:
+  struct Copy {
+    hal::Device* device;
+    hal::Buffer buffer;
+  };
+  struct Value {
+    std::vector<Copy> copies;
+    std::vector<hal::Device*> valid;  // devices whose copy is current; empty: host is the source
+    uint64_t bytes = 0;               // bytes current this step
+    const void* host = nullptr;       // step inputs: host data
+  };
+
+  Executor() = default;
+  Value& ValueFor(const ValueRef& ref);
+  uint64_t BytesOf(const PlanArg& arg, const StepShape& shape) const;
+  absl::StatusOr<Copy*> Allocated(Value& value, hal::Device* device, uint64_t bytes);
+  absl::StatusOr<Copy*> Resident(Value& value, hal::Device* device, uint64_t bytes);
+  absl::StatusOr<hal::Device*> Place(size_t op_index, const PlanOp& op,
+                                     const kestrel_op_desc_t& desc, bool prefill,
+                                     uint64_t* workspace);
+  absl::Status RunOp(size_t op_index, const StepShape& shape);
+
+  const LlamaModel* model_ = nullptr;
+  ExecutionPlan plan_;
+  hal::Device* primary_ = nullptr;
+  hal::Device* fallback_ = nullptr;
+  std::vector<Value> activations_, k_cache_, v_cache_, step_;
+  std::map<std::pair<size_t, bool>, std::pair<hal::Device*, uint64_t>> placement_;
+  std::map<hal::Device*, hal::Buffer> workspace_;
+  std::map<std::string, uint64_t> ops_per_device_;
+  std::vector<uint8_t> staging_;
+};
+
+}  // namespace runtime
+}  // namespace kestrel
+
+#endif  // KESTREL_RUNTIME_PLAN_EXECUTOR_H_

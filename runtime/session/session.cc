@@ -1,0 +1,209 @@
+#include "runtime/session/session.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "runtime/plan/execution_plan.h"
+#include "runtime/session/stream_text.h"
+
+namespace kestrel {
+namespace runtime {
+namespace {
+
+double MsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+const char* StopReasonName(StopReason reason) {
+  switch (reason) {
+    case StopReason::kEos: return "eos";
+    case StopReason::kMaxTokens: return "max_tokens";
+    case StopReason::kStopString: return "stop_string";
+    case StopReason::kCallback: return "callback";
+    case StopReason::kContextFull: return "context_full";
+    case StopReason::kCancelled: return "cancelled";
+    default: return "none";
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Session>> Session::Create(const LlamaModel* model,
+                                                         hal::Device* fallback,
+                                                         const SessionConfig& config) {
+  std::unique_ptr<Session> s(new Session());
+  s->model_ = model;
+  const uint32_t trained = model->config().context_length;
+  s->context_length_ = config.context_length == 0 ? trained : config.context_length;
+  constexpr uint32_t kMaxContext = 1u << 22;
+  if (s->context_length_ > kMaxContext) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "session context_length = %u exceeds the supported maximum %u", s->context_length_, kMaxContext));
+  }
+  if (config.block_size == 0 || config.block_size > 4096 ||
+      (config.block_size & (config.block_size - 1)) != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "session kv_block_size = %u must be a power of two in [1, 4096]", config.block_size));
+  }
+  absl::StatusOr<Sampler> sampler = Sampler::Create(config.sampler);
+  if (!sampler.ok()) return sampler.status();
+  s->sampler_ = std::make_unique<Sampler>(std::move(*sampler));
+  const uint32_t n_blocks = (s->context_length_ + config.block_size - 1) / config.block_size;
+  s->pool_ = std::make_unique<BlockPool>(n_blocks, config.block_size);
+  s->table_ = std::make_unique<BlockTable>(s->pool_.get());
+  absl::StatusOr<std::unique_ptr<Executor>> exec = Executor::Create(
+      model, BuildLlamaPlan(*model, config.block_size, n_blocks), model->device(), fallback);
+  if (!exec.ok()) return exec.status();
+  s->executor_ = std::move(*exec);
+  return s;
+}
+
+Session::~Session() { table_.reset(); }
+
+absl::Status Session::CheckTokens(absl::Span<const int32_t> tokens) const {
+  const int32_t vocab = static_cast<int32_t>(model_->config().n_vocab);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < 0 || tokens[i] >= vocab) {
+      return absl::OutOfRangeError(absl::StrFormat(
+          "token #%u has id %d, outside the vocab [0, %d)", i, tokens[i], vocab));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Session::Decode(absl::Span<const int32_t> tokens) {
+  if (tokens.empty()) return absl::InvalidArgumentError("decode: no tokens given");
+  if (auto s = CheckTokens(tokens); !s.ok()) return s;
+  const uint32_t n_past = table_->n_tokens();
+  if (uint64_t{n_past} + tokens.size() > context_length_) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "decode: %u tokens after the %u already in the session exceed its context length %u",
+        tokens.size(), n_past, context_length_));
+  }
+  if (auto s = table_->Append(static_cast<uint32_t>(tokens.size())); !s.ok()) return s;
+  const int32_t T = static_cast<int32_t>(tokens.size());
+  StepInputs& in = step_;
+  in.tokens.assign(tokens.begin(), tokens.end());
+  in.positions.resize(T);
+  in.slots.resize(T);
+  for (int32_t i = 0; i < T; ++i) {
+    in.positions[i] = static_cast<int32_t>(n_past) + i;
+    in.slots[i] = table_->Slot(n_past + i);
+  }
+  in.block_tables = table_->blocks();
+  in.n_seqs = 1;
+  in.max_blocks = static_cast<int64_t>(in.block_tables.size());
+  in.query_start = {0, T};
+  in.kv_lens = {static_cast<int32_t>(n_past) + T};
+  in.logit_rows = {T - 1};
+  has_logits_ = false;
+  absl::Status s = executor_->Run(in, &logits_);
+  if (!s.ok()) {
+    table_->Truncate(n_past);  // the failed step's tokens are not part of the context
+    return s;
+  }
+  has_logits_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status Session::Truncate(uint32_t n_tokens) {
+  if (n_tokens > table_->n_tokens()) {
+    return absl::OutOfRangeError(absl::StrFormat(
+        "truncate to %u tokens: the session holds only %u", n_tokens, table_->n_tokens()));
+  }
+  if (n_tokens < table_->n_tokens()) has_logits_ = false;
+  table_->Truncate(n_tokens);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int32_t> Session::Sample() {
+  if (!has_logits_) {
+    return absl::FailedPreconditionError("sample: no logits (decode something first)");
+  }
+  absl::StatusOr<int32_t> t = sampler_->Sample(logits_);
+  if (t.ok()) sampler_->Accept(*t);
+  return t;
+}
+
+absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
+  cancel_.store(false, std::memory_order_relaxed);
+  GenerateResult r;
+  r.n_prompt = static_cast<uint32_t>(req.prompt.size());
+  if (req.prompt.empty()) {
+    return absl::InvalidArgumentError("generate: the prompt is empty (0 tokens)");
+  }
+  if (auto s = CheckTokens(req.prompt); !s.ok()) return s;
+  if (!req.keep_context) {
+    table_->Truncate(0);
+    has_logits_ = false;
+    sampler_->Reset();
+  }
+  const uint64_t needed = uint64_t{table_->n_tokens()} + req.prompt.size();
+  if (needed > context_length_) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "generate: the prompt has %u tokens%s but the context length is %u", req.prompt.size(),
+        table_->n_tokens() ? absl::StrFormat(" (after %u kept tokens)", table_->n_tokens()) : "",
+        context_length_));
+  }
+  StreamText stream(req.stop_strings);
+  auto t0 = std::chrono::steady_clock::now();
+  if (auto s = Decode(req.prompt); !s.ok()) return s;
+  r.prefill_ms = MsSince(t0);
+  for (int32_t t : req.prompt) sampler_->Accept(t);
+
+  auto t1 = std::chrono::steady_clock::now();
+  const SpmTokenizer& tok = model_->tokenizer();
+  while (true) {
+    if (r.n_generated >= req.max_new_tokens) {
+      r.stop_reason = StopReason::kMaxTokens;
+      break;
+    }
+    if (cancel_.load(std::memory_order_relaxed)) {
+      r.stop_reason = StopReason::kCancelled;
+      break;
+    }
+    absl::StatusOr<int32_t> next = Sample();
+    if (!next.ok()) return next.status();
+    const int32_t token = *next;
+    if (tok.IsEndOfGeneration(token)) {
+      r.stop_reason = StopReason::kEos;
+      std::string rest = stream.Flush();
+      if (!rest.empty() && req.on_token) req.on_token(token, rest);
+      r.text += rest;
+      break;
+    }
+    r.tokens.push_back(token);
+    ++r.n_generated;
+    bool stopped = false;
+    std::string text = stream.Push(tok.PieceView(token), &stopped);
+    // The last token of the run flushes what was held back.
+    const bool last = !stopped && (r.n_generated >= req.max_new_tokens ||
+                                   table_->n_tokens() >= context_length_);
+    if (last) text += stream.Flush();
+    r.text += text;
+    if (req.on_token && !req.on_token(token, text)) {
+      r.stop_reason = StopReason::kCallback;
+      break;
+    }
+    if (stopped) {
+      r.stop_reason = StopReason::kStopString;
+      break;
+    }
+    if (r.n_generated >= req.max_new_tokens) {
+      r.stop_reason = StopReason::kMaxTokens;
+      break;
+    }
+    if (table_->n_tokens() >= context_length_) {
+      r.stop_reason = StopReason::kContextFull;
+      break;
+    }
+    if (auto s = Decode({&token, 1}); !s.ok()) return s;
+    ++r.n_decode_steps;
+  }
+  r.decode_ms = MsSince(t1);
+  return r;
+}
+
+}  // namespace runtime
+}  // namespace kestrel

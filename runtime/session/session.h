@@ -1,0 +1,101 @@
+// runtime/session/: one sequence's generation state — its KV block table, token history, last
+// logits and sampler — and the generate loop (prefill, decode, sampling, stop strings, streaming
+// with hold-back, cancellation). It owns no device memory directly (the executor does) and never
+// talks to plugins except through the executor.
+//
+// Thread-safety: single-user, except Cancel(), which any thread may call at any time.
+#ifndef KESTREL_RUNTIME_SESSION_SESSION_H_
+#define KESTREL_RUNTIME_SESSION_SESSION_H_
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "runtime/kv_cache/block_pool.h"
+#include "runtime/kv_cache/block_table.h"
+#include "runtime/model/llama_model.h"
+#include "runtime/plan/executor.h"
+#include "runtime/sampler/sampler.h"
+
+namespace kestrel {
+namespace runtime {
+
+struct SessionConfig {
+  uint32_t context_length = 0;  // 0: the model's trained context
+  uint32_t block_size = 16;
+  SamplerConfig sampler;
+  uint32_t n_threads = 0;
+};
+
+enum class StopReason { kNone = 0, kEos = 1, kMaxTokens = 2, kStopString = 3, kCallback = 4,
+                        kContextFull = 5, kCancelled = 6 };
+
+struct GenerateRequest {
+  std::vector<int32_t> prompt;  // token ids, used as given
+  uint32_t max_new_tokens = 128;
+  std::vector<std::string> stop_strings;
+  // Streaming: (token, text made final by it) -> keep going?
+  std::function<bool(int32_t, absl::string_view)> on_token;
+  bool keep_context = false;
+};
+
+struct GenerateResult {
+  uint32_t n_prompt = 0;
+  uint32_t n_generated = 0;
+  uint32_t n_decode_steps = 0;
+  double prefill_ms = 0, decode_ms = 0;
+  StopReason stop_reason = StopReason::kNone;
+  std::vector<int32_t> tokens;  // generated ids (the end-of-generation token excluded)
+  std::string text;             // the text delivered to on_token, stop string excluded
+};
+
+class Session {
+ public:
+  // `fallback` runs ops the model's device does not support (may be null).
+  static absl::StatusOr<std::unique_ptr<Session>> Create(const LlamaModel* model,
+                                                         hal::Device* fallback,
+                                                         const SessionConfig& config);
+  ~Session();
+
+  // One forward step over `tokens` appended to the context; logits of the last position.
+  absl::Status Decode(absl::Span<const int32_t> tokens);
+  bool has_logits() const { return has_logits_; }
+  const std::vector<float>& logits() const { return logits_; }
+  uint32_t n_tokens() const { return table_->n_tokens(); }
+  uint32_t context_length() const { return context_length_; }
+  absl::Status Truncate(uint32_t n_tokens);
+  absl::StatusOr<int32_t> Sample();
+
+  // Runs a whole generation. A cancelled run returns OK with stop_reason kCancelled.
+  absl::StatusOr<GenerateResult> Generate(const GenerateRequest& request);
+  void Cancel() { cancel_.store(true, std::memory_order_relaxed); }
+
+  const Executor& executor() const { return *executor_; }
+
+ private:
+  Session() = default;
+  absl::Status CheckTokens(absl::Span<const int32_t> tokens) const;
+
+  const LlamaModel* model_ = nullptr;
+  uint32_t context_length_ = 0;
+  std::unique_ptr<BlockPool> pool_;
+  std::unique_ptr<BlockTable> table_;
+  std::unique_ptr<Executor> executor_;
+  std::unique_ptr<Sampler> sampler_;
+  std::vector<float> logits_;
+  bool has_logits_ = false;
+  std::atomic<bool> cancel_{false};
+  StepInputs step_;
+};
+
+const char* StopReasonName(StopReason reason);
+
+}  // namespace runtime
+}  // namespace kestrel
+
+#endif  // KESTREL_RUNTIME_SESSION_SESSION_H_

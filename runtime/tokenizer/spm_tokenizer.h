@@ -1,0 +1,141 @@
+// runtime/tokenizer/: text <-> token ids.
+//
+// Owns the tokenizers (for now the SentencePiece-style "llama" SPM tokenizer of llama.cpp). It takes
+// plain vocab data and knows nothing about GGUF files, model weights, sessions or devices: the model
+// loader (runtime/model/) reads the vocab and hands it over; the session and the C API call in. It may
+// not include anything from runtime/model, hal or plugins.
+
+#ifndef KESTREL_RUNTIME_TOKENIZER_SPM_TOKENIZER_H_
+#define KESTREL_RUNTIME_TOKENIZER_SPM_TOKENIZER_H_
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+
+namespace kestrel::runtime {
+
+// GGUF `tokenizer.ggml.token_type` values (llama.cpp's llama_token_type).
+enum class SpmTokenType : int32_t {
+  kUndefined = 0,
+  kNormal = 1,
+  kUnknown = 2,
+  kControl = 3,
+  kUserDefined = 4,
+  kUnused = 5,
+  kByte = 6,
+};
+
+// The vocab of a SentencePiece-style tokenizer, as a GGUF file with `tokenizer.ggml.model = "llama"`
+// stores it. Ids that are absent are -1 (a GGUF loader must map a uint32 0xFFFFFFFF to -1).
+struct SpmVocab {
+  std::vector<std::string> tokens;   // tokenizer.ggml.tokens (UTF-8, U+2581 '▁' stands for a space)
+  std::vector<float> scores;         // tokenizer.ggml.scores; empty means all 0
+  std::vector<int32_t> token_types;  // tokenizer.ggml.token_type (SpmTokenType); empty means all NORMAL
+  int32_t bos_id = 1;
+  int32_t eos_id = 2;
+  int32_t unk_id = 0;
+  int32_t pad_id = -1;
+  int32_t eot_id = -1;  // tokenizer.ggml.eot_token_id; also ends generation (IsEndOfGeneration)
+  bool add_bos = true;  // tokenizer.ggml.add_bos_token (SPM default: true)
+  bool add_eos = false;  // tokenizer.ggml.add_eos_token (SPM default: false)
+  bool add_space_prefix = true;  // tokenizer.ggml.add_space_prefix (SPM default: true)
+};
+
+// Reproduces llama.cpp's SPM tokenizer (snapshot b4747, the one the golden files come from) bit for
+// bit: llama_tokenize(add_special, parse_special=false) and llama_token_to_piece(special=false).
+//
+// Encoding: USER_DEFINED tokens are cut out of the text first (longest first, as llama.cpp does even
+// with parse_special=false; CONTROL and UNKNOWN texts are not matched). Each remaining text run gets a
+// leading space if add_space_prefix and it is the first run or follows a user-defined token; spaces
+// become U+2581; the run is split into UTF-8 characters by lead byte only (no validation, exactly like
+// llama.cpp: a lead byte takes the next 1-3 bytes whatever they are, a stray continuation byte stands
+// alone); then the adjacent pair whose concatenation is a vocab token with the highest score is merged,
+// leftmost first on ties, until no pair is a token. Symbols that are not tokens become byte tokens
+// <0xXX> (or, failing that, the token whose text is the single byte, or unk_id).
+//
+// Not reproduced: llama.cpp's per-model LSTRIP/RSTRIP attributes (jina, phi-3) and its end-of-generation
+// detection by token text; the caller passes eot_id explicitly.
+//
+// Thread-safety: immutable after Create; every method is const and safe to call concurrently.
+class SpmTokenizer {
+ public:
+  // Validates and indexes `vocab`. InvalidArgument, naming the field and value, when: tokens is empty
+  // or has more than INT32_MAX entries; scores or token_types is non-empty with a size other than
+  // tokens'; a score is NaN; a token type is outside 0..6; a BYTE token's text is not <0xXX>; bos_id,
+  // eos_id, unk_id, pad_id or eot_id is neither -1 nor a valid id; add_bos (add_eos) is set without a
+  // bos_id (eos_id); some byte has no fallback at all (no <0xXX> token, no single-byte token) and
+  // unk_id is -1. An empty token text is renamed "[EMPTY_<id>]" and a duplicated text maps to its last
+  // id, as in llama.cpp.
+  static absl::StatusOr<std::unique_ptr<SpmTokenizer>> Create(SpmVocab vocab);
+
+  // Text (UTF-8, need not be valid) to ids: llama_tokenize(add_special, parse_special=false). With
+  // add_special, BOS is prepended if the vocab's add_bos is set and EOS appended if its add_eos is
+  // set. Empty text gives only those. O(n log n) in the text length; the text must be shorter than
+  // 2 GiB (symbol indices are 32-bit).
+  std::vector<int32_t> Encode(absl::string_view text, bool add_special) const;
+
+  // llama_token_to_piece(special=false): NORMAL -> text with U+2581 replaced by ' '; USER_DEFINED ->
+  // its text unchanged; BYTE <0xAB> -> the single byte 0xAB; CONTROL, UNKNOWN, UNUSED, UNDEFINED ->
+  // "" (b4747 prints nothing for UNKNOWN; the old U+2585 output is long gone). Out-of-range id -> "".
+  std::string TokenToPiece(int32_t id) const { return std::string(PieceView(id)); }
+  // Same bytes as TokenToPiece without a copy; valid as long as the tokenizer lives.
+  absl::string_view PieceView(int32_t id) const;
+
+  // Concatenates the pieces (so CONTROL/UNKNOWN/UNUSED tokens vanish). With remove_leading_space, if
+  // the vocab's add_space_prefix is set and the first non-empty piece starts with ' ', that one space
+  // is dropped, so Decode(Encode(s, true), true) == s for text Encode can represent. This differs from
+  // llama_detokenize only in skipping leading empty pieces (llama.cpp strips the space of token 0 only,
+  // which a leading BOS consumes).
+  std::string Decode(absl::Span<const int32_t> ids, bool remove_leading_space) const;
+
+  int32_t vocab_size() const { return static_cast<int32_t>(tokens_.size()); }
+  int32_t bos_id() const { return bos_id_; }
+  int32_t eos_id() const { return eos_id_; }
+  int32_t eot_id() const { return eot_id_; }
+  int32_t unk_id() const { return unk_id_; }
+  int32_t pad_id() const { return pad_id_; }
+  bool add_bos() const { return add_bos_; }
+  bool add_eos() const { return add_eos_; }
+  bool add_space_prefix() const { return add_space_prefix_; }
+  // True for eos_id and eot_id (when set).
+  bool IsEndOfGeneration(int32_t id) const { return id >= 0 && (id == eos_id_ || id == eot_id_); }
+
+  // The GGUF token type (SpmTokenType as int); -1 for an out-of-range id.
+  int32_t TokenType(int32_t id) const;
+  // The token's vocab text (with U+2581); empty for an out-of-range id.
+  const std::string& TokenText(int32_t id) const;
+  float TokenScore(int32_t id) const;
+  // Exact text -> id lookup (the last id for a duplicated text); -1 if absent.
+  int32_t TextToToken(absl::string_view text) const;
+  // Bytes 0x00..0xFF that have no <0xXX> token, in increasing order: byte fallback sends them to the
+  // single-byte token or unk_id instead. Empty for Llama-style vocabs.
+  const std::vector<uint8_t>& missing_byte_tokens() const { return missing_byte_tokens_; }
+
+ private:
+  SpmTokenizer() = default;
+  // Tokenizes one text run (already space-prefixed and U+2581-escaped) and appends the ids.
+  void EncodeRun(absl::string_view escaped, std::vector<int32_t>& out) const;
+
+  std::vector<std::string> tokens_;
+  std::vector<float> scores_;
+  std::vector<int32_t> types_;
+  std::vector<std::string> pieces_;  // TokenToPiece, precomputed
+  absl::flat_hash_map<std::string, int32_t> token_to_id_;
+  std::array<int32_t, 256> byte_to_token_{};
+  std::vector<uint8_t> missing_byte_tokens_;
+  std::vector<int32_t> user_defined_;  // USER_DEFINED ids, longest text first
+  size_t max_token_len_ = 0;
+  int32_t bos_id_ = -1, eos_id_ = -1, eot_id_ = -1, unk_id_ = -1, pad_id_ = -1;
+  bool add_bos_ = false, add_eos_ = false, add_space_prefix_ = false;
+};
+
+}  // namespace kestrel::runtime
+
+#endif  // KESTREL_RUNTIME_TOKENIZER_SPM_TOKENIZER_H_

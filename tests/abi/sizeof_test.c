@@ -1,0 +1,160 @@
+/* The released (v0.1) layout of every public C API struct on x86-64 LP64 (System V ABI), frozen.
+ *
+ * Public structs are append-only (GUIDE.md, "C ABI rules"): a field may only be added at the end,
+ * and clients built against an older header pass a smaller struct_size. Reordering, resizing or
+ * inserting a field silently breaks every compiled client; these compile-time checks make such a
+ * change fail the build instead. Appending a field changes only that struct's sizeof: update the
+ * KESTREL_CHECK_SIZE line and add a KESTREL_CHECK_OFFSET line for the new field, and never edit
+ * an existing offset.
+ *
+ * Values recorded from the v0.1 headers with GCC 12 / Clang 14 on x86-64 Linux. */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kestrel/kestrel.h"
+
+#if defined(__x86_64__) && defined(__LP64__)
+
+#define KESTREL_CHECK_SIZE(type, size) \
+  _Static_assert(sizeof(type) == (size), "sizeof(" #type ") changed: released layout broken")
+#define KESTREL_CHECK_OFFSET(type, field, offset)                  \
+  _Static_assert(offsetof(type, field) == (offset), "offsetof(" #type ", " #field \
+                 ") changed: released layout broken")
+
+/* Enums stored in public structs or passed by value must stay int-sized. */
+KESTREL_CHECK_SIZE(kestrel_status_code_t, 4);
+KESTREL_CHECK_SIZE(kestrel_log_level_t, 4);
+KESTREL_CHECK_SIZE(kestrel_device_kind_t, 4);
+KESTREL_CHECK_SIZE(kestrel_stop_reason_t, 4);
+KESTREL_CHECK_SIZE(bool, 1);
+
+/* runtime.h */
+KESTREL_CHECK_SIZE(kestrel_runtime_options_t, 40);
+KESTREL_CHECK_OFFSET(kestrel_runtime_options_t, struct_size, 0);
+KESTREL_CHECK_OFFSET(kestrel_runtime_options_t, plugin_path, 8);
+KESTREL_CHECK_OFFSET(kestrel_runtime_options_t, log_callback, 16);
+KESTREL_CHECK_OFFSET(kestrel_runtime_options_t, log_user_data, 24);
+KESTREL_CHECK_OFFSET(kestrel_runtime_options_t, log_level, 32);
+KESTREL_CHECK_SIZE(kestrel_plugin_info_t, 56);
+KESTREL_CHECK_OFFSET(kestrel_plugin_info_t, struct_size, 0);
+KESTREL_CHECK_OFFSET(kestrel_plugin_info_t, name, 8);
+KESTREL_CHECK_OFFSET(kestrel_plugin_info_t, path, 16);
+KESTREL_CHECK_OFFSET(kestrel_plugin_info_t, version, 24);
+KESTREL_CHECK_OFFSET(kestrel_plugin_info_t, loaded, 32);
+KESTREL_CHECK_OFFSET(kestrel_plugin_info_t, skip_reason, 40);
+KESTREL_CHECK_OFFSET(kestrel_plugin_info_t, api_major, 48);
+KESTREL_CHECK_OFFSET(kestrel_plugin_info_t, api_minor, 50);
+KESTREL_CHECK_OFFSET(kestrel_plugin_info_t, device_count, 52);
+KESTREL_CHECK_SIZE(kestrel_device_info_t, 72);
+KESTREL_CHECK_OFFSET(kestrel_device_info_t, struct_size, 0);
+KESTREL_CHECK_OFFSET(kestrel_device_info_t, name, 8);
+KESTREL_CHECK_OFFSET(kestrel_device_info_t, plugin, 16);
+KESTREL_CHECK_OFFSET(kestrel_device_info_t, description, 24);
+KESTREL_CHECK_OFFSET(kestrel_device_info_t, kind, 32);
+KESTREL_CHECK_OFFSET(kestrel_device_info_t, memory_bytes, 40);
+KESTREL_CHECK_OFFSET(kestrel_device_info_t, host_visible, 48);
+KESTREL_CHECK_OFFSET(kestrel_device_info_t, async, 49);
+KESTREL_CHECK_OFFSET(kestrel_device_info_t, dtype_mask, 56);
+KESTREL_CHECK_OFFSET(kestrel_device_info_t, weight_dtype_mask, 64);
+
+/* model.h */
+KESTREL_CHECK_SIZE(kestrel_model_options_t, 40);
+KESTREL_CHECK_OFFSET(kestrel_model_options_t, struct_size, 0);
+KESTREL_CHECK_OFFSET(kestrel_model_options_t, device, 8);
+KESTREL_CHECK_OFFSET(kestrel_model_options_t, use_mmap, 16);
+KESTREL_CHECK_OFFSET(kestrel_model_options_t, progress_callback, 24);
+KESTREL_CHECK_OFFSET(kestrel_model_options_t, progress_user_data, 32);
+KESTREL_CHECK_SIZE(kestrel_model_info_t, 112);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, struct_size, 0);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, architecture, 8);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, name, 16);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, device, 24);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, n_params, 32);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, weight_bytes, 40);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, n_layers, 48);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, n_heads, 52);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, n_kv_heads, 56);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, n_embd, 60);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, n_ff, 64);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, head_dim, 68);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, context_length, 72);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, vocab_size, 76);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, bos_id, 80);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, eos_id, 84);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, unk_id, 88);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, pad_id, 92);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, add_bos, 96);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, rope_freq_base, 100);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, rms_norm_eps, 104);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, n_tensors, 108);
+KESTREL_CHECK_SIZE(kestrel_tensor_type_summary_t, 40);
+KESTREL_CHECK_OFFSET(kestrel_tensor_type_summary_t, struct_size, 0);
+KESTREL_CHECK_OFFSET(kestrel_tensor_type_summary_t, type_name, 8);
+KESTREL_CHECK_OFFSET(kestrel_tensor_type_summary_t, n_tensors, 16);
+KESTREL_CHECK_OFFSET(kestrel_tensor_type_summary_t, n_elements, 24);
+KESTREL_CHECK_OFFSET(kestrel_tensor_type_summary_t, n_bytes, 32);
+
+/* session.h */
+KESTREL_CHECK_SIZE(kestrel_sampler_options_t, 40);
+KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, struct_size, 0);
+KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, temperature, 4);
+KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, top_k, 8);
+KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, top_p, 12);
+KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, min_p, 16);
+KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, repetition_penalty, 20);
+KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, repetition_window, 24);
+KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, seed, 32);
+KESTREL_CHECK_SIZE(kestrel_session_options_t, 32);
+KESTREL_CHECK_OFFSET(kestrel_session_options_t, struct_size, 0);
+KESTREL_CHECK_OFFSET(kestrel_session_options_t, context_length, 4);
+KESTREL_CHECK_OFFSET(kestrel_session_options_t, kv_block_size, 8);
+KESTREL_CHECK_OFFSET(kestrel_session_options_t, sampler, 16);
+KESTREL_CHECK_OFFSET(kestrel_session_options_t, n_threads, 24);
+KESTREL_CHECK_SIZE(kestrel_generate_options_t, 48);
+KESTREL_CHECK_OFFSET(kestrel_generate_options_t, struct_size, 0);
+KESTREL_CHECK_OFFSET(kestrel_generate_options_t, max_new_tokens, 4);
+KESTREL_CHECK_OFFSET(kestrel_generate_options_t, stop_strings, 8);
+KESTREL_CHECK_OFFSET(kestrel_generate_options_t, n_stop_strings, 16);
+KESTREL_CHECK_OFFSET(kestrel_generate_options_t, on_token, 24);
+KESTREL_CHECK_OFFSET(kestrel_generate_options_t, user_data, 32);
+KESTREL_CHECK_OFFSET(kestrel_generate_options_t, add_bos, 40);
+KESTREL_CHECK_OFFSET(kestrel_generate_options_t, keep_context, 41);
+KESTREL_CHECK_SIZE(kestrel_generate_stats_t, 56);
+KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, struct_size, 0);
+KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, n_prompt_tokens, 4);
+KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, n_generated_tokens, 8);
+KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, prefill_ms, 16);
+KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, decode_ms, 24);
+KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, prefill_tokens_per_s, 32);
+KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, decode_tokens_per_s, 40);
+KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, stop_reason, 48);
+
+/* Values of released enumerators are part of the ABI too. */
+_Static_assert(KESTREL_STATUS_INVALID_ARGUMENT == 3 && KESTREL_STATUS_DATA_LOSS == 15,
+               "status codes renumbered");
+_Static_assert(KESTREL_LOG_DEBUG == 0 && KESTREL_LOG_OFF == 4, "log levels renumbered");
+_Static_assert(KESTREL_DEVICE_CPU == 1 && KESTREL_DEVICE_ACCELERATOR == 4,
+               "device kinds renumbered");
+_Static_assert(KESTREL_STOP_NONE == 0 && KESTREL_STOP_EOS == 1 && KESTREL_STOP_MAX_TOKENS == 2 &&
+                   KESTREL_STOP_STOP_STRING == 3 && KESTREL_STOP_CALLBACK == 4 &&
+                   KESTREL_STOP_CONTEXT_FULL == 5 && KESTREL_STOP_CANCELLED == 6,
+               "stop reasons renumbered");
+_Static_assert(KESTREL_DTYPE_MASK_F32 == (UINT64_C(1) << 1) &&
+                   KESTREL_DTYPE_MASK_Q8_0 == (UINT64_C(1) << 16) &&
+                   KESTREL_DTYPE_MASK_Q4_0 == (UINT64_C(1) << 17),
+               "dtype mask bits renumbered");
+
+int main(void) {
+  puts("sizeof_test: released v0.1 layouts hold (checked at compile time)");
+  return 0;
+}
+
+#else /* not x86-64 LP64 */
+
+int main(void) {
+  puts("sizeof_test: layouts are recorded for x86-64 LP64 only; skipped");
+  return 77; /* ctest SKIP_RETURN_CODE */
+}
+
+#endif

@@ -1,0 +1,69 @@
+// Op-by-op fallback: a plugin that claims only some ops still runs stories260K token-exact, with
+// the other ops on the reference plugin and the data moved between the two devices.
+#include <fstream>
+
+#include "gtest/gtest.h"
+#include "hal/src/plugin_registry.h"
+#include "nlohmann/json.hpp"
+#include "runtime/model/llama_model.h"
+#include "runtime/session/session.h"
+#include "tests/test_util.h"
+
+namespace kestrel::testing {
+namespace {
+
+TEST(FallbackTest, PartialPluginRunsTheModelWithReferenceFallback) {
+  const std::string path = PluginDir() + "/libkestrel_plugin_ref.so:" + KESTREL_PARTIAL_PLUGIN;
+  auto registry = hal::PluginRegistry::Create(path, nullptr);
+  auto partial = registry->FindDevice("partial");
+  ASSERT_TRUE(partial.ok()) << partial.status();
+  hal::Device* ref = registry->ReferenceDevice();
+  ASSERT_NE(ref, nullptr);
+
+  auto model = runtime::LlamaModel::Load(ModelPath("stories260K.gguf"), *partial, {});
+  ASSERT_TRUE(model.ok()) << model.status();
+  runtime::SessionConfig config;
+  config.context_length = 128;
+  config.sampler.temperature = 0.0f;
+  auto session = runtime::Session::Create(model->get(), ref, config);
+  ASSERT_TRUE(session.ok()) << session.status();
+
+  std::ifstream f(ModelPath("stories260K.golden.json"));
+  nlohmann::json golden = nlohmann::json::parse(f);
+  const auto& c = golden["cases"][0];
+  runtime::GenerateRequest req;
+  req.prompt = c["prompt_ids"].get<std::vector<int32_t>>();
+  req.max_new_tokens = 48;
+  auto result = (*session)->Generate(req);
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->tokens, c["generated_ids"].get<std::vector<int32_t>>());
+
+  const auto& counts = (*session)->executor().ops_per_device();
+  ASSERT_EQ(counts.count("partial"), 1u);
+  ASSERT_EQ(counts.count("ref"), 1u);
+  // 5 layers x (2 norms + 7 matmuls + 2 adds + swiglu) + final norm, per step.
+  EXPECT_GT(counts.at("partial"), 0u);
+  EXPECT_GT(counts.at("ref"), 0u);
+}
+
+TEST(FallbackTest, NoDeviceSupportingAnOpIsAClearError) {
+  // Without the reference plugin there is no fallback: the first unsupported op fails by name.
+  auto registry = hal::PluginRegistry::Create(KESTREL_PARTIAL_PLUGIN, nullptr);
+  auto partial = registry->FindDevice("partial");
+  ASSERT_TRUE(partial.ok());
+  auto model = runtime::LlamaModel::Load(ModelPath("stories260K.gguf"), *partial, {});
+  ASSERT_TRUE(model.ok()) << model.status();
+  runtime::SessionConfig config;
+  config.context_length = 32;
+  auto session = runtime::Session::Create(model->get(), nullptr, config);
+  ASSERT_TRUE(session.ok()) << session.status();
+  const int32_t tokens[2] = {1, 403};
+  absl::Status s = (*session)->Decode(tokens);
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(s.message().find("EMBEDDING_GATHER"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("'partial' does not support it"), std::string::npos) << s;
+  EXPECT_EQ((*session)->n_tokens(), 0u);  // a failed step leaves the context unchanged
+}
+
+}  // namespace
+}  // namespace kestrel::testing

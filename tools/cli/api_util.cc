@@ -1,0 +1,174 @@
+#include "api_util.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <string_view>
+
+#include "interrupt.h"
+#include "progress_bar.h"
+
+namespace kestrel::cli {
+namespace {
+
+const char* LevelName(kestrel_log_level_t level) {
+  switch (level) {
+    case KESTREL_LOG_DEBUG:
+      return "debug";
+    case KESTREL_LOG_INFO:
+      return "info";
+    case KESTREL_LOG_WARNING:
+      return "warning";
+    case KESTREL_LOG_ERROR:
+      return "error";
+    default:
+      return "log";
+  }
+}
+
+// May run on several library threads at once: build the whole line, then write it with one
+// fwrite (stdio locks the stream per call).
+void LogToStderr(void* /*user_data*/, kestrel_log_level_t level, const char* message,
+                 size_t length) {
+  std::string line = "kestrel: ";
+  line += LevelName(level);
+  line += ": ";
+  if (message != nullptr) line.append(message, length);
+  if (line.empty() || line.back() != '\n') line.push_back('\n');
+  ProgressBar::ClearForLog();
+  std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+bool OnLoadProgress(void* user_data, float progress) {
+  static_cast<ProgressBar*>(user_data)->Update(progress);
+  return !InterruptRequested();
+}
+
+std::string BaseName(const std::string& path) {
+  size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+}  // namespace
+
+void PrintStatusError(const kestrel_status_t* status) {
+  std::fprintf(stderr, "kestrel: error: %s: %s\n",
+               kestrel_status_code_name(kestrel_status_code(status)),
+               kestrel_status_message(status));
+}
+
+RuntimePtr CreateRuntime(int verbosity) {
+  kestrel_runtime_options_t options;
+  kestrel_runtime_options_init(&options);
+  options.log_callback = LogToStderr;
+  options.log_user_data = nullptr;
+  options.log_level = verbosity >= 2   ? KESTREL_LOG_DEBUG
+                      : verbosity == 1 ? KESTREL_LOG_INFO
+                                       : KESTREL_LOG_WARNING;
+  kestrel_runtime_t* runtime = nullptr;
+  StatusPtr status(kestrel_runtime_create(&options, &runtime));
+  if (status) {
+    PrintStatusError(status.get());
+    return nullptr;
+  }
+  return RuntimePtr(runtime);
+}
+
+ModelPtr LoadModel(kestrel_runtime_t* runtime, const LoadOptions& load, int* exit_code) {
+  ProgressBar bar("loading " + BaseName(load.path));
+  kestrel_model_options_t options;
+  kestrel_model_options_init(&options);
+  options.device = load.device.empty() ? nullptr : load.device.c_str();
+  options.use_mmap = load.use_mmap;
+  options.progress_callback = OnLoadProgress;
+  options.progress_user_data = &bar;
+  kestrel_model_t* model = nullptr;
+  StatusPtr status(
+      kestrel_model_load(runtime, load.path.data(), load.path.size(), &options, &model));
+  bar.Finish();
+  if (status) {
+    if (kestrel_status_code(status.get()) == KESTREL_STATUS_CANCELLED && InterruptRequested()) {
+      std::fprintf(stderr, "kestrel: interrupted while loading the model\n");
+      *exit_code = kExitInterrupted;
+    } else {
+      PrintStatusError(status.get());
+      *exit_code = kExitError;
+    }
+    return nullptr;
+  }
+  return ModelPtr(model);
+}
+
+bool GetModelInfo(const kestrel_model_t* model, kestrel_model_info_t* info) {
+  *info = kestrel_model_info_t{};
+  info->struct_size = sizeof(*info);
+  StatusPtr status(kestrel_model_get_info(model, info));
+  if (status) {
+    PrintStatusError(status.get());
+    return false;
+  }
+  return true;
+}
+
+std::string DtypeMaskToString(uint64_t mask) {
+  struct Named {
+    uint64_t bit;
+    const char* name;
+  };
+  static constexpr Named kNames[] = {
+      {KESTREL_DTYPE_MASK_F32, "F32"},   {KESTREL_DTYPE_MASK_F16, "F16"},
+      {KESTREL_DTYPE_MASK_BF16, "BF16"}, {KESTREL_DTYPE_MASK_I32, "I32"},
+      {KESTREL_DTYPE_MASK_I8, "I8"},     {KESTREL_DTYPE_MASK_Q8_0, "Q8_0"},
+      {KESTREL_DTYPE_MASK_Q4_0, "Q4_0"},
+  };
+  std::string out;
+  uint64_t known = 0;
+  for (const Named& n : kNames) {
+    known |= n.bit;
+    if (mask & n.bit) {
+      if (!out.empty()) out.push_back(' ');
+      out += n.name;
+    }
+  }
+  for (int bit = 0; bit < 64; ++bit) {
+    uint64_t b = UINT64_C(1) << bit;
+    if ((mask & b) && !(known & b)) {
+      if (!out.empty()) out.push_back(' ');
+      out += "bit" + std::to_string(bit);
+    }
+  }
+  return out.empty() ? "-" : out;
+}
+
+std::string DeviceKindName(int kind) {
+  switch (kind) {
+    case KESTREL_DEVICE_CPU:
+      return "cpu";
+    case KESTREL_DEVICE_GPU:
+      return "gpu";
+    case KESTREL_DEVICE_NPU:
+      return "npu";
+    case KESTREL_DEVICE_ACCELERATOR:
+      return "accelerator";
+    default:
+      return "unknown(" + std::to_string(kind) + ")";
+  }
+}
+
+std::string FormatBytes(uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (value >= 1024.0 && unit + 1 < sizeof(kUnits) / sizeof(kUnits[0])) {
+    value /= 1024.0;
+    ++unit;
+  }
+  char buf[32];
+  if (unit == 0) {
+    std::snprintf(buf, sizeof(buf), "%" PRIu64 " B", bytes);
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.1f %s", value, kUnits[unit]);
+  }
+  return buf;
+}
+
+}  // namespace kestrel::cli

@@ -1,0 +1,380 @@
+#include "args.h"
+
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <system_error>
+
+namespace kestrel::cli {
+namespace {
+
+// Which subcommands a flag belongs to.
+constexpr unsigned kForGenerate = 1u << 0;
+constexpr unsigned kForInfo = 1u << 1;
+constexpr unsigned kForDevices = 1u << 2;
+constexpr unsigned kForAll = kForGenerate | kForInfo | kForDevices;
+
+enum class FlagId {
+  kModel,
+  kPrompt,
+  kMaxTokens,
+  kTemp,
+  kTopK,
+  kTopP,
+  kMinP,
+  kRepeatPenalty,
+  kRepeatLastN,
+  kSeed,
+  kCtx,
+  kDevice,
+  kStop,
+  kThreads,
+  kJson,
+  kNoMmap,
+  kNoEcho,
+  kVerbose,
+  kHelp,
+};
+
+struct FlagSpec {
+  FlagId id;
+  const char* long_name;  // without "--"
+  char short_name;        // 0: none
+  bool takes_value;
+  unsigned commands;
+};
+
+constexpr FlagSpec kFlags[] = {
+    {FlagId::kModel, "model", 'm', true, kForGenerate | kForInfo},
+    {FlagId::kPrompt, "prompt", 'p', true, kForGenerate},
+    {FlagId::kMaxTokens, "n-predict", 'n', true, kForGenerate},
+    {FlagId::kTemp, "temp", 0, true, kForGenerate},
+    {FlagId::kTopK, "top-k", 0, true, kForGenerate},
+    {FlagId::kTopP, "top-p", 0, true, kForGenerate},
+    {FlagId::kMinP, "min-p", 0, true, kForGenerate},
+    {FlagId::kRepeatPenalty, "repeat-penalty", 0, true, kForGenerate},
+    {FlagId::kRepeatLastN, "repeat-last-n", 0, true, kForGenerate},
+    {FlagId::kSeed, "seed", 0, true, kForGenerate},
+    {FlagId::kCtx, "ctx", 0, true, kForGenerate},
+    {FlagId::kDevice, "device", 0, true, kForGenerate | kForInfo},
+    {FlagId::kStop, "stop", 0, true, kForGenerate},
+    {FlagId::kThreads, "threads", 't', true, kForGenerate},
+    {FlagId::kJson, "json", 0, false, kForAll},
+    {FlagId::kNoMmap, "no-mmap", 0, false, kForGenerate | kForInfo},
+    {FlagId::kNoEcho, "no-echo", 0, false, kForGenerate},
+    {FlagId::kVerbose, "verbose", 'v', false, kForAll},
+    {FlagId::kHelp, "help", 'h', false, kForAll},
+};
+
+unsigned CommandBit(Command command) {
+  switch (command) {
+    case Command::kGenerate:
+      return kForGenerate;
+    case Command::kInfo:
+      return kForInfo;
+    case Command::kDevices:
+      return kForDevices;
+    default:
+      return 0;
+  }
+}
+
+std::optional<Command> CommandFromName(std::string_view name) {
+  if (name == "generate") return Command::kGenerate;
+  if (name == "info") return Command::kInfo;
+  if (name == "devices") return Command::kDevices;
+  if (name == "help") return Command::kHelp;
+  if (name == "version") return Command::kVersion;
+  return std::nullopt;
+}
+
+const FlagSpec* FindLong(std::string_view name) {
+  for (const FlagSpec& f : kFlags) {
+    if (name == f.long_name) return &f;
+  }
+  return nullptr;
+}
+
+const FlagSpec* FindShort(char c) {
+  for (const FlagSpec& f : kFlags) {
+    if (f.short_name != 0 && f.short_name == c) return &f;
+  }
+  return nullptr;
+}
+
+ParseResult Fail(std::string message) {
+  ParseResult r;
+  r.ok = false;
+  r.error = std::move(message);
+  return r;
+}
+
+std::string BadValue(std::string_view flag, std::string_view value, std::string_view expected) {
+  std::string m = "invalid value '";
+  m.append(value);
+  m += "' for ";
+  m.append(flag);
+  m += ": expected ";
+  m.append(expected);
+  return m;
+}
+
+// Applies one flag with its value (empty for boolean flags). `spelled` is the flag as the user
+// wrote it ("-n", "--n-predict"), used in messages.
+ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_view value,
+                  Options* o) {
+  switch (spec.id) {
+    case FlagId::kModel:
+      if (value.empty()) return Fail(BadValue(spelled, value, "a model file path"));
+      o->model_path = std::string(value);
+      break;
+    case FlagId::kPrompt:
+      o->prompt = std::string(value);
+      break;
+    case FlagId::kMaxTokens:
+      if (!ParseUint32(value, &o->max_new_tokens)) {
+        return Fail(BadValue(spelled, value, "an integer in [0, 4294967295]"));
+      }
+      break;
+    case FlagId::kTemp: {
+      float v;
+      if (!ParseFloat(value, &v) || v < 0.0f) {
+        return Fail(BadValue(spelled, value, "a number >= 0 (0 = greedy)"));
+      }
+      o->temperature = v;
+      break;
+    }
+    case FlagId::kTopK: {
+      int32_t v;
+      if (!ParseInt32(value, &v) || v < 0) {
+        return Fail(BadValue(spelled, value, "an integer >= 0 (0 = off)"));
+      }
+      o->top_k = v;
+      break;
+    }
+    case FlagId::kTopP: {
+      float v;
+      if (!ParseFloat(value, &v) || !(v > 0.0f && v <= 1.0f)) {
+        return Fail(BadValue(spelled, value, "a number in (0, 1] (1 = off)"));
+      }
+      o->top_p = v;
+      break;
+    }
+    case FlagId::kMinP: {
+      float v;
+      if (!ParseFloat(value, &v) || !(v >= 0.0f && v <= 1.0f)) {
+        return Fail(BadValue(spelled, value, "a number in [0, 1] (0 = off)"));
+      }
+      o->min_p = v;
+      break;
+    }
+    case FlagId::kRepeatPenalty: {
+      float v;
+      if (!ParseFloat(value, &v) || !(v > 0.0f)) {
+        return Fail(BadValue(spelled, value, "a number > 0 (1 = off)"));
+      }
+      o->repeat_penalty = v;
+      break;
+    }
+    case FlagId::kRepeatLastN: {
+      int32_t v;
+      if (!ParseInt32(value, &v) || v < 0) {
+        return Fail(BadValue(spelled, value, "an integer >= 0 (0 = off)"));
+      }
+      o->repeat_last_n = v;
+      break;
+    }
+    case FlagId::kSeed: {
+      uint64_t v;
+      if (!ParseUint64(value, &v)) {
+        return Fail(BadValue(spelled, value, "an integer in [0, 18446744073709551615]"));
+      }
+      o->seed = v;
+      break;
+    }
+    case FlagId::kCtx:
+      if (!ParseUint32(value, &o->context_length)) {
+        return Fail(BadValue(spelled, value, "an integer in [0, 4294967295] (0 = the model's)"));
+      }
+      break;
+    case FlagId::kDevice:
+      if (value.empty()) return Fail(BadValue(spelled, value, "a device name (see `kestrel devices`)"));
+      o->device = std::string(value);
+      break;
+    case FlagId::kStop:
+      if (value.empty()) return Fail(BadValue(spelled, value, "a non-empty stop string"));
+      o->stop_strings.emplace_back(value);
+      break;
+    case FlagId::kThreads:
+      if (!ParseUint32(value, &o->n_threads)) {
+        return Fail(BadValue(spelled, value, "an integer in [0, 4294967295] (0 = automatic)"));
+      }
+      break;
+    case FlagId::kJson:
+      o->json = true;
+      break;
+    case FlagId::kNoMmap:
+      o->use_mmap = false;
+      break;
+    case FlagId::kNoEcho:
+      o->echo_prompt = false;
+      break;
+    case FlagId::kVerbose:
+      ++o->verbosity;
+      break;
+    case FlagId::kHelp:
+      o->help = true;
+      break;
+  }
+  return ParseResult{};
+}
+
+}  // namespace
+
+const char* CommandName(Command command) {
+  switch (command) {
+    case Command::kGenerate:
+      return "generate";
+    case Command::kInfo:
+      return "info";
+    case Command::kDevices:
+      return "devices";
+    case Command::kHelp:
+      return "help";
+    case Command::kVersion:
+      return "version";
+    case Command::kNone:
+      break;
+  }
+  return "";
+}
+
+bool ParseUint32(std::string_view text, uint32_t* out) {
+  uint64_t v;
+  if (!ParseUint64(text, &v) || v > std::numeric_limits<uint32_t>::max()) return false;
+  *out = static_cast<uint32_t>(v);
+  return true;
+}
+
+bool ParseInt32(std::string_view text, int32_t* out) {
+  int32_t v = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, v);
+  if (text.empty() || ec != std::errc() || ptr != end) return false;
+  *out = v;
+  return true;
+}
+
+bool ParseUint64(std::string_view text, uint64_t* out) {
+  // from_chars for an unsigned type rejects '-', '+' and leading whitespace.
+  uint64_t v = 0;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, v);
+  if (text.empty() || ec != std::errc() || ptr != end) return false;
+  *out = v;
+  return true;
+}
+
+bool ParseFloat(std::string_view text, float* out) {
+  float v = 0.0f;
+  const char* end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, v, std::chars_format::general);
+  if (text.empty() || ec != std::errc() || ptr != end || !std::isfinite(v)) return false;
+  *out = v;
+  return true;
+}
+
+ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
+  Options o;
+  int i = 1;
+  if (argc < 2) return Fail("no command given");
+
+  std::string_view first = argv[1];
+  if (first == "--version" || first == "-V") {
+    o.command = Command::kVersion;
+    ++i;
+  } else if (first == "-h" || first == "--help") {
+    o.command = Command::kHelp;
+    ++i;
+  } else if (!first.empty() && first[0] == '-') {
+    return Fail("expected a command before '" + std::string(first) +
+                "' (generate, info, devices, help)");
+  } else if (auto c = CommandFromName(first)) {
+    o.command = *c;
+    ++i;
+  } else {
+    return Fail("unknown command '" + std::string(first) + "'");
+  }
+
+  if (o.command == Command::kHelp || o.command == Command::kVersion) {
+    if (o.command == Command::kHelp && i < argc) {
+      std::string_view topic = argv[i++];
+      auto c = CommandFromName(topic);
+      if (!c) return Fail("unknown help topic '" + std::string(topic) + "'");
+      o.help_topic = std::string(topic);
+    }
+    if (i < argc) return Fail("unexpected argument '" + std::string(argv[i]) + "'");
+    *out = std::move(o);
+    return ParseResult{};
+  }
+
+  const unsigned command_bit = CommandBit(o.command);
+  for (; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    const FlagSpec* spec = nullptr;
+    std::string_view spelled = arg;
+    std::optional<std::string_view> inline_value;
+    if (arg.size() > 2 && arg.substr(0, 2) == "--") {
+      std::string_view name = arg.substr(2);
+      size_t eq = name.find('=');
+      if (eq != std::string_view::npos) {
+        inline_value = name.substr(eq + 1);
+        name = name.substr(0, eq);
+        spelled = arg.substr(0, 2 + eq);
+      }
+      spec = FindLong(name);
+    } else if (arg.size() >= 2 && arg[0] == '-' && arg != "--") {
+      // -v, -vv, -vvv: repeated verbosity.
+      if (arg.find_first_not_of('v', 1) == std::string_view::npos) {
+        o.verbosity += static_cast<int>(arg.size() - 1);
+        continue;
+      }
+      if (arg.size() == 2) spec = FindShort(arg[1]);
+    } else {
+      return Fail("unexpected argument '" + std::string(arg) + "' for '" +
+                  CommandName(o.command) + "'");
+    }
+    if (spec == nullptr) return Fail("unknown option '" + std::string(spelled) + "'");
+    if ((spec->commands & command_bit) == 0) {
+      return Fail("option '" + std::string(spelled) + "' does not apply to '" +
+                  CommandName(o.command) + "'");
+    }
+    std::string_view value;
+    if (spec->takes_value) {
+      if (inline_value) {
+        value = *inline_value;
+      } else if (i + 1 < argc) {
+        value = argv[++i];
+      } else {
+        return Fail("option '" + std::string(spelled) + "' needs a value");
+      }
+    } else if (inline_value) {
+      return Fail("option '" + std::string(spelled) + "' takes no value");
+    }
+    ParseResult r = Apply(*spec, spelled, value, &o);
+    if (!r.ok) return r;
+  }
+
+  if (!o.help) {
+    if ((o.command == Command::kGenerate || o.command == Command::kInfo) && o.model_path.empty()) {
+      return Fail(std::string("'") + CommandName(o.command) + "' needs -m/--model MODEL");
+    }
+    if (o.command == Command::kGenerate && !o.prompt) {
+      return Fail("'generate' needs -p/--prompt PROMPT");
+    }
+  }
+  *out = std::move(o);
+  return ParseResult{};
+}
+
+}  // namespace kestrel::cli

@@ -1,0 +1,68 @@
+// Command-line parsing for the `kestrel` tool: the subcommand, its flags and strict number parsing.
+// Pure C++ (no Kestrel API calls), so it is unit-tested without the library.
+#ifndef KESTREL_TOOLS_CLI_ARGS_H_
+#define KESTREL_TOOLS_CLI_ARGS_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kestrel::cli {
+
+enum class Command { kNone, kGenerate, kInfo, kDevices, kHelp, kVersion };
+
+// "generate", "info", ...; "" for kNone.
+const char* CommandName(Command command);
+
+// Everything the command line can say. Optional sampler fields stay unset when the flag is absent,
+// so the library's defaults (kestrel_sampler_options_init) apply.
+struct Options {
+  Command command = Command::kNone;
+  bool help = false;       // -h/--help: print the command's usage and exit 0
+  std::string help_topic;  // `kestrel help generate` -> "generate"
+  int verbosity = 0;       // -v: INFO log lines, -vv: DEBUG
+
+  std::string model_path;             // -m/--model
+  std::optional<std::string> prompt;  // -p/--prompt
+  uint32_t max_new_tokens = 128;      // -n
+  float temperature = 0.8f;           // --temp (0: greedy)
+  std::optional<int32_t> top_k;
+  std::optional<float> top_p;
+  std::optional<float> min_p;
+  std::optional<float> repeat_penalty;
+  std::optional<int32_t> repeat_last_n;
+  std::optional<uint64_t> seed;
+  uint32_t context_length = 0;  // --ctx (0: the model's trained context)
+  std::string device;           // --device ("" = the library's default)
+  std::vector<std::string> stop_strings;  // --stop, repeatable
+  uint32_t n_threads = 0;                 // -t/--threads (0: the plugin decides)
+  bool json = false;                      // --json
+  bool use_mmap = true;                   // --no-mmap clears it
+  bool echo_prompt = true;                // --no-echo clears it
+};
+
+struct ParseResult {
+  bool ok = true;
+  // Why parsing failed, one line without the "kestrel: " prefix, e.g.
+  // "invalid value '1.5x' for -n: expected an integer in [0, 4294967295]".
+  std::string error;
+};
+
+// Parses argv (argv[0] is the program name). The subcommand must come first (`kestrel generate
+// ...`); `--version`, `-h/--help` and `help [COMMAND]` also work alone. Flags accept
+// `--flag VALUE` and `--flag=VALUE`; short ones `-n VALUE`. A flag that the chosen subcommand does
+// not use is an error. Missing required flags (-m, -p) are reported here too, unless help was asked.
+ParseResult ParseArgs(int argc, const char* const* argv, Options* out);
+
+// Strict number parsing: the whole text must be the number (no spaces, no sign on unsigned, no
+// trailing characters, in range; floats finite). On failure *out is untouched.
+bool ParseUint32(std::string_view text, uint32_t* out);
+bool ParseInt32(std::string_view text, int32_t* out);
+bool ParseUint64(std::string_view text, uint64_t* out);
+bool ParseFloat(std::string_view text, float* out);
+
+}  // namespace kestrel::cli
+
+#endif  // KESTREL_TOOLS_CLI_ARGS_H_

@@ -1,0 +1,147 @@
+#include "args.h"
+
+#include <gtest/gtest.h>
+
+#include <initializer_list>
+#include <vector>
+
+namespace kestrel::cli {
+namespace {
+
+ParseResult Parse(std::initializer_list<const char*> args, Options* out) {
+  std::vector<const char*> argv = {"kestrel"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return ParseArgs(static_cast<int>(argv.size()), argv.data(), out);
+}
+
+TEST(ParseNumbersTest, StrictIntegers) {
+  uint32_t u = 7;
+  EXPECT_TRUE(ParseUint32("0", &u));
+  EXPECT_EQ(u, 0u);
+  EXPECT_TRUE(ParseUint32("4294967295", &u));
+  EXPECT_EQ(u, 4294967295u);
+  for (const char* bad : {"", "abc", "1.5", "1.5x", "12 ", " 12", "-1", "+1", "4294967296", "0x10"}) {
+    u = 7;
+    EXPECT_FALSE(ParseUint32(bad, &u)) << bad;
+    EXPECT_EQ(u, 7u) << "written on failure: " << bad;
+  }
+  int32_t i = 0;
+  EXPECT_TRUE(ParseInt32("-5", &i));
+  EXPECT_EQ(i, -5);
+  EXPECT_FALSE(ParseInt32("2147483648", &i));
+  uint64_t s = 0;
+  EXPECT_TRUE(ParseUint64("18446744073709551615", &s));
+  EXPECT_EQ(s, UINT64_MAX);
+  EXPECT_FALSE(ParseUint64("18446744073709551616", &s));
+}
+
+TEST(ParseNumbersTest, StrictFloats) {
+  float f = 0;
+  EXPECT_TRUE(ParseFloat("0.8", &f));
+  EXPECT_FLOAT_EQ(f, 0.8f);
+  EXPECT_TRUE(ParseFloat("1e-3", &f));
+  EXPECT_TRUE(ParseFloat("-2", &f));
+  for (const char* bad : {"", "x", "0.8x", "nan", "inf", "1e99", " 1", "1,5"}) {
+    f = 42;
+    EXPECT_FALSE(ParseFloat(bad, &f)) << bad;
+    EXPECT_EQ(f, 42) << bad;
+  }
+}
+
+TEST(ParseArgsTest, GenerateWithEveryFlag) {
+  Options o;
+  ParseResult r = Parse({"generate", "-m", "m.gguf", "-p", "-hello", "-n", "5", "--temp", "0",
+                         "--top-k", "10", "--top-p=0.5", "--min-p", "0.1", "--repeat-penalty",
+                         "1.1", "--repeat-last-n", "32", "--seed", "42", "--ctx", "256",
+                         "--device", "ref", "--stop", "\n\n", "--stop", "The end", "-t", "4",
+                         "--json", "--no-mmap", "--no-echo", "-vv"},
+                        &o);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(o.command, Command::kGenerate);
+  EXPECT_EQ(o.model_path, "m.gguf");
+  EXPECT_EQ(*o.prompt, "-hello");  // a value that looks like a flag is still the value
+  EXPECT_EQ(o.max_new_tokens, 5u);
+  EXPECT_EQ(o.temperature, 0.0f);
+  EXPECT_EQ(*o.top_k, 10);
+  EXPECT_FLOAT_EQ(*o.top_p, 0.5f);
+  EXPECT_FLOAT_EQ(*o.min_p, 0.1f);
+  EXPECT_FLOAT_EQ(*o.repeat_penalty, 1.1f);
+  EXPECT_EQ(*o.repeat_last_n, 32);
+  EXPECT_EQ(*o.seed, 42u);
+  EXPECT_EQ(o.context_length, 256u);
+  EXPECT_EQ(o.device, "ref");
+  ASSERT_EQ(o.stop_strings.size(), 2u);
+  EXPECT_EQ(o.stop_strings[0], "\n\n");
+  EXPECT_EQ(o.stop_strings[1], "The end");
+  EXPECT_EQ(o.n_threads, 4u);
+  EXPECT_TRUE(o.json);
+  EXPECT_FALSE(o.use_mmap);
+  EXPECT_FALSE(o.echo_prompt);
+  EXPECT_EQ(o.verbosity, 2);
+}
+
+TEST(ParseArgsTest, Defaults) {
+  Options o;
+  ASSERT_TRUE(Parse({"generate", "-m", "m", "-p", "x"}, &o).ok);
+  EXPECT_EQ(o.max_new_tokens, 128u);
+  EXPECT_FLOAT_EQ(o.temperature, 0.8f);
+  EXPECT_FALSE(o.top_k.has_value());
+  EXPECT_FALSE(o.seed.has_value());
+  EXPECT_TRUE(o.use_mmap);
+  EXPECT_TRUE(o.echo_prompt);
+  EXPECT_FALSE(o.json);
+}
+
+TEST(ParseArgsTest, BadNumberNamesFlagAndValue) {
+  Options o;
+  ParseResult r = Parse({"generate", "-m", "m", "-p", "x", "-n", "abc"}, &o);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("-n"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("'abc'"), std::string::npos) << r.error;
+  r = Parse({"generate", "-m", "m", "-p", "x", "-n", "1.5x"}, &o);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("'1.5x'"), std::string::npos) << r.error;
+  r = Parse({"generate", "-m", "m", "-p", "x", "--top-p=0"}, &o);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("--top-p"), std::string::npos) << r.error;
+  r = Parse({"generate", "-m", "m", "-p", "x", "--temp", "-1"}, &o);
+  EXPECT_FALSE(r.ok);
+}
+
+TEST(ParseArgsTest, UsageErrors) {
+  Options o;
+  EXPECT_FALSE(Parse({}, &o).ok);
+  EXPECT_FALSE(Parse({"frobnicate"}, &o).ok);
+  EXPECT_FALSE(Parse({"-m", "x", "generate"}, &o).ok);               // command first
+  EXPECT_FALSE(Parse({"generate", "-p", "x"}, &o).ok);               // no model
+  EXPECT_FALSE(Parse({"generate", "-m", "x"}, &o).ok);               // no prompt
+  EXPECT_FALSE(Parse({"generate", "-m", "x", "-p"}, &o).ok);         // missing value
+  EXPECT_FALSE(Parse({"generate", "-m", "x", "-p", "y", "--bogus"}, &o).ok);
+  EXPECT_FALSE(Parse({"generate", "-m", "x", "-p", "y", "stray"}, &o).ok);
+  EXPECT_FALSE(Parse({"generate", "-m", "x", "-p", "y", "--json=1"}, &o).ok);
+  ParseResult r = Parse({"devices", "-p", "x"}, &o);                 // flag of another command
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("devices"), std::string::npos) << r.error;
+  EXPECT_FALSE(Parse({"info"}, &o).ok);
+  EXPECT_FALSE(Parse({"help", "nope"}, &o).ok);
+}
+
+TEST(ParseArgsTest, HelpAndVersion) {
+  Options o;
+  ASSERT_TRUE(Parse({"--version"}, &o).ok);
+  EXPECT_EQ(o.command, Command::kVersion);
+  ASSERT_TRUE(Parse({"help"}, &o).ok);
+  EXPECT_EQ(o.command, Command::kHelp);
+  ASSERT_TRUE(Parse({"help", "generate"}, &o).ok);
+  EXPECT_EQ(o.help_topic, "generate");
+  ASSERT_TRUE(Parse({"--help"}, &o).ok);
+  EXPECT_EQ(o.command, Command::kHelp);
+  ASSERT_TRUE(Parse({"generate", "-h"}, &o).ok);  // help needs no -m/-p
+  EXPECT_TRUE(o.help);
+  EXPECT_EQ(o.command, Command::kGenerate);
+  ASSERT_TRUE(Parse({"devices", "--json"}, &o).ok);
+  EXPECT_TRUE(o.json);
+}
+
+}  // namespace
+}  // namespace kestrel::cli

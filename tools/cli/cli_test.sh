@@ -1,0 +1,92 @@
+#!/bin/sh
+# End-to-end test of the `kestrel` tool: exit codes, usage errors, and a greedy --json generation
+# of stories260K compared with the shared golden token ids.
+#
+#   cli_test.sh PATH/TO/kestrel PATH/TO/stories260K.gguf
+#
+# Needs python3 to read the JSON (exits 77 = skipped without it). Plugins are found through
+# KESTREL_PLUGIN_PATH, which ctest sets.
+set -u
+kestrel=$1
+model=$2
+golden=$(dirname "$model")/stories260K.golden.json
+command -v python3 >/dev/null 2>&1 || { echo "python3 not found: skipped"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failed=0
+fail() { echo "FAIL: $*" >&2; failed=1; }
+
+# expect_exit CODE STDERR_SUBSTRING -- ARGS...
+expect_exit() {
+  want=$1 needle=$2
+  shift 3
+  "$kestrel" "$@" >"$tmp/out" 2>"$tmp/err"
+  got=$?
+  [ "$got" -eq "$want" ] || fail "kestrel $* exited $got, expected $want; stderr: $(cat "$tmp/err")"
+  if [ -n "$needle" ] && ! grep -qF -- "$needle" "$tmp/err"; then
+    fail "kestrel $*: stderr lacks '$needle': $(cat "$tmp/err")"
+  fi
+}
+
+expect_exit 0 "" -- --version
+grep -q '^kestrel [0-9]' "$tmp/out" || fail "--version printed: $(cat "$tmp/out")"
+expect_exit 0 "" -- help generate
+grep -q -- '--repeat-last-n' "$tmp/out" || fail "help generate lacks the flag list"
+expect_exit 2 "usage:" --
+expect_exit 2 "unknown command 'frob'" -- frob
+expect_exit 2 "'abc' for -n" -- generate -m "$model" -p hi -n abc
+expect_exit 2 "'1.5x' for -n" -- generate -m "$model" -p hi -n 1.5x
+expect_exit 2 "needs -p/--prompt" -- generate -m "$model"
+expect_exit 2 "does not apply to 'devices'" -- devices -p hi
+expect_exit 1 "kestrel: error: NOT_FOUND: " -- generate -m "$tmp/missing.gguf" -p hi
+expect_exit 1 "kestrel: error: " -- generate -m "$model" -p hi --device no-such-device
+
+expect_exit 0 "" -- devices --json
+python3 - "$tmp/out" <<'PY' || fail "devices --json"
+import json, sys
+d = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+assert d["devices"], "no devices"
+assert any(p["loaded"] for p in d["plugins"]), "no loaded plugin"
+PY
+
+expect_exit 0 "" -- info -m "$model" --json
+python3 - "$tmp/out" <<'PY' || fail "info --json"
+import json, sys
+d = json.loads(open(sys.argv[1]).read())
+assert d["architecture"] == "llama" and d["vocab_size"] == 512 and d["n_layers"] == 5, d
+assert sum(t["n_tensors"] for t in d["tensor_types"]) == d["n_tensors"] == 48, d
+PY
+
+# Greedy generation: stdout = prompt + streamed text + "\n" + JSON line.
+expect_exit 0 "" -- generate -m "$model" -p "Once upon a time" -n 16 --temp 0 --json
+python3 - "$tmp/out" "$golden" <<'PY' || fail "generate --json"
+import json, sys
+out = open(sys.argv[1], encoding="utf-8").read()
+golden = json.load(open(sys.argv[2]))["cases"][0]
+assert out.endswith("\n"), "stdout must end with a newline"
+streamed, _, last = out[:-1].rpartition("\n")
+d = json.loads(last)
+for key in ("prompt_token_ids", "token_ids", "text", "n_prompt", "n_generated",
+            "prefill_tokens_per_s", "decode_tokens_per_s", "prefill_ms", "decode_ms", "device",
+            "model", "stop_reason", "seed", "temperature"):
+    assert key in d, "missing " + key
+assert d["prompt_token_ids"] == golden["prompt_ids"], d["prompt_token_ids"]
+assert d["token_ids"] == golden["generated_ids"][:16], d["token_ids"]
+assert d["n_prompt"] == len(golden["prompt_ids"]) and d["n_generated"] == 16, d
+assert d["stop_reason"] == "max_tokens" and d["temperature"] == 0, d
+assert streamed == "Once upon a time" + d["text"], (streamed, d["text"])
+assert d["text"] == "".join(golden["generated_pieces"][:16]), d["text"]
+PY
+
+# A stop string ends the generation and is not printed.
+expect_exit 0 "" -- generate -m "$model" -p "Once upon a time" -n 48 --temp 0 --stop " Lily" --json --no-echo
+python3 - "$tmp/out" <<'PY' || fail "generate --stop"
+import json, sys
+lines = open(sys.argv[1], encoding="utf-8").read().splitlines()
+d = json.loads(lines[-1])
+assert d["stop_reason"] == "stop_string", d["stop_reason"]
+assert "Lily" not in d["text"] and d["text"] == ", there was a little girl named", d["text"]
+PY
+
+if [ "$failed" -ne 0 ]; then exit 1; fi
+echo "cli_test: ok"

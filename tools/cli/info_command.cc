@@ -1,0 +1,156 @@
+// `kestrel info`: a model's metadata (kestrel_model_get_info) and its tensor type summary.
+#include <cinttypes>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "api_util.h"
+#include "commands.h"
+#include "json_writer.h"
+#include "kestrel/kestrel.h"
+
+namespace kestrel::cli {
+namespace {
+
+const char* OrEmpty(const char* s) { return s != nullptr ? s : ""; }
+
+bool GetTensorTypes(const kestrel_model_t* model,
+                    std::vector<kestrel_tensor_type_summary_t>* out) {
+  size_t count = kestrel_model_tensor_type_count(model);
+  for (size_t i = 0; i < count; ++i) {
+    kestrel_tensor_type_summary_t s = {};
+    s.struct_size = sizeof(s);
+    StatusPtr status(kestrel_model_tensor_type_summary(model, i, &s));
+    if (status) {
+      PrintStatusError(status.get());
+      return false;
+    }
+    out->push_back(s);
+  }
+  return true;
+}
+
+void PrintJson(const Options& o, const kestrel_model_info_t& info,
+               const std::vector<kestrel_tensor_type_summary_t>& types) {
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("model");
+  w.String(o.model_path);
+  w.Key("architecture");
+  w.String(OrEmpty(info.architecture));
+  w.Key("name");
+  w.String(OrEmpty(info.name));
+  w.Key("device");
+  w.String(OrEmpty(info.device));
+  w.Key("n_params");
+  w.Uint(info.n_params);
+  w.Key("weight_bytes");
+  w.Uint(info.weight_bytes);
+  w.Key("n_layers");
+  w.Uint(info.n_layers);
+  w.Key("n_heads");
+  w.Uint(info.n_heads);
+  w.Key("n_kv_heads");
+  w.Uint(info.n_kv_heads);
+  w.Key("n_embd");
+  w.Uint(info.n_embd);
+  w.Key("n_ff");
+  w.Uint(info.n_ff);
+  w.Key("head_dim");
+  w.Uint(info.head_dim);
+  w.Key("context_length");
+  w.Uint(info.context_length);
+  w.Key("vocab_size");
+  w.Uint(info.vocab_size);
+  w.Key("bos_id");
+  w.Int(info.bos_id);
+  w.Key("eos_id");
+  w.Int(info.eos_id);
+  w.Key("unk_id");
+  w.Int(info.unk_id);
+  w.Key("pad_id");
+  w.Int(info.pad_id);
+  w.Key("add_bos");
+  w.Bool(info.add_bos);
+  w.Key("rope_freq_base");
+  w.Float(info.rope_freq_base);
+  w.Key("rms_norm_eps");
+  w.Float(info.rms_norm_eps);
+  w.Key("n_tensors");
+  w.Uint(info.n_tensors);
+  w.Key("tensor_types");
+  w.BeginArray();
+  for (const kestrel_tensor_type_summary_t& t : types) {
+    w.BeginObject();
+    w.Key("type");
+    w.String(OrEmpty(t.type_name));
+    w.Key("n_tensors");
+    w.Uint(t.n_tensors);
+    w.Key("n_elements");
+    w.Uint(t.n_elements);
+    w.Key("n_bytes");
+    w.Uint(t.n_bytes);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  std::printf("%s\n", w.str().c_str());
+}
+
+void PrintText(const Options& o, const kestrel_model_info_t& info,
+               const std::vector<kestrel_tensor_type_summary_t>& types) {
+  std::printf("model:           %s\n", o.model_path.c_str());
+  std::printf("name:            %s\n", OrEmpty(info.name));
+  std::printf("architecture:    %s\n", OrEmpty(info.architecture));
+  std::printf("device:          %s\n", OrEmpty(info.device));
+  std::printf("parameters:      %" PRIu64 "\n", info.n_params);
+  std::printf("weights:         %s (%" PRIu64 " bytes)\n", FormatBytes(info.weight_bytes).c_str(),
+              info.weight_bytes);
+  std::printf("layers:          %" PRIu32 "\n", info.n_layers);
+  std::printf("heads:           %" PRIu32 " (kv %" PRIu32 ", head dim %" PRIu32 ")\n",
+              info.n_heads, info.n_kv_heads, info.head_dim);
+  std::printf("embedding:       %" PRIu32 " (feed-forward %" PRIu32 ")\n", info.n_embd,
+              info.n_ff);
+  std::printf("context length:  %" PRIu32 "\n", info.context_length);
+  std::printf("vocab:           %" PRIu32 " (bos %" PRId32 ", eos %" PRId32 ", unk %" PRId32
+              ", pad %" PRId32 ", add bos: %s)\n",
+              info.vocab_size, info.bos_id, info.eos_id, info.unk_id, info.pad_id,
+              info.add_bos ? "yes" : "no");
+  std::printf("rope freq base:  %g\n", static_cast<double>(info.rope_freq_base));
+  std::printf("rms norm eps:    %g\n", static_cast<double>(info.rms_norm_eps));
+  std::printf("tensors:         %" PRIu32 "\n", info.n_tensors);
+  std::printf("\n%-8s %8s %14s %14s\n", "type", "tensors", "elements", "bytes");
+  uint64_t tensors = 0, elements = 0, bytes = 0;
+  for (const kestrel_tensor_type_summary_t& t : types) {
+    std::printf("%-8s %8" PRIu32 " %14" PRIu64 " %14" PRIu64 "\n", OrEmpty(t.type_name),
+                t.n_tensors, t.n_elements, t.n_bytes);
+    tensors += t.n_tensors;
+    elements += t.n_elements;
+    bytes += t.n_bytes;
+  }
+  std::printf("%-8s %8" PRIu64 " %14" PRIu64 " %14" PRIu64 "\n", "total", tensors, elements,
+              bytes);
+}
+
+}  // namespace
+
+int RunInfo(const Options& o) {
+  RuntimePtr runtime = CreateRuntime(o.verbosity);
+  if (!runtime) return kExitError;
+  int exit_code = kExitError;
+  ModelPtr model = LoadModel(runtime.get(), LoadOptions{o.model_path, o.device, o.use_mmap},
+                             &exit_code);
+  if (!model) return exit_code;
+  kestrel_model_info_t info;
+  if (!GetModelInfo(model.get(), &info)) return kExitError;
+  std::vector<kestrel_tensor_type_summary_t> types;
+  if (!GetTensorTypes(model.get(), &types)) return kExitError;
+  if (o.json) {
+    PrintJson(o, info, types);
+  } else {
+    PrintText(o, info, types);
+  }
+  return kExitOk;
+}
+
+}  // namespace kestrel::cli

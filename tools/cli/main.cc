@@ -1,0 +1,143 @@
+// `kestrel`: the command-line front end of the Kestrel SDK, written against the public C API only.
+//
+//   kestrel generate -m MODEL -p PROMPT [options]   stream a completion
+//   kestrel info -m MODEL [--json]                  model metadata and tensor types
+//   kestrel devices [--json]                        plugins and devices
+//   kestrel help [COMMAND] | --version
+//
+// Exit status: 0 success, 1 runtime error ("kestrel: error: <CODE_NAME>: <message>" on stderr),
+// 2 bad usage (message and short usage on stderr), 130 interrupted by Ctrl-C.
+#include <cstdio>
+
+#include "api_util.h"
+#include "args.h"
+#include "commands.h"
+#include "kestrel/kestrel.h"
+
+namespace kestrel::cli {
+namespace {
+
+constexpr char kShortUsage[] =
+    "usage: kestrel generate -m MODEL -p PROMPT [options]\n"
+    "       kestrel info -m MODEL [--json]\n"
+    "       kestrel devices [--json]\n"
+    "       kestrel help [COMMAND] | kestrel --version\n";
+
+constexpr char kGenerateHelp[] =
+    "usage: kestrel generate -m MODEL -p PROMPT [options]\n"
+    "\n"
+    "Streams a completion of PROMPT to stdout as it is generated. stdout receives the prompt\n"
+    "itself first (like llama.cpp; --no-echo leaves it out), then the generated text, then a\n"
+    "newline if the text did not end with one. Timings go to stderr, or with --json into one JSON\n"
+    "object printed as the last line of stdout.\n"
+    "\n"
+    "options:\n"
+    "  -m, --model PATH        GGUF model file (required)\n"
+    "  -p, --prompt TEXT       prompt text (required)\n"
+    "  -n, --n-predict N       maximum new tokens (default 128)\n"
+    "      --temp T            temperature (default 0.8; 0 = greedy)\n"
+    "      --top-k K           top-k cutoff (0 = off; default: library's, 40)\n"
+    "      --top-p P           nucleus cutoff in (0, 1] (1 = off; default 0.95)\n"
+    "      --min-p P           min-p cutoff in [0, 1] (0 = off; default 0.05)\n"
+    "      --repeat-penalty R  repetition penalty > 0 (1 = off; default 1)\n"
+    "      --repeat-last-n N   tokens the penalty looks back on (0 = off; default 64)\n"
+    "      --seed S            sampling seed (default: library's, 12648430)\n"
+    "      --ctx N             context length in tokens (0 = the model's; default 0)\n"
+    "      --device NAME       device to run on, see `kestrel devices` (default: library's choice)\n"
+    "      --stop STR          stop when STR appears (not printed); repeatable\n"
+    "  -t, --threads N         worker threads for plugins that use them (0 = automatic)\n"
+    "      --json              print a JSON summary as the last line of stdout\n"
+    "      --no-mmap           read the model into memory instead of mapping it\n"
+    "      --no-echo           do not print the prompt before the generated text\n"
+    "  -v, --verbose           log INFO lines to stderr (-vv: DEBUG)\n"
+    "  -h, --help              this help\n"
+    "\n"
+    "Ctrl-C stops the generation after the current step; the text so far and the statistics are\n"
+    "printed and the exit status is 130. A second Ctrl-C terminates at once.\n"
+    "\n"
+    "JSON fields: model, model_name, device, prompt, prompt_token_ids (with BOS), token_ids, text,\n"
+    "n_prompt, n_generated, prefill_ms, decode_ms, prefill_tokens_per_s, decode_tokens_per_s,\n"
+    "stop_reason (eos, max_tokens, stop_string, callback, context_full, cancelled), seed,\n"
+    "temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, max_new_tokens,\n"
+    "context_length.\n";
+
+constexpr char kInfoHelp[] =
+    "usage: kestrel info -m MODEL [--device NAME] [--no-mmap] [--json] [-v]\n"
+    "\n"
+    "Loads MODEL and prints its metadata and a summary of its tensor types (count, elements,\n"
+    "bytes per type). --json prints one JSON object instead.\n";
+
+constexpr char kDevicesHelp[] =
+    "usage: kestrel devices [--json] [-v]\n"
+    "\n"
+    "Lists the plugins found on the plugin path (loaded, or skipped with the reason; path,\n"
+    "version, plugin API version) and the devices they provide with their capabilities.\n"
+    "The plugin path is KESTREL_PLUGIN_PATH if set, else the plugin folder next to the library.\n";
+
+constexpr char kOverviewHelp[] =
+    "kestrel: command-line front end of the Kestrel LLM inference SDK\n"
+    "\n"
+    "usage: kestrel COMMAND [options]\n"
+    "\n"
+    "commands:\n"
+    "  generate   stream a completion of a prompt\n"
+    "  info       show a model's metadata and tensor types\n"
+    "  devices    list plugins and devices\n"
+    "  help       show help for a command (kestrel help generate)\n"
+    "\n"
+    "  --version  print the library version\n"
+    "\n"
+    "exit status: 0 success, 1 runtime error, 2 bad usage, 130 interrupted (Ctrl-C)\n";
+
+void PrintHelp(const std::string& topic) {
+  const char* text = kOverviewHelp;
+  if (topic == "generate") text = kGenerateHelp;
+  if (topic == "info") text = kInfoHelp;
+  if (topic == "devices") text = kDevicesHelp;
+  std::fputs(text, stdout);
+}
+
+int PrintVersion() {
+  const char* library = kestrel_version();
+  std::printf("kestrel %s\n", library);
+  if (kestrel_version_number() != KESTREL_VERSION_NUMBER) {
+    std::printf("(built against headers %d.%d.%d)\n", KESTREL_VERSION_MAJOR,
+                KESTREL_VERSION_MINOR, KESTREL_VERSION_PATCH);
+  }
+  return kExitOk;
+}
+
+int Main(int argc, char** argv) {
+  Options options;
+  ParseResult parsed = ParseArgs(argc, argv, &options);
+  if (!parsed.ok) {
+    std::fprintf(stderr, "kestrel: %s\n%s", parsed.error.c_str(), kShortUsage);
+    return kExitUsage;
+  }
+  if (options.help) {
+    PrintHelp(CommandName(options.command));
+    return kExitOk;
+  }
+  switch (options.command) {
+    case Command::kGenerate:
+      return RunGenerate(options);
+    case Command::kInfo:
+      return RunInfo(options);
+    case Command::kDevices:
+      return RunDevices(options);
+    case Command::kHelp:
+      PrintHelp(options.help_topic);
+      return kExitOk;
+    case Command::kVersion:
+      return PrintVersion();
+    case Command::kNone:
+      break;
+  }
+  std::fputs(kShortUsage, stderr);
+  return kExitUsage;
+}
+
+}  // namespace
+}  // namespace kestrel::cli
+
+int main(int argc, char** argv) { return kestrel::cli::Main(argc, argv); }
