@@ -106,7 +106,7 @@ struct Collected {
   std::string text;
   static bool OnToken(void* user, int32_t token, const char* text, size_t len) {
     auto* c = static_cast<Collected*>(user);
-    c->tokens.push_back(token);
+    if (token != KESTREL_TOKEN_NONE) c->tokens.push_back(token);
     c->text.append(text, len);
     return true;
   }

@@ -134,8 +134,5 @@ absl::Status CopyOut(const char* function, const char* out_name, const T* data, 
 
 }  // namespace kestrel::api
 
-// Smallest released sizes (v0.1): struct_size plus the first field. Later fields are optional
-// for clients built against 0.1 headers that predate them (see docs/C_API.md).
-#define KESTREL_MIN_SIZE(type, first_field) (offsetof(type, first_field) + sizeof(((type*)0)->first_field))
 
 #endif  // KESTREL_API_SRC_C_API_INTERNAL_H_

@@ -30,7 +30,7 @@ KESTREL_API kestrel_status_t* kestrel_model_load(kestrel_runtime_t* runtime, con
     kestrel_model_options_t o;
     kestrel_model_options_init(&o);
     if (auto s = kestrel::api::ReadOptions(fn, "options", options,
-                                           KESTREL_MIN_SIZE(kestrel_model_options_t, device), &o);
+                                           KESTREL_MODEL_OPTIONS_MIN_SIZE, &o);
         !s.ok()) {
       return s;
     }
@@ -98,7 +98,7 @@ KESTREL_API kestrel_status_t* kestrel_model_get_info(const kestrel_model_t* mode
     info.rms_norm_eps = c.rms_eps;
     info.n_tensors = static_cast<uint32_t>(m.file().tensors().size());
     return kestrel::api::WriteInfo(fn, "out_info", info, out_info,
-                                   KESTREL_MIN_SIZE(kestrel_model_info_t, architecture));
+                                   KESTREL_MODEL_INFO_MIN_SIZE);
   });
 }
 
@@ -123,7 +123,7 @@ KESTREL_API kestrel_status_t* kestrel_model_tensor_type_summary(
     s.n_elements = types[index].n_elements;
     s.n_bytes = types[index].n_bytes;
     return kestrel::api::WriteInfo(fn, "out_summary", s, out_summary,
-                                   KESTREL_MIN_SIZE(kestrel_tensor_type_summary_t, type_name));
+                                   KESTREL_TENSOR_TYPE_SUMMARY_MIN_SIZE);
   });
 }
 

@@ -36,7 +36,7 @@ KESTREL_API kestrel_status_t* kestrel_runtime_create(const kestrel_runtime_optio
     kestrel_runtime_options_t o;
     kestrel_runtime_options_init(&o);
     if (auto s = kestrel::api::ReadOptions(fn, "options", options,
-                                           KESTREL_MIN_SIZE(kestrel_runtime_options_t, plugin_path), &o);
+                                           KESTREL_RUNTIME_OPTIONS_MIN_SIZE, &o);
         !s.ok()) {
       return s;
     }
@@ -99,7 +99,7 @@ KESTREL_API kestrel_status_t* kestrel_runtime_plugin_info(const kestrel_runtime_
     info.api_minor = p.api_minor;
     info.device_count = p.device_count;
     return kestrel::api::WriteInfo(fn, "out_info", info, out_info,
-                                   KESTREL_MIN_SIZE(kestrel_plugin_info_t, name));
+                                   KESTREL_PLUGIN_INFO_MIN_SIZE);
   });
 }
 
@@ -131,7 +131,7 @@ KESTREL_API kestrel_status_t* kestrel_runtime_device_info(const kestrel_runtime_
     info.dtype_mask = d.caps().dtype_mask;
     info.weight_dtype_mask = d.caps().weight_dtype_mask;
     return kestrel::api::WriteInfo(fn, "out_info", info, out_info,
-                                   KESTREL_MIN_SIZE(kestrel_device_info_t, name));
+                                   KESTREL_DEVICE_INFO_MIN_SIZE);
   });
 }
 

@@ -11,14 +11,14 @@ absl::Status FillConfig(const char* fn, const kestrel_session_options_t* options
   kestrel_session_options_t o;
   kestrel_session_options_init(&o);
   if (auto s = kestrel::api::ReadOptions(fn, "options", options,
-                                         KESTREL_MIN_SIZE(kestrel_session_options_t, context_length), &o);
+                                         KESTREL_SESSION_OPTIONS_MIN_SIZE, &o);
       !s.ok()) {
     return s;
   }
   kestrel_sampler_options_t so;
   kestrel_sampler_options_init(&so);
   if (auto s = kestrel::api::ReadOptions(fn, "options->sampler", o.sampler,
-                                         KESTREL_MIN_SIZE(kestrel_sampler_options_t, temperature), &so);
+                                         KESTREL_SAMPLER_OPTIONS_MIN_SIZE, &so);
       !s.ok()) {
     return s;
   }
@@ -45,7 +45,7 @@ kestrel_status_t* RunGenerate(const char* fn, kestrel_session_t* session,
     kestrel_generate_options_t o;
     kestrel_generate_options_init(&o);
     if (auto s = kestrel::api::ReadOptions(fn, "options", options,
-                                           KESTREL_MIN_SIZE(kestrel_generate_options_t, max_new_tokens), &o);
+                                           KESTREL_GENERATE_OPTIONS_MIN_SIZE, &o);
         !s.ok()) {
       return s;
     }
@@ -88,7 +88,7 @@ kestrel_status_t* RunGenerate(const char* fn, kestrel_session_t* session,
       st.decode_tokens_per_s = r->decode_ms > 0 ? r->n_decode_steps / (r->decode_ms / 1000.0) : 0.0;
       st.stop_reason = static_cast<kestrel_stop_reason_t>(r->stop_reason);
       if (auto s = kestrel::api::WriteInfo(fn, "out_stats", st, out_stats,
-                                           KESTREL_MIN_SIZE(kestrel_generate_stats_t, n_prompt_tokens));
+                                           KESTREL_GENERATE_STATS_MIN_SIZE);
           !s.ok()) {
         return s;
       }

@@ -11,6 +11,14 @@ namespace kestrel {
 namespace runtime {
 namespace {
 
+// Delivers text still held back when generation ends without a final token to carry it.
+void FlushHeldBack(StreamText& stream, const GenerateRequest& req, GenerateResult* r) {
+  std::string rest = stream.Flush();
+  if (rest.empty()) return;
+  r->text += rest;
+  if (req.on_token) req.on_token(kNoToken, rest);
+}
+
 double MsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -161,6 +169,7 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
     }
     if (cancel_.load(std::memory_order_relaxed)) {
       r.stop_reason = StopReason::kCancelled;
+      FlushHeldBack(stream, req, &r);
       break;
     }
     absl::StatusOr<int32_t> next = Sample();
@@ -168,9 +177,7 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
     const int32_t token = *next;
     if (tok.IsEndOfGeneration(token)) {
       r.stop_reason = StopReason::kEos;
-      std::string rest = stream.Flush();
-      if (!rest.empty() && req.on_token) req.on_token(token, rest);
-      r.text += rest;
+      FlushHeldBack(stream, req, &r);
       break;
     }
     r.tokens.push_back(token);

@@ -35,6 +35,9 @@ struct SessionConfig {
 enum class StopReason { kNone = 0, kEos = 1, kMaxTokens = 2, kStopString = 3, kCallback = 4,
                         kContextFull = 5, kCancelled = 6 };
 
+// Token id of the final streaming call that only flushes held-back text (KESTREL_TOKEN_NONE).
+constexpr int32_t kNoToken = -1;
+
 struct GenerateRequest {
   std::vector<int32_t> prompt;  // token ids, used as given
   uint32_t max_new_tokens = 128;

@@ -66,7 +66,7 @@ struct Collector {
 
 bool OnToken(void* user_data, int32_t token, const char* text, size_t text_length) {
   auto* c = static_cast<Collector*>(user_data);
-  c->token_ids.push_back(token);
+  if (token != KESTREL_TOKEN_NONE) c->token_ids.push_back(token);  // NONE: a final flush
   if (text_length > 0) {
     c->text.append(text, text_length);
     c->out->Write(text, text_length);

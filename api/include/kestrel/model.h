@@ -33,11 +33,14 @@ typedef struct kestrel_model_options {
   void* progress_user_data;
 } kestrel_model_options_t;
 
+#define KESTREL_MODEL_OPTIONS_MIN_SIZE \
+  (offsetof(kestrel_model_options_t, device) + sizeof(const char*))
+
 /* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.1 */
 KESTREL_API void kestrel_model_options_init(kestrel_model_options_t* options);
 
 /* Loads a GGUF model (v2 or v3, llama architecture) from `path` (path_length bytes, no NUL
- * needed) onto a device. The file is validated in full before any weight is used; a bad file gives
+ * needed) onto a device. `options` NULL: kestrel_model_options_init defaults. The file is validated in full before any weight is used; a bad file gives
  * INVALID_ARGUMENT / DATA_LOSS / UNIMPLEMENTED with a message naming the field and value.
  * Other errors: NOT_FOUND (file, device), RESOURCE_EXHAUSTED, CANCELLED (progress callback).
  * The returned model holds one reference owned by the caller. \since 0.1 */
@@ -46,7 +49,8 @@ KESTREL_API kestrel_status_t* kestrel_model_load(kestrel_runtime_t* runtime, con
                                                  const kestrel_model_options_t* options,
                                                  kestrel_model_t** out_model);
 
-/* Reference counting. Both accept NULL. The model is freed when the last reference goes. */
+/* Reference counting. Both accept NULL and are thread-safe. The model is freed when the last
+ * reference goes. \since 0.1 */
 KESTREL_API void kestrel_model_retain(kestrel_model_t* model);
 KESTREL_API void kestrel_model_release(kestrel_model_t* model);
 
@@ -76,6 +80,9 @@ typedef struct kestrel_model_info {
   uint32_t n_tensors;
 } kestrel_model_info_t;
 
+#define KESTREL_MODEL_INFO_MIN_SIZE \
+  (offsetof(kestrel_model_info_t, architecture) + sizeof(const char*))
+
 /* Fills the fields of out_info that fit in its struct_size. Errors: INVALID_ARGUMENT. \since 0.1 */
 KESTREL_API kestrel_status_t* kestrel_model_get_info(const kestrel_model_t* model,
                                                      kestrel_model_info_t* out_info);
@@ -88,17 +95,21 @@ typedef struct kestrel_tensor_type_summary {
   uint64_t n_bytes;
 } kestrel_tensor_type_summary_t;
 
-/* Number of distinct tensor types in the model file. */
+#define KESTREL_TENSOR_TYPE_SUMMARY_MIN_SIZE \
+  (offsetof(kestrel_tensor_type_summary_t, type_name) + sizeof(const char*))
+
+/* Number of distinct tensor types in the model file. NULL model: 0. \since 0.1 */
 KESTREL_API size_t kestrel_model_tensor_type_count(const kestrel_model_t* model);
-/* Errors: INVALID_ARGUMENT, OUT_OF_RANGE. */
+/* Describes tensor type `index` (type name valid while the model lives).
+ * Errors: INVALID_ARGUMENT, OUT_OF_RANGE. \since 0.1 */
 KESTREL_API kestrel_status_t* kestrel_model_tensor_type_summary(
     const kestrel_model_t* model, size_t index, kestrel_tensor_type_summary_t* out_summary);
 
 /* ---- Tokenizer ------------------------------------------------------------------------------
  * Buffer convention: the caller passes a buffer and its capacity; *out_required always receives the
  * number of elements (tokens or bytes) the full result needs. With buffer NULL and capacity 0 the
- * call only measures (OK). If the buffer is too small the call returns OUT_OF_RANGE and writes
- * nothing into the buffer. Text is UTF-8 and is not NUL-terminated on output. */
+ * call only measures (OK). A NULL buffer with capacity > 0 is INVALID_ARGUMENT. If the buffer is
+ * too small the call returns OUT_OF_RANGE and writes nothing into the buffer. Text is UTF-8 and is not NUL-terminated on output. */
 
 /* Tokenizes `text` (text_length bytes) with the model's tokenizer; add_bos prepends BOS when the
  * model's metadata asks for it. \since 0.1 */

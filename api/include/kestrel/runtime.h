@@ -45,6 +45,14 @@ typedef struct kestrel_runtime_options {
   kestrel_log_level_t log_level; /* default KESTREL_LOG_WARNING */
 } kestrel_runtime_options_t;
 
+/* Options structs: the library accepts any struct_size from the struct's *_MIN_SIZE (the
+ * struct_size field plus the first field) up to its own sizeof; fields past the caller's
+ * struct_size keep their defaults. A client compiled against an older header (a prefix of today's
+ * fields) therefore keeps working. Smaller sizes are INVALID_ARGUMENT. Output structs
+ * (kestrel_*_info_t, stats) follow the same rule: the library writes only the fields that fit. */
+#define KESTREL_RUNTIME_OPTIONS_MIN_SIZE \
+  (offsetof(kestrel_runtime_options_t, plugin_path) + sizeof(const char*))
+
 /* Fills `options` with its struct_size and defaults. Accepts NULL (does nothing). \since 0.1 */
 KESTREL_API void kestrel_runtime_options_init(kestrel_runtime_options_t* options);
 
@@ -73,6 +81,8 @@ typedef struct kestrel_plugin_info {
   uint16_t api_minor;
   uint32_t device_count;
 } kestrel_plugin_info_t;
+
+#define KESTREL_PLUGIN_INFO_MIN_SIZE (offsetof(kestrel_plugin_info_t, name) + sizeof(const char*))
 
 /* Number of plugins found, loaded or skipped. NULL runtime: 0. \since 0.1 */
 KESTREL_API size_t kestrel_runtime_plugin_count(const kestrel_runtime_t* runtime);
@@ -111,6 +121,8 @@ typedef struct kestrel_device_info {
   uint64_t dtype_mask;        /* KESTREL_DTYPE_MASK_* it computes with */
   uint64_t weight_dtype_mask; /* KESTREL_DTYPE_MASK_* it accepts as weights */
 } kestrel_device_info_t;
+
+#define KESTREL_DEVICE_INFO_MIN_SIZE (offsetof(kestrel_device_info_t, name) + sizeof(const char*))
 
 /* Number of usable devices over all loaded plugins. NULL runtime: 0. \since 0.1 */
 KESTREL_API size_t kestrel_runtime_device_count(const kestrel_runtime_t* runtime);

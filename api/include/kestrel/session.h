@@ -30,6 +30,9 @@ typedef struct kestrel_sampler_options {
   uint64_t seed;              /* default 0xC0FFEE; same seed, same prompt -> same output */
 } kestrel_sampler_options_t;
 
+#define KESTREL_SAMPLER_OPTIONS_MIN_SIZE \
+  (offsetof(kestrel_sampler_options_t, temperature) + sizeof(float))
+
 /* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.1 */
 KESTREL_API void kestrel_sampler_options_init(kestrel_sampler_options_t* options);
 
@@ -45,11 +48,14 @@ typedef struct kestrel_session_options {
   uint32_t n_threads;
 } kestrel_session_options_t;
 
+#define KESTREL_SESSION_OPTIONS_MIN_SIZE \
+  (offsetof(kestrel_session_options_t, context_length) + sizeof(uint32_t))
+
 /* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.1 */
 KESTREL_API void kestrel_session_options_init(kestrel_session_options_t* options);
 
 /* Creates a session over `model` (retained until the session is destroyed) and reserves its KV
- * cache. Errors: INVALID_ARGUMENT (a bad option, named with its value), RESOURCE_EXHAUSTED.
+ * cache. `options` NULL: kestrel_session_options_init defaults. Errors: INVALID_ARGUMENT (a bad option, named with its value), RESOURCE_EXHAUSTED.
  * \since 0.1 */
 KESTREL_API kestrel_status_t* kestrel_session_create(kestrel_model_t* model,
                                                      const kestrel_session_options_t* options,
@@ -58,11 +64,17 @@ KESTREL_API kestrel_status_t* kestrel_session_create(kestrel_model_t* model,
 /* Accepts NULL. Must not race with other calls on the session. \since 0.1 */
 KESTREL_API void kestrel_session_destroy(kestrel_session_t* session);
 
-/* Streaming callback, called on the generating thread once per generated token. `text` is the
- * text that became final with this token (it may be empty: bytes of an incomplete UTF-8 character
- * or text that might begin a stop string are held back and delivered with a later token; a stop
- * string itself is never delivered). Not NUL-terminated; valid only during the call. Return false
+/* Streaming callback, called on the generating thread once per generated token, in order. `text`
+ * is the text that became final with this token. It may be empty: the bytes of an incomplete
+ * UTF-8 character and text that might begin a stop string are held back and delivered with a later
+ * token. A stop string and anything after it are never delivered; the token that completed the
+ * stop string is still reported (with the text before the stop string). The end-of-generation
+ * token (EOS) is not reported and not counted. When generation ends for any reason other than the
+ * callback returning false, held-back text is flushed: with the last token if it is known to be
+ * the last (max_new_tokens, context full), otherwise in one final call with token
+ * KESTREL_TOKEN_NONE. `text` is not NUL-terminated and is valid only during the call. Return false
  * to stop generating (stop reason KESTREL_STOP_CALLBACK). */
+#define KESTREL_TOKEN_NONE (-1)
 typedef bool (*kestrel_token_fn)(void* user_data, int32_t token, const char* text,
                                  size_t text_length);
 
@@ -89,6 +101,9 @@ typedef struct kestrel_generate_options {
   bool keep_context;
 } kestrel_generate_options_t;
 
+#define KESTREL_GENERATE_OPTIONS_MIN_SIZE \
+  (offsetof(kestrel_generate_options_t, max_new_tokens) + sizeof(uint32_t))
+
 /* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.1 */
 KESTREL_API void kestrel_generate_options_init(kestrel_generate_options_t* options);
 
@@ -103,8 +118,12 @@ typedef struct kestrel_generate_stats {
   kestrel_stop_reason_t stop_reason;
 } kestrel_generate_stats_t;
 
+#define KESTREL_GENERATE_STATS_MIN_SIZE \
+  (offsetof(kestrel_generate_stats_t, n_prompt_tokens) + sizeof(uint32_t))
+
 /* Tokenizes `prompt` and generates. The prompt is prefilled in one step, then one token per step.
- * out_stats may be NULL. Errors: INVALID_ARGUMENT (empty prompt, prompt plus one token longer than
+ * `options` NULL: kestrel_generate_options_init defaults. out_stats may be NULL; if set, its
+ * struct_size must be at least KESTREL_GENERATE_STATS_MIN_SIZE. Errors: INVALID_ARGUMENT (empty prompt, prompt plus one token longer than
  * the context — the message gives both numbers), CANCELLED (kestrel_session_cancel; out_stats is
  * still filled). \since 0.1 */
 KESTREL_API kestrel_status_t* kestrel_session_generate(kestrel_session_t* session,
@@ -126,26 +145,28 @@ KESTREL_API void kestrel_session_cancel(kestrel_session_t* session);
 /* ---- Low level: direct control of the KV cache and logits ------------------------------------ */
 
 /* Appends `tokens` to the session's context (one forward step) and computes the logits of the
- * last position. Errors: INVALID_ARGUMENT (n_tokens 0, context overflow), OUT_OF_RANGE (id). */
+ * last position. Errors: INVALID_ARGUMENT (n_tokens 0, context overflow), OUT_OF_RANGE (id).
+ * \since 0.1 */
 KESTREL_API kestrel_status_t* kestrel_session_decode(kestrel_session_t* session,
                                                      const int32_t* tokens, size_t n_tokens);
 
 /* Copies the last decoded position's logits (vocab_size floats). Buffer convention as in model.h.
- * Errors: FAILED_PRECONDITION if nothing was decoded since the session was created or truncated. */
+ * Errors: FAILED_PRECONDITION if nothing was decoded since the session was created or truncated.
+ * \since 0.1 */
 KESTREL_API kestrel_status_t* kestrel_session_get_logits(const kestrel_session_t* session,
                                                          float* out_logits, size_t capacity,
                                                          size_t* out_required);
 
-/* Tokens held in the session's KV cache. NULL session: 0. */
+/* Tokens held in the session's KV cache. NULL session: 0. \since 0.1 */
 KESTREL_API size_t kestrel_session_token_count(const kestrel_session_t* session);
 
 /* Keeps only the first n_tokens tokens of the KV cache (frees the blocks past them), e.g. to roll
- * back rejected speculative tokens. Errors: OUT_OF_RANGE if n_tokens > token count. */
+ * back rejected speculative tokens. Errors: OUT_OF_RANGE if n_tokens > token count. \since 0.1 */
 KESTREL_API kestrel_status_t* kestrel_session_truncate(kestrel_session_t* session,
                                                        size_t n_tokens);
 
 /* Samples one token from the last logits with the session's sampler (updates its repetition
- * window). Errors: FAILED_PRECONDITION if there are no logits. */
+ * window). Errors: FAILED_PRECONDITION if there are no logits. \since 0.1 */
 KESTREL_API kestrel_status_t* kestrel_session_sample(kestrel_session_t* session,
                                                      int32_t* out_token);
 

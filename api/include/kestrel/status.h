@@ -41,7 +41,8 @@ KESTREL_API kestrel_status_code_t kestrel_status_code(const kestrel_status_t* st
  * names the bad input (the argument, field, file offset or value that caused the failure). \since 0.1 */
 KESTREL_API const char* kestrel_status_message(const kestrel_status_t* status);
 
-/* A static name for a code, e.g. "INVALID_ARGUMENT"; "UNKNOWN_CODE" for values outside the enum. */
+/* A static name for a code, e.g. "INVALID_ARGUMENT"; "UNKNOWN_CODE" for values outside the enum.
+ * \since 0.1 */
 KESTREL_API const char* kestrel_status_code_name(kestrel_status_code_t code);
 
 /* Frees a status. Accepts NULL. \since 0.1 */

@@ -101,9 +101,14 @@ typedef enum kestrel_dtype {
 #define KESTREL_MAX_DIMS 4
 
 /* Shape and layout of one tensor. dims[0] is the OUTERMOST dimension, dims[rank-1] the innermost
- * (row-major). strides are in bytes per step of each dimension; a stride of 0 means "contiguous"
- * (all zeros: fully packed). For block-quantized dtypes the innermost dimension must be a multiple
- * of the block size and must be contiguous. */
+ * (row-major). strides are in bytes per step of each dimension; a stride of 0 means "packed" for
+ * that dimension (all zeros: fully packed). For block-quantized dtypes the innermost dimension must
+ * be a multiple of the block size and its stride must be 0. A plugin may report a layout it does not
+ * handle (e.g. non-packed strides) as UNSUPPORTED.
+ *
+ * kestrel_tensor_desc_t and kestrel_tensor_arg_t are FROZEN for ABI major 1 (they are passed in
+ * arrays, so they cannot grow): struct_size must equal sizeof(kestrel_tensor_desc_t). Anything an op
+ * needs beyond them goes into its sized params struct or a new op_version. */
 typedef struct kestrel_tensor_desc {
   uint32_t struct_size;
   uint32_t dtype; /* kestrel_dtype_t */
@@ -129,7 +134,7 @@ typedef enum kestrel_plugin_device_kind {
 } kestrel_plugin_device_kind_t;
 
 /* Capabilities of one device. The host sets struct_size to its sizeof; the plugin fills only the
- * fields that fit. */
+ * fields that fit in both its own and the host's struct (an older host gets the older prefix). */
 typedef struct kestrel_device_caps {
   uint32_t struct_size;
   uint32_t kind; /* kestrel_plugin_device_kind_t */
@@ -144,7 +149,19 @@ typedef struct kestrel_device_caps {
 } kestrel_device_caps_t;
 
 /* ---------------------------------------------------------------------------------------------
- * Ops. A vendor's own kinds live at or above KESTREL_OP_VENDOR_BASE. Each kind has a params
+ * Ops. Rules common to every kind:
+ *  - Activations are F32 unless a kind says otherwise; other activation dtypes are legal
+ *    descriptors that a plugin may report UNSUPPORTED.
+ *  - op_query on a known kind with a malformed descriptor (wrong input count, inconsistent dims)
+ *    returns INVALID_ARGUMENT naming the field; a well-formed op the plugin cannot run is
+ *    UNSUPPORTED. Unknown kinds are always UNSUPPORTED.
+ *  - Outputs never alias inputs unless the kind says "may alias". Indices read from I32 inputs
+ *    (token ids, slots, block ids, rows, parents) must be checked: an out-of-range index is an
+ *    OUT_OF_RANGE / INVALID_ARGUMENT status, never an out-of-bounds access.
+ *  - KV caches are F32 or F16 (the device's dtype_mask says which); K and V may differ.
+ *  - A prepared weight passed as an argument must be described by the same dtype and dims it was
+ *    prepared with (offset 0).
+ * A vendor's own kinds live at or above KESTREL_OP_VENDOR_BASE. Each kind has a params
  * struct (struct_size first) and a fixed order of inputs and outputs, documented below. Shapes use
  * T = tokens in the step, D = model dim, H = query heads, Hkv = KV heads, Dh = head dim,
  * V = vocab, S = sequences in the step, B = KV block size (tokens), NB = KV blocks in the pool,
@@ -163,18 +180,23 @@ typedef enum kestrel_op_kind {
   KESTREL_OP_SWIGLU = 5,
   /* in: a [T, D], b [T, D]. out: [T, D] = a + b (may alias a or b) */
   KESTREL_OP_ADD = 6,
-  /* in: k [T, Hkv, Dh], v [T, Hkv, Dh], slots I32 [T] (slot = block * B + offset in block).
-   * out: k_cache [NB, B, Hkv, Dh], v_cache [NB, B, Hkv, Dh], updated in place. */
+  /* in: k [T, Hkv, Dh], v [T, Hkv, Dh], slots I32 [T] (slot = block * B + offset in block, each
+   * in [0, NB * B); there is no padding slot in v1). out: k_cache [NB, B, Hkv, Dh],
+   * v_cache [NB, B, Hkv, Dh], updated in place. */
   KESTREL_OP_KV_WRITE = 7,
-  /* in: pairs I32 [P, 2] (source block, destination block). out: k_cache, v_cache, in place. */
+  /* in: pairs I32 [P, 2] (source block, destination block), applied in order.
+   * out: k_cache, v_cache, in place. */
   KESTREL_OP_KV_BLOCK_COPY = 8,
   /* Varlen paged attention over S sequences.
    * in: q [T, H, Dh], k_cache [NB, B, Hkv, Dh], v_cache [NB, B, Hkv, Dh],
    *     block_tables I32 [S, MB], query_start I32 [S + 1] (prefix sums of query tokens per sequence),
    *     kv_lens I32 [S] (KV tokens of each sequence including this step's),
    *     [optional 7th input, tree mask: parents I32 [T]; see kestrel_op_attention_params_t].
-   * out: [T, H, Dh]. Query j of sequence s sits at position kv_lens[s] - q_len(s) + j; with causal
-   * it attends KV positions 0..that position. Query head h reads KV head h / (H / Hkv). */
+   * out: [T, H, Dh]. query_start[0] = 0, query_start[S] = T, non-decreasing; q_len(s) =
+   * query_start[s+1] - query_start[s] <= kv_lens[s]. Query j of sequence s sits at position
+   * kv_lens[s] - q_len(s) + j; with causal it attends KV positions 0..that position. Query head h
+   * reads KV head h / (H / Hkv). Only the first ceil(kv_lens[s] / B) entries of a block-table row
+   * are read (the rest may hold -1). params.block_size must equal the caches' dims[1]. */
   KESTREL_OP_PAGED_ATTENTION = 9,
   /* in: x [T, D], w [V, D] (weight), rows I32 [R] (which of the T rows to project). out: [R, V] */
   KESTREL_OP_LOGITS = 10,
@@ -210,8 +232,10 @@ typedef struct kestrel_op_attention_params {
   uint32_t causal;     /* 1: causal mask */
   float scale;         /* usually 1/sqrt(head_dim) */
   /* 1: a 7th input parents I32 [T] gives, per query token, the index (within its sequence's
-   * query tokens) of its parent in a speculative tree, -1 for the root. The query attends the
-   * committed prefix plus its ancestors and itself. Plugins may report it unsupported. */
+   * query tokens) of its parent in a speculative tree, -1 for a root. The query attends the
+   * committed prefix (KV positions before the sequence's first query token) plus its ancestors
+   * and itself; `causal` is then ignored. Parents must form a forest (no cycles); they need not
+   * precede their children. Plugins may report tree masks UNSUPPORTED. */
   uint32_t tree_mask;
 } kestrel_op_attention_params_t;
 
@@ -352,7 +376,11 @@ typedef struct kestrel_plugin_api {
 } kestrel_plugin_api_t;
 
 /* The one exported symbol. `host` stays valid until shutdown. The plugin checks host_major against
- * its own major and returns NULL in *out (and a status) if it cannot serve that host. */
+ * its own major and, if it cannot serve that host, sets *out to NULL and returns a
+ * FAILED_PRECONDITION status naming both versions. With a NULL or too-small host table no status
+ * can be created: it returns NULL with *out = NULL (the host treats that as "no table").
+ * One loaded library serves one plugin instance: slots without a device argument (init,
+ * device_count, ...) act on that instance's global state. */
 typedef kestrel_plugin_status_t* (*kestrel_plugin_get_api_fn)(const kestrel_host_api_t* host,
                                                               uint16_t host_major,
                                                               uint16_t host_minor,
