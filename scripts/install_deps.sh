@@ -10,6 +10,11 @@ packages=(
   libgtest-dev libgmock-dev googletest
   nlohmann-json3-dev   # JSON in the integration tests (golden files)
   binutils             # nm, for the exported-symbol check
+  abigail-tools        # abidw/abidiff: the ABI baseline check
+  # Optional plugins and their test devices: OpenCL through the ICD loader, run on PoCL (CPU);
+  # oneDNN for the fast CPU plugin.
+  ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
+  libdnnl-dev
 )
 
 missing=()
