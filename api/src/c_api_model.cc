@@ -97,6 +97,8 @@ KESTREL_API kestrel_status_t* kestrel_model_get_info(const kestrel_model_t* mode
     info.rope_freq_base = c.rope_freq_base;
     info.rms_norm_eps = c.rms_eps;
     info.n_tensors = static_cast<uint32_t>(m.file().tensors().size());
+    info.n_experts = c.n_experts;
+    info.n_experts_used = c.n_experts_used;
     return kestrel::api::WriteInfo(fn, "out_info", info, out_info,
                                    KESTREL_MODEL_INFO_MIN_SIZE);
   });

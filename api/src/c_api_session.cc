@@ -244,4 +244,29 @@ KESTREL_API kestrel_status_t* kestrel_session_sample(kestrel_session_t* session,
   });
 }
 
+KESTREL_API kestrel_status_t* kestrel_session_expert_stats(const kestrel_session_t* session,
+                                                           size_t layer, uint64_t* out_counts,
+                                                           size_t capacity,
+                                                           size_t* out_required) {
+  return Guard("kestrel_session_expert_stats", [&]() -> absl::Status {
+    constexpr const char* fn = "kestrel_session_expert_stats";
+    if (session == nullptr) return NullArgument(fn, "session");
+    const kestrel::runtime::Executor& e = session->session->executor();
+    const uint32_t n_layers = e.plan().n_layers;
+    if (layer >= n_layers) {
+      return absl::OutOfRangeError(
+          absl::StrFormat("%s: layer %u >= the model's %u layers", fn, layer, n_layers));
+    }
+    const size_t n_experts = e.plan().n_experts;
+    const std::vector<uint64_t>& counts = e.expert_counts();
+    const uint64_t* data = counts.empty() ? nullptr : counts.data() + layer * n_experts;
+    return kestrel::api::CopyOut(fn, "out_counts", data, n_experts, out_counts, capacity,
+                                 out_required);
+  });
+}
+
+KESTREL_API void kestrel_session_reset_expert_stats(kestrel_session_t* session) {
+  if (session != nullptr && session->session) session->session->ResetExpertStats();
+}
+
 }  // extern "C"

@@ -432,4 +432,93 @@ Status Logits(const float* x, int64_t n_tokens, int64_t dim, uint32_t w_dtype, c
   return Status();
 }
 
+void Moe(const float* x, int64_t n_tokens, int64_t dim, int64_t ff, uint32_t router_dtype,
+         const void* router, const ExpertWeights& gate, const ExpertWeights& up,
+         const ExpertWeights& down, const MoeParams& p, float* out, int32_t* stats) {
+  const int64_t E = p.n_experts, K = p.top_k;
+  // 1. Routing: per token the K selected experts and their weights.
+  std::vector<float> logits(static_cast<size_t>(n_tokens * E));
+  Matmul(x, n_tokens, dim, router_dtype, router, E, logits.data());
+  std::vector<int64_t> chosen(static_cast<size_t>(n_tokens * K));
+  std::vector<double> weight(static_cast<size_t>(n_tokens * K));
+  std::vector<double> score(static_cast<size_t>(E));
+  std::vector<int64_t> order(static_cast<size_t>(E));
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    const float* l = logits.data() + t * E;
+    if (p.routing == KESTREL_MOE_ROUTING_SIGMOID_TOPK) {
+      for (int64_t e = 0; e < E; ++e) score[e] = 1.0 / (1.0 + std::exp(-static_cast<double>(l[e])));
+    } else {
+      double max = -std::numeric_limits<double>::infinity();
+      for (int64_t e = 0; e < E; ++e) max = std::max(max, static_cast<double>(l[e]));
+      double sum = 0.0;
+      for (int64_t e = 0; e < E; ++e) sum += (score[e] = std::exp(static_cast<double>(l[e]) - max));
+      for (int64_t e = 0; e < E; ++e) score[e] /= sum;
+    }
+    // Rank by score, ties to the lower id; a NaN score ranks last (so the order stays strict).
+    auto key = [&](int64_t e) {
+      return std::isnan(score[e]) ? -std::numeric_limits<double>::infinity() : score[e];
+    };
+    for (int64_t e = 0; e < E; ++e) order[e] = e;
+    std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int64_t a, int64_t b) {
+      const double ka = key(a), kb = key(b);
+      return ka > kb || (ka == kb && a < b);
+    });
+    double selected = 0.0;
+    for (int64_t k = 0; k < K; ++k) selected += score[order[k]];
+    for (int64_t k = 0; k < K; ++k) {
+      chosen[t * K + k] = order[k];
+      weight[t * K + k] = p.routing == KESTREL_MOE_ROUTING_SOFTMAX_TOPK_RENORM
+                              ? score[order[k]] / selected
+                              : score[order[k]];
+    }
+  }
+  if (stats != nullptr) {
+    std::fill(stats, stats + E, 0);
+    for (int64_t e : chosen) ++stats[e];
+  }
+
+  // 2. Each local expert over the tokens routed to it, accumulated in double.
+  std::vector<double> acc(static_cast<size_t>(n_tokens * dim), 0.0);
+  const uint64_t gate_bytes = static_cast<uint64_t>(ff) * RowBytes(gate.dtype, dim);
+  const uint64_t up_bytes = static_cast<uint64_t>(ff) * RowBytes(up.dtype, dim);
+  const uint64_t down_bytes = static_cast<uint64_t>(dim) * RowBytes(down.dtype, ff);
+  std::vector<float> xs, g, u, y;
+  std::vector<int64_t> rows;
+  std::vector<double> row_weight;
+  for (int64_t i = 0; i < p.n_local_experts; ++i) {
+    const int64_t e = p.first_expert + i;
+    rows.clear();
+    row_weight.clear();
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      for (int64_t k = 0; k < K; ++k) {
+        if (chosen[t * K + k] == e) {
+          rows.push_back(t);
+          row_weight.push_back(weight[t * K + k]);
+        }
+      }
+    }
+    const int64_t n = static_cast<int64_t>(rows.size());
+    if (n == 0) continue;
+    xs.resize(static_cast<size_t>(n * dim));
+    for (int64_t r = 0; r < n; ++r) {
+      std::memcpy(xs.data() + r * dim, x + rows[r] * dim, dim * sizeof(float));
+    }
+    g.resize(static_cast<size_t>(n * ff));
+    u.resize(static_cast<size_t>(n * ff));
+    y.resize(static_cast<size_t>(n * dim));
+    Matmul(xs.data(), n, dim, gate.dtype, static_cast<const uint8_t*>(gate.data) + i * gate_bytes,
+           ff, g.data());
+    Matmul(xs.data(), n, dim, up.dtype, static_cast<const uint8_t*>(up.data) + i * up_bytes, ff,
+           u.data());
+    Swiglu(g.data(), u.data(), n * ff, g.data());
+    Matmul(g.data(), n, ff, down.dtype, static_cast<const uint8_t*>(down.data) + i * down_bytes,
+           dim, y.data());
+    for (int64_t r = 0; r < n; ++r) {
+      double* a = acc.data() + rows[r] * dim;
+      for (int64_t d = 0; d < dim; ++d) a[d] += row_weight[r] * static_cast<double>(y[r * dim + d]);
+    }
+  }
+  for (size_t j = 0; j < acc.size(); ++j) out[j] = static_cast<float>(acc[j]);
+}
+
 }  // namespace kestrel::plugins::ref

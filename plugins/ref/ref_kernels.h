@@ -137,6 +137,33 @@ Status PagedAttention(const float* q, const KvCacheView& k_cache, const KvCacheV
 Status Logits(const float* x, int64_t n_tokens, int64_t dim, uint32_t w_dtype, const void* w,
               int64_t vocab, const int32_t* rows, int64_t n_rows, float* out);
 
+// One stacked expert weight: n_local matrices of [rows, cols] of `dtype`, packed one after the
+// other (GGUF's ffn_*_exps layout), matrix i belonging to expert first_expert + i.
+struct ExpertWeights {
+  uint32_t dtype = KESTREL_DTYPE_F32;
+  const void* data = nullptr;
+};
+
+struct MoeParams {
+  int64_t n_experts = 0;        // E: router rows
+  int64_t top_k = 0;            // K in [1, E]
+  uint32_t routing = KESTREL_MOE_ROUTING_SOFTMAX_TOPK_RENORM;  // kestrel_moe_routing_t
+  int64_t first_expert = 0;     // the expert weights hold [first_expert, first_expert + n_local)
+  int64_t n_local_experts = 0;
+};
+
+// Mixture-of-experts FFN (see KESTREL_OP_MOE in plugin_api.h) for x [n_tokens, dim]:
+// router [E, dim] of router_dtype; gate/up [n_local, ff, dim]; down [n_local, dim, ff];
+// out [n_tokens, dim]; stats [E] (nullable) receives the tokens routed to each of the E experts.
+// Numerics: router logits as Matmul (double dot, rounded to float); softmax / sigmoid, top-k and
+// renormalisation in double; top-k ranks by score, ties to the lower expert id. Each local
+// expert runs over the tokens routed to it: gate and up as Matmul, silu(g) * u as Swiglu, down
+// as Matmul; out[t] = sum over the token's local experts of w * y, accumulated in double and
+// rounded once (0 for a token with no local expert). `out` may alias `x` (it is written last).
+void Moe(const float* x, int64_t n_tokens, int64_t dim, int64_t ff, uint32_t router_dtype,
+         const void* router, const ExpertWeights& gate, const ExpertWeights& up,
+         const ExpertWeights& down, const MoeParams& params, float* out, int32_t* stats);
+
 }  // namespace kestrel::plugins::ref
 
 #endif  // KESTREL_PLUGINS_REF_REF_KERNELS_H_

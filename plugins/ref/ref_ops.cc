@@ -67,6 +67,11 @@ bool GetSignature(uint32_t kind, OpSignature* sig) {
     case KESTREL_OP_LOGITS:
       *sig = {{"x", "w", "rows"}, {"out"}, 0};
       return true;
+    case KESTREL_OP_MOE:  // the second output (stats) is optional
+      *sig = {{"x", "router", "gate_exps", "up_exps", "down_exps"},
+              {"out", "stats"},
+              sizeof(kestrel_op_moe_params_t)};
+      return true;
     default:
       return false;
   }
@@ -110,14 +115,20 @@ class Checker {
     if (unsupported_.empty()) unsupported_ = StrCat(name_, ": ", reason);
   }
 
-  // Struct sizes, argument counts, each tensor on its own, strides.
-  Status CheckArgs(uint32_t n_inputs) {
+  // Struct sizes, argument counts, each tensor on its own, strides. The kind's signature gives
+  // the number of outputs unless `min_outputs` allows fewer (optional trailing outputs).
+  Status CheckArgs(uint32_t n_inputs, uint32_t min_outputs = 0) {
     if (op_.n_inputs != n_inputs) {
       return InvalidArgument(name_, ": n_inputs=", op_.n_inputs, ", expected ", n_inputs);
     }
-    if (op_.n_outputs != sig_.outputs.size()) {
-      return InvalidArgument(name_, ": n_outputs=", op_.n_outputs, ", expected ",
-                             sig_.outputs.size());
+    const uint32_t max_outputs = static_cast<uint32_t>(sig_.outputs.size());
+    if (min_outputs == 0) min_outputs = max_outputs;
+    if (op_.n_outputs < min_outputs || op_.n_outputs > max_outputs) {
+      if (min_outputs == max_outputs) {
+        return InvalidArgument(name_, ": n_outputs=", op_.n_outputs, ", expected ", max_outputs);
+      }
+      return InvalidArgument(name_, ": n_outputs=", op_.n_outputs, ", expected ", min_outputs,
+                             " to ", max_outputs);
     }
     if (n_inputs > 0 && op_.inputs == nullptr) return InvalidArgument(name_, ": inputs is NULL");
     if (op_.outputs == nullptr) return InvalidArgument(name_, ": outputs is NULL");
@@ -394,6 +405,66 @@ Status CheckAttention(Checker& c, const kestrel_op_desc_t& op) {
   return Status();
 }
 
+// x [T, D], router [E, D], gate/up [El, F, D], down [El, D, F] -> out [T, D], stats I32 [E].
+Status CheckMoe(Checker& c, const kestrel_op_desc_t& op) {
+  kestrel_op_moe_params_t p;
+  RET(ReadParams(op, c.name(), &p));
+  if (p.n_experts == 0) return InvalidArgument(c.name(), ": params.n_experts=0 must be >= 1");
+  if (p.top_k == 0 || p.top_k > p.n_experts) {
+    return InvalidArgument(c.name(), ": params.top_k=", p.top_k, " is outside [1, params.n_experts=",
+                           p.n_experts, "]");
+  }
+  if (p.routing > KESTREL_MOE_ROUTING_SIGMOID_TOPK) {
+    return InvalidArgument(c.name(), ": params.routing=", p.routing,
+                           " is not a kestrel_moe_routing_t (0..2)");
+  }
+  if (p.activation != KESTREL_MOE_ACTIVATION_SWIGLU) {
+    return InvalidArgument(c.name(), ": params.activation=", p.activation,
+                           " is not a kestrel_moe_activation_t (SWIGLU = 0)");
+  }
+  if (p.n_local_experts == 0 ||
+      uint64_t{p.first_expert} + p.n_local_experts > uint64_t{p.n_experts}) {
+    return InvalidArgument(c.name(), ": params.first_expert=", p.first_expert,
+                           " + params.n_local_experts=", p.n_local_experts,
+                           " must be in [1, params.n_experts=", p.n_experts, "]");
+  }
+  if (p.flags != 0) {
+    return InvalidArgument(c.name(), ": params.flags=", p.flags, " has reserved bits set");
+  }
+  if (p.n_shared_experts != 0) {
+    return InvalidArgument(c.name(), ": params.n_shared_experts=", p.n_shared_experts,
+                           " must be 0 (shared experts are not part of op_version 1)");
+  }
+  RET(c.CheckArgs(5, /*min_outputs=*/1));
+  const auto &x = c.in(0), &router = c.in(1), &gate = c.in(2), &up = c.in(3), &down = c.in(4);
+  const auto& out = c.out(0);
+  RET(c.Rank(x, c.InLabel(0), 2));
+  RET(c.Rank(router, c.InLabel(1), 2));
+  RET(c.Rank(gate, c.InLabel(2), 3));
+  RET(c.Rank(up, c.InLabel(3), 3));
+  RET(c.Rank(down, c.InLabel(4), 3));
+  RET(c.Rank(out, c.OutLabel(0), 2));
+  RET(c.Dtype(x, c.InLabel(0), kFloatDtypes, kF32));
+  for (int i = 1; i <= 4; ++i) RET(c.Dtype(c.in(i), c.InLabel(i), kWeightDtypes, kWeightDtypes));
+  RET(c.Dtype(out, c.OutLabel(0), kFloatDtypes, kF32));
+  RET(c.DimIs(router, c.InLabel(1), 0, p.n_experts, "params.n_experts"));
+  RET(c.SameDim(router, c.InLabel(1), 1, x, c.InLabel(0), 1));
+  RET(c.DimIs(gate, c.InLabel(2), 0, p.n_local_experts, "params.n_local_experts"));
+  RET(c.SameDim(gate, c.InLabel(2), 2, x, c.InLabel(0), 1));
+  RET(c.SameShape(up, c.InLabel(3), gate, c.InLabel(2)));
+  RET(c.DimIs(down, c.InLabel(4), 0, p.n_local_experts, "params.n_local_experts"));
+  RET(c.SameDim(down, c.InLabel(4), 1, x, c.InLabel(0), 1));
+  RET(c.SameDim(down, c.InLabel(4), 2, gate, c.InLabel(2), 1));
+  RET(c.SameShape(out, c.OutLabel(0), x, c.InLabel(0)));
+  if (op.n_outputs > 1) {
+    const auto& stats = c.out(1);
+    RET(c.Rank(stats, c.OutLabel(1), 1));
+    RET(c.Dtype(stats, c.OutLabel(1), kI32, kI32));
+    RET(c.DimIs(stats, c.OutLabel(1), 0, p.n_experts, "params.n_experts"));
+  }
+  return Status();
+}
+
 #undef RET
 
 }  // namespace
@@ -521,6 +592,7 @@ Status CheckOp(const kestrel_op_desc_t& op, OpCheck* out) {
     case KESTREL_OP_KV_BLOCK_COPY: status = CheckKvBlockCopy(c); break;
     case KESTREL_OP_PAGED_ATTENTION: status = CheckAttention(c, op); break;
     case KESTREL_OP_LOGITS: status = CheckLogits(c); break;
+    case KESTREL_OP_MOE: status = CheckMoe(c, op); break;
     default: return Internal("CheckOp: no checker for ", c.name());
   }
   if (!status.ok()) return status;
@@ -623,6 +695,22 @@ Status ExecuteOp(const kestrel_op_desc_t& op, const void* const* inputs, void* c
       const kestrel_tensor_desc_t& w = op.inputs[1].desc;
       return Logits(in_f32(0), d0.dims[0], d0.dims[1], w.dtype, inputs[1], w.dims[0], in_i32(2),
                     op.inputs[2].desc.dims[0], out_f32);
+    }
+    case KESTREL_OP_MOE: {
+      kestrel_op_moe_params_t p;
+      std::memcpy(&p, op.params, sizeof p);
+      MoeParams mp;
+      mp.n_experts = p.n_experts;
+      mp.top_k = p.top_k;
+      mp.routing = p.routing;
+      mp.first_expert = p.first_expert;
+      mp.n_local_experts = p.n_local_experts;
+      const kestrel_tensor_desc_t &router = op.inputs[1].desc, &gate = op.inputs[2].desc;
+      ExpertWeights g{gate.dtype, inputs[2]}, u{op.inputs[3].desc.dtype, inputs[3]},
+          dn{op.inputs[4].desc.dtype, inputs[4]};
+      Moe(in_f32(0), d0.dims[0], d0.dims[1], gate.dims[1], router.dtype, inputs[1], g, u, dn, mp,
+          out_f32, op.n_outputs > 1 ? static_cast<int32_t*>(outputs[1]) : nullptr);
+      return Status();
     }
     default:
       return Unimplemented(OpKindName(op.kind), ": not implemented by the reference kernels");

@@ -20,7 +20,7 @@ namespace kestrel::plugins::ref {
 // "MATMUL", "PAGED_ATTENTION", ...; "kind(<n>)" for unknown kinds.
 std::string OpKindName(uint32_t kind);
 
-// True for the kinds ExecuteOp implements (every kind of plugin_api.h 1.0 except MOE).
+// True for the kinds ExecuteOp implements (every kind of plugin_api.h 1.0, MOE included).
 bool IsImplementedKind(uint32_t kind);
 
 // Checks one tensor descriptor on its own: struct_size, dtype, rank, non-negative dims, block

@@ -19,8 +19,9 @@ bool RefSupportsKind(uint32_t kind) {
     case KESTREL_OP_KV_BLOCK_COPY:
     case KESTREL_OP_PAGED_ATTENTION:
     case KESTREL_OP_LOGITS:
+    case KESTREL_OP_MOE:
       return true;
-    default:  // MOE (reserved) and vendor kinds
+    default:  // vendor kinds
       return false;
   }
 }

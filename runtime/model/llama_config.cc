@@ -95,9 +95,23 @@ absl::StatusOr<LlamaConfig> ReadLlamaConfig(const GgufFile& f) {
     return absl::InvalidArgumentError(
         absl::StrFormat("metadata '%srope.freq_base' = %g must be > 0", p, c.rope_freq_base));
   }
-  if (c.n_experts > 0) {
-    return absl::UnimplementedError(absl::StrFormat(
-        "mixture-of-experts models (%sexpert_count = %u) are not supported yet", p, c.n_experts));
+  // Mixture of experts (Mixtral-style): llama.cpp's rules, expert_used_count in [1, expert_count]
+  // when there are experts and absent (or 0) otherwise.
+  constexpr uint32_t kMaxExperts = 4096;
+  if (c.n_experts > kMaxExperts) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "metadata '%sexpert_count' = %u is out of range [0, %u]", p, c.n_experts, kMaxExperts));
+  }
+  if (c.n_experts > 0 && (c.n_experts_used == 0 || c.n_experts_used > c.n_experts)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "metadata '%sexpert_used_count' = %u is out of range [1, '%sexpert_count' = %u]", p,
+        c.n_experts_used, p, c.n_experts));
+  }
+  if (c.n_experts == 0 && c.n_experts_used != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "metadata '%sexpert_used_count' = %u but the model has no experts ('%sexpert_count' "
+        "is 0 or absent)",
+        p, c.n_experts_used, p));
   }
   return c;
 }

@@ -28,12 +28,14 @@ struct LlamaConfig {
   float rope_freq_base = 10000.0f;
   float rope_freq_scale = 1.0f;
   float rms_eps = 1e-5f;
-  uint32_t n_experts = 0;       // 0: dense FFN
-  uint32_t n_experts_used = 0;
+  // Mixture of experts (llama.expert_count / expert_used_count): 0 experts means a dense FFN.
+  // For MoE models n_ff is the FFN width of one expert.
+  uint32_t n_experts = 0;
+  uint32_t n_experts_used = 0;  // experts per token, in [1, n_experts] for MoE models
 };
 
-// Reads and checks the config. UNIMPLEMENTED for another architecture or a MoE model (its own
-// issue); INVALID_ARGUMENT / NOT_FOUND naming the key otherwise.
+// Reads and checks the config. UNIMPLEMENTED for another architecture; INVALID_ARGUMENT /
+// NOT_FOUND naming the key otherwise.
 absl::StatusOr<LlamaConfig> ReadLlamaConfig(const GgufFile& file);
 
 }  // namespace runtime

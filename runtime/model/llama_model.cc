@@ -189,9 +189,25 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
     KESTREL_WEIGHT(L.wv, b + "attn_v.weight", (std::vector<int64_t>{KVD, D}), false);
     KESTREL_WEIGHT(L.wo, b + "attn_output.weight", (std::vector<int64_t>{D, QD}), false);
     KESTREL_WEIGHT(L.ffn_norm, b + "ffn_norm.weight", (std::vector<int64_t>{D}), true);
-    KESTREL_WEIGHT(L.w_gate, b + "ffn_gate.weight", (std::vector<int64_t>{F, D}), false);
-    KESTREL_WEIGHT(L.w_up, b + "ffn_up.weight", (std::vector<int64_t>{F, D}), false);
-    KESTREL_WEIGHT(L.w_down, b + "ffn_down.weight", (std::vector<int64_t>{D, F}), false);
+    if (c.n_experts == 0) {
+      KESTREL_WEIGHT(L.w_gate, b + "ffn_gate.weight", (std::vector<int64_t>{F, D}), false);
+      KESTREL_WEIGHT(L.w_up, b + "ffn_up.weight", (std::vector<int64_t>{F, D}), false);
+      KESTREL_WEIGHT(L.w_down, b + "ffn_down.weight", (std::vector<int64_t>{D, F}), false);
+      continue;
+    }
+    // Mixtral-style experts, stacked per layer (GGUF ne [D, F, E] -> dims [E, F, D]).
+    const int64_t E = c.n_experts;
+    if (m->file_->FindTensor(b + "ffn_gate_exps.weight") == nullptr &&
+        m->file_->FindTensor(b + "ffn_gate.0.weight") != nullptr) {
+      return absl::UnimplementedError(absl::StrCat(
+          "tensor '", b, "ffn_gate.0.weight': per-expert tensors (the pre-2024 Mixtral GGUF "
+          "layout) are not supported; convert the model again to get stacked '", b,
+          "ffn_gate_exps.weight'"));
+    }
+    KESTREL_WEIGHT(L.ffn_gate_inp, b + "ffn_gate_inp.weight", (std::vector<int64_t>{E, D}), false);
+    KESTREL_WEIGHT(L.ffn_gate_exps, b + "ffn_gate_exps.weight", (std::vector<int64_t>{E, F, D}), false);
+    KESTREL_WEIGHT(L.ffn_up_exps, b + "ffn_up_exps.weight", (std::vector<int64_t>{E, F, D}), false);
+    KESTREL_WEIGHT(L.ffn_down_exps, b + "ffn_down_exps.weight", (std::vector<int64_t>{E, D, F}), false);
   }
 #undef KESTREL_WEIGHT
 

@@ -30,9 +30,14 @@ struct WeightTensor {
   uint64_t bytes = 0;
 };
 
-// Which weight of the model: the plan refers to weights by these ids.
+// Which weight of the model: the plan refers to weights by these ids. A dense layer has
+// w_gate/w_up/w_down; a mixture-of-experts layer (config().n_experts > 0) has the router
+// ffn_gate_inp [E, D] and the stacked experts gate/up [E, F, D] and down [E, D, F] instead. Ids
+// a layer does not have are -1.
 struct LayerWeightIds {
-  int attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;
+  int attn_norm = -1, wq = -1, wk = -1, wv = -1, wo = -1, ffn_norm = -1;
+  int w_gate = -1, w_up = -1, w_down = -1;
+  int ffn_gate_inp = -1, ffn_gate_exps = -1, ffn_up_exps = -1, ffn_down_exps = -1;
 };
 
 struct TensorTypeSummary {

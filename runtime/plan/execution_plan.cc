@@ -93,6 +93,14 @@ ExecutionPlan BuildLlamaPlan(const LlamaModel& model, uint32_t block_size, uint3
   att.block_size = block_size;
   att.causal = 1;
   att.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  kestrel_op_moe_params_t moe{};
+  moe.n_experts = c.n_experts;
+  moe.top_k = c.n_experts_used;
+  moe.routing = KESTREL_MOE_ROUTING_SOFTMAX_TOPK_RENORM;  // llama arch = Mixtral routing
+  moe.activation = KESTREL_MOE_ACTIVATION_SWIGLU;
+  moe.first_expert = 0;
+  moe.n_local_experts = c.n_experts;  // one device holds every expert
+  plan.n_experts = c.n_experts;
   const uint32_t kv = plan.kv_dtype;
   const int64_t NB = n_blocks, B = block_size;
 
@@ -122,10 +130,21 @@ ExecutionPlan BuildLlamaPlan(const LlamaModel& model, uint32_t block_size, uint3
     b.Op(KESTREL_OP_ADD, p + "attn_residual", {Arg(x, f32, {T, D}), Arg(o, f32, {T, D})}, {Arg(x, f32, {T, D})});
     b.Op(KESTREL_OP_RMSNORM, p + "ffn_norm", {Arg(x, f32, {T, D}), W(L.ffn_norm)}, {Arg(xn, f32, {T, D})},
          Params(norm));
-    b.Op(KESTREL_OP_MATMUL, p + "ffn_gate", {Arg(xn, f32, {T, D}), W(L.w_gate)}, {Arg(gate, f32, {T, F})});
-    b.Op(KESTREL_OP_MATMUL, p + "ffn_up", {Arg(xn, f32, {T, D}), W(L.w_up)}, {Arg(up, f32, {T, F})});
-    b.Op(KESTREL_OP_SWIGLU, p + "ffn_swiglu", {Arg(gate, f32, {T, F}), Arg(up, f32, {T, F})}, {Arg(h, f32, {T, F})});
-    b.Op(KESTREL_OP_MATMUL, p + "ffn_down", {Arg(h, f32, {T, F}), W(L.w_down)}, {Arg(ffn, f32, {T, D})});
+    if (c.n_experts == 0) {
+      b.Op(KESTREL_OP_MATMUL, p + "ffn_gate", {Arg(xn, f32, {T, D}), W(L.w_gate)}, {Arg(gate, f32, {T, F})});
+      b.Op(KESTREL_OP_MATMUL, p + "ffn_up", {Arg(xn, f32, {T, D}), W(L.w_up)}, {Arg(up, f32, {T, F})});
+      b.Op(KESTREL_OP_SWIGLU, p + "ffn_swiglu", {Arg(gate, f32, {T, F}), Arg(up, f32, {T, F})}, {Arg(h, f32, {T, F})});
+      b.Op(KESTREL_OP_MATMUL, p + "ffn_down", {Arg(h, f32, {T, F}), W(L.w_down)}, {Arg(ffn, f32, {T, D})});
+    } else {
+      // One value per layer, so every layer's counts survive until the step ends.
+      const int64_t E = c.n_experts;
+      const ValueRef stats = b.Activation(p + "expert_stats", E);
+      plan.expert_stats.push_back(stats.index);
+      b.Op(KESTREL_OP_MOE, p + "ffn_moe",
+           {Arg(xn, f32, {T, D}), W(L.ffn_gate_inp), W(L.ffn_gate_exps), W(L.ffn_up_exps),
+            W(L.ffn_down_exps)},
+           {Arg(ffn, f32, {T, D}), Arg(stats, i32, {E})}, Params(moe));
+    }
     b.Op(KESTREL_OP_ADD, p + "ffn_residual", {Arg(x, f32, {T, D}), Arg(ffn, f32, {T, D})}, {Arg(x, f32, {T, D})});
   }
   b.Op(KESTREL_OP_RMSNORM, "output_norm", {Arg(x, f32, {T, D}), W(model.output_norm())},

@@ -74,7 +74,8 @@ struct PlanOp {
 
 struct ActivationInfo {
   std::string name;
-  int64_t elems_per_row;  // F32 elements per token (or per logits row)
+  int64_t elems_per_row;  // F32 elements per token (or per logits row; for a per-step value such
+                          // as the MoE stats, its whole size)
   bool per_logit_row;     // sized by R instead of T
 };
 
@@ -86,11 +87,16 @@ struct ExecutionPlan {
   // KV cache geometry per layer: [n_blocks, block_size, n_kv_heads, head_dim] of kv_dtype.
   uint32_t n_kv_heads = 0, head_dim = 0, block_size = 0, n_blocks = 0;
   uint32_t kv_dtype = KESTREL_DTYPE_F32;
+  // Mixture of experts: experts per layer (0: dense) and, per layer, the activation that the
+  // layer's MOE op writes its routing counts to (I32 [n_experts], tokens per expert this step).
+  uint32_t n_experts = 0;
+  std::vector<int32_t> expert_stats;
 };
 
-// Builds the dense llama decoder plan: embed, per layer (RMSNorm, Q/K/V matmuls, RoPE, KV write,
-// paged attention, output matmul, residual add, RMSNorm, SwiGLU FFN, residual add), final
-// RMSNorm, logits.
+// Builds the llama decoder plan: embed, per layer (RMSNorm, Q/K/V matmuls, RoPE, KV write,
+// paged attention, output matmul, residual add, RMSNorm, FFN, residual add), final RMSNorm,
+// logits. The FFN is gate/up matmuls, SwiGLU and the down matmul for a dense model, and one fused
+// MOE op (router, top-k, experts; Mixtral routing) for an expert model.
 ExecutionPlan BuildLlamaPlan(const LlamaModel& model, uint32_t block_size, uint32_t n_blocks);
 
 }  // namespace runtime

@@ -33,6 +33,7 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const LlamaModel* mod
   e->k_cache_.resize(e->plan_.n_layers);
   e->v_cache_.resize(e->plan_.n_layers);
   e->step_.resize(kNumStepInputs);
+  e->expert_counts_.assign(e->plan_.expert_stats.size() * e->plan_.n_experts, 0);
   // The KV cache lives on the primary device from the start.
   const uint64_t kv_bytes = uint64_t{e->plan_.n_blocks} * e->plan_.block_size * e->plan_.n_kv_heads *
                             e->plan_.head_dim * ElementBytes(e->plan_.kv_dtype);
@@ -237,14 +238,40 @@ absl::Status Executor::Run(const StepInputs& inputs, std::vector<float>* logits)
   for (size_t i = 0; i < plan_.ops.size(); ++i) {
     if (auto s = RunOp(i, shape); !s.ok()) return s;
   }
-  Value& lv = activations_[plan_.logits];
+  // MoE routing counts of this step, committed only if the whole step succeeds.
+  const uint32_t E = plan_.n_experts;
+  step_counts_.resize(plan_.expert_stats.size() * E);
+  for (size_t l = 0; l < plan_.expert_stats.size(); ++l) {
+    if (auto s = ReadBack(activations_[plan_.expert_stats[l]], step_counts_.data() + l * E,
+                          uint64_t{E} * sizeof(int32_t));
+        !s.ok()) {
+      return s;
+    }
+  }
   const uint64_t bytes = static_cast<uint64_t>(shape.n_rows) * plan_.activations[plan_.logits].elems_per_row * sizeof(float);
   logits->resize(bytes / sizeof(float));
-  hal::Device* src = lv.valid.front();
-  for (Copy& c : lv.copies) {
-    if (c.device == src) return src->Read(c.buffer, 0, logits->data(), bytes);
+  if (auto s = ReadBack(activations_[plan_.logits], logits->data(), bytes); !s.ok()) return s;
+  for (size_t i = 0; i < step_counts_.size(); ++i) {
+    if (step_counts_[i] < 0 || step_counts_[i] > shape.n_tokens) {
+      return absl::InternalError(absl::StrFormat(
+          "executor: the MOE op of layer %u reported %d tokens for expert %u in a step of %d "
+          "tokens",
+          i / E, step_counts_[i], i % E, shape.n_tokens));
+    }
   }
-  return absl::InternalError("executor: logits were not produced");
+  for (size_t i = 0; i < step_counts_.size(); ++i) {
+    expert_counts_[i] += static_cast<uint64_t>(step_counts_[i]);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Executor::ReadBack(const Value& value, void* out, uint64_t bytes) {
+  if (value.valid.empty()) return absl::InternalError("executor: a value was not produced");
+  hal::Device* src = value.valid.front();
+  for (const Copy& c : value.copies) {
+    if (c.device == src) return src->Read(c.buffer, 0, out, bytes);
+  }
+  return absl::InternalError("executor: a value has no copy on its valid device");
 }
 
 absl::Status Executor::CopyBlocks(const std::vector<int32_t>& pairs) {

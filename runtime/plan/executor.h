@@ -7,6 +7,7 @@
 #ifndef KESTREL_RUNTIME_PLAN_EXECUTOR_H_
 #define KESTREL_RUNTIME_PLAN_EXECUTOR_H_
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <vector>
@@ -40,6 +41,13 @@ class Executor {
   absl::Status CopyBlocks(const std::vector<int32_t>& pairs);
 
   const ExecutionPlan& plan() const { return plan_; }
+
+  // Mixture of experts: tokens routed to each expert, summed over every successful Run since
+  // creation or the last ResetExpertCounts; [n_layers][n_experts] row-major (empty for a dense
+  // model). Each token counts once per selected expert, so a layer's counts sum to
+  // tokens run * top_k.
+  const std::vector<uint64_t>& expert_counts() const { return expert_counts_; }
+  void ResetExpertCounts() { std::fill(expert_counts_.begin(), expert_counts_.end(), 0); }
   // How many op executions ran on each device so far (for tests and traces).
   const std::map<std::string, uint64_t>& ops_per_device() const { return ops_per_device_; }
 
@@ -64,6 +72,8 @@ class Executor {
                                      const kestrel_op_desc_t& desc, bool prefill,
                                      uint64_t* workspace);
   absl::Status RunOp(size_t op_index, const StepShape& shape);
+  // Reads the value's current copy (from any device that holds one) into `out`.
+  absl::Status ReadBack(const Value& value, void* out, uint64_t bytes);
 
   const LlamaModel* model_ = nullptr;
   ExecutionPlan plan_;
@@ -74,6 +84,8 @@ class Executor {
   std::map<hal::Device*, hal::Buffer> workspace_;
   std::map<std::string, uint64_t> ops_per_device_;
   std::vector<uint8_t> staging_;
+  std::vector<uint64_t> expert_counts_;
+  std::vector<int32_t> step_counts_;  // this step's MoE stats, all layers
 };
 
 }  // namespace runtime

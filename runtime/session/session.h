@@ -79,6 +79,8 @@ class Session {
   void Cancel() { cancel_.store(true, std::memory_order_relaxed); }
 
   const Executor& executor() const { return *executor_; }
+  // Mixture of experts: restarts the per-expert routing counts (Executor::expert_counts).
+  void ResetExpertStats() { executor_->ResetExpertCounts(); }
 
  private:
   Session() = default;

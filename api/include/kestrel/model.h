@@ -78,6 +78,10 @@ typedef struct kestrel_model_info {
   float rope_freq_base;
   float rms_norm_eps;
   uint32_t n_tensors;
+  /* Mixture of experts (appended in 0.2): experts per layer and experts used per token; both 0
+   * for a dense model. For an expert model n_ff is the FFN width of one expert. */
+  uint32_t n_experts;
+  uint32_t n_experts_used;
 } kestrel_model_info_t;
 
 #define KESTREL_MODEL_INFO_MIN_SIZE \

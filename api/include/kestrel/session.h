@@ -170,6 +170,25 @@ KESTREL_API kestrel_status_t* kestrel_session_truncate(kestrel_session_t* sessio
 KESTREL_API kestrel_status_t* kestrel_session_sample(kestrel_session_t* session,
                                                      int32_t* out_token);
 
+/* ---- Mixture-of-experts statistics ----------------------------------------------------------- */
+
+/* Expert load of one layer of a mixture-of-experts model: out_counts[e] = the number of tokens
+ * routed to expert e (kestrel_model_info_t.n_experts values, in expert id order), summed over
+ * every successful decode step of this session (kestrel_session_decode and generate) since it
+ * was created or since kestrel_session_reset_expert_stats. Tokens count when they are computed,
+ * so tokens later removed by kestrel_session_truncate stay counted. Each token counts once for
+ * each of the n_experts_used experts it is routed to, so a layer's counts sum to
+ * tokens computed * n_experts_used. Buffer convention as in model.h; a dense model has no
+ * experts (*out_required = 0, OK). Errors: OUT_OF_RANGE for layer >= n_layers (the message gives
+ * both). \since 0.1 */
+KESTREL_API kestrel_status_t* kestrel_session_expert_stats(const kestrel_session_t* session,
+                                                           size_t layer, uint64_t* out_counts,
+                                                           size_t capacity,
+                                                           size_t* out_required);
+
+/* Sets every layer's expert counts back to 0. Accepts NULL. \since 0.1 */
+KESTREL_API void kestrel_session_reset_expert_stats(kestrel_session_t* session);
+
 #ifdef __cplusplus
 }
 #endif

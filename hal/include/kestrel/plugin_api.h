@@ -200,7 +200,41 @@ typedef enum kestrel_op_kind {
   KESTREL_OP_PAGED_ATTENTION = 9,
   /* in: x [T, D], w [V, D] (weight), rows I32 [R] (which of the T rows to project). out: [R, V] */
   KESTREL_OP_LOGITS = 10,
-  /* Reserved for the MoE issue: routing + expert FFN. */
+  /* Mixture of experts: router, top-k routing and the SwiGLU expert FFNs of one layer, fused.
+   * Params: kestrel_op_moe_params_t (E = n_experts, K = top_k, El = n_local_experts).
+   * in:  x [T, D] (F32),
+   *      router [E, D] (weight, any weight dtype),
+   *      gate_exps [El, F, D], up_exps [El, F, D], down_exps [El, D, F] (weights: F32/F16/BF16/
+   *      Q8_0/Q4_0; the three may differ). A rank-3 weight is a stack of per-expert matrices:
+   *      slice i (bytes [i * F * row_bytes, (i + 1) * F * row_bytes)) is the matrix of expert
+   *      first_expert + i, laid out as a MATMUL weight. Like MATMUL weights, these may be prepared
+   *      weights or buffers.
+   * out: out [T, D] (F32) [required], then optionally stats I32 [E] (n_outputs 1 or 2).
+   * Per token t:
+   *   logits[e] = x[t] . router[e]                      (all E experts, every device)
+   *   routing (params.routing):
+   *     SOFTMAX_TOPK_RENORM (Mixtral): p = softmax(logits) over all E; S = the K experts with the
+   *       largest p; w_e = p_e / sum_{j in S} p_j.
+   *     SOFTMAX_TOPK: as above without the renormalisation (w_e = p_e).
+   *     SIGMOID_TOPK: p_e = 1 / (1 + exp(-logits[e])); S = top K by p; w_e = p_e (no renorm).
+   *   Top-k ties: of two equal scores the LOWER expert id ranks first, so selection is
+   *   deterministic (e.g. equal router rows select the lowest ids).
+   *   out[t] = sum_{e in S, first_expert <= e < first_expert + El}
+   *              w_e * down_e( silu(gate_e x[t]) * up_e x[t] ),  silu(g) = g / (1 + exp(-g)),
+   *   where gate_e x = x gate_e^T ([F]) as in MATMUL. A token none of whose K experts is local
+   *   gets out[t] = 0: every row of `out` is written.
+   * Expert-parallel split: each device gets the full router and its own expert range; every
+   * device computes the same routing, the host sums the devices' partial `out` (and adds the
+   * residual once). Weights w_e are always normalised over all K selected experts, never over the
+   * local ones, so the partial outputs add up to the single-device result.
+   * stats[e] (if requested) = number of tokens of this step whose S contains e, for ALL E experts
+   * (not only the local ones): identical on every device of a split. sum(stats) = T * K. The
+   * runtime uses it for the per-expert load statistics; it always asks for it, so a plugin that
+   * claims MOE should support n_outputs = 2.
+   * Shared experts (always-on FFNs, e.g. DeepSeek/Qwen-MoE) are not part of op_version 1: the
+   * host runs them as a dense FFN (params.n_shared_experts is reserved and must be 0).
+   * A plugin that does not implement MOE reports it UNSUPPORTED; the runtime then runs it on the
+   * reference plugin (op-by-op fallback), moving x and out between the devices. */
   KESTREL_OP_MOE = 11,
   KESTREL_OP_VENDOR_BASE = 0x10000
 } kestrel_op_kind_t;
@@ -238,6 +272,30 @@ typedef struct kestrel_op_attention_params {
    * precede their children. Plugins may report tree masks UNSUPPORTED. */
   uint32_t tree_mask;
 } kestrel_op_attention_params_t;
+
+/* How KESTREL_OP_MOE turns router logits into expert weights (see the kind's comment). */
+typedef enum kestrel_moe_routing {
+  KESTREL_MOE_ROUTING_SOFTMAX_TOPK_RENORM = 0, /* Mixtral: softmax over E, top-k, renormalise */
+  KESTREL_MOE_ROUTING_SOFTMAX_TOPK = 1,        /* softmax over E, top-k, weights as they are */
+  KESTREL_MOE_ROUTING_SIGMOID_TOPK = 2         /* sigmoid per expert, top-k, no renormalisation */
+} kestrel_moe_routing_t;
+
+/* The expert FFN's activation. */
+typedef enum kestrel_moe_activation {
+  KESTREL_MOE_ACTIVATION_SWIGLU = 0 /* down( silu(gate x) * up x ) */
+} kestrel_moe_activation_t;
+
+typedef struct kestrel_op_moe_params {
+  uint32_t struct_size;
+  uint32_t n_experts;       /* E >= 1: experts of the layer = router rows = stats length */
+  uint32_t top_k;           /* K in [1, E]: experts per token */
+  uint32_t routing;         /* kestrel_moe_routing_t */
+  uint32_t activation;      /* kestrel_moe_activation_t */
+  uint32_t first_expert;    /* the expert weights hold experts [first_expert, first_expert + El) */
+  uint32_t n_local_experts; /* El >= 1, first_expert + El <= E; El = E, first_expert = 0: all */
+  uint32_t flags;           /* reserved for later routing options: must be 0 */
+  uint32_t n_shared_experts; /* reserved for fused shared experts: must be 0 in op_version 1 */
+} kestrel_op_moe_params_t;
 
 /* One tensor argument of an op: a descriptor plus where the data lives. Exactly one of `buffer`
  * and `weight` is set at execute time; at query time both may be NULL (only shapes matter). */
