@@ -1,0 +1,1324 @@
+// The OpenCL plugin ("opencl"): every op of a llama model on any OpenCL 1.2+ device, through the
+// ICD loader only (works with any vendor's driver). Devices are named "opencl:0", "opencl:1", ...
+// (the host also maps the plugin name "opencl" to the first one).
+//
+// Owns: device discovery (device_count reports why there is none), one cl_context per opened
+// device with the kernels built at open time (binaries cached on disk, see cl_util.h), cl_mem
+// buffers, streams (one in-order cl_command_queue each) and events (markers), prepared weights
+// (uploaded once; Q8_0/Q4_0 repacked into f32 scales + bare quants for aligned vector loads, BF16
+// widened to F32) and the dispatch of op descriptors to the kernels in kernels/*.cl.
+// Descriptor validation is the reference plugin's (ref_ops.h CheckOp), so both plugins accept
+// exactly the same descriptors. Index inputs (token ids, slots, block tables, rows, pairs) are
+// read back (a few bytes, in stream order) and range-checked before any kernel runs, so a bad
+// index is a status and never an out-of-bounds access; that read is the one synchronisation point
+// of those ops. Every C++ exception is caught at the slot boundary.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "kestrel/plugin_api.h"
+#include "opencl_kernels_embedded.h"
+#include "plugins/opencl/cl_util.h"
+#include "plugins/ref/half.h"
+#include "plugins/ref/ref_kernels.h"
+#include "plugins/ref/ref_ops.h"
+#include "plugins/ref/ref_status.h"
+
+namespace kestrel::plugins::opencl {
+namespace {
+
+using ref::DtypeName;
+using ref::FailedPrecondition;
+using ref::Internal;
+using ref::InvalidArgument;
+using ref::OutOfRange;
+using ref::ResourceExhausted;
+using ref::StrCat;
+using ref::TensorBytes;
+using ref::Unimplemented;
+
+#define RETURN_IF_ERROR(expr) KESTREL_REF_RETURN_IF_ERROR(expr)
+
+constexpr uint32_t kDeviceMagic = 0x4F434C44;  // "OCLD"
+constexpr uint32_t kBufferMagic = 0x4F434C42;  // "OCLB"
+constexpr uint32_t kStreamMagic = 0x4F434C53;  // "OCLS"
+constexpr uint32_t kEventMagic = 0x4F434C45;   // "OCLE"
+constexpr uint32_t kWeightMagic = 0x4F434C57;  // "OCLW"
+constexpr size_t kPreferredWorkGroup = 64;
+constexpr uint32_t kAttentionMaxDimsPerItem = 4;  // ATT_MAXD in attention.cl
+constexpr uint32_t kMatmulRows = 4;               // MM_ROWS in matmul.cl
+constexpr uint32_t kMatmulTokens = 4;             // MM_TOK in matmul.cl
+
+enum KernelId {
+  kAdd, kSwiglu, kRmsNorm, kRope, kEmbedF32, kEmbedF16, kEmbedQ8, kEmbedQ4, kKvWriteF32,
+  kKvWriteF16, kRepackQ8, kRepackQ4, kBf16ToF32, kMatmulF32, kMatmulF16, kMatmulQ8, kMatmulQ4,
+  kAttnK32V32, kAttnK32V16, kAttnK16V32, kAttnK16V16, kMatmulSmallF32, kMatmulSmallF16,
+  kMatmulSmallQ8, kMatmulSmallQ4, kNumKernels
+};
+const char* const kKernelNames[kNumKernels] = {
+    "add_f32", "swiglu_f32", "rmsnorm_f32", "rope_f32", "embed_f32", "embed_f16", "embed_q8",
+    "embed_q4", "kv_write_f32", "kv_write_f16", "repack_q8", "repack_q4", "bf16_to_f32",
+    "matmul_f32", "matmul_f16", "matmul_q8", "matmul_q4", "attn_k32_v32", "attn_k32_v16",
+    "attn_k16_v32", "attn_k16_v16", "matmul_small_f32", "matmul_small_f16", "matmul_small_q8",
+    "matmul_small_q4"};
+
+// ---- plugin-wide state ------------------------------------------------------------------------
+struct Global {
+  std::mutex mu;
+  std::atomic<const kestrel_host_api_t*> host{nullptr};
+  int init_count = 0;  // init/shutdown pairs (a process may load the library twice)
+  // Host tables of the loads still alive, oldest first: dlopen() of the same file returns the same
+  // library, so a second host (a second runtime, a test) shares this state. The newest is used;
+  // its shutdown restores the previous one (lifetimes nest in practice).
+  std::vector<const kestrel_host_api_t*> hosts;
+  std::string cache_dir;
+  bool discovered = false;
+  std::vector<ClDeviceInfo> devices;
+  std::string no_device_reason;
+};
+Global& G() {
+  static Global* g = new Global;  // never destroyed: slots may run during static destruction
+  return *g;
+}
+
+kestrel_plugin_status_t* MakeStatus(kestrel_plugin_status_code_t code, const std::string& msg) {
+  const kestrel_host_api_t* host = G().host.load();
+  if (host == nullptr || host->status_create == nullptr) return nullptr;
+  return host->status_create(host->host_ctx, code, msg.data(), msg.size());
+}
+kestrel_plugin_status_t* ToStatus(const Status& s) {
+  return s.ok() ? nullptr : MakeStatus(s.code(), s.message());
+}
+void Log(kestrel_plugin_log_level_t level, const std::string& message) {
+  const kestrel_host_api_t* host = G().host.load();
+  if (host != nullptr && host->log != nullptr) {
+    host->log(host->host_ctx, level, message.data(), message.size());
+  }
+}
+
+template <typename Body>
+kestrel_plugin_status_t* Guard(const char* slot, Body&& body) {
+  try {
+    return ToStatus(body());
+  } catch (const std::bad_alloc&) {
+    return MakeStatus(KESTREL_PLUGIN_RESOURCE_EXHAUSTED, StrCat(slot, ": out of host memory"));
+  } catch (const std::exception& e) {
+    return MakeStatus(KESTREL_PLUGIN_INTERNAL, StrCat(slot, ": unexpected exception: ", e.what()));
+  } catch (...) {
+    return MakeStatus(KESTREL_PLUGIN_INTERNAL, StrCat(slot, ": unexpected exception"));
+  }
+}
+
+// Discovers the devices once (under G().mu).
+void DiscoverLocked() {
+  Global& g = G();
+  if (g.discovered) return;
+  g.devices = DiscoverDevices(&g.no_device_reason);
+  g.discovered = true;
+}
+
+// ---- objects ------------------------------------------------------------------------------------
+struct Device {
+  uint32_t magic = kDeviceMagic;
+  uint32_t index = 0;
+  ClDeviceInfo info;
+  cl_context context = nullptr;
+  cl_command_queue queue = nullptr;  // used for NULL streams (synchronous calls)
+  cl_program program = nullptr;
+  cl_kernel kernels[kNumKernels] = {};
+  size_t wg = kPreferredWorkGroup;
+  ~Device() {
+    if (queue != nullptr) {
+      clFinish(queue);
+      clReleaseCommandQueue(queue);
+    }
+    for (cl_kernel k : kernels) {
+      if (k != nullptr) clReleaseKernel(k);
+    }
+    if (program != nullptr) clReleaseProgram(program);
+    if (context != nullptr) clReleaseContext(context);
+  }
+};
+
+struct Buffer {
+  uint32_t magic = kBufferMagic;
+  Device* device = nullptr;
+  cl_mem mem = nullptr;
+  uint64_t size = 0;
+  ~Buffer() {
+    if (mem != nullptr) clReleaseMemObject(mem);
+  }
+};
+
+struct Stream {
+  uint32_t magic = kStreamMagic;
+  Device* device = nullptr;
+  cl_command_queue queue = nullptr;
+  ~Stream() {
+    if (queue != nullptr) {
+      clFinish(queue);
+      clReleaseCommandQueue(queue);
+    }
+  }
+};
+
+struct Event {
+  uint32_t magic = kEventMagic;
+  Device* device = nullptr;
+  cl_event event = nullptr;
+  ~Event() {
+    if (event != nullptr) clReleaseEvent(event);
+  }
+};
+
+// How a weight sits in device memory. kQ8 / kQ4 are the repacked layouts (f32 scales[rows * nb]
+// in `scales`, quants alone in `data`: 32 int8 / 16 nibble bytes per block).
+enum class WFormat { kF32, kF16, kQ8, kQ4 };
+
+struct Weight {
+  uint32_t magic = kWeightMagic;
+  Device* device = nullptr;
+  kestrel_tensor_desc_t desc{};
+  WFormat format = WFormat::kF32;
+  cl_mem data = nullptr;
+  cl_mem scales = nullptr;
+  ~Weight() {
+    if (data != nullptr) clReleaseMemObject(data);
+    if (scales != nullptr) clReleaseMemObject(scales);
+  }
+};
+
+// A temporary device allocation; released when it goes out of scope (OpenCL defers the actual
+// release until the commands using it have finished).
+struct TempMem {
+  cl_mem mem = nullptr;
+  TempMem() = default;
+  TempMem(const TempMem&) = delete;
+  TempMem& operator=(const TempMem&) = delete;
+  ~TempMem() {
+    if (mem != nullptr) clReleaseMemObject(mem);
+  }
+};
+
+Device* AsDevice(kestrel_plugin_device_t* d) { return reinterpret_cast<Device*>(d); }
+Buffer* AsBuffer(kestrel_plugin_buffer_t* b) { return reinterpret_cast<Buffer*>(b); }
+Stream* AsStream(kestrel_plugin_stream_t* s) { return reinterpret_cast<Stream*>(s); }
+Event* AsEvent(kestrel_plugin_event_t* e) { return reinterpret_cast<Event*>(e); }
+Weight* AsWeight(kestrel_plugin_weight_t* w) { return reinterpret_cast<Weight*>(w); }
+
+bool InRange(uint64_t offset, uint64_t size, uint64_t limit) {
+  return offset <= limit && size <= limit - offset;
+}
+
+Status CheckDevice(kestrel_plugin_device_t* d, const char* slot) {
+  const Device* device = AsDevice(d);
+  if (device == nullptr) return InvalidArgument(slot, ": device is NULL");
+  if (device->magic != kDeviceMagic) {
+    return InvalidArgument(slot, ": device is not a device of plugin 'opencl'");
+  }
+  return Status();
+}
+
+Status CheckBuffer(kestrel_plugin_device_t* d, kestrel_plugin_buffer_t* b, const std::string& what) {
+  const Buffer* buffer = AsBuffer(b);
+  if (buffer == nullptr) return InvalidArgument(what, " is NULL");
+  if (buffer->magic != kBufferMagic || buffer->device != AsDevice(d)) {
+    return InvalidArgument(what, " is not a buffer of this device");
+  }
+  return Status();
+}
+
+// The queue of `stream` (NULL: the device's own queue; the caller then finishes it).
+Status QueueOf(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s, const char* slot,
+               cl_command_queue* out) {
+  if (s == nullptr) {
+    *out = AsDevice(d)->queue;
+    return Status();
+  }
+  const Stream* stream = AsStream(s);
+  if (stream->magic != kStreamMagic || stream->device != AsDevice(d)) {
+    return InvalidArgument(slot, ": stream is not a stream of this device");
+  }
+  *out = stream->queue;
+  return Status();
+}
+
+// Sets the arguments of one kernel launch in order, then enqueues it.
+class Launch {
+ public:
+  Launch(const Device& d, KernelId id) : kernel_(d.kernels[id]), name_(kKernelNames[id]) {}
+  Launch& Mem(cl_mem m) { return Set(sizeof m, &m); }
+  Launch& U64(uint64_t v) {
+    const cl_ulong x = v;
+    return Set(sizeof x, &x);
+  }
+  Launch& U32(uint64_t v) {
+    const cl_uint x = static_cast<cl_uint>(v);
+    return Set(sizeof x, &x);
+  }
+  Launch& I32(int64_t v) {
+    const cl_int x = static_cast<cl_int>(v);
+    return Set(sizeof x, &x);
+  }
+  Launch& F32(float v) {
+    const cl_float x = v;
+    return Set(sizeof x, &x);
+  }
+  // global = (g0, g1); local = (l0, 1), or chosen by the driver when l0 == 0.
+  Status Run(cl_command_queue q, size_t g0, size_t g1, size_t l0) {
+    if (err_ != CL_SUCCESS) {
+      return ClStatus(err_, StrCat("clSetKernelArg(", name_, ", arg ", bad_arg_, ")"));
+    }
+    if (g0 == 0 || g1 == 0) return Status();
+    const size_t global[2] = {g0, g1};
+    const size_t local[2] = {l0, 1};
+    KESTREL_CL_RETURN_IF_ERROR(
+        clEnqueueNDRangeKernel(q, kernel_, 2, nullptr, global, l0 ? local : nullptr, 0, nullptr,
+                               nullptr),
+        StrCat("clEnqueueNDRangeKernel(", name_, ")"));
+    return Status();
+  }
+
+ private:
+  Launch& Set(size_t size, const void* value) {
+    if (err_ == CL_SUCCESS) {
+      err_ = clSetKernelArg(kernel_, index_, size, value);
+      if (err_ != CL_SUCCESS) bad_arg_ = index_;
+    }
+    ++index_;
+    return *this;
+  }
+  cl_kernel kernel_;
+  const char* name_;
+  cl_uint index_ = 0;
+  cl_uint bad_arg_ = 0;
+  cl_int err_ = CL_SUCCESS;
+};
+
+size_t RoundUp(size_t n, size_t m) { return (n + m - 1) / m * m; }
+size_t CeilDiv(size_t n, size_t m) { return (n + m - 1) / m; }
+
+Status NewMem(const Device& d, uint64_t size, const char* what, cl_mem* out) {
+  if (size > d.info.max_alloc && d.info.max_alloc != 0) {
+    return ResourceExhausted(what, ": ", size, " bytes exceed CL_DEVICE_MAX_MEM_ALLOC_SIZE=",
+                             d.info.max_alloc, " of '", d.info.name, "'");
+  }
+  cl_int err = CL_SUCCESS;
+  *out = clCreateBuffer(d.context, CL_MEM_READ_WRITE, std::max<uint64_t>(size, 1), nullptr, &err);
+  if (err != CL_SUCCESS) {
+    *out = nullptr;
+    return ClStatus(err, StrCat(what, ": clCreateBuffer(", size, " bytes)"));
+  }
+  return Status();
+}
+
+// ---- tensor arguments ---------------------------------------------------------------------------
+// One resolved argument: a cl_mem and a byte offset, or a prepared weight.
+struct Arg {
+  cl_mem mem = nullptr;
+  uint64_t offset = 0;  // bytes
+  const Weight* weight = nullptr;
+  // Element offset for kernels taking `T* p, ulong p_off`.
+  uint64_t Elems(uint64_t elem_size) const { return offset / elem_size; }
+};
+
+Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& a,
+                  const std::string& label, bool writable, Arg* out) {
+  const kestrel_tensor_desc_t& desc = a.desc;
+  if ((a.buffer == nullptr) == (a.weight == nullptr)) {
+    return InvalidArgument(label, ": exactly one of buffer and weight must be set");
+  }
+  if (a.weight != nullptr) {
+    if (writable) return InvalidArgument(label, ": a prepared weight cannot be an output");
+    const Weight* w = AsWeight(a.weight);
+    if (w->magic != kWeightMagic || w->device != AsDevice(d)) {
+      return InvalidArgument(label, ": weight is not a prepared weight of this device");
+    }
+    if (a.offset != 0) return InvalidArgument(label, ": offset=", a.offset, " with a weight");
+    if (w->desc.dtype != desc.dtype || w->desc.rank != desc.rank ||
+        !std::equal(desc.dims, desc.dims + desc.rank, w->desc.dims)) {
+      return InvalidArgument(label, ": desc (", DtypeName(desc.dtype), ", rank ", desc.rank,
+                             ") does not match the prepared weight's desc (",
+                             DtypeName(w->desc.dtype), ", rank ", w->desc.rank,
+                             ") or its dims differ");
+    }
+    // Matmul/embedding kernels read the weight's own layout (MakeWeightView); any other input
+    // (e.g. an RMSNorm weight) has an F32 desc, so the weight's data is that tensor as it is.
+    out->weight = w;
+    out->mem = w->data;
+    out->offset = 0;
+    return Status();
+  }
+  RETURN_IF_ERROR(CheckBuffer(d, a.buffer, label + ": buffer"));
+  const Buffer* b = AsBuffer(a.buffer);
+  const uint64_t bytes = TensorBytes(desc);
+  if (!InRange(a.offset, bytes, b->size)) {
+    return OutOfRange(label, ": offset ", a.offset, " + ", bytes, " bytes exceeds the buffer size ",
+                      b->size);
+  }
+  if (a.offset % ref::DtypeAlignment(desc.dtype) != 0) {
+    return InvalidArgument(label, ": offset ", a.offset, " is not a multiple of ",
+                           ref::DtypeAlignment(desc.dtype), " (", DtypeName(desc.dtype), ")");
+  }
+  out->mem = b->mem;
+  out->offset = a.offset;
+  return Status();
+}
+
+// Reads `n` int32 of an index argument (in stream order, blocking: they are range-checked on
+// the host before any kernel uses them).
+Status ReadInts(cl_command_queue q, const Arg& a, uint64_t n, const std::string& what,
+                std::vector<int32_t>* out) {
+  out->assign(static_cast<size_t>(n), 0);
+  if (n == 0) return Status();
+  KESTREL_CL_RETURN_IF_ERROR(clEnqueueReadBuffer(q, a.mem, CL_TRUE, a.offset, n * sizeof(int32_t),
+                                                 out->data(), 0, nullptr, nullptr),
+                             StrCat("clEnqueueReadBuffer(", what, ")"));
+  return Status();
+}
+
+// A matmul/embedding weight in one of the kernel layouts: a prepared weight as it is, a buffer
+// F32/F16 in place, a buffer BF16/Q8_0/Q4_0 converted on the device into temporaries first.
+struct WeightView {
+  WFormat format = WFormat::kF32;
+  cl_mem data = nullptr;
+  uint64_t data_off = 0;  // elements (F32/F16 only)
+  cl_mem scales = nullptr;
+  TempMem tmp_data, tmp_scales;
+};
+
+Status MakeWeightView(const Device& d, cl_command_queue q, const kestrel_tensor_desc_t& desc,
+                      const Arg& a, WeightView* v) {
+  if (a.weight != nullptr) {
+    v->format = a.weight->format;
+    v->data = a.weight->data;
+    v->scales = a.weight->scales;
+    return Status();
+  }
+  const uint64_t elems = TensorBytes(desc) / ref::DtypeBlockBytes(desc.dtype) *
+                         static_cast<uint64_t>(ref::DtypeBlockElements(desc.dtype));
+  switch (desc.dtype) {
+    case KESTREL_DTYPE_F32:
+      v->format = WFormat::kF32;
+      v->data = a.mem;
+      v->data_off = a.Elems(4);
+      return Status();
+    case KESTREL_DTYPE_F16:
+      v->format = WFormat::kF16;
+      v->data = a.mem;
+      v->data_off = a.Elems(2);
+      return Status();
+    case KESTREL_DTYPE_BF16:
+      v->format = WFormat::kF32;
+      RETURN_IF_ERROR(NewMem(d, elems * 4, "BF16 weight conversion", &v->tmp_data.mem));
+      v->data = v->tmp_data.mem;
+      return Launch(d, kBf16ToF32).Mem(a.mem).U64(a.Elems(2)).Mem(v->data).U64(elems)
+          .Run(q, RoundUp(elems, d.wg), 1, 0);
+    case KESTREL_DTYPE_Q8_0:
+    case KESTREL_DTYPE_Q4_0: {
+      const bool q8 = desc.dtype == KESTREL_DTYPE_Q8_0;
+      const uint64_t blocks = elems / 32;
+      v->format = q8 ? WFormat::kQ8 : WFormat::kQ4;
+      RETURN_IF_ERROR(NewMem(d, blocks * 4, "weight repack (scales)", &v->tmp_scales.mem));
+      RETURN_IF_ERROR(NewMem(d, blocks * (q8 ? 32 : 16), "weight repack (quants)",
+                             &v->tmp_data.mem));
+      v->data = v->tmp_data.mem;
+      v->scales = v->tmp_scales.mem;
+      return Launch(d, q8 ? kRepackQ8 : kRepackQ4).Mem(a.mem).U64(a.offset).Mem(v->scales)
+          .Mem(v->data).U64(blocks).Run(q, RoundUp(blocks, d.wg), 1, 0);
+    }
+    default:
+      return Unimplemented("weight dtype ", DtypeName(desc.dtype));
+  }
+}
+
+// ---- ops ------------------------------------------------------------------------------------------
+// The kinds this plugin runs (MOE, vendor and unknown kinds are UNSUPPORTED whatever the shared
+// validation code knows about them).
+bool IsOpenClKind(uint32_t kind) {
+  switch (kind) {
+    case KESTREL_OP_EMBEDDING_GATHER:
+    case KESTREL_OP_RMSNORM:
+    case KESTREL_OP_ROPE:
+    case KESTREL_OP_MATMUL:
+    case KESTREL_OP_SWIGLU:
+    case KESTREL_OP_ADD:
+    case KESTREL_OP_KV_WRITE:
+    case KESTREL_OP_KV_BLOCK_COPY:
+    case KESTREL_OP_PAGED_ATTENTION:
+    case KESTREL_OP_LOGITS:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Why a descriptor that ref::CheckOp accepts as supported is still not run here ("" if it is).
+std::string ExtraUnsupported(const Device& d, const kestrel_op_desc_t& op) {
+  for (uint32_t i = 0; i < op.n_inputs + op.n_outputs; ++i) {
+    const kestrel_tensor_desc_t& t = i < op.n_inputs ? op.inputs[i].desc
+                                                     : op.outputs[i - op.n_inputs].desc;
+    for (uint32_t r = 0; r < t.rank; ++r) {
+      if (t.dims[r] > INT32_MAX) return StrCat("a dim of ", t.dims[r], " exceeds 2^31 - 1");
+    }
+  }
+  if (op.kind == KESTREL_OP_PAGED_ATTENTION) {
+    kestrel_op_attention_params_t p;
+    std::memcpy(&p, op.params, sizeof p);
+    if (p.tree_mask) return "tree masks are not implemented";
+    if (p.head_dim > kAttentionMaxDimsPerItem * d.wg) {
+      return StrCat("head_dim=", p.head_dim, " > ", kAttentionMaxDimsPerItem * d.wg);
+    }
+  }
+  return "";
+}
+
+Status RunEmbedding(const Device& d, cl_command_queue q, const kestrel_op_desc_t& op,
+                    const std::vector<Arg>& in, const Arg& out) {
+  const kestrel_tensor_desc_t& table = op.inputs[0].desc;
+  const int64_t vocab = table.dims[0], dim = table.dims[1];
+  const int64_t n = op.inputs[1].desc.dims[0];
+  std::vector<int32_t> ids;
+  RETURN_IF_ERROR(ReadInts(q, in[1], n, "EMBEDDING_GATHER ids", &ids));
+  for (int64_t t = 0; t < n; ++t) {
+    if (ids[t] < 0 || ids[t] >= vocab) {
+      return OutOfRange("EMBEDDING_GATHER: ids[", t, "]=", ids[t], " is outside [0, ", vocab, ")");
+    }
+  }
+  if (n == 0 || dim == 0) return Status();
+  WeightView w;
+  RETURN_IF_ERROR(MakeWeightView(d, q, table, in[0], &w));
+  Launch* l = nullptr;
+  Launch f32(d, kEmbedF32), f16(d, kEmbedF16), q8(d, kEmbedQ8), q4(d, kEmbedQ4);
+  switch (w.format) {
+    case WFormat::kF32: l = &f32.Mem(w.data).U64(w.data_off); break;
+    case WFormat::kF16: l = &f16.Mem(w.data).U64(w.data_off); break;
+    case WFormat::kQ8: l = &q8.Mem(w.scales).Mem(w.data); break;
+    case WFormat::kQ4: l = &q4.Mem(w.scales).Mem(w.data); break;
+  }
+  return l->Mem(in[1].mem).U64(in[1].Elems(4)).Mem(out.mem).U64(out.Elems(4)).U32(dim)
+      .Run(q, RoundUp(dim, d.wg), n, d.wg);
+}
+
+// x [T, K] (rows: which x rows, for LOGITS) times w [N, K]^T -> out [T', N].
+Status RunMatmul(const Device& d, cl_command_queue q, const kestrel_tensor_desc_t& x_desc,
+                 const Arg& x_in, const kestrel_tensor_desc_t& w_desc, const Arg& w_arg,
+                 const Arg* rows, int64_t n_out_rows, const kestrel_tensor_desc_t& out_desc,
+                 const Arg& out) {
+  const int64_t k = x_desc.dims[1], n = w_desc.dims[0];
+  if (n_out_rows == 0 || n == 0) return Status();
+  // out may overlap x (the contract does not forbid it): read x from a copy then.
+  Arg x = x_in;
+  TempMem x_copy;
+  const uint64_t x_bytes = TensorBytes(x_desc), out_bytes = TensorBytes(out_desc);
+  if (x.mem == out.mem && x.offset < out.offset + out_bytes && out.offset < x.offset + x_bytes) {
+    RETURN_IF_ERROR(NewMem(d, x_bytes, "MATMUL x copy", &x_copy.mem));
+    KESTREL_CL_RETURN_IF_ERROR(
+        clEnqueueCopyBuffer(q, x.mem, x_copy.mem, x.offset, 0, x_bytes, 0, nullptr, nullptr),
+        "clEnqueueCopyBuffer(MATMUL x)");
+    x.mem = x_copy.mem;
+    x.offset = 0;
+  }
+  if (k == 0) {  // an empty dot product: zeros
+    const cl_float zero = 0.0f;
+    KESTREL_CL_RETURN_IF_ERROR(clEnqueueFillBuffer(q, out.mem, &zero, sizeof zero, out.offset,
+                                                   out_bytes, 0, nullptr, nullptr),
+                               "clEnqueueFillBuffer(MATMUL out)");
+    return Status();
+  }
+  WeightView w;
+  RETURN_IF_ERROR(MakeWeightView(d, q, w_desc, w_arg, &w));
+  // Small K: one work-item per output (a work-group per row block would idle most of its
+  // work-items); otherwise the tiled kernel with the K split across the work-group.
+  const bool small = static_cast<uint64_t>(k) <= 2 * d.wg;
+  static const KernelId kTiled[] = {kMatmulF32, kMatmulF16, kMatmulQ8, kMatmulQ4};
+  static const KernelId kSmall[] = {kMatmulSmallF32, kMatmulSmallF16, kMatmulSmallQ8,
+                                    kMatmulSmallQ4};
+  Launch l(d, (small ? kSmall : kTiled)[static_cast<int>(w.format)]);
+  l.Mem(x.mem).U64(x.Elems(4));
+  if (rows != nullptr) {
+    l.Mem(rows->mem).U64(rows->Elems(4)).I32(1);
+  } else {
+    l.Mem(x.mem).U64(0).I32(0);
+  }
+  l.Mem(out.mem).U64(out.Elems(4)).U32(n_out_rows).U32(k).U32(n);
+  if (w.format == WFormat::kF32 || w.format == WFormat::kF16) {
+    l.Mem(w.data).U64(w.data_off);
+  } else {
+    l.Mem(w.scales).Mem(w.data);
+  }
+  if (small) return l.Run(q, RoundUp(n, d.wg), n_out_rows, 0);
+  return l.Run(q, CeilDiv(n, kMatmulRows) * d.wg, CeilDiv(n_out_rows, kMatmulTokens), d.wg);
+}
+
+Status RunKvWrite(const Device& d, cl_command_queue q, const kestrel_op_desc_t& op,
+                  const std::vector<Arg>& in, const std::vector<Arg>& out) {
+  const kestrel_tensor_desc_t& kc = op.outputs[0].desc;
+  const int64_t n = op.inputs[0].desc.dims[0];
+  const int64_t n_slots = kc.dims[0] * kc.dims[1];
+  std::vector<int32_t> slots;
+  RETURN_IF_ERROR(ReadInts(q, in[2], n, "KV_WRITE slots", &slots));
+  for (int64_t t = 0; t < n; ++t) {
+    if (slots[t] < 0 || slots[t] >= n_slots) {
+      return OutOfRange("KV_WRITE: slots[", t, "]=", slots[t], " is outside [0, ", n_slots, ") (",
+                        kc.dims[0], " blocks of ", kc.dims[1], ")");
+    }
+  }
+  const uint64_t row = static_cast<uint64_t>(kc.dims[2] * kc.dims[3]);
+  if (n == 0 || row == 0) return Status();
+  for (int c = 0; c < 2; ++c) {
+    const bool f16 = op.outputs[c].desc.dtype == KESTREL_DTYPE_F16;
+    RETURN_IF_ERROR(Launch(d, f16 ? kKvWriteF16 : kKvWriteF32)
+                        .Mem(in[c].mem).U64(in[c].Elems(4))
+                        .Mem(in[2].mem).U64(in[2].Elems(4))
+                        .Mem(out[c].mem).U64(out[c].Elems(f16 ? 2 : 4))
+                        .U32(row)
+                        .Run(q, RoundUp(row, d.wg), n, 0));
+  }
+  return Status();
+}
+
+Status RunKvBlockCopy(cl_command_queue q, const kestrel_op_desc_t& op, const std::vector<Arg>& in,
+                      const std::vector<Arg>& out) {
+  const kestrel_tensor_desc_t& kc = op.outputs[0].desc;
+  const int64_t n_pairs = op.inputs[0].desc.dims[0];
+  std::vector<int32_t> pairs;
+  RETURN_IF_ERROR(ReadInts(q, in[0], 2 * n_pairs, "KV_BLOCK_COPY pairs", &pairs));
+  for (int64_t p = 0; p < 2 * n_pairs; ++p) {
+    if (pairs[p] < 0 || pairs[p] >= kc.dims[0]) {
+      return OutOfRange("KV_BLOCK_COPY: pairs[", p / 2, "][", p % 2, "]=", pairs[p],
+                        " is outside [0, ", kc.dims[0], ")");
+    }
+  }
+  // One copy per pair and cache, in order on the in-order queue (pairs may chain).
+  for (int c = 0; c < 2; ++c) {
+    const kestrel_tensor_desc_t& cd = op.outputs[c].desc;
+    const uint64_t block_bytes = TensorBytes(cd) / static_cast<uint64_t>(std::max<int64_t>(cd.dims[0], 1));
+    if (block_bytes == 0) continue;
+    for (int64_t p = 0; p < n_pairs; ++p) {
+      if (pairs[2 * p] == pairs[2 * p + 1]) continue;
+      KESTREL_CL_RETURN_IF_ERROR(
+          clEnqueueCopyBuffer(q, out[c].mem, out[c].mem, out[c].offset + pairs[2 * p] * block_bytes,
+                              out[c].offset + pairs[2 * p + 1] * block_bytes, block_bytes, 0,
+                              nullptr, nullptr),
+          "clEnqueueCopyBuffer(KV_BLOCK_COPY)");
+    }
+  }
+  return Status();
+}
+
+Status RunAttention(const Device& d, cl_command_queue q, const kestrel_op_desc_t& op,
+                    const std::vector<Arg>& in, const Arg& out) {
+  kestrel_op_attention_params_t p;
+  std::memcpy(&p, op.params, sizeof p);
+  const int64_t n_tokens = op.inputs[0].desc.dims[0];
+  const kestrel_tensor_desc_t& kc = op.inputs[1].desc;
+  const kestrel_tensor_desc_t& tables_desc = op.inputs[3].desc;
+  const int64_t n_seqs = tables_desc.dims[0], max_blocks = tables_desc.dims[1];
+  const int64_t block = kc.dims[1];
+  std::vector<int32_t> tables, starts, lens;
+  RETURN_IF_ERROR(ReadInts(q, in[3], n_seqs * max_blocks, "block_tables", &tables));
+  RETURN_IF_ERROR(ReadInts(q, in[4], n_seqs + 1, "query_start", &starts));
+  RETURN_IF_ERROR(ReadInts(q, in[5], n_seqs, "kv_lens", &lens));
+  // The reference plugin's checks, in its order.
+  if (starts[0] != 0) {
+    return InvalidArgument("PAGED_ATTENTION: query_start[0]=", starts[0], " != 0");
+  }
+  if (starts[n_seqs] != n_tokens) {
+    return InvalidArgument("PAGED_ATTENTION: query_start[", n_seqs, "]=", starts[n_seqs],
+                           " != T=", n_tokens);
+  }
+  for (int64_t s = 0; s < n_seqs; ++s) {
+    if (starts[s + 1] < starts[s]) {
+      return InvalidArgument("PAGED_ATTENTION: query_start is not non-decreasing: query_start[",
+                             s + 1, "]=", starts[s + 1], " < query_start[", s, "]=", starts[s]);
+    }
+    const int64_t q_len = starts[s + 1] - starts[s];
+    if (lens[s] < q_len || lens[s] > max_blocks * block) {
+      return OutOfRange("PAGED_ATTENTION: kv_lens[", s, "]=", lens[s], " is outside [q_len=",
+                        q_len, ", MB*B=", max_blocks * block, "]");
+    }
+    const int64_t used = (lens[s] + block - 1) / block;
+    for (int64_t b = 0; b < used; ++b) {
+      const int32_t id = tables[s * max_blocks + b];
+      if (id < 0 || id >= kc.dims[0]) {
+        return OutOfRange("PAGED_ATTENTION: block_tables[", s, "][", b, "]=", id,
+                          " is outside [0, ", kc.dims[0], ")");
+      }
+    }
+  }
+  if (n_tokens == 0 || p.head_dim == 0) return Status();
+  const bool k16 = kc.dtype == KESTREL_DTYPE_F16;
+  const bool v16 = op.inputs[2].desc.dtype == KESTREL_DTYPE_F16;
+  const KernelId id = k16 ? (v16 ? kAttnK16V16 : kAttnK16V32) : (v16 ? kAttnK32V16 : kAttnK32V32);
+  const uint32_t nparts = p.head_dim < d.wg ? static_cast<uint32_t>(d.wg / p.head_dim) : 1;
+  return Launch(d, id)
+      .Mem(in[0].mem).U64(in[0].Elems(4))
+      .Mem(in[1].mem).U64(in[1].Elems(k16 ? 2 : 4))
+      .Mem(in[2].mem).U64(in[2].Elems(v16 ? 2 : 4))
+      .Mem(in[3].mem).U64(in[3].Elems(4))
+      .Mem(in[4].mem).U64(in[4].Elems(4))
+      .Mem(in[5].mem).U64(in[5].Elems(4))
+      .Mem(out.mem).U64(out.Elems(4))
+      .U32(n_seqs).U32(max_blocks).U32(p.n_heads).U32(p.n_kv_heads).U32(p.head_dim)
+      .U32(p.block_size).I32(p.causal ? 1 : 0).F32(p.scale).U32(nparts)
+      .Run(q, static_cast<size_t>(n_tokens) * p.n_heads * d.wg, 1, d.wg);
+}
+
+Status RunOp(const Device& d, cl_command_queue q, const kestrel_op_desc_t& op,
+             const std::vector<Arg>& in, const std::vector<Arg>& out) {
+  const kestrel_tensor_desc_t& d0 = op.inputs[0].desc;
+  switch (op.kind) {
+    case KESTREL_OP_EMBEDDING_GATHER:
+      return RunEmbedding(d, q, op, in, out[0]);
+    case KESTREL_OP_RMSNORM: {
+      kestrel_op_rmsnorm_params_t p;
+      std::memcpy(&p, op.params, sizeof p);
+      if (d0.dims[1] == 0) return Status();
+      return Launch(d, kRmsNorm)
+          .Mem(in[0].mem).U64(in[0].Elems(4)).Mem(in[1].mem).U64(in[1].Elems(4))
+          .Mem(out[0].mem).U64(out[0].Elems(4)).U32(d0.dims[1]).F32(p.eps)
+          .Run(q, static_cast<size_t>(d0.dims[0]) * d.wg, 1, d.wg);
+    }
+    case KESTREL_OP_ROPE: {
+      kestrel_op_rope_params_t p;
+      std::memcpy(&p, op.params, sizeof p);
+      // The reference's expression (float pow through double, rounded to float).
+      const float theta_scale = std::pow(p.freq_base, -2.0f / static_cast<float>(p.n_rot));
+      const uint64_t per_head = p.n_rot / 2 + (d0.dims[2] - p.n_rot);
+      return Launch(d, kRope)
+          .Mem(in[0].mem).U64(in[0].Elems(4)).Mem(in[1].mem).U64(in[1].Elems(4))
+          .Mem(out[0].mem).U64(out[0].Elems(4)).U32(d0.dims[0]).U32(d0.dims[1]).U32(d0.dims[2])
+          .U32(p.n_rot).U32(p.style == KESTREL_ROPE_STYLE_NEOX ? 1 : 0).F32(theta_scale)
+          .F32(p.freq_scale)
+          .Run(q, RoundUp(d0.dims[0] * d0.dims[1] * per_head, d.wg), 1, 0);
+    }
+    case KESTREL_OP_MATMUL:
+      return RunMatmul(d, q, d0, in[0], op.inputs[1].desc, in[1], nullptr, d0.dims[0],
+                       op.outputs[0].desc, out[0]);
+    case KESTREL_OP_LOGITS: {
+      const int64_t n_rows = op.inputs[2].desc.dims[0];
+      std::vector<int32_t> rows;
+      RETURN_IF_ERROR(ReadInts(q, in[2], n_rows, "LOGITS rows", &rows));
+      for (int64_t r = 0; r < n_rows; ++r) {
+        if (rows[r] < 0 || rows[r] >= d0.dims[0]) {
+          return OutOfRange("LOGITS: rows[", r, "]=", rows[r], " is outside [0, T=", d0.dims[0],
+                            ")");
+        }
+      }
+      return RunMatmul(d, q, d0, in[0], op.inputs[1].desc, in[1], &in[2], n_rows,
+                       op.outputs[0].desc, out[0]);
+    }
+    case KESTREL_OP_SWIGLU:
+    case KESTREL_OP_ADD: {
+      const uint64_t n = static_cast<uint64_t>(d0.dims[0] * d0.dims[1]);
+      return Launch(d, op.kind == KESTREL_OP_ADD ? kAdd : kSwiglu)
+          .Mem(in[0].mem).U64(in[0].Elems(4)).Mem(in[1].mem).U64(in[1].Elems(4))
+          .Mem(out[0].mem).U64(out[0].Elems(4)).U64(n)
+          .Run(q, CeilDiv(n, 4), 1, 0);
+    }
+    case KESTREL_OP_KV_WRITE:
+      return RunKvWrite(d, q, op, in, out);
+    case KESTREL_OP_KV_BLOCK_COPY:
+      return RunKvBlockCopy(q, op, in, out);
+    case KESTREL_OP_PAGED_ATTENTION:
+      return RunAttention(d, q, op, in, out[0]);
+    default:
+      return Unimplemented(ref::OpKindName(op.kind), ": not implemented by plugin 'opencl'");
+  }
+}
+
+// ---- slots --------------------------------------------------------------------------------------
+std::string KernelSourceText() {
+  std::string s;
+  for (const KernelSource& k : kKernelSources) {
+    s += StrCat("// ---- ", k.file, "\n", k.text, "\n");
+  }
+  return s;
+}
+
+Status Init(const kestrel_plugin_option_t* options, size_t n_options) {
+  if (n_options > 0 && options == nullptr) return InvalidArgument("init: options is NULL");
+  Global& g = G();
+  std::lock_guard<std::mutex> lock(g.mu);
+  g.cache_dir.clear();  // the latest init's options apply (to devices opened afterwards)
+  for (size_t i = 0; i < n_options; ++i) {
+    const char* key = options[i].key ? options[i].key : "";
+    const char* value = options[i].value ? options[i].value : "";
+    if (std::strcmp(key, "cache_dir") == 0) {
+      g.cache_dir = value;
+    } else {
+      Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("opencl: ignoring option '", key, "'"));
+    }
+  }
+  ++g.init_count;
+  return Status();
+}
+
+void Shutdown() {
+  Global& g = G();
+  std::lock_guard<std::mutex> lock(g.mu);
+  if (!g.hosts.empty()) {
+    g.hosts.pop_back();
+    if (!g.hosts.empty()) g.host.store(g.hosts.back());
+  }
+  if (--g.init_count > 0) return;
+  g.init_count = 0;
+  g.discovered = false;
+  g.devices.clear();
+  g.no_device_reason.clear();
+  g.cache_dir.clear();
+}
+
+uint32_t DeviceCount(char* reason, size_t capacity) {
+  try {
+    Global& g = G();
+    std::lock_guard<std::mutex> lock(g.mu);
+    DiscoverLocked();
+    if (g.devices.empty() && reason != nullptr && capacity > 0) {
+      const size_t n = std::min(g.no_device_reason.size(), capacity - 1);
+      std::memcpy(reason, g.no_device_reason.data(), n);
+      reason[n] = '\0';
+    }
+    return static_cast<uint32_t>(g.devices.size());
+  } catch (...) {
+    if (reason != nullptr && capacity > 0) {
+      std::strncpy(reason, "opencl: device discovery failed", capacity - 1);
+      reason[capacity - 1] = '\0';
+    }
+    return 0;
+  }
+}
+
+Status GetDeviceInfo(uint32_t index, const char* slot, ClDeviceInfo* out) {
+  Global& g = G();
+  std::lock_guard<std::mutex> lock(g.mu);
+  DiscoverLocked();
+  if (index >= g.devices.size()) {
+    return OutOfRange(slot, ": index ", index, " >= device count ", g.devices.size());
+  }
+  *out = g.devices[index];
+  return Status();
+}
+
+template <size_t N>
+void CopyString(const std::string& src, char (&dst)[N]) {
+  const size_t n = std::min(src.size(), N - 1);
+  std::memcpy(dst, src.data(), n);
+  std::memset(dst + n, 0, N - n);
+}
+
+constexpr uint64_t Bit(uint32_t dt) { return KESTREL_DTYPE_BIT(dt); }
+constexpr uint64_t kWeightDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16) |
+                                   Bit(KESTREL_DTYPE_BF16) | Bit(KESTREL_DTYPE_Q8_0) |
+                                   Bit(KESTREL_DTYPE_Q4_0);
+constexpr uint64_t kDtypes = kWeightDtypes | Bit(KESTREL_DTYPE_I32);
+
+Status GetCaps(uint32_t index, kestrel_device_caps_t* caps) {
+  if (caps == nullptr) return InvalidArgument("device_get_caps: caps is NULL");
+  ClDeviceInfo info;
+  RETURN_IF_ERROR(GetDeviceInfo(index, "device_get_caps", &info));
+  using C = kestrel_device_caps_t;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, kind)) {
+    caps->kind = (info.type & CL_DEVICE_TYPE_GPU)   ? KESTREL_DEVICE_KIND_GPU
+                 : (info.type & CL_DEVICE_TYPE_CPU) ? KESTREL_DEVICE_KIND_CPU
+                                                    : KESTREL_DEVICE_KIND_ACCELERATOR;
+  }
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, name)) CopyString(StrCat("opencl:", index), caps->name);
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, description)) {
+    CopyString(StrCat(info.name, " (", info.platform_name, ", driver ", info.driver_version, ")"),
+               caps->description);
+  }
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, memory_bytes)) caps->memory_bytes = info.global_mem;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, host_visible)) caps->host_visible = 0;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, async)) caps->async = 1;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, reserved)) std::memset(caps->reserved, 0, sizeof caps->reserved);
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, dtype_mask)) caps->dtype_mask = kDtypes;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, weight_dtype_mask)) caps->weight_dtype_mask = kWeightDtypes;
+  return Status();
+}
+
+Status OpenDevice(uint32_t index, kestrel_plugin_device_t** out) {
+  if (out == nullptr) return InvalidArgument("device_open: out_device is NULL");
+  auto dev = std::make_unique<Device>();
+  dev->index = index;
+  RETURN_IF_ERROR(GetDeviceInfo(index, "device_open", &dev->info));
+  const ClDeviceInfo& info = dev->info;
+  // The largest power of two <= min(64, CL_DEVICE_MAX_WORK_GROUP_SIZE).
+  size_t wg = kPreferredWorkGroup;
+  while (wg > 1 && wg > info.max_work_group) wg /= 2;
+  dev->wg = wg;
+  cl_int err = CL_SUCCESS;
+  const cl_context_properties props[] = {
+      CL_CONTEXT_PLATFORM, reinterpret_cast<cl_context_properties>(info.platform), 0};
+  dev->context = clCreateContext(props, 1, &info.device, nullptr, nullptr, &err);
+  KESTREL_CL_RETURN_IF_ERROR(err, StrCat("device_open: clCreateContext('", info.name, "')"));
+  dev->queue = clCreateCommandQueue(dev->context, info.device, 0, &err);
+  KESTREL_CL_RETURN_IF_ERROR(err, "device_open: clCreateCommandQueue");
+
+  std::string options = StrCat("-cl-std=CL1.2 -DWG=", wg);
+  if (info.correctly_rounded_sqrt) options += " -cl-fp32-correctly-rounded-divide-sqrt";
+  std::string cache_dir;
+  {
+    std::lock_guard<std::mutex> lock(G().mu);
+    cache_dir = G().cache_dir;
+  }
+  if (cache_dir.empty()) cache_dir = DefaultCacheDir();
+  bool from_cache = false;
+  RETURN_IF_ERROR(BuildProgram(
+      dev->context, info, KernelSourceText(), options, cache_dir,
+      [](bool warning, const std::string& m) {
+        Log(warning ? KESTREL_PLUGIN_LOG_WARNING : KESTREL_PLUGIN_LOG_DEBUG, m);
+      },
+      &dev->program, &from_cache));
+  for (int k = 0; k < kNumKernels; ++k) {
+    dev->kernels[k] = clCreateKernel(dev->program, kKernelNames[k], &err);
+    KESTREL_CL_RETURN_IF_ERROR(err, StrCat("device_open: clCreateKernel(", kKernelNames[k], ")"));
+    size_t max_wg = 0;
+    clGetKernelWorkGroupInfo(dev->kernels[k], info.device, CL_KERNEL_WORK_GROUP_SIZE,
+                             sizeof max_wg, &max_wg, nullptr);
+    if (max_wg != 0 && max_wg < wg) {
+      return FailedPrecondition("device_open: kernel ", kKernelNames[k], " runs at most ", max_wg,
+                                " work-items per group on '", info.name, "', the plugin needs ",
+                                wg);
+    }
+  }
+  Log(KESTREL_PLUGIN_LOG_INFO,
+      StrCat("opencl: opened opencl:", index, " '", info.name, "' (", info.version,
+             "), work-group ", wg, ", kernels ", from_cache ? "from the cache" : "compiled"));
+  *out = reinterpret_cast<kestrel_plugin_device_t*>(dev.release());
+  return Status();
+}
+
+Status BufferAlloc(kestrel_plugin_device_t* d, uint64_t size, kestrel_plugin_buffer_t** out) {
+  RETURN_IF_ERROR(CheckDevice(d, "buffer_alloc"));
+  if (out == nullptr) return InvalidArgument("buffer_alloc: out_buffer is NULL");
+  auto b = std::make_unique<Buffer>();
+  b->device = AsDevice(d);
+  b->size = size;
+  RETURN_IF_ERROR(NewMem(*b->device, size, "buffer_alloc", &b->mem));
+  *out = reinterpret_cast<kestrel_plugin_buffer_t*>(b.release());
+  return Status();
+}
+
+Status BufferWrite(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                   kestrel_plugin_buffer_t* dst, uint64_t off, const void* src, uint64_t size) {
+  RETURN_IF_ERROR(CheckDevice(d, "buffer_write"));
+  RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_write: dst"));
+  cl_command_queue q;
+  RETURN_IF_ERROR(QueueOf(d, s, "buffer_write", &q));
+  const Buffer* b = AsBuffer(dst);
+  if (!InRange(off, size, b->size)) {
+    return OutOfRange("buffer_write: [", off, ", +", size, ") exceeds the buffer size ", b->size);
+  }
+  if (size == 0) return Status();
+  if (src == nullptr) return InvalidArgument("buffer_write: src is NULL");
+  // With a stream: non-blocking (the host keeps src alive until it synchronises).
+  KESTREL_CL_RETURN_IF_ERROR(clEnqueueWriteBuffer(q, b->mem, s == nullptr ? CL_TRUE : CL_FALSE,
+                                                  off, size, src, 0, nullptr, nullptr),
+                             "buffer_write: clEnqueueWriteBuffer");
+  return Status();
+}
+
+Status BufferRead(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                  kestrel_plugin_buffer_t* src, uint64_t off, void* dst, uint64_t size) {
+  RETURN_IF_ERROR(CheckDevice(d, "buffer_read"));
+  RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_read: src"));
+  cl_command_queue q;
+  RETURN_IF_ERROR(QueueOf(d, s, "buffer_read", &q));
+  const Buffer* b = AsBuffer(src);
+  if (!InRange(off, size, b->size)) {
+    return OutOfRange("buffer_read: [", off, ", +", size, ") exceeds the buffer size ", b->size);
+  }
+  if (size == 0) return Status();
+  if (dst == nullptr) return InvalidArgument("buffer_read: dst is NULL");
+  KESTREL_CL_RETURN_IF_ERROR(clEnqueueReadBuffer(q, b->mem, s == nullptr ? CL_TRUE : CL_FALSE, off,
+                                                 size, dst, 0, nullptr, nullptr),
+                             "buffer_read: clEnqueueReadBuffer");
+  return Status();
+}
+
+Status BufferCopy(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                  kestrel_plugin_buffer_t* src, uint64_t src_off, kestrel_plugin_buffer_t* dst,
+                  uint64_t dst_off, uint64_t size) {
+  RETURN_IF_ERROR(CheckDevice(d, "buffer_copy"));
+  RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_copy: src"));
+  RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_copy: dst"));
+  cl_command_queue q;
+  RETURN_IF_ERROR(QueueOf(d, s, "buffer_copy", &q));
+  const Buffer* a = AsBuffer(src);
+  const Buffer* b = AsBuffer(dst);
+  if (!InRange(src_off, size, a->size) || !InRange(dst_off, size, b->size)) {
+    return OutOfRange("buffer_copy: ", size, " bytes from offset ", src_off, " (size ", a->size,
+                      ") to offset ", dst_off, " (size ", b->size, ") exceed a buffer");
+  }
+  if (size == 0) return Status();
+  KESTREL_CL_RETURN_IF_ERROR(
+      clEnqueueCopyBuffer(q, a->mem, b->mem, src_off, dst_off, size, 0, nullptr, nullptr),
+      "buffer_copy: clEnqueueCopyBuffer");
+  if (s == nullptr) KESTREL_CL_RETURN_IF_ERROR(clFinish(q), "buffer_copy: clFinish");
+  return Status();
+}
+
+Status StreamCreate(kestrel_plugin_device_t* d, kestrel_plugin_stream_t** out) {
+  RETURN_IF_ERROR(CheckDevice(d, "stream_create"));
+  if (out == nullptr) return InvalidArgument("stream_create: out_stream is NULL");
+  Device* dev = AsDevice(d);
+  auto s = std::make_unique<Stream>();
+  s->device = dev;
+  cl_int err = CL_SUCCESS;
+  s->queue = clCreateCommandQueue(dev->context, dev->info.device, 0, &err);  // in-order
+  KESTREL_CL_RETURN_IF_ERROR(err, "stream_create: clCreateCommandQueue");
+  *out = reinterpret_cast<kestrel_plugin_stream_t*>(s.release());
+  return Status();
+}
+
+Status StreamSynchronize(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s) {
+  RETURN_IF_ERROR(CheckDevice(d, "stream_synchronize"));
+  cl_command_queue q;
+  RETURN_IF_ERROR(QueueOf(d, s, "stream_synchronize", &q));
+  KESTREL_CL_RETURN_IF_ERROR(clFinish(q), "stream_synchronize: clFinish");
+  return Status();
+}
+
+Status EventRecord(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                   kestrel_plugin_event_t** out) {
+  RETURN_IF_ERROR(CheckDevice(d, "event_record"));
+  if (out == nullptr) return InvalidArgument("event_record: out_event is NULL");
+  cl_command_queue q;
+  RETURN_IF_ERROR(QueueOf(d, s, "event_record", &q));
+  auto e = std::make_unique<Event>();
+  e->device = AsDevice(d);
+  KESTREL_CL_RETURN_IF_ERROR(clEnqueueMarkerWithWaitList(q, 0, nullptr, &e->event),
+                             "event_record: clEnqueueMarkerWithWaitList");
+  clFlush(q);  // so that another queue waiting on the marker cannot wait forever
+  *out = reinterpret_cast<kestrel_plugin_event_t*>(e.release());
+  return Status();
+}
+
+Status CheckEvent(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e, const char* slot) {
+  const Event* event = AsEvent(e);
+  if (event == nullptr) return InvalidArgument(slot, ": event is NULL");
+  if (event->magic != kEventMagic || event->device != AsDevice(d)) {
+    return InvalidArgument(slot, ": event is not an event of this device");
+  }
+  return Status();
+}
+
+Status StreamWaitEvent(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                       kestrel_plugin_event_t* e) {
+  RETURN_IF_ERROR(CheckDevice(d, "stream_wait_event"));
+  RETURN_IF_ERROR(CheckEvent(d, e, "stream_wait_event"));
+  cl_command_queue q;
+  RETURN_IF_ERROR(QueueOf(d, s, "stream_wait_event", &q));
+  KESTREL_CL_RETURN_IF_ERROR(clEnqueueBarrierWithWaitList(q, 1, &AsEvent(e)->event, nullptr),
+                             "stream_wait_event: clEnqueueBarrierWithWaitList");
+  if (s == nullptr) KESTREL_CL_RETURN_IF_ERROR(clFinish(q), "stream_wait_event: clFinish");
+  return Status();
+}
+
+Status EventSynchronize(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e) {
+  RETURN_IF_ERROR(CheckDevice(d, "event_synchronize"));
+  RETURN_IF_ERROR(CheckEvent(d, e, "event_synchronize"));
+  KESTREL_CL_RETURN_IF_ERROR(clWaitForEvents(1, &AsEvent(e)->event),
+                             "event_synchronize: clWaitForEvents");
+  return Status();
+}
+
+Status WeightPrepare(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t* desc,
+                     const void* host_data, uint64_t size, kestrel_plugin_weight_t** out) {
+  RETURN_IF_ERROR(CheckDevice(d, "weight_prepare"));
+  if (desc == nullptr) return InvalidArgument("weight_prepare: desc is NULL");
+  if (out == nullptr) return InvalidArgument("weight_prepare: out_weight is NULL");
+  RETURN_IF_ERROR(ref::ValidateTensorDesc(*desc, "weight_prepare: desc"));
+  if (!ref::IsWeightDtype(desc->dtype)) {
+    return InvalidArgument("weight_prepare: dtype ", DtypeName(desc->dtype),
+                           " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
+  }
+  if (!ref::IsPackedLayout(*desc)) {
+    return Unimplemented("weight_prepare: non-packed strides are not supported");
+  }
+  const uint64_t needed = TensorBytes(*desc);
+  if (size < needed) {
+    return InvalidArgument("weight_prepare: size=", size, " < ", needed, " bytes that the ",
+                           DtypeName(desc->dtype), " desc describes");
+  }
+  if (needed > 0 && host_data == nullptr) return InvalidArgument("weight_prepare: host_data is NULL");
+  Device* dev = AsDevice(d);
+  auto w = std::make_unique<Weight>();
+  w->device = dev;
+  w->desc = *desc;
+  w->desc.struct_size = sizeof(kestrel_tensor_desc_t);
+  std::memset(w->desc.strides, 0, sizeof w->desc.strides);
+  const uint8_t* src = static_cast<const uint8_t*>(host_data);
+  const uint64_t elems = needed / ref::DtypeBlockBytes(desc->dtype) *
+                         static_cast<uint64_t>(ref::DtypeBlockElements(desc->dtype));
+  // Host-side repack into the kernel layout, then one blocking upload per array.
+  std::vector<uint8_t> data;
+  std::vector<float> scales;
+  switch (desc->dtype) {
+    case KESTREL_DTYPE_F32:
+    case KESTREL_DTYPE_F16:
+      w->format = desc->dtype == KESTREL_DTYPE_F32 ? WFormat::kF32 : WFormat::kF16;
+      data.assign(src, src + needed);
+      break;
+    case KESTREL_DTYPE_BF16: {
+      w->format = WFormat::kF32;
+      data.resize(elems * 4);
+      for (uint64_t i = 0; i < elems; ++i) {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        const float f = ref::Bf16ToFloat(h);
+        std::memcpy(data.data() + 4 * i, &f, 4);
+      }
+      break;
+    }
+    case KESTREL_DTYPE_Q8_0:
+    case KESTREL_DTYPE_Q4_0: {
+      const bool q8 = desc->dtype == KESTREL_DTYPE_Q8_0;
+      const uint64_t blocks = elems / 32, block_bytes = q8 ? 34 : 18, qbytes = q8 ? 32 : 16;
+      w->format = q8 ? WFormat::kQ8 : WFormat::kQ4;
+      scales.resize(blocks);
+      data.resize(blocks * qbytes);
+      for (uint64_t b = 0; b < blocks; ++b) {
+        uint16_t h;
+        std::memcpy(&h, src + b * block_bytes, 2);
+        scales[b] = ref::HalfToFloat(h);
+        std::memcpy(data.data() + b * qbytes, src + b * block_bytes + 2, qbytes);
+      }
+      break;
+    }
+    default:
+      return Unimplemented("weight_prepare: dtype ", DtypeName(desc->dtype));
+  }
+  RETURN_IF_ERROR(NewMem(*dev, data.size(), "weight_prepare", &w->data));
+  if (!data.empty()) {
+    KESTREL_CL_RETURN_IF_ERROR(clEnqueueWriteBuffer(dev->queue, w->data, CL_TRUE, 0, data.size(),
+                                                    data.data(), 0, nullptr, nullptr),
+                               "weight_prepare: clEnqueueWriteBuffer");
+  }
+  if (w->format == WFormat::kQ8 || w->format == WFormat::kQ4) {
+    RETURN_IF_ERROR(NewMem(*dev, scales.size() * 4, "weight_prepare (scales)", &w->scales));
+    if (!scales.empty()) {
+      KESTREL_CL_RETURN_IF_ERROR(
+          clEnqueueWriteBuffer(dev->queue, w->scales, CL_TRUE, 0, scales.size() * 4,
+                               scales.data(), 0, nullptr, nullptr),
+          "weight_prepare: clEnqueueWriteBuffer(scales)");
+    }
+  }
+  *out = reinterpret_cast<kestrel_plugin_weight_t*>(w.release());
+  return Status();
+}
+
+Status OpQuery(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op, kestrel_op_support_t* out) {
+  RETURN_IF_ERROR(CheckDevice(d, "op_query"));
+  if (op == nullptr) return InvalidArgument("op_query: op is NULL");
+  if (out == nullptr) return InvalidArgument("op_query: out_support is NULL");
+  if (out->struct_size < sizeof(kestrel_op_support_t)) {
+    return InvalidArgument("op_query: out_support->struct_size=", out->struct_size, " < ",
+                           sizeof(kestrel_op_support_t));
+  }
+  out->level = KESTREL_OP_UNSUPPORTED;
+  out->workspace_bytes = 0;
+  if (!IsOpenClKind(op->kind)) {
+    Log(KESTREL_PLUGIN_LOG_DEBUG,
+        StrCat("opencl: unsupported: ", ref::OpKindName(op->kind), " (kind not implemented)"));
+    return Status();
+  }
+  ref::OpCheck check;
+  RETURN_IF_ERROR(ref::CheckOp(*op, &check));
+  if (!check.supported) {
+    Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("opencl: unsupported: ", check.reason));
+    return Status();
+  }
+  const std::string extra = ExtraUnsupported(*AsDevice(d), *op);
+  if (!extra.empty()) {
+    Log(KESTREL_PLUGIN_LOG_DEBUG,
+        StrCat("opencl: unsupported: ", ref::OpKindName(op->kind), ": ", extra));
+    return Status();
+  }
+  out->level = KESTREL_OP_PREFERRED;
+  return Status();
+}
+
+Status OpExecute(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                 const kestrel_op_desc_t* op) {
+  RETURN_IF_ERROR(CheckDevice(d, "op_execute"));
+  if (op == nullptr) return InvalidArgument("op_execute: op is NULL");
+  cl_command_queue q;
+  RETURN_IF_ERROR(QueueOf(d, s, "op_execute", &q));
+  const Device& dev = *AsDevice(d);
+  if (!IsOpenClKind(op->kind)) {
+    return Unimplemented(ref::OpKindName(op->kind), ": not supported by plugin 'opencl'");
+  }
+  ref::OpCheck check;
+  RETURN_IF_ERROR(ref::CheckOp(*op, &check));
+  if (!check.supported) return Unimplemented(check.reason, " (plugin 'opencl')");
+  const std::string extra = ExtraUnsupported(dev, *op);
+  const std::string name = ref::OpKindName(op->kind);
+  if (!extra.empty()) return Unimplemented(name, ": ", extra, " (plugin 'opencl')");
+  std::vector<Arg> in(op->n_inputs), out(op->n_outputs);
+  for (uint32_t i = 0; i < op->n_inputs; ++i) {
+    RETURN_IF_ERROR(ResolveArg(d, op->inputs[i], StrCat(name, ": input ", i), false, &in[i]));
+  }
+  for (uint32_t i = 0; i < op->n_outputs; ++i) {
+    RETURN_IF_ERROR(ResolveArg(d, op->outputs[i], StrCat(name, ": output ", i), true, &out[i]));
+  }
+  RETURN_IF_ERROR(RunOp(dev, q, *op, in, out));
+  if (s == nullptr) KESTREL_CL_RETURN_IF_ERROR(clFinish(q), StrCat(name, ": clFinish"));
+  return Status();
+}
+
+// ---- the table ------------------------------------------------------------------------------------
+kestrel_plugin_status_t* SlotInit(const kestrel_plugin_option_t* options, size_t n) {
+  return Guard("init", [&] { return Init(options, n); });
+}
+kestrel_plugin_status_t* SlotGetCaps(uint32_t index, kestrel_device_caps_t* caps) {
+  return Guard("device_get_caps", [&] { return GetCaps(index, caps); });
+}
+kestrel_plugin_status_t* SlotOpen(uint32_t index, kestrel_plugin_device_t** out) {
+  return Guard("device_open", [&] { return OpenDevice(index, out); });
+}
+void SlotClose(kestrel_plugin_device_t* d) { delete AsDevice(d); }
+kestrel_plugin_status_t* SlotBufferAlloc(kestrel_plugin_device_t* d, uint64_t size, uint32_t,
+                                         kestrel_plugin_buffer_t** out) {
+  return Guard("buffer_alloc", [&] { return BufferAlloc(d, size, out); });
+}
+void SlotBufferFree(kestrel_plugin_device_t*, kestrel_plugin_buffer_t* b) { delete AsBuffer(b); }
+kestrel_plugin_status_t* SlotBufferWrite(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                                         kestrel_plugin_buffer_t* dst, uint64_t off,
+                                         const void* src, uint64_t size) {
+  return Guard("buffer_write", [&] { return BufferWrite(d, s, dst, off, src, size); });
+}
+kestrel_plugin_status_t* SlotBufferRead(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                                        kestrel_plugin_buffer_t* src, uint64_t off, void* dst,
+                                        uint64_t size) {
+  return Guard("buffer_read", [&] { return BufferRead(d, s, src, off, dst, size); });
+}
+kestrel_plugin_status_t* SlotBufferCopy(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                                        kestrel_plugin_buffer_t* src, uint64_t src_off,
+                                        kestrel_plugin_buffer_t* dst, uint64_t dst_off,
+                                        uint64_t size) {
+  return Guard("buffer_copy", [&] { return BufferCopy(d, s, src, src_off, dst, dst_off, size); });
+}
+kestrel_plugin_status_t* SlotStreamCreate(kestrel_plugin_device_t* d,
+                                          kestrel_plugin_stream_t** out) {
+  return Guard("stream_create", [&] { return StreamCreate(d, out); });
+}
+void SlotStreamDestroy(kestrel_plugin_device_t*, kestrel_plugin_stream_t* s) {
+  Stream* stream = AsStream(s);
+  if (stream != nullptr && stream->magic == kStreamMagic) delete stream;
+}
+kestrel_plugin_status_t* SlotStreamSync(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s) {
+  return Guard("stream_synchronize", [&] { return StreamSynchronize(d, s); });
+}
+kestrel_plugin_status_t* SlotEventRecord(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                                         kestrel_plugin_event_t** out) {
+  return Guard("event_record", [&] { return EventRecord(d, s, out); });
+}
+kestrel_plugin_status_t* SlotStreamWaitEvent(kestrel_plugin_device_t* d,
+                                             kestrel_plugin_stream_t* s,
+                                             kestrel_plugin_event_t* e) {
+  return Guard("stream_wait_event", [&] { return StreamWaitEvent(d, s, e); });
+}
+kestrel_plugin_status_t* SlotEventSync(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e) {
+  return Guard("event_synchronize", [&] { return EventSynchronize(d, e); });
+}
+void SlotEventDestroy(kestrel_plugin_device_t*, kestrel_plugin_event_t* e) {
+  Event* event = AsEvent(e);
+  if (event != nullptr && event->magic == kEventMagic) delete event;
+}
+kestrel_plugin_status_t* SlotWeightPrepare(kestrel_plugin_device_t* d,
+                                           const kestrel_tensor_desc_t* desc, const void* data,
+                                           uint64_t size, kestrel_plugin_weight_t** out) {
+  return Guard("weight_prepare", [&] { return WeightPrepare(d, desc, data, size, out); });
+}
+void SlotWeightRelease(kestrel_plugin_device_t*, kestrel_plugin_weight_t* w) { delete AsWeight(w); }
+kestrel_plugin_status_t* SlotOpQuery(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op,
+                                     kestrel_op_support_t* out) {
+  return Guard("op_query", [&] { return OpQuery(d, op, out); });
+}
+kestrel_plugin_status_t* SlotOpExecute(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                                       const kestrel_op_desc_t* op, kestrel_plugin_buffer_t*) {
+  return Guard("op_execute", [&] { return OpExecute(d, s, op); });
+}
+
+kestrel_plugin_api_t MakeTable() {
+  kestrel_plugin_api_t t{};
+  t.struct_size = sizeof(kestrel_plugin_api_t);
+  t.major = KESTREL_PLUGIN_API_MAJOR;
+  t.minor = KESTREL_PLUGIN_API_MINOR;
+  t.name = "opencl";
+  t.version = "0.1.0";
+  t.init = &SlotInit;
+  t.shutdown = &Shutdown;
+  t.device_count = &DeviceCount;
+  t.device_get_caps = &SlotGetCaps;
+  t.device_open = &SlotOpen;
+  t.device_close = &SlotClose;
+  t.buffer_alloc = &SlotBufferAlloc;
+  t.buffer_free = &SlotBufferFree;
+  t.buffer_write = &SlotBufferWrite;
+  t.buffer_read = &SlotBufferRead;
+  t.buffer_copy = &SlotBufferCopy;
+  t.buffer_map = nullptr;  // device memory is not host-visible
+  t.stream_create = &SlotStreamCreate;
+  t.stream_destroy = &SlotStreamDestroy;
+  t.stream_synchronize = &SlotStreamSync;
+  t.event_record = &SlotEventRecord;
+  t.stream_wait_event = &SlotStreamWaitEvent;
+  t.event_synchronize = &SlotEventSync;
+  t.event_destroy = &SlotEventDestroy;
+  t.weight_prepare = &SlotWeightPrepare;
+  t.weight_release = &SlotWeightRelease;
+  t.op_query = &SlotOpQuery;
+  t.op_execute = &SlotOpExecute;
+  return t;
+}
+
+const kestrel_plugin_api_t kTable = MakeTable();
+
+}  // namespace
+}  // namespace kestrel::plugins::opencl
+
+extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api(
+    const kestrel_host_api_t* host, uint16_t host_major, uint16_t host_minor,
+    const kestrel_plugin_api_t** out) {
+  using namespace kestrel::plugins::opencl;
+  if (out != nullptr) *out = nullptr;
+  if (host == nullptr || host->struct_size < sizeof(kestrel_host_api_t) ||
+      host->status_create == nullptr) {
+    return nullptr;
+  }
+  try {
+    if (host_major != KESTREL_PLUGIN_API_MAJOR) {
+      const std::string msg = kestrel::plugins::ref::StrCat(
+          "plugin 'opencl' implements plugin ABI version ", KESTREL_PLUGIN_API_MAJOR, ".",
+          KESTREL_PLUGIN_API_MINOR, " but the host speaks version ", host_major, ".", host_minor,
+          ": the major versions must match");
+      return host->status_create(host->host_ctx, KESTREL_PLUGIN_FAILED_PRECONDITION, msg.data(),
+                                 msg.size());
+    }
+    if (out == nullptr) {
+      static const char kMsg[] = "kestrel_plugin_get_api(opencl): out is NULL";
+      return host->status_create(host->host_ctx, KESTREL_PLUGIN_INVALID_ARGUMENT, kMsg,
+                                 sizeof kMsg - 1);
+    }
+    Global& g = G();
+    std::lock_guard<std::mutex> lock(g.mu);
+    g.hosts.push_back(host);
+    g.host.store(host);
+    *out = &kTable;
+    return nullptr;
+  } catch (...) {
+    static const char kMsg[] = "kestrel_plugin_get_api(opencl): unexpected exception";
+    return host->status_create(host->host_ctx, KESTREL_PLUGIN_INTERNAL, kMsg, sizeof kMsg - 1);
+  }
+}
