@@ -1,0 +1,523 @@
+// Conformance of the CPU plugin against the reference plugin: both are loaded through the HAL
+// (PluginRegistry over $KESTREL_PLUGIN_DIR), every op the cpu plugin claims runs on both with the
+// same fresh random inputs (seed printed on failure; KESTREL_TEST_SEED=<n> reproduces a run),
+// outputs poisoned with NaN first, and the results are compared by relative norm error with a
+// tolerance tier per path:
+//   exact f32 paths (F32/F16/BF16 weights, Q4_0/Q8_0 with option exact=1, attention):  1e-5
+//   Q4_0/Q8_0 weights with 8-bit activations (the default):                           1e-2,
+//     measured against the RMS magnitude of a dot product of the inputs' norms,
+//     sqrt(sum_t sum_n |x_t|^2 |w_n|^2 / K), instead of against |y_ref|: the error of quantizing
+//     x is proportional to |x| |w_n|, and a few outputs that nearly cancel would otherwise make
+//     the plain relative error meaningless. (Typical values: 3e-3 to 5e-3.)
+//   ops the plugin delegates to the reference kernels (RMSNORM, ROPE, ...):           bit-exact
+// The suite runs once per ISA level (portable, avx2, avx512, vnni: option "isa") and
+// activation mode (option "exact"); levels this CPU lacks are skipped.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "hal/src/device.h"
+#include "hal/src/plugin_registry.h"
+#include "kestrel/plugin_api.h"
+#include "plugins/ref/half.h"
+#include "plugins/ref/ref_kernels.h"
+
+namespace kestrel::plugins::cpu {
+namespace {
+
+uint32_t Seed() {
+  static const uint32_t seed = [] {
+    if (const char* env = std::getenv("KESTREL_TEST_SEED")) {
+      return static_cast<uint32_t>(std::strtoul(env, nullptr, 10));
+    }
+    return static_cast<uint32_t>(std::random_device{}());
+  }();
+  return seed;
+}
+
+#define SEED_TRACE() \
+  SCOPED_TRACE(::testing::Message() << "random seed " << Seed() << " (KESTREL_TEST_SEED=<seed>)")
+
+class Rng {
+ public:
+  explicit Rng(uint32_t salt) : gen_(Seed() ^ (salt * 0x9E3779B9u)) {}
+  float Uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(gen_); }
+  int Int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(gen_); }
+  std::vector<float> Floats(size_t n, float lo = -1.0f, float hi = 1.0f) {
+    std::vector<float> v(n);
+    for (float& x : v) x = Uniform(lo, hi);
+    return v;
+  }
+  std::mt19937& gen() { return gen_; }
+
+ private:
+  std::mt19937 gen_;
+};
+
+// ---- host tensors ------------------------------------------------------------------------------
+struct HostTensor {
+  kestrel_tensor_desc_t desc{};
+  std::vector<uint8_t> bytes;
+  bool weight = false;  // pass as a prepared weight instead of a buffer
+};
+
+kestrel_tensor_desc_t Desc(uint32_t dtype, std::vector<int64_t> dims) {
+  kestrel_tensor_desc_t d{};
+  d.struct_size = sizeof d;
+  d.dtype = dtype;
+  d.rank = static_cast<uint32_t>(dims.size());
+  for (size_t i = 0; i < dims.size(); ++i) d.dims[i] = dims[i];
+  return d;
+}
+
+int64_t Elements(const kestrel_tensor_desc_t& d) {
+  int64_t n = 1;
+  for (uint32_t i = 0; i < d.rank; ++i) n *= d.dims[i];
+  return n;
+}
+
+uint64_t Bytes(const kestrel_tensor_desc_t& d) {
+  uint64_t rows = 1;
+  for (uint32_t i = 0; i + 1 < d.rank; ++i) rows *= static_cast<uint64_t>(d.dims[i]);
+  return rows * ref::RowBytes(d.dtype, d.dims[d.rank - 1]);
+}
+
+// Values of `dtype` from floats (row-major, innermost dim = last).
+HostTensor FromFloats(uint32_t dtype, std::vector<int64_t> dims, const std::vector<float>& v,
+                      bool weight = false) {
+  HostTensor t;
+  t.desc = Desc(dtype, std::move(dims));
+  t.weight = weight;
+  t.bytes.resize(Bytes(t.desc));
+  const int64_t inner = t.desc.dims[t.desc.rank - 1];
+  const int64_t rows = inner == 0 ? 0 : static_cast<int64_t>(v.size()) / inner;
+  const uint64_t row_bytes = ref::RowBytes(dtype, inner);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = v.data() + r * inner;
+    uint8_t* dst = t.bytes.data() + r * row_bytes;
+    switch (dtype) {
+      case KESTREL_DTYPE_F32: std::memcpy(dst, src, inner * 4); break;
+      case KESTREL_DTYPE_F16:
+        for (int64_t i = 0; i < inner; ++i) {
+          const uint16_t h = ref::FloatToHalf(src[i]);
+          std::memcpy(dst + 2 * i, &h, 2);
+        }
+        break;
+      case KESTREL_DTYPE_BF16:
+        for (int64_t i = 0; i < inner; ++i) {
+          const uint16_t h = ref::FloatToBf16(src[i]);
+          std::memcpy(dst + 2 * i, &h, 2);
+        }
+        break;
+      case KESTREL_DTYPE_Q8_0: ref::QuantizeRowQ8_0(src, inner, dst); break;
+      case KESTREL_DTYPE_Q4_0: ref::QuantizeRowQ4_0(src, inner, dst); break;
+      default: ADD_FAILURE() << "FromFloats: dtype " << dtype;
+    }
+  }
+  return t;
+}
+
+HostTensor FromInts(std::vector<int64_t> dims, const std::vector<int32_t>& v) {
+  HostTensor t;
+  t.desc = Desc(KESTREL_DTYPE_I32, std::move(dims));
+  t.bytes.resize(v.size() * 4);
+  std::memcpy(t.bytes.data(), v.data(), t.bytes.size());
+  return t;
+}
+
+// An output, poisoned with NaN (F32) or 0xFF bytes.
+HostTensor Poisoned(uint32_t dtype, std::vector<int64_t> dims) {
+  HostTensor t;
+  t.desc = Desc(dtype, std::move(dims));
+  t.bytes.resize(Bytes(t.desc));
+  if (dtype == KESTREL_DTYPE_F32) {
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    for (size_t i = 0; i < t.bytes.size() / 4; ++i) std::memcpy(t.bytes.data() + 4 * i, &nan, 4);
+  } else {
+    std::fill(t.bytes.begin(), t.bytes.end(), 0xFF);
+  }
+  return t;
+}
+
+std::vector<double> ToDoubles(const HostTensor& t) {
+  std::vector<double> out(static_cast<size_t>(Elements(t.desc)));
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (t.desc.dtype == KESTREL_DTYPE_F16) {
+      uint16_t h;
+      std::memcpy(&h, t.bytes.data() + 2 * i, 2);
+      out[i] = ref::HalfToFloat(h);
+    } else {
+      float f;
+      std::memcpy(&f, t.bytes.data() + 4 * i, 4);
+      out[i] = f;
+    }
+  }
+  return out;
+}
+
+// ||a - b|| / ||b|| (or / `denom` when > 0); infinity for NaN/inf in a or b, 0 for two zero
+// vectors.
+double RelErr(const HostTensor& a, const HostTensor& b, double denom = 0.0) {
+  const std::vector<double> x = ToDoubles(a), y = ToDoubles(b);
+  if (x.size() != y.size()) return std::numeric_limits<double>::infinity();
+  double num = 0.0, den = 0.0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (!std::isfinite(x[i]) || !std::isfinite(y[i])) return std::numeric_limits<double>::infinity();
+    num += (x[i] - y[i]) * (x[i] - y[i]);
+    den += y[i] * y[i];
+  }
+  if (denom > 0.0) return std::sqrt(num) / denom;
+  if (den == 0.0) return num == 0.0 ? 0.0 : std::numeric_limits<double>::infinity();
+  return std::sqrt(num / den);
+}
+
+// sqrt(sum_t sum_n |x_t|^2 |w_n|^2 / K) for x [T, K] (F32) and a weight [N, K] of any dtype: the
+// RMS output magnitude the quantized-activation tier is measured against.
+double DotScale(const HostTensor& x, const HostTensor& w) {
+  const int64_t k = x.desc.dims[1];
+  const int64_t t = x.desc.dims[0], n = w.desc.dims[0];
+  const std::vector<double> xv = ToDoubles(x);
+  double sx = 0.0, sw = 0.0;
+  for (int64_t i = 0; i < t * k; ++i) sx += xv[i] * xv[i];
+  std::vector<float> row(static_cast<size_t>(k));
+  const uint64_t row_bytes = ref::RowBytes(w.desc.dtype, k);
+  for (int64_t j = 0; j < n; ++j) {
+    ref::DequantizeRow(w.desc.dtype, w.bytes.data() + j * row_bytes, k, row.data());
+    for (float v : row) sw += static_cast<double>(v) * v;
+  }
+  return std::sqrt(sx * sw / static_cast<double>(k));
+}
+
+// ---- running ops ---------------------------------------------------------------------------------
+struct OpResult {
+  absl::Status status;
+  std::vector<HostTensor> outputs;
+};
+
+OpResult RunOp(hal::Device* dev, uint32_t kind, const void* params, size_t params_size,
+               const std::vector<HostTensor>& ins, const std::vector<HostTensor>& outs_init) {
+  OpResult result;
+  result.outputs = outs_init;
+  std::vector<hal::Buffer> buffers;
+  std::vector<hal::PreparedWeight> weights;
+  buffers.reserve(ins.size() + outs_init.size());
+  weights.reserve(ins.size());
+  auto bind = [&](const HostTensor& t, kestrel_tensor_arg_t* arg) -> absl::Status {
+    arg->desc = t.desc;
+    if (t.weight) {
+      auto w = dev->PrepareWeight(t.desc, t.bytes.data(), t.bytes.size());
+      if (!w.ok()) return w.status();
+      weights.push_back(std::move(*w));
+      arg->weight = weights.back().handle();
+      return absl::OkStatus();
+    }
+    auto b = dev->Allocate(std::max<uint64_t>(t.bytes.size(), 4));
+    if (!b.ok()) return b.status();
+    buffers.push_back(std::move(*b));
+    arg->buffer = buffers.back().handle();
+    if (!t.bytes.empty()) return dev->Write(buffers.back(), 0, t.bytes.data(), t.bytes.size());
+    return absl::OkStatus();
+  };
+  std::vector<kestrel_tensor_arg_t> in_args(ins.size()), out_args(outs_init.size());
+  for (size_t i = 0; i < ins.size(); ++i) {
+    result.status = bind(ins[i], &in_args[i]);
+    if (!result.status.ok()) return result;
+  }
+  for (size_t i = 0; i < outs_init.size(); ++i) {
+    result.status = bind(outs_init[i], &out_args[i]);
+    if (!result.status.ok()) return result;
+  }
+  kestrel_op_desc_t op{};
+  op.struct_size = sizeof op;
+  op.kind = kind;
+  op.op_version = 1;
+  op.n_inputs = static_cast<uint32_t>(ins.size());
+  op.n_outputs = static_cast<uint32_t>(outs_init.size());
+  op.inputs = in_args.data();
+  op.outputs = out_args.data();
+  op.params = params;
+  op.params_size = params_size;
+  result.status = dev->Execute(op, nullptr);
+  if (!result.status.ok()) return result;
+  size_t b = buffers.size() - outs_init.size();
+  for (size_t i = 0; i < outs_init.size(); ++i, ++b) {
+    if (result.outputs[i].bytes.empty()) continue;
+    result.status = dev->Read(buffers[b], 0, result.outputs[i].bytes.data(),
+                              result.outputs[i].bytes.size());
+    if (!result.status.ok()) return result;
+  }
+  return result;
+}
+
+// ---- fixture: one registry per (isa, exact) ------------------------------------------------------
+struct Mode {
+  const char* isa;
+  bool exact;
+};
+
+std::string ModeName(const ::testing::TestParamInfo<Mode>& info) {
+  return std::string(info.param.isa) + (info.param.exact ? "_exact" : "_q8act");
+}
+
+class CpuConformance : public ::testing::TestWithParam<Mode> {
+ protected:
+  void SetUp() override {
+    const char* dir = std::getenv("KESTREL_PLUGIN_DIR");
+    if (dir == nullptr) GTEST_SKIP() << "KESTREL_PLUGIN_DIR is not set";
+    hal::PluginOptions options = {{"isa", GetParam().isa},
+                                  {"exact", GetParam().exact ? "1" : "0"},
+                                  {"threads", "2"}};
+    registry_ = hal::PluginRegistry::Create(dir, nullptr, options);
+    auto ref = registry_->FindDevice("ref");
+    auto cpu = registry_->FindDevice("cpu");
+    ASSERT_TRUE(ref.ok()) << ref.status();
+    ASSERT_TRUE(cpu.ok()) << cpu.status();
+    ref_ = *ref;
+    cpu_ = *cpu;
+    const std::string desc = cpu_->caps().description;
+    if (desc.find(std::string("(") + GetParam().isa + ",") == std::string::npos) {
+      GTEST_SKIP() << "ISA level '" << GetParam().isa << "' is not available here: " << desc;
+    }
+  }
+
+  // Runs on both devices; both must agree on success, and outputs must be within `tol`.
+  void Compare(const std::string& what, uint32_t kind, const void* params, size_t params_size,
+               const std::vector<HostTensor>& ins, const std::vector<HostTensor>& outs,
+               double tol, double denom = 0.0) {
+    SCOPED_TRACE(what);
+    SEED_TRACE();
+    OpResult want = RunOp(ref_, kind, params, params_size, ins, outs);
+    OpResult got = RunOp(cpu_, kind, params, params_size, ins, outs);
+    ASSERT_EQ(got.status.code(), want.status.code())
+        << "cpu: " << got.status << "\nref: " << want.status;
+    if (!want.status.ok()) return;
+    for (size_t i = 0; i < outs.size(); ++i) {
+      const double err = RelErr(got.outputs[i], want.outputs[i], denom);
+      EXPECT_LE(err, tol) << "output " << i;
+      if (tol == 0.0) {
+        EXPECT_EQ(got.outputs[i].bytes, want.outputs[i].bytes) << "output " << i << " not bit-exact";
+      }
+    }
+  }
+
+  std::unique_ptr<hal::PluginRegistry> registry_;
+  hal::Device* ref_ = nullptr;
+  hal::Device* cpu_ = nullptr;
+};
+
+const uint32_t kWeightDtypes[] = {KESTREL_DTYPE_F32, KESTREL_DTYPE_F16, KESTREL_DTYPE_BF16,
+                                  KESTREL_DTYPE_Q8_0, KESTREL_DTYPE_Q4_0};
+
+bool IsQuant(uint32_t dt) { return dt == KESTREL_DTYPE_Q8_0 || dt == KESTREL_DTYPE_Q4_0; }
+
+TEST_P(CpuConformance, Matmul) {
+  struct Shape {
+    int64_t t, k, n;
+  };
+  // Plain dtypes take any K; quantized ones a multiple of 32 (odd block counts, partial groups).
+  const Shape plain[] = {{1, 172, 67}, {7, 172, 64}, {64, 64, 172}, {1, 2048, 37},
+                         {3, 5, 9},    {5, 17, 33},  {1, 1, 1},     {9, 300, 20}};
+  const Shape quant[] = {{1, 32, 5},    {1, 96, 33},  {7, 256, 64}, {64, 160, 100},
+                         {1, 2048, 130}, {5, 4128, 17}, {2, 64, 1},  {13, 224, 19}};
+  Rng rng(1);
+  for (uint32_t dt : kWeightDtypes) {
+    for (const Shape& s : IsQuant(dt) ? quant : plain) {
+      for (bool as_weight : {true, false}) {
+        const std::string what = ::testing::PrintToString(ref::DtypeName(dt)) + " T=" +
+                                 std::to_string(s.t) + " K=" + std::to_string(s.k) +
+                                 " N=" + std::to_string(s.n) + (as_weight ? " weight" : " buffer");
+        HostTensor x = FromFloats(KESTREL_DTYPE_F32, {s.t, s.k}, rng.Floats(s.t * s.k));
+        HostTensor w = FromFloats(dt, {s.n, s.k}, rng.Floats(s.n * s.k), as_weight);
+        // Quantized weights passed as plain buffers run the exact path.
+        const bool q8act = IsQuant(dt) && as_weight && !GetParam().exact;
+        Compare(what, KESTREL_OP_MATMUL, nullptr, 0, {x, w}, {Poisoned(KESTREL_DTYPE_F32, {s.t, s.n})},
+                q8act ? 1e-2 : 1e-5, q8act ? DotScale(x, w) : 0.0);
+      }
+    }
+  }
+}
+
+TEST_P(CpuConformance, MatmulRejectsMalformedDescriptors) {
+  SEED_TRACE();
+  Rng rng(2);
+  HostTensor x = FromFloats(KESTREL_DTYPE_F32, {2, 64}, rng.Floats(128));
+  HostTensor w = FromFloats(KESTREL_DTYPE_Q4_0, {8, 96}, rng.Floats(8 * 96), true);  // K mismatch
+  OpResult want = RunOp(ref_, KESTREL_OP_MATMUL, nullptr, 0, {x, w}, {Poisoned(KESTREL_DTYPE_F32, {2, 8})});
+  OpResult got = RunOp(cpu_, KESTREL_OP_MATMUL, nullptr, 0, {x, w}, {Poisoned(KESTREL_DTYPE_F32, {2, 8})});
+  EXPECT_EQ(want.status.code(), absl::StatusCode::kInvalidArgument) << want.status;
+  EXPECT_EQ(got.status.code(), absl::StatusCode::kInvalidArgument) << got.status;
+}
+
+TEST_P(CpuConformance, Logits) {
+  Rng rng(3);
+  for (uint32_t dt : kWeightDtypes) {
+    for (int64_t t : {1, 7}) {
+      const int64_t d = 64, v = 512;
+      std::vector<int32_t> rows = t == 1 ? std::vector<int32_t>{0} : std::vector<int32_t>{6, 0, 3};
+      HostTensor x = FromFloats(KESTREL_DTYPE_F32, {t, d}, rng.Floats(t * d));
+      HostTensor w = FromFloats(dt, {v, d}, rng.Floats(v * d), true);
+      const int64_t r = static_cast<int64_t>(rows.size());
+      const bool q8act = IsQuant(dt) && !GetParam().exact;
+      Compare(std::string(ref::DtypeName(dt)) + " T=" + std::to_string(t), KESTREL_OP_LOGITS,
+              nullptr, 0, {x, w, FromInts({r}, rows)}, {Poisoned(KESTREL_DTYPE_F32, {r, v})},
+              q8act ? 1e-2 : 1e-5, q8act ? DotScale(x, w) * std::sqrt(double(r) / t) : 0.0);
+    }
+  }
+  // An out-of-range row: OUT_OF_RANGE on both.
+  HostTensor x = FromFloats(KESTREL_DTYPE_F32, {2, 32}, rng.Floats(64));
+  HostTensor w = FromFloats(KESTREL_DTYPE_F32, {5, 32}, rng.Floats(160), true);
+  Compare("row out of range", KESTREL_OP_LOGITS, nullptr, 0, {x, w, FromInts({1}, {2})},
+          {Poisoned(KESTREL_DTYPE_F32, {1, 5})}, 0.0);
+}
+
+TEST_P(CpuConformance, EmbeddingGather) {
+  Rng rng(4);
+  for (uint32_t dt : kWeightDtypes) {
+    for (bool as_weight : {true, false}) {
+      const int64_t vocab = 37, dim = 96, t = 7;
+      std::vector<int32_t> ids(t);
+      for (auto& id : ids) id = rng.Int(0, vocab - 1);
+      HostTensor table = FromFloats(dt, {vocab, dim}, rng.Floats(vocab * dim), as_weight);
+      Compare(std::string(ref::DtypeName(dt)) + (as_weight ? " weight" : " buffer"),
+              KESTREL_OP_EMBEDDING_GATHER, nullptr, 0, {table, FromInts({t}, ids)},
+              {Poisoned(KESTREL_DTYPE_F32, {t, dim})}, 0.0);
+      Compare("id out of range", KESTREL_OP_EMBEDDING_GATHER, nullptr, 0,
+              {table, FromInts({2}, {0, vocab})}, {Poisoned(KESTREL_DTYPE_F32, {2, dim})}, 0.0);
+    }
+  }
+}
+
+TEST_P(CpuConformance, ElementwiseOpsAreBitExact) {
+  Rng rng(5);
+  const int64_t t = 7, d = 172;
+  HostTensor a = FromFloats(KESTREL_DTYPE_F32, {t, d}, rng.Floats(t * d, -4, 4));
+  HostTensor b = FromFloats(KESTREL_DTYPE_F32, {t, d}, rng.Floats(t * d, -4, 4));
+  Compare("SWIGLU", KESTREL_OP_SWIGLU, nullptr, 0, {a, b}, {Poisoned(KESTREL_DTYPE_F32, {t, d})}, 0.0);
+  Compare("ADD", KESTREL_OP_ADD, nullptr, 0, {a, b}, {Poisoned(KESTREL_DTYPE_F32, {t, d})}, 0.0);
+  kestrel_op_rmsnorm_params_t rp{sizeof(kestrel_op_rmsnorm_params_t), 1e-5f};
+  HostTensor nw = FromFloats(KESTREL_DTYPE_F32, {d}, rng.Floats(d), true);
+  Compare("RMSNORM", KESTREL_OP_RMSNORM, &rp, sizeof rp, {a, nw}, {Poisoned(KESTREL_DTYPE_F32, {t, d})},
+          0.0);
+  for (uint32_t style : {KESTREL_ROPE_STYLE_NORM, KESTREL_ROPE_STYLE_NEOX}) {
+    kestrel_op_rope_params_t p{sizeof(kestrel_op_rope_params_t), style, 6, 10000.0f, 1.0f};
+    HostTensor x = FromFloats(KESTREL_DTYPE_F32, {t, 4, 8}, rng.Floats(t * 32));
+    std::vector<int32_t> pos(t);
+    for (auto& v : pos) v = rng.Int(0, 500);
+    Compare("ROPE", KESTREL_OP_ROPE, &p, sizeof p, {x, FromInts({t}, pos)},
+            {Poisoned(KESTREL_DTYPE_F32, {t, 4, 8})}, 0.0);
+  }
+}
+
+TEST_P(CpuConformance, KvWriteAndBlockCopy) {
+  Rng rng(6);
+  for (uint32_t cache_dt : {KESTREL_DTYPE_F32, KESTREL_DTYPE_F16}) {
+    const int64_t nb = 6, bs = 16, hkv = 2, dh = 8, t = 5;
+    HostTensor kc = FromFloats(cache_dt, {nb, bs, hkv, dh}, rng.Floats(nb * bs * hkv * dh));
+    HostTensor vc = FromFloats(cache_dt, {nb, bs, hkv, dh}, rng.Floats(nb * bs * hkv * dh));
+    HostTensor k = FromFloats(KESTREL_DTYPE_F32, {t, hkv, dh}, rng.Floats(t * hkv * dh));
+    HostTensor v = FromFloats(KESTREL_DTYPE_F32, {t, hkv, dh}, rng.Floats(t * hkv * dh));
+    Compare("KV_WRITE", KESTREL_OP_KV_WRITE, nullptr, 0, {k, v, FromInts({t}, {0, 17, 95, 40, 3})},
+            {kc, vc}, 0.0);
+    Compare("KV_WRITE slot out of range", KESTREL_OP_KV_WRITE, nullptr, 0,
+            {k, v, FromInts({t}, {0, 17, 96, 40, 3})}, {kc, vc}, 0.0);
+    Compare("KV_BLOCK_COPY", KESTREL_OP_KV_BLOCK_COPY, nullptr, 0,
+            {FromInts({2, 2}, {1, 4, 5, 0})}, {kc, vc}, 0.0);
+  }
+}
+
+struct AttnCase {
+  const char* name;
+  int64_t h, hkv, dh, bs;
+  std::vector<int32_t> q_lens, kv_lens;
+  bool causal = true;
+  bool tree = false;
+};
+
+TEST_P(CpuConformance, PagedAttention) {
+  const AttnCase cases[] = {
+      {"decode GQA stories", 8, 4, 8, 16, {1}, {37}},
+      {"decode MHA dh64 B32", 4, 4, 64, 32, {1}, {70}},
+      {"decode MQA", 8, 1, 64, 16, {1}, {16}},
+      {"prefill T=64", 8, 4, 8, 16, {64}, {64}},
+      {"prefill T=7 after prefix", 4, 2, 64, 32, {7}, {40}},
+      {"3 sequences varlen", 8, 2, 16, 16, {1, 7, 0}, {33, 7, 5}},
+      {"4 sequences decode B32", 4, 2, 32, 32, {1, 1, 1, 1}, {1, 32, 33, 90}},
+      {"non-causal", 4, 2, 16, 16, {5, 3}, {20, 3}, false},
+      {"tree mask", 4, 2, 16, 16, {6}, {30}, true, true},
+  };
+  Rng rng(7);
+  for (const AttnCase& c : cases) {
+    for (uint32_t cache_dt : {KESTREL_DTYPE_F32, KESTREL_DTYPE_F16}) {
+      const int64_t S = static_cast<int64_t>(c.q_lens.size());
+      int64_t T = 0, max_blocks = 0, used = 0;
+      for (int64_t s = 0; s < S; ++s) {
+        T += c.q_lens[s];
+        const int64_t blocks = (c.kv_lens[s] + c.bs - 1) / c.bs;
+        max_blocks = std::max(max_blocks, blocks);
+        used += blocks;
+      }
+      max_blocks += 1;  // slack column (-1)
+      const int64_t nb = used + 3;
+      std::vector<int32_t> perm(nb);
+      std::iota(perm.begin(), perm.end(), 0);
+      std::shuffle(perm.begin(), perm.end(), rng.gen());
+      std::vector<int32_t> tables(S * max_blocks, -1), starts(S + 1, 0);
+      int64_t next = 0;
+      for (int64_t s = 0; s < S; ++s) {
+        const int64_t blocks = (c.kv_lens[s] + c.bs - 1) / c.bs;
+        for (int64_t b = 0; b < blocks; ++b) tables[s * max_blocks + b] = perm[next++];
+        starts[s + 1] = starts[s] + c.q_lens[s];
+      }
+      std::vector<HostTensor> ins = {
+          FromFloats(KESTREL_DTYPE_F32, {T, c.h, c.dh}, rng.Floats(T * c.h * c.dh, -2, 2)),
+          FromFloats(cache_dt, {nb, c.bs, c.hkv, c.dh}, rng.Floats(nb * c.bs * c.hkv * c.dh, -2, 2)),
+          FromFloats(cache_dt, {nb, c.bs, c.hkv, c.dh}, rng.Floats(nb * c.bs * c.hkv * c.dh)),
+          FromInts({S, max_blocks}, tables),
+          FromInts({S + 1}, starts),
+          FromInts({S}, c.kv_lens)};
+      if (c.tree) {  // a random forest over the queries of the one sequence
+        std::vector<int32_t> parents(T);
+        for (int64_t j = 0; j < T; ++j) parents[j] = j == 0 ? -1 : rng.Int(-1, static_cast<int>(j) - 1);
+        ins.push_back(FromInts({T}, parents));
+      }
+      kestrel_op_attention_params_t p{};
+      p.struct_size = sizeof p;
+      p.n_heads = static_cast<uint32_t>(c.h);
+      p.n_kv_heads = static_cast<uint32_t>(c.hkv);
+      p.head_dim = static_cast<uint32_t>(c.dh);
+      p.block_size = static_cast<uint32_t>(c.bs);
+      p.causal = c.causal ? 1 : 0;
+      p.scale = 1.0f / std::sqrt(static_cast<float>(c.dh));
+      p.tree_mask = c.tree ? 1 : 0;
+      Compare(std::string(c.name) + (cache_dt == KESTREL_DTYPE_F16 ? " F16 cache" : " F32 cache"),
+              KESTREL_OP_PAGED_ATTENTION, &p, sizeof p, ins,
+              {Poisoned(KESTREL_DTYPE_F32, {T, c.h, c.dh})}, 1e-5);
+      // A block id out of range: OUT_OF_RANGE on both.
+      std::vector<HostTensor> bad = ins;
+      std::vector<int32_t> bad_tables = tables;
+      bad_tables[0] = static_cast<int32_t>(nb);
+      bad[3] = FromInts({S, max_blocks}, bad_tables);
+      Compare(std::string(c.name) + " bad block", KESTREL_OP_PAGED_ATTENTION, &p, sizeof p, bad,
+              {Poisoned(KESTREL_DTYPE_F32, {T, c.h, c.dh})}, 1e-5);
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllIsaLevels, CpuConformance,
+                         ::testing::Values(Mode{"portable", false}, Mode{"portable", true},
+                                           Mode{"avx2", false}, Mode{"avx2", true},
+                                           Mode{"avx512", false}, Mode{"avx512", true},
+                                           Mode{"vnni", false}, Mode{"vnni", true}),
+                         ModeName);
+
+}  // namespace
+}  // namespace kestrel::plugins::cpu

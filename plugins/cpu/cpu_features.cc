@@ -1,0 +1,85 @@
+#include "plugins/cpu/cpu_features.h"
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#define KESTREL_CPU_X86 1
+#include <cpuid.h>
+#endif
+
+namespace kestrel::plugins::cpu {
+namespace {
+
+#if defined(KESTREL_CPU_X86)
+unsigned long long Xgetbv0() {
+  unsigned int eax, edx;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (static_cast<unsigned long long>(edx) << 32) | eax;
+}
+#endif
+
+CpuFeatures Detect() {
+  CpuFeatures f;
+#if defined(KESTREL_CPU_X86)
+  unsigned int eax, ebx, ecx, edx;
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return f;
+  const bool osxsave = (ecx >> 27) & 1;
+  const bool fma = (ecx >> 12) & 1;
+  const bool f16c = (ecx >> 29) & 1;
+  const bool avx = (ecx >> 28) & 1;
+  if (!osxsave || !avx) return f;
+  const unsigned long long xcr0 = Xgetbv0();
+  const bool ymm_state = (xcr0 & 0x6) == 0x6;     // SSE + AVX state
+  const bool zmm_state = (xcr0 & 0xE6) == 0xE6;   // + opmask, ZMM_Hi256, Hi16_ZMM
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return f;
+  const bool avx2 = (ebx >> 5) & 1;
+  f.avx2 = ymm_state && avx2 && fma && f16c;
+  const bool avx512f = (ebx >> 16) & 1;
+  const bool avx512dq = (ebx >> 17) & 1;
+  const bool avx512bw = (ebx >> 30) & 1;
+  const bool avx512vl = (ebx >> 31) & 1;
+  f.avx512 = f.avx2 && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
+  f.avx512_vnni = f.avx512 && ((ecx >> 11) & 1);
+  f.amx_int8 = ((edx >> 24) & 1) && ((edx >> 25) & 1);
+#endif
+  return f;
+}
+
+}  // namespace
+
+const CpuFeatures& DetectCpuFeatures() {
+  static const CpuFeatures features = Detect();
+  return features;
+}
+
+IsaLevel BestIsaLevel() {
+  const CpuFeatures& f = DetectCpuFeatures();
+#if defined(KESTREL_CPU_X86) && defined(KESTREL_CPU_HAVE_X86_KERNELS)
+  if (f.avx512_vnni) return IsaLevel::kVnni;
+  if (f.avx512) return IsaLevel::kAvx512;
+  if (f.avx2) return IsaLevel::kAvx2;
+#else
+  (void)f;
+#endif
+  return IsaLevel::kPortable;
+}
+
+const char* IsaLevelName(IsaLevel level) {
+  switch (level) {
+    case IsaLevel::kPortable: return "portable";
+    case IsaLevel::kAvx2: return "avx2";
+    case IsaLevel::kAvx512: return "avx512";
+    case IsaLevel::kVnni: return "vnni";
+  }
+  return "unknown";
+}
+
+bool ParseIsaLevel(const std::string& name, IsaLevel* out) {
+  if (name == "best") *out = BestIsaLevel();
+  else if (name == "portable") *out = IsaLevel::kPortable;
+  else if (name == "avx2") *out = IsaLevel::kAvx2;
+  else if (name == "avx512") *out = IsaLevel::kAvx512;
+  else if (name == "vnni") *out = IsaLevel::kVnni;
+  else return false;
+  return true;
+}
+
+}  // namespace kestrel::plugins::cpu

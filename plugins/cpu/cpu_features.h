@@ -1,0 +1,43 @@
+// CPU feature detection and the ISA level the CPU plugin's kernels run at.
+//
+// One binary runs on any x86-64 (and builds on aarch64): the ISA-specific kernels live in their own
+// translation units compiled with per-file flags, and the level is chosen at run time from CPUID
+// and the OS's XSAVE state (XCR0), optionally capped by the init option "isa" or the environment
+// variable KESTREL_CPU_ISA (portable | avx2 | avx512 | vnni | best). Thread-safe (no state).
+#ifndef KESTREL_PLUGINS_CPU_CPU_FEATURES_H_
+#define KESTREL_PLUGINS_CPU_CPU_FEATURES_H_
+
+#include <string>
+
+namespace kestrel::plugins::cpu {
+
+// Ordered: each level implies the ones below it.
+enum class IsaLevel : int {
+  kPortable = 0,  // plain C++ (any architecture)
+  kAvx2 = 1,      // AVX2 + FMA + F16C
+  kAvx512 = 2,    // AVX-512 F/BW/VL/DQ (+ FMA, F16C)
+  kVnni = 3,      // kAvx512 + AVX-512 VNNI (vpdpbusd)
+};
+
+struct CpuFeatures {
+  bool avx2 = false;  // AVX2 and FMA and F16C, with the OS saving YMM state
+  bool avx512 = false;  // AVX-512 F, BW, VL, DQ with the OS saving ZMM state
+  bool avx512_vnni = false;
+  bool amx_int8 = false;  // reported only; no AMX kernels yet
+};
+
+// Detected once per process.
+const CpuFeatures& DetectCpuFeatures();
+
+// Highest level the CPU supports.
+IsaLevel BestIsaLevel();
+
+// "portable", "avx2", "avx512", "vnni".
+const char* IsaLevelName(IsaLevel level);
+
+// Parses a level name (case-sensitive; "best" = BestIsaLevel()). False for an unknown name.
+bool ParseIsaLevel(const std::string& name, IsaLevel* out);
+
+}  // namespace kestrel::plugins::cpu
+
+#endif  // KESTREL_PLUGINS_CPU_CPU_FEATURES_H_

@@ -1,0 +1,232 @@
+#include "plugins/cpu/cpu_ops.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "plugins/cpu/onednn_gemm.h"
+#include "plugins/cpu/packed_weight.h"
+#include "plugins/ref/ref_kernels.h"
+#include "plugins/ref/ref_ops.h"
+
+namespace kestrel::plugins::cpu {
+namespace {
+
+using ref::InvalidArgument;
+using ref::OutOfRange;
+using ref::StrCat;
+
+bool Overlaps(const void* a, uint64_t a_bytes, const void* b, uint64_t b_bytes) {
+  const uintptr_t a0 = reinterpret_cast<uintptr_t>(a);
+  const uintptr_t b0 = reinterpret_cast<uintptr_t>(b);
+  return a_bytes != 0 && b_bytes != 0 && a0 < b0 + b_bytes && b0 < a0 + a_bytes;
+}
+
+int64_t RoundUp(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// Below this many multiply-adds an op runs on the calling thread: waking the workers costs more
+// (tiny models such as stories260K have 64x64 matmuls).
+constexpr int64_t kMinParallelMacs = int64_t{1} << 18;
+
+// Rows per task: enough tasks to balance the threads, rows a multiple of 16.
+int64_t RowChunk(int64_t n, int64_t k, int n_threads, int64_t n_tokens) {
+  if (n * k * n_tokens < kMinParallelMacs) return std::max<int64_t>(n, 1);
+  const int64_t tasks = n_tokens == 1 ? n_threads * 8 : n_threads * 4;
+  return std::max<int64_t>(16, RoundUp((n + tasks - 1) / tasks, 16));
+}
+
+// Per-thread scratch (the pool's threads are persistent, so this is allocated once per thread).
+float* ScratchF32(size_t n) {
+  thread_local std::vector<float> scratch;
+  if (scratch.size() < n) scratch.resize(n);
+  return scratch.data();
+}
+
+}  // namespace
+
+void MatmulCpu(const OpContext& ctx, const float* x, int64_t T, int64_t K, uint32_t w_dtype,
+               const ArgData& w, int64_t N, float* y) {
+  if (T == 0 || N == 0) return;
+  const KernelTable& kt = *ctx.kernels;
+  ThreadPool& pool = *ctx.pool;
+  if (K == 0) {
+    std::fill(y, y + T * N, 0.0f);
+    return;
+  }
+  const int64_t chunk = RowChunk(N, K, pool.size(), T);
+  const int64_t n_chunks = (N + chunk - 1) / chunk;
+
+  if (w.packed != nullptr && !ctx.exact) {
+    const QWeightView& qw = *w.packed;
+    const int64_t G = qw.n_groups;
+    std::vector<int8_t> qs(static_cast<size_t>(T * G * kActGroupBytes));
+    std::vector<int32_t> bias(static_cast<size_t>(T * G * 16));
+    std::vector<float> d(static_cast<size_t>(T * G * kGroupBlocks));
+    QActView act{G, qs.data(), bias.data(), d.data()};
+    auto quantize = [&](int64_t t, int) {
+      kt.quantize_row_act(x + t * K, K, G, qw.offset, qs.data() + t * G * kActGroupBytes,
+                          bias.data() + t * G * 16, d.data() + t * G * kGroupBlocks);
+    };
+    if (T >= 8 && T * K >= kMinParallelMacs / 16) {
+      pool.Run(T, quantize);
+    } else {
+      for (int64_t t = 0; t < T; ++t) quantize(t, 0);
+    }
+    pool.Run(n_chunks, [&](int64_t c, int) {
+      const int64_t n0 = c * chunk, n1 = std::min(N, n0 + chunk);
+      kt.gemm_q(qw, act, T, n0, n1, y, N);
+    });
+    return;
+  }
+  if (w.packed != nullptr || w_dtype == KESTREL_DTYPE_BF16 || w_dtype == KESTREL_DTYPE_Q4_0 ||
+      w_dtype == KESTREL_DTYPE_Q8_0) {
+    // Exact path: dequantize a panel of rows to f32 (L2-resident), then the f32 kernel.
+    constexpr int64_t kPanel = 16;
+    const uint64_t row_bytes = ref::RowBytes(w_dtype, K);
+    pool.Run(n_chunks, [&](int64_t c, int) {
+      const int64_t n0 = c * chunk, n1 = std::min(N, n0 + chunk);
+      float* panel = ScratchF32(static_cast<size_t>(kPanel * K));
+      for (int64_t p0 = n0; p0 < n1; p0 += kPanel) {
+        const int64_t p1 = std::min(n1, p0 + kPanel);
+        if (w.packed != nullptr) {
+          kt.dequant_q_rows(*w.packed, p0, p1, panel, K);
+        } else {
+          for (int64_t j = p0; j < p1; ++j) {
+            ref::DequantizeRow(w_dtype, static_cast<const uint8_t*>(w.data) + j * row_bytes, K,
+                               panel + (j - p0) * K);
+          }
+        }
+        kt.gemm_f32(panel, K, x, K, K, T, 0, p1 - p0, y + p0, N);
+      }
+    });
+    return;
+  }
+  const bool use_onednn = ctx.onednn && w_dtype == KESTREL_DTYPE_F32 && T >= kOneDnnMinTokens;
+  pool.Run(n_chunks, [&](int64_t c, int) {
+    const int64_t n0 = c * chunk, n1 = std::min(N, n0 + chunk);
+    const float* wf = static_cast<const float*>(w.data);
+    if (use_onednn && OneDnnGemmABt(T, n1 - n0, K, x, K, wf + n0 * K, K, y + n0, N)) return;
+    if (w_dtype == KESTREL_DTYPE_F16) {
+      kt.gemm_f16(static_cast<const uint16_t*>(w.data), K, x, K, K, T, n0, n1, y, N);
+    } else {
+      kt.gemm_f32(static_cast<const float*>(w.data), K, x, K, K, T, n0, n1, y, N);
+    }
+  });
+}
+
+namespace {
+
+Status EmbeddingGatherCpu(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgData* in,
+                          float* out) {
+  const kestrel_tensor_desc_t& table = op.inputs[0].desc;
+  const int64_t vocab = table.dims[0], dim = table.dims[1];
+  const int64_t T = op.inputs[1].desc.dims[0];
+  const int32_t* ids = static_cast<const int32_t*>(in[1].data);
+  for (int64_t t = 0; t < T; ++t) {
+    if (ids[t] < 0 || ids[t] >= vocab) {
+      return OutOfRange("EMBEDDING_GATHER: ids[", t, "]=", ids[t], " is outside [0, ", vocab, ")");
+    }
+  }
+  const uint64_t row_bytes = ref::RowBytes(table.dtype, dim);
+  for (int64_t t = 0; t < T; ++t) {
+    if (in[0].packed != nullptr) {
+      ctx.kernels->dequant_q_rows(*in[0].packed, ids[t], ids[t] + 1, out + t * dim, dim);
+    } else {
+      ref::DequantizeRow(table.dtype, static_cast<const uint8_t*>(in[0].data) + ids[t] * row_bytes,
+                         dim, out + t * dim);
+    }
+  }
+  return Status();
+}
+
+Status LogitsCpu(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgData* in,
+                 float* out) {
+  const kestrel_tensor_desc_t& x = op.inputs[0].desc;
+  const kestrel_tensor_desc_t& w = op.inputs[1].desc;
+  const int64_t T = x.dims[0], D = x.dims[1];
+  const int64_t R = op.inputs[2].desc.dims[0];
+  const int32_t* rows = static_cast<const int32_t*>(in[2].data);
+  for (int64_t r = 0; r < R; ++r) {
+    if (rows[r] < 0 || rows[r] >= T) {
+      return OutOfRange("LOGITS: rows[", r, "]=", rows[r], " is outside [0, T=", T, ")");
+    }
+  }
+  std::vector<float> gathered(static_cast<size_t>(R * D));
+  const float* xp = static_cast<const float*>(in[0].data);
+  for (int64_t r = 0; r < R; ++r) {
+    std::memcpy(gathered.data() + r * D, xp + rows[r] * D, static_cast<size_t>(D) * sizeof(float));
+  }
+  MatmulCpu(ctx, gathered.data(), R, D, w.dtype, in[1], w.dims[0], out);
+  return Status();
+}
+
+}  // namespace
+
+Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgData* inputs,
+                    void* const* outputs) {
+  switch (op.kind) {
+    case KESTREL_OP_MATMUL: {
+      const kestrel_tensor_desc_t& xd = op.inputs[0].desc;
+      const kestrel_tensor_desc_t& wd = op.inputs[1].desc;
+      const float* x = static_cast<const float*>(inputs[0].data);
+      float* y = static_cast<float*>(outputs[0]);
+      std::vector<float> x_copy;
+      const uint64_t x_bytes = ref::TensorBytes(xd);
+      if (Overlaps(x, x_bytes, y, ref::TensorBytes(op.outputs[0].desc))) {
+        x_copy.assign(x, x + x_bytes / sizeof(float));
+        x = x_copy.data();
+      }
+      MatmulCpu(ctx, x, xd.dims[0], xd.dims[1], wd.dtype, inputs[1], wd.dims[0], y);
+      return Status();
+    }
+    case KESTREL_OP_LOGITS:
+      return LogitsCpu(ctx, op, inputs, static_cast<float*>(outputs[0]));
+    case KESTREL_OP_EMBEDDING_GATHER:
+      return EmbeddingGatherCpu(ctx, op, inputs, static_cast<float*>(outputs[0]));
+    case KESTREL_OP_PAGED_ATTENTION: {
+      kestrel_op_attention_params_t p;
+      std::memcpy(&p, op.params, sizeof p);
+      const kestrel_tensor_desc_t& kc = op.inputs[1].desc;
+      AttentionArgs a;
+      a.q = static_cast<const float*>(inputs[0].data);
+      a.k_dtype = kc.dtype;
+      a.v_dtype = op.inputs[2].desc.dtype;
+      a.k_cache = inputs[1].data;
+      a.v_cache = inputs[2].data;
+      a.n_blocks = kc.dims[0];
+      a.block_size = kc.dims[1];
+      a.block_tables = static_cast<const int32_t*>(inputs[3].data);
+      a.n_seqs = op.inputs[3].desc.dims[0];
+      a.max_blocks = op.inputs[3].desc.dims[1];
+      a.query_start = static_cast<const int32_t*>(inputs[4].data);
+      a.kv_lens = static_cast<const int32_t*>(inputs[5].data);
+      a.parents = p.tree_mask ? static_cast<const int32_t*>(inputs[6].data) : nullptr;
+      a.n_tokens = op.inputs[0].desc.dims[0];
+      a.n_heads = p.n_heads;
+      a.n_kv_heads = p.n_kv_heads;
+      a.head_dim = p.head_dim;
+      a.causal = p.causal != 0;
+      a.scale = p.scale;
+      a.out = static_cast<float*>(outputs[0]);
+      return PagedAttentionCpu(ctx, a);
+    }
+    default: {
+      // The reference kernels, on raw bytes (a repacked weight is unpacked to a temporary).
+      std::vector<const void*> raw(op.n_inputs);
+      std::vector<std::vector<uint8_t>> unpacked;
+      for (uint32_t i = 0; i < op.n_inputs; ++i) {
+        if (inputs[i].packed != nullptr) {
+          const QWeightView& q = *inputs[i].packed;
+          unpacked.emplace_back(ref::TensorBytes(op.inputs[i].desc));
+          UnpackQToGguf(q, 0, q.n, unpacked.back().data());
+          raw[i] = unpacked.back().data();
+        } else {
+          raw[i] = inputs[i].data;
+        }
+      }
+      return ref::ExecuteOp(op, raw.data(), outputs);
+    }
+  }
+}
+
+}  // namespace kestrel::plugins::cpu

@@ -1,0 +1,658 @@
+// The fast CPU plugin ("cpu"): host-memory, synchronous device; the runtime's default device.
+//
+// The plugin table follows plugins/ref/host_plugin.cc (64-byte aligned host buffers, buffer_map,
+// NULL streams, exceptions caught at every slot), with three differences: weight_prepare repacks
+// Q4_0/Q8_0 matrices into the kernels' layout (packed_weight.h), op_execute runs the threaded SIMD
+// kernels of cpu_ops.h, and init reads the options below.
+//
+// Init options (also environment variables, which the options override):
+//   "threads" / KESTREL_CPU_THREADS  worker threads incl. the caller (default: hardware threads)
+//   "isa"     / KESTREL_CPU_ISA      portable | avx2 | avx512 | vnni | best (default best; a level
+//                                    the CPU lacks is lowered to the best it has, with a warning)
+//   "exact"   / KESTREL_CPU_EXACT    1: f32 activations for Q4_0/Q8_0 weights (matches ref to
+//                                    ~1e-6); 0 (default): 8-bit activations, like llama.cpp
+//   "onednn"  / KESTREL_CPU_ONEDNN   0: never use oneDNN; 1 (default when built with it): F32
+//                                    GEMMs of >= 32 tokens go to dnnl_sgemm
+// Exports only kestrel_plugin_get_api (hal/plugin.map).
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kestrel/plugin_api.h"
+#include "plugins/cpu/cpu_features.h"
+#include "plugins/cpu/cpu_ops.h"
+#include "plugins/cpu/kernels.h"
+#include "plugins/cpu/onednn_gemm.h"
+#include "plugins/cpu/packed_weight.h"
+#include "plugins/cpu/thread_pool.h"
+#include "plugins/ref/host_plugin.h"
+#include "plugins/ref/ref_kernels.h"
+#include "plugins/ref/ref_ops.h"
+#include "plugins/ref/ref_status.h"
+
+namespace kestrel::plugins::cpu {
+namespace {
+
+using ref::Internal;
+using ref::InvalidArgument;
+using ref::OutOfRange;
+using ref::ResourceExhausted;
+using ref::StrCat;
+using ref::Unimplemented;
+
+constexpr const char* kPluginName = "cpu";
+constexpr const char* kPluginVersion = "0.1.0";
+
+constexpr uint32_t kDeviceMagic = 0x43444556;  // "CDEV"
+constexpr uint32_t kBufferMagic = 0x43425546;  // "CBUF"
+constexpr uint32_t kWeightMagic = 0x43575454;  // "CWTT"
+
+struct Device {
+  uint32_t magic = kDeviceMagic;
+  uint32_t index = 0;
+};
+
+struct Buffer {
+  uint32_t magic = kBufferMagic;
+  Device* device = nullptr;
+  AlignedBuffer bytes;
+};
+
+struct Weight {
+  uint32_t magic = kWeightMagic;
+  Device* device = nullptr;
+  kestrel_tensor_desc_t desc{};  // packed (strides zeroed)
+  AlignedBuffer raw;             // GGUF bytes (empty when repacked)
+  std::unique_ptr<PackedQ> packed;
+};
+
+Device* AsDevice(kestrel_plugin_device_t* d) { return reinterpret_cast<Device*>(d); }
+Buffer* AsBuffer(kestrel_plugin_buffer_t* b) { return reinterpret_cast<Buffer*>(b); }
+Weight* AsWeight(kestrel_plugin_weight_t* w) { return reinterpret_cast<Weight*>(w); }
+
+bool InRange(uint64_t offset, uint64_t size, uint64_t limit) {
+  return offset <= limit && size <= limit - offset;
+}
+
+bool SupportsKind(uint32_t kind) {
+  switch (kind) {
+    case KESTREL_OP_EMBEDDING_GATHER:
+    case KESTREL_OP_RMSNORM:
+    case KESTREL_OP_ROPE:
+    case KESTREL_OP_MATMUL:
+    case KESTREL_OP_SWIGLU:
+    case KESTREL_OP_ADD:
+    case KESTREL_OP_KV_WRITE:
+    case KESTREL_OP_KV_BLOCK_COPY:
+    case KESTREL_OP_PAGED_ATTENTION:
+    case KESTREL_OP_LOGITS:
+      return true;
+    default:  // MOE and vendor kinds: the runtime falls back to ref
+      return false;
+  }
+}
+
+// ---- global plugin state ---------------------------------------------------------------------
+std::atomic<const kestrel_host_api_t*> g_host{nullptr};
+
+struct State {
+  int threads = 1;
+  IsaLevel isa = IsaLevel::kPortable;
+  bool exact = false;
+  bool onednn = false;
+  std::unique_ptr<ThreadPool> pool;
+  std::string description;
+  OpContext ctx() const {
+    OpContext c;
+    c.kernels = &GetKernels(isa);
+    c.pool = pool.get();
+    c.exact = exact;
+    c.onednn = onednn;
+    return c;
+  }
+};
+std::mutex g_state_mu;
+std::shared_ptr<State> g_state;  // set by init, cleared by shutdown
+
+std::shared_ptr<State> CurrentState() {
+  std::lock_guard<std::mutex> lock(g_state_mu);
+  return g_state;
+}
+
+kestrel_plugin_status_t* MakeStatus(kestrel_plugin_status_code_t code, const char* msg,
+                                    size_t len) {
+  const kestrel_host_api_t* host = g_host.load();
+  if (host == nullptr || host->status_create == nullptr) return nullptr;
+  return host->status_create(host->host_ctx, code, msg, len);
+}
+
+kestrel_plugin_status_t* ToStatus(const Status& s) {
+  if (s.ok()) return nullptr;
+  return MakeStatus(s.code(), s.message().data(), s.message().size());
+}
+
+void Log(kestrel_plugin_log_level_t level, const std::string& message) {
+  const kestrel_host_api_t* host = g_host.load();
+  if (host != nullptr && host->log != nullptr) {
+    host->log(host->host_ctx, level, message.data(), message.size());
+  }
+}
+
+kestrel_plugin_status_t* Literal(kestrel_plugin_status_code_t code, const char* slot,
+                                 const char* what) {
+  char buf[160];
+  const size_t a = std::min(std::strlen(slot), size_t{64});
+  const size_t b = std::min(std::strlen(what), sizeof buf - a);
+  std::memcpy(buf, slot, a);
+  std::memcpy(buf + a, what, b);
+  return MakeStatus(code, buf, a + b);
+}
+
+template <typename Body>
+kestrel_plugin_status_t* Guard(const char* slot, Body&& body) {
+  try {
+    return ToStatus(body());
+  } catch (const std::bad_alloc&) {
+    return Literal(KESTREL_PLUGIN_RESOURCE_EXHAUSTED, slot, ": out of host memory");
+  } catch (const std::exception& e) {
+    try {
+      return ToStatus(Internal(slot, ": unexpected exception: ", e.what()));
+    } catch (...) {
+      return Literal(KESTREL_PLUGIN_INTERNAL, slot, ": unexpected exception");
+    }
+  } catch (...) {
+    return Literal(KESTREL_PLUGIN_INTERNAL, slot, ": unexpected exception");
+  }
+}
+
+template <size_t N>
+void CopyString(const std::string& src, char (&dst)[N]) {
+  const size_t n = std::min(src.size(), N - 1);
+  if (n > 0) std::memcpy(dst, src.data(), n);
+  std::memset(dst + n, 0, N - n);
+}
+
+uint64_t PhysicalMemory() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_size = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page_size <= 0) return 0;
+  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size);
+}
+
+// ---- init ------------------------------------------------------------------------------------
+bool ParsePositiveInt(const std::string& s, int* out) {
+  if (s.empty() || s.size() > 6) return false;
+  int v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  if (v < 1) return false;
+  *out = v;
+  return true;
+}
+
+Status Init(const kestrel_plugin_option_t* options, size_t n_options) {
+  if (n_options > 0 && options == nullptr) return InvalidArgument("init: options is NULL");
+  std::string threads_s, isa_s, exact_s, onednn_s;
+  if (const char* e = std::getenv("KESTREL_CPU_THREADS")) threads_s = e;
+  if (const char* e = std::getenv("KESTREL_CPU_ISA")) isa_s = e;
+  if (const char* e = std::getenv("KESTREL_CPU_EXACT")) exact_s = e;
+  if (const char* e = std::getenv("KESTREL_CPU_ONEDNN")) onednn_s = e;
+  for (size_t i = 0; i < n_options; ++i) {
+    const std::string key = options[i].key ? options[i].key : "";
+    const std::string value = options[i].value ? options[i].value : "";
+    if (key == "threads" || key == "n_threads") {
+      threads_s = value;
+    } else if (key == "isa") {
+      isa_s = value;
+    } else if (key == "exact") {
+      exact_s = value;
+    } else if (key == "onednn") {
+      onednn_s = value;
+    } else {
+      Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cpu: ignoring option '", key, "'"));
+    }
+  }
+  auto state = std::make_shared<State>();
+  const unsigned hw = std::thread::hardware_concurrency();
+  state->threads = hw == 0 ? 1 : static_cast<int>(std::min(hw, 256u));
+  if (!threads_s.empty() && !ParsePositiveInt(threads_s, &state->threads)) {
+    Log(KESTREL_PLUGIN_LOG_WARNING,
+        StrCat("cpu: threads='", threads_s, "' is not a positive integer; using ", state->threads));
+  }
+  state->isa = BestIsaLevel();
+  if (!isa_s.empty()) {
+    IsaLevel wanted;
+    if (!ParseIsaLevel(isa_s, &wanted)) {
+      Log(KESTREL_PLUGIN_LOG_WARNING,
+          StrCat("cpu: isa='", isa_s, "' is not portable|avx2|avx512|vnni|best; using ",
+                 IsaLevelName(state->isa)));
+    } else if (static_cast<int>(wanted) > static_cast<int>(state->isa)) {
+      Log(KESTREL_PLUGIN_LOG_WARNING, StrCat("cpu: isa='", isa_s, "' is not available on this CPU; using ",
+                                             IsaLevelName(state->isa)));
+    } else {
+      state->isa = wanted;
+    }
+  }
+  if (!exact_s.empty()) state->exact = exact_s != "0";
+  state->onednn = OneDnnAvailable() && (onednn_s.empty() || onednn_s != "0");
+  state->pool = std::make_unique<ThreadPool>(state->threads);
+  state->description = StrCat("Kestrel CPU (", IsaLevelName(state->isa), ", ", state->threads,
+                              " threads, ", state->exact ? "exact f32" : "8-bit",
+                              " activations for Q4_0/Q8_0",
+                              state->onednn ? ", oneDNN sgemm" : "", ")");
+  Log(KESTREL_PLUGIN_LOG_INFO, state->description);
+  std::lock_guard<std::mutex> lock(g_state_mu);
+  g_state = std::move(state);
+  return Status();
+}
+
+void Shutdown() {
+  std::shared_ptr<State> old;
+  {
+    std::lock_guard<std::mutex> lock(g_state_mu);
+    old.swap(g_state);
+  }
+  // `old` (and its pool) dies here unless an op still runs on it.
+}
+
+// ---- checks ----------------------------------------------------------------------------------
+Status CheckDevice(kestrel_plugin_device_t* d, const char* slot) {
+  const Device* device = AsDevice(d);
+  if (device == nullptr) return InvalidArgument(slot, ": device is NULL");
+  if (device->magic != kDeviceMagic) {
+    return InvalidArgument(slot, ": device is not a device of plugin 'cpu'");
+  }
+  return Status();
+}
+
+Status CheckBuffer(kestrel_plugin_device_t* d, kestrel_plugin_buffer_t* b, const char* slot,
+                   const char* what) {
+  const Buffer* buffer = AsBuffer(b);
+  if (buffer == nullptr) return InvalidArgument(slot, ": ", what, " is NULL");
+  if (buffer->magic != kBufferMagic || buffer->device != AsDevice(d)) {
+    return InvalidArgument(slot, ": ", what, " is not a buffer of this device");
+  }
+  return Status();
+}
+
+Status CheckStream(kestrel_plugin_stream_t* stream, const char* slot) {
+  if (stream != nullptr) {
+    return InvalidArgument(slot, ": stream must be NULL (plugin 'cpu' is synchronous)");
+  }
+  return Status();
+}
+
+// ---- slots -----------------------------------------------------------------------------------
+Status GetCaps(uint32_t index, kestrel_device_caps_t* caps) {
+  if (caps == nullptr) return InvalidArgument("device_get_caps: caps is NULL");
+  if (index != 0) return OutOfRange("device_get_caps: index ", index, " >= device count 1");
+  std::shared_ptr<State> state = CurrentState();
+  using C = kestrel_device_caps_t;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, kind)) caps->kind = KESTREL_DEVICE_KIND_CPU;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, name)) CopyString("cpu", caps->name);
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, description)) {
+    CopyString(state ? state->description : std::string("Kestrel CPU"), caps->description);
+  }
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, memory_bytes)) caps->memory_bytes = PhysicalMemory();
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, host_visible)) caps->host_visible = 1;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, async)) caps->async = 0;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, reserved)) std::memset(caps->reserved, 0, sizeof caps->reserved);
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, dtype_mask)) caps->dtype_mask = ref::HostPluginDtypeMask();
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, weight_dtype_mask)) {
+    caps->weight_dtype_mask = ref::HostPluginWeightDtypeMask();
+  }
+  return Status();
+}
+
+Status OpenDevice(uint32_t index, kestrel_plugin_device_t** out) {
+  if (out == nullptr) return InvalidArgument("device_open: out_device is NULL");
+  if (index != 0) return OutOfRange("device_open: index ", index, " >= device count 1");
+  if (CurrentState() == nullptr) return ref::FailedPrecondition("device_open: plugin 'cpu' is not initialised");
+  Device* device = new Device;
+  device->index = index;
+  *out = reinterpret_cast<kestrel_plugin_device_t*>(device);
+  return Status();
+}
+
+Status BufferAllocImpl(kestrel_plugin_device_t* d, uint64_t size, kestrel_plugin_buffer_t** out) {
+  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_alloc"));
+  if (out == nullptr) return InvalidArgument("buffer_alloc: out_buffer is NULL");
+  if (size > (uint64_t{1} << 62)) return ResourceExhausted("buffer_alloc: cannot allocate ", size, " bytes");
+  auto buffer = std::make_unique<Buffer>();
+  try {
+    buffer->bytes = AlignedBuffer(size);
+  } catch (const std::bad_alloc&) {
+    return ResourceExhausted("buffer_alloc: cannot allocate ", size, " bytes of host memory");
+  }
+  buffer->device = AsDevice(d);
+  *out = reinterpret_cast<kestrel_plugin_buffer_t*>(buffer.release());
+  return Status();
+}
+
+Status BufferWriteImpl(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
+                       kestrel_plugin_buffer_t* dst, uint64_t off, const void* src, uint64_t size) {
+  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_write"));
+  KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_write"));
+  KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_write", "dst"));
+  Buffer* b = AsBuffer(dst);
+  if (!InRange(off, size, b->bytes.size())) {
+    return OutOfRange("buffer_write: [", off, ", +", size, ") exceeds the buffer size ", b->bytes.size());
+  }
+  if (size == 0) return Status();
+  if (src == nullptr) return InvalidArgument("buffer_write: src is NULL");
+  std::memmove(static_cast<uint8_t*>(b->bytes.data()) + off, src, size);
+  return Status();
+}
+
+Status BufferReadImpl(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
+                      kestrel_plugin_buffer_t* src, uint64_t off, void* dst, uint64_t size) {
+  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_read"));
+  KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_read"));
+  KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_read", "src"));
+  Buffer* b = AsBuffer(src);
+  if (!InRange(off, size, b->bytes.size())) {
+    return OutOfRange("buffer_read: [", off, ", +", size, ") exceeds the buffer size ", b->bytes.size());
+  }
+  if (size == 0) return Status();
+  if (dst == nullptr) return InvalidArgument("buffer_read: dst is NULL");
+  std::memmove(dst, static_cast<const uint8_t*>(b->bytes.data()) + off, size);
+  return Status();
+}
+
+Status BufferCopyImpl(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
+                      kestrel_plugin_buffer_t* src, uint64_t src_off, kestrel_plugin_buffer_t* dst,
+                      uint64_t dst_off, uint64_t size) {
+  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_copy"));
+  KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_copy"));
+  KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_copy", "src"));
+  KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_copy", "dst"));
+  Buffer* s = AsBuffer(src);
+  Buffer* t = AsBuffer(dst);
+  if (!InRange(src_off, size, s->bytes.size()) || !InRange(dst_off, size, t->bytes.size())) {
+    return OutOfRange("buffer_copy: ", size, " bytes from offset ", src_off, " (size ",
+                      s->bytes.size(), ") to offset ", dst_off, " (size ", t->bytes.size(),
+                      ") exceed a buffer");
+  }
+  if (size == 0) return Status();
+  std::memmove(static_cast<uint8_t*>(t->bytes.data()) + dst_off,
+               static_cast<const uint8_t*>(s->bytes.data()) + src_off, size);
+  return Status();
+}
+
+Status BufferMapImpl(kestrel_plugin_device_t* d, kestrel_plugin_buffer_t* b, void** out) {
+  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_map"));
+  KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, b, "buffer_map", "buffer"));
+  if (out == nullptr) return InvalidArgument("buffer_map: out_ptr is NULL");
+  *out = AsBuffer(b)->bytes.data();
+  return Status();
+}
+
+Status WeightPrepareImpl(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t* desc,
+                         const void* host_data, uint64_t size, kestrel_plugin_weight_t** out) {
+  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "weight_prepare"));
+  if (desc == nullptr) return InvalidArgument("weight_prepare: desc is NULL");
+  if (out == nullptr) return InvalidArgument("weight_prepare: out_weight is NULL");
+  KESTREL_REF_RETURN_IF_ERROR(ref::ValidateTensorDesc(*desc, "weight_prepare: desc"));
+  if (!ref::IsWeightDtype(desc->dtype)) {
+    return InvalidArgument("weight_prepare: dtype ", ref::DtypeName(desc->dtype),
+                           " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
+  }
+  if (!ref::IsPackedLayout(*desc)) {
+    return Unimplemented("weight_prepare: non-packed strides are not supported");
+  }
+  const uint64_t needed = ref::TensorBytes(*desc);
+  if (size < needed) {
+    return InvalidArgument("weight_prepare: size=", size, " < ", needed, " bytes that the ",
+                           ref::DtypeName(desc->dtype), " desc describes");
+  }
+  if (needed > 0 && host_data == nullptr) return InvalidArgument("weight_prepare: host_data is NULL");
+  auto weight = std::make_unique<Weight>();
+  weight->device = AsDevice(d);
+  weight->desc = *desc;
+  weight->desc.struct_size = sizeof(kestrel_tensor_desc_t);
+  std::memset(weight->desc.strides, 0, sizeof weight->desc.strides);
+  try {
+    if (ShouldRepack(*desc)) {
+      weight->packed = RepackQ(weight->desc, host_data);
+    } else {
+      weight->raw = AlignedBuffer(needed);
+      if (needed > 0) std::memcpy(weight->raw.data(), host_data, needed);
+    }
+  } catch (const std::bad_alloc&) {
+    return ResourceExhausted("weight_prepare: cannot allocate ", needed, " bytes");
+  }
+  *out = reinterpret_cast<kestrel_plugin_weight_t*>(weight.release());
+  return Status();
+}
+
+Status OpQueryImpl(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op, kestrel_op_support_t* out) {
+  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "op_query"));
+  if (op == nullptr) return InvalidArgument("op_query: op is NULL");
+  if (out == nullptr) return InvalidArgument("op_query: out_support is NULL");
+  if (out->struct_size < sizeof(kestrel_op_support_t)) {
+    return InvalidArgument("op_query: out_support->struct_size=", out->struct_size, " < ",
+                           sizeof(kestrel_op_support_t));
+  }
+  out->level = KESTREL_OP_UNSUPPORTED;
+  out->workspace_bytes = 0;
+  if (!SupportsKind(op->kind)) return Status();
+  ref::OpCheck check;
+  KESTREL_REF_RETURN_IF_ERROR(ref::CheckOp(*op, &check));
+  if (!check.supported) {
+    Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cpu: unsupported: ", check.reason));
+    return Status();
+  }
+  out->level = KESTREL_OP_PREFERRED;
+  return Status();
+}
+
+Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
+                  const std::string& label, bool writable, ArgData* out_in, void** out_ptr) {
+  const kestrel_tensor_desc_t& desc = arg.desc;
+  const uint64_t bytes = ref::TensorBytes(desc);
+  if ((arg.buffer == nullptr) == (arg.weight == nullptr)) {
+    return InvalidArgument(label, ": exactly one of buffer and weight must be set");
+  }
+  if (arg.weight != nullptr) {
+    if (writable) return InvalidArgument(label, ": a prepared weight cannot be an output");
+    const Weight* w = AsWeight(arg.weight);
+    if (w->magic != kWeightMagic || w->device != AsDevice(d)) {
+      return InvalidArgument(label, ": weight is not a prepared weight of this device");
+    }
+    if (arg.offset != 0) return InvalidArgument(label, ": offset=", arg.offset, " with a weight");
+    if (w->desc.dtype != desc.dtype || w->desc.rank != desc.rank ||
+        !std::equal(desc.dims, desc.dims + desc.rank, w->desc.dims)) {
+      return InvalidArgument(label, ": desc (", ref::DtypeName(desc.dtype), ", rank ", desc.rank,
+                             ") does not match the prepared weight's desc (",
+                             ref::DtypeName(w->desc.dtype), ", rank ", w->desc.rank,
+                             ") or its dims differ");
+    }
+    if (w->packed) {
+      out_in->packed = &w->packed->view;
+      out_in->data = nullptr;
+    } else {
+      out_in->data = w->raw.data();
+    }
+    return Status();
+  }
+  KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, arg.buffer, label.c_str(), "buffer"));
+  const Buffer* b = AsBuffer(arg.buffer);
+  if (!InRange(arg.offset, bytes, b->bytes.size())) {
+    return OutOfRange(label, ": offset ", arg.offset, " + ", bytes, " bytes exceeds the buffer size ",
+                      b->bytes.size());
+  }
+  if (arg.offset % ref::DtypeAlignment(desc.dtype) != 0) {
+    return InvalidArgument(label, ": offset ", arg.offset, " is not a multiple of ",
+                           ref::DtypeAlignment(desc.dtype), " (", ref::DtypeName(desc.dtype), ")");
+  }
+  uint8_t* base = static_cast<uint8_t*>(b->bytes.data()) + arg.offset;
+  if (writable) {
+    *out_ptr = base;
+  } else {
+    out_in->data = base;
+  }
+  return Status();
+}
+
+Status OpExecuteImpl(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
+                     const kestrel_op_desc_t* op) {
+  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "op_execute"));
+  KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "op_execute"));
+  if (op == nullptr) return InvalidArgument("op_execute: op is NULL");
+  const std::string name = ref::OpKindName(op->kind);
+  if (!SupportsKind(op->kind)) return Unimplemented(name, ": not supported by plugin 'cpu'");
+  ref::OpCheck check;
+  KESTREL_REF_RETURN_IF_ERROR(ref::CheckOp(*op, &check));
+  if (!check.supported) return Unimplemented(check.reason);
+  std::shared_ptr<State> state = CurrentState();
+  if (state == nullptr) return ref::FailedPrecondition("op_execute: plugin 'cpu' is not initialised");
+  std::vector<ArgData> inputs(op->n_inputs);
+  std::vector<void*> outputs(op->n_outputs);
+  for (uint32_t i = 0; i < op->n_inputs; ++i) {
+    KESTREL_REF_RETURN_IF_ERROR(ResolveArg(d, op->inputs[i], StrCat(name, ": input ", i),
+                                           /*writable=*/false, &inputs[i], nullptr));
+  }
+  for (uint32_t i = 0; i < op->n_outputs; ++i) {
+    KESTREL_REF_RETURN_IF_ERROR(ResolveArg(d, op->outputs[i], StrCat(name, ": output ", i),
+                                           /*writable=*/true, nullptr, &outputs[i]));
+  }
+  return ExecuteCpuOp(state->ctx(), *op, inputs.data(), outputs.data());
+}
+
+// ---- the table -------------------------------------------------------------------------------
+kestrel_plugin_status_t* SlotInit(const kestrel_plugin_option_t* options, size_t n) {
+  return Guard("init", [&] { return Init(options, n); });
+}
+void SlotShutdown() {
+  try {
+    Shutdown();
+  } catch (...) {
+  }
+}
+uint32_t SlotDeviceCount(char*, size_t) { return 1; }
+kestrel_plugin_status_t* SlotDeviceGetCaps(uint32_t index, kestrel_device_caps_t* caps) {
+  return Guard("device_get_caps", [&] { return GetCaps(index, caps); });
+}
+kestrel_plugin_status_t* SlotDeviceOpen(uint32_t index, kestrel_plugin_device_t** out) {
+  return Guard("device_open", [&] { return OpenDevice(index, out); });
+}
+void SlotDeviceClose(kestrel_plugin_device_t* d) { delete AsDevice(d); }
+kestrel_plugin_status_t* SlotBufferAlloc(kestrel_plugin_device_t* d, uint64_t size, uint32_t,
+                                         kestrel_plugin_buffer_t** out) {
+  return Guard("buffer_alloc", [&] { return BufferAllocImpl(d, size, out); });
+}
+void SlotBufferFree(kestrel_plugin_device_t*, kestrel_plugin_buffer_t* b) { delete AsBuffer(b); }
+kestrel_plugin_status_t* SlotBufferWrite(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                                         kestrel_plugin_buffer_t* dst, uint64_t off,
+                                         const void* src, uint64_t size) {
+  return Guard("buffer_write", [&] { return BufferWriteImpl(d, s, dst, off, src, size); });
+}
+kestrel_plugin_status_t* SlotBufferRead(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                                        kestrel_plugin_buffer_t* src, uint64_t off, void* dst,
+                                        uint64_t size) {
+  return Guard("buffer_read", [&] { return BufferReadImpl(d, s, src, off, dst, size); });
+}
+kestrel_plugin_status_t* SlotBufferCopy(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                                        kestrel_plugin_buffer_t* src, uint64_t src_off,
+                                        kestrel_plugin_buffer_t* dst, uint64_t dst_off,
+                                        uint64_t size) {
+  return Guard("buffer_copy", [&] { return BufferCopyImpl(d, s, src, src_off, dst, dst_off, size); });
+}
+kestrel_plugin_status_t* SlotBufferMap(kestrel_plugin_device_t* d, kestrel_plugin_buffer_t* b,
+                                       void** out) {
+  return Guard("buffer_map", [&] { return BufferMapImpl(d, b, out); });
+}
+kestrel_plugin_status_t* SlotWeightPrepare(kestrel_plugin_device_t* d,
+                                           const kestrel_tensor_desc_t* desc, const void* data,
+                                           uint64_t size, kestrel_plugin_weight_t** out) {
+  return Guard("weight_prepare", [&] { return WeightPrepareImpl(d, desc, data, size, out); });
+}
+void SlotWeightRelease(kestrel_plugin_device_t*, kestrel_plugin_weight_t* w) { delete AsWeight(w); }
+kestrel_plugin_status_t* SlotOpQuery(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op,
+                                     kestrel_op_support_t* out) {
+  return Guard("op_query", [&] { return OpQueryImpl(d, op, out); });
+}
+kestrel_plugin_status_t* SlotOpExecute(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                                       const kestrel_op_desc_t* op, kestrel_plugin_buffer_t*) {
+  return Guard("op_execute", [&] { return OpExecuteImpl(d, s, op); });
+}
+
+const kestrel_plugin_api_t* Table() {
+  static const kestrel_plugin_api_t table = [] {
+    kestrel_plugin_api_t t{};
+    t.struct_size = sizeof(kestrel_plugin_api_t);
+    t.major = KESTREL_PLUGIN_API_MAJOR;
+    t.minor = KESTREL_PLUGIN_API_MINOR;
+    t.name = kPluginName;
+    t.version = kPluginVersion;
+    t.init = &SlotInit;
+    t.shutdown = &SlotShutdown;
+    t.device_count = &SlotDeviceCount;
+    t.device_get_caps = &SlotDeviceGetCaps;
+    t.device_open = &SlotDeviceOpen;
+    t.device_close = &SlotDeviceClose;
+    t.buffer_alloc = &SlotBufferAlloc;
+    t.buffer_free = &SlotBufferFree;
+    t.buffer_write = &SlotBufferWrite;
+    t.buffer_read = &SlotBufferRead;
+    t.buffer_copy = &SlotBufferCopy;
+    t.buffer_map = &SlotBufferMap;
+    t.weight_prepare = &SlotWeightPrepare;
+    t.weight_release = &SlotWeightRelease;
+    t.op_query = &SlotOpQuery;
+    t.op_execute = &SlotOpExecute;
+    return t;
+  }();
+  return &table;
+}
+
+kestrel_plugin_status_t* GetApi(const kestrel_host_api_t* host, uint16_t host_major,
+                                uint16_t host_minor, const kestrel_plugin_api_t** out) {
+  if (out != nullptr) *out = nullptr;
+  if (host == nullptr || host->struct_size < sizeof(kestrel_host_api_t) ||
+      host->status_create == nullptr) {
+    return nullptr;
+  }
+  try {
+    if (host_major != KESTREL_PLUGIN_API_MAJOR) {
+      const std::string msg = StrCat("plugin 'cpu' implements plugin ABI version ",
+                                     KESTREL_PLUGIN_API_MAJOR, ".", KESTREL_PLUGIN_API_MINOR,
+                                     " but the host speaks version ", host_major, ".", host_minor,
+                                     ": the major versions must match");
+      return host->status_create(host->host_ctx, KESTREL_PLUGIN_FAILED_PRECONDITION, msg.data(),
+                                 msg.size());
+    }
+    if (out == nullptr) {
+      static const char kMsg[] = "kestrel_plugin_get_api(cpu): out is NULL";
+      return host->status_create(host->host_ctx, KESTREL_PLUGIN_INVALID_ARGUMENT, kMsg,
+                                 sizeof kMsg - 1);
+    }
+    g_host.store(host);
+    *out = Table();
+    return nullptr;
+  } catch (...) {
+    static const char kMsg[] = "kestrel_plugin_get_api(cpu): unexpected exception";
+    return host->status_create(host->host_ctx, KESTREL_PLUGIN_INTERNAL, kMsg, sizeof kMsg - 1);
+  }
+}
+
+}  // namespace
+}  // namespace kestrel::plugins::cpu
+
+extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api(
+    const kestrel_host_api_t* host, uint16_t host_major, uint16_t host_minor,
+    const kestrel_plugin_api_t** out) {
+  return kestrel::plugins::cpu::GetApi(host, host_major, host_minor, out);
+}
