@@ -12,7 +12,8 @@ namespace {
 constexpr unsigned kForGenerate = 1u << 0;
 constexpr unsigned kForInfo = 1u << 1;
 constexpr unsigned kForDevices = 1u << 2;
-constexpr unsigned kForAll = kForGenerate | kForInfo | kForDevices;
+constexpr unsigned kForBench = 1u << 3;
+constexpr unsigned kForAll = kForGenerate | kForInfo | kForDevices | kForBench;
 
 enum class FlagId {
   kModel,
@@ -34,6 +35,10 @@ enum class FlagId {
   kNoEcho,
   kVerbose,
   kHelp,
+  kReps,
+  kWarmup,
+  kMembw,
+  kSizeMb,
 };
 
 struct FlagSpec {
@@ -45,9 +50,9 @@ struct FlagSpec {
 };
 
 constexpr FlagSpec kFlags[] = {
-    {FlagId::kModel, "model", 'm', true, kForGenerate | kForInfo},
-    {FlagId::kPrompt, "prompt", 'p', true, kForGenerate},
-    {FlagId::kMaxTokens, "n-predict", 'n', true, kForGenerate},
+    {FlagId::kModel, "model", 'm', true, kForGenerate | kForInfo | kForBench},
+    {FlagId::kPrompt, "prompt", 'p', true, kForGenerate | kForBench},
+    {FlagId::kMaxTokens, "n-predict", 'n', true, kForGenerate | kForBench},
     {FlagId::kTemp, "temp", 0, true, kForGenerate},
     {FlagId::kTopK, "top-k", 0, true, kForGenerate},
     {FlagId::kTopP, "top-p", 0, true, kForGenerate},
@@ -56,14 +61,19 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kRepeatLastN, "repeat-last-n", 0, true, kForGenerate},
     {FlagId::kSeed, "seed", 0, true, kForGenerate},
     {FlagId::kCtx, "ctx", 0, true, kForGenerate},
-    {FlagId::kDevice, "device", 0, true, kForGenerate | kForInfo},
+    {FlagId::kDevice, "device", 0, true, kForGenerate | kForInfo | kForBench},
     {FlagId::kStop, "stop", 0, true, kForGenerate},
-    {FlagId::kThreads, "threads", 't', true, kForGenerate},
+    {FlagId::kThreads, "threads", 't', true, kForGenerate | kForBench},
     {FlagId::kJson, "json", 0, false, kForAll},
-    {FlagId::kNoMmap, "no-mmap", 0, false, kForGenerate | kForInfo},
+    {FlagId::kNoMmap, "no-mmap", 0, false, kForGenerate | kForInfo | kForBench},
     {FlagId::kNoEcho, "no-echo", 0, false, kForGenerate},
     {FlagId::kVerbose, "verbose", 'v', false, kForAll},
     {FlagId::kHelp, "help", 'h', false, kForAll},
+    {FlagId::kReps, "reps", 0, true, kForBench},
+    {FlagId::kWarmup, "warmup", 0, true, kForBench},
+    {FlagId::kMembw, "membw", 0, false, kForBench},
+    {FlagId::kSizeMb, "size-mb", 0, true, kForBench},
+    {FlagId::kPrompt, "n-prompt", 0, true, kForBench},  // bench's long name for -p
 };
 
 unsigned CommandBit(Command command) {
@@ -74,6 +84,8 @@ unsigned CommandBit(Command command) {
       return kForInfo;
     case Command::kDevices:
       return kForDevices;
+    case Command::kBench:
+      return kForBench;
     default:
       return 0;
   }
@@ -83,6 +95,7 @@ std::optional<Command> CommandFromName(std::string_view name) {
   if (name == "generate") return Command::kGenerate;
   if (name == "info") return Command::kInfo;
   if (name == "devices") return Command::kDevices;
+  if (name == "bench") return Command::kBench;
   if (name == "help") return Command::kHelp;
   if (name == "version") return Command::kVersion;
   return std::nullopt;
@@ -129,9 +142,21 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
       o->model_path = std::string(value);
       break;
     case FlagId::kPrompt:
+      if (o->command == Command::kBench) {
+        if (!ParseUint32(value, &o->bench.n_prompt) || o->bench.n_prompt == 0) {
+          return Fail(BadValue(spelled, value, "a prompt length in tokens >= 1"));
+        }
+        break;
+      }
       o->prompt = std::string(value);
       break;
     case FlagId::kMaxTokens:
+      if (o->command == Command::kBench) {
+        if (!ParseUint32(value, &o->bench.n_decode) || o->bench.n_decode == 0) {
+          return Fail(BadValue(spelled, value, "a number of decoded tokens >= 1"));
+        }
+        break;
+      }
       if (!ParseUint32(value, &o->max_new_tokens)) {
         return Fail(BadValue(spelled, value, "an integer in [0, 4294967295]"));
       }
@@ -225,6 +250,25 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
     case FlagId::kHelp:
       o->help = true;
       break;
+    case FlagId::kReps:
+      if (!ParseUint32(value, &o->bench.reps) || o->bench.reps == 0) {
+        return Fail(BadValue(spelled, value, "an integer >= 1"));
+      }
+      break;
+    case FlagId::kWarmup:
+      if (!ParseUint32(value, &o->bench.warmup)) {
+        return Fail(BadValue(spelled, value, "an integer >= 0"));
+      }
+      break;
+    case FlagId::kMembw:
+      o->bench.membw = true;
+      break;
+    case FlagId::kSizeMb:
+      if (!ParseUint32(value, &o->bench.size_mb) || o->bench.size_mb == 0 ||
+          o->bench.size_mb > (1u << 20)) {
+        return Fail(BadValue(spelled, value, "a buffer size in MiB in [1, 1048576]"));
+      }
+      break;
   }
   return ParseResult{};
 }
@@ -239,6 +283,8 @@ const char* CommandName(Command command) {
       return "info";
     case Command::kDevices:
       return "devices";
+    case Command::kBench:
+      return "bench";
     case Command::kHelp:
       return "help";
     case Command::kVersion:
@@ -298,7 +344,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     ++i;
   } else if (!first.empty() && first[0] == '-') {
     return Fail("expected a command before '" + std::string(first) +
-                "' (generate, info, devices, help)");
+                "' (generate, info, devices, bench, help)");
   } else if (auto c = CommandFromName(first)) {
     o.command = *c;
     ++i;
@@ -319,6 +365,8 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
   }
 
   const unsigned command_bit = CommandBit(o.command);
+  std::vector<std::string> model_flags_seen;  // bench: flags that make no sense with --membw
+  std::string size_mb_spelled;
   for (; i < argc; ++i) {
     std::string_view arg = argv[i];
     const FlagSpec* spec = nullptr;
@@ -363,6 +411,21 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     }
     ParseResult r = Apply(*spec, spelled, value, &o);
     if (!r.ok) return r;
+    switch (spec->id) {
+      case FlagId::kModel:
+      case FlagId::kPrompt:
+      case FlagId::kMaxTokens:
+      case FlagId::kDevice:
+      case FlagId::kNoMmap:
+      case FlagId::kWarmup:
+        model_flags_seen.emplace_back(spelled);
+        break;
+      case FlagId::kSizeMb:
+        size_mb_spelled = std::string(spelled);
+        break;
+      default:
+        break;
+    }
   }
 
   if (!o.help) {
@@ -371,6 +434,22 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     }
     if (o.command == Command::kGenerate && !o.prompt) {
       return Fail("'generate' needs -p/--prompt PROMPT");
+    }
+    if (o.command == Command::kBench) {
+      if (o.bench.membw && !model_flags_seen.empty()) {
+        return Fail("option '" + model_flags_seen.front() +
+                    "' does not apply to 'bench --membw' (it measures memory, not a model)");
+      }
+      if (!o.bench.membw && !size_mb_spelled.empty()) {
+        return Fail("option '" + size_mb_spelled + "' needs --membw");
+      }
+      if (!o.bench.membw && o.model_path.empty()) {
+        return Fail("'bench' needs -m/--model MODEL (or --membw)");
+      }
+      if (!o.bench.membw &&
+          uint64_t{o.bench.n_prompt} + o.bench.n_decode > std::numeric_limits<uint32_t>::max()) {
+        return Fail("-p plus -n exceeds 4294967295 tokens");
+      }
     }
   }
   *out = std::move(o);

@@ -11,10 +11,21 @@
 
 namespace kestrel::cli {
 
-enum class Command { kNone, kGenerate, kInfo, kDevices, kHelp, kVersion };
+enum class Command { kNone, kGenerate, kInfo, kDevices, kBench, kHelp, kVersion };
 
 // "generate", "info", ...; "" for kNone.
 const char* CommandName(Command command);
+
+// `kestrel bench`: what to measure. -p and -n mean token counts here (prompt text and max new
+// tokens for `generate`).
+struct BenchOptions {
+  uint32_t n_prompt = 128;  // -p: prompt tokens prefilled in one step
+  uint32_t n_decode = 64;   // -n: tokens decoded one step at a time after the prefill
+  uint32_t reps = 5;        // --reps: measured repetitions (>= 1)
+  uint32_t warmup = 1;      // --warmup: unmeasured repetitions run first
+  bool membw = false;       // --membw: measure memory read bandwidth instead of a model
+  uint32_t size_mb = 0;     // --size-mb: membw buffer in MiB (0: max(4 x LLC, 1024 MiB))
+};
 
 // Everything the command line can say. Optional sampler fields stay unset when the flag is absent,
 // so the library's defaults (kestrel_sampler_options_init) apply.
@@ -41,6 +52,7 @@ struct Options {
   bool json = false;                      // --json
   bool use_mmap = true;                   // --no-mmap clears it
   bool echo_prompt = true;                // --no-echo clears it
+  BenchOptions bench;                     // `bench` only
 };
 
 struct ParseResult {
@@ -54,6 +66,8 @@ struct ParseResult {
 // ...`); `--version`, `-h/--help` and `help [COMMAND]` also work alone. Flags accept
 // `--flag VALUE` and `--flag=VALUE`; short ones `-n VALUE`. A flag that the chosen subcommand does
 // not use is an error. Missing required flags (-m, -p) are reported here too, unless help was asked.
+// `bench` needs -m unless --membw is given; with --membw the model flags (-m -p -n --device
+// --no-mmap --warmup) are errors, and --size-mb needs --membw.
 ParseResult ParseArgs(int argc, const char* const* argv, Options* out);
 
 // Strict number parsing: the whole text must be the number (no spaces, no sign on unsigned, no

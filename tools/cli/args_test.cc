@@ -143,5 +143,77 @@ TEST(ParseArgsTest, HelpAndVersion) {
   EXPECT_TRUE(o.json);
 }
 
+TEST(ParseArgsTest, BenchModel) {
+  Options o;
+  ParseResult r = Parse({"bench", "-m", "m.gguf", "-p", "8", "-n", "4", "-t", "2", "--reps", "3",
+                         "--warmup", "0", "--device", "ref", "--json", "--no-mmap"},
+                        &o);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(o.command, Command::kBench);
+  EXPECT_EQ(o.model_path, "m.gguf");
+  EXPECT_EQ(o.bench.n_prompt, 8u);
+  EXPECT_EQ(o.bench.n_decode, 4u);
+  EXPECT_EQ(o.n_threads, 2u);
+  EXPECT_EQ(o.bench.reps, 3u);
+  EXPECT_EQ(o.bench.warmup, 0u);
+  EXPECT_EQ(o.device, "ref");
+  EXPECT_TRUE(o.json);
+  EXPECT_FALSE(o.use_mmap);
+  EXPECT_FALSE(o.bench.membw);
+  EXPECT_FALSE(o.prompt.has_value());   // -p is a token count here, not prompt text
+  EXPECT_EQ(o.max_new_tokens, 128u);    // -n went to bench.n_decode
+
+  ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "--n-prompt=16"}, &o).ok);
+  EXPECT_EQ(o.bench.n_prompt, 16u);
+  EXPECT_EQ(o.bench.n_decode, 64u);  // defaults
+  EXPECT_EQ(o.bench.reps, 5u);
+  EXPECT_EQ(o.bench.warmup, 1u);
+  EXPECT_EQ(o.n_threads, 0u);
+}
+
+TEST(ParseArgsTest, BenchMembw) {
+  Options o;
+  ParseResult r = Parse({"bench", "--membw", "--threads", "2", "--size-mb", "64", "--json"}, &o);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_TRUE(o.bench.membw);
+  EXPECT_EQ(o.n_threads, 2u);
+  EXPECT_EQ(o.bench.size_mb, 64u);
+  EXPECT_TRUE(o.json);
+  ASSERT_TRUE(Parse({"bench", "--membw"}, &o).ok);
+  EXPECT_EQ(o.bench.size_mb, 0u);  // automatic
+}
+
+TEST(ParseArgsTest, BenchUsageErrors) {
+  Options o;
+  auto error = [&](std::initializer_list<const char*> args) {
+    ParseResult r = Parse(args, &o);
+    EXPECT_FALSE(r.ok);
+    return r.error;
+  };
+  EXPECT_NE(error({"bench"}).find("needs -m/--model"), std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "-p", "abc"}).find("'abc' for -p"), std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "-p", "0"}).find("'0' for -p"), std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "-n", "0"}).find("'0' for -n"), std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--reps", "0"}).find("--reps"), std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--reps", "2x"}).find("'2x'"), std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--size-mb", "64"}).find("needs --membw"), std::string::npos);
+  EXPECT_NE(error({"bench", "--membw", "-m", "m"}).find("'-m' does not apply to 'bench --membw'"),
+            std::string::npos);
+  EXPECT_NE(error({"bench", "--membw", "-p", "8"}).find("'-p'"), std::string::npos);
+  EXPECT_NE(error({"bench", "--membw", "--size-mb", "0"}).find("--size-mb"), std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--stop", "x"}).find("does not apply to 'bench'"),
+            std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--temp", "0"}).find("does not apply to 'bench'"),
+            std::string::npos);
+  EXPECT_NE(error({"generate", "-m", "m", "-p", "x", "--reps", "2"}).find("does not apply to 'generate'"),
+            std::string::npos);
+  EXPECT_NE(error({"generate", "-m", "m", "-p", "x", "--n-prompt", "2"}).find("does not apply"),
+            std::string::npos);
+  EXPECT_NE(error({"devices", "--membw"}).find("does not apply to 'devices'"), std::string::npos);
+  ASSERT_TRUE(Parse({"help", "bench"}, &o).ok);
+  EXPECT_EQ(o.help_topic, "bench");
+  ASSERT_TRUE(Parse({"bench", "-h"}, &o).ok);  // help needs no -m
+}
+
 }  // namespace
 }  // namespace kestrel::cli

@@ -10,6 +10,7 @@ namespace kestrel::cli {
 int RunGenerate(const Options& options);
 int RunInfo(const Options& options);
 int RunDevices(const Options& options);
+int RunBench(const Options& options);  // bench_command.cc (also --membw)
 
 }  // namespace kestrel::cli
 

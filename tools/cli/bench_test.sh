@@ -1,0 +1,61 @@
+#!/bin/sh
+# End-to-end test of `kestrel bench`: a short model bench of stories260K and a small --membw run,
+# both with --json; the last stdout line must be a JSON object whose fields exist and are positive.
+#
+#   bench_test.sh PATH/TO/kestrel PATH/TO/stories260K.gguf
+#
+# Needs python3 to read the JSON (exits 77 = skipped without it). Plugins are found through
+# KESTREL_PLUGIN_PATH, which ctest sets. Speed itself is never asserted.
+set -u
+kestrel=$1
+model=$2
+command -v python3 >/dev/null 2>&1 || { echo "python3 not found: skipped"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failed=0
+fail() { echo "FAIL: $*" >&2; failed=1; }
+
+"$kestrel" bench -m "$model" -p 8 -n 4 --reps 2 --json >"$tmp/out" 2>"$tmp/err" ||
+  fail "bench exited $?: $(cat "$tmp/err")"
+python3 - "$tmp/out" <<'PY' || fail "bench --json: $(cat "$tmp/out")"
+import json, sys
+d = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+for key in ("prefill_tokens_per_s", "decode_tokens_per_s", "load_ms", "peak_rss_bytes"):
+    assert isinstance(d[key], (int, float)) and d[key] > 0, (key, d.get(key))
+assert d["threads"] == 0 and isinstance(d["device"], str) and d["device"], d
+assert d["model"].endswith("stories260K.gguf"), d["model"]
+assert d["n_prompt"] == 8 and d["n_decode"] == 4 and d["reps"] == 2 and d["warmup"] == 1, d
+for key in ("prefill_tokens_per_s_all", "decode_tokens_per_s_all"):
+    assert len(d[key]) == 2 and all(v > 0 for v in d[key]), (key, d[key])
+    assert min(d[key]) <= d[key.replace("_all", "")] <= max(d[key]), key
+assert d["weight_bytes"] > 0 and d["vocab_size"] == 512, d
+PY
+# Two warm-up lines would be wrong: one warm-up, two reps on stderr.
+[ "$(grep -c 'bench warm-up' "$tmp/err")" -eq 1 ] || fail "expected 1 warm-up line: $(cat "$tmp/err")"
+[ "$(grep -c 'bench rep' "$tmp/err")" -eq 2 ] || fail "expected 2 rep lines: $(cat "$tmp/err")"
+
+"$kestrel" bench -m "$model" -p 4 -n 2 --reps 1 --warmup 0 -t 1 --device ref >"$tmp/out" 2>"$tmp/err" ||
+  fail "bench (table) exited $?: $(cat "$tmp/err")"
+grep -q '^prefill ' "$tmp/out" && grep -q '^decode ' "$tmp/out" || fail "no table: $(cat "$tmp/out")"
+
+"$kestrel" bench --membw --size-mb 64 --json >"$tmp/out" 2>"$tmp/err" ||
+  fail "bench --membw exited $?: $(cat "$tmp/err")"
+python3 - "$tmp/out" <<'PY' || fail "bench --membw --json: $(cat "$tmp/out")"
+import json, sys
+d = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+for key in ("read_gb_per_s", "read_gb_per_s_scalar", "read_gb_per_s_vec64", "threads",
+            "buffer_bytes", "peak_rss_bytes"):
+    assert isinstance(d[key], (int, float)) and d[key] > 0, (key, d.get(key))
+assert d["buffer_bytes"] == 64 << 20, d["buffer_bytes"]
+assert d["read_gb_per_s"] == max(d["read_gb_per_s_scalar"], d["read_gb_per_s_vec64"]), d
+assert len(d["read_gb_per_s_vec64_all"]) == d["reps"] == 5, d
+PY
+
+# Usage errors exit 2.
+"$kestrel" bench >/dev/null 2>"$tmp/err"; rc=$?
+[ "$rc" -eq 2 ] && grep -q "needs -m/--model" "$tmp/err" || fail "bench without -m: exit $rc: $(cat "$tmp/err")"
+"$kestrel" bench --membw -m "$model" >/dev/null 2>"$tmp/err"; rc=$?
+[ "$rc" -eq 2 ] || fail "bench --membw -m: exit $rc"
+
+if [ "$failed" -ne 0 ]; then exit 1; fi
+echo "bench_test: ok"

@@ -1,0 +1,61 @@
+// Memory read bandwidth for `kestrel bench --membw`: the roofline that decode speed is quoted
+// against (a decode step streams every weight once, so tok/s <= bandwidth / weight bytes).
+//
+// The buffer (default max(4 x the last-level cache, 1 GiB), so caches cannot hold it) is filled
+// once, each thread first-touching the slice it later reads. A measured pass starts T threads on a
+// start flag, each sums its own contiguous slice, and the pass time runs from the flag to the last
+// join. Sums are reduced into a result that is returned and checked, so the compiler cannot drop
+// the loads. Two kernels:
+//   scalar  8-byte integer adds with 4 accumulators, in plain C++ (the compiler may vectorise it
+//           for the baseline ISA it targets);
+//   vec64   64-byte loads through GCC/Clang vector extensions (vector_size(64)), 4 accumulators;
+//           on x86-64 compiled for AVX-512 / AVX2 / baseline and chosen at run time
+//           (target_clones), so the loads are real 64-byte loads where the CPU has AVX-512.
+// Each kernel gets one unmeasured warm-up pass, then `reps` measured passes. GB/s = 1e9 bytes/s.
+#ifndef KESTREL_TOOLS_CLI_MEMBW_H_
+#define KESTREL_TOOLS_CLI_MEMBW_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bench_util.h"
+
+namespace kestrel::cli {
+
+struct MembwOptions {
+  uint64_t bytes = 0;    // buffer size; rounded down to a multiple of 4 KiB x threads
+  unsigned threads = 1;  // >= 1
+  unsigned reps = 5;     // measured passes per kernel, >= 1
+};
+
+struct MembwKernelResult {
+  std::string name;                // "scalar", "vec64"
+  std::vector<double> gb_per_s;    // one per measured pass
+  Summary summary;
+};
+
+struct MembwResult {
+  uint64_t bytes = 0;   // bytes read per pass
+  unsigned threads = 0;
+  std::vector<MembwKernelResult> kernels;
+  double best_gb_per_s = 0;  // the highest kernel median: the figure to quote as the roofline
+  bool checksum_ok = false;  // every pass summed to the expected value
+};
+
+// Runs the measurement. The buffer is freed before returning. Throws std::bad_alloc if it cannot
+// be allocated.
+MembwResult MeasureReadBandwidth(const MembwOptions& options);
+
+// The kernels, exposed for tests: the wrapping uint64 sum of p[0..n). p must be 64-byte aligned
+// and n a multiple of 32.
+uint64_t SumScalar(const uint64_t* p, size_t n);
+uint64_t SumVec64(const uint64_t* p, size_t n);
+
+// The instruction set the vec64 kernel runs with on this CPU: "avx512f", "avx2" or "baseline".
+const char* Vec64Isa();
+
+}  // namespace kestrel::cli
+
+#endif  // KESTREL_TOOLS_CLI_MEMBW_H_

@@ -1,0 +1,162 @@
+#include "tools/synth/synth_shape.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace kestrel::synth {
+
+using runtime::GgmlType;
+
+namespace {
+
+ModelShape Make(const char* name, uint32_t dim, uint32_t layers, uint32_t heads,
+                uint32_t kv_heads, uint32_t ffn, uint32_t vocab, uint32_t experts,
+                uint32_t experts_used) {
+  ModelShape s;
+  s.name = name;
+  s.dim = dim;
+  s.layers = layers;
+  s.heads = heads;
+  s.kv_heads = kv_heads;
+  s.ffn = ffn;
+  s.vocab = vocab;
+  s.experts = experts;
+  s.experts_used = experts_used;
+  s.context = 2048;
+  return s;
+}
+
+std::vector<ModelShape> Presets() {
+  return {
+      Make("tinyllama-1.1b", 2048, 22, 32, 4, 5632, 32000, 0, 0),
+      Make("llama-8b", 4096, 32, 32, 8, 14336, 32000, 0, 0),
+      Make("mixtral-small", 1024, 8, 16, 4, 2816, 32000, 8, 2),
+  };
+}
+
+absl::Status Bad(const char* field, uint64_t value, const std::string& why) {
+  return absl::InvalidArgumentError(absl::StrCat("--", field, " ", value, ": ", why));
+}
+
+}  // namespace
+
+absl::StatusOr<ModelShape> PresetShape(const std::string& name) {
+  for (const ModelShape& s : Presets()) {
+    if (s.name == name) return s;
+  }
+  return absl::NotFoundError(absl::StrCat("unknown shape '", name, "' (known: ",
+                                          absl::StrJoin(PresetNames(), ", "), ", custom)"));
+}
+
+std::vector<std::string> PresetNames() {
+  std::vector<std::string> names;
+  for (const ModelShape& s : Presets()) names.push_back(s.name);
+  return names;
+}
+
+absl::Status ValidateShape(const ModelShape& s, GgmlType type) {
+  if (type != GgmlType::F16 && type != GgmlType::Q8_0 && type != GgmlType::Q4_0 &&
+      type != GgmlType::F32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--type ", runtime::GgmlTypeName(type), ": expected F16, Q8_0 or Q4_0"));
+  }
+  constexpr uint32_t kMax = 1u << 20;
+  struct Field {
+    const char* name;
+    uint32_t value;
+  };
+  for (const Field& f : {Field{"dim", s.dim}, Field{"layers", s.layers}, Field{"heads", s.heads},
+                         Field{"kv-heads", s.kv_heads}, Field{"ffn", s.ffn},
+                         Field{"vocab", s.vocab}, Field{"ctx", s.context}}) {
+    if (f.value == 0) return Bad(f.name, f.value, "must be at least 1");
+    if (f.value > kMax) return Bad(f.name, f.value, absl::StrCat("must be at most ", kMax));
+  }
+  if (s.dim % s.heads != 0) {
+    return Bad("dim", s.dim, absl::StrCat("is not divisible by --heads ", s.heads));
+  }
+  if (s.heads % s.kv_heads != 0) {
+    return Bad("heads", s.heads, absl::StrCat("is not a multiple of --kv-heads ", s.kv_heads));
+  }
+  if (s.head_dim() % 2 != 0) {
+    return Bad("dim", s.dim,
+               absl::StrCat("gives an odd head_dim ", s.head_dim(), " (RoPE needs it even)"));
+  }
+  if (s.vocab < 259) {
+    return Bad("vocab", s.vocab, "must be at least 259 (3 special + 256 byte tokens)");
+  }
+  if (s.experts > 256) return Bad("experts", s.experts, "must be at most 256");
+  if (s.experts > 0 && (s.experts_used == 0 || s.experts_used > s.experts)) {
+    return Bad("experts-used", s.experts_used,
+               absl::StrCat("must be in [1, --experts ", s.experts, "]"));
+  }
+  if (s.experts == 0 && s.experts_used != 0) {
+    return Bad("experts-used", s.experts_used, "needs --experts");
+  }
+  const runtime::GgmlTypeTraits t = runtime::GgmlTypeTraitsOf(type);
+  if (s.dim % t.block_elems != 0) {
+    return Bad("dim", s.dim, absl::StrCat("must be a multiple of ", t.block_elems, " for ", t.name));
+  }
+  if (s.ffn % t.block_elems != 0) {
+    return Bad("ffn", s.ffn, absl::StrCat("must be a multiple of ", t.block_elems, " for ", t.name));
+  }
+  return absl::OkStatus();
+}
+
+uint64_t TensorSpec::n_elements() const {
+  uint64_t n = 1;
+  for (uint64_t d : dims) n *= d;
+  return n;
+}
+
+std::vector<TensorSpec> TensorPlan(const ModelShape& s, GgmlType type) {
+  const uint64_t D = s.dim, F = s.ffn, V = s.vocab, E = s.experts;
+  const uint64_t QD = uint64_t{s.heads} * s.head_dim();
+  const uint64_t KVD = uint64_t{s.kv_heads} * s.head_dim();
+  auto std_for = [](uint64_t fan_in) { return static_cast<float>(1.0 / std::sqrt(double(fan_in))); };
+  std::vector<TensorSpec> plan;
+  auto matrix = [&](std::string name, std::vector<uint64_t> dims, GgmlType t) {
+    const float sd = std_for(dims[0]);
+    plan.push_back(TensorSpec{std::move(name), t, std::move(dims), Init::kNormal, sd});
+  };
+  auto norm = [&](std::string name) {
+    plan.push_back(TensorSpec{std::move(name), GgmlType::F32, {D}, Init::kOnes, 0.0f});
+  };
+  plan.push_back(TensorSpec{"token_embd.weight", type, {D, V}, Init::kNormal, 1.0f});
+  for (uint32_t l = 0; l < s.layers; ++l) {
+    const std::string b = absl::StrCat("blk.", l, ".");
+    norm(b + "attn_norm.weight");
+    matrix(b + "attn_q.weight", {D, QD}, type);
+    matrix(b + "attn_k.weight", {D, KVD}, type);
+    matrix(b + "attn_v.weight", {D, KVD}, type);
+    matrix(b + "attn_output.weight", {QD, D}, type);
+    norm(b + "ffn_norm.weight");
+    if (E == 0) {
+      matrix(b + "ffn_gate.weight", {D, F}, type);
+      matrix(b + "ffn_up.weight", {D, F}, type);
+      matrix(b + "ffn_down.weight", {F, D}, type);
+    } else {
+      matrix(b + "ffn_gate_inp.weight", {D, E}, GgmlType::F32);
+      matrix(b + "ffn_gate_exps.weight", {D, F, E}, type);
+      matrix(b + "ffn_down_exps.weight", {F, D, E}, type);
+      matrix(b + "ffn_up_exps.weight", {D, F, E}, type);
+    }
+  }
+  norm("output_norm.weight");
+  matrix("output.weight", {D, V}, type);
+  return plan;
+}
+
+ShapeSize ComputeSize(const ModelShape& shape, GgmlType type) {
+  ShapeSize size;
+  for (const TensorSpec& t : TensorPlan(shape, type)) {
+    const runtime::GgmlTypeTraits traits = runtime::GgmlTypeTraitsOf(t.type);
+    const uint64_t n = t.n_elements();
+    size.n_params += n;
+    size.n_bytes += n / traits.block_elems * traits.block_bytes;
+  }
+  return size;
+}
+
+}  // namespace kestrel::synth
