@@ -131,6 +131,37 @@ TEST_F(GoldenTest, IncrementalDecodeAndTruncateReproduceTheSameLogits) {
   for (size_t i = 0; i < la.size(); ++i) EXPECT_NEAR(la[i], lb[i], 1e-4) << i;
 }
 
+TEST_F(GoldenTest, ThreadCountDoesNotChangeTokens) {
+  // n_threads reaches the plugin through device_set_options (plugin ABI 1.1); a plugin without
+  // threads ignores it. Output must not depend on it.
+  nlohmann::json golden = ReadJson(ModelPath("stories260K.golden.json"));
+  const auto& c = golden["cases"][3];
+  const std::string prompt = c["prompt"];
+  const std::vector<int32_t> want = c["generated_ids"];
+  for (uint32_t threads : {1u, 2u, 3u}) {
+    SCOPED_TRACE("n_threads " + std::to_string(threads));
+    kestrel_sampler_options_t so;
+    kestrel_sampler_options_init(&so);
+    so.temperature = 0.0f;
+    kestrel_session_options_t o;
+    kestrel_session_options_init(&o);
+    o.sampler = &so;
+    o.context_length = 128;
+    o.n_threads = threads;
+    kestrel_session_t* raw = nullptr;
+    KESTREL_ASSERT_OK(kestrel_session_create(model_.get(), &o, &raw));
+    SessionPtr session(raw);
+    Collected got;
+    kestrel_generate_options_t g;
+    kestrel_generate_options_init(&g);
+    g.max_new_tokens = static_cast<uint32_t>(want.size());
+    g.on_token = &Collected::OnToken;
+    g.user_data = &got;
+    KESTREL_ASSERT_OK(kestrel_session_generate(session.get(), prompt.data(), prompt.size(), &g, nullptr));
+    EXPECT_EQ(got.tokens, want);
+  }
+}
+
 TEST(GoldenF16Test, LlamaTinyRandomLoadsTokenizesAndGenerates) {
   RuntimePtr rt = MakeRuntime();
   ModelPtr model;

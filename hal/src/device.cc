@@ -1,6 +1,7 @@
 #include "hal/src/device.h"
 
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -188,6 +189,16 @@ absl::Status Device::Synchronize() {
   std::lock_guard<std::mutex> lock(mu_);
   if (stream_ == nullptr) return absl::OkStatus();
   return TakePluginStatus(api_->stream_synchronize(handle_, stream_), Context("stream_synchronize"));
+}
+
+absl::Status Device::SetOptions(const PluginOptions& options) {
+  if (!KESTREL_HAL_HAS_SLOT(*library_, device_set_options)) return absl::OkStatus();
+  std::vector<kestrel_plugin_option_t> opts;
+  opts.reserve(options.size());
+  for (const auto& [k, v] : options) opts.push_back({k.c_str(), v.c_str()});
+  std::lock_guard<std::mutex> lock(mu_);
+  return TakePluginStatus(api_->device_set_options(handle_, opts.data(), opts.size()),
+                          Context("device_set_options"));
 }
 
 const char* DtypeName(uint32_t dtype) {

@@ -82,6 +82,9 @@ class Device {
   // Enqueues `op` on the device's stream (or runs it synchronously for a synchronous plugin).
   absl::Status Execute(const kestrel_op_desc_t& op, const Buffer* workspace);
   absl::Status Synchronize();
+  // Per-device settings (plugin ABI 1.1 device_set_options). A plugin without the slot ignores
+  // them: OK is returned and nothing changes.
+  absl::Status SetOptions(const PluginOptions& options);
 
  private:
   Device() = default;

@@ -531,6 +531,37 @@ Status OpExecuteImpl(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream
   return ExecuteCpuOp(state->ctx(), *op, inputs.data(), outputs.data());
 }
 
+// Plugin ABI 1.1: "threads" replaces the thread pool. In-flight ops keep the old state alive
+// through their shared_ptr, so the swap is safe while another device call runs.
+Status SetDeviceOptionsImpl(kestrel_plugin_device_t* d, const kestrel_plugin_option_t* options,
+                            size_t n) {
+  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "device_set_options"));
+  if (options == nullptr && n > 0) return InvalidArgument("device_set_options: options is NULL");
+  for (size_t i = 0; i < n; ++i) {
+    if (options[i].key == nullptr || options[i].value == nullptr) {
+      return InvalidArgument(StrCat("device_set_options: option ", i, " has a NULL key or value"));
+    }
+    if (std::string(options[i].key) != "threads") continue;  // unknown keys are ignored
+    int threads = 0;
+    if (!ParsePositiveInt(options[i].value, &threads) || threads > 4096) {
+      return InvalidArgument(StrCat("device_set_options: threads='", options[i].value,
+                                    "' is not an integer in [1, 4096]"));
+    }
+    std::lock_guard<std::mutex> lock(g_state_mu);
+    if (g_state == nullptr) return ref::FailedPrecondition("device_set_options: plugin 'cpu' is not initialised");
+    if (g_state->threads == threads) continue;
+    auto next = std::make_shared<State>();
+    next->threads = threads;
+    next->isa = g_state->isa;
+    next->exact = g_state->exact;
+    next->onednn = g_state->onednn;
+    next->pool = std::make_unique<ThreadPool>(threads);
+    next->description = g_state->description;
+    g_state = std::move(next);
+  }
+  return Status();
+}
+
 // ---- the table -------------------------------------------------------------------------------
 kestrel_plugin_status_t* SlotInit(const kestrel_plugin_option_t* options, size_t n) {
   return Guard("init", [&] { return Init(options, n); });
@@ -589,6 +620,11 @@ kestrel_plugin_status_t* SlotOpExecute(kestrel_plugin_device_t* d, kestrel_plugi
   return Guard("op_execute", [&] { return OpExecuteImpl(d, s, op); });
 }
 
+kestrel_plugin_status_t* SlotDeviceSetOptions(kestrel_plugin_device_t* d,
+                                              const kestrel_plugin_option_t* options, size_t n) {
+  return Guard("device_set_options", [&] { return SetDeviceOptionsImpl(d, options, n); });
+}
+
 const kestrel_plugin_api_t* Table() {
   static const kestrel_plugin_api_t table = [] {
     kestrel_plugin_api_t t{};
@@ -613,6 +649,7 @@ const kestrel_plugin_api_t* Table() {
     t.weight_release = &SlotWeightRelease;
     t.op_query = &SlotOpQuery;
     t.op_execute = &SlotOpExecute;
+    t.device_set_options = &SlotDeviceSetOptions;
     return t;
   }();
   return &table;

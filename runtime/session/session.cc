@@ -54,6 +54,16 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const LlamaModel* model
     return absl::InvalidArgumentError(absl::StrFormat(
         "session kv_block_size = %u must be a power of two in [1, 4096]", config.block_size));
   }
+  if (config.n_threads > 4096) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("session n_threads = %u is larger than 4096", config.n_threads));
+  }
+  if (config.n_threads > 0) {
+    // Thread count is a device setting (plugin ABI 1.1); plugins without threads ignore it.
+    if (auto st = model->device()->SetOptions({{"threads", absl::StrCat(config.n_threads)}}); !st.ok()) {
+      return st;
+    }
+  }
   absl::StatusOr<Sampler> sampler = Sampler::Create(config.sampler);
   if (!sampler.ok()) return sampler.status();
   s->sampler_ = std::make_unique<Sampler>(std::move(*sampler));

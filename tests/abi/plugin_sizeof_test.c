@@ -98,7 +98,8 @@ KESTREL_CHECK_OFFSET(kestrel_op_support_t, workspace_bytes, 8);
 KESTREL_CHECK_SIZE(kestrel_plugin_option_t, 16);
 KESTREL_CHECK_OFFSET(kestrel_plugin_option_t, key, 0);
 KESTREL_CHECK_OFFSET(kestrel_plugin_option_t, value, 8);
-KESTREL_CHECK_SIZE(kestrel_plugin_api_t, 208);
+KESTREL_CHECK_SIZE(kestrel_plugin_api_t, 216);
+KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, device_set_options, 208); /* since 1.1 */
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, major, 2);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, minor, 4);

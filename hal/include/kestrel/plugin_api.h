@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 #define KESTREL_PLUGIN_API_MAJOR 1
-#define KESTREL_PLUGIN_API_MINOR 0
+#define KESTREL_PLUGIN_API_MINOR 1
 
 /* True if the struct pointed to by `ptr` (whose first member is a size field holding the producer's
  * sizeof) is large enough to contain `member`. Use before reading any field added after v1.0. */
@@ -431,6 +431,15 @@ typedef struct kestrel_plugin_api {
                                          const kestrel_op_desc_t* op,
                                          kestrel_plugin_buffer_t* workspace);
   /* Slots added after 1.0 go below this line. */
+
+  /* Optional (since 1.1): per-device settings as key/value strings, applied to later calls.
+   * Known keys: "threads" (worker threads for this device's ops, a positive integer). A plugin
+   * ignores keys it does not know; a bad value for a known key is INVALID_ARGUMENT naming the key
+   * and the value. The host calls it when a session asks for a thread count; the last call wins
+   * for the whole device. */
+  kestrel_plugin_status_t* (*device_set_options)(kestrel_plugin_device_t* device,
+                                                 const kestrel_plugin_option_t* options,
+                                                 size_t n_options);
 } kestrel_plugin_api_t;
 
 /* The one exported symbol. `host` stays valid until shutdown. The plugin checks host_major against
