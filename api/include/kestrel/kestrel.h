@@ -15,5 +15,6 @@
 #include "kestrel/runtime.h"
 #include "kestrel/model.h"
 #include "kestrel/session.h"
+#include "kestrel/engine.h"
 
 #endif /* KESTREL_KESTREL_H_ */

@@ -1,0 +1,848 @@
+#include "runtime/engine/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <tuple>
+#include <unordered_map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "runtime/plan/execution_plan.h"
+
+namespace kestrel {
+namespace runtime {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double MsBetween(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+uint64_t KvElementBytes(uint32_t dtype) {
+  switch (dtype) {
+    case KESTREL_DTYPE_F16:
+    case KESTREL_DTYPE_BF16: return 2;
+    case KESTREL_DTYPE_I8: return 1;
+    default: return 4;
+  }
+}
+
+uint32_t CeilDiv(uint64_t a, uint64_t b) { return static_cast<uint32_t>((a + b - 1) / b); }
+
+}  // namespace
+
+// A request as the API sees it. `out`, `cancel_requested` and `live_samples` are guarded by mu_;
+// the rest is immutable after Submit.
+struct Engine::Request {
+  uint64_t id = 0;
+  uint64_t arrival = 0;
+  EngineRequest req;
+  Clock::time_point submitted;
+  RequestOutput out;
+  uint32_t live_samples = 0;  // samples not done yet
+  bool admitted_once = false;
+  bool first_token = false;
+  bool failed = false;  // stepper only: a sequence of it failed, so all of its samples end
+};
+
+// One sample of one request: its tokens, its blocks and its sampling state. Owned by the stepper.
+struct Engine::Sequence {
+  std::shared_ptr<Request> request;
+  uint32_t sample = 0;
+  uint32_t forks_pending = 0;  // samples to spawn when the prompt's logits arrive (parent only)
+  int32_t priority = 0;
+  uint64_t arrival = 0;
+  std::vector<int32_t> tokens;  // prompt + generated (the newest generated one is not computed)
+  uint32_t n_prompt = 0;
+  uint32_t n_computed = 0;      // tokens whose KV is in `blocks`
+  std::vector<int32_t> blocks;  // physical KV blocks, one per block_size tokens
+  std::vector<uint64_t> keys;   // prefix-cache entry of blocks[i] for the cached full blocks
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<StreamText> stream;
+  uint32_t n_generated = 0;
+  bool prefilled = false;  // computed up to its last token since (re)admission: decoding
+  bool done = false;
+  // Per step.
+  uint32_t chunk = 0;
+  int32_t logit_row = -1;
+
+  // Scheduling order: higher priority, then earlier arrival, then lower sample index.
+  bool RanksBefore(const Sequence& o) const {
+    return std::make_tuple(-int64_t{priority}, arrival, sample) <
+           std::make_tuple(-int64_t{o.priority}, o.arrival, o.sample);
+  }
+};
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const LlamaModel* model,
+                                                       hal::Device* fallback,
+                                                       const EngineConfig& config) {
+  std::unique_ptr<Engine> e(new Engine());
+  e->model_ = model;
+  e->config_ = config;
+  const uint32_t trained = model->config().context_length;
+  e->context_length_ = config.context_length == 0 ? trained : config.context_length;
+  constexpr uint32_t kMaxContext = 1u << 22;
+  if (e->context_length_ == 0 || e->context_length_ > kMaxContext) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "engine context_length = %u is outside [1, %u]", e->context_length_, kMaxContext));
+  }
+  const uint32_t bs = config.block_size;
+  if (bs == 0 || bs > 4096 || (bs & (bs - 1)) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("engine kv_block_size = %u must be a power of two in [1, 4096]", bs));
+  }
+  if (config.max_batch_tokens == 0) {
+    return absl::InvalidArgumentError("engine max_batch_tokens = 0 must be at least 1");
+  }
+  if (config.max_sequences == 0 || config.max_sequences > 65536) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "engine max_sequences = %u is outside [1, 65536]", config.max_sequences));
+  }
+  // Bytes of one block over all layers, K and V, from the plan's own KV geometry.
+  const ExecutionPlan probe = BuildLlamaPlan(*model, bs, 1);
+  const uint64_t block_bytes = uint64_t{probe.n_layers} * 2 * bs * probe.n_kv_heads *
+                               probe.head_dim * KvElementBytes(probe.kv_dtype);
+  uint64_t n_blocks = 0;
+  if (config.kv_cache_bytes == 0) {
+    n_blocks = uint64_t{config.max_sequences} * CeilDiv(e->context_length_, bs);
+  } else {
+    n_blocks = config.kv_cache_bytes / std::max<uint64_t>(block_bytes, 1);
+    if (n_blocks == 0) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "engine kv_cache_bytes = %u holds no KV block (one block of %u tokens needs %u bytes)",
+          config.kv_cache_bytes, bs, block_bytes));
+    }
+  }
+  if (n_blocks > (1u << 30) / std::max<uint32_t>(bs, 1)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "engine KV pool of %u blocks x %u tokens is too large (kv_cache_bytes = %u)", n_blocks, bs,
+        config.kv_cache_bytes));
+  }
+  e->n_blocks_ = static_cast<uint32_t>(n_blocks);
+  e->pool_ = std::make_unique<BlockPool>(e->n_blocks_, bs);
+  if (config.prefix_cache) e->cache_ = std::make_unique<PrefixCache>(e->pool_.get());
+  absl::StatusOr<std::unique_ptr<Executor>> exec =
+      Executor::Create(model, BuildLlamaPlan(*model, bs, e->n_blocks_), model->device(), fallback);
+  if (!exec.ok()) return exec.status();
+  e->executor_ = std::move(*exec);
+  e->work_stats_.kv_blocks_total = e->n_blocks_;
+  e->work_stats_.kv_block_size = bs;
+  e->PublishStats();
+  return e;
+}
+
+Engine::~Engine() {
+  Stop();
+  std::lock_guard<std::mutex> step_lock(step_mu_);
+  for (auto& s : running_) ReleaseBlocks(*s);
+  running_.clear();
+  waiting_.clear();
+  cache_.reset();
+  executor_.reset();
+  pool_.reset();
+}
+
+bool Engine::OnStepThread() const {
+  return step_thread_.load(std::memory_order_relaxed) == std::this_thread::get_id();
+}
+
+absl::StatusOr<uint64_t> Engine::Submit(EngineRequest r) {
+  if (r.prompt.empty()) {
+    return absl::InvalidArgumentError("submit: the prompt is empty (0 tokens)");
+  }
+  const int32_t vocab = static_cast<int32_t>(model_->config().n_vocab);
+  for (size_t i = 0; i < r.prompt.size(); ++i) {
+    if (r.prompt[i] < 0 || r.prompt[i] >= vocab) {
+      return absl::OutOfRangeError(absl::StrFormat(
+          "submit: prompt token #%u has id %d, outside the vocab [0, %d)", i, r.prompt[i], vocab));
+    }
+  }
+  if (r.n == 0 || r.n > config_.max_sequences) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "submit: options->n = %u must be in [1, max_sequences = %u]", r.n, config_.max_sequences));
+  }
+  if (auto s = ValidateSamplerConfig(r.sampler); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("submit: options->", s.message()));
+  }
+  const uint64_t P = r.prompt.size();
+  if (P > context_length_) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "submit: the prompt has %u tokens but the context length is %u", P, context_length_));
+  }
+  // KV one sample can hold at once: the prompt and every generated token but the last (which is
+  // never run through the model), at most the context.
+  const uint64_t tokens_needed =
+      std::min<uint64_t>(P + std::max<uint32_t>(r.max_new_tokens, 1) - 1, context_length_);
+  const uint32_t blocks_needed = CeilDiv(tokens_needed, config_.block_size);
+  if (blocks_needed > n_blocks_) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "submit: the request cannot fit in the KV pool even alone: it needs %u tokens (prompt %u "
+        "+ up to %u generated, context %u) = %u blocks of %u tokens, but the pool has %u blocks "
+        "(block size %u)",
+        tokens_needed, P, r.max_new_tokens, context_length_, blocks_needed, config_.block_size,
+        n_blocks_, config_.block_size));
+  }
+  auto req = std::make_shared<Request>();
+  req->req = std::move(r);
+  req->submitted = Clock::now();
+  req->out.n_prompt = static_cast<uint32_t>(P);
+  req->out.samples.resize(req->req.n);
+  req->live_samples = req->req.n;
+  std::lock_guard<std::mutex> lock(mu_);
+  req->id = next_id_++;
+  req->arrival = next_arrival_++;
+  requests_[req->id] = req;
+  submitted_.push_back(req);
+  ++n_unfinished_;
+  work_cv_.notify_all();
+  return req->id;
+}
+
+void Engine::TakeSubmissions() {
+  std::vector<std::shared_ptr<Request>> taken;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    taken.swap(submitted_);
+  }
+  for (auto& req : taken) {
+    auto seq = std::make_unique<Sequence>();
+    seq->request = req;
+    seq->forks_pending = req->req.n - 1;
+    seq->priority = req->req.priority;
+    seq->arrival = req->arrival;
+    seq->tokens = req->req.prompt;
+    seq->n_prompt = static_cast<uint32_t>(seq->tokens.size());
+    // Validated at submit, so Create cannot fail here.
+    seq->sampler = std::make_unique<Sampler>(*Sampler::Create(req->req.sampler));
+    for (int32_t t : seq->tokens) seq->sampler->Accept(t);
+    seq->stream = std::make_unique<StreamText>(req->req.stop_strings);
+    waiting_.push_back(std::move(seq));
+  }
+}
+
+void Engine::ApplyCancels() {
+  std::vector<uint64_t> ids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ids.swap(cancels_);
+  }
+  for (uint64_t id : ids) {
+    for (auto* list : {&running_, &waiting_}) {
+      for (auto& s : *list) {
+        if (s->request->id == id && !s->done) FinishSequence(*s, StopReason::kCancelled);
+      }
+    }
+  }
+}
+
+uint32_t Engine::AvailableBlocks() const {
+  return pool_->n_free() + (cache_ ? cache_->NumEvictable() : 0);
+}
+
+absl::StatusOr<int32_t> Engine::AllocateBlock() {
+  if (pool_->n_free() == 0 && cache_) cache_->EvictOne();
+  return pool_->Allocate();
+}
+
+void Engine::ReleaseBlocks(Sequence& seq) {
+  for (int32_t b : seq.blocks) pool_->Release(b);
+  seq.blocks.clear();
+  seq.keys.clear();
+  seq.n_computed = 0;
+}
+
+// Frees the victim's blocks and requeues it with its prompt and generated tokens, to be
+// recomputed; its sampler and stream state stay, so its output continues seamlessly.
+void Engine::Preempt(Sequence* victim) {
+  ReleaseBlocks(*victim);
+  victim->prefilled = false;
+  ++work_stats_.preemptions;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++victim->request->out.n_preemptions;
+  }
+  auto it = std::find_if(running_.begin(), running_.end(),
+                         [victim](const std::unique_ptr<Sequence>& s) { return s.get() == victim; });
+  std::unique_ptr<Sequence> owned = std::move(*it);
+  running_.erase(it);
+  auto pos = std::find_if(waiting_.begin(), waiting_.end(),
+                          [&](const std::unique_ptr<Sequence>& s) { return victim->RanksBefore(*s); });
+  waiting_.insert(pos, std::move(owned));
+  bool any_running = false;
+  for (auto& s : running_) any_running |= s->request == victim->request;
+  if (!any_running) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (victim->request->out.state == RequestState::kRunning) {
+      victim->request->out.state = RequestState::kWaiting;
+    }
+  }
+}
+
+// Takes prefix-cache hits and allocates the blocks for all of the sequence's tokens at once, so
+// that a sequence never needs a block in the middle of its prefill. False (nothing held) when the
+// pool cannot give them now.
+bool Engine::Admit(Sequence* seq) {
+  const uint32_t bs = config_.block_size;
+  const uint32_t n = static_cast<uint32_t>(seq->tokens.size());
+  const uint32_t max_match = (n - 1) / bs;  // leave at least one token to compute (its logits)
+  PrefixCache::Match m;
+  if (cache_) m = cache_->Lookup(seq->tokens, max_match, /*retain=*/true);
+  const uint32_t need = CeilDiv(n, bs) - static_cast<uint32_t>(m.blocks.size());
+  if (AvailableBlocks() < need) {
+    for (int32_t b : m.blocks) pool_->Release(b);
+    return false;
+  }
+  seq->blocks = m.blocks;
+  seq->keys = m.keys;
+  for (uint32_t i = 0; i < need; ++i) {
+    absl::StatusOr<int32_t> b = AllocateBlock();
+    seq->blocks.push_back(*b);  // AvailableBlocks() said there are enough
+  }
+  const uint32_t reused = static_cast<uint32_t>(m.blocks.size()) * bs;
+  seq->n_computed = reused;
+  seq->prefilled = false;
+  if (cache_) {
+    work_stats_.prefix_cache_lookups += max_match;
+    work_stats_.prefix_cache_hits += m.blocks.size();
+  }
+  work_stats_.prefill_tokens_reused += reused;
+  std::lock_guard<std::mutex> lock(mu_);
+  Request& r = *seq->request;
+  r.out.state = RequestState::kRunning;
+  r.out.n_cached_prompt_tokens = std::max(r.out.n_cached_prompt_tokens,
+                                          std::min(reused, seq->n_prompt));
+  if (!r.admitted_once) {
+    r.admitted_once = true;
+    r.out.queue_ms = MsBetween(r.submitted, Clock::now());
+  }
+  return true;
+}
+
+// Offers every newly completed full block to the prefix cache. If the cache already holds the same
+// content in another block, the sequence switches to that block and frees its own copy.
+void Engine::CacheFullBlocks(Sequence& seq) {
+  if (!cache_) return;
+  const uint32_t bs = config_.block_size;
+  while (seq.keys.size() < seq.n_computed / bs) {
+    const size_t i = seq.keys.size();
+    const uint64_t parent = i == 0 ? PrefixCache::kRoot : seq.keys[i - 1];
+    int32_t shared = -1;
+    const uint64_t key = cache_->Insert(
+        parent, absl::MakeConstSpan(seq.tokens.data() + i * bs, bs), seq.blocks[i], &shared);
+    if (shared >= 0) {
+      pool_->Release(seq.blocks[i]);
+      seq.blocks[i] = shared;
+    }
+    seq.keys.push_back(key);
+  }
+}
+
+void Engine::Deliver(Sequence& seq, int32_t token, const std::string& text) {
+  Request& r = *seq.request;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    SampleOutput& o = r.out.samples[seq.sample];
+    if (token != kNoToken) o.tokens.push_back(token);
+    o.text += text;
+    if (token != kNoToken && !r.first_token) {
+      r.first_token = true;
+      r.out.ttft_ms = MsBetween(r.submitted, Clock::now());
+    }
+  }
+}
+
+void Engine::FinishSequence(Sequence& seq, StopReason reason) {
+  if (seq.done) return;
+  seq.done = true;
+  Request& r = *seq.request;
+  auto callback = r.req.on_token;
+  if (reason == StopReason::kEos || reason == StopReason::kCancelled) {
+    std::string rest = seq.stream->Flush();
+    if (!rest.empty()) {
+      Deliver(seq, kNoToken, rest);
+      if (callback) callback(r.id, seq.sample, kNoToken, rest);
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  // A parent that ends before forking ends its unborn samples too.
+  std::vector<uint32_t> samples = {seq.sample};
+  for (uint32_t i = 0; i < seq.forks_pending; ++i) samples.push_back(seq.sample + 1 + i);
+  seq.forks_pending = 0;
+  for (uint32_t s : samples) {
+    SampleOutput& o = r.out.samples[s];
+    if (o.done) continue;
+    o.done = true;
+    o.stop_reason = reason;
+    --r.live_samples;
+  }
+  if (reason == StopReason::kCancelled && r.out.state != RequestState::kFailed) {
+    r.out.state = RequestState::kCancelled;
+    r.out.status = absl::CancelledError(absl::StrFormat(
+        "request %u was cancelled by kestrel_engine_cancel", r.id));
+  }
+  if (r.live_samples == 0) {
+    if (r.out.state != RequestState::kCancelled && r.out.state != RequestState::kFailed) {
+      r.out.state = RequestState::kFinished;
+    }
+    r.out.total_ms = MsBetween(r.submitted, Clock::now());
+    --n_unfinished_;
+    ++published_.n_finished;
+    done_cv_.notify_all();
+  }
+}
+
+void Engine::FailSequence(Sequence& seq, const absl::Status& status) {
+  seq.request->failed = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Request& r = *seq.request;
+    if (r.out.state != RequestState::kFailed) {
+      r.out.state = RequestState::kFailed;
+      r.out.status = status;
+    }
+  }
+  FinishSequence(seq, StopReason::kNone);
+}
+
+bool Engine::SampleNext(Sequence& seq, const float* logits) {
+  const EngineRequest& req = seq.request->req;
+  if (seq.n_generated >= req.max_new_tokens) {
+    FinishSequence(seq, StopReason::kMaxTokens);
+    return false;
+  }
+  const size_t V = model_->config().n_vocab;
+  absl::StatusOr<int32_t> next = seq.sampler->Sample(absl::MakeConstSpan(logits, V));
+  if (!next.ok()) {
+    FailSequence(seq, next.status());
+    return false;
+  }
+  const int32_t token = *next;
+  seq.sampler->Accept(token);
+  const SpmTokenizer& tok = model_->tokenizer();
+  if (tok.IsEndOfGeneration(token)) {
+    FinishSequence(seq, StopReason::kEos);
+    return false;
+  }
+  ++seq.n_generated;
+  ++work_stats_.generated_tokens;
+  seq.tokens.push_back(token);
+  bool stopped = false;
+  std::string text = seq.stream->Push(tok.PieceView(token), &stopped);
+  const bool last = !stopped && (seq.n_generated >= req.max_new_tokens ||
+                                 seq.n_computed >= context_length_);
+  if (last) text += seq.stream->Flush();
+  Deliver(seq, token, text);
+  if (req.on_token && !req.on_token(seq.request->id, seq.sample, token, text)) {
+    FinishSequence(seq, StopReason::kCallback);
+    return false;
+  }
+  if (stopped) {
+    FinishSequence(seq, StopReason::kStopString);
+    return false;
+  }
+  if (seq.n_generated >= req.max_new_tokens) {
+    FinishSequence(seq, StopReason::kMaxTokens);
+    return false;
+  }
+  if (seq.n_computed >= context_length_) {
+    FinishSequence(seq, StopReason::kContextFull);
+    return false;
+  }
+  return true;
+}
+
+void Engine::RetireSequence(Sequence* seq) { ReleaseBlocks(*seq); }
+
+absl::Status Engine::Step(uint32_t* n_active) {
+  if (OnStepThread()) {
+    return absl::FailedPreconditionError(
+        "kestrel_engine_step: called from inside a streaming callback of the same engine");
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (thread_running_) {
+      return absl::FailedPreconditionError(
+          "kestrel_engine_step: the engine thread is running (kestrel_engine_start); stop it "
+          "first or use kestrel_engine_wait");
+    }
+  }
+  std::lock_guard<std::mutex> step_lock(step_mu_);
+  step_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  absl::Status s = StepLocked(n_active);
+  step_thread_.store(std::thread::id(), std::memory_order_relaxed);
+  return s;
+}
+
+absl::Status Engine::StepLocked(uint32_t* n_active) {
+  TakeSubmissions();
+  ApplyCancels();
+  auto sweep = [this]() {
+    // Drops done sequences (cancelled, failed or finished) and frees their blocks.
+    for (auto* list : {&running_, &waiting_}) {
+      for (auto& s : *list) {
+        if (!s->done && s->request->failed) FinishSequence(*s, StopReason::kNone);
+        if (s->done) RetireSequence(s.get());
+      }
+      list->erase(std::remove_if(list->begin(), list->end(),
+                                 [](const std::unique_ptr<Sequence>& s) { return s->done; }),
+                  list->end());
+    }
+  };
+  sweep();
+  const auto t0 = Clock::now();
+  const uint32_t bs = config_.block_size;
+  absl::Status result;
+  auto by_rank = [](const std::unique_ptr<Sequence>& a, const std::unique_ptr<Sequence>& b) {
+    return a->RanksBefore(*b);
+  };
+  std::stable_sort(running_.begin(), running_.end(), by_rank);
+  std::stable_sort(waiting_.begin(), waiting_.end(), by_rank);
+
+  std::vector<Sequence*> scheduled;
+  std::vector<int32_t> copies;  // copy-on-write pairs, run before the step
+  uint32_t budget = config_.max_batch_tokens;
+  const uint64_t preemptions_before = work_stats_.preemptions;
+
+  // 1. Decodes first: one token for each running sequence that has sampled (rank order). A
+  // sequence about to write into a block it shares (a fork's partial prompt block) copies it.
+  for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+    Sequence* seq = running_[i].get();
+    if (!seq->prefilled) continue;
+    const uint32_t p = seq->n_computed;
+    const size_t bi = p / bs;
+    const bool append = bi >= seq->blocks.size();
+    const bool cow = !append && pool_->ref_count(seq->blocks[bi]) > 1;
+    if (append || cow) {
+      bool self_preempted = false;
+      while (AvailableBlocks() == 0) {
+        Sequence* victim = running_.back().get();  // lowest rank, latest arrival
+        Preempt(victim);
+        if (victim == seq) {
+          self_preempted = true;
+          break;
+        }
+      }
+      if (self_preempted) break;  // it was the last in rank order
+      absl::StatusOr<int32_t> b = AllocateBlock();
+      if (!b.ok()) return b.status();  // cannot happen: AvailableBlocks() > 0
+      if (cow) {
+        copies.push_back(seq->blocks[bi]);
+        copies.push_back(*b);
+        pool_->Release(seq->blocks[bi]);  // still held by the sharers
+        seq->blocks[bi] = *b;
+      } else {
+        seq->blocks.push_back(*b);
+      }
+    }
+    seq->chunk = 1;
+    --budget;
+    scheduled.push_back(seq);
+  }
+  // 2. Prefill chunks of admitted sequences, in rank order, with what is left of the budget.
+  for (auto& s : running_) {
+    if (budget == 0) break;
+    if (s->prefilled) continue;
+    s->chunk = std::min<uint32_t>(static_cast<uint32_t>(s->tokens.size()) - s->n_computed, budget);
+    budget -= s->chunk;
+    scheduled.push_back(s.get());
+  }
+  // 3. Admit waiting sequences in rank order (strict: a head that does not fit blocks the rest),
+  // not in a step that had to preempt (it would only thrash).
+  if (work_stats_.preemptions == preemptions_before) {
+    uint32_t n_seqs = static_cast<uint32_t>(running_.size());
+    while (budget > 0 && !waiting_.empty()) {
+      Sequence* seq = waiting_.front().get();
+      if (n_seqs + 1 + seq->forks_pending > config_.max_sequences) break;
+      if (!Admit(seq)) break;
+      n_seqs += 1 + seq->forks_pending;
+      running_.push_back(std::move(waiting_.front()));
+      waiting_.erase(waiting_.begin());
+      seq->chunk = std::min<uint32_t>(static_cast<uint32_t>(seq->tokens.size()) - seq->n_computed,
+                                      budget);
+      budget -= seq->chunk;
+      scheduled.push_back(seq);
+    }
+  }
+
+  if (!scheduled.empty()) {
+    // One model run over every scheduled token of every sequence.
+    StepInputs& in = step_;
+    in.tokens.clear();
+    in.positions.clear();
+    in.slots.clear();
+    in.query_start.assign(1, 0);
+    in.kv_lens.clear();
+    in.logit_rows.clear();
+    size_t mb = 1;
+    for (Sequence* s : scheduled) mb = std::max(mb, s->blocks.size());
+    in.n_seqs = static_cast<int64_t>(scheduled.size());
+    in.max_blocks = static_cast<int64_t>(mb);
+    in.block_tables.assign(scheduled.size() * mb, 0);
+    for (size_t si = 0; si < scheduled.size(); ++si) {
+      Sequence* s = scheduled[si];
+      for (uint32_t j = 0; j < s->chunk; ++j) {
+        const uint32_t p = s->n_computed + j;
+        in.tokens.push_back(s->tokens[p]);
+        in.positions.push_back(static_cast<int32_t>(p));
+        in.slots.push_back(s->blocks[p / bs] * static_cast<int32_t>(bs) +
+                           static_cast<int32_t>(p % bs));
+      }
+      std::copy(s->blocks.begin(), s->blocks.end(), in.block_tables.begin() + si * mb);
+      in.query_start.push_back(static_cast<int32_t>(in.tokens.size()));
+      in.kv_lens.push_back(static_cast<int32_t>(s->n_computed + s->chunk));
+      s->logit_row = -1;
+      if (s->n_computed + s->chunk == s->tokens.size()) {
+        s->logit_row = static_cast<int32_t>(in.logit_rows.size());
+        in.logit_rows.push_back(static_cast<int32_t>(in.tokens.size()) - 1);
+      }
+    }
+    // A step of prefill chunks only wants no logits, but the plan needs R >= 1: compute one row
+    // and ignore it.
+    if (in.logit_rows.empty()) in.logit_rows.push_back(static_cast<int32_t>(in.tokens.size()) - 1);
+    absl::Status run = executor_->CopyBlocks(copies);
+    if (run.ok()) run = executor_->Run(in, &logits_);
+    if (!run.ok()) {
+      // The step's sequences fail with the device's status; the engine itself stays usable.
+      for (Sequence* s : scheduled) FailSequence(*s, run);
+      result = run;
+    } else {
+      const size_t V = model_->config().n_vocab;
+      std::vector<std::unique_ptr<Sequence>> born;
+      for (Sequence* s : scheduled) {
+        if (s->prefilled) {
+          work_stats_.decode_tokens += s->chunk;
+        } else {
+          work_stats_.prefill_tokens_computed += s->chunk;
+        }
+        s->n_computed += s->chunk;
+        CacheFullBlocks(*s);
+        if (s->logit_row < 0 || s->done) continue;
+        s->prefilled = true;
+        const float* row = logits_.data() + size_t(s->logit_row) * V;
+        // Fork: the other samples start here, sharing every block (the partial last one too,
+        // copy-on-write at their first decode).
+        for (uint32_t k = 1; k <= s->forks_pending; ++k) {
+          auto child = std::make_unique<Sequence>();
+          child->request = s->request;
+          child->sample = s->sample + k;
+          child->priority = s->priority;
+          child->arrival = s->arrival;
+          child->tokens = s->tokens;
+          child->n_prompt = s->n_prompt;
+          child->n_computed = s->n_computed;
+          child->blocks = s->blocks;
+          child->keys = s->keys;
+          for (int32_t b : child->blocks) pool_->Retain(b);
+          SamplerConfig sc = s->request->req.sampler;
+          sc.seed += k;
+          child->sampler = std::make_unique<Sampler>(*Sampler::Create(sc));
+          for (int32_t t : child->tokens) child->sampler->Accept(t);
+          child->stream = std::make_unique<StreamText>(s->request->req.stop_strings);
+          child->prefilled = true;
+          SampleNext(*child, row);
+          born.push_back(std::move(child));
+        }
+        s->forks_pending = 0;
+        SampleNext(*s, row);
+      }
+      for (auto& c : born) running_.push_back(std::move(c));
+    }
+    work_stats_.busy_ms += MsBetween(t0, Clock::now());
+    ++work_stats_.steps;
+  }
+  sweep();
+  PublishStats();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (n_active != nullptr) *n_active = n_unfinished_;
+  done_cv_.notify_all();
+  return result;
+}
+
+void Engine::PublishStats() {
+  EngineStats st = work_stats_;
+  st.kv_blocks_total = n_blocks_;
+  st.kv_blocks_free = pool_->n_free();
+  st.kv_blocks_used = n_blocks_ - st.kv_blocks_free;
+  st.kv_blocks_cached = cache_ ? cache_->NumEvictable() : 0;
+  st.kv_block_size = config_.block_size;
+  // Waste: slots of used blocks that hold no computed token (a shared block counts once).
+  const uint32_t bs = config_.block_size;
+  std::unordered_map<int32_t, uint32_t> filled;
+  for (auto& s : running_) {
+    for (size_t i = 0; i < s->blocks.size(); ++i) {
+      const uint64_t start = uint64_t{i} * bs;
+      const uint32_t f = s->n_computed > start
+                             ? static_cast<uint32_t>(std::min<uint64_t>(bs, s->n_computed - start))
+                             : 0;
+      uint32_t& v = filled[s->blocks[i]];
+      v = std::max(v, f);
+    }
+  }
+  uint64_t filled_slots = uint64_t{st.kv_blocks_cached} * bs;
+  for (auto& [b, f] : filled) filled_slots += f;
+  const uint64_t used_slots = uint64_t{st.kv_blocks_used} * bs;
+  st.kv_waste_fraction =
+      used_slots > 0 ? 1.0 - static_cast<double>(std::min(filled_slots, used_slots)) / used_slots
+                     : 0.0;
+  std::unordered_map<uint64_t, bool> reqs;  // request id -> running?
+  for (auto& s : running_) reqs[s->request->id] = true;
+  uint32_t n_running = static_cast<uint32_t>(reqs.size()), n_waiting = 0;
+  for (auto& s : waiting_) {
+    if (reqs.emplace(s->request->id, false).second) ++n_waiting;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  st.n_finished = published_.n_finished;
+  st.n_running = n_running;
+  st.n_waiting = n_waiting;
+  published_ = st;
+}
+
+EngineStats Engine::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  EngineStats st = published_;
+  st.n_waiting += static_cast<uint32_t>(submitted_.size());
+  return st;
+}
+
+bool Engine::IdleLocked() const { return n_unfinished_ == 0 && cancels_.empty(); }
+
+absl::Status Engine::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (thread_running_) return absl::OkStatus();
+  stop_thread_ = false;
+  thread_running_ = true;
+  try {
+    thread_ = std::thread([this] { ThreadMain(); });
+  } catch (const std::system_error& e) {
+    thread_running_ = false;
+    return absl::ResourceExhaustedError(
+        absl::StrCat("kestrel_engine_start: cannot start the engine thread: ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+void Engine::Stop() {
+  std::thread t;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!thread_running_) return;
+    stop_thread_ = true;
+    work_cv_.notify_all();
+    t = std::move(thread_);
+  }
+  if (t.joinable()) t.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  thread_running_ = false;
+  done_cv_.notify_all();
+}
+
+void Engine::ThreadMain() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [this] { return stop_thread_ || !IdleLocked(); });
+      if (stop_thread_) return;
+    }
+    std::lock_guard<std::mutex> step_lock(step_mu_);
+    step_thread_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+    uint32_t n_active = 0;
+    (void)StepLocked(&n_active);  // failures are reported to the step's requests
+    step_thread_.store(std::thread::id(), std::memory_order_relaxed);
+  }
+}
+
+absl::Status Engine::Wait(uint64_t id, int64_t timeout_ms) {
+  if (OnStepThread()) {
+    return absl::FailedPreconditionError(
+        "kestrel_engine_wait: called from inside a streaming callback of the same engine");
+  }
+  const auto deadline = timeout_ms < 0 ? Clock::time_point::max()
+                                       : Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      std::shared_ptr<Request> req;
+      if (id != 0) {
+        auto it = requests_.find(id);
+        if (it == requests_.end()) {
+          return absl::NotFoundError(
+              absl::StrFormat("kestrel_engine_wait: request_id %u is unknown or released", id));
+        }
+        req = it->second;
+      }
+      auto done = [&]() { return req ? req->live_samples == 0 : n_unfinished_ == 0; };
+      if (done()) return req ? req->out.status : absl::OkStatus();
+      if (Clock::now() >= deadline) {
+        return absl::DeadlineExceededError(absl::StrFormat(
+            "kestrel_engine_wait: request_id %u not done after %d ms", id, timeout_ms));
+      }
+      if (thread_running_) {
+        if (deadline == Clock::time_point::max()) {
+          done_cv_.wait(lock);
+        } else {
+          done_cv_.wait_until(lock, deadline);
+        }
+        continue;
+      }
+    }
+    uint32_t n_active = 0;
+    absl::Status s = Step(&n_active);
+    if (!s.ok() && s.code() == absl::StatusCode::kFailedPrecondition) {
+      // The engine thread started meanwhile: wait for it instead.
+      std::unique_lock<std::mutex> lock(mu_);
+      done_cv_.wait_for(lock, std::chrono::milliseconds(1));
+    }
+  }
+}
+
+absl::Status Engine::Cancel(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = requests_.find(id);
+  if (it == requests_.end()) {
+    return absl::NotFoundError(
+        absl::StrFormat("kestrel_engine_cancel: request_id %u is unknown or released", id));
+  }
+  if (it->second->live_samples == 0) return absl::OkStatus();
+  cancels_.push_back(id);
+  work_cv_.notify_all();
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Release(uint64_t id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = requests_.find(id);
+    if (it == requests_.end()) {
+      return absl::NotFoundError(absl::StrFormat(
+          "kestrel_engine_release_request: request_id %u is unknown or released", id));
+    }
+    if (it->second->live_samples == 0) {
+      requests_.erase(it);
+      return absl::OkStatus();
+    }
+    cancels_.push_back(id);
+    work_cv_.notify_all();
+  }
+  // Not done yet: let the cancellation take effect (a step on this thread, or the engine
+  // thread's), then forget it. Sequences keep the request alive through their shared_ptr.
+  absl::Status s = Wait(id, -1);
+  (void)s;
+  std::lock_guard<std::mutex> lock(mu_);
+  requests_.erase(id);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RequestOutput> Engine::Result(uint64_t id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = requests_.find(id);
+  if (it == requests_.end()) {
+    return absl::NotFoundError(absl::StrFormat("request_id %u is unknown or released", id));
+  }
+  RequestOutput out = it->second->out;
+  if (it->second->live_samples > 0) out.total_ms = MsBetween(it->second->submitted, Clock::now());
+  return out;
+}
+
+}  // namespace runtime
+}  // namespace kestrel

@@ -1,0 +1,181 @@
+// runtime/engine/: the serving engine — many requests over one model and one shared paged KV
+// pool. It owns the scheduler (continuous batching, chunked prefill with decodes first, priorities,
+// preemption by recompute), the KV accounting of every sequence (block lists over a BlockPool,
+// copy-on-write for forks), the prefix cache, and the engine thread. It runs the model only through
+// one Executor (one Run per step over all scheduled sequences) and never talks to plugins itself.
+// It may not change the session, the plan or the KV-cache classes it uses.
+//
+// Thread-safety: every public member may be called from any thread. One step runs at a time
+// (step_mu_); the request table, queue and statistics are guarded by mu_, which is never held
+// while a streaming callback runs, so callbacks may submit, cancel and read results.
+#ifndef KESTREL_RUNTIME_ENGINE_ENGINE_H_
+#define KESTREL_RUNTIME_ENGINE_ENGINE_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "runtime/engine/prefix_cache.h"
+#include "runtime/kv_cache/block_pool.h"
+#include "runtime/model/llama_model.h"
+#include "runtime/plan/executor.h"
+#include "runtime/sampler/sampler.h"
+#include "runtime/session/session.h"
+#include "runtime/session/stream_text.h"
+
+namespace kestrel {
+namespace runtime {
+
+struct EngineConfig {
+  uint64_t kv_cache_bytes = 0;  // 0: max_sequences full contexts
+  uint32_t block_size = 16;
+  uint32_t max_batch_tokens = 512;
+  uint32_t max_sequences = 16;
+  bool prefix_cache = true;
+  uint32_t context_length = 0;  // 0: the model's trained context
+  uint32_t n_threads = 0;
+};
+
+struct EngineRequest {
+  std::vector<int32_t> prompt;  // token ids, used as given
+  uint32_t max_new_tokens = 128;
+  SamplerConfig sampler;        // sample i uses seed + i
+  std::vector<std::string> stop_strings;
+  int32_t priority = 0;
+  uint32_t n = 1;
+  // (request id, sample, token, text made final by it) -> keep going?
+  std::function<bool(uint64_t, uint32_t, int32_t, absl::string_view)> on_token;
+};
+
+enum class RequestState { kWaiting = 0, kRunning = 1, kFinished = 2, kFailed = 3, kCancelled = 4 };
+
+struct SampleOutput {
+  std::vector<int32_t> tokens;  // generated ids, EOS excluded
+  std::string text;             // text delivered to on_token
+  StopReason stop_reason = StopReason::kNone;
+  bool done = false;
+};
+
+struct RequestOutput {
+  RequestState state = RequestState::kWaiting;
+  absl::Status status;  // failure or cancellation
+  uint32_t n_prompt = 0;
+  uint32_t n_cached_prompt_tokens = 0;
+  uint32_t n_preemptions = 0;
+  double queue_ms = 0, ttft_ms = 0, total_ms = 0;
+  std::vector<SampleOutput> samples;
+};
+
+struct EngineStats {
+  uint32_t n_running = 0, n_waiting = 0;
+  uint64_t n_finished = 0;
+  uint32_t kv_blocks_total = 0, kv_blocks_used = 0, kv_blocks_free = 0, kv_blocks_cached = 0;
+  uint32_t kv_block_size = 0;
+  uint64_t prefix_cache_lookups = 0, prefix_cache_hits = 0;
+  uint64_t prefill_tokens_computed = 0, prefill_tokens_reused = 0, decode_tokens = 0;
+  uint64_t generated_tokens = 0, steps = 0, preemptions = 0;
+  double busy_ms = 0;
+  double kv_waste_fraction = 0;
+};
+
+class Engine {
+ public:
+  // `fallback` runs ops the model's device does not support (may be null).
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const LlamaModel* model,
+                                                        hal::Device* fallback,
+                                                        const EngineConfig& config);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Validates and queues a request. Returns its id (> 0).
+  absl::StatusOr<uint64_t> Submit(EngineRequest request);
+  // One scheduling step on the calling thread. *n_active: requests waiting or running after it.
+  absl::Status Step(uint32_t* n_active);
+  absl::Status Start();
+  void Stop();
+  // id 0: until idle. timeout_ms < 0: forever.
+  absl::Status Wait(uint64_t id, int64_t timeout_ms);
+  absl::Status Cancel(uint64_t id);
+  absl::Status Release(uint64_t id);
+  // A copy of the request's output so far.
+  absl::StatusOr<RequestOutput> Result(uint64_t id) const;
+  EngineStats Stats() const;
+
+  uint32_t n_blocks() const { return n_blocks_; }
+  uint32_t block_size() const { return config_.block_size; }
+  uint32_t context_length() const { return context_length_; }
+
+ private:
+  struct Request;
+  struct Sequence;
+
+  Engine() = default;
+  bool OnStepThread() const;
+  // The step proper; step_mu_ held.
+  absl::Status StepLocked(uint32_t* n_active);
+  void TakeSubmissions();
+  void ApplyCancels();
+  uint32_t AvailableBlocks() const;
+  absl::StatusOr<int32_t> AllocateBlock();
+  void ReleaseBlocks(Sequence& seq);
+  void Preempt(Sequence* seq);
+  bool Admit(Sequence* seq);
+  void CacheFullBlocks(Sequence& seq);
+  // Samples the next token of `seq` from `logits`; false when the sample ended.
+  bool SampleNext(Sequence& seq, const float* logits);
+  void FinishSequence(Sequence& seq, StopReason reason);
+  void FailSequence(Sequence& seq, const absl::Status& status);
+  void RetireSequence(Sequence* seq);
+  void Deliver(Sequence& seq, int32_t token, const std::string& text);
+  void PublishStats();
+  void ThreadMain();
+  bool IdleLocked() const;  // mu_ held
+
+  const LlamaModel* model_ = nullptr;
+  EngineConfig config_;
+  uint32_t context_length_ = 0;
+  uint32_t n_blocks_ = 0;
+
+  // Stepping state: only the thread holding step_mu_ touches these.
+  std::mutex step_mu_;
+  std::atomic<std::thread::id> step_thread_{};
+  std::unique_ptr<BlockPool> pool_;
+  std::unique_ptr<PrefixCache> cache_;
+  std::unique_ptr<Executor> executor_;
+  std::vector<std::unique_ptr<Sequence>> running_;  // hold KV blocks
+  std::vector<std::unique_ptr<Sequence>> waiting_;  // admitted in rank order
+  StepInputs step_;
+  std::vector<float> logits_;
+  EngineStats work_stats_;  // counters updated by the stepper
+
+  // Shared state.
+  mutable std::mutex mu_;
+  std::condition_variable done_cv_;   // a request finished / a step ended
+  std::condition_variable work_cv_;   // work arrived (engine thread)
+  std::map<uint64_t, std::shared_ptr<Request>> requests_;
+  std::vector<std::shared_ptr<Request>> submitted_;  // not yet seen by the stepper
+  std::vector<uint64_t> cancels_;
+  uint64_t next_id_ = 1;
+  uint64_t next_arrival_ = 0;
+  uint32_t n_unfinished_ = 0;  // requests waiting or running
+  EngineStats published_;
+  std::thread thread_;
+  bool thread_running_ = false;
+  bool stop_thread_ = false;
+};
+
+}  // namespace runtime
+}  // namespace kestrel
+
+#endif  // KESTREL_RUNTIME_ENGINE_ENGINE_H_

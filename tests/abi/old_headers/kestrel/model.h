@@ -1,0 +1,140 @@
+/* FROZEN TEST COPY (tests/abi/old_headers): an older, smaller edition of the public headers,
+ * version 0.0 (preview): the 0.1 headers with the last field(s) of every options and info
+ * struct removed (and no MoE statistics). Used only by tests/abi/old_client_test.c to prove
+ * that a client compiled against older headers runs against today's libkestrel. Never edit
+ * it to follow newer headers. */
+/* Models: weights loaded onto a device, with their tokenizer.
+ *
+ * A model is immutable after load and shared: kestrel_model_retain / kestrel_model_release count
+ * references, and sessions retain their model. Every model function is thread-safe. */
+#ifndef KESTREL_MODEL_H_
+#define KESTREL_MODEL_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kestrel/export.h"
+#include "kestrel/runtime.h"
+#include "kestrel/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kestrel_model kestrel_model_t;
+
+/* Load progress in [0, 1], called on the loading thread, monotonically, ending with 1.0 on
+ * success. Returning false cancels the load (kestrel_model_load returns CANCELLED). */
+typedef bool (*kestrel_progress_fn)(void* user_data, float progress);
+
+typedef struct kestrel_model_options {
+  uint32_t struct_size; /* set by kestrel_model_options_init */
+  /* Device name ("ref", "cpu", "opencl:1", ...), NUL-terminated. NULL (default): the first device
+   * of the preferred plugin order cpu, ref. */
+  const char* device;
+  bool use_mmap; /* default true: map the file instead of reading it into memory */
+} kestrel_model_options_t;
+
+#define KESTREL_MODEL_OPTIONS_MIN_SIZE \
+  (offsetof(kestrel_model_options_t, device) + sizeof(const char*))
+
+/* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.1 */
+KESTREL_API void kestrel_model_options_init(kestrel_model_options_t* options);
+
+/* Loads a GGUF model (v2 or v3, llama architecture) from `path` (path_length bytes, no NUL
+ * needed) onto a device. `options` NULL: kestrel_model_options_init defaults. The file is validated in full before any weight is used; a bad file gives
+ * INVALID_ARGUMENT / DATA_LOSS / UNIMPLEMENTED with a message naming the field and value.
+ * Other errors: NOT_FOUND (file, device), RESOURCE_EXHAUSTED, CANCELLED (progress callback).
+ * The returned model holds one reference owned by the caller. \since 0.1 */
+KESTREL_API kestrel_status_t* kestrel_model_load(kestrel_runtime_t* runtime, const char* path,
+                                                 size_t path_length,
+                                                 const kestrel_model_options_t* options,
+                                                 kestrel_model_t** out_model);
+
+/* Reference counting. Both accept NULL and are thread-safe. The model is freed when the last
+ * reference goes. \since 0.1 */
+KESTREL_API void kestrel_model_retain(kestrel_model_t* model);
+KESTREL_API void kestrel_model_release(kestrel_model_t* model);
+
+typedef struct kestrel_model_info {
+  uint32_t struct_size; /* set by the caller to sizeof(kestrel_model_info_t) */
+  /* Strings are NUL-terminated, valid while the model lives. */
+  const char* architecture; /* "llama" */
+  const char* name;         /* general.name, "" if absent */
+  const char* device;       /* the device the model runs on */
+  uint64_t n_params;
+  uint64_t weight_bytes;
+  uint32_t n_layers;
+  uint32_t n_heads;
+  uint32_t n_kv_heads;
+  uint32_t n_embd;
+  uint32_t n_ff;
+  uint32_t head_dim;
+  uint32_t context_length; /* trained context */
+  uint32_t vocab_size;
+  int32_t bos_id;
+  int32_t eos_id;
+  int32_t unk_id;
+  int32_t pad_id; /* -1 if none */
+  bool add_bos;
+  float rope_freq_base;
+  float rms_norm_eps;
+} kestrel_model_info_t;
+
+#define KESTREL_MODEL_INFO_MIN_SIZE \
+  (offsetof(kestrel_model_info_t, architecture) + sizeof(const char*))
+
+/* Fills the fields of out_info that fit in its struct_size. Errors: INVALID_ARGUMENT. \since 0.1 */
+KESTREL_API kestrel_status_t* kestrel_model_get_info(const kestrel_model_t* model,
+                                                     kestrel_model_info_t* out_info);
+
+typedef struct kestrel_tensor_type_summary {
+  uint32_t struct_size; /* set by the caller */
+  const char* type_name; /* "F32", "F16", "Q4_0", ... valid while the model lives */
+  uint32_t n_tensors;
+  uint64_t n_elements;
+} kestrel_tensor_type_summary_t;
+
+#define KESTREL_TENSOR_TYPE_SUMMARY_MIN_SIZE \
+  (offsetof(kestrel_tensor_type_summary_t, type_name) + sizeof(const char*))
+
+/* Number of distinct tensor types in the model file. NULL model: 0. \since 0.1 */
+KESTREL_API size_t kestrel_model_tensor_type_count(const kestrel_model_t* model);
+/* Describes tensor type `index` (type name valid while the model lives).
+ * Errors: INVALID_ARGUMENT, OUT_OF_RANGE. \since 0.1 */
+KESTREL_API kestrel_status_t* kestrel_model_tensor_type_summary(
+    const kestrel_model_t* model, size_t index, kestrel_tensor_type_summary_t* out_summary);
+
+/* ---- Tokenizer ------------------------------------------------------------------------------
+ * Buffer convention: the caller passes a buffer and its capacity; *out_required always receives the
+ * number of elements (tokens or bytes) the full result needs. With buffer NULL and capacity 0 the
+ * call only measures (OK). A NULL buffer with capacity > 0 is INVALID_ARGUMENT. If the buffer is
+ * too small the call returns OUT_OF_RANGE and writes nothing into the buffer. Text is UTF-8 and is not NUL-terminated on output. */
+
+/* Tokenizes `text` (text_length bytes) with the model's tokenizer; add_bos prepends BOS when the
+ * model's metadata asks for it. \since 0.1 */
+KESTREL_API kestrel_status_t* kestrel_tokenize(const kestrel_model_t* model, const char* text,
+                                               size_t text_length, bool add_bos,
+                                               int32_t* out_tokens, size_t capacity,
+                                               size_t* out_required);
+
+/* Text of a token sequence; control tokens (BOS/EOS) produce no text. With remove_leading_space
+ * the one space the tokenizer adds in front of the text is dropped again, so
+ * detokenize(tokenize(s)) == s. Errors: OUT_OF_RANGE for a token id outside the vocab. \since 0.1 */
+KESTREL_API kestrel_status_t* kestrel_detokenize(const kestrel_model_t* model,
+                                                 const int32_t* tokens, size_t n_tokens,
+                                                 bool remove_leading_space, char* out_text,
+                                                 size_t capacity, size_t* out_required);
+
+/* Bytes one token contributes to the text (may be a partial UTF-8 sequence for byte tokens).
+ * \since 0.1 */
+KESTREL_API kestrel_status_t* kestrel_token_to_piece(const kestrel_model_t* model, int32_t token,
+                                                     char* out_piece, size_t capacity,
+                                                     size_t* out_required);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KESTREL_MODEL_H_ */

@@ -1,0 +1,176 @@
+/* FROZEN TEST COPY (tests/abi/old_headers): an older, smaller edition of the public headers,
+ * version 0.0 (preview): the 0.1 headers with the last field(s) of every options and info
+ * struct removed (and no MoE statistics). Used only by tests/abi/old_client_test.c to prove
+ * that a client compiled against older headers runs against today's libkestrel. Never edit
+ * it to follow newer headers. */
+/* Sessions: one conversation (one sequence) with its own paged KV cache and sampler.
+ *
+ * Thread-safety: a session is single-user — call its functions from one thread at a time — except
+ * kestrel_session_cancel, which may be called from any thread at any time. */
+#ifndef KESTREL_SESSION_H_
+#define KESTREL_SESSION_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kestrel/export.h"
+#include "kestrel/model.h"
+#include "kestrel/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct kestrel_session kestrel_session_t;
+
+typedef struct kestrel_sampler_options {
+  uint32_t struct_size;       /* set by kestrel_sampler_options_init */
+  float temperature;          /* default 0.8; 0 = greedy (argmax, ties to the lowest id) */
+  int32_t top_k;              /* default 40; 0 = off */
+  float top_p;                /* default 0.95; 1 = off; in (0, 1] */
+  float min_p;                /* default 0.05; 0 = off; in [0, 1] */
+  float repetition_penalty;   /* default 1.0 (off); > 0 */
+  int32_t repetition_window;  /* default 64 last tokens; 0 = off */
+} kestrel_sampler_options_t;
+
+#define KESTREL_SAMPLER_OPTIONS_MIN_SIZE \
+  (offsetof(kestrel_sampler_options_t, temperature) + sizeof(float))
+
+/* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.1 */
+KESTREL_API void kestrel_sampler_options_init(kestrel_sampler_options_t* options);
+
+typedef struct kestrel_session_options {
+  uint32_t struct_size; /* set by kestrel_session_options_init */
+  /* Tokens of context (prompt + generated). 0 (default): the model's trained context. */
+  uint32_t context_length;
+  /* Tokens per KV block. Default 16. */
+  uint32_t kv_block_size;
+  /* Sampling; NULL (default): kestrel_sampler_options_init defaults. Copied during create. */
+  const kestrel_sampler_options_t* sampler;
+} kestrel_session_options_t;
+
+#define KESTREL_SESSION_OPTIONS_MIN_SIZE \
+  (offsetof(kestrel_session_options_t, context_length) + sizeof(uint32_t))
+
+/* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.1 */
+KESTREL_API void kestrel_session_options_init(kestrel_session_options_t* options);
+
+/* Creates a session over `model` (retained until the session is destroyed) and reserves its KV
+ * cache. `options` NULL: kestrel_session_options_init defaults. Errors: INVALID_ARGUMENT (a bad option, named with its value), RESOURCE_EXHAUSTED.
+ * \since 0.1 */
+KESTREL_API kestrel_status_t* kestrel_session_create(kestrel_model_t* model,
+                                                     const kestrel_session_options_t* options,
+                                                     kestrel_session_t** out_session);
+
+/* Accepts NULL. Must not race with other calls on the session. \since 0.1 */
+KESTREL_API void kestrel_session_destroy(kestrel_session_t* session);
+
+/* Streaming callback, called on the generating thread once per generated token, in order. `text`
+ * is the text that became final with this token. It may be empty: the bytes of an incomplete
+ * UTF-8 character and text that might begin a stop string are held back and delivered with a later
+ * token. A stop string and anything after it are never delivered; the token that completed the
+ * stop string is still reported (with the text before the stop string). The end-of-generation
+ * token (EOS) is not reported and not counted. When generation ends for any reason other than the
+ * callback returning false, held-back text is flushed: with the last token if it is known to be
+ * the last (max_new_tokens, context full), otherwise in one final call with token
+ * KESTREL_TOKEN_NONE. `text` is not NUL-terminated and is valid only during the call. Return false
+ * to stop generating (stop reason KESTREL_STOP_CALLBACK). */
+#define KESTREL_TOKEN_NONE (-1)
+typedef bool (*kestrel_token_fn)(void* user_data, int32_t token, const char* text,
+                                 size_t text_length);
+
+typedef enum kestrel_stop_reason {
+  KESTREL_STOP_NONE = 0,
+  KESTREL_STOP_EOS = 1,          /* the model produced an end-of-generation token */
+  KESTREL_STOP_MAX_TOKENS = 2,   /* max_new_tokens reached */
+  KESTREL_STOP_STOP_STRING = 3,  /* a stop string appeared */
+  KESTREL_STOP_CALLBACK = 4,     /* the callback returned false */
+  KESTREL_STOP_CONTEXT_FULL = 5, /* the context length was reached */
+  KESTREL_STOP_CANCELLED = 6     /* kestrel_session_cancel */
+} kestrel_stop_reason_t;
+
+typedef struct kestrel_generate_options {
+  uint32_t struct_size;   /* set by kestrel_generate_options_init */
+  uint32_t max_new_tokens; /* default 128 */
+  /* Stop strings: n_stop_strings NUL-terminated UTF-8 strings, copied during the call. */
+  const char* const* stop_strings;
+  size_t n_stop_strings;
+  kestrel_token_fn on_token; /* NULL: no streaming */
+  void* user_data;
+  bool add_bos; /* default true: prepend BOS when the model asks for it (text prompts only) */
+} kestrel_generate_options_t;
+
+#define KESTREL_GENERATE_OPTIONS_MIN_SIZE \
+  (offsetof(kestrel_generate_options_t, max_new_tokens) + sizeof(uint32_t))
+
+/* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.1 */
+KESTREL_API void kestrel_generate_options_init(kestrel_generate_options_t* options);
+
+typedef struct kestrel_generate_stats {
+  uint32_t struct_size; /* set by the caller to sizeof(kestrel_generate_stats_t) */
+  uint32_t n_prompt_tokens;
+  uint32_t n_generated_tokens;
+  double prefill_ms;
+  double decode_ms;
+  double prefill_tokens_per_s;
+  double decode_tokens_per_s;
+} kestrel_generate_stats_t;
+
+#define KESTREL_GENERATE_STATS_MIN_SIZE \
+  (offsetof(kestrel_generate_stats_t, n_prompt_tokens) + sizeof(uint32_t))
+
+/* Tokenizes `prompt` and generates. The prompt is prefilled in one step, then one token per step.
+ * `options` NULL: kestrel_generate_options_init defaults. out_stats may be NULL; if set, its
+ * struct_size must be at least KESTREL_GENERATE_STATS_MIN_SIZE. Errors: INVALID_ARGUMENT (empty prompt, prompt plus one token longer than
+ * the context — the message gives both numbers), CANCELLED (kestrel_session_cancel; out_stats is
+ * still filled). \since 0.1 */
+KESTREL_API kestrel_status_t* kestrel_session_generate(kestrel_session_t* session,
+                                                       const char* prompt, size_t prompt_length,
+                                                       const kestrel_generate_options_t* options,
+                                                       kestrel_generate_stats_t* out_stats);
+
+/* Same as kestrel_session_generate with the prompt given as token ids (used as given: no BOS is
+ * added). Errors also: OUT_OF_RANGE for an id outside the vocab. \since 0.1 */
+KESTREL_API kestrel_status_t* kestrel_session_generate_tokens(
+    kestrel_session_t* session, const int32_t* prompt_tokens, size_t n_prompt_tokens,
+    const kestrel_generate_options_t* options, kestrel_generate_stats_t* out_stats);
+
+/* Asks a running generate to stop as soon as the current step ends. Any thread, any time; a
+ * cancel with no generate running is remembered by nothing (it does not affect the next one).
+ * Accepts NULL. \since 0.1 */
+KESTREL_API void kestrel_session_cancel(kestrel_session_t* session);
+
+/* ---- Low level: direct control of the KV cache and logits ------------------------------------ */
+
+/* Appends `tokens` to the session's context (one forward step) and computes the logits of the
+ * last position. Errors: INVALID_ARGUMENT (n_tokens 0, context overflow), OUT_OF_RANGE (id).
+ * \since 0.1 */
+KESTREL_API kestrel_status_t* kestrel_session_decode(kestrel_session_t* session,
+                                                     const int32_t* tokens, size_t n_tokens);
+
+/* Copies the last decoded position's logits (vocab_size floats). Buffer convention as in model.h.
+ * Errors: FAILED_PRECONDITION if nothing was decoded since the session was created or truncated.
+ * \since 0.1 */
+KESTREL_API kestrel_status_t* kestrel_session_get_logits(const kestrel_session_t* session,
+                                                         float* out_logits, size_t capacity,
+                                                         size_t* out_required);
+
+/* Tokens held in the session's KV cache. NULL session: 0. \since 0.1 */
+KESTREL_API size_t kestrel_session_token_count(const kestrel_session_t* session);
+
+/* Keeps only the first n_tokens tokens of the KV cache (frees the blocks past them), e.g. to roll
+ * back rejected speculative tokens. Errors: OUT_OF_RANGE if n_tokens > token count. \since 0.1 */
+KESTREL_API kestrel_status_t* kestrel_session_truncate(kestrel_session_t* session,
+                                                       size_t n_tokens);
+
+/* Samples one token from the last logits with the session's sampler (updates its repetition
+ * window). Errors: FAILED_PRECONDITION if there are no logits. \since 0.1 */
+KESTREL_API kestrel_status_t* kestrel_session_sample(kestrel_session_t* session,
+                                                     int32_t* out_token);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KESTREL_SESSION_H_ */
