@@ -105,8 +105,10 @@ absl::StatusOr<kestrel::runtime::RequestOutput> SampleOf(const char* fn,
 
 extern "C" {
 
-KESTREL_API void kestrel_engine_options_init(kestrel_engine_options_t* options) {
-  if (options == nullptr) return;
+KESTREL_API void kestrel_engine_options_init_sized(kestrel_engine_options_t* out, size_t struct_size) {
+  if (out == nullptr) return;
+  kestrel_engine_options_t full;
+  kestrel_engine_options_t* options = &full;
   kestrel::runtime::EngineConfig d;
   *options = kestrel_engine_options_t{};
   options->struct_size = sizeof(kestrel_engine_options_t);
@@ -117,15 +119,19 @@ KESTREL_API void kestrel_engine_options_init(kestrel_engine_options_t* options) 
   options->prefix_cache = d.prefix_cache;
   options->context_length = d.context_length;
   options->n_threads = d.n_threads;
+  kestrel::api::WriteDefaults(out, full, struct_size);
 }
 
-KESTREL_API void kestrel_engine_request_options_init(kestrel_engine_request_options_t* options) {
-  if (options == nullptr) return;
+KESTREL_API void kestrel_engine_request_options_init_sized(kestrel_engine_request_options_t* out, size_t struct_size) {
+  if (out == nullptr) return;
+  kestrel_engine_request_options_t full;
+  kestrel_engine_request_options_t* options = &full;
   *options = kestrel_engine_request_options_t{};
   options->struct_size = sizeof(kestrel_engine_request_options_t);
   options->max_new_tokens = 128;
   options->n = 1;
   options->add_bos = true;
+  kestrel::api::WriteDefaults(out, full, struct_size);
 }
 
 KESTREL_API kestrel_status_t* kestrel_engine_create(kestrel_model_t* model,

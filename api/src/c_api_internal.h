@@ -4,6 +4,7 @@
 #ifndef KESTREL_API_SRC_C_API_INTERNAL_H_
 #define KESTREL_API_SRC_C_API_INTERNAL_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstring>
@@ -111,6 +112,16 @@ absl::Status WriteInfo(const char* function, const char* name, const T& full, T*
   std::memcpy(static_cast<void*>(out), &full, std::min<size_t>(size, sizeof(T)));
   out->struct_size = size;
   return absl::OkStatus();
+}
+
+// kestrel_X_options_init_sized: writes the defaults into the first `struct_size` bytes of the
+// caller's struct only (an older client's struct is smaller than ours) and records that size.
+template <typename T>
+void WriteDefaults(T* out, T full, size_t struct_size) {
+  const size_t n = std::min(struct_size, sizeof(T));
+  if (n < sizeof(uint32_t)) return;  // cannot even hold struct_size
+  full.struct_size = static_cast<uint32_t>(n);
+  std::memcpy(static_cast<void*>(out), &full, n);
 }
 
 // Caller-buffer + required-size convention (see model.h).

@@ -105,8 +105,10 @@ kestrel_status_t* RunGenerate(const char* fn, kestrel_session_t* session,
 
 extern "C" {
 
-KESTREL_API void kestrel_sampler_options_init(kestrel_sampler_options_t* options) {
-  if (options == nullptr) return;
+KESTREL_API void kestrel_sampler_options_init_sized(kestrel_sampler_options_t* out, size_t struct_size) {
+  if (out == nullptr) return;
+  kestrel_sampler_options_t full;
+  kestrel_sampler_options_t* options = &full;
   kestrel::runtime::SamplerConfig d;
   *options = kestrel_sampler_options_t{};
   options->struct_size = sizeof(kestrel_sampler_options_t);
@@ -117,21 +119,28 @@ KESTREL_API void kestrel_sampler_options_init(kestrel_sampler_options_t* options
   options->repetition_penalty = d.repetition_penalty;
   options->repetition_window = d.repetition_window;
   options->seed = d.seed;
+  kestrel::api::WriteDefaults(out, full, struct_size);
 }
 
-KESTREL_API void kestrel_session_options_init(kestrel_session_options_t* options) {
-  if (options == nullptr) return;
+KESTREL_API void kestrel_session_options_init_sized(kestrel_session_options_t* out, size_t struct_size) {
+  if (out == nullptr) return;
+  kestrel_session_options_t full;
+  kestrel_session_options_t* options = &full;
   *options = kestrel_session_options_t{};
   options->struct_size = sizeof(kestrel_session_options_t);
   options->kv_block_size = 16;
+  kestrel::api::WriteDefaults(out, full, struct_size);
 }
 
-KESTREL_API void kestrel_generate_options_init(kestrel_generate_options_t* options) {
-  if (options == nullptr) return;
+KESTREL_API void kestrel_generate_options_init_sized(kestrel_generate_options_t* out, size_t struct_size) {
+  if (out == nullptr) return;
+  kestrel_generate_options_t full;
+  kestrel_generate_options_t* options = &full;
   *options = kestrel_generate_options_t{};
   options->struct_size = sizeof(kestrel_generate_options_t);
   options->max_new_tokens = 128;
   options->add_bos = true;
+  kestrel::api::WriteDefaults(out, full, struct_size);
 }
 
 KESTREL_API kestrel_status_t* kestrel_session_create(kestrel_model_t* model,

@@ -255,7 +255,7 @@ TEST_F(KestrelHppTest, ErrorsCarryCodesAndMessages) {
 }
 
 // Not a fixture test: it creates and destroys runtimes, and only one runtime is alive at a time
-// (see DISABLED_TwoRuntimesDestroyOne below).
+// (see TwoRuntimesDestroyOne below).
 TEST(KestrelHppLifetimes, MoveSemanticsAndDestroyOrder) {
   const std::vector<GoldenCase> golden = ReadGolden();
   const std::vector<int32_t> want8(golden[0].generated_ids.begin(),
@@ -319,10 +319,9 @@ TEST(KestrelHppLifetimes, MoveSemanticsAndDestroyOrder) {
   EXPECT_EQ(session->model().Info().architecture, "llama");
 }
 
-// Two runtimes in one process, one destroyed while the other is used. Disabled: it crashes in
-// the ref plugin today (the plugin's shutdown slot frees a process-wide instance that the other
-// runtime still uses); enable it when the HAL/plugin side is fixed.
-TEST(KestrelHppLifetimes, DISABLED_TwoRuntimesDestroyOne) {
+// Two runtimes in one process, one destroyed while the other is used: plugin libraries are
+// shared per process and shut down only when their last user goes.
+TEST(KestrelHppLifetimes, TwoRuntimesDestroyOne) {
   kestrel::Runtime keep;
   { kestrel::Runtime other; }
   kestrel::Model m = keep.LoadModel(ModelPath(), TestModelOptions());

@@ -1,7 +1,10 @@
 #include "hal/src/host_api.h"
 
 #include <cstdlib>
+#include <mutex>
 #include <new>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -13,11 +16,26 @@ struct kestrel_plugin_status {
 namespace kestrel::hal {
 namespace {
 
-void HostLog(void* ctx, kestrel_plugin_log_level_t level, const char* message, size_t length) {
-  auto* host = static_cast<HostApi*>(ctx);
-  if (host == nullptr || !host->sink || message == nullptr) return;
+struct SinkList {
+  std::mutex mu;
+  int next = 1;
+  std::vector<std::pair<int, LogSink>> sinks;
+};
+
+SinkList& Sinks() {
+  static SinkList* list = new SinkList();  // never destroyed: plugins may log during exit
+  return *list;
+}
+
+void HostLog(void*, kestrel_plugin_log_level_t level, const char* message, size_t length) {
+  if (message == nullptr) return;
   try {
-    host->sink(level, std::string(message, length));
+    const std::string line(message, length);
+    SinkList& list = Sinks();
+    std::lock_guard<std::mutex> lock(list.mu);
+    for (const auto& [handle, sink] : list.sinks) {
+      if (sink) sink(level, line);
+    }
   } catch (...) {
     // A log line is never worth a crash.
   }
@@ -46,18 +64,39 @@ kestrel_plugin_status_t* HostStatusCreate(void*, kestrel_plugin_status_code_t co
 
 }  // namespace
 
-void InitHostApi(HostApi* host, LogSink sink) {
-  host->sink = std::move(sink);
-  kestrel_host_api_t& t = host->table;
-  t = kestrel_host_api_t{};
-  t.struct_size = sizeof(kestrel_host_api_t);
-  t.major = KESTREL_PLUGIN_API_MAJOR;
-  t.minor = KESTREL_PLUGIN_API_MINOR;
-  t.host_ctx = host;
-  t.log = &HostLog;
-  t.alloc = &HostAlloc;
-  t.free = &HostFree;
-  t.status_create = &HostStatusCreate;
+const kestrel_host_api_t* ProcessHostApi() {
+  static const kestrel_host_api_t table = [] {
+    kestrel_host_api_t t{};
+    t.struct_size = sizeof(kestrel_host_api_t);
+    t.major = KESTREL_PLUGIN_API_MAJOR;
+    t.minor = KESTREL_PLUGIN_API_MINOR;
+    t.host_ctx = nullptr;
+    t.log = &HostLog;
+    t.alloc = &HostAlloc;
+    t.free = &HostFree;
+    t.status_create = &HostStatusCreate;
+    return t;
+  }();
+  return &table;
+}
+
+int AddLogSink(LogSink sink) {
+  SinkList& list = Sinks();
+  std::lock_guard<std::mutex> lock(list.mu);
+  const int handle = list.next++;
+  list.sinks.emplace_back(handle, std::move(sink));
+  return handle;
+}
+
+void RemoveLogSink(int handle) {
+  SinkList& list = Sinks();
+  std::lock_guard<std::mutex> lock(list.mu);
+  for (auto it = list.sinks.begin(); it != list.sinks.end(); ++it) {
+    if (it->first == handle) {
+      list.sinks.erase(it);
+      return;
+    }
+  }
 }
 
 absl::Status TakePluginStatus(kestrel_plugin_status_t* status, const std::string& context) {

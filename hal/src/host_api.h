@@ -14,13 +14,15 @@ namespace kestrel::hal {
 // Log sink shared by every plugin: level + message. Set by the runtime; may be empty.
 using LogSink = std::function<void(kestrel_plugin_log_level_t, const std::string&)>;
 
-// Returns the process-wide host table. `sink` (may be null) receives plugin log lines; the table
-// lives as long as the registry that created it.
-struct HostApi {
-  kestrel_host_api_t table;
-  LogSink sink;
-};
-void InitHostApi(HostApi* host, LogSink sink);
+// The process-wide host table. A plugin library is loaded and initialised once per process and
+// shared by every registry (runtime) that uses it, so the table it was given must outlive all of
+// them: it has static storage and is never destroyed.
+const kestrel_host_api_t* ProcessHostApi();
+
+// Plugin log lines go to every registered sink (each runtime registers its own). Returns a handle
+// for RemoveLogSink. Thread-safe.
+int AddLogSink(LogSink sink);
+void RemoveLogSink(int handle);
 
 // Takes ownership of a plugin-returned status (NULL = OK) and converts it. `context` is prefixed
 // to the message so errors say which plugin and slot failed.

@@ -4,6 +4,10 @@
 
 #include <cstddef>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <climits>
+#include <cstdlib>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -31,9 +35,43 @@ constexpr RequiredSlot kRequiredSlots[] = {
 
 }  // namespace
 
+namespace {
+
+// Libraries loaded in this process, by canonical path. Entries expire with their last user.
+struct LoadedLibraries {
+  std::mutex mu;
+  std::map<std::string, std::weak_ptr<PluginLibrary>> by_path;
+};
+LoadedLibraries& Loaded() {
+  static LoadedLibraries* loaded = new LoadedLibraries();
+  return *loaded;
+}
+
+std::string CanonicalPath(const std::string& path) {
+  char buf[PATH_MAX];
+  return realpath(path.c_str(), buf) != nullptr ? std::string(buf) : path;
+}
+
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<PluginLibrary>> PluginLibrary::Load(const std::string& path,
                                                                    const kestrel_host_api_t* host,
                                                                    const PluginOptions& options) {
+  const std::string key = CanonicalPath(path);
+  LoadedLibraries& loaded = Loaded();
+  // Held across the whole load so two runtimes created at once cannot both init the plugin.
+  std::lock_guard<std::mutex> lock(loaded.mu);
+  if (auto it = loaded.by_path.find(key); it != loaded.by_path.end()) {
+    if (std::shared_ptr<PluginLibrary> existing = it->second.lock()) return existing;
+  }
+  absl::StatusOr<std::shared_ptr<PluginLibrary>> lib = LoadNew(path, host, options);
+  if (lib.ok()) loaded.by_path[key] = *lib;
+  return lib;
+}
+
+absl::StatusOr<std::shared_ptr<PluginLibrary>> PluginLibrary::LoadNew(const std::string& path,
+                                                                      const kestrel_host_api_t* host,
+                                                                      const PluginOptions& options) {
   std::shared_ptr<PluginLibrary> lib(new PluginLibrary());
   lib->path_ = path;
   // RTLD_LOCAL keeps each plugin's symbols to itself, so two plugins can use different versions

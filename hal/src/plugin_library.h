@@ -20,6 +20,9 @@ class PluginLibrary {
  public:
   // Loads `path`, resolves the entry symbol, validates the table and calls init. On failure the
   // status message is the skip reason (and names the plugin file). `host` must outlive the plugin.
+  // A library already loaded in this process (same file) is shared, not initialised again: a
+  // plugin's state is process-wide, so init/shutdown run once while any user holds it. The
+  // options of the first load win.
   static absl::StatusOr<std::shared_ptr<PluginLibrary>> Load(const std::string& path,
                                                              const kestrel_host_api_t* host,
                                                              const PluginOptions& options);
@@ -43,6 +46,9 @@ class PluginLibrary {
 
  private:
   PluginLibrary() = default;
+  static absl::StatusOr<std::shared_ptr<PluginLibrary>> LoadNew(const std::string& path,
+                                                               const kestrel_host_api_t* host,
+                                                               const PluginOptions& options);
   void* handle_ = nullptr;
   const kestrel_plugin_api_t* api_ = nullptr;
   bool initialized_ = false;

@@ -63,8 +63,8 @@ std::unique_ptr<PluginRegistry> PluginRegistry::Create(const std::string& search
                                                        LogSink sink,
                                                        const PluginOptions& options) {
   std::unique_ptr<PluginRegistry> reg(new PluginRegistry());
-  reg->host_ = std::make_unique<HostApi>();
-  InitHostApi(reg->host_.get(), std::move(sink));
+  reg->sink_ = sink;
+  if (sink) reg->sink_handle_ = AddLogSink(std::move(sink));
   std::vector<std::string> seen;
   for (absl::string_view element : absl::StrSplit(search_path, ':', absl::SkipEmpty())) {
     std::string entry(element);
@@ -84,9 +84,9 @@ void PluginRegistry::LoadOne(const std::string& path, const PluginOptions& optio
   rec.path = path;
   rec.name = BaseName(path);
   auto log = [&](kestrel_plugin_log_level_t level, const std::string& msg) {
-    if (host_->sink) host_->sink(level, msg);
+    if (sink_) sink_(level, msg);
   };
-  absl::StatusOr<std::shared_ptr<PluginLibrary>> lib = PluginLibrary::Load(path, &host_->table, options);
+  absl::StatusOr<std::shared_ptr<PluginLibrary>> lib = PluginLibrary::Load(path, ProcessHostApi(), options);
   if (!lib.ok()) {
     rec.skip_reason = std::string(lib.status().message());
     log(KESTREL_PLUGIN_LOG_WARNING, absl::StrCat("skipping plugin: ", rec.skip_reason));
@@ -136,6 +136,7 @@ void PluginRegistry::LoadOne(const std::string& path, const PluginOptions& optio
 
 PluginRegistry::~PluginRegistry() {
   devices_.clear();  // close devices before their libraries shut down
+  if (sink_handle_ != 0) RemoveLogSink(sink_handle_);
 }
 
 absl::StatusOr<Device*> PluginRegistry::FindDevice(absl::string_view name) const {

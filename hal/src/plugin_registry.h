@@ -49,7 +49,8 @@ class PluginRegistry {
   PluginRegistry() = default;
   void LoadOne(const std::string& path, const PluginOptions& options);
 
-  std::unique_ptr<HostApi> host_;
+  LogSink sink_;
+  int sink_handle_ = 0;
   std::vector<PluginRecord> plugins_;
   std::vector<std::unique_ptr<Device>> devices_;
 };

@@ -70,7 +70,8 @@ typedef struct kestrel_engine_options {
   (offsetof(kestrel_engine_options_t, kv_cache_bytes) + sizeof(uint64_t))
 
 /* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.1 */
-KESTREL_API void kestrel_engine_options_init(kestrel_engine_options_t* options);
+KESTREL_API void kestrel_engine_options_init_sized(kestrel_engine_options_t* options, size_t struct_size);
+static inline void kestrel_engine_options_init(kestrel_engine_options_t* options) { kestrel_engine_options_init_sized(options, sizeof(*options)); }
 
 /* Creates an engine over `model` (retained until the engine is destroyed) and allocates its KV
  * pool on the model's device. `options` NULL: kestrel_engine_options_init defaults.
@@ -118,7 +119,8 @@ typedef struct kestrel_engine_request_options {
   (offsetof(kestrel_engine_request_options_t, max_new_tokens) + sizeof(uint32_t))
 
 /* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.1 */
-KESTREL_API void kestrel_engine_request_options_init(kestrel_engine_request_options_t* options);
+KESTREL_API void kestrel_engine_request_options_init_sized(kestrel_engine_request_options_t* options, size_t struct_size);
+static inline void kestrel_engine_request_options_init(kestrel_engine_request_options_t* options) { kestrel_engine_request_options_init_sized(options, sizeof(*options)); }
 
 /* Tokenizes `prompt` and queues a request; it runs during later steps. `options` NULL:
  * kestrel_engine_request_options_init defaults. The engine keeps the request's result until

@@ -45,7 +45,10 @@ typedef struct kestrel_runtime_options {
   kestrel_log_level_t log_level; /* default KESTREL_LOG_WARNING */
 } kestrel_runtime_options_t;
 
-/* Options structs: the library accepts any struct_size from the struct's *_MIN_SIZE (the
+/* Options structs are filled by kestrel_X_options_init(&o), a static inline wrapper that passes
+ * sizeof(o) as the client was compiled to kestrel_X_options_init_sized: the library writes only
+ * that many bytes, so a client built against an older (smaller) header is never overrun.
+ * Options structs: the library accepts any struct_size from the struct's *_MIN_SIZE (the
  * struct_size field plus the first field) up to its own sizeof; fields past the caller's
  * struct_size keep their defaults. A client compiled against an older header (a prefix of today's
  * fields) therefore keeps working. Smaller sizes are INVALID_ARGUMENT. Output structs
@@ -54,7 +57,8 @@ typedef struct kestrel_runtime_options {
   (offsetof(kestrel_runtime_options_t, plugin_path) + sizeof(const char*))
 
 /* Fills `options` with its struct_size and defaults. Accepts NULL (does nothing). \since 0.1 */
-KESTREL_API void kestrel_runtime_options_init(kestrel_runtime_options_t* options);
+KESTREL_API void kestrel_runtime_options_init_sized(kestrel_runtime_options_t* options, size_t struct_size);
+static inline void kestrel_runtime_options_init(kestrel_runtime_options_t* options) { kestrel_runtime_options_init_sized(options, sizeof(*options)); }
 
 /* Creates a runtime and loads every plugin found on the plugin path. A plugin that cannot be used
  * (missing entry symbol, other major ABI version, NULL required slot, failing init, no devices) is

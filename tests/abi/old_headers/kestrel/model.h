@@ -40,7 +40,8 @@ typedef struct kestrel_model_options {
   (offsetof(kestrel_model_options_t, device) + sizeof(const char*))
 
 /* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.1 */
-KESTREL_API void kestrel_model_options_init(kestrel_model_options_t* options);
+KESTREL_API void kestrel_model_options_init_sized(kestrel_model_options_t* options, size_t struct_size);
+static inline void kestrel_model_options_init(kestrel_model_options_t* options) { kestrel_model_options_init_sized(options, sizeof(*options)); }
 
 /* Loads a GGUF model (v2 or v3, llama architecture) from `path` (path_length bytes, no NUL
  * needed) onto a device. `options` NULL: kestrel_model_options_init defaults. The file is validated in full before any weight is used; a bad file gives

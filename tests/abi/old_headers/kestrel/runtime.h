@@ -58,7 +58,8 @@ typedef struct kestrel_runtime_options {
   (offsetof(kestrel_runtime_options_t, plugin_path) + sizeof(const char*))
 
 /* Fills `options` with its struct_size and defaults. Accepts NULL (does nothing). \since 0.1 */
-KESTREL_API void kestrel_runtime_options_init(kestrel_runtime_options_t* options);
+KESTREL_API void kestrel_runtime_options_init_sized(kestrel_runtime_options_t* options, size_t struct_size);
+static inline void kestrel_runtime_options_init(kestrel_runtime_options_t* options) { kestrel_runtime_options_init_sized(options, sizeof(*options)); }
 
 /* Creates a runtime and loads every plugin found on the plugin path. A plugin that cannot be used
  * (missing entry symbol, other major ABI version, NULL required slot, failing init, no devices) is

@@ -38,7 +38,8 @@ typedef struct kestrel_sampler_options {
   (offsetof(kestrel_sampler_options_t, temperature) + sizeof(float))
 
 /* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.1 */
-KESTREL_API void kestrel_sampler_options_init(kestrel_sampler_options_t* options);
+KESTREL_API void kestrel_sampler_options_init_sized(kestrel_sampler_options_t* options, size_t struct_size);
+static inline void kestrel_sampler_options_init(kestrel_sampler_options_t* options) { kestrel_sampler_options_init_sized(options, sizeof(*options)); }
 
 typedef struct kestrel_session_options {
   uint32_t struct_size; /* set by kestrel_session_options_init */
@@ -54,7 +55,8 @@ typedef struct kestrel_session_options {
   (offsetof(kestrel_session_options_t, context_length) + sizeof(uint32_t))
 
 /* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.1 */
-KESTREL_API void kestrel_session_options_init(kestrel_session_options_t* options);
+KESTREL_API void kestrel_session_options_init_sized(kestrel_session_options_t* options, size_t struct_size);
+static inline void kestrel_session_options_init(kestrel_session_options_t* options) { kestrel_session_options_init_sized(options, sizeof(*options)); }
 
 /* Creates a session over `model` (retained until the session is destroyed) and reserves its KV
  * cache. `options` NULL: kestrel_session_options_init defaults. Errors: INVALID_ARGUMENT (a bad option, named with its value), RESOURCE_EXHAUSTED.
@@ -105,7 +107,8 @@ typedef struct kestrel_generate_options {
   (offsetof(kestrel_generate_options_t, max_new_tokens) + sizeof(uint32_t))
 
 /* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.1 */
-KESTREL_API void kestrel_generate_options_init(kestrel_generate_options_t* options);
+KESTREL_API void kestrel_generate_options_init_sized(kestrel_generate_options_t* options, size_t struct_size);
+static inline void kestrel_generate_options_init(kestrel_generate_options_t* options) { kestrel_generate_options_init_sized(options, sizeof(*options)); }
 
 typedef struct kestrel_generate_stats {
   uint32_t struct_size; /* set by the caller to sizeof(kestrel_generate_stats_t) */
