@@ -5,6 +5,8 @@
 // the KV cache ops, bit for bit. Also: op_query answers, data-dependent errors, in-place ops,
 // streams and events through the raw plugin table, and the kernel binary cache.
 // Without an OpenCL device every test is skipped with the plugin's reason.
+#include <dlfcn.h>
+#include <mutex>
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -596,29 +598,48 @@ TEST_F(OpenClTest, DeviceNamesAndCaps) {
 }
 
 // ---- raw plugin table: streams, events, the kernel cache --------------------------------------------
-// Loads the OpenCL plugin library directly (a second dlopen of the same file shares its state
-// with the registry's copy, which the plugin supports through init/shutdown counting).
+// Loads the OpenCL plugin library directly with its own init(options) and shutdown, beside the
+// registry's user of the same library (the host shares one loaded library per process; the OpenCL
+// plugin also counts init/shutdown pairs from direct users like this one, and the last
+// cache_dir given wins).
 class RawPlugin {
  public:
   explicit RawPlugin(const hal::PluginOptions& options = {}) {
-    hal::InitHostApi(&host_, [this](kestrel_plugin_log_level_t level, const std::string& m) {
+    sink_ = hal::AddLogSink([this](kestrel_plugin_log_level_t level, const std::string& m) {
+      std::lock_guard<std::mutex> lock(logs_mu_);
       logs_ += std::to_string(level) + ": " + m + "\n";
     });
-    auto lib = hal::PluginLibrary::Load(PluginPath("opencl"), &host_.table, options);
-    if (!lib.ok()) {
-      error_ = std::string(lib.status().message());
+    void* handle = dlopen(PluginPath("opencl").c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle == nullptr) {
+      error_ = std::string("dlopen failed: ") + dlerror();
       return;
     }
-    lib_ = *lib;
-    api_ = &lib_->api();
+    auto get_api = reinterpret_cast<kestrel_plugin_get_api_fn>(dlsym(handle, KESTREL_PLUGIN_ENTRY_SYMBOL));
+    if (get_api == nullptr ||
+        !Check(get_api(hal::ProcessHostApi(), KESTREL_PLUGIN_API_MAJOR, KESTREL_PLUGIN_API_MINOR, &api_),
+               "get_api") ||
+        api_ == nullptr) {
+      error_ += "no plugin table";
+      api_ = nullptr;
+      return;
+    }
+    std::vector<kestrel_plugin_option_t> opts;
+    for (const auto& [k, v] : options) opts.push_back({k.c_str(), v.c_str()});
+    if (!Check(api_->init(opts.data(), opts.size()), "init")) return;
+    initialized_ = true;
     Check(api_->device_open(0, &dev_), "device_open");
   }
   ~RawPlugin() {
     if (dev_ != nullptr) api_->device_close(dev_);
+    if (initialized_) api_->shutdown();
+    hal::RemoveLogSink(sink_);
   }
   bool ok() const { return dev_ != nullptr; }
   const std::string& error() const { return error_; }
-  const std::string& logs() const { return logs_; }
+  std::string logs() const {
+    std::lock_guard<std::mutex> lock(logs_mu_);
+    return logs_;
+  }
   const kestrel_plugin_api_t* api() const { return api_; }
   kestrel_plugin_device_t* dev() const { return dev_; }
   // Takes a plugin status; records its message.
@@ -629,11 +650,13 @@ class RawPlugin {
   }
 
  private:
-  hal::HostApi host_;
-  std::shared_ptr<hal::PluginLibrary> lib_;
+  int sink_ = 0;
+  bool initialized_ = false;
   const kestrel_plugin_api_t* api_ = nullptr;
   kestrel_plugin_device_t* dev_ = nullptr;
-  std::string error_, logs_;
+  std::string error_;
+  mutable std::mutex logs_mu_;
+  std::string logs_;
 };
 
 kestrel_op_desc_t AddOp(kestrel_plugin_buffer_t* a, kestrel_plugin_buffer_t* b,

@@ -447,7 +447,9 @@ typedef struct kestrel_plugin_api {
  * FAILED_PRECONDITION status naming both versions. With a NULL or too-small host table no status
  * can be created: it returns NULL with *out = NULL (the host treats that as "no table").
  * One loaded library serves one plugin instance: slots without a device argument (init,
- * device_count, ...) act on that instance's global state. */
+ * device_count, ...) act on that instance's global state. The Kestrel host loads each library
+ * once per process and shares it between runtimes: get_api and init run once, shutdown after the
+ * last runtime using it is gone, and the host table stays valid for the whole process. */
 typedef kestrel_plugin_status_t* (*kestrel_plugin_get_api_fn)(const kestrel_host_api_t* host,
                                                               uint16_t host_major,
                                                               uint16_t host_minor,
