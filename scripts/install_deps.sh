@@ -15,18 +15,36 @@ packages=(
   # oneDNN for the fast CPU plugin.
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
   libdnnl-dev
+  # Rust bindings check (bindgen loads libclang at run time) and the aarch64 edge test.
+  bindgen libclang1-14 libclang-common-14-dev
+  g++-aarch64-linux-gnu libc6-dev-arm64-cross libstdc++-12-dev-arm64-cross qemu-user
 )
 
+# The aarch64 cross build of the edge test needs Abseil for arm64 (Debian multiarch).
+cross_packages=(libabsl-dev:arm64)
+
+native="$(dpkg --print-architecture)"
+installed() {
+  # A package installed for several architectures (multiarch) needs the :arch qualifier.
+  dpkg -s "$1" >/dev/null 2>&1 || dpkg -s "$1:$native" >/dev/null 2>&1
+}
 missing=()
 for p in "${packages[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  installed "$p" || missing+=("$p")
 done
-if ((${#missing[@]} == 0)); then
+missing_cross=()
+for p in "${cross_packages[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing_cross+=("$p")
+done
+if ((${#missing[@]} == 0 && ${#missing_cross[@]} == 0)); then
   exit 0
 fi
-echo "kestrel: installing ${missing[*]}" >&2
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
+if ((${#missing_cross[@]} > 0)); then
+  $SUDO dpkg --add-architecture arm64
+fi
+echo "kestrel: installing ${missing[*]} ${missing_cross[*]}" >&2
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" "${missing_cross[@]}" >/dev/null

@@ -1,0 +1,249 @@
+//! `Model`: weights on a device plus their tokenizer; immutable and shared.
+use std::os::raw::c_char;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use kestrel_sys as sys;
+
+use crate::error::{check, Result};
+use crate::runtime::LogSink;
+use crate::session::{Session, SessionOptions};
+use crate::util::{read_buffer, string_from};
+
+/// Options of [`crate::Runtime::load_model_with`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ModelOptions {
+    /// Device name ("ref", "cpu", "opencl:1", ...). `None`: the first device of the preferred
+    /// plugin order cpu, ref.
+    pub device: Option<String>,
+    /// Map the file instead of reading it (default true).
+    pub use_mmap: bool,
+}
+
+impl Default for ModelOptions {
+    fn default() -> ModelOptions {
+        let mut raw: sys::kestrel_model_options_t = unsafe { std::mem::zeroed() };
+        unsafe { sys::kestrel_model_options_init(&mut raw) };
+        ModelOptions {
+            device: None,
+            use_mmap: raw.use_mmap,
+        }
+    }
+}
+
+impl ModelOptions {
+    pub fn device(mut self, device: impl Into<String>) -> ModelOptions {
+        self.device = Some(device.into());
+        self
+    }
+
+    pub fn use_mmap(mut self, use_mmap: bool) -> ModelOptions {
+        self.use_mmap = use_mmap;
+        self
+    }
+}
+
+/// Model metadata (`kestrel_model_info_t`).
+#[derive(Clone, Debug)]
+pub struct ModelInfo {
+    pub architecture: String,
+    pub name: String,
+    /// The device the model runs on.
+    pub device: String,
+    pub n_params: u64,
+    pub weight_bytes: u64,
+    pub n_layers: u32,
+    pub n_heads: u32,
+    pub n_kv_heads: u32,
+    pub n_embd: u32,
+    pub n_ff: u32,
+    pub head_dim: u32,
+    pub context_length: u32,
+    pub vocab_size: u32,
+    pub bos_id: i32,
+    pub eos_id: i32,
+    pub unk_id: i32,
+    /// -1 if none.
+    pub pad_id: i32,
+    pub add_bos: bool,
+    pub rope_freq_base: f32,
+    pub rms_norm_eps: f32,
+    pub n_tensors: u32,
+}
+
+/// How many tensors of one type the model file holds (`kestrel_tensor_type_summary_t`).
+#[derive(Clone, Debug)]
+pub struct TensorTypeSummary {
+    pub type_name: String,
+    pub n_tensors: u32,
+    pub n_elements: u64,
+    pub n_bytes: u64,
+}
+
+/// A loaded model. Immutable; `Clone` takes another reference (`kestrel_model_retain`), `Drop`
+/// releases one. `Send + Sync`: every model function of the C API is thread-safe.
+pub struct Model {
+    raw: NonNull<sys::kestrel_model_t>,
+    log: Option<Arc<LogSink>>,
+}
+
+// SAFETY: model.h: "Every model function is thread-safe"; retain/release are thread-safe.
+unsafe impl Send for Model {}
+unsafe impl Sync for Model {}
+
+impl Model {
+    /// # Safety
+    /// `raw` is a live model whose one reference passes to the new `Model`.
+    pub(crate) unsafe fn from_raw(
+        raw: NonNull<sys::kestrel_model_t>,
+        log: Option<Arc<LogSink>>,
+    ) -> Model {
+        Model { raw, log }
+    }
+
+    /// The raw handle, for calls into `kestrel_sys`; valid while this `Model` lives.
+    pub fn as_ptr(&self) -> *mut sys::kestrel_model_t {
+        self.raw.as_ptr()
+    }
+
+    fn as_const(&self) -> *const sys::kestrel_model_t {
+        self.raw.as_ptr()
+    }
+
+    pub fn info(&self) -> Result<ModelInfo> {
+        let mut i: sys::kestrel_model_info_t = unsafe { std::mem::zeroed() };
+        i.struct_size = std::mem::size_of::<sys::kestrel_model_info_t>() as u32;
+        check(unsafe { sys::kestrel_model_get_info(self.as_const(), &mut i) })?;
+        // SAFETY: strings valid while the model lives; copied here.
+        unsafe {
+            Ok(ModelInfo {
+                architecture: string_from(i.architecture),
+                name: string_from(i.name),
+                device: string_from(i.device),
+                n_params: i.n_params,
+                weight_bytes: i.weight_bytes,
+                n_layers: i.n_layers,
+                n_heads: i.n_heads,
+                n_kv_heads: i.n_kv_heads,
+                n_embd: i.n_embd,
+                n_ff: i.n_ff,
+                head_dim: i.head_dim,
+                context_length: i.context_length,
+                vocab_size: i.vocab_size,
+                bos_id: i.bos_id,
+                eos_id: i.eos_id,
+                unk_id: i.unk_id,
+                pad_id: i.pad_id,
+                add_bos: i.add_bos,
+                rope_freq_base: i.rope_freq_base,
+                rms_norm_eps: i.rms_norm_eps,
+                n_tensors: i.n_tensors,
+            })
+        }
+    }
+
+    /// Tensor counts and sizes per tensor type ("F32", "Q4_0", ...).
+    pub fn tensor_types(&self) -> Result<Vec<TensorTypeSummary>> {
+        let count = unsafe { sys::kestrel_model_tensor_type_count(self.as_const()) };
+        (0..count)
+            .map(|index| {
+                let mut s: sys::kestrel_tensor_type_summary_t = unsafe { std::mem::zeroed() };
+                s.struct_size = std::mem::size_of::<sys::kestrel_tensor_type_summary_t>() as u32;
+                check(unsafe {
+                    sys::kestrel_model_tensor_type_summary(self.as_const(), index, &mut s)
+                })?;
+                Ok(TensorTypeSummary {
+                    type_name: unsafe { string_from(s.type_name) },
+                    n_tensors: s.n_tensors,
+                    n_elements: s.n_elements,
+                    n_bytes: s.n_bytes,
+                })
+            })
+            .collect()
+    }
+
+    /// Token ids of `text`; `add_bos` prepends BOS when the model's metadata asks for it.
+    pub fn tokenize(&self, text: &str, add_bos: bool) -> Result<Vec<i32>> {
+        read_buffer(|buffer, capacity, required| unsafe {
+            sys::kestrel_tokenize(
+                self.as_const(),
+                text.as_ptr() as *const c_char,
+                text.len(),
+                add_bos,
+                buffer,
+                capacity,
+                required,
+            )
+        })
+    }
+
+    /// The bytes of a token sequence (control tokens give none). With `remove_leading_space` the
+    /// space the tokenizer puts in front of a text is dropped, so
+    /// `detokenize(tokenize(s, _), true) == s`. Errors: `OutOfRange` for an id outside the vocab.
+    pub fn detokenize_bytes(&self, tokens: &[i32], remove_leading_space: bool) -> Result<Vec<u8>> {
+        let bytes: Vec<c_char> = read_buffer(|buffer, capacity, required| unsafe {
+            sys::kestrel_detokenize(
+                self.as_const(),
+                tokens.as_ptr(),
+                tokens.len(),
+                remove_leading_space,
+                buffer,
+                capacity,
+                required,
+            )
+        })?;
+        Ok(bytes.into_iter().map(|b| b as u8).collect())
+    }
+
+    /// [`Model::detokenize_bytes`] as a `String`; invalid UTF-8 (possible with byte tokens) is
+    /// replaced by U+FFFD.
+    pub fn detokenize(&self, tokens: &[i32], remove_leading_space: bool) -> Result<String> {
+        let bytes = self.detokenize_bytes(tokens, remove_leading_space)?;
+        Ok(match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
+    }
+
+    /// The bytes one token contributes to a text (may be part of a UTF-8 character).
+    pub fn token_to_piece(&self, token: i32) -> Result<Vec<u8>> {
+        let bytes: Vec<c_char> = read_buffer(|buffer, capacity, required| unsafe {
+            sys::kestrel_token_to_piece(self.as_const(), token, buffer, capacity, required)
+        })?;
+        Ok(bytes.into_iter().map(|b| b as u8).collect())
+    }
+
+    /// A session with default options (sampler defaults: temperature 0.8, top-k 40, ...).
+    pub fn new_session(&self) -> Result<Session> {
+        Session::new(self, &SessionOptions::default())
+    }
+
+    pub fn new_session_with(&self, options: &SessionOptions) -> Result<Session> {
+        Session::new(self, options)
+    }
+}
+
+impl Clone for Model {
+    fn clone(&self) -> Model {
+        // SAFETY: a live model; the new reference is owned by the clone.
+        unsafe { sys::kestrel_model_retain(self.raw.as_ptr()) };
+        Model {
+            raw: self.raw,
+            log: self.log.clone(),
+        }
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        // SAFETY: releases the reference this value owns.
+        unsafe { sys::kestrel_model_release(self.raw.as_ptr()) };
+    }
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("raw", &self.raw).finish()
+    }
+}
