@@ -15,6 +15,9 @@ constexpr unsigned kForDevices = 1u << 2;
 constexpr unsigned kForBench = 1u << 3;
 constexpr unsigned kForAll = kForGenerate | kForInfo | kForDevices | kForBench;
 
+constexpr uint32_t kMaxConcurrency = 4096;
+constexpr uint32_t kMaxPrefixTokens = 1u << 20;
+
 enum class FlagId {
   kModel,
   kPrompt,
@@ -39,6 +42,9 @@ enum class FlagId {
   kWarmup,
   kMembw,
   kSizeMb,
+  kEngine,
+  kConcurrency,
+  kPrefixTokens,
 };
 
 struct FlagSpec {
@@ -74,6 +80,9 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kMembw, "membw", 0, false, kForBench},
     {FlagId::kSizeMb, "size-mb", 0, true, kForBench},
     {FlagId::kPrompt, "n-prompt", 0, true, kForBench},  // bench's long name for -p
+    {FlagId::kEngine, "engine", 0, false, kForBench},
+    {FlagId::kConcurrency, "concurrency", 0, true, kForBench},
+    {FlagId::kPrefixTokens, "prefix-tokens", 0, true, kForBench},
 };
 
 unsigned CommandBit(Command command) {
@@ -269,6 +278,23 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
         return Fail(BadValue(spelled, value, "a buffer size in MiB in [1, 1048576]"));
       }
       break;
+    case FlagId::kEngine:
+      o->bench.engine = true;
+      break;
+    case FlagId::kConcurrency:
+      if (!ParseConcurrencyList(value, &o->bench.concurrency)) {
+        return Fail(BadValue(spelled, value,
+                             "a comma-separated list of concurrencies in [1, 4096], e.g. 1,8,32"));
+      }
+      break;
+    case FlagId::kPrefixTokens: {
+      uint32_t v;
+      if (!ParseUint32(value, &v) || v > kMaxPrefixTokens) {
+        return Fail(BadValue(spelled, value, "a prefix length in tokens in [0, 1048576] (0 = skip)"));
+      }
+      o->bench.prefix_tokens = v;
+      break;
+    }
   }
   return ParseResult{};
 }
@@ -321,6 +347,20 @@ bool ParseUint64(std::string_view text, uint64_t* out) {
   return true;
 }
 
+bool ParseConcurrencyList(std::string_view text, std::vector<uint32_t>* out) {
+  std::vector<uint32_t> values;
+  while (true) {
+    const size_t comma = text.find(',');
+    uint32_t v;
+    if (!ParseUint32(text.substr(0, comma), &v) || v == 0 || v > kMaxConcurrency) return false;
+    values.push_back(v);
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  *out = std::move(values);
+  return true;
+}
+
 bool ParseFloat(std::string_view text, float* out) {
   float v = 0.0f;
   const char* end = text.data() + text.size();
@@ -367,6 +407,9 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
   const unsigned command_bit = CommandBit(o.command);
   std::vector<std::string> model_flags_seen;  // bench: flags that make no sense with --membw
   std::string size_mb_spelled;
+  std::string not_engine_spelled;  // bench: -p or --warmup, which --engine does not use
+  std::string engine_only_spelled;  // bench: --concurrency or --prefix-tokens
+  bool n_decode_given = false, reps_given = false;
   for (; i < argc; ++i) {
     std::string_view arg = argv[i];
     const FlagSpec* spec = nullptr;
@@ -426,6 +469,14 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
       default:
         break;
     }
+    if (spec->id == FlagId::kPrompt || spec->id == FlagId::kWarmup) {
+      not_engine_spelled = std::string(spelled);
+    }
+    if (spec->id == FlagId::kConcurrency || spec->id == FlagId::kPrefixTokens) {
+      engine_only_spelled = std::string(spelled);
+    }
+    if (spec->id == FlagId::kMaxTokens) n_decode_given = true;
+    if (spec->id == FlagId::kReps) reps_given = true;
   }
 
   if (!o.help) {
@@ -436,6 +487,17 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
       return Fail("'generate' needs -p/--prompt PROMPT");
     }
     if (o.command == Command::kBench) {
+      if (o.bench.engine && o.bench.membw) return Fail("--engine and --membw exclude each other");
+      if (o.bench.engine && !not_engine_spelled.empty()) {
+        return Fail("option '" + not_engine_spelled + "' does not apply to 'bench --engine'");
+      }
+      if (!o.bench.engine && !engine_only_spelled.empty()) {
+        return Fail("option '" + engine_only_spelled + "' needs --engine");
+      }
+      if (o.bench.engine) {  // the engine bench's own defaults
+        if (!n_decode_given) o.bench.n_decode = 128;
+        if (!reps_given) o.bench.reps = 3;
+      }
       if (o.bench.membw && !model_flags_seen.empty()) {
         return Fail("option '" + model_flags_seen.front() +
                     "' does not apply to 'bench --membw' (it measures memory, not a model)");

@@ -21,10 +21,16 @@ const char* CommandName(Command command);
 struct BenchOptions {
   uint32_t n_prompt = 128;  // -p: prompt tokens prefilled in one step
   uint32_t n_decode = 64;   // -n: tokens decoded one step at a time after the prefill
-  uint32_t reps = 5;        // --reps: measured repetitions (>= 1)
+                            //     (--engine: new tokens per request, default 128)
+  uint32_t reps = 5;        // --reps: measured repetitions (>= 1; --engine: default 3)
   uint32_t warmup = 1;      // --warmup: unmeasured repetitions run first
   bool membw = false;       // --membw: measure memory read bandwidth instead of a model
   uint32_t size_mb = 0;     // --size-mb: membw buffer in MiB (0: max(4 x LLC, 1024 MiB))
+  bool engine = false;      // --engine: serving-engine throughput at several concurrencies
+  std::vector<uint32_t> concurrency = {1, 8, 32};  // --concurrency 1,8,32: each in [1, 4096]
+  // --prefix-tokens: shared-prefix length of the --engine prefix-cache workload. Unset: 512, or
+  // the largest that fits the model's context; 0: skip that workload.
+  std::optional<uint32_t> prefix_tokens;
 };
 
 // Everything the command line can say. Optional sampler fields stay unset when the flag is absent,
@@ -67,7 +73,8 @@ struct ParseResult {
 // `--flag VALUE` and `--flag=VALUE`; short ones `-n VALUE`. A flag that the chosen subcommand does
 // not use is an error. Missing required flags (-m, -p) are reported here too, unless help was asked.
 // `bench` needs -m unless --membw is given; with --membw the model flags (-m -p -n --device
-// --no-mmap --warmup) are errors, and --size-mb needs --membw.
+// --no-mmap --warmup) are errors, and --size-mb needs --membw. --engine excludes --membw, -p and
+// --warmup; --concurrency and --prefix-tokens need --engine.
 ParseResult ParseArgs(int argc, const char* const* argv, Options* out);
 
 // Strict number parsing: the whole text must be the number (no spaces, no sign on unsigned, no
@@ -76,6 +83,10 @@ bool ParseUint32(std::string_view text, uint32_t* out);
 bool ParseInt32(std::string_view text, int32_t* out);
 bool ParseUint64(std::string_view text, uint64_t* out);
 bool ParseFloat(std::string_view text, float* out);
+
+// "1,8,32" -> {1, 8, 32}: one or more comma-separated integers, each strictly parsed and in
+// [1, 4096]; no empty items, spaces or signs. On failure *out is untouched.
+bool ParseConcurrencyList(std::string_view text, std::vector<uint32_t>* out);
 
 }  // namespace kestrel::cli
 

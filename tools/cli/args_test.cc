@@ -183,6 +183,97 @@ TEST(ParseArgsTest, BenchMembw) {
   EXPECT_EQ(o.bench.size_mb, 0u);  // automatic
 }
 
+TEST(ParseNumbersTest, ConcurrencyList) {
+  std::vector<uint32_t> v = {7};
+  ASSERT_TRUE(ParseConcurrencyList("1,8,32", &v));
+  EXPECT_EQ(v, (std::vector<uint32_t>{1, 8, 32}));
+  ASSERT_TRUE(ParseConcurrencyList("4096", &v));
+  EXPECT_EQ(v, (std::vector<uint32_t>{4096}));
+  for (const char* bad : {"", ",", "1,", ",1", "1,,2", "0", "1,0", "4097", "1, 8", " 1", "-1",
+                          "+1", "1.5", "1;8", "x", "1,8x"}) {
+    v = {7};
+    EXPECT_FALSE(ParseConcurrencyList(bad, &v)) << bad;
+    EXPECT_EQ(v, (std::vector<uint32_t>{7})) << "written on failure: " << bad;
+  }
+}
+
+TEST(ParseArgsTest, BenchEngine) {
+  Options o;
+  ParseResult r = Parse({"bench", "-m", "m.gguf", "--engine", "--concurrency", "1,4", "-n", "8",
+                         "-t", "2", "--device", "cpu", "--reps", "1", "--prefix-tokens", "32",
+                         "--json"},
+                        &o);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_TRUE(o.bench.engine);
+  EXPECT_FALSE(o.bench.membw);
+  EXPECT_EQ(o.bench.concurrency, (std::vector<uint32_t>{1, 4}));
+  EXPECT_EQ(o.bench.n_decode, 8u);
+  EXPECT_EQ(o.n_threads, 2u);
+  EXPECT_EQ(o.device, "cpu");
+  EXPECT_EQ(o.bench.reps, 1u);
+  ASSERT_TRUE(o.bench.prefix_tokens.has_value());
+  EXPECT_EQ(*o.bench.prefix_tokens, 32u);
+  EXPECT_TRUE(o.json);
+
+  // The engine bench's defaults: -n 128, --reps 3, concurrencies 1,8,32, prefix length automatic.
+  ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "--engine"}, &o).ok);
+  EXPECT_EQ(o.bench.n_decode, 128u);
+  EXPECT_EQ(o.bench.reps, 3u);
+  EXPECT_EQ(o.bench.concurrency, (std::vector<uint32_t>{1, 8, 32}));
+  EXPECT_FALSE(o.bench.prefix_tokens.has_value());
+  EXPECT_EQ(o.n_threads, 0u);
+  ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "--engine", "--prefix-tokens=0",
+                     "--concurrency=16"},
+                    &o)
+                  .ok);
+  EXPECT_EQ(*o.bench.prefix_tokens, 0u);  // 0: skip the shared-prefix workload
+  EXPECT_EQ(o.bench.concurrency, (std::vector<uint32_t>{16}));
+  ASSERT_TRUE(Parse({"bench", "-m", "m.gguf"}, &o).ok);  // without --engine: model bench defaults
+  EXPECT_FALSE(o.bench.engine);
+  EXPECT_EQ(o.bench.n_decode, 64u);
+  EXPECT_EQ(o.bench.reps, 5u);
+}
+
+TEST(ParseArgsTest, BenchEngineUsageErrors) {
+  Options o;
+  auto error = [&](std::initializer_list<const char*> args) {
+    ParseResult r = Parse(args, &o);
+    EXPECT_FALSE(r.ok);
+    return r.error;
+  };
+  EXPECT_NE(error({"bench", "--engine"}).find("needs -m/--model"), std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--engine", "--concurrency", "1,x"})
+                .find("'1,x' for --concurrency"),
+            std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--engine", "--concurrency", "0"}).find("--concurrency"),
+            std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--engine", "--concurrency"}).find("needs a value"),
+            std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--engine", "--prefix-tokens", "-1"})
+                .find("'-1' for --prefix-tokens"),
+            std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--engine", "--prefix-tokens", "12k"}).find("--prefix-tokens"),
+            std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--engine", "-n", "0"}).find("'0' for -n"),
+            std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--engine", "-t", "two"}).find("'two' for -t"),
+            std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--engine", "--reps", "0"}).find("--reps"),
+            std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--engine", "-p", "8"})
+                .find("'-p' does not apply to 'bench --engine'"),
+            std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--engine", "--warmup", "1"}).find("'--warmup'"),
+            std::string::npos);
+  EXPECT_NE(error({"bench", "--engine", "--membw"}).find("exclude each other"), std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--concurrency", "1,8"}).find("'--concurrency' needs --engine"),
+            std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--prefix-tokens", "32"}).find("needs --engine"),
+            std::string::npos);
+  EXPECT_NE(error({"generate", "-m", "m", "-p", "x", "--engine"}).find("does not apply to 'generate'"),
+            std::string::npos);
+}
+
 TEST(ParseArgsTest, BenchUsageErrors) {
   Options o;
   auto error = [&](std::initializer_list<const char*> args) {

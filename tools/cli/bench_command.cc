@@ -1,5 +1,6 @@
-// `kestrel bench`: model speed (load, prefill, decode) through the public C API, and with --membw
-// the machine's memory read bandwidth (the roofline for decode).
+// `kestrel bench`: model speed (load, prefill, decode) through the public C API, with --membw
+// the machine's memory read bandwidth (the roofline for decode), and with --engine the serving
+// engine's throughput (engine_bench.cc).
 //
 // Model bench. One load (timed: load_ms), one session whose context is n_prompt + n_decode tokens,
 // sampler greedy. Each repetition empties the KV cache (kestrel_session_truncate to 0), prefills a
@@ -24,6 +25,7 @@
 #include "api_util.h"
 #include "bench_util.h"
 #include "commands.h"
+#include "engine_bench.h"
 #include "interrupt.h"
 #include "json_writer.h"
 #include "kestrel/kestrel.h"
@@ -133,6 +135,7 @@ int RunMembw(const Options& o) {
 
 int RunBench(const Options& o) {
   if (o.bench.membw) return RunMembw(o);
+  if (o.bench.engine) return RunEngineBench(o);  // engine_bench.cc
   const BenchOptions& b = o.bench;
   InstallInterruptHandler();
   RuntimePtr runtime = CreateRuntime(o.verbosity);

@@ -1,6 +1,7 @@
 #!/bin/sh
-# End-to-end test of `kestrel bench`: a short model bench of stories260K and a small --membw run,
-# both with --json; the last stdout line must be a JSON object whose fields exist and are positive.
+# End-to-end test of `kestrel bench`: a short model bench of stories260K, a short --engine bench
+# and a small --membw run, all with --json; the last stdout line must be a JSON object whose
+# fields exist and are sane.
 #
 #   bench_test.sh PATH/TO/kestrel PATH/TO/stories260K.gguf
 #
@@ -38,6 +39,53 @@ PY
   fail "bench (table) exited $?: $(cat "$tmp/err")"
 grep -q '^prefill ' "$tmp/out" && grep -q '^decode ' "$tmp/out" || fail "no table: $(cat "$tmp/out")"
 
+# --engine: two concurrencies and the shared-prefix workload (32 requests x 32-token prefix).
+"$kestrel" bench -m "$model" --engine --concurrency 1,4 -n 8 --reps 1 --prefix-tokens 32 --json \
+    >"$tmp/out" 2>"$tmp/err" || fail "bench --engine exited $?: $(cat "$tmp/err")"
+python3 - "$tmp/out" <<'PY' || fail "bench --engine --json: $(cat "$tmp/out")"
+import json, sys
+d = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+assert d["mode"] == "engine" and d["ok"] is True, d
+assert d["model"].endswith("stories260K.gguf") and d["device"], d
+assert d["n"] == 8 and d["reps"] == 1 and d["threads"] == 0, d
+assert d["session_baseline"]["tokens_per_s"] > 0, d["session_baseline"]
+assert [e["concurrency"] for e in d["engine"]] == [1, 4], d["engine"]
+for e in d["engine"]:
+    c = e["concurrency"]
+    assert e["ok"] is True and e["tokens_per_s"] > 0 and e["speedup_vs_session"] > 0, e
+    assert e["generated_tokens"] == 8 * c, e          # stories260K: no EOS within 8 tokens
+    assert 0 < e["kv_blocks_used"] <= e["kv_blocks_total"], e
+    assert 0 < e["kv_utilisation"] <= 1, e
+    assert abs(e["kv_utilisation"] - e["kv_blocks_used"] / e["kv_blocks_total"]) < 1e-9, e
+    assert 0 <= e["kv_waste_fraction"] < 1 and e["preemptions"] >= 0, e
+s = d["shared_prefix"]
+assert s["requests"] == 32 and s["prefix_tokens"] == 32, s
+assert s["prompt_tokens"] > 32 * 32, s
+assert s["prefill_tokens_without_cache"] == s["prompt_tokens"], s
+assert 0 < s["prefill_tokens_computed"] < s["prefill_tokens_without_cache"], s
+assert s["prefill_tokens_computed"] + s["prefill_tokens_reused"] == s["prompt_tokens"], s
+assert s["tokens_per_s"] > 0 and s["tokens_per_s_without_cache"] > 0, s
+PY
+[ "$(grep -c 'bench engine rep' "$tmp/err")" -eq 4 ] || fail "expected 4 engine rep lines: $(cat "$tmp/err")"
+
+# --prefix-tokens 0 skips the shared-prefix workload; -t and --device are accepted.
+"$kestrel" bench -m "$model" --engine --concurrency 2 -n 4 --reps 1 --prefix-tokens 0 -t 1 \
+    --device ref --json >"$tmp/out" 2>"$tmp/err" || fail "bench --engine (no prefix) exited $?: $(cat "$tmp/err")"
+python3 - "$tmp/out" <<'PY' || fail "bench --engine --prefix-tokens 0: $(cat "$tmp/out")"
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+d = json.loads(lines[-1])
+assert "shared_prefix" not in d and d["threads"] == 1 and d["device"] == "ref", d
+assert len(d["engine"]) == 1 and d["engine"][0]["tokens_per_s"] > 0, d
+assert any(l.startswith("concurrency   2:") for l in lines), lines
+PY
+
+# A prefix that does not fit the model's context (128 tokens) is a usage error naming the flag.
+"$kestrel" bench -m "$model" --engine --concurrency 1 -n 4 --reps 1 --prefix-tokens 512 \
+    >/dev/null 2>"$tmp/err"; rc=$?
+[ "$rc" -eq 2 ] && grep -q "for --prefix-tokens" "$tmp/err" ||
+  fail "bench --engine --prefix-tokens 512: exit $rc: $(cat "$tmp/err")"
+
 "$kestrel" bench --membw --size-mb 64 --json >"$tmp/out" 2>"$tmp/err" ||
   fail "bench --membw exited $?: $(cat "$tmp/err")"
 python3 - "$tmp/out" <<'PY' || fail "bench --membw --json: $(cat "$tmp/out")"
@@ -56,6 +104,10 @@ PY
 [ "$rc" -eq 2 ] && grep -q "needs -m/--model" "$tmp/err" || fail "bench without -m: exit $rc: $(cat "$tmp/err")"
 "$kestrel" bench --membw -m "$model" >/dev/null 2>"$tmp/err"; rc=$?
 [ "$rc" -eq 2 ] || fail "bench --membw -m: exit $rc"
+"$kestrel" bench -m "$model" --engine --concurrency 1,x >/dev/null 2>"$tmp/err"; rc=$?
+[ "$rc" -eq 2 ] && grep -q "for --concurrency" "$tmp/err" || fail "bench --concurrency 1,x: exit $rc: $(cat "$tmp/err")"
+"$kestrel" bench -m "$model" --engine -p 8 >/dev/null 2>"$tmp/err"; rc=$?
+[ "$rc" -eq 2 ] && grep -q "'-p' does not apply to 'bench --engine'" "$tmp/err" || fail "bench --engine -p: exit $rc"
 
 if [ "$failed" -ne 0 ]; then exit 1; fi
 echo "bench_test: ok"

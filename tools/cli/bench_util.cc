@@ -33,6 +33,24 @@ std::vector<int32_t> SyntheticPromptIds(uint32_t n, uint32_t vocab_size, int32_t
   return ids;
 }
 
+PrefixChoice ChoosePrefixTokens(std::optional<uint32_t> requested, uint32_t preferred,
+                                uint32_t context_length, uint32_t per_request_extra) {
+  uint64_t largest = UINT32_MAX;
+  if (context_length != 0) {
+    largest = context_length > per_request_extra ? context_length - per_request_extra : 0;
+  }
+  PrefixChoice c;
+  if (!requested) {
+    c.tokens = static_cast<uint32_t>(std::min<uint64_t>(preferred, largest));
+  } else if (*requested <= largest) {
+    c.tokens = *requested;
+  } else {
+    c.tokens = static_cast<uint32_t>(largest);
+    c.fits = false;
+  }
+  return c;
+}
+
 uint64_t PeakRssBytes() {
   struct rusage usage;
   if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace kestrel::cli {
@@ -22,6 +23,18 @@ Summary Summarize(std::vector<double> values);
 // ids cycling with stride 7 over [3, vocab_size) (past <unk>, <s>, </s> of llama vocabs), so
 // consecutive tokens differ. Deterministic; the ids' meaning does not matter to the speed.
 std::vector<int32_t> SyntheticPromptIds(uint32_t n, uint32_t vocab_size, int32_t bos_id);
+
+// `kestrel bench --engine`, shared-prefix workload: how many prefix tokens to use. Each request is
+// the prefix plus `per_request_extra` more tokens of context (its longest suffix + generated
+// tokens), and must fit in `context_length` (the model's; 0 = unknown, no limit).
+struct PrefixChoice {
+  uint32_t tokens = 0;  // 0: skip the workload
+  bool fits = true;     // false: `requested` was given and does not fit (tokens = largest that does)
+};
+// requested unset: min(preferred, the largest that fits), 0 when nothing fits. requested = 0:
+// skip. requested > 0: it, if it fits; else fits = false.
+PrefixChoice ChoosePrefixTokens(std::optional<uint32_t> requested, uint32_t preferred,
+                                uint32_t context_length, uint32_t per_request_extra);
 
 // The process's peak resident set size in bytes (getrusage ru_maxrss; 0 if unavailable).
 uint64_t PeakRssBytes();

@@ -24,6 +24,35 @@ TEST(BenchUtilTest, Summarize) {
   EXPECT_EQ(s.max, 0);
 }
 
+TEST(BenchUtilTest, ChoosePrefixTokens) {
+  // Unset: the preferred length when it fits, else the largest that does.
+  PrefixChoice c = ChoosePrefixTokens(std::nullopt, 512, 2048, 20);
+  EXPECT_EQ(c.tokens, 512u);
+  EXPECT_TRUE(c.fits);
+  c = ChoosePrefixTokens(std::nullopt, 512, 512, 20);
+  EXPECT_EQ(c.tokens, 492u);
+  EXPECT_TRUE(c.fits);
+  c = ChoosePrefixTokens(std::nullopt, 512, 532, 20);
+  EXPECT_EQ(c.tokens, 512u);
+  c = ChoosePrefixTokens(std::nullopt, 512, 20, 20);  // nothing fits: skip
+  EXPECT_EQ(c.tokens, 0u);
+  EXPECT_TRUE(c.fits);
+  c = ChoosePrefixTokens(std::nullopt, 512, 0, 20);  // unknown context: no limit
+  EXPECT_EQ(c.tokens, 512u);
+  // Given: 0 skips; a length that fits is used as is; one that does not is reported.
+  c = ChoosePrefixTokens(0u, 512, 2048, 20);
+  EXPECT_EQ(c.tokens, 0u);
+  EXPECT_TRUE(c.fits);
+  c = ChoosePrefixTokens(1000u, 512, 2048, 20);
+  EXPECT_EQ(c.tokens, 1000u);
+  EXPECT_TRUE(c.fits);
+  c = ChoosePrefixTokens(493u, 512, 512, 20);
+  EXPECT_FALSE(c.fits);
+  EXPECT_EQ(c.tokens, 492u);  // the largest that fits
+  c = ChoosePrefixTokens(492u, 512, 512, 20);
+  EXPECT_TRUE(c.fits);
+}
+
 TEST(BenchUtilTest, SyntheticPrompt) {
   std::vector<int32_t> ids = SyntheticPromptIds(8, 512, 1);
   ASSERT_EQ(ids.size(), 8u);

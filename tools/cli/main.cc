@@ -3,7 +3,8 @@
 //   kestrel generate -m MODEL -p PROMPT [options]   stream a completion
 //   kestrel info -m MODEL [--json]                  model metadata and tensor types
 //   kestrel devices [--json]                        plugins and devices
-//   kestrel bench -m MODEL [-p N] [-n N] [--json]   prefill/decode speed; --membw: memory bandwidth
+//   kestrel bench -m MODEL [-p N] [-n N] [--json]   prefill/decode speed; --membw: memory bandwidth;
+//                                                   --engine: serving-engine throughput
 //   kestrel help [COMMAND] | --version
 //
 // Exit status: 0 success, 1 runtime error ("kestrel: error: <CODE_NAME>: <message>" on stderr),
@@ -24,6 +25,8 @@ constexpr char kShortUsage[] =
     "       kestrel devices [--json]\n"
     "       kestrel bench -m MODEL [-p N] [-n N] [-t N] [--reps R] [--json]\n"
     "       kestrel bench --membw [-t N] [--size-mb M] [--reps R] [--json]\n"
+    "       kestrel bench -m MODEL --engine [--concurrency 1,8,32] [-n N] [-t N] [--reps R]\n"
+    "                     [--prefix-tokens P] [--json]\n"
     "       kestrel help [COMMAND] | kestrel --version\n";
 
 constexpr char kGenerateHelp[] =
@@ -81,6 +84,8 @@ constexpr char kBenchHelp[] =
     "usage: kestrel bench -m MODEL [-p N] [-n N] [-t N] [--device NAME] [--reps R] [--warmup W]\n"
     "                     [--no-mmap] [--json] [-v]\n"
     "       kestrel bench --membw [-t N] [--size-mb M] [--reps R] [--json]\n"
+    "       kestrel bench -m MODEL --engine [--concurrency LIST] [-n N] [-t N] [--device NAME]\n"
+    "                     [--reps R] [--prefix-tokens P] [--no-mmap] [--json] [-v]\n"
     "\n"
     "Model speed: loads MODEL once (load_ms), then per repetition empties the KV cache, prefills a\n"
     "synthetic prompt of N token ids in one step (BOS, then ids cycling over the vocab) and decodes\n"
@@ -101,6 +106,14 @@ constexpr char kBenchHelp[] =
     "                       of a buffer of max(4 x last-level cache, 1 GiB), with 8-byte scalar\n"
     "                       and 64-byte vector loads; median GB/s (1e9 bytes/s) over R passes\n"
     "      --size-mb M      --membw buffer size in MiB\n"
+    "      --engine         serving-engine throughput instead: per concurrency C of LIST, one\n"
+    "                       engine (-t as its n_threads), C requests of -n N new tokens (default\n"
+    "                       128) submitted at once, tokens/s = generated tokens / wall time, median\n"
+    "                       of R runs (default 3), vs a one-sequence session; KV utilisation; and\n"
+    "                       32 requests sharing a P-token prefix with and without the prefix cache\n"
+    "      --concurrency L  --engine: comma-separated concurrencies in [1, 4096] (default 1,8,32)\n"
+    "      --prefix-tokens P  --engine: shared prefix length (default 512, or the largest that\n"
+    "                       fits the model's context; 0 = skip the shared-prefix workload)\n"
     "      --json           print a JSON object as the last line of stdout\n"
     "  -v, --verbose        log INFO lines to stderr (-vv: DEBUG)\n"
     "\n"
@@ -109,7 +122,13 @@ constexpr char kBenchHelp[] =
     "decode_tokens_per_s (median) with _min, _max, _all, decode_ms_all, peak_rss_bytes, n_params,\n"
     "weight_bytes, n_layers, n_embd, vocab_size.\n"
     "JSON fields (--membw): read_gb_per_s (best kernel median), threads, buffer_bytes, llc_bytes,\n"
-    "reps, vec64_isa, read_gb_per_s_{scalar,vec64} with _min, _max, _all, peak_rss_bytes.\n";
+    "reps, vec64_isa, read_gb_per_s_{scalar,vec64} with _min, _max, _all, peak_rss_bytes.\n"
+    "JSON fields (--engine): mode, model, model_name, device, threads, n, reps, context_length,\n"
+    "session_baseline {tokens_per_s}, engine [{concurrency, tokens_per_s, generated_tokens,\n"
+    "kv_blocks_used (peak), kv_blocks_total, kv_utilisation, kv_waste_fraction,\n"
+    "speedup_vs_session, preemptions, ok}], shared_prefix {requests, prefix_tokens, new_tokens,\n"
+    "context_length, prompt_tokens, prefill_tokens_computed, prefill_tokens_reused,\n"
+    "prefill_tokens_without_cache, tokens_per_s, tokens_per_s_without_cache}, ok, peak_rss_bytes.\n";
 
 constexpr char kOverviewHelp[] =
     "kestrel: command-line front end of the Kestrel LLM inference SDK\n"
@@ -120,7 +139,8 @@ constexpr char kOverviewHelp[] =
     "  generate   stream a completion of a prompt\n"
     "  info       show a model's metadata and tensor types\n"
     "  devices    list plugins and devices\n"
-    "  bench      measure prefill/decode speed of a model, or memory bandwidth (--membw)\n"
+    "  bench      measure prefill/decode speed of a model, memory bandwidth (--membw) or\n"
+    "             serving-engine throughput (--engine)\n"
     "  help       show help for a command (kestrel help generate)\n"
     "\n"
     "  --version  print the library version\n"
