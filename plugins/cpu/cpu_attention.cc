@@ -137,6 +137,16 @@ void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w
       int64_t n_vis = n;
       if (!tree && a.causal) n_vis = std::min(n, prefix + j + 1 - p0);
       if (n_vis <= 0) continue;
+      if (!tree && kt.attend_block != nullptr) {
+        for (int64_t hh = 0; hh < group; ++hh) {
+          const int64_t h = w.kv_head * group + hh;
+          const int64_t row = (j - w.j0) * group + hh;
+          kt.attend_block(a.q + ((q0 + j) * a.n_heads + h) * Dh, kp, kstride, vp, vstride, n_vis, Dh,
+                          a.scale, &sc.m[row], &sc.l[row], sc.acc.data() + row * Dh,
+                          sc.scores.data());
+        }
+        continue;
+      }
       for (int64_t hh = 0; hh < group; ++hh) {
         const int64_t h = w.kv_head * group + hh;
         const int64_t row = (j - w.j0) * group + hh;

@@ -1,5 +1,7 @@
 #include "plugins/cpu/cpu_features.h"
 
+#include "plugins/cpu/kernels.h"
+
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #define KESTREL_CPU_X86 1
 #include <cpuid.h>
@@ -53,6 +55,9 @@ const CpuFeatures& DetectCpuFeatures() {
 IsaLevel BestIsaLevel() {
   const CpuFeatures& f = DetectCpuFeatures();
 #if defined(KESTREL_CPU_X86) && defined(KESTREL_CPU_HAVE_X86_KERNELS)
+#if defined(KESTREL_CPU_HAVE_AMX)
+  if (f.avx512_vnni && f.amx_int8 && AmxUsable()) return IsaLevel::kAmx;
+#endif
   if (f.avx512_vnni) return IsaLevel::kVnni;
   if (f.avx512) return IsaLevel::kAvx512;
   if (f.avx2) return IsaLevel::kAvx2;
@@ -68,6 +73,7 @@ const char* IsaLevelName(IsaLevel level) {
     case IsaLevel::kAvx2: return "avx2";
     case IsaLevel::kAvx512: return "avx512";
     case IsaLevel::kVnni: return "vnni";
+    case IsaLevel::kAmx: return "amx";
   }
   return "unknown";
 }
@@ -78,6 +84,7 @@ bool ParseIsaLevel(const std::string& name, IsaLevel* out) {
   else if (name == "avx2") *out = IsaLevel::kAvx2;
   else if (name == "avx512") *out = IsaLevel::kAvx512;
   else if (name == "vnni") *out = IsaLevel::kVnni;
+  else if (name == "amx") *out = IsaLevel::kAmx;
   else return false;
   return true;
 }

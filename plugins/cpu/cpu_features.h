@@ -17,13 +17,14 @@ enum class IsaLevel : int {
   kAvx2 = 1,      // AVX2 + FMA + F16C
   kAvx512 = 2,    // AVX-512 F/BW/VL/DQ (+ FMA, F16C)
   kVnni = 3,      // kAvx512 + AVX-512 VNNI (vpdpbusd)
+  kAmx = 4,       // kVnni + AMX-INT8 tiles (prefill GEMMs), with the OS's permission
 };
 
 struct CpuFeatures {
   bool avx2 = false;  // AVX2 and FMA and F16C, with the OS saving YMM state
   bool avx512 = false;  // AVX-512 F, BW, VL, DQ with the OS saving ZMM state
   bool avx512_vnni = false;
-  bool amx_int8 = false;  // reported only; no AMX kernels yet
+  bool amx_int8 = false;  // CPUID only; level kAmx also needs the OS (AmxUsable, kernels.h)
 };
 
 // Detected once per process.
@@ -32,7 +33,7 @@ const CpuFeatures& DetectCpuFeatures();
 // Highest level the CPU supports.
 IsaLevel BestIsaLevel();
 
-// "portable", "avx2", "avx512", "vnni".
+// "portable", "avx2", "avx512", "vnni", "amx".
 const char* IsaLevelName(IsaLevel level);
 
 // Parses a level name (case-sensitive; "best" = BestIsaLevel()). False for an unknown name.

@@ -5,6 +5,8 @@
 // GFLOP/s. Not a test: run it by hand on a quiet machine, e.g.
 //   build/bin/cpu_matmul_bench --benchmark_min_time=0.5 --benchmark_repetitions=3
 //       --benchmark_report_aggregates_only=true
+// BM_DecodeSweep runs one decode step's GEMVs over a DRAM-sized working set (GB/s comparable with
+// `kestrel bench --membw`); BM_Matmul's single matrices stay in the L2/L3.
 // The plugin folder is KESTREL_PLUGIN_DIR, or the build's plugin folder.
 #include <cstdlib>
 #include <cstring>
@@ -163,6 +165,87 @@ void GemmArgs(benchmark::internal::Benchmark* b) {
     b->Args({dtype, 5632, 2048, 128, 2, 0});
   }
 }
+
+// Decode sweep: the GEMVs of one TinyLlama-1.1B decode step (22 layers x q, k, v, o, gate, up,
+// down; the output projection left out), each layer's weights prepared separately, so the
+// working set (Q4_0 ~0.56 GB, Q8_0 ~1.05 GB, F16 ~2 GB) is far beyond the L3 and every step
+// streams its weights from DRAM, as in real decoding. GB/s is directly comparable with
+// `kestrel bench --membw`. args: dtype, threads.
+void BM_DecodeSweep(benchmark::State& state) {
+  const uint32_t dtype = static_cast<uint32_t>(state.range(0));
+  const int threads = static_cast<int>(state.range(1));
+  Device* dev = GetDevice("cpu", threads, false);
+  if (dev == nullptr) {
+    state.SkipWithError("device not found");
+    return;
+  }
+  struct Shape {
+    int64_t n, k;
+  };
+  const Shape shapes[] = {{2048, 2048}, {256, 2048}, {256, 2048}, {2048, 2048},
+                          {5632, 2048}, {5632, 2048}, {2048, 5632}};
+  std::vector<std::vector<uint8_t>> bytes;
+  for (const Shape& s : shapes) bytes.push_back(RandomWeight(dtype, s.n, s.k));
+  std::vector<kestrel::hal::PreparedWeight> weights;
+  double total = 0;
+  for (int layer = 0; layer < 22; ++layer) {
+    for (size_t i = 0; i < 7; ++i) {
+      auto w = dev->PrepareWeight(Desc(dtype, shapes[i].n, shapes[i].k), bytes[i].data(),
+                                  bytes[i].size());
+      if (!w.ok()) {
+        state.SkipWithError("prepare failed");
+        return;
+      }
+      weights.push_back(std::move(*w));
+      total += static_cast<double>(bytes[i].size());
+    }
+  }
+  auto x = dev->Allocate(5632 * 4);
+  auto y = dev->Allocate(5632 * 4);
+  if (!x.ok() || !y.ok()) {
+    state.SkipWithError("setup failed");
+    return;
+  }
+  std::vector<float> xv(5632, 0.25f);
+  (void)dev->Write(*x, 0, xv.data(), xv.size() * 4);
+  for (auto _ : state) {
+    for (size_t i = 0; i < weights.size(); ++i) {
+      const Shape& s = shapes[i % 7];
+      kestrel_tensor_arg_t in[2] = {}, out[1] = {};
+      in[0].desc = Desc(KESTREL_DTYPE_F32, 1, s.k);
+      in[0].buffer = x->handle();
+      in[1].desc = Desc(dtype, s.n, s.k);
+      in[1].weight = weights[i].handle();
+      out[0].desc = Desc(KESTREL_DTYPE_F32, 1, s.n);
+      out[0].buffer = y->handle();
+      kestrel_op_desc_t op{};
+      op.struct_size = sizeof op;
+      op.kind = KESTREL_OP_MATMUL;
+      op.op_version = 1;
+      op.n_inputs = 2;
+      op.n_outputs = 1;
+      op.inputs = in;
+      op.outputs = out;
+      absl::Status st = dev->Execute(op, nullptr);
+      if (!st.ok()) {
+        state.SkipWithError(std::string(st.message()).c_str());
+        return;
+      }
+    }
+  }
+  state.counters["GB/s"] = benchmark::Counter(total * state.iterations() / 1e9,
+                                              benchmark::Counter::kIsRate);
+  state.counters["steps/s"] = benchmark::Counter(static_cast<double>(state.iterations()),
+                                                 benchmark::Counter::kIsRate);
+  state.SetLabel(ref::DtypeName(dtype));
+}
+BENCHMARK(BM_DecodeSweep)
+    ->Args({KESTREL_DTYPE_Q4_0, 2})
+    ->Args({KESTREL_DTYPE_Q8_0, 2})
+    ->Args({KESTREL_DTYPE_F16, 2})
+    ->Args({KESTREL_DTYPE_Q4_0, 1})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 BENCHMARK_CAPTURE(BM_Matmul, ref_gemv, "ref")
     ->Apply([](benchmark::internal::Benchmark* b) {

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "plugins/cpu/cpu_moe.h"
 #include "plugins/cpu/onednn_gemm.h"
 #include "plugins/cpu/packed_weight.h"
 #include "plugins/ref/ref_kernels.h"
@@ -31,9 +32,12 @@ constexpr int64_t kMinParallelMacs = int64_t{1} << 18;
 // Rows per task: enough tasks to balance the threads, rows a multiple of 16.
 int64_t RowChunk(int64_t n, int64_t k, int n_threads, int64_t n_tokens) {
   if (n * k * n_tokens < kMinParallelMacs) return std::max<int64_t>(n, 1);
-  const int64_t tasks = n_tokens == 1 ? n_threads * 8 : n_threads * 4;
+  const int64_t tasks = n_tokens == 1 ? n_threads * 16 : n_threads * 4;
   return std::max<int64_t>(16, RoundUp((n + tasks - 1) / tasks, 16));
 }
+
+// From this many tokens on, Q4_0/Q8_0 matmuls use the tile kernel where the level has one.
+constexpr int64_t kTileMinTokens = 8;
 
 // Per-thread scratch (the pool's threads are persistent, so this is allocated once per thread).
 float* ScratchF32(size_t n) {
@@ -56,6 +60,31 @@ void MatmulCpu(const OpContext& ctx, const float* x, int64_t T, int64_t K, uint3
   const int64_t chunk = RowChunk(N, K, pool.size(), T);
   const int64_t n_chunks = (N + chunk - 1) / chunk;
 
+  if (w.packed != nullptr && !ctx.exact && kt.gemm_q_tiles != nullptr && T >= kTileMinTokens) {
+    // AMX tiles (kernels_amx.cc): activations quantized once per op, per 16-token tile.
+    const QWeightView& qw = *w.packed;
+    const int64_t nb = K / kBlock;
+    const int64_t n_tiles = (T + kActTileTokens - 1) / kActTileTokens;
+    // The caller's buffers, kept between ops (a fresh vector per op costs page faults and a
+    // memset of up to T * K bytes).
+    thread_local std::vector<int8_t> aq_buf;
+    thread_local std::vector<float> ad_buf;
+    const size_t aq_size = static_cast<size_t>(n_tiles * nb * kActTileBytesPerBlock);
+    const size_t ad_size = static_cast<size_t>(n_tiles * nb * kActTileTokens);
+    if (aq_buf.size() < aq_size) aq_buf.resize(aq_size);
+    if (ad_buf.size() < ad_size) ad_buf.resize(ad_size);
+    int8_t* aq = aq_buf.data();
+    float* ad = ad_buf.data();
+    pool.Run(n_tiles, [&](int64_t i, int) {
+      kt.quantize_act_tile(x, K, T, K, i, aq + i * nb * kActTileBytesPerBlock,
+                           ad + i * nb * kActTileTokens);
+    });
+    pool.Run(n_chunks, [&](int64_t c, int) {
+      const int64_t n0 = c * chunk, n1 = std::min(N, n0 + chunk);
+      kt.gemm_q_tiles(qw, aq, ad, T, n0, n1, y, N);
+    });
+    return;
+  }
   if (w.packed != nullptr && !ctx.exact) {
     const QWeightView& qw = *w.packed;
     const int64_t G = qw.n_groups;
@@ -96,6 +125,23 @@ void MatmulCpu(const OpContext& ctx, const float* x, int64_t T, int64_t K, uint3
                                panel + (j - p0) * K);
           }
         }
+        kt.gemm_f32(panel, K, x, K, K, T, 0, p1 - p0, y + p0, N);
+      }
+    });
+    return;
+  }
+  if (w_dtype == KESTREL_DTYPE_F16 && T >= kOneDnnMinTokens) {
+    // F16 prefill: a panel of rows converted to f32 once (L2-resident), then the f32 GEMM
+    // (oneDNN's when enabled), instead of converting every weight vector once per token tile.
+    constexpr int64_t kPanel = 64;
+    const uint16_t* wh = static_cast<const uint16_t*>(w.data);
+    pool.Run(n_chunks, [&](int64_t c, int) {
+      const int64_t n0 = c * chunk, n1 = std::min(N, n0 + chunk);
+      float* panel = ScratchF32(static_cast<size_t>(kPanel * K));
+      for (int64_t p0 = n0; p0 < n1; p0 += kPanel) {
+        const int64_t p1 = std::min(n1, p0 + kPanel);
+        kt.f16_to_f32(wh + p0 * K, panel, (p1 - p0) * K);
+        if (ctx.onednn && OneDnnGemmABt(T, p1 - p0, K, x, K, panel, K, y + p0, N)) continue;
         kt.gemm_f32(panel, K, x, K, K, T, 0, p1 - p0, y + p0, N);
       }
     });
@@ -183,6 +229,8 @@ Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const Arg
       return LogitsCpu(ctx, op, inputs, static_cast<float*>(outputs[0]));
     case KESTREL_OP_EMBEDDING_GATHER:
       return EmbeddingGatherCpu(ctx, op, inputs, static_cast<float*>(outputs[0]));
+    case KESTREL_OP_MOE:
+      return MoeCpu(ctx, op, inputs, outputs);
     case KESTREL_OP_PAGED_ATTENTION: {
       kestrel_op_attention_params_t p;
       std::memcpy(&p, op.params, sizeof p);
@@ -216,9 +264,13 @@ Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const Arg
       std::vector<std::vector<uint8_t>> unpacked;
       for (uint32_t i = 0; i < op.n_inputs; ++i) {
         if (inputs[i].packed != nullptr) {
-          const QWeightView& q = *inputs[i].packed;
           unpacked.emplace_back(ref::TensorBytes(op.inputs[i].desc));
-          UnpackQToGguf(q, 0, q.n, unpacked.back().data());
+          uint8_t* dst = unpacked.back().data();
+          for (int64_t m = 0; m < inputs[i].n_packed; ++m) {  // one view per matrix
+            const QWeightView& q = inputs[i].packed[m];
+            UnpackQToGguf(q, 0, q.n, dst);
+            dst += static_cast<uint64_t>(q.n) * ref::RowBytes(q.dtype, q.k);
+          }
           raw[i] = unpacked.back().data();
         } else {
           raw[i] = inputs[i].data;

@@ -4,7 +4,8 @@
 // plugins accept and reject exactly the same descriptors. MATMUL, LOGITS, EMBEDDING_GATHER and
 // PAGED_ATTENTION run on the plugin's own threaded SIMD kernels; the cheap elementwise and
 // KV-cache ops (RMSNORM, ROPE, SWIGLU, ADD, KV_WRITE, KV_BLOCK_COPY) run on the reference kernels,
-// which already follow llama.cpp's float order. Thread-safety: ExecuteCpuOp may run concurrently
+// which already follow llama.cpp's float order. MOE runs grouped by expert on the same kernels
+// (cpu_moe.h). Thread-safety: ExecuteCpuOp may run concurrently
 // from several threads (the pool serialises the parallel parts).
 #ifndef KESTREL_PLUGINS_CPU_CPU_OPS_H_
 #define KESTREL_PLUGINS_CPU_CPU_OPS_H_
@@ -36,6 +37,9 @@ inline constexpr int64_t kOneDnnMinTokens = 32;
 struct ArgData {
   const void* data = nullptr;           // packed row-major bytes of the descriptor
   const QWeightView* packed = nullptr;  // set (and data NULL) for a repacked Q4_0/Q8_0 weight
+  // Views at `packed`: 1 for a matrix; dims[0] for a rank-3 weight (a stack of expert matrices,
+  // KESTREL_OP_MOE), each repacked on its own.
+  int64_t n_packed = 0;
 };
 
 // Runs `op`, which ref::CheckOp accepted as supported. Outputs are plain host pointers.

@@ -2,13 +2,15 @@
 //
 // The plugin table follows plugins/ref/host_plugin.cc (64-byte aligned host buffers, buffer_map,
 // NULL streams, exceptions caught at every slot), with three differences: weight_prepare repacks
-// Q4_0/Q8_0 matrices into the kernels' layout (packed_weight.h), op_execute runs the threaded SIMD
-// kernels of cpu_ops.h, and init reads the options below.
+// Q4_0/Q8_0 matrices (and each expert matrix of a rank-3 MOE weight) into the kernels' layout
+// (packed_weight.h), op_execute runs the threaded SIMD kernels of cpu_ops.h (MOE: cpu_moe.h),
+// and init reads the options below.
 //
 // Init options (also environment variables, which the options override):
 //   "threads" / KESTREL_CPU_THREADS  worker threads incl. the caller (default: hardware threads)
-//   "isa"     / KESTREL_CPU_ISA      portable | avx2 | avx512 | vnni | best (default best; a level
-//                                    the CPU lacks is lowered to the best it has, with a warning)
+//   "isa"     / KESTREL_CPU_ISA      portable | avx2 | avx512 | vnni | amx | best (default best;
+//                                    a level the CPU lacks is lowered to the best it has, with a
+//                                    warning; amx = vnni + AMX-INT8 tiles for prefill)
 //   "exact"   / KESTREL_CPU_EXACT    1: f32 activations for Q4_0/Q8_0 weights (matches ref to
 //                                    ~1e-6); 0 (default): 8-bit activations, like llama.cpp
 //   "onednn"  / KESTREL_CPU_ONEDNN   0: never use oneDNN; 1 (default when built with it): F32
@@ -74,11 +76,21 @@ struct Weight {
   kestrel_tensor_desc_t desc{};  // packed (strides zeroed)
   AlignedBuffer raw;             // GGUF bytes (empty when repacked)
   std::unique_ptr<PackedQ> packed;
+  // A rank-3 Q4_0/Q8_0 weight (MOE experts): each [dims[1], dims[2]] slice repacked like a
+  // matrix, and their views side by side (ArgData::n_packed).
+  std::vector<std::unique_ptr<PackedQ>> slices;
+  std::vector<QWeightView> slice_views;
 };
 
 Device* AsDevice(kestrel_plugin_device_t* d) { return reinterpret_cast<Device*>(d); }
 Buffer* AsBuffer(kestrel_plugin_buffer_t* b) { return reinterpret_cast<Buffer*>(b); }
 Weight* AsWeight(kestrel_plugin_weight_t* w) { return reinterpret_cast<Weight*>(w); }
+
+// A stack of Q4_0/Q8_0 matrices [n, rows, cols] (MOE expert weights), repacked slice by slice.
+bool IsRepackableStack(const kestrel_tensor_desc_t& desc) {
+  return desc.rank == 3 && desc.dims[0] > 0 && desc.dims[1] > 0 && desc.dims[2] > 0 &&
+         (desc.dtype == KESTREL_DTYPE_Q4_0 || desc.dtype == KESTREL_DTYPE_Q8_0);
+}
 
 bool InRange(uint64_t offset, uint64_t size, uint64_t limit) {
   return offset <= limit && size <= limit - offset;
@@ -96,8 +108,9 @@ bool SupportsKind(uint32_t kind) {
     case KESTREL_OP_KV_BLOCK_COPY:
     case KESTREL_OP_PAGED_ATTENTION:
     case KESTREL_OP_LOGITS:
+    case KESTREL_OP_MOE:
       return true;
-    default:  // MOE and vendor kinds: the runtime falls back to ref
+    default:  // vendor kinds
       return false;
   }
 }
@@ -236,7 +249,7 @@ Status Init(const kestrel_plugin_option_t* options, size_t n_options) {
     IsaLevel wanted;
     if (!ParseIsaLevel(isa_s, &wanted)) {
       Log(KESTREL_PLUGIN_LOG_WARNING,
-          StrCat("cpu: isa='", isa_s, "' is not portable|avx2|avx512|vnni|best; using ",
+          StrCat("cpu: isa='", isa_s, "' is not portable|avx2|avx512|vnni|amx|best; using ",
                  IsaLevelName(state->isa)));
     } else if (static_cast<int>(wanted) > static_cast<int>(state->isa)) {
       Log(KESTREL_PLUGIN_LOG_WARNING, StrCat("cpu: isa='", isa_s, "' is not available on this CPU; using ",
@@ -426,6 +439,18 @@ Status WeightPrepareImpl(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t
   try {
     if (ShouldRepack(*desc)) {
       weight->packed = RepackQ(weight->desc, host_data);
+    } else if (IsRepackableStack(*desc)) {
+      kestrel_tensor_desc_t slice = weight->desc;
+      slice.rank = 2;
+      slice.dims[0] = desc->dims[1];
+      slice.dims[1] = desc->dims[2];
+      slice.dims[2] = 0;
+      const uint64_t slice_bytes = ref::TensorBytes(slice);
+      const uint8_t* src = static_cast<const uint8_t*>(host_data);
+      for (int64_t i = 0; i < desc->dims[0]; ++i) {
+        weight->slices.push_back(RepackQ(slice, src + static_cast<uint64_t>(i) * slice_bytes));
+        weight->slice_views.push_back(weight->slices.back()->view);
+      }
     } else {
       weight->raw = AlignedBuffer(needed);
       if (needed > 0) std::memcpy(weight->raw.data(), host_data, needed);
@@ -481,6 +506,11 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
     }
     if (w->packed) {
       out_in->packed = &w->packed->view;
+      out_in->n_packed = 1;
+      out_in->data = nullptr;
+    } else if (!w->slice_views.empty()) {
+      out_in->packed = w->slice_views.data();
+      out_in->n_packed = static_cast<int64_t>(w->slice_views.size());
       out_in->data = nullptr;
     } else {
       out_in->data = w->raw.data();

@@ -1,5 +1,5 @@
 // The CPU plugin's compute kernels: data layouts shared by every ISA level and one table of
-// function pointers per level (portable, AVX2, AVX-512, AVX-512 VNNI).
+// function pointers per level (portable, AVX2, AVX-512, AVX-512 VNNI, VNNI + AMX-INT8 tiles).
 //
 // Layouts (see docs/perf/cpu-kernels.md):
 //  * Quantized weights (Q4_0, Q8_0) are repacked once at load ("packed weights"): each row is a
@@ -83,7 +83,30 @@ struct KernelTable {
   void (*axpy_f32)(float a, const float* x, float* out, int64_t n) = nullptr;
   // out[i] = f32(h[i]) for binary16 h.
   void (*f16_to_f32)(const uint16_t* h, float* out, int64_t n) = nullptr;
+
+  // Optional (NULL where the level has none; attention then uses dot_f32 / axpy_f32): one step
+  // of online-softmax attention for one query vector q over n >= 1 KV positions (k_o, v_o at
+  // k + o * kstride, v + o * vstride; dh elements each): s_o = q.k_o * scale,
+  // m' = max(*m, max s_o), c = exp(*m - m') (1 while *l == 0), *l = *l * c + sum exp(s_o - m'),
+  // acc = acc * c + sum exp(s_o - m') v_o, *m = m'. scores: scratch of n floats.
+  void (*attend_block)(const float* q, const float* k, int64_t kstride, const float* v,
+                       int64_t vstride, int64_t n, int64_t dh, float scale, float* m, float* l,
+                       float* acc, float* scores) = nullptr;
+
+  // Optional tile GEMM for Q4_0/Q8_0 weights with many tokens (level kAmx only, else NULL).
+  // Activations in "tile" layout: per tile of 16 tokens and 32-block b, 512 bytes
+  // qs[b][kk][t][i] = q(x[t][32 b + 4 kk + i]) (8-bit, quantized exactly as quantize_row_act)
+  // and 16 f32 scales d[b][t]; tokens past n_tokens are zero. quantize_act_tile fills tile
+  // `tile` at qs + tile * kActTileBytesPerBlock * (k / 32), d + tile * 16 * (k / 32) (callers
+  // pass those pointers); gemm_q_tiles reads all ceil(n_tokens / 16) tiles.
+  void (*quantize_act_tile)(const float* x, int64_t ldx, int64_t n_tokens, int64_t k, int64_t tile,
+                            int8_t* qs, float* d) = nullptr;
+  void (*gemm_q_tiles)(const QWeightView& w, const int8_t* act_qs, const float* act_d,
+                       int64_t n_tokens, int64_t n0, int64_t n1, float* y, int64_t ldy) = nullptr;
 };
+
+inline constexpr int64_t kActTileTokens = 16;
+inline constexpr int64_t kActTileBytesPerBlock = 512;
 
 // The table for `level`; a level that was not compiled in (non-x86 builds) yields the portable one.
 const KernelTable& GetKernels(IsaLevel level);
@@ -94,6 +117,11 @@ const KernelTable& PortableKernels();
 const KernelTable& Avx2Kernels();
 const KernelTable& Avx512Kernels();
 const KernelTable& VnniKernels();
+#endif
+#if defined(KESTREL_CPU_HAVE_AMX)
+const KernelTable& AmxKernels();  // defined in kernels_amx.cc
+// True when the CPU has AMX-INT8 and the OS granted this process the tile state (asked once).
+bool AmxUsable();
 #endif
 
 }  // namespace kestrel::plugins::cpu

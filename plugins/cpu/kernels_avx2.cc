@@ -108,12 +108,24 @@ inline void TileQ(const QWeightView& w, const QActView& a, int64_t j, int64_t t,
   const int8_t* xq = a.qs + t * G * kActGroupBytes;
   const int32_t* xb = a.bias + t * G * 16;
   const float* xd = a.d + t * G * kGroupBlocks;
+  // Decode of Q4_0 (one token, DRAM bound): the next tile's rows are contiguous with this
+  // tile's, so they are prefetched into L2 as one linear stream spread over the group steps
+  // (as in kernels_avx512_impl.h); otherwise each row prefetches 8 groups ahead.
+  constexpr bool kLinear = C == 1 && !kQ8;
+  const char* next_q = reinterpret_cast<const char*>(w.qs + (j + R) * G * gb);
+  const char* next_d = reinterpret_cast<const char*>(w.d + (j + R) * G * kGroupBlocks);
   for (int64_t g = 0; g < G; ++g) {
     __m256i lo0[R], hi0[R], lo1[R], hi1[R];  // blocks 0,1 and 2,3
     __m128 dw[R];
+    if constexpr (kLinear) {
+      for (int l = 0; l < R; ++l) _mm_prefetch(next_q + (g * R + l) * 64, _MM_HINT_T1);
+      if (g % 8 == 0) {  // scales: R * 8 bytes per group, so R lines per 8 groups
+        for (int l = 0; l < R; ++l) _mm_prefetch(next_d + ((g / 8) * R + l) * 64, _MM_HINT_T1);
+      }
+    }
     for (int r = 0; r < R; ++r) {
       const uint8_t* p = wq[r] + g * gb;
-      _mm_prefetch(reinterpret_cast<const char*>(p + 8 * gb), _MM_HINT_T0);
+      if constexpr (!kLinear) _mm_prefetch(reinterpret_cast<const char*>(p + 8 * gb), _MM_HINT_T0);
       if constexpr (kQ8) {
         lo0[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
         lo1[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32));

@@ -167,6 +167,12 @@ const KernelTable& PortableKernels() {
 const KernelTable& GetKernels(IsaLevel level) {
 #if defined(KESTREL_CPU_HAVE_X86_KERNELS)
   switch (level) {
+    case IsaLevel::kAmx:
+#if defined(KESTREL_CPU_HAVE_AMX)
+      return AmxKernels();
+#else
+      return VnniKernels();
+#endif
     case IsaLevel::kVnni: return VnniKernels();
     case IsaLevel::kAvx512: return Avx512Kernels();
     case IsaLevel::kAvx2: return Avx2Kernels();

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "plugins/ref/ref_kernels.h"
@@ -27,13 +28,21 @@ constexpr uint64_t kCacheDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16
 bool InMask(uint64_t mask, uint32_t dtype) { return dtype < 64 && (mask & Bit(dtype)) != 0; }
 
 // The fixed input/output names of each kind, used in messages ("input 1 (w)").
-struct OpSignature {
+struct OpShape {
   std::vector<const char*> inputs;
   std::vector<const char*> outputs;
   size_t params_size;  // sizeof the v1 params struct, 0 if the kind has none
 };
 
-bool GetSignature(uint32_t kind, OpSignature* sig) {
+struct OpSignature : OpShape {
+  // Precomputed once per kind: validation runs for every op of every step, and building these
+  // strings per call cost more than the checks themselves.
+  std::string name;
+  std::vector<std::string> in_labels;   // "input 1 (w)"
+  std::vector<std::string> out_labels;  // "output 0 (out)"
+};
+
+bool GetSignatureUncached(uint32_t kind, OpShape* sig) {
   switch (kind) {
     case KESTREL_OP_EMBEDDING_GATHER:
       *sig = {{"table", "ids"}, {"out"}, 0};
@@ -77,6 +86,27 @@ bool GetSignature(uint32_t kind, OpSignature* sig) {
   }
 }
 
+// The signature of `kind` with its labels, or nullptr for a kind without one. Thread-safe.
+const OpSignature* FindSignature(uint32_t kind) {
+  static const std::vector<std::unique_ptr<OpSignature>> table = [] {
+    std::vector<std::unique_ptr<OpSignature>> t(KESTREL_OP_MOE + 1);
+    for (uint32_t k = 0; k < t.size(); ++k) {
+      auto sig = std::make_unique<OpSignature>();
+      if (!GetSignatureUncached(k, sig.get())) continue;
+      sig->name = OpKindName(k);
+      for (size_t i = 0; i < sig->inputs.size(); ++i) {
+        sig->in_labels.push_back(StrCat("input ", i, " (", sig->inputs[i], ")"));
+      }
+      for (size_t i = 0; i < sig->outputs.size(); ++i) {
+        sig->out_labels.push_back(StrCat("output ", i, " (", sig->outputs[i], ")"));
+      }
+      t[k] = std::move(sig);
+    }
+    return t;
+  }();
+  return kind < table.size() ? table[kind].get() : nullptr;
+}
+
 // Copies the v1 prefix of a params struct after checking both size fields.
 template <typename P>
 Status ReadParams(const kestrel_op_desc_t& op, const std::string& name, P* out) {
@@ -100,7 +130,7 @@ Status ReadParams(const kestrel_op_desc_t& op, const std::string& name, P* out) 
 class Checker {
  public:
   Checker(const kestrel_op_desc_t& op, const OpSignature& sig)
-      : op_(op), sig_(sig), name_(OpKindName(op.kind)) {}
+      : op_(op), sig_(sig), name_(sig.name) {}
 
   const std::string& name() const { return name_; }
   const std::string& unsupported() const { return unsupported_; }
@@ -108,8 +138,8 @@ class Checker {
   const kestrel_tensor_desc_t& in(int i) const { return op_.inputs[i].desc; }
   const kestrel_tensor_desc_t& out(int i) const { return op_.outputs[i].desc; }
 
-  std::string InLabel(int i) const { return StrCat("input ", i, " (", sig_.inputs[i], ")"); }
-  std::string OutLabel(int i) const { return StrCat("output ", i, " (", sig_.outputs[i], ")"); }
+  const std::string& InLabel(int i) const { return sig_.in_labels[i]; }
+  const std::string& OutLabel(int i) const { return sig_.out_labels[i]; }
 
   void Unsupported(const std::string& reason) {
     if (unsupported_.empty()) unsupported_ = StrCat(name_, ": ", reason);
@@ -192,14 +222,14 @@ class Checker {
 
  private:
   Status CheckTensor(const kestrel_tensor_desc_t& d, const std::string& label) {
-    KESTREL_REF_RETURN_IF_ERROR(ValidateTensorDesc(d, StrCat(name_, ": ", label)));
+    KESTREL_REF_RETURN_IF_ERROR(ValidateTensorDescIn(d, name_, label));
     if (!IsPackedLayout(d)) Unsupported(StrCat(label, " has a non-packed stride"));
     return Status();
   }
 
   const kestrel_op_desc_t& op_;
   const OpSignature& sig_;
-  std::string name_;
+  const std::string& name_;
   std::string unsupported_;
 };
 
@@ -470,8 +500,7 @@ Status CheckMoe(Checker& c, const kestrel_op_desc_t& op) {
 }  // namespace
 
 bool IsImplementedKind(uint32_t kind) {
-  OpSignature sig;
-  return GetSignature(kind, &sig);
+  return FindSignature(kind) != nullptr;
 }
 
 std::string OpKindName(uint32_t kind) {
@@ -491,24 +520,29 @@ std::string OpKindName(uint32_t kind) {
   }
 }
 
-Status ValidateTensorDesc(const kestrel_tensor_desc_t& d, const std::string& what) {
+namespace {
+
+// The checks of ValidateTensorDesc; `what()` builds the label only when there is an error (this
+// runs for every tensor of every op).
+template <typename What>
+Status ValidateTensorDescImpl(const kestrel_tensor_desc_t& d, const What& what) {
   if (d.struct_size < sizeof(kestrel_tensor_desc_t)) {
-    return InvalidArgument(what, " desc.struct_size=", d.struct_size, " < ",
+    return InvalidArgument(what(), " desc.struct_size=", d.struct_size, " < ",
                            sizeof(kestrel_tensor_desc_t));
   }
   if (!InMask(kKnownDtypes, d.dtype)) {
-    return InvalidArgument(what, " dtype=", d.dtype, " is not a known kestrel_dtype_t");
+    return InvalidArgument(what(), " dtype=", d.dtype, " is not a known kestrel_dtype_t");
   }
   if (d.rank < 1 || d.rank > KESTREL_MAX_DIMS) {
-    return InvalidArgument(what, " rank=", d.rank, " is outside [1, ", KESTREL_MAX_DIMS, "]");
+    return InvalidArgument(what(), " rank=", d.rank, " is outside [1, ", KESTREL_MAX_DIMS, "]");
   }
   for (uint32_t i = 0; i < d.rank; ++i) {
-    if (d.dims[i] < 0) return InvalidArgument(what, " dims[", i, "]=", d.dims[i], " < 0");
+    if (d.dims[i] < 0) return InvalidArgument(what(), " dims[", i, "]=", d.dims[i], " < 0");
   }
   const int64_t inner = d.dims[d.rank - 1];
   const int64_t block = DtypeBlockElements(d.dtype);
   if (inner % block != 0) {
-    return InvalidArgument(what, " dims[", d.rank - 1, "]=", inner, " is not a multiple of the ",
+    return InvalidArgument(what(), " dims[", d.rank - 1, "]=", inner, " is not a multiple of the ",
                            DtypeName(d.dtype), " block size ", block);
   }
   // Total bytes, with overflow checks: rows * row bytes.
@@ -516,12 +550,23 @@ Status ValidateTensorDesc(const kestrel_tensor_desc_t& d, const std::string& wha
   for (uint32_t i = 0; i + 1 < d.rank; ++i) {
     const uint64_t dim = static_cast<uint64_t>(d.dims[i]);
     if (dim != 0 && bytes > kMaxTensorBytes / dim) {
-      return InvalidArgument(what, " is too large (more than 2^62 bytes)");
+      return InvalidArgument(what(), " is too large (more than 2^62 bytes)");
     }
     bytes *= dim;
   }
-  if (bytes > kMaxTensorBytes) return InvalidArgument(what, " is too large (more than 2^62 bytes)");
+  if (bytes > kMaxTensorBytes) return InvalidArgument(what(), " is too large (more than 2^62 bytes)");
   return Status();
+}
+
+}  // namespace
+
+Status ValidateTensorDesc(const kestrel_tensor_desc_t& d, const std::string& what) {
+  return ValidateTensorDescImpl(d, [&] { return what; });
+}
+
+Status ValidateTensorDescIn(const kestrel_tensor_desc_t& d, const std::string& prefix,
+                            const std::string& label) {
+  return ValidateTensorDescImpl(d, [&] { return StrCat(prefix, ": ", label); });
 }
 
 bool IsPackedLayout(const kestrel_tensor_desc_t& d) {
@@ -569,8 +614,8 @@ Status CheckOp(const kestrel_op_desc_t& op, OpCheck* out) {
     return InvalidArgument("op desc struct_size=", op.struct_size, " < ",
                            sizeof(kestrel_op_desc_t));
   }
-  OpSignature sig;
-  if (!GetSignature(op.kind, &sig)) {
+  const OpSignature* sig = FindSignature(op.kind);
+  if (sig == nullptr) {
     out->reason = StrCat(OpKindName(op.kind), ": kind not implemented by the reference kernels");
     return Status();
   }
@@ -579,7 +624,7 @@ Status CheckOp(const kestrel_op_desc_t& op, OpCheck* out) {
                          " (only version 1 is implemented)");
     return Status();
   }
-  Checker c(op, sig);
+  Checker c(op, *sig);
   Status status;
   switch (op.kind) {
     case KESTREL_OP_EMBEDDING_GATHER: status = CheckEmbedding(c); break;

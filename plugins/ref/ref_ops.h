@@ -26,6 +26,9 @@ bool IsImplementedKind(uint32_t kind);
 // Checks one tensor descriptor on its own: struct_size, dtype, rank, non-negative dims, block
 // multiple for quantized dtypes, total size below 2^62 bytes. `what` names it in messages.
 Status ValidateTensorDesc(const kestrel_tensor_desc_t& desc, const std::string& what);
+// Same, naming the tensor "<prefix>: <label>" (built only on error).
+Status ValidateTensorDescIn(const kestrel_tensor_desc_t& desc, const std::string& prefix,
+                            const std::string& label);
 
 // True if every stride is 0 or equals the packed row-major stride (any stride on a dim of size 1).
 // Precondition: ValidateTensorDesc passed.

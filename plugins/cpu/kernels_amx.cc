@@ -1,0 +1,292 @@
+// AMX-INT8 kernels (the VNNI flags plus -mamx-tile -mamx-int8): the Q4_0/Q8_0 x 8-bit-activation
+// GEMM of prefill on tiles, everything else from the VNNI table (kernels_avx512_impl.h).
+//
+// One tile step is C[16 weight rows][16 tokens] (int32) = A[16 rows][32] (one 32-block of the
+// weights, s8) . B[8][16 tokens x 4] (the same block of 16 tokens' 8-bit activations, s8, in the
+// 4-byte interleaved "VNNI" layout), i.e. K = 32 per TDPBSSD, so that every product stays inside
+// one block and the per-block scales can be applied exactly as on the VNNI path: the int32 tile
+// is stored, converted and multiplied by d_w[row][block] * d_x[token][block] into f32
+// accumulators (16 vectors of 16 tokens) in AVX-512. Four result tiles rotate (blocks b, b + 1
+// are scaled while b + 2, b + 3 are multiplied), so the tile unit and the vector units overlap;
+// the next 16-row panel's weights are prefetched into L2 during the first token tile.
+// The activations are quantized exactly like QuantizeRowAct (d = amax / 127, round to nearest
+// even, f32 scale), so the integer dots equal the VNNI path's and only the f32 summation order
+// differs. Weights are unpacked per 16-row panel into signed bytes in element order (Q4_0:
+// nibble - 8, Q8_0: byte ^ 0x80), once per panel for all token tiles.
+//
+// AMX needs the OS to grant the process the tile data state (arch_prctl(ARCH_REQ_XCOMP_PERM,
+// XFEATURE_XTILEDATA)); AmxUsable() asks once per process. Every kernel call loads its tile
+// configuration (per thread state) and releases the tiles when done.
+#define KESTREL_CPU_VNNI 1
+#include "plugins/cpu/kernels_avx512_impl.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cpuid.h>
+
+#include <vector>
+
+namespace kestrel::plugins::cpu {
+namespace {
+
+constexpr int64_t kTileRows = 16;
+
+struct alignas(64) TileConfig {
+  uint8_t palette_id;
+  uint8_t start_row;
+  uint8_t reserved[14];
+  uint16_t colsb[16];
+  uint8_t rows[16];
+};
+
+void LoadTileConfig() {
+  TileConfig c{};
+  c.palette_id = 1;
+  for (int t = 0; t < 2; ++t) {  // tmm0, tmm1: weights (16 rows x 32 bytes)
+    c.rows[t] = 16;
+    c.colsb[t] = 32;
+  }
+  for (int t = 2; t < 4; ++t) {  // tmm2, tmm3: activations (8 rows x 64 bytes)
+    c.rows[t] = 8;
+    c.colsb[t] = 64;
+  }
+  for (int t = 4; t < 8; ++t) {  // tmm4..tmm7: int32 results (16 x 16)
+    c.rows[t] = 16;
+    c.colsb[t] = 64;
+  }
+  _tile_loadconfig(&c);
+}
+
+bool DetectAmx() {
+  unsigned int eax, ebx, ecx, edx;
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  if (!((edx >> 24) & 1) || !((edx >> 25) & 1)) return false;  // AMX-TILE, AMX-INT8
+  if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !((ecx >> 27) & 1)) return false;  // OSXSAVE
+  unsigned int lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  if ((lo & (3u << 17)) != (3u << 17)) return false;  // XTILECFG + XTILEDATA enabled by the OS
+#if defined(__linux__)
+  constexpr long kArchReqXcompPerm = 0x1023;
+  constexpr long kXfeatureXtiledata = 18;
+  if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0) return false;
+  return true;
+#else
+  return false;
+#endif
+}
+
+// Quantizes tokens [16 * tile, 16 * tile + 16) of x (T rows of k floats, stride ldx) into the
+// tile layout: qs[b][kk][t][i] = q(x[t][32 b + 4 kk + i]) (512 bytes per block), d[b][t] (f32);
+// tokens past T are zero.
+void QuantizeActTile(const float* x, int64_t ldx, int64_t n_tokens, int64_t k, int64_t tile,
+                     int8_t* qs, float* d) {
+  const int64_t nb = k / kBlock;
+  const int64_t t0 = tile * kActTileTokens;
+  const int64_t nt = std::min<int64_t>(kActTileTokens, n_tokens - t0);
+  thread_local std::vector<int8_t> rows;
+  if (rows.size() < static_cast<size_t>(kActTileTokens * k)) rows.resize(static_cast<size_t>(kActTileTokens * k));
+  if (nt < kActTileTokens) {  // padding tokens: zero quants (and zero scales below)
+    std::memset(rows.data() + nt * k, 0, static_cast<size_t>((kActTileTokens - nt) * k));
+  }
+  std::memset(d, 0, static_cast<size_t>(nb * kActTileTokens) * sizeof(float));
+  const __m512 sign_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  const __m512i lim = _mm512_set1_epi32(127);
+  const __m512i nlim = _mm512_set1_epi32(-127);
+  for (int64_t t = 0; t < nt; ++t) {
+    const float* xr = x + (t0 + t) * ldx;
+    int8_t* q = rows.data() + t * k;
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m512 x0 = _mm512_loadu_ps(xr + b * kBlock);
+      const __m512 x1 = _mm512_loadu_ps(xr + b * kBlock + 16);
+      const __m512 a = _mm512_max_ps(_mm512_and_ps(x0, sign_mask), _mm512_and_ps(x1, sign_mask));
+      const float amax = _mm512_reduce_max_ps(a);
+      const float scale = amax / 127.0f;
+      const float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+      const __m512 vinv = _mm512_set1_ps(inv);
+      __m512i i0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, vinv));
+      __m512i i1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, vinv));
+      i0 = _mm512_max_epi32(_mm512_min_epi32(i0, lim), nlim);
+      i1 = _mm512_max_epi32(_mm512_min_epi32(i1, lim), nlim);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * kBlock), _mm512_cvtepi32_epi8(i0));
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(q + b * kBlock + 16), _mm512_cvtepi32_epi8(i1));
+      d[b * kActTileTokens + t] = scale;
+    }
+  }
+  // Transpose to the VNNI layout: dword kk of token t -> row kk, column t.
+  const __m512i tok = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                         _mm512_set1_epi32(static_cast<int>(k / 4)));
+  for (int64_t b = 0; b < nb; ++b) {
+    const int32_t* src = reinterpret_cast<const int32_t*>(rows.data() + b * kBlock);
+    int8_t* dst = qs + b * kActTileBytesPerBlock;
+    for (int kk = 0; kk < 8; ++kk) {
+      _mm512_storeu_si512(dst + kk * 64, _mm512_i32gather_epi32(tok, src + kk, 4));
+    }
+  }
+}
+
+// Rows [p0, p0 + 16) of w (rows >= n1 zero) as signed bytes in element order, wq[r][k], and their
+// scales transposed, wd[b][r].
+void UnpackPanel(const QWeightView& w, int64_t p0, int64_t n1, int8_t* wq, float* wd) {
+  const int64_t G = w.n_groups;
+  const int64_t k = w.k;
+  const int64_t nb = k / kBlock;
+  const bool q8 = w.dtype == KESTREL_DTYPE_Q8_0;
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  const __m512i eight = _mm512_set1_epi8(8);
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i i0 = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+  const __m512i i1 = _mm512_set_epi64(15, 14, 7, 6, 13, 12, 5, 4);
+  for (int64_t r = 0; r < kTileRows; ++r) {
+    int8_t* o = wq + r * k;
+    const int64_t j = p0 + r;
+    if (j >= n1) {
+      std::memset(o, 0, static_cast<size_t>(k));
+      for (int64_t b = 0; b < nb; ++b) wd[b * kTileRows + r] = 0.0f;
+      continue;
+    }
+    const uint8_t* src = w.qs + j * G * w.group_bytes;
+    const uint16_t* sd = w.d + j * G * kGroupBlocks;
+    for (int64_t b = 0; b < nb; ++b) wd[b * kTileRows + r] = _cvtsh_ss(sd[b]);
+    for (int64_t g = 0; g < G; ++g) {
+      __m512i lo, hi;
+      if (q8) {
+        lo = _mm512_xor_si512(_mm512_loadu_si512(src + g * 128), flip);
+        hi = _mm512_xor_si512(_mm512_loadu_si512(src + g * 128 + 64), flip);
+      } else {
+        const __m512i v = _mm512_loadu_si512(src + g * 64);
+        lo = _mm512_sub_epi8(_mm512_and_si512(v, m4), eight);
+        hi = _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), eight);
+      }
+      // lane b of lo / hi = elements 0..15 / 16..31 of block b.
+      const __m512i out0 = _mm512_permutex2var_epi64(lo, i0, hi);  // blocks 0, 1
+      const __m512i out1 = _mm512_permutex2var_epi64(lo, i1, hi);  // blocks 2, 3
+      const int64_t e0 = g * kGroupElems;
+      const int64_t left = k - e0;  // elements of this row still to write
+      if (left >= 128) {
+        _mm512_storeu_si512(o + e0, out0);
+        _mm512_storeu_si512(o + e0 + 64, out1);
+      } else {  // partial group: 1..3 blocks
+        const __mmask64 m0 = left >= 64 ? ~__mmask64{0} : (__mmask64{1} << left) - 1;
+        _mm512_mask_storeu_epi8(o + e0, m0, out0);
+        if (left > 64) {
+          _mm512_mask_storeu_epi8(o + e0 + 64, (__mmask64{1} << (left - 64)) - 1, out1);
+        }
+      }
+    }
+  }
+}
+
+inline void ScaleTile(const int32_t* c, const float* wd_b, const float* dx_b, __m512* acc) {
+  const __m512 dx = _mm512_loadu_ps(dx_b);
+#pragma GCC unroll 16
+  for (int r = 0; r < 16; ++r) {
+    const __m512 s = _mm512_mul_ps(dx, _mm512_set1_ps(wd_b[r]));
+    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + 16 * r)), s, acc[r]);
+  }
+}
+
+// One 32-block of 16 weight rows x 16 tokens into tile C (A, B: the operand tiles to use).
+#define KESTREL_AMX_ISSUE(blk, C, A, B)                            \
+  do {                                                             \
+    _tile_loadd(A, wq + (blk) * kBlock, k);                        \
+    _tile_loadd(B, aq + (blk) * kActTileBytesPerBlock, 64);        \
+    _tile_zero(C);                                                 \
+    _tile_dpbssd(C, A, B);                                         \
+  } while (0)
+#define KESTREL_AMX_FINISH(blk, C)                                     \
+  do {                                                                 \
+    _tile_stored(C, cbuf, 64);                                         \
+    ScaleTile(cbuf, wd + (blk) * kTileRows, ad + (blk) * kActTileTokens, acc); \
+  } while (0)
+
+void GemmQTiles(const QWeightView& w, const int8_t* act_qs, const float* act_d, int64_t n_tokens,
+                int64_t n0, int64_t n1, float* y, int64_t ldy) {
+  const int64_t k = w.k;
+  const int64_t nb = k / kBlock;
+  const int64_t nb4 = nb / 4 * 4;  // blocks of the 4-deep pipelined loop
+  const int64_t n_tiles = (n_tokens + kActTileTokens - 1) / kActTileTokens;
+  const int64_t row_bytes = w.n_groups * w.group_bytes;
+  thread_local std::vector<int8_t> wq_buf;
+  thread_local std::vector<float> wd_buf;
+  if (wq_buf.size() < static_cast<size_t>(kTileRows * k)) wq_buf.resize(static_cast<size_t>(kTileRows * k));
+  if (wd_buf.size() < static_cast<size_t>(kTileRows * nb)) wd_buf.resize(static_cast<size_t>(kTileRows * nb));
+  int8_t* wq = wq_buf.data();
+  float* wd = wd_buf.data();
+  alignas(64) int32_t cbuf[256];
+  alignas(64) float out[256];
+  LoadTileConfig();
+  for (int64_t p0 = n0; p0 < n1; p0 += kTileRows) {
+    UnpackPanel(w, p0, n1, wq, wd);
+    const int64_t nr = std::min<int64_t>(kTileRows, n1 - p0);
+    // The next panel's weights are prefetched into L2 while this one is multiplied (rows are
+    // contiguous), spread over the 4-block steps of the first token tile.
+    const int64_t next_rows = std::max<int64_t>(0, std::min<int64_t>(kTileRows, n1 - p0 - kTileRows));
+    const char* next = reinterpret_cast<const char*>(w.qs + (p0 + kTileRows) * row_bytes);
+    const int64_t next_lines = next_rows * row_bytes / 64;
+    const int64_t steps = std::max<int64_t>(1, nb4 / 4);
+    const int64_t lines_per_step = (next_lines + steps - 1) / steps;
+    for (int64_t tt = 0; tt < n_tiles; ++tt) {
+      const int8_t* aq = act_qs + tt * nb * kActTileBytesPerBlock;
+      const float* ad = act_d + tt * nb * kActTileTokens;
+      __m512 acc[16];
+      for (int r = 0; r < 16; ++r) acc[r] = _mm512_setzero_ps();
+      int64_t pf = tt == 0 ? 0 : next_lines;  // next line to prefetch
+      // Tiles: tmm0/tmm1 weights, tmm2/tmm3 activations, tmm4..7 results; blocks b, b+1 are
+      // scaled while b+2, b+3 are being multiplied.
+      if (nb4 > 0) {
+        KESTREL_AMX_ISSUE(0, 4, 0, 2);
+        KESTREL_AMX_ISSUE(1, 5, 1, 3);
+        for (int64_t b = 0; b < nb4; b += 4) {
+          KESTREL_AMX_ISSUE(b + 2, 6, 0, 2);
+          KESTREL_AMX_ISSUE(b + 3, 7, 1, 3);
+          for (int64_t e = std::min(next_lines, pf + lines_per_step); pf < e; ++pf) {
+            _mm_prefetch(next + pf * 64, _MM_HINT_T1);
+          }
+          KESTREL_AMX_FINISH(b, 4);
+          KESTREL_AMX_FINISH(b + 1, 5);
+          if (b + 4 < nb4) {
+            KESTREL_AMX_ISSUE(b + 4, 4, 0, 2);
+            KESTREL_AMX_ISSUE(b + 5, 5, 1, 3);
+          }
+          KESTREL_AMX_FINISH(b + 2, 6);
+          KESTREL_AMX_FINISH(b + 3, 7);
+        }
+      }
+      for (int64_t b = nb4; b < nb; ++b) {
+        KESTREL_AMX_ISSUE(b, 4, 0, 2);
+        KESTREL_AMX_FINISH(b, 4);
+      }
+      // acc[r] lane t = y[t][p0 + r]: transpose on the way out.
+      for (int r = 0; r < 16; ++r) _mm512_store_ps(out + 16 * r, acc[r]);
+      const int64_t t0 = tt * kActTileTokens;
+      const int64_t nt = std::min<int64_t>(kActTileTokens, n_tokens - t0);
+      for (int64_t t = 0; t < nt; ++t) {
+        float* yr = y + (t0 + t) * ldy + p0;
+        for (int64_t r = 0; r < nr; ++r) yr[r] = out[16 * r + t];
+      }
+    }
+  }
+  _tile_release();
+}
+#undef KESTREL_AMX_ISSUE
+#undef KESTREL_AMX_FINISH
+
+}  // namespace
+
+bool AmxUsable() {
+  static const bool usable = DetectAmx();
+  return usable;
+}
+
+const KernelTable& AmxKernels() {
+  static const KernelTable table = [] {
+    KernelTable t = MakeAvx512Table(IsaLevel::kAmx);
+    t.quantize_act_tile = &QuantizeActTile;
+    t.gemm_q_tiles = &GemmQTiles;
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace kestrel::plugins::cpu
