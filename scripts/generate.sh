@@ -9,5 +9,5 @@ prompt="${2:-Once upon a time}"
 
 "$root/scripts/install_deps.sh"
 cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$root/build" -j"$(nproc)" --target kestrel_cli kestrel_plugin_ref >/dev/null
+cmake --build "$root/build" -j"$(nproc)" --target kestrel_cli kestrel_plugin_ref kestrel_plugin_cpu >/dev/null
 exec "$root/build/bin/kestrel" generate -m "$model" -p "$prompt" -n 128
