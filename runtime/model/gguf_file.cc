@@ -428,6 +428,22 @@ class GgufFile::Parser {
 
 // ---- open ------------------------------------------------------------------------------------
 
+void GgufFile::ReleaseResidentPages() const {
+  if (!mmapped_ || data_ == nullptr || size_ == 0) return;
+  // Advice only: on failure the pages simply stay resident.
+  (void)madvise(const_cast<uint8_t*>(data_), static_cast<size_t>(size_), MADV_DONTNEED);
+}
+
+void GgufFile::ReleaseResidentRange(const uint8_t* ptr, uint64_t bytes) const {
+  if (!mmapped_ || ptr < data_ || ptr >= data_ + size_) return;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(ptr) + page - 1) & ~(page - 1);
+  const uintptr_t end_raw = reinterpret_cast<uintptr_t>(ptr) +
+                            std::min<uint64_t>(bytes, static_cast<uint64_t>(data_ + size_ - ptr));
+  const uintptr_t end = end_raw & ~(page - 1);
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 GgufFile::~GgufFile() {
   if (mmapped_) {
     munmap(const_cast<uint8_t*>(data_), static_cast<size_t>(size_));

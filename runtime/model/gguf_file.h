@@ -88,6 +88,12 @@ class GgufFile {
   // file_size() (or exceed it by padding that a tensor-less file omits).
   uint64_t data_offset() const { return data_offset_; }
   bool is_mmapped() const { return mmapped_; }
+  // With mmap: drops the mapped pages from this process's resident set (they are read back from
+  // the file on the next access, so every pointer stays valid). For after the weights were copied
+  // to a device, so a loaded model does not hold the file and its copy at once. No-op otherwise.
+  void ReleaseResidentPages() const;
+  // Same for the whole pages inside [ptr, ptr + bytes) of this file's image (e.g. one tensor).
+  void ReleaseResidentRange(const uint8_t* ptr, uint64_t bytes) const;
   // The whole file image.
   const uint8_t* data() const { return data_; }
 

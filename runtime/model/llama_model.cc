@@ -230,12 +230,18 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   for (size_t i = 0; i < m->weights_.size(); ++i) {
     absl::StatusOr<const hal::PreparedWeight*> p = m->Prepared(static_cast<int>(i), device);
     if (!p.ok()) return p.status();
+    // The device holds its own copy now: drop this tensor's file pages from the resident set, so
+    // peak memory during load is about one copy of the weights, not two.
+    m->file_->ReleaseResidentRange(m->weights_[i].host_data, m->weights_[i].bytes);
     done += m->weights_[i].bytes;
     if (auto s = report(0.05f + 0.95f * static_cast<float>(done) / static_cast<float>(total ? total : 1));
         !s.ok()) {
       return s;
     }
   }
+  // Plugins copy (or repack) weights in weight_prepare, so the mapped file pages are no longer
+  // needed resident; without this a loaded model costs the file size twice in RSS.
+  m->file_->ReleaseResidentPages();
   if (auto s = report(1.0f); !s.ok()) return s;
   return m;
 }
