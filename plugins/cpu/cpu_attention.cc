@@ -1,6 +1,9 @@
 // Paged attention for the CPU plugin: per (sequence, KV head, chunk of queries) work item, the
-// KV blocks are visited once for all query heads of the group and all queries of the chunk, with
-// an online (flash-decoding style) softmax: running max m, running sum l, running output acc.
+// sequence's KV is visited once for all query heads of the group and all queries of the chunk, in
+// tiles of max(block_size, 64) positions, with an online (flash-decoding style) softmax per tile:
+// running max m, running sum l, running output acc. Tiles are independent of the KV block size,
+// so small blocks (less KV waste in the engine) cost only the gather of rows that lie in
+// non-consecutive blocks into a contiguous scratch tile.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -16,6 +19,8 @@ using ref::InvalidArgument;
 using ref::OutOfRange;
 
 constexpr int64_t kQueryChunk = 16;
+// KV positions per online-softmax step (at least; a larger block size is one block per step).
+constexpr int64_t kKvTile = 64;
 
 // The same checks, in the same order and with the same messages, as ref::PagedAttention.
 Status Validate(const AttentionArgs& a) {
@@ -78,6 +83,51 @@ struct Scratch {
   std::vector<char> visible;  // tree mask: [queries][q_len] ancestor-or-self flags
 };
 
+// Rows [p0, p0 + n) of one KV head of a cache, as f32 rows at ptr + o * stride (o < n). The tile
+// may span several blocks of the sequence's table. F32 rows are used in place when the tile lies
+// in one block or in physically consecutive blocks (then the slot stride is uniform); otherwise
+// (and always for F16) they are gathered/converted into `scratch` (n rows of Dh).
+struct TileRows {
+  const float* ptr;
+  int64_t stride;
+};
+
+TileRows GatherTile(const KernelTable& kt, const AttentionArgs& a, const void* cache,
+                    uint32_t dtype, const int32_t* table, int64_t kv_head, int64_t p0, int64_t n,
+                    std::vector<float>& scratch) {
+  const int64_t Dh = a.head_dim, B = a.block_size, Hkv = a.n_kv_heads;
+  const int64_t row_elems = Hkv * Dh;  // elements per cache slot
+  const int64_t b0 = p0 / B, b1 = (p0 + n - 1) / B;
+  // Element of (block, slot offset o, kv_head, 0).
+  auto at = [&](int64_t block, int64_t o) { return ((block * B + o) * Hkv + kv_head) * Dh; };
+  if (dtype != KESTREL_DTYPE_F16) {
+    bool consecutive = true;
+    for (int64_t b = b0; b < b1 && consecutive; ++b) consecutive = table[b + 1] == table[b] + 1;
+    if (consecutive) {
+      return {static_cast<const float*>(cache) + at(table[b0], p0 % B), row_elems};
+    }
+  }
+  float* dst = scratch.data();
+  for (int64_t p = p0; p < p0 + n;) {
+    const int64_t block = table[p / B];
+    const int64_t o0 = p % B;
+    const int64_t cnt = std::min(B - o0, p0 + n - p);  // rows of this block in the tile
+    const int64_t base = at(block, o0);
+    if (dtype == KESTREL_DTYPE_F16) {
+      const uint16_t* src = static_cast<const uint16_t*>(cache) + base;
+      for (int64_t o = 0; o < cnt; ++o) kt.f16_to_f32(src + o * row_elems, dst + o * Dh, Dh);
+    } else {
+      const float* src = static_cast<const float*>(cache) + base;
+      for (int64_t o = 0; o < cnt; ++o) {
+        std::memcpy(dst + o * Dh, src + o * row_elems, static_cast<size_t>(Dh) * sizeof(float));
+      }
+    }
+    dst += cnt * Dh;
+    p += cnt;
+  }
+  return {scratch.data(), Dh};
+}
+
 void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w, Scratch& sc) {
   const int64_t Dh = a.head_dim, B = a.block_size, Hkv = a.n_kv_heads;
   const int64_t group = a.n_heads / Hkv;
@@ -89,10 +139,13 @@ void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w
   const int64_t nq = w.j1 - w.j0;
   const int64_t rows = nq * group;  // query vectors: (j, h) -> (j - j0) * group + (h - h0)
   const bool tree = a.parents != nullptr;
+  // KV positions per online-softmax step: independent of the block size (B is a power of two,
+  // so a tile of max(B, kKvTile) positions starts at a block boundary and covers whole blocks).
+  const int64_t tile = std::max(B, kKvTile);
 
-  sc.k.resize(static_cast<size_t>(B * Dh));
-  sc.v.resize(static_cast<size_t>(B * Dh));
-  sc.scores.resize(static_cast<size_t>(B));
+  sc.k.resize(static_cast<size_t>(tile * Dh));
+  sc.v.resize(static_cast<size_t>(tile * Dh));
+  sc.scores.resize(static_cast<size_t>(tile));
   sc.m.assign(static_cast<size_t>(rows), -std::numeric_limits<float>::infinity());
   sc.l.assign(static_cast<size_t>(rows), 0.0f);
   sc.acc.assign(static_cast<size_t>(rows * Dh), 0.0f);
@@ -106,34 +159,15 @@ void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w
   }
   // Last KV position any query of the chunk sees.
   const int64_t last = (tree || !a.causal) ? kv_len - 1 : prefix + w.j1 - 1;
-  const int64_t row_elems = Hkv * Dh;  // elements per cache slot
-  for (int64_t p0 = 0; p0 <= last; p0 += B) {
-    const int64_t n = std::min(B, last + 1 - p0);
-    const int64_t block = table[p0 / B];
-    const int64_t base = (block * B * Hkv + w.kv_head) * Dh;  // element of (block, 0, kv_head, 0)
-    const float* kp;
-    const float* vp;
-    int64_t kstride, vstride;
-    if (a.k_dtype == KESTREL_DTYPE_F16) {
-      const uint16_t* src = static_cast<const uint16_t*>(a.k_cache) + base;
-      for (int64_t o = 0; o < n; ++o) kt.f16_to_f32(src + o * row_elems, sc.k.data() + o * Dh, Dh);
-      kp = sc.k.data();
-      kstride = Dh;
-    } else {
-      kp = static_cast<const float*>(a.k_cache) + base;
-      kstride = row_elems;
-    }
-    if (a.v_dtype == KESTREL_DTYPE_F16) {
-      const uint16_t* src = static_cast<const uint16_t*>(a.v_cache) + base;
-      for (int64_t o = 0; o < n; ++o) kt.f16_to_f32(src + o * row_elems, sc.v.data() + o * Dh, Dh);
-      vp = sc.v.data();
-      vstride = Dh;
-    } else {
-      vp = static_cast<const float*>(a.v_cache) + base;
-      vstride = row_elems;
-    }
+  for (int64_t p0 = 0; p0 <= last; p0 += tile) {
+    const int64_t n = std::min(tile, last + 1 - p0);
+    const TileRows kr = GatherTile(kt, a, a.k_cache, a.k_dtype, table, w.kv_head, p0, n, sc.k);
+    const TileRows vr = GatherTile(kt, a, a.v_cache, a.v_dtype, table, w.kv_head, p0, n, sc.v);
+    const float* kp = kr.ptr;
+    const float* vp = vr.ptr;
+    const int64_t kstride = kr.stride, vstride = vr.stride;
     for (int64_t j = w.j0; j < w.j1; ++j) {
-      // Visible positions of this block for query j: [p0, p0 + n_vis) except for tree masks.
+      // Visible positions of this tile for query j: [p0, p0 + n_vis) except for tree masks.
       int64_t n_vis = n;
       if (!tree && a.causal) n_vis = std::min(n, prefix + j + 1 - p0);
       if (n_vis <= 0) continue;

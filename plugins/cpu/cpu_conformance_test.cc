@@ -442,6 +442,7 @@ struct AttnCase {
   std::vector<int32_t> q_lens, kv_lens;
   bool causal = true;
   bool tree = false;
+  bool consecutive = false;  // physically consecutive blocks (else a random permutation)
 };
 
 TEST_P(CpuConformance, PagedAttention) {
@@ -455,6 +456,22 @@ TEST_P(CpuConformance, PagedAttention) {
       {"4 sequences decode B32", 4, 2, 32, 32, {1, 1, 1, 1}, {1, 32, 33, 90}},
       {"non-causal", 4, 2, 16, 16, {5, 3}, {20, 3}, false},
       {"tree mask", 4, 2, 16, 16, {6}, {30}, true, true},
+      // Small blocks and long contexts: the cpu plugin walks KV in tiles of max(B, 64)
+      // positions that span many blocks (gathered when they are not consecutive).
+      {"decode GQA B1", 8, 2, 64, 1, {1}, {200}},
+      {"decode GQA B2", 8, 2, 64, 2, {1}, {129}},
+      {"decode GQA B4", 8, 2, 64, 4, {1}, {255}},
+      {"decode GQA B16 long", 8, 2, 64, 16, {1}, {300}},
+      {"decode B4 consecutive blocks", 8, 2, 64, 4, {1}, {190}, true, false, true},
+      {"decode B128 long", 4, 1, 32, 128, {1}, {300}},
+      {"4 sequences decode B2", 8, 2, 64, 2, {1, 1, 1, 1}, {1, 63, 64, 333}},
+      {"prefill T=100 B1", 4, 2, 16, 1, {100}, {100}},
+      {"prefill T=70 after prefix B2", 8, 4, 32, 2, {70}, {270}},
+      {"chunked prefill varlen B4", 8, 2, 64, 4, {1, 37, 0, 20}, {400, 101, 9, 64}},
+      {"prefill B8 consecutive blocks", 4, 2, 16, 8, {40}, {150}, true, false, true},
+      {"non-causal B2 long", 4, 2, 16, 2, {5, 3}, {140, 3}, false},
+      {"tree mask B1 long", 4, 2, 16, 1, {6}, {150}, true, true},
+      {"tree mask B4 long", 8, 2, 32, 4, {9}, {200}, true, true},
   };
   Rng rng(7);
   for (const AttnCase& c : cases) {
@@ -471,7 +488,7 @@ TEST_P(CpuConformance, PagedAttention) {
       const int64_t nb = used + 3;
       std::vector<int32_t> perm(nb);
       std::iota(perm.begin(), perm.end(), 0);
-      std::shuffle(perm.begin(), perm.end(), rng.gen());
+      if (!c.consecutive) std::shuffle(perm.begin(), perm.end(), rng.gen());
       std::vector<int32_t> tables(S * max_blocks, -1), starts(S + 1, 0);
       int64_t next = 0;
       for (int64_t s = 0; s < S; ++s) {
