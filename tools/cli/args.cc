@@ -45,6 +45,7 @@ enum class FlagId {
   kEngine,
   kConcurrency,
   kPrefixTokens,
+  kKvBlockSize,
 };
 
 struct FlagSpec {
@@ -83,6 +84,7 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kEngine, "engine", 0, false, kForBench},
     {FlagId::kConcurrency, "concurrency", 0, true, kForBench},
     {FlagId::kPrefixTokens, "prefix-tokens", 0, true, kForBench},
+    {FlagId::kKvBlockSize, "kv-block-size", 0, true, kForBench},
 };
 
 unsigned CommandBit(Command command) {
@@ -295,6 +297,14 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
       o->bench.prefix_tokens = v;
       break;
     }
+    case FlagId::kKvBlockSize: {
+      uint32_t v;
+      if (!ParseUint32(value, &v) || v == 0 || v > 4096 || (v & (v - 1)) != 0) {
+        return Fail(BadValue(spelled, value, "a power of two in [1, 4096]"));
+      }
+      o->bench.kv_block_size = v;
+      break;
+    }
   }
   return ParseResult{};
 }
@@ -408,7 +418,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
   std::vector<std::string> model_flags_seen;  // bench: flags that make no sense with --membw
   std::string size_mb_spelled;
   std::string not_engine_spelled;  // bench: -p or --warmup, which --engine does not use
-  std::string engine_only_spelled;  // bench: --concurrency or --prefix-tokens
+  std::string engine_only_spelled;  // bench: --concurrency, --prefix-tokens or --kv-block-size
   bool n_decode_given = false, reps_given = false;
   for (; i < argc; ++i) {
     std::string_view arg = argv[i];
@@ -472,7 +482,8 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     if (spec->id == FlagId::kPrompt || spec->id == FlagId::kWarmup) {
       not_engine_spelled = std::string(spelled);
     }
-    if (spec->id == FlagId::kConcurrency || spec->id == FlagId::kPrefixTokens) {
+    if (spec->id == FlagId::kConcurrency || spec->id == FlagId::kPrefixTokens ||
+        spec->id == FlagId::kKvBlockSize) {
       engine_only_spelled = std::string(spelled);
     }
     if (spec->id == FlagId::kMaxTokens) n_decode_given = true;

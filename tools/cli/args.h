@@ -31,6 +31,9 @@ struct BenchOptions {
   // --prefix-tokens: shared-prefix length of the --engine prefix-cache workload. Unset: 512, or
   // the largest that fits the model's context; 0: skip that workload.
   std::optional<uint32_t> prefix_tokens;
+  // --kv-block-size: tokens per KV block of every --engine engine (a power of two in [1, 4096]).
+  // Unset: the library's default (kestrel_engine_options_init).
+  std::optional<uint32_t> kv_block_size;
 };
 
 // Everything the command line can say. Optional sampler fields stay unset when the flag is absent,

@@ -201,7 +201,7 @@ TEST(ParseArgsTest, BenchEngine) {
   Options o;
   ParseResult r = Parse({"bench", "-m", "m.gguf", "--engine", "--concurrency", "1,4", "-n", "8",
                          "-t", "2", "--device", "cpu", "--reps", "1", "--prefix-tokens", "32",
-                         "--json"},
+                         "--kv-block-size", "4", "--json"},
                         &o);
   ASSERT_TRUE(r.ok) << r.error;
   EXPECT_TRUE(o.bench.engine);
@@ -213,6 +213,8 @@ TEST(ParseArgsTest, BenchEngine) {
   EXPECT_EQ(o.bench.reps, 1u);
   ASSERT_TRUE(o.bench.prefix_tokens.has_value());
   EXPECT_EQ(*o.bench.prefix_tokens, 32u);
+  ASSERT_TRUE(o.bench.kv_block_size.has_value());
+  EXPECT_EQ(*o.bench.kv_block_size, 4u);
   EXPECT_TRUE(o.json);
 
   // The engine bench's defaults: -n 128, --reps 3, concurrencies 1,8,32, prefix length automatic.
@@ -221,6 +223,7 @@ TEST(ParseArgsTest, BenchEngine) {
   EXPECT_EQ(o.bench.reps, 3u);
   EXPECT_EQ(o.bench.concurrency, (std::vector<uint32_t>{1, 8, 32}));
   EXPECT_FALSE(o.bench.prefix_tokens.has_value());
+  EXPECT_FALSE(o.bench.kv_block_size.has_value());  // the library's default
   EXPECT_EQ(o.n_threads, 0u);
   ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "--engine", "--prefix-tokens=0",
                      "--concurrency=16"},
@@ -253,6 +256,14 @@ TEST(ParseArgsTest, BenchEngineUsageErrors) {
                 .find("'-1' for --prefix-tokens"),
             std::string::npos);
   EXPECT_NE(error({"bench", "-m", "m", "--engine", "--prefix-tokens", "12k"}).find("--prefix-tokens"),
+            std::string::npos);
+  for (const char* bad : {"0", "3", "8192", "-4", "x"}) {
+    EXPECT_NE(error({"bench", "-m", "m", "--engine", "--kv-block-size", bad})
+                  .find("for --kv-block-size"),
+              std::string::npos)
+        << bad;
+  }
+  EXPECT_NE(error({"bench", "-m", "m", "--kv-block-size", "4"}).find("needs --engine"),
             std::string::npos);
   EXPECT_NE(error({"bench", "-m", "m", "--engine", "-n", "0"}).find("'0' for -n"),
             std::string::npos);

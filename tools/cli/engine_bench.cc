@@ -242,9 +242,14 @@ int RunEngineBench(const Options& o) {
   }
   const uint32_t prefix_tokens = prefix_choice.tokens;
 
-  std::printf("model %s (%s), device %s, threads %u%s, %u new tokens per request, %u reps\n",
+  // The engines' KV block size: --kv-block-size, else the library's default.
+  kestrel_engine_options_t defaults;
+  kestrel_engine_options_init(&defaults);
+  const uint32_t kv_block_size = b.kv_block_size ? *b.kv_block_size : defaults.kv_block_size;
+  std::printf("model %s (%s), device %s, threads %u%s, %u new tokens per request, %u reps, "
+              "KV block %u tokens\n",
               o.model_path.c_str(), name, device, o.n_threads,
-              o.n_threads == 0 ? " (plugin default)" : "", n, b.reps);
+              o.n_threads == 0 ? " (plugin default)" : "", n, b.reps, kv_block_size);
   const double baseline_tps =
       SessionBaselineTokensPerS(model.get(), prompts[0], n, ctx, o.n_threads, b.reps);
   if (InterruptRequested()) {
@@ -272,6 +277,8 @@ int RunEngineBench(const Options& o) {
   w.Uint(b.reps);
   w.Key("context_length");
   w.Uint(ctx);
+  w.Key("kv_block_size");
+  w.Uint(kv_block_size);
   w.Key("session_baseline");
   w.BeginObject();
   w.Key("tokens_per_s");
@@ -287,6 +294,7 @@ int RunEngineBench(const Options& o) {
     eo.max_sequences = c;
     eo.context_length = ctx;
     eo.n_threads = o.n_threads;
+    if (b.kv_block_size) eo.kv_block_size = *b.kv_block_size;
     const EngineRunResult r = MedianEngineRun(model.get(), eo, batch, n, b.reps);
     if (r.interrupted) {
       std::fprintf(stderr, "kestrel: interrupted\n");
@@ -352,6 +360,7 @@ int RunEngineBench(const Options& o) {
     eo.max_sequences = kSharedRequests;
     eo.context_length = longest_req + kSharedMaxNew;
     eo.n_threads = o.n_threads;
+    if (b.kv_block_size) eo.kv_block_size = *b.kv_block_size;
     const EngineRunResult with = MedianEngineRun(model.get(), eo, batch, kSharedMaxNew, b.reps);
     EngineRunResult without;
     if (with.ok) {

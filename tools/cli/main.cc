@@ -26,7 +26,7 @@ constexpr char kShortUsage[] =
     "       kestrel bench -m MODEL [-p N] [-n N] [-t N] [--reps R] [--json]\n"
     "       kestrel bench --membw [-t N] [--size-mb M] [--reps R] [--json]\n"
     "       kestrel bench -m MODEL --engine [--concurrency 1,8,32] [-n N] [-t N] [--reps R]\n"
-    "                     [--prefix-tokens P] [--json]\n"
+    "                     [--prefix-tokens P] [--kv-block-size B] [--json]\n"
     "       kestrel help [COMMAND] | kestrel --version\n";
 
 constexpr char kGenerateHelp[] =
@@ -85,7 +85,8 @@ constexpr char kBenchHelp[] =
     "                     [--no-mmap] [--json] [-v]\n"
     "       kestrel bench --membw [-t N] [--size-mb M] [--reps R] [--json]\n"
     "       kestrel bench -m MODEL --engine [--concurrency LIST] [-n N] [-t N] [--device NAME]\n"
-    "                     [--reps R] [--prefix-tokens P] [--no-mmap] [--json] [-v]\n"
+    "                     [--reps R] [--prefix-tokens P] [--kv-block-size B] [--no-mmap]\n"
+    "                     [--json] [-v]\n"
     "\n"
     "Model speed: loads MODEL once (load_ms), then per repetition empties the KV cache, prefills a\n"
     "synthetic prompt of N token ids in one step (BOS, then ids cycling over the vocab) and decodes\n"
@@ -114,6 +115,8 @@ constexpr char kBenchHelp[] =
     "      --concurrency L  --engine: comma-separated concurrencies in [1, 4096] (default 1,8,32)\n"
     "      --prefix-tokens P  --engine: shared prefix length (default 512, or the largest that\n"
     "                       fits the model's context; 0 = skip the shared-prefix workload)\n"
+    "      --kv-block-size B  --engine: tokens per KV cache block of every engine, a power of two\n"
+    "                       in [1, 4096] (default: the library's, kestrel_engine_options_init)\n"
     "      --json           print a JSON object as the last line of stdout\n"
     "  -v, --verbose        log INFO lines to stderr (-vv: DEBUG)\n"
     "\n"
@@ -124,7 +127,7 @@ constexpr char kBenchHelp[] =
     "JSON fields (--membw): read_gb_per_s (best kernel median), threads, buffer_bytes, llc_bytes,\n"
     "reps, vec64_isa, read_gb_per_s_{scalar,vec64} with _min, _max, _all, peak_rss_bytes.\n"
     "JSON fields (--engine): mode, model, model_name, device, threads, n, reps, context_length,\n"
-    "session_baseline {tokens_per_s}, engine [{concurrency, tokens_per_s, generated_tokens,\n"
+    "kv_block_size, session_baseline {tokens_per_s}, engine [{concurrency, tokens_per_s, generated_tokens,\n"
     "kv_blocks_used (peak), kv_blocks_total, kv_utilisation, kv_waste_fraction,\n"
     "speedup_vs_session, preemptions, ok}], shared_prefix {requests, prefix_tokens, new_tokens,\n"
     "context_length, prompt_tokens, prefill_tokens_computed, prefill_tokens_reused,\n"
