@@ -307,6 +307,101 @@ TEST_F(EngineTest, PrefixCacheHitsAcrossBlockAlignedPromptsAndEvictsUnderPressur
   EXPECT_EQ(st.kv_blocks_used, st.kv_blocks_cached);
 }
 
+// kv_waste_fraction = 1 - (slots holding a computed token) / (slots of used blocks), checked
+// against lengths known from the outside after every step, for several block sizes: blocks are
+// allocated lazily, so a decoding sequence of n computed tokens holds ceil(n / B) blocks.
+TEST_F(EngineTest, KvWasteIsTheUnfilledSlotsOfUsedBlocks) {
+  const std::vector<std::vector<int32_t>> prompts = MixedPrompts();
+  for (uint32_t bs : {1u, 2u, 4u, 16u}) {
+    SCOPED_TRACE(::testing::Message() << "block size " << bs);
+    // No prefix cache (so no two sequences share a block), every prompt prefilled in step 1.
+    EnginePtr e = MakeEngine(0, 512, false, 16, bs);
+    std::vector<kestrel_request_id_t> ids;
+    for (const auto& q : prompts) ids.push_back(Submit(e.get(), q, 40));
+    uint32_t active = 1;
+    int steps = 0;
+    while (active > 0) {
+      KESTREL_ASSERT_OK(kestrel_engine_step(e.get(), &active));
+      ++steps;
+      // A running sequence that has sampled g tokens has computed prompt + g - 1 of them.
+      uint64_t blocks = 0, filled = 0;
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        const kestrel_engine_result_t r = Result(e.get(), ids[i]);
+        if (r.stop_reason != KESTREL_STOP_NONE) continue;  // done: its blocks are free
+        const uint64_t g = r.n_generated_tokens;
+        ASSERT_GE(g, 1u);
+        const uint64_t n = prompts[i].size() + g - 1;
+        blocks += (n + bs - 1) / bs;
+        filled += n;
+      }
+      const kestrel_engine_stats_t st = Stats(e.get());
+      EXPECT_EQ(st.kv_block_size, bs);
+      ASSERT_EQ(st.kv_blocks_used, blocks) << "step " << steps;
+      const double want = blocks == 0 ? 0.0 : 1.0 - static_cast<double>(filled) / (blocks * bs);
+      EXPECT_NEAR(st.kv_waste_fraction, want, 1e-12) << "step " << steps;
+      if (bs == 1) {
+        EXPECT_EQ(st.kv_waste_fraction, 0.0);
+      }
+    }
+    EXPECT_GT(steps, 2);
+    EXPECT_EQ(Stats(e.get()).kv_waste_fraction, 0.0);  // nothing in use
+  }
+
+  // Admission reserves every prompt block: during a chunked prefill the reserved slots count.
+  std::vector<int32_t> p = prompts[6];
+  ASSERT_GT(p.size(), 9u);
+  {
+    EnginePtr e = MakeEngine(0, 4, false, 16, 4);
+    Submit(e.get(), p, 4);
+    KESTREL_ASSERT_OK(kestrel_engine_step(e.get(), nullptr));
+    const uint64_t slots = (p.size() + 3) / 4 * 4;
+    EXPECT_NEAR(Stats(e.get()).kv_waste_fraction, 1.0 - 4.0 / slots, 1e-12);
+    KESTREL_ASSERT_OK(kestrel_engine_wait(e.get(), KESTREL_ENGINE_ALL_REQUESTS, -1));
+  }
+
+  // Fork samples share the prompt's blocks: a shared block counts once. After the prefill both
+  // samples hold the same ceil(L / B) blocks; later each has its own blocks past the last full
+  // prompt block (the partial one copied on write).
+  {
+    const uint32_t bs = 4;
+    p.resize(9);  // 2 full blocks + 1 token
+    EnginePtr e = MakeEngine(0, 512, false, 16, bs);
+    const kestrel_request_id_t id = Submit(e.get(), p, 12, nullptr, 1.0f, 2);
+    KESTREL_ASSERT_OK(kestrel_engine_step(e.get(), nullptr));
+    EXPECT_EQ(Stats(e.get()).kv_blocks_used, 3u);
+    EXPECT_NEAR(Stats(e.get()).kv_waste_fraction, 1.0 - 9.0 / 12.0, 1e-12);
+    for (int step = 2; step <= 6; ++step) {
+      KESTREL_ASSERT_OK(kestrel_engine_step(e.get(), nullptr));
+      const kestrel_engine_result_t r0 = Result(e.get(), id, 0), r1 = Result(e.get(), id, 1);
+      // A sample that ended (EOS) freed its blocks: the shapes below no longer hold.
+      if (r0.stop_reason != KESTREL_STOP_NONE || r1.stop_reason != KESTREL_STOP_NONE) break;
+      const uint64_t full = 8;  // tokens in the shared full blocks
+      uint64_t blocks = full / bs, filled = full;
+      for (const kestrel_engine_result_t& r : {r0, r1}) {
+        const uint64_t n = p.size() + r.n_generated_tokens - 1;
+        blocks += (n - full + bs - 1) / bs;
+        filled += n - full;
+      }
+      const kestrel_engine_stats_t st = Stats(e.get());
+      EXPECT_EQ(st.kv_blocks_used, blocks) << "step " << step;
+      EXPECT_NEAR(st.kv_waste_fraction, 1.0 - static_cast<double>(filled) / (blocks * bs), 1e-12)
+          << "step " << step;
+    }
+    KESTREL_ASSERT_OK(kestrel_engine_wait(e.get(), KESTREL_ENGINE_ALL_REQUESTS, -1));
+  }
+
+  // With the prefix cache, blocks only the cache holds are full: no waste once all are done.
+  {
+    EnginePtr e = MakeEngine(0, 512, true, 16, 4);
+    for (const auto& q : prompts) Submit(e.get(), q, 20);
+    KESTREL_ASSERT_OK(kestrel_engine_wait(e.get(), KESTREL_ENGINE_ALL_REQUESTS, -1));
+    const kestrel_engine_stats_t st = Stats(e.get());
+    EXPECT_GT(st.kv_blocks_cached, 0u);
+    EXPECT_EQ(st.kv_blocks_used, st.kv_blocks_cached);
+    EXPECT_EQ(st.kv_waste_fraction, 0.0);
+  }
+}
+
 TEST_F(EngineTest, ForkSamplesShareThePromptCopyOnWrite) {
   // A 21-token prompt: one full block + a partially filled block that the 3 samples share and
   // copy on their first write.
