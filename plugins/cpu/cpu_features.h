@@ -17,7 +17,8 @@ enum class IsaLevel : int {
   kAvx2 = 1,      // AVX2 + FMA + F16C
   kAvx512 = 2,    // AVX-512 F/BW/VL/DQ (+ FMA, F16C)
   kVnni = 3,      // kAvx512 + AVX-512 VNNI (vpdpbusd)
-  kAmx = 4,       // kVnni + AMX-INT8 tiles (prefill GEMMs), with the OS's permission
+  kAmx = 4,       // kVnni + AMX-INT8 tiles (prefill GEMMs; F16 ones on AMX-BF16 where the CPU
+                  // has it), with the OS's permission
 };
 
 struct CpuFeatures {

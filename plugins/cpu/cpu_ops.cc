@@ -130,6 +130,23 @@ void MatmulCpu(const OpContext& ctx, const float* x, int64_t T, int64_t K, uint3
     });
     return;
   }
+  if (w_dtype == KESTREL_DTYPE_F16 && !ctx.exact && kt.gemm_f16_tiles != nullptr &&
+      T >= kTileMinTokens) {
+    // F16 prefill on AMX-BF16 tiles (kernels_amx.cc): activations split into bf16 hi/lo rows
+    // once per op, weights converted per panel inside the kernel.
+    const int64_t kp = RoundUp(K, 32);
+    const int64_t tp = RoundUp(T, 32);
+    thread_local std::vector<uint16_t> act_buf;
+    if (act_buf.size() < static_cast<size_t>(2 * tp * kp)) act_buf.resize(static_cast<size_t>(2 * tp * kp));
+    uint16_t* hi = act_buf.data();
+    uint16_t* lo = hi + tp * kp;
+    pool.Run(tp, [&](int64_t t, int) { kt.split_act_bf16(x, K, T, K, t, hi, lo); });
+    pool.Run(n_chunks, [&](int64_t c, int) {
+      const int64_t n0 = c * chunk, n1 = std::min(N, n0 + chunk);
+      kt.gemm_f16_tiles(static_cast<const uint16_t*>(w.data), K, K, hi, lo, T, n0, n1, y, N);
+    });
+    return;
+  }
   if (w_dtype == KESTREL_DTYPE_F16 && T >= kOneDnnMinTokens) {
     // F16 prefill: a panel of rows converted to f32 once (L2-resident), then the f32 GEMM
     // (oneDNN's when enabled), instead of converting every weight vector once per token tile.

@@ -103,7 +103,23 @@ struct KernelTable {
                             int8_t* qs, float* d) = nullptr;
   void (*gemm_q_tiles)(const QWeightView& w, const int8_t* act_qs, const float* act_d,
                        int64_t n_tokens, int64_t n0, int64_t n1, float* y, int64_t ldy) = nullptr;
+
+  // Optional GEMM for F16 weights with many tokens on AMX-BF16 tiles (level kAmx on a CPU with
+  // AMX-BF16, else NULL). Every value is split into two bf16 halves, v = hi + lo (hi = v rounded
+  // to bf16, lo = the rest rounded to bf16): exact for a binary16 weight, ~2^-17 relative for an
+  // f32 activation; y = x_hi.w_hi + x_hi.w_lo + x_lo.w_hi with f32 accumulation, so the result
+  // is within a few 1e-6 (relative norm error) of the f32 GEMM. Activations in "bf16 tile" layout:
+  // per tile of 16 tokens and 32-k chunk c, 16 x 32 bf16 at ((tile * C + c) * 512 + t * 32) with
+  // C = ceil(k / 32), for RoundUp(n_tokens, 32) tokens (tokens >= n_tokens and k past k zero);
+  // split_act_bf16 writes token `row` of that layout into hi and lo (whole buffers), and
+  // gemm_f16_tiles computes rows [n0, n1) of y = x . w^T for binary16 w [n][ldw].
+  void (*split_act_bf16)(const float* x, int64_t ldx, int64_t n_tokens, int64_t k, int64_t row,
+                         uint16_t* hi, uint16_t* lo) = nullptr;
+  void (*gemm_f16_tiles)(const uint16_t* w, int64_t ldw, int64_t k, const uint16_t* act_hi,
+                         const uint16_t* act_lo, int64_t n_tokens, int64_t n0, int64_t n1,
+                         float* y, int64_t ldy) = nullptr;
 };
+
 
 inline constexpr int64_t kActTileTokens = 16;
 inline constexpr int64_t kActTileBytesPerBlock = 512;
@@ -122,6 +138,8 @@ const KernelTable& VnniKernels();
 const KernelTable& AmxKernels();  // defined in kernels_amx.cc
 // True when the CPU has AMX-INT8 and the OS granted this process the tile state (asked once).
 bool AmxUsable();
+// AmxUsable() and the CPU also has AMX-BF16 (CPUID leaf 7 EDX bit 22).
+bool AmxBf16Usable();
 #endif
 
 }  // namespace kestrel::plugins::cpu

@@ -272,10 +272,225 @@ void GemmQTiles(const QWeightView& w, const int8_t* act_qs, const float* act_d, 
 #undef KESTREL_AMX_ISSUE
 #undef KESTREL_AMX_FINISH
 
+// ---- F16 weights on AMX-BF16 tiles (prefill) ----
+//
+// One tile step is C[16 weight rows][16 tokens] (f32) += A[16 rows][32 k] (bf16 weights, row
+// major) . B[16][16 tokens x 2] (32 k of 16 tokens' bf16 activations in the pair-interleaved
+// "VNNI" layout), three times per 32 k: w_hi.x_hi + w_hi.x_lo + w_lo.x_hi. The weights, converted
+// per call, keep their row-major order (binary16 -> hi/lo bf16 needs no transpose); the
+// activations, converted once per op, take the interleaved layout. Four result tiles (2 weight
+// panels x 2 token tiles) are in flight. K is blocked (256 k): per block, the weights of all the
+// caller's rows are converted once (L2-resident), then each token-tile pair's activations
+// (L1-resident) meet every panel pair. Every operand tile is 1 KB contiguous, so tile loads do
+// not stride (a 4 KB row stride would map all 16 rows of a tile to one L1 set). The f32 results
+// live in a per-call buffer of C tiles between K blocks and are transposed into y at the end.
+
+constexpr int64_t kBf16TileTokens = 16;
+constexpr int64_t kBf16TileK = 32;        // k per TDPBF16PS
+constexpr int64_t kBf16TileElems = 512;   // bf16 per operand tile (16 x 32)
+// K block: 8 chunks (256 k), so one token-tile pair's activations for it (hi and lo, 32 KB) sit
+// in L1.
+constexpr int64_t kBf16KBlockChunks = 8;
+
+void LoadTileConfigBf16() {
+  TileConfig c{};
+  c.palette_id = 1;
+  for (int t = 0; t < 8; ++t) {  // every tile 16 rows x 64 bytes (16 f32 or 32 bf16 per row)
+    c.rows[t] = 16;
+    c.colsb[t] = 64;
+  }
+  _tile_loadconfig(&c);
+}
+
+// f32 bit patterns of v rounded to the nearest bf16 (ties to even), low 16 bits zero. Finite
+// inputs only (activations and binary16 weights are; an Inf/NaN input gives a NaN output).
+inline __m512i RoundToBf16Bits(__m512 v) {
+  const __m512i b = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_add_epi32(b, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), lsb));
+  return _mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u)));
+}
+
+// hi, lo bf16 bit patterns (in the upper halves of the lanes) with v ~= hi + lo.
+inline void SplitBf16(__m512 v, __m512i* hi, __m512i* lo) {
+  *hi = RoundToBf16Bits(v);
+  *lo = RoundToBf16Bits(_mm512_sub_ps(v, _mm512_castsi512_ps(*hi)));
+}
+
+// 32 values (a = elements 0..15, b = 16..31, bf16 in the upper halves) as 32 packed bf16.
+inline __m512i PackBf16(__m512i a, __m512i b) {
+  const __m512i odd = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33,
+                                       31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  return _mm512_permutex2var_epi16(a, odd, b);
+}
+
+inline __mmask16 FirstLanes(int64_t n) {
+  return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : static_cast<__mmask16>((1u << n) - 1);
+}
+
+void SplitActBf16(const float* x, int64_t ldx, int64_t n_tokens, int64_t k, int64_t row,
+                  uint16_t* hi, uint16_t* lo) {
+  const int64_t nck = (k + kBf16TileK - 1) / kBf16TileK;
+  const int64_t tile = row / kBf16TileTokens;
+  const int64_t t = row % kBf16TileTokens;
+  const float* xr = x + row * ldx;
+  // Pair j of the chunk (elements 2 j, 2 j + 1) goes to dword j * 16 + t of the tile.
+  const __m512i pair_pos = _mm512_mullo_epi32(
+      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(16));
+  for (int64_t c = 0; c < nck; ++c) {
+    const int64_t i = c * kBf16TileK;
+    const int64_t left = row < n_tokens ? k - i : 0;
+    __m512i h0, l0, h1, l1;
+    SplitBf16(_mm512_maskz_loadu_ps(FirstLanes(left), xr + i), &h0, &l0);
+    SplitBf16(_mm512_maskz_loadu_ps(FirstLanes(left - 16), xr + i + 16), &h1, &l1);
+    const int64_t at = (tile * nck + c) * kBf16TileElems + 2 * t;
+    _mm512_i32scatter_epi32(hi + at, pair_pos, PackBf16(h0, h1), 4);
+    _mm512_i32scatter_epi32(lo + at, pair_pos, PackBf16(l0, l1), 4);
+  }
+}
+
+// Weights rows [p0, p0 + 16) x k [k0, k0 + 32 nc) of w (rows >= n1 and k >= k zero) as hi/lo
+// bf16 A tiles: hi tile of chunk c at wb + c * stride, lo tile 512 elements after it, each
+// [r][32] row major.
+void ConvertPanelBf16(const uint16_t* w, int64_t ldw, int64_t k, int64_t p0, int64_t n1, int64_t k0,
+                      int64_t nc, uint16_t* wb, int64_t stride) {
+  const int64_t nr = std::min<int64_t>(16, n1 - p0);
+  for (int64_t r = 0; r < 16; ++r) {
+    const uint16_t* src = w + (p0 + r) * ldw;
+    for (int64_t c = 0; c < nc; ++c) {
+      const int64_t kb = k0 + c * kBf16TileK;
+      const int64_t left = r < nr ? k - kb : 0;
+      __m512i h0, l0, h1, l1;
+      if (left >= kBf16TileK) {
+        const __m512i v = _mm512_loadu_si512(src + kb);
+        SplitBf16(_mm512_cvtph_ps(_mm512_castsi512_si256(v)), &h0, &l0);
+        SplitBf16(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(v, 1)), &h1, &l1);
+      } else {
+        const __m256i a = _mm256_maskz_loadu_epi16(FirstLanes(left), src + kb);
+        const __m256i b = _mm256_maskz_loadu_epi16(FirstLanes(left - 16), src + kb + 16);
+        SplitBf16(_mm512_cvtph_ps(a), &h0, &l0);
+        SplitBf16(_mm512_cvtph_ps(b), &h1, &l1);
+      }
+      uint16_t* hi_tile = wb + c * stride;
+      _mm512_storeu_si512(hi_tile + r * kBf16TileK, PackBf16(h0, h1));
+      _mm512_storeu_si512(hi_tile + kBf16TileElems + r * kBf16TileK, PackBf16(l0, l1));
+    }
+  }
+}
+
+void GemmF16Tiles(const uint16_t* w, int64_t ldw, int64_t k, const uint16_t* act_hi,
+                  const uint16_t* act_lo, int64_t n_tokens, int64_t n0, int64_t n1, float* y,
+                  int64_t ldy) {
+  if (n1 <= n0 || n_tokens <= 0) return;
+  const int64_t nck = (k + kBf16TileK - 1) / kBf16TileK;  // 32-k chunks per row
+  // Token tiles and 16-row panels, both rounded up to pairs (the padding is zero).
+  const int64_t n_tt = (n_tokens + 2 * kBf16TileTokens - 1) / (2 * kBf16TileTokens) * 2;
+  const int64_t n_panels = (n1 - n0 + 31) / 32 * 2;
+  thread_local std::vector<float> cbuf_store;
+  thread_local std::vector<uint16_t> wb_store;
+  const size_t c_size = static_cast<size_t>(n_panels * n_tt * 256);
+  if (cbuf_store.size() < c_size) cbuf_store.resize(c_size);
+  // The weights of every panel for one K block: per panel pair and chunk, panel 0 hi, lo,
+  // panel 1 hi, lo (4 tiles).
+  const int64_t wstride = 4 * kBf16TileElems;
+  const int64_t wb_size = n_panels / 2 * kBf16KBlockChunks * wstride;
+  if (wb_store.size() < static_cast<size_t>(wb_size)) wb_store.resize(static_cast<size_t>(wb_size));
+  float* cbuf = cbuf_store.data();
+  uint16_t* wb = wb_store.data();
+  LoadTileConfigBf16();
+  for (int64_t c0 = 0; c0 < nck; c0 += kBf16KBlockChunks) {
+    const int64_t nc = std::min(kBf16KBlockChunks, nck - c0);
+    for (int64_t pi = 0; pi < n_panels; pi += 2) {
+      uint16_t* wp = wb + pi / 2 * kBf16KBlockChunks * wstride;
+      const int64_t p0 = n0 + pi * 16;
+      ConvertPanelBf16(w, ldw, k, p0, n1, c0 * kBf16TileK, nc, wp, wstride);
+      ConvertPanelBf16(w, ldw, k, p0 + 16, n1, c0 * kBf16TileK, nc, wp + 2 * kBf16TileElems, wstride);
+    }
+    for (int64_t tt = 0; tt < n_tt; tt += 2) {
+      const uint16_t* xh0 = act_hi + (tt * nck + c0) * kBf16TileElems;
+      const uint16_t* xl0 = act_lo + (tt * nck + c0) * kBf16TileElems;
+      const uint16_t* xh1 = xh0 + nck * kBf16TileElems;
+      const uint16_t* xl1 = xl0 + nck * kBf16TileElems;
+      for (int64_t pi = 0; pi < n_panels; pi += 2) {
+        const uint16_t* wp = wb + pi / 2 * kBf16KBlockChunks * wstride;
+        // Result tiles: tmm0 (pi, tt), tmm1 (pi, tt + 1), tmm2 (pi + 1, tt),
+        // tmm3 (pi + 1, tt + 1); cbuf holds tile (panel q, token tile u) at (q * n_tt + u) * 256.
+        float* r00 = cbuf + (pi * n_tt + tt) * 256;
+        float* r01 = r00 + 256;
+        float* r10 = r00 + n_tt * 256;
+        float* r11 = r10 + 256;
+        if (c0 == 0) {
+          _tile_zero(0);
+          _tile_zero(1);
+          _tile_zero(2);
+          _tile_zero(3);
+        } else {
+          _tile_loadd(0, r00, 64);
+          _tile_loadd(1, r01, 64);
+          _tile_loadd(2, r10, 64);
+          _tile_loadd(3, r11, 64);
+        }
+        for (int64_t c = 0; c < nc; ++c) {
+          const uint16_t* wc = wp + c * wstride;
+          const int64_t xo = c * kBf16TileElems;
+          // tmm4, tmm5: activations of token tiles tt, tt + 1; tmm6, tmm7: weights of panels
+          // pi, pi + 1. w_hi.x_hi, w_hi.x_lo, w_lo.x_hi.
+          _tile_loadd(6, wc, 64);
+          _tile_loadd(7, wc + 2 * kBf16TileElems, 64);
+          _tile_loadd(4, xh0 + xo, 64);
+          _tile_loadd(5, xh1 + xo, 64);
+          _tile_dpbf16ps(0, 6, 4);
+          _tile_dpbf16ps(1, 6, 5);
+          _tile_dpbf16ps(2, 7, 4);
+          _tile_dpbf16ps(3, 7, 5);
+          _tile_loadd(4, xl0 + xo, 64);
+          _tile_loadd(5, xl1 + xo, 64);
+          _tile_dpbf16ps(0, 6, 4);
+          _tile_dpbf16ps(1, 6, 5);
+          _tile_dpbf16ps(2, 7, 4);
+          _tile_dpbf16ps(3, 7, 5);
+          _tile_loadd(6, wc + kBf16TileElems, 64);
+          _tile_loadd(7, wc + 3 * kBf16TileElems, 64);
+          _tile_loadd(4, xh0 + xo, 64);
+          _tile_loadd(5, xh1 + xo, 64);
+          _tile_dpbf16ps(0, 6, 4);
+          _tile_dpbf16ps(1, 6, 5);
+          _tile_dpbf16ps(2, 7, 4);
+          _tile_dpbf16ps(3, 7, 5);
+        }
+        _tile_stored(0, r00, 64);
+        _tile_stored(1, r01, 64);
+        _tile_stored(2, r10, 64);
+        _tile_stored(3, r11, 64);
+      }
+    }
+  }
+  _tile_release();
+  // C tile (panel q, token tile u) row r, column t = y[16 u + t][n0 + 16 q + r].
+  const __m512i col = _mm512_mullo_epi32(
+      _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(16));
+  for (int64_t q = 0; q * 16 < n1 - n0; ++q) {
+    const int64_t p0 = n0 + q * 16;
+    const __mmask16 m = FirstLanes(n1 - p0);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float* c = cbuf + (q * n_tt + t / 16) * 256 + t % 16;
+      _mm512_mask_storeu_ps(y + t * ldy + p0, m, _mm512_i32gather_ps(col, c, 4));
+    }
+  }
+}
+
 }  // namespace
 
 bool AmxUsable() {
   static const bool usable = DetectAmx();
+  return usable;
+}
+
+bool AmxBf16Usable() {
+  static const bool usable = [] {
+    unsigned int eax, ebx, ecx, edx;
+    return AmxUsable() && __get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && ((edx >> 22) & 1);
+  }();
   return usable;
 }
 
@@ -284,6 +499,10 @@ const KernelTable& AmxKernels() {
     KernelTable t = MakeAvx512Table(IsaLevel::kAmx);
     t.quantize_act_tile = &QuantizeActTile;
     t.gemm_q_tiles = &GemmQTiles;
+    if (AmxBf16Usable()) {
+      t.split_act_bf16 = &SplitActBf16;
+      t.gemm_f16_tiles = &GemmF16Tiles;
+    }
     return t;
   }();
   return table;
