@@ -109,17 +109,17 @@ struct KernelTable {
   // to bf16, lo = the rest rounded to bf16): exact for a binary16 weight, ~2^-17 relative for an
   // f32 activation; y = x_hi.w_hi + x_hi.w_lo + x_lo.w_hi with f32 accumulation, so the result
   // is within a few 1e-6 (relative norm error) of the f32 GEMM. Activations in "bf16 tile" layout:
-  // per tile of 16 tokens and 32-k chunk c, 16 x 32 bf16 at ((tile * C + c) * 512 + t * 32) with
-  // C = ceil(k / 32), for RoundUp(n_tokens, 32) tokens (tokens >= n_tokens and k past k zero);
-  // split_act_bf16 writes token `row` of that layout into hi and lo (whole buffers), and
-  // gemm_f16_tiles computes rows [n0, n1) of y = x . w^T for binary16 w [n][ldw].
+  // per tile of 16 tokens and 32-k chunk c (C = ceil(k / 32) chunks), 512 bf16 at
+  // (tile * C + c) * 512, pair-interleaved: elements 2j, 2j + 1 of token t at 32 j + 2 t, +1;
+  // RoundUp(n_tokens, 32) tokens (tokens >= n_tokens and k past k zero). split_act_bf16 writes
+  // token `row` of that layout into hi and lo (whole buffers); gemm_f16_tiles computes rows
+  // [n0, n1) of y = x . w^T for binary16 w [n][ldw].
   void (*split_act_bf16)(const float* x, int64_t ldx, int64_t n_tokens, int64_t k, int64_t row,
                          uint16_t* hi, uint16_t* lo) = nullptr;
   void (*gemm_f16_tiles)(const uint16_t* w, int64_t ldw, int64_t k, const uint16_t* act_hi,
                          const uint16_t* act_lo, int64_t n_tokens, int64_t n0, int64_t n1,
                          float* y, int64_t ldy) = nullptr;
 };
-
 
 inline constexpr int64_t kActTileTokens = 16;
 inline constexpr int64_t kActTileBytesPerBlock = 512;
