@@ -148,8 +148,18 @@ absl::StatusOr<Device*> PluginRegistry::FindDevice(absl::string_view name) const
   }
   std::vector<std::string> names;
   for (const auto& d : devices_) names.push_back(d->name());
+  // A plugin of that name (or of the name before ':N') that was found but skipped says why,
+  // e.g. "cuda: no devices: ... cudaErrorInsufficientDriver ...".
+  const absl::string_view plugin = name.substr(0, name.find(':'));
+  std::string why;
+  for (const PluginRecord& p : plugins_) {
+    if (!p.loaded && p.name == plugin && !p.skip_reason.empty()) {
+      why = absl::StrCat(" (plugin '", p.name, "' was skipped: ", p.skip_reason, ")");
+      break;
+    }
+  }
   return absl::NotFoundError(absl::StrCat(
-      "no device named '", name, "'; available: ",
+      "no device named '", name, "'", why, "; available: ",
       names.empty() ? std::string("none (no plugin loaded; see `kestrel devices`)")
                     : absl::StrJoin(names, ", ")));
 }
