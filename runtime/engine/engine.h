@@ -38,7 +38,9 @@ namespace runtime {
 
 struct EngineConfig {
   uint64_t kv_cache_bytes = 0;  // 0: max_sequences full contexts
-  uint32_t block_size = 16;
+  // Tokens per KV block. 2: the waste (unfilled slots of each sequence's last block) stays near
+  // 1 slot per sequence at no measured throughput cost (docs/perf/engine.md, docs/ENGINE.md).
+  uint32_t block_size = 2;
   uint32_t max_batch_tokens = 512;
   uint32_t max_sequences = 16;
   bool prefix_cache = true;

@@ -311,6 +311,11 @@ TEST_F(EngineTest, PrefixCacheHitsAcrossBlockAlignedPromptsAndEvictsUnderPressur
 // against lengths known from the outside after every step, for several block sizes: blocks are
 // allocated lazily, so a decoding sequence of n computed tokens holds ceil(n / B) blocks.
 TEST_F(EngineTest, KvWasteIsTheUnfilledSlotsOfUsedBlocks) {
+  {
+    kestrel_engine_options_t o;
+    kestrel_engine_options_init(&o);
+    EXPECT_EQ(o.kv_block_size, 2u);  // the documented default (engine.h, docs/ENGINE.md)
+  }
   const std::vector<std::vector<int32_t>> prompts = MixedPrompts();
   for (uint32_t bs : {1u, 2u, 4u, 16u}) {
     SCOPED_TRACE(::testing::Message() << "block size " << bs);

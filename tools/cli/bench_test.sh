@@ -48,6 +48,7 @@ d = json.loads(open(sys.argv[1]).read().splitlines()[-1])
 assert d["mode"] == "engine" and d["ok"] is True, d
 assert d["model"].endswith("stories260K.gguf") and d["device"], d
 assert d["n"] == 8 and d["reps"] == 1 and d["threads"] == 0, d
+assert d["kv_block_size"] >= 1, d                     # the library's default
 assert d["session_baseline"]["tokens_per_s"] > 0, d["session_baseline"]
 assert [e["concurrency"] for e in d["engine"]] == [1, 4], d["engine"]
 for e in d["engine"]:
@@ -68,15 +69,17 @@ assert s["tokens_per_s"] > 0 and s["tokens_per_s_without_cache"] > 0, s
 PY
 [ "$(grep -c 'bench engine rep' "$tmp/err")" -eq 4 ] || fail "expected 4 engine rep lines: $(cat "$tmp/err")"
 
-# --prefix-tokens 0 skips the shared-prefix workload; -t and --device are accepted.
+# --prefix-tokens 0 skips the shared-prefix workload; -t, --device and --kv-block-size are accepted
+# (blocks of 1 token: no slot is ever left unfilled).
 "$kestrel" bench -m "$model" --engine --concurrency 2 -n 4 --reps 1 --prefix-tokens 0 -t 1 \
-    --device ref --json >"$tmp/out" 2>"$tmp/err" || fail "bench --engine (no prefix) exited $?: $(cat "$tmp/err")"
+    --device ref --kv-block-size 1 --json >"$tmp/out" 2>"$tmp/err" || fail "bench --engine (no prefix) exited $?: $(cat "$tmp/err")"
 python3 - "$tmp/out" <<'PY' || fail "bench --engine --prefix-tokens 0: $(cat "$tmp/out")"
 import json, sys
 lines = open(sys.argv[1]).read().splitlines()
 d = json.loads(lines[-1])
 assert "shared_prefix" not in d and d["threads"] == 1 and d["device"] == "ref", d
 assert len(d["engine"]) == 1 and d["engine"][0]["tokens_per_s"] > 0, d
+assert d["kv_block_size"] == 1 and d["engine"][0]["kv_waste_fraction"] == 0, d
 assert any(l.startswith("concurrency   2:") for l in lines), lines
 PY
 

@@ -49,8 +49,9 @@ typedef struct kestrel_engine_options {
    * pool holds floor(kv_cache_bytes / bytes per block) blocks. 0 (default): enough for
    * max_sequences full contexts. */
   uint64_t kv_cache_bytes;
-  /* Tokens per KV block, a power of two in [1, 4096]. Default 16. Prefix sharing works in whole
-   * blocks. */
+  /* Tokens per KV block, a power of two in [1, 4096]. Default 2: the unfilled tail of each
+   * sequence's last block is KV memory no one can use, so small blocks waste less (their cost is
+   * host bookkeeping per block; see docs/ENGINE.md). Prefix sharing works in whole blocks. */
   uint32_t kv_block_size;
   /* Token budget of one step (decode tokens + prefill chunks). Default 512. Long prompts are
    * prefilled in chunks of at most this many tokens. */
