@@ -169,37 +169,42 @@ class EngineTest : public ::testing::Test {
 TEST_F(EngineTest, BatchedGreedyEqualsSessionsTokenForToken) {
   const std::vector<std::vector<int32_t>> prompts = MixedPrompts();
   ASSERT_EQ(prompts.size(), 8u);
-  // A small step budget, so long prompts are chunked and decodes ride along with prefill chunks.
-  EnginePtr e = MakeEngine(0, /*max_batch_tokens=*/12);
-  std::vector<Stream> streams(prompts.size());
-  std::vector<kestrel_request_id_t> ids;
-  for (size_t i = 0; i < prompts.size(); ++i) ids.push_back(Submit(e.get(), prompts[i], 48, &streams[i]));
-  KESTREL_ASSERT_OK(kestrel_engine_wait(e.get(), KESTREL_ENGINE_ALL_REQUESTS, -1));
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    SCOPED_TRACE("prompt " + std::to_string(i));
-    Collected alone = RunAlone(prompts[i], 48);
-    KESTREL_EXPECT_OK(kestrel_engine_wait(e.get(), ids[i], 0));
-    EXPECT_EQ(Tokens(e.get(), ids[i]), alone.tokens);
-    EXPECT_EQ(streams[i].tokens[0], alone.tokens);
-    EXPECT_EQ(streams[i].text[0], alone.text);
-    EXPECT_EQ(Text(e.get(), ids[i]), alone.text);
-    kestrel_engine_result_t r = Result(e.get(), ids[i]);
-    EXPECT_EQ(r.state, KESTREL_REQUEST_FINISHED);
-    EXPECT_EQ(r.n_prompt_tokens, prompts[i].size());
+  // 16-token blocks and the default (2): same tokens, same text.
+  for (uint32_t bs : {16u, 2u}) {
+    SCOPED_TRACE(::testing::Message() << "block size " << bs);
+    // A small step budget, so long prompts are chunked and decodes ride along with prefill chunks.
+    EnginePtr e = MakeEngine(0, /*max_batch_tokens=*/12, true, 16, bs);
+    std::vector<Stream> streams(prompts.size());
+    std::vector<kestrel_request_id_t> ids;
+    for (size_t i = 0; i < prompts.size(); ++i) ids.push_back(Submit(e.get(), prompts[i], 48, &streams[i]));
+    KESTREL_ASSERT_OK(kestrel_engine_wait(e.get(), KESTREL_ENGINE_ALL_REQUESTS, -1));
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      SCOPED_TRACE("prompt " + std::to_string(i));
+      Collected alone = RunAlone(prompts[i], 48);
+      KESTREL_EXPECT_OK(kestrel_engine_wait(e.get(), ids[i], 0));
+      EXPECT_EQ(Tokens(e.get(), ids[i]), alone.tokens);
+      EXPECT_EQ(streams[i].tokens[0], alone.tokens);
+      EXPECT_EQ(streams[i].text[0], alone.text);
+      EXPECT_EQ(Text(e.get(), ids[i]), alone.text);
+      kestrel_engine_result_t r = Result(e.get(), ids[i]);
+      EXPECT_EQ(r.state, KESTREL_REQUEST_FINISHED);
+      EXPECT_EQ(r.n_prompt_tokens, prompts[i].size());
+    }
+    // The golden ids too (the first 6 prompts).
+    std::ifstream f(ModelPath("stories260K.golden.json"));
+    nlohmann::json golden = nlohmann::json::parse(f);
+    for (size_t i = 0; i < 6; ++i) {
+      EXPECT_EQ(Tokens(e.get(), ids[i]),
+                golden["cases"][i]["generated_ids"].get<std::vector<int32_t>>());
+    }
+    kestrel_engine_stats_t st = Stats(e.get());
+    EXPECT_EQ(st.n_running + st.n_waiting, 0u);
+    EXPECT_EQ(st.n_finished, 8u);
+    EXPECT_EQ(st.generated_tokens, 8u * 48);
+    EXPECT_EQ(st.kv_blocks_used, st.kv_blocks_cached);  // only evictable prefix-cache blocks left
+    // Several sequences per step: far fewer steps than a sequential run would take.
+    EXPECT_LT(st.steps, 8u * 48 / 2);
   }
-  // The golden ids too (the first 6 prompts).
-  std::ifstream f(ModelPath("stories260K.golden.json"));
-  nlohmann::json golden = nlohmann::json::parse(f);
-  for (size_t i = 0; i < 6; ++i) {
-    EXPECT_EQ(Tokens(e.get(), ids[i]), golden["cases"][i]["generated_ids"].get<std::vector<int32_t>>());
-  }
-  kestrel_engine_stats_t st = Stats(e.get());
-  EXPECT_EQ(st.n_running + st.n_waiting, 0u);
-  EXPECT_EQ(st.n_finished, 8u);
-  EXPECT_EQ(st.generated_tokens, 8u * 48);
-  EXPECT_EQ(st.kv_blocks_used, st.kv_blocks_cached);  // only evictable prefix-cache blocks left
-  // Several sequences per step: far fewer steps than a sequential run would take.
-  EXPECT_LT(st.steps, 8u * 48 / 2);
 }
 
 TEST_F(EngineTest, LongPromptPrefilledInChunksEqualsSession) {
