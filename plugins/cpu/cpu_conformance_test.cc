@@ -34,38 +34,16 @@
 #include "kestrel/plugin_api.h"
 #include "plugins/ref/half.h"
 #include "plugins/ref/ref_kernels.h"
+#include "tests/device_conformance/device_conformance.h"
 
 namespace kestrel::plugins::cpu {
 namespace {
 
-uint32_t Seed() {
-  static const uint32_t seed = [] {
-    if (const char* env = std::getenv("KESTREL_TEST_SEED")) {
-      return static_cast<uint32_t>(std::strtoul(env, nullptr, 10));
-    }
-    return static_cast<uint32_t>(std::random_device{}());
-  }();
-  return seed;
-}
-
-#define SEED_TRACE() \
-  SCOPED_TRACE(::testing::Message() << "random seed " << Seed() << " (KESTREL_TEST_SEED=<seed>)")
-
-class Rng {
- public:
-  explicit Rng(uint32_t salt) : gen_(Seed() ^ (salt * 0x9E3779B9u)) {}
-  float Uniform(float lo, float hi) { return std::uniform_real_distribution<float>(lo, hi)(gen_); }
-  int Int(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(gen_); }
-  std::vector<float> Floats(size_t n, float lo = -1.0f, float hi = 1.0f) {
-    std::vector<float> v(n);
-    for (float& x : v) x = Uniform(lo, hi);
-    return v;
-  }
-  std::mt19937& gen() { return gen_; }
-
- private:
-  std::mt19937 gen_;
-};
+// Random inputs and the seed trace (KESTREL_TEST_SEED), the tensor and op descriptors: the shared
+// device-conformance harness (tests/device_conformance).
+using conformance::Desc;
+using conformance::OpDesc;
+using conformance::Rng;
 
 // ---- host tensors ------------------------------------------------------------------------------
 struct HostTensor {
@@ -73,15 +51,6 @@ struct HostTensor {
   std::vector<uint8_t> bytes;
   bool weight = false;  // pass as a prepared weight instead of a buffer
 };
-
-kestrel_tensor_desc_t Desc(uint32_t dtype, std::vector<int64_t> dims) {
-  kestrel_tensor_desc_t d{};
-  d.struct_size = sizeof d;
-  d.dtype = dtype;
-  d.rank = static_cast<uint32_t>(dims.size());
-  for (size_t i = 0; i < dims.size(); ++i) d.dims[i] = dims[i];
-  return d;
-}
 
 int64_t Elements(const kestrel_tensor_desc_t& d) {
   int64_t n = 1;
@@ -240,16 +209,7 @@ OpResult RunOp(hal::Device* dev, uint32_t kind, const void* params, size_t param
     result.status = bind(outs_init[i], &out_args[i]);
     if (!result.status.ok()) return result;
   }
-  kestrel_op_desc_t op{};
-  op.struct_size = sizeof op;
-  op.kind = kind;
-  op.op_version = 1;
-  op.n_inputs = static_cast<uint32_t>(ins.size());
-  op.n_outputs = static_cast<uint32_t>(outs_init.size());
-  op.inputs = in_args.data();
-  op.outputs = out_args.data();
-  op.params = params;
-  op.params_size = params_size;
+  const kestrel_op_desc_t op = OpDesc(kind, in_args, out_args, params, params_size);
   result.status = dev->Execute(op, nullptr);
   if (!result.status.ok()) return result;
   size_t b = buffers.size() - outs_init.size();

@@ -25,7 +25,9 @@ namespace kestrel::plugins::ref {
 namespace {
 
 using testing_util::AttnCase;
+using testing_util::Desc;
 using testing_util::MakeAttnCase;
+using testing_util::OpDesc;
 using testing_util::OracleElement;
 using testing_util::OracleRoundHalf;
 using testing_util::OracleRowBytes;
@@ -98,15 +100,6 @@ bool OnlyAdd(uint32_t kind) { return kind == KESTREL_OP_ADD; }
 const HostPluginConfig kAddOnlyConfig = {"add-only", "add-only-dev", "a second plugin", &OnlyAdd,
                                          "9.9"};
 
-kestrel_tensor_desc_t Desc(uint32_t dtype, std::initializer_list<int64_t> dims) {
-  kestrel_tensor_desc_t d{};
-  d.struct_size = sizeof d;
-  d.dtype = dtype;
-  d.rank = static_cast<uint32_t>(dims.size());
-  int i = 0;
-  for (int64_t v : dims) d.dims[i++] = v;
-  return d;
-}
 
 uint64_t Bytes(const kestrel_tensor_desc_t& d) {
   uint64_t n = OracleRowBytes(d.dtype, d.dims[d.rank - 1]);
@@ -167,17 +160,7 @@ class RefPluginTest : public ::testing::Test {
                        size_t params_size = 0) {
     in_ = in;
     out_ = out;
-    kestrel_op_desc_t op{};
-    op.struct_size = sizeof op;
-    op.kind = kind;
-    op.op_version = 1;
-    op.n_inputs = static_cast<uint32_t>(in_.size());
-    op.n_outputs = static_cast<uint32_t>(out_.size());
-    op.inputs = in_.data();
-    op.outputs = out_.data();
-    op.params = params;
-    op.params_size = params_size;
-    return op;
+    return OpDesc(kind, in_, out_, params, params_size);
   }
 
   Result Query(const kestrel_op_desc_t& op, uint32_t* level) {

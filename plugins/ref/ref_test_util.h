@@ -69,6 +69,34 @@ inline double RelErr(const std::vector<float>& actual, const std::vector<double>
   return RelErr(actual.data(), expected);
 }
 
+// ---- descriptors ----------------------------------------------------------------------------------
+
+inline kestrel_tensor_desc_t Desc(uint32_t dtype, const std::vector<int64_t>& dims) {
+  kestrel_tensor_desc_t d{};
+  d.struct_size = sizeof d;
+  d.dtype = dtype;
+  d.rank = static_cast<uint32_t>(dims.size());
+  for (size_t i = 0; i < dims.size(); ++i) d.dims[i] = dims[i];
+  return d;
+}
+
+// An op descriptor of `kind` (op_version 1) over `in` and `out`, which must outlive it.
+inline kestrel_op_desc_t OpDesc(uint32_t kind, const std::vector<kestrel_tensor_arg_t>& in,
+                                const std::vector<kestrel_tensor_arg_t>& out,
+                                const void* params = nullptr, size_t params_size = 0) {
+  kestrel_op_desc_t op{};
+  op.struct_size = sizeof op;
+  op.kind = kind;
+  op.op_version = 1;
+  op.n_inputs = static_cast<uint32_t>(in.size());
+  op.n_outputs = static_cast<uint32_t>(out.size());
+  op.inputs = in.data();
+  op.outputs = out.data();
+  op.params = params;
+  op.params_size = params_size;
+  return op;
+}
+
 inline std::vector<float> Poisoned(size_t n) {
   return std::vector<float>(n, std::numeric_limits<float>::quiet_NaN());
 }

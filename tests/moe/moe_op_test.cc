@@ -27,6 +27,8 @@
 namespace kestrel::plugins::ref {
 namespace {
 
+using testing_util::Desc;
+using testing_util::OpDesc;
 using testing_util::OracleElement;
 using testing_util::OracleRowBytes;
 using testing_util::Poisoned;
@@ -34,15 +36,6 @@ using testing_util::RandomWeights;
 using testing_util::RelErr;
 using testing_util::Rng;
 
-kestrel_tensor_desc_t Desc(uint32_t dtype, std::initializer_list<int64_t> dims) {
-  kestrel_tensor_desc_t d{};
-  d.struct_size = sizeof d;
-  d.dtype = dtype;
-  d.rank = static_cast<uint32_t>(dims.size());
-  int i = 0;
-  for (int64_t v : dims) d.dims[i++] = v;
-  return d;
-}
 
 // One MoE problem: x [T, D], router [E, D], experts gate/up [E, F, D], down [E, D, F] (all E
 // experts; a view selects a range of them).
@@ -170,16 +163,7 @@ struct MoeOp {
     Sync();
   }
   void Sync() {
-    desc = kestrel_op_desc_t{};
-    desc.struct_size = sizeof desc;
-    desc.kind = KESTREL_OP_MOE;
-    desc.op_version = 1;
-    desc.n_inputs = static_cast<uint32_t>(in.size());
-    desc.n_outputs = static_cast<uint32_t>(out.size());
-    desc.inputs = in.data();
-    desc.outputs = out.data();
-    desc.params = null_params ? nullptr : &params;
-    desc.params_size = sizeof params;
+    desc = OpDesc(KESTREL_OP_MOE, in, out, null_params ? nullptr : &params, sizeof params);
   }
 };
 
