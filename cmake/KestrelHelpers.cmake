@@ -27,3 +27,58 @@ function(kestrel_add_plugin target)
   target_link_options(${target} PRIVATE "-Wl,--version-script=${CMAKE_SOURCE_DIR}/hal/plugin.map" "-Wl,--no-undefined")
   install(TARGETS ${target} LIBRARY DESTINATION ${KESTREL_PLUGIN_INSTALL_SUBDIR})
 endfunction()
+
+# kestrel_add_device_plugin_tests(PLUGIN <plugin> NAME <name> [ENV <VAR=value...>])
+# The tests every device plugin (plugins/<plugin>, target kestrel_plugin_<plugin>) registers, with
+# the shared harness of tests/device_conformance; <name> is how skip messages call the device
+# ("OpenCL", "CUDA"), and without a device each test is reported skipped, not passed:
+#   <plugin>_conformance_test  (labels <plugin>)         <plugin>_conformance_test.cc beside the
+#       plugin: every claimed op against the reference plugin through the HAL; GTEST_SKIPs with
+#       "no <name> device: <reason>".
+#   <plugin>_model_test        (labels <plugin>;golden)  tests/device_conformance/
+#       device_model_test.cc: stories260K token-exact on the device, no op falling back to ref.
+#   golden_<plugin>            (labels <plugin>;golden)  the shared golden suite
+#       (tests/golden_test.cc) on --device <plugin>, through run_if_device.sh (77 = skipped).
+#   <plugin>_cli_test          (labels <plugin>;cli)     `kestrel generate --device <plugin>
+#       --json` reports the device and llama.cpp's tokens (device_cli_test.sh; 77 = skipped).
+# ENV: extra environment of all four (the plugin/model folders are always set). The whole
+# environment is left in KESTREL_DEVICE_TEST_ENV for the plugin's other tests.
+function(kestrel_add_device_plugin_tests)
+  cmake_parse_arguments(D "" "PLUGIN;NAME" "ENV" ${ARGN})
+  set(dir ${CMAKE_SOURCE_DIR}/tests/device_conformance)
+  set(env
+    "KESTREL_MODELS_DIR=${KESTREL_MODELS_DIR}"
+    "KESTREL_PLUGIN_DIR=${KESTREL_PLUGIN_OUTPUT_DIR}"
+    "KESTREL_PLUGIN_PATH=${KESTREL_PLUGIN_OUTPUT_DIR}"
+    "KESTREL_BUILD_DIR=${CMAKE_BINARY_DIR}"
+    ${D_ENV})
+  set(plugin_targets kestrel_plugin_${D_PLUGIN} kestrel_plugin_ref)
+
+  kestrel_add_test(NAME ${D_PLUGIN}_conformance_test SOURCES ${D_PLUGIN}_conformance_test.cc
+    LIBS kestrel_device_conformance LABELS ${D_PLUGIN})
+  set_tests_properties(${D_PLUGIN}_conformance_test PROPERTIES ENVIRONMENT "${env}"
+    SKIP_REGULAR_EXPRESSION "no ${D_NAME} device: ")
+  add_dependencies(${D_PLUGIN}_conformance_test ${plugin_targets})
+
+  kestrel_add_test(NAME ${D_PLUGIN}_model_test SOURCES ${dir}/device_model_test.cc
+    LIBS kestrel_runtime_core nlohmann_json::nlohmann_json LABELS ${D_PLUGIN} golden)
+  target_include_directories(${D_PLUGIN}_model_test PRIVATE
+    ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/api/include)
+  set_tests_properties(${D_PLUGIN}_model_test PROPERTIES
+    ENVIRONMENT "KESTREL_TEST_DEVICE=${D_PLUGIN};KESTREL_TEST_DEVICE_NAME=${D_NAME};${env}"
+    SKIP_REGULAR_EXPRESSION "no ${D_NAME} device: ")
+  add_dependencies(${D_PLUGIN}_model_test ${plugin_targets})
+
+  add_test(NAME golden_${D_PLUGIN}
+    COMMAND sh ${dir}/run_if_device.sh ${D_PLUGIN} ${D_NAME} $<TARGET_FILE:kestrel_cli>
+            $<TARGET_FILE:golden_test>)
+  set_tests_properties(golden_${D_PLUGIN} PROPERTIES LABELS "${D_PLUGIN};golden"
+    SKIP_RETURN_CODE 77 ENVIRONMENT "KESTREL_TEST_DEVICE=${D_PLUGIN};${env}")
+
+  add_test(NAME ${D_PLUGIN}_cli_test
+    COMMAND sh ${dir}/device_cli_test.sh ${D_PLUGIN} ${D_NAME} $<TARGET_FILE:kestrel_cli>
+            ${KESTREL_MODELS_DIR}/stories260K.gguf)
+  set_tests_properties(${D_PLUGIN}_cli_test PROPERTIES LABELS "${D_PLUGIN};cli"
+    SKIP_RETURN_CODE 77 ENVIRONMENT "${env}")
+  set(KESTREL_DEVICE_TEST_ENV "${env}" PARENT_SCOPE)
+endfunction()

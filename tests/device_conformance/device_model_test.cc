@@ -1,7 +1,10 @@
-// stories260K end to end on the CUDA device with the reference plugin loaded as the fallback:
-// the generated tokens equal llama.cpp's (shared golden file) for prefill + decode with block
-// sizes 16 and 32, and every op of every step ran on the CUDA device (no op fell back to ref).
-// Skipped when there is no CUDA device.
+// stories260K end to end on one device plugin's device with the reference plugin loaded as the
+// fallback: the generated tokens equal llama.cpp's (shared golden file) for prefill + decode with
+// block sizes 16 and 32, and every op of every step ran on that device (no op fell back to ref).
+// The plugin is $KESTREL_TEST_DEVICE ("opencl", "cuda"), its name in messages
+// $KESTREL_TEST_DEVICE_NAME ("OpenCL", "CUDA"); built and registered once per plugin
+// (opencl_model_test, cuda_model_test: kestrel_add_device_plugin_tests). Skipped, saying
+// "no <name> device: <reason>", when the plugin has no device.
 #include <fstream>
 
 #include "gtest/gtest.h"
@@ -10,7 +13,7 @@
 #include "runtime/model/llama_model.h"
 #include "runtime/session/session.h"
 
-namespace kestrel::plugins::cuda {
+namespace kestrel::device_tests {
 namespace {
 
 std::string Env(const char* name, const char* fallback) {
@@ -18,23 +21,26 @@ std::string Env(const char* name, const char* fallback) {
   return v != nullptr ? v : fallback;
 }
 
-TEST(CudaModelTest, Stories260KRunsEntirelyOnCuda) {
+TEST(DeviceModelTest, Stories260KRunsEntirelyOnTheDevice) {
+  const std::string plugin = Env("KESTREL_TEST_DEVICE", "");
+  ASSERT_FALSE(plugin.empty()) << "KESTREL_TEST_DEVICE (the plugin under test) is not set";
+  const std::string name = Env("KESTREL_TEST_DEVICE_NAME", plugin.c_str());
   const std::string dir = Env("KESTREL_PLUGIN_DIR", "");
   auto registry = hal::PluginRegistry::Create(
-      dir + "/libkestrel_plugin_ref.so:" + dir + "/libkestrel_plugin_cuda.so", nullptr);
-  auto cuda = registry->FindDevice("cuda");
-  if (!cuda.ok()) {
-    std::string why(cuda.status().message());
+      dir + "/libkestrel_plugin_ref.so:" + dir + "/libkestrel_plugin_" + plugin + ".so", nullptr);
+  auto dev = registry->FindDevice(plugin);
+  if (!dev.ok()) {
+    std::string why(dev.status().message());
     for (const auto& p : registry->plugins()) {
-      if (p.name == "cuda") why = p.skip_reason;
+      if (p.name == plugin) why = p.skip_reason;
     }
-    GTEST_SKIP() << "no CUDA device: " << why;
+    GTEST_SKIP() << "no " << name << " device: " << why;
   }
   hal::Device* ref = registry->ReferenceDevice();
   ASSERT_NE(ref, nullptr);
 
   const std::string models = Env("KESTREL_MODELS_DIR", "../shared/models");
-  auto model = runtime::LlamaModel::Load(models + "/stories260K.gguf", *cuda, {});
+  auto model = runtime::LlamaModel::Load(models + "/stories260K.gguf", *dev, {});
   ASSERT_TRUE(model.ok()) << model.status();
   std::ifstream f(models + "/stories260K.golden.json");
   const nlohmann::json golden = nlohmann::json::parse(f);
@@ -58,12 +64,12 @@ TEST(CudaModelTest, Stories260KRunsEntirelyOnCuda) {
     EXPECT_EQ(result->tokens, want);
 
     const auto& counts = (*session)->executor().ops_per_device();
-    ASSERT_EQ(counts.count((*cuda)->name()), 1u);
-    EXPECT_GT(counts.at((*cuda)->name()), 0u);
+    ASSERT_EQ(counts.count((*dev)->name()), 1u);
+    EXPECT_GT(counts.at((*dev)->name()), 0u);
     EXPECT_EQ(counts.count("ref") ? counts.at("ref") : 0u, 0u)
         << "some ops fell back to the reference plugin";
   }
 }
 
 }  // namespace
-}  // namespace kestrel::plugins::cuda
+}  // namespace kestrel::device_tests
