@@ -28,9 +28,11 @@
 #include <new>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "kestrel/plugin_api.h"
+#include "plugins/common/plugin_glue.h"
 #include "plugins/cpu/cpu_features.h"
 #include "plugins/cpu/cpu_ops.h"
 #include "plugins/cpu/kernels.h"
@@ -116,7 +118,7 @@ bool SupportsKind(uint32_t kind) {
 }
 
 // ---- global plugin state ---------------------------------------------------------------------
-std::atomic<const kestrel_host_api_t*> g_host{nullptr};
+HostRef g_host;
 
 struct State {
   int threads = 1;
@@ -142,50 +144,13 @@ std::shared_ptr<State> CurrentState() {
   return g_state;
 }
 
-kestrel_plugin_status_t* MakeStatus(kestrel_plugin_status_code_t code, const char* msg,
-                                    size_t len) {
-  const kestrel_host_api_t* host = g_host.load();
-  if (host == nullptr || host->status_create == nullptr) return nullptr;
-  return host->status_create(host->host_ctx, code, msg, len);
-}
-
-kestrel_plugin_status_t* ToStatus(const Status& s) {
-  if (s.ok()) return nullptr;
-  return MakeStatus(s.code(), s.message().data(), s.message().size());
-}
-
 void Log(kestrel_plugin_log_level_t level, const std::string& message) {
-  const kestrel_host_api_t* host = g_host.load();
-  if (host != nullptr && host->log != nullptr) {
-    host->log(host->host_ctx, level, message.data(), message.size());
-  }
-}
-
-kestrel_plugin_status_t* Literal(kestrel_plugin_status_code_t code, const char* slot,
-                                 const char* what) {
-  char buf[160];
-  const size_t a = std::min(std::strlen(slot), size_t{64});
-  const size_t b = std::min(std::strlen(what), sizeof buf - a);
-  std::memcpy(buf, slot, a);
-  std::memcpy(buf + a, what, b);
-  return MakeStatus(code, buf, a + b);
+  g_host.Log(level, message);
 }
 
 template <typename Body>
 kestrel_plugin_status_t* Guard(const char* slot, Body&& body) {
-  try {
-    return ToStatus(body());
-  } catch (const std::bad_alloc&) {
-    return Literal(KESTREL_PLUGIN_RESOURCE_EXHAUSTED, slot, ": out of host memory");
-  } catch (const std::exception& e) {
-    try {
-      return ToStatus(Internal(slot, ": unexpected exception: ", e.what()));
-    } catch (...) {
-      return Literal(KESTREL_PLUGIN_INTERNAL, slot, ": unexpected exception");
-    }
-  } catch (...) {
-    return Literal(KESTREL_PLUGIN_INTERNAL, slot, ": unexpected exception");
-  }
+  return g_host.Guard(slot, std::forward<Body>(body));
 }
 
 template <size_t N>
@@ -685,41 +650,13 @@ const kestrel_plugin_api_t* Table() {
   return &table;
 }
 
-kestrel_plugin_status_t* GetApi(const kestrel_host_api_t* host, uint16_t host_major,
-                                uint16_t host_minor, const kestrel_plugin_api_t** out) {
-  if (out != nullptr) *out = nullptr;
-  if (host == nullptr || host->struct_size < sizeof(kestrel_host_api_t) ||
-      host->status_create == nullptr) {
-    return nullptr;
-  }
-  try {
-    if (host_major != KESTREL_PLUGIN_API_MAJOR) {
-      const std::string msg = StrCat("plugin 'cpu' implements plugin ABI version ",
-                                     KESTREL_PLUGIN_API_MAJOR, ".", KESTREL_PLUGIN_API_MINOR,
-                                     " but the host speaks version ", host_major, ".", host_minor,
-                                     ": the major versions must match");
-      return host->status_create(host->host_ctx, KESTREL_PLUGIN_FAILED_PRECONDITION, msg.data(),
-                                 msg.size());
-    }
-    if (out == nullptr) {
-      static const char kMsg[] = "kestrel_plugin_get_api(cpu): out is NULL";
-      return host->status_create(host->host_ctx, KESTREL_PLUGIN_INVALID_ARGUMENT, kMsg,
-                                 sizeof kMsg - 1);
-    }
-    g_host.store(host);
-    *out = Table();
-    return nullptr;
-  } catch (...) {
-    static const char kMsg[] = "kestrel_plugin_get_api(cpu): unexpected exception";
-    return host->status_create(host->host_ctx, KESTREL_PLUGIN_INTERNAL, kMsg, sizeof kMsg - 1);
-  }
-}
-
 }  // namespace
 }  // namespace kestrel::plugins::cpu
 
 extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api(
     const kestrel_host_api_t* host, uint16_t host_major, uint16_t host_minor,
     const kestrel_plugin_api_t** out) {
-  return kestrel::plugins::cpu::GetApi(host, host_major, host_minor, out);
+  using namespace kestrel::plugins::cpu;
+  return kestrel::plugins::GetApi(kPluginName, Table(), host, host_major, host_minor, out,
+                                  [](const kestrel_host_api_t* h) { g_host.Set(h); });
 }

@@ -31,9 +31,11 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kestrel/plugin_api.h"
+#include "plugins/common/plugin_glue.h"
 #include "plugins/cuda/cuda_kernels.h"
 #include "plugins/ref/ref_kernels.h"
 #include "plugins/ref/ref_ops.h"
@@ -109,9 +111,8 @@ struct DeviceInfo {
 
 struct Global {
   std::mutex mu;
-  std::atomic<const kestrel_host_api_t*> host{nullptr};
+  HostStack host;  // the hosts of the loads still alive; the newest is used
   int init_count = 0;
-  std::vector<const kestrel_host_api_t*> hosts;  // see the OpenCL plugin: newest is used
   bool discovered = false;
   std::vector<DeviceInfo> devices;
   std::string no_device_reason;
@@ -121,32 +122,13 @@ Global& G() {
   return *g;
 }
 
-kestrel_plugin_status_t* MakeStatus(kestrel_plugin_status_code_t code, const std::string& msg) {
-  const kestrel_host_api_t* host = G().host.load();
-  if (host == nullptr || host->status_create == nullptr) return nullptr;
-  return host->status_create(host->host_ctx, code, msg.data(), msg.size());
-}
-kestrel_plugin_status_t* ToStatus(const Status& s) {
-  return s.ok() ? nullptr : MakeStatus(s.code(), s.message());
-}
 void Log(kestrel_plugin_log_level_t level, const std::string& message) {
-  const kestrel_host_api_t* host = G().host.load();
-  if (host != nullptr && host->log != nullptr) {
-    host->log(host->host_ctx, level, message.data(), message.size());
-  }
+  G().host.Log(level, message);
 }
 
 template <typename Body>
 kestrel_plugin_status_t* Guard(const char* slot, Body&& body) {
-  try {
-    return ToStatus(body());
-  } catch (const std::bad_alloc&) {
-    return MakeStatus(KESTREL_PLUGIN_RESOURCE_EXHAUSTED, StrCat(slot, ": out of host memory"));
-  } catch (const std::exception& e) {
-    return MakeStatus(KESTREL_PLUGIN_INTERNAL, StrCat(slot, ": unexpected exception: ", e.what()));
-  } catch (...) {
-    return MakeStatus(KESTREL_PLUGIN_INTERNAL, StrCat(slot, ": unexpected exception"));
-  }
+  return G().host.Guard(slot, std::forward<Body>(body));
 }
 
 // Discovers the devices once (under G().mu). Without a driver cudaGetDeviceCount fails and leaves
@@ -866,10 +848,7 @@ Status Init(const kestrel_plugin_option_t* options, size_t n_options) {
 void Shutdown() {
   Global& g = G();
   std::lock_guard<std::mutex> lock(g.mu);
-  if (!g.hosts.empty()) {
-    g.hosts.pop_back();
-    if (!g.hosts.empty()) g.host.store(g.hosts.back());
-  }
+  g.host.Pop();
   if (--g.init_count > 0) return;
   g.init_count = 0;
   g.discovered = false;
@@ -1396,33 +1375,10 @@ extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api
     const kestrel_host_api_t* host, uint16_t host_major, uint16_t host_minor,
     const kestrel_plugin_api_t** out) {
   using namespace kestrel::plugins::cuda;
-  if (out != nullptr) *out = nullptr;
-  if (host == nullptr || host->struct_size < sizeof(kestrel_host_api_t) ||
-      host->status_create == nullptr) {
-    return nullptr;
-  }
-  try {
-    if (host_major != KESTREL_PLUGIN_API_MAJOR) {
-      const std::string msg = kestrel::plugins::ref::StrCat(
-          "plugin 'cuda' implements plugin ABI version ", KESTREL_PLUGIN_API_MAJOR, ".",
-          KESTREL_PLUGIN_API_MINOR, " but the host speaks version ", host_major, ".", host_minor,
-          ": the major versions must match");
-      return host->status_create(host->host_ctx, KESTREL_PLUGIN_FAILED_PRECONDITION, msg.data(),
-                                 msg.size());
-    }
-    if (out == nullptr) {
-      static const char kMsg[] = "kestrel_plugin_get_api(cuda): out is NULL";
-      return host->status_create(host->host_ctx, KESTREL_PLUGIN_INVALID_ARGUMENT, kMsg,
-                                 sizeof kMsg - 1);
-    }
-    Global& g = G();
-    std::lock_guard<std::mutex> lock(g.mu);
-    g.hosts.push_back(host);
-    g.host.store(host);
-    *out = &kTable;
-    return nullptr;
-  } catch (...) {
-    static const char kMsg[] = "kestrel_plugin_get_api(cuda): unexpected exception";
-    return host->status_create(host->host_ctx, KESTREL_PLUGIN_INTERNAL, kMsg, sizeof kMsg - 1);
-  }
+  return kestrel::plugins::GetApi("cuda", &kTable, host, host_major, host_minor, out,
+                                  [](const kestrel_host_api_t* h) {
+                                    Global& g = G();
+                                    std::lock_guard<std::mutex> lock(g.mu);
+                                    g.host.Push(h);
+                                  });
 }

@@ -21,9 +21,11 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kestrel/plugin_api.h"
+#include "plugins/common/plugin_glue.h"
 #include "opencl_kernels_embedded.h"
 #include "plugins/opencl/cl_util.h"
 #include "plugins/ref/half.h"
@@ -72,12 +74,10 @@ const char* const kKernelNames[kNumKernels] = {
 // ---- plugin-wide state ------------------------------------------------------------------------
 struct Global {
   std::mutex mu;
-  std::atomic<const kestrel_host_api_t*> host{nullptr};
+  // The host tables of the loads still alive (plugin_glue.h): dlopen() of the same file returns
+  // the same library, so a second host (a second runtime, a test) shares this state.
+  HostStack host;
   int init_count = 0;  // init/shutdown pairs (a process may load the library twice)
-  // Host tables of the loads still alive, oldest first: dlopen() of the same file returns the same
-  // library, so a second host (a second runtime, a test) shares this state. The newest is used;
-  // its shutdown restores the previous one (lifetimes nest in practice).
-  std::vector<const kestrel_host_api_t*> hosts;
   std::string cache_dir;
   bool discovered = false;
   std::vector<ClDeviceInfo> devices;
@@ -88,32 +88,13 @@ Global& G() {
   return *g;
 }
 
-kestrel_plugin_status_t* MakeStatus(kestrel_plugin_status_code_t code, const std::string& msg) {
-  const kestrel_host_api_t* host = G().host.load();
-  if (host == nullptr || host->status_create == nullptr) return nullptr;
-  return host->status_create(host->host_ctx, code, msg.data(), msg.size());
-}
-kestrel_plugin_status_t* ToStatus(const Status& s) {
-  return s.ok() ? nullptr : MakeStatus(s.code(), s.message());
-}
 void Log(kestrel_plugin_log_level_t level, const std::string& message) {
-  const kestrel_host_api_t* host = G().host.load();
-  if (host != nullptr && host->log != nullptr) {
-    host->log(host->host_ctx, level, message.data(), message.size());
-  }
+  G().host.Log(level, message);
 }
 
 template <typename Body>
 kestrel_plugin_status_t* Guard(const char* slot, Body&& body) {
-  try {
-    return ToStatus(body());
-  } catch (const std::bad_alloc&) {
-    return MakeStatus(KESTREL_PLUGIN_RESOURCE_EXHAUSTED, StrCat(slot, ": out of host memory"));
-  } catch (const std::exception& e) {
-    return MakeStatus(KESTREL_PLUGIN_INTERNAL, StrCat(slot, ": unexpected exception: ", e.what()));
-  } catch (...) {
-    return MakeStatus(KESTREL_PLUGIN_INTERNAL, StrCat(slot, ": unexpected exception"));
-  }
+  return G().host.Guard(slot, std::forward<Body>(body));
 }
 
 // Discovers the devices once (under G().mu).
@@ -765,10 +746,7 @@ Status Init(const kestrel_plugin_option_t* options, size_t n_options) {
 void Shutdown() {
   Global& g = G();
   std::lock_guard<std::mutex> lock(g.mu);
-  if (!g.hosts.empty()) {
-    g.hosts.pop_back();
-    if (!g.hosts.empty()) g.host.store(g.hosts.back());
-  }
+  g.host.Pop();
   if (--g.init_count > 0) return;
   g.init_count = 0;
   g.discovered = false;
@@ -1292,33 +1270,10 @@ extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api
     const kestrel_host_api_t* host, uint16_t host_major, uint16_t host_minor,
     const kestrel_plugin_api_t** out) {
   using namespace kestrel::plugins::opencl;
-  if (out != nullptr) *out = nullptr;
-  if (host == nullptr || host->struct_size < sizeof(kestrel_host_api_t) ||
-      host->status_create == nullptr) {
-    return nullptr;
-  }
-  try {
-    if (host_major != KESTREL_PLUGIN_API_MAJOR) {
-      const std::string msg = kestrel::plugins::ref::StrCat(
-          "plugin 'opencl' implements plugin ABI version ", KESTREL_PLUGIN_API_MAJOR, ".",
-          KESTREL_PLUGIN_API_MINOR, " but the host speaks version ", host_major, ".", host_minor,
-          ": the major versions must match");
-      return host->status_create(host->host_ctx, KESTREL_PLUGIN_FAILED_PRECONDITION, msg.data(),
-                                 msg.size());
-    }
-    if (out == nullptr) {
-      static const char kMsg[] = "kestrel_plugin_get_api(opencl): out is NULL";
-      return host->status_create(host->host_ctx, KESTREL_PLUGIN_INVALID_ARGUMENT, kMsg,
-                                 sizeof kMsg - 1);
-    }
-    Global& g = G();
-    std::lock_guard<std::mutex> lock(g.mu);
-    g.hosts.push_back(host);
-    g.host.store(host);
-    *out = &kTable;
-    return nullptr;
-  } catch (...) {
-    static const char kMsg[] = "kestrel_plugin_get_api(opencl): unexpected exception";
-    return host->status_create(host->host_ctx, KESTREL_PLUGIN_INTERNAL, kMsg, sizeof kMsg - 1);
-  }
+  return kestrel::plugins::GetApi("opencl", &kTable, host, host_major, host_minor, out,
+                                  [](const kestrel_host_api_t* h) {
+                                    Global& g = G();
+                                    std::lock_guard<std::mutex> lock(g.mu);
+                                    g.host.Push(h);
+                                  });
 }

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "plugins/common/plugin_glue.h"
 #include "plugins/ref/ref_kernels.h"
 #include "plugins/ref/ref_ops.h"
 #include "plugins/ref/ref_status.h"
@@ -84,42 +85,15 @@ class HostPlugin {
 
   const HostPluginConfig* config() const { return config_; }
   const kestrel_plugin_api_t* table() const { return &table_; }
-  void set_host(const kestrel_host_api_t* host) { host_.store(host); }
 
   // ---- status and logging --------------------------------------------------------------------
-  kestrel_plugin_status_t* ToStatus(const Status& s) const {
-    if (s.ok()) return nullptr;
-    return MakeStatus(s.code(), s.message().data(), s.message().size());
-  }
-  kestrel_plugin_status_t* MakeStatus(kestrel_plugin_status_code_t code, const char* msg,
-                                      size_t len) const {
-    const kestrel_host_api_t* host = host_.load();
-    if (host == nullptr || host->status_create == nullptr) return nullptr;
-    return host->status_create(host->host_ctx, code, msg, len);
-  }
+  void set_host(const kestrel_host_api_t* host) { host_.Set(host); }
   void Log(kestrel_plugin_log_level_t level, const std::string& message) const {
-    const kestrel_host_api_t* host = host_.load();
-    if (host != nullptr && host->log != nullptr) {
-      host->log(host->host_ctx, level, message.data(), message.size());
-    }
+    host_.Log(level, message);
   }
-
-  // Runs `body` (returning Status) and converts its result or exception to an ABI status.
   template <typename Body>
   kestrel_plugin_status_t* Guard(const char* slot, Body&& body) const {
-    try {
-      return ToStatus(body());
-    } catch (const std::bad_alloc&) {
-      return Literal(KESTREL_PLUGIN_RESOURCE_EXHAUSTED, slot, ": out of host memory");
-    } catch (const std::exception& e) {
-      try {
-        return ToStatus(Internal(slot, ": unexpected exception: ", e.what()));
-      } catch (...) {
-        return Literal(KESTREL_PLUGIN_INTERNAL, slot, ": unexpected exception");
-      }
-    } catch (...) {
-      return Literal(KESTREL_PLUGIN_INTERNAL, slot, ": unexpected exception");
-    }
+    return host_.Guard(slot, std::forward<Body>(body));
   }
 
   // ---- slots ---------------------------------------------------------------------------------
@@ -364,17 +338,6 @@ class HostPlugin {
   static void ReleaseWeight(kestrel_plugin_weight_t* w) { delete AsWeight(w); }
 
  private:
-  // A status from string literals only, for when memory is exhausted.
-  kestrel_plugin_status_t* Literal(kestrel_plugin_status_code_t code, const char* slot,
-                                   const char* what) const {
-    char buf[160];
-    const size_t a = std::min(std::strlen(slot), size_t{64});
-    const size_t b = std::min(std::strlen(what), sizeof buf - a);
-    std::memcpy(buf, slot, a);
-    std::memcpy(buf + a, what, b);
-    return MakeStatus(code, buf, a + b);
-  }
-
   template <size_t N>
   static void CopyString(const char* src, char (&dst)[N]) {
     const size_t n = src == nullptr ? 0 : std::min(std::strlen(src), N - 1);
@@ -437,7 +400,7 @@ class HostPlugin {
 
   const HostPluginConfig* config_;
   kestrel_plugin_api_t table_;
-  std::atomic<const kestrel_host_api_t*> host_{nullptr};
+  HostRef host_;
 };
 
 // ---- per-instance slot functions ---------------------------------------------------------------
@@ -559,42 +522,12 @@ kestrel_plugin_status_t* HostStatus(const kestrel_host_api_t* host,
   return host->status_create(host->host_ctx, code, msg.data(), msg.size());
 }
 
-}  // namespace
-
-uint64_t HostPluginDtypeMask() {
-  return KESTREL_DTYPE_BIT(KESTREL_DTYPE_F32) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_F16) |
-         KESTREL_DTYPE_BIT(KESTREL_DTYPE_BF16) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_I32) |
-         KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q8_0) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q4_0);
-}
-
-uint64_t HostPluginWeightDtypeMask() {
-  return KESTREL_DTYPE_BIT(KESTREL_DTYPE_F32) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_F16) |
-         KESTREL_DTYPE_BIT(KESTREL_DTYPE_BF16) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q8_0) |
-         KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q4_0);
-}
-
-kestrel_plugin_status_t* HostPluginGetApi(const HostPluginConfig* config,
-                                          const kestrel_host_api_t* host, uint16_t host_major,
-                                          uint16_t host_minor, const kestrel_plugin_api_t** out) {
-  if (out != nullptr) *out = nullptr;
-  // Without a usable host table no status can be made: NULL status, NULL table.
-  if (host == nullptr || host->struct_size < sizeof(kestrel_host_api_t) ||
-      host->status_create == nullptr) {
-    return nullptr;
-  }
+// The part of HostPluginGetApi after the shared checks (plugin_glue.h GetApi): finds or makes the
+// instance for `config`, remembers `host` in it and writes its table to *out.
+kestrel_plugin_status_t* RegisterHost(const HostPluginConfig* config, const char* name,
+                                      const kestrel_host_api_t* host,
+                                      const kestrel_plugin_api_t** out) {
   try {
-    const char* name = config != nullptr && config->plugin_name ? config->plugin_name : "(null)";
-    if (host_major != KESTREL_PLUGIN_API_MAJOR) {
-      return HostStatus(host, KESTREL_PLUGIN_FAILED_PRECONDITION,
-                        StrCat("plugin '", name, "' implements plugin ABI version ",
-                               KESTREL_PLUGIN_API_MAJOR, ".", KESTREL_PLUGIN_API_MINOR,
-                               " but the host speaks version ", host_major, ".", host_minor,
-                               ": the major versions must match"));
-    }
-    if (out == nullptr) {
-      return HostStatus(host, KESTREL_PLUGIN_INVALID_ARGUMENT,
-                        StrCat("kestrel_plugin_get_api(", name, "): out is NULL"));
-    }
     if (config == nullptr || config->plugin_name == nullptr || config->device_name == nullptr) {
       return HostStatus(host, KESTREL_PLUGIN_INVALID_ARGUMENT,
                         "kestrel_plugin_get_api: incomplete HostPluginConfig");
@@ -614,13 +547,33 @@ kestrel_plugin_status_t* HostPluginGetApi(const HostPluginConfig* config,
                       StrCat("kestrel_plugin_get_api(", name, "): more than ", kMaxHostPlugins,
                              " host plugin configurations in one process"));
   } catch (const std::bad_alloc&) {
-    static const char kMsg[] = "kestrel_plugin_get_api: out of host memory";
-    return host->status_create(host->host_ctx, KESTREL_PLUGIN_RESOURCE_EXHAUSTED, kMsg,
-                               sizeof kMsg - 1);
-  } catch (...) {
-    static const char kMsg[] = "kestrel_plugin_get_api: unexpected exception";
-    return host->status_create(host->host_ctx, KESTREL_PLUGIN_INTERNAL, kMsg, sizeof kMsg - 1);
+    return ConcatStatus(host, KESTREL_PLUGIN_RESOURCE_EXHAUSTED,
+                        {"kestrel_plugin_get_api: out of host memory"});
   }
+}
+
+}  // namespace
+
+uint64_t HostPluginDtypeMask() {
+  return KESTREL_DTYPE_BIT(KESTREL_DTYPE_F32) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_F16) |
+         KESTREL_DTYPE_BIT(KESTREL_DTYPE_BF16) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_I32) |
+         KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q8_0) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q4_0);
+}
+
+uint64_t HostPluginWeightDtypeMask() {
+  return KESTREL_DTYPE_BIT(KESTREL_DTYPE_F32) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_F16) |
+         KESTREL_DTYPE_BIT(KESTREL_DTYPE_BF16) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q8_0) |
+         KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q4_0);
+}
+
+kestrel_plugin_status_t* HostPluginGetApi(const HostPluginConfig* config,
+                                          const kestrel_host_api_t* host, uint16_t host_major,
+                                          uint16_t host_minor, const kestrel_plugin_api_t** out) {
+  const char* name = config != nullptr && config->plugin_name ? config->plugin_name : "(null)";
+  return GetApi(name, host, host_major, host_minor, out,
+                [&](const kestrel_host_api_t* h, const kestrel_plugin_api_t** o) {
+                  return RegisterHost(config, name, h, o);
+                });
 }
 
 }  // namespace kestrel::plugins::ref
