@@ -1,6 +1,7 @@
 // Bad input through the public C API: broken files, bad metadata, bad prompts, bad options and
 // bad ids each give a status with a clear message, and nothing crashes (CI also runs this under
 // ASan + UBSan).
+#include <cstring>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -252,6 +253,26 @@ TEST_F(SessionInputTest, InvalidSamplerValuesNameTheField) {
   StatusPtr s(kestrel_session_create(model_.get(), &o, &session));
   EXPECT_EQ(kestrel_status_code(s.get()), KESTREL_STATUS_INVALID_ARGUMENT);
   EXPECT_NE(std::string(kestrel_status_message(s.get())).find("kv_block_size = 3"), std::string::npos);
+  // kv_type: named with its value.
+  kestrel_session_options_init(&o);
+  o.kv_type = 7;
+  s.reset(kestrel_session_create(model_.get(), &o, &session));
+  EXPECT_EQ(kestrel_status_code(s.get()), KESTREL_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(kestrel_status_message(s.get())).find("options->kv_type = 7"), std::string::npos)
+      << kestrel_status_message(s.get());
+  EXPECT_EQ(session, nullptr);
+  // A 0.1 client's struct (32 bytes, its tail padding left as garbage) gets the F32 default.
+  kestrel_session_options_init(&o);
+  alignas(8) unsigned char old_client[40];
+  std::memcpy(old_client, &o, 28);
+  std::memset(old_client + 28, 0xAB, sizeof old_client - 28);
+  const uint32_t old_size = 32;
+  std::memcpy(old_client, &old_size, sizeof old_size);
+  s.reset(kestrel_session_create(model_.get(),
+                                 reinterpret_cast<const kestrel_session_options_t*>(old_client),
+                                 &session));
+  EXPECT_EQ(s, nullptr) << kestrel_status_message(s.get());
+  kestrel_session_destroy(session);
 }
 
 TEST_F(SessionInputTest, OutOfRangeTokenIds) {

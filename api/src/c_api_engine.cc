@@ -149,6 +149,7 @@ KESTREL_API kestrel_status_t* kestrel_engine_create(kestrel_model_t* model,
       return s;
     }
     kestrel::runtime::EngineConfig c;
+    if (auto s = kestrel::api::KvTypeToDtype(fn, o.kv_type, &c.kv_dtype); !s.ok()) return s;
     c.kv_cache_bytes = o.kv_cache_bytes;
     c.block_size = o.kv_block_size;
     c.max_batch_tokens = o.max_batch_tokens;

@@ -98,6 +98,18 @@ absl::Status ReadOptions(const char* function, const char* name, const T* in, si
   return absl::OkStatus();
 }
 
+// options->kv_type (KESTREL_KV_*) as the plugin dtype of the KV cache.
+inline absl::Status KvTypeToDtype(const char* function, uint64_t kv_type, uint32_t* dtype) {
+  switch (kv_type) {
+    case KESTREL_KV_F32: *dtype = KESTREL_DTYPE_F32; return absl::OkStatus();
+    case KESTREL_KV_F16: *dtype = KESTREL_DTYPE_F16; return absl::OkStatus();
+    default:
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: options->kv_type = %u is neither KESTREL_KV_F32 (0) nor KESTREL_KV_F16 (1)",
+          function, kv_type));
+  }
+}
+
 // For caller-provided output structs: fills only the fields inside the caller's struct_size.
 template <typename T>
 absl::Status WriteInfo(const char* function, const char* name, const T& full, T* out,

@@ -22,6 +22,7 @@ absl::Status FillConfig(const char* fn, const kestrel_session_options_t* options
       !s.ok()) {
     return s;
   }
+  if (auto s = kestrel::api::KvTypeToDtype(fn, o.kv_type, &config->kv_dtype); !s.ok()) return s;
   config->context_length = o.context_length;
   config->block_size = o.kv_block_size;
   config->n_threads = o.n_threads;

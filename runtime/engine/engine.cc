@@ -92,6 +92,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const LlamaModel* model,
     return absl::InvalidArgumentError(
         absl::StrFormat("engine kv_block_size = %u must be a power of two in [1, 4096]", bs));
   }
+  if (config.kv_dtype != KESTREL_DTYPE_F32 && config.kv_dtype != KESTREL_DTYPE_F16) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("engine KV cache dtype %u is neither F32 nor F16", config.kv_dtype));
+  }
   if (config.max_batch_tokens == 0) {
     return absl::InvalidArgumentError("engine max_batch_tokens = 0 must be at least 1");
   }
@@ -100,7 +104,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const LlamaModel* model,
         "engine max_sequences = %u is outside [1, 65536]", config.max_sequences));
   }
   // Bytes of one block over all layers, K and V, from the plan's own KV geometry.
-  const ExecutionPlan probe = BuildLlamaPlan(*model, bs, 1);
+  const ExecutionPlan probe = BuildLlamaPlan(*model, bs, 1, config.kv_dtype);
   const uint64_t block_bytes = uint64_t{probe.n_layers} * 2 * bs * probe.n_kv_heads *
                                probe.head_dim * KvElementBytes(probe.kv_dtype);
   uint64_t n_blocks = 0;
@@ -123,7 +127,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const LlamaModel* model,
   e->pool_ = std::make_unique<BlockPool>(e->n_blocks_, bs);
   if (config.prefix_cache) e->cache_ = std::make_unique<PrefixCache>(e->pool_.get());
   absl::StatusOr<std::unique_ptr<Executor>> exec =
-      Executor::Create(model, BuildLlamaPlan(*model, bs, e->n_blocks_), model->device(), fallback);
+      Executor::Create(model, BuildLlamaPlan(*model, bs, e->n_blocks_, config.kv_dtype), model->device(), fallback);
   if (!exec.ok()) return exec.status();
   e->executor_ = std::move(*exec);
   e->work_stats_.kv_blocks_total = e->n_blocks_;

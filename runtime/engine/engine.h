@@ -25,6 +25,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "hal/include/kestrel/plugin_api.h"
 #include "runtime/engine/prefix_cache.h"
 #include "runtime/kv_cache/block_pool.h"
 #include "runtime/model/llama_model.h"
@@ -46,6 +47,7 @@ struct EngineConfig {
   bool prefix_cache = true;
   uint32_t context_length = 0;  // 0: the model's trained context
   uint32_t n_threads = 0;
+  uint32_t kv_dtype = KESTREL_DTYPE_F32;  // KV cache element type: F32 or F16
 };
 
 struct EngineRequest {

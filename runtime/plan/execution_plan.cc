@@ -45,9 +45,11 @@ class PlanBuilder {
 
 }  // namespace
 
-ExecutionPlan BuildLlamaPlan(const LlamaModel& model, uint32_t block_size, uint32_t n_blocks) {
+ExecutionPlan BuildLlamaPlan(const LlamaModel& model, uint32_t block_size, uint32_t n_blocks,
+                             uint32_t kv_dtype) {
   const LlamaConfig& c = model.config();
   ExecutionPlan plan;
+  plan.kv_dtype = kv_dtype;
   plan.n_layers = c.n_layers;
   plan.n_kv_heads = c.n_kv_heads;
   plan.head_dim = c.head_dim;

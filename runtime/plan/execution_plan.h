@@ -97,7 +97,8 @@ struct ExecutionPlan {
 // paged attention, output matmul, residual add, RMSNorm, FFN, residual add), final RMSNorm,
 // logits. The FFN is gate/up matmuls, SwiGLU and the down matmul for a dense model, and one fused
 // MOE op (router, top-k, experts; Mixtral routing) for an expert model.
-ExecutionPlan BuildLlamaPlan(const LlamaModel& model, uint32_t block_size, uint32_t n_blocks);
+ExecutionPlan BuildLlamaPlan(const LlamaModel& model, uint32_t block_size, uint32_t n_blocks,
+                             uint32_t kv_dtype = KESTREL_DTYPE_F32);
 
 }  // namespace runtime
 }  // namespace kestrel

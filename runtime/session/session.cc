@@ -54,6 +54,10 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const LlamaModel* model
     return absl::InvalidArgumentError(absl::StrFormat(
         "session kv_block_size = %u must be a power of two in [1, 4096]", config.block_size));
   }
+  if (config.kv_dtype != KESTREL_DTYPE_F32 && config.kv_dtype != KESTREL_DTYPE_F16) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "session KV cache dtype %u is neither F32 nor F16", config.kv_dtype));
+  }
   if (config.n_threads > 4096) {
     return absl::InvalidArgumentError(
         absl::StrFormat("session n_threads = %u is larger than 4096", config.n_threads));
@@ -71,7 +75,7 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const LlamaModel* model
   s->pool_ = std::make_unique<BlockPool>(n_blocks, config.block_size);
   s->table_ = std::make_unique<BlockTable>(s->pool_.get());
   absl::StatusOr<std::unique_ptr<Executor>> exec = Executor::Create(
-      model, BuildLlamaPlan(*model, config.block_size, n_blocks), model->device(), fallback);
+      model, BuildLlamaPlan(*model, config.block_size, n_blocks, config.kv_dtype), model->device(), fallback);
   if (!exec.ok()) return exec.status();
   s->executor_ = std::move(*exec);
   return s;

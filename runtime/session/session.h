@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "hal/include/kestrel/plugin_api.h"
 #include "runtime/kv_cache/block_pool.h"
 #include "runtime/kv_cache/block_table.h"
 #include "runtime/model/llama_model.h"
@@ -30,6 +31,7 @@ struct SessionConfig {
   uint32_t block_size = 16;
   SamplerConfig sampler;
   uint32_t n_threads = 0;
+  uint32_t kv_dtype = KESTREL_DTYPE_F32;  // KV cache element type: F32 or F16
 };
 
 enum class StopReason { kNone = 0, kEos = 1, kMaxTokens = 2, kStopString = 3, kCallback = 4,

@@ -107,12 +107,13 @@ KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, min_p, 16);
 KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, repetition_penalty, 20);
 KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, repetition_window, 24);
 KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, seed, 32);
-KESTREL_CHECK_SIZE(kestrel_session_options_t, 32);
+KESTREL_CHECK_SIZE(kestrel_session_options_t, 40);  /* 32 in 0.1 */
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, context_length, 4);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, kv_block_size, 8);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, sampler, 16);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, n_threads, 24);
+KESTREL_CHECK_OFFSET(kestrel_session_options_t, kv_type, 32);
 KESTREL_CHECK_SIZE(kestrel_generate_options_t, 48);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, max_new_tokens, 4);
@@ -131,6 +132,17 @@ KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, decode_ms, 24);
 KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, prefill_tokens_per_s, 32);
 KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, decode_tokens_per_s, 40);
 KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, stop_reason, 48);
+KESTREL_CHECK_SIZE(kestrel_engine_options_t, 48);  /* 40 in 0.1 */
+KESTREL_CHECK_OFFSET(kestrel_engine_options_t, struct_size, 0);
+KESTREL_CHECK_OFFSET(kestrel_engine_options_t, kv_cache_bytes, 8);
+KESTREL_CHECK_OFFSET(kestrel_engine_options_t, kv_block_size, 16);
+KESTREL_CHECK_OFFSET(kestrel_engine_options_t, max_batch_tokens, 20);
+KESTREL_CHECK_OFFSET(kestrel_engine_options_t, max_sequences, 24);
+KESTREL_CHECK_OFFSET(kestrel_engine_options_t, prefix_cache, 28);
+KESTREL_CHECK_OFFSET(kestrel_engine_options_t, context_length, 32);
+KESTREL_CHECK_OFFSET(kestrel_engine_options_t, n_threads, 36);
+KESTREL_CHECK_OFFSET(kestrel_engine_options_t, kv_type, 40);
+_Static_assert(KESTREL_KV_F32 == 0 && KESTREL_KV_F16 == 1, "KV types renumbered");
 
 /* Values of released enumerators are part of the ABI too. */
 _Static_assert(KESTREL_STATUS_INVALID_ARGUMENT == 3 && KESTREL_STATUS_DATA_LOSS == 15,

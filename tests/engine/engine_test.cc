@@ -1,6 +1,8 @@
 // Serving engine tests over the public C API (kestrel/engine.h) with the reference plugin: batch
 // invariance against sessions, prefix cache, forks with copy-on-write, preemption by recompute,
 // cancellation, thread mode and bad input. Label `engine`.
+#include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <fstream>
 #include <thread>
@@ -45,9 +47,11 @@ class EngineTest : public ::testing::Test {
 
   EnginePtr MakeEngine(uint64_t kv_bytes = 0, uint32_t max_batch_tokens = 64,
                        bool prefix_cache = true, uint32_t max_sequences = 16,
-                       uint32_t block_size = 16, uint32_t ctx = 128) {
+                       uint32_t block_size = 16, uint32_t ctx = 128,
+                       uint32_t kv_type = KESTREL_KV_F32) {
     kestrel_engine_options_t o;
     kestrel_engine_options_init(&o);
+    o.kv_type = kv_type;
     o.kv_cache_bytes = kv_bytes;
     o.max_batch_tokens = max_batch_tokens;
     o.prefix_cache = prefix_cache;
@@ -76,7 +80,8 @@ class EngineTest : public ::testing::Test {
 
   // What a session produces alone for `prompt` (tokens and streamed text).
   Collected RunAlone(const std::vector<int32_t>& prompt, uint32_t max_new, float temperature = 0,
-                     uint64_t seed = 0xC0FFEE, uint32_t ctx = 128) {
+                     uint64_t seed = 0xC0FFEE, uint32_t ctx = 128,
+                     uint32_t kv_type = KESTREL_KV_F32) {
     kestrel_sampler_options_t so;
     kestrel_sampler_options_init(&so);
     so.temperature = temperature;
@@ -85,6 +90,7 @@ class EngineTest : public ::testing::Test {
     kestrel_session_options_init(&o);
     o.sampler = &so;
     o.context_length = ctx;
+    o.kv_type = kv_type;
     kestrel_session_t* raw = nullptr;
     StatusPtr st(kestrel_session_create(model_.get(), &o, &raw));
     EXPECT_EQ(st, nullptr) << kestrel_status_message(st.get());
@@ -205,6 +211,57 @@ TEST_F(EngineTest, BatchedGreedyEqualsSessionsTokenForToken) {
     // Several sequences per step: far fewer steps than a sequential run would take.
     EXPECT_LT(st.steps, 8u * 48 / 2);
   }
+}
+
+TEST_F(EngineTest, F16KvCacheHoldsTwiceTheBlocksAndMatchesF16Sessions) {
+  // The same byte budget holds twice the blocks with 2-byte elements.
+  EnginePtr e32 = MakeEngine(BlocksBytes(40), 64, true, 16, 16, 128, KESTREL_KV_F32);
+  EnginePtr e16 = MakeEngine(BlocksBytes(40), 64, true, 16, 16, 128, KESTREL_KV_F16);
+  EXPECT_EQ(Stats(e32.get()).kv_blocks_total, 40u);
+  EXPECT_EQ(Stats(e16.get()).kv_blocks_total, 80u);
+  // Batched requests on an F16 cache equal F16-cache sessions token for token.
+  const std::vector<std::vector<int32_t>> prompts = MixedPrompts();
+  std::vector<kestrel_request_id_t> ids;
+  for (size_t i = 0; i < 4; ++i) ids.push_back(Submit(e16.get(), prompts[i], 32));
+  KESTREL_ASSERT_OK(kestrel_engine_wait(e16.get(), KESTREL_ENGINE_ALL_REQUESTS, -1));
+  for (size_t i = 0; i < 4; ++i) {
+    SCOPED_TRACE("prompt " + std::to_string(i));
+    EXPECT_EQ(Tokens(e16.get(), ids[i]),
+              RunAlone(prompts[i], 32, 0, 0xC0FFEE, 128, KESTREL_KV_F16).tokens);
+  }
+  kestrel_engine_options_t o;
+  kestrel_engine_options_init(&o);
+  EXPECT_EQ(o.kv_type, KESTREL_KV_F32);  // the default
+}
+
+TEST_F(EngineTest, F16KvSessionLogitsStayCloseToF32) {
+  // A session on an F16 KV cache computes the same model with the cache rounded to binary16:
+  // its logits differ from the F32 cache's (so the cache really is F16), but only by rounding.
+  std::vector<int32_t> tokens = Tokenize("Once upon a time, there was a little dog who");
+  auto logits_after = [&](uint32_t kv_type) {
+    kestrel_session_options_t o;
+    kestrel_session_options_init(&o);
+    o.kv_type = kv_type;
+    kestrel_session_t* raw = nullptr;
+    StatusPtr st(kestrel_session_create(model_.get(), &o, &raw));
+    EXPECT_EQ(st, nullptr) << kestrel_status_message(st.get());
+    SessionPtr s(raw);
+    for (int32_t t : tokens) KESTREL_EXPECT_OK(kestrel_session_decode(s.get(), &t, 1));
+    size_t n = 0;
+    KESTREL_EXPECT_OK(kestrel_session_get_logits(s.get(), nullptr, 0, &n));
+    std::vector<float> out(n);
+    KESTREL_EXPECT_OK(kestrel_session_get_logits(s.get(), out.data(), n, &n));
+    return out;
+  };
+  const std::vector<float> a = logits_after(KESTREL_KV_F32), b = logits_after(KESTREL_KV_F16);
+  ASSERT_EQ(a.size(), b.size());
+  double max_diff = 0, max_abs = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs(double(a[i]) - b[i]));
+    max_abs = std::max(max_abs, std::fabs(double(a[i])));
+  }
+  EXPECT_GT(max_diff, 0.0);
+  EXPECT_LT(max_diff, 1e-2 * max_abs) << "max |logit| " << max_abs;
 }
 
 TEST_F(EngineTest, LongPromptPrefilledInChunksEqualsSession) {
@@ -690,6 +747,12 @@ TEST_F(EngineTest, BadInputNamesTheArgument) {
   EXPECT_EQ(kestrel_status_code(s.get()), KESTREL_STATUS_INVALID_ARGUMENT);
   EXPECT_NE(std::string(kestrel_status_message(s.get())).find("kv_block_size = 24"), std::string::npos);
   o.kv_block_size = 16;
+  o.kv_type = 2;
+  s.reset(kestrel_engine_create(model_.get(), &o, &e));
+  EXPECT_EQ(kestrel_status_code(s.get()), KESTREL_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(kestrel_status_message(s.get())).find("options->kv_type = 2"), std::string::npos)
+      << kestrel_status_message(s.get());
+  o.kv_type = KESTREL_KV_F32;
   o.struct_size = 3;
   s.reset(kestrel_engine_create(model_.get(), &o, &e));
   EXPECT_EQ(kestrel_status_code(s.get()), KESTREL_STATUS_INVALID_ARGUMENT);

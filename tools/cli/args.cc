@@ -46,6 +46,7 @@ enum class FlagId {
   kConcurrency,
   kPrefixTokens,
   kKvBlockSize,
+  kKvType,
 };
 
 struct FlagSpec {
@@ -85,6 +86,7 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kConcurrency, "concurrency", 0, true, kForBench},
     {FlagId::kPrefixTokens, "prefix-tokens", 0, true, kForBench},
     {FlagId::kKvBlockSize, "kv-block-size", 0, true, kForBench},
+    {FlagId::kKvType, "kv-type", 0, true, kForGenerate | kForBench},
 };
 
 unsigned CommandBit(Command command) {
@@ -305,6 +307,15 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
       o->bench.kv_block_size = v;
       break;
     }
+    case FlagId::kKvType:
+      if (value == "f32") {
+        o->kv_type = 0;  // KESTREL_KV_F32
+      } else if (value == "f16") {
+        o->kv_type = 1;  // KESTREL_KV_F16
+      } else {
+        return Fail(BadValue(spelled, value, "f32 or f16"));
+      }
+      break;
   }
   return ParseResult{};
 }

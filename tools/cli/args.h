@@ -58,6 +58,7 @@ struct Options {
   std::string device;           // --device ("" = the library's default)
   std::vector<std::string> stop_strings;  // --stop, repeatable
   uint32_t n_threads = 0;                 // -t/--threads (0: the plugin decides)
+  uint32_t kv_type = 0;                   // --kv-type f32|f16 (KESTREL_KV_F32 / _F16)
   bool json = false;                      // --json
   bool use_mmap = true;                   // --no-mmap clears it
   bool echo_prompt = true;                // --no-echo clears it

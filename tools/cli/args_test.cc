@@ -197,6 +197,22 @@ TEST(ParseNumbersTest, ConcurrencyList) {
   }
 }
 
+TEST(ParseArgsTest, KvType) {
+  Options o;
+  ASSERT_TRUE(Parse({"generate", "-m", "m.gguf", "-p", "hi"}, &o).ok);
+  EXPECT_EQ(o.kv_type, 0u);  // KESTREL_KV_F32
+  ASSERT_TRUE(Parse({"generate", "-m", "m.gguf", "-p", "hi", "--kv-type", "f16"}, &o).ok);
+  EXPECT_EQ(o.kv_type, 1u);  // KESTREL_KV_F16
+  Options b;
+  ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "--engine", "--kv-type=f16"}, &b).ok);
+  EXPECT_EQ(b.kv_type, 1u);
+  Options bad;
+  ParseResult r = Parse({"generate", "-m", "m.gguf", "-p", "hi", "--kv-type", "q8"}, &bad);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("invalid value 'q8' for --kv-type: expected f32 or f16"), std::string::npos)
+      << r.error;
+}
+
 TEST(ParseArgsTest, BenchEngine) {
   Options o;
   ParseResult r = Parse({"bench", "-m", "m.gguf", "--engine", "--concurrency", "1,4", "-n", "8",

@@ -158,6 +158,7 @@ int RunBench(const Options& o) {
   session_options.context_length = b.n_prompt + b.n_decode;
   session_options.sampler = &sampler;
   session_options.n_threads = o.n_threads;
+  session_options.kv_type = o.kv_type;
   kestrel_session_t* raw_session = nullptr;
   if (!Check(kestrel_session_create(model.get(), &session_options, &raw_session))) {
     return kExitError;
@@ -230,6 +231,8 @@ int RunBench(const Options& o) {
     w.String(device);
     w.Key("threads");
     w.Uint(o.n_threads);
+    w.Key("kv_type");
+    w.String(o.kv_type == 1 ? "f16" : "f32");
     w.Key("n_prompt");
     w.Uint(b.n_prompt);
     w.Key("n_decode");

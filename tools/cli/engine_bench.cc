@@ -164,7 +164,7 @@ EngineRunResult MedianEngineRun(kestrel_model_t* model, const kestrel_engine_opt
 
 double SessionBaselineTokensPerS(kestrel_model_t* model, const std::vector<int32_t>& prompt,
                                  uint32_t max_new, uint32_t context_length, uint32_t n_threads,
-                                 uint32_t reps) {
+                                 uint32_t kv_type, uint32_t reps) {
   kestrel_sampler_options_t so;
   kestrel_sampler_options_init(&so);
   so.seed = 1000;
@@ -173,6 +173,7 @@ double SessionBaselineTokensPerS(kestrel_model_t* model, const std::vector<int32
   o.context_length = context_length;
   o.sampler = &so;
   o.n_threads = n_threads;
+  o.kv_type = kv_type;
   kestrel_session_t* raw = nullptr;
   if (!Check(kestrel_session_create(model, &o, &raw))) return 0;
   SessionPtr session(raw);
@@ -251,7 +252,7 @@ int RunEngineBench(const Options& o) {
               o.model_path.c_str(), name, device, o.n_threads,
               o.n_threads == 0 ? " (plugin default)" : "", n, b.reps, kv_block_size);
   const double baseline_tps =
-      SessionBaselineTokensPerS(model.get(), prompts[0], n, ctx, o.n_threads, b.reps);
+      SessionBaselineTokensPerS(model.get(), prompts[0], n, ctx, o.n_threads, o.kv_type, b.reps);
   if (InterruptRequested()) {
     std::fprintf(stderr, "kestrel: interrupted\n");
     return kExitInterrupted;
@@ -279,6 +280,8 @@ int RunEngineBench(const Options& o) {
   w.Uint(ctx);
   w.Key("kv_block_size");
   w.Uint(kv_block_size);
+  w.Key("kv_type");
+  w.String(o.kv_type == 1 ? "f16" : "f32");
   w.Key("session_baseline");
   w.BeginObject();
   w.Key("tokens_per_s");
@@ -295,6 +298,7 @@ int RunEngineBench(const Options& o) {
     eo.context_length = ctx;
     eo.n_threads = o.n_threads;
     if (b.kv_block_size) eo.kv_block_size = *b.kv_block_size;
+    eo.kv_type = o.kv_type;
     const EngineRunResult r = MedianEngineRun(model.get(), eo, batch, n, b.reps);
     if (r.interrupted) {
       std::fprintf(stderr, "kestrel: interrupted\n");
@@ -361,6 +365,7 @@ int RunEngineBench(const Options& o) {
     eo.context_length = longest_req + kSharedMaxNew;
     eo.n_threads = o.n_threads;
     if (b.kv_block_size) eo.kv_block_size = *b.kv_block_size;
+    eo.kv_type = o.kv_type;
     const EngineRunResult with = MedianEngineRun(model.get(), eo, batch, kSharedMaxNew, b.reps);
     EngineRunResult without;
     if (with.ok) {

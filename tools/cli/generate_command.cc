@@ -131,6 +131,7 @@ int RunGenerate(const Options& o) {
   session_options.context_length = o.context_length;
   session_options.sampler = &sampler;
   session_options.n_threads = o.n_threads;
+  session_options.kv_type = o.kv_type;
   kestrel_session_t* raw_session = nullptr;
   StatusPtr status(kestrel_session_create(model.get(), &session_options, &raw_session));
   if (status) {

@@ -65,6 +65,10 @@ typedef struct kestrel_engine_options {
   uint32_t context_length;
   /* Worker threads for plugins that use them; 0 (default): the plugin decides. */
   uint32_t n_threads;
+  /* KESTREL_KV_F32 (default) or KESTREL_KV_F16 (half the bytes per block, so a kv_cache_bytes
+   * budget holds twice the tokens). 64 bits wide like kestrel_session_options_t.kv_type.
+   * \since 0.2 */
+  uint64_t kv_type;
 } kestrel_engine_options_t;
 
 #define KESTREL_ENGINE_OPTIONS_MIN_SIZE \

@@ -37,6 +37,12 @@ typedef struct kestrel_sampler_options {
 KESTREL_API void kestrel_sampler_options_init_sized(kestrel_sampler_options_t* options, size_t struct_size);
 static inline void kestrel_sampler_options_init(kestrel_sampler_options_t* options) { kestrel_sampler_options_init_sized(options, sizeof(*options)); }
 
+/* Element type of the KV cache (kestrel_session_options_t.kv_type, kestrel_engine_options_t.kv_type). */
+#define KESTREL_KV_F32 0u /* 4 bytes per element: the reference numerics (default) */
+#define KESTREL_KV_F16 1u /* 2 bytes per element (IEEE binary16): half the KV memory; attention
+                           * still accumulates in f32. Logits differ from F32 by rounding (~1e-3
+                           * relative), so greedy outputs can differ after many tokens. */
+
 typedef struct kestrel_session_options {
   uint32_t struct_size; /* set by kestrel_session_options_init */
   /* Tokens of context (prompt + generated). 0 (default): the model's trained context. */
@@ -47,6 +53,10 @@ typedef struct kestrel_session_options {
   const kestrel_sampler_options_t* sampler;
   /* Worker threads for plugins that use them; 0 (default): the plugin decides. */
   uint32_t n_threads;
+  /* KESTREL_KV_F32 (default) or KESTREL_KV_F16. 64 bits wide so that it starts after the 4
+   * bytes of tail padding of 0.1's struct (which a client built then may leave uninitialised
+   * inside its struct_size). \since 0.2 */
+  uint64_t kv_type;
 } kestrel_session_options_t;
 
 #define KESTREL_SESSION_OPTIONS_MIN_SIZE \

@@ -261,6 +261,7 @@ struct SessionOptions {
   uint32_t kv_block_size = 16;
   SamplerOptions sampler;
   uint32_t n_threads = 0;  // 0: the plugin decides
+  uint64_t kv_type = KESTREL_KV_F32;  // or KESTREL_KV_F16: half the KV memory
 };
 
 // Defaults equal kestrel_generate_options_init's.
@@ -720,6 +721,7 @@ inline Session::Session(const Model& model, const SessionOptions& options) : mod
   o.kv_block_size = options.kv_block_size;
   o.sampler = &sampler;
   o.n_threads = options.n_threads;
+  o.kv_type = options.kv_type;
   detail::Check(kestrel_session_create(model.get(), &o, &handle_));
 }
 

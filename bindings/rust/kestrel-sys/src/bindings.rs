@@ -4,6 +4,8 @@ pub const KESTREL_VERSION_MAJOR: u32 = 0;
 pub const KESTREL_VERSION_MINOR: u32 = 1;
 pub const KESTREL_VERSION_PATCH: u32 = 0;
 pub const KESTREL_VERSION_NUMBER: u32 = 100;
+pub const KESTREL_KV_F32: u32 = 0;
+pub const KESTREL_KV_F16: u32 = 1;
 pub const KESTREL_TOKEN_NONE: i32 = -1;
 pub type __uint16_t = ::std::os::raw::c_ushort;
 pub type __int32_t = ::std::os::raw::c_int;
@@ -1526,12 +1528,13 @@ pub struct kestrel_session_options {
     pub kv_block_size: u32,
     pub sampler: *const kestrel_sampler_options_t,
     pub n_threads: u32,
+    pub kv_type: u64,
 }
 #[test]
 fn bindgen_test_layout_kestrel_session_options() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_session_options>(),
-        32usize,
+        40usize,
         concat!("Size of: ", stringify!(kestrel_session_options))
     );
     assert_eq!(
@@ -1624,6 +1627,23 @@ fn bindgen_test_layout_kestrel_session_options() {
         );
     }
     test_field_n_threads();
+    fn test_field_kv_type() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_session_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_type) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_session_options),
+                "::",
+                stringify!(kv_type)
+            )
+        );
+    }
+    test_field_kv_type();
 }
 pub type kestrel_session_options_t = kestrel_session_options;
 extern "C" {
@@ -2070,12 +2090,13 @@ pub struct kestrel_engine_options {
     pub prefix_cache: bool,
     pub context_length: u32,
     pub n_threads: u32,
+    pub kv_type: u64,
 }
 #[test]
 fn bindgen_test_layout_kestrel_engine_options() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_engine_options>(),
-        40usize,
+        48usize,
         concat!("Size of: ", stringify!(kestrel_engine_options))
     );
     assert_eq!(
@@ -2219,6 +2240,23 @@ fn bindgen_test_layout_kestrel_engine_options() {
         );
     }
     test_field_n_threads();
+    fn test_field_kv_type() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_type) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_options),
+                "::",
+                stringify!(kv_type)
+            )
+        );
+    }
+    test_field_kv_type();
 }
 pub type kestrel_engine_options_t = kestrel_engine_options;
 extern "C" {

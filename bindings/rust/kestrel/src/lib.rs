@@ -58,7 +58,7 @@ pub use error::{Code, Error, Result};
 pub use model::{Model, ModelInfo, ModelOptions, TensorTypeSummary};
 pub use runtime::{DeviceInfo, DeviceKind, LogLevel, PluginInfo, Runtime, RuntimeOptions};
 pub use session::{
-    CancelHandle, GenerateOptions, GenerateStats, Prompt, SamplerOptions, Session, SessionOptions,
+    CancelHandle, GenerateOptions, GenerateStats, KvType, Prompt, SamplerOptions, Session, SessionOptions,
     StopReason, TOKEN_NONE,
 };
 

@@ -75,6 +75,24 @@ impl SamplerOptions {
     }
 }
 
+/// Element type of a session's KV cache (`KESTREL_KV_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvType {
+    /// 4 bytes per element, the reference numerics (the default).
+    F32,
+    /// 2 bytes per element (IEEE binary16): half the KV memory; logits differ by rounding.
+    F16,
+}
+
+impl KvType {
+    fn to_raw(self) -> u64 {
+        match self {
+            KvType::F32 => u64::from(sys::KESTREL_KV_F32),
+            KvType::F16 => u64::from(sys::KESTREL_KV_F16),
+        }
+    }
+}
+
 /// Options of [`Session::new`] (`kestrel_session_options_t`).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -87,6 +105,8 @@ pub struct SessionOptions {
     pub sampler: Option<SamplerOptions>,
     /// Worker threads for plugins that use them; 0 = the plugin decides.
     pub n_threads: u32,
+    /// Element type of the KV cache (default [`KvType::F32`]).
+    pub kv_type: KvType,
 }
 
 impl Default for SessionOptions {
@@ -98,6 +118,7 @@ impl Default for SessionOptions {
             kv_block_size: raw.kv_block_size,
             sampler: None,
             n_threads: raw.n_threads,
+            kv_type: if raw.kv_type == u64::from(sys::KESTREL_KV_F16) { KvType::F16 } else { KvType::F32 },
         }
     }
 }
@@ -115,6 +136,11 @@ impl SessionOptions {
 
     pub fn n_threads(mut self, n: u32) -> SessionOptions {
         self.n_threads = n;
+        self
+    }
+
+    pub fn kv_type(mut self, kv_type: KvType) -> SessionOptions {
+        self.kv_type = kv_type;
         self
     }
 }
@@ -331,6 +357,7 @@ impl Session {
         raw_options.context_length = options.context_length;
         raw_options.kv_block_size = options.kv_block_size;
         raw_options.n_threads = options.n_threads;
+        raw_options.kv_type = options.kv_type.to_raw();
         let sampler = options.sampler.as_ref().map(SamplerOptions::to_raw);
         if let Some(s) = &sampler {
             raw_options.sampler = s; // copied during create

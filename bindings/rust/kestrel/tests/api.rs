@@ -8,7 +8,7 @@ use std::thread;
 
 use common::{generate, greedy_session};
 use kestrel::{
-    Code, DeviceKind, GenerateOptions, Model, ModelOptions, Runtime, SamplerOptions,
+    Code, DeviceKind, GenerateOptions, KvType, Model, ModelOptions, Runtime, SamplerOptions,
     SessionOptions, StopReason, TOKEN_NONE,
 };
 
@@ -63,6 +63,21 @@ fn golden_first_case_token_exact() {
         )
         .unwrap();
     assert_eq!(again, golden.generated_ids);
+}
+
+#[test]
+fn f16_kv_cache_session_generates() {
+    assert_eq!(SessionOptions::default().kv_type, KvType::F32);
+    let rt = runtime();
+    let model = model(rt);
+    let options = SessionOptions::default()
+        .sampler(SamplerOptions::greedy())
+        .kv_type(KvType::F16);
+    let mut session = model.new_session_with(&options).unwrap();
+    let (ids, text, stats) = generate(&mut session, "Once upon a time", 16);
+    assert_eq!(ids.len(), 16);
+    assert!(!text.is_empty());
+    assert_eq!(stats.stop_reason, StopReason::MaxTokens);
 }
 
 #[test]
