@@ -378,6 +378,15 @@ void ConvertPanelBf16(const uint16_t* w, int64_t ldw, int64_t k, int64_t p0, int
   }
 }
 
+// tmm0..3 += the 2 x 2 products of weight tiles tmm6, tmm7 and activation tiles tmm4, tmm5.
+#define KESTREL_BF16_PRODUCTS_2X2() \
+  do {                              \
+    _tile_dpbf16ps(0, 6, 4);        \
+    _tile_dpbf16ps(1, 6, 5);        \
+    _tile_dpbf16ps(2, 7, 4);        \
+    _tile_dpbf16ps(3, 7, 5);        \
+  } while (0)
+
 void GemmF16Tiles(const uint16_t* w, int64_t ldw, int64_t k, const uint16_t* act_hi,
                   const uint16_t* act_lo, int64_t n_tokens, int64_t n0, int64_t n1, float* y,
                   int64_t ldy) {
@@ -439,24 +448,15 @@ void GemmF16Tiles(const uint16_t* w, int64_t ldw, int64_t k, const uint16_t* act
           _tile_loadd(7, wc + 2 * kBf16TileElems, 64);
           _tile_loadd(4, xh0 + xo, 64);
           _tile_loadd(5, xh1 + xo, 64);
-          _tile_dpbf16ps(0, 6, 4);
-          _tile_dpbf16ps(1, 6, 5);
-          _tile_dpbf16ps(2, 7, 4);
-          _tile_dpbf16ps(3, 7, 5);
+          KESTREL_BF16_PRODUCTS_2X2();
           _tile_loadd(4, xl0 + xo, 64);
           _tile_loadd(5, xl1 + xo, 64);
-          _tile_dpbf16ps(0, 6, 4);
-          _tile_dpbf16ps(1, 6, 5);
-          _tile_dpbf16ps(2, 7, 4);
-          _tile_dpbf16ps(3, 7, 5);
+          KESTREL_BF16_PRODUCTS_2X2();
           _tile_loadd(6, wc + kBf16TileElems, 64);
           _tile_loadd(7, wc + 3 * kBf16TileElems, 64);
           _tile_loadd(4, xh0 + xo, 64);
           _tile_loadd(5, xh1 + xo, 64);
-          _tile_dpbf16ps(0, 6, 4);
-          _tile_dpbf16ps(1, 6, 5);
-          _tile_dpbf16ps(2, 7, 4);
-          _tile_dpbf16ps(3, 7, 5);
+          KESTREL_BF16_PRODUCTS_2X2();
         }
         _tile_stored(0, r00, 64);
         _tile_stored(1, r01, 64);
@@ -466,6 +466,7 @@ void GemmF16Tiles(const uint16_t* w, int64_t ldw, int64_t k, const uint16_t* act
     }
   }
   _tile_release();
+#undef KESTREL_BF16_PRODUCTS_2X2
   // C tile (panel q, token tile u) row r, column t = y[16 u + t][n0 + 16 q + r].
   const __m512i col = _mm512_mullo_epi32(
       _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(16));
