@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "kestrel/plugin_api.h"
+#include "plugins/common/device_table.h"
 #include "plugins/common/plugin_glue.h"
 #include "plugins/cpu/cpu_features.h"
 #include "plugins/cpu/cpu_ops.h"
@@ -148,17 +149,6 @@ void Log(kestrel_plugin_log_level_t level, const std::string& message) {
   g_host.Log(level, message);
 }
 
-template <typename Body>
-kestrel_plugin_status_t* Guard(const char* slot, Body&& body) {
-  return g_host.Guard(slot, std::forward<Body>(body));
-}
-
-template <size_t N>
-void CopyString(const std::string& src, char (&dst)[N]) {
-  const size_t n = std::min(src.size(), N - 1);
-  if (n > 0) std::memcpy(dst, src.data(), n);
-  std::memset(dst + n, 0, N - n);
-}
 
 uint64_t PhysicalMemory() {
   const long pages = sysconf(_SC_PHYS_PAGES);
@@ -180,70 +170,6 @@ bool ParsePositiveInt(const std::string& s, int* out) {
   return true;
 }
 
-Status Init(const kestrel_plugin_option_t* options, size_t n_options) {
-  if (n_options > 0 && options == nullptr) return InvalidArgument("init: options is NULL");
-  std::string threads_s, isa_s, exact_s, onednn_s;
-  if (const char* e = std::getenv("KESTREL_CPU_THREADS")) threads_s = e;
-  if (const char* e = std::getenv("KESTREL_CPU_ISA")) isa_s = e;
-  if (const char* e = std::getenv("KESTREL_CPU_EXACT")) exact_s = e;
-  if (const char* e = std::getenv("KESTREL_CPU_ONEDNN")) onednn_s = e;
-  for (size_t i = 0; i < n_options; ++i) {
-    const std::string key = options[i].key ? options[i].key : "";
-    const std::string value = options[i].value ? options[i].value : "";
-    if (key == "threads" || key == "n_threads") {
-      threads_s = value;
-    } else if (key == "isa") {
-      isa_s = value;
-    } else if (key == "exact") {
-      exact_s = value;
-    } else if (key == "onednn") {
-      onednn_s = value;
-    } else {
-      Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cpu: ignoring option '", key, "'"));
-    }
-  }
-  auto state = std::make_shared<State>();
-  const unsigned hw = std::thread::hardware_concurrency();
-  state->threads = hw == 0 ? 1 : static_cast<int>(std::min(hw, 256u));
-  if (!threads_s.empty() && !ParsePositiveInt(threads_s, &state->threads)) {
-    Log(KESTREL_PLUGIN_LOG_WARNING,
-        StrCat("cpu: threads='", threads_s, "' is not a positive integer; using ", state->threads));
-  }
-  state->isa = BestIsaLevel();
-  if (!isa_s.empty()) {
-    IsaLevel wanted;
-    if (!ParseIsaLevel(isa_s, &wanted)) {
-      Log(KESTREL_PLUGIN_LOG_WARNING,
-          StrCat("cpu: isa='", isa_s, "' is not portable|avx2|avx512|vnni|amx|best; using ",
-                 IsaLevelName(state->isa)));
-    } else if (static_cast<int>(wanted) > static_cast<int>(state->isa)) {
-      Log(KESTREL_PLUGIN_LOG_WARNING, StrCat("cpu: isa='", isa_s, "' is not available on this CPU; using ",
-                                             IsaLevelName(state->isa)));
-    } else {
-      state->isa = wanted;
-    }
-  }
-  if (!exact_s.empty()) state->exact = exact_s != "0";
-  state->onednn = OneDnnAvailable() && (onednn_s.empty() || onednn_s != "0");
-  state->pool = std::make_unique<ThreadPool>(state->threads);
-  state->description = StrCat("Kestrel CPU (", IsaLevelName(state->isa), ", ", state->threads,
-                              " threads, ", state->exact ? "exact f32" : "8-bit",
-                              " activations for Q4_0/Q8_0",
-                              state->onednn ? ", oneDNN sgemm" : "", ")");
-  Log(KESTREL_PLUGIN_LOG_INFO, state->description);
-  std::lock_guard<std::mutex> lock(g_state_mu);
-  g_state = std::move(state);
-  return Status();
-}
-
-void Shutdown() {
-  std::shared_ptr<State> old;
-  {
-    std::lock_guard<std::mutex> lock(g_state_mu);
-    old.swap(g_state);
-  }
-  // `old` (and its pool) dies here unless an op still runs on it.
-}
 
 // ---- checks ----------------------------------------------------------------------------------
 Status CheckDevice(kestrel_plugin_device_t* d, const char* slot) {
@@ -269,182 +195,6 @@ Status CheckStream(kestrel_plugin_stream_t* stream, const char* slot) {
   if (stream != nullptr) {
     return InvalidArgument(slot, ": stream must be NULL (plugin 'cpu' is synchronous)");
   }
-  return Status();
-}
-
-// ---- slots -----------------------------------------------------------------------------------
-Status GetCaps(uint32_t index, kestrel_device_caps_t* caps) {
-  if (caps == nullptr) return InvalidArgument("device_get_caps: caps is NULL");
-  if (index != 0) return OutOfRange("device_get_caps: index ", index, " >= device count 1");
-  std::shared_ptr<State> state = CurrentState();
-  using C = kestrel_device_caps_t;
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, kind)) caps->kind = KESTREL_DEVICE_KIND_CPU;
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, name)) CopyString("cpu", caps->name);
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, description)) {
-    CopyString(state ? state->description : std::string("Kestrel CPU"), caps->description);
-  }
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, memory_bytes)) caps->memory_bytes = PhysicalMemory();
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, host_visible)) caps->host_visible = 1;
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, async)) caps->async = 0;
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, reserved)) std::memset(caps->reserved, 0, sizeof caps->reserved);
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, dtype_mask)) caps->dtype_mask = ref::HostPluginDtypeMask();
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, weight_dtype_mask)) {
-    caps->weight_dtype_mask = ref::HostPluginWeightDtypeMask();
-  }
-  return Status();
-}
-
-Status OpenDevice(uint32_t index, kestrel_plugin_device_t** out) {
-  if (out == nullptr) return InvalidArgument("device_open: out_device is NULL");
-  if (index != 0) return OutOfRange("device_open: index ", index, " >= device count 1");
-  if (CurrentState() == nullptr) return ref::FailedPrecondition("device_open: plugin 'cpu' is not initialised");
-  Device* device = new Device;
-  device->index = index;
-  *out = reinterpret_cast<kestrel_plugin_device_t*>(device);
-  return Status();
-}
-
-Status BufferAllocImpl(kestrel_plugin_device_t* d, uint64_t size, kestrel_plugin_buffer_t** out) {
-  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_alloc"));
-  if (out == nullptr) return InvalidArgument("buffer_alloc: out_buffer is NULL");
-  if (size > (uint64_t{1} << 62)) return ResourceExhausted("buffer_alloc: cannot allocate ", size, " bytes");
-  auto buffer = std::make_unique<Buffer>();
-  try {
-    buffer->bytes = AlignedBuffer(size);
-  } catch (const std::bad_alloc&) {
-    return ResourceExhausted("buffer_alloc: cannot allocate ", size, " bytes of host memory");
-  }
-  buffer->device = AsDevice(d);
-  *out = reinterpret_cast<kestrel_plugin_buffer_t*>(buffer.release());
-  return Status();
-}
-
-Status BufferWriteImpl(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
-                       kestrel_plugin_buffer_t* dst, uint64_t off, const void* src, uint64_t size) {
-  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_write"));
-  KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_write"));
-  KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_write", "dst"));
-  Buffer* b = AsBuffer(dst);
-  if (!InRange(off, size, b->bytes.size())) {
-    return OutOfRange("buffer_write: [", off, ", +", size, ") exceeds the buffer size ", b->bytes.size());
-  }
-  if (size == 0) return Status();
-  if (src == nullptr) return InvalidArgument("buffer_write: src is NULL");
-  std::memmove(static_cast<uint8_t*>(b->bytes.data()) + off, src, size);
-  return Status();
-}
-
-Status BufferReadImpl(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
-                      kestrel_plugin_buffer_t* src, uint64_t off, void* dst, uint64_t size) {
-  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_read"));
-  KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_read"));
-  KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_read", "src"));
-  Buffer* b = AsBuffer(src);
-  if (!InRange(off, size, b->bytes.size())) {
-    return OutOfRange("buffer_read: [", off, ", +", size, ") exceeds the buffer size ", b->bytes.size());
-  }
-  if (size == 0) return Status();
-  if (dst == nullptr) return InvalidArgument("buffer_read: dst is NULL");
-  std::memmove(dst, static_cast<const uint8_t*>(b->bytes.data()) + off, size);
-  return Status();
-}
-
-Status BufferCopyImpl(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
-                      kestrel_plugin_buffer_t* src, uint64_t src_off, kestrel_plugin_buffer_t* dst,
-                      uint64_t dst_off, uint64_t size) {
-  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_copy"));
-  KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_copy"));
-  KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_copy", "src"));
-  KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_copy", "dst"));
-  Buffer* s = AsBuffer(src);
-  Buffer* t = AsBuffer(dst);
-  if (!InRange(src_off, size, s->bytes.size()) || !InRange(dst_off, size, t->bytes.size())) {
-    return OutOfRange("buffer_copy: ", size, " bytes from offset ", src_off, " (size ",
-                      s->bytes.size(), ") to offset ", dst_off, " (size ", t->bytes.size(),
-                      ") exceed a buffer");
-  }
-  if (size == 0) return Status();
-  std::memmove(static_cast<uint8_t*>(t->bytes.data()) + dst_off,
-               static_cast<const uint8_t*>(s->bytes.data()) + src_off, size);
-  return Status();
-}
-
-Status BufferMapImpl(kestrel_plugin_device_t* d, kestrel_plugin_buffer_t* b, void** out) {
-  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_map"));
-  KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, b, "buffer_map", "buffer"));
-  if (out == nullptr) return InvalidArgument("buffer_map: out_ptr is NULL");
-  *out = AsBuffer(b)->bytes.data();
-  return Status();
-}
-
-Status WeightPrepareImpl(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t* desc,
-                         const void* host_data, uint64_t size, kestrel_plugin_weight_t** out) {
-  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "weight_prepare"));
-  if (desc == nullptr) return InvalidArgument("weight_prepare: desc is NULL");
-  if (out == nullptr) return InvalidArgument("weight_prepare: out_weight is NULL");
-  KESTREL_REF_RETURN_IF_ERROR(ref::ValidateTensorDesc(*desc, "weight_prepare: desc"));
-  if (!ref::IsWeightDtype(desc->dtype)) {
-    return InvalidArgument("weight_prepare: dtype ", ref::DtypeName(desc->dtype),
-                           " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
-  }
-  if (!ref::IsPackedLayout(*desc)) {
-    return Unimplemented("weight_prepare: non-packed strides are not supported");
-  }
-  const uint64_t needed = ref::TensorBytes(*desc);
-  if (size < needed) {
-    return InvalidArgument("weight_prepare: size=", size, " < ", needed, " bytes that the ",
-                           ref::DtypeName(desc->dtype), " desc describes");
-  }
-  if (needed > 0 && host_data == nullptr) return InvalidArgument("weight_prepare: host_data is NULL");
-  auto weight = std::make_unique<Weight>();
-  weight->device = AsDevice(d);
-  weight->desc = *desc;
-  weight->desc.struct_size = sizeof(kestrel_tensor_desc_t);
-  std::memset(weight->desc.strides, 0, sizeof weight->desc.strides);
-  try {
-    if (ShouldRepack(*desc)) {
-      weight->packed = RepackQ(weight->desc, host_data);
-    } else if (IsRepackableStack(*desc)) {
-      kestrel_tensor_desc_t slice = weight->desc;
-      slice.rank = 2;
-      slice.dims[0] = desc->dims[1];
-      slice.dims[1] = desc->dims[2];
-      slice.dims[2] = 0;
-      const uint64_t slice_bytes = ref::TensorBytes(slice);
-      const uint8_t* src = static_cast<const uint8_t*>(host_data);
-      for (int64_t i = 0; i < desc->dims[0]; ++i) {
-        weight->slices.push_back(RepackQ(slice, src + static_cast<uint64_t>(i) * slice_bytes));
-        weight->slice_views.push_back(weight->slices.back()->view);
-      }
-    } else {
-      weight->raw = AlignedBuffer(needed);
-      if (needed > 0) std::memcpy(weight->raw.data(), host_data, needed);
-    }
-  } catch (const std::bad_alloc&) {
-    return ResourceExhausted("weight_prepare: cannot allocate ", needed, " bytes");
-  }
-  *out = reinterpret_cast<kestrel_plugin_weight_t*>(weight.release());
-  return Status();
-}
-
-Status OpQueryImpl(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op, kestrel_op_support_t* out) {
-  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "op_query"));
-  if (op == nullptr) return InvalidArgument("op_query: op is NULL");
-  if (out == nullptr) return InvalidArgument("op_query: out_support is NULL");
-  if (out->struct_size < sizeof(kestrel_op_support_t)) {
-    return InvalidArgument("op_query: out_support->struct_size=", out->struct_size, " < ",
-                           sizeof(kestrel_op_support_t));
-  }
-  out->level = KESTREL_OP_UNSUPPORTED;
-  out->workspace_bytes = 0;
-  if (!SupportsKind(op->kind)) return Status();
-  ref::OpCheck check;
-  KESTREL_REF_RETURN_IF_ERROR(ref::CheckOp(*op, &check));
-  if (!check.supported) {
-    Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cpu: unsupported: ", check.reason));
-    return Status();
-  }
-  out->level = KESTREL_OP_PREFERRED;
   return Status();
 }
 
@@ -501,152 +251,322 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
   return Status();
 }
 
-Status OpExecuteImpl(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
-                     const kestrel_op_desc_t* op) {
-  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "op_execute"));
-  KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "op_execute"));
-  if (op == nullptr) return InvalidArgument("op_execute: op is NULL");
-  const std::string name = ref::OpKindName(op->kind);
-  if (!SupportsKind(op->kind)) return Unimplemented(name, ": not supported by plugin 'cpu'");
-  ref::OpCheck check;
-  KESTREL_REF_RETURN_IF_ERROR(ref::CheckOp(*op, &check));
-  if (!check.supported) return Unimplemented(check.reason);
-  std::shared_ptr<State> state = CurrentState();
-  if (state == nullptr) return ref::FailedPrecondition("op_execute: plugin 'cpu' is not initialised");
-  std::vector<ArgData> inputs(op->n_inputs);
-  std::vector<void*> outputs(op->n_outputs);
-  for (uint32_t i = 0; i < op->n_inputs; ++i) {
-    KESTREL_REF_RETURN_IF_ERROR(ResolveArg(d, op->inputs[i], StrCat(name, ": input ", i),
-                                           /*writable=*/false, &inputs[i], nullptr));
-  }
-  for (uint32_t i = 0; i < op->n_outputs; ++i) {
-    KESTREL_REF_RETURN_IF_ERROR(ResolveArg(d, op->outputs[i], StrCat(name, ": output ", i),
-                                           /*writable=*/true, nullptr, &outputs[i]));
-  }
-  return ExecuteCpuOp(state->ctx(), *op, inputs.data(), outputs.data());
-}
-
-// Plugin ABI 1.1: "threads" replaces the thread pool. In-flight ops keep the old state alive
-// through their shared_ptr, so the swap is safe while another device call runs.
-Status SetDeviceOptionsImpl(kestrel_plugin_device_t* d, const kestrel_plugin_option_t* options,
-                            size_t n) {
-  KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "device_set_options"));
-  if (options == nullptr && n > 0) return InvalidArgument("device_set_options: options is NULL");
-  for (size_t i = 0; i < n; ++i) {
-    if (options[i].key == nullptr || options[i].value == nullptr) {
-      return InvalidArgument(StrCat("device_set_options: option ", i, " has a NULL key or value"));
+// The plugin's slots, with the ABI's signatures; MakeDeviceTable wraps the fallible ones in Guard.
+struct CpuDevice {
+  static const HostRef& Host() { return g_host; }
+  static Status Init(const kestrel_plugin_option_t* options, size_t n_options) {
+    if (n_options > 0 && options == nullptr) return InvalidArgument("init: options is NULL");
+    std::string threads_s, isa_s, exact_s, onednn_s;
+    if (const char* e = std::getenv("KESTREL_CPU_THREADS")) threads_s = e;
+    if (const char* e = std::getenv("KESTREL_CPU_ISA")) isa_s = e;
+    if (const char* e = std::getenv("KESTREL_CPU_EXACT")) exact_s = e;
+    if (const char* e = std::getenv("KESTREL_CPU_ONEDNN")) onednn_s = e;
+    for (size_t i = 0; i < n_options; ++i) {
+      const std::string key = options[i].key ? options[i].key : "";
+      const std::string value = options[i].value ? options[i].value : "";
+      if (key == "threads" || key == "n_threads") {
+        threads_s = value;
+      } else if (key == "isa") {
+        isa_s = value;
+      } else if (key == "exact") {
+        exact_s = value;
+      } else if (key == "onednn") {
+        onednn_s = value;
+      } else {
+        Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cpu: ignoring option '", key, "'"));
+      }
     }
-    if (std::string(options[i].key) != "threads") continue;  // unknown keys are ignored
-    int threads = 0;
-    if (!ParsePositiveInt(options[i].value, &threads) || threads > 4096) {
-      return InvalidArgument(StrCat("device_set_options: threads='", options[i].value,
-                                    "' is not an integer in [1, 4096]"));
+    auto state = std::make_shared<State>();
+    const unsigned hw = std::thread::hardware_concurrency();
+    state->threads = hw == 0 ? 1 : static_cast<int>(std::min(hw, 256u));
+    if (!threads_s.empty() && !ParsePositiveInt(threads_s, &state->threads)) {
+      Log(KESTREL_PLUGIN_LOG_WARNING,
+          StrCat("cpu: threads='", threads_s, "' is not a positive integer; using ", state->threads));
     }
+    state->isa = BestIsaLevel();
+    if (!isa_s.empty()) {
+      IsaLevel wanted;
+      if (!ParseIsaLevel(isa_s, &wanted)) {
+        Log(KESTREL_PLUGIN_LOG_WARNING,
+            StrCat("cpu: isa='", isa_s, "' is not portable|avx2|avx512|vnni|amx|best; using ",
+                   IsaLevelName(state->isa)));
+      } else if (static_cast<int>(wanted) > static_cast<int>(state->isa)) {
+        Log(KESTREL_PLUGIN_LOG_WARNING, StrCat("cpu: isa='", isa_s, "' is not available on this CPU; using ",
+                                               IsaLevelName(state->isa)));
+      } else {
+        state->isa = wanted;
+      }
+    }
+    if (!exact_s.empty()) state->exact = exact_s != "0";
+    state->onednn = OneDnnAvailable() && (onednn_s.empty() || onednn_s != "0");
+    state->pool = std::make_unique<ThreadPool>(state->threads);
+    state->description = StrCat("Kestrel CPU (", IsaLevelName(state->isa), ", ", state->threads,
+                                " threads, ", state->exact ? "exact f32" : "8-bit",
+                                " activations for Q4_0/Q8_0",
+                                state->onednn ? ", oneDNN sgemm" : "", ")");
+    Log(KESTREL_PLUGIN_LOG_INFO, state->description);
     std::lock_guard<std::mutex> lock(g_state_mu);
-    if (g_state == nullptr) return ref::FailedPrecondition("device_set_options: plugin 'cpu' is not initialised");
-    if (g_state->threads == threads) continue;
-    auto next = std::make_shared<State>();
-    next->threads = threads;
-    next->isa = g_state->isa;
-    next->exact = g_state->exact;
-    next->onednn = g_state->onednn;
-    next->pool = std::make_unique<ThreadPool>(threads);
-    next->description = g_state->description;
-    g_state = std::move(next);
+    g_state = std::move(state);
+    return Status();
   }
-  return Status();
-}
 
+  static void Shutdown() {
+    std::shared_ptr<State> old;
+    {
+      std::lock_guard<std::mutex> lock(g_state_mu);
+      old.swap(g_state);
+    }
+    // `old` (and its pool) dies here unless an op still runs on it.
+  }
+
+  // ---- slots -----------------------------------------------------------------------------------
+  static Status DeviceGetCaps(uint32_t index, kestrel_device_caps_t* caps) {
+    if (caps == nullptr) return InvalidArgument("device_get_caps: caps is NULL");
+    if (index != 0) return OutOfRange("device_get_caps: index ", index, " >= device count 1");
+    std::shared_ptr<State> state = CurrentState();
+    using C = kestrel_device_caps_t;
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, kind)) caps->kind = KESTREL_DEVICE_KIND_CPU;
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, name)) CopyCapsString("cpu", caps->name);
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, description)) {
+      CopyCapsString(state ? state->description : std::string("Kestrel CPU"), caps->description);
+    }
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, memory_bytes)) caps->memory_bytes = PhysicalMemory();
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, host_visible)) caps->host_visible = 1;
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, async)) caps->async = 0;
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, reserved)) std::memset(caps->reserved, 0, sizeof caps->reserved);
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, dtype_mask)) caps->dtype_mask = ref::HostPluginDtypeMask();
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, weight_dtype_mask)) {
+      caps->weight_dtype_mask = ref::HostPluginWeightDtypeMask();
+    }
+    return Status();
+  }
+
+  static Status DeviceOpen(uint32_t index, kestrel_plugin_device_t** out) {
+    if (out == nullptr) return InvalidArgument("device_open: out_device is NULL");
+    if (index != 0) return OutOfRange("device_open: index ", index, " >= device count 1");
+    if (CurrentState() == nullptr) return ref::FailedPrecondition("device_open: plugin 'cpu' is not initialised");
+    Device* device = new Device;
+    device->index = index;
+    *out = reinterpret_cast<kestrel_plugin_device_t*>(device);
+    return Status();
+  }
+
+  static Status BufferAlloc(kestrel_plugin_device_t* d, uint64_t size, uint32_t /*flags*/,
+                            kestrel_plugin_buffer_t** out) {
+    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_alloc"));
+    if (out == nullptr) return InvalidArgument("buffer_alloc: out_buffer is NULL");
+    if (size > (uint64_t{1} << 62)) return ResourceExhausted("buffer_alloc: cannot allocate ", size, " bytes");
+    auto buffer = std::make_unique<Buffer>();
+    try {
+      buffer->bytes = AlignedBuffer(size);
+    } catch (const std::bad_alloc&) {
+      return ResourceExhausted("buffer_alloc: cannot allocate ", size, " bytes of host memory");
+    }
+    buffer->device = AsDevice(d);
+    *out = reinterpret_cast<kestrel_plugin_buffer_t*>(buffer.release());
+    return Status();
+  }
+
+  static Status BufferWrite(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
+                            kestrel_plugin_buffer_t* dst, uint64_t off, const void* src,
+                            uint64_t size) {
+    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_write"));
+    KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_write"));
+    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_write", "dst"));
+    Buffer* b = AsBuffer(dst);
+    if (!InRange(off, size, b->bytes.size())) {
+      return OutOfRange("buffer_write: [", off, ", +", size, ") exceeds the buffer size ", b->bytes.size());
+    }
+    if (size == 0) return Status();
+    if (src == nullptr) return InvalidArgument("buffer_write: src is NULL");
+    std::memmove(static_cast<uint8_t*>(b->bytes.data()) + off, src, size);
+    return Status();
+  }
+
+  static Status BufferRead(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
+                           kestrel_plugin_buffer_t* src, uint64_t off, void* dst, uint64_t size) {
+    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_read"));
+    KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_read"));
+    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_read", "src"));
+    Buffer* b = AsBuffer(src);
+    if (!InRange(off, size, b->bytes.size())) {
+      return OutOfRange("buffer_read: [", off, ", +", size, ") exceeds the buffer size ", b->bytes.size());
+    }
+    if (size == 0) return Status();
+    if (dst == nullptr) return InvalidArgument("buffer_read: dst is NULL");
+    std::memmove(dst, static_cast<const uint8_t*>(b->bytes.data()) + off, size);
+    return Status();
+  }
+
+  static Status BufferCopy(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
+                           kestrel_plugin_buffer_t* src, uint64_t src_off,
+                           kestrel_plugin_buffer_t* dst, uint64_t dst_off, uint64_t size) {
+    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_copy"));
+    KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_copy"));
+    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_copy", "src"));
+    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_copy", "dst"));
+    Buffer* s = AsBuffer(src);
+    Buffer* t = AsBuffer(dst);
+    if (!InRange(src_off, size, s->bytes.size()) || !InRange(dst_off, size, t->bytes.size())) {
+      return OutOfRange("buffer_copy: ", size, " bytes from offset ", src_off, " (size ",
+                        s->bytes.size(), ") to offset ", dst_off, " (size ", t->bytes.size(),
+                        ") exceed a buffer");
+    }
+    if (size == 0) return Status();
+    std::memmove(static_cast<uint8_t*>(t->bytes.data()) + dst_off,
+                 static_cast<const uint8_t*>(s->bytes.data()) + src_off, size);
+    return Status();
+  }
+
+  static Status BufferMap(kestrel_plugin_device_t* d, kestrel_plugin_buffer_t* b, void** out) {
+    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_map"));
+    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, b, "buffer_map", "buffer"));
+    if (out == nullptr) return InvalidArgument("buffer_map: out_ptr is NULL");
+    *out = AsBuffer(b)->bytes.data();
+    return Status();
+  }
+
+  static Status WeightPrepare(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t* desc,
+                              const void* host_data, uint64_t size, kestrel_plugin_weight_t** out) {
+    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "weight_prepare"));
+    if (desc == nullptr) return InvalidArgument("weight_prepare: desc is NULL");
+    if (out == nullptr) return InvalidArgument("weight_prepare: out_weight is NULL");
+    KESTREL_REF_RETURN_IF_ERROR(ref::ValidateTensorDesc(*desc, "weight_prepare: desc"));
+    if (!ref::IsWeightDtype(desc->dtype)) {
+      return InvalidArgument("weight_prepare: dtype ", ref::DtypeName(desc->dtype),
+                             " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
+    }
+    if (!ref::IsPackedLayout(*desc)) {
+      return Unimplemented("weight_prepare: non-packed strides are not supported");
+    }
+    const uint64_t needed = ref::TensorBytes(*desc);
+    if (size < needed) {
+      return InvalidArgument("weight_prepare: size=", size, " < ", needed, " bytes that the ",
+                             ref::DtypeName(desc->dtype), " desc describes");
+    }
+    if (needed > 0 && host_data == nullptr) return InvalidArgument("weight_prepare: host_data is NULL");
+    auto weight = std::make_unique<Weight>();
+    weight->device = AsDevice(d);
+    weight->desc = *desc;
+    weight->desc.struct_size = sizeof(kestrel_tensor_desc_t);
+    std::memset(weight->desc.strides, 0, sizeof weight->desc.strides);
+    try {
+      if (ShouldRepack(*desc)) {
+        weight->packed = RepackQ(weight->desc, host_data);
+      } else if (IsRepackableStack(*desc)) {
+        kestrel_tensor_desc_t slice = weight->desc;
+        slice.rank = 2;
+        slice.dims[0] = desc->dims[1];
+        slice.dims[1] = desc->dims[2];
+        slice.dims[2] = 0;
+        const uint64_t slice_bytes = ref::TensorBytes(slice);
+        const uint8_t* src = static_cast<const uint8_t*>(host_data);
+        for (int64_t i = 0; i < desc->dims[0]; ++i) {
+          weight->slices.push_back(RepackQ(slice, src + static_cast<uint64_t>(i) * slice_bytes));
+          weight->slice_views.push_back(weight->slices.back()->view);
+        }
+      } else {
+        weight->raw = AlignedBuffer(needed);
+        if (needed > 0) std::memcpy(weight->raw.data(), host_data, needed);
+      }
+    } catch (const std::bad_alloc&) {
+      return ResourceExhausted("weight_prepare: cannot allocate ", needed, " bytes");
+    }
+    *out = reinterpret_cast<kestrel_plugin_weight_t*>(weight.release());
+    return Status();
+  }
+
+  static Status OpQuery(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op,
+                        kestrel_op_support_t* out) {
+    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "op_query"));
+    if (op == nullptr) return InvalidArgument("op_query: op is NULL");
+    if (out == nullptr) return InvalidArgument("op_query: out_support is NULL");
+    if (out->struct_size < sizeof(kestrel_op_support_t)) {
+      return InvalidArgument("op_query: out_support->struct_size=", out->struct_size, " < ",
+                             sizeof(kestrel_op_support_t));
+    }
+    out->level = KESTREL_OP_UNSUPPORTED;
+    out->workspace_bytes = 0;
+    if (!SupportsKind(op->kind)) return Status();
+    ref::OpCheck check;
+    KESTREL_REF_RETURN_IF_ERROR(ref::CheckOp(*op, &check));
+    if (!check.supported) {
+      Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cpu: unsupported: ", check.reason));
+      return Status();
+    }
+    out->level = KESTREL_OP_PREFERRED;
+    return Status();
+  }
+
+  static Status OpExecute(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
+                          const kestrel_op_desc_t* op, kestrel_plugin_buffer_t* /*workspace*/) {
+    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "op_execute"));
+    KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "op_execute"));
+    if (op == nullptr) return InvalidArgument("op_execute: op is NULL");
+    const std::string name = ref::OpKindName(op->kind);
+    if (!SupportsKind(op->kind)) return Unimplemented(name, ": not supported by plugin 'cpu'");
+    ref::OpCheck check;
+    KESTREL_REF_RETURN_IF_ERROR(ref::CheckOp(*op, &check));
+    if (!check.supported) return Unimplemented(check.reason);
+    std::shared_ptr<State> state = CurrentState();
+    if (state == nullptr) return ref::FailedPrecondition("op_execute: plugin 'cpu' is not initialised");
+    std::vector<ArgData> inputs(op->n_inputs);
+    std::vector<void*> outputs(op->n_outputs);
+    for (uint32_t i = 0; i < op->n_inputs; ++i) {
+      KESTREL_REF_RETURN_IF_ERROR(ResolveArg(d, op->inputs[i], StrCat(name, ": input ", i),
+                                             /*writable=*/false, &inputs[i], nullptr));
+    }
+    for (uint32_t i = 0; i < op->n_outputs; ++i) {
+      KESTREL_REF_RETURN_IF_ERROR(ResolveArg(d, op->outputs[i], StrCat(name, ": output ", i),
+                                             /*writable=*/true, nullptr, &outputs[i]));
+    }
+    return ExecuteCpuOp(state->ctx(), *op, inputs.data(), outputs.data());
+  }
+
+  // Plugin ABI 1.1: "threads" replaces the thread pool. In-flight ops keep the old state alive
+  // through their shared_ptr, so the swap is safe while another device call runs.
+  static Status DeviceSetOptions(kestrel_plugin_device_t* d, const kestrel_plugin_option_t* options,
+                                 size_t n) {
+    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "device_set_options"));
+    if (options == nullptr && n > 0) return InvalidArgument("device_set_options: options is NULL");
+    for (size_t i = 0; i < n; ++i) {
+      if (options[i].key == nullptr || options[i].value == nullptr) {
+        return InvalidArgument(StrCat("device_set_options: option ", i, " has a NULL key or value"));
+      }
+      if (std::string(options[i].key) != "threads") continue;  // unknown keys are ignored
+      int threads = 0;
+      if (!ParsePositiveInt(options[i].value, &threads) || threads > 4096) {
+        return InvalidArgument(StrCat("device_set_options: threads='", options[i].value,
+                                      "' is not an integer in [1, 4096]"));
+      }
+      std::lock_guard<std::mutex> lock(g_state_mu);
+      if (g_state == nullptr) return ref::FailedPrecondition("device_set_options: plugin 'cpu' is not initialised");
+      if (g_state->threads == threads) continue;
+      auto next = std::make_shared<State>();
+      next->threads = threads;
+      next->isa = g_state->isa;
+      next->exact = g_state->exact;
+      next->onednn = g_state->onednn;
+      next->pool = std::make_unique<ThreadPool>(threads);
+      next->description = g_state->description;
+      g_state = std::move(next);
+    }
+    return Status();
+  }
+
+  static uint32_t DeviceCount(char*, size_t) { return 1; }
+  // Frees an object the host hands back (accepts NULL).
+  static void DeviceClose(kestrel_plugin_device_t* d) { delete AsDevice(d); }
+  static void BufferFree(kestrel_plugin_device_t*, kestrel_plugin_buffer_t* b) {
+    delete AsBuffer(b);
+  }
+  static void WeightRelease(kestrel_plugin_device_t*, kestrel_plugin_weight_t* w) {
+    delete AsWeight(w);
+  }
+};
 // ---- the table -------------------------------------------------------------------------------
-kestrel_plugin_status_t* SlotInit(const kestrel_plugin_option_t* options, size_t n) {
-  return Guard("init", [&] { return Init(options, n); });
-}
-void SlotShutdown() {
-  try {
-    Shutdown();
-  } catch (...) {
-  }
-}
-uint32_t SlotDeviceCount(char*, size_t) { return 1; }
-kestrel_plugin_status_t* SlotDeviceGetCaps(uint32_t index, kestrel_device_caps_t* caps) {
-  return Guard("device_get_caps", [&] { return GetCaps(index, caps); });
-}
-kestrel_plugin_status_t* SlotDeviceOpen(uint32_t index, kestrel_plugin_device_t** out) {
-  return Guard("device_open", [&] { return OpenDevice(index, out); });
-}
-void SlotDeviceClose(kestrel_plugin_device_t* d) { delete AsDevice(d); }
-kestrel_plugin_status_t* SlotBufferAlloc(kestrel_plugin_device_t* d, uint64_t size, uint32_t,
-                                         kestrel_plugin_buffer_t** out) {
-  return Guard("buffer_alloc", [&] { return BufferAllocImpl(d, size, out); });
-}
-void SlotBufferFree(kestrel_plugin_device_t*, kestrel_plugin_buffer_t* b) { delete AsBuffer(b); }
-kestrel_plugin_status_t* SlotBufferWrite(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                                         kestrel_plugin_buffer_t* dst, uint64_t off,
-                                         const void* src, uint64_t size) {
-  return Guard("buffer_write", [&] { return BufferWriteImpl(d, s, dst, off, src, size); });
-}
-kestrel_plugin_status_t* SlotBufferRead(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                                        kestrel_plugin_buffer_t* src, uint64_t off, void* dst,
-                                        uint64_t size) {
-  return Guard("buffer_read", [&] { return BufferReadImpl(d, s, src, off, dst, size); });
-}
-kestrel_plugin_status_t* SlotBufferCopy(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                                        kestrel_plugin_buffer_t* src, uint64_t src_off,
-                                        kestrel_plugin_buffer_t* dst, uint64_t dst_off,
-                                        uint64_t size) {
-  return Guard("buffer_copy", [&] { return BufferCopyImpl(d, s, src, src_off, dst, dst_off, size); });
-}
-kestrel_plugin_status_t* SlotBufferMap(kestrel_plugin_device_t* d, kestrel_plugin_buffer_t* b,
-                                       void** out) {
-  return Guard("buffer_map", [&] { return BufferMapImpl(d, b, out); });
-}
-kestrel_plugin_status_t* SlotWeightPrepare(kestrel_plugin_device_t* d,
-                                           const kestrel_tensor_desc_t* desc, const void* data,
-                                           uint64_t size, kestrel_plugin_weight_t** out) {
-  return Guard("weight_prepare", [&] { return WeightPrepareImpl(d, desc, data, size, out); });
-}
-void SlotWeightRelease(kestrel_plugin_device_t*, kestrel_plugin_weight_t* w) { delete AsWeight(w); }
-kestrel_plugin_status_t* SlotOpQuery(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op,
-                                     kestrel_op_support_t* out) {
-  return Guard("op_query", [&] { return OpQueryImpl(d, op, out); });
-}
-kestrel_plugin_status_t* SlotOpExecute(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                                       const kestrel_op_desc_t* op, kestrel_plugin_buffer_t*) {
-  return Guard("op_execute", [&] { return OpExecuteImpl(d, s, op); });
-}
-
-kestrel_plugin_status_t* SlotDeviceSetOptions(kestrel_plugin_device_t* d,
-                                              const kestrel_plugin_option_t* options, size_t n) {
-  return Guard("device_set_options", [&] { return SetDeviceOptionsImpl(d, options, n); });
-}
-
 const kestrel_plugin_api_t* Table() {
-  static const kestrel_plugin_api_t table = [] {
-    kestrel_plugin_api_t t{};
-    t.struct_size = sizeof(kestrel_plugin_api_t);
-    t.major = KESTREL_PLUGIN_API_MAJOR;
-    t.minor = KESTREL_PLUGIN_API_MINOR;
-    t.name = kPluginName;
-    t.version = kPluginVersion;
-    t.init = &SlotInit;
-    t.shutdown = &SlotShutdown;
-    t.device_count = &SlotDeviceCount;
-    t.device_get_caps = &SlotDeviceGetCaps;
-    t.device_open = &SlotDeviceOpen;
-    t.device_close = &SlotDeviceClose;
-    t.buffer_alloc = &SlotBufferAlloc;
-    t.buffer_free = &SlotBufferFree;
-    t.buffer_write = &SlotBufferWrite;
-    t.buffer_read = &SlotBufferRead;
-    t.buffer_copy = &SlotBufferCopy;
-    t.buffer_map = &SlotBufferMap;
-    t.weight_prepare = &SlotWeightPrepare;
-    t.weight_release = &SlotWeightRelease;
-    t.op_query = &SlotOpQuery;
-    t.op_execute = &SlotOpExecute;
-    t.device_set_options = &SlotDeviceSetOptions;
-    return t;
-  }();
+  static const kestrel_plugin_api_t table = MakeDeviceTable<CpuDevice>(kPluginName, kPluginVersion);
   return &table;
 }
 

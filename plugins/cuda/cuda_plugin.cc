@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "kestrel/plugin_api.h"
+#include "plugins/common/device_table.h"
 #include "plugins/common/plugin_glue.h"
 #include "plugins/cuda/cuda_kernels.h"
 #include "plugins/ref/ref_kernels.h"
@@ -109,14 +110,7 @@ struct DeviceInfo {
   bool memory_pools = false;
 };
 
-struct Global {
-  std::mutex mu;
-  HostStack host;  // the hosts of the loads still alive; the newest is used
-  int init_count = 0;
-  bool discovered = false;
-  std::vector<DeviceInfo> devices;
-  std::string no_device_reason;
-};
+using Global = DiscoveredDevices<DeviceInfo>;  // device_table.h
 Global& G() {
   static Global* g = new Global;  // never destroyed: slots may run during static destruction
   return *g;
@@ -124,11 +118,6 @@ Global& G() {
 
 void Log(kestrel_plugin_log_level_t level, const std::string& message) {
   G().host.Log(level, message);
-}
-
-template <typename Body>
-kestrel_plugin_status_t* Guard(const char* slot, Body&& body) {
-  return G().host.Guard(slot, std::forward<Body>(body));
 }
 
 // Discovers the devices once (under G().mu). Without a driver cudaGetDeviceCount fails and leaves
@@ -832,66 +821,14 @@ Status RunOp(const Device& d, cudaStream_t stream, const kestrel_op_desc_t& op,
   }
 }
 
-// ---- slots --------------------------------------------------------------------------------------
-Status Init(const kestrel_plugin_option_t* options, size_t n_options) {
-  if (n_options > 0 && options == nullptr) return InvalidArgument("init: options is NULL");
-  Global& g = G();
-  std::lock_guard<std::mutex> lock(g.mu);
-  for (size_t i = 0; i < n_options; ++i) {
-    Log(KESTREL_PLUGIN_LOG_DEBUG,
-        StrCat("cuda: ignoring option '", options[i].key ? options[i].key : "", "'"));
-  }
-  ++g.init_count;
-  return Status();
-}
-
-void Shutdown() {
-  Global& g = G();
-  std::lock_guard<std::mutex> lock(g.mu);
-  g.host.Pop();
-  if (--g.init_count > 0) return;
-  g.init_count = 0;
-  g.discovered = false;
-  g.devices.clear();
-  g.no_device_reason.clear();
-}
-
-uint32_t DeviceCount(char* reason, size_t capacity) {
-  try {
-    Global& g = G();
-    std::lock_guard<std::mutex> lock(g.mu);
-    DiscoverLocked();
-    if (g.devices.empty() && reason != nullptr && capacity > 0) {
-      const size_t n = std::min(g.no_device_reason.size(), capacity - 1);
-      std::memcpy(reason, g.no_device_reason.data(), n);
-      reason[n] = '\0';
-    }
-    return static_cast<uint32_t>(g.devices.size());
-  } catch (...) {
-    if (reason != nullptr && capacity > 0) {
-      std::strncpy(reason, "cuda: CUDA device discovery failed", capacity - 1);
-      reason[capacity - 1] = '\0';
-    }
-    return 0;
-  }
-}
+// ---- slots: the plugin table is MakeDeviceTable<CudaDevice> (plugins/common/device_table.h) -----
 
 Status GetDeviceInfo(uint32_t index, const char* slot, DeviceInfo* out) {
-  Global& g = G();
-  std::lock_guard<std::mutex> lock(g.mu);
-  DiscoverLocked();
-  if (index >= g.devices.size()) {
-    return OutOfRange(slot, ": index ", index, " >= device count ", g.devices.size());
+  size_t count = 0;
+  if (!G().Get(index, &DiscoverLocked, out, &count)) {
+    return OutOfRange(slot, ": index ", index, " >= device count ", count);
   }
-  *out = g.devices[index];
   return Status();
-}
-
-template <size_t N>
-void CopyString(const std::string& src, char (&dst)[N]) {
-  const size_t n = std::min(src.size(), N - 1);
-  std::memcpy(dst, src.data(), n);
-  std::memset(dst + n, 0, N - n);
 }
 
 constexpr uint64_t Bit(uint32_t dt) { return KESTREL_DTYPE_BIT(dt); }
@@ -900,192 +837,12 @@ constexpr uint64_t kWeightDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F1
                                    Bit(KESTREL_DTYPE_Q4_0);
 constexpr uint64_t kDtypes = kWeightDtypes | Bit(KESTREL_DTYPE_I32);
 
-Status GetCaps(uint32_t index, kestrel_device_caps_t* caps) {
-  if (caps == nullptr) return InvalidArgument("device_get_caps: caps is NULL");
-  DeviceInfo info;
-  RETURN_IF_ERROR(GetDeviceInfo(index, "device_get_caps", &info));
-  using C = kestrel_device_caps_t;
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, kind)) caps->kind = KESTREL_DEVICE_KIND_GPU;
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, name)) CopyString(StrCat("cuda:", index), caps->name);
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, description)) {
-    CopyString(StrCat(info.name, " (sm_", info.major, info.minor, ", ", info.sm_count,
-                      " SMs, CUDA device ", info.ordinal, ")"),
-               caps->description);
-  }
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, memory_bytes)) caps->memory_bytes = info.memory;
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, host_visible)) caps->host_visible = 0;
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, async)) caps->async = 1;
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, reserved)) std::memset(caps->reserved, 0, sizeof caps->reserved);
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, dtype_mask)) caps->dtype_mask = kDtypes;
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, weight_dtype_mask)) caps->weight_dtype_mask = kWeightDtypes;
-  return Status();
-}
-
-Status OpenDevice(uint32_t index, kestrel_plugin_device_t** out) {
-  if (out == nullptr) return InvalidArgument("device_open: out_device is NULL");
-  auto dev = std::make_unique<Device>();
-  dev->index = index;
-  RETURN_IF_ERROR(GetDeviceInfo(index, "device_open", &dev->info));
-  const DeviceInfo& info = dev->info;
-  if (!info.memory_pools) {
-    return FailedPrecondition("device_open: CUDA device ", info.ordinal, " '", info.name,
-                              "' does not support stream-ordered memory pools (cudaMallocAsync)");
-  }
-  RETURN_IF_CUDA_ERROR(cudaSetDevice(info.ordinal), "device_open: cudaSetDevice");
-  RETURN_IF_CUDA_ERROR(cudaStreamCreateWithFlags(&dev->stream, cudaStreamNonBlocking),
-                       "device_open: cudaStreamCreateWithFlags");
-  RETURN_IF_ERROR(CublasStatus(cublasCreate(&dev->blas), "device_open: cublasCreate"));
-  // The conformance (f32) mode: no TF32 or other reduced-precision shortcuts in SGEMM.
-  RETURN_IF_ERROR(CublasStatus(cublasSetMathMode(dev->blas, CUBLAS_PEDANTIC_MATH),
-                               "device_open: cublasSetMathMode"));
-  // Keep freed op temporaries in the pool instead of returning them to the driver at every
-  // synchronisation.
-  cudaMemPool_t pool = nullptr;
-  RETURN_IF_CUDA_ERROR(cudaDeviceGetDefaultMemPool(&pool, info.ordinal),
-                       "device_open: cudaDeviceGetDefaultMemPool");
-  uint64_t threshold = UINT64_MAX;
-  RETURN_IF_CUDA_ERROR(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold),
-                       "device_open: cudaMemPoolSetAttribute");
-  Log(KESTREL_PLUGIN_LOG_INFO, StrCat("cuda: opened cuda:", index, " '", info.name, "' (sm_",
-                                      info.major, info.minor, ", ", info.memory >> 20, " MiB)"));
-  *out = reinterpret_cast<kestrel_plugin_device_t*>(dev.release());
-  return Status();
-}
-
-Status BufferAlloc(kestrel_plugin_device_t* d, uint64_t size, kestrel_plugin_buffer_t** out) {
-  RETURN_IF_ERROR(UseDevice(d, "buffer_alloc"));
-  if (out == nullptr) return InvalidArgument("buffer_alloc: out_buffer is NULL");
-  auto b = std::make_unique<Buffer>();
-  b->device = AsDevice(d);
-  b->size = size;
-  void* ptr = nullptr;
-  RETURN_IF_CUDA_ERROR(cudaMalloc(&ptr, std::max<uint64_t>(size, 1)),
-                       StrCat("buffer_alloc: cudaMalloc(", size, " bytes)"));
-  b->ptr = static_cast<uint8_t*>(ptr);
-  *out = reinterpret_cast<kestrel_plugin_buffer_t*>(b.release());
-  return Status();
-}
-
-Status BufferWrite(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                   kestrel_plugin_buffer_t* dst, uint64_t off, const void* src, uint64_t size) {
-  RETURN_IF_ERROR(UseDevice(d, "buffer_write"));
-  RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_write: dst"));
-  cudaStream_t stream;
-  bool sync;
-  RETURN_IF_ERROR(StreamOf(d, s, "buffer_write", &stream, &sync));
-  const Buffer* b = AsBuffer(dst);
-  if (!InRange(off, size, b->size)) {
-    return OutOfRange("buffer_write: [", off, ", +", size, ") exceeds the buffer size ", b->size);
-  }
-  if (size == 0) return Status();
-  if (src == nullptr) return InvalidArgument("buffer_write: src is NULL");
-  RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(b->ptr + off, src, size, cudaMemcpyHostToDevice, stream),
-                       "buffer_write: cudaMemcpyAsync");
-  return SyncIf(sync, stream, "buffer_write");
-}
-
-Status BufferRead(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                  kestrel_plugin_buffer_t* src, uint64_t off, void* dst, uint64_t size) {
-  RETURN_IF_ERROR(UseDevice(d, "buffer_read"));
-  RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_read: src"));
-  cudaStream_t stream;
-  bool sync;
-  RETURN_IF_ERROR(StreamOf(d, s, "buffer_read", &stream, &sync));
-  const Buffer* b = AsBuffer(src);
-  if (!InRange(off, size, b->size)) {
-    return OutOfRange("buffer_read: [", off, ", +", size, ") exceeds the buffer size ", b->size);
-  }
-  if (size == 0) return Status();
-  if (dst == nullptr) return InvalidArgument("buffer_read: dst is NULL");
-  RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(dst, b->ptr + off, size, cudaMemcpyDeviceToHost, stream),
-                       "buffer_read: cudaMemcpyAsync");
-  return SyncIf(sync, stream, "buffer_read");
-}
-
-Status BufferCopy(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                  kestrel_plugin_buffer_t* src, uint64_t src_off, kestrel_plugin_buffer_t* dst,
-                  uint64_t dst_off, uint64_t size) {
-  RETURN_IF_ERROR(UseDevice(d, "buffer_copy"));
-  RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_copy: src"));
-  RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_copy: dst"));
-  cudaStream_t stream;
-  bool sync;
-  RETURN_IF_ERROR(StreamOf(d, s, "buffer_copy", &stream, &sync));
-  const Buffer* a = AsBuffer(src);
-  const Buffer* b = AsBuffer(dst);
-  if (!InRange(src_off, size, a->size) || !InRange(dst_off, size, b->size)) {
-    return OutOfRange("buffer_copy: ", size, " bytes from offset ", src_off, " (size ", a->size,
-                      ") to offset ", dst_off, " (size ", b->size, ") exceed a buffer");
-  }
-  if (size == 0) return Status();
-  RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(b->ptr + dst_off, a->ptr + src_off, size,
-                                       cudaMemcpyDeviceToDevice, stream),
-                       "buffer_copy: cudaMemcpyAsync");
-  return SyncIf(sync, stream, "buffer_copy");
-}
-
-Status StreamCreate(kestrel_plugin_device_t* d, kestrel_plugin_stream_t** out) {
-  RETURN_IF_ERROR(UseDevice(d, "stream_create"));
-  if (out == nullptr) return InvalidArgument("stream_create: out_stream is NULL");
-  auto s = std::make_unique<Stream>();
-  s->device = AsDevice(d);
-  RETURN_IF_CUDA_ERROR(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking),
-                       "stream_create: cudaStreamCreateWithFlags");
-  *out = reinterpret_cast<kestrel_plugin_stream_t*>(s.release());
-  return Status();
-}
-
-Status StreamSynchronize(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s) {
-  RETURN_IF_ERROR(UseDevice(d, "stream_synchronize"));
-  cudaStream_t stream;
-  bool sync;
-  RETURN_IF_ERROR(StreamOf(d, s, "stream_synchronize", &stream, &sync));
-  RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream), "stream_synchronize: cudaStreamSynchronize");
-  return Status();
-}
-
-Status EventRecord(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                   kestrel_plugin_event_t** out) {
-  RETURN_IF_ERROR(UseDevice(d, "event_record"));
-  if (out == nullptr) return InvalidArgument("event_record: out_event is NULL");
-  cudaStream_t stream;
-  bool sync;
-  RETURN_IF_ERROR(StreamOf(d, s, "event_record", &stream, &sync));
-  auto e = std::make_unique<Event>();
-  e->device = AsDevice(d);
-  RETURN_IF_CUDA_ERROR(cudaEventCreateWithFlags(&e->event, cudaEventDisableTiming),
-                       "event_record: cudaEventCreateWithFlags");
-  RETURN_IF_CUDA_ERROR(cudaEventRecord(e->event, stream), "event_record: cudaEventRecord");
-  *out = reinterpret_cast<kestrel_plugin_event_t*>(e.release());
-  return Status();
-}
-
 Status CheckEvent(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e, const char* slot) {
   const Event* event = AsEvent(e);
   if (event == nullptr) return InvalidArgument(slot, ": event is NULL");
   if (event->magic != kEventMagic || event->device != AsDevice(d)) {
     return InvalidArgument(slot, ": event is not an event of this device");
   }
-  return Status();
-}
-
-Status StreamWaitEvent(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                       kestrel_plugin_event_t* e) {
-  RETURN_IF_ERROR(UseDevice(d, "stream_wait_event"));
-  RETURN_IF_ERROR(CheckEvent(d, e, "stream_wait_event"));
-  cudaStream_t stream;
-  bool sync;
-  RETURN_IF_ERROR(StreamOf(d, s, "stream_wait_event", &stream, &sync));
-  RETURN_IF_CUDA_ERROR(cudaStreamWaitEvent(stream, AsEvent(e)->event, 0),
-                       "stream_wait_event: cudaStreamWaitEvent");
-  return SyncIf(sync, stream, "stream_wait_event");
-}
-
-Status EventSynchronize(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e) {
-  RETURN_IF_ERROR(UseDevice(d, "event_synchronize"));
-  RETURN_IF_ERROR(CheckEvent(d, e, "event_synchronize"));
-  RETURN_IF_CUDA_ERROR(cudaEventSynchronize(AsEvent(e)->event),
-                       "event_synchronize: cudaEventSynchronize");
   return Status();
 }
 
@@ -1100,273 +857,393 @@ Status Upload(Device* dev, const void* src, uint64_t bytes, void** out, const ch
   return Status();
 }
 
-Status WeightPrepare(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t* desc,
-                     const void* host_data, uint64_t size, kestrel_plugin_weight_t** out) {
-  RETURN_IF_ERROR(UseDevice(d, "weight_prepare"));
-  if (desc == nullptr) return InvalidArgument("weight_prepare: desc is NULL");
-  if (out == nullptr) return InvalidArgument("weight_prepare: out_weight is NULL");
-  RETURN_IF_ERROR(ref::ValidateTensorDesc(*desc, "weight_prepare: desc"));
-  if (!ref::IsWeightDtype(desc->dtype)) {
-    return InvalidArgument("weight_prepare: dtype ", DtypeName(desc->dtype),
-                           " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
-  }
-  if (!ref::IsPackedLayout(*desc)) {
-    return Unimplemented("weight_prepare: non-packed strides are not supported");
-  }
-  const uint64_t needed = TensorBytes(*desc);
-  if (size < needed) {
-    return InvalidArgument("weight_prepare: size=", size, " < ", needed, " bytes that the ",
-                           DtypeName(desc->dtype), " desc describes");
-  }
-  if (needed > 0 && host_data == nullptr) return InvalidArgument("weight_prepare: host_data is NULL");
-  Device* dev = AsDevice(d);
-  auto w = std::make_unique<Weight>();
-  w->device = dev;
-  w->desc = *desc;
-  w->desc.struct_size = sizeof(kestrel_tensor_desc_t);
-  std::memset(w->desc.strides, 0, sizeof w->desc.strides);
-  const uint64_t elems = needed / ref::DtypeBlockBytes(desc->dtype) *
-                         static_cast<uint64_t>(ref::DtypeBlockElements(desc->dtype));
-  // The GGUF bytes go up as they are; conversions run on the device (the same kernels as for a
-  // weight passed in a plain buffer).
-  void* raw = nullptr;
-  switch (desc->dtype) {
-    case KESTREL_DTYPE_F32:
-    case KESTREL_DTYPE_F16:
-      w->format = desc->dtype == KESTREL_DTYPE_F32 ? WFormat::kF32 : WFormat::kF16;
-      RETURN_IF_ERROR(Upload(dev, host_data, needed, &w->data, "weights"));
-      break;
-    case KESTREL_DTYPE_BF16: {
-      w->format = WFormat::kF32;
-      RETURN_IF_ERROR(Upload(dev, host_data, needed, &raw, "BF16 weights"));
-      Status st = CudaStatus(cudaMalloc(&w->data, std::max<uint64_t>(elems * 4, 1)),
-                             "weight_prepare: cudaMalloc(F32 weights)");
-      if (st.ok()) {
-        st = Launched(LaunchBf16ToF32(static_cast<const uint16_t*>(raw),
-                                      static_cast<int64_t>(elems), static_cast<float*>(w->data),
-                                      dev->stream),
-                      "weight_prepare", "bf16_to_f32");
-      }
-      if (st.ok()) st = CudaStatus(cudaStreamSynchronize(dev->stream), "weight_prepare: sync");
-      cudaFree(raw);
-      RETURN_IF_ERROR(st);
-      break;
+// The plugin's slots, with the ABI's signatures; MakeDeviceTable wraps the fallible ones in Guard.
+struct CudaDevice {
+  static const HostRef& Host() { return G().host; }
+  static Status Init(const kestrel_plugin_option_t* options, size_t n_options) {
+    if (n_options > 0 && options == nullptr) return InvalidArgument("init: options is NULL");
+    Global& g = G();
+    std::lock_guard<std::mutex> lock(g.mu);
+    for (size_t i = 0; i < n_options; ++i) {
+      Log(KESTREL_PLUGIN_LOG_DEBUG,
+          StrCat("cuda: ignoring option '", options[i].key ? options[i].key : "", "'"));
     }
-    case KESTREL_DTYPE_Q8_0:
-    case KESTREL_DTYPE_Q4_0: {
-      const bool q8 = desc->dtype == KESTREL_DTYPE_Q8_0;
-      const int64_t blocks = static_cast<int64_t>(elems / 32);
-      w->format = q8 ? WFormat::kQ8 : WFormat::kQ4;
-      RETURN_IF_ERROR(Upload(dev, host_data, needed, &raw, "GGUF blocks"));
-      void* scales = nullptr;
-      Status st = CudaStatus(cudaMalloc(&scales, std::max<int64_t>(blocks * 2, 1)),
-                             "weight_prepare: cudaMalloc(scales)");
-      w->scales = static_cast<uint16_t*>(scales);
-      if (st.ok()) {
-        st = CudaStatus(cudaMalloc(&w->data, std::max<int64_t>(blocks * (q8 ? 32 : 16), 1)),
-                        "weight_prepare: cudaMalloc(quants)");
-      }
-      if (st.ok()) {
-        const cudaError_t err =
-            q8 ? LaunchRepackQ8(static_cast<const uint8_t*>(raw), blocks, w->scales,
-                                static_cast<uint8_t*>(w->data), dev->stream)
-               : LaunchRepackQ4(static_cast<const uint8_t*>(raw), blocks, w->scales,
-                                static_cast<uint8_t*>(w->data), dev->stream);
-        st = Launched(err, "weight_prepare", q8 ? "repack_q8" : "repack_q4");
-      }
-      if (st.ok()) st = CudaStatus(cudaStreamSynchronize(dev->stream), "weight_prepare: sync");
-      cudaFree(raw);
-      RETURN_IF_ERROR(st);
-      break;
+    ++g.init_count;
+    return Status();
+  }
+
+  static void Shutdown() {
+    Global& g = G();
+    std::lock_guard<std::mutex> lock(g.mu);
+    g.ShutdownLocked();
+  }
+
+  static uint32_t DeviceCount(char* reason, size_t capacity) {
+    return G().Count(reason, capacity, "cuda: CUDA device discovery failed", &DiscoverLocked);
+  }
+
+  static Status DeviceGetCaps(uint32_t index, kestrel_device_caps_t* caps) {
+    if (caps == nullptr) return InvalidArgument("device_get_caps: caps is NULL");
+    DeviceInfo info;
+    RETURN_IF_ERROR(GetDeviceInfo(index, "device_get_caps", &info));
+    using C = kestrel_device_caps_t;
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, kind)) caps->kind = KESTREL_DEVICE_KIND_GPU;
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, name)) CopyCapsString(StrCat("cuda:", index), caps->name);
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, description)) {
+      CopyCapsString(StrCat(info.name, " (sm_", info.major, info.minor, ", ", info.sm_count,
+                            " SMs, CUDA device ", info.ordinal, ")"),
+                     caps->description);
     }
-    default:
-      return Unimplemented("weight_prepare: dtype ", DtypeName(desc->dtype));
-  }
-  RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(dev->stream), "weight_prepare: cudaStreamSynchronize");
-  *out = reinterpret_cast<kestrel_plugin_weight_t*>(w.release());
-  return Status();
-}
-
-Status OpQuery(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op, kestrel_op_support_t* out) {
-  const Device* device = AsDevice(d);
-  if (device == nullptr || device->magic != kDeviceMagic) {
-    return InvalidArgument("op_query: device is not a device of plugin 'cuda'");
-  }
-  if (op == nullptr) return InvalidArgument("op_query: op is NULL");
-  if (out == nullptr) return InvalidArgument("op_query: out_support is NULL");
-  if (out->struct_size < sizeof(kestrel_op_support_t)) {
-    return InvalidArgument("op_query: out_support->struct_size=", out->struct_size, " < ",
-                           sizeof(kestrel_op_support_t));
-  }
-  out->level = KESTREL_OP_UNSUPPORTED;
-  out->workspace_bytes = 0;
-  if (!IsCudaKind(op->kind)) {
-    Log(KESTREL_PLUGIN_LOG_DEBUG,
-        StrCat("cuda: unsupported: ", ref::OpKindName(op->kind), " (kind not implemented)"));
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, memory_bytes)) caps->memory_bytes = info.memory;
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, host_visible)) caps->host_visible = 0;
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, async)) caps->async = 1;
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, reserved))
+      std::memset(caps->reserved, 0, sizeof caps->reserved);
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, dtype_mask)) caps->dtype_mask = kDtypes;
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, weight_dtype_mask))
+      caps->weight_dtype_mask = kWeightDtypes;
     return Status();
   }
-  ref::OpCheck check;
-  RETURN_IF_ERROR(ref::CheckOp(*op, &check));
-  if (!check.supported) {
-    Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cuda: unsupported: ", check.reason));
+
+  static Status DeviceOpen(uint32_t index, kestrel_plugin_device_t** out) {
+    if (out == nullptr) return InvalidArgument("device_open: out_device is NULL");
+    auto dev = std::make_unique<Device>();
+    dev->index = index;
+    RETURN_IF_ERROR(GetDeviceInfo(index, "device_open", &dev->info));
+    const DeviceInfo& info = dev->info;
+    if (!info.memory_pools) {
+      return FailedPrecondition("device_open: CUDA device ", info.ordinal, " '", info.name,
+                                "' does not support stream-ordered memory pools (cudaMallocAsync)");
+    }
+    RETURN_IF_CUDA_ERROR(cudaSetDevice(info.ordinal), "device_open: cudaSetDevice");
+    RETURN_IF_CUDA_ERROR(cudaStreamCreateWithFlags(&dev->stream, cudaStreamNonBlocking),
+                         "device_open: cudaStreamCreateWithFlags");
+    RETURN_IF_ERROR(CublasStatus(cublasCreate(&dev->blas), "device_open: cublasCreate"));
+    // The conformance (f32) mode: no TF32 or other reduced-precision shortcuts in SGEMM.
+    RETURN_IF_ERROR(CublasStatus(cublasSetMathMode(dev->blas, CUBLAS_PEDANTIC_MATH),
+                                 "device_open: cublasSetMathMode"));
+    // Keep freed op temporaries in the pool instead of returning them to the driver at every
+    // synchronisation.
+    cudaMemPool_t pool = nullptr;
+    RETURN_IF_CUDA_ERROR(cudaDeviceGetDefaultMemPool(&pool, info.ordinal),
+                         "device_open: cudaDeviceGetDefaultMemPool");
+    uint64_t threshold = UINT64_MAX;
+    RETURN_IF_CUDA_ERROR(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold),
+                         "device_open: cudaMemPoolSetAttribute");
+    Log(KESTREL_PLUGIN_LOG_INFO, StrCat("cuda: opened cuda:", index, " '", info.name, "' (sm_",
+                                        info.major, info.minor, ", ", info.memory >> 20, " MiB)"));
+    *out = reinterpret_cast<kestrel_plugin_device_t*>(dev.release());
     return Status();
   }
-  const std::string extra = ExtraUnsupported(*op);
-  if (!extra.empty()) {
-    Log(KESTREL_PLUGIN_LOG_DEBUG,
-        StrCat("cuda: unsupported: ", ref::OpKindName(op->kind), ": ", extra));
+
+  static Status BufferAlloc(kestrel_plugin_device_t* d, uint64_t size, uint32_t /*flags*/,
+                            kestrel_plugin_buffer_t** out) {
+    RETURN_IF_ERROR(UseDevice(d, "buffer_alloc"));
+    if (out == nullptr) return InvalidArgument("buffer_alloc: out_buffer is NULL");
+    auto b = std::make_unique<Buffer>();
+    b->device = AsDevice(d);
+    b->size = size;
+    void* ptr = nullptr;
+    RETURN_IF_CUDA_ERROR(cudaMalloc(&ptr, std::max<uint64_t>(size, 1)),
+                         StrCat("buffer_alloc: cudaMalloc(", size, " bytes)"));
+    b->ptr = static_cast<uint8_t*>(ptr);
+    *out = reinterpret_cast<kestrel_plugin_buffer_t*>(b.release());
     return Status();
   }
-  out->level = KESTREL_OP_PREFERRED;
-  return Status();
-}
 
-Status OpExecute(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                 const kestrel_op_desc_t* op) {
-  RETURN_IF_ERROR(UseDevice(d, "op_execute"));
-  if (op == nullptr) return InvalidArgument("op_execute: op is NULL");
-  cudaStream_t stream;
-  bool sync;
-  RETURN_IF_ERROR(StreamOf(d, s, "op_execute", &stream, &sync));
-  const Device& dev = *AsDevice(d);
-  if (!IsCudaKind(op->kind)) {
-    return Unimplemented(ref::OpKindName(op->kind), ": not supported by plugin 'cuda'");
+  static Status BufferWrite(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                            kestrel_plugin_buffer_t* dst, uint64_t off, const void* src,
+                            uint64_t size) {
+    RETURN_IF_ERROR(UseDevice(d, "buffer_write"));
+    RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_write: dst"));
+    cudaStream_t stream;
+    bool sync;
+    RETURN_IF_ERROR(StreamOf(d, s, "buffer_write", &stream, &sync));
+    const Buffer* b = AsBuffer(dst);
+    if (!InRange(off, size, b->size)) {
+      return OutOfRange("buffer_write: [", off, ", +", size, ") exceeds the buffer size ", b->size);
+    }
+    if (size == 0) return Status();
+    if (src == nullptr) return InvalidArgument("buffer_write: src is NULL");
+    RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(b->ptr + off, src, size, cudaMemcpyHostToDevice, stream),
+                         "buffer_write: cudaMemcpyAsync");
+    return SyncIf(sync, stream, "buffer_write");
   }
-  ref::OpCheck check;
-  RETURN_IF_ERROR(ref::CheckOp(*op, &check));
-  if (!check.supported) return Unimplemented(check.reason, " (plugin 'cuda')");
-  const std::string extra = ExtraUnsupported(*op);
-  const std::string name = ref::OpKindName(op->kind);
-  if (!extra.empty()) return Unimplemented(name, ": ", extra, " (plugin 'cuda')");
-  std::vector<Arg> in(op->n_inputs), out(op->n_outputs);
-  for (uint32_t i = 0; i < op->n_inputs; ++i) {
-    RETURN_IF_ERROR(ResolveArg(d, op->inputs[i], StrCat(name, ": input ", i), false, &in[i]));
+
+  static Status BufferRead(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                           kestrel_plugin_buffer_t* src, uint64_t off, void* dst, uint64_t size) {
+    RETURN_IF_ERROR(UseDevice(d, "buffer_read"));
+    RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_read: src"));
+    cudaStream_t stream;
+    bool sync;
+    RETURN_IF_ERROR(StreamOf(d, s, "buffer_read", &stream, &sync));
+    const Buffer* b = AsBuffer(src);
+    if (!InRange(off, size, b->size)) {
+      return OutOfRange("buffer_read: [", off, ", +", size, ") exceeds the buffer size ", b->size);
+    }
+    if (size == 0) return Status();
+    if (dst == nullptr) return InvalidArgument("buffer_read: dst is NULL");
+    RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(dst, b->ptr + off, size, cudaMemcpyDeviceToHost, stream),
+                         "buffer_read: cudaMemcpyAsync");
+    return SyncIf(sync, stream, "buffer_read");
   }
-  for (uint32_t i = 0; i < op->n_outputs; ++i) {
-    RETURN_IF_ERROR(ResolveArg(d, op->outputs[i], StrCat(name, ": output ", i), true, &out[i]));
+
+  static Status BufferCopy(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                           kestrel_plugin_buffer_t* src, uint64_t src_off,
+                           kestrel_plugin_buffer_t* dst, uint64_t dst_off, uint64_t size) {
+    RETURN_IF_ERROR(UseDevice(d, "buffer_copy"));
+    RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_copy: src"));
+    RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_copy: dst"));
+    cudaStream_t stream;
+    bool sync;
+    RETURN_IF_ERROR(StreamOf(d, s, "buffer_copy", &stream, &sync));
+    const Buffer* a = AsBuffer(src);
+    const Buffer* b = AsBuffer(dst);
+    if (!InRange(src_off, size, a->size) || !InRange(dst_off, size, b->size)) {
+      return OutOfRange("buffer_copy: ", size, " bytes from offset ", src_off, " (size ", a->size,
+                        ") to offset ", dst_off, " (size ", b->size, ") exceed a buffer");
+    }
+    if (size == 0) return Status();
+    RETURN_IF_CUDA_ERROR(cudaMemcpyAsync(b->ptr + dst_off, a->ptr + src_off, size,
+                                         cudaMemcpyDeviceToDevice, stream),
+                         "buffer_copy: cudaMemcpyAsync");
+    return SyncIf(sync, stream, "buffer_copy");
   }
-  RETURN_IF_ERROR(RunOp(dev, stream, *op, in, out));
-  // Synchronous call: wait, so that an asynchronous kernel fault is reported by this op.
-  return SyncIf(sync, stream, name);
-}
 
-// ---- the table ------------------------------------------------------------------------------------
-kestrel_plugin_status_t* SlotInit(const kestrel_plugin_option_t* options, size_t n) {
-  return Guard("init", [&] { return Init(options, n); });
-}
-kestrel_plugin_status_t* SlotGetCaps(uint32_t index, kestrel_device_caps_t* caps) {
-  return Guard("device_get_caps", [&] { return GetCaps(index, caps); });
-}
-kestrel_plugin_status_t* SlotOpen(uint32_t index, kestrel_plugin_device_t** out) {
-  return Guard("device_open", [&] { return OpenDevice(index, out); });
-}
-void SlotClose(kestrel_plugin_device_t* d) {
-  Device* device = AsDevice(d);
-  if (device != nullptr && device->magic == kDeviceMagic) delete device;
-}
-kestrel_plugin_status_t* SlotBufferAlloc(kestrel_plugin_device_t* d, uint64_t size, uint32_t,
-                                         kestrel_plugin_buffer_t** out) {
-  return Guard("buffer_alloc", [&] { return BufferAlloc(d, size, out); });
-}
-void SlotBufferFree(kestrel_plugin_device_t*, kestrel_plugin_buffer_t* b) {
-  Buffer* buffer = AsBuffer(b);
-  if (buffer != nullptr && buffer->magic == kBufferMagic) delete buffer;
-}
-kestrel_plugin_status_t* SlotBufferWrite(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                                         kestrel_plugin_buffer_t* dst, uint64_t off,
-                                         const void* src, uint64_t size) {
-  return Guard("buffer_write", [&] { return BufferWrite(d, s, dst, off, src, size); });
-}
-kestrel_plugin_status_t* SlotBufferRead(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                                        kestrel_plugin_buffer_t* src, uint64_t off, void* dst,
-                                        uint64_t size) {
-  return Guard("buffer_read", [&] { return BufferRead(d, s, src, off, dst, size); });
-}
-kestrel_plugin_status_t* SlotBufferCopy(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                                        kestrel_plugin_buffer_t* src, uint64_t src_off,
-                                        kestrel_plugin_buffer_t* dst, uint64_t dst_off,
-                                        uint64_t size) {
-  return Guard("buffer_copy", [&] { return BufferCopy(d, s, src, src_off, dst, dst_off, size); });
-}
-kestrel_plugin_status_t* SlotStreamCreate(kestrel_plugin_device_t* d,
-                                          kestrel_plugin_stream_t** out) {
-  return Guard("stream_create", [&] { return StreamCreate(d, out); });
-}
-void SlotStreamDestroy(kestrel_plugin_device_t*, kestrel_plugin_stream_t* s) {
-  Stream* stream = AsStream(s);
-  if (stream != nullptr && stream->magic == kStreamMagic) delete stream;
-}
-kestrel_plugin_status_t* SlotStreamSync(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s) {
-  return Guard("stream_synchronize", [&] { return StreamSynchronize(d, s); });
-}
-kestrel_plugin_status_t* SlotEventRecord(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                                         kestrel_plugin_event_t** out) {
-  return Guard("event_record", [&] { return EventRecord(d, s, out); });
-}
-kestrel_plugin_status_t* SlotStreamWaitEvent(kestrel_plugin_device_t* d,
-                                             kestrel_plugin_stream_t* s,
-                                             kestrel_plugin_event_t* e) {
-  return Guard("stream_wait_event", [&] { return StreamWaitEvent(d, s, e); });
-}
-kestrel_plugin_status_t* SlotEventSync(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e) {
-  return Guard("event_synchronize", [&] { return EventSynchronize(d, e); });
-}
-void SlotEventDestroy(kestrel_plugin_device_t*, kestrel_plugin_event_t* e) {
-  Event* event = AsEvent(e);
-  if (event != nullptr && event->magic == kEventMagic) delete event;
-}
-kestrel_plugin_status_t* SlotWeightPrepare(kestrel_plugin_device_t* d,
-                                           const kestrel_tensor_desc_t* desc, const void* data,
-                                           uint64_t size, kestrel_plugin_weight_t** out) {
-  return Guard("weight_prepare", [&] { return WeightPrepare(d, desc, data, size, out); });
-}
-void SlotWeightRelease(kestrel_plugin_device_t*, kestrel_plugin_weight_t* w) {
-  Weight* weight = AsWeight(w);
-  if (weight != nullptr && weight->magic == kWeightMagic) delete weight;
-}
-kestrel_plugin_status_t* SlotOpQuery(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op,
-                                     kestrel_op_support_t* out) {
-  return Guard("op_query", [&] { return OpQuery(d, op, out); });
-}
-kestrel_plugin_status_t* SlotOpExecute(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                                       const kestrel_op_desc_t* op, kestrel_plugin_buffer_t*) {
-  return Guard("op_execute", [&] { return OpExecute(d, s, op); });
-}
+  static Status StreamCreate(kestrel_plugin_device_t* d, kestrel_plugin_stream_t** out) {
+    RETURN_IF_ERROR(UseDevice(d, "stream_create"));
+    if (out == nullptr) return InvalidArgument("stream_create: out_stream is NULL");
+    auto s = std::make_unique<Stream>();
+    s->device = AsDevice(d);
+    RETURN_IF_CUDA_ERROR(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking),
+                         "stream_create: cudaStreamCreateWithFlags");
+    *out = reinterpret_cast<kestrel_plugin_stream_t*>(s.release());
+    return Status();
+  }
 
-kestrel_plugin_api_t MakeTable() {
-  kestrel_plugin_api_t t{};
-  t.struct_size = sizeof(kestrel_plugin_api_t);
-  t.major = KESTREL_PLUGIN_API_MAJOR;
-  t.minor = KESTREL_PLUGIN_API_MINOR;
-  t.name = "cuda";
-  t.version = "0.1.0";
-  t.init = &SlotInit;
-  t.shutdown = &Shutdown;
-  t.device_count = &DeviceCount;
-  t.device_get_caps = &SlotGetCaps;
-  t.device_open = &SlotOpen;
-  t.device_close = &SlotClose;
-  t.buffer_alloc = &SlotBufferAlloc;
-  t.buffer_free = &SlotBufferFree;
-  t.buffer_write = &SlotBufferWrite;
-  t.buffer_read = &SlotBufferRead;
-  t.buffer_copy = &SlotBufferCopy;
-  t.buffer_map = nullptr;  // device memory is not host-visible
-  t.stream_create = &SlotStreamCreate;
-  t.stream_destroy = &SlotStreamDestroy;
-  t.stream_synchronize = &SlotStreamSync;
-  t.event_record = &SlotEventRecord;
-  t.stream_wait_event = &SlotStreamWaitEvent;
-  t.event_synchronize = &SlotEventSync;
-  t.event_destroy = &SlotEventDestroy;
-  t.weight_prepare = &SlotWeightPrepare;
-  t.weight_release = &SlotWeightRelease;
-  t.op_query = &SlotOpQuery;
-  t.op_execute = &SlotOpExecute;
-  return t;
-}
+  static Status StreamSynchronize(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s) {
+    RETURN_IF_ERROR(UseDevice(d, "stream_synchronize"));
+    cudaStream_t stream;
+    bool sync;
+    RETURN_IF_ERROR(StreamOf(d, s, "stream_synchronize", &stream, &sync));
+    RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(stream),
+                         "stream_synchronize: cudaStreamSynchronize");
+    return Status();
+  }
 
-const kestrel_plugin_api_t kTable = MakeTable();
+  static Status EventRecord(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                            kestrel_plugin_event_t** out) {
+    RETURN_IF_ERROR(UseDevice(d, "event_record"));
+    if (out == nullptr) return InvalidArgument("event_record: out_event is NULL");
+    cudaStream_t stream;
+    bool sync;
+    RETURN_IF_ERROR(StreamOf(d, s, "event_record", &stream, &sync));
+    auto e = std::make_unique<Event>();
+    e->device = AsDevice(d);
+    RETURN_IF_CUDA_ERROR(cudaEventCreateWithFlags(&e->event, cudaEventDisableTiming),
+                         "event_record: cudaEventCreateWithFlags");
+    RETURN_IF_CUDA_ERROR(cudaEventRecord(e->event, stream), "event_record: cudaEventRecord");
+    *out = reinterpret_cast<kestrel_plugin_event_t*>(e.release());
+    return Status();
+  }
+
+  static Status StreamWaitEvent(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                                kestrel_plugin_event_t* e) {
+    RETURN_IF_ERROR(UseDevice(d, "stream_wait_event"));
+    RETURN_IF_ERROR(CheckEvent(d, e, "stream_wait_event"));
+    cudaStream_t stream;
+    bool sync;
+    RETURN_IF_ERROR(StreamOf(d, s, "stream_wait_event", &stream, &sync));
+    RETURN_IF_CUDA_ERROR(cudaStreamWaitEvent(stream, AsEvent(e)->event, 0),
+                         "stream_wait_event: cudaStreamWaitEvent");
+    return SyncIf(sync, stream, "stream_wait_event");
+  }
+
+  static Status EventSynchronize(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e) {
+    RETURN_IF_ERROR(UseDevice(d, "event_synchronize"));
+    RETURN_IF_ERROR(CheckEvent(d, e, "event_synchronize"));
+    RETURN_IF_CUDA_ERROR(cudaEventSynchronize(AsEvent(e)->event),
+                         "event_synchronize: cudaEventSynchronize");
+    return Status();
+  }
+
+  static Status WeightPrepare(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t* desc,
+                              const void* host_data, uint64_t size, kestrel_plugin_weight_t** out) {
+    RETURN_IF_ERROR(UseDevice(d, "weight_prepare"));
+    if (desc == nullptr) return InvalidArgument("weight_prepare: desc is NULL");
+    if (out == nullptr) return InvalidArgument("weight_prepare: out_weight is NULL");
+    RETURN_IF_ERROR(ref::ValidateTensorDesc(*desc, "weight_prepare: desc"));
+    if (!ref::IsWeightDtype(desc->dtype)) {
+      return InvalidArgument("weight_prepare: dtype ", DtypeName(desc->dtype),
+                             " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
+    }
+    if (!ref::IsPackedLayout(*desc)) {
+      return Unimplemented("weight_prepare: non-packed strides are not supported");
+    }
+    const uint64_t needed = TensorBytes(*desc);
+    if (size < needed) {
+      return InvalidArgument("weight_prepare: size=", size, " < ", needed, " bytes that the ",
+                             DtypeName(desc->dtype), " desc describes");
+    }
+    if (needed > 0 && host_data == nullptr)
+      return InvalidArgument("weight_prepare: host_data is NULL");
+    Device* dev = AsDevice(d);
+    auto w = std::make_unique<Weight>();
+    w->device = dev;
+    w->desc = *desc;
+    w->desc.struct_size = sizeof(kestrel_tensor_desc_t);
+    std::memset(w->desc.strides, 0, sizeof w->desc.strides);
+    const uint64_t elems = needed / ref::DtypeBlockBytes(desc->dtype) *
+                           static_cast<uint64_t>(ref::DtypeBlockElements(desc->dtype));
+    // The GGUF bytes go up as they are; conversions run on the device (the same kernels as for a
+    // weight passed in a plain buffer).
+    void* raw = nullptr;
+    switch (desc->dtype) {
+      case KESTREL_DTYPE_F32:
+      case KESTREL_DTYPE_F16:
+        w->format = desc->dtype == KESTREL_DTYPE_F32 ? WFormat::kF32 : WFormat::kF16;
+        RETURN_IF_ERROR(Upload(dev, host_data, needed, &w->data, "weights"));
+        break;
+      case KESTREL_DTYPE_BF16: {
+        w->format = WFormat::kF32;
+        RETURN_IF_ERROR(Upload(dev, host_data, needed, &raw, "BF16 weights"));
+        Status st = CudaStatus(cudaMalloc(&w->data, std::max<uint64_t>(elems * 4, 1)),
+                               "weight_prepare: cudaMalloc(F32 weights)");
+        if (st.ok()) {
+          st = Launched(LaunchBf16ToF32(static_cast<const uint16_t*>(raw),
+                                        static_cast<int64_t>(elems), static_cast<float*>(w->data),
+                                        dev->stream),
+                        "weight_prepare", "bf16_to_f32");
+        }
+        if (st.ok()) st = CudaStatus(cudaStreamSynchronize(dev->stream), "weight_prepare: sync");
+        cudaFree(raw);
+        RETURN_IF_ERROR(st);
+        break;
+      }
+      case KESTREL_DTYPE_Q8_0:
+      case KESTREL_DTYPE_Q4_0: {
+        const bool q8 = desc->dtype == KESTREL_DTYPE_Q8_0;
+        const int64_t blocks = static_cast<int64_t>(elems / 32);
+        w->format = q8 ? WFormat::kQ8 : WFormat::kQ4;
+        RETURN_IF_ERROR(Upload(dev, host_data, needed, &raw, "GGUF blocks"));
+        void* scales = nullptr;
+        Status st = CudaStatus(cudaMalloc(&scales, std::max<int64_t>(blocks * 2, 1)),
+                               "weight_prepare: cudaMalloc(scales)");
+        w->scales = static_cast<uint16_t*>(scales);
+        if (st.ok()) {
+          st = CudaStatus(cudaMalloc(&w->data, std::max<int64_t>(blocks * (q8 ? 32 : 16), 1)),
+                          "weight_prepare: cudaMalloc(quants)");
+        }
+        if (st.ok()) {
+          const cudaError_t err =
+              q8 ? LaunchRepackQ8(static_cast<const uint8_t*>(raw), blocks, w->scales,
+                                  static_cast<uint8_t*>(w->data), dev->stream)
+                 : LaunchRepackQ4(static_cast<const uint8_t*>(raw), blocks, w->scales,
+                                  static_cast<uint8_t*>(w->data), dev->stream);
+          st = Launched(err, "weight_prepare", q8 ? "repack_q8" : "repack_q4");
+        }
+        if (st.ok()) st = CudaStatus(cudaStreamSynchronize(dev->stream), "weight_prepare: sync");
+        cudaFree(raw);
+        RETURN_IF_ERROR(st);
+        break;
+      }
+      default:
+        return Unimplemented("weight_prepare: dtype ", DtypeName(desc->dtype));
+    }
+    RETURN_IF_CUDA_ERROR(cudaStreamSynchronize(dev->stream),
+                         "weight_prepare: cudaStreamSynchronize");
+    *out = reinterpret_cast<kestrel_plugin_weight_t*>(w.release());
+    return Status();
+  }
+
+  static Status OpQuery(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op,
+                        kestrel_op_support_t* out) {
+    const Device* device = AsDevice(d);
+    if (device == nullptr || device->magic != kDeviceMagic) {
+      return InvalidArgument("op_query: device is not a device of plugin 'cuda'");
+    }
+    if (op == nullptr) return InvalidArgument("op_query: op is NULL");
+    if (out == nullptr) return InvalidArgument("op_query: out_support is NULL");
+    if (out->struct_size < sizeof(kestrel_op_support_t)) {
+      return InvalidArgument("op_query: out_support->struct_size=", out->struct_size, " < ",
+                             sizeof(kestrel_op_support_t));
+    }
+    out->level = KESTREL_OP_UNSUPPORTED;
+    out->workspace_bytes = 0;
+    if (!IsCudaKind(op->kind)) {
+      Log(KESTREL_PLUGIN_LOG_DEBUG,
+          StrCat("cuda: unsupported: ", ref::OpKindName(op->kind), " (kind not implemented)"));
+      return Status();
+    }
+    ref::OpCheck check;
+    RETURN_IF_ERROR(ref::CheckOp(*op, &check));
+    if (!check.supported) {
+      Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cuda: unsupported: ", check.reason));
+      return Status();
+    }
+    const std::string extra = ExtraUnsupported(*op);
+    if (!extra.empty()) {
+      Log(KESTREL_PLUGIN_LOG_DEBUG,
+          StrCat("cuda: unsupported: ", ref::OpKindName(op->kind), ": ", extra));
+      return Status();
+    }
+    out->level = KESTREL_OP_PREFERRED;
+    return Status();
+  }
+
+  static Status OpExecute(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                          const kestrel_op_desc_t* op, kestrel_plugin_buffer_t* /*workspace*/) {
+    RETURN_IF_ERROR(UseDevice(d, "op_execute"));
+    if (op == nullptr) return InvalidArgument("op_execute: op is NULL");
+    cudaStream_t stream;
+    bool sync;
+    RETURN_IF_ERROR(StreamOf(d, s, "op_execute", &stream, &sync));
+    const Device& dev = *AsDevice(d);
+    if (!IsCudaKind(op->kind)) {
+      return Unimplemented(ref::OpKindName(op->kind), ": not supported by plugin 'cuda'");
+    }
+    ref::OpCheck check;
+    RETURN_IF_ERROR(ref::CheckOp(*op, &check));
+    if (!check.supported) return Unimplemented(check.reason, " (plugin 'cuda')");
+    const std::string extra = ExtraUnsupported(*op);
+    const std::string name = ref::OpKindName(op->kind);
+    if (!extra.empty()) return Unimplemented(name, ": ", extra, " (plugin 'cuda')");
+    std::vector<Arg> in(op->n_inputs), out(op->n_outputs);
+    for (uint32_t i = 0; i < op->n_inputs; ++i) {
+      RETURN_IF_ERROR(ResolveArg(d, op->inputs[i], StrCat(name, ": input ", i), false, &in[i]));
+    }
+    for (uint32_t i = 0; i < op->n_outputs; ++i) {
+      RETURN_IF_ERROR(ResolveArg(d, op->outputs[i], StrCat(name, ": output ", i), true, &out[i]));
+    }
+    RETURN_IF_ERROR(RunOp(dev, stream, *op, in, out));
+    // Synchronous call: wait, so that an asynchronous kernel fault is reported by this op.
+    return SyncIf(sync, stream, name);
+  }
+
+  // Frees an object the host hands back (accepts NULL, ignores a handle that is not one of ours).
+  static void DeviceClose(kestrel_plugin_device_t* d) {
+    Device* device = AsDevice(d);
+    if (device != nullptr && device->magic == kDeviceMagic) delete device;
+  }
+  static void BufferFree(kestrel_plugin_device_t*, kestrel_plugin_buffer_t* b) {
+    Buffer* buffer = AsBuffer(b);
+    if (buffer != nullptr && buffer->magic == kBufferMagic) delete buffer;
+  }
+  static void StreamDestroy(kestrel_plugin_device_t*, kestrel_plugin_stream_t* s) {
+    Stream* stream = AsStream(s);
+    if (stream != nullptr && stream->magic == kStreamMagic) delete stream;
+  }
+  static void EventDestroy(kestrel_plugin_device_t*, kestrel_plugin_event_t* e) {
+    Event* event = AsEvent(e);
+    if (event != nullptr && event->magic == kEventMagic) delete event;
+  }
+  static void WeightRelease(kestrel_plugin_device_t*, kestrel_plugin_weight_t* w) {
+    Weight* weight = AsWeight(w);
+    if (weight != nullptr && weight->magic == kWeightMagic) delete weight;
+  }
+};
+// ---- the table ---------------------------------------------------------------------------------
+const kestrel_plugin_api_t kTable = MakeDeviceTable<CudaDevice>("cuda", "0.1.0");
 
 }  // namespace
 }  // namespace kestrel::plugins::cuda
@@ -1376,9 +1253,5 @@ extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api
     const kestrel_plugin_api_t** out) {
   using namespace kestrel::plugins::cuda;
   return kestrel::plugins::GetApi("cuda", &kTable, host, host_major, host_minor, out,
-                                  [](const kestrel_host_api_t* h) {
-                                    Global& g = G();
-                                    std::lock_guard<std::mutex> lock(g.mu);
-                                    g.host.Push(h);
-                                  });
+                                  [](const kestrel_host_api_t* h) { G().PushHost(h); });
 }

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "kestrel/plugin_api.h"
+#include "plugins/common/device_table.h"
 #include "plugins/common/plugin_glue.h"
 #include "opencl_kernels_embedded.h"
 #include "plugins/opencl/cl_util.h"
@@ -72,16 +73,10 @@ const char* const kKernelNames[kNumKernels] = {
     "matmul_small_q4"};
 
 // ---- plugin-wide state ------------------------------------------------------------------------
-struct Global {
-  std::mutex mu;
-  // The host tables of the loads still alive (plugin_glue.h): dlopen() of the same file returns
-  // the same library, so a second host (a second runtime, a test) shares this state.
-  HostStack host;
-  int init_count = 0;  // init/shutdown pairs (a process may load the library twice)
-  std::string cache_dir;
-  bool discovered = false;
-  std::vector<ClDeviceInfo> devices;
-  std::string no_device_reason;
+// The hosts, init count and devices (device_table.h): dlopen() of the same file returns the same
+// library, so a second host (a second runtime, a test) shares this state.
+struct Global : DiscoveredDevices<ClDeviceInfo> {
+  std::string cache_dir;  // the latest init's "cache_dir" option
 };
 Global& G() {
   static Global* g = new Global;  // never destroyed: slots may run during static destruction
@@ -90,11 +85,6 @@ Global& G() {
 
 void Log(kestrel_plugin_log_level_t level, const std::string& message) {
   G().host.Log(level, message);
-}
-
-template <typename Body>
-kestrel_plugin_status_t* Guard(const char* slot, Body&& body) {
-  return G().host.Guard(slot, std::forward<Body>(body));
 }
 
 // Discovers the devices once (under G().mu).
@@ -725,72 +715,13 @@ std::string KernelSourceText() {
   return s;
 }
 
-Status Init(const kestrel_plugin_option_t* options, size_t n_options) {
-  if (n_options > 0 && options == nullptr) return InvalidArgument("init: options is NULL");
-  Global& g = G();
-  std::lock_guard<std::mutex> lock(g.mu);
-  g.cache_dir.clear();  // the latest init's options apply (to devices opened afterwards)
-  for (size_t i = 0; i < n_options; ++i) {
-    const char* key = options[i].key ? options[i].key : "";
-    const char* value = options[i].value ? options[i].value : "";
-    if (std::strcmp(key, "cache_dir") == 0) {
-      g.cache_dir = value;
-    } else {
-      Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("opencl: ignoring option '", key, "'"));
-    }
-  }
-  ++g.init_count;
-  return Status();
-}
-
-void Shutdown() {
-  Global& g = G();
-  std::lock_guard<std::mutex> lock(g.mu);
-  g.host.Pop();
-  if (--g.init_count > 0) return;
-  g.init_count = 0;
-  g.discovered = false;
-  g.devices.clear();
-  g.no_device_reason.clear();
-  g.cache_dir.clear();
-}
-
-uint32_t DeviceCount(char* reason, size_t capacity) {
-  try {
-    Global& g = G();
-    std::lock_guard<std::mutex> lock(g.mu);
-    DiscoverLocked();
-    if (g.devices.empty() && reason != nullptr && capacity > 0) {
-      const size_t n = std::min(g.no_device_reason.size(), capacity - 1);
-      std::memcpy(reason, g.no_device_reason.data(), n);
-      reason[n] = '\0';
-    }
-    return static_cast<uint32_t>(g.devices.size());
-  } catch (...) {
-    if (reason != nullptr && capacity > 0) {
-      std::strncpy(reason, "opencl: device discovery failed", capacity - 1);
-      reason[capacity - 1] = '\0';
-    }
-    return 0;
-  }
-}
 
 Status GetDeviceInfo(uint32_t index, const char* slot, ClDeviceInfo* out) {
-  Global& g = G();
-  std::lock_guard<std::mutex> lock(g.mu);
-  DiscoverLocked();
-  if (index >= g.devices.size()) {
-    return OutOfRange(slot, ": index ", index, " >= device count ", g.devices.size());
+  size_t count = 0;
+  if (!G().Get(index, &DiscoverLocked, out, &count)) {
+    return OutOfRange(slot, ": index ", index, " >= device count ", count);
   }
-  *out = g.devices[index];
   return Status();
-}
-
-template <size_t N>
-void CopyString(const std::string& src, char (&dst)[N]) {
-  const size_t n = std::min(src.size(), N - 1);
-  std::memcpy(dst, src.data(), n);
-  std::memset(dst + n, 0, N - n);
 }
 
 constexpr uint64_t Bit(uint32_t dt) { return KESTREL_DTYPE_BIT(dt); }
@@ -798,188 +729,6 @@ constexpr uint64_t kWeightDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F1
                                    Bit(KESTREL_DTYPE_BF16) | Bit(KESTREL_DTYPE_Q8_0) |
                                    Bit(KESTREL_DTYPE_Q4_0);
 constexpr uint64_t kDtypes = kWeightDtypes | Bit(KESTREL_DTYPE_I32);
-
-Status GetCaps(uint32_t index, kestrel_device_caps_t* caps) {
-  if (caps == nullptr) return InvalidArgument("device_get_caps: caps is NULL");
-  ClDeviceInfo info;
-  RETURN_IF_ERROR(GetDeviceInfo(index, "device_get_caps", &info));
-  using C = kestrel_device_caps_t;
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, kind)) {
-    caps->kind = (info.type & CL_DEVICE_TYPE_GPU)   ? KESTREL_DEVICE_KIND_GPU
-                 : (info.type & CL_DEVICE_TYPE_CPU) ? KESTREL_DEVICE_KIND_CPU
-                                                    : KESTREL_DEVICE_KIND_ACCELERATOR;
-  }
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, name)) CopyString(StrCat("opencl:", index), caps->name);
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, description)) {
-    CopyString(StrCat(info.name, " (", info.platform_name, ", driver ", info.driver_version, ")"),
-               caps->description);
-  }
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, memory_bytes)) caps->memory_bytes = info.global_mem;
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, host_visible)) caps->host_visible = 0;
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, async)) caps->async = 1;
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, reserved)) std::memset(caps->reserved, 0, sizeof caps->reserved);
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, dtype_mask)) caps->dtype_mask = kDtypes;
-  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, weight_dtype_mask)) caps->weight_dtype_mask = kWeightDtypes;
-  return Status();
-}
-
-Status OpenDevice(uint32_t index, kestrel_plugin_device_t** out) {
-  if (out == nullptr) return InvalidArgument("device_open: out_device is NULL");
-  auto dev = std::make_unique<Device>();
-  dev->index = index;
-  RETURN_IF_ERROR(GetDeviceInfo(index, "device_open", &dev->info));
-  const ClDeviceInfo& info = dev->info;
-  // The largest power of two <= min(64, CL_DEVICE_MAX_WORK_GROUP_SIZE).
-  size_t wg = kPreferredWorkGroup;
-  while (wg > 1 && wg > info.max_work_group) wg /= 2;
-  dev->wg = wg;
-  cl_int err = CL_SUCCESS;
-  const cl_context_properties props[] = {
-      CL_CONTEXT_PLATFORM, reinterpret_cast<cl_context_properties>(info.platform), 0};
-  dev->context = clCreateContext(props, 1, &info.device, nullptr, nullptr, &err);
-  KESTREL_CL_RETURN_IF_ERROR(err, StrCat("device_open: clCreateContext('", info.name, "')"));
-  dev->queue = clCreateCommandQueue(dev->context, info.device, 0, &err);
-  KESTREL_CL_RETURN_IF_ERROR(err, "device_open: clCreateCommandQueue");
-
-  std::string options = StrCat("-cl-std=CL1.2 -DWG=", wg);
-  if (info.correctly_rounded_sqrt) options += " -cl-fp32-correctly-rounded-divide-sqrt";
-  std::string cache_dir;
-  {
-    std::lock_guard<std::mutex> lock(G().mu);
-    cache_dir = G().cache_dir;
-  }
-  if (cache_dir.empty()) cache_dir = DefaultCacheDir();
-  bool from_cache = false;
-  RETURN_IF_ERROR(BuildProgram(
-      dev->context, info, KernelSourceText(), options, cache_dir,
-      [](bool warning, const std::string& m) {
-        Log(warning ? KESTREL_PLUGIN_LOG_WARNING : KESTREL_PLUGIN_LOG_DEBUG, m);
-      },
-      &dev->program, &from_cache));
-  for (int k = 0; k < kNumKernels; ++k) {
-    dev->kernels[k] = clCreateKernel(dev->program, kKernelNames[k], &err);
-    KESTREL_CL_RETURN_IF_ERROR(err, StrCat("device_open: clCreateKernel(", kKernelNames[k], ")"));
-    size_t max_wg = 0;
-    clGetKernelWorkGroupInfo(dev->kernels[k], info.device, CL_KERNEL_WORK_GROUP_SIZE,
-                             sizeof max_wg, &max_wg, nullptr);
-    if (max_wg != 0 && max_wg < wg) {
-      return FailedPrecondition("device_open: kernel ", kKernelNames[k], " runs at most ", max_wg,
-                                " work-items per group on '", info.name, "', the plugin needs ",
-                                wg);
-    }
-  }
-  Log(KESTREL_PLUGIN_LOG_INFO,
-      StrCat("opencl: opened opencl:", index, " '", info.name, "' (", info.version,
-             "), work-group ", wg, ", kernels ", from_cache ? "from the cache" : "compiled"));
-  *out = reinterpret_cast<kestrel_plugin_device_t*>(dev.release());
-  return Status();
-}
-
-Status BufferAlloc(kestrel_plugin_device_t* d, uint64_t size, kestrel_plugin_buffer_t** out) {
-  RETURN_IF_ERROR(CheckDevice(d, "buffer_alloc"));
-  if (out == nullptr) return InvalidArgument("buffer_alloc: out_buffer is NULL");
-  auto b = std::make_unique<Buffer>();
-  b->device = AsDevice(d);
-  b->size = size;
-  RETURN_IF_ERROR(NewMem(*b->device, size, "buffer_alloc", &b->mem));
-  *out = reinterpret_cast<kestrel_plugin_buffer_t*>(b.release());
-  return Status();
-}
-
-Status BufferWrite(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                   kestrel_plugin_buffer_t* dst, uint64_t off, const void* src, uint64_t size) {
-  RETURN_IF_ERROR(CheckDevice(d, "buffer_write"));
-  RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_write: dst"));
-  cl_command_queue q;
-  RETURN_IF_ERROR(QueueOf(d, s, "buffer_write", &q));
-  const Buffer* b = AsBuffer(dst);
-  if (!InRange(off, size, b->size)) {
-    return OutOfRange("buffer_write: [", off, ", +", size, ") exceeds the buffer size ", b->size);
-  }
-  if (size == 0) return Status();
-  if (src == nullptr) return InvalidArgument("buffer_write: src is NULL");
-  // With a stream: non-blocking (the host keeps src alive until it synchronises).
-  KESTREL_CL_RETURN_IF_ERROR(clEnqueueWriteBuffer(q, b->mem, s == nullptr ? CL_TRUE : CL_FALSE,
-                                                  off, size, src, 0, nullptr, nullptr),
-                             "buffer_write: clEnqueueWriteBuffer");
-  return Status();
-}
-
-Status BufferRead(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                  kestrel_plugin_buffer_t* src, uint64_t off, void* dst, uint64_t size) {
-  RETURN_IF_ERROR(CheckDevice(d, "buffer_read"));
-  RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_read: src"));
-  cl_command_queue q;
-  RETURN_IF_ERROR(QueueOf(d, s, "buffer_read", &q));
-  const Buffer* b = AsBuffer(src);
-  if (!InRange(off, size, b->size)) {
-    return OutOfRange("buffer_read: [", off, ", +", size, ") exceeds the buffer size ", b->size);
-  }
-  if (size == 0) return Status();
-  if (dst == nullptr) return InvalidArgument("buffer_read: dst is NULL");
-  KESTREL_CL_RETURN_IF_ERROR(clEnqueueReadBuffer(q, b->mem, s == nullptr ? CL_TRUE : CL_FALSE, off,
-                                                 size, dst, 0, nullptr, nullptr),
-                             "buffer_read: clEnqueueReadBuffer");
-  return Status();
-}
-
-Status BufferCopy(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                  kestrel_plugin_buffer_t* src, uint64_t src_off, kestrel_plugin_buffer_t* dst,
-                  uint64_t dst_off, uint64_t size) {
-  RETURN_IF_ERROR(CheckDevice(d, "buffer_copy"));
-  RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_copy: src"));
-  RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_copy: dst"));
-  cl_command_queue q;
-  RETURN_IF_ERROR(QueueOf(d, s, "buffer_copy", &q));
-  const Buffer* a = AsBuffer(src);
-  const Buffer* b = AsBuffer(dst);
-  if (!InRange(src_off, size, a->size) || !InRange(dst_off, size, b->size)) {
-    return OutOfRange("buffer_copy: ", size, " bytes from offset ", src_off, " (size ", a->size,
-                      ") to offset ", dst_off, " (size ", b->size, ") exceed a buffer");
-  }
-  if (size == 0) return Status();
-  KESTREL_CL_RETURN_IF_ERROR(
-      clEnqueueCopyBuffer(q, a->mem, b->mem, src_off, dst_off, size, 0, nullptr, nullptr),
-      "buffer_copy: clEnqueueCopyBuffer");
-  if (s == nullptr) KESTREL_CL_RETURN_IF_ERROR(clFinish(q), "buffer_copy: clFinish");
-  return Status();
-}
-
-Status StreamCreate(kestrel_plugin_device_t* d, kestrel_plugin_stream_t** out) {
-  RETURN_IF_ERROR(CheckDevice(d, "stream_create"));
-  if (out == nullptr) return InvalidArgument("stream_create: out_stream is NULL");
-  Device* dev = AsDevice(d);
-  auto s = std::make_unique<Stream>();
-  s->device = dev;
-  cl_int err = CL_SUCCESS;
-  s->queue = clCreateCommandQueue(dev->context, dev->info.device, 0, &err);  // in-order
-  KESTREL_CL_RETURN_IF_ERROR(err, "stream_create: clCreateCommandQueue");
-  *out = reinterpret_cast<kestrel_plugin_stream_t*>(s.release());
-  return Status();
-}
-
-Status StreamSynchronize(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s) {
-  RETURN_IF_ERROR(CheckDevice(d, "stream_synchronize"));
-  cl_command_queue q;
-  RETURN_IF_ERROR(QueueOf(d, s, "stream_synchronize", &q));
-  KESTREL_CL_RETURN_IF_ERROR(clFinish(q), "stream_synchronize: clFinish");
-  return Status();
-}
-
-Status EventRecord(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                   kestrel_plugin_event_t** out) {
-  RETURN_IF_ERROR(CheckDevice(d, "event_record"));
-  if (out == nullptr) return InvalidArgument("event_record: out_event is NULL");
-  cl_command_queue q;
-  RETURN_IF_ERROR(QueueOf(d, s, "event_record", &q));
-  auto e = std::make_unique<Event>();
-  e->device = AsDevice(d);
-  KESTREL_CL_RETURN_IF_ERROR(clEnqueueMarkerWithWaitList(q, 0, nullptr, &e->event),
-                             "event_record: clEnqueueMarkerWithWaitList");
-  clFlush(q);  // so that another queue waiting on the marker cannot wait forever
-  *out = reinterpret_cast<kestrel_plugin_event_t*>(e.release());
-  return Status();
-}
 
 Status CheckEvent(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e, const char* slot) {
   const Event* event = AsEvent(e);
@@ -990,278 +739,410 @@ Status CheckEvent(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e, const c
   return Status();
 }
 
-Status StreamWaitEvent(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                       kestrel_plugin_event_t* e) {
-  RETURN_IF_ERROR(CheckDevice(d, "stream_wait_event"));
-  RETURN_IF_ERROR(CheckEvent(d, e, "stream_wait_event"));
-  cl_command_queue q;
-  RETURN_IF_ERROR(QueueOf(d, s, "stream_wait_event", &q));
-  KESTREL_CL_RETURN_IF_ERROR(clEnqueueBarrierWithWaitList(q, 1, &AsEvent(e)->event, nullptr),
-                             "stream_wait_event: clEnqueueBarrierWithWaitList");
-  if (s == nullptr) KESTREL_CL_RETURN_IF_ERROR(clFinish(q), "stream_wait_event: clFinish");
-  return Status();
-}
-
-Status EventSynchronize(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e) {
-  RETURN_IF_ERROR(CheckDevice(d, "event_synchronize"));
-  RETURN_IF_ERROR(CheckEvent(d, e, "event_synchronize"));
-  KESTREL_CL_RETURN_IF_ERROR(clWaitForEvents(1, &AsEvent(e)->event),
-                             "event_synchronize: clWaitForEvents");
-  return Status();
-}
-
-Status WeightPrepare(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t* desc,
-                     const void* host_data, uint64_t size, kestrel_plugin_weight_t** out) {
-  RETURN_IF_ERROR(CheckDevice(d, "weight_prepare"));
-  if (desc == nullptr) return InvalidArgument("weight_prepare: desc is NULL");
-  if (out == nullptr) return InvalidArgument("weight_prepare: out_weight is NULL");
-  RETURN_IF_ERROR(ref::ValidateTensorDesc(*desc, "weight_prepare: desc"));
-  if (!ref::IsWeightDtype(desc->dtype)) {
-    return InvalidArgument("weight_prepare: dtype ", DtypeName(desc->dtype),
-                           " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
-  }
-  if (!ref::IsPackedLayout(*desc)) {
-    return Unimplemented("weight_prepare: non-packed strides are not supported");
-  }
-  const uint64_t needed = TensorBytes(*desc);
-  if (size < needed) {
-    return InvalidArgument("weight_prepare: size=", size, " < ", needed, " bytes that the ",
-                           DtypeName(desc->dtype), " desc describes");
-  }
-  if (needed > 0 && host_data == nullptr) return InvalidArgument("weight_prepare: host_data is NULL");
-  Device* dev = AsDevice(d);
-  auto w = std::make_unique<Weight>();
-  w->device = dev;
-  w->desc = *desc;
-  w->desc.struct_size = sizeof(kestrel_tensor_desc_t);
-  std::memset(w->desc.strides, 0, sizeof w->desc.strides);
-  const uint8_t* src = static_cast<const uint8_t*>(host_data);
-  const uint64_t elems = needed / ref::DtypeBlockBytes(desc->dtype) *
-                         static_cast<uint64_t>(ref::DtypeBlockElements(desc->dtype));
-  // Host-side repack into the kernel layout, then one blocking upload per array.
-  std::vector<uint8_t> data;
-  std::vector<float> scales;
-  switch (desc->dtype) {
-    case KESTREL_DTYPE_F32:
-    case KESTREL_DTYPE_F16:
-      w->format = desc->dtype == KESTREL_DTYPE_F32 ? WFormat::kF32 : WFormat::kF16;
-      data.assign(src, src + needed);
-      break;
-    case KESTREL_DTYPE_BF16: {
-      w->format = WFormat::kF32;
-      data.resize(elems * 4);
-      for (uint64_t i = 0; i < elems; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        const float f = ref::Bf16ToFloat(h);
-        std::memcpy(data.data() + 4 * i, &f, 4);
+// The plugin's slots, with the ABI's signatures; MakeDeviceTable wraps the fallible ones in Guard.
+struct OpenClDevice {
+  static const HostRef& Host() { return G().host; }
+  static Status Init(const kestrel_plugin_option_t* options, size_t n_options) {
+    if (n_options > 0 && options == nullptr) return InvalidArgument("init: options is NULL");
+    Global& g = G();
+    std::lock_guard<std::mutex> lock(g.mu);
+    g.cache_dir.clear();  // the latest init's options apply (to devices opened afterwards)
+    for (size_t i = 0; i < n_options; ++i) {
+      const char* key = options[i].key ? options[i].key : "";
+      const char* value = options[i].value ? options[i].value : "";
+      if (std::strcmp(key, "cache_dir") == 0) {
+        g.cache_dir = value;
+      } else {
+        Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("opencl: ignoring option '", key, "'"));
       }
-      break;
     }
-    case KESTREL_DTYPE_Q8_0:
-    case KESTREL_DTYPE_Q4_0: {
-      const bool q8 = desc->dtype == KESTREL_DTYPE_Q8_0;
-      const uint64_t blocks = elems / 32, block_bytes = q8 ? 34 : 18, qbytes = q8 ? 32 : 16;
-      w->format = q8 ? WFormat::kQ8 : WFormat::kQ4;
-      scales.resize(blocks);
-      data.resize(blocks * qbytes);
-      for (uint64_t b = 0; b < blocks; ++b) {
-        uint16_t h;
-        std::memcpy(&h, src + b * block_bytes, 2);
-        scales[b] = ref::HalfToFloat(h);
-        std::memcpy(data.data() + b * qbytes, src + b * block_bytes + 2, qbytes);
+    ++g.init_count;
+    return Status();
+  }
+
+  static void Shutdown() {
+    Global& g = G();
+    std::lock_guard<std::mutex> lock(g.mu);
+    if (g.ShutdownLocked()) g.cache_dir.clear();
+  }
+
+  static uint32_t DeviceCount(char* reason, size_t capacity) {
+    return G().Count(reason, capacity, "opencl: device discovery failed", &DiscoverLocked);
+  }
+
+  static Status DeviceGetCaps(uint32_t index, kestrel_device_caps_t* caps) {
+    if (caps == nullptr) return InvalidArgument("device_get_caps: caps is NULL");
+    ClDeviceInfo info;
+    RETURN_IF_ERROR(GetDeviceInfo(index, "device_get_caps", &info));
+    using C = kestrel_device_caps_t;
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, kind)) {
+      caps->kind = (info.type & CL_DEVICE_TYPE_GPU)   ? KESTREL_DEVICE_KIND_GPU
+                   : (info.type & CL_DEVICE_TYPE_CPU) ? KESTREL_DEVICE_KIND_CPU
+                                                      : KESTREL_DEVICE_KIND_ACCELERATOR;
+    }
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, name))
+      CopyCapsString(StrCat("opencl:", index), caps->name);
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, description)) {
+      CopyCapsString(
+          StrCat(info.name, " (", info.platform_name, ", driver ", info.driver_version, ")"),
+          caps->description);
+    }
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, memory_bytes)) caps->memory_bytes = info.global_mem;
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, host_visible)) caps->host_visible = 0;
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, async)) caps->async = 1;
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, reserved))
+      std::memset(caps->reserved, 0, sizeof caps->reserved);
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, dtype_mask)) caps->dtype_mask = kDtypes;
+    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, weight_dtype_mask))
+      caps->weight_dtype_mask = kWeightDtypes;
+    return Status();
+  }
+
+  static Status DeviceOpen(uint32_t index, kestrel_plugin_device_t** out) {
+    if (out == nullptr) return InvalidArgument("device_open: out_device is NULL");
+    auto dev = std::make_unique<Device>();
+    dev->index = index;
+    RETURN_IF_ERROR(GetDeviceInfo(index, "device_open", &dev->info));
+    const ClDeviceInfo& info = dev->info;
+    // The largest power of two <= min(64, CL_DEVICE_MAX_WORK_GROUP_SIZE).
+    size_t wg = kPreferredWorkGroup;
+    while (wg > 1 && wg > info.max_work_group) wg /= 2;
+    dev->wg = wg;
+    cl_int err = CL_SUCCESS;
+    const cl_context_properties props[] = {
+        CL_CONTEXT_PLATFORM, reinterpret_cast<cl_context_properties>(info.platform), 0};
+    dev->context = clCreateContext(props, 1, &info.device, nullptr, nullptr, &err);
+    KESTREL_CL_RETURN_IF_ERROR(err, StrCat("device_open: clCreateContext('", info.name, "')"));
+    dev->queue = clCreateCommandQueue(dev->context, info.device, 0, &err);
+    KESTREL_CL_RETURN_IF_ERROR(err, "device_open: clCreateCommandQueue");
+
+    std::string options = StrCat("-cl-std=CL1.2 -DWG=", wg);
+    if (info.correctly_rounded_sqrt) options += " -cl-fp32-correctly-rounded-divide-sqrt";
+    std::string cache_dir;
+    {
+      std::lock_guard<std::mutex> lock(G().mu);
+      cache_dir = G().cache_dir;
+    }
+    if (cache_dir.empty()) cache_dir = DefaultCacheDir();
+    bool from_cache = false;
+    RETURN_IF_ERROR(BuildProgram(
+        dev->context, info, KernelSourceText(), options, cache_dir,
+        [](bool warning, const std::string& m) {
+          Log(warning ? KESTREL_PLUGIN_LOG_WARNING : KESTREL_PLUGIN_LOG_DEBUG, m);
+        },
+        &dev->program, &from_cache));
+    for (int k = 0; k < kNumKernels; ++k) {
+      dev->kernels[k] = clCreateKernel(dev->program, kKernelNames[k], &err);
+      KESTREL_CL_RETURN_IF_ERROR(err, StrCat("device_open: clCreateKernel(", kKernelNames[k], ")"));
+      size_t max_wg = 0;
+      clGetKernelWorkGroupInfo(dev->kernels[k], info.device, CL_KERNEL_WORK_GROUP_SIZE,
+                               sizeof max_wg, &max_wg, nullptr);
+      if (max_wg != 0 && max_wg < wg) {
+        return FailedPrecondition("device_open: kernel ", kKernelNames[k], " runs at most ", max_wg,
+                                  " work-items per group on '", info.name, "', the plugin needs ",
+                                  wg);
       }
-      break;
     }
-    default:
-      return Unimplemented("weight_prepare: dtype ", DtypeName(desc->dtype));
+    Log(KESTREL_PLUGIN_LOG_INFO,
+        StrCat("opencl: opened opencl:", index, " '", info.name, "' (", info.version,
+               "), work-group ", wg, ", kernels ", from_cache ? "from the cache" : "compiled"));
+    *out = reinterpret_cast<kestrel_plugin_device_t*>(dev.release());
+    return Status();
   }
-  RETURN_IF_ERROR(NewMem(*dev, data.size(), "weight_prepare", &w->data));
-  if (!data.empty()) {
-    KESTREL_CL_RETURN_IF_ERROR(clEnqueueWriteBuffer(dev->queue, w->data, CL_TRUE, 0, data.size(),
-                                                    data.data(), 0, nullptr, nullptr),
-                               "weight_prepare: clEnqueueWriteBuffer");
+
+  static Status BufferAlloc(kestrel_plugin_device_t* d, uint64_t size, uint32_t /*flags*/,
+                            kestrel_plugin_buffer_t** out) {
+    RETURN_IF_ERROR(CheckDevice(d, "buffer_alloc"));
+    if (out == nullptr) return InvalidArgument("buffer_alloc: out_buffer is NULL");
+    auto b = std::make_unique<Buffer>();
+    b->device = AsDevice(d);
+    b->size = size;
+    RETURN_IF_ERROR(NewMem(*b->device, size, "buffer_alloc", &b->mem));
+    *out = reinterpret_cast<kestrel_plugin_buffer_t*>(b.release());
+    return Status();
   }
-  if (w->format == WFormat::kQ8 || w->format == WFormat::kQ4) {
-    RETURN_IF_ERROR(NewMem(*dev, scales.size() * 4, "weight_prepare (scales)", &w->scales));
-    if (!scales.empty()) {
-      KESTREL_CL_RETURN_IF_ERROR(
-          clEnqueueWriteBuffer(dev->queue, w->scales, CL_TRUE, 0, scales.size() * 4,
-                               scales.data(), 0, nullptr, nullptr),
-          "weight_prepare: clEnqueueWriteBuffer(scales)");
+
+  static Status BufferWrite(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                            kestrel_plugin_buffer_t* dst, uint64_t off, const void* src,
+                            uint64_t size) {
+    RETURN_IF_ERROR(CheckDevice(d, "buffer_write"));
+    RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_write: dst"));
+    cl_command_queue q;
+    RETURN_IF_ERROR(QueueOf(d, s, "buffer_write", &q));
+    const Buffer* b = AsBuffer(dst);
+    if (!InRange(off, size, b->size)) {
+      return OutOfRange("buffer_write: [", off, ", +", size, ") exceeds the buffer size ", b->size);
     }
-  }
-  *out = reinterpret_cast<kestrel_plugin_weight_t*>(w.release());
-  return Status();
-}
-
-Status OpQuery(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op, kestrel_op_support_t* out) {
-  RETURN_IF_ERROR(CheckDevice(d, "op_query"));
-  if (op == nullptr) return InvalidArgument("op_query: op is NULL");
-  if (out == nullptr) return InvalidArgument("op_query: out_support is NULL");
-  if (out->struct_size < sizeof(kestrel_op_support_t)) {
-    return InvalidArgument("op_query: out_support->struct_size=", out->struct_size, " < ",
-                           sizeof(kestrel_op_support_t));
-  }
-  out->level = KESTREL_OP_UNSUPPORTED;
-  out->workspace_bytes = 0;
-  if (!IsOpenClKind(op->kind)) {
-    Log(KESTREL_PLUGIN_LOG_DEBUG,
-        StrCat("opencl: unsupported: ", ref::OpKindName(op->kind), " (kind not implemented)"));
+    if (size == 0) return Status();
+    if (src == nullptr) return InvalidArgument("buffer_write: src is NULL");
+    // With a stream: non-blocking (the host keeps src alive until it synchronises).
+    KESTREL_CL_RETURN_IF_ERROR(clEnqueueWriteBuffer(q, b->mem, s == nullptr ? CL_TRUE : CL_FALSE,
+                                                    off, size, src, 0, nullptr, nullptr),
+                               "buffer_write: clEnqueueWriteBuffer");
     return Status();
   }
-  ref::OpCheck check;
-  RETURN_IF_ERROR(ref::CheckOp(*op, &check));
-  if (!check.supported) {
-    Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("opencl: unsupported: ", check.reason));
+
+  static Status BufferRead(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                           kestrel_plugin_buffer_t* src, uint64_t off, void* dst, uint64_t size) {
+    RETURN_IF_ERROR(CheckDevice(d, "buffer_read"));
+    RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_read: src"));
+    cl_command_queue q;
+    RETURN_IF_ERROR(QueueOf(d, s, "buffer_read", &q));
+    const Buffer* b = AsBuffer(src);
+    if (!InRange(off, size, b->size)) {
+      return OutOfRange("buffer_read: [", off, ", +", size, ") exceeds the buffer size ", b->size);
+    }
+    if (size == 0) return Status();
+    if (dst == nullptr) return InvalidArgument("buffer_read: dst is NULL");
+    KESTREL_CL_RETURN_IF_ERROR(clEnqueueReadBuffer(q, b->mem, s == nullptr ? CL_TRUE : CL_FALSE,
+                                                   off, size, dst, 0, nullptr, nullptr),
+                               "buffer_read: clEnqueueReadBuffer");
     return Status();
   }
-  const std::string extra = ExtraUnsupported(*AsDevice(d), *op);
-  if (!extra.empty()) {
-    Log(KESTREL_PLUGIN_LOG_DEBUG,
-        StrCat("opencl: unsupported: ", ref::OpKindName(op->kind), ": ", extra));
+
+  static Status BufferCopy(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                           kestrel_plugin_buffer_t* src, uint64_t src_off,
+                           kestrel_plugin_buffer_t* dst, uint64_t dst_off, uint64_t size) {
+    RETURN_IF_ERROR(CheckDevice(d, "buffer_copy"));
+    RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_copy: src"));
+    RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_copy: dst"));
+    cl_command_queue q;
+    RETURN_IF_ERROR(QueueOf(d, s, "buffer_copy", &q));
+    const Buffer* a = AsBuffer(src);
+    const Buffer* b = AsBuffer(dst);
+    if (!InRange(src_off, size, a->size) || !InRange(dst_off, size, b->size)) {
+      return OutOfRange("buffer_copy: ", size, " bytes from offset ", src_off, " (size ", a->size,
+                        ") to offset ", dst_off, " (size ", b->size, ") exceed a buffer");
+    }
+    if (size == 0) return Status();
+    KESTREL_CL_RETURN_IF_ERROR(
+        clEnqueueCopyBuffer(q, a->mem, b->mem, src_off, dst_off, size, 0, nullptr, nullptr),
+        "buffer_copy: clEnqueueCopyBuffer");
+    if (s == nullptr) KESTREL_CL_RETURN_IF_ERROR(clFinish(q), "buffer_copy: clFinish");
     return Status();
   }
-  out->level = KESTREL_OP_PREFERRED;
-  return Status();
-}
 
-Status OpExecute(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                 const kestrel_op_desc_t* op) {
-  RETURN_IF_ERROR(CheckDevice(d, "op_execute"));
-  if (op == nullptr) return InvalidArgument("op_execute: op is NULL");
-  cl_command_queue q;
-  RETURN_IF_ERROR(QueueOf(d, s, "op_execute", &q));
-  const Device& dev = *AsDevice(d);
-  if (!IsOpenClKind(op->kind)) {
-    return Unimplemented(ref::OpKindName(op->kind), ": not supported by plugin 'opencl'");
+  static Status StreamCreate(kestrel_plugin_device_t* d, kestrel_plugin_stream_t** out) {
+    RETURN_IF_ERROR(CheckDevice(d, "stream_create"));
+    if (out == nullptr) return InvalidArgument("stream_create: out_stream is NULL");
+    Device* dev = AsDevice(d);
+    auto s = std::make_unique<Stream>();
+    s->device = dev;
+    cl_int err = CL_SUCCESS;
+    s->queue = clCreateCommandQueue(dev->context, dev->info.device, 0, &err);  // in-order
+    KESTREL_CL_RETURN_IF_ERROR(err, "stream_create: clCreateCommandQueue");
+    *out = reinterpret_cast<kestrel_plugin_stream_t*>(s.release());
+    return Status();
   }
-  ref::OpCheck check;
-  RETURN_IF_ERROR(ref::CheckOp(*op, &check));
-  if (!check.supported) return Unimplemented(check.reason, " (plugin 'opencl')");
-  const std::string extra = ExtraUnsupported(dev, *op);
-  const std::string name = ref::OpKindName(op->kind);
-  if (!extra.empty()) return Unimplemented(name, ": ", extra, " (plugin 'opencl')");
-  std::vector<Arg> in(op->n_inputs), out(op->n_outputs);
-  for (uint32_t i = 0; i < op->n_inputs; ++i) {
-    RETURN_IF_ERROR(ResolveArg(d, op->inputs[i], StrCat(name, ": input ", i), false, &in[i]));
+
+  static Status StreamSynchronize(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s) {
+    RETURN_IF_ERROR(CheckDevice(d, "stream_synchronize"));
+    cl_command_queue q;
+    RETURN_IF_ERROR(QueueOf(d, s, "stream_synchronize", &q));
+    KESTREL_CL_RETURN_IF_ERROR(clFinish(q), "stream_synchronize: clFinish");
+    return Status();
   }
-  for (uint32_t i = 0; i < op->n_outputs; ++i) {
-    RETURN_IF_ERROR(ResolveArg(d, op->outputs[i], StrCat(name, ": output ", i), true, &out[i]));
+
+  static Status EventRecord(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                            kestrel_plugin_event_t** out) {
+    RETURN_IF_ERROR(CheckDevice(d, "event_record"));
+    if (out == nullptr) return InvalidArgument("event_record: out_event is NULL");
+    cl_command_queue q;
+    RETURN_IF_ERROR(QueueOf(d, s, "event_record", &q));
+    auto e = std::make_unique<Event>();
+    e->device = AsDevice(d);
+    KESTREL_CL_RETURN_IF_ERROR(clEnqueueMarkerWithWaitList(q, 0, nullptr, &e->event),
+                               "event_record: clEnqueueMarkerWithWaitList");
+    clFlush(q);  // so that another queue waiting on the marker cannot wait forever
+    *out = reinterpret_cast<kestrel_plugin_event_t*>(e.release());
+    return Status();
   }
-  RETURN_IF_ERROR(RunOp(dev, q, *op, in, out));
-  if (s == nullptr) KESTREL_CL_RETURN_IF_ERROR(clFinish(q), StrCat(name, ": clFinish"));
-  return Status();
-}
 
-// ---- the table ------------------------------------------------------------------------------------
-kestrel_plugin_status_t* SlotInit(const kestrel_plugin_option_t* options, size_t n) {
-  return Guard("init", [&] { return Init(options, n); });
-}
-kestrel_plugin_status_t* SlotGetCaps(uint32_t index, kestrel_device_caps_t* caps) {
-  return Guard("device_get_caps", [&] { return GetCaps(index, caps); });
-}
-kestrel_plugin_status_t* SlotOpen(uint32_t index, kestrel_plugin_device_t** out) {
-  return Guard("device_open", [&] { return OpenDevice(index, out); });
-}
-void SlotClose(kestrel_plugin_device_t* d) { delete AsDevice(d); }
-kestrel_plugin_status_t* SlotBufferAlloc(kestrel_plugin_device_t* d, uint64_t size, uint32_t,
-                                         kestrel_plugin_buffer_t** out) {
-  return Guard("buffer_alloc", [&] { return BufferAlloc(d, size, out); });
-}
-void SlotBufferFree(kestrel_plugin_device_t*, kestrel_plugin_buffer_t* b) { delete AsBuffer(b); }
-kestrel_plugin_status_t* SlotBufferWrite(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                                         kestrel_plugin_buffer_t* dst, uint64_t off,
-                                         const void* src, uint64_t size) {
-  return Guard("buffer_write", [&] { return BufferWrite(d, s, dst, off, src, size); });
-}
-kestrel_plugin_status_t* SlotBufferRead(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                                        kestrel_plugin_buffer_t* src, uint64_t off, void* dst,
-                                        uint64_t size) {
-  return Guard("buffer_read", [&] { return BufferRead(d, s, src, off, dst, size); });
-}
-kestrel_plugin_status_t* SlotBufferCopy(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                                        kestrel_plugin_buffer_t* src, uint64_t src_off,
-                                        kestrel_plugin_buffer_t* dst, uint64_t dst_off,
-                                        uint64_t size) {
-  return Guard("buffer_copy", [&] { return BufferCopy(d, s, src, src_off, dst, dst_off, size); });
-}
-kestrel_plugin_status_t* SlotStreamCreate(kestrel_plugin_device_t* d,
-                                          kestrel_plugin_stream_t** out) {
-  return Guard("stream_create", [&] { return StreamCreate(d, out); });
-}
-void SlotStreamDestroy(kestrel_plugin_device_t*, kestrel_plugin_stream_t* s) {
-  Stream* stream = AsStream(s);
-  if (stream != nullptr && stream->magic == kStreamMagic) delete stream;
-}
-kestrel_plugin_status_t* SlotStreamSync(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s) {
-  return Guard("stream_synchronize", [&] { return StreamSynchronize(d, s); });
-}
-kestrel_plugin_status_t* SlotEventRecord(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                                         kestrel_plugin_event_t** out) {
-  return Guard("event_record", [&] { return EventRecord(d, s, out); });
-}
-kestrel_plugin_status_t* SlotStreamWaitEvent(kestrel_plugin_device_t* d,
-                                             kestrel_plugin_stream_t* s,
-                                             kestrel_plugin_event_t* e) {
-  return Guard("stream_wait_event", [&] { return StreamWaitEvent(d, s, e); });
-}
-kestrel_plugin_status_t* SlotEventSync(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e) {
-  return Guard("event_synchronize", [&] { return EventSynchronize(d, e); });
-}
-void SlotEventDestroy(kestrel_plugin_device_t*, kestrel_plugin_event_t* e) {
-  Event* event = AsEvent(e);
-  if (event != nullptr && event->magic == kEventMagic) delete event;
-}
-kestrel_plugin_status_t* SlotWeightPrepare(kestrel_plugin_device_t* d,
-                                           const kestrel_tensor_desc_t* desc, const void* data,
-                                           uint64_t size, kestrel_plugin_weight_t** out) {
-  return Guard("weight_prepare", [&] { return WeightPrepare(d, desc, data, size, out); });
-}
-void SlotWeightRelease(kestrel_plugin_device_t*, kestrel_plugin_weight_t* w) { delete AsWeight(w); }
-kestrel_plugin_status_t* SlotOpQuery(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op,
-                                     kestrel_op_support_t* out) {
-  return Guard("op_query", [&] { return OpQuery(d, op, out); });
-}
-kestrel_plugin_status_t* SlotOpExecute(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
-                                       const kestrel_op_desc_t* op, kestrel_plugin_buffer_t*) {
-  return Guard("op_execute", [&] { return OpExecute(d, s, op); });
-}
+  static Status StreamWaitEvent(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                                kestrel_plugin_event_t* e) {
+    RETURN_IF_ERROR(CheckDevice(d, "stream_wait_event"));
+    RETURN_IF_ERROR(CheckEvent(d, e, "stream_wait_event"));
+    cl_command_queue q;
+    RETURN_IF_ERROR(QueueOf(d, s, "stream_wait_event", &q));
+    KESTREL_CL_RETURN_IF_ERROR(clEnqueueBarrierWithWaitList(q, 1, &AsEvent(e)->event, nullptr),
+                               "stream_wait_event: clEnqueueBarrierWithWaitList");
+    if (s == nullptr) KESTREL_CL_RETURN_IF_ERROR(clFinish(q), "stream_wait_event: clFinish");
+    return Status();
+  }
 
-kestrel_plugin_api_t MakeTable() {
-  kestrel_plugin_api_t t{};
-  t.struct_size = sizeof(kestrel_plugin_api_t);
-  t.major = KESTREL_PLUGIN_API_MAJOR;
-  t.minor = KESTREL_PLUGIN_API_MINOR;
-  t.name = "opencl";
-  t.version = "0.1.0";
-  t.init = &SlotInit;
-  t.shutdown = &Shutdown;
-  t.device_count = &DeviceCount;
-  t.device_get_caps = &SlotGetCaps;
-  t.device_open = &SlotOpen;
-  t.device_close = &SlotClose;
-  t.buffer_alloc = &SlotBufferAlloc;
-  t.buffer_free = &SlotBufferFree;
-  t.buffer_write = &SlotBufferWrite;
-  t.buffer_read = &SlotBufferRead;
-  t.buffer_copy = &SlotBufferCopy;
-  t.buffer_map = nullptr;  // device memory is not host-visible
-  t.stream_create = &SlotStreamCreate;
-  t.stream_destroy = &SlotStreamDestroy;
-  t.stream_synchronize = &SlotStreamSync;
-  t.event_record = &SlotEventRecord;
-  t.stream_wait_event = &SlotStreamWaitEvent;
-  t.event_synchronize = &SlotEventSync;
-  t.event_destroy = &SlotEventDestroy;
-  t.weight_prepare = &SlotWeightPrepare;
-  t.weight_release = &SlotWeightRelease;
-  t.op_query = &SlotOpQuery;
-  t.op_execute = &SlotOpExecute;
-  return t;
-}
+  static Status EventSynchronize(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e) {
+    RETURN_IF_ERROR(CheckDevice(d, "event_synchronize"));
+    RETURN_IF_ERROR(CheckEvent(d, e, "event_synchronize"));
+    KESTREL_CL_RETURN_IF_ERROR(clWaitForEvents(1, &AsEvent(e)->event),
+                               "event_synchronize: clWaitForEvents");
+    return Status();
+  }
 
-const kestrel_plugin_api_t kTable = MakeTable();
+  static Status WeightPrepare(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t* desc,
+                              const void* host_data, uint64_t size, kestrel_plugin_weight_t** out) {
+    RETURN_IF_ERROR(CheckDevice(d, "weight_prepare"));
+    if (desc == nullptr) return InvalidArgument("weight_prepare: desc is NULL");
+    if (out == nullptr) return InvalidArgument("weight_prepare: out_weight is NULL");
+    RETURN_IF_ERROR(ref::ValidateTensorDesc(*desc, "weight_prepare: desc"));
+    if (!ref::IsWeightDtype(desc->dtype)) {
+      return InvalidArgument("weight_prepare: dtype ", DtypeName(desc->dtype),
+                             " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
+    }
+    if (!ref::IsPackedLayout(*desc)) {
+      return Unimplemented("weight_prepare: non-packed strides are not supported");
+    }
+    const uint64_t needed = TensorBytes(*desc);
+    if (size < needed) {
+      return InvalidArgument("weight_prepare: size=", size, " < ", needed, " bytes that the ",
+                             DtypeName(desc->dtype), " desc describes");
+    }
+    if (needed > 0 && host_data == nullptr)
+      return InvalidArgument("weight_prepare: host_data is NULL");
+    Device* dev = AsDevice(d);
+    auto w = std::make_unique<Weight>();
+    w->device = dev;
+    w->desc = *desc;
+    w->desc.struct_size = sizeof(kestrel_tensor_desc_t);
+    std::memset(w->desc.strides, 0, sizeof w->desc.strides);
+    const uint8_t* src = static_cast<const uint8_t*>(host_data);
+    const uint64_t elems = needed / ref::DtypeBlockBytes(desc->dtype) *
+                           static_cast<uint64_t>(ref::DtypeBlockElements(desc->dtype));
+    // Host-side repack into the kernel layout, then one blocking upload per array.
+    std::vector<uint8_t> data;
+    std::vector<float> scales;
+    switch (desc->dtype) {
+      case KESTREL_DTYPE_F32:
+      case KESTREL_DTYPE_F16:
+        w->format = desc->dtype == KESTREL_DTYPE_F32 ? WFormat::kF32 : WFormat::kF16;
+        data.assign(src, src + needed);
+        break;
+      case KESTREL_DTYPE_BF16: {
+        w->format = WFormat::kF32;
+        data.resize(elems * 4);
+        for (uint64_t i = 0; i < elems; ++i) {
+          uint16_t h;
+          std::memcpy(&h, src + 2 * i, 2);
+          const float f = ref::Bf16ToFloat(h);
+          std::memcpy(data.data() + 4 * i, &f, 4);
+        }
+        break;
+      }
+      case KESTREL_DTYPE_Q8_0:
+      case KESTREL_DTYPE_Q4_0: {
+        const bool q8 = desc->dtype == KESTREL_DTYPE_Q8_0;
+        const uint64_t blocks = elems / 32, block_bytes = q8 ? 34 : 18, qbytes = q8 ? 32 : 16;
+        w->format = q8 ? WFormat::kQ8 : WFormat::kQ4;
+        scales.resize(blocks);
+        data.resize(blocks * qbytes);
+        for (uint64_t b = 0; b < blocks; ++b) {
+          uint16_t h;
+          std::memcpy(&h, src + b * block_bytes, 2);
+          scales[b] = ref::HalfToFloat(h);
+          std::memcpy(data.data() + b * qbytes, src + b * block_bytes + 2, qbytes);
+        }
+        break;
+      }
+      default:
+        return Unimplemented("weight_prepare: dtype ", DtypeName(desc->dtype));
+    }
+    RETURN_IF_ERROR(NewMem(*dev, data.size(), "weight_prepare", &w->data));
+    if (!data.empty()) {
+      KESTREL_CL_RETURN_IF_ERROR(clEnqueueWriteBuffer(dev->queue, w->data, CL_TRUE, 0, data.size(),
+                                                      data.data(), 0, nullptr, nullptr),
+                                 "weight_prepare: clEnqueueWriteBuffer");
+    }
+    if (w->format == WFormat::kQ8 || w->format == WFormat::kQ4) {
+      RETURN_IF_ERROR(NewMem(*dev, scales.size() * 4, "weight_prepare (scales)", &w->scales));
+      if (!scales.empty()) {
+        KESTREL_CL_RETURN_IF_ERROR(
+            clEnqueueWriteBuffer(dev->queue, w->scales, CL_TRUE, 0, scales.size() * 4,
+                                 scales.data(), 0, nullptr, nullptr),
+            "weight_prepare: clEnqueueWriteBuffer(scales)");
+      }
+    }
+    *out = reinterpret_cast<kestrel_plugin_weight_t*>(w.release());
+    return Status();
+  }
+
+  static Status OpQuery(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op,
+                        kestrel_op_support_t* out) {
+    RETURN_IF_ERROR(CheckDevice(d, "op_query"));
+    if (op == nullptr) return InvalidArgument("op_query: op is NULL");
+    if (out == nullptr) return InvalidArgument("op_query: out_support is NULL");
+    if (out->struct_size < sizeof(kestrel_op_support_t)) {
+      return InvalidArgument("op_query: out_support->struct_size=", out->struct_size, " < ",
+                             sizeof(kestrel_op_support_t));
+    }
+    out->level = KESTREL_OP_UNSUPPORTED;
+    out->workspace_bytes = 0;
+    if (!IsOpenClKind(op->kind)) {
+      Log(KESTREL_PLUGIN_LOG_DEBUG,
+          StrCat("opencl: unsupported: ", ref::OpKindName(op->kind), " (kind not implemented)"));
+      return Status();
+    }
+    ref::OpCheck check;
+    RETURN_IF_ERROR(ref::CheckOp(*op, &check));
+    if (!check.supported) {
+      Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("opencl: unsupported: ", check.reason));
+      return Status();
+    }
+    const std::string extra = ExtraUnsupported(*AsDevice(d), *op);
+    if (!extra.empty()) {
+      Log(KESTREL_PLUGIN_LOG_DEBUG,
+          StrCat("opencl: unsupported: ", ref::OpKindName(op->kind), ": ", extra));
+      return Status();
+    }
+    out->level = KESTREL_OP_PREFERRED;
+    return Status();
+  }
+
+  static Status OpExecute(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
+                          const kestrel_op_desc_t* op, kestrel_plugin_buffer_t* /*workspace*/) {
+    RETURN_IF_ERROR(CheckDevice(d, "op_execute"));
+    if (op == nullptr) return InvalidArgument("op_execute: op is NULL");
+    cl_command_queue q;
+    RETURN_IF_ERROR(QueueOf(d, s, "op_execute", &q));
+    const Device& dev = *AsDevice(d);
+    if (!IsOpenClKind(op->kind)) {
+      return Unimplemented(ref::OpKindName(op->kind), ": not supported by plugin 'opencl'");
+    }
+    ref::OpCheck check;
+    RETURN_IF_ERROR(ref::CheckOp(*op, &check));
+    if (!check.supported) return Unimplemented(check.reason, " (plugin 'opencl')");
+    const std::string extra = ExtraUnsupported(dev, *op);
+    const std::string name = ref::OpKindName(op->kind);
+    if (!extra.empty()) return Unimplemented(name, ": ", extra, " (plugin 'opencl')");
+    std::vector<Arg> in(op->n_inputs), out(op->n_outputs);
+    for (uint32_t i = 0; i < op->n_inputs; ++i) {
+      RETURN_IF_ERROR(ResolveArg(d, op->inputs[i], StrCat(name, ": input ", i), false, &in[i]));
+    }
+    for (uint32_t i = 0; i < op->n_outputs; ++i) {
+      RETURN_IF_ERROR(ResolveArg(d, op->outputs[i], StrCat(name, ": output ", i), true, &out[i]));
+    }
+    RETURN_IF_ERROR(RunOp(dev, q, *op, in, out));
+    if (s == nullptr) KESTREL_CL_RETURN_IF_ERROR(clFinish(q), StrCat(name, ": clFinish"));
+    return Status();
+  }
+
+  // Frees an object the host hands back (accepts NULL).
+  static void DeviceClose(kestrel_plugin_device_t* d) { delete AsDevice(d); }
+  static void BufferFree(kestrel_plugin_device_t*, kestrel_plugin_buffer_t* b) {
+    delete AsBuffer(b);
+  }
+  static void StreamDestroy(kestrel_plugin_device_t*, kestrel_plugin_stream_t* s) {
+    Stream* stream = AsStream(s);
+    if (stream != nullptr && stream->magic == kStreamMagic) delete stream;
+  }
+  static void EventDestroy(kestrel_plugin_device_t*, kestrel_plugin_event_t* e) {
+    Event* event = AsEvent(e);
+    if (event != nullptr && event->magic == kEventMagic) delete event;
+  }
+  static void WeightRelease(kestrel_plugin_device_t*, kestrel_plugin_weight_t* w) {
+    delete AsWeight(w);
+  }
+};
+// ---- the table ---------------------------------------------------------------------------------
+const kestrel_plugin_api_t kTable = MakeDeviceTable<OpenClDevice>("opencl", "0.1.0");
 
 }  // namespace
 }  // namespace kestrel::plugins::opencl
@@ -1271,9 +1152,5 @@ extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api
     const kestrel_plugin_api_t** out) {
   using namespace kestrel::plugins::opencl;
   return kestrel::plugins::GetApi("opencl", &kTable, host, host_major, host_minor, out,
-                                  [](const kestrel_host_api_t* h) {
-                                    Global& g = G();
-                                    std::lock_guard<std::mutex> lock(g.mu);
-                                    g.host.Push(h);
-                                  });
+                                  [](const kestrel_host_api_t* h) { G().PushHost(h); });
 }
