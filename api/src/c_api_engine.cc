@@ -106,32 +106,24 @@ absl::StatusOr<kestrel::runtime::RequestOutput> SampleOf(const char* fn,
 extern "C" {
 
 KESTREL_API void kestrel_engine_options_init_sized(kestrel_engine_options_t* out, size_t struct_size) {
-  if (out == nullptr) return;
-  kestrel_engine_options_t full;
-  kestrel_engine_options_t* options = &full;
-  kestrel::runtime::EngineConfig d;
-  *options = kestrel_engine_options_t{};
-  options->struct_size = sizeof(kestrel_engine_options_t);
-  options->kv_cache_bytes = d.kv_cache_bytes;
-  options->kv_block_size = d.block_size;
-  options->max_batch_tokens = d.max_batch_tokens;
-  options->max_sequences = d.max_sequences;
-  options->prefix_cache = d.prefix_cache;
-  options->context_length = d.context_length;
-  options->n_threads = d.n_threads;
-  kestrel::api::WriteDefaults(out, full, struct_size);
+  kestrel::api::InitOptions(out, struct_size, [](kestrel_engine_options_t& o) {
+    kestrel::runtime::EngineConfig d;
+    o.kv_cache_bytes = d.kv_cache_bytes;
+    o.kv_block_size = d.block_size;
+    o.max_batch_tokens = d.max_batch_tokens;
+    o.max_sequences = d.max_sequences;
+    o.prefix_cache = d.prefix_cache;
+    o.context_length = d.context_length;
+    o.n_threads = d.n_threads;
+  });
 }
 
 KESTREL_API void kestrel_engine_request_options_init_sized(kestrel_engine_request_options_t* out, size_t struct_size) {
-  if (out == nullptr) return;
-  kestrel_engine_request_options_t full;
-  kestrel_engine_request_options_t* options = &full;
-  *options = kestrel_engine_request_options_t{};
-  options->struct_size = sizeof(kestrel_engine_request_options_t);
-  options->max_new_tokens = 128;
-  options->n = 1;
-  options->add_bos = true;
-  kestrel::api::WriteDefaults(out, full, struct_size);
+  kestrel::api::InitOptions(out, struct_size, [](kestrel_engine_request_options_t& o) {
+    o.max_new_tokens = 128;
+    o.n = 1;
+    o.add_bos = true;
+  });
 }
 
 KESTREL_API kestrel_status_t* kestrel_engine_create(kestrel_model_t* model,

@@ -136,6 +136,17 @@ void WriteDefaults(T* out, T full, size_t struct_size) {
   std::memcpy(static_cast<void*>(out), &full, n);
 }
 
+// kestrel_X_options_init_sized: the defaults (a zeroed struct with its struct_size, then what
+// `fill` sets) written into the caller's struct as far as its struct_size reaches.
+template <typename T, typename Fill>
+void InitOptions(T* out, size_t struct_size, Fill fill) {
+  if (out == nullptr) return;
+  T full{};
+  full.struct_size = sizeof(T);
+  fill(full);
+  WriteDefaults(out, full, struct_size);
+}
+
 // Caller-buffer + required-size convention (see model.h).
 template <typename T>
 absl::Status CopyOut(const char* function, const char* out_name, const T* data, size_t n, T* out,

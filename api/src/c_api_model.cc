@@ -7,13 +7,9 @@ using kestrel::api::NullArgument;
 extern "C" {
 
 KESTREL_API void kestrel_model_options_init_sized(kestrel_model_options_t* out, size_t struct_size) {
-  if (out == nullptr) return;
-  kestrel_model_options_t full;
-  kestrel_model_options_t* options = &full;
-  *options = kestrel_model_options_t{};
-  options->struct_size = sizeof(kestrel_model_options_t);
-  options->use_mmap = true;
-  kestrel::api::WriteDefaults(out, full, struct_size);
+  kestrel::api::InitOptions(out, struct_size, [](kestrel_model_options_t& o) {
+    o.use_mmap = true;
+  });
 }
 
 KESTREL_API kestrel_status_t* kestrel_model_load(kestrel_runtime_t* runtime, const char* path,

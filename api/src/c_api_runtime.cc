@@ -22,13 +22,9 @@ kestrel_device_kind_t KindOf(uint32_t k) {
 extern "C" {
 
 KESTREL_API void kestrel_runtime_options_init_sized(kestrel_runtime_options_t* out, size_t struct_size) {
-  if (out == nullptr) return;
-  kestrel_runtime_options_t full;
-  kestrel_runtime_options_t* options = &full;
-  *options = kestrel_runtime_options_t{};
-  options->struct_size = sizeof(kestrel_runtime_options_t);
-  options->log_level = KESTREL_LOG_WARNING;
-  kestrel::api::WriteDefaults(out, full, struct_size);
+  kestrel::api::InitOptions(out, struct_size, [](kestrel_runtime_options_t& o) {
+    o.log_level = KESTREL_LOG_WARNING;
+  });
 }
 
 KESTREL_API kestrel_status_t* kestrel_runtime_create(const kestrel_runtime_options_t* options,

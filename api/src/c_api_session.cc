@@ -107,41 +107,29 @@ kestrel_status_t* RunGenerate(const char* fn, kestrel_session_t* session,
 extern "C" {
 
 KESTREL_API void kestrel_sampler_options_init_sized(kestrel_sampler_options_t* out, size_t struct_size) {
-  if (out == nullptr) return;
-  kestrel_sampler_options_t full;
-  kestrel_sampler_options_t* options = &full;
-  kestrel::runtime::SamplerConfig d;
-  *options = kestrel_sampler_options_t{};
-  options->struct_size = sizeof(kestrel_sampler_options_t);
-  options->temperature = d.temperature;
-  options->top_k = d.top_k;
-  options->top_p = d.top_p;
-  options->min_p = d.min_p;
-  options->repetition_penalty = d.repetition_penalty;
-  options->repetition_window = d.repetition_window;
-  options->seed = d.seed;
-  kestrel::api::WriteDefaults(out, full, struct_size);
+  kestrel::api::InitOptions(out, struct_size, [](kestrel_sampler_options_t& o) {
+    kestrel::runtime::SamplerConfig d;
+    o.temperature = d.temperature;
+    o.top_k = d.top_k;
+    o.top_p = d.top_p;
+    o.min_p = d.min_p;
+    o.repetition_penalty = d.repetition_penalty;
+    o.repetition_window = d.repetition_window;
+    o.seed = d.seed;
+  });
 }
 
 KESTREL_API void kestrel_session_options_init_sized(kestrel_session_options_t* out, size_t struct_size) {
-  if (out == nullptr) return;
-  kestrel_session_options_t full;
-  kestrel_session_options_t* options = &full;
-  *options = kestrel_session_options_t{};
-  options->struct_size = sizeof(kestrel_session_options_t);
-  options->kv_block_size = 16;
-  kestrel::api::WriteDefaults(out, full, struct_size);
+  kestrel::api::InitOptions(out, struct_size, [](kestrel_session_options_t& o) {
+    o.kv_block_size = 16;
+  });
 }
 
 KESTREL_API void kestrel_generate_options_init_sized(kestrel_generate_options_t* out, size_t struct_size) {
-  if (out == nullptr) return;
-  kestrel_generate_options_t full;
-  kestrel_generate_options_t* options = &full;
-  *options = kestrel_generate_options_t{};
-  options->struct_size = sizeof(kestrel_generate_options_t);
-  options->max_new_tokens = 128;
-  options->add_bos = true;
-  kestrel::api::WriteDefaults(out, full, struct_size);
+  kestrel::api::InitOptions(out, struct_size, [](kestrel_generate_options_t& o) {
+    o.max_new_tokens = 128;
+    o.add_bos = true;
+  });
 }
 
 KESTREL_API kestrel_status_t* kestrel_session_create(kestrel_model_t* model,
