@@ -132,8 +132,8 @@ void MatmulCpu(const OpContext& ctx, const float* x, int64_t T, int64_t K, uint3
   }
   if (w_dtype == KESTREL_DTYPE_F16 && !ctx.exact && kt.gemm_f16_tiles != nullptr &&
       T >= kTileMinTokens) {
-    // F16 prefill on AMX-BF16 tiles (kernels_amx.cc): activations split into bf16 hi/lo rows
-    // once per op, weights converted per panel inside the kernel.
+    // F16 prefill on AMX-BF16 tiles (kernels_amx.cc): activations split into bf16 hi/lo tiles
+    // once per op (one task per token), weights converted per K block inside the kernel.
     const int64_t kp = RoundUp(K, 32);
     const int64_t tp = RoundUp(T, 32);
     thread_local std::vector<uint16_t> act_buf;
