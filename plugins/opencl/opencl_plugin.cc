@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "kestrel/plugin_api.h"
+#include "plugins/common/device_checks.h"
 #include "plugins/common/device_table.h"
 #include "plugins/common/plugin_glue.h"
 #include "opencl_kernels_embedded.h"
@@ -184,26 +185,12 @@ Stream* AsStream(kestrel_plugin_stream_t* s) { return reinterpret_cast<Stream*>(
 Event* AsEvent(kestrel_plugin_event_t* e) { return reinterpret_cast<Event*>(e); }
 Weight* AsWeight(kestrel_plugin_weight_t* w) { return reinterpret_cast<Weight*>(w); }
 
-bool InRange(uint64_t offset, uint64_t size, uint64_t limit) {
-  return offset <= limit && size <= limit - offset;
-}
-
 Status CheckDevice(kestrel_plugin_device_t* d, const char* slot) {
-  const Device* device = AsDevice(d);
-  if (device == nullptr) return InvalidArgument(slot, ": device is NULL");
-  if (device->magic != kDeviceMagic) {
-    return InvalidArgument(slot, ": device is not a device of plugin 'opencl'");
-  }
-  return Status();
+  return plugins::CheckDevice(AsDevice(d), kDeviceMagic, "opencl", slot);
 }
 
 Status CheckBuffer(kestrel_plugin_device_t* d, kestrel_plugin_buffer_t* b, const std::string& what) {
-  const Buffer* buffer = AsBuffer(b);
-  if (buffer == nullptr) return InvalidArgument(what, " is NULL");
-  if (buffer->magic != kBufferMagic || buffer->device != AsDevice(d)) {
-    return InvalidArgument(what, " is not a buffer of this device");
-  }
-  return Status();
+  return plugins::CheckBuffer(AsBuffer(b), kBufferMagic, AsDevice(d), what);
 }
 
 // The queue of `stream` (NULL: the device's own queue; the caller then finishes it).
@@ -213,11 +200,8 @@ Status QueueOf(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s, const cha
     *out = AsDevice(d)->queue;
     return Status();
   }
-  const Stream* stream = AsStream(s);
-  if (stream->magic != kStreamMagic || stream->device != AsDevice(d)) {
-    return InvalidArgument(slot, ": stream is not a stream of this device");
-  }
-  *out = stream->queue;
+  RETURN_IF_ERROR(plugins::CheckStream(AsStream(s), kStreamMagic, AsDevice(d), slot));
+  *out = AsStream(s)->queue;
   return Status();
 }
 
@@ -302,44 +286,15 @@ struct Arg {
 
 Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& a,
                   const std::string& label, bool writable, Arg* out) {
-  const kestrel_tensor_desc_t& desc = a.desc;
-  if ((a.buffer == nullptr) == (a.weight == nullptr)) {
-    return InvalidArgument(label, ": exactly one of buffer and weight must be set");
-  }
-  if (a.weight != nullptr) {
-    if (writable) return InvalidArgument(label, ": a prepared weight cannot be an output");
-    const Weight* w = AsWeight(a.weight);
-    if (w->magic != kWeightMagic || w->device != AsDevice(d)) {
-      return InvalidArgument(label, ": weight is not a prepared weight of this device");
-    }
-    if (a.offset != 0) return InvalidArgument(label, ": offset=", a.offset, " with a weight");
-    if (w->desc.dtype != desc.dtype || w->desc.rank != desc.rank ||
-        !std::equal(desc.dims, desc.dims + desc.rank, w->desc.dims)) {
-      return InvalidArgument(label, ": desc (", DtypeName(desc.dtype), ", rank ", desc.rank,
-                             ") does not match the prepared weight's desc (",
-                             DtypeName(w->desc.dtype), ", rank ", w->desc.rank,
-                             ") or its dims differ");
-    }
-    // Matmul/embedding kernels read the weight's own layout (MakeWeightView); any other input
-    // (e.g. an RMSNorm weight) has an F32 desc, so the weight's data is that tensor as it is.
-    out->weight = w;
-    out->mem = w->data;
-    out->offset = 0;
-    return Status();
-  }
-  RETURN_IF_ERROR(CheckBuffer(d, a.buffer, label + ": buffer"));
-  const Buffer* b = AsBuffer(a.buffer);
-  const uint64_t bytes = TensorBytes(desc);
-  if (!InRange(a.offset, bytes, b->size)) {
-    return OutOfRange(label, ": offset ", a.offset, " + ", bytes, " bytes exceeds the buffer size ",
-                      b->size);
-  }
-  if (a.offset % ref::DtypeAlignment(desc.dtype) != 0) {
-    return InvalidArgument(label, ": offset ", a.offset, " is not a multiple of ",
-                           ref::DtypeAlignment(desc.dtype), " (", DtypeName(desc.dtype), ")");
-  }
-  out->mem = b->mem;
-  out->offset = a.offset;
+  const Weight* w = nullptr;
+  const Buffer* b = nullptr;
+  RETURN_IF_ERROR(plugins::CheckTensorArg(AsDevice(d), a, label, writable, kWeightMagic,
+                                          kBufferMagic, &w, &b));
+  // Matmul/embedding kernels read the weight's own layout (MakeWeightView); any other input
+  // (e.g. an RMSNorm weight) has an F32 desc, so the weight's data is that tensor as it is.
+  out->weight = w;
+  out->mem = w != nullptr ? w->data : b->mem;
+  out->offset = w != nullptr ? 0 : a.offset;
   return Status();
 }
 
@@ -433,13 +388,8 @@ bool IsOpenClKind(uint32_t kind) {
 
 // Why a descriptor that ref::CheckOp accepts as supported is still not run here ("" if it is).
 std::string ExtraUnsupported(const Device& d, const kestrel_op_desc_t& op) {
-  for (uint32_t i = 0; i < op.n_inputs + op.n_outputs; ++i) {
-    const kestrel_tensor_desc_t& t = i < op.n_inputs ? op.inputs[i].desc
-                                                     : op.outputs[i - op.n_inputs].desc;
-    for (uint32_t r = 0; r < t.rank; ++r) {
-      if (t.dims[r] > INT32_MAX) return StrCat("a dim of ", t.dims[r], " exceeds 2^31 - 1");
-    }
-  }
+  std::string large = LargeDimReason(op);
+  if (!large.empty()) return large;
   if (op.kind == KESTREL_OP_PAGED_ATTENTION) {
     kestrel_op_attention_params_t p;
     std::memcpy(&p, op.params, sizeof p);
@@ -717,11 +667,7 @@ std::string KernelSourceText() {
 
 
 Status GetDeviceInfo(uint32_t index, const char* slot, ClDeviceInfo* out) {
-  size_t count = 0;
-  if (!G().Get(index, &DiscoverLocked, out, &count)) {
-    return OutOfRange(slot, ": index ", index, " >= device count ", count);
-  }
-  return Status();
+  return plugins::GetDeviceInfo<ClDeviceInfo>(G(), index, slot, &DiscoverLocked, out);
 }
 
 constexpr uint64_t Bit(uint32_t dt) { return KESTREL_DTYPE_BIT(dt); }
@@ -731,12 +677,7 @@ constexpr uint64_t kWeightDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F1
 constexpr uint64_t kDtypes = kWeightDtypes | Bit(KESTREL_DTYPE_I32);
 
 Status CheckEvent(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e, const char* slot) {
-  const Event* event = AsEvent(e);
-  if (event == nullptr) return InvalidArgument(slot, ": event is NULL");
-  if (event->magic != kEventMagic || event->device != AsDevice(d)) {
-    return InvalidArgument(slot, ": event is not an event of this device");
-  }
-  return Status();
+  return plugins::CheckEvent(AsEvent(e), kEventMagic, AsDevice(d), slot);
 }
 
 // The plugin's slots, with the ABI's signatures; MakeDeviceTable wraps the fallible ones in Guard.
@@ -870,11 +811,8 @@ struct OpenClDevice {
     cl_command_queue q;
     RETURN_IF_ERROR(QueueOf(d, s, "buffer_write", &q));
     const Buffer* b = AsBuffer(dst);
-    if (!InRange(off, size, b->size)) {
-      return OutOfRange("buffer_write: [", off, ", +", size, ") exceeds the buffer size ", b->size);
-    }
+    RETURN_IF_ERROR(CheckTransfer("buffer_write", off, size, b->size, src, "src"));
     if (size == 0) return Status();
-    if (src == nullptr) return InvalidArgument("buffer_write: src is NULL");
     // With a stream: non-blocking (the host keeps src alive until it synchronises).
     KESTREL_CL_RETURN_IF_ERROR(clEnqueueWriteBuffer(q, b->mem, s == nullptr ? CL_TRUE : CL_FALSE,
                                                     off, size, src, 0, nullptr, nullptr),
@@ -889,11 +827,8 @@ struct OpenClDevice {
     cl_command_queue q;
     RETURN_IF_ERROR(QueueOf(d, s, "buffer_read", &q));
     const Buffer* b = AsBuffer(src);
-    if (!InRange(off, size, b->size)) {
-      return OutOfRange("buffer_read: [", off, ", +", size, ") exceeds the buffer size ", b->size);
-    }
+    RETURN_IF_ERROR(CheckTransfer("buffer_read", off, size, b->size, dst, "dst"));
     if (size == 0) return Status();
-    if (dst == nullptr) return InvalidArgument("buffer_read: dst is NULL");
     KESTREL_CL_RETURN_IF_ERROR(clEnqueueReadBuffer(q, b->mem, s == nullptr ? CL_TRUE : CL_FALSE,
                                                    off, size, dst, 0, nullptr, nullptr),
                                "buffer_read: clEnqueueReadBuffer");
@@ -910,10 +845,7 @@ struct OpenClDevice {
     RETURN_IF_ERROR(QueueOf(d, s, "buffer_copy", &q));
     const Buffer* a = AsBuffer(src);
     const Buffer* b = AsBuffer(dst);
-    if (!InRange(src_off, size, a->size) || !InRange(dst_off, size, b->size)) {
-      return OutOfRange("buffer_copy: ", size, " bytes from offset ", src_off, " (size ", a->size,
-                        ") to offset ", dst_off, " (size ", b->size, ") exceed a buffer");
-    }
+    RETURN_IF_ERROR(CheckCopy(size, src_off, a->size, dst_off, b->size));
     if (size == 0) return Status();
     KESTREL_CL_RETURN_IF_ERROR(
         clEnqueueCopyBuffer(q, a->mem, b->mem, src_off, dst_off, size, 0, nullptr, nullptr),
@@ -981,23 +913,8 @@ struct OpenClDevice {
   static Status WeightPrepare(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t* desc,
                               const void* host_data, uint64_t size, kestrel_plugin_weight_t** out) {
     RETURN_IF_ERROR(CheckDevice(d, "weight_prepare"));
-    if (desc == nullptr) return InvalidArgument("weight_prepare: desc is NULL");
-    if (out == nullptr) return InvalidArgument("weight_prepare: out_weight is NULL");
-    RETURN_IF_ERROR(ref::ValidateTensorDesc(*desc, "weight_prepare: desc"));
-    if (!ref::IsWeightDtype(desc->dtype)) {
-      return InvalidArgument("weight_prepare: dtype ", DtypeName(desc->dtype),
-                             " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
-    }
-    if (!ref::IsPackedLayout(*desc)) {
-      return Unimplemented("weight_prepare: non-packed strides are not supported");
-    }
-    const uint64_t needed = TensorBytes(*desc);
-    if (size < needed) {
-      return InvalidArgument("weight_prepare: size=", size, " < ", needed, " bytes that the ",
-                             DtypeName(desc->dtype), " desc describes");
-    }
-    if (needed > 0 && host_data == nullptr)
-      return InvalidArgument("weight_prepare: host_data is NULL");
+    uint64_t needed = 0;
+    RETURN_IF_ERROR(CheckWeightPrepare(desc, host_data, size, out, &needed));
     Device* dev = AsDevice(d);
     auto w = std::make_unique<Weight>();
     w->device = dev;
@@ -1067,33 +984,8 @@ struct OpenClDevice {
   static Status OpQuery(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op,
                         kestrel_op_support_t* out) {
     RETURN_IF_ERROR(CheckDevice(d, "op_query"));
-    if (op == nullptr) return InvalidArgument("op_query: op is NULL");
-    if (out == nullptr) return InvalidArgument("op_query: out_support is NULL");
-    if (out->struct_size < sizeof(kestrel_op_support_t)) {
-      return InvalidArgument("op_query: out_support->struct_size=", out->struct_size, " < ",
-                             sizeof(kestrel_op_support_t));
-    }
-    out->level = KESTREL_OP_UNSUPPORTED;
-    out->workspace_bytes = 0;
-    if (!IsOpenClKind(op->kind)) {
-      Log(KESTREL_PLUGIN_LOG_DEBUG,
-          StrCat("opencl: unsupported: ", ref::OpKindName(op->kind), " (kind not implemented)"));
-      return Status();
-    }
-    ref::OpCheck check;
-    RETURN_IF_ERROR(ref::CheckOp(*op, &check));
-    if (!check.supported) {
-      Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("opencl: unsupported: ", check.reason));
-      return Status();
-    }
-    const std::string extra = ExtraUnsupported(*AsDevice(d), *op);
-    if (!extra.empty()) {
-      Log(KESTREL_PLUGIN_LOG_DEBUG,
-          StrCat("opencl: unsupported: ", ref::OpKindName(op->kind), ": ", extra));
-      return Status();
-    }
-    out->level = KESTREL_OP_PREFERRED;
-    return Status();
+    return QueryOp(Host(), "opencl", op, out, &IsOpenClKind,
+                   [&] { return ExtraUnsupported(*AsDevice(d), *op); });
   }
 
   static Status OpExecute(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
@@ -1103,22 +995,14 @@ struct OpenClDevice {
     cl_command_queue q;
     RETURN_IF_ERROR(QueueOf(d, s, "op_execute", &q));
     const Device& dev = *AsDevice(d);
-    if (!IsOpenClKind(op->kind)) {
-      return Unimplemented(ref::OpKindName(op->kind), ": not supported by plugin 'opencl'");
-    }
-    ref::OpCheck check;
-    RETURN_IF_ERROR(ref::CheckOp(*op, &check));
-    if (!check.supported) return Unimplemented(check.reason, " (plugin 'opencl')");
-    const std::string extra = ExtraUnsupported(dev, *op);
-    const std::string name = ref::OpKindName(op->kind);
-    if (!extra.empty()) return Unimplemented(name, ": ", extra, " (plugin 'opencl')");
-    std::vector<Arg> in(op->n_inputs), out(op->n_outputs);
-    for (uint32_t i = 0; i < op->n_inputs; ++i) {
-      RETURN_IF_ERROR(ResolveArg(d, op->inputs[i], StrCat(name, ": input ", i), false, &in[i]));
-    }
-    for (uint32_t i = 0; i < op->n_outputs; ++i) {
-      RETURN_IF_ERROR(ResolveArg(d, op->outputs[i], StrCat(name, ": output ", i), true, &out[i]));
-    }
+    std::string name;
+    std::vector<Arg> in, out;
+    RETURN_IF_ERROR(PrepareOp(
+        "opencl", *op, &IsOpenClKind, [&] { return ExtraUnsupported(dev, *op); },
+        [&](const kestrel_tensor_arg_t& a, const std::string& label, bool writable, Arg* arg) {
+          return ResolveArg(d, a, label, writable, arg);
+        },
+        &name, &in, &out));
     RETURN_IF_ERROR(RunOp(dev, q, *op, in, out));
     if (s == nullptr) KESTREL_CL_RETURN_IF_ERROR(clFinish(q), StrCat(name, ": clFinish"));
     return Status();
