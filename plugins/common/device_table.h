@@ -52,6 +52,31 @@ void CopyCapsString(const std::string& src, char (&dst)[N]) {
   std::memset(dst + n, 0, N - n);
 }
 
+// What a device_get_caps slot reports. WriteDeviceCaps fills the fields that the caller's
+// struct has (its struct_size decides, KESTREL_PLUGIN_HAS_SLOT), strings through
+// CopyCapsString, and zeroes `reserved`.
+struct DeviceCapsValues {
+  uint32_t kind = 0;  // KESTREL_DEVICE_KIND_*
+  std::string name, description;
+  uint64_t memory_bytes = 0;
+  bool host_visible = false;
+  bool async = false;
+  uint64_t dtype_mask = 0, weight_dtype_mask = 0;
+};
+
+inline void WriteDeviceCaps(const DeviceCapsValues& v, kestrel_device_caps_t* caps) {
+  using C = kestrel_device_caps_t;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, kind)) caps->kind = v.kind;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, name)) CopyCapsString(v.name, caps->name);
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, description)) CopyCapsString(v.description, caps->description);
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, memory_bytes)) caps->memory_bytes = v.memory_bytes;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, host_visible)) caps->host_visible = v.host_visible ? 1 : 0;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, async)) caps->async = v.async ? 1 : 0;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, reserved)) std::memset(caps->reserved, 0, sizeof caps->reserved);
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, dtype_mask)) caps->dtype_mask = v.dtype_mask;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, weight_dtype_mask)) caps->weight_dtype_mask = v.weight_dtype_mask;
+}
+
 // Writes text[0..length) NUL-terminated (truncated to capacity - 1 bytes) into a device_count
 // reason buffer, if there is one. Allocates nothing.
 inline void WriteReason(const char* text, size_t length, char* reason, size_t capacity) {

@@ -324,20 +324,15 @@ struct CpuDevice {
     if (caps == nullptr) return InvalidArgument("device_get_caps: caps is NULL");
     if (index != 0) return OutOfRange("device_get_caps: index ", index, " >= device count 1");
     std::shared_ptr<State> state = CurrentState();
-    using C = kestrel_device_caps_t;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, kind)) caps->kind = KESTREL_DEVICE_KIND_CPU;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, name)) CopyCapsString("cpu", caps->name);
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, description)) {
-      CopyCapsString(state ? state->description : std::string("Kestrel CPU"), caps->description);
-    }
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, memory_bytes)) caps->memory_bytes = PhysicalMemory();
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, host_visible)) caps->host_visible = 1;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, async)) caps->async = 0;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, reserved)) std::memset(caps->reserved, 0, sizeof caps->reserved);
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, dtype_mask)) caps->dtype_mask = ref::HostPluginDtypeMask();
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, weight_dtype_mask)) {
-      caps->weight_dtype_mask = ref::HostPluginWeightDtypeMask();
-    }
+    DeviceCapsValues v;
+    v.kind = KESTREL_DEVICE_KIND_CPU;
+    v.name = "cpu";
+    v.description = state ? state->description : std::string("Kestrel CPU");
+    v.memory_bytes = PhysicalMemory();
+    v.host_visible = true;
+    v.dtype_mask = ref::HostPluginDtypeMask();
+    v.weight_dtype_mask = ref::HostPluginWeightDtypeMask();
+    WriteDeviceCaps(v, caps);
     return Status();
   }
 

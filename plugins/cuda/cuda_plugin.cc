@@ -829,22 +829,16 @@ struct CudaDevice {
     if (caps == nullptr) return InvalidArgument("device_get_caps: caps is NULL");
     DeviceInfo info;
     RETURN_IF_ERROR(GetDeviceInfo(index, "device_get_caps", &info));
-    using C = kestrel_device_caps_t;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, kind)) caps->kind = KESTREL_DEVICE_KIND_GPU;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, name)) CopyCapsString(StrCat("cuda:", index), caps->name);
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, description)) {
-      CopyCapsString(StrCat(info.name, " (sm_", info.major, info.minor, ", ", info.sm_count,
-                            " SMs, CUDA device ", info.ordinal, ")"),
-                     caps->description);
-    }
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, memory_bytes)) caps->memory_bytes = info.memory;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, host_visible)) caps->host_visible = 0;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, async)) caps->async = 1;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, reserved))
-      std::memset(caps->reserved, 0, sizeof caps->reserved);
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, dtype_mask)) caps->dtype_mask = kDtypes;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, weight_dtype_mask))
-      caps->weight_dtype_mask = kWeightDtypes;
+    DeviceCapsValues v;
+    v.kind = KESTREL_DEVICE_KIND_GPU;
+    v.name = StrCat("cuda:", index);
+    v.description = StrCat(info.name, " (sm_", info.major, info.minor, ", ", info.sm_count,
+                           " SMs, CUDA device ", info.ordinal, ")");
+    v.memory_bytes = info.memory;
+    v.async = true;
+    v.dtype_mask = kDtypes;
+    v.weight_dtype_mask = kWeightDtypes;
+    WriteDeviceCaps(v, caps);
     return Status();
   }
 

@@ -715,27 +715,18 @@ struct OpenClDevice {
     if (caps == nullptr) return InvalidArgument("device_get_caps: caps is NULL");
     ClDeviceInfo info;
     RETURN_IF_ERROR(GetDeviceInfo(index, "device_get_caps", &info));
-    using C = kestrel_device_caps_t;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, kind)) {
-      caps->kind = (info.type & CL_DEVICE_TYPE_GPU)   ? KESTREL_DEVICE_KIND_GPU
-                   : (info.type & CL_DEVICE_TYPE_CPU) ? KESTREL_DEVICE_KIND_CPU
-                                                      : KESTREL_DEVICE_KIND_ACCELERATOR;
-    }
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, name))
-      CopyCapsString(StrCat("opencl:", index), caps->name);
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, description)) {
-      CopyCapsString(
-          StrCat(info.name, " (", info.platform_name, ", driver ", info.driver_version, ")"),
-          caps->description);
-    }
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, memory_bytes)) caps->memory_bytes = info.global_mem;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, host_visible)) caps->host_visible = 0;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, async)) caps->async = 1;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, reserved))
-      std::memset(caps->reserved, 0, sizeof caps->reserved);
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, dtype_mask)) caps->dtype_mask = kDtypes;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, weight_dtype_mask))
-      caps->weight_dtype_mask = kWeightDtypes;
+    DeviceCapsValues v;
+    v.kind = (info.type & CL_DEVICE_TYPE_GPU)   ? KESTREL_DEVICE_KIND_GPU
+             : (info.type & CL_DEVICE_TYPE_CPU) ? KESTREL_DEVICE_KIND_CPU
+                                                : KESTREL_DEVICE_KIND_ACCELERATOR;
+    v.name = StrCat("opencl:", index);
+    v.description =
+        StrCat(info.name, " (", info.platform_name, ", driver ", info.driver_version, ")");
+    v.memory_bytes = info.global_mem;
+    v.async = true;
+    v.dtype_mask = kDtypes;
+    v.weight_dtype_mask = kWeightDtypes;
+    WriteDeviceCaps(v, caps);
     return Status();
   }
 

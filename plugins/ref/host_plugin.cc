@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "plugins/common/device_table.h"
 #include "plugins/common/plugin_glue.h"
 #include "plugins/ref/ref_kernels.h"
 #include "plugins/ref/ref_ops.h"
@@ -112,20 +113,15 @@ class HostPlugin {
   Status GetCaps(uint32_t index, kestrel_device_caps_t* caps) const {
     if (caps == nullptr) return InvalidArgument("device_get_caps: caps is NULL");
     if (index != 0) return OutOfRange("device_get_caps: index ", index, " >= device count 1");
-    using C = kestrel_device_caps_t;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, kind)) caps->kind = KESTREL_DEVICE_KIND_CPU;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, name)) CopyString(config_->device_name, caps->name);
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, description)) {
-      CopyString(config_->description, caps->description);
-    }
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, memory_bytes)) caps->memory_bytes = PhysicalMemory();
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, host_visible)) caps->host_visible = 1;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, async)) caps->async = 0;
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, reserved)) std::memset(caps->reserved, 0, sizeof caps->reserved);
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, dtype_mask)) caps->dtype_mask = HostPluginDtypeMask();
-    if (KESTREL_PLUGIN_HAS_SLOT(caps, C, weight_dtype_mask)) {
-      caps->weight_dtype_mask = HostPluginWeightDtypeMask();
-    }
+    DeviceCapsValues v;
+    v.kind = KESTREL_DEVICE_KIND_CPU;
+    v.name = config_->device_name != nullptr ? config_->device_name : "";
+    v.description = config_->description != nullptr ? config_->description : "";
+    v.memory_bytes = PhysicalMemory();
+    v.host_visible = true;
+    v.dtype_mask = HostPluginDtypeMask();
+    v.weight_dtype_mask = HostPluginWeightDtypeMask();
+    WriteDeviceCaps(v, caps);
     return Status();
   }
 
@@ -338,13 +334,6 @@ class HostPlugin {
   static void ReleaseWeight(kestrel_plugin_weight_t* w) { delete AsWeight(w); }
 
  private:
-  template <size_t N>
-  static void CopyString(const char* src, char (&dst)[N]) {
-    const size_t n = src == nullptr ? 0 : std::min(std::strlen(src), N - 1);
-    if (n > 0) std::memcpy(dst, src, n);
-    std::memset(dst + n, 0, N - n);
-  }
-
   static uint64_t PhysicalMemory() {
     const long pages = sysconf(_SC_PHYS_PAGES);
     const long page_size = sysconf(_SC_PAGE_SIZE);
