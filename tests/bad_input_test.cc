@@ -10,8 +10,8 @@
 #include <limits>
 #include <thread>
 
-#include "runtime/model/gguf_file.h"
-#include "runtime/model/gguf_writer.h"
+#include "runtime/gguf/gguf_file.h"
+#include "runtime/gguf/gguf_writer.h"
 #include "tests/test_util.h"
 
 namespace kestrel::testing {

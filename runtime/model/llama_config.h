@@ -8,7 +8,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "runtime/model/gguf_file.h"
+#include "runtime/gguf/gguf_file.h"
 
 namespace kestrel {
 namespace runtime {

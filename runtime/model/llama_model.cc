@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "runtime/model/half.h"
+#include "runtime/gguf/half.h"
 
 namespace kestrel {
 namespace runtime {

@@ -15,7 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "hal/src/device.h"
-#include "runtime/model/gguf_file.h"
+#include "runtime/gguf/gguf_file.h"
 #include "runtime/model/llama_config.h"
 #include "runtime/tokenizer/spm_tokenizer.h"
 

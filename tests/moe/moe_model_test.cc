@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "plugins/ref/ref_kernels.h"
-#include "runtime/model/gguf_file.h"
-#include "runtime/model/gguf_writer.h"
-#include "runtime/model/half.h"
+#include "runtime/gguf/gguf_file.h"
+#include "runtime/gguf/gguf_writer.h"
+#include "runtime/gguf/half.h"
 #include "tests/test_util.h"
 
 namespace kestrel::testing {

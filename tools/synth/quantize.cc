@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "runtime/model/half.h"
+#include "runtime/gguf/half.h"
 
 namespace kestrel::synth {
 

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "plugins/ref/ref_kernels.h"
-#include "runtime/model/half.h"
+#include "runtime/gguf/half.h"
 
 namespace kestrel::synth {
 namespace {

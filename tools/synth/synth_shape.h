@@ -1,7 +1,7 @@
 // tools/synth: the synthetic-model generator `kestrel-synth` (GGUF v3, seeded random weights).
 //
 // This folder owns the generator only: model shapes, the synthetic SentencePiece vocab, the
-// Q8_0/Q4_0 block encoders and the streaming writer loop. It uses runtime/model's GgufWriter and
+// Q8_0/Q4_0 block encoders and the streaming writer loop. It uses runtime/gguf's GgufWriter and
 // half.h, and nothing else of the runtime; the files it writes are ordinary llama GGUFs that any
 // reader (Kestrel, llama.cpp) loads.
 //
@@ -15,7 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "runtime/model/ggml_type.h"
+#include "runtime/gguf/ggml_type.h"
 
 namespace kestrel::synth {
 

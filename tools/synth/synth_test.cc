@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "kestrel/kestrel.h"
-#include "runtime/model/gguf_file.h"
+#include "runtime/gguf/gguf_file.h"
 #include "tools/synth/synth_vocab.h"
 #include "tools/synth/synth_writer.h"
 

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "runtime/model/gguf_writer.h"
-#include "runtime/model/half.h"
+#include "runtime/gguf/gguf_writer.h"
+#include "runtime/gguf/half.h"
 #include "tools/synth/quantize.h"
 #include "tools/synth/synth_vocab.h"
 

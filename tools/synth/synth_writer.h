@@ -18,7 +18,7 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "runtime/model/ggml_type.h"
+#include "runtime/gguf/ggml_type.h"
 #include "tools/synth/synth_shape.h"
 
 namespace kestrel::synth {

@@ -1,6 +1,6 @@
-// runtime/model/gguf_file.h: a validating reader for GGUF v2/v3 model files.
+// runtime/gguf/gguf_file.h: a validating reader for GGUF v2/v3 model files.
 //
-// This folder (runtime/model/) owns the on-disk model formats: parsing, validation and raw tensor
+// This folder (runtime/gguf/) owns the on-disk model formats: parsing, validation and raw tensor
 // bytes. It does not interpret architectures, build execution plans or touch devices.
 //
 // GgufFile::Open maps (or reads) the whole file, parses and checks the header, metadata and tensor
@@ -24,8 +24,8 @@
 // Little-endian GGUF only (the format's default and the only one llama.cpp writes in practice).
 // With mmap, a file that another process truncates while mapped can still fault (SIGBUS); use
 // use_mmap = false where files may change underneath.
-#ifndef KESTREL_RUNTIME_MODEL_GGUF_FILE_H_
-#define KESTREL_RUNTIME_MODEL_GGUF_FILE_H_
+#ifndef KESTREL_RUNTIME_GGUF_GGUF_FILE_H_
+#define KESTREL_RUNTIME_GGUF_GGUF_FILE_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -38,8 +38,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
-#include "runtime/model/ggml_type.h"
-#include "runtime/model/gguf_value.h"
+#include "runtime/gguf/ggml_type.h"
+#include "runtime/gguf/gguf_value.h"
 
 namespace kestrel {
 namespace runtime {
@@ -146,4 +146,4 @@ class GgufFile {
 }  // namespace runtime
 }  // namespace kestrel
 
-#endif  // KESTREL_RUNTIME_MODEL_GGUF_FILE_H_
+#endif  // KESTREL_RUNTIME_GGUF_GGUF_FILE_H_

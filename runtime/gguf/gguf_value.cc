@@ -1,4 +1,4 @@
-#include "runtime/model/gguf_value.h"
+#include "runtime/gguf/gguf_value.h"
 
 #include <cstring>
 #include <limits>

@@ -1,4 +1,4 @@
-#include "runtime/model/gguf_file.h"
+#include "runtime/gguf/gguf_file.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

@@ -1,11 +1,11 @@
-// runtime/model/half.h: portable conversions between float32 and the two 16-bit float formats that
+// runtime/gguf/half.h: portable conversions between float32 and the two 16-bit float formats that
 // GGUF tensors use (IEEE binary16 "F16" and bfloat16 "BF16"). Header-only, no intrinsics, so every
 // plugin and test can use the same bit-exact reference.
 //
 // Rounding: float32 -> 16-bit uses IEEE round-to-nearest-even. Inf stays inf, NaN stays NaN (payload
 // truncated, quiet bit forced so a NaN never turns into inf), f16 subnormals are produced and read exactly.
-#ifndef KESTREL_RUNTIME_MODEL_HALF_H_
-#define KESTREL_RUNTIME_MODEL_HALF_H_
+#ifndef KESTREL_RUNTIME_GGUF_HALF_H_
+#define KESTREL_RUNTIME_GGUF_HALF_H_
 
 #include <cstdint>
 #include <cstring>
@@ -85,4 +85,4 @@ inline uint16_t F32ToBf16(float f) {
 }  // namespace runtime
 }  // namespace kestrel
 
-#endif  // KESTREL_RUNTIME_MODEL_HALF_H_
+#endif  // KESTREL_RUNTIME_GGUF_HALF_H_

@@ -1,4 +1,4 @@
-// runtime/model/gguf_writer.h: a streaming GGUF v3 writer.
+// runtime/gguf/gguf_writer.h: a streaming GGUF v3 writer.
 //
 // Usage: declare all metadata (AddKv / Add*) and tensors (AddTensor), then Open a destination, which
 // writes the header and tensor table; then stream each tensor's bytes in declaration order with
@@ -10,8 +10,8 @@
 // length, alignment not a power of two); FAILED_PRECONDITION for calls out of order or byte counts
 // that do not match the declared tensors; the errno-mapped code for I/O failures.
 // Thread-safety: none; one writer per thread.
-#ifndef KESTREL_RUNTIME_MODEL_GGUF_WRITER_H_
-#define KESTREL_RUNTIME_MODEL_GGUF_WRITER_H_
+#ifndef KESTREL_RUNTIME_GGUF_GGUF_WRITER_H_
+#define KESTREL_RUNTIME_GGUF_GGUF_WRITER_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -22,9 +22,9 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "runtime/model/ggml_type.h"
-#include "runtime/model/gguf_file.h"
-#include "runtime/model/gguf_value.h"
+#include "runtime/gguf/ggml_type.h"
+#include "runtime/gguf/gguf_file.h"
+#include "runtime/gguf/gguf_value.h"
 
 namespace kestrel {
 namespace runtime {
@@ -103,4 +103,4 @@ class GgufWriter {
 }  // namespace runtime
 }  // namespace kestrel
 
-#endif  // KESTREL_RUNTIME_MODEL_GGUF_WRITER_H_
+#endif  // KESTREL_RUNTIME_GGUF_GGUF_WRITER_H_

@@ -1,10 +1,10 @@
-// runtime/model/ggml_type.h: the GGML tensor element types that GGUF files name by number, and the
+// runtime/gguf/ggml_type.h: the GGML tensor element types that GGUF files name by number, and the
 // block geometry (elements per block, bytes per block) needed to size a tensor without decoding it.
 //
 // The numeric ids are part of the GGUF file format and never change; ids that ggml retired
 // (4, 5, 31..33) are deliberately absent, so a file using them is reported as unimplemented.
-#ifndef KESTREL_RUNTIME_MODEL_GGML_TYPE_H_
-#define KESTREL_RUNTIME_MODEL_GGML_TYPE_H_
+#ifndef KESTREL_RUNTIME_GGUF_GGML_TYPE_H_
+#define KESTREL_RUNTIME_GGUF_GGML_TYPE_H_
 
 #include <cstdint>
 
@@ -68,4 +68,4 @@ const char* GgmlTypeName(GgmlType type);
 }  // namespace runtime
 }  // namespace kestrel
 
-#endif  // KESTREL_RUNTIME_MODEL_GGML_TYPE_H_
+#endif  // KESTREL_RUNTIME_GGUF_GGML_TYPE_H_

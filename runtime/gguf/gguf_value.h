@@ -1,4 +1,4 @@
-// runtime/model/gguf_value.h: one GGUF metadata value (a tagged scalar, string or array), as read
+// runtime/gguf/gguf_value.h: one GGUF metadata value (a tagged scalar, string or array), as read
 // from a file by GgufFile or built for GgufWriter.
 //
 // Storage is chosen for load speed: numeric and bool arrays keep the file's little-endian bytes in
@@ -7,8 +7,8 @@
 // wrong type yields nullptr / absl::nullopt.
 //
 // Thread-safety: a const GgufValue may be read from any number of threads.
-#ifndef KESTREL_RUNTIME_MODEL_GGUF_VALUE_H_
-#define KESTREL_RUNTIME_MODEL_GGUF_VALUE_H_
+#ifndef KESTREL_RUNTIME_GGUF_GGUF_VALUE_H_
+#define KESTREL_RUNTIME_GGUF_GGUF_VALUE_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -135,4 +135,4 @@ class GgufValueBuilder {
 }  // namespace runtime
 }  // namespace kestrel
 
-#endif  // KESTREL_RUNTIME_MODEL_GGUF_VALUE_H_
+#endif  // KESTREL_RUNTIME_GGUF_GGUF_VALUE_H_

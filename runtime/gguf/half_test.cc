@@ -1,4 +1,4 @@
-#include "runtime/model/half.h"
+#include "runtime/gguf/half.h"
 
 #include <cmath>
 #include <cstdint>

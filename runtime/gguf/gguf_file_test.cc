@@ -1,4 +1,4 @@
-#include "runtime/model/gguf_file.h"
+#include "runtime/gguf/gguf_file.h"
 
 #include <algorithm>
 #include <cmath>
@@ -15,8 +15,8 @@
 
 #include "absl/strings/str_cat.h"
 
-#include "runtime/model/gguf_writer.h"
-#include "runtime/model/half.h"
+#include "runtime/gguf/gguf_writer.h"
+#include "runtime/gguf/half.h"
 
 namespace kestrel {
 namespace runtime {

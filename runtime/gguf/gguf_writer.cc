@@ -1,4 +1,4 @@
-#include "runtime/model/gguf_writer.h"
+#include "runtime/gguf/gguf_writer.h"
 
 #include <cerrno>
 #include <cstdio>

@@ -1,4 +1,4 @@
-#include "runtime/model/ggml_type.h"
+#include "runtime/gguf/ggml_type.h"
 
 #include <cstddef>
 

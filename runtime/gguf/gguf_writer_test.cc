@@ -1,4 +1,4 @@
-#include "runtime/model/gguf_writer.h"
+#include "runtime/gguf/gguf_writer.h"
 
 #include <cstdint>
 #include <cstdio>
@@ -9,8 +9,8 @@
 
 #include <gtest/gtest.h>
 
-#include "runtime/model/gguf_file.h"
-#include "runtime/model/half.h"
+#include "runtime/gguf/gguf_file.h"
+#include "runtime/gguf/half.h"
 
 namespace kestrel {
 namespace runtime {
