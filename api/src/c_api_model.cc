@@ -72,7 +72,7 @@ KESTREL_API kestrel_status_t* kestrel_model_get_info(const kestrel_model_t* mode
     if (model == nullptr) return NullArgument(fn, "model");
     const kestrel::runtime::LlamaModel& m = *model->model;
     const kestrel::runtime::LlamaConfig& c = m.config();
-    const kestrel::runtime::SpmTokenizer& t = m.tokenizer();
+    const kestrel::runtime::Tokenizer& t = m.tokenizer();
     kestrel_model_info_t info{};
     info.struct_size = sizeof(info);
     info.architecture = c.architecture.c_str();
@@ -137,7 +137,8 @@ KESTREL_API kestrel_status_t* kestrel_tokenize(const kestrel_model_t* model, con
     if (model == nullptr) return NullArgument(fn, "model");
     if (text == nullptr && text_length > 0) return NullArgument(fn, "text");
     std::vector<int32_t> ids = model->model->tokenizer().Encode(
-        absl::string_view(text == nullptr ? "" : text, text_length), add_bos);
+        absl::string_view(text == nullptr ? "" : text, text_length), add_bos,
+        /*parse_special=*/false);
     return kestrel::api::CopyOut(fn, "out_tokens", ids.data(), ids.size(), out_tokens, capacity, out_required);
   });
 }

@@ -66,7 +66,7 @@ kestrel_status_t* RunGenerate(const char* fn, kestrel_session_t* session,
         return absl::InvalidArgumentError(absl::StrCat(fn, ": the prompt is empty (0 bytes)"));
       }
       *prompt = session->model->model->tokenizer().Encode(absl::string_view(text, text_length),
-                                                          o.add_bos);
+                                                          o.add_bos, /*parse_special=*/false);
     }
     req.prompt = std::move(*prompt);
     req.max_new_tokens = o.max_new_tokens;

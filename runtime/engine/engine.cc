@@ -423,7 +423,7 @@ bool Engine::SampleNext(Sequence& seq, const float* logits) {
   }
   const int32_t token = *next;
   seq.sampler->Accept(token);
-  const SpmTokenizer& tok = model_->tokenizer();
+  const Tokenizer& tok = model_->tokenizer();
   if (tok.IsEndOfGeneration(token)) {
     FinishSequence(seq, StopReason::kEos);
     return false;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "runtime/gguf/half.h"
+#include "runtime/tokenizer/tokenizer_loader.h"
 
 namespace kestrel {
 namespace runtime {
@@ -26,61 +27,6 @@ absl::StatusOr<kestrel_dtype_t> DtypeForGgml(GgmlType type, const std::string& t
 }
 
 namespace {
-
-absl::StatusOr<std::unique_ptr<SpmTokenizer>> LoadTokenizer(const GgufFile& f) {
-  absl::StatusOr<std::string> model = f.GetString("tokenizer.ggml.model");
-  if (!model.ok()) return model.status();
-  if (*model != "llama") {
-    return absl::UnimplementedError(absl::StrCat("tokenizer.ggml.model '", *model,
-                                                 "' is not supported (supported: llama / SPM)"));
-  }
-  SpmVocab v;
-  absl::StatusOr<absl::Span<const std::string>> tokens = f.GetStringArray("tokenizer.ggml.tokens");
-  if (!tokens.ok()) return tokens.status();
-  v.tokens.assign(tokens->begin(), tokens->end());
-  if (f.Find("tokenizer.ggml.scores") != nullptr) {
-    absl::StatusOr<std::vector<float>> scores = f.GetF32Array("tokenizer.ggml.scores");
-    if (!scores.ok()) return scores.status();
-    v.scores = std::move(*scores);
-  }
-  if (f.Find("tokenizer.ggml.token_type") != nullptr) {
-    absl::StatusOr<std::vector<int32_t>> types = f.GetI32Array("tokenizer.ggml.token_type");
-    if (!types.ok()) return types.status();
-    v.token_types = std::move(*types);
-  }
-  auto id = [&](const char* key, int32_t* out) -> absl::Status {
-    if (f.Find(key) == nullptr) return absl::OkStatus();
-    absl::StatusOr<int64_t> value = f.GetI64(key);
-    if (!value.ok()) return value.status();
-    // Absent ids are often written as -1 stored in a uint32 (4294967295): treat both as "none".
-    if (*value == -1 || *value == 0xFFFFFFFFll) {
-      *out = -1;
-      return absl::OkStatus();
-    }
-    *out = static_cast<int32_t>(*value);
-    if (*value < 0 || *value >= static_cast<int64_t>(v.tokens.size())) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "metadata '%s' = %d is outside the vocab of %u tokens", key, *value, v.tokens.size()));
-    }
-    return absl::OkStatus();
-  };
-  for (auto [key, out] : {std::pair{"tokenizer.ggml.bos_token_id", &v.bos_id},
-                          std::pair{"tokenizer.ggml.eos_token_id", &v.eos_id},
-                          std::pair{"tokenizer.ggml.unknown_token_id", &v.unk_id},
-                          std::pair{"tokenizer.ggml.padding_token_id", &v.pad_id},
-                          std::pair{"tokenizer.ggml.eot_token_id", &v.eot_id}}) {
-    if (auto s = id(key, out); !s.ok()) return s;
-  }
-  for (auto [key, out] : {std::pair{"tokenizer.ggml.add_bos_token", &v.add_bos},
-                          std::pair{"tokenizer.ggml.add_eos_token", &v.add_eos},
-                          std::pair{"tokenizer.ggml.add_space_prefix", &v.add_space_prefix}}) {
-    if (f.Find(key) == nullptr) continue;
-    absl::StatusOr<bool> b = f.GetBool(key);
-    if (!b.ok()) return b.status();
-    *out = *b;
-  }
-  return SpmTokenizer::Create(std::move(v));
-}
 
 std::string DimsString(const std::vector<int64_t>& dims) {
   return absl::StrCat("[", absl::StrJoin(dims, ", "), "]");
@@ -158,7 +104,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   absl::StatusOr<LlamaConfig> config = ReadLlamaConfig(*m->file_);
   if (!config.ok()) return config.status();
   m->config_ = *config;
-  absl::StatusOr<std::unique_ptr<SpmTokenizer>> tok = LoadTokenizer(*m->file_);
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = LoadTokenizer(*m->file_);
   if (!tok.ok()) return tok.status();
   m->tokenizer_ = std::move(*tok);
   LlamaConfig& c = m->config_;

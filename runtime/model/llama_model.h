@@ -17,7 +17,7 @@
 #include "hal/src/device.h"
 #include "runtime/gguf/gguf_file.h"
 #include "runtime/model/llama_config.h"
-#include "runtime/tokenizer/spm_tokenizer.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 namespace kestrel {
 namespace runtime {
@@ -62,7 +62,7 @@ class LlamaModel {
   ~LlamaModel();
 
   const LlamaConfig& config() const { return config_; }
-  const SpmTokenizer& tokenizer() const { return *tokenizer_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
   hal::Device* device() const { return device_; }
   const GgufFile& file() const { return *file_; }
 
@@ -86,7 +86,7 @@ class LlamaModel {
 
   std::unique_ptr<GgufFile> file_;
   LlamaConfig config_;
-  std::unique_ptr<SpmTokenizer> tokenizer_;
+  std::unique_ptr<Tokenizer> tokenizer_;
   hal::Device* device_ = nullptr;
   std::vector<WeightTensor> weights_;
   std::vector<std::unique_ptr<std::vector<float>>> converted_;  // F32 copies of non-F32 norms

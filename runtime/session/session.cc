@@ -175,7 +175,7 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
   for (int32_t t : req.prompt) sampler_->Accept(t);
 
   auto t1 = std::chrono::steady_clock::now();
-  const SpmTokenizer& tok = model_->tokenizer();
+  const Tokenizer& tok = model_->tokenizer();
   while (true) {
     if (r.n_generated >= req.max_new_tokens) {
       r.stop_reason = StopReason::kMaxTokens;

@@ -18,19 +18,11 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 namespace kestrel::runtime {
 
-// GGUF `tokenizer.ggml.token_type` values (llama.cpp's llama_token_type).
-enum class SpmTokenType : int32_t {
-  kUndefined = 0,
-  kNormal = 1,
-  kUnknown = 2,
-  kControl = 3,
-  kUserDefined = 4,
-  kUnused = 5,
-  kByte = 6,
-};
+using SpmTokenType = VocabTokenType;
 
 // The vocab of a SentencePiece-style tokenizer, as a GGUF file with `tokenizer.ggml.model = "llama"`
 // stores it. Ids that are absent are -1 (a GGUF loader must map a uint32 0xFFFFFFFF to -1).
@@ -64,7 +56,7 @@ struct SpmVocab {
 // detection by token text; the caller passes eot_id explicitly.
 //
 // Thread-safety: immutable after Create; every method is const and safe to call concurrently.
-class SpmTokenizer {
+class SpmTokenizer final : public Tokenizer {
  public:
   // Validates and indexes `vocab`. InvalidArgument, naming the field and value, when: tokens is empty
   // or has more than INT32_MAX entries; scores or token_types is non-empty with a size other than
@@ -80,40 +72,45 @@ class SpmTokenizer {
   // set. Empty text gives only those. O(n log n) in the text length; the text must be shorter than
   // 2 GiB (symbol indices are 32-bit).
   std::vector<int32_t> Encode(absl::string_view text, bool add_special) const;
+  // Tokenizer: parse_special is not implemented yet for SPM (treated as false).
+  std::vector<int32_t> Encode(absl::string_view text, bool add_special,
+                              bool /*parse_special*/) const override {
+    return Encode(text, add_special);
+  }
+  absl::string_view kind() const override { return "spm"; }
 
   // llama_token_to_piece(special=false): NORMAL -> text with U+2581 replaced by ' '; USER_DEFINED ->
   // its text unchanged; BYTE <0xAB> -> the single byte 0xAB; CONTROL, UNKNOWN, UNUSED, UNDEFINED ->
   // "" (b4747 prints nothing for UNKNOWN; the old U+2585 output is long gone). Out-of-range id -> "".
-  std::string TokenToPiece(int32_t id) const { return std::string(PieceView(id)); }
   // Same bytes as TokenToPiece without a copy; valid as long as the tokenizer lives.
-  absl::string_view PieceView(int32_t id) const;
+  absl::string_view PieceView(int32_t id) const override;
 
   // Concatenates the pieces (so CONTROL/UNKNOWN/UNUSED tokens vanish). With remove_leading_space, if
   // the vocab's add_space_prefix is set and the first non-empty piece starts with ' ', that one space
   // is dropped, so Decode(Encode(s, true), true) == s for text Encode can represent. This differs from
   // llama_detokenize only in skipping leading empty pieces (llama.cpp strips the space of token 0 only,
   // which a leading BOS consumes).
-  std::string Decode(absl::Span<const int32_t> ids, bool remove_leading_space) const;
+  std::string Decode(absl::Span<const int32_t> ids, bool remove_leading_space) const override;
 
-  int32_t vocab_size() const { return static_cast<int32_t>(tokens_.size()); }
-  int32_t bos_id() const { return bos_id_; }
-  int32_t eos_id() const { return eos_id_; }
+  int32_t vocab_size() const override { return static_cast<int32_t>(tokens_.size()); }
+  int32_t bos_id() const override { return bos_id_; }
+  int32_t eos_id() const override { return eos_id_; }
   int32_t eot_id() const { return eot_id_; }
-  int32_t unk_id() const { return unk_id_; }
-  int32_t pad_id() const { return pad_id_; }
-  bool add_bos() const { return add_bos_; }
-  bool add_eos() const { return add_eos_; }
+  int32_t unk_id() const override { return unk_id_; }
+  int32_t pad_id() const override { return pad_id_; }
+  bool add_bos() const override { return add_bos_; }
+  bool add_eos() const override { return add_eos_; }
   bool add_space_prefix() const { return add_space_prefix_; }
   // True for eos_id and eot_id (when set).
-  bool IsEndOfGeneration(int32_t id) const { return id >= 0 && (id == eos_id_ || id == eot_id_); }
+  bool IsEndOfGeneration(int32_t id) const override { return id >= 0 && (id == eos_id_ || id == eot_id_); }
 
   // The GGUF token type (SpmTokenType as int); -1 for an out-of-range id.
-  int32_t TokenType(int32_t id) const;
+  int32_t TokenType(int32_t id) const override;
   // The token's vocab text (with U+2581); empty for an out-of-range id.
-  const std::string& TokenText(int32_t id) const;
+  const std::string& TokenText(int32_t id) const override;
   float TokenScore(int32_t id) const;
   // Exact text -> id lookup (the last id for a duplicated text); -1 if absent.
-  int32_t TextToToken(absl::string_view text) const;
+  int32_t TextToToken(absl::string_view text) const override;
   // Bytes 0x00..0xFF that have no <0xXX> token, in increasing order: byte fallback sends them to the
   // single-byte token or unk_id instead. Empty for Llama-style vocabs.
   const std::vector<uint8_t>& missing_byte_tokens() const { return missing_byte_tokens_; }
