@@ -1,4 +1,4 @@
-#include "plugins/ref/host_plugin.h"
+#include "kestrel/plugin_sdk/host_plugin.h"
 
 #include <unistd.h>
 
@@ -13,13 +13,14 @@
 #include <utility>
 #include <vector>
 
-#include "plugins/common/device_table.h"
-#include "plugins/common/plugin_glue.h"
-#include "plugins/ref/ref_kernels.h"
-#include "plugins/ref/ref_ops.h"
-#include "plugins/ref/ref_status.h"
+#include "kestrel/plugin_sdk/device_table.h"
+#include "kestrel/plugin_sdk/plugin_glue.h"
+#include "kestrel/plugin_sdk/dtype.h"
+#include "kestrel/plugin_sdk/reference_ops.h"
+#include "kestrel/plugin_sdk/op_contract.h"
+#include "kestrel/plugin_sdk/status.h"
 
-namespace kestrel::plugins::ref {
+namespace kestrel::plugin_sdk {
 namespace {
 
 constexpr size_t kBufferAlignment = 64;
@@ -165,7 +166,7 @@ class HostPlugin {
 
   Status BufferAlloc(kestrel_plugin_device_t* d, uint64_t size, uint32_t /*flags*/,
                      kestrel_plugin_buffer_t** out) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_alloc"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_alloc"));
     if (out == nullptr) return InvalidArgument("buffer_alloc: out_buffer is NULL");
     if (size > (uint64_t{1} << 62)) {
       return ResourceExhausted("buffer_alloc: cannot allocate ", size, " bytes");
@@ -184,9 +185,9 @@ class HostPlugin {
   Status BufferWrite(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
                      kestrel_plugin_buffer_t* dst, uint64_t dst_offset, const void* src,
                      uint64_t size) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_write"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_write"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_write", "dst"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_write"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckStream(stream, "buffer_write"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_write", "dst"));
     Buffer* buffer = AsBuffer(dst);
     if (!InRange(dst_offset, size, buffer->bytes.size)) {
       return OutOfRange("buffer_write: [", dst_offset, ", +", size, ") exceeds the buffer size ",
@@ -200,9 +201,9 @@ class HostPlugin {
 
   Status BufferRead(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
                     kestrel_plugin_buffer_t* src, uint64_t src_offset, void* dst, uint64_t size) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_read"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_read"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_read", "src"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_read"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckStream(stream, "buffer_read"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_read", "src"));
     Buffer* buffer = AsBuffer(src);
     if (!InRange(src_offset, size, buffer->bytes.size)) {
       return OutOfRange("buffer_read: [", src_offset, ", +", size, ") exceeds the buffer size ",
@@ -217,10 +218,10 @@ class HostPlugin {
   Status BufferCopy(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
                     kestrel_plugin_buffer_t* src, uint64_t src_offset,
                     kestrel_plugin_buffer_t* dst, uint64_t dst_offset, uint64_t size) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_copy"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_copy"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_copy", "src"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_copy", "dst"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_copy"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckStream(stream, "buffer_copy"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_copy", "src"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_copy", "dst"));
     Buffer* s = AsBuffer(src);
     Buffer* t = AsBuffer(dst);
     if (!InRange(src_offset, size, s->bytes.size) || !InRange(dst_offset, size, t->bytes.size)) {
@@ -236,8 +237,8 @@ class HostPlugin {
   }
 
   Status BufferMap(kestrel_plugin_device_t* d, kestrel_plugin_buffer_t* b, void** out) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_map"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, b, "buffer_map", "buffer"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_map"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, b, "buffer_map", "buffer"));
     if (out == nullptr) return InvalidArgument("buffer_map: out_ptr is NULL");
     *out = AsBuffer(b)->bytes.data;
     return Status();
@@ -245,10 +246,10 @@ class HostPlugin {
 
   Status WeightPrepare(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t* desc,
                        const void* host_data, uint64_t size, kestrel_plugin_weight_t** out) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "weight_prepare"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "weight_prepare"));
     if (desc == nullptr) return InvalidArgument("weight_prepare: desc is NULL");
     if (out == nullptr) return InvalidArgument("weight_prepare: out_weight is NULL");
-    KESTREL_REF_RETURN_IF_ERROR(ValidateTensorDesc(*desc, "weight_prepare: desc"));
+    KESTREL_SDK_RETURN_IF_ERROR(ValidateTensorDesc(*desc, "weight_prepare: desc"));
     if (!IsWeightDtype(desc->dtype)) {
       return InvalidArgument("weight_prepare: dtype ", DtypeName(desc->dtype),
                              " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
@@ -281,7 +282,7 @@ class HostPlugin {
 
   Status OpQuery(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op,
                  kestrel_op_support_t* out) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "op_query"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "op_query"));
     if (op == nullptr) return InvalidArgument("op_query: op is NULL");
     if (out == nullptr) return InvalidArgument("op_query: out_support is NULL");
     if (out->struct_size < sizeof(kestrel_op_support_t)) {
@@ -292,40 +293,41 @@ class HostPlugin {
     out->workspace_bytes = 0;
     if (!KindEnabled(op->kind)) return Status();
     OpCheck check;
-    KESTREL_REF_RETURN_IF_ERROR(CheckOp(*op, &check));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckOp(*op, &check));
     if (!check.supported) {
       Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat(config_->plugin_name, ": unsupported: ", check.reason));
       return Status();
     }
-    out->level = KESTREL_OP_SUPPORTED;  // the oracle is correct, never the preferred place
+    out->level = config_->support_level;
     return Status();
   }
 
   Status OpExecute(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
                    const kestrel_op_desc_t* op, kestrel_plugin_buffer_t* /*workspace*/) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "op_execute"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "op_execute"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "op_execute"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckStream(stream, "op_execute"));
     if (op == nullptr) return InvalidArgument("op_execute: op is NULL");
     const std::string name = OpKindName(op->kind);
     if (!KindEnabled(op->kind)) {
       return Unimplemented(name, ": not supported by plugin '", config_->plugin_name, "'");
     }
     OpCheck check;
-    KESTREL_REF_RETURN_IF_ERROR(CheckOp(*op, &check));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckOp(*op, &check));
     if (!check.supported) return Unimplemented(check.reason);
     std::vector<const void*> inputs(op->n_inputs);
     std::vector<void*> outputs(op->n_outputs);
     for (uint32_t i = 0; i < op->n_inputs; ++i) {
       void* ptr = nullptr;
-      KESTREL_REF_RETURN_IF_ERROR(
+      KESTREL_SDK_RETURN_IF_ERROR(
           ResolveArg(d, op->inputs[i], StrCat(name, ": input ", i), /*writable=*/false, &ptr));
       inputs[i] = ptr;
     }
     for (uint32_t i = 0; i < op->n_outputs; ++i) {
-      KESTREL_REF_RETURN_IF_ERROR(
+      KESTREL_SDK_RETURN_IF_ERROR(
           ResolveArg(d, op->outputs[i], StrCat(name, ": output ", i), /*writable=*/true,
                      &outputs[i]));
     }
+    if (config_->execute != nullptr) return config_->execute(*op, inputs.data(), outputs.data());
     return ExecuteOp(*op, inputs.data(), outputs.data());
   }
 
@@ -371,7 +373,7 @@ class HostPlugin {
       }
       base = static_cast<uint8_t*>(w->bytes.data);
     } else {
-      KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, arg.buffer, label.c_str(), "buffer"));
+      KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, arg.buffer, label.c_str(), "buffer"));
       const Buffer* b = AsBuffer(arg.buffer);
       if (!InRange(arg.offset, bytes, b->bytes.size)) {
         return OutOfRange(label, ": offset ", arg.offset, " + ", bytes,
@@ -565,4 +567,4 @@ kestrel_plugin_status_t* HostPluginGetApi(const HostPluginConfig* config,
                 });
 }
 
-}  // namespace kestrel::plugins::ref
+}  // namespace kestrel::plugin_sdk

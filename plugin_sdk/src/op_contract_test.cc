@@ -1,7 +1,7 @@
 // The reference plugin through its ABI function table: a tiny test host (statuses are heap structs
 // with a code and a message), version checks, device caps, buffers, weights, op_query / op_execute
 // validation messages, index errors, and every op run through descriptors and buffers against the
-// float64 oracles of ref_test_util.h. The built libkestrel_plugin_ref.so is dlopen()ed too.
+// float64 oracles of test_util.h. The built libkestrel_plugin_ref.so is dlopen()ed too.
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 
@@ -16,12 +16,12 @@
 #include <vector>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/ref/half.h"
-#include "plugins/ref/host_plugin.h"
-#include "plugins/ref/ref_kernels.h"
-#include "plugins/ref/ref_test_util.h"
+#include "kestrel/plugin_sdk/half.h"
+#include "kestrel/plugin_sdk/host_plugin.h"
+#include "kestrel/plugin_sdk/reference_kernels.h"
+#include "plugin_sdk/src/test_util.h"
 
-namespace kestrel::plugins::ref {
+namespace kestrel::plugin_sdk {
 namespace {
 
 using testing_util::AttnCase;
@@ -773,4 +773,4 @@ TEST(RefModuleTest, DlopenExportsTheEntryPoint) {
 }
 
 }  // namespace
-}  // namespace kestrel::plugins::ref
+}  // namespace kestrel::plugin_sdk

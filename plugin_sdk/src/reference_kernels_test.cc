@@ -1,7 +1,7 @@
-// Reference kernels vs float64 oracles written independently (ref_test_util.h). Every input is
+// Reference kernels vs float64 oracles written independently (test_util.h). Every input is
 // random (seed printed on failure), every output is poisoned with NaN first, errors are relative
 // norms with a tier per format, and NaN never passes.
-#include "plugins/ref/ref_kernels.h"
+#include "kestrel/plugin_sdk/reference_kernels.h"
 
 #include <gtest/gtest.h>
 
@@ -12,10 +12,10 @@
 #include <ostream>
 #include <vector>
 
-#include "plugins/ref/half.h"
-#include "plugins/ref/ref_test_util.h"
+#include "kestrel/plugin_sdk/half.h"
+#include "plugin_sdk/src/test_util.h"
 
-namespace kestrel::plugins::ref {
+namespace kestrel::plugin_sdk {
 namespace {
 
 using testing_util::AttnCase;
@@ -501,4 +501,4 @@ TEST(LogitsTest, RowGatherAndMatmul) {
 }
 
 }  // namespace
-}  // namespace kestrel::plugins::ref
+}  // namespace kestrel::plugin_sdk

@@ -1,6 +1,6 @@
-// Test support for the reference plugin's tests (not part of kestrel_ref_core): random inputs
+// Test support for the plugin SDK's tests and the conformance kit (not installed): random inputs
 // seeded from std::random_device (KESTREL_TEST_SEED overrides), the relative-norm error measure,
-// and float64 oracles written independently of ref_kernels.cc (different decoding technique, no
+// and float64 oracles written independently of reference_kernels.cc (different decoding technique, no
 // shared helpers) so that a bug in a kernel cannot hide in its own oracle.
 #ifndef KESTREL_PLUGINS_REF_REF_TEST_UTIL_H_
 #define KESTREL_PLUGINS_REF_REF_TEST_UTIL_H_
@@ -17,7 +17,7 @@
 
 #include "kestrel/plugin_api.h"
 
-namespace kestrel::plugins::ref::testing_util {
+namespace kestrel::plugin_sdk::testing_util {
 
 // The seed of this process's random inputs, printed with every failure through SEED_TRACE().
 inline uint32_t TestSeed() {
@@ -32,7 +32,7 @@ inline uint32_t TestSeed() {
 
 #define SEED_TRACE()                                                              \
   SCOPED_TRACE(::testing::Message()                                              \
-               << "random seed " << ::kestrel::plugins::ref::testing_util::TestSeed() \
+               << "random seed " << ::kestrel::plugin_sdk::testing_util::TestSeed() \
                << " (rerun with KESTREL_TEST_SEED=<seed>)")
 
 class Rng {
@@ -404,6 +404,6 @@ inline std::vector<double> OracleAttention(const AttnCase& c) {
   return out;
 }
 
-}  // namespace kestrel::plugins::ref::testing_util
+}  // namespace kestrel::plugin_sdk::testing_util
 
 #endif  // KESTREL_PLUGINS_REF_REF_TEST_UTIL_H_

@@ -1,6 +1,6 @@
 // Op descriptors -> the CPU plugin's kernels.
 //
-// Validation is the reference plugin's (ref::CheckOp, linked from kestrel_ref_core), so both
+// Validation is the plugin SDK's (plugin_sdk::CheckOp, which ref uses too), so both
 // plugins accept and reject exactly the same descriptors. MATMUL, LOGITS, EMBEDDING_GATHER and
 // PAGED_ATTENTION run on the plugin's own threaded SIMD kernels; the cheap elementwise and
 // KV-cache ops (RMSNORM, ROPE, SWIGLU, ADD, KV_WRITE, KV_BLOCK_COPY) run on the reference kernels,
@@ -13,13 +13,13 @@
 #include <cstdint>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/cpu/kernels.h"
-#include "plugins/cpu/thread_pool.h"
-#include "plugins/ref/ref_status.h"
+#include "kernels.h"
+#include "thread_pool.h"
+#include "kestrel/plugin_sdk/status.h"
 
 namespace kestrel::plugins::cpu {
 
-using ref::Status;
+using plugin_sdk::Status;
 
 struct OpContext {
   const KernelTable* kernels = nullptr;
@@ -42,7 +42,7 @@ struct ArgData {
   int64_t n_packed = 0;
 };
 
-// Runs `op`, which ref::CheckOp accepted as supported. Outputs are plain host pointers.
+// Runs `op`, which plugin_sdk::CheckOp accepted as supported. Outputs are plain host pointers.
 Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgData* inputs,
                     void* const* outputs);
 
@@ -69,7 +69,7 @@ struct AttentionArgs {
 };
 
 // Paged attention with online softmax over KV blocks, threaded over (sequence, KV head, query
-// chunk). Validates indices exactly like ref::PagedAttention (nothing is written on error).
+// chunk). Validates indices exactly like plugin_sdk::PagedAttention (nothing is written on error).
 Status PagedAttentionCpu(const OpContext& ctx, const AttentionArgs& a);
 
 }  // namespace kestrel::plugins::cpu

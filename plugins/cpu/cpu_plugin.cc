@@ -1,6 +1,6 @@
 // The fast CPU plugin ("cpu"): host-memory, synchronous device; the runtime's default device.
 //
-// The plugin table follows plugins/ref/host_plugin.cc (64-byte aligned host buffers, buffer_map,
+// The plugin table follows the SDK's host-memory plugin (plugin_sdk/src/host_plugin.cc) (64-byte aligned host buffers, buffer_map,
 // NULL streams, exceptions caught at every slot), with three differences: weight_prepare repacks
 // Q4_0/Q8_0 matrices (and each expert matrix of a rank-3 MOE weight) into the kernels' layout
 // (packed_weight.h), op_execute runs the threaded SIMD kernels of cpu_ops.h (MOE: cpu_moe.h),
@@ -32,28 +32,33 @@
 #include <vector>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/common/device_table.h"
-#include "plugins/common/plugin_glue.h"
-#include "plugins/cpu/cpu_features.h"
-#include "plugins/cpu/cpu_ops.h"
-#include "plugins/cpu/kernels.h"
-#include "plugins/cpu/onednn_gemm.h"
-#include "plugins/cpu/packed_weight.h"
-#include "plugins/cpu/thread_pool.h"
-#include "plugins/ref/host_plugin.h"
-#include "plugins/ref/ref_kernels.h"
-#include "plugins/ref/ref_ops.h"
-#include "plugins/ref/ref_status.h"
+#include "kestrel/plugin_sdk/device_table.h"
+#include "kestrel/plugin_sdk/plugin_glue.h"
+#include "cpu_features.h"
+#include "cpu_ops.h"
+#include "kernels.h"
+#include "onednn_gemm.h"
+#include "packed_weight.h"
+#include "thread_pool.h"
+#include "kestrel/plugin_sdk/host_plugin.h"
+#include "kestrel/plugin_sdk/reference_kernels.h"
+#include "kestrel/plugin_sdk/op_contract.h"
+#include "kestrel/plugin_sdk/status.h"
 
 namespace kestrel::plugins::cpu {
 namespace {
 
-using ref::Internal;
-using ref::InvalidArgument;
-using ref::OutOfRange;
-using ref::ResourceExhausted;
-using ref::StrCat;
-using ref::Unimplemented;
+using plugin_sdk::DeviceCapsValues;
+using plugin_sdk::HostRef;
+using plugin_sdk::MakeDeviceTable;
+using plugin_sdk::WriteDeviceCaps;
+
+using plugin_sdk::Internal;
+using plugin_sdk::InvalidArgument;
+using plugin_sdk::OutOfRange;
+using plugin_sdk::ResourceExhausted;
+using plugin_sdk::StrCat;
+using plugin_sdk::Unimplemented;
 
 constexpr const char* kPluginName = "cpu";
 constexpr const char* kPluginVersion = "0.1.0";
@@ -201,7 +206,7 @@ Status CheckStream(kestrel_plugin_stream_t* stream, const char* slot) {
 Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
                   const std::string& label, bool writable, ArgData* out_in, void** out_ptr) {
   const kestrel_tensor_desc_t& desc = arg.desc;
-  const uint64_t bytes = ref::TensorBytes(desc);
+  const uint64_t bytes = plugin_sdk::TensorBytes(desc);
   if ((arg.buffer == nullptr) == (arg.weight == nullptr)) {
     return InvalidArgument(label, ": exactly one of buffer and weight must be set");
   }
@@ -214,9 +219,9 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
     if (arg.offset != 0) return InvalidArgument(label, ": offset=", arg.offset, " with a weight");
     if (w->desc.dtype != desc.dtype || w->desc.rank != desc.rank ||
         !std::equal(desc.dims, desc.dims + desc.rank, w->desc.dims)) {
-      return InvalidArgument(label, ": desc (", ref::DtypeName(desc.dtype), ", rank ", desc.rank,
+      return InvalidArgument(label, ": desc (", plugin_sdk::DtypeName(desc.dtype), ", rank ", desc.rank,
                              ") does not match the prepared weight's desc (",
-                             ref::DtypeName(w->desc.dtype), ", rank ", w->desc.rank,
+                             plugin_sdk::DtypeName(w->desc.dtype), ", rank ", w->desc.rank,
                              ") or its dims differ");
     }
     if (w->packed) {
@@ -232,15 +237,15 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
     }
     return Status();
   }
-  KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, arg.buffer, label.c_str(), "buffer"));
+  KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, arg.buffer, label.c_str(), "buffer"));
   const Buffer* b = AsBuffer(arg.buffer);
   if (!InRange(arg.offset, bytes, b->bytes.size())) {
     return OutOfRange(label, ": offset ", arg.offset, " + ", bytes, " bytes exceeds the buffer size ",
                       b->bytes.size());
   }
-  if (arg.offset % ref::DtypeAlignment(desc.dtype) != 0) {
+  if (arg.offset % plugin_sdk::DtypeAlignment(desc.dtype) != 0) {
     return InvalidArgument(label, ": offset ", arg.offset, " is not a multiple of ",
-                           ref::DtypeAlignment(desc.dtype), " (", ref::DtypeName(desc.dtype), ")");
+                           plugin_sdk::DtypeAlignment(desc.dtype), " (", plugin_sdk::DtypeName(desc.dtype), ")");
   }
   uint8_t* base = static_cast<uint8_t*>(b->bytes.data()) + arg.offset;
   if (writable) {
@@ -330,8 +335,8 @@ struct CpuDevice {
     v.description = state ? state->description : std::string("Kestrel CPU");
     v.memory_bytes = PhysicalMemory();
     v.host_visible = true;
-    v.dtype_mask = ref::HostPluginDtypeMask();
-    v.weight_dtype_mask = ref::HostPluginWeightDtypeMask();
+    v.dtype_mask = plugin_sdk::HostPluginDtypeMask();
+    v.weight_dtype_mask = plugin_sdk::HostPluginWeightDtypeMask();
     WriteDeviceCaps(v, caps);
     return Status();
   }
@@ -339,7 +344,7 @@ struct CpuDevice {
   static Status DeviceOpen(uint32_t index, kestrel_plugin_device_t** out) {
     if (out == nullptr) return InvalidArgument("device_open: out_device is NULL");
     if (index != 0) return OutOfRange("device_open: index ", index, " >= device count 1");
-    if (CurrentState() == nullptr) return ref::FailedPrecondition("device_open: plugin 'cpu' is not initialised");
+    if (CurrentState() == nullptr) return plugin_sdk::FailedPrecondition("device_open: plugin 'cpu' is not initialised");
     Device* device = new Device;
     device->index = index;
     *out = reinterpret_cast<kestrel_plugin_device_t*>(device);
@@ -348,7 +353,7 @@ struct CpuDevice {
 
   static Status BufferAlloc(kestrel_plugin_device_t* d, uint64_t size, uint32_t /*flags*/,
                             kestrel_plugin_buffer_t** out) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_alloc"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_alloc"));
     if (out == nullptr) return InvalidArgument("buffer_alloc: out_buffer is NULL");
     if (size > (uint64_t{1} << 62)) return ResourceExhausted("buffer_alloc: cannot allocate ", size, " bytes");
     auto buffer = std::make_unique<Buffer>();
@@ -365,9 +370,9 @@ struct CpuDevice {
   static Status BufferWrite(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
                             kestrel_plugin_buffer_t* dst, uint64_t off, const void* src,
                             uint64_t size) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_write"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_write"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_write", "dst"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_write"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckStream(stream, "buffer_write"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_write", "dst"));
     Buffer* b = AsBuffer(dst);
     if (!InRange(off, size, b->bytes.size())) {
       return OutOfRange("buffer_write: [", off, ", +", size, ") exceeds the buffer size ", b->bytes.size());
@@ -380,9 +385,9 @@ struct CpuDevice {
 
   static Status BufferRead(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
                            kestrel_plugin_buffer_t* src, uint64_t off, void* dst, uint64_t size) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_read"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_read"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_read", "src"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_read"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckStream(stream, "buffer_read"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_read", "src"));
     Buffer* b = AsBuffer(src);
     if (!InRange(off, size, b->bytes.size())) {
       return OutOfRange("buffer_read: [", off, ", +", size, ") exceeds the buffer size ", b->bytes.size());
@@ -396,10 +401,10 @@ struct CpuDevice {
   static Status BufferCopy(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
                            kestrel_plugin_buffer_t* src, uint64_t src_off,
                            kestrel_plugin_buffer_t* dst, uint64_t dst_off, uint64_t size) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_copy"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_copy"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_copy", "src"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_copy", "dst"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_copy"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckStream(stream, "buffer_copy"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_copy", "src"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_copy", "dst"));
     Buffer* s = AsBuffer(src);
     Buffer* t = AsBuffer(dst);
     if (!InRange(src_off, size, s->bytes.size()) || !InRange(dst_off, size, t->bytes.size())) {
@@ -414,8 +419,8 @@ struct CpuDevice {
   }
 
   static Status BufferMap(kestrel_plugin_device_t* d, kestrel_plugin_buffer_t* b, void** out) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_map"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, b, "buffer_map", "buffer"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_map"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, b, "buffer_map", "buffer"));
     if (out == nullptr) return InvalidArgument("buffer_map: out_ptr is NULL");
     *out = AsBuffer(b)->bytes.data();
     return Status();
@@ -423,21 +428,21 @@ struct CpuDevice {
 
   static Status WeightPrepare(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t* desc,
                               const void* host_data, uint64_t size, kestrel_plugin_weight_t** out) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "weight_prepare"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "weight_prepare"));
     if (desc == nullptr) return InvalidArgument("weight_prepare: desc is NULL");
     if (out == nullptr) return InvalidArgument("weight_prepare: out_weight is NULL");
-    KESTREL_REF_RETURN_IF_ERROR(ref::ValidateTensorDesc(*desc, "weight_prepare: desc"));
-    if (!ref::IsWeightDtype(desc->dtype)) {
-      return InvalidArgument("weight_prepare: dtype ", ref::DtypeName(desc->dtype),
+    KESTREL_SDK_RETURN_IF_ERROR(plugin_sdk::ValidateTensorDesc(*desc, "weight_prepare: desc"));
+    if (!plugin_sdk::IsWeightDtype(desc->dtype)) {
+      return InvalidArgument("weight_prepare: dtype ", plugin_sdk::DtypeName(desc->dtype),
                              " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
     }
-    if (!ref::IsPackedLayout(*desc)) {
+    if (!plugin_sdk::IsPackedLayout(*desc)) {
       return Unimplemented("weight_prepare: non-packed strides are not supported");
     }
-    const uint64_t needed = ref::TensorBytes(*desc);
+    const uint64_t needed = plugin_sdk::TensorBytes(*desc);
     if (size < needed) {
       return InvalidArgument("weight_prepare: size=", size, " < ", needed, " bytes that the ",
-                             ref::DtypeName(desc->dtype), " desc describes");
+                             plugin_sdk::DtypeName(desc->dtype), " desc describes");
     }
     if (needed > 0 && host_data == nullptr) return InvalidArgument("weight_prepare: host_data is NULL");
     auto weight = std::make_unique<Weight>();
@@ -454,7 +459,7 @@ struct CpuDevice {
         slice.dims[0] = desc->dims[1];
         slice.dims[1] = desc->dims[2];
         slice.dims[2] = 0;
-        const uint64_t slice_bytes = ref::TensorBytes(slice);
+        const uint64_t slice_bytes = plugin_sdk::TensorBytes(slice);
         const uint8_t* src = static_cast<const uint8_t*>(host_data);
         for (int64_t i = 0; i < desc->dims[0]; ++i) {
           weight->slices.push_back(RepackQ(slice, src + static_cast<uint64_t>(i) * slice_bytes));
@@ -473,7 +478,7 @@ struct CpuDevice {
 
   static Status OpQuery(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op,
                         kestrel_op_support_t* out) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "op_query"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "op_query"));
     if (op == nullptr) return InvalidArgument("op_query: op is NULL");
     if (out == nullptr) return InvalidArgument("op_query: out_support is NULL");
     if (out->struct_size < sizeof(kestrel_op_support_t)) {
@@ -483,8 +488,8 @@ struct CpuDevice {
     out->level = KESTREL_OP_UNSUPPORTED;
     out->workspace_bytes = 0;
     if (!SupportsKind(op->kind)) return Status();
-    ref::OpCheck check;
-    KESTREL_REF_RETURN_IF_ERROR(ref::CheckOp(*op, &check));
+    plugin_sdk::OpCheck check;
+    KESTREL_SDK_RETURN_IF_ERROR(plugin_sdk::CheckOp(*op, &check));
     if (!check.supported) {
       Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cpu: unsupported: ", check.reason));
       return Status();
@@ -495,24 +500,24 @@ struct CpuDevice {
 
   static Status OpExecute(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
                           const kestrel_op_desc_t* op, kestrel_plugin_buffer_t* /*workspace*/) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "op_execute"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "op_execute"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "op_execute"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckStream(stream, "op_execute"));
     if (op == nullptr) return InvalidArgument("op_execute: op is NULL");
-    const std::string name = ref::OpKindName(op->kind);
+    const std::string name = plugin_sdk::OpKindName(op->kind);
     if (!SupportsKind(op->kind)) return Unimplemented(name, ": not supported by plugin 'cpu'");
-    ref::OpCheck check;
-    KESTREL_REF_RETURN_IF_ERROR(ref::CheckOp(*op, &check));
+    plugin_sdk::OpCheck check;
+    KESTREL_SDK_RETURN_IF_ERROR(plugin_sdk::CheckOp(*op, &check));
     if (!check.supported) return Unimplemented(check.reason);
     std::shared_ptr<State> state = CurrentState();
-    if (state == nullptr) return ref::FailedPrecondition("op_execute: plugin 'cpu' is not initialised");
+    if (state == nullptr) return plugin_sdk::FailedPrecondition("op_execute: plugin 'cpu' is not initialised");
     std::vector<ArgData> inputs(op->n_inputs);
     std::vector<void*> outputs(op->n_outputs);
     for (uint32_t i = 0; i < op->n_inputs; ++i) {
-      KESTREL_REF_RETURN_IF_ERROR(ResolveArg(d, op->inputs[i], StrCat(name, ": input ", i),
+      KESTREL_SDK_RETURN_IF_ERROR(ResolveArg(d, op->inputs[i], StrCat(name, ": input ", i),
                                              /*writable=*/false, &inputs[i], nullptr));
     }
     for (uint32_t i = 0; i < op->n_outputs; ++i) {
-      KESTREL_REF_RETURN_IF_ERROR(ResolveArg(d, op->outputs[i], StrCat(name, ": output ", i),
+      KESTREL_SDK_RETURN_IF_ERROR(ResolveArg(d, op->outputs[i], StrCat(name, ": output ", i),
                                              /*writable=*/true, nullptr, &outputs[i]));
     }
     return ExecuteCpuOp(state->ctx(), *op, inputs.data(), outputs.data());
@@ -522,7 +527,7 @@ struct CpuDevice {
   // through their shared_ptr, so the swap is safe while another device call runs.
   static Status DeviceSetOptions(kestrel_plugin_device_t* d, const kestrel_plugin_option_t* options,
                                  size_t n) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "device_set_options"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "device_set_options"));
     if (options == nullptr && n > 0) return InvalidArgument("device_set_options: options is NULL");
     for (size_t i = 0; i < n; ++i) {
       if (options[i].key == nullptr || options[i].value == nullptr) {
@@ -535,7 +540,7 @@ struct CpuDevice {
                                       "' is not an integer in [1, 4096]"));
       }
       std::lock_guard<std::mutex> lock(g_state_mu);
-      if (g_state == nullptr) return ref::FailedPrecondition("device_set_options: plugin 'cpu' is not initialised");
+      if (g_state == nullptr) return plugin_sdk::FailedPrecondition("device_set_options: plugin 'cpu' is not initialised");
       if (g_state->threads == threads) continue;
       auto next = std::make_shared<State>();
       next->threads = threads;
@@ -572,6 +577,6 @@ extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api
     const kestrel_host_api_t* host, uint16_t host_major, uint16_t host_minor,
     const kestrel_plugin_api_t** out) {
   using namespace kestrel::plugins::cpu;
-  return kestrel::plugins::GetApi(kPluginName, Table(), host, host_major, host_minor, out,
+  return kestrel::plugin_sdk::GetApi(kPluginName, Table(), host, host_major, host_minor, out,
                                   [](const kestrel_host_api_t* h) { g_host.Set(h); });
 }

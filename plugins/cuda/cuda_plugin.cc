@@ -7,7 +7,7 @@
 // buffers, streams (non-blocking cudaStream_t) and events, prepared weights (uploaded once; Q8_0 /
 // Q4_0 repacked on the device into f16 scales + bare 16-byte-aligned quants, BF16 widened to F32)
 // and the dispatch of op descriptors to the kernels of cuda_kernels.cu / cuda_attention.cu.
-// Descriptor validation is the reference plugin's (ref_ops.h CheckOp), so both plugins accept
+// Descriptor validation is the plugin SDK's (op_contract.h CheckOp, which ref uses too), so both plugins accept
 // exactly the same descriptors. Index inputs (token ids, slots, block tables, query starts, kv
 // lengths, parents, rows, pairs) are read back to the host (in stream order) and range-checked
 // before any kernel uses them, so a bad index is a status and never an out-of-bounds access;
@@ -35,29 +35,41 @@
 #include <vector>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/common/device_checks.h"
-#include "plugins/common/device_table.h"
-#include "plugins/common/plugin_glue.h"
-#include "plugins/cuda/cuda_kernels.h"
-#include "plugins/ref/ref_kernels.h"
-#include "plugins/ref/ref_ops.h"
-#include "plugins/ref/ref_status.h"
+#include "kestrel/plugin_sdk/device_checks.h"
+#include "kestrel/plugin_sdk/device_table.h"
+#include "kestrel/plugin_sdk/plugin_glue.h"
+#include "cuda_kernels.h"
+#include "kestrel/plugin_sdk/dtype.h"
+#include "kestrel/plugin_sdk/op_contract.h"
+#include "kestrel/plugin_sdk/status.h"
 
 namespace kestrel::plugins::cuda {
 namespace {
 
-using ref::DtypeName;
-using ref::FailedPrecondition;
-using ref::Internal;
-using ref::InvalidArgument;
-using ref::OutOfRange;
-using ref::ResourceExhausted;
-using ref::Status;
-using ref::StrCat;
-using ref::TensorBytes;
-using ref::Unimplemented;
+using plugin_sdk::CheckCopy;
+using plugin_sdk::CheckTransfer;
+using plugin_sdk::CheckWeightPrepare;
+using plugin_sdk::DeviceCapsValues;
+using plugin_sdk::DiscoveredDevices;
+using plugin_sdk::HostRef;
+using plugin_sdk::LargeDimReason;
+using plugin_sdk::MakeDeviceTable;
+using plugin_sdk::PrepareOp;
+using plugin_sdk::QueryOp;
+using plugin_sdk::WriteDeviceCaps;
 
-#define RETURN_IF_ERROR(expr) KESTREL_REF_RETURN_IF_ERROR(expr)
+using plugin_sdk::DtypeName;
+using plugin_sdk::FailedPrecondition;
+using plugin_sdk::Internal;
+using plugin_sdk::InvalidArgument;
+using plugin_sdk::OutOfRange;
+using plugin_sdk::ResourceExhausted;
+using plugin_sdk::Status;
+using plugin_sdk::StrCat;
+using plugin_sdk::TensorBytes;
+using plugin_sdk::Unimplemented;
+
+#define RETURN_IF_ERROR(expr) KESTREL_SDK_RETURN_IF_ERROR(expr)
 
 constexpr uint32_t kDeviceMagic = 0x43554444;  // "CUDD"
 constexpr uint32_t kBufferMagic = 0x43554442;  // "CUDB"
@@ -291,13 +303,13 @@ Weight* AsWeight(kestrel_plugin_weight_t* w) { return reinterpret_cast<Weight*>(
 // Checks the device handle and makes its GPU current on this thread (the current device is
 // per host thread, and the host may call from any thread).
 Status UseDevice(kestrel_plugin_device_t* d, const char* slot) {
-  RETURN_IF_ERROR(plugins::CheckDevice(AsDevice(d), kDeviceMagic, "cuda", slot));
+  RETURN_IF_ERROR(plugin_sdk::CheckDevice(AsDevice(d), kDeviceMagic, "cuda", slot));
   RETURN_IF_CUDA_ERROR(cudaSetDevice(AsDevice(d)->info.ordinal), StrCat(slot, ": cudaSetDevice"));
   return Status();
 }
 
 Status CheckBuffer(kestrel_plugin_device_t* d, kestrel_plugin_buffer_t* b, const std::string& what) {
-  return plugins::CheckBuffer(AsBuffer(b), kBufferMagic, AsDevice(d), what);
+  return plugin_sdk::CheckBuffer(AsBuffer(b), kBufferMagic, AsDevice(d), what);
 }
 
 // The CUDA stream of `s`; NULL is the device's internal stream, which the caller synchronises
@@ -309,7 +321,7 @@ Status StreamOf(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s, const ch
     *sync = true;
     return Status();
   }
-  RETURN_IF_ERROR(plugins::CheckStream(AsStream(s), kStreamMagic, AsDevice(d), slot));
+  RETURN_IF_ERROR(plugin_sdk::CheckStream(AsStream(s), kStreamMagic, AsDevice(d), slot));
   *out = AsStream(s)->stream;
   *sync = false;
   return Status();
@@ -332,7 +344,7 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& a,
                   const std::string& label, bool writable, Arg* out) {
   const Weight* w = nullptr;
   const Buffer* b = nullptr;
-  RETURN_IF_ERROR(plugins::CheckTensorArg(AsDevice(d), a, label, writable, kWeightMagic,
+  RETURN_IF_ERROR(plugin_sdk::CheckTensorArg(AsDevice(d), a, label, writable, kWeightMagic,
                                           kBufferMagic, &w, &b));
   // Matmul/embedding read the weight's own layout (MakeWeightView); any other input (an
   // RMSNorm weight) has an F32 desc, so the data is that tensor as it is.
@@ -375,8 +387,8 @@ Status MakeWeightView(cudaStream_t stream, const std::string& op, const kestrel_
     v->ptrs.scales = a.weight->scales;
     return Status();
   }
-  const uint64_t elems = TensorBytes(desc) / ref::DtypeBlockBytes(desc.dtype) *
-                         static_cast<uint64_t>(ref::DtypeBlockElements(desc.dtype));
+  const uint64_t elems = TensorBytes(desc) / plugin_sdk::DtypeBlockBytes(desc.dtype) *
+                         static_cast<uint64_t>(plugin_sdk::DtypeBlockElements(desc.dtype));
   switch (desc.dtype) {
     case KESTREL_DTYPE_F32:
       v->ptrs = {WFormat::kF32, a.ptr, nullptr};
@@ -430,7 +442,7 @@ bool IsCudaKind(uint32_t kind) {
   }
 }
 
-// Why a descriptor that ref::CheckOp accepts as supported is still not run here ("" if it is).
+// Why a descriptor that plugin_sdk::CheckOp accepts as supported is still not run here ("" if it is).
 std::string ExtraUnsupported(const kestrel_op_desc_t& op) {
   // cuBLAS takes int dimensions; grids take at most 2^31 - 1 blocks.
   std::string large = LargeDimReason(op);
@@ -769,14 +781,14 @@ Status RunOp(const Device& d, cudaStream_t stream, const kestrel_op_desc_t& op,
     case KESTREL_OP_PAGED_ATTENTION:
       return RunAttention(stream, op, in, out[0]);
     default:
-      return Unimplemented(ref::OpKindName(op.kind), ": not implemented by plugin 'cuda'");
+      return Unimplemented(plugin_sdk::OpKindName(op.kind), ": not implemented by plugin 'cuda'");
   }
 }
 
-// ---- slots: the plugin table is MakeDeviceTable<CudaDevice> (plugins/common/device_table.h) -----
+// ---- slots: the plugin table is MakeDeviceTable<CudaDevice> (kestrel/plugin_sdk/device_table.h) -----
 
 Status GetDeviceInfo(uint32_t index, const char* slot, DeviceInfo* out) {
-  return plugins::GetDeviceInfo(G(), index, slot, &DiscoverLocked, out);
+  return plugin_sdk::GetDeviceInfo(G(), index, slot, &DiscoverLocked, out);
 }
 
 constexpr uint64_t Bit(uint32_t dt) { return KESTREL_DTYPE_BIT(dt); }
@@ -786,7 +798,7 @@ constexpr uint64_t kWeightDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F1
 constexpr uint64_t kDtypes = kWeightDtypes | Bit(KESTREL_DTYPE_I32);
 
 Status CheckEvent(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e, const char* slot) {
-  return plugins::CheckEvent(AsEvent(e), kEventMagic, AsDevice(d), slot);
+  return plugin_sdk::CheckEvent(AsEvent(e), kEventMagic, AsDevice(d), slot);
 }
 
 // Uploads a host tensor to a fresh device allocation (on the device's internal stream).
@@ -1006,8 +1018,8 @@ struct CudaDevice {
     w->desc = *desc;
     w->desc.struct_size = sizeof(kestrel_tensor_desc_t);
     std::memset(w->desc.strides, 0, sizeof w->desc.strides);
-    const uint64_t elems = needed / ref::DtypeBlockBytes(desc->dtype) *
-                           static_cast<uint64_t>(ref::DtypeBlockElements(desc->dtype));
+    const uint64_t elems = needed / plugin_sdk::DtypeBlockBytes(desc->dtype) *
+                           static_cast<uint64_t>(plugin_sdk::DtypeBlockElements(desc->dtype));
     // The GGUF bytes go up as they are; conversions run on the device (the same kernels as for a
     // weight passed in a plain buffer).
     void* raw = nullptr;
@@ -1131,6 +1143,6 @@ extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api
     const kestrel_host_api_t* host, uint16_t host_major, uint16_t host_minor,
     const kestrel_plugin_api_t** out) {
   using namespace kestrel::plugins::cuda;
-  return kestrel::plugins::GetApi("cuda", &kTable, host, host_major, host_minor, out,
+  return kestrel::plugin_sdk::GetApi("cuda", &kTable, host, host_major, host_minor, out,
                                   [](const kestrel_host_api_t* h) { G().PushHost(h); });
 }

@@ -7,7 +7,7 @@
 // buffers, streams (one in-order cl_command_queue each) and events (markers), prepared weights
 // (uploaded once; Q8_0/Q4_0 repacked into f32 scales + bare quants for aligned vector loads, BF16
 // widened to F32) and the dispatch of op descriptors to the kernels in kernels/*.cl.
-// Descriptor validation is the reference plugin's (ref_ops.h CheckOp), so both plugins accept
+// Descriptor validation is the plugin SDK's (op_contract.h CheckOp, which ref uses too), so both plugins accept
 // exactly the same descriptors. Index inputs (token ids, slots, block tables, rows, pairs) are
 // read back (a few bytes, in stream order) and range-checked before any kernel runs, so a bad
 // index is a status and never an out-of-bounds access; that read is the one synchronisation point
@@ -25,30 +25,42 @@
 #include <vector>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/common/device_checks.h"
-#include "plugins/common/device_table.h"
-#include "plugins/common/plugin_glue.h"
+#include "kestrel/plugin_sdk/device_checks.h"
+#include "kestrel/plugin_sdk/device_table.h"
+#include "kestrel/plugin_sdk/plugin_glue.h"
 #include "opencl_kernels_embedded.h"
-#include "plugins/opencl/cl_util.h"
-#include "plugins/ref/half.h"
-#include "plugins/ref/ref_kernels.h"
-#include "plugins/ref/ref_ops.h"
-#include "plugins/ref/ref_status.h"
+#include "cl_util.h"
+#include "kestrel/plugin_sdk/half.h"
+#include "kestrel/plugin_sdk/dtype.h"
+#include "kestrel/plugin_sdk/op_contract.h"
+#include "kestrel/plugin_sdk/status.h"
 
 namespace kestrel::plugins::opencl {
 namespace {
 
-using ref::DtypeName;
-using ref::FailedPrecondition;
-using ref::Internal;
-using ref::InvalidArgument;
-using ref::OutOfRange;
-using ref::ResourceExhausted;
-using ref::StrCat;
-using ref::TensorBytes;
-using ref::Unimplemented;
+using plugin_sdk::CheckCopy;
+using plugin_sdk::CheckTransfer;
+using plugin_sdk::CheckWeightPrepare;
+using plugin_sdk::DeviceCapsValues;
+using plugin_sdk::DiscoveredDevices;
+using plugin_sdk::HostRef;
+using plugin_sdk::LargeDimReason;
+using plugin_sdk::MakeDeviceTable;
+using plugin_sdk::PrepareOp;
+using plugin_sdk::QueryOp;
+using plugin_sdk::WriteDeviceCaps;
 
-#define RETURN_IF_ERROR(expr) KESTREL_REF_RETURN_IF_ERROR(expr)
+using plugin_sdk::DtypeName;
+using plugin_sdk::FailedPrecondition;
+using plugin_sdk::Internal;
+using plugin_sdk::InvalidArgument;
+using plugin_sdk::OutOfRange;
+using plugin_sdk::ResourceExhausted;
+using plugin_sdk::StrCat;
+using plugin_sdk::TensorBytes;
+using plugin_sdk::Unimplemented;
+
+#define RETURN_IF_ERROR(expr) KESTREL_SDK_RETURN_IF_ERROR(expr)
 
 constexpr uint32_t kDeviceMagic = 0x4F434C44;  // "OCLD"
 constexpr uint32_t kBufferMagic = 0x4F434C42;  // "OCLB"
@@ -186,11 +198,11 @@ Event* AsEvent(kestrel_plugin_event_t* e) { return reinterpret_cast<Event*>(e); 
 Weight* AsWeight(kestrel_plugin_weight_t* w) { return reinterpret_cast<Weight*>(w); }
 
 Status CheckDevice(kestrel_plugin_device_t* d, const char* slot) {
-  return plugins::CheckDevice(AsDevice(d), kDeviceMagic, "opencl", slot);
+  return plugin_sdk::CheckDevice(AsDevice(d), kDeviceMagic, "opencl", slot);
 }
 
 Status CheckBuffer(kestrel_plugin_device_t* d, kestrel_plugin_buffer_t* b, const std::string& what) {
-  return plugins::CheckBuffer(AsBuffer(b), kBufferMagic, AsDevice(d), what);
+  return plugin_sdk::CheckBuffer(AsBuffer(b), kBufferMagic, AsDevice(d), what);
 }
 
 // The queue of `stream` (NULL: the device's own queue; the caller then finishes it).
@@ -200,7 +212,7 @@ Status QueueOf(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s, const cha
     *out = AsDevice(d)->queue;
     return Status();
   }
-  RETURN_IF_ERROR(plugins::CheckStream(AsStream(s), kStreamMagic, AsDevice(d), slot));
+  RETURN_IF_ERROR(plugin_sdk::CheckStream(AsStream(s), kStreamMagic, AsDevice(d), slot));
   *out = AsStream(s)->queue;
   return Status();
 }
@@ -288,7 +300,7 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& a,
                   const std::string& label, bool writable, Arg* out) {
   const Weight* w = nullptr;
   const Buffer* b = nullptr;
-  RETURN_IF_ERROR(plugins::CheckTensorArg(AsDevice(d), a, label, writable, kWeightMagic,
+  RETURN_IF_ERROR(plugin_sdk::CheckTensorArg(AsDevice(d), a, label, writable, kWeightMagic,
                                           kBufferMagic, &w, &b));
   // Matmul/embedding kernels read the weight's own layout (MakeWeightView); any other input
   // (e.g. an RMSNorm weight) has an F32 desc, so the weight's data is that tensor as it is.
@@ -328,8 +340,8 @@ Status MakeWeightView(const Device& d, cl_command_queue q, const kestrel_tensor_
     v->scales = a.weight->scales;
     return Status();
   }
-  const uint64_t elems = TensorBytes(desc) / ref::DtypeBlockBytes(desc.dtype) *
-                         static_cast<uint64_t>(ref::DtypeBlockElements(desc.dtype));
+  const uint64_t elems = TensorBytes(desc) / plugin_sdk::DtypeBlockBytes(desc.dtype) *
+                         static_cast<uint64_t>(plugin_sdk::DtypeBlockElements(desc.dtype));
   switch (desc.dtype) {
     case KESTREL_DTYPE_F32:
       v->format = WFormat::kF32;
@@ -386,7 +398,7 @@ bool IsOpenClKind(uint32_t kind) {
   }
 }
 
-// Why a descriptor that ref::CheckOp accepts as supported is still not run here ("" if it is).
+// Why a descriptor that plugin_sdk::CheckOp accepts as supported is still not run here ("" if it is).
 std::string ExtraUnsupported(const Device& d, const kestrel_op_desc_t& op) {
   std::string large = LargeDimReason(op);
   if (!large.empty()) return large;
@@ -652,7 +664,7 @@ Status RunOp(const Device& d, cl_command_queue q, const kestrel_op_desc_t& op,
     case KESTREL_OP_PAGED_ATTENTION:
       return RunAttention(d, q, op, in, out[0]);
     default:
-      return Unimplemented(ref::OpKindName(op.kind), ": not implemented by plugin 'opencl'");
+      return Unimplemented(plugin_sdk::OpKindName(op.kind), ": not implemented by plugin 'opencl'");
   }
 }
 
@@ -667,7 +679,7 @@ std::string KernelSourceText() {
 
 
 Status GetDeviceInfo(uint32_t index, const char* slot, ClDeviceInfo* out) {
-  return plugins::GetDeviceInfo<ClDeviceInfo>(G(), index, slot, &DiscoverLocked, out);
+  return plugin_sdk::GetDeviceInfo<ClDeviceInfo>(G(), index, slot, &DiscoverLocked, out);
 }
 
 constexpr uint64_t Bit(uint32_t dt) { return KESTREL_DTYPE_BIT(dt); }
@@ -677,7 +689,7 @@ constexpr uint64_t kWeightDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F1
 constexpr uint64_t kDtypes = kWeightDtypes | Bit(KESTREL_DTYPE_I32);
 
 Status CheckEvent(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e, const char* slot) {
-  return plugins::CheckEvent(AsEvent(e), kEventMagic, AsDevice(d), slot);
+  return plugin_sdk::CheckEvent(AsEvent(e), kEventMagic, AsDevice(d), slot);
 }
 
 // The plugin's slots, with the ABI's signatures; MakeDeviceTable wraps the fallible ones in Guard.
@@ -913,8 +925,8 @@ struct OpenClDevice {
     w->desc.struct_size = sizeof(kestrel_tensor_desc_t);
     std::memset(w->desc.strides, 0, sizeof w->desc.strides);
     const uint8_t* src = static_cast<const uint8_t*>(host_data);
-    const uint64_t elems = needed / ref::DtypeBlockBytes(desc->dtype) *
-                           static_cast<uint64_t>(ref::DtypeBlockElements(desc->dtype));
+    const uint64_t elems = needed / plugin_sdk::DtypeBlockBytes(desc->dtype) *
+                           static_cast<uint64_t>(plugin_sdk::DtypeBlockElements(desc->dtype));
     // Host-side repack into the kernel layout, then one blocking upload per array.
     std::vector<uint8_t> data;
     std::vector<float> scales;
@@ -930,7 +942,7 @@ struct OpenClDevice {
         for (uint64_t i = 0; i < elems; ++i) {
           uint16_t h;
           std::memcpy(&h, src + 2 * i, 2);
-          const float f = ref::Bf16ToFloat(h);
+          const float f = plugin_sdk::Bf16ToFloat(h);
           std::memcpy(data.data() + 4 * i, &f, 4);
         }
         break;
@@ -945,7 +957,7 @@ struct OpenClDevice {
         for (uint64_t b = 0; b < blocks; ++b) {
           uint16_t h;
           std::memcpy(&h, src + b * block_bytes, 2);
-          scales[b] = ref::HalfToFloat(h);
+          scales[b] = plugin_sdk::HalfToFloat(h);
           std::memcpy(data.data() + b * qbytes, src + b * block_bytes + 2, qbytes);
         }
         break;
@@ -1026,6 +1038,6 @@ extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api
     const kestrel_host_api_t* host, uint16_t host_major, uint16_t host_minor,
     const kestrel_plugin_api_t** out) {
   using namespace kestrel::plugins::opencl;
-  return kestrel::plugins::GetApi("opencl", &kTable, host, host_major, host_minor, out,
+  return kestrel::plugin_sdk::GetApi("opencl", &kTable, host, host_major, host_minor, out,
                                   [](const kestrel_host_api_t* h) { G().PushHost(h); });
 }

@@ -20,14 +20,13 @@
 #include "hal/src/device.h"
 #include "hal/src/plugin_registry.h"
 #include "kestrel/plugin_api.h"
-#include "plugins/ref/half.h"
-#include "plugins/ref/ref_kernels.h"
+#include "kestrel/plugin_sdk/half.h"
+#include "kestrel/plugin_sdk/dtype.h"
 
 namespace {
 
 using kestrel::hal::Device;
 using kestrel::hal::PluginRegistry;
-namespace ref = kestrel::plugins::ref;
 
 // One registry at a time: the cpu plugin's init options (threads, exact) are process-wide.
 struct Env {
@@ -69,7 +68,7 @@ std::vector<uint8_t> RandomWeight(uint32_t dtype, int64_t n, int64_t k) {
   std::mt19937 gen(42);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   std::vector<float> row(k);
-  const uint64_t row_bytes = ref::RowBytes(dtype, k);
+  const uint64_t row_bytes = kestrel::plugin_sdk::RowBytes(dtype, k);
   std::vector<uint8_t> out(row_bytes * n);
   for (int64_t j = 0; j < n; ++j) {
     for (float& v : row) v = u(gen);
@@ -78,12 +77,12 @@ std::vector<uint8_t> RandomWeight(uint32_t dtype, int64_t n, int64_t k) {
       case KESTREL_DTYPE_F32: std::memcpy(dst, row.data(), k * 4); break;
       case KESTREL_DTYPE_F16:
         for (int64_t i = 0; i < k; ++i) {
-          const uint16_t h = ref::FloatToHalf(row[i]);
+          const uint16_t h = kestrel::plugin_sdk::FloatToHalf(row[i]);
           std::memcpy(dst + 2 * i, &h, 2);
         }
         break;
-      case KESTREL_DTYPE_Q8_0: ref::QuantizeRowQ8_0(row.data(), k, dst); break;
-      case KESTREL_DTYPE_Q4_0: ref::QuantizeRowQ4_0(row.data(), k, dst); break;
+      case KESTREL_DTYPE_Q8_0: kestrel::plugin_sdk::QuantizeRowQ8_0(row.data(), k, dst); break;
+      case KESTREL_DTYPE_Q4_0: kestrel::plugin_sdk::QuantizeRowQ4_0(row.data(), k, dst); break;
     }
   }
   return out;
@@ -142,7 +141,7 @@ void BM_Matmul(benchmark::State& state, const char* device_name) {
     state.counters["GFLOP/s"] = benchmark::Counter(
         2.0 * n * k * t * state.iterations() / 1e9, benchmark::Counter::kIsRate);
   }
-  state.SetLabel(std::string(ref::DtypeName(dtype)) + (exact ? " exact" : ""));
+  state.SetLabel(std::string(kestrel::plugin_sdk::DtypeName(dtype)) + (exact ? " exact" : ""));
 }
 
 void GemvArgs(benchmark::internal::Benchmark* b, bool with_exact) {
@@ -237,7 +236,7 @@ void BM_DecodeSweep(benchmark::State& state) {
                                               benchmark::Counter::kIsRate);
   state.counters["steps/s"] = benchmark::Counter(static_cast<double>(state.iterations()),
                                                  benchmark::Counter::kIsRate);
-  state.SetLabel(ref::DtypeName(dtype));
+  state.SetLabel(kestrel::plugin_sdk::DtypeName(dtype));
 }
 BENCHMARK(BM_DecodeSweep)
     ->Args({KESTREL_DTYPE_Q4_0, 2})

@@ -13,15 +13,15 @@
 
 #include "gtest/gtest.h"
 #include "hal/src/host_api.h"
-#include "plugins/ref/half.h"
-#include "plugins/ref/ref_kernels.h"
-#include "plugins/ref/ref_ops.h"
+#include "kestrel/plugin_sdk/half.h"
+#include "kestrel/plugin_sdk/reference_kernels.h"
+#include "kestrel/plugin_sdk/op_contract.h"
 
 namespace kestrel::conformance {
 
-using plugins::ref::testing_util::RandomWeights;
-using plugins::ref::testing_util::TestSeed;
-namespace ref = plugins::ref;
+using plugin_sdk::testing_util::RandomWeights;
+using plugin_sdk::testing_util::TestSeed;
+namespace ref = plugin_sdk;
 
 std::string PluginDir() {
   const char* d = std::getenv("KESTREL_PLUGIN_DIR");
@@ -109,7 +109,7 @@ absl::Status RunOn(hal::Device* dev, const OpCase& c, std::vector<std::vector<ui
       }
       continue;
     }
-    const uint64_t size = ref::TensorBytes(t.desc);
+    const uint64_t size = plugin_sdk::TensorBytes(t.desc);
     auto b = dev->Allocate(size + 2 * kPad);
     if (!b.ok()) return b.status();
     std::vector<uint8_t> init = t.bytes.empty() ? std::vector<uint8_t>(size, 0xFF) : t.bytes;
@@ -130,7 +130,7 @@ absl::Status RunOn(hal::Device* dev, const OpCase& c, std::vector<std::vector<ui
   if (auto s = dev->Synchronize(); !s.ok()) return s;
   outs->assign(c.out.size(), {});
   for (size_t i = 0; i < c.out.size(); ++i) {
-    (*outs)[i].resize(ref::TensorBytes(c.out[i].desc));
+    (*outs)[i].resize(plugin_sdk::TensorBytes(c.out[i].desc));
     if ((*outs)[i].empty()) continue;
     if (auto s = dev->Read(*out_buffers[i], kPad, (*outs)[i].data(), (*outs)[i].size()); !s.ok()) {
       return s;
@@ -159,7 +159,7 @@ void Check(const Devices& env, const OpCase& c, const std::string& what) {
     std::memcpy(w.data(), want[i].data(), n * 4);
     std::vector<double> wd(w.begin(), w.end());
     for (size_t k = 0; k < n; ++k) ASSERT_FALSE(std::isnan(w[k])) << "reference NaN at " << k;
-    const double err = ref::testing_util::RelErr(g, wd);
+    const double err = plugin_sdk::testing_util::RelErr(g, wd);
     EXPECT_LE(err, c.tol) << "output " << i << ": relative norm error " << err << " (n=" << n
                           << ")";
   }
@@ -172,14 +172,14 @@ Tensor Weight(Rng& rng, uint32_t dtype, int64_t rows, int64_t cols, bool prepare
 const uint32_t kWeightDtypes[5] = {KESTREL_DTYPE_F32, KESTREL_DTYPE_F16, KESTREL_DTYPE_BF16,
                                   KESTREL_DTYPE_Q8_0, KESTREL_DTYPE_Q4_0};
 
-std::string Name(uint32_t dtype) { return ref::DtypeName(dtype); }
+std::string Name(uint32_t dtype) { return plugin_sdk::DtypeName(dtype); }
 
 // ---- KV cache ops -----------------------------------------------------------------------------------
 std::vector<uint8_t> RandomCache(Rng& rng, uint32_t dtype, int64_t elems) {
   const std::vector<float> f = rng.Floats(elems);
   if (dtype == KESTREL_DTYPE_F32) return Bytes(f);
   std::vector<uint16_t> h(elems);
-  for (int64_t i = 0; i < elems; ++i) h[i] = ref::FloatToHalf(f[i]);
+  for (int64_t i = 0; i < elems; ++i) h[i] = plugin_sdk::FloatToHalf(f[i]);
   return Bytes(h);
 }
 

@@ -24,11 +24,11 @@
 #include "hal/src/plugin_library.h"
 #include "hal/src/plugin_registry.h"
 #include "kestrel/plugin_api.h"
-#include "plugins/ref/ref_test_util.h"
+#include "plugin_sdk/src/test_util.h"
 
 namespace kestrel::conformance {
 
-using Rng = plugins::ref::testing_util::Rng;
+using Rng = plugin_sdk::testing_util::Rng;
 
 // $KESTREL_PLUGIN_DIR, and the path of libkestrel_plugin_<name>.so in it.
 std::string PluginDir();
@@ -48,9 +48,9 @@ struct Devices {
 const Devices& LoadDevices(const std::string& plugin);
 
 // ---- op cases -------------------------------------------------------------------------------------
-// Desc(dtype, dims) and OpDesc(kind, in, out, params, size): plugins/ref/ref_test_util.h.
-using plugins::ref::testing_util::Desc;
-using plugins::ref::testing_util::OpDesc;
+// Desc(dtype, dims) and OpDesc(kind, in, out, params, size): plugin_sdk/src/test_util.h.
+using plugin_sdk::testing_util::Desc;
+using plugin_sdk::testing_util::OpDesc;
 inline kestrel_op_desc_t MakeOp(uint32_t kind, const std::vector<kestrel_tensor_arg_t>& in,
                                 const std::vector<kestrel_tensor_arg_t>& out,
                                 const std::vector<uint8_t>& params) {

@@ -2,7 +2,7 @@
 //
 // A plugin writes its slots once, as static member functions of a class `Impl` with the ABI's
 // slot signatures, except that a fallible slot returns the plugin's own status type (anything
-// HostRef::ToStatus takes, e.g. ref::Status) instead of a kestrel_plugin_status_t*:
+// HostRef::ToStatus takes, e.g. Status) instead of a kestrel_plugin_status_t*:
 //
 //   struct MyDevice {
 //     static const HostRef& Host();                                    // the remembered host
@@ -26,8 +26,8 @@
 //
 // Header-only and internal like plugin_glue.h: it depends only on the plugin ABI header and the
 // standard library, and nothing in it is exported. Used by plugins/{cpu,opencl,cuda}.
-#ifndef KESTREL_PLUGINS_COMMON_DEVICE_TABLE_H_
-#define KESTREL_PLUGINS_COMMON_DEVICE_TABLE_H_
+#ifndef KESTREL_PLUGIN_SDK_DEVICE_TABLE_H_
+#define KESTREL_PLUGIN_SDK_DEVICE_TABLE_H_
 
 #include <algorithm>
 #include <cstdint>
@@ -39,9 +39,9 @@
 #include <vector>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/common/plugin_glue.h"
+#include "kestrel/plugin_sdk/plugin_glue.h"
 
-namespace kestrel::plugins {
+namespace kestrel::plugin_sdk {
 
 // Writes `src` NUL-terminated into `dst` (truncated to N - 1 bytes) and zeroes the rest of `dst`:
 // the string fields of kestrel_device_caps_t.
@@ -309,6 +309,6 @@ kestrel_plugin_api_t MakeDeviceTable(const char* name, const char* version) {
   return t;
 }
 
-}  // namespace kestrel::plugins
+}  // namespace kestrel::plugin_sdk
 
-#endif  // KESTREL_PLUGINS_COMMON_DEVICE_TABLE_H_
+#endif  // KESTREL_PLUGIN_SDK_DEVICE_TABLE_H_

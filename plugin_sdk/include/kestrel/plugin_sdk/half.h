@@ -3,13 +3,13 @@
 // Half -> float is exact for every input (normals, subnormals, zeros, infinities, NaN payloads).
 // Float -> half / bfloat16 round to nearest, ties to even (what F16C's _cvtps_ph with the default
 // rounding mode and ggml's software path do), overflow to infinity, and keep NaN a (quiet) NaN.
-#ifndef KESTREL_PLUGINS_REF_HALF_H_
-#define KESTREL_PLUGINS_REF_HALF_H_
+#ifndef KESTREL_PLUGIN_SDK_HALF_H_
+#define KESTREL_PLUGIN_SDK_HALF_H_
 
 #include <cstdint>
 #include <cstring>
 
-namespace kestrel::plugins::ref {
+namespace kestrel::plugin_sdk {
 
 inline uint32_t FloatBits(float f) {
   uint32_t u;
@@ -75,6 +75,6 @@ inline uint16_t FloatToBf16(float f) {
   return static_cast<uint16_t>((u + rounding) >> 16);
 }
 
-}  // namespace kestrel::plugins::ref
+}  // namespace kestrel::plugin_sdk
 
-#endif  // KESTREL_PLUGINS_REF_HALF_H_
+#endif  // KESTREL_PLUGIN_SDK_HALF_H_

@@ -2,21 +2,23 @@
 //
 // Buffers are 64-byte aligned host memory (buffer_map supported), streams and events are left
 // NULL (every call completes before it returns), a prepared weight is a packed copy of the host
-// bytes plus its descriptor, and op_query / op_execute go through ref_ops (the reference kernels).
+// bytes plus its descriptor, and op_query / op_execute go through the op contract (op_contract.h) and the reference ops (reference_ops.h), or
+// the configuration's own execute function.
 // The reference plugin ("ref") is one configuration of it; tests and other host-memory plugins can
 // build more tables from other configurations, side by side in one process.
 //
 // Owns: the plugin objects (devices, buffers, weights) and the conversion of internal Status to
 // kestrel_plugin_status_t (through host->status_create), done once per slot, at the ABI boundary,
 // where every C++ exception is caught (std::bad_alloc -> RESOURCE_EXHAUSTED, others -> INTERNAL).
-#ifndef KESTREL_PLUGINS_REF_HOST_PLUGIN_H_
-#define KESTREL_PLUGINS_REF_HOST_PLUGIN_H_
+#ifndef KESTREL_PLUGIN_SDK_HOST_PLUGIN_H_
+#define KESTREL_PLUGIN_SDK_HOST_PLUGIN_H_
 
 #include <cstdint>
 
 #include "kestrel/plugin_api.h"
+#include "kestrel/plugin_sdk/status.h"
 
-namespace kestrel::plugins::ref {
+namespace kestrel::plugin_sdk {
 
 // How one host-memory plugin presents itself. All strings are NUL-terminated and static.
 struct HostPluginConfig {
@@ -27,6 +29,13 @@ struct HostPluginConfig {
   // answers UNIMPLEMENTED). NULL: every kind the reference kernels implement.
   bool (*supports_kind)(uint32_t kind);
   const char* plugin_version = "0.1.0";  // kestrel_plugin_api_t::version
+  // Runs an op that CheckOp accepted and supports_kind allows, on host pointers (the contract of
+  // ExecuteOp in reference_ops.h). NULL: ExecuteOp itself, the reference implementation.
+  Status (*execute)(const kestrel_op_desc_t& op, const void* const* inputs,
+                    void* const* outputs) = nullptr;
+  // What op_query reports for the ops it runs: KESTREL_OP_SUPPORTED (the reference plugin: correct,
+  // never the preferred place) or KESTREL_OP_PREFERRED.
+  uint32_t support_level = KESTREL_OP_SUPPORTED;
 };
 
 // At most this many distinct configurations can have a table in one process (each needs its own
@@ -51,6 +60,6 @@ kestrel_plugin_status_t* HostPluginGetApi(const HostPluginConfig* config,
 uint64_t HostPluginDtypeMask();
 uint64_t HostPluginWeightDtypeMask();
 
-}  // namespace kestrel::plugins::ref
+}  // namespace kestrel::plugin_sdk
 
-#endif  // KESTREL_PLUGINS_REF_HOST_PLUGIN_H_
+#endif  // KESTREL_PLUGIN_SDK_HOST_PLUGIN_H_

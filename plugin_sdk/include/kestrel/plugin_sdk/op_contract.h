@@ -1,26 +1,26 @@
-// Op descriptors -> reference kernels.
-//
-// Owns the meaning of a kestrel_op_desc_t for the reference plugin: which descriptors are valid
-// (INVALID_ARGUMENT otherwise, with a message naming the op, the tensor and the bad field/value),
-// which valid ones the reference kernels run (contiguous layouts, F32 activations, F32/F16 KV
-// caches; anything else is reported unsupported with a reason), and the dispatch of a supported
-// descriptor to ref_kernels. It knows nothing about buffers, devices or the plugin table: the
-// caller resolves every tensor argument to a host pointer first (host_plugin.cc). Thread-safe.
-#ifndef KESTREL_PLUGINS_REF_REF_OPS_H_
-#define KESTREL_PLUGINS_REF_REF_OPS_H_
+// The op contract of plugin_api.h, as code: which op descriptors are valid (INVALID_ARGUMENT
+// otherwise, with a message naming the op, the tensor and the bad field/value), which valid ones
+// the reference implementation runs (contiguous layouts, F32 activations, F32/F16 KV caches;
+// anything else is reported unsupported with a reason), tensor byte sizes and alignments, and op
+// kind names. A plugin judges every descriptor with CheckOp first, so every plugin accepts and
+// rejects exactly the same descriptors, and adds its own limits on top. It knows nothing about
+// buffers, devices or the plugin table. Thread-safe.
+#ifndef KESTREL_PLUGIN_SDK_OP_CONTRACT_H_
+#define KESTREL_PLUGIN_SDK_OP_CONTRACT_H_
 
 #include <cstdint>
 #include <string>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/ref/ref_status.h"
+#include "kestrel/plugin_sdk/status.h"
 
-namespace kestrel::plugins::ref {
+namespace kestrel::plugin_sdk {
 
 // "MATMUL", "PAGED_ATTENTION", ...; "kind(<n>)" for unknown kinds.
 std::string OpKindName(uint32_t kind);
 
-// True for the kinds ExecuteOp implements (every kind of plugin_api.h 1.0, MOE included).
+// True for the kinds the contract knows (every kind of plugin_api.h 1.0, MOE included); the
+// reference ops (reference_ops.h ExecuteOp) implement them all.
 bool IsImplementedKind(uint32_t kind);
 
 // Checks one tensor descriptor on its own: struct_size, dtype, rank, non-negative dims, block
@@ -49,17 +49,10 @@ struct OpCheck {
 // Validates `op` as op_query sees it (buffers and weights are not looked at). Returns
 // INVALID_ARGUMENT for a malformed descriptor (struct sizes, n_inputs/n_outputs, ranks, dims that
 // disagree with each other or with the params, dtypes outside the op's contract, bad params). A
-// valid descriptor returns OK with `out->supported` telling whether ExecuteOp can run it; unknown
+// valid descriptor returns OK with `out->supported` telling whether the reference ops (ExecuteOp) run it; unknown
 // and vendor kinds, other op versions and non-packed strides are valid but unsupported.
 Status CheckOp(const kestrel_op_desc_t& op, OpCheck* out);
 
-// Runs `op`, which CheckOp accepted as supported. inputs[i] / outputs[i] are host pointers to the
-// data of op.inputs[i] / op.outputs[i], each holding TensorBytes of its descriptor and aligned to
-// DtypeAlignment. Data-dependent errors (an out-of-range token id, slot, block or row; bad
-// query_start / kv_lens / parents) return OUT_OF_RANGE or INVALID_ARGUMENT and leave the outputs
-// unwritten.
-Status ExecuteOp(const kestrel_op_desc_t& op, const void* const* inputs, void* const* outputs);
+}  // namespace kestrel::plugin_sdk
 
-}  // namespace kestrel::plugins::ref
-
-#endif  // KESTREL_PLUGINS_REF_REF_OPS_H_
+#endif  // KESTREL_PLUGIN_SDK_OP_CONTRACT_H_

@@ -6,8 +6,8 @@
 // plugin ABI header and the standard library (never on the runtime or on ref), and no plugin
 // exports any of it; each plugin keeps its own one-line exported kestrel_plugin_get_api
 // (hal/plugin.map) that calls GetApi below. Used by plugins/{ref,cpu,opencl,cuda}.
-#ifndef KESTREL_PLUGINS_COMMON_PLUGIN_GLUE_H_
-#define KESTREL_PLUGINS_COMMON_PLUGIN_GLUE_H_
+#ifndef KESTREL_PLUGIN_SDK_PLUGIN_GLUE_H_
+#define KESTREL_PLUGIN_SDK_PLUGIN_GLUE_H_
 
 #include <algorithm>
 #include <atomic>
@@ -21,7 +21,7 @@
 
 #include "kestrel/plugin_api.h"
 
-namespace kestrel::plugins {
+namespace kestrel::plugin_sdk {
 
 // A status whose message is `parts` concatenated (at most 511 bytes), built without allocating,
 // so it also works when memory is exhausted. NULL when `host` cannot create statuses.
@@ -55,7 +55,7 @@ class HostRef {
     return host->status_create(host->host_ctx, code, msg, len);
   }
 
-  // NULL for OK. StatusT: any type with ok(), code() and message() (ref::Status).
+  // NULL for OK. StatusT: any type with ok(), code() and message() (Status).
   template <typename StatusT>
   kestrel_plugin_status_t* ToStatus(const StatusT& s) const {
     if (s.ok()) return nullptr;
@@ -177,6 +177,6 @@ kestrel_plugin_status_t* GetApi(const char* name, const kestrel_plugin_api_t* ta
                 });
 }
 
-}  // namespace kestrel::plugins
+}  // namespace kestrel::plugin_sdk
 
-#endif  // KESTREL_PLUGINS_COMMON_PLUGIN_GLUE_H_
+#endif  // KESTREL_PLUGIN_SDK_PLUGIN_GLUE_H_

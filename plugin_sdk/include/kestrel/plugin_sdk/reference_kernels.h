@@ -7,47 +7,21 @@
 // Where the model quality depends on bit-level agreement with llama.cpp (RMSNorm, RoPE) the kernels
 // follow llama.cpp's float operation order; see each comment.
 //
-// The kernels do not validate shapes (ref_ops.cc does that against the op descriptor); they do
+// The kernels do not validate shapes (op_contract.h does that against the op descriptor); they do
 // validate every index they read from an I32 tensor (token ids, slots, block ids, rows, query
 // starts, kv lengths, tree parents) and return OUT_OF_RANGE / INVALID_ARGUMENT instead of touching
 // memory out of bounds. Pointers never alias unless a comment says so. Thread-safe (no state).
-#ifndef KESTREL_PLUGINS_REF_REF_KERNELS_H_
-#define KESTREL_PLUGINS_REF_REF_KERNELS_H_
+#ifndef KESTREL_PLUGIN_SDK_REFERENCE_KERNELS_H_
+#define KESTREL_PLUGIN_SDK_REFERENCE_KERNELS_H_
 
 #include <cstddef>
 #include <cstdint>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/ref/ref_status.h"
+#include "kestrel/plugin_sdk/dtype.h"
+#include "kestrel/plugin_sdk/status.h"
 
-namespace kestrel::plugins::ref {
-
-// GGUF block formats: 32 elements per block.
-inline constexpr int64_t kQuantBlock = 32;
-inline constexpr size_t kQ8_0BlockBytes = 34;  // f16 scale + 32 x int8
-inline constexpr size_t kQ4_0BlockBytes = 18;  // f16 scale + 16 bytes of nibbles
-
-// True for dtypes a row can be dequantized from: F32, F16, BF16, Q8_0, Q4_0.
-bool IsWeightDtype(uint32_t dtype);
-// True for Q8_0 / Q4_0.
-bool IsBlockQuantized(uint32_t dtype);
-// Elements per block: 32 for block-quantized dtypes, 1 otherwise (0 for an unknown dtype).
-int64_t DtypeBlockElements(uint32_t dtype);
-// Bytes per block (per element for plain dtypes); 0 for an unknown dtype.
-size_t DtypeBlockBytes(uint32_t dtype);
-// Human-readable name ("F32", "Q4_0", ...; "dtype(<n>)" for unknown values).
-const char* DtypeName(uint32_t dtype);
-// Bytes of `n` consecutive elements (n must be a multiple of the block size for quantized dtypes).
-uint64_t RowBytes(uint32_t dtype, int64_t n);
-
-// Dequantizes `n` elements of a row starting at `src` (a row or block boundary) into out[0..n).
-// Precondition: IsWeightDtype(dtype) and n % DtypeBlockElements(dtype) == 0.
-void DequantizeRow(uint32_t dtype, const void* src, int64_t n, float* out);
-
-// llama.cpp's reference quantizers (quantize_row_q8_0_ref / quantize_row_q4_0_ref), used by tests
-// and conformance suites to make quantized weights. n % 32 == 0; `dst` holds RowBytes(dtype, n).
-void QuantizeRowQ8_0(const float* src, int64_t n, void* dst);
-void QuantizeRowQ4_0(const float* src, int64_t n, void* dst);
+namespace kestrel::plugin_sdk {
 
 // out[t, :] = dequantized table row ids[t], for t < n_tokens. table is [vocab, dim] of `dtype`.
 // OUT_OF_RANGE if an id is outside [0, vocab).
@@ -164,6 +138,6 @@ void Moe(const float* x, int64_t n_tokens, int64_t dim, int64_t ff, uint32_t rou
          const void* router, const ExpertWeights& gate, const ExpertWeights& up,
          const ExpertWeights& down, const MoeParams& params, float* out, int32_t* stats);
 
-}  // namespace kestrel::plugins::ref
+}  // namespace kestrel::plugin_sdk
 
-#endif  // KESTREL_PLUGINS_REF_REF_KERNELS_H_
+#endif  // KESTREL_PLUGIN_SDK_REFERENCE_KERNELS_H_

@@ -2,9 +2,9 @@
 //
 // The plugins stay independent of the runtime (and of Abseil), so they carry this small
 // code + message pair and convert it to a kestrel_plugin_status_t exactly once, at the ABI
-// boundary (host_plugin.cc). Codes are the plugin ABI's canonical codes.
-#ifndef KESTREL_PLUGINS_REF_REF_STATUS_H_
-#define KESTREL_PLUGINS_REF_REF_STATUS_H_
+// boundary (plugin_glue.h HostRef::ToStatus). Codes are the plugin ABI's canonical codes.
+#ifndef KESTREL_PLUGIN_SDK_STATUS_H_
+#define KESTREL_PLUGIN_SDK_STATUS_H_
 
 #include <sstream>
 #include <string>
@@ -12,7 +12,7 @@
 
 #include "kestrel/plugin_api.h"
 
-namespace kestrel::plugins::ref {
+namespace kestrel::plugin_sdk {
 
 class Status {
  public:
@@ -63,12 +63,12 @@ Status Internal(const Args&... args) {
 }
 
 // Returns from the enclosing function if `expr` (a Status) is not OK.
-#define KESTREL_REF_RETURN_IF_ERROR(expr)                     \
+#define KESTREL_SDK_RETURN_IF_ERROR(expr)                     \
   do {                                                        \
-    ::kestrel::plugins::ref::Status kestrel_ref_status_ = (expr); \
-    if (!kestrel_ref_status_.ok()) return kestrel_ref_status_;  \
+    ::kestrel::plugin_sdk::Status kestrel_sdk_status_ = (expr); \
+    if (!kestrel_sdk_status_.ok()) return kestrel_sdk_status_;  \
   } while (0)
 
-}  // namespace kestrel::plugins::ref
+}  // namespace kestrel::plugin_sdk
 
-#endif  // KESTREL_PLUGINS_REF_REF_STATUS_H_
+#endif  // KESTREL_PLUGIN_SDK_STATUS_H_
