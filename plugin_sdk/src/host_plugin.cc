@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstring>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <string>
@@ -29,12 +30,22 @@ constexpr size_t kBufferAlignment = 64;
 constexpr uint32_t kDeviceMagic = 0x4B444556;  // "KDEV"
 constexpr uint32_t kBufferMagic = 0x4B425546;  // "KBUF"
 constexpr uint32_t kWeightMagic = 0x4B575454;  // "KWTT"
+constexpr uint32_t kInstanceMagic = 0x4B494E53;  // "KINS"
 
 class HostPlugin;
+
+// One instance of the plugin (ABI 1.2): its own host table, so its own log sink. The 1.1 slots
+// (init, device_count, ...) use the plugin's default instance, whose host is get_api's.
+struct Instance {
+  uint32_t magic = kInstanceMagic;
+  HostPlugin* plugin = nullptr;
+  HostRef host;
+};
 
 struct Device {
   uint32_t magic = kDeviceMagic;
   HostPlugin* plugin = nullptr;
+  Instance* instance = nullptr;  // the instance that opened it: its host gets the device's logs
   uint32_t index = 0;
 };
 
@@ -83,29 +94,73 @@ class HostPlugin {
       : config_(config), table_(table) {
     table_.name = config->plugin_name;
     table_.version = config->plugin_version != nullptr ? config->plugin_version : "0.1.0";
+    default_instance_.plugin = this;
   }
 
   const HostPluginConfig* config() const { return config_; }
   const kestrel_plugin_api_t* table() const { return &table_; }
 
   // ---- status and logging --------------------------------------------------------------------
-  void set_host(const kestrel_host_api_t* host) { host_.Set(host); }
-  void Log(kestrel_plugin_log_level_t level, const std::string& message) const {
-    host_.Log(level, message);
+  void set_host(const kestrel_host_api_t* host) {
+    host_.Set(host);
+    default_instance_.host.Set(host);
   }
+  Instance* default_instance() { return &default_instance_; }
   template <typename Body>
   kestrel_plugin_status_t* Guard(const char* slot, Body&& body) const {
     return host_.Guard(slot, std::forward<Body>(body));
   }
+  // The host of the instance that opened `d` (get_api's host for a handle that is not a device of
+  // this plugin: the slot's own check then reports it).
+  const HostRef& HostOf(kestrel_plugin_device_t* d) const {
+    const Device* device = AsDevice(d);
+    if (device != nullptr && device->magic == kDeviceMagic && device->plugin == this) {
+      return device->instance->host;
+    }
+    return host_;
+  }
+  template <typename Body>
+  kestrel_plugin_status_t* GuardFor(kestrel_plugin_device_t* d, const char* slot,
+                                    Body&& body) const {
+    return HostOf(d).Guard(slot, std::forward<Body>(body));
+  }
+  // An instance handle of this plugin, or NULL.
+  Instance* AsInstance(kestrel_plugin_instance_t* i) const {
+    Instance* instance = reinterpret_cast<Instance*>(i);
+    if (instance == nullptr || instance->magic != kInstanceMagic || instance->plugin != this) {
+      return nullptr;
+    }
+    return instance;
+  }
 
   // ---- slots ---------------------------------------------------------------------------------
-  Status Init(const kestrel_plugin_option_t* options, size_t n_options) {
-    if (n_options > 0 && options == nullptr) return InvalidArgument("init: options is NULL");
+  // init (1.1) and instance_create (1.2): the options of `instance`.
+  Status Init(Instance* instance, const kestrel_plugin_option_t* options, size_t n_options,
+              const char* slot) {
+    if (n_options > 0 && options == nullptr) return InvalidArgument(slot, ": options is NULL");
     for (size_t i = 0; i < n_options; ++i) {
-      Log(KESTREL_PLUGIN_LOG_DEBUG,
-          StrCat(config_->plugin_name, ": ignoring option '",
-                 options[i].key ? options[i].key : "(null)", "'"));
+      instance->host.Log(KESTREL_PLUGIN_LOG_DEBUG,
+                         StrCat(config_->plugin_name, ": ignoring option '",
+                                options[i].key ? options[i].key : "(null)", "'"));
     }
+    return Status();
+  }
+
+  // instance_create: `host` must be usable (the 1.0 table or larger, status_create set).
+  Status CreateInstance(const kestrel_host_api_t* host, const kestrel_plugin_option_t* options,
+                        size_t n_options, kestrel_plugin_instance_t** out) {
+    if (out == nullptr) return InvalidArgument("instance_create: out_instance is NULL");
+    *out = nullptr;
+    if (host == nullptr || host->struct_size < sizeof(kestrel_host_api_t) ||
+        host->status_create == nullptr) {
+      return InvalidArgument("instance_create: host table is NULL, smaller than the 1.0 table or "
+                             "has no status_create");
+    }
+    auto instance = std::make_unique<Instance>();
+    instance->plugin = this;
+    instance->host.Set(host);
+    KESTREL_SDK_RETURN_IF_ERROR(Init(instance.get(), options, n_options, "instance_create"));
+    *out = reinterpret_cast<kestrel_plugin_instance_t*>(instance.release());
     return Status();
   }
 
@@ -126,11 +181,12 @@ class HostPlugin {
     return Status();
   }
 
-  Status OpenDevice(uint32_t index, kestrel_plugin_device_t** out) {
+  Status OpenDevice(Instance* instance, uint32_t index, kestrel_plugin_device_t** out) {
     if (out == nullptr) return InvalidArgument("device_open: out_device is NULL");
     if (index != 0) return OutOfRange("device_open: index ", index, " >= device count 1");
     Device* device = new Device;
     device->plugin = this;
+    device->instance = instance;
     device->index = index;
     *out = reinterpret_cast<kestrel_plugin_device_t*>(device);
     return Status();
@@ -295,7 +351,7 @@ class HostPlugin {
     OpCheck check;
     KESTREL_SDK_RETURN_IF_ERROR(CheckOp(*op, &check));
     if (!check.supported) {
-      Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat(config_->plugin_name, ": unsupported: ", check.reason));
+      HostOf(d).Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat(config_->plugin_name, ": unsupported: ", check.reason));
       return Status();
     }
     out->level = config_->support_level;
@@ -391,7 +447,8 @@ class HostPlugin {
 
   const HostPluginConfig* config_;
   kestrel_plugin_api_t table_;
-  HostRef host_;
+  HostRef host_;               // get_api's host
+  Instance default_instance_;  // the 1.1 slots' instance
 };
 
 // ---- per-instance slot functions ---------------------------------------------------------------
@@ -406,7 +463,9 @@ struct Slots {
   static HostPlugin& P() { return *g_instances[I]; }
 
   static kestrel_plugin_status_t* Init(const kestrel_plugin_option_t* options, size_t n) {
-    return P().Guard("init", [&] { return P().Init(options, n); });
+    return P().Guard("init", [&] {
+      return P().Init(P().default_instance(), options, n, "init");
+    });
   }
   // Frees the instance (the host calls shutdown once, before dlclose, and never uses the table
   // afterwards); a later HostPluginGetApi for the config makes a fresh one.
@@ -422,12 +481,13 @@ struct Slots {
     return P().Guard("device_get_caps", [&] { return P().GetCaps(index, caps); });
   }
   static kestrel_plugin_status_t* DeviceOpen(uint32_t index, kestrel_plugin_device_t** out) {
-    return P().Guard("device_open", [&] { return P().OpenDevice(index, out); });
+    return P().Guard("device_open",
+                     [&] { return P().OpenDevice(P().default_instance(), index, out); });
   }
   static void DeviceClose(kestrel_plugin_device_t* d) { HostPlugin::CloseDevice(d); }
   static kestrel_plugin_status_t* BufferAlloc(kestrel_plugin_device_t* d, uint64_t size,
                                               uint32_t flags, kestrel_plugin_buffer_t** out) {
-    return P().Guard("buffer_alloc", [&] { return P().BufferAlloc(d, size, flags, out); });
+    return P().GuardFor(d, "buffer_alloc", [&] { return P().BufferAlloc(d, size, flags, out); });
   }
   static void BufferFree(kestrel_plugin_device_t*, kestrel_plugin_buffer_t* b) {
     HostPlugin::FreeBuffer(b);
@@ -436,29 +496,29 @@ struct Slots {
                                               kestrel_plugin_stream_t* s,
                                               kestrel_plugin_buffer_t* dst, uint64_t off,
                                               const void* src, uint64_t size) {
-    return P().Guard("buffer_write", [&] { return P().BufferWrite(d, s, dst, off, src, size); });
+    return P().GuardFor(d, "buffer_write", [&] { return P().BufferWrite(d, s, dst, off, src, size); });
   }
   static kestrel_plugin_status_t* BufferRead(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
                                              kestrel_plugin_buffer_t* src, uint64_t off, void* dst,
                                              uint64_t size) {
-    return P().Guard("buffer_read", [&] { return P().BufferRead(d, s, src, off, dst, size); });
+    return P().GuardFor(d, "buffer_read", [&] { return P().BufferRead(d, s, src, off, dst, size); });
   }
   static kestrel_plugin_status_t* BufferCopy(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
                                              kestrel_plugin_buffer_t* src, uint64_t src_off,
                                              kestrel_plugin_buffer_t* dst, uint64_t dst_off,
                                              uint64_t size) {
-    return P().Guard("buffer_copy",
+    return P().GuardFor(d, "buffer_copy",
                      [&] { return P().BufferCopy(d, s, src, src_off, dst, dst_off, size); });
   }
   static kestrel_plugin_status_t* BufferMap(kestrel_plugin_device_t* d,
                                             kestrel_plugin_buffer_t* b, void** out) {
-    return P().Guard("buffer_map", [&] { return P().BufferMap(d, b, out); });
+    return P().GuardFor(d, "buffer_map", [&] { return P().BufferMap(d, b, out); });
   }
   static kestrel_plugin_status_t* WeightPrepare(kestrel_plugin_device_t* d,
                                                 const kestrel_tensor_desc_t* desc,
                                                 const void* data, uint64_t size,
                                                 kestrel_plugin_weight_t** out) {
-    return P().Guard("weight_prepare",
+    return P().GuardFor(d, "weight_prepare",
                      [&] { return P().WeightPrepare(d, desc, data, size, out); });
   }
   static void WeightRelease(kestrel_plugin_device_t*, kestrel_plugin_weight_t* w) {
@@ -466,12 +526,50 @@ struct Slots {
   }
   static kestrel_plugin_status_t* OpQuery(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op,
                                           kestrel_op_support_t* out) {
-    return P().Guard("op_query", [&] { return P().OpQuery(d, op, out); });
+    return P().GuardFor(d, "op_query", [&] { return P().OpQuery(d, op, out); });
   }
   static kestrel_plugin_status_t* OpExecute(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,
                                             const kestrel_op_desc_t* op,
                                             kestrel_plugin_buffer_t* workspace) {
-    return P().Guard("op_execute", [&] { return P().OpExecute(d, s, op, workspace); });
+    return P().GuardFor(d, "op_execute", [&] { return P().OpExecute(d, s, op, workspace); });
+  }
+
+  // ---- ABI 1.2 instances ----
+  static kestrel_plugin_status_t* InstanceCreate(const kestrel_host_api_t* host,
+                                                 const kestrel_plugin_option_t* options, size_t n,
+                                                 kestrel_plugin_instance_t** out) {
+    return P().Guard("instance_create",
+                     [&] { return P().CreateInstance(host, options, n, out); });
+  }
+  static void InstanceDestroy(kestrel_plugin_instance_t* i) { delete P().AsInstance(i); }
+  static uint32_t InstanceDeviceCount(kestrel_plugin_instance_t* i, char* reason,
+                                      size_t capacity) {
+    if (P().AsInstance(i) == nullptr) {
+      static const char kNotOurs[] = "instance_device_count: not an instance of this plugin";
+      WriteReason(kNotOurs, sizeof kNotOurs - 1, reason, capacity);
+      return 0;
+    }
+    return P().DeviceCount(reason, capacity);
+  }
+  static kestrel_plugin_status_t* InstanceDeviceGetCaps(kestrel_plugin_instance_t* i,
+                                                        uint32_t index,
+                                                        kestrel_device_caps_t* caps) {
+    Instance* instance = P().AsInstance(i);
+    if (instance == nullptr) return InstanceError("instance_device_get_caps");
+    return instance->host.Guard("device_get_caps", [&] { return P().GetCaps(index, caps); });
+  }
+  static kestrel_plugin_status_t* InstanceDeviceOpen(kestrel_plugin_instance_t* i, uint32_t index,
+                                                     kestrel_plugin_device_t** out) {
+    Instance* instance = P().AsInstance(i);
+    if (instance == nullptr) return InstanceError("instance_device_open");
+    return instance->host.Guard("device_open",
+                                [&] { return P().OpenDevice(instance, index, out); });
+  }
+  static kestrel_plugin_status_t* InstanceError(const char* slot) {
+    return P().Guard(slot, [&] {
+      return InvalidArgument(slot, ": instance is NULL or not an instance of plugin '",
+                             P().config()->plugin_name, "'");
+    });
   }
 
   static kestrel_plugin_api_t Table() {
@@ -496,6 +594,11 @@ struct Slots {
     t.weight_release = &WeightRelease;
     t.op_query = &OpQuery;
     t.op_execute = &OpExecute;
+    t.instance_create = &InstanceCreate;
+    t.instance_destroy = &InstanceDestroy;
+    t.instance_device_count = &InstanceDeviceCount;
+    t.instance_device_get_caps = &InstanceDeviceGetCaps;
+    t.instance_device_open = &InstanceDeviceOpen;
     return t;
   }
 };

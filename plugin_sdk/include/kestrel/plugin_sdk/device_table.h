@@ -20,6 +20,22 @@
 // required slots must exist; an optional one (buffer_map, the stream/event slots,
 // device_set_options) that Impl does not declare stays NULL in the table.
 //
+// Plugin instances (ABI 1.2): an Impl that declares all five of
+//     static Status InstanceCreate(const kestrel_host_api_t*, const kestrel_plugin_option_t*,
+//                                  size_t, kestrel_plugin_instance_t**);
+//     static void InstanceDestroy(kestrel_plugin_instance_t*);
+//     static uint32_t InstanceDeviceCount(kestrel_plugin_instance_t*, char*, size_t);
+//     static Status InstanceDeviceGetCaps(kestrel_plugin_instance_t*, uint32_t,
+//                                         kestrel_device_caps_t*);
+//     static Status InstanceDeviceOpen(kestrel_plugin_instance_t*, uint32_t,
+//                                      kestrel_plugin_device_t**);
+// gets the instance slots too. Its statuses and logs should then go through the host of the
+// instance concerned: declaring
+//     static const HostRef& HostOf(kestrel_plugin_device_t*);       // a device's instance host
+//     static const HostRef& HostOfInstance(kestrel_plugin_instance_t*);
+// makes the guards of the device-bound and instance slots use them (Host() is used for the rest,
+// and for handles that are not the plugin's).
+//
 // Beside it: CopyCapsString and WriteReason for the string fields a plugin hands out, and
 // DiscoveredDevices, the plugin-wide state (hosts, init count, devices) and the device_count /
 // shutdown bodies of a plugin that discovers its devices once.
@@ -62,6 +78,7 @@ struct DeviceCapsValues {
   bool host_visible = false;
   bool async = false;
   uint64_t dtype_mask = 0, weight_dtype_mask = 0;
+  uint32_t accuracy_tier = KESTREL_ACCURACY_REFERENCE;  // since 1.2
 };
 
 inline void WriteDeviceCaps(const DeviceCapsValues& v, kestrel_device_caps_t* caps) {
@@ -75,6 +92,8 @@ inline void WriteDeviceCaps(const DeviceCapsValues& v, kestrel_device_caps_t* ca
   if (KESTREL_PLUGIN_HAS_SLOT(caps, C, reserved)) std::memset(caps->reserved, 0, sizeof caps->reserved);
   if (KESTREL_PLUGIN_HAS_SLOT(caps, C, dtype_mask)) caps->dtype_mask = v.dtype_mask;
   if (KESTREL_PLUGIN_HAS_SLOT(caps, C, weight_dtype_mask)) caps->weight_dtype_mask = v.weight_dtype_mask;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, accuracy_tier)) caps->accuracy_tier = v.accuracy_tier;
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, C, reserved2)) caps->reserved2 = 0;
 }
 
 // Writes text[0..length) NUL-terminated (truncated to capacity - 1 bytes) into a device_count
@@ -177,6 +196,12 @@ template <typename T>
 using EventDestroyOf = decltype(&T::EventDestroy);
 template <typename T>
 using DeviceSetOptionsOf = decltype(&T::DeviceSetOptions);
+template <typename T>
+using InstanceCreateOf = decltype(&T::InstanceCreate);
+template <typename T>
+using HostOfOf = decltype(&T::HostOf);
+template <typename T>
+using HostOfInstanceOf = decltype(&T::HostOfInstance);
 
 // The slots as the table holds them: Impl's fallible functions behind Guard.
 template <typename Impl>
@@ -186,6 +211,25 @@ struct Slots {
   using Str = kestrel_plugin_stream_t;
   using Evt = kestrel_plugin_event_t;
   using Result = kestrel_plugin_status_t*;
+  using Inst = kestrel_plugin_instance_t;
+
+  // The host whose statuses a slot of device `d` returns.
+  static const HostRef& H(Dev* d) {
+    if constexpr (Declares<HostOfOf, Impl>::value) {
+      return Impl::HostOf(d);
+    } else {
+      (void)d;
+      return Impl::Host();
+    }
+  }
+  static const HostRef& HI(Inst* i) {
+    if constexpr (Declares<HostOfInstanceOf, Impl>::value) {
+      return Impl::HostOfInstance(i);
+    } else {
+      (void)i;
+      return Impl::Host();
+    }
+  }
 
   static Result Init(const kestrel_plugin_option_t* options, size_t n) {
     return Impl::Host().Guard("init", [&] { return Impl::Init(options, n); });
@@ -204,54 +248,73 @@ struct Slots {
     return Impl::Host().Guard("device_open", [&] { return Impl::DeviceOpen(index, out); });
   }
   static Result BufferAlloc(Dev* d, uint64_t size, uint32_t flags, Buf** out) {
-    return Impl::Host().Guard("buffer_alloc",
+    return H(d).Guard("buffer_alloc",
                               [&] { return Impl::BufferAlloc(d, size, flags, out); });
   }
   static Result BufferWrite(Dev* d, Str* s, Buf* dst, uint64_t off, const void* src,
                             uint64_t size) {
-    return Impl::Host().Guard("buffer_write",
+    return H(d).Guard("buffer_write",
                               [&] { return Impl::BufferWrite(d, s, dst, off, src, size); });
   }
   static Result BufferRead(Dev* d, Str* s, Buf* src, uint64_t off, void* dst, uint64_t size) {
-    return Impl::Host().Guard("buffer_read",
+    return H(d).Guard("buffer_read",
                               [&] { return Impl::BufferRead(d, s, src, off, dst, size); });
   }
   static Result BufferCopy(Dev* d, Str* s, Buf* src, uint64_t src_off, Buf* dst, uint64_t dst_off,
                            uint64_t size) {
-    return Impl::Host().Guard(
+    return H(d).Guard(
         "buffer_copy", [&] { return Impl::BufferCopy(d, s, src, src_off, dst, dst_off, size); });
   }
   static Result BufferMap(Dev* d, Buf* b, void** out) {
-    return Impl::Host().Guard("buffer_map", [&] { return Impl::BufferMap(d, b, out); });
+    return H(d).Guard("buffer_map", [&] { return Impl::BufferMap(d, b, out); });
   }
   static Result StreamCreate(Dev* d, Str** out) {
-    return Impl::Host().Guard("stream_create", [&] { return Impl::StreamCreate(d, out); });
+    return H(d).Guard("stream_create", [&] { return Impl::StreamCreate(d, out); });
   }
   static Result StreamSynchronize(Dev* d, Str* s) {
-    return Impl::Host().Guard("stream_synchronize", [&] { return Impl::StreamSynchronize(d, s); });
+    return H(d).Guard("stream_synchronize", [&] { return Impl::StreamSynchronize(d, s); });
   }
   static Result EventRecord(Dev* d, Str* s, Evt** out) {
-    return Impl::Host().Guard("event_record", [&] { return Impl::EventRecord(d, s, out); });
+    return H(d).Guard("event_record", [&] { return Impl::EventRecord(d, s, out); });
   }
   static Result StreamWaitEvent(Dev* d, Str* s, Evt* e) {
-    return Impl::Host().Guard("stream_wait_event", [&] { return Impl::StreamWaitEvent(d, s, e); });
+    return H(d).Guard("stream_wait_event", [&] { return Impl::StreamWaitEvent(d, s, e); });
   }
   static Result EventSynchronize(Dev* d, Evt* e) {
-    return Impl::Host().Guard("event_synchronize", [&] { return Impl::EventSynchronize(d, e); });
+    return H(d).Guard("event_synchronize", [&] { return Impl::EventSynchronize(d, e); });
   }
   static Result WeightPrepare(Dev* d, const kestrel_tensor_desc_t* desc, const void* data,
                               uint64_t size, kestrel_plugin_weight_t** out) {
-    return Impl::Host().Guard("weight_prepare",
+    return H(d).Guard("weight_prepare",
                               [&] { return Impl::WeightPrepare(d, desc, data, size, out); });
   }
   static Result OpQuery(Dev* d, const kestrel_op_desc_t* op, kestrel_op_support_t* out) {
-    return Impl::Host().Guard("op_query", [&] { return Impl::OpQuery(d, op, out); });
+    return H(d).Guard("op_query", [&] { return Impl::OpQuery(d, op, out); });
   }
   static Result OpExecute(Dev* d, Str* s, const kestrel_op_desc_t* op, Buf* workspace) {
-    return Impl::Host().Guard("op_execute", [&] { return Impl::OpExecute(d, s, op, workspace); });
+    return H(d).Guard("op_execute", [&] { return Impl::OpExecute(d, s, op, workspace); });
+  }
+  static Result InstanceCreate(const kestrel_host_api_t* host,
+                               const kestrel_plugin_option_t* options, size_t n, Inst** out) {
+    return Impl::Host().Guard("instance_create",
+                              [&] { return Impl::InstanceCreate(host, options, n, out); });
+  }
+  static void InstanceDestroy(Inst* i) {
+    try {
+      Impl::InstanceDestroy(i);
+    } catch (...) {
+    }
+  }
+  static Result InstanceDeviceGetCaps(Inst* i, uint32_t index, kestrel_device_caps_t* caps) {
+    return HI(i).Guard("instance_device_get_caps",
+                       [&] { return Impl::InstanceDeviceGetCaps(i, index, caps); });
+  }
+  static Result InstanceDeviceOpen(Inst* i, uint32_t index, Dev** out) {
+    return HI(i).Guard("instance_device_open",
+                       [&] { return Impl::InstanceDeviceOpen(i, index, out); });
   }
   static Result DeviceSetOptions(Dev* d, const kestrel_plugin_option_t* options, size_t n) {
-    return Impl::Host().Guard("device_set_options",
+    return H(d).Guard("device_set_options",
                               [&] { return Impl::DeviceSetOptions(d, options, n); });
   }
 };
@@ -305,6 +368,13 @@ kestrel_plugin_api_t MakeDeviceTable(const char* name, const char* version) {
   t.op_execute = &S::OpExecute;
   if constexpr (dt::Declares<dt::DeviceSetOptionsOf, Impl>::value) {
     t.device_set_options = &S::DeviceSetOptions;
+  }
+  if constexpr (dt::Declares<dt::InstanceCreateOf, Impl>::value) {
+    t.instance_create = &S::InstanceCreate;
+    t.instance_destroy = &S::InstanceDestroy;
+    t.instance_device_count = &Impl::InstanceDeviceCount;
+    t.instance_device_get_caps = &S::InstanceDeviceGetCaps;
+    t.instance_device_open = &S::InstanceDeviceOpen;
   }
   return t;
 }
