@@ -56,89 +56,6 @@ const Devices& LoadDevices(const std::string& plugin) {
   return *env;
 }
 
-// ---- op cases -------------------------------------------------------------------------------------
-kestrel_tensor_arg_t A(kestrel_tensor_desc_t d) {
-  kestrel_tensor_arg_t a{};
-  a.desc = d;
-  return a;
-}
-
-Tensor F32(std::vector<int64_t> dims, const std::vector<float>& v) {
-  return {Desc(KESTREL_DTYPE_F32, dims), Bytes(v), false};
-}
-Tensor I32(std::vector<int64_t> dims, const std::vector<int32_t>& v) {
-  return {Desc(KESTREL_DTYPE_I32, dims), Bytes(v), false};
-}
-Tensor Out(uint32_t dtype, std::vector<int64_t> dims) { return {Desc(dtype, dims), {}, false}; }
-
-constexpr uint64_t kPad = 64;  // every tensor sits at this offset in its buffer
-
-absl::Status RunOn(hal::Device* dev, const OpCase& c, std::vector<std::vector<uint8_t>>* outs) {
-  std::vector<hal::Buffer> buffers;
-  std::vector<hal::PreparedWeight> weights;
-  std::vector<kestrel_tensor_arg_t> in(c.in.size()), out(c.out.size());
-  buffers.reserve(c.in.size() + c.out.size());
-  for (size_t i = 0; i < c.in.size(); ++i) {
-    const Tensor& t = c.in[i];
-    in[i].desc = t.desc;
-    if (t.prepared) {
-      auto w = dev->PrepareWeight(t.desc, t.bytes.data(), t.bytes.size());
-      if (!w.ok()) return w.status();
-      in[i].weight = w->handle();
-      weights.push_back(std::move(*w));
-      continue;
-    }
-    auto b = dev->Allocate(t.bytes.size() + 2 * kPad);
-    if (!b.ok()) return b.status();
-    if (!t.bytes.empty()) {
-      if (auto s = dev->Write(*b, kPad, t.bytes.data(), t.bytes.size()); !s.ok()) return s;
-    }
-    in[i].buffer = b->handle();
-    in[i].offset = kPad;
-    buffers.push_back(std::move(*b));
-  }
-  std::vector<const hal::Buffer*> out_buffers(c.out.size());
-  for (size_t i = 0; i < c.out.size(); ++i) {
-    const Tensor& t = c.out[i];
-    out[i].desc = t.desc;
-    out[i].offset = kPad;
-    if (i == 0 && c.out_alias >= 0) {
-      out[i].buffer = in[c.out_alias].buffer;
-      for (const auto& b : buffers) {
-        if (b.handle() == out[i].buffer) out_buffers[i] = &b;
-      }
-      continue;
-    }
-    const uint64_t size = plugin_sdk::TensorBytes(t.desc);
-    auto b = dev->Allocate(size + 2 * kPad);
-    if (!b.ok()) return b.status();
-    std::vector<uint8_t> init = t.bytes.empty() ? std::vector<uint8_t>(size, 0xFF) : t.bytes;
-    if (size > 0) {
-      if (auto s = dev->Write(*b, kPad, init.data(), size); !s.ok()) return s;
-    }
-    out[i].buffer = b->handle();
-    buffers.push_back(std::move(*b));
-    out_buffers[i] = &buffers.back();
-  }
-  const kestrel_op_desc_t op = MakeOp(c.kind, in, out, c.params);
-  auto support = dev->Query(op);
-  if (!support.ok()) return support.status();
-  if (support->level == KESTREL_OP_UNSUPPORTED) {
-    return absl::UnimplementedError(dev->name() + " reports the op UNSUPPORTED");
-  }
-  if (auto s = dev->Execute(op, nullptr); !s.ok()) return s;
-  if (auto s = dev->Synchronize(); !s.ok()) return s;
-  outs->assign(c.out.size(), {});
-  for (size_t i = 0; i < c.out.size(); ++i) {
-    (*outs)[i].resize(plugin_sdk::TensorBytes(c.out[i].desc));
-    if ((*outs)[i].empty()) continue;
-    if (auto s = dev->Read(*out_buffers[i], kPad, (*outs)[i].data(), (*outs)[i].size()); !s.ok()) {
-      return s;
-    }
-  }
-  return absl::OkStatus();
-}
-
 void Check(const Devices& env, const OpCase& c, const std::string& what) {
   SCOPED_TRACE(::testing::Message() << what << "; random seed " << TestSeed()
                                     << " (rerun with KESTREL_TEST_SEED=" << TestSeed() << ")");
@@ -163,83 +80,6 @@ void Check(const Devices& env, const OpCase& c, const std::string& what) {
     EXPECT_LE(err, c.tol) << "output " << i << ": relative norm error " << err << " (n=" << n
                           << ")";
   }
-}
-
-Tensor Weight(Rng& rng, uint32_t dtype, int64_t rows, int64_t cols, bool prepared) {
-  return {Desc(dtype, {rows, cols}), RandomWeights(rng, dtype, rows, cols), prepared};
-}
-
-const uint32_t kWeightDtypes[5] = {KESTREL_DTYPE_F32, KESTREL_DTYPE_F16, KESTREL_DTYPE_BF16,
-                                  KESTREL_DTYPE_Q8_0, KESTREL_DTYPE_Q4_0};
-
-std::string Name(uint32_t dtype) { return plugin_sdk::DtypeName(dtype); }
-
-// ---- KV cache ops -----------------------------------------------------------------------------------
-std::vector<uint8_t> RandomCache(Rng& rng, uint32_t dtype, int64_t elems) {
-  const std::vector<float> f = rng.Floats(elems);
-  if (dtype == KESTREL_DTYPE_F32) return Bytes(f);
-  std::vector<uint16_t> h(elems);
-  for (int64_t i = 0; i < elems; ++i) h[i] = plugin_sdk::FloatToHalf(f[i]);
-  return Bytes(h);
-}
-
-// ---- paged attention ------------------------------------------------------------------------------
-OpCase Attention(Rng& rng, int64_t h, int64_t hkv, int64_t dh, int64_t b, uint32_t kd,
-                 uint32_t vd, bool causal, const std::vector<Seq>& seqs, bool tree) {
-  int64_t used = 0, mb = 1, t = 0;
-  for (const Seq& s : seqs) {
-    used += (s.kv_len + b - 1) / b;
-    mb = std::max(mb, (s.kv_len + b - 1) / b + 1);
-    t += s.q_len;
-  }
-  const int64_t nb = used + 3;
-  std::vector<int32_t> pool(static_cast<size_t>(nb));
-  std::iota(pool.begin(), pool.end(), 0);
-  std::shuffle(pool.begin(), pool.end(), rng.gen());
-  const int64_t n_seqs = static_cast<int64_t>(seqs.size());
-  std::vector<int32_t> tables(seqs.size() * static_cast<size_t>(mb), -1);
-  std::vector<int32_t> starts(seqs.size() + 1, 0), lens(seqs.size(), 0);
-  size_t next = 0;
-  for (int64_t s = 0; s < n_seqs; ++s) {
-    for (int64_t k = 0; k < (seqs[s].kv_len + b - 1) / b; ++k) tables[s * mb + k] = pool[next++];
-    starts[s + 1] = starts[s] + static_cast<int32_t>(seqs[s].q_len);
-    lens[s] = static_cast<int32_t>(seqs[s].kv_len);
-  }
-  OpCase c;
-  c.kind = KESTREL_OP_PAGED_ATTENTION;
-  const int64_t cache = nb * b * hkv * dh;
-  c.in = {F32({t, h, dh}, rng.Floats(t * h * dh, -2, 2)),
-          {Desc(kd, {nb, b, hkv, dh}), RandomCache(rng, kd, cache), false},
-          {Desc(vd, {nb, b, hkv, dh}), RandomCache(rng, vd, cache), false},
-          I32({n_seqs, mb}, tables), I32({n_seqs + 1}, starts), I32({n_seqs}, lens)};
-  c.out = {Out(KESTREL_DTYPE_F32, {t, h, dh})};
-  kestrel_op_attention_params_t p{};
-  p.n_heads = static_cast<uint32_t>(h);
-  p.n_kv_heads = static_cast<uint32_t>(hkv);
-  p.head_dim = static_cast<uint32_t>(dh);
-  p.block_size = static_cast<uint32_t>(b);
-  p.causal = causal ? 1 : 0;
-  p.scale = 1.0f / std::sqrt(static_cast<float>(dh));
-  if (tree) {
-    // A random forest per sequence, its nodes then shuffled so that parents need not precede
-    // their children.
-    std::vector<int32_t> parents;
-    for (int64_t s = 0; s < n_seqs; ++s) {
-      const int64_t q_len = seqs[s].q_len;
-      std::vector<int32_t> forest(q_len), perm(q_len), shuffled(q_len);
-      for (int64_t j = 0; j < q_len; ++j) forest[j] = j == 0 ? -1 : rng.Int(-1, j - 1);
-      std::iota(perm.begin(), perm.end(), 0);
-      std::shuffle(perm.begin(), perm.end(), rng.gen());
-      for (int64_t j = 0; j < q_len; ++j) {
-        shuffled[perm[j]] = forest[j] < 0 ? -1 : perm[forest[j]];
-      }
-      parents.insert(parents.end(), shuffled.begin(), shuffled.end());
-    }
-    c.in.push_back(I32({t}, parents));
-    p.tree_mask = 1;
-  }
-  c.params = Params(p);
-  return c;
 }
 
 // ---- raw plugin table ------------------------------------------------------------------------------
@@ -284,26 +124,6 @@ bool RawPlugin::Check(kestrel_plugin_status_t* s, const std::string& what) {
   absl::Status st = hal::TakePluginStatus(s, what);
   if (!st.ok()) error_ += st.ToString() + "\n";
   return st.ok();
-}
-
-kestrel_op_desc_t AddOp(kestrel_plugin_buffer_t* a, kestrel_plugin_buffer_t* b,
-                        kestrel_plugin_buffer_t* out, int64_t n, kestrel_tensor_arg_t args[3]) {
-  for (int i = 0; i < 3; ++i) {
-    args[i] = kestrel_tensor_arg_t{};
-    args[i].desc = Desc(KESTREL_DTYPE_F32, {1, n});
-  }
-  args[0].buffer = a;
-  args[1].buffer = b;
-  args[2].buffer = out;
-  kestrel_op_desc_t op{};
-  op.struct_size = sizeof op;
-  op.kind = KESTREL_OP_ADD;
-  op.op_version = 1;
-  op.n_inputs = 2;
-  op.n_outputs = 1;
-  op.inputs = args;
-  op.outputs = args + 2;
-  return op;
 }
 
 // ---- the cases every device plugin shares -----------------------------------------------------------

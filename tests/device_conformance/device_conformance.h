@@ -24,11 +24,10 @@
 #include "hal/src/plugin_library.h"
 #include "hal/src/plugin_registry.h"
 #include "kestrel/plugin_api.h"
-#include "plugin_sdk/src/test_util.h"
+#include "plugin_sdk/conformance/op_case.h"
 
 namespace kestrel::conformance {
 
-using Rng = plugin_sdk::testing_util::Rng;
 
 // $KESTREL_PLUGIN_DIR, and the path of libkestrel_plugin_<name>.so in it.
 std::string PluginDir();
@@ -47,75 +46,10 @@ struct Devices {
 // the process (one registry per plugin name).
 const Devices& LoadDevices(const std::string& plugin);
 
-// ---- op cases -------------------------------------------------------------------------------------
-// Desc(dtype, dims) and OpDesc(kind, in, out, params, size): plugin_sdk/src/test_util.h.
-using plugin_sdk::testing_util::Desc;
-using plugin_sdk::testing_util::OpDesc;
-inline kestrel_op_desc_t MakeOp(uint32_t kind, const std::vector<kestrel_tensor_arg_t>& in,
-                                const std::vector<kestrel_tensor_arg_t>& out,
-                                const std::vector<uint8_t>& params) {
-  return OpDesc(kind, in, out, params.empty() ? nullptr : params.data(), params.size());
-}
-// A tensor argument with only its descriptor (for op_query).
-kestrel_tensor_arg_t A(kestrel_tensor_desc_t d);
-
-struct Tensor {
-  kestrel_tensor_desc_t desc{};
-  std::vector<uint8_t> bytes;  // inputs; initial content of in-place outputs (empty: poison)
-  bool prepared = false;       // pass as a prepared weight
-};
-
-template <typename T>
-std::vector<uint8_t> Bytes(const std::vector<T>& v) {
-  std::vector<uint8_t> b(v.size() * sizeof(T));
-  if (!b.empty()) std::memcpy(b.data(), v.data(), b.size());
-  return b;
-}
-Tensor F32(std::vector<int64_t> dims, const std::vector<float>& v);
-Tensor I32(std::vector<int64_t> dims, const std::vector<int32_t>& v);
-Tensor Out(uint32_t dtype, std::vector<int64_t> dims);
-
-struct OpCase {
-  uint32_t kind = 0;
-  std::vector<Tensor> in, out;
-  std::vector<uint8_t> params;
-  int out_alias = -1;     // output 0 shares input out_alias's buffer (in-place)
-  double tol = 1e-5;      // relative norm error for F32 outputs
-  bool exact = false;     // compare outputs bit for bit
-};
-
-template <typename P>
-std::vector<uint8_t> Params(P p) {
-  p.struct_size = sizeof(P);
-  return Bytes(std::vector<P>{p});
-}
-
-// Runs `c` on `dev` (every tensor at a 64-byte offset in its buffer, outputs poisoned with 0xFF
-// bytes unless they have initial content); returns the outputs' bytes.
-absl::Status RunOn(hal::Device* dev, const OpCase& c, std::vector<std::vector<uint8_t>>* outs);
+// Op cases (Tensor, OpCase, RunOn, Attention, ...): plugin_sdk/conformance/op_case.h.
 
 // Runs `c` on env.ref and env.dev and compares (gtest failures, with `what` and the seed).
 void Check(const Devices& env, const OpCase& c, const std::string& what);
-
-// Random weight bytes of `dtype` (encoded independently of both plugins).
-Tensor Weight(Rng& rng, uint32_t dtype, int64_t rows, int64_t cols, bool prepared);
-
-extern const uint32_t kWeightDtypes[5];  // F32, F16, BF16, Q8_0, Q4_0
-
-std::string Name(uint32_t dtype);
-
-// Random F32 or F16 KV-cache bytes.
-std::vector<uint8_t> RandomCache(Rng& rng, uint32_t dtype, int64_t elems);
-
-// ---- paged attention ------------------------------------------------------------------------------
-struct Seq {
-  int64_t q_len, kv_len;
-};
-
-// Sequences with out-of-order blocks from one shuffled pool; unused table entries hold -1. With
-// `tree`, a random forest per sequence as the 7th input (tree_mask = 1).
-OpCase Attention(Rng& rng, int64_t h, int64_t hkv, int64_t dh, int64_t b, uint32_t kd,
-                 uint32_t vd, bool causal, const std::vector<Seq>& seqs, bool tree = false);
 
 // ---- raw plugin table ------------------------------------------------------------------------------
 // Loads libkestrel_plugin_<plugin>.so directly with its own init(options) and shutdown, beside the
@@ -146,9 +80,6 @@ class RawPlugin {
   std::string logs_;
 };
 
-// out = a + b over [1, n] F32 buffers; `args` (3 entries) back the descriptor.
-kestrel_op_desc_t AddOp(kestrel_plugin_buffer_t* a, kestrel_plugin_buffer_t* b,
-                        kestrel_plugin_buffer_t* out, int64_t n, kestrel_tensor_arg_t args[3]);
 
 // ---- the cases every device plugin shares -----------------------------------------------------------
 // Each is the body of one TEST_F of the plugin's suite (same name there); a plugin calls those its

@@ -1,5 +1,6 @@
 // A plugin translation unit sees the plugin ABI and every plugin SDK header.
 #include "kestrel/plugin_api.h"
+#include "kestrel/plugin_sdk/accuracy.h"
 #include "kestrel/plugin_sdk/device_checks.h"
 #include "kestrel/plugin_sdk/device_table.h"
 #include "kestrel/plugin_sdk/dtype.h"
