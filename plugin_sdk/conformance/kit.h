@@ -20,6 +20,7 @@
 #ifndef KESTREL_PLUGIN_SDK_CONFORMANCE_KIT_H_
 #define KESTREL_PLUGIN_SDK_CONFORMANCE_KIT_H_
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,6 +66,20 @@ void CheckCase(Target& target, Report& report, const std::string& tier, const st
 // must win), SwiGLU experts of `dtype` (prepared), Mixtral routing, top `k`, the stats output.
 OpCase MoeCase(Rng& rng, uint32_t dtype, int64_t n, int64_t d, int64_t f, int64_t e, int64_t k,
                bool tied_router);
+
+// The INT8 tier's model measure: `forced` decoded after `prompt` (teacher forcing) with the model
+// on `dev` (fallback `ref`) and on `ref` alone; per position, the relative L2 error of dev's
+// logits against ref's and whether their argmax agrees.
+struct LogitAgreement {
+  size_t positions = 0;
+  double top1_agreement = 0;  // fraction of positions
+  double mean_error = 0, max_error = 0;
+  std::map<std::string, uint64_t> ops_per_device;  // of the run on `dev`
+};
+absl::StatusOr<LogitAgreement> CompareTeacherForced(const std::string& model_path,
+                                                    hal::Device* dev, hal::Device* ref,
+                                                    const std::vector<int32_t>& prompt,
+                                                    const std::vector<int32_t>& forced);
 
 // Runs the selected tiers; the report holds every check. Never fails because of the plugin.
 Report RunKit(const KitOptions& options, Expectations expectations);

@@ -8,6 +8,7 @@
 //                                and mean relative logit error <= 0.1 (both in the message).
 //   model/<m>/ops_on_device      some op of every step ran on the device (ops counted per device):
 //                                a plugin that loads but leaves everything to ref fails here.
+#include <cmath>
 #include <fstream>
 #include <numeric>
 #include <string>
@@ -17,7 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "plugin_sdk/conformance/kit.h"
-#include "runtime/model/llama_model.h"
+#include "runtime/model/model.h"
 #include "runtime/session/session.h"
 
 namespace kestrel::conformance {
@@ -96,7 +97,7 @@ void RunModel(const KitOptions& o, Target& t, Report& r, const std::string& name
                                                  golden.status().message()));
     return;
   }
-  auto model = runtime::LlamaModel::Load(base + ".gguf", t.dev, {});
+  auto model = runtime::Model::Load(base + ".gguf", t.dev, {});
   if (!model.ok()) {
     r.Fail(kTier, name + "/load", std::string(model.status().message()));
     return;
@@ -130,25 +131,54 @@ void RunModel(const KitOptions& o, Target& t, Report& r, const std::string& name
     return;
   }
   // INT8 tier: the device's logits against the reference plugin's on the same forced sequence.
-  auto got = ForcedLogits(**session, *golden);
-  auto ref_model = runtime::LlamaModel::Load(base + ".gguf", t.ref, {});
-  if (!got.ok() || !ref_model.ok()) {
-    r.Fail(kTier, name + "/int8_tier",
-           std::string(!got.ok() ? got.status().message() : ref_model.status().message()));
+  session->reset();
+  model->reset();
+  auto m = CompareTeacherForced(base + ".gguf", t.dev, t.ref, golden->prompt, golden->generated);
+  if (!m.ok()) {
+    r.Fail(kTier, name + "/int8_tier", std::string(m.status().message()));
     return;
   }
-  auto ref_session = runtime::Session::Create(ref_model->get(), t.ref, Config());
-  auto want = ref_session.ok() ? ForcedLogits(**ref_session, *golden)
-                               : absl::StatusOr<std::vector<std::vector<float>>>(ref_session.status());
-  if (!want.ok()) {
-    r.Fail(kTier, name + "/int8_tier", absl::StrCat("reference: ", want.status().message()));
-    return;
+  const std::string msg = absl::StrFormat(
+      "teacher-forced over %d positions: top-1 agreement %.3f (>= %.2f), relative logit error "
+      "mean %.4f (<= %.2f), max %.4f",
+      static_cast<int>(m->positions), m->top1_agreement, kInt8MinAgreement, m->mean_error,
+      kInt8MaxMeanLogitError, m->max_error);
+  CheckResult res{absl::StrCat(kTier, "/", name, "/int8_tier"), kTier,
+                  m->top1_agreement >= kInt8MinAgreement && m->mean_error <= kInt8MaxMeanLogitError
+                      ? Outcome::kPass
+                      : Outcome::kFail,
+                  msg};
+  res.error = m->mean_error;
+  res.tolerance = kInt8MaxMeanLogitError;
+  r.Add(std::move(res));
+  CheckOpsOnDevice(r, name + "/ops_on_device", t.dev->name(), m->ops_per_device);
+}
+
+}  // namespace
+
+absl::StatusOr<LogitAgreement> CompareTeacherForced(const std::string& model_path,
+                                                    hal::Device* dev, hal::Device* ref,
+                                                    const std::vector<int32_t>& prompt,
+                                                    const std::vector<int32_t>& forced) {
+  const Golden g{prompt, forced};
+  std::vector<std::vector<float>> logits[2];
+  LogitAgreement out;
+  hal::Device* on[2] = {dev, ref};
+  for (int i = 0; i < 2; ++i) {
+    auto model = runtime::Model::Load(model_path, on[i], {});
+    if (!model.ok()) return model.status();
+    auto session = runtime::Session::Create(model->get(), ref, Config());
+    if (!session.ok()) return session.status();
+    auto l = ForcedLogits(**session, g);
+    if (!l.ok()) return l.status();
+    logits[i] = std::move(*l);
+    if (i == 0) out.ops_per_device = (*session)->executor().ops_per_device();
   }
   size_t agree = 0;
-  double sum_err = 0, max_err = 0;
-  for (size_t i = 0; i < want->size(); ++i) {
-    const std::vector<float>& a = (*got)[i];
-    const std::vector<float>& b = (*want)[i];
+  double sum_err = 0;
+  for (size_t p = 0; p < logits[1].size(); ++p) {
+    const std::vector<float>& a = logits[0][p];
+    const std::vector<float>& b = logits[1][p];
     double num = 0, den = 0;
     for (size_t k = 0; k < b.size(); ++k) {
       num += (double{a[k]} - b[k]) * (double{a[k]} - b[k]);
@@ -156,28 +186,16 @@ void RunModel(const KitOptions& o, Target& t, Report& r, const std::string& name
     }
     const double err = std::isfinite(num) ? std::sqrt(num / den) : INFINITY;
     sum_err += err;
-    max_err = std::max(max_err, err);
+    out.max_error = std::max(out.max_error, err);
     agree += Argmax(a) == Argmax(b) ? 1 : 0;
   }
-  const double agreement = static_cast<double>(agree) / static_cast<double>(want->size());
-  const double mean_err = sum_err / static_cast<double>(want->size());
-  const std::string msg = absl::StrFormat(
-      "teacher-forced over %d positions: top-1 agreement %.3f (>= %.2f), relative logit error "
-      "mean %.4f (<= %.2f), max %.4f",
-      static_cast<int>(want->size()), agreement, kInt8MinAgreement, mean_err,
-      kInt8MaxMeanLogitError, max_err);
-  CheckResult res{absl::StrCat(kTier, "/", name, "/int8_tier"), kTier,
-                  agreement >= kInt8MinAgreement && mean_err <= kInt8MaxMeanLogitError
-                      ? Outcome::kPass
-                      : Outcome::kFail,
-                  msg};
-  res.error = mean_err;
-  res.tolerance = kInt8MaxMeanLogitError;
-  r.Add(std::move(res));
-  CheckOpsOnDevice(r, name + "/ops_on_device", t.dev->name(), (*session)->executor().ops_per_device());
+  out.positions = logits[1].size();
+  if (out.positions > 0) {
+    out.top1_agreement = static_cast<double>(agree) / static_cast<double>(out.positions);
+    out.mean_error = sum_err / static_cast<double>(out.positions);
+  }
+  return out;
 }
-
-}  // namespace
 
 void RunModelTier(const KitOptions& o, Target& t, Report& r) {
   RunModel(o, t, r, "stories260K", "stories260K");
