@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "kestrel/plugin_sdk/device_checks.h"
 #include "kestrel/plugin_sdk/device_table.h"
 #include "kestrel/plugin_sdk/plugin_glue.h"
 #include "kestrel/plugin_sdk/dtype.h"
@@ -82,11 +83,6 @@ struct Weight {
 Device* AsDevice(kestrel_plugin_device_t* d) { return reinterpret_cast<Device*>(d); }
 Buffer* AsBuffer(kestrel_plugin_buffer_t* b) { return reinterpret_cast<Buffer*>(b); }
 Weight* AsWeight(kestrel_plugin_weight_t* w) { return reinterpret_cast<Weight*>(w); }
-
-// offset + size <= limit without overflow.
-bool InRange(uint64_t offset, uint64_t size, uint64_t limit) {
-  return offset <= limit && size <= limit - offset;
-}
 
 class HostPlugin {
  public:
@@ -303,24 +299,8 @@ class HostPlugin {
   Status WeightPrepare(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t* desc,
                        const void* host_data, uint64_t size, kestrel_plugin_weight_t** out) {
     KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "weight_prepare"));
-    if (desc == nullptr) return InvalidArgument("weight_prepare: desc is NULL");
-    if (out == nullptr) return InvalidArgument("weight_prepare: out_weight is NULL");
-    KESTREL_SDK_RETURN_IF_ERROR(ValidateTensorDesc(*desc, "weight_prepare: desc"));
-    if (!IsWeightDtype(desc->dtype)) {
-      return InvalidArgument("weight_prepare: dtype ", DtypeName(desc->dtype),
-                             " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
-    }
-    if (!IsPackedLayout(*desc)) {
-      return Unimplemented("weight_prepare: non-packed strides are not supported");
-    }
-    const uint64_t needed = TensorBytes(*desc);
-    if (size < needed) {
-      return InvalidArgument("weight_prepare: size=", size, " < ", needed, " bytes that the ",
-                             DtypeName(desc->dtype), " desc describes");
-    }
-    if (needed > 0 && host_data == nullptr) {
-      return InvalidArgument("weight_prepare: host_data is NULL");
-    }
+    uint64_t needed = 0;
+    KESTREL_SDK_RETURN_IF_ERROR(CheckWeightPrepare(desc, host_data, size, out, &needed));
     Weight* weight;
     try {
       weight = new Weight(needed);
