@@ -4,9 +4,10 @@
 // NULL streams, exceptions caught at every slot), with three differences: weight_prepare repacks
 // Q4_0/Q8_0 matrices (and each expert matrix of a rank-3 MOE weight) into the kernels' layout
 // (packed_weight.h), op_execute runs the threaded SIMD kernels of cpu_ops.h (MOE: cpu_moe.h),
-// and init reads the options below.
+// and init / instance_create read the options below. ABI 1.2 instances: each runtime's instance
+// has its own settings, thread pool and host (logs); the 1.1 slots use a default instance.
 //
-// Init options (also environment variables, which the options override):
+// Options (also environment variables, which the options override):
 //   "threads" / KESTREL_CPU_THREADS  worker threads incl. the caller (default: hardware threads)
 //   "isa"     / KESTREL_CPU_ISA      portable | avx2 | avx512 | vnni | amx | best (default best;
 //                                    a level the CPU lacks is lowered to the best it has, with a
@@ -66,10 +67,14 @@ constexpr const char* kPluginVersion = "0.1.0";
 constexpr uint32_t kDeviceMagic = 0x43444556;  // "CDEV"
 constexpr uint32_t kBufferMagic = 0x43425546;  // "CBUF"
 constexpr uint32_t kWeightMagic = 0x43575454;  // "CWTT"
+constexpr uint32_t kInstanceMagic = 0x43494E53;  // "CINS"
+
+struct Instance;
 
 struct Device {
   uint32_t magic = kDeviceMagic;
   uint32_t index = 0;
+  Instance* instance = nullptr;  // whose settings (threads, ISA, pool) and host it uses
 };
 
 struct Buffer {
@@ -142,16 +147,33 @@ struct State {
     return c;
   }
 };
-std::mutex g_state_mu;
-std::shared_ptr<State> g_state;  // set by init, cleared by shutdown
+// One instance of the plugin (ABI 1.2 instance_create; the 1.1 slots use the default one made by
+// init): its host (logs, statuses) and its settings with their thread pool. Devices of different
+// instances run on different pools with different settings.
+struct Instance {
+  uint32_t magic = kInstanceMagic;
+  HostRef host;
+  std::mutex mu;
+  std::shared_ptr<State> state;  // replaced whole by device_set_options; ops hold their copy
 
-std::shared_ptr<State> CurrentState() {
-  std::lock_guard<std::mutex> lock(g_state_mu);
-  return g_state;
+  std::shared_ptr<State> Current() {
+    std::lock_guard<std::mutex> lock(mu);
+    return state;
+  }
+};
+
+std::mutex g_default_mu;
+Instance* g_default = nullptr;  // made by the first init, freed by the last shutdown
+int g_init_count = 0;
+
+Instance* AsInstance(kestrel_plugin_instance_t* i) {
+  Instance* inst = reinterpret_cast<Instance*>(i);
+  return inst != nullptr && inst->magic == kInstanceMagic ? inst : nullptr;
 }
 
-void Log(kestrel_plugin_log_level_t level, const std::string& message) {
-  g_host.Log(level, message);
+// The state of the instance that opened `d` (null before init).
+std::shared_ptr<State> StateOf(kestrel_plugin_device_t* d) {
+  return reinterpret_cast<Device*>(d)->instance->Current();
 }
 
 
@@ -259,8 +281,76 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
 // The plugin's slots, with the ABI's signatures; MakeDeviceTable wraps the fallible ones in Guard.
 struct CpuDevice {
   static const HostRef& Host() { return g_host; }
+  // init (1.1): the default instance, with `options` and get_api's host. init/shutdown pairs
+  // nest (direct users of the library beside the host's): the first init makes the instance, the
+  // last shutdown frees it.
   static Status Init(const kestrel_plugin_option_t* options, size_t n_options) {
-    if (n_options > 0 && options == nullptr) return InvalidArgument("init: options is NULL");
+    auto inst = std::make_unique<Instance>();
+    inst->host.Set(g_host.Get());
+    KESTREL_SDK_RETURN_IF_ERROR(Configure(inst.get(), options, n_options, "init"));
+    std::lock_guard<std::mutex> lock(g_default_mu);
+    if (g_init_count++ == 0) g_default = inst.release();
+    return Status();
+  }
+
+  static void Shutdown() {
+    std::lock_guard<std::mutex> lock(g_default_mu);
+    if (g_init_count == 0 || --g_init_count > 0) return;
+    // The pool dies with it unless an op still runs on its State.
+    delete g_default;
+    g_default = nullptr;
+  }
+
+  // ---- ABI 1.2 instances ----
+  static const HostRef& HostOf(kestrel_plugin_device_t* d) {
+    const Device* device = AsDevice(d);
+    return device != nullptr && device->magic == kDeviceMagic ? device->instance->host : g_host;
+  }
+  static const HostRef& HostOfInstance(kestrel_plugin_instance_t* i) {
+    Instance* inst = AsInstance(i);
+    return inst != nullptr ? inst->host : g_host;
+  }
+  static Status InstanceCreate(const kestrel_host_api_t* host,
+                               const kestrel_plugin_option_t* options, size_t n,
+                               kestrel_plugin_instance_t** out) {
+    if (out == nullptr) return InvalidArgument("instance_create: out_instance is NULL");
+    *out = nullptr;
+    if (host == nullptr || host->struct_size < sizeof(kestrel_host_api_t) ||
+        host->status_create == nullptr) {
+      return InvalidArgument("instance_create: host table is NULL, smaller than the 1.0 table or "
+                             "has no status_create");
+    }
+    auto inst = std::make_unique<Instance>();
+    inst->host.Set(host);
+    KESTREL_SDK_RETURN_IF_ERROR(Configure(inst.get(), options, n, "instance_create"));
+    *out = reinterpret_cast<kestrel_plugin_instance_t*>(inst.release());
+    return Status();
+  }
+  static void InstanceDestroy(kestrel_plugin_instance_t* i) { delete AsInstance(i); }
+  static uint32_t InstanceDeviceCount(kestrel_plugin_instance_t* i, char* reason, size_t cap) {
+    if (AsInstance(i) != nullptr) return 1;
+    static const char kBad[] = "cpu: not an instance of this plugin";
+    plugin_sdk::WriteReason(kBad, sizeof kBad - 1, reason, cap);
+    return 0;
+  }
+  static Status InstanceDeviceGetCaps(kestrel_plugin_instance_t* i, uint32_t index,
+                                      kestrel_device_caps_t* caps) {
+    Instance* inst = AsInstance(i);
+    if (inst == nullptr) return plugin_sdk::FailedPrecondition("device_get_caps: plugin 'cpu' is not initialised");
+    return GetCaps(inst, index, caps);
+  }
+  static Status InstanceDeviceOpen(kestrel_plugin_instance_t* i, uint32_t index,
+                                   kestrel_plugin_device_t** out) {
+    Instance* inst = AsInstance(i);
+    if (inst == nullptr) return plugin_sdk::FailedPrecondition("device_open: plugin 'cpu' is not initialised");
+    return Open(inst, index, out);
+  }
+
+  // The settings of `inst` from `options` over the environment; logs through its host.
+  static Status Configure(Instance* inst, const kestrel_plugin_option_t* options, size_t n_options,
+                          const char* slot) {
+    if (n_options > 0 && options == nullptr) return InvalidArgument(slot, ": options is NULL");
+    const HostRef& host = inst->host;
     std::string threads_s, isa_s, exact_s, onednn_s;
     if (const char* e = std::getenv("KESTREL_CPU_THREADS")) threads_s = e;
     if (const char* e = std::getenv("KESTREL_CPU_ISA")) isa_s = e;
@@ -278,26 +368,26 @@ struct CpuDevice {
       } else if (key == "onednn") {
         onednn_s = value;
       } else {
-        Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cpu: ignoring option '", key, "'"));
+        host.Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cpu: ignoring option '", key, "'"));
       }
     }
     auto state = std::make_shared<State>();
     const unsigned hw = std::thread::hardware_concurrency();
     state->threads = hw == 0 ? 1 : static_cast<int>(std::min(hw, 256u));
     if (!threads_s.empty() && !ParsePositiveInt(threads_s, &state->threads)) {
-      Log(KESTREL_PLUGIN_LOG_WARNING,
-          StrCat("cpu: threads='", threads_s, "' is not a positive integer; using ", state->threads));
+      host.Log(KESTREL_PLUGIN_LOG_WARNING,
+               StrCat("cpu: threads='", threads_s, "' is not a positive integer; using ", state->threads));
     }
     state->isa = BestIsaLevel();
     if (!isa_s.empty()) {
       IsaLevel wanted;
       if (!ParseIsaLevel(isa_s, &wanted)) {
-        Log(KESTREL_PLUGIN_LOG_WARNING,
-            StrCat("cpu: isa='", isa_s, "' is not portable|avx2|avx512|vnni|amx|best; using ",
-                   IsaLevelName(state->isa)));
+        host.Log(KESTREL_PLUGIN_LOG_WARNING,
+                 StrCat("cpu: isa='", isa_s, "' is not portable|avx2|avx512|vnni|amx|best; using ",
+                        IsaLevelName(state->isa)));
       } else if (static_cast<int>(wanted) > static_cast<int>(state->isa)) {
-        Log(KESTREL_PLUGIN_LOG_WARNING, StrCat("cpu: isa='", isa_s, "' is not available on this CPU; using ",
-                                               IsaLevelName(state->isa)));
+        host.Log(KESTREL_PLUGIN_LOG_WARNING, StrCat("cpu: isa='", isa_s, "' is not available on this CPU; using ",
+                                                    IsaLevelName(state->isa)));
       } else {
         state->isa = wanted;
       }
@@ -309,26 +399,28 @@ struct CpuDevice {
                                 " threads, ", state->exact ? "exact f32" : "8-bit",
                                 " activations for Q4_0/Q8_0",
                                 state->onednn ? ", oneDNN sgemm" : "", ")");
-    Log(KESTREL_PLUGIN_LOG_INFO, state->description);
-    std::lock_guard<std::mutex> lock(g_state_mu);
-    g_state = std::move(state);
+    host.Log(KESTREL_PLUGIN_LOG_INFO, state->description);
+    std::lock_guard<std::mutex> lock(inst->mu);
+    inst->state = std::move(state);
     return Status();
   }
 
-  static void Shutdown() {
-    std::shared_ptr<State> old;
-    {
-      std::lock_guard<std::mutex> lock(g_state_mu);
-      old.swap(g_state);
-    }
-    // `old` (and its pool) dies here unless an op still runs on it.
+  static Instance* DefaultInstance() {
+    std::lock_guard<std::mutex> lock(g_default_mu);
+    return g_default;
   }
 
   // ---- slots -----------------------------------------------------------------------------------
   static Status DeviceGetCaps(uint32_t index, kestrel_device_caps_t* caps) {
+    Instance* inst = DefaultInstance();
+    if (inst == nullptr) return plugin_sdk::FailedPrecondition("device_get_caps: plugin 'cpu' is not initialised");
+    return GetCaps(inst, index, caps);
+  }
+
+  static Status GetCaps(Instance* inst, uint32_t index, kestrel_device_caps_t* caps) {
     if (caps == nullptr) return InvalidArgument("device_get_caps: caps is NULL");
     if (index != 0) return OutOfRange("device_get_caps: index ", index, " >= device count 1");
-    std::shared_ptr<State> state = CurrentState();
+    std::shared_ptr<State> state = inst->Current();
     DeviceCapsValues v;
     v.kind = KESTREL_DEVICE_KIND_CPU;
     v.name = "cpu";
@@ -342,11 +434,17 @@ struct CpuDevice {
   }
 
   static Status DeviceOpen(uint32_t index, kestrel_plugin_device_t** out) {
+    Instance* inst = DefaultInstance();
+    if (inst == nullptr) return plugin_sdk::FailedPrecondition("device_open: plugin 'cpu' is not initialised");
+    return Open(inst, index, out);
+  }
+
+  static Status Open(Instance* inst, uint32_t index, kestrel_plugin_device_t** out) {
     if (out == nullptr) return InvalidArgument("device_open: out_device is NULL");
     if (index != 0) return OutOfRange("device_open: index ", index, " >= device count 1");
-    if (CurrentState() == nullptr) return plugin_sdk::FailedPrecondition("device_open: plugin 'cpu' is not initialised");
     Device* device = new Device;
     device->index = index;
+    device->instance = inst;
     *out = reinterpret_cast<kestrel_plugin_device_t*>(device);
     return Status();
   }
@@ -491,7 +589,7 @@ struct CpuDevice {
     plugin_sdk::OpCheck check;
     KESTREL_SDK_RETURN_IF_ERROR(plugin_sdk::CheckOp(*op, &check));
     if (!check.supported) {
-      Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cpu: unsupported: ", check.reason));
+      HostOf(d).Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cpu: unsupported: ", check.reason));
       return Status();
     }
     out->level = KESTREL_OP_PREFERRED;
@@ -508,7 +606,7 @@ struct CpuDevice {
     plugin_sdk::OpCheck check;
     KESTREL_SDK_RETURN_IF_ERROR(plugin_sdk::CheckOp(*op, &check));
     if (!check.supported) return Unimplemented(check.reason);
-    std::shared_ptr<State> state = CurrentState();
+    std::shared_ptr<State> state = StateOf(d);
     if (state == nullptr) return plugin_sdk::FailedPrecondition("op_execute: plugin 'cpu' is not initialised");
     std::vector<ArgData> inputs(op->n_inputs);
     std::vector<void*> outputs(op->n_outputs);
@@ -523,8 +621,9 @@ struct CpuDevice {
     return ExecuteCpuOp(state->ctx(), *op, inputs.data(), outputs.data());
   }
 
-  // Plugin ABI 1.1: "threads" replaces the thread pool. In-flight ops keep the old state alive
-  // through their shared_ptr, so the swap is safe while another device call runs.
+  // Plugin ABI 1.1: "threads" replaces the thread pool of the device's instance. In-flight ops
+  // keep the old state alive through their shared_ptr, so the swap is safe while another device
+  // call runs.
   static Status DeviceSetOptions(kestrel_plugin_device_t* d, const kestrel_plugin_option_t* options,
                                  size_t n) {
     KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "device_set_options"));
@@ -539,17 +638,19 @@ struct CpuDevice {
         return InvalidArgument(StrCat("device_set_options: threads='", options[i].value,
                                       "' is not an integer in [1, 4096]"));
       }
-      std::lock_guard<std::mutex> lock(g_state_mu);
-      if (g_state == nullptr) return plugin_sdk::FailedPrecondition("device_set_options: plugin 'cpu' is not initialised");
-      if (g_state->threads == threads) continue;
+      Instance* inst = AsDevice(d)->instance;
+      std::lock_guard<std::mutex> lock(inst->mu);
+      std::shared_ptr<State>& current = inst->state;
+      if (current == nullptr) return plugin_sdk::FailedPrecondition("device_set_options: plugin 'cpu' is not initialised");
+      if (current->threads == threads) continue;
       auto next = std::make_shared<State>();
       next->threads = threads;
-      next->isa = g_state->isa;
-      next->exact = g_state->exact;
-      next->onednn = g_state->onednn;
+      next->isa = current->isa;
+      next->exact = current->exact;
+      next->onednn = current->onednn;
       next->pool = std::make_unique<ThreadPool>(threads);
-      next->description = g_state->description;
-      g_state = std::move(next);
+      next->description = current->description;
+      current = std::move(next);
     }
     return Status();
   }

@@ -138,5 +138,23 @@ TEST(PluginVersionsTest, TwoRegistriesGetTheirOwnInstancesOptionsAndLogSinks) {
   EXPECT_EQ(RunAdd(*db, {1}, {1}), (std::vector<float>{2}));
 }
 
+TEST(PluginVersionsTest, TwoRegistriesGetTheirOwnCpuSettings) {
+  const char* dir = std::getenv("KESTREL_PLUGIN_DIR");
+  const std::string cpu = std::string(dir != nullptr ? dir : ".") + "/libkestrel_plugin_cpu.so";
+  auto a = PluginRegistry::Create(cpu, nullptr, {{"threads", "2"}});
+  auto b = PluginRegistry::Create(cpu, nullptr, {{"threads", "3"}});
+  auto da = a->FindDevice("cpu");
+  auto db = b->FindDevice("cpu");
+  ASSERT_TRUE(da.ok() && db.ok()) << a->plugins()[0].skip_reason;
+  EXPECT_TRUE(a->plugins()[0].own_instance);
+  // Each instance has its own settings (and thread pool): no "options of the first load win".
+  EXPECT_NE(std::string((*da)->caps().description).find(", 2 threads"), std::string::npos)
+      << (*da)->caps().description;
+  EXPECT_NE(std::string((*db)->caps().description).find(", 3 threads"), std::string::npos)
+      << (*db)->caps().description;
+  EXPECT_EQ(RunAdd(*da, {1, 2}, {3, 4}), (std::vector<float>{4, 6}));
+  EXPECT_EQ(RunAdd(*db, {1, 2}, {3, 4}), (std::vector<float>{4, 6}));
+}
+
 }  // namespace
 }  // namespace kestrel::hal
