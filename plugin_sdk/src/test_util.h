@@ -2,8 +2,8 @@
 // seeded from std::random_device (KESTREL_TEST_SEED overrides), the relative-norm error measure,
 // and float64 oracles written independently of reference_kernels.cc (different decoding technique, no
 // shared helpers) so that a bug in a kernel cannot hide in its own oracle.
-#ifndef KESTREL_PLUGINS_REF_REF_TEST_UTIL_H_
-#define KESTREL_PLUGINS_REF_REF_TEST_UTIL_H_
+#ifndef KESTREL_PLUGIN_SDK_SRC_TEST_UTIL_H_
+#define KESTREL_PLUGIN_SDK_SRC_TEST_UTIL_H_
 
 #include <algorithm>
 #include <cmath>
@@ -406,4 +406,4 @@ inline std::vector<double> OracleAttention(const AttnCase& c) {
 
 }  // namespace kestrel::plugin_sdk::testing_util
 
-#endif  // KESTREL_PLUGINS_REF_REF_TEST_UTIL_H_
+#endif  // KESTREL_PLUGIN_SDK_SRC_TEST_UTIL_H_

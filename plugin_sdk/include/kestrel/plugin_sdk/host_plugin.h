@@ -2,10 +2,14 @@
 //
 // Buffers are 64-byte aligned host memory (buffer_map supported), streams and events are left
 // NULL (every call completes before it returns), a prepared weight is a packed copy of the host
-// bytes plus its descriptor, and op_query / op_execute go through the op contract (op_contract.h) and the reference ops (reference_ops.h), or
-// the configuration's own execute function.
-// The reference plugin ("ref") is one configuration of it; tests and other host-memory plugins can
-// build more tables from other configurations, side by side in one process.
+// bytes plus its descriptor, and op_query / op_execute go through the op contract
+// (op_contract.h), then the reference ops (reference_ops.h) or the configuration's own execute
+// function. ABI 1.2 instances are served (each with its own host: a device's statuses and logs go
+// to the instance that opened it; options are logged and ignored), and the 1.1 slots act on a
+// default instance with get_api's host.
+// The reference plugin ("ref") is one configuration of it; tests, the sample vendor plugin and
+// other host-memory plugins build more tables from other configurations, side by side in one
+// process.
 //
 // Owns: the plugin objects (devices, buffers, weights) and the conversion of internal Status to
 // kestrel_plugin_status_t (through host->status_create), done once per slot, at the ABI boundary,
