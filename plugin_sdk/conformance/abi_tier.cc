@@ -1,6 +1,7 @@
 // The abi tier: the plugin's raw table, each check in a child process of its own (a fresh load of
 // the library, and a crash fails that check instead of ending the run).
 #include <dlfcn.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@ namespace kestrel::conformance {
 namespace {
 
 constexpr const char* kTier = "abi";
+constexpr int kCheckTimeoutSeconds = 120;
 
 struct Verdict {
   Outcome outcome = Outcome::kPass;
@@ -29,8 +31,8 @@ Verdict PassV(std::string m = "") { return {Outcome::kPass, std::move(m)}; }
 Verdict FailV(std::string m) { return {Outcome::kFail, std::move(m)}; }
 Verdict SkipV(std::string m) { return {Outcome::kSkip, std::move(m)}; }
 
-// Runs `check` in a child process and returns its verdict; a child that crashes or exits
-// without one fails.
+// Runs `check` in a child process and returns its verdict; a child that crashes, hangs (no word
+// for kCheckTimeoutSeconds) or exits without one fails.
 Verdict Isolated(const std::function<Verdict()>& check) {
   int fds[2];
   if (pipe(fds) != 0) return FailV("pipe() failed");
@@ -53,7 +55,14 @@ Verdict Isolated(const std::function<Verdict()>& check) {
   close(fds[1]);
   std::string text;
   char buf[4096];
+  bool timed_out = false;
   for (;;) {
+    pollfd p{fds[0], POLLIN, 0};
+    if (poll(&p, 1, kCheckTimeoutSeconds * 1000) <= 0) {  // a hung plugin: stop waiting
+      timed_out = true;
+      kill(pid, SIGKILL);
+      break;
+    }
     const ssize_t n = read(fds[0], buf, sizeof buf);
     if (n <= 0) break;
     text.append(buf, static_cast<size_t>(n));
@@ -61,6 +70,10 @@ Verdict Isolated(const std::function<Verdict()>& check) {
   close(fds[0]);
   int status = 0;
   waitpid(pid, &status, 0);
+  if (timed_out) {
+    return FailV(absl::StrCat("the check did not finish within ", kCheckTimeoutSeconds,
+                              " s (the plugin hangs)"));
+  }
   if (WIFSIGNALED(status)) {
     return FailV(absl::StrCat("the plugin crashed the process: signal ", WTERMSIG(status), " (",
                               strsignal(WTERMSIG(status)), ")"));
