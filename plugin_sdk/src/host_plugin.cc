@@ -169,7 +169,7 @@ class HostPlugin {
     v.kind = KESTREL_DEVICE_KIND_CPU;
     v.name = config_->device_name != nullptr ? config_->device_name : "";
     v.description = config_->description != nullptr ? config_->description : "";
-    v.memory_bytes = PhysicalMemory();
+    v.memory_bytes = HostMemoryBytes();
     v.host_visible = true;
     v.dtype_mask = HostPluginDtypeMask();
     v.weight_dtype_mask = HostPluginWeightDtypeMask();
@@ -220,9 +220,7 @@ class HostPlugin {
                      kestrel_plugin_buffer_t** out) {
     KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_alloc"));
     if (out == nullptr) return InvalidArgument("buffer_alloc: out_buffer is NULL");
-    if (size > (uint64_t{1} << 62)) {
-      return ResourceExhausted("buffer_alloc: cannot allocate ", size, " bytes");
-    }
+    KESTREL_SDK_RETURN_IF_ERROR(CheckHostAllocation(size, "buffer_alloc"));
     Buffer* buffer;
     try {
       buffer = new Buffer(size);
@@ -372,13 +370,6 @@ class HostPlugin {
   static void ReleaseWeight(kestrel_plugin_weight_t* w) { delete AsWeight(w); }
 
  private:
-  static uint64_t PhysicalMemory() {
-    const long pages = sysconf(_SC_PHYS_PAGES);
-    const long page_size = sysconf(_SC_PAGE_SIZE);
-    if (pages <= 0 || page_size <= 0) return 0;
-    return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size);
-  }
-
   bool KindEnabled(uint32_t kind) const {
     return config_->supports_kind != nullptr ? config_->supports_kind(kind)
                                           : IsImplementedKind(kind);
@@ -627,6 +618,23 @@ kestrel_plugin_status_t* RegisterHost(const HostPluginConfig* config, const char
 }
 
 }  // namespace
+
+uint64_t HostMemoryBytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_size = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page_size <= 0) return 0;
+  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size);
+}
+
+Status CheckHostAllocation(uint64_t size, const char* slot) {
+  const uint64_t memory = HostMemoryBytes();
+  const uint64_t limit = memory != 0 ? std::min<uint64_t>(memory, uint64_t{1} << 62) : uint64_t{1} << 62;
+  if (size > limit) {
+    return ResourceExhausted(slot, ": cannot allocate ", size, " bytes: more than the device's ",
+                             limit, " bytes of memory");
+  }
+  return Status();
+}
 
 uint64_t HostPluginDtypeMask() {
   return KESTREL_DTYPE_BIT(KESTREL_DTYPE_F32) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_F16) |

@@ -177,12 +177,6 @@ std::shared_ptr<State> StateOf(kestrel_plugin_device_t* d) {
 }
 
 
-uint64_t PhysicalMemory() {
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  const long page_size = sysconf(_SC_PAGE_SIZE);
-  if (pages <= 0 || page_size <= 0) return 0;
-  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size);
-}
 
 // ---- init ------------------------------------------------------------------------------------
 bool ParsePositiveInt(const std::string& s, int* out) {
@@ -425,7 +419,7 @@ struct CpuDevice {
     v.kind = KESTREL_DEVICE_KIND_CPU;
     v.name = "cpu";
     v.description = state ? state->description : std::string("Kestrel CPU");
-    v.memory_bytes = PhysicalMemory();
+    v.memory_bytes = plugin_sdk::HostMemoryBytes();
     v.host_visible = true;
     v.dtype_mask = plugin_sdk::HostPluginDtypeMask();
     v.weight_dtype_mask = plugin_sdk::HostPluginWeightDtypeMask();
@@ -453,7 +447,7 @@ struct CpuDevice {
                             kestrel_plugin_buffer_t** out) {
     KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_alloc"));
     if (out == nullptr) return InvalidArgument("buffer_alloc: out_buffer is NULL");
-    if (size > (uint64_t{1} << 62)) return ResourceExhausted("buffer_alloc: cannot allocate ", size, " bytes");
+    KESTREL_SDK_RETURN_IF_ERROR(plugin_sdk::CheckHostAllocation(size, "buffer_alloc"));
     auto buffer = std::make_unique<Buffer>();
     try {
       buffer->bytes = AlignedBuffer(size);

@@ -59,6 +59,15 @@ kestrel_plugin_status_t* HostPluginGetApi(const HostPluginConfig* config,
                                           const kestrel_host_api_t* host, uint16_t host_major,
                                           uint16_t host_minor, const kestrel_plugin_api_t** out);
 
+// Bytes of physical memory of this machine (0 if unknown): a host-memory device's memory_bytes.
+uint64_t HostMemoryBytes();
+
+// An allocation of `size` bytes that a host-memory device refuses up front: more than the
+// machine's memory (or 2^62). RESOURCE_EXHAUSTED "<slot>: cannot allocate N bytes: more than the
+// device's M bytes of memory", else OK. Failing early keeps the answer a status on every
+// allocator (a sanitizer's aborts instead of throwing) and the machine out of swap.
+Status CheckHostAllocation(uint64_t size, const char* slot);
+
 // The dtypes a host plugin device holds/computes with (caps.dtype_mask) and accepts as
 // matmul/embedding weights (caps.weight_dtype_mask).
 uint64_t HostPluginDtypeMask();
