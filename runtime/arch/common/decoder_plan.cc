@@ -59,18 +59,7 @@ absl::Status DecoderPlan::Check(uint32_t n_layers) const {
     return absl::UnimplementedError(
         absl::StrCat(c_.architecture, ": the GeGLU feed-forward activation is not supported yet"));
   }
-  // TEMPORARY until the ROPE freq-factors and MATMUL bias inputs exist (plugin ABI 1.2).
-  if (rope_factors_ >= 0) {
-    return absl::UnimplementedError(absl::StrCat(c_.architecture, ": RoPE frequency factors ('",
-                                                 w_.tensors[rope_factors_].name,
-                                                 "') are not supported yet"));
-  }
   for (uint32_t l = 0; l < n_layers; ++l) {
-    if (w_.layers[l].bq >= 0 || w_.layers[l].bk >= 0 || w_.layers[l].bv >= 0) {
-      return absl::UnimplementedError(
-          absl::StrFormat("%s: layer %u has Q/K/V biases, which are not supported yet",
-                          c_.architecture, l));
-    }
     if (c_.layers[l].sliding_window != 0) {
       return absl::UnimplementedError(absl::StrFormat(
           "%s: layer %u uses sliding-window attention (window %u), which is not supported yet",
