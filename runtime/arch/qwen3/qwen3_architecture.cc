@@ -1,40 +1,19 @@
 #include "runtime/arch/qwen3/qwen3_architecture.h"
 
-#include "runtime/arch/common/decoder_plan.h"
-#include "runtime/arch/common/decoder_weights.h"
-#include "runtime/arch/common/metadata.h"
+#include "runtime/arch/common/decoder_architecture.h"
 
 namespace kestrel {
 namespace runtime {
-namespace {
-
-class Qwen3 final : public Architecture {
- public:
-  absl::string_view name() const override { return "qwen3"; }
-
-  absl::StatusOr<ModelConfig> ReadConfig(const GgufFile& file) const override {
-    DecoderConfigRules rules;
-    rules.rope_style = KESTREL_ROPE_STYLE_NEOX;
-    return ReadDecoderConfig(file, rules);
-  }
-
-  absl::Status DeclareWeights(const ModelConfig& config, WeightTableBuilder& builder) const override {
-    DecoderWeightRules rules;
-    rules.qk_norm = true;  // attn_q_norm / attn_k_norm, [head_dim] each
-    return DeclareDecoderWeights(config, rules, builder);
-  }
-
-  absl::StatusOr<ExecutionPlan> BuildPlan(const ModelConfig& config, const WeightTable& weights,
-                                          const PlanOptions& options) const override {
-    return BuildDecoderPlan(config, weights, options);
-  }
-};
-
-}  // namespace
 
 const Architecture& Qwen3Architecture() {
-  static const Qwen3 kArchitecture;
-  return kArchitecture;
+  static const DecoderArchitecture kQwen3 = [] {
+    DecoderConfigRules config;
+    config.rope_style = KESTREL_ROPE_STYLE_NEOX;
+    DecoderWeightRules weights;
+    weights.qk_norm = true;  // attn_q_norm / attn_k_norm, [head_dim] each
+    return DecoderArchitecture("qwen3", config, weights);
+  }();
+  return kQwen3;
 }
 
 }  // namespace runtime
