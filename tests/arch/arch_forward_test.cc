@@ -8,6 +8,7 @@
 #include <ostream>
 #include <string>
 #include <unistd.h>
+#include <memory>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -137,6 +138,60 @@ std::vector<Case> Cases() {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, ArchForwardTest, ::testing::ValuesIn(Cases()), CaseName);
+
+// The engine builds the same plan through the same architecture: several concurrent requests on
+// each new architecture (batched varlen steps, 2-token KV blocks) give the reference's greedy ids.
+TEST(ArchEngineTest, BatchedRequestsGiveTheReferenceGreedyIds) {
+  for (const char* shape : {"qwen2-tiny", "qwen3-tiny", "phi3-tiny"}) {
+    SCOPED_TRACE(shape);
+    const std::string path = SynthModel(shape);
+    auto file = runtime::GgufFile::Open(path);
+    ASSERT_TRUE(file.ok()) << file.status();
+    RuntimePtr rt = MakeRuntime();
+    ModelPtr model;
+    StatusPtr s = LoadModel(rt.get(), path, "ref", &model);
+    ASSERT_EQ(s, nullptr) << kestrel_status_message(s.get());
+    kestrel_engine_options_t o;
+    kestrel_engine_options_init(&o);
+    o.context_length = 128;
+    o.max_sequences = 4;
+    kestrel_engine_t* raw = nullptr;
+    StatusPtr st(kestrel_engine_create(model.get(), &o, &raw));
+    ASSERT_EQ(st, nullptr) << kestrel_status_message(st.get());
+    std::unique_ptr<kestrel_engine_t, void (*)(kestrel_engine_t*)> engine(raw, kestrel_engine_destroy);
+    const std::vector<std::vector<int32_t>> prompts = {{1, 17, 250}, {1, 300, 5, 42, 9}, {1, 64}};
+    std::vector<kestrel_request_id_t> ids;
+    for (const auto& p : prompts) {
+      kestrel_sampler_options_t so;
+      kestrel_sampler_options_init(&so);
+      so.temperature = 0.0f;
+      kestrel_engine_request_options_t ro;
+      kestrel_engine_request_options_init(&ro);
+      ro.max_new_tokens = 8;
+      ro.sampler = &so;
+      kestrel_request_id_t id = 0;
+      KESTREL_ASSERT_OK(kestrel_engine_submit_tokens(engine.get(), p.data(), p.size(), &ro, &id));
+      ids.push_back(id);
+    }
+    KESTREL_ASSERT_OK(kestrel_engine_wait(engine.get(), KESTREL_ENGINE_ALL_REQUESTS, -1));
+    for (size_t r = 0; r < prompts.size(); ++r) {
+      auto reference = ReferenceForward::Create(**file, 128);
+      ASSERT_TRUE(reference.ok()) << reference.status();
+      std::vector<double> logits;
+      for (int32_t t : prompts[r]) logits = reference->Step(t);
+      std::vector<int32_t> want;
+      for (int i = 0; i < 8; ++i) {
+        want.push_back(ArgMax(logits));
+        logits = reference->Step(want.back());
+      }
+      size_t n = 0;
+      std::vector<int32_t> got(16);
+      KESTREL_ASSERT_OK(kestrel_engine_request_tokens(engine.get(), ids[r], 0, got.data(), got.size(), &n));
+      got.resize(n);
+      EXPECT_EQ(got, want) << "request " << r;
+    }
+  }
+}
 
 // ---- bad input ---------------------------------------------------------------------------------
 
