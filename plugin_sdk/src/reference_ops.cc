@@ -1,5 +1,6 @@
 #include "kestrel/plugin_sdk/reference_ops.h"
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -52,6 +53,15 @@ Status ExecuteOp(const kestrel_op_desc_t& op, const void* const* inputs, void* c
       rp.n_rot = p.n_rot;
       rp.freq_base = p.freq_base;
       rp.freq_scale = p.freq_scale;
+      if (op.n_inputs > 2) {
+        rp.freq_factors = in_f32(2);
+        for (uint32_t i = 0; i < p.n_rot / 2; ++i) {
+          if (!(rp.freq_factors[i] > 0.0f) || !std::isfinite(rp.freq_factors[i])) {
+            return InvalidArgument("ROPE: freq_factors[", i, "]=", rp.freq_factors[i],
+                                   " is not finite and > 0");
+          }
+        }
+      }
       Rope(in_f32(0), in_i32(1), d0.dims[0], d0.dims[1], d0.dims[2], rp, out_f32);
       return Status();
     }
@@ -67,6 +77,7 @@ Status ExecuteOp(const kestrel_op_desc_t& op, const void* const* inputs, void* c
         x = x_copy.data();
       }
       Matmul(x, d0.dims[0], d0.dims[1], w.dtype, inputs[1], w.dims[0], out_f32);
+      if (op.n_inputs > 2) AddBias(in_f32(2), d0.dims[0], w.dims[0], out_f32);
       return Status();
     }
     case KESTREL_OP_SWIGLU:
