@@ -1,4 +1,4 @@
-#include "runtime/tokenizer/spm_tokenizer.h"
+#include "runtime/tokenizer/spm/spm_tokenizer.h"
 
 #include <algorithm>
 #include <cmath>
@@ -127,7 +127,6 @@ absl::StatusOr<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(SpmVocab voca
         break;
       case SpmTokenType::kUserDefined:
         t->pieces_[i] = text;
-        t->user_defined_.push_back(id);
         break;
       case SpmTokenType::kByte: {
         const int byte = ParseByteToken(text);
@@ -169,11 +168,18 @@ absl::StatusOr<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(SpmVocab voca
     t->byte_to_token_[b] = vocab.unk_id;
   }
 
-  // llama.cpp sorts its special-token cache by text length, longest first (std::sort, so its order
-  // among equal lengths is unspecified); a stable sort by id keeps ours deterministic.
-  std::stable_sort(t->user_defined_.begin(), t->user_defined_.end(), [&](int32_t a, int32_t b) {
-    return vocab.tokens[a].size() > vocab.tokens[b].size();
-  });
+  SpecialIds special_ids;
+  special_ids.eos_id = vocab.eos_id;
+  special_ids.eot_id = vocab.eot_id;
+  special_ids.eom_id = vocab.eom_id;
+  special_ids.phi3_rstrip = vocab.phi3_rstrip;
+  t->special_ = SpecialTokens::Build(vocab.tokens, vocab.token_types, &special_ids);
+  vocab.eot_id = special_ids.eot_id;
+  for (size_t i = 0; i < n; ++i) {
+    // Types the fix-ups changed: CONTROL prints nothing in generated text, USER_DEFINED its text.
+    if (vocab.token_types[i] == static_cast<int32_t>(SpmTokenType::kControl)) t->pieces_[i].clear();
+    if (vocab.token_types[i] == static_cast<int32_t>(SpmTokenType::kUserDefined)) t->pieces_[i] = vocab.tokens[i];
+  }
 
   t->tokens_ = std::move(vocab.tokens);
   t->scores_ = std::move(vocab.scores);
@@ -189,52 +195,26 @@ absl::StatusOr<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(SpmVocab voca
   return t;
 }
 
-std::vector<int32_t> SpmTokenizer::Encode(absl::string_view text, bool add_special) const {
+std::vector<int32_t> SpmTokenizer::Encode(absl::string_view text, bool add_special,
+                                          bool parse_special) const {
   std::vector<int32_t> out;
   if (add_special && add_bos_) out.push_back(bos_id_);
 
-  // Cut the user-defined tokens out of the text (llama.cpp's tokenizer_st_partition): each token in
-  // turn, longest first, splits every remaining raw run at its non-overlapping occurrences.
-  struct Fragment {
-    int32_t token;  // -1 for a raw text run
-    absl::string_view raw;
-  };
-  std::vector<Fragment> fragments;
-  if (!text.empty()) fragments.push_back({-1, text});
-  if (!user_defined_.empty() && !text.empty()) {
-    std::vector<Fragment> next;
-    for (const int32_t id : user_defined_) {
-      const std::string& needle = tokens_[id];
-      next.clear();
-      for (const Fragment& f : fragments) {
-        if (f.token >= 0) {
-          next.push_back(f);
-          continue;
-        }
-        absl::string_view rest = f.raw;
-        for (size_t pos; (pos = rest.find(needle)) != absl::string_view::npos;) {
-          if (pos > 0) next.push_back({-1, rest.substr(0, pos)});
-          next.push_back({id, {}});
-          rest.remove_prefix(pos + needle.size());
-        }
-        if (!rest.empty()) next.push_back({-1, rest});
-      }
-      fragments.swap(next);
-    }
-  }
+  std::vector<TextFragment> fragments;
+  special_.Split(text, parse_special, &fragments);
 
   std::string escaped;
   bool prev_special = true;  // the first run gets the space prefix, like a run after a special token
-  for (const Fragment& f : fragments) {
+  for (const TextFragment& f : fragments) {
     if (f.token >= 0) {
       out.push_back(f.token);
       prev_special = true;
       continue;
     }
     escaped.clear();
-    escaped.reserve(f.raw.size() + 3);
+    escaped.reserve(f.text.size() + 3);
     if (add_space_prefix_ && prev_special) escaped.append(kSpaceMarker.data(), kSpaceMarker.size());
-    for (const char c : f.raw) {
+    for (const char c : f.text) {
       if (c == ' ') {
         escaped.append(kSpaceMarker.data(), kSpaceMarker.size());
       } else {
@@ -304,8 +284,12 @@ void SpmTokenizer::EncodeRun(absl::string_view s, std::vector<int32_t>& out) con
   }
 }
 
-absl::string_view SpmTokenizer::PieceView(int32_t id) const {
+absl::string_view SpmTokenizer::PieceView(int32_t id, bool special) const {
   if (id < 0 || id >= vocab_size()) return {};
+  if (special && (types_[id] == static_cast<int32_t>(SpmTokenType::kControl) ||
+                  types_[id] == static_cast<int32_t>(SpmTokenType::kUnknown))) {
+    return tokens_[id];
+  }
   return pieces_[id];
 }
 

@@ -1,9 +1,6 @@
-// runtime/tokenizer/: text <-> token ids.
-//
-// Owns the tokenizers (for now the SentencePiece-style "llama" SPM tokenizer of llama.cpp). It takes
-// plain vocab data and knows nothing about GGUF files, model weights, sessions or devices: the model
-// loader (runtime/model/) reads the vocab and hands it over; the session and the C API call in. It may
-// not include anything from runtime/model, hal or plugins.
+// runtime/tokenizer/spm/: the SentencePiece-style tokenizer of llama.cpp (`tokenizer.ggml.model =
+// "llama"`: Llama 1/2, Mistral, Gemma, Phi-3 ...). It takes plain vocab data and knows nothing about
+// GGUF files (tokenizer_loader reads them), model weights, sessions or devices.
 
 #ifndef KESTREL_RUNTIME_TOKENIZER_SPM_TOKENIZER_H_
 #define KESTREL_RUNTIME_TOKENIZER_SPM_TOKENIZER_H_
@@ -18,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "runtime/tokenizer/special_tokens.h"
 #include "runtime/tokenizer/tokenizer.h"
 
 namespace kestrel::runtime {
@@ -34,17 +32,19 @@ struct SpmVocab {
   int32_t eos_id = 2;
   int32_t unk_id = 0;
   int32_t pad_id = -1;
-  int32_t eot_id = -1;  // tokenizer.ggml.eot_token_id; also ends generation (IsEndOfGeneration)
+  int32_t eot_id = -1;  // tokenizer.ggml.eot_token_id (-1: found by text, e.g. <end_of_turn>)
+  int32_t eom_id = -1;  // tokenizer.ggml.eom_token_id (-1: found by text, <|eom_id|>)
+  bool phi3_rstrip = false;  // general.name names Phi-3: whitespace after special tokens is dropped
   bool add_bos = true;  // tokenizer.ggml.add_bos_token (SPM default: true)
   bool add_eos = false;  // tokenizer.ggml.add_eos_token (SPM default: false)
   bool add_space_prefix = true;  // tokenizer.ggml.add_space_prefix (SPM default: true)
 };
 
 // Reproduces llama.cpp's SPM tokenizer (snapshot b4747, the one the golden files come from) bit for
-// bit: llama_tokenize(add_special, parse_special=false) and llama_token_to_piece(special=false).
+// bit: llama_tokenize(add_special, parse_special) and llama_token_to_piece(special).
 //
-// Encoding: USER_DEFINED tokens are cut out of the text first (longest first, as llama.cpp does even
-// with parse_special=false; CONTROL and UNKNOWN texts are not matched). Each remaining text run gets a
+// Encoding: special tokens are cut out of the text first (SpecialTokens::Split: USER_DEFINED ones
+// always, CONTROL and UNKNOWN ones with parse_special, longest first). Each remaining text run gets a
 // leading space if add_space_prefix and it is the first run or follows a user-defined token; spaces
 // become U+2581; the run is split into UTF-8 characters by lead byte only (no validation, exactly like
 // llama.cpp: a lead byte takes the next 1-3 bytes whatever they are, a stray continuation byte stands
@@ -52,8 +52,8 @@ struct SpmVocab {
 // leftmost first on ties, until no pair is a token. Symbols that are not tokens become byte tokens
 // <0xXX> (or, failing that, the token whose text is the single byte, or unk_id).
 //
-// Not reproduced: llama.cpp's per-model LSTRIP/RSTRIP attributes (jina, phi-3) and its end-of-generation
-// detection by token text; the caller passes eot_id explicitly.
+// End of generation and token types follow llama.cpp's text-based fix-ups (special_tokens.h). Not
+// reproduced: the LSTRIP attribute llama.cpp gives <mask> of jina/nomic-bert vocabs.
 //
 // Thread-safety: immutable after Create; every method is const and safe to call concurrently.
 class SpmTokenizer final : public Tokenizer {
@@ -67,23 +67,22 @@ class SpmTokenizer final : public Tokenizer {
   // id, as in llama.cpp.
   static absl::StatusOr<std::unique_ptr<SpmTokenizer>> Create(SpmVocab vocab);
 
-  // Text (UTF-8, need not be valid) to ids: llama_tokenize(add_special, parse_special=false). With
+  // Text (UTF-8, need not be valid) to ids: llama_tokenize(add_special, parse_special). With
   // add_special, BOS is prepended if the vocab's add_bos is set and EOS appended if its add_eos is
   // set. Empty text gives only those. O(n log n) in the text length; the text must be shorter than
   // 2 GiB (symbol indices are 32-bit).
-  std::vector<int32_t> Encode(absl::string_view text, bool add_special) const;
-  // Tokenizer: parse_special is not implemented yet for SPM (treated as false).
   std::vector<int32_t> Encode(absl::string_view text, bool add_special,
-                              bool /*parse_special*/) const override {
-    return Encode(text, add_special);
+                              bool parse_special) const override;
+  std::vector<int32_t> Encode(absl::string_view text, bool add_special) const {
+    return Encode(text, add_special, /*parse_special=*/false);
   }
   absl::string_view kind() const override { return "spm"; }
 
-  // llama_token_to_piece(special=false): NORMAL -> text with U+2581 replaced by ' '; USER_DEFINED ->
-  // its text unchanged; BYTE <0xAB> -> the single byte 0xAB; CONTROL, UNKNOWN, UNUSED, UNDEFINED ->
-  // "" (b4747 prints nothing for UNKNOWN; the old U+2585 output is long gone). Out-of-range id -> "".
-  // Same bytes as TokenToPiece without a copy; valid as long as the tokenizer lives.
-  absl::string_view PieceView(int32_t id) const override;
+  // llama_token_to_piece(special): NORMAL -> text with U+2581 replaced by ' '; USER_DEFINED -> its
+  // text unchanged; BYTE <0xAB> -> the single byte 0xAB; CONTROL and UNKNOWN -> "" (with special:
+  // their text); UNUSED, UNDEFINED -> "". Out-of-range id -> "". Valid as long as the tokenizer lives.
+  using Tokenizer::PieceView;
+  absl::string_view PieceView(int32_t id, bool special) const override;
 
   // Concatenates the pieces (so CONTROL/UNKNOWN/UNUSED tokens vanish). With remove_leading_space, if
   // the vocab's add_space_prefix is set and the first non-empty piece starts with ' ', that one space
@@ -101,8 +100,9 @@ class SpmTokenizer final : public Tokenizer {
   bool add_bos() const override { return add_bos_; }
   bool add_eos() const override { return add_eos_; }
   bool add_space_prefix() const { return add_space_prefix_; }
-  // True for eos_id and eot_id (when set).
-  bool IsEndOfGeneration(int32_t id) const override { return id >= 0 && (id == eos_id_ || id == eot_id_); }
+  // EOS, EOT, EOM and the end-of-turn tokens llama.cpp recognises by text.
+  bool IsEndOfGeneration(int32_t id) const override { return special_.IsEndOfGeneration(id); }
+  const std::vector<int32_t>& EndOfGenerationIds() const override { return special_.end_of_generation_ids(); }
 
   // The GGUF token type (SpmTokenType as int); -1 for an out-of-range id.
   int32_t TokenType(int32_t id) const override;
@@ -127,7 +127,7 @@ class SpmTokenizer final : public Tokenizer {
   absl::flat_hash_map<std::string, int32_t> token_to_id_;
   std::array<int32_t, 256> byte_to_token_{};
   std::vector<uint8_t> missing_byte_tokens_;
-  std::vector<int32_t> user_defined_;  // USER_DEFINED ids, longest text first
+  SpecialTokens special_;
   size_t max_token_len_ = 0;
   int32_t bos_id_ = -1, eos_id_ = -1, eot_id_ = -1, unk_id_ = -1, pad_id_ = -1;
   bool add_bos_ = false, add_eos_ = false, add_space_prefix_ = false;

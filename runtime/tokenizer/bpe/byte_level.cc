@@ -1,0 +1,76 @@
+#include "runtime/tokenizer/bpe/byte_level.h"
+
+#include <array>
+
+namespace kestrel::runtime {
+namespace {
+
+bool MapsToItself(int b) { return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF); }
+
+void AppendUtf8(uint32_t cp, std::string* out) {
+  if (cp < 0x80) {
+    out->push_back(static_cast<char>(cp));
+  } else {  // the mapping stays below U+0800
+    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+struct Tables {
+  std::array<std::string, 256> byte_to_utf8;
+  std::array<int16_t, 0x144> cp_to_byte;  // code points 0..0x143; -1 where unmapped
+  Tables() {
+    cp_to_byte.fill(-1);
+    int next = 0;
+    for (int b = 0; b < 256; ++b) {
+      const uint32_t cp = MapsToItself(b) ? static_cast<uint32_t>(b) : 0x100u + next++;
+      AppendUtf8(cp, &byte_to_utf8[b]);
+      cp_to_byte[cp] = static_cast<int16_t>(b);
+    }
+  }
+};
+
+const Tables& T() {
+  static const Tables* const t = new Tables();
+  return *t;
+}
+
+}  // namespace
+
+absl::string_view ByteLevelChar(uint8_t byte) { return T().byte_to_utf8[byte]; }
+
+void ByteLevelEncode(absl::string_view bytes, std::string* out) {
+  const Tables& t = T();
+  for (const char c : bytes) out->append(t.byte_to_utf8[static_cast<uint8_t>(c)]);
+}
+
+std::string ByteLevelDecode(absl::string_view text) {
+  const Tables& t = T();
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size();) {
+    const uint8_t c = static_cast<uint8_t>(text[i]);
+    uint32_t cp = 0;
+    size_t len = 1;
+    if (c < 0x80) {
+      cp = c;
+    } else if ((c & 0xE0) == 0xC0 && i + 1 < text.size() && (static_cast<uint8_t>(text[i + 1]) & 0xC0) == 0x80) {
+      cp = ((c & 0x1Fu) << 6) | (static_cast<uint8_t>(text[i + 1]) & 0x3Fu);
+      len = 2;
+    } else {
+      cp = 0xFFFFFFFF;  // longer or broken sequences are outside the mapping
+      if ((c & 0xF0) == 0xE0) len = 3;
+      if ((c & 0xF8) == 0xF0) len = 4;
+      if (i + len > text.size()) len = 1;
+    }
+    if (cp < t.cp_to_byte.size() && t.cp_to_byte[cp] >= 0) {
+      out.push_back(static_cast<char>(t.cp_to_byte[cp]));
+    } else {
+      out.append(text.data() + i, len);
+    }
+    i += len;
+  }
+  return out;
+}
+
+}  // namespace kestrel::runtime

@@ -1,0 +1,196 @@
+// The tokenizers against llama.cpp on real vocabs: the three corpora of ../shared/models
+// (tokenizer-{smollm2,gemma3,llama-spm}.json: llama_tokenize(add_special=true, parse_special per
+// case) of 182 strings) and, when llama.cpp's source tree is on this machine, its own tokenizer
+// test vocabs (models/ggml-vocab-*.gguf with .inp/.out: add_special=false, parse_special=false),
+// which cover the pre-tokenizers the corpora do not (Llama 3, Qwen 2, DeepSeek, GPT-2, ...).
+//
+// The SmolLM2 and Gemma 3 vocabs come from the real GGUFs in $KESTREL_MODEL_CACHE (default
+// ~/.cache/kestrel/models, filled by scripts/fetch_models.sh): missing, the case fails when
+// KESTREL_REQUIRE_MODELS=1 and is skipped with a message otherwise.
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "runtime/gguf/gguf_file.h"
+#include "runtime/tokenizer/tokenizer_loader.h"
+
+namespace kestrel::runtime {
+namespace {
+
+std::string SharedModelsDir() {
+  const char* d = std::getenv("KESTREL_MODELS_DIR");
+  return d != nullptr ? d : "../shared/models";
+}
+
+std::string ModelCacheDir() {
+  if (const char* d = std::getenv("KESTREL_MODEL_CACHE"); d != nullptr && *d != '\0') return d;
+  const char* home = std::getenv("HOME");
+  return absl::StrCat(home != nullptr ? home : "", "/.cache/kestrel/models");
+}
+
+bool Exists(const std::string& path) { return std::ifstream(path).good(); }
+
+bool ModelsRequired() {
+  const char* r = std::getenv("KESTREL_REQUIRE_MODELS");
+  return r != nullptr && std::string(r) == "1";
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::unique_ptr<Tokenizer> LoadVocab(const std::string& path) {
+  GgufOpenOptions options;
+  absl::StatusOr<std::unique_ptr<GgufFile>> file = GgufFile::Open(path, options);
+  EXPECT_TRUE(file.ok()) << path << ": " << file.status();
+  if (!file.ok()) return nullptr;
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tok = LoadTokenizer(**file);
+  EXPECT_TRUE(tok.ok()) << path << ": " << tok.status();
+  return tok.ok() ? std::move(*tok) : nullptr;
+}
+
+// Checks every case of a corpus: ids equal llama.cpp's, and decoding gives the text back.
+void CheckCorpus(const std::string& corpus_file, const std::string& model_path) {
+  const std::string corpus_path = SharedModelsDir() + "/" + corpus_file;
+  ASSERT_TRUE(Exists(corpus_path)) << "missing " << corpus_path;
+  std::unique_ptr<Tokenizer> tok = LoadVocab(model_path);
+  ASSERT_NE(tok, nullptr);
+  const nlohmann::json corpus = nlohmann::json::parse(ReadFile(corpus_path));
+  int checked = 0, mismatches = 0;
+  for (const auto& c : corpus.at("cases")) {
+    const std::string prompt = c.at("prompt").get<std::string>();
+    const bool parse_special = c.at("parse_special").get<bool>();
+    const std::vector<int32_t> want = c.at("prompt_ids").get<std::vector<int32_t>>();
+    const std::vector<int32_t> got = tok->Encode(prompt, /*add_special=*/true, parse_special);
+    if (got != want && ++mismatches <= 10) {
+      ADD_FAILURE() << corpus_file << ": \"" << absl::CHexEscape(prompt) << "\" (parse_special " << parse_special
+                    << ")\n  want " << absl::StrJoin(want, ",") << "\n  got  " << absl::StrJoin(got, ",");
+    }
+    if (!parse_special) {
+      // Round trip: without the BOS the vocab adds.
+      const std::vector<int32_t> ids = tok->Encode(prompt, /*add_special=*/false, false);
+      EXPECT_EQ(tok->Decode(ids, /*remove_leading_space=*/true), prompt)
+          << corpus_file << ": \"" << absl::CHexEscape(prompt) << "\"";
+    }
+    ++checked;
+  }
+  EXPECT_EQ(mismatches, 0) << corpus_file << ": " << mismatches << " of " << checked << " cases differ";
+  EXPECT_GT(checked, 100);
+}
+
+// The real model's path, or "" after failing (KESTREL_REQUIRE_MODELS=1) or skipping the test.
+std::string RealModel(const std::string& file) {
+  const std::string path = ModelCacheDir() + "/" + file;
+  if (Exists(path)) return path;
+  if (ModelsRequired()) {
+    ADD_FAILURE() << "real model missing: " << path
+                  << " (KESTREL_REQUIRE_MODELS=1; run scripts/fetch_models.sh)";
+  }
+  return "";
+}
+
+#define KESTREL_REAL_MODEL_OR_SKIP(var, file)                                                  \
+  const std::string var = RealModel(file);                                                    \
+  if (var.empty()) {                                                                          \
+    if (ModelsRequired()) return;                                                             \
+    GTEST_SKIP() << "real model " << file << " not in " << ModelCacheDir()                    \
+                 << " (run scripts/fetch_models.sh, or set KESTREL_MODEL_CACHE)";             \
+  }
+
+TEST(TokenizerCorpusTest, SmolLM2BytelevelBpe) {
+  KESTREL_REAL_MODEL_OR_SKIP(path, "SmolLM2-135M-Instruct.Q4_1.gguf");
+  CheckCorpus("tokenizer-smollm2.json", path);
+}
+
+TEST(TokenizerCorpusTest, Gemma3Spm262k) {
+  KESTREL_REAL_MODEL_OR_SKIP(path, "gemma-3-270m-q4_k_m.gguf");
+  CheckCorpus("tokenizer-gemma3.json", path);
+}
+
+TEST(TokenizerCorpusTest, Llama2Spm) {
+  CheckCorpus("tokenizer-llama-spm.json", SharedModelsDir() + "/llama-2-tiny-random.gguf");
+}
+
+TEST(TokenizerCorpusTest, EndOfGenerationTokens) {
+  KESTREL_REAL_MODEL_OR_SKIP(smol, "SmolLM2-135M-Instruct.Q4_1.gguf");
+  std::unique_ptr<Tokenizer> s = LoadVocab(smol);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->kind(), "bpe");
+  EXPECT_THAT(s->EndOfGenerationIds(), ::testing::ElementsAre(0, 2));  // <|endoftext|>, <|im_end|>
+  KESTREL_REAL_MODEL_OR_SKIP(gemma, "gemma-3-270m-q4_k_m.gguf");
+  std::unique_ptr<Tokenizer> g = LoadVocab(gemma);
+  ASSERT_NE(g, nullptr);
+  EXPECT_EQ(g->kind(), "spm");
+  EXPECT_TRUE(g->IsEndOfGeneration(1));    // <eos>
+  EXPECT_TRUE(g->IsEndOfGeneration(106));  // <end_of_turn>
+  EXPECT_FALSE(g->IsEndOfGeneration(105));
+  EXPECT_EQ(g->Encode("<start_of_turn>user\n", false, true).front(), 105);
+}
+
+// llama.cpp's tokenizer test vocabs: $KESTREL_LLAMACPP_VOCABS, default /opt/llamacpp/src/models.
+class LlamaCppVocabTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LlamaCppVocabTest, MatchesLlamaCpp) {
+  const char* env = std::getenv("KESTREL_LLAMACPP_VOCABS");
+  const std::string dir = env != nullptr && *env != '\0' ? env : "/opt/llamacpp/src/models";
+  const std::string base = dir + "/ggml-vocab-" + GetParam() + ".gguf";
+  if (!Exists(base) || !Exists(base + ".inp") || !Exists(base + ".out")) {
+    GTEST_SKIP() << "llama.cpp's test vocab " << base
+                 << "(.inp/.out) is not on this machine (set KESTREL_LLAMACPP_VOCABS to its models/ folder)";
+  }
+  std::unique_ptr<Tokenizer> tok = LoadVocab(base);
+  ASSERT_NE(tok, nullptr);
+  const std::string raw = ReadFile(base + ".inp");
+  const std::string sep = "\n__ggml_vocab_test__\n";
+  std::vector<std::string> inputs;
+  for (size_t pos = 0; pos < raw.size();) {
+    const size_t next = raw.find(sep, pos);
+    if (next == std::string::npos) {
+      inputs.push_back(raw.substr(pos));
+      break;
+    }
+    inputs.push_back(raw.substr(pos, next - pos));
+    pos = next + sep.size();
+  }
+  std::ifstream out(base + ".out");
+  std::vector<std::vector<int32_t>> outputs;
+  for (std::string line; std::getline(out, line);) {
+    std::istringstream ls(line);
+    std::vector<int32_t> ids;
+    for (int32_t id; ls >> id;) ids.push_back(id);
+    outputs.push_back(ids);
+  }
+  ASSERT_EQ(inputs.size(), outputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    EXPECT_EQ(absl::StrJoin(tok->Encode(inputs[i], false, false), " "), absl::StrJoin(outputs[i], " "))
+        << GetParam() << ": \"" << absl::CHexEscape(inputs[i]) << "\"";
+    EXPECT_EQ(tok->Decode(tok->Encode(inputs[i], false, false), true), inputs[i]) << GetParam();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Vocabs, LlamaCppVocabTest,
+                         ::testing::Values("gpt-2", "llama-bpe", "qwen2", "deepseek-llm", "deepseek-coder",
+                                           "falcon", "starcoder", "refact", "command-r", "mpt", "llama-spm",
+                                           "phi-3"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           for (char& c : name) {
+                             if (c == '-') c = '_';
+                           }
+                           return name;
+                         });
+
+}  // namespace
+}  // namespace kestrel::runtime
