@@ -1,4 +1,4 @@
-// LoadTokenizer on small GGUF vocabs written here: good ones load and
+// LoadTokenizer and LoadChatTemplate on small GGUF vocabs written here: good ones load and
 // tokenize; malformed or unknown keys are refused with a status naming the key, never a crash.
 #include "runtime/tokenizer/tokenizer_loader.h"
 
@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "runtime/gguf/gguf_writer.h"
 #include "runtime/tokenizer/bpe/byte_level.h"
+#include "runtime/tokenizer/chat/chat_template.h"
 
 namespace kestrel::runtime {
 namespace {
@@ -120,6 +121,32 @@ TEST(TokenizerLoaderTest, UnknownModelIsUnimplemented) {
   const absl::Status s = LoadStatus([](Kvs& kv) { Set(kv, "tokenizer.ggml.model", GgufValue::String("bert")); }, false);
   EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented) << s;
   EXPECT_THAT(std::string(s.message()), HasSubstr("tokenizer.ggml.model 'bert'"));
+}
+
+TEST(TokenizerLoaderTest, ChatTemplateFromTheFile) {
+  auto file = WriteVocab([](Kvs& kv) {
+    Set(kv, "tokenizer.chat_template",
+        GgufValue::String("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"));
+  });
+  ASSERT_TRUE(file.ok());
+  auto tok = LoadTokenizer(**file);
+  ASSERT_TRUE(tok.ok());
+  auto tmpl = LoadChatTemplate(**file, **tok);
+  ASSERT_TRUE(tmpl.ok()) << tmpl.status();
+  EXPECT_EQ((*tmpl)->family(), "chatml");
+  EXPECT_EQ(*(*tmpl)->Apply({{"user", "hi"}}, false), "<|im_start|>user\nhi<|im_end|>\n");
+
+  auto bad = WriteVocab([](Kvs& kv) { Set(kv, "tokenizer.chat_template", GgufValue::String("{% for %}")); });
+  ASSERT_TRUE(bad.ok());
+  auto bad_tok = LoadTokenizer(**bad);
+  ASSERT_TRUE(bad_tok.ok());
+  const absl::Status s = LoadChatTemplate(**bad, **bad_tok).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("tokenizer.chat_template"));
+
+  auto none = WriteVocab([](Kvs&) {});
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(LoadChatTemplate(**none, **LoadTokenizer(**none)).status().code(), absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -1,0 +1,113 @@
+#include "runtime/tokenizer/chat/chat_template.h"
+
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+
+namespace kestrel::runtime {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+nlohmann::json LoadCases() {
+  std::ifstream in(std::string(KESTREL_SOURCE_DIR) + "/runtime/tokenizer/chat/testdata/chat_template_cases.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return nlohmann::json::parse(ss.str());
+}
+
+// Every case of the Jinja2-rendered expectations (scripts/gen_chat_template_cases.py).
+TEST(ChatTemplateTest, RendersLikeJinja2) {
+  const nlohmann::json data = LoadCases();
+  std::map<std::string, std::vector<ChatMessage>> conversations;
+  for (const auto& [name, messages] : data.at("conversations").items()) {
+    for (const auto& m : messages) conversations[name].push_back({m.at("role"), m.at("content")});
+  }
+  int checked = 0;
+  for (const auto& c : data.at("cases")) {
+    const std::string name = c.at("template");
+    auto t = ChatTemplate::Create(data.at("templates").at(name), data.at("bos_token"), data.at("eos_token"));
+    ASSERT_TRUE(t.ok()) << name << ": " << t.status();
+    absl::StatusOr<std::string> out =
+        (*t)->Apply(conversations.at(c.at("conversation")), c.at("add_generation_prompt").get<bool>());
+    const std::string where = name + " / " + c.at("conversation").get<std::string>() +
+                              (c.at("add_generation_prompt").get<bool>() ? " / generation prompt" : "");
+    if (c.contains("error")) {
+      ASSERT_FALSE(out.ok()) << where;
+      EXPECT_EQ(out.status().code(), absl::StatusCode::kFailedPrecondition) << where;
+      EXPECT_THAT(std::string(out.status().message()), HasSubstr(c.at("error").get<std::string>())) << where;
+      EXPECT_THAT(std::string(out.status().message()), StartsWith("tokenizer.chat_template: ")) << where;
+    } else {
+      ASSERT_TRUE(out.ok()) << where << ": " << out.status();
+      EXPECT_EQ(*out, c.at("expected").get<std::string>()) << where;
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 24);
+}
+
+TEST(ChatTemplateTest, RecognisesFamilies) {
+  const nlohmann::json data = LoadCases();
+  const std::map<std::string, std::string> want = {{"chatml_smollm2", "chatml"}, {"llama3", "llama3"},
+                                                   {"gemma", "gemma"},           {"mistral", "mistral"},
+                                                   {"phi3", "phi3"},             {"subset_edges", "other"}};
+  for (const auto& [name, family] : want) {
+    auto t = ChatTemplate::Create(data.at("templates").at(name), "<s>", "</s>");
+    ASSERT_TRUE(t.ok()) << name;
+    EXPECT_EQ((*t)->family(), family) << name;
+  }
+}
+
+absl::Status ParseStatus(const std::string& source) { return ChatTemplate::Create(source, "", "").status(); }
+absl::Status RenderStatus(const std::string& source) {
+  auto t = ChatTemplate::Create(source, "", "");
+  if (!t.ok()) return t.status();
+  return (*t)->Apply({{"user", "hi"}}, true).status();
+}
+
+TEST(ChatTemplateTest, BadTemplatesAreRefusedNamingTheKey) {
+  for (const std::string bad : {"{% if x %}never closed", "{{ 'unterminated }}", "{% for %}{% endfor %}",
+                                "{% endif %}", "{{ a + }}", "{% set = 1 %}", "{{ x ]] }}", "{% if %}{% endif %}",
+                                "{% for x in y %}{% else %}{% else %}{% endfor %}"}) {
+    const absl::Status s = ParseStatus(bad);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad << ": " << s;
+    EXPECT_THAT(std::string(s.message()), StartsWith("tokenizer.chat_template: ")) << bad;
+  }
+  for (const std::string unsupported : {"{% macro m() %}x{% endmacro %}", "{% include 'x' %}", "{% set x %}a{% endset %}"}) {
+    const absl::Status s = ParseStatus(unsupported);
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnimplemented) << unsupported << ": " << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr("tokenizer.chat_template")) << unsupported;
+  }
+  const absl::Status filter = RenderStatus("{{ messages | no_such_filter }}");
+  EXPECT_EQ(filter.code(), absl::StatusCode::kUnimplemented) << filter;
+  EXPECT_THAT(std::string(filter.message()), HasSubstr("filter 'no_such_filter'"));
+  EXPECT_EQ(RenderStatus("{{ 'a' + messages }}").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RenderStatus("{{ nothing.here }}").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(RenderStatus("{% for i in range(100000000) %}{% endfor %}").code(), absl::StatusCode::kResourceExhausted);
+}
+
+// Truncated and mutated templates never crash: each either renders or gives a status.
+TEST(ChatTemplateTest, MangledTemplatesNeverCrash) {
+  const nlohmann::json data = LoadCases();
+  std::mt19937 rng(7);
+  const std::string alphabet = "{}%#-+|.,:()[]'\"=<>!~ \nabcxyz0";
+  for (const auto& [name, source_json] : data.at("templates").items()) {
+    const std::string source = source_json.get<std::string>();
+    for (int i = 0; i < 300; ++i) {
+      std::string s = source.substr(0, rng() % (source.size() + 1));
+      if (i % 2 == 1 && !s.empty()) s[rng() % s.size()] = alphabet[rng() % alphabet.size()];
+      (void)RenderStatus(s);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kestrel::runtime
