@@ -18,8 +18,11 @@
 #include "absl/strings/str_format.h"
 #include "hal/src/plugin_registry.h"
 #include "kestrel/kestrel.h"
+#include "runtime/gguf/gguf_file.h"
 #include "runtime/model/llama_model.h"
 #include "runtime/session/session.h"
+#include "runtime/tokenizer/chat/chat_template.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 struct kestrel_status {
   kestrel_status_code_t code;
@@ -47,8 +50,22 @@ struct kestrel_runtime {
 struct kestrel_model {
   std::atomic<int> refs{1};
   std::shared_ptr<RuntimeState> runtime;
-  std::unique_ptr<kestrel::runtime::LlamaModel> model;
+  std::unique_ptr<kestrel::runtime::LlamaModel> model;  // NULL when loaded vocab_only
   std::string device_name;
+  // vocab_only: the mapped file and its tokenizer, without weights.
+  std::unique_ptr<kestrel::runtime::GgufFile> vocab_file;
+  std::unique_ptr<kestrel::runtime::Tokenizer> vocab_tokenizer;
+  // tokenizer.chat_template, parsed once at load; the status says why there is none.
+  std::unique_ptr<kestrel::runtime::ChatTemplate> chat_template;
+  absl::Status chat_template_status;
+  std::string architecture, name;  // vocab_only: general.architecture / general.name
+  // NUL-terminated strings kestrel_model_get_tokenizer_info hands out.
+  std::string tokenizer_kind, tokenizer_pre, chat_template_error;
+
+  const kestrel::runtime::Tokenizer& tokenizer() const {
+    return model != nullptr ? model->tokenizer() : *vocab_tokenizer;
+  }
+  const kestrel::runtime::GgufFile& file() const { return model != nullptr ? model->file() : *vocab_file; }
 };
 
 struct kestrel_session {
@@ -77,6 +94,13 @@ kestrel_status_t* Guard(const char* function, F&& body) {
 
 inline absl::Status NullArgument(const char* function, const char* argument) {
   return absl::InvalidArgumentError(absl::StrFormat("%s: %s is NULL", function, argument));
+}
+
+// Sessions and engines need weights: FAILED_PRECONDITION for a model loaded vocab_only.
+inline absl::Status RequireWeights(const char* function, const kestrel_model* model) {
+  if (model->model != nullptr) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrFormat(
+      "%s: the model was loaded with vocab_only (tokenizer and chat template only, no weights)", function));
 }
 
 // Reads a caller's options struct of any released size into `out` (already holding defaults):

@@ -1,8 +1,56 @@
 // Model loading, model info and the tokenizer entry points.
 #include "api/src/c_api_internal.h"
 
+#include <utility>
+
+#include "runtime/tokenizer/tokenizer_loader.h"
+
 using kestrel::api::Guard;
 using kestrel::api::NullArgument;
+
+namespace {
+
+// Parses tokenizer.chat_template once; a model without one (or with one this build cannot parse)
+// still loads, and kestrel_model_apply_chat_template reports why.
+void LoadChatTemplate(kestrel_model* handle) {
+  handle->tokenizer_kind = std::string(handle->tokenizer().kind());
+  handle->tokenizer_pre = std::string(handle->tokenizer().pre_tokenizer());
+  absl::StatusOr<std::unique_ptr<kestrel::runtime::ChatTemplate>> t =
+      kestrel::runtime::LoadChatTemplate(handle->file(), handle->tokenizer());
+  if (t.ok()) {
+    handle->chat_template = std::move(*t);
+  } else {
+    handle->chat_template_status = t.status();
+    handle->chat_template_error = std::string(t.status().message());
+    if (!absl::IsNotFound(t.status())) {
+      handle->runtime->Log(KESTREL_LOG_WARNING, std::string(t.status().message()));
+    }
+  }
+}
+
+absl::StatusOr<kestrel_model*> LoadVocabOnly(const std::shared_ptr<RuntimeState>& state, const std::string& path,
+                                             bool use_mmap) {
+  kestrel::runtime::GgufOpenOptions open;
+  open.use_mmap = use_mmap;
+  absl::StatusOr<std::unique_ptr<kestrel::runtime::GgufFile>> file = kestrel::runtime::GgufFile::Open(path, open);
+  if (!file.ok()) return absl::Status(file.status().code(), absl::StrCat("'", path, "': ", file.status().message()));
+  absl::StatusOr<std::unique_ptr<kestrel::runtime::Tokenizer>> tok = kestrel::runtime::LoadTokenizer(**file);
+  if (!tok.ok()) return absl::Status(tok.status().code(), absl::StrCat("'", path, "': ", tok.status().message()));
+  auto handle = std::make_unique<kestrel_model>();
+  handle->runtime = state;
+  handle->vocab_file = std::move(*file);
+  handle->vocab_tokenizer = std::move(*tok);
+  for (auto [key, out] : {std::pair{"general.architecture", &handle->architecture},
+                          std::pair{"general.name", &handle->name}}) {
+    if (handle->vocab_file->Find(key) == nullptr) continue;
+    absl::StatusOr<std::string> v = handle->vocab_file->GetString(key);
+    if (v.ok()) *out = std::move(*v);
+  }
+  LoadChatTemplate(handle.get());
+  return handle.release();
+}
+
+}  // namespace
 
 extern "C" {
 
@@ -34,6 +82,13 @@ KESTREL_API kestrel_status_t* kestrel_model_load(kestrel_runtime_t* runtime, con
       return s;
     }
     const auto& state = runtime->state;
+    if (o.vocab_only) {
+      state->Log(KESTREL_LOG_INFO, absl::StrCat("loading the vocab of '", p, "'"));
+      absl::StatusOr<kestrel_model*> handle = LoadVocabOnly(state, p, o.use_mmap);
+      if (!handle.ok()) return handle.status();
+      *out_model = *handle;
+      return absl::OkStatus();
+    }
     absl::StatusOr<kestrel::hal::Device*> device =
         o.device != nullptr ? state->registry->FindDevice(o.device) : state->registry->DefaultDevice();
     if (!device.ok()) return device.status();
@@ -52,6 +107,7 @@ KESTREL_API kestrel_status_t* kestrel_model_load(kestrel_runtime_t* runtime, con
     handle->runtime = state;
     handle->model = std::move(*m);
     handle->device_name = (*device)->name();
+    LoadChatTemplate(handle);
     *out_model = handle;
     return absl::OkStatus();
   });
@@ -70,11 +126,24 @@ KESTREL_API kestrel_status_t* kestrel_model_get_info(const kestrel_model_t* mode
   return Guard("kestrel_model_get_info", [&]() -> absl::Status {
     constexpr const char* fn = "kestrel_model_get_info";
     if (model == nullptr) return NullArgument(fn, "model");
-    const kestrel::runtime::LlamaModel& m = *model->model;
-    const kestrel::runtime::LlamaConfig& c = m.config();
-    const kestrel::runtime::Tokenizer& t = m.tokenizer();
+    const kestrel::runtime::Tokenizer& t = model->tokenizer();
     kestrel_model_info_t info{};
     info.struct_size = sizeof(info);
+    if (model->model == nullptr) {  // vocab_only: what the vocab and the file say
+      info.architecture = model->architecture.c_str();
+      info.name = model->name.c_str();
+      info.device = "";
+      info.vocab_size = static_cast<uint32_t>(t.vocab_size());
+      info.bos_id = t.bos_id();
+      info.eos_id = t.eos_id();
+      info.unk_id = t.unk_id();
+      info.pad_id = t.pad_id();
+      info.add_bos = t.add_bos();
+      info.n_tensors = static_cast<uint32_t>(model->file().tensors().size());
+      return kestrel::api::WriteInfo(fn, "out_info", info, out_info, KESTREL_MODEL_INFO_MIN_SIZE);
+    }
+    const kestrel::runtime::LlamaModel& m = *model->model;
+    const kestrel::runtime::LlamaConfig& c = m.config();
     info.architecture = c.architecture.c_str();
     info.name = c.name.c_str();
     info.device = model->device_name.c_str();
@@ -104,7 +173,7 @@ KESTREL_API kestrel_status_t* kestrel_model_get_info(const kestrel_model_t* mode
 }
 
 KESTREL_API size_t kestrel_model_tensor_type_count(const kestrel_model_t* model) {
-  return model == nullptr ? 0 : model->model->tensor_types().size();
+  return model == nullptr || model->model == nullptr ? 0 : model->model->tensor_types().size();
 }
 
 KESTREL_API kestrel_status_t* kestrel_model_tensor_type_summary(
@@ -112,7 +181,8 @@ KESTREL_API kestrel_status_t* kestrel_model_tensor_type_summary(
   return Guard("kestrel_model_tensor_type_summary", [&]() -> absl::Status {
     constexpr const char* fn = "kestrel_model_tensor_type_summary";
     if (model == nullptr) return NullArgument(fn, "model");
-    const auto& types = model->model->tensor_types();
+    static const std::vector<kestrel::runtime::TensorTypeSummary> kNone;
+    const auto& types = model->model != nullptr ? model->model->tensor_types() : kNone;
     if (index >= types.size()) {
       return absl::OutOfRangeError(
           absl::StrFormat("%s: index %u, but the model has %u tensor types", fn, index, types.size()));
@@ -136,7 +206,7 @@ KESTREL_API kestrel_status_t* kestrel_tokenize(const kestrel_model_t* model, con
     constexpr const char* fn = "kestrel_tokenize";
     if (model == nullptr) return NullArgument(fn, "model");
     if (text == nullptr && text_length > 0) return NullArgument(fn, "text");
-    std::vector<int32_t> ids = model->model->tokenizer().Encode(
+    std::vector<int32_t> ids = model->tokenizer().Encode(
         absl::string_view(text == nullptr ? "" : text, text_length), add_bos,
         /*parse_special=*/false);
     return kestrel::api::CopyOut(fn, "out_tokens", ids.data(), ids.size(), out_tokens, capacity, out_required);
@@ -151,7 +221,7 @@ KESTREL_API kestrel_status_t* kestrel_detokenize(const kestrel_model_t* model,
     constexpr const char* fn = "kestrel_detokenize";
     if (model == nullptr) return NullArgument(fn, "model");
     if (tokens == nullptr && n_tokens > 0) return NullArgument(fn, "tokens");
-    const auto& tok = model->model->tokenizer();
+    const auto& tok = model->tokenizer();
     for (size_t i = 0; i < n_tokens; ++i) {
       if (tokens[i] < 0 || tokens[i] >= tok.vocab_size()) {
         return absl::OutOfRangeError(absl::StrFormat("%s: token #%u has id %d, outside the vocab [0, %d)",
@@ -169,7 +239,7 @@ KESTREL_API kestrel_status_t* kestrel_token_to_piece(const kestrel_model_t* mode
   return Guard("kestrel_token_to_piece", [&]() -> absl::Status {
     constexpr const char* fn = "kestrel_token_to_piece";
     if (model == nullptr) return NullArgument(fn, "model");
-    const auto& tok = model->model->tokenizer();
+    const auto& tok = model->tokenizer();
     if (token < 0 || token >= tok.vocab_size()) {
       return absl::OutOfRangeError(
           absl::StrFormat("%s: token id %d is outside the vocab [0, %d)", fn, token, tok.vocab_size()));
