@@ -89,70 +89,106 @@ SpecialTokens SpecialTokens::Build(const std::vector<std::string>& tokens, std::
     c.lstrip = false;
     // llama.cpp: RSTRIP on every special token of Phi-3 except <unk>, <s> and <|endoftext|>.
     c.rstrip = ids->phi3_rstrip && tokens[i] != "<unk>" && tokens[i] != "<s>" && tokens[i] != "<|endoftext|>";
-    s.any_user_defined_ |= c.user_defined;
     s.candidates_.push_back(c);
   }
   std::stable_sort(s.candidates_.begin(), s.candidates_.end(),
                    [](const Candidate& a, const Candidate& b) { return a.length > b.length; });
 
-  s.root_.assign(256, -1);
-  s.terminal_.push_back(-1);  // node 0: the root
   for (size_t ci = 0; ci < s.candidates_.size(); ++ci) {
     const std::string& text = tokens[s.candidates_[ci].id];
-    int32_t node = 0;
-    for (size_t k = 0; k < text.size(); ++k) {
-      const uint8_t b = static_cast<uint8_t>(text[k]);
-      int32_t next = node == 0 ? s.root_[b] : s.Child(node, b);
-      if (next < 0) {
-        next = static_cast<int32_t>(s.terminal_.size());
-        s.terminal_.push_back(-1);
-        if (node == 0) {
-          s.root_[b] = next;
-        } else {
-          s.edges_[(static_cast<uint64_t>(node) << 8) | b] = next;
-        }
-      }
-      node = next;
-    }
-    // A text shared by several ids: the first in priority order wins.
-    if (s.terminal_[node] < 0) s.terminal_[node] = static_cast<int32_t>(ci);
+    s.all_.Add(text, static_cast<int32_t>(ci));
+    if (s.candidates_[ci].user_defined) s.user_.Add(text, static_cast<int32_t>(ci));
   }
   return s;
 }
 
-int32_t SpecialTokens::Child(int32_t node, uint8_t byte) const {
-  const auto it = edges_.find((static_cast<uint64_t>(node) << 8) | byte);
-  return it == edges_.end() ? -1 : it->second;
+void SpecialTokens::Trie::Add(absl::string_view text, int32_t candidate) {
+  if (root.empty()) {
+    root.assign(256, -1);
+    terminal.push_back(-1);  // node 0: the root
+  }
+  empty = false;
+  int32_t node = 0;
+  for (size_t k = 0; k < text.size(); ++k) {
+    const uint8_t b = static_cast<uint8_t>(text[k]);
+    int32_t next = node == 0 ? root[b] : Child(node, b);
+    if (next < 0) {
+      next = static_cast<int32_t>(terminal.size());
+      terminal.push_back(-1);
+      if (node == 0) {
+        root[b] = next;
+      } else {
+        edges[(static_cast<uint64_t>(node) << 8) | b] = next;
+      }
+    }
+    node = next;
+  }
+  // A text shared by several ids: the first in priority order wins.
+  if (terminal[node] < 0) terminal[node] = candidate;
+  const uint8_t b0 = static_cast<uint8_t>(text[0]);
+  if (text.size() == 1) {
+    single[b0 >> 6] |= uint64_t{1} << (b0 & 63);
+  } else {
+    const uint32_t key = (uint32_t{b0} << 8) | static_cast<uint8_t>(text[1]);
+    first2[key >> 6] |= uint64_t{1} << (key & 63);
+  }
+}
+
+int32_t SpecialTokens::Trie::Child(int32_t node, uint8_t byte) const {
+  const auto it = edges.find((static_cast<uint64_t>(node) << 8) | byte);
+  return it == edges.end() ? -1 : it->second;
+}
+
+void SpecialTokens::Trie::FindAll(absl::string_view text, std::vector<std::pair<uint32_t, uint32_t>>* found) const {
+  const size_t n = text.size();
+  const auto* bytes = reinterpret_cast<const uint8_t*>(text.data());
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t b0 = bytes[i];
+    const bool one = (single[b0 >> 6] >> (b0 & 63)) & 1;
+    bool two = false;
+    if (i + 1 < n) {
+      const uint32_t key = (uint32_t{b0} << 8) | bytes[i + 1];
+      two = (first2[key >> 6] >> (key & 63)) & 1;
+    }
+    if (!one && !two) continue;
+    int32_t node = root[b0];
+    for (size_t j = i + 1; node >= 0; ++j) {
+      if (terminal[node] >= 0) found->emplace_back(static_cast<uint32_t>(terminal[node]), static_cast<uint32_t>(i));
+      if (j == n) break;
+      node = Child(node, bytes[j]);
+    }
+  }
 }
 
 void SpecialTokens::Split(absl::string_view text, bool parse_special, std::vector<TextFragment>* out) const {
   if (text.empty()) return;
-  if (candidates_.empty() || (!parse_special && !any_user_defined_)) {
+  const Trie& trie = parse_special ? all_ : user_;
+  if (trie.empty) {
     out->push_back({-1, text});
     return;
   }
   // Every occurrence of every enabled candidate: (candidate index, start).
   std::vector<std::pair<uint32_t, uint32_t>> found;
-  const size_t n = text.size();
-  for (size_t i = 0; i < n; ++i) {
-    int32_t node = root_[static_cast<uint8_t>(text[i])];
-    for (size_t j = i + 1; node >= 0; ++j) {
-      const int32_t ci = terminal_[node];
-      if (ci >= 0 && (parse_special || candidates_[ci].user_defined)) {
-        found.emplace_back(static_cast<uint32_t>(ci), static_cast<uint32_t>(i));
-      }
-      if (j == n) break;
-      node = Child(node, static_cast<uint8_t>(text[j]));
-    }
-  }
+  trie.FindAll(text, &found);
   if (found.empty()) {
     out->push_back({-1, text});
     return;
   }
   // Replay llama.cpp's token-by-token passes: in priority order, an occurrence is cut out when
   // all its bytes are still ordinary text (an earlier cut of the same token, or of a longer one,
-  // would otherwise overlap it). Stripped whitespace is dropped, as llama.cpp drops it.
-  std::sort(found.begin(), found.end());
+  // would otherwise overlap it). Stripped whitespace is dropped, as llama.cpp drops it. The scan
+  // found starts in ascending order, so a stable sort by candidate gives (priority, start) order.
+  if (found.size() < 256) {
+    std::stable_sort(found.begin(), found.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  } else {  // counting sort by candidate
+    std::vector<uint32_t> first(candidates_.size() + 1, 0);
+    for (const auto& f : found) ++first[f.first + 1];
+    for (size_t c = 1; c < first.size(); ++c) first[c] += first[c - 1];
+    std::vector<std::pair<uint32_t, uint32_t>> sorted(found.size());
+    for (const auto& f : found) sorted[first[f.first]++] = f;
+    found.swap(sorted);
+  }
+  const size_t n = text.size();
   enum : uint8_t { kText = 0, kToken = 1, kDropped = 2 };
   std::vector<uint8_t> state(n, kText);
   std::vector<std::pair<uint32_t, int32_t>> cuts;  // (start, candidate index)

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -63,14 +64,25 @@ class SpecialTokens {
     bool lstrip;
     bool rstrip;
   };
-  // Byte trie over the candidates' texts: node 0 is the root; root_[b] is the child for byte b.
-  int32_t Child(int32_t node, uint8_t byte) const;
+  // A byte trie over some candidates' texts (node 0 is the root), with a filter that rules most
+  // text positions out before any lookup: first2_ holds every candidate's first two bytes (bit
+  // b0 << 8 | b1) and single_ the bytes that are whole one-byte candidates.
+  struct Trie {
+    std::vector<int32_t> root;                     // 256 entries, -1 = none
+    absl::flat_hash_map<uint64_t, int32_t> edges;  // (node << 8 | byte) -> node, below the root
+    std::vector<int32_t> terminal;                 // node -> index into candidates_, or -1
+    std::vector<uint64_t> first2 = std::vector<uint64_t>(1024, 0);
+    std::vector<uint64_t> single = std::vector<uint64_t>(4, 0);
+    bool empty = true;
+    void Add(absl::string_view text, int32_t candidate);
+    int32_t Child(int32_t node, uint8_t byte) const;
+    // Appends (candidate, start) for every occurrence, grouped by candidate, starts ascending.
+    void FindAll(absl::string_view text, std::vector<std::pair<uint32_t, uint32_t>>* found) const;
+  };
 
   std::vector<Candidate> candidates_;  // in priority order (longest first, then by id)
-  std::vector<int32_t> root_;          // 256 entries, -1 = none
-  absl::flat_hash_map<uint64_t, int32_t> edges_;  // (node << 8 | byte) -> node, below the root
-  std::vector<int32_t> terminal_;  // node -> index into candidates_, or -1
-  bool any_user_defined_ = false;
+  Trie all_;   // every candidate (parse_special)
+  Trie user_;  // USER_DEFINED ones only
   absl::flat_hash_set<int32_t> eog_;
   std::vector<int32_t> eog_sorted_;
 };

@@ -177,6 +177,7 @@ std::vector<int32_t> BpeTokenizer::Encode(absl::string_view text, bool add_speci
   std::vector<TextFragment> fragments;
   special_.Split(text, parse_special, &fragments);
   std::vector<absl::string_view> words;
+  words.reserve(text.size() / 4 + 1);
   // word -> where its ids already sit in `out` (start, count)
   absl::flat_hash_map<absl::string_view, std::pair<uint32_t, uint32_t>> seen;
   for (const TextFragment& f : fragments) {
@@ -222,6 +223,10 @@ void BpeTokenizer::EncodeWord(absl::string_view word, std::vector<int32_t>& out)
     EmitSymbol(byte_symbol_[static_cast<uint8_t>(word[0])], out);
     return;
   }
+  if (word.size() <= kShortWord) {
+    EncodeShortWord(word, out);
+    return;
+  }
   const int32_t n = static_cast<int32_t>(word.size());
   std::vector<WordSymbol> symbols(n);
   for (int32_t i = 0; i < n; ++i) {
@@ -249,6 +254,35 @@ void BpeTokenizer::EncodeWord(absl::string_view word, std::vector<int32_t>& out)
     try_add(b.left, left.next);
   }
   for (int32_t i = 0; i >= 0; i = symbols[i].next) EmitSymbol(symbols[i].symbol, out);
+}
+
+// The same merges for a short word, on arrays: each round takes the leftmost pair of the lowest
+// rank (what the heap above pops first) and removes the merged symbol's right neighbour.
+void BpeTokenizer::EncodeShortWord(absl::string_view word, std::vector<int32_t>& out) const {
+  constexpr int32_t kNone = std::numeric_limits<int32_t>::max();
+  int32_t symbol[kShortWord];
+  Merge pair[kShortWord];  // pair[i]: merging symbol[i] and symbol[i + 1]
+  int32_t n = static_cast<int32_t>(word.size());
+  for (int32_t i = 0; i < n; ++i) symbol[i] = byte_symbol_[static_cast<uint8_t>(word[i])];
+  auto lookup = [&](int32_t i) {
+    const auto it = merges_.find(PairKey(symbol[i], symbol[i + 1]));
+    pair[i] = it == merges_.end() ? Merge{kNone, -1} : it->second;
+  };
+  for (int32_t i = 0; i + 1 < n; ++i) lookup(i);
+  while (n > 1) {
+    int32_t best = 0;
+    for (int32_t i = 1; i + 1 < n; ++i) {
+      if (pair[i].rank < pair[best].rank) best = i;
+    }
+    if (pair[best].rank == kNone) break;
+    symbol[best] = pair[best].result;
+    for (int32_t i = best + 1; i + 1 < n; ++i) symbol[i] = symbol[i + 1];
+    for (int32_t i = best + 1; i + 2 < n; ++i) pair[i] = pair[i + 1];
+    --n;
+    if (best + 1 < n) lookup(best);
+    if (best > 0) lookup(best - 1);
+  }
+  for (int32_t i = 0; i < n; ++i) EmitSymbol(symbol[i], out);
 }
 
 void BpeTokenizer::EmitSymbol(int32_t symbol, std::vector<int32_t>& out) const {

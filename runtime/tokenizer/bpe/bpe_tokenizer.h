@@ -98,6 +98,8 @@ class BpeTokenizer final : public Tokenizer {
   int32_t SymbolFor(const std::string& text);
   // One pre-tokenized word: merges its byte symbols and appends the ids.
   void EncodeWord(absl::string_view word, std::vector<int32_t>& out) const;
+  static constexpr size_t kShortWord = 64;  // words up to this many bytes merge on the stack
+  void EncodeShortWord(absl::string_view word, std::vector<int32_t>& out) const;
   void EmitSymbol(int32_t symbol, std::vector<int32_t>& out) const;
 
   std::vector<std::string> tokens_;

@@ -181,6 +181,28 @@ absl::StatusOr<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(SpmVocab voca
     if (vocab.token_types[i] == static_cast<int32_t>(SpmTokenType::kUserDefined)) t->pieces_[i] = vocab.tokens[i];
   }
 
+  for (size_t i = 0; i < n; ++i) {
+    // User-defined texts never reach the merge loop: the special-token partition cuts them out.
+    if (vocab.token_types[i] == static_cast<int32_t>(SpmTokenType::kUserDefined)) continue;
+    const std::string& text = vocab.tokens[i];
+    absl::string_view prev;
+    for (size_t offs = 0; offs < text.size();) {
+      const size_t len = std::min<size_t>(kUtf8LenByHighNibble[static_cast<uint8_t>(text[offs]) >> 4], text.size() - offs);
+      const absl::string_view symbol(text.data() + offs, len);
+      if (offs > 0 && symbol == kSpaceMarker) {
+        if (prev.size() == 1) {
+          t->joined_byte_[static_cast<uint8_t>(prev[0])] = true;
+        } else if (prev == kSpaceMarker) {
+          t->joined_space_ = true;
+        } else {
+          t->joined_other_.insert(std::string(prev));
+        }
+      }
+      prev = symbol;
+      offs += len;
+    }
+  }
+
   t->tokens_ = std::move(vocab.tokens);
   t->scores_ = std::move(vocab.scores);
   t->types_ = std::move(vocab.token_types);
@@ -203,34 +225,159 @@ std::vector<int32_t> SpmTokenizer::Encode(absl::string_view text, bool add_speci
   std::vector<TextFragment> fragments;
   special_.Split(text, parse_special, &fragments);
 
+  // Every text run escaped into one buffer first (a space prefix where llama.cpp adds one, spaces
+  // as U+2581), so the chunk cache's keys can point into it for the whole call.
+  struct Run {
+    int32_t token;  // >= 0: a special token; -1: escaped[begin, end)
+    size_t begin, end;
+  };
+  std::vector<Run> runs;
   std::string escaped;
+  escaped.reserve(text.size() + text.size() / 4 + 8);
   bool prev_special = true;  // the first run gets the space prefix, like a run after a special token
   for (const TextFragment& f : fragments) {
     if (f.token >= 0) {
-      out.push_back(f.token);
+      runs.push_back({f.token, 0, 0});
       prev_special = true;
       continue;
     }
-    escaped.clear();
-    escaped.reserve(f.text.size() + 3);
+    const size_t begin = escaped.size();
     if (add_space_prefix_ && prev_special) escaped.append(kSpaceMarker.data(), kSpaceMarker.size());
-    for (const char c : f.text) {
-      if (c == ' ') {
-        escaped.append(kSpaceMarker.data(), kSpaceMarker.size());
-      } else {
-        escaped.push_back(c);
-      }
+    for (absl::string_view rest = f.text; !rest.empty();) {
+      const size_t space = rest.find(' ');
+      escaped.append(rest.data(), std::min(space, rest.size()));
+      if (space == absl::string_view::npos) break;
+      escaped.append(kSpaceMarker.data(), kSpaceMarker.size());
+      rest.remove_prefix(space + 1);
     }
-    EncodeRun(escaped, out);
+    runs.push_back({-1, begin, escaped.size()});
     prev_special = false;
+  }
+  ChunkCache cache;
+  const absl::string_view all(escaped);
+  for (const Run& r : runs) {
+    if (r.token >= 0) {
+      out.push_back(r.token);
+    } else {
+      EncodeRun(all.substr(r.begin, r.end - r.begin), out, cache);
+    }
   }
 
   if (add_special && add_eos_) out.push_back(eos_id_);
   return out;
 }
 
-void SpmTokenizer::EncodeRun(absl::string_view s, std::vector<int32_t>& out) const {
+// Why chunks are exact: a merge joins two adjacent symbols into a vocab token, so a symbol never
+// spans a position that no vocab token can span; the two sides of such a position then evolve
+// independently, and the highest-score-first order (ties leftmost) merges each side exactly as
+// it would alone. A token can only span the start p of a U+2581 symbol if it holds U+2581 after
+// the symbol that precedes p, i.e. if that symbol is in joined_before_space_. Symbols are found
+// left to right by lead byte, exactly as in the merge loop, so p is a symbol start there too.
+// Chunks repeat (words), so each chunk's ids are computed once per Encode call.
+void SpmTokenizer::EncodeRun(absl::string_view s, std::vector<int32_t>& out, ChunkCache& cache) const {
+  size_t chunk_start = 0;
+  absl::string_view prev;
+  auto emit = [&](size_t end) {
+    const absl::string_view chunk = s.substr(chunk_start, end - chunk_start);
+    chunk_start = end;
+    if (chunk.empty()) return;
+    if (chunk.size() > 64) {
+      EncodeChunk(chunk, out);
+      return;
+    }
+    const auto [it, inserted] = cache.try_emplace(chunk, static_cast<uint32_t>(out.size()), 0u);
+    if (inserted) {
+      EncodeChunk(chunk, out);
+      it->second.second = static_cast<uint32_t>(out.size()) - it->second.first;
+      return;
+    }
+    for (uint32_t k = 0; k < it->second.second; ++k) {
+      const int32_t id = out[it->second.first + k];
+      out.push_back(id);
+    }
+  };
+  for (size_t offs = 0; offs < s.size();) {
+    const size_t len = std::min<size_t>(kUtf8LenByHighNibble[static_cast<uint8_t>(s[offs]) >> 4], s.size() - offs);
+    const absl::string_view symbol = s.substr(offs, len);
+    if (offs > 0 && len == 3 && symbol == kSpaceMarker && !JoinedBeforeSpace(prev)) emit(offs);
+    prev = symbol;
+    offs += len;
+  }
+  emit(s.size());
+}
+
+bool SpmTokenizer::JoinedBeforeSpace(absl::string_view symbol) const {
+  if (symbol.size() == 1) return joined_byte_[static_cast<uint8_t>(symbol[0])];
+  if (symbol == kSpaceMarker) return joined_space_;
+  return !joined_other_.empty() && joined_other_.contains(symbol);
+}
+
+void SpmTokenizer::EmitPiece(absl::string_view piece, std::vector<int32_t>& out) const {
+  const auto it = token_to_id_.find(piece);
+  if (it != token_to_id_.end()) {
+    out.push_back(it->second);
+  } else {
+    for (const char c : piece) out.push_back(byte_to_token_[static_cast<uint8_t>(c)]);
+  }
+}
+
+// EncodeChunk for a chunk of at most kShortChunk symbols, on arrays: each round merges the
+// leftmost pair of the highest score (what the heap below pops first).
+bool SpmTokenizer::EncodeShortChunk(absl::string_view s, std::vector<int32_t>& out) const {
+  struct Sym {
+    uint32_t start, n;
+    int32_t id;  // the token a merge made, -1 for an unmerged character
+  };
+  Sym sym[kShortChunk];
+  float score[kShortChunk];  // pair i: sym[i] + sym[i + 1]
+  int32_t pair_id[kShortChunk];
+  int32_t n = 0;
+  for (size_t offs = 0; offs < s.size();) {
+    if (n == kShortChunk) return false;
+    const size_t len = std::min<size_t>(kUtf8LenByHighNibble[static_cast<uint8_t>(s[offs]) >> 4], s.size() - offs);
+    sym[n++] = {static_cast<uint32_t>(offs), static_cast<uint32_t>(len), -1};
+    offs += len;
+  }
+  auto lookup = [&](int32_t i) {
+    pair_id[i] = -1;
+    const size_t size = sym[i].n + sym[i + 1].n;
+    if (size > max_token_len_) return;  // cannot be a token; skips the hash lookup
+    const auto it = token_to_id_.find(s.substr(sym[i].start, size));
+    if (it == token_to_id_.end()) return;
+    pair_id[i] = it->second;
+    score[i] = scores_[it->second];
+  };
+  for (int32_t i = 0; i + 1 < n; ++i) lookup(i);
+  while (n > 1) {
+    int32_t best = -1;
+    for (int32_t i = 0; i + 1 < n; ++i) {
+      if (pair_id[i] >= 0 && (best < 0 || score[i] > score[best])) best = i;
+    }
+    if (best < 0) break;
+    sym[best].n += sym[best + 1].n;
+    sym[best].id = pair_id[best];
+    for (int32_t i = best + 1; i + 1 < n; ++i) sym[i] = sym[i + 1];
+    for (int32_t i = best + 1; i + 2 < n; ++i) {
+      pair_id[i] = pair_id[i + 1];
+      score[i] = score[i + 1];
+    }
+    --n;
+    if (best + 1 < n) lookup(best);
+    if (best > 0) lookup(best - 1);
+  }
+  for (int32_t i = 0; i < n; ++i) {
+    if (sym[i].id >= 0) {
+      out.push_back(sym[i].id);
+    } else {
+      EmitPiece(s.substr(sym[i].start, sym[i].n), out);
+    }
+  }
+  return true;
+}
+
+void SpmTokenizer::EncodeChunk(absl::string_view s, std::vector<int32_t>& out) const {
   if (s.empty()) return;
+  if (s.size() <= 4 * kShortChunk && EncodeShortChunk(s, out)) return;
   std::vector<Symbol> symbols;
   symbols.reserve(s.size());
   for (size_t offs = 0; offs < s.size();) {
@@ -273,15 +420,7 @@ void SpmTokenizer::EncodeRun(absl::string_view s, std::vector<int32_t>& out) con
   // That is why llama.cpp's resegment() never reaches its merge-history branch with this merge rule,
   // and why there is no merge history here; it would matter only if merges skipped some tokens (as
   // SentencePiece does for UNUSED ones, which llama.cpp does not).
-  for (int32_t i = 0; i != -1; i = symbols[i].next) {
-    const absl::string_view piece = s.substr(symbols[i].start, symbols[i].n);
-    const auto it = token_to_id_.find(piece);
-    if (it != token_to_id_.end()) {
-      out.push_back(it->second);
-    } else {
-      for (const char c : piece) out.push_back(byte_to_token_[static_cast<uint8_t>(c)]);
-    }
-  }
+  for (int32_t i = 0; i != -1; i = symbols[i].next) EmitPiece(s.substr(symbols[i].start, symbols[i].n), out);
 }
 
 absl::string_view SpmTokenizer::PieceView(int32_t id, bool special) const {

@@ -9,9 +9,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
@@ -117,8 +119,18 @@ class SpmTokenizer final : public Tokenizer {
 
  private:
   SpmTokenizer() = default;
-  // Tokenizes one text run (already space-prefixed and U+2581-escaped) and appends the ids.
-  void EncodeRun(absl::string_view escaped, std::vector<int32_t>& out) const;
+  // Ids already computed for a chunk during one Encode call: (start, count) in its output. The
+  // keys point into the call's escaped text.
+  using ChunkCache = absl::flat_hash_map<absl::string_view, std::pair<uint32_t, uint32_t>>;
+  // Tokenizes one text run (already space-prefixed and U+2581-escaped) and appends the ids. The
+  // run is cut into chunks that no vocab token can span (SplitRun), each merged on its own.
+  void EncodeRun(absl::string_view escaped, std::vector<int32_t>& out, ChunkCache& cache) const;
+  // The merge loop on one chunk; short chunks take EncodeShortChunk (false: too many symbols).
+  void EncodeChunk(absl::string_view chunk, std::vector<int32_t>& out) const;
+  static constexpr int32_t kShortChunk = 64;
+  bool EncodeShortChunk(absl::string_view chunk, std::vector<int32_t>& out) const;
+  // A final symbol: its token, or byte fallback.
+  void EmitPiece(absl::string_view piece, std::vector<int32_t>& out) const;
 
   std::vector<std::string> tokens_;
   std::vector<float> scores_;
@@ -129,6 +141,13 @@ class SpmTokenizer final : public Tokenizer {
   std::vector<uint8_t> missing_byte_tokens_;
   SpecialTokens special_;
   size_t max_token_len_ = 0;
+  // Symbols c such that some mergeable token contains "c" followed by U+2581: a run is never cut
+  // between such a c and the U+2581 after it (see EncodeRun in the .cc). One-byte symbols in a
+  // table, U+2581 itself in a flag, other multi-byte ones in a set.
+  bool JoinedBeforeSpace(absl::string_view symbol) const;
+  std::array<bool, 256> joined_byte_{};
+  bool joined_space_ = false;
+  absl::flat_hash_set<std::string> joined_other_;
   int32_t bos_id_ = -1, eos_id_ = -1, eot_id_ = -1, unk_id_ = -1, pad_id_ = -1;
   bool add_bos_ = false, add_eos_ = false, add_space_prefix_ = false;
 };
