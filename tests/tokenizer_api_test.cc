@@ -1,4 +1,4 @@
-// The tokenizer and chat-template entry points of the C API: vocab_only models, parse_special,
+// The tokenizer and chat-template entry points of the C API: metadata-only models, parse_special,
 // tokenizer info, kestrel_model_apply_chat_template (SmolLM2's real ChatML template must give the
 // very prompt whose llama.cpp ids the tokenizer corpus holds), and bad vocabs refused by name.
 #include <unistd.h>
@@ -46,11 +46,11 @@ class TokenizerApiTest : public ::testing::Test {
   }
   void TearDown() override { kestrel_runtime_destroy(runtime_); }
 
-  kestrel_status_t* Load(const std::string& path, bool vocab_only, kestrel_model_t** out) {
+  kestrel_status_t* Load(const std::string& path, bool metadata_only, kestrel_model_t** out) {
     kestrel_model_options_t o;
     kestrel_model_options_init(&o);
-    o.vocab_only = vocab_only;
-    o.device = vocab_only ? nullptr : "ref";
+    o.metadata_only = metadata_only;
+    o.device = metadata_only ? nullptr : "ref";
     return kestrel_model_load(runtime_, path.data(), path.size(), &o, out);
   }
 
@@ -97,7 +97,7 @@ class TokenizerApiTest : public ::testing::Test {
 TEST_F(TokenizerApiTest, SmolLM2ChatTemplateGivesTheCorpusPrompt) {
   REAL_MODEL_OR_SKIP(path, "SmolLM2-135M-Instruct.Q4_1.gguf");
   kestrel_model_t* m = nullptr;
-  KESTREL_ASSERT_OK(Load(path, /*vocab_only=*/true, &m));
+  KESTREL_ASSERT_OK(Load(path, /*metadata_only=*/true, &m));
   ModelPtr model(m);
 
   kestrel_tokenizer_info_t info{};
@@ -141,7 +141,7 @@ TEST_F(TokenizerApiTest, SmolLM2ChatTemplateGivesTheCorpusPrompt) {
   kestrel_session_t* session = nullptr;
   StatusPtr s(kestrel_session_create(m, nullptr, &session));
   EXPECT_EQ(kestrel_status_code(s.get()), KESTREL_STATUS_FAILED_PRECONDITION);
-  EXPECT_THAT(kestrel_status_message(s.get()), HasSubstr("vocab_only"));
+  EXPECT_THAT(kestrel_status_message(s.get()), HasSubstr("metadata-only"));
   kestrel_model_info_t mi{};
   mi.struct_size = sizeof(mi);
   KESTREL_ASSERT_OK(kestrel_model_get_info(m, &mi));
@@ -152,7 +152,7 @@ TEST_F(TokenizerApiTest, SmolLM2ChatTemplateGivesTheCorpusPrompt) {
 TEST_F(TokenizerApiTest, GemmaWithoutTemplateAndWithAnExplicitOne) {
   REAL_MODEL_OR_SKIP(path, "gemma-3-270m-q4_k_m.gguf");
   kestrel_model_t* m = nullptr;
-  KESTREL_ASSERT_OK(Load(path, /*vocab_only=*/true, &m));
+  KESTREL_ASSERT_OK(Load(path, /*metadata_only=*/true, &m));
   ModelPtr model(m);
   std::string prompt;
   StatusPtr s(Apply(m, {{"user", "Hi"}}, nullptr, &prompt));
@@ -174,7 +174,7 @@ TEST_F(TokenizerApiTest, GemmaWithoutTemplateAndWithAnExplicitOne) {
 
 TEST_F(TokenizerApiTest, ParseSpecialAndOldOptionSizes) {
   kestrel_model_t* m = nullptr;
-  KESTREL_ASSERT_OK(Load(ModelPath("stories260K.gguf"), /*vocab_only=*/false, &m));
+  KESTREL_ASSERT_OK(Load(ModelPath("stories260K.gguf"), /*metadata_only=*/false, &m));
   ModelPtr model(m);
   const std::string text = "a</s>";
   const std::vector<int32_t> special = Tokenize(m, text, false, true);
@@ -209,8 +209,7 @@ TEST_F(TokenizerApiTest, ParseSpecialAndOldOptionSizes) {
   EXPECT_EQ(n, 0u);
 }
 
-// stories260K with its vocab turned into a byte-level BPE one whose merges or pre-tokenizer is bad:
-// both a vocab-only and a full load must refuse it naming the key.
+// stories260K with its vocab turned into a byte-level BPE one whose merges or pre-tokenizer is bad.
 TEST_F(TokenizerApiTest, BadVocabsAreRefusedNamingTheKey) {
   struct Case {
     std::string merge, pre, key;
@@ -227,13 +226,28 @@ TEST_F(TokenizerApiTest, BadVocabsAreRefusedNamingTheKey) {
          {"tokenizer.ggml.pre", runtime::GgufValue::String(c.pre)},
          {"tokenizer.ggml.merges", runtime::GgufValue::StringArray({"a b", c.merge})}});
     ASSERT_TRUE(written.ok()) << written;
-    for (const bool vocab_only : {true, false}) {
-      kestrel_model_t* m = nullptr;
-      StatusPtr s(Load(path, vocab_only, &m));
-      EXPECT_NE(s, nullptr) << c.key;
-      EXPECT_EQ(m, nullptr);
-      EXPECT_THAT(kestrel_status_message(s.get()), HasSubstr(c.key)) << vocab_only;
-    }
+    // A full load refuses the file naming the key.
+    kestrel_model_t* m = nullptr;
+    StatusPtr s(Load(path, /*metadata_only=*/false, &m));
+    EXPECT_NE(s, nullptr) << c.key;
+    EXPECT_EQ(m, nullptr);
+    EXPECT_THAT(kestrel_status_message(s.get()), HasSubstr(c.key));
+    // A metadata-only load succeeds, says why it cannot run, and the tokenizer calls refuse.
+    KESTREL_ASSERT_OK(Load(path, /*metadata_only=*/true, &m));
+    ModelPtr model(m);
+    kestrel_model_info_t info{};
+    info.struct_size = sizeof(info);
+    KESTREL_ASSERT_OK(kestrel_model_get_info(m, &info));
+    EXPECT_FALSE(info.runnable);
+    EXPECT_THAT(info.unsupported, HasSubstr(c.key));
+    int32_t ids[8];
+    size_t n = 0;
+    StatusPtr t(kestrel_tokenize_with_options(m, "ab", 2, nullptr, ids, 8, &n));
+    EXPECT_EQ(kestrel_status_code(t.get()), KESTREL_STATUS_FAILED_PRECONDITION);
+    EXPECT_THAT(kestrel_status_message(t.get()), HasSubstr(c.key));
+    std::string prompt;
+    StatusPtr chat(Apply(m, {{"user", "hi"}}, nullptr, &prompt));
+    EXPECT_EQ(kestrel_status_code(chat.get()), KESTREL_STATUS_FAILED_PRECONDITION);
     std::remove(path);
   }
 }

@@ -58,7 +58,7 @@ kestrel_status_t* Submit(const char* fn, kestrel_engine_t* engine, std::vector<i
       if (text_length == 0) {
         return absl::InvalidArgumentError(absl::StrCat(fn, ": the prompt is empty (0 bytes)"));
       }
-      tokens = engine->model->tokenizer().Encode(absl::string_view(text, text_length), o.add_bos,
+      tokens = engine->model->model->tokenizer().Encode(absl::string_view(text, text_length), o.add_bos,
                                                  /*parse_special=*/o.parse_special != 0);
     }
     req.prompt = std::move(tokens);
@@ -140,7 +140,6 @@ KESTREL_API kestrel_status_t* kestrel_engine_create(kestrel_model_t* model,
         !s.ok()) {
       return s;
     }
-    if (auto s = kestrel::api::RequireWeights(fn, model); !s.ok()) return s;
     kestrel::runtime::EngineConfig c;
     if (auto s = kestrel::api::KvTypeToDtype(fn, o.kv_type, &c.kv_dtype); !s.ok()) return s;
     c.kv_cache_bytes = o.kv_cache_bytes;

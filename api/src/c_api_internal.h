@@ -15,11 +15,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "hal/src/plugin_registry.h"
 #include "kestrel/kestrel.h"
-#include "runtime/gguf/gguf_file.h"
-#include "runtime/model/llama_model.h"
+#include "runtime/model/model.h"
 #include "runtime/session/session.h"
 #include "runtime/tokenizer/chat/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
@@ -50,22 +51,14 @@ struct kestrel_runtime {
 struct kestrel_model {
   std::atomic<int> refs{1};
   std::shared_ptr<RuntimeState> runtime;
-  std::unique_ptr<kestrel::runtime::LlamaModel> model;  // NULL when loaded vocab_only
+  std::unique_ptr<kestrel::runtime::Model> model;
+  std::string unsupported;  // model->unsupported() joined by newlines (kestrel_model_info_t)
   std::string device_name;
-  // vocab_only: the mapped file and its tokenizer, without weights.
-  std::unique_ptr<kestrel::runtime::GgufFile> vocab_file;
-  std::unique_ptr<kestrel::runtime::Tokenizer> vocab_tokenizer;
   // tokenizer.chat_template, parsed once at load; the status says why there is none.
   std::unique_ptr<kestrel::runtime::ChatTemplate> chat_template;
   absl::Status chat_template_status;
-  std::string architecture, name;  // vocab_only: general.architecture / general.name
   // NUL-terminated strings kestrel_model_get_tokenizer_info hands out.
   std::string tokenizer_kind, tokenizer_pre, chat_template_error;
-
-  const kestrel::runtime::Tokenizer& tokenizer() const {
-    return model != nullptr ? model->tokenizer() : *vocab_tokenizer;
-  }
-  const kestrel::runtime::GgufFile& file() const { return model != nullptr ? model->file() : *vocab_file; }
 };
 
 struct kestrel_session {
@@ -96,11 +89,14 @@ inline absl::Status NullArgument(const char* function, const char* argument) {
   return absl::InvalidArgumentError(absl::StrFormat("%s: %s is NULL", function, argument));
 }
 
-// Sessions and engines need weights: FAILED_PRECONDITION for a model loaded vocab_only.
-inline absl::Status RequireWeights(const char* function, const kestrel_model* model) {
-  if (model->model != nullptr) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrFormat(
-      "%s: the model was loaded with vocab_only (tokenizer and chat template only, no weights)", function));
+// A metadata-only model whose tokenizer this build cannot load has none: FAILED_PRECONDITION
+// for the calls that need it.
+// The message carries the load's reasons (the one about the tokenizer names the key at fault).
+inline absl::Status CheckTokenizer(const char* fn, const kestrel_model_t* model) {
+  if (model->model->has_tokenizer()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      fn, ": the model was loaded metadata-only and this build cannot load its tokenizer ('",
+      model->model->tokenizer_model(), "'): ", absl::StrJoin(model->model->unsupported(), "; ")));
 }
 
 // Reads a caller's options struct of any released size into `out` (already holding defaults):

@@ -3,9 +3,9 @@
 
 #include <utility>
 
-#include "runtime/tokenizer/tokenizer_loader.h"
 
 using kestrel::api::Guard;
+using kestrel::api::CheckTokenizer;
 using kestrel::api::NullArgument;
 
 namespace {
@@ -13,10 +13,16 @@ namespace {
 // Parses tokenizer.chat_template once; a model without one (or with one this build cannot parse)
 // still loads, and kestrel_model_apply_chat_template reports why.
 void LoadChatTemplate(kestrel_model* handle) {
-  handle->tokenizer_kind = std::string(handle->tokenizer().kind());
-  handle->tokenizer_pre = std::string(handle->tokenizer().pre_tokenizer());
+  const kestrel::runtime::Model& m = *handle->model;
+  if (!m.has_tokenizer()) {
+    handle->chat_template_status = kestrel::api::CheckTokenizer("kestrel_model_apply_chat_template", handle);
+    handle->chat_template_error = std::string(handle->chat_template_status.message());
+    return;
+  }
+  handle->tokenizer_kind = std::string(m.tokenizer().kind());
+  handle->tokenizer_pre = std::string(m.tokenizer().pre_tokenizer());
   absl::StatusOr<std::unique_ptr<kestrel::runtime::ChatTemplate>> t =
-      kestrel::runtime::LoadChatTemplate(handle->file(), handle->tokenizer());
+      kestrel::runtime::LoadChatTemplate(m.file(), m.tokenizer());
   if (t.ok()) {
     handle->chat_template = std::move(*t);
   } else {
@@ -26,28 +32,6 @@ void LoadChatTemplate(kestrel_model* handle) {
       handle->runtime->Log(KESTREL_LOG_WARNING, std::string(t.status().message()));
     }
   }
-}
-
-absl::StatusOr<kestrel_model*> LoadVocabOnly(const std::shared_ptr<RuntimeState>& state, const std::string& path,
-                                             bool use_mmap) {
-  kestrel::runtime::GgufOpenOptions open;
-  open.use_mmap = use_mmap;
-  absl::StatusOr<std::unique_ptr<kestrel::runtime::GgufFile>> file = kestrel::runtime::GgufFile::Open(path, open);
-  if (!file.ok()) return absl::Status(file.status().code(), absl::StrCat("'", path, "': ", file.status().message()));
-  absl::StatusOr<std::unique_ptr<kestrel::runtime::Tokenizer>> tok = kestrel::runtime::LoadTokenizer(**file);
-  if (!tok.ok()) return absl::Status(tok.status().code(), absl::StrCat("'", path, "': ", tok.status().message()));
-  auto handle = std::make_unique<kestrel_model>();
-  handle->runtime = state;
-  handle->vocab_file = std::move(*file);
-  handle->vocab_tokenizer = std::move(*tok);
-  for (auto [key, out] : {std::pair{"general.architecture", &handle->architecture},
-                          std::pair{"general.name", &handle->name}}) {
-    if (handle->vocab_file->Find(key) == nullptr) continue;
-    absl::StatusOr<std::string> v = handle->vocab_file->GetString(key);
-    if (v.ok()) *out = std::move(*v);
-  }
-  LoadChatTemplate(handle.get());
-  return handle.release();
 }
 
 }  // namespace
@@ -82,30 +66,25 @@ KESTREL_API kestrel_status_t* kestrel_model_load(kestrel_runtime_t* runtime, con
       return s;
     }
     const auto& state = runtime->state;
-    if (o.vocab_only) {
-      state->Log(KESTREL_LOG_INFO, absl::StrCat("loading the vocab of '", p, "'"));
-      absl::StatusOr<kestrel_model*> handle = LoadVocabOnly(state, p, o.use_mmap);
-      if (!handle.ok()) return handle.status();
-      *out_model = *handle;
-      return absl::OkStatus();
-    }
     absl::StatusOr<kestrel::hal::Device*> device =
         o.device != nullptr ? state->registry->FindDevice(o.device) : state->registry->DefaultDevice();
     if (!device.ok()) return device.status();
     kestrel::runtime::ModelLoadOptions lo;
     lo.use_mmap = o.use_mmap;
+    lo.metadata_only = o.metadata_only;
     if (o.progress_callback != nullptr) {
       lo.progress = [&o](float f) { return o.progress_callback(o.progress_user_data, f); };
     }
     state->Log(KESTREL_LOG_INFO, absl::StrCat("loading '", p, "' on device '", (*device)->name(), "'"));
-    absl::StatusOr<std::unique_ptr<kestrel::runtime::LlamaModel>> m =
-        kestrel::runtime::LlamaModel::Load(p, *device, lo);
+    absl::StatusOr<std::unique_ptr<kestrel::runtime::Model>> m =
+        kestrel::runtime::Model::Load(p, *device, lo);
     if (!m.ok()) {
       return absl::Status(m.status().code(), absl::StrCat("'", p, "': ", m.status().message()));
     }
     auto* handle = new kestrel_model;
     handle->runtime = state;
     handle->model = std::move(*m);
+    handle->unsupported = absl::StrJoin(handle->model->unsupported(), "\n");
     handle->device_name = (*device)->name();
     LoadChatTemplate(handle);
     *out_model = handle;
@@ -126,24 +105,10 @@ KESTREL_API kestrel_status_t* kestrel_model_get_info(const kestrel_model_t* mode
   return Guard("kestrel_model_get_info", [&]() -> absl::Status {
     constexpr const char* fn = "kestrel_model_get_info";
     if (model == nullptr) return NullArgument(fn, "model");
-    const kestrel::runtime::Tokenizer& t = model->tokenizer();
+    const kestrel::runtime::Model& m = *model->model;
+    const kestrel::runtime::ModelConfig& c = m.config();
     kestrel_model_info_t info{};
     info.struct_size = sizeof(info);
-    if (model->model == nullptr) {  // vocab_only: what the vocab and the file say
-      info.architecture = model->architecture.c_str();
-      info.name = model->name.c_str();
-      info.device = "";
-      info.vocab_size = static_cast<uint32_t>(t.vocab_size());
-      info.bos_id = t.bos_id();
-      info.eos_id = t.eos_id();
-      info.unk_id = t.unk_id();
-      info.pad_id = t.pad_id();
-      info.add_bos = t.add_bos();
-      info.n_tensors = static_cast<uint32_t>(model->file().tensors().size());
-      return kestrel::api::WriteInfo(fn, "out_info", info, out_info, KESTREL_MODEL_INFO_MIN_SIZE);
-    }
-    const kestrel::runtime::LlamaModel& m = *model->model;
-    const kestrel::runtime::LlamaConfig& c = m.config();
     info.architecture = c.architecture.c_str();
     info.name = c.name.c_str();
     info.device = model->device_name.c_str();
@@ -157,23 +122,32 @@ KESTREL_API kestrel_status_t* kestrel_model_get_info(const kestrel_model_t* mode
     info.head_dim = c.head_dim;
     info.context_length = c.context_length;
     info.vocab_size = c.n_vocab;
-    info.bos_id = t.bos_id();
-    info.eos_id = t.eos_id();
-    info.unk_id = t.unk_id();
-    info.pad_id = t.pad_id();
-    info.add_bos = t.add_bos();
+    info.bos_id = info.eos_id = info.unk_id = info.pad_id = -1;
+    if (m.has_tokenizer()) {
+      const kestrel::runtime::Tokenizer& t = m.tokenizer();
+      info.bos_id = t.bos_id();
+      info.eos_id = t.eos_id();
+      info.unk_id = t.unk_id();
+      info.pad_id = t.pad_id();
+      info.add_bos = t.add_bos();
+    }
     info.rope_freq_base = c.rope_freq_base;
     info.rms_norm_eps = c.rms_eps;
     info.n_tensors = static_cast<uint32_t>(m.file().tensors().size());
     info.n_experts = c.n_experts;
     info.n_experts_used = c.n_experts_used;
+    info.tokenizer_model = m.tokenizer_model().c_str();
+    info.tokenizer_pre = m.tokenizer_pre().c_str();
+    info.has_chat_template = m.has_chat_template();
+    info.runnable = m.runnable();
+    info.unsupported = model->unsupported.c_str();
     return kestrel::api::WriteInfo(fn, "out_info", info, out_info,
                                    KESTREL_MODEL_INFO_MIN_SIZE);
   });
 }
 
 KESTREL_API size_t kestrel_model_tensor_type_count(const kestrel_model_t* model) {
-  return model == nullptr || model->model == nullptr ? 0 : model->model->tensor_types().size();
+  return model == nullptr ? 0 : model->model->tensor_types().size();
 }
 
 KESTREL_API kestrel_status_t* kestrel_model_tensor_type_summary(
@@ -181,8 +155,7 @@ KESTREL_API kestrel_status_t* kestrel_model_tensor_type_summary(
   return Guard("kestrel_model_tensor_type_summary", [&]() -> absl::Status {
     constexpr const char* fn = "kestrel_model_tensor_type_summary";
     if (model == nullptr) return NullArgument(fn, "model");
-    static const std::vector<kestrel::runtime::TensorTypeSummary> kNone;
-    const auto& types = model->model != nullptr ? model->model->tensor_types() : kNone;
+    const auto& types = model->model->tensor_types();
     if (index >= types.size()) {
       return absl::OutOfRangeError(
           absl::StrFormat("%s: index %u, but the model has %u tensor types", fn, index, types.size()));
@@ -206,7 +179,8 @@ KESTREL_API kestrel_status_t* kestrel_tokenize(const kestrel_model_t* model, con
     constexpr const char* fn = "kestrel_tokenize";
     if (model == nullptr) return NullArgument(fn, "model");
     if (text == nullptr && text_length > 0) return NullArgument(fn, "text");
-    std::vector<int32_t> ids = model->tokenizer().Encode(
+    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
+    std::vector<int32_t> ids = model->model->tokenizer().Encode(
         absl::string_view(text == nullptr ? "" : text, text_length), add_bos,
         /*parse_special=*/false);
     return kestrel::api::CopyOut(fn, "out_tokens", ids.data(), ids.size(), out_tokens, capacity, out_required);
@@ -221,7 +195,8 @@ KESTREL_API kestrel_status_t* kestrel_detokenize(const kestrel_model_t* model,
     constexpr const char* fn = "kestrel_detokenize";
     if (model == nullptr) return NullArgument(fn, "model");
     if (tokens == nullptr && n_tokens > 0) return NullArgument(fn, "tokens");
-    const auto& tok = model->tokenizer();
+    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
+    const auto& tok = model->model->tokenizer();
     for (size_t i = 0; i < n_tokens; ++i) {
       if (tokens[i] < 0 || tokens[i] >= tok.vocab_size()) {
         return absl::OutOfRangeError(absl::StrFormat("%s: token #%u has id %d, outside the vocab [0, %d)",
@@ -239,7 +214,8 @@ KESTREL_API kestrel_status_t* kestrel_token_to_piece(const kestrel_model_t* mode
   return Guard("kestrel_token_to_piece", [&]() -> absl::Status {
     constexpr const char* fn = "kestrel_token_to_piece";
     if (model == nullptr) return NullArgument(fn, "model");
-    const auto& tok = model->tokenizer();
+    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
+    const auto& tok = model->model->tokenizer();
     if (token < 0 || token >= tok.vocab_size()) {
       return absl::OutOfRangeError(
           absl::StrFormat("%s: token id %d is outside the vocab [0, %d)", fn, token, tok.vocab_size()));

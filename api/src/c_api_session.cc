@@ -65,7 +65,7 @@ kestrel_status_t* RunGenerate(const char* fn, kestrel_session_t* session,
       if (text_length == 0) {
         return absl::InvalidArgumentError(absl::StrCat(fn, ": the prompt is empty (0 bytes)"));
       }
-      *prompt = session->model->tokenizer().Encode(absl::string_view(text, text_length), o.add_bos,
+      *prompt = session->model->model->tokenizer().Encode(absl::string_view(text, text_length), o.add_bos,
                                                    /*parse_special=*/o.parse_special != 0);
     }
     req.prompt = std::move(*prompt);
@@ -139,7 +139,6 @@ KESTREL_API kestrel_status_t* kestrel_session_create(kestrel_model_t* model,
     constexpr const char* fn = "kestrel_session_create";
     if (model == nullptr) return NullArgument(fn, "model");
     if (out_session == nullptr) return NullArgument(fn, "out_session");
-    if (auto s = kestrel::api::RequireWeights(fn, model); !s.ok()) return s;
     kestrel::runtime::SessionConfig config;
     if (auto s = FillConfig(fn, options, &config); !s.ok()) return s;
     absl::StatusOr<std::unique_ptr<kestrel::runtime::Session>> s = kestrel::runtime::Session::Create(

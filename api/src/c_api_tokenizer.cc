@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "api/src/c_api_internal.h"
 
+using kestrel::api::CheckTokenizer;
 using kestrel::api::Guard;
 using kestrel::api::NullArgument;
 
@@ -28,8 +29,9 @@ KESTREL_API kestrel_status_t* kestrel_tokenize_with_options(const kestrel_model_
     if (auto s = kestrel::api::ReadOptions(fn, "options", options, KESTREL_TOKENIZE_OPTIONS_MIN_SIZE, &o); !s.ok()) {
       return s;
     }
-    std::vector<int32_t> ids = model->tokenizer().Encode(absl::string_view(text == nullptr ? "" : text, text_length),
-                                                         o.add_special, o.parse_special);
+    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
+    std::vector<int32_t> ids = model->model->tokenizer().Encode(
+        absl::string_view(text == nullptr ? "" : text, text_length), o.add_special, o.parse_special);
     return kestrel::api::CopyOut(fn, "out_tokens", ids.data(), ids.size(), out_tokens, capacity, out_required);
   });
 }
@@ -40,7 +42,8 @@ KESTREL_API kestrel_status_t* kestrel_token_to_piece_special(const kestrel_model
   return Guard("kestrel_token_to_piece_special", [&]() -> absl::Status {
     constexpr const char* fn = "kestrel_token_to_piece_special";
     if (model == nullptr) return NullArgument(fn, "model");
-    const auto& tok = model->tokenizer();
+    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
+    const auto& tok = model->model->tokenizer();
     if (token < 0 || token >= tok.vocab_size()) {
       return absl::OutOfRangeError(
           absl::StrFormat("%s: token id %d is outside the vocab [0, %d)", fn, token, tok.vocab_size()));
@@ -55,7 +58,8 @@ KESTREL_API kestrel_status_t* kestrel_model_get_tokenizer_info(const kestrel_mod
   return Guard("kestrel_model_get_tokenizer_info", [&]() -> absl::Status {
     constexpr const char* fn = "kestrel_model_get_tokenizer_info";
     if (model == nullptr) return NullArgument(fn, "model");
-    const auto& tok = model->tokenizer();
+    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
+    const auto& tok = model->model->tokenizer();
     kestrel_tokenizer_info_t info{};
     info.struct_size = sizeof(info);
     info.kind = model->tokenizer_kind.c_str();
@@ -79,7 +83,8 @@ KESTREL_API kestrel_status_t* kestrel_model_end_of_generation_tokens(const kestr
   return Guard("kestrel_model_end_of_generation_tokens", [&]() -> absl::Status {
     constexpr const char* fn = "kestrel_model_end_of_generation_tokens";
     if (model == nullptr) return NullArgument(fn, "model");
-    const std::vector<int32_t>& ids = model->tokenizer().EndOfGenerationIds();
+    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
+    const std::vector<int32_t>& ids = model->model->tokenizer().EndOfGenerationIds();
     return kestrel::api::CopyOut(fn, "out_tokens", ids.data(), ids.size(), out_tokens, capacity, out_required);
   });
 }
@@ -120,7 +125,8 @@ KESTREL_API kestrel_status_t* kestrel_model_apply_chat_template(const kestrel_mo
     const kestrel::runtime::ChatTemplate* tmpl = model->chat_template.get();
     std::unique_ptr<kestrel::runtime::ChatTemplate> explicit_template;
     if (o.template_text != nullptr) {
-      const auto& tok = model->tokenizer();
+      if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
+      const auto& tok = model->model->tokenizer();
       absl::StatusOr<std::unique_ptr<kestrel::runtime::ChatTemplate>> t = kestrel::runtime::ChatTemplate::Create(
           std::string(o.template_text, o.template_length), tok.TokenText(tok.bos_id()), tok.TokenText(tok.eos_id()),
           "options->template_text");

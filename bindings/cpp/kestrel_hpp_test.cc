@@ -208,11 +208,11 @@ TEST_F(KestrelHppTest, ChatTemplateSpecialTokensAndVocabOnly) {
   EXPECT_EQ(model_.TokenToPiece(t.eos_id), "");
 
   kestrel::ModelOptions vo;
-  vo.vocab_only = true;
+  vo.metadata_only = true;
   kestrel::Model vocab = runtime_.LoadModel(ModelPath(), vo);
   EXPECT_EQ(vocab.Tokenize("Once upon a time"), model_.Tokenize("Once upon a time"));
   ExpectError([&] { kestrel::Session s(vocab, Greedy()); }, kestrel::StatusCode::kFailedPrecondition,
-              "vocab_only");
+              "metadata-only");
 }
 
 TEST_F(KestrelHppTest, InfoPluginsAndDevices) {

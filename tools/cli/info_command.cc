@@ -1,4 +1,6 @@
-// `kestrel info`: a model's metadata (kestrel_model_get_info) and its tensor type summary.
+// `kestrel info`: a model's metadata (kestrel_model_get_info) and its tensor type summary. The
+// model is opened metadata-only, so this works on every readable GGUF, including files this build
+// cannot run: those are reported (runnable: no, with the reasons) and the exit status is still 0.
 #include <cinttypes>
 #include <cstdio>
 #include <string>
@@ -13,6 +15,43 @@ namespace kestrel::cli {
 namespace {
 
 const char* OrEmpty(const char* s) { return s != nullptr ? s : ""; }
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return lines;
+}
+
+// What the tokenizer calls add (kestrel_model_get_tokenizer_info): the chat template's family and
+// whether it renders, and the end-of-generation ids. `ok` is false when this build has no
+// tokenizer for the file.
+struct TokenizerExtras {
+  bool ok = false;
+  std::string family, error;
+  std::vector<int32_t> eog;
+};
+
+TokenizerExtras GetTokenizerExtras(const kestrel_model_t* model) {
+  TokenizerExtras x;
+  kestrel_tokenizer_info_t t = {};
+  t.struct_size = sizeof(t);
+  StatusPtr status(kestrel_model_get_tokenizer_info(model, &t));
+  if (status) return x;
+  x.ok = true;
+  x.family = OrEmpty(t.chat_template_family);
+  x.error = OrEmpty(t.chat_template_error);
+  x.eog.resize(t.n_end_of_generation);
+  size_t n = 0;
+  status.reset(kestrel_model_end_of_generation_tokens(model, x.eog.data(), x.eog.size(), &n));
+  x.eog.resize(status ? 0 : n);
+  return x;
+}
 
 bool GetTensorTypes(const kestrel_model_t* model,
                     std::vector<kestrel_tensor_type_summary_t>* out) {
@@ -30,7 +69,7 @@ bool GetTensorTypes(const kestrel_model_t* model,
   return true;
 }
 
-void PrintJson(const Options& o, const kestrel_model_info_t& info,
+void PrintJson(const Options& o, const kestrel_model_info_t& info, const TokenizerExtras& tok,
                const std::vector<kestrel_tensor_type_summary_t>& types) {
   JsonWriter w;
   w.BeginObject();
@@ -78,6 +117,30 @@ void PrintJson(const Options& o, const kestrel_model_info_t& info,
   w.Float(info.rms_norm_eps);
   w.Key("n_tensors");
   w.Uint(info.n_tensors);
+  w.Key("n_experts");
+  w.Uint(info.n_experts);
+  w.Key("n_experts_used");
+  w.Uint(info.n_experts_used);
+  w.Key("tokenizer");
+  w.String(OrEmpty(info.tokenizer_model));
+  w.Key("tokenizer_pre");
+  w.String(OrEmpty(info.tokenizer_pre));
+  w.Key("chat_template");
+  w.Bool(info.has_chat_template);
+  w.Key("chat_template_family");
+  w.String(tok.family);
+  w.Key("chat_template_error");
+  w.String(info.has_chat_template ? tok.error : "");
+  w.Key("end_of_generation_ids");
+  w.BeginArray();
+  for (const int32_t id : tok.eog) w.Int(id);
+  w.EndArray();
+  w.Key("runnable");
+  w.Bool(info.runnable);
+  w.Key("unsupported");
+  w.BeginArray();
+  for (const std::string& line : Lines(OrEmpty(info.unsupported))) w.String(line);
+  w.EndArray();
   w.Key("tensor_types");
   w.BeginArray();
   for (const kestrel_tensor_type_summary_t& t : types) {
@@ -97,7 +160,7 @@ void PrintJson(const Options& o, const kestrel_model_info_t& info,
   std::printf("%s\n", w.str().c_str());
 }
 
-void PrintText(const Options& o, const kestrel_model_info_t& info,
+void PrintText(const Options& o, const kestrel_model_info_t& info, const TokenizerExtras& tok,
                const std::vector<kestrel_tensor_type_summary_t>& types) {
   std::printf("model:           %s\n", o.model_path.c_str());
   std::printf("name:            %s\n", OrEmpty(info.name));
@@ -119,6 +182,30 @@ void PrintText(const Options& o, const kestrel_model_info_t& info,
   std::printf("rope freq base:  %g\n", static_cast<double>(info.rope_freq_base));
   std::printf("rms norm eps:    %g\n", static_cast<double>(info.rms_norm_eps));
   std::printf("tensors:         %" PRIu32 "\n", info.n_tensors);
+  if (info.n_experts > 0) {
+    std::printf("experts:         %" PRIu32 " (%" PRIu32 " per token)\n", info.n_experts,
+                info.n_experts_used);
+  }
+  std::printf("tokenizer:       %s (pre-tokenizer %s)\n",
+              *OrEmpty(info.tokenizer_model) ? info.tokenizer_model : "(none)",
+              *OrEmpty(info.tokenizer_pre) ? info.tokenizer_pre : "(none)");
+  if (!info.has_chat_template) {
+    std::printf("chat template:   no\n");
+  } else if (!tok.ok) {
+    std::printf("chat template:   yes\n");
+  } else if (tok.error.empty()) {
+    std::printf("chat template:   yes (%s family; renders)\n", tok.family.c_str());
+  } else {
+    std::printf("chat template:   yes (%s family; cannot render: %s)\n", tok.family.c_str(), tok.error.c_str());
+  }
+  if (!tok.eog.empty()) {
+    std::printf("end of generation:");
+    for (const int32_t id : tok.eog) std::printf(" %d", id);
+    std::printf("\n");
+  }
+  const std::vector<std::string> reasons = Lines(OrEmpty(info.unsupported));
+  std::printf("runnable:        %s\n", info.runnable ? "yes" : "no, this build cannot run it:");
+  for (const std::string& r : reasons) std::printf("  - %s\n", r.c_str());
   std::printf("\n%-8s %8s %14s %14s\n", "type", "tensors", "elements", "bytes");
   uint64_t tensors = 0, elements = 0, bytes = 0;
   for (const kestrel_tensor_type_summary_t& t : types) {
@@ -138,17 +225,18 @@ int RunInfo(const Options& o) {
   RuntimePtr runtime = CreateRuntime(o.verbosity);
   if (!runtime) return kExitError;
   int exit_code = kExitError;
-  ModelPtr model = LoadModel(runtime.get(), LoadOptions{o.model_path, o.device, o.use_mmap},
+  ModelPtr model = LoadModel(runtime.get(), LoadOptions{o.model_path, o.device, o.use_mmap, /*metadata_only=*/true},
                              &exit_code);
   if (!model) return exit_code;
   kestrel_model_info_t info;
   if (!GetModelInfo(model.get(), &info)) return kExitError;
   std::vector<kestrel_tensor_type_summary_t> types;
   if (!GetTensorTypes(model.get(), &types)) return kExitError;
+  const TokenizerExtras tok = GetTokenizerExtras(model.get());
   if (o.json) {
-    PrintJson(o, info, types);
+    PrintJson(o, info, tok, types);
   } else {
-    PrintText(o, info, types);
+    PrintText(o, info, tok, types);
   }
   return kExitOk;
 }

@@ -1,6 +1,6 @@
 // `kestrel tokenize`: the token ids and pieces of a text, from the model's vocab alone (the model
-// is loaded vocab_only, so this works for any GGUF whose tokenizer this build reads, whatever its
-// architecture or tensor types).
+// is loaded metadata-only, so this works for any GGUF whose tokenizer this build reads, whatever
+// its architecture or tensor types).
 //
 // stdout: one line per token, "ID -> 'PIECE'" (bytes outside printable ASCII escaped as \xHH, \n,
 // \t), or with --json one line {"ids": [...], "pieces": [...]}. Pieces are the tokens' text with
@@ -45,7 +45,7 @@ int RunTokenize(const Options& o) {
   if (!runtime) return kExitError;
   int exit_code = kExitError;
   LoadOptions load{o.model_path, "", o.use_mmap};
-  load.vocab_only = true;
+  load.metadata_only = true;
   ModelPtr model = LoadModel(runtime.get(), load, &exit_code);
   if (!model) return exit_code;
   std::vector<int32_t> ids;

@@ -205,8 +205,10 @@ struct ModelOptions {
   std::string device;  // empty: the default device (first of the preferred order cpu, ref)
   bool use_mmap = true;
   ProgressCallback progress;  // empty: none
-  // Only the vocab (tokenizer, chat template): no weights; sessions refuse such a model.
-  bool vocab_only = false;
+  // Metadata only (kestrel_model_options_t.metadata_only): no weights prepared, any readable GGUF
+  // loads; the tokenizer and chat-template calls work when its tokenizer is supported; sessions
+  // refuse such a model.
+  bool metadata_only = false;
 };
 
 // One message of a conversation for Model::ApplyChatTemplate.
@@ -662,7 +664,7 @@ inline Model Runtime::LoadModel(std::string_view path, const ModelOptions& optio
   kestrel_model_options_init(&o);
   if (!options.device.empty()) o.device = options.device.c_str();
   o.use_mmap = options.use_mmap;
-  o.vocab_only = options.vocab_only;
+  o.metadata_only = options.metadata_only;
   detail::ProgressSink progress{&options.progress, nullptr};
   if (options.progress) {
     o.progress_callback = &detail::ProgressTrampoline;

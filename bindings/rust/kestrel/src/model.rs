@@ -19,9 +19,10 @@ pub struct ModelOptions {
     pub device: Option<String>,
     /// Map the file instead of reading it (default true).
     pub use_mmap: bool,
-    /// Read only the vocab (tokenizer, chat template), no weights: tokenizing and chat templates
-    /// work for any architecture; sessions refuse such a model (default false).
-    pub vocab_only: bool,
+    /// Metadata only (`kestrel_model_options_t.metadata_only`): no weights prepared, any readable
+    /// GGUF loads; tokenizing and chat templates work when its tokenizer is supported; sessions
+    /// refuse such a model (default false).
+    pub metadata_only: bool,
 }
 
 /// One message of a conversation for [`Model::apply_chat_template`].
@@ -100,7 +101,7 @@ impl Default for ModelOptions {
         ModelOptions {
             device: None,
             use_mmap: raw.use_mmap,
-            vocab_only: raw.vocab_only,
+            metadata_only: raw.metadata_only,
         }
     }
 }
@@ -116,8 +117,8 @@ impl ModelOptions {
         self
     }
 
-    pub fn vocab_only(mut self, vocab_only: bool) -> ModelOptions {
-        self.vocab_only = vocab_only;
+    pub fn metadata_only(mut self, metadata_only: bool) -> ModelOptions {
+        self.metadata_only = metadata_only;
         self
     }
 }

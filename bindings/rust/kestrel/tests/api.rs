@@ -403,10 +403,10 @@ fn chat_template_and_special_tokens() {
 }
 
 #[test]
-fn vocab_only_model_tokenizes_but_has_no_session() {
+fn metadata_only_model_tokenizes_but_has_no_session() {
     let rt = runtime();
     let vocab = rt
-        .load_model_with(common::stories260k(), &ModelOptions::default().vocab_only(true))
+        .load_model_with(common::stories260k(), &ModelOptions::default().metadata_only(true))
         .unwrap();
     let full = model(rt);
     assert_eq!(vocab.tokenize("Once upon a time", true).unwrap(), full.tokenize("Once upon a time", true).unwrap());
