@@ -1,11 +1,10 @@
-// Model loading, model info and the tokenizer entry points.
+// Model loading and model info (the tokenizer entry points: c_api_tokenizer.cc).
 #include "api/src/c_api_internal.h"
 
 #include <utility>
 
 
 using kestrel::api::Guard;
-using kestrel::api::CheckTokenizer;
 using kestrel::api::NullArgument;
 
 namespace {
@@ -168,60 +167,6 @@ KESTREL_API kestrel_status_t* kestrel_model_tensor_type_summary(
     s.n_bytes = types[index].n_bytes;
     return kestrel::api::WriteInfo(fn, "out_summary", s, out_summary,
                                    KESTREL_TENSOR_TYPE_SUMMARY_MIN_SIZE);
-  });
-}
-
-KESTREL_API kestrel_status_t* kestrel_tokenize(const kestrel_model_t* model, const char* text,
-                                               size_t text_length, bool add_bos,
-                                               int32_t* out_tokens, size_t capacity,
-                                               size_t* out_required) {
-  return Guard("kestrel_tokenize", [&]() -> absl::Status {
-    constexpr const char* fn = "kestrel_tokenize";
-    if (model == nullptr) return NullArgument(fn, "model");
-    if (text == nullptr && text_length > 0) return NullArgument(fn, "text");
-    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
-    std::vector<int32_t> ids = model->model->tokenizer().Encode(
-        absl::string_view(text == nullptr ? "" : text, text_length), add_bos,
-        /*parse_special=*/false);
-    return kestrel::api::CopyOut(fn, "out_tokens", ids.data(), ids.size(), out_tokens, capacity, out_required);
-  });
-}
-
-KESTREL_API kestrel_status_t* kestrel_detokenize(const kestrel_model_t* model,
-                                                 const int32_t* tokens, size_t n_tokens,
-                                                 bool remove_leading_space, char* out_text,
-                                                 size_t capacity, size_t* out_required) {
-  return Guard("kestrel_detokenize", [&]() -> absl::Status {
-    constexpr const char* fn = "kestrel_detokenize";
-    if (model == nullptr) return NullArgument(fn, "model");
-    if (tokens == nullptr && n_tokens > 0) return NullArgument(fn, "tokens");
-    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
-    const auto& tok = model->model->tokenizer();
-    for (size_t i = 0; i < n_tokens; ++i) {
-      if (tokens[i] < 0 || tokens[i] >= tok.vocab_size()) {
-        return absl::OutOfRangeError(absl::StrFormat("%s: token #%u has id %d, outside the vocab [0, %d)",
-                                                     fn, i, tokens[i], tok.vocab_size()));
-      }
-    }
-    std::string text = tok.Decode(absl::MakeConstSpan(tokens, n_tokens), remove_leading_space);
-    return kestrel::api::CopyOut(fn, "out_text", text.data(), text.size(), out_text, capacity, out_required);
-  });
-}
-
-KESTREL_API kestrel_status_t* kestrel_token_to_piece(const kestrel_model_t* model, int32_t token,
-                                                     char* out_piece, size_t capacity,
-                                                     size_t* out_required) {
-  return Guard("kestrel_token_to_piece", [&]() -> absl::Status {
-    constexpr const char* fn = "kestrel_token_to_piece";
-    if (model == nullptr) return NullArgument(fn, "model");
-    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
-    const auto& tok = model->model->tokenizer();
-    if (token < 0 || token >= tok.vocab_size()) {
-      return absl::OutOfRangeError(
-          absl::StrFormat("%s: token id %d is outside the vocab [0, %d)", fn, token, tok.vocab_size()));
-    }
-    absl::string_view piece = tok.PieceView(token);
-    return kestrel::api::CopyOut(fn, "out_piece", piece.data(), piece.size(), out_piece, capacity, out_required);
   });
 }
 

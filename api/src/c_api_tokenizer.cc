@@ -1,4 +1,5 @@
-// Tokenizer options, tokenizer info and chat templates at the C boundary.
+// The tokenizer entry points (tokenize, detokenize, pieces, tokenizer info) and chat templates
+// at the C boundary.
 #include <string>
 #include <vector>
 
@@ -9,7 +10,74 @@ using kestrel::api::CheckTokenizer;
 using kestrel::api::Guard;
 using kestrel::api::NullArgument;
 
+namespace {
+
+absl::Status Tokenize(const char* fn, const kestrel_model_t* model, const char* text, size_t text_length,
+                      bool add_special, bool parse_special, int32_t* out_tokens, size_t capacity,
+                      size_t* out_required) {
+  if (model == nullptr) return NullArgument(fn, "model");
+  if (text == nullptr && text_length > 0) return NullArgument(fn, "text");
+  if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
+  std::vector<int32_t> ids = model->model->tokenizer().Encode(
+      absl::string_view(text == nullptr ? "" : text, text_length), add_special, parse_special);
+  return kestrel::api::CopyOut(fn, "out_tokens", ids.data(), ids.size(), out_tokens, capacity, out_required);
+}
+
+absl::Status Piece(const char* fn, const kestrel_model_t* model, int32_t token, bool special, char* out_piece,
+                   size_t capacity, size_t* out_required) {
+  if (model == nullptr) return NullArgument(fn, "model");
+  if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
+  const auto& tok = model->model->tokenizer();
+  if (token < 0 || token >= tok.vocab_size()) {
+    return absl::OutOfRangeError(
+        absl::StrFormat("%s: token id %d is outside the vocab [0, %d)", fn, token, tok.vocab_size()));
+  }
+  absl::string_view piece = tok.PieceView(token, special);
+  return kestrel::api::CopyOut(fn, "out_piece", piece.data(), piece.size(), out_piece, capacity, out_required);
+}
+
+}  // namespace
+
 extern "C" {
+
+KESTREL_API kestrel_status_t* kestrel_tokenize(const kestrel_model_t* model, const char* text,
+                                               size_t text_length, bool add_bos,
+                                               int32_t* out_tokens, size_t capacity,
+                                               size_t* out_required) {
+  return Guard("kestrel_tokenize", [&]() -> absl::Status {
+    return Tokenize("kestrel_tokenize", model, text, text_length, add_bos, /*parse_special=*/false, out_tokens,
+                    capacity, out_required);
+  });
+}
+
+KESTREL_API kestrel_status_t* kestrel_detokenize(const kestrel_model_t* model,
+                                                 const int32_t* tokens, size_t n_tokens,
+                                                 bool remove_leading_space, char* out_text,
+                                                 size_t capacity, size_t* out_required) {
+  return Guard("kestrel_detokenize", [&]() -> absl::Status {
+    constexpr const char* fn = "kestrel_detokenize";
+    if (model == nullptr) return NullArgument(fn, "model");
+    if (tokens == nullptr && n_tokens > 0) return NullArgument(fn, "tokens");
+    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
+    const auto& tok = model->model->tokenizer();
+    for (size_t i = 0; i < n_tokens; ++i) {
+      if (tokens[i] < 0 || tokens[i] >= tok.vocab_size()) {
+        return absl::OutOfRangeError(absl::StrFormat("%s: token #%u has id %d, outside the vocab [0, %d)",
+                                                     fn, i, tokens[i], tok.vocab_size()));
+      }
+    }
+    std::string text = tok.Decode(absl::MakeConstSpan(tokens, n_tokens), remove_leading_space);
+    return kestrel::api::CopyOut(fn, "out_text", text.data(), text.size(), out_text, capacity, out_required);
+  });
+}
+
+KESTREL_API kestrel_status_t* kestrel_token_to_piece(const kestrel_model_t* model, int32_t token,
+                                                     char* out_piece, size_t capacity,
+                                                     size_t* out_required) {
+  return Guard("kestrel_token_to_piece", [&]() -> absl::Status {
+    return Piece("kestrel_token_to_piece", model, token, /*special=*/false, out_piece, capacity, out_required);
+  });
+}
 
 KESTREL_API void kestrel_tokenize_options_init_sized(kestrel_tokenize_options_t* out, size_t struct_size) {
   kestrel::api::InitOptions(out, struct_size, [](kestrel_tokenize_options_t& o) { o.add_special = true; });
@@ -22,17 +90,13 @@ KESTREL_API kestrel_status_t* kestrel_tokenize_with_options(const kestrel_model_
                                                             size_t* out_required) {
   return Guard("kestrel_tokenize_with_options", [&]() -> absl::Status {
     constexpr const char* fn = "kestrel_tokenize_with_options";
-    if (model == nullptr) return NullArgument(fn, "model");
-    if (text == nullptr && text_length > 0) return NullArgument(fn, "text");
     kestrel_tokenize_options_t o;
     kestrel_tokenize_options_init(&o);
     if (auto s = kestrel::api::ReadOptions(fn, "options", options, KESTREL_TOKENIZE_OPTIONS_MIN_SIZE, &o); !s.ok()) {
       return s;
     }
-    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
-    std::vector<int32_t> ids = model->model->tokenizer().Encode(
-        absl::string_view(text == nullptr ? "" : text, text_length), o.add_special, o.parse_special);
-    return kestrel::api::CopyOut(fn, "out_tokens", ids.data(), ids.size(), out_tokens, capacity, out_required);
+    return Tokenize(fn, model, text, text_length, o.add_special, o.parse_special, out_tokens, capacity,
+                    out_required);
   });
 }
 
@@ -40,16 +104,7 @@ KESTREL_API kestrel_status_t* kestrel_token_to_piece_special(const kestrel_model
                                                              bool special, char* out_piece, size_t capacity,
                                                              size_t* out_required) {
   return Guard("kestrel_token_to_piece_special", [&]() -> absl::Status {
-    constexpr const char* fn = "kestrel_token_to_piece_special";
-    if (model == nullptr) return NullArgument(fn, "model");
-    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
-    const auto& tok = model->model->tokenizer();
-    if (token < 0 || token >= tok.vocab_size()) {
-      return absl::OutOfRangeError(
-          absl::StrFormat("%s: token id %d is outside the vocab [0, %d)", fn, token, tok.vocab_size()));
-    }
-    absl::string_view piece = tok.PieceView(token, special);
-    return kestrel::api::CopyOut(fn, "out_piece", piece.data(), piece.size(), out_piece, capacity, out_required);
+    return Piece("kestrel_token_to_piece_special", model, token, special, out_piece, capacity, out_required);
   });
 }
 

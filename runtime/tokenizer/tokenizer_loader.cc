@@ -82,6 +82,20 @@ absl::StatusOr<CommonVocab> ReadCommon(const GgufFile& f, CommonVocab defaults) 
   return v;
 }
 
+// SpmVocab and BpeVocab name the shared keys alike.
+template <typename Vocab>
+void MoveCommon(CommonVocab&& c, Vocab* v) {
+  v->tokens = std::move(c.tokens);
+  v->token_types = std::move(c.token_types);
+  v->bos_id = c.bos_id;
+  v->eos_id = c.eos_id;
+  v->unk_id = c.unk_id;
+  v->pad_id = c.pad_id;
+  v->eot_id = c.eot_id;
+  v->eom_id = c.eom_id;
+  v->phi3_rstrip = c.phi3_rstrip;
+}
+
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSpm(const GgufFile& f) {
   CommonVocab defaults;  // llama.cpp's SPM defaults: BOS 1, EOS 2, UNK 0
   defaults.bos_id = 1;
@@ -90,20 +104,12 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSpm(const GgufFile& f) {
   absl::StatusOr<CommonVocab> common = ReadCommon(f, std::move(defaults));
   if (!common.ok()) return common.status();
   SpmVocab v;
-  v.tokens = std::move(common->tokens);
-  v.token_types = std::move(common->token_types);
+  MoveCommon(std::move(*common), &v);
   if (f.Find("tokenizer.ggml.scores") != nullptr) {
     absl::StatusOr<std::vector<float>> scores = f.GetF32Array("tokenizer.ggml.scores");
     if (!scores.ok()) return scores.status();
     v.scores = std::move(*scores);
   }
-  v.bos_id = common->bos_id;
-  v.eos_id = common->eos_id;
-  v.unk_id = common->unk_id;
-  v.pad_id = common->pad_id;
-  v.eot_id = common->eot_id;
-  v.eom_id = common->eom_id;
-  v.phi3_rstrip = common->phi3_rstrip;
   for (auto [key, out] : {std::pair{"tokenizer.ggml.add_bos_token", &v.add_bos},
                           std::pair{"tokenizer.ggml.add_eos_token", &v.add_eos},
                           std::pair{"tokenizer.ggml.add_space_prefix", &v.add_space_prefix}}) {
@@ -118,8 +124,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadBpe(const GgufFile& f) {
   absl::StatusOr<CommonVocab> common = ReadCommon(f, CommonVocab{});
   if (!common.ok()) return common.status();
   BpeVocab v;
-  v.tokens = std::move(common->tokens);
-  v.token_types = std::move(common->token_types);
+  MoveCommon(std::move(*common), &v);
   absl::StatusOr<absl::Span<const std::string>> merges = f.GetStringArray("tokenizer.ggml.merges");
   if (!merges.ok()) return merges.status();
   v.merges.assign(merges->begin(), merges->end());
@@ -128,13 +133,6 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadBpe(const GgufFile& f) {
     if (!pre.ok()) return pre.status();
     v.pre = std::move(*pre);
   }
-  v.bos_id = common->bos_id;
-  v.eos_id = common->eos_id;
-  v.unk_id = common->unk_id;
-  v.pad_id = common->pad_id;
-  v.eot_id = common->eot_id;
-  v.eom_id = common->eom_id;
-  v.phi3_rstrip = common->phi3_rstrip;
   bool add_bos = false, present = false;
   if (auto s = ReadBool(f, "tokenizer.ggml.add_bos_token", &add_bos, &present); !s.ok()) return s;
   if (present) v.add_bos = add_bos;

@@ -40,8 +40,7 @@ int RunChat(const Options& o) {
   if (o.system_prompt) base.emplace_back("system", *o.system_prompt);
   ChatMessages messages = base;
   std::string fed;  // the text the session holds: what was fed plus what it generated
-  std::vector<const char*> stops;
-  for (const std::string& s : o.stop_strings) stops.push_back(s.c_str());
+  const std::vector<const char*> stops = StopStringPointers(o);
   StdoutStream out;
   for (std::string line;;) {
     if (interactive) {
@@ -65,13 +64,7 @@ int RunChat(const Options& o) {
     const std::string delta = keep ? full.substr(fed.size()) : full;
 
     Collector collector{&out, {}, {}};
-    kestrel_generate_options_t gen;
-    kestrel_generate_options_init(&gen);
-    gen.max_new_tokens = o.max_new_tokens;
-    gen.stop_strings = stops.empty() ? nullptr : stops.data();
-    gen.n_stop_strings = stops.size();
-    gen.on_token = CollectToken;
-    gen.user_data = &collector;
+    kestrel_generate_options_t gen = GenerateOptionsFrom(o, stops, &collector);
     gen.keep_context = keep;
     gen.add_bos = !keep && !StartsWithBosText(model.get(), full);
     gen.parse_special = 1;

@@ -68,15 +68,8 @@ int RunGenerate(const Options& o) {
 
   StdoutStream out;
   Collector collector{&out, {}, {}};
-  std::vector<const char*> stops;
-  for (const std::string& s : o.stop_strings) stops.push_back(s.c_str());
-  kestrel_generate_options_t gen;
-  kestrel_generate_options_init(&gen);
-  gen.max_new_tokens = o.max_new_tokens;
-  gen.stop_strings = stops.empty() ? nullptr : stops.data();
-  gen.n_stop_strings = stops.size();
-  gen.on_token = CollectToken;
-  gen.user_data = &collector;
+  const std::vector<const char*> stops = StopStringPointers(o);
+  kestrel_generate_options_t gen = GenerateOptionsFrom(o, stops, &collector);
   gen.add_bos = add_bos;
   gen.parse_special = parse_special ? 1 : 0;
 

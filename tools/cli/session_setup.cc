@@ -55,6 +55,24 @@ bool CollectToken(void* user_data, int32_t token, const char* text, size_t text_
   return true;
 }
 
+std::vector<const char*> StopStringPointers(const Options& o) {
+  std::vector<const char*> stops;
+  for (const std::string& s : o.stop_strings) stops.push_back(s.c_str());
+  return stops;
+}
+
+kestrel_generate_options_t GenerateOptionsFrom(const Options& o, const std::vector<const char*>& stops,
+                                               Collector* collector) {
+  kestrel_generate_options_t gen;
+  kestrel_generate_options_init(&gen);
+  gen.max_new_tokens = o.max_new_tokens;
+  gen.stop_strings = stops.empty() ? nullptr : stops.data();
+  gen.n_stop_strings = stops.size();
+  gen.on_token = CollectToken;
+  gen.user_data = collector;
+  return gen;
+}
+
 const char* StopReasonName(kestrel_stop_reason_t reason) {
   switch (reason) {
     case KESTREL_STOP_NONE:

@@ -41,6 +41,12 @@ struct Collector {
 };
 bool CollectToken(void* user_data, int32_t token, const char* text, size_t text_length);
 
+// Generate options for the flags (-n, --stop) that stream into `collector`. `stops` holds the
+// --stop strings as C pointers and must outlive the options.
+std::vector<const char*> StopStringPointers(const Options& o);
+kestrel_generate_options_t GenerateOptionsFrom(const Options& o, const std::vector<const char*>& stops,
+                                               Collector* collector);
+
 const char* StopReasonName(kestrel_stop_reason_t reason);
 
 }  // namespace kestrel::cli

@@ -14,8 +14,6 @@ namespace kestrel::runtime {
 namespace {
 
 constexpr int32_t kNormal = static_cast<int32_t>(VocabTokenType::kNormal);
-constexpr int32_t kUnknown = static_cast<int32_t>(VocabTokenType::kUnknown);
-constexpr int32_t kControl = static_cast<int32_t>(VocabTokenType::kControl);
 constexpr int32_t kUserDefined = static_cast<int32_t>(VocabTokenType::kUserDefined);
 constexpr int32_t kByte = static_cast<int32_t>(VocabTokenType::kByte);
 
@@ -296,37 +294,6 @@ void BpeTokenizer::EmitSymbol(int32_t symbol, std::vector<int32_t>& out) const {
     const auto it = token_to_id_.find(absl::string_view(&c, 1));
     if (it != token_to_id_.end()) out.push_back(it->second);
   }
-}
-
-absl::string_view BpeTokenizer::PieceView(int32_t id, bool special) const {
-  if (id < 0 || id >= vocab_size()) return {};
-  if (special && (types_[id] == kControl || types_[id] == kUnknown)) return tokens_[id];
-  return pieces_[id];
-}
-
-std::string BpeTokenizer::Decode(absl::Span<const int32_t> ids, bool /*remove_leading_space*/) const {
-  std::string text;
-  for (const int32_t id : ids) {
-    const absl::string_view piece = PieceView(id, false);
-    text.append(piece.data(), piece.size());
-  }
-  return text;
-}
-
-int32_t BpeTokenizer::TokenType(int32_t id) const {
-  if (id < 0 || id >= vocab_size()) return -1;
-  return types_[id];
-}
-
-const std::string& BpeTokenizer::TokenText(int32_t id) const {
-  static const std::string* const kEmpty = new std::string();
-  if (id < 0 || id >= vocab_size()) return *kEmpty;
-  return tokens_[id];
-}
-
-int32_t BpeTokenizer::TextToToken(absl::string_view text) const {
-  const auto it = token_to_id_.find(text);
-  return it == token_to_id_.end() ? -1 : it->second;
 }
 
 }  // namespace kestrel::runtime

@@ -16,8 +16,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "runtime/tokenizer/bpe/pre_tokenizer.h"
-#include "runtime/tokenizer/special_tokens.h"
-#include "runtime/tokenizer/tokenizer.h"
+#include "runtime/tokenizer/vocab_tokenizer.h"
 
 namespace kestrel::runtime {
 
@@ -53,7 +52,7 @@ struct BpeVocab {
 // Decode (it would break that round trip).
 //
 // Thread-safety: immutable after Create; every method is const and safe to call concurrently.
-class BpeTokenizer final : public Tokenizer {
+class BpeTokenizer final : public VocabTokenizer {
  public:
   // Validates and indexes `vocab`. UNIMPLEMENTED naming tokenizer.ggml.pre for an unknown
   // pre-tokenizer; INVALID_ARGUMENT naming the key (and entry) for: no tokens; token_types of
@@ -64,27 +63,9 @@ class BpeTokenizer final : public Tokenizer {
   absl::string_view kind() const override { return "bpe"; }
   absl::string_view pre_tokenizer() const override { return pre_->name(); }
   std::vector<int32_t> Encode(absl::string_view text, bool add_special, bool parse_special) const override;
-  using Tokenizer::PieceView;
-  // NORMAL: the bytes its byte-level spelling stands for; USER_DEFINED: its text; CONTROL and
-  // UNKNOWN: "" (with special: their text); UNUSED, UNDEFINED: "".
-  absl::string_view PieceView(int32_t id, bool special) const override;
-  // Concatenated pieces (special = false). BPE adds no space prefix, so remove_leading_space has
-  // nothing to remove.
-  std::string Decode(absl::Span<const int32_t> ids, bool remove_leading_space) const override;
-
-  int32_t vocab_size() const override { return static_cast<int32_t>(tokens_.size()); }
-  int32_t bos_id() const override { return bos_id_; }
-  int32_t eos_id() const override { return eos_id_; }
-  int32_t unk_id() const override { return unk_id_; }
-  int32_t pad_id() const override { return pad_id_; }
-  int32_t eot_id() const { return eot_id_; }
-  bool add_bos() const override { return add_bos_; }
-  bool add_eos() const override { return add_eos_; }
-  bool IsEndOfGeneration(int32_t id) const override { return special_.IsEndOfGeneration(id); }
-  const std::vector<int32_t>& EndOfGenerationIds() const override { return special_.end_of_generation_ids(); }
-  int32_t TokenType(int32_t id) const override;
-  const std::string& TokenText(int32_t id) const override;
-  int32_t TextToToken(absl::string_view text) const override;
+  // Pieces: NORMAL -> the bytes its byte-level spelling stands for; USER_DEFINED -> its text;
+  // CONTROL and UNKNOWN -> "" (with special: their text); UNUSED, UNDEFINED -> "". BPE adds no
+  // space prefix, so Decode's remove_leading_space has nothing to remove.
   size_t n_merges() const { return merges_.size(); }
 
  private:
@@ -102,18 +83,11 @@ class BpeTokenizer final : public Tokenizer {
   void EncodeShortWord(absl::string_view word, std::vector<int32_t>& out) const;
   void EmitSymbol(int32_t symbol, std::vector<int32_t>& out) const;
 
-  std::vector<std::string> tokens_;
-  std::vector<int32_t> types_;
-  std::vector<std::string> pieces_;  // PieceView(id, false), precomputed
-  absl::flat_hash_map<std::string, int32_t> token_to_id_;
   std::vector<std::string> extra_symbols_;  // texts of symbols >= vocab_size (not tokens)
   absl::flat_hash_map<std::string, int32_t> extra_to_symbol_;  // while Create runs
   absl::flat_hash_map<uint64_t, Merge> merges_;  // (left symbol << 32 | right symbol)
   std::array<int32_t, 256> byte_symbol_{};
   std::unique_ptr<PreTokenizer> pre_;
-  SpecialTokens special_;
-  int32_t bos_id_ = -1, eos_id_ = -1, unk_id_ = -1, pad_id_ = -1, eot_id_ = -1;
-  bool add_bos_ = false, add_eos_ = false;
 };
 
 }  // namespace kestrel::runtime

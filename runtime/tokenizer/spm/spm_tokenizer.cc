@@ -214,6 +214,7 @@ absl::StatusOr<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(SpmVocab voca
   t->add_bos_ = vocab.add_bos;
   t->add_eos_ = vocab.add_eos;
   t->add_space_prefix_ = vocab.add_space_prefix;
+  t->decode_strips_space_ = vocab.add_space_prefix;
   return t;
 }
 
@@ -423,47 +424,10 @@ void SpmTokenizer::EncodeChunk(absl::string_view s, std::vector<int32_t>& out) c
   for (int32_t i = 0; i != -1; i = symbols[i].next) EmitPiece(s.substr(symbols[i].start, symbols[i].n), out);
 }
 
-absl::string_view SpmTokenizer::PieceView(int32_t id, bool special) const {
-  if (id < 0 || id >= vocab_size()) return {};
-  if (special && (types_[id] == static_cast<int32_t>(SpmTokenType::kControl) ||
-                  types_[id] == static_cast<int32_t>(SpmTokenType::kUnknown))) {
-    return tokens_[id];
-  }
-  return pieces_[id];
-}
-
-std::string SpmTokenizer::Decode(absl::Span<const int32_t> ids, bool remove_leading_space) const {
-  std::string text;
-  bool strip = remove_leading_space && add_space_prefix_;
-  for (const int32_t id : ids) {
-    absl::string_view piece = PieceView(id);
-    if (piece.empty()) continue;
-    if (strip && piece[0] == ' ') piece.remove_prefix(1);
-    strip = false;
-    text.append(piece.data(), piece.size());
-  }
-  return text;
-}
-
-int32_t SpmTokenizer::TokenType(int32_t id) const {
-  if (id < 0 || id >= vocab_size()) return -1;
-  return types_[id];
-}
-
-const std::string& SpmTokenizer::TokenText(int32_t id) const {
-  static const std::string* const kEmpty = new std::string();
-  if (id < 0 || id >= vocab_size()) return *kEmpty;
-  return tokens_[id];
-}
-
 float SpmTokenizer::TokenScore(int32_t id) const {
   if (id < 0 || id >= vocab_size()) return 0.0f;
   return scores_[id];
 }
 
-int32_t SpmTokenizer::TextToToken(absl::string_view text) const {
-  const auto it = token_to_id_.find(text);
-  return it == token_to_id_.end() ? -1 : it->second;
-}
 
 }  // namespace kestrel::runtime

@@ -17,8 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
-#include "runtime/tokenizer/special_tokens.h"
-#include "runtime/tokenizer/tokenizer.h"
+#include "runtime/tokenizer/vocab_tokenizer.h"
 
 namespace kestrel::runtime {
 
@@ -58,7 +57,7 @@ struct SpmVocab {
 // reproduced: the LSTRIP attribute llama.cpp gives <mask> of jina/nomic-bert vocabs.
 //
 // Thread-safety: immutable after Create; every method is const and safe to call concurrently.
-class SpmTokenizer final : public Tokenizer {
+class SpmTokenizer final : public VocabTokenizer {
  public:
   // Validates and indexes `vocab`. InvalidArgument, naming the field and value, when: tokens is empty
   // or has more than INT32_MAX entries; scores or token_types is non-empty with a size other than
@@ -80,39 +79,12 @@ class SpmTokenizer final : public Tokenizer {
   }
   absl::string_view kind() const override { return "spm"; }
 
-  // llama_token_to_piece(special): NORMAL -> text with U+2581 replaced by ' '; USER_DEFINED -> its
+  // Pieces (llama_token_to_piece): NORMAL -> text with U+2581 replaced by ' '; USER_DEFINED -> its
   // text unchanged; BYTE <0xAB> -> the single byte 0xAB; CONTROL and UNKNOWN -> "" (with special:
-  // their text); UNUSED, UNDEFINED -> "". Out-of-range id -> "". Valid as long as the tokenizer lives.
-  using Tokenizer::PieceView;
-  absl::string_view PieceView(int32_t id, bool special) const override;
+  // their text); UNUSED, UNDEFINED -> "" (VocabTokenizer::PieceView, Decode).
 
-  // Concatenates the pieces (so CONTROL/UNKNOWN/UNUSED tokens vanish). With remove_leading_space, if
-  // the vocab's add_space_prefix is set and the first non-empty piece starts with ' ', that one space
-  // is dropped, so Decode(Encode(s, true), true) == s for text Encode can represent. This differs from
-  // llama_detokenize only in skipping leading empty pieces (llama.cpp strips the space of token 0 only,
-  // which a leading BOS consumes).
-  std::string Decode(absl::Span<const int32_t> ids, bool remove_leading_space) const override;
-
-  int32_t vocab_size() const override { return static_cast<int32_t>(tokens_.size()); }
-  int32_t bos_id() const override { return bos_id_; }
-  int32_t eos_id() const override { return eos_id_; }
-  int32_t eot_id() const { return eot_id_; }
-  int32_t unk_id() const override { return unk_id_; }
-  int32_t pad_id() const override { return pad_id_; }
-  bool add_bos() const override { return add_bos_; }
-  bool add_eos() const override { return add_eos_; }
   bool add_space_prefix() const { return add_space_prefix_; }
-  // EOS, EOT, EOM and the end-of-turn tokens llama.cpp recognises by text.
-  bool IsEndOfGeneration(int32_t id) const override { return special_.IsEndOfGeneration(id); }
-  const std::vector<int32_t>& EndOfGenerationIds() const override { return special_.end_of_generation_ids(); }
-
-  // The GGUF token type (SpmTokenType as int); -1 for an out-of-range id.
-  int32_t TokenType(int32_t id) const override;
-  // The token's vocab text (with U+2581); empty for an out-of-range id.
-  const std::string& TokenText(int32_t id) const override;
   float TokenScore(int32_t id) const;
-  // Exact text -> id lookup (the last id for a duplicated text); -1 if absent.
-  int32_t TextToToken(absl::string_view text) const override;
   // Bytes 0x00..0xFF that have no <0xXX> token, in increasing order: byte fallback sends them to the
   // single-byte token or unk_id instead. Empty for Llama-style vocabs.
   const std::vector<uint8_t>& missing_byte_tokens() const { return missing_byte_tokens_; }
@@ -132,14 +104,9 @@ class SpmTokenizer final : public Tokenizer {
   // A final symbol: its token, or byte fallback.
   void EmitPiece(absl::string_view piece, std::vector<int32_t>& out) const;
 
-  std::vector<std::string> tokens_;
   std::vector<float> scores_;
-  std::vector<int32_t> types_;
-  std::vector<std::string> pieces_;  // TokenToPiece, precomputed
-  absl::flat_hash_map<std::string, int32_t> token_to_id_;
   std::array<int32_t, 256> byte_to_token_{};
   std::vector<uint8_t> missing_byte_tokens_;
-  SpecialTokens special_;
   size_t max_token_len_ = 0;
   // Symbols c such that some mergeable token contains "c" followed by U+2581: a run is never cut
   // between such a c and the U+2581 after it (see EncodeRun in the .cc). One-byte symbols in a
@@ -148,8 +115,7 @@ class SpmTokenizer final : public Tokenizer {
   std::array<bool, 256> joined_byte_{};
   bool joined_space_ = false;
   absl::flat_hash_set<std::string> joined_other_;
-  int32_t bos_id_ = -1, eos_id_ = -1, eot_id_ = -1, unk_id_ = -1, pad_id_ = -1;
-  bool add_bos_ = false, add_eos_ = false, add_space_prefix_ = false;
+  bool add_space_prefix_ = false;
 };
 
 }  // namespace kestrel::runtime

@@ -8,7 +8,7 @@ use kestrel_sys as sys;
 use crate::error::{check, Result};
 use crate::runtime::LogSink;
 use crate::session::{Session, SessionOptions};
-use crate::util::{read_buffer, string_from};
+use crate::util::{read_buffer, string_from, string_from_bytes};
 
 /// Options of [`crate::Runtime::load_model_with`].
 #[derive(Clone, Debug)]
@@ -278,11 +278,7 @@ impl Model {
     /// [`Model::detokenize_bytes`] as a `String`; invalid UTF-8 (possible with byte tokens) is
     /// replaced by U+FFFD.
     pub fn detokenize(&self, tokens: &[i32], remove_leading_space: bool) -> Result<String> {
-        let bytes = self.detokenize_bytes(tokens, remove_leading_space)?;
-        Ok(match String::from_utf8(bytes) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        })
+        Ok(string_from_bytes(self.detokenize_bytes(tokens, remove_leading_space)?))
     }
 
     /// The bytes one token contributes to a text (may be part of a UTF-8 character).
@@ -392,11 +388,7 @@ impl Model {
                 required,
             )
         })?;
-        let bytes: Vec<u8> = bytes.into_iter().map(|b| b as u8).collect();
-        Ok(match String::from_utf8(bytes) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        })
+        Ok(string_from_bytes(bytes.into_iter().map(|b| b as u8).collect()))
     }
 
     /// A session with default options (sampler defaults: temperature 0.8, top-k 40, ...).
