@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -51,6 +52,31 @@ class VocabTokenizer : public Tokenizer {
   int32_t TextToToken(absl::string_view text) const override;
 
  protected:
+  // Ids a piece of text (a BPE word, an SPM chunk) gave earlier in the same Encode call: its
+  // (start, count) in the output. Natural text repeats its words, so each distinct piece is
+  // merged once per call; the keys point into the call's text.
+  using PieceCache = absl::flat_hash_map<absl::string_view, std::pair<uint32_t, uint32_t>>;
+  // Appends the ids of `piece`: encode(piece, out) the first time, a copy of them after that.
+  // Pieces longer than max_cached bytes are not remembered.
+  template <typename EncodeFn>
+  static void EncodeCached(absl::string_view piece, size_t max_cached, PieceCache& cache, std::vector<int32_t>& out,
+                           EncodeFn&& encode) {
+    if (piece.size() > max_cached) {
+      encode(piece, out);
+      return;
+    }
+    const auto [it, inserted] = cache.try_emplace(piece, static_cast<uint32_t>(out.size()), 0u);
+    if (inserted) {
+      encode(piece, out);
+      it->second.second = static_cast<uint32_t>(out.size()) - it->second.first;
+      return;
+    }
+    for (uint32_t k = 0; k < it->second.second; ++k) {
+      const int32_t id = out[it->second.first + k];  // a copy: push_back may reallocate
+      out.push_back(id);
+    }
+  }
+
   std::vector<std::string> tokens_;
   std::vector<int32_t> types_;
   std::vector<std::string> pieces_;  // PieceView(id, false), precomputed

@@ -177,7 +177,8 @@ std::vector<int32_t> BpeTokenizer::Encode(absl::string_view text, bool add_speci
   std::vector<absl::string_view> words;
   words.reserve(text.size() / 4 + 1);
   // word -> where its ids already sit in `out` (start, count)
-  absl::flat_hash_map<absl::string_view, std::pair<uint32_t, uint32_t>> seen;
+  PieceCache seen;
+  auto encode_word = [this](absl::string_view word, std::vector<int32_t>& ids) { EncodeWord(word, ids); };
   for (const TextFragment& f : fragments) {
     if (f.token >= 0) {
       out.push_back(f.token);
@@ -185,22 +186,7 @@ std::vector<int32_t> BpeTokenizer::Encode(absl::string_view text, bool add_speci
     }
     words.clear();
     pre_->Split(f.text, &words);
-    for (absl::string_view word : words) {
-      if (word.size() > kMaxCachedWord) {
-        EncodeWord(word, out);
-        continue;
-      }
-      const auto [it, inserted] = seen.try_emplace(word, static_cast<uint32_t>(out.size()), 0u);
-      if (inserted) {
-        EncodeWord(word, out);
-        it->second.second = static_cast<uint32_t>(out.size()) - it->second.first;
-      } else {
-        for (uint32_t k = 0; k < it->second.second; ++k) {
-          const int32_t id = out[it->second.first + k];
-          out.push_back(id);
-        }
-      }
-    }
+    for (absl::string_view word : words) EncodeCached(word, kMaxCachedWord, seen, out, encode_word);
   }
   if (add_special && add_eos_) out.push_back(eos_id_);
   return out;

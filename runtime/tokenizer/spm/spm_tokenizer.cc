@@ -254,7 +254,7 @@ std::vector<int32_t> SpmTokenizer::Encode(absl::string_view text, bool add_speci
     runs.push_back({-1, begin, escaped.size()});
     prev_special = false;
   }
-  ChunkCache cache;
+  PieceCache cache;
   const absl::string_view all(escaped);
   for (const Run& r : runs) {
     if (r.token >= 0) {
@@ -275,27 +275,14 @@ std::vector<int32_t> SpmTokenizer::Encode(absl::string_view text, bool add_speci
 // the symbol that precedes p, i.e. if that symbol is in joined_before_space_. Symbols are found
 // left to right by lead byte, exactly as in the merge loop, so p is a symbol start there too.
 // Chunks repeat (words), so each chunk's ids are computed once per Encode call.
-void SpmTokenizer::EncodeRun(absl::string_view s, std::vector<int32_t>& out, ChunkCache& cache) const {
+void SpmTokenizer::EncodeRun(absl::string_view s, std::vector<int32_t>& out, PieceCache& cache) const {
   size_t chunk_start = 0;
   absl::string_view prev;
+  auto encode_chunk = [this](absl::string_view chunk, std::vector<int32_t>& ids) { EncodeChunk(chunk, ids); };
   auto emit = [&](size_t end) {
     const absl::string_view chunk = s.substr(chunk_start, end - chunk_start);
     chunk_start = end;
-    if (chunk.empty()) return;
-    if (chunk.size() > 64) {
-      EncodeChunk(chunk, out);
-      return;
-    }
-    const auto [it, inserted] = cache.try_emplace(chunk, static_cast<uint32_t>(out.size()), 0u);
-    if (inserted) {
-      EncodeChunk(chunk, out);
-      it->second.second = static_cast<uint32_t>(out.size()) - it->second.first;
-      return;
-    }
-    for (uint32_t k = 0; k < it->second.second; ++k) {
-      const int32_t id = out[it->second.first + k];
-      out.push_back(id);
-    }
+    if (!chunk.empty()) EncodeCached(chunk, kMaxCachedChunk, cache, out, encode_chunk);
   };
   for (size_t offs = 0; offs < s.size();) {
     const size_t len = std::min<size_t>(kUtf8LenByHighNibble[static_cast<uint8_t>(s[offs]) >> 4], s.size() - offs);

@@ -91,12 +91,10 @@ class SpmTokenizer final : public VocabTokenizer {
 
  private:
   SpmTokenizer() = default;
-  // Ids already computed for a chunk during one Encode call: (start, count) in its output. The
-  // keys point into the call's escaped text.
-  using ChunkCache = absl::flat_hash_map<absl::string_view, std::pair<uint32_t, uint32_t>>;
+  static constexpr size_t kMaxCachedChunk = 64;  // bytes; longer chunks are merged every time
   // Tokenizes one text run (already space-prefixed and U+2581-escaped) and appends the ids. The
   // run is cut into chunks that no vocab token can span (SplitRun), each merged on its own.
-  void EncodeRun(absl::string_view escaped, std::vector<int32_t>& out, ChunkCache& cache) const;
+  void EncodeRun(absl::string_view escaped, std::vector<int32_t>& out, PieceCache& cache) const;
   // The merge loop on one chunk; short chunks take EncodeShortChunk (false: too many symbols).
   void EncodeChunk(absl::string_view chunk, std::vector<int32_t>& out) const;
   static constexpr int32_t kShortChunk = 64;
