@@ -8,9 +8,13 @@ apply_chat_template produces. Needs `pip install jinja2`; the tests themselves d
 
 The templates are short ones written for the tests in each family's format (ChatML with
 SmolLM2's default system prompt, Llama 3, Gemma, Mistral [INST], Phi-3, plus edge cases of the
-subset); extra .jinja files given on the command line are added as cases too (for checking real
-templates locally; do not commit third-party templates).
+subset); extra .jinja files given on the command line are added as cases too, for checking real
+templates locally without committing them:
+
+    scripts/gen_chat_template_cases.py /opt/llamacpp/src/models/templates/*.jinja > /tmp/cases.json
+    KESTREL_CHAT_TEMPLATE_CASES=/tmp/cases.json build/tests/chat_template_test
 """
+import datetime
 import json
 import sys
 
@@ -29,7 +33,9 @@ def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
 ENV = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
 ENV.filters["tojson"] = tojson
 ENV.globals["raise_exception"] = raise_exception
-ENV.globals["strftime_now"] = lambda fmt: "26 Jul 2024"  # fixed, so the expectations are stable
+# A fixed clock, so the expectations are stable; the tests render with the same `now`.
+NOW = datetime.datetime(2024, 7, 26, tzinfo=datetime.timezone.utc)
+ENV.globals["strftime_now"] = lambda fmt: NOW.strftime(fmt)
 
 TEMPLATES = {
     "chatml_smollm2": (
@@ -110,6 +116,10 @@ TEMPLATES = {
 {{- '  tight  ' -}}
 {# a comment #}
 {{ "a,b".split(",") }} {{ '  pad '.strip() }}{% if add_generation_prompt %}<gen>{% endif %}
+{% macro tag(name, value='-', upper=false) %}<{{ name | upper if upper else name }}={{ value }}>{% endmacro %}
+{{ tag('a') }}{{ tag('b', 2) }}{{ tag('c', upper=true) }}
+{% set block %}{% for m in messages[::-1] %}{{ m.role[:1] }}{% endfor %}{% endset %}[{{ block }}] {{ messages[1:][::2] | map(attribute='role') | join('|') }}
+{% for m in messages %}{% if m.role == 'assistant' %}{% continue %}{% endif %}{% if loop.index > 3 %}{% break %}{% endif %}{{ loop.index }}{% endfor %}
 """,
 }
 
@@ -144,9 +154,12 @@ def main():
                         eos_token="</s>")
                 except ValueError as e:  # raise_exception
                     case["error"] = str(e)
+                except Exception as e:  # Jinja2 itself cannot render it (e.g. needs `tools`): no case
+                    sys.stderr.write("skipped %s / %s: %s: %s\n" % (name, conv_name, type(e).__name__, e))
+                    continue
                 cases.append(case)
     json.dump({"generator": "scripts/gen_chat_template_cases.py (Jinja2 %s)" % __import__("jinja2").__version__,
-               "bos_token": "<s>", "eos_token": "</s>", "templates": templates, "conversations": CONVERSATIONS,
+               "bos_token": "<s>", "eos_token": "</s>", "now": int(NOW.timestamp()), "templates": templates, "conversations": CONVERSATIONS,
                "cases": cases}, sys.stdout, indent=1, ensure_ascii=False)
     sys.stdout.write("\n")
 

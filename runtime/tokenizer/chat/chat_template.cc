@@ -40,7 +40,7 @@ absl::StatusOr<std::unique_ptr<ChatTemplate>> ChatTemplate::Create(std::string s
 }
 
 absl::StatusOr<std::string> ChatTemplate::Apply(absl::Span<const ChatMessage> messages,
-                                                bool add_generation_prompt) const {
+                                                bool add_generation_prompt, int64_t now) const {
   jinja::List list;
   for (const ChatMessage& m : messages) {
     list.push_back(jinja::Value::MakeDict({{"role", jinja::Value::Str(m.role)}, {"content", jinja::Value::Str(m.content)}}));
@@ -50,8 +50,12 @@ absl::StatusOr<std::string> ChatTemplate::Apply(absl::Span<const ChatMessage> me
       {"add_generation_prompt", jinja::Value::Bool(add_generation_prompt)},
       {"bos_token", jinja::Value::Str(bos_token_)},
       {"eos_token", jinja::Value::Str(eos_token_)},
+      // The functions transformers passes; defined, so `strftime_now is defined` holds (calls
+      // resolve by name in the renderer).
+      {"raise_exception", jinja::Value::Str("<built-in function raise_exception>")},
+      {"strftime_now", jinja::Value::Str("<built-in function strftime_now>")},
   };
-  absl::StatusOr<std::string> out = jinja::Render(nodes_, globals);
+  absl::StatusOr<std::string> out = jinja::Render(nodes_, globals, now);
   if (!out.ok()) return Prefixed(key_, out.status());
   return out;
 }

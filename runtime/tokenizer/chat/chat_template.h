@@ -39,7 +39,10 @@ class ChatTemplate {
   // assistant's turn. Errors name the key: FAILED_PRECONDITION when the template refuses the
   // conversation (raise_exception, e.g. roles that do not alternate), UNIMPLEMENTED for a filter,
   // test or function outside the subset, INVALID_ARGUMENT for a type error.
-  absl::StatusOr<std::string> Apply(absl::Span<const ChatMessage> messages, bool add_generation_prompt) const;
+  // `now` (seconds since the epoch, UTC) is the date strftime_now() gives templates that print
+  // one (Llama 3.x, Mistral Small, ...); -1: the current time.
+  absl::StatusOr<std::string> Apply(absl::Span<const ChatMessage> messages, bool add_generation_prompt,
+                                    int64_t now = -1) const;
 
   // The family the template belongs to, recognised by its markers: "chatml", "llama3", "gemma",
   // "mistral" ([INST]), "phi3", or "other". Informational (kestrel info); rendering always runs the

@@ -462,20 +462,32 @@ class ExprParser {
           if (!s.ok()) return s;
           start = std::move(*s);
         }
+        ExprPtr step;
         if (IsOp(":")) {
           slice = true;
           Next();
-          if (!IsOp("]")) {
+          if (!IsOp("]") && !IsOp(":")) {
             auto s = ParseExpression();
             if (!s.ok()) return s;
             stop = std::move(*s);
+          }
+          if (IsOp(":")) {
+            Next();
+            if (!IsOp("]")) {
+              auto s = ParseExpression();
+              if (!s.ok()) return s;
+              step = std::move(*s);
+            }
           }
         }
         if (auto s = Expect("]"); !s.ok()) return s;
         auto e = Make(slice ? Expr::Kind::kSlice : Expr::Kind::kGetItem);
         e->args.push_back(std::move(*p));
         e->args.push_back(std::move(start));
-        if (slice) e->args.push_back(std::move(stop));
+        if (slice) {
+          e->args.push_back(std::move(stop));
+          e->args.push_back(std::move(step));
+        }
         p = std::move(e);
       } else if (IsOp("(")) {
         Next();
@@ -619,10 +631,11 @@ class StatementParser {
       if (word == "if") s = ParseIf(seg, out);
       else if (word == "for") s = ParseFor(seg, out);
       else if (word == "set") s = ParseSet(seg, out);
+      else if (word == "macro") s = ParseMacro(seg, out);
+      else if (word == "break" || word == "continue") s = ParseLoopControl(seg, word, out);
       else if (word == "generation" || word == "endgeneration") s = absl::OkStatus();  // HF training marker
-      else if (word == "macro" || word == "call" || word == "include" || word == "import" || word == "from" ||
-               word == "extends" || word == "block" || word == "raw" || word == "filter" || word == "with" ||
-               word == "break" || word == "continue" || word == "do") {
+      else if (word == "call" || word == "include" || word == "import" || word == "from" || word == "extends" ||
+               word == "block" || word == "raw" || word == "filter" || word == "with" || word == "do") {
         s = absl::UnimplementedError(absl::StrCat("line ", seg.line, ": '{% ", word,
                                                   " %}' is outside the Jinja subset this build renders"));
       } else {
@@ -742,13 +755,61 @@ class StatementParser {
       if (p->Peek().kind != Token::Kind::kName) return p->Error("expected an attribute name after '.'");
       n.targets.push_back(p->Next().text);
     }
-    if (p->Peek().kind == Token::Kind::kEnd) {
-      return absl::UnimplementedError(absl::StrCat("line ", open.line, ": block '{% set %}' is outside the subset"));
+    if (p->Peek().kind == Token::Kind::kEnd) {  // {% set x %}...{% endset %}
+      n.kind = Node::Kind::kSetBlock;
+      std::string stop;
+      if (auto s = ParseBody(&n.body, {"endset"}, &stop); !s.ok()) return s;
+      if (stop.empty()) return SyntaxError(open.line, "missing '{% endset %}'");
+      ++pos_;
+      out->push_back(std::move(n));
+      return absl::OkStatus();
     }
     if (auto s = p->Expect("="); !s.ok()) return s;
     auto value = p->ParseAll();
     if (!value.ok()) return value.status();
     n.expr = std::move(*value);
+    out->push_back(std::move(n));
+    return absl::OkStatus();
+  }
+
+  absl::Status ParseMacro(const Segment& open, std::vector<Node>* out) {
+    auto p = StatementTokens(open);
+    if (!p.ok()) return p.status();
+    Node n;
+    n.kind = Node::Kind::kMacro;
+    n.line = open.line;
+    if (p->Peek().kind != Token::Kind::kName) return p->Error("expected a macro name");
+    n.targets.push_back(p->Next().text);
+    if (auto s = p->Expect("("); !s.ok()) return s;
+    while (!p->IsOp(")")) {
+      if (p->Peek().kind != Token::Kind::kName) return p->Error("expected a macro parameter name");
+      n.targets.push_back(p->Next().text);
+      ExprPtr dflt;
+      if (p->IsOp("=")) {
+        p->Next();
+        auto d = p->ParseExpression();
+        if (!d.ok()) return d.status();
+        dflt = std::move(*d);
+      }
+      n.defaults.push_back(std::move(dflt));
+      if (!p->IsOp(",")) break;
+      p->Next();
+    }
+    if (auto s = p->Expect(")"); !s.ok()) return s;
+    if (p->Peek().kind != Token::Kind::kEnd) return p->Error("unexpected text after the macro's parameters");
+    std::string stop;
+    if (auto s = ParseBody(&n.body, {"endmacro"}, &stop); !s.ok()) return s;
+    if (stop.empty()) return SyntaxError(open.line, "missing '{% endmacro %}'");
+    ++pos_;
+    out->push_back(std::move(n));
+    return absl::OkStatus();
+  }
+
+  absl::Status ParseLoopControl(const Segment& seg, const std::string& word, std::vector<Node>* out) {
+    if (seg.content != word) return SyntaxError(seg.line, absl::StrCat("unexpected text after '", word, "'"));
+    Node n;
+    n.kind = word == "break" ? Node::Kind::kBreak : Node::Kind::kContinue;
+    n.line = seg.line;
     out->push_back(std::move(n));
     return absl::OkStatus();
   }

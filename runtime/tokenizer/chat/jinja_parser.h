@@ -2,12 +2,13 @@
 // written in, and its parser. The template environment is Hugging Face's (trim_blocks and
 // lstrip_blocks on), so the text between tags is what transformers' apply_chat_template renders.
 //
-// Statements: if/elif/else, for (one or two targets, an `if` filter, else, loop.*), set (a name or
-// a namespace attribute), comments, {%- -%} whitespace control; generation/endgeneration blocks
-// are transparent. Expressions: literals (strings, numbers, true/false/none, lists, dicts),
-// names, .attr, [index], [a:b] slices, calls with keyword arguments, filters, `is [not]` tests,
-// unary not/-, * / // % + - ~, comparisons, in / not in, and/or, `x if c else y`.
-// Anything else (macro, call, include, extends, block, raw, filter blocks, set blocks) is refused.
+// Statements: if/elif/else, for (one or two targets, an `if` filter, else, loop.*, break and
+// continue), set (a name or a namespace attribute; also as a block up to endset), macro (with
+// default arguments), comments, {%- -%} whitespace control; generation/endgeneration blocks are
+// transparent. Expressions: literals (strings, numbers, true/false/none, lists, dicts), names,
+// .attr, [index], [a:b:c] slices, calls with keyword arguments, filters, `is [not]` tests, unary
+// not/-, * / // % + - ~, comparisons, in / not in, and/or, `x if c else y`. Anything else (call
+// blocks, include, import, extends, block, raw, filter blocks) is refused.
 #ifndef KESTREL_RUNTIME_TOKENIZER_CHAT_JINJA_PARSER_H_
 #define KESTREL_RUNTIME_TOKENIZER_CHAT_JINJA_PARSER_H_
 
@@ -33,7 +34,7 @@ struct Expr {
     kDict,     // args: key, value, key, value, ...
     kGetAttr,  // args[0] . name
     kGetItem,  // args[0] [ args[1] ]
-    kSlice,    // args[0] [ args[1] : args[2] ] (a missing bound is nullptr)
+    kSlice,    // args[0] [ args[1] : args[2] : args[3] ] (a missing part is nullptr)
     kCall,     // args[0] ( args[1..] ), the last kwarg_names.size() of them keyword arguments
     kFilter,   // args[0] | name ( args[1..] )
     kTest,     // args[0] is [not] name ( args[1..] )
@@ -51,16 +52,19 @@ struct Expr {
 };
 
 struct Node {
-  enum class Kind { kText, kOutput, kIf, kFor, kSet };
+  enum class Kind { kText, kOutput, kIf, kFor, kSet, kSetBlock, kMacro, kBreak, kContinue };
   Kind kind;
   int line = 0;
   std::string text;                                             // kText
   ExprPtr expr;                                                 // kOutput, kSet (value), kFor (iterable)
   std::vector<std::pair<ExprPtr, std::vector<Node>>> branches;  // kIf: (condition, body)
-  std::vector<Node> body;                                       // kFor
+  std::vector<Node> body;                                       // kFor, kSetBlock, kMacro
   std::vector<Node> else_body;                                  // kIf, kFor
-  std::vector<std::string> targets;  // kFor: loop variables; kSet: {name} or {namespace, attribute}
-  ExprPtr filter;                    // kFor: the `if` clause, or nullptr
+  // kFor: loop variables; kSet, kSetBlock: {name} or {namespace, attribute}; kMacro: {name,
+  // parameters...}
+  std::vector<std::string> targets;
+  ExprPtr filter;                  // kFor: the `if` clause, or nullptr
+  std::vector<ExprPtr> defaults;   // kMacro: per parameter, its default or nullptr
 };
 
 // Parses a template. INVALID_ARGUMENT ("line N: ...") for a syntax error, UNIMPLEMENTED

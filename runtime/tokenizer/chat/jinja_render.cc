@@ -30,13 +30,14 @@ std::string TypeName(const Value& v) {
     case Value::Kind::kString: return "string";
     case Value::Kind::kList: return "list";
     case Value::Kind::kDict: return "dict";
+    case Value::Kind::kMacro: return "macro";
   }
   return "?";
 }
 
 class Renderer {
  public:
-  explicit Renderer(const Dict& globals) {
+  Renderer(const Dict& globals, int64_t now) : now_(now) {
     scopes_.emplace_back();
     for (const auto& [k, v] : globals) scopes_.back()[k] = v;
   }
@@ -44,6 +45,7 @@ class Renderer {
   absl::Status RenderNodes(const std::vector<Node>& nodes) {
     for (const Node& n : nodes) {
       if (auto s = RenderNode(n); !s.ok()) return s;
+      if (loop_control_ != LoopControl::kNone) break;  // {% break %} / {% continue %} pending
     }
     return absl::OkStatus();
   }
@@ -97,22 +99,93 @@ class Renderer {
       case Node::Kind::kSet: {
         auto v = Eval(*n.expr);
         if (!v.ok()) return v.status();
-        if (n.targets.size() == 1) {
-          scopes_.back()[n.targets[0]] = std::move(*v);
-          return absl::OkStatus();
-        }
-        const Value ns = Lookup(n.targets[0]);
-        if (!ns.is_namespace()) {
-          return TypeErr(n.line, absl::StrCat("'", n.targets[0], "' is not a namespace(), so '", n.targets[0], ".",
-                                              n.targets[1], "' cannot be set"));
-        }
-        ns.Set(n.targets[1], std::move(*v));
-        return absl::OkStatus();
+        return Assign(n, std::move(*v));
       }
       case Node::Kind::kFor:
         return RenderFor(n);
+      case Node::Kind::kSetBlock: {
+        auto text = RenderToString(n.body);
+        if (!text.ok()) return text.status();
+        return Assign(n, Value::Str(std::move(*text)));
+      }
+      case Node::Kind::kMacro:
+        scopes_.back()[n.targets[0]] = Value::Macro(&n);
+        return absl::OkStatus();
+      case Node::Kind::kBreak:
+      case Node::Kind::kContinue:
+        if (loop_depth_ == 0) {
+          return TypeErr(n.line, n.kind == Node::Kind::kBreak ? "'break' outside a loop" : "'continue' outside a loop");
+        }
+        loop_control_ = n.kind == Node::Kind::kBreak ? LoopControl::kBreak : LoopControl::kContinue;
+        return absl::OkStatus();
     }
     return absl::OkStatus();
+  }
+
+  // Renders `nodes` into a string of their own (a set block, a macro call).
+  absl::StatusOr<std::string> RenderToString(const std::vector<Node>& nodes) {
+    std::string saved;
+    saved.swap(out_);
+    absl::Status s = RenderNodes(nodes);
+    std::string text;
+    text.swap(out_);
+    out_.swap(saved);
+    if (!s.ok()) return s;
+    return text;
+  }
+
+  absl::Status Assign(const Node& n, Value v) {
+    if (n.targets.size() == 1) {
+      scopes_.back()[n.targets[0]] = std::move(v);
+      return absl::OkStatus();
+    }
+    const Value ns = Lookup(n.targets[0]);
+    if (!ns.is_namespace()) {
+      return TypeErr(n.line, absl::StrCat("'", n.targets[0], "' is not a namespace(), so '", n.targets[0], ".",
+                                          n.targets[1], "' cannot be set"));
+    }
+    ns.Set(n.targets[1], std::move(v));
+    return absl::OkStatus();
+  }
+
+  // A macro call: parameters from positional then keyword arguments then defaults, the body
+  // rendered in a scope of its own; the result is the rendered text.
+  absl::StatusOr<Value> CallMacro(const Node& macro, const std::vector<Value>& args,
+                                  const std::map<std::string, Value>& kwargs, int line) {
+    const size_t n_params = macro.targets.size() - 1;
+    if (args.size() > n_params) {
+      return TypeErr(line, absl::StrCat("macro '", macro.targets[0], "' takes ", n_params, " arguments, not ",
+                                        args.size()));
+    }
+    if (++call_depth_ > 64) {
+      --call_depth_;
+      return Err(absl::StatusCode::kResourceExhausted, line, "macro calls nested deeper than 64");
+    }
+    Scope scope;
+    for (size_t i = 0; i < n_params; ++i) {
+      const std::string& name = macro.targets[i + 1];
+      if (i < args.size()) {
+        scope[name] = args[i];
+      } else if (const auto it = kwargs.find(name); it != kwargs.end()) {
+        scope[name] = it->second;
+      } else if (macro.defaults[i] != nullptr) {
+        auto d = Eval(*macro.defaults[i]);
+        if (!d.ok()) {
+          --call_depth_;
+          return d;
+        }
+        scope[name] = std::move(*d);
+      }
+    }
+    scopes_.push_back(std::move(scope));
+    const int saved_depth = loop_depth_;
+    loop_depth_ = 0;
+    auto text = RenderToString(macro.body);
+    loop_depth_ = saved_depth;
+    scopes_.pop_back();
+    --call_depth_;
+    if (!text.ok()) return text.status();
+    return Value::Str(std::move(*text));
   }
 
   absl::Status RenderFor(const Node& n) {
@@ -165,9 +238,14 @@ class Renderer {
                                     {"length", Value::Int(len)}});
       s["loop"] = loop;
       scopes_.push_back(std::move(s));
+      ++loop_depth_;
       absl::Status st = RenderNodes(n.body);
+      --loop_depth_;
       scopes_.pop_back();
       if (!st.ok()) return st;
+      const LoopControl control = loop_control_;
+      loop_control_ = LoopControl::kNone;
+      if (control == LoopControl::kBreak) break;
     }
     return absl::OkStatus();
   }
@@ -264,6 +342,7 @@ class Renderer {
     return Value();
   }
 
+  // Python slicing, with a step (negative steps walk backwards; `[::-1]` reverses).
   absl::StatusOr<Value> EvalSlice(const Expr& e) {
     auto obj = Eval(*e.args[0]);
     if (!obj.ok()) return obj;
@@ -271,22 +350,41 @@ class Renderer {
     if (obj->is_list()) size = static_cast<int64_t>(obj->list().size());
     else if (obj->is_string()) size = static_cast<int64_t>(obj->str().size());
     else return TypeErr(e.line, absl::StrCat("cannot slice a ", TypeName(*obj)));
-    auto bound = [&](const ExprPtr& b, int64_t dflt) -> absl::StatusOr<int64_t> {
-      if (b == nullptr) return dflt;
+    auto part = [&](const ExprPtr& b, int64_t* out) -> absl::Status {
+      if (b == nullptr) return absl::OkStatus();
       auto v = Eval(*b);
       if (!v.ok()) return v.status();
+      if (v->is_none()) return absl::OkStatus();
       if (!v->is_number()) return TypeErr(e.line, "slice bounds must be integers");
-      int64_t i = v->int_value();
-      if (i < 0) i += size;
-      return std::clamp<int64_t>(i, 0, size);
+      *out = v->int_value();
+      return absl::OkStatus();
     };
-    auto start = bound(e.args[1], 0);
-    if (!start.ok()) return start.status();
-    auto stop = bound(e.args[2], size);
-    if (!stop.ok()) return stop.status();
-    const int64_t a = *start, b = std::max(*start, *stop);
-    if (obj->is_string()) return Value::Str(obj->str().substr(a, b - a));
-    return Value::MakeList(List(obj->list().begin() + a, obj->list().begin() + b));
+    int64_t step = 1;
+    if (auto s = part(e.args[3], &step); !s.ok()) return s;
+    if (step == 0) return TypeErr(e.line, "slice step cannot be zero");
+    int64_t start = step > 0 ? 0 : size - 1, stop = step > 0 ? size : -1;
+    const bool has_start = e.args[1] != nullptr, has_stop = e.args[2] != nullptr;
+    if (has_start) {
+      if (auto s = part(e.args[1], &start); !s.ok()) return s;
+      if (start < 0) start += size;
+      start = step > 0 ? std::clamp<int64_t>(start, 0, size) : std::clamp<int64_t>(start, -1, size - 1);
+    }
+    if (has_stop) {
+      if (auto s = part(e.args[2], &stop); !s.ok()) return s;
+      if (stop < 0) stop += size;
+      stop = step > 0 ? std::clamp<int64_t>(stop, 0, size) : std::clamp<int64_t>(stop, -1, size - 1);
+    }
+    List items;
+    std::string text;
+    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+      if (obj->is_string()) {
+        text.push_back(obj->str()[i]);
+      } else {
+        items.push_back(obj->list()[i]);
+      }
+    }
+    if (obj->is_string()) return Value::Str(std::move(text));
+    return Value::MakeList(std::move(items));
   }
 
   absl::StatusOr<std::vector<Value>> EvalArgs(const Expr& e, size_t first, std::map<std::string, Value>* kwargs) {
@@ -317,6 +415,9 @@ class Renderer {
     }
     if (callee.kind != Expr::Kind::kName) return Unsupported(e.line, "calling an expression");
     const std::string& f = callee.name;
+    if (const Value v = Lookup(f); v.is_macro()) {
+      return CallMacro(*static_cast<const Node*>(v.macro()), *args, kwargs, e.line);
+    }
     if (f == "raise_exception") {
       return Err(absl::StatusCode::kFailedPrecondition, e.line,
                  absl::StrCat("the template refuses these messages: ", args->empty() ? "" : (*args)[0].ToString()));
@@ -345,7 +446,7 @@ class Renderer {
       return Value::MakeList(std::move(items));
     }
     if (f == "strftime_now") {
-      const std::time_t now = std::time(nullptr);
+      const std::time_t now = now_ >= 0 ? static_cast<std::time_t>(now_) : std::time(nullptr);
       std::tm tm{};
       gmtime_r(&now, &tm);
       char buf[128];
@@ -384,6 +485,7 @@ class Renderer {
         return Value::MakeList(std::move(parts));
       }
       if (m == "title" || m == "capitalize") return ApplyStringFilter(m, s);
+      if (m == "format") return FormatString(s, args, line);
     }
     if (obj.is_dict()) {
       if (m == "items") {
@@ -406,6 +508,39 @@ class Renderer {
       return Value::None();
     }
     return Unsupported(line, absl::StrCat("method '", m, "' of a ", TypeName(obj)));
+  }
+
+  // Python str.format with "{}" and "{N}" fields ("{{" and "}}" are braces); format specs are
+  // outside the subset.
+  static absl::StatusOr<Value> FormatString(const std::string& s, const std::vector<Value>& args, int line) {
+    std::string out;
+    size_t next = 0;
+    for (size_t i = 0; i < s.size(); ++i) {
+      const char c = s[i];
+      if ((c == '{' || c == '}') && i + 1 < s.size() && s[i + 1] == c) {
+        out.push_back(c);
+        ++i;
+        continue;
+      }
+      if (c != '{') {
+        out.push_back(c);
+        continue;
+      }
+      const size_t close = s.find('}', i);
+      if (close == std::string::npos) return TypeErr(line, "format(): unmatched '{'");
+      const std::string field = s.substr(i + 1, close - i - 1);
+      size_t index = next++;
+      if (!field.empty()) {
+        if (field.find_first_not_of("0123456789") != std::string::npos) {
+          return Unsupported(line, absl::StrCat("format field '{", field, "}'"));
+        }
+        index = std::stoul(field);
+      }
+      if (index >= args.size()) return TypeErr(line, "format(): not enough arguments");
+      out += args[index].ToString();
+      i = close;
+    }
+    return Value::Str(std::move(out));
   }
 
   static Value ApplyStringFilter(const std::string& f, const std::string& s) {
@@ -447,6 +582,7 @@ class Renderer {
       if (v.is_list()) return Value::Int(static_cast<int64_t>(v.list().size()));
       if (v.is_dict()) return Value::Int(static_cast<int64_t>(v.dict().size()));
       if (v.is_string()) return Value::Int(static_cast<int64_t>(v.str().size()));
+      if (v.is_undefined()) return Value::Int(0);  // Jinja2's lenient Undefined is empty
       return TypeErr(e.line, absl::StrCat("a ", TypeName(v), " has no length"));
     }
     if (f == "default" || f == "d") {
@@ -463,6 +599,16 @@ class Renderer {
     if (f == "abs") return v.kind() == Value::Kind::kFloat ? Value::Float(std::fabs(v.float_value())) : Value::Int(std::llabs(v.int_value()));
     if (f == "replace") return Value::Str(absl::StrReplaceAll(v.ToString(), {{arg(0).ToString(), arg(1).ToString()}}));
     if (f == "items") return CallMethod(v, "items", {}, e.line);
+    if (f == "dictsort") {  // (key, value) pairs by key (case-insensitive, as Jinja2 by default)
+      if (!v.is_dict()) return TypeErr(e.line, absl::StrCat("dictsort needs a dict, not a ", TypeName(v)));
+      Dict items = v.dict();
+      std::stable_sort(items.begin(), items.end(), [](const auto& a, const auto& b) {
+        return absl::AsciiStrToLower(a.first) < absl::AsciiStrToLower(b.first);
+      });
+      List pairs;
+      for (auto& [k, val] : items) pairs.push_back(Value::MakeList({Value::Str(k), val}));
+      return Value::MakeList(std::move(pairs));
+    }
     if (f == "join") {
       if (!v.is_list()) return TypeErr(e.line, absl::StrCat("cannot join a ", TypeName(v)));
       std::string out;
@@ -636,15 +782,21 @@ class Renderer {
     return Unsupported(e.line, absl::StrCat("operator '", op, "'"));
   }
 
+  enum class LoopControl { kNone, kBreak, kContinue };
+
   std::vector<Scope> scopes_;
   std::string out_;
   size_t iterations_ = 0;
+  int64_t now_;
+  int loop_depth_ = 0;
+  int call_depth_ = 0;
+  LoopControl loop_control_ = LoopControl::kNone;
 };
 
 }  // namespace
 
-absl::StatusOr<std::string> Render(const std::vector<Node>& nodes, const Dict& globals) {
-  Renderer r(globals);
+absl::StatusOr<std::string> Render(const std::vector<Node>& nodes, const Dict& globals, int64_t now) {
+  Renderer r(globals, now);
   if (auto s = r.RenderNodes(nodes); !s.ok()) return s;
   return std::move(r.output());
 }

@@ -11,6 +11,7 @@
 #ifndef KESTREL_RUNTIME_TOKENIZER_CHAT_JINJA_RENDER_H_
 #define KESTREL_RUNTIME_TOKENIZER_CHAT_JINJA_RENDER_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -25,7 +26,8 @@ namespace kestrel::runtime::jinja {
 // do not alternate); UNIMPLEMENTED for a filter, test, method or function outside the subset;
 // INVALID_ARGUMENT for a type error (e.g. a string + a list); RESOURCE_EXHAUSTED when the output
 // passes 64 MiB or loops run past 10 million iterations.
-absl::StatusOr<std::string> Render(const std::vector<Node>& nodes, const Dict& globals);
+// `now` (seconds since the epoch, UTC) is the time strftime_now formats; -1: the current time.
+absl::StatusOr<std::string> Render(const std::vector<Node>& nodes, const Dict& globals, int64_t now = -1);
 
 }  // namespace kestrel::runtime::jinja
 

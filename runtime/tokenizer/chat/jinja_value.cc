@@ -73,6 +73,8 @@ bool Value::Truthy() const {
       return !list_->empty();
     case Kind::kDict:
       return !dict_->empty();
+    case Kind::kMacro:
+      return true;
   }
   return false;
 }
@@ -109,6 +111,8 @@ std::string Value::ToString() const {
       return FloatText(f_);
     case Kind::kString:
       return s_;
+    case Kind::kMacro:
+      return "<macro>";
     default:
       return Repr();
   }
@@ -154,6 +158,7 @@ std::string Value::ToJson(int indent, int depth) const {
   switch (kind_) {
     case Kind::kUndefined:
     case Kind::kNone:
+    case Kind::kMacro:
       return "null";
     case Kind::kBool:
       return i_ ? "true" : "false";

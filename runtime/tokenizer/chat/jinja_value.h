@@ -1,7 +1,7 @@
 // runtime/tokenizer/chat/jinja_value.h: the values a chat template computes with (Jinja's Python
 // objects, reduced to what chat templates use): undefined, none, bool, int, float, string, list,
 // dict (insertion-ordered, as Python's), and a namespace() object (a dict whose attributes can be
-// set). Lists and dicts are shared, as Python references are.
+// set), and a template's macro. Lists and dicts are shared, as Python references are.
 #ifndef KESTREL_RUNTIME_TOKENIZER_CHAT_JINJA_VALUE_H_
 #define KESTREL_RUNTIME_TOKENIZER_CHAT_JINJA_VALUE_H_
 
@@ -19,7 +19,7 @@ using Dict = std::vector<std::pair<std::string, Value>>;
 
 class Value {
  public:
-  enum class Kind { kUndefined, kNone, kBool, kInt, kFloat, kString, kList, kDict };
+  enum class Kind { kUndefined, kNone, kBool, kInt, kFloat, kString, kList, kDict, kMacro };
 
   Value() = default;  // undefined
   static Value None() { return Value(Kind::kNone); }
@@ -30,6 +30,11 @@ class Value {
   static Value MakeList(List items = {});
   // namespace(): a dict whose attributes `set ns.x = ...` may assign.
   static Value MakeDict(Dict items = {}, bool is_namespace = false);
+  // A {% macro %} defined by the template (the pointer is to its syntax-tree node, which lives as
+  // long as the parsed template).
+  static Value Macro(const void* node) { Value v(Kind::kMacro); v.macro_ = node; return v; }
+  bool is_macro() const { return kind_ == Kind::kMacro; }
+  const void* macro() const { return macro_; }
 
   Kind kind() const { return kind_; }
   bool is_undefined() const { return kind_ == Kind::kUndefined; }
@@ -71,6 +76,7 @@ class Value {
   std::shared_ptr<List> list_;
   std::shared_ptr<Dict> dict_;
   bool is_namespace_ = false;
+  const void* macro_ = nullptr;
 };
 
 }  // namespace kestrel::runtime::jinja
