@@ -252,5 +252,32 @@ TEST_F(TokenizerApiTest, BadVocabsAreRefusedNamingTheKey) {
   }
 }
 
+// A model whose chat template is broken still loads and runs; the template call names the key.
+TEST_F(TokenizerApiTest, BrokenChatTemplateIsReportedNotFatal) {
+  char path[] = "/tmp/kestrel_badtemplate_XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  const absl::Status written = CopyGgufWith(
+      ModelPath("stories260K.gguf"), path,
+      {{"tokenizer.chat_template", runtime::GgufValue::String("{% for m in messages %}{{ m.content }")}});
+  ASSERT_TRUE(written.ok()) << written;
+  kestrel_model_t* m = nullptr;
+  KESTREL_ASSERT_OK(Load(path, /*metadata_only=*/false, &m));
+  ModelPtr model(m);
+  std::remove(path);
+  std::string prompt;
+  StatusPtr s(Apply(m, {{"user", "hi"}}, nullptr, &prompt));
+  EXPECT_EQ(kestrel_status_code(s.get()), KESTREL_STATUS_INVALID_ARGUMENT);
+  EXPECT_THAT(kestrel_status_message(s.get()), HasSubstr("tokenizer.chat_template"));
+  kestrel_tokenizer_info_t info{};
+  info.struct_size = sizeof(info);
+  KESTREL_ASSERT_OK(kestrel_model_get_tokenizer_info(m, &info));
+  EXPECT_THAT(info.chat_template_error, HasSubstr("tokenizer.chat_template"));
+  EXPECT_STREQ(info.chat_template_family, "");
+  // Tokenizing and generating are unaffected.
+  EXPECT_EQ(Tokenize(m, "Once upon a time", true, false).size(), 5u);
+}
+
 }  // namespace
 }  // namespace kestrel::testing
