@@ -1,4 +1,5 @@
 #include "runtime/tokenizer/chat/chat_template.h"
+#include "runtime/tokenizer/chat/jinja_render.h"
 
 #include <cstdlib>
 #include <fstream>
@@ -107,10 +108,40 @@ TEST(ChatTemplateTest, BadTemplatesAreRefusedNamingTheKey) {
   EXPECT_EQ(RenderStatus("{{ 'a' + messages }}").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(RenderStatus("{{ nothing.here }}").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(RenderStatus("{% for i in range(100000000) %}{% endfor %}").code(), absl::StatusCode::kResourceExhausted);
+  {
+    auto nodes = jinja::Parse("{% for i in range(100) %}{% for j in range(100) %}{{ j }}{% endfor %}{% endfor %}");
+    ASSERT_TRUE(nodes.ok());
+    jinja::RenderLimits limits;
+    limits.max_iterations = 1000;
+    EXPECT_EQ(jinja::Render(*nodes, {}, -1, limits).status().code(), absl::StatusCode::kResourceExhausted);
+    limits.max_iterations = 100000;
+    limits.max_output_bytes = 1000;
+    EXPECT_EQ(jinja::Render(*nodes, {}, -1, limits).status().code(), absl::StatusCode::kResourceExhausted);
+    EXPECT_TRUE(jinja::Render(*nodes, {}).ok());
+  }
   EXPECT_EQ(RenderStatus("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}").code(),
             absl::StatusCode::kResourceExhausted);  // unbounded recursion stops
   EXPECT_EQ(RenderStatus("{% break %}").code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(RenderStatus("{{ messages[::0] }}").code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ChatTemplateTest, HostileNestingIsRefusedNotACrash) {
+  for (const size_t depth : {150, 100000}) {  // past the nesting bound, and past the token bound
+    const std::string parens = "{{ " + std::string(depth, '(') + "1" + std::string(depth, ')') + " }}";
+    EXPECT_EQ(ParseStatus(parens).code(), absl::StatusCode::kInvalidArgument) << depth;
+  }
+  EXPECT_TRUE(ParseStatus("{{ " + std::string(50, '(') + "1" + std::string(50, ')') + " }}").ok());
+  std::string chain = "{{ 1";
+  for (int i = 0; i < 100000; ++i) chain += " + 1";
+  EXPECT_EQ(ParseStatus(chain + " }}").code(), absl::StatusCode::kInvalidArgument);
+  std::string nots = "{{ " ;
+  for (int i = 0; i < 100000; ++i) nots += "not ";
+  EXPECT_EQ(ParseStatus(nots + "x }}").code(), absl::StatusCode::kInvalidArgument);
+  std::string ifs;
+  for (int i = 0; i < 100000; ++i) ifs += "{% if x %}";
+  EXPECT_EQ(ParseStatus(ifs).code(), absl::StatusCode::kInvalidArgument);
+  std::string lists = "{{ " + std::string(100000, '[') + " }}";
+  EXPECT_EQ(ParseStatus(lists).code(), absl::StatusCode::kInvalidArgument);
 }
 
 // Truncated and mutated templates never crash: each either renders or gives a status.

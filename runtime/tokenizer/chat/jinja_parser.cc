@@ -221,6 +221,9 @@ absl::StatusOr<std::vector<Token>> TokenizeExpr(absl::string_view s, int line) {
     out.push_back({Token::Kind::kOp, std::string(1, c), {}});
     ++i;
   }
+  // Operator chains (a + b + ...) nest as deep as they are long when evaluated; real templates stay
+  // far below this bound, which keeps evaluation off the end of any thread's stack.
+  if (out.size() > 1000) return SyntaxError(line, "a tag longer than 1000 tokens");
   out.push_back({Token::Kind::kEnd, "", {}});
   return out;
 }
@@ -237,6 +240,14 @@ class ExprParser {
   }
   // For statements: the parser stops at a top-level keyword the caller handles.
   absl::StatusOr<ExprPtr> ParseExpression(bool allow_ternary = true) {
+    // Nesting is bounded so that a hostile template cannot exhaust the stack.
+    if (depth_ >= kMaxDepth) return Error("expressions nested deeper than 100 levels");
+    ++depth_;
+    auto e = ParseExpressionBody(allow_ternary);
+    --depth_;
+    return e;
+  }
+  absl::StatusOr<ExprPtr> ParseExpressionBody(bool allow_ternary) {
     auto e = ParseOr();
     if (!e.ok() || !allow_ternary || !IsName("if")) return e;
     Next();
@@ -311,7 +322,9 @@ class ExprParser {
   absl::StatusOr<ExprPtr> ParseNot() {
     if (!IsName("not")) return ParseCompare();
     Next();
+    if (++unary_depth_ > kMaxDepth) return Error("operators nested deeper than 100 levels");
     auto x = ParseNot();
+    --unary_depth_;
     if (!x.ok()) return x;
     auto e = Make(Expr::Kind::kUnary);
     e->name = "not";
@@ -374,7 +387,9 @@ class ExprParser {
   absl::StatusOr<ExprPtr> ParseUnary() {
     if (IsOp("-") || IsOp("+")) {
       const std::string op = Next().text;
+      if (++unary_depth_ > kMaxDepth) return Error("operators nested deeper than 100 levels");
       auto x = ParseUnary();
+      --unary_depth_;
       if (!x.ok() || op == "+") return x;
       auto e = Make(Expr::Kind::kUnary);
       e->name = "-";
@@ -576,9 +591,12 @@ class ExprParser {
     return Error(absl::StrCat("unexpected '", Describe(t), "'"));
   }
 
+  static constexpr int kMaxDepth = 100;
   std::vector<Token> t_;
   size_t pos_ = 0;
   int line_;
+  int depth_ = 0;
+  int unary_depth_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -591,6 +609,18 @@ class StatementParser {
   // Parses nodes until a block whose first word is in `stops` (left unconsumed) or the end.
   absl::Status ParseBody(std::vector<Node>* out, std::initializer_list<absl::string_view> stops, std::string* stop_word) {
     stop_word->clear();
+    if (depth_ >= 100) {
+      return SyntaxError(pos_ < s_.size() ? s_[pos_].line : 0, "blocks nested deeper than 100 levels");
+    }
+    ++depth_;
+    absl::Status s = ParseBodyAtDepth(out, stops, stop_word);
+    --depth_;
+    return s;
+  }
+
+ private:
+  absl::Status ParseBodyAtDepth(std::vector<Node>* out, std::initializer_list<absl::string_view> stops,
+                                std::string* stop_word) {
     while (pos_ < s_.size()) {
       Segment& seg = s_[pos_];
       if (seg.kind == Segment::Kind::kComment) {
@@ -816,6 +846,7 @@ class StatementParser {
 
   std::vector<Segment> s_;
   size_t pos_ = 0;
+  int depth_ = 0;
 };
 
 }  // namespace

@@ -17,8 +17,7 @@
 namespace kestrel::runtime::jinja {
 namespace {
 
-constexpr size_t kMaxOutput = size_t{64} << 20;
-constexpr size_t kMaxIterations = 10'000'000;
+constexpr size_t kMaxRange = 100'000;
 
 std::string TypeName(const Value& v) {
   switch (v.kind()) {
@@ -37,7 +36,7 @@ std::string TypeName(const Value& v) {
 
 class Renderer {
  public:
-  Renderer(const Dict& globals, int64_t now) : now_(now) {
+  Renderer(const Dict& globals, int64_t now, const RenderLimits& limits) : now_(now), limits_(limits) {
     scopes_.emplace_back();
     for (const auto& [k, v] : globals) scopes_.back()[k] = v;
   }
@@ -74,8 +73,9 @@ class Renderer {
 
   absl::Status Emit(const std::string& s, int line) {
     out_ += s;
-    if (out_.size() > kMaxOutput) {
-      return Err(absl::StatusCode::kResourceExhausted, line, "the rendered prompt passed 64 MiB");
+    if (out_.size() > limits_.max_output_bytes) {
+      return Err(absl::StatusCode::kResourceExhausted, line,
+                 absl::StrCat("the rendered prompt passed ", limits_.max_output_bytes, " bytes"));
     }
     return absl::OkStatus();
   }
@@ -225,8 +225,9 @@ class Renderer {
     if (bound.empty()) return RenderNodes(n.else_body);
     const int64_t len = static_cast<int64_t>(bound.size());
     for (int64_t i = 0; i < len; ++i) {
-      if (++iterations_ > kMaxIterations) {
-        return Err(absl::StatusCode::kResourceExhausted, n.line, "loops ran past 10 million iterations");
+      if (++iterations_ > limits_.max_iterations) {
+        return Err(absl::StatusCode::kResourceExhausted, n.line,
+                   absl::StrCat("loops ran past ", limits_.max_iterations, " iterations"));
       }
       Scope s = std::move(bound[i]);
       Value loop = Value::MakeDict({{"index", Value::Int(i + 1)},
@@ -438,8 +439,8 @@ class Renderer {
       if (step == 0) return TypeErr(e.line, "range() step must not be zero");
       List items;
       for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
-        if (items.size() > kMaxIterations) {
-          return Err(absl::StatusCode::kResourceExhausted, e.line, "range() longer than 10 million");
+        if (items.size() >= kMaxRange) {
+          return Err(absl::StatusCode::kResourceExhausted, e.line, "range() longer than 100000");
         }
         items.push_back(Value::Int(i));
       }
@@ -788,6 +789,7 @@ class Renderer {
   std::string out_;
   size_t iterations_ = 0;
   int64_t now_;
+  RenderLimits limits_;
   int loop_depth_ = 0;
   int call_depth_ = 0;
   LoopControl loop_control_ = LoopControl::kNone;
@@ -795,8 +797,9 @@ class Renderer {
 
 }  // namespace
 
-absl::StatusOr<std::string> Render(const std::vector<Node>& nodes, const Dict& globals, int64_t now) {
-  Renderer r(globals, now);
+absl::StatusOr<std::string> Render(const std::vector<Node>& nodes, const Dict& globals, int64_t now,
+                                   const RenderLimits& limits) {
+  Renderer r(globals, now, limits);
   if (auto s = r.RenderNodes(nodes); !s.ok()) return s;
   return std::move(r.output());
 }

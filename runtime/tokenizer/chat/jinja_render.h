@@ -21,13 +21,21 @@
 
 namespace kestrel::runtime::jinja {
 
+// Bounds on one rendering, so a hostile template cannot run away with time or memory.
+struct RenderLimits {
+  size_t max_output_bytes = size_t{64} << 20;
+  size_t max_iterations = 1'000'000;  // loop bodies, summed over all loops
+};
+
 // Renders `nodes` with `globals` as the outermost scope. Errors ("line N: ..."):
 // FAILED_PRECONDITION for raise_exception() (the template refuses these messages, e.g. roles that
 // do not alternate); UNIMPLEMENTED for a filter, test, method or function outside the subset;
 // INVALID_ARGUMENT for a type error (e.g. a string + a list); RESOURCE_EXHAUSTED when the output
-// passes 64 MiB or loops run past 10 million iterations.
+// passes limits.max_output_bytes, loops run past limits.max_iterations, range() passes 100000 items
+// or macro calls nest deeper than 64.
 // `now` (seconds since the epoch, UTC) is the time strftime_now formats; -1: the current time.
-absl::StatusOr<std::string> Render(const std::vector<Node>& nodes, const Dict& globals, int64_t now = -1);
+absl::StatusOr<std::string> Render(const std::vector<Node>& nodes, const Dict& globals, int64_t now = -1,
+                                   const RenderLimits& limits = RenderLimits());
 
 }  // namespace kestrel::runtime::jinja
 
