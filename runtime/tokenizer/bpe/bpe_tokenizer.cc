@@ -1,6 +1,7 @@
 #include "runtime/tokenizer/bpe/bpe_tokenizer.h"
 
 #include <algorithm>
+#include <deque>
 #include <limits>
 #include <queue>
 #include <utility>
@@ -178,6 +179,8 @@ std::vector<int32_t> BpeTokenizer::Encode(absl::string_view text, bool add_speci
   words.reserve(text.size() / 4 + 1);
   // word -> where its ids already sit in `out` (start, count)
   PieceCache seen;
+  // Runs rewritten by CanonicalUtf8 (kept alive: words and cache keys point into them).
+  std::deque<std::string> canonical;
   auto encode_word = [this](absl::string_view word, std::vector<int32_t>& ids) { EncodeWord(word, ids); };
   for (const TextFragment& f : fragments) {
     if (f.token >= 0) {
@@ -185,7 +188,8 @@ std::vector<int32_t> BpeTokenizer::Encode(absl::string_view text, bool add_speci
       continue;
     }
     words.clear();
-    pre_->Split(f.text, &words);
+    canonical.emplace_back();
+    pre_->Split(CanonicalUtf8(f.text, &canonical.back()), &words);
     for (absl::string_view word : words) EncodeCached(word, kMaxCachedWord, seen, out, encode_word);
   }
   if (add_special && add_eos_) out.push_back(eos_id_);

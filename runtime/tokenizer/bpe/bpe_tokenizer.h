@@ -46,10 +46,12 @@ struct BpeVocab {
 // final symbol that is not a vocab token is emitted byte by byte where a single-character token
 // exists, as llama.cpp does.
 //
-// Differences from llama.cpp, by design: bytes that are not valid UTF-8 are kept (each run becomes
-// a word of its own and is encoded byte by byte) where llama.cpp first replaces each by U+FFFD, so
-// Decode(Encode(s)) == s for every byte string; clean_up_tokenization_spaces is not applied by
-// Decode (it would break that round trip).
+// Text is read as llama.cpp reads it (CanonicalUtf8 in byte_level.h): each byte that does not
+// start a well-formed sequence becomes U+FFFD, so ids equal llama.cpp's for any byte string, and
+// Decode(Encode(s)) == s for UTF-8 text whose bytes the vocab can spell (a vocab may lack some: the
+// SmolLM2 one has no symbol for the bytes 0x04, 0x06, 0x13, 0x14, 0x16, 0x1D, 0xF1, 0xF2 among
+// others, which llama.cpp drops too). Decode does not apply clean_up_tokenization_spaces (it
+// would break that round trip).
 //
 // Thread-safety: immutable after Create; every method is const and safe to call concurrently.
 class BpeTokenizer final : public VocabTokenizer {

@@ -59,15 +59,44 @@ TEST(BpeTokenizerTest, MergesByRank) {
   EXPECT_THAT(t->Encode("llo", false, false), ElementsAre(t->TextToToken("ll"), t->TextToToken("o")));
 }
 
-TEST(BpeTokenizerTest, RoundTripsAnyBytes) {
+TEST(BpeTokenizerTest, RoundTripsUtf8) {
   auto t = Make(SmallVocab());
   std::mt19937 rng(42);
   for (int i = 0; i < 200; ++i) {
-    std::string s(rng() % 40, '\0');
-    for (char& c : s) c = static_cast<char>(rng() % 256);
+    std::string s;
+    for (int k = rng() % 20; k > 0; --k) {
+      uint32_t cp = rng() % 0x30000;
+      if (cp >= 0xD800 && cp < 0xE000) cp = ' ';
+      std::string enc;
+      if (cp < 0x80) {
+        enc = std::string(1, static_cast<char>(cp));
+      } else if (cp < 0x800) {
+        enc = {static_cast<char>(0xC0 | (cp >> 6)), static_cast<char>(0x80 | (cp & 0x3F))};
+      } else if (cp < 0x10000) {
+        enc = {static_cast<char>(0xE0 | (cp >> 12)), static_cast<char>(0x80 | ((cp >> 6) & 0x3F)),
+               static_cast<char>(0x80 | (cp & 0x3F))};
+      } else {
+        enc = {static_cast<char>(0xF0 | (cp >> 18)), static_cast<char>(0x80 | ((cp >> 12) & 0x3F)),
+               static_cast<char>(0x80 | ((cp >> 6) & 0x3F)), static_cast<char>(0x80 | (cp & 0x3F))};
+      }
+      s += enc;
+    }
     EXPECT_EQ(t->Decode(t->Encode(s, false, false), false), s);
   }
-  EXPECT_EQ(t->Decode(t->Encode("hello world \xFF\xFE", false, false), false), "hello world \xFF\xFE");
+}
+
+TEST(BpeTokenizerTest, BadUtf8IsReadLikeLlamaCpp) {
+  auto t = Make(SmallVocab());
+  const std::string fffd = "\xEF\xBF\xBD";
+  // A stray continuation byte, a truncated sequence, a lead byte 0xF8..0xFF: U+FFFD each.
+  EXPECT_EQ(t->Decode(t->Encode("a\x80" "b", false, false), false), "a" + fffd + "b");
+  EXPECT_EQ(t->Decode(t->Encode("a\xE2\x82", false, false), false), "a" + fffd + fffd);
+  EXPECT_EQ(t->Decode(t->Encode("\xFF", false, false), false), fffd);
+  // An overlong sequence is read as its code point: C0 80 is U+0000.
+  EXPECT_EQ(t->Decode(t->Encode("x\xC0\x80", false, false), false), std::string("x\0", 2));
+  std::string storage;
+  EXPECT_EQ(CanonicalUtf8("plain \xC3\xA9", &storage), "plain \xC3\xA9");
+  EXPECT_TRUE(storage.empty());  // nothing to rewrite: no copy
 }
 
 TEST(BpeTokenizerTest, SpecialTokensNeedParseSpecial) {

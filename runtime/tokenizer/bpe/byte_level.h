@@ -18,6 +18,12 @@ absl::string_view ByteLevelChar(uint8_t byte);
 // Appends the byte-level spelling of `bytes` to `out`.
 void ByteLevelEncode(absl::string_view bytes, std::string* out);
 
+// `text` as llama.cpp's unicode_cpts_from_utf8 + unicode_cpt_to_utf8 turn it before tokenizing:
+// each byte that does not start a sequence of the right number of continuation bytes becomes
+// U+FFFD, and overlong sequences are re-encoded in their shortest form. Returns `text` itself
+// when nothing changes, else a view of *storage.
+absl::string_view CanonicalUtf8(absl::string_view text, std::string* storage);
+
 // The bytes a byte-level vocab text stands for. A code point outside the mapping (not produced by
 // ByteLevelEncode, e.g. in a hand-made vocab) is kept as its own UTF-8 bytes; text that is not
 // valid UTF-8 is kept byte for byte.
