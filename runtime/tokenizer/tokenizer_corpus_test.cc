@@ -2,7 +2,8 @@
 // (tokenizer-{smollm2,gemma3,llama-spm}.json: llama_tokenize(add_special=true, parse_special per
 // case) of 182 strings) and, when llama.cpp's source tree is on this machine, its own tokenizer
 // test vocabs (models/ggml-vocab-*.gguf with .inp/.out: add_special=false, parse_special=false),
-// which cover the pre-tokenizers the corpora do not (Llama 3, Qwen 2, DeepSeek, GPT-2, ...).
+// which cover the pre-tokenizers the corpora do not (Llama 3, Qwen 2, DeepSeek, GPT-2, ...); and
+// the prompts of the generation golden files (SmolLM2's chat ones rendered by its own template).
 //
 // The SmolLM2 and Gemma 3 vocabs come from the real GGUFs in $KESTREL_MODEL_CACHE (default
 // ~/.cache/kestrel/models, filled by scripts/fetch_models.sh): missing, the case fails when
@@ -23,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "runtime/gguf/gguf_file.h"
+#include "runtime/tokenizer/chat/chat_template.h"
 #include "runtime/tokenizer/tokenizer_loader.h"
 
 namespace kestrel::runtime {
@@ -123,6 +125,38 @@ TEST(TokenizerCorpusTest, Gemma3Spm262k) {
 
 TEST(TokenizerCorpusTest, Llama2Spm) {
   CheckCorpus("tokenizer-llama-spm.json", SharedModelsDir() + "/llama-2-tiny-random.gguf");
+}
+
+// The prompts of the generation golden files tokenize to their prompt_ids; SmolLM2's chat-formatted
+// cases are its own template (from the GGUF) applied to one user message.
+TEST(TokenizerCorpusTest, GoldenFilePrompts) {
+  for (const auto& [golden, model] : {std::pair{"smollm2-135m-instruct.golden.json", "SmolLM2-135M-Instruct.Q4_1.gguf"},
+                                      std::pair{"gemma-3-270m.golden.json", "gemma-3-270m-q4_k_m.gguf"}}) {
+    KESTREL_REAL_MODEL_OR_SKIP(path, model);
+    GgufOpenOptions options;
+    auto file = GgufFile::Open(path, options);
+    ASSERT_TRUE(file.ok()) << file.status();
+    auto tok = LoadTokenizer(**file);
+    ASSERT_TRUE(tok.ok()) << tok.status();
+    auto tmpl = LoadChatTemplate(**file, **tok);
+    const nlohmann::json data = nlohmann::json::parse(ReadFile(SharedModelsDir() + "/" + golden));
+    int chat_cases = 0;
+    for (const auto& c : data.at("cases")) {
+      const std::string prompt = c.at("prompt");
+      const bool parse_special = c.value("parse_special", false);
+      EXPECT_EQ((*tok)->Encode(prompt, true, parse_special), c.at("prompt_ids").get<std::vector<int32_t>>())
+          << golden << ": " << absl::CHexEscape(prompt);
+      if (!parse_special) continue;
+      ASSERT_TRUE(tmpl.ok()) << tmpl.status();
+      const std::string user = prompt.substr(prompt.find("<|im_start|>user\n") + 17);
+      const std::vector<ChatMessage> messages = {{"user", user.substr(0, user.find("<|im_end|>"))}};
+      EXPECT_EQ(*(*tmpl)->Apply(messages, /*add_generation_prompt=*/true), prompt);
+      ++chat_cases;
+    }
+    if (std::string(golden).rfind("smollm2", 0) == 0) {
+      EXPECT_EQ(chat_cases, 2);
+    }
+  }
 }
 
 TEST(TokenizerCorpusTest, EndOfGenerationTokens) {
