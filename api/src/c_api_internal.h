@@ -99,6 +99,14 @@ inline absl::Status CheckTokenizer(const char* fn, const kestrel_model_t* model)
       model->model->tokenizer_model(), "'): ", absl::StrJoin(model->model->unsupported(), "; ")));
 }
 
+// Sessions and engines need prepared weights: FAILED_PRECONDITION for a metadata-only model.
+inline absl::Status CheckRunnable(const char* function, const kestrel_model* model) {
+  if (!model->model->metadata_only()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      function, ": the model was loaded metadata-only (no weights prepared); load it again "
+      "without metadata_only to run it"));
+}
+
 // Reads a caller's options struct of any released size into `out` (already holding defaults):
 // copies the first struct_size bytes, keeps defaults for the tail an older client does not have.
 // `min_size` is the smallest size ever released. An input of NULL keeps the defaults.

@@ -24,6 +24,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "runtime/gguf/gguf_file.h"
+#include "runtime/tokenizer/bpe/byte_level.h"
 #include "runtime/tokenizer/chat/chat_template.h"
 #include "runtime/tokenizer/tokenizer_loader.h"
 
@@ -173,24 +174,6 @@ TEST(TokenizerCorpusTest, EndOfGenerationTokens) {
   EXPECT_TRUE(g->IsEndOfGeneration(106));  // <end_of_turn>
   EXPECT_FALSE(g->IsEndOfGeneration(105));
   EXPECT_EQ(g->Encode("<start_of_turn>user\n", false, true).front(), 105);
-}
-
-void AppendUtf8(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out->push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out->push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
 }
 
 // Random texts round-trip (Decode(Encode(s)) == s, special tokens not parsed) and tokenize with

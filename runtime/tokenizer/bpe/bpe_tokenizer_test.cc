@@ -67,19 +67,7 @@ TEST(BpeTokenizerTest, RoundTripsUtf8) {
     for (int k = rng() % 20; k > 0; --k) {
       uint32_t cp = rng() % 0x30000;
       if (cp >= 0xD800 && cp < 0xE000) cp = ' ';
-      std::string enc;
-      if (cp < 0x80) {
-        enc = std::string(1, static_cast<char>(cp));
-      } else if (cp < 0x800) {
-        enc = {static_cast<char>(0xC0 | (cp >> 6)), static_cast<char>(0x80 | (cp & 0x3F))};
-      } else if (cp < 0x10000) {
-        enc = {static_cast<char>(0xE0 | (cp >> 12)), static_cast<char>(0x80 | ((cp >> 6) & 0x3F)),
-               static_cast<char>(0x80 | (cp & 0x3F))};
-      } else {
-        enc = {static_cast<char>(0xF0 | (cp >> 18)), static_cast<char>(0x80 | ((cp >> 12) & 0x3F)),
-               static_cast<char>(0x80 | ((cp >> 6) & 0x3F)), static_cast<char>(0x80 | (cp & 0x3F))};
-      }
-      s += enc;
+      AppendUtf8(cp, &s);
     }
     EXPECT_EQ(t->Decode(t->Encode(s, false, false), false), s);
   }

@@ -7,15 +7,6 @@ namespace {
 
 bool MapsToItself(int b) { return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF); }
 
-void AppendUtf8(uint32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    out->push_back(static_cast<char>(cp));
-  } else {  // the mapping stays below U+0800
-    out->push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
-
 struct Tables {
   std::array<std::string, 256> byte_to_utf8;
   std::array<int16_t, 0x144> cp_to_byte;  // code points 0..0x143; -1 where unmapped
@@ -62,7 +53,33 @@ int32_t DecodeAt(absl::string_view text, size_t i, size_t* len) {
   return -1;
 }
 
-void AppendCodePoint(uint32_t cp, std::string* out) {
+}  // namespace
+
+absl::string_view CanonicalUtf8(absl::string_view text, std::string* storage) {
+  // Fast path: ASCII and well-formed shortest sequences stay as they are.
+  size_t i = 0;
+  std::string probe;
+  for (size_t len = 0; i < text.size(); i += len) {
+    if (static_cast<uint8_t>(text[i]) < 0x80) {
+      len = 1;
+      continue;
+    }
+    const int32_t cp = DecodeAt(text, i, &len);
+    if (cp < 0) break;
+    probe.clear();
+    AppendUtf8(static_cast<uint32_t>(cp), &probe);
+    if (probe.size() != len) break;  // overlong
+  }
+  if (i >= text.size()) return text;
+  storage->assign(text.data(), i);
+  for (size_t len = 0; i < text.size(); i += len) {
+    const int32_t cp = DecodeAt(text, i, &len);
+    AppendUtf8(cp < 0 ? 0xFFFDu : static_cast<uint32_t>(cp), storage);
+  }
+  return *storage;
+}
+
+void AppendUtf8(uint32_t cp, std::string* out) {
   if (cp < 0x80) {
     out->push_back(static_cast<char>(cp));
   } else if (cp < 0x800) {
@@ -78,32 +95,6 @@ void AppendCodePoint(uint32_t cp, std::string* out) {
     out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
     out->push_back(static_cast<char>(0x80 | (cp & 0x3F)));
   }
-}
-
-}  // namespace
-
-absl::string_view CanonicalUtf8(absl::string_view text, std::string* storage) {
-  // Fast path: ASCII and well-formed shortest sequences stay as they are.
-  size_t i = 0;
-  std::string probe;
-  for (size_t len = 0; i < text.size(); i += len) {
-    if (static_cast<uint8_t>(text[i]) < 0x80) {
-      len = 1;
-      continue;
-    }
-    const int32_t cp = DecodeAt(text, i, &len);
-    if (cp < 0) break;
-    probe.clear();
-    AppendCodePoint(static_cast<uint32_t>(cp), &probe);
-    if (probe.size() != len) break;  // overlong
-  }
-  if (i >= text.size()) return text;
-  storage->assign(text.data(), i);
-  for (size_t len = 0; i < text.size(); i += len) {
-    const int32_t cp = DecodeAt(text, i, &len);
-    AppendCodePoint(cp < 0 ? 0xFFFDu : static_cast<uint32_t>(cp), storage);
-  }
-  return *storage;
 }
 
 absl::string_view ByteLevelChar(uint8_t byte) { return T().byte_to_utf8[byte]; }

@@ -24,6 +24,9 @@ void ByteLevelEncode(absl::string_view bytes, std::string* out);
 // when nothing changes, else a view of *storage.
 absl::string_view CanonicalUtf8(absl::string_view text, std::string* storage);
 
+// Appends the UTF-8 encoding of code point `cp` (1 to 4 bytes; no range check).
+void AppendUtf8(uint32_t cp, std::string* out);
+
 // The bytes a byte-level vocab text stands for. A code point outside the mapping (not produced by
 // ByteLevelEncode, e.g. in a hand-made vocab) is kept as its own UTF-8 bytes; text that is not
 // valid UTF-8 is kept byte for byte.
