@@ -227,6 +227,7 @@ const char* OpKindName(uint32_t kind) {
     case KESTREL_OP_PAGED_ATTENTION: return "PAGED_ATTENTION";
     case KESTREL_OP_LOGITS: return "LOGITS";
     case KESTREL_OP_MOE: return "MOE";
+    case KESTREL_OP_GEGLU: return "GEGLU";
     default: return kind >= KESTREL_OP_VENDOR_BASE ? "VENDOR_OP" : "UNKNOWN_OP";
   }
 }

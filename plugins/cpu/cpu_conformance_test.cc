@@ -177,7 +177,8 @@ struct OpResult {
 };
 
 OpResult RunOp(hal::Device* dev, uint32_t kind, const void* params, size_t params_size,
-               const std::vector<HostTensor>& ins, const std::vector<HostTensor>& outs_init) {
+               const std::vector<HostTensor>& ins, const std::vector<HostTensor>& outs_init,
+               uint32_t op_version = 1) {
   OpResult result;
   result.outputs = outs_init;
   std::vector<hal::Buffer> buffers;
@@ -209,7 +210,8 @@ OpResult RunOp(hal::Device* dev, uint32_t kind, const void* params, size_t param
     result.status = bind(outs_init[i], &out_args[i]);
     if (!result.status.ok()) return result;
   }
-  const kestrel_op_desc_t op = OpDesc(kind, in_args, out_args, params, params_size);
+  kestrel_op_desc_t op = OpDesc(kind, in_args, out_args, params, params_size);
+  op.op_version = op_version;
   result.status = dev->Execute(op, nullptr);
   if (!result.status.ok()) return result;
   size_t b = buffers.size() - outs_init.size();
@@ -256,11 +258,11 @@ class CpuConformance : public ::testing::TestWithParam<Mode> {
   // Runs on both devices; both must agree on success, and outputs must be within `tol`.
   void Compare(const std::string& what, uint32_t kind, const void* params, size_t params_size,
                const std::vector<HostTensor>& ins, const std::vector<HostTensor>& outs,
-               double tol, double denom = 0.0) {
+               double tol, double denom = 0.0, uint32_t op_version = 1) {
     SCOPED_TRACE(what);
     SEED_TRACE();
-    OpResult want = RunOp(ref_, kind, params, params_size, ins, outs);
-    OpResult got = RunOp(cpu_, kind, params, params_size, ins, outs);
+    OpResult want = RunOp(ref_, kind, params, params_size, ins, outs, op_version);
+    OpResult got = RunOp(cpu_, kind, params, params_size, ins, outs, op_version);
     ASSERT_EQ(got.status.code(), want.status.code())
         << "cpu: " << got.status << "\nref: " << want.status;
     if (!want.status.ok()) return;
@@ -359,6 +361,11 @@ TEST_P(CpuConformance, EmbeddingGather) {
               {Poisoned(KESTREL_DTYPE_F32, {t, dim})}, 0.0);
       Compare("id out of range", KESTREL_OP_EMBEDDING_GATHER, nullptr, 0,
               {table, FromInts({2}, {0, vocab})}, {Poisoned(KESTREL_DTYPE_F32, {2, dim})}, 0.0);
+      // Version 2: the rows times a scale (Gemma's sqrt(n_embd)), bit-exact with ref.
+      const kestrel_op_embedding_params_t scale{sizeof(kestrel_op_embedding_params_t), 25.29822f};
+      Compare(std::string(ref::DtypeName(dt)) + " scaled", KESTREL_OP_EMBEDDING_GATHER, &scale,
+              sizeof scale, {table, FromInts({t}, ids)}, {Poisoned(KESTREL_DTYPE_F32, {t, dim})},
+              0.0, 0.0, /*op_version=*/2);
     }
   }
 }
@@ -369,6 +376,7 @@ TEST_P(CpuConformance, ElementwiseOpsAreBitExact) {
   HostTensor a = FromFloats(KESTREL_DTYPE_F32, {t, d}, rng.Floats(t * d, -4, 4));
   HostTensor b = FromFloats(KESTREL_DTYPE_F32, {t, d}, rng.Floats(t * d, -4, 4));
   Compare("SWIGLU", KESTREL_OP_SWIGLU, nullptr, 0, {a, b}, {Poisoned(KESTREL_DTYPE_F32, {t, d})}, 0.0);
+  Compare("GEGLU", KESTREL_OP_GEGLU, nullptr, 0, {a, b}, {Poisoned(KESTREL_DTYPE_F32, {t, d})}, 1e-6);
   Compare("ADD", KESTREL_OP_ADD, nullptr, 0, {a, b}, {Poisoned(KESTREL_DTYPE_F32, {t, d})}, 0.0);
   kestrel_op_rmsnorm_params_t rp{sizeof(kestrel_op_rmsnorm_params_t), 1e-5f};
   HostTensor nw = FromFloats(KESTREL_DTYPE_F32, {d}, rng.Floats(d), true);
@@ -408,6 +416,7 @@ struct AttnCase {
   bool causal = true;
   bool tree = false;
   bool consecutive = false;  // physically consecutive blocks (else a random permutation)
+  uint32_t window = 0;       // sliding window (op_version 2); blocks out of it are freed (-1)
 };
 
 TEST_P(CpuConformance, PagedAttention) {
@@ -437,6 +446,17 @@ TEST_P(CpuConformance, PagedAttention) {
       {"non-causal B2 long", 4, 2, 16, 2, {5, 3}, {140, 3}, false},
       {"tree mask B1 long", 4, 2, 16, 1, {6}, {150}, true, true},
       {"tree mask B4 long", 8, 2, 32, 4, {9}, {200}, true, true},
+      // Sliding windows (Gemma 3): decode far past the window, prefill longer than the window,
+      // windows not a multiple of the block size, a window within one tile, trees.
+      {"window decode MQA dh256", 4, 1, 256, 16, {1}, {700}, true, false, false, 512},
+      {"window prefill T=100 w=37 B4", 8, 2, 32, 4, {100}, {100}, true, false, false, 37},
+      {"window chunked prefill varlen w=20 B8", 8, 2, 64, 8, {1, 37, 0, 20}, {400, 101, 9, 64},
+       true, false, false, 20},
+      {"window w=5 B16 consecutive", 4, 2, 16, 16, {9}, {150}, true, false, true, 5},
+      {"window w=1", 4, 2, 16, 2, {3, 1}, {40, 7}, true, false, false, 1},
+      {"window non-causal w=9", 4, 2, 16, 2, {5, 3}, {140, 3}, false, false, false, 9},
+      {"window tree B4 w=6", 8, 2, 32, 4, {9}, {200}, true, true, false, 6},
+      {"window tree B1 w=40", 4, 2, 16, 1, {6}, {150}, true, true, false, 40},
   };
   Rng rng(7);
   for (const AttnCase& c : cases) {
@@ -460,6 +480,9 @@ TEST_P(CpuConformance, PagedAttention) {
         const int64_t blocks = (c.kv_lens[s] + c.bs - 1) / c.bs;
         for (int64_t b = 0; b < blocks; ++b) tables[s * max_blocks + b] = perm[next++];
         starts[s + 1] = starts[s] + c.q_lens[s];
+        // With a window, the blocks before every query's window are freed as a host frees them.
+        const int64_t first = c.kv_lens[s] - c.q_lens[s] - static_cast<int64_t>(c.window) + 1;
+        for (int64_t b = 0; c.window > 0 && (b + 1) * c.bs <= first; ++b) tables[s * max_blocks + b] = -1;
       }
       std::vector<HostTensor> ins = {
           FromFloats(KESTREL_DTYPE_F32, {T, c.h, c.dh}, rng.Floats(T * c.h * c.dh, -2, 2)),
@@ -482,16 +505,18 @@ TEST_P(CpuConformance, PagedAttention) {
       p.causal = c.causal ? 1 : 0;
       p.scale = 1.0f / std::sqrt(static_cast<float>(c.dh));
       p.tree_mask = c.tree ? 1 : 0;
+      p.window = c.window;
+      const uint32_t version = c.window > 0 ? 2 : 1;
       Compare(std::string(c.name) + (cache_dt == KESTREL_DTYPE_F16 ? " F16 cache" : " F32 cache"),
               KESTREL_OP_PAGED_ATTENTION, &p, sizeof p, ins,
-              {Poisoned(KESTREL_DTYPE_F32, {T, c.h, c.dh})}, 1e-5);
-      // A block id out of range: OUT_OF_RANGE on both.
+              {Poisoned(KESTREL_DTYPE_F32, {T, c.h, c.dh})}, 1e-5, 0.0, version);
+      // A block id out of range (the last block each sequence reads): OUT_OF_RANGE on both.
       std::vector<HostTensor> bad = ins;
       std::vector<int32_t> bad_tables = tables;
-      bad_tables[0] = static_cast<int32_t>(nb);
+      bad_tables[(c.kv_lens[0] + c.bs - 1) / c.bs - 1] = static_cast<int32_t>(nb);
       bad[3] = FromInts({S, max_blocks}, bad_tables);
       Compare(std::string(c.name) + " bad block", KESTREL_OP_PAGED_ATTENTION, &p, sizeof p, bad,
-              {Poisoned(KESTREL_DTYPE_F32, {T, c.h, c.dh})}, 1e-5);
+              {Poisoned(KESTREL_DTYPE_F32, {T, c.h, c.dh})}, 1e-5, 0.0, version);
     }
   }
 }

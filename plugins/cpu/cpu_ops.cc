@@ -199,6 +199,10 @@ Status EmbeddingGatherCpu(const OpContext& ctx, const kestrel_op_desc_t& op, con
                          dim, out + t * dim);
     }
   }
+  const float scale = ref::EmbeddingScaleOf(op);
+  if (scale != 1.0f) {
+    for (int64_t i = 0; i < T * dim; ++i) out[i] *= scale;
+  }
   return Status();
 }
 
@@ -249,8 +253,7 @@ Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const Arg
     case KESTREL_OP_MOE:
       return MoeCpu(ctx, op, inputs, outputs);
     case KESTREL_OP_PAGED_ATTENTION: {
-      kestrel_op_attention_params_t p;
-      std::memcpy(&p, op.params, sizeof p);
+      const kestrel_op_attention_params_t p = ref::AttentionParamsOf(op);
       const kestrel_tensor_desc_t& kc = op.inputs[1].desc;
       AttentionArgs a;
       a.q = static_cast<const float*>(inputs[0].data);
@@ -272,6 +275,7 @@ Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const Arg
       a.head_dim = p.head_dim;
       a.causal = p.causal != 0;
       a.scale = p.scale;
+      a.window = p.window;
       a.out = static_cast<float*>(outputs[0]);
       return PagedAttentionCpu(ctx, a);
     }

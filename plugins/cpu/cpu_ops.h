@@ -65,6 +65,7 @@ struct AttentionArgs {
   int64_t n_tokens = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
   bool causal = true;
   float scale = 1.0f;
+  int64_t window = 0;  // sliding window in positions (PAGED_ATTENTION v2), 0: none
   float* out = nullptr;
 };
 

@@ -435,9 +435,11 @@ std::string ExtraUnsupported(const kestrel_op_desc_t& op) {
   // cuBLAS takes int dimensions; grids take at most 2^31 - 1 blocks.
   std::string large = LargeDimReason(op);
   if (!large.empty()) return large;
+  // The version-2 forms (embedding scale, attention window) have no kernels tested on a GPU yet:
+  // they run on the reference plugin.
+  if (op.op_version > 1) return StrCat("op_version ", op.op_version, " is not implemented");
   if (op.kind == KESTREL_OP_PAGED_ATTENTION) {
-    kestrel_op_attention_params_t p;
-    std::memcpy(&p, op.params, sizeof p);
+    const kestrel_op_attention_params_t p = ref::AttentionParamsOf(op);
     if (p.head_dim > kAttentionMaxHeadDim) {
       return StrCat("head_dim=", p.head_dim, " > ", kAttentionMaxHeadDim);
     }
@@ -607,8 +609,7 @@ Status RunKvBlockCopy(cudaStream_t stream, const kestrel_op_desc_t& op, const st
 
 Status RunAttention(cudaStream_t stream, const kestrel_op_desc_t& op, const std::vector<Arg>& in,
                     const Arg& out) {
-  kestrel_op_attention_params_t p;
-  std::memcpy(&p, op.params, sizeof p);
+  const kestrel_op_attention_params_t p = ref::AttentionParamsOf(op);
   const int64_t n_tokens = op.inputs[0].desc.dims[0];
   const kestrel_tensor_desc_t& kc = op.inputs[1].desc;
   const kestrel_tensor_desc_t& tables_desc = op.inputs[3].desc;

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "runtime/arch/gemma3/gemma3_architecture.h"
 #include "runtime/arch/llama/llama_architecture.h"
 
 namespace kestrel {
@@ -12,6 +13,7 @@ namespace {
 const std::vector<const Architecture*>& Registry() {
   static const std::vector<const Architecture*> kArchitectures = {
       &LlamaArchitecture(),
+      &Gemma3Architecture(),
   };
   return kArchitectures;
 }

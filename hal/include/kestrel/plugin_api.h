@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 #define KESTREL_PLUGIN_API_MAJOR 1
-#define KESTREL_PLUGIN_API_MINOR 1
+#define KESTREL_PLUGIN_API_MINOR 3
 
 /* True if the struct pointed to by `ptr` (whose first member is a size field holding the producer's
  * sizeof) is large enough to contain `member`. Use before reading any field added after v1.0. */
@@ -168,7 +168,9 @@ typedef struct kestrel_device_caps {
  * MB = max blocks per sequence. Unless stated, activations are F32. */
 typedef enum kestrel_op_kind {
   KESTREL_OP_INVALID = 0,
-  /* in: table [V, D] (any weight dtype), ids I32 [T]. out: [T, D] */
+  /* in: table [V, D] (any weight dtype), ids I32 [T]. out: [T, D].
+   * op_version 2 (since 1.3): params kestrel_op_embedding_params_t, out[t] = row ids[t] * scale
+   * (Gemma multiplies its embeddings by sqrt(D)); op_version 1 has no params (scale 1). */
   KESTREL_OP_EMBEDDING_GATHER = 1,
   /* in: x [T, D], weight F32 [D]. out: [T, D] = x / sqrt(mean(x^2) + eps) * weight */
   KESTREL_OP_RMSNORM = 2,
@@ -196,7 +198,10 @@ typedef enum kestrel_op_kind {
    * query_start[s+1] - query_start[s] <= kv_lens[s]. Query j of sequence s sits at position
    * kv_lens[s] - q_len(s) + j; with causal it attends KV positions 0..that position. Query head h
    * reads KV head h / (H / Hkv). Only the first ceil(kv_lens[s] / B) entries of a block-table row
-   * are read (the rest may hold -1). params.block_size must equal the caches' dims[1]. */
+   * are read (the rest may hold -1). params.block_size must equal the caches' dims[1].
+   * op_version 2 (since 1.3) adds params.window (sliding-window attention, see the params struct);
+   * the host sends op_version 2 only when the window is nonzero, so a plugin that knows only
+   * version 1 reports the op UNSUPPORTED and it runs elsewhere rather than unwindowed. */
   KESTREL_OP_PAGED_ATTENTION = 9,
   /* in: x [T, D], w [V, D] (weight), rows I32 [R] (which of the T rows to project). out: [R, V] */
   KESTREL_OP_LOGITS = 10,
@@ -236,6 +241,11 @@ typedef enum kestrel_op_kind {
    * A plugin that does not implement MOE reports it UNSUPPORTED; the runtime then runs it on the
    * reference plugin (op-by-op fallback), moving x and out between the devices. */
   KESTREL_OP_MOE = 11,
+  /* Since 1.3. in: gate [T, F], up [T, F]. out: [T, F] = gelu(gate) * up with the tanh
+   * approximation gelu(g) = 0.5 g (1 + tanh(sqrt(2 / pi) (g + 0.044715 g^3))) (GeGLU: Gemma's
+   * FFN, PyTorch's gelu_pytorch_tanh). No params. A plugin built before 1.3 does not know the kind
+   * and reports it UNSUPPORTED (the runtime then runs it on the reference plugin). */
+  KESTREL_OP_GEGLU = 12,
   KESTREL_OP_VENDOR_BASE = 0x10000
 } kestrel_op_kind_t;
 
@@ -271,7 +281,21 @@ typedef struct kestrel_op_attention_params {
    * and itself; `causal` is then ignored. Parents must form a forest (no cycles); they need not
    * precede their children. Plugins may report tree masks UNSUPPORTED. */
   uint32_t tree_mask;
+  /* Since 1.3, read only with op_version 2 (op_version 1: as if 0). Sliding window in positions,
+   * 0: none. A query at sequence position P (its KV position for a chain, committed prefix +
+   * depth for a tree node) attends only KV positions p with P - window < p (<= P as the causal or
+   * tree mask says); tree ancestors count at prefix + their depth. With a window the block-table
+   * entries of blocks lying wholly before the first visible position of a sequence (position
+   * max(0, kv_lens[s] - q_len(s) - window + 1)) are not read and may hold -1: the host frees the
+   * KV blocks that have fallen out of every future query's window. */
+  uint32_t window;
 } kestrel_op_attention_params_t;
+
+/* KESTREL_OP_EMBEDDING_GATHER op_version 2 (since 1.3). */
+typedef struct kestrel_op_embedding_params {
+  uint32_t struct_size;
+  float scale; /* multiplies every gathered row; finite */
+} kestrel_op_embedding_params_t;
 
 /* How KESTREL_OP_MOE turns router logits into expert weights (see the kind's comment). */
 typedef enum kestrel_moe_routing {
@@ -309,7 +333,7 @@ typedef struct kestrel_tensor_arg {
 typedef struct kestrel_op_desc {
   uint32_t struct_size;
   uint32_t kind;       /* kestrel_op_kind_t */
-  uint32_t op_version; /* 1 for every kind in this header */
+  uint32_t op_version; /* 1, or 2 for the version-2 forms of EMBEDDING_GATHER and PAGED_ATTENTION */
   uint32_t n_inputs;
   uint32_t n_outputs;
   uint32_t reserved;
