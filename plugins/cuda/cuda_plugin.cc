@@ -438,6 +438,10 @@ std::string ExtraUnsupported(const kestrel_op_desc_t& op) {
   // The version-2 forms (embedding scale, attention window) have no kernels tested on a GPU yet:
   // they run on the reference plugin.
   if (op.op_version > 1) return StrCat("op_version ", op.op_version, " is not implemented");
+  // The 1.2 optional inputs have no CUDA kernels yet (untested without a GPU): the reference
+  // plugin runs those ops.
+  if (op.kind == KESTREL_OP_ROPE && op.n_inputs > 2) return "ROPE freq_factors input";
+  if (op.kind == KESTREL_OP_MATMUL && op.n_inputs > 2) return "MATMUL bias input";
   if (op.kind == KESTREL_OP_PAGED_ATTENTION) {
     const kestrel_op_attention_params_t p = ref::AttentionParamsOf(op);
     if (p.head_dim > kAttentionMaxHeadDim) {

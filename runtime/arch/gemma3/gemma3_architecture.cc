@@ -4,8 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "runtime/arch/common/decoder_plan.h"
-#include "runtime/arch/common/decoder_weights.h"
+#include "runtime/arch/common/decoder_architecture.h"
 #include "runtime/arch/common/metadata.h"
 
 namespace kestrel {
@@ -46,14 +45,14 @@ absl::StatusOr<std::vector<bool>> LocalLayers(const GgufFile& f, const Metadata&
   return local;
 }
 
-class Gemma3 final : public Architecture {
+// The shared decoder with Gemma 3's config on top: the decoder plan reads the embedding scale,
+// GeGLU and each layer's window and RoPE base from the config.
+class Gemma3 final : public DecoderArchitecture {
  public:
-  absl::string_view name() const override { return "gemma3"; }
+  Gemma3() : DecoderArchitecture("gemma3", ConfigRules(), WeightRules()) {}
 
   absl::StatusOr<ModelConfig> ReadConfig(const GgufFile& file) const override {
-    DecoderConfigRules rules;
-    rules.rope_style = KESTREL_ROPE_STYLE_NEOX;
-    absl::StatusOr<ModelConfig> c = ReadDecoderConfig(file, rules);
+    absl::StatusOr<ModelConfig> c = DecoderArchitecture::ReadConfig(file);
     if (!c.ok()) return c.status();
     const Metadata m(file, c->architecture + ".");
     float softcap = 0.0f;
@@ -91,16 +90,17 @@ class Gemma3 final : public Architecture {
     return c;
   }
 
-  absl::Status DeclareWeights(const ModelConfig& config, WeightTableBuilder& builder) const override {
-    DecoderWeightRules rules;
-    rules.qk_norm = true;
-    rules.post_norms = true;
-    return DeclareDecoderWeights(config, rules, builder);
+ private:
+  static DecoderConfigRules ConfigRules() {
+    DecoderConfigRules rules;
+    rules.rope_style = KESTREL_ROPE_STYLE_NEOX;
+    return rules;
   }
-
-  absl::StatusOr<ExecutionPlan> BuildPlan(const ModelConfig& config, const WeightTable& weights,
-                                          const PlanOptions& options) const override {
-    return BuildDecoderPlan(config, weights, options);
+  static DecoderWeightRules WeightRules() {
+    DecoderWeightRules rules;
+    rules.qk_norm = true;     // attn_q_norm / attn_k_norm [head_dim]
+    rules.post_norms = true;  // post_attention_norm / post_ffw_norm [n_embd]
+    return rules;
   }
 };
 
