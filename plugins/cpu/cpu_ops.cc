@@ -1,6 +1,7 @@
 #include "plugins/cpu/cpu_ops.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -227,6 +228,28 @@ Status LogitsCpu(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgDat
   return Status();
 }
 
+// GeGLU in float: gelu_tanh(g) = g * sigmoid(2u), u = sqrt(2/pi) (g + 0.044715 g^3), the same
+// function as ref's 0.5 g (1 + tanh(u)) in double (1 + tanh(u) = 2 / (1 + exp(-2u))) without its
+// cancellation for g << 0; within ~1e-7 of ref. Threaded over chunks: a 128-token Gemma prefill
+// has 262144 elements per layer.
+void GegluCpu(const OpContext& ctx, const float* gate, const float* up, int64_t n, float* out) {
+  constexpr int64_t kChunk = 8192;
+  const int64_t n_chunks = (n + kChunk - 1) / kChunk;
+  auto run = [&](int64_t c, int) {
+    const int64_t i1 = std::min(n, (c + 1) * kChunk);
+    for (int64_t i = c * kChunk; i < i1; ++i) {
+      const float g = gate[i];
+      const float u = 0.7978845608028654f * (g + 0.044715f * g * g * g);
+      out[i] = g / (1.0f + std::exp(-2.0f * u)) * up[i];
+    }
+  };
+  if (n_chunks == 1) {
+    run(0, 0);
+  } else {
+    ctx.pool->Run(n_chunks, run);
+  }
+}
+
 }  // namespace
 
 Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgData* inputs,
@@ -255,6 +278,13 @@ Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const Arg
       return EmbeddingGatherCpu(ctx, op, inputs, static_cast<float*>(outputs[0]));
     case KESTREL_OP_MOE:
       return MoeCpu(ctx, op, inputs, outputs);
+    case KESTREL_OP_GEGLU: {
+      const kestrel_tensor_desc_t& d = op.inputs[0].desc;
+      GegluCpu(ctx, static_cast<const float*>(inputs[0].data),
+               static_cast<const float*>(inputs[1].data), d.dims[0] * d.dims[1],
+               static_cast<float*>(outputs[0]));
+      return Status();
+    }
     case KESTREL_OP_PAGED_ATTENTION: {
       const kestrel_op_attention_params_t p = ref::AttentionParamsOf(op);
       const kestrel_tensor_desc_t& kc = op.inputs[1].desc;

@@ -2,7 +2,8 @@
 //
 // Validation is the reference plugin's (ref::CheckOp, linked from kestrel_ref_core), so both
 // plugins accept and reject exactly the same descriptors. MATMUL, LOGITS, EMBEDDING_GATHER and
-// PAGED_ATTENTION run on the plugin's own threaded SIMD kernels; the cheap elementwise and
+// PAGED_ATTENTION run on the plugin's own threaded SIMD kernels, GEGLU on a threaded float loop
+// (its tanh GELU is too costly for the single-threaded reference in prefill); the cheap elementwise and
 // KV-cache ops (RMSNORM, ROPE, SWIGLU, ADD, KV_WRITE, KV_BLOCK_COPY) run on the reference kernels,
 // which already follow llama.cpp's float order. MOE runs grouped by expert on the same kernels
 // (cpu_moe.h). Thread-safety: ExecuteCpuOp may run concurrently

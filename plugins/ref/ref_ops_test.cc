@@ -5,6 +5,7 @@
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <cstdlib>
@@ -458,6 +459,19 @@ TEST_F(MatmulDescTest, LayoutsAndDtypesRefCannotRunAreUnsupported) {
   EXPECT_EQ(level, KESTREL_OP_UNSUPPORTED);
 }
 
+// Descriptors of a valid 2-sequence PAGED_ATTENTION (8 heads over 4 KV heads of 16, F16 caches of
+// 10 blocks of 16): q, k_cache, v_cache, block_tables, query_start, kv_lens, out.
+std::array<kestrel_tensor_arg_t, 7> AttentionArgs() {
+  std::array<kestrel_tensor_arg_t, 7> a{};
+  a[0].desc = Desc(KESTREL_DTYPE_F32, {3, 8, 16});
+  a[1].desc = a[2].desc = Desc(KESTREL_DTYPE_F16, {10, 16, 4, 16});
+  a[3].desc = Desc(KESTREL_DTYPE_I32, {2, 4});
+  a[4].desc = Desc(KESTREL_DTYPE_I32, {3});
+  a[5].desc = Desc(KESTREL_DTYPE_I32, {2});
+  a[6].desc = a[0].desc;
+  return a;
+}
+
 TEST_F(RefPluginTest, BadParamsAreInvalid) {
   kestrel_tensor_arg_t x{}, pos{}, out{};
   x.desc = Desc(KESTREL_DTYPE_F32, {2, 4, 16});
@@ -484,13 +498,7 @@ TEST_F(RefPluginTest, BadParamsAreInvalid) {
   EXPECT_NE(r.message.find("ROPE: input 1 (positions) dtype F32"), std::string::npos) << r.message;
 
   // Attention: heads inconsistent with the params.
-  kestrel_tensor_arg_t q{}, kc{}, vc{}, bt{}, qs{}, kl{}, o{};
-  q.desc = Desc(KESTREL_DTYPE_F32, {3, 8, 16});
-  kc.desc = vc.desc = Desc(KESTREL_DTYPE_F16, {10, 16, 4, 16});
-  bt.desc = Desc(KESTREL_DTYPE_I32, {2, 4});
-  qs.desc = Desc(KESTREL_DTYPE_I32, {3});
-  kl.desc = Desc(KESTREL_DTYPE_I32, {2});
-  o.desc = q.desc;
+  auto [q, kc, vc, bt, qs, kl, o] = AttentionArgs();
   kestrel_op_attention_params_t ap{sizeof ap, 8, 4, 16, 16, 1, 0.25f, 0, 0};
   ASSERT_TRUE(Query(Op(KESTREL_OP_PAGED_ATTENTION, {q, kc, vc, bt, qs, kl}, {o}, &ap, sizeof ap), &level).ok());
   EXPECT_EQ(level, KESTREL_OP_SUPPORTED);
@@ -514,17 +522,12 @@ TEST_F(RefPluginTest, BadParamsAreInvalid) {
 // Plugin ABI 1.3: the version-2 forms (embedding scale, attention window) and an older host's
 // shorter attention params.
 TEST_F(RefPluginTest, VersionTwoFormsAndOlderParams) {
-  kestrel_tensor_arg_t q{}, kc{}, vc{}, bt{}, qs{}, kl{}, o{};
-  q.desc = Desc(KESTREL_DTYPE_F32, {3, 8, 16});
-  kc.desc = vc.desc = Desc(KESTREL_DTYPE_F16, {10, 16, 4, 16});
-  bt.desc = Desc(KESTREL_DTYPE_I32, {2, 4});
-  qs.desc = Desc(KESTREL_DTYPE_I32, {3});
-  kl.desc = Desc(KESTREL_DTYPE_I32, {2});
-  o.desc = q.desc;
+  const std::array<kestrel_tensor_arg_t, 7> att = AttentionArgs();
   kestrel_op_attention_params_t ap{sizeof ap, 8, 4, 16, 16, 1, 0.25f, 0, 512};
   uint32_t level = 0;
   auto attention = [&](uint32_t version, size_t size) {
-    kestrel_op_desc_t op = Op(KESTREL_OP_PAGED_ATTENTION, {q, kc, vc, bt, qs, kl}, {o}, &ap, size);
+    kestrel_op_desc_t op = Op(KESTREL_OP_PAGED_ATTENTION, {att[0], att[1], att[2], att[3], att[4], att[5]},
+                              {att[6]}, &ap, size);
     op.op_version = version;
     return Query(op, &level);
   };

@@ -14,53 +14,12 @@
 #include "gtest/gtest.h"
 #include "runtime/gguf/gguf_file.h"
 #include "runtime/gguf/gguf_writer.h"
+#include "tests/arch/arch_test_util.h"
 #include "tests/arch/reference_forward.h"
 #include "tests/test_util.h"
-#include "tools/synth/synth_shape.h"
-#include "tools/synth/synth_writer.h"
 
 namespace kestrel::testing {
 namespace {
-
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TMPDIR");
-  return std::string(dir ? dir : "/tmp") + "/kestrel_arch_" + std::to_string(::getpid()) + "_" + name;
-}
-
-// Writes the F32 synthetic model of `shape` once per process.
-std::string SynthModel(const std::string& shape) {
-  const std::string path = TempPath(shape + ".gguf");
-  if (access(path.c_str(), F_OK) == 0) return path;
-  synth::SynthOptions o;
-  absl::StatusOr<synth::ModelShape> s = synth::PresetShape(shape);
-  EXPECT_TRUE(s.ok()) << s.status();
-  o.shape = *s;
-  o.type = runtime::GgmlType::F32;
-  o.seed = 7;
-  o.output_path = path;
-  absl::Status st = synth::WriteSyntheticModel(o);
-  EXPECT_TRUE(st.ok()) << st;
-  return path;
-}
-
-double RelL2(const std::vector<float>& got, const std::vector<double>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (std::isnan(got[i])) return INFINITY;
-    num += (got[i] - want[i]) * (got[i] - want[i]);
-    den += want[i] * want[i];
-  }
-  return std::sqrt(num / den);
-}
-
-template <typename T>
-int32_t ArgMax(const std::vector<T>& v) {
-  size_t best = 0;
-  for (size_t i = 1; i < v.size(); ++i) {
-    if (v[i] > v[best]) best = i;
-  }
-  return static_cast<int32_t>(best);
-}
 
 struct Case {
   std::string shape;

@@ -15,54 +15,17 @@
 #include "runtime/gguf/gguf_file.h"
 #include "runtime/model/model.h"
 #include "runtime/session/session.h"
+#include "tests/arch/arch_test_util.h"
 #include "tests/arch/reference_forward.h"
 #include "tests/test_util.h"
-#include "tools/synth/synth_shape.h"
-#include "tools/synth/synth_writer.h"
 
 namespace kestrel::testing {
 namespace {
 
-std::string GemmaTiny() {
-  const char* dir = std::getenv("TMPDIR");
-  const std::string path = std::string(dir ? dir : "/tmp") + "/kestrel_swa_" +
-                           std::to_string(::getpid()) + "_gemma3-tiny.gguf";
-  if (access(path.c_str(), F_OK) == 0) return path;
-  synth::SynthOptions o;
-  absl::StatusOr<synth::ModelShape> s = synth::PresetShape("gemma3-tiny");
-  EXPECT_TRUE(s.ok()) << s.status();
-  o.shape = *s;
-  o.type = runtime::GgmlType::F32;
-  o.seed = 11;
-  o.output_path = path;
-  const absl::Status st = synth::WriteSyntheticModel(o);
-  EXPECT_TRUE(st.ok()) << st;
-  return path;
-}
-
-double RelL2(const std::vector<float>& got, const std::vector<double>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (!std::isfinite(got[i])) return INFINITY;
-    num += (got[i] - want[i]) * (got[i] - want[i]);
-    den += want[i] * want[i];
-  }
-  return std::sqrt(num / den);
-}
-
-template <typename T>
-int32_t ArgMax(const std::vector<T>& v) {
-  size_t best = 0;
-  for (size_t i = 1; i < v.size(); ++i) {
-    if (v[i] > v[best]) best = i;
-  }
-  return static_cast<int32_t>(best);
-}
-
 class SlidingWindowTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = GemmaTiny();
+    path_ = SynthModel("gemma3-tiny");
     registry_ = hal::PluginRegistry::Create(PluginDir() + "/libkestrel_plugin_ref.so", nullptr);
     ref_ = registry_->ReferenceDevice();
     ASSERT_NE(ref_, nullptr);
