@@ -107,8 +107,7 @@ void MatmulCpu(const OpContext& ctx, const float* x, int64_t T, int64_t K, uint3
     });
     return;
   }
-  if (w.packed != nullptr || w_dtype == KESTREL_DTYPE_BF16 || w_dtype == KESTREL_DTYPE_Q4_0 ||
-      w_dtype == KESTREL_DTYPE_Q8_0) {
+  if (w.packed != nullptr || w_dtype == KESTREL_DTYPE_BF16 || ref::IsBlockQuantized(w_dtype)) {
     // Exact path: dequantize a panel of rows to f32 (L2-resident), then the f32 kernel.
     constexpr int64_t kPanel = 16;
     const uint64_t row_bytes = ref::RowBytes(w_dtype, K);

@@ -19,10 +19,19 @@ absl::StatusOr<kestrel_dtype_t> DtypeForGgml(GgmlType type, const std::string& t
     case GgmlType::BF16: return KESTREL_DTYPE_BF16;
     case GgmlType::Q8_0: return KESTREL_DTYPE_Q8_0;
     case GgmlType::Q4_0: return KESTREL_DTYPE_Q4_0;
+    case GgmlType::Q4_1: return KESTREL_DTYPE_Q4_1;
+    case GgmlType::Q5_0: return KESTREL_DTYPE_Q5_0;
+    case GgmlType::Q5_1: return KESTREL_DTYPE_Q5_1;
+    case GgmlType::Q2_K: return KESTREL_DTYPE_Q2_K;
+    case GgmlType::Q3_K: return KESTREL_DTYPE_Q3_K;
+    case GgmlType::Q4_K: return KESTREL_DTYPE_Q4_K;
+    case GgmlType::Q5_K: return KESTREL_DTYPE_Q5_K;
+    case GgmlType::Q6_K: return KESTREL_DTYPE_Q6_K;
     default:
       return absl::UnimplementedError(absl::StrCat(
           "tensor '", tensor_name, "' has type ", GgmlTypeName(type),
-          ", which Kestrel cannot compute with yet (supported: F32, F16, BF16, Q8_0, Q4_0)"));
+          ", which Kestrel cannot compute with yet (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, "
+          "Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)"));
   }
 }
 
@@ -174,6 +183,11 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const std::string& 
   uint64_t done = 0, total = 0;
   for (const WeightTensor& w : m->weights_) total += w.bytes;
   for (size_t i = 0; i < m->weights_.size(); ++i) {
+    // A dtype the device does not take as a weight (e.g. K-quants on opencl) is prepared on the
+    // fallback device when an op first needs it there (Executor::Place -> Prepared).
+    if ((device->caps().weight_dtype_mask & KESTREL_DTYPE_BIT(m->weights_[i].desc.dtype)) == 0) {
+      continue;
+    }
     absl::StatusOr<const hal::PreparedWeight*> p = m->Prepared(static_cast<int>(i), device);
     if (!p.ok()) return p.status();
     // The device holds its own copy now: drop this tensor's file pages from the resident set, so
