@@ -1,0 +1,213 @@
+#include "plugins/cpu/packed_kquant.h"
+
+#include <cstring>
+
+#include "plugins/ref/half.h"
+#include "plugins/ref/ref_kernels.h"
+#include "plugins/ref/ref_quants.h"
+
+namespace kestrel::plugins::cpu {
+namespace {
+
+using ref::UnpackedBlock;
+
+// Writes quant `q` (element order index e) of one super-block into its planes.
+void PutQuant(const KqFormat& f, uint8_t* planes, int e, int q) {
+  const int p = KqPos(e);
+  if (f.bits >= 4) {
+    planes[(p / 128) * 64 + p % 64] |= static_cast<uint8_t>((q & 15) << (4 * ((p / 64) % 2)));
+  } else {
+    planes[p % 64] |= static_cast<uint8_t>((q & 3) << (2 * (p / 64)));
+  }
+  uint8_t* hi = planes + (f.bits >= 4 ? 128 : 64);
+  if (f.bits == 3 || f.bits == 5) {
+    hi[p / 8] |= static_cast<uint8_t>(((q >> (f.bits - 1)) & 1) << (p % 8));
+  } else if (f.bits == 6) {
+    hi[p % 64] |= static_cast<uint8_t>(((q >> 4) & 3) << (2 * (p / 64)));
+  }
+}
+
+// Quant of element e from a super-block's planes.
+int GetQuant(const KqFormat& f, const uint8_t* planes, int e) {
+  const int p = KqPos(e);
+  int q;
+  if (f.bits >= 4) {
+    q = (planes[(p / 128) * 64 + p % 64] >> (4 * ((p / 64) % 2))) & 15;
+  } else {
+    q = (planes[p % 64] >> (2 * (p / 64))) & 3;
+  }
+  const uint8_t* hi = planes + (f.bits >= 4 ? 128 : 64);
+  if (f.bits == 3 || f.bits == 5) {
+    q |= ((hi[p / 8] >> (p % 8)) & 1) << (f.bits - 1);
+  } else if (f.bits == 6) {
+    q |= ((hi[p % 64] >> (2 * (p / 64))) & 3) << 4;
+  }
+  return q;
+}
+
+uint16_t Half(float f) { return ref::FloatToHalf(f); }
+
+// The scale record of a K-quant super-block (kernels_kquants.h).
+void PutKRecord(uint32_t dt, const uint8_t* gguf, const UnpackedBlock& u, uint8_t* rec) {
+  uint16_t d = Half(u.d), dmin = Half(u.dmin);  // exact: both came from f16 fields
+  switch (dt) {
+    case KESTREL_DTYPE_Q4_K:
+    case KESTREL_DTYPE_Q5_K:
+      for (int s = 0; s < 8; ++s) {
+        rec[4 + s] = static_cast<uint8_t>(u.sc[s]);
+        rec[12 + s] = static_cast<uint8_t>(u.m[s]);
+      }
+      break;
+    case KESTREL_DTYPE_Q2_K:
+      std::memcpy(rec + 4, gguf, 16);
+      break;
+    default:  // Q3_K, Q6_K: signed scales; dmin is implied
+      dmin = 0;
+      for (int s = 0; s < 16; ++s) rec[4 + s] = static_cast<uint8_t>(static_cast<int8_t>(u.sc[s]));
+      break;
+  }
+  std::memcpy(rec, &d, 2);
+  std::memcpy(rec + 2, &dmin, 2);
+}
+
+void GetKRecord(uint32_t dt, const uint8_t* rec, UnpackedBlock* u) {
+  uint16_t d, dmin;
+  std::memcpy(&d, rec, 2);
+  std::memcpy(&dmin, rec + 2, 2);
+  u->d = ref::HalfToFloat(d);
+  u->dmin = ref::HalfToFloat(dmin);
+  switch (dt) {
+    case KESTREL_DTYPE_Q4_K:
+    case KESTREL_DTYPE_Q5_K:
+      u->sub = 32;
+      for (int s = 0; s < 8; ++s) {
+        u->sc[s] = rec[4 + s];
+        u->m[s] = rec[12 + s];
+      }
+      break;
+    case KESTREL_DTYPE_Q2_K:
+      u->sub = 16;
+      for (int s = 0; s < 16; ++s) {
+        u->sc[s] = rec[4 + s] & 15;
+        u->m[s] = rec[4 + s] >> 4;
+      }
+      break;
+    default:
+      u->sub = 16;
+      for (int s = 0; s < 16; ++s) u->sc[s] = static_cast<int8_t>(rec[4 + s]);
+      break;
+  }
+}
+
+// Offsets of a 32-block's f16 d and m (-1: none) in the GGUF block.
+int MinOffset32(uint32_t dt) { return dt == KESTREL_DTYPE_Q5_0 ? -1 : 2; }
+
+}  // namespace
+
+KqFormat KqFormatOf(uint32_t dtype) {
+  KqFormat f;
+  f.dtype = dtype;
+  switch (dtype) {
+    case KESTREL_DTYPE_Q4_1: f.bits = 4; f.s_bytes = 32; break;
+    case KESTREL_DTYPE_Q5_0: f.bits = 5; f.s_bytes = 16; break;
+    case KESTREL_DTYPE_Q5_1: f.bits = 5; f.s_bytes = 32; break;
+    case KESTREL_DTYPE_Q2_K: f.bits = 2; f.s_bytes = 20; break;
+    case KESTREL_DTYPE_Q3_K: f.bits = 3; f.s_bytes = 20; break;
+    case KESTREL_DTYPE_Q4_K: f.bits = 4; f.s_bytes = 20; break;
+    case KESTREL_DTYPE_Q5_K: f.bits = 5; f.s_bytes = 20; break;
+    case KESTREL_DTYPE_Q6_K: f.bits = 6; f.s_bytes = 20; break;
+    default: return KqFormat{};
+  }
+  f.q_bytes = (f.bits >= 4 ? 128 : 64) + (f.bits == 3 || f.bits == 5 ? 32 : 0) +
+              (f.bits == 6 ? 64 : 0);
+  return f;
+}
+
+bool ShouldRepackK(const kestrel_tensor_desc_t& desc) {
+  return desc.rank == 2 && desc.dims[0] > 0 && desc.dims[1] > 0 &&
+         KqFormatOf(desc.dtype).bits != 0;
+}
+
+std::unique_ptr<PackedK> RepackK(const kestrel_tensor_desc_t& desc, const void* gguf) {
+  auto p = std::make_unique<PackedK>();
+  KWeightView& v = p->view;
+  v.fmt = KqFormatOf(desc.dtype);
+  v.n = desc.dims[0];
+  v.k = desc.dims[1];
+  v.n_sb = (v.k + kSuperElems - 1) / kSuperElems;
+  const KqFormat& f = v.fmt;
+  const int64_t row_q = v.n_sb * f.q_bytes, row_s = v.n_sb * f.s_bytes;
+  p->qs = AlignedBuffer(static_cast<uint64_t>(v.n * row_q));
+  p->sc = AlignedBuffer(static_cast<uint64_t>(v.n * row_s));
+  uint8_t* qs = static_cast<uint8_t*>(p->qs.data());
+  uint8_t* sc = static_cast<uint8_t*>(p->sc.data());
+  std::memset(qs, 0, static_cast<size_t>(v.n * row_q));  // padding: zero quants and scales
+  std::memset(sc, 0, static_cast<size_t>(v.n * row_s));
+  const uint32_t dt = desc.dtype;
+  const int64_t block = ref::DtypeBlockElements(dt);
+  const size_t block_bytes = ref::DtypeBlockBytes(dt);
+  const uint64_t gguf_row = ref::RowBytes(dt, v.k);
+  UnpackedBlock u;
+  for (int64_t j = 0; j < v.n; ++j) {
+    const uint8_t* row = static_cast<const uint8_t*>(gguf) + static_cast<uint64_t>(j) * gguf_row;
+    for (int64_t b = 0; b < v.k / block; ++b) {
+      const uint8_t* gb = row + b * block_bytes;
+      ref::UnpackBlock(dt, gb, &u);
+      const int64_t e0 = b * block;  // first element of the block in the row
+      const int64_t sb = e0 / kSuperElems;
+      uint8_t* planes = qs + j * row_q + sb * f.q_bytes;
+      uint8_t* rec = sc + j * row_s + sb * f.s_bytes;
+      for (int64_t e = 0; e < block; ++e) {
+        PutQuant(f, planes, static_cast<int>((e0 + e) % kSuperElems), u.q[e]);
+      }
+      if (block == kSuperElems) {
+        PutKRecord(dt, gb, u, rec);
+      } else {  // f16 d (and m) of block i of the super-block, copied bit for bit
+        const int64_t i = (e0 % kSuperElems) / 32;
+        std::memcpy(rec + 2 * i, gb, 2);
+        if (MinOffset32(dt) >= 0) std::memcpy(rec + 16 + 2 * i, gb + MinOffset32(dt), 2);
+      }
+    }
+  }
+  v.qs = qs;
+  v.sc = sc;
+  return p;
+}
+
+void DequantKRows(const KWeightView& w, int64_t n0, int64_t n1, float* out, int64_t ldo) {
+  const KqFormat& f = w.fmt;
+  const uint32_t dt = f.dtype;
+  const bool k_quant = ref::IsKQuant(dt);
+  UnpackedBlock u;
+  u.bits = f.bits;
+  for (int64_t j = n0; j < n1; ++j) {
+    float* o = out + (j - n0) * ldo;
+    for (int64_t sb = 0; sb < w.n_sb; ++sb) {
+      const uint8_t* planes = w.qs + (j * w.n_sb + sb) * f.q_bytes;
+      const uint8_t* rec = w.sc + (j * w.n_sb + sb) * f.s_bytes;
+      const int64_t e0 = sb * kSuperElems;
+      if (k_quant) {
+        for (int e = 0; e < kSuperElems; ++e) u.q[e] = static_cast<uint8_t>(GetQuant(f, planes, e));
+        GetKRecord(dt, rec, &u);
+        ref::DequantizeUnpacked(dt, u, o + e0);
+        continue;
+      }
+      u.sub = 32;
+      for (int64_t i = 0; i < 8 && e0 + 32 * i < w.k; ++i) {
+        for (int e = 0; e < 32; ++e) {
+          u.q[e] = static_cast<uint8_t>(GetQuant(f, planes, static_cast<int>(32 * i + e)));
+        }
+        uint16_t h;
+        std::memcpy(&h, rec + 2 * i, 2);
+        u.a32 = ref::HalfToFloat(h);
+        if (MinOffset32(dt) >= 0) {
+          std::memcpy(&h, rec + 16 + 2 * i, 2);
+          u.b32 = ref::HalfToFloat(h);
+        }
+        ref::DequantizeUnpacked(dt, u, o + e0 + 32 * i);
+      }
+    }
+  }
+}
+
+}  // namespace kestrel::plugins::cpu
