@@ -454,7 +454,8 @@ struct CpuDevice {
       if (ShouldRepack(*desc)) {
         weight->packed = RepackQ(weight->desc, host_data);
       } else if (ShouldRepackK(*desc)) {
-        weight->kpacked = RepackK(weight->desc, host_data);
+        std::shared_ptr<State> state = CurrentState();
+        weight->kpacked = RepackK(weight->desc, host_data, state ? state->pool.get() : nullptr);
       } else if (IsRepackableStack(*desc)) {
         kestrel_tensor_desc_t slice = weight->desc;
         slice.rank = 2;

@@ -1,5 +1,6 @@
 #include "plugins/cpu/packed_kquant.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "plugins/ref/half.h"
@@ -11,19 +12,36 @@ namespace {
 
 using ref::UnpackedBlock;
 
-// Writes quant `q` (element order index e) of one super-block into its planes.
-void PutQuant(const KqFormat& f, uint8_t* planes, int e, int q) {
-  const int p = KqPos(e);
+// Writes the planes of one super-block from its 256 quants in element order.
+void PackPlanes(const KqFormat& f, const uint8_t* qe, uint8_t* planes) {
+  uint8_t q[kSuperElems];  // in the kernels' order p
+  for (int e = 0; e < kSuperElems; ++e) q[KqPos(e)] = qe[e];
+  uint8_t* hi;
   if (f.bits >= 4) {
-    planes[(p / 128) * 64 + p % 64] |= static_cast<uint8_t>((q & 15) << (4 * ((p / 64) % 2)));
+    for (int i = 0; i < 64; ++i) {
+      planes[i] = static_cast<uint8_t>((q[i] & 15) | ((q[64 + i] & 15) << 4));
+      planes[64 + i] = static_cast<uint8_t>((q[128 + i] & 15) | ((q[192 + i] & 15) << 4));
+    }
+    hi = planes + 128;
   } else {
-    planes[p % 64] |= static_cast<uint8_t>((q & 3) << (2 * (p / 64)));
+    for (int i = 0; i < 64; ++i) {
+      planes[i] = static_cast<uint8_t>((q[i] & 3) | ((q[64 + i] & 3) << 2) | ((q[128 + i] & 3) << 4) |
+                                       ((q[192 + i] & 3) << 6));
+    }
+    hi = planes + 64;
   }
-  uint8_t* hi = planes + (f.bits >= 4 ? 128 : 64);
   if (f.bits == 3 || f.bits == 5) {
-    hi[p / 8] |= static_cast<uint8_t>(((q >> (f.bits - 1)) & 1) << (p % 8));
+    const int shift = f.bits - 1;
+    for (int b = 0; b < 32; ++b) {
+      int v = 0;
+      for (int k = 0; k < 8; ++k) v |= ((q[8 * b + k] >> shift) & 1) << k;
+      hi[b] = static_cast<uint8_t>(v);
+    }
   } else if (f.bits == 6) {
-    hi[p % 64] |= static_cast<uint8_t>(((q >> 4) & 3) << (2 * (p / 64)));
+    for (int i = 0; i < 64; ++i) {
+      hi[i] = static_cast<uint8_t>(((q[i] >> 4) & 3) | (((q[64 + i] >> 4) & 3) << 2) |
+                                   (((q[128 + i] >> 4) & 3) << 4) | (((q[192 + i] >> 4) & 3) << 6));
+    }
   }
 }
 
@@ -102,6 +120,33 @@ void GetKRecord(uint32_t dt, const uint8_t* rec, UnpackedBlock* u) {
 // Offsets of a 32-block's f16 d and m (-1: none) in the GGUF block.
 int MinOffset32(uint32_t dt) { return dt == KESTREL_DTYPE_Q5_0 ? -1 : 2; }
 
+// One row: GGUF blocks -> quant planes `qs` and scale records `sc` (zeroed by the caller).
+void RepackRow(const KWeightView& v, const uint8_t* row, uint8_t* qs, uint8_t* sc) {
+  const KqFormat& f = v.fmt;
+  const uint32_t dt = f.dtype;
+  const int64_t block = ref::DtypeBlockElements(dt);
+  const size_t block_bytes = ref::DtypeBlockBytes(dt);
+  const int64_t n_blocks = v.k / block, b_per_sb = kSuperElems / block;
+  UnpackedBlock u;
+  uint8_t qe[kSuperElems];  // one super-block's quants in element order
+  for (int64_t sb = 0; sb < v.n_sb; ++sb) {
+    std::memset(qe, 0, sizeof qe);  // padding blocks: zero quants, zero scale record
+    uint8_t* rec = sc + sb * f.s_bytes;
+    for (int64_t i = 0; i < b_per_sb && sb * b_per_sb + i < n_blocks; ++i) {
+      const uint8_t* gb = row + (sb * b_per_sb + i) * block_bytes;
+      ref::UnpackBlock(dt, gb, &u);
+      std::memcpy(qe + i * block, u.q, static_cast<size_t>(block));
+      if (block == kSuperElems) {
+        PutKRecord(dt, gb, u, rec);
+      } else {  // f16 d (and m) of block i of the super-block, copied bit for bit
+        std::memcpy(rec + 2 * i, gb, 2);
+        if (MinOffset32(dt) >= 0) std::memcpy(rec + 16 + 2 * i, gb + MinOffset32(dt), 2);
+      }
+    }
+    PackPlanes(f, qe, qs + sb * f.q_bytes);
+  }
+}
+
 }  // namespace
 
 KqFormat KqFormatOf(uint32_t dtype) {
@@ -128,7 +173,8 @@ bool ShouldRepackK(const kestrel_tensor_desc_t& desc) {
          KqFormatOf(desc.dtype).bits != 0;
 }
 
-std::unique_ptr<PackedK> RepackK(const kestrel_tensor_desc_t& desc, const void* gguf) {
+std::unique_ptr<PackedK> RepackK(const kestrel_tensor_desc_t& desc, const void* gguf,
+                                 ThreadPool* pool) {
   auto p = std::make_unique<PackedK>();
   KWeightView& v = p->view;
   v.fmt = KqFormatOf(desc.dtype);
@@ -141,33 +187,22 @@ std::unique_ptr<PackedK> RepackK(const kestrel_tensor_desc_t& desc, const void* 
   p->sc = AlignedBuffer(static_cast<uint64_t>(v.n * row_s));
   uint8_t* qs = static_cast<uint8_t*>(p->qs.data());
   uint8_t* sc = static_cast<uint8_t*>(p->sc.data());
-  std::memset(qs, 0, static_cast<size_t>(v.n * row_q));  // padding: zero quants and scales
+  // Every quant byte is written below; scale records of padding blocks stay zero.
   std::memset(sc, 0, static_cast<size_t>(v.n * row_s));
-  const uint32_t dt = desc.dtype;
-  const int64_t block = ref::DtypeBlockElements(dt);
-  const size_t block_bytes = ref::DtypeBlockBytes(dt);
-  const uint64_t gguf_row = ref::RowBytes(dt, v.k);
-  UnpackedBlock u;
-  for (int64_t j = 0; j < v.n; ++j) {
-    const uint8_t* row = static_cast<const uint8_t*>(gguf) + static_cast<uint64_t>(j) * gguf_row;
-    for (int64_t b = 0; b < v.k / block; ++b) {
-      const uint8_t* gb = row + b * block_bytes;
-      ref::UnpackBlock(dt, gb, &u);
-      const int64_t e0 = b * block;  // first element of the block in the row
-      const int64_t sb = e0 / kSuperElems;
-      uint8_t* planes = qs + j * row_q + sb * f.q_bytes;
-      uint8_t* rec = sc + j * row_s + sb * f.s_bytes;
-      for (int64_t e = 0; e < block; ++e) {
-        PutQuant(f, planes, static_cast<int>((e0 + e) % kSuperElems), u.q[e]);
-      }
-      if (block == kSuperElems) {
-        PutKRecord(dt, gb, u, rec);
-      } else {  // f16 d (and m) of block i of the super-block, copied bit for bit
-        const int64_t i = (e0 % kSuperElems) / 32;
-        std::memcpy(rec + 2 * i, gb, 2);
-        if (MinOffset32(dt) >= 0) std::memcpy(rec + 16 + 2 * i, gb + MinOffset32(dt), 2);
-      }
+  const uint64_t gguf_row = ref::RowBytes(desc.dtype, v.k);
+  // Rows are independent: 64-row tasks on the pool.
+  constexpr int64_t kRowsPerTask = 64;
+  auto repack_rows = [&](int64_t task, int) {
+    for (int64_t j = task * kRowsPerTask; j < std::min(v.n, (task + 1) * kRowsPerTask); ++j) {
+      RepackRow(v, static_cast<const uint8_t*>(gguf) + static_cast<uint64_t>(j) * gguf_row,
+                qs + j * row_q, sc + j * row_s);
     }
+  };
+  const int64_t n_tasks = (v.n + kRowsPerTask - 1) / kRowsPerTask;
+  if (pool != nullptr) {
+    pool->Run(n_tasks, repack_rows);
+  } else {
+    for (int64_t t = 0; t < n_tasks; ++t) repack_rows(t, 0);
   }
   v.qs = qs;
   v.sc = sc;

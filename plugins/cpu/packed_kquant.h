@@ -11,6 +11,7 @@
 #include "kestrel/plugin_api.h"
 #include "plugins/cpu/kernels_kquants.h"
 #include "plugins/cpu/packed_weight.h"
+#include "plugins/cpu/thread_pool.h"
 
 namespace kestrel::plugins::cpu {
 
@@ -23,8 +24,10 @@ struct PackedK {
   KWeightView view;  // points into qs / sc
 };
 
-// Repacks a packed GGUF matrix [n, k] of a KQ dtype (ShouldRepackK(desc)). Throws std::bad_alloc.
-std::unique_ptr<PackedK> RepackK(const kestrel_tensor_desc_t& desc, const void* gguf);
+// Repacks a packed GGUF matrix [n, k] of a KQ dtype (ShouldRepackK(desc)), on `pool`'s threads
+// when given. Throws std::bad_alloc.
+std::unique_ptr<PackedK> RepackK(const kestrel_tensor_desc_t& desc, const void* gguf,
+                                 ThreadPool* pool = nullptr);
 
 }  // namespace kestrel::plugins::cpu
 

@@ -52,14 +52,20 @@ void Nibbles32(const uint8_t* qs, uint8_t* q) {
   }
 }
 
-// Bit e of a little-endian bit string of 32 bytes (hmask / qh of the K-quants: element 32i + l
-// is bit i of byte l).
-int KHighBit(const uint8_t* h, int e) { return (h[e % 32] >> (e / 32)) & 1; }
+// q[e] |= bit i of h[l] << shift for element e = 32i + l (hmask / qh of the K-quants).
+void AddHighBits256(const uint8_t* h, int shift, uint8_t* q) {
+  for (int i = 0; i < 8; ++i) {
+    for (int l = 0; l < 32; ++l) q[32 * i + l] |= static_cast<uint8_t>(((h[l] >> i) & 1) << shift);
+  }
+}
 
-// Q2_K / Q3_K low 2 bits of element 128h + 32i + l: (qs[32h + l] >> 2i) & 3.
-int Crumb(const uint8_t* qs, int e) {
-  const int h = e / 128, i = (e % 128) / 32, l = e % 32;
-  return (qs[32 * h + l] >> (2 * i)) & 3;
+// Q2_K / Q3_K low 2 bits: element 128h + 32i + l is (qs[32h + l] >> 2i) & 3.
+void Crumbs256(const uint8_t* qs, uint8_t* q) {
+  for (int h = 0; h < 2; ++h) {
+    for (int i = 0; i < 4; ++i) {
+      for (int l = 0; l < 32; ++l) q[128 * h + 32 * i + l] = (qs[32 * h + l] >> (2 * i)) & 3;
+    }
+  }
 }
 
 // Q4_K / Q5_K 6-bit scale and min of sub-block s from the 12 packed bytes.
@@ -124,7 +130,7 @@ void UnpackBlock(uint32_t dtype, const uint8_t* b, UnpackedBlock* out) {
       return;
     }
     case KESTREL_DTYPE_Q2_K:
-      for (int e = 0; e < 256; ++e) q[e] = static_cast<uint8_t>(Crumb(b + 16, e));
+      Crumbs256(b + 16, q);
       for (int s = 0; s < 16; ++s) {
         out->sc[s] = b[s] & 0x0F;
         out->m[s] = b[s] >> 4;
@@ -134,9 +140,8 @@ void UnpackBlock(uint32_t dtype, const uint8_t* b, UnpackedBlock* out) {
       return;
     case KESTREL_DTYPE_Q3_K: {
       const uint8_t* s12 = b + 96;
-      for (int e = 0; e < 256; ++e) {
-        q[e] = static_cast<uint8_t>(Crumb(b + 32, e) | (KHighBit(b, e) << 2));
-      }
+      Crumbs256(b + 32, q);
+      AddHighBits256(b, 2, q);
       for (int s = 0; s < 16; ++s) {
         const int lo = (s12[s % 8] >> (4 * (s / 8))) & 0x0F;
         const int hi = (s12[8 + s % 4] >> (2 * (s / 4))) & 3;
@@ -150,11 +155,13 @@ void UnpackBlock(uint32_t dtype, const uint8_t* b, UnpackedBlock* out) {
     case KESTREL_DTYPE_Q5_K: {
       const bool q5 = dtype == KESTREL_DTYPE_Q5_K;
       const uint8_t* qs = b + (q5 ? 48 : 16);
-      for (int e = 0; e < 256; ++e) {
-        const int c = e / 64, j = (e % 64) / 32, l = e % 32;
-        q[e] = static_cast<uint8_t>((qs[32 * c + l] >> (4 * j)) & 0x0F);
-        if (q5) q[e] |= static_cast<uint8_t>(KHighBit(b + 16, e) << 4);
+      for (int c = 0; c < 4; ++c) {  // element 64c + 32j + l: nibble j of qs[32c + l]
+        for (int l = 0; l < 32; ++l) {
+          q[64 * c + l] = qs[32 * c + l] & 0x0F;
+          q[64 * c + 32 + l] = qs[32 * c + l] >> 4;
+        }
       }
+      if (q5) AddHighBits256(b + 16, 4, q);
       for (int s = 0; s < 8; ++s) ScaleMinK4(b + 4, s, &out->sc[s], &out->m[s]);
       out->d = LoadHalf(b);
       out->dmin = LoadHalf(b + 2);
@@ -163,11 +170,18 @@ void UnpackBlock(uint32_t dtype, const uint8_t* b, UnpackedBlock* out) {
     case KESTREL_DTYPE_Q6_K: {
       const uint8_t* ql = b;
       const uint8_t* qh = b + 128;
-      for (int e = 0; e < 256; ++e) {
-        const int h = e / 128, r = e % 128;
-        const int lo = (ql[64 * h + r % 64] >> (4 * (r / 64))) & 0x0F;
-        const int hi = (qh[32 * h + r % 32] >> (2 * (r / 32))) & 3;
-        q[e] = static_cast<uint8_t>(lo | (hi << 4));
+      for (int h = 0; h < 2; ++h) {  // element 128h + r
+        for (int l = 0; l < 64; ++l) {
+          q[128 * h + l] = ql[64 * h + l] & 0x0F;
+          q[128 * h + 64 + l] = ql[64 * h + l] >> 4;
+        }
+        for (int l = 0; l < 32; ++l) {
+          const uint8_t v = qh[32 * h + l];
+          q[128 * h + l] |= static_cast<uint8_t>((v & 3) << 4);
+          q[128 * h + 32 + l] |= static_cast<uint8_t>(((v >> 2) & 3) << 4);
+          q[128 * h + 64 + l] |= static_cast<uint8_t>(((v >> 4) & 3) << 4);
+          q[128 * h + 96 + l] |= static_cast<uint8_t>(((v >> 6) & 3) << 4);
+        }
       }
       for (int s = 0; s < 16; ++s) {
         out->sc[s] = static_cast<int8_t>(b[192 + s]);
