@@ -16,6 +16,12 @@
 namespace kestrel::plugins::cpu {
 namespace {
 
+inline int LoadU32(const uint8_t* p) {
+  int v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
 inline float HalfAt(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
@@ -70,15 +76,20 @@ inline void ExpandScales(const uint8_t* rec, __m512* A, __m512* B) {
   const __m512i pairs_lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
   const __m512i pairs_hi = _mm512_add_epi32(pairs_lo, _mm512_set1_epi32(8));
   if constexpr (kDt == KESTREL_DTYPE_Q4_K || kDt == KESTREL_DTYPE_Q5_K) {
+    // d and dmin converted together; dmin negated through the sign of the broadcast.
+    const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(LoadU32(rec)));
     const __m512 v = _mm512_cvtepi32_ps(
         _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rec + 4))));
-    *A = _mm512_mul_ps(_mm512_permutexvar_ps(pairs_lo, v), _mm512_set1_ps(HalfAt(rec)));
-    *B = _mm512_mul_ps(_mm512_permutexvar_ps(pairs_hi, v), _mm512_set1_ps(-HalfAt(rec + 2)));
+    *A = _mm512_mul_ps(_mm512_permutexvar_ps(pairs_lo, v), _mm512_broadcastss_ps(dd));
+    *B = _mm512_mul_ps(_mm512_permutexvar_ps(pairs_hi, v),
+                       _mm512_broadcastss_ps(_mm_sub_ps(_mm_setzero_ps(), _mm_movehdup_ps(dd))));
   } else if constexpr (kDt == KESTREL_DTYPE_Q2_K) {
+    const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(LoadU32(rec)));
     const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rec + 4)));
     *A = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(15))),
-                       _mm512_set1_ps(HalfAt(rec)));
-    *B = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)), _mm512_set1_ps(-HalfAt(rec + 2)));
+                       _mm512_broadcastss_ps(dd));
+    *B = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)),
+                       _mm512_broadcastss_ps(_mm_sub_ps(_mm_setzero_ps(), _mm_movehdup_ps(dd))));
   } else if constexpr (kDt == KESTREL_DTYPE_Q3_K || kDt == KESTREL_DTYPE_Q6_K) {
     *A = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(rec + 4)))),
@@ -171,7 +182,9 @@ inline void GemvRows(const KWeightView& w, const KActView& a, int64_t j, float* 
   for (int r = 0; r < R; ++r) y[j + r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-// Prefill GEMM tile: R rows x C tokens; each row's super-block is unpacked once for C tokens.
+// Prefill GEMM tile: R rows x C tokens. Per super-block each row is unpacked once (4 quant
+// registers + its A, B) and then met by the C tokens, whose activations are re-read from L1 per
+// row: that keeps R * C accumulators (16) plus one row's operands in the 32 registers.
 template <uint32_t kDt, int R, int C>
 inline void GemmTile(const KWeightView& w, const KActView& a, int64_t j, int64_t t, float* y,
                      int64_t ldy) {
@@ -182,26 +195,21 @@ inline void GemmTile(const KWeightView& w, const KActView& a, int64_t j, int64_t
     for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
   }
   for (int64_t sb = 0; sb < nsb; ++sb) {
-    __m512i q[R][4];
-    __m512 A[R], B[R];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-      LoadQuants<T::kBits>(w.qs + ((j + r) * nsb + sb) * T::kQBytes, q[r]);
-      ExpandScales<kDt>(w.sc + ((j + r) * nsb + sb) * T::kSBytes, &A[r], &B[r]);
-    }
+      __m512i q[4];
+      __m512 A, B;
+      LoadQuants<T::kBits>(w.qs + ((j + r) * nsb + sb) * T::kQBytes, q);
+      ExpandScales<kDt>(w.sc + ((j + r) * nsb + sb) * T::kSBytes, &A, &B);
 #pragma GCC unroll 4
-    for (int c = 0; c < C; ++c) {
-      const int8_t* xq = a.qs + ((t + c) * nsb + sb) * kActSuperBytes;
-      const float* xd = a.ds + ((t + c) * nsb + sb) * kActSuperFloats;
-      __m512i x[4];
-      for (int i = 0; i < 4; ++i) x[i] = _mm512_loadu_si512(xq + 64 * i);
-      const __m512 dx = _mm512_loadu_ps(xd);
-      const __m512 xb = _mm512_loadu_ps(xd + 16);
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) {
-        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotSuper(q[r], x)), _mm512_mul_ps(A[r], dx),
-                                    acc[r][c]);
-        acc[r][c] = _mm512_fmadd_ps(B[r], xb, acc[r][c]);
+      for (int c = 0; c < C; ++c) {
+        const int8_t* xq = a.qs + ((t + c) * nsb + sb) * kActSuperBytes;
+        const float* xd = a.ds + ((t + c) * nsb + sb) * kActSuperFloats;
+        __m512i x[4];
+        for (int i = 0; i < 4; ++i) x[i] = _mm512_loadu_si512(xq + 64 * i);
+        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotSuper(q, x)),
+                                    _mm512_mul_ps(A, _mm512_loadu_ps(xd)), acc[r][c]);
+        acc[r][c] = _mm512_fmadd_ps(B, _mm512_loadu_ps(xd + 16), acc[r][c]);
       }
     }
   }
@@ -214,9 +222,8 @@ template <uint32_t kDt, int R>
 inline void GemmRows(const KWeightView& w, const KActView& a, int64_t n_tokens, int64_t j,
                      float* y, int64_t ldy) {
   int64_t t = 0;
-  for (; t + 4 <= n_tokens; t += 4) GemmTile<kDt, R, 4>(w, a, j, t, y, ldy);
+  for (; t + 3 <= n_tokens; t += 3) GemmTile<kDt, R, 3>(w, a, j, t, y, ldy);
   switch (n_tokens - t) {
-    case 3: GemmTile<kDt, R, 3>(w, a, j, t, y, ldy); break;
     case 2: GemmTile<kDt, R, 2>(w, a, j, t, y, ldy); break;
     case 1: GemmTile<kDt, R, 1>(w, a, j, t, y, ldy); break;
     default: break;
@@ -228,11 +235,12 @@ void GemmFormat(const KWeightView& w, const KActView& a, int64_t n_tokens, int64
                 float* y, int64_t ldy) {
   int64_t j = n0;
   if (n_tokens == 1) {
+    for (; j + 8 <= n1; j += 8) GemvRows<kDt, 8>(w, a, j, y);
     for (; j + 4 <= n1; j += 4) GemvRows<kDt, 4>(w, a, j, y);
     for (; j < n1; ++j) GemvRows<kDt, 1>(w, a, j, y);
     return;
   }
-  for (; j + 2 <= n1; j += 2) GemmRows<kDt, 2>(w, a, n_tokens, j, y, ldy);
+  for (; j + 4 <= n1; j += 4) GemmRows<kDt, 4>(w, a, n_tokens, j, y, ldy);
   for (; j < n1; ++j) GemmRows<kDt, 1>(w, a, n_tokens, j, y, ldy);
 }
 
