@@ -39,6 +39,17 @@ int64_t RowChunk(int64_t n, int64_t k, int n_threads, int64_t n_tokens) {
 // From this many tokens on, Q4_0/Q8_0 matmuls use the tile kernel where the level has one.
 constexpr int64_t kTileMinTokens = 8;
 
+// quantize(t, thread) for each of T activation rows of length K: on the pool when there is enough
+// work to pay for waking it, else on the calling thread.
+template <typename F>
+void QuantizeRows(ThreadPool& pool, int64_t T, int64_t K, F&& quantize) {
+  if (T >= 8 && T * K >= kMinParallelMacs / 16) {
+    pool.Run(T, quantize);
+  } else {
+    for (int64_t t = 0; t < T; ++t) quantize(t, 0);
+  }
+}
+
 // Per-thread scratch (the pool's threads are persistent, so this is allocated once per thread).
 float* ScratchF32(size_t n) {
   thread_local std::vector<float> scratch;
@@ -82,11 +93,7 @@ void MatmulKq(const OpContext& ctx, const float* x, int64_t T, int64_t K, const 
   auto quantize = [&](int64_t t, int) {
     kk.quantize_act(x + t * K, K, nsb, qs + t * nsb * kActSuperBytes, ds + t * nsb * kActSuperFloats);
   };
-  if (T >= 8 && T * K >= kMinParallelMacs / 16) {
-    pool.Run(T, quantize);
-  } else {
-    for (int64_t t = 0; t < T; ++t) quantize(t, 0);
-  }
+  QuantizeRows(pool, T, K, quantize);
   pool.Run(n_chunks, [&](int64_t c, int) {
     const int64_t n0 = c * chunk, n1 = std::min(N, n0 + chunk);
     kk.gemm(w, act, T, n0, n1, y, N);
@@ -148,11 +155,7 @@ void MatmulCpu(const OpContext& ctx, const float* x, int64_t T, int64_t K, uint3
       kt.quantize_row_act(x + t * K, K, G, qw.offset, qs.data() + t * G * kActGroupBytes,
                           bias.data() + t * G * 16, d.data() + t * G * kGroupBlocks);
     };
-    if (T >= 8 && T * K >= kMinParallelMacs / 16) {
-      pool.Run(T, quantize);
-    } else {
-      for (int64_t t = 0; t < T; ++t) quantize(t, 0);
-    }
+    QuantizeRows(pool, T, K, quantize);
     pool.Run(n_chunks, [&](int64_t c, int) {
       const int64_t n0 = c * chunk, n1 = std::min(N, n0 + chunk);
       kt.gemm_q(qw, act, T, n0, n1, y, N);

@@ -44,7 +44,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
+#include "kestrel/plugin_api.h"
 #include "plugins/cpu/cpu_features.h"
 
 namespace kestrel::plugins::cpu {
@@ -105,6 +107,60 @@ void DequantKRows(const KWeightView& w, int64_t n0, int64_t n1, float* out, int6
 
 // Position in a super-block's quant order of element e (< 256): p = 64 r + 4 l + j.
 inline int KqPos(int e) { return 64 * ((e % 16) / 4) + 4 * (e / 16) + (e % 4); }
+
+// The quant at position p of a super-block's planes (scalar; the SIMD kernels unpack 64 at once).
+inline int KqQuantAt(const KqFormat& f, const uint8_t* planes, int p) {
+  int q;
+  if (f.bits >= 4) {
+    q = (planes[(p / 128) * 64 + p % 64] >> (4 * ((p / 64) % 2))) & 15;
+  } else {
+    q = (planes[p % 64] >> (2 * (p / 64))) & 3;
+  }
+  const uint8_t* hi = planes + (f.bits >= 4 ? 128 : 64);
+  if (f.bits == 3 || f.bits == 5) {
+    q |= ((hi[p / 8] >> (p % 8)) & 1) << (f.bits - 1);
+  } else if (f.bits == 6) {
+    q |= ((hi[p % 64] >> (2 * (p / 64))) & 3) << 4;
+  }
+  return q;
+}
+
+// KqFormatOf as compile-time constants, for the SIMD kernels' per-format templates.
+template <uint32_t kDt>
+struct KqTraits;
+#define KESTREL_KQ_TRAITS(DT, BITS, QB, SB) \
+  template <>                                \
+  struct KqTraits<DT> {                      \
+    static constexpr int kBits = BITS;       \
+    static constexpr int64_t kQBytes = QB;   \
+    static constexpr int64_t kSBytes = SB;   \
+  };
+KESTREL_KQ_TRAITS(KESTREL_DTYPE_Q4_1, 4, 128, 32)
+KESTREL_KQ_TRAITS(KESTREL_DTYPE_Q5_0, 5, 160, 16)
+KESTREL_KQ_TRAITS(KESTREL_DTYPE_Q5_1, 5, 160, 32)
+KESTREL_KQ_TRAITS(KESTREL_DTYPE_Q2_K, 2, 64, 20)
+KESTREL_KQ_TRAITS(KESTREL_DTYPE_Q3_K, 3, 96, 20)
+KESTREL_KQ_TRAITS(KESTREL_DTYPE_Q4_K, 4, 128, 20)
+KESTREL_KQ_TRAITS(KESTREL_DTYPE_Q5_K, 5, 160, 20)
+KESTREL_KQ_TRAITS(KESTREL_DTYPE_Q6_K, 6, 192, 20)
+#undef KESTREL_KQ_TRAITS
+
+// Calls f(std::integral_constant<uint32_t, dtype>{}) for a KQ dtype (nothing for another one):
+// the one switch from a run-time dtype to the kernels' per-format templates.
+template <typename F>
+void DispatchKq(uint32_t dtype, F&& f) {
+  switch (dtype) {
+    case KESTREL_DTYPE_Q4_1: return f(std::integral_constant<uint32_t, KESTREL_DTYPE_Q4_1>{});
+    case KESTREL_DTYPE_Q5_0: return f(std::integral_constant<uint32_t, KESTREL_DTYPE_Q5_0>{});
+    case KESTREL_DTYPE_Q5_1: return f(std::integral_constant<uint32_t, KESTREL_DTYPE_Q5_1>{});
+    case KESTREL_DTYPE_Q2_K: return f(std::integral_constant<uint32_t, KESTREL_DTYPE_Q2_K>{});
+    case KESTREL_DTYPE_Q3_K: return f(std::integral_constant<uint32_t, KESTREL_DTYPE_Q3_K>{});
+    case KESTREL_DTYPE_Q4_K: return f(std::integral_constant<uint32_t, KESTREL_DTYPE_Q4_K>{});
+    case KESTREL_DTYPE_Q5_K: return f(std::integral_constant<uint32_t, KESTREL_DTYPE_Q5_K>{});
+    case KESTREL_DTYPE_Q6_K: return f(std::integral_constant<uint32_t, KESTREL_DTYPE_Q6_K>{});
+    default: return;
+  }
+}
 
 }  // namespace kestrel::plugins::cpu
 

@@ -124,23 +124,7 @@ inline __m512i DotSuper(const __m512i q[4], const __m512i x[4]) {
 }
 
 template <uint32_t kDt>
-struct Traits;
-#define KESTREL_KQ_TRAITS(DT, BITS, QB, SB)         \
-  template <>                                        \
-  struct Traits<DT> {                                \
-    static constexpr int kBits = BITS;               \
-    static constexpr int64_t kQBytes = QB;           \
-    static constexpr int64_t kSBytes = SB;           \
-  };
-KESTREL_KQ_TRAITS(KESTREL_DTYPE_Q4_1, 4, 128, 32)
-KESTREL_KQ_TRAITS(KESTREL_DTYPE_Q5_0, 5, 160, 16)
-KESTREL_KQ_TRAITS(KESTREL_DTYPE_Q5_1, 5, 160, 32)
-KESTREL_KQ_TRAITS(KESTREL_DTYPE_Q2_K, 2, 64, 20)
-KESTREL_KQ_TRAITS(KESTREL_DTYPE_Q3_K, 3, 96, 20)
-KESTREL_KQ_TRAITS(KESTREL_DTYPE_Q4_K, 4, 128, 20)
-KESTREL_KQ_TRAITS(KESTREL_DTYPE_Q5_K, 5, 160, 20)
-KESTREL_KQ_TRAITS(KESTREL_DTYPE_Q6_K, 6, 192, 20)
-#undef KESTREL_KQ_TRAITS
+using Traits = KqTraits<kDt>;
 
 // Decode GEMV: R rows at a time, one token. The activation registers of a super-block are loaded
 // once for the R rows; the rows' next super-blocks are prefetched kAhead super-blocks ahead.
@@ -246,17 +230,9 @@ void GemmFormat(const KWeightView& w, const KActView& a, int64_t n_tokens, int64
 
 void Gemm(const KWeightView& w, const KActView& a, int64_t n_tokens, int64_t n0, int64_t n1,
           float* y, int64_t ldy) {
-  switch (w.fmt.dtype) {
-    case KESTREL_DTYPE_Q4_1: return GemmFormat<KESTREL_DTYPE_Q4_1>(w, a, n_tokens, n0, n1, y, ldy);
-    case KESTREL_DTYPE_Q5_0: return GemmFormat<KESTREL_DTYPE_Q5_0>(w, a, n_tokens, n0, n1, y, ldy);
-    case KESTREL_DTYPE_Q5_1: return GemmFormat<KESTREL_DTYPE_Q5_1>(w, a, n_tokens, n0, n1, y, ldy);
-    case KESTREL_DTYPE_Q2_K: return GemmFormat<KESTREL_DTYPE_Q2_K>(w, a, n_tokens, n0, n1, y, ldy);
-    case KESTREL_DTYPE_Q3_K: return GemmFormat<KESTREL_DTYPE_Q3_K>(w, a, n_tokens, n0, n1, y, ldy);
-    case KESTREL_DTYPE_Q4_K: return GemmFormat<KESTREL_DTYPE_Q4_K>(w, a, n_tokens, n0, n1, y, ldy);
-    case KESTREL_DTYPE_Q5_K: return GemmFormat<KESTREL_DTYPE_Q5_K>(w, a, n_tokens, n0, n1, y, ldy);
-    case KESTREL_DTYPE_Q6_K: return GemmFormat<KESTREL_DTYPE_Q6_K>(w, a, n_tokens, n0, n1, y, ldy);
-    default: return;
-  }
+  DispatchKq(w.fmt.dtype, [&](auto dt) {
+    GemmFormat<decltype(dt)::value>(w, a, n_tokens, n0, n1, y, ldy);
+  });
 }
 
 KQuantKernels MakeAvx512KQuantTable(IsaLevel level) {

@@ -94,21 +94,7 @@ void ExpandScales(const KqFormat& f, const uint8_t* rec, float* A, float* B) {
 
 // The 256 quants of a super-block in the kernels' order p.
 void UnpackQuants(const KqFormat& f, const uint8_t* planes, uint8_t* q) {
-  for (int p = 0; p < kSuperElems; ++p) {
-    int v;
-    if (f.bits >= 4) {
-      v = (planes[(p / 128) * 64 + p % 64] >> (4 * ((p / 64) % 2))) & 15;
-    } else {
-      v = (planes[p % 64] >> (2 * (p / 64))) & 3;
-    }
-    const uint8_t* hi = planes + (f.bits >= 4 ? 128 : 64);
-    if (f.bits == 3 || f.bits == 5) {
-      v |= ((hi[p / 8] >> (p % 8)) & 1) << (f.bits - 1);
-    } else if (f.bits == 6) {
-      v |= ((hi[p % 64] >> (2 * (p / 64))) & 3) << 4;
-    }
-    q[p] = static_cast<uint8_t>(v);
-  }
+  for (int p = 0; p < kSuperElems; ++p) q[p] = static_cast<uint8_t>(KqQuantAt(f, planes, p));
 }
 
 void Gemm(const KWeightView& w, const KActView& a, int64_t n_tokens, int64_t n0, int64_t n1,

@@ -45,24 +45,6 @@ void PackPlanes(const KqFormat& f, const uint8_t* qe, uint8_t* planes) {
   }
 }
 
-// Quant of element e from a super-block's planes.
-int GetQuant(const KqFormat& f, const uint8_t* planes, int e) {
-  const int p = KqPos(e);
-  int q;
-  if (f.bits >= 4) {
-    q = (planes[(p / 128) * 64 + p % 64] >> (4 * ((p / 64) % 2))) & 15;
-  } else {
-    q = (planes[p % 64] >> (2 * (p / 64))) & 3;
-  }
-  const uint8_t* hi = planes + (f.bits >= 4 ? 128 : 64);
-  if (f.bits == 3 || f.bits == 5) {
-    q |= ((hi[p / 8] >> (p % 8)) & 1) << (f.bits - 1);
-  } else if (f.bits == 6) {
-    q |= ((hi[p % 64] >> (2 * (p / 64))) & 3) << 4;
-  }
-  return q;
-}
-
 uint16_t Half(float f) { return ref::FloatToHalf(f); }
 
 // The scale record of a K-quant super-block (kernels_kquants.h).
@@ -222,7 +204,7 @@ void DequantKRows(const KWeightView& w, int64_t n0, int64_t n1, float* out, int6
       const uint8_t* rec = w.sc + (j * w.n_sb + sb) * f.s_bytes;
       const int64_t e0 = sb * kSuperElems;
       if (k_quant) {
-        for (int e = 0; e < kSuperElems; ++e) u.q[e] = static_cast<uint8_t>(GetQuant(f, planes, e));
+        for (int e = 0; e < kSuperElems; ++e) u.q[e] = static_cast<uint8_t>(KqQuantAt(f, planes, KqPos(e)));
         GetKRecord(dt, rec, &u);
         ref::DequantizeUnpacked(dt, u, o + e0);
         continue;
@@ -230,7 +212,7 @@ void DequantKRows(const KWeightView& w, int64_t n0, int64_t n1, float* out, int6
       u.sub = 32;
       for (int64_t i = 0; i < 8 && e0 + 32 * i < w.k; ++i) {
         for (int e = 0; e < 32; ++e) {
-          u.q[e] = static_cast<uint8_t>(GetQuant(f, planes, static_cast<int>(32 * i + e)));
+          u.q[e] = static_cast<uint8_t>(KqQuantAt(f, planes, KqPos(static_cast<int>(32 * i + e))));
         }
         uint16_t h;
         std::memcpy(&h, rec + 2 * i, 2);
