@@ -235,10 +235,46 @@ void Gemm(const KWeightView& w, const KActView& a, int64_t n_tokens, int64_t n0,
   });
 }
 
+// The portable quantizer's arithmetic (kernels_kquants_portable.cc: amax / 127, x * (1 / d)
+// rounded to nearest even, clamped to +-127), 32 elements at a time; the reorder into the kernels'
+// order p stays a loop of 4-byte copies (O(k), against the GEMM's O(k N)).
+void QuantizeAct(const float* x, int64_t k, int64_t n_sb, int8_t* qs, float* ds) {
+  alignas(64) int8_t tmp[kSuperElems];
+  const __m512 sign_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  const __m512i lim = _mm512_set1_epi32(127), neg_lim = _mm512_set1_epi32(-127);
+  for (int64_t sb = 0; sb < n_sb; ++sb) {
+    float* dx16 = ds + sb * kActSuperFloats;
+    float* xb16 = dx16 + 16;
+    for (int b = 0; b < 8; ++b) {
+      const int64_t e0 = sb * kSuperElems + 32 * b;
+      const int64_t n = std::min<int64_t>(std::max<int64_t>(k - e0, 0), 32);
+      const __mmask16 m0 = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1u);
+      const __mmask16 m1 = static_cast<__mmask16>(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1u : 0u);
+      const __m512 x0 = _mm512_maskz_loadu_ps(m0, x + e0);
+      const __m512 x1 = _mm512_maskz_loadu_ps(m1, x + e0 + 16);
+      const float amax =
+          _mm512_reduce_max_ps(_mm512_max_ps(_mm512_and_ps(x0, sign_mask), _mm512_and_ps(x1, sign_mask)));
+      const float scale = amax / 127.0f;
+      const __m512 inv = _mm512_set1_ps(scale != 0.0f ? 1.0f / scale : 0.0f);
+      const __m512i i0 = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), lim), neg_lim);
+      const __m512i i1 = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x1, inv)), lim), neg_lim);
+      _mm_store_si128(reinterpret_cast<__m128i*>(tmp + 32 * b), _mm512_cvtepi32_epi8(i0));
+      _mm_store_si128(reinterpret_cast<__m128i*>(tmp + 32 * b + 16), _mm512_cvtepi32_epi8(i1));
+      dx16[2 * b] = dx16[2 * b + 1] = scale;
+      xb16[2 * b] = scale * static_cast<float>(_mm512_reduce_add_epi32(i0));
+      xb16[2 * b + 1] = scale * static_cast<float>(_mm512_reduce_add_epi32(i1));
+    }
+    int8_t* q = qs + sb * kActSuperBytes;
+    for (int l = 0; l < 16; ++l) {
+      for (int r = 0; r < 4; ++r) std::memcpy(q + 64 * r + 4 * l, tmp + 16 * l + 4 * r, 4);
+    }
+  }
+}
+
 KQuantKernels MakeAvx512KQuantTable(IsaLevel level) {
   KQuantKernels t;
   t.level = level;
-  t.quantize_act = PortableKQuantKernels().quantize_act;
+  t.quantize_act = &QuantizeAct;
   t.gemm = &Gemm;
   return t;
 }
