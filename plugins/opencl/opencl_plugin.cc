@@ -26,6 +26,7 @@
 
 #include "kestrel/plugin_api.h"
 #include "plugins/common/device_checks.h"
+#include "plugins/common/weight_dtype_support.h"
 #include "plugins/common/device_table.h"
 #include "plugins/common/plugin_glue.h"
 #include "opencl_kernels_embedded.h"
@@ -388,9 +389,17 @@ bool IsOpenClKind(uint32_t kind) {
 }
 
 // Why a descriptor that ref::CheckOp accepts as supported is still not run here ("" if it is).
+constexpr uint64_t Bit(uint32_t dt) { return KESTREL_DTYPE_BIT(dt); }
+constexpr uint64_t kWeightDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16) |
+                                   Bit(KESTREL_DTYPE_BF16) | Bit(KESTREL_DTYPE_Q8_0) |
+                                   Bit(KESTREL_DTYPE_Q4_0);
+constexpr uint64_t kDtypes = kWeightDtypes | Bit(KESTREL_DTYPE_I32);
+
 std::string ExtraUnsupported(const Device& d, const kestrel_op_desc_t& op) {
   std::string large = LargeDimReason(op);
   if (!large.empty()) return large;
+  std::string dtype = UnsupportedWeightDtypeReason(op, kWeightDtypes);
+  if (!dtype.empty()) return dtype;
   if (op.kind == KESTREL_OP_PAGED_ATTENTION) {
     const kestrel_op_attention_params_t p = ref::AttentionParamsOf(op);
     if (p.tree_mask) return "tree masks are not implemented";
@@ -686,11 +695,6 @@ Status GetDeviceInfo(uint32_t index, const char* slot, ClDeviceInfo* out) {
   return plugins::GetDeviceInfo<ClDeviceInfo>(G(), index, slot, &DiscoverLocked, out);
 }
 
-constexpr uint64_t Bit(uint32_t dt) { return KESTREL_DTYPE_BIT(dt); }
-constexpr uint64_t kWeightDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16) |
-                                   Bit(KESTREL_DTYPE_BF16) | Bit(KESTREL_DTYPE_Q8_0) |
-                                   Bit(KESTREL_DTYPE_Q4_0);
-constexpr uint64_t kDtypes = kWeightDtypes | Bit(KESTREL_DTYPE_I32);
 
 Status CheckEvent(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e, const char* slot) {
   return plugins::CheckEvent(AsEvent(e), kEventMagic, AsDevice(d), slot);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "plugins/ref/half.h"
+#include "plugins/ref/ref_quants.h"
 
 namespace kestrel::plugins::ref {
 namespace {
@@ -58,15 +59,16 @@ bool IsWeightDtype(uint32_t dtype) {
     case KESTREL_DTYPE_Q4_0:
       return true;
     default:
-      return false;
+      return IsExtraQuant(dtype);
   }
 }
 
 bool IsBlockQuantized(uint32_t dtype) {
-  return dtype == KESTREL_DTYPE_Q8_0 || dtype == KESTREL_DTYPE_Q4_0;
+  return dtype == KESTREL_DTYPE_Q8_0 || dtype == KESTREL_DTYPE_Q4_0 || IsExtraQuant(dtype);
 }
 
 int64_t DtypeBlockElements(uint32_t dtype) {
+  if (IsExtraQuant(dtype)) return ExtraQuantBlockElements(dtype);
   if (IsBlockQuantized(dtype)) return kQuantBlock;
   return DtypeBlockBytes(dtype) == 0 ? 0 : 1;
 }
@@ -86,7 +88,7 @@ size_t DtypeBlockBytes(uint32_t dtype) {
     case KESTREL_DTYPE_Q4_0:
       return kQ4_0BlockBytes;
     default:
-      return 0;
+      return ExtraQuantBlockBytes(dtype);
   }
 }
 
@@ -99,7 +101,7 @@ const char* DtypeName(uint32_t dtype) {
     case KESTREL_DTYPE_I8: return "I8";
     case KESTREL_DTYPE_Q8_0: return "Q8_0";
     case KESTREL_DTYPE_Q4_0: return "Q4_0";
-    default: return "unknown dtype";
+    default: return IsExtraQuant(dtype) ? ExtraQuantName(dtype) : "unknown dtype";
   }
 }
 
@@ -139,6 +141,10 @@ void DequantizeRow(uint32_t dtype, const void* src, int64_t n, float* out) {
       }
       return;
     default:
+      if (IsExtraQuant(dtype)) {
+        DequantizeExtraRow(dtype, src, n, out);
+        return;
+      }
       // Unreachable under the documented precondition; poison rather than leave garbage.
       std::fill(out, out + n, std::numeric_limits<float>::quiet_NaN());
       return;

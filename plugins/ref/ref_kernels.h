@@ -2,7 +2,8 @@
 //
 // This file owns the numerics of the reference ("oracle") plugin: every other plugin is compared
 // against these functions. They favour clarity and determinism over speed. Activations are f32;
-// weights may be F32/F16/BF16/Q8_0/Q4_0 (GGUF block layouts) and are dequantized row by row to f32;
+// weights may be F32/F16/BF16/Q8_0/Q4_0 or one of the formats of ref_quants.h (GGUF block
+// layouts: Q4_1, Q5_0, Q5_1, Q2_K..Q6_K) and are dequantized row by row to f32;
 // dot products and reductions accumulate in double, so the result does not depend on loop order.
 // Where the model quality depends on bit-level agreement with llama.cpp (RMSNorm, RoPE) the kernels
 // follow llama.cpp's float operation order; see each comment.
@@ -27,11 +28,13 @@ inline constexpr int64_t kQuantBlock = 32;
 inline constexpr size_t kQ8_0BlockBytes = 34;  // f16 scale + 32 x int8
 inline constexpr size_t kQ4_0BlockBytes = 18;  // f16 scale + 16 bytes of nibbles
 
-// True for dtypes a row can be dequantized from: F32, F16, BF16, Q8_0, Q4_0.
+// True for dtypes a row can be dequantized from: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
 bool IsWeightDtype(uint32_t dtype);
-// True for Q8_0 / Q4_0.
+// True for the GGUF block formats (Q8_0, Q4_0 and those of ref_quants.h).
 bool IsBlockQuantized(uint32_t dtype);
-// Elements per block: 32 for block-quantized dtypes, 1 otherwise (0 for an unknown dtype).
+// Elements per block: 32 or 256 (K-quants) for block-quantized dtypes, 1 otherwise (0 for an
+// unknown dtype).
 int64_t DtypeBlockElements(uint32_t dtype);
 // Bytes per block (per element for plain dtypes); 0 for an unknown dtype.
 size_t DtypeBlockBytes(uint32_t dtype);

@@ -18,13 +18,19 @@ constexpr size_t kAttentionParamsV1Size = offsetof(kestrel_op_attention_params_t
 
 constexpr uint64_t Bit(uint32_t dtype) { return KESTREL_DTYPE_BIT(dtype); }
 
+// The GGUF formats of ref_quants.h.
+constexpr uint64_t kExtraQuantDtypes =
+    Bit(KESTREL_DTYPE_Q4_1) | Bit(KESTREL_DTYPE_Q5_0) | Bit(KESTREL_DTYPE_Q5_1) |
+    Bit(KESTREL_DTYPE_Q2_K) | Bit(KESTREL_DTYPE_Q3_K) | Bit(KESTREL_DTYPE_Q4_K) |
+    Bit(KESTREL_DTYPE_Q5_K) | Bit(KESTREL_DTYPE_Q6_K);
 constexpr uint64_t kKnownDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16) |
                                   Bit(KESTREL_DTYPE_BF16) | Bit(KESTREL_DTYPE_I32) |
                                   Bit(KESTREL_DTYPE_I8) | Bit(KESTREL_DTYPE_Q8_0) |
-                                  Bit(KESTREL_DTYPE_Q4_0);
+                                  Bit(KESTREL_DTYPE_Q4_0) | kExtraQuantDtypes;
 constexpr uint64_t kFloatDtypes =
     Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16) | Bit(KESTREL_DTYPE_BF16);
-constexpr uint64_t kWeightDtypes = kFloatDtypes | Bit(KESTREL_DTYPE_Q8_0) | Bit(KESTREL_DTYPE_Q4_0);
+constexpr uint64_t kWeightDtypes =
+    kFloatDtypes | Bit(KESTREL_DTYPE_Q8_0) | Bit(KESTREL_DTYPE_Q4_0) | kExtraQuantDtypes;
 constexpr uint64_t kF32 = Bit(KESTREL_DTYPE_F32);
 constexpr uint64_t kI32 = Bit(KESTREL_DTYPE_I32);
 constexpr uint64_t kCacheDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16);

@@ -138,6 +138,10 @@ KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, op_execute, 200);
 _Static_assert(KESTREL_PLUGIN_API_MAJOR == 1, "plugin ABI major changed: update this record");
 _Static_assert(KESTREL_DTYPE_F32 == 1 && KESTREL_DTYPE_Q8_0 == 16 && KESTREL_DTYPE_Q4_0 == 17,
                "dtypes renumbered");
+_Static_assert(KESTREL_DTYPE_Q4_1 == 18 && KESTREL_DTYPE_Q5_0 == 19 && KESTREL_DTYPE_Q5_1 == 20 &&
+                   KESTREL_DTYPE_Q2_K == 21 && KESTREL_DTYPE_Q3_K == 22 &&
+                   KESTREL_DTYPE_Q4_K == 23 && KESTREL_DTYPE_Q5_K == 24 && KESTREL_DTYPE_Q6_K == 25,
+               "dtypes renumbered (GGUF formats since plugin ABI 1.2)");
 _Static_assert(KESTREL_OP_EMBEDDING_GATHER == 1 && KESTREL_OP_PAGED_ATTENTION == 9 &&
                    KESTREL_OP_LOGITS == 10 && KESTREL_OP_MOE == 11 &&
                    KESTREL_OP_VENDOR_BASE == 0x10000,

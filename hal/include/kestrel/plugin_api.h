@@ -91,9 +91,41 @@ typedef enum kestrel_dtype {
   KESTREL_DTYPE_I32 = 4,
   KESTREL_DTYPE_I8 = 5,
   KESTREL_DTYPE_Q8_0 = 16, /* GGUF Q8_0: blocks of 32: f16 scale + 32 x int8 (34 bytes) */
-  KESTREL_DTYPE_Q4_0 = 17  /* GGUF Q4_0: blocks of 32: f16 scale + 16 bytes of nibbles (18 bytes),
+  KESTREL_DTYPE_Q4_0 = 17, /* GGUF Q4_0: blocks of 32: f16 scale + 16 bytes of nibbles (18 bytes),
                               element j in low nibble of byte j, element j+16 in the high nibble,
                               value = (nibble - 8) * scale */
+  /* The formats below (since plugin ABI 1.2) are GGUF's, byte for byte; f16 = IEEE binary16,
+   * little-endian. "q" is an element's unsigned quant. Values are computed in f32 as written
+   * (the gguf Python package's NumPy dequantization is the reference). Blocks of 32: */
+  KESTREL_DTYPE_Q4_1 = 18, /* f16 d, f16 m, 16 nibble bytes (20 bytes), nibbles as Q4_0;
+                              value = d * q + m */
+  KESTREL_DTYPE_Q5_0 = 19, /* f16 d, u32 qh, 16 nibble bytes (22 bytes): q = nibble (as Q4_0)
+                              | bit j of qh << 4 for element j; value = d * (q - 16) */
+  KESTREL_DTYPE_Q5_1 = 20, /* f16 d, f16 m, u32 qh, 16 nibble bytes (24 bytes), q as Q5_0;
+                              value = d * q + m */
+  /* K-quants: super-blocks of 256 elements ("QK_K"). Sub-block s holds elements [16s, 16s+16)
+   * (Q2_K, Q3_K, Q6_K) or [32s, 32s+32) (Q4_K, Q5_K). */
+  KESTREL_DTYPE_Q2_K = 21, /* u8 scales[16] (low nibble sc, high nibble m of sub-block s),
+                              qs[64], f16 d, f16 dmin (84 bytes). q (2 bits) of element
+                              128h + 32i + l = (qs[32h + l] >> 2i) & 3;
+                              value = (d * sc) * q - (dmin * m) */
+  KESTREL_DTYPE_Q3_K = 22, /* hmask[32], qs[64], scales[12], f16 d (110 bytes). Low 2 bits as
+                              Q2_K's q; high bit of element 32i + l = (hmask[l] >> i) & 1;
+                              q3 = low - 4 * (1 - high). 6-bit scale of sub-block s: low 4 bits
+                              from scales[s % 8] (nibble s / 8), high 2 bits from
+                              scales[8 + s % 4] (bits 2 * (s / 4)); value = (d * (sc - 32)) * q3 */
+  KESTREL_DTYPE_Q4_K = 23, /* f16 d, f16 dmin, scales[12], qs[128] (144 bytes). q of element
+                              64c + 32j + l = (qs[32c + l] >> 4j) & 15. 6-bit sc/m of sub-block
+                              s < 4: scales[s] & 63 / scales[s + 4] & 63; s >= 4:
+                              (scales[s + 4] & 15) | (scales[s - 4] >> 6) << 4 /
+                              (scales[s + 4] >> 4) | (scales[s] >> 6) << 4;
+                              value = (d * sc) * q - (dmin * m) */
+  KESTREL_DTYPE_Q5_K = 24, /* f16 d, f16 dmin, scales[12], qh[32], qs[128] (176 bytes): Q4_K
+                              plus bit 4 of element 32i + l = (qh[l] >> i) & 1 */
+  KESTREL_DTYPE_Q6_K = 25  /* ql[128], qh[64], int8 scales[16], f16 d (210 bytes). Element
+                              128h + 64j + l (l < 64): low 4 bits (ql[64h + l] >> 4j) & 15;
+                              element 128h + 32i + l (l < 32): bits 4-5 (qh[32h + l] >> 2i) & 3;
+                              value = (d * sc) * (q - 32) */
 } kestrel_dtype_t;
 
 #define KESTREL_DTYPE_BIT(dt) (UINT64_C(1) << (dt))
@@ -185,7 +217,7 @@ typedef enum kestrel_op_kind {
    * freq_scale * (theta_i / freq_factors[i]) (llama.cpp's rope_ext frequency factors: Llama 3's
    * rope_freqs, Phi-3's long/short factors). Factors must be finite and > 0. */
   KESTREL_OP_ROPE = 3,
-  /* in: x [T, K], w [N, K] (F32/F16/BF16/Q8_0/Q4_0; a buffer or a prepared weight),
+  /* in: x [T, K], w [N, K] (any weight dtype; a buffer or a prepared weight),
    * [optional since 1.2: bias F32 [N] (a buffer or a prepared weight)].
    * out: [T, N] = x w^T (+ bias, added to every row after the product: out[t, n] = (x w^T)[t, n]
    * + bias[n]). */
@@ -221,8 +253,8 @@ typedef enum kestrel_op_kind {
    * Params: kestrel_op_moe_params_t (E = n_experts, K = top_k, El = n_local_experts).
    * in:  x [T, D] (F32),
    *      router [E, D] (weight, any weight dtype),
-   *      gate_exps [El, F, D], up_exps [El, F, D], down_exps [El, D, F] (weights: F32/F16/BF16/
-   *      Q8_0/Q4_0; the three may differ). A rank-3 weight is a stack of per-expert matrices:
+   *      gate_exps [El, F, D], up_exps [El, F, D], down_exps [El, D, F] (weights of any weight
+   *      dtype; the three may differ). A rank-3 weight is a stack of per-expert matrices:
    *      slice i (bytes [i * F * row_bytes, (i + 1) * F * row_bytes)) is the matrix of expert
    *      first_expert + i, laid out as a MATMUL weight. Like MATMUL weights, these may be prepared
    *      weights or buffers.
