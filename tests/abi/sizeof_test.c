@@ -190,6 +190,9 @@ _Static_assert(KESTREL_DTYPE_MASK_F32 == (UINT64_C(1) << 1) &&
                    KESTREL_DTYPE_MASK_Q8_0 == (UINT64_C(1) << 16) &&
                    KESTREL_DTYPE_MASK_Q4_0 == (UINT64_C(1) << 17),
                "dtype mask bits renumbered");
+_Static_assert(KESTREL_DTYPE_MASK_Q4_1 == (UINT64_C(1) << 18) &&
+                   KESTREL_DTYPE_MASK_Q6_K == (UINT64_C(1) << 25),
+               "dtype mask bits renumbered (GGUF formats since 0.2)");
 
 int main(void) {
   puts("sizeof_test: released v0.1 layouts hold (checked at compile time)");

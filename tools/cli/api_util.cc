@@ -182,6 +182,10 @@ std::string DtypeMaskToString(uint64_t mask) {
       {KESTREL_DTYPE_MASK_BF16, "BF16"}, {KESTREL_DTYPE_MASK_I32, "I32"},
       {KESTREL_DTYPE_MASK_I8, "I8"},     {KESTREL_DTYPE_MASK_Q8_0, "Q8_0"},
       {KESTREL_DTYPE_MASK_Q4_0, "Q4_0"},
+      {KESTREL_DTYPE_MASK_Q4_1, "Q4_1"}, {KESTREL_DTYPE_MASK_Q5_0, "Q5_0"},
+      {KESTREL_DTYPE_MASK_Q5_1, "Q5_1"}, {KESTREL_DTYPE_MASK_Q2_K, "Q2_K"},
+      {KESTREL_DTYPE_MASK_Q3_K, "Q3_K"}, {KESTREL_DTYPE_MASK_Q4_K, "Q4_K"},
+      {KESTREL_DTYPE_MASK_Q5_K, "Q5_K"}, {KESTREL_DTYPE_MASK_Q6_K, "Q6_K"},
   };
   std::string out;
   uint64_t known = 0;
