@@ -19,7 +19,7 @@ using LogSink = std::function<void(kestrel_plugin_log_level_t, const std::string
 // them: it has static storage and is never destroyed.
 const kestrel_host_api_t* ProcessHostApi();
 
-// A host table of its own, for one plugin instance (plugin ABI 1.2 instance_create): its log lines
+// A host table of its own, for one plugin instance (plugin ABI 1.4 instance_create): its log lines
 // go to `sink` only, so two runtimes never see each other's plugin logs. Statuses and memory work
 // as in the process-wide table. Must outlive the instance it was given to. Thread-safe.
 class InstanceHost {

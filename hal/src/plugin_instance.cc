@@ -52,6 +52,11 @@ absl::Status PluginInstance::GetCaps(uint32_t index, kestrel_device_caps_t* caps
   kestrel_plugin_status_t* s = instance_ != nullptr
                                    ? api.instance_device_get_caps(instance_, index, caps)
                                    : api.device_get_caps(index, caps);
+  // accuracy_tier is a 1.4 field: an older plugin's table says nothing about it (REFERENCE).
+  if (s == nullptr && api.minor < PluginLibrary::kInstancesMinor &&
+      KESTREL_PLUGIN_HAS_SLOT(caps, kestrel_device_caps_t, accuracy_tier)) {
+    caps->accuracy_tier = KESTREL_ACCURACY_REFERENCE;
+  }
   return TakePluginStatus(s, context + ": device_get_caps");
 }
 

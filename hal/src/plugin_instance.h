@@ -1,5 +1,5 @@
 // One user's (one registry's, i.e. one runtime's) use of a loaded plugin library. For a plugin
-// with the ABI 1.2 instance slots it is an instance of its own: its own host table (so plugin log
+// with the ABI 1.4 instance slots it is an instance of its own: its own host table (so plugin log
 // lines reach only this user's sink), its own options and its own devices. For an older plugin it
 // stands for the library's one process-wide instance (init once, with the options of the first
 // user; log lines go to every registered sink).
@@ -23,7 +23,7 @@ namespace kestrel::hal {
 
 class PluginInstance {
  public:
-  // Makes the instance: instance_create with a host table of its own that logs to `sink` (1.2
+  // Makes the instance: instance_create with a host table of its own that logs to `sink` (1.4
   // plugins), or the library's shared init (older plugins). Then counts the devices. The error
   // message is the skip reason and names the plugin.
   static absl::StatusOr<std::shared_ptr<PluginInstance>> Create(
@@ -33,7 +33,7 @@ class PluginInstance {
   PluginInstance& operator=(const PluginInstance&) = delete;
 
   const PluginLibrary& library() const { return *library_; }
-  // True when this is an ABI 1.2 instance of its own (not the shared 1.1 one).
+  // True when this is an ABI 1.4 instance of its own (not the shared 1.1 one).
   bool own_instance() const { return instance_ != nullptr; }
   uint32_t device_count() const { return device_count_; }
   // Why there is no device ("" when there are some).

@@ -126,7 +126,7 @@ absl::StatusOr<std::shared_ptr<PluginLibrary>> PluginLibrary::LoadNew(const std:
 }
 
 bool PluginLibrary::has_instances() const {
-  return KESTREL_HAL_HAS_SLOT(*this, instance_create) &&
+  return api().minor >= kInstancesMinor && KESTREL_HAL_HAS_SLOT(*this, instance_create) &&
          KESTREL_HAL_HAS_SLOT(*this, instance_destroy) &&
          KESTREL_HAL_HAS_SLOT(*this, instance_device_count) &&
          KESTREL_HAL_HAS_SLOT(*this, instance_device_get_caps) &&

@@ -1,5 +1,5 @@
 // One dlopen()ed plugin: its function table, checked against the ABI rules, and the state of its
-// one process-wide instance for plugins without the ABI 1.2 instance slots (PluginInstance makes
+// one process-wide instance for plugins without the ABI 1.4 instance slots (PluginInstance makes
 // the per-runtime instances of those that have them). Every way a plugin can be unusable (missing
 // file or symbol, other major version, NULL required slot, failing init, no devices) becomes a
 // skip reason, never a crash.
@@ -30,6 +30,9 @@ class PluginLibrary {
   PluginLibrary(const PluginLibrary&) = delete;
   PluginLibrary& operator=(const PluginLibrary&) = delete;
 
+  // The first plugin ABI minor with instance slots and caps.accuracy_tier.
+  static constexpr uint16_t kInstancesMinor = 4;
+
   const kestrel_plugin_api_t& api() const { return *api_; }
   const std::string& path() const { return path_; }
   const std::string& name() const { return name_; }
@@ -38,8 +41,9 @@ class PluginLibrary {
   // Why the plugin has no devices ("" when it has some).
   const std::string& no_device_reason() const { return no_device_reason_; }
 
-  // True if the plugin has all five ABI 1.2 instance slots: the host then makes one instance per
-  // user (PluginInstance) and never calls init / device_count / device_get_caps / device_open.
+  // True if the plugin's table says minor >= 4 and has all five ABI 1.4 instance slots: the host
+  // then makes one instance per user (PluginInstance) and never calls init / device_count /
+  // device_get_caps / device_open. A table of an older minor is never read past its own slots.
   bool has_instances() const;
   // Plugins without instances: the first call runs init(options) and device_count; later calls
   // return at once (the options of the first user win: the plugin's state is process-wide). A

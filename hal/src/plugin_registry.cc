@@ -107,7 +107,7 @@ void PluginRegistry::LoadOne(const std::string& path, const PluginOptions& optio
       return;
     }
   }
-  // The instance: this registry's own for a 1.2 plugin (its log lines reach only sink_), the
+  // The instance: this registry's own for a 1.4 plugin (its log lines reach only sink_), the
   // shared one otherwise.
   absl::StatusOr<std::shared_ptr<PluginInstance>> inst =
       PluginInstance::Create(*lib, sink_, options);

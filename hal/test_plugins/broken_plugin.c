@@ -238,7 +238,7 @@ static kestrel_plugin_status_t* Execute(kestrel_plugin_device_t* d, kestrel_plug
 }
 
 /* Designated initializers: the slots this plugin leaves NULL (streams, buffer_map, options, and
- * the 1.2 instance slots when built against today's header) stay zero. */
+ * the 1.4 instance slots when built against today's header) stay zero. */
 static const kestrel_plugin_api_t kTable = {
     .struct_size = sizeof(kestrel_plugin_api_t),
     .major = BROKEN_MODE == 1 ? KESTREL_PLUGIN_API_MAJOR + 1 : KESTREL_PLUGIN_API_MAJOR,

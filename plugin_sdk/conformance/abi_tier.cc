@@ -312,6 +312,11 @@ std::vector<AbiCheck> Checks() {
                  if (inst != 0 && inst != 5) {
                    return FailV(absl::StrCat(inst, " of the 5 instance slots are set: all or none"));
                  }
+                 if (inst == 5 && api->minor < 4) {
+                   return FailV(absl::StrCat("the instance slots are set but the table says ABI ",
+                                             api->major, ".", api->minor,
+                                             ": a host uses them only from minor 4 (say minor 4)"));
+                 }
                  kestrel_device_caps_t caps{};
                  caps.struct_size = sizeof caps;
                  const std::string err = Take(api->device_get_caps(0, &caps));
@@ -321,7 +326,7 @@ std::vector<AbiCheck> Checks() {
                    return FailV("buffer_map is set but caps.host_visible is 0");
                  }
                  return PassV(absl::StrCat(streams ? "streams and events" : "synchronous (no streams)",
-                                           inst ? ", ABI 1.2 instances" : ", no instances",
+                                           inst ? ", ABI 1.4 instances" : ", no instances",
                                            HAS(api, buffer_map) ? ", buffer_map" : ""));
                }});
   c.push_back({"null_arguments", [](const std::string& path) {
@@ -408,8 +413,8 @@ std::vector<AbiCheck> Checks() {
                  const kestrel_plugin_api_t* api = nullptr;
                  Verdict v = GetTable(path, first, &api);
                  if (v.outcome != Outcome::kPass) return v;
-                 if (!HAS(api, instance_create)) {
-                   return SkipV("the plugin has no ABI 1.2 instance slots (one process-wide instance)");
+                 if (!HAS(api, instance_create) || api->minor < 4) {
+                   return SkipV("the plugin has no ABI 1.4 instance slots (one process-wide instance)");
                  }
                  ProbeHost* hosts[2] = {&first, &second};
                  kestrel_plugin_instance_t* inst[2] = {nullptr, nullptr};

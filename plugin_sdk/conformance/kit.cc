@@ -61,7 +61,9 @@ void CheckCase(Target& target, Report& report, const std::string& tier, const st
   std::vector<kestrel_tensor_arg_t> in, out;
   for (const Tensor& t : c.in) in.push_back(A(t.desc));
   for (const Tensor& t : c.out) out.push_back(A(t.desc));
-  auto support = target.dev->Query(MakeOp(c.kind, in, out, c.params));
+  kestrel_op_desc_t query = MakeOp(c.kind, in, out, c.params);
+  query.op_version = c.op_version;
+  auto support = target.dev->Query(query);
   if (!support.ok()) {
     report.Fail(tier, id, absl::StrCat("op_query failed: ", support.status().message()));
     return;

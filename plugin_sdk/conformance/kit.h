@@ -3,7 +3,7 @@
 //
 //   abi     the raw table, in a child process per check (a crash fails the check, not the run):
 //           entry symbol, version negotiation both ways, struct_size handling, NULL and
-//           all-or-none optional slots, re-initialisation, two instances (ABI 1.2)
+//           all-or-none optional slots, re-initialisation, two instances (ABI 1.4)
 //   ops     every op kind the device claims (op_query) against the reference plugin: each weight
 //           dtype, edge shapes, in place, fresh random inputs (seed in the report), poisoned
 //           outputs, the tolerance of the device's declared accuracy tier

@@ -256,8 +256,32 @@ void AttentionShapes(Target& t, Report& r) {
   CheckCase(t, r, kTier, "paged_attention/block_size_1",
             Attention(rng, 4, 2, 8, 1, KESTREL_DTYPE_F32, KESTREL_DTYPE_F32, true, {{3, 12}}),
             KESTREL_DTYPE_F32);
-  r.Skip(kTier, "paged_attention/sliding_window",
-         "plugin ABI 1.2 has no sliding-window parameter: nothing to check yet");
+  // Sliding windows (PAGED_ATTENTION op_version 2, plugin ABI 1.3), with the table entries of
+  // blocks before every query's window freed (-1) as a serving engine leaves them.
+  struct Window {
+    const char* id;
+    int64_t h, hkv, dh, b;
+    std::vector<Seq> seqs;
+    uint32_t window;
+    bool tree;
+  };
+  const Window windows[] = {
+      {"decode_past_window", 4, 1, 64, 16, {{1, 300}}, 128, false},
+      {"window_below_block_varlen", 8, 4, 8, 16, {{1, 60}, {7, 40}, {1, 3}}, 5, false},
+      {"prefill_longer_than_window", 8, 2, 16, 4, {{50, 50}}, 37, false},
+      {"chunked_prefill_window_above_block", 4, 2, 16, 32, {{9, 150}, {20, 64}}, 33, false},
+      {"tree_mask", 4, 2, 8, 8, {{4, 40}, {3, 30}}, 12, true},
+  };
+  for (const Window& w : windows) {
+    for (uint32_t cache : {KESTREL_DTYPE_F32, KESTREL_DTYPE_F16}) {
+      CheckCase(t, r, kTier,
+                absl::StrCat("paged_attention/sliding_window/", w.id, "/", Name(cache)),
+                WindowedAttention(Attention(rng, w.h, w.hkv, w.dh, w.b, cache, cache, true, w.seqs,
+                                            w.tree),
+                                  w.window),
+                cache);
+    }
+  }
 }
 
 // ---- streams and events through the raw table ----------------------------------------------------

@@ -9,6 +9,7 @@
 #include "kestrel/plugin_sdk/dtype.h"
 #include "kestrel/plugin_sdk/half.h"
 #include "kestrel/plugin_sdk/op_contract.h"
+#include "kestrel/plugin_sdk/quants.h"
 
 namespace kestrel::conformance {
 
@@ -78,7 +79,8 @@ absl::Status RunOn(hal::Device* dev, const OpCase& c, std::vector<std::vector<ui
     buffers.push_back(std::move(*b));
     out_buffers[i] = &buffers.back();
   }
-  const kestrel_op_desc_t op = MakeOp(c.kind, in, out, c.params);
+  kestrel_op_desc_t op = MakeOp(c.kind, in, out, c.params);
+  op.op_version = c.op_version;
   auto support = dev->Query(op);
   if (!support.ok()) return support.status();
   if (support->level == KESTREL_OP_UNSUPPORTED) {
@@ -98,11 +100,22 @@ absl::Status RunOn(hal::Device* dev, const OpCase& c, std::vector<std::vector<ui
 }
 
 Tensor Weight(Rng& rng, uint32_t dtype, int64_t rows, int64_t cols, bool prepared) {
+  if (plugin_sdk::IsExtraQuant(dtype)) {
+    // Random blocks with scales of realistic size (values in about [-2, 2]).
+    const int64_t blocks = rows * cols / plugin_sdk::ExtraQuantBlockElements(dtype);
+    std::vector<uint8_t> bytes(blocks * plugin_sdk::ExtraQuantBlockBytes(dtype));
+    std::mt19937_64 gen((uint64_t{rng.gen()()} << 32) | rng.gen()());
+    plugin_sdk::RandomExtraBlocks(dtype, blocks, /*moderate=*/true, gen, bytes.data());
+    return {Desc(dtype, {rows, cols}), std::move(bytes), prepared};
+  }
   return {Desc(dtype, {rows, cols}), RandomWeights(rng, dtype, rows, cols), prepared};
 }
 
 const uint32_t kWeightDtypes[5] = {KESTREL_DTYPE_F32, KESTREL_DTYPE_F16, KESTREL_DTYPE_BF16,
                                   KESTREL_DTYPE_Q8_0, KESTREL_DTYPE_Q4_0};
+const uint32_t kExtraQuantDtypes[8] = {KESTREL_DTYPE_Q4_1, KESTREL_DTYPE_Q5_0, KESTREL_DTYPE_Q5_1,
+                                       KESTREL_DTYPE_Q2_K, KESTREL_DTYPE_Q3_K, KESTREL_DTYPE_Q4_K,
+                                       KESTREL_DTYPE_Q5_K, KESTREL_DTYPE_Q6_K};
 
 std::string Name(uint32_t dtype) { return plugin_sdk::DtypeName(dtype); }
 
@@ -171,6 +184,26 @@ OpCase Attention(Rng& rng, int64_t h, int64_t hkv, int64_t dh, int64_t b, uint32
     p.tree_mask = 1;
   }
   c.params = Params(p);
+  return c;
+}
+
+OpCase WindowedAttention(OpCase c, uint32_t window) {
+  kestrel_op_attention_params_t p{};
+  std::memcpy(&p, c.params.data(), std::min(c.params.size(), sizeof p));
+  p.window = window;
+  c.params = Params(p);
+  c.op_version = 2;
+  const int64_t b = p.block_size;
+  const kestrel_tensor_desc_t& td = c.in[3].desc;
+  std::vector<int32_t> tables(td.dims[0] * td.dims[1]), starts(td.dims[0] + 1), lens(td.dims[0]);
+  std::memcpy(tables.data(), c.in[3].bytes.data(), tables.size() * 4);
+  std::memcpy(starts.data(), c.in[4].bytes.data(), starts.size() * 4);
+  std::memcpy(lens.data(), c.in[5].bytes.data(), lens.size() * 4);
+  for (int64_t s = 0; s < td.dims[0]; ++s) {
+    const int64_t first = lens[s] - (starts[s + 1] - starts[s]) - static_cast<int64_t>(window) + 1;
+    for (int64_t k = 0; (k + 1) * b <= first; ++k) tables[s * td.dims[1] + k] = -1;
+  }
+  c.in[3].bytes = Bytes(tables);
   return c;
 }
 

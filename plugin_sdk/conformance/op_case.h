@@ -57,6 +57,7 @@ struct OpCase {
   int out_alias = -1;     // output 0 shares input out_alias's buffer (in-place)
   double tol = 1e-5;      // relative norm error for F32 outputs
   bool exact = false;     // compare outputs bit for bit
+  uint32_t op_version = 1;
 };
 
 template <typename P>
@@ -70,10 +71,13 @@ std::vector<uint8_t> Params(P p) {
 absl::Status RunOn(hal::Device* dev, const OpCase& c, std::vector<std::vector<uint8_t>>* outs);
 
 
-// Random weight bytes of `dtype` (encoded independently of both plugins).
+// Random weight bytes of `dtype` (encoded independently of both plugins; the formats of
+// quants.h as random blocks with realistic scales). Quantized dtypes need cols a multiple of
+// their block (32, or 256 for the K-quants).
 Tensor Weight(Rng& rng, uint32_t dtype, int64_t rows, int64_t cols, bool prepared);
 
-extern const uint32_t kWeightDtypes[5];  // F32, F16, BF16, Q8_0, Q4_0
+extern const uint32_t kWeightDtypes[5];      // F32, F16, BF16, Q8_0, Q4_0
+extern const uint32_t kExtraQuantDtypes[8];  // Q4_1, Q5_0, Q5_1, Q2_K..Q6_K (plugin ABI 1.2)
 
 std::string Name(uint32_t dtype);
 
@@ -89,6 +93,9 @@ struct Seq {
 // `tree`, a random forest per sequence as the 7th input (tree_mask = 1).
 OpCase Attention(Rng& rng, int64_t h, int64_t hkv, int64_t dh, int64_t b, uint32_t kd,
                  uint32_t vd, bool causal, const std::vector<Seq>& seqs, bool tree = false);
+// The same case with a sliding window (op_version 2): the table entries of blocks before every
+// query's window are set to -1, as a host that freed them would.
+OpCase WindowedAttention(OpCase c, uint32_t window);
 
 // out = a + b over [1, n] F32 buffers; `args` (3 entries) back the descriptor.
 kestrel_op_desc_t AddOp(kestrel_plugin_buffer_t* a, kestrel_plugin_buffer_t* b,

@@ -1,6 +1,9 @@
-// The ops tier: every op kind of plugin_api.h with each weight dtype, prepared weights and
-// buffers, edge shapes (one token, one output row, sizes off the usual multiples) and in-place
-// variants, each a check of its own ("ops/<KIND>/<variant>") against the reference plugin.
+// The ops tier: every op kind of plugin_api.h with each weight dtype (the GGUF formats of ABI 1.2
+// included), prepared weights and buffers, edge shapes (one token, one output row, sizes off the
+// usual multiples), in-place variants, the optional inputs (ROPE freq_factors, MATMUL bias: 1.2)
+// and the 1.3 forms (GEGLU, EMBEDDING_GATHER v2's scale), each a check of its own
+// ("ops/<KIND>/<variant>") against the reference plugin. A device that does not claim a form
+// (op_query UNSUPPORTED, as a plugin of an older minor does) gets it reported skipped.
 #include <algorithm>
 #include <numeric>
 #include <string>
@@ -8,6 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "kestrel/plugin_sdk/dtype.h"
+#include "kestrel/plugin_sdk/op_contract.h"
+#include "kestrel/plugin_sdk/quants.h"
 #include "plugin_sdk/conformance/kit.h"
 
 namespace kestrel::conformance {
@@ -31,6 +36,25 @@ void Embedding(Target& t, Report& r) {
       CheckCase(t, r, kTier, absl::StrCat("EMBEDDING_GATHER/", Name(dtype), prepared ? "/prepared" : "/buffer"),
                 c, dtype);
     }
+  }
+  // The GGUF formats (rows of 256: one K-quant super-block) and v2's scale (Gemma's sqrt(n_embd)).
+  for (uint32_t dtype : kExtraQuantDtypes) {
+    OpCase c;
+    c.kind = KESTREL_OP_EMBEDDING_GATHER;
+    c.in = {Weight(rng, dtype, 19, 256, true), I32({4}, {3, 18, 0, 3})};
+    c.out = {Out(KESTREL_DTYPE_F32, {4, 256})};
+    CheckCase(t, r, kTier, absl::StrCat("EMBEDDING_GATHER/", Name(dtype), "/prepared"), c, dtype);
+  }
+  for (uint32_t dtype : {KESTREL_DTYPE_F32, KESTREL_DTYPE_Q8_0}) {
+    OpCase c;
+    c.kind = KESTREL_OP_EMBEDDING_GATHER;
+    c.in = {Weight(rng, dtype, 37, 64, true), I32({4}, {3, 36, 0, 3})};
+    c.out = {Out(KESTREL_DTYPE_F32, {4, 64})};
+    kestrel_op_embedding_params_t p{};
+    p.scale = 25.29822f;
+    c.params = Params(p);
+    c.op_version = 2;
+    CheckCase(t, r, kTier, absl::StrCat("EMBEDDING_GATHER/", Name(dtype), "/v2_scale"), c, dtype);
   }
 }
 
@@ -67,6 +91,23 @@ void Rope(Target& t, Report& r) {
       }
     }
   }
+  // Optional freq_factors [n_rot / 2] (Llama 3 rope_freqs, Phi-3 long factors).
+  for (uint32_t style : {KESTREL_ROPE_STYLE_NORM, KESTREL_ROPE_STYLE_NEOX}) {
+    const int64_t n = 4, h = 2, dh = 32;
+    const uint32_t n_rot = 32;
+    std::vector<int32_t> pos(n);
+    for (auto& p : pos) p = rng.Int(0, 3000);
+    OpCase c;
+    c.kind = KESTREL_OP_ROPE;
+    c.in = {F32({n, h, dh}, rng.Floats(n * h * dh)), I32({n}, pos),
+            F32({n_rot / 2}, rng.Floats(n_rot / 2, 1.0f, 40.0f))};
+    c.out = {Out(KESTREL_DTYPE_F32, {n, h, dh})};
+    c.params = Params(kestrel_op_rope_params_t{0, style, n_rot, 500000.0f, 1.0f});
+    CheckCase(t, r, kTier,
+              absl::StrCat("ROPE/", style == KESTREL_ROPE_STYLE_NORM ? "norm" : "neox",
+                           "/freq_factors"),
+              c, 0);
+  }
 }
 
 void Matmul(Target& t, Report& r) {
@@ -98,17 +139,38 @@ void Matmul(Target& t, Report& r) {
   row.in = {F32({16, 256}, rng.Floats(16 * 256)), Weight(rng, KESTREL_DTYPE_F32, 1, 256, true)};
   row.out = {Out(KESTREL_DTYPE_F32, {16, 1})};
   CheckCase(t, r, kTier, "MATMUL/F32/prepared/t16_k256_n1", row, KESTREL_DTYPE_F32);
+  // The GGUF formats of ABI 1.2: K of whole super-blocks (256), N off every tile.
+  for (uint32_t dtype : kExtraQuantDtypes) {
+    for (const Shape& s : {Shape{1, 256, 33}, Shape{6, 512, 20}}) {
+      OpCase c;
+      c.kind = KESTREL_OP_MATMUL;
+      c.in = {F32({s.n_tok, s.k}, rng.Floats(s.n_tok * s.k)), Weight(rng, dtype, s.n, s.k, true)};
+      c.out = {Out(KESTREL_DTYPE_F32, {s.n_tok, s.n})};
+      CheckCase(t, r, kTier,
+                absl::StrCat("MATMUL/", Name(dtype), "/prepared/t", s.n_tok, "_k", s.k, "_n", s.n),
+                c, dtype);
+    }
+  }
+  // Optional bias [N] (Qwen 2's Q/K/V), as a buffer.
+  for (uint32_t dtype : {KESTREL_DTYPE_F32, KESTREL_DTYPE_Q8_0}) {
+    OpCase c;
+    c.kind = KESTREL_OP_MATMUL;
+    c.in = {F32({3, 64}, rng.Floats(3 * 64)), Weight(rng, dtype, 24, 64, true),
+            F32({24}, rng.Floats(24, -2, 2))};
+    c.out = {Out(KESTREL_DTYPE_F32, {3, 24})};
+    CheckCase(t, r, kTier, absl::StrCat("MATMUL/", Name(dtype), "/prepared/bias"), c, dtype);
+  }
 }
 
 void Elementwise(Target& t, Report& r) {
   Rng rng(105);
-  for (uint32_t kind : {KESTREL_OP_ADD, KESTREL_OP_SWIGLU}) {
+  for (uint32_t kind : {KESTREL_OP_ADD, KESTREL_OP_SWIGLU, KESTREL_OP_GEGLU}) {
     for (int64_t n : {1, 7, 1031}) {
       OpCase c;
       c.kind = kind;
       c.in = {F32({3, n}, rng.Floats(3 * n, -4, 4)), F32({3, n}, rng.Floats(3 * n, -4, 4))};
       c.out = {Out(KESTREL_DTYPE_F32, {3, n})};
-      CheckCase(t, r, kTier, absl::StrCat(kind == KESTREL_OP_ADD ? "ADD" : "SWIGLU", "/3x", n), c, 0);
+      CheckCase(t, r, kTier, absl::StrCat(plugin_sdk::OpKindName(kind), "/3x", n), c, 0);
     }
     OpCase in_place;
     in_place.kind = kind;
@@ -159,8 +221,8 @@ void Attention(Target& t, Report& r) {
 
 void Logits(Target& t, Report& r) {
   Rng rng(108);
-  for (uint32_t dtype : {KESTREL_DTYPE_F32, KESTREL_DTYPE_Q8_0}) {
-    const int64_t n = 7, d = 64, vocab = 50;
+  for (uint32_t dtype : {KESTREL_DTYPE_F32, KESTREL_DTYPE_Q8_0, KESTREL_DTYPE_Q6_K}) {
+    const int64_t n = 7, d = plugin_sdk::IsKQuant(dtype) ? 256 : 64, vocab = 50;
     OpCase c;
     c.kind = KESTREL_OP_LOGITS;
     c.in = {F32({n, d}, rng.Floats(n * d)), Weight(rng, dtype, vocab, d, true), I32({3}, {6, 0, 3})};

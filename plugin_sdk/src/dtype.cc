@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "kestrel/plugin_sdk/half.h"
+#include "kestrel/plugin_sdk/quants.h"
 
 namespace kestrel::plugin_sdk {
 namespace {
@@ -27,15 +28,16 @@ bool IsWeightDtype(uint32_t dtype) {
     case KESTREL_DTYPE_Q4_0:
       return true;
     default:
-      return false;
+      return IsExtraQuant(dtype);
   }
 }
 
 bool IsBlockQuantized(uint32_t dtype) {
-  return dtype == KESTREL_DTYPE_Q8_0 || dtype == KESTREL_DTYPE_Q4_0;
+  return dtype == KESTREL_DTYPE_Q8_0 || dtype == KESTREL_DTYPE_Q4_0 || IsExtraQuant(dtype);
 }
 
 int64_t DtypeBlockElements(uint32_t dtype) {
+  if (IsExtraQuant(dtype)) return ExtraQuantBlockElements(dtype);
   if (IsBlockQuantized(dtype)) return kQuantBlock;
   return DtypeBlockBytes(dtype) == 0 ? 0 : 1;
 }
@@ -55,7 +57,7 @@ size_t DtypeBlockBytes(uint32_t dtype) {
     case KESTREL_DTYPE_Q4_0:
       return kQ4_0BlockBytes;
     default:
-      return 0;
+      return ExtraQuantBlockBytes(dtype);
   }
 }
 
@@ -68,7 +70,7 @@ const char* DtypeName(uint32_t dtype) {
     case KESTREL_DTYPE_I8: return "I8";
     case KESTREL_DTYPE_Q8_0: return "Q8_0";
     case KESTREL_DTYPE_Q4_0: return "Q4_0";
-    default: return "unknown dtype";
+    default: return IsExtraQuant(dtype) ? ExtraQuantName(dtype) : "unknown dtype";
   }
 }
 
@@ -108,6 +110,10 @@ void DequantizeRow(uint32_t dtype, const void* src, int64_t n, float* out) {
       }
       return;
     default:
+      if (IsExtraQuant(dtype)) {
+        DequantizeExtraRow(dtype, src, n, out);
+        return;
+      }
       // Unreachable under the documented precondition; poison rather than leave garbage.
       std::fill(out, out + n, std::numeric_limits<float>::quiet_NaN());
       return;

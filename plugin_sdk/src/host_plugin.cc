@@ -35,7 +35,7 @@ constexpr uint32_t kInstanceMagic = 0x4B494E53;  // "KINS"
 
 class HostPlugin;
 
-// One instance of the plugin (ABI 1.2): its own host table, so its own log sink. The 1.1 slots
+// One instance of the plugin (ABI 1.4): its own host table, so its own log sink. The 1.1 slots
 // (init, device_count, ...) use the plugin's default instance, whose host is get_api's.
 struct Instance {
   uint32_t magic = kInstanceMagic;
@@ -130,7 +130,7 @@ class HostPlugin {
   }
 
   // ---- slots ---------------------------------------------------------------------------------
-  // init (1.1) and instance_create (1.2): the options of `instance`.
+  // init (1.1) and instance_create (1.4): the options of `instance`.
   Status Init(Instance* instance, const kestrel_plugin_option_t* options, size_t n_options,
               const char* slot) {
     if (n_options > 0 && options == nullptr) return InvalidArgument(slot, ": options is NULL");
@@ -505,7 +505,7 @@ struct Slots {
     return P().GuardFor(d, "op_execute", [&] { return P().OpExecute(d, s, op, workspace); });
   }
 
-  // ---- ABI 1.2 instances ----
+  // ---- ABI 1.4 instances ----
   static kestrel_plugin_status_t* InstanceCreate(const kestrel_host_api_t* host,
                                                  const kestrel_plugin_option_t* options, size_t n,
                                                  kestrel_plugin_instance_t** out) {
@@ -637,15 +637,15 @@ Status CheckHostAllocation(uint64_t size, const char* slot) {
 }
 
 uint64_t HostPluginDtypeMask() {
-  return KESTREL_DTYPE_BIT(KESTREL_DTYPE_F32) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_F16) |
-         KESTREL_DTYPE_BIT(KESTREL_DTYPE_BF16) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_I32) |
-         KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q8_0) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q4_0);
+  return KESTREL_DTYPE_BIT(KESTREL_DTYPE_I32) | HostPluginWeightDtypeMask();
 }
 
 uint64_t HostPluginWeightDtypeMask() {
-  return KESTREL_DTYPE_BIT(KESTREL_DTYPE_F32) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_F16) |
-         KESTREL_DTYPE_BIT(KESTREL_DTYPE_BF16) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q8_0) |
-         KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q4_0);
+  uint64_t mask = 0;
+  for (uint32_t dt = 0; dt < 64; ++dt) {
+    if (IsWeightDtype(dt)) mask |= KESTREL_DTYPE_BIT(dt);
+  }
+  return mask;
 }
 
 kestrel_plugin_status_t* HostPluginGetApi(const HostPluginConfig* config,

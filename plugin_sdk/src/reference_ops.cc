@@ -38,7 +38,7 @@ Status ExecuteOp(const kestrel_op_desc_t& op, const void* const* inputs, void* c
   switch (op.kind) {
     case KESTREL_OP_EMBEDDING_GATHER:
       return EmbeddingGather(d0.dtype, inputs[0], d0.dims[0], d0.dims[1], in_i32(1),
-                             op.inputs[1].desc.dims[0], out_f32);
+                             op.inputs[1].desc.dims[0], out_f32, EmbeddingScaleOf(op));
     case KESTREL_OP_RMSNORM: {
       kestrel_op_rmsnorm_params_t p;
       std::memcpy(&p, op.params, sizeof p);
@@ -83,6 +83,9 @@ Status ExecuteOp(const kestrel_op_desc_t& op, const void* const* inputs, void* c
     case KESTREL_OP_SWIGLU:
       Swiglu(in_f32(0), in_f32(1), d0.dims[0] * d0.dims[1], out_f32);
       return Status();
+    case KESTREL_OP_GEGLU:
+      Geglu(in_f32(0), in_f32(1), d0.dims[0] * d0.dims[1], out_f32);
+      return Status();
     case KESTREL_OP_ADD:
       Add(in_f32(0), in_f32(1), d0.dims[0] * d0.dims[1], out_f32);
       return Status();
@@ -94,14 +97,14 @@ Status ExecuteOp(const kestrel_op_desc_t& op, const void* const* inputs, void* c
       return KvBlockCopy(in_i32(0), d0.dims[0], CacheView(op.outputs[0].desc, outputs[0]),
                          CacheView(op.outputs[1].desc, outputs[1]));
     case KESTREL_OP_PAGED_ATTENTION: {
-      kestrel_op_attention_params_t p;
-      std::memcpy(&p, op.params, sizeof p);
+      const kestrel_op_attention_params_t p = AttentionParamsOf(op);
       AttentionParams ap;
       ap.n_heads = p.n_heads;
       ap.n_kv_heads = p.n_kv_heads;
       ap.head_dim = p.head_dim;
       ap.causal = p.causal != 0;
       ap.scale = p.scale;
+      ap.window = p.window;
       const kestrel_tensor_desc_t& tables = op.inputs[3].desc;
       // The caches are inputs here: the kernel only reads them.
       return PagedAttention(in_f32(0), CacheView(op.inputs[1].desc, const_cast<void*>(inputs[1])),

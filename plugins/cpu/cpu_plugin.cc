@@ -3,8 +3,9 @@
 // The plugin table follows the SDK's host-memory plugin (plugin_sdk/src/host_plugin.cc) (64-byte aligned host buffers, buffer_map,
 // NULL streams, exceptions caught at every slot), with three differences: weight_prepare repacks
 // Q4_0/Q8_0 matrices (and each expert matrix of a rank-3 MOE weight) into the kernels' layout
-// (packed_weight.h), op_execute runs the threaded SIMD kernels of cpu_ops.h (MOE: cpu_moe.h),
-// and init / instance_create read the options below. ABI 1.2 instances: each runtime's instance
+// (packed_weight.h) and Q4_1/Q5_0/Q5_1/Q2_K..Q6_K matrices into the KQ layout (packed_kquant.h),
+// op_execute runs the threaded SIMD kernels of cpu_ops.h (MOE: cpu_moe.h), and init /
+// instance_create read the options below. Plugin instances (ABI 1.4): each runtime's instance
 // has its own settings, thread pool and host (logs); the 1.1 slots use a default instance.
 //
 // Options (also environment variables, which the options override):
@@ -12,7 +13,7 @@
 //   "isa"     / KESTREL_CPU_ISA      portable | avx2 | avx512 | vnni | amx | best (default best;
 //                                    a level the CPU lacks is lowered to the best it has, with a
 //                                    warning; amx = vnni + AMX-INT8 tiles for prefill)
-//   "exact"   / KESTREL_CPU_EXACT    1: f32 activations for Q4_0/Q8_0 weights (matches ref to
+//   "exact"   / KESTREL_CPU_EXACT    1: f32 activations for quantized weights (matches ref to
 //                                    ~1e-6); 0 (default): 8-bit activations, like llama.cpp
 //   "onednn"  / KESTREL_CPU_ONEDNN   0: never use oneDNN; 1 (default when built with it): F32
 //                                    GEMMs of >= 32 tokens go to dnnl_sgemm
@@ -33,12 +34,14 @@
 #include <vector>
 
 #include "kestrel/plugin_api.h"
+#include "kestrel/plugin_sdk/device_checks.h"
 #include "kestrel/plugin_sdk/device_table.h"
 #include "kestrel/plugin_sdk/plugin_glue.h"
 #include "cpu_features.h"
 #include "cpu_ops.h"
 #include "kernels.h"
 #include "onednn_gemm.h"
+#include "packed_kquant.h"
 #include "packed_weight.h"
 #include "thread_pool.h"
 #include "kestrel/plugin_sdk/host_plugin.h"
@@ -89,6 +92,7 @@ struct Weight {
   kestrel_tensor_desc_t desc{};  // packed (strides zeroed)
   AlignedBuffer raw;             // GGUF bytes (empty when repacked)
   std::unique_ptr<PackedQ> packed;
+  std::unique_ptr<PackedK> kpacked;  // a repacked Q4_1/Q5_0/Q5_1/Q2_K..Q6_K matrix
   // A rank-3 Q4_0/Q8_0 weight (MOE experts): each [dims[1], dims[2]] slice repacked like a
   // matrix, and their views side by side (ArgData::n_packed).
   std::vector<std::unique_ptr<PackedQ>> slices;
@@ -122,6 +126,7 @@ bool SupportsKind(uint32_t kind) {
     case KESTREL_OP_PAGED_ATTENTION:
     case KESTREL_OP_LOGITS:
     case KESTREL_OP_MOE:
+    case KESTREL_OP_GEGLU:
       return true;
     default:  // vendor kinds
       return false;
@@ -147,7 +152,7 @@ struct State {
     return c;
   }
 };
-// One instance of the plugin (ABI 1.2 instance_create; the 1.1 slots use the default one made by
+// One instance of the plugin (ABI 1.4 instance_create; the 1.1 slots use the default one made by
 // init): its host (logs, statuses) and its settings with their thread pool. Devices of different
 // instances run on different pools with different settings.
 struct Instance {
@@ -240,7 +245,10 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
                              plugin_sdk::DtypeName(w->desc.dtype), ", rank ", w->desc.rank,
                              ") or its dims differ");
     }
-    if (w->packed) {
+    if (w->kpacked) {
+      out_in->kpacked = &w->kpacked->view;
+      out_in->data = nullptr;
+    } else if (w->packed) {
       out_in->packed = &w->packed->view;
       out_in->n_packed = 1;
       out_in->data = nullptr;
@@ -295,7 +303,7 @@ struct CpuDevice {
     g_default = nullptr;
   }
 
-  // ---- ABI 1.2 instances ----
+  // ---- ABI 1.4 instances ----
   static const HostRef& HostOf(kestrel_plugin_device_t* d) {
     const Device* device = AsDevice(d);
     return device != nullptr && device->magic == kDeviceMagic ? device->instance->host : g_host;
@@ -391,7 +399,7 @@ struct CpuDevice {
     state->pool = std::make_unique<ThreadPool>(state->threads);
     state->description = StrCat("Kestrel CPU (", IsaLevelName(state->isa), ", ", state->threads,
                                 " threads, ", state->exact ? "exact f32" : "8-bit",
-                                " activations for Q4_0/Q8_0",
+                                " activations for quantized weights",
                                 state->onednn ? ", oneDNN sgemm" : "", ")");
     host.Log(KESTREL_PLUGIN_LOG_INFO, state->description);
     std::lock_guard<std::mutex> lock(inst->mu);
@@ -521,22 +529,8 @@ struct CpuDevice {
   static Status WeightPrepare(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t* desc,
                               const void* host_data, uint64_t size, kestrel_plugin_weight_t** out) {
     KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "weight_prepare"));
-    if (desc == nullptr) return InvalidArgument("weight_prepare: desc is NULL");
-    if (out == nullptr) return InvalidArgument("weight_prepare: out_weight is NULL");
-    KESTREL_SDK_RETURN_IF_ERROR(plugin_sdk::ValidateTensorDesc(*desc, "weight_prepare: desc"));
-    if (!plugin_sdk::IsWeightDtype(desc->dtype)) {
-      return InvalidArgument("weight_prepare: dtype ", plugin_sdk::DtypeName(desc->dtype),
-                             " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
-    }
-    if (!plugin_sdk::IsPackedLayout(*desc)) {
-      return Unimplemented("weight_prepare: non-packed strides are not supported");
-    }
-    const uint64_t needed = plugin_sdk::TensorBytes(*desc);
-    if (size < needed) {
-      return InvalidArgument("weight_prepare: size=", size, " < ", needed, " bytes that the ",
-                             plugin_sdk::DtypeName(desc->dtype), " desc describes");
-    }
-    if (needed > 0 && host_data == nullptr) return InvalidArgument("weight_prepare: host_data is NULL");
+    uint64_t needed = 0;
+    KESTREL_SDK_RETURN_IF_ERROR(plugin_sdk::CheckWeightPrepare(desc, host_data, size, out, &needed));
     auto weight = std::make_unique<Weight>();
     weight->device = AsDevice(d);
     weight->desc = *desc;
@@ -545,6 +539,9 @@ struct CpuDevice {
     try {
       if (ShouldRepack(*desc)) {
         weight->packed = RepackQ(weight->desc, host_data);
+      } else if (ShouldRepackK(*desc)) {
+        std::shared_ptr<State> state = StateOf(d);
+        weight->kpacked = RepackK(weight->desc, host_data, state ? state->pool.get() : nullptr);
       } else if (IsRepackableStack(*desc)) {
         kestrel_tensor_desc_t slice = weight->desc;
         slice.rank = 2;

@@ -1,5 +1,5 @@
 // The stub NPU plugin ("npu_stub", device "npu"; see npu_stub.h for what it simulates and its
-// options). One device per instance; ABI 1.2 instances (each with its own options and host), and
+// options). One device per instance; ABI 1.4 instances (each with its own options and host), and
 // the 1.1 slots on a default instance for older hosts.
 //
 // Objects: an Instance (host, config); a Device (its instance's config, the memory budget, the
@@ -30,6 +30,7 @@
 #include "kestrel/plugin_sdk/plugin_glue.h"
 #include "kestrel/plugin_sdk/reference_kernels.h"
 #include "kestrel/plugin_sdk/status.h"
+#include "kestrel/plugin_sdk/weight_dtype_support.h"
 #include "npu_config.h"
 #include "npu_stub.h"
 
@@ -179,6 +180,12 @@ Status Launch(kestrel_plugin_stream_t* s, CommandQueue::Command command) {
 }
 
 // ---- ops ---------------------------------------------------------------------------------------
+// The weight dtypes weight_prepare compiles into int8 tiles (caps.weight_dtype_mask).
+constexpr uint64_t kWeightDtypeMask =
+    KESTREL_DTYPE_BIT(KESTREL_DTYPE_F32) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_F16) |
+    KESTREL_DTYPE_BIT(KESTREL_DTYPE_BF16) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q8_0) |
+    KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q4_0);
+
 bool KindOk(uint32_t kind) {
   return kind == KESTREL_OP_MATMUL || kind == KESTREL_OP_RMSNORM || kind == KESTREL_OP_ADD ||
          kind == KESTREL_OP_SWIGLU;
@@ -345,7 +352,7 @@ struct NpuDevice {
     return InstanceDeviceOpen(DefaultInstance(), index, out);
   }
 
-  // ---- 1.2 instances ----
+  // ---- 1.4 instances ----
   static Status InstanceCreate(const kestrel_host_api_t* host,
                                const kestrel_plugin_option_t* options, size_t n,
                                kestrel_plugin_instance_t** out) {
@@ -386,10 +393,7 @@ struct NpuDevice {
     v.async = true;
     v.dtype_mask = KESTREL_DTYPE_BIT(KESTREL_DTYPE_F32) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_I32) |
                    KESTREL_DTYPE_BIT(KESTREL_DTYPE_I8);
-    v.weight_dtype_mask = KESTREL_DTYPE_BIT(KESTREL_DTYPE_F32) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_F16) |
-                          KESTREL_DTYPE_BIT(KESTREL_DTYPE_BF16) |
-                          KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q8_0) |
-                          KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q4_0);
+    v.weight_dtype_mask = kWeightDtypeMask;
     v.accuracy_tier = KESTREL_ACCURACY_INT8;
     plugin_sdk::WriteDeviceCaps(v, caps);
     return Status();
@@ -636,9 +640,14 @@ struct NpuDevice {
 
   // What the stub does not run among the descriptors the contract accepts: nothing beyond the
   // contract's own limits, except that MATMUL's x must be rank 2.
+  // What CheckOp accepts but the stub declines (the runtime runs it on its fallback device).
   static std::string Extra(const kestrel_op_desc_t& op) {
     if (op.kind == KESTREL_OP_MATMUL && op.inputs[0].desc.rank != 2) return "x must be rank 2";
-    return "";
+    if (op.kind == KESTREL_OP_MATMUL && op.n_inputs > 2) {
+      return "no bias input (plugin ABI 1.2's optional MATMUL input) on the int8 array";
+    }
+    // The GGUF formats of ABI 1.2 beyond Q8_0/Q4_0: not compiled by this stub.
+    return plugin_sdk::UnsupportedWeightDtypeReason(op, kWeightDtypeMask);
   }
 
   static Status ReadClock(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s,

@@ -26,7 +26,7 @@ void RmsNorm(const float* x, const float* w, int64_t rows, int64_t dim, float ep
 }
 
 void Matmul(const float* x, int64_t t, int64_t k, uint32_t w_dtype, const void* w, int64_t n,
-            float* y) {
+            const float* bias, float* y) {
   const uint64_t row_bytes = kestrel::plugin_sdk::RowBytes(w_dtype, k);
   std::vector<float> row(static_cast<size_t>(k));
   std::vector<float> result(static_cast<size_t>(t * n));
@@ -37,6 +37,7 @@ void Matmul(const float* x, int64_t t, int64_t k, uint32_t w_dtype, const void* 
       double acc = 0.0;
       for (int64_t c = 0; c < k; ++c) acc += static_cast<double>(x[i * k + c]) * row[c];
       result[i * n + j] = static_cast<float>(acc);
+      if (bias != nullptr) result[i * n + j] += bias[j];
     }
   }
   for (int64_t i = 0; i < t * n; ++i) y[i] = result[i];  // y may not alias x; written last anyway

@@ -10,10 +10,10 @@ namespace acme {
 void Add(const float* a, const float* b, int64_t n, float* out);
 void Swiglu(const float* gate, const float* up, int64_t n, float* out);
 void RmsNorm(const float* x, const float* w, int64_t rows, int64_t dim, float eps, float* out);
-// y [t, n] = x [t, k] * w^T, w [n, k] of any weight dtype of the plugin ABI (rows dequantized with
-// the SDK's dtype helpers).
+// y [t, n] = x [t, k] * w^T (+ bias [n] when not NULL), w [n, k] of any weight dtype of the plugin
+// ABI (rows dequantized with the SDK's dtype helpers).
 void Matmul(const float* x, int64_t t, int64_t k, uint32_t w_dtype, const void* w, int64_t n,
-            float* y);
+            const float* bias, float* y);
 
 }  // namespace acme
 

@@ -1,7 +1,7 @@
 // The "acme" plugin (device "acme"): a vendor's first plugin, built on the Kestrel plugin SDK.
 //
 // The SDK's host-memory plugin (kestrel/plugin_sdk/host_plugin.h) provides the whole ABI table:
-// plugin instances (ABI 1.2) and the 1.1 slots for older hosts, devices, buffers, prepared
+// plugin instances (ABI 1.4) and the 1.1 slots for older hosts, devices, buffers, prepared
 // weights, the op contract checks (every descriptor judged exactly as the reference plugin judges
 // it) and the exception / status glue. The vendor supplies only which op kinds the device runs and
 // how: four of them here (ADD, SWIGLU, RMSNORM, MATMUL with any weight dtype); everything else is
@@ -54,7 +54,9 @@ Status AcmeExecute(const kestrel_op_desc_t& op, const void* const* in, void* con
     }
     case KESTREL_OP_MATMUL: {
       const kestrel_tensor_desc_t& w = op.inputs[1].desc;
-      acme::Matmul(f32(0), x.dims[0], x.dims[1], w.dtype, in[1], w.dims[0], y);
+      // The optional bias input (plugin ABI 1.2) is a third input when present.
+      acme::Matmul(f32(0), x.dims[0], x.dims[1], w.dtype, in[1], w.dims[0],
+                   op.n_inputs > 2 ? f32(2) : nullptr, y);
       return Status();
     }
     default:

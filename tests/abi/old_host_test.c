@@ -2,7 +2,7 @@
  * release before 1.2 would be: it dlopen()s today's plugin given on the command line, hands it a
  * 1.1 host table with host_minor 1, and drives it only through the 1.1 slots (init,
  * device_count, device_get_caps, device_open, buffers, op_query / op_execute of an F32 ADD with
- * stream NULL, shutdown). A 1.2 plugin must serve such a host without its instance slots.
+ * stream NULL, shutdown). A 1.4 plugin must serve such a host without its instance slots.
  *
  *   old_host_test <plugin.so>      exit 0: pass, 1: fail (the reason on stderr)
  */

@@ -1,7 +1,8 @@
-// Plugin ABI versions on today's host (1.2): a plugin built against the frozen 1.1 header loads
-// and runs through the 1.1 slots (one process-wide instance, init once), and a 1.2 plugin gets an
-// instance per registry (per runtime) with its own options and its own log sink. The other
-// direction (today's plugins on a 1.1 host) is old_host_test.c.
+// Plugin ABI versions on today's host (1.4): a plugin built against the frozen 1.1 header loads
+// and runs through the 1.1 slots (one process-wide instance, init once), a 1.4 plugin gets an
+// instance per registry (per runtime) with its own options and its own log sink, and a table that
+// says minor 3 is never used past minor 3 (no instance slot, no accuracy_tier) even where it has
+// those slots. The other direction (today's plugins on a 1.1 host) is old_host_test.c.
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -99,6 +100,23 @@ TEST(PluginVersionsTest, Abi11PluginRunsOnThisHostThroughTheOldSlots) {
   ASSERT_TRUE(dev2.ok()) << dev2.status();
   EXPECT_FALSE(second->plugins()[0].own_instance);
   EXPECT_STREQ((*dev2)->caps().description, "ABI 1.1 test plugin, init called 1 time(s)");
+}
+
+TEST(PluginVersionsTest, Minor3TableIsNotUsedPastMinor3) {
+  auto first = PluginRegistry::Create(KESTREL_MINOR3_PLUGIN, nullptr);
+  ASSERT_EQ(first->plugins().size(), 1u);
+  const PluginRecord& r = first->plugins()[0];
+  ASSERT_TRUE(r.loaded) << r.skip_reason;
+  EXPECT_EQ(r.api_minor, 3);
+  EXPECT_FALSE(r.own_instance);
+  auto dev = first->FindDevice("minor3");
+  ASSERT_TRUE(dev.ok()) << dev.status();
+  EXPECT_STREQ((*dev)->caps().description, "minor3 test plugin, instance_create called 0 time(s)");
+  // The plugin wrote INT8 into a field its minor does not have: the host reads REFERENCE.
+  EXPECT_EQ((*dev)->caps().accuracy_tier, uint32_t{KESTREL_ACCURACY_REFERENCE});
+  EXPECT_EQ(RunAdd(*dev, {1, 2}, {3, 4}), (std::vector<float>{4, 6}));
+  auto second = PluginRegistry::Create(KESTREL_MINOR3_PLUGIN, nullptr);
+  EXPECT_FALSE(second->plugins()[0].own_instance);
 }
 
 TEST(PluginVersionsTest, TwoRegistriesGetTheirOwnInstancesOptionsAndLogSinks) {

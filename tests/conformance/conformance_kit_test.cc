@@ -149,6 +149,8 @@ std::vector<KitCase> Cases() {
       {"npu_stub", Plugin("npu_stub"), "", {}},
       {"partial", TestPlugin("partial"), "", {}},
       {"old11", TestPlugin("old11"), "", {}},
+      // Instance slots in a table that says minor 3: a host never uses them.
+      {"minor3", TestPlugin("minor3"), "abi", {"abi/optional_slots"}},
       {"off_add", TestPlugin("off_add"), "abi,ops,llm",
        {"ops/ADD/3x1", "ops/ADD/3x7", "ops/ADD/3x1031", "ops/ADD/5x33/in_place"}},
       {"broken_bad_major", Broken("bad_major"), "",
@@ -200,7 +202,7 @@ TEST(KitTest, ReportNamesPluginDeviceTierAndSeed) {
   KitRun r = RunKit(Plugin("npu_stub"), "ops", {});
   ASSERT_TRUE(r.report.is_object()) << r.output;
   EXPECT_EQ(r.report["plugin"]["name"], "npu_stub");
-  EXPECT_EQ(r.report["plugin"]["abi"], "1.2");
+  EXPECT_EQ(r.report["plugin"]["abi"], "1.4");
   EXPECT_EQ(r.report["device"]["name"], "npu");
   EXPECT_EQ(r.report["device"]["accuracy_tier"], "INT8");
   EXPECT_TRUE(r.report["seed"].is_number());

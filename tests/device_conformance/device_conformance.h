@@ -111,6 +111,10 @@ void KvBlockCopyAppliesPairsInOrder(const Devices& env);
 void PagedAttentionVarlenPrefillAndDecode(const Devices& env);
 void PagedAttentionF16Caches(const Devices& env);
 void PagedAttentionSingleDecodeLongContext(const Devices& env);
+// Plugin ABI 1.3: GEGLU, EMBEDDING_GATHER's scale (op_version 2), PAGED_ATTENTION's sliding
+// window (op_version 2) over windows crossing blocks, with freed blocks before the window.
+void GegluAndScaledEmbedding(const Devices& env);
+void PagedAttentionSlidingWindow(const Devices& env);
 // MATMUL preferred; MOE, unknown, vendor kinds, op_version 2 and F16 activations unsupported;
 // tree-mask attention at `tree_mask_level`, causal attention preferred; a malformed descriptor
 // INVALID_ARGUMENT.

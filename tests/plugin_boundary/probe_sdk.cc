@@ -8,8 +8,10 @@
 #include "kestrel/plugin_sdk/host_plugin.h"
 #include "kestrel/plugin_sdk/op_contract.h"
 #include "kestrel/plugin_sdk/plugin_glue.h"
+#include "kestrel/plugin_sdk/quants.h"
 #include "kestrel/plugin_sdk/reference_kernels.h"
 #include "kestrel/plugin_sdk/reference_ops.h"
 #include "kestrel/plugin_sdk/status.h"
+#include "kestrel/plugin_sdk/weight_dtype_support.h"
 
 int kestrel_plugin_probe_sdk() { return static_cast<int>(kestrel::plugin_sdk::TensorBytes({})); }

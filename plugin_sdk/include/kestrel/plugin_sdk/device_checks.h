@@ -117,7 +117,7 @@ inline Status CheckWeightPrepare(const kestrel_tensor_desc_t* desc, const void* 
   KESTREL_DEVICE_CHECKS_RETURN_IF_ERROR(ValidateTensorDesc(*desc, "weight_prepare: desc"));
   if (!IsWeightDtype(desc->dtype)) {
     return InvalidArgument("weight_prepare: dtype ", DtypeName(desc->dtype),
-                                " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
+                                " is not a weight dtype (F32, F16, BF16 or a GGUF block format)");
   }
   if (!IsPackedLayout(*desc)) {
     return Unimplemented("weight_prepare: non-packed strides are not supported");

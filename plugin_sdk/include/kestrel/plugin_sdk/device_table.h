@@ -20,7 +20,7 @@
 // required slots must exist; an optional one (buffer_map, the stream/event slots,
 // device_set_options) that Impl does not declare stays NULL in the table.
 //
-// Plugin instances (ABI 1.2): an Impl that declares all five of
+// Plugin instances (ABI 1.4): an Impl that declares all five of
 //     static Status InstanceCreate(const kestrel_host_api_t*, const kestrel_plugin_option_t*,
 //                                  size_t, kestrel_plugin_instance_t**);
 //     static void InstanceDestroy(kestrel_plugin_instance_t*);
@@ -78,7 +78,7 @@ struct DeviceCapsValues {
   bool host_visible = false;
   bool async = false;
   uint64_t dtype_mask = 0, weight_dtype_mask = 0;
-  uint32_t accuracy_tier = KESTREL_ACCURACY_REFERENCE;  // since 1.2
+  uint32_t accuracy_tier = KESTREL_ACCURACY_REFERENCE;  // since 1.4
 };
 
 inline void WriteDeviceCaps(const DeviceCapsValues& v, kestrel_device_caps_t* caps) {

@@ -1,6 +1,6 @@
 // Dtype and quant-block helpers: names, element and block sizes, row bytes, and the GGUF block
-// formats' dequantization and reference quantization (Q8_0, Q4_0), for any plugin that reads or
-// writes those layouts. Portable C++17 on host pointers, no state, thread-safe.
+// formats' dequantization (every weight dtype; the formats past Q8_0/Q4_0 are defined in quants.h)
+// and reference quantization (Q8_0, Q4_0), for any plugin that reads or writes those layouts. Portable C++17 on host pointers, no state, thread-safe.
 #ifndef KESTREL_PLUGIN_SDK_DTYPE_H_
 #define KESTREL_PLUGIN_SDK_DTYPE_H_
 
@@ -16,11 +16,13 @@ inline constexpr int64_t kQuantBlock = 32;
 inline constexpr size_t kQ8_0BlockBytes = 34;  // f16 scale + 32 x int8
 inline constexpr size_t kQ4_0BlockBytes = 18;  // f16 scale + 16 bytes of nibbles
 
-// True for dtypes a row can be dequantized from: F32, F16, BF16, Q8_0, Q4_0.
+// True for dtypes a row can be dequantized from: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
 bool IsWeightDtype(uint32_t dtype);
-// True for Q8_0 / Q4_0.
+// True for the GGUF block formats (Q8_0, Q4_0 and those of quants.h).
 bool IsBlockQuantized(uint32_t dtype);
-// Elements per block: 32 for block-quantized dtypes, 1 otherwise (0 for an unknown dtype).
+// Elements per block: 32 or 256 (K-quants) for block-quantized dtypes, 1 otherwise (0 for an
+// unknown dtype).
 int64_t DtypeBlockElements(uint32_t dtype);
 // Bytes per block (per element for plain dtypes); 0 for an unknown dtype.
 size_t DtypeBlockBytes(uint32_t dtype);

@@ -4,7 +4,7 @@
 // NULL (every call completes before it returns), a prepared weight is a packed copy of the host
 // bytes plus its descriptor, and op_query / op_execute go through the op contract
 // (op_contract.h), then the reference ops (reference_ops.h) or the configuration's own execute
-// function. ABI 1.2 instances are served (each with its own host: a device's statuses and logs go
+// function. ABI 1.4 instances are served (each with its own host: a device's statuses and logs go
 // to the instance that opened it; options are logged and ignored), and the 1.1 slots act on a
 // default instance with get_api's host.
 // The reference plugin ("ref") is one configuration of it; tests, the sample vendor plugin and
