@@ -29,8 +29,10 @@ void Describe(kestrel_device_caps_t* caps) {
   if (KESTREL_PLUGIN_HAS_SLOT(caps, kestrel_device_caps_t, accuracy_tier)) {
     caps->accuracy_tier = KESTREL_ACCURACY_INT8;
   }
-  std::snprintf(caps->description, sizeof caps->description,
-                "minor3 test plugin, instance_create called %d time(s)", g_instance_creates);
+  if (KESTREL_PLUGIN_HAS_SLOT(caps, kestrel_device_caps_t, description)) {
+    std::snprintf(caps->description, sizeof caps->description,
+                  "minor3 test plugin, instance_create called %d time(s)", g_instance_creates);
+  }
 }
 
 kestrel_plugin_status_t* GetCaps(uint32_t index, kestrel_device_caps_t* caps) {
