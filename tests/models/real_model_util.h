@@ -62,6 +62,20 @@ inline std::vector<int32_t> GreedyIds(kestrel_model_t* model, const std::vector<
   return out;
 }
 
+// kestrel_tokenize_with_options, measured then filled.
+inline std::vector<int32_t> Tokenize(const kestrel_model_t* model, const std::string& text, bool add_special,
+                              bool parse_special) {
+  kestrel_tokenize_options_t o;
+  kestrel_tokenize_options_init(&o);
+  o.add_special = add_special;
+  o.parse_special = parse_special;
+  size_t n = 0;
+  KESTREL_EXPECT_OK(kestrel_tokenize_with_options(model, text.data(), text.size(), &o, nullptr, 0, &n));
+  std::vector<int32_t> ids(n);
+  KESTREL_EXPECT_OK(kestrel_tokenize_with_options(model, text.data(), text.size(), &o, ids.data(), ids.size(), &n));
+  return ids;
+}
+
 // How many leading ids of `got` equal `want`.
 inline int LeadingAgreement(const std::vector<int32_t>& got, const std::vector<int32_t>& want) {
   size_t i = 0;
