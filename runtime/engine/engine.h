@@ -1,9 +1,11 @@
 // runtime/engine/: the serving engine — many requests over one model and one shared paged KV
 // pool. It owns the scheduler (continuous batching, chunked prefill with decodes first, priorities,
-// preemption by recompute), the KV accounting of every sequence (block lists over a BlockPool,
-// copy-on-write for forks), the prefix cache, and the engine thread. It runs the model only through
-// one Executor (one Run per step over all scheduled sequences) and never talks to plugins itself.
-// It may not change the session, the plan or the KV-cache classes it uses.
+// preemption by recompute), the KV accounting of every sequence (each a runtime::Sequence whose
+// BlockTable shares blocks copy-on-write through the pool), the prefix cache, and the engine
+// thread. It drives the sequence core (runtime/sequence/: stop policy, step builder) that a
+// Session drives alone, runs the model only through one Executor (one Run per step over all
+// scheduled sequences) and never talks to plugins itself. It may not change the session or the
+// plan.
 //
 // Thread-safety: every public member may be called from any thread. One step runs at a time
 // (step_mu_); the request table, queue and statistics are guarded by mu_, which is never held
@@ -31,8 +33,9 @@
 #include "runtime/model/llama_model.h"
 #include "runtime/plan/executor.h"
 #include "runtime/sampler/sampler.h"
+#include "runtime/sequence/sequence.h"
+#include "runtime/sequence/step_builder.h"
 #include "runtime/session/session.h"
-#include "runtime/session/stream_text.h"
 
 namespace kestrel {
 namespace runtime {
@@ -122,7 +125,7 @@ class Engine {
 
  private:
   struct Request;
-  struct Sequence;
+  struct SeqState;
 
   Engine() = default;
   bool OnStepThread() const;
@@ -131,17 +134,20 @@ class Engine {
   void TakeSubmissions();
   void ApplyCancels();
   uint32_t AvailableBlocks() const;
-  absl::StatusOr<int32_t> AllocateBlock();
-  void ReleaseBlocks(Sequence& seq);
-  void Preempt(Sequence* seq);
-  bool Admit(Sequence* seq);
-  void CacheFullBlocks(Sequence& seq);
+  // Frees pool blocks (evicting cached prefixes) until `n` are free; false if it cannot.
+  bool EnsureFree(uint32_t n);
+  void ReleaseBlocks(SeqState& seq);
+  void Preempt(SeqState* seq);
+  bool Admit(SeqState* seq);
+  void CacheFullBlocks(SeqState& seq);
+  // Where the sequence's tokens and text go: the request's output and its callback.
+  TokenSink SinkFor(SeqState& seq);
   // Samples the next token of `seq` from `logits`; false when the sample ended.
-  bool SampleNext(Sequence& seq, const float* logits);
-  void FinishSequence(Sequence& seq, StopReason reason);
-  void FailSequence(Sequence& seq, const absl::Status& status);
-  void RetireSequence(Sequence* seq);
-  void Deliver(Sequence& seq, int32_t token, const std::string& text);
+  bool SampleNext(SeqState& seq, const float* logits);
+  void FinishSequence(SeqState& seq, StopReason reason);
+  void FailSequence(SeqState& seq, const absl::Status& status);
+  void RetireSequence(SeqState* seq);
+  void Deliver(SeqState& seq, int32_t token, absl::string_view text);
   void PublishStats();
   void ThreadMain();
   bool IdleLocked() const;  // mu_ held
@@ -157,9 +163,9 @@ class Engine {
   std::unique_ptr<BlockPool> pool_;
   std::unique_ptr<PrefixCache> cache_;
   std::unique_ptr<Executor> executor_;
-  std::vector<std::unique_ptr<Sequence>> running_;  // hold KV blocks
-  std::vector<std::unique_ptr<Sequence>> waiting_;  // admitted in rank order
-  StepInputs step_;
+  std::vector<std::unique_ptr<SeqState>> running_;  // hold KV blocks
+  std::vector<std::unique_ptr<SeqState>> waiting_;  // admitted in rank order
+  StepBuilder step_;
   std::vector<float> logits_;
   EngineStats work_stats_;  // counters updated by the stepper
 

@@ -1,6 +1,7 @@
 #include "runtime/plan/executor.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -116,9 +117,9 @@ absl::StatusOr<Executor::Copy*> Executor::Resident(Value& value, hal::Device* de
 }
 
 absl::StatusOr<hal::Device*> Executor::Place(size_t op_index, const PlanOp& op,
-                                             const kestrel_op_desc_t& desc, bool prefill,
+                                             const kestrel_op_desc_t& desc, int mode,
                                              uint64_t* workspace) {
-  auto key = std::make_pair(op_index, prefill);
+  auto key = std::make_pair(op_index, mode);
   auto it = placement_.find(key);
   if (it != placement_.end()) {
     *workspace = it->second.second;
@@ -140,9 +141,29 @@ absl::StatusOr<hal::Device*> Executor::Place(size_t op_index, const PlanOp& op,
                                                ") cannot run: ", why));
 }
 
-absl::Status Executor::RunOp(size_t op_index, const StepShape& shape) {
+absl::Status Executor::RunOp(size_t op_index, const StepShape& shape, bool tree) {
   const PlanOp& op = plan_.ops[op_index];
-  std::vector<kestrel_tensor_arg_t> in(op.inputs.size()), out(op.outputs.size());
+  // A tree step runs attention with the tree mask: the plan's causal op plus the parents input.
+  const bool tree_op = tree && op.kind == KESTREL_OP_PAGED_ATTENTION;
+  std::vector<PlanArg> tree_inputs;
+  std::vector<uint8_t> tree_params;
+  if (tree_op) {
+    tree_inputs = op.inputs;
+    PlanArg parents{};
+    parents.ref = {ValueKind::kStepInput, kStepParents};
+    parents.dtype = KESTREL_DTYPE_I32;
+    parents.rank = 1;
+    parents.dims[0] = kDimT;
+    tree_inputs.push_back(parents);
+    kestrel_op_attention_params_t p{};
+    std::memcpy(&p, op.params.data(), std::min(sizeof(p), op.params.size()));
+    p.tree_mask = 1;
+    tree_params.resize(sizeof(p));
+    std::memcpy(tree_params.data(), &p, sizeof(p));
+  }
+  const std::vector<PlanArg>& op_inputs = tree_op ? tree_inputs : op.inputs;
+  const std::vector<uint8_t>& op_params = tree_op ? tree_params : op.params;
+  std::vector<kestrel_tensor_arg_t> in(op_inputs.size()), out(op.outputs.size());
   auto describe = [&](const PlanArg& a, kestrel_tensor_arg_t* t) {
     *t = kestrel_tensor_arg_t{};
     t->desc.struct_size = sizeof(kestrel_tensor_desc_t);
@@ -150,7 +171,7 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape) {
     t->desc.rank = a.rank;
     for (uint32_t i = 0; i < a.rank; ++i) t->desc.dims[i] = shape.Resolve(a.dims[i]);
   };
-  for (size_t i = 0; i < in.size(); ++i) describe(op.inputs[i], &in[i]);
+  for (size_t i = 0; i < in.size(); ++i) describe(op_inputs[i], &in[i]);
   for (size_t i = 0; i < out.size(); ++i) describe(op.outputs[i], &out[i]);
   kestrel_op_desc_t desc{};
   desc.struct_size = sizeof(desc);
@@ -160,16 +181,16 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape) {
   desc.n_outputs = static_cast<uint32_t>(out.size());
   desc.inputs = in.data();
   desc.outputs = out.data();
-  desc.params = op.params.empty() ? nullptr : op.params.data();
-  desc.params_size = op.params.size();
+  desc.params = op_params.empty() ? nullptr : op_params.data();
+  desc.params_size = op_params.size();
 
   uint64_t workspace_bytes = 0;
-  absl::StatusOr<hal::Device*> dev = Place(op_index, op, desc, shape.n_tokens > 1, &workspace_bytes);
+  absl::StatusOr<hal::Device*> dev = Place(op_index, op, desc, tree_op ? 2 : (shape.n_tokens > 1 ? 1 : 0), &workspace_bytes);
   if (!dev.ok()) return dev.status();
   hal::Device* d = *dev;
 
   for (size_t i = 0; i < in.size(); ++i) {
-    const PlanArg& a = op.inputs[i];
+    const PlanArg& a = op_inputs[i];
     if (a.ref.kind == ValueKind::kWeight) {
       absl::StatusOr<const hal::PreparedWeight*> w = model_->Prepared(a.ref.index, d);
       if (!w.ok()) return w.status();
@@ -184,7 +205,7 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape) {
     const PlanArg& a = op.outputs[i];
     Value& v = ValueFor(a.ref);
     const bool in_place = a.ref.kind == ValueKind::kKCache || a.ref.kind == ValueKind::kVCache ||
-                          std::any_of(op.inputs.begin(), op.inputs.end(),
+                          std::any_of(op_inputs.begin(), op_inputs.end(),
                                       [&](const PlanArg& x) { return x.ref == a.ref; });
     const uint64_t bytes = BytesOf(a, shape);
     absl::StatusOr<Copy*> c = in_place ? Resident(v, d, bytes) : Allocated(v, d, bytes);
@@ -193,7 +214,7 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape) {
   }
   // Input pointers may have moved if an output grew the same value's buffer; re-bind inputs.
   for (size_t i = 0; i < in.size(); ++i) {
-    const PlanArg& a = op.inputs[i];
+    const PlanArg& a = op_inputs[i];
     if (a.ref.kind == ValueKind::kWeight) continue;
     for (Copy& c : ValueFor(a.ref).copies) {
       if (c.device == d) in[i].buffer = c.buffer.handle();
@@ -228,15 +249,21 @@ absl::Status Executor::Run(const StepInputs& inputs, std::vector<float>* logits)
   shape.max_blocks = inputs.max_blocks;
   shape.n_rows = static_cast<int64_t>(inputs.logit_rows.size());
   const std::vector<int32_t>* host[kNumStepInputs] = {
-      &inputs.tokens,       &inputs.positions, &inputs.slots,     &inputs.block_tables,
-      &inputs.query_start,  &inputs.kv_lens,   &inputs.logit_rows};
+      &inputs.tokens,      &inputs.positions, &inputs.slots,      &inputs.block_tables,
+      &inputs.query_start, &inputs.kv_lens,   &inputs.logit_rows, &inputs.parents};
+  const bool tree = !inputs.parents.empty();
+  if (tree && inputs.parents.size() != inputs.tokens.size()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "executor: a tree step has %u parents for %u tokens", inputs.parents.size(),
+        inputs.tokens.size()));
+  }
   for (int i = 0; i < kNumStepInputs; ++i) {
     step_[i].valid.clear();  // this step's data comes from the host
     step_[i].host = host[i]->data();
     step_[i].bytes = host[i]->size() * sizeof(int32_t);
   }
   for (size_t i = 0; i < plan_.ops.size(); ++i) {
-    if (auto s = RunOp(i, shape); !s.ok()) return s;
+    if (auto s = RunOp(i, shape, tree); !s.ok()) return s;
   }
   // MoE routing counts of this step, committed only if the whole step succeeds.
   const uint32_t E = plan_.n_experts;
@@ -275,9 +302,16 @@ absl::Status Executor::ReadBack(const Value& value, void* out, uint64_t bytes) {
 }
 
 absl::Status Executor::CopyBlocks(const std::vector<int32_t>& pairs) {
+  return CopyRanges(pairs, uint64_t{plan_.block_size} * plan_.n_kv_heads * plan_.head_dim *
+                               ElementBytes(plan_.kv_dtype));
+}
+
+absl::Status Executor::CopySlots(const std::vector<int32_t>& pairs) {
+  return CopyRanges(pairs, uint64_t{plan_.n_kv_heads} * plan_.head_dim * ElementBytes(plan_.kv_dtype));
+}
+
+absl::Status Executor::CopyRanges(const std::vector<int32_t>& pairs, uint64_t block_bytes) {
   if (pairs.empty()) return absl::OkStatus();
-  const uint64_t block_bytes = uint64_t{plan_.block_size} * plan_.n_kv_heads * plan_.head_dim *
-                               ElementBytes(plan_.kv_dtype);
   for (uint32_t l = 0; l < plan_.n_layers; ++l) {
     for (Value* v : {&k_cache_[l], &v_cache_[l]}) {
       absl::StatusOr<Copy*> c = Resident(*v, primary_, v->bytes);

@@ -1,7 +1,8 @@
-// runtime/session/: one sequence's generation state — its KV block table, token history, last
-// logits and sampler — and the generate loop (prefill, decode, sampling, stop strings, streaming
-// with hold-back, cancellation). It owns no device memory directly (the executor does) and never
-// talks to plugins except through the executor.
+// runtime/session/: a one-sequence driver of the sequence core (runtime/sequence/): it owns one
+// Sequence (KV blocks, history, sampler, stream text, stop policy), its own KV pool and executor,
+// the last logits, and the generate loop (prefill, decode, cancellation). The rules of what a
+// sampled token does live in Sequence::Emit, shared with the engine. It owns no device memory
+// directly (the executor does) and never talks to plugins except through the executor.
 //
 // Thread-safety: single-user, except Cancel(), which any thread may call at any time.
 #ifndef KESTREL_RUNTIME_SESSION_SESSION_H_
@@ -22,6 +23,9 @@
 #include "runtime/model/llama_model.h"
 #include "runtime/plan/executor.h"
 #include "runtime/sampler/sampler.h"
+#include "runtime/sequence/sequence.h"
+#include "runtime/sequence/step_builder.h"
+#include "runtime/speculative/speculator.h"
 
 namespace kestrel {
 namespace runtime {
@@ -32,13 +36,8 @@ struct SessionConfig {
   SamplerConfig sampler;
   uint32_t n_threads = 0;
   uint32_t kv_dtype = KESTREL_DTYPE_F32;  // KV cache element type: F32 or F16
+  SpecConfig spec;                        // speculative decoding (off by default)
 };
-
-enum class StopReason { kNone = 0, kEos = 1, kMaxTokens = 2, kStopString = 3, kCallback = 4,
-                        kContextFull = 5, kCancelled = 6 };
-
-// Token id of the final streaming call that only flushes held-back text (KESTREL_TOKEN_NONE).
-constexpr int32_t kNoToken = -1;
 
 struct GenerateRequest {
   std::vector<int32_t> prompt;  // token ids, used as given
@@ -52,11 +51,12 @@ struct GenerateRequest {
 struct GenerateResult {
   uint32_t n_prompt = 0;
   uint32_t n_generated = 0;
-  uint32_t n_decode_steps = 0;
+  uint32_t n_decode_steps = 0;  // tokens produced by decode steps (all but the first)
   double prefill_ms = 0, decode_ms = 0;
   StopReason stop_reason = StopReason::kNone;
   std::vector<int32_t> tokens;  // generated ids (the end-of-generation token excluded)
   std::string text;             // the text delivered to on_token, stop string excluded
+  SpecStats spec;               // speculative decoding of this generation
 };
 
 class Session {
@@ -71,7 +71,7 @@ class Session {
   absl::Status Decode(absl::Span<const int32_t> tokens);
   bool has_logits() const { return has_logits_; }
   const std::vector<float>& logits() const { return logits_; }
-  uint32_t n_tokens() const { return table_->n_tokens(); }
+  uint32_t n_tokens() const { return seq_->n_computed(); }
   uint32_t context_length() const { return context_length_; }
   absl::Status Truncate(uint32_t n_tokens);
   absl::StatusOr<int32_t> Sample();
@@ -87,20 +87,27 @@ class Session {
  private:
   Session() = default;
   absl::Status CheckTokens(absl::Span<const int32_t> tokens) const;
+  // One forward step over the sequence's pending tokens; logits of the last one. On failure the
+  // KV is as before (the pending tokens stay pending).
+  absl::Status RunPending();
+  // One decode step with speculation: the pending token plus a draft tree in one forward, the
+  // verified tokens emitted through the sequence. *stop: the stop reason (kNone: go on).
+  absl::Status SpeculativeStep(const TokenSink& sink, StopReason* stop, uint32_t* n_emitted);
 
   const LlamaModel* model_ = nullptr;
   uint32_t context_length_ = 0;
   std::unique_ptr<BlockPool> pool_;
-  std::unique_ptr<BlockTable> table_;
+  std::unique_ptr<Sequence> seq_;
   std::unique_ptr<Executor> executor_;
-  std::unique_ptr<Sampler> sampler_;
   std::vector<float> logits_;
   bool has_logits_ = false;
   std::atomic<bool> cancel_{false};
-  StepInputs step_;
+  StepBuilder step_;
+  std::unique_ptr<Speculator> spec_;  // null: plain decoding
+  DraftTree tree_;
+  VerifyOutcome outcome_;
+  std::vector<int32_t> verify_tokens_, verify_parents_;
 };
-
-const char* StopReasonName(StopReason reason);
 
 }  // namespace runtime
 }  // namespace kestrel
