@@ -249,6 +249,7 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
   }
   if (r.stop_reason == StopReason::kCancelled && spec_) seq.FlushHeld(sink);
   if (spec_) r.spec = spec_->stats();
+  last_spec_ = r.spec;
   r.n_generated = seq.n_generated();
   r.decode_ms = MsSince(t1);
   return r;

@@ -81,6 +81,8 @@ class Session {
   void Cancel() { cancel_.store(true, std::memory_order_relaxed); }
 
   const Executor& executor() const { return *executor_; }
+  // Speculative decoding statistics of the last Generate (zero when speculation is off).
+  const SpecStats& last_spec_stats() const { return last_spec_; }
   // Mixture of experts: restarts the per-expert routing counts (Executor::expert_counts).
   void ResetExpertStats() { executor_->ResetExpertCounts(); }
 
@@ -104,6 +106,7 @@ class Session {
   std::atomic<bool> cancel_{false};
   StepBuilder step_;
   std::unique_ptr<Speculator> spec_;  // null: plain decoding
+  SpecStats last_spec_;
   DraftTree tree_;
   VerifyOutcome outcome_;
   std::vector<int32_t> verify_tokens_, verify_parents_;
