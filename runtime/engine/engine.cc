@@ -59,6 +59,11 @@ struct Engine::SeqState {
   std::unique_ptr<Sequence> seq;
   std::vector<uint64_t> keys;  // prefix-cache entry of block i for the cached full blocks
   bool prefilled = false;  // computed up to its last token since (re)admission: decoding
+  // Speculative decoding (null: off): this step's tree and its verify inputs.
+  std::unique_ptr<Speculator> spec;
+  DraftTree tree;
+  std::vector<int32_t> verify_tokens, verify_parents;
+  bool spec_step = false;  // this step verifies a tree (or a plain token through the verifier)
   bool done = false;
   // Per step.
   uint32_t chunk = 0;
@@ -76,6 +81,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const LlamaModel* model,
                                                        const EngineConfig& config) {
   std::unique_ptr<Engine> e(new Engine());
   e->model_ = model;
+  e->fallback_ = fallback;
   e->config_ = config;
   const uint32_t trained = model->config().context_length;
   e->context_length_ = config.context_length == 0 ? trained : config.context_length;
@@ -166,6 +172,9 @@ absl::StatusOr<uint64_t> Engine::Submit(EngineRequest r) {
   if (auto s = ValidateSamplerConfig(r.sampler); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("submit: options->", s.message()));
   }
+  if (auto s = ValidateSpecConfig(r.spec, *model_); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("submit: options->", s.message()));
+  }
   const uint64_t P = r.prompt.size();
   if (P > context_length_) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -218,6 +227,7 @@ void Engine::TakeSubmissions() {
     seq->seq->AddTokens(req->req.prompt);
     seq->seq->Begin({req->req.max_new_tokens, req->req.stop_strings, context_length_},
                     static_cast<uint32_t>(req->req.prompt.size()));
+    seq->spec = MakeSpeculator(req->req.spec);
     waiting_.push_back(std::move(seq));
   }
 }
@@ -424,6 +434,57 @@ bool Engine::SampleNext(SeqState& seq, const float* logits) {
 
 void Engine::RetireSequence(SeqState* seq) { ReleaseBlocks(*seq); }
 
+std::unique_ptr<Speculator> Engine::MakeSpeculator(const SpecConfig& config) {
+  if (config.method == SpecMethod::kOff) return nullptr;
+  absl::StatusOr<std::unique_ptr<Speculator>> sp =
+      Speculator::Create(config, model_, fallback_, context_length_);
+  return sp.ok() ? std::move(*sp) : nullptr;
+}
+
+void Engine::ProposeTree(SeqState& seq, uint32_t room) {
+  Sequence& core = *seq.seq;
+  const uint32_t n_past = core.n_computed();
+  const uint32_t left = core.policy().max_new_tokens - std::min(core.n_generated(), core.policy().max_new_tokens);
+  room = std::min<uint64_t>({room, uint64_t{context_length_} - std::min(context_length_, n_past + 1),
+                             left > 0 ? left - 1 : 0});
+  if (!seq.spec->Propose(core, room, !executor_->SupportsTreeMask(), &seq.tree).ok()) {
+    seq.tree.Clear();
+  }
+  seq.verify_tokens.assign(1, core.pending()[0]);
+  seq.verify_parents.assign(1, -1);
+  for (size_t i = 0; i < seq.tree.size(); ++i) {
+    seq.verify_tokens.push_back(seq.tree.tokens[i]);
+    seq.verify_parents.push_back(seq.tree.parents[i] + 1);
+  }
+}
+
+void Engine::FinishSpeculativeStep(SeqState& seq, const float* rows, double step_ms) {
+  Sequence& core = *seq.seq;
+  const uint32_t T = static_cast<uint32_t>(seq.verify_tokens.size());
+  const uint32_t n_past = core.n_computed() - T;
+  seq.spec->RecordStep(T, step_ms, T > 1);
+  StopReason reason = core.BeforeSample();
+  if (reason == StopReason::kNone) {
+    VerifyOutcome outcome;
+    absl::Status s = seq.spec->Verify(core, seq.tree, rows, model_->config().n_vocab, &outcome);
+    if (s.ok()) s = executor_->CopySlots(KvPlan(core.table(), n_past, outcome.accepted));
+    if (!s.ok()) {
+      FailSequence(seq, s);
+      return;
+    }
+    reason = Commit(core, n_past, outcome, SinkFor(seq), nullptr);
+  } else {
+    core.table().Truncate(n_past + 1);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    SpecStats& st = seq.request->out.spec;
+    st.Add(seq.spec->stats());
+  }
+  seq.spec->ResetStats();
+  if (reason != StopReason::kNone) FinishSequence(seq, reason);
+}
+
 absl::Status Engine::Step(uint32_t* n_active) {
   if (OnStepThread()) {
     return absl::FailedPreconditionError(
@@ -473,13 +534,30 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
   uint32_t budget = config_.max_batch_tokens;
   const uint64_t preemptions_before = work_stats_.preemptions;
 
-  // 1. Decodes first: one token for each running sequence that has sampled (rank order). A
-  // sequence about to write into a block it shares (a fork's partial prompt block) copies it.
+  // 1. Decodes first: one token for each running sequence that has sampled (rank order), plus
+  // its draft tree when it speculates (never more than leaves one token for each later decode,
+  // and never at the price of a preemption). A sequence about to write into a block it shares (a
+  // fork's partial prompt block) copies it.
+  uint32_t decodes_left = 0;
+  for (auto& r : running_) decodes_left += r->prefilled ? 1 : 0;
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
     SeqState* seq = running_[i].get();
     if (!seq->prefilled) continue;
+    --decodes_left;
     BlockTable& table = seq->seq->table();
-    const uint64_t end = uint64_t{table.n_tokens()} + 1;
+    seq->spec_step = seq->spec != nullptr;
+    uint32_t T = 1;
+    if (seq->spec_step) {
+      ProposeTree(*seq, budget > 1 + decodes_left ? budget - 1 - decodes_left : 0);
+      T = static_cast<uint32_t>(seq->verify_tokens.size());
+      if (AvailableBlocks() < table.BlocksToWrite(uint64_t{table.n_tokens()} + T)) {
+        seq->tree.Clear();  // no room for the draft: a plain step through the verifier
+        seq->verify_tokens.resize(1);
+        seq->verify_parents.resize(1);
+        T = 1;
+      }
+    }
+    const uint64_t end = uint64_t{table.n_tokens()} + T;
     const uint32_t need = table.BlocksToWrite(end);
     bool self_preempted = false;
     while (AvailableBlocks() < need) {
@@ -493,14 +571,15 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
     if (self_preempted) break;  // it was the last in rank order
     EnsureFree(need);
     if (auto st = table.MakeWritable(end, &copies); !st.ok()) return st;  // cannot happen
-    seq->chunk = 1;
-    --budget;
+    seq->chunk = T;
+    budget -= T;
     scheduled.push_back(seq);
   }
   // 2. Prefill chunks of admitted sequences, in rank order, with what is left of the budget.
   for (auto& s : running_) {
     if (budget == 0) break;
     if (s->prefilled) continue;
+    s->spec_step = false;
     s->chunk = std::min<uint32_t>(s->seq->n_pending(), budget);
     budget -= s->chunk;
     scheduled.push_back(s.get());
@@ -516,6 +595,7 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
       n_seqs += 1 + seq->forks_pending;
       running_.push_back(std::move(waiting_.front()));
       waiting_.erase(waiting_.begin());
+      seq->spec_step = false;
       seq->chunk = std::min<uint32_t>(seq->seq->n_pending(), budget);
       budget -= seq->chunk;
       scheduled.push_back(seq);
@@ -532,13 +612,19 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
       const bool last = s->chunk == core.n_pending();
       // Room is reserved (prefill) or made writable (decode) above, so this cannot fail.
       (void)core.table().Append(s->chunk);
-      absl::StatusOr<int32_t> row =
-          step_.Add({&core.table(), n_past, chunk, {}, last ? LogitRows::kLast : LogitRows::kNone});
+      absl::StatusOr<int32_t> row;
+      if (s->prefilled && s->spec_step) {
+        row = step_.Add({&core.table(), n_past, s->verify_tokens, s->verify_parents, LogitRows::kAll});
+      } else {
+        row = step_.Add({&core.table(), n_past, chunk, {}, last ? LogitRows::kLast : LogitRows::kNone});
+      }
       s->logit_row = row.ok() ? *row : -1;
     }
     const StepInputs& in = step_.Finish();
+    const auto run_t0 = Clock::now();
     absl::Status run = executor_->CopyBlocks(copies);
     if (run.ok()) run = executor_->Run(in, &logits_);
+    const double run_ms = MsBetween(run_t0, Clock::now());
     if (!run.ok()) {
       // The step's sequences fail with the device's status; the engine itself stays usable.
       for (SeqState* s : scheduled) FailSequence(*s, run);
@@ -551,6 +637,11 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
           work_stats_.decode_tokens += s->chunk;
         } else {
           work_stats_.prefill_tokens_computed += s->chunk;
+        }
+        if (s->prefilled && s->spec_step && !s->done) {
+          FinishSpeculativeStep(*s, logits_.data() + size_t(s->logit_row) * V, run_ms);
+          CacheFullBlocks(*s);
+          continue;
         }
         CacheFullBlocks(*s);
         if (s->logit_row < 0 || s->done) continue;
@@ -573,6 +664,7 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
           s->seq->table().ShareInto(&child->seq->table());
           child->keys = s->keys;
           child->prefilled = true;
+          child->spec = MakeSpeculator(s->request->req.spec);
           SampleNext(*child, row);
           born.push_back(std::move(child));
         }

@@ -36,6 +36,7 @@
 #include "runtime/sequence/sequence.h"
 #include "runtime/sequence/step_builder.h"
 #include "runtime/session/session.h"
+#include "runtime/speculative/speculator.h"
 
 namespace kestrel {
 namespace runtime {
@@ -62,6 +63,11 @@ struct EngineRequest {
   uint32_t n = 1;
   // (request id, sample, token, text made final by it) -> keep going?
   std::function<bool(uint64_t, uint32_t, int32_t, absl::string_view)> on_token;
+  // Speculative decoding of every sample (off by default): its decode steps carry a draft tree,
+  // verified inside the same varlen step as the other sequences.
+  SpecConfig spec;
+  // Kept alive as long as the request (the C boundary holds the draft model's handle here).
+  std::shared_ptr<void> keep_alive;
 };
 
 enum class RequestState { kWaiting = 0, kRunning = 1, kFinished = 2, kFailed = 3, kCancelled = 4 };
@@ -81,6 +87,7 @@ struct RequestOutput {
   uint32_t n_preemptions = 0;
   double queue_ms = 0, ttft_ms = 0, total_ms = 0;
   std::vector<SampleOutput> samples;
+  SpecStats spec;  // speculative decoding, summed over the samples
 };
 
 struct EngineStats {
@@ -148,11 +155,19 @@ class Engine {
   void FailSequence(SeqState& seq, const absl::Status& status);
   void RetireSequence(SeqState* seq);
   void Deliver(SeqState& seq, int32_t token, absl::string_view text);
+  // Speculative decode: the draft tree of a running sequence for this step (room: most draft
+  // tokens it may add), and after the step the verification, KV compaction and emission.
+  void ProposeTree(SeqState& seq, uint32_t room);
+  // A speculator for one sample (null when off; a failure to build one turns speculation off for
+  // it: Submit already validated the configuration).
+  std::unique_ptr<Speculator> MakeSpeculator(const SpecConfig& config);
+  void FinishSpeculativeStep(SeqState& seq, const float* rows, double step_ms);
   void PublishStats();
   void ThreadMain();
   bool IdleLocked() const;  // mu_ held
 
   const LlamaModel* model_ = nullptr;
+  hal::Device* fallback_ = nullptr;
   EngineConfig config_;
   uint32_t context_length_ = 0;
   uint32_t n_blocks_ = 0;

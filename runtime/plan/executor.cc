@@ -198,7 +198,10 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape, bool tree)
       continue;
     }
     absl::StatusOr<Copy*> c = Resident(ValueFor(a.ref), d, BytesOf(a, shape));
-    if (!c.ok()) return c.status();
+    if (!c.ok()) {
+      return absl::Status(c.status().code(), absl::StrCat("op '", op.label, "' input ", i, ": ",
+                                                          c.status().message()));
+    }
     in[i].buffer = (*c)->buffer.handle();
   }
   for (size_t i = 0; i < out.size(); ++i) {
@@ -290,6 +293,55 @@ absl::Status Executor::Run(const StepInputs& inputs, std::vector<float>* logits)
     expert_counts_[i] += static_cast<uint64_t>(step_counts_[i]);
   }
   return absl::OkStatus();
+}
+
+bool Executor::SupportsTreeMask() {
+  if (tree_mask_support_ >= 0) return tree_mask_support_ == 1;
+  tree_mask_support_ = 0;
+  for (const PlanOp& op : plan_.ops) {
+    if (op.kind != KESTREL_OP_PAGED_ATTENTION) continue;
+    // The op as a two-token tree step of one sequence would describe it.
+    StepShape shape;
+    shape.n_tokens = 2;
+    shape.n_seqs = 1;
+    shape.max_blocks = 1;
+    shape.n_rows = 1;
+    std::vector<kestrel_tensor_arg_t> in(op.inputs.size() + 1), out(op.outputs.size());
+    auto describe = [&](const PlanArg& a, kestrel_tensor_arg_t* t) {
+      *t = kestrel_tensor_arg_t{};
+      t->desc.struct_size = sizeof(kestrel_tensor_desc_t);
+      t->desc.dtype = a.dtype;
+      t->desc.rank = a.rank;
+      for (uint32_t i = 0; i < a.rank; ++i) t->desc.dims[i] = shape.Resolve(a.dims[i]);
+    };
+    for (size_t i = 0; i < op.inputs.size(); ++i) describe(op.inputs[i], &in[i]);
+    for (size_t i = 0; i < op.outputs.size(); ++i) describe(op.outputs[i], &out[i]);
+    kestrel_tensor_arg_t& parents = in.back();
+    parents.desc.struct_size = sizeof(kestrel_tensor_desc_t);
+    parents.desc.dtype = KESTREL_DTYPE_I32;
+    parents.desc.rank = 1;
+    parents.desc.dims[0] = 2;
+    kestrel_op_attention_params_t p{};
+    std::memcpy(&p, op.params.data(), std::min(sizeof(p), op.params.size()));
+    p.tree_mask = 1;
+    kestrel_op_desc_t desc{};
+    desc.struct_size = sizeof(desc);
+    desc.kind = op.kind;
+    desc.op_version = 1;
+    desc.n_inputs = static_cast<uint32_t>(in.size());
+    desc.n_outputs = static_cast<uint32_t>(out.size());
+    desc.inputs = in.data();
+    desc.outputs = out.data();
+    desc.params = &p;
+    desc.params_size = sizeof(p);
+    for (hal::Device* d : {primary_, fallback_}) {
+      if (d == nullptr) continue;
+      absl::StatusOr<kestrel_op_support_t> s = d->Query(desc);
+      if (s.ok() && s->level != KESTREL_OP_UNSUPPORTED) tree_mask_support_ = 1;
+    }
+    break;
+  }
+  return tree_mask_support_ == 1;
 }
 
 absl::Status Executor::ReadBack(const Value& value, void* out, uint64_t bytes) {

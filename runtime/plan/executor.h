@@ -48,6 +48,9 @@ class Executor {
   absl::Status CopySlots(const std::vector<int32_t>& pairs);
 
   const ExecutionPlan& plan() const { return plan_; }
+  // Whether some device here (primary or fallback) runs PAGED_ATTENTION with the tree mask, so a
+  // speculative tree can be verified; chains never need it. Asked once.
+  bool SupportsTreeMask();
 
   // Mixture of experts: tokens routed to each expert, summed over every successful Run since
   // creation or the last ResetExpertCounts; [n_layers][n_experts] row-major (empty for a dense
@@ -95,6 +98,7 @@ class Executor {
   std::vector<uint8_t> staging_;
   std::vector<uint64_t> expert_counts_;
   std::vector<int32_t> step_counts_;  // this step's MoE stats, all layers
+  int tree_mask_support_ = -1;        // -1: not asked yet
 };
 
 }  // namespace runtime

@@ -108,7 +108,7 @@ absl::Status Session::SpeculativeStep(const TokenSink& sink, StopReason* stop,
   if (seq.n_pending() != 1) return absl::InternalError("speculative step: expected one pending token");
   const uint32_t left = seq.policy().max_new_tokens - seq.n_generated();
   const uint32_t room = std::min<uint64_t>(context_length_ - n_past - 1, left > 0 ? left - 1 : 0);
-  if (auto s = spec_->Propose(seq, room, &tree_); !s.ok()) return s;
+  if (auto s = spec_->Propose(seq, room, !executor_->SupportsTreeMask(), &tree_); !s.ok()) return s;
   verify_tokens_.assign(1, seq.pending()[0]);
   verify_parents_.assign(1, -1);
   for (size_t i = 0; i < tree_.size(); ++i) {

@@ -105,7 +105,28 @@ void Speculator::Reset() {
   for (auto& p : proposers_) p->Reset();
 }
 
-absl::Status Speculator::Propose(const Sequence& seq, uint32_t room, DraftTree* tree) {
+void CutToFirstPath(DraftTree* tree) {
+  if (tree->empty()) return;
+  DraftTree path;
+  int32_t cur = 0;
+  int32_t parent = -1;
+  while (cur >= 0) {
+    parent = path.Add(parent, tree->tokens[cur]);
+    if (static_cast<size_t>(cur) < tree->q.size()) {
+      path.q.resize(path.size());
+      path.q[parent] = tree->q[cur];
+    }
+    int32_t next = -1;
+    for (size_t i = cur + 1; i < tree->size() && next < 0; ++i) {
+      if (tree->parents[i] == cur) next = static_cast<int32_t>(i);
+    }
+    cur = next;
+  }
+  *tree = std::move(path);
+}
+
+absl::Status Speculator::Propose(const Sequence& seq, uint32_t room, bool chains_only,
+                                 DraftTree* tree) {
   tree->Clear();
   const ControllerChoice c = controller_->Choose();
   stats_.current = c.method;
@@ -132,6 +153,7 @@ absl::Status Speculator::Propose(const Sequence& seq, uint32_t room, DraftTree* 
     tree->Clear();  // a failing proposer only costs the speculation
     return absl::OkStatus();
   }
+  if (chains_only) CutToFirstPath(tree);
   last_depth_ = tree->Depth();
   return absl::OkStatus();
 }

@@ -40,8 +40,10 @@ class Speculator {
                                                             uint32_t context_length);
 
   // Step 1. `room`: most draft nodes the caller can take (context, budget, batch). The tree's
-  // parents are relative to the draft nodes (-1: child of the pending token).
-  absl::Status Propose(const Sequence& seq, uint32_t room, DraftTree* tree);
+  // parents are relative to the draft nodes (-1: child of the pending token). With
+  // `chains_only` (no device here runs the tree mask) a branching proposal is cut to its first
+  // path, which plain causal attention verifies.
+  absl::Status Propose(const Sequence& seq, uint32_t room, bool chains_only, DraftTree* tree);
   // Step 3, after the forward over the tree (rows as Verifier::Verify).
   absl::Status Verify(Sequence& seq, const DraftTree& tree, const float* rows, size_t n_vocab,
                       VerifyOutcome* out);
@@ -65,6 +67,9 @@ class Speculator {
   SpecMethod last_method_ = SpecMethod::kOff;
   uint32_t last_depth_ = 0;
 };
+
+// Keeps only the path from the first root to its first leaf (node 0, its first child, ...).
+void CutToFirstPath(DraftTree* tree);
 
 // Step 4a: the (source, destination) slot pairs that move the accepted draft nodes onto the
 // positions right after the pending token (n_past), in an order safe to apply one by one.
