@@ -49,6 +49,13 @@ absl::Status LookaheadProposer::Propose(const ProposeRequest& req, DraftTree* ou
   // Verification branches first (they are what usually gets accepted), then the window.
   const uint32_t budget_for_pool = req.max_nodes > w ? req.max_nodes - w : 0;
   auto it = pool_.find(h.back());
+  window_nodes_.clear();
+  if (req.chains_only && it != pool_.end() && !it->second.empty()) {
+    // One chain only: the newest pool n-gram (the window waits for a step without one).
+    const std::vector<int32_t>& rest = it->second.front();
+    out->AddChain(-1, rest.data(), std::min<size_t>(rest.size(), req.max_depth), req.max_nodes);
+    return absl::OkStatus();
+  }
   if (it != pool_.end()) {
     uint32_t used = 0;
     for (const std::vector<int32_t>& rest : it->second) {
@@ -59,7 +66,6 @@ absl::Status LookaheadProposer::Propose(const ProposeRequest& req, DraftTree* ou
       if (out->size() > before) ++used;
     }
   }
-  window_nodes_.clear();
   int32_t parent = -1;
   for (uint32_t i = 1; i <= w && out->size() < req.max_nodes + 0u; ++i) {
     parent = out->Add(parent, guess_[root + i]);
@@ -75,6 +81,8 @@ void LookaheadProposer::Observe(const VerifyFeedback& fb) {
   std::map<int64_t, int32_t> output;  // position -> the target's token there given the window
   output[root_pos_ + 1] = fb.root_argmax;
   for (size_t i = 0; i < window_nodes_.size(); ++i) {
+    // The tree may have been cut (chains only): use the window as far as it survived.
+    if (static_cast<size_t>(window_nodes_[i]) >= fb.tree->size()) break;
     const int64_t pos = root_pos_ + 1 + static_cast<int64_t>(i);
     window[pos] = fb.tree->tokens[window_nodes_[i]];
     output[pos + 1] = fb.node_argmax[window_nodes_[i]];

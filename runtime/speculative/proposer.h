@@ -20,6 +20,8 @@ struct ProposeRequest {
   uint32_t max_nodes = 4;   // most nodes
   // The target samples (not greedy): proposers that have a distribution attach it (q).
   const SamplerConfig* sampling = nullptr;
+  // No device here runs the tree mask: only the first path of the tree will be verified.
+  bool chains_only = false;
 };
 
 // What the verifier learnt about a proposal: for each node, the target's greedy choice after it

@@ -145,6 +145,7 @@ absl::Status Speculator::Propose(const Sequence& seq, uint32_t room, bool chains
   if (c.method == SpecMethod::kDraft || c.method == SpecMethod::kSelf) req.max_nodes = req.max_depth;
   SamplerConfig sc = const_cast<Sequence&>(seq).sampler().config();
   req.sampling = &sc;
+  req.chains_only = chains_only;
   absl::Status s = p->Propose(req, tree);
   const double ms = MsSince(t0);
   stats_.propose_ms += ms;

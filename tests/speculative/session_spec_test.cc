@@ -41,7 +41,11 @@ class SessionSpecTest : public ::testing::TestWithParam<Param> {
     auto session = runtime::Session::Create(model, SpecEnv::Get().Ref(), config);
     EXPECT_TRUE(session.ok()) << session.status();
     if (!session.ok()) return total;
-    for (const GoldenCase& c : ReadGolden(golden)) {
+    std::vector<GoldenCase> cases = ReadGolden(golden);
+    // The fast cpu plugin runs every case; ref (double accumulation) and OpenCL (trees verified
+    // through the reference fallback, with host copies of the KV) run two, to keep CI short.
+    if (p.device != "cpu" && cases.size() > 2) cases.resize(2);
+    for (const GoldenCase& c : cases) {
       runtime::GenerateRequest req;
       req.prompt = c.prompt;
       req.max_new_tokens = static_cast<uint32_t>(c.generated.size());
