@@ -14,7 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "hal/src/device.h"
-#include "runtime/model/llama_model.h"
+#include "runtime/model/model.h"
 #include "runtime/plan/execution_plan.h"
 
 namespace kestrel {
@@ -33,7 +33,7 @@ struct StepInputs {
 class Executor {
  public:
   // `fallback` may be null (no fallback) or equal to `primary`.
-  static absl::StatusOr<std::unique_ptr<Executor>> Create(const LlamaModel* model,
+  static absl::StatusOr<std::unique_ptr<Executor>> Create(const Model* model,
                                                           ExecutionPlan plan,
                                                           hal::Device* primary,
                                                           hal::Device* fallback);
@@ -51,6 +51,11 @@ class Executor {
   // Whether some device here (primary or fallback) runs PAGED_ATTENTION with the tree mask, so a
   // speculative tree can be verified; chains never need it. Asked once.
   bool SupportsTreeMask();
+
+  // After a successful Run of a plan built with PlanOptions::hidden: the hidden state of every
+  // token of that step, [T, n_embd] floats row-major (see HiddenState for which one).
+  // FAILED_PRECONDITION if the plan exposes none or no step has run.
+  absl::Status ReadHidden(std::vector<float>* out);
 
   // Mixture of experts: tokens routed to each expert, summed over every successful Run since
   // creation or the last ResetExpertCounts; [n_layers][n_experts] row-major (empty for a dense
@@ -87,7 +92,7 @@ class Executor {
   // Reads the value's current copy (from any device that holds one) into `out`.
   absl::Status ReadBack(const Value& value, void* out, uint64_t bytes);
 
-  const LlamaModel* model_ = nullptr;
+  const Model* model_ = nullptr;
   ExecutionPlan plan_;
   hal::Device* primary_ = nullptr;
   hal::Device* fallback_ = nullptr;
@@ -99,6 +104,7 @@ class Executor {
   std::vector<uint64_t> expert_counts_;
   std::vector<int32_t> step_counts_;  // this step's MoE stats, all layers
   int tree_mask_support_ = -1;        // -1: not asked yet
+  int64_t last_tokens_ = 0;           // T of the last successful Run
 };
 
 }  // namespace runtime

@@ -20,7 +20,7 @@
 #include "hal/include/kestrel/plugin_api.h"
 #include "runtime/kv_cache/block_pool.h"
 #include "runtime/kv_cache/block_table.h"
-#include "runtime/model/llama_model.h"
+#include "runtime/model/model.h"
 #include "runtime/plan/executor.h"
 #include "runtime/sampler/sampler.h"
 #include "runtime/sequence/sequence.h"
@@ -62,7 +62,7 @@ struct GenerateResult {
 class Session {
  public:
   // `fallback` runs ops the model's device does not support (may be null).
-  static absl::StatusOr<std::unique_ptr<Session>> Create(const LlamaModel* model,
+  static absl::StatusOr<std::unique_ptr<Session>> Create(const Model* model,
                                                          hal::Device* fallback,
                                                          const SessionConfig& config);
   ~Session();
@@ -96,7 +96,7 @@ class Session {
   // verified tokens emitted through the sequence. *stop: the stop reason (kNone: go on).
   absl::Status SpeculativeStep(const TokenSink& sink, StopReason* stop, uint32_t* n_emitted);
 
-  const LlamaModel* model_ = nullptr;
+  const Model* model_ = nullptr;
   uint32_t context_length_ = 0;
   std::unique_ptr<BlockPool> pool_;
   std::unique_ptr<Sequence> seq_;

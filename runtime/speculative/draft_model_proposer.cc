@@ -5,7 +5,7 @@
 namespace kestrel {
 namespace runtime {
 
-absl::Status CheckSameVocab(const LlamaModel& target, const LlamaModel& draft) {
+absl::Status CheckSameVocab(const Model& target, const Model& draft) {
   const Tokenizer& a = target.tokenizer();
   const Tokenizer& b = draft.tokenizer();
   if (a.vocab_size() != b.vocab_size()) {

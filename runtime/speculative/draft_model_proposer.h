@@ -16,7 +16,7 @@ namespace runtime {
 
 // INVALID_ARGUMENT (naming both sizes / the first differing token) when `draft` cannot draft for
 // `target`: another vocab size or other token texts.
-absl::Status CheckSameVocab(const LlamaModel& target, const LlamaModel& draft);
+absl::Status CheckSameVocab(const Model& target, const Model& draft);
 
 class DraftModelProposer : public Proposer {
  public:

@@ -2,10 +2,9 @@
 
 #include <algorithm>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "runtime/plan/execution_plan.h"
+#include "runtime/plan/plan_options.h"
 
 namespace kestrel {
 namespace runtime {
@@ -13,24 +12,9 @@ namespace {
 
 constexpr uint32_t kBlockSize = 16;
 
-// Keeps the ops of the first n layers (labels "blk.<l>.") and the head.
-void KeepFirstLayers(ExecutionPlan* plan, uint32_t n) {
-  std::vector<PlanOp> kept;
-  for (PlanOp& op : plan->ops) {
-    bool drop = false;
-    for (uint32_t l = n; l < plan->n_layers && !drop; ++l) {
-      drop = absl::StartsWith(op.label, absl::StrCat("blk.", l, "."));
-    }
-    if (!drop) kept.push_back(std::move(op));
-  }
-  plan->ops = std::move(kept);
-  if (plan->expert_stats.size() > n) plan->expert_stats.resize(n);
-  plan->n_layers = n;
-}
-
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const LlamaModel* model,
+absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const Model* model,
                                                                  hal::Device* fallback,
                                                                  uint32_t context_length,
                                                                  uint32_t n_layers) {
@@ -45,10 +29,15 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const LlamaMode
   const uint32_t n_blocks = (r->context_length_ + kBlockSize - 1) / kBlockSize;
   r->pool_ = std::make_unique<BlockPool>(n_blocks, kBlockSize);
   r->table_ = std::make_unique<BlockTable>(r->pool_.get());
-  ExecutionPlan plan = BuildLlamaPlan(*model, kBlockSize, n_blocks);
-  if (n_layers > 0) KeepFirstLayers(&plan, n_layers);
+  PlanOptions options;
+  options.block_size = kBlockSize;
+  options.n_blocks = n_blocks;
+  options.context_length = r->context_length_;
+  options.n_layers = n_layers;  // self-draft: the first layers, then the output head
+  absl::StatusOr<ExecutionPlan> plan = model->BuildPlan(options);
+  if (!plan.ok()) return plan.status();
   absl::StatusOr<std::unique_ptr<Executor>> exec =
-      Executor::Create(model, std::move(plan), model->device(), fallback);
+      Executor::Create(model, std::move(*plan), model->device(), fallback);
   if (!exec.ok()) return exec.status();
   r->executor_ = std::move(*exec);
   return r;

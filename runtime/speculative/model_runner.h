@@ -10,7 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "runtime/kv_cache/block_table.h"
-#include "runtime/model/llama_model.h"
+#include "runtime/model/model.h"
 #include "runtime/plan/executor.h"
 #include "runtime/sequence/step_builder.h"
 
@@ -20,7 +20,7 @@ namespace runtime {
 class ModelRunner {
  public:
   // `n_layers` > 0 runs only the model's first n_layers layers, then its output head (self-draft).
-  static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(const LlamaModel* model,
+  static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(const Model* model,
                                                              hal::Device* fallback,
                                                              uint32_t context_length,
                                                              uint32_t n_layers = 0);
@@ -31,13 +31,13 @@ class ModelRunner {
   absl::StatusOr<absl::Span<const float>> Feed(int32_t token);
   uint32_t n_tokens() const { return table_->n_tokens(); }
   uint32_t context_length() const { return context_length_; }
-  const LlamaModel& model() const { return *model_; }
+  const Model& model() const { return *model_; }
 
  private:
   ModelRunner() = default;
   absl::StatusOr<absl::Span<const float>> Run(absl::Span<const int32_t> tokens);
 
-  const LlamaModel* model_ = nullptr;
+  const Model* model_ = nullptr;
   uint32_t context_length_ = 0;
   std::unique_ptr<BlockPool> pool_;
   std::unique_ptr<BlockTable> table_;

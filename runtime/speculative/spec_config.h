@@ -19,7 +19,7 @@
 namespace kestrel {
 namespace runtime {
 
-class LlamaModel;
+class Model;
 
 // Values match kestrel_spec_method_t.
 enum class SpecMethod : uint32_t {
@@ -34,7 +34,7 @@ struct SpecConfig {
   SpecMethod method = SpecMethod::kOff;
   uint32_t max_draft = 0;    // most draft tokens on one path; 0: the method's default
   uint32_t tree_budget = 0;  // most draft nodes in one tree; 0: the method's default
-  const LlamaModel* draft_model = nullptr;  // kDraft (same vocab as the target)
+  const Model* draft_model = nullptr;  // kDraft (same vocab as the target)
   std::string heads_path;                   // kMedusa / kEagle sidecar GGUF
   uint32_t self_layers = 0;                 // kSelf: target layers the draft runs; 0: half
 };

@@ -20,7 +20,7 @@ double MsSince(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-absl::Status ValidateSpecConfig(const SpecConfig& c, const LlamaModel& target) {
+absl::Status ValidateSpecConfig(const SpecConfig& c, const Model& target) {
   if (static_cast<uint32_t>(c.method) >= kNumSpecMethods) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "speculative method = %u is not a kestrel_spec_method_t (0..7)", static_cast<uint32_t>(c.method)));
@@ -55,7 +55,7 @@ absl::Status ValidateSpecConfig(const SpecConfig& c, const LlamaModel& target) {
 }
 
 absl::StatusOr<std::unique_ptr<Speculator>> Speculator::Create(const SpecConfig& config,
-                                                               const LlamaModel* target,
+                                                               const Model* target,
                                                                hal::Device* fallback,
                                                                uint32_t context_length) {
   if (config.method == SpecMethod::kOff) return std::unique_ptr<Speculator>();

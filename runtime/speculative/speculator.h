@@ -16,7 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "hal/src/device.h"
-#include "runtime/model/llama_model.h"
+#include "runtime/model/model.h"
 #include "runtime/sequence/sequence.h"
 #include "runtime/speculative/controller.h"
 #include "runtime/speculative/draft_tree.h"
@@ -29,13 +29,13 @@ namespace runtime {
 
 // Validates a speculative configuration for `target` (method known and available, sizes in
 // range, the draft model's vocab); the message names the bad field.
-absl::Status ValidateSpecConfig(const SpecConfig& config, const LlamaModel& target);
+absl::Status ValidateSpecConfig(const SpecConfig& config, const Model& target);
 
 class Speculator {
  public:
   // nullptr (OK) when config.method is kOff.
   static absl::StatusOr<std::unique_ptr<Speculator>> Create(const SpecConfig& config,
-                                                            const LlamaModel* target,
+                                                            const Model* target,
                                                             hal::Device* fallback,
                                                             uint32_t context_length);
 

@@ -59,13 +59,14 @@ KESTREL_CHECK_OFFSET(kestrel_device_info_t, dtype_mask, 56);
 KESTREL_CHECK_OFFSET(kestrel_device_info_t, weight_dtype_mask, 64);
 
 /* model.h */
-KESTREL_CHECK_SIZE(kestrel_model_options_t, 40);
+KESTREL_CHECK_SIZE(kestrel_model_options_t, 48);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, device, 8);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, use_mmap, 16);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, progress_callback, 24);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, progress_user_data, 32);
-KESTREL_CHECK_SIZE(kestrel_model_info_t, 120);
+KESTREL_CHECK_OFFSET(kestrel_model_options_t, metadata_only, 40);
+KESTREL_CHECK_SIZE(kestrel_model_info_t, 152);
 KESTREL_CHECK_OFFSET(kestrel_model_info_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_model_info_t, architecture, 8);
 KESTREL_CHECK_OFFSET(kestrel_model_info_t, name, 16);
@@ -90,6 +91,11 @@ KESTREL_CHECK_OFFSET(kestrel_model_info_t, rms_norm_eps, 104);
 KESTREL_CHECK_OFFSET(kestrel_model_info_t, n_tensors, 108);
 KESTREL_CHECK_OFFSET(kestrel_model_info_t, n_experts, 112);
 KESTREL_CHECK_OFFSET(kestrel_model_info_t, n_experts_used, 116);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, tokenizer_model, 120);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, tokenizer_pre, 128);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, has_chat_template, 136);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, runnable, 137);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, unsupported, 144);
 KESTREL_CHECK_SIZE(kestrel_tensor_type_summary_t, 40);
 KESTREL_CHECK_OFFSET(kestrel_tensor_type_summary_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_tensor_type_summary_t, type_name, 8);
@@ -107,13 +113,33 @@ KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, min_p, 16);
 KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, repetition_penalty, 20);
 KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, repetition_window, 24);
 KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, seed, 32);
-KESTREL_CHECK_SIZE(kestrel_session_options_t, 40);  /* 32 in 0.1 */
+KESTREL_CHECK_SIZE(kestrel_session_options_t, 48);  /* 32 in 0.1, 40 with kv_type */
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, context_length, 4);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, kv_block_size, 8);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, sampler, 16);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, n_threads, 24);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, kv_type, 32);
+KESTREL_CHECK_OFFSET(kestrel_session_options_t, speculative, 40);
+KESTREL_CHECK_OFFSET(kestrel_engine_request_options_t, add_bos, 56);
+KESTREL_CHECK_OFFSET(kestrel_engine_request_options_t, speculative, 64);
+KESTREL_CHECK_SIZE(kestrel_engine_request_options_t, 72);  /* 64 in 0.1 */
+KESTREL_CHECK_SIZE(kestrel_speculative_options_t, 40);
+KESTREL_CHECK_OFFSET(kestrel_speculative_options_t, method, 4);
+KESTREL_CHECK_OFFSET(kestrel_speculative_options_t, max_draft_tokens, 8);
+KESTREL_CHECK_OFFSET(kestrel_speculative_options_t, tree_budget, 12);
+KESTREL_CHECK_OFFSET(kestrel_speculative_options_t, draft_model, 16);
+KESTREL_CHECK_OFFSET(kestrel_speculative_options_t, heads_path, 24);
+KESTREL_CHECK_OFFSET(kestrel_speculative_options_t, self_draft_layers, 32);
+KESTREL_CHECK_OFFSET(kestrel_speculative_stats_t, steps, 16);
+KESTREL_CHECK_OFFSET(kestrel_speculative_stats_t, mean_accepted, 48);
+KESTREL_CHECK_OFFSET(kestrel_speculative_stats_t, steps_by_method, 72);
+KESTREL_CHECK_SIZE(kestrel_speculative_stats_t, 264);
+_Static_assert(KESTREL_SPEC_OFF == 0 && KESTREL_SPEC_AUTO == 1 && KESTREL_SPEC_DRAFT == 2 &&
+                   KESTREL_SPEC_SELF == 3 && KESTREL_SPEC_NGRAM == 4 &&
+                   KESTREL_SPEC_LOOKAHEAD == 5 && KESTREL_SPEC_MEDUSA == 6 &&
+                   KESTREL_SPEC_EAGLE == 7,
+               "speculative methods renumbered");
 KESTREL_CHECK_SIZE(kestrel_generate_options_t, 48);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, max_new_tokens, 4);

@@ -22,7 +22,7 @@ std::string Name(const ::testing::TestParamInfo<Param>& p) {
 
 class EngineSpecTest : public ::testing::TestWithParam<Param> {
  protected:
-  std::unique_ptr<runtime::Engine> MakeEngine(const runtime::LlamaModel* model,
+  std::unique_ptr<runtime::Engine> MakeEngine(const runtime::Model* model,
                                               uint32_t max_batch_tokens = 64) {
     runtime::EngineConfig c;
     c.context_length = 128;
@@ -46,7 +46,7 @@ class EngineSpecTest : public ::testing::TestWithParam<Param> {
   // Submits every golden case (speculating ones and, with `mixed`, a plain copy of each), runs to
   // the end and checks every output.
   void RunGolden(const std::string& file, const std::string& golden, bool mixed) {
-    const runtime::LlamaModel* model = SpecEnv::Get().Model(file, GetParam().device);
+    const runtime::Model* model = SpecEnv::Get().Model(file, GetParam().device);
     ASSERT_NE(model, nullptr);
     auto engine = MakeEngine(model);
     ASSERT_NE(engine, nullptr);
@@ -97,7 +97,7 @@ TEST_P(EngineSpecTest, TinyMoeBatchEqualsGolden) {
 // shared copy-on-write, then each sample's trees write and roll back on their own copies).
 TEST_P(EngineSpecTest, PrefixCacheAndForksAfterRollbacks) {
   KESTREL_SPEC_DEVICE_OR_SKIP(GetParam().device);
-  const runtime::LlamaModel* model = SpecEnv::Get().Model("stories260K.gguf", GetParam().device);
+  const runtime::Model* model = SpecEnv::Get().Model("stories260K.gguf", GetParam().device);
   ASSERT_NE(model, nullptr);
   auto engine = MakeEngine(model);
   const GoldenCase c = ReadGolden("stories260K.golden.json")[1];

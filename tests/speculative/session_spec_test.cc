@@ -24,7 +24,7 @@ class SessionSpecTest : public ::testing::TestWithParam<Param> {
   runtime::SpecStats RunGolden(const std::string& file, const std::string& golden) {
     runtime::SpecStats total;
     const Param& p = GetParam();
-    const runtime::LlamaModel* model = SpecEnv::Get().Model(file, p.device);
+    const runtime::Model* model = SpecEnv::Get().Model(file, p.device);
     EXPECT_NE(model, nullptr);
     if (model == nullptr) return total;
     runtime::SessionConfig config;

@@ -183,7 +183,7 @@ class DistributionTest : public ::testing::Test {
     return t;
   }
 
-  const runtime::LlamaModel* model_ = nullptr;
+  const runtime::Model* model_ = nullptr;
   size_t V_ = 0;
   SamplerConfig cfg_;
   std::unique_ptr<runtime::Session> session_;
@@ -322,7 +322,7 @@ TEST(SpecRefusalTest, DraftWithAnotherVocabIsRefused) {
 }
 
 TEST(SpecRefusalTest, TooLargeTreesAndUnbuiltMethodsAreRefused) {
-  const runtime::LlamaModel* m = SpecEnv::Get().Model("stories260K.gguf", "ref");
+  const runtime::Model* m = SpecEnv::Get().Model("stories260K.gguf", "ref");
   runtime::SessionConfig c;
   c.spec.method = SpecMethod::kLookahead;
   c.spec.tree_budget = 1000;
@@ -346,7 +346,7 @@ TEST(SpecRefusalTest, TooLargeTreesAndUnbuiltMethodsAreRefused) {
 // (causal attention verifies a chain), and the output stays the golden one.
 TEST(SpecRefusalTest, TreesAreCutToChainsWithoutTreeMaskSupport) {
   KESTREL_SPEC_DEVICE_OR_SKIP("opencl");
-  const runtime::LlamaModel* m = SpecEnv::Get().Model("stories260K.gguf", "opencl");
+  const runtime::Model* m = SpecEnv::Get().Model("stories260K.gguf", "opencl");
   ASSERT_NE(m, nullptr);
   runtime::SessionConfig c;
   c.context_length = 128;

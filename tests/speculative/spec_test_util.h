@@ -12,7 +12,7 @@
 #include "gtest/gtest.h"
 #include "hal/src/plugin_registry.h"
 #include "nlohmann/json.hpp"
-#include "runtime/model/llama_model.h"
+#include "runtime/model/model.h"
 #include "runtime/session/session.h"
 #include "tests/test_util.h"
 
@@ -50,14 +50,14 @@ class SpecEnv {
     return *d;
   }
   hal::Device* Ref() { return registry_->ReferenceDevice(); }
-  const runtime::LlamaModel* Model(const std::string& file, const std::string& device) {
+  const runtime::Model* Model(const std::string& file, const std::string& device) {
     auto key = file + "@" + device;
     auto it = models_.find(key);
     if (it != models_.end()) return it->second.get();
     std::string why;
     hal::Device* d = Device(device, &why);
     if (d == nullptr) return nullptr;
-    auto m = runtime::LlamaModel::Load(ModelPath(file), d, {});
+    auto m = runtime::Model::Load(ModelPath(file), d, {});
     EXPECT_TRUE(m.ok()) << m.status();
     if (!m.ok()) return nullptr;
     return (models_[key] = std::move(*m)).get();
@@ -66,7 +66,7 @@ class SpecEnv {
  private:
   SpecEnv() { registry_ = hal::PluginRegistry::Create(PluginDir(), nullptr); }
   std::unique_ptr<hal::PluginRegistry> registry_;
-  std::map<std::string, std::unique_ptr<runtime::LlamaModel>> models_;
+  std::map<std::string, std::unique_ptr<runtime::Model>> models_;
 };
 
 #define KESTREL_SPEC_DEVICE_OR_SKIP(name)                                     \
