@@ -98,7 +98,7 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kSpecMax, "spec-max", 0, true, kForGenerate | kForBench},
     {FlagId::kHeads, "heads", 0, true, kForGenerate | kForBench},
     {FlagId::kPromptFile, "prompt-file", 0, true, kForBench},
-    {FlagId::kSpecial, "special", 0, false, kForGenerate | kForBench},
+    {FlagId::kSpecial, "special", 0, false, kForBench},
 };
 
 unsigned CommandBit(Command command) {
