@@ -74,4 +74,21 @@ KESTREL_API kestrel_status_t* kestrel_session_speculative_stats(
   });
 }
 
+KESTREL_API kestrel_status_t* kestrel_session_get_hidden(const kestrel_session_t* session,
+                                                         size_t n_positions, float* out_hidden,
+                                                         size_t capacity, size_t* out_required) {
+  return Guard("kestrel_session_get_hidden", [&]() -> absl::Status {
+    constexpr const char* fn = "kestrel_session_get_hidden";
+    if (session == nullptr) return NullArgument(fn, "session");
+    if (n_positions > UINT32_MAX) {
+      return absl::OutOfRangeError(absl::StrFormat("%s: n_positions %u is too large", fn, n_positions));
+    }
+    std::vector<float> h;
+    absl::Status s = session->session->Hidden(static_cast<uint32_t>(n_positions), &h);
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat(fn, ": ", s.message()));
+    return kestrel::api::CopyOut(fn, "out_hidden", h.data(), h.size(), out_hidden, capacity,
+                                 out_required);
+  });
+}
+
 }  // extern "C"

@@ -64,6 +64,7 @@ struct Engine::SeqState {
   DraftTree tree;
   std::vector<int32_t> verify_tokens, verify_parents;
   bool spec_step = false;  // this step verifies a tree (or a plain token through the verifier)
+  uint32_t token_offset = 0;  // index of its first token in this step
   bool done = false;
   // Per step.
   uint32_t chunk = 0;
@@ -112,6 +113,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model* model,
   plan_options.n_blocks = 1;
   plan_options.kv_dtype = config.kv_dtype;
   plan_options.context_length = e->context_length_;
+  plan_options.hidden = HiddenState::kPostNorm;  // marked only; read back for Medusa heads
   absl::StatusOr<ExecutionPlan> probe_plan = model->BuildPlan(plan_options);
   if (!probe_plan.ok()) return probe_plan.status();
   const ExecutionPlan& probe = *probe_plan;
@@ -468,7 +470,8 @@ void Engine::ProposeTree(SeqState& seq, uint32_t room) {
   }
 }
 
-void Engine::FinishSpeculativeStep(SeqState& seq, const float* rows, double step_ms) {
+void Engine::FinishSpeculativeStep(SeqState& seq, const float* rows, const float* hidden,
+                                   double step_ms) {
   Sequence& core = *seq.seq;
   const uint32_t T = static_cast<uint32_t>(seq.verify_tokens.size());
   const uint32_t n_past = core.n_computed() - T;
@@ -483,6 +486,13 @@ void Engine::FinishSpeculativeStep(SeqState& seq, const float* rows, double step
       return;
     }
     reason = Commit(core, n_past, outcome, SinkFor(seq), nullptr);
+    if (hidden != nullptr) {
+      // The hidden state of the last position kept in the KV (the pending token's row: 0).
+      const uint32_t kv_last = core.n_computed() - 1 - n_past;
+      const size_t keep = kv_last == 0 ? 0 : 1 + static_cast<size_t>(outcome.accepted[kv_last - 1]);
+      const size_t D = model_->config().n_embd;
+      seq.spec->SetHidden(hidden + keep * D, D);
+    }
   } else {
     core.table().Truncate(n_past + 1);
   }
@@ -629,6 +639,7 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
         row = step_.Add({&core.table(), n_past, chunk, {}, last ? LogitRows::kLast : LogitRows::kNone});
       }
       s->logit_row = row.ok() ? *row : -1;
+      s->token_offset = static_cast<uint32_t>(step_.n_tokens()) - s->chunk;
     }
     const StepInputs& in = step_.Finish();
     const auto run_t0 = Clock::now();
@@ -641,21 +652,29 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
       result = run;
     } else {
       const size_t V = model_->config().n_vocab;
+      const size_t D = model_->config().n_embd;
+      // The hidden states, read back only when a proposer reads them (Medusa heads).
+      bool want_hidden = false;
+      for (SeqState* s : scheduled) want_hidden |= s->spec != nullptr && s->spec->needs_hidden();
+      if (want_hidden && !executor_->ReadHidden(&hidden_).ok()) want_hidden = false;
       std::vector<std::unique_ptr<SeqState>> born;
       for (SeqState* s : scheduled) {
+        const float* hidden =
+            want_hidden && s->spec && s->spec->needs_hidden() ? hidden_.data() + s->token_offset * D : nullptr;
         if (s->prefilled) {
           work_stats_.decode_tokens += s->chunk;
         } else {
           work_stats_.prefill_tokens_computed += s->chunk;
         }
         if (s->prefilled && s->spec_step && !s->done) {
-          FinishSpeculativeStep(*s, logits_.data() + size_t(s->logit_row) * V, run_ms);
+          FinishSpeculativeStep(*s, logits_.data() + size_t(s->logit_row) * V, hidden, run_ms);
           CacheFullBlocks(*s);
           continue;
         }
         CacheFullBlocks(*s);
         if (s->logit_row < 0 || s->done) continue;
         s->prefilled = true;
+        if (hidden != nullptr) s->spec->SetHidden(hidden + (s->chunk - 1) * D, D);
         const float* row = logits_.data() + size_t(s->logit_row) * V;
         // Fork: the other samples start here, sharing every block (the partial last one too,
         // copy-on-write at their first decode).
@@ -675,6 +694,7 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
           child->keys = s->keys;
           child->prefilled = true;
           child->spec = MakeSpeculator(s->request->req.spec);
+          if (hidden != nullptr && child->spec) child->spec->SetHidden(hidden + (s->chunk - 1) * D, D);
           SampleNext(*child, row);
           born.push_back(std::move(child));
         }

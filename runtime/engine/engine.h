@@ -161,7 +161,8 @@ class Engine {
   // A speculator for one sample (null when off; a failure to build one turns speculation off for
   // it: Submit already validated the configuration).
   std::unique_ptr<Speculator> MakeSpeculator(const SpecConfig& config);
-  void FinishSpeculativeStep(SeqState& seq, const float* rows, double step_ms);
+  // `hidden`: the final hidden state of the sequence's first token in the step (null: unread).
+  void FinishSpeculativeStep(SeqState& seq, const float* rows, const float* hidden, double step_ms);
   void PublishStats();
   void ThreadMain();
   bool IdleLocked() const;  // mu_ held
@@ -182,6 +183,7 @@ class Engine {
   std::vector<std::unique_ptr<SeqState>> waiting_;  // admitted in rank order
   StepBuilder step_;
   std::vector<float> logits_;
+  std::vector<float> hidden_;
   EngineStats work_stats_;  // counters updated by the stepper
 
   // Shared state.

@@ -58,6 +58,9 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Model* model,
   plan_options.n_blocks = n_blocks;
   plan_options.kv_dtype = config.kv_dtype;
   plan_options.context_length = s->context_length_;
+  // The final hidden state is only marked in the plan (free) and read back on request: by
+  // kestrel_session_get_hidden and by speculative proposers that read it (Medusa heads).
+  plan_options.hidden = HiddenState::kPostNorm;
   absl::StatusOr<ExecutionPlan> plan = model->BuildPlan(plan_options);
   if (!plan.ok()) return plan.status();
   absl::StatusOr<std::unique_ptr<Executor>> exec =
@@ -156,6 +159,31 @@ absl::Status Session::SpeculativeStep(const TokenSink& sink, StopReason* stop,
   std::copy(logits_.begin() + keep * V, logits_.begin() + (keep + 1) * V, logits_.begin());
   logits_.resize(V);
   has_logits_ = true;
+  return FeedHidden(keep);
+}
+
+absl::Status Session::FeedHidden(size_t row) {
+  if (!spec_ || !spec_->needs_hidden()) return absl::OkStatus();
+  if (auto s = executor_->ReadHidden(&hidden_); !s.ok()) return s;
+  const size_t D = model_->config().n_embd;
+  if ((row + 1) * D > hidden_.size()) return absl::InternalError("hidden state row out of range");
+  spec_->SetHidden(hidden_.data() + row * D, D);
+  return absl::OkStatus();
+}
+
+absl::Status Session::Hidden(uint32_t n_last, std::vector<float>* out) {
+  if (!has_logits_) {
+    return absl::FailedPreconditionError("hidden state: nothing decoded since the session was created or truncated");
+  }
+  if (auto s = executor_->ReadHidden(&hidden_); !s.ok()) return s;
+  const size_t D = model_->config().n_embd;
+  const size_t rows = hidden_.size() / D;
+  if (n_last > rows) {
+    return absl::OutOfRangeError(absl::StrFormat(
+        "hidden state: %u positions asked, the last step had %u", n_last, rows));
+  }
+  const size_t n = n_last == 0 ? rows : n_last;
+  out->assign(hidden_.end() - static_cast<std::ptrdiff_t>(n * D), hidden_.end());
   return absl::OkStatus();
 }
 
@@ -223,6 +251,7 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
   }
   r.prefill_ms = MsSince(t0);
   for (int32_t t : req.prompt) seq.sampler().Accept(t);
+  if (auto s = FeedHidden(req.prompt.size() - 1); !s.ok()) return s;
 
   auto t1 = std::chrono::steady_clock::now();
   if (spec_) {

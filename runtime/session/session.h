@@ -81,6 +81,10 @@ class Session {
   void Cancel() { cancel_.store(true, std::memory_order_relaxed); }
 
   const Executor& executor() const { return *executor_; }
+  // The final hidden state (after the output norm) of the last `n_last` positions of the last
+  // forward step ([n_last, n_embd] row-major; n_last = 0: every position of that step).
+  // FAILED_PRECONDITION before any step; OUT_OF_RANGE when the step had fewer positions.
+  absl::Status Hidden(uint32_t n_last, std::vector<float>* out);
   // Speculative decoding statistics of the last Generate (zero when speculation is off).
   const SpecStats& last_spec_stats() const { return last_spec_; }
   // Mixture of experts: restarts the per-expert routing counts (Executor::expert_counts).
@@ -95,6 +99,8 @@ class Session {
   // One decode step with speculation: the pending token plus a draft tree in one forward, the
   // verified tokens emitted through the sequence. *stop: the stop reason (kNone: go on).
   absl::Status SpeculativeStep(const TokenSink& sink, StopReason* stop, uint32_t* n_emitted);
+  // Hands the speculator the hidden state of row `row` of the last step, if it reads it.
+  absl::Status FeedHidden(size_t row);
 
   const Model* model_ = nullptr;
   uint32_t context_length_ = 0;
@@ -110,6 +116,7 @@ class Session {
   DraftTree tree_;
   VerifyOutcome outcome_;
   std::vector<int32_t> verify_tokens_, verify_parents_;
+  std::vector<float> hidden_;
 };
 
 }  // namespace runtime

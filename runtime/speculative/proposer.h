@@ -22,6 +22,9 @@ struct ProposeRequest {
   const SamplerConfig* sampling = nullptr;
   // No device here runs the tree mask: only the first path of the tree will be verified.
   bool chains_only = false;
+  // The target's final hidden state (after the output norm) at the last committed position, for
+  // proposers that read it (needs_hidden()); empty until the first step.
+  absl::Span<const float> hidden;
 };
 
 // What the verifier learnt about a proposal: for each node, the target's greedy choice after it
@@ -37,6 +40,8 @@ class Proposer {
  public:
   virtual ~Proposer() = default;
   virtual SpecMethod method() const = 0;
+  // Whether Propose reads ProposeRequest::hidden (the driver then reads it back after each step).
+  virtual bool needs_hidden() const { return false; }
   // Fills `out` (cleared by the caller) with at most max_nodes nodes; an empty tree means no
   // guess this step (the step runs as a plain decode).
   virtual absl::Status Propose(const ProposeRequest& request, DraftTree* out) = 0;

@@ -5,6 +5,7 @@
 #include "absl/strings/str_format.h"
 #include "runtime/speculative/draft_model_proposer.h"
 #include "runtime/speculative/lookahead_proposer.h"
+#include "runtime/speculative/medusa_proposer.h"
 #include "runtime/speculative/ngram_proposer.h"
 
 namespace kestrel {
@@ -33,9 +34,13 @@ absl::Status ValidateSpecConfig(const SpecConfig& c, const Model& target) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "speculative tree_budget = %u is larger than %u", c.tree_budget, kMaxDraftLimit * 4));
   }
-  if (c.method == SpecMethod::kMedusa || c.method == SpecMethod::kEagle) {
-    return absl::UnimplementedError(absl::StrFormat(
-        "speculative method '%s' (trained heads) is not implemented yet", SpecMethodName(c.method)));
+  if (c.method == SpecMethod::kEagle) {
+    return absl::UnimplementedError(
+        "speculative method 'eagle' (an EAGLE-style draft head) is not implemented yet");
+  }
+  if (c.method == SpecMethod::kMedusa && c.heads_path.empty()) {
+    return absl::InvalidArgumentError(
+        "speculative method 'medusa' needs heads_path (a Medusa heads GGUF, tools/train_medusa.py)");
   }
   if (c.method == SpecMethod::kDraft) {
     if (c.draft_model == nullptr) {
@@ -89,6 +94,13 @@ absl::StatusOr<std::unique_ptr<Speculator>> Speculator::Create(const SpecConfig&
     sp->proposers_.push_back(std::make_unique<DraftModelProposer>(SpecMethod::kSelf, std::move(*r)));
     methods.push_back(SpecMethod::kSelf);
   }
+  if (m == SpecMethod::kMedusa || (any && !config.heads_path.empty())) {
+    absl::StatusOr<std::unique_ptr<MedusaHeads>> heads = LoadMedusaHeads(config.heads_path, *target);
+    if (!heads.ok()) return heads.status();
+    sp->proposers_.push_back(std::make_unique<MedusaProposer>(std::move(*heads)));
+    methods.push_back(SpecMethod::kMedusa);
+  }
+  for (auto& p : sp->proposers_) sp->needs_hidden_ |= p->needs_hidden();
   const uint32_t max_draft = config.max_draft ? config.max_draft : kDefaultMaxDraft;
   sp->controller_ = std::make_unique<Controller>(methods, max_draft, any);
   return sp;
@@ -146,6 +158,7 @@ absl::Status Speculator::Propose(const Sequence& seq, uint32_t room, bool chains
   SamplerConfig sc = const_cast<Sequence&>(seq).sampler().config();
   req.sampling = &sc;
   req.chains_only = chains_only;
+  req.hidden = hidden_;
   absl::Status s = p->Propose(req, tree);
   const double ms = MsSince(t0);
   stats_.propose_ms += ms;

@@ -50,6 +50,11 @@ class Speculator {
   // The forward step's size and time (for the controller's cost model).
   void RecordStep(uint32_t n_tokens, double ms, bool speculative);
 
+  // Whether a proposer reads the target's hidden state; the driver then passes the row of the
+  // last committed position after each step (SetHidden).
+  bool needs_hidden() const { return needs_hidden_; }
+  void SetHidden(const float* row, size_t n) { hidden_.assign(row, row + n); }
+
   const SpecStats& stats() const { return stats_; }
   void ResetStats() { stats_ = SpecStats{}; }
   // The sequence went back (truncated, new generation): proposers drop their state.
@@ -65,6 +70,8 @@ class Speculator {
   Verifier verifier_;
   SpecStats stats_;
   SpecMethod last_method_ = SpecMethod::kOff;
+  bool needs_hidden_ = false;
+  std::vector<float> hidden_;
   uint32_t last_depth_ = 0;
 };
 

@@ -4,7 +4,10 @@
 // cancellation inside a verified step, and the configurations that are refused with a message.
 #include <cmath>
 #include <map>
+#include <random>
 
+#include "runtime/engine/engine.h"
+#include "runtime/gguf/gguf_writer.h"
 #include "runtime/speculative/draft_model_proposer.h"
 #include "runtime/speculative/verifier.h"
 #include "tests/speculative/spec_test_util.h"
@@ -336,7 +339,7 @@ TEST(SpecRefusalTest, TooLargeTreesAndUnbuiltMethodsAreRefused) {
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("max_draft_tokens = 65"), std::string::npos) << s.status();
   c.spec.max_draft = 0;
-  c.spec.method = SpecMethod::kMedusa;
+  c.spec.method = SpecMethod::kEagle;
   s = runtime::Session::Create(m, nullptr, c);
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.status().code(), absl::StatusCode::kUnimplemented) << s.status();
@@ -363,6 +366,107 @@ TEST(SpecRefusalTest, TreesAreCutToChainsWithoutTreeMaskSupport) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->tokens, g.generated);
   EXPECT_GT(r->spec.drafted, 0u);
+}
+
+// ---- Medusa heads ------------------------------------------------------------------------------
+
+// A heads file for stories260K written by the fixture: K heads with small seeded random weights
+// (the output stays close to the base head's, so some drafts are accepted). Greedy identity does
+// not depend on the heads' quality; tools/train_medusa.py trains real ones.
+std::string WriteHeads(uint32_t n_embd, uint32_t n_vocab, uint32_t k_heads, const std::string& name) {
+  const std::string path = ::testing::TempDir() + "/" + name;
+  runtime::GgufWriter w;
+  EXPECT_TRUE(w.AddString("general.architecture", "medusa").ok());
+  EXPECT_TRUE(w.AddU32("medusa.n_heads", k_heads).ok());
+  EXPECT_TRUE(w.AddU32("medusa.n_embd", n_embd).ok());
+  EXPECT_TRUE(w.AddU32("medusa.n_vocab", n_vocab).ok());
+  for (uint32_t k = 0; k < k_heads; ++k) {
+    EXPECT_TRUE(w.AddTensor("medusa." + std::to_string(k) + ".weight", runtime::GgmlType::F32,
+                            {n_embd, n_embd}).ok());
+    EXPECT_TRUE(w.AddTensor("medusa." + std::to_string(k) + ".bias", runtime::GgmlType::F32, {n_embd}).ok());
+  }
+  EXPECT_TRUE(w.OpenFile(path).ok());
+  std::mt19937 rng(1234);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  for (uint32_t k = 0; k < k_heads; ++k) {
+    std::vector<float> wt(n_embd * n_embd), b(n_embd);
+    for (float& x : wt) x = nd(rng);
+    for (float& x : b) x = nd(rng);
+    EXPECT_TRUE(w.WriteTensorData(wt.data(), wt.size() * 4).ok());
+    EXPECT_TRUE(w.WriteTensorData(b.data(), b.size() * 4).ok());
+  }
+  EXPECT_TRUE(w.Close().ok());
+  return path;
+}
+
+class MedusaTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(MedusaTest, HeadsKeepTheGoldenIdsInSessionsAndTheEngine) {
+  KESTREL_SPEC_DEVICE_OR_SKIP(GetParam());
+  const runtime::Model* m = SpecEnv::Get().Model("stories260K.gguf", GetParam());
+  ASSERT_NE(m, nullptr);
+  runtime::SpecConfig spec;
+  spec.method = SpecMethod::kMedusa;
+  spec.heads_path = WriteHeads(64, 512, 3, "medusa-" + GetParam() + ".gguf");
+  runtime::SessionConfig c;
+  c.context_length = 128;
+  c.sampler.temperature = 0.0f;
+  c.spec = spec;
+  auto s = runtime::Session::Create(m, SpecEnv::Get().Ref(), c);
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::vector<GoldenCase> cases = ReadGolden("stories260K.golden.json");
+  uint64_t drafted = 0;
+  for (size_t i = 0; i < 2; ++i) {
+    runtime::GenerateRequest req;
+    req.prompt = cases[i].prompt;
+    req.max_new_tokens = static_cast<uint32_t>(cases[i].generated.size());
+    auto r = (*s)->Generate(req);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->tokens, cases[i].generated);
+    drafted += r->spec.drafted;
+  }
+  EXPECT_GT(drafted, 0u);
+
+  runtime::EngineConfig ec;
+  ec.context_length = 128;
+  auto e = runtime::Engine::Create(m, SpecEnv::Get().Ref(), ec);
+  ASSERT_TRUE(e.ok());
+  std::vector<uint64_t> ids;
+  for (size_t i = 0; i < 3; ++i) {
+    runtime::EngineRequest r;
+    r.prompt = cases[i].prompt;
+    r.max_new_tokens = static_cast<uint32_t>(cases[i].generated.size());
+    r.sampler.temperature = 0.0f;
+    r.spec = spec;
+    ids.push_back(*(*e)->Submit(r));
+  }
+  ASSERT_TRUE((*e)->Wait(0, -1).ok());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto out = (*e)->Result(ids[i]);
+    ASSERT_TRUE(out.ok());
+    EXPECT_EQ(out->samples[0].tokens, cases[i].generated) << out->status;
+    EXPECT_GT(out->spec.drafted, 0u);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Devices, MedusaTest, ::testing::Values("ref", "cpu"));
+
+TEST(MedusaRefusalTest, HeadsForAnotherModelAreRefused) {
+  runtime::SessionConfig c;
+  c.spec.method = SpecMethod::kMedusa;
+  auto s = runtime::Session::Create(SpecEnv::Get().Model("stories260K.gguf", "ref"), nullptr, c);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("needs heads_path"), std::string::npos) << s.status();
+  c.spec.heads_path = WriteHeads(32, 512, 2, "medusa-wrong.gguf");
+  s = runtime::Session::Create(SpecEnv::Get().Model("stories260K.gguf", "ref"), nullptr, c);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("trained for n_embd 32 and vocab 512, but the model has 64 and 512"),
+            std::string::npos)
+      << s.status();
+  c.spec.heads_path = ::testing::TempDir() + "/no-such-heads.gguf";
+  s = runtime::Session::Create(SpecEnv::Get().Model("stories260K.gguf", "ref"), nullptr, c);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("no-such-heads.gguf"), std::string::npos) << s.status();
 }
 
 }  // namespace

@@ -188,6 +188,17 @@ KESTREL_API kestrel_status_t* kestrel_session_truncate(kestrel_session_t* sessio
 KESTREL_API kestrel_status_t* kestrel_session_sample(kestrel_session_t* session,
                                                      int32_t* out_token);
 
+/* The model's final hidden state (after the output norm: what the output head multiplies) at the
+ * last `n_positions` positions of the session's last forward step (kestrel_session_decode: its
+ * tokens; generate: its last step), n_positions * n_embd floats, row-major, oldest position
+ * first. n_positions 0: every position of that step. Useful as embeddings and for training
+ * speculative heads (tools/train_medusa.py). Buffer convention as in model.h. Errors:
+ * FAILED_PRECONDITION (nothing decoded since create/truncate), OUT_OF_RANGE (more positions than
+ * the step had; the message gives both). \since 0.2 */
+KESTREL_API kestrel_status_t* kestrel_session_get_hidden(const kestrel_session_t* session,
+                                                         size_t n_positions, float* out_hidden,
+                                                         size_t capacity, size_t* out_required);
+
 /* Speculative decoding statistics of the session's last generate (all zero when speculation is
  * off or nothing was generated yet). out_stats->struct_size must be at least
  * KESTREL_SPECULATIVE_STATS_MIN_SIZE; only the fields inside it are written. Errors:
