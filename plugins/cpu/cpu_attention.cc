@@ -80,6 +80,7 @@ struct WorkItem {
 
 struct Scratch {
   std::vector<float> k, v, scores, m, l, acc;
+  std::vector<float> tk, tv;  // tree mask: one query's tile in logical order
   std::vector<char> visible;  // tree mask: [queries][q_len] ancestor-or-self flags
 };
 
@@ -128,6 +129,62 @@ TileRows GatherTile(const KernelTable& kt, const AttentionArgs& a, const void* c
   return {scratch.data(), Dh};
 }
 
+// Tree-mask attention with the decode kernel (attend_block): query j sees the committed prefix
+// and its ancestors, which are laid out in their logical order (prefix, then root ... j) and
+// split into the same tiles of `tile` logical positions a one-token decode step at j's position
+// would use. So a verified tree node gets exactly the attention output plain decoding computes
+// for the same token at the same position (greedy speculative output stays token-identical on
+// this device, not just within rounding). Prefix tiles are gathered once for all queries.
+void AttendTree(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w, int64_t tile,
+                Scratch& sc) {
+  const int64_t Dh = a.head_dim;
+  const int64_t group = a.n_heads / a.n_kv_heads;
+  const int64_t q0 = a.query_start[w.seq];
+  const int64_t q_len = a.query_start[w.seq + 1] - q0;
+  const int64_t prefix = a.kv_lens[w.seq] - q_len;
+  const int32_t* table = a.block_tables + w.seq * a.max_blocks;
+  const int64_t full_tiles = prefix / tile;  // tiles of prefix only, the same for every query
+  for (int64_t t = 0; t < full_tiles; ++t) {
+    const TileRows kr = GatherTile(kt, a, a.k_cache, a.k_dtype, table, w.kv_head, t * tile, tile, sc.k);
+    const TileRows vr = GatherTile(kt, a, a.v_cache, a.v_dtype, table, w.kv_head, t * tile, tile, sc.v);
+    for (int64_t j = w.j0; j < w.j1; ++j) {
+      for (int64_t hh = 0; hh < group; ++hh) {
+        const int64_t row = (j - w.j0) * group + hh;
+        kt.attend_block(a.q + ((q0 + j) * a.n_heads + w.kv_head * group + hh) * Dh, kr.ptr,
+                        kr.stride, vr.ptr, vr.stride, tile, Dh, a.scale, &sc.m[row], &sc.l[row],
+                        sc.acc.data() + row * Dh, sc.scores.data());
+      }
+    }
+  }
+  // The rest per query: the prefix tail, then the ancestors root-first, in tiles.
+  std::vector<int64_t> slots;
+  std::vector<float> one_k(static_cast<size_t>(Dh)), one_v(static_cast<size_t>(Dh));
+  sc.tk.resize(static_cast<size_t>(tile * Dh));
+  sc.tv.resize(static_cast<size_t>(tile * Dh));
+  for (int64_t j = w.j0; j < w.j1; ++j) {
+    slots.clear();
+    for (int64_t p = full_tiles * tile; p < prefix; ++p) slots.push_back(p);
+    const size_t first_node = slots.size();
+    for (int64_t node = j; node >= 0; node = a.parents[q0 + node]) slots.push_back(prefix + node);
+    std::reverse(slots.begin() + static_cast<std::ptrdiff_t>(first_node), slots.end());
+    for (size_t s0 = 0; s0 < slots.size(); s0 += static_cast<size_t>(tile)) {
+      const int64_t n = std::min<int64_t>(tile, static_cast<int64_t>(slots.size() - s0));
+      for (int64_t o = 0; o < n; ++o) {
+        const TileRows kr = GatherTile(kt, a, a.k_cache, a.k_dtype, table, w.kv_head, slots[s0 + o], 1, one_k);
+        const TileRows vr = GatherTile(kt, a, a.v_cache, a.v_dtype, table, w.kv_head, slots[s0 + o], 1, one_v);
+        std::memcpy(sc.tk.data() + o * Dh, kr.ptr, static_cast<size_t>(Dh) * sizeof(float));
+        std::memcpy(sc.tv.data() + o * Dh, vr.ptr, static_cast<size_t>(Dh) * sizeof(float));
+      }
+      for (int64_t hh = 0; hh < group; ++hh) {
+        const int64_t row = (j - w.j0) * group + hh;
+        kt.attend_block(a.q + ((q0 + j) * a.n_heads + w.kv_head * group + hh) * Dh, sc.tk.data(),
+                        Dh, sc.tv.data(), Dh, n, Dh, a.scale, &sc.m[row], &sc.l[row],
+                        sc.acc.data() + row * Dh, sc.scores.data());
+      }
+    }
+  }
+}
+
 void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w, Scratch& sc) {
   const int64_t Dh = a.head_dim, B = a.block_size, Hkv = a.n_kv_heads;
   const int64_t group = a.n_heads / Hkv;
@@ -149,7 +206,9 @@ void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w
   sc.m.assign(static_cast<size_t>(rows), -std::numeric_limits<float>::infinity());
   sc.l.assign(static_cast<size_t>(rows), 0.0f);
   sc.acc.assign(static_cast<size_t>(rows * Dh), 0.0f);
-  if (tree) {
+  if (tree && kt.attend_block != nullptr) {
+    AttendTree(kt, a, w, tile, sc);
+  } else if (tree) {
     sc.visible.assign(static_cast<size_t>(nq * q_len), 0);
     for (int64_t j = w.j0; j < w.j1; ++j) {
       for (int64_t node = j; node >= 0; node = a.parents[q0 + node]) {
@@ -159,7 +218,8 @@ void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w
   }
   // Last KV position any query of the chunk sees.
   const int64_t last = (tree || !a.causal) ? kv_len - 1 : prefix + w.j1 - 1;
-  for (int64_t p0 = 0; p0 <= last; p0 += tile) {
+  const bool tree_done = tree && kt.attend_block != nullptr;  // AttendTree did the whole item
+  for (int64_t p0 = 0; p0 <= last && !tree_done; p0 += tile) {
     const int64_t n = std::min(tile, last + 1 - p0);
     const TileRows kr = GatherTile(kt, a, a.k_cache, a.k_dtype, table, w.kv_head, p0, n, sc.k);
     const TileRows vr = GatherTile(kt, a, a.v_cache, a.v_dtype, table, w.kv_head, p0, n, sc.v);
