@@ -559,7 +559,18 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
   // and never at the price of a preemption). A sequence about to write into a block it shares (a
   // fork's partial prompt block) copies it.
   uint32_t decodes_left = 0;
-  for (auto& r : running_) decodes_left += r->prefilled ? 1 : 0;
+  bool any_spec = false;
+  for (auto& r : running_) {
+    decodes_left += r->prefilled ? 1 : 0;
+    // The gate decides for `auto` requests; a fixed method always drafts, as in a session.
+    any_spec |= r->prefilled && r->spec != nullptr && r->request->req.spec.method == SpecMethod::kAuto;
+  }
+  // Whether this step's speculating sequences draft at all: the gate compares the batch's
+  // tokens per ms with and without drafts (their per-sequence controllers cannot see the
+  // batch's cost).
+  const uint32_t draft_cap = any_spec ? gate_.DraftCap() : ThroughputGate::kOff;
+  const uint64_t generated_before = work_stats_.generated_tokens;
+  bool had_prefill = false;  // prefill chunks make a step's rate incomparable
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
     SeqState* seq = running_[i].get();
     if (!seq->prefilled) continue;
@@ -568,7 +579,9 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
     seq->spec_step = seq->spec != nullptr;
     uint32_t T = 1;
     if (seq->spec_step) {
-      ProposeTree(*seq, budget > 1 + decodes_left ? budget - 1 - decodes_left : 0);
+      const uint32_t cap = seq->request->req.spec.method == SpecMethod::kAuto ? draft_cap
+                                                                              : ThroughputGate::kUncapped;
+      ProposeTree(*seq, std::min(cap, budget > 1 + decodes_left ? budget - 1 - decodes_left : 0));
       T = static_cast<uint32_t>(seq->verify_tokens.size());
       if (AvailableBlocks() < table.BlocksToWrite(uint64_t{table.n_tokens()} + T)) {
         seq->tree.Clear();  // no room for the draft: a plain step through the verifier
@@ -600,6 +613,7 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
     if (budget == 0) break;
     if (s->prefilled) continue;
     s->spec_step = false;
+    had_prefill = true;
     s->chunk = std::min<uint32_t>(s->seq->n_pending(), budget);
     budget -= s->chunk;
     scheduled.push_back(s.get());
@@ -616,6 +630,7 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
       running_.push_back(std::move(waiting_.front()));
       waiting_.erase(waiting_.begin());
       seq->spec_step = false;
+      had_prefill = true;
       seq->chunk = std::min<uint32_t>(seq->seq->n_pending(), budget);
       budget -= seq->chunk;
       scheduled.push_back(seq);
@@ -703,7 +718,11 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
       }
       for (auto& c : born) running_.push_back(std::move(c));
     }
-    work_stats_.busy_ms += MsBetween(t0, Clock::now());
+    const double step_ms = MsBetween(t0, Clock::now());
+    work_stats_.busy_ms += step_ms;
+    if (any_spec && !had_prefill && result.ok()) {
+      gate_.Record(draft_cap, work_stats_.generated_tokens - generated_before, step_ms);
+    }
     ++work_stats_.steps;
   }
   sweep();

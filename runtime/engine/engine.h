@@ -37,6 +37,7 @@
 #include "runtime/sequence/step_builder.h"
 #include "runtime/session/session.h"
 #include "runtime/speculative/speculator.h"
+#include "runtime/speculative/throughput_gate.h"
 
 namespace kestrel {
 namespace runtime {
@@ -184,6 +185,7 @@ class Engine {
   StepBuilder step_;
   std::vector<float> logits_;
   std::vector<float> hidden_;
+  ThroughputGate gate_;  // speculation on/off for the batch
   EngineStats work_stats_;  // counters updated by the stepper
 
   // Shared state.

@@ -572,9 +572,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
       return Fail("option '" + spec_only_spelled + "' needs --spec");
     }
     if (o.command == Command::kBench && !o.spec.empty()) {
-      if (o.bench.engine || o.bench.membw) {
-        return Fail("--spec excludes --engine and --membw");
-      }
+      if (o.bench.membw) return Fail("--spec excludes --membw");
       if (o.prompt && !o.prompt_file.empty()) return Fail("-p and --prompt-file exclude each other");
       if (!o.prompt && o.prompt_file.empty()) {
         return Fail("'bench --spec' needs -p/--prompt TEXT or --prompt-file F");
@@ -587,7 +585,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     }
     if (o.command == Command::kBench) {
       if (o.bench.engine && o.bench.membw) return Fail("--engine and --membw exclude each other");
-      if (o.bench.engine && !not_engine_spelled.empty()) {
+      if (o.bench.engine && !not_engine_spelled.empty() && o.spec.empty()) {
         return Fail("option '" + not_engine_spelled + "' does not apply to 'bench --engine'");
       }
       if (!o.bench.engine && !engine_only_spelled.empty()) {

@@ -255,7 +255,7 @@ TEST(ParseArgsTest, Speculative) {
            {"generate", "-m", "m.gguf", "-p", "hi", "--spec", "ngram", "--spec-max", "65"},
            {"bench", "-m", "m.gguf", "--spec", "ngram"},
            {"bench", "-m", "m.gguf", "--spec", "ngram", "-p", "x", "--prompt-file", "f"},
-           {"bench", "-m", "m.gguf", "--spec", "ngram", "-p", "x", "--engine"},
+           {"bench", "-m", "m.gguf", "--spec", "ngram", "-p", "x", "--membw"},
            {"bench", "-m", "m.gguf", "--special"}}) {
     Options o;
     EXPECT_FALSE(Parse(bad, &o).ok) << bad.back();

@@ -8,6 +8,8 @@
 // runs) and identical (every speculative run produced the plain run's token ids). Scripts depend
 // on these names.
 #include <algorithm>
+#include <chrono>
+#include <memory>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -65,7 +67,149 @@ double Median(std::vector<double> v) {
   return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
+// One engine run: every prompt submitted at once (greedy), steps on this thread until all are
+// done. Generated tokens / wall time; the ids per request; accepted/steps summed.
+struct EngineOut {
+  double tps = 0;
+  std::vector<std::vector<int32_t>> ids;
+  double accepted = 0, steps = 0;
+};
+
+bool RunEngine(kestrel_model_t* model, const Options& o, uint32_t ctx,
+               const std::vector<std::vector<int32_t>>& prompts,
+               const kestrel_speculative_options_t* spec, EngineOut* out) {
+  kestrel_engine_options_t eo;
+  kestrel_engine_options_init(&eo);
+  eo.context_length = ctx;
+  eo.n_threads = o.n_threads;
+  eo.kv_type = o.kv_type;
+  eo.max_sequences = std::max<uint32_t>(eo.max_sequences, static_cast<uint32_t>(prompts.size()));
+  kestrel_engine_t* raw = nullptr;
+  StatusPtr st(kestrel_engine_create(model, &eo, &raw));
+  if (st) {
+    PrintStatusError(st.get());
+    return false;
+  }
+  std::unique_ptr<kestrel_engine_t, void (*)(kestrel_engine_t*)> engine(raw, kestrel_engine_destroy);
+  kestrel_sampler_options_t so;
+  kestrel_sampler_options_init(&so);
+  so.temperature = 0.0f;
+  std::vector<kestrel_request_id_t> ids(prompts.size());
+  const auto start = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    kestrel_engine_request_options_t ro;
+    kestrel_engine_request_options_init(&ro);
+    ro.max_new_tokens = o.bench.n_decode;
+    ro.sampler = &so;
+    ro.speculative = spec;
+    st.reset(kestrel_engine_submit_tokens(engine.get(), prompts[i].data(), prompts[i].size(), &ro, &ids[i]));
+    if (st) {
+      PrintStatusError(st.get());
+      return false;
+    }
+  }
+  st.reset(kestrel_engine_wait(engine.get(), KESTREL_ENGINE_ALL_REQUESTS, -1));
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  out->ids.assign(prompts.size(), {});
+  size_t generated = 0;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    size_t n = 0;
+    st.reset(kestrel_engine_request_tokens(engine.get(), ids[i], 0, nullptr, 0, &n));
+    out->ids[i].resize(n);
+    st.reset(kestrel_engine_request_tokens(engine.get(), ids[i], 0, out->ids[i].data(), n, &n));
+    generated += n;
+    kestrel_speculative_stats_t ss{};
+    ss.struct_size = sizeof(ss);
+    st.reset(kestrel_engine_request_speculative_stats(engine.get(), ids[i], &ss));
+    out->accepted += static_cast<double>(ss.accepted);
+    out->steps += static_cast<double>(ss.steps);
+  }
+  out->tps = wall > 0 ? generated / wall : 0;
+  return true;
+}
+
 }  // namespace
+
+// `bench --spec METHOD --engine [--concurrency C,...]`: per concurrency, C greedy requests (the
+// prompt with one distinct token appended each) through an engine without and with speculation,
+// alternated, medians over --reps. JSON (last line): the same six fields as the session bench,
+// for the largest concurrency, plus "concurrency" and a "runs" array with every concurrency.
+int RunSpecEngineBench(const Options& o, kestrel_model_t* model, const kestrel_model_info_t& info,
+                       const std::vector<int32_t>& prompt, const kestrel_speculative_options_t& spec) {
+  struct Row {
+    uint32_t c;
+    double s, p, acc;
+  };
+  std::vector<Row> rows;
+  bool identical = true;
+  double last_s = 0, last_p = 0, last_acc = 0;
+  uint32_t last_c = 0;
+  for (uint32_t c : o.bench.concurrency) {
+    std::vector<std::vector<int32_t>> prompts(c, prompt);
+    for (uint32_t i = 0; i < c; ++i) prompts[i].push_back(static_cast<int32_t>(3 + i % 200));
+    const uint32_t ctx = static_cast<uint32_t>(
+        std::min<uint64_t>(prompt.size() + 1 + o.bench.n_decode + 1, info.context_length));
+    std::vector<double> s_tps, p_tps;
+    double accepted = 0, steps = 0;
+    for (uint32_t rep = 0; rep < o.bench.warmup + o.bench.reps; ++rep) {
+      if (InterruptRequested()) return kExitInterrupted;
+      EngineOut a, b;
+      if (!RunEngine(model, o, ctx, prompts, nullptr, &a)) return kExitError;
+      if (!RunEngine(model, o, ctx, prompts, &spec, &b)) return kExitError;
+      identical &= a.ids == b.ids;
+      std::fprintf(stderr, "kestrel: concurrency %u rep %u: plain %.1f tok/s, %s %.1f tok/s\n", c, rep,
+                   a.tps, o.spec.c_str(), b.tps);
+      if (rep < o.bench.warmup) continue;
+      p_tps.push_back(a.tps);
+      s_tps.push_back(b.tps);
+      accepted += b.accepted;
+      steps += b.steps;
+    }
+    last_c = c;
+    last_p = Median(p_tps);
+    last_s = Median(s_tps);
+    last_acc = steps > 0 ? accepted / steps : 0;
+    std::printf("concurrency %-4u plain %.1f tok/s  %s %.1f tok/s  speedup %.3fx  mean accepted %.2f\n",
+                c, last_p, o.spec.c_str(), last_s, last_p > 0 ? last_s / last_p : 0.0, last_acc);
+    rows.push_back({c, last_s, last_p, last_acc});
+  }
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("spec_method");
+  w.String(o.spec);
+  w.Key("decode_tokens_per_s");
+  w.Double(last_s);
+  w.Key("plain_decode_tokens_per_s");
+  w.Double(last_p);
+  w.Key("speedup");
+  w.Double(last_p > 0 ? last_s / last_p : 0.0);
+  w.Key("mean_accepted");
+  w.Double(last_acc);
+  w.Key("identical");
+  w.Bool(identical);
+  w.Key("concurrency");
+  w.Uint(last_c);
+  w.Key("runs");
+  w.BeginArray();
+  for (const Row& r : rows) {
+    w.BeginObject();
+    w.Key("concurrency");
+    w.Uint(r.c);
+    w.Key("decode_tokens_per_s");
+    w.Double(r.s);
+    w.Key("plain_decode_tokens_per_s");
+    w.Double(r.p);
+    w.Key("speedup");
+    w.Double(r.p > 0 ? r.s / r.p : 0.0);
+    w.Key("mean_accepted");
+    w.Double(r.acc);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  std::printf("%s\n", w.str().c_str());
+  return kExitOk;
+}
 
 int RunSpecBench(const Options& o) {
   InstallInterruptHandler();
@@ -101,6 +245,7 @@ int RunSpecBench(const Options& o) {
   ModelPtr draft;
   kestrel_speculative_options_t spec;
   if (!MakeSpecOptions(o, runtime.get(), &draft, &spec, &exit_code)) return exit_code;
+  if (o.bench.engine) return RunSpecEngineBench(o, model.get(), info, prompt, spec);
   kestrel_sampler_options_t sampler;
   kestrel_sampler_options_init(&sampler);
   sampler.temperature = 0.0f;  // greedy: both runs must give the same ids

@@ -45,7 +45,17 @@ printf 'Once upon a time' >"$tmp/prompt"
   --warmup 0 --json >"$tmp/out" 2>"$tmp/err" || fail "bench --spec --prompt-file exited $?: $(cat "$tmp/err")"
 tail -n 1 "$tmp/out" | grep -q '"identical":true' || fail "--prompt-file: $(cat "$tmp/out")"
 
-for bad in "--spec fast" "--spec-max 3" "--spec ngram --spec-max 0" "--spec ngram --engine"; do
+# The engine form: speculating requests inside continuous batching vs a plain engine.
+"$kestrel" bench -m "$models/stories260K.gguf" --spec lookahead --engine --concurrency 1,3 -p "Once upon a time" \
+  -n 12 --reps 1 --warmup 0 --json >"$tmp/out" 2>"$tmp/err" || fail "bench --spec --engine exited $?: $(cat "$tmp/err")"
+python3 - "$tmp/out" <<'PY' || fail "bench --spec --engine --json: $(cat "$tmp/out")"
+import json, sys
+d = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+assert d["identical"] is True and d["concurrency"] == 3 and len(d["runs"]) == 2, d
+assert all(r["decode_tokens_per_s"] > 0 and r["plain_decode_tokens_per_s"] > 0 for r in d["runs"]), d
+PY
+
+for bad in "--spec fast" "--spec-max 3" "--spec ngram --spec-max 0" "--spec ngram --membw"; do
   # shellcheck disable=SC2086
   "$kestrel" bench -m "$models/stories260K.gguf" -p "x" $bad >"$tmp/out" 2>"$tmp/err"
   [ $? -eq 2 ] || fail "'bench $bad' should be a usage error: $(cat "$tmp/err")"
