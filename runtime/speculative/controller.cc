@@ -52,7 +52,8 @@ double Controller::ExpectedRate(SpecMethod m, uint32_t k) const {
   }
   // A proposer that often finds nothing runs plain steps then: mix the two.
   const double hit = 1.0 - s.empty_rate;
-  const double t_spec = StepMs(1 + k) + s.propose_ms;
+  const uint32_t nodes = static_cast<uint32_t>(std::lround(k * s.nodes_per_k));
+  const double t_spec = StepMs(1 + std::max(nodes, k)) + s.propose_ms;
   const double t_plain = StepMs(1) + s.propose_ms;
   return (hit * e + (1 - hit)) / (hit * t_spec + (1 - hit) * t_plain);
 }
@@ -64,7 +65,7 @@ ControllerChoice Controller::Choose() {
   // Untried methods first (each gets a few tries at a mid size).
   for (SpecMethod m : methods_) {
     if (stats_[static_cast<uint32_t>(m)].tries < kWarmup) {
-      return {m, std::max<uint32_t>(1, std::min<uint32_t>(max_draft_, 3))};
+      return {m, std::max<uint32_t>(1, std::min<uint32_t>(max_draft_, 2))};
     }
   }
   const double plain = 1.0 / StepMs(1);
@@ -104,8 +105,13 @@ void Controller::RecordStep(uint32_t n, double ms) {
   e = e > 0 ? (1 - kEma) * e + kEma * ms : ms;
 }
 
-void Controller::RecordProposal(SpecMethod m, double ms, bool proposed) {
+void Controller::RecordProposal(SpecMethod m, double ms, uint32_t k, uint32_t nodes) {
   MethodStats& s = stats_[static_cast<uint32_t>(m)];
+  const bool proposed = nodes > 0;
+  if (proposed && k > 0) {
+    const double r = static_cast<double>(nodes) / k;
+    s.nodes_per_k = s.tries == 0 ? r : (1 - kEma) * s.nodes_per_k + kEma * r;
+  }
   ++s.tries;
   s.propose_ms = s.tries == 1 ? ms : (1 - kEma) * s.propose_ms + kEma * ms;
   s.empty_rate = (1 - kEma) * s.empty_rate + kEma * (proposed ? 0.0 : 1.0);

@@ -37,7 +37,8 @@ class Controller {
   // After a step: its size in tokens (1 + draft nodes), its time, the proposal's time, and for a
   // speculative step the drafted path length and the accepted count.
   void RecordStep(uint32_t n_tokens, double step_ms);
-  void RecordProposal(SpecMethod m, double ms, bool proposed);
+  // A proposal of method m asked for draft size k: its time and its node count (0: nothing).
+  void RecordProposal(SpecMethod m, double ms, uint32_t k, uint32_t nodes);
   void RecordAcceptance(SpecMethod m, uint32_t depth, uint32_t accepted);
 
   double StepMs(uint32_t n_tokens) const;
@@ -48,6 +49,7 @@ class Controller {
     double accepted = 0, stops = 0;  // decayed counts
     double propose_ms = 0;
     double empty_rate = 0;           // fraction of proposals that came back empty
+    double nodes_per_k = 1;          // tree nodes per unit of draft size (1 for chains)
     uint32_t tries = 0;
   };
   double ExpectedRate(SpecMethod m, uint32_t k) const;

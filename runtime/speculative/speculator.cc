@@ -160,14 +160,12 @@ absl::Status Speculator::Propose(const Sequence& seq, uint32_t room, bool chains
   req.chains_only = chains_only;
   req.hidden = hidden_;
   absl::Status s = p->Propose(req, tree);
+  if (!s.ok()) tree->Clear();  // a failing proposer only costs the speculation
+  if (chains_only) CutToFirstPath(tree);
   const double ms = MsSince(t0);
   stats_.propose_ms += ms;
-  controller_->RecordProposal(c.method, ms, s.ok() && !tree->empty());
-  if (!s.ok()) {
-    tree->Clear();  // a failing proposer only costs the speculation
-    return absl::OkStatus();
-  }
-  if (chains_only) CutToFirstPath(tree);
+  controller_->RecordProposal(c.method, ms, req.max_depth, static_cast<uint32_t>(tree->size()));
+  if (!s.ok()) return absl::OkStatus();
   last_depth_ = tree->Depth();
   return absl::OkStatus();
 }
