@@ -142,6 +142,7 @@ KESTREL_API kestrel_status_t* kestrel_session_create(kestrel_model_t* model,
     constexpr const char* fn = "kestrel_session_create";
     if (model == nullptr) return NullArgument(fn, "model");
     if (out_session == nullptr) return NullArgument(fn, "out_session");
+    if (auto s = kestrel::api::CheckRunnable(fn, model); !s.ok()) return s;
     kestrel::runtime::SessionConfig config;
     kestrel_model_t* draft = nullptr;
     if (auto s = FillConfig(fn, options, &config, &draft); !s.ok()) return s;
