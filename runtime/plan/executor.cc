@@ -19,6 +19,61 @@ uint64_t ElementBytes(uint32_t dtype) {
   }
 }
 
+// One op's descriptor for one step: its argument descriptors at the step's shape and, for the
+// attention of a speculative tree step, the tree-mask variant (the plan's causal op plus the
+// parents input, params.tree_mask = 1). `desc` points into the members: not copyable.
+struct OpCall {
+  std::vector<PlanArg> tree_inputs_;   // the tree-mask variant's (first: bound below)
+  std::vector<uint8_t> tree_params_;
+  const std::vector<PlanArg>& inputs;  // the op's, or tree_inputs_
+  const std::vector<uint8_t>& params;  // the op's, or tree_params_
+  std::vector<kestrel_tensor_arg_t> in, out;
+  kestrel_op_desc_t desc{};
+  bool tree = false;
+
+  OpCall(const PlanOp& op, const StepShape& shape, bool tree_step)
+      : inputs(tree_step && op.kind == KESTREL_OP_PAGED_ATTENTION ? tree_inputs_ : op.inputs),
+        params(tree_step && op.kind == KESTREL_OP_PAGED_ATTENTION ? tree_params_ : op.params),
+        tree(tree_step && op.kind == KESTREL_OP_PAGED_ATTENTION) {
+    if (tree) {
+      tree_inputs_ = op.inputs;
+      PlanArg parents{};
+      parents.ref = {ValueKind::kStepInput, kStepParents};
+      parents.dtype = KESTREL_DTYPE_I32;
+      parents.rank = 1;
+      parents.dims[0] = kDimT;
+      tree_inputs_.push_back(parents);
+      kestrel_op_attention_params_t p{};
+      std::memcpy(&p, op.params.data(), std::min(sizeof(p), op.params.size()));
+      p.tree_mask = 1;
+      tree_params_.resize(sizeof(p));
+      std::memcpy(tree_params_.data(), &p, sizeof(p));
+    }
+    in.resize(inputs.size());
+    out.resize(op.outputs.size());
+    auto describe = [&](const PlanArg& a, kestrel_tensor_arg_t* t) {
+      *t = kestrel_tensor_arg_t{};
+      t->desc.struct_size = sizeof(kestrel_tensor_desc_t);
+      t->desc.dtype = a.dtype;
+      t->desc.rank = a.rank;
+      for (uint32_t i = 0; i < a.rank; ++i) t->desc.dims[i] = shape.Resolve(a.dims[i]);
+    };
+    for (size_t i = 0; i < in.size(); ++i) describe(inputs[i], &in[i]);
+    for (size_t i = 0; i < out.size(); ++i) describe(op.outputs[i], &out[i]);
+    desc.struct_size = sizeof(desc);
+    desc.kind = op.kind;
+    desc.op_version = 1;
+    desc.n_inputs = static_cast<uint32_t>(in.size());
+    desc.n_outputs = static_cast<uint32_t>(out.size());
+    desc.inputs = in.data();
+    desc.outputs = out.data();
+    desc.params = params.empty() ? nullptr : params.data();
+    desc.params_size = params.size();
+  }
+  OpCall(const OpCall&) = delete;
+  OpCall& operator=(const OpCall&) = delete;
+};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Model* model,
@@ -143,46 +198,12 @@ absl::StatusOr<hal::Device*> Executor::Place(size_t op_index, const PlanOp& op,
 
 absl::Status Executor::RunOp(size_t op_index, const StepShape& shape, bool tree) {
   const PlanOp& op = plan_.ops[op_index];
-  // A tree step runs attention with the tree mask: the plan's causal op plus the parents input.
-  const bool tree_op = tree && op.kind == KESTREL_OP_PAGED_ATTENTION;
-  std::vector<PlanArg> tree_inputs;
-  std::vector<uint8_t> tree_params;
-  if (tree_op) {
-    tree_inputs = op.inputs;
-    PlanArg parents{};
-    parents.ref = {ValueKind::kStepInput, kStepParents};
-    parents.dtype = KESTREL_DTYPE_I32;
-    parents.rank = 1;
-    parents.dims[0] = kDimT;
-    tree_inputs.push_back(parents);
-    kestrel_op_attention_params_t p{};
-    std::memcpy(&p, op.params.data(), std::min(sizeof(p), op.params.size()));
-    p.tree_mask = 1;
-    tree_params.resize(sizeof(p));
-    std::memcpy(tree_params.data(), &p, sizeof(p));
-  }
-  const std::vector<PlanArg>& op_inputs = tree_op ? tree_inputs : op.inputs;
-  const std::vector<uint8_t>& op_params = tree_op ? tree_params : op.params;
-  std::vector<kestrel_tensor_arg_t> in(op_inputs.size()), out(op.outputs.size());
-  auto describe = [&](const PlanArg& a, kestrel_tensor_arg_t* t) {
-    *t = kestrel_tensor_arg_t{};
-    t->desc.struct_size = sizeof(kestrel_tensor_desc_t);
-    t->desc.dtype = a.dtype;
-    t->desc.rank = a.rank;
-    for (uint32_t i = 0; i < a.rank; ++i) t->desc.dims[i] = shape.Resolve(a.dims[i]);
-  };
-  for (size_t i = 0; i < in.size(); ++i) describe(op_inputs[i], &in[i]);
-  for (size_t i = 0; i < out.size(); ++i) describe(op.outputs[i], &out[i]);
-  kestrel_op_desc_t desc{};
-  desc.struct_size = sizeof(desc);
-  desc.kind = op.kind;
-  desc.op_version = 1;
-  desc.n_inputs = static_cast<uint32_t>(in.size());
-  desc.n_outputs = static_cast<uint32_t>(out.size());
-  desc.inputs = in.data();
-  desc.outputs = out.data();
-  desc.params = op_params.empty() ? nullptr : op_params.data();
-  desc.params_size = op_params.size();
+  OpCall call(op, shape, tree);
+  const std::vector<PlanArg>& op_inputs = call.inputs;
+  std::vector<kestrel_tensor_arg_t>& in = call.in;
+  std::vector<kestrel_tensor_arg_t>& out = call.out;
+  const kestrel_op_desc_t& desc = call.desc;
+  const bool tree_op = call.tree;
 
   uint64_t workspace_bytes = 0;
   absl::StatusOr<hal::Device*> dev = Place(op_index, op, desc, tree_op ? 2 : (shape.n_tokens > 1 ? 1 : 0), &workspace_bytes);
@@ -308,37 +329,10 @@ bool Executor::SupportsTreeMask() {
     shape.n_seqs = 1;
     shape.max_blocks = 1;
     shape.n_rows = 1;
-    std::vector<kestrel_tensor_arg_t> in(op.inputs.size() + 1), out(op.outputs.size());
-    auto describe = [&](const PlanArg& a, kestrel_tensor_arg_t* t) {
-      *t = kestrel_tensor_arg_t{};
-      t->desc.struct_size = sizeof(kestrel_tensor_desc_t);
-      t->desc.dtype = a.dtype;
-      t->desc.rank = a.rank;
-      for (uint32_t i = 0; i < a.rank; ++i) t->desc.dims[i] = shape.Resolve(a.dims[i]);
-    };
-    for (size_t i = 0; i < op.inputs.size(); ++i) describe(op.inputs[i], &in[i]);
-    for (size_t i = 0; i < op.outputs.size(); ++i) describe(op.outputs[i], &out[i]);
-    kestrel_tensor_arg_t& parents = in.back();
-    parents.desc.struct_size = sizeof(kestrel_tensor_desc_t);
-    parents.desc.dtype = KESTREL_DTYPE_I32;
-    parents.desc.rank = 1;
-    parents.desc.dims[0] = 2;
-    kestrel_op_attention_params_t p{};
-    std::memcpy(&p, op.params.data(), std::min(sizeof(p), op.params.size()));
-    p.tree_mask = 1;
-    kestrel_op_desc_t desc{};
-    desc.struct_size = sizeof(desc);
-    desc.kind = op.kind;
-    desc.op_version = 1;
-    desc.n_inputs = static_cast<uint32_t>(in.size());
-    desc.n_outputs = static_cast<uint32_t>(out.size());
-    desc.inputs = in.data();
-    desc.outputs = out.data();
-    desc.params = &p;
-    desc.params_size = sizeof(p);
+    OpCall call(op, shape, /*tree_step=*/true);
     for (hal::Device* d : {primary_, fallback_}) {
       if (d == nullptr) continue;
-      absl::StatusOr<kestrel_op_support_t> s = d->Query(desc);
+      absl::StatusOr<kestrel_op_support_t> s = d->Query(call.desc);
       if (s.ok() && s->level != KESTREL_OP_UNSUPPORTED) tree_mask_support_ = 1;
     }
     break;

@@ -94,6 +94,11 @@ class Sampler {
  private:
   explicit Sampler(const SamplerConfig& config);
 
+  // The chain up to the draw: greedy returns the argmax; otherwise -1 with cand_ holding the
+  // candidates left by top-k, top-p and min-p. Errors as Sample().
+  absl::StatusOr<int32_t> Filter(absl::Span<const float> logits);
+  // weights_[i] = exp((logit - max) / temperature) of cand_[i]; *total their sum (in order).
+  void Weights(double* total);
   // Copies `logits` into logits_ with NaN -> -inf, the +inf rule and the repetition penalty applied.
   void PrepareLogits(absl::Span<const float> logits);
   // Makes cand_[0, m) the m best candidates in descending order, given cand_[0, sorted_) already is.

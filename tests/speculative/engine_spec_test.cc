@@ -11,14 +11,7 @@ namespace {
 
 using runtime::SpecMethod;
 
-struct Param {
-  std::string device;
-  SpecMethod method;
-};
-
-std::string Name(const ::testing::TestParamInfo<Param>& p) {
-  return p.param.device + "_" + runtime::SpecMethodName(p.param.method);
-}
+using Param = SpecParam;
 
 class EngineSpecTest : public ::testing::TestWithParam<Param> {
  protected:
@@ -133,7 +126,7 @@ std::vector<Param> Params() {
   return out;
 }
 
-INSTANTIATE_TEST_SUITE_P(AllMethods, EngineSpecTest, ::testing::ValuesIn(Params()), Name);
+INSTANTIATE_TEST_SUITE_P(AllMethods, EngineSpecTest, ::testing::ValuesIn(Params()), SpecParamName);
 
 }  // namespace
 }  // namespace kestrel::testing

@@ -9,14 +9,7 @@ namespace {
 
 using runtime::SpecMethod;
 
-struct Param {
-  std::string device;
-  SpecMethod method;
-};
-
-std::string Name(const ::testing::TestParamInfo<Param>& p) {
-  return p.param.device + "_" + runtime::SpecMethodName(p.param.method);
-}
+using Param = SpecParam;
 
 class SessionSpecTest : public ::testing::TestWithParam<Param> {
  protected:
@@ -93,7 +86,7 @@ std::vector<Param> Params() {
   return out;
 }
 
-INSTANTIATE_TEST_SUITE_P(AllMethods, SessionSpecTest, ::testing::ValuesIn(Params()), Name);
+INSTANTIATE_TEST_SUITE_P(AllMethods, SessionSpecTest, ::testing::ValuesIn(Params()), SpecParamName);
 
 }  // namespace
 }  // namespace kestrel::testing

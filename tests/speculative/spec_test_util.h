@@ -14,6 +14,7 @@
 #include "nlohmann/json.hpp"
 #include "runtime/model/model.h"
 #include "runtime/session/session.h"
+#include "runtime/speculative/spec_config.h"
 #include "tests/test_util.h"
 
 namespace kestrel::testing {
@@ -68,6 +69,15 @@ class SpecEnv {
   std::unique_ptr<hal::PluginRegistry> registry_;
   std::map<std::string, std::unique_ptr<runtime::Model>> models_;
 };
+
+// A (device, method) test parameter and its test-name suffix, e.g. "cpu_ngram".
+struct SpecParam {
+  std::string device;
+  runtime::SpecMethod method;
+};
+inline std::string SpecParamName(const ::testing::TestParamInfo<SpecParam>& p) {
+  return p.param.device + "_" + runtime::SpecMethodName(p.param.method);
+}
 
 #define KESTREL_SPEC_DEVICE_OR_SKIP(name)                                     \
   do {                                                                        \
