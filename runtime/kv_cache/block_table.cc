@@ -1,5 +1,6 @@
 #include "runtime/kv_cache/block_table.h"
 
+#include <algorithm>
 #include <cassert>
 #include <utility>
 
@@ -37,29 +38,37 @@ void BlockTable::Truncate(uint32_t n) {
   const uint32_t bs = pool_->block_size();
   const size_t keep = (n + bs - 1) / bs;
   while (blocks_.size() > keep) {
-    pool_->Release(blocks_.back());
+    if (blocks_.back() >= 0) pool_->Release(blocks_.back());
     blocks_.pop_back();
   }
+  n_dropped_ = std::min<uint32_t>(n_dropped_, static_cast<uint32_t>(blocks_.size()));
   n_tokens_ = n;
 }
 
 void BlockTable::Clear() {
-  for (int32_t b : blocks_) pool_->Release(b);
+  for (int32_t b : blocks_) {
+    if (b >= 0) pool_->Release(b);
+  }
   blocks_.clear();
   n_tokens_ = 0;
+  n_dropped_ = 0;
 }
 
 void BlockTable::Adopt(std::vector<int32_t> blocks, uint32_t n_tokens) {
   assert(blocks_.empty());
   blocks_ = std::move(blocks);
   n_tokens_ = n_tokens;
+  n_dropped_ = 0;
 }
 
 void BlockTable::ShareInto(BlockTable* other) const {
   other->Clear();
-  for (int32_t b : blocks_) pool_->Retain(b);
+  for (int32_t b : blocks_) {
+    if (b >= 0) pool_->Retain(b);
+  }
   other->blocks_ = blocks_;
   other->n_tokens_ = n_tokens_;
+  other->n_dropped_ = n_dropped_;
 }
 
 void BlockTable::ReplaceBlock(size_t i, int32_t block) {
@@ -103,6 +112,15 @@ absl::Status BlockTable::MakeWritable(uint64_t end, std::vector<int32_t>* copies
     }
   }
   return absl::OkStatus();
+}
+
+void BlockTable::DropBefore(uint32_t pos) {
+  const uint32_t end = std::min<uint32_t>(pos / pool_->block_size(),
+                                          static_cast<uint32_t>(blocks_.size()));
+  for (; n_dropped_ < end; ++n_dropped_) {
+    pool_->Release(blocks_[n_dropped_]);
+    blocks_[n_dropped_] = -1;
+  }
 }
 
 }  // namespace runtime

@@ -28,6 +28,12 @@ struct StepInputs {
   std::vector<int32_t> parents;
   int64_t n_seqs = 1;
   int64_t max_blocks = 0;
+  // KV groups 1.. of the plan (ExecutionPlan::kv_groups), in order: each group's slots [T] and
+  // block tables [S, max_blocks] over its own pool. Empty when the plan has only group 0.
+  struct Group {
+    std::vector<int32_t> slots, block_tables;
+  };
+  std::vector<Group> groups;
 };
 
 class Executor {
@@ -41,11 +47,13 @@ class Executor {
   // Runs the whole plan for one step and copies the logits rows ([R, V] floats) to `logits`.
   absl::Status Run(const StepInputs& inputs, std::vector<float>* logits);
 
-  // Copies whole KV blocks (pairs of source, destination block) in every layer.
-  absl::Status CopyBlocks(const std::vector<int32_t>& pairs);
-  // Copies single KV slots (pairs of source, destination slot) in every layer, in order: a
-  // speculative step keeps its accepted tree path by moving it onto consecutive positions.
-  absl::Status CopySlots(const std::vector<int32_t>& pairs);
+  // Copies whole KV blocks (pairs of source, destination block) in every layer of KV group
+  // `group` (block ids are the group's).
+  absl::Status CopyBlocks(const std::vector<int32_t>& pairs, uint32_t group = 0);
+  // Copies single KV slots (pairs of source, destination slot) in every layer of KV group
+  // `group`, in order: a speculative step keeps its accepted tree path by moving it onto
+  // consecutive positions.
+  absl::Status CopySlots(const std::vector<int32_t>& pairs, uint32_t group = 0);
 
   const ExecutionPlan& plan() const { return plan_; }
   // Whether some device here (primary or fallback) runs PAGED_ATTENTION with the tree mask, so a
@@ -88,7 +96,7 @@ class Executor {
                                      const kestrel_op_desc_t& desc, int mode,
                                      uint64_t* workspace);
   absl::Status RunOp(size_t op_index, const StepShape& shape, bool tree);
-  absl::Status CopyRanges(const std::vector<int32_t>& pairs, uint64_t unit_bytes);
+  absl::Status CopyRanges(const std::vector<int32_t>& pairs, uint64_t unit_bytes, uint32_t group);
   // Reads the value's current copy (from any device that holds one) into `out`.
   absl::Status ReadBack(const Value& value, void* out, uint64_t bytes);
 

@@ -15,7 +15,8 @@ class FakeTokenizer : public Tokenizer {
   explicit FakeTokenizer(std::vector<std::string> pieces) : pieces_(std::move(pieces)) {}
   absl::string_view kind() const override { return "fake"; }
   std::vector<int32_t> Encode(absl::string_view, bool, bool) const override { return {}; }
-  absl::string_view PieceView(int32_t id) const override { return pieces_[id]; }
+  using Tokenizer::PieceView;
+  absl::string_view PieceView(int32_t id, bool) const override { return pieces_[id]; }
   std::string Decode(absl::Span<const int32_t>, bool) const override { return ""; }
   int32_t vocab_size() const override { return static_cast<int32_t>(pieces_.size()); }
   int32_t bos_id() const override { return 1; }
@@ -25,12 +26,14 @@ class FakeTokenizer : public Tokenizer {
   bool add_bos() const override { return true; }
   bool add_eos() const override { return false; }
   bool IsEndOfGeneration(int32_t id) const override { return id == 2; }
+  const std::vector<int32_t>& EndOfGenerationIds() const override { return eog_; }
   int32_t TokenType(int32_t) const override { return 1; }
   const std::string& TokenText(int32_t id) const override { return pieces_[id]; }
   int32_t TextToToken(absl::string_view) const override { return -1; }
 
  private:
   std::vector<std::string> pieces_;
+  std::vector<int32_t> eog_ = {2};
 };
 
 struct Out {

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "runtime/kv_cache/block_table.h"
+#include "runtime/kv_cache/window_tables.h"
 #include "runtime/plan/executor.h"
 
 namespace kestrel {
@@ -28,6 +29,10 @@ struct StepEntry {
   // n_past + i, its RoPE position is n_past + its depth.
   absl::Span<const int32_t> parents;
   LogitRows rows = LogitRows::kLast;
+  // The sequence's tables of the plan's KV groups 1.. (sliding windows with pools of their own),
+  // at the same positions as `table`; null when the plan has only group 0. Every entry of a step
+  // passes them or none does.
+  const WindowTables* windows = nullptr;
 };
 
 class StepBuilder {
@@ -45,6 +50,7 @@ class StepBuilder {
  private:
   StepInputs in_;
   std::vector<const BlockTable*> tables_;
+  std::vector<const WindowTables*> windows_;  // per entry (all null or none)
   std::vector<int32_t> parents_;  // every entry's parents (chains as i - 1)
   bool any_tree_ = false;
 };

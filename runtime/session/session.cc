@@ -1,6 +1,7 @@
 #include "runtime/session/session.h"
 
 #include <algorithm>
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -61,8 +62,28 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Model* model,
   // The final hidden state is only marked in the plan (free) and read back on request: by
   // kestrel_session_get_hidden and by speculative proposers that read it (Medusa heads).
   plan_options.hidden = HiddenState::kPostNorm;
+  // Sliding-window layers keep only their window's KV (steps of at most one window, so a pool of
+  // about two windows suffices) when that is smaller than the full context.
+  uint32_t window = 0;
+  for (const LayerConfig& l : model->config().layers) window = std::max(window, l.sliding_window);
+  if (window > 0) {
+    const uint32_t blocks = WindowTables::BlocksNeeded(window, window, config.block_size);
+    if (blocks < n_blocks) {
+      plan_options.window_kv_blocks = blocks;
+      s->max_step_ = window;
+    }
+  }
   absl::StatusOr<ExecutionPlan> plan = model->BuildPlan(plan_options);
   if (!plan.ok()) return plan.status();
+  if (plan->kv_groups.size() > 1) {
+    std::vector<WindowTables::Group> groups;
+    for (size_t g = 1; g < plan->kv_groups.size(); ++g) {
+      groups.push_back({plan->kv_groups[g].window, plan->kv_groups[g].n_blocks});
+    }
+    s->window_tables_ = std::make_unique<WindowTables>(groups, config.block_size);
+  } else {
+    s->max_step_ = 0;
+  }
   absl::StatusOr<std::unique_ptr<Executor>> exec =
       Executor::Create(model, std::move(*plan), model->device(), fallback);
   if (!exec.ok()) return exec.status();
@@ -74,7 +95,37 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Model* model,
   return s;
 }
 
-Session::~Session() { seq_.reset(); }
+Session::~Session() {
+  seq_.reset();
+  window_tables_.reset();
+}
+
+std::vector<uint32_t> Session::kv_blocks_held() const {
+  std::vector<uint32_t> held = {seq_->table().n_held_blocks()};
+  for (size_t g = 0; window_tables_ && g < window_tables_->size(); ++g) {
+    held.push_back(window_tables_->table(g).n_held_blocks());
+  }
+  return held;
+}
+
+absl::Status Session::AppendKv(uint32_t n) {
+  BlockTable& table = seq_->table();
+  const uint32_t n_past = table.n_tokens();
+  if (auto s = table.Append(n); !s.ok()) return s;
+  if (window_tables_) {
+    if (auto s = window_tables_->Append(n_past, n); !s.ok()) {
+      table.Truncate(n_past);
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Session::RollBack(uint32_t n_past) {
+  if (window_tables_ && !window_tables_->CanTruncateTo(n_past)) n_past = 0;
+  seq_->table().Truncate(n_past);
+  if (window_tables_) window_tables_->Truncate(n_past);
+}
 
 absl::Status Session::CheckTokens(absl::Span<const int32_t> tokens) const {
   const int32_t vocab = static_cast<int32_t>(model_->config().n_vocab);
@@ -96,17 +147,42 @@ absl::Status Session::RunPending() {
         "decode: %u tokens after the %u already in the session exceed its context length %u",
         pending.size(), n_past, context_length_));
   }
-  BlockTable& table = seq_->table();
-  if (auto s = table.Append(static_cast<uint32_t>(pending.size())); !s.ok()) return s;
+  if (max_step_ == 0 || pending.size() <= max_step_) {
+    return RunPendingStep(static_cast<uint32_t>(pending.size()));
+  }
+  // Window groups are sized for steps of max_step_ tokens: run longer inputs in pieces. A piece
+  // that fails after others succeeded may have dropped window KV the original context needs;
+  // RollBack then empties the session.
+  const uint32_t total = static_cast<uint32_t>(pending.size());
+  for (uint32_t done = 0; done < total; done += max_step_) {
+    const absl::Status s = RunPendingStep(std::min(max_step_, total - done));
+    if (!s.ok()) {
+      RollBack(n_past);
+      if (seq_->n_computed() != n_past) {
+        return absl::Status(s.code(), absl::StrCat(s.message(), " (the session's context was cleared: "
+                                                   "its sliding-window KV had moved past it)"));
+      }
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Session::RunPendingStep(uint32_t n) {
+  const uint32_t n_past = seq_->n_computed();
+  const absl::Span<const int32_t> tokens = seq_->pending().subspan(0, n);  // before the KV grows
+  if (auto s = AppendKv(n); !s.ok()) return s;
   step_.Reset();
-  absl::StatusOr<int32_t> row = step_.Add({&table, n_past, pending, {}, LogitRows::kLast});
+  absl::StatusOr<int32_t> row =
+      step_.Add({&seq_->table(), n_past, tokens, {}, LogitRows::kLast, window_tables_.get()});
   has_logits_ = false;
   absl::Status s = row.status();
   if (s.ok()) s = executor_->Run(step_.Finish(), &logits_);
   if (!s.ok()) {
-    table.Truncate(n_past);  // the failed step's tokens are not part of the context
+    RollBack(n_past);  // the failed step's tokens are not part of the context
     return s;
   }
+  last_step_tokens_ = n;
   has_logits_ = true;
   return absl::OkStatus();
 }
@@ -117,7 +193,8 @@ absl::Status Session::SpeculativeStep(const TokenSink& sink, StopReason* stop,
   const uint32_t n_past = seq.n_computed();
   if (seq.n_pending() != 1) return absl::InternalError("speculative step: expected one pending token");
   const uint32_t left = seq.policy().max_new_tokens - seq.n_generated();
-  const uint32_t room = std::min<uint64_t>(context_length_ - n_past - 1, left > 0 ? left - 1 : 0);
+  uint32_t room = std::min<uint64_t>(context_length_ - n_past - 1, left > 0 ? left - 1 : 0);
+  if (max_step_ > 0) room = std::min(room, max_step_ - 1);  // the window groups' step cap
   if (auto s = spec_->Propose(seq, room, !executor_->SupportsTreeMask(), &tree_); !s.ok()) return s;
   verify_tokens_.assign(1, seq.pending()[0]);
   verify_parents_.assign(1, -1);
@@ -126,32 +203,32 @@ absl::Status Session::SpeculativeStep(const TokenSink& sink, StopReason* stop,
     verify_parents_.push_back(tree_.parents[i] + 1);
   }
   const uint32_t T = static_cast<uint32_t>(verify_tokens_.size());
-  BlockTable& table = seq.table();
-  if (auto s = table.Append(T); !s.ok()) return s;
+  if (auto s = AppendKv(T); !s.ok()) return s;
   step_.Reset();
-  absl::StatusOr<int32_t> row =
-      step_.Add({&table, n_past, verify_tokens_, verify_parents_, LogitRows::kAll});
+  absl::StatusOr<int32_t> row = step_.Add({&seq.table(), n_past, verify_tokens_, verify_parents_,
+                                           LogitRows::kAll, window_tables_.get()});
   has_logits_ = false;
   const auto t0 = std::chrono::steady_clock::now();
   absl::Status s = row.status();
   if (s.ok()) s = executor_->Run(step_.Finish(), &logits_);
   if (!s.ok()) {
-    table.Truncate(n_past);
+    RollBack(n_past);
     return s;
   }
   spec_->RecordStep(T, MsSince(t0), T > 1);
   const size_t V = model_->config().n_vocab;
   if (s = spec_->Verify(seq, tree_, logits_.data(), V, &outcome_); !s.ok()) {
-    table.Truncate(n_past);
+    RollBack(n_past);
     return s;
   }
-  if (s = executor_->CopySlots(KvPlan(table, n_past, outcome_.accepted)); !s.ok()) {
-    table.Truncate(n_past);
+  if (s = KeepAcceptedPath(n_past); !s.ok()) {
+    RollBack(n_past);
     return s;
   }
   const size_t before = seq.n_generated();
   *stop = Commit(seq, n_past, outcome_, sink,
                  [this] { return cancel_.load(std::memory_order_relaxed); });
+  if (window_tables_) window_tables_->Truncate(seq.n_computed());
   *n_emitted = static_cast<uint32_t>(seq.n_generated() - before);
   // The logits of the last position in the KV, as after plain decoding.
   const uint32_t kv_last = seq.n_computed() - 1 - n_past;  // 0: the pending token's row
@@ -160,6 +237,17 @@ absl::Status Session::SpeculativeStep(const TokenSink& sink, StopReason* stop,
   logits_.resize(V);
   has_logits_ = true;
   return FeedHidden(keep);
+}
+
+absl::Status Session::KeepAcceptedPath(uint32_t n_past) {
+  if (auto s = executor_->CopySlots(KvPlan(seq_->table(), n_past, outcome_.accepted)); !s.ok()) {
+    return s;
+  }
+  for (size_t g = 0; window_tables_ && g < window_tables_->size(); ++g) {
+    const std::vector<int32_t> pairs = KvPlan(window_tables_->table(g), n_past, outcome_.accepted);
+    if (auto s = executor_->CopySlots(pairs, static_cast<uint32_t>(g + 1)); !s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Session::FeedHidden(size_t row) {
@@ -202,9 +290,16 @@ absl::Status Session::Truncate(uint32_t n_tokens) {
     return absl::OutOfRangeError(absl::StrFormat(
         "truncate to %u tokens: the session holds only %u", n_tokens, seq_->n_computed()));
   }
+  if (window_tables_ && !window_tables_->CanTruncateTo(n_tokens)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "truncate to %u tokens: the sliding-window layers no longer hold the KV a query there "
+        "reads (they keep only their window); truncate to 0 or to at least %u tokens",
+        n_tokens, window_tables_->MinTruncation()));
+  }
   if (n_tokens < seq_->n_computed()) has_logits_ = false;
   seq_->Truncate(n_tokens);
   seq_->DropPending();
+  if (window_tables_) window_tables_->Truncate(n_tokens);
   return absl::OkStatus();
 }
 
@@ -226,6 +321,7 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
   Sequence& seq = *seq_;
   if (!req.keep_context) {
     seq.Truncate(0);
+    if (window_tables_) window_tables_->Truncate(0);
     has_logits_ = false;
     seq.sampler().Reset();
   }
@@ -251,7 +347,7 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
   }
   r.prefill_ms = MsSince(t0);
   for (int32_t t : req.prompt) seq.sampler().Accept(t);
-  if (auto s = FeedHidden(req.prompt.size() - 1); !s.ok()) return s;
+  if (auto s = FeedHidden(last_step_tokens_ - 1); !s.ok()) return s;
 
   auto t1 = std::chrono::steady_clock::now();
   if (spec_) {

@@ -20,6 +20,7 @@
 #include "hal/include/kestrel/plugin_api.h"
 #include "runtime/kv_cache/block_pool.h"
 #include "runtime/kv_cache/block_table.h"
+#include "runtime/kv_cache/window_tables.h"
 #include "runtime/model/model.h"
 #include "runtime/plan/executor.h"
 #include "runtime/sampler/sampler.h"
@@ -87,18 +88,32 @@ class Session {
   absl::Status Hidden(uint32_t n_last, std::vector<float>* out);
   // Speculative decoding statistics of the last Generate (zero when speculation is off).
   const SpecStats& last_spec_stats() const { return last_spec_; }
+  // KV blocks this session holds in each KV group of its plan (group 0: the full-context layers;
+  // then one per sliding window whose KV is capped at the window).
+  std::vector<uint32_t> kv_blocks_held() const;
   // Mixture of experts: restarts the per-expert routing counts (Executor::expert_counts).
   void ResetExpertStats() { executor_->ResetExpertCounts(); }
 
  private:
   Session() = default;
   absl::Status CheckTokens(absl::Span<const int32_t> tokens) const;
-  // One forward step over the sequence's pending tokens; logits of the last one. On failure the
-  // KV is as before (the pending tokens stay pending).
+  // One forward step over the sequence's pending tokens; logits of the last one. Runs them in
+  // steps of at most max_step_ tokens when window groups are capped. On failure the KV is as
+  // before (the pending tokens stay pending), or empty when a window group moved past it.
   absl::Status RunPending();
+  // One forward step over the first `n` pending tokens.
+  absl::Status RunPendingStep(uint32_t n);
+  // Appends `n` positions to the KV of every group (group 0 and the window groups). On failure
+  // nothing changed.
+  absl::Status AppendKv(uint32_t n);
+  // Back to n_past tokens of KV in every group (a failed or rejected step) if the window groups
+  // still allow it, else empty.
+  void RollBack(uint32_t n_past);
   // One decode step with speculation: the pending token plus a draft tree in one forward, the
   // verified tokens emitted through the sequence. *stop: the stop reason (kNone: go on).
   absl::Status SpeculativeStep(const TokenSink& sink, StopReason* stop, uint32_t* n_emitted);
+  // Moves the accepted tree path onto consecutive KV positions in every group.
+  absl::Status KeepAcceptedPath(uint32_t n_past);
   // Hands the speculator the hidden state of row `row` of the last step, if it reads it.
   absl::Status FeedHidden(size_t row);
 
@@ -106,6 +121,12 @@ class Session {
   uint32_t context_length_ = 0;
   std::unique_ptr<BlockPool> pool_;
   std::unique_ptr<Sequence> seq_;
+  // Sliding-window KV groups with their own pools (null when every layer uses the sequence's
+  // table), kept at the sequence's KV length, and the step size that keeps their pools
+  // sufficient (longer inputs run in pieces, draft trees are capped).
+  std::unique_ptr<WindowTables> window_tables_;
+  uint32_t max_step_ = 0;
+  uint32_t last_step_tokens_ = 0;  // tokens of the last RunPendingStep (its hidden-state rows)
   std::unique_ptr<Executor> executor_;
   std::vector<float> logits_;
   bool has_logits_ = false;

@@ -236,7 +236,7 @@ int RunSpecBench(const Options& o) {
     text = ss.str();
   }
   std::vector<int32_t> prompt;
-  if (!TokenizeText(model.get(), text, o.special, &prompt)) return kExitError;
+  if (!Tokenize(model.get(), text, /*add_special=*/true, o.special, &prompt)) return kExitError;
   if (prompt.empty()) {
     std::fprintf(stderr, "kestrel: the prompt is empty\n");
     return kExitError;

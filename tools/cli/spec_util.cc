@@ -73,41 +73,5 @@ void WriteSpecStatsJson(JsonWriter* w, const kestrel_speculative_stats_t& st) {
   w->EndObject();
 }
 
-bool TokenizeText(const kestrel_model_t* model, const std::string& text, bool special,
-                  std::vector<int32_t>* ids) {
-  size_t required = 0;
-  StatusPtr status;
-#ifdef KESTREL_TOKENIZE_OPTIONS_MIN_SIZE
-  kestrel_tokenize_options_t to;
-  kestrel_tokenize_options_init(&to);
-  to.parse_special = special;
-  status.reset(kestrel_tokenize_with_options(model, text.data(), text.size(), &to, nullptr, 0,
-                                             &required));
-  if (!status) {
-    ids->resize(required);
-    status.reset(kestrel_tokenize_with_options(model, text.data(), text.size(), &to, ids->data(),
-                                               ids->size(), &required));
-  }
-#else
-  if (special) {
-    std::fprintf(stderr,
-                 "kestrel: --special needs kestrel_tokenize_with_options (parse_special), which "
-                 "this library does not have yet\n");
-    return false;
-  }
-  status.reset(kestrel_tokenize(model, text.data(), text.size(), true, nullptr, 0, &required));
-  if (!status) {
-    ids->resize(required);
-    status.reset(kestrel_tokenize(model, text.data(), text.size(), true, ids->data(), ids->size(),
-                                  &required));
-  }
-#endif
-  if (status) {
-    PrintStatusError(status.get());
-    return false;
-  }
-  ids->resize(required);
-  return true;
-}
 
 }  // namespace kestrel::cli

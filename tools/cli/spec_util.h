@@ -22,10 +22,6 @@ void PrintSpecStats(const kestrel_speculative_stats_t& st);
 // "speculative": {...} as one JSON value.
 void WriteSpecStatsJson(JsonWriter* w, const kestrel_speculative_stats_t& st);
 
-// Tokenizes `text` (BOS as the model asks; with `special`, control-token texts become tokens).
-bool TokenizeText(const kestrel_model_t* model, const std::string& text, bool special,
-                  std::vector<int32_t>* ids);
-
 }  // namespace kestrel::cli
 
 #endif  // KESTREL_TOOLS_CLI_SPEC_UTIL_H_
