@@ -309,7 +309,11 @@ struct CpuDevice {
     state->description = StrCat("Kestrel CPU (", IsaLevelName(state->isa), ", ", state->threads,
                                 " threads, ", state->exact ? "exact f32" : "8-bit",
                                 " activations for quantized weights",
-                                state->onednn ? ", oneDNN sgemm" : "", ")");
+                                state->onednn ? ", oneDNN sgemm" : "",
+                                state->isa == IsaLevel::kPortable ? ""
+                                : DecodeGemvStyle() == GemvStyle::kRows ? ", decode GEMV rows"
+                                                                        : ", decode GEMV tiles",
+                                ")");
     Log(KESTREL_PLUGIN_LOG_INFO, state->description);
     std::lock_guard<std::mutex> lock(g_state_mu);
     g_state = std::move(state);

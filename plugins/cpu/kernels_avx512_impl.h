@@ -232,9 +232,16 @@ inline void GemvTileQ(const QWeightView& w, const QActView& a, int64_t j, float*
 }
 
 template <bool kQ8>
+inline void GemvRowsQ(const QWeightView& w, const QActView& a, int64_t n0, int64_t n1, float* y);
+
+template <bool kQ8>
 void GemmQImpl(const QWeightView& w, const QActView& a, int64_t n_tokens, int64_t n0, int64_t n1,
                float* y, int64_t ldy) {
   int64_t j = n0;
+  if (n_tokens == 1 && DecodeGemvStyle() == GemvStyle::kRows) {
+    GemvRowsQ<kQ8>(w, a, n0, n1, y);
+    return;
+  }
   if (n_tokens == 1) {
     for (; j + 8 <= n1; j += 8) GemvTileQ<8, kQ8>(w, a, j, y);
     for (; j + 4 <= n1; j += 4) GemvTileQ<4, kQ8>(w, a, j, y);
@@ -271,6 +278,8 @@ template <>
 inline __m512 LoadW16Masked<uint16_t>(const uint16_t* p, __mmask16 m) {
   return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
 }
+
+#include "plugins/cpu/kernels_avx512_gemv.h"
 
 template <int R, int C, typename W>
 inline void TileF(const W* w, int64_t ldw, const float* x, int64_t ldx, int64_t k, int64_t j,
@@ -335,6 +344,10 @@ inline void TileFTokens(const W* w, int64_t ldw, const float* x, int64_t ldx, in
 template <typename W>
 void GemmFloat(const W* w, int64_t ldw, const float* x, int64_t ldx, int64_t k, int64_t n_tokens,
                int64_t n0, int64_t n1, float* y, int64_t ldy) {
+  if (n_tokens == 1 && DecodeGemvStyle() == GemvStyle::kRows) {
+    GemvRowsF(w, ldw, x, k, n0, n1, y);
+    return;
+  }
   int64_t j = n0;
   for (; j + 4 <= n1; j += 4) TileFTokens<4>(w, ldw, x, ldx, k, n_tokens, j, y, ldy);
   for (; j < n1; ++j) TileFTokens<1>(w, ldw, x, ldx, k, n_tokens, j, y, ldy);
