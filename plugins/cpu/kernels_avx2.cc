@@ -258,26 +258,12 @@ inline void TileFTokens(const W* w, int64_t ldw, const float* x, int64_t ldx, in
   }
 }
 
-// Decode GEMV as single-row streams (GemvStyle::kRows, cpu_features.h): 32 elements per step in
-// four accumulators, so the FMA latency does not bound one row's rate.
+// Decode GEMV as single-row streams (GemvStyle::kRows, cpu_features.h): one-row tiles, the same
+// accumulation order as the wider ones (bit-identical results).
 template <typename W>
 void GemvRowsF(const W* w, int64_t ldw, const float* x, int64_t k, int64_t n0, int64_t n1,
                float* y) {
-  for (int64_t j = n0; j < n1; ++j) {
-    const W* wr = w + j * ldw;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= k; i += 32) {
-      a0 = _mm256_fmadd_ps(LoadW8(wr + i), _mm256_loadu_ps(x + i), a0);
-      a1 = _mm256_fmadd_ps(LoadW8(wr + i + 8), _mm256_loadu_ps(x + i + 8), a1);
-      a2 = _mm256_fmadd_ps(LoadW8(wr + i + 16), _mm256_loadu_ps(x + i + 16), a2);
-      a3 = _mm256_fmadd_ps(LoadW8(wr + i + 24), _mm256_loadu_ps(x + i + 24), a3);
-    }
-    for (; i + 8 <= k; i += 8) a0 = _mm256_fmadd_ps(LoadW8(wr + i), _mm256_loadu_ps(x + i), a0);
-    if (i < k) a1 = _mm256_fmadd_ps(LoadTail(wr + i, k - i), LoadTail(x + i, k - i), a1);
-    y[j] = Hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-  }
+  for (int64_t j = n0; j < n1; ++j) TileF<1, 1>(w, ldw, x, 0, k, j, 0, y, 0);
 }
 
 template <typename W>

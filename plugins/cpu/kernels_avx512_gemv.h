@@ -1,17 +1,18 @@
 // Decode GEMV (one token) for AVX-512 as single-row streams, included by kernels_avx512_impl.h
 // (after DotGroup) for the levels avx512 and vnni.
 //
-// Why a second GEMV beside the R-row tiles (GemvTileQ / TileF): a tile reads R rows at once,
-// i.e. R interleaved DRAM streams per thread, R x 2 with two threads. On AMD Zen (measured on an
-// EPYC Zen 5 guest, docs/perf/cpu.md) that many streams defeat the hardware prefetchers: one
-// thread read Q8_0 weights at 61 % and F16 weights at 82 % of its plain read rate through the
-// tiles, and at 91-93 % when it walks one row after the other (one linear stream; the x vector
-// stays in L1). The level's choice between the two is GemvStyle (cpu_features.h).
+// Why a second GEMV beside the R-row tiles (GemvTileQ): a tile reads R rows at once, i.e. R
+// interleaved DRAM streams per thread, R x 2 with two threads. On AMD Zen (measured on an EPYC
+// Zen 5 guest, docs/perf/cpu.md) that many streams defeat the hardware prefetchers: one thread
+// read Q8_0 weights at 63 % of its plain read rate through the 8-row tiles and at 91 % walking one
+// row after the other (one linear stream; the x vector stays in L1). Both forms accumulate in the
+// same order, so their results are bit-identical (greedy output must not depend on the vendor).
+// The level's choice between the two is GemvStyle (cpu_features.h).
 // Internal linkage only (see kernels_avx512_impl.h).
 
 // Q4_0 / Q8_0 weights (packed group layout, kernels.h) x quantized activations, rows [n0, n1).
-// Two groups per step with separate accumulators; Q8_0 rows (2 KiB per 2048 elements) are
-// prefetched 2 KiB ahead into L1, which measured best (+8 % over none) on Zen 5.
+// Q8_0 rows (2 KiB per 2048 elements) are prefetched 2 KiB ahead into L1, which measured best
+// (+8 % over none) on Zen 5.
 // One group of a row: the int32 block dots of group g, scaled by lanes idx of s, into acc.
 template <bool kQ8>
 inline __m512 GemvRowGroup(const uint8_t* p, const QActView& a, int64_t g, __m512i idx, __m512 s,
@@ -44,8 +45,10 @@ inline void GemvRowsQ(const QWeightView& w, const QActView& a, int64_t n0, int64
   for (int64_t j = n0; j < n1; ++j) {
     const uint8_t* wq = w.qs + j * G * gb;
     const uint16_t* wd = w.d + j * G * kGroupBlocks;
-    // Two accumulators so consecutive groups do not wait on one FMA chain.
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    // One accumulator, groups in order: the same operations in the same order as GemvTileQ, so
+    // both styles give bit-identical results (greedy decoding must not depend on the CPU's
+    // vendor); the FMA chain (4 cycles per 128-element group) is far from the limit.
+    __m512 acc0 = _mm512_setzero_ps();
     int64_t g = 0;
     for (; g < G4; g += 4) {
       // The 16 block scales of 4 groups, weight x activation, once per 4 groups.
@@ -53,9 +56,9 @@ inline void GemvRowsQ(const QWeightView& w, const QActView& a, int64_t n0, int64
           _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wd + g * kGroupBlocks))),
           _mm512_loadu_ps(a.d + g * kGroupBlocks));
       acc0 = GemvRowGroup<kQ8>(wq + g * gb, a, g, i0, s, acc0);
-      acc1 = GemvRowGroup<kQ8>(wq + (g + 1) * gb, a, g + 1, i1, s, acc1);
+      acc0 = GemvRowGroup<kQ8>(wq + (g + 1) * gb, a, g + 1, i1, s, acc0);
       acc0 = GemvRowGroup<kQ8>(wq + (g + 2) * gb, a, g + 2, i2, s, acc0);
-      acc1 = GemvRowGroup<kQ8>(wq + (g + 3) * gb, a, g + 3, i3, s, acc1);
+      acc0 = GemvRowGroup<kQ8>(wq + (g + 3) * gb, a, g + 3, i3, s, acc0);
     }
     if (g < G) {
       const __mmask16 m = static_cast<__mmask16>((1u << (4 * (G - g))) - 1u);
@@ -66,32 +69,15 @@ inline void GemvRowsQ(const QWeightView& w, const QActView& a, int64_t n0, int64
         acc0 = GemvRowGroup<kQ8>(wq + (g + gi) * gb, a, g + gi, idx[gi], s, acc0);
       }
     }
-    y[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    y[j] = _mm512_reduce_add_ps(acc0);
   }
 }
 
-// F32 / F16 weights [n][ldw] x one f32 row x, rows [n0, n1): 64 elements per step in four
-// accumulators (no software prefetch: the linear stream is what the hardware prefetcher follows
-// best), masked tail.
+// F32 / F16 weights [n][ldw] x one f32 row x, rows [n0, n1): the one-row tile TileF<1, 1>
+// (same accumulation order as the tiles, so bit-identical results; it prefetches the next row
+// into L2 as it goes, a linear stream just ahead of this one).
 template <typename W>
 inline void GemvRowsF(const W* w, int64_t ldw, const float* x, int64_t k, int64_t n0, int64_t n1,
                       float* y) {
-  for (int64_t j = n0; j < n1; ++j) {
-    const W* wr = w + j * ldw;
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 64 <= k; i += 64) {
-      a0 = _mm512_fmadd_ps(LoadW16(wr + i), _mm512_loadu_ps(x + i), a0);
-      a1 = _mm512_fmadd_ps(LoadW16(wr + i + 16), _mm512_loadu_ps(x + i + 16), a1);
-      a2 = _mm512_fmadd_ps(LoadW16(wr + i + 32), _mm512_loadu_ps(x + i + 32), a2);
-      a3 = _mm512_fmadd_ps(LoadW16(wr + i + 48), _mm512_loadu_ps(x + i + 48), a3);
-    }
-    for (; i < k; i += 16) {
-      const int64_t rem = std::min<int64_t>(16, k - i);
-      const __mmask16 m = static_cast<__mmask16>((1u << rem) - 1u);
-      a0 = _mm512_fmadd_ps(LoadW16Masked(wr + i, m), _mm512_maskz_loadu_ps(m, x + i), a0);
-    }
-    y[j] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-  }
+  for (int64_t j = n0; j < n1; ++j) TileF<1, 1>(w, ldw, x, 0, k, j, 0, y, 0);
 }

@@ -279,8 +279,6 @@ inline __m512 LoadW16Masked<uint16_t>(const uint16_t* p, __mmask16 m) {
   return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
 }
 
-#include "plugins/cpu/kernels_avx512_gemv.h"
-
 template <int R, int C, typename W>
 inline void TileF(const W* w, int64_t ldw, const float* x, int64_t ldx, int64_t k, int64_t j,
                   int64_t t, float* y, int64_t ldy) {
@@ -340,6 +338,8 @@ inline void TileFTokens(const W* w, int64_t ldw, const float* x, int64_t ldx, in
     default: break;
   }
 }
+
+#include "plugins/cpu/kernels_avx512_gemv.h"
 
 template <typename W>
 void GemmFloat(const W* w, int64_t ldw, const float* x, int64_t ldx, int64_t k, int64_t n_tokens,
