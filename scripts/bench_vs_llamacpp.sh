@@ -7,6 +7,8 @@
 #
 #   scripts/bench_vs_llamacpp.sh MODEL [ROUNDS]
 #   KESTREL=build/bin/kestrel LLAMA_BENCH=/path/llama-bench THREADS=2 PROMPT=128 GEN=64
+#   KESTREL_B_ENV="KESTREL_CPU_GEMV=tiles"  also runs Kestrel with these environment settings each
+#                                           round (a same-run baseline for a Kestrel change)
 #
 # llama.cpp is not part of this project: point LLAMA_BENCH at an existing build
 # (default /opt/llamacpp/build-native/bin/llama-bench).
@@ -27,6 +29,10 @@ for ((r = 1; r <= rounds; r++)); do
   "$kestrel" bench --membw -t "$threads" --json 2>/dev/null | tail -1 | sed 's/^/membw /' >>"$out"
   "$kestrel" bench -m "$model" -t "$threads" -p "$prompt" -n "$gen" --reps 3 --json 2>/dev/null |
     tail -1 | sed 's/^/kestrel /' >>"$out"
+  if [ -n "${KESTREL_B_ENV:-}" ]; then
+    env $KESTREL_B_ENV "$kestrel" bench -m "$model" -t "$threads" -p "$prompt" -n "$gen" --reps 3 \
+      --json 2>/dev/null | tail -1 | sed 's/^/kestrel_b /' >>"$out"
+  fi
   "$llama" -m "$model" -t "$threads" -p "$prompt" -n "$gen" -r 3 -o json 2>/dev/null |
     python3 -c 'import json,sys; print("llamacpp " + json.dumps(json.load(sys.stdin)))' >>"$out"
 done
@@ -34,11 +40,14 @@ cat "$out"
 python3 - "$out" <<'EOF'
 import json, statistics, sys
 membw, kp, kd, lp, ld, wbytes = [], [], [], [], [], None
+bp, bd = [], []
 for line in open(sys.argv[1]):
     tag, _, js = line.partition(" ")
     d = json.loads(js)
     if tag == "membw":
         membw.append(d["read_gb_per_s"])
+    elif tag == "kestrel_b":
+        bp.append(d["prefill_tokens_per_s"]); bd.append(d["decode_tokens_per_s"])
     elif tag == "kestrel":
         kp.append(d["prefill_tokens_per_s"]); kd.append(d["decode_tokens_per_s"])
         # bytes read per decoded token: every weight but the embedding table (one row of it)
@@ -56,6 +65,11 @@ print(f"llama.cpp decode  {med(ld):8.2f}  {[round(x, 2) for x in ld]}")
 print(f"ratio prefill {med(kp) / med(lp):.2f}x  decode {med(kd) / med(ld):.2f}x "
       f"(per round: prefill {[round(a / b, 2) for a, b in zip(kp, lp)]}, "
       f"decode {[round(a / b, 2) for a, b in zip(kd, ld)]})")
+if bd:
+    print(f"kestrel_b prefill {med(bp):8.2f}  {[round(x, 2) for x in bp]}  (KESTREL_B_ENV)")
+    print(f"kestrel_b decode  {med(bd):8.2f}  {[round(x, 2) for x in bd]}")
+    print(f"kestrel / kestrel_b: prefill {med(kp) / med(bp):.2f}x  decode {med(kd) / med(bd):.2f}x "
+          f"(per round decode {[round(a / b, 2) for a, b in zip(kd, bd)]})")
 roof = med(membw) * 1e9 / wbytes
 print(f"roofline {roof:.2f} tok/s ({wbytes / 1e6:.1f} MB/token); kestrel decode {med(kd) / roof:.0%} "
       f"of it (per round: {[f'{a * wbytes / (m * 1e9):.0%}' for a, m in zip(kd, membw)]})")

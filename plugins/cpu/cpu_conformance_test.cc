@@ -309,7 +309,9 @@ TEST_P(CpuConformance, Matmul) {
                                     {3, 5, 9},      {5, 17, 33},    {1, 1, 1},     {9, 300, 20},
                                     {33, 301, 45},  {40, 5632, 24}, {128, 2048, 40}};
   const std::vector<Shape> quant = {{1, 32, 5},     {1, 96, 33},    {7, 256, 64},  {64, 160, 100},
-                                    {1, 2048, 130}, {5, 4128, 17},  {2, 64, 1},    {13, 224, 19}};
+                                    {1, 2048, 130}, {5, 4128, 17},  {2, 64, 1},    {13, 224, 19},
+                                    // decode GEMV row streams: 7 and 6 groups (tails of 3 and 2)
+                                    {1, 800, 9},    {1, 768, 3}};
   Rng rng(1);
   for (uint32_t dt : kWeightDtypes) {
     for (const Shape& s : IsQuant(dt) ? quant : plain) {

@@ -1,5 +1,8 @@
 #include "cpu_features.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
@@ -22,6 +25,8 @@ CpuFeatures Detect() {
   CpuFeatures f;
 #if defined(KESTREL_CPU_X86)
   unsigned int eax, ebx, ecx, edx;
+  if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx)) return f;
+  f.amd = ebx == 0x68747541u && edx == 0x69746E65u && ecx == 0x444D4163u;  // "AuthenticAMD"
   if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx)) return f;
   const bool osxsave = (ecx >> 27) & 1;
   const bool fma = (ecx >> 12) & 1;
@@ -65,6 +70,16 @@ IsaLevel BestIsaLevel() {
   (void)f;
 #endif
   return IsaLevel::kPortable;
+}
+
+GemvStyle DecodeGemvStyle() {
+  static const GemvStyle style = [] {
+    const char* env = std::getenv("KESTREL_CPU_GEMV");
+    if (env != nullptr && std::strcmp(env, "rows") == 0) return GemvStyle::kRows;
+    if (env != nullptr && std::strcmp(env, "tiles") == 0) return GemvStyle::kTiles;
+    return DetectCpuFeatures().amd ? GemvStyle::kRows : GemvStyle::kTiles;
+  }();
+  return style;
 }
 
 const char* IsaLevelName(IsaLevel level) {

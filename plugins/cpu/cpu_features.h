@@ -22,6 +22,7 @@ enum class IsaLevel : int {
 };
 
 struct CpuFeatures {
+  bool amd = false;   // CPUID vendor "AuthenticAMD"
   bool avx2 = false;  // AVX2 and FMA and F16C, with the OS saving YMM state
   bool avx512 = false;  // AVX-512 F, BW, VL, DQ with the OS saving ZMM state
   bool avx512_vnni = false;
@@ -36,6 +37,14 @@ IsaLevel BestIsaLevel();
 
 // "portable", "avx2", "avx512", "vnni", "amx".
 const char* IsaLevelName(IsaLevel level);
+
+// How the AVX2 and AVX-512 levels run a decode GEMV (one token): kTiles reads R rows at once
+// (tuned on Intel Sapphire Rapids), kRows one row after the other, a single linear stream per
+// thread (kernels_avx512_gemv.h; much faster on AMD Zen, whose prefetchers lose track of many
+// streams). Default: kRows on AMD, kTiles elsewhere; the environment variable
+// KESTREL_CPU_GEMV=rows|tiles overrides it (read once per process; other values are ignored).
+enum class GemvStyle : int { kTiles = 0, kRows = 1 };
+GemvStyle DecodeGemvStyle();
 
 // Parses a level name (case-sensitive; "best" = BestIsaLevel()). False for an unknown name.
 bool ParseIsaLevel(const std::string& name, IsaLevel* out);

@@ -400,7 +400,11 @@ struct CpuDevice {
     state->description = StrCat("Kestrel CPU (", IsaLevelName(state->isa), ", ", state->threads,
                                 " threads, ", state->exact ? "exact f32" : "8-bit",
                                 " activations for quantized weights",
-                                state->onednn ? ", oneDNN sgemm" : "", ")");
+                                state->onednn ? ", oneDNN sgemm" : "",
+                                state->isa == IsaLevel::kPortable ? ""
+                                : DecodeGemvStyle() == GemvStyle::kRows ? ", decode GEMV rows"
+                                                                        : ", decode GEMV tiles",
+                                ")");
     host.Log(KESTREL_PLUGIN_LOG_INFO, state->description);
     std::lock_guard<std::mutex> lock(inst->mu);
     inst->state = std::move(state);

@@ -173,6 +173,11 @@ template <bool kQ8>
 void GemmQImpl(const QWeightView& w, const QActView& a, int64_t n_tokens, int64_t n0, int64_t n1,
                float* y, int64_t ldy) {
   int64_t j = n0;
+  if (n_tokens == 1 && DecodeGemvStyle() == GemvStyle::kRows) {
+    // One linear stream per thread (cpu_features.h, GemvStyle).
+    for (; j < n1; ++j) TileQ<1, 1, kQ8>(w, a, j, 0, y, ldy);
+    return;
+  }
   if (n_tokens == 1) {
     for (; j + 2 <= n1; j += 2) TileQ<2, 1, kQ8>(w, a, j, 0, y, ldy);
     for (; j < n1; ++j) TileQ<1, 1, kQ8>(w, a, j, 0, y, ldy);
@@ -253,9 +258,21 @@ inline void TileFTokens(const W* w, int64_t ldw, const float* x, int64_t ldx, in
   }
 }
 
+// Decode GEMV as single-row streams (GemvStyle::kRows, cpu_features.h): one-row tiles, the same
+// accumulation order as the wider ones (bit-identical results).
+template <typename W>
+void GemvRowsF(const W* w, int64_t ldw, const float* x, int64_t k, int64_t n0, int64_t n1,
+               float* y) {
+  for (int64_t j = n0; j < n1; ++j) TileF<1, 1>(w, ldw, x, 0, k, j, 0, y, 0);
+}
+
 template <typename W>
 void GemmFloat(const W* w, int64_t ldw, const float* x, int64_t ldx, int64_t k, int64_t n_tokens,
                int64_t n0, int64_t n1, float* y, int64_t ldy) {
+  if (n_tokens == 1 && DecodeGemvStyle() == GemvStyle::kRows) {
+    GemvRowsF(w, ldw, x, k, n0, n1, y);
+    return;
+  }
   int64_t j = n0;
   for (; j + 4 <= n1; j += 4) TileFTokens<4>(w, ldw, x, ldx, k, n_tokens, j, y, ldy);
   for (; j < n1; ++j) TileFTokens<1>(w, ldw, x, ldx, k, n_tokens, j, y, ldy);

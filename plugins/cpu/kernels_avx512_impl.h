@@ -259,9 +259,16 @@ inline void StreamQ(const QWeightView& w, const QActView& a, int64_t n0, int64_t
 }
 
 template <bool kQ8>
+inline void GemvRowsQ(const QWeightView& w, const QActView& a, int64_t n0, int64_t n1, float* y);
+
+template <bool kQ8>
 void GemmQImpl(const QWeightView& w, const QActView& a, int64_t n_tokens, int64_t n0, int64_t n1,
                float* y, int64_t ldy) {
   int64_t j = n0;
+  if (n_tokens == 1 && DecodeGemvStyle() == GemvStyle::kRows) {
+    GemvRowsQ<kQ8>(w, a, n0, n1, y);
+    return;
+  }
   switch (n_tokens) {
     case 2: return StreamQ<2, kQ8>(w, a, n0, n1, y, ldy);
     case 3: return StreamQ<3, kQ8>(w, a, n0, n1, y, ldy);
@@ -369,9 +376,15 @@ inline void TileFTokens(const W* w, int64_t ldw, const float* x, int64_t ldx, in
   }
 }
 
+#include "kernels_avx512_gemv.h"
+
 template <typename W>
 void GemmFloat(const W* w, int64_t ldw, const float* x, int64_t ldx, int64_t k, int64_t n_tokens,
                int64_t n0, int64_t n1, float* y, int64_t ldy) {
+  if (n_tokens == 1 && DecodeGemvStyle() == GemvStyle::kRows) {
+    GemvRowsF(w, ldw, x, k, n0, n1, y);
+    return;
+  }
   int64_t j = n0;
   for (; j + 4 <= n1; j += 4) TileFTokens<4>(w, ldw, x, ldx, k, n_tokens, j, y, ldy);
   for (; j < n1; ++j) TileFTokens<1>(w, ldw, x, ldx, k, n_tokens, j, y, ldy);

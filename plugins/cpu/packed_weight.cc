@@ -1,8 +1,13 @@
 #include "packed_weight.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <new>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace kestrel::plugins::cpu {
 namespace {
@@ -12,23 +17,50 @@ constexpr size_t kQ4Bytes = 18;
 }  // namespace
 
 AlignedBuffer::AlignedBuffer(uint64_t size) : size_(size) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (size >= kHugePageBytes) {
+    // aligned_alloc wants a size that is a multiple of the alignment.
+    const uint64_t rounded = (size + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+    data_ = std::aligned_alloc(static_cast<size_t>(kHugePageBytes), static_cast<size_t>(rounded));
+    if (data_ == nullptr) throw std::bad_alloc();
+    huge_ = true;
+    // Only the whole huge pages inside [data, data + size): advice on the rest would make the
+    // kernel back untouched rounding bytes with a 2 MiB page.
+    const uint64_t whole = size / kHugePageBytes * kHugePageBytes;
+    if (madvise(data_, static_cast<size_t>(whole), MADV_HUGEPAGE) != 0) huge_ = false;
+    is_malloced_ = true;
+    return;
+  }
+#endif
   data_ = ::operator new(static_cast<size_t>(std::max<uint64_t>(size, 1)), std::align_val_t(kAlign));
+}
+
+void AlignedBuffer::Free() {
+  if (data_ == nullptr) return;
+  if (is_malloced_) {
+    std::free(data_);
+  } else {
+    ::operator delete(data_, std::align_val_t(kAlign));
+  }
+  data_ = nullptr;
 }
 
 AlignedBuffer& AlignedBuffer::operator=(AlignedBuffer&& o) noexcept {
   if (this != &o) {
-    if (data_ != nullptr) ::operator delete(data_, std::align_val_t(kAlign));
+    Free();
     data_ = o.data_;
     size_ = o.size_;
+    huge_ = o.huge_;
+    is_malloced_ = o.is_malloced_;
     o.data_ = nullptr;
     o.size_ = 0;
+    o.huge_ = false;
+    o.is_malloced_ = false;
   }
   return *this;
 }
 
-AlignedBuffer::~AlignedBuffer() {
-  if (data_ != nullptr) ::operator delete(data_, std::align_val_t(kAlign));
-}
+AlignedBuffer::~AlignedBuffer() { Free(); }
 
 bool ShouldRepack(const kestrel_tensor_desc_t& desc) {
   return desc.rank == 2 && desc.dims[0] > 0 && desc.dims[1] > 0 &&

@@ -90,12 +90,13 @@ int RunMembw(const Options& o) {
   std::printf("memory read bandwidth: %s buffer (last-level cache %s), %u thread%s, %u reps\n",
               FormatBytes(r.bytes).c_str(), llc ? FormatBytes(llc).c_str() : "unknown", r.threads,
               r.threads == 1 ? "" : "s", o.bench.reps);
-  std::printf("%-8s %12s %12s %12s\n", "kernel", "median GB/s", "min GB/s", "max GB/s");
+  std::printf("%-9s %12s %12s %12s\n", "kernel", "median GB/s", "min GB/s", "max GB/s");
   for (const MembwKernelResult& k : r.kernels) {
-    std::printf("%-8s %12.2f %12.2f %12.2f  %s\n", k.name.c_str(), k.summary.median, k.summary.min,
-                k.summary.max, k.name == "vec64" ? isa : "");
+    std::printf("%-9s %12.2f %12.2f %12.2f  %s\n", k.name.c_str(), k.summary.median, k.summary.min,
+                k.summary.max, k.name == "scalar" ? "" : isa);
   }
-  std::printf("read bandwidth (best median): %.2f GB/s\n", r.best_gb_per_s);
+  std::printf("read bandwidth (best median): %.2f GB/s (%s, %s pages)\n", r.best_gb_per_s,
+              r.best_kernel.c_str(), r.huge_pages ? "2 MiB huge" : "4 KiB");
   if (o.json) {
     JsonWriter w;
     w.BeginObject();
@@ -113,6 +114,10 @@ int RunMembw(const Options& o) {
     w.Uint(o.bench.reps);
     w.Key("vec64_isa");
     w.String(isa);
+    w.Key("best_kernel");
+    w.String(r.best_kernel);
+    w.Key("huge_pages");
+    w.Bool(r.huge_pages);
     for (const MembwKernelResult& k : r.kernels) {
       w.Key("read_gb_per_s_" + k.name);
       w.Double(k.summary.median);

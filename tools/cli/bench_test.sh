@@ -94,11 +94,14 @@ PY
 python3 - "$tmp/out" <<'PY' || fail "bench --membw --json: $(cat "$tmp/out")"
 import json, sys
 d = json.loads(open(sys.argv[1]).read().splitlines()[-1])
-for key in ("read_gb_per_s", "read_gb_per_s_scalar", "read_gb_per_s_vec64", "threads",
-            "buffer_bytes", "peak_rss_bytes"):
+kernels = ("scalar", "vec64", "vec64x4", "prefetch", "nt")
+for key in ("read_gb_per_s", "threads", "buffer_bytes", "peak_rss_bytes") + tuple(
+        "read_gb_per_s_" + k for k in kernels):
     assert isinstance(d[key], (int, float)) and d[key] > 0, (key, d.get(key))
 assert d["buffer_bytes"] == 64 << 20, d["buffer_bytes"]
-assert d["read_gb_per_s"] == max(d["read_gb_per_s_scalar"], d["read_gb_per_s_vec64"]), d
+assert d["read_gb_per_s"] == max(d["read_gb_per_s_" + k] for k in kernels), d
+assert d["read_gb_per_s"] == d["read_gb_per_s_" + d["best_kernel"]], d
+assert isinstance(d["huge_pages"], bool), d
 assert len(d["read_gb_per_s_vec64_all"]) == d["reps"] == 5, d
 PY
 
