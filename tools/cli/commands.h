@@ -13,6 +13,7 @@ int RunDevices(const Options& options);
 int RunBench(const Options& options);  // bench_command.cc (also --membw)
 int RunTokenize(const Options& options);
 int RunChat(const Options& options);
+int RunPlan(const Options& options);  // plan_command.cc
 
 }  // namespace kestrel::cli
 
