@@ -125,6 +125,37 @@ int32_t ExpertCache::AnyResident(uint32_t layer) const {
   return s < 0 ? -1 : static_cast<int32_t>(slots_[s].key % n_experts_);
 }
 
+namespace {
+
+bool SameDesc(const kestrel_tensor_desc_t& a, const kestrel_tensor_desc_t& b) {
+  if (a.dtype != b.dtype || a.rank != b.rank) return false;
+  for (uint32_t i = 0; i < a.rank; ++i) {
+    if (a.dims[i] != b.dims[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool ExpertCache::Borrow(uint32_t layer, Experts* out) const {
+  if (layer >= layers_.size()) return false;
+  const ExpertLayerSource& want = layers_[layer];
+  for (const Slot& s : slots_) {
+    if (s.key < 0) continue;
+    const ExpertLayerSource& have = layers_[static_cast<uint32_t>(s.key) / n_experts_];
+    if (!SameDesc(have.gate.desc, want.gate.desc) || !SameDesc(have.up.desc, want.up.desc) ||
+        !SameDesc(have.down.desc, want.down.desc)) {
+      continue;
+    }
+    out->gate = &s.gate;
+    out->up = &s.up;
+    out->down = &s.down;
+    out->hit = false;
+    return true;
+  }
+  return false;
+}
+
 void ExpertCache::Record(uint32_t layer, bool hit) {
   if (layer >= stats_.size()) return;
   ++(hit ? stats_[layer].hits : stats_[layer].misses);

@@ -65,6 +65,11 @@ class ExpertCache {
                               int32_t pinned_slot);
   // A resident expert of `layer` (the one used last), or -1 when none is.
   int32_t AnyResident(uint32_t layer) const;
+  // The weights of any filled slot whose expert has the same descriptors as layer `layer`'s
+  // experts (false when there is none). Used to learn a step's routing before anything is read:
+  // a MOE execution over a one-expert view computes the routing of all experts, and its output is
+  // exact (zero) when the routing does not select that expert.
+  bool Borrow(uint32_t layer, Experts* out) const;
   // Counts a routed expert as a hit or a miss of its layer (the executor calls this only for
   // experts the routing selected, so probes do not skew the rates).
   void Record(uint32_t layer, bool hit);

@@ -106,16 +106,28 @@ absl::Status Executor::RunOffloadedMoe(size_t op_index, const StepShape& shape, 
     ++ops_per_device_[d->name()];
     return absl::OkStatus();
   };
+  // The probe: the layer's expert used last when the cache still holds it; else another layer's
+  // cached expert of the same shapes stands in under expert id 0, which is exact unless the
+  // routing selects expert 0, and then that expert is read and run again. Only a cold cache reads an expert before knowing the routing.
   const uint32_t l = static_cast<uint32_t>(layer);
   const int32_t resident = cache.AnyResident(l);
-  const uint32_t probe = resident < 0 ? 0 : static_cast<uint32_t>(resident);
+  uint32_t probe = resident < 0 ? 0 : static_cast<uint32_t>(resident);
   int32_t probe_slot = -1;
-  absl::StatusOr<offload::ExpertCache::Experts> pw = cache.Get(l, probe, &probe_slot, -1);
+  offload::ExpertCache::Experts borrowed;
+  const bool borrow = resident < 0 && cache.Borrow(l, &borrowed);
+  absl::StatusOr<offload::ExpertCache::Experts> pw =
+      borrow ? absl::StatusOr<offload::ExpertCache::Experts>(borrowed)
+             : cache.Get(l, probe, &probe_slot, -1);
   if (!pw.ok()) return pw.status();
   if (auto s = run(probe, *pw, (*o)->buffer.handle(), true); !s.ok()) return s;
   std::vector<int32_t> counts(E);
   if (auto s = d->Read((*st)->buffer, 0, counts.data(), uint64_t{E} * sizeof(int32_t)); !s.ok()) {
     return s;
+  }
+  if (borrow && counts[probe] > 0) {
+    pw = cache.Get(l, probe, &probe_slot, -1);
+    if (!pw.ok()) return pw.status();
+    if (auto s = run(probe, *pw, (*o)->buffer.handle(), true); !s.ok()) return s;
   }
 
   kestrel_tensor_arg_t add_in[2] = {out[0], out[0]}, add_out = out[0];

@@ -130,7 +130,9 @@ int RunOffloadBench(const Options& o) {
   RuntimePtr runtime = CreateRuntime(o.verbosity);
   if (!runtime) return kExitError;
   int exit_code = kExitError;
-  ModelPtr offloaded = LoadModel(runtime.get(), LoadOptionsFrom(o), &exit_code);
+  LoadOptions load = LoadOptionsFrom(o);
+  load.plan_context = b.n_prompt + b.n_decode;  // the KV the bench's sessions use
+  ModelPtr offloaded = LoadModel(runtime.get(), load, &exit_code);
   if (!offloaded) return exit_code;
   LoadOptions resident_load = LoadOptionsFrom(o);
   resident_load.mem.clear();

@@ -40,7 +40,11 @@ void PrintJson(const Options& o, const kestrel_memory_plan_info_t& p) {
     w.Uint(p.device_budget_bytes);
   }
   w.Key("host_budget_bytes");
-  w.Uint(p.host_budget_bytes);
+  if (p.host_budget_bytes == UINT64_MAX) {
+    w.Null();
+  } else {
+    w.Uint(p.host_budget_bytes);
+  }
   w.Key("resident_tensors");
   w.Uint(p.resident_tensors);
   w.Key("resident_bytes");
