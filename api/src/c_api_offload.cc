@@ -7,6 +7,22 @@
 using kestrel::api::Guard;
 using kestrel::api::NullArgument;
 
+namespace {
+
+// The model's expert cache, or FAILED_PRECONDITION naming `fn` when nothing was offloaded.
+absl::StatusOr<kestrel::runtime::offload::ExpertCache*> CacheOf(const kestrel_model_t* model,
+                                                                const char* fn) {
+  if (model == nullptr) return NullArgument(fn, "model");
+  kestrel::runtime::offload::ExpertCache* c = model->model->expert_cache();
+  if (c == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(fn, ": the model has no expert cache (no experts were offloaded)"));
+  }
+  return c;
+}
+
+}  // namespace
+
 extern "C" {
 
 KESTREL_API kestrel_status_t* kestrel_model_get_memory_plan(const kestrel_model_t* model,
@@ -47,12 +63,9 @@ KESTREL_API kestrel_status_t* kestrel_model_get_offload_stats(const kestrel_mode
                                                               kestrel_offload_stats_t* out_stats) {
   return Guard("kestrel_model_get_offload_stats", [&]() -> absl::Status {
     constexpr const char* fn = "kestrel_model_get_offload_stats";
-    if (model == nullptr) return NullArgument(fn, "model");
-    kestrel::runtime::offload::ExpertCache* c = model->model->expert_cache();
-    if (c == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(fn, ": the model has no expert cache (no experts were offloaded)"));
-    }
+    absl::StatusOr<kestrel::runtime::offload::ExpertCache*> cache = CacheOf(model, fn);
+    if (!cache.ok()) return cache.status();
+    kestrel::runtime::offload::ExpertCache* c = *cache;
     std::lock_guard<std::mutex> lock(c->mutex());
     kestrel_offload_stats_t s{};
     s.struct_size = sizeof(s);
@@ -78,14 +91,11 @@ KESTREL_API kestrel_status_t* kestrel_model_get_expert_layer_stats(const kestrel
                                                                    uint64_t* out_misses) {
   return Guard("kestrel_model_get_expert_layer_stats", [&]() -> absl::Status {
     constexpr const char* fn = "kestrel_model_get_expert_layer_stats";
-    if (model == nullptr) return NullArgument(fn, "model");
     if (out_hits == nullptr) return NullArgument(fn, "out_hits");
     if (out_misses == nullptr) return NullArgument(fn, "out_misses");
-    kestrel::runtime::offload::ExpertCache* c = model->model->expert_cache();
-    if (c == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(fn, ": the model has no expert cache (no experts were offloaded)"));
-    }
+    absl::StatusOr<kestrel::runtime::offload::ExpertCache*> cache = CacheOf(model, fn);
+    if (!cache.ok()) return cache.status();
+    kestrel::runtime::offload::ExpertCache* c = *cache;
     std::lock_guard<std::mutex> lock(c->mutex());
     if (layer >= c->n_layers()) {
       return absl::OutOfRangeError(
@@ -100,12 +110,9 @@ KESTREL_API kestrel_status_t* kestrel_model_get_expert_layer_stats(const kestrel
 KESTREL_API kestrel_status_t* kestrel_model_reset_offload_stats(kestrel_model_t* model) {
   return Guard("kestrel_model_reset_offload_stats", [&]() -> absl::Status {
     constexpr const char* fn = "kestrel_model_reset_offload_stats";
-    if (model == nullptr) return NullArgument(fn, "model");
-    kestrel::runtime::offload::ExpertCache* c = model->model->expert_cache();
-    if (c == nullptr) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(fn, ": the model has no expert cache (no experts were offloaded)"));
-    }
+    absl::StatusOr<kestrel::runtime::offload::ExpertCache*> cache = CacheOf(model, fn);
+    if (!cache.ok()) return cache.status();
+    kestrel::runtime::offload::ExpertCache* c = *cache;
     std::lock_guard<std::mutex> lock(c->mutex());
     c->ResetStats();
     return absl::OkStatus();
