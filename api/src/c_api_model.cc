@@ -1,5 +1,6 @@
 // Model loading and model info (the tokenizer entry points: c_api_tokenizer.cc).
 #include "api/src/c_api_internal.h"
+#include "kestrel/offload.h"
 
 #include <utility>
 
@@ -75,6 +76,18 @@ KESTREL_API kestrel_status_t* kestrel_model_load(kestrel_runtime_t* runtime, con
     kestrel::runtime::ModelLoadOptions lo;
     lo.use_mmap = o.use_mmap;
     lo.metadata_only = o.metadata_only;
+    if (o.memory_budget != nullptr && o.memory_budget[0] != '\0') {
+      lo.memory_budgets = {o.memory_budget};
+    }
+    if (o.expert_cache_policy > KESTREL_EXPERT_CACHE_LFU) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          fn, ": options->expert_cache_policy = ", o.expert_cache_policy,
+          " is not a kestrel_expert_cache_policy_t (0 = LRU, 1 = LFU)"));
+    }
+    lo.expert_policy = static_cast<kestrel::runtime::offload::EvictionKind>(o.expert_cache_policy);
+    lo.plan_context = o.plan_context_length;
+    lo.plan_sequences = o.plan_sequences;
+    lo.allow_direct_io = (o.offload_flags & KESTREL_OFFLOAD_FLAG_NO_DIRECT_IO) == 0;
     if (o.progress_callback != nullptr) {
       lo.progress = [&o](float f) { return o.progress_callback(o.progress_user_data, f); };
     }

@@ -1,11 +1,13 @@
 #include "runtime/model/model.h"
 
+#include <algorithm>
 #include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "runtime/arch/common/metadata.h"
 #include "runtime/arch/registry.h"
+#include "runtime/offload/model_memory.h"
 #include "runtime/tokenizer/tokenizer_loader.h"
 
 namespace kestrel {
@@ -21,6 +23,7 @@ std::string OptionalString(const GgufFile& f, const char* key) {
 }  // namespace
 
 Model::~Model() {
+  expert_cache_.reset();
   std::lock_guard<std::mutex> lock(prepared_mu_);
   prepared_.clear();  // release device weights before the file mapping goes away
 }
@@ -118,7 +121,12 @@ absl::Status Model::PrepareWeights(const std::function<absl::Status(float)>& rep
   // Prepare every weight on the device once (the plugin may repack it).
   uint64_t done = 0, total = 0;
   for (const WeightTensor& w : weights_.tensors) total += w.bytes;
+  std::vector<bool> offloaded(weights_.tensors.size(), false);
+  if (memory_plan_ != nullptr) {
+    for (int id : memory_plan_->offloaded) offloaded[id] = true;
+  }
   for (size_t i = 0; i < weights_.tensors.size(); ++i) {
+    if (offloaded[i]) continue;  // read expert by expert into the expert cache
     // A dtype the device does not take as a weight (e.g. K-quants on opencl) is prepared on the
     // fallback device when an op first needs it there (Executor::Place -> Prepared).
     const uint32_t dtype = weights_.tensors[i].desc.dtype;
@@ -160,13 +168,70 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path, hal:
   KESTREL_RETURN_IF_ERROR(m->ReadTokenizer());
   KESTREL_RETURN_IF_ERROR(m->DeclareWeights());
   m->SummarizeTensors();
+  m->path_ = path;
+  if (!options.memory_budgets.empty()) KESTREL_RETURN_IF_ERROR(m->PlanMemory(options));
   if (m->metadata_only_) {
     m->RecordUnsupportedTypes();
   } else {
     KESTREL_RETURN_IF_ERROR(m->PrepareWeights(report));
+    KESTREL_RETURN_IF_ERROR(m->CreateExpertCache(options));
   }
   KESTREL_RETURN_IF_ERROR(report(1.0f));
   return m;
+}
+
+absl::Status Model::PlanMemory(const ModelLoadOptions& options) {
+  if (!weights_declared_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "memory plan: this build cannot read the model's weights: ",
+        unsupported_.empty() ? "unknown architecture" : unsupported_.front()));
+  }
+  absl::StatusOr<std::vector<offload::MemBudget>> budgets =
+      offload::ParseBudgets(options.memory_budgets, weight_bytes_);
+  if (!budgets.ok()) return budgets.status();
+  offload::PlanRequest r =
+      offload::ModelPlanRequest(config_, weights_, weight_bytes_, options.kv_element_bytes);
+  r.budgets = std::move(*budgets);
+  r.context = options.plan_context != 0 ? options.plan_context : config_.context_length;
+  r.sequences = std::max<uint32_t>(1, options.plan_sequences);
+  if (device_ != nullptr) {
+    r.device = device_->name();
+    r.device_capacity = device_->caps().memory_bytes;
+    r.device_is_host = device_->caps().kind == KESTREL_DEVICE_KIND_CPU;
+  } else {
+    r.device = "(none)";
+    r.device_is_host = true;
+  }
+  absl::StatusOr<offload::MemoryPlan> plan = offload::PlanMemory(r);
+  if (!plan.ok()) return plan.status();
+  memory_plan_ = std::make_unique<offload::MemoryPlan>(std::move(*plan));
+  return absl::OkStatus();
+}
+
+absl::Status Model::CreateExpertCache(const ModelLoadOptions& options) {
+  if (memory_plan_ == nullptr || !memory_plan_->experts_offloaded) return absl::OkStatus();
+  absl::StatusOr<std::vector<offload::ExpertLayerSource>> sources =
+      offload::ExpertSources(*file_, weights_, config_.n_experts);
+  if (!sources.ok()) return sources.status();
+  int cache_layer = 0;
+  for (const LayerWeights& l : weights_.layers) {
+    if (l.ffn_gate_exps >= 0) expert_cache_layer_[l.ffn_gate_exps] = cache_layer++;
+  }
+  offload::ExpertCacheOptions o;
+  o.n_slots = memory_plan_->expert_slots;
+  o.budget_bytes = memory_plan_->expert_cache_bytes();
+  o.policy = options.expert_policy;
+  o.allow_direct_io = options.allow_direct_io;
+  absl::StatusOr<std::unique_ptr<offload::ExpertCache>> cache = offload::ExpertCache::Create(
+      path_, std::move(*sources), config_.n_experts, o, device_);
+  if (!cache.ok()) return cache.status();
+  expert_cache_ = std::move(*cache);
+  return absl::OkStatus();
+}
+
+int Model::ExpertCacheLayer(int gate_exps_id) const {
+  auto it = expert_cache_layer_.find(gate_exps_id);
+  return it == expert_cache_layer_.end() ? -1 : it->second;
 }
 
 absl::StatusOr<ExecutionPlan> Model::BuildPlan(const PlanOptions& options) const {

@@ -20,6 +20,8 @@
 #include "runtime/arch/model_config.h"
 #include "runtime/arch/weight_table.h"
 #include "runtime/gguf/gguf_file.h"
+#include "runtime/offload/expert_cache.h"
+#include "runtime/offload/memory_planner.h"
 #include "runtime/plan/execution_plan.h"
 #include "runtime/plan/plan_options.h"
 #include "runtime/tokenizer/tokenizer.h"
@@ -43,6 +45,16 @@ struct ModelLoadOptions {
   // tensor is recorded in unsupported() instead of failing the load. Only a file that is not
   // readable GGUF fails. Plans cannot be built from such a model.
   bool metadata_only = false;
+  // Memory budgets ("DEVICE=SIZE" specs, runtime/offload/size_spec.h). When any is given the
+  // model is planned (runtime/offload/memory_planner.h) before any weight is prepared: a budget
+  // that cannot work fails the load with RESOURCE_EXHAUSTED, and expert stacks that do not fit
+  // stay in the file behind an expert cache. A metadata-only load plans too (nothing prepared).
+  std::vector<std::string> memory_budgets;
+  uint32_t plan_context = 0;    // KV tokens per sequence to reserve; 0: the trained context
+  uint32_t plan_sequences = 1;  // sequences to reserve KV for
+  uint32_t kv_element_bytes = 4;  // 4: F32 KV cache, 2: F16
+  offload::EvictionKind expert_policy = offload::EvictionKind::kLru;
+  bool allow_direct_io = true;
 };
 
 class Model {
@@ -72,6 +84,13 @@ class Model {
   absl::StatusOr<ExecutionPlan> BuildPlan(const PlanOptions& options) const;
 
   bool metadata_only() const { return metadata_only_; }
+  // The memory plan, when the model was loaded with budgets; nullptr otherwise.
+  const offload::MemoryPlan* memory_plan() const { return memory_plan_.get(); }
+  // The expert cache when the plan leaves experts in the file; nullptr otherwise.
+  offload::ExpertCache* expert_cache() const { return expert_cache_.get(); }
+  // The expert-cache layer of the MoE layer whose gate stack is weight `gate_exps_id`, or -1 when
+  // that stack is resident (not offloaded).
+  int ExpertCacheLayer(int gate_exps_id) const;
   // Whether this build can run the file (true for every model loaded without metadata_only).
   bool runnable() const { return unsupported_.empty(); }
   // Why not: one sentence per problem, each naming the architecture, tensor type, tokenizer,
@@ -94,6 +113,8 @@ class Model {
   void SummarizeTensors();
   void RecordUnsupportedTypes();
   absl::Status PrepareWeights(const std::function<absl::Status(float)>& report);
+  absl::Status PlanMemory(const ModelLoadOptions& options);
+  absl::Status CreateExpertCache(const ModelLoadOptions& options);
   // In a metadata-only load, records `s` and carries on; otherwise returns it.
   absl::Status Problem(const absl::Status& s);
 
@@ -110,6 +131,10 @@ class Model {
   std::vector<TensorTypeSummary> tensor_types_;
   std::string tokenizer_model_, tokenizer_pre_;
   bool has_chat_template_ = false;
+  std::string path_;
+  std::unique_ptr<offload::MemoryPlan> memory_plan_;
+  std::unique_ptr<offload::ExpertCache> expert_cache_;
+  std::map<int, int> expert_cache_layer_;  // gate_exps weight id -> cache layer
 
   mutable std::mutex prepared_mu_;
   mutable std::map<std::pair<int, hal::Device*>, hal::PreparedWeight> prepared_;

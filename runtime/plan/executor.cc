@@ -209,6 +209,11 @@ absl::StatusOr<hal::Device*> Executor::Place(size_t op_index, const PlanOp& op,
 
 absl::Status Executor::RunOp(size_t op_index, const StepShape& shape, bool tree) {
   const PlanOp& op = plan_.ops[op_index];
+  if (op.kind == KESTREL_OP_MOE && model_->expert_cache() != nullptr && op.inputs.size() >= 5 &&
+      op.inputs[2].ref.kind == ValueKind::kWeight) {
+    const int layer = model_->ExpertCacheLayer(op.inputs[2].ref.index);
+    if (layer >= 0) return RunOffloadedMoe(op_index, shape, layer);
+  }
   OpCall call(op, shape, tree);
   const std::vector<PlanArg>& op_inputs = call.inputs;
   std::vector<kestrel_tensor_arg_t>& in = call.in;

@@ -97,6 +97,9 @@ class Executor {
                                      uint64_t* workspace);
   absl::Status RunOp(size_t op_index, const StepShape& shape, bool tree);
   absl::Status CopyRanges(const std::vector<int32_t>& pairs, uint64_t unit_bytes, uint32_t group);
+  // A MOE op whose expert stacks stay in the file (the model's expert cache): one MOE execution
+  // per routed expert over a one-expert view, summed with ADD (runtime/plan/executor_moe.cc).
+  absl::Status RunOffloadedMoe(size_t op_index, const StepShape& shape, int cache_layer);
   // Reads the value's current copy (from any device that holds one) into `out`.
   absl::Status ReadBack(const Value& value, void* out, uint64_t bytes);
 
@@ -112,6 +115,7 @@ class Executor {
   std::vector<uint64_t> expert_counts_;
   std::vector<int32_t> step_counts_;  // this step's MoE stats, all layers
   int tree_mask_support_ = -1;        // -1: not asked yet
+  Value moe_partial_, moe_stats_;     // offloaded MoE: one expert's output, routing counts
   int64_t last_tokens_ = 0;           // T of the last successful Run
 };
 

@@ -59,13 +59,28 @@ KESTREL_CHECK_OFFSET(kestrel_device_info_t, dtype_mask, 56);
 KESTREL_CHECK_OFFSET(kestrel_device_info_t, weight_dtype_mask, 64);
 
 /* model.h */
-KESTREL_CHECK_SIZE(kestrel_model_options_t, 48);
+KESTREL_CHECK_SIZE(kestrel_model_options_t, 72);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, device, 8);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, use_mmap, 16);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, progress_callback, 24);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, progress_user_data, 32);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, metadata_only, 40);
+KESTREL_CHECK_OFFSET(kestrel_model_options_t, memory_budget, 48);
+KESTREL_CHECK_OFFSET(kestrel_model_options_t, expert_cache_policy, 56);
+KESTREL_CHECK_OFFSET(kestrel_model_options_t, plan_context_length, 60);
+KESTREL_CHECK_OFFSET(kestrel_model_options_t, plan_sequences, 64);
+KESTREL_CHECK_OFFSET(kestrel_model_options_t, offload_flags, 68);
+/* offload.h */
+KESTREL_CHECK_SIZE(kestrel_memory_plan_info_t, 120);
+KESTREL_CHECK_OFFSET(kestrel_memory_plan_info_t, device, 8);
+KESTREL_CHECK_OFFSET(kestrel_memory_plan_info_t, experts_offloaded, 48);
+KESTREL_CHECK_OFFSET(kestrel_memory_plan_info_t, expert_bytes, 56);
+KESTREL_CHECK_OFFSET(kestrel_memory_plan_info_t, device_total_bytes, 112);
+KESTREL_CHECK_SIZE(kestrel_offload_stats_t, 80);
+KESTREL_CHECK_OFFSET(kestrel_offload_stats_t, expert_hits, 8);
+KESTREL_CHECK_OFFSET(kestrel_offload_stats_t, disk_read_seconds, 32);
+KESTREL_CHECK_OFFSET(kestrel_offload_stats_t, io_mode, 72);
 KESTREL_CHECK_SIZE(kestrel_model_info_t, 152);
 KESTREL_CHECK_OFFSET(kestrel_model_info_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_model_info_t, architecture, 8);

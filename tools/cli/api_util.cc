@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <string_view>
 
+#include "args.h"
 #include "interrupt.h"
 #include "progress_bar.h"
 
@@ -73,6 +74,17 @@ RuntimePtr CreateRuntime(int verbosity) {
   return RuntimePtr(runtime);
 }
 
+LoadOptions LoadOptionsFrom(const Options& o) {
+  LoadOptions l;
+  l.path = o.model_path;
+  l.device = o.device;
+  l.use_mmap = o.use_mmap;
+  l.mem = o.mem;
+  l.expert_policy = o.expert_policy;
+  l.plan_context = o.context_length;
+  return l;
+}
+
 ModelPtr LoadModel(kestrel_runtime_t* runtime, const LoadOptions& load, int* exit_code) {
   ProgressBar bar("loading " + BaseName(load.path));
   kestrel_model_options_t options;
@@ -80,6 +92,12 @@ ModelPtr LoadModel(kestrel_runtime_t* runtime, const LoadOptions& load, int* exi
   options.device = load.device.empty() ? nullptr : load.device.c_str();
   options.use_mmap = load.use_mmap;
   options.metadata_only = load.metadata_only;
+  std::string budget;
+  for (const std::string& m : load.mem) budget += (budget.empty() ? "" : ",") + m;
+  options.memory_budget = budget.empty() ? nullptr : budget.c_str();
+  options.expert_cache_policy =
+      load.expert_policy == "lfu" ? KESTREL_EXPERT_CACHE_LFU : KESTREL_EXPERT_CACHE_LRU;
+  options.plan_context_length = load.plan_context;
   options.progress_callback = OnLoadProgress;
   options.progress_user_data = &bar;
   kestrel_model_t* model = nullptr;

@@ -49,7 +49,14 @@ struct LoadOptions {
   bool use_mmap = true;
   // Metadata only (kestrel_model_options_t.metadata_only): no weights, works on any readable GGUF.
   bool metadata_only = false;
+  std::vector<std::string> mem;  // --mem DEVICE=SIZE specs (memory_budget)
+  std::string expert_policy = "lru";
+  uint32_t plan_context = 0;     // KV tokens the plan reserves (--ctx)
 };
+
+// LoadOptions from the command line's model flags (-m, --device, --no-mmap, --mem, --ctx).
+struct Options;
+LoadOptions LoadOptionsFrom(const Options& o);
 
 // Loads a model, drawing a progress bar on stderr when it is a terminal. A Ctrl-C during the load
 // (see interrupt.h) cancels it. On failure prints the error, sets *exit_code (1, or 130 when

@@ -15,7 +15,9 @@ constexpr unsigned kForDevices = 1u << 2;
 constexpr unsigned kForBench = 1u << 3;
 constexpr unsigned kForTokenize = 1u << 4;
 constexpr unsigned kForChat = 1u << 5;
-constexpr unsigned kForAll = kForGenerate | kForInfo | kForDevices | kForBench | kForTokenize | kForChat;
+constexpr unsigned kForPlan = 1u << 6;
+constexpr unsigned kForAll =
+    kForGenerate | kForInfo | kForDevices | kForBench | kForTokenize | kForChat | kForPlan;
 constexpr unsigned kForSampling = kForGenerate | kForChat;
 
 constexpr uint32_t kMaxConcurrency = 4096;
@@ -58,6 +60,8 @@ enum class FlagId {
   kSpecial,
   kChat,
   kSystem,
+  kMem,
+  kExpertPolicy,
 };
 
 struct FlagSpec {
@@ -69,7 +73,7 @@ struct FlagSpec {
 };
 
 constexpr FlagSpec kFlags[] = {
-    {FlagId::kModel, "model", 'm', true, kForGenerate | kForInfo | kForBench | kForTokenize | kForChat},
+    {FlagId::kModel, "model", 'm', true, kForGenerate | kForInfo | kForBench | kForTokenize | kForChat | kForPlan},
     {FlagId::kPrompt, "prompt", 'p', true, kForGenerate | kForBench | kForTokenize},
     {FlagId::kMaxTokens, "n-predict", 'n', true, kForSampling | kForBench},
     {FlagId::kTemp, "temp", 0, true, kForSampling},
@@ -79,11 +83,11 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kRepeatPenalty, "repeat-penalty", 0, true, kForSampling},
     {FlagId::kRepeatLastN, "repeat-last-n", 0, true, kForSampling},
     {FlagId::kSeed, "seed", 0, true, kForSampling},
-    {FlagId::kCtx, "ctx", 0, true, kForSampling},
-    {FlagId::kDevice, "device", 0, true, kForSampling | kForInfo | kForBench},
+    {FlagId::kCtx, "ctx", 0, true, kForSampling | kForPlan},
+    {FlagId::kDevice, "device", 0, true, kForSampling | kForInfo | kForBench | kForPlan},
     {FlagId::kStop, "stop", 0, true, kForSampling},
     {FlagId::kThreads, "threads", 't', true, kForSampling | kForBench},
-    {FlagId::kJson, "json", 0, false, kForGenerate | kForInfo | kForDevices | kForBench | kForTokenize},
+    {FlagId::kJson, "json", 0, false, kForGenerate | kForInfo | kForDevices | kForBench | kForTokenize | kForPlan},
     {FlagId::kNoMmap, "no-mmap", 0, false, kForSampling | kForInfo | kForBench | kForTokenize},
     {FlagId::kNoEcho, "no-echo", 0, false, kForGenerate},
     {FlagId::kVerbose, "verbose", 'v', false, kForAll},
@@ -106,6 +110,8 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kSpecial, "special", 0, false, kForGenerate | kForTokenize | kForBench},
     {FlagId::kChat, "chat", 0, false, kForGenerate},
     {FlagId::kSystem, "system", 0, true, kForGenerate | kForChat},
+    {FlagId::kMem, "mem", 0, true, kForSampling | kForBench | kForPlan},
+    {FlagId::kExpertPolicy, "expert-policy", 0, true, kForSampling | kForBench | kForPlan},
 };
 
 unsigned CommandBit(Command command) {
@@ -122,6 +128,8 @@ unsigned CommandBit(Command command) {
       return kForTokenize;
     case Command::kChat:
       return kForChat;
+    case Command::kPlan:
+      return kForPlan;
     default:
       return 0;
   }
@@ -134,6 +142,7 @@ std::optional<Command> CommandFromName(std::string_view name) {
   if (name == "bench") return Command::kBench;
   if (name == "tokenize") return Command::kTokenize;
   if (name == "chat") return Command::kChat;
+  if (name == "plan") return Command::kPlan;
   if (name == "help") return Command::kHelp;
   if (name == "version") return Command::kVersion;
   return std::nullopt;
@@ -381,6 +390,16 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
     case FlagId::kSystem:
       o->system_prompt = std::string(value);
       break;
+    case FlagId::kMem:
+      if (value.find('=') == std::string_view::npos) {
+        return Fail(BadValue(spelled, value, "DEVICE=SIZE, e.g. cpu=512M or host=60%"));
+      }
+      o->mem.emplace_back(value);
+      break;
+    case FlagId::kExpertPolicy:
+      if (value != "lru" && value != "lfu") return Fail(BadValue(spelled, value, "lru or lfu"));
+      o->expert_policy = std::string(value);
+      break;
   }
   return ParseResult{};
 }
@@ -401,6 +420,8 @@ const char* CommandName(Command command) {
       return "tokenize";
     case Command::kChat:
       return "chat";
+    case Command::kPlan:
+      return "plan";
     case Command::kHelp:
       return "help";
     case Command::kVersion:
@@ -474,7 +495,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     ++i;
   } else if (!first.empty() && first[0] == '-') {
     return Fail("expected a command before '" + std::string(first) +
-                "' (generate, chat, tokenize, info, devices, bench, help)");
+                "' (generate, chat, tokenize, info, devices, bench, plan, help)");
   } else if (auto c = CommandFromName(first)) {
     o.command = *c;
     ++i;
@@ -586,7 +607,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
 
   if (!o.help) {
     if ((o.command == Command::kGenerate || o.command == Command::kInfo || o.command == Command::kTokenize ||
-         o.command == Command::kChat) &&
+         o.command == Command::kChat || o.command == Command::kPlan) &&
         o.model_path.empty()) {
       return Fail(std::string("'") + CommandName(o.command) + "' needs -m/--model MODEL");
     }

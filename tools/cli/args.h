@@ -11,7 +11,7 @@
 
 namespace kestrel::cli {
 
-enum class Command { kNone, kGenerate, kInfo, kDevices, kBench, kHelp, kVersion, kTokenize, kChat };
+enum class Command { kNone, kGenerate, kInfo, kDevices, kBench, kHelp, kVersion, kTokenize, kChat, kPlan };
 
 // "generate", "info", ...; "" for kNone.
 const char* CommandName(Command command);
@@ -74,6 +74,10 @@ struct Options {
   bool chat = false;                      // generate --chat: -p is a user message, templated
   std::optional<std::string> system_prompt;  // --system: a system message (chat, generate --chat)
   BenchOptions bench;                     // `bench` only
+  // --mem DEVICE=SIZE, repeatable (generate, chat, bench, plan): memory budgets, passed to the
+  // library as kestrel_model_options_t.memory_budget (joined by commas); checked there.
+  std::vector<std::string> mem;
+  std::string expert_policy = "lru";  // --expert-policy lru|lfu
 };
 
 struct ParseResult {

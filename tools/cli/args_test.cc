@@ -86,6 +86,29 @@ TEST(ParseArgsTest, GenerateWithEveryFlag) {
   EXPECT_EQ(o.verbosity, 2);
 }
 
+TEST(ParseArgsTest, PlanAndMemoryBudgets) {
+  Options o;
+  ParseResult r = Parse({"plan", "-m", "m.gguf", "--device", "cpu", "--mem", "cpu=512M",
+                         "--mem=host=60%", "--ctx", "4096", "--expert-policy", "lfu", "--json"},
+                        &o);
+  ASSERT_TRUE(r.ok) << r.error;
+  EXPECT_EQ(o.command, Command::kPlan);
+  EXPECT_EQ(o.mem, (std::vector<std::string>{"cpu=512M", "host=60%"}));
+  EXPECT_EQ(o.context_length, 4096u);
+  EXPECT_EQ(o.expert_policy, "lfu");
+  EXPECT_TRUE(o.json);
+  EXPECT_TRUE(Parse({"generate", "-m", "m", "-p", "x", "--mem", "host=1G"}, &o).ok);
+  EXPECT_TRUE(Parse({"bench", "-m", "m", "--mem", "host=50%"}, &o).ok);
+  r = Parse({"plan", "-m", "m", "--mem", "1G"}, &o);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("DEVICE=SIZE"), std::string::npos) << r.error;
+  r = Parse({"plan", "-m", "m", "--expert-policy", "fifo"}, &o);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("lru or lfu"), std::string::npos) << r.error;
+  EXPECT_FALSE(Parse({"plan", "--mem", "host=1G"}, &o).ok);  // needs -m
+  EXPECT_FALSE(Parse({"info", "-m", "m", "--mem", "host=1G"}, &o).ok);
+}
+
 TEST(ParseArgsTest, Defaults) {
   Options o;
   ASSERT_TRUE(Parse({"generate", "-m", "m", "-p", "x"}, &o).ok);

@@ -30,6 +30,7 @@
 #include "json_writer.h"
 #include "kestrel/kestrel.h"
 #include "membw.h"
+#include "offload_bench.h"
 
 namespace kestrel::cli {
 namespace {
@@ -142,6 +143,7 @@ int RunBench(const Options& o) {
   if (o.bench.membw) return RunMembw(o);
   if (!o.spec.empty()) return RunSpecBench(o);   // spec_bench.cc (also --engine)
   if (o.bench.engine) return RunEngineBench(o);  // engine_bench.cc
+  if (!o.mem.empty()) return RunOffloadBench(o);  // offload_bench.cc
   const BenchOptions& b = o.bench;
   InstallInterruptHandler();
   RuntimePtr runtime = CreateRuntime(o.verbosity);
@@ -149,7 +151,7 @@ int RunBench(const Options& o) {
 
   int exit_code = kExitError;
   const Clock::time_point load_start = Clock::now();
-  ModelPtr model = LoadModel(runtime.get(), LoadOptions{o.model_path, o.device, o.use_mmap},
+  ModelPtr model = LoadModel(runtime.get(), LoadOptionsFrom(o),
                              &exit_code);
   if (!model) return exit_code;
   const double load_ms = Seconds(load_start) * 1e3;

@@ -26,7 +26,7 @@ int RunChat(const Options& o) {
   RuntimePtr runtime = CreateRuntime(o.verbosity);
   if (!runtime) return kExitError;
   int exit_code = kExitError;
-  ModelPtr model = LoadModel(runtime.get(), LoadOptions{o.model_path, o.device, o.use_mmap}, &exit_code);
+  ModelPtr model = LoadModel(runtime.get(), LoadOptionsFrom(o), &exit_code);
   if (!model) return exit_code;
   kestrel_sampler_options_t sampler = SamplerOptionsFrom(o);
   SessionPtr session = CreateSessionFrom(model.get(), o, &sampler);

@@ -14,6 +14,7 @@ int RunBench(const Options& options);  // bench_command.cc (also --membw)
 int RunSpecBench(const Options& options);  // spec_bench.cc: bench --spec
 int RunTokenize(const Options& options);
 int RunChat(const Options& options);
+int RunPlan(const Options& options);  // plan_command.cc
 
 }  // namespace kestrel::cli
 

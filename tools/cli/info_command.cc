@@ -225,8 +225,12 @@ int RunInfo(const Options& o) {
   RuntimePtr runtime = CreateRuntime(o.verbosity);
   if (!runtime) return kExitError;
   int exit_code = kExitError;
-  ModelPtr model = LoadModel(runtime.get(), LoadOptions{o.model_path, o.device, o.use_mmap, /*metadata_only=*/true},
-                             &exit_code);
+  LoadOptions load;
+  load.path = o.model_path;
+  load.device = o.device;
+  load.use_mmap = o.use_mmap;
+  load.metadata_only = true;
+  ModelPtr model = LoadModel(runtime.get(), load, &exit_code);
   if (!model) return exit_code;
   kestrel_model_info_t info;
   if (!GetModelInfo(model.get(), &info)) return kExitError;

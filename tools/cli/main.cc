@@ -180,6 +180,19 @@ constexpr char kBenchHelp[] =
     "context_length, prompt_tokens, prefill_tokens_computed, prefill_tokens_reused,\n"
     "prefill_tokens_without_cache, tokens_per_s, tokens_per_s_without_cache}, ok, peak_rss_bytes.\n";
 
+constexpr char kPlanHelp[] =
+    "usage: kestrel plan -m MODEL [--device D] [--mem DEVICE=SIZE ...] [--ctx N] [--json]\n"
+    "\n"
+    "Prints the memory plan for MODEL under the budgets before any weight is loaded: the weights\n"
+    "resident on the device, the expert stacks left in the file with the expert-cache slots, and\n"
+    "the KV pool for --ctx tokens (default: the trained context). A budget that cannot work fails\n"
+    "with the numbers (exit 1).\n"
+    "  --mem DEVICE=SIZE   budget of DEVICE (the model's device, or 'host' for host RAM); SIZE is\n"
+    "                      bytes with a K/M/G/T suffix or a percentage of the weight bytes (60%).\n"
+    "                      Repeatable; also on generate, chat and bench\n"
+    "  --expert-policy P   lru (default) or lfu: which cached expert a miss replaces\n"
+    "  --json              one JSON object\n";
+
 constexpr char kOverviewHelp[] =
     "kestrel: command-line front end of the Kestrel LLM inference SDK\n"
     "\n"
@@ -207,6 +220,7 @@ void PrintHelp(const std::string& topic) {
   if (topic == "bench") text = kBenchHelp;
   if (topic == "chat") text = kChatHelp;
   if (topic == "tokenize") text = kTokenizeHelp;
+  if (topic == "plan") text = kPlanHelp;
   std::fputs(text, stdout);
 }
 
@@ -244,6 +258,8 @@ int Main(int argc, char** argv) {
       return RunTokenize(options);
     case Command::kChat:
       return RunChat(options);
+    case Command::kPlan:
+      return RunPlan(options);
     case Command::kHelp:
       PrintHelp(options.help_topic);
       return kExitOk;

@@ -44,7 +44,9 @@ int RunTokenize(const Options& o) {
   RuntimePtr runtime = CreateRuntime(o.verbosity);
   if (!runtime) return kExitError;
   int exit_code = kExitError;
-  LoadOptions load{o.model_path, "", o.use_mmap};
+  LoadOptions load;
+  load.path = o.model_path;
+  load.use_mmap = o.use_mmap;
   load.metadata_only = true;
   ModelPtr model = LoadModel(runtime.get(), load, &exit_code);
   if (!model) return exit_code;

@@ -17,5 +17,6 @@
 #include "kestrel/speculative.h"
 #include "kestrel/session.h"
 #include "kestrel/engine.h"
+#include "kestrel/offload.h"
 
 #endif /* KESTREL_KESTREL_H_ */

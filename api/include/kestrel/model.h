@@ -40,6 +40,20 @@ typedef struct kestrel_model_options {
    * named, it needs none (kestrel_model_info_t.device is then "" when no plugin has a device).
    * Default false. */
   bool metadata_only;
+  /* Appended in 0.3 (memory offload, see kestrel/offload.h). Memory budgets as
+   * "DEVICE=SIZE[,DEVICE=SIZE...]", e.g. "cpu=512M" or "host=60%": SIZE is bytes with an optional
+   * K/M/G/T suffix (powers of 1024) or a percentage of the model's weight bytes; DEVICE is the
+   * model's device or "host" (host RAM; for a device that computes in host memory, such as cpu, it
+   * limits that device too). With a budget the model is planned before any weight is prepared
+   * (kestrel_model_get_memory_plan): a budget that cannot work fails the load with
+   * RESOURCE_EXHAUSTED and the numbers; expert stacks that do not fit stay in the file and run
+   * through an expert cache. With metadata_only the plan is made and nothing prepared.
+   * NULL or "" (default): no budget, everything resident as before. */
+  const char* memory_budget;
+  uint32_t expert_cache_policy; /* kestrel_expert_cache_policy_t, default LRU */
+  uint32_t plan_context_length; /* KV tokens per sequence the plan reserves; 0 (default): trained context */
+  uint32_t plan_sequences;      /* sequences the plan reserves KV for; 0 or 1 (default): one */
+  uint32_t offload_flags;       /* KESTREL_OFFLOAD_FLAG_*; default 0 */
 } kestrel_model_options_t;
 
 #define KESTREL_MODEL_OPTIONS_MIN_SIZE \

@@ -7,6 +7,7 @@ pub const KESTREL_VERSION_NUMBER: u32 = 100;
 pub const KESTREL_KV_F32: u32 = 0;
 pub const KESTREL_KV_F16: u32 = 1;
 pub const KESTREL_TOKEN_NONE: i32 = -1;
+pub const KESTREL_OFFLOAD_FLAG_NO_DIRECT_IO: u32 = 1;
 pub type __uint16_t = ::std::os::raw::c_ushort;
 pub type __int32_t = ::std::os::raw::c_int;
 pub type __uint32_t = ::std::os::raw::c_uint;
@@ -621,12 +622,17 @@ pub struct kestrel_model_options {
     pub progress_callback: kestrel_progress_fn,
     pub progress_user_data: *mut ::std::os::raw::c_void,
     pub metadata_only: bool,
+    pub memory_budget: *const ::std::os::raw::c_char,
+    pub expert_cache_policy: u32,
+    pub plan_context_length: u32,
+    pub plan_sequences: u32,
+    pub offload_flags: u32,
 }
 #[test]
 fn bindgen_test_layout_kestrel_model_options() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_model_options>(),
-        48usize,
+        72usize,
         concat!("Size of: ", stringify!(kestrel_model_options))
     );
     assert_eq!(
@@ -736,6 +742,91 @@ fn bindgen_test_layout_kestrel_model_options() {
         );
     }
     test_field_metadata_only();
+    fn test_field_memory_budget() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_model_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).memory_budget) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_model_options),
+                "::",
+                stringify!(memory_budget)
+            )
+        );
+    }
+    test_field_memory_budget();
+    fn test_field_expert_cache_policy() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_model_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_cache_policy) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_model_options),
+                "::",
+                stringify!(expert_cache_policy)
+            )
+        );
+    }
+    test_field_expert_cache_policy();
+    fn test_field_plan_context_length() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_model_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).plan_context_length) as usize - ptr as usize
+            },
+            60usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_model_options),
+                "::",
+                stringify!(plan_context_length)
+            )
+        );
+    }
+    test_field_plan_context_length();
+    fn test_field_plan_sequences() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_model_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).plan_sequences) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_model_options),
+                "::",
+                stringify!(plan_sequences)
+            )
+        );
+    }
+    test_field_plan_sequences();
+    fn test_field_offload_flags() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_model_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).offload_flags) as usize - ptr as usize
+            },
+            68usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_model_options),
+                "::",
+                stringify!(offload_flags)
+            )
+        );
+    }
+    test_field_offload_flags();
 }
 pub type kestrel_model_options_t = kestrel_model_options;
 extern "C" {
@@ -4387,4 +4478,589 @@ extern "C" {
         engine: *const kestrel_engine_t,
         out_stats: *mut kestrel_engine_stats_t,
     ) -> *mut kestrel_status_t;
+}
+pub const KESTREL_EXPERT_CACHE_LRU: kestrel_expert_cache_policy = 0;
+pub const KESTREL_EXPERT_CACHE_LFU: kestrel_expert_cache_policy = 1;
+pub type kestrel_expert_cache_policy = ::std::os::raw::c_uint;
+pub use self::kestrel_expert_cache_policy as kestrel_expert_cache_policy_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct kestrel_memory_plan_info {
+    pub struct_size: u32,
+    pub device: *const ::std::os::raw::c_char,
+    pub device_budget_bytes: u64,
+    pub host_budget_bytes: u64,
+    pub resident_bytes: u64,
+    pub resident_tensors: u32,
+    pub offloaded_tensors: u32,
+    pub experts_offloaded: bool,
+    pub expert_bytes: u64,
+    pub expert_slot_bytes: u64,
+    pub experts_total: u32,
+    pub expert_slots: u32,
+    pub expert_cache_bytes: u64,
+    pub kv_bytes: u64,
+    pub kv_tokens: u32,
+    pub n_streamed_layers: u32,
+    pub host_swap_bytes: u64,
+    pub device_total_bytes: u64,
+}
+#[test]
+fn bindgen_test_layout_kestrel_memory_plan_info() {
+    assert_eq!(
+        ::std::mem::size_of::<kestrel_memory_plan_info>(),
+        120usize,
+        concat!("Size of: ", stringify!(kestrel_memory_plan_info))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<kestrel_memory_plan_info>(),
+        8usize,
+        concat!("Alignment of ", stringify!(kestrel_memory_plan_info))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_device() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).device) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(device)
+            )
+        );
+    }
+    test_field_device();
+    fn test_field_device_budget_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).device_budget_bytes) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(device_budget_bytes)
+            )
+        );
+    }
+    test_field_device_budget_bytes();
+    fn test_field_host_budget_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).host_budget_bytes) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(host_budget_bytes)
+            )
+        );
+    }
+    test_field_host_budget_bytes();
+    fn test_field_resident_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).resident_bytes) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(resident_bytes)
+            )
+        );
+    }
+    test_field_resident_bytes();
+    fn test_field_resident_tensors() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).resident_tensors) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(resident_tensors)
+            )
+        );
+    }
+    test_field_resident_tensors();
+    fn test_field_offloaded_tensors() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).offloaded_tensors) as usize - ptr as usize
+            },
+            44usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(offloaded_tensors)
+            )
+        );
+    }
+    test_field_offloaded_tensors();
+    fn test_field_experts_offloaded() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).experts_offloaded) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(experts_offloaded)
+            )
+        );
+    }
+    test_field_experts_offloaded();
+    fn test_field_expert_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_bytes) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(expert_bytes)
+            )
+        );
+    }
+    test_field_expert_bytes();
+    fn test_field_expert_slot_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_slot_bytes) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(expert_slot_bytes)
+            )
+        );
+    }
+    test_field_expert_slot_bytes();
+    fn test_field_experts_total() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).experts_total) as usize - ptr as usize
+            },
+            72usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(experts_total)
+            )
+        );
+    }
+    test_field_experts_total();
+    fn test_field_expert_slots() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_slots) as usize - ptr as usize
+            },
+            76usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(expert_slots)
+            )
+        );
+    }
+    test_field_expert_slots();
+    fn test_field_expert_cache_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_cache_bytes) as usize - ptr as usize
+            },
+            80usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(expert_cache_bytes)
+            )
+        );
+    }
+    test_field_expert_cache_bytes();
+    fn test_field_kv_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_bytes) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(kv_bytes)
+            )
+        );
+    }
+    test_field_kv_bytes();
+    fn test_field_kv_tokens() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_tokens) as usize - ptr as usize
+            },
+            96usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(kv_tokens)
+            )
+        );
+    }
+    test_field_kv_tokens();
+    fn test_field_n_streamed_layers() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_streamed_layers) as usize - ptr as usize
+            },
+            100usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(n_streamed_layers)
+            )
+        );
+    }
+    test_field_n_streamed_layers();
+    fn test_field_host_swap_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).host_swap_bytes) as usize - ptr as usize
+            },
+            104usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(host_swap_bytes)
+            )
+        );
+    }
+    test_field_host_swap_bytes();
+    fn test_field_device_total_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).device_total_bytes) as usize - ptr as usize
+            },
+            112usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(device_total_bytes)
+            )
+        );
+    }
+    test_field_device_total_bytes();
+}
+pub type kestrel_memory_plan_info_t = kestrel_memory_plan_info;
+extern "C" {
+    pub fn kestrel_model_get_memory_plan(
+        model: *const kestrel_model_t,
+        out_plan: *mut kestrel_memory_plan_info_t,
+    ) -> *mut kestrel_status_t;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct kestrel_offload_stats {
+    pub struct_size: u32,
+    pub expert_hits: u64,
+    pub expert_misses: u64,
+    pub disk_bytes_read: u64,
+    pub disk_read_seconds: f64,
+    pub expert_cache_bytes: u64,
+    pub expert_cache_peak_bytes: u64,
+    pub expert_cache_budget_bytes: u64,
+    pub n_layers: u32,
+    pub policy: u32,
+    pub io_mode: *const ::std::os::raw::c_char,
+}
+#[test]
+fn bindgen_test_layout_kestrel_offload_stats() {
+    assert_eq!(
+        ::std::mem::size_of::<kestrel_offload_stats>(),
+        80usize,
+        concat!("Size of: ", stringify!(kestrel_offload_stats))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<kestrel_offload_stats>(),
+        8usize,
+        concat!("Alignment of ", stringify!(kestrel_offload_stats))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_expert_hits() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_hits) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(expert_hits)
+            )
+        );
+    }
+    test_field_expert_hits();
+    fn test_field_expert_misses() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_misses) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(expert_misses)
+            )
+        );
+    }
+    test_field_expert_misses();
+    fn test_field_disk_bytes_read() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).disk_bytes_read) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(disk_bytes_read)
+            )
+        );
+    }
+    test_field_disk_bytes_read();
+    fn test_field_disk_read_seconds() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).disk_read_seconds) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(disk_read_seconds)
+            )
+        );
+    }
+    test_field_disk_read_seconds();
+    fn test_field_expert_cache_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_cache_bytes) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(expert_cache_bytes)
+            )
+        );
+    }
+    test_field_expert_cache_bytes();
+    fn test_field_expert_cache_peak_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_cache_peak_bytes) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(expert_cache_peak_bytes)
+            )
+        );
+    }
+    test_field_expert_cache_peak_bytes();
+    fn test_field_expert_cache_budget_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_cache_budget_bytes) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(expert_cache_budget_bytes)
+            )
+        );
+    }
+    test_field_expert_cache_budget_bytes();
+    fn test_field_n_layers() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_layers) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(n_layers)
+            )
+        );
+    }
+    test_field_n_layers();
+    fn test_field_policy() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).policy) as usize - ptr as usize
+            },
+            68usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(policy)
+            )
+        );
+    }
+    test_field_policy();
+    fn test_field_io_mode() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).io_mode) as usize - ptr as usize
+            },
+            72usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(io_mode)
+            )
+        );
+    }
+    test_field_io_mode();
+}
+pub type kestrel_offload_stats_t = kestrel_offload_stats;
+extern "C" {
+    pub fn kestrel_model_get_offload_stats(
+        model: *const kestrel_model_t,
+        out_stats: *mut kestrel_offload_stats_t,
+    ) -> *mut kestrel_status_t;
+}
+extern "C" {
+    pub fn kestrel_model_get_expert_layer_stats(
+        model: *const kestrel_model_t,
+        layer: u32,
+        out_hits: *mut u64,
+        out_misses: *mut u64,
+    ) -> *mut kestrel_status_t;
+}
+extern "C" {
+    pub fn kestrel_model_reset_offload_stats(model: *mut kestrel_model_t) -> *mut kestrel_status_t;
 }

@@ -1,0 +1,88 @@
+/* Memory offload: the plan a model was loaded with (kestrel_model_options_t.memory_budget) and
+ * the statistics of its expert cache. Thread-safe like every model function. \since 0.3 */
+#ifndef KESTREL_OFFLOAD_H_
+#define KESTREL_OFFLOAD_H_
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kestrel/export.h"
+#include "kestrel/model.h"
+#include "kestrel/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Which cached expert a miss replaces. */
+typedef enum kestrel_expert_cache_policy {
+  KESTREL_EXPERT_CACHE_LRU = 0, /* the one used longest ago */
+  KESTREL_EXPERT_CACHE_LFU = 1  /* the one used least often since load (ties: longest ago) */
+} kestrel_expert_cache_policy_t;
+
+/* kestrel_model_options_t.offload_flags */
+#define KESTREL_OFFLOAD_FLAG_NO_DIRECT_IO 1u /* read experts with pread, not O_DIRECT */
+
+typedef struct kestrel_memory_plan_info {
+  uint32_t struct_size; /* set by the caller to sizeof(kestrel_memory_plan_info_t) */
+  const char* device;   /* the compute device planned for; valid while the model lives */
+  uint64_t device_budget_bytes; /* effective limit on the device; UINT64_MAX: none */
+  uint64_t host_budget_bytes;   /* the "host" budget; 0: none given */
+  uint64_t resident_bytes;      /* weights resident on the device */
+  uint32_t resident_tensors;
+  uint32_t offloaded_tensors;   /* expert stacks left in the file */
+  bool experts_offloaded;
+  uint64_t expert_bytes;        /* all expert stacks of the file */
+  uint64_t expert_slot_bytes;   /* one expert of one layer: gate + up + down */
+  uint32_t experts_total;       /* MoE layers x experts */
+  uint32_t expert_slots;        /* cache slots (plus one staging slot for reads) */
+  uint64_t expert_cache_bytes;  /* (expert_slots + 1) x expert_slot_bytes; 0 when resident */
+  uint64_t kv_bytes;            /* the KV pool the plan reserves */
+  uint32_t kv_tokens;           /* context x sequences */
+  uint32_t n_streamed_layers;   /* dense layers streamed from host memory: 0 (not implemented yet) */
+  uint64_t host_swap_bytes;     /* KV swap space in host memory: 0 (not implemented yet) */
+  uint64_t device_total_bytes;  /* resident + expert cache + KV: at most device_budget_bytes */
+} kestrel_memory_plan_info_t;
+#define KESTREL_MEMORY_PLAN_INFO_MIN_SIZE \
+  (offsetof(kestrel_memory_plan_info_t, device) + sizeof(const char*))
+
+/* The plan of a model loaded with a memory_budget. FAILED_PRECONDITION when it was loaded
+ * without one; INVALID_ARGUMENT for NULL arguments or a too-small struct_size. \since 0.3 */
+KESTREL_API kestrel_status_t* kestrel_model_get_memory_plan(const kestrel_model_t* model,
+                                                            kestrel_memory_plan_info_t* out_plan);
+
+typedef struct kestrel_offload_stats {
+  uint32_t struct_size;         /* set by the caller to sizeof(kestrel_offload_stats_t) */
+  uint64_t expert_hits;         /* routed experts found in the cache, all layers */
+  uint64_t expert_misses;       /* routed experts read from the file */
+  uint64_t disk_bytes_read;     /* since load */
+  double disk_read_seconds;     /* time spent in those reads */
+  uint64_t expert_cache_bytes;      /* held now (slots + staging buffer), by the cache's accounting */
+  uint64_t expert_cache_peak_bytes; /* the most ever held */
+  uint64_t expert_cache_budget_bytes;
+  uint32_t n_layers;            /* MoE layers (kestrel_model_get_expert_layer_stats) */
+  uint32_t policy;              /* kestrel_expert_cache_policy_t */
+  const char* io_mode;          /* "direct I/O (O_DIRECT)" or "pread (O_DIRECT refused: ...)" */
+} kestrel_offload_stats_t;
+#define KESTREL_OFFLOAD_STATS_MIN_SIZE \
+  (offsetof(kestrel_offload_stats_t, expert_hits) + sizeof(uint64_t))
+
+/* Expert-cache statistics; hit and miss counts since load or the last reset. FAILED_PRECONDITION
+ * when the model has no expert cache (nothing offloaded). \since 0.3 */
+KESTREL_API kestrel_status_t* kestrel_model_get_offload_stats(const kestrel_model_t* model,
+                                                              kestrel_offload_stats_t* out_stats);
+/* Hits and misses of MoE layer `layer` (0-based over the MoE layers). OUT_OF_RANGE past
+ * n_layers. \since 0.3 */
+KESTREL_API kestrel_status_t* kestrel_model_get_expert_layer_stats(const kestrel_model_t* model,
+                                                                   uint32_t layer,
+                                                                   uint64_t* out_hits,
+                                                                   uint64_t* out_misses);
+/* Zeroes the hit and miss counts (bytes read and the peak stay). \since 0.3 */
+KESTREL_API kestrel_status_t* kestrel_model_reset_offload_stats(kestrel_model_t* model);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KESTREL_OFFLOAD_H_ */

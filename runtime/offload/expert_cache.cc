@@ -1,0 +1,170 @@
+#include "runtime/offload/expert_cache.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace kestrel {
+namespace runtime {
+namespace offload {
+
+absl::StatusOr<std::unique_ptr<ExpertCache>> ExpertCache::Create(
+    const std::string& path, std::vector<ExpertLayerSource> layers, uint32_t n_experts,
+    const ExpertCacheOptions& options, hal::Device* device) {
+  if (layers.empty() || n_experts == 0 || options.n_slots == 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "expert cache: %u layers, %u experts and %u slots: all must be positive", layers.size(),
+        n_experts, options.n_slots));
+  }
+  std::unique_ptr<ExpertCache> c(new ExpertCache());
+  c->device_ = device;
+  c->n_experts_ = n_experts;
+  c->policy_kind_ = options.policy;
+  c->budget_bytes_ = options.budget_bytes;
+  uint64_t max_read = 0, max_slot = 0;
+  for (const ExpertLayerSource& l : layers) {
+    max_read = std::max({max_read, l.gate.expert_bytes, l.up.expert_bytes, l.down.expert_bytes});
+    max_slot = std::max(max_slot, l.slot_bytes());
+  }
+  absl::StatusOr<std::unique_ptr<FileReader>> reader =
+      FileReader::Open(path, max_read, options.allow_direct_io);
+  if (!reader.ok()) return reader.status();
+  c->reader_ = std::move(*reader);
+  const uint64_t need = uint64_t{options.n_slots} * max_slot + c->reader_->staging_bytes();
+  if (need > options.budget_bytes) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "expert cache: %u slots of %u bytes plus a %u-byte staging buffer need %u bytes, over "
+        "its budget of %u bytes",
+        options.n_slots, max_slot, c->reader_->staging_bytes(), need, options.budget_bytes));
+  }
+  c->layers_ = std::move(layers);
+  const uint32_t n_keys = static_cast<uint32_t>(c->layers_.size()) * n_experts;
+  c->policy_ = std::make_unique<EvictionPolicy>(options.policy, n_keys, options.n_slots);
+  c->slots_.resize(options.n_slots);
+  c->slot_of_.assign(n_keys, -1);
+  c->last_of_layer_.assign(c->layers_.size(), -1);
+  c->stats_.resize(c->layers_.size());
+  c->peak_bytes_ = c->held_bytes();
+  return c;
+}
+
+absl::Status ExpertCache::Fill(Slot& slot, uint32_t layer, uint32_t expert) {
+  const ExpertLayerSource& src = layers_[layer];
+  struct Part {
+    const ExpertStackSource* s;
+    hal::PreparedWeight* w;
+    const char* name;
+  } parts[] = {{&src.gate, &slot.gate, "gate"}, {&src.up, &slot.up, "up"},
+               {&src.down, &slot.down, "down"}};
+  // Release first: the budget holds the new expert only once the old one is gone.
+  held_bytes_ -= slot.bytes;
+  slot.bytes = 0;
+  for (const Part& p : parts) p.w->Reset();
+  if (held_bytes() + src.slot_bytes() > budget_bytes_) {
+    return absl::InternalError(absl::StrFormat(
+        "expert cache: filling layer %u expert %u (%u bytes) would hold %u bytes, over the "
+        "budget of %u",
+        layer, expert, src.slot_bytes(), held_bytes() + src.slot_bytes(), budget_bytes_));
+  }
+  for (const Part& p : parts) {
+    absl::StatusOr<const uint8_t*> data =
+        reader_->Read(p.s->offset + uint64_t{expert} * p.s->expert_bytes, p.s->expert_bytes);
+    if (!data.ok()) return data.status();
+    absl::StatusOr<hal::PreparedWeight> w = device_->PrepareWeight(p.s->desc, *data, p.s->expert_bytes);
+    if (!w.ok()) {
+      return absl::Status(w.status().code(),
+                          absl::StrFormat("expert cache: preparing layer %u expert %u %s: %s",
+                                          layer, expert, p.name, w.status().message()));
+    }
+    *p.w = std::move(*w);
+  }
+  slot.bytes = src.slot_bytes();
+  held_bytes_ += slot.bytes;
+  peak_bytes_ = std::max(peak_bytes_, held_bytes());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ExpertCache::Experts> ExpertCache::Get(uint32_t layer, uint32_t expert,
+                                                      int32_t* slot_out, int32_t pinned_slot) {
+  if (layer >= layers_.size() || expert >= n_experts_) {
+    return absl::OutOfRangeError(absl::StrFormat(
+        "expert cache: layer %u expert %u outside %u layers x %u experts", layer, expert,
+        layers_.size(), n_experts_));
+  }
+  const uint32_t key = layer * n_experts_ + expert;
+  Experts e;
+  int32_t s = slot_of_[key];
+  e.hit = s >= 0;
+  if (!e.hit) {
+    s = static_cast<int32_t>(policy_->Victim(pinned_slot < 0 ? UINT32_MAX
+                                                             : static_cast<uint32_t>(pinned_slot)));
+    Slot& slot = slots_[s];
+    if (slot.key >= 0) {
+      slot_of_[slot.key] = -1;
+      const uint32_t old_layer = static_cast<uint32_t>(slot.key) / n_experts_;
+      if (last_of_layer_[old_layer] == s) last_of_layer_[old_layer] = -1;
+    }
+    slot.key = -1;
+    if (auto st = Fill(slot, layer, expert); !st.ok()) return st;
+    slot.key = key;
+    slot_of_[key] = s;
+  }
+  policy_->Use(static_cast<uint32_t>(s), key);
+  last_of_layer_[layer] = s;
+  Slot& slot = slots_[s];
+  e.gate = &slot.gate;
+  e.up = &slot.up;
+  e.down = &slot.down;
+  *slot_out = s;
+  return e;
+}
+
+int32_t ExpertCache::AnyResident(uint32_t layer) const {
+  const int32_t s = layer < last_of_layer_.size() ? last_of_layer_[layer] : -1;
+  return s < 0 ? -1 : static_cast<int32_t>(slots_[s].key % n_experts_);
+}
+
+namespace {
+
+bool SameDesc(const kestrel_tensor_desc_t& a, const kestrel_tensor_desc_t& b) {
+  if (a.dtype != b.dtype || a.rank != b.rank) return false;
+  for (uint32_t i = 0; i < a.rank; ++i) {
+    if (a.dims[i] != b.dims[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool ExpertCache::Borrow(uint32_t layer, Experts* out) const {
+  if (layer >= layers_.size()) return false;
+  const ExpertLayerSource& want = layers_[layer];
+  for (const Slot& s : slots_) {
+    if (s.key < 0) continue;
+    const ExpertLayerSource& have = layers_[static_cast<uint32_t>(s.key) / n_experts_];
+    if (!SameDesc(have.gate.desc, want.gate.desc) || !SameDesc(have.up.desc, want.up.desc) ||
+        !SameDesc(have.down.desc, want.down.desc)) {
+      continue;
+    }
+    out->gate = &s.gate;
+    out->up = &s.up;
+    out->down = &s.down;
+    out->hit = false;
+    return true;
+  }
+  return false;
+}
+
+void ExpertCache::Record(uint32_t layer, bool hit) {
+  if (layer >= stats_.size()) return;
+  ++(hit ? stats_[layer].hits : stats_[layer].misses);
+}
+
+void ExpertCache::ResetStats() {
+  std::fill(stats_.begin(), stats_.end(), ExpertLayerStats{});
+}
+
+}  // namespace offload
+}  // namespace runtime
+}  // namespace kestrel

@@ -1,0 +1,122 @@
+#include "runtime/offload/memory_planner.h"
+
+#include <algorithm>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace kestrel {
+namespace runtime {
+namespace offload {
+namespace {
+
+// "cpu" budgets the device "cpu:0" too: users name a device the way `kestrel devices` lists it.
+bool Names(const std::string& budget, const std::string& device) {
+  if (budget == device) return true;
+  return device.size() > budget.size() && device.compare(0, budget.size(), budget) == 0 &&
+         device[budget.size()] == ':';
+}
+
+struct Limits {
+  uint64_t device = UINT64_MAX;
+  bool device_given = false;
+  uint64_t host = 0;
+  std::string why;  // which limit `device` is
+};
+
+absl::StatusOr<Limits> ReadLimits(const PlanRequest& r) {
+  Limits l;
+  if (r.device_capacity > 0) {
+    l.device = r.device_capacity;
+    l.why = absl::StrCat("the capacity of device '", r.device, "'");
+  }
+  for (const MemBudget& b : r.budgets) {
+    if (b.device == kHostBudget) {
+      l.host = b.bytes;
+      if (!r.device_is_host || b.bytes >= l.device) continue;
+      l.device = b.bytes;
+      l.device_given = true;
+      l.why = absl::StrCat("the host budget (device '", r.device, "' computes in host memory)");
+    } else if (Names(b.device, r.device)) {
+      if (b.bytes >= l.device) continue;
+      l.device = b.bytes;
+      l.device_given = true;
+      l.why = absl::StrCat("the budget of device '", r.device, "'");
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "memory budget for '", b.device, "': the model runs on device '", r.device,
+          "'; budgets may name it or 'host'"));
+    }
+  }
+  return l;
+}
+
+}  // namespace
+
+absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
+  absl::StatusOr<Limits> limits = ReadLimits(r);
+  if (!limits.ok()) return limits.status();
+  MemoryPlan p;
+  p.device = r.device;
+  p.device_budget = limits->device;
+  p.device_budget_given = limits->device_given;
+  p.host_budget = limits->host;
+  p.kv_tokens = r.context * r.sequences;
+  p.kv_bytes = r.kv_bytes_per_token * p.kv_tokens;
+  std::map<int32_t, uint64_t> layer_expert_bytes;
+  for (const PlannedTensor& t : r.tensors) {
+    if (t.expert_stack) {
+      p.expert_bytes += t.bytes;
+      layer_expert_bytes[t.layer] += t.bytes;
+    } else {
+      p.resident.push_back(t.weight_id);
+      p.resident_bytes += t.bytes;
+    }
+  }
+  const uint64_t fixed = p.resident_bytes + p.kv_bytes;
+  if (fixed > p.device_budget) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "memory budget: %s is %u bytes (%s), but the weights that must stay resident need %u "
+        "bytes (%s) and the KV cache for %u tokens (%u context x %u sequences) %u bytes (%s): "
+        "%u bytes (%s) in all, %u bytes too many; streaming of dense layers is not implemented "
+        "yet, so raise the budget or lower --ctx",
+        limits->why, p.device_budget, FormatBytes(p.device_budget), p.resident_bytes,
+        FormatBytes(p.resident_bytes), p.kv_tokens, r.context, r.sequences, p.kv_bytes,
+        FormatBytes(p.kv_bytes), fixed, FormatBytes(fixed), fixed - p.device_budget));
+  }
+  if (p.expert_bytes == 0) return p;
+  const uint64_t left = p.device_budget - fixed;
+  p.experts_total = r.n_experts * static_cast<uint32_t>(layer_expert_bytes.size());
+  if (p.expert_bytes <= left) {
+    for (const PlannedTensor& t : r.tensors) {
+      if (t.expert_stack) p.resident.push_back(t.weight_id);
+    }
+    p.resident_bytes += p.expert_bytes;
+    return p;
+  }
+  for (const auto& [layer, bytes] : layer_expert_bytes) {
+    p.expert_slot_bytes = std::max(p.expert_slot_bytes, (bytes + r.n_experts - 1) / r.n_experts);
+  }
+  // One extra slot's worth is the staging buffer misses are read into.
+  const uint64_t slots = left / p.expert_slot_bytes;
+  const uint64_t need = uint64_t{r.top_k} + 1;
+  if (slots < need) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "memory budget: %s is %u bytes (%s); after the resident weights (%u bytes) and the KV "
+        "cache (%u bytes) %u bytes are left for the expert cache, but it needs at least %u slots "
+        "of %u bytes (top-%u experts of a layer plus one staging slot) = %u bytes",
+        limits->why, p.device_budget, FormatBytes(p.device_budget), p.resident_bytes, p.kv_bytes,
+        left, need, p.expert_slot_bytes, r.top_k, need * p.expert_slot_bytes));
+  }
+  p.experts_offloaded = true;
+  p.expert_slots = static_cast<uint32_t>(std::min<uint64_t>(slots - 1, p.experts_total));
+  for (const PlannedTensor& t : r.tensors) {
+    if (t.expert_stack) p.offloaded.push_back(t.weight_id);
+  }
+  return p;
+}
+
+}  // namespace offload
+}  // namespace runtime
+}  // namespace kestrel

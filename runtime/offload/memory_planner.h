@@ -1,0 +1,78 @@
+// runtime/offload/memory_planner.h: the one memory-budget planner. Given the compute device's
+// capacity (from its caps), the user's budgets (size_spec.h), the model's weights split into
+// always-resident tensors and stacked expert tensors, and the KV cache that the requested context
+// and sequences need, it decides what is resident on the device, how many expert-cache slots the
+// rest of the budget holds, and the KV pool size; a budget that cannot work is RESOURCE_EXHAUSTED
+// with the numbers. It only computes: it allocates nothing and knows no plugin or file.
+#ifndef KESTREL_RUNTIME_OFFLOAD_MEMORY_PLANNER_H_
+#define KESTREL_RUNTIME_OFFLOAD_MEMORY_PLANNER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/offload/size_spec.h"
+
+namespace kestrel {
+namespace runtime {
+namespace offload {
+
+// One weight as the planner sees it.
+struct PlannedTensor {
+  int weight_id = -1;  // the model's weight table id
+  uint64_t bytes = 0;
+  int32_t layer = -1;       // decoder layer, -1 for embeddings, output and the like
+  bool expert_stack = false;  // a stacked [E, ...] expert tensor (ffn_{gate,up,down}_exps)
+};
+
+struct PlanRequest {
+  std::string device;            // the compute device's name
+  uint64_t device_capacity = 0;  // caps.memory_bytes; 0: unknown (no limit from the caps)
+  bool device_is_host = false;   // the device's memory is host RAM (cpu, ref): "host" limits it too
+  std::vector<MemBudget> budgets;
+  uint64_t weight_bytes = 0;  // every tensor of the file (what "N%" refers to)
+  std::vector<PlannedTensor> tensors;
+  uint32_t n_layers = 0, n_experts = 0, top_k = 0;
+  uint64_t kv_bytes_per_token = 0;  // K and V of every layer
+  uint32_t context = 0, sequences = 1;
+};
+
+struct MemoryPlan {
+  std::string device;
+  uint64_t device_budget = 0;  // effective limit on the device (min of capacity and budgets)
+  bool device_budget_given = false;  // a user budget (not just the capacity) limits the device
+  uint64_t host_budget = 0;  // 0: none given
+  std::vector<int> resident;  // weight ids resident on the device
+  uint64_t resident_bytes = 0;
+  // Mixture of experts. When experts_offloaded, the expert stacks stay in the file and experts are
+  // read into `expert_slots` cache slots of `expert_slot_bytes` (one expert's gate, up and down
+  // of one layer) plus one staging slot the reads land in.
+  bool experts_offloaded = false;
+  uint64_t expert_bytes = 0;  // all expert stacks
+  uint64_t expert_slot_bytes = 0;
+  uint32_t experts_total = 0;  // layers x experts
+  uint32_t expert_slots = 0;
+  std::vector<int> offloaded;  // weight ids of the expert stacks left in the file
+  uint64_t kv_bytes = 0;
+  uint32_t kv_tokens = 0;  // context x sequences
+  // Not built yet (issue 14 parts still open): always empty / 0 in this version.
+  std::vector<uint32_t> streamed_layers;
+  uint64_t host_swap_bytes = 0;
+
+  uint64_t expert_cache_bytes() const {
+    return experts_offloaded ? (uint64_t{expert_slots} + 1) * expert_slot_bytes : 0;
+  }
+  uint64_t device_total_bytes() const { return resident_bytes + expert_cache_bytes() + kv_bytes; }
+};
+
+// RESOURCE_EXHAUSTED naming the device, the budget and what does not fit in it (the always-
+// resident weights + KV, or the minimum of top_k expert slots); INVALID_ARGUMENT for a budget
+// naming a device other than the compute device or "host".
+absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& request);
+
+}  // namespace offload
+}  // namespace runtime
+}  // namespace kestrel
+
+#endif  // KESTREL_RUNTIME_OFFLOAD_MEMORY_PLANNER_H_

@@ -1,0 +1,216 @@
+// Unit tests of runtime/offload/: SIZE parsing, the planner on fixed inputs (exact placements and
+// the RESOURCE_EXHAUSTED numbers), the eviction policies, and the file reader (direct I/O where
+// the temp filesystem allows it, pread otherwise, same bytes either way).
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "runtime/offload/eviction_policy.h"
+#include "runtime/offload/file_reader.h"
+#include "runtime/offload/memory_planner.h"
+#include "runtime/offload/size_spec.h"
+
+namespace kestrel::runtime::offload {
+namespace {
+
+TEST(SizeSpecTest, ParsesSuffixesAndPercentages) {
+  EXPECT_EQ(*ParseSize("1024", 0), 1024u);
+  EXPECT_EQ(*ParseSize("256K", 0), 256u * 1024);
+  EXPECT_EQ(*ParseSize("256M", 0), 256ull << 20);
+  EXPECT_EQ(*ParseSize("1.5G", 0), 3ull << 29);
+  EXPECT_EQ(*ParseSize("2GiB", 0), 2ull << 30);
+  EXPECT_EQ(*ParseSize("1T", 0), 1ull << 40);
+  EXPECT_EQ(*ParseSize("60%", 1000), 600u);
+  EXPECT_EQ(*ParseSize("unlimited", 0), UINT64_MAX);
+  for (const char* bad : {"", "M", "-1", "12Q", "0%", "1001%", "1e30G", "nan"}) {
+    absl::StatusOr<uint64_t> v = ParseSize(bad, 100);
+    EXPECT_FALSE(v.ok()) << bad;
+    if (!v.ok()) {
+      EXPECT_NE(std::string(v.status().message()).find(std::string("'") + bad + "'"),
+                std::string::npos)
+          << v.status();
+    }
+  }
+}
+
+TEST(SizeSpecTest, ParsesBudgetLists) {
+  auto b = ParseBudgets({"opencl=256M", "host=60%,cpu=1K"}, 1000);
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(b->size(), 3u);
+  EXPECT_EQ((*b)[0].device, "opencl");
+  EXPECT_EQ((*b)[0].bytes, 256ull << 20);
+  EXPECT_EQ((*b)[1].device, "host");
+  EXPECT_EQ((*b)[1].bytes, 600u);
+  EXPECT_EQ((*b)[2].bytes, 1024u);
+  EXPECT_FALSE(ParseBudgets({"host=1G", "host=2G"}, 0).ok());
+  EXPECT_FALSE(ParseBudgets({"=1G"}, 0).ok());
+  EXPECT_FALSE(ParseBudgets({"host"}, 0).ok());
+  EXPECT_TRUE(ParseBudgets({}, 0)->empty());
+}
+
+// 2 MoE layers x 4 experts, top-2: per layer 100 bytes of dense weights and 3 expert stacks of
+// 400 bytes (each expert: 3 x 100 bytes); 10 bytes of KV per token.
+PlanRequest Request() {
+  PlanRequest r;
+  r.device = "cpu";
+  r.device_capacity = 1 << 30;
+  r.device_is_host = true;
+  r.n_layers = 2;
+  r.n_experts = 4;
+  r.top_k = 2;
+  r.kv_bytes_per_token = 10;
+  r.context = 10;
+  r.sequences = 1;
+  int id = 0;
+  for (int l = 0; l < 2; ++l) {
+    r.tensors.push_back({id++, 100, l, false});
+    for (int k = 0; k < 3; ++k) r.tensors.push_back({id++, 400, l, true});
+  }
+  r.tensors.push_back({id++, 50, -1, false});  // embeddings
+  r.weight_bytes = 2 * 100 + 6 * 400 + 50;
+  return r;
+}
+
+TEST(MemoryPlannerTest, EverythingResidentWhenItFits) {
+  PlanRequest r = Request();
+  auto p = PlanMemory(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_FALSE(p->experts_offloaded);
+  EXPECT_EQ(p->resident_bytes, 2650u);
+  EXPECT_EQ(p->resident.size(), 9u);
+  EXPECT_EQ(p->kv_bytes, 100u);
+  EXPECT_EQ(p->device_budget, 1u << 30);
+  EXPECT_FALSE(p->device_budget_given);
+}
+
+TEST(MemoryPlannerTest, ExpertsGoToTheCacheUnderAHostBudget) {
+  PlanRequest r = Request();
+  // dense 250 + KV 100 = 350; the 900 bytes left hold 3 slots of 300, one of them staging.
+  r.budgets = {{"host", 1250}};
+  auto p = PlanMemory(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_TRUE(p->experts_offloaded);
+  EXPECT_EQ(p->expert_slot_bytes, 300u);
+  EXPECT_EQ(p->expert_slots, 2u);
+  EXPECT_EQ(p->experts_total, 8u);
+  EXPECT_EQ(p->offloaded.size(), 6u);
+  EXPECT_EQ(p->resident_bytes, 250u);
+  EXPECT_EQ(p->expert_cache_bytes(), 900u);
+  EXPECT_LE(p->device_total_bytes(), 1250u);
+  EXPECT_EQ(p->device_budget, 1250u);
+  EXPECT_EQ(p->host_budget, 1250u);
+
+  // The device budget binds the same way; "cpu" names "cpu:0".
+  r.device = "cpu:0";
+  r.budgets = {{"cpu", 1300}, {"host", 1 << 20}};
+  p = PlanMemory(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->expert_slots, 2u);
+  EXPECT_EQ(p->device_budget, 1300u);
+}
+
+TEST(MemoryPlannerTest, AHostBudgetDoesNotLimitAGpu) {
+  PlanRequest r = Request();
+  r.device = "opencl:0";
+  r.device_is_host = false;
+  r.budgets = {{"host", 10}};
+  auto p = PlanMemory(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_FALSE(p->experts_offloaded);
+  EXPECT_EQ(p->host_budget, 10u);
+}
+
+TEST(MemoryPlannerTest, ImpossibleBudgetsGiveTheNumbers) {
+  PlanRequest r = Request();
+  r.budgets = {{"host", 300}};
+  auto p = PlanMemory(r);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kResourceExhausted);
+  std::string m(p.status().message());
+  EXPECT_NE(m.find("is 300 bytes"), std::string::npos) << m;
+  EXPECT_NE(m.find("need 250 bytes"), std::string::npos) << m;
+  EXPECT_NE(m.find("100 bytes"), std::string::npos) << m;
+  EXPECT_NE(m.find("50 bytes too many"), std::string::npos) << m;
+
+  r.budgets = {{"host", 1249}};  // 899 left: 2 slots + staging need 900
+  p = PlanMemory(r);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kResourceExhausted);
+  m = std::string(p.status().message());
+  EXPECT_NE(m.find("899 bytes are left"), std::string::npos) << m;
+  EXPECT_NE(m.find("at least 3 slots of 300 bytes"), std::string::npos) << m;
+  EXPECT_NE(m.find("= 900 bytes"), std::string::npos) << m;
+
+  r.budgets = {{"opencl", 1}};
+  p = PlanMemory(r);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(EvictionPolicyTest, LruEvictsTheLeastRecent) {
+  EvictionPolicy p(EvictionKind::kLru, 10, 3);
+  EXPECT_EQ(p.Victim(UINT32_MAX), 0u);
+  p.Use(0, 5);
+  EXPECT_EQ(p.Victim(UINT32_MAX), 1u);
+  p.Use(1, 6);
+  p.Use(2, 7);
+  p.Use(0, 5);  // slot 1 is now the oldest
+  EXPECT_EQ(p.Victim(UINT32_MAX), 1u);
+  EXPECT_EQ(p.Victim(1), 2u);  // pinned slots are skipped
+}
+
+TEST(EvictionPolicyTest, LfuEvictsTheLeastFrequentWithHistory) {
+  EvictionPolicy p(EvictionKind::kLfu, 10, 2);
+  p.Use(0, 1);
+  p.Use(0, 1);
+  p.Use(0, 1);
+  p.Use(1, 2);
+  EXPECT_EQ(p.Victim(UINT32_MAX), 1u);  // key 2 used once, key 1 three times
+  p.Use(1, 3);                           // key 3 replaces key 2
+  p.Use(1, 3);
+  p.Use(1, 3);
+  p.Use(1, 3);
+  EXPECT_EQ(p.Victim(UINT32_MAX), 0u);  // key 1: 3 uses < key 3: 4 uses
+  EXPECT_EQ(ParseEvictionKind("lfu").value(), EvictionKind::kLfu);
+  EXPECT_FALSE(ParseEvictionKind("fifo").ok());
+}
+
+class FileReaderTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(FileReaderTest, ReadsTheBytesAtAnyOffset) {
+  const char* dir = std::getenv("TMPDIR");
+  const std::string path = std::string(dir ? dir : "/tmp") + "/kestrel_offload_reader_" +
+                           std::to_string(::getpid()) + (GetParam() ? "_d" : "_p");
+  std::vector<uint8_t> data(50000);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 131 + 7);
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+  auto r = FileReader::Open(path, 10000, GetParam());
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::printf("file reader mode: %s\n", (*r)->mode().c_str());
+  if (!GetParam()) {
+    EXPECT_FALSE((*r)->direct());
+  }
+  for (uint64_t off : {0u, 1u, 4095u, 4096u, 12345u, 40000u}) {
+    const uint64_t n = off == 40000u ? 10000u : 9999u;
+    auto got = (*r)->Read(off, n);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(std::vector<uint8_t>(*got, *got + n),
+              std::vector<uint8_t>(data.begin() + off, data.begin() + off + n))
+        << "offset " << off;
+  }
+  EXPECT_FALSE((*r)->Read(0, 10001).ok());
+  auto past = (*r)->Read(45000, 9000);
+  EXPECT_FALSE(past.ok());
+  EXPECT_GE((*r)->staging_bytes(), 10000u);
+  std::remove(path.c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(DirectAndPread, FileReaderTest, ::testing::Bool());
+
+}  // namespace
+}  // namespace kestrel::runtime::offload

@@ -1,0 +1,215 @@
+// Memory offload through the public C API on tiny-moe-f32 (4 layers x 4 experts, top-2): host
+// budgets that hold the dense weights, the KV cache and k expert slots (k = 3, 5, 9 of the 16
+// experts) must give exactly the fully resident greedy tokens on cpu and on ref, with LRU and
+// LFU; the expert cache's own accounting stays within its budget; hit/miss counts add up per
+// layer; budgets that cannot work fail with RESOURCE_EXHAUSTED naming the numbers.
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kestrel/kestrel.h"
+#include "nlohmann/json.hpp"
+#include "tests/test_util.h"
+
+namespace kestrel::testing {
+namespace {
+
+constexpr uint32_t kCtx = 128;
+
+StatusPtr Load(kestrel_runtime_t* rt, const std::string& device, const std::string& budget,
+               uint32_t policy, bool metadata_only, ModelPtr* out) {
+  const std::string path = ModelPath("tiny-moe-f32.gguf");
+  kestrel_model_options_t o;
+  kestrel_model_options_init(&o);
+  o.device = device.c_str();
+  o.metadata_only = metadata_only;
+  o.memory_budget = budget.empty() ? nullptr : budget.c_str();
+  o.expert_cache_policy = policy;
+  o.plan_context_length = kCtx;
+  kestrel_model_t* m = nullptr;
+  StatusPtr s(kestrel_model_load(rt, path.data(), path.size(), &o, &m));
+  out->reset(m);
+  return s;
+}
+
+kestrel_memory_plan_info_t Plan(const kestrel_model_t* m) {
+  kestrel_memory_plan_info_t p{};
+  p.struct_size = sizeof(p);
+  StatusPtr s(kestrel_model_get_memory_plan(m, &p));
+  EXPECT_EQ(s, nullptr) << kestrel_status_message(s.get());
+  return p;
+}
+
+std::vector<int32_t> Greedy(kestrel_model_t* m, const std::vector<int32_t>& prompt, int n) {
+  SessionPtr s = MakeGreedySession(m, kCtx);
+  std::vector<int32_t> out;
+  if (!s) return out;
+  StatusPtr st(kestrel_session_decode(s.get(), prompt.data(), prompt.size()));
+  EXPECT_EQ(st, nullptr) << kestrel_status_message(st.get());
+  for (int i = 0; i < n && st == nullptr; ++i) {
+    int32_t t = -1;
+    st.reset(kestrel_session_sample(s.get(), &t));
+    EXPECT_EQ(st, nullptr) << kestrel_status_message(st.get());
+    out.push_back(t);
+    if (st == nullptr) st.reset(kestrel_session_decode(s.get(), &t, 1));
+    EXPECT_EQ(st, nullptr) << kestrel_status_message(st.get());
+  }
+  return out;
+}
+
+std::vector<std::vector<int32_t>> Prompts() {
+  std::ifstream f(ModelPath("tiny-moe-f32.golden.json"));
+  nlohmann::json golden = nlohmann::json::parse(f);
+  std::vector<std::vector<int32_t>> p;
+  for (const auto& c : golden["cases"]) p.push_back(c["prompt_ids"].get<std::vector<int32_t>>());
+  return p;
+}
+
+struct Sizes {
+  uint64_t dense = 0, kv = 0, slot = 0;
+  uint32_t experts = 0;
+};
+
+// The byte counts the budgets are built from, from an unlimited plan.
+Sizes MeasureSizes(kestrel_runtime_t* rt) {
+  ModelPtr m;
+  StatusPtr s = Load(rt, "ref", "host=unlimited", 0, true, &m);
+  EXPECT_EQ(s, nullptr) << kestrel_status_message(s.get());
+  Sizes z;
+  if (!m) return z;
+  const kestrel_memory_plan_info_t p = Plan(m.get());
+  EXPECT_FALSE(p.experts_offloaded);
+  EXPECT_EQ(p.experts_total, 16u);
+  z.dense = p.resident_bytes - p.expert_bytes;
+  z.kv = p.kv_bytes;
+  z.experts = p.experts_total;
+  z.slot = p.expert_bytes / p.experts_total;
+  // tiny-moe-f32: KV of 4 layers x 4 KV heads x head dim 8, K and V in f32, per token.
+  EXPECT_EQ(z.kv, uint64_t{kCtx} * 2 * 4 * 4 * 8 * 4);
+  // One expert: gate and up [128, 64] and down [64, 128] in f32.
+  EXPECT_EQ(z.slot, 3u * 128 * 64 * 4);
+  return z;
+}
+
+class OffloadModelTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(OffloadModelTest, BudgetsGiveTheResidentTokensWithinTheCacheBudget) {
+  const std::string device = GetParam();
+  RuntimePtr rt = MakeRuntime();
+  const Sizes z = MeasureSizes(rt.get());
+  ASSERT_GT(z.slot, 0u);
+  ModelPtr resident;
+  StatusPtr s = Load(rt.get(), device, "", 0, false, &resident);
+  ASSERT_EQ(s, nullptr) << kestrel_status_message(s.get());
+  const auto prompts = Prompts();
+  std::vector<std::vector<int32_t>> want;
+  for (const auto& p : prompts) want.push_back(Greedy(resident.get(), p, 32));
+  resident.reset();
+
+  for (uint32_t slots : {3u, 5u, 9u}) {
+    for (uint32_t policy : {KESTREL_EXPERT_CACHE_LRU, KESTREL_EXPERT_CACHE_LFU}) {
+      SCOPED_TRACE(device + ", " + std::to_string(slots) + " slots, policy " +
+                   std::to_string(policy));
+      const uint64_t host = z.dense + z.kv + (slots + 1) * z.slot;
+      ModelPtr m;
+      s = Load(rt.get(), device, "host=" + std::to_string(host), policy, false, &m);
+      ASSERT_EQ(s, nullptr) << kestrel_status_message(s.get());
+      const kestrel_memory_plan_info_t p = Plan(m.get());
+      EXPECT_TRUE(p.experts_offloaded);
+      EXPECT_EQ(p.expert_slots, slots);
+      EXPECT_EQ(p.offloaded_tensors, 12u);
+      EXPECT_EQ(p.device_budget_bytes, host);
+      EXPECT_LE(p.device_total_bytes, host);
+      for (size_t i = 0; i < prompts.size(); ++i) {
+        EXPECT_EQ(Greedy(m.get(), prompts[i], 32), want[i]) << "prompt " << i;
+      }
+      kestrel_offload_stats_t st{};
+      st.struct_size = sizeof(st);
+      s.reset(kestrel_model_get_offload_stats(m.get(), &st));
+      ASSERT_EQ(s, nullptr) << kestrel_status_message(s.get());
+      EXPECT_EQ(st.expert_cache_budget_bytes, p.expert_cache_bytes);
+      EXPECT_LE(st.expert_cache_peak_bytes, st.expert_cache_budget_bytes);
+      EXPECT_LE(st.expert_cache_bytes, st.expert_cache_peak_bytes);
+      EXPECT_GT(st.expert_misses, 0u);
+      // Every routed miss reads one expert; a layer's first probe may read one more.
+      EXPECT_GE(st.disk_bytes_read, st.expert_misses * z.slot);
+      EXPECT_EQ(st.disk_bytes_read % z.slot, 0u);
+      EXPECT_EQ(st.n_layers, 4u);
+      EXPECT_EQ(st.policy, policy);
+      uint64_t hits = 0, misses = 0;
+      for (uint32_t l = 0; l < st.n_layers; ++l) {
+        uint64_t h = 0, mi = 0;
+        KESTREL_ASSERT_OK(kestrel_model_get_expert_layer_stats(m.get(), l, &h, &mi));
+        EXPECT_GT(h + mi, 0u) << "layer " << l;
+        hits += h;
+        misses += mi;
+      }
+      EXPECT_EQ(hits, st.expert_hits);
+      EXPECT_EQ(misses, st.expert_misses);
+      uint64_t h = 0, mi = 0;
+      StatusPtr bad(kestrel_model_get_expert_layer_stats(m.get(), 4, &h, &mi));
+      ASSERT_NE(bad, nullptr);
+      EXPECT_EQ(kestrel_status_code(bad.get()), KESTREL_STATUS_OUT_OF_RANGE);
+      if (slots == 9) {
+        EXPECT_GT(st.expert_hits, 0u);
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Devices, OffloadModelTest, ::testing::Values("cpu", "ref"));
+
+TEST(OffloadPlanTest, ImpossibleBudgetsNameTheNumbers) {
+  RuntimePtr rt = MakeRuntime();
+  const Sizes z = MeasureSizes(rt.get());
+  // One slot short of the minimum: top-2 experts plus the staging slot.
+  const uint64_t host = z.dense + z.kv + 2 * z.slot;
+  ModelPtr m;
+  StatusPtr s = Load(rt.get(), "ref", "host=" + std::to_string(host), 0, false, &m);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(kestrel_status_code(s.get()), KESTREL_STATUS_RESOURCE_EXHAUSTED);
+  std::string msg = kestrel_status_message(s.get());
+  EXPECT_NE(msg.find(std::to_string(host)), std::string::npos) << msg;
+  EXPECT_NE(msg.find(std::to_string(3 * z.slot)), std::string::npos) << msg;
+  EXPECT_NE(msg.find("at least 3 slots"), std::string::npos) << msg;
+
+  s = Load(rt.get(), "ref", "host=1K", 0, true, &m);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(kestrel_status_code(s.get()), KESTREL_STATUS_RESOURCE_EXHAUSTED);
+  msg = kestrel_status_message(s.get());
+  EXPECT_NE(msg.find("1024 bytes"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(std::to_string(z.dense) + " bytes"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(std::to_string(z.kv) + " bytes"), std::string::npos) << msg;
+
+  s = Load(rt.get(), "ref", "ref=12Q", 0, true, &m);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(kestrel_status_code(s.get()), KESTREL_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(kestrel_status_message(s.get())).find("12Q"), std::string::npos);
+  s = Load(rt.get(), "ref", "opencl=1G", 0, true, &m);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(kestrel_status_code(s.get()), KESTREL_STATUS_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(kestrel_status_message(s.get())).find("opencl"), std::string::npos);
+
+  // A budget that holds everything keeps everything resident; no budget, no plan.
+  s = Load(rt.get(), "ref", "ref=200%,host=1G", 0, false, &m);
+  ASSERT_EQ(s, nullptr) << kestrel_status_message(s.get());
+  const kestrel_memory_plan_info_t p = Plan(m.get());
+  EXPECT_FALSE(p.experts_offloaded);
+  kestrel_offload_stats_t st{};
+  st.struct_size = sizeof(st);
+  StatusPtr none(kestrel_model_get_offload_stats(m.get(), &st));
+  ASSERT_NE(none, nullptr);
+  EXPECT_EQ(kestrel_status_code(none.get()), KESTREL_STATUS_FAILED_PRECONDITION);
+  s = Load(rt.get(), "ref", "", 0, true, &m);
+  ASSERT_EQ(s, nullptr);
+  kestrel_memory_plan_info_t q{};
+  q.struct_size = sizeof(q);
+  none.reset(kestrel_model_get_memory_plan(m.get(), &q));
+  ASSERT_NE(none, nullptr);
+  EXPECT_EQ(kestrel_status_code(none.get()), KESTREL_STATUS_FAILED_PRECONDITION);
+}
+
+}  // namespace
+}  // namespace kestrel::testing

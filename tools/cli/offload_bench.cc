@@ -1,0 +1,257 @@
+// Offload bench. Two models in one process: MODEL loaded under the --mem budgets (expert cache)
+// and MODEL fully resident (the baseline), each with one greedy session. Repetitions alternate
+// between them (offloaded, resident, offloaded, ...) so both see the same machine load; each
+// prefills a synthetic prompt of -p tokens and decodes -n tokens one step at a time (timed). The
+// expert cache's counters are reset before each offloaded decode, so hit rates and bytes read
+// cover decode only. Then the disk read bandwidth is measured on the model file with reads of one
+// expert's size at random offsets (direct I/O where allowed, as the cache reads).
+//
+// Last stdout line (--json): decode_tokens_per_s, resident_decode_tokens_per_s (medians),
+// disk_read_bytes_per_s, missed_bytes_per_token, io_roofline_fraction = (resident time per token
+// + missed bytes per token / disk bandwidth) / measured time per token, expert_hit_rate, and more.
+#include "offload_bench.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <vector>
+
+#include "api_util.h"
+#include "bench_util.h"
+#include "interrupt.h"
+#include "json_writer.h"
+#include "kestrel/kestrel.h"
+
+namespace kestrel::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool Check(kestrel_status_t* raw) {
+  StatusPtr status(raw);
+  if (!status) return true;
+  PrintStatusError(status.get());
+  return false;
+}
+
+SessionPtr MakeSession(kestrel_model_t* model, const Options& o) {
+  kestrel_sampler_options_t sampler;
+  kestrel_sampler_options_init(&sampler);
+  sampler.temperature = 0.0f;
+  kestrel_session_options_t so;
+  kestrel_session_options_init(&so);
+  so.context_length = o.bench.n_prompt + o.bench.n_decode;
+  so.sampler = &sampler;
+  so.n_threads = o.n_threads;
+  so.kv_type = o.kv_type;
+  kestrel_session_t* s = nullptr;
+  if (!Check(kestrel_session_create(model, &so, &s))) return nullptr;
+  return SessionPtr(s);
+}
+
+// Decode seconds of one repetition, negative on failure.
+bool Stats(kestrel_model_t* m, kestrel_offload_stats_t* st) {
+  *st = kestrel_offload_stats_t{};
+  st->struct_size = sizeof(*st);
+  return Check(kestrel_model_get_offload_stats(m, st));
+}
+
+// Decode seconds of one repetition, negative on failure. For the offloaded model the hit counts
+// are reset after the prefill and *read_at_start gets the bytes read so far.
+double DecodeSeconds(kestrel_session_t* s, const std::vector<int32_t>& prompt, uint32_t n_decode,
+                     kestrel_model_t* offloaded, uint64_t* read_at_start) {
+  if (!Check(kestrel_session_truncate(s, 0))) return -1;
+  if (!Check(kestrel_session_decode(s, prompt.data(), prompt.size()))) return -1;
+  if (offloaded != nullptr) {
+    kestrel_offload_stats_t st;
+    if (!Check(kestrel_model_reset_offload_stats(offloaded)) || !Stats(offloaded, &st)) return -1;
+    *read_at_start = st.disk_bytes_read;
+  }
+  const Clock::time_point t0 = Clock::now();
+  for (uint32_t i = 0; i < n_decode; ++i) {
+    int32_t token = 0;
+    if (!Check(kestrel_session_sample(s, &token))) return -1;
+    if (!Check(kestrel_session_decode(s, &token, 1))) return -1;
+  }
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+}  // namespace
+
+double MeasureDiskReadBandwidth(const std::string& path, uint64_t chunk_bytes,
+                                uint64_t total_bytes, bool* direct) {
+  constexpr uint64_t kAlign = 4096;
+  chunk_bytes = std::max<uint64_t>(kAlign, (chunk_bytes + kAlign - 1) / kAlign * kAlign);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
+  *direct = fd >= 0;
+  void* buf = std::aligned_alloc(kAlign, chunk_bytes);
+  if (buf == nullptr) return -1;
+  if (fd >= 0 && ::pread(fd, buf, kAlign, 0) < 0) {
+    ::close(fd);
+    fd = -1;
+    *direct = false;
+  }
+  if (fd < 0) {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  }
+  if (fd < 0) {
+    std::free(buf);
+    return -1;
+  }
+  const off_t size = ::lseek(fd, 0, SEEK_END);
+  const uint64_t blocks = size > static_cast<off_t>(chunk_bytes)
+                              ? (static_cast<uint64_t>(size) - chunk_bytes) / kAlign
+                              : 0;
+  std::mt19937_64 rng(42);
+  uint64_t done = 0;
+  const Clock::time_point t0 = Clock::now();
+  while (done < total_bytes) {
+    const uint64_t off = blocks ? (rng() % blocks) * kAlign : 0;
+    const ssize_t n = ::pread(fd, buf, chunk_bytes, static_cast<off_t>(off));
+    if (n <= 0) break;
+    done += static_cast<uint64_t>(n);
+  }
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  if (!*direct) ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+  std::free(buf);
+  return done > 0 && s > 0 ? static_cast<double>(done) / s : -1;
+}
+
+int RunOffloadBench(const Options& o) {
+  const BenchOptions& b = o.bench;
+  InstallInterruptHandler();
+  RuntimePtr runtime = CreateRuntime(o.verbosity);
+  if (!runtime) return kExitError;
+  int exit_code = kExitError;
+  LoadOptions load = LoadOptionsFrom(o);
+  load.plan_context = b.n_prompt + b.n_decode;  // the KV the bench's sessions use
+  ModelPtr offloaded = LoadModel(runtime.get(), load, &exit_code);
+  if (!offloaded) return exit_code;
+  LoadOptions resident_load = LoadOptionsFrom(o);
+  resident_load.mem.clear();
+  ModelPtr resident = LoadModel(runtime.get(), resident_load, &exit_code);
+  if (!resident) return exit_code;
+  kestrel_model_info_t info;
+  if (!GetModelInfo(offloaded.get(), &info)) return kExitError;
+  kestrel_memory_plan_info_t plan{};
+  plan.struct_size = sizeof(plan);
+  if (!Check(kestrel_model_get_memory_plan(offloaded.get(), &plan))) return kExitError;
+  SessionPtr s_off = MakeSession(offloaded.get(), o), s_res = MakeSession(resident.get(), o);
+  if (!s_off || !s_res) return kExitError;
+  const std::vector<int32_t> prompt =
+      SyntheticPromptIds(b.n_prompt, info.vocab_size, info.add_bos ? info.bos_id : -1);
+
+  std::vector<double> off_tps, res_tps, missed_per_token, hit_rates;
+  kestrel_offload_stats_t st{};
+  for (uint32_t run = 0; run < b.warmup + b.reps; ++run) {
+    uint64_t read0 = 0;
+    const double t_off = DecodeSeconds(s_off.get(), prompt, b.n_decode,
+                                       plan.experts_offloaded ? offloaded.get() : nullptr, &read0);
+    if (t_off < 0) return kExitError;
+    uint64_t hits = 0, misses = 0, read = 0;
+    if (plan.experts_offloaded) {
+      if (!Stats(offloaded.get(), &st)) return kExitError;
+      hits = st.expert_hits;
+      misses = st.expert_misses;
+      read = st.disk_bytes_read - read0;
+    }
+    const double t_res = DecodeSeconds(s_res.get(), prompt, b.n_decode, nullptr, nullptr);
+    if (t_res < 0) return kExitError;
+    if (InterruptRequested()) return kExitInterrupted;
+    std::fprintf(stderr, "kestrel: offload bench %s %u: decode %.2f tok/s (budget), %.2f tok/s (resident)\n",
+                 run < b.warmup ? "warm-up" : "rep", run + 1, b.n_decode / t_off,
+                 b.n_decode / t_res);
+    if (run < b.warmup) continue;
+    off_tps.push_back(b.n_decode / t_off);
+    res_tps.push_back(b.n_decode / t_res);
+    if (plan.experts_offloaded) {
+      hit_rates.push_back(hits + misses ? static_cast<double>(hits) / (hits + misses) : 1.0);
+      missed_per_token.push_back(static_cast<double>(read) / b.n_decode);
+    }
+  }
+  if (plan.experts_offloaded && !Stats(offloaded.get(), &st)) return kExitError;
+  bool direct = false;
+  const double disk_bw = MeasureDiskReadBandwidth(
+      o.model_path, plan.expert_slot_bytes ? plan.expert_slot_bytes / 3 : (1u << 20),
+      uint64_t{256} << 20, &direct);
+  const Summary off = Summarize(off_tps), res = Summarize(res_tps);
+  const double missed = missed_per_token.empty() ? 0.0 : Summarize(missed_per_token).median;
+  const double hit = hit_rates.empty() ? 1.0 : Summarize(hit_rates).median;
+  const double roofline_s = 1.0 / res.median + (disk_bw > 0 ? missed / disk_bw : 0.0);
+  const double fraction = roofline_s * off.median;
+  std::printf("model    %s, device %s\n", o.model_path.c_str(), info.device);
+  std::printf("plan     resident %s, expert cache %u of %u experts (%s), KV %s\n",
+              FormatBytes(plan.resident_bytes).c_str(), plan.expert_slots, plan.experts_total,
+              FormatBytes(plan.expert_cache_bytes).c_str(), FormatBytes(plan.kv_bytes).c_str());
+  std::printf("decode   %.2f tok/s under the budget, %.2f tok/s resident (medians of %u)\n",
+              off.median, res.median, b.reps);
+  std::printf("experts  hit rate %.3f, %.0f missed bytes per token, disk %.1f MB/s (%s)\n", hit,
+              missed, disk_bw / 1e6, direct ? "direct I/O" : "pread");
+  std::printf("I/O roofline fraction %.3f\n", fraction);
+  if (o.json) {
+    JsonWriter w;
+    w.BeginObject();
+    w.Key("mode");
+    w.String("offload");
+    w.Key("model");
+    w.String(o.model_path);
+    w.Key("device");
+    w.String(info.device);
+    w.Key("expert_policy");
+    w.String(o.expert_policy);
+    w.Key("n_prompt");
+    w.Uint(b.n_prompt);
+    w.Key("n_decode");
+    w.Uint(b.n_decode);
+    w.Key("reps");
+    w.Uint(b.reps);
+    w.Key("decode_tokens_per_s");
+    w.Double(off.median);
+    w.Key("decode_tokens_per_s_all");
+    w.BeginArray();
+    for (double v : off_tps) w.Double(v);
+    w.EndArray();
+    w.Key("resident_decode_tokens_per_s");
+    w.Double(res.median);
+    w.Key("resident_decode_tokens_per_s_all");
+    w.BeginArray();
+    for (double v : res_tps) w.Double(v);
+    w.EndArray();
+    w.Key("disk_read_bytes_per_s");
+    w.Double(disk_bw);
+    w.Key("disk_read_direct_io");
+    w.Bool(direct);
+    w.Key("missed_bytes_per_token");
+    w.Double(missed);
+    w.Key("io_roofline_fraction");
+    w.Double(fraction);
+    w.Key("expert_hit_rate");
+    w.Double(hit);
+    w.Key("expert_slots");
+    w.Uint(plan.expert_slots);
+    w.Key("experts_total");
+    w.Uint(plan.experts_total);
+    w.Key("expert_cache_bytes");
+    w.Uint(plan.expert_cache_bytes);
+    w.Key("expert_cache_peak_bytes");
+    w.Uint(st.expert_cache_peak_bytes);
+    w.Key("expert_io_mode");
+    w.String(plan.experts_offloaded && st.io_mode ? st.io_mode : "");
+    w.Key("device_budget_bytes");
+    w.Uint(plan.device_budget_bytes);
+    w.Key("peak_rss_bytes");
+    w.Uint(PeakRssBytes());
+    w.EndObject();
+    std::printf("%s\n", w.str().c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace kestrel::cli
