@@ -15,6 +15,9 @@
 //     std::cout << text << std::flush;                        // return false to stop early
 //   });
 //
+// The serving engine, kestrel::Engine (many concurrent requests over one model), is in
+// kestrel/engine.hpp, which this header includes.
+//
 // Errors: every failing call throws kestrel::Error (a std::runtime_error) carrying the library's
 // status code and message. Ownership: Runtime and Session are move-only owners; Model is a
 // shared, copyable reference (kestrel_model_retain/release). A model and a session keep alive
@@ -807,5 +810,8 @@ inline GenerateResult Session::Complete(std::string_view prompt, const GenerateO
 }
 
 }  // namespace kestrel
+
+// The serving engine (kestrel::Engine) lives in its own header, part of this one.
+#include "kestrel/engine.hpp"  // IWYU pragma: export
 
 #endif  // KESTREL_KESTREL_HPP_
