@@ -13,7 +13,8 @@ constexpr unsigned kForGenerate = 1u << 0;
 constexpr unsigned kForInfo = 1u << 1;
 constexpr unsigned kForDevices = 1u << 2;
 constexpr unsigned kForBench = 1u << 3;
-constexpr unsigned kForAll = kForGenerate | kForInfo | kForDevices | kForBench;
+constexpr unsigned kForServe = 1u << 4;
+constexpr unsigned kForAll = kForGenerate | kForInfo | kForDevices | kForBench | kForServe;
 
 constexpr uint32_t kMaxConcurrency = 4096;
 constexpr uint32_t kMaxPrefixTokens = 1u << 20;
@@ -47,6 +48,10 @@ enum class FlagId {
   kPrefixTokens,
   kKvBlockSize,
   kKvType,
+  kPromptFile,
+  kHost,
+  kPort,
+  kMaxConcurrency,
 };
 
 struct FlagSpec {
@@ -58,7 +63,7 @@ struct FlagSpec {
 };
 
 constexpr FlagSpec kFlags[] = {
-    {FlagId::kModel, "model", 'm', true, kForGenerate | kForInfo | kForBench},
+    {FlagId::kModel, "model", 'm', true, kForGenerate | kForInfo | kForBench | kForServe},
     {FlagId::kPrompt, "prompt", 'p', true, kForGenerate | kForBench},
     {FlagId::kMaxTokens, "n-predict", 'n', true, kForGenerate | kForBench},
     {FlagId::kTemp, "temp", 0, true, kForGenerate},
@@ -68,12 +73,12 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kRepeatPenalty, "repeat-penalty", 0, true, kForGenerate},
     {FlagId::kRepeatLastN, "repeat-last-n", 0, true, kForGenerate},
     {FlagId::kSeed, "seed", 0, true, kForGenerate},
-    {FlagId::kCtx, "ctx", 0, true, kForGenerate},
-    {FlagId::kDevice, "device", 0, true, kForGenerate | kForInfo | kForBench},
+    {FlagId::kCtx, "ctx", 0, true, kForGenerate | kForServe},
+    {FlagId::kDevice, "device", 0, true, kForGenerate | kForInfo | kForBench | kForServe},
     {FlagId::kStop, "stop", 0, true, kForGenerate},
-    {FlagId::kThreads, "threads", 't', true, kForGenerate | kForBench},
-    {FlagId::kJson, "json", 0, false, kForAll},
-    {FlagId::kNoMmap, "no-mmap", 0, false, kForGenerate | kForInfo | kForBench},
+    {FlagId::kThreads, "threads", 't', true, kForGenerate | kForBench | kForServe},
+    {FlagId::kJson, "json", 0, false, kForGenerate | kForInfo | kForDevices | kForBench},
+    {FlagId::kNoMmap, "no-mmap", 0, false, kForGenerate | kForInfo | kForBench | kForServe},
     {FlagId::kNoEcho, "no-echo", 0, false, kForGenerate},
     {FlagId::kVerbose, "verbose", 'v', false, kForAll},
     {FlagId::kHelp, "help", 'h', false, kForAll},
@@ -86,7 +91,11 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kConcurrency, "concurrency", 0, true, kForBench},
     {FlagId::kPrefixTokens, "prefix-tokens", 0, true, kForBench},
     {FlagId::kKvBlockSize, "kv-block-size", 0, true, kForBench},
-    {FlagId::kKvType, "kv-type", 0, true, kForGenerate | kForBench},
+    {FlagId::kKvType, "kv-type", 0, true, kForGenerate | kForBench | kForServe},
+    {FlagId::kPromptFile, "file", 'f', true, kForGenerate},
+    {FlagId::kHost, "host", 0, true, kForServe},
+    {FlagId::kPort, "port", 0, true, kForServe},
+    {FlagId::kMaxConcurrency, "max-concurrency", 0, true, kForServe},
 };
 
 unsigned CommandBit(Command command) {
@@ -99,6 +108,8 @@ unsigned CommandBit(Command command) {
       return kForDevices;
     case Command::kBench:
       return kForBench;
+    case Command::kServe:
+      return kForServe;
     default:
       return 0;
   }
@@ -109,6 +120,7 @@ std::optional<Command> CommandFromName(std::string_view name) {
   if (name == "info") return Command::kInfo;
   if (name == "devices") return Command::kDevices;
   if (name == "bench") return Command::kBench;
+  if (name == "serve") return Command::kServe;
   if (name == "help") return Command::kHelp;
   if (name == "version") return Command::kVersion;
   return std::nullopt;
@@ -161,7 +173,17 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
         }
         break;
       }
-      o->prompt = std::string(value);
+      if (o->prompt || o->prompt_file) return Fail("give the prompt once: -p TEXT, -p - or -f FILE");
+      if (value == "-") {
+        o->prompt_file = "-";
+      } else {
+        o->prompt = std::string(value);
+      }
+      break;
+    case FlagId::kPromptFile:
+      if (value.empty()) return Fail(BadValue(spelled, value, "a file path, or - for stdin"));
+      if (o->prompt || o->prompt_file) return Fail("give the prompt once: -p TEXT, -p - or -f FILE");
+      o->prompt_file = std::string(value);
       break;
     case FlagId::kMaxTokens:
       if (o->command == Command::kBench) {
@@ -170,8 +192,11 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
         }
         break;
       }
-      if (!ParseUint32(value, &o->max_new_tokens)) {
-        return Fail(BadValue(spelled, value, "an integer in [0, 4294967295]"));
+      if (value == "-1") {  // until EOS or a full context
+        o->max_new_tokens = std::numeric_limits<uint32_t>::max();
+      } else if (!ParseUint32(value, &o->max_new_tokens)) {
+        return Fail(BadValue(spelled, value,
+                             "an integer in [0, 4294967295], or -1 (until EOS or a full context)"));
       }
       break;
     case FlagId::kTemp: {
@@ -307,6 +332,21 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
       o->bench.kv_block_size = v;
       break;
     }
+    case FlagId::kHost:
+      if (value.empty()) return Fail(BadValue(spelled, value, "a host name or address"));
+      o->serve.host = std::string(value);
+      break;
+    case FlagId::kPort:
+      if (!ParseUint32(value, &o->serve.port) || o->serve.port > 65535) {
+        return Fail(BadValue(spelled, value, "a TCP port in [0, 65535] (0 = any free port)"));
+      }
+      break;
+    case FlagId::kMaxConcurrency:
+      if (!ParseUint32(value, &o->serve.max_concurrency) || o->serve.max_concurrency == 0 ||
+          o->serve.max_concurrency > kMaxConcurrency) {
+        return Fail(BadValue(spelled, value, "an integer in [1, 4096]"));
+      }
+      break;
     case FlagId::kKvType:
       if (value == "f32") {
         o->kv_type = 0;  // KESTREL_KV_F32
@@ -336,6 +376,8 @@ const char* CommandName(Command command) {
       return "help";
     case Command::kVersion:
       return "version";
+    case Command::kServe:
+      return "serve";
     case Command::kNone:
       break;
   }
@@ -405,7 +447,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     ++i;
   } else if (!first.empty() && first[0] == '-') {
     return Fail("expected a command before '" + std::string(first) +
-                "' (generate, info, devices, bench, help)");
+                "' (generate, info, devices, bench, serve, help)");
   } else if (auto c = CommandFromName(first)) {
     o.command = *c;
     ++i;
@@ -502,11 +544,13 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
   }
 
   if (!o.help) {
-    if ((o.command == Command::kGenerate || o.command == Command::kInfo) && o.model_path.empty()) {
+    if ((o.command == Command::kGenerate || o.command == Command::kInfo ||
+         o.command == Command::kServe) &&
+        o.model_path.empty()) {
       return Fail(std::string("'") + CommandName(o.command) + "' needs -m/--model MODEL");
     }
-    if (o.command == Command::kGenerate && !o.prompt) {
-      return Fail("'generate' needs -p/--prompt PROMPT");
+    if (o.command == Command::kGenerate && !o.prompt && !o.prompt_file) {
+      return Fail("'generate' needs -p/--prompt PROMPT (or -p - / -f FILE)");
     }
     if (o.command == Command::kBench) {
       if (o.bench.engine && o.bench.membw) return Fail("--engine and --membw exclude each other");

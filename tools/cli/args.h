@@ -11,7 +11,7 @@
 
 namespace kestrel::cli {
 
-enum class Command { kNone, kGenerate, kInfo, kDevices, kBench, kHelp, kVersion };
+enum class Command { kNone, kGenerate, kInfo, kDevices, kBench, kHelp, kVersion, kServe };
 
 // "generate", "info", ...; "" for kNone.
 const char* CommandName(Command command);
@@ -36,6 +36,13 @@ struct BenchOptions {
   std::optional<uint32_t> kv_block_size;
 };
 
+// `kestrel serve`: where to listen and how many requests run at once.
+struct ServeOptions {
+  std::string host = "127.0.0.1";  // --host
+  uint32_t port = 8080;            // --port (0: any free port, printed at start)
+  uint32_t max_concurrency = 16;   // --max-concurrency: requests generating at once, in [1, 4096]
+};
+
 // Everything the command line can say. Optional sampler fields stay unset when the flag is absent,
 // so the library's defaults (kestrel_sampler_options_init) apply.
 struct Options {
@@ -45,8 +52,11 @@ struct Options {
   int verbosity = 0;       // -v: INFO log lines, -vv: DEBUG
 
   std::string model_path;             // -m/--model
-  std::optional<std::string> prompt;  // -p/--prompt
-  uint32_t max_new_tokens = 128;      // -n
+  std::optional<std::string> prompt;  // -p/--prompt (unset with -p - or -f)
+  // -f/--file FILE: the prompt is the file's bytes; "-" (also `-p -`): standard input. Read by
+  // ReadPrompt (prompt_input.h), not here.
+  std::optional<std::string> prompt_file;
+  uint32_t max_new_tokens = 128;      // -n (-n -1: 4294967295, until EOS or a full context)
   float temperature = 0.8f;           // --temp (0: greedy)
   std::optional<int32_t> top_k;
   std::optional<float> top_p;
@@ -63,6 +73,7 @@ struct Options {
   bool use_mmap = true;                   // --no-mmap clears it
   bool echo_prompt = true;                // --no-echo clears it
   BenchOptions bench;                     // `bench` only
+  ServeOptions serve;                     // `serve` only
 };
 
 struct ParseResult {

@@ -333,5 +333,28 @@ TEST(ParseArgsTest, BenchUsageErrors) {
   ASSERT_TRUE(Parse({"bench", "-h"}, &o).ok);  // help needs no -m
 }
 
+TEST(ParseArgsTest, PromptFromFileOrStdinAndUnlimitedTokens) {
+  Options o;
+  ASSERT_TRUE(Parse({"generate", "-m", "m", "-f", "p.txt"}, &o).ok);
+  EXPECT_EQ(o.prompt_file, "p.txt");
+  EXPECT_FALSE(o.prompt.has_value());
+  ASSERT_TRUE(Parse({"generate", "-m", "m", "--file=-"}, &o).ok);
+  EXPECT_EQ(o.prompt_file, "-");
+  ASSERT_TRUE(Parse({"generate", "-m", "m", "-p", "-"}, &o).ok);
+  EXPECT_EQ(o.prompt_file, "-");
+  EXPECT_FALSE(o.prompt.has_value());
+  ASSERT_TRUE(Parse({"generate", "-m", "m", "-p", "x", "-n", "-1"}, &o).ok);
+  EXPECT_EQ(o.max_new_tokens, 4294967295u);
+  ParseResult r = Parse({"generate", "-m", "m", "-p", "x", "-f", "p.txt"}, &o);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("give the prompt once"), std::string::npos) << r.error;
+  EXPECT_FALSE(Parse({"generate", "-m", "m", "-p", "x", "-p", "y"}, &o).ok);
+  r = Parse({"generate", "-m", "m", "-p", "x", "-n", "-2"}, &o);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("or -1"), std::string::npos) << r.error;
+  EXPECT_FALSE(Parse({"bench", "-m", "m", "-n", "-1"}, &o).ok);  // bench counts tokens
+  EXPECT_FALSE(Parse({"bench", "-m", "m", "-f", "p.txt"}, &o).ok);
+}
+
 }  // namespace
 }  // namespace kestrel::cli

@@ -88,5 +88,40 @@ assert d["stop_reason"] == "stop_string", d["stop_reason"]
 assert "Lily" not in d["text"] and d["text"] == ", there was a little girl named", d["text"]
 PY
 
+# The prompt from a file (-f) and from stdin (-p -, -f -): one trailing newline dropped, so the
+# same golden tokens as -p.
+printf 'Once upon a time\n' >"$tmp/prompt.txt"
+expect_exit 0 "" -- generate -m "$model" -f "$tmp/prompt.txt" -n 8 --temp 0 --json --no-echo
+cp "$tmp/out" "$tmp/from_file"
+"$kestrel" generate -m "$model" -p - -n 8 --temp 0 --json --no-echo <"$tmp/prompt.txt" >"$tmp/from_stdin" 2>"$tmp/err" ||
+  fail "generate -p - failed: $(cat "$tmp/err")"
+"$kestrel" generate -m "$model" -f - -n 8 --temp 0 --json --no-echo <"$tmp/prompt.txt" >"$tmp/from_stdin2" 2>"$tmp/err" ||
+  fail "generate -f - failed: $(cat "$tmp/err")"
+python3 - "$tmp/from_file" "$tmp/from_stdin" "$tmp/from_stdin2" "$golden" <<'PY' || fail "generate -f / -p -"
+import json, sys
+golden = json.load(open(sys.argv[4]))["cases"][0]
+for path in sys.argv[1:4]:
+    d = json.loads(open(path, encoding="utf-8").read().splitlines()[-1])
+    assert d["prompt"] == "Once upon a time", (path, d["prompt"])
+    assert d["token_ids"] == golden["generated_ids"][:8], (path, d["token_ids"])
+PY
+expect_exit 1 "cannot read prompt file '$tmp/none.txt': No such file" -- generate -m "$model" -f "$tmp/none.txt"
+expect_exit 2 "give the prompt once" -- generate -m "$model" -p hi -f "$tmp/prompt.txt"
+
+# -n -1: until EOS or a full context (here a 24-token context).
+expect_exit 0 "" -- generate -m "$model" -p "Once upon a time" -n -1 --ctx 24 --temp 0 --json
+python3 - "$tmp/out" <<'PY' || fail "generate -n -1"
+import json, sys
+d = json.loads(open(sys.argv[1], encoding="utf-8").read().splitlines()[-1])
+assert d["stop_reason"] in ("eos", "context_full"), d["stop_reason"]
+# the last sampled token is not decoded, so the context holds one fewer
+assert d["n_prompt"] + d["n_generated"] <= 25 and d["n_generated"] > 0, d
+assert d["max_new_tokens"] == 4294967295, d["max_new_tokens"]
+PY
+
+# A run that fails (prompt longer than the context) prints nothing on stdout: no prompt echo.
+expect_exit 1 "kestrel: error: " -- generate -m "$model" -p "Once upon a time there was a little girl named Lily who liked to play" --ctx 8
+[ ! -s "$tmp/out" ] || fail "a failed generate echoed on stdout: $(cat "$tmp/out")"
+
 if [ "$failed" -ne 0 ]; then exit 1; fi
 echo "cli_test: ok"

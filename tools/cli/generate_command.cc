@@ -2,8 +2,10 @@
 //
 // stdout carries, in order: the prompt (unless --no-echo), the generated text as it is produced
 // (flushed per token), a newline if the output did not already end with one, and with --json one
-// JSON object on the last line. Everything else (progress bar, logs, the timing summary without
-// --json, errors) goes to stderr.
+// JSON object on the last line. The prompt is echoed only once generation has produced its first
+// piece of text or finished, so a run that fails (bad prompt, device error) prints nothing on
+// stdout. Everything else (progress bar, logs, the timing summary without --json, errors) goes to
+// stderr.
 #include <cinttypes>
 #include <cstdio>
 #include <string>
@@ -14,6 +16,7 @@
 #include "interrupt.h"
 #include "json_writer.h"
 #include "kestrel/kestrel.h"
+#include "prompt_input.h"
 
 namespace kestrel::cli {
 namespace {
@@ -60,14 +63,21 @@ class StdoutStream {
 
 struct Collector {
   StdoutStream* out;
+  const std::string* echo;  // the prompt, written before the first text; null: no echo
   std::vector<int32_t> token_ids;
   std::string text;
+
+  void EchoOnce() {
+    if (echo != nullptr) out->Write(echo->data(), echo->size());
+    echo = nullptr;
+  }
 };
 
 bool OnToken(void* user_data, int32_t token, const char* text, size_t text_length) {
   auto* c = static_cast<Collector*>(user_data);
   if (token != KESTREL_TOKEN_NONE) c->token_ids.push_back(token);  // NONE: a final flush
   if (text_length > 0) {
+    c->EchoOnce();
     c->text.append(text, text_length);
     c->out->Write(text, text_length);
   }
@@ -102,6 +112,11 @@ void WriteIntArray(JsonWriter* w, const std::vector<int32_t>& values) {
 }  // namespace
 
 int RunGenerate(const Options& o) {
+  std::string prompt, error;
+  if (!ReadPrompt(o, stdin, &prompt, &error)) {
+    std::fprintf(stderr, "kestrel: error: %s\n", error.c_str());
+    return kExitError;
+  }
   InstallInterruptHandler();  // before the load, so Ctrl-C also cancels loading
   RuntimePtr runtime = CreateRuntime(o.verbosity);
   if (!runtime) return kExitError;
@@ -114,7 +129,7 @@ int RunGenerate(const Options& o) {
   if (!GetModelInfo(model.get(), &info)) return kExitError;
 
   std::vector<int32_t> prompt_ids;
-  if (o.json && !TokenizePrompt(model.get(), *o.prompt, &prompt_ids)) return kExitError;
+  if (o.json && !TokenizePrompt(model.get(), prompt, &prompt_ids)) return kExitError;
 
   kestrel_sampler_options_t sampler;
   kestrel_sampler_options_init(&sampler);
@@ -145,7 +160,7 @@ int RunGenerate(const Options& o) {
   }
 
   StdoutStream out;
-  Collector collector{&out, {}, {}};
+  Collector collector{&out, o.echo_prompt ? &prompt : nullptr, {}, {}};
   std::vector<const char*> stops;
   for (const std::string& s : o.stop_strings) stops.push_back(s.c_str());
   kestrel_generate_options_t gen;
@@ -158,23 +173,24 @@ int RunGenerate(const Options& o) {
 
   kestrel_generate_stats_t stats = {};
   stats.struct_size = sizeof(stats);
-  if (o.echo_prompt) out.Write(o.prompt->data(), o.prompt->size());
   {
     SessionCancelWatcher watcher(session.get());
-    status.reset(kestrel_session_generate(session.get(), o.prompt->data(), o.prompt->size(), &gen,
+    status.reset(kestrel_session_generate(session.get(), prompt.data(), prompt.size(), &gen,
                                           &stats));
   }
-  out.EndLine();
 
   bool cancelled = false;
   if (status) {
     if (kestrel_status_code(status.get()) != KESTREL_STATUS_CANCELLED) {
+      out.EndLine();  // after any streamed text; nothing was echoed if nothing was generated
       PrintStatusError(status.get());
       return kExitError;
     }
     cancelled = true;  // stats are still filled (session.h)
     stats.stop_reason = KESTREL_STOP_CANCELLED;
   }
+  collector.EchoOnce();  // a run that generated no text still shows its prompt
+  out.EndLine();
 
   if (o.json) {
     JsonWriter w;
@@ -186,7 +202,7 @@ int RunGenerate(const Options& o) {
     w.Key("device");
     w.String(info.device != nullptr ? info.device : "");
     w.Key("prompt");
-    w.String(*o.prompt);
+    w.String(prompt);
     w.Key("prompt_token_ids");
     WriteIntArray(&w, prompt_ids);
     w.Key("token_ids");

@@ -5,11 +5,18 @@
 //   kestrel devices [--json]                        plugins and devices
 //   kestrel bench -m MODEL [-p N] [-n N] [--json]   prefill/decode speed; --membw: memory bandwidth;
 //                                                   --engine: serving-engine throughput
+//   kestrel serve -m MODEL [--port N]               OpenAI-compatible HTTP server (runs the
+//                                                   kestrel-serve executable next to this one)
 //   kestrel help [COMMAND] | --version
 //
 // Exit status: 0 success, 1 runtime error ("kestrel: error: <CODE_NAME>: <message>" on stderr),
 // 2 bad usage (message and short usage on stderr), 130 interrupted by Ctrl-C.
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <string>
 
 #include "api_util.h"
 #include "args.h"
@@ -20,27 +27,30 @@ namespace kestrel::cli {
 namespace {
 
 constexpr char kShortUsage[] =
-    "usage: kestrel generate -m MODEL -p PROMPT [options]\n"
+    "usage: kestrel generate -m MODEL (-p PROMPT | -f FILE) [options]\n"
     "       kestrel info -m MODEL [--json]\n"
     "       kestrel devices [--json]\n"
     "       kestrel bench -m MODEL [-p N] [-n N] [-t N] [--reps R] [--json]\n"
     "       kestrel bench --membw [-t N] [--size-mb M] [--reps R] [--json]\n"
     "       kestrel bench -m MODEL --engine [--concurrency 1,8,32] [-n N] [-t N] [--reps R]\n"
     "                     [--prefix-tokens P] [--kv-block-size B] [--json]\n"
+    "       kestrel serve -m MODEL [--host H] [--port N] [--device D] [--max-concurrency N]\n"
     "       kestrel help [COMMAND] | kestrel --version\n";
 
 constexpr char kGenerateHelp[] =
-    "usage: kestrel generate -m MODEL -p PROMPT [options]\n"
+    "usage: kestrel generate -m MODEL (-p PROMPT | -f FILE) [options]\n"
     "\n"
     "Streams a completion of PROMPT to stdout as it is generated. stdout receives the prompt\n"
-    "itself first (like llama.cpp; --no-echo leaves it out), then the generated text, then a\n"
-    "newline if the text did not end with one. Timings go to stderr, or with --json into one JSON\n"
+    "itself first (like llama.cpp; --no-echo leaves it out; nothing if the run fails before\n"
+    "generating), then the generated text, then a newline if the text did not end with one. Timings go to stderr, or with --json into one JSON\n"
     "object printed as the last line of stdout.\n"
     "\n"
     "options:\n"
     "  -m, --model PATH        GGUF model file (required)\n"
-    "  -p, --prompt TEXT       prompt text (required)\n"
-    "  -n, --n-predict N       maximum new tokens (default 128)\n"
+    "  -p, --prompt TEXT       prompt text (required unless -f; - reads it from stdin)\n"
+    "  -f, --file FILE         read the prompt from FILE (- = stdin); one trailing newline is\n"
+    "                          dropped\n"
+    "  -n, --n-predict N       maximum new tokens (default 128; -1 = until EOS or a full context)\n"
     "      --temp T            temperature (default 0.8; 0 = greedy)\n"
     "      --top-k K           top-k cutoff (0 = off; default: library's, 40)\n"
     "      --top-p P           nucleus cutoff in (0, 1] (1 = off; default 0.95)\n"
@@ -147,6 +157,7 @@ constexpr char kOverviewHelp[] =
     "  devices    list plugins and devices\n"
     "  bench      measure prefill/decode speed of a model, memory bandwidth (--membw) or\n"
     "             serving-engine throughput (--engine)\n"
+    "  serve      serve a model over an OpenAI-compatible HTTP API\n"
     "  help       show help for a command (kestrel help generate)\n"
     "\n"
     "  --version  print the library version\n"
@@ -159,6 +170,7 @@ void PrintHelp(const std::string& topic) {
   if (topic == "info") text = kInfoHelp;
   if (topic == "devices") text = kDevicesHelp;
   if (topic == "bench") text = kBenchHelp;
+  if (topic == "serve") text = kServeHelp;
   std::fputs(text, stdout);
 }
 
@@ -170,6 +182,20 @@ int PrintVersion() {
                 KESTREL_VERSION_MINOR, KESTREL_VERSION_PATCH);
   }
   return kExitOk;
+}
+
+// `kestrel serve ...` becomes `<dir of this executable>/kestrel-serve serve ...` (same arguments).
+int ExecServe(char** argv) {
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  std::string path = n > 0 ? std::string(self, static_cast<size_t>(n)) : std::string(argv[0]);
+  path = path.substr(0, path.find_last_of('/') + 1) + "kestrel-serve";
+  argv[0] = const_cast<char*>(path.c_str());
+  execv(path.c_str(), argv);
+  std::fprintf(stderr, "kestrel: error: cannot run %s: %s (kestrel serve needs the kestrel-serve "
+               "executable beside kestrel; it is built when cpp-httplib is found)\n",
+               path.c_str(), std::strerror(errno));
+  return kExitError;
 }
 
 int Main(int argc, char** argv) {
@@ -197,6 +223,8 @@ int Main(int argc, char** argv) {
       return kExitOk;
     case Command::kVersion:
       return PrintVersion();
+    case Command::kServe:
+      return ExecServe(argv);
     case Command::kNone:
       break;
   }

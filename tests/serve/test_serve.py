@@ -1,0 +1,153 @@
+"""kestrel serve driven by the real openai client over loopback: completions, chat, streaming,
+16 concurrent streams, errors, a client that disconnects in the middle of a stream."""
+import concurrent.futures
+import http.client
+import json
+import time
+
+import openai
+import pytest
+
+
+def client(server):
+    return openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=60)
+
+
+def test_models_health_metrics(stories):
+    models = client(stories).models.list()
+    assert [m.id for m in models.data] == [stories.model_id]
+    status, ctype, body = stories.get("/health")
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+    status, ctype, body = stories.get("/metrics")
+    assert status == 200 and ctype.startswith("text/plain")
+    assert "# TYPE kestrel_engine_requests_running gauge" in body
+    assert "kestrel_engine_kv_blocks_total" in body
+
+
+def test_completion_is_the_golden_greedy_text(stories, golden):
+    case = golden[0]
+    r = client(stories).completions.create(model=stories.model_id, prompt=case["prompt"], max_tokens=16,
+                                           temperature=0)
+    assert r.choices[0].text == "".join(case["generated_pieces"][:16])
+    assert r.choices[0].finish_reason == "length"
+    assert r.usage.prompt_tokens == len(case["prompt_ids"])
+    assert r.usage.completion_tokens == 16
+    assert r.object == "text_completion" and r.id.startswith("cmpl-")
+
+
+def test_completion_stream_equals_the_whole_answer(stories, golden):
+    case = golden[1]
+    c = client(stories)
+    whole = c.completions.create(model=stories.model_id, prompt=case["prompt"], max_tokens=24, temperature=0)
+    pieces, finish, usage = [], None, None
+    for chunk in c.completions.create(model=stories.model_id, prompt=case["prompt"], max_tokens=24,
+                                      temperature=0, stream=True, stream_options={"include_usage": True}):
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            pieces.append(choice.text)
+            finish = choice.finish_reason or finish
+    assert "".join(pieces) == whole.choices[0].text == "".join(case["generated_pieces"][:24])
+    assert len([p for p in pieces if p]) > 1, "the answer came in one piece, not streamed"
+    assert finish == "length"
+    assert usage.completion_tokens == 24
+
+
+def test_chat_and_chat_stream(stories):
+    c = client(stories)
+    messages = [{"role": "system", "content": "You tell stories."},
+                {"role": "user", "content": "Once upon a time"}]
+    r = c.chat.completions.create(model=stories.model_id, messages=messages, max_tokens=20, temperature=0)
+    assert r.object == "chat.completion"
+    assert r.choices[0].message.role == "assistant"
+    assert r.choices[0].message.content
+    assert r.choices[0].finish_reason in ("length", "stop")
+    roles, content, finish = [], [], None
+    for chunk in c.chat.completions.create(model=stories.model_id, messages=messages, max_tokens=20,
+                                           temperature=0, stream=True):
+        assert chunk.object == "chat.completion.chunk"
+        delta = chunk.choices[0].delta
+        if delta.role:
+            roles.append(delta.role)
+        if delta.content:
+            content.append(delta.content)
+        finish = chunk.choices[0].finish_reason or finish
+    assert roles == ["assistant"]
+    assert "".join(content) == r.choices[0].message.content
+    assert finish == r.choices[0].finish_reason
+
+
+def test_n_samples_fork_the_prompt(stories):
+    r = client(stories).completions.create(model=stories.model_id, prompt="Once upon a time", max_tokens=8,
+                                           temperature=0.9, n=3, seed=5)
+    assert sorted(c.index for c in r.choices) == [0, 1, 2]
+    assert r.usage.completion_tokens == 24
+
+
+def test_bad_requests_get_openai_errors(stories):
+    c = client(stories)
+    with pytest.raises(openai.BadRequestError) as e:
+        c.completions.create(model=stories.model_id, prompt="x", temperature=5)
+    assert e.value.status_code == 400
+    assert e.value.body["param"] == "temperature" and "[0, 2]" in e.value.body["message"]
+    with pytest.raises(openai.NotFoundError) as e:
+        c.completions.create(model="gpt-4", prompt="x")
+    assert e.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as e:  # longer than the 128-token context
+        c.completions.create(model=stories.model_id, prompt="Once upon a time " * 60, max_tokens=4)
+    assert e.value.body["code"] == "context_length_exceeded"
+    conn = http.client.HTTPConnection(stories.base.split("//")[1], timeout=30)
+    conn.request("POST", "/v1/completions", body="{not json", headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    body = json.loads(r.read())
+    assert r.status == 400 and body["error"]["type"] == "invalid_request_error"
+    conn.request("GET", "/v1/nothing")
+    r = conn.getresponse()
+    assert r.status == 404 and json.loads(r.read())["error"]["code"] == "not_found"
+    assert stories.metrics()['kestrel_http_responses_total{endpoint="/v1/completions",code="400"}'] >= 2
+
+
+def test_sixteen_concurrent_streaming_clients(stories, golden):
+    prompts = [golden[i % len(golden)]["prompt"] for i in range(16)]
+
+    def stream(prompt):
+        c = client(stories)
+        text = []
+        for chunk in c.completions.create(model=stories.model_id, prompt=prompt, max_tokens=32,
+                                          temperature=0, stream=True):
+            text.extend(choice.text for choice in chunk.choices)
+        return "".join(text)
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        texts = list(pool.map(stream, prompts))
+    # Batched with 15 others, each stream is what the prompt gives alone (greedy).
+    for prompt, text in zip(prompts, texts):
+        alone = client(stories).completions.create(model=stories.model_id, prompt=prompt, max_tokens=32,
+                                                   temperature=0)
+        assert text == alone.choices[0].text, prompt
+
+
+def test_disconnect_in_the_middle_of_a_stream_cancels_the_request(long_context):
+    before = long_context.metrics()
+    c = client(long_context)
+    stream = c.completions.create(model=long_context.model_id, prompt="Hello", max_tokens=4000,
+                                  temperature=0, stream=True)
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()  # closes the connection mid-stream
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        m = long_context.metrics()
+        if (m["kestrel_client_disconnects_total"] > before["kestrel_client_disconnects_total"]
+                and m["kestrel_engine_requests_running"] == 0 and m["kestrel_engine_requests_waiting"] == 0):
+            break
+        time.sleep(0.05)
+    assert m["kestrel_client_disconnects_total"] == before["kestrel_client_disconnects_total"] + 1, m
+    assert m["kestrel_engine_requests_running"] == 0, m
+    # Cancelled long before its 4000 tokens.
+    generated = m["kestrel_engine_generated_tokens_total"] - before["kestrel_engine_generated_tokens_total"]
+    assert generated < 4000, generated
+    # The server still answers.
+    r = c.completions.create(model=long_context.model_id, prompt="Hello", max_tokens=4, temperature=0)
+    assert r.usage.completion_tokens == 4

@@ -1,0 +1,389 @@
+#include "http_server.h"
+
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <ctime>
+#include <limits>
+#include <optional>
+#include <random>
+#include <vector>
+
+#include "chat_prompt.h"
+#include "httplib.h"
+#include "metrics.h"
+#include "openai_protocol.h"
+#include "request_stream.h"
+
+namespace kestrel::serve {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxBodyBytes = 8u << 20;
+constexpr auto kPollInterval = std::chrono::milliseconds(50);
+
+void SendError(httplib::Response& res, const ApiError& e) {
+  res.status = e.http_status;
+  res.set_content(ErrorBody(e), "application/json");
+}
+
+ApiError FromKestrelError(const kestrel::Error& e) {
+  ApiError a;
+  a.message = e.message();
+  switch (e.code()) {
+    case kestrel::StatusCode::kInvalidArgument:
+    case kestrel::StatusCode::kOutOfRange:
+    case kestrel::StatusCode::kResourceExhausted:
+      a.http_status = 400;
+      if (e.message().find("context") != std::string::npos) a.code = "context_length_exceeded";
+      break;
+    default:
+      a.http_status = 500;
+      a.type = "server_error";
+      a.code = e.code_name();
+  }
+  return a;
+}
+
+EngineGauges Gauges(const kestrel::EngineStats& s) {
+  EngineGauges g;
+  g.requests_running = s.n_running;
+  g.requests_waiting = s.n_waiting;
+  g.requests_finished = s.n_finished;
+  g.kv_blocks_total = s.kv_blocks_total;
+  g.kv_blocks_used = s.kv_blocks_used;
+  g.prefix_cache_hits = s.prefix_cache_hits;
+  g.prefix_cache_lookups = s.prefix_cache_lookups;
+  g.prefill_tokens_computed = s.prefill_tokens_computed;
+  g.prefill_tokens_reused = s.prefill_tokens_reused;
+  g.generated_tokens = s.generated_tokens;
+  g.preemptions = s.preemptions;
+  g.steps = s.steps;
+  return g;
+}
+
+const char* StopReasonName(kestrel::StopReason r) {
+  switch (r) {
+    case kestrel::StopReason::kEos: return "eos";
+    case kestrel::StopReason::kMaxTokens: return "max_tokens";
+    case kestrel::StopReason::kStopString: return "stop_string";
+    case kestrel::StopReason::kCallback: return "callback";
+    case kestrel::StopReason::kContextFull: return "context_full";
+    case kestrel::StopReason::kCancelled: return "cancelled";
+    case kestrel::StopReason::kNone: break;
+  }
+  return "none";
+}
+
+// One streamed response: the request in the engine and how far the answer has got.
+struct StreamState {
+  kestrel::RequestId id = 0;
+  Endpoint endpoint = Endpoint::kCompletions;
+  uint32_t n = 1;
+  bool include_usage = false;
+  ResponseHeader header;
+  std::shared_ptr<RequestStream> pieces;
+  bool started = false;   // the role chunks (chat) are out
+  bool finished = false;  // [DONE] is out
+};
+
+}  // namespace
+
+struct Server::Impl {
+  kestrel::Engine* engine;
+  ServerOptions options;
+  httplib::Server http;
+  Metrics metrics;
+  std::atomic<uint64_t> next_id{1};
+  std::mt19937_64 seeds{std::random_device{}()};
+  std::mutex seeds_mu;
+  int bound_port = 0;
+
+  void Routes();
+  void HandleGeneration(Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
+  std::optional<ApiError> Submit(GenerationRequest& r, std::shared_ptr<RequestStream> pieces,
+                                 Clock::time_point received, kestrel::RequestId* id);
+  void Respond(const GenerationRequest& r, const ResponseHeader& header, kestrel::RequestId id,
+               httplib::Response& res);
+  void Stream(const GenerationRequest& r, const ResponseHeader& header, kestrel::RequestId id,
+              std::shared_ptr<RequestStream> pieces, httplib::Response& res);
+  bool WriteStream(StreamState& s, httplib::DataSink& sink);
+  void FinishStream(StreamState& s, bool completed);
+  uint64_t FreshSeed() {
+    std::lock_guard<std::mutex> lock(seeds_mu);
+    return seeds();
+  }
+};
+
+void Server::Impl::Routes() {
+  http.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("{\"status\":\"ok\"}", "application/json");
+  });
+  http.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(ModelsBody(options.model_id, std::time(nullptr)), "application/json");
+  });
+  http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics.Render(Gauges(engine->Stats())), "text/plain; version=0.0.4");
+  });
+  http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    HandleGeneration(Endpoint::kCompletions, req, res);
+  });
+  http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+    HandleGeneration(Endpoint::kChatCompletions, req, res);
+  });
+  http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;  // a handler's own error body
+    ApiError e;
+    e.http_status = res.status;
+    e.message = res.status == 404 ? "no route " + req.method + " " + req.path
+                                  : "HTTP " + std::to_string(res.status);
+    if (res.status == 404) e.code = "not_found";
+    SendError(res, e);
+  });
+  http.set_exception_handler([](const httplib::Request&, httplib::Response& res,
+                                std::exception_ptr ep) {
+    ApiError e;
+    e.http_status = 500;
+    e.type = "server_error";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& ex) {
+      e.message = ex.what();
+    } catch (...) {
+      e.message = "unknown error";
+    }
+    SendError(res, e);
+  });
+  http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+    static const char* const kKnown[] = {"/v1/completions", "/v1/chat/completions", "/v1/models",
+                                         "/health", "/metrics"};
+    std::string endpoint = "other";
+    for (const char* k : kKnown) {
+      if (req.path == k) endpoint = k;
+    }
+    metrics.CountResponse(endpoint, res.status);
+  });
+}
+
+void Server::Impl::HandleGeneration(Endpoint endpoint, const httplib::Request& req,
+                                    httplib::Response& res) {
+  const Clock::time_point received = Clock::now();
+  GenerationRequest r;
+  if (auto e = ParseGenerationRequest(endpoint, req.body, &r)) return SendError(res, *e);
+  if (!r.model.empty() && r.model != options.model_id) {
+    ApiError e;
+    e.http_status = 404;
+    e.param = "model";
+    e.code = "model_not_found";
+    e.message = "the model '" + r.model + "' does not exist; this server serves '" +
+                options.model_id + "' (GET /v1/models)";
+    return SendError(res, e);
+  }
+  if (r.n > options.max_concurrency) {
+    ApiError e;
+    e.param = "n";
+    e.message = "'n' is " + std::to_string(r.n) + ", above the server's --max-concurrency " +
+                std::to_string(options.max_concurrency);
+    return SendError(res, e);
+  }
+  auto pieces = std::make_shared<RequestStream>();
+  kestrel::RequestId id = 0;
+  if (auto e = Submit(r, pieces, received, &id)) return SendError(res, *e);
+  ResponseHeader header;
+  char hex[32];
+  std::snprintf(hex, sizeof(hex), "%016" PRIx64, next_id.fetch_add(1));
+  header.id = std::string(endpoint == Endpoint::kChatCompletions ? "chatcmpl-" : "cmpl-") + hex;
+  header.created = std::time(nullptr);
+  header.model = options.model_id;
+  if (r.stream) {
+    Stream(r, header, id, std::move(pieces), res);
+  } else {
+    Respond(r, header, id, res);
+  }
+}
+
+std::optional<ApiError> Server::Impl::Submit(GenerationRequest& r,
+                                             std::shared_ptr<RequestStream> pieces,
+                                             Clock::time_point received, kestrel::RequestId* id) {
+  kestrel::RequestOptions ro;
+  ro.max_new_tokens = r.max_tokens.value_or(std::numeric_limits<uint32_t>::max());
+  ro.sampler.temperature = r.temperature;
+  ro.sampler.top_p = r.top_p;
+  ro.sampler.top_k = r.top_k;
+  ro.sampler.min_p = r.min_p;
+  ro.sampler.repetition_penalty = r.repetition_penalty;
+  ro.sampler.seed = r.seed ? *r.seed : FreshSeed();
+  ro.n = r.n;
+  ro.stop_strings = r.stop;
+  std::string prompt = r.prompt;
+  if (r.endpoint == Endpoint::kChatCompletions) {
+    ChatPrompt chat = BuildFallbackChatPrompt(r.messages);
+    prompt = std::move(chat.text);
+    for (std::string& s : chat.stop_strings) ro.stop_strings.push_back(std::move(s));
+  }
+  Metrics* m = &metrics;
+  auto on_token = [pieces, m, received](uint32_t sample, int32_t token, std::string_view text) {
+    if (pieces->Push(Piece{sample, token, std::string(text)})) {
+      m->ObserveTimeToFirstToken(std::chrono::duration<double>(Clock::now() - received).count());
+    }
+    return true;
+  };
+  try {
+    *id = r.prompt_tokens.empty() ? engine->Submit(prompt, ro, on_token)
+                                  : engine->SubmitTokens(r.prompt_tokens, ro, on_token);
+  } catch (const kestrel::Error& e) {
+    ApiError a = FromKestrelError(e);
+    a.param = a.http_status == 400 ? (r.endpoint == Endpoint::kChatCompletions ? "messages"
+                                                                                : "prompt")
+                                   : "";
+    return a;
+  }
+  return std::nullopt;
+}
+
+void Server::Impl::Respond(const GenerationRequest& r, const ResponseHeader& header,
+                           kestrel::RequestId id, httplib::Response& res) {
+  std::vector<Choice> choices;
+  Usage usage;
+  try {
+    engine->Wait(id);
+    for (uint32_t s = 0; s < r.n; ++s) {
+      const kestrel::RequestResult result = engine->Result(id, s);
+      choices.push_back(Choice{s, engine->Text(id, s), FinishReason(StopReasonName(result.stop_reason))});
+      usage.prompt_tokens = result.n_prompt_tokens;
+      usage.completion_tokens += result.n_generated_tokens;
+    }
+  } catch (const kestrel::Error& e) {
+    try {
+      engine->Release(id);
+    } catch (const kestrel::Error&) {
+    }
+    return SendError(res, FromKestrelError(e));
+  }
+  engine->Release(id);
+  metrics.CountGeneration(usage.prompt_tokens, usage.completion_tokens);
+  res.set_content(CompletionBody(r.endpoint, header, choices, usage), "application/json");
+}
+
+void Server::Impl::Stream(const GenerationRequest& r, const ResponseHeader& header,
+                          kestrel::RequestId id, std::shared_ptr<RequestStream> pieces,
+                          httplib::Response& res) {
+  auto state = std::make_shared<StreamState>();
+  state->id = id;
+  state->endpoint = r.endpoint;
+  state->n = r.n;
+  state->include_usage = r.include_usage;
+  state->header = header;
+  state->pieces = std::move(pieces);
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [this, state](size_t, httplib::DataSink& sink) { return WriteStream(*state, sink); },
+      [this, state](bool success) { FinishStream(*state, success && state->finished); });
+}
+
+// One turn of the chunked provider: waits a little for pieces and writes them as events; after
+// the request is done, the finish chunks, usage and [DONE]. A failed write (the client left)
+// makes httplib stop and call FinishStream with success = false.
+bool Server::Impl::WriteStream(StreamState& s, httplib::DataSink& sink) {
+  auto write = [&sink](const std::string& event) { return sink.write(event.data(), event.size()); };
+  if (!s.started) {
+    s.started = true;
+    if (s.endpoint == Endpoint::kChatCompletions) {
+      for (uint32_t i = 0; i < s.n; ++i) {
+        if (!write(StreamChunk(s.endpoint, s.header, Choice{i, "", ""}, /*role_only=*/true))) {
+          return false;
+        }
+      }
+    }
+  }
+  // Callbacks run before their request is done, so "done" seen with an empty queue means every
+  // piece was taken; the wait happens only while the request is still going.
+  std::vector<Piece> pieces = s.pieces->Take(std::chrono::milliseconds(0));
+  bool done = false;
+  if (pieces.empty()) {
+    done = engine->Result(s.id, 0).done();
+    pieces = s.pieces->Take(done ? std::chrono::milliseconds(0) : kPollInterval);
+  }
+  for (const Piece& p : pieces) {
+    if (p.text.empty()) continue;
+    if (!write(StreamChunk(s.endpoint, s.header, Choice{p.sample, p.text, ""}))) return false;
+  }
+  if (!done) return true;
+  Usage usage;
+  for (uint32_t i = 0; i < s.n; ++i) {
+    const kestrel::RequestResult result = engine->Result(s.id, i);
+    usage.prompt_tokens = result.n_prompt_tokens;
+    usage.completion_tokens += result.n_generated_tokens;
+    if (result.state != kestrel::RequestState::kFinished) {
+      // Failed or cancelled in the engine: end the stream with an error event.
+      ApiError e;
+      e.http_status = 500;
+      e.type = "server_error";
+      e.message = std::string("the request ended in the engine: ") +
+                  kestrel::StatusCodeName(result.status_code);
+      write("data: " + ErrorBody(e) + "\n\n");
+      sink.done();
+      return true;
+    }
+    const std::string finish = FinishReason(StopReasonName(result.stop_reason));
+    if (!write(StreamChunk(s.endpoint, s.header, Choice{i, "", finish}))) return false;
+  }
+  if (s.include_usage && !write(StreamUsageChunk(s.endpoint, s.header, usage))) return false;
+  if (!write(kStreamDone)) return false;
+  metrics.CountGeneration(usage.prompt_tokens, usage.completion_tokens);
+  s.finished = true;
+  sink.done();
+  return true;
+}
+
+void Server::Impl::FinishStream(StreamState& s, bool completed) {
+  try {
+    if (!completed && !engine->Result(s.id, 0).done()) {
+      engine->Cancel(s.id);
+      metrics.CountClientDisconnect();
+    }
+    engine->Release(s.id);
+  } catch (const kestrel::Error&) {
+    // Already released (e.g. the server is shutting down); nothing left to free.
+  }
+}
+
+Server::Server(kestrel::Engine* engine, ServerOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->engine = engine;
+  impl_->options = std::move(options);
+  const size_t threads = static_cast<size_t>(impl_->options.max_concurrency) * 2 + 8;
+  impl_->http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  impl_->http.set_payload_max_length(kMaxBodyBytes);
+  impl_->http.set_keep_alive_max_count(1000);
+  impl_->Routes();
+}
+
+Server::~Server() = default;
+
+bool Server::Bind(std::string* error) {
+  Impl& s = *impl_;
+  if (s.options.port == 0) {
+    s.bound_port = s.http.bind_to_any_port(s.options.host);
+  } else if (s.http.bind_to_port(s.options.host, s.options.port)) {
+    s.bound_port = s.options.port;
+  } else {
+    s.bound_port = -1;
+  }
+  if (s.bound_port <= 0) {
+    *error = "cannot listen on " + s.options.host + ":" + std::to_string(s.options.port) +
+             " (address in use, or not an address of this machine)";
+    return false;
+  }
+  return true;
+}
+
+int Server::port() const { return impl_->bound_port; }
+
+void Server::Run() { impl_->http.listen_after_bind(); }
+
+void Server::Stop() { impl_->http.stop(); }
+
+}  // namespace kestrel::serve

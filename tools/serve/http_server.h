@@ -1,0 +1,53 @@
+// `kestrel serve`: an OpenAI-compatible HTTP server over one kestrel::Engine (the public C API
+// through kestrel.hpp; continuous batching and the prefix cache come from the engine).
+//
+// Routes: POST /v1/completions, POST /v1/chat/completions (both streamed as server-sent events
+// with "stream": true), GET /v1/models, GET /health, GET /metrics (Prometheus text). Bad requests
+// get 4xx with an OpenAI error body (openai_protocol.h); unknown routes 404.
+//
+// Threads: cpp-httplib runs each connection on a pool thread; the engine runs its own thread and
+// calls each request's streaming callback there, which only queues the piece for the handler
+// (RequestStream). A streamed request whose client disconnects (a write fails) is cancelled in
+// the engine and counted in kestrel_client_disconnects_total. A non-streamed request runs to its
+// end (max_tokens or EOS) even if its client left: the connection is not watched while it waits.
+#ifndef KESTREL_TOOLS_SERVE_HTTP_SERVER_H_
+#define KESTREL_TOOLS_SERVE_HTTP_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kestrel/kestrel.hpp"
+
+namespace kestrel::serve {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;                   // 0: any free port (see Server::port())
+  uint32_t max_concurrency = 16;     // requests generating at once (the engine's max_sequences)
+  std::string model_id;              // the name /v1/models reports and requests may use
+};
+
+class Server {
+ public:
+  // `engine` must be started (Engine::Start) and outlive the server.
+  Server(kestrel::Engine* engine, ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds the listening socket; false (with `error`) if the address is unusable.
+  bool Bind(std::string* error);
+  int port() const;
+  // Serves until Stop() (from any thread). Bind first.
+  void Run();
+  void Stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kestrel::serve
+
+#endif  // KESTREL_TOOLS_SERVE_HTTP_SERVER_H_
