@@ -1,5 +1,7 @@
 #include "http_server.h"
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
@@ -100,6 +102,7 @@ struct Server::Impl {
   std::mt19937_64 seeds{std::random_device{}()};
   std::mutex seeds_mu;
   int bound_port = 0;
+  int listen_fd = -1;  // the listening socket, seen through the socket-options hook
 
   void Routes();
   void HandleGeneration(Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
@@ -280,7 +283,13 @@ void Server::Impl::Stream(const GenerationRequest& r, const ResponseHeader& head
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, state](size_t, httplib::DataSink& sink) { return WriteStream(*state, sink); },
+      [this, state](size_t, httplib::DataSink& sink) {
+        try {
+          return WriteStream(*state, sink);
+        } catch (const std::exception&) {
+          return false;  // nothing may escape into httplib's writer (it would terminate)
+        }
+      },
       [this, state](bool success) { FinishStream(*state, success && state->finished); });
 }
 
@@ -357,6 +366,15 @@ Server::Server(kestrel::Engine* engine, ServerOptions options) : impl_(std::make
   const size_t threads = static_cast<size_t>(impl_->options.max_concurrency) * 2 + 8;
   impl_->http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   impl_->http.set_payload_max_length(kMaxBodyBytes);
+  // Streamed events are small writes: without TCP_NODELAY, Nagle's algorithm and the client's
+  // delayed ACKs hold tokens back by tens of milliseconds.
+  impl_->http.set_tcp_nodelay(true);
+  Impl* impl = impl_.get();
+  impl_->http.set_socket_options([impl](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    impl->listen_fd = sock;
+  });
   impl_->http.set_keep_alive_max_count(1000);
   impl_->Routes();
 }
@@ -377,6 +395,9 @@ bool Server::Bind(std::string* error) {
              " (address in use, or not an address of this machine)";
     return false;
   }
+  // Debian's cpp-httplib 0.11 listens with a backlog of 5: a burst of clients (32 streams
+  // opening at once) would see dropped SYNs and a 1 s retransmit. listen() again raises it.
+  if (s.listen_fd >= 0) ::listen(s.listen_fd, SOMAXCONN);
   return true;
 }
 

@@ -21,6 +21,10 @@ ApiError Bad(const std::string& param, const std::string& message) {
 
 const char* TypeName(const json& v) { return v.type_name(); }
 
+// Model output may hold bytes that are not UTF-8 (a byte token that starts no character): they
+// become U+FFFD instead of an exception from the JSON writer.
+std::string Dump(const json& v) { return v.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 // A number field in [lo, hi] (`lo_open`: lo excluded).
 std::optional<ApiError> ReadNumber(const json& body, const char* name, double lo, bool lo_open,
                                    double hi, float* out) {
@@ -33,7 +37,7 @@ std::optional<ApiError> ReadNumber(const json& body, const char* name, double lo
   if (!std::isfinite(v) || v > hi || (lo_open ? v <= lo : v < lo)) {
     char range[64];
     std::snprintf(range, sizeof(range), "%s%g, %g]", lo_open ? "(" : "[", lo, hi);
-    return Bad(name, std::string("'") + name + "' is " + it->dump() + "; it must be in " + range);
+    return Bad(name, std::string("'") + name + "' is " + Dump(*it) + "; it must be in " + range);
   }
   *out = static_cast<float>(v);
   return std::nullopt;
@@ -47,7 +51,7 @@ std::optional<ApiError> ReadCount(const json& body, const char* name, uint64_t l
   if (!it->is_number_integer() || (it->is_number_integer() && !it->is_number_unsigned() &&
                                    it->get<int64_t>() < 0)) {
     return Bad(name, std::string("'") + name + "' must be an integer >= " + std::to_string(lo) +
-                         ", not " + it->dump());
+                         ", not " + Dump(*it));
   }
   const uint64_t v = it->get<uint64_t>();
   if (v < lo || v > hi) {
@@ -82,7 +86,7 @@ std::optional<ApiError> RefuseUnsupported(const json& body) {
   for (const Field& f : kFields) {
     auto it = body.find(f.name);
     if (it != body.end() && !f.harmless(*it)) {
-      return Bad(f.name, std::string("'") + f.name + "' = " + it->dump() +
+      return Bad(f.name, std::string("'") + f.name + "' = " + Dump(*it) +
                              " is not supported by this server");
     }
   }
@@ -100,7 +104,7 @@ std::optional<ApiError> ReadStop(const json& body, std::vector<std::string>* out
     return Bad("stop", "'stop' must be a string or an array of at most 4 strings");
   }
   for (const json& s : *it) {
-    if (!s.is_string()) return Bad("stop", "'stop' must hold strings, not " + s.dump());
+    if (!s.is_string()) return Bad("stop", "'stop' must hold strings, not " + Dump(s));
     if (!s.get<std::string>().empty()) out->push_back(s.get<std::string>());
   }
   return std::nullopt;
@@ -117,7 +121,7 @@ std::optional<ApiError> ReadPrompt(const json& body, GenerationRequest* out) {
     for (const json& t : *it) {
       if (!t.is_number_integer() || t.get<int64_t>() < 0 ||
           t.get<int64_t>() > std::numeric_limits<int32_t>::max()) {
-        return Bad("prompt", "'prompt' token ids must be integers >= 0, not " + t.dump());
+        return Bad("prompt", "'prompt' token ids must be integers >= 0, not " + Dump(t));
       }
       out->prompt_tokens.push_back(static_cast<int32_t>(t.get<int64_t>()));
     }
@@ -144,7 +148,7 @@ std::optional<ApiError> ReadMessages(const json& body, GenerationRequest* out) {
     const std::string role = m.value("role", "");
     if (role != "system" && role != "user" && role != "assistant" && role != "developer") {
       return Bad(where + ".role", "'" + where + ".role' must be system, user or assistant, not " +
-                                      (m.contains("role") ? m["role"].dump() : "missing"));
+                                      (m.contains("role") ? Dump(m["role"]) : "missing"));
     }
     ChatMessage msg;
     msg.role = role == "developer" ? "system" : role;
@@ -197,7 +201,7 @@ std::optional<ApiError> ReadSampling(const json& body, GenerationRequest* out) {
 
 std::optional<ApiError> ReadStreaming(const json& body, GenerationRequest* out) {
   if (auto it = body.find("stream"); it != body.end() && !it->is_null()) {
-    if (!it->is_boolean()) return Bad("stream", "'stream' must be true or false, not " + it->dump());
+    if (!it->is_boolean()) return Bad("stream", "'stream' must be true or false, not " + Dump(*it));
     out->stream = it->get<bool>();
   }
   if (auto it = body.find("stream_options"); it != body.end() && !it->is_null()) {
@@ -233,7 +237,7 @@ json HeaderJson(const ResponseHeader& h, const char* object) {
   return {{"id", h.id}, {"object", object}, {"created", h.created}, {"model", h.model}};
 }
 
-std::string Event(const json& j) { return "data: " + j.dump() + "\n\n"; }
+std::string Event(const json& j) { return "data: " + Dump(j) + "\n\n"; }
 
 }  // namespace
 
@@ -242,7 +246,7 @@ std::string ErrorBody(const ApiError& e) {
               {"type", e.type},
               {"param", e.param.empty() ? json(nullptr) : json(e.param)},
               {"code", e.code.empty() ? json(nullptr) : json(e.code)}};
-  return json{{"error", err}}.dump();
+  return Dump(json{{"error", err}});
 }
 
 std::optional<ApiError> ParseGenerationRequest(Endpoint endpoint, const std::string& body,
@@ -284,7 +288,7 @@ std::string CompletionBody(Endpoint endpoint, const ResponseHeader& header,
   j["choices"] = json::array();
   for (const Choice& c : choices) j["choices"].push_back(ChoiceJson(endpoint, c));
   j["usage"] = UsageJson(usage);
-  return j.dump();
+  return Dump(j);
 }
 
 std::string StreamChunk(Endpoint endpoint, const ResponseHeader& header, const Choice& choice,
@@ -318,7 +322,7 @@ std::string StreamUsageChunk(Endpoint endpoint, const ResponseHeader& header, co
 
 std::string ModelsBody(const std::string& model_id, int64_t created) {
   json m = {{"id", model_id}, {"object", "model"}, {"created", created}, {"owned_by", "kestrel"}};
-  return json{{"object", "list"}, {"data", json::array({m})}}.dump();
+  return Dump(json{{"object", "list"}, {"data", json::array({m})}});
 }
 
 }  // namespace kestrel::serve

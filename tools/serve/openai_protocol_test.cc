@@ -168,5 +168,16 @@ TEST(OpenAiProtocolTest, ResponsesAndStreamChunks) {
   EXPECT_EQ(FinishReason("context_full"), "length");
 }
 
+TEST(OpenAiProtocolTest, BytesThatAreNotUtf8BecomeReplacementCharacters) {
+  // A byte token of a model may start no character; the JSON must still be written.
+  const ResponseHeader h{"cmpl-1", 1, "m"};
+  const std::string event = StreamChunk(Endpoint::kCompletions, h, Choice{0, "a\xff b\xc3", ""});
+  const json j = json::parse(event.substr(6));
+  EXPECT_EQ(j["choices"][0]["text"], "a\xef\xbf\xbd b\xef\xbf\xbd");
+  const json body = json::parse(
+      CompletionBody(Endpoint::kChatCompletions, h, {Choice{0, "\x80", "stop"}}, Usage{}));
+  EXPECT_EQ(body["choices"][0]["message"]["content"], "\xef\xbf\xbd");
+}
+
 }  // namespace
 }  // namespace kestrel::serve
