@@ -94,4 +94,33 @@ def kv_type_value(kv_type):
     return KV_TYPES[kv_type]
 
 
+class NativeObject:
+    """An owner of one C handle: close() (also on garbage collection and at the end of a `with`)
+    hands it to the subclass's `_destroy` once; `handle` raises once it is closed."""
+
+    _destroy = None  # the C function that frees the handle, set by each subclass
+    _handle = None
+
+    def close(self):
+        handle = self._handle
+        if handle:
+            self._handle = None
+            type(self)._destroy(handle)
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    @property
+    def handle(self):
+        if not self._handle:
+            raise ValueError(f"kestrel: the {type(self).__name__.lower()} is closed")
+        return self._handle
+
+
 __all__ = ["SamplerOptions", "check"]

@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass
 
 from . import _native as native
-from ._util import c_strings, kv_type_value, read_bytes, read_ints, token_array
+from ._util import NativeObject, c_strings, kv_type_value, read_bytes, read_ints, token_array
 from .errors import Code, CancelledError, check, error_from_code, take
 from .session import TOKEN_NONE, make_sampler, stop_reason
 
@@ -70,7 +70,7 @@ class EngineCompletion:
     result: RequestResult
 
 
-class Engine:
+class Engine(NativeObject):
     """The serving engine over `model`. Thread-safe: every method may be called from any thread.
 
     Options (the library's defaults when None): kv_cache_bytes, kv_block_size, max_batch_tokens,
@@ -80,10 +80,15 @@ class Engine:
     on_token callbacks run there.
     """
 
+    _destroy = native.kestrel_engine_destroy
+
     def __init__(self, model, kv_cache_bytes=None, kv_block_size=None, max_batch_tokens=None,
                  max_sequences=None, prefix_cache=None, context_length=None, n_threads=None,
                  kv_type="f32"):
         self._model = model
+        self._lock = threading.Lock()
+        self._callbacks = {}  # request id -> ctypes callback, alive until release
+        self._threaded = False
         o = native.new(native.EngineOptions, native.kestrel_engine_options_init_sized)
         for name, value in (("kv_cache_bytes", kv_cache_bytes), ("kv_block_size", kv_block_size),
                             ("max_batch_tokens", max_batch_tokens), ("max_sequences", max_sequences),
@@ -95,30 +100,11 @@ class Engine:
         handle = ctypes.c_void_p()
         check(native.kestrel_engine_create(model.handle, ctypes.byref(o), ctypes.byref(handle)))
         self._handle = handle
-        self._lock = threading.Lock()
-        self._callbacks = {}  # request id -> ctypes callback, alive until release
-        self._threaded = False
 
     def close(self):
         """Stops the engine thread and drops every request (no callback after this)."""
-        if getattr(self, "_handle", None):
-            native.kestrel_engine_destroy(self._handle)
-            self._handle = None
-            self._callbacks.clear()
-
-    __del__ = close
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    @property
-    def handle(self):
-        if not self._handle:
-            raise ValueError("kestrel: the engine is closed")
-        return self._handle
+        super().close()
+        self._callbacks.clear()
 
     @property
     def model(self):

@@ -3,7 +3,7 @@ import ctypes
 from dataclasses import dataclass
 
 from . import _native as n
-from ._util import read_bytes, read_ints, token_array
+from ._util import NativeObject, read_bytes, read_ints, token_array
 from .errors import check
 
 
@@ -27,31 +27,14 @@ class ModelInfo:
     add_bos: bool
 
 
-class Model:
+class Model(NativeObject):
     """Made by Runtime.load_model. Reference-counted in C: every session and engine holds it."""
+
+    _destroy = n.kestrel_model_release
 
     def __init__(self, handle, log_sink=None):
         self._handle = handle
         self._log = log_sink  # the runtime's log callback must outlive every user of it
-
-    def close(self):
-        if getattr(self, "_handle", None):
-            n.kestrel_model_release(self._handle)
-            self._handle = None
-
-    __del__ = close
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    @property
-    def handle(self):
-        if not self._handle:
-            raise ValueError("kestrel: the model is closed")
-        return self._handle
 
     def info(self):
         i = n.new(n.ModelInfo)

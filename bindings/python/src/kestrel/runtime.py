@@ -5,6 +5,7 @@ import threading
 from dataclasses import dataclass
 
 from . import _native as n
+from ._util import NativeObject
 from .errors import check
 
 
@@ -62,12 +63,14 @@ class _LogSink:
         self.c_fn = n.LOG_FN(trampoline)
 
 
-class Runtime:
+class Runtime(NativeObject):
     """Finds the plugins (KESTREL_PLUGIN_PATH, or the folder next to libkestrel.so).
 
     Thread-safe. `log` is a callable(level, message) called on whichever thread logs.
     Models and sessions keep what they need alive, so the runtime may be dropped first.
     """
+
+    _destroy = n.kestrel_runtime_destroy
 
     def __init__(self, plugin_path=None, log=None, log_level=LogLevel.WARNING):
         o = n.new(n.RuntimeOptions, n.kestrel_runtime_options_init_sized)
@@ -80,26 +83,6 @@ class Runtime:
         handle = ctypes.c_void_p()
         check(n.kestrel_runtime_create(ctypes.byref(o), ctypes.byref(handle)))
         self._handle = handle
-
-    def close(self):
-        """Releases the runtime now (models made from it keep working)."""
-        if getattr(self, "_handle", None):
-            n.kestrel_runtime_destroy(self._handle)
-            self._handle = None
-
-    __del__ = close
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    @property
-    def handle(self):
-        if not self._handle:
-            raise ValueError("kestrel: the runtime is closed")
-        return self._handle
 
     def plugins(self):
         """Every plugin found, loaded or skipped with the reason (loads them all)."""

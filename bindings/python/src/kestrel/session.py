@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 from . import _native as n
-from ._util import SamplerOptions, c_strings, kv_type_value, token_array
+from ._util import NativeObject, SamplerOptions, c_strings, kv_type_value, token_array
 from .errors import CancelledError, FailedPreconditionError, check, take
 
 TOKEN_NONE = -1  # the token id of a final flush of held-back text
@@ -57,13 +57,15 @@ def make_sampler(sampler, sampler_kwargs):
     return s
 
 
-class Session:
+class Session(NativeObject):
     """One conversation over a model. Use from one thread at a time (cancel: any thread).
 
     Options: context_length (0: the model's), kv_block_size, n_threads (0: automatic),
     kv_type ("f32" or "f16"), sampler (a SamplerOptions) and/or its fields as keywords
     (temperature=0 is greedy, top_k, top_p, min_p, repetition_penalty, repetition_window, seed).
     """
+
+    _destroy = n.kestrel_session_destroy
 
     def __init__(self, model, context_length=0, kv_block_size=None, n_threads=0, kv_type="f32",
                  sampler=None, **sampler_kwargs):
@@ -85,25 +87,6 @@ class Session:
     @property
     def model(self):
         return self._model
-
-    def close(self):
-        if getattr(self, "_handle", None):
-            n.kestrel_session_destroy(self._handle)
-            self._handle = None
-
-    __del__ = close
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    @property
-    def handle(self):
-        if not self._handle:
-            raise ValueError("kestrel: the session is closed")
-        return self._handle
 
     @property
     def token_count(self):
