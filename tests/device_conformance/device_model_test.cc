@@ -10,7 +10,7 @@
 #include "gtest/gtest.h"
 #include "hal/src/plugin_registry.h"
 #include "nlohmann/json.hpp"
-#include "runtime/model/llama_model.h"
+#include "runtime/model/model.h"
 #include "runtime/session/session.h"
 
 namespace kestrel::device_tests {
@@ -40,7 +40,7 @@ TEST(DeviceModelTest, Stories260KRunsEntirelyOnTheDevice) {
   ASSERT_NE(ref, nullptr);
 
   const std::string models = Env("KESTREL_MODELS_DIR", "../shared/models");
-  auto model = runtime::LlamaModel::Load(models + "/stories260K.gguf", *dev, {});
+  auto model = runtime::Model::Load(models + "/stories260K.gguf", *dev, {});
   ASSERT_TRUE(model.ok()) << model.status();
   std::ifstream f(models + "/stories260K.golden.json");
   const nlohmann::json golden = nlohmann::json::parse(f);

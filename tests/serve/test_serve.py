@@ -151,3 +151,17 @@ def test_disconnect_in_the_middle_of_a_stream_cancels_the_request(long_context):
     # The server still answers.
     r = c.completions.create(model=long_context.model_id, prompt="Hello", max_tokens=4, temperature=0)
     assert r.usage.completion_tokens == 4
+
+
+def test_a_busy_port_is_an_error_not_a_hang(stories):
+    import subprocess
+    from conftest import KESTREL, MODELS_DIR
+    import os
+    port = stories.base.rsplit(":", 1)[1]
+    r = subprocess.run([KESTREL, "serve", "-m", os.path.join(MODELS_DIR, "stories260K.gguf"), "--port", port],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert f"cannot listen on 127.0.0.1:{port}" in r.stderr
+    r = subprocess.run([KESTREL, "serve", "-m", os.path.join(MODELS_DIR, "stories260K.gguf"), "--port", "70000"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert r.returncode == 2 and "'70000' for --port" in r.stderr
