@@ -5,7 +5,9 @@
 // plugin name, DefaultDevice tries cpu then ref, ReferenceDevice ref; any lookup that finds
 // nothing that way, and plugins()/devices() (listing), load every plugin found.
 // Thread-safety: every member may be called from any thread; plugins() and devices() return
-// vectors that no longer change once returned (everything is loaded by then).
+// vectors that no longer change once returned (everything is loaded by then). Loading holds the
+// registry's lock, and plugins log while they load: the log sink must not call back into the
+// registry (runtime.h tells users of the log callback not to call back into the library).
 #ifndef KESTREL_HAL_SRC_PLUGIN_REGISTRY_H_
 #define KESTREL_HAL_SRC_PLUGIN_REGISTRY_H_
 

@@ -29,7 +29,8 @@ typedef enum kestrel_log_level {
 
 /* Receives every log line at or above the runtime's level. Called on whichever thread produced
  * the line (possibly several at once); `message` is not NUL-terminated and is valid only during the
- * call. The library never writes to stdout/stderr itself. */
+ * call. The library never writes to stdout/stderr itself. It must not call back into the
+ * library: plugins log while the runtime loads them, with its plugin list locked. */
 typedef void (*kestrel_log_fn)(void* user_data, kestrel_log_level_t level, const char* message,
                                size_t length);
 
