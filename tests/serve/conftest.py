@@ -67,8 +67,9 @@ def stories():
 
 @pytest.fixture(scope="module")
 def long_context():
-    # 4096-token context and a tiny model: a stream long enough to disconnect in the middle of.
-    s = Server(os.path.join(MODELS_DIR, "llama-2-tiny-random.gguf"), "--device", "cpu", "--max-concurrency", "4")
+    # 4096-token context and a tiny model on the slow reference device (about 100 tokens/s here):
+    # requests long enough to disconnect in the middle of.
+    s = Server(os.path.join(MODELS_DIR, "llama-2-tiny-random.gguf"), "--device", "ref", "--max-concurrency", "4")
     yield s
     s.stop()
 

@@ -165,3 +165,45 @@ def test_a_busy_port_is_an_error_not_a_hang(stories):
     r = subprocess.run([KESTREL, "serve", "-m", os.path.join(MODELS_DIR, "stories260K.gguf"), "--port", "70000"],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
     assert r.returncode == 2 and "'70000' for --port" in r.stderr
+
+
+def test_a_non_streamed_client_that_leaves_cancels_its_request(long_context):
+    before = long_context.metrics()
+    # A client that gives up after the response headers (a raw connection: the openai client's
+    # timeout is per read, which the server's heartbeat spaces keep from expiring).
+    conn = http.client.HTTPConnection(long_context.base.split("//")[1], timeout=60)
+    body = json.dumps({"model": long_context.model_id, "prompt": "Hello", "max_tokens": 4000, "temperature": 0})
+    conn.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    assert r.status == 200 and r.getheader("Transfer-Encoding") == "chunked"
+    conn.close()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        m = long_context.metrics()
+        if m["kestrel_client_disconnects_total"] > before["kestrel_client_disconnects_total"]:
+            break
+        time.sleep(0.1)
+    assert m["kestrel_client_disconnects_total"] == before["kestrel_client_disconnects_total"] + 1, m
+    time.sleep(0.5)
+    m = long_context.metrics()
+    generated = m["kestrel_engine_generated_tokens_total"] - before["kestrel_engine_generated_tokens_total"]
+    assert generated < 4000, generated
+
+
+def test_a_long_non_streamed_answer_is_valid_json(long_context):
+    # Longer than the 1 s after which the answer is sent chunked, with a space each second.
+    body = json.dumps({"model": long_context.model_id, "prompt": "Hello", "max_tokens": 600, "temperature": 0})
+    conn = http.client.HTTPConnection(long_context.base.split("//")[1], timeout=120)
+    start = time.time()
+    conn.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    raw = r.read().decode()
+    assert r.status == 200
+    if time.time() - start > 2.5:  # (on a very fast machine it may finish within the first second)
+        assert r.getheader("Transfer-Encoding") == "chunked" and raw.startswith(" "), raw[:20]
+    d = json.loads(raw)
+    assert d["usage"]["completion_tokens"] == 600 and d["choices"][0]["finish_reason"] == "length"
+    # The openai client reads it too.
+    r = client(long_context).completions.create(model=long_context.model_id, prompt="Hello", max_tokens=300,
+                                                temperature=0)
+    assert r.usage.completion_tokens == 300

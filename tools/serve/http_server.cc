@@ -25,6 +25,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kMaxBodyBytes = 8u << 20;
 constexpr auto kPollInterval = std::chrono::milliseconds(50);
+constexpr auto kHeartbeatAfter = std::chrono::milliseconds(1000);
 
 void SendError(httplib::Response& res, const ApiError& e) {
   res.status = e.http_status;
@@ -79,7 +80,8 @@ const char* StopReasonName(kestrel::StopReason r) {
   return "none";
 }
 
-// One streamed response: the request in the engine and how far the answer has got.
+// One chunked response (streamed, or a long non-streamed one): the request in the engine and
+// how far the answer has got.
 struct StreamState {
   kestrel::RequestId id = 0;
   Endpoint endpoint = Endpoint::kCompletions;
@@ -88,7 +90,7 @@ struct StreamState {
   ResponseHeader header;
   std::shared_ptr<RequestStream> pieces;
   bool started = false;   // the role chunks (chat) are out
-  bool finished = false;  // [DONE] is out
+  bool finished = false;  // [DONE] (or the whole JSON) is out
 };
 
 }  // namespace
@@ -113,6 +115,12 @@ struct Server::Impl {
   void Stream(const GenerationRequest& r, const ResponseHeader& header, kestrel::RequestId id,
               std::shared_ptr<RequestStream> pieces, httplib::Response& res);
   bool WriteStream(StreamState& s, httplib::DataSink& sink);
+  struct Answer {
+    int status;
+    std::string body;
+  };
+  Answer Finish(Endpoint endpoint, uint32_t n, const ResponseHeader& header, kestrel::RequestId id);
+  bool DoneAfter(kestrel::RequestId id, int64_t ms);
   void FinishStream(StreamState& s, bool completed);
   uint64_t FreshSeed() {
     std::lock_guard<std::mutex> lock(seeds_mu);
@@ -246,15 +254,17 @@ std::optional<ApiError> Server::Impl::Submit(GenerationRequest& r,
   return std::nullopt;
 }
 
-void Server::Impl::Respond(const GenerationRequest& r, const ResponseHeader& header,
-                           kestrel::RequestId id, httplib::Response& res) {
+// The JSON answer of a done, non-streamed request (or its error), after which it is released.
+Server::Impl::Answer Server::Impl::Finish(Endpoint endpoint, uint32_t n,
+                                         const ResponseHeader& header, kestrel::RequestId id) {
   std::vector<Choice> choices;
   Usage usage;
   try {
-    engine->Wait(id);
-    for (uint32_t s = 0; s < r.n; ++s) {
+    engine->Wait(id, 0);  // throws the request's failure (or CANCELLED)
+    for (uint32_t s = 0; s < n; ++s) {
       const kestrel::RequestResult result = engine->Result(id, s);
-      choices.push_back(Choice{s, engine->Text(id, s), FinishReason(StopReasonName(result.stop_reason))});
+      choices.push_back(
+          Choice{s, engine->Text(id, s), FinishReason(StopReasonName(result.stop_reason))});
       usage.prompt_tokens = result.n_prompt_tokens;
       usage.completion_tokens += result.n_generated_tokens;
     }
@@ -263,11 +273,57 @@ void Server::Impl::Respond(const GenerationRequest& r, const ResponseHeader& hea
       engine->Release(id);
     } catch (const kestrel::Error&) {
     }
-    return SendError(res, FromKestrelError(e));
+    const ApiError a = FromKestrelError(e);
+    return Answer{a.http_status, ErrorBody(a)};
   }
   engine->Release(id);
   metrics.CountGeneration(usage.prompt_tokens, usage.completion_tokens);
-  res.set_content(CompletionBody(r.endpoint, header, choices, usage), "application/json");
+  return Answer{200, CompletionBody(endpoint, header, choices, usage)};
+}
+
+// Whether request `id` is done after waiting up to `ms` (a failed or cancelled one is done).
+bool Server::Impl::DoneAfter(kestrel::RequestId id, int64_t ms) {
+  try {
+    return engine->Wait(id, ms);
+  } catch (const kestrel::Error&) {
+    return true;
+  }
+}
+
+// A request that is done within kHeartbeatAfter gets a plain response. A longer one is answered
+// chunked: one space (JSON allows leading whitespace) every kHeartbeatAfter while it runs, so that
+// a client that left is noticed (the write fails) and its request cancelled, then the JSON. Its
+// status is then 200 whatever happens later (a failure comes as the error object).
+void Server::Impl::Respond(const GenerationRequest& r, const ResponseHeader& header,
+                           kestrel::RequestId id, httplib::Response& res) {
+  if (DoneAfter(id, kHeartbeatAfter.count())) {
+    const Answer a = Finish(r.endpoint, r.n, header, id);
+    res.status = a.status;
+    res.set_content(a.body, "application/json");
+    return;
+  }
+  auto state = std::make_shared<StreamState>();
+  state->id = id;
+  state->endpoint = r.endpoint;
+  state->n = r.n;
+  state->header = header;
+  res.set_chunked_content_provider(
+      "application/json",
+      [this, state](size_t, httplib::DataSink& sink) {
+        try {
+          if (!DoneAfter(state->id, kHeartbeatAfter.count())) return sink.write(" ", 1);
+          state->finished = true;
+          const Answer a = Finish(state->endpoint, state->n, state->header, state->id);
+          sink.write(a.body.data(), a.body.size());
+          sink.done();
+          return true;
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      [this, state](bool) {
+        if (!state->finished) FinishStream(*state, /*completed=*/false);  // the client left
+      });
 }
 
 void Server::Impl::Stream(const GenerationRequest& r, const ResponseHeader& header,

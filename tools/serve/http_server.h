@@ -7,9 +7,10 @@
 //
 // Threads: cpp-httplib runs each connection on a pool thread; the engine runs its own thread and
 // calls each request's streaming callback there, which only queues the piece for the handler
-// (RequestStream). A streamed request whose client disconnects (a write fails) is cancelled in
-// the engine and counted in kestrel_client_disconnects_total. A non-streamed request runs to its
-// end (max_tokens or EOS) even if its client left: the connection is not watched while it waits.
+// (RequestStream). A request whose client disconnects is cancelled in the engine and counted in
+// kestrel_client_disconnects_total: a streamed one when a write of its events fails; a
+// non-streamed one that runs longer than a second is answered chunked with a space (leading JSON
+// whitespace) each second until its JSON is ready, so its disconnect is noticed the same way.
 #ifndef KESTREL_TOOLS_SERVE_HTTP_SERVER_H_
 #define KESTREL_TOOLS_SERVE_HTTP_SERVER_H_
 
