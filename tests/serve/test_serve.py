@@ -176,6 +176,7 @@ def test_a_non_streamed_client_that_leaves_cancels_its_request(long_context):
     conn.request("POST", "/v1/completions", body=body, headers={"Content-Type": "application/json"})
     r = conn.getresponse()
     assert r.status == 200 and r.getheader("Transfer-Encoding") == "chunked"
+    r.close()  # (the response holds the socket open too)
     conn.close()
     deadline = time.time() + 20
     while time.time() < deadline:

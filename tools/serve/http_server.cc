@@ -26,6 +26,7 @@ using Clock = std::chrono::steady_clock;
 constexpr size_t kMaxBodyBytes = 8u << 20;
 constexpr auto kPollInterval = std::chrono::milliseconds(50);
 constexpr auto kHeartbeatAfter = std::chrono::milliseconds(1000);
+constexpr auto kHeartbeatEvery = std::chrono::milliseconds(250);
 
 void SendError(httplib::Response& res, const ApiError& e) {
   res.status = e.http_status;
@@ -48,23 +49,6 @@ ApiError FromKestrelError(const kestrel::Error& e) {
       a.code = e.code_name();
   }
   return a;
-}
-
-EngineGauges Gauges(const kestrel::EngineStats& s) {
-  EngineGauges g;
-  g.requests_running = s.n_running;
-  g.requests_waiting = s.n_waiting;
-  g.requests_finished = s.n_finished;
-  g.kv_blocks_total = s.kv_blocks_total;
-  g.kv_blocks_used = s.kv_blocks_used;
-  g.prefix_cache_hits = s.prefix_cache_hits;
-  g.prefix_cache_lookups = s.prefix_cache_lookups;
-  g.prefill_tokens_computed = s.prefill_tokens_computed;
-  g.prefill_tokens_reused = s.prefill_tokens_reused;
-  g.generated_tokens = s.generated_tokens;
-  g.preemptions = s.preemptions;
-  g.steps = s.steps;
-  return g;
 }
 
 const char* StopReasonName(kestrel::StopReason r) {
@@ -136,7 +120,7 @@ void Server::Impl::Routes() {
     res.set_content(ModelsBody(options.model_id, std::time(nullptr)), "application/json");
   });
   http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics.Render(Gauges(engine->Stats())), "text/plain; version=0.0.4");
+    res.set_content(metrics.Render(engine->Stats()), "text/plain; version=0.0.4");
   });
   http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
     HandleGeneration(Endpoint::kCompletions, req, res);
@@ -291,9 +275,10 @@ bool Server::Impl::DoneAfter(kestrel::RequestId id, int64_t ms) {
 }
 
 // A request that is done within kHeartbeatAfter gets a plain response. A longer one is answered
-// chunked: one space (JSON allows leading whitespace) every kHeartbeatAfter while it runs, so that
-// a client that left is noticed (the write fails) and its request cancelled, then the JSON. Its
-// status is then 200 whatever happens later (a failure comes as the error object).
+// chunked: one space (JSON allows leading whitespace) every kHeartbeatEvery while it runs, so that
+// a client that left is noticed (a write fails, the second after it left) and its request
+// cancelled, then the JSON. Its status is then 200 whatever happens later (a failure comes as the
+// error object).
 void Server::Impl::Respond(const GenerationRequest& r, const ResponseHeader& header,
                            kestrel::RequestId id, httplib::Response& res) {
   if (DoneAfter(id, kHeartbeatAfter.count())) {
@@ -311,7 +296,7 @@ void Server::Impl::Respond(const GenerationRequest& r, const ResponseHeader& hea
       "application/json",
       [this, state](size_t, httplib::DataSink& sink) {
         try {
-          if (!DoneAfter(state->id, kHeartbeatAfter.count())) return sink.write(" ", 1);
+          if (!DoneAfter(state->id, kHeartbeatEvery.count())) return sink.write(" ", 1);
           state->finished = true;
           const Answer a = Finish(state->endpoint, state->n, state->header, state->id);
           sink.write(a.body.data(), a.body.size());

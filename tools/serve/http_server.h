@@ -10,7 +10,7 @@
 // (RequestStream). A request whose client disconnects is cancelled in the engine and counted in
 // kestrel_client_disconnects_total: a streamed one when a write of its events fails; a
 // non-streamed one that runs longer than a second is answered chunked with a space (leading JSON
-// whitespace) each second until its JSON is ready, so its disconnect is noticed the same way.
+// whitespace) every 250 ms until its JSON is ready, so its disconnect is noticed the same way.
 #ifndef KESTREL_TOOLS_SERVE_HTTP_SERVER_H_
 #define KESTREL_TOOLS_SERVE_HTTP_SERVER_H_
 

@@ -52,7 +52,7 @@ uint64_t Metrics::client_disconnects() const {
   return disconnects_;
 }
 
-std::string Metrics::Render(const EngineGauges& e) const {
+std::string Metrics::Render(const kestrel::EngineStats& e) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::string out;
   Header(&out, "kestrel_http_responses_total", "counter",
@@ -90,12 +90,12 @@ std::string Metrics::Render(const EngineGauges& e) const {
   Sample(&out, "kestrel_time_to_first_token_seconds_count", static_cast<double>(cumulative));
 
   Metric(&out, "kestrel_engine_requests_running", "gauge", "Requests holding KV blocks.",
-         e.requests_running);
+         e.n_running);
   Metric(&out, "kestrel_engine_requests_waiting", "gauge", "Requests queued in the engine.",
-         e.requests_waiting);
+         e.n_waiting);
   Metric(&out, "kestrel_engine_requests_finished_total", "counter",
          "Requests the engine finished, failed or cancelled.",
-         static_cast<double>(e.requests_finished));
+         static_cast<double>(e.n_finished));
   Metric(&out, "kestrel_engine_kv_blocks_total", "gauge", "KV cache blocks in the pool.",
          e.kv_blocks_total);
   Metric(&out, "kestrel_engine_kv_blocks_used", "gauge", "KV cache blocks in use.",

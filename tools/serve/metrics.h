@@ -1,7 +1,7 @@
 // The server's own counters and their Prometheus text exposition (GET /metrics, format 0.0.4).
 // Thread-safe: handlers on any thread count, /metrics renders. Engine figures (running/waiting
-// requests, KV blocks, prefix cache, tokens) are passed in at render time from
-// kestrel::Engine::Stats(), so this file needs no Kestrel calls and is unit-tested alone.
+// requests, KV blocks, prefix cache, tokens) are passed in at render time, a
+// kestrel::Engine::Stats() value, so this file makes no Kestrel calls and is unit-tested alone.
 #ifndef KESTREL_TOOLS_SERVE_METRICS_H_
 #define KESTREL_TOOLS_SERVE_METRICS_H_
 
@@ -12,23 +12,9 @@
 #include <string>
 #include <utility>
 
-namespace kestrel::serve {
+#include "kestrel/kestrel.hpp"
 
-// The engine figures /metrics shows (a copy of the fields of kestrel::EngineStats it uses).
-struct EngineGauges {
-  uint32_t requests_running = 0;
-  uint32_t requests_waiting = 0;
-  uint64_t requests_finished = 0;
-  uint32_t kv_blocks_total = 0;
-  uint32_t kv_blocks_used = 0;
-  uint64_t prefix_cache_hits = 0;
-  uint64_t prefix_cache_lookups = 0;
-  uint64_t prefill_tokens_computed = 0;
-  uint64_t prefill_tokens_reused = 0;
-  uint64_t generated_tokens = 0;
-  uint64_t preemptions = 0;
-  uint64_t steps = 0;
-};
+namespace kestrel::serve {
 
 class Metrics {
  public:
@@ -45,7 +31,7 @@ class Metrics {
   void ObserveTimeToFirstToken(double seconds);
 
   uint64_t client_disconnects() const;
-  std::string Render(const EngineGauges& engine) const;
+  std::string Render(const kestrel::EngineStats& engine) const;
 
  private:
   mutable std::mutex mu_;

@@ -20,8 +20,8 @@ TEST(MetricsTest, PrometheusTextWithCountersHistogramAndEngineGauges) {
   m.CountClientDisconnect();
   m.ObserveTimeToFirstToken(0.02);  // <= 0.025
   m.ObserveTimeToFirstToken(20.0);  // +Inf only
-  EngineGauges g;
-  g.requests_running = 3;
+  kestrel::EngineStats g;
+  g.n_running = 3;
   g.kv_blocks_total = 100;
   g.generated_tokens = 42;
   const std::string t = m.Render(g);

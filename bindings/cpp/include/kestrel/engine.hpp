@@ -142,17 +142,6 @@ inline bool EngineTokenTrampoline(void* user_data, kestrel_request_id_t, uint32_
   }
 }
 
-inline void FillSampler(const SamplerOptions& s, kestrel_sampler_options_t* o) {
-  kestrel_sampler_options_init(o);
-  o->temperature = s.temperature;
-  o->top_k = s.top_k;
-  o->top_p = s.top_p;
-  o->min_p = s.min_p;
-  o->repetition_penalty = s.repetition_penalty;
-  o->repetition_window = s.repetition_window;
-  o->seed = s.seed;
-}
-
 }  // namespace detail
 
 // Many concurrent requests over one model (continuous batching, prefix cache, copy-on-write forks,

@@ -733,16 +733,25 @@ inline std::string Model::TokenToPiece(int32_t token) const {
       16);
 }
 
+namespace detail {
+
+// The C sampler options of `s` (sessions and engine requests).
+inline void FillSampler(const SamplerOptions& s, kestrel_sampler_options_t* o) {
+  kestrel_sampler_options_init(o);
+  o->temperature = s.temperature;
+  o->top_k = s.top_k;
+  o->top_p = s.top_p;
+  o->min_p = s.min_p;
+  o->repetition_penalty = s.repetition_penalty;
+  o->repetition_window = s.repetition_window;
+  o->seed = s.seed;
+}
+
+}  // namespace detail
+
 inline Session::Session(const Model& model, const SessionOptions& options) : model_(model) {
   kestrel_sampler_options_t sampler;
-  kestrel_sampler_options_init(&sampler);
-  sampler.temperature = options.sampler.temperature;
-  sampler.top_k = options.sampler.top_k;
-  sampler.top_p = options.sampler.top_p;
-  sampler.min_p = options.sampler.min_p;
-  sampler.repetition_penalty = options.sampler.repetition_penalty;
-  sampler.repetition_window = options.sampler.repetition_window;
-  sampler.seed = options.sampler.seed;
+  detail::FillSampler(options.sampler, &sampler);
   kestrel_session_options_t o;
   kestrel_session_options_init(&o);
   o.context_length = options.context_length;
