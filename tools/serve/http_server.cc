@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
@@ -404,7 +405,10 @@ void Server::Impl::FinishStream(StreamState& s, bool completed) {
 Server::Server(kestrel::Engine* engine, ServerOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->engine = engine;
   impl_->options = std::move(options);
-  const size_t threads = static_cast<size_t>(impl_->options.max_concurrency) * 2 + 8;
+  // A streamed request holds its connection's thread until it ends: room for every running
+  // request, as many queued behind them, and the short ones (/metrics, /health), up to a limit.
+  const size_t threads =
+      std::min<size_t>(static_cast<size_t>(impl_->options.max_concurrency) * 2 + 8, 1024);
   impl_->http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   impl_->http.set_payload_max_length(kMaxBodyBytes);
   // Streamed events are small writes: without TCP_NODELAY, Nagle's algorithm and the client's
