@@ -438,6 +438,11 @@ bool Engine::SampleNext(Sequence& seq, const float* logits) {
     FinishSequence(seq, StopReason::kEos);
     return false;
   }
+  if (req.on_logprobs) {
+    TokenLogprobs logprobs;
+    seq.sampler->Logprobs(token, req.n_probs, &logprobs);
+    req.on_logprobs(seq.request->id, seq.sample, logprobs);
+  }
   ++seq.n_generated;
   ++work_stats_.generated_tokens;
   seq.tokens.push_back(token);

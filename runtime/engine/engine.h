@@ -59,6 +59,10 @@ struct EngineRequest {
   uint32_t n = 1;
   // (request id, sample, token, text made final by it) -> keep going?
   std::function<bool(uint64_t, uint32_t, int32_t, absl::string_view)> on_token;
+  // (request id, sample, log-probabilities of its token): once per generated token, before
+  // on_token (see GenerateRequest::on_logprobs).
+  std::function<void(uint64_t, uint32_t, const TokenLogprobs&)> on_logprobs;
+  uint32_t n_probs = 0;
 };
 
 enum class RequestState { kWaiting = 0, kRunning = 1, kFinished = 2, kFailed = 3, kCancelled = 4 };

@@ -1,5 +1,8 @@
 #include "runtime/session/session.h"
 
+#include <cmath>
+
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -79,8 +82,30 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Model* model,
   plan_options.n_blocks = n_blocks;
   plan_options.kv_dtype = config.kv_dtype;
   plan_options.context_length = s->context_length_;
+  // Sliding-window layers keep only their window's KV (steps of at most one window, so a pool of
+  // about two windows suffices) when that is smaller than the full context.
+  uint32_t window = 0;
+  for (const LayerConfig& l : model->config().layers) window = std::max(window, l.sliding_window);
+  if (window > 0) {
+    const uint32_t blocks = WindowTables::BlocksNeeded(window, window, config.block_size);
+    if (blocks < n_blocks) {
+      plan_options.window_kv_blocks = blocks;
+      s->max_step_ = window;
+    }
+  }
+  if (config.embeddings) plan_options.hidden = HiddenState::kPostNorm;
+  s->embeddings_ = config.embeddings;
   absl::StatusOr<ExecutionPlan> plan = model->BuildPlan(plan_options);
   if (!plan.ok()) return plan.status();
+  if (plan->kv_groups.size() > 1) {
+    std::vector<WindowTables::Group> groups;
+    for (size_t g = 1; g < plan->kv_groups.size(); ++g) {
+      groups.push_back({plan->kv_groups[g].window, plan->kv_groups[g].n_blocks});
+    }
+    s->window_tables_ = std::make_unique<WindowTables>(groups, config.block_size);
+  } else {
+    s->max_step_ = 0;
+  }
   absl::StatusOr<std::unique_ptr<Executor>> exec =
       Executor::Create(model, std::move(*plan), model->device(), fallback);
   if (!exec.ok()) return exec.status();
@@ -88,7 +113,24 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Model* model,
   return s;
 }
 
-Session::~Session() { table_.reset(); }
+Session::~Session() {
+  table_.reset();
+  window_tables_.reset();
+}
+
+std::vector<uint32_t> Session::kv_blocks_held() const {
+  std::vector<uint32_t> held = {table_->n_held_blocks()};
+  for (size_t g = 0; window_tables_ && g < window_tables_->size(); ++g) {
+    held.push_back(window_tables_->table(g).n_held_blocks());
+  }
+  return held;
+}
+
+void Session::RollBack(uint32_t n_past) {
+  if (window_tables_ && !window_tables_->CanTruncateTo(n_past)) n_past = 0;
+  table_->Truncate(n_past);
+  if (window_tables_) window_tables_->Truncate(n_past);
+}
 
 absl::Status Session::CheckTokens(absl::Span<const int32_t> tokens) const {
   const int32_t vocab = static_cast<int32_t>(model_->config().n_vocab);
@@ -110,7 +152,33 @@ absl::Status Session::Decode(absl::Span<const int32_t> tokens) {
         "decode: %u tokens after the %u already in the session exceed its context length %u",
         tokens.size(), n_past, context_length_));
   }
+  if (max_step_ == 0 || tokens.size() <= max_step_) return DecodeStep(tokens);
+  // Window groups are sized for steps of max_step_ tokens: run longer inputs in pieces. A piece
+  // that fails after others succeeded may have dropped window KV the original context needs;
+  // RollBack then empties the session.
+  for (size_t i = 0; i < tokens.size(); i += max_step_) {
+    const absl::Status s = DecodeStep(tokens.subspan(i, std::min<size_t>(max_step_, tokens.size() - i)));
+    if (!s.ok()) {
+      RollBack(n_past);
+      if (table_->n_tokens() != n_past) {
+        return absl::Status(s.code(), absl::StrCat(s.message(), " (the session's context was cleared: "
+                                                   "its sliding-window KV had moved past it)"));
+      }
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Session::DecodeStep(absl::Span<const int32_t> tokens) {
+  const uint32_t n_past = table_->n_tokens();
   if (auto s = table_->Append(static_cast<uint32_t>(tokens.size())); !s.ok()) return s;
+  if (window_tables_) {
+    if (auto s = window_tables_->Append(n_past, static_cast<uint32_t>(tokens.size())); !s.ok()) {
+      table_->Truncate(n_past);
+      return s;
+    }
+  }
   const int32_t T = static_cast<int32_t>(tokens.size());
   StepInputs& in = step_;
   in.tokens.assign(tokens.begin(), tokens.end());
@@ -121,6 +189,13 @@ absl::Status Session::Decode(absl::Span<const int32_t> tokens) {
     in.slots[i] = table_->Slot(n_past + i);
   }
   in.block_tables = table_->blocks();
+  in.groups.resize(window_tables_ ? window_tables_->size() : 0);
+  for (size_t g = 0; g < in.groups.size(); ++g) {
+    const BlockTable& t = window_tables_->table(g);
+    in.groups[g].slots.resize(T);
+    for (int32_t i = 0; i < T; ++i) in.groups[g].slots[i] = t.Slot(n_past + i);
+    in.groups[g].block_tables = t.blocks();
+  }
   in.n_seqs = 1;
   in.max_blocks = static_cast<int64_t>(in.block_tables.size());
   in.query_start = {0, T};
@@ -129,7 +204,7 @@ absl::Status Session::Decode(absl::Span<const int32_t> tokens) {
   has_logits_ = false;
   absl::Status s = executor_->Run(in, &logits_);
   if (!s.ok()) {
-    table_->Truncate(n_past);  // the failed step's tokens are not part of the context
+    RollBack(n_past);  // the failed step's tokens are not part of the context
     return s;
   }
   has_logits_ = true;
@@ -141,8 +216,15 @@ absl::Status Session::Truncate(uint32_t n_tokens) {
     return absl::OutOfRangeError(absl::StrFormat(
         "truncate to %u tokens: the session holds only %u", n_tokens, table_->n_tokens()));
   }
+  if (window_tables_ && !window_tables_->CanTruncateTo(n_tokens)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "truncate to %u tokens: the sliding-window layers no longer hold the KV a query there "
+        "reads (they keep only their window); truncate to 0 or to at least %u tokens",
+        n_tokens, window_tables_->MinTruncation()));
+  }
   if (n_tokens < table_->n_tokens()) has_logits_ = false;
   table_->Truncate(n_tokens);
+  if (window_tables_) window_tables_->Truncate(n_tokens);
   return absl::OkStatus();
 }
 
@@ -155,6 +237,52 @@ absl::StatusOr<int32_t> Session::Sample() {
   return t;
 }
 
+absl::Status Session::Embed(absl::Span<const int32_t> tokens, Pooling pooling, std::vector<float>* out) {
+  if (!embeddings_) {
+    return absl::FailedPreconditionError(
+        "embed: the session was created without embeddings (kestrel_session_options_t.embeddings)");
+  }
+  if (tokens.empty()) return absl::InvalidArgumentError("embed: the text has no tokens");
+  if (auto s = CheckTokens(tokens); !s.ok()) return s;
+  if (tokens.size() > context_length_) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "embed: the text has %u tokens but the context length is %u", tokens.size(), context_length_));
+  }
+  RollBack(0);
+  has_logits_ = false;
+  const size_t n_embd = model_->config().n_embd;
+  std::vector<double> sum(n_embd, 0.0);
+  std::vector<float> hidden;
+  // Window-capped sessions take at most max_step_ tokens per step; the hidden rows of every step
+  // are pooled.
+  const size_t step = max_step_ == 0 ? tokens.size() : max_step_;
+  absl::Status status;
+  for (size_t i = 0; i < tokens.size() && status.ok(); i += step) {
+    const absl::Span<const int32_t> chunk = tokens.subspan(i, std::min(step, tokens.size() - i));
+    status = DecodeStep(chunk);
+    if (status.ok()) status = executor_->ReadHidden(&hidden);
+    if (status.ok() && hidden.size() != chunk.size() * n_embd) {
+      status = absl::InternalError(absl::StrFormat("embed: the plan read back %u hidden floats for %u tokens of %u",
+                                                   hidden.size(), chunk.size(), n_embd));
+    }
+    if (!status.ok()) break;
+    const size_t first_row = pooling == Pooling::kLast ? chunk.size() - 1 : 0;
+    if (pooling == Pooling::kLast) std::fill(sum.begin(), sum.end(), 0.0);
+    for (size_t r = first_row; r < chunk.size(); ++r) {
+      for (size_t e = 0; e < n_embd; ++e) sum[e] += hidden[r * n_embd + e];
+    }
+  }
+  RollBack(0);
+  has_logits_ = false;
+  if (!status.ok()) return status;
+  double norm = 0.0;
+  for (double v : sum) norm += v * v;
+  norm = std::sqrt(norm);
+  out->resize(n_embd);
+  for (size_t e = 0; e < n_embd; ++e) (*out)[e] = norm > 0 ? static_cast<float>(sum[e] / norm) : 0.0f;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
   cancel_.store(false, std::memory_order_relaxed);
   GenerateResult r;
@@ -165,6 +293,7 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
   if (auto s = CheckTokens(req.prompt); !s.ok()) return s;
   if (!req.keep_context) {
     table_->Truncate(0);
+    if (window_tables_) window_tables_->Truncate(0);
     has_logits_ = false;
     sampler_->Reset();
   }
@@ -183,6 +312,7 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
 
   auto t1 = std::chrono::steady_clock::now();
   const Tokenizer& tok = model_->tokenizer();
+  TokenLogprobs logprobs;
   while (true) {
     if (r.n_generated >= req.max_new_tokens) {
       r.stop_reason = StopReason::kMaxTokens;
@@ -200,6 +330,10 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
       r.stop_reason = StopReason::kEos;
       FlushHeldBack(stream, req, &r);
       break;
+    }
+    if (req.on_logprobs) {
+      sampler_->Logprobs(token, req.n_probs, &logprobs);
+      req.on_logprobs(logprobs);
     }
     r.tokens.push_back(token);
     ++r.n_generated;

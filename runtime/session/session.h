@@ -19,6 +19,7 @@
 #include "hal/include/kestrel/plugin_api.h"
 #include "runtime/kv_cache/block_pool.h"
 #include "runtime/kv_cache/block_table.h"
+#include "runtime/kv_cache/window_tables.h"
 #include "runtime/model/model.h"
 #include "runtime/plan/executor.h"
 #include "runtime/sampler/sampler.h"
@@ -32,7 +33,12 @@ struct SessionConfig {
   SamplerConfig sampler;
   uint32_t n_threads = 0;
   uint32_t kv_dtype = KESTREL_DTYPE_F32;  // KV cache element type: F32 or F16
+  // Build the plan to read back the final hidden state (after the output norm), for Embed.
+  bool embeddings = false;
 };
+
+// How Embed reduces the hidden states of a text's tokens to one vector.
+enum class Pooling { kMean = 0, kLast = 1 };
 
 enum class StopReason { kNone = 0, kEos = 1, kMaxTokens = 2, kStopString = 3, kCallback = 4,
                         kContextFull = 5, kCancelled = 6 };
@@ -47,6 +53,11 @@ struct GenerateRequest {
   // Streaming: (token, text made final by it) -> keep going?
   std::function<bool(int32_t, absl::string_view)> on_token;
   bool keep_context = false;
+  // Log-probabilities (Sampler::Logprobs): called once per generated token, before on_token for
+  // it, with the chosen token and the n_probs most likely ones (the end-of-generation token that
+  // stops the run is not reported, as in on_token).
+  std::function<void(const TokenLogprobs&)> on_logprobs;
+  uint32_t n_probs = 0;
 };
 
 struct GenerateResult {
@@ -76,26 +87,45 @@ class Session {
   absl::Status Truncate(uint32_t n_tokens);
   absl::StatusOr<int32_t> Sample();
 
+  // The embedding of `tokens`: the final hidden state (after the output norm, what the output
+  // head multiplies) of every token, mean-pooled or the last token's, L2-normalised to length 1.
+  // Runs from an empty context and leaves the session empty. FAILED_PRECONDITION unless the
+  // session was created with SessionConfig::embeddings; INVALID_ARGUMENT for no tokens or more
+  // than the context; OUT_OF_RANGE for an id outside the vocab.
+  absl::Status Embed(absl::Span<const int32_t> tokens, Pooling pooling, std::vector<float>* out);
+
   // Runs a whole generation. A cancelled run returns OK with stop_reason kCancelled.
   absl::StatusOr<GenerateResult> Generate(const GenerateRequest& request);
   void Cancel() { cancel_.store(true, std::memory_order_relaxed); }
 
   const Executor& executor() const { return *executor_; }
+  // KV blocks this session holds in each KV group of its plan (group 0: the full-context layers;
+  // then one per sliding window whose KV is capped at the window).
+  std::vector<uint32_t> kv_blocks_held() const;
   // Mixture of experts: restarts the per-expert routing counts (Executor::expert_counts).
   void ResetExpertStats() { executor_->ResetExpertCounts(); }
 
  private:
   Session() = default;
   absl::Status CheckTokens(absl::Span<const int32_t> tokens) const;
+  // One forward step over `tokens` (at most max_step_ of them when window groups are capped).
+  absl::Status DecodeStep(absl::Span<const int32_t> tokens);
+  // After a failed step: back to n_past tokens if the window groups still allow it, else empty.
+  void RollBack(uint32_t n_past);
 
   const Model* model_ = nullptr;
   uint32_t context_length_ = 0;
   std::unique_ptr<BlockPool> pool_;
   std::unique_ptr<BlockTable> table_;
+  // Sliding-window KV groups with their own pools (empty when every layer uses table_), and the
+  // step size that keeps their pools sufficient (Decode splits longer inputs).
+  std::unique_ptr<WindowTables> window_tables_;
+  uint32_t max_step_ = 0;
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<Sampler> sampler_;
   std::vector<float> logits_;
   bool has_logits_ = false;
+  bool embeddings_ = false;
   std::atomic<bool> cancel_{false};
   StepInputs step_;
 };

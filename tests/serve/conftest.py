@@ -75,6 +75,21 @@ def long_context():
 
 
 @pytest.fixture(scope="module")
+def smollm2():
+    # A real chat model with a template (ChatML), from scripts/fetch_models.sh.
+    cache = os.environ.get("KESTREL_MODEL_CACHE") or os.path.expanduser("~/.cache/kestrel/models")
+    path = os.path.join(cache, "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if not os.path.isfile(path):
+        if os.environ.get("KESTREL_REQUIRE_MODELS") == "1":
+            pytest.fail(f"model missing (KESTREL_REQUIRE_MODELS=1): {path}")
+        pytest.skip(f"model not found: {path} (scripts/fetch_models.sh)")
+    s = Server(path, "--device", "cpu", "--max-concurrency", "2", "--ctx", "512")
+    s.path = path
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
 def golden():
     with open(os.path.join(MODELS_DIR, "stories260K.golden.json")) as f:
         return json.load(f)["cases"]

@@ -208,3 +208,99 @@ def test_a_long_non_streamed_answer_is_valid_json(long_context):
     r = client(long_context).completions.create(model=long_context.model_id, prompt="Hello", max_tokens=300,
                                                 temperature=0)
     assert r.usage.completion_tokens == 300
+
+
+def test_completion_logprobs(stories):
+    r = client(stories).completions.create(model=stories.model_id, prompt="Once upon a time", max_tokens=8,
+                                           temperature=0, logprobs=3)
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == r.usage.completion_tokens == 8
+    assert "".join(lp.tokens) == r.choices[0].text
+    assert lp.text_offset[0] == 0
+    for tok, value, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+        assert value <= 0 and 1 <= len(top) <= 3
+        assert max(top.values()) == pytest.approx(value)  # greedy: the most likely token
+        assert tok in top
+    plain = client(stories).completions.create(model=stories.model_id, prompt="Once upon a time", max_tokens=8,
+                                               temperature=0)
+    assert plain.choices[0].logprobs is None and plain.choices[0].text == r.choices[0].text
+
+
+def test_chat_logprobs_streamed_and_whole(stories):
+    c = client(stories)
+    messages = [{"role": "user", "content": "Once upon a time"}]
+    r = c.chat.completions.create(model=stories.model_id, messages=messages, max_tokens=10, temperature=0,
+                                  logprobs=True, top_logprobs=2)
+    content = r.choices[0].logprobs.content
+    assert len(content) == r.usage.completion_tokens
+    assert "".join(e.token for e in content) == r.choices[0].message.content
+    for e in content:
+        assert len(e.top_logprobs) == 2 and e.top_logprobs[0].logprob >= e.top_logprobs[1].logprob
+        assert e.top_logprobs[0].token == e.token and bytes(e.bytes) == e.token.encode()
+    streamed = []
+    for chunk in c.chat.completions.create(model=stories.model_id, messages=messages, max_tokens=10,
+                                           temperature=0, logprobs=True, top_logprobs=2, stream=True):
+        if chunk.choices and chunk.choices[0].logprobs is not None:
+            streamed += chunk.choices[0].logprobs.content or []
+    assert [(e.token, e.logprob) for e in streamed] == [(e.token, e.logprob) for e in content]
+
+
+def test_logit_bias_and_ignore_eos(stories, golden):
+    c = client(stories)
+    # Token 2 is EOS: pushed up, the answer ends at once; with ignore_eos it cannot end.
+    r = c.completions.create(model=stories.model_id, prompt="Once upon a time", max_tokens=12, temperature=0,
+                             logit_bias={"2": 100})
+    assert r.choices[0].finish_reason == "stop" and r.usage.completion_tokens == 0
+    r = c.completions.create(model=stories.model_id, prompt="Once upon a time", max_tokens=12, temperature=0,
+                             logit_bias={"2": 100}, extra_body={"ignore_eos": True})
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 12
+    # -100 bans: the greedy first token (golden) is replaced, and has no place in the top list.
+    case = golden[0]
+    banned = c.completions.create(model=stories.model_id, prompt=case["prompt"], max_tokens=4, temperature=0,
+                                  logprobs=5, logit_bias={str(case["generated_ids"][0]): -100})
+    lp = banned.choices[0].logprobs
+    assert lp.tokens[0] != case["generated_pieces"][0]
+    assert case["generated_pieces"][0] not in lp.top_logprobs[0]
+    with pytest.raises(openai.BadRequestError) as e:
+        c.completions.create(model=stories.model_id, prompt="x", max_tokens=2, logit_bias={"99999999": 1})
+    assert e.value.body["param"] == "logit_bias" and "vocabulary" in e.value.body["message"]
+
+
+def test_chat_uses_the_models_template(smollm2):
+    import subprocess
+    from conftest import KESTREL
+    c = client(smollm2)
+    messages = [{"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "What is the capital of France?"}]
+    r = c.chat.completions.create(model=smollm2.model_id, messages=messages, max_tokens=24, temperature=0)
+    cli = subprocess.run([KESTREL, "generate", "-m", smollm2.path, "--device", "cpu", "--chat", "--system",
+                          messages[0]["content"], "-p", messages[1]["content"], "-n", "24", "--temp", "0",
+                          "--no-echo", "--ctx", "512", "--json"],
+                         check=True, stdout=subprocess.PIPE, text=True)
+    d = json.loads(cli.stdout.splitlines()[-1])
+    assert r.usage.prompt_tokens == d["n_prompt"]  # the same templated prompt
+    assert r.choices[0].message.content == d["text"]
+    assert "<|im_start|>" not in r.choices[0].message.content
+    if d["stop_reason"] == "eos":
+        assert r.choices[0].finish_reason == "stop"
+
+
+def test_embeddings(stories):
+    import math
+    import subprocess
+    from conftest import KESTREL, MODELS_DIR
+    c = client(stories)
+    r = c.embeddings.create(model=stories.model_id, input=["Once upon a time", "The dog ran"])  # base64
+    assert [d.index for d in r.data] == [0, 1]
+    v = r.data[0].embedding
+    assert abs(sum(x * x for x in v) - 1) < 1e-4
+    assert r.usage.prompt_tokens > 5  # "Once upon a time" alone is 5 with BOS
+    f = c.embeddings.create(model=stories.model_id, input="Once upon a time", encoding_format="float")
+    assert f.data[0].embedding == pytest.approx(v, abs=1e-6)
+    cli = subprocess.run([KESTREL, "embed", "-m", MODELS_DIR + "/stories260K.gguf", "--device", "cpu",
+                          "-p", "Once upon a time", "--json"], check=True, stdout=subprocess.PIPE, text=True)
+    want = json.loads(cli.stdout)["embedding"]
+    assert sum(a * b for a, b in zip(want, v)) > 0.9999
+    with pytest.raises(openai.BadRequestError) as e:
+        c.embeddings.create(model=stories.model_id, input=[], encoding_format="float")
+    assert e.value.body["param"] == "input"

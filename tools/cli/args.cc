@@ -14,9 +14,15 @@ constexpr unsigned kForInfo = 1u << 1;
 constexpr unsigned kForDevices = 1u << 2;
 constexpr unsigned kForBench = 1u << 3;
 constexpr unsigned kForServe = 1u << 4;
-constexpr unsigned kForAll = kForGenerate | kForInfo | kForDevices | kForBench | kForServe;
+constexpr unsigned kForTokenize = 1u << 5;
+constexpr unsigned kForChat = 1u << 6;
+constexpr unsigned kForEmbed = 1u << 7;
+constexpr unsigned kForAll =
+    kForGenerate | kForInfo | kForDevices | kForBench | kForServe | kForTokenize | kForChat | kForEmbed;
+constexpr unsigned kForSampling = kForGenerate | kForChat;
 
 constexpr uint32_t kMaxConcurrency = 4096;
+constexpr uint32_t kMaxNProbs = 100;
 constexpr uint32_t kMaxPrefixTokens = 1u << 20;
 
 enum class FlagId {
@@ -52,6 +58,13 @@ enum class FlagId {
   kHost,
   kPort,
   kMaxConcurrency,
+  kSpecial,
+  kChat,
+  kSystem,
+  kNProbs,
+  kLogitBias,
+  kIgnoreEos,
+  kPooling,
 };
 
 struct FlagSpec {
@@ -63,22 +76,24 @@ struct FlagSpec {
 };
 
 constexpr FlagSpec kFlags[] = {
-    {FlagId::kModel, "model", 'm', true, kForGenerate | kForInfo | kForBench | kForServe},
-    {FlagId::kPrompt, "prompt", 'p', true, kForGenerate | kForBench},
-    {FlagId::kMaxTokens, "n-predict", 'n', true, kForGenerate | kForBench},
-    {FlagId::kTemp, "temp", 0, true, kForGenerate},
-    {FlagId::kTopK, "top-k", 0, true, kForGenerate},
-    {FlagId::kTopP, "top-p", 0, true, kForGenerate},
-    {FlagId::kMinP, "min-p", 0, true, kForGenerate},
-    {FlagId::kRepeatPenalty, "repeat-penalty", 0, true, kForGenerate},
-    {FlagId::kRepeatLastN, "repeat-last-n", 0, true, kForGenerate},
-    {FlagId::kSeed, "seed", 0, true, kForGenerate},
-    {FlagId::kCtx, "ctx", 0, true, kForGenerate | kForServe},
-    {FlagId::kDevice, "device", 0, true, kForGenerate | kForInfo | kForBench | kForServe},
-    {FlagId::kStop, "stop", 0, true, kForGenerate},
-    {FlagId::kThreads, "threads", 't', true, kForGenerate | kForBench | kForServe},
-    {FlagId::kJson, "json", 0, false, kForGenerate | kForInfo | kForDevices | kForBench},
-    {FlagId::kNoMmap, "no-mmap", 0, false, kForGenerate | kForInfo | kForBench | kForServe},
+    {FlagId::kModel, "model", 'm', true,
+     kForGenerate | kForInfo | kForBench | kForServe | kForTokenize | kForChat | kForEmbed},
+    {FlagId::kPrompt, "prompt", 'p', true, kForGenerate | kForBench | kForTokenize | kForEmbed},
+    {FlagId::kMaxTokens, "n-predict", 'n', true, kForSampling | kForBench},
+    {FlagId::kTemp, "temp", 0, true, kForSampling},
+    {FlagId::kTopK, "top-k", 0, true, kForSampling},
+    {FlagId::kTopP, "top-p", 0, true, kForSampling},
+    {FlagId::kMinP, "min-p", 0, true, kForSampling},
+    {FlagId::kRepeatPenalty, "repeat-penalty", 0, true, kForSampling},
+    {FlagId::kRepeatLastN, "repeat-last-n", 0, true, kForSampling},
+    {FlagId::kSeed, "seed", 0, true, kForSampling},
+    {FlagId::kCtx, "ctx", 0, true, kForSampling | kForServe | kForEmbed},
+    {FlagId::kDevice, "device", 0, true, kForSampling | kForInfo | kForBench | kForServe | kForEmbed},
+    {FlagId::kStop, "stop", 0, true, kForSampling},
+    {FlagId::kThreads, "threads", 't', true, kForSampling | kForBench | kForServe | kForEmbed},
+    {FlagId::kJson, "json", 0, false, kForGenerate | kForInfo | kForDevices | kForBench | kForTokenize | kForEmbed},
+    {FlagId::kNoMmap, "no-mmap", 0, false,
+     kForSampling | kForInfo | kForBench | kForTokenize | kForServe | kForEmbed},
     {FlagId::kNoEcho, "no-echo", 0, false, kForGenerate},
     {FlagId::kVerbose, "verbose", 'v', false, kForAll},
     {FlagId::kHelp, "help", 'h', false, kForAll},
@@ -91,11 +106,18 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kConcurrency, "concurrency", 0, true, kForBench},
     {FlagId::kPrefixTokens, "prefix-tokens", 0, true, kForBench},
     {FlagId::kKvBlockSize, "kv-block-size", 0, true, kForBench},
-    {FlagId::kKvType, "kv-type", 0, true, kForGenerate | kForBench | kForServe},
-    {FlagId::kPromptFile, "file", 'f', true, kForGenerate},
+    {FlagId::kKvType, "kv-type", 0, true, kForSampling | kForBench | kForServe},
+    {FlagId::kPromptFile, "file", 'f', true, kForGenerate | kForEmbed},
     {FlagId::kHost, "host", 0, true, kForServe},
     {FlagId::kPort, "port", 0, true, kForServe},
     {FlagId::kMaxConcurrency, "max-concurrency", 0, true, kForServe},
+    {FlagId::kSpecial, "special", 0, false, kForGenerate | kForTokenize},
+    {FlagId::kChat, "chat", 0, false, kForGenerate},
+    {FlagId::kSystem, "system", 0, true, kForGenerate | kForChat},
+    {FlagId::kNProbs, "n-probs", 0, true, kForGenerate},
+    {FlagId::kLogitBias, "logit-bias", 0, true, kForSampling},
+    {FlagId::kIgnoreEos, "ignore-eos", 0, false, kForSampling},
+    {FlagId::kPooling, "pooling", 0, true, kForEmbed},
 };
 
 unsigned CommandBit(Command command) {
@@ -110,6 +132,12 @@ unsigned CommandBit(Command command) {
       return kForBench;
     case Command::kServe:
       return kForServe;
+    case Command::kTokenize:
+      return kForTokenize;
+    case Command::kChat:
+      return kForChat;
+    case Command::kEmbed:
+      return kForEmbed;
     default:
       return 0;
   }
@@ -121,6 +149,9 @@ std::optional<Command> CommandFromName(std::string_view name) {
   if (name == "devices") return Command::kDevices;
   if (name == "bench") return Command::kBench;
   if (name == "serve") return Command::kServe;
+  if (name == "tokenize") return Command::kTokenize;
+  if (name == "chat") return Command::kChat;
+  if (name == "embed") return Command::kEmbed;
   if (name == "help") return Command::kHelp;
   if (name == "version") return Command::kVersion;
   return std::nullopt;
@@ -282,6 +313,27 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
     case FlagId::kNoEcho:
       o->echo_prompt = false;
       break;
+    case FlagId::kNProbs:
+      if (!ParseUint32(value, &o->n_probs) || o->n_probs > kMaxNProbs) {
+        return Fail(BadValue(spelled, value, "a number of top tokens in [0, 100]"));
+      }
+      break;
+    case FlagId::kLogitBias: {
+      std::pair<int32_t, float> bias;
+      if (!ParseLogitBias(value, &bias)) {
+        return Fail(BadValue(spelled, value,
+                             "TOKEN_ID+BIAS, TOKEN_ID-BIAS or TOKEN_ID=BIAS (e.g. 15043+1, 2-inf)"));
+      }
+      o->logit_bias.push_back(bias);
+      break;
+    }
+    case FlagId::kIgnoreEos:
+      o->ignore_eos = true;
+      break;
+    case FlagId::kPooling:
+      if (value != "mean" && value != "last") return Fail(BadValue(spelled, value, "mean or last"));
+      o->pooling_last = value == "last";
+      break;
     case FlagId::kVerbose:
       ++o->verbosity;
       break;
@@ -356,6 +408,15 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
         return Fail(BadValue(spelled, value, "f32 or f16"));
       }
       break;
+    case FlagId::kSpecial:
+      o->special = true;
+      break;
+    case FlagId::kChat:
+      o->chat = true;
+      break;
+    case FlagId::kSystem:
+      o->system_prompt = std::string(value);
+      break;
   }
   return ParseResult{};
 }
@@ -372,6 +433,12 @@ const char* CommandName(Command command) {
       return "devices";
     case Command::kBench:
       return "bench";
+    case Command::kTokenize:
+      return "tokenize";
+    case Command::kChat:
+      return "chat";
+    case Command::kEmbed:
+      return "embed";
     case Command::kHelp:
       return "help";
     case Command::kVersion:
@@ -407,6 +474,24 @@ bool ParseUint64(std::string_view text, uint64_t* out) {
   auto [ptr, ec] = std::from_chars(text.data(), end, v);
   if (text.empty() || ec != std::errc() || ptr != end) return false;
   *out = v;
+  return true;
+}
+
+bool ParseLogitBias(std::string_view text, std::pair<int32_t, float>* out) {
+  const size_t sign = text.find_first_of("+-=", 1);  // not a leading '-' of the id
+  if (sign == std::string_view::npos) return false;
+  int32_t token;
+  if (!ParseInt32(text.substr(0, sign), &token) || token < 0) return false;
+  const std::string_view magnitude = text.substr(sign + 1);
+  const char op = text[sign];
+  if (op == '-' && magnitude == "inf") {
+    *out = {token, -std::numeric_limits<float>::infinity()};
+    return true;
+  }
+  if (magnitude.empty() || magnitude[0] == '+' || (op != '=' && magnitude[0] == '-')) return false;
+  float v;
+  if (!ParseFloat(magnitude, &v)) return false;
+  *out = {token, op == '-' ? -v : v};
   return true;
 }
 
@@ -447,7 +532,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     ++i;
   } else if (!first.empty() && first[0] == '-') {
     return Fail("expected a command before '" + std::string(first) +
-                "' (generate, info, devices, bench, serve, help)");
+                "' (generate, chat, embed, tokenize, info, devices, bench, serve, help)");
   } else if (auto c = CommandFromName(first)) {
     o.command = *c;
     ++i;
@@ -544,13 +629,22 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
   }
 
   if (!o.help) {
-    if ((o.command == Command::kGenerate || o.command == Command::kInfo ||
-         o.command == Command::kServe) &&
+    if ((o.command == Command::kGenerate || o.command == Command::kInfo || o.command == Command::kTokenize ||
+         o.command == Command::kChat || o.command == Command::kServe || o.command == Command::kEmbed) &&
         o.model_path.empty()) {
       return Fail(std::string("'") + CommandName(o.command) + "' needs -m/--model MODEL");
     }
-    if (o.command == Command::kGenerate && !o.prompt && !o.prompt_file) {
-      return Fail("'generate' needs -p/--prompt PROMPT (or -p - / -f FILE)");
+    if ((o.command == Command::kGenerate || o.command == Command::kEmbed) && !o.prompt && !o.prompt_file) {
+      return Fail(std::string("'") + CommandName(o.command) + "' needs -p/--prompt PROMPT (or -p - / -f FILE)");
+    }
+    if (o.command == Command::kTokenize && !o.prompt) {
+      return Fail("'tokenize' needs -p/--prompt PROMPT");
+    }
+    if (o.command == Command::kGenerate && o.n_probs > 0 && !o.json) {
+      return Fail("option '--n-probs' needs --json (the log-probabilities are in the JSON line)");
+    }
+    if (o.command == Command::kGenerate && o.system_prompt && !o.chat) {
+      return Fail("option '--system' needs --chat");
     }
     if (o.command == Command::kBench) {
       if (o.bench.engine && o.bench.membw) return Fail("--engine and --membw exclude each other");

@@ -7,11 +7,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace kestrel::cli {
 
-enum class Command { kNone, kGenerate, kInfo, kDevices, kBench, kHelp, kVersion, kServe };
+enum class Command { kNone, kGenerate, kInfo, kDevices, kBench, kHelp, kVersion, kServe, kTokenize, kChat, kEmbed };
 
 // "generate", "info", ...; "" for kNone.
 const char* CommandName(Command command);
@@ -72,6 +73,13 @@ struct Options {
   bool json = false;                      // --json
   bool use_mmap = true;                   // --no-mmap clears it
   bool echo_prompt = true;                // --no-echo clears it
+  bool special = false;                   // --special: control-token texts in -p become tokens
+  bool chat = false;                      // generate --chat: -p is a user message, templated
+  std::optional<std::string> system_prompt;  // --system: a system message (chat, generate --chat)
+  uint32_t n_probs = 0;                   // --n-probs N: top-N log-probabilities per token (JSON)
+  std::vector<std::pair<int32_t, float>> logit_bias;  // --logit-bias ID(+|-)BIAS, repeatable
+  bool ignore_eos = false;                // --ignore-eos: end-of-generation tokens are banned
+  bool pooling_last = false;              // embed --pooling last (default mean)
   BenchOptions bench;                     // `bench` only
   ServeOptions serve;                     // `serve` only
 };
@@ -87,6 +95,7 @@ struct ParseResult {
 // ...`); `--version`, `-h/--help` and `help [COMMAND]` also work alone. Flags accept
 // `--flag VALUE` and `--flag=VALUE`; short ones `-n VALUE`. A flag that the chosen subcommand does
 // not use is an error. Missing required flags (-m, -p) are reported here too, unless help was asked.
+// `tokenize` needs -m and -p; `chat` needs -m; --system needs `chat` or `generate --chat`.
 // `bench` needs -m unless --membw is given; with --membw the model flags (-m -p -n --device
 // --no-mmap --warmup) are errors, and --size-mb needs --membw. --engine excludes --membw, -p and
 // --warmup; --concurrency and --prefix-tokens need --engine.
@@ -98,6 +107,9 @@ bool ParseUint32(std::string_view text, uint32_t* out);
 bool ParseInt32(std::string_view text, int32_t* out);
 bool ParseUint64(std::string_view text, uint64_t* out);
 bool ParseFloat(std::string_view text, float* out);
+// --logit-bias's value: TOKEN_ID followed by +BIAS, -BIAS or =BIAS (llama.cpp's spelling,
+// "15043+1", "2-inf"); BIAS is finite or "inf" after '-' (a ban).
+bool ParseLogitBias(std::string_view text, std::pair<int32_t, float>* out);
 
 // "1,8,32" -> {1, 8, 32}: one or more comma-separated integers, each strictly parsed and in
 // [1, 4096]; no empty items, spaces or signs. On failure *out is untouched.

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <initializer_list>
+#include <utility>
 #include <vector>
 
 namespace kestrel::cli {
@@ -356,5 +358,75 @@ TEST(ParseArgsTest, PromptFromFileOrStdinAndUnlimitedTokens) {
   EXPECT_FALSE(Parse({"bench", "-m", "m", "-f", "p.txt"}, &o).ok);
 }
 
+TEST(ParseArgsTest, TokenizeChatAndSpecial) {
+  Options o;
+  ASSERT_TRUE(Parse({"tokenize", "-m", "m.gguf", "-p", "hi", "--special", "--json"}, &o).ok);
+  EXPECT_EQ(o.command, Command::kTokenize);
+  EXPECT_TRUE(o.special);
+  EXPECT_TRUE(o.json);
+  EXPECT_EQ(*o.prompt, "hi");
+
+  o = Options();
+  ASSERT_TRUE(Parse({"chat", "-m", "m.gguf", "--system", "Be brief.", "-n", "64", "--temp", "0"}, &o).ok);
+  EXPECT_EQ(o.command, Command::kChat);
+  EXPECT_EQ(*o.system_prompt, "Be brief.");
+  EXPECT_EQ(o.max_new_tokens, 64u);
+
+  o = Options();
+  ASSERT_TRUE(Parse({"generate", "-m", "m.gguf", "-p", "hi", "--chat", "--system", "s"}, &o).ok);
+  EXPECT_TRUE(o.chat);
+  EXPECT_FALSE(o.special);
+
+  struct Bad {
+    std::initializer_list<const char*> args;
+    const char* message;
+  };
+  for (const Bad& b : {Bad{{"tokenize", "-m", "m.gguf"}, "'tokenize' needs -p/--prompt"},
+                       Bad{{"tokenize", "-p", "x"}, "'tokenize' needs -m/--model"},
+                       Bad{{"chat"}, "'chat' needs -m/--model"},
+                       Bad{{"chat", "-m", "m.gguf", "-p", "x"}, "does not apply to 'chat'"},
+                       Bad{{"chat", "-m", "m.gguf", "--json"}, "does not apply to 'chat'"},
+                       Bad{{"tokenize", "-m", "m.gguf", "-p", "x", "--chat"}, "does not apply to 'tokenize'"},
+                       Bad{{"generate", "-m", "m.gguf", "-p", "x", "--system", "s"}, "'--system' needs --chat"},
+                       Bad{{"info", "-m", "m.gguf", "--special"}, "does not apply to 'info'"}}) {
+    Options bad;
+    ParseResult r = Parse(b.args, &bad);
+    EXPECT_FALSE(r.ok) << b.message;
+    EXPECT_NE(r.error.find(b.message), std::string::npos) << r.error;
+  }
+}
+
 }  // namespace
+TEST(ParseArgsTest, LogprobsLogitBiasAndIgnoreEos) {
+  Options o;
+  ASSERT_TRUE(Parse({"generate", "-m", "m", "-p", "x", "--n-probs", "5", "--json", "--logit-bias", "15043+1",
+                     "--logit-bias", "2-inf", "--logit-bias", "7=-0.5", "--logit-bias", "9-2", "--ignore-eos"},
+                    &o)
+                  .ok);
+  EXPECT_EQ(o.n_probs, 5u);
+  EXPECT_TRUE(o.ignore_eos);
+  ASSERT_EQ(o.logit_bias.size(), 4u);
+  EXPECT_EQ(o.logit_bias[0], (std::pair<int32_t, float>{15043, 1.0f}));
+  EXPECT_EQ(o.logit_bias[1].first, 2);
+  EXPECT_TRUE(std::isinf(o.logit_bias[1].second) && o.logit_bias[1].second < 0);
+  EXPECT_EQ(o.logit_bias[2], (std::pair<int32_t, float>{7, -0.5f}));
+  EXPECT_EQ(o.logit_bias[3], (std::pair<int32_t, float>{9, -2.0f}));
+  o = Options();
+  ASSERT_TRUE(Parse({"chat", "-m", "m", "--logit-bias", "3+2", "--ignore-eos"}, &o).ok);
+  EXPECT_EQ(o.logit_bias.size(), 1u);
+  for (const char* bad : {"12", "x+1", "-3+1", "3+", "3+inf", "3--1", "3+nan", "3+1x"}) {
+    Options b;
+    ParseResult r = Parse({"generate", "-m", "m", "-p", "x", "--logit-bias", bad}, &b);
+    EXPECT_FALSE(r.ok) << bad;
+    EXPECT_NE(r.error.find("TOKEN_ID+BIAS"), std::string::npos) << r.error;
+  }
+  Options b;
+  ParseResult r = Parse({"generate", "-m", "m", "-p", "x", "--n-probs", "3"}, &b);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("needs --json"), std::string::npos) << r.error;
+  EXPECT_FALSE(Parse({"generate", "-m", "m", "-p", "x", "--n-probs", "101", "--json"}, &b).ok);
+  EXPECT_FALSE(Parse({"chat", "-m", "m", "--n-probs", "3"}, &b).ok);  // generate only
+  EXPECT_FALSE(Parse({"bench", "-m", "m", "--ignore-eos"}, &b).ok);
+}
+
 }  // namespace kestrel::cli

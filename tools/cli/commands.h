@@ -11,6 +11,9 @@ int RunGenerate(const Options& options);
 int RunInfo(const Options& options);
 int RunDevices(const Options& options);
 int RunBench(const Options& options);  // bench_command.cc (also --membw)
+int RunTokenize(const Options& options);
+int RunChat(const Options& options);
+int RunEmbed(const Options& options);  // embed_command.cc
 int RunServe(const Options& options);  // serve_command.cc, in the kestrel-serve executable
 
 // `kestrel help serve` (main.cc; also printed by kestrel-serve --help).

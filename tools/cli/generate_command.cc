@@ -1,11 +1,11 @@
-// `kestrel generate`: streams a completion to stdout through kestrel_session_generate.
+// `kestrel generate`: streams a completion to stdout through kestrel_session_generate. With --chat
+// the prompt is a user message (after an optional --system message) rendered with the model's chat
+// template, and control-token texts in it become tokens; --special does the latter alone.
 //
 // stdout carries, in order: the prompt (unless --no-echo), the generated text as it is produced
 // (flushed per token), a newline if the output did not already end with one, and with --json one
-// JSON object on the last line. The prompt is echoed only once generation has produced its first
-// piece of text or finished, so a run that fails (bad prompt, device error) prints nothing on
-// stdout. Everything else (progress bar, logs, the timing summary without --json, errors) goes to
-// stderr.
+// JSON object on the last line. Everything else (progress bar, logs, the timing summary without
+// --json, errors) goes to stderr.
 #include <cinttypes>
 #include <cstdio>
 #include <string>
@@ -17,91 +17,10 @@
 #include "json_writer.h"
 #include "kestrel/kestrel.h"
 #include "prompt_input.h"
+#include "session_setup.h"
 
 namespace kestrel::cli {
 namespace {
-
-const char* StopReasonName(kestrel_stop_reason_t reason) {
-  switch (reason) {
-    case KESTREL_STOP_NONE:
-      return "none";
-    case KESTREL_STOP_EOS:
-      return "eos";
-    case KESTREL_STOP_MAX_TOKENS:
-      return "max_tokens";
-    case KESTREL_STOP_STOP_STRING:
-      return "stop_string";
-    case KESTREL_STOP_CALLBACK:
-      return "callback";
-    case KESTREL_STOP_CONTEXT_FULL:
-      return "context_full";
-    case KESTREL_STOP_CANCELLED:
-      return "cancelled";
-  }
-  return "unknown";
-}
-
-// Writes to stdout and remembers whether the output ends with a newline.
-class StdoutStream {
- public:
-  void Write(const char* data, size_t length) {
-    if (length == 0) return;
-    std::fwrite(data, 1, length, stdout);
-    std::fflush(stdout);
-    ends_with_newline_ = data[length - 1] == '\n';
-    wrote_anything_ = true;
-  }
-  // Ends the current line unless the output is empty or already at a line start.
-  void EndLine() {
-    if (wrote_anything_ && !ends_with_newline_) Write("\n", 1);
-  }
-
- private:
-  bool wrote_anything_ = false;
-  bool ends_with_newline_ = false;
-};
-
-struct Collector {
-  StdoutStream* out;
-  const std::string* echo;  // the prompt, written before the first text; null: no echo
-  std::vector<int32_t> token_ids;
-  std::string text;
-
-  void EchoOnce() {
-    if (echo != nullptr) out->Write(echo->data(), echo->size());
-    echo = nullptr;
-  }
-};
-
-bool OnToken(void* user_data, int32_t token, const char* text, size_t text_length) {
-  auto* c = static_cast<Collector*>(user_data);
-  if (token != KESTREL_TOKEN_NONE) c->token_ids.push_back(token);  // NONE: a final flush
-  if (text_length > 0) {
-    c->EchoOnce();
-    c->text.append(text, text_length);
-    c->out->Write(text, text_length);
-  }
-  return true;
-}
-
-// The prompt's token ids as generate sees them (with BOS when the model asks for it).
-bool TokenizePrompt(const kestrel_model_t* model, const std::string& prompt,
-                    std::vector<int32_t>* ids) {
-  size_t required = 0;
-  StatusPtr status(
-      kestrel_tokenize(model, prompt.data(), prompt.size(), true, nullptr, 0, &required));
-  if (!status) {
-    ids->resize(required);
-    status.reset(kestrel_tokenize(model, prompt.data(), prompt.size(), true, ids->data(),
-                                  ids->size(), &required));
-  }
-  if (status) {
-    PrintStatusError(status.get());
-    return false;
-  }
-  ids->resize(required);
-  return true;
-}
 
 void WriteIntArray(JsonWriter* w, const std::vector<int32_t>& values) {
   w->BeginArray();
@@ -109,11 +28,40 @@ void WriteIntArray(JsonWriter* w, const std::vector<int32_t>& values) {
   w->EndArray();
 }
 
+void WriteLogprob(JsonWriter* w, const kestrel_model_t* model, const kestrel_token_logprob_t& t) {
+  w->Key("token");
+  w->Int(t.token);
+  w->Key("piece");
+  w->String(TokenPiece(model, t.token, /*special=*/true));
+  w->Key("logprob");
+  w->Float(t.logprob);  // -inf (a banned token) prints as null
+}
+
+// [{"token", "piece", "logprob", "top_logprobs": [{"token", "piece", "logprob"}, ...]}, ...]: one
+// entry per generated token (EOS excluded), top_logprobs holding the --n-probs most likely.
+void WriteLogprobs(JsonWriter* w, const kestrel_model_t* model, const std::vector<TokenProbs>& probs) {
+  w->BeginArray();
+  for (const TokenProbs& p : probs) {
+    w->BeginObject();
+    WriteLogprob(w, model, p.chosen);
+    w->Key("top_logprobs");
+    w->BeginArray();
+    for (const kestrel_token_logprob_t& t : p.top) {
+      w->BeginObject();
+      WriteLogprob(w, model, t);
+      w->EndObject();
+    }
+    w->EndArray();
+    w->EndObject();
+  }
+  w->EndArray();
+}
+
 }  // namespace
 
 int RunGenerate(const Options& o) {
-  std::string prompt, error;
-  if (!ReadPrompt(o, stdin, &prompt, &error)) {
+  std::string user_prompt, error;
+  if (!ReadPrompt(o, stdin, &user_prompt, &error)) {
     std::fprintf(stderr, "kestrel: error: %s\n", error.c_str());
     return kExitError;
   }
@@ -128,55 +76,48 @@ int RunGenerate(const Options& o) {
   kestrel_model_info_t info;
   if (!GetModelInfo(model.get(), &info)) return kExitError;
 
-  std::vector<int32_t> prompt_ids;
-  if (o.json && !TokenizePrompt(model.get(), prompt, &prompt_ids)) return kExitError;
-
-  kestrel_sampler_options_t sampler;
-  kestrel_sampler_options_init(&sampler);
-  sampler.temperature = o.temperature;
-  if (o.top_k) sampler.top_k = *o.top_k;
-  if (o.top_p) sampler.top_p = *o.top_p;
-  if (o.min_p) sampler.min_p = *o.min_p;
-  if (o.repeat_penalty) sampler.repetition_penalty = *o.repeat_penalty;
-  if (o.repeat_last_n) sampler.repetition_window = *o.repeat_last_n;
-  if (o.seed) sampler.seed = *o.seed;
-
-  kestrel_session_options_t session_options;
-  kestrel_session_options_init(&session_options);
-  session_options.context_length = o.context_length;
-  session_options.sampler = &sampler;
-  session_options.n_threads = o.n_threads;
-  session_options.kv_type = o.kv_type;
-  kestrel_session_t* raw_session = nullptr;
-  StatusPtr status(kestrel_session_create(model.get(), &session_options, &raw_session));
-  if (status) {
-    PrintStatusError(status.get());
-    return kExitError;
+  // The text the model sees: the prompt, or with --chat the prompt as a templated user message.
+  std::string prompt = user_prompt;
+  bool parse_special = o.special;
+  bool add_bos = true;
+  if (o.chat) {
+    ChatMessages messages;
+    if (o.system_prompt) messages.emplace_back("system", *o.system_prompt);
+    messages.emplace_back("user", user_prompt);
+    if (!ApplyChatTemplate(model.get(), messages, /*add_generation_prompt=*/true, &prompt)) return kExitError;
+    parse_special = true;
+    add_bos = !StartsWithBosText(model.get(), prompt);
   }
-  SessionPtr session(raw_session);
+
+  std::vector<int32_t> prompt_ids;
+  if (o.json && !Tokenize(model.get(), prompt, add_bos, parse_special, &prompt_ids)) return kExitError;
+
+  std::vector<kestrel_logit_bias_t> bias;
+  kestrel_sampler_options_t sampler = SamplerOptionsFrom(o, &bias);
+  SessionPtr session = CreateSessionFrom(model.get(), o, &sampler);
+  if (!session) return kExitError;
+  StatusPtr status;
   if (InterruptRequested()) {
     std::fprintf(stderr, "kestrel: interrupted\n");
     return kExitInterrupted;
   }
 
   StdoutStream out;
-  Collector collector{&out, o.echo_prompt ? &prompt : nullptr, {}, {}};
-  std::vector<const char*> stops;
-  for (const std::string& s : o.stop_strings) stops.push_back(s.c_str());
-  kestrel_generate_options_t gen;
-  kestrel_generate_options_init(&gen);
-  gen.max_new_tokens = o.max_new_tokens;
-  gen.stop_strings = stops.empty() ? nullptr : stops.data();
-  gen.n_stop_strings = stops.size();
-  gen.on_token = OnToken;
-  gen.user_data = &collector;
+  Collector collector{&out, {}, {}, {}, o.echo_prompt ? &prompt : nullptr};
+  const std::vector<const char*> stops = StopStringPointers(o);
+  kestrel_generate_options_t gen = GenerateOptionsFrom(o, stops, &collector);
+  gen.add_bos = add_bos;
+  gen.parse_special = parse_special ? 1 : 0;
+  if (o.n_probs > 0) {  // O(vocabulary) per token: only when asked
+    gen.n_probs = o.n_probs;
+    gen.on_logprobs = CollectLogprobs;
+  }
 
   kestrel_generate_stats_t stats = {};
   stats.struct_size = sizeof(stats);
   {
     SessionCancelWatcher watcher(session.get());
-    status.reset(kestrel_session_generate(session.get(), prompt.data(), prompt.size(), &gen,
-                                          &stats));
+    status.reset(kestrel_session_generate(session.get(), prompt.data(), prompt.size(), &gen, &stats));
   }
 
   bool cancelled = false;
@@ -237,6 +178,21 @@ int RunGenerate(const Options& o) {
     w.Float(sampler.repetition_penalty);
     w.Key("repeat_last_n");
     w.Int(sampler.repetition_window);
+    w.Key("logprobs");
+    WriteLogprobs(&w, model.get(), collector.probs);
+    w.Key("n_probs");
+    w.Uint(o.n_probs);
+    w.Key("logit_bias");
+    w.BeginArray();
+    for (const auto& [token, value] : o.logit_bias) {
+      w.BeginArray();
+      w.Int(token);
+      w.Float(value);  // -inf (a ban) prints as null
+      w.EndArray();
+    }
+    w.EndArray();
+    w.Key("ignore_eos");
+    w.Bool(o.ignore_eos);
     w.Key("max_new_tokens");
     w.Uint(gen.max_new_tokens);
     w.Key("context_length");  // the effective one: 0 means the model's trained context

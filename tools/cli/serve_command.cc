@@ -62,6 +62,7 @@ int RunServe(const Options& o) {
     so.port = static_cast<int>(o.serve.port);
     so.max_concurrency = o.serve.max_concurrency;
     so.model_id = ModelId(o.model_path);
+    so.context_length = o.context_length;
     serve::Server server(&engine, so);
     std::string error;
     if (!server.Bind(&error)) {

@@ -1,15 +1,14 @@
 // Chat messages -> the prompt text the model continues, for /v1/chat/completions.
 //
-// Today this is a fixed, documented fallback format (the C API has no chat-template call yet):
+// The fixed, documented fallback format for models whose GGUF carries no chat template (models
+// with one use it: template_prompt.h):
 //
 //   <system content>\n\n            (each system message, if any, in order)
 //   User: <content>\n               (user messages)
 //   Assistant: <content>\n          (assistant messages)
 //   Assistant:                      (the turn the model writes; no trailing space)
 //
-// and the stop string "\nUser:" ends the model's turn. When kestrel_model_apply_chat_template
-// lands (the tokenizer work), BuildChatPrompt uses the model's own template and this format
-// remains only for models without one. Pure C++; no Kestrel calls.
+// and the stop string "\nUser:" ends the model's turn. Pure C++; no Kestrel calls.
 #ifndef KESTREL_TOOLS_SERVE_CHAT_PROMPT_H_
 #define KESTREL_TOOLS_SERVE_CHAT_PROMPT_H_
 
@@ -26,6 +25,8 @@ struct ChatMessage {
 struct ChatPrompt {
   std::string text;                       // the prompt
   std::vector<std::string> stop_strings;  // end of the assistant's turn
+  bool parse_special = false;             // control-token texts in `text` become those tokens
+  bool add_bos = true;                    // false when `text` already starts with BOS's text
 };
 
 ChatPrompt BuildFallbackChatPrompt(const std::vector<ChatMessage>& messages);

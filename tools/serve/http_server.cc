@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <ctime>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "metrics.h"
 #include "openai_protocol.h"
 #include "request_stream.h"
+#include "template_prompt.h"
 
 namespace kestrel::serve {
 namespace {
@@ -72,6 +74,7 @@ struct StreamState {
   Endpoint endpoint = Endpoint::kCompletions;
   uint32_t n = 1;
   bool include_usage = false;
+  bool logprobs = false;  // the request asked for logprobs
   ResponseHeader header;
   std::shared_ptr<RequestStream> pieces;
   bool started = false;   // the role chunks (chat) are out
@@ -91,12 +94,16 @@ struct Server::Impl {
   int bound_port = 0;
   int listen_fd = -1;  // the listening socket, seen through the socket-options hook
 
+  std::mutex embed_mu;
+  std::unique_ptr<kestrel::Session> embed_session;  // created by the first /v1/embeddings
+
   void Routes();
+  void HandleEmbeddings(const httplib::Request& req, httplib::Response& res);
   void HandleGeneration(Endpoint endpoint, const httplib::Request& req, httplib::Response& res);
   std::optional<ApiError> Submit(GenerationRequest& r, std::shared_ptr<RequestStream> pieces,
                                  Clock::time_point received, kestrel::RequestId* id);
   void Respond(const GenerationRequest& r, const ResponseHeader& header, kestrel::RequestId id,
-               httplib::Response& res);
+               std::shared_ptr<RequestStream> pieces, httplib::Response& res);
   void Stream(const GenerationRequest& r, const ResponseHeader& header, kestrel::RequestId id,
               std::shared_ptr<RequestStream> pieces, httplib::Response& res);
   bool WriteStream(StreamState& s, httplib::DataSink& sink);
@@ -104,7 +111,8 @@ struct Server::Impl {
     int status;
     std::string body;
   };
-  Answer Finish(Endpoint endpoint, uint32_t n, const ResponseHeader& header, kestrel::RequestId id);
+  Answer Finish(Endpoint endpoint, uint32_t n, bool logprobs, const ResponseHeader& header,
+                kestrel::RequestId id, RequestStream* pieces);
   bool DoneAfter(kestrel::RequestId id, int64_t ms);
   void FinishStream(StreamState& s, bool completed);
   uint64_t FreshSeed() {
@@ -128,6 +136,9 @@ void Server::Impl::Routes() {
   });
   http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
     HandleGeneration(Endpoint::kChatCompletions, req, res);
+  });
+  http.Post("/v1/embeddings", [this](const httplib::Request& req, httplib::Response& res) {
+    HandleEmbeddings(req, res);
   });
   http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;  // a handler's own error body
@@ -153,14 +164,48 @@ void Server::Impl::Routes() {
     SendError(res, e);
   });
   http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    static const char* const kKnown[] = {"/v1/completions", "/v1/chat/completions", "/v1/models",
-                                         "/health", "/metrics"};
+    static const char* const kKnown[] = {"/v1/completions", "/v1/chat/completions", "/v1/embeddings",
+                                         "/v1/models", "/health", "/metrics"};
     std::string endpoint = "other";
     for (const char* k : kKnown) {
       if (req.path == k) endpoint = k;
     }
     metrics.CountResponse(endpoint, res.status);
   });
+}
+
+void Server::Impl::HandleEmbeddings(const httplib::Request& req, httplib::Response& res) {
+  EmbeddingRequest r;
+  if (auto e = ParseEmbeddingRequest(req.body, &r)) return SendError(res, *e);
+  if (!r.model.empty() && r.model != options.model_id) {
+    ApiError e;
+    e.http_status = 404;
+    e.param = "model";
+    e.code = "model_not_found";
+    e.message = "the model '" + r.model + "' does not exist; this server serves '" + options.model_id + "'";
+    return SendError(res, e);
+  }
+  std::vector<std::vector<float>> embeddings;
+  uint32_t prompt_tokens = 0;
+  try {
+    std::lock_guard<std::mutex> lock(embed_mu);
+    if (!embed_session) {
+      kestrel::SessionOptions so;
+      so.context_length = options.context_length;
+      so.embeddings = true;
+      embed_session = std::make_unique<kestrel::Session>(engine->model(), so);
+    }
+    for (const std::string& text : r.inputs) {
+      prompt_tokens += static_cast<uint32_t>(engine->model().Tokenize(text).size());
+      embeddings.push_back(embed_session->Embed(text));
+    }
+  } catch (const kestrel::Error& e) {
+    ApiError a = FromKestrelError(e);
+    if (a.http_status == 400) a.param = "input";
+    return SendError(res, a);
+  }
+  metrics.CountGeneration(prompt_tokens, 0);
+  res.set_content(EmbeddingsBody(options.model_id, embeddings, r.base64, prompt_tokens), "application/json");
 }
 
 void Server::Impl::HandleGeneration(Endpoint endpoint, const httplib::Request& req,
@@ -196,7 +241,7 @@ void Server::Impl::HandleGeneration(Endpoint endpoint, const httplib::Request& r
   if (r.stream) {
     Stream(r, header, id, std::move(pieces), res);
   } else {
-    Respond(r, header, id, res);
+    Respond(r, header, id, std::move(pieces), res);
   }
 }
 
@@ -213,15 +258,45 @@ std::optional<ApiError> Server::Impl::Submit(GenerationRequest& r,
   ro.sampler.seed = r.seed ? *r.seed : FreshSeed();
   ro.n = r.n;
   ro.stop_strings = r.stop;
+  for (const auto& [token, bias] : r.logit_bias) ro.sampler.logit_bias.push_back({token, bias});
+  ro.sampler.ignore_eos = r.ignore_eos;
   std::string prompt = r.prompt;
   if (r.endpoint == Endpoint::kChatCompletions) {
-    ChatPrompt chat = BuildFallbackChatPrompt(r.messages);
+    ChatPrompt chat;
+    try {
+      chat = BuildChatPrompt(engine->model(), r.messages);
+    } catch (const kestrel::Error& e) {
+      ApiError a = FromKestrelError(e);
+      if (e.code() == kestrel::StatusCode::kFailedPrecondition) a.http_status = 400;
+      if (a.http_status == 400) a.param = "messages";
+      a.message = "the model's chat template: " + a.message;
+      return a;
+    }
     prompt = std::move(chat.text);
+    ro.parse_special = chat.parse_special;
+    ro.add_bos = chat.add_bos;
     for (std::string& s : chat.stop_strings) ro.stop_strings.push_back(std::move(s));
   }
   Metrics* m = &metrics;
-  auto on_token = [pieces, m, received](uint32_t sample, int32_t token, std::string_view text) {
-    if (pieces->Push(Piece{sample, token, std::string(text)})) {
+  // The engine calls on_logprobs just before on_token for the same token of a sample, both on its
+  // thread: the entry waits in `pending` for its piece.
+  auto pending = std::make_shared<std::vector<std::optional<LogprobEntry>>>(r.n);
+  if (r.logprobs) {
+    ro.n_probs = r.top_logprobs;
+    const kestrel::Model* model = &engine->model();
+    ro.on_logprobs = [pending, model](uint32_t sample, const kestrel::TokenLogprob& chosen,
+                                      const std::vector<kestrel::TokenLogprob>& top) {
+      LogprobEntry e{model->TokenToPiece(chosen.token, /*special=*/true), chosen.logprob, {}};
+      for (const kestrel::TokenLogprob& t : top) {
+        e.top.emplace_back(model->TokenToPiece(t.token, /*special=*/true), t.logprob);
+      }
+      (*pending)[sample] = std::move(e);
+    };
+  }
+  auto on_token = [pieces, pending, m, received](uint32_t sample, int32_t token, std::string_view text) {
+    Piece piece{sample, token, std::string(text), std::nullopt};
+    if (sample < pending->size()) piece.logprob.swap((*pending)[sample]);
+    if (pieces->Push(std::move(piece))) {
       m->ObserveTimeToFirstToken(std::chrono::duration<double>(Clock::now() - received).count());
     }
     return true;
@@ -234,22 +309,33 @@ std::optional<ApiError> Server::Impl::Submit(GenerationRequest& r,
     a.param = a.http_status == 400 ? (r.endpoint == Endpoint::kChatCompletions ? "messages"
                                                                                 : "prompt")
                                    : "";
+    if (a.http_status == 400 && e.message().find("logit_bias") != std::string::npos) {
+      a.param = "logit_bias";
+    }
     return a;
   }
   return std::nullopt;
 }
 
 // The JSON answer of a done, non-streamed request (or its error), after which it is released.
-Server::Impl::Answer Server::Impl::Finish(Endpoint endpoint, uint32_t n,
-                                         const ResponseHeader& header, kestrel::RequestId id) {
+Server::Impl::Answer Server::Impl::Finish(Endpoint endpoint, uint32_t n, bool logprobs,
+                                         const ResponseHeader& header, kestrel::RequestId id,
+                                         RequestStream* pieces) {
   std::vector<Choice> choices;
   Usage usage;
   try {
     engine->Wait(id, 0);  // throws the request's failure (or CANCELLED)
+    // Every callback ran before the request was done: the queue holds all its pieces.
+    std::vector<std::vector<LogprobEntry>> entries(n);
+    for (Piece& p : pieces->Take(std::chrono::milliseconds(0))) {
+      if (p.logprob && p.sample < n) entries[p.sample].push_back(std::move(*p.logprob));
+    }
     for (uint32_t s = 0; s < n; ++s) {
       const kestrel::RequestResult result = engine->Result(id, s);
       choices.push_back(
-          Choice{s, engine->Text(id, s), FinishReason(StopReasonName(result.stop_reason))});
+          Choice{s, engine->Text(id, s), FinishReason(StopReasonName(result.stop_reason)),
+                 logprobs ? std::optional<std::vector<LogprobEntry>>(std::move(entries[s]))
+                          : std::nullopt});
       usage.prompt_tokens = result.n_prompt_tokens;
       usage.completion_tokens += result.n_generated_tokens;
     }
@@ -281,9 +367,10 @@ bool Server::Impl::DoneAfter(kestrel::RequestId id, int64_t ms) {
 // cancelled, then the JSON. Its status is then 200 whatever happens later (a failure comes as the
 // error object).
 void Server::Impl::Respond(const GenerationRequest& r, const ResponseHeader& header,
-                           kestrel::RequestId id, httplib::Response& res) {
+                           kestrel::RequestId id, std::shared_ptr<RequestStream> pieces,
+                           httplib::Response& res) {
   if (DoneAfter(id, kHeartbeatAfter.count())) {
-    const Answer a = Finish(r.endpoint, r.n, header, id);
+    const Answer a = Finish(r.endpoint, r.n, r.logprobs, header, id, pieces.get());
     res.status = a.status;
     res.set_content(a.body, "application/json");
     return;
@@ -292,14 +379,17 @@ void Server::Impl::Respond(const GenerationRequest& r, const ResponseHeader& hea
   state->id = id;
   state->endpoint = r.endpoint;
   state->n = r.n;
+  state->logprobs = r.logprobs;
   state->header = header;
+  state->pieces = std::move(pieces);
   res.set_chunked_content_provider(
       "application/json",
       [this, state](size_t, httplib::DataSink& sink) {
         try {
           if (!DoneAfter(state->id, kHeartbeatEvery.count())) return sink.write(" ", 1);
           state->finished = true;
-          const Answer a = Finish(state->endpoint, state->n, state->header, state->id);
+          const Answer a = Finish(state->endpoint, state->n, state->logprobs, state->header,
+                                  state->id, state->pieces.get());
           sink.write(a.body.data(), a.body.size());
           sink.done();
           return true;
@@ -320,6 +410,7 @@ void Server::Impl::Stream(const GenerationRequest& r, const ResponseHeader& head
   state->endpoint = r.endpoint;
   state->n = r.n;
   state->include_usage = r.include_usage;
+  state->logprobs = r.logprobs;
   state->header = header;
   state->pieces = std::move(pieces);
   res.set_header("Cache-Control", "no-cache");
@@ -344,7 +435,7 @@ bool Server::Impl::WriteStream(StreamState& s, httplib::DataSink& sink) {
     s.started = true;
     if (s.endpoint == Endpoint::kChatCompletions) {
       for (uint32_t i = 0; i < s.n; ++i) {
-        if (!write(StreamChunk(s.endpoint, s.header, Choice{i, "", ""}, /*role_only=*/true))) {
+        if (!write(StreamChunk(s.endpoint, s.header, Choice{i, "", "", std::nullopt}, /*role_only=*/true))) {
           return false;
         }
       }
@@ -358,9 +449,14 @@ bool Server::Impl::WriteStream(StreamState& s, httplib::DataSink& sink) {
     done = engine->Result(s.id, 0).done();
     pieces = s.pieces->Take(done ? std::chrono::milliseconds(0) : kPollInterval);
   }
-  for (const Piece& p : pieces) {
-    if (p.text.empty()) continue;
-    if (!write(StreamChunk(s.endpoint, s.header, Choice{p.sample, p.text, ""}))) return false;
+  for (Piece& p : pieces) {
+    if (p.text.empty() && !p.logprob) continue;  // a token's logprob goes out even if its text waits
+    Choice c{p.sample, p.text, "", std::nullopt};
+    if (s.logprobs) {
+      c.logprobs.emplace();
+      if (p.logprob) c.logprobs->push_back(std::move(*p.logprob));
+    }
+    if (!write(StreamChunk(s.endpoint, s.header, c))) return false;
   }
   if (!done) return true;
   Usage usage;
@@ -380,7 +476,7 @@ bool Server::Impl::WriteStream(StreamState& s, httplib::DataSink& sink) {
       return true;
     }
     const std::string finish = FinishReason(StopReasonName(result.stop_reason));
-    if (!write(StreamChunk(s.endpoint, s.header, Choice{i, "", finish}))) return false;
+    if (!write(StreamChunk(s.endpoint, s.header, Choice{i, "", finish, std::nullopt}))) return false;
   }
   if (s.include_usage && !write(StreamUsageChunk(s.endpoint, s.header, usage))) return false;
   if (!write(kStreamDone)) return false;

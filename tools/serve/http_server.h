@@ -2,7 +2,8 @@
 // through kestrel.hpp; continuous batching and the prefix cache come from the engine).
 //
 // Routes: POST /v1/completions, POST /v1/chat/completions (both streamed as server-sent events
-// with "stream": true), GET /v1/models, GET /health, GET /metrics (Prometheus text). Bad requests
+// with "stream": true), POST /v1/embeddings (a session with embeddings, created at the first
+// request; requests take turns on it), GET /v1/models, GET /health, GET /metrics (Prometheus text). Bad requests
 // get 4xx with an OpenAI error body (openai_protocol.h); unknown routes 404.
 //
 // Threads: cpp-httplib runs each connection on a pool thread; the engine runs its own thread and
@@ -27,6 +28,7 @@ struct ServerOptions {
   int port = 8080;                   // 0: any free port (see Server::port())
   uint32_t max_concurrency = 16;     // requests generating at once (the engine's max_sequences)
   std::string model_id;              // the name /v1/models reports and requests may use
+  uint32_t context_length = 0;       // of the embeddings session (0: the model's), the longest input
 };
 
 class Server {

@@ -1,6 +1,8 @@
 #include "openai_protocol.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <limits>
 
@@ -69,10 +71,7 @@ std::optional<ApiError> RefuseUnsupported(const json& body) {
     bool (*harmless)(const json&);  // a value that changes nothing
   };
   static const Field kFields[] = {
-      {"logprobs", [](const json& v) { return v.is_null() || v == false; }},
-      {"top_logprobs", [](const json& v) { return v.is_null(); }},
       {"echo", [](const json& v) { return v.is_null() || v == false; }},
-      {"logit_bias", [](const json& v) { return v.is_null() || (v.is_object() && v.empty()); }},
       {"best_of", [](const json& v) { return v.is_null() || v == 1; }},
       {"suffix", [](const json& v) { return v.is_null(); }},
       {"tools", [](const json& v) { return v.is_null() || (v.is_array() && v.empty()); }},
@@ -199,6 +198,66 @@ std::optional<ApiError> ReadSampling(const json& body, GenerationRequest* out) {
   return std::nullopt;
 }
 
+constexpr uint64_t kMaxTopLogprobs = 20;
+
+// completions: "logprobs": N; chat: "logprobs": true with "top_logprobs": N.
+std::optional<ApiError> ReadLogprobs(Endpoint endpoint, const json& body, GenerationRequest* out) {
+  std::optional<uint64_t> v;
+  if (endpoint == Endpoint::kCompletions) {
+    if (body.contains("top_logprobs") && !body["top_logprobs"].is_null()) {
+      return Bad("top_logprobs", "'top_logprobs' is a chat field; completions take \"logprobs\": N");
+    }
+    if (auto it = body.find("logprobs"); it != body.end() && it->is_boolean()) {
+      return Bad("logprobs", "completions take \"logprobs\": N (an integer in [0, 20]), not " + Dump(*it));
+    }
+    if (auto e = ReadCount(body, "logprobs", 0, kMaxTopLogprobs, &v)) return e;
+    out->logprobs = v.has_value();
+    out->top_logprobs = static_cast<uint32_t>(v.value_or(0));
+    return std::nullopt;
+  }
+  if (auto it = body.find("logprobs"); it != body.end() && !it->is_null()) {
+    if (!it->is_boolean()) return Bad("logprobs", "'logprobs' must be true or false, not " + Dump(*it));
+    out->logprobs = it->get<bool>();
+  }
+  if (auto e = ReadCount(body, "top_logprobs", 0, kMaxTopLogprobs, &v)) return e;
+  if (v && !out->logprobs) return Bad("top_logprobs", "'top_logprobs' needs \"logprobs\": true");
+  out->top_logprobs = static_cast<uint32_t>(v.value_or(0));
+  return std::nullopt;
+}
+
+// "logit_bias": {"token id": bias in [-100, 100]}; "ignore_eos": bool (extension).
+std::optional<ApiError> ReadBias(const json& body, GenerationRequest* out) {
+  if (auto it = body.find("ignore_eos"); it != body.end() && !it->is_null()) {
+    if (!it->is_boolean()) return Bad("ignore_eos", "'ignore_eos' must be true or false, not " + Dump(*it));
+    out->ignore_eos = it->get<bool>();
+  }
+  auto it = body.find("logit_bias");
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  if (!it->is_object()) return Bad("logit_bias", "'logit_bias' must be an object {\"token id\": bias}");
+  for (auto& [key, value] : it->items()) {
+    int64_t id = -1;
+    size_t used = 0;
+    try {
+      id = std::stoll(key, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != key.size() || id < 0 || id > std::numeric_limits<int32_t>::max()) {
+      return Bad("logit_bias", "'logit_bias' keys must be token ids (\"15043\"), not \"" + key + "\"");
+    }
+    if (!value.is_number() || !std::isfinite(value.get<double>()) || value.get<double>() < -100 ||
+        value.get<double>() > 100) {
+      return Bad("logit_bias", "'logit_bias' for token " + key + " is " + Dump(value) +
+                                   "; it must be a number in [-100, 100]");
+    }
+    const double b = value.get<double>();
+    out->logit_bias.emplace_back(static_cast<int32_t>(id),
+                                 b <= -100 ? -std::numeric_limits<float>::infinity()
+                                           : static_cast<float>(b));
+  }
+  return std::nullopt;
+}
+
 std::optional<ApiError> ReadStreaming(const json& body, GenerationRequest* out) {
   if (auto it = body.find("stream"); it != body.end() && !it->is_null()) {
     if (!it->is_boolean()) return Bad("stream", "'stream' must be true or false, not " + Dump(*it));
@@ -216,8 +275,50 @@ std::optional<ApiError> ReadStreaming(const json& body, GenerationRequest* out) 
   return std::nullopt;
 }
 
+double FiniteLogprob(float v) { return std::isfinite(v) ? v : -9999.0; }
+
+json Bytes(const std::string& s) {
+  json b = json::array();
+  for (unsigned char c : s) b.push_back(static_cast<int>(c));
+  return b;
+}
+
+// Chat: {"content": [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}]}.
+// Completions: {tokens, token_logprobs, top_logprobs: [{text: logprob}], text_offset}.
+json LogprobsJson(Endpoint endpoint, const std::optional<std::vector<LogprobEntry>>& entries) {
+  if (!entries) return nullptr;
+  if (endpoint == Endpoint::kChatCompletions) {
+    json content = json::array();
+    for (const LogprobEntry& e : *entries) {
+      json top = json::array();
+      for (const auto& [t, lp] : e.top) {
+        top.push_back({{"token", t}, {"logprob", FiniteLogprob(lp)}, {"bytes", Bytes(t)}});
+      }
+      content.push_back({{"token", e.token}, {"logprob", FiniteLogprob(e.logprob)},
+                         {"bytes", Bytes(e.token)}, {"top_logprobs", top}});
+    }
+    return {{"content", content}};
+  }
+  json tokens = json::array(), token_logprobs = json::array(), top = json::array(),
+       offsets = json::array();
+  size_t offset = 0;
+  for (const LogprobEntry& e : *entries) {
+    tokens.push_back(e.token);
+    token_logprobs.push_back(FiniteLogprob(e.logprob));
+    json t = json::object();
+    for (const auto& [text, lp] : e.top) {
+      if (!t.contains(text)) t[text] = FiniteLogprob(lp);  // two ids may share a text
+    }
+    top.push_back(t);
+    offsets.push_back(offset);
+    offset += e.token.size();
+  }
+  return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top},
+          {"text_offset", offsets}};
+}
+
 json ChoiceJson(Endpoint endpoint, const Choice& c) {
-  json j = {{"index", c.index}, {"logprobs", nullptr}};
+  json j = {{"index", c.index}, {"logprobs", LogprobsJson(endpoint, c.logprobs)}};
   if (endpoint == Endpoint::kChatCompletions) {
     j["message"] = {{"role", "assistant"}, {"content", c.text}};
   } else {
@@ -269,6 +370,8 @@ std::optional<ApiError> ParseGenerationRequest(Endpoint endpoint, const std::str
   if (auto e = ReadSampling(j, &r)) return e;
   if (auto e = ReadStop(j, &r.stop)) return e;
   if (auto e = ReadStreaming(j, &r)) return e;
+  if (auto e = ReadLogprobs(endpoint, j, &r)) return e;
+  if (auto e = ReadBias(j, &r)) return e;
   if (endpoint == Endpoint::kCompletions && !r.max_tokens && !j.contains("max_tokens")) {
     r.max_tokens = 16;  // the OpenAI default for completions
   }
@@ -295,7 +398,7 @@ std::string StreamChunk(Endpoint endpoint, const ResponseHeader& header, const C
                         bool role_only) {
   const bool chat = endpoint == Endpoint::kChatCompletions;
   json j = HeaderJson(header, chat ? "chat.completion.chunk" : "text_completion");
-  json c = {{"index", choice.index}, {"logprobs", nullptr}};
+  json c = {{"index", choice.index}, {"logprobs", LogprobsJson(endpoint, choice.logprobs)}};
   if (chat) {
     if (role_only) {
       c["delta"] = {{"role", "assistant"}, {"content", ""}};
@@ -318,6 +421,84 @@ std::string StreamUsageChunk(Endpoint endpoint, const ResponseHeader& header, co
   j["choices"] = json::array();
   j["usage"] = UsageJson(usage);
   return Event(j);
+}
+
+std::optional<ApiError> ParseEmbeddingRequest(const std::string& body, EmbeddingRequest* out) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Bad("", "the request body is not valid JSON");
+  if (!j.is_object()) return Bad("", "the request body must be a JSON object");
+  EmbeddingRequest r;
+  if (auto it = j.find("model"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) return Bad("model", "'model' must be a string");
+    r.model = it->get<std::string>();
+  }
+  if (auto it = j.find("dimensions"); it != j.end() && !it->is_null()) {
+    return Bad("dimensions", "'dimensions' is not supported: the embedding has the model's n_embd values");
+  }
+  if (auto it = j.find("encoding_format"); it != j.end() && !it->is_null()) {
+    if (*it != "float" && *it != "base64") {
+      return Bad("encoding_format", "'encoding_format' must be \"float\" or \"base64\", not " + Dump(*it));
+    }
+    r.base64 = *it == "base64";
+  }
+  auto it = j.find("input");
+  if (it == j.end() || it->is_null()) return Bad("input", "'input' is required");
+  if (it->is_string()) {
+    r.inputs.push_back(it->get<std::string>());
+  } else if (it->is_array() && !it->empty() && std::all_of(it->begin(), it->end(), [](const json& v) {
+               return v.is_string();
+             })) {
+    if (it->size() > 2048) return Bad("input", "'input' holds more than 2048 texts");
+    for (const json& v : *it) r.inputs.push_back(v.get<std::string>());
+  } else {
+    return Bad("input", "'input' must be a string or a non-empty array of strings (token-id input is not supported)");
+  }
+  for (size_t i = 0; i < r.inputs.size(); ++i) {
+    if (r.inputs[i].empty()) {
+      return Bad("input", "'input' text " + std::to_string(i) + " is empty");
+    }
+  }
+  *out = std::move(r);
+  return std::nullopt;
+}
+
+namespace {
+
+std::string Base64(const std::vector<float>& v) {
+  static const char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string bytes(v.size() * 4, '\0');
+  for (size_t i = 0; i < v.size(); ++i) {
+    uint32_t u;
+    std::memcpy(&u, &v[i], 4);
+    for (int b = 0; b < 4; ++b) bytes[i * 4 + b] = static_cast<char>((u >> (8 * b)) & 0xFF);  // little-endian
+  }
+  std::string out;
+  for (size_t i = 0; i < bytes.size(); i += 3) {
+    uint32_t n = static_cast<uint32_t>(static_cast<unsigned char>(bytes[i])) << 16;
+    if (i + 1 < bytes.size()) n |= static_cast<uint32_t>(static_cast<unsigned char>(bytes[i + 1])) << 8;
+    if (i + 2 < bytes.size()) n |= static_cast<unsigned char>(bytes[i + 2]);
+    out.push_back(kAlphabet[(n >> 18) & 63]);
+    out.push_back(kAlphabet[(n >> 12) & 63]);
+    out.push_back(i + 1 < bytes.size() ? kAlphabet[(n >> 6) & 63] : '=');
+    out.push_back(i + 2 < bytes.size() ? kAlphabet[n & 63] : '=');
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string EmbeddingsBody(const std::string& model, const std::vector<std::vector<float>>& embeddings,
+                           bool base64, uint32_t prompt_tokens) {
+  json data = json::array();
+  for (size_t i = 0; i < embeddings.size(); ++i) {
+    data.push_back({{"object", "embedding"},
+                    {"index", i},
+                    {"embedding", base64 ? json(Base64(embeddings[i])) : json(embeddings[i])}});
+  }
+  return Dump(json{{"object", "list"},
+                   {"data", data},
+                   {"model", model},
+                   {"usage", {{"prompt_tokens", prompt_tokens}, {"total_tokens", prompt_tokens}}}});
 }
 
 std::string ModelsBody(const std::string& model_id, int64_t created) {

@@ -8,15 +8,19 @@
 // {"type": "text", "text": ...} parts), max_tokens / max_completion_tokens (default 16 for
 // completions, unlimited up to the context for chat), temperature [0, 2], top_p (0, 1], n [1, 8],
 // stop (a string or up to 4), stream, stream_options.include_usage, seed, user (ignored), and
-// the extensions top_k, min_p, repetition_penalty. presence_penalty / frequency_penalty are
-// accepted when 0. Anything else that changes the output (logprobs, echo, logit_bias, tools,
-// response_format, best_of > 1, suffix) is refused with 400 naming the field.
+// the extensions top_k, min_p, repetition_penalty, ignore_eos; logprobs (completions: an integer
+// in [0, 20], the top tokens per position; chat: true, with top_logprobs in [0, 20]) and
+// logit_bias ({"token id": bias in [-100, 100]}; -100 bans the token, other values are added to
+// its logit). presence_penalty / frequency_penalty are accepted when 0. Anything else that changes
+// the output (echo, tools, response_format, best_of > 1, suffix) is refused with 400 naming the
+// field.
 #ifndef KESTREL_TOOLS_SERVE_OPENAI_PROTOCOL_H_
 #define KESTREL_TOOLS_SERVE_OPENAI_PROTOCOL_H_
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "chat_prompt.h"
@@ -55,6 +59,18 @@ struct GenerationRequest {
   std::vector<std::string> stop;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  bool logprobs = false;       // report log-probabilities
+  uint32_t top_logprobs = 0;   // ... and this many top tokens per position
+  std::vector<std::pair<int32_t, float>> logit_bias;  // -100 became -inf (a ban)
+  bool ignore_eos = false;     // extension: never stop at an end-of-generation token
+};
+
+// The log-probability of one generated token and of the top tokens at its position. `token` is
+// the token's text (control tokens spelled out; may be part of a UTF-8 character).
+struct LogprobEntry {
+  std::string token;
+  float logprob = 0.0f;  // -inf (a banned token) is written as -9999.0, as OpenAI does
+  std::vector<std::pair<std::string, float>> top;
 };
 
 // Parses and checks a request body. On error returns an ApiError (400, naming the field in
@@ -75,6 +91,10 @@ struct Choice {
   uint32_t index = 0;
   std::string text;
   std::string finish_reason;  // "" -> null
+  // Set when the request asked for logprobs: the entries of the tokens of `text` (completions:
+  // {tokens, token_logprobs, top_logprobs, text_offset}; chat: {content: [{token, logprob, bytes,
+  // top_logprobs}]}); unset -> "logprobs": null.
+  std::optional<std::vector<LogprobEntry>> logprobs;
 };
 
 // Identity of one response: "cmpl-..."/"chatcmpl-..." id, creation time, model name.
@@ -95,6 +115,19 @@ std::string StreamChunk(Endpoint endpoint, const ResponseHeader& header, const C
                         bool role_only = false);
 std::string StreamUsageChunk(Endpoint endpoint, const ResponseHeader& header, const Usage& usage);
 inline constexpr char kStreamDone[] = "data: [DONE]\n\n";
+
+// POST /v1/embeddings: "input" a string or an array of strings (token-id input is refused),
+// "encoding_format" "float" (default) or "base64" (little-endian float32, as the openai client asks
+// for by default), "model", "user" (ignored); "dimensions" is refused.
+struct EmbeddingRequest {
+  std::string model;
+  std::vector<std::string> inputs;
+  bool base64 = false;
+};
+std::optional<ApiError> ParseEmbeddingRequest(const std::string& body, EmbeddingRequest* out);
+// {"object": "list", "data": [{"object": "embedding", "index", "embedding"}], "model", "usage"}.
+std::string EmbeddingsBody(const std::string& model, const std::vector<std::vector<float>>& embeddings,
+                           bool base64, uint32_t prompt_tokens);
 
 // GET /v1/models.
 std::string ModelsBody(const std::string& model_id, int64_t created);

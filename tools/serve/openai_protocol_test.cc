@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
+
 #include <string>
 
 namespace kestrel::serve {
@@ -97,7 +100,17 @@ TEST(OpenAiProtocolTest, BadRequestsNameTheField) {
       {Endpoint::kCompletions, R"({"prompt": "x", "stream": "yes"})", "stream", "true or false"},
       {Endpoint::kCompletions, R"({"prompt": "x", "stream_options": {"include_usage": true}})",
        "stream_options", "needs \"stream\": true"},
-      {Endpoint::kCompletions, R"({"prompt": "x", "logprobs": 2})", "logprobs", "not supported"},
+      {Endpoint::kCompletions, R"({"prompt": "x", "logprobs": 21})", "logprobs", "[0, 20]"},
+      {Endpoint::kCompletions, R"({"prompt": "x", "logprobs": true})", "logprobs", "integer"},
+      {Endpoint::kCompletions, R"({"prompt": "x", "top_logprobs": 2})", "top_logprobs", "chat field"},
+      {Endpoint::kChatCompletions, R"({"messages": [{"role": "user", "content": "x"}], "top_logprobs": 2})",
+       "top_logprobs", "needs \"logprobs\": true"},
+      {Endpoint::kChatCompletions, R"({"messages": [{"role": "user", "content": "x"}], "logprobs": 2})",
+       "logprobs", "true or false"},
+      {Endpoint::kCompletions, R"({"prompt": "x", "logit_bias": {"abc": 1}})", "logit_bias", "token ids"},
+      {Endpoint::kCompletions, R"({"prompt": "x", "logit_bias": {"5": 101}})", "logit_bias", "[-100, 100]"},
+      {Endpoint::kCompletions, R"({"prompt": "x", "logit_bias": [1]})", "logit_bias", "object"},
+      {Endpoint::kCompletions, R"({"prompt": "x", "ignore_eos": 1})", "ignore_eos", "true or false"},
       {Endpoint::kCompletions, R"({"prompt": "x", "echo": true})", "echo", "not supported"},
       {Endpoint::kCompletions, R"({"prompt": "x", "presence_penalty": 0.5})", "presence_penalty",
        "not supported"},
@@ -125,15 +138,70 @@ TEST(OpenAiProtocolTest, BadRequestsNameTheField) {
   }
 }
 
+TEST(OpenAiProtocolTest, LogprobsAndLogitBiasParse) {
+  GenerationRequest r;
+  ASSERT_FALSE(ParseGenerationRequest(Endpoint::kCompletions,
+                                      R"({"prompt": "x", "logprobs": 3, "logit_bias": {"7": -100, "9": 2.5},
+                                          "ignore_eos": true})",
+                                      &r));
+  EXPECT_TRUE(r.logprobs);
+  EXPECT_EQ(r.top_logprobs, 3u);
+  ASSERT_EQ(r.logit_bias.size(), 2u);
+  EXPECT_EQ(r.logit_bias[0].first, 7);
+  EXPECT_TRUE(std::isinf(r.logit_bias[0].second) && r.logit_bias[0].second < 0);  // -100 bans
+  EXPECT_EQ(r.logit_bias[1].first, 9);
+  EXPECT_FLOAT_EQ(r.logit_bias[1].second, 2.5f);
+  EXPECT_TRUE(r.ignore_eos);
+  ASSERT_FALSE(ParseGenerationRequest(Endpoint::kCompletions, R"({"prompt": "x", "logprobs": 0})", &r));
+  EXPECT_TRUE(r.logprobs);  // 0: the chosen tokens only
+  EXPECT_EQ(r.top_logprobs, 0u);
+  ASSERT_FALSE(ParseGenerationRequest(
+      Endpoint::kChatCompletions,
+      R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 5})", &r));
+  EXPECT_TRUE(r.logprobs);
+  EXPECT_EQ(r.top_logprobs, 5u);
+  ASSERT_FALSE(ParseGenerationRequest(Endpoint::kChatCompletions,
+                                      R"({"messages": [{"role": "user", "content": "x"}]})", &r));
+  EXPECT_FALSE(r.logprobs);
+}
+
+TEST(OpenAiProtocolTest, LogprobsInResponses) {
+  ResponseHeader h{"id", 1, "m"};
+  std::vector<LogprobEntry> entries = {
+      {"Once", -0.5f, {{"Once", -0.5f}, {"The", -1.5f}}},
+      {" upon", -std::numeric_limits<float>::infinity(), {}}};
+  Choice c{0, "Once upon", "length", entries};
+  json j = json::parse(CompletionBody(Endpoint::kCompletions, h, {c}, {}));
+  const json& lp = j["choices"][0]["logprobs"];
+  EXPECT_EQ(lp["tokens"], json({"Once", " upon"}));
+  EXPECT_EQ(lp["token_logprobs"][0], -0.5);
+  EXPECT_EQ(lp["token_logprobs"][1], -9999.0);  // -inf as OpenAI writes it
+  EXPECT_EQ(lp["top_logprobs"][0]["The"], -1.5);
+  EXPECT_EQ(lp["text_offset"], json({0, 4}));
+  j = json::parse(CompletionBody(Endpoint::kChatCompletions, h, {c}, {}));
+  const json& content = j["choices"][0]["logprobs"]["content"];
+  ASSERT_EQ(content.size(), 2u);
+  EXPECT_EQ(content[0]["token"], "Once");
+  EXPECT_EQ(content[0]["bytes"], json({79, 110, 99, 101}));
+  EXPECT_EQ(content[0]["top_logprobs"][1]["token"], "The");
+  EXPECT_EQ(content[0]["top_logprobs"][1]["logprob"], -1.5);
+  // Without logprobs asked: null.
+  j = json::parse(CompletionBody(Endpoint::kChatCompletions, h, {Choice{0, "x", "stop", std::nullopt}}, {}));
+  EXPECT_TRUE(j["choices"][0]["logprobs"].is_null());
+  const std::string event = StreamChunk(Endpoint::kChatCompletions, h, c);
+  j = json::parse(event.substr(6));
+  EXPECT_EQ(j["choices"][0]["logprobs"]["content"][1]["token"], " upon");
+}
+
 TEST(OpenAiProtocolTest, ResponsesAndStreamChunks) {
   const ResponseHeader h{"cmpl-1", 1700000000, "stories260K"};
-  json j = json::parse(CompletionBody(Endpoint::kCompletions, h, {Choice{0, "text", "length"}},
+  json j = json::parse(CompletionBody(Endpoint::kCompletions, h, {Choice{0, "text", "length", std::nullopt}},
                                       Usage{5, 3}));
   EXPECT_EQ(j["object"], "text_completion");
   EXPECT_EQ(j["choices"][0]["text"], "text");
   EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
   EXPECT_EQ(j["usage"]["total_tokens"], 8);
-  j = json::parse(CompletionBody(Endpoint::kChatCompletions, h, {Choice{0, "hi", "stop"}}, {}));
+  j = json::parse(CompletionBody(Endpoint::kChatCompletions, h, {Choice{0, "hi", "stop", std::nullopt}}, {}));
   EXPECT_EQ(j["object"], "chat.completion");
   EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
   EXPECT_EQ(j["choices"][0]["message"]["content"], "hi");
@@ -143,17 +211,17 @@ TEST(OpenAiProtocolTest, ResponsesAndStreamChunks) {
     EXPECT_EQ(e.substr(e.size() - 2), "\n\n");
     return json::parse(e.substr(6));
   };
-  j = event(StreamChunk(Endpoint::kChatCompletions, h, Choice{0, "", ""}, true));
+  j = event(StreamChunk(Endpoint::kChatCompletions, h, Choice{0, "", "", std::nullopt}, true));
   EXPECT_EQ(j["object"], "chat.completion.chunk");
   EXPECT_EQ(j["choices"][0]["delta"]["role"], "assistant");
   EXPECT_TRUE(j["choices"][0]["finish_reason"].is_null());
-  j = event(StreamChunk(Endpoint::kChatCompletions, h, Choice{0, "Once", ""}));
+  j = event(StreamChunk(Endpoint::kChatCompletions, h, Choice{0, "Once", "", std::nullopt}));
   EXPECT_EQ(j["choices"][0]["delta"]["content"], "Once");
-  j = event(StreamChunk(Endpoint::kChatCompletions, h, Choice{1, "", "stop"}));
+  j = event(StreamChunk(Endpoint::kChatCompletions, h, Choice{1, "", "stop", std::nullopt}));
   EXPECT_TRUE(j["choices"][0]["delta"].empty());
   EXPECT_EQ(j["choices"][0]["index"], 1);
   EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
-  j = event(StreamChunk(Endpoint::kCompletions, h, Choice{0, "x", ""}));
+  j = event(StreamChunk(Endpoint::kCompletions, h, Choice{0, "x", "", std::nullopt}));
   EXPECT_EQ(j["choices"][0]["text"], "x");
   j = event(StreamUsageChunk(Endpoint::kCompletions, h, Usage{2, 4}));
   EXPECT_TRUE(j["choices"].empty());
@@ -171,13 +239,41 @@ TEST(OpenAiProtocolTest, ResponsesAndStreamChunks) {
 TEST(OpenAiProtocolTest, BytesThatAreNotUtf8BecomeReplacementCharacters) {
   // A byte token of a model may start no character; the JSON must still be written.
   const ResponseHeader h{"cmpl-1", 1, "m"};
-  const std::string event = StreamChunk(Endpoint::kCompletions, h, Choice{0, "a\xff b\xc3", ""});
+  const std::string event = StreamChunk(Endpoint::kCompletions, h, Choice{0, "a\xff b\xc3", "", std::nullopt});
   const json j = json::parse(event.substr(6));
   EXPECT_EQ(j["choices"][0]["text"], "a\xef\xbf\xbd b\xef\xbf\xbd");
   const json body = json::parse(
-      CompletionBody(Endpoint::kChatCompletions, h, {Choice{0, "\x80", "stop"}}, Usage{}));
+      CompletionBody(Endpoint::kChatCompletions, h, {Choice{0, "\x80", "stop", std::nullopt}}, Usage{}));
   EXPECT_EQ(body["choices"][0]["message"]["content"], "\xef\xbf\xbd");
 }
 
 }  // namespace
+TEST(OpenAiProtocolTest, Embeddings) {
+  EmbeddingRequest r;
+  ASSERT_FALSE(ParseEmbeddingRequest(R"({"input": "hi", "model": "m"})", &r));
+  EXPECT_EQ(r.inputs, std::vector<std::string>{"hi"});
+  EXPECT_FALSE(r.base64);
+  ASSERT_FALSE(ParseEmbeddingRequest(R"({"input": ["a", "b"], "encoding_format": "base64"})", &r));
+  EXPECT_EQ(r.inputs.size(), 2u);
+  EXPECT_TRUE(r.base64);
+  struct Case {
+    const char* body;
+    const char* param;
+  };
+  for (const Case& c : {Case{R"({})", "input"}, Case{R"({"input": [1, 2]})", "input"},
+                        Case{R"({"input": ""})", "input"}, Case{R"({"input": "x", "dimensions": 8})", "dimensions"},
+                        Case{R"({"input": "x", "encoding_format": "hex"})", "encoding_format"}}) {
+    EmbeddingRequest bad;
+    auto e = ParseEmbeddingRequest(c.body, &bad);
+    ASSERT_TRUE(e) << c.body;
+    EXPECT_EQ(e->param, c.param) << c.body;
+  }
+  json j = json::parse(EmbeddingsBody("m", {{1.0f, 0.5f}}, false, 3));
+  EXPECT_EQ(j["data"][0]["embedding"], json({1.0, 0.5}));
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 3);
+  // 1.0f = 00 00 80 3F, 0.5f = 00 00 00 3F (little-endian) -> base64 of those 8 bytes.
+  j = json::parse(EmbeddingsBody("m", {{1.0f, 0.5f}}, true, 3));
+  EXPECT_EQ(j["data"][0]["embedding"], "AACAPwAAAD8=");
+}
+
 }  // namespace kestrel::serve

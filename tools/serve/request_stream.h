@@ -9,8 +9,11 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "openai_protocol.h"
 
 namespace kestrel::serve {
 
@@ -18,6 +21,7 @@ struct Piece {
   uint32_t sample = 0;
   int32_t token = 0;  // kestrel::kTokenNone for a final flush
   std::string text;
+  std::optional<LogprobEntry> logprob;  // requests with logprobs; not on a final flush
 };
 
 class RequestStream {

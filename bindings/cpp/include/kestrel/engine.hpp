@@ -54,6 +54,12 @@ struct RequestOptions {
   int32_t priority = 0;  // higher runs first
   uint32_t n = 1;        // samples sharing the prompt's KV blocks
   bool add_bos = true;   // text prompts only
+  bool parse_special = false;  // control-token texts in a text prompt become those tokens
+  // Log-probabilities (kestrel_engine_logprobs_fn): called on the engine thread per generated
+  // token of `sample`, before its token callback; `top` holds the n_probs most likely tokens.
+  uint32_t n_probs = 0;
+  std::function<void(uint32_t sample, const TokenLogprob& chosen, const std::vector<TokenLogprob>& top)>
+      on_logprobs;
 };
 
 using RequestId = kestrel_request_id_t;
@@ -125,6 +131,8 @@ namespace detail {
 
 struct EngineSink {
   EngineTokenCallback fn;
+  std::function<void(uint32_t, const TokenLogprob&, const std::vector<TokenLogprob>&)> logprobs_fn;
+  std::vector<TokenLogprob> top;  // engine thread only
   std::mutex mu;
   std::exception_ptr error;
 };
@@ -139,6 +147,20 @@ inline bool EngineTokenTrampoline(void* user_data, kestrel_request_id_t, uint32_
     std::lock_guard<std::mutex> lock(sink->mu);
     if (!sink->error) sink->error = std::current_exception();
     return false;
+  }
+}
+
+inline void EngineLogprobsTrampoline(void* user_data, kestrel_request_id_t, uint32_t sample,
+                                     const kestrel_token_logprob_t* chosen,
+                                     const kestrel_token_logprob_t* top, size_t n_top) {
+  auto* sink = static_cast<EngineSink*>(user_data);
+  try {
+    sink->top.clear();
+    for (size_t i = 0; i < n_top; ++i) sink->top.push_back(TokenLogprob{top[i].token, top[i].logprob});
+    sink->logprobs_fn(sample, TokenLogprob{chosen->token, chosen->logprob}, sink->top);
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(sink->mu);
+    if (!sink->error) sink->error = std::current_exception();
   }
 }
 
@@ -322,12 +344,20 @@ RequestId Engine::SubmitImpl(const RequestOptions& options, EngineTokenCallback 
   o.priority = options.priority;
   o.n = options.n;
   o.add_bos = options.add_bos;
+  o.parse_special = options.parse_special ? 1 : 0;
   std::unique_ptr<detail::EngineSink> sink;
-  if (on_token) {
+  if (on_token || options.on_logprobs) {
     sink = std::make_unique<detail::EngineSink>();
+    o.user_data = sink.get();
+  }
+  if (on_token) {
     sink->fn = std::move(on_token);
     o.on_token = &detail::EngineTokenTrampoline;
-    o.user_data = sink.get();
+  }
+  if (options.on_logprobs) {
+    sink->logprobs_fn = options.on_logprobs;
+    o.n_probs = options.n_probs;
+    o.on_logprobs = &detail::EngineLogprobsTrampoline;
   }
   RequestId id = 0;
   // The engine thread may call the sink before the id is known here; it reaches the sink through
