@@ -1,6 +1,7 @@
 // kestrel_session_embed on stories260K: unit length, mean vs last pooling, one-token texts where
 // both agree, the same vector from the ref and cpu devices (two implementations of the forward
-// pass), generation unchanged in an embeddings session, and bad inputs refused by name.
+// pass), the same vector as pooling kestrel_session_get_hidden (one hidden-state mechanism), the
+// session left as a fresh one for generation, and bad inputs refused by name.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -23,20 +24,7 @@ class EmbedApiTest : public ::testing::Test {
     return m;
   }
 
-  static SessionPtr Session(kestrel_model_t* model, bool embeddings, uint32_t ctx = 0) {
-    kestrel_sampler_options_t so;
-    kestrel_sampler_options_init(&so);
-    so.temperature = 0.0f;
-    kestrel_session_options_t o;
-    kestrel_session_options_init(&o);
-    o.sampler = &so;
-    o.embeddings = embeddings;
-    o.context_length = ctx;
-    kestrel_session_t* s = nullptr;
-    StatusPtr st(kestrel_session_create(model, &o, &s));
-    EXPECT_EQ(st, nullptr) << kestrel_status_message(st.get());
-    return SessionPtr(s);
-  }
+  static SessionPtr Session(kestrel_model_t* model, uint32_t ctx = 0) { return MakeGreedySession(model, ctx); }
 
   static std::vector<float> Embed(kestrel_session_t* s, const std::string& text, uint32_t pooling,
                                   bool add_bos = true) {
@@ -65,7 +53,7 @@ TEST_F(EmbedApiTest, UnitVectorsMeanAndLastPooling) {
   kestrel_model_info_t info{};
   info.struct_size = sizeof(info);
   KESTREL_ASSERT_OK(kestrel_model_get_info(m.get(), &info));
-  SessionPtr s = Session(m.get(), true);
+  SessionPtr s = Session(m.get());
   const std::vector<float> mean = Embed(s.get(), "Once upon a time", KESTREL_POOLING_MEAN);
   const std::vector<float> last = Embed(s.get(), "Once upon a time", KESTREL_POOLING_LAST);
   ASSERT_EQ(mean.size(), info.n_embd);
@@ -92,8 +80,8 @@ TEST_F(EmbedApiTest, UnitVectorsMeanAndLastPooling) {
 TEST_F(EmbedApiTest, RefAndCpuAgree) {
   ModelPtr ref = Load("ref");
   ModelPtr cpu = Load("cpu");
-  SessionPtr rs = Session(ref.get(), true);
-  SessionPtr cs = Session(cpu.get(), true);
+  SessionPtr rs = Session(ref.get());
+  SessionPtr cs = Session(cpu.get());
   for (uint32_t pooling : {KESTREL_POOLING_MEAN, KESTREL_POOLING_LAST}) {
     const std::vector<float> a = Embed(rs.get(), "Lily wanted to play outside", pooling);
     const std::vector<float> b = Embed(cs.get(), "Lily wanted to play outside", pooling);
@@ -101,17 +89,49 @@ TEST_F(EmbedApiTest, RefAndCpuAgree) {
   }
 }
 
-TEST_F(EmbedApiTest, GenerationIsUnchangedInAnEmbeddingsSession) {
+TEST_F(EmbedApiTest, MeanOfGetHiddenRowsNormalised) {
   ModelPtr m = Load("ref");
-  SessionPtr plain = Session(m.get(), false);
-  SessionPtr emb = Session(m.get(), true);
-  Embed(emb.get(), "Something else first", KESTREL_POOLING_MEAN);
+  SessionPtr s = Session(m.get());
+  const std::string text = "Lily wanted to play outside";
+  std::vector<int32_t> ids(64);
+  size_t n = 0;
+  KESTREL_ASSERT_OK(kestrel_tokenize(m.get(), text.data(), text.size(), true, ids.data(), ids.size(), &n));
+  ids.resize(n);
+  KESTREL_ASSERT_OK(kestrel_session_decode(s.get(), ids.data(), ids.size()));
+  size_t need = 0;
+  KESTREL_ASSERT_OK(kestrel_session_get_hidden(s.get(), 0, nullptr, 0, &need));
+  std::vector<float> rows(need);
+  KESTREL_ASSERT_OK(kestrel_session_get_hidden(s.get(), 0, rows.data(), rows.size(), &need));
+  const size_t D = need / ids.size();
+  std::vector<double> mean(D, 0.0);
+  for (size_t r = 0; r < ids.size(); ++r) {
+    for (size_t e = 0; e < D; ++e) mean[e] += rows[r * D + e];
+  }
+  double norm = 0;
+  for (double v : mean) norm += v * v;
+  norm = std::sqrt(norm);
+  const std::vector<float> embedded = Embed(s.get(), text, KESTREL_POOLING_MEAN);
+  ASSERT_EQ(embedded.size(), D);
+  for (size_t e = 0; e < D; ++e) EXPECT_NEAR(embedded[e], mean[e] / norm, 1e-5) << e;
+  const std::vector<float> last = Embed(s.get(), text, KESTREL_POOLING_LAST);
+  double last_norm = 0;
+  for (size_t e = 0; e < D; ++e) last_norm += double(rows[(ids.size() - 1) * D + e]) * rows[(ids.size() - 1) * D + e];
+  last_norm = std::sqrt(last_norm);
+  for (size_t e = 0; e < D; ++e) EXPECT_NEAR(last[e], rows[(ids.size() - 1) * D + e] / last_norm, 1e-5) << e;
+}
+
+TEST_F(EmbedApiTest, GenerationAfterEmbedIsAsInAFreshSession) {
+  ModelPtr m = Load("ref");
+  SessionPtr fresh = Session(m.get());
+  SessionPtr used = Session(m.get());
+  Embed(used.get(), "Something else first", KESTREL_POOLING_MEAN);
   std::vector<std::vector<int32_t>> tokens;
-  for (kestrel_session_t* s : {plain.get(), emb.get()}) {
+  for (kestrel_session_t* s : {fresh.get(), used.get()}) {
     Collected c;
     kestrel_generate_options_t g;
     kestrel_generate_options_init(&g);
     g.max_new_tokens = 12;
+    g.keep_context = true;  // what the session holds after Embed: nothing
     g.on_token = Collected::OnToken;
     g.user_data = &c;
     KESTREL_ASSERT_OK(kestrel_session_generate(s, "Once upon a time", 16, &g, nullptr));
@@ -123,19 +143,13 @@ TEST_F(EmbedApiTest, GenerationIsUnchangedInAnEmbeddingsSession) {
 
 TEST_F(EmbedApiTest, BadInputsAreRefusedByName) {
   ModelPtr m = Load("ref");
-  SessionPtr plain = Session(m.get(), false);
   std::vector<float> v(4096);
   size_t n = 0;
-  StatusPtr st(kestrel_session_embed(plain.get(), "x", 1, nullptr, v.data(), v.size(), &n));
-  ASSERT_NE(st, nullptr);
-  EXPECT_EQ(kestrel_status_code(st.get()), KESTREL_STATUS_FAILED_PRECONDITION);
-  EXPECT_NE(std::string(kestrel_status_message(st.get())).find("embeddings"), std::string::npos);
-
-  SessionPtr s = Session(m.get(), true, 8);
+  SessionPtr s = Session(m.get(), 8);
   kestrel_embed_options_t o;
   kestrel_embed_options_init(&o);
   o.pooling = 7;
-  st.reset(kestrel_session_embed(s.get(), "x", 1, &o, v.data(), v.size(), &n));
+  StatusPtr st(kestrel_session_embed(s.get(), "x", 1, &o, v.data(), v.size(), &n));
   ASSERT_NE(st, nullptr);
   EXPECT_NE(std::string(kestrel_status_message(st.get())).find("options->pooling = 7"), std::string::npos);
   st.reset(kestrel_session_embed(s.get(), "x", 1, nullptr, v.data(), 3, &n));

@@ -231,6 +231,22 @@ struct EngineProbs {
   }
 };
 
+// Runs one request of `ro` (sampler, budget, speculation as given) with n_probs log-probabilities
+// to its end and releases it.
+EngineProbs RunEngineRequest(kestrel_engine_t* engine, const std::string& prompt,
+                             kestrel_engine_request_options_t ro, uint32_t n_probs) {
+  EngineProbs p;
+  ro.on_token = EngineProbs::OnToken;
+  ro.on_logprobs = EngineProbs::OnLogprobs;
+  ro.n_probs = n_probs;
+  ro.user_data = &p;
+  kestrel_request_id_t id = 0;
+  KESTREL_EXPECT_OK(kestrel_engine_submit(engine, prompt.data(), prompt.size(), &ro, &id));
+  KESTREL_EXPECT_OK(kestrel_engine_wait(engine, id, -1));
+  KESTREL_EXPECT_OK(kestrel_engine_release_request(engine, id));
+  return p;
+}
+
 TEST_F(SamplingApiTest, EngineReportsTheSessionsLogprobsAndHonoursTheBias) {
   SessionPtr s = Session({}, false);
   kestrel_generate_stats_t stats{};
@@ -242,18 +258,11 @@ TEST_F(SamplingApiTest, EngineReportsTheSessionsLogprobsAndHonoursTheBias) {
   kestrel_sampler_options_t so;
   kestrel_sampler_options_init(&so);
   so.temperature = 0.0f;
-  EngineProbs p;
   kestrel_engine_request_options_t ro;
   kestrel_engine_request_options_init(&ro);
   ro.max_new_tokens = 10;
   ro.sampler = &so;
-  ro.on_token = EngineProbs::OnToken;
-  ro.on_logprobs = EngineProbs::OnLogprobs;
-  ro.n_probs = 4;
-  ro.user_data = &p;
-  kestrel_request_id_t id = 0;
-  KESTREL_ASSERT_OK(kestrel_engine_submit(engine.get(), kPrompt, sizeof(kPrompt) - 1, &ro, &id));
-  KESTREL_ASSERT_OK(kestrel_engine_wait(engine.get(), id, -1));
+  const EngineProbs p = RunEngineRequest(engine.get(), kPrompt, ro, 4);
   EXPECT_EQ(p.tokens, session.tokens);
   ASSERT_EQ(p.chosen.size(), session.chosen.size());
   for (size_t i = 0; i < p.chosen.size(); ++i) {
@@ -262,16 +271,16 @@ TEST_F(SamplingApiTest, EngineReportsTheSessionsLogprobsAndHonoursTheBias) {
     ASSERT_EQ(p.top[i].size(), 4u);
     for (size_t k = 0; k < 4; ++k) EXPECT_EQ(p.top[i][k].token, session.top[i][k].token);
   }
-  KESTREL_EXPECT_OK(kestrel_engine_release_request(engine.get(), id));
 
   // ignore_eos and a bias reach the engine's sampler too; a bad id is refused at submit.
   const kestrel_logit_bias_t eos_first{eos_, 100.0f};
   so.logit_bias = &eos_first;
   so.n_logit_bias = 1;
   so.ignore_eos = 1;
-  ro.on_logprobs = nullptr;
   EngineProbs q;
+  ro.on_token = EngineProbs::OnToken;
   ro.user_data = &q;
+  kestrel_request_id_t id = 0;
   KESTREL_ASSERT_OK(kestrel_engine_submit(engine.get(), kPrompt, sizeof(kPrompt) - 1, &ro, &id));
   KESTREL_ASSERT_OK(kestrel_engine_wait(engine.get(), id, -1));
   EXPECT_EQ(q.tokens.size(), 10u);
@@ -284,6 +293,76 @@ TEST_F(SamplingApiTest, EngineReportsTheSessionsLogprobsAndHonoursTheBias) {
   EXPECT_NE(std::string(kestrel_status_message(st.get())).find("options->sampler->logit_bias[0].token"),
             std::string::npos)
       << kestrel_status_message(st.get());
+}
+
+// Speculative decoding reports what plain decoding reports: each accepted token's log-probabilities
+// come from the verification step's row it was chosen at (greedy: the same tokens, so the same
+// values), in sessions and engine requests alike.
+TEST_F(SamplingApiTest, SpeculativeDecodingReportsThePlainLogprobs) {
+  constexpr char kRepetitive[] = "Once upon a time, there was a little girl. Once upon a time, there was a";
+  constexpr uint32_t kTokens = 40;
+  auto generate = [&](kestrel_session_t* session) {
+    Probs p;
+    kestrel_generate_options_t g;
+    kestrel_generate_options_init(&g);
+    g.max_new_tokens = kTokens;
+    g.on_token = Probs::OnToken;
+    g.on_logprobs = Probs::OnLogprobs;
+    g.n_probs = 3;
+    g.user_data = &p;
+    KESTREL_EXPECT_OK(kestrel_session_generate(session, kRepetitive, sizeof(kRepetitive) - 1, &g, nullptr));
+    return p;
+  };
+  SessionPtr plain_session = Session({}, false);
+  const Probs plain = generate(plain_session.get());
+
+  kestrel_sampler_options_t so;
+  kestrel_sampler_options_init(&so);
+  so.temperature = 0.0f;
+  kestrel_speculative_options_t spec;
+  kestrel_speculative_options_init(&spec);
+  spec.method = KESTREL_SPEC_NGRAM;
+  spec.max_draft_tokens = 4;
+  kestrel_session_options_t o;
+  kestrel_session_options_init(&o);
+  o.sampler = &so;
+  o.speculative = &spec;
+  kestrel_session_t* raw = nullptr;
+  KESTREL_ASSERT_OK(kestrel_session_create(model_.get(), &o, &raw));
+  SessionPtr spec_session(raw);
+  const Probs sp = generate(spec_session.get());
+  kestrel_speculative_stats_t st{};
+  st.struct_size = sizeof(st);
+  KESTREL_ASSERT_OK(kestrel_session_speculative_stats(spec_session.get(), &st));
+  EXPECT_GT(st.accepted, 0u) << "no draft token was accepted: the speculative path was not exercised";
+
+  auto expect_same = [&](const std::vector<int32_t>& tokens, const std::vector<kestrel_token_logprob_t>& chosen,
+                         const std::vector<std::vector<kestrel_token_logprob_t>>& top, const char* what) {
+    EXPECT_EQ(tokens, plain.tokens) << what;
+    ASSERT_EQ(chosen.size(), plain.chosen.size()) << what;
+    for (size_t i = 0; i < chosen.size(); ++i) {
+      EXPECT_EQ(chosen[i].token, plain.chosen[i].token) << what << " step " << i;
+      EXPECT_NEAR(chosen[i].logprob, plain.chosen[i].logprob, 1e-3) << what << " step " << i;
+      ASSERT_EQ(top[i].size(), 3u) << what;
+      for (size_t k = 0; k < 3; ++k) {
+        EXPECT_EQ(top[i][k].token, plain.top[i][k].token) << what << " step " << i;
+        EXPECT_NEAR(top[i][k].logprob, plain.top[i][k].logprob, 1e-3) << what << " step " << i;
+      }
+    }
+  };
+  EXPECT_TRUE(sp.logprobs_before_token);
+  expect_same(sp.tokens, sp.chosen, sp.top, "session");
+
+  kestrel_engine_t* eng = nullptr;
+  KESTREL_ASSERT_OK(kestrel_engine_create(model_.get(), nullptr, &eng));
+  std::unique_ptr<kestrel_engine_t, void (*)(kestrel_engine_t*)> engine(eng, kestrel_engine_destroy);
+  kestrel_engine_request_options_t ro;
+  kestrel_engine_request_options_init(&ro);
+  ro.max_new_tokens = kTokens;
+  ro.sampler = &so;
+  ro.speculative = &spec;
+  const EngineProbs ep = RunEngineRequest(engine.get(), kRepetitive, ro, 3);
+  expect_same(ep.tokens, ep.chosen, ep.top, "engine");
 }
 
 }  // namespace

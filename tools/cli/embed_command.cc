@@ -31,7 +31,6 @@ int RunEmbed(const Options& o) {
   kestrel_session_options_init(&so);
   so.context_length = o.context_length;
   so.n_threads = o.n_threads;
-  so.embeddings = 1;
   kestrel_session_t* raw = nullptr;
   StatusPtr status(kestrel_session_create(model.get(), &so, &raw));
   if (status) {

@@ -192,7 +192,6 @@ void Server::Impl::HandleEmbeddings(const httplib::Request& req, httplib::Respon
     if (!embed_session) {
       kestrel::SessionOptions so;
       so.context_length = options.context_length;
-      so.embeddings = true;
       embed_session = std::make_unique<kestrel::Session>(engine->model(), so);
     }
     for (const std::string& text : r.inputs) {

@@ -11,6 +11,7 @@
 
 #include "kestrel/export.h"
 #include "kestrel/model.h"
+#include "kestrel/speculative.h"
 #include "kestrel/status.h"
 
 #ifdef __cplusplus
@@ -74,9 +75,9 @@ typedef struct kestrel_session_options {
    * bytes of tail padding of 0.1's struct (which a client built then may leave uninitialised
    * inside its struct_size). \since 0.2 */
   uint64_t kv_type;
-  /* Default 0. Nonzero: the session can compute embeddings (kestrel_session_embed); its plan then
-   * also reads back the final hidden state of every step (n_embd floats per token). \since 0.2 */
-  uint64_t embeddings;
+  /* Speculative decoding of generate; NULL (default): off. Copied during create (the draft model
+   * is retained by the session). \since 0.2 */
+  const kestrel_speculative_options_t* speculative;
 } kestrel_session_options_t;
 
 #define KESTREL_SESSION_OPTIONS_MIN_SIZE \
@@ -123,7 +124,9 @@ typedef struct kestrel_token_logprob {
  * token was drawn from before truncation: softmax at temperature 1 of the logits after the logit
  * bias and the repetition penalty, before top-k, top-p, min-p and temperature (what OpenAI's and
  * vLLM's "logprobs" report). A banned token has -INFINITY. The end-of-generation token that ends
- * the run is not reported (as in on_token). Pointers are valid only during the call. \since 0.2 */
+ * the run is not reported (as in on_token). With speculative decoding the values are the same:
+ * each accepted token's come from the row of the verification step it was chosen at. Pointers
+ * are valid only during the call. \since 0.2 */
 typedef void (*kestrel_logprobs_fn)(void* user_data, const kestrel_token_logprob_t* chosen,
                                     const kestrel_token_logprob_t* top, size_t n_top);
 
@@ -224,11 +227,11 @@ static inline void kestrel_embed_options_init(kestrel_embed_options_t* options) 
 /* The embedding of `text`: the final hidden state of its tokens (after the output norm, the
  * vector the output head multiplies), mean-pooled or the last token's, L2-normalised to length 1:
  * kestrel_model_info_t.n_embd floats, with the buffer convention of model.h (*out_required =
- * n_embd). The text runs from an empty context in one forward pass and the session is left empty
- * (its previous context is dropped). The session must have been created with
- * kestrel_session_options_t.embeddings. `options` NULL: kestrel_embed_options_init defaults.
- * Errors: FAILED_PRECONDITION (session without embeddings), INVALID_ARGUMENT (empty text, more
- * tokens than the context, bad pooling), OUT_OF_RANGE (buffer too small). \since 0.2 */
+ * n_embd). The text runs from an empty context in one forward pass (sliding-window models: in
+ * steps of one window) and the session is left empty (its previous context is dropped). Any
+ * session can embed: it reads the same hidden state as kestrel_session_get_hidden. `options`
+ * NULL: kestrel_embed_options_init defaults. Errors: INVALID_ARGUMENT (empty text, more tokens
+ * than the context, bad pooling), OUT_OF_RANGE (buffer too small). \since 0.2 */
 KESTREL_API kestrel_status_t* kestrel_session_embed(kestrel_session_t* session, const char* text,
                                                     size_t text_length,
                                                     const kestrel_embed_options_t* options,
@@ -262,6 +265,24 @@ KESTREL_API kestrel_status_t* kestrel_session_truncate(kestrel_session_t* sessio
  * window). Errors: FAILED_PRECONDITION if there are no logits. \since 0.1 */
 KESTREL_API kestrel_status_t* kestrel_session_sample(kestrel_session_t* session,
                                                      int32_t* out_token);
+
+/* The model's final hidden state (after the output norm: what the output head multiplies) at the
+ * last `n_positions` positions of the session's last forward step (kestrel_session_decode: its
+ * tokens; generate: its last step), n_positions * n_embd floats, row-major, oldest position
+ * first. n_positions 0: every position of that step. Useful as embeddings and for training
+ * speculative heads (tools/train_medusa.py). Buffer convention as in model.h. Errors:
+ * FAILED_PRECONDITION (nothing decoded since create/truncate), OUT_OF_RANGE (more positions than
+ * the step had; the message gives both). \since 0.2 */
+KESTREL_API kestrel_status_t* kestrel_session_get_hidden(const kestrel_session_t* session,
+                                                         size_t n_positions, float* out_hidden,
+                                                         size_t capacity, size_t* out_required);
+
+/* Speculative decoding statistics of the session's last generate (all zero when speculation is
+ * off or nothing was generated yet). out_stats->struct_size must be at least
+ * KESTREL_SPECULATIVE_STATS_MIN_SIZE; only the fields inside it are written. Errors:
+ * INVALID_ARGUMENT (NULL argument, struct_size too small). \since 0.2 */
+KESTREL_API kestrel_status_t* kestrel_session_speculative_stats(
+    const kestrel_session_t* session, kestrel_speculative_stats_t* out_stats);
 
 /* ---- Mixture-of-experts statistics ----------------------------------------------------------- */
 
