@@ -84,3 +84,21 @@ function(kestrel_add_device_plugin_tests)
     SKIP_RETURN_CODE 77 ENVIRONMENT "${env}")
   set(KESTREL_DEVICE_TEST_ENV "${env}" PARENT_SCOPE)
 endfunction()
+
+# KESTREL_TEST_PYTHON: the python of the tests that need PyPI packages (the openai client for
+# tests/serve, pytest for bindings/python): scripts/setup_python.sh's virtual environment when it
+# exists (scripts/test.sh passes it), else any python3 (those tests then report "skipped" with the
+# command that installs the packages).
+if(NOT KESTREL_TEST_PYTHON)
+  set(_kestrel_venv_python "$ENV{HOME}/.cache/kestrel/pyenv/bin/python")
+  if(DEFINED ENV{KESTREL_PYTHON_ENV})
+    set(_kestrel_venv_python "$ENV{KESTREL_PYTHON_ENV}/bin/python")
+  endif()
+  if(EXISTS "${_kestrel_venv_python}")
+    set(_kestrel_test_python "${_kestrel_venv_python}")
+  else()
+    find_program(_kestrel_test_python NAMES python3)
+  endif()
+  set(KESTREL_TEST_PYTHON "${_kestrel_test_python}" CACHE FILEPATH
+    "Python with openai and pytest for the serve and Python-binding tests (scripts/setup_python.sh)")
+endif()

@@ -8,7 +8,9 @@ packages=(
   build-essential cmake pkg-config
   libabsl-dev          # Abseil: Status/StatusOr, strings, containers
   libgtest-dev libgmock-dev googletest
-  nlohmann-json3-dev   # JSON in the integration tests (golden files)
+  nlohmann-json3-dev   # JSON in the integration tests (golden files) and kestrel serve
+  libcpp-httplib-dev   # kestrel serve: the HTTP server
+  python3-venv         # scripts/setup_python.sh: the openai client and pytest for the tests
   libpcre2-dev         # PCRE2: the byte-level BPE pre-tokenizer regexes (Unicode properties)
   binutils             # nm, for the exported-symbol check
   abigail-tools        # abidw/abidiff: the ABI baseline check

@@ -17,15 +17,17 @@ export KESTREL_REQUIRE_PY_DEPS="${KESTREL_REQUIRE_PY_DEPS:-1}"
 KESTREL_MODEL_CACHE="$("$root/scripts/fetch_models.sh")"
 export KESTREL_MODEL_CACHE
 export KESTREL_REQUIRE_MODELS="${KESTREL_REQUIRE_MODELS:-1}"
+# The Python packages the tests use (openai client, pytest), in a venv outside the repository.
+KESTREL_TEST_PYTHON="$("$root/scripts/setup_python.sh")"
 
 echo "== Release build and tests" >&2
-cmake --preset release -S "$root" >/dev/null
+cmake --preset release -S "$root" -DKESTREL_TEST_PYTHON="$KESTREL_TEST_PYTHON" >/dev/null
 cmake --build --preset release -j"$jobs"
 ctest --preset release
 
 if [[ "${KESTREL_SKIP_SANITIZE:-0}" != "1" ]]; then
   echo "== ASan + UBSan build and tests" >&2
-  cmake --preset asan -S "$root" >/dev/null
+  cmake --preset asan -S "$root" -DKESTREL_TEST_PYTHON="$KESTREL_TEST_PYTHON" >/dev/null
   cmake --build --preset asan -j"$jobs"
   # The real-model tests' ref runs are the slowest under ASan: fewer ref tokens there (the Release
   # run above checks the default count).

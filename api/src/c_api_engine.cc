@@ -65,13 +65,11 @@ kestrel_status_t* Submit(const char* fn, kestrel_engine_t* engine, std::vector<i
     req.max_new_tokens = o.max_new_tokens;
     req.priority = o.priority;
     req.n = o.n;
-    req.sampler.temperature = so.temperature;
-    req.sampler.top_k = so.top_k;
-    req.sampler.top_p = so.top_p;
-    req.sampler.min_p = so.min_p;
-    req.sampler.repetition_penalty = so.repetition_penalty;
-    req.sampler.repetition_window = so.repetition_window;
-    req.sampler.seed = so.seed;
+    if (auto s = kestrel::api::SamplerConfigFrom(fn, "options->sampler", so, *engine->model->model,
+                                                 &req.sampler);
+        !s.ok()) {
+      return s;
+    }
     kestrel_model_t* draft = nullptr;
     if (auto st = kestrel::api::ReadSpeculative(fn, o.speculative, &req.spec, &draft); !st.ok()) {
       return st;
@@ -88,6 +86,21 @@ kestrel_status_t* Submit(const char* fn, kestrel_engine_t* engine, std::vector<i
       req.on_token = [fn_ptr, user_data](uint64_t id, uint32_t sample, int32_t token,
                                          absl::string_view piece) {
         return fn_ptr(user_data, id, sample, token, piece.data(), piece.size());
+      };
+    }
+    if (o.on_logprobs != nullptr) {
+      kestrel_engine_logprobs_fn lp_ptr = o.on_logprobs;
+      void* user_data = o.user_data;
+      req.n_probs = o.n_probs;
+      // Called on the engine thread only, so one scratch per request suffices.
+      auto scratch = std::make_shared<std::vector<kestrel_token_logprob_t>>();
+      req.on_logprobs = [lp_ptr, user_data, scratch](uint64_t id, uint32_t sample,
+                                                     const kestrel::runtime::TokenLogprobs& lp) {
+        kestrel::api::CallLogprobs(lp, scratch.get(),
+                                   [&](const kestrel_token_logprob_t* chosen,
+                                       const kestrel_token_logprob_t* top, size_t n_top) {
+                                     lp_ptr(user_data, id, sample, chosen, top, n_top);
+                                   });
       };
     }
     absl::StatusOr<uint64_t> id = engine->engine->Submit(std::move(req));

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -139,6 +140,20 @@ inline absl::Status KvTypeToDtype(const char* function, uint64_t kv_type, uint32
           function, kv_type));
   }
 }
+
+// The runtime sampler config of the C options `so` (read with ReadOptions) for `model`: the
+// logit bias checked against its vocabulary, ignore_eos as a -inf bias on its end-of-generation
+// tokens. `name` names the options in errors ("options->sampler").
+absl::Status SamplerConfigFrom(const char* function, const char* name,
+                               const kestrel_sampler_options_t& so,
+                               const kestrel::runtime::Model& model,
+                               kestrel::runtime::SamplerConfig* out);
+
+// Wraps a C log-probability callback for the runtime: (chosen, top) as the C structs.
+void CallLogprobs(const kestrel::runtime::TokenLogprobs& lp,
+                  std::vector<kestrel_token_logprob_t>* scratch,
+                  const std::function<void(const kestrel_token_logprob_t*,
+                                           const kestrel_token_logprob_t*, size_t)>& fn);
 
 // For caller-provided output structs: fills only the fields inside the caller's struct_size.
 template <typename T>

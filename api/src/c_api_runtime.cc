@@ -61,9 +61,9 @@ KESTREL_API kestrel_status_t* kestrel_runtime_create(const kestrel_runtime_optio
         path, [raw](kestrel_plugin_log_level_t level, const std::string& m) {
           raw->Log(static_cast<kestrel_log_level_t>(level), m);
         });
-    state->Log(KESTREL_LOG_INFO, absl::StrFormat("plugin path '%s': %u plugin(s), %u device(s)", path,
-                                                 state->registry->plugins().size(),
-                                                 state->registry->devices().size()));
+    // Plugins load when a device is asked for or listed (plugin_registry.h), not here.
+    state->Log(KESTREL_LOG_INFO, absl::StrFormat("plugin path '%s': %u plugin file(s)", path,
+                                                 state->registry->plugin_file_count()));
     *out_runtime = new kestrel_runtime{std::move(state)};
     return absl::OkStatus();
   });

@@ -1,13 +1,70 @@
 // Sessions: create, generate (text or tokens), cancel, and the low-level decode/logits/truncate.
 #include "api/src/c_api_internal.h"
 
+#include <cmath>
+#include <limits>
+
 using kestrel::api::Guard;
 using kestrel::api::NullArgument;
+
+namespace kestrel::api {
+
+absl::Status SamplerConfigFrom(const char* function, const char* name,
+                               const kestrel_sampler_options_t& so,
+                               const kestrel::runtime::Model& model,
+                               kestrel::runtime::SamplerConfig* out) {
+  out->temperature = so.temperature;
+  out->top_k = so.top_k;
+  out->top_p = so.top_p;
+  out->min_p = so.min_p;
+  out->repetition_penalty = so.repetition_penalty;
+  out->repetition_window = so.repetition_window;
+  out->seed = so.seed;
+  out->logit_bias.clear();
+  if (so.n_logit_bias > 0 && so.logit_bias == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: %s->logit_bias is NULL with n_logit_bias = %u", function, name, so.n_logit_bias));
+  }
+  const uint32_t n_vocab = model.config().n_vocab;
+  for (size_t i = 0; i < so.n_logit_bias; ++i) {
+    const kestrel_logit_bias_t& b = so.logit_bias[i];
+    if (b.token < 0 || static_cast<uint32_t>(b.token) >= n_vocab) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: %s->logit_bias[%u].token = %d is outside the vocabulary [0, %u)", function, name, i,
+          b.token, n_vocab));
+    }
+    if (std::isnan(b.bias) || b.bias == std::numeric_limits<float>::infinity()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: %s->logit_bias[%u].bias = %f for token %d must be finite or -inf", function, name,
+          i, b.bias, b.token));
+    }
+    out->logit_bias.emplace_back(b.token, b.bias);
+  }
+  if (so.ignore_eos != 0) {
+    for (int32_t id : model.tokenizer().EndOfGenerationIds()) {
+      out->logit_bias.emplace_back(id, -std::numeric_limits<float>::infinity());
+    }
+  }
+  return absl::OkStatus();
+}
+
+void CallLogprobs(const kestrel::runtime::TokenLogprobs& lp,
+                  std::vector<kestrel_token_logprob_t>* scratch,
+                  const std::function<void(const kestrel_token_logprob_t*,
+                                           const kestrel_token_logprob_t*, size_t)>& fn) {
+  scratch->clear();
+  for (const kestrel::runtime::TokenLogprob& t : lp.top) scratch->push_back({t.token, t.logprob});
+  const kestrel_token_logprob_t chosen{lp.chosen.token, lp.chosen.logprob};
+  fn(&chosen, scratch->data(), scratch->size());
+}
+
+}  // namespace kestrel::api
 
 namespace {
 
 absl::Status FillConfig(const char* fn, const kestrel_session_options_t* options,
-                        kestrel::runtime::SessionConfig* config, kestrel_model_t** draft) {
+                        const kestrel::runtime::Model& model, kestrel::runtime::SessionConfig* config,
+                        kestrel_model_t** draft) {
   kestrel_session_options_t o;
   kestrel_session_options_init(&o);
   if (auto s = kestrel::api::ReadOptions(fn, "options", options,
@@ -29,14 +86,7 @@ absl::Status FillConfig(const char* fn, const kestrel_session_options_t* options
   config->context_length = o.context_length;
   config->block_size = o.kv_block_size;
   config->n_threads = o.n_threads;
-  config->sampler.temperature = so.temperature;
-  config->sampler.top_k = so.top_k;
-  config->sampler.top_p = so.top_p;
-  config->sampler.min_p = so.min_p;
-  config->sampler.repetition_penalty = so.repetition_penalty;
-  config->sampler.repetition_window = so.repetition_window;
-  config->sampler.seed = so.seed;
-  return absl::OkStatus();
+  return kestrel::api::SamplerConfigFrom(fn, "options->sampler", so, model, &config->sampler);
 }
 
 kestrel_status_t* RunGenerate(const char* fn, kestrel_session_t* session,
@@ -77,6 +127,17 @@ kestrel_status_t* RunGenerate(const char* fn, kestrel_session_t* session,
     if (o.on_token != nullptr) {
       req.on_token = [&o](int32_t token, absl::string_view piece) {
         return o.on_token(o.user_data, token, piece.data(), piece.size());
+      };
+    }
+    std::vector<kestrel_token_logprob_t> scratch;
+    if (o.on_logprobs != nullptr) {
+      req.n_probs = o.n_probs;
+      req.on_logprobs = [&o, &scratch](const kestrel::runtime::TokenLogprobs& lp) {
+        kestrel::api::CallLogprobs(lp, &scratch,
+                                   [&o](const kestrel_token_logprob_t* chosen,
+                                        const kestrel_token_logprob_t* top, size_t n_top) {
+                                     o.on_logprobs(o.user_data, chosen, top, n_top);
+                                   });
       };
     }
     absl::StatusOr<kestrel::runtime::GenerateResult> r = session->session->Generate(req);
@@ -145,7 +206,7 @@ KESTREL_API kestrel_status_t* kestrel_session_create(kestrel_model_t* model,
     if (auto s = kestrel::api::CheckRunnable(fn, model); !s.ok()) return s;
     kestrel::runtime::SessionConfig config;
     kestrel_model_t* draft = nullptr;
-    if (auto s = FillConfig(fn, options, &config, &draft); !s.ok()) return s;
+    if (auto s = FillConfig(fn, options, *model->model, &config, &draft); !s.ok()) return s;
     absl::StatusOr<std::unique_ptr<kestrel::runtime::Session>> s = kestrel::runtime::Session::Create(
         model->model.get(), model->runtime->registry->ReferenceDevice(), config);
     if (!s.ok()) return absl::Status(s.status().code(), absl::StrCat(fn, ": ", s.status().message()));
@@ -220,6 +281,56 @@ KESTREL_API kestrel_status_t* kestrel_session_get_logits(const kestrel_session_t
     }
     const std::vector<float>& l = session->session->logits();
     return kestrel::api::CopyOut(fn, "out_logits", l.data(), l.size(), out_logits, capacity, out_required);
+  });
+}
+
+KESTREL_API void kestrel_embed_options_init_sized(kestrel_embed_options_t* out, size_t struct_size) {
+  kestrel::api::InitOptions(out, struct_size, [](kestrel_embed_options_t& o) {
+    o.pooling = KESTREL_POOLING_MEAN;
+    o.add_bos = true;
+  });
+}
+
+KESTREL_API kestrel_status_t* kestrel_session_embed(kestrel_session_t* session, const char* text,
+                                                    size_t text_length,
+                                                    const kestrel_embed_options_t* options,
+                                                    float* out_embedding, size_t capacity,
+                                                    size_t* out_required) {
+  constexpr const char* fn = "kestrel_session_embed";
+  return Guard(fn, [&]() -> absl::Status {
+    if (session == nullptr) return NullArgument(fn, "session");
+    if (out_required == nullptr) return NullArgument(fn, "out_required");
+    if (text == nullptr && text_length > 0) return NullArgument(fn, "text");
+    kestrel_embed_options_t o;
+    kestrel_embed_options_init(&o);
+    if (auto s = kestrel::api::ReadOptions(fn, "options", options, KESTREL_EMBED_OPTIONS_MIN_SIZE, &o);
+        !s.ok()) {
+      return s;
+    }
+    if (o.pooling != KESTREL_POOLING_MEAN && o.pooling != KESTREL_POOLING_LAST) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: options->pooling = %u is neither KESTREL_POOLING_MEAN (0) nor KESTREL_POOLING_LAST (1)", fn,
+          o.pooling));
+    }
+    const size_t n_embd = session->model->model->config().n_embd;
+    *out_required = n_embd;
+    if (out_embedding == nullptr && capacity > 0) return NullArgument(fn, "out_embedding (with capacity > 0)");
+    if (out_embedding == nullptr) return absl::OkStatus();  // measuring
+    if (capacity < n_embd) {
+      return absl::OutOfRangeError(absl::StrFormat(
+          "%s: capacity %u is smaller than the embedding's %u floats (n_embd)", fn, capacity, n_embd));
+    }
+    if (text_length == 0) return absl::InvalidArgumentError(absl::StrCat(fn, ": the text is empty (0 bytes)"));
+    const std::vector<int32_t> tokens = session->model->model->tokenizer().Encode(
+        absl::string_view(text, text_length), o.add_bos, o.parse_special);
+    std::vector<float> embedding;
+    const kestrel::runtime::Pooling pooling =
+        o.pooling == KESTREL_POOLING_LAST ? kestrel::runtime::Pooling::kLast : kestrel::runtime::Pooling::kMean;
+    if (auto s = session->session->Embed(tokens, pooling, &embedding); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(fn, ": ", s.message()));
+    }
+    std::copy(embedding.begin(), embedding.end(), out_embedding);
+    return absl::OkStatus();
   });
 }
 

@@ -238,7 +238,7 @@ void Engine::TakeSubmissions() {
                                           *Sampler::Create(req->req.sampler));
     seq->seq->AddTokens(req->req.prompt);
     seq->seq->Begin({req->req.max_new_tokens, req->req.stop_strings, context_length_},
-                    static_cast<uint32_t>(req->req.prompt.size()));
+                    static_cast<uint32_t>(req->req.prompt.size()), LogprobsFor(*seq));
     seq->spec = MakeSpeculator(req->req.spec);
     waiting_.push_back(std::move(seq));
   }
@@ -371,6 +371,15 @@ void Engine::Deliver(SeqState& seq, int32_t token, absl::string_view text) {
       r.out.ttft_ms = MsBetween(r.submitted, Clock::now());
     }
   }
+}
+
+LogprobsRequest Engine::LogprobsFor(const SeqState& seq) {
+  const EngineRequest& req = seq.request->req;
+  if (!req.on_logprobs) return {};
+  // The request outlives its sequences (each SeqState holds it).
+  return {req.n_probs, [r = seq.request.get(), sample = seq.sample](const TokenLogprobs& lp) {
+            r->req.on_logprobs(r->id, sample, lp);
+          }};
 }
 
 TokenSink Engine::SinkFor(SeqState& seq) {
@@ -704,7 +713,7 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
           child->seq = std::make_unique<Sequence>(pool_.get(), &model_->tokenizer(),
                                                   *Sampler::Create(sc));
           child->seq->AddTokens(s->seq->tokens());
-          child->seq->Begin(s->seq->policy(), s->seq->n_prompt());
+          child->seq->Begin(s->seq->policy(), s->seq->n_prompt(), LogprobsFor(*child));
           s->seq->table().ShareInto(&child->seq->table());
           child->keys = s->keys;
           child->prefilled = true;

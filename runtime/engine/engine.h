@@ -69,6 +69,10 @@ struct EngineRequest {
   SpecConfig spec;
   // Kept alive as long as the request (the C boundary holds the draft model's handle here).
   std::shared_ptr<void> keep_alive;
+  // (request id, sample, log-probabilities of its token): once per generated token, before
+  // on_token (see GenerateRequest::on_logprobs).
+  std::function<void(uint64_t, uint32_t, const TokenLogprobs&)> on_logprobs;
+  uint32_t n_probs = 0;
 };
 
 enum class RequestState { kWaiting = 0, kRunning = 1, kFinished = 2, kFailed = 3, kCancelled = 4 };
@@ -150,6 +154,8 @@ class Engine {
   void CacheFullBlocks(SeqState& seq);
   // Where the sequence's tokens and text go: the request's output and its callback.
   TokenSink SinkFor(SeqState& seq);
+  // Where its log-probabilities go: the request's on_logprobs with its id and the sample.
+  LogprobsRequest LogprobsFor(const SeqState& seq);
   // Samples the next token of `seq` from `logits`; false when the sample ended.
   bool SampleNext(SeqState& seq, const float* logits);
   void FinishSequence(SeqState& seq, StopReason reason);

@@ -42,6 +42,12 @@ absl::Status ValidateSamplerConfig(const SamplerConfig& c) {
   if (!std::isfinite(c.repetition_penalty) || !(c.repetition_penalty > 0.0f)) {
     return Invalid("repetition_penalty", c.repetition_penalty, "must be finite and > 0 (1 means off)");
   }
+  for (const auto& [token, bias] : c.logit_bias) {
+    if (std::isnan(bias) || bias == std::numeric_limits<float>::infinity()) {
+      return absl::InvalidArgumentError(absl::StrCat("sampler logit_bias for token ", token, " = ", bias,
+                                                     " must be finite or -inf (-inf bans the token)"));
+    }
+  }
   if (c.repetition_window < 0) {
     return absl::InvalidArgumentError(absl::StrCat("sampler repetition_window = ", c.repetition_window,
                                                    " must be >= 0 (0 means off)"));
@@ -60,6 +66,30 @@ Sampler::Sampler(const SamplerConfig& config)
       rng_(config.seed),
       window_(static_cast<size_t>(config.repetition_window)) {
   distinct_.reserve(window_.size());
+}
+
+void Sampler::Logprobs(int32_t token, size_t n_top, TokenLogprobs* out) {
+  const size_t n = logits_.size();
+  float max_logit = kNegInf;
+  for (float l : logits_) max_logit = std::max(max_logit, l);
+  double sum = 0.0;
+  for (float l : logits_) sum += std::exp(static_cast<double>(l) - max_logit);
+  const double log_z = static_cast<double>(max_logit) + std::log(sum);
+  auto logprob = [&](int32_t id) {
+    return static_cast<float>(static_cast<double>(logits_[static_cast<size_t>(id)]) - log_z);
+  };
+  out->chosen = TokenLogprob{token, token >= 0 && static_cast<size_t>(token) < n ? logprob(token) : kNegInf};
+  out->top.clear();
+  n_top = std::min(n_top, n);
+  if (n_top == 0) return;
+  top_ids_.resize(n);
+  for (size_t i = 0; i < n; ++i) top_ids_[i] = static_cast<int32_t>(i);
+  std::partial_sort(top_ids_.begin(), top_ids_.begin() + static_cast<std::ptrdiff_t>(n_top), top_ids_.end(),
+                    [this](int32_t a, int32_t b) {
+                      const float la = logits_[static_cast<size_t>(a)], lb = logits_[static_cast<size_t>(b)];
+                      return la > lb || (la == lb && a < b);
+                    });
+  for (size_t i = 0; i < n_top; ++i) out->top.push_back(TokenLogprob{top_ids_[i], logprob(top_ids_[i])});
 }
 
 void Sampler::Accept(int32_t token) {
@@ -92,6 +122,16 @@ void Sampler::PrepareLogits(absl::Span<const float> logits) {
       logits_[i] = v;
       any_pos_inf |= (v == std::numeric_limits<float>::infinity());
     }
+  }
+
+  for (const auto& [token, bias] : config_.logit_bias) {
+    if (token < 0 || static_cast<size_t>(token) >= n) continue;
+    float& l = logits_[static_cast<size_t>(token)];
+    l = bias == kNegInf ? kNegInf : l + bias;  // a ban holds even against a +inf logit
+  }
+  if (!config_.logit_bias.empty()) {  // a bias may have made or banned a +inf logit
+    any_pos_inf = std::any_of(logits_.begin(), logits_.end(),
+                              [](float l) { return l == std::numeric_limits<float>::infinity(); });
   }
 
   if (window_count_ > 0 && config_.repetition_penalty != 1.0f) {

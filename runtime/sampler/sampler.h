@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -29,6 +30,21 @@ struct SamplerConfig {
   float repetition_penalty = 1.0f;  // > 0; 1 = off
   int32_t repetition_window = 64;   // >= 0; 0 = off (number of last accepted tokens penalised)
   uint64_t seed = 0xC0FFEE;         // seeds std::mt19937_64
+  // Added to the logit of each token id before every other stage; -inf bans the token. Values
+  // must be finite or -inf; ids outside the row are ignored (the API checks them against the vocab).
+  std::vector<std::pair<int32_t, float>> logit_bias;
+};
+
+// A token and its log-probability.
+struct TokenLogprob {
+  int32_t token = -1;
+  float logprob = 0.0f;
+};
+
+// The log-probabilities of one sampling step (Sampler::Logprobs).
+struct TokenLogprobs {
+  TokenLogprob chosen;
+  std::vector<TokenLogprob> top;  // most likely first (ties towards the lower id)
 };
 
 // OK, or INVALID_ARGUMENT naming the first bad field and its value, e.g.
@@ -38,7 +54,8 @@ absl::Status ValidateSamplerConfig(const SamplerConfig& config);
 // Per-sequence token sampler.
 //
 // Sample() on a row of logits works on a private copy of it, in this order (llama.cpp's default chain):
-//   1. NaN logits count as -inf. If any logit is +inf, only the +inf tokens stay, equally likely.
+//   1. NaN logits count as -inf; the logit bias is added. If any logit is +inf, only the +inf
+//      tokens stay, equally likely.
 //   2. Repetition penalty, once per distinct token among the last `repetition_window` accepted tokens
 //      (ids outside [0, logits.size()) are ignored): logit > 0 ? logit / penalty : logit * penalty.
 //   Greedy (temperature == 0) then returns the argmax, ties to the lowest id, and stops here.
@@ -80,6 +97,13 @@ class Sampler {
                             std::vector<double>* probs);
   // One uniform double in [0, 1) from the sampler's RNG (the top 53 bits of one output).
   double Uniform() { return NextUniform(); }
+
+  // After a successful Sample() or Distribution(): log-probabilities of the distribution it
+  // sampled from before truncation, i.e. log-softmax at temperature 1 of the logits after step 1 and 2 (bias and
+  // repetition penalty applied; top-k/top-p/min-p and temperature not), the usual meaning of
+  // "logprobs" (OpenAI, vLLM). Fills `chosen` for `token` and the `n_top` most likely tokens
+  // (fewer if the row is shorter). O(vocab) plus O(vocab log n_top); allocates only to grow.
+  void Logprobs(int32_t token, size_t n_top, TokenLogprobs* out);
 
   // Records `token` as the newest entry of the repetition window (dropping the oldest when full).
   // No-op when repetition_window == 0. Never allocates.
@@ -124,6 +148,7 @@ class Sampler {
   std::vector<double> weights_;        // per-candidate weights during the draw
   std::vector<int32_t> distinct_;      // distinct tokens of the window (capacity = window size)
   size_t sorted_ = 0;                  // cand_[0, sorted_) is the sorted best prefix
+  std::vector<int32_t> top_ids_;       // Logprobs scratch
 };
 
 }  // namespace kestrel::runtime

@@ -6,6 +6,7 @@
 #include <limits>
 #include <new>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -497,6 +498,59 @@ TEST(SamplerTest, SampleAndAcceptDoNotAllocateAfterWarmUp) {
     g_count_allocations = false;
     EXPECT_EQ(g_allocations.load(), 0) << "top_k " << c.top_k << " temperature " << c.temperature;
   }
+}
+
+TEST(SamplerTest, LogitBiasShiftsAndBans) {
+  SamplerConfig c = Plain(0.0f);
+  c.logit_bias = {{0, -kInf}, {2, 5.0f}, {99, 100.0f}};  // 99: outside the row, ignored
+  Sampler s = MakeSampler(c);
+  EXPECT_EQ(SampleOk(s, {3.0f, 1.0f, -1.0f}), 2);  // -1 + 5 beats 1
+  c.logit_bias = {{0, -kInf}};
+  Sampler banned = MakeSampler(c);
+  EXPECT_EQ(SampleOk(banned, {kInf, 1.0f, -1.0f}), 1);  // a ban holds against +inf
+  // Sampled at temperature 1, a banned token never comes.
+  SamplerConfig r = Plain(1.0f);
+  r.logit_bias = {{1, -kInf}};
+  Sampler random = MakeSampler(r);
+  for (int i = 0; i < 200; ++i) EXPECT_NE(SampleOk(random, {0.0f, 0.5f, 0.0f}), 1);
+}
+
+TEST(SamplerConfigTest, RejectsNaNAndPlusInfBias) {
+  for (float bad : {kNaN, kInf}) {
+    SamplerConfig c;
+    c.logit_bias = {{7, bad}};
+    absl::Status st = ValidateSamplerConfig(c);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(st.message().find("logit_bias for token 7"), std::string::npos) << st;
+  }
+}
+
+TEST(SamplerTest, LogprobsAreLogSoftmaxAfterBiasBeforeTruncation) {
+  SamplerConfig c = Plain(0.7f);
+  c.top_k = 1;  // truncation must not change the reported distribution
+  c.logit_bias = {{3, 1.0f}};
+  Sampler s = MakeSampler(c);
+  const std::vector<float> logits = {1.0f, 2.0f, 0.5f, 1.0f};  // token 3 becomes 2.0
+  const int32_t t = SampleOk(s, logits);
+  EXPECT_EQ(t, 1);  // top-k 1 keeps the first of the tied best
+  TokenLogprobs lp;
+  s.Logprobs(t, 3, &lp);
+  double z = 0;
+  for (float l : {1.0f, 2.0f, 0.5f, 2.0f}) z += std::exp(static_cast<double>(l));
+  EXPECT_EQ(lp.chosen.token, 1);
+  EXPECT_NEAR(lp.chosen.logprob, 2.0 - std::log(z), 1e-6);
+  ASSERT_EQ(lp.top.size(), 3u);
+  EXPECT_EQ(lp.top[0].token, 1);  // ties towards the lower id
+  EXPECT_EQ(lp.top[1].token, 3);
+  EXPECT_EQ(lp.top[2].token, 0);
+  EXPECT_NEAR(lp.top[2].logprob, 1.0 - std::log(z), 1e-6);
+  double total = 0;
+  for (float l : {1.0f, 2.0f, 0.5f, 2.0f}) total += std::exp(l - std::log(z));
+  EXPECT_NEAR(total, 1.0, 1e-9);
+  s.Logprobs(t, 10, &lp);  // more than the row: all of it
+  EXPECT_EQ(lp.top.size(), 4u);
+  s.Logprobs(t, 0, &lp);
+  EXPECT_TRUE(lp.top.empty());
 }
 
 }  // namespace

@@ -32,8 +32,9 @@ void Sequence::Truncate(uint32_t n) {
   table_.Truncate(n);
 }
 
-void Sequence::Begin(StopPolicy policy, uint32_t n_prompt) {
+void Sequence::Begin(StopPolicy policy, uint32_t n_prompt, LogprobsRequest logprobs) {
   policy_ = std::move(policy);
+  logprobs_ = std::move(logprobs);
   stream_ = std::make_unique<StreamText>(policy_.stop_strings);
   n_prompt_ = n_prompt;
   n_generated_ = 0;
@@ -54,10 +55,18 @@ void Sequence::FlushHeld(const TokenSink& sink) {
   if (!rest.empty() && sink) sink(kNoToken, rest);
 }
 
-StopReason Sequence::Emit(int32_t token, uint32_t n_computed, const TokenSink& sink) {
+StopReason Sequence::Emit(int32_t token, uint32_t n_computed, const TokenSink& sink,
+                          const TokenLogprobs* logprobs) {
   if (tokenizer_->IsEndOfGeneration(token)) {
     FlushHeld(sink);
     return StopReason::kEos;
+  }
+  if (logprobs_.sink) {
+    if (logprobs == nullptr) {
+      sampler_.Logprobs(token, logprobs_.n_probs, &logprobs_scratch_);
+      logprobs = &logprobs_scratch_;
+    }
+    logprobs_.sink(*logprobs);
   }
   tokens_.push_back(token);
   ++n_generated_;

@@ -39,6 +39,13 @@ constexpr int32_t kNoToken = -1;
 // Where a sequence's output goes: (token or kNoToken, text made final by it) -> keep going?
 using TokenSink = std::function<bool(int32_t, absl::string_view)>;
 
+// Log-probabilities of each generated token (Sampler::Logprobs): `sink` (null: off) gets the
+// chosen token and the `n_probs` most likely ones, before the token's text goes to the TokenSink.
+struct LogprobsRequest {
+  uint32_t n_probs = 0;
+  std::function<void(const TokenLogprobs&)> sink;
+};
+
 // When a generation stops (besides end of generation and the sink saying no).
 struct StopPolicy {
   uint32_t max_new_tokens = 128;
@@ -73,8 +80,10 @@ class Sequence {
 
   // ---- One generation.
   // Starts one: new stream text and counters. `n_prompt` is the prompt's length.
-  void Begin(StopPolicy policy, uint32_t n_prompt);
+  void Begin(StopPolicy policy, uint32_t n_prompt, LogprobsRequest logprobs = {});
   const StopPolicy& policy() const { return policy_; }
+  const LogprobsRequest& logprobs() const { return logprobs_; }
+  bool wants_logprobs() const { return static_cast<bool>(logprobs_.sink); }
   uint32_t n_prompt() const { return n_prompt_; }
   uint32_t n_generated() const { return n_generated_; }
   // kMaxTokens when the budget is spent before anything is sampled, else kNone.
@@ -87,8 +96,13 @@ class Sequence {
   // the last), and the generation stops for a stop string, the sink's refusal, the token budget
   // or a full context. `n_computed` is the KV length the token was sampled after (the table's by
   // default; a speculative step passes the position along its accepted path). kNone: go on.
+  // When the generation reports log-probabilities, the token's go to the LogprobsRequest's sink
+  // first: `logprobs` when given (a speculative step computes them while verifying), else the
+  // sampler's for the row it last prepared, so a token without `logprobs` must come from
+  // Sample() right before.
   StopReason Emit(int32_t token, const TokenSink& sink) { return Emit(token, n_computed(), sink); }
-  StopReason Emit(int32_t token, uint32_t n_computed, const TokenSink& sink);
+  StopReason Emit(int32_t token, uint32_t n_computed, const TokenSink& sink,
+                  const TokenLogprobs* logprobs = nullptr);
   // Delivers the held-back text (cancellation, end of generation) with token kNoToken.
   void FlushHeld(const TokenSink& sink);
 
@@ -98,6 +112,8 @@ class Sequence {
   Sampler sampler_;
   std::vector<int32_t> tokens_;
   StopPolicy policy_;
+  LogprobsRequest logprobs_;
+  TokenLogprobs logprobs_scratch_;
   std::unique_ptr<StreamText> stream_;
   uint32_t n_prompt_ = 0, n_generated_ = 0;
 };

@@ -1,6 +1,7 @@
 // The stop rules every driver shares (Sequence::Emit) and the history/KV bookkeeping.
 #include "runtime/sequence/sequence.h"
 
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -121,6 +122,42 @@ TEST_F(SequenceTest, SinkRefusalStopsWithCallback) {
   out.refuse_after = true;
   EXPECT_EQ(s.Emit(3, 0, out.Sink()), StopReason::kCallback);
   EXPECT_EQ(s.n_generated(), 1u);
+}
+
+TEST_F(SequenceTest, LogprobsGoFirstFromTheSampledRowOrAsGiven) {
+  Sequence s = Make();
+  std::vector<TokenLogprobs> got;
+  Out out;
+  s.Begin({10, {}, 100}, 1, {2, [&](const TokenLogprobs& lp) {
+                               EXPECT_EQ(out.tokens.size(), got.size());  // before the token's text
+                               got.push_back(lp);
+                             }});
+  // Row: token 4 the likeliest; greedy picks it and its log-softmax is reported.
+  const std::vector<float> row = {0.0f, 0.0f, 0.0f, 1.0f, 3.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  absl::StatusOr<int32_t> t = s.Sample(row);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(s.Emit(*t, 0, out.Sink()), StopReason::kNone);
+  ASSERT_EQ(got.size(), 1u);
+  double z = 0;
+  for (float l : row) z += std::exp(static_cast<double>(l));
+  EXPECT_EQ(got[0].chosen.token, *t);
+  EXPECT_NEAR(got[0].chosen.logprob, row[static_cast<size_t>(*t)] - std::log(z), 1e-6);
+  ASSERT_EQ(got[0].top.size(), 2u);
+  EXPECT_EQ(got[0].top[1].token, 3);
+  // Given log-probabilities (a speculative step's) pass through unchanged.
+  TokenLogprobs given;
+  given.chosen = {3, -0.25f};
+  EXPECT_EQ(s.Emit(3, 0, out.Sink(), &given), StopReason::kNone);
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[1].chosen.logprob, -0.25f);
+  // End of generation is not reported, as on_token does not get it either.
+  EXPECT_EQ(s.Emit(2, 0, out.Sink(), &given), StopReason::kEos);
+  EXPECT_EQ(got.size(), 2u);
+  // A generation begun without them reports nothing.
+  s.Begin({10, {}, 100}, 1);
+  EXPECT_FALSE(s.wants_logprobs());
+  EXPECT_EQ(s.Emit(3, 0, out.Sink()), StopReason::kNone);
+  EXPECT_EQ(got.size(), 2u);
 }
 
 TEST_F(SequenceTest, ZeroBudgetStopsBeforeSampling) {

@@ -1,8 +1,8 @@
 #include "runtime/session/session.h"
 
 #include <algorithm>
-#include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -60,7 +60,8 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Model* model,
   plan_options.kv_dtype = config.kv_dtype;
   plan_options.context_length = s->context_length_;
   // The final hidden state is only marked in the plan (free) and read back on request: by
-  // kestrel_session_get_hidden and by speculative proposers that read it (Medusa heads).
+  // kestrel_session_get_hidden, kestrel_session_embed and speculative proposers that read it
+  // (Medusa heads).
   plan_options.hidden = HiddenState::kPostNorm;
   // Sliding-window layers keep only their window's KV (steps of at most one window, so a pool of
   // about two windows suffices) when that is smaller than the full context.
@@ -310,6 +311,53 @@ absl::StatusOr<int32_t> Session::Sample() {
   return seq_->Sample(logits_);
 }
 
+absl::Status Session::Embed(absl::Span<const int32_t> tokens, Pooling pooling, std::vector<float>* out) {
+  if (tokens.empty()) return absl::InvalidArgumentError("embed: the text has no tokens");
+  if (auto s = CheckTokens(tokens); !s.ok()) return s;
+  if (tokens.size() > context_length_) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "embed: the text has %u tokens but the context length is %u", tokens.size(), context_length_));
+  }
+  auto clear = [this] {
+    seq_->Truncate(0);
+    seq_->DropPending();
+    RollBack(0);
+    has_logits_ = false;
+    if (spec_) spec_->Reset();
+  };
+  clear();
+  const size_t n_embd = model_->config().n_embd;
+  std::vector<double> sum(n_embd, 0.0);
+  // Window-capped sessions take at most max_step_ tokens per step; the hidden rows of every step
+  // are pooled.
+  const size_t step = max_step_ == 0 ? tokens.size() : max_step_;
+  absl::Status status;
+  for (size_t i = 0; i < tokens.size() && status.ok(); i += step) {
+    const absl::Span<const int32_t> chunk = tokens.subspan(i, std::min(step, tokens.size() - i));
+    seq_->AddTokens(chunk, /*to_sampler=*/false);
+    status = RunPending();
+    if (status.ok()) status = executor_->ReadHidden(&hidden_);
+    if (status.ok() && hidden_.size() != chunk.size() * n_embd) {
+      status = absl::InternalError(absl::StrFormat("embed: the plan read back %u hidden floats for %u tokens of %u",
+                                                   hidden_.size(), chunk.size(), n_embd));
+    }
+    if (!status.ok()) break;
+    const size_t first_row = pooling == Pooling::kLast ? chunk.size() - 1 : 0;
+    if (pooling == Pooling::kLast) std::fill(sum.begin(), sum.end(), 0.0);
+    for (size_t r = first_row; r < chunk.size(); ++r) {
+      for (size_t e = 0; e < n_embd; ++e) sum[e] += hidden_[r * n_embd + e];
+    }
+  }
+  clear();
+  if (!status.ok()) return status;
+  double norm = 0.0;
+  for (double v : sum) norm += v * v;
+  norm = std::sqrt(norm);
+  out->resize(n_embd);
+  for (size_t e = 0; e < n_embd; ++e) (*out)[e] = norm > 0 ? static_cast<float>(sum[e] / norm) : 0.0f;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
   cancel_.store(false, std::memory_order_relaxed);
   GenerateResult r;
@@ -333,7 +381,8 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
         seq.n_computed() ? absl::StrFormat(" (after %u kept tokens)", seq.n_computed()) : "",
         context_length_));
   }
-  seq.Begin({req.max_new_tokens, req.stop_strings, context_length_}, r.n_prompt);
+  seq.Begin({req.max_new_tokens, req.stop_strings, context_length_}, r.n_prompt,
+            {req.n_probs, req.on_logprobs});
   const TokenSink sink = [&](int32_t token, absl::string_view text) {
     if (token != kNoToken) r.tokens.push_back(token);
     r.text.append(text.data(), text.size());

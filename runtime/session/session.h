@@ -40,6 +40,9 @@ struct SessionConfig {
   SpecConfig spec;                        // speculative decoding (off by default)
 };
 
+// How Embed reduces the hidden states of a text's tokens to one vector.
+enum class Pooling { kMean = 0, kLast = 1 };
+
 struct GenerateRequest {
   std::vector<int32_t> prompt;  // token ids, used as given
   uint32_t max_new_tokens = 128;
@@ -47,6 +50,11 @@ struct GenerateRequest {
   // Streaming: (token, text made final by it) -> keep going?
   std::function<bool(int32_t, absl::string_view)> on_token;
   bool keep_context = false;
+  // Log-probabilities (Sampler::Logprobs): called once per generated token, before on_token for
+  // it, with the chosen token and the n_probs most likely ones (the end-of-generation token that
+  // stops the run is not reported, as in on_token).
+  std::function<void(const TokenLogprobs&)> on_logprobs;
+  uint32_t n_probs = 0;
 };
 
 struct GenerateResult {
@@ -76,6 +84,13 @@ class Session {
   uint32_t context_length() const { return context_length_; }
   absl::Status Truncate(uint32_t n_tokens);
   absl::StatusOr<int32_t> Sample();
+
+  // The embedding of `tokens`: the final hidden state (after the output norm, what the output
+  // head multiplies) of every token, mean-pooled or the last token's, L2-normalised to length 1.
+  // Runs from an empty context and leaves the session empty. FAILED_PRECONDITION unless the
+  // session was created with SessionConfig::embeddings; INVALID_ARGUMENT for no tokens or more
+  // than the context; OUT_OF_RANGE for an id outside the vocab.
+  absl::Status Embed(absl::Span<const int32_t> tokens, Pooling pooling, std::vector<float>* out);
 
   // Runs a whole generation. A cancelled run returns OK with stop_reason kCancelled.
   absl::StatusOr<GenerateResult> Generate(const GenerateRequest& request);

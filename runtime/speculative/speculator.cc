@@ -175,7 +175,8 @@ absl::Status Speculator::Verify(Sequence& seq, const DraftTree& tree, const floa
   const uint32_t left = seq.policy().max_new_tokens - seq.n_generated();
   const Tokenizer& tok = seq.tokenizer();
   if (auto s = verifier_.Verify(tree, rows, n_vocab, seq.sampler(), std::max<uint32_t>(left, 1),
-                                [&tok](int32_t t) { return tok.IsEndOfGeneration(t); }, out);
+                                [&tok](int32_t t) { return tok.IsEndOfGeneration(t); }, out,
+                                seq.wants_logprobs() ? static_cast<int32_t>(seq.logprobs().n_probs) : -1);
       !s.ok()) {
     return s;
   }
@@ -227,7 +228,8 @@ StopReason Commit(Sequence& seq, uint32_t n_past, const VerifyOutcome& outcome,
   table.Truncate(n_past + 1 + static_cast<uint32_t>(outcome.accepted.size()));
   for (size_t j = 0; j < outcome.tokens.size(); ++j) {
     const uint32_t kv = n_past + 1 + static_cast<uint32_t>(j);
-    const StopReason r = seq.Emit(outcome.tokens[j], kv, sink);
+    const StopReason r = seq.Emit(outcome.tokens[j], kv, sink,
+                                  j < outcome.logprobs.size() ? &outcome.logprobs[j] : nullptr);
     const bool last = j + 1 == outcome.tokens.size();
     if (r != StopReason::kNone || (!last && cancelled && cancelled())) {
       table.Truncate(kv);

@@ -38,9 +38,11 @@ void Verifier::SetSkipResidualForTesting(bool skip) { g_skip_residual.store(skip
 
 absl::Status Verifier::Verify(const DraftTree& tree, const float* rows, size_t V,
                               Sampler& sampler, uint32_t max_tokens,
-                              const std::function<bool(int32_t)>& is_end, VerifyOutcome* out) {
+                              const std::function<bool(int32_t)>& is_end, VerifyOutcome* out,
+                              int32_t n_logprobs) {
   out->accepted.clear();
   out->tokens.clear();
+  out->logprobs.clear();
   const size_t n = tree.size();
   out->node_argmax.resize(n);
   for (size_t i = 0; i < n; ++i) out->node_argmax[i] = Argmax(rows + (i + 1) * V, V);
@@ -93,6 +95,11 @@ absl::Status Verifier::Verify(const DraftTree& tree, const float* rows, size_t V
         token = Draw(ids_, from, sampler.Uniform());
         if (token < 0) token = Draw(ids_, p0, sampler.Uniform());  // residual vanished by rounding
       }
+    }
+    if (n_logprobs >= 0) {
+      // The sampler's prepared row is still this node's (Sample and Distribution prepare it).
+      out->logprobs.emplace_back();
+      sampler.Logprobs(token, static_cast<size_t>(n_logprobs), &out->logprobs.back());
     }
     sampler.Accept(token);
     out->tokens.push_back(token);

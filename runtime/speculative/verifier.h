@@ -31,16 +31,19 @@ struct VerifyOutcome {
   std::vector<int32_t> tokens;    // emitted: the accepted nodes' tokens, then the bonus token
   std::vector<int32_t> node_argmax;  // the target's argmax after each draft node
   int32_t root_argmax = -1;
+  // Verify with n_logprobs >= 0: Sampler::Logprobs of each emitted token (with that many top
+  // tokens), from the row it was chosen at, as plain decoding reports them.
+  std::vector<TokenLogprobs> logprobs;
 };
 
 class Verifier {
  public:
   // `max_tokens` >= 1 caps the emitted tokens (the generation's remaining budget); the walk also
   // ends after an end-of-generation token (`is_end`). The sampler's window records every emitted
-  // token, as Sample + Accept would.
+  // token, as Sample + Accept would. `n_logprobs` >= 0 fills VerifyOutcome::logprobs.
   absl::Status Verify(const DraftTree& tree, const float* rows, size_t n_vocab, Sampler& sampler,
                       uint32_t max_tokens, const std::function<bool(int32_t)>& is_end,
-                      VerifyOutcome* out);
+                      VerifyOutcome* out, int32_t n_logprobs = -1);
 
   // Test only: on rejection draw from p instead of the residual (a biased verifier, which the
   // distribution test must catch).

@@ -1,10 +1,8 @@
-// Runs without LD_LIBRARY_PATH from a build tree: the folder of libkestrel.so (KESTREL_LIB_DIR,
-// as for the kestrel-sys crate) becomes the binary's rpath.
+// Runs without LD_LIBRARY_PATH: the folder the kestrel crate linked libkestrel.so from
+// (KESTREL_LIB_DIR or pkg-config) becomes this program's rpath. Any application using the kestrel
+// crate does the same (bindings/rust/README.md).
 fn main() {
-    println!("cargo:rerun-if-env-changed=KESTREL_LIB_DIR");
-    if let Ok(dir) = std::env::var("KESTREL_LIB_DIR") {
-        if !dir.is_empty() {
-            println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
-        }
+    if let Ok(dir) = std::env::var("DEP_KESTREL_RS_LIB_DIR") {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
     }
 }

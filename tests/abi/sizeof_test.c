@@ -144,7 +144,7 @@ KESTREL_CHECK_OFFSET(kestrel_chat_template_options_t, template_text, 8);
 KESTREL_CHECK_OFFSET(kestrel_chat_template_options_t, template_length, 16);
 
 /* session.h */
-KESTREL_CHECK_SIZE(kestrel_sampler_options_t, 40);
+KESTREL_CHECK_SIZE(kestrel_sampler_options_t, 64);  /* 40 in 0.1 */
 KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, temperature, 4);
 KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, top_k, 8);
@@ -153,6 +153,11 @@ KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, min_p, 16);
 KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, repetition_penalty, 20);
 KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, repetition_window, 24);
 KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, seed, 32);
+KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, logit_bias, 40);
+KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, n_logit_bias, 48);
+KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, ignore_eos, 56);
+KESTREL_CHECK_SIZE(kestrel_logit_bias_t, 8);
+KESTREL_CHECK_SIZE(kestrel_token_logprob_t, 8);
 KESTREL_CHECK_SIZE(kestrel_session_options_t, 48);  /* 32 in 0.1, 40 with kv_type */
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, context_length, 4);
@@ -164,7 +169,13 @@ KESTREL_CHECK_OFFSET(kestrel_session_options_t, speculative, 40);
 KESTREL_CHECK_OFFSET(kestrel_engine_request_options_t, add_bos, 56);
 KESTREL_CHECK_OFFSET(kestrel_engine_request_options_t, parse_special, 64);
 KESTREL_CHECK_OFFSET(kestrel_engine_request_options_t, speculative, 72);
-KESTREL_CHECK_SIZE(kestrel_engine_request_options_t, 80);  /* 64 in 0.1 */
+KESTREL_CHECK_OFFSET(kestrel_engine_request_options_t, n_probs, 80);
+KESTREL_CHECK_OFFSET(kestrel_engine_request_options_t, on_logprobs, 88);
+KESTREL_CHECK_SIZE(kestrel_engine_request_options_t, 96);  /* 64 in 0.1 */
+KESTREL_CHECK_SIZE(kestrel_embed_options_t, 12);
+KESTREL_CHECK_OFFSET(kestrel_embed_options_t, pooling, 4);
+KESTREL_CHECK_OFFSET(kestrel_embed_options_t, add_bos, 8);
+KESTREL_CHECK_OFFSET(kestrel_embed_options_t, parse_special, 9);
 KESTREL_CHECK_SIZE(kestrel_speculative_options_t, 40);
 KESTREL_CHECK_OFFSET(kestrel_speculative_options_t, method, 4);
 KESTREL_CHECK_OFFSET(kestrel_speculative_options_t, max_draft_tokens, 8);
@@ -181,7 +192,7 @@ _Static_assert(KESTREL_SPEC_OFF == 0 && KESTREL_SPEC_AUTO == 1 && KESTREL_SPEC_D
                    KESTREL_SPEC_LOOKAHEAD == 5 && KESTREL_SPEC_MEDUSA == 6 &&
                    KESTREL_SPEC_EAGLE == 7,
                "speculative methods renumbered");
-KESTREL_CHECK_SIZE(kestrel_generate_options_t, 56);  /* 48 in 0.1 */
+KESTREL_CHECK_SIZE(kestrel_generate_options_t, 72);  /* 48 in 0.1 */
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, max_new_tokens, 4);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, stop_strings, 8);
@@ -191,6 +202,8 @@ KESTREL_CHECK_OFFSET(kestrel_generate_options_t, user_data, 32);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, add_bos, 40);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, keep_context, 41);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, parse_special, 48);
+KESTREL_CHECK_OFFSET(kestrel_generate_options_t, n_probs, 56);
+KESTREL_CHECK_OFFSET(kestrel_generate_options_t, on_logprobs, 64);
 KESTREL_CHECK_SIZE(kestrel_generate_stats_t, 56);
 KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, n_prompt_tokens, 4);

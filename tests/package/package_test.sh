@@ -10,6 +10,7 @@
 #     cmake= cc= cxx= generator=        tools of the build being tested
 #     bindir= libdir= includedir=       GNUInstallDirs of that build (relative)
 #     major=      the library's major version (SONAME libkestrel.so.<major>)
+#     minor=      its minor version (find_package(Kestrel <major>.<minor>) must work)
 #     sanitize=   ON if the build is instrumented (the consumers must be too)
 #
 # Steps: 1. cmake --install into <tmp>/prefix; 2. check the layout (headers, SONAME, plugins,
@@ -24,7 +25,7 @@ set -euo pipefail
 for arg in "$@"; do
   case "$arg" in
     build=* | consumer=* | model=* | prompt=* | n_tokens=* | expected_hex=* | cmake=* | cc=* | \
-      cxx=* | generator=* | bindir=* | libdir=* | includedir=* | major=* | sanitize=*)
+      cxx=* | generator=* | bindir=* | libdir=* | includedir=* | major=* | minor=* | sanitize=*)
       declare "${arg%%=*}=${arg#*=}" ;;
     *) echo "package_test: unknown argument '$arg'" >&2; exit 2 ;;
   esac
@@ -78,7 +79,7 @@ quietly "$cmake" --install "$build" --prefix "$prefix" || fail "cmake --install 
 
 # ---- 2. Layout --------------------------------------------------------------------------------
 step "installed layout"
-for h in kestrel.h version.h status.h runtime.h model.h session.h export.h plugin_api.h kestrel.hpp; do
+for h in kestrel.h version.h status.h runtime.h model.h session.h engine.h export.h plugin_api.h kestrel.hpp engine.hpp; do
   [[ -f "$prefix/$includedir/kestrel/$h" ]] || fail "missing header $includedir/kestrel/$h"
 done
 lib="$prefix/$libdir/libkestrel.so"
@@ -154,6 +155,14 @@ quietly "$cmake" --build "$tmp/consumer-build" || fail "building the consumer fa
 check_consumer "$tmp/consumer-build/consumer_c" "find_package: C"
 check_consumer "$tmp/consumer-build/consumer_cpp" "find_package: C++"
 
+# A request for this very major.minor (e.g. 0.2: the \since of the newest API) is accepted.
+[[ -n "${minor:-}" ]] || fail "missing argument minor="
+mkdir -p "$tmp/minor"
+printf 'cmake_minimum_required(VERSION 3.16)\nproject(m NONE)\nfind_package(Kestrel %s.%s REQUIRED)\n' \
+  "$major" "$minor" >"$tmp/minor/CMakeLists.txt"
+quietly "$cmake" -S "$tmp/minor" -B "$tmp/minor/build" -DCMAKE_PREFIX_PATH="$prefix" ||
+  fail "find_package(Kestrel $major.$minor) failed"
+
 # A request for another major version must be refused (SameMajorVersion).
 mkdir -p "$tmp/major"
 printf 'cmake_minimum_required(VERSION 3.16)\nproject(m NONE)\nfind_package(Kestrel %s.0 QUIET)\nif(Kestrel_FOUND)\n  message(FATAL_ERROR "accepted major %s")\nendif()\n' \
@@ -169,6 +178,14 @@ read -r -a pc_flags <<<"$(pkg-config --cflags --libs kestrel)"
 pc_libdir=$(pkg-config --variable=libdir kestrel)
 [[ "$pc_libdir" == "$prefix/$libdir" ]] || fail "pkg-config libdir is $pc_libdir, want $prefix/$libdir"
 [[ "$(pkg-config --modversion kestrel)" == "$major".* ]] || fail "pkg-config version $(pkg-config --modversion kestrel)"
+# Every shared library libkestrel.so needs besides the C/C++ runtime (Debian: Abseil's) is named
+# in Libs.private, so `pkg-config --static` is complete.
+static_libs=" $(pkg-config --static --libs kestrel) "
+for needed in $(readelf -d "$lib" | sed -n 's/.*(NEEDED).*\[lib\(.*\)\.so.*\]/\1/p'); do
+  case "$needed" in c | m | dl | rt | pthread | stdc++ | gcc_s) continue ;; esac
+  [[ "$static_libs" == *" -l$needed "* ]] ||
+    fail "libkestrel.so needs lib$needed, which kestrel.pc does not list (Libs.private): $static_libs"
+done
 quietly "$cc" -std=c11 -Wall -Wextra -pedantic -Werror "${san_flags[@]}" "$consumer/consumer.c" \
   "${pc_flags[@]}" "-Wl,-rpath,$pc_libdir" -o "$tmp/pc_consumer_c" ||
   fail "compiling consumer.c with pkg-config flags failed"

@@ -2,7 +2,9 @@
 // target's distribution (chi-square against the exact joint of the next two tokens, and a biased
 // verifier fails the same test), the KV after rejected trees is the KV of plain decoding,
 // cancellation inside a verified step, and the configurations that are refused with a message.
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <random>
 
@@ -306,6 +308,72 @@ TEST_P(SessionBehaviourTest, CancelDuringAVerifiedStep) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Devices, SessionBehaviourTest, ::testing::Values("ref", "cpu"));
+
+// ---- Log-probabilities -------------------------------------------------------------------------
+
+// Verify with n_logprobs reports, for each emitted token, what plain decoding would: Sampler::
+// Logprobs on the row the token was chosen at, with the repetition window as it was then. Checked
+// by replaying the emitted tokens through a second sampler, greedy and sampled.
+TEST(VerifierLogprobsTest, EachEmittedTokenGetsItsRowsLogprobs) {
+  constexpr size_t V = 12;
+  std::mt19937 rng(4242);
+  std::printf("[ seed     ] 4242\n");
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  for (float temperature : {0.0f, 1.0f}) {
+    SamplerConfig c;
+    c.temperature = temperature;
+    c.top_k = 0;
+    c.top_p = 1.0f;
+    c.min_p = 0.0f;
+    c.repetition_penalty = 1.5f;
+    c.repetition_window = 8;
+    c.logit_bias = {{5, 0.75f}};
+    for (int trial = 0; trial < 20; ++trial) {
+      // A chain of 4 nodes and a sibling at the root; chain tokens are each row's argmax half the
+      // time, so paths of every length get accepted.
+      std::vector<float> rows((1 + 5) * V);
+      for (float& x : rows) x = normal(rng);
+      DraftTree tree;
+      int32_t parent = -1;
+      for (int d = 0; d < 4; ++d) {
+        const float* row = rows.data() + static_cast<size_t>(parent + 1) * V;
+        int32_t tok = static_cast<int32_t>(rng() % V);
+        if (rng() % 2 == 0) tok = static_cast<int32_t>(std::max_element(row, row + V) - row);
+        parent = tree.Add(parent, tok);
+      }
+      tree.Add(-1, static_cast<int32_t>((tree.tokens[0] + 1) % V));
+      Sampler s = *Sampler::Create(c);
+      s.Accept(3);  // a window that penalises something
+      runtime::Verifier verifier;
+      runtime::VerifyOutcome out;
+      ASSERT_TRUE(verifier.Verify(tree, rows.data(), V, s, 8, [](int32_t) { return false; }, &out, 3).ok());
+      ASSERT_EQ(out.logprobs.size(), out.tokens.size());
+      Sampler replay = *Sampler::Create(c);
+      replay.Accept(3);
+      for (size_t j = 0; j < out.tokens.size(); ++j) {
+        const size_t row = j == 0 ? 0 : 1 + static_cast<size_t>(out.accepted[j - 1]);
+        std::vector<int32_t> ids;
+        std::vector<double> probs;
+        ASSERT_TRUE(replay.Distribution(absl::MakeConstSpan(rows.data() + row * V, V), &ids, &probs).ok());
+        runtime::TokenLogprobs want;
+        replay.Logprobs(out.tokens[j], 3, &want);
+        replay.Accept(out.tokens[j]);
+        const runtime::TokenLogprobs& got = out.logprobs[j];
+        EXPECT_EQ(got.chosen.token, out.tokens[j]);
+        EXPECT_FLOAT_EQ(got.chosen.logprob, want.chosen.logprob) << "trial " << trial << " token " << j;
+        ASSERT_EQ(got.top.size(), 3u);
+        for (size_t k = 0; k < 3; ++k) {
+          EXPECT_EQ(got.top[k].token, want.top[k].token);
+          EXPECT_FLOAT_EQ(got.top[k].logprob, want.top[k].logprob);
+        }
+      }
+      // Without n_logprobs nothing is computed.
+      Sampler quiet = *Sampler::Create(c);
+      ASSERT_TRUE(verifier.Verify(tree, rows.data(), V, quiet, 8, [](int32_t) { return false; }, &out).ok());
+      EXPECT_TRUE(out.logprobs.empty());
+    }
+  }
+}
 
 TEST(SpecRefusalTest, DraftWithAnotherVocabIsRefused) {
   runtime::SessionConfig c;

@@ -13,14 +13,17 @@ constexpr unsigned kForGenerate = 1u << 0;
 constexpr unsigned kForInfo = 1u << 1;
 constexpr unsigned kForDevices = 1u << 2;
 constexpr unsigned kForBench = 1u << 3;
-constexpr unsigned kForTokenize = 1u << 4;
-constexpr unsigned kForChat = 1u << 5;
-constexpr unsigned kForPlan = 1u << 6;
-constexpr unsigned kForAll =
-    kForGenerate | kForInfo | kForDevices | kForBench | kForTokenize | kForChat | kForPlan;
+constexpr unsigned kForServe = 1u << 4;
+constexpr unsigned kForTokenize = 1u << 5;
+constexpr unsigned kForChat = 1u << 6;
+constexpr unsigned kForEmbed = 1u << 7;
+constexpr unsigned kForPlan = 1u << 8;
+constexpr unsigned kForAll = kForGenerate | kForInfo | kForDevices | kForBench | kForServe |
+                             kForTokenize | kForChat | kForEmbed | kForPlan;
 constexpr unsigned kForSampling = kForGenerate | kForChat;
 
 constexpr uint32_t kMaxConcurrency = 4096;
+constexpr uint32_t kMaxNProbs = 100;
 constexpr uint32_t kMaxPrefixTokens = 1u << 20;
 
 enum class FlagId {
@@ -52,16 +55,24 @@ enum class FlagId {
   kPrefixTokens,
   kKvBlockSize,
   kKvType,
+  kPromptFile,
+  kHost,
+  kPort,
+  kMaxConcurrency,
   kSpec,
   kDraftModel,
   kSpecMax,
   kHeads,
-  kPromptFile,
+  kSpecPromptFile,
   kSpecial,
   kChat,
   kSystem,
   kMem,
   kExpertPolicy,
+  kNProbs,
+  kLogitBias,
+  kIgnoreEos,
+  kPooling,
 };
 
 struct FlagSpec {
@@ -73,8 +84,9 @@ struct FlagSpec {
 };
 
 constexpr FlagSpec kFlags[] = {
-    {FlagId::kModel, "model", 'm', true, kForGenerate | kForInfo | kForBench | kForTokenize | kForChat | kForPlan},
-    {FlagId::kPrompt, "prompt", 'p', true, kForGenerate | kForBench | kForTokenize},
+    {FlagId::kModel, "model", 'm', true,
+     kForGenerate | kForInfo | kForBench | kForServe | kForTokenize | kForChat | kForEmbed | kForPlan},
+    {FlagId::kPrompt, "prompt", 'p', true, kForGenerate | kForBench | kForTokenize | kForEmbed},
     {FlagId::kMaxTokens, "n-predict", 'n', true, kForSampling | kForBench},
     {FlagId::kTemp, "temp", 0, true, kForSampling},
     {FlagId::kTopK, "top-k", 0, true, kForSampling},
@@ -83,12 +95,15 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kRepeatPenalty, "repeat-penalty", 0, true, kForSampling},
     {FlagId::kRepeatLastN, "repeat-last-n", 0, true, kForSampling},
     {FlagId::kSeed, "seed", 0, true, kForSampling},
-    {FlagId::kCtx, "ctx", 0, true, kForSampling | kForPlan},
-    {FlagId::kDevice, "device", 0, true, kForSampling | kForInfo | kForBench | kForPlan},
+    {FlagId::kCtx, "ctx", 0, true, kForSampling | kForServe | kForEmbed | kForPlan},
+    {FlagId::kDevice, "device", 0, true,
+     kForSampling | kForInfo | kForBench | kForServe | kForEmbed | kForPlan},
     {FlagId::kStop, "stop", 0, true, kForSampling},
-    {FlagId::kThreads, "threads", 't', true, kForSampling | kForBench},
-    {FlagId::kJson, "json", 0, false, kForGenerate | kForInfo | kForDevices | kForBench | kForTokenize | kForPlan},
-    {FlagId::kNoMmap, "no-mmap", 0, false, kForSampling | kForInfo | kForBench | kForTokenize},
+    {FlagId::kThreads, "threads", 't', true, kForSampling | kForBench | kForServe | kForEmbed},
+    {FlagId::kJson, "json", 0, false,
+     kForGenerate | kForInfo | kForDevices | kForBench | kForTokenize | kForEmbed | kForPlan},
+    {FlagId::kNoMmap, "no-mmap", 0, false,
+     kForSampling | kForInfo | kForBench | kForTokenize | kForServe | kForEmbed},
     {FlagId::kNoEcho, "no-echo", 0, false, kForGenerate},
     {FlagId::kVerbose, "verbose", 'v', false, kForAll},
     {FlagId::kHelp, "help", 'h', false, kForAll},
@@ -101,17 +116,25 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kConcurrency, "concurrency", 0, true, kForBench},
     {FlagId::kPrefixTokens, "prefix-tokens", 0, true, kForBench},
     {FlagId::kKvBlockSize, "kv-block-size", 0, true, kForBench},
-    {FlagId::kKvType, "kv-type", 0, true, kForSampling | kForBench},
+    {FlagId::kKvType, "kv-type", 0, true, kForSampling | kForBench | kForServe},
+    {FlagId::kPromptFile, "file", 'f', true, kForGenerate | kForEmbed},
+    {FlagId::kHost, "host", 0, true, kForServe},
+    {FlagId::kPort, "port", 0, true, kForServe},
+    {FlagId::kMaxConcurrency, "max-concurrency", 0, true, kForServe},
     {FlagId::kSpec, "spec", 0, true, kForGenerate | kForBench},
     {FlagId::kDraftModel, "draft-model", 0, true, kForGenerate | kForBench},
     {FlagId::kSpecMax, "spec-max", 0, true, kForGenerate | kForBench},
     {FlagId::kHeads, "heads", 0, true, kForGenerate | kForBench},
-    {FlagId::kPromptFile, "prompt-file", 0, true, kForBench},
+    {FlagId::kSpecPromptFile, "prompt-file", 0, true, kForBench},
     {FlagId::kSpecial, "special", 0, false, kForGenerate | kForTokenize | kForBench},
     {FlagId::kChat, "chat", 0, false, kForGenerate},
     {FlagId::kSystem, "system", 0, true, kForGenerate | kForChat},
     {FlagId::kMem, "mem", 0, true, kForSampling | kForBench | kForPlan},
     {FlagId::kExpertPolicy, "expert-policy", 0, true, kForSampling | kForBench | kForPlan},
+    {FlagId::kNProbs, "n-probs", 0, true, kForGenerate},
+    {FlagId::kLogitBias, "logit-bias", 0, true, kForSampling},
+    {FlagId::kIgnoreEos, "ignore-eos", 0, false, kForSampling},
+    {FlagId::kPooling, "pooling", 0, true, kForEmbed},
 };
 
 unsigned CommandBit(Command command) {
@@ -124,12 +147,16 @@ unsigned CommandBit(Command command) {
       return kForDevices;
     case Command::kBench:
       return kForBench;
+    case Command::kServe:
+      return kForServe;
     case Command::kTokenize:
       return kForTokenize;
     case Command::kChat:
       return kForChat;
     case Command::kPlan:
       return kForPlan;
+    case Command::kEmbed:
+      return kForEmbed;
     default:
       return 0;
   }
@@ -140,9 +167,11 @@ std::optional<Command> CommandFromName(std::string_view name) {
   if (name == "info") return Command::kInfo;
   if (name == "devices") return Command::kDevices;
   if (name == "bench") return Command::kBench;
+  if (name == "serve") return Command::kServe;
   if (name == "tokenize") return Command::kTokenize;
   if (name == "chat") return Command::kChat;
   if (name == "plan") return Command::kPlan;
+  if (name == "embed") return Command::kEmbed;
   if (name == "help") return Command::kHelp;
   if (name == "version") return Command::kVersion;
   return std::nullopt;
@@ -195,7 +224,17 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
         }
         break;
       }
-      o->prompt = std::string(value);
+      if (o->prompt || o->prompt_file) return Fail("give the prompt once: -p TEXT, -p - or -f FILE");
+      if (value == "-") {
+        o->prompt_file = "-";
+      } else {
+        o->prompt = std::string(value);
+      }
+      break;
+    case FlagId::kPromptFile:
+      if (value.empty()) return Fail(BadValue(spelled, value, "a file path, or - for stdin"));
+      if (o->prompt || o->prompt_file) return Fail("give the prompt once: -p TEXT, -p - or -f FILE");
+      o->prompt_file = std::string(value);
       break;
     case FlagId::kMaxTokens:
       if (o->command == Command::kBench) {
@@ -204,8 +243,11 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
         }
         break;
       }
-      if (!ParseUint32(value, &o->max_new_tokens)) {
-        return Fail(BadValue(spelled, value, "an integer in [0, 4294967295]"));
+      if (value == "-1") {  // until EOS or a full context
+        o->max_new_tokens = std::numeric_limits<uint32_t>::max();
+      } else if (!ParseUint32(value, &o->max_new_tokens)) {
+        return Fail(BadValue(spelled, value,
+                             "an integer in [0, 4294967295], or -1 (until EOS or a full context)"));
       }
       break;
     case FlagId::kTemp: {
@@ -291,6 +333,27 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
     case FlagId::kNoEcho:
       o->echo_prompt = false;
       break;
+    case FlagId::kNProbs:
+      if (!ParseUint32(value, &o->n_probs) || o->n_probs > kMaxNProbs) {
+        return Fail(BadValue(spelled, value, "a number of top tokens in [0, 100]"));
+      }
+      break;
+    case FlagId::kLogitBias: {
+      std::pair<int32_t, float> bias;
+      if (!ParseLogitBias(value, &bias)) {
+        return Fail(BadValue(spelled, value,
+                             "TOKEN_ID+BIAS, TOKEN_ID-BIAS or TOKEN_ID=BIAS (e.g. 15043+1, 2-inf)"));
+      }
+      o->logit_bias.push_back(bias);
+      break;
+    }
+    case FlagId::kIgnoreEos:
+      o->ignore_eos = true;
+      break;
+    case FlagId::kPooling:
+      if (value != "mean" && value != "last") return Fail(BadValue(spelled, value, "mean or last"));
+      o->pooling_last = value == "last";
+      break;
     case FlagId::kVerbose:
       ++o->verbosity;
       break;
@@ -341,6 +404,21 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
       o->bench.kv_block_size = v;
       break;
     }
+    case FlagId::kHost:
+      if (value.empty()) return Fail(BadValue(spelled, value, "a host name or address"));
+      o->serve.host = std::string(value);
+      break;
+    case FlagId::kPort:
+      if (!ParseUint32(value, &o->serve.port) || o->serve.port > 65535) {
+        return Fail(BadValue(spelled, value, "a TCP port in [0, 65535] (0 = any free port)"));
+      }
+      break;
+    case FlagId::kMaxConcurrency:
+      if (!ParseUint32(value, &o->serve.max_concurrency) || o->serve.max_concurrency == 0 ||
+          o->serve.max_concurrency > kMaxConcurrency) {
+        return Fail(BadValue(spelled, value, "an integer in [1, 4096]"));
+      }
+      break;
     case FlagId::kSpec: {
       static constexpr const char* kMethods[] = {"auto", "off",       "draft",  "self",
                                                  "ngram", "lookahead", "medusa", "eagle"};
@@ -368,9 +446,9 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
       if (value.empty()) return Fail(BadValue(spelled, value, "a heads file path"));
       o->heads = std::string(value);
       break;
-    case FlagId::kPromptFile:
+    case FlagId::kSpecPromptFile:
       if (value.empty()) return Fail(BadValue(spelled, value, "a prompt file path"));
-      o->prompt_file = std::string(value);
+      o->spec_prompt_file = std::string(value);
       break;
     case FlagId::kKvType:
       if (value == "f32") {
@@ -422,10 +500,14 @@ const char* CommandName(Command command) {
       return "chat";
     case Command::kPlan:
       return "plan";
+    case Command::kEmbed:
+      return "embed";
     case Command::kHelp:
       return "help";
     case Command::kVersion:
       return "version";
+    case Command::kServe:
+      return "serve";
     case Command::kNone:
       break;
   }
@@ -455,6 +537,24 @@ bool ParseUint64(std::string_view text, uint64_t* out) {
   auto [ptr, ec] = std::from_chars(text.data(), end, v);
   if (text.empty() || ec != std::errc() || ptr != end) return false;
   *out = v;
+  return true;
+}
+
+bool ParseLogitBias(std::string_view text, std::pair<int32_t, float>* out) {
+  const size_t sign = text.find_first_of("+-=", 1);  // not a leading '-' of the id
+  if (sign == std::string_view::npos) return false;
+  int32_t token;
+  if (!ParseInt32(text.substr(0, sign), &token) || token < 0) return false;
+  const std::string_view magnitude = text.substr(sign + 1);
+  const char op = text[sign];
+  if (op == '-' && magnitude == "inf") {
+    *out = {token, -std::numeric_limits<float>::infinity()};
+    return true;
+  }
+  if (magnitude.empty() || magnitude[0] == '+' || (op != '=' && magnitude[0] == '-')) return false;
+  float v;
+  if (!ParseFloat(magnitude, &v)) return false;
+  *out = {token, op == '-' ? -v : v};
   return true;
 }
 
@@ -495,7 +595,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     ++i;
   } else if (!first.empty() && first[0] == '-') {
     return Fail("expected a command before '" + std::string(first) +
-                "' (generate, chat, tokenize, info, devices, bench, plan, help)");
+                "' (generate, chat, embed, tokenize, info, devices, bench, plan, serve, help)");
   } else if (auto c = CommandFromName(first)) {
     o.command = *c;
     ++i;
@@ -598,7 +698,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
       engine_only_spelled = std::string(spelled);
     }
     if (spec->id == FlagId::kDraftModel || spec->id == FlagId::kSpecMax ||
-        spec->id == FlagId::kHeads || spec->id == FlagId::kPromptFile) {
+        spec->id == FlagId::kHeads || spec->id == FlagId::kSpecPromptFile) {
       spec_only_spelled = std::string(spelled);
     }
     if (spec->id == FlagId::kMaxTokens) n_decode_given = true;
@@ -607,12 +707,19 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
 
   if (!o.help) {
     if ((o.command == Command::kGenerate || o.command == Command::kInfo || o.command == Command::kTokenize ||
-         o.command == Command::kChat || o.command == Command::kPlan) &&
+         o.command == Command::kChat || o.command == Command::kServe || o.command == Command::kEmbed ||
+         o.command == Command::kPlan) &&
         o.model_path.empty()) {
       return Fail(std::string("'") + CommandName(o.command) + "' needs -m/--model MODEL");
     }
-    if ((o.command == Command::kGenerate || o.command == Command::kTokenize) && !o.prompt) {
-      return Fail(std::string("'") + CommandName(o.command) + "' needs -p/--prompt PROMPT");
+    if ((o.command == Command::kGenerate || o.command == Command::kEmbed) && !o.prompt && !o.prompt_file) {
+      return Fail(std::string("'") + CommandName(o.command) + "' needs -p/--prompt PROMPT (or -p - / -f FILE)");
+    }
+    if (o.command == Command::kTokenize && !o.prompt) {
+      return Fail("'tokenize' needs -p/--prompt PROMPT");
+    }
+    if (o.command == Command::kGenerate && o.n_probs > 0 && !o.json) {
+      return Fail("option '--n-probs' needs --json (the log-probabilities are in the JSON line)");
     }
     if (o.command == Command::kGenerate && o.system_prompt && !o.chat) {
       return Fail("option '--system' needs --chat");
@@ -622,13 +729,13 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     }
     if (o.command == Command::kBench && !o.spec.empty()) {
       if (o.bench.membw) return Fail("--spec excludes --membw");
-      if (o.prompt && !o.prompt_file.empty()) return Fail("-p and --prompt-file exclude each other");
-      if (!o.prompt && o.prompt_file.empty()) {
+      if (o.prompt && !o.spec_prompt_file.empty()) return Fail("-p and --prompt-file exclude each other");
+      if (!o.prompt && o.spec_prompt_file.empty()) {
         return Fail("'bench --spec' needs -p/--prompt TEXT or --prompt-file F");
       }
       if (!n_decode_given) o.bench.n_decode = 128;
       if (!reps_given) o.bench.reps = 3;
-    } else if (o.command == Command::kBench && (o.special || !o.prompt_file.empty())) {
+    } else if (o.command == Command::kBench && (o.special || !o.spec_prompt_file.empty())) {
       return Fail(std::string("option '") + (o.special ? "--special" : "--prompt-file") +
                   "' needs --spec");
     }

@@ -7,11 +7,14 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace kestrel::cli {
 
-enum class Command { kNone, kGenerate, kInfo, kDevices, kBench, kHelp, kVersion, kTokenize, kChat, kPlan };
+enum class Command {
+  kNone, kGenerate, kInfo, kDevices, kBench, kHelp, kVersion, kServe, kTokenize, kChat, kEmbed, kPlan
+};
 
 // "generate", "info", ...; "" for kNone.
 const char* CommandName(Command command);
@@ -36,6 +39,13 @@ struct BenchOptions {
   std::optional<uint32_t> kv_block_size;
 };
 
+// `kestrel serve`: where to listen and how many requests run at once.
+struct ServeOptions {
+  std::string host = "127.0.0.1";  // --host
+  uint32_t port = 8080;            // --port (0: any free port, printed at start)
+  uint32_t max_concurrency = 16;   // --max-concurrency: requests generating at once, in [1, 4096]
+};
+
 // Everything the command line can say. Optional sampler fields stay unset when the flag is absent,
 // so the library's defaults (kestrel_sampler_options_init) apply.
 struct Options {
@@ -45,8 +55,11 @@ struct Options {
   int verbosity = 0;       // -v: INFO log lines, -vv: DEBUG
 
   std::string model_path;             // -m/--model
-  std::optional<std::string> prompt;  // -p/--prompt
-  uint32_t max_new_tokens = 128;      // -n
+  std::optional<std::string> prompt;  // -p/--prompt (unset with -p - or -f)
+  // -f/--file FILE: the prompt is the file's bytes; "-" (also `-p -`): standard input. Read by
+  // ReadPrompt (prompt_input.h), not here.
+  std::optional<std::string> prompt_file;
+  uint32_t max_new_tokens = 128;      // -n (-n -1: 4294967295, until EOS or a full context)
   float temperature = 0.8f;           // --temp (0: greedy)
   std::optional<int32_t> top_k;
   std::optional<float> top_p;
@@ -70,14 +83,19 @@ struct Options {
   std::string draft_model;
   std::optional<uint32_t> spec_max;
   std::string heads;
-  std::string prompt_file;                // bench --spec: --prompt-file F
+  std::string spec_prompt_file;           // bench --spec: --prompt-file F
   bool chat = false;                      // generate --chat: -p is a user message, templated
   std::optional<std::string> system_prompt;  // --system: a system message (chat, generate --chat)
+  uint32_t n_probs = 0;                   // --n-probs N: top-N log-probabilities per token (JSON)
+  std::vector<std::pair<int32_t, float>> logit_bias;  // --logit-bias ID(+|-)BIAS, repeatable
+  bool ignore_eos = false;                // --ignore-eos: end-of-generation tokens are banned
+  bool pooling_last = false;              // embed --pooling last (default mean)
   BenchOptions bench;                     // `bench` only
   // --mem DEVICE=SIZE, repeatable (generate, chat, bench, plan): memory budgets, passed to the
   // library as kestrel_model_options_t.memory_budget (joined by commas); checked there.
   std::vector<std::string> mem;
   std::string expert_policy = "lru";  // --expert-policy lru|lfu
+  ServeOptions serve;                     // `serve` only
 };
 
 struct ParseResult {
@@ -103,6 +121,9 @@ bool ParseUint32(std::string_view text, uint32_t* out);
 bool ParseInt32(std::string_view text, int32_t* out);
 bool ParseUint64(std::string_view text, uint64_t* out);
 bool ParseFloat(std::string_view text, float* out);
+// --logit-bias's value: TOKEN_ID followed by +BIAS, -BIAS or =BIAS (llama.cpp's spelling,
+// "15043+1", "2-inf"); BIAS is finite or "inf" after '-' (a ban).
+bool ParseLogitBias(std::string_view text, std::pair<int32_t, float>* out);
 
 // "1,8,32" -> {1, 8, 32}: one or more comma-separated integers, each strictly parsed and in
 // [1, 4096]; no empty items, spaces or signs. On failure *out is untouched.

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <initializer_list>
+#include <utility>
 #include <vector>
 
 namespace kestrel::cli {
@@ -264,7 +266,7 @@ TEST(ParseArgsTest, Speculative) {
                      "-n", "64"},
                     &f)
                   .ok);
-  EXPECT_EQ(f.prompt_file, "p.txt");
+  EXPECT_EQ(f.spec_prompt_file, "p.txt");
   EXPECT_TRUE(f.special);
   EXPECT_EQ(f.bench.n_decode, 64u);
   // Plain bench keeps -p as a token count.
@@ -411,6 +413,29 @@ TEST(ParseArgsTest, BenchUsageErrors) {
   ASSERT_TRUE(Parse({"bench", "-h"}, &o).ok);  // help needs no -m
 }
 
+TEST(ParseArgsTest, PromptFromFileOrStdinAndUnlimitedTokens) {
+  Options o;
+  ASSERT_TRUE(Parse({"generate", "-m", "m", "-f", "p.txt"}, &o).ok);
+  EXPECT_EQ(o.prompt_file, "p.txt");
+  EXPECT_FALSE(o.prompt.has_value());
+  ASSERT_TRUE(Parse({"generate", "-m", "m", "--file=-"}, &o).ok);
+  EXPECT_EQ(o.prompt_file, "-");
+  ASSERT_TRUE(Parse({"generate", "-m", "m", "-p", "-"}, &o).ok);
+  EXPECT_EQ(o.prompt_file, "-");
+  EXPECT_FALSE(o.prompt.has_value());
+  ASSERT_TRUE(Parse({"generate", "-m", "m", "-p", "x", "-n", "-1"}, &o).ok);
+  EXPECT_EQ(o.max_new_tokens, 4294967295u);
+  ParseResult r = Parse({"generate", "-m", "m", "-p", "x", "-f", "p.txt"}, &o);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("give the prompt once"), std::string::npos) << r.error;
+  EXPECT_FALSE(Parse({"generate", "-m", "m", "-p", "x", "-p", "y"}, &o).ok);
+  r = Parse({"generate", "-m", "m", "-p", "x", "-n", "-2"}, &o);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("or -1"), std::string::npos) << r.error;
+  EXPECT_FALSE(Parse({"bench", "-m", "m", "-n", "-1"}, &o).ok);  // bench counts tokens
+  EXPECT_FALSE(Parse({"bench", "-m", "m", "-f", "p.txt"}, &o).ok);
+}
+
 TEST(ParseArgsTest, TokenizeChatAndSpecial) {
   Options o;
   ASSERT_TRUE(Parse({"tokenize", "-m", "m.gguf", "-p", "hi", "--special", "--json"}, &o).ok);
@@ -450,4 +475,36 @@ TEST(ParseArgsTest, TokenizeChatAndSpecial) {
 }
 
 }  // namespace
+TEST(ParseArgsTest, LogprobsLogitBiasAndIgnoreEos) {
+  Options o;
+  ASSERT_TRUE(Parse({"generate", "-m", "m", "-p", "x", "--n-probs", "5", "--json", "--logit-bias", "15043+1",
+                     "--logit-bias", "2-inf", "--logit-bias", "7=-0.5", "--logit-bias", "9-2", "--ignore-eos"},
+                    &o)
+                  .ok);
+  EXPECT_EQ(o.n_probs, 5u);
+  EXPECT_TRUE(o.ignore_eos);
+  ASSERT_EQ(o.logit_bias.size(), 4u);
+  EXPECT_EQ(o.logit_bias[0], (std::pair<int32_t, float>{15043, 1.0f}));
+  EXPECT_EQ(o.logit_bias[1].first, 2);
+  EXPECT_TRUE(std::isinf(o.logit_bias[1].second) && o.logit_bias[1].second < 0);
+  EXPECT_EQ(o.logit_bias[2], (std::pair<int32_t, float>{7, -0.5f}));
+  EXPECT_EQ(o.logit_bias[3], (std::pair<int32_t, float>{9, -2.0f}));
+  o = Options();
+  ASSERT_TRUE(Parse({"chat", "-m", "m", "--logit-bias", "3+2", "--ignore-eos"}, &o).ok);
+  EXPECT_EQ(o.logit_bias.size(), 1u);
+  for (const char* bad : {"12", "x+1", "-3+1", "3+", "3+inf", "3--1", "3+nan", "3+1x"}) {
+    Options b;
+    ParseResult r = Parse({"generate", "-m", "m", "-p", "x", "--logit-bias", bad}, &b);
+    EXPECT_FALSE(r.ok) << bad;
+    EXPECT_NE(r.error.find("TOKEN_ID+BIAS"), std::string::npos) << r.error;
+  }
+  Options b;
+  ParseResult r = Parse({"generate", "-m", "m", "-p", "x", "--n-probs", "3"}, &b);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("needs --json"), std::string::npos) << r.error;
+  EXPECT_FALSE(Parse({"generate", "-m", "m", "-p", "x", "--n-probs", "101", "--json"}, &b).ok);
+  EXPECT_FALSE(Parse({"chat", "-m", "m", "--n-probs", "3"}, &b).ok);  // generate only
+  EXPECT_FALSE(Parse({"bench", "-m", "m", "--ignore-eos"}, &b).ok);
+}
+
 }  // namespace kestrel::cli

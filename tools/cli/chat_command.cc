@@ -28,7 +28,8 @@ int RunChat(const Options& o) {
   int exit_code = kExitError;
   ModelPtr model = LoadModel(runtime.get(), LoadOptionsFrom(o), &exit_code);
   if (!model) return exit_code;
-  kestrel_sampler_options_t sampler = SamplerOptionsFrom(o);
+  std::vector<kestrel_logit_bias_t> bias;
+  kestrel_sampler_options_t sampler = SamplerOptionsFrom(o, &bias);
   SessionPtr session = CreateSessionFrom(model.get(), o, &sampler);
   if (!session) return kExitError;
 
@@ -63,7 +64,7 @@ int RunChat(const Options& o) {
     const bool keep = !fed.empty() && full.compare(0, fed.size(), fed) == 0;
     const std::string delta = keep ? full.substr(fed.size()) : full;
 
-    Collector collector{&out, {}, {}};
+    Collector collector{&out, {}, {}, {}, nullptr};
     kestrel_generate_options_t gen = GenerateOptionsFrom(o, stops, &collector);
     gen.keep_context = keep;
     gen.add_bos = !keep && !StartsWithBosText(model.get(), full);

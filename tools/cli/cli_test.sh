@@ -88,5 +88,99 @@ assert d["stop_reason"] == "stop_string", d["stop_reason"]
 assert "Lily" not in d["text"] and d["text"] == ", there was a little girl named", d["text"]
 PY
 
+# The prompt from a file (-f) and from stdin (-p -, -f -): one trailing newline dropped, so the
+# same golden tokens as -p.
+printf 'Once upon a time\n' >"$tmp/prompt.txt"
+expect_exit 0 "" -- generate -m "$model" -f "$tmp/prompt.txt" -n 8 --temp 0 --json --no-echo
+cp "$tmp/out" "$tmp/from_file"
+"$kestrel" generate -m "$model" -p - -n 8 --temp 0 --json --no-echo <"$tmp/prompt.txt" >"$tmp/from_stdin" 2>"$tmp/err" ||
+  fail "generate -p - failed: $(cat "$tmp/err")"
+"$kestrel" generate -m "$model" -f - -n 8 --temp 0 --json --no-echo <"$tmp/prompt.txt" >"$tmp/from_stdin2" 2>"$tmp/err" ||
+  fail "generate -f - failed: $(cat "$tmp/err")"
+python3 - "$tmp/from_file" "$tmp/from_stdin" "$tmp/from_stdin2" "$golden" <<'PY' || fail "generate -f / -p -"
+import json, sys
+golden = json.load(open(sys.argv[4]))["cases"][0]
+for path in sys.argv[1:4]:
+    d = json.loads(open(path, encoding="utf-8").read().splitlines()[-1])
+    assert d["prompt"] == "Once upon a time", (path, d["prompt"])
+    assert d["token_ids"] == golden["generated_ids"][:8], (path, d["token_ids"])
+PY
+expect_exit 1 "cannot read prompt file '$tmp/none.txt': No such file" -- generate -m "$model" -f "$tmp/none.txt"
+expect_exit 2 "give the prompt once" -- generate -m "$model" -p hi -f "$tmp/prompt.txt"
+
+# -n -1: until EOS or a full context (here a 24-token context).
+expect_exit 0 "" -- generate -m "$model" -p "Once upon a time" -n -1 --ctx 24 --temp 0 --json
+python3 - "$tmp/out" <<'PY' || fail "generate -n -1"
+import json, sys
+d = json.loads(open(sys.argv[1], encoding="utf-8").read().splitlines()[-1])
+assert d["stop_reason"] in ("eos", "context_full"), d["stop_reason"]
+# the last sampled token is not decoded, so the context holds one fewer
+assert d["n_prompt"] + d["n_generated"] <= 25 and d["n_generated"] > 0, d
+assert d["max_new_tokens"] == 4294967295, d["max_new_tokens"]
+PY
+
+# A run that fails (prompt longer than the context) prints nothing on stdout: no prompt echo.
+expect_exit 1 "kestrel: error: " -- generate -m "$model" -p "Once upon a time there was a little girl named Lily who liked to play" --ctx 8
+[ ! -s "$tmp/out" ] || fail "a failed generate echoed on stdout: $(cat "$tmp/out")"
+
+# --n-probs: log-probabilities in the JSON; greedy picks the most likely of each top list.
+expect_exit 2 "'--n-probs' needs --json" -- generate -m "$model" -p hi --n-probs 3
+expect_exit 2 "for --n-probs" -- generate -m "$model" -p hi --n-probs 101 --json
+expect_exit 2 "TOKEN_ID+BIAS" -- generate -m "$model" -p hi --logit-bias 12
+expect_exit 1 "logit_bias[0].token = 999999" -- generate -m "$model" -p hi --logit-bias 999999+1
+expect_exit 0 "" -- generate -m "$model" -p "Once upon a time" -n 8 --temp 0 --n-probs 3 --json
+python3 - "$tmp/out" <<'PY' || fail "generate --n-probs"
+import json, math, sys
+d = json.loads(open(sys.argv[1], encoding="utf-8").read().splitlines()[-1])
+lp = d["logprobs"]
+assert d["n_probs"] == 3 and len(lp) == d["n_generated"] == len(d["token_ids"]) == 8, d
+for e, tok in zip(lp, d["token_ids"]):
+    assert e["token"] == tok and e["logprob"] <= 0, e
+    assert len(e["top_logprobs"]) == 3, e
+    assert e["top_logprobs"][0]["token"] == tok, e  # greedy
+    ps = [t["logprob"] for t in e["top_logprobs"]]
+    assert ps == sorted(ps, reverse=True) and sum(math.exp(p) for p in ps) <= 1.0001, ps
+first = lp[0]["token"]
+open(sys.argv[1] + ".first", "w").write(str(first))
+PY
+first=$(cat "$tmp/out.first")
+# --logit-bias ID-inf bans the greedy first token; --ignore-eos with EOS (id 2) forced runs to -n.
+expect_exit 0 "" -- generate -m "$model" -p "Once upon a time" -n 4 --temp 0 --logit-bias "$first-inf" --json
+python3 - "$tmp/out" "$first" <<'PY' || fail "generate --logit-bias"
+import json, sys
+d = json.loads(open(sys.argv[1], encoding="utf-8").read().splitlines()[-1])
+assert d["token_ids"][0] != int(sys.argv[2]), d["token_ids"]
+assert d["logit_bias"] == [[int(sys.argv[2]), None]], d["logit_bias"]
+PY
+expect_exit 0 "" -- generate -m "$model" -p "Once upon a time" -n 5 --temp 0 --logit-bias 2+100 --json
+python3 - "$tmp/out" <<'PY' || fail "generate --logit-bias EOS"
+import json, sys
+d = json.loads(open(sys.argv[1], encoding="utf-8").read().splitlines()[-1])
+assert d["stop_reason"] == "eos" and d["n_generated"] == 0, d
+PY
+expect_exit 0 "" -- generate -m "$model" -p "Once upon a time" -n 5 --temp 0 --logit-bias 2+100 --ignore-eos --json
+python3 - "$tmp/out" <<'PY' || fail "generate --ignore-eos"
+import json, sys
+d = json.loads(open(sys.argv[1], encoding="utf-8").read().splitlines()[-1])
+assert d["stop_reason"] == "max_tokens" and d["n_generated"] == 5 and d["ignore_eos"] is True, d
+assert 2 not in d["token_ids"], d
+PY
+
+# embed: a unit vector of n_embd numbers; mean and last pooling differ.
+expect_exit 2 "'max' for --pooling" -- embed -m "$model" -p hi --pooling max
+expect_exit 2 "'embed' needs -p/--prompt" -- embed -m "$model"
+expect_exit 0 "" -- embed -m "$model" -p "Once upon a time" --json
+cp "$tmp/out" "$tmp/mean.json"
+expect_exit 0 "" -- embed -m "$model" -p "Once upon a time" --pooling last
+python3 - "$tmp/mean.json" "$tmp/out" <<'PY' || fail "embed"
+import json, math, sys
+d = json.loads(open(sys.argv[1]).read())
+last = [float(x) for x in open(sys.argv[2]).read().split()]
+v = d["embedding"]
+assert d["pooling"] == "mean" and d["n_embd"] == len(v) == len(last) and d["n_tokens"] == 5, d
+assert abs(sum(x * x for x in v) - 1) < 1e-4 and abs(sum(x * x for x in last) - 1) < 1e-4
+assert sum(a * b for a, b in zip(v, last)) < 0.9999
+PY
+
 if [ "$failed" -ne 0 ]; then exit 1; fi
 echo "cli_test: ok"

@@ -15,6 +15,11 @@ int RunSpecBench(const Options& options);  // spec_bench.cc: bench --spec
 int RunTokenize(const Options& options);
 int RunChat(const Options& options);
 int RunPlan(const Options& options);  // plan_command.cc
+int RunEmbed(const Options& options);  // embed_command.cc
+int RunServe(const Options& options);  // serve_command.cc, in the kestrel-serve executable
+
+// `kestrel help serve` (main.cc; also printed by kestrel-serve --help).
+extern const char kServeHelp[];
 
 }  // namespace kestrel::cli
 

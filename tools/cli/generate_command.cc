@@ -16,6 +16,7 @@
 #include "interrupt.h"
 #include "json_writer.h"
 #include "kestrel/kestrel.h"
+#include "prompt_input.h"
 #include "session_setup.h"
 #include "spec_util.h"
 
@@ -28,9 +29,43 @@ void WriteIntArray(JsonWriter* w, const std::vector<int32_t>& values) {
   w->EndArray();
 }
 
+void WriteLogprob(JsonWriter* w, const kestrel_model_t* model, const kestrel_token_logprob_t& t) {
+  w->Key("token");
+  w->Int(t.token);
+  w->Key("piece");
+  w->String(TokenPiece(model, t.token, /*special=*/true));
+  w->Key("logprob");
+  w->Float(t.logprob);  // -inf (a banned token) prints as null
+}
+
+// [{"token", "piece", "logprob", "top_logprobs": [{"token", "piece", "logprob"}, ...]}, ...]: one
+// entry per generated token (EOS excluded), top_logprobs holding the --n-probs most likely.
+void WriteLogprobs(JsonWriter* w, const kestrel_model_t* model, const std::vector<TokenProbs>& probs) {
+  w->BeginArray();
+  for (const TokenProbs& p : probs) {
+    w->BeginObject();
+    WriteLogprob(w, model, p.chosen);
+    w->Key("top_logprobs");
+    w->BeginArray();
+    for (const kestrel_token_logprob_t& t : p.top) {
+      w->BeginObject();
+      WriteLogprob(w, model, t);
+      w->EndObject();
+    }
+    w->EndArray();
+    w->EndObject();
+  }
+  w->EndArray();
+}
+
 }  // namespace
 
 int RunGenerate(const Options& o) {
+  std::string user_prompt, error;
+  if (!ReadPrompt(o, stdin, &user_prompt, &error)) {
+    std::fprintf(stderr, "kestrel: error: %s\n", error.c_str());
+    return kExitError;
+  }
   InstallInterruptHandler();  // before the load, so Ctrl-C also cancels loading
   RuntimePtr runtime = CreateRuntime(o.verbosity);
   if (!runtime) return kExitError;
@@ -43,13 +78,13 @@ int RunGenerate(const Options& o) {
   if (!GetModelInfo(model.get(), &info)) return kExitError;
 
   // The text the model sees: the prompt, or with --chat the prompt as a templated user message.
-  std::string prompt = *o.prompt;
+  std::string prompt = user_prompt;
   bool parse_special = o.special;
   bool add_bos = true;
   if (o.chat) {
     ChatMessages messages;
     if (o.system_prompt) messages.emplace_back("system", *o.system_prompt);
-    messages.emplace_back("user", *o.prompt);
+    messages.emplace_back("user", user_prompt);
     if (!ApplyChatTemplate(model.get(), messages, /*add_generation_prompt=*/true, &prompt)) return kExitError;
     parse_special = true;
     add_bos = !StartsWithBosText(model.get(), prompt);
@@ -58,7 +93,8 @@ int RunGenerate(const Options& o) {
   std::vector<int32_t> prompt_ids;
   if (o.json && !Tokenize(model.get(), prompt, add_bos, parse_special, &prompt_ids)) return kExitError;
 
-  kestrel_sampler_options_t sampler = SamplerOptionsFrom(o);
+  std::vector<kestrel_logit_bias_t> bias;
+  kestrel_sampler_options_t sampler = SamplerOptionsFrom(o, &bias);
   ModelPtr draft;
   kestrel_speculative_options_t spec;
   if (!MakeSpecOptions(o, runtime.get(), &draft, &spec, &exit_code)) return exit_code;
@@ -71,30 +107,35 @@ int RunGenerate(const Options& o) {
   }
 
   StdoutStream out;
-  Collector collector{&out, {}, {}};
+  Collector collector{&out, {}, {}, {}, o.echo_prompt ? &prompt : nullptr};
   const std::vector<const char*> stops = StopStringPointers(o);
   kestrel_generate_options_t gen = GenerateOptionsFrom(o, stops, &collector);
   gen.add_bos = add_bos;
   gen.parse_special = parse_special ? 1 : 0;
+  if (o.n_probs > 0) {  // O(vocabulary) per token: only when asked
+    gen.n_probs = o.n_probs;
+    gen.on_logprobs = CollectLogprobs;
+  }
 
   kestrel_generate_stats_t stats = {};
   stats.struct_size = sizeof(stats);
-  if (o.echo_prompt) out.Write(prompt.data(), prompt.size());
   {
     SessionCancelWatcher watcher(session.get());
     status.reset(kestrel_session_generate(session.get(), prompt.data(), prompt.size(), &gen, &stats));
   }
-  out.EndLine();
 
   bool cancelled = false;
   if (status) {
     if (kestrel_status_code(status.get()) != KESTREL_STATUS_CANCELLED) {
+      out.EndLine();  // after any streamed text; nothing was echoed if nothing was generated
       PrintStatusError(status.get());
       return kExitError;
     }
     cancelled = true;  // stats are still filled (session.h)
     stats.stop_reason = KESTREL_STOP_CANCELLED;
   }
+  collector.EchoOnce();  // a run that generated no text still shows its prompt
+  out.EndLine();
   kestrel_speculative_stats_t spec_stats{};
   spec_stats.struct_size = sizeof(spec_stats);
   if (!o.spec.empty()) {
@@ -147,6 +188,21 @@ int RunGenerate(const Options& o) {
     w.Float(sampler.repetition_penalty);
     w.Key("repeat_last_n");
     w.Int(sampler.repetition_window);
+    w.Key("logprobs");
+    WriteLogprobs(&w, model.get(), collector.probs);
+    w.Key("n_probs");
+    w.Uint(o.n_probs);
+    w.Key("logit_bias");
+    w.BeginArray();
+    for (const auto& [token, value] : o.logit_bias) {
+      w.BeginArray();
+      w.Int(token);
+      w.Float(value);  // -inf (a ban) prints as null
+      w.EndArray();
+    }
+    w.EndArray();
+    w.Key("ignore_eos");
+    w.Bool(o.ignore_eos);
     w.Key("max_new_tokens");
     w.Uint(gen.max_new_tokens);
     w.Key("context_length");  // the effective one: 0 means the model's trained context

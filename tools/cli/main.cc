@@ -7,11 +7,18 @@
 //   kestrel devices [--json]                        plugins and devices
 //   kestrel bench -m MODEL [-p N] [-n N] [--json]   prefill/decode speed; --membw: memory bandwidth;
 //                                                   --engine: serving-engine throughput
+//   kestrel serve -m MODEL [--port N]               OpenAI-compatible HTTP server (runs the
+//                                                   kestrel-serve executable next to this one)
 //   kestrel help [COMMAND] | --version
 //
 // Exit status: 0 success, 1 runtime error ("kestrel: error: <CODE_NAME>: <message>" on stderr),
 // 2 bad usage (message and short usage on stderr), 130 interrupted by Ctrl-C.
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <string>
 
 #include "api_util.h"
 #include "args.h"
@@ -22,29 +29,33 @@ namespace kestrel::cli {
 namespace {
 
 constexpr char kShortUsage[] =
-    "usage: kestrel generate -m MODEL -p PROMPT [--chat [--system TEXT]] [--special] [options]\n"
+    "usage: kestrel generate -m MODEL (-p PROMPT | -f FILE) [--chat [--system TEXT]] [--special] [options]\n"
     "       kestrel chat -m MODEL [--system TEXT] [options]\n"
     "       kestrel tokenize -m MODEL -p TEXT [--special] [--json]\n"
+    "       kestrel embed -m MODEL (-p TEXT | -f FILE) [--pooling mean|last] [--json]\n"
     "       kestrel info -m MODEL [--json]\n"
     "       kestrel devices [--json]\n"
     "       kestrel bench -m MODEL [-p N] [-n N] [-t N] [--reps R] [--json]\n"
     "       kestrel bench --membw [-t N] [--size-mb M] [--reps R] [--json]\n"
     "       kestrel bench -m MODEL --engine [--concurrency 1,8,32] [-n N] [-t N] [--reps R]\n"
     "                     [--prefix-tokens P] [--kv-block-size B] [--json]\n"
+    "       kestrel serve -m MODEL [--host H] [--port N] [--device D] [--max-concurrency N]\n"
     "       kestrel help [COMMAND] | kestrel --version\n";
 
 constexpr char kGenerateHelp[] =
-    "usage: kestrel generate -m MODEL -p PROMPT [options]\n"
+    "usage: kestrel generate -m MODEL (-p PROMPT | -f FILE) [options]\n"
     "\n"
     "Streams a completion of PROMPT to stdout as it is generated. stdout receives the prompt\n"
-    "itself first (like llama.cpp; --no-echo leaves it out), then the generated text, then a\n"
-    "newline if the text did not end with one. Timings go to stderr, or with --json into one JSON\n"
+    "itself first (like llama.cpp; --no-echo leaves it out; nothing if the run fails before\n"
+    "generating), then the generated text, then a newline if the text did not end with one. Timings go to stderr, or with --json into one JSON\n"
     "object printed as the last line of stdout.\n"
     "\n"
     "options:\n"
     "  -m, --model PATH        GGUF model file (required)\n"
-    "  -p, --prompt TEXT       prompt text (required)\n"
-    "  -n, --n-predict N       maximum new tokens (default 128)\n"
+    "  -p, --prompt TEXT       prompt text (required unless -f; - reads it from stdin)\n"
+    "  -f, --file FILE         read the prompt from FILE (- = stdin); one trailing newline is\n"
+    "                          dropped\n"
+    "  -n, --n-predict N       maximum new tokens (default 128; -1 = until EOS or a full context)\n"
     "      --temp T            temperature (default 0.8; 0 = greedy)\n"
     "      --top-k K           top-k cutoff (0 = off; default: library's, 40)\n"
     "      --top-p P           nucleus cutoff in (0, 1] (1 = off; default 0.95)\n"
@@ -62,6 +73,12 @@ constexpr char kGenerateHelp[] =
     "      --system TEXT       with --chat: a system message before the user message\n"
     "      --special           texts of control tokens in the prompt (<|im_start|>, ...) become\n"
     "                          those tokens\n"
+    "      --n-probs N         with --json: log-probabilities of each generated token and of the\n"
+    "                          N most likely ones (N <= 100) in the JSON field logprobs\n"
+    "      --logit-bias ID+B   add B to token ID's logit (ID-B subtracts, ID-inf bans it);\n"
+    "                          repeatable\n"
+    "      --ignore-eos        never stop at an end-of-generation token (they are banned): run\n"
+    "                          to -n, a stop string or a full context\n"
     "      --spec METHOD       speculative decoding: auto, off, draft, self, ngram, lookahead,\n"
     "                          medusa, eagle (greedy output unchanged; only the speed changes;\n"
     "                          eagle is not implemented yet)\n"
@@ -80,9 +97,12 @@ constexpr char kGenerateHelp[] =
     "JSON fields: model, model_name, device, prompt, prompt_token_ids (with BOS), token_ids, text,\n"
     "n_prompt, n_generated, prefill_ms, decode_ms, prefill_tokens_per_s, decode_tokens_per_s,\n"
     "stop_reason (eos, max_tokens, stop_string, callback, context_full, cancelled), seed,\n"
-    "temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, max_new_tokens,\n"
-    "context_length; with --spec also speculative {method, draft_tokens, steps, plain_steps,\n"
-    "drafted, accepted, mean_accepted, propose_ms, verify_ms, by_method}.\n";
+    "temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, logprobs (with --n-probs:\n"
+    "per generated token {token, piece, logprob, top_logprobs: [{token, piece, logprob}]}, the\n"
+    "distribution before top-k/top-p/min-p and temperature; else []), n_probs, logit_bias\n"
+    "([[id, bias]], a ban as null), ignore_eos, max_new_tokens, context_length; with --spec also\n"
+    "speculative {method, draft_tokens, steps, plain_steps, drafted, accepted, mean_accepted,\n"
+    "propose_ms, verify_ms, by_method}.\n";
 
 constexpr char kChatHelp[] =
     "usage: kestrel chat -m MODEL [--system TEXT] [options]\n"
@@ -94,7 +114,7 @@ constexpr char kChatHelp[] =
     "\n"
     "options: --system TEXT (a system message first), and generate's -n (per reply), --temp,\n"
     "--top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --seed, --ctx, --device,\n"
-    "--stop, -t, --kv-type, --no-mmap, -v.\n";
+    "--stop, -t, --kv-type, --logit-bias, --ignore-eos, --no-mmap, -v.\n";
 
 constexpr char kTokenizeHelp[] =
     "usage: kestrel tokenize -m MODEL -p TEXT [--special] [--json] [--no-mmap] [-v]\n"
@@ -104,6 +124,27 @@ constexpr char kTokenizeHelp[] =
     "build knows works, whatever its architecture. --special: texts of control tokens in TEXT\n"
     "become those tokens. --json: one line {\"ids\": [...], \"pieces\": [...]} instead; pieces\n"
     "spell control tokens out, and a piece that is part of a UTF-8 sequence shows as U+FFFD.\n";
+
+constexpr char kEmbedHelp[] =
+    "usage: kestrel embed -m MODEL (-p TEXT | -f FILE) [--pooling mean|last] [--device NAME] [--ctx N]\n"
+    "                     [-t N] [--no-mmap] [--json] [-v]\n"
+    "\n"
+    "Prints the embedding of TEXT (kestrel_session_embed): the model's final hidden state (after\n"
+    "the output norm) of every token, averaged (--pooling mean, the default) or the last token's\n"
+    "(--pooling last), L2-normalised: n_embd numbers on one line. -p - or -f - read stdin.\n"
+    "\n"
+    "options:\n"
+    "  -m, --model PATH        GGUF model file (required)\n"
+    "  -p, --prompt TEXT       the text (- reads stdin)\n"
+    "  -f, --file FILE         read the text from FILE (- = stdin)\n"
+    "      --pooling P         mean (default) or last\n"
+    "      --device NAME       device to run on (default: library's choice)\n"
+    "      --ctx N             context length: the longest text (0 = the model's; default 0)\n"
+    "  -t, --threads N         worker threads for plugins that use them (0 = automatic)\n"
+    "      --no-mmap           read the model into memory instead of mapping it\n"
+    "      --json              one JSON object: model, device, n_tokens, n_embd, pooling, embedding\n"
+    "  -v, --verbose           log INFO lines to stderr (-vv: DEBUG)\n"
+    "  -h, --help              this help\n";
 
 constexpr char kInfoHelp[] =
     "usage: kestrel info -m MODEL [--device NAME] [--no-mmap] [--json] [-v]\n"
@@ -202,10 +243,12 @@ constexpr char kOverviewHelp[] =
     "  generate   stream a completion of a prompt\n"
     "  chat       interactive chat with the model's chat template\n"
     "  tokenize   token ids and pieces of a text\n"
+    "  embed      the embedding of a text (pooled final hidden state)\n"
     "  info       show a model's metadata and tensor types\n"
     "  devices    list plugins and devices\n"
     "  bench      measure prefill/decode speed of a model, memory bandwidth (--membw) or\n"
     "             serving-engine throughput (--engine)\n"
+    "  serve      serve a model over an OpenAI-compatible HTTP API\n"
     "  help       show help for a command (kestrel help generate)\n"
     "\n"
     "  --version  print the library version\n"
@@ -218,9 +261,11 @@ void PrintHelp(const std::string& topic) {
   if (topic == "info") text = kInfoHelp;
   if (topic == "devices") text = kDevicesHelp;
   if (topic == "bench") text = kBenchHelp;
+  if (topic == "serve") text = kServeHelp;
   if (topic == "chat") text = kChatHelp;
   if (topic == "tokenize") text = kTokenizeHelp;
   if (topic == "plan") text = kPlanHelp;
+  if (topic == "embed") text = kEmbedHelp;
   std::fputs(text, stdout);
 }
 
@@ -232,6 +277,20 @@ int PrintVersion() {
                 KESTREL_VERSION_MINOR, KESTREL_VERSION_PATCH);
   }
   return kExitOk;
+}
+
+// `kestrel serve ...` becomes `<dir of this executable>/kestrel-serve serve ...` (same arguments).
+int ExecServe(char** argv) {
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+  std::string path = n > 0 ? std::string(self, static_cast<size_t>(n)) : std::string(argv[0]);
+  path = path.substr(0, path.find_last_of('/') + 1) + "kestrel-serve";
+  argv[0] = const_cast<char*>(path.c_str());
+  execv(path.c_str(), argv);
+  std::fprintf(stderr, "kestrel: error: cannot run %s: %s (kestrel serve needs the kestrel-serve "
+               "executable beside kestrel; it is built when cpp-httplib is found)\n",
+               path.c_str(), std::strerror(errno));
+  return kExitError;
 }
 
 int Main(int argc, char** argv) {
@@ -260,11 +319,15 @@ int Main(int argc, char** argv) {
       return RunChat(options);
     case Command::kPlan:
       return RunPlan(options);
+    case Command::kEmbed:
+      return RunEmbed(options);
     case Command::kHelp:
       PrintHelp(options.help_topic);
       return kExitOk;
     case Command::kVersion:
       return PrintVersion();
+    case Command::kServe:
+      return ExecServe(argv);
     case Command::kNone:
       break;
   }

@@ -4,7 +4,7 @@
 
 namespace kestrel::cli {
 
-kestrel_sampler_options_t SamplerOptionsFrom(const Options& o) {
+kestrel_sampler_options_t SamplerOptionsFrom(const Options& o, std::vector<kestrel_logit_bias_t>* bias) {
   kestrel_sampler_options_t sampler;
   kestrel_sampler_options_init(&sampler);
   sampler.temperature = o.temperature;
@@ -14,6 +14,11 @@ kestrel_sampler_options_t SamplerOptionsFrom(const Options& o) {
   if (o.repeat_penalty) sampler.repetition_penalty = *o.repeat_penalty;
   if (o.repeat_last_n) sampler.repetition_window = *o.repeat_last_n;
   if (o.seed) sampler.seed = *o.seed;
+  bias->clear();
+  for (const auto& [token, value] : o.logit_bias) bias->push_back(kestrel_logit_bias_t{token, value});
+  sampler.logit_bias = bias->empty() ? nullptr : bias->data();
+  sampler.n_logit_bias = bias->size();
+  sampler.ignore_eos = o.ignore_eos ? 1 : 0;
   return sampler;
 }
 
@@ -51,10 +56,17 @@ bool CollectToken(void* user_data, int32_t token, const char* text, size_t text_
   auto* c = static_cast<Collector*>(user_data);
   if (token != KESTREL_TOKEN_NONE) c->token_ids.push_back(token);  // NONE: a final flush
   if (text_length > 0) {
+    c->EchoOnce();
     c->text.append(text, text_length);
     c->out->Write(text, text_length);
   }
   return true;
+}
+
+void CollectLogprobs(void* user_data, const kestrel_token_logprob_t* chosen,
+                     const kestrel_token_logprob_t* top, size_t n_top) {
+  auto* c = static_cast<Collector*>(user_data);
+  c->probs.push_back(TokenProbs{*chosen, std::vector<kestrel_token_logprob_t>(top, top + n_top)});
 }
 
 std::vector<const char*> StopStringPointers(const Options& o) {

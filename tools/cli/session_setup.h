@@ -14,8 +14,9 @@
 
 namespace kestrel::cli {
 
-// The sampler options of the flags (--temp, --top-k, ...; unset ones keep the library defaults).
-kestrel_sampler_options_t SamplerOptionsFrom(const Options& o);
+// The sampler options of the flags (--temp, --top-k, ..., --logit-bias, --ignore-eos; unset ones
+// keep the library defaults). The options point into `bias`, which must outlive them.
+kestrel_sampler_options_t SamplerOptionsFrom(const Options& o, std::vector<kestrel_logit_bias_t>* bias);
 
 // A session on `model` with the flags' context, threads and KV type, and speculative decoding as
 // `spec` says (NULL: off). On failure prints the error and returns NULL.
@@ -35,12 +36,29 @@ class StdoutStream {
 };
 
 // on_token target: streams each piece to `out` and collects ids and text.
+// The log-probabilities of one generated token (generate --n-probs).
+struct TokenProbs {
+  kestrel_token_logprob_t chosen;
+  std::vector<kestrel_token_logprob_t> top;
+};
+
 struct Collector {
   StdoutStream* out;
   std::vector<int32_t> token_ids;
   std::string text;
+  std::vector<TokenProbs> probs;  // with on_logprobs = CollectLogprobs
+  // Written before the first generated text (generate echoes its prompt only once generation
+  // produced something, so a failing run prints nothing); null: no echo.
+  const std::string* echo = nullptr;
+
+  void EchoOnce() {
+    if (echo != nullptr) out->Write(echo->data(), echo->size());
+    echo = nullptr;
+  }
 };
 bool CollectToken(void* user_data, int32_t token, const char* text, size_t text_length);
+void CollectLogprobs(void* user_data, const kestrel_token_logprob_t* chosen,
+                     const kestrel_token_logprob_t* top, size_t n_top);
 
 // Generate options for the flags (-n, --stop) that stream into `collector`. `stops` holds the
 // --stop strings as C pointers and must outlive the options.

@@ -226,9 +226,9 @@ int RunSpecBench(const Options& o) {
   if (o.prompt) {
     text = *o.prompt;
   } else {
-    std::ifstream f(o.prompt_file, std::ios::binary);
+    std::ifstream f(o.spec_prompt_file, std::ios::binary);
     if (!f) {
-      std::fprintf(stderr, "kestrel: cannot read --prompt-file '%s'\n", o.prompt_file.c_str());
+      std::fprintf(stderr, "kestrel: cannot read --prompt-file '%s'\n", o.spec_prompt_file.c_str());
       return kExitError;
     }
     std::stringstream ss;

@@ -101,6 +101,13 @@ typedef bool (*kestrel_engine_token_fn)(void* user_data, kestrel_request_id_t re
                                         uint32_t sample_index, int32_t token, const char* text,
                                         size_t text_length);
 
+/* Log-probability callback of a request (kestrel_engine_request_options_t.on_logprobs): once per
+ * generated token of sample `sample_index`, just before on_token for it; the values are defined
+ * as for kestrel_logprobs_fn (session.h). \since 0.2 */
+typedef void (*kestrel_engine_logprobs_fn)(void* user_data, kestrel_request_id_t request_id,
+                                           uint32_t sample_index, const kestrel_token_logprob_t* chosen,
+                                           const kestrel_token_logprob_t* top, size_t n_top);
+
 typedef struct kestrel_engine_request_options {
   uint32_t struct_size;    /* set by kestrel_engine_request_options_init */
   uint32_t max_new_tokens; /* per sample; default 128 */
@@ -126,6 +133,11 @@ typedef struct kestrel_engine_request_options {
    * model is retained until the request is released). Each decode step of a sample then carries
    * its draft tree inside the engine's one varlen step. \since 0.2 */
   const kestrel_speculative_options_t* speculative;
+  /* Top tokens reported to on_logprobs per generated token (default 0: only the chosen one).
+   * \since 0.2 */
+  uint32_t n_probs;
+  /* NULL (default): no log-probabilities. Gets user_data. \since 0.2 */
+  kestrel_engine_logprobs_fn on_logprobs;
 } kestrel_engine_request_options_t;
 
 #define KESTREL_ENGINE_REQUEST_OPTIONS_MIN_SIZE \

@@ -29,7 +29,8 @@ typedef enum kestrel_log_level {
 
 /* Receives every log line at or above the runtime's level. Called on whichever thread produced
  * the line (possibly several at once); `message` is not NUL-terminated and is valid only during the
- * call. The library never writes to stdout/stderr itself. */
+ * call. The library never writes to stdout/stderr itself. It must not call back into the
+ * library: plugins log while the runtime loads them, with its plugin list locked. */
 typedef void (*kestrel_log_fn)(void* user_data, kestrel_log_level_t level, const char* message,
                                size_t length);
 
@@ -60,9 +61,14 @@ typedef struct kestrel_runtime_options {
 KESTREL_API void kestrel_runtime_options_init_sized(kestrel_runtime_options_t* options, size_t struct_size);
 static inline void kestrel_runtime_options_init(kestrel_runtime_options_t* options) { kestrel_runtime_options_init_sized(options, sizeof(*options)); }
 
-/* Creates a runtime and loads every plugin found on the plugin path. A plugin that cannot be used
- * (missing entry symbol, other major ABI version, NULL required slot, failing init, no devices) is
- * skipped and listed with the reason; it never fails the call. `options` may be NULL (defaults).
+/* Creates a runtime over the plugins found on the plugin path. Plugins are loaded when first
+ * needed: a model load loads the plugin of the device it names (by file name,
+ * libkestrel_plugin_<name>.so; the default device tries cpu, then ref) and the reference plugin
+ * for fallback; listing plugins or devices (kestrel_runtime_plugin_count/_info,
+ * kestrel_runtime_device_count/_info) or a device name no plugin file matches loads every plugin.
+ * A plugin that cannot be used (missing entry symbol, other major ABI version, NULL required
+ * slot, failing init, no devices) is skipped and listed with the reason; it never fails a call.
+ * `options` may be NULL (defaults).
  * Errors: INVALID_ARGUMENT (NULL out_runtime, struct_size smaller than the first released size).
  * \since 0.1 */
 KESTREL_API kestrel_status_t* kestrel_runtime_create(const kestrel_runtime_options_t* options,

@@ -20,6 +20,12 @@ extern "C" {
 
 typedef struct kestrel_session kestrel_session_t;
 
+/* One logit bias entry (kestrel_sampler_options_t.logit_bias). \since 0.2 */
+typedef struct kestrel_logit_bias {
+  int32_t token; /* a token id of the model's vocabulary */
+  float bias;    /* added to the token's logit before sampling; finite, or -INFINITY to ban it */
+} kestrel_logit_bias_t;
+
 typedef struct kestrel_sampler_options {
   uint32_t struct_size;       /* set by kestrel_sampler_options_init */
   float temperature;          /* default 0.8; 0 = greedy (argmax, ties to the lowest id) */
@@ -29,6 +35,16 @@ typedef struct kestrel_sampler_options {
   float repetition_penalty;   /* default 1.0 (off); > 0 */
   int32_t repetition_window;  /* default 64 last tokens; 0 = off */
   uint64_t seed;              /* default 0xC0FFEE; same seed, same prompt -> same output */
+  /* Logit bias: n_logit_bias entries (default none), added before every other sampling stage,
+   * also before greedy's argmax; copied when the session is created or the request submitted.
+   * Errors: INVALID_ARGUMENT for an id outside the vocabulary or a NaN/+inf bias, naming the
+   * entry. A later entry for the same token adds to the earlier one. \since 0.2 */
+  const kestrel_logit_bias_t* logit_bias;
+  size_t n_logit_bias;
+  /* Default 0. Nonzero: the model's end-of-generation tokens (EOS, <|im_end|>, ...) are banned
+   * (bias -inf), so generation runs to max_new_tokens, a stop string or a full context.
+   * \since 0.2 */
+  uint64_t ignore_eos;
 } kestrel_sampler_options_t;
 
 #define KESTREL_SAMPLER_OPTIONS_MIN_SIZE \
@@ -95,6 +111,25 @@ KESTREL_API void kestrel_session_destroy(kestrel_session_t* session);
 typedef bool (*kestrel_token_fn)(void* user_data, int32_t token, const char* text,
                                  size_t text_length);
 
+/* A token id and its log-probability (natural log). \since 0.2 */
+typedef struct kestrel_token_logprob {
+  int32_t token;
+  float logprob;
+} kestrel_token_logprob_t;
+
+/* Log-probability callback (kestrel_generate_options_t.on_logprobs), called once per generated
+ * token on the generating thread, just before on_token for the same token: `chosen` is the token
+ * the sampler drew, `top` the n_top most likely tokens, most likely first (ties towards the lower
+ * id; n_top = min(n_probs, vocabulary size)). The probabilities are those of the distribution the
+ * token was drawn from before truncation: softmax at temperature 1 of the logits after the logit
+ * bias and the repetition penalty, before top-k, top-p, min-p and temperature (what OpenAI's and
+ * vLLM's "logprobs" report). A banned token has -INFINITY. The end-of-generation token that ends
+ * the run is not reported (as in on_token). With speculative decoding the values are the same:
+ * each accepted token's come from the row of the verification step it was chosen at. Pointers
+ * are valid only during the call. \since 0.2 */
+typedef void (*kestrel_logprobs_fn)(void* user_data, const kestrel_token_logprob_t* chosen,
+                                    const kestrel_token_logprob_t* top, size_t n_top);
+
 typedef enum kestrel_stop_reason {
   KESTREL_STOP_NONE = 0,
   KESTREL_STOP_EOS = 1,          /* the model produced an end-of-generation token */
@@ -120,6 +155,12 @@ typedef struct kestrel_generate_options {
    * those tokens (kestrel_tokenize_options_t.parse_special), as a chat-formatted prompt needs. 64
    * bits wide so that it starts after the tail padding of 0.1's struct. \since 0.2 */
   uint64_t parse_special;
+  /* Top tokens reported to on_logprobs per generated token (default 0: only the chosen one).
+   * \since 0.2 */
+  uint32_t n_probs;
+  /* NULL (default): no log-probabilities (they cost O(vocabulary) per token). Gets user_data.
+   * \since 0.2 */
+  kestrel_logprobs_fn on_logprobs;
 } kestrel_generate_options_t;
 
 #define KESTREL_GENERATE_OPTIONS_MIN_SIZE \
@@ -163,6 +204,39 @@ KESTREL_API kestrel_status_t* kestrel_session_generate_tokens(
  * cancel with no generate running is remembered by nothing (it does not affect the next one).
  * Accepts NULL. \since 0.1 */
 KESTREL_API void kestrel_session_cancel(kestrel_session_t* session);
+
+/* ---- Embeddings ------------------------------------------------------------------------------- */
+
+#define KESTREL_POOLING_MEAN 0u /* the mean of every token's hidden state */
+#define KESTREL_POOLING_LAST 1u /* the last token's hidden state */
+
+typedef struct kestrel_embed_options {
+  uint32_t struct_size; /* set by kestrel_embed_options_init */
+  uint32_t pooling;     /* KESTREL_POOLING_MEAN (default) or KESTREL_POOLING_LAST */
+  bool add_bos;         /* default true: prepend BOS when the model asks for it */
+  bool parse_special;   /* default false: control-token texts in the text become those tokens */
+} kestrel_embed_options_t;
+
+#define KESTREL_EMBED_OPTIONS_MIN_SIZE \
+  (offsetof(kestrel_embed_options_t, pooling) + sizeof(uint32_t))
+
+/* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.2 */
+KESTREL_API void kestrel_embed_options_init_sized(kestrel_embed_options_t* options, size_t struct_size);
+static inline void kestrel_embed_options_init(kestrel_embed_options_t* options) { kestrel_embed_options_init_sized(options, sizeof(*options)); }
+
+/* The embedding of `text`: the final hidden state of its tokens (after the output norm, the
+ * vector the output head multiplies), mean-pooled or the last token's, L2-normalised to length 1:
+ * kestrel_model_info_t.n_embd floats, with the buffer convention of model.h (*out_required =
+ * n_embd). The text runs from an empty context in one forward pass (sliding-window models: in
+ * steps of one window) and the session is left empty (its previous context is dropped). Any
+ * session can embed: it reads the same hidden state as kestrel_session_get_hidden. `options`
+ * NULL: kestrel_embed_options_init defaults. Errors: INVALID_ARGUMENT (empty text, more tokens
+ * than the context, bad pooling), OUT_OF_RANGE (buffer too small). \since 0.2 */
+KESTREL_API kestrel_status_t* kestrel_session_embed(kestrel_session_t* session, const char* text,
+                                                    size_t text_length,
+                                                    const kestrel_embed_options_t* options,
+                                                    float* out_embedding, size_t capacity,
+                                                    size_t* out_required);
 
 /* ---- Low level: direct control of the KV cache and logits ------------------------------------ */
 

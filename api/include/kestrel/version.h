@@ -11,7 +11,7 @@ extern "C" {
 #endif
 
 #define KESTREL_VERSION_MAJOR 0
-#define KESTREL_VERSION_MINOR 1
+#define KESTREL_VERSION_MINOR 2
 #define KESTREL_VERSION_PATCH 0
 /* Encoded as major * 10000 + minor * 100 + patch, for compile-time comparisons. */
 #define KESTREL_VERSION_NUMBER \

@@ -15,6 +15,9 @@
 //     std::cout << text << std::flush;                        // return false to stop early
 //   });
 //
+// The serving engine, kestrel::Engine (many concurrent requests over one model), is in
+// kestrel/engine.hpp, which this header includes.
+//
 // Errors: every failing call throws kestrel::Error (a std::runtime_error) carrying the library's
 // status code and message. Ownership: Runtime and Session are move-only owners; Model is a
 // shared, copyable reference (kestrel_model_retain/release). A model and a session keep alive
@@ -285,6 +288,9 @@ struct SamplerOptions {
   float repetition_penalty = 1.0f;
   int32_t repetition_window = 64;
   uint64_t seed = 0xC0FFEE;
+  // Added to the token's logit before sampling; -INFINITY bans it (kestrel_logit_bias_t).
+  std::vector<kestrel_logit_bias_t> logit_bias;
+  bool ignore_eos = false;  // ban the end-of-generation tokens
 
   static SamplerOptions Greedy() {
     SamplerOptions o;
@@ -327,6 +333,12 @@ struct SpeculativeStats {
   uint64_t steps_by_method[8] = {}, drafted_by_method[8] = {}, accepted_by_method[8] = {};
 };
 
+// A token id and its log-probability (kestrel_token_logprob_t).
+struct TokenLogprob {
+  int32_t token = -1;
+  float logprob = 0.0f;
+};
+
 // Defaults equal kestrel_session_options_init's.
 struct SessionOptions {
   uint32_t context_length = 0;  // 0: the model's trained context
@@ -335,6 +347,13 @@ struct SessionOptions {
   uint32_t n_threads = 0;  // 0: the plugin decides
   uint64_t kv_type = KESTREL_KV_F32;  // or KESTREL_KV_F16: half the KV memory
   SpeculativeOptions speculative;     // off by default
+};
+
+// Defaults equal kestrel_embed_options_init's.
+struct EmbedOptions {
+  uint32_t pooling = KESTREL_POOLING_MEAN;  // or KESTREL_POOLING_LAST
+  bool add_bos = true;
+  bool parse_special = false;
 };
 
 // Defaults equal kestrel_generate_options_init's.
@@ -595,6 +614,21 @@ class Session {
   // Generates and collects the text and token ids.
   GenerateResult Complete(std::string_view prompt,
                           const GenerateOptions& options = GenerateOptions());
+
+  // The unit-length embedding of `text` (kestrel_session_embed; n_embd floats). The session's
+  // context is dropped.
+  std::vector<float> Embed(std::string_view text, const EmbedOptions& options = EmbedOptions()) {
+    kestrel_embed_options_t o;
+    kestrel_embed_options_init(&o);
+    o.pooling = options.pooling;
+    o.add_bos = options.add_bos;
+    o.parse_special = options.parse_special;
+    size_t n = 0;
+    detail::Check(kestrel_session_embed(handle_, text.data(), text.size(), &o, nullptr, 0, &n));
+    std::vector<float> out(n);
+    detail::Check(kestrel_session_embed(handle_, text.data(), text.size(), &o, out.data(), out.size(), &n));
+    return out;
+  }
 
   // Asks a running Generate to stop after the current step (it then throws Error kCancelled).
   // Any thread, any time.
@@ -890,16 +924,28 @@ inline std::string Model::ApplyChatTemplate(const std::vector<ChatMessage>& mess
       guess);
 }
 
+namespace detail {
+
+// The C sampler options of `s` (sessions and engine requests).
+inline void FillSampler(const SamplerOptions& s, kestrel_sampler_options_t* o) {
+  kestrel_sampler_options_init(o);
+  o->temperature = s.temperature;
+  o->top_k = s.top_k;
+  o->top_p = s.top_p;
+  o->min_p = s.min_p;
+  o->repetition_penalty = s.repetition_penalty;
+  o->repetition_window = s.repetition_window;
+  o->seed = s.seed;
+  o->logit_bias = s.logit_bias.empty() ? nullptr : s.logit_bias.data();
+  o->n_logit_bias = s.logit_bias.size();
+  o->ignore_eos = s.ignore_eos ? 1 : 0;
+}
+
+}  // namespace detail
+
 inline Session::Session(const Model& model, const SessionOptions& options) : model_(model) {
   kestrel_sampler_options_t sampler;
-  kestrel_sampler_options_init(&sampler);
-  sampler.temperature = options.sampler.temperature;
-  sampler.top_k = options.sampler.top_k;
-  sampler.top_p = options.sampler.top_p;
-  sampler.min_p = options.sampler.min_p;
-  sampler.repetition_penalty = options.sampler.repetition_penalty;
-  sampler.repetition_window = options.sampler.repetition_window;
-  sampler.seed = options.sampler.seed;
+  detail::FillSampler(options.sampler, &sampler);
   kestrel_session_options_t o;
   kestrel_session_options_init(&o);
   o.context_length = options.context_length;
@@ -1002,5 +1048,8 @@ inline GenerateResult Session::Complete(std::string_view prompt, const GenerateO
 }
 
 }  // namespace kestrel
+
+// The serving engine (kestrel::Engine) lives in its own header, part of this one.
+#include "kestrel/engine.hpp"  // IWYU pragma: export
 
 #endif  // KESTREL_KESTREL_HPP_

@@ -28,7 +28,7 @@ pub enum Code {
 }
 
 impl Code {
-    fn from_raw(raw: u32) -> Code {
+    pub(crate) fn from_raw(raw: u32) -> Code {
         match raw {
             sys::KESTREL_STATUS_CANCELLED => Code::Cancelled,
             sys::KESTREL_STATUS_INVALID_ARGUMENT => Code::InvalidArgument,

@@ -15,7 +15,10 @@
 //! # Ok::<(), kestrel::Error>(())
 //! ```
 //!
-//! Threads: [`Runtime`] and [`Model`] are `Send + Sync` (the C objects are thread-safe);
+//! Many concurrent requests over one model go through an [`Engine`] (continuous batching,
+//! prefix cache): `engine.stream(prompt, &options)?` iterates over the generated pieces.
+//!
+//! Threads: [`Runtime`], [`Model`] and [`Engine`] are `Send + Sync` (the C objects are thread-safe);
 //! [`Session`] is `Send` but not `Sync` (one user at a time); [`CancelHandle`] is `Send + Sync`
 //! and stops a running [`Session::generate`] from another thread. Errors are [`Error`] values
 //! with a [`Code`] and the library's message. Ownership follows the C API: a `Model` is
@@ -48,12 +51,17 @@
 //! ```
 #![warn(missing_debug_implementations)]
 
+mod engine;
 mod error;
 mod model;
 mod runtime;
 mod session;
 mod util;
 
+pub use engine::{
+    Completion, Engine, EngineOptions, EngineStats, RequestId, RequestOptions, RequestResult, RequestState,
+    StreamPiece, TokenStream,
+};
 pub use error::{Code, Error, Result};
 pub use model::{
     ChatMessage, ChatTemplateOptions, Model, ModelInfo, ModelOptions, TensorTypeSummary, TokenizerInfo,
@@ -96,6 +104,7 @@ mod static_checks {
         assert_send_sync::<Model>();
         assert_send::<Session>();
         assert_send_sync::<CancelHandle>();
+        assert_send_sync::<Engine>();
         assert_send_sync::<Error>();
     }
 }

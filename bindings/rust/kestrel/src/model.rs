@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use kestrel_sys as sys;
 
+use crate::engine::{Engine, EngineOptions};
 use crate::error::{check, Result};
 use crate::runtime::LogSink;
 use crate::session::{Session, SessionOptions};
@@ -419,6 +420,16 @@ impl Model {
 
     pub fn new_session_with(&self, options: &SessionOptions) -> Result<Session> {
         Session::new(self, options)
+    }
+
+    /// A serving engine over this model with default options (see [`Engine::new`]).
+    pub fn new_engine(&self) -> Result<Engine> {
+        Engine::new(self, &EngineOptions::default())
+    }
+
+    /// A serving engine over this model.
+    pub fn new_engine_with(&self, options: &EngineOptions) -> Result<Engine> {
+        Engine::new(self, options)
     }
 }
 

@@ -61,7 +61,7 @@ impl SamplerOptions {
         }
     }
 
-    fn to_raw(&self) -> sys::kestrel_sampler_options_t {
+    pub(crate) fn to_raw(&self) -> sys::kestrel_sampler_options_t {
         let mut raw: sys::kestrel_sampler_options_t = unsafe { std::mem::zeroed() };
         unsafe { sys::kestrel_sampler_options_init(&mut raw) };
         raw.temperature = self.temperature;
@@ -85,7 +85,7 @@ pub enum KvType {
 }
 
 impl KvType {
-    fn to_raw(self) -> u64 {
+    pub(crate) fn to_raw(self) -> u64 {
         match self {
             KvType::F32 => u64::from(sys::KESTREL_KV_F32),
             KvType::F16 => u64::from(sys::KESTREL_KV_F16),
@@ -341,7 +341,7 @@ pub enum StopReason {
 }
 
 impl StopReason {
-    fn from_raw(raw: sys::kestrel_stop_reason_t) -> StopReason {
+    pub(crate) fn from_raw(raw: sys::kestrel_stop_reason_t) -> StopReason {
         match raw {
             sys::KESTREL_STOP_NONE => StopReason::None,
             sys::KESTREL_STOP_EOS => StopReason::Eos,
