@@ -1,5 +1,12 @@
 // Sessions: create, generate (text or tokens), cancel, and the low-level decode/logits/truncate.
+#include <cerrno>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
 #include "api/src/c_api_internal.h"
+#include "runtime/gguf/file_image.h"
 
 using kestrel::api::Guard;
 using kestrel::api::NullArgument;
@@ -266,6 +273,110 @@ KESTREL_API kestrel_status_t* kestrel_session_expert_stats(const kestrel_session
 
 KESTREL_API void kestrel_session_reset_expert_stats(kestrel_session_t* session) {
   if (session != nullptr && session->session) session->session->ResetExpertStats();
+}
+
+}  // extern "C"
+
+// ---- session state -------------------------------------------------------------------------
+
+namespace {
+
+absl::Status WriteFileAtomically(const std::string& path, const std::vector<uint8_t>& bytes) {
+  const std::string tmp = path + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (f == nullptr) return absl::ErrnoToStatus(errno, absl::StrCat("cannot create '", tmp, "'"));
+  const size_t written = bytes.empty() ? 0 : std::fwrite(bytes.data(), 1, bytes.size(), f);
+  const int err = written == bytes.size() ? 0 : errno;
+  if (std::fclose(f) != 0 || err != 0 || written != bytes.size()) {
+    std::remove(tmp.c_str());
+    return absl::ErrnoToStatus(err != 0 ? err : EIO, absl::StrCat("writing '", tmp, "'"));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    std::remove(tmp.c_str());
+    return absl::ErrnoToStatus(e, absl::StrCat("renaming '", tmp, "' to '", path, "'"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+extern "C" {
+
+KESTREL_API kestrel_status_t* kestrel_session_save_state(kestrel_session_t* session,
+                                                         void* out_state, size_t capacity,
+                                                         size_t* out_required) {
+  return Guard("kestrel_session_save_state", [&]() -> absl::Status {
+    constexpr const char* fn = "kestrel_session_save_state";
+    if (session == nullptr) return NullArgument(fn, "session");
+    if (out_required == nullptr) return NullArgument(fn, "out_required");
+    if (out_state == nullptr && capacity > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: out_state is NULL but capacity is %u", fn, capacity));
+    }
+    bool too_small = false;
+    absl::StatusOr<uint64_t> size = session->session->SaveState([&](uint64_t n) -> uint8_t* {
+      if (out_state == nullptr) return nullptr;
+      if (capacity < n) {
+        too_small = true;
+        return nullptr;
+      }
+      return static_cast<uint8_t*>(out_state);
+    });
+    if (!size.ok()) return absl::Status(size.status().code(), absl::StrCat(fn, ": ", size.status().message()));
+    *out_required = static_cast<size_t>(*size);
+    if (too_small) {
+      return absl::OutOfRangeError(absl::StrFormat(
+          "%s: the buffer holds %u bytes but the state needs %u", fn, capacity, *size));
+    }
+    return absl::OkStatus();
+  });
+}
+
+KESTREL_API kestrel_status_t* kestrel_session_load_state(kestrel_session_t* session,
+                                                         const void* state, size_t size) {
+  return Guard("kestrel_session_load_state", [&]() -> absl::Status {
+    constexpr const char* fn = "kestrel_session_load_state";
+    if (session == nullptr) return NullArgument(fn, "session");
+    if (state == nullptr) return NullArgument(fn, "state");
+    absl::Status s = session->session->LoadState(static_cast<const uint8_t*>(state), size);
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat(fn, ": ", s.message()));
+    return s;
+  });
+}
+
+KESTREL_API kestrel_status_t* kestrel_session_save_state_file(kestrel_session_t* session,
+                                                              const char* path) {
+  return Guard("kestrel_session_save_state_file", [&]() -> absl::Status {
+    constexpr const char* fn = "kestrel_session_save_state_file";
+    if (session == nullptr) return NullArgument(fn, "session");
+    if (path == nullptr) return NullArgument(fn, "path");
+    std::vector<uint8_t> bytes;
+    absl::StatusOr<uint64_t> size = session->session->SaveState([&](uint64_t n) {
+      bytes.resize(static_cast<size_t>(n));
+      return bytes.data();
+    });
+    if (!size.ok()) return absl::Status(size.status().code(), absl::StrCat(fn, ": ", size.status().message()));
+    absl::Status s = WriteFileAtomically(path, bytes);
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat(fn, ": ", s.message()));
+    return s;
+  });
+}
+
+KESTREL_API kestrel_status_t* kestrel_session_load_state_file(kestrel_session_t* session,
+                                                              const char* path) {
+  return Guard("kestrel_session_load_state_file", [&]() -> absl::Status {
+    constexpr const char* fn = "kestrel_session_load_state_file";
+    if (session == nullptr) return NullArgument(fn, "session");
+    if (path == nullptr) return NullArgument(fn, "path");
+    const std::string prefix = absl::StrCat(fn, ": '", path, "': ");
+    absl::StatusOr<std::shared_ptr<const kestrel::runtime::FileImage>> image =
+        kestrel::runtime::FileImage::Open(path, /*use_mmap=*/true, prefix);
+    if (!image.ok()) return image.status();
+    absl::Status s = session->session->LoadState((*image)->data(), (*image)->size());
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat(prefix, s.message()));
+    return s;
+  });
 }
 
 }  // extern "C"

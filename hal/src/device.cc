@@ -177,6 +177,81 @@ absl::StatusOr<PreparedWeight> Device::PrepareWeight(const kestrel_tensor_desc_t
   return w;
 }
 
+absl::StatusOr<std::string> Device::WeightLayoutId() {
+  if (!KESTREL_HAL_HAS_SLOT(*library_, device_weight_layout) ||
+      !KESTREL_HAL_HAS_SLOT(*library_, weight_export) ||
+      !KESTREL_HAL_HAS_SLOT(*library_, weight_import)) {
+    return std::string();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string id(64, '\0');
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    size_t length = 0;
+    absl::Status st = TakePluginStatus(
+        api_->device_weight_layout(handle_, &id[0], id.size(), &length),
+        Context("device_weight_layout"));
+    if (!st.ok()) return st;
+    if (length < id.size()) {
+      id.resize(length);
+      return id;
+    }
+    id.assign(length + 1, '\0');
+  }
+  return absl::InternalError(Context("device_weight_layout") + ": the id length keeps changing");
+}
+
+absl::StatusOr<std::vector<uint8_t>> Device::ExportWeight(const PreparedWeight& weight) {
+  if (!KESTREL_HAL_HAS_SLOT(*library_, weight_export)) {
+    return absl::FailedPreconditionError(Context("weight_export") + ": the plugin cannot export");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t size = 0;
+  absl::Status st = TakePluginStatus(api_->weight_export(handle_, weight.handle(), nullptr, 0, &size),
+                                     Context("weight_export"));
+  if (!st.ok()) return st;
+  std::vector<uint8_t> out(static_cast<size_t>(size));
+  uint64_t written = 0;
+  st = TakePluginStatus(api_->weight_export(handle_, weight.handle(), out.data(), size, &written),
+                        Context("weight_export"));
+  if (!st.ok()) return st;
+  if (written != size) {
+    return absl::InternalError(absl::StrCat(Context("weight_export"), ": sized ", size,
+                                            " bytes, then wrote ", written));
+  }
+  return out;
+}
+
+absl::StatusOr<PreparedWeight> Device::ImportWeight(const kestrel_tensor_desc_t& desc,
+                                                    const void* data, uint64_t size, bool borrow) {
+  if (!KESTREL_HAL_HAS_SLOT(*library_, weight_import)) {
+    return absl::FailedPreconditionError(Context("weight_import") + ": the plugin cannot import");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  kestrel_plugin_weight_t* h = nullptr;
+  absl::Status st = TakePluginStatus(
+      api_->weight_import(handle_, &desc, data, size, borrow ? KESTREL_WEIGHT_IMPORT_BORROW : 0u, &h),
+      Context("weight_import"));
+  if (!st.ok()) return st;
+  if (h == nullptr) return absl::InternalError(Context("weight_import") + ": returned no weight");
+  PreparedWeight w;
+  w.device_ = this;
+  w.handle_ = h;
+  w.desc_ = desc;
+  return w;
+}
+
+absl::StatusOr<uint64_t> Device::Counter(const std::string& name) {
+  if (!KESTREL_HAL_HAS_SLOT(*library_, device_get_counter)) {
+    return absl::NotFoundError(Context("device_get_counter") + ": the plugin has no counters");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t value = 0;
+  absl::Status st = TakePluginStatus(api_->device_get_counter(handle_, name.c_str(), &value),
+                                     Context("device_get_counter"));
+  if (!st.ok()) return st;
+  return value;
+}
+
 absl::StatusOr<kestrel_op_support_t> Device::Query(const kestrel_op_desc_t& op) {
   std::lock_guard<std::mutex> lock(mu_);
   kestrel_op_support_t support{};

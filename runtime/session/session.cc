@@ -103,6 +103,7 @@ absl::Status Session::CheckTokens(absl::Span<const int32_t> tokens) const {
 
 absl::Status Session::Decode(absl::Span<const int32_t> tokens) {
   if (tokens.empty()) return absl::InvalidArgumentError("decode: no tokens given");
+  pending_.clear();
   if (auto s = CheckTokens(tokens); !s.ok()) return s;
   const uint32_t n_past = table_->n_tokens();
   if (uint64_t{n_past} + tokens.size() > context_length_) {
@@ -133,6 +134,7 @@ absl::Status Session::Decode(absl::Span<const int32_t> tokens) {
     return s;
   }
   has_logits_ = true;
+  history_.insert(history_.end(), tokens.begin(), tokens.end());
   return absl::OkStatus();
 }
 
@@ -143,6 +145,8 @@ absl::Status Session::Truncate(uint32_t n_tokens) {
   }
   if (n_tokens < table_->n_tokens()) has_logits_ = false;
   table_->Truncate(n_tokens);
+  history_.resize(n_tokens);
+  pending_.clear();
   return absl::OkStatus();
 }
 
@@ -159,12 +163,19 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
   cancel_.store(false, std::memory_order_relaxed);
   GenerateResult r;
   r.n_prompt = static_cast<uint32_t>(req.prompt.size());
-  if (req.prompt.empty()) {
-    return absl::InvalidArgumentError("generate: the prompt is empty (0 tokens)");
+  // An empty prompt continues from the logits the session holds (after LoadState or Decode).
+  const bool from_logits = req.prompt.empty() && req.keep_context && has_logits_;
+  if (req.prompt.empty() && !from_logits) {
+    return absl::InvalidArgumentError(
+        req.keep_context ? "generate: the prompt is empty (0 tokens) and the session holds no "
+                           "logits to continue from"
+                         : "generate: the prompt is empty (0 tokens)");
   }
   if (auto s = CheckTokens(req.prompt); !s.ok()) return s;
+  pending_.clear();
   if (!req.keep_context) {
     table_->Truncate(0);
+    history_.clear();
     has_logits_ = false;
     sampler_->Reset();
   }
@@ -177,9 +188,13 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
   }
   StreamText stream(req.stop_strings);
   auto t0 = std::chrono::steady_clock::now();
-  if (auto s = Decode(req.prompt); !s.ok()) return s;
+  if (!from_logits) {
+    if (auto s = Decode(req.prompt); !s.ok()) return s;
+  }
   r.prefill_ms = MsSince(t0);
   for (int32_t t : req.prompt) sampler_->Accept(t);
+  // The token sampled last, until it is decoded: what a saved state must still decode.
+  int32_t undecoded = kNoToken;
 
   auto t1 = std::chrono::steady_clock::now();
   const Tokenizer& tok = model_->tokenizer();
@@ -196,6 +211,7 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
     absl::StatusOr<int32_t> next = Sample();
     if (!next.ok()) return next.status();
     const int32_t token = *next;
+    undecoded = token;
     if (tok.IsEndOfGeneration(token)) {
       r.stop_reason = StopReason::kEos;
       FlushHeldBack(stream, req, &r);
@@ -227,8 +243,10 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
       break;
     }
     if (auto s = Decode({&token, 1}); !s.ok()) return s;
+    undecoded = kNoToken;
     ++r.n_decode_steps;
   }
+  if (undecoded != kNoToken) pending_ = {undecoded};
   r.decode_ms = MsSince(t1);
   return r;
 }

@@ -20,6 +20,7 @@
 #include "runtime/kv_cache/block_pool.h"
 #include "runtime/kv_cache/block_table.h"
 #include "runtime/model/model.h"
+#include "runtime/package/session_state_format.h"
 #include "runtime/plan/executor.h"
 #include "runtime/sampler/sampler.h"
 
@@ -41,7 +42,9 @@ enum class StopReason { kNone = 0, kEos = 1, kMaxTokens = 2, kStopString = 3, kC
 constexpr int32_t kNoToken = -1;
 
 struct GenerateRequest {
-  std::vector<int32_t> prompt;  // token ids, used as given
+  // Token ids, used as given. May be empty with keep_context when the session holds logits (after
+  // LoadState or Decode): generation then starts by sampling from them.
+  std::vector<int32_t> prompt;
   uint32_t max_new_tokens = 128;
   std::vector<std::string> stop_strings;
   // Streaming: (token, text made final by it) -> keep going?
@@ -81,12 +84,34 @@ class Session {
   void Cancel() { cancel_.store(true, std::memory_order_relaxed); }
 
   const Executor& executor() const { return *executor_; }
+
+  // The tokens in the KV cache, in order.
+  const std::vector<int32_t>& history() const { return history_; }
+  // A token the last Generate sampled (and the sampler accepted) but did not decode: the one it
+  // stopped on (max tokens, stop string, callback, end of generation). Cleared by every Decode,
+  // Truncate and Generate.
+  const std::vector<int32_t>& pending() const { return pending_; }
+
+  // ---- session state (session_state.cc; format: runtime/package/session_state_format.h) ----
+  // Writes the state (model fingerprint, tokens, pending token, logits, sampler config and RNG,
+  // the KV cache in its element type) into the memory `reserve` returns for the state's size;
+  // `reserve` returning nullptr only measures. Returns the size.
+  absl::StatusOr<uint64_t> SaveState(const std::function<uint8_t*(uint64_t)>& reserve);
+  // Restores a state SaveState wrote, in this or another process, into this session: the same
+  // model (fingerprint) and KV geometry and element type are required, the context must fit.
+  // A pending token is decoded (not accepted again), so the next sample continues exactly where
+  // the saved session would have. Bad input (damaged bytes, another model, ...) is refused with
+  // a message naming it and leaves the session unchanged; a device failure while writing the
+  // KV cache leaves it empty.
+  absl::Status LoadState(const uint8_t* data, uint64_t size);
   // Mixture of experts: restarts the per-expert routing counts (Executor::expert_counts).
   void ResetExpertStats() { executor_->ResetExpertCounts(); }
 
  private:
   Session() = default;
   absl::Status CheckTokens(absl::Span<const int32_t> tokens) const;
+  absl::Status RestoreKv(const uint8_t* data, const std::vector<int32_t>& tokens,
+                         const std::vector<KvLayerLayout>& layers);
 
   const Model* model_ = nullptr;
   uint32_t context_length_ = 0;
@@ -94,6 +119,8 @@ class Session {
   std::unique_ptr<BlockTable> table_;
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<Sampler> sampler_;
+  std::vector<int32_t> history_;
+  std::vector<int32_t> pending_;
   std::vector<float> logits_;
   bool has_logits_ = false;
   std::atomic<bool> cancel_{false};

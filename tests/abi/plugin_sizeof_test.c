@@ -98,8 +98,12 @@ KESTREL_CHECK_OFFSET(kestrel_op_support_t, workspace_bytes, 8);
 KESTREL_CHECK_SIZE(kestrel_plugin_option_t, 16);
 KESTREL_CHECK_OFFSET(kestrel_plugin_option_t, key, 0);
 KESTREL_CHECK_OFFSET(kestrel_plugin_option_t, value, 8);
-KESTREL_CHECK_SIZE(kestrel_plugin_api_t, 216);
+KESTREL_CHECK_SIZE(kestrel_plugin_api_t, 248);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, device_set_options, 208); /* since 1.1 */
+KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, device_weight_layout, 216); /* since 1.2 */
+KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, weight_export, 224);
+KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, weight_import, 232);
+KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, device_get_counter, 240);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, major, 2);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, minor, 4);

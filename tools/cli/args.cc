@@ -13,7 +13,8 @@ constexpr unsigned kForGenerate = 1u << 0;
 constexpr unsigned kForInfo = 1u << 1;
 constexpr unsigned kForDevices = 1u << 2;
 constexpr unsigned kForBench = 1u << 3;
-constexpr unsigned kForAll = kForGenerate | kForInfo | kForDevices | kForBench;
+constexpr unsigned kForPack = 1u << 4;
+constexpr unsigned kForAll = kForGenerate | kForInfo | kForDevices | kForBench | kForPack;
 
 constexpr uint32_t kMaxConcurrency = 4096;
 constexpr uint32_t kMaxPrefixTokens = 1u << 20;
@@ -47,6 +48,11 @@ enum class FlagId {
   kPrefixTokens,
   kKvBlockSize,
   kKvType,
+  kSaveState,
+  kLoadState,
+  kVerify,
+  kOutput,
+  kDraft,
 };
 
 struct FlagSpec {
@@ -58,7 +64,7 @@ struct FlagSpec {
 };
 
 constexpr FlagSpec kFlags[] = {
-    {FlagId::kModel, "model", 'm', true, kForGenerate | kForInfo | kForBench},
+    {FlagId::kModel, "model", 'm', true, kForGenerate | kForInfo | kForBench | kForPack},
     {FlagId::kPrompt, "prompt", 'p', true, kForGenerate | kForBench},
     {FlagId::kMaxTokens, "n-predict", 'n', true, kForGenerate | kForBench},
     {FlagId::kTemp, "temp", 0, true, kForGenerate},
@@ -69,7 +75,7 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kRepeatLastN, "repeat-last-n", 0, true, kForGenerate},
     {FlagId::kSeed, "seed", 0, true, kForGenerate},
     {FlagId::kCtx, "ctx", 0, true, kForGenerate},
-    {FlagId::kDevice, "device", 0, true, kForGenerate | kForInfo | kForBench},
+    {FlagId::kDevice, "device", 0, true, kForGenerate | kForInfo | kForBench | kForPack},
     {FlagId::kStop, "stop", 0, true, kForGenerate},
     {FlagId::kThreads, "threads", 't', true, kForGenerate | kForBench},
     {FlagId::kJson, "json", 0, false, kForAll},
@@ -87,6 +93,11 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kPrefixTokens, "prefix-tokens", 0, true, kForBench},
     {FlagId::kKvBlockSize, "kv-block-size", 0, true, kForBench},
     {FlagId::kKvType, "kv-type", 0, true, kForGenerate | kForBench},
+    {FlagId::kSaveState, "save-state", 0, true, kForGenerate},
+    {FlagId::kLoadState, "load-state", 0, true, kForGenerate},
+    {FlagId::kVerify, "verify", 0, false, kForInfo},
+    {FlagId::kOutput, "output", 'o', true, kForPack},
+    {FlagId::kDraft, "draft", 0, true, kForPack},
 };
 
 unsigned CommandBit(Command command) {
@@ -99,6 +110,8 @@ unsigned CommandBit(Command command) {
       return kForDevices;
     case Command::kBench:
       return kForBench;
+    case Command::kPack:
+      return kForPack;
     default:
       return 0;
   }
@@ -109,6 +122,7 @@ std::optional<Command> CommandFromName(std::string_view name) {
   if (name == "info") return Command::kInfo;
   if (name == "devices") return Command::kDevices;
   if (name == "bench") return Command::kBench;
+  if (name == "pack") return Command::kPack;
   if (name == "help") return Command::kHelp;
   if (name == "version") return Command::kVersion;
   return std::nullopt;
@@ -237,7 +251,11 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
       break;
     case FlagId::kDevice:
       if (value.empty()) return Fail(BadValue(spelled, value, "a device name (see `kestrel devices`)"));
-      o->device = std::string(value);
+      if (o->command == Command::kPack) {
+        o->pack_devices.emplace_back(value);
+      } else {
+        o->device = std::string(value);
+      }
       break;
     case FlagId::kStop:
       if (value.empty()) return Fail(BadValue(spelled, value, "a non-empty stop string"));
@@ -307,6 +325,19 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
       o->bench.kv_block_size = v;
       break;
     }
+    case FlagId::kSaveState:
+    case FlagId::kLoadState:
+    case FlagId::kOutput:
+    case FlagId::kDraft:
+      if (value.empty()) return Fail(BadValue(spelled, value, "a file path"));
+      (spec.id == FlagId::kSaveState  ? o->save_state
+       : spec.id == FlagId::kLoadState ? o->load_state
+       : spec.id == FlagId::kOutput    ? o->output_path
+                                       : o->draft_path) = std::string(value);
+      break;
+    case FlagId::kVerify:
+      o->verify = true;
+      break;
     case FlagId::kKvType:
       if (value == "f32") {
         o->kv_type = 0;  // KESTREL_KV_F32
@@ -332,6 +363,8 @@ const char* CommandName(Command command) {
       return "devices";
     case Command::kBench:
       return "bench";
+    case Command::kPack:
+      return "pack";
     case Command::kHelp:
       return "help";
     case Command::kVersion:
@@ -405,7 +438,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     ++i;
   } else if (!first.empty() && first[0] == '-') {
     return Fail("expected a command before '" + std::string(first) +
-                "' (generate, info, devices, bench, help)");
+                "' (generate, info, devices, bench, pack, help)");
   } else if (auto c = CommandFromName(first)) {
     o.command = *c;
     ++i;
@@ -502,11 +535,16 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
   }
 
   if (!o.help) {
-    if ((o.command == Command::kGenerate || o.command == Command::kInfo) && o.model_path.empty()) {
+    if ((o.command == Command::kGenerate || o.command == Command::kInfo ||
+         o.command == Command::kPack) &&
+        o.model_path.empty()) {
       return Fail(std::string("'") + CommandName(o.command) + "' needs -m/--model MODEL");
     }
-    if (o.command == Command::kGenerate && !o.prompt) {
-      return Fail("'generate' needs -p/--prompt PROMPT");
+    if (o.command == Command::kGenerate && !o.prompt && o.load_state.empty()) {
+      return Fail("'generate' needs -p/--prompt PROMPT (or --load-state FILE)");
+    }
+    if (o.command == Command::kPack && o.output_path.empty()) {
+      return Fail("'pack' needs -o/--output PACKAGE");
     }
     if (o.command == Command::kBench) {
       if (o.bench.engine && o.bench.membw) return Fail("--engine and --membw exclude each other");

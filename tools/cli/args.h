@@ -11,7 +11,7 @@
 
 namespace kestrel::cli {
 
-enum class Command { kNone, kGenerate, kInfo, kDevices, kBench, kHelp, kVersion };
+enum class Command { kNone, kGenerate, kInfo, kDevices, kBench, kPack, kHelp, kVersion };
 
 // "generate", "info", ...; "" for kNone.
 const char* CommandName(Command command);
@@ -63,6 +63,16 @@ struct Options {
   bool use_mmap = true;                   // --no-mmap clears it
   bool echo_prompt = true;                // --no-echo clears it
   BenchOptions bench;                     // `bench` only
+  // `generate`: --save-state FILE writes the session state after generating; --load-state FILE
+  // continues from one (then -p is optional: more prompt text appended to the restored context).
+  std::string save_state;
+  std::string load_state;
+  // `info`: --verify checks every section checksum of a .kpkg package.
+  bool verify = false;
+  // `pack`: -o/--output, --draft, and --device (repeatable: prepared weights of each device).
+  std::string output_path;
+  std::string draft_path;
+  std::vector<std::string> pack_devices;
 };
 
 struct ParseResult {

@@ -2,7 +2,9 @@
 //
 // stdout carries, in order: the prompt (unless --no-echo), the generated text as it is produced
 // (flushed per token), a newline if the output did not already end with one, and with --json one
-// JSON object on the last line. Everything else (progress bar, logs, the timing summary without
+// JSON object on the last line. --load-state FILE restores a saved conversation first (then -p,
+// if given, is appended to it without BOS) and --save-state FILE writes the state after
+// generating (kestrel_session_{load,save}_state_file). Everything else (progress bar, logs, the timing summary without
 // --json, errors) goes to stderr.
 #include <cinttypes>
 #include <cstdio>
@@ -75,14 +77,14 @@ bool OnToken(void* user_data, int32_t token, const char* text, size_t text_lengt
 }
 
 // The prompt's token ids as generate sees them (with BOS when the model asks for it).
-bool TokenizePrompt(const kestrel_model_t* model, const std::string& prompt,
+bool TokenizePrompt(const kestrel_model_t* model, const std::string& prompt, bool add_bos,
                     std::vector<int32_t>* ids) {
   size_t required = 0;
   StatusPtr status(
-      kestrel_tokenize(model, prompt.data(), prompt.size(), true, nullptr, 0, &required));
+      kestrel_tokenize(model, prompt.data(), prompt.size(), add_bos, nullptr, 0, &required));
   if (!status) {
     ids->resize(required);
-    status.reset(kestrel_tokenize(model, prompt.data(), prompt.size(), true, ids->data(),
+    status.reset(kestrel_tokenize(model, prompt.data(), prompt.size(), add_bos, ids->data(),
                                   ids->size(), &required));
   }
   if (status) {
@@ -113,8 +115,15 @@ int RunGenerate(const Options& o) {
   kestrel_model_info_t info;
   if (!GetModelInfo(model.get(), &info)) return kExitError;
 
+  // With --load-state the prompt (optional) continues the restored context: no BOS, and the
+  // generate call gets the ids (an empty list samples from the restored logits).
+  const bool resume = !o.load_state.empty();
+  const std::string prompt_text = o.prompt ? *o.prompt : std::string();
   std::vector<int32_t> prompt_ids;
-  if (o.json && !TokenizePrompt(model.get(), *o.prompt, &prompt_ids)) return kExitError;
+  if ((o.json || resume) && !prompt_text.empty() &&
+      !TokenizePrompt(model.get(), prompt_text, /*add_bos=*/!resume, &prompt_ids)) {
+    return kExitError;
+  }
 
   kestrel_sampler_options_t sampler;
   kestrel_sampler_options_init(&sampler);
@@ -139,6 +148,13 @@ int RunGenerate(const Options& o) {
     return kExitError;
   }
   SessionPtr session(raw_session);
+  if (resume) {
+    status.reset(kestrel_session_load_state_file(session.get(), o.load_state.c_str()));
+    if (status) {
+      PrintStatusError(status.get());
+      return kExitError;
+    }
+  }
   if (InterruptRequested()) {
     std::fprintf(stderr, "kestrel: interrupted\n");
     return kExitInterrupted;
@@ -155,16 +171,29 @@ int RunGenerate(const Options& o) {
   gen.n_stop_strings = stops.size();
   gen.on_token = OnToken;
   gen.user_data = &collector;
+  gen.keep_context = resume;
 
   kestrel_generate_stats_t stats = {};
   stats.struct_size = sizeof(stats);
-  if (o.echo_prompt) out.Write(o.prompt->data(), o.prompt->size());
+  if (o.echo_prompt) out.Write(prompt_text.data(), prompt_text.size());
   {
     SessionCancelWatcher watcher(session.get());
-    status.reset(kestrel_session_generate(session.get(), o.prompt->data(), o.prompt->size(), &gen,
-                                          &stats));
+    if (resume) {
+      status.reset(kestrel_session_generate_tokens(session.get(), prompt_ids.data(),
+                                                   prompt_ids.size(), &gen, &stats));
+    } else {
+      status.reset(kestrel_session_generate(session.get(), prompt_text.data(), prompt_text.size(),
+                                            &gen, &stats));
+    }
   }
   out.EndLine();
+  if (!status && !o.save_state.empty()) {
+    status.reset(kestrel_session_save_state_file(session.get(), o.save_state.c_str()));
+    if (status) {
+      PrintStatusError(status.get());
+      return kExitError;
+    }
+  }
 
   bool cancelled = false;
   if (status) {
@@ -186,7 +215,7 @@ int RunGenerate(const Options& o) {
     w.Key("device");
     w.String(info.device != nullptr ? info.device : "");
     w.Key("prompt");
-    w.String(*o.prompt);
+    w.String(prompt_text);
     w.Key("prompt_token_ids");
     WriteIntArray(&w, prompt_ids);
     w.Key("token_ids");
@@ -225,6 +254,18 @@ int RunGenerate(const Options& o) {
     w.Uint(gen.max_new_tokens);
     w.Key("context_length");  // the effective one: 0 means the model's trained context
     w.Uint(o.context_length != 0 ? o.context_length : info.context_length);
+    w.Key("loaded_state");
+    if (resume) {
+      w.String(o.load_state);
+    } else {
+      w.Null();
+    }
+    w.Key("saved_state");
+    if (!o.save_state.empty()) {
+      w.String(o.save_state);
+    } else {
+      w.Null();
+    }
     w.EndObject();
     std::string line = w.str();
     line.push_back('\n');

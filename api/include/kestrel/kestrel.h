@@ -16,5 +16,6 @@
 #include "kestrel/model.h"
 #include "kestrel/session.h"
 #include "kestrel/engine.h"
+#include "kestrel/package.h"
 
 #endif /* KESTREL_KESTREL_H_ */

@@ -146,7 +146,9 @@ KESTREL_API kestrel_status_t* kestrel_session_generate(kestrel_session_t* sessio
                                                        kestrel_generate_stats_t* out_stats);
 
 /* Same as kestrel_session_generate with the prompt given as token ids (used as given: no BOS is
- * added). Errors also: OUT_OF_RANGE for an id outside the vocab. \since 0.1 */
+ * added). With keep_context, n_prompt_tokens may be 0 when the session holds logits (after
+ * kestrel_session_decode or kestrel_session_load_state): generation starts by sampling from them
+ * (since 0.3). Errors also: OUT_OF_RANGE for an id outside the vocab. \since 0.1 */
 KESTREL_API kestrel_status_t* kestrel_session_generate_tokens(
     kestrel_session_t* session, const int32_t* prompt_tokens, size_t n_prompt_tokens,
     const kestrel_generate_options_t* options, kestrel_generate_stats_t* out_stats);
@@ -183,6 +185,34 @@ KESTREL_API kestrel_status_t* kestrel_session_truncate(kestrel_session_t* sessio
  * window). Errors: FAILED_PRECONDITION if there are no logits. \since 0.1 */
 KESTREL_API kestrel_status_t* kestrel_session_sample(kestrel_session_t* session,
                                                      int32_t* out_token);
+
+/* ---- Session state: a conversation that survives the process ------------------------------
+ * A state holds the model's fingerprint, the tokens in the KV cache, a token sampled but not yet
+ * decoded (the one generation stopped on), the last logits, the sampler settings with its RNG
+ * state and repetition window, and the KV cache in its element type (F32 or F16). Loading it
+ * into a session of the same model (any process; GGUF or its .kpkg: same fingerprint) with the
+ * same kv_type continues token for token where the saved session was: after
+ * kestrel_session_load_state, kestrel_session_generate_tokens with no tokens and keep_context
+ * samples the next token as the saved session would have, greedy or with the same seed (the
+ * sampler settings come from the state, replacing the session's). Format: docs/PACKAGE.md. */
+
+/* Writes the session's state into `out_state` (buffer convention of model.h, in bytes: NULL and 0
+ * measure; too small: OUT_OF_RANGE, nothing written). \since 0.3 */
+KESTREL_API kestrel_status_t* kestrel_session_save_state(kestrel_session_t* session,
+                                                         void* out_state, size_t capacity,
+                                                         size_t* out_required);
+/* Restores a state kestrel_session_save_state wrote. Refused with the session unchanged (and a
+ * message naming what is wrong): a damaged, truncated or foreign buffer (DATA_LOSS /
+ * INVALID_ARGUMENT), another format major version (UNIMPLEMENTED), another model or KV type
+ * (FAILED_PRECONDITION), more tokens than the session's context (INVALID_ARGUMENT). \since 0.3 */
+KESTREL_API kestrel_status_t* kestrel_session_load_state(kestrel_session_t* session,
+                                                         const void* state, size_t size);
+/* The same to and from a file (`path` NUL-terminated). The file is written to "<path>.tmp" and
+ * renamed when complete, so a failed save never replaces a good state. \since 0.3 */
+KESTREL_API kestrel_status_t* kestrel_session_save_state_file(kestrel_session_t* session,
+                                                              const char* path);
+KESTREL_API kestrel_status_t* kestrel_session_load_state_file(kestrel_session_t* session,
+                                                              const char* path);
 
 /* ---- Mixture-of-experts statistics ----------------------------------------------------------- */
 

@@ -43,6 +43,7 @@ options_init! {
     kestrel_engine_options_init => kestrel_engine_options_init_sized(kestrel_engine_options_t);
     kestrel_engine_request_options_init =>
         kestrel_engine_request_options_init_sized(kestrel_engine_request_options_t);
+    kestrel_pack_options_init => kestrel_pack_options_init_sized(kestrel_pack_options_t);
 }
 
 /// `KESTREL_DTYPE_MASK_*` bits of `kestrel_device_info_t::dtype_mask` / `weight_dtype_mask`.

@@ -50,6 +50,7 @@
 
 mod error;
 mod model;
+pub mod package;
 mod runtime;
 mod session;
 mod util;

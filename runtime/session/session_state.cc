@@ -1,0 +1,175 @@
+// Session::SaveState / LoadState: one sequence's state to and from the .kstate bytes
+// (runtime/package/session_state_format.h).
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "runtime/arch/common/metadata.h"
+#include "runtime/package/session_state_format.h"
+#include "runtime/session/session.h"
+
+namespace kestrel {
+namespace runtime {
+namespace {
+
+std::vector<int32_t> SlotsOf(const BlockTable& table, uint32_t n) {
+  std::vector<int32_t> slots(n);
+  for (uint32_t p = 0; p < n; ++p) slots[p] = table.Slot(p);
+  return slots;
+}
+
+const char* KvName(uint32_t dtype) {
+  return dtype == KESTREL_DTYPE_F16 ? "F16" : dtype == KESTREL_DTYPE_F32 ? "F32" : "?";
+}
+
+}  // namespace
+
+absl::StatusOr<uint64_t> Session::SaveState(const std::function<uint8_t*(uint64_t)>& reserve) {
+  const ExecutionPlan& plan = executor_->plan();
+  const uint32_t n = table_->n_tokens();
+  SessionStateMeta meta;
+  meta.model_fingerprint = model_->fingerprint();
+  meta.model_architecture =
+      model_->architecture() ? std::string(model_->architecture()->name()) : std::string();
+  meta.n_vocab = model_->config().n_vocab;
+  meta.n_layers = plan.n_layers;
+  meta.n_kv_heads = plan.n_kv_heads;
+  meta.head_dim = plan.head_dim;
+  meta.kv_dtype = plan.kv_dtype;
+  meta.context_length = context_length_;
+  meta.tokens = history_;
+  meta.pending = pending_;
+  if (pending_.empty() && has_logits_) meta.logits = logits_;
+  const SamplerConfig& c = sampler_->config();
+  meta.sampler.temperature = c.temperature;
+  meta.sampler.top_k = c.top_k;
+  meta.sampler.top_p = c.top_p;
+  meta.sampler.min_p = c.min_p;
+  meta.sampler.repetition_penalty = c.repetition_penalty;
+  meta.sampler.repetition_window = c.repetition_window;
+  meta.sampler.seed = c.seed;
+  meta.sampler.rng = sampler_->RngState();
+  meta.sampler.window = sampler_->Window();
+  const uint64_t row = executor_->kv_row_bytes();
+  for (uint32_t l = 0; l < plan.n_layers; ++l) {
+    KvLayerLayout layer;
+    layer.first_position = 0;
+    layer.n_positions = n;
+    layer.bytes = uint64_t{n} * row;
+    meta.layers.push_back(layer);
+  }
+  SessionStateEncoder encoder(std::move(meta));
+  uint8_t* out = reserve(encoder.total_size());
+  if (out == nullptr) return encoder.total_size();
+  const std::vector<int32_t> slots = SlotsOf(*table_, n);
+  for (uint32_t l = 0; l < plan.n_layers; ++l) {
+    const KvLayerLayout& layer = encoder.layer(l);
+    KESTREL_RETURN_IF_ERROR(executor_->ReadKvRows(l, false, slots, out + layer.k_offset));
+    KESTREL_RETURN_IF_ERROR(executor_->ReadKvRows(l, true, slots, out + layer.v_offset));
+  }
+  encoder.Seal(out);
+  return encoder.total_size();
+}
+
+absl::Status Session::LoadState(const uint8_t* data, uint64_t size) {
+  absl::StatusOr<SessionStateMeta> m = DecodeSessionState(data, size);
+  if (!m.ok()) return m.status();
+  const ExecutionPlan& plan = executor_->plan();
+  auto bad = [](const std::string& why) {
+    return absl::InvalidArgumentError(absl::StrCat("session state: ", why));
+  };
+  if (m->model_fingerprint != model_->fingerprint()) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "session state: saved with model fingerprint %016x (%s), this session's model is %016x: "
+        "a state only restores into the model it was saved with",
+        m->model_fingerprint, m->model_architecture, model_->fingerprint()));
+  }
+  if (m->n_vocab != model_->config().n_vocab || m->n_layers != plan.n_layers ||
+      m->n_kv_heads != plan.n_kv_heads || m->head_dim != plan.head_dim) {
+    return bad(absl::StrFormat(
+        "KV geometry %u layers x %u KV heads x %u head dim (vocab %u) differs from this session's "
+        "%u x %u x %u (vocab %u)",
+        m->n_layers, m->n_kv_heads, m->head_dim, m->n_vocab, plan.n_layers, plan.n_kv_heads,
+        plan.head_dim, model_->config().n_vocab));
+  }
+  if (m->kv_dtype != plan.kv_dtype) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "session state: the KV cache was saved as %s but this session's is %s (create the "
+        "session with the same kv_type)",
+        KvName(m->kv_dtype), KvName(plan.kv_dtype)));
+  }
+  const uint64_t n = m->tokens.size();
+  if (n + m->pending.size() > context_length_) {
+    return bad(absl::StrFormat("%u tokens (+%u pending) exceed this session's context length %u",
+                               n, m->pending.size(), context_length_));
+  }
+  KESTREL_RETURN_IF_ERROR(CheckTokens(m->tokens));
+  KESTREL_RETURN_IF_ERROR(CheckTokens(m->pending));
+  if (!m->logits.empty() && m->logits.size() != model_->config().n_vocab) {
+    return bad(absl::StrFormat("%u logits for a vocab of %u", m->logits.size(),
+                               model_->config().n_vocab));
+  }
+  if (m->layers.size() != plan.n_layers) {
+    return bad(absl::StrFormat("%u KV layers, the model has %u", m->layers.size(), plan.n_layers));
+  }
+  const uint64_t row = executor_->kv_row_bytes();
+  for (size_t l = 0; l < m->layers.size(); ++l) {
+    const KvLayerLayout& layer = m->layers[l];
+    if (layer.first_position != 0 || layer.n_positions != n || layer.bytes != n * row) {
+      return bad(absl::StrFormat(
+          "layer %u holds positions [%u, +%u) in %u bytes; this session keeps all %u positions "
+          "of every layer (%u bytes each)",
+          l, layer.first_position, layer.n_positions, layer.bytes, n, n * row));
+    }
+  }
+  SamplerConfig sc;
+  sc.temperature = m->sampler.temperature;
+  sc.top_k = m->sampler.top_k;
+  sc.top_p = m->sampler.top_p;
+  sc.min_p = m->sampler.min_p;
+  sc.repetition_penalty = m->sampler.repetition_penalty;
+  sc.repetition_window = m->sampler.repetition_window;
+  sc.seed = m->sampler.seed;
+  absl::StatusOr<Sampler> sampler = Sampler::Create(sc);
+  if (!sampler.ok()) return bad(std::string(sampler.status().message()));
+  KESTREL_RETURN_IF_ERROR(sampler->Restore(m->sampler.rng, m->sampler.window));
+
+  // Everything checked: replace the session's context.
+  absl::Status s = RestoreKv(data, m->tokens, m->layers);
+  if (s.ok()) {
+    *sampler_ = std::move(*sampler);
+    logits_ = m->logits;
+    has_logits_ = !m->logits.empty();
+    if (!m->pending.empty()) s = Decode(m->pending);  // logits of the pending token, not accepted
+  }
+  if (!s.ok()) {
+    table_->Truncate(0);
+    history_.clear();
+    pending_.clear();
+    has_logits_ = false;
+    return absl::Status(s.code(), absl::StrCat("restoring the session state failed, the session "
+                                               "is now empty: ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Session::RestoreKv(const uint8_t* data, const std::vector<int32_t>& tokens,
+                                const std::vector<KvLayerLayout>& layers) {
+  table_->Truncate(0);
+  history_.clear();
+  pending_.clear();
+  has_logits_ = false;
+  const uint32_t n = static_cast<uint32_t>(tokens.size());
+  if (n == 0) return absl::OkStatus();
+  KESTREL_RETURN_IF_ERROR(table_->Append(n));
+  const std::vector<int32_t> slots = SlotsOf(*table_, n);
+  for (uint32_t l = 0; l < layers.size(); ++l) {
+    KESTREL_RETURN_IF_ERROR(executor_->WriteKvRows(l, false, slots, data + layers[l].k_offset));
+    KESTREL_RETURN_IF_ERROR(executor_->WriteKvRows(l, true, slots, data + layers[l].v_offset));
+  }
+  history_ = tokens;
+  return absl::OkStatus();
+}
+
+}  // namespace runtime
+}  // namespace kestrel
