@@ -344,4 +344,31 @@ KESTREL_API kestrel_status_t* kestrel_engine_get_stats(const kestrel_engine_t* e
   });
 }
 
+
+KESTREL_API kestrel_status_t* kestrel_engine_save_prefix_cache(kestrel_engine_t* engine,
+                                                               const char* path) {
+  constexpr const char* fn = "kestrel_engine_save_prefix_cache";
+  return Guard(fn, [&]() -> absl::Status {
+    if (engine == nullptr) return NullArgument(fn, "engine");
+    if (path == nullptr) return NullArgument(fn, "path");
+    absl::Status s = engine->engine->SavePrefixCache(path);
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat(fn, ": ", s.message()));
+    return s;
+  });
+}
+
+KESTREL_API kestrel_status_t* kestrel_engine_load_prefix_cache(kestrel_engine_t* engine,
+                                                               const char* path,
+                                                               uint32_t* out_blocks_loaded) {
+  constexpr const char* fn = "kestrel_engine_load_prefix_cache";
+  return Guard(fn, [&]() -> absl::Status {
+    if (engine == nullptr) return NullArgument(fn, "engine");
+    if (path == nullptr) return NullArgument(fn, "path");
+    absl::StatusOr<uint32_t> n = engine->engine->LoadPrefixCache(path);
+    if (!n.ok()) return absl::Status(n.status().code(), absl::StrCat(fn, ": ", n.status().message()));
+    if (out_blocks_loaded != nullptr) *out_blocks_loaded = *n;
+    return absl::OkStatus();
+  });
+}
+
 }  // extern "C"
