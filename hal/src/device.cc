@@ -10,6 +10,10 @@
 namespace kestrel::hal {
 namespace {
 
+// Prepared-weight export/import and device counters are plugin ABI 1.4 slots: a plugin reporting
+// an older minor is never asked, whatever its table length.
+constexpr uint16_t kPreparedWeightsMinor = 4;
+
 // The plugin ABI minor version a descriptor needs: optional inputs appended in 1.2.
 uint16_t MinorVersionFor(const kestrel_op_desc_t& op) {
   if ((op.kind == KESTREL_OP_ROPE || op.kind == KESTREL_OP_MATMUL) && op.n_inputs > 2) return 2;
@@ -178,7 +182,7 @@ absl::StatusOr<PreparedWeight> Device::PrepareWeight(const kestrel_tensor_desc_t
 }
 
 absl::StatusOr<std::string> Device::WeightLayoutId() {
-  if (!KESTREL_HAL_HAS_SLOT(*library_, device_weight_layout) ||
+  if (api_->minor < kPreparedWeightsMinor || !KESTREL_HAL_HAS_SLOT(*library_, device_weight_layout) ||
       !KESTREL_HAL_HAS_SLOT(*library_, weight_export) ||
       !KESTREL_HAL_HAS_SLOT(*library_, weight_import)) {
     return std::string();
@@ -201,7 +205,7 @@ absl::StatusOr<std::string> Device::WeightLayoutId() {
 }
 
 absl::StatusOr<std::vector<uint8_t>> Device::ExportWeight(const PreparedWeight& weight) {
-  if (!KESTREL_HAL_HAS_SLOT(*library_, weight_export)) {
+  if (api_->minor < kPreparedWeightsMinor || !KESTREL_HAL_HAS_SLOT(*library_, weight_export)) {
     return absl::FailedPreconditionError(Context("weight_export") + ": the plugin cannot export");
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -223,7 +227,7 @@ absl::StatusOr<std::vector<uint8_t>> Device::ExportWeight(const PreparedWeight& 
 
 absl::StatusOr<PreparedWeight> Device::ImportWeight(const kestrel_tensor_desc_t& desc,
                                                     const void* data, uint64_t size, bool borrow) {
-  if (!KESTREL_HAL_HAS_SLOT(*library_, weight_import)) {
+  if (api_->minor < kPreparedWeightsMinor || !KESTREL_HAL_HAS_SLOT(*library_, weight_import)) {
     return absl::FailedPreconditionError(Context("weight_import") + ": the plugin cannot import");
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -241,7 +245,7 @@ absl::StatusOr<PreparedWeight> Device::ImportWeight(const kestrel_tensor_desc_t&
 }
 
 absl::StatusOr<uint64_t> Device::Counter(const std::string& name) {
-  if (!KESTREL_HAL_HAS_SLOT(*library_, device_get_counter)) {
+  if (api_->minor < kPreparedWeightsMinor || !KESTREL_HAL_HAS_SLOT(*library_, device_get_counter)) {
     return absl::NotFoundError(Context("device_get_counter") + ": the plugin has no counters");
   }
   std::lock_guard<std::mutex> lock(mu_);
@@ -298,6 +302,14 @@ const char* DtypeName(uint32_t dtype) {
     case KESTREL_DTYPE_I8: return "I8";
     case KESTREL_DTYPE_Q8_0: return "Q8_0";
     case KESTREL_DTYPE_Q4_0: return "Q4_0";
+    case KESTREL_DTYPE_Q4_1: return "Q4_1";
+    case KESTREL_DTYPE_Q5_0: return "Q5_0";
+    case KESTREL_DTYPE_Q5_1: return "Q5_1";
+    case KESTREL_DTYPE_Q2_K: return "Q2_K";
+    case KESTREL_DTYPE_Q3_K: return "Q3_K";
+    case KESTREL_DTYPE_Q4_K: return "Q4_K";
+    case KESTREL_DTYPE_Q5_K: return "Q5_K";
+    case KESTREL_DTYPE_Q6_K: return "Q6_K";
     default: return "?";
   }
 }
@@ -315,6 +327,7 @@ const char* OpKindName(uint32_t kind) {
     case KESTREL_OP_PAGED_ATTENTION: return "PAGED_ATTENTION";
     case KESTREL_OP_LOGITS: return "LOGITS";
     case KESTREL_OP_MOE: return "MOE";
+    case KESTREL_OP_GEGLU: return "GEGLU";
     default: return kind >= KESTREL_OP_VENDOR_BASE ? "VENDOR_OP" : "UNKNOWN_OP";
   }
 }

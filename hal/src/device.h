@@ -82,7 +82,7 @@ class Device {
                     uint64_t size);
   absl::StatusOr<PreparedWeight> PrepareWeight(const kestrel_tensor_desc_t& desc,
                                                const void* host_data, uint64_t size);
-  // ---- prepared-weight export / import (plugin ABI 1.2, optional) ----
+  // ---- prepared-weight export / import (plugin ABI 1.4, optional; never on a plugin reporting minor < 4) ----
   // The device's prepared-layout id; "" when the plugin cannot export (no slots, or an empty id).
   absl::StatusOr<std::string> WeightLayoutId();
   // The plugin's prepared bytes of `weight` (a weight of this device).

@@ -9,7 +9,7 @@ namespace {
 constexpr uint32_t kMagic = 0x42575043;  // "CPWB"
 constexpr uint32_t kVersion = 1;
 constexpr uint64_t kAlign = 64;
-enum Kind : uint32_t { kRaw = 0, kPacked = 1, kSlices = 2 };
+enum Kind : uint32_t { kRaw = 0, kPacked = 1, kSlices = 2, kKPacked = 3 };
 
 struct Header {  // 64 bytes, little-endian
   uint32_t magic;
@@ -43,15 +43,29 @@ QWeightView ViewFor(uint32_t dtype, int64_t n, int64_t k) {
   return v;
 }
 
+// The view a KQ matrix [n, k] repacks into (RepackK's geometry), pointers unset.
+KWeightView KViewFor(uint32_t dtype, int64_t n, int64_t k) {
+  KWeightView v;
+  v.fmt = KqFormatOf(dtype);
+  v.n = n;
+  v.k = k;
+  v.n_sb = (k + kSuperElems - 1) / kSuperElems;
+  return v;
+}
+uint64_t KqsBytes(const KWeightView& v) { return static_cast<uint64_t>(v.n * v.n_sb * v.fmt.q_bytes); }
+uint64_t KscBytes(const KWeightView& v) { return static_cast<uint64_t>(v.n * v.n_sb * v.fmt.s_bytes); }
+
 std::string Num(int64_t v) { return std::to_string(v); }
 
 }  // namespace
 
-const char* ExportedLayoutId() { return "cpu-qgroups-v1:group128:q4_0=64B:q8_0=128B:le"; }
+// v2: KQ matrices (Q4_1, Q5_0, Q5_1, Q2_K..Q6_K) are exported in their repacked layout.
+const char* ExportedLayoutId() { return "cpu-qgroups-v2:group128:q4_0=64B:q8_0=128B:kq=sb256:le"; }
 
 uint64_t ExportedSize(const WeightParts& w) {
   uint64_t size = sizeof(Header);
   if (w.packed != nullptr) return size + Up(QsBytes(w.packed->view)) + Up(DBytes(w.packed->view));
+  if (w.kpacked != nullptr) return size + Up(KqsBytes(w.kpacked->view)) + Up(KscBytes(w.kpacked->view));
   if (!w.slices.empty()) {
     for (const PackedQ* p : w.slices) size += Up(QsBytes(p->view)) + Up(DBytes(p->view));
     return size;
@@ -80,6 +94,12 @@ void ExportWeightBytes(const WeightParts& w, uint8_t* dst) {
     h.kind = kPacked;
     h.n_parts = 1;
     put_packed(w.packed->view);
+  } else if (w.kpacked != nullptr) {
+    h.kind = kKPacked;
+    h.n_parts = 1;
+    const KWeightView& v = w.kpacked->view;
+    std::memcpy(p, v.qs, static_cast<size_t>(KqsBytes(v)));
+    std::memcpy(p + Up(KqsBytes(v)), v.sc, static_cast<size_t>(KscBytes(v)));
   } else if (!w.slices.empty()) {
     h.kind = kSlices;
     h.n_parts = static_cast<uint32_t>(w.slices.size());
@@ -92,7 +112,8 @@ void ExportWeightBytes(const WeightParts& w, uint8_t* dst) {
 }
 
 std::string ImportWeightBytes(const kestrel_tensor_desc_t& desc, const uint8_t* data,
-                              uint64_t size, bool borrow, bool expect_packed, bool expect_slices,
+                              uint64_t size, bool borrow, bool expect_packed, bool expect_kpacked,
+                              bool expect_slices,
                               uint64_t raw_bytes, ImportedWeight* out) {
   if (size < sizeof(Header)) return "the bytes are shorter than the 64-byte header";
   Header h;
@@ -103,7 +124,8 @@ std::string ImportWeightBytes(const kestrel_tensor_desc_t& desc, const uint8_t* 
   for (uint32_t i = 0; i < desc.rank && i < 4; ++i) {
     if (h.dims[i] != desc.dims[i]) return "the bytes are for dims[" + Num(i) + "] = " + Num(h.dims[i]) + ", not " + Num(desc.dims[i]);
   }
-  const uint32_t want = expect_packed ? kPacked : expect_slices ? kSlices : kRaw;
+  const uint32_t want =
+      expect_packed ? kPacked : expect_kpacked ? kKPacked : expect_slices ? kSlices : kRaw;
   if (h.kind != want) return "the bytes hold layout kind " + Num(h.kind) + ", this weight needs " + Num(want);
   if (h.payload != size - sizeof(Header)) return "the header says " + Num(static_cast<int64_t>(h.payload)) + " payload bytes, there are " + Num(static_cast<int64_t>(size - sizeof(Header)));
   const bool aligned = reinterpret_cast<uintptr_t>(data) % kAlign == 0;
@@ -132,6 +154,24 @@ std::string ImportWeightBytes(const kestrel_tensor_desc_t& desc, const uint8_t* 
   if (want == kPacked) {
     out->packed = take_packed(desc.dims[0], desc.dims[1]);
     if (out->packed == nullptr) return "the bytes are too short for the repacked matrix";
+  } else if (want == kKPacked) {
+    auto q = std::make_unique<PackedK>();
+    q->view = KViewFor(desc.dtype, desc.dims[0], desc.dims[1]);
+    const uint64_t qs = KqsBytes(q->view), sc = KscBytes(q->view);
+    if (static_cast<uint64_t>(end - p) < Up(qs) + Up(sc)) return "the bytes are too short for the repacked KQ matrix";
+    if (in_place) {
+      q->view.qs = p;
+      q->view.sc = p + Up(qs);
+    } else {
+      q->qs = AlignedBuffer(qs);
+      q->sc = AlignedBuffer(sc);
+      std::memcpy(q->qs.data(), p, static_cast<size_t>(qs));
+      std::memcpy(q->sc.data(), p + Up(qs), static_cast<size_t>(sc));
+      q->view.qs = static_cast<const uint8_t*>(q->qs.data());
+      q->view.sc = static_cast<const uint8_t*>(q->sc.data());
+    }
+    p += Up(qs) + Up(sc);
+    out->kpacked = std::move(q);
   } else if (want == kSlices) {
     if (h.n_parts != static_cast<uint64_t>(desc.dims[0])) return "the bytes hold " + Num(h.n_parts) + " slices, not " + Num(desc.dims[0]);
     for (int64_t i = 0; i < desc.dims[0]; ++i) {

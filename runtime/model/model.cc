@@ -187,6 +187,10 @@ absl::Status Model::PrepareWeights(const std::function<absl::Status(float)>& rep
           report(0.05f + 0.95f * static_cast<float>(done) / static_cast<float>(total ? total : 1)));
       continue;
     }
+    // A dtype the device does not take as a weight (e.g. K-quants on opencl) is prepared on the
+    // fallback device when an op first needs it there (Executor::Place -> Prepared).
+    const uint32_t dtype = weights_.tensors[i].desc.dtype;
+    if ((device_->caps().weight_dtype_mask & KESTREL_DTYPE_BIT(dtype)) == 0) continue;
     ++n_prepared_;
     absl::StatusOr<const hal::PreparedWeight*> p = Prepared(static_cast<int>(i), device_);
     if (!p.ok()) return p.status();

@@ -35,7 +35,7 @@ absl::StatusOr<PreparedExport> ExportFor(const Model& model) {
   if (!layout.ok()) return layout.status();
   if (layout->empty()) {
     return absl::FailedPreconditionError(absl::StrFormat(
-        "device '%s' (plugin '%s' %s) cannot export prepared weights (no plugin ABI 1.2 "
+        "device '%s' (plugin '%s' %s) cannot export prepared weights (no plugin ABI 1.4 "
         "weight_export), so a package cannot carry them",
         device->name(), device->plugin_name(), device->plugin_version()));
   }

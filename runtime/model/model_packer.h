@@ -1,7 +1,7 @@
 // runtime/model/model_packer.h: builds a .kpkg package from a GGUF: the model as it is
 // (metadata, tokenizer, tensors in 64 KiB-aligned sections), optionally a draft model, and the
 // prepared weights of each device asked for (the model is loaded on that device and its plugin
-// exports every weight in its own layout: plugin ABI 1.2 weight_export).
+// exports every weight in its own layout: plugin ABI 1.4 weight_export).
 #ifndef KESTREL_RUNTIME_MODEL_MODEL_PACKER_H_
 #define KESTREL_RUNTIME_MODEL_MODEL_PACKER_H_
 

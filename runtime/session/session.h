@@ -19,6 +19,7 @@
 #include "hal/include/kestrel/plugin_api.h"
 #include "runtime/kv_cache/block_pool.h"
 #include "runtime/kv_cache/block_table.h"
+#include "runtime/kv_cache/window_tables.h"
 #include "runtime/model/model.h"
 #include "runtime/package/session_state_format.h"
 #include "runtime/plan/executor.h"
@@ -104,6 +105,9 @@ class Session {
   // a message naming it and leaves the session unchanged; a device failure while writing the
   // KV cache leaves it empty.
   absl::Status LoadState(const uint8_t* data, uint64_t size);
+  // KV blocks this session holds in each KV group of its plan (group 0: the full-context layers;
+  // then one per sliding window whose KV is capped at the window).
+  std::vector<uint32_t> kv_blocks_held() const;
   // Mixture of experts: restarts the per-expert routing counts (Executor::expert_counts).
   void ResetExpertStats() { executor_->ResetExpertCounts(); }
 
@@ -112,11 +116,21 @@ class Session {
   absl::Status CheckTokens(absl::Span<const int32_t> tokens) const;
   absl::Status RestoreKv(const uint8_t* data, const std::vector<int32_t>& tokens,
                          const std::vector<KvLayerLayout>& layers);
+  // The block table of `layer`'s KV group (table_, or a sliding-window group's).
+  const BlockTable& TableOfLayer(uint32_t layer) const;
+  // One forward step over `tokens` (at most max_step_ of them when window groups are capped).
+  absl::Status DecodeStep(absl::Span<const int32_t> tokens);
+  // After a failed step: back to n_past tokens if the window groups still allow it, else empty.
+  void RollBack(uint32_t n_past);
 
   const Model* model_ = nullptr;
   uint32_t context_length_ = 0;
   std::unique_ptr<BlockPool> pool_;
   std::unique_ptr<BlockTable> table_;
+  // Sliding-window KV groups with their own pools (empty when every layer uses table_), and the
+  // step size that keeps their pools sufficient (Decode splits longer inputs).
+  std::unique_ptr<WindowTables> window_tables_;
+  uint32_t max_step_ = 0;
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<Sampler> sampler_;
   std::vector<int32_t> history_;

@@ -1,5 +1,6 @@
 // Session::SaveState / LoadState: one sequence's state to and from the .kstate bytes
 // (runtime/package/session_state_format.h).
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -12,10 +13,21 @@ namespace kestrel {
 namespace runtime {
 namespace {
 
-std::vector<int32_t> SlotsOf(const BlockTable& table, uint32_t n) {
-  std::vector<int32_t> slots(n);
-  for (uint32_t p = 0; p < n; ++p) slots[p] = table.Slot(p);
+// Cache slots of positions [first, n).
+std::vector<int32_t> SlotsOf(const BlockTable& table, uint32_t first, uint32_t n) {
+  std::vector<int32_t> slots;
+  slots.reserve(n > first ? n - first : 0);
+  for (uint32_t p = first; p < n; ++p) slots.push_back(table.Slot(p));
   return slots;
+}
+
+uint32_t GroupOf(const ExecutionPlan& plan, uint32_t layer) {
+  return plan.layer_kv_group.empty() ? 0 : plan.layer_kv_group[layer];
+}
+
+// The first position a query at position `pos` sees in a window of `window` positions.
+uint32_t WindowStartOf(uint32_t pos, uint32_t window) {
+  return pos + 1 > window ? pos + 1 - window : 0;
 }
 
 const char* KvName(uint32_t dtype) {
@@ -23,6 +35,11 @@ const char* KvName(uint32_t dtype) {
 }
 
 }  // namespace
+
+const BlockTable& Session::TableOfLayer(uint32_t layer) const {
+  const uint32_t g = GroupOf(executor_->plan(), layer);
+  return g == 0 || !window_tables_ ? *table_ : window_tables_->table(g - 1);
+}
 
 absl::StatusOr<uint64_t> Session::SaveState(const std::function<uint8_t*(uint64_t)>& reserve) {
   const ExecutionPlan& plan = executor_->plan();
@@ -51,19 +68,21 @@ absl::StatusOr<uint64_t> Session::SaveState(const std::function<uint8_t*(uint64_
   meta.sampler.rng = sampler_->RngState();
   meta.sampler.window = sampler_->Window();
   const uint64_t row = executor_->kv_row_bytes();
+  // A sliding-window layer whose KV is capped at its window stores only the positions its table
+  // still holds (a superset of what any later query reads).
   for (uint32_t l = 0; l < plan.n_layers; ++l) {
     KvLayerLayout layer;
-    layer.first_position = 0;
-    layer.n_positions = n;
-    layer.bytes = uint64_t{n} * row;
+    layer.first_position = std::min(TableOfLayer(l).first_held_position(), n);
+    layer.n_positions = n - layer.first_position;
+    layer.bytes = uint64_t{layer.n_positions} * row;
     meta.layers.push_back(layer);
   }
   SessionStateEncoder encoder(std::move(meta));
   uint8_t* out = reserve(encoder.total_size());
   if (out == nullptr) return encoder.total_size();
-  const std::vector<int32_t> slots = SlotsOf(*table_, n);
   for (uint32_t l = 0; l < plan.n_layers; ++l) {
     const KvLayerLayout& layer = encoder.layer(l);
+    const std::vector<int32_t> slots = SlotsOf(TableOfLayer(l), layer.first_position, n);
     KESTREL_RETURN_IF_ERROR(executor_->ReadKvRows(l, false, slots, out + layer.k_offset));
     KESTREL_RETURN_IF_ERROR(executor_->ReadKvRows(l, true, slots, out + layer.v_offset));
   }
@@ -113,13 +132,24 @@ absl::Status Session::LoadState(const uint8_t* data, uint64_t size) {
     return bad(absl::StrFormat("%u KV layers, the model has %u", m->layers.size(), plan.n_layers));
   }
   const uint64_t row = executor_->kv_row_bytes();
-  for (size_t l = 0; l < m->layers.size(); ++l) {
+  for (uint32_t l = 0; l < m->layers.size(); ++l) {
     const KvLayerLayout& layer = m->layers[l];
-    if (layer.first_position != 0 || layer.n_positions != n || layer.bytes != n * row) {
+    if (layer.first_position > n || layer.n_positions != n - layer.first_position ||
+        layer.bytes != layer.n_positions * row) {
+      return bad(absl::StrFormat("layer %u holds positions [%u, +%u) in %u bytes, not the last "
+                                 "positions of its %u tokens (%u bytes each)",
+                                 l, layer.first_position, layer.n_positions, layer.bytes, n, row));
+    }
+    const uint32_t g = GroupOf(plan, l);
+    const bool windowed = g != 0 && window_tables_ != nullptr;
+    // A windowed layer needs every position the next query sees; any other layer all of them.
+    const uint64_t need_from = windowed ? WindowStartOf(static_cast<uint32_t>(n), plan.kv_groups[g].window) : 0;
+    if (layer.first_position > need_from) {
       return bad(absl::StrFormat(
-          "layer %u holds positions [%u, +%u) in %u bytes; this session keeps all %u positions "
-          "of every layer (%u bytes each)",
-          l, layer.first_position, layer.n_positions, layer.bytes, n, n * row));
+          "layer %u holds positions from %u, but this session needs them from %u (%s)", l,
+          layer.first_position, need_from,
+          windowed ? "its sliding window" : "it keeps every position of that layer: restore into a "
+                                            "session whose context exceeds the model's window"));
     }
   }
   SamplerConfig sc;
@@ -144,6 +174,7 @@ absl::Status Session::LoadState(const uint8_t* data, uint64_t size) {
   }
   if (!s.ok()) {
     table_->Truncate(0);
+    if (window_tables_) window_tables_->Truncate(0);
     history_.clear();
     pending_.clear();
     has_logits_ = false;
@@ -156,16 +187,37 @@ absl::Status Session::LoadState(const uint8_t* data, uint64_t size) {
 absl::Status Session::RestoreKv(const uint8_t* data, const std::vector<int32_t>& tokens,
                                 const std::vector<KvLayerLayout>& layers) {
   table_->Truncate(0);
+  if (window_tables_) window_tables_->Truncate(0);
   history_.clear();
   pending_.clear();
   has_logits_ = false;
   const uint32_t n = static_cast<uint32_t>(tokens.size());
   if (n == 0) return absl::OkStatus();
   KESTREL_RETURN_IF_ERROR(table_->Append(n));
-  const std::vector<int32_t> slots = SlotsOf(*table_, n);
+  if (window_tables_) {
+    // Grow the window tables the way decoding n tokens would (steps of at most max_step_, the
+    // last one a single token), so they hold no more than the window needs.
+    for (uint32_t p = 0; p + 1 < n;) {
+      const uint32_t step = std::min(max_step_ > 0 ? max_step_ : n, n - 1 - p);
+      KESTREL_RETURN_IF_ERROR(window_tables_->Append(p, step));
+      p += step;
+    }
+    KESTREL_RETURN_IF_ERROR(window_tables_->Append(n - 1, 1));
+  }
+  const uint64_t row = executor_->kv_row_bytes();
   for (uint32_t l = 0; l < layers.size(); ++l) {
-    KESTREL_RETURN_IF_ERROR(executor_->WriteKvRows(l, false, slots, data + layers[l].k_offset));
-    KESTREL_RETURN_IF_ERROR(executor_->WriteKvRows(l, true, slots, data + layers[l].v_offset));
+    const BlockTable& table = TableOfLayer(l);
+    const uint32_t held = table.first_held_position();
+    if (layers[l].first_position > held) {
+      return absl::FailedPreconditionError(absl::StrFormat(
+          "layer %u: the state starts at position %u but this session's window table holds "
+          "positions from %u (restore into a session with the KV block size it was saved with)",
+          l, layers[l].first_position, held));
+    }
+    const std::vector<int32_t> slots = SlotsOf(table, held, n);
+    const uint64_t skip = uint64_t{held - layers[l].first_position} * row;
+    KESTREL_RETURN_IF_ERROR(executor_->WriteKvRows(l, false, slots, data + layers[l].k_offset + skip));
+    KESTREL_RETURN_IF_ERROR(executor_->WriteKvRows(l, true, slots, data + layers[l].v_offset + skip));
   }
   history_ = tokens;
   return absl::OkStatus();

@@ -10,6 +10,7 @@
 
 #include "gtest/gtest.h"
 #include "runtime/package/checksum.h"
+#include "runtime/package/session_state_format.h"
 #include "tests/kpkg/kpkg_test_util.h"
 
 namespace kestrel::testing {
@@ -119,6 +120,49 @@ INSTANTIATE_TEST_SUITE_P(
                       StateCase{"sampled_f16", 0.9f, KESTREL_DTYPE_F16, false},
                       StateCase{"greedy_from_package", 0.0f, KESTREL_DTYPE_F32, true}),
     [](const ::testing::TestParamInfo<StateCase>& i) { return i.param.name; });
+
+// Sliding-window state (gemma3-tiny: window 8 on layers 0 and 1, layer 2 global): the session keeps
+// only the window of layers 0 and 1, the state stores only what they hold, and the continuation
+// is still token-identical, greedy and sampled.
+TEST(SlidingWindowStateTest, WindowedLayersStoreTheirWindowAndContinueIdentically) {
+  auto registry = MakeRegistry();
+  hal::Device* ref = registry->ReferenceDevice();
+  hal::Device* cpu = *registry->FindDevice("cpu");
+  const std::string gguf = TempPath("gemma3_tiny_state.gguf");
+  synth::SynthOptions o;
+  o.shape = *synth::PresetShape("gemma3-tiny");
+  o.type = runtime::GgmlType::F32;
+  o.seed = 7;
+  o.output_path = gguf;
+  ASSERT_TRUE(synth::WriteSyntheticModel(o).ok());
+  std::vector<int32_t> prompt = {2};
+  for (int i = 0; i < 20; ++i) prompt.push_back(260 + (i * 53) % 250);  // vocab 512
+  for (float temperature : {0.0f, 0.9f}) {
+    SCOPED_TRACE(temperature);
+    const runtime::SessionConfig config = Config(temperature, KESTREL_DTYPE_F32);
+    auto model = runtime::Model::Load(gguf, cpu, {});
+    ASSERT_TRUE(model.ok()) << model.status();
+    const std::vector<int32_t> full = Generate(**model, ref, config, prompt, 40, false).tokens;
+    GenRun r = Generate(**model, ref, config, prompt, 15, true);
+    ASSERT_EQ(r.tokens.size(), 15u);
+    auto meta = runtime::DecodeSessionState(r.state.data(), r.state.size());
+    ASSERT_TRUE(meta.ok()) << meta.status();
+    ASSERT_EQ(meta->layers.size(), 3u);
+    const uint64_t n = meta->tokens.size();
+    EXPECT_GT(meta->layers[0].first_position, 0u);  // 35 tokens, a window of 8: blocks dropped
+    EXPECT_LE(meta->layers[0].first_position, n - 7);
+    EXPECT_EQ(meta->layers[2].first_position, 0u);   // the global layer keeps everything
+    model->reset();
+    auto reloaded = runtime::Model::Load(gguf, cpu, {});
+    ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+    auto resumed = Resume(**reloaded, ref, config, r.state, 25);
+    ASSERT_TRUE(resumed.ok()) << resumed.status();
+    std::vector<int32_t> joined = r.tokens;
+    joined.insert(joined.end(), resumed->begin(), resumed->end());
+    EXPECT_EQ(joined, full);
+  }
+  std::remove(gguf.c_str());
+}
 
 class SessionStateRefusalTest : public ::testing::Test {
  protected:

@@ -13,8 +13,12 @@ constexpr unsigned kForGenerate = 1u << 0;
 constexpr unsigned kForInfo = 1u << 1;
 constexpr unsigned kForDevices = 1u << 2;
 constexpr unsigned kForBench = 1u << 3;
-constexpr unsigned kForPack = 1u << 4;
-constexpr unsigned kForAll = kForGenerate | kForInfo | kForDevices | kForBench | kForPack;
+constexpr unsigned kForTokenize = 1u << 4;
+constexpr unsigned kForChat = 1u << 5;
+constexpr unsigned kForPack = 1u << 6;
+constexpr unsigned kForAll =
+    kForGenerate | kForInfo | kForDevices | kForBench | kForTokenize | kForChat | kForPack;
+constexpr unsigned kForSampling = kForGenerate | kForChat;
 
 constexpr uint32_t kMaxConcurrency = 4096;
 constexpr uint32_t kMaxPrefixTokens = 1u << 20;
@@ -53,6 +57,9 @@ enum class FlagId {
   kVerify,
   kOutput,
   kDraft,
+  kSpecial,
+  kChat,
+  kSystem,
 };
 
 struct FlagSpec {
@@ -64,22 +71,22 @@ struct FlagSpec {
 };
 
 constexpr FlagSpec kFlags[] = {
-    {FlagId::kModel, "model", 'm', true, kForGenerate | kForInfo | kForBench | kForPack},
-    {FlagId::kPrompt, "prompt", 'p', true, kForGenerate | kForBench},
-    {FlagId::kMaxTokens, "n-predict", 'n', true, kForGenerate | kForBench},
-    {FlagId::kTemp, "temp", 0, true, kForGenerate},
-    {FlagId::kTopK, "top-k", 0, true, kForGenerate},
-    {FlagId::kTopP, "top-p", 0, true, kForGenerate},
-    {FlagId::kMinP, "min-p", 0, true, kForGenerate},
-    {FlagId::kRepeatPenalty, "repeat-penalty", 0, true, kForGenerate},
-    {FlagId::kRepeatLastN, "repeat-last-n", 0, true, kForGenerate},
-    {FlagId::kSeed, "seed", 0, true, kForGenerate},
-    {FlagId::kCtx, "ctx", 0, true, kForGenerate},
-    {FlagId::kDevice, "device", 0, true, kForGenerate | kForInfo | kForBench | kForPack},
-    {FlagId::kStop, "stop", 0, true, kForGenerate},
-    {FlagId::kThreads, "threads", 't', true, kForGenerate | kForBench},
-    {FlagId::kJson, "json", 0, false, kForAll},
-    {FlagId::kNoMmap, "no-mmap", 0, false, kForGenerate | kForInfo | kForBench},
+    {FlagId::kModel, "model", 'm', true, kForGenerate | kForInfo | kForBench | kForTokenize | kForChat | kForPack},
+    {FlagId::kPrompt, "prompt", 'p', true, kForGenerate | kForBench | kForTokenize},
+    {FlagId::kMaxTokens, "n-predict", 'n', true, kForSampling | kForBench},
+    {FlagId::kTemp, "temp", 0, true, kForSampling},
+    {FlagId::kTopK, "top-k", 0, true, kForSampling},
+    {FlagId::kTopP, "top-p", 0, true, kForSampling},
+    {FlagId::kMinP, "min-p", 0, true, kForSampling},
+    {FlagId::kRepeatPenalty, "repeat-penalty", 0, true, kForSampling},
+    {FlagId::kRepeatLastN, "repeat-last-n", 0, true, kForSampling},
+    {FlagId::kSeed, "seed", 0, true, kForSampling},
+    {FlagId::kCtx, "ctx", 0, true, kForSampling},
+    {FlagId::kDevice, "device", 0, true, kForSampling | kForInfo | kForBench | kForPack},
+    {FlagId::kStop, "stop", 0, true, kForSampling},
+    {FlagId::kThreads, "threads", 't', true, kForSampling | kForBench},
+    {FlagId::kJson, "json", 0, false, kForGenerate | kForInfo | kForDevices | kForBench | kForTokenize | kForPack},
+    {FlagId::kNoMmap, "no-mmap", 0, false, kForSampling | kForInfo | kForBench | kForTokenize},
     {FlagId::kNoEcho, "no-echo", 0, false, kForGenerate},
     {FlagId::kVerbose, "verbose", 'v', false, kForAll},
     {FlagId::kHelp, "help", 'h', false, kForAll},
@@ -92,7 +99,10 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kConcurrency, "concurrency", 0, true, kForBench},
     {FlagId::kPrefixTokens, "prefix-tokens", 0, true, kForBench},
     {FlagId::kKvBlockSize, "kv-block-size", 0, true, kForBench},
-    {FlagId::kKvType, "kv-type", 0, true, kForGenerate | kForBench},
+    {FlagId::kKvType, "kv-type", 0, true, kForSampling | kForBench},
+    {FlagId::kSpecial, "special", 0, false, kForGenerate | kForTokenize},
+    {FlagId::kChat, "chat", 0, false, kForGenerate},
+    {FlagId::kSystem, "system", 0, true, kForGenerate | kForChat},
     {FlagId::kSaveState, "save-state", 0, true, kForGenerate},
     {FlagId::kLoadState, "load-state", 0, true, kForGenerate},
     {FlagId::kVerify, "verify", 0, false, kForInfo},
@@ -112,6 +122,10 @@ unsigned CommandBit(Command command) {
       return kForBench;
     case Command::kPack:
       return kForPack;
+    case Command::kTokenize:
+      return kForTokenize;
+    case Command::kChat:
+      return kForChat;
     default:
       return 0;
   }
@@ -123,6 +137,8 @@ std::optional<Command> CommandFromName(std::string_view name) {
   if (name == "devices") return Command::kDevices;
   if (name == "bench") return Command::kBench;
   if (name == "pack") return Command::kPack;
+  if (name == "tokenize") return Command::kTokenize;
+  if (name == "chat") return Command::kChat;
   if (name == "help") return Command::kHelp;
   if (name == "version") return Command::kVersion;
   return std::nullopt;
@@ -347,6 +363,15 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
         return Fail(BadValue(spelled, value, "f32 or f16"));
       }
       break;
+    case FlagId::kSpecial:
+      o->special = true;
+      break;
+    case FlagId::kChat:
+      o->chat = true;
+      break;
+    case FlagId::kSystem:
+      o->system_prompt = std::string(value);
+      break;
   }
   return ParseResult{};
 }
@@ -365,6 +390,10 @@ const char* CommandName(Command command) {
       return "bench";
     case Command::kPack:
       return "pack";
+    case Command::kTokenize:
+      return "tokenize";
+    case Command::kChat:
+      return "chat";
     case Command::kHelp:
       return "help";
     case Command::kVersion:
@@ -438,7 +467,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     ++i;
   } else if (!first.empty() && first[0] == '-') {
     return Fail("expected a command before '" + std::string(first) +
-                "' (generate, info, devices, bench, pack, help)");
+                "' (generate, chat, tokenize, info, devices, bench, pack, help)");
   } else if (auto c = CommandFromName(first)) {
     o.command = *c;
     ++i;
@@ -535,13 +564,19 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
   }
 
   if (!o.help) {
-    if ((o.command == Command::kGenerate || o.command == Command::kInfo ||
-         o.command == Command::kPack) &&
+    if ((o.command == Command::kGenerate || o.command == Command::kInfo || o.command == Command::kTokenize ||
+         o.command == Command::kChat || o.command == Command::kPack) &&
         o.model_path.empty()) {
       return Fail(std::string("'") + CommandName(o.command) + "' needs -m/--model MODEL");
     }
     if (o.command == Command::kGenerate && !o.prompt && o.load_state.empty()) {
       return Fail("'generate' needs -p/--prompt PROMPT (or --load-state FILE)");
+    }
+    if (o.command == Command::kTokenize && !o.prompt) {
+      return Fail("'tokenize' needs -p/--prompt PROMPT");
+    }
+    if (o.command == Command::kGenerate && o.system_prompt && !o.chat) {
+      return Fail("option '--system' needs --chat");
     }
     if (o.command == Command::kPack && o.output_path.empty()) {
       return Fail("'pack' needs -o/--output PACKAGE");
