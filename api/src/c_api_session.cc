@@ -7,6 +7,7 @@
 
 #include "api/src/c_api_internal.h"
 #include "runtime/gguf/file_image.h"
+#include "runtime/package/container.h"
 
 using kestrel::api::Guard;
 using kestrel::api::NullArgument;
@@ -279,28 +280,6 @@ KESTREL_API void kestrel_session_reset_expert_stats(kestrel_session_t* session) 
 
 // ---- session state -------------------------------------------------------------------------
 
-namespace {
-
-absl::Status WriteFileAtomically(const std::string& path, const std::vector<uint8_t>& bytes) {
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) return absl::ErrnoToStatus(errno, absl::StrCat("cannot create '", tmp, "'"));
-  const size_t written = bytes.empty() ? 0 : std::fwrite(bytes.data(), 1, bytes.size(), f);
-  const int err = written == bytes.size() ? 0 : errno;
-  if (std::fclose(f) != 0 || err != 0 || written != bytes.size()) {
-    std::remove(tmp.c_str());
-    return absl::ErrnoToStatus(err != 0 ? err : EIO, absl::StrCat("writing '", tmp, "'"));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    std::remove(tmp.c_str());
-    return absl::ErrnoToStatus(e, absl::StrCat("renaming '", tmp, "' to '", path, "'"));
-  }
-  return absl::OkStatus();
-}
-
-}  // namespace
-
 extern "C" {
 
 KESTREL_API kestrel_status_t* kestrel_session_save_state(kestrel_session_t* session,
@@ -357,7 +336,7 @@ KESTREL_API kestrel_status_t* kestrel_session_save_state_file(kestrel_session_t*
       return bytes.data();
     });
     if (!size.ok()) return absl::Status(size.status().code(), absl::StrCat(fn, ": ", size.status().message()));
-    absl::Status s = WriteFileAtomically(path, bytes);
+    absl::Status s = kestrel::runtime::WriteFileAtomically(path, bytes);
     if (!s.ok()) return absl::Status(s.code(), absl::StrCat(fn, ": ", s.message()));
     return s;
   });

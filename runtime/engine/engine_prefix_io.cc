@@ -9,6 +9,7 @@
 #include "runtime/arch/common/metadata.h"
 #include "runtime/engine/engine.h"
 #include "runtime/gguf/file_image.h"
+#include "runtime/package/container.h"
 #include "runtime/package/prefix_cache_format.h"
 
 namespace kestrel {
@@ -19,24 +20,6 @@ std::vector<int32_t> BlockSlots(int32_t block, uint32_t block_size) {
   std::vector<int32_t> slots(block_size);
   for (uint32_t i = 0; i < block_size; ++i) slots[i] = block * static_cast<int32_t>(block_size) + static_cast<int32_t>(i);
   return slots;
-}
-
-absl::Status WriteAtomically(const std::string& path, const std::vector<uint8_t>& bytes) {
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) return absl::ErrnoToStatus(errno, absl::StrCat("cannot create '", tmp, "'"));
-  const bool ok = bytes.empty() || std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-  const int err = errno;
-  if (std::fclose(f) != 0 || !ok) {
-    std::remove(tmp.c_str());
-    return absl::ErrnoToStatus(ok ? EIO : err, absl::StrCat("writing '", tmp, "'"));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    std::remove(tmp.c_str());
-    return absl::ErrnoToStatus(e, absl::StrCat("renaming '", tmp, "' to '", path, "'"));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -75,7 +58,7 @@ absl::Status Engine::SavePrefixCache(const std::string& path) {
     }
   }
   encoder.Seal(bytes.data());
-  return WriteAtomically(path, bytes);
+  return WriteFileAtomically(path, bytes);
 }
 
 absl::StatusOr<uint32_t> Engine::LoadPrefixCache(const std::string& path) {

@@ -1,8 +1,11 @@
 #include "runtime/package/container.h"
 
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "runtime/package/checksum.h"
 
@@ -96,6 +99,24 @@ absl::StatusOr<ContainerHeader> ReadContainerHeader(const uint8_t* data, uint64_
         absl::StrFormat("%s: manifest checksum mismatch (the manifest is damaged)", what));
   }
   return h;
+}
+
+absl::Status WriteFileAtomically(const std::string& path, const std::vector<uint8_t>& bytes) {
+  const std::string tmp = path + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (f == nullptr) return absl::ErrnoToStatus(errno, absl::StrCat("cannot create '", tmp, "'"));
+  const size_t written = bytes.empty() ? 0 : std::fwrite(bytes.data(), 1, bytes.size(), f);
+  const int err = written == bytes.size() ? 0 : errno;
+  if (std::fclose(f) != 0 || err != 0 || written != bytes.size()) {
+    std::remove(tmp.c_str());
+    return absl::ErrnoToStatus(err != 0 ? err : EIO, absl::StrCat("writing '", tmp, "'"));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int e = errno;
+    std::remove(tmp.c_str());
+    return absl::ErrnoToStatus(e, absl::StrCat("renaming '", tmp, "' to '", path, "'"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace runtime

@@ -20,6 +20,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -55,6 +56,10 @@ absl::StatusOr<ContainerHeader> ReadContainerHeader(const uint8_t* data, uint64_
                                                     absl::string_view what);
 
 // Rounds `v` up to a multiple of `align` (a power of two).
+// Writes `bytes` to "<path>.tmp" and renames it to `path` when complete: a failed write leaves
+// neither a partial file nor the .tmp behind. Errors carry the errno-mapped code and the path.
+absl::Status WriteFileAtomically(const std::string& path, const std::vector<uint8_t>& bytes);
+
 inline uint64_t AlignUp(uint64_t v, uint64_t align) { return (v + align - 1) & ~(align - 1); }
 
 }  // namespace runtime
