@@ -72,6 +72,16 @@ kestrel_status_t* Submit(const char* fn, kestrel_engine_t* engine, std::vector<i
     req.sampler.repetition_penalty = so.repetition_penalty;
     req.sampler.repetition_window = so.repetition_window;
     req.sampler.seed = so.seed;
+    kestrel_model_t* draft = nullptr;
+    if (auto st = kestrel::api::ReadSpeculative(fn, o.speculative, &req.spec, &draft); !st.ok()) {
+      return st;
+    }
+    if (draft != nullptr) {
+      kestrel_model_retain(draft);  // released with the request
+      req.keep_alive = std::shared_ptr<void>(draft, [](void* m) {
+        kestrel_model_release(static_cast<kestrel_model_t*>(m));
+      });
+    }
     if (o.on_token != nullptr) {
       kestrel_engine_token_fn fn_ptr = o.on_token;
       void* user_data = o.user_data;
@@ -344,16 +354,13 @@ KESTREL_API kestrel_status_t* kestrel_engine_get_stats(const kestrel_engine_t* e
   });
 }
 
-
 KESTREL_API kestrel_status_t* kestrel_engine_save_prefix_cache(kestrel_engine_t* engine,
                                                                const char* path) {
   constexpr const char* fn = "kestrel_engine_save_prefix_cache";
   return Guard(fn, [&]() -> absl::Status {
     if (engine == nullptr) return NullArgument(fn, "engine");
     if (path == nullptr) return NullArgument(fn, "path");
-    absl::Status s = engine->engine->SavePrefixCache(path);
-    if (!s.ok()) return absl::Status(s.code(), absl::StrCat(fn, ": ", s.message()));
-    return s;
+    return Prefixed(fn, engine->engine->SavePrefixCache(path));
   });
 }
 
@@ -365,9 +372,21 @@ KESTREL_API kestrel_status_t* kestrel_engine_load_prefix_cache(kestrel_engine_t*
     if (engine == nullptr) return NullArgument(fn, "engine");
     if (path == nullptr) return NullArgument(fn, "path");
     absl::StatusOr<uint32_t> n = engine->engine->LoadPrefixCache(path);
-    if (!n.ok()) return absl::Status(n.status().code(), absl::StrCat(fn, ": ", n.status().message()));
+    if (!n.ok()) return Prefixed(fn, n.status());
     if (out_blocks_loaded != nullptr) *out_blocks_loaded = *n;
     return absl::OkStatus();
+  });
+}
+
+KESTREL_API kestrel_status_t* kestrel_engine_request_speculative_stats(
+    const kestrel_engine_t* engine, kestrel_request_id_t request_id,
+    kestrel_speculative_stats_t* out_stats) {
+  constexpr const char* fn = "kestrel_engine_request_speculative_stats";
+  return Guard(fn, [&]() -> absl::Status {
+    if (engine == nullptr) return NullArgument(fn, "engine");
+    absl::StatusOr<kestrel::runtime::RequestOutput> r = engine->engine->Result(request_id);
+    if (!r.ok()) return Prefixed(fn, r.status());
+    return kestrel::api::WriteSpecStats(fn, r->spec, out_stats);
   });
 }
 

@@ -38,12 +38,12 @@ const char* KvName(uint32_t dtype) {
 
 const BlockTable& Session::TableOfLayer(uint32_t layer) const {
   const uint32_t g = GroupOf(executor_->plan(), layer);
-  return g == 0 || !window_tables_ ? *table_ : window_tables_->table(g - 1);
+  return g == 0 || !window_tables_ ? seq_->table() : window_tables_->table(g - 1);
 }
 
 absl::StatusOr<uint64_t> Session::SaveState(const std::function<uint8_t*(uint64_t)>& reserve) {
   const ExecutionPlan& plan = executor_->plan();
-  const uint32_t n = table_->n_tokens();
+  const uint32_t n = seq_->n_computed();
   SessionStateMeta meta;
   meta.model_fingerprint = model_->fingerprint();
   meta.model_architecture =
@@ -54,10 +54,12 @@ absl::StatusOr<uint64_t> Session::SaveState(const std::function<uint8_t*(uint64_
   meta.head_dim = plan.head_dim;
   meta.kv_dtype = plan.kv_dtype;
   meta.context_length = context_length_;
-  meta.tokens = history_;
-  meta.pending = pending_;
-  if (pending_.empty() && has_logits_) meta.logits = logits_;
-  const SamplerConfig& c = sampler_->config();
+  const absl::Span<const int32_t> tokens = history(), pending = seq_->pending();
+  meta.tokens.assign(tokens.begin(), tokens.end());
+  meta.pending.assign(pending.begin(), pending.end());
+  if (pending.empty() && has_logits_) meta.logits = logits_;
+  const Sampler& sampler = seq_->sampler();
+  const SamplerConfig& c = sampler.config();
   meta.sampler.temperature = c.temperature;
   meta.sampler.top_k = c.top_k;
   meta.sampler.top_p = c.top_p;
@@ -65,8 +67,8 @@ absl::StatusOr<uint64_t> Session::SaveState(const std::function<uint8_t*(uint64_
   meta.sampler.repetition_penalty = c.repetition_penalty;
   meta.sampler.repetition_window = c.repetition_window;
   meta.sampler.seed = c.seed;
-  meta.sampler.rng = sampler_->RngState();
-  meta.sampler.window = sampler_->Window();
+  meta.sampler.rng = sampler.RngState();
+  meta.sampler.window = sampler.Window();
   const uint64_t row = executor_->kv_row_bytes();
   // A sliding-window layer whose KV is capped at its window stores only the positions its table
   // still holds (a superset of what any later query reads).
@@ -167,16 +169,23 @@ absl::Status Session::LoadState(const uint8_t* data, uint64_t size) {
   // Everything checked: replace the session's context.
   absl::Status s = RestoreKv(data, m->tokens, m->layers);
   if (s.ok()) {
-    *sampler_ = std::move(*sampler);
+    seq_->sampler() = std::move(*sampler);
     logits_ = m->logits;
     has_logits_ = !m->logits.empty();
-    if (!m->pending.empty()) s = Decode(m->pending);  // logits of the pending token, not accepted
+    // The speculator's proposers start over from the restored history; the hidden state they
+    // read is the pending token's, or none until the next step.
+    if (spec_) {
+      spec_->Reset();
+      spec_->SetHidden(nullptr, 0);
+    }
+    if (!m->pending.empty()) {
+      s = Decode(m->pending);  // logits of the pending token, not accepted
+      if (s.ok()) s = FeedHidden(last_step_tokens_ - 1);
+    }
   }
   if (!s.ok()) {
-    table_->Truncate(0);
+    seq_->Truncate(0);
     if (window_tables_) window_tables_->Truncate(0);
-    history_.clear();
-    pending_.clear();
     has_logits_ = false;
     return absl::Status(s.code(), absl::StrCat("restoring the session state failed, the session "
                                                "is now empty: ", s.message()));
@@ -186,14 +195,12 @@ absl::Status Session::LoadState(const uint8_t* data, uint64_t size) {
 
 absl::Status Session::RestoreKv(const uint8_t* data, const std::vector<int32_t>& tokens,
                                 const std::vector<KvLayerLayout>& layers) {
-  table_->Truncate(0);
   if (window_tables_) window_tables_->Truncate(0);
-  history_.clear();
-  pending_.clear();
   has_logits_ = false;
+  last_step_tokens_ = 0;  // the executor's hidden state belongs to the old context
+  KESTREL_RETURN_IF_ERROR(seq_->RestoreComputed(tokens));
   const uint32_t n = static_cast<uint32_t>(tokens.size());
   if (n == 0) return absl::OkStatus();
-  KESTREL_RETURN_IF_ERROR(table_->Append(n));
   if (window_tables_) {
     // Grow the window tables the way decoding n tokens would (steps of at most max_step_, the
     // last one a single token), so they hold no more than the window needs.
@@ -219,7 +226,6 @@ absl::Status Session::RestoreKv(const uint8_t* data, const std::vector<int32_t>&
     KESTREL_RETURN_IF_ERROR(executor_->WriteKvRows(l, false, slots, data + layers[l].k_offset + skip));
     KESTREL_RETURN_IF_ERROR(executor_->WriteKvRows(l, true, slots, data + layers[l].v_offset + skip));
   }
-  history_ = tokens;
   return absl::OkStatus();
 }
 

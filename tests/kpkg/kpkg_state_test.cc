@@ -2,7 +2,8 @@
 // into a new one: the continuation is token-identical to an uninterrupted run (greedy and
 // sampled with the same seed, F32 and F16 KV, GGUF and .kpkg). Damaged, truncated, foreign and
 // wrong-version states are refused with a message naming what is wrong, and leave the session as
-// it was. (tests/kpkg/kpkg_state_cli_test.sh does the same across processes through the CLI.)
+// it was. Speculative sessions save and restore the same state. (tests/kpkg/kpkg_cli_test.sh
+// does the same across processes through the CLI.)
 #include <cstring>
 #include <random>
 #include <string>
@@ -121,6 +122,23 @@ INSTANTIATE_TEST_SUITE_P(
                       StateCase{"greedy_from_package", 0.0f, KESTREL_DTYPE_F32, true}),
     [](const ::testing::TestParamInfo<StateCase>& i) { return i.param.name; });
 
+// gemma3-tiny (window 8 on layers 0 and 1, layer 2 global) as an F32 GGUF at `path`.
+absl::Status WriteGemma3Tiny(const std::string& path) {
+  synth::SynthOptions o;
+  o.shape = *synth::PresetShape("gemma3-tiny");
+  o.type = runtime::GgmlType::F32;
+  o.seed = 7;
+  o.output_path = path;
+  return synth::WriteSyntheticModel(o);
+}
+
+// 21 tokens: longer than the window.
+std::vector<int32_t> Gemma3TinyPrompt() {
+  std::vector<int32_t> prompt = {2};
+  for (int i = 0; i < 20; ++i) prompt.push_back(260 + (i * 53) % 250);  // vocab 512
+  return prompt;
+}
+
 // Sliding-window state (gemma3-tiny: window 8 on layers 0 and 1, layer 2 global): the session keeps
 // only the window of layers 0 and 1, the state stores only what they hold, and the continuation
 // is still token-identical, greedy and sampled.
@@ -129,14 +147,8 @@ TEST(SlidingWindowStateTest, WindowedLayersStoreTheirWindowAndContinueIdenticall
   hal::Device* ref = registry->ReferenceDevice();
   hal::Device* cpu = *registry->FindDevice("cpu");
   const std::string gguf = TempPath("gemma3_tiny_state.gguf");
-  synth::SynthOptions o;
-  o.shape = *synth::PresetShape("gemma3-tiny");
-  o.type = runtime::GgmlType::F32;
-  o.seed = 7;
-  o.output_path = gguf;
-  ASSERT_TRUE(synth::WriteSyntheticModel(o).ok());
-  std::vector<int32_t> prompt = {2};
-  for (int i = 0; i < 20; ++i) prompt.push_back(260 + (i * 53) % 250);  // vocab 512
+  ASSERT_TRUE(WriteGemma3Tiny(gguf).ok());
+  const std::vector<int32_t> prompt = Gemma3TinyPrompt();
   for (float temperature : {0.0f, 0.9f}) {
     SCOPED_TRACE(temperature);
     const runtime::SessionConfig config = Config(temperature, KESTREL_DTYPE_F32);
@@ -161,6 +173,89 @@ TEST(SlidingWindowStateTest, WindowedLayersStoreTheirWindowAndContinueIdenticall
     joined.insert(joined.end(), resumed->begin(), resumed->end());
     EXPECT_EQ(joined, full);
   }
+  std::remove(gguf.c_str());
+}
+
+// Speculative sessions: the state holds what the output depends on (KV, history, pending token,
+// sampler); the speculator starts over from the restored history. Greedy, a state saved by a
+// speculative session continues token-identically in a speculative or a plain session, and one
+// saved by a plain session in a speculative one; within one session, a keep_context generate with
+// no prompt continues the same way (the pending token computed first).
+runtime::SessionConfig WithSpec(runtime::SessionConfig c, runtime::SpecMethod method) {
+  c.spec.method = method;
+  c.spec.max_draft = 4;
+  return c;
+}
+
+TEST(SpeculativeStateTest, GreedyContinuationIsTokenIdenticalWithAndWithoutSpeculation) {
+  auto registry = MakeRegistry();
+  hal::Device* ref = registry->ReferenceDevice();
+  hal::Device* cpu = *registry->FindDevice("cpu");
+  auto model = runtime::Model::Load(SharedModel("stories260K.gguf"), cpu, {});
+  ASSERT_TRUE(model.ok()) << model.status();
+  const runtime::SessionConfig plain = Config(0.0f, KESTREL_DTYPE_F32);
+  const std::vector<int32_t> prompt = {1, 403, 407, 261, 378};
+  const std::vector<int32_t> full = Generate(**model, ref, plain, prompt, 40, false).tokens;
+  ASSERT_EQ(full.size(), 40u);
+  const GenRun from_plain = Generate(**model, ref, plain, prompt, 15, true);
+  for (runtime::SpecMethod method :
+       {runtime::SpecMethod::kNgram, runtime::SpecMethod::kLookahead, runtime::SpecMethod::kSelf}) {
+    SCOPED_TRACE(runtime::SpecMethodName(method));
+    const runtime::SessionConfig spec = WithSpec(plain, method);
+    GenRun r = Generate(**model, ref, spec, prompt, 15, true);
+    ASSERT_EQ(r.tokens.size(), 15u);
+    struct Leg {
+      const std::vector<uint8_t>* state;
+      const runtime::SessionConfig* into;
+    };
+    for (const Leg& leg : {Leg{&r.state, &spec}, Leg{&r.state, &plain}, Leg{&from_plain.state, &spec}}) {
+      auto resumed = Resume(**model, ref, *leg.into, *leg.state, 25);
+      ASSERT_TRUE(resumed.ok()) << resumed.status();
+      std::vector<int32_t> joined(full.begin(), full.begin() + 15);
+      joined.insert(joined.end(), resumed->begin(), resumed->end());
+      EXPECT_EQ(joined, full);
+    }
+    // The same session goes on: the token it stopped on is computed, then sampling continues.
+    auto session = runtime::Session::Create(model->get(), ref, spec);
+    ASSERT_TRUE(session.ok()) << session.status();
+    runtime::GenerateRequest req;
+    req.prompt = prompt;
+    req.max_new_tokens = 15;
+    ASSERT_TRUE((*session)->Generate(req).ok());
+    EXPECT_EQ((*session)->pending().size(), 1u);
+    req.prompt.clear();
+    req.keep_context = true;
+    req.max_new_tokens = 25;
+    auto more = (*session)->Generate(req);
+    ASSERT_TRUE(more.ok()) << more.status();
+    EXPECT_GT(more->spec.drafted, 0u);  // speculation really ran
+    std::vector<int32_t> joined(full.begin(), full.begin() + 15);
+    joined.insert(joined.end(), more->tokens.begin(), more->tokens.end());
+    EXPECT_EQ(joined, full);
+  }
+}
+
+// Sliding-window layers with speculation (gemma3-tiny, window 8): the state of a speculative
+// session restores the windows its verified steps left, and continues token-identically.
+TEST(SpeculativeStateTest, SlidingWindowLayersWithSpeculation) {
+  auto registry = MakeRegistry();
+  hal::Device* ref = registry->ReferenceDevice();
+  hal::Device* cpu = *registry->FindDevice("cpu");
+  const std::string gguf = TempPath("gemma3_tiny_spec_state.gguf");
+  ASSERT_TRUE(WriteGemma3Tiny(gguf).ok());
+  const std::vector<int32_t> prompt = Gemma3TinyPrompt();
+  auto model = runtime::Model::Load(gguf, cpu, {});
+  ASSERT_TRUE(model.ok()) << model.status();
+  const runtime::SessionConfig plain = Config(0.0f, KESTREL_DTYPE_F32);
+  const runtime::SessionConfig spec = WithSpec(plain, runtime::SpecMethod::kNgram);
+  const std::vector<int32_t> full = Generate(**model, ref, plain, prompt, 40, false).tokens;
+  GenRun r = Generate(**model, ref, spec, prompt, 15, true);
+  ASSERT_EQ(r.tokens.size(), 15u);
+  auto resumed = Resume(**model, ref, spec, r.state, 25);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  std::vector<int32_t> joined = r.tokens;
+  joined.insert(joined.end(), resumed->begin(), resumed->end());
+  EXPECT_EQ(joined, full);
   std::remove(gguf.c_str());
 }
 

@@ -135,6 +135,7 @@ int RunMembw(const Options& o) {
 
 int RunBench(const Options& o) {
   if (o.bench.membw) return RunMembw(o);
+  if (!o.spec.empty()) return RunSpecBench(o);   // spec_bench.cc (also --engine)
   if (o.bench.engine) return RunEngineBench(o);  // engine_bench.cc
   const BenchOptions& b = o.bench;
   InstallInterruptHandler();

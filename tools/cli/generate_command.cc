@@ -19,6 +19,7 @@
 #include "json_writer.h"
 #include "kestrel/kestrel.h"
 #include "session_setup.h"
+#include "spec_util.h"
 
 namespace kestrel::cli {
 namespace {
@@ -66,7 +67,10 @@ int RunGenerate(const Options& o) {
   }
 
   kestrel_sampler_options_t sampler = SamplerOptionsFrom(o);
-  SessionPtr session = CreateSessionFrom(model.get(), o, &sampler);
+  ModelPtr draft;
+  kestrel_speculative_options_t spec;
+  if (!MakeSpecOptions(o, runtime.get(), &draft, &spec, &exit_code)) return exit_code;
+  SessionPtr session = CreateSessionFrom(model.get(), o, &sampler, o.spec.empty() ? nullptr : &spec);
   if (!session) return kExitError;
   StatusPtr status;
   if (resume) {
@@ -118,6 +122,12 @@ int RunGenerate(const Options& o) {
     }
     cancelled = true;  // stats are still filled (session.h)
     stats.stop_reason = KESTREL_STOP_CANCELLED;
+  }
+  kestrel_speculative_stats_t spec_stats{};
+  spec_stats.struct_size = sizeof(spec_stats);
+  if (!o.spec.empty()) {
+    StatusPtr s(kestrel_session_speculative_stats(session.get(), &spec_stats));
+    if (s) PrintStatusError(s.get());
   }
 
   if (o.json) {
@@ -181,6 +191,10 @@ int RunGenerate(const Options& o) {
     } else {
       w.Null();
     }
+    if (!o.spec.empty()) {
+      w.Key("speculative");
+      WriteSpecStatsJson(&w, spec_stats);
+    }
     w.EndObject();
     std::string line = w.str();
     line.push_back('\n');
@@ -192,6 +206,7 @@ int RunGenerate(const Options& o) {
                  stats.n_prompt_tokens, stats.prefill_ms, stats.prefill_tokens_per_s,
                  stats.n_generated_tokens, stats.decode_ms, stats.decode_tokens_per_s,
                  StopReasonName(stats.stop_reason));
+    if (!o.spec.empty()) PrintSpecStats(spec_stats);
   }
   return cancelled ? kExitInterrupted : kExitOk;
 }
