@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libabsl-dev          # Abseil: Status/StatusOr, strings, containers
+  flatbuffers-compiler libflatbuffers-dev  # .kpkg / .kstate manifests (flatc at build time)
   libgtest-dev libgmock-dev googletest
   nlohmann-json3-dev   # JSON in the integration tests (golden files) and kestrel serve
   libcpp-httplib-dev   # kestrel serve: the HTTP server

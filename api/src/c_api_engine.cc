@@ -367,6 +367,30 @@ KESTREL_API kestrel_status_t* kestrel_engine_get_stats(const kestrel_engine_t* e
   });
 }
 
+KESTREL_API kestrel_status_t* kestrel_engine_save_prefix_cache(kestrel_engine_t* engine,
+                                                               const char* path) {
+  constexpr const char* fn = "kestrel_engine_save_prefix_cache";
+  return Guard(fn, [&]() -> absl::Status {
+    if (engine == nullptr) return NullArgument(fn, "engine");
+    if (path == nullptr) return NullArgument(fn, "path");
+    return Prefixed(fn, engine->engine->SavePrefixCache(path));
+  });
+}
+
+KESTREL_API kestrel_status_t* kestrel_engine_load_prefix_cache(kestrel_engine_t* engine,
+                                                               const char* path,
+                                                               uint32_t* out_blocks_loaded) {
+  constexpr const char* fn = "kestrel_engine_load_prefix_cache";
+  return Guard(fn, [&]() -> absl::Status {
+    if (engine == nullptr) return NullArgument(fn, "engine");
+    if (path == nullptr) return NullArgument(fn, "path");
+    absl::StatusOr<uint32_t> n = engine->engine->LoadPrefixCache(path);
+    if (!n.ok()) return Prefixed(fn, n.status());
+    if (out_blocks_loaded != nullptr) *out_blocks_loaded = *n;
+    return absl::OkStatus();
+  });
+}
+
 KESTREL_API kestrel_status_t* kestrel_engine_request_speculative_stats(
     const kestrel_engine_t* engine, kestrel_request_id_t request_id,
     kestrel_speculative_stats_t* out_stats) {

@@ -1,5 +1,13 @@
 // Sessions: create, generate (text or tokens), cancel, and the low-level decode/logits/truncate.
+#include <cerrno>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
 #include "api/src/c_api_internal.h"
+#include "runtime/gguf/file_image.h"
+#include "runtime/package/container.h"
 
 #include <cmath>
 #include <limits>
@@ -387,6 +395,88 @@ KESTREL_API kestrel_status_t* kestrel_session_expert_stats(const kestrel_session
 
 KESTREL_API void kestrel_session_reset_expert_stats(kestrel_session_t* session) {
   if (session != nullptr && session->session) session->session->ResetExpertStats();
+}
+
+}  // extern "C"
+
+// ---- session state -------------------------------------------------------------------------
+
+extern "C" {
+
+KESTREL_API kestrel_status_t* kestrel_session_save_state(kestrel_session_t* session,
+                                                         void* out_state, size_t capacity,
+                                                         size_t* out_required) {
+  return Guard("kestrel_session_save_state", [&]() -> absl::Status {
+    constexpr const char* fn = "kestrel_session_save_state";
+    if (session == nullptr) return NullArgument(fn, "session");
+    if (out_required == nullptr) return NullArgument(fn, "out_required");
+    if (out_state == nullptr && capacity > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: out_state is NULL but capacity is %u", fn, capacity));
+    }
+    bool too_small = false;
+    absl::StatusOr<uint64_t> size = session->session->SaveState([&](uint64_t n) -> uint8_t* {
+      if (out_state == nullptr) return nullptr;
+      if (capacity < n) {
+        too_small = true;
+        return nullptr;
+      }
+      return static_cast<uint8_t*>(out_state);
+    });
+    if (!size.ok()) return absl::Status(size.status().code(), absl::StrCat(fn, ": ", size.status().message()));
+    *out_required = static_cast<size_t>(*size);
+    if (too_small) {
+      return absl::OutOfRangeError(absl::StrFormat(
+          "%s: the buffer holds %u bytes but the state needs %u", fn, capacity, *size));
+    }
+    return absl::OkStatus();
+  });
+}
+
+KESTREL_API kestrel_status_t* kestrel_session_load_state(kestrel_session_t* session,
+                                                         const void* state, size_t size) {
+  return Guard("kestrel_session_load_state", [&]() -> absl::Status {
+    constexpr const char* fn = "kestrel_session_load_state";
+    if (session == nullptr) return NullArgument(fn, "session");
+    if (state == nullptr) return NullArgument(fn, "state");
+    absl::Status s = session->session->LoadState(static_cast<const uint8_t*>(state), size);
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat(fn, ": ", s.message()));
+    return s;
+  });
+}
+
+KESTREL_API kestrel_status_t* kestrel_session_save_state_file(kestrel_session_t* session,
+                                                              const char* path) {
+  return Guard("kestrel_session_save_state_file", [&]() -> absl::Status {
+    constexpr const char* fn = "kestrel_session_save_state_file";
+    if (session == nullptr) return NullArgument(fn, "session");
+    if (path == nullptr) return NullArgument(fn, "path");
+    std::vector<uint8_t> bytes;
+    absl::StatusOr<uint64_t> size = session->session->SaveState([&](uint64_t n) {
+      bytes.resize(static_cast<size_t>(n));
+      return bytes.data();
+    });
+    if (!size.ok()) return absl::Status(size.status().code(), absl::StrCat(fn, ": ", size.status().message()));
+    absl::Status s = kestrel::runtime::WriteFileAtomically(path, bytes);
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat(fn, ": ", s.message()));
+    return s;
+  });
+}
+
+KESTREL_API kestrel_status_t* kestrel_session_load_state_file(kestrel_session_t* session,
+                                                              const char* path) {
+  return Guard("kestrel_session_load_state_file", [&]() -> absl::Status {
+    constexpr const char* fn = "kestrel_session_load_state_file";
+    if (session == nullptr) return NullArgument(fn, "session");
+    if (path == nullptr) return NullArgument(fn, "path");
+    const std::string prefix = absl::StrCat(fn, ": '", path, "': ");
+    absl::StatusOr<std::shared_ptr<const kestrel::runtime::FileImage>> image =
+        kestrel::runtime::FileImage::Open(path, /*use_mmap=*/true, prefix);
+    if (!image.ok()) return image.status();
+    absl::Status s = session->session->LoadState((*image)->data(), (*image)->size());
+    if (!s.ok()) return absl::Status(s.code(), absl::StrCat(prefix, s.message()));
+    return s;
+  });
 }
 
 }  // extern "C"

@@ -571,3 +571,43 @@ TEST(KestrelHppCallbacks, LogAndProgress) {
 }
 
 }  // namespace
+
+// Session state and packages through the wrapper: save after a few tokens, restore into a new
+// session (of a package of the same model), continue: the same tokens as one uninterrupted run.
+TEST_F(KestrelHppTest, SessionStateAndPackage) {
+  const std::vector<int32_t> prompt = golden_[0].prompt_ids;
+  kestrel::GenerateOptions first;
+  first.max_new_tokens = 8;
+  kestrel::GenerateOptions all;
+  all.max_new_tokens = 20;
+  kestrel::Session full(model_, Greedy());
+  std::vector<int32_t> want;
+  full.GenerateTokens(prompt, all, [&](int32_t t, std::string_view) {
+    if (t != kestrel::kTokenNone) want.push_back(t);
+  });
+  std::vector<int32_t> got;
+  auto collect = [&](int32_t t, std::string_view) {
+    if (t != kestrel::kTokenNone) got.push_back(t);
+  };
+  std::vector<uint8_t> state;
+  {
+    kestrel::Session s(model_, Greedy());
+    s.GenerateTokens(prompt, first, collect);
+    state = s.SaveState();
+  }
+  const std::string pkg = ::testing::TempDir() + "/kestrel_hpp_test.kpkg";
+  kestrel::WritePackage(runtime_, ModelPath(), pkg);
+  EXPECT_NE(kestrel::DescribePackage(pkg, true).find("\"architecture\":\"llama\""), std::string::npos);
+  kestrel::Model packaged = runtime_.LoadModel(pkg, TestModelOptions());
+  EXPECT_EQ(kestrel::GetWeightSources(packaged).imported, 0u);
+  kestrel::Session resumed(packaged, Greedy());
+  resumed.LoadState(state);
+  kestrel::GenerateOptions rest;
+  rest.max_new_tokens = 12;
+  rest.keep_context = true;
+  resumed.GenerateTokens({}, rest, collect);
+  EXPECT_EQ(got, want);
+  state[state.size() / 2] ^= 1;
+  ExpectError([&] { resumed.LoadState(state); }, kestrel::StatusCode::kDataLoss, "checksum");
+  std::remove(pkg.c_str());
+}

@@ -10,6 +10,10 @@
 namespace kestrel::hal {
 namespace {
 
+// Prepared-weight export/import and device counters are plugin ABI 1.4 slots: a plugin reporting
+// an older minor is never asked, whatever its table length.
+constexpr uint16_t kPreparedWeightsMinor = 4;
+
 // The plugin ABI minor version a descriptor needs: optional inputs appended in 1.2; GEGLU and
 // the version-2 forms (embedding scale, attention window) in 1.3. A plugin must decline a
 // version it does not know, but one that never looked at op_version would run the op without
@@ -178,6 +182,81 @@ absl::StatusOr<PreparedWeight> Device::PrepareWeight(const kestrel_tensor_desc_t
   w.handle_ = h;
   w.desc_ = desc;
   return w;
+}
+
+absl::StatusOr<std::string> Device::WeightLayoutId() {
+  if (api_->minor < kPreparedWeightsMinor || !KESTREL_HAL_HAS_SLOT(instance_->library(), device_weight_layout) ||
+      !KESTREL_HAL_HAS_SLOT(instance_->library(), weight_export) ||
+      !KESTREL_HAL_HAS_SLOT(instance_->library(), weight_import)) {
+    return std::string();
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string id(64, '\0');
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    size_t length = 0;
+    absl::Status st = TakePluginStatus(
+        api_->device_weight_layout(handle_, &id[0], id.size(), &length),
+        Context("device_weight_layout"));
+    if (!st.ok()) return st;
+    if (length < id.size()) {
+      id.resize(length);
+      return id;
+    }
+    id.assign(length + 1, '\0');
+  }
+  return absl::InternalError(Context("device_weight_layout") + ": the id length keeps changing");
+}
+
+absl::StatusOr<std::vector<uint8_t>> Device::ExportWeight(const PreparedWeight& weight) {
+  if (api_->minor < kPreparedWeightsMinor || !KESTREL_HAL_HAS_SLOT(instance_->library(), weight_export)) {
+    return absl::FailedPreconditionError(Context("weight_export") + ": the plugin cannot export");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t size = 0;
+  absl::Status st = TakePluginStatus(api_->weight_export(handle_, weight.handle(), nullptr, 0, &size),
+                                     Context("weight_export"));
+  if (!st.ok()) return st;
+  std::vector<uint8_t> out(static_cast<size_t>(size));
+  uint64_t written = 0;
+  st = TakePluginStatus(api_->weight_export(handle_, weight.handle(), out.data(), size, &written),
+                        Context("weight_export"));
+  if (!st.ok()) return st;
+  if (written != size) {
+    return absl::InternalError(absl::StrCat(Context("weight_export"), ": sized ", size,
+                                            " bytes, then wrote ", written));
+  }
+  return out;
+}
+
+absl::StatusOr<PreparedWeight> Device::ImportWeight(const kestrel_tensor_desc_t& desc,
+                                                    const void* data, uint64_t size, bool borrow) {
+  if (api_->minor < kPreparedWeightsMinor || !KESTREL_HAL_HAS_SLOT(instance_->library(), weight_import)) {
+    return absl::FailedPreconditionError(Context("weight_import") + ": the plugin cannot import");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  kestrel_plugin_weight_t* h = nullptr;
+  absl::Status st = TakePluginStatus(
+      api_->weight_import(handle_, &desc, data, size, borrow ? KESTREL_WEIGHT_IMPORT_BORROW : 0u, &h),
+      Context("weight_import"));
+  if (!st.ok()) return st;
+  if (h == nullptr) return absl::InternalError(Context("weight_import") + ": returned no weight");
+  PreparedWeight w;
+  w.device_ = this;
+  w.handle_ = h;
+  w.desc_ = desc;
+  return w;
+}
+
+absl::StatusOr<uint64_t> Device::Counter(const std::string& name) {
+  if (api_->minor < kPreparedWeightsMinor || !KESTREL_HAL_HAS_SLOT(instance_->library(), device_get_counter)) {
+    return absl::NotFoundError(Context("device_get_counter") + ": the plugin has no counters");
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t value = 0;
+  absl::Status st = TakePluginStatus(api_->device_get_counter(handle_, name.c_str(), &value),
+                                     Context("device_get_counter"));
+  if (!st.ok()) return st;
+  return value;
 }
 
 absl::StatusOr<kestrel_op_support_t> Device::Query(const kestrel_op_desc_t& op) {

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "hal/include/kestrel/plugin_api.h"
@@ -68,6 +69,7 @@ class Device {
   const std::string& name() const { return name_; }
   const std::string& plugin_name() const { return instance_->library().name(); }
   const PluginInstance& instance() const { return *instance_; }
+  const std::string& plugin_version() const { return instance_->library().version(); }
   const kestrel_device_caps_t& caps() const { return caps_; }
   // The minor ABI version the plugin's table declares.
   uint16_t plugin_api_minor() const { return api_->minor; }
@@ -82,6 +84,19 @@ class Device {
                     uint64_t size);
   absl::StatusOr<PreparedWeight> PrepareWeight(const kestrel_tensor_desc_t& desc,
                                                const void* host_data, uint64_t size);
+  // ---- prepared-weight export / import (plugin ABI 1.4, optional; never on a plugin reporting minor < 4) ----
+  // The device's prepared-layout id; "" when the plugin cannot export (no slots, or an empty id).
+  absl::StatusOr<std::string> WeightLayoutId();
+  // The plugin's prepared bytes of `weight` (a weight of this device).
+  absl::StatusOr<std::vector<uint8_t>> ExportWeight(const PreparedWeight& weight);
+  // A weight from exported bytes. With `borrow`, `data` must stay valid and unchanged until the
+  // weight is released (the plugin may use it in place). FAILED_PRECONDITION when the plugin has
+  // no import slot; the plugin's INVALID_ARGUMENT when it cannot use the bytes.
+  absl::StatusOr<PreparedWeight> ImportWeight(const kestrel_tensor_desc_t& desc, const void* data,
+                                              uint64_t size, bool borrow);
+  // A named counter of the device (device_get_counter); NOT_FOUND when the plugin has none.
+  absl::StatusOr<uint64_t> Counter(const std::string& name);
+
   // A descriptor that uses an optional input newer than the plugin's minor version (ROPE and
   // MATMUL with a third input need 1.2) is answered UNSUPPORTED here, without asking the plugin,
   // which would reject it as malformed.

@@ -44,6 +44,7 @@
 #include "packed_kquant.h"
 #include "packed_weight.h"
 #include "thread_pool.h"
+#include "weight_export.h"
 #include "kestrel/plugin_sdk/host_plugin.h"
 #include "kestrel/plugin_sdk/reference_kernels.h"
 #include "kestrel/plugin_sdk/op_contract.h"
@@ -78,6 +79,10 @@ struct Device {
   uint32_t magic = kDeviceMagic;
   uint32_t index = 0;
   Instance* instance = nullptr;  // whose settings (threads, ISA, pool) and host it uses
+  // device_get_counter: Q4_0/Q8_0 weights repacked by weight_prepare, weights taken from
+  // exported bytes by weight_import.
+  std::atomic<uint64_t> weights_repacked{0};
+  std::atomic<uint64_t> weights_imported{0};
 };
 
 struct Buffer {
@@ -90,7 +95,8 @@ struct Weight {
   uint32_t magic = kWeightMagic;
   Device* device = nullptr;
   kestrel_tensor_desc_t desc{};  // packed (strides zeroed)
-  AlignedBuffer raw;             // GGUF bytes (empty when repacked)
+  AlignedBuffer raw;             // GGUF bytes (empty when repacked or borrowed)
+  const void* raw_data = nullptr;  // raw.data(), or the borrowed bytes of weight_import
   std::unique_ptr<PackedQ> packed;
   std::unique_ptr<PackedK> kpacked;  // a repacked Q4_1/Q5_0/Q5_1/Q2_K..Q6_K matrix
   // A rank-3 Q4_0/Q8_0 weight (MOE experts): each [dims[1], dims[2]] slice repacked like a
@@ -257,7 +263,7 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
       out_in->n_packed = static_cast<int64_t>(w->slice_views.size());
       out_in->data = nullptr;
     } else {
-      out_in->data = w->raw.data();
+      out_in->data = w->raw_data;
     }
     return Status();
   }
@@ -561,11 +567,103 @@ struct CpuDevice {
       } else {
         weight->raw = AlignedBuffer(needed);
         if (needed > 0) std::memcpy(weight->raw.data(), host_data, needed);
+        weight->raw_data = weight->raw.data();
       }
     } catch (const std::bad_alloc&) {
       return ResourceExhausted("weight_prepare: cannot allocate ", needed, " bytes");
     }
+    if (weight->packed || weight->kpacked || !weight->slices.empty()) AsDevice(d)->weights_repacked++;
     *out = reinterpret_cast<kestrel_plugin_weight_t*>(weight.release());
+    return Status();
+  }
+
+  // Plugin ABI 1.4 prepared-weight export / import (weight_export.h has the byte layout).
+  static Status DeviceWeightLayout(kestrel_plugin_device_t* d, char* out, size_t capacity,
+                                   size_t* length) {
+    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "device_weight_layout"));
+    if (length == nullptr) return InvalidArgument("device_weight_layout: out_length is NULL");
+    const std::string id = ExportedLayoutId();
+    *length = id.size();
+    if (out != nullptr && capacity > id.size()) std::memcpy(out, id.c_str(), id.size() + 1);
+    return Status();
+  }
+
+  static Status WeightExport(kestrel_plugin_device_t* d, kestrel_plugin_weight_t* w, void* dst,
+                             uint64_t capacity, uint64_t* out_size) {
+    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "weight_export"));
+    if (out_size == nullptr) return InvalidArgument("weight_export: out_size is NULL");
+    const Weight* weight = AsWeight(w);
+    if (weight == nullptr || weight->magic != kWeightMagic || weight->device != AsDevice(d)) {
+      return InvalidArgument("weight_export: weight is not a prepared weight of this device");
+    }
+    WeightParts parts;
+    parts.desc = weight->desc;
+    parts.raw = weight->raw_data;
+    parts.raw_bytes = ref::TensorBytes(weight->desc);
+    parts.packed = weight->packed.get();
+    parts.kpacked = weight->kpacked.get();
+    for (const auto& s : weight->slices) parts.slices.push_back(s.get());
+    *out_size = ExportedSize(parts);
+    if (dst == nullptr) return Status();
+    if (capacity < *out_size) {
+      return ResourceExhausted("weight_export: capacity ", capacity, " < ", *out_size, " bytes");
+    }
+    ExportWeightBytes(parts, static_cast<uint8_t*>(dst));
+    return Status();
+  }
+
+  static Status WeightImport(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t* desc,
+                             const void* data, uint64_t size, uint32_t flags,
+                             kestrel_plugin_weight_t** out) {
+    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "weight_import"));
+    if (desc == nullptr) return InvalidArgument("weight_import: desc is NULL");
+    if (out == nullptr) return InvalidArgument("weight_import: out_weight is NULL");
+    if (data == nullptr) return InvalidArgument("weight_import: data is NULL");
+    KESTREL_REF_RETURN_IF_ERROR(ref::ValidateTensorDesc(*desc, "weight_import: desc"));
+    if (!ref::IsWeightDtype(desc->dtype) || !ref::IsPackedLayout(*desc)) {
+      return InvalidArgument("weight_import: desc is not a packed weight dtype");
+    }
+    auto weight = std::make_unique<Weight>();
+    weight->device = AsDevice(d);
+    weight->desc = *desc;
+    weight->desc.struct_size = sizeof(kestrel_tensor_desc_t);
+    std::memset(weight->desc.strides, 0, sizeof weight->desc.strides);
+    ImportedWeight imported;
+    try {
+      const std::string why = ImportWeightBytes(
+          weight->desc, static_cast<const uint8_t*>(data), size,
+          (flags & KESTREL_WEIGHT_IMPORT_BORROW) != 0, ShouldRepack(weight->desc),
+          ShouldRepackK(weight->desc),
+          IsRepackableStack(weight->desc), ref::TensorBytes(weight->desc), &imported);
+      if (!why.empty()) return InvalidArgument("weight_import: ", why);
+    } catch (const std::bad_alloc&) {
+      return ResourceExhausted("weight_import: cannot allocate ", size, " bytes");
+    }
+    weight->raw = std::move(imported.raw_copy);
+    weight->raw_data = imported.raw;
+    weight->packed = std::move(imported.packed);
+    weight->kpacked = std::move(imported.kpacked);
+    weight->slices = std::move(imported.slices);
+    for (const auto& s : weight->slices) weight->slice_views.push_back(s->view);
+    AsDevice(d)->weights_imported++;
+    *out = reinterpret_cast<kestrel_plugin_weight_t*>(weight.release());
+    return Status();
+  }
+
+  static Status DeviceGetCounter(kestrel_plugin_device_t* d, const char* name, uint64_t* value) {
+    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "device_get_counter"));
+    if (name == nullptr || value == nullptr) {
+      return InvalidArgument("device_get_counter: name or out_value is NULL");
+    }
+    const std::string key = name;
+    if (key == "weights_repacked") {
+      *value = AsDevice(d)->weights_repacked.load();
+    } else if (key == "weights_imported") {
+      *value = AsDevice(d)->weights_imported.load();
+    } else {
+      return ref::Status(KESTREL_PLUGIN_NOT_FOUND, StrCat("device_get_counter: plugin 'cpu' has no counter '", key,
+                           "' (it has weights_repacked, weights_imported)"));
+    }
     return Status();
   }
 

@@ -131,6 +131,16 @@ class Engine {
   absl::StatusOr<RequestOutput> Result(uint64_t id) const;
   EngineStats Stats() const;
 
+  // Persistent prompt cache (engine_prefix_io.cc; format runtime/package/prefix_cache_format.h):
+  // writes every cached full block (tokens and KV rows) to `path` (<path>.tmp, renamed), and
+  // loads such a file into free blocks of this engine's cache (same model fingerprint, KV
+  // geometry, element type and block size; entries whose parent was not loaded, or that no free
+  // block is left for, are skipped). Returns the blocks loaded. FAILED_PRECONDITION without a
+  // prefix cache; a damaged or foreign file is refused with a message naming it, the cache as it
+  // was. Both wait for the current step.
+  absl::Status SavePrefixCache(const std::string& path);
+  absl::StatusOr<uint32_t> LoadPrefixCache(const std::string& path);
+
   uint32_t n_blocks() const { return n_blocks_; }
   uint32_t block_size() const { return config_.block_size; }
   uint32_t context_length() const { return context_length_; }

@@ -1,5 +1,7 @@
 #include "runtime/engine/prefix_cache.h"
 
+#include <algorithm>
+
 namespace kestrel {
 namespace runtime {
 
@@ -47,6 +49,15 @@ PrefixCache::Match PrefixCache::Lookup(absl::Span<const int32_t> tokens, uint32_
     for (auto it = hit.rbegin(); it != hit.rend(); ++it) Touch(*it);
   }
   return m;
+}
+
+std::vector<PrefixCache::Exported> PrefixCache::Export() const {
+  std::vector<Exported> out;
+  out.reserve(entries_.size());
+  for (const auto& [key, e] : entries_) out.push_back({e->id, e->parent, e->block, key.tokens});
+  std::sort(out.begin(), out.end(),
+            [](const Exported& a, const Exported& b) { return a.id < b.id; });
+  return out;
 }
 
 uint64_t PrefixCache::Insert(uint64_t parent, absl::Span<const int32_t> tokens, int32_t block,

@@ -57,6 +57,13 @@ class PrefixCache {
   // Frees every evictable entry (blocks in use by sequences stay).
   void Clear();
 
+  // Every entry, parents before children (entry ids grow): for saving the cache to a file.
+  struct Exported {
+    uint64_t id, parent;
+    int32_t block;
+    std::vector<int32_t> tokens;
+  };
+  std::vector<Exported> Export() const;
   // Entries whose block only the cache references.
   uint32_t NumEvictable() const;
   uint32_t size() const { return static_cast<uint32_t>(entries_.size()); }

@@ -27,7 +27,6 @@ namespace {
     if (!gguf_status_.ok()) return gguf_status_; \
   } while (0)
 
-constexpr size_t kBufferAlignment = 4096;
 // Smallest encodings, used to reject counts that the remaining bytes cannot possibly hold before
 // anything is allocated for them.
 constexpr uint64_t kMinKvBytes = 8 + 4 + 1;              // key length, value type, 1-byte value
@@ -61,14 +60,69 @@ absl::Status WithPrefix(const absl::Status& s, absl::string_view prefix) {
   return absl::Status(s.code(), absl::StrCat(prefix, s.message()));
 }
 
-void FreeHeap(void* p) {
-  if (p != nullptr) ::operator delete(p, std::align_val_t(kBufferAlignment));
+// Checks a tensor's rank, dims, type and offset alignment and fills n_elements and size_bytes
+// (the parser's and FromParts' one copy of these rules).
+absl::Status CompleteTensorInfo(uint32_t raw_type, uint32_t alignment, GgufTensorInfo* info) {
+  const std::string tname = absl::StrCat("tensor ", Quote(info->name));
+  if (info->dims.empty() || info->dims.size() > GgufFile::kMaxDims) {
+    return absl::InvalidArgumentError(absl::StrFormat("%s: rank %u is outside 1..%u", tname,
+                                                      info->dims.size(), GgufFile::kMaxDims));
+  }
+  uint64_t n_elements = 1;
+  bool overflow = false;
+  for (size_t d = 0; d < info->dims.size(); ++d) {
+    const uint64_t dim = info->dims[d];
+    if (dim == 0 || dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: dim[%u] = %u is outside 1..INT64_MAX", tname, d, dim));
+    }
+    if (__builtin_mul_overflow(n_elements, dim, &n_elements)) overflow = true;
+  }
+  if (overflow || n_elements > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: element count of dims %s overflows int64", tname, DimsString(info->dims)));
+  }
+  info->n_elements = n_elements;
+  absl::StatusOr<GgmlTypeTraits> traits = GgmlTypeTraitsOf(raw_type);
+  if (!traits.ok()) return WithPrefix(traits.status(), absl::StrCat(tname, ": "));
+  info->type = traits->type;
+  if (info->dims[0] % traits->block_elems != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: row length dims[0] = %u is not a multiple of the %s block size %u", tname,
+        info->dims[0], traits->name, traits->block_elems));
+  }
+  if (__builtin_mul_overflow(n_elements / traits->block_elems,
+                             static_cast<uint64_t>(traits->block_bytes), &info->size_bytes)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: byte size of %u %s elements overflows uint64", tname, n_elements, traits->name));
+  }
+  if (info->offset_in_data % alignment != 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: offset %u is not a multiple of the alignment %u", tname, info->offset_in_data,
+        alignment));
+  }
+  return absl::OkStatus();
 }
 
-void* AllocHeap(uint64_t size) {
-  if (size > std::numeric_limits<size_t>::max() - kBufferAlignment) return nullptr;
-  const size_t n = size == 0 ? 1 : static_cast<size_t>(size);
-  return ::operator new(n, std::align_val_t(kBufferAlignment), std::nothrow);
+// Every tensor lies inside the data section [data_offset, file_size).
+absl::Status CheckTensorsInData(const std::vector<GgufTensorInfo>& tensors, uint64_t data_offset,
+                                uint64_t file_size) {
+  for (const GgufTensorInfo& t : tensors) {
+    if (data_offset > file_size) {
+      return absl::DataLossError(absl::StrFormat(
+          "tensor %s: the data section would start at offset %u, past the end of the file (%u "
+          "bytes)",
+          Quote(t.name), data_offset, file_size));
+    }
+    const uint64_t data_size = file_size - data_offset;
+    if (t.offset_in_data > data_size || t.size_bytes > data_size - t.offset_in_data) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "tensor %s: offset %u + size %u exceeds the data section of %u bytes (file size %u, "
+          "data starts at %u)",
+          Quote(t.name), t.offset_in_data, t.size_bytes, data_size, file_size, data_offset));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -332,57 +386,24 @@ class GgufFile::Parser {
         return absl::InvalidArgumentError(absl::StrFormat(
             "duplicate tensor name %s (tensor #%u repeats tensor #%u)", Quote(name), i, it->second));
       }
-      const std::string tname = absl::StrCat("tensor ", Quote(name));
       field_ = "rank";
       uint32_t n_dims = 0;
       GGUF_RETURN_IF_ERROR(ReadU32(&n_dims));
       if (n_dims < 1 || n_dims > kMaxDims) {
-        return absl::InvalidArgumentError(
-            absl::StrFormat("%s: rank %u is outside 1..%u", tname, n_dims, kMaxDims));
+        return absl::InvalidArgumentError(absl::StrFormat("tensor %s: rank %u is outside 1..%u",
+                                                          Quote(name), n_dims, kMaxDims));
       }
       GgufTensorInfo info;
       info.name.assign(name.data(), name.size());
       info.dims.resize(n_dims);
       field_ = "dims";
-      uint64_t n_elements = 1;
-      bool overflow = false;
-      for (uint32_t d = 0; d < n_dims; ++d) {
-        GGUF_RETURN_IF_ERROR(ReadU64(&info.dims[d]));
-        const uint64_t dim = info.dims[d];
-        if (dim == 0 || dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-          return absl::InvalidArgumentError(absl::StrFormat(
-              "%s: dim[%u] = %u is outside 1..INT64_MAX", tname, d, dim));
-        }
-        if (__builtin_mul_overflow(n_elements, dim, &n_elements)) overflow = true;
-      }
-      if (overflow || n_elements > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "%s: element count of dims %s overflows int64", tname, DimsString(info.dims)));
-      }
-      info.n_elements = n_elements;
+      for (uint32_t d = 0; d < n_dims; ++d) GGUF_RETURN_IF_ERROR(ReadU64(&info.dims[d]));
       field_ = "type";
       uint32_t raw_type = 0;
       GGUF_RETURN_IF_ERROR(ReadU32(&raw_type));
-      absl::StatusOr<GgmlTypeTraits> traits = GgmlTypeTraitsOf(raw_type);
-      if (!traits.ok()) return WithPrefix(traits.status(), absl::StrCat(tname, ": "));
-      info.type = traits->type;
-      if (info.dims[0] % traits->block_elems != 0) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "%s: row length dims[0] = %u is not a multiple of the %s block size %u", tname,
-            info.dims[0], traits->name, traits->block_elems));
-      }
-      if (__builtin_mul_overflow(n_elements / traits->block_elems,
-                                 static_cast<uint64_t>(traits->block_bytes), &info.size_bytes)) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "%s: byte size of %u %s elements overflows uint64", tname, n_elements, traits->name));
-      }
       field_ = "offset";
       GGUF_RETURN_IF_ERROR(ReadU64(&info.offset_in_data));
-      if (info.offset_in_data % f_->alignment_ != 0) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "%s: offset %u is not a multiple of the alignment %u", tname, info.offset_in_data,
-            f_->alignment_));
-      }
+      GGUF_RETURN_IF_ERROR(CompleteTensorInfo(raw_type, f_->alignment_, &info));
       f_->tensors_.push_back(std::move(info));
     }
     return absl::OkStatus();
@@ -392,23 +413,7 @@ class GgufFile::Parser {
     const uint64_t align = f_->alignment_;
     // pos_ <= size_ < 2^63 and align <= 2^30, so this cannot overflow.
     f_->data_offset_ = (pos_ + align - 1) / align * align;
-    const uint64_t data_offset = f_->data_offset_;
-    for (const GgufTensorInfo& t : f_->tensors_) {
-      if (data_offset > size_) {
-        return absl::DataLossError(absl::StrFormat(
-            "tensor %s: the data section would start at offset %u, past the end of the file (%u "
-            "bytes)",
-            Quote(t.name), data_offset, size_));
-      }
-      const uint64_t data_size = size_ - data_offset;
-      if (t.offset_in_data > data_size || t.size_bytes > data_size - t.offset_in_data) {
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "tensor %s: offset %u + size %u exceeds the data section of %u bytes (file size %u, "
-            "data starts at %u)",
-            Quote(t.name), t.offset_in_data, t.size_bytes, data_size, size_, data_offset));
-      }
-    }
-    return absl::OkStatus();
+    return CheckTensorsInData(f_->tensors_, f_->data_offset_, size_);
   }
 
   GgufFile* f_;
@@ -428,30 +433,20 @@ class GgufFile::Parser {
 
 // ---- open ------------------------------------------------------------------------------------
 
-void GgufFile::ReleaseResidentPages() const {
-  if (!mmapped_ || data_ == nullptr || size_ == 0) return;
-  // Advice only: on failure the pages simply stay resident.
-  (void)madvise(const_cast<uint8_t*>(data_), static_cast<size_t>(size_), MADV_DONTNEED);
-}
+void GgufFile::ReleaseResidentPages() const { image_->ReleaseResidentRange(data_, size_); }
 
 void GgufFile::ReleaseResidentRange(const uint8_t* ptr, uint64_t bytes) const {
-  if (!mmapped_ || ptr < data_ || ptr >= data_ + size_) return;
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(ptr) + page - 1) & ~(page - 1);
-  const uintptr_t end_raw = reinterpret_cast<uintptr_t>(ptr) +
-                            std::min<uint64_t>(bytes, static_cast<uint64_t>(data_ + size_ - ptr));
-  const uintptr_t end = end_raw & ~(page - 1);
-  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  image_->ReleaseResidentRange(ptr, bytes);
 }
 
-GgufFile::~GgufFile() {
-  if (mmapped_) {
-    munmap(const_cast<uint8_t*>(data_), static_cast<size_t>(size_));
-  }
-  FreeHeap(heap_);
-}
+GgufFile::~GgufFile() = default;
 
-absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Finish(std::unique_ptr<GgufFile> file) {
+absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Finish(std::shared_ptr<const FileImage> image) {
+  std::unique_ptr<GgufFile> file(new GgufFile());
+  file->data_ = image->data();
+  file->size_ = image->size();
+  file->mmapped_ = image->mmapped();
+  file->image_ = std::move(image);
   Parser parser(file.get());
   absl::Status s = parser.Run();
   if (!s.ok()) return s;
@@ -461,73 +456,67 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Finish(std::unique_ptr<GgufF
 absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path,
                                                          const GgufOpenOptions& options) {
   const std::string prefix = absl::StrCat("GGUF '", path, "': ");
-  int fd;
-  do {
-    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat(prefix, "cannot open"));
-  struct FdCloser {
-    int fd;
-    ~FdCloser() { ::close(fd); }
-  } closer{fd};
-
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return absl::ErrnoToStatus(errno, absl::StrCat(prefix, "fstat"));
-  if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, "not a regular file"));
-  }
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (size > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
-      size > std::numeric_limits<size_t>::max()) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, "file size ", size, " is too large"));
-  }
-
-  std::unique_ptr<GgufFile> file(new GgufFile());
-  file->size_ = size;
-  if (options.use_mmap && size > 0) {
-    void* m = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_PRIVATE, fd, 0);
-    if (m == MAP_FAILED) return absl::ErrnoToStatus(errno, absl::StrCat(prefix, "mmap"));
-    file->data_ = static_cast<const uint8_t*>(m);
-    file->mmapped_ = true;
-  } else {
-    file->heap_ = AllocHeap(size);
-    if (file->heap_ == nullptr) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat(prefix, "cannot allocate ", size, " bytes to read the file"));
-    }
-    uint8_t* dst = static_cast<uint8_t*>(file->heap_);
-    uint64_t done = 0;
-    while (done < size) {
-      const size_t chunk = static_cast<size_t>(std::min<uint64_t>(size - done, 1u << 30));
-      const ssize_t n = ::pread(fd, dst + done, chunk, static_cast<off_t>(done));
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return absl::ErrnoToStatus(errno, absl::StrCat(prefix, "read at offset ", done));
-      }
-      if (n == 0) {
-        return absl::DataLossError(absl::StrCat(prefix, "file shrank while reading: got ", done,
-                                                " of ", size, " bytes"));
-      }
-      done += static_cast<uint64_t>(n);
-    }
-    file->data_ = dst;
-  }
-  absl::StatusOr<std::unique_ptr<GgufFile>> result = Finish(std::move(file));
+  absl::StatusOr<std::shared_ptr<const FileImage>> image =
+      FileImage::Open(path, options.use_mmap, prefix);
+  if (!image.ok()) return image.status();
+  absl::StatusOr<std::unique_ptr<GgufFile>> result = Finish(std::move(*image));
   if (!result.ok()) return WithPrefix(result.status(), prefix);
   return result;
 }
 
 absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::OpenFromMemory(absl::string_view bytes) {
-  std::unique_ptr<GgufFile> file(new GgufFile());
-  file->heap_ = AllocHeap(bytes.size());
-  if (file->heap_ == nullptr) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("cannot allocate ", bytes.size(), " bytes for a GGUF image"));
+  absl::StatusOr<std::shared_ptr<const FileImage>> image = FileImage::Copy(bytes);
+  if (!image.ok()) return image.status();
+  return Finish(std::move(*image));
+}
+
+absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::FromParts(
+    std::shared_ptr<const FileImage> image, uint64_t data_offset, uint64_t data_size,
+    uint32_t alignment, std::vector<GgufKeyValue> kvs, std::vector<GgufTensorInfo> tensors,
+    const std::vector<uint32_t>& raw_types) {
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0 || alignment > (1u << 30)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("alignment %u is not a nonzero power of two (at most 2^30)", alignment));
   }
-  if (!bytes.empty()) std::memcpy(file->heap_, bytes.data(), bytes.size());
-  file->data_ = static_cast<const uint8_t*>(file->heap_);
-  file->size_ = bytes.size();
-  return Finish(std::move(file));
+  if (raw_types.size() != tensors.size()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%u tensor types for %u tensors", raw_types.size(), tensors.size()));
+  }
+  if (data_offset > image->size() || data_size > image->size() - data_offset) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "tensor data [%u, +%u) lies outside the file of %u bytes", data_offset, data_size,
+        image->size()));
+  }
+  std::unique_ptr<GgufFile> file(new GgufFile());
+  file->data_ = image->data();
+  file->size_ = data_offset + data_size;  // the view ends with its data section
+  file->mmapped_ = image->mmapped();
+  file->image_ = std::move(image);
+  file->version_ = 3;
+  file->alignment_ = alignment;
+  file->data_offset_ = data_offset;
+  file->kvs_ = std::move(kvs);
+  for (size_t i = 0; i < file->kvs_.size(); ++i) {
+    auto [it, inserted] = file->kv_index_.emplace(file->kvs_[i].key, i);
+    if (!inserted) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "duplicate key %s (key #%u repeats key #%u)", Quote(file->kvs_[i].key), i, it->second));
+    }
+  }
+  file->tensors_ = std::move(tensors);
+  for (size_t i = 0; i < file->tensors_.size(); ++i) {
+    GgufTensorInfo& t = file->tensors_[i];
+    auto [it, inserted] = file->tensor_index_.emplace(t.name, i);
+    if (!inserted) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "duplicate tensor name %s (tensor #%u repeats tensor #%u)", Quote(t.name), i, it->second));
+    }
+    if (absl::Status s = CompleteTensorInfo(raw_types[i], alignment, &t); !s.ok()) return s;
+  }
+  if (absl::Status s = CheckTensorsInData(file->tensors_, data_offset, file->size_); !s.ok()) {
+    return s;
+  }
+  return file;
 }
 
 // ---- metadata --------------------------------------------------------------------------------

@@ -38,6 +38,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "runtime/gguf/file_image.h"
 #include "runtime/gguf/ggml_type.h"
 #include "runtime/gguf/gguf_value.h"
 
@@ -76,6 +77,15 @@ class GgufFile {
                                                         const GgufOpenOptions& options = {});
   // Parses an in-memory image (copied into an aligned buffer). For tests and embedded models.
   static absl::StatusOr<std::unique_ptr<GgufFile>> OpenFromMemory(absl::string_view bytes);
+  // A GGUF view of a model another container holds (the .kpkg package, runtime/package): its
+  // metadata and tensor table as given, tensor data at `data_offset` of `image` (offsets in the
+  // infos relative to it, `raw_types[i]` the ggml type number of tensors[i]). Checks what the
+  // parser checks: unique keys and names, rank, dims, type, alignment, every tensor inside
+  // [data_offset, data_offset + data_size); errors name the key or tensor. version() is 3.
+  static absl::StatusOr<std::unique_ptr<GgufFile>> FromParts(
+      std::shared_ptr<const FileImage> image, uint64_t data_offset, uint64_t data_size,
+      uint32_t alignment, std::vector<GgufKeyValue> kvs, std::vector<GgufTensorInfo> tensors,
+      const std::vector<uint32_t>& raw_types);
 
   ~GgufFile();
   GgufFile(const GgufFile&) = delete;
@@ -96,6 +106,8 @@ class GgufFile {
   void ReleaseResidentRange(const uint8_t* ptr, uint64_t bytes) const;
   // The whole file image.
   const uint8_t* data() const { return data_; }
+  // The image this file (or view) lives in; a package keeps it alive for its prepared sections.
+  const std::shared_ptr<const FileImage>& image() const { return image_; }
 
   // ---- metadata ----
   const std::vector<GgufKeyValue>& metadata() const { return kvs_; }  // file order
@@ -125,13 +137,13 @@ class GgufFile {
  private:
   class Parser;
   GgufFile() = default;
-  static absl::StatusOr<std::unique_ptr<GgufFile>> Finish(std::unique_ptr<GgufFile> file);
+  static absl::StatusOr<std::unique_ptr<GgufFile>> Finish(std::shared_ptr<const FileImage> image);
   absl::StatusOr<const GgufValue*> FindOrError(absl::string_view key) const;
 
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
   bool mmapped_ = false;
-  void* heap_ = nullptr;  // aligned heap image (no-mmap / from memory)
+  std::shared_ptr<const FileImage> image_;  // owns data_
 
   uint32_t version_ = 0;
   uint32_t alignment_ = kDefaultAlignment;

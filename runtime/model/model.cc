@@ -8,6 +8,7 @@
 #include "runtime/arch/common/metadata.h"
 #include "runtime/arch/registry.h"
 #include "runtime/offload/model_memory.h"
+#include "runtime/package/fingerprint.h"
 #include "runtime/tokenizer/tokenizer_loader.h"
 
 namespace kestrel {
@@ -117,20 +118,88 @@ void Model::RecordUnsupportedTypes() {
   }
 }
 
+const PreparedSet* Model::MatchingPreparedSet() {
+  if (package_ == nullptr) return nullptr;
+  const PackageModel& pm = package_draft_ ? package_->draft() : package_->model();
+  if (pm.prepared.empty()) return nullptr;
+  if (!use_prepared_) {
+    prepared_skip_reason_ = "prepared weights not used (use_prepared is off)";
+    return nullptr;
+  }
+  absl::StatusOr<std::string> layout = device_->WeightLayoutId();
+  if (!layout.ok() || layout->empty()) {
+    prepared_skip_reason_ = absl::StrCat("plugin '", device_->plugin_name(),
+                                         "' cannot import prepared weights");
+    return nullptr;
+  }
+  const PreparedSet* set =
+      pm.FindPrepared(device_->plugin_name(), device_->plugin_version(), *layout);
+  if (set == nullptr) {
+    std::string have;
+    for (const PreparedSet& p : pm.prepared) {
+      absl::StrAppend(&have, have.empty() ? "" : ", ", p.plugin, " ", p.plugin_version, " [",
+                      p.device_fingerprint, "]");
+    }
+    prepared_skip_reason_ = absl::StrCat("no prepared weights for plugin '", device_->plugin_name(),
+                                         "' ", device_->plugin_version(), " [", *layout,
+                                         "] (the package has: ", have, "): repacking");
+  }
+  return set;
+}
+
+bool Model::ImportPrepared(const PreparedSet& set, int id) {
+  const WeightTensor& w = weights_.tensors[id];
+  auto it = set.weights.find(w.name);
+  if (it == set.weights.end()) return false;
+  absl::StatusOr<hal::PreparedWeight> p =
+      device_->ImportWeight(w.desc, it->second.data, it->second.size, /*borrow=*/true);
+  if (!p.ok()) {
+    if (prepared_skip_reason_.empty()) {
+      prepared_skip_reason_ = absl::StrCat("prepared weight '", w.name, "' refused (",
+                                           p.status().message(), "): repacked");
+    }
+    return false;
+  }
+  std::lock_guard<std::mutex> lock(prepared_mu_);
+  prepared_[std::make_pair(id, device_)] = std::move(*p);
+  return true;
+}
+
+uint64_t Model::fingerprint() const {
+  std::lock_guard<std::mutex> lock(fingerprint_mu_);
+  if (!has_fingerprint_) {
+    fingerprint_ = package_ != nullptr
+                       ? (package_draft_ ? package_->draft() : package_->model()).fingerprint
+                       : ModelFingerprint(*file_);
+    has_fingerprint_ = true;
+  }
+  return fingerprint_;
+}
+
 absl::Status Model::PrepareWeights(const std::function<absl::Status(float)>& report) {
-  // Prepare every weight on the device once (the plugin may repack it).
+  // Prepare every weight on the device once (the plugin may repack it), or take it from the
+  // package's prepared set for this device, used in place in the mapped package.
   uint64_t done = 0, total = 0;
   for (const WeightTensor& w : weights_.tensors) total += w.bytes;
   std::vector<bool> offloaded(weights_.tensors.size(), false);
   if (memory_plan_ != nullptr) {
     for (int id : memory_plan_->offloaded) offloaded[id] = true;
   }
+  const PreparedSet* set = MatchingPreparedSet();
   for (size_t i = 0; i < weights_.tensors.size(); ++i) {
     if (offloaded[i]) continue;  // read expert by expert into the expert cache
+    if (set != nullptr && ImportPrepared(*set, static_cast<int>(i))) {
+      ++n_imported_;
+      done += weights_.tensors[i].bytes;
+      KESTREL_RETURN_IF_ERROR(
+          report(0.05f + 0.95f * static_cast<float>(done) / static_cast<float>(total ? total : 1)));
+      continue;
+    }
     // A dtype the device does not take as a weight (e.g. K-quants on opencl) is prepared on the
     // fallback device when an op first needs it there (Executor::Place -> Prepared).
     const uint32_t dtype = weights_.tensors[i].desc.dtype;
     if ((device_->caps().weight_dtype_mask & KESTREL_DTYPE_BIT(dtype)) == 0) continue;
+    ++n_prepared_;
     absl::StatusOr<const hal::PreparedWeight*> p = Prepared(static_cast<int>(i), device_);
     if (!p.ok()) return p.status();
     // The device holds its own copy now: drop this tensor's file pages from the resident set, so
@@ -141,8 +210,9 @@ absl::Status Model::PrepareWeights(const std::function<absl::Status(float)>& rep
         report(0.05f + 0.95f * static_cast<float>(done) / static_cast<float>(total ? total : 1)));
   }
   // Plugins copy (or repack) weights in weight_prepare, so the mapped file pages are no longer
-  // needed resident; without this a loaded model costs the file size twice in RSS.
-  file_->ReleaseResidentPages();
+  // needed resident; without this a loaded model costs the file size twice in RSS. Imported
+  // weights are read in place from the mapping: their pages stay.
+  if (n_imported_ == 0) file_->ReleaseResidentPages();
   return absl::OkStatus();
 }
 
@@ -159,9 +229,24 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path, hal:
     return absl::OkStatus();
   };
   KESTREL_RETURN_IF_ERROR(report(0.0f));
-  GgufOpenOptions open;
-  open.use_mmap = options.use_mmap;
-  absl::StatusOr<std::unique_ptr<GgufFile>> file = GgufFile::Open(path, open);
+  m->use_prepared_ = options.use_prepared;
+  absl::StatusOr<std::unique_ptr<GgufFile>> file;
+  if (PackageReader::IsPackage(path)) {
+    PackageOpenOptions open;
+    open.use_mmap = options.use_mmap;
+    absl::StatusOr<std::unique_ptr<PackageReader>> package = PackageReader::Open(path, open);
+    if (!package.ok()) return package.status();
+    m->package_ = std::move(*package);
+    m->package_draft_ = options.package_draft;
+    file = options.package_draft ? m->package_->DraftFile() : m->package_->ModelFile();
+  } else if (options.package_draft) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", path, "' is not a .kpkg package, so it has no draft model to load"));
+  } else {
+    GgufOpenOptions open;
+    open.use_mmap = options.use_mmap;
+    file = GgufFile::Open(path, open);
+  }
   if (!file.ok()) return file.status();
   m->file_ = std::move(*file);
   KESTREL_RETURN_IF_ERROR(m->ReadConfig());

@@ -22,6 +22,7 @@
 #include "runtime/gguf/gguf_file.h"
 #include "runtime/offload/expert_cache.h"
 #include "runtime/offload/memory_planner.h"
+#include "runtime/package/package_reader.h"
 #include "runtime/plan/execution_plan.h"
 #include "runtime/plan/plan_options.h"
 #include "runtime/tokenizer/tokenizer.h"
@@ -55,12 +56,19 @@ struct ModelLoadOptions {
   uint32_t kv_element_bytes = 4;  // 4: F32 KV cache, 2: F16
   offload::EvictionKind expert_policy = offload::EvictionKind::kLru;
   bool allow_direct_io = true;
+  // For a .kpkg package: load its draft model instead of the main one (NOT_FOUND without one).
+  bool package_draft = false;
+  // For a .kpkg package: use the prepared weights it carries for the device's plugin (name,
+  // version and layout id all matching) instead of preparing from the tensors.
+  bool use_prepared = true;
 };
 
 class Model {
  public:
-  // Opens `path`, validates everything, and prepares every weight on `device` (unless
-  // metadata_only). Errors name the key, tensor or value at fault.
+  // Opens `path` (a GGUF or a .kpkg package, told apart by the magic), validates everything, and
+  // prepares every weight on `device` (unless metadata_only): from a package's prepared weights
+  // when it carries a matching set, else by the plugin's weight_prepare. Errors name the key,
+  // tensor or value at fault.
   static absl::StatusOr<std::unique_ptr<Model>> Load(const std::string& path, hal::Device* device,
                                                      const ModelLoadOptions& options);
   ~Model();
@@ -73,6 +81,16 @@ class Model {
   const Tokenizer& tokenizer() const { return *tokenizer_; }
   hal::Device* device() const { return device_; }
   const GgufFile& file() const { return *file_; }
+  // The package the model came from, or nullptr for a GGUF.
+  const PackageReader* package() const { return package_.get(); }
+  // Weights taken from the package's prepared set / prepared by the plugin at load, and why a
+  // package's prepared weights were not used ("" when they were or there were none).
+  uint32_t n_weights_imported() const { return n_imported_; }
+  uint32_t n_weights_prepared() const { return n_prepared_; }
+  const std::string& prepared_skip_reason() const { return prepared_skip_reason_; }
+  // The content fingerprint (runtime/package/fingerprint.h): stored in a package, hashed from a
+  // GGUF's bytes the first time it is asked for.
+  uint64_t fingerprint() const;
 
   const WeightTable& weights() const { return weights_; }
   const WeightTensor& weight(int id) const { return weights_.tensors[id]; }
@@ -115,10 +133,22 @@ class Model {
   absl::Status PrepareWeights(const std::function<absl::Status(float)>& report);
   absl::Status PlanMemory(const ModelLoadOptions& options);
   absl::Status CreateExpertCache(const ModelLoadOptions& options);
+  // The package's prepared set for device_, or nullptr (prepared_skip_reason_ says why).
+  const PreparedSet* MatchingPreparedSet();
+  // Imports weight `id` from `set`; false when the set has none for it or the plugin refuses it.
+  bool ImportPrepared(const PreparedSet& set, int id);
   // In a metadata-only load, records `s` and carries on; otherwise returns it.
   absl::Status Problem(const absl::Status& s);
 
+  std::unique_ptr<PackageReader> package_;
+  bool package_draft_ = false;
   std::unique_ptr<GgufFile> file_;
+  uint32_t n_imported_ = 0, n_prepared_ = 0;
+  bool use_prepared_ = true;
+  std::string prepared_skip_reason_;
+  mutable std::mutex fingerprint_mu_;
+  mutable uint64_t fingerprint_ = 0;
+  mutable bool has_fingerprint_ = false;
   const Architecture* architecture_ = nullptr;
   ModelConfig config_;
   std::unique_ptr<Tokenizer> tokenizer_;

@@ -391,6 +391,57 @@ absl::Status Executor::ReadBack(const Value& value, void* out, uint64_t bytes) {
   return absl::InternalError("executor: a value has no copy on its valid device");
 }
 
+uint64_t Executor::kv_row_bytes() const {
+  return uint64_t{plan_.n_kv_heads} * plan_.head_dim * ElementBytes(plan_.kv_dtype);
+}
+
+namespace {
+
+// Runs of consecutive slots: (index of the first, count).
+template <typename F>
+absl::Status ForEachSlotRun(absl::Span<const int32_t> slots, F&& f) {
+  for (size_t i = 0; i < slots.size();) {
+    size_t j = i + 1;
+    while (j < slots.size() && slots[j] == slots[j - 1] + 1) ++j;
+    if (absl::Status s = f(i, j - i); !s.ok()) return s;
+    i = j;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status Executor::ReadKvRows(uint32_t layer, bool v, absl::Span<const int32_t> slots,
+                                  uint8_t* rows) {
+  if (layer >= plan_.n_layers) return absl::OutOfRangeError("executor: KV layer out of range");
+  Value& value = (v ? v_cache_ : k_cache_)[layer];
+  if (value.valid.empty()) return absl::InternalError("executor: the KV cache has no current copy");
+  hal::Device* src = value.valid.front();
+  const Copy* copy = nullptr;
+  for (const Copy& c : value.copies) {
+    if (c.device == src) copy = &c;
+  }
+  if (copy == nullptr) return absl::InternalError("executor: the KV cache has no copy on its device");
+  const uint64_t row = kv_row_bytes();
+  return ForEachSlotRun(slots, [&](size_t i, size_t n) {
+    return src->Read(copy->buffer, static_cast<uint64_t>(slots[i]) * row, rows + i * row, n * row);
+  });
+}
+
+absl::Status Executor::WriteKvRows(uint32_t layer, bool v, absl::Span<const int32_t> slots,
+                                   const uint8_t* rows) {
+  if (layer >= plan_.n_layers) return absl::OutOfRangeError("executor: KV layer out of range");
+  Value& value = (v ? v_cache_ : k_cache_)[layer];
+  absl::StatusOr<Copy*> c = Resident(value, primary_, value.bytes);
+  if (!c.ok()) return c.status();
+  const uint64_t row = kv_row_bytes();
+  absl::Status s = ForEachSlotRun(slots, [&](size_t i, size_t n) {
+    return primary_->Write((*c)->buffer, static_cast<uint64_t>(slots[i]) * row, rows + i * row, n * row);
+  });
+  value.valid = {primary_};
+  return s;
+}
+
 absl::Status Executor::CopyBlocks(const std::vector<int32_t>& pairs, uint32_t group) {
   return CopyRanges(pairs, uint64_t{plan_.block_size} * plan_.n_kv_heads * plan_.head_dim *
                                ElementBytes(plan_.kv_dtype), group);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "hal/src/device.h"
 #include "runtime/model/model.h"
 #include "runtime/plan/execution_plan.h"
@@ -59,6 +60,15 @@ class Executor {
   // Whether some device here (primary or fallback) runs PAGED_ATTENTION with the tree mask, so a
   // speculative tree can be verified; chains never need it. Asked once.
   bool SupportsTreeMask();
+
+  // Bytes of one position's K (or V) row of a layer: n_kv_heads * head_dim cache elements.
+  uint64_t kv_row_bytes() const;
+  // Session state: the K (v false) or V rows of `layer` at cache slots `slots` (slot = block *
+  // block_size + offset), in that order, to / from `rows` (slots.size() * kv_row_bytes()).
+  // Consecutive slots move in one transfer.
+  absl::Status ReadKvRows(uint32_t layer, bool v, absl::Span<const int32_t> slots, uint8_t* rows);
+  absl::Status WriteKvRows(uint32_t layer, bool v, absl::Span<const int32_t> slots,
+                           const uint8_t* rows);
 
   // After a successful Run of a plan built with PlanOptions::hidden: the hidden state of every
   // token of that step, [T, n_embd] floats row-major (see HiddenState for which one).

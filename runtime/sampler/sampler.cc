@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <locale>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace kestrel::runtime {
 namespace {
@@ -97,6 +100,41 @@ void Sampler::Accept(int32_t token) {
   window_[window_head_] = token;
   window_head_ = (window_head_ + 1) % window_.size();
   if (window_count_ < window_.size()) ++window_count_;
+}
+
+std::string Sampler::RngState() const {
+  std::ostringstream os;
+  os.imbue(std::locale::classic());
+  os << rng_;
+  return os.str();
+}
+
+std::vector<int32_t> Sampler::Window() const {
+  std::vector<int32_t> out;
+  out.reserve(window_count_);
+  const size_t start = (window_head_ + window_.size() - window_count_) % (window_.empty() ? 1 : window_.size());
+  for (size_t i = 0; i < window_count_; ++i) out.push_back(window_[(start + i) % window_.size()]);
+  return out;
+}
+
+absl::Status Sampler::Restore(const std::string& rng_state, absl::Span<const int32_t> window) {
+  if (window.size() > window_.size()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "sampler state: %u window tokens, more than the repetition window of %u", window.size(),
+        window_.size()));
+  }
+  std::mt19937_64 rng;
+  std::istringstream is(rng_state);
+  is.imbue(std::locale::classic());
+  is >> rng;
+  if (is.fail()) {
+    return absl::InvalidArgumentError("sampler state: the RNG state is not a std::mt19937_64 state");
+  }
+  rng_ = rng;
+  window_head_ = 0;
+  window_count_ = 0;
+  for (int32_t t : window) Accept(t);
+  return absl::OkStatus();
 }
 
 void Sampler::Reset() {

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -114,6 +115,14 @@ class Sampler {
   void Reset();
 
   const SamplerConfig& config() const { return config_; }
+
+  // What continues this sampler's stream in another process (session state): the RNG state in
+  // the standard's text form of std::mt19937_64, and the repetition window, oldest first.
+  std::string RngState() const;
+  std::vector<int32_t> Window() const;
+  // Restores them. INVALID_ARGUMENT when `rng_state` is not a mt19937_64 state or the window is
+  // longer than config().repetition_window; the sampler is unchanged then.
+  absl::Status Restore(const std::string& rng_state, absl::Span<const int32_t> window);
 
  private:
   explicit Sampler(const SamplerConfig& config);

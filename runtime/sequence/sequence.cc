@@ -32,6 +32,13 @@ void Sequence::Truncate(uint32_t n) {
   table_.Truncate(n);
 }
 
+absl::Status Sequence::RestoreComputed(absl::Span<const int32_t> tokens) {
+  Truncate(0);
+  if (auto s = table_.Append(static_cast<uint32_t>(tokens.size())); !s.ok()) return s;
+  tokens_.assign(tokens.begin(), tokens.end());
+  return absl::OkStatus();
+}
+
 void Sequence::Begin(StopPolicy policy, uint32_t n_prompt, LogprobsRequest logprobs) {
   policy_ = std::move(policy);
   logprobs_ = std::move(logprobs);

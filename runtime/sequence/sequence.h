@@ -74,6 +74,10 @@ class Sequence {
   void Truncate(uint32_t n);
   // Drops pending tokens: the history ends where the KV does.
   void DropPending() { tokens_.resize(n_computed()); }
+  // A saved history coming back (session state): the history becomes `tokens`, all computed (the
+  // table holds exactly their positions; the caller writes their KV), nothing pending. On failure
+  // (the pool has too few blocks) the sequence is empty.
+  absl::Status RestoreComputed(absl::Span<const int32_t> tokens);
 
   Sampler& sampler() { return sampler_; }
   const Tokenizer& tokenizer() const { return *tokenizer_; }

@@ -72,6 +72,26 @@ TEST_F(SequenceTest, PendingFollowsTheTableAndTruncateCutsBoth) {
   EXPECT_EQ(s.tokens().size(), 2u);
 }
 
+// A restored history replaces the old one, all computed; one the pool cannot hold leaves the
+// sequence empty (and its blocks back in the pool).
+TEST_F(SequenceTest, RestoreComputedReplacesTheHistoryOrEmptiesIt) {
+  Sequence s = Make();
+  const int32_t old[] = {1, 4, 4, 4, 4, 3};
+  s.AddTokens(old);
+  ASSERT_TRUE(s.table().Append(5).ok());
+  const int32_t saved[] = {1, 3, 3};
+  ASSERT_TRUE(s.RestoreComputed(saved).ok());
+  EXPECT_EQ(s.tokens(), (std::vector<int32_t>{1, 3, 3}));
+  EXPECT_EQ(s.n_computed(), 3u);
+  EXPECT_EQ(s.n_pending(), 0u);
+  EXPECT_EQ(s.table().n_held_blocks(), 1u);
+  std::vector<int32_t> too_long(8 * 4 + 1, 3);  // one more than the pool's 8 blocks of 4
+  EXPECT_FALSE(s.RestoreComputed(too_long).ok());
+  EXPECT_EQ(s.tokens().size(), 0u);
+  EXPECT_EQ(s.n_computed(), 0u);
+  EXPECT_EQ(pool_.n_free(), 8u);
+}
+
 TEST_F(SequenceTest, EndOfGenerationFlushesHeldTextAndIsNotKept) {
   Sequence s = Make();
   s.Begin({10, {"STOP"}, 100}, 1);

@@ -261,8 +261,9 @@ absl::Status Session::FeedHidden(size_t row) {
 }
 
 absl::Status Session::Hidden(uint32_t n_last, std::vector<float>* out) {
-  if (!has_logits_) {
-    return absl::FailedPreconditionError("hidden state: nothing decoded since the session was created or truncated");
+  if (!has_logits_ || last_step_tokens_ == 0) {
+    return absl::FailedPreconditionError(
+        "hidden state: nothing decoded since the session was created, truncated or restored");
   }
   if (auto s = executor_->ReadHidden(&hidden_); !s.ok()) return s;
   const size_t D = model_->config().n_embd;
@@ -362,19 +363,30 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
   cancel_.store(false, std::memory_order_relaxed);
   GenerateResult r;
   r.n_prompt = static_cast<uint32_t>(req.prompt.size());
-  if (req.prompt.empty()) {
-    return absl::InvalidArgumentError("generate: the prompt is empty (0 tokens)");
+  Sequence& seq = *seq_;
+  // An empty prompt continues the context the session holds (after a Generate, LoadState or
+  // Decode): its pending token is computed first, else its logits are sampled.
+  const bool resume = req.prompt.empty() && req.keep_context && (seq.n_pending() > 0 || has_logits_);
+  if (req.prompt.empty() && !resume) {
+    return absl::InvalidArgumentError(
+        req.keep_context ? "generate: the prompt is empty (0 tokens) and the session holds no "
+                           "logits to continue from"
+                         : "generate: the prompt is empty (0 tokens)");
   }
   if (auto s = CheckTokens(req.prompt); !s.ok()) return s;
-  Sequence& seq = *seq_;
   if (!req.keep_context) {
     seq.Truncate(0);
     if (window_tables_) window_tables_->Truncate(0);
     has_logits_ = false;
     seq.sampler().Reset();
   }
-  seq.DropPending();
-  const uint64_t needed = uint64_t{seq.n_computed()} + req.prompt.size();
+  if (!resume) seq.DropPending();
+  const uint64_t needed = uint64_t{seq.n_computed()} + seq.n_pending() + req.prompt.size();
+  if (needed > context_length_ && resume) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "generate: nothing to continue, the context is full (%u tokens, the context length, and "
+        "the token sampled last)", seq.n_computed()));
+  }
   if (needed > context_length_) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "generate: the prompt has %u tokens%s but the context length is %u", req.prompt.size(),
@@ -390,13 +402,16 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
   };
   auto t0 = std::chrono::steady_clock::now();
   seq.AddTokens(req.prompt, /*to_sampler=*/false);
-  if (auto s = RunPending(); !s.ok()) {
-    seq.DropPending();
-    return s;
+  // A pending token of the last generation is in the sampler's window already.
+  if (seq.n_pending() > 0) {
+    if (auto s = RunPending(); !s.ok()) {
+      seq.DropPending();
+      return s;
+    }
+    if (auto s = FeedHidden(last_step_tokens_ - 1); !s.ok()) return s;
   }
   r.prefill_ms = MsSince(t0);
   for (int32_t t : req.prompt) seq.sampler().Accept(t);
-  if (auto s = FeedHidden(last_step_tokens_ - 1); !s.ok()) return s;
 
   auto t1 = std::chrono::steady_clock::now();
   if (spec_) {

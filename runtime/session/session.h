@@ -22,6 +22,7 @@
 #include "runtime/kv_cache/block_table.h"
 #include "runtime/kv_cache/window_tables.h"
 #include "runtime/model/model.h"
+#include "runtime/package/session_state_format.h"
 #include "runtime/plan/executor.h"
 #include "runtime/sampler/sampler.h"
 #include "runtime/sequence/sequence.h"
@@ -44,7 +45,10 @@ struct SessionConfig {
 enum class Pooling { kMean = 0, kLast = 1 };
 
 struct GenerateRequest {
-  std::vector<int32_t> prompt;  // token ids, used as given
+  // Token ids, used as given. May be empty with keep_context to continue the context the session
+  // holds: the token the last generation stopped on (still pending, see Session::pending()) is
+  // computed first, else the session's logits (after LoadState or Decode) are sampled.
+  std::vector<int32_t> prompt;
   uint32_t max_new_tokens = 128;
   std::vector<std::string> stop_strings;
   // Streaming: (token, text made final by it) -> keep going?
@@ -103,6 +107,35 @@ class Session {
   absl::Status Hidden(uint32_t n_last, std::vector<float>* out);
   // Speculative decoding statistics of the last Generate (zero when speculation is off).
   const SpecStats& last_spec_stats() const { return last_spec_; }
+
+  // The tokens in the KV cache, in order.
+  absl::Span<const int32_t> history() const {
+    return absl::MakeConstSpan(seq_->tokens()).first(seq_->n_computed());
+  }
+  // The token the last Generate sampled (and the sampler accepted) but did not compute: the one
+  // it stopped on (max tokens, stop string, callback, cancellation; an end-of-generation token is
+  // never kept). Dropped by Decode, Truncate and a Generate with a prompt; a keep_context
+  // Generate with an empty prompt computes it first.
+  absl::Span<const int32_t> pending() const { return seq_->pending(); }
+
+  // ---- session state (session_state.cc; format: runtime/package/session_state_format.h) ----
+  // Writes the state (model fingerprint, tokens, pending token, logits, sampler config and RNG,
+  // the KV cache in its element type) into the memory `reserve` returns for the state's size;
+  // `reserve` returning nullptr only measures. Returns the size. The speculator's state is not
+  // saved: drafts only decide how fast the target's tokens come, so a state saved with or without
+  // speculative decoding restores into a session with or without it. Greedy continuations are
+  // token-identical; sampled ones keep the target's distribution, but their draws depend on the
+  // drafts (lookahead's window, a draft model's own sampler, the controller's adaptation), which
+  // start over on restore.
+  absl::StatusOr<uint64_t> SaveState(const std::function<uint8_t*(uint64_t)>& reserve);
+  // Restores a state SaveState wrote, in this or another process, into this session: the same
+  // model (fingerprint) and KV geometry and element type are required, the context must fit.
+  // A pending token is decoded (not accepted again), so the next sample continues exactly where
+  // the saved session would have. The speculator's proposers start over from the restored
+  // history. Bad input (damaged bytes, another model, ...) is refused with a message naming it
+  // and leaves the session unchanged; a device failure while writing the KV cache leaves it
+  // empty.
+  absl::Status LoadState(const uint8_t* data, uint64_t size);
   // KV blocks this session holds in each KV group of its plan (group 0: the full-context layers;
   // then one per sliding window whose KV is capped at the window).
   std::vector<uint32_t> kv_blocks_held() const;
@@ -112,6 +145,12 @@ class Session {
  private:
   Session() = default;
   absl::Status CheckTokens(absl::Span<const int32_t> tokens) const;
+  // Replaces the context with `tokens` whose KV `layers` of the state at `data` hold (the
+  // checks done): on failure the session is empty.
+  absl::Status RestoreKv(const uint8_t* data, const std::vector<int32_t>& tokens,
+                         const std::vector<KvLayerLayout>& layers);
+  // The block table of `layer`'s KV group (the sequence's, or a sliding-window group's).
+  const BlockTable& TableOfLayer(uint32_t layer) const;
   // One forward step over the sequence's pending tokens; logits of the last one. Runs them in
   // steps of at most max_step_ tokens when window groups are capped. On failure the KV is as
   // before (the pending tokens stay pending), or empty when a window group moved past it.

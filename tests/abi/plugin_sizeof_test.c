@@ -105,13 +105,17 @@ KESTREL_CHECK_OFFSET(kestrel_op_support_t, workspace_bytes, 8);
 KESTREL_CHECK_SIZE(kestrel_plugin_option_t, 16);
 KESTREL_CHECK_OFFSET(kestrel_plugin_option_t, key, 0);
 KESTREL_CHECK_OFFSET(kestrel_plugin_option_t, value, 8);
-KESTREL_CHECK_SIZE(kestrel_plugin_api_t, 256);
+KESTREL_CHECK_SIZE(kestrel_plugin_api_t, 288);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, device_set_options, 208); /* since 1.1 */
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, instance_create, 216);    /* since 1.4 */
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, instance_destroy, 224);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, instance_device_count, 232);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, instance_device_get_caps, 240);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, instance_device_open, 248);
+KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, device_weight_layout, 256); /* since 1.4 */
+KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, weight_export, 264);
+KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, weight_import, 272);
+KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, device_get_counter, 280);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, major, 2);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, minor, 4);

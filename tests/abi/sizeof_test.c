@@ -225,6 +225,15 @@ KESTREL_CHECK_OFFSET(kestrel_engine_options_t, n_threads, 36);
 KESTREL_CHECK_OFFSET(kestrel_engine_options_t, kv_type, 40);
 _Static_assert(KESTREL_KV_F32 == 0 && KESTREL_KV_F16 == 1, "KV types renumbered");
 
+/* kestrel/package.h (since 0.3). */
+KESTREL_CHECK_SIZE(kestrel_pack_options_t, 48);
+KESTREL_CHECK_OFFSET(kestrel_pack_options_t, struct_size, 0);
+KESTREL_CHECK_OFFSET(kestrel_pack_options_t, devices, 8);
+KESTREL_CHECK_OFFSET(kestrel_pack_options_t, n_devices, 16);
+KESTREL_CHECK_OFFSET(kestrel_pack_options_t, draft_path, 24);
+KESTREL_CHECK_OFFSET(kestrel_pack_options_t, progress_callback, 32);
+KESTREL_CHECK_OFFSET(kestrel_pack_options_t, progress_user_data, 40);
+
 /* Values of released enumerators are part of the ABI too. */
 _Static_assert(KESTREL_STATUS_INVALID_ARGUMENT == 3 && KESTREL_STATUS_DATA_LOSS == 15,
                "status codes renumbered");

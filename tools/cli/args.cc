@@ -18,8 +18,9 @@ constexpr unsigned kForTokenize = 1u << 5;
 constexpr unsigned kForChat = 1u << 6;
 constexpr unsigned kForEmbed = 1u << 7;
 constexpr unsigned kForPlan = 1u << 8;
+constexpr unsigned kForPack = 1u << 9;
 constexpr unsigned kForAll = kForGenerate | kForInfo | kForDevices | kForBench | kForServe |
-                             kForTokenize | kForChat | kForEmbed | kForPlan;
+                             kForTokenize | kForChat | kForEmbed | kForPlan | kForPack;
 constexpr unsigned kForSampling = kForGenerate | kForChat;
 
 constexpr uint32_t kMaxConcurrency = 4096;
@@ -59,6 +60,11 @@ enum class FlagId {
   kHost,
   kPort,
   kMaxConcurrency,
+  kSaveState,
+  kLoadState,
+  kVerify,
+  kOutput,
+  kDraft,
   kSpec,
   kDraftModel,
   kSpecMax,
@@ -85,7 +91,8 @@ struct FlagSpec {
 
 constexpr FlagSpec kFlags[] = {
     {FlagId::kModel, "model", 'm', true,
-     kForGenerate | kForInfo | kForBench | kForServe | kForTokenize | kForChat | kForEmbed | kForPlan},
+     kForGenerate | kForInfo | kForBench | kForServe | kForTokenize | kForChat | kForEmbed | kForPlan |
+         kForPack},
     {FlagId::kPrompt, "prompt", 'p', true, kForGenerate | kForBench | kForTokenize | kForEmbed},
     {FlagId::kMaxTokens, "n-predict", 'n', true, kForSampling | kForBench},
     {FlagId::kTemp, "temp", 0, true, kForSampling},
@@ -97,11 +104,11 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kSeed, "seed", 0, true, kForSampling},
     {FlagId::kCtx, "ctx", 0, true, kForSampling | kForServe | kForEmbed | kForPlan},
     {FlagId::kDevice, "device", 0, true,
-     kForSampling | kForInfo | kForBench | kForServe | kForEmbed | kForPlan},
+     kForSampling | kForInfo | kForBench | kForServe | kForEmbed | kForPlan | kForPack},
     {FlagId::kStop, "stop", 0, true, kForSampling},
     {FlagId::kThreads, "threads", 't', true, kForSampling | kForBench | kForServe | kForEmbed},
     {FlagId::kJson, "json", 0, false,
-     kForGenerate | kForInfo | kForDevices | kForBench | kForTokenize | kForEmbed | kForPlan},
+     kForGenerate | kForInfo | kForDevices | kForBench | kForTokenize | kForEmbed | kForPlan | kForPack},
     {FlagId::kNoMmap, "no-mmap", 0, false,
      kForSampling | kForInfo | kForBench | kForTokenize | kForServe | kForEmbed},
     {FlagId::kNoEcho, "no-echo", 0, false, kForGenerate},
@@ -135,6 +142,11 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kLogitBias, "logit-bias", 0, true, kForSampling},
     {FlagId::kIgnoreEos, "ignore-eos", 0, false, kForSampling},
     {FlagId::kPooling, "pooling", 0, true, kForEmbed},
+    {FlagId::kSaveState, "save-state", 0, true, kForGenerate},
+    {FlagId::kLoadState, "load-state", 0, true, kForGenerate},
+    {FlagId::kVerify, "verify", 0, false, kForInfo},
+    {FlagId::kOutput, "output", 'o', true, kForPack},
+    {FlagId::kDraft, "draft", 0, true, kForPack},
 };
 
 unsigned CommandBit(Command command) {
@@ -149,6 +161,8 @@ unsigned CommandBit(Command command) {
       return kForBench;
     case Command::kServe:
       return kForServe;
+    case Command::kPack:
+      return kForPack;
     case Command::kTokenize:
       return kForTokenize;
     case Command::kChat:
@@ -168,6 +182,7 @@ std::optional<Command> CommandFromName(std::string_view name) {
   if (name == "devices") return Command::kDevices;
   if (name == "bench") return Command::kBench;
   if (name == "serve") return Command::kServe;
+  if (name == "pack") return Command::kPack;
   if (name == "tokenize") return Command::kTokenize;
   if (name == "chat") return Command::kChat;
   if (name == "plan") return Command::kPlan;
@@ -313,7 +328,11 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
       break;
     case FlagId::kDevice:
       if (value.empty()) return Fail(BadValue(spelled, value, "a device name (see `kestrel devices`)"));
-      o->device = std::string(value);
+      if (o->command == Command::kPack) {
+        o->pack_devices.emplace_back(value);
+      } else {
+        o->device = std::string(value);
+      }
       break;
     case FlagId::kStop:
       if (value.empty()) return Fail(BadValue(spelled, value, "a non-empty stop string"));
@@ -419,6 +438,19 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
         return Fail(BadValue(spelled, value, "an integer in [1, 4096]"));
       }
       break;
+    case FlagId::kSaveState:
+    case FlagId::kLoadState:
+    case FlagId::kOutput:
+    case FlagId::kDraft:
+      if (value.empty()) return Fail(BadValue(spelled, value, "a file path"));
+      (spec.id == FlagId::kSaveState  ? o->save_state
+       : spec.id == FlagId::kLoadState ? o->load_state
+       : spec.id == FlagId::kOutput    ? o->output_path
+                                       : o->draft_path) = std::string(value);
+      break;
+    case FlagId::kVerify:
+      o->verify = true;
+      break;
     case FlagId::kSpec: {
       static constexpr const char* kMethods[] = {"auto", "off",       "draft",  "self",
                                                  "ngram", "lookahead", "medusa", "eagle"};
@@ -494,6 +526,8 @@ const char* CommandName(Command command) {
       return "devices";
     case Command::kBench:
       return "bench";
+    case Command::kPack:
+      return "pack";
     case Command::kTokenize:
       return "tokenize";
     case Command::kChat:
@@ -595,7 +629,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     ++i;
   } else if (!first.empty() && first[0] == '-') {
     return Fail("expected a command before '" + std::string(first) +
-                "' (generate, chat, embed, tokenize, info, devices, bench, plan, serve, help)");
+                "' (generate, chat, embed, tokenize, info, devices, bench, plan, pack, serve, help)");
   } else if (auto c = CommandFromName(first)) {
     o.command = *c;
     ++i;
@@ -708,12 +742,15 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
   if (!o.help) {
     if ((o.command == Command::kGenerate || o.command == Command::kInfo || o.command == Command::kTokenize ||
          o.command == Command::kChat || o.command == Command::kServe || o.command == Command::kEmbed ||
-         o.command == Command::kPlan) &&
+         o.command == Command::kPlan || o.command == Command::kPack) &&
         o.model_path.empty()) {
       return Fail(std::string("'") + CommandName(o.command) + "' needs -m/--model MODEL");
     }
-    if ((o.command == Command::kGenerate || o.command == Command::kEmbed) && !o.prompt && !o.prompt_file) {
-      return Fail(std::string("'") + CommandName(o.command) + "' needs -p/--prompt PROMPT (or -p - / -f FILE)");
+    if (o.command == Command::kGenerate && !o.prompt && !o.prompt_file && o.load_state.empty()) {
+      return Fail("'generate' needs -p/--prompt PROMPT (or -p - / -f FILE, or --load-state FILE)");
+    }
+    if (o.command == Command::kEmbed && !o.prompt && !o.prompt_file) {
+      return Fail("'embed' needs -p/--prompt PROMPT (or -p - / -f FILE)");
     }
     if (o.command == Command::kTokenize && !o.prompt) {
       return Fail("'tokenize' needs -p/--prompt PROMPT");
@@ -723,6 +760,9 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     }
     if (o.command == Command::kGenerate && o.system_prompt && !o.chat) {
       return Fail("option '--system' needs --chat");
+    }
+    if (o.command == Command::kPack && o.output_path.empty()) {
+      return Fail("'pack' needs -o/--output PACKAGE");
     }
     if (o.spec.empty() && !spec_only_spelled.empty()) {
       return Fail("option '" + spec_only_spelled + "' needs --spec");

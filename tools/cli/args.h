@@ -13,7 +13,8 @@
 namespace kestrel::cli {
 
 enum class Command {
-  kNone, kGenerate, kInfo, kDevices, kBench, kHelp, kVersion, kServe, kTokenize, kChat, kEmbed, kPlan
+  kNone, kGenerate, kInfo, kDevices, kBench, kHelp, kVersion, kServe, kTokenize, kChat, kEmbed, kPlan,
+  kPack
 };
 
 // "generate", "info", ...; "" for kNone.
@@ -96,6 +97,16 @@ struct Options {
   std::vector<std::string> mem;
   std::string expert_policy = "lru";  // --expert-policy lru|lfu
   ServeOptions serve;                     // `serve` only
+  // `generate`: --save-state FILE writes the session state after generating; --load-state FILE
+  // continues from one (then -p is optional: more prompt text appended to the restored context).
+  std::string save_state;
+  std::string load_state;
+  // `info`: --verify checks every section checksum of a .kpkg package.
+  bool verify = false;
+  // `pack`: -o/--output, --draft, and --device (repeatable: prepared weights of each device).
+  std::string output_path;
+  std::string draft_path;
+  std::vector<std::string> pack_devices;
 };
 
 struct ParseResult {

@@ -4,7 +4,9 @@
 //
 // stdout carries, in order: the prompt (unless --no-echo), the generated text as it is produced
 // (flushed per token), a newline if the output did not already end with one, and with --json one
-// JSON object on the last line. Everything else (progress bar, logs, the timing summary without
+// JSON object on the last line. --load-state FILE restores a saved conversation first (then -p,
+// if given, is appended to it without BOS) and --save-state FILE writes the state after
+// generating (kestrel_session_{load,save}_state_file). Everything else (progress bar, logs, the timing summary without
 // --json, errors) goes to stderr.
 #include <cinttypes>
 #include <cstdio>
@@ -77,21 +79,27 @@ int RunGenerate(const Options& o) {
   kestrel_model_info_t info;
   if (!GetModelInfo(model.get(), &info)) return kExitError;
 
+  // With --load-state the prompt (optional) continues the restored context: no BOS, and the
+  // generate call gets the ids (an empty list samples from the restored logits).
+  const bool resume = !o.load_state.empty();
   // The text the model sees: the prompt, or with --chat the prompt as a templated user message.
   std::string prompt = user_prompt;
   bool parse_special = o.special;
-  bool add_bos = true;
+  bool add_bos = !resume;
   if (o.chat) {
     ChatMessages messages;
     if (o.system_prompt) messages.emplace_back("system", *o.system_prompt);
     messages.emplace_back("user", user_prompt);
     if (!ApplyChatTemplate(model.get(), messages, /*add_generation_prompt=*/true, &prompt)) return kExitError;
     parse_special = true;
-    add_bos = !StartsWithBosText(model.get(), prompt);
+    add_bos = !resume && !StartsWithBosText(model.get(), prompt);
   }
 
   std::vector<int32_t> prompt_ids;
-  if (o.json && !Tokenize(model.get(), prompt, add_bos, parse_special, &prompt_ids)) return kExitError;
+  if ((o.json || resume) && !prompt.empty() &&
+      !Tokenize(model.get(), prompt, add_bos, parse_special, &prompt_ids)) {
+    return kExitError;
+  }
 
   std::vector<kestrel_logit_bias_t> bias;
   kestrel_sampler_options_t sampler = SamplerOptionsFrom(o, &bias);
@@ -101,6 +109,13 @@ int RunGenerate(const Options& o) {
   SessionPtr session = CreateSessionFrom(model.get(), o, &sampler, o.spec.empty() ? nullptr : &spec);
   if (!session) return kExitError;
   StatusPtr status;
+  if (resume) {
+    status.reset(kestrel_session_load_state_file(session.get(), o.load_state.c_str()));
+    if (status) {
+      PrintStatusError(status.get());
+      return kExitError;
+    }
+  }
   if (InterruptRequested()) {
     std::fprintf(stderr, "kestrel: interrupted\n");
     return kExitInterrupted;
@@ -116,12 +131,26 @@ int RunGenerate(const Options& o) {
     gen.n_probs = o.n_probs;
     gen.on_logprobs = CollectLogprobs;
   }
+  gen.keep_context = resume;
 
   kestrel_generate_stats_t stats = {};
   stats.struct_size = sizeof(stats);
   {
     SessionCancelWatcher watcher(session.get());
-    status.reset(kestrel_session_generate(session.get(), prompt.data(), prompt.size(), &gen, &stats));
+    if (resume) {
+      status.reset(kestrel_session_generate_tokens(session.get(), prompt_ids.data(),
+                                                   prompt_ids.size(), &gen, &stats));
+    } else {
+      status.reset(kestrel_session_generate(session.get(), prompt.data(), prompt.size(), &gen, &stats));
+    }
+  }
+  if (!status && !o.save_state.empty()) {
+    status.reset(kestrel_session_save_state_file(session.get(), o.save_state.c_str()));
+    if (status) {
+      out.EndLine();
+      PrintStatusError(status.get());
+      return kExitError;
+    }
   }
 
   bool cancelled = false;
@@ -207,6 +236,18 @@ int RunGenerate(const Options& o) {
     w.Uint(gen.max_new_tokens);
     w.Key("context_length");  // the effective one: 0 means the model's trained context
     w.Uint(o.context_length != 0 ? o.context_length : info.context_length);
+    w.Key("loaded_state");
+    if (resume) {
+      w.String(o.load_state);
+    } else {
+      w.Null();
+    }
+    w.Key("saved_state");
+    if (!o.save_state.empty()) {
+      w.String(o.save_state);
+    } else {
+      w.Null();
+    }
     if (!o.spec.empty()) {
       w.Key("speculative");
       WriteSpecStatsJson(&w, spec_stats);

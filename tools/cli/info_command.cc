@@ -69,8 +69,40 @@ bool GetTensorTypes(const kestrel_model_t* model,
   return true;
 }
 
+// A .kpkg package starts with "KPKG" (a GGUF with "GGUF").
+bool IsPackage(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return false;
+  char magic[4] = {};
+  const size_t n = std::fread(magic, 1, sizeof magic, f);
+  std::fclose(f);
+  return n == 4 && std::string(magic, 4) == "KPKG";
+}
+
+// The library's JSON description of the package (kestrel_package_describe); false after
+// printing the error.
+bool DescribePackage(const Options& o, std::string* json) {
+  size_t required = 0;
+  StatusPtr status(kestrel_package_describe(o.model_path.c_str(), o.verify, nullptr, 0, &required));
+  if (!status) {
+    json->assign(required, '\0');
+    status.reset(kestrel_package_describe(o.model_path.c_str(), o.verify, &(*json)[0], json->size(),
+                                          &required));
+  }
+  if (status) {
+    PrintStatusError(status.get());
+    return false;
+  }
+  return true;
+}
+
+void PrintPackageText(const std::string& json) {
+  // The description is one line of JSON; printed as it is under its heading.
+  std::printf("\npackage:         %s\n", json.c_str());
+}
+
 void PrintJson(const Options& o, const kestrel_model_info_t& info, const TokenizerExtras& tok,
-               const std::vector<kestrel_tensor_type_summary_t>& types) {
+               const std::vector<kestrel_tensor_type_summary_t>& types, const std::string& package) {
   JsonWriter w;
   w.BeginObject();
   w.Key("model");
@@ -156,6 +188,12 @@ void PrintJson(const Options& o, const kestrel_model_info_t& info, const Tokeniz
     w.EndObject();
   }
   w.EndArray();
+  w.Key("package");
+  if (package.empty()) {
+    w.Null();
+  } else {
+    w.RawJson(package);
+  }
   w.EndObject();
   std::printf("%s\n", w.str().c_str());
 }
@@ -236,11 +274,20 @@ int RunInfo(const Options& o) {
   if (!GetModelInfo(model.get(), &info)) return kExitError;
   std::vector<kestrel_tensor_type_summary_t> types;
   if (!GetTensorTypes(model.get(), &types)) return kExitError;
+  std::string package;
+  if (IsPackage(o.model_path)) {
+    if (!DescribePackage(o, &package)) return kExitError;
+  } else if (o.verify) {
+    std::fprintf(stderr, "kestrel: error: --verify checks .kpkg packages; '%s' is not one\n",
+                 o.model_path.c_str());
+    return kExitUsage;
+  }
   const TokenizerExtras tok = GetTokenizerExtras(model.get());
   if (o.json) {
-    PrintJson(o, info, tok, types);
+    PrintJson(o, info, tok, types, package);
   } else {
     PrintText(o, info, tok, types);
+    if (!package.empty()) PrintPackageText(package);
   }
   return kExitOk;
 }

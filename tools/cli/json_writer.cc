@@ -143,6 +143,11 @@ void JsonWriter::Int(int64_t value) {
   out_ += std::to_string(value);
 }
 
+void JsonWriter::RawJson(std::string_view json) {
+  BeforeValue();
+  out_.append(json.data(), json.size());
+}
+
 void JsonWriter::Uint(uint64_t value) {
   BeforeValue();
   out_ += std::to_string(value);

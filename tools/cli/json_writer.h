@@ -33,6 +33,8 @@ class JsonWriter {
   void Float(float value);    // shortest form of the float, so 0.8f prints as 0.8
   void Bool(bool value);
   void Null();
+  // A value that is already JSON (e.g. what the library's kestrel_package_describe wrote).
+  void RawJson(std::string_view json);
 
   const std::string& str() const { return out_; }
 

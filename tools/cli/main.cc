@@ -9,6 +9,7 @@
 //                                                   --engine: serving-engine throughput
 //   kestrel serve -m MODEL [--port N]               OpenAI-compatible HTTP server (runs the
 //                                                   kestrel-serve executable next to this one)
+//   kestrel pack -m MODEL.gguf [--device D] [--draft DRAFT.gguf] -o MODEL.kpkg   write a package
 //   kestrel help [COMMAND] | --version
 //
 // Exit status: 0 success, 1 runtime error ("kestrel: error: <CODE_NAME>: <message>" on stderr),
@@ -40,6 +41,7 @@ constexpr char kShortUsage[] =
     "       kestrel bench -m MODEL --engine [--concurrency 1,8,32] [-n N] [-t N] [--reps R]\n"
     "                     [--prefix-tokens P] [--kv-block-size B] [--json]\n"
     "       kestrel serve -m MODEL [--host H] [--port N] [--device D] [--max-concurrency N]\n"
+    "       kestrel pack -m MODEL.gguf [--device D]... [--draft DRAFT.gguf] -o MODEL.kpkg\n"
     "       kestrel help [COMMAND] | kestrel --version\n";
 
 constexpr char kGenerateHelp[] =
@@ -51,8 +53,9 @@ constexpr char kGenerateHelp[] =
     "object printed as the last line of stdout.\n"
     "\n"
     "options:\n"
-    "  -m, --model PATH        GGUF model file (required)\n"
-    "  -p, --prompt TEXT       prompt text (required unless -f; - reads it from stdin)\n"
+    "  -m, --model PATH        GGUF or .kpkg model file (required)\n"
+    "  -p, --prompt TEXT       prompt text (required unless -f or --load-state; - reads it from\n"
+    "                          stdin)\n"
     "  -f, --file FILE         read the prompt from FILE (- = stdin); one trailing newline is\n"
     "                          dropped\n"
     "  -n, --n-predict N       maximum new tokens (default 128; -1 = until EOS or a full context)\n"
@@ -89,6 +92,12 @@ constexpr char kGenerateHelp[] =
     "      --no-mmap           read the model into memory instead of mapping it\n"
     "      --no-echo           do not print the prompt before the generated text\n"
     "  -v, --verbose           log INFO lines to stderr (-vv: DEBUG)\n"
+    "      --save-state FILE   after generating, save the session state (model fingerprint,\n"
+    "                          tokens, sampler and RNG state, KV cache) to FILE\n"
+    "      --load-state FILE   continue the conversation saved in FILE (same model): -p, if\n"
+    "                          given, is appended to it; -n new tokens follow. The sampler\n"
+    "                          settings and seed come from the state; token_ids are the new\n"
+    "                          tokens only\n"
     "  -h, --help              this help\n"
     "\n"
     "Ctrl-C stops the generation after the current step; the text so far and the statistics are\n"
@@ -147,10 +156,24 @@ constexpr char kEmbedHelp[] =
     "  -h, --help              this help\n";
 
 constexpr char kInfoHelp[] =
-    "usage: kestrel info -m MODEL [--device NAME] [--no-mmap] [--json] [-v]\n"
+    "usage: kestrel info -m MODEL [--device NAME] [--no-mmap] [--verify] [--json] [-v]\n"
     "\n"
-    "Loads MODEL and prints its metadata and a summary of its tensor types (count, elements,\n"
-    "bytes per type). --json prints one JSON object instead.\n";
+    "Loads MODEL (GGUF or .kpkg) and prints its metadata and a summary of its tensor types\n"
+    "(count, elements, bytes per type). --json prints one JSON object instead. For a package it\n"
+    "also prints the package description (JSON field `package`: format_version, producer,\n"
+    "file_size, model and draft with role, architecture, fingerprint, source, data section and\n"
+    "prepared-weight sets); --verify checks every section checksum first.\n";
+
+constexpr char kPackHelp[] =
+    "usage: kestrel pack -m MODEL.gguf [--device NAME]... [--draft DRAFT.gguf] -o MODEL.kpkg\n"
+    "                    [--json] [-v]\n"
+    "\n"
+    "Writes a .kpkg package: the model's metadata, tokenizer and tensors (sections aligned to\n"
+    "64 KiB, mapped and used in place), and for each --device the weights prepared in that\n"
+    "device's plugin layout, so a load on a matching device skips repacking (another device or\n"
+    "plugin version repacks as from the GGUF). --draft adds a speculative draft model. The\n"
+    "package is written to MODEL.kpkg.tmp and renamed when complete. Prints the package\n"
+    "description (with --json: {model, output, package}).\n";
 
 constexpr char kDevicesHelp[] =
     "usage: kestrel devices [--json] [-v]\n"
@@ -246,6 +269,7 @@ constexpr char kOverviewHelp[] =
     "  embed      the embedding of a text (pooled final hidden state)\n"
     "  info       show a model's metadata and tensor types\n"
     "  devices    list plugins and devices\n"
+    "  pack       write a .kpkg package (prepared weights, draft model) from a GGUF\n"
     "  bench      measure prefill/decode speed of a model, memory bandwidth (--membw) or\n"
     "             serving-engine throughput (--engine)\n"
     "  serve      serve a model over an OpenAI-compatible HTTP API\n"
@@ -262,6 +286,7 @@ void PrintHelp(const std::string& topic) {
   if (topic == "devices") text = kDevicesHelp;
   if (topic == "bench") text = kBenchHelp;
   if (topic == "serve") text = kServeHelp;
+  if (topic == "pack") text = kPackHelp;
   if (topic == "chat") text = kChatHelp;
   if (topic == "tokenize") text = kTokenizeHelp;
   if (topic == "plan") text = kPlanHelp;
@@ -313,6 +338,8 @@ int Main(int argc, char** argv) {
       return RunDevices(options);
     case Command::kBench:
       return RunBench(options);
+    case Command::kPack:
+      return RunPack(options);
     case Command::kTokenize:
       return RunTokenize(options);
     case Command::kChat:

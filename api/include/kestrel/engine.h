@@ -296,6 +296,23 @@ KESTREL_API kestrel_status_t* kestrel_engine_request_speculative_stats(
 KESTREL_API kestrel_status_t* kestrel_engine_get_stats(const kestrel_engine_t* engine,
                                                        kestrel_engine_stats_t* out_stats);
 
+/* ---- Persistent prompt cache --------------------------------------------------------------
+ * Writes every full KV block of the prefix cache (with the token chain that names it) to `path`
+ * (NUL-terminated; written to "<path>.tmp" and renamed when complete). Waits for the current
+ * step. Errors: FAILED_PRECONDITION (prefix cache off), the errno-mapped code of a failed write.
+ * \since 0.3 */
+KESTREL_API kestrel_status_t* kestrel_engine_save_prefix_cache(kestrel_engine_t* engine,
+                                                               const char* path);
+/* Loads a file kestrel_engine_save_prefix_cache wrote (any process) into free KV blocks of this
+ * engine's prefix cache, typically right after kestrel_engine_create: later requests sharing
+ * those prefixes skip their prefill. Needs the same model (fingerprint), kv_type and block size
+ * (FAILED_PRECONDITION naming the difference); a damaged or foreign file is DATA_LOSS /
+ * INVALID_ARGUMENT and loads nothing. Blocks that do not fit are skipped. out_blocks_loaded may
+ * be NULL. \since 0.3 */
+KESTREL_API kestrel_status_t* kestrel_engine_load_prefix_cache(kestrel_engine_t* engine,
+                                                               const char* path,
+                                                               uint32_t* out_blocks_loaded);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,5 +18,6 @@
 #include "kestrel/session.h"
 #include "kestrel/engine.h"
 #include "kestrel/offload.h"
+#include "kestrel/package.h"
 
 #endif /* KESTREL_KESTREL_H_ */

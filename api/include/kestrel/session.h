@@ -195,7 +195,11 @@ KESTREL_API kestrel_status_t* kestrel_session_generate(kestrel_session_t* sessio
                                                        kestrel_generate_stats_t* out_stats);
 
 /* Same as kestrel_session_generate with the prompt given as token ids (used as given: no BOS is
- * added). Errors also: OUT_OF_RANGE for an id outside the vocab. \since 0.1 */
+ * added). With keep_context, n_prompt_tokens may be 0 to continue what the session holds (since
+ * 0.3): after a generate that stopped on a token (max tokens, stop string, callback, cancel),
+ * that token is decoded first; else the session's logits (after kestrel_session_decode or
+ * kestrel_session_load_state) are sampled. Errors also: OUT_OF_RANGE for an id outside the
+ * vocab. \since 0.1 */
 KESTREL_API kestrel_status_t* kestrel_session_generate_tokens(
     kestrel_session_t* session, const int32_t* prompt_tokens, size_t n_prompt_tokens,
     const kestrel_generate_options_t* options, kestrel_generate_stats_t* out_stats);
@@ -266,13 +270,40 @@ KESTREL_API kestrel_status_t* kestrel_session_truncate(kestrel_session_t* sessio
 KESTREL_API kestrel_status_t* kestrel_session_sample(kestrel_session_t* session,
                                                      int32_t* out_token);
 
+/* ---- Session state: a conversation that survives the process ------------------------------
+ * A state holds the model's fingerprint, the tokens in the KV cache, a token sampled but not yet
+ * decoded (the one generation stopped on), the last logits, the sampler settings with its RNG
+ * state and repetition window, and the KV cache in its element type (F32 or F16). Loading it
+ * into a session of the same model (any process; GGUF or its .kpkg: same fingerprint) with the
+ * same kv_type continues token for token where the saved session was: after
+ * kestrel_session_load_state, kestrel_session_generate_tokens with no tokens and keep_context
+ * samples the next token as the saved session would have, greedy or with the same seed (the
+ * sampler settings come from the state, replacing the session's). Format: docs/PACKAGE.md. */
+
+/* Writes the session's state into `out_state` (buffer convention of model.h, in bytes: NULL and 0
+ * measure; too small: OUT_OF_RANGE, nothing written). \since 0.3 */
+KESTREL_API kestrel_status_t* kestrel_session_save_state(kestrel_session_t* session,
+                                                         void* out_state, size_t capacity,
+                                                         size_t* out_required);
+/* Restores a state kestrel_session_save_state wrote. Refused with the session unchanged (and a
+ * message naming what is wrong): a damaged, truncated or foreign buffer (DATA_LOSS /
+ * INVALID_ARGUMENT), another format major version (UNIMPLEMENTED), another model or KV type
+ * (FAILED_PRECONDITION), more tokens than the session's context (INVALID_ARGUMENT). \since 0.3 */
+KESTREL_API kestrel_status_t* kestrel_session_load_state(kestrel_session_t* session,
+                                                         const void* state, size_t size);
+/* The same to and from a file (`path` NUL-terminated). The file is written to "<path>.tmp" and
+ * renamed when complete, so a failed save never replaces a good state. \since 0.3 */
+KESTREL_API kestrel_status_t* kestrel_session_save_state_file(kestrel_session_t* session,
+                                                              const char* path);
+KESTREL_API kestrel_status_t* kestrel_session_load_state_file(kestrel_session_t* session,
+                                                              const char* path);
 /* The model's final hidden state (after the output norm: what the output head multiplies) at the
  * last `n_positions` positions of the session's last forward step (kestrel_session_decode: its
  * tokens; generate: its last step), n_positions * n_embd floats, row-major, oldest position
  * first. n_positions 0: every position of that step. Useful as embeddings and for training
  * speculative heads (tools/train_medusa.py). Buffer convention as in model.h. Errors:
- * FAILED_PRECONDITION (nothing decoded since create/truncate), OUT_OF_RANGE (more positions than
- * the step had; the message gives both). \since 0.2 */
+ * FAILED_PRECONDITION (nothing decoded since create/truncate/load_state), OUT_OF_RANGE (more
+ * positions than the step had; the message gives both). \since 0.2 */
 KESTREL_API kestrel_status_t* kestrel_session_get_hidden(const kestrel_session_t* session,
                                                          size_t n_positions, float* out_hidden,
                                                          size_t capacity, size_t* out_required);

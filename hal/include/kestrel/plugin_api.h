@@ -557,7 +557,45 @@ typedef struct kestrel_plugin_api {
   kestrel_plugin_status_t* (*instance_device_open)(kestrel_plugin_instance_t* instance,
                                                    uint32_t index,
                                                    kestrel_plugin_device_t** out_device);
+  /* ---- Also since 1.4: prepared-weight export and import (optional; the first three together) ----
+   * The host calls these four only on a plugin whose table reports minor >= 4.
+   * A model package (.kpkg) can carry a plugin's prepared layout, so that a later load on the same
+   * kind of device skips the repacking. The host stores the bytes weight_export writes with the
+   * plugin's name, its version and the device's layout id, and hands them back to weight_import
+   * only when all three match; anything else is prepared from the original tensor as usual.
+   *
+   * The device's prepared-layout id: a NUL-terminated string that changes whenever the bytes
+   * weight_export writes would change (the layout's version and every device property the layout
+   * depends on). An empty id means "no exportable layout". Writes at most `capacity` bytes
+   * (NUL included) to `out` and sets *out_length to the id's length without the NUL; a capacity
+   * too small for it is not an error (the host calls again with more). */
+  kestrel_plugin_status_t* (*device_weight_layout)(kestrel_plugin_device_t* device, char* out,
+                                                   size_t capacity, size_t* out_length);
+  /* Sets *out_size to the size of the weight's prepared bytes and, when `dst` is not NULL and
+   * capacity >= that size, writes them to dst. A smaller non-zero capacity is RESOURCE_EXHAUSTED
+   * (with *out_size set). The bytes describe themselves well enough for weight_import to refuse
+   * bytes of another weight. */
+  kestrel_plugin_status_t* (*weight_export)(kestrel_plugin_device_t* device,
+                                            kestrel_plugin_weight_t* weight, void* dst,
+                                            uint64_t capacity, uint64_t* out_size);
+  /* A prepared weight from bytes weight_export wrote, for a tensor described by `desc`, on a device
+   * with the same layout id. Bytes the plugin cannot use (another desc, a size that does not match,
+   * a damaged header) are INVALID_ARGUMENT naming the problem; the host then prepares the weight
+   * from its original tensor. With KESTREL_WEIGHT_IMPORT_BORROW in `flags`, `data` stays valid and
+   * unchanged until weight_release, so the plugin may use it in place instead of copying it
+   * (`data` is then 64-byte aligned); without it, `data` is only read during the call. */
+  kestrel_plugin_status_t* (*weight_import)(kestrel_plugin_device_t* device,
+                                            const kestrel_tensor_desc_t* desc, const void* data,
+                                            uint64_t size, uint32_t flags,
+                                            kestrel_plugin_weight_t** out_weight);
+  /* Optional (since 1.4): a named counter of the device, for tests and traces (the cpu plugin
+   * counts "weights_repacked" and "weights_imported"). NOT_FOUND for a name it does not count. */
+  kestrel_plugin_status_t* (*device_get_counter)(kestrel_plugin_device_t* device,
+                                                 const char* name, uint64_t* out_value);
 } kestrel_plugin_api_t;
+
+/* weight_import flags. */
+#define KESTREL_WEIGHT_IMPORT_BORROW 1u
 
 /* The one exported symbol. `host` stays valid until shutdown. The plugin checks host_major against
  * its own major and, if it cannot serve that host, sets *out to NULL and returns a

@@ -571,6 +571,37 @@ class Model {
   std::shared_ptr<void> keepalive_;  // the runtime's log sink
 };
 
+// ---- Package -------------------------------------------------------------------------------
+
+// .kpkg packages (kestrel/package.h). Runtime::LoadModel reads a package like a GGUF.
+struct PackOptions {
+  std::vector<std::string> devices;  // prepared weights of these devices ("cpu")
+  std::string draft_path;            // optional draft model GGUF
+};
+
+// Writes `output_path` from the GGUF `model_path`. Throws Error (see kestrel_package_write).
+inline void WritePackage(const Runtime& runtime, const std::string& model_path,
+                         const std::string& output_path, const PackOptions& options = PackOptions());
+// The package's JSON description (kestrel_package_describe); verify_checksums reads it all.
+inline std::string DescribePackage(const std::string& path, bool verify_checksums = false) {
+  return detail::FetchBuffer<std::string>(
+      [&](char* buffer, size_t capacity, size_t* required) {
+        return kestrel_package_describe(path.c_str(), verify_checksums, buffer, capacity, required);
+      },
+      0);
+}
+// How many of the model's weights came from a package's prepared weights / were prepared by the
+// plugin at load.
+struct WeightSources {
+  uint32_t imported = 0;
+  uint32_t prepared = 0;
+};
+inline WeightSources GetWeightSources(const Model& model) {
+  WeightSources w;
+  detail::Check(kestrel_model_weight_sources(model.get(), &w.imported, &w.prepared));
+  return w;
+}
+
 // ---- Session -------------------------------------------------------------------------------
 
 // One conversation with its own KV cache and sampler. Move-only; one thread at a time, except
@@ -679,6 +710,30 @@ class Session {
     return s;
   }
 
+  // Session state (kestrel_session_save_state / _load_state): the conversation as bytes or a file,
+  // restored in this or another process into a session of the same model and KV type. After
+  // LoadState, GenerateTokens({}, options with keep_context) continues where the saved session
+  // was. LoadState throws Error (the session unchanged): DATA_LOSS / INVALID_ARGUMENT (damaged,
+  // truncated, foreign), UNIMPLEMENTED (another format version), FAILED_PRECONDITION (another
+  // model or KV type).
+  std::vector<uint8_t> SaveState() {
+    return detail::FetchBuffer<std::vector<uint8_t>>(
+        [this](uint8_t* buffer, size_t capacity, size_t* required) {
+          return kestrel_session_save_state(handle_, buffer, capacity, required);
+        },
+        0);
+  }
+  void LoadState(const void* state, size_t size) {
+    detail::Check(kestrel_session_load_state(handle_, state, size));
+  }
+  void LoadState(const std::vector<uint8_t>& state) { LoadState(state.data(), state.size()); }
+  void SaveStateFile(const std::string& path) {
+    detail::Check(kestrel_session_save_state_file(handle_, path.c_str()));
+  }
+  void LoadStateFile(const std::string& path) {
+    detail::Check(kestrel_session_load_state_file(handle_, path.c_str()));
+  }
+
  private:
   // Runs `call(const kestrel_generate_options_t*, kestrel_generate_stats_t*)` with `options`
   // and an optional token sink.
@@ -701,6 +756,18 @@ class Session {
 };
 
 // ---- Implementation ------------------------------------------------------------------------
+
+inline void WritePackage(const Runtime& runtime, const std::string& model_path,
+                         const std::string& output_path, const PackOptions& options) {
+  std::vector<const char*> devices;
+  for (const std::string& d : options.devices) devices.push_back(d.c_str());
+  kestrel_pack_options_t o;
+  kestrel_pack_options_init(&o);
+  o.devices = devices.empty() ? nullptr : devices.data();
+  o.n_devices = devices.size();
+  o.draft_path = options.draft_path.empty() ? nullptr : options.draft_path.c_str();
+  detail::Check(kestrel_package_write(runtime.get(), model_path.c_str(), output_path.c_str(), &o));
+}
 
 inline Runtime::Runtime(const RuntimeOptions& options) {
   kestrel_runtime_options_t o;

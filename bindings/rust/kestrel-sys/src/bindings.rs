@@ -3588,6 +3588,33 @@ extern "C" {
     ) -> *mut kestrel_status_t;
 }
 extern "C" {
+    pub fn kestrel_session_save_state(
+        session: *mut kestrel_session_t,
+        out_state: *mut ::std::os::raw::c_void,
+        capacity: usize,
+        out_required: *mut usize,
+    ) -> *mut kestrel_status_t;
+}
+extern "C" {
+    pub fn kestrel_session_load_state(
+        session: *mut kestrel_session_t,
+        state: *const ::std::os::raw::c_void,
+        size: usize,
+    ) -> *mut kestrel_status_t;
+}
+extern "C" {
+    pub fn kestrel_session_save_state_file(
+        session: *mut kestrel_session_t,
+        path: *const ::std::os::raw::c_char,
+    ) -> *mut kestrel_status_t;
+}
+extern "C" {
+    pub fn kestrel_session_load_state_file(
+        session: *mut kestrel_session_t,
+        path: *const ::std::os::raw::c_char,
+    ) -> *mut kestrel_status_t;
+}
+extern "C" {
     pub fn kestrel_session_get_hidden(
         session: *const kestrel_session_t,
         n_positions: usize,
@@ -4840,6 +4867,19 @@ extern "C" {
         out_stats: *mut kestrel_engine_stats_t,
     ) -> *mut kestrel_status_t;
 }
+extern "C" {
+    pub fn kestrel_engine_save_prefix_cache(
+        engine: *mut kestrel_engine_t,
+        path: *const ::std::os::raw::c_char,
+    ) -> *mut kestrel_status_t;
+}
+extern "C" {
+    pub fn kestrel_engine_load_prefix_cache(
+        engine: *mut kestrel_engine_t,
+        path: *const ::std::os::raw::c_char,
+        out_blocks_loaded: *mut u32,
+    ) -> *mut kestrel_status_t;
+}
 pub const KESTREL_EXPERT_CACHE_LRU: kestrel_expert_cache_policy = 0;
 pub const KESTREL_EXPERT_CACHE_LFU: kestrel_expert_cache_policy = 1;
 pub type kestrel_expert_cache_policy = ::std::os::raw::c_uint;
@@ -5424,4 +5464,160 @@ extern "C" {
 }
 extern "C" {
     pub fn kestrel_model_reset_offload_stats(model: *mut kestrel_model_t) -> *mut kestrel_status_t;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct kestrel_pack_options {
+    pub struct_size: u32,
+    pub devices: *const *const ::std::os::raw::c_char,
+    pub n_devices: usize,
+    pub draft_path: *const ::std::os::raw::c_char,
+    pub progress_callback: kestrel_progress_fn,
+    pub progress_user_data: *mut ::std::os::raw::c_void,
+}
+#[test]
+fn bindgen_test_layout_kestrel_pack_options() {
+    assert_eq!(
+        ::std::mem::size_of::<kestrel_pack_options>(),
+        48usize,
+        concat!("Size of: ", stringify!(kestrel_pack_options))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<kestrel_pack_options>(),
+        8usize,
+        concat!("Alignment of ", stringify!(kestrel_pack_options))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_pack_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_pack_options),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_devices() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_pack_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).devices) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_pack_options),
+                "::",
+                stringify!(devices)
+            )
+        );
+    }
+    test_field_devices();
+    fn test_field_n_devices() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_pack_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_devices) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_pack_options),
+                "::",
+                stringify!(n_devices)
+            )
+        );
+    }
+    test_field_n_devices();
+    fn test_field_draft_path() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_pack_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).draft_path) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_pack_options),
+                "::",
+                stringify!(draft_path)
+            )
+        );
+    }
+    test_field_draft_path();
+    fn test_field_progress_callback() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_pack_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).progress_callback) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_pack_options),
+                "::",
+                stringify!(progress_callback)
+            )
+        );
+    }
+    test_field_progress_callback();
+    fn test_field_progress_user_data() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_pack_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).progress_user_data) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_pack_options),
+                "::",
+                stringify!(progress_user_data)
+            )
+        );
+    }
+    test_field_progress_user_data();
+}
+pub type kestrel_pack_options_t = kestrel_pack_options;
+extern "C" {
+    pub fn kestrel_pack_options_init_sized(
+        options: *mut kestrel_pack_options_t,
+        struct_size: usize,
+    );
+}
+extern "C" {
+    pub fn kestrel_package_write(
+        runtime: *mut kestrel_runtime_t,
+        model_path: *const ::std::os::raw::c_char,
+        output_path: *const ::std::os::raw::c_char,
+        options: *const kestrel_pack_options_t,
+    ) -> *mut kestrel_status_t;
+}
+extern "C" {
+    pub fn kestrel_package_describe(
+        path: *const ::std::os::raw::c_char,
+        verify_checksums: bool,
+        out_json: *mut ::std::os::raw::c_char,
+        capacity: usize,
+        out_required: *mut usize,
+    ) -> *mut kestrel_status_t;
+}
+extern "C" {
+    pub fn kestrel_model_weight_sources(
+        model: *const kestrel_model_t,
+        out_imported: *mut u32,
+        out_prepared: *mut u32,
+    ) -> *mut kestrel_status_t;
 }

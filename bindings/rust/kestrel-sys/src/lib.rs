@@ -43,6 +43,7 @@ options_init! {
     kestrel_engine_options_init => kestrel_engine_options_init_sized(kestrel_engine_options_t);
     kestrel_engine_request_options_init =>
         kestrel_engine_request_options_init_sized(kestrel_engine_request_options_t);
+    kestrel_pack_options_init => kestrel_pack_options_init_sized(kestrel_pack_options_t);
     kestrel_speculative_options_init =>
         kestrel_speculative_options_init_sized(kestrel_speculative_options_t);
     kestrel_tokenize_options_init => kestrel_tokenize_options_init_sized(kestrel_tokenize_options_t);

@@ -54,6 +54,7 @@
 mod engine;
 mod error;
 mod model;
+pub mod package;
 mod runtime;
 mod session;
 mod util;

@@ -722,6 +722,43 @@ impl Session {
         check(unsafe { sys::kestrel_session_sample(self.raw.as_ptr(), &mut token) })?;
         Ok(token)
     }
+
+    /// The session state (`kestrel_session_save_state`): model fingerprint, tokens, sampler and
+    /// RNG state, KV cache. Restore it with [`Session::load_state`] in any process.
+    pub fn save_state(&mut self) -> Result<Vec<u8>> {
+        read_buffer(|buffer: *mut u8, capacity, required| unsafe {
+            sys::kestrel_session_save_state(self.raw.as_ptr(), buffer as *mut _, capacity, required)
+        })
+    }
+
+    /// Restores a saved state into this session (same model and KV type). Then generating with
+    /// an empty token prompt and `keep_context` continues where the saved session was.
+    /// Errors (the session unchanged): `DataLoss` / `InvalidArgument` (damaged, truncated),
+    /// `Unimplemented` (another format version), `FailedPrecondition` (another model, KV type).
+    pub fn load_state(&mut self, state: &[u8]) -> Result<()> {
+        check(unsafe {
+            sys::kestrel_session_load_state(self.raw.as_ptr(), state.as_ptr() as *const _, state.len())
+        })
+    }
+
+    /// [`Session::save_state`] to a file (written to `<path>.tmp`, renamed when complete).
+    pub fn save_state_file(&mut self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let path = state_path(path.as_ref())?;
+        check(unsafe { sys::kestrel_session_save_state_file(self.raw.as_ptr(), path.as_ptr()) })
+    }
+
+    /// [`Session::load_state`] from a file.
+    pub fn load_state_file(&mut self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let path = state_path(path.as_ref())?;
+        check(unsafe { sys::kestrel_session_load_state_file(self.raw.as_ptr(), path.as_ptr()) })
+    }
+}
+
+fn state_path(path: &std::path::Path) -> Result<std::ffi::CString> {
+    let s = path.to_str().ok_or_else(|| {
+        crate::Error::new(crate::Code::InvalidArgument, format!("state path is not valid UTF-8: {path:?}"))
+    })?;
+    crate::util::c_string("state path", s)
 }
 
 impl Drop for Session {

@@ -377,6 +377,57 @@ fn progress_callback_reaches_one_and_can_cancel() {
     assert_eq!(err.code(), Code::Cancelled, "{err}");
 }
 
+/// Session state and packages through the safe API: 8 tokens, save, restore into a session of the
+/// model's package, 12 more: the same ids as 20 in one run; a damaged state is refused.
+#[test]
+fn session_state_and_package_continue_token_identically() {
+    let rt = runtime();
+    let model = model(rt);
+    let prompt = model.tokenize("Once upon a time", true).unwrap();
+    let collect = |session: &mut kestrel::Session, prompt: &[i32], n: u32, keep: bool| {
+        let mut ids = Vec::new();
+        session
+            .generate(
+                prompt,
+                &GenerateOptions::default().max_new_tokens(n).keep_context(keep),
+                |t, _| {
+                    if t != TOKEN_NONE {
+                        ids.push(t);
+                    }
+                    true
+                },
+            )
+            .unwrap();
+        ids
+    };
+    let want = collect(&mut greedy_session(&model), &prompt, 20, false);
+    let mut first_session = greedy_session(&model);
+    let mut got = collect(&mut first_session, &prompt, 8, false);
+    let state = first_session.save_state().unwrap();
+    drop(first_session);
+
+    let dir = std::env::temp_dir().join(format!("kestrel_rust_kpkg_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pkg = dir.join("stories.kpkg");
+    kestrel::package::write_package(rt, common::stories260k(), &pkg, &Default::default()).unwrap();
+    assert!(kestrel::package::describe_package(&pkg, true).unwrap().contains("\"role\":\"main\""));
+    let packaged = rt.load_model(&pkg).unwrap();
+    assert_eq!(kestrel::package::weight_sources(&packaged).unwrap().0, 0);
+    let mut resumed = greedy_session(&packaged);
+    resumed.load_state(&state).unwrap();
+    got.extend(collect(&mut resumed, &[], 12, true));
+    assert_eq!(got, want);
+
+    let state_file = dir.join("chat.kstate");
+    resumed.save_state_file(&state_file).unwrap();
+    let mut bad = std::fs::read(&state_file).unwrap();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 1;
+    let err = greedy_session(&model).load_state(&bad).unwrap_err();
+    assert_eq!(err.code(), Code::DataLoss, "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn speculative_draft_keeps_golden_ids() {
     let golden = common::golden_first_case();

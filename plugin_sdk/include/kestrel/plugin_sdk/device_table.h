@@ -202,6 +202,10 @@ template <typename T>
 using HostOfOf = decltype(&T::HostOf);
 template <typename T>
 using HostOfInstanceOf = decltype(&T::HostOfInstance);
+template <typename T>
+using WeightExportOf = decltype(&T::WeightExport);
+template <typename T>
+using DeviceGetCounterOf = decltype(&T::DeviceGetCounter);
 
 // The slots as the table holds them: Impl's fallible functions behind Guard.
 template <typename Impl>
@@ -317,6 +321,24 @@ struct Slots {
     return H(d).Guard("device_set_options",
                               [&] { return Impl::DeviceSetOptions(d, options, n); });
   }
+  static Result DeviceWeightLayout(Dev* d, char* out, size_t capacity, size_t* length) {
+    return Impl::Host().Guard("device_weight_layout",
+                              [&] { return Impl::DeviceWeightLayout(d, out, capacity, length); });
+  }
+  static Result WeightExport(Dev* d, kestrel_plugin_weight_t* w, void* dst, uint64_t capacity,
+                             uint64_t* size) {
+    return Impl::Host().Guard("weight_export",
+                              [&] { return Impl::WeightExport(d, w, dst, capacity, size); });
+  }
+  static Result WeightImport(Dev* d, const kestrel_tensor_desc_t* desc, const void* data,
+                             uint64_t size, uint32_t flags, kestrel_plugin_weight_t** out) {
+    return Impl::Host().Guard("weight_import",
+                              [&] { return Impl::WeightImport(d, desc, data, size, flags, out); });
+  }
+  static Result DeviceGetCounter(Dev* d, const char* name, uint64_t* value) {
+    return Impl::Host().Guard("device_get_counter",
+                              [&] { return Impl::DeviceGetCounter(d, name, value); });
+  }
 };
 
 }  // namespace device_table_internal
@@ -375,6 +397,14 @@ kestrel_plugin_api_t MakeDeviceTable(const char* name, const char* version) {
     t.instance_device_count = &Impl::InstanceDeviceCount;
     t.instance_device_get_caps = &S::InstanceDeviceGetCaps;
     t.instance_device_open = &S::InstanceDeviceOpen;
+  }
+  if constexpr (dt::Declares<dt::WeightExportOf, Impl>::value) {
+    t.device_weight_layout = &S::DeviceWeightLayout;
+    t.weight_export = &S::WeightExport;
+    t.weight_import = &S::WeightImport;
+  }
+  if constexpr (dt::Declares<dt::DeviceGetCounterOf, Impl>::value) {
+    t.device_get_counter = &S::DeviceGetCounter;
   }
   return t;
 }
