@@ -580,7 +580,7 @@ struct CpuDevice {
   // Plugin ABI 1.4 prepared-weight export / import (weight_export.h has the byte layout).
   static Status DeviceWeightLayout(kestrel_plugin_device_t* d, char* out, size_t capacity,
                                    size_t* length) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "device_weight_layout"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "device_weight_layout"));
     if (length == nullptr) return InvalidArgument("device_weight_layout: out_length is NULL");
     const std::string id = ExportedLayoutId();
     *length = id.size();
@@ -590,7 +590,7 @@ struct CpuDevice {
 
   static Status WeightExport(kestrel_plugin_device_t* d, kestrel_plugin_weight_t* w, void* dst,
                              uint64_t capacity, uint64_t* out_size) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "weight_export"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "weight_export"));
     if (out_size == nullptr) return InvalidArgument("weight_export: out_size is NULL");
     const Weight* weight = AsWeight(w);
     if (weight == nullptr || weight->magic != kWeightMagic || weight->device != AsDevice(d)) {
@@ -599,7 +599,7 @@ struct CpuDevice {
     WeightParts parts;
     parts.desc = weight->desc;
     parts.raw = weight->raw_data;
-    parts.raw_bytes = ref::TensorBytes(weight->desc);
+    parts.raw_bytes = plugin_sdk::TensorBytes(weight->desc);
     parts.packed = weight->packed.get();
     parts.kpacked = weight->kpacked.get();
     for (const auto& s : weight->slices) parts.slices.push_back(s.get());
@@ -615,12 +615,12 @@ struct CpuDevice {
   static Status WeightImport(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t* desc,
                              const void* data, uint64_t size, uint32_t flags,
                              kestrel_plugin_weight_t** out) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "weight_import"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "weight_import"));
     if (desc == nullptr) return InvalidArgument("weight_import: desc is NULL");
     if (out == nullptr) return InvalidArgument("weight_import: out_weight is NULL");
     if (data == nullptr) return InvalidArgument("weight_import: data is NULL");
-    KESTREL_REF_RETURN_IF_ERROR(ref::ValidateTensorDesc(*desc, "weight_import: desc"));
-    if (!ref::IsWeightDtype(desc->dtype) || !ref::IsPackedLayout(*desc)) {
+    KESTREL_SDK_RETURN_IF_ERROR(plugin_sdk::ValidateTensorDesc(*desc, "weight_import: desc"));
+    if (!plugin_sdk::IsWeightDtype(desc->dtype) || !plugin_sdk::IsPackedLayout(*desc)) {
       return InvalidArgument("weight_import: desc is not a packed weight dtype");
     }
     auto weight = std::make_unique<Weight>();
@@ -634,7 +634,7 @@ struct CpuDevice {
           weight->desc, static_cast<const uint8_t*>(data), size,
           (flags & KESTREL_WEIGHT_IMPORT_BORROW) != 0, ShouldRepack(weight->desc),
           ShouldRepackK(weight->desc),
-          IsRepackableStack(weight->desc), ref::TensorBytes(weight->desc), &imported);
+          IsRepackableStack(weight->desc), plugin_sdk::TensorBytes(weight->desc), &imported);
       if (!why.empty()) return InvalidArgument("weight_import: ", why);
     } catch (const std::bad_alloc&) {
       return ResourceExhausted("weight_import: cannot allocate ", size, " bytes");
@@ -651,7 +651,7 @@ struct CpuDevice {
   }
 
   static Status DeviceGetCounter(kestrel_plugin_device_t* d, const char* name, uint64_t* value) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "device_get_counter"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "device_get_counter"));
     if (name == nullptr || value == nullptr) {
       return InvalidArgument("device_get_counter: name or out_value is NULL");
     }
@@ -661,7 +661,7 @@ struct CpuDevice {
     } else if (key == "weights_imported") {
       *value = AsDevice(d)->weights_imported.load();
     } else {
-      return ref::Status(KESTREL_PLUGIN_NOT_FOUND, StrCat("device_get_counter: plugin 'cpu' has no counter '", key,
+      return plugin_sdk::Status(KESTREL_PLUGIN_NOT_FOUND, StrCat("device_get_counter: plugin 'cpu' has no counter '", key,
                            "' (it has weights_repacked, weights_imported)"));
     }
     return Status();
