@@ -1,12 +1,16 @@
-# kestrel_add_test(NAME <name> SOURCES <files...> [LIBS <libs...>] [LABELS <labels...>])
+# kestrel_add_test(NAME <name> SOURCES <files...> [LIBS <libs...>] [LABELS <labels...>] [NO_CTEST])
 # Builds one GoogleTest executable and registers it with ctest. The tests find the shared
 # models through the KESTREL_MODELS_DIR environment variable and the plugins through
-# KESTREL_PLUGIN_DIR, both set here so ctest needs no flags.
+# KESTREL_PLUGIN_DIR, both set here so ctest needs no flags. NO_CTEST: build only (the caller
+# registers it, e.g. once per parameter with --gtest_filter, with kestrel_test_environment).
 function(kestrel_add_test)
-  cmake_parse_arguments(T "" "NAME" "SOURCES;LIBS;LABELS" ${ARGN})
+  cmake_parse_arguments(T "NO_CTEST" "NAME" "SOURCES;LIBS;LABELS" ${ARGN})
   add_executable(${T_NAME} ${T_SOURCES})
   target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main Threads::Threads)
   set_target_properties(${T_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  if(T_NO_CTEST)
+    return()
+  endif()
   add_test(NAME ${T_NAME} COMMAND ${T_NAME})
   set(labels unit)
   if(T_LABELS)
@@ -28,6 +32,28 @@ function(kestrel_add_plugin target)
   install(TARGETS ${target} LIBRARY DESTINATION ${KESTREL_PLUGIN_INSTALL_SUBDIR})
 endfunction()
 
+# kestrel_add_device_model_test(PLUGIN <plugin> NAME <name> [MOE] [ENV <VAR=value...>])
+# Registers <plugin>_model_test (labels <plugin>;golden): tests/device_conformance/
+# device_model_test.cc through the runtime on the plugin's device with ref as the fallback:
+# stories260K and tiny-moe-f32 token-exact, every op on the device (MOE too with the MOE flag,
+# which says the plugin claims KESTREL_OP_MOE; without it exactly the MOE ops run on ref).
+function(kestrel_add_device_model_test)
+  cmake_parse_arguments(D "MOE" "PLUGIN;NAME" "ENV" ${ARGN})
+  set(dir ${CMAKE_SOURCE_DIR}/tests/device_conformance)
+  kestrel_add_test(NAME ${D_PLUGIN}_model_test SOURCES ${dir}/device_model_test.cc
+    LIBS kestrel_runtime_core nlohmann_json::nlohmann_json LABELS ${D_PLUGIN} golden)
+  target_include_directories(${D_PLUGIN}_model_test PRIVATE
+    ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/api/include)
+  set(moe 0)
+  if(D_MOE)
+    set(moe 1)
+  endif()
+  set_tests_properties(${D_PLUGIN}_model_test PROPERTIES
+    ENVIRONMENT "KESTREL_TEST_DEVICE=${D_PLUGIN};KESTREL_TEST_DEVICE_NAME=${D_NAME};KESTREL_TEST_DEVICE_MOE=${moe};KESTREL_MODELS_DIR=${KESTREL_MODELS_DIR};KESTREL_PLUGIN_DIR=${KESTREL_PLUGIN_OUTPUT_DIR};KESTREL_PLUGIN_PATH=${KESTREL_PLUGIN_OUTPUT_DIR};${D_ENV}"
+    SKIP_REGULAR_EXPRESSION "no ${D_NAME} device: ")
+  add_dependencies(${D_PLUGIN}_model_test kestrel_plugin_${D_PLUGIN} kestrel_plugin_ref)
+endfunction()
+
 # kestrel_add_device_plugin_tests(PLUGIN <plugin> NAME <name> [ENV <VAR=value...>])
 # The tests every device plugin (plugins/<plugin>, target kestrel_plugin_<plugin>) registers, with
 # the shared harness of tests/device_conformance; <name> is how skip messages call the device
@@ -35,8 +61,7 @@ endfunction()
 #   <plugin>_conformance_test  (labels <plugin>)         <plugin>_conformance_test.cc beside the
 #       plugin: every claimed op against the reference plugin through the HAL; GTEST_SKIPs with
 #       "no <name> device: <reason>".
-#   <plugin>_model_test        (labels <plugin>;golden)  tests/device_conformance/
-#       device_model_test.cc: stories260K token-exact on the device, no op falling back to ref.
+#   <plugin>_model_test        (labels <plugin>;golden)  kestrel_add_device_model_test above.
 #   golden_<plugin>            (labels <plugin>;golden)  the shared golden suite
 #       (tests/golden_test.cc) on --device <plugin>, through run_if_device.sh (77 = skipped).
 #   <plugin>_cli_test          (labels <plugin>;cli)     `kestrel generate --device <plugin>
@@ -60,14 +85,7 @@ function(kestrel_add_device_plugin_tests)
     SKIP_REGULAR_EXPRESSION "no ${D_NAME} device: ")
   add_dependencies(${D_PLUGIN}_conformance_test ${plugin_targets})
 
-  kestrel_add_test(NAME ${D_PLUGIN}_model_test SOURCES ${dir}/device_model_test.cc
-    LIBS kestrel_runtime_core nlohmann_json::nlohmann_json LABELS ${D_PLUGIN} golden)
-  target_include_directories(${D_PLUGIN}_model_test PRIVATE
-    ${CMAKE_SOURCE_DIR} ${CMAKE_SOURCE_DIR}/api/include)
-  set_tests_properties(${D_PLUGIN}_model_test PROPERTIES
-    ENVIRONMENT "KESTREL_TEST_DEVICE=${D_PLUGIN};KESTREL_TEST_DEVICE_NAME=${D_NAME};${env}"
-    SKIP_REGULAR_EXPRESSION "no ${D_NAME} device: ")
-  add_dependencies(${D_PLUGIN}_model_test ${plugin_targets})
+  kestrel_add_device_model_test(PLUGIN ${D_PLUGIN} NAME ${D_NAME} ENV ${env})
 
   add_test(NAME golden_${D_PLUGIN}
     COMMAND sh ${dir}/run_if_device.sh ${D_PLUGIN} ${D_NAME} $<TARGET_FILE:kestrel_cli>
@@ -82,3 +100,4 @@ function(kestrel_add_device_plugin_tests)
     SKIP_RETURN_CODE 77 ENVIRONMENT "${env}")
   set(KESTREL_DEVICE_TEST_ENV "${env}" PARENT_SCOPE)
 endfunction()
+

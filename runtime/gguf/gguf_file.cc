@@ -5,8 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <new>
@@ -406,6 +406,29 @@ class GgufFile::Parser {
             "tensor %s: offset %u + size %u exceeds the data section of %u bytes (file size %u, "
             "data starts at %u)",
             Quote(t.name), t.offset_in_data, t.size_bytes, data_size, size_, data_offset));
+      }
+    }
+    return CheckNoOverlap();
+  }
+
+  // Two tensors sharing bytes are refused (as llama.cpp does): a writer never produces them, and
+  // a hostile file could otherwise alias a weight that a plugin repacks in place.
+  absl::Status CheckNoOverlap() const {
+    std::vector<const GgufTensorInfo*> order;
+    order.reserve(f_->tensors_.size());
+    for (const GgufTensorInfo& t : f_->tensors_) {
+      if (t.size_bytes > 0) order.push_back(&t);
+    }
+    std::sort(order.begin(), order.end(), [](const GgufTensorInfo* a, const GgufTensorInfo* b) {
+      return a->offset_in_data < b->offset_in_data;
+    });
+    for (size_t i = 1; i < order.size(); ++i) {
+      const GgufTensorInfo& a = *order[i - 1];
+      const GgufTensorInfo& b = *order[i];
+      if (a.offset_in_data + a.size_bytes > b.offset_in_data) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "tensors %s (data bytes %u..%u) and %s (from byte %u) overlap", Quote(a.name),
+            a.offset_in_data, a.offset_in_data + a.size_bytes, Quote(b.name), b.offset_in_data));
       }
     }
     return absl::OkStatus();

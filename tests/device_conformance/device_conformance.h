@@ -90,11 +90,23 @@ std::vector<uint8_t> Params(P p) {
   return Bytes(std::vector<P>{p});
 }
 
-// Runs `c` on `dev` (every tensor at a 64-byte offset in its buffer, outputs poisoned with 0xFF
-// bytes unless they have initial content); returns the outputs' bytes.
-absl::Status RunOn(hal::Device* dev, const OpCase& c, std::vector<std::vector<uint8_t>>* outs);
+// Every buffer tensor sits at offset kPad inside kPad guard bytes on each side (a canary pattern).
+constexpr uint64_t kPad = 64;
+// A device buffer of bytes + 2 * kPad: guards, then `init` (or `poison` bytes when null).
+absl::StatusOr<hal::Buffer> AllocatePadded(hal::Device* dev, uint64_t bytes, const uint8_t* init,
+                                           uint8_t poison);
+// DATA_LOSS naming `what` and the first guard byte that changed (an out-of-bounds write).
+absl::Status CheckPadding(hal::Device* dev, const hal::Buffer& buffer, uint64_t bytes,
+                          const std::string& what);
 
-// Runs `c` on env.ref and env.dev and compares (gtest failures, with `what` and the seed).
+// Runs `c` on `dev` (every tensor in a padded buffer, outputs poisoned with `poison` bytes unless
+// they have initial content); returns the outputs' bytes. DATA_LOSS when the op wrote a guard
+// byte or changed an input that is not its output.
+absl::Status RunOn(hal::Device* dev, const OpCase& c, std::vector<std::vector<uint8_t>>* outs,
+                   uint8_t poison = 0xFF);
+
+// Runs `c` on env.ref (twice, under two poisons: the reference must write every output byte) and
+// env.dev and compares (gtest failures, with `what` and the seed).
 void Check(const Devices& env, const OpCase& c, const std::string& what);
 
 // Random weight bytes of `dtype` (encoded independently of both plugins).
