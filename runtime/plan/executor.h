@@ -72,6 +72,8 @@ class Executor {
                                      const kestrel_op_desc_t& desc, bool prefill,
                                      uint64_t* workspace);
   absl::Status RunOp(size_t op_index, const StepShape& shape);
+  // `s` prefixed with the op that produced activation `activation`.
+  absl::Status ReadBackError(int32_t activation, const absl::Status& s) const;
   // Reads the value's current copy (from any device that holds one) into `out`.
   absl::Status ReadBack(const Value& value, void* out, uint64_t bytes);
 
