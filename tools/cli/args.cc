@@ -47,6 +47,10 @@ enum class FlagId {
   kPrefixTokens,
   kKvBlockSize,
   kKvType,
+  kSoak,
+  kRequests,
+  kWatchdogS,
+  kMaxRssGrowth,
 };
 
 struct FlagSpec {
@@ -67,7 +71,7 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kMinP, "min-p", 0, true, kForGenerate},
     {FlagId::kRepeatPenalty, "repeat-penalty", 0, true, kForGenerate},
     {FlagId::kRepeatLastN, "repeat-last-n", 0, true, kForGenerate},
-    {FlagId::kSeed, "seed", 0, true, kForGenerate},
+    {FlagId::kSeed, "seed", 0, true, kForGenerate | kForBench},
     {FlagId::kCtx, "ctx", 0, true, kForGenerate},
     {FlagId::kDevice, "device", 0, true, kForGenerate | kForInfo | kForBench},
     {FlagId::kStop, "stop", 0, true, kForGenerate},
@@ -87,6 +91,10 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kPrefixTokens, "prefix-tokens", 0, true, kForBench},
     {FlagId::kKvBlockSize, "kv-block-size", 0, true, kForBench},
     {FlagId::kKvType, "kv-type", 0, true, kForGenerate | kForBench},
+    {FlagId::kSoak, "soak", 0, false, kForBench},
+    {FlagId::kRequests, "requests", 0, true, kForBench},
+    {FlagId::kWatchdogS, "watchdog-s", 0, true, kForBench},
+    {FlagId::kMaxRssGrowth, "max-rss-growth", 0, true, kForBench},
 };
 
 unsigned CommandBit(Command command) {
@@ -285,6 +293,27 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
     case FlagId::kEngine:
       o->bench.engine = true;
       break;
+    case FlagId::kSoak:
+      o->bench.soak = true;
+      break;
+    case FlagId::kRequests:
+      if (!ParseUint32(value, &o->bench.soak_requests) || o->bench.soak_requests == 0) {
+        return Fail(BadValue(spelled, value, "a number of requests >= 1"));
+      }
+      break;
+    case FlagId::kWatchdogS:
+      if (!ParseUint32(value, &o->bench.watchdog_s) || o->bench.watchdog_s == 0) {
+        return Fail(BadValue(spelled, value, "a number of seconds >= 1"));
+      }
+      break;
+    case FlagId::kMaxRssGrowth: {
+      float v;
+      if (!ParseFloat(value, &v) || !(v >= 0.0f)) {
+        return Fail(BadValue(spelled, value, "a fraction >= 0 (0.01 = 1 %)"));
+      }
+      o->bench.max_rss_growth = v;
+      break;
+    }
     case FlagId::kConcurrency:
       if (!ParseConcurrencyList(value, &o->bench.concurrency)) {
         return Fail(BadValue(spelled, value,
@@ -430,7 +459,9 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
   std::string size_mb_spelled;
   std::string not_engine_spelled;  // bench: -p or --warmup, which --engine does not use
   std::string engine_only_spelled;  // bench: --concurrency, --prefix-tokens or --kv-block-size
-  bool n_decode_given = false, reps_given = false;
+  std::string not_soak_spelled;     // bench: -p, --warmup, --reps, --prefix-tokens
+  std::string soak_only_spelled;    // bench: --requests, --watchdog-s, --max-rss-growth, --seed
+  bool n_decode_given = false, reps_given = false, concurrency_given = false;
   for (; i < argc; ++i) {
     std::string_view arg = argv[i];
     const FlagSpec* spec = nullptr;
@@ -497,8 +528,17 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
         spec->id == FlagId::kKvBlockSize) {
       engine_only_spelled = std::string(spelled);
     }
+    if (spec->id == FlagId::kPrompt || spec->id == FlagId::kWarmup ||
+        spec->id == FlagId::kReps || spec->id == FlagId::kPrefixTokens) {
+      not_soak_spelled = std::string(spelled);
+    }
+    if (spec->id == FlagId::kRequests || spec->id == FlagId::kWatchdogS ||
+        spec->id == FlagId::kMaxRssGrowth || spec->id == FlagId::kSeed) {
+      soak_only_spelled = std::string(spelled);
+    }
     if (spec->id == FlagId::kMaxTokens) n_decode_given = true;
     if (spec->id == FlagId::kReps) reps_given = true;
+    if (spec->id == FlagId::kConcurrency) concurrency_given = true;
   }
 
   if (!o.help) {
@@ -508,7 +548,22 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     if (o.command == Command::kGenerate && !o.prompt) {
       return Fail("'generate' needs -p/--prompt PROMPT");
     }
-    if (o.command == Command::kBench) {
+    if (o.command == Command::kBench && o.bench.soak) {
+      if (o.bench.engine) return Fail("--soak and --engine exclude each other");
+      if (o.bench.membw) return Fail("--soak and --membw exclude each other");
+      if (!not_soak_spelled.empty()) {
+        return Fail("option '" + not_soak_spelled + "' does not apply to 'bench --soak'");
+      }
+      if (!concurrency_given) o.bench.concurrency = {64};
+      if (o.bench.concurrency.size() != 1) {
+        return Fail("--soak takes one --concurrency value (requests in flight), not a list");
+      }
+      if (!n_decode_given) o.bench.n_decode = 32;
+      if (o.model_path.empty()) return Fail("'bench --soak' needs -m/--model MODEL");
+    } else if (o.command == Command::kBench) {
+      if (!soak_only_spelled.empty()) {
+        return Fail("option '" + soak_only_spelled + "' needs --soak");
+      }
       if (o.bench.engine && o.bench.membw) return Fail("--engine and --membw exclude each other");
       if (o.bench.engine && !not_engine_spelled.empty()) {
         return Fail("option '" + not_engine_spelled + "' does not apply to 'bench --engine'");

@@ -26,6 +26,7 @@
 #include "bench_util.h"
 #include "commands.h"
 #include "engine_bench.h"
+#include "soak_bench.h"
 #include "interrupt.h"
 #include "json_writer.h"
 #include "kestrel/kestrel.h"
@@ -136,6 +137,7 @@ int RunMembw(const Options& o) {
 int RunBench(const Options& o) {
   if (o.bench.membw) return RunMembw(o);
   if (o.bench.engine) return RunEngineBench(o);  // engine_bench.cc
+  if (o.bench.soak) return RunSoakBench(o);      // soak_bench.cc
   const BenchOptions& b = o.bench;
   InstallInterruptHandler();
   RuntimePtr runtime = CreateRuntime(o.verbosity);

@@ -34,12 +34,9 @@ constexpr uint32_t kPreferredPrefixTokens = 512;
 constexpr uint32_t kSharedRequests = 32;
 constexpr uint32_t kSharedMaxNew = 8;  // new tokens per shared-prefix request
 
-const char* const kPrompts[] = {
-    "Once upon a time",       "Lily wanted to",      "The little dog",  "One day, a girl named",
-    "Tom and his mom",        "The sun was",         "There was a big", "A cat sat on",
-    "Ben liked to play with", "In the park, a bird", "Mom said that",   "The red ball",
-};
-constexpr size_t kNumPrompts = sizeof(kPrompts) / sizeof(kPrompts[0]);
+// Short story openings (bench_util.h), the workload of every engine run.
+const char* const* const kPrompts = kStoryPrompts;
+constexpr size_t kNumPrompts = kNumStoryPrompts;
 
 struct EngineDeleter {
   void operator()(kestrel_engine_t* e) const { kestrel_engine_destroy(e); }
