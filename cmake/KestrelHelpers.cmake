@@ -101,3 +101,51 @@ function(kestrel_add_device_plugin_tests)
   set(KESTREL_DEVICE_TEST_ENV "${env}" PARENT_SCOPE)
 endfunction()
 
+# kestrel_add_fuzzer(NAME <name>_fuzzer SOURCES <files...> [LIBS <libs...>] [SEEDS <dirs...>]
+#                    [DEPENDS <targets...>])
+# One fuzz target: a file defining LLVMFuzzerTestOneInput (and optionally LLVMFuzzerInitialize)
+# over one interface. Adding a target is this one call, beside the code it fuzzes or in
+# tests/fuzz/ (list it in docs/RELIABILITY.md, "Fuzz targets"):
+#   fuzz preset (KESTREL_FUZZ=ON, clang): the libFuzzer executable build-fuzz/bin/<name>, built by
+#     the `kestrel_fuzzers` target; scripts/fuzz.sh runs it over its seeds (the SEEDS folders and
+#     tests/fuzz/regressions/<name>/, listed in build-fuzz/fuzz/<name>.seeds) and a working corpus
+#     in build-fuzz/fuzz/corpus/<name>/.
+#   other builds with tests: <name>_replay (the same source with tests/fuzz/fuzz_replay_main.cc)
+#     and the ctest <name>_regression (labels fuzz;unit), which replays the seeds and every saved
+#     crash in tests/fuzz/regressions/<name>/ (Release, ASan + UBSan, TSan alike).
+# DEPENDS: targets that generate the SEEDS folders.
+function(kestrel_add_fuzzer)
+  cmake_parse_arguments(F "" "NAME" "SOURCES;LIBS;SEEDS;DEPENDS" ${ARGN})
+  set(corpus ${F_SEEDS})
+  set(regressions ${CMAKE_SOURCE_DIR}/tests/fuzz/regressions/${F_NAME})
+  if(EXISTS ${regressions})
+    list(APPEND corpus ${regressions})
+  endif()
+  if(KESTREL_FUZZ)
+    add_executable(${F_NAME} ${F_SOURCES})
+    target_link_libraries(${F_NAME} PRIVATE ${F_LIBS})
+    target_link_options(${F_NAME} PRIVATE -fsanitize=fuzzer)
+    target_compile_definitions(${F_NAME} PRIVATE KESTREL_FUZZ_MODELS_DIR="${KESTREL_MODELS_DIR}")
+    target_include_directories(${F_NAME} PRIVATE ${CMAKE_SOURCE_DIR})
+    set_target_properties(${F_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bin)
+    add_dependencies(kestrel_fuzzers ${F_NAME})
+    if(F_DEPENDS)
+      add_dependencies(${F_NAME} ${F_DEPENDS})
+    endif()
+    list(JOIN corpus "\n" lines)
+    file(WRITE ${CMAKE_BINARY_DIR}/fuzz/${F_NAME}.seeds "${lines}\n")
+  elseif(KESTREL_BUILD_TESTS)
+    add_executable(${F_NAME}_replay ${F_SOURCES} ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_replay_main.cc)
+    target_link_libraries(${F_NAME}_replay PRIVATE ${F_LIBS})
+    target_compile_definitions(${F_NAME}_replay PRIVATE
+      KESTREL_FUZZ_MODELS_DIR="${KESTREL_MODELS_DIR}")
+    target_include_directories(${F_NAME}_replay PRIVATE ${CMAKE_SOURCE_DIR})
+    set_target_properties(${F_NAME}_replay PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+    if(F_DEPENDS)
+      add_dependencies(${F_NAME}_replay ${F_DEPENDS})
+    endif()
+    add_test(NAME ${F_NAME}_regression COMMAND ${F_NAME}_replay ${corpus})
+    set_tests_properties(${F_NAME}_regression PROPERTIES LABELS "fuzz;unit"
+      ENVIRONMENT "KESTREL_MODELS_DIR=${KESTREL_MODELS_DIR}")
+  endif()
+endfunction()

@@ -11,6 +11,7 @@ packages=(
   nlohmann-json3-dev   # JSON in the integration tests (golden files)
   binutils             # nm, for the exported-symbol check
   abigail-tools        # abidw/abidiff: the ABI baseline check
+  clang libclang-rt-14-dev  # the fuzz preset: clang with libFuzzer (scripts/fuzz.sh)
   # Optional plugins and their test devices: OpenCL through the ICD loader, run on PoCL (CPU);
   # oneDNN for the fast CPU plugin.
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo
