@@ -157,6 +157,86 @@ TEST_F(BadInputTest, UnsupportedTensorTypeIsUnimplementedNamingIt) {
   std::remove(path.c_str());
 }
 
+TEST_F(BadInputTest, UnknownArchitectureIsUnimplementedNamingItAndTheSupportedOnes) {
+  const std::string path = WriteEdited("arch.gguf", {"general.architecture", "",
+      [](runtime::GgufWriter& w) { ASSERT_TRUE(w.AddString("general.architecture", "mamba9").ok()); }, ""});
+  ExpectLoadFails(path, KESTREL_STATUS_UNIMPLEMENTED, {"'mamba9'", "supported: llama"});
+  std::remove(path.c_str());
+}
+
+// metadata_only: every readable GGUF loads; what this build cannot run is reported, not fatal.
+class MetadataOnlyTest : public BadInputTest {
+ protected:
+  ModelPtr Load(const std::string& path) {
+    kestrel_model_options_t o;
+    kestrel_model_options_init(&o);
+    o.device = "ref";
+    o.metadata_only = true;
+    kestrel_model_t* m = nullptr;
+    StatusPtr s(kestrel_model_load(rt_.get(), path.data(), path.size(), &o, &m));
+    EXPECT_EQ(s, nullptr) << kestrel_status_message(s.get());
+    return ModelPtr(m);
+  }
+  kestrel_model_info_t Info(const kestrel_model_t* m) {
+    kestrel_model_info_t info{};
+    info.struct_size = sizeof(info);
+    StatusPtr s(kestrel_model_get_info(m, &info));
+    EXPECT_EQ(s, nullptr);
+    return info;
+  }
+  void ExpectNotRunnable(const std::string& path, std::vector<std::string> needles) {
+    ModelPtr m = Load(path);
+    ASSERT_NE(m, nullptr);
+    const kestrel_model_info_t info = Info(m.get());
+    EXPECT_FALSE(info.runnable);
+    for (const std::string& n : needles) {
+      EXPECT_NE(std::string(info.unsupported).find(n), std::string::npos)
+          << "'" << info.unsupported << "' lacks '" << n << "'";
+    }
+  }
+};
+
+TEST_F(MetadataOnlyTest, RunnableFileReportsRunnableButRefusesSessions) {
+  ModelPtr m = Load(ModelPath("stories260K.gguf"));
+  ASSERT_NE(m, nullptr);
+  const kestrel_model_info_t info = Info(m.get());
+  EXPECT_TRUE(info.runnable);
+  EXPECT_STREQ(info.unsupported, "");
+  EXPECT_STREQ(info.architecture, "llama");
+  EXPECT_STREQ(info.tokenizer_model, "llama");
+  EXPECT_EQ(info.n_layers, 5u);
+  // The tokenizer works without weights.
+  int32_t ids[16];
+  size_t n = 0;
+  StatusPtr t(kestrel_tokenize(m.get(), "Hello", 5, true, ids, 16, &n));
+  EXPECT_EQ(t, nullptr);
+  EXPECT_GT(n, 1u);
+  kestrel_session_options_t so;
+  kestrel_session_options_init(&so);
+  kestrel_session_t* session = nullptr;
+  StatusPtr s(kestrel_session_create(m.get(), &so, &session));
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(session, nullptr);
+  EXPECT_EQ(kestrel_status_code(s.get()), KESTREL_STATUS_FAILED_PRECONDITION);
+  EXPECT_NE(std::string(kestrel_status_message(s.get())).find("metadata"), std::string::npos);
+}
+
+TEST_F(MetadataOnlyTest, UnknownArchitectureTypeAndMissingTensorAreReported) {
+  const std::string arch = WriteEdited("md_arch.gguf", {"general.architecture", "",
+      [](runtime::GgufWriter& w) { ASSERT_TRUE(w.AddString("general.architecture", "mamba9").ok()); }, ""});
+  ExpectNotRunnable(arch, {"'mamba9'", "supported: llama"});
+  std::remove(arch.c_str());
+  const std::string q41 = WriteEdited("md_q41.gguf", {"", "", nullptr, "blk.0.attn_q.weight"});
+  ExpectNotRunnable(q41, {"Q4_1", "blk.0.attn_q.weight"});
+  std::remove(q41.c_str());
+  const std::string missing = WriteEdited("md_missing.gguf", {"", "blk.2.ffn_up.weight", nullptr, ""});
+  ExpectNotRunnable(missing, {"blk.2.ffn_up.weight"});
+  std::remove(missing.c_str());
+  const std::string nokey = WriteEdited("md_nokey.gguf", {"llama.block_count", "", nullptr, ""});
+  ExpectNotRunnable(nokey, {"llama.block_count"});
+  std::remove(nokey.c_str());
+}
+
 TEST_F(BadInputTest, UnknownDeviceListsTheAvailableOnes) {
   ModelPtr m;
   StatusPtr s = LoadModel(rt_.get(), ModelPath("stories260K.gguf"), "tpu:7", &m);

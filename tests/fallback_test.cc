@@ -5,7 +5,7 @@
 #include "gtest/gtest.h"
 #include "hal/src/plugin_registry.h"
 #include "nlohmann/json.hpp"
-#include "runtime/model/llama_model.h"
+#include "runtime/model/model.h"
 #include "runtime/session/session.h"
 #include "tests/test_util.h"
 
@@ -20,7 +20,7 @@ TEST(FallbackTest, PartialPluginRunsTheModelWithReferenceFallback) {
   hal::Device* ref = registry->ReferenceDevice();
   ASSERT_NE(ref, nullptr);
 
-  auto model = runtime::LlamaModel::Load(ModelPath("stories260K.gguf"), *partial, {});
+  auto model = runtime::Model::Load(ModelPath("stories260K.gguf"), *partial, {});
   ASSERT_TRUE(model.ok()) << model.status();
   runtime::SessionConfig config;
   config.context_length = 128;
@@ -51,7 +51,7 @@ TEST(FallbackTest, NoDeviceSupportingAnOpIsAClearError) {
   auto registry = hal::PluginRegistry::Create(KESTREL_PARTIAL_PLUGIN, nullptr);
   auto partial = registry->FindDevice("partial");
   ASSERT_TRUE(partial.ok());
-  auto model = runtime::LlamaModel::Load(ModelPath("stories260K.gguf"), *partial, {});
+  auto model = runtime::Model::Load(ModelPath("stories260K.gguf"), *partial, {});
   ASSERT_TRUE(model.ok()) << model.status();
   runtime::SessionConfig config;
   config.context_length = 32;

@@ -10,7 +10,7 @@
 #include "hal/src/plugin_registry.h"
 #include "nlohmann/json.hpp"
 #include "runtime/engine/engine.h"
-#include "runtime/model/llama_model.h"
+#include "runtime/model/model.h"
 #include "runtime/session/session.h"
 #include "tests/test_util.h"
 
@@ -27,7 +27,7 @@ class FaultInjectionTest : public ::testing::Test {
     dev_ = *dev;
     ref_ = registry_->ReferenceDevice();
     ASSERT_NE(ref_, nullptr);
-    auto model = runtime::LlamaModel::Load(ModelPath("stories260K.gguf"), dev_, {});
+    auto model = runtime::Model::Load(ModelPath("stories260K.gguf"), dev_, {});
     ASSERT_TRUE(model.ok()) << model.status();
     model_ = std::move(*model);
     std::ifstream f(ModelPath("stories260K.golden.json"));
@@ -80,7 +80,7 @@ class FaultInjectionTest : public ::testing::Test {
   std::unique_ptr<hal::PluginRegistry> registry_;
   hal::Device* dev_ = nullptr;
   hal::Device* ref_ = nullptr;
-  std::unique_ptr<runtime::LlamaModel> model_;
+  std::unique_ptr<runtime::Model> model_;
   nlohmann::json golden_;
 };
 

@@ -15,10 +15,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "hal/src/plugin_registry.h"
 #include "kestrel/kestrel.h"
-#include "runtime/model/llama_model.h"
+#include "runtime/model/model.h"
 #include "runtime/session/session.h"
 
 struct kestrel_status {
@@ -47,7 +49,8 @@ struct kestrel_runtime {
 struct kestrel_model {
   std::atomic<int> refs{1};
   std::shared_ptr<RuntimeState> runtime;
-  std::unique_ptr<kestrel::runtime::LlamaModel> model;
+  std::unique_ptr<kestrel::runtime::Model> model;
+  std::string unsupported;  // model->unsupported() joined by newlines (kestrel_model_info_t)
   std::string device_name;
 };
 

@@ -4,6 +4,18 @@
 using kestrel::api::Guard;
 using kestrel::api::NullArgument;
 
+namespace {
+
+// A metadata-only model whose tokenizer this build cannot load has none.
+absl::Status CheckTokenizer(const char* fn, const kestrel_model_t* model) {
+  if (model->model->has_tokenizer()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      fn, ": the model was loaded metadata-only and this build cannot load its tokenizer ('",
+      model->model->tokenizer_model(), "')"));
+}
+
+}  // namespace
+
 extern "C" {
 
 KESTREL_API void kestrel_model_options_init_sized(kestrel_model_options_t* out, size_t struct_size) {
@@ -39,18 +51,20 @@ KESTREL_API kestrel_status_t* kestrel_model_load(kestrel_runtime_t* runtime, con
     if (!device.ok()) return device.status();
     kestrel::runtime::ModelLoadOptions lo;
     lo.use_mmap = o.use_mmap;
+    lo.metadata_only = o.metadata_only;
     if (o.progress_callback != nullptr) {
       lo.progress = [&o](float f) { return o.progress_callback(o.progress_user_data, f); };
     }
     state->Log(KESTREL_LOG_INFO, absl::StrCat("loading '", p, "' on device '", (*device)->name(), "'"));
-    absl::StatusOr<std::unique_ptr<kestrel::runtime::LlamaModel>> m =
-        kestrel::runtime::LlamaModel::Load(p, *device, lo);
+    absl::StatusOr<std::unique_ptr<kestrel::runtime::Model>> m =
+        kestrel::runtime::Model::Load(p, *device, lo);
     if (!m.ok()) {
       return absl::Status(m.status().code(), absl::StrCat("'", p, "': ", m.status().message()));
     }
     auto* handle = new kestrel_model;
     handle->runtime = state;
     handle->model = std::move(*m);
+    handle->unsupported = absl::StrJoin(handle->model->unsupported(), "\n");
     handle->device_name = (*device)->name();
     *out_model = handle;
     return absl::OkStatus();
@@ -70,9 +84,8 @@ KESTREL_API kestrel_status_t* kestrel_model_get_info(const kestrel_model_t* mode
   return Guard("kestrel_model_get_info", [&]() -> absl::Status {
     constexpr const char* fn = "kestrel_model_get_info";
     if (model == nullptr) return NullArgument(fn, "model");
-    const kestrel::runtime::LlamaModel& m = *model->model;
-    const kestrel::runtime::LlamaConfig& c = m.config();
-    const kestrel::runtime::Tokenizer& t = m.tokenizer();
+    const kestrel::runtime::Model& m = *model->model;
+    const kestrel::runtime::ModelConfig& c = m.config();
     kestrel_model_info_t info{};
     info.struct_size = sizeof(info);
     info.architecture = c.architecture.c_str();
@@ -88,16 +101,25 @@ KESTREL_API kestrel_status_t* kestrel_model_get_info(const kestrel_model_t* mode
     info.head_dim = c.head_dim;
     info.context_length = c.context_length;
     info.vocab_size = c.n_vocab;
-    info.bos_id = t.bos_id();
-    info.eos_id = t.eos_id();
-    info.unk_id = t.unk_id();
-    info.pad_id = t.pad_id();
-    info.add_bos = t.add_bos();
+    info.bos_id = info.eos_id = info.unk_id = info.pad_id = -1;
+    if (m.has_tokenizer()) {
+      const kestrel::runtime::Tokenizer& t = m.tokenizer();
+      info.bos_id = t.bos_id();
+      info.eos_id = t.eos_id();
+      info.unk_id = t.unk_id();
+      info.pad_id = t.pad_id();
+      info.add_bos = t.add_bos();
+    }
     info.rope_freq_base = c.rope_freq_base;
     info.rms_norm_eps = c.rms_eps;
     info.n_tensors = static_cast<uint32_t>(m.file().tensors().size());
     info.n_experts = c.n_experts;
     info.n_experts_used = c.n_experts_used;
+    info.tokenizer_model = m.tokenizer_model().c_str();
+    info.tokenizer_pre = m.tokenizer_pre().c_str();
+    info.has_chat_template = m.has_chat_template();
+    info.runnable = m.runnable();
+    info.unsupported = model->unsupported.c_str();
     return kestrel::api::WriteInfo(fn, "out_info", info, out_info,
                                    KESTREL_MODEL_INFO_MIN_SIZE);
   });
@@ -136,6 +158,7 @@ KESTREL_API kestrel_status_t* kestrel_tokenize(const kestrel_model_t* model, con
     constexpr const char* fn = "kestrel_tokenize";
     if (model == nullptr) return NullArgument(fn, "model");
     if (text == nullptr && text_length > 0) return NullArgument(fn, "text");
+    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
     std::vector<int32_t> ids = model->model->tokenizer().Encode(
         absl::string_view(text == nullptr ? "" : text, text_length), add_bos,
         /*parse_special=*/false);
@@ -151,6 +174,7 @@ KESTREL_API kestrel_status_t* kestrel_detokenize(const kestrel_model_t* model,
     constexpr const char* fn = "kestrel_detokenize";
     if (model == nullptr) return NullArgument(fn, "model");
     if (tokens == nullptr && n_tokens > 0) return NullArgument(fn, "tokens");
+    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
     const auto& tok = model->model->tokenizer();
     for (size_t i = 0; i < n_tokens; ++i) {
       if (tokens[i] < 0 || tokens[i] >= tok.vocab_size()) {
@@ -169,6 +193,7 @@ KESTREL_API kestrel_status_t* kestrel_token_to_piece(const kestrel_model_t* mode
   return Guard("kestrel_token_to_piece", [&]() -> absl::Status {
     constexpr const char* fn = "kestrel_token_to_piece";
     if (model == nullptr) return NullArgument(fn, "model");
+    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
     const auto& tok = model->model->tokenizer();
     if (token < 0 || token >= tok.vocab_size()) {
       return absl::OutOfRangeError(

@@ -74,7 +74,7 @@ struct Engine::Sequence {
   }
 };
 
-absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const LlamaModel* model,
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model* model,
                                                        hal::Device* fallback,
                                                        const EngineConfig& config) {
   std::unique_ptr<Engine> e(new Engine());
@@ -104,7 +104,14 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const LlamaModel* model,
         "engine max_sequences = %u is outside [1, 65536]", config.max_sequences));
   }
   // Bytes of one block over all layers, K and V, from the plan's own KV geometry.
-  const ExecutionPlan probe = BuildLlamaPlan(*model, bs, 1, config.kv_dtype);
+  PlanOptions plan_options;
+  plan_options.block_size = bs;
+  plan_options.n_blocks = 1;
+  plan_options.kv_dtype = config.kv_dtype;
+  plan_options.context_length = e->context_length_;
+  absl::StatusOr<ExecutionPlan> probe_plan = model->BuildPlan(plan_options);
+  if (!probe_plan.ok()) return probe_plan.status();
+  const ExecutionPlan& probe = *probe_plan;
   const uint64_t block_bytes = uint64_t{probe.n_layers} * 2 * bs * probe.n_kv_heads *
                                probe.head_dim * KvElementBytes(probe.kv_dtype);
   uint64_t n_blocks = 0;
@@ -126,8 +133,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const LlamaModel* model,
   e->n_blocks_ = static_cast<uint32_t>(n_blocks);
   e->pool_ = std::make_unique<BlockPool>(e->n_blocks_, bs);
   if (config.prefix_cache) e->cache_ = std::make_unique<PrefixCache>(e->pool_.get());
+  plan_options.n_blocks = e->n_blocks_;
+  absl::StatusOr<ExecutionPlan> plan = model->BuildPlan(plan_options);
+  if (!plan.ok()) return plan.status();
   absl::StatusOr<std::unique_ptr<Executor>> exec =
-      Executor::Create(model, BuildLlamaPlan(*model, bs, e->n_blocks_, config.kv_dtype), model->device(), fallback);
+      Executor::Create(model, std::move(*plan), model->device(), fallback);
   if (!exec.ok()) return exec.status();
   e->executor_ = std::move(*exec);
   e->work_stats_.kv_blocks_total = e->n_blocks_;

@@ -28,7 +28,7 @@
 #include "hal/include/kestrel/plugin_api.h"
 #include "runtime/engine/prefix_cache.h"
 #include "runtime/kv_cache/block_pool.h"
-#include "runtime/model/llama_model.h"
+#include "runtime/model/model.h"
 #include "runtime/plan/executor.h"
 #include "runtime/sampler/sampler.h"
 #include "runtime/session/session.h"
@@ -95,7 +95,7 @@ struct EngineStats {
 class Engine {
  public:
   // `fallback` runs ops the model's device does not support (may be null).
-  static absl::StatusOr<std::unique_ptr<Engine>> Create(const LlamaModel* model,
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const Model* model,
                                                         hal::Device* fallback,
                                                         const EngineConfig& config);
   ~Engine();
@@ -146,7 +146,7 @@ class Engine {
   void ThreadMain();
   bool IdleLocked() const;  // mu_ held
 
-  const LlamaModel* model_ = nullptr;
+  const Model* model_ = nullptr;
   EngineConfig config_;
   uint32_t context_length_ = 0;
   uint32_t n_blocks_ = 0;

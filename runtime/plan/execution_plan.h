@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "hal/include/kestrel/plugin_api.h"
-#include "runtime/model/llama_model.h"
 
 namespace kestrel {
 namespace runtime {
@@ -22,6 +21,9 @@ constexpr int64_t kDimS = -2;          // sequences in the step
 constexpr int64_t kDimSPlus1 = -3;     // S + 1
 constexpr int64_t kDimMaxBlocks = -4;  // block-table width
 constexpr int64_t kDimR = -5;          // rows whose logits are wanted
+// T * n for n >= 1 (per-head views such as Q as [T * H, Dh] rows for a per-head RMSNorm).
+constexpr int64_t kDimTTimesBase = -1000;
+constexpr int64_t TokensTimes(int64_t n) { return kDimTTimesBase - n; }
 
 struct StepShape {
   int64_t n_tokens = 0, n_seqs = 0, max_blocks = 0, n_rows = 0;
@@ -32,7 +34,7 @@ struct StepShape {
       case kDimSPlus1: return n_seqs + 1;
       case kDimMaxBlocks: return max_blocks;
       case kDimR: return n_rows;
-      default: return d;
+      default: return d <= kDimTTimesBase - 1 ? n_tokens * (kDimTTimesBase - d) : d;
     }
   }
 };
@@ -83,6 +85,8 @@ struct ExecutionPlan {
   std::vector<PlanOp> ops;
   std::vector<ActivationInfo> activations;
   int32_t logits = -1;  // activation holding [R, V]
+  // PlanOptions::hidden: the activation holding the hidden state [T, D] after a step, or -1.
+  int32_t hidden = -1;
   uint32_t n_layers = 0;
   // KV cache geometry per layer: [n_blocks, block_size, n_kv_heads, head_dim] of kv_dtype.
   uint32_t n_kv_heads = 0, head_dim = 0, block_size = 0, n_blocks = 0;
@@ -92,13 +96,6 @@ struct ExecutionPlan {
   uint32_t n_experts = 0;
   std::vector<int32_t> expert_stats;
 };
-
-// Builds the llama decoder plan: embed, per layer (RMSNorm, Q/K/V matmuls, RoPE, KV write,
-// paged attention, output matmul, residual add, RMSNorm, FFN, residual add), final RMSNorm,
-// logits. The FFN is gate/up matmuls, SwiGLU and the down matmul for a dense model, and one fused
-// MOE op (router, top-k, experts; Mixtral routing) for an expert model.
-ExecutionPlan BuildLlamaPlan(const LlamaModel& model, uint32_t block_size, uint32_t n_blocks,
-                             uint32_t kv_dtype = KESTREL_DTYPE_F32);
 
 }  // namespace runtime
 }  // namespace kestrel

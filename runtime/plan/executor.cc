@@ -20,7 +20,7 @@ uint64_t ElementBytes(uint32_t dtype) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const LlamaModel* model,
+absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Model* model,
                                                            ExecutionPlan plan,
                                                            hal::Device* primary,
                                                            hal::Device* fallback) {
@@ -219,6 +219,7 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape) {
 }
 
 absl::Status Executor::Run(const StepInputs& inputs, std::vector<float>* logits) {
+  last_tokens_ = 0;
   StepShape shape;
   shape.n_tokens = static_cast<int64_t>(inputs.tokens.size());
   shape.n_seqs = inputs.n_seqs;
@@ -267,6 +268,7 @@ absl::Status Executor::Run(const StepInputs& inputs, std::vector<float>* logits)
   for (size_t i = 0; i < step_counts_.size(); ++i) {
     expert_counts_[i] += static_cast<uint64_t>(step_counts_[i]);
   }
+  last_tokens_ = shape.n_tokens;
   return absl::OkStatus();
 }
 
@@ -281,6 +283,19 @@ absl::Status Executor::ReadBackError(int32_t activation, const absl::Status& s) 
   }
   return absl::Status(s.code(), absl::StrCat("reading back the output of op ", producer, ": ",
                                              s.message()));
+}
+
+absl::Status Executor::ReadHidden(std::vector<float>* out) {
+  if (plan_.hidden < 0) {
+    return absl::FailedPreconditionError("executor: the plan exposes no hidden state");
+  }
+  if (last_tokens_ == 0) return absl::FailedPreconditionError("executor: no step has run");
+  const uint64_t n = static_cast<uint64_t>(last_tokens_) * plan_.activations[plan_.hidden].elems_per_row;
+  out->resize(n);
+  if (auto s = ReadBack(activations_[plan_.hidden], out->data(), n * sizeof(float)); !s.ok()) {
+    return ReadBackError(plan_.hidden, s);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Executor::ReadBack(const Value& value, void* out, uint64_t bytes) {

@@ -14,7 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "hal/src/device.h"
-#include "runtime/model/llama_model.h"
+#include "runtime/model/model.h"
 #include "runtime/plan/execution_plan.h"
 
 namespace kestrel {
@@ -29,7 +29,7 @@ struct StepInputs {
 class Executor {
  public:
   // `fallback` may be null (no fallback) or equal to `primary`.
-  static absl::StatusOr<std::unique_ptr<Executor>> Create(const LlamaModel* model,
+  static absl::StatusOr<std::unique_ptr<Executor>> Create(const Model* model,
                                                           ExecutionPlan plan,
                                                           hal::Device* primary,
                                                           hal::Device* fallback);
@@ -41,6 +41,11 @@ class Executor {
   absl::Status CopyBlocks(const std::vector<int32_t>& pairs);
 
   const ExecutionPlan& plan() const { return plan_; }
+
+  // After a successful Run of a plan built with PlanOptions::hidden: the hidden state of every
+  // token of that step, [T, n_embd] floats row-major (see HiddenState for which one).
+  // FAILED_PRECONDITION if the plan exposes none or no step has run.
+  absl::Status ReadHidden(std::vector<float>* out);
 
   // Mixture of experts: tokens routed to each expert, summed over every successful Run since
   // creation or the last ResetExpertCounts; [n_layers][n_experts] row-major (empty for a dense
@@ -77,7 +82,7 @@ class Executor {
   // Reads the value's current copy (from any device that holds one) into `out`.
   absl::Status ReadBack(const Value& value, void* out, uint64_t bytes);
 
-  const LlamaModel* model_ = nullptr;
+  const Model* model_ = nullptr;
   ExecutionPlan plan_;
   hal::Device* primary_ = nullptr;
   hal::Device* fallback_ = nullptr;
@@ -88,6 +93,7 @@ class Executor {
   std::vector<uint8_t> staging_;
   std::vector<uint64_t> expert_counts_;
   std::vector<int32_t> step_counts_;  // this step's MoE stats, all layers
+  int64_t last_tokens_ = 0;           // T of the last successful Run
 };
 
 }  // namespace runtime

@@ -37,7 +37,7 @@ const char* StopReasonName(StopReason reason) {
   }
 }
 
-absl::StatusOr<std::unique_ptr<Session>> Session::Create(const LlamaModel* model,
+absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Model* model,
                                                          hal::Device* fallback,
                                                          const SessionConfig& config) {
   std::unique_ptr<Session> s(new Session());
@@ -74,8 +74,15 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const LlamaModel* model
   const uint32_t n_blocks = (s->context_length_ + config.block_size - 1) / config.block_size;
   s->pool_ = std::make_unique<BlockPool>(n_blocks, config.block_size);
   s->table_ = std::make_unique<BlockTable>(s->pool_.get());
-  absl::StatusOr<std::unique_ptr<Executor>> exec = Executor::Create(
-      model, BuildLlamaPlan(*model, config.block_size, n_blocks, config.kv_dtype), model->device(), fallback);
+  PlanOptions plan_options;
+  plan_options.block_size = config.block_size;
+  plan_options.n_blocks = n_blocks;
+  plan_options.kv_dtype = config.kv_dtype;
+  plan_options.context_length = s->context_length_;
+  absl::StatusOr<ExecutionPlan> plan = model->BuildPlan(plan_options);
+  if (!plan.ok()) return plan.status();
+  absl::StatusOr<std::unique_ptr<Executor>> exec =
+      Executor::Create(model, std::move(*plan), model->device(), fallback);
   if (!exec.ok()) return exec.status();
   s->executor_ = std::move(*exec);
   return s;

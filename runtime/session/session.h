@@ -19,7 +19,7 @@
 #include "hal/include/kestrel/plugin_api.h"
 #include "runtime/kv_cache/block_pool.h"
 #include "runtime/kv_cache/block_table.h"
-#include "runtime/model/llama_model.h"
+#include "runtime/model/model.h"
 #include "runtime/plan/executor.h"
 #include "runtime/sampler/sampler.h"
 
@@ -62,7 +62,7 @@ struct GenerateResult {
 class Session {
  public:
   // `fallback` runs ops the model's device does not support (may be null).
-  static absl::StatusOr<std::unique_ptr<Session>> Create(const LlamaModel* model,
+  static absl::StatusOr<std::unique_ptr<Session>> Create(const Model* model,
                                                          hal::Device* fallback,
                                                          const SessionConfig& config);
   ~Session();
@@ -88,7 +88,7 @@ class Session {
   Session() = default;
   absl::Status CheckTokens(absl::Span<const int32_t> tokens) const;
 
-  const LlamaModel* model_ = nullptr;
+  const Model* model_ = nullptr;
   uint32_t context_length_ = 0;
   std::unique_ptr<BlockPool> pool_;
   std::unique_ptr<BlockTable> table_;

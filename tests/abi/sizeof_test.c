@@ -59,13 +59,14 @@ KESTREL_CHECK_OFFSET(kestrel_device_info_t, dtype_mask, 56);
 KESTREL_CHECK_OFFSET(kestrel_device_info_t, weight_dtype_mask, 64);
 
 /* model.h */
-KESTREL_CHECK_SIZE(kestrel_model_options_t, 40);
+KESTREL_CHECK_SIZE(kestrel_model_options_t, 48);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, device, 8);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, use_mmap, 16);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, progress_callback, 24);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, progress_user_data, 32);
-KESTREL_CHECK_SIZE(kestrel_model_info_t, 120);
+KESTREL_CHECK_OFFSET(kestrel_model_options_t, metadata_only, 40);
+KESTREL_CHECK_SIZE(kestrel_model_info_t, 152);
 KESTREL_CHECK_OFFSET(kestrel_model_info_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_model_info_t, architecture, 8);
 KESTREL_CHECK_OFFSET(kestrel_model_info_t, name, 16);
@@ -90,6 +91,11 @@ KESTREL_CHECK_OFFSET(kestrel_model_info_t, rms_norm_eps, 104);
 KESTREL_CHECK_OFFSET(kestrel_model_info_t, n_tensors, 108);
 KESTREL_CHECK_OFFSET(kestrel_model_info_t, n_experts, 112);
 KESTREL_CHECK_OFFSET(kestrel_model_info_t, n_experts_used, 116);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, tokenizer_model, 120);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, tokenizer_pre, 128);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, has_chat_template, 136);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, runnable, 137);
+KESTREL_CHECK_OFFSET(kestrel_model_info_t, unsupported, 144);
 KESTREL_CHECK_SIZE(kestrel_tensor_type_summary_t, 40);
 KESTREL_CHECK_OFFSET(kestrel_tensor_type_summary_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_tensor_type_summary_t, type_name, 8);

@@ -14,7 +14,7 @@
 #include "gtest/gtest.h"
 #include "hal/src/plugin_registry.h"
 #include "nlohmann/json.hpp"
-#include "runtime/model/llama_model.h"
+#include "runtime/model/model.h"
 #include "runtime/session/session.h"
 
 namespace kestrel::device_tests {
@@ -56,7 +56,7 @@ class DeviceModelTest : public ::testing::Test {
 
   // Greedy generation of `n` tokens of golden case `c` on a fresh session; checks the tokens and
   // returns the session (for its executor's counts).
-  std::unique_ptr<runtime::Session> RunCase(const runtime::LlamaModel* model,
+  std::unique_ptr<runtime::Session> RunCase(const runtime::Model* model,
                                             const nlohmann::json& c, uint32_t block_size,
                                             uint32_t n) {
     runtime::SessionConfig config;
@@ -92,7 +92,7 @@ class DeviceModelTest : public ::testing::Test {
 
 TEST_F(DeviceModelTest, Stories260KRunsEntirelyOnTheDevice) {
   const std::string models = Env("KESTREL_MODELS_DIR", "../shared/models");
-  auto model = runtime::LlamaModel::Load(models + "/stories260K.gguf", dev_, {});
+  auto model = runtime::Model::Load(models + "/stories260K.gguf", dev_, {});
   ASSERT_TRUE(model.ok()) << model.status();
   const nlohmann::json golden = Golden("stories260K.golden.json");
   for (uint32_t block_size : {16u, 32u}) {
@@ -108,7 +108,7 @@ TEST_F(DeviceModelTest, Stories260KRunsEntirelyOnTheDevice) {
 TEST_F(DeviceModelTest, TinyMoeRunsOnTheDeviceExceptUnclaimedMoe) {
   const bool claims_moe = Env("KESTREL_TEST_DEVICE_MOE", "0") == "1";
   const std::string models = Env("KESTREL_MODELS_DIR", "../shared/models");
-  auto model = runtime::LlamaModel::Load(models + "/tiny-moe-f32.gguf", dev_, {});
+  auto model = runtime::Model::Load(models + "/tiny-moe-f32.gguf", dev_, {});
   ASSERT_TRUE(model.ok()) << model.status();
   const nlohmann::json golden = Golden("tiny-moe-f32.golden.json");
   const uint32_t n = 16;

@@ -8,7 +8,7 @@
 #include "gtest/gtest.h"
 #include "hal/src/plugin_registry.h"
 #include "nlohmann/json.hpp"
-#include "runtime/model/llama_model.h"
+#include "runtime/model/model.h"
 #include "runtime/session/session.h"
 #include "tests/test_util.h"
 
@@ -23,7 +23,7 @@ TEST(MoeFallbackTest, UnsupportedMoeRunsOnTheReferencePlugin) {
   hal::Device* ref = registry->ReferenceDevice();
   ASSERT_NE(ref, nullptr);
 
-  auto model = runtime::LlamaModel::Load(ModelPath("tiny-moe-f32.gguf"), *partial, {});
+  auto model = runtime::Model::Load(ModelPath("tiny-moe-f32.gguf"), *partial, {});
   ASSERT_TRUE(model.ok()) << model.status();
   runtime::SessionConfig config;
   config.context_length = 128;

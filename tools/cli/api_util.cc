@@ -79,6 +79,7 @@ ModelPtr LoadModel(kestrel_runtime_t* runtime, const LoadOptions& load, int* exi
   kestrel_model_options_init(&options);
   options.device = load.device.empty() ? nullptr : load.device.c_str();
   options.use_mmap = load.use_mmap;
+  options.metadata_only = load.metadata_only;
   options.progress_callback = OnLoadProgress;
   options.progress_user_data = &bar;
   kestrel_model_t* model = nullptr;

@@ -45,6 +45,8 @@ struct LoadOptions {
   std::string path;
   std::string device;  // "" = library default
   bool use_mmap = true;
+  // Metadata only (kestrel_model_options_t.metadata_only): no weights, works on any readable GGUF.
+  bool metadata_only = false;
 };
 
 // Loads a model, drawing a progress bar on stderr when it is a terminal. A Ctrl-C during the load

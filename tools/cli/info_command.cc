@@ -1,4 +1,6 @@
-// `kestrel info`: a model's metadata (kestrel_model_get_info) and its tensor type summary.
+// `kestrel info`: a model's metadata (kestrel_model_get_info) and its tensor type summary. The
+// model is opened metadata-only, so this works on every readable GGUF, including files this build
+// cannot run: those are reported (runnable: no, with the reasons) and the exit status is still 0.
 #include <cinttypes>
 #include <cstdio>
 #include <string>
@@ -13,6 +15,18 @@ namespace kestrel::cli {
 namespace {
 
 const char* OrEmpty(const char* s) { return s != nullptr ? s : ""; }
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return lines;
+}
 
 bool GetTensorTypes(const kestrel_model_t* model,
                     std::vector<kestrel_tensor_type_summary_t>* out) {
@@ -78,6 +92,22 @@ void PrintJson(const Options& o, const kestrel_model_info_t& info,
   w.Float(info.rms_norm_eps);
   w.Key("n_tensors");
   w.Uint(info.n_tensors);
+  w.Key("n_experts");
+  w.Uint(info.n_experts);
+  w.Key("n_experts_used");
+  w.Uint(info.n_experts_used);
+  w.Key("tokenizer");
+  w.String(OrEmpty(info.tokenizer_model));
+  w.Key("tokenizer_pre");
+  w.String(OrEmpty(info.tokenizer_pre));
+  w.Key("chat_template");
+  w.Bool(info.has_chat_template);
+  w.Key("runnable");
+  w.Bool(info.runnable);
+  w.Key("unsupported");
+  w.BeginArray();
+  for (const std::string& line : Lines(OrEmpty(info.unsupported))) w.String(line);
+  w.EndArray();
   w.Key("tensor_types");
   w.BeginArray();
   for (const kestrel_tensor_type_summary_t& t : types) {
@@ -119,6 +149,17 @@ void PrintText(const Options& o, const kestrel_model_info_t& info,
   std::printf("rope freq base:  %g\n", static_cast<double>(info.rope_freq_base));
   std::printf("rms norm eps:    %g\n", static_cast<double>(info.rms_norm_eps));
   std::printf("tensors:         %" PRIu32 "\n", info.n_tensors);
+  if (info.n_experts > 0) {
+    std::printf("experts:         %" PRIu32 " (%" PRIu32 " per token)\n", info.n_experts,
+                info.n_experts_used);
+  }
+  std::printf("tokenizer:       %s (pre-tokenizer %s)\n",
+              *OrEmpty(info.tokenizer_model) ? info.tokenizer_model : "(none)",
+              *OrEmpty(info.tokenizer_pre) ? info.tokenizer_pre : "(none)");
+  std::printf("chat template:   %s\n", info.has_chat_template ? "yes" : "no");
+  const std::vector<std::string> reasons = Lines(OrEmpty(info.unsupported));
+  std::printf("runnable:        %s\n", info.runnable ? "yes" : "no, this build cannot run it:");
+  for (const std::string& r : reasons) std::printf("  - %s\n", r.c_str());
   std::printf("\n%-8s %8s %14s %14s\n", "type", "tensors", "elements", "bytes");
   uint64_t tensors = 0, elements = 0, bytes = 0;
   for (const kestrel_tensor_type_summary_t& t : types) {
@@ -138,7 +179,7 @@ int RunInfo(const Options& o) {
   RuntimePtr runtime = CreateRuntime(o.verbosity);
   if (!runtime) return kExitError;
   int exit_code = kExitError;
-  ModelPtr model = LoadModel(runtime.get(), LoadOptions{o.model_path, o.device, o.use_mmap},
+  ModelPtr model = LoadModel(runtime.get(), LoadOptions{o.model_path, o.device, o.use_mmap, /*metadata_only=*/true},
                              &exit_code);
   if (!model) return exit_code;
   kestrel_model_info_t info;

@@ -31,6 +31,13 @@ typedef struct kestrel_model_options {
   bool use_mmap; /* default true: map the file instead of reading it into memory */
   kestrel_progress_fn progress_callback; /* NULL: none */
   void* progress_user_data;
+  /* Appended in 0.2. true: read the file's metadata and judge whether this build can run it, but
+   * prepare no weight (fast, little memory). The load then succeeds for every readable GGUF, even
+   * of an unknown architecture, tensor type or tokenizer; kestrel_model_get_info reports what the
+   * file holds and, in `runnable` / `unsupported`, what this build cannot run and why. Sessions
+   * and engines refuse such a model (FAILED_PRECONDITION); the tokenizer calls work when its
+   * tokenizer is supported. Default false. */
+  bool metadata_only;
 } kestrel_model_options_t;
 
 #define KESTREL_MODEL_OPTIONS_MIN_SIZE \
@@ -40,7 +47,7 @@ typedef struct kestrel_model_options {
 KESTREL_API void kestrel_model_options_init_sized(kestrel_model_options_t* options, size_t struct_size);
 static inline void kestrel_model_options_init(kestrel_model_options_t* options) { kestrel_model_options_init_sized(options, sizeof(*options)); }
 
-/* Loads a GGUF model (v2 or v3, llama architecture) from `path` (path_length bytes, no NUL
+/* Loads a GGUF model (v2 or v3, of an architecture this build runs: see docs/ADDING_A_MODEL.md) from `path` (path_length bytes, no NUL
  * needed) onto a device. `options` NULL: kestrel_model_options_init defaults. The file is validated in full before any weight is used; a bad file gives
  * INVALID_ARGUMENT / DATA_LOSS / UNIMPLEMENTED with a message naming the field and value.
  * Other errors: NOT_FOUND (file, device), RESOURCE_EXHAUSTED, CANCELLED (progress callback).
@@ -58,7 +65,7 @@ KESTREL_API void kestrel_model_release(kestrel_model_t* model);
 typedef struct kestrel_model_info {
   uint32_t struct_size; /* set by the caller to sizeof(kestrel_model_info_t) */
   /* Strings are NUL-terminated, valid while the model lives. */
-  const char* architecture; /* "llama" */
+  const char* architecture; /* general.architecture: "llama", "qwen2", ... */
   const char* name;         /* general.name, "" if absent */
   const char* device;       /* the device the model runs on */
   uint64_t n_params;
@@ -83,6 +90,16 @@ typedef struct kestrel_model_info {
    * for a dense model. For an expert model n_ff is the FFN width of one expert. */
   uint32_t n_experts;
   uint32_t n_experts_used;
+  /* Appended in 0.2: the tokenizer and chat template the file carries, and whether this build
+   * can run the file. */
+  const char* tokenizer_model; /* tokenizer.ggml.model: "llama" (SentencePiece), "gpt2" (BPE), ...; "" if absent */
+  const char* tokenizer_pre;   /* tokenizer.ggml.pre, "" if absent */
+  bool has_chat_template;      /* tokenizer.chat_template present */
+  /* false only for a model loaded with metadata_only that this build cannot run; then
+   * `unsupported` names every reason (unknown architecture, unsupported tensor type or
+   * tokenizer, missing tensor or key), one per line. "" when runnable. */
+  bool runnable;
+  const char* unsupported;
 } kestrel_model_info_t;
 
 #define KESTREL_MODEL_INFO_MIN_SIZE \

@@ -620,12 +620,13 @@ pub struct kestrel_model_options {
     pub use_mmap: bool,
     pub progress_callback: kestrel_progress_fn,
     pub progress_user_data: *mut ::std::os::raw::c_void,
+    pub metadata_only: bool,
 }
 #[test]
 fn bindgen_test_layout_kestrel_model_options() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_model_options>(),
-        40usize,
+        48usize,
         concat!("Size of: ", stringify!(kestrel_model_options))
     );
     assert_eq!(
@@ -718,6 +719,23 @@ fn bindgen_test_layout_kestrel_model_options() {
         );
     }
     test_field_progress_user_data();
+    fn test_field_metadata_only() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_model_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).metadata_only) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_model_options),
+                "::",
+                stringify!(metadata_only)
+            )
+        );
+    }
+    test_field_metadata_only();
 }
 pub type kestrel_model_options_t = kestrel_model_options;
 extern "C" {
@@ -768,12 +786,17 @@ pub struct kestrel_model_info {
     pub n_tensors: u32,
     pub n_experts: u32,
     pub n_experts_used: u32,
+    pub tokenizer_model: *const ::std::os::raw::c_char,
+    pub tokenizer_pre: *const ::std::os::raw::c_char,
+    pub has_chat_template: bool,
+    pub runnable: bool,
+    pub unsupported: *const ::std::os::raw::c_char,
 }
 #[test]
 fn bindgen_test_layout_kestrel_model_info() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_model_info>(),
-        120usize,
+        152usize,
         concat!("Size of: ", stringify!(kestrel_model_info))
     );
     assert_eq!(
@@ -1189,6 +1212,91 @@ fn bindgen_test_layout_kestrel_model_info() {
         );
     }
     test_field_n_experts_used();
+    fn test_field_tokenizer_model() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_model_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).tokenizer_model) as usize - ptr as usize
+            },
+            120usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_model_info),
+                "::",
+                stringify!(tokenizer_model)
+            )
+        );
+    }
+    test_field_tokenizer_model();
+    fn test_field_tokenizer_pre() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_model_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).tokenizer_pre) as usize - ptr as usize
+            },
+            128usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_model_info),
+                "::",
+                stringify!(tokenizer_pre)
+            )
+        );
+    }
+    test_field_tokenizer_pre();
+    fn test_field_has_chat_template() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_model_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).has_chat_template) as usize - ptr as usize
+            },
+            136usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_model_info),
+                "::",
+                stringify!(has_chat_template)
+            )
+        );
+    }
+    test_field_has_chat_template();
+    fn test_field_runnable() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_model_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).runnable) as usize - ptr as usize
+            },
+            137usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_model_info),
+                "::",
+                stringify!(runnable)
+            )
+        );
+    }
+    test_field_runnable();
+    fn test_field_unsupported() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_model_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).unsupported) as usize - ptr as usize
+            },
+            144usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_model_info),
+                "::",
+                stringify!(unsupported)
+            )
+        );
+    }
+    test_field_unsupported();
 }
 pub type kestrel_model_info_t = kestrel_model_info;
 extern "C" {
