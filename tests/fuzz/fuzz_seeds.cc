@@ -4,6 +4,8 @@
 //                              several ggml types; vocab-only copies (all metadata, no tensors) of
 //                              the shared GGUFs with small vocabs; each file also cut after its
 //                              metadata and in the middle of its tensor table
+//   OUT_DIR/model_fuzzer/      two whole llama models at toy size (dense and MoE) with
+//                              stories260K's metadata and vocab
 //   OUT_DIR/tokenizer_fuzzer/  byte 0 (vocab, mode) + text: every string of the shared
 //                              tokenizer-*.json and golden files, spread over vocabs and modes,
 //                              and a few id sequences
@@ -108,6 +110,70 @@ void GgufSeeds(const std::string& dir, const std::string& models) {
   }
 }
 
+// A whole model at toy size: stories260K's metadata (vocab included) with block_count 1,
+// embedding 8, 2 heads (1 KV head), FFN 16, and (with `experts`) 2 experts, 1 used; every tensor
+// the llama plan declares, in F32. What the model fuzzer mutates.
+bool TinyModel(const std::string& models, bool experts, std::string* out) {
+  auto f = GgufFile::Open(models + "/stories260K.gguf");
+  if (!f.ok()) {
+    std::fprintf(stderr, "kestrel_fuzz_seeds: leaving out the tiny models: %s\n",
+                 f.status().ToString().c_str());
+    return false;
+  }
+  const uint64_t D = 8, F = 16, V = 512, kv = 4, E = 2;
+  GgufWriter w(32);
+  for (const auto& kv_pair : (*f)->metadata()) {
+    const std::string& k = kv_pair.key;
+    if (k == "general.alignment" || k.rfind("llama.", 0) == 0) continue;
+    Check(w.AddKv(k, kv_pair.value));
+  }
+  Check(w.AddU32("llama.block_count", 1));
+  Check(w.AddU32("llama.embedding_length", D));
+  Check(w.AddU32("llama.feed_forward_length", F));
+  Check(w.AddU32("llama.attention.head_count", 2));
+  Check(w.AddU32("llama.attention.head_count_kv", 1));
+  Check(w.AddU32("llama.rope.dimension_count", 4));
+  Check(w.AddU32("llama.context_length", 32));
+  Check(w.AddF32("llama.attention.layer_norm_rms_epsilon", 1e-5f));
+  if (experts) {
+    Check(w.AddU32("llama.expert_count", E));
+    Check(w.AddU32("llama.expert_used_count", 1));
+  }
+  std::vector<std::pair<std::string, std::vector<uint64_t>>> tensors = {
+      {"token_embd.weight", {D, V}},          {"output_norm.weight", {D}},
+      {"output.weight", {D, V}},              {"blk.0.attn_norm.weight", {D}},
+      {"blk.0.attn_q.weight", {D, D}},        {"blk.0.attn_k.weight", {D, kv}},
+      {"blk.0.attn_v.weight", {D, kv}},       {"blk.0.attn_output.weight", {D, D}},
+      {"blk.0.ffn_norm.weight", {D}}};
+  if (experts) {
+    tensors.push_back({"blk.0.ffn_gate_inp.weight", {D, E}});
+    tensors.push_back({"blk.0.ffn_gate_exps.weight", {D, F, E}});
+    tensors.push_back({"blk.0.ffn_up_exps.weight", {D, F, E}});
+    tensors.push_back({"blk.0.ffn_down_exps.weight", {F, D, E}});
+  } else {
+    tensors.push_back({"blk.0.ffn_gate.weight", {D, F}});
+    tensors.push_back({"blk.0.ffn_up.weight", {D, F}});
+    tensors.push_back({"blk.0.ffn_down.weight", {F, D}});
+  }
+  for (const auto& [name, dims] : tensors) Check(w.AddTensor(name, GgmlType::F32, dims));
+  Check(w.OpenString(out));
+  for (const auto& t : w.tensors()) {
+    std::vector<float> v(t.size_bytes / 4);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = 0.01f * static_cast<float>(i % 97) - 0.4f;
+    Check(w.WriteTensorData(v.data(), t.size_bytes));
+  }
+  Check(w.Close());
+  return true;
+}
+
+void ModelSeeds(const std::string& dir, const std::string& models) {
+  for (bool experts : {false, true}) {
+    std::string bytes;
+    if (!TinyModel(models, experts, &bytes)) return;
+    Write(dir + (experts ? "/tiny-moe.gguf" : "/tiny-dense.gguf"), bytes);
+  }
+}
+
 void TokenizerSeeds(const std::string& dir, const std::string& models) {
   std::vector<std::string> texts = {"", " ", "  ", "Hello world", "\n\n\t x", "<s></s><unk>",
                                     "<|im_start|>user\nhi<|im_end|>", "<start_of_turn>user\n"};
@@ -148,11 +214,13 @@ int main(int argc, char** argv) {
   }
   const std::string out = argv[1], models = argv[2];
   std::error_code ec;
-  for (const std::string& d : {out + "/gguf_fuzzer", out + "/tokenizer_fuzzer"}) {
+  for (const std::string& d :
+       {out + "/gguf_fuzzer", out + "/tokenizer_fuzzer", out + "/model_fuzzer"}) {
     std::filesystem::create_directories(d, ec);
   }
   GgufSeeds(out + "/gguf_fuzzer", models);
   TokenizerSeeds(out + "/tokenizer_fuzzer", models);
+  ModelSeeds(out + "/model_fuzzer", models);
   std::printf("kestrel_fuzz_seeds: %d seed files in %s\n", written, out.c_str());
   return 0;
 }
