@@ -110,6 +110,32 @@ bool GetModelInfo(const kestrel_model_t* model, kestrel_model_info_t* info) {
   return true;
 }
 
+bool OpenModel(int verbosity, const LoadOptions& options, OpenedModel* out, int* exit_code) {
+  *exit_code = kExitError;
+  out->runtime = CreateRuntime(verbosity);
+  if (!out->runtime) return false;
+  out->model = LoadModel(out->runtime.get(), options, exit_code);
+  if (!out->model) return false;
+  *exit_code = kExitError;
+  return GetModelInfo(out->model.get(), &out->info);
+}
+
+bool Tokenize(const kestrel_model_t* model, const std::string& text, bool add_bos,
+              std::vector<int32_t>* ids) {
+  size_t n = 0;
+  StatusPtr status(kestrel_tokenize(model, text.data(), text.size(), add_bos, nullptr, 0, &n));
+  if (!status) {
+    ids->assign(n, 0);
+    status.reset(kestrel_tokenize(model, text.data(), text.size(), add_bos, ids->data(),
+                                  ids->size(), &n));
+  }
+  if (status) {
+    PrintStatusError(status.get());
+    return false;
+  }
+  return true;
+}
+
 std::string DtypeMaskToString(uint64_t mask) {
   struct Named {
     uint64_t bit;

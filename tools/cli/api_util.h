@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kestrel/kestrel.h"
 
@@ -56,6 +57,21 @@ ModelPtr LoadModel(kestrel_runtime_t* runtime, const LoadOptions& options, int* 
 
 // Fills `info` (struct_size set here). On failure prints the error and returns false.
 bool GetModelInfo(const kestrel_model_t* model, kestrel_model_info_t* info);
+
+// What a command that runs a model starts with: the runtime (CreateRuntime), the model
+// (LoadModel) and its info. On failure the error is printed, *exit_code set (1, or 130 when Ctrl-C
+// cancelled the load) and false returned.
+struct OpenedModel {
+  RuntimePtr runtime;
+  ModelPtr model;
+  kestrel_model_info_t info{};
+};
+bool OpenModel(int verbosity, const LoadOptions& options, OpenedModel* out, int* exit_code);
+
+// `text` as token ids (BOS first when add_bos and the vocab wants one). On failure prints the
+// error and returns false.
+bool Tokenize(const kestrel_model_t* model, const std::string& text, bool add_bos,
+              std::vector<int32_t>* ids);
 
 // "F32 F16 Q8_0" for a KESTREL_DTYPE_MASK_* combination; unknown bits as "bit<N>".
 std::string DtypeMaskToString(uint64_t mask);

@@ -55,17 +55,6 @@ bool Check(kestrel_status_t* raw) {
   return false;
 }
 
-bool Tokenize(const kestrel_model_t* model, const std::string& text, bool add_bos,
-              std::vector<int32_t>* ids) {
-  size_t n = 0;
-  if (!Check(kestrel_tokenize(model, text.data(), text.size(), add_bos, nullptr, 0, &n))) {
-    return false;
-  }
-  ids->assign(n, 0);
-  return Check(kestrel_tokenize(model, text.data(), text.size(), add_bos, ids->data(), ids->size(),
-                                &n));
-}
-
 kestrel_engine_stats_t GetStats(kestrel_engine_t* engine) {
   kestrel_engine_stats_t st{};
   st.struct_size = sizeof(st);
@@ -199,14 +188,14 @@ int RunEngineBench(const Options& o) {
   const BenchOptions& b = o.bench;
   const uint32_t n = b.n_decode;
   InstallInterruptHandler();
-  RuntimePtr runtime = CreateRuntime(o.verbosity);
-  if (!runtime) return kExitError;
+  OpenedModel opened;
   int exit_code = kExitError;
-  ModelPtr model = LoadModel(runtime.get(), LoadOptions{o.model_path, o.device, o.use_mmap},
-                             &exit_code);
-  if (!model) return exit_code;
-  kestrel_model_info_t info;
-  if (!GetModelInfo(model.get(), &info)) return kExitError;
+  if (!OpenModel(o.verbosity, LoadOptions{o.model_path, o.device, o.use_mmap}, &opened,
+                 &exit_code)) {
+    return exit_code;
+  }
+  const ModelPtr& model = opened.model;
+  const kestrel_model_info_t& info = opened.info;
   const char* device = info.device != nullptr ? info.device : "";
   const char* name = info.name != nullptr ? info.name : "";
 

@@ -103,15 +103,14 @@ void WriteIntArray(JsonWriter* w, const std::vector<int32_t>& values) {
 
 int RunGenerate(const Options& o) {
   InstallInterruptHandler();  // before the load, so Ctrl-C also cancels loading
-  RuntimePtr runtime = CreateRuntime(o.verbosity);
-  if (!runtime) return kExitError;
-
+  OpenedModel opened;
   int exit_code = kExitError;
-  ModelPtr model = LoadModel(runtime.get(), LoadOptions{o.model_path, o.device, o.use_mmap},
-                             &exit_code);
-  if (!model) return exit_code;
-  kestrel_model_info_t info;
-  if (!GetModelInfo(model.get(), &info)) return kExitError;
+  if (!OpenModel(o.verbosity, LoadOptions{o.model_path, o.device, o.use_mmap}, &opened,
+                 &exit_code)) {
+    return exit_code;
+  }
+  const ModelPtr& model = opened.model;
+  const kestrel_model_info_t& info = opened.info;
 
   std::vector<int32_t> prompt_ids;
   if (o.json && !TokenizePrompt(model.get(), *o.prompt, &prompt_ids)) return kExitError;

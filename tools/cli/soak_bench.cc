@@ -183,26 +183,18 @@ int RunSoakBench(const Options& o) {
   const BenchOptions& b = o.bench;
   const uint32_t concurrency = b.concurrency.front();
   InstallInterruptHandler();
-  RuntimePtr runtime = CreateRuntime(o.verbosity);
-  if (!runtime) return kExitError;
+  OpenedModel opened;
   int exit_code = kExitError;
-  ModelPtr model = LoadModel(runtime.get(), LoadOptions{o.model_path, o.device, o.use_mmap},
-                             &exit_code);
-  if (!model) return exit_code;
-  kestrel_model_info_t info;
-  if (!GetModelInfo(model.get(), &info)) return kExitError;
+  if (!OpenModel(o.verbosity, LoadOptions{o.model_path, o.device, o.use_mmap}, &opened,
+                 &exit_code)) {
+    return exit_code;
+  }
+  const ModelPtr& model = opened.model;
+  const kestrel_model_info_t& info = opened.info;
 
   std::vector<std::vector<int32_t>> prompts(kNumStoryPrompts);
   for (size_t i = 0; i < kNumStoryPrompts; ++i) {
-    size_t n = 0;
-    const std::string text = kStoryPrompts[i];
-    StatusPtr s(kestrel_tokenize(model.get(), text.data(), text.size(), true, nullptr, 0, &n));
-    prompts[i].resize(n);
-    if (!s) s.reset(kestrel_tokenize(model.get(), text.data(), text.size(), true, prompts[i].data(), n, &n));
-    if (s) {
-      PrintStatusError(s.get());
-      return kExitError;
-    }
+    if (!Tokenize(model.get(), kStoryPrompts[i], true, &prompts[i])) return kExitError;
   }
   kestrel_engine_options_t eo;
   kestrel_engine_options_init(&eo);
