@@ -94,15 +94,16 @@ kestrel_plugin_status_t* Arm(const kestrel_plugin_option_t* options, size_t n) {
 
 // Counts a call of kind `kind`; a status when it is one of the armed failing calls.
 kestrel_plugin_status_t* Inject(Fault kind, const char* slot, const std::string& detail = "") {
-  uint64_t call;
+  uint64_t call, at;
   {
     std::lock_guard<std::mutex> lock(S().mu);
     if (S().fault != kind) return nullptr;
     call = ++S().calls;
-    if (call < S().at || call >= S().at + S().count) return nullptr;
+    at = S().at;
+    if (call < at || call >= at + S().count) return nullptr;
   }
   const std::string msg = std::string("injected failure (fail=") + FaultName(kind) + " at=" +
-                          std::to_string(S().at) + "): " + slot + " call #" +
+                          std::to_string(at) + "): " + slot + " call #" +
                           std::to_string(call) + detail;
   S().host->log(S().host->host_ctx, KESTREL_PLUGIN_LOG_WARNING, msg.data(), msg.size());
   return MakeStatus(kind == Fault::kAlloc ? KESTREL_PLUGIN_RESOURCE_EXHAUSTED
