@@ -106,6 +106,22 @@ TEST_F(GoldenTest, Stories260KLogitsMatchReference) {
   RecordProperty("max_abs_logit_error", std::to_string(max_abs));
 }
 
+// A greedy session over 128 tokens of context with the given KV element type and thread count.
+SessionPtr GreedySession(kestrel_model_t* model, uint32_t kv_type, uint32_t n_threads) {
+  kestrel_sampler_options_t so;
+  kestrel_sampler_options_init(&so);
+  so.temperature = 0.0f;
+  kestrel_session_options_t o;
+  kestrel_session_options_init(&o);
+  o.sampler = &so;
+  o.context_length = 128;
+  o.kv_type = kv_type;
+  o.n_threads = n_threads;
+  kestrel_session_t* raw = nullptr;
+  KESTREL_EXPECT_OK(kestrel_session_create(model, &o, &raw));
+  return SessionPtr(raw);
+}
+
 // Relative norm error ||a - b|| / ||b||.
 double RelNorm(const std::vector<float>& a, const std::vector<float>& b) {
   double num = 0, den = 0;
@@ -126,17 +142,8 @@ TEST_F(GoldenTest, Stories260KF16KvLogitsMatchLlamaCppF16Kv) {
   nlohmann::json ref = ReadJson(ModelPath("stories260K.logits0.json"));
   const std::vector<int32_t> prompt = ref["prompt_ids"];
   const std::vector<float> want16 = ref["logits_kv_f16"], want32 = ref["logits_kv_f32"];
-  kestrel_sampler_options_t so;
-  kestrel_sampler_options_init(&so);
-  so.temperature = 0.0f;
-  kestrel_session_options_t o;
-  kestrel_session_options_init(&o);
-  o.sampler = &so;
-  o.context_length = 128;
-  o.kv_type = KESTREL_KV_F16;
-  kestrel_session_t* raw = nullptr;
-  KESTREL_ASSERT_OK(kestrel_session_create(model_.get(), &o, &raw));
-  SessionPtr session(raw);
+  SessionPtr session = GreedySession(model_.get(), KESTREL_KV_F16, 0);
+  ASSERT_NE(session, nullptr);
   KESTREL_ASSERT_OK(kestrel_session_decode(session.get(), prompt.data(), prompt.size()));
   std::vector<float> got(want16.size());
   size_t n = 0;
@@ -187,17 +194,8 @@ TEST_F(GoldenTest, ThreadCountDoesNotChangeTokens) {
   const std::vector<int32_t> want = c["generated_ids"];
   for (uint32_t threads : {1u, 2u, 3u}) {
     SCOPED_TRACE("n_threads " + std::to_string(threads));
-    kestrel_sampler_options_t so;
-    kestrel_sampler_options_init(&so);
-    so.temperature = 0.0f;
-    kestrel_session_options_t o;
-    kestrel_session_options_init(&o);
-    o.sampler = &so;
-    o.context_length = 128;
-    o.n_threads = threads;
-    kestrel_session_t* raw = nullptr;
-    KESTREL_ASSERT_OK(kestrel_session_create(model_.get(), &o, &raw));
-    SessionPtr session(raw);
+    SessionPtr session = GreedySession(model_.get(), KESTREL_KV_F32, threads);
+    ASSERT_NE(session, nullptr);
     Collected got;
     kestrel_generate_options_t g;
     kestrel_generate_options_init(&g);
