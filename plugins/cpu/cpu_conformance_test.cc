@@ -222,9 +222,11 @@ OpResult RunOp(hal::Device* dev, uint32_t kind, const void* params, size_t param
   }
   // No byte written outside any tensor, and the inputs (buffers before the outputs) unchanged.
   b = 0;
-  for (const HostTensor& t : ins) {
+  for (size_t i = 0; i < ins.size(); ++i) {
+    const HostTensor& t = ins[i];
     if (t.weight) continue;
-    result.status = conformance::CheckPadding(dev, buffers[b], t.bytes.size(), "an input");
+    result.status =
+        conformance::CheckPadding(dev, buffers[b], t.bytes.size(), "input " + std::to_string(i));
     if (!result.status.ok()) return result;
     std::vector<uint8_t> now(t.bytes.size());
     if (!now.empty()) {
@@ -232,7 +234,7 @@ OpResult RunOp(hal::Device* dev, uint32_t kind, const void* params, size_t param
       if (!result.status.ok()) return result;
     }
     if (now != t.bytes) {
-      result.status = absl::DataLossError(dev->name() + " changed an input");
+      result.status = absl::DataLossError(dev->name() + " changed input " + std::to_string(i));
       return result;
     }
     ++b;

@@ -6,7 +6,10 @@
 // Options (init options, re-armed by device_set_options; KESTREL_FAULTY env as "fail:at[:count]"
 // when init gets none):
 //   fail   none (default) | alloc (buffer_alloc) | copy (buffer_write, buffer_read, buffer_copy)
-//          | op (op_execute) | wait (stream_synchronize, stream_wait_event, event_synchronize)
+//          | op (op_execute) | wait (stream_synchronize, stream_wait_event, event_synchronize);
+//          and three silent misbehaviours of op_execute that report success: overrun / underrun
+//          (one byte past the end / before the start of output 0 changed, inside its buffer),
+//          skip (the op does not run)
 //   at     N >= 1: the Nth call of that kind (counted from init or the last re-arm) fails
 //   count  how many calls from the Nth on fail (default 1)
 // An injected failure is a status naming the slot, the call number and (for ops) the op kind:
@@ -23,7 +26,7 @@
 
 namespace {
 
-enum class Fault { kNone, kAlloc, kCopy, kOp, kWait };
+enum class Fault { kNone, kAlloc, kCopy, kOp, kWait, kOverrun, kUnderrun, kSkip };
 
 const char* FaultName(Fault f) {
   switch (f) {
@@ -31,6 +34,9 @@ const char* FaultName(Fault f) {
     case Fault::kCopy: return "copy";
     case Fault::kOp: return "op";
     case Fault::kWait: return "wait";
+    case Fault::kOverrun: return "overrun";
+    case Fault::kUnderrun: return "underrun";
+    case Fault::kSkip: return "skip";
     default: return "none";
   }
 }
@@ -70,8 +76,12 @@ kestrel_plugin_status_t* Arm(const kestrel_plugin_option_t* options, size_t n) {
       else if (value == "copy") fault = Fault::kCopy;
       else if (value == "op") fault = Fault::kOp;
       else if (value == "wait") fault = Fault::kWait;
-      else return MakeStatus(KESTREL_PLUGIN_INVALID_ARGUMENT, "faulty: option fail='" + value +
-                                                              "' is not none|alloc|copy|op|wait");
+      else if (value == "overrun") fault = Fault::kOverrun;
+      else if (value == "underrun") fault = Fault::kUnderrun;
+      else if (value == "skip") fault = Fault::kSkip;
+      else return MakeStatus(KESTREL_PLUGIN_INVALID_ARGUMENT,
+                             "faulty: option fail='" + value +
+                                 "' is not none|alloc|copy|op|wait|overrun|underrun|skip");
     } else if (key == "at" || key == "count") {
       touched = true;
       char* end = nullptr;
@@ -92,16 +102,19 @@ kestrel_plugin_status_t* Arm(const kestrel_plugin_option_t* options, size_t n) {
   return nullptr;
 }
 
+// Counts a call of kind `kind`; true when it is one of the armed calls (*call, *at: which).
+bool Armed(Fault kind, uint64_t* call, uint64_t* at) {
+  std::lock_guard<std::mutex> lock(S().mu);
+  if (S().fault != kind) return false;
+  *call = ++S().calls;
+  *at = S().at;
+  return *call >= *at && *call < *at + S().count;
+}
+
 // Counts a call of kind `kind`; a status when it is one of the armed failing calls.
 kestrel_plugin_status_t* Inject(Fault kind, const char* slot, const std::string& detail = "") {
   uint64_t call, at;
-  {
-    std::lock_guard<std::mutex> lock(S().mu);
-    if (S().fault != kind) return nullptr;
-    call = ++S().calls;
-    at = S().at;
-    if (call < at || call >= at + S().count) return nullptr;
-  }
+  if (!Armed(kind, &call, &at)) return nullptr;
   const std::string msg = std::string("injected failure (fail=") + FaultName(kind) + " at=" +
                           std::to_string(at) + "): " + slot + " call #" +
                           std::to_string(call) + detail;
@@ -178,6 +191,27 @@ kestrel_plugin_status_t* OpExecute(kestrel_plugin_device_t* d, kestrel_plugin_st
                          " (" + kestrel::plugins::ref::OpKindName(op->kind) + ")")) {
       return s;
     }
+  }
+  // The silent misbehaviours a conformance suite must catch: the op runs, then writes one byte
+  // past the end (overrun) or before the start (underrun) of its first output, or does not run
+  // at all (skip), and reports success either way.
+  uint64_t call, at;
+  for (Fault kind : {Fault::kOverrun, Fault::kUnderrun, Fault::kSkip}) {
+    if (op == nullptr || op->n_outputs == 0 || !Armed(kind, &call, &at)) continue;
+    if (kind == Fault::kSkip) return nullptr;
+    kestrel_plugin_status_t* s = S().inner->op_execute(d, nullptr, op, ws);
+    const kestrel_tensor_arg_t& out = op->outputs[0];
+    void* base = nullptr;
+    if (s != nullptr || out.buffer == nullptr ||
+        S().inner->buffer_map(d, out.buffer, &base) != nullptr) {
+      return s;
+    }
+    const uint64_t bytes = kestrel::plugins::ref::TensorBytes(out.desc);
+    if (kind == Fault::kUnderrun && out.offset == 0) return nullptr;  // nowhere to write
+    uint8_t* p = static_cast<uint8_t*>(base) +
+                 (kind == Fault::kOverrun ? out.offset + bytes : out.offset - 1);
+    *p = static_cast<uint8_t>(*p ^ 0x5A);  // within the buffer, outside the tensor
+    return nullptr;
   }
   return S().inner->op_execute(d, nullptr, op, ws);
 }
