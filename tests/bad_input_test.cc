@@ -257,6 +257,38 @@ TEST_F(BadInputTest, NoPluginsIsAClearError) {
   EXPECT_EQ(m, nullptr);
 }
 
+TEST_F(MetadataOnlyTest, NeedsNoDeviceUnlessOneIsNamed) {
+  RuntimePtr empty = MakeRuntime("/nonexistent-plugin-dir");
+  ASSERT_NE(empty, nullptr);
+  const std::string path = ModelPath("stories260K.gguf");
+  kestrel_model_options_t o;
+  kestrel_model_options_init(&o);
+  o.metadata_only = true;
+  kestrel_model_t* m = nullptr;
+  StatusPtr s(kestrel_model_load(empty.get(), path.data(), path.size(), &o, &m));
+  ASSERT_EQ(s, nullptr) << kestrel_status_message(s.get());
+  ModelPtr model(m);
+  const kestrel_model_info_t info = Info(model.get());
+  EXPECT_STREQ(info.device, "");
+  EXPECT_TRUE(info.runnable);
+  kestrel_session_options_t so;
+  kestrel_session_options_init(&so);
+  so.n_threads = 2;  // a device setting: must not be reached without a device
+  kestrel_session_t* session = nullptr;
+  StatusPtr sc(kestrel_session_create(model.get(), &so, &session));
+  EXPECT_EQ(kestrel_status_code(sc.get()), KESTREL_STATUS_FAILED_PRECONDITION);
+  EXPECT_EQ(session, nullptr);
+  kestrel_engine_t* engine = nullptr;
+  StatusPtr ec(kestrel_engine_create(model.get(), nullptr, &engine));
+  EXPECT_EQ(kestrel_status_code(ec.get()), KESTREL_STATUS_FAILED_PRECONDITION);
+  EXPECT_EQ(engine, nullptr);
+  o.device = "ref";  // asked for by name: still an error
+  m = nullptr;
+  StatusPtr named(kestrel_model_load(empty.get(), path.data(), path.size(), &o, &m));
+  EXPECT_EQ(kestrel_status_code(named.get()), KESTREL_STATUS_NOT_FOUND);
+  EXPECT_EQ(m, nullptr);
+}
+
 class SessionInputTest : public BadInputTest {
  protected:
   void SetUp() override {

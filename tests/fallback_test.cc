@@ -8,6 +8,8 @@
 #include "runtime/model/model.h"
 #include "runtime/session/session.h"
 #include "tests/test_util.h"
+#include "tools/synth/synth_shape.h"
+#include "tools/synth/synth_writer.h"
 
 namespace kestrel::testing {
 namespace {
@@ -63,6 +65,48 @@ TEST(FallbackTest, NoDeviceSupportingAnOpIsAClearError) {
   EXPECT_NE(s.message().find("EMBEDDING_GATHER"), std::string::npos) << s;
   EXPECT_NE(s.message().find("'partial' does not support it"), std::string::npos) << s;
   EXPECT_EQ((*session)->n_tokens(), 0u);  // a failed step leaves the context unchanged
+}
+
+// A plugin of ABI minor 1 is never shown the 1.2 optional inputs (which it would reject as
+// malformed): the HAL answers UNSUPPORTED for it, and the biased matmuls of a qwen2 model run on
+// the reference plugin, with the same greedy tokens as on ref alone.
+TEST(FallbackTest, OptionalInputsNewerThanThePluginFallBackToReference) {
+  const std::string path = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") +
+                           "/kestrel_fallback_qwen2_" + std::to_string(::getpid()) + ".gguf";
+  synth::SynthOptions o;
+  o.shape = *synth::PresetShape("qwen2-tiny");
+  o.type = runtime::GgmlType::F32;
+  o.output_path = path;
+  ASSERT_TRUE(synth::WriteSyntheticModel(o).ok());
+  auto registry = hal::PluginRegistry::Create(
+      PluginDir() + "/libkestrel_plugin_ref.so:" + KESTREL_OLD_MINOR_PLUGIN, nullptr);
+  auto old = registry->FindDevice("old_minor");
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ((*old)->plugin_api_minor(), 1);
+  hal::Device* ref = registry->ReferenceDevice();
+  runtime::SessionConfig config;
+  config.context_length = 64;
+  config.sampler.temperature = 0.0f;
+  runtime::GenerateRequest req;
+  req.prompt = {1, 17, 250, 3};
+  req.max_new_tokens = 8;
+  std::vector<int32_t> tokens[2];
+  for (int i = 0; i < 2; ++i) {
+    auto model = runtime::Model::Load(path, i == 0 ? ref : *old, {});
+    ASSERT_TRUE(model.ok()) << model.status();
+    auto session = runtime::Session::Create(model->get(), ref, config);
+    ASSERT_TRUE(session.ok()) << session.status();
+    auto result = (*session)->Generate(req);
+    ASSERT_TRUE(result.ok()) << result.status();
+    tokens[i] = result->tokens;
+    if (i == 1) {
+      const auto& counts = (*session)->executor().ops_per_device();
+      EXPECT_GT(counts.at("old_minor"), 0u);
+      EXPECT_GT(counts.at("ref"), 0u);  // the biased Q/K/V matmuls
+    }
+  }
+  EXPECT_EQ(tokens[1], tokens[0]);
+  std::remove(path.c_str());
 }
 
 }  // namespace

@@ -133,6 +133,7 @@ KESTREL_API kestrel_status_t* kestrel_engine_create(kestrel_model_t* model,
   return Guard(fn, [&]() -> absl::Status {
     if (model == nullptr) return NullArgument(fn, "model");
     if (out_engine == nullptr) return NullArgument(fn, "out_engine");
+    if (auto s = kestrel::api::CheckRunnable(fn, model); !s.ok()) return s;
     kestrel_engine_options_t o;
     kestrel_engine_options_init(&o);
     if (auto s = kestrel::api::ReadOptions(fn, "options", options,

@@ -82,6 +82,14 @@ inline absl::Status NullArgument(const char* function, const char* argument) {
   return absl::InvalidArgumentError(absl::StrFormat("%s: %s is NULL", function, argument));
 }
 
+// Sessions and engines need prepared weights: FAILED_PRECONDITION for a metadata-only model.
+inline absl::Status CheckRunnable(const char* function, const kestrel_model* model) {
+  if (!model->model->metadata_only()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      function, ": the model was loaded metadata-only (no weights prepared); load it again "
+      "without metadata_only to run it"));
+}
+
 // Reads a caller's options struct of any released size into `out` (already holding defaults):
 // copies the first struct_size bytes, keeps defaults for the tail an older client does not have.
 // `min_size` is the smallest size ever released. An input of NULL keeps the defaults.

@@ -48,14 +48,18 @@ KESTREL_API kestrel_status_t* kestrel_model_load(kestrel_runtime_t* runtime, con
     const auto& state = runtime->state;
     absl::StatusOr<kestrel::hal::Device*> device =
         o.device != nullptr ? state->registry->FindDevice(o.device) : state->registry->DefaultDevice();
+    // Metadata only prepares nothing: without a device asked for, none is needed (kestrel info
+    // works where no plugin loads).
+    if (!device.ok() && o.metadata_only && o.device == nullptr) device = nullptr;
     if (!device.ok()) return device.status();
+    const std::string device_name = *device != nullptr ? (*device)->name() : "";
     kestrel::runtime::ModelLoadOptions lo;
     lo.use_mmap = o.use_mmap;
     lo.metadata_only = o.metadata_only;
     if (o.progress_callback != nullptr) {
       lo.progress = [&o](float f) { return o.progress_callback(o.progress_user_data, f); };
     }
-    state->Log(KESTREL_LOG_INFO, absl::StrCat("loading '", p, "' on device '", (*device)->name(), "'"));
+    state->Log(KESTREL_LOG_INFO, absl::StrCat("loading '", p, "' on device '", device_name, "'"));
     absl::StatusOr<std::unique_ptr<kestrel::runtime::Model>> m =
         kestrel::runtime::Model::Load(p, *device, lo);
     if (!m.ok()) {
@@ -65,7 +69,7 @@ KESTREL_API kestrel_status_t* kestrel_model_load(kestrel_runtime_t* runtime, con
     handle->runtime = state;
     handle->model = std::move(*m);
     handle->unsupported = absl::StrJoin(handle->model->unsupported(), "\n");
-    handle->device_name = (*device)->name();
+    handle->device_name = device_name;
     *out_model = handle;
     return absl::OkStatus();
   });

@@ -139,6 +139,7 @@ KESTREL_API kestrel_status_t* kestrel_session_create(kestrel_model_t* model,
     constexpr const char* fn = "kestrel_session_create";
     if (model == nullptr) return NullArgument(fn, "model");
     if (out_session == nullptr) return NullArgument(fn, "out_session");
+    if (auto s = kestrel::api::CheckRunnable(fn, model); !s.ok()) return s;
     kestrel::runtime::SessionConfig config;
     if (auto s = FillConfig(fn, options, &config); !s.ok()) return s;
     absl::StatusOr<std::unique_ptr<kestrel::runtime::Session>> s = kestrel::runtime::Session::Create(

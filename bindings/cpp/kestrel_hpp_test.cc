@@ -187,6 +187,15 @@ TEST_F(KestrelHppTest, InfoPluginsAndDevices) {
   EXPECT_GT(info.vocab_size, 0u);
   EXPECT_GT(info.n_layers, 0u);
   EXPECT_FALSE(model_.TensorTypes().empty());
+  EXPECT_TRUE(info.runnable);
+  EXPECT_TRUE(info.unsupported.empty());
+  EXPECT_EQ(info.tokenizer_model, "llama");
+  // Metadata only: the same description without weights.
+  kestrel::ModelOptions meta_options;
+  meta_options.metadata_only = true;
+  kestrel::ModelInfo meta = runtime_.LoadModel(ModelPath(), meta_options).Info();
+  EXPECT_EQ(meta.n_layers, info.n_layers);
+  EXPECT_TRUE(meta.runnable);
 
   std::vector<kestrel::PluginInfo> plugins = runtime_.Plugins();
   bool ref_loaded = false;

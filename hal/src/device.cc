@@ -8,6 +8,15 @@
 #include "hal/src/host_api.h"
 
 namespace kestrel::hal {
+namespace {
+
+// The plugin ABI minor version a descriptor needs: optional inputs appended in 1.2.
+uint16_t MinorVersionFor(const kestrel_op_desc_t& op) {
+  if ((op.kind == KESTREL_OP_ROPE || op.kind == KESTREL_OP_MATMUL) && op.n_inputs > 2) return 2;
+  return 0;
+}
+
+}  // namespace
 
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
   if (this != &other) {
@@ -172,6 +181,10 @@ absl::StatusOr<kestrel_op_support_t> Device::Query(const kestrel_op_desc_t& op) 
   std::lock_guard<std::mutex> lock(mu_);
   kestrel_op_support_t support{};
   support.struct_size = sizeof(support);
+  if (api_->minor < MinorVersionFor(op)) {
+    support.level = KESTREL_OP_UNSUPPORTED;
+    return support;
+  }
   absl::Status st = TakePluginStatus(api_->op_query(handle_, &op, &support),
                                      Context("op_query") + " " + OpKindName(op.kind));
   if (!st.ok()) return st;

@@ -67,6 +67,8 @@ class Device {
   const std::string& name() const { return name_; }
   const std::string& plugin_name() const { return library_->name(); }
   const kestrel_device_caps_t& caps() const { return caps_; }
+  // The minor ABI version the plugin's table declares.
+  uint16_t plugin_api_minor() const { return api_->minor; }
   bool host_visible() const { return caps_.host_visible != 0; }
 
   absl::StatusOr<Buffer> Allocate(uint64_t size);
@@ -78,6 +80,9 @@ class Device {
                     uint64_t size);
   absl::StatusOr<PreparedWeight> PrepareWeight(const kestrel_tensor_desc_t& desc,
                                                const void* host_data, uint64_t size);
+  // A descriptor that uses an optional input newer than the plugin's minor version (ROPE and
+  // MATMUL with a third input need 1.2) is answered UNSUPPORTED here, without asking the plugin,
+  // which would reject it as malformed.
   absl::StatusOr<kestrel_op_support_t> Query(const kestrel_op_desc_t& op);
   // Enqueues `op` on the device's stream (or runs it synchronously for a synchronous plugin).
   absl::Status Execute(const kestrel_op_desc_t& op, const Buffer* workspace);

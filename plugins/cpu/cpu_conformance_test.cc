@@ -406,6 +406,32 @@ TEST_P(CpuConformance, ElementwiseOpsAreBitExact) {
     for (auto& v : pos) v = rng.Int(0, 500);
     Compare("ROPE", KESTREL_OP_ROPE, &p, sizeof p, {x, FromInts({t}, pos)},
             {Poisoned(KESTREL_DTYPE_F32, {t, 4, 8})}, 0.0);
+    // Plugin ABI 1.2: frequency factors (Llama 3 rope_freqs), as a weight and as a buffer.
+    for (bool as_weight : {true, false}) {
+      HostTensor ff = FromFloats(KESTREL_DTYPE_F32, {3}, rng.Floats(3, 0.5f, 40.0f), as_weight);
+      Compare("ROPE freq_factors", KESTREL_OP_ROPE, &p, sizeof p, {x, FromInts({t}, pos), ff},
+              {Poisoned(KESTREL_DTYPE_F32, {t, 4, 8})}, 0.0);
+    }
+  }
+}
+
+// Plugin ABI 1.2: MATMUL's optional bias [N], added to every row of every weight path.
+TEST_P(CpuConformance, MatmulBias) {
+  Rng rng(11);
+  for (uint32_t dt : kWeightDtypes) {
+    for (int64_t t : {1, 9}) {
+      for (bool bias_weight : {true, false}) {
+        const int64_t k = 96, n = 33;
+        HostTensor x = FromFloats(KESTREL_DTYPE_F32, {t, k}, rng.Floats(t * k));
+        HostTensor w = FromFloats(dt, {n, k}, rng.Floats(n * k), true);
+        HostTensor bias = FromFloats(KESTREL_DTYPE_F32, {n}, rng.Floats(n, -2.0f, 2.0f), bias_weight);
+        const bool q8act = IsQuant(dt) && !GetParam().exact;
+        Compare(std::string(ref::DtypeName(dt)) + " T=" + std::to_string(t) +
+                    (bias_weight ? " bias weight" : " bias buffer"),
+                KESTREL_OP_MATMUL, nullptr, 0, {x, w, bias}, {Poisoned(KESTREL_DTYPE_F32, {t, n})},
+                q8act ? 1e-2 : 1e-5, q8act ? DotScale(x, w) : 0.0);
+      }
+    }
   }
 }
 

@@ -240,6 +240,9 @@ Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const Arg
         x = x_copy.data();
       }
       MatmulCpu(ctx, x, xd.dims[0], xd.dims[1], wd.dtype, inputs[1], wd.dims[0], y);
+      if (op.n_inputs > 2) {  // bias [N], F32 (plugin ABI 1.2)
+        ref::AddBias(static_cast<const float*>(inputs[2].data), xd.dims[0], wd.dims[0], y);
+      }
       return Status();
     }
     case KESTREL_OP_LOGITS:

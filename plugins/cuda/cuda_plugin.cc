@@ -435,6 +435,10 @@ std::string ExtraUnsupported(const kestrel_op_desc_t& op) {
   // cuBLAS takes int dimensions; grids take at most 2^31 - 1 blocks.
   std::string large = LargeDimReason(op);
   if (!large.empty()) return large;
+  // The 1.2 optional inputs have no CUDA kernels yet (untested without a GPU): the reference
+  // plugin runs those ops.
+  if (op.kind == KESTREL_OP_ROPE && op.n_inputs > 2) return "ROPE freq_factors input";
+  if (op.kind == KESTREL_OP_MATMUL && op.n_inputs > 2) return "MATMUL bias input";
   if (op.kind == KESTREL_OP_PAGED_ATTENTION) {
     kestrel_op_attention_params_t p;
     std::memcpy(&p, op.params, sizeof p);

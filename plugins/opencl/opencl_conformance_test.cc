@@ -39,6 +39,8 @@ TEST_F(OpenClTest, AddAndSwiglu) { cases::AddAndSwiglu(Env()); }
 TEST_F(OpenClTest, AddInPlace) { cases::AddInPlace(Env()); }
 TEST_F(OpenClTest, RmsNorm) { cases::RmsNorm(Env()); }
 TEST_F(OpenClTest, Rope) { cases::Rope(Env()); }
+TEST_F(OpenClTest, RopeFreqFactors) { cases::RopeFreqFactors(Env()); }
+TEST_F(OpenClTest, MatmulBias) { cases::MatmulBias(Env()); }
 TEST_F(OpenClTest, EmbeddingGatherEveryWeightDtype) {
   cases::EmbeddingGatherEveryWeightDtype(Env());
 }

@@ -64,14 +64,14 @@ enum KernelId {
   kAdd, kSwiglu, kRmsNorm, kRope, kEmbedF32, kEmbedF16, kEmbedQ8, kEmbedQ4, kKvWriteF32,
   kKvWriteF16, kRepackQ8, kRepackQ4, kBf16ToF32, kMatmulF32, kMatmulF16, kMatmulQ8, kMatmulQ4,
   kAttnK32V32, kAttnK32V16, kAttnK16V32, kAttnK16V16, kMatmulSmallF32, kMatmulSmallF16,
-  kMatmulSmallQ8, kMatmulSmallQ4, kNumKernels
+  kMatmulSmallQ8, kMatmulSmallQ4, kAddBias, kNumKernels
 };
 const char* const kKernelNames[kNumKernels] = {
     "add_f32", "swiglu_f32", "rmsnorm_f32", "rope_f32", "embed_f32", "embed_f16", "embed_q8",
     "embed_q4", "kv_write_f32", "kv_write_f16", "repack_q8", "repack_q4", "bf16_to_f32",
     "matmul_f32", "matmul_f16", "matmul_q8", "matmul_q4", "attn_k32_v32", "attn_k32_v16",
     "attn_k16_v32", "attn_k16_v16", "matmul_small_f32", "matmul_small_f16", "matmul_small_q8",
-    "matmul_small_q4"};
+    "matmul_small_q4", "add_bias_f32"};
 
 // ---- plugin-wide state ------------------------------------------------------------------------
 // The hosts, init count and devices (device_table.h): dlopen() of the same file returns the same
@@ -619,11 +619,22 @@ Status RunOp(const Device& d, cl_command_queue q, const kestrel_op_desc_t& op,
           .Mem(out[0].mem).U64(out[0].Elems(4)).U32(d0.dims[0]).U32(d0.dims[1]).U32(d0.dims[2])
           .U32(p.n_rot).U32(p.style == KESTREL_ROPE_STYLE_NEOX ? 1 : 0).F32(theta_scale)
           .F32(p.freq_scale)
+          // Without factors the kernel never reads its ff argument; x stands in for it.
+          .Mem(op.n_inputs > 2 ? in[2].mem : in[0].mem).U64(op.n_inputs > 2 ? in[2].Elems(4) : 0)
+          .U32(op.n_inputs > 2 ? 1 : 0)
           .Run(q, RoundUp(d0.dims[0] * d0.dims[1] * per_head, d.wg), 1, 0);
     }
-    case KESTREL_OP_MATMUL:
-      return RunMatmul(d, q, d0, in[0], op.inputs[1].desc, in[1], nullptr, d0.dims[0],
-                       op.outputs[0].desc, out[0]);
+    case KESTREL_OP_MATMUL: {
+      RETURN_IF_ERROR(RunMatmul(d, q, d0, in[0], op.inputs[1].desc, in[1], nullptr, d0.dims[0],
+                                op.outputs[0].desc, out[0]));
+      const uint64_t n = static_cast<uint64_t>(op.inputs[1].desc.dims[0]);
+      const uint64_t total = n * static_cast<uint64_t>(d0.dims[0]);
+      if (op.n_inputs < 3 || total == 0) return Status();
+      return Launch(d, kAddBias)
+          .Mem(out[0].mem).U64(out[0].Elems(4)).Mem(in[2].mem).U64(in[2].Elems(4))
+          .U32(static_cast<uint32_t>(n)).U64(total)
+          .Run(q, RoundUp(total, d.wg), 1, 0);
+    }
     case KESTREL_OP_LOGITS: {
       const int64_t n_rows = op.inputs[2].desc.dims[0];
       std::vector<int32_t> rows;

@@ -225,7 +225,9 @@ void Rope(const float* x, const int32_t* positions, int64_t n_tokens, int64_t n_
     // llama.cpp's ggml_rope_cache_init: theta *= theta_scale per pair, all in float.
     float theta = static_cast<float>(positions[t]);
     for (int64_t i = 0; i < n_rot / 2; ++i) {
-      const float angle = params.freq_scale * theta;
+      const float angle = params.freq_factors == nullptr
+                              ? params.freq_scale * theta
+                              : params.freq_scale * (theta / params.freq_factors[i]);
       cos_cache[i] = std::cos(angle);
       sin_cache[i] = std::sin(angle);
       theta *= theta_scale;
@@ -243,6 +245,12 @@ void Rope(const float* x, const int32_t* positions, int64_t n_tokens, int64_t n_
       }
       if (yr != xr) std::memcpy(yr + n_rot, xr + n_rot, (head_dim - n_rot) * sizeof(float));
     }
+  }
+}
+
+void AddBias(const float* bias, int64_t n_tokens, int64_t n, float* y) {
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t j = 0; j < n; ++j) y[t * n + j] += bias[j];
   }
 }
 

@@ -65,13 +65,15 @@ struct RopeParams {
   int64_t n_rot = 0;                         // even, <= head_dim
   float freq_base = 10000.0f;
   float freq_scale = 1.0f;
+  // [n_rot / 2] divisors of each pair's angle (llama.cpp rope_ext freq_factors), or nullptr.
+  const float* freq_factors = nullptr;
 };
 
 // Rotary position embedding of x [n_tokens, n_heads, head_dim] (positions [n_tokens]) into out
 // (which may alias x). Follows llama.cpp's rope cache: theta starts at (float)pos, is multiplied by
 // theta_scale = powf(freq_base, -2.0f / n_rot) once per pair, and the angle is freq_scale * theta;
 // cosf/sinf in float. NORM rotates (2i, 2i+1); NEOX rotates (i, i + n_rot/2); dims >= n_rot pass
-// through unchanged.
+// through unchanged. With freq_factors the angle of pair i is freq_scale * (theta / factor[i]).
 void Rope(const float* x, const int32_t* positions, int64_t n_tokens, int64_t n_heads,
           int64_t head_dim, const RopeParams& params, float* out);
 
@@ -80,6 +82,9 @@ void Rope(const float* x, const int32_t* positions, int64_t n_tokens, int64_t n_
 // float once. y must not alias x.
 void Matmul(const float* x, int64_t n_tokens, int64_t k, uint32_t w_dtype, const void* w,
             int64_t n, float* y);
+
+// y[t, n] += bias[n] for y [n_tokens, n] (float additions, like llama.cpp's bias add).
+void AddBias(const float* bias, int64_t n_tokens, int64_t n, float* y);
 
 // out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + expf(-g)). out may alias gate or up.
 void Swiglu(const float* gate, const float* up, int64_t n, float* out);

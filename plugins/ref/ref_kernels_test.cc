@@ -237,6 +237,58 @@ TEST(RopeTest, BothStylesPartialRotationMatchFloat64) {
   }
 }
 
+// Llama 3 / Phi-3 frequency factors (plugin ABI 1.2): each pair's angle divided by its factor.
+TEST(RopeTest, FreqFactorsDivideEachPairsAngleAsFloat64) {
+  SEED_TRACE();
+  Rng rng(17);
+  const int64_t T = 7, H = 2, Dh = 16;
+  for (uint32_t style : {KESTREL_ROPE_STYLE_NORM, KESTREL_ROPE_STYLE_NEOX}) {
+    for (int64_t n_rot : {int64_t{16}, int64_t{8}}) {
+      SCOPED_TRACE(::testing::Message() << "style=" << style << " n_rot=" << n_rot);
+      const std::vector<float> x = rng.Floats(T * H * Dh);
+      std::vector<int32_t> pos(T);
+      for (auto& p : pos) p = rng.Int(0, 300);
+      const std::vector<float> ff = rng.Floats(n_rot / 2, 0.5f, 40.0f);
+      RopeParams p;
+      p.style = style;
+      p.n_rot = n_rot;
+      p.freq_base = 500000.0f;
+      p.freq_scale = 1.0f;
+      p.freq_factors = ff.data();
+      std::vector<float> out = Poisoned(x.size());
+      Rope(x.data(), pos.data(), T, H, Dh, p, out.data());
+      EXPECT_LE(RelErr(out, testing_util::OracleRope(x, pos, T, H, Dh, style, n_rot, 500000.0, 1.0,
+                                                     ff.data())),
+                3e-5);
+      // Factors of 1 are the plain rotation, bit for bit.
+      const std::vector<float> ones(n_rot / 2, 1.0f);
+      p.freq_factors = ones.data();
+      std::vector<float> with_ones = Poisoned(x.size()), plain = Poisoned(x.size());
+      Rope(x.data(), pos.data(), T, H, Dh, p, with_ones.data());
+      p.freq_factors = nullptr;
+      Rope(x.data(), pos.data(), T, H, Dh, p, plain.data());
+      EXPECT_EQ(with_ones, plain);
+    }
+  }
+}
+
+TEST(MatmulTest, BiasIsAddedToEveryRow) {
+  SEED_TRACE();
+  Rng rng(18);
+  const int64_t T = 5, K = 64, N = 19;
+  const std::vector<float> x = rng.Floats(T * K);
+  const std::vector<uint8_t> w = RandomWeights(rng, KESTREL_DTYPE_F32, N, K);
+  const std::vector<float> bias = rng.Floats(N, -3.0f, 3.0f);
+  std::vector<float> y = Poisoned(T * N);
+  Matmul(x.data(), T, K, KESTREL_DTYPE_F32, w.data(), N, y.data());
+  AddBias(bias.data(), T, N, y.data());
+  std::vector<double> want = testing_util::OracleMatmul(x, T, K, KESTREL_DTYPE_F32, w.data(), N);
+  for (int64_t t = 0; t < T; ++t) {
+    for (int64_t n = 0; n < N; ++n) want[t * N + n] += bias[n];
+  }
+  EXPECT_LE(RelErr(y, want), kF32Tol);
+}
+
 TEST(MatmulTest, EveryWeightDtypeMatchesFloat64) {
   SEED_TRACE();
   Rng rng(8);

@@ -51,10 +51,10 @@ bool GetSignatureUncached(uint32_t kind, OpShape* sig) {
       *sig = {{"x", "weight"}, {"out"}, sizeof(kestrel_op_rmsnorm_params_t)};
       return true;
     case KESTREL_OP_ROPE:
-      *sig = {{"x", "positions"}, {"out"}, sizeof(kestrel_op_rope_params_t)};
+      *sig = {{"x", "positions", "freq_factors"}, {"out"}, sizeof(kestrel_op_rope_params_t)};
       return true;
     case KESTREL_OP_MATMUL:
-      *sig = {{"x", "w"}, {"out"}, 0};
+      *sig = {{"x", "w", "bias"}, {"out"}, 0};
       return true;
     case KESTREL_OP_SWIGLU:
       *sig = {{"gate", "up"}, {"out"}, 0};
@@ -146,11 +146,18 @@ class Checker {
   }
 
   // Struct sizes, argument counts, each tensor on its own, strides. The kind's signature gives
-  // the number of outputs unless `min_outputs` allows fewer (optional trailing outputs).
-  Status CheckArgs(uint32_t n_inputs, uint32_t min_outputs = 0) {
-    if (op_.n_inputs != n_inputs) {
-      return InvalidArgument(name_, ": n_inputs=", op_.n_inputs, ", expected ", n_inputs);
+  // the number of outputs unless `min_outputs` allows fewer (optional trailing outputs);
+  // `min_inputs` likewise allows optional trailing inputs (n_inputs is then the most).
+  Status CheckArgs(uint32_t n_inputs, uint32_t min_outputs = 0, uint32_t min_inputs = 0) {
+    if (min_inputs == 0) min_inputs = n_inputs;
+    if (op_.n_inputs < min_inputs || op_.n_inputs > n_inputs) {
+      if (min_inputs == n_inputs) {
+        return InvalidArgument(name_, ": n_inputs=", op_.n_inputs, ", expected ", n_inputs);
+      }
+      return InvalidArgument(name_, ": n_inputs=", op_.n_inputs, ", expected ", min_inputs, " to ",
+                             n_inputs);
     }
+    n_inputs = op_.n_inputs;
     const uint32_t max_outputs = static_cast<uint32_t>(sig_.outputs.size());
     if (min_outputs == 0) min_outputs = max_outputs;
     if (op_.n_outputs < min_outputs || op_.n_outputs > max_outputs) {
@@ -270,7 +277,7 @@ Status CheckRmsNorm(Checker& c, const kestrel_op_desc_t& op) {
 }
 
 Status CheckRope(Checker& c, const kestrel_op_desc_t& op) {
-  RET(c.CheckArgs(2));
+  RET(c.CheckArgs(3, /*min_outputs=*/0, /*min_inputs=*/2));
   const auto &x = c.in(0), &pos = c.in(1), &out = c.out(0);
   RET(c.Rank(x, c.InLabel(0), 3));
   RET(c.Rank(pos, c.InLabel(1), 1));
@@ -294,12 +301,18 @@ Status CheckRope(Checker& c, const kestrel_op_desc_t& op) {
                            " must be finite and > 0 and params.freq_scale=", p.freq_scale,
                            " finite");
   }
+  if (op.n_inputs > 2) {  // freq_factors [n_rot / 2]
+    const auto& ff = c.in(2);
+    RET(c.Rank(ff, c.InLabel(2), 1));
+    RET(c.Dtype(ff, c.InLabel(2), kFloatDtypes, kF32));
+    RET(c.DimIs(ff, c.InLabel(2), 0, p.n_rot / 2, "params.n_rot / 2"));
+  }
   return Status();
 }
 
 // x [T, K] times w [N, K]^T -> out [T, N]; shared by MATMUL and LOGITS (where T is R).
-Status CheckMatmul(Checker& c) {
-  RET(c.CheckArgs(2));
+Status CheckMatmul(Checker& c, const kestrel_op_desc_t& op) {
+  RET(c.CheckArgs(3, /*min_outputs=*/0, /*min_inputs=*/2));
   const auto &x = c.in(0), &w = c.in(1), &out = c.out(0);
   RET(c.Rank(x, c.InLabel(0), 2));
   RET(c.Rank(w, c.InLabel(1), 2));
@@ -310,6 +323,12 @@ Status CheckMatmul(Checker& c) {
   RET(c.SameDim(w, c.InLabel(1), 1, x, c.InLabel(0), 1));
   RET(c.SameDim(out, c.OutLabel(0), 0, x, c.InLabel(0), 0));
   RET(c.SameDim(out, c.OutLabel(0), 1, w, c.InLabel(1), 0));
+  if (op.n_inputs > 2) {  // bias [N]
+    const auto& bias = c.in(2);
+    RET(c.Rank(bias, c.InLabel(2), 1));
+    RET(c.Dtype(bias, c.InLabel(2), kFloatDtypes, kF32));
+    RET(c.SameDim(bias, c.InLabel(2), 0, w, c.InLabel(1), 0));
+  }
   return Status();
 }
 
@@ -630,7 +649,7 @@ Status CheckOp(const kestrel_op_desc_t& op, OpCheck* out) {
     case KESTREL_OP_EMBEDDING_GATHER: status = CheckEmbedding(c); break;
     case KESTREL_OP_RMSNORM: status = CheckRmsNorm(c, op); break;
     case KESTREL_OP_ROPE: status = CheckRope(c, op); break;
-    case KESTREL_OP_MATMUL: status = CheckMatmul(c); break;
+    case KESTREL_OP_MATMUL: status = CheckMatmul(c, op); break;
     case KESTREL_OP_SWIGLU:
     case KESTREL_OP_ADD: status = CheckElementwise(c); break;
     case KESTREL_OP_KV_WRITE: status = CheckKvWrite(c); break;
@@ -690,6 +709,15 @@ Status ExecuteOp(const kestrel_op_desc_t& op, const void* const* inputs, void* c
       rp.n_rot = p.n_rot;
       rp.freq_base = p.freq_base;
       rp.freq_scale = p.freq_scale;
+      if (op.n_inputs > 2) {
+        rp.freq_factors = in_f32(2);
+        for (uint32_t i = 0; i < p.n_rot / 2; ++i) {
+          if (!(rp.freq_factors[i] > 0.0f) || !std::isfinite(rp.freq_factors[i])) {
+            return InvalidArgument("ROPE: freq_factors[", i, "]=", rp.freq_factors[i],
+                                   " is not finite and > 0");
+          }
+        }
+      }
       Rope(in_f32(0), in_i32(1), d0.dims[0], d0.dims[1], d0.dims[2], rp, out_f32);
       return Status();
     }
@@ -705,6 +733,7 @@ Status ExecuteOp(const kestrel_op_desc_t& op, const void* const* inputs, void* c
         x = x_copy.data();
       }
       Matmul(x, d0.dims[0], d0.dims[1], w.dtype, inputs[1], w.dims[0], out_f32);
+      if (op.n_inputs > 2) AddBias(in_f32(2), d0.dims[0], w.dims[0], out_f32);
       return Status();
     }
     case KESTREL_OP_SWIGLU:

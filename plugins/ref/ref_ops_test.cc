@@ -396,11 +396,42 @@ TEST_F(MatmulDescTest, BadDescriptorsNameTheOpAndField) {
   EXPECT_NE(QueryError(Matmul(small, w, out)).message.find("struct_size=8"), std::string::npos);
 
   kestrel_op_desc_t op = Matmul(x, w, out);
-  op.n_inputs = 3;
-  EXPECT_EQ(QueryError(op).message, "MATMUL: n_inputs=3, expected 2");
+  op.n_inputs = 4;
+  EXPECT_EQ(QueryError(op).message, "MATMUL: n_inputs=4, expected 2 to 3");
+  op.n_inputs = 1;
+  EXPECT_EQ(QueryError(op).message, "MATMUL: n_inputs=1, expected 2 to 3");
   op = Matmul(x, w, out);
   op.struct_size = 12;
   EXPECT_NE(QueryError(op).message.find("struct_size=12"), std::string::npos);
+}
+
+// The optional inputs of plugin ABI 1.2: MATMUL's bias [N] and ROPE's freq_factors [n_rot / 2].
+TEST_F(MatmulDescTest, OptionalBiasAndFreqFactorsAreChecked) {
+  auto x = Desc(KESTREL_DTYPE_F32, {3, 64}), w = Desc(KESTREL_DTYPE_Q8_0, {10, 64}),
+       out = Desc(KESTREL_DTYPE_F32, {3, 10});
+  kestrel_tensor_arg_t a{}, b{}, c{}, bias{};
+  a.desc = x;
+  b.desc = w;
+  c.desc = out;
+  bias.desc = Desc(KESTREL_DTYPE_F32, {10});
+  uint32_t level = 0;
+  ASSERT_TRUE(Query(Op(KESTREL_OP_MATMUL, {a, b, bias}, {c}), &level).ok());
+  EXPECT_EQ(level, KESTREL_OP_SUPPORTED);
+  bias.desc = Desc(KESTREL_DTYPE_F32, {11});
+  EXPECT_EQ(QueryError(Op(KESTREL_OP_MATMUL, {a, b, bias}, {c})).message,
+            "MATMUL: input 2 (bias) dims[0]=11 != input 1 (w) dims[0]=10");
+
+  kestrel_op_rope_params_t p{sizeof(kestrel_op_rope_params_t), KESTREL_ROPE_STYLE_NEOX, 8, 1e4f, 1.0f};
+  kestrel_tensor_arg_t rx{}, pos{}, ff{}, rout{};
+  rx.desc = Desc(KESTREL_DTYPE_F32, {2, 3, 16});
+  pos.desc = Desc(KESTREL_DTYPE_I32, {2});
+  rout.desc = rx.desc;
+  ff.desc = Desc(KESTREL_DTYPE_F32, {4});
+  ASSERT_TRUE(Query(Op(KESTREL_OP_ROPE, {rx, pos, ff}, {rout}, &p, sizeof p), &level).ok());
+  EXPECT_EQ(level, KESTREL_OP_SUPPORTED);
+  ff.desc = Desc(KESTREL_DTYPE_F32, {8});
+  EXPECT_EQ(QueryError(Op(KESTREL_OP_ROPE, {rx, pos, ff}, {rout}, &p, sizeof p)).message,
+            "ROPE: input 2 (freq_factors) dims[0]=8 != params.n_rot / 2=4");
 }
 
 TEST_F(MatmulDescTest, LayoutsAndDtypesRefCannotRunAreUnsupported) {

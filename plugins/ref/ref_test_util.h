@@ -268,13 +268,15 @@ inline std::vector<double> OracleRmsNorm(const std::vector<float>& x, const std:
 
 inline std::vector<double> OracleRope(const std::vector<float>& x, const std::vector<int32_t>& pos,
                                       int64_t t, int64_t h, int64_t dh, uint32_t style,
-                                      int64_t n_rot, double base, double scale) {
+                                      int64_t n_rot, double base, double scale,
+                                      const float* freq_factors = nullptr) {
   std::vector<double> y(x.begin(), x.end());
   for (int64_t i = 0; i < t; ++i) {
     for (int64_t hh = 0; hh < h; ++hh) {
       const int64_t off = (i * h + hh) * dh;
       for (int64_t p = 0; p < n_rot / 2; ++p) {
-        const double theta = pos[i] * scale * std::pow(base, -2.0 * p / n_rot);
+        const double theta = pos[i] * scale * std::pow(base, -2.0 * p / n_rot) /
+                             (freq_factors != nullptr ? double{freq_factors[p]} : 1.0);
         const int64_t a = style == KESTREL_ROPE_STYLE_NEOX ? p : 2 * p;
         const int64_t b = style == KESTREL_ROPE_STYLE_NEOX ? p + n_rot / 2 : 2 * p + 1;
         const double x0 = x[off + a], x1 = x[off + b];

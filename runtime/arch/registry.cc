@@ -3,6 +3,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "runtime/arch/llama/llama_architecture.h"
+#include "runtime/arch/phi3/phi3_architecture.h"
+#include "runtime/arch/qwen2/qwen2_architecture.h"
+#include "runtime/arch/qwen3/qwen3_architecture.h"
 
 namespace kestrel {
 namespace runtime {
@@ -12,6 +15,9 @@ namespace {
 const std::vector<const Architecture*>& Registry() {
   static const std::vector<const Architecture*> kArchitectures = {
       &LlamaArchitecture(),
+      &Qwen2Architecture(),
+      &Qwen3Architecture(),
+      &Phi3Architecture(),
   };
   return kArchitectures;
 }

@@ -455,6 +455,46 @@ void Rope(const Devices& env) {
   }
 }
 
+void RopeFreqFactors(const Devices& env) {
+  Rng rng(14);
+  struct Shape { int64_t t, h, dh; uint32_t n_rot; };
+  for (const Shape& s : {Shape{1, 8, 8, 8}, Shape{5, 3, 24, 16}, Shape{4, 2, 64, 64}}) {
+    for (uint32_t style : {KESTREL_ROPE_STYLE_NORM, KESTREL_ROPE_STYLE_NEOX}) {
+      for (bool prepared : {true, false}) {
+        std::vector<int32_t> pos(s.t);
+        for (auto& p : pos) p = rng.Int(0, 700);
+        OpCase c;
+        c.kind = KESTREL_OP_ROPE;
+        c.in = {F32({s.t, s.h, s.dh}, rng.Floats(s.t * s.h * s.dh)), I32({s.t}, pos),
+                Tensor{Desc(KESTREL_DTYPE_F32, {s.n_rot / 2}), Bytes(rng.Floats(s.n_rot / 2, 0.5f, 40.0f)),
+                       prepared}};
+        c.out = {Out(KESTREL_DTYPE_F32, {s.t, s.h, s.dh})};
+        c.params = Params(kestrel_op_rope_params_t{0, style, s.n_rot, 500000.0f, 1.0f});
+        Check(env, c, "style " + std::to_string(style) + " Dh=" + std::to_string(s.dh) +
+                     (prepared ? " factors prepared" : " factors buffer"));
+      }
+    }
+  }
+}
+
+void MatmulBias(const Devices& env) {
+  Rng rng(15);
+  for (uint32_t dtype : kWeightDtypes) {
+    for (const MatmulShape& s : {MatmulShape{1, 64, 64}, MatmulShape{5, 96, 33}, MatmulShape{9, 256, 7}}) {
+      for (bool prepared : {true, false}) {
+        OpCase c;
+        c.kind = KESTREL_OP_MATMUL;
+        c.in = {F32({s.t, s.k}, rng.Floats(s.t * s.k)), Weight(rng, dtype, s.n, s.k, true),
+                Tensor{Desc(KESTREL_DTYPE_F32, {s.n}), Bytes(rng.Floats(s.n, -2.0f, 2.0f)), prepared}};
+        c.out = {Out(KESTREL_DTYPE_F32, {s.t, s.n})};
+        c.tol = 2e-6 * std::sqrt(static_cast<double>(s.k)) + 1e-6;
+        Check(env, c, Name(dtype) + " T=" + std::to_string(s.t) + " N=" + std::to_string(s.n) +
+                     (prepared ? " bias prepared" : " bias buffer"));
+      }
+    }
+  }
+}
+
 void EmbeddingGatherEveryWeightDtype(const Devices& env) {
   Rng rng(5);
   for (uint32_t dtype : kWeightDtypes) {

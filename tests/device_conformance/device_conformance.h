@@ -175,6 +175,10 @@ void AddAndSwiglu(const Devices& env);
 void AddInPlace(const Devices& env);
 void RmsNorm(const Devices& env);
 void Rope(const Devices& env);
+// Plugin ABI 1.2 optional inputs: ROPE freq_factors and MATMUL bias, each as a prepared weight
+// and as a buffer.
+void RopeFreqFactors(const Devices& env);
+void MatmulBias(const Devices& env);
 void EmbeddingGatherEveryWeightDtype(const Devices& env);
 // Every weight dtype and prepared/buffer over `shapes`, plus `plain_only` for the non-block
 // formats (F32, F16, BF16); tolerance 2e-6 * sqrt(K) + 1e-6.

@@ -28,11 +28,35 @@ ModelShape Make(const char* name, uint32_t dim, uint32_t layers, uint32_t heads,
   return s;
 }
 
+// The *-tiny test shapes: 2 layers, dim 64, 4 heads (2 KV heads), ffn 96, 512 tokens, random
+// norms, so every variation of the architecture changes the logits.
+ModelShape Tiny(const char* name, const char* arch) {
+  ModelShape s = Make(name, 64, 2, 4, 2, 96, 512, 0, 0);
+  s.context = 128;
+  s.arch = arch;
+  s.random_norms = true;
+  return s;
+}
+
 std::vector<ModelShape> Presets() {
+  ModelShape llama3 = Tiny("llama3-tiny", "llama");
+  llama3.rope_freqs = true;
+  llama3.rope_base = 500000.0f;
+  ModelShape qwen2 = Tiny("qwen2-tiny", "qwen2");
+  qwen2.qkv_bias = true;
+  qwen2.rope_base = 1000000.0f;
+  ModelShape qwen3 = Tiny("qwen3-tiny", "qwen3");
+  qwen3.qk_norm = true;
+  qwen3.key_length = 32;  // Q is 4 x 32 = 128 wide while the model is 64 wide
+  ModelShape phi3 = Tiny("phi3-tiny", "phi3");
+  phi3.fused = true;
+  phi3.original_context = 64;
+  phi3.rope_attn_factor = 1.19f;
   return {
       Make("tinyllama-1.1b", 2048, 22, 32, 4, 5632, 32000, 0, 0),
       Make("llama-8b", 4096, 32, 32, 8, 14336, 32000, 0, 0),
       Make("mixtral-small", 1024, 8, 16, 4, 2816, 32000, 8, 2),
+      llama3, qwen2, qwen3, phi3,
   };
 }
 
@@ -73,7 +97,7 @@ absl::Status ValidateShape(const ModelShape& s, GgmlType type) {
     if (f.value == 0) return Bad(f.name, f.value, "must be at least 1");
     if (f.value > kMax) return Bad(f.name, f.value, absl::StrCat("must be at most ", kMax));
   }
-  if (s.dim % s.heads != 0) {
+  if (s.key_length == 0 && s.dim % s.heads != 0) {
     return Bad("dim", s.dim, absl::StrCat("is not divisible by --heads ", s.heads));
   }
   if (s.heads % s.kv_heads != 0) {
@@ -111,28 +135,56 @@ uint64_t TensorSpec::n_elements() const {
 }
 
 std::vector<TensorSpec> TensorPlan(const ModelShape& s, GgmlType type) {
-  const uint64_t D = s.dim, F = s.ffn, V = s.vocab, E = s.experts;
-  const uint64_t QD = uint64_t{s.heads} * s.head_dim();
-  const uint64_t KVD = uint64_t{s.kv_heads} * s.head_dim();
+  const uint64_t D = s.dim, F = s.ffn, V = s.vocab, E = s.experts, Dh = s.head_dim();
+  const uint64_t QD = uint64_t{s.heads} * Dh;
+  const uint64_t KVD = uint64_t{s.kv_heads} * Dh;
   auto std_for = [](uint64_t fan_in) { return static_cast<float>(1.0 / std::sqrt(double(fan_in))); };
   std::vector<TensorSpec> plan;
   auto matrix = [&](std::string name, std::vector<uint64_t> dims, GgmlType t) {
     const float sd = std_for(dims[0]);
     plan.push_back(TensorSpec{std::move(name), t, std::move(dims), Init::kNormal, sd});
   };
-  auto norm = [&](std::string name) {
-    plan.push_back(TensorSpec{std::move(name), GgmlType::F32, {D}, Init::kOnes, 0.0f});
+  auto norm = [&](std::string name, uint64_t n) {
+    if (s.random_norms) {
+      plan.push_back(TensorSpec{std::move(name), GgmlType::F32, {n}, Init::kAroundOne, 0.2f});
+    } else {
+      plan.push_back(TensorSpec{std::move(name), GgmlType::F32, {n}, Init::kOnes, 0.0f});
+    }
+  };
+  auto vector = [&](std::string name, uint64_t n, Init init, float stddev) {
+    plan.push_back(TensorSpec{std::move(name), GgmlType::F32, {n}, init, stddev});
   };
   plan.push_back(TensorSpec{"token_embd.weight", type, {D, V}, Init::kNormal, 1.0f});
+  if (s.rope_freqs) vector("rope_freqs.weight", Dh / 2, Init::kAroundOne, 0.25f);
+  if (s.original_context > 0) {
+    vector("rope_factors_long.weight", Dh / 2, Init::kAroundOne, 0.25f);
+    vector("rope_factors_short.weight", Dh / 2, Init::kAroundOne, 0.25f);
+  }
   for (uint32_t l = 0; l < s.layers; ++l) {
     const std::string b = absl::StrCat("blk.", l, ".");
-    norm(b + "attn_norm.weight");
-    matrix(b + "attn_q.weight", {D, QD}, type);
-    matrix(b + "attn_k.weight", {D, KVD}, type);
-    matrix(b + "attn_v.weight", {D, KVD}, type);
+    norm(b + "attn_norm.weight", D);
+    if (s.fused) {
+      matrix(b + "attn_qkv.weight", {D, QD + 2 * KVD}, type);
+    } else {
+      matrix(b + "attn_q.weight", {D, QD}, type);
+      matrix(b + "attn_k.weight", {D, KVD}, type);
+      matrix(b + "attn_v.weight", {D, KVD}, type);
+    }
+    if (s.qkv_bias) {
+      vector(b + "attn_q.bias", QD, Init::kNormal, 0.5f);
+      vector(b + "attn_k.bias", KVD, Init::kNormal, 0.5f);
+      vector(b + "attn_v.bias", KVD, Init::kNormal, 0.5f);
+    }
+    if (s.qk_norm) {
+      norm(b + "attn_q_norm.weight", Dh);
+      norm(b + "attn_k_norm.weight", Dh);
+    }
     matrix(b + "attn_output.weight", {QD, D}, type);
-    norm(b + "ffn_norm.weight");
-    if (E == 0) {
+    norm(b + "ffn_norm.weight", D);
+    if (E == 0 && s.fused) {
+      matrix(b + "ffn_up.weight", {D, 2 * F}, type);  // gate rows, then up rows
+      matrix(b + "ffn_down.weight", {F, D}, type);
+    } else if (E == 0) {
       matrix(b + "ffn_gate.weight", {D, F}, type);
       matrix(b + "ffn_up.weight", {D, F}, type);
       matrix(b + "ffn_down.weight", {F, D}, type);
@@ -143,7 +195,7 @@ std::vector<TensorSpec> TensorPlan(const ModelShape& s, GgmlType type) {
       matrix(b + "ffn_up_exps.weight", {D, F, E}, type);
     }
   }
-  norm("output_norm.weight");
+  norm("output_norm.weight", D);
   matrix("output.weight", {D, V}, type);
   return plan;
 }

@@ -2,8 +2,8 @@
 //
 // This folder owns the generator only: model shapes, the synthetic SentencePiece vocab, the
 // Q8_0/Q4_0 block encoders and the streaming writer loop. It uses runtime/gguf's GgufWriter and
-// half.h, and nothing else of the runtime; the files it writes are ordinary llama GGUFs that any
-// reader (Kestrel, llama.cpp) loads.
+// half.h, and nothing else of the runtime; the files it writes are ordinary GGUFs (llama, and the
+// *-tiny shapes of qwen2, qwen3, phi3 and Llama 3) that any reader (Kestrel, llama.cpp) loads.
 //
 // synth_shape.h: the hyperparameters of a synthetic model and the named presets.
 #ifndef KESTREL_TOOLS_SYNTH_SYNTH_SHAPE_H_
@@ -31,10 +31,28 @@ struct ModelShape {
   uint32_t experts_used = 0;    // llama.expert_used_count
   uint32_t context = 2048;      // llama.context_length
 
-  uint32_t head_dim() const { return heads == 0 ? 0 : dim / heads; }
+  // Architecture variations (the *-tiny shapes; the llama presets keep the defaults).
+  std::string arch = "llama";    // general.architecture and the metadata key prefix
+  uint32_t key_length = 0;       // <arch>.attention.key_length (0: dim / heads, key not written)
+  float rope_base = 10000.0f;    // <arch>.rope.freq_base
+  bool qkv_bias = false;         // blk.N.attn_{q,k,v}.bias (qwen2)
+  bool qk_norm = false;          // blk.N.attn_{q,k}_norm.weight [head_dim] (qwen3)
+  bool fused = false;            // blk.N.attn_qkv and a gate+up ffn_up [D, 2F], no ffn_gate (phi3)
+  bool rope_freqs = false;       // rope_freqs.weight [head_dim / 2] (Llama 3)
+  uint32_t original_context = 0;  // >0: rope_factors_short/long + rope.scaling.* keys (phi3)
+  float rope_attn_factor = 0.0f;  // >0: <arch>.rope.scaling.attn_factor
+  bool random_norms = false;     // norms 1 + N(0, 0.2^2) instead of exactly 1
+
+  uint32_t head_dim() const {
+    if (key_length != 0) return key_length;
+    return heads == 0 ? 0 : dim / heads;
+  }
 };
 
-// The presets: tinyllama-1.1b, llama-8b, mixtral-small. NOT_FOUND names the known ones.
+// The presets: tinyllama-1.1b, llama-8b, mixtral-small, and the small test models of each
+// architecture: llama3-tiny (rope_freqs), qwen2-tiny (QKV bias), qwen3-tiny (Q/K norm, head dim
+// 32 with dim 64 and 4 heads), phi3-tiny (fused QKV and gate/up, short/long RoPE factors).
+// NOT_FOUND names the known ones.
 absl::StatusOr<ModelShape> PresetShape(const std::string& name);
 // Names of the presets, in the order --help lists them.
 std::vector<std::string> PresetNames();
@@ -47,8 +65,9 @@ absl::Status ValidateShape(const ModelShape& shape, runtime::GgmlType type);
 
 // One tensor of the file, in write order.
 enum class Init {
-  kOnes,    // norm weights: exactly 1
-  kNormal,  // seeded, approximately N(0, stddev^2)
+  kOnes,       // norm weights: exactly 1
+  kNormal,     // seeded, approximately N(0, stddev^2)
+  kAroundOne,  // 1 + kNormal (random norm weights; RoPE factors, kept > 0 by stddev <= 0.25)
 };
 struct TensorSpec {
   std::string name;

@@ -62,13 +62,13 @@ size_t Encode(GgmlType type, const float* src, size_t n, uint8_t* dst) {
 
 absl::Status DeclareMetadata(const SynthOptions& o, GgufWriter* w) {
   const ModelShape& s = o.shape;
-  const std::string a = "llama.";
+  const std::string a = s.arch + ".";
   std::string name = o.model_name;
   if (name.empty()) {
     name = absl::StrCat("kestrel-synth ", s.name, " ", runtime::GgmlTypeName(o.type), " seed ",
                         o.seed);
   }
-  SYNTH_RETURN_IF_ERROR(w->AddString("general.architecture", "llama"));
+  SYNTH_RETURN_IF_ERROR(w->AddString("general.architecture", s.arch));
   SYNTH_RETURN_IF_ERROR(w->AddString("general.name", name));
   SYNTH_RETURN_IF_ERROR(w->AddU32("general.file_type", FileTypeOf(o.type)));
   if (o.type == GgmlType::Q8_0 || o.type == GgmlType::Q4_0) {
@@ -81,7 +81,18 @@ absl::Status DeclareMetadata(const SynthOptions& o, GgufWriter* w) {
   SYNTH_RETURN_IF_ERROR(w->AddU32(a + "attention.head_count", s.heads));
   SYNTH_RETURN_IF_ERROR(w->AddU32(a + "attention.head_count_kv", s.kv_heads));
   SYNTH_RETURN_IF_ERROR(w->AddU32(a + "rope.dimension_count", s.head_dim()));
-  SYNTH_RETURN_IF_ERROR(w->AddF32(a + "rope.freq_base", 10000.0f));
+  SYNTH_RETURN_IF_ERROR(w->AddF32(a + "rope.freq_base", s.rope_base));
+  if (s.key_length != 0) {
+    SYNTH_RETURN_IF_ERROR(w->AddU32(a + "attention.key_length", s.key_length));
+    SYNTH_RETURN_IF_ERROR(w->AddU32(a + "attention.value_length", s.key_length));
+  }
+  if (s.original_context > 0) {
+    SYNTH_RETURN_IF_ERROR(w->AddString(a + "rope.scaling.type", "longrope"));
+    SYNTH_RETURN_IF_ERROR(w->AddU32(a + "rope.scaling.original_context_length", s.original_context));
+  }
+  if (s.rope_attn_factor > 0.0f) {
+    SYNTH_RETURN_IF_ERROR(w->AddF32(a + "rope.scaling.attn_factor", s.rope_attn_factor));
+  }
   SYNTH_RETURN_IF_ERROR(w->AddF32(a + "attention.layer_norm_rms_epsilon", 1e-5f));
   SYNTH_RETURN_IF_ERROR(w->AddU32(a + "vocab_size", s.vocab));
   if (s.experts > 0) {
@@ -119,6 +130,9 @@ absl::Status WriteTensors(const SynthOptions& o, const std::vector<TensorSpec>& 
         std::fill(values.begin(), values.begin() + chunk, 1.0f);
       } else {
         FillNormal(&state, t.stddev, values.data(), chunk);
+        if (t.init == Init::kAroundOne) {
+          for (size_t j = 0; j < chunk; ++j) values[j] += 1.0f;
+        }
       }
       const size_t size = Encode(t.type, values.data(), chunk, encoded.data());
       SYNTH_RETURN_IF_ERROR(writer->WriteTensorData(encoded.data(), size));

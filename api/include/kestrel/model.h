@@ -36,7 +36,8 @@ typedef struct kestrel_model_options {
    * of an unknown architecture, tensor type or tokenizer; kestrel_model_get_info reports what the
    * file holds and, in `runnable` / `unsupported`, what this build cannot run and why. Sessions
    * and engines refuse such a model (FAILED_PRECONDITION); the tokenizer calls work when its
-   * tokenizer is supported. Default false. */
+   * tokenizer is supported. Without a device named, it needs none (kestrel_model_info_t.device is
+   * then "" when no plugin has a device). Default false. */
   bool metadata_only;
 } kestrel_model_options_t;
 

@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 #define KESTREL_PLUGIN_API_MAJOR 1
-#define KESTREL_PLUGIN_API_MINOR 1
+#define KESTREL_PLUGIN_API_MINOR 2
 
 /* True if the struct pointed to by `ptr` (whose first member is a size field holding the producer's
  * sizeof) is large enough to contain `member`. Use before reading any field added after v1.0. */
@@ -161,6 +161,11 @@ typedef struct kestrel_device_caps {
  *  - KV caches are F32 or F16 (the device's dtype_mask says which); K and V may differ.
  *  - A prepared weight passed as an argument must be described by the same dtype and dims it was
  *    prepared with (offset 0).
+ *  - Optional trailing inputs (since 1.2: ROPE's freq_factors, MATMUL's bias) are recognised by
+ *    n_inputs. op_version stays 1: the existing inputs and params mean what they meant. A plugin
+ *    built before they existed rejects the longer descriptor, so the host asks a plugin whose
+ *    table says minor < 2 about them not at all and treats them as UNSUPPORTED there (the op then
+ *    falls back to the reference plugin).
  * A vendor's own kinds live at or above KESTREL_OP_VENDOR_BASE. Each kind has a params
  * struct (struct_size first) and a fixed order of inputs and outputs, documented below. Shapes use
  * T = tokens in the step, D = model dim, H = query heads, Hkv = KV heads, Dh = head dim,
@@ -172,9 +177,16 @@ typedef enum kestrel_op_kind {
   KESTREL_OP_EMBEDDING_GATHER = 1,
   /* in: x [T, D], weight F32 [D]. out: [T, D] = x / sqrt(mean(x^2) + eps) * weight */
   KESTREL_OP_RMSNORM = 2,
-  /* in: x [T, H, Dh], positions I32 [T]. out: [T, H, Dh] (may alias x). */
+  /* in: x [T, H, Dh], positions I32 [T], [optional since 1.2: freq_factors F32 [n_rot / 2]].
+   * out: [T, H, Dh] (may alias x). Without freq_factors pair i of position p turns by
+   * freq_scale * theta_i, theta_i = p * freq_base^(-2i / n_rot); with them by
+   * freq_scale * (theta_i / freq_factors[i]) (llama.cpp's rope_ext frequency factors: Llama 3's
+   * rope_freqs, Phi-3's long/short factors). Factors must be finite and > 0. */
   KESTREL_OP_ROPE = 3,
-  /* in: x [T, K], w [N, K] (F32/F16/BF16/Q8_0/Q4_0; a buffer or a prepared weight). out: [T, N] = x w^T */
+  /* in: x [T, K], w [N, K] (F32/F16/BF16/Q8_0/Q4_0; a buffer or a prepared weight),
+   * [optional since 1.2: bias F32 [N] (a buffer or a prepared weight)].
+   * out: [T, N] = x w^T (+ bias, added to every row after the product: out[t, n] = (x w^T)[t, n]
+   * + bias[n]). */
   KESTREL_OP_MATMUL = 4,
   /* in: gate [T, F], up [T, F]. out: [T, F] = silu(gate) * up */
   KESTREL_OP_SWIGLU = 5,

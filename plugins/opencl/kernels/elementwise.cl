@@ -57,7 +57,8 @@ kernel void rmsnorm_f32(global const float* x, ulong x_off, global const float* 
 // n_rot..head_dim pass-through elements. Works in place (out == x).
 kernel void rope_f32(global const float* x, ulong x_off, global const int* pos, ulong pos_off,
                      global float* out, ulong out_off, uint n_tokens, uint n_heads, uint head_dim,
-                     uint n_rot, uint neox, float theta_scale, float freq_scale) {
+                     uint n_rot, uint neox, float theta_scale, float freq_scale,
+                     global const float* ff, ulong ff_off, uint has_ff) {
   const uint half_rot = n_rot / 2;
   const uint per_head = half_rot + (head_dim - n_rot);
   const ulong gid = get_global_id(0);
@@ -76,7 +77,8 @@ kernel void rope_f32(global const float* x, ulong x_off, global const int* pos, 
   // per pair, in float.
   float theta = (float)pos[pos_off + t];
   for (uint k = 0; k < i; ++k) theta *= theta_scale;
-  const float angle = freq_scale * theta;
+  // Frequency factors (plugin ABI 1.2): the pair's angle is divided by its factor.
+  const float angle = has_ff ? freq_scale * (theta / ff[ff_off + i]) : freq_scale * theta;
   const float c = cos(angle);
   const float s = sin(angle);
   const uint i0 = neox ? i : 2 * i;
@@ -85,6 +87,14 @@ kernel void rope_f32(global const float* x, ulong x_off, global const int* pos, 
   const float x1 = xr[i1];
   yr[i0] = x0 * c - x1 * s;
   yr[i1] = x0 * s + x1 * c;
+}
+
+// MATMUL bias (plugin ABI 1.2): out[t, j] += bias[j] over n_tokens rows of n; global (n * T).
+kernel void add_bias_f32(global float* out, ulong out_off, global const float* bias,
+                         ulong bias_off, uint n, ulong total) {
+  const ulong i = get_global_id(0);
+  if (i >= total) return;
+  out[out_off + i] += bias[bias_off + i % n];
 }
 
 // EMBEDDING_GATHER: global (dim rounded up to WG, T); ids were range-checked on the host.

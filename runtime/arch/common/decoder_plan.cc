@@ -31,6 +31,9 @@ class DecoderPlan {
   void Matmul(const std::string& label, ValueRef x, int64_t k, int weight, int bias, ValueRef out,
               int64_t n);
   void Rope(const std::string& label, ValueRef x, int64_t heads, uint32_t layer);
+  // x += out, through the optional post-norm `post_norm` (into `normed`): "<prefix>_post_norm",
+  // "<prefix>_residual".
+  void Residual(const std::string& prefix, ValueRef out, int post_norm, ValueRef normed);
   void Attention(uint32_t l);
   void Ffn(uint32_t l);
   void Head();
@@ -59,18 +62,7 @@ absl::Status DecoderPlan::Check(uint32_t n_layers) const {
     return absl::UnimplementedError(
         absl::StrCat(c_.architecture, ": the GeGLU feed-forward activation is not supported yet"));
   }
-  // TEMPORARY until the ROPE freq-factors and MATMUL bias inputs exist (plugin ABI 1.2).
-  if (rope_factors_ >= 0) {
-    return absl::UnimplementedError(absl::StrCat(c_.architecture, ": RoPE frequency factors ('",
-                                                 w_.tensors[rope_factors_].name,
-                                                 "') are not supported yet"));
-  }
   for (uint32_t l = 0; l < n_layers; ++l) {
-    if (w_.layers[l].bq >= 0 || w_.layers[l].bk >= 0 || w_.layers[l].bv >= 0) {
-      return absl::UnimplementedError(
-          absl::StrFormat("%s: layer %u has Q/K/V biases, which are not supported yet",
-                          c_.architecture, l));
-    }
     if (c_.layers[l].sliding_window != 0) {
       return absl::UnimplementedError(absl::StrFormat(
           "%s: layer %u uses sliding-window attention (window %u), which is not supported yet",
@@ -167,12 +159,16 @@ void DecoderPlan::Attention(uint32_t l) {
          Arg(StepValue(kStepQueryStart), kI32, {kDimSPlus1}), Arg(StepValue(kStepKvLens), kI32, {kDimS})},
         {Arg(attn_, kF32, {T, H, Dh})}, OpParams(att));
   Matmul(p + "attn_output", attn_, H * Dh, L.wo, -1, o_, D);
-  ValueRef residual = o_;
-  if (L.attn_post_norm >= 0) {
-    Norm(p + "attn_post_norm", o_, o_norm_, T, D, L.attn_post_norm);
-    residual = o_norm_;
+  Residual(p + "attn", o_, L.attn_post_norm, o_norm_);
+}
+
+void DecoderPlan::Residual(const std::string& prefix, ValueRef out, int post_norm, ValueRef normed) {
+  const int64_t D = c_.n_embd;
+  if (post_norm >= 0) {
+    Norm(prefix + "_post_norm", out, normed, T, D, post_norm);
+    out = normed;
   }
-  b_.Op(KESTREL_OP_ADD, p + "attn_residual", {Arg(x_, kF32, {T, D}), Arg(residual, kF32, {T, D})},
+  b_.Op(KESTREL_OP_ADD, prefix + "_residual", {Arg(x_, kF32, {T, D}), Arg(out, kF32, {T, D})},
         {Arg(x_, kF32, {T, D})});
 }
 
@@ -204,13 +200,7 @@ void DecoderPlan::Ffn(uint32_t l) {
            W(L.ffn_down_exps)},
           {Arg(ffn_, kF32, {T, D}), Arg(stats, kI32, {E})}, OpParams(moe));
   }
-  ValueRef residual = ffn_;
-  if (L.ffn_post_norm >= 0) {
-    Norm(p + "ffn_post_norm", ffn_, ffn_norm_, T, D, L.ffn_post_norm);
-    residual = ffn_norm_;
-  }
-  b_.Op(KESTREL_OP_ADD, p + "ffn_residual", {Arg(x_, kF32, {T, D}), Arg(residual, kF32, {T, D})},
-        {Arg(x_, kF32, {T, D})});
+  Residual(p + "ffn", ffn_, L.ffn_post_norm, ffn_norm_);
 }
 
 void DecoderPlan::Head() {

@@ -1,5 +1,6 @@
 #include "runtime/arch/common/decoder_weights.h"
 
+#include <cmath>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -87,6 +88,20 @@ absl::Status DeclareFfn(const ModelConfig& c, const DecoderWeightRules& rules,
   return absl::OkStatus();
 }
 
+// RoPE factors divide angles: each must be finite and > 0 (errors name the tensor and index).
+absl::Status CheckRopeFactors(const WeightTable& t, int id) {
+  if (id < 0 || t.tensors[id].host_data == nullptr) return absl::OkStatus();  // absent / metadata only
+  const WeightTensor& w = t.tensors[id];
+  const float* f = reinterpret_cast<const float*>(w.host_data);
+  for (int64_t i = 0; i < w.desc.dims[0]; ++i) {
+    if (!(f[i] > 0.0f) || !std::isfinite(f[i])) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", w.name, "' element ", i, " = ",
+                                                     f[i], " is not a finite factor > 0"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status DeclareDecoderWeights(const ModelConfig& c, const DecoderWeightRules& rules,
@@ -100,6 +115,9 @@ absl::Status DeclareDecoderWeights(const ModelConfig& c, const DecoderWeightRule
   KESTREL_DECLARE(t.rope_freqs, w.OptionalVector("rope_freqs.weight", R));
   KESTREL_DECLARE(t.rope_factors_short, w.OptionalVector("rope_factors_short.weight", R));
   KESTREL_DECLARE(t.rope_factors_long, w.OptionalVector("rope_factors_long.weight", R));
+  for (int id : {t.rope_freqs, t.rope_factors_short, t.rope_factors_long}) {
+    KESTREL_RETURN_IF_ERROR(CheckRopeFactors(t, id));
+  }
   t.layers.resize(c.n_layers);
   for (uint32_t l = 0; l < c.n_layers; ++l) {
     const std::string b = absl::StrCat("blk.", l, ".");

@@ -205,6 +205,10 @@ struct ModelOptions {
   std::string device;  // empty: the default device (first of the preferred order cpu, ref)
   bool use_mmap = true;
   ProgressCallback progress;  // empty: none
+  // Metadata only (kestrel_model_options_t.metadata_only): any readable GGUF loads, no weights
+  // are prepared, ModelInfo::runnable / unsupported say what this build cannot run; sessions and
+  // engines refuse such a model.
+  bool metadata_only = false;
 };
 
 struct ModelInfo {
@@ -229,6 +233,13 @@ struct ModelInfo {
   float rope_freq_base = 0.0f;
   float rms_norm_eps = 0.0f;
   uint32_t n_tensors = 0;
+  uint32_t n_experts = 0;       // 0: dense
+  uint32_t n_experts_used = 0;
+  std::string tokenizer_model;  // tokenizer.ggml.model ("llama", "gpt2", ...)
+  std::string tokenizer_pre;    // tokenizer.ggml.pre
+  bool has_chat_template = false;
+  bool runnable = true;                  // false only for a metadata-only model this build cannot run
+  std::vector<std::string> unsupported;  // why not, one reason each
 };
 
 struct TensorTypeSummary {
@@ -620,6 +631,7 @@ inline Model Runtime::LoadModel(std::string_view path, const ModelOptions& optio
   kestrel_model_options_init(&o);
   if (!options.device.empty()) o.device = options.device.c_str();
   o.use_mmap = options.use_mmap;
+  o.metadata_only = options.metadata_only;
   detail::ProgressSink progress{&options.progress, nullptr};
   if (options.progress) {
     o.progress_callback = &detail::ProgressTrampoline;
@@ -662,6 +674,19 @@ inline ModelInfo Model::Info() const {
   m.rope_freq_base = info.rope_freq_base;
   m.rms_norm_eps = info.rms_norm_eps;
   m.n_tensors = info.n_tensors;
+  m.n_experts = info.n_experts;
+  m.n_experts_used = info.n_experts_used;
+  m.tokenizer_model = detail::Str(info.tokenizer_model);
+  m.tokenizer_pre = detail::Str(info.tokenizer_pre);
+  m.has_chat_template = info.has_chat_template;
+  m.runnable = info.runnable;
+  const std::string reasons = detail::Str(info.unsupported);
+  for (size_t start = 0; start < reasons.size();) {
+    size_t end = reasons.find('\n', start);
+    if (end == std::string::npos) end = reasons.size();
+    m.unsupported.push_back(reasons.substr(start, end - start));
+    start = end + 1;
+  }
   return m;
 }
 

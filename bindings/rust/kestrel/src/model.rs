@@ -19,6 +19,10 @@ pub struct ModelOptions {
     pub device: Option<String>,
     /// Map the file instead of reading it (default true).
     pub use_mmap: bool,
+    /// Read the metadata only (`kestrel_model_options_t.metadata_only`, default false): any
+    /// readable GGUF loads, no weights are prepared, [`ModelInfo::runnable`] and
+    /// [`ModelInfo::unsupported`] say what this build cannot run; sessions and engines refuse it.
+    pub metadata_only: bool,
 }
 
 impl Default for ModelOptions {
@@ -28,6 +32,7 @@ impl Default for ModelOptions {
         ModelOptions {
             device: None,
             use_mmap: raw.use_mmap,
+            metadata_only: raw.metadata_only,
         }
     }
 }
@@ -40,6 +45,11 @@ impl ModelOptions {
 
     pub fn use_mmap(mut self, use_mmap: bool) -> ModelOptions {
         self.use_mmap = use_mmap;
+        self
+    }
+
+    pub fn metadata_only(mut self, metadata_only: bool) -> ModelOptions {
+        self.metadata_only = metadata_only;
         self
     }
 }
@@ -70,6 +80,16 @@ pub struct ModelInfo {
     pub rope_freq_base: f32,
     pub rms_norm_eps: f32,
     pub n_tensors: u32,
+    /// Experts per layer (0: dense) and experts used per token.
+    pub n_experts: u32,
+    pub n_experts_used: u32,
+    /// `tokenizer.ggml.model` ("llama", "gpt2", ...) and `.pre`.
+    pub tokenizer_model: String,
+    pub tokenizer_pre: String,
+    pub has_chat_template: bool,
+    /// False only for a metadata-only model this build cannot run; `unsupported` says why.
+    pub runnable: bool,
+    pub unsupported: Vec<String>,
 }
 
 /// How many tensors of one type the model file holds (`kestrel_tensor_type_summary_t`).
@@ -139,6 +159,16 @@ impl Model {
                 rope_freq_base: i.rope_freq_base,
                 rms_norm_eps: i.rms_norm_eps,
                 n_tensors: i.n_tensors,
+                n_experts: i.n_experts,
+                n_experts_used: i.n_experts_used,
+                tokenizer_model: string_from(i.tokenizer_model),
+                tokenizer_pre: string_from(i.tokenizer_pre),
+                has_chat_template: i.has_chat_template,
+                runnable: i.runnable,
+                unsupported: string_from(i.unsupported)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect(),
             })
         }
     }

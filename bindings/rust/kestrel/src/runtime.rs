@@ -321,6 +321,7 @@ impl Runtime {
             raw_options.device = d.as_ptr();
         }
         raw_options.use_mmap = options.use_mmap;
+        raw_options.metadata_only = options.metadata_only;
         let mut state = ProgressState {
             f: progress,
             panic: None,

@@ -326,6 +326,19 @@ fn plugins_devices_and_model_info() {
         types.iter().map(|t| t.n_tensors).sum::<u32>(),
         info.n_tensors
     );
+    assert!(info.runnable && info.unsupported.is_empty());
+    assert_eq!(info.tokenizer_model, "llama");
+    // Metadata only: the same description, no weights; a session is refused.
+    let meta = rt
+        .load_model_with(
+            common::stories260k(),
+            &ModelOptions::default().device("ref").metadata_only(true),
+        )
+        .unwrap();
+    let meta_info = meta.info().unwrap();
+    assert_eq!(meta_info.n_layers, info.n_layers);
+    assert!(meta_info.runnable);
+    assert!(meta.new_session().is_err());
     assert_eq!(kestrel::version_number(), kestrel::HEADER_VERSION_NUMBER);
     assert!(!kestrel::version().is_empty());
 }
