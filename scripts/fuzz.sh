@@ -40,7 +40,7 @@ run_one() {  # target -> log in $build/fuzz/<target>.log
   [[ -n "$runs" ]] && limit=(-runs="$runs")
   # -timeout: an input that takes 10 s is a hang; -rss_limit_mb: a runaway allocation is a finding.
   "$build/bin/$t" "$corpus" "${seeds[@]}" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 \
-    -max_len=65536 -print_final_stats=1 -artifact_prefix="$crashes" >"$build/fuzz/$t.log" 2>&1
+    -max_len=131072 -print_final_stats=1 -artifact_prefix="$crashes" >"$build/fuzz/$t.log" 2>&1
 }
 
 status=0

@@ -5,7 +5,8 @@
 //                              the shared GGUFs with small vocabs; each file also cut after its
 //                              metadata and in the middle of its tensor table
 //   OUT_DIR/model_fuzzer/      two whole llama models at toy size (dense and MoE) with
-//                              stories260K's metadata and vocab
+//                              stories260K's metadata and vocab, and kestrel-synth's *-tiny shape
+//                              of every architecture it knows (llama3, qwen2, qwen3, phi3), Q4_0
 //   OUT_DIR/tokenizer_fuzzer/  byte 0 (vocab, mode) + text: every string of the shared
 //                              tokenizer-*.json and golden files, spread over vocabs and modes,
 //                              and a few id sequences
@@ -19,6 +20,8 @@
 #include "nlohmann/json.hpp"
 #include "runtime/gguf/gguf_file.h"
 #include "runtime/gguf/gguf_writer.h"
+#include "tools/synth/synth_shape.h"
+#include "tools/synth/synth_writer.h"
 
 namespace {
 
@@ -169,8 +172,20 @@ bool TinyModel(const std::string& models, bool experts, std::string* out) {
 void ModelSeeds(const std::string& dir, const std::string& models) {
   for (bool experts : {false, true}) {
     std::string bytes;
-    if (!TinyModel(models, experts, &bytes)) return;
+    if (!TinyModel(models, experts, &bytes)) break;
     Write(dir + (experts ? "/tiny-moe.gguf" : "/tiny-dense.gguf"), bytes);
+  }
+  // kestrel-synth's tiny shape of every other architecture (Q4_0: the smallest files).
+  for (const std::string& name : kestrel::synth::PresetNames()) {
+    if (name.size() < 5 || name.compare(name.size() - 5, 5, "-tiny") != 0) continue;
+    auto shape = kestrel::synth::PresetShape(name);
+    Check(shape.status());
+    kestrel::synth::SynthOptions o;
+    o.shape = *shape;
+    o.type = GgmlType::Q4_0;
+    o.output_path = dir + "/" + name + ".gguf";
+    Check(kestrel::synth::WriteSyntheticModel(o));
+    ++written;
   }
 }
 

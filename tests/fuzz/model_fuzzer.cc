@@ -3,7 +3,8 @@
 // llama today, every family added to the registry later without a change here), its ReadConfig,
 // DeclareWeights (which checks every tensor's presence, shape and type against the config) and
 // BuildPlan. Invariants: every refusal has a message; a plan that builds refers only to weights
-// of its table and activations of its own list, with dims that are positive or symbolic.
+// of its table and activations of its own list, with dims that are positive once resolved for a
+// small step, and no argument larger than 2^48 elements.
 #include <cstdint>
 #include <string>
 
@@ -21,10 +22,22 @@ void CheckArg(const ExecutionPlan& plan, const WeightTable& table, const PlanArg
               const std::string& op) {
   KESTREL_FUZZ_CHECK(a.rank >= 1 && a.rank <= KESTREL_MAX_DIMS, "op %s: rank %u", op.c_str(),
                      a.rank);
+  // Every dim, symbolic ones resolved for a small step, is positive, and no argument's element
+  // count overflows (an absurd config would otherwise reach the executor's allocations).
+  StepShape step;
+  step.n_tokens = 3;
+  step.n_seqs = 2;
+  step.max_blocks = 4;
+  step.n_rows = 1;
+  unsigned __int128 elems = 1;
   for (uint32_t i = 0; i < a.rank; ++i) {
-    KESTREL_FUZZ_CHECK(a.dims[i] > 0 || a.dims[i] >= kDimR, "op %s: dim %lld", op.c_str(),
-                       static_cast<long long>(a.dims[i]));
+    const int64_t d = step.Resolve(a.dims[i]);
+    KESTREL_FUZZ_CHECK(d > 0, "op %s: dim %u is %lld (resolved from %lld)", op.c_str(), i,
+                       static_cast<long long>(d), static_cast<long long>(a.dims[i]));
+    elems *= static_cast<unsigned __int128>(d);
   }
+  KESTREL_FUZZ_CHECK(elems <= (static_cast<unsigned __int128>(1) << 48),
+                     "op %s: an argument of more than 2^48 elements", op.c_str());
   if (a.ref.kind == ValueKind::kWeight) {
     KESTREL_FUZZ_CHECK(a.ref.index >= 0 && static_cast<size_t>(a.ref.index) < table.tensors.size(),
                        "op %s: weight %d of %zu", op.c_str(), a.ref.index, table.tensors.size());
