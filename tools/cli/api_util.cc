@@ -120,6 +120,10 @@ bool OpenModel(int verbosity, const LoadOptions& options, OpenedModel* out, int*
   return GetModelInfo(out->model.get(), &out->info);
 }
 
+bool OpenModel(const Options& o, OpenedModel* out, int* exit_code) {
+  return OpenModel(o.verbosity, LoadOptions{o.model_path, o.device, o.use_mmap}, out, exit_code);
+}
+
 bool Tokenize(const kestrel_model_t* model, const std::string& text, bool add_bos,
               std::vector<int32_t>* ids) {
   size_t n = 0;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "kestrel/kestrel.h"
 
 namespace kestrel::cli {
@@ -67,6 +68,8 @@ struct OpenedModel {
   kestrel_model_info_t info{};
 };
 bool OpenModel(int verbosity, const LoadOptions& options, OpenedModel* out, int* exit_code);
+// The same for a command's options (-v, -m, --device, --no-mmap).
+bool OpenModel(const Options& o, OpenedModel* out, int* exit_code);
 
 // `text` as token ids (BOS first when add_bos and the vocab wants one). On failure prints the
 // error and returns false.

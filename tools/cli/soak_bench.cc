@@ -185,10 +185,7 @@ int RunSoakBench(const Options& o) {
   InstallInterruptHandler();
   OpenedModel opened;
   int exit_code = kExitError;
-  if (!OpenModel(o.verbosity, LoadOptions{o.model_path, o.device, o.use_mmap}, &opened,
-                 &exit_code)) {
-    return exit_code;
-  }
+  if (!OpenModel(o, &opened, &exit_code)) return exit_code;
   const ModelPtr& model = opened.model;
   const kestrel_model_info_t& info = opened.info;
 
