@@ -9,6 +9,7 @@ packages=(
   libabsl-dev          # Abseil: Status/StatusOr, strings, containers
   libgtest-dev libgmock-dev googletest
   nlohmann-json3-dev   # JSON in the integration tests (golden files)
+  libpcre2-dev         # PCRE2: the byte-level BPE pre-tokenizer regexes (Unicode properties)
   binutils             # nm, for the exported-symbol check
   abigail-tools        # abidw/abidiff: the ABI baseline check
   clang libclang-rt-14-dev  # the fuzz preset: clang with libFuzzer (scripts/fuzz.sh)
@@ -21,8 +22,8 @@ packages=(
   g++-aarch64-linux-gnu libc6-dev-arm64-cross libstdc++-12-dev-arm64-cross qemu-user
 )
 
-# The aarch64 cross build of the edge test needs Abseil for arm64 (Debian multiarch).
-cross_packages=(libabsl-dev:arm64)
+# The aarch64 cross build of the edge test needs Abseil and PCRE2 for arm64 (Debian multiarch).
+cross_packages=(libabsl-dev:arm64 libpcre2-dev:arm64)
 
 native="$(dpkg --print-architecture)"
 installed() {

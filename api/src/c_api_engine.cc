@@ -58,8 +58,8 @@ kestrel_status_t* Submit(const char* fn, kestrel_engine_t* engine, std::vector<i
       if (text_length == 0) {
         return absl::InvalidArgumentError(absl::StrCat(fn, ": the prompt is empty (0 bytes)"));
       }
-      tokens = engine->model->model->tokenizer().Encode(absl::string_view(text, text_length),
-                                                        o.add_bos, /*parse_special=*/false);
+      tokens = engine->model->model->tokenizer().Encode(absl::string_view(text, text_length), o.add_bos,
+                                                 /*parse_special=*/o.parse_special != 0);
     }
     req.prompt = std::move(tokens);
     req.max_new_tokens = o.max_new_tokens;

@@ -22,6 +22,8 @@
 #include "kestrel/kestrel.h"
 #include "runtime/model/model.h"
 #include "runtime/session/session.h"
+#include "runtime/tokenizer/chat/chat_template.h"
+#include "runtime/tokenizer/tokenizer.h"
 
 struct kestrel_status {
   kestrel_status_code_t code;
@@ -52,6 +54,11 @@ struct kestrel_model {
   std::unique_ptr<kestrel::runtime::Model> model;
   std::string unsupported;  // model->unsupported() joined by newlines (kestrel_model_info_t)
   std::string device_name;
+  // tokenizer.chat_template, parsed once at load; the status says why there is none.
+  std::unique_ptr<kestrel::runtime::ChatTemplate> chat_template;
+  absl::Status chat_template_status;
+  // NUL-terminated strings kestrel_model_get_tokenizer_info hands out.
+  std::string tokenizer_kind, tokenizer_pre, chat_template_error;
 };
 
 struct kestrel_session {
@@ -80,6 +87,16 @@ kestrel_status_t* Guard(const char* function, F&& body) {
 
 inline absl::Status NullArgument(const char* function, const char* argument) {
   return absl::InvalidArgumentError(absl::StrFormat("%s: %s is NULL", function, argument));
+}
+
+// A metadata-only model whose tokenizer this build cannot load has none: FAILED_PRECONDITION
+// for the calls that need it.
+// The message carries the load's reasons (the one about the tokenizer names the key at fault).
+inline absl::Status CheckTokenizer(const char* fn, const kestrel_model_t* model) {
+  if (model->model->has_tokenizer()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      fn, ": the model was loaded metadata-only and this build cannot load its tokenizer ('",
+      model->model->tokenizer_model(), "'): ", absl::StrJoin(model->model->unsupported(), "; ")));
 }
 
 // Sessions and engines need prepared weights: FAILED_PRECONDITION for a metadata-only model.

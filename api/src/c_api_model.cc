@@ -1,17 +1,36 @@
-// Model loading, model info and the tokenizer entry points.
+// Model loading and model info (the tokenizer entry points: c_api_tokenizer.cc).
 #include "api/src/c_api_internal.h"
+
+#include <utility>
+
 
 using kestrel::api::Guard;
 using kestrel::api::NullArgument;
 
 namespace {
 
-// A metadata-only model whose tokenizer this build cannot load has none.
-absl::Status CheckTokenizer(const char* fn, const kestrel_model_t* model) {
-  if (model->model->has_tokenizer()) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      fn, ": the model was loaded metadata-only and this build cannot load its tokenizer ('",
-      model->model->tokenizer_model(), "')"));
+// Parses tokenizer.chat_template once; a model without one (or with one this build cannot parse)
+// still loads, and kestrel_model_apply_chat_template reports why.
+void LoadChatTemplate(kestrel_model* handle) {
+  const kestrel::runtime::Model& m = *handle->model;
+  if (!m.has_tokenizer()) {
+    handle->chat_template_status = kestrel::api::CheckTokenizer("kestrel_model_apply_chat_template", handle);
+    handle->chat_template_error = std::string(handle->chat_template_status.message());
+    return;
+  }
+  handle->tokenizer_kind = std::string(m.tokenizer().kind());
+  handle->tokenizer_pre = std::string(m.tokenizer().pre_tokenizer());
+  absl::StatusOr<std::unique_ptr<kestrel::runtime::ChatTemplate>> t =
+      kestrel::runtime::LoadChatTemplate(m.file(), m.tokenizer());
+  if (t.ok()) {
+    handle->chat_template = std::move(*t);
+  } else {
+    handle->chat_template_status = t.status();
+    handle->chat_template_error = std::string(t.status().message());
+    if (!absl::IsNotFound(t.status())) {
+      handle->runtime->Log(KESTREL_LOG_WARNING, std::string(t.status().message()));
+    }
+  }
 }
 
 }  // namespace
@@ -70,6 +89,7 @@ KESTREL_API kestrel_status_t* kestrel_model_load(kestrel_runtime_t* runtime, con
     handle->model = std::move(*m);
     handle->unsupported = absl::StrJoin(handle->model->unsupported(), "\n");
     handle->device_name = device_name;
+    LoadChatTemplate(handle);
     *out_model = handle;
     return absl::OkStatus();
   });
@@ -151,60 +171,6 @@ KESTREL_API kestrel_status_t* kestrel_model_tensor_type_summary(
     s.n_bytes = types[index].n_bytes;
     return kestrel::api::WriteInfo(fn, "out_summary", s, out_summary,
                                    KESTREL_TENSOR_TYPE_SUMMARY_MIN_SIZE);
-  });
-}
-
-KESTREL_API kestrel_status_t* kestrel_tokenize(const kestrel_model_t* model, const char* text,
-                                               size_t text_length, bool add_bos,
-                                               int32_t* out_tokens, size_t capacity,
-                                               size_t* out_required) {
-  return Guard("kestrel_tokenize", [&]() -> absl::Status {
-    constexpr const char* fn = "kestrel_tokenize";
-    if (model == nullptr) return NullArgument(fn, "model");
-    if (text == nullptr && text_length > 0) return NullArgument(fn, "text");
-    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
-    std::vector<int32_t> ids = model->model->tokenizer().Encode(
-        absl::string_view(text == nullptr ? "" : text, text_length), add_bos,
-        /*parse_special=*/false);
-    return kestrel::api::CopyOut(fn, "out_tokens", ids.data(), ids.size(), out_tokens, capacity, out_required);
-  });
-}
-
-KESTREL_API kestrel_status_t* kestrel_detokenize(const kestrel_model_t* model,
-                                                 const int32_t* tokens, size_t n_tokens,
-                                                 bool remove_leading_space, char* out_text,
-                                                 size_t capacity, size_t* out_required) {
-  return Guard("kestrel_detokenize", [&]() -> absl::Status {
-    constexpr const char* fn = "kestrel_detokenize";
-    if (model == nullptr) return NullArgument(fn, "model");
-    if (tokens == nullptr && n_tokens > 0) return NullArgument(fn, "tokens");
-    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
-    const auto& tok = model->model->tokenizer();
-    for (size_t i = 0; i < n_tokens; ++i) {
-      if (tokens[i] < 0 || tokens[i] >= tok.vocab_size()) {
-        return absl::OutOfRangeError(absl::StrFormat("%s: token #%u has id %d, outside the vocab [0, %d)",
-                                                     fn, i, tokens[i], tok.vocab_size()));
-      }
-    }
-    std::string text = tok.Decode(absl::MakeConstSpan(tokens, n_tokens), remove_leading_space);
-    return kestrel::api::CopyOut(fn, "out_text", text.data(), text.size(), out_text, capacity, out_required);
-  });
-}
-
-KESTREL_API kestrel_status_t* kestrel_token_to_piece(const kestrel_model_t* model, int32_t token,
-                                                     char* out_piece, size_t capacity,
-                                                     size_t* out_required) {
-  return Guard("kestrel_token_to_piece", [&]() -> absl::Status {
-    constexpr const char* fn = "kestrel_token_to_piece";
-    if (model == nullptr) return NullArgument(fn, "model");
-    if (auto s = CheckTokenizer(fn, model); !s.ok()) return s;
-    const auto& tok = model->model->tokenizer();
-    if (token < 0 || token >= tok.vocab_size()) {
-      return absl::OutOfRangeError(
-          absl::StrFormat("%s: token id %d is outside the vocab [0, %d)", fn, token, tok.vocab_size()));
-    }
-    absl::string_view piece = tok.PieceView(token);
-    return kestrel::api::CopyOut(fn, "out_piece", piece.data(), piece.size(), out_piece, capacity, out_required);
   });
 }
 

@@ -65,8 +65,8 @@ kestrel_status_t* RunGenerate(const char* fn, kestrel_session_t* session,
       if (text_length == 0) {
         return absl::InvalidArgumentError(absl::StrCat(fn, ": the prompt is empty (0 bytes)"));
       }
-      *prompt = session->model->model->tokenizer().Encode(absl::string_view(text, text_length),
-                                                          o.add_bos, /*parse_special=*/false);
+      *prompt = session->model->model->tokenizer().Encode(absl::string_view(text, text_length), o.add_bos,
+                                                   /*parse_special=*/o.parse_special != 0);
     }
     req.prompt = std::move(*prompt);
     req.max_new_tokens = o.max_new_tokens;

@@ -4,6 +4,7 @@
 // return, early stop, exceptions), the low-level calls, plugin/device listing, callbacks.
 #include "kestrel/kestrel.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <stdexcept>
@@ -178,6 +179,40 @@ TEST_F(KestrelHppTest, TokenizerRoundTripAndPieces) {
   for (int i = 0; i < 200; ++i) long_text += "abc xyz ";
   EXPECT_EQ(model_.Detokenize(model_.Tokenize(long_text, false), true), long_text);
   EXPECT_TRUE(model_.Tokenize("", false).empty());
+}
+
+TEST_F(KestrelHppTest, ChatTemplateSpecialTokensAndVocabOnly) {
+  // stories260K has no template: NOT_FOUND naming the key; an explicit one renders.
+  const std::vector<kestrel::ChatMessage> messages = {{"system", "Be brief."}, {"user", "Hi"}};
+  ExpectError([&] { model_.ApplyChatTemplate(messages); }, kestrel::StatusCode::kNotFound,
+              "tokenizer.chat_template");
+  kestrel::ChatTemplateOptions o;
+  o.template_text = "{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}"
+                    "{% if add_generation_prompt %}[assistant]{% endif %}";
+  EXPECT_EQ(model_.ApplyChatTemplate(messages, o), "<s>[system] Be brief.\n[user] Hi\n[assistant]");
+  o.add_generation_prompt = false;
+  EXPECT_EQ(model_.ApplyChatTemplate(messages, o), "<s>[system] Be brief.\n[user] Hi\n");
+  o.template_text = "{% for %}";
+  ExpectError([&] { model_.ApplyChatTemplate(messages, o); }, kestrel::StatusCode::kInvalidArgument,
+              "options->template_text");
+
+  const kestrel::TokenizerInfo t = model_.Tokenizer();
+  EXPECT_EQ(t.kind, "spm");
+  EXPECT_EQ(t.chat_template, "");
+  EXPECT_NE(t.chat_template_error.find("tokenizer.chat_template"), std::string::npos);
+  const std::vector<int32_t> eog = model_.EndOfGenerationTokens();
+  EXPECT_NE(std::find(eog.begin(), eog.end(), t.eos_id), eog.end());
+  EXPECT_EQ(model_.Tokenize("a</s>", false, true).back(), t.eos_id);
+  EXPECT_NE(model_.Tokenize("a</s>", false, false).back(), t.eos_id);
+  EXPECT_EQ(model_.TokenToPiece(t.eos_id, /*special=*/true), "</s>");
+  EXPECT_EQ(model_.TokenToPiece(t.eos_id), "");
+
+  kestrel::ModelOptions vo;
+  vo.metadata_only = true;
+  kestrel::Model vocab = runtime_.LoadModel(ModelPath(), vo);
+  EXPECT_EQ(vocab.Tokenize("Once upon a time"), model_.Tokenize("Once upon a time"));
+  ExpectError([&] { kestrel::Session s(vocab, Greedy()); }, kestrel::StatusCode::kFailedPrecondition,
+              "metadata-only");
 }
 
 TEST_F(KestrelHppTest, InfoPluginsAndDevices) {

@@ -1,7 +1,7 @@
 # Cross-compiles Kestrel for 64-bit Arm Linux (aarch64) with Debian's cross toolchain:
 #   apt-get install g++-aarch64-linux-gnu libc6-dev-arm64-cross libstdc++-12-dev-arm64-cross
 # plus an aarch64 Abseil from Debian multiarch (installs into /usr/lib/aarch64-linux-gnu):
-#   dpkg --add-architecture arm64 && apt-get update && apt-get install libabsl-dev:arm64
+#   dpkg --add-architecture arm64 && apt-get update && apt-get install libabsl-dev:arm64 libpcre2-dev:arm64
 #
 #   cmake -S . -B build-aarch64 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake \
 #         -DKESTREL_BUILD_TESTS=OFF

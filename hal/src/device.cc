@@ -223,6 +223,14 @@ const char* DtypeName(uint32_t dtype) {
     case KESTREL_DTYPE_I8: return "I8";
     case KESTREL_DTYPE_Q8_0: return "Q8_0";
     case KESTREL_DTYPE_Q4_0: return "Q4_0";
+    case KESTREL_DTYPE_Q4_1: return "Q4_1";
+    case KESTREL_DTYPE_Q5_0: return "Q5_0";
+    case KESTREL_DTYPE_Q5_1: return "Q5_1";
+    case KESTREL_DTYPE_Q2_K: return "Q2_K";
+    case KESTREL_DTYPE_Q3_K: return "Q3_K";
+    case KESTREL_DTYPE_Q4_K: return "Q4_K";
+    case KESTREL_DTYPE_Q5_K: return "Q5_K";
+    case KESTREL_DTYPE_Q6_K: return "Q6_K";
     default: return "?";
   }
 }
@@ -240,6 +248,7 @@ const char* OpKindName(uint32_t kind) {
     case KESTREL_OP_PAGED_ATTENTION: return "PAGED_ATTENTION";
     case KESTREL_OP_LOGITS: return "LOGITS";
     case KESTREL_OP_MOE: return "MOE";
+    case KESTREL_OP_GEGLU: return "GEGLU";
     default: return kind >= KESTREL_OP_VENDOR_BASE ? "VENDOR_OP" : "UNKNOWN_OP";
   }
 }

@@ -117,7 +117,7 @@ inline ref::Status CheckWeightPrepare(const kestrel_tensor_desc_t* desc, const v
   KESTREL_DEVICE_CHECKS_RETURN_IF_ERROR(ref::ValidateTensorDesc(*desc, "weight_prepare: desc"));
   if (!ref::IsWeightDtype(desc->dtype)) {
     return ref::InvalidArgument("weight_prepare: dtype ", ref::DtypeName(desc->dtype),
-                                " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
+                                " is not a weight dtype (F32, F16, BF16 or a GGUF block format)");
   }
   if (!ref::IsPackedLayout(*desc)) {
     return ref::Unimplemented("weight_prepare: non-packed strides are not supported");

@@ -22,6 +22,11 @@ constexpr int64_t kQueryChunk = 16;
 // KV positions per online-softmax step (at least; a larger block size is one block per step).
 constexpr int64_t kKvTile = 64;
 
+// First KV position a query at sequence position `pos` sees (0 without a window).
+int64_t WindowStart(int64_t pos, int64_t window) {
+  return window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+}
+
 // The same checks, in the same order and with the same messages, as ref::PagedAttention.
 Status Validate(const AttentionArgs& a) {
   const int64_t B = a.block_size;
@@ -42,7 +47,8 @@ Status Validate(const AttentionArgs& a) {
                         q_len, ", MB*B=", a.max_blocks * B, "]");
     }
     const int64_t used_blocks = (a.kv_lens[s] + B - 1) / B;
-    for (int64_t b = 0; b < used_blocks; ++b) {
+    // With a window the blocks wholly before the first visible position are not read.
+    for (int64_t b = WindowStart(a.kv_lens[s] - q_len, a.window) / B; b < used_blocks; ++b) {
       const int32_t block = a.block_tables[s * a.max_blocks + b];
       if (block < 0 || block >= a.n_blocks) {
         return OutOfRange("PAGED_ATTENTION: block_tables[", s, "][", b, "]=", block,
@@ -80,7 +86,9 @@ struct WorkItem {
 
 struct Scratch {
   std::vector<float> k, v, scores, m, l, acc;
-  std::vector<char> visible;  // tree mask: [queries][q_len] ancestor-or-self flags
+  std::vector<char> visible;     // tree mask: [queries][q_len] ancestor-or-self flags
+  std::vector<int64_t> first;    // per query of the item: first visible KV position (window)
+  std::vector<int64_t> depth;    // tree: depth of each query of the sequence
 };
 
 // Rows [p0, p0 + n) of one KV head of a cache, as f32 rows at ptr + o * stride (o < n). The tile
@@ -149,17 +157,33 @@ void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w
   sc.m.assign(static_cast<size_t>(rows), -std::numeric_limits<float>::infinity());
   sc.l.assign(static_cast<size_t>(rows), 0.0f);
   sc.acc.assign(static_cast<size_t>(rows * Dh), 0.0f);
+  // The window hides KV positions before first[j] from query j (its sequence position is
+  // prefix + j for a chain, prefix + depth for a tree node; ancestors count at their depth).
+  sc.first.assign(static_cast<size_t>(nq), 0);
   if (tree) {
-    sc.visible.assign(static_cast<size_t>(nq * q_len), 0);
-    for (int64_t j = w.j0; j < w.j1; ++j) {
-      for (int64_t node = j; node >= 0; node = a.parents[q0 + node]) {
-        sc.visible[(j - w.j0) * q_len + node] = 1;
+    sc.depth.assign(static_cast<size_t>(q_len), 0);
+    for (int64_t j = 0; j < q_len; ++j) {
+      for (int64_t node = a.parents[q0 + j]; node >= 0; node = a.parents[q0 + node]) {
+        ++sc.depth[j];
       }
     }
+    sc.visible.assign(static_cast<size_t>(nq * q_len), 0);
+    for (int64_t j = w.j0; j < w.j1; ++j) {
+      const int64_t first = WindowStart(prefix + sc.depth[j], a.window);
+      sc.first[j - w.j0] = first;
+      for (int64_t node = j; node >= 0; node = a.parents[q0 + node]) {
+        if (prefix + sc.depth[node] >= first) sc.visible[(j - w.j0) * q_len + node] = 1;
+      }
+    }
+  } else {
+    for (int64_t j = w.j0; j < w.j1; ++j) sc.first[j - w.j0] = WindowStart(prefix + j, a.window);
   }
-  // Last KV position any query of the chunk sees.
+  // Last KV position any query of the chunk sees; the first is the first query's window start
+  // (a tree root's for trees), taken from its block's start so no tile reads an earlier
+  // (possibly freed, -1) block-table entry.
   const int64_t last = (tree || !a.causal) ? kv_len - 1 : prefix + w.j1 - 1;
-  for (int64_t p0 = 0; p0 <= last; p0 += tile) {
+  const int64_t first_any = tree ? WindowStart(prefix, a.window) : sc.first[0];
+  for (int64_t p0 = first_any / B * B; p0 <= last; p0 += tile) {
     const int64_t n = std::min(tile, last + 1 - p0);
     const TileRows kr = GatherTile(kt, a, a.k_cache, a.k_dtype, table, w.kv_head, p0, n, sc.k);
     const TileRows vr = GatherTile(kt, a, a.v_cache, a.v_dtype, table, w.kv_head, p0, n, sc.v);
@@ -167,17 +191,20 @@ void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w
     const float* vp = vr.ptr;
     const int64_t kstride = kr.stride, vstride = vr.stride;
     for (int64_t j = w.j0; j < w.j1; ++j) {
-      // Visible positions of this tile for query j: [p0, p0 + n_vis) except for tree masks.
+      // Visible positions of this tile for query j: [p0 + lo, p0 + n_vis) except for tree
+      // masks (whose prefix part starts at first[j] too).
+      const int64_t first = sc.first[j - w.j0];
+      const int64_t lo = std::max<int64_t>(0, first - p0);
       int64_t n_vis = n;
       if (!tree && a.causal) n_vis = std::min(n, prefix + j + 1 - p0);
-      if (n_vis <= 0) continue;
+      if (n_vis <= lo) continue;
       if (!tree && kt.attend_block != nullptr) {
         for (int64_t hh = 0; hh < group; ++hh) {
           const int64_t h = w.kv_head * group + hh;
           const int64_t row = (j - w.j0) * group + hh;
-          kt.attend_block(a.q + ((q0 + j) * a.n_heads + h) * Dh, kp, kstride, vp, vstride, n_vis, Dh,
-                          a.scale, &sc.m[row], &sc.l[row], sc.acc.data() + row * Dh,
-                          sc.scores.data());
+          kt.attend_block(a.q + ((q0 + j) * a.n_heads + h) * Dh, kp + lo * kstride, kstride,
+                          vp + lo * vstride, vstride, n_vis - lo, Dh, a.scale, &sc.m[row],
+                          &sc.l[row], sc.acc.data() + row * Dh, sc.scores.data());
         }
         continue;
       }
@@ -188,7 +215,8 @@ void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w
         float bmax = -std::numeric_limits<float>::infinity();
         for (int64_t o = 0; o < n_vis; ++o) {
           const int64_t pos = p0 + o;
-          if (tree && pos >= prefix && !sc.visible[(j - w.j0) * q_len + (pos - prefix)]) {
+          if (pos < first ||
+              (tree && pos >= prefix && !sc.visible[(j - w.j0) * q_len + (pos - prefix)])) {
             sc.scores[o] = -std::numeric_limits<float>::infinity();
             continue;
           }

@@ -12,6 +12,8 @@
 //     x is proportional to |x| |w_n|, and a few outputs that nearly cancel would otherwise make
 //     the plain relative error meaningless. (Typical values: 3e-3 to 5e-3.)
 //   ops the plugin delegates to the reference kernels (RMSNORM, ROPE, ...):           bit-exact
+//   Q4_1, Q5_0, Q5_1, Q2_K..Q6_K weights with 8-bit activations: a tier per format (kKqTiers),
+//     measured the same way (1e-2 to 2e-2); their exact paths 1e-5, EMBEDDING_GATHER bit-exact
 //   MOE: exact paths 1e-5; 8-bit activations 3e-2 of |out| (two quantized matmuls in series);
 //     the expert statistics (and so the routing) bit-exact, ties and near-ties included
 // The suite runs once per ISA level (portable, avx2, avx512, vnni, amx: option "isa") and
@@ -34,6 +36,7 @@
 #include "kestrel/plugin_api.h"
 #include "plugins/ref/half.h"
 #include "plugins/ref/ref_kernels.h"
+#include "plugins/ref/ref_quants.h"
 #include "tests/device_conformance/device_conformance.h"
 
 namespace kestrel::plugins::cpu {
@@ -72,7 +75,9 @@ HostTensor FromFloats(uint32_t dtype, std::vector<int64_t> dims, const std::vect
   t.weight = weight;
   t.bytes.resize(Bytes(t.desc));
   const int64_t inner = t.desc.dims[t.desc.rank - 1];
-  const int64_t rows = inner == 0 ? 0 : static_cast<int64_t>(v.size()) / inner;
+  const int64_t rows = inner == 0                 ? 0
+                       : ref::IsExtraQuant(dtype) ? Elements(t.desc) / inner
+                                                  : static_cast<int64_t>(v.size()) / inner;
   const uint64_t row_bytes = ref::RowBytes(dtype, inner);
   for (int64_t r = 0; r < rows; ++r) {
     const float* src = v.data() + r * inner;
@@ -93,7 +98,15 @@ HostTensor FromFloats(uint32_t dtype, std::vector<int64_t> dims, const std::vect
         break;
       case KESTREL_DTYPE_Q8_0: ref::QuantizeRowQ8_0(src, inner, dst); break;
       case KESTREL_DTYPE_Q4_0: ref::QuantizeRowQ4_0(src, inner, dst); break;
-      default: ADD_FAILURE() << "FromFloats: dtype " << dtype;
+      default:
+        if (ref::IsExtraQuant(dtype)) {
+          // No reference quantizer for these: random blocks (realistic scales) instead of `v`.
+          static std::mt19937_64 gen(ref::testing_util::TestSeed() * 0x9E3779B97F4A7C15ull + 1);
+          ref::RandomExtraBlocks(dtype, static_cast<int64_t>(row_bytes / ref::DtypeBlockBytes(dtype)),
+                                 /*moderate=*/true, gen, dst);
+        } else {
+          ADD_FAILURE() << "FromFloats: dtype " << dtype;
+        }
     }
   }
   return t;
@@ -177,7 +190,8 @@ struct OpResult {
 };
 
 OpResult RunOp(hal::Device* dev, uint32_t kind, const void* params, size_t params_size,
-               const std::vector<HostTensor>& ins, const std::vector<HostTensor>& outs_init) {
+               const std::vector<HostTensor>& ins, const std::vector<HostTensor>& outs_init,
+               uint32_t op_version = 1) {
   OpResult result;
   result.outputs = outs_init;
   std::vector<hal::Buffer> buffers;
@@ -210,7 +224,8 @@ OpResult RunOp(hal::Device* dev, uint32_t kind, const void* params, size_t param
     result.status = bind(outs_init[i], &out_args[i]);
     if (!result.status.ok()) return result;
   }
-  const kestrel_op_desc_t op = OpDesc(kind, in_args, out_args, params, params_size);
+  kestrel_op_desc_t op = OpDesc(kind, in_args, out_args, params, params_size);
+  op.op_version = op_version;
   result.status = dev->Execute(op, nullptr);
   if (!result.status.ok()) return result;
   size_t b = buffers.size() - outs_init.size();
@@ -281,11 +296,11 @@ class CpuConformance : public ::testing::TestWithParam<Mode> {
   // Runs on both devices; both must agree on success, and outputs must be within `tol`.
   void Compare(const std::string& what, uint32_t kind, const void* params, size_t params_size,
                const std::vector<HostTensor>& ins, const std::vector<HostTensor>& outs,
-               double tol, double denom = 0.0) {
+               double tol, double denom = 0.0, uint32_t op_version = 1) {
     SCOPED_TRACE(what);
     SEED_TRACE();
-    OpResult want = RunOp(ref_, kind, params, params_size, ins, outs);
-    OpResult got = RunOp(cpu_, kind, params, params_size, ins, outs);
+    OpResult want = RunOp(ref_, kind, params, params_size, ins, outs, op_version);
+    OpResult got = RunOp(cpu_, kind, params, params_size, ins, outs, op_version);
     ASSERT_EQ(got.status.code(), want.status.code())
         << "cpu: " << got.status << "\nref: " << want.status;
     if (!want.status.ok()) return;
@@ -338,6 +353,76 @@ TEST_P(CpuConformance, Matmul) {
   }
 }
 
+// The GGUF formats of the KQ kernels (kernels_kquants.h), with the tier of the 8-bit activation
+// path measured against DotScale like Q4_0/Q8_0. The weights are exact on both sides; the error
+// is that of quantizing x per 32 elements, larger where the format has a big offset term (Q4_1,
+// Q5_1: the block minimum m multiplies the sum of the quantized activations). Largest values over
+// 10 seeds x 4 levels (2026-12-07): Q4_1 9.4e-3 (small K), Q5_0 5.0e-3, Q5_1 6.9e-3, Q2_K 6.3e-3,
+// Q3_K 7.2e-3, Q4_K 6.0e-3, Q5_K 6.3e-3, Q6_K 5.8e-3; each tier is about twice that.
+struct KqTier {
+  uint32_t dtype;
+  double tol;
+};
+const KqTier kKqTiers[] = {{KESTREL_DTYPE_Q4_1, 2e-2},   {KESTREL_DTYPE_Q5_0, 1e-2},
+                           {KESTREL_DTYPE_Q5_1, 1.5e-2}, {KESTREL_DTYPE_Q2_K, 1.5e-2},
+                           {KESTREL_DTYPE_Q3_K, 1.5e-2}, {KESTREL_DTYPE_Q4_K, 1.2e-2},
+                           {KESTREL_DTYPE_Q5_K, 1.2e-2}, {KESTREL_DTYPE_Q6_K, 1.2e-2}};
+
+TEST_P(CpuConformance, MatmulKq) {
+  struct Shape {
+    int64_t t, k, n;
+  };
+  // K-quants take K in whole super-blocks (256); blocks of 32 any multiple of 32 (rows padded to
+  // super-blocks inside the plugin). N odd and not a multiple of the row tiles; T = 1 (GEMV) and
+  // token tiles with remainders.
+  const std::vector<Shape> k_shapes = {{1, 256, 5},  {1, 512, 33},   {3, 256, 17}, {7, 768, 64},
+                                       {64, 256, 40}, {1, 2048, 130}, {2, 1024, 3}, {13, 512, 19}};
+  const std::vector<Shape> b_shapes = {{1, 32, 5},   {1, 96, 33},  {5, 288, 17}, {64, 160, 40},
+                                       {1, 2080, 19}, {4, 256, 8}, {9, 544, 21}};
+  Rng rng(11);
+  for (const KqTier& tier : kKqTiers) {
+    const uint32_t dt = tier.dtype;
+    for (const Shape& s : ref::IsKQuant(dt) ? k_shapes : b_shapes) {
+      for (bool as_weight : {true, false}) {
+        const std::string what = std::string(ref::DtypeName(dt)) + " T=" + std::to_string(s.t) +
+                                  " K=" + std::to_string(s.k) + " N=" + std::to_string(s.n) +
+                                  (as_weight ? " weight" : " buffer");
+        HostTensor x = FromFloats(KESTREL_DTYPE_F32, {s.t, s.k}, rng.Floats(s.t * s.k));
+        HostTensor w = FromFloats(dt, {s.n, s.k}, {}, as_weight);
+        const bool q8act = as_weight && !GetParam().exact;
+        Compare(what, KESTREL_OP_MATMUL, nullptr, 0, {x, w}, {Poisoned(KESTREL_DTYPE_F32, {s.t, s.n})},
+                q8act ? tier.tol : 1e-5, q8act ? DotScale(x, w) : 0.0);
+      }
+    }
+  }
+}
+
+TEST_P(CpuConformance, LogitsAndEmbeddingKq) {
+  Rng rng(12);
+  for (const KqTier& tier : kKqTiers) {
+    const uint32_t dt = tier.dtype;
+    const int64_t d = 256, v = 300;
+    for (int64_t t : {1, 7}) {
+      std::vector<int32_t> rows = t == 1 ? std::vector<int32_t>{0} : std::vector<int32_t>{6, 0, 3};
+      HostTensor x = FromFloats(KESTREL_DTYPE_F32, {t, d}, rng.Floats(t * d));
+      HostTensor w = FromFloats(dt, {v, d}, {}, true);
+      const int64_t r = static_cast<int64_t>(rows.size());
+      const bool q8act = !GetParam().exact;
+      Compare(std::string("LOGITS ") + ref::DtypeName(dt) + " T=" + std::to_string(t),
+              KESTREL_OP_LOGITS, nullptr, 0, {x, w, FromInts({r}, rows)},
+              {Poisoned(KESTREL_DTYPE_F32, {r, v})}, q8act ? tier.tol : 1e-5,
+              q8act ? DotScale(x, w) * std::sqrt(double(r) / t) : 0.0);
+    }
+    for (bool as_weight : {true, false}) {
+      std::vector<int32_t> ids = {3, static_cast<int32_t>(v - 1), 0, 3, 150};
+      HostTensor table = FromFloats(dt, {v, d}, {}, as_weight);
+      Compare(std::string("EMBEDDING_GATHER ") + ref::DtypeName(dt) + (as_weight ? " weight" : " buffer"),
+              KESTREL_OP_EMBEDDING_GATHER, nullptr, 0, {table, FromInts({5}, ids)},
+              {Poisoned(KESTREL_DTYPE_F32, {5, d})}, 0.0);
+    }
+  }
+}
+
 TEST_P(CpuConformance, MatmulRejectsMalformedDescriptors) {
   SEED_TRACE();
   Rng rng(2);
@@ -384,6 +469,11 @@ TEST_P(CpuConformance, EmbeddingGather) {
               {Poisoned(KESTREL_DTYPE_F32, {t, dim})}, 0.0);
       Compare("id out of range", KESTREL_OP_EMBEDDING_GATHER, nullptr, 0,
               {table, FromInts({2}, {0, vocab})}, {Poisoned(KESTREL_DTYPE_F32, {2, dim})}, 0.0);
+      // Version 2: the rows times a scale (Gemma's sqrt(n_embd)), bit-exact with ref.
+      const kestrel_op_embedding_params_t scale{sizeof(kestrel_op_embedding_params_t), 25.29822f};
+      Compare(std::string(ref::DtypeName(dt)) + " scaled", KESTREL_OP_EMBEDDING_GATHER, &scale,
+              sizeof scale, {table, FromInts({t}, ids)}, {Poisoned(KESTREL_DTYPE_F32, {t, dim})},
+              0.0, 0.0, /*op_version=*/2);
     }
   }
 }
@@ -394,6 +484,7 @@ TEST_P(CpuConformance, ElementwiseOpsAreBitExact) {
   HostTensor a = FromFloats(KESTREL_DTYPE_F32, {t, d}, rng.Floats(t * d, -4, 4));
   HostTensor b = FromFloats(KESTREL_DTYPE_F32, {t, d}, rng.Floats(t * d, -4, 4));
   Compare("SWIGLU", KESTREL_OP_SWIGLU, nullptr, 0, {a, b}, {Poisoned(KESTREL_DTYPE_F32, {t, d})}, 0.0);
+  Compare("GEGLU", KESTREL_OP_GEGLU, nullptr, 0, {a, b}, {Poisoned(KESTREL_DTYPE_F32, {t, d})}, 1e-6);
   Compare("ADD", KESTREL_OP_ADD, nullptr, 0, {a, b}, {Poisoned(KESTREL_DTYPE_F32, {t, d})}, 0.0);
   kestrel_op_rmsnorm_params_t rp{sizeof(kestrel_op_rmsnorm_params_t), 1e-5f};
   HostTensor nw = FromFloats(KESTREL_DTYPE_F32, {d}, rng.Floats(d), true);
@@ -459,6 +550,7 @@ struct AttnCase {
   bool causal = true;
   bool tree = false;
   bool consecutive = false;  // physically consecutive blocks (else a random permutation)
+  uint32_t window = 0;       // sliding window (op_version 2); blocks out of it are freed (-1)
 };
 
 TEST_P(CpuConformance, PagedAttention) {
@@ -488,6 +580,17 @@ TEST_P(CpuConformance, PagedAttention) {
       {"non-causal B2 long", 4, 2, 16, 2, {5, 3}, {140, 3}, false},
       {"tree mask B1 long", 4, 2, 16, 1, {6}, {150}, true, true},
       {"tree mask B4 long", 8, 2, 32, 4, {9}, {200}, true, true},
+      // Sliding windows (Gemma 3): decode far past the window, prefill longer than the window,
+      // windows not a multiple of the block size, a window within one tile, trees.
+      {"window decode MQA dh256", 4, 1, 256, 16, {1}, {700}, true, false, false, 512},
+      {"window prefill T=100 w=37 B4", 8, 2, 32, 4, {100}, {100}, true, false, false, 37},
+      {"window chunked prefill varlen w=20 B8", 8, 2, 64, 8, {1, 37, 0, 20}, {400, 101, 9, 64},
+       true, false, false, 20},
+      {"window w=5 B16 consecutive", 4, 2, 16, 16, {9}, {150}, true, false, true, 5},
+      {"window w=1", 4, 2, 16, 2, {3, 1}, {40, 7}, true, false, false, 1},
+      {"window non-causal w=9", 4, 2, 16, 2, {5, 3}, {140, 3}, false, false, false, 9},
+      {"window tree B4 w=6", 8, 2, 32, 4, {9}, {200}, true, true, false, 6},
+      {"window tree B1 w=40", 4, 2, 16, 1, {6}, {150}, true, true, false, 40},
   };
   Rng rng(7);
   for (const AttnCase& c : cases) {
@@ -511,6 +614,9 @@ TEST_P(CpuConformance, PagedAttention) {
         const int64_t blocks = (c.kv_lens[s] + c.bs - 1) / c.bs;
         for (int64_t b = 0; b < blocks; ++b) tables[s * max_blocks + b] = perm[next++];
         starts[s + 1] = starts[s] + c.q_lens[s];
+        // With a window, the blocks before every query's window are freed as a host frees them.
+        const int64_t first = c.kv_lens[s] - c.q_lens[s] - static_cast<int64_t>(c.window) + 1;
+        for (int64_t b = 0; c.window > 0 && (b + 1) * c.bs <= first; ++b) tables[s * max_blocks + b] = -1;
       }
       std::vector<HostTensor> ins = {
           FromFloats(KESTREL_DTYPE_F32, {T, c.h, c.dh}, rng.Floats(T * c.h * c.dh, -2, 2)),
@@ -533,16 +639,18 @@ TEST_P(CpuConformance, PagedAttention) {
       p.causal = c.causal ? 1 : 0;
       p.scale = 1.0f / std::sqrt(static_cast<float>(c.dh));
       p.tree_mask = c.tree ? 1 : 0;
+      p.window = c.window;
+      const uint32_t version = c.window > 0 ? 2 : 1;
       Compare(std::string(c.name) + (cache_dt == KESTREL_DTYPE_F16 ? " F16 cache" : " F32 cache"),
               KESTREL_OP_PAGED_ATTENTION, &p, sizeof p, ins,
-              {Poisoned(KESTREL_DTYPE_F32, {T, c.h, c.dh})}, 1e-5);
-      // A block id out of range: OUT_OF_RANGE on both.
+              {Poisoned(KESTREL_DTYPE_F32, {T, c.h, c.dh})}, 1e-5, 0.0, version);
+      // A block id out of range (the last block each sequence reads): OUT_OF_RANGE on both.
       std::vector<HostTensor> bad = ins;
       std::vector<int32_t> bad_tables = tables;
-      bad_tables[0] = static_cast<int32_t>(nb);
+      bad_tables[(c.kv_lens[0] + c.bs - 1) / c.bs - 1] = static_cast<int32_t>(nb);
       bad[3] = FromInts({S, max_blocks}, bad_tables);
       Compare(std::string(c.name) + " bad block", KESTREL_OP_PAGED_ATTENTION, &p, sizeof p, bad,
-              {Poisoned(KESTREL_DTYPE_F32, {T, c.h, c.dh})}, 1e-5);
+              {Poisoned(KESTREL_DTYPE_F32, {T, c.h, c.dh})}, 1e-5, 0.0, version);
     }
   }
 }

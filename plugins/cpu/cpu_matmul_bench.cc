@@ -22,6 +22,7 @@
 #include "kestrel/plugin_api.h"
 #include "plugins/ref/half.h"
 #include "plugins/ref/ref_kernels.h"
+#include "plugins/ref/ref_quants.h"
 
 namespace {
 
@@ -66,6 +67,13 @@ kestrel_tensor_desc_t Desc(uint32_t dtype, int64_t d0, int64_t d1) {
 }
 
 std::vector<uint8_t> RandomWeight(uint32_t dtype, int64_t n, int64_t k) {
+  if (ref::IsExtraQuant(dtype)) {  // random blocks with realistic scales
+    std::mt19937_64 gen64(42);
+    std::vector<uint8_t> out(ref::RowBytes(dtype, k) * n);
+    ref::RandomExtraBlocks(dtype, static_cast<int64_t>(out.size() / ref::DtypeBlockBytes(dtype)),
+                           true, gen64, out.data());
+    return out;
+  }
   std::mt19937 gen(42);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   std::vector<float> row(k);
@@ -147,7 +155,8 @@ void BM_Matmul(benchmark::State& state, const char* device_name) {
 
 void GemvArgs(benchmark::internal::Benchmark* b, bool with_exact) {
   for (int threads : {1, 2}) {
-    for (int dtype : {KESTREL_DTYPE_Q4_0, KESTREL_DTYPE_Q8_0, KESTREL_DTYPE_F16, KESTREL_DTYPE_F32}) {
+    for (int dtype : {KESTREL_DTYPE_Q4_0, KESTREL_DTYPE_Q8_0, KESTREL_DTYPE_F16, KESTREL_DTYPE_F32,
+                      KESTREL_DTYPE_Q4_K, KESTREL_DTYPE_Q6_K}) {
       for (int n : {2048, 5632}) {
         b->Args({dtype, n, 2048, 1, threads, 0});
         if (with_exact && (dtype == KESTREL_DTYPE_Q4_0 || dtype == KESTREL_DTYPE_Q8_0)) {
@@ -160,7 +169,8 @@ void GemvArgs(benchmark::internal::Benchmark* b, bool with_exact) {
 
 void GemmArgs(benchmark::internal::Benchmark* b) {
   for (int dtype : {KESTREL_DTYPE_Q4_0, KESTREL_DTYPE_F32}) b->Args({dtype, 2048, 2048, 128, 1, 0});
-  for (int dtype : {KESTREL_DTYPE_Q4_0, KESTREL_DTYPE_Q8_0, KESTREL_DTYPE_F16, KESTREL_DTYPE_F32}) {
+  for (int dtype : {KESTREL_DTYPE_Q4_0, KESTREL_DTYPE_Q8_0, KESTREL_DTYPE_F16, KESTREL_DTYPE_F32,
+                    KESTREL_DTYPE_Q4_K, KESTREL_DTYPE_Q6_K}) {
     b->Args({dtype, 2048, 2048, 128, 2, 0});
     b->Args({dtype, 5632, 2048, 128, 2, 0});
   }
@@ -241,6 +251,8 @@ void BM_DecodeSweep(benchmark::State& state) {
 }
 BENCHMARK(BM_DecodeSweep)
     ->Args({KESTREL_DTYPE_Q4_0, 2})
+    ->Args({KESTREL_DTYPE_Q4_K, 2})
+    ->Args({KESTREL_DTYPE_Q6_K, 2})
     ->Args({KESTREL_DTYPE_Q8_0, 2})
     ->Args({KESTREL_DTYPE_F16, 2})
     ->Args({KESTREL_DTYPE_Q4_0, 1})

@@ -123,8 +123,7 @@ void MatRows(const OpContext& ctx, const ExpertMat& w, const float* xf, const QA
     kt.gemm_q(*w.q, *xq, n_tok, n0, n1, y, ldy);
     return;
   }
-  if (w.q != nullptr || w.dtype == KESTREL_DTYPE_BF16 || w.dtype == KESTREL_DTYPE_Q4_0 ||
-      w.dtype == KESTREL_DTYPE_Q8_0) {
+  if (w.q != nullptr || w.dtype == KESTREL_DTYPE_BF16 || ref::IsBlockQuantized(w.dtype)) {
     // Exact path: a panel of rows dequantized to f32, then the f32 kernel.
     constexpr int64_t kPanel = 16;
     const uint64_t row_bytes = ref::RowBytes(w.dtype, K);

@@ -1,6 +1,7 @@
 #include "plugins/cpu/cpu_ops.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -39,11 +40,65 @@ int64_t RowChunk(int64_t n, int64_t k, int n_threads, int64_t n_tokens) {
 // From this many tokens on, Q4_0/Q8_0 matmuls use the tile kernel where the level has one.
 constexpr int64_t kTileMinTokens = 8;
 
+// quantize(t, thread) for each of T activation rows of length K: on the pool when there is enough
+// work to pay for waking it, else on the calling thread.
+template <typename F>
+void QuantizeRows(ThreadPool& pool, int64_t T, int64_t K, F&& quantize) {
+  if (T >= 8 && T * K >= kMinParallelMacs / 16) {
+    pool.Run(T, quantize);
+  } else {
+    for (int64_t t = 0; t < T; ++t) quantize(t, 0);
+  }
+}
+
 // Per-thread scratch (the pool's threads are persistent, so this is allocated once per thread).
 float* ScratchF32(size_t n) {
   thread_local std::vector<float> scratch;
   if (scratch.size() < n) scratch.resize(n);
   return scratch.data();
+}
+
+// A repacked Q4_1/Q5_0/Q5_1/Q2_K..Q6_K weight (kernels_kquants.h): 8-bit activations per 32
+// elements and the level's KQ GEMM, or (exact) panels dequantized to f32 and the f32 GEMM.
+void MatmulKq(const OpContext& ctx, const float* x, int64_t T, int64_t K, const KWeightView& w,
+              int64_t N, int64_t chunk, float* y) {
+  const KernelTable& kt = *ctx.kernels;
+  ThreadPool& pool = *ctx.pool;
+  const int64_t n_chunks = (N + chunk - 1) / chunk;
+  if (ctx.exact) {
+    constexpr int64_t kPanel = 16;
+    pool.Run(n_chunks, [&](int64_t c, int) {
+      const int64_t n0 = c * chunk, n1 = std::min(N, n0 + chunk);
+      float* panel = ScratchF32(static_cast<size_t>(kPanel * K));
+      for (int64_t p0 = n0; p0 < n1; p0 += kPanel) {
+        const int64_t p1 = std::min(n1, p0 + kPanel);
+        DequantKRows(w, p0, p1, panel, K);
+        kt.gemm_f32(panel, K, x, K, K, T, 0, p1 - p0, y + p0, N);
+      }
+    });
+    return;
+  }
+  const KQuantKernels& kk = GetKQuantKernels(kt.level);
+  const int64_t nsb = w.n_sb;
+  // Kept between ops (a fresh buffer per op costs page faults); 64-byte aligned rows.
+  thread_local std::vector<int8_t> qs_buf;
+  thread_local std::vector<float> ds_buf;
+  const size_t qs_size = static_cast<size_t>(T * nsb * kActSuperBytes);
+  const size_t ds_size = static_cast<size_t>(T * nsb * kActSuperFloats);
+  if (qs_buf.size() < qs_size) qs_buf.resize(qs_size);
+  if (ds_buf.size() < ds_size) ds_buf.resize(ds_size);
+  // Workers see their own thread_locals: pass the caller's buffers as plain pointers.
+  int8_t* const qs = qs_buf.data();
+  float* const ds = ds_buf.data();
+  const KActView act{nsb, qs, ds};
+  auto quantize = [&](int64_t t, int) {
+    kk.quantize_act(x + t * K, K, nsb, qs + t * nsb * kActSuperBytes, ds + t * nsb * kActSuperFloats);
+  };
+  QuantizeRows(pool, T, K, quantize);
+  pool.Run(n_chunks, [&](int64_t c, int) {
+    const int64_t n0 = c * chunk, n1 = std::min(N, n0 + chunk);
+    kk.gemm(w, act, T, n0, n1, y, N);
+  });
 }
 
 }  // namespace
@@ -59,6 +114,11 @@ void MatmulCpu(const OpContext& ctx, const float* x, int64_t T, int64_t K, uint3
   }
   const int64_t chunk = RowChunk(N, K, pool.size(), T);
   const int64_t n_chunks = (N + chunk - 1) / chunk;
+
+  if (w.kpacked != nullptr) {
+    MatmulKq(ctx, x, T, K, *w.kpacked, N, chunk, y);
+    return;
+  }
 
   if (w.packed != nullptr && !ctx.exact && kt.gemm_q_tiles != nullptr && T >= kTileMinTokens) {
     // AMX tiles (kernels_amx.cc): activations quantized once per op, per 16-token tile.
@@ -96,19 +156,14 @@ void MatmulCpu(const OpContext& ctx, const float* x, int64_t T, int64_t K, uint3
       kt.quantize_row_act(x + t * K, K, G, qw.offset, qs.data() + t * G * kActGroupBytes,
                           bias.data() + t * G * 16, d.data() + t * G * kGroupBlocks);
     };
-    if (T >= 8 && T * K >= kMinParallelMacs / 16) {
-      pool.Run(T, quantize);
-    } else {
-      for (int64_t t = 0; t < T; ++t) quantize(t, 0);
-    }
+    QuantizeRows(pool, T, K, quantize);
     pool.Run(n_chunks, [&](int64_t c, int) {
       const int64_t n0 = c * chunk, n1 = std::min(N, n0 + chunk);
       kt.gemm_q(qw, act, T, n0, n1, y, N);
     });
     return;
   }
-  if (w.packed != nullptr || w_dtype == KESTREL_DTYPE_BF16 || w_dtype == KESTREL_DTYPE_Q4_0 ||
-      w_dtype == KESTREL_DTYPE_Q8_0) {
+  if (w.packed != nullptr || w_dtype == KESTREL_DTYPE_BF16 || ref::IsBlockQuantized(w_dtype)) {
     // Exact path: dequantize a panel of rows to f32 (L2-resident), then the f32 kernel.
     constexpr int64_t kPanel = 16;
     const uint64_t row_bytes = ref::RowBytes(w_dtype, K);
@@ -194,10 +249,16 @@ Status EmbeddingGatherCpu(const OpContext& ctx, const kestrel_op_desc_t& op, con
   for (int64_t t = 0; t < T; ++t) {
     if (in[0].packed != nullptr) {
       ctx.kernels->dequant_q_rows(*in[0].packed, ids[t], ids[t] + 1, out + t * dim, dim);
+    } else if (in[0].kpacked != nullptr) {
+      DequantKRows(*in[0].kpacked, ids[t], ids[t] + 1, out + t * dim, dim);
     } else {
       ref::DequantizeRow(table.dtype, static_cast<const uint8_t*>(in[0].data) + ids[t] * row_bytes,
                          dim, out + t * dim);
     }
+  }
+  const float scale = ref::EmbeddingScaleOf(op);
+  if (scale != 1.0f) {
+    for (int64_t i = 0; i < T * dim; ++i) out[i] *= scale;
   }
   return Status();
 }
@@ -221,6 +282,28 @@ Status LogitsCpu(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgDat
   }
   MatmulCpu(ctx, gathered.data(), R, D, w.dtype, in[1], w.dims[0], out);
   return Status();
+}
+
+// GeGLU in float: gelu_tanh(g) = g * sigmoid(2u), u = sqrt(2/pi) (g + 0.044715 g^3), the same
+// function as ref's 0.5 g (1 + tanh(u)) in double (1 + tanh(u) = 2 / (1 + exp(-2u))) without its
+// cancellation for g << 0; within ~1e-7 of ref. Threaded over chunks: a 128-token Gemma prefill
+// has 262144 elements per layer.
+void GegluCpu(const OpContext& ctx, const float* gate, const float* up, int64_t n, float* out) {
+  constexpr int64_t kChunk = 8192;
+  const int64_t n_chunks = (n + kChunk - 1) / kChunk;
+  auto run = [&](int64_t c, int) {
+    const int64_t i1 = std::min(n, (c + 1) * kChunk);
+    for (int64_t i = c * kChunk; i < i1; ++i) {
+      const float g = gate[i];
+      const float u = 0.7978845608028654f * (g + 0.044715f * g * g * g);
+      out[i] = g / (1.0f + std::exp(-2.0f * u)) * up[i];
+    }
+  };
+  if (n_chunks == 1) {
+    run(0, 0);
+  } else {
+    ctx.pool->Run(n_chunks, run);
+  }
 }
 
 }  // namespace
@@ -251,9 +334,15 @@ Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const Arg
       return EmbeddingGatherCpu(ctx, op, inputs, static_cast<float*>(outputs[0]));
     case KESTREL_OP_MOE:
       return MoeCpu(ctx, op, inputs, outputs);
+    case KESTREL_OP_GEGLU: {
+      const kestrel_tensor_desc_t& d = op.inputs[0].desc;
+      GegluCpu(ctx, static_cast<const float*>(inputs[0].data),
+               static_cast<const float*>(inputs[1].data), d.dims[0] * d.dims[1],
+               static_cast<float*>(outputs[0]));
+      return Status();
+    }
     case KESTREL_OP_PAGED_ATTENTION: {
-      kestrel_op_attention_params_t p;
-      std::memcpy(&p, op.params, sizeof p);
+      const kestrel_op_attention_params_t p = ref::AttentionParamsOf(op);
       const kestrel_tensor_desc_t& kc = op.inputs[1].desc;
       AttentionArgs a;
       a.q = static_cast<const float*>(inputs[0].data);
@@ -275,6 +364,7 @@ Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const Arg
       a.head_dim = p.head_dim;
       a.causal = p.causal != 0;
       a.scale = p.scale;
+      a.window = p.window;
       a.out = static_cast<float*>(outputs[0]);
       return PagedAttentionCpu(ctx, a);
     }
@@ -283,6 +373,10 @@ Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const Arg
       std::vector<const void*> raw(op.n_inputs);
       std::vector<std::vector<uint8_t>> unpacked;
       for (uint32_t i = 0; i < op.n_inputs; ++i) {
+        if (inputs[i].kpacked != nullptr) {
+          return ref::Internal(ref::OpKindName(op.kind), ": input ", i,
+                               " is a repacked KQ weight, which this op cannot read");
+        }
         if (inputs[i].packed != nullptr) {
           unpacked.emplace_back(ref::TensorBytes(op.inputs[i].desc));
           uint8_t* dst = unpacked.back().data();

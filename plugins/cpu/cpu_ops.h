@@ -2,7 +2,8 @@
 //
 // Validation is the reference plugin's (ref::CheckOp, linked from kestrel_ref_core), so both
 // plugins accept and reject exactly the same descriptors. MATMUL, LOGITS, EMBEDDING_GATHER and
-// PAGED_ATTENTION run on the plugin's own threaded SIMD kernels; the cheap elementwise and
+// PAGED_ATTENTION run on the plugin's own threaded SIMD kernels, GEGLU on a threaded float loop
+// (its tanh GELU is too costly for the single-threaded reference in prefill); the cheap elementwise and
 // KV-cache ops (RMSNORM, ROPE, SWIGLU, ADD, KV_WRITE, KV_BLOCK_COPY) run on the reference kernels,
 // which already follow llama.cpp's float order. MOE runs grouped by expert on the same kernels
 // (cpu_moe.h). Thread-safety: ExecuteCpuOp may run concurrently
@@ -14,6 +15,7 @@
 
 #include "kestrel/plugin_api.h"
 #include "plugins/cpu/kernels.h"
+#include "plugins/cpu/kernels_kquants.h"
 #include "plugins/cpu/thread_pool.h"
 #include "plugins/ref/ref_status.h"
 
@@ -40,13 +42,16 @@ struct ArgData {
   // Views at `packed`: 1 for a matrix; dims[0] for a rank-3 weight (a stack of expert matrices,
   // KESTREL_OP_MOE), each repacked on its own.
   int64_t n_packed = 0;
+  // Set (and data NULL) for a repacked Q4_1/Q5_0/Q5_1/Q2_K..Q6_K matrix (kernels_kquants.h).
+  const KWeightView* kpacked = nullptr;
 };
 
 // Runs `op`, which ref::CheckOp accepted as supported. Outputs are plain host pointers.
 Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgData* inputs,
                     void* const* outputs);
 
-// y [T, N] = x [T, K] w^T for a weight of `w_dtype` (F32/F16/BF16 raw, or packed Q4_0/Q8_0).
+// y [T, N] = x [T, K] w^T for a weight of `w_dtype` (raw GGUF bytes of any weight dtype, or a
+// packed Q4_0/Q8_0 or KQ matrix).
 // x and y must not overlap.
 void MatmulCpu(const OpContext& ctx, const float* x, int64_t n_tokens, int64_t k, uint32_t w_dtype,
                const ArgData& w, int64_t n, float* y);
@@ -65,6 +70,7 @@ struct AttentionArgs {
   int64_t n_tokens = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0;
   bool causal = true;
   float scale = 1.0f;
+  int64_t window = 0;  // sliding window in positions (PAGED_ATTENTION v2), 0: none
   float* out = nullptr;
 };
 

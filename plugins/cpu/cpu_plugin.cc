@@ -3,7 +3,7 @@
 // The plugin table follows plugins/ref/host_plugin.cc (64-byte aligned host buffers, buffer_map,
 // NULL streams, exceptions caught at every slot), with three differences: weight_prepare repacks
 // Q4_0/Q8_0 matrices (and each expert matrix of a rank-3 MOE weight) into the kernels' layout
-// (packed_weight.h), op_execute runs the threaded SIMD kernels of cpu_ops.h (MOE: cpu_moe.h),
+// (packed_weight.h) and Q4_1/Q5_0/Q5_1/Q2_K..Q6_K matrices into the KQ layout (packed_kquant.h), op_execute runs the threaded SIMD kernels of cpu_ops.h (MOE: cpu_moe.h),
 // and init reads the options below.
 //
 // Init options (also environment variables, which the options override):
@@ -11,7 +11,7 @@
 //   "isa"     / KESTREL_CPU_ISA      portable | avx2 | avx512 | vnni | amx | best (default best;
 //                                    a level the CPU lacks is lowered to the best it has, with a
 //                                    warning; amx = vnni + AMX-INT8 tiles for prefill)
-//   "exact"   / KESTREL_CPU_EXACT    1: f32 activations for Q4_0/Q8_0 weights (matches ref to
+//   "exact"   / KESTREL_CPU_EXACT    1: f32 activations for quantized weights (matches ref to
 //                                    ~1e-6); 0 (default): 8-bit activations, like llama.cpp
 //   "onednn"  / KESTREL_CPU_ONEDNN   0: never use oneDNN; 1 (default when built with it): F32
 //                                    GEMMs of >= 32 tokens go to dnnl_sgemm
@@ -38,6 +38,7 @@
 #include "plugins/cpu/cpu_ops.h"
 #include "plugins/cpu/kernels.h"
 #include "plugins/cpu/onednn_gemm.h"
+#include "plugins/cpu/packed_kquant.h"
 #include "plugins/cpu/packed_weight.h"
 #include "plugins/cpu/thread_pool.h"
 #include "plugins/ref/host_plugin.h"
@@ -79,6 +80,7 @@ struct Weight {
   kestrel_tensor_desc_t desc{};  // packed (strides zeroed)
   AlignedBuffer raw;             // GGUF bytes (empty when repacked)
   std::unique_ptr<PackedQ> packed;
+  std::unique_ptr<PackedK> kpacked;  // a repacked Q4_1/Q5_0/Q5_1/Q2_K..Q6_K matrix
   // A rank-3 Q4_0/Q8_0 weight (MOE experts): each [dims[1], dims[2]] slice repacked like a
   // matrix, and their views side by side (ArgData::n_packed).
   std::vector<std::unique_ptr<PackedQ>> slices;
@@ -112,6 +114,7 @@ bool SupportsKind(uint32_t kind) {
     case KESTREL_OP_PAGED_ATTENTION:
     case KESTREL_OP_LOGITS:
     case KESTREL_OP_MOE:
+    case KESTREL_OP_GEGLU:
       return true;
     default:  // vendor kinds
       return false;
@@ -219,7 +222,10 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
                              ref::DtypeName(w->desc.dtype), ", rank ", w->desc.rank,
                              ") or its dims differ");
     }
-    if (w->packed) {
+    if (w->kpacked) {
+      out_in->kpacked = &w->kpacked->view;
+      out_in->data = nullptr;
+    } else if (w->packed) {
       out_in->packed = &w->packed->view;
       out_in->n_packed = 1;
       out_in->data = nullptr;
@@ -302,7 +308,7 @@ struct CpuDevice {
     state->pool = std::make_unique<ThreadPool>(state->threads);
     state->description = StrCat("Kestrel CPU (", IsaLevelName(state->isa), ", ", state->threads,
                                 " threads, ", state->exact ? "exact f32" : "8-bit",
-                                " activations for Q4_0/Q8_0",
+                                " activations for quantized weights",
                                 state->onednn ? ", oneDNN sgemm" : "", ")");
     Log(KESTREL_PLUGIN_LOG_INFO, state->description);
     std::lock_guard<std::mutex> lock(g_state_mu);
@@ -429,7 +435,7 @@ struct CpuDevice {
     KESTREL_REF_RETURN_IF_ERROR(ref::ValidateTensorDesc(*desc, "weight_prepare: desc"));
     if (!ref::IsWeightDtype(desc->dtype)) {
       return InvalidArgument("weight_prepare: dtype ", ref::DtypeName(desc->dtype),
-                             " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
+                             " is not a weight dtype (F32, F16, BF16 or a GGUF block format)");
     }
     if (!ref::IsPackedLayout(*desc)) {
       return Unimplemented("weight_prepare: non-packed strides are not supported");
@@ -448,6 +454,9 @@ struct CpuDevice {
     try {
       if (ShouldRepack(*desc)) {
         weight->packed = RepackQ(weight->desc, host_data);
+      } else if (ShouldRepackK(*desc)) {
+        std::shared_ptr<State> state = CurrentState();
+        weight->kpacked = RepackK(weight->desc, host_data, state ? state->pool.get() : nullptr);
       } else if (IsRepackableStack(*desc)) {
         kestrel_tensor_desc_t slice = weight->desc;
         slice.rank = 2;

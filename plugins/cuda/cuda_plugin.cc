@@ -36,6 +36,7 @@
 
 #include "kestrel/plugin_api.h"
 #include "plugins/common/device_checks.h"
+#include "plugins/common/weight_dtype_support.h"
 #include "plugins/common/device_table.h"
 #include "plugins/common/plugin_glue.h"
 #include "plugins/cuda/cuda_kernels.h"
@@ -431,17 +432,27 @@ bool IsCudaKind(uint32_t kind) {
 }
 
 // Why a descriptor that ref::CheckOp accepts as supported is still not run here ("" if it is).
+constexpr uint64_t Bit(uint32_t dt) { return KESTREL_DTYPE_BIT(dt); }
+constexpr uint64_t kWeightDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16) |
+                                   Bit(KESTREL_DTYPE_BF16) | Bit(KESTREL_DTYPE_Q8_0) |
+                                   Bit(KESTREL_DTYPE_Q4_0);
+constexpr uint64_t kDtypes = kWeightDtypes | Bit(KESTREL_DTYPE_I32);
+
 std::string ExtraUnsupported(const kestrel_op_desc_t& op) {
   // cuBLAS takes int dimensions; grids take at most 2^31 - 1 blocks.
   std::string large = LargeDimReason(op);
   if (!large.empty()) return large;
+  // The version-2 forms (embedding scale, attention window) have no kernels tested on a GPU yet:
+  // they run on the reference plugin.
+  if (op.op_version > 1) return StrCat("op_version ", op.op_version, " is not implemented");
   // The 1.2 optional inputs have no CUDA kernels yet (untested without a GPU): the reference
   // plugin runs those ops.
   if (op.kind == KESTREL_OP_ROPE && op.n_inputs > 2) return "ROPE freq_factors input";
   if (op.kind == KESTREL_OP_MATMUL && op.n_inputs > 2) return "MATMUL bias input";
+  std::string dtype = UnsupportedWeightDtypeReason(op, kWeightDtypes);
+  if (!dtype.empty()) return dtype;
   if (op.kind == KESTREL_OP_PAGED_ATTENTION) {
-    kestrel_op_attention_params_t p;
-    std::memcpy(&p, op.params, sizeof p);
+    const kestrel_op_attention_params_t p = ref::AttentionParamsOf(op);
     if (p.head_dim > kAttentionMaxHeadDim) {
       return StrCat("head_dim=", p.head_dim, " > ", kAttentionMaxHeadDim);
     }
@@ -611,8 +622,7 @@ Status RunKvBlockCopy(cudaStream_t stream, const kestrel_op_desc_t& op, const st
 
 Status RunAttention(cudaStream_t stream, const kestrel_op_desc_t& op, const std::vector<Arg>& in,
                     const Arg& out) {
-  kestrel_op_attention_params_t p;
-  std::memcpy(&p, op.params, sizeof p);
+  const kestrel_op_attention_params_t p = ref::AttentionParamsOf(op);
   const int64_t n_tokens = op.inputs[0].desc.dims[0];
   const kestrel_tensor_desc_t& kc = op.inputs[1].desc;
   const kestrel_tensor_desc_t& tables_desc = op.inputs[3].desc;
@@ -783,11 +793,6 @@ Status GetDeviceInfo(uint32_t index, const char* slot, DeviceInfo* out) {
   return plugins::GetDeviceInfo(G(), index, slot, &DiscoverLocked, out);
 }
 
-constexpr uint64_t Bit(uint32_t dt) { return KESTREL_DTYPE_BIT(dt); }
-constexpr uint64_t kWeightDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16) |
-                                   Bit(KESTREL_DTYPE_BF16) | Bit(KESTREL_DTYPE_Q8_0) |
-                                   Bit(KESTREL_DTYPE_Q4_0);
-constexpr uint64_t kDtypes = kWeightDtypes | Bit(KESTREL_DTYPE_I32);
 
 Status CheckEvent(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e, const char* slot) {
   return plugins::CheckEvent(AsEvent(e), kEventMagic, AsDevice(d), slot);

@@ -62,6 +62,8 @@ TEST_F(OpenClTest, PagedAttentionVarlenPrefillAndDecode) {
   cases::PagedAttentionVarlenPrefillAndDecode(Env());
 }
 TEST_F(OpenClTest, PagedAttentionF16Caches) { cases::PagedAttentionF16Caches(Env()); }
+TEST_F(OpenClTest, PagedAttentionSlidingWindow) { cases::PagedAttentionSlidingWindow(Env()); }
+TEST_F(OpenClTest, GegluAndScaledEmbedding) { cases::GegluAndScaledEmbedding(Env()); }
 TEST_F(OpenClTest, PagedAttentionSingleDecodeLongContext) {
   cases::PagedAttentionSingleDecodeLongContext(Env());
 }

@@ -26,6 +26,7 @@
 
 #include "kestrel/plugin_api.h"
 #include "plugins/common/device_checks.h"
+#include "plugins/common/weight_dtype_support.h"
 #include "plugins/common/device_table.h"
 #include "plugins/common/plugin_glue.h"
 #include "opencl_kernels_embedded.h"
@@ -64,14 +65,14 @@ enum KernelId {
   kAdd, kSwiglu, kRmsNorm, kRope, kEmbedF32, kEmbedF16, kEmbedQ8, kEmbedQ4, kKvWriteF32,
   kKvWriteF16, kRepackQ8, kRepackQ4, kBf16ToF32, kMatmulF32, kMatmulF16, kMatmulQ8, kMatmulQ4,
   kAttnK32V32, kAttnK32V16, kAttnK16V32, kAttnK16V16, kMatmulSmallF32, kMatmulSmallF16,
-  kMatmulSmallQ8, kMatmulSmallQ4, kAddBias, kNumKernels
+  kMatmulSmallQ8, kMatmulSmallQ4, kAddBias, kGeglu, kNumKernels
 };
 const char* const kKernelNames[kNumKernels] = {
     "add_f32", "swiglu_f32", "rmsnorm_f32", "rope_f32", "embed_f32", "embed_f16", "embed_q8",
     "embed_q4", "kv_write_f32", "kv_write_f16", "repack_q8", "repack_q4", "bf16_to_f32",
     "matmul_f32", "matmul_f16", "matmul_q8", "matmul_q4", "attn_k32_v32", "attn_k32_v16",
     "attn_k16_v32", "attn_k16_v16", "matmul_small_f32", "matmul_small_f16", "matmul_small_q8",
-    "matmul_small_q4", "add_bias_f32"};
+    "matmul_small_q4", "add_bias_f32", "geglu_f32"};
 
 // ---- plugin-wide state ------------------------------------------------------------------------
 // The hosts, init count and devices (device_table.h): dlopen() of the same file returns the same
@@ -380,6 +381,7 @@ bool IsOpenClKind(uint32_t kind) {
     case KESTREL_OP_KV_BLOCK_COPY:
     case KESTREL_OP_PAGED_ATTENTION:
     case KESTREL_OP_LOGITS:
+    case KESTREL_OP_GEGLU:
       return true;
     default:
       return false;
@@ -387,12 +389,19 @@ bool IsOpenClKind(uint32_t kind) {
 }
 
 // Why a descriptor that ref::CheckOp accepts as supported is still not run here ("" if it is).
+constexpr uint64_t Bit(uint32_t dt) { return KESTREL_DTYPE_BIT(dt); }
+constexpr uint64_t kWeightDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16) |
+                                   Bit(KESTREL_DTYPE_BF16) | Bit(KESTREL_DTYPE_Q8_0) |
+                                   Bit(KESTREL_DTYPE_Q4_0);
+constexpr uint64_t kDtypes = kWeightDtypes | Bit(KESTREL_DTYPE_I32);
+
 std::string ExtraUnsupported(const Device& d, const kestrel_op_desc_t& op) {
   std::string large = LargeDimReason(op);
   if (!large.empty()) return large;
+  std::string dtype = UnsupportedWeightDtypeReason(op, kWeightDtypes);
+  if (!dtype.empty()) return dtype;
   if (op.kind == KESTREL_OP_PAGED_ATTENTION) {
-    kestrel_op_attention_params_t p;
-    std::memcpy(&p, op.params, sizeof p);
+    const kestrel_op_attention_params_t p = ref::AttentionParamsOf(op);
     if (p.tree_mask) return "tree masks are not implemented";
     if (p.head_dim > kAttentionMaxDimsPerItem * d.wg) {
       return StrCat("head_dim=", p.head_dim, " > ", kAttentionMaxDimsPerItem * d.wg);
@@ -425,6 +434,7 @@ Status RunEmbedding(const Device& d, cl_command_queue q, const kestrel_op_desc_t
     case WFormat::kQ4: l = &q4.Mem(w.scales).Mem(w.data); break;
   }
   return l->Mem(in[1].mem).U64(in[1].Elems(4)).Mem(out.mem).U64(out.Elems(4)).U32(dim)
+      .F32(ref::EmbeddingScaleOf(op))
       .Run(q, RoundUp(dim, d.wg), n, d.wg);
 }
 
@@ -537,8 +547,7 @@ Status RunKvBlockCopy(cl_command_queue q, const kestrel_op_desc_t& op, const std
 
 Status RunAttention(const Device& d, cl_command_queue q, const kestrel_op_desc_t& op,
                     const std::vector<Arg>& in, const Arg& out) {
-  kestrel_op_attention_params_t p;
-  std::memcpy(&p, op.params, sizeof p);
+  const kestrel_op_attention_params_t p = ref::AttentionParamsOf(op);
   const int64_t n_tokens = op.inputs[0].desc.dims[0];
   const kestrel_tensor_desc_t& kc = op.inputs[1].desc;
   const kestrel_tensor_desc_t& tables_desc = op.inputs[3].desc;
@@ -567,7 +576,9 @@ Status RunAttention(const Device& d, cl_command_queue q, const kestrel_op_desc_t
                         q_len, ", MB*B=", max_blocks * block, "]");
     }
     const int64_t used = (lens[s] + block - 1) / block;
-    for (int64_t b = 0; b < used; ++b) {
+    // With a window the blocks wholly before the first visible position are not read.
+    const int64_t first = p.window > 0 ? std::max<int64_t>(0, lens[s] - q_len - p.window + 1) : 0;
+    for (int64_t b = first / block; b < used; ++b) {
       const int32_t id = tables[s * max_blocks + b];
       if (id < 0 || id >= kc.dims[0]) {
         return OutOfRange("PAGED_ATTENTION: block_tables[", s, "][", b, "]=", id,
@@ -589,7 +600,7 @@ Status RunAttention(const Device& d, cl_command_queue q, const kestrel_op_desc_t
       .Mem(in[5].mem).U64(in[5].Elems(4))
       .Mem(out.mem).U64(out.Elems(4))
       .U32(n_seqs).U32(max_blocks).U32(p.n_heads).U32(p.n_kv_heads).U32(p.head_dim)
-      .U32(p.block_size).I32(p.causal ? 1 : 0).F32(p.scale).U32(nparts)
+      .U32(p.block_size).I32(p.causal ? 1 : 0).F32(p.scale).U32(nparts).U32(p.window)
       .Run(q, static_cast<size_t>(n_tokens) * p.n_heads * d.wg, 1, d.wg);
 }
 
@@ -649,9 +660,12 @@ Status RunOp(const Device& d, cl_command_queue q, const kestrel_op_desc_t& op,
                        op.outputs[0].desc, out[0]);
     }
     case KESTREL_OP_SWIGLU:
+    case KESTREL_OP_GEGLU:
     case KESTREL_OP_ADD: {
       const uint64_t n = static_cast<uint64_t>(d0.dims[0] * d0.dims[1]);
-      return Launch(d, op.kind == KESTREL_OP_ADD ? kAdd : kSwiglu)
+      const KernelId id = op.kind == KESTREL_OP_ADD ? kAdd
+                          : op.kind == KESTREL_OP_SWIGLU ? kSwiglu : kGeglu;
+      return Launch(d, id)
           .Mem(in[0].mem).U64(in[0].Elems(4)).Mem(in[1].mem).U64(in[1].Elems(4))
           .Mem(out[0].mem).U64(out[0].Elems(4)).U64(n)
           .Run(q, CeilDiv(n, 4), 1, 0);
@@ -681,11 +695,6 @@ Status GetDeviceInfo(uint32_t index, const char* slot, ClDeviceInfo* out) {
   return plugins::GetDeviceInfo<ClDeviceInfo>(G(), index, slot, &DiscoverLocked, out);
 }
 
-constexpr uint64_t Bit(uint32_t dt) { return KESTREL_DTYPE_BIT(dt); }
-constexpr uint64_t kWeightDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16) |
-                                   Bit(KESTREL_DTYPE_BF16) | Bit(KESTREL_DTYPE_Q8_0) |
-                                   Bit(KESTREL_DTYPE_Q4_0);
-constexpr uint64_t kDtypes = kWeightDtypes | Bit(KESTREL_DTYPE_I32);
 
 Status CheckEvent(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e, const char* slot) {
   return plugins::CheckEvent(AsEvent(e), kEventMagic, AsDevice(d), slot);

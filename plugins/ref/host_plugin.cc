@@ -251,7 +251,7 @@ class HostPlugin {
     KESTREL_REF_RETURN_IF_ERROR(ValidateTensorDesc(*desc, "weight_prepare: desc"));
     if (!IsWeightDtype(desc->dtype)) {
       return InvalidArgument("weight_prepare: dtype ", DtypeName(desc->dtype),
-                             " is not a weight dtype (F32, F16, BF16, Q8_0, Q4_0)");
+                             " is not a weight dtype (F32, F16, BF16 or a GGUF block format)");
     }
     if (!IsPackedLayout(*desc)) {
       return Unimplemented("weight_prepare: non-packed strides are not supported");
@@ -544,15 +544,15 @@ kestrel_plugin_status_t* RegisterHost(const HostPluginConfig* config, const char
 }  // namespace
 
 uint64_t HostPluginDtypeMask() {
-  return KESTREL_DTYPE_BIT(KESTREL_DTYPE_F32) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_F16) |
-         KESTREL_DTYPE_BIT(KESTREL_DTYPE_BF16) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_I32) |
-         KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q8_0) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q4_0);
+  return KESTREL_DTYPE_BIT(KESTREL_DTYPE_I32) | HostPluginWeightDtypeMask();
 }
 
 uint64_t HostPluginWeightDtypeMask() {
-  return KESTREL_DTYPE_BIT(KESTREL_DTYPE_F32) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_F16) |
-         KESTREL_DTYPE_BIT(KESTREL_DTYPE_BF16) | KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q8_0) |
-         KESTREL_DTYPE_BIT(KESTREL_DTYPE_Q4_0);
+  uint64_t mask = 0;
+  for (uint32_t dt = 0; dt < 64; ++dt) {
+    if (IsWeightDtype(dt)) mask |= KESTREL_DTYPE_BIT(dt);
+  }
+  return mask;
 }
 
 kestrel_plugin_status_t* HostPluginGetApi(const HostPluginConfig* config,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "plugins/ref/half.h"
+#include "plugins/ref/ref_quants.h"
 
 namespace kestrel::plugins::ref {
 namespace {
@@ -58,15 +59,16 @@ bool IsWeightDtype(uint32_t dtype) {
     case KESTREL_DTYPE_Q4_0:
       return true;
     default:
-      return false;
+      return IsExtraQuant(dtype);
   }
 }
 
 bool IsBlockQuantized(uint32_t dtype) {
-  return dtype == KESTREL_DTYPE_Q8_0 || dtype == KESTREL_DTYPE_Q4_0;
+  return dtype == KESTREL_DTYPE_Q8_0 || dtype == KESTREL_DTYPE_Q4_0 || IsExtraQuant(dtype);
 }
 
 int64_t DtypeBlockElements(uint32_t dtype) {
+  if (IsExtraQuant(dtype)) return ExtraQuantBlockElements(dtype);
   if (IsBlockQuantized(dtype)) return kQuantBlock;
   return DtypeBlockBytes(dtype) == 0 ? 0 : 1;
 }
@@ -86,7 +88,7 @@ size_t DtypeBlockBytes(uint32_t dtype) {
     case KESTREL_DTYPE_Q4_0:
       return kQ4_0BlockBytes;
     default:
-      return 0;
+      return ExtraQuantBlockBytes(dtype);
   }
 }
 
@@ -99,7 +101,7 @@ const char* DtypeName(uint32_t dtype) {
     case KESTREL_DTYPE_I8: return "I8";
     case KESTREL_DTYPE_Q8_0: return "Q8_0";
     case KESTREL_DTYPE_Q4_0: return "Q4_0";
-    default: return "unknown dtype";
+    default: return IsExtraQuant(dtype) ? ExtraQuantName(dtype) : "unknown dtype";
   }
 }
 
@@ -139,6 +141,10 @@ void DequantizeRow(uint32_t dtype, const void* src, int64_t n, float* out) {
       }
       return;
     default:
+      if (IsExtraQuant(dtype)) {
+        DequantizeExtraRow(dtype, src, n, out);
+        return;
+      }
       // Unreachable under the documented precondition; poison rather than leave garbage.
       std::fill(out, out + n, std::numeric_limits<float>::quiet_NaN());
       return;
@@ -189,7 +195,7 @@ void QuantizeRowQ4_0(const float* src, int64_t n, void* dst) {
 }
 
 Status EmbeddingGather(uint32_t dtype, const void* table, int64_t vocab, int64_t dim,
-                       const int32_t* ids, int64_t n_tokens, float* out) {
+                       const int32_t* ids, int64_t n_tokens, float* out, float scale) {
   for (int64_t t = 0; t < n_tokens; ++t) {
     if (ids[t] < 0 || ids[t] >= vocab) {
       return OutOfRange("EMBEDDING_GATHER: ids[", t, "]=", ids[t], " is outside [0, ", vocab, ")");
@@ -199,6 +205,9 @@ Status EmbeddingGather(uint32_t dtype, const void* table, int64_t vocab, int64_t
   for (int64_t t = 0; t < n_tokens; ++t) {
     const uint8_t* row = static_cast<const uint8_t*>(table) + static_cast<uint64_t>(ids[t]) * row_bytes;
     DequantizeRow(dtype, row, dim, out + t * dim);
+    if (scale != 1.0f) {
+      for (int64_t i = 0; i < dim; ++i) out[t * dim + i] *= scale;
+    }
   }
   return Status();
 }
@@ -273,6 +282,16 @@ void Swiglu(const float* gate, const float* up, int64_t n, float* out) {
   }
 }
 
+float GeluTanh(float g) {
+  const double x = g;
+  constexpr double kSqrt2OverPi = 0.79788456080286535587989211986876;
+  return static_cast<float>(0.5 * x * (1.0 + std::tanh(kSqrt2OverPi * (x + 0.044715 * x * x * x))));
+}
+
+void Geglu(const float* gate, const float* up, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = GeluTanh(gate[i]) * up[i];
+}
+
 void Add(const float* a, const float* b, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
@@ -314,6 +333,20 @@ Status KvBlockCopy(const int32_t* pairs, int64_t n_pairs, const KvCacheView& k_c
   return Status();
 }
 
+namespace {
+
+// First KV position a query at sequence position `pos` sees under a window (0: no window).
+int64_t WindowStart(int64_t pos, int64_t window) {
+  return window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+}
+
+// First block-table entry a sequence whose queries start at position `prefix` reads.
+int64_t FirstVisibleBlock(int64_t prefix, int64_t window, int64_t block_size) {
+  return WindowStart(prefix, window) / block_size;
+}
+
+}  // namespace
+
 Status PagedAttention(const float* q, const KvCacheView& k_cache, const KvCacheView& v_cache,
                       const int32_t* block_tables, int64_t n_seqs, int64_t max_blocks,
                       const int32_t* query_start, const int32_t* kv_lens, const int32_t* parents,
@@ -343,7 +376,8 @@ Status PagedAttention(const float* q, const KvCacheView& k_cache, const KvCacheV
                         q_len, ", MB*B=", max_blocks * B, "]");
     }
     const int64_t used_blocks = (kv_lens[s] + B - 1) / B;
-    for (int64_t b = 0; b < used_blocks; ++b) {
+    for (int64_t b = FirstVisibleBlock(kv_lens[s] - q_len, params.window, B); b < used_blocks;
+         ++b) {
       const int32_t block = block_tables[s * max_blocks + b];
       if (block < 0 || block >= k_cache.n_blocks) {
         return OutOfRange("PAGED_ATTENTION: block_tables[", s, "][", b, "]=", block,
@@ -374,6 +408,7 @@ Status PagedAttention(const float* q, const KvCacheView& k_cache, const KvCacheV
   std::vector<float> k_row(Dh), v_row(Dh), scores, probs;
   std::vector<double> acc(Dh);
   std::vector<char> visible;
+  std::vector<int64_t> ancestors;
   for (int64_t s = 0; s < n_seqs; ++s) {
     const int64_t q0 = query_start[s];
     const int64_t q_len = query_start[s + 1] - q0;
@@ -384,11 +419,20 @@ Status PagedAttention(const float* q, const KvCacheView& k_cache, const KvCacheV
       // Which KV positions query j sees.
       visible.assign(kv_len, 0);
       if (parents != nullptr) {
-        std::fill(visible.begin(), visible.begin() + prefix, 1);
-        for (int64_t node = j; node >= 0; node = parents[q0 + node]) visible[prefix + node] = 1;
+        // Ancestors of j, nearest first; their depth below j gives their sequence position.
+        std::vector<int64_t>& chain = ancestors;
+        chain.clear();
+        for (int64_t node = j; node >= 0; node = parents[q0 + node]) chain.push_back(node);
+        const int64_t depth = static_cast<int64_t>(chain.size()) - 1;
+        const int64_t first = WindowStart(prefix + depth, params.window);
+        std::fill(visible.begin() + std::min(first, prefix), visible.begin() + prefix, 1);
+        for (size_t a = 0; a < chain.size(); ++a) {
+          if (prefix + depth - static_cast<int64_t>(a) >= first) visible[prefix + chain[a]] = 1;
+        }
       } else {
         const int64_t last = params.causal ? prefix + j : kv_len - 1;
-        std::fill(visible.begin(), visible.begin() + last + 1, 1);
+        const int64_t first = WindowStart(prefix + j, params.window);
+        std::fill(visible.begin() + std::min(first, last + 1), visible.begin() + last + 1, 1);
       }
       for (int64_t h = 0; h < H; ++h) {
         const int64_t kv_head = h / group;

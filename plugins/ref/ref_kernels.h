@@ -2,7 +2,8 @@
 //
 // This file owns the numerics of the reference ("oracle") plugin: every other plugin is compared
 // against these functions. They favour clarity and determinism over speed. Activations are f32;
-// weights may be F32/F16/BF16/Q8_0/Q4_0 (GGUF block layouts) and are dequantized row by row to f32;
+// weights may be F32/F16/BF16/Q8_0/Q4_0 or one of the formats of ref_quants.h (GGUF block
+// layouts: Q4_1, Q5_0, Q5_1, Q2_K..Q6_K) and are dequantized row by row to f32;
 // dot products and reductions accumulate in double, so the result does not depend on loop order.
 // Where the model quality depends on bit-level agreement with llama.cpp (RMSNorm, RoPE) the kernels
 // follow llama.cpp's float operation order; see each comment.
@@ -27,11 +28,13 @@ inline constexpr int64_t kQuantBlock = 32;
 inline constexpr size_t kQ8_0BlockBytes = 34;  // f16 scale + 32 x int8
 inline constexpr size_t kQ4_0BlockBytes = 18;  // f16 scale + 16 bytes of nibbles
 
-// True for dtypes a row can be dequantized from: F32, F16, BF16, Q8_0, Q4_0.
+// True for dtypes a row can be dequantized from: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+// Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
 bool IsWeightDtype(uint32_t dtype);
-// True for Q8_0 / Q4_0.
+// True for the GGUF block formats (Q8_0, Q4_0 and those of ref_quants.h).
 bool IsBlockQuantized(uint32_t dtype);
-// Elements per block: 32 for block-quantized dtypes, 1 otherwise (0 for an unknown dtype).
+// Elements per block: 32 or 256 (K-quants) for block-quantized dtypes, 1 otherwise (0 for an
+// unknown dtype).
 int64_t DtypeBlockElements(uint32_t dtype);
 // Bytes per block (per element for plain dtypes); 0 for an unknown dtype.
 size_t DtypeBlockBytes(uint32_t dtype);
@@ -51,8 +54,9 @@ void QuantizeRowQ4_0(const float* src, int64_t n, void* dst);
 
 // out[t, :] = dequantized table row ids[t], for t < n_tokens. table is [vocab, dim] of `dtype`.
 // OUT_OF_RANGE if an id is outside [0, vocab).
+// With scale != 1 each element is then multiplied by scale in float (EMBEDDING_GATHER v2).
 Status EmbeddingGather(uint32_t dtype, const void* table, int64_t vocab, int64_t dim,
-                       const int32_t* ids, int64_t n_tokens, float* out);
+                       const int32_t* ids, int64_t n_tokens, float* out, float scale = 1.0f);
 
 // out[t, :] = (x[t, :] * (1 / sqrtf(mean + eps))) * weight, with mean = sum(x^2) / dim as
 // llama.cpp computes it (squares in float, summed in double, mean rounded to float). `out` may
@@ -89,6 +93,13 @@ void AddBias(const float* bias, int64_t n_tokens, int64_t n, float* y);
 // out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + expf(-g)). out may alias gate or up.
 void Swiglu(const float* gate, const float* up, int64_t n, float* out);
 
+// GELU with the tanh approximation as PyTorch's gelu(approximate="tanh") and llama.cpp's
+// ggml_gelu define it: 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))), evaluated in double.
+float GeluTanh(float g);
+
+// out[i] = GeluTanh(gate[i]) * up[i] (GeGLU). out may alias gate or up.
+void Geglu(const float* gate, const float* up, int64_t n, float* out);
+
 // out[i] = a[i] + b[i]. out may alias a or b.
 void Add(const float* a, const float* b, int64_t n, float* out);
 
@@ -120,6 +131,7 @@ struct AttentionParams {
   int64_t head_dim = 0;
   bool causal = true;
   float scale = 1.0f;
+  int64_t window = 0;  // sliding window in positions, 0: none (PAGED_ATTENTION v2)
 };
 
 // Varlen paged attention (see KESTREL_OP_PAGED_ATTENTION in plugin_api.h).
@@ -128,7 +140,10 @@ struct AttentionParams {
 // (q_len(s) <= kv_lens[s] <= max_blocks * block_size). `parents` (nullable, [n_tokens]) is the tree
 // mask: the index of each query's parent among its sequence's queries, -1 for a root; then a query
 // attends the committed prefix (kv_len - q_len positions) plus its ancestors and itself, and
-// `causal` is ignored. Scores are float (dot in double, rounded, times scale); softmax subtracts the
+// `causal` is ignored. A window W > 0 further hides KV positions p <= P - W from a query at
+// sequence position P (a chain query's own position; prefix + depth for a tree node, whose
+// ancestors count at prefix + their depth); block-table entries of blocks wholly before the first
+// position visible to any query of a sequence are not read. Scores are float (dot in double, rounded, times scale); softmax subtracts the
 // max, exponentiates with expf and sums in double. Query head h reads KV head h / (H / Hkv).
 // INVALID_ARGUMENT / OUT_OF_RANGE for inconsistent query_start / kv_lens / parents (or a cycle),
 // OUT_OF_RANGE for a block id outside [0, n_blocks) among the blocks a sequence uses.

@@ -171,6 +171,13 @@ TEST(EmbeddingGatherTest, AllDtypesAndOutOfRangeIds) {
       }
     }
     EXPECT_LE(RelErr(out, expected), kF32Tol);
+    // With a scale (Gemma's sqrt(n_embd)).
+    const float scale = 25.298221f;
+    std::vector<float> scaled = Poisoned(T * D);
+    ASSERT_TRUE(EmbeddingGather(dtype, table.data(), V, D, ids.data(), T, scaled.data(), scale).ok());
+    std::vector<double> expected_scaled(expected);
+    for (double& e : expected_scaled) e *= scale;
+    EXPECT_LE(RelErr(scaled, expected_scaled), kF32Tol);
 
     for (int32_t bad : {-1, static_cast<int32_t>(V), std::numeric_limits<int32_t>::max(),
                         std::numeric_limits<int32_t>::min()}) {
@@ -304,6 +311,25 @@ TEST(MatmulTest, EveryWeightDtypeMatchesFloat64) {
   }
 }
 
+TEST(ElementwiseTest, GegluMatchesFloat64) {
+  SEED_TRACE();
+  Rng rng(18);
+  const std::vector<float> g = rng.Floats(1000, -8.0f, 8.0f), u = rng.Floats(1000, -2.0f, 2.0f);
+  std::vector<double> want(g.size());
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double x = g[i];
+    // gelu_pytorch_tanh, written out: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))).
+    want[i] = 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x))) * u[i];
+  }
+  std::vector<float> out = Poisoned(g.size());
+  Geglu(g.data(), u.data(), static_cast<int64_t>(g.size()), out.data());
+  EXPECT_LE(RelErr(out, want), 1e-6);
+  // In place over gate.
+  std::vector<float> inplace = g;
+  Geglu(inplace.data(), u.data(), static_cast<int64_t>(g.size()), inplace.data());
+  EXPECT_EQ(inplace, out);
+}
+
 TEST(ElementwiseTest, SwigluAndAdd) {
   SEED_TRACE();
   Rng rng(9);
@@ -411,6 +437,7 @@ double RunAttention(const AttnCase& c, Status* status = nullptr) {
   p.head_dim = m.Dh;
   p.causal = m.causal;
   p.scale = m.scale;
+  p.window = m.window;
   std::vector<float> out = Poisoned(m.T() * m.H * m.Dh);
   const Status s = PagedAttention(m.q.data(), kv, vv, m.block_tables.data(),
                                   static_cast<int64_t>(m.q_lens.size()), m.MB, m.query_start.data(),
@@ -479,6 +506,62 @@ TEST(PagedAttentionTreeTest, TreeMaskMatchesFloat64) {
     EXPECT_LE(RunAttention(chain), kF32Tol);
     EXPECT_LE(RunAttention(causal), kF32Tol);
   }
+}
+
+TEST(PagedAttentionWindowTest, WindowsCrossingBlocksMatchFloat64) {
+  SEED_TRACE();
+  Rng rng(15);
+  for (uint32_t dtype : {KESTREL_DTYPE_F32, KESTREL_DTYPE_F16}) {
+    SCOPED_TRACE(DtypeName(dtype));
+    // Windows smaller than, equal to, not a multiple of and larger than the block size; decode
+    // far past the window, a prefill longer than the window, chunked prefill after a prefix.
+    for (int64_t window : {1, 3, 4, 5, 16, 37, 500}) {
+      SCOPED_TRACE(::testing::Message() << "window " << window);
+      AttnCase c = MakeAttnCase(rng, 8, 2, 8, 4, dtype, {1, 23, 9, 1, 0}, {61, 23, 50, 3, 7});
+      c.window = window;
+      EXPECT_LE(RunAttention(c), kF32Tol) << "with every block";
+      // The blocks out of every query's window are freed: the kernel must not read them.
+      FreeBlocksBeforeWindow(c);
+      EXPECT_LE(RunAttention(c), kF32Tol) << "with freed blocks";
+      c.causal = false;
+      EXPECT_LE(RunAttention(c), kF32Tol) << "non-causal";
+    }
+  }
+}
+
+TEST(PagedAttentionWindowTest, TreeMaskWithWindowMatchesFloat64) {
+  SEED_TRACE();
+  Rng rng(16);
+  // Trees after a prefix longer than the window; a window shorter than the tree's depth hides
+  // the deep nodes' far ancestors too.
+  for (int64_t window : {2, 3, 6, 20}) {
+    SCOPED_TRACE(::testing::Message() << "window " << window);
+    AttnCase c = MakeAttnCase(rng, 4, 2, 8, 4, KESTREL_DTYPE_F32, {6, 3}, {26, 3 + 17});
+    c.parents = {-1, 0, 0, 1, 3, 2, /*seq 1*/ -1, 0, 1};
+    c.window = window;
+    FreeBlocksBeforeWindow(c);
+    EXPECT_LE(RunAttention(c), kF32Tol);
+    // A chain tree equals causal attention with the same window.
+    c.parents = {-1, 0, 1, 2, 3, 4, -1, 0, 1};
+    AttnCase causal = c;
+    causal.parents.clear();
+    EXPECT_LE(RunAttention(c), kF32Tol);
+    EXPECT_LE(RunAttention(causal), kF32Tol);
+  }
+}
+
+TEST(PagedAttentionWindowTest, FreedBlockInsideTheWindowIsAnError) {
+  SEED_TRACE();
+  Rng rng(17);
+  AttnCase c = MakeAttnCase(rng, 4, 2, 8, 4, KESTREL_DTYPE_F32, {1}, {40});
+  c.window = 10;  // the query at 39 sees 30..39: blocks 7..9
+  FreeBlocksBeforeWindow(c);
+  Status s;
+  ASSERT_LE(RunAttention(c, &s), kF32Tol) << s.message();
+  c.block_tables[7] = -1;
+  RunAttention(c, &s);
+  EXPECT_EQ(s.code(), KESTREL_PLUGIN_OUT_OF_RANGE);
+  EXPECT_NE(s.message().find("block_tables[0][7]"), std::string::npos) << s.message();
 }
 
 TEST(PagedAttentionTreeTest, BadIndicesAreErrorsNotCrashes) {

@@ -1,6 +1,8 @@
 #include "plugins/ref/ref_ops.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -11,16 +13,24 @@ namespace kestrel::plugins::ref {
 namespace {
 
 constexpr uint64_t kMaxTensorBytes = uint64_t{1} << 62;
+// kestrel_op_attention_params_t before 1.3 appended `window`.
+constexpr size_t kAttentionParamsV1Size = offsetof(kestrel_op_attention_params_t, window);
 
 constexpr uint64_t Bit(uint32_t dtype) { return KESTREL_DTYPE_BIT(dtype); }
 
+// The GGUF formats of ref_quants.h.
+constexpr uint64_t kExtraQuantDtypes =
+    Bit(KESTREL_DTYPE_Q4_1) | Bit(KESTREL_DTYPE_Q5_0) | Bit(KESTREL_DTYPE_Q5_1) |
+    Bit(KESTREL_DTYPE_Q2_K) | Bit(KESTREL_DTYPE_Q3_K) | Bit(KESTREL_DTYPE_Q4_K) |
+    Bit(KESTREL_DTYPE_Q5_K) | Bit(KESTREL_DTYPE_Q6_K);
 constexpr uint64_t kKnownDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16) |
                                   Bit(KESTREL_DTYPE_BF16) | Bit(KESTREL_DTYPE_I32) |
                                   Bit(KESTREL_DTYPE_I8) | Bit(KESTREL_DTYPE_Q8_0) |
-                                  Bit(KESTREL_DTYPE_Q4_0);
+                                  Bit(KESTREL_DTYPE_Q4_0) | kExtraQuantDtypes;
 constexpr uint64_t kFloatDtypes =
     Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16) | Bit(KESTREL_DTYPE_BF16);
-constexpr uint64_t kWeightDtypes = kFloatDtypes | Bit(KESTREL_DTYPE_Q8_0) | Bit(KESTREL_DTYPE_Q4_0);
+constexpr uint64_t kWeightDtypes =
+    kFloatDtypes | Bit(KESTREL_DTYPE_Q8_0) | Bit(KESTREL_DTYPE_Q4_0) | kExtraQuantDtypes;
 constexpr uint64_t kF32 = Bit(KESTREL_DTYPE_F32);
 constexpr uint64_t kI32 = Bit(KESTREL_DTYPE_I32);
 constexpr uint64_t kCacheDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16);
@@ -57,6 +67,7 @@ bool GetSignatureUncached(uint32_t kind, OpShape* sig) {
       *sig = {{"x", "w", "bias"}, {"out"}, 0};
       return true;
     case KESTREL_OP_SWIGLU:
+    case KESTREL_OP_GEGLU:
       *sig = {{"gate", "up"}, {"out"}, 0};
       return true;
     case KESTREL_OP_ADD:
@@ -89,7 +100,7 @@ bool GetSignatureUncached(uint32_t kind, OpShape* sig) {
 // The signature of `kind` with its labels, or nullptr for a kind without one. Thread-safe.
 const OpSignature* FindSignature(uint32_t kind) {
   static const std::vector<std::unique_ptr<OpSignature>> table = [] {
-    std::vector<std::unique_ptr<OpSignature>> t(KESTREL_OP_MOE + 1);
+    std::vector<std::unique_ptr<OpSignature>> t(KESTREL_OP_GEGLU + 1);
     for (uint32_t k = 0; k < t.size(); ++k) {
       auto sig = std::make_unique<OpSignature>();
       if (!GetSignatureUncached(k, sig.get())) continue;
@@ -122,6 +133,27 @@ Status ReadParams(const kestrel_op_desc_t& op, const std::string& name, P* out) 
                            ", params_size=", op.params_size, "]");
   }
   std::memcpy(out, op.params, sizeof(P));
+  return Status();
+}
+
+// Reads a params struct that grew after v1: any struct_size from `v1_size` up is accepted (an
+// older host sends the shorter struct), fields past the producer's struct_size read as 0.
+template <typename P>
+Status ReadGrownParams(const kestrel_op_desc_t& op, const std::string& name, size_t v1_size,
+                       P* out) {
+  if (op.params == nullptr) return InvalidArgument(name, ": params is NULL");
+  if (op.params_size < v1_size) {
+    return InvalidArgument(name, ": params_size=", op.params_size, " < ", v1_size,
+                           " (the v1 params struct)");
+  }
+  uint32_t struct_size;
+  std::memcpy(&struct_size, op.params, sizeof struct_size);
+  if (struct_size < v1_size || struct_size > op.params_size) {
+    return InvalidArgument(name, ": params.struct_size=", struct_size, " is outside [", v1_size,
+                           ", params_size=", op.params_size, "]");
+  }
+  std::memset(out, 0, sizeof(P));
+  std::memcpy(out, op.params, std::min<size_t>(struct_size, sizeof(P)));
   return Status();
 }
 
@@ -243,7 +275,14 @@ class Checker {
 // Shorthand: return on error.
 #define RET(expr) KESTREL_REF_RETURN_IF_ERROR(expr)
 
-Status CheckEmbedding(Checker& c) {
+Status CheckEmbedding(Checker& c, const kestrel_op_desc_t& op) {
+  if (op.op_version == 2) {
+    kestrel_op_embedding_params_t p;
+    RET(ReadParams(op, c.name(), &p));
+    if (!std::isfinite(p.scale)) {
+      return InvalidArgument(c.name(), ": params.scale=", p.scale, " is not finite");
+    }
+  }
   RET(c.CheckArgs(2));
   const auto &table = c.in(0), &ids = c.in(1), &out = c.out(0);
   RET(c.Rank(table, c.InLabel(0), 2));
@@ -404,12 +443,17 @@ Status CheckKvBlockCopy(Checker& c) {
 
 Status CheckAttention(Checker& c, const kestrel_op_desc_t& op) {
   kestrel_op_attention_params_t p;
-  RET(ReadParams(op, c.name(), &p));
+  RET(ReadGrownParams(op, c.name(), kAttentionParamsV1Size, &p));
   if (p.tree_mask > 1) {
     return InvalidArgument(c.name(), ": params.tree_mask=", p.tree_mask, " is not 0 or 1");
   }
   if (p.causal > 1) {
     return InvalidArgument(c.name(), ": params.causal=", p.causal, " is not 0 or 1");
+  }
+  if (op.op_version == 2 && !KESTREL_PLUGIN_HAS_SLOT(&p, kestrel_op_attention_params_t, window)) {
+    return InvalidArgument(c.name(), ": op_version 2 needs params with the window field "
+                           "(params.struct_size=", p.struct_size, " < ",
+                           sizeof(kestrel_op_attention_params_t), ")");
   }
   RET(c.CheckArgs(p.tree_mask ? 7 : 6));
   const auto &q = c.in(0), &kc = c.in(1), &vc = c.in(2), &tables = c.in(3);
@@ -518,6 +562,27 @@ Status CheckMoe(Checker& c, const kestrel_op_desc_t& op) {
 
 }  // namespace
 
+uint32_t MaxOpVersion(uint32_t kind) {
+  return kind == KESTREL_OP_EMBEDDING_GATHER || kind == KESTREL_OP_PAGED_ATTENTION ? 2 : 1;
+}
+
+float EmbeddingScaleOf(const kestrel_op_desc_t& op) {
+  if (op.op_version < 2) return 1.0f;
+  kestrel_op_embedding_params_t p;
+  std::memcpy(&p, op.params, sizeof p);
+  return p.scale;
+}
+
+kestrel_op_attention_params_t AttentionParamsOf(const kestrel_op_desc_t& op) {
+  kestrel_op_attention_params_t p;
+  uint32_t struct_size;
+  std::memcpy(&struct_size, op.params, sizeof struct_size);
+  std::memset(&p, 0, sizeof p);
+  std::memcpy(&p, op.params, std::min<size_t>(struct_size, sizeof p));
+  if (op.op_version < 2) p.window = 0;
+  return p;
+}
+
 bool IsImplementedKind(uint32_t kind) {
   return FindSignature(kind) != nullptr;
 }
@@ -535,6 +600,7 @@ std::string OpKindName(uint32_t kind) {
     case KESTREL_OP_PAGED_ATTENTION: return "PAGED_ATTENTION";
     case KESTREL_OP_LOGITS: return "LOGITS";
     case KESTREL_OP_MOE: return "MOE";
+    case KESTREL_OP_GEGLU: return "GEGLU";
     default: return StrCat("kind(", kind, ")");
   }
 }
@@ -638,19 +704,21 @@ Status CheckOp(const kestrel_op_desc_t& op, OpCheck* out) {
     out->reason = StrCat(OpKindName(op.kind), ": kind not implemented by the reference kernels");
     return Status();
   }
-  if (op.op_version != 1) {
+  const uint32_t max_version = MaxOpVersion(op.kind);
+  if (op.op_version < 1 || op.op_version > max_version) {
     out->reason = StrCat(OpKindName(op.kind), ": op_version=", op.op_version,
-                         " (only version 1 is implemented)");
+                         " (versions 1 to ", max_version, " are implemented)");
     return Status();
   }
   Checker c(op, *sig);
   Status status;
   switch (op.kind) {
-    case KESTREL_OP_EMBEDDING_GATHER: status = CheckEmbedding(c); break;
+    case KESTREL_OP_EMBEDDING_GATHER: status = CheckEmbedding(c, op); break;
     case KESTREL_OP_RMSNORM: status = CheckRmsNorm(c, op); break;
     case KESTREL_OP_ROPE: status = CheckRope(c, op); break;
     case KESTREL_OP_MATMUL: status = CheckMatmul(c, op); break;
     case KESTREL_OP_SWIGLU:
+    case KESTREL_OP_GEGLU:
     case KESTREL_OP_ADD: status = CheckElementwise(c); break;
     case KESTREL_OP_KV_WRITE: status = CheckKvWrite(c); break;
     case KESTREL_OP_KV_BLOCK_COPY: status = CheckKvBlockCopy(c); break;
@@ -694,7 +762,7 @@ Status ExecuteOp(const kestrel_op_desc_t& op, const void* const* inputs, void* c
   switch (op.kind) {
     case KESTREL_OP_EMBEDDING_GATHER:
       return EmbeddingGather(d0.dtype, inputs[0], d0.dims[0], d0.dims[1], in_i32(1),
-                             op.inputs[1].desc.dims[0], out_f32);
+                             op.inputs[1].desc.dims[0], out_f32, EmbeddingScaleOf(op));
     case KESTREL_OP_RMSNORM: {
       kestrel_op_rmsnorm_params_t p;
       std::memcpy(&p, op.params, sizeof p);
@@ -739,6 +807,9 @@ Status ExecuteOp(const kestrel_op_desc_t& op, const void* const* inputs, void* c
     case KESTREL_OP_SWIGLU:
       Swiglu(in_f32(0), in_f32(1), d0.dims[0] * d0.dims[1], out_f32);
       return Status();
+    case KESTREL_OP_GEGLU:
+      Geglu(in_f32(0), in_f32(1), d0.dims[0] * d0.dims[1], out_f32);
+      return Status();
     case KESTREL_OP_ADD:
       Add(in_f32(0), in_f32(1), d0.dims[0] * d0.dims[1], out_f32);
       return Status();
@@ -750,14 +821,14 @@ Status ExecuteOp(const kestrel_op_desc_t& op, const void* const* inputs, void* c
       return KvBlockCopy(in_i32(0), d0.dims[0], CacheView(op.outputs[0].desc, outputs[0]),
                          CacheView(op.outputs[1].desc, outputs[1]));
     case KESTREL_OP_PAGED_ATTENTION: {
-      kestrel_op_attention_params_t p;
-      std::memcpy(&p, op.params, sizeof p);
+      const kestrel_op_attention_params_t p = AttentionParamsOf(op);
       AttentionParams ap;
       ap.n_heads = p.n_heads;
       ap.n_kv_heads = p.n_kv_heads;
       ap.head_dim = p.head_dim;
       ap.causal = p.causal != 0;
       ap.scale = p.scale;
+      ap.window = p.window;
       const kestrel_tensor_desc_t& tables = op.inputs[3].desc;
       // The caches are inputs here: the kernel only reads them.
       return PagedAttention(in_f32(0), CacheView(op.inputs[1].desc, const_cast<void*>(inputs[1])),

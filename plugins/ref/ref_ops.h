@@ -20,6 +20,18 @@ namespace kestrel::plugins::ref {
 // "MATMUL", "PAGED_ATTENTION", ...; "kind(<n>)" for unknown kinds.
 std::string OpKindName(uint32_t kind);
 
+// The highest op_version of `kind` CheckOp accepts (2 for EMBEDDING_GATHER and PAGED_ATTENTION,
+// whose version-2 forms add the embedding scale and the attention window; 1 otherwise).
+uint32_t MaxOpVersion(uint32_t kind);
+
+// The params of a PAGED_ATTENTION descriptor CheckOp accepted, whatever struct_size the host
+// sent (fields it lacks read 0; window is 0 unless op_version is 2). Plugins read them through
+// this, never by copying sizeof(kestrel_op_attention_params_t) bytes.
+kestrel_op_attention_params_t AttentionParamsOf(const kestrel_op_desc_t& op);
+
+// params.scale of an EMBEDDING_GATHER descriptor CheckOp accepted (1 for op_version 1).
+float EmbeddingScaleOf(const kestrel_op_desc_t& op);
+
 // True for the kinds ExecuteOp implements (every kind of plugin_api.h 1.0, MOE included).
 bool IsImplementedKind(uint32_t kind);
 

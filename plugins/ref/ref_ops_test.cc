@@ -5,7 +5,9 @@
 #include <dlfcn.h>
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
@@ -91,7 +93,7 @@ class TestHost {
 // A second configuration of the host plugin, as the ref plugin's own (ref_plugin.cc is the module;
 // its table is checked through dlopen below).
 bool AllRefKinds(uint32_t kind) {
-  return kind >= KESTREL_OP_EMBEDDING_GATHER && kind <= KESTREL_OP_LOGITS;
+  return (kind >= KESTREL_OP_EMBEDDING_GATHER && kind <= KESTREL_OP_LOGITS) || kind == KESTREL_OP_GEGLU;
 }
 const HostPluginConfig kTestRefConfig = {"ref-test", "ref-test", "reference kernels under test",
                                          &AllRefKinds};
@@ -333,7 +335,7 @@ TEST_F(RefPluginTest, WeightPrepareChecksItsInput) {
 // ---- op_query ---------------------------------------------------------------------------------
 
 TEST_F(RefPluginTest, UnknownKindsAreUnsupportedNotErrors) {
-  for (uint32_t kind : {0u, 12u, 999u, 0x10000u, 0xFFFFFFFFu}) {
+  for (uint32_t kind : {0u, 13u, 999u, 0x10000u, 0xFFFFFFFFu}) {
     kestrel_op_desc_t op{};
     op.struct_size = sizeof op;
     op.kind = kind;
@@ -457,6 +459,19 @@ TEST_F(MatmulDescTest, LayoutsAndDtypesRefCannotRunAreUnsupported) {
   EXPECT_EQ(level, KESTREL_OP_UNSUPPORTED);
 }
 
+// Descriptors of a valid 2-sequence PAGED_ATTENTION (8 heads over 4 KV heads of 16, F16 caches of
+// 10 blocks of 16): q, k_cache, v_cache, block_tables, query_start, kv_lens, out.
+std::array<kestrel_tensor_arg_t, 7> AttentionArgs() {
+  std::array<kestrel_tensor_arg_t, 7> a{};
+  a[0].desc = Desc(KESTREL_DTYPE_F32, {3, 8, 16});
+  a[1].desc = a[2].desc = Desc(KESTREL_DTYPE_F16, {10, 16, 4, 16});
+  a[3].desc = Desc(KESTREL_DTYPE_I32, {2, 4});
+  a[4].desc = Desc(KESTREL_DTYPE_I32, {3});
+  a[5].desc = Desc(KESTREL_DTYPE_I32, {2});
+  a[6].desc = a[0].desc;
+  return a;
+}
+
 TEST_F(RefPluginTest, BadParamsAreInvalid) {
   kestrel_tensor_arg_t x{}, pos{}, out{};
   x.desc = Desc(KESTREL_DTYPE_F32, {2, 4, 16});
@@ -483,14 +498,8 @@ TEST_F(RefPluginTest, BadParamsAreInvalid) {
   EXPECT_NE(r.message.find("ROPE: input 1 (positions) dtype F32"), std::string::npos) << r.message;
 
   // Attention: heads inconsistent with the params.
-  kestrel_tensor_arg_t q{}, kc{}, vc{}, bt{}, qs{}, kl{}, o{};
-  q.desc = Desc(KESTREL_DTYPE_F32, {3, 8, 16});
-  kc.desc = vc.desc = Desc(KESTREL_DTYPE_F16, {10, 16, 4, 16});
-  bt.desc = Desc(KESTREL_DTYPE_I32, {2, 4});
-  qs.desc = Desc(KESTREL_DTYPE_I32, {3});
-  kl.desc = Desc(KESTREL_DTYPE_I32, {2});
-  o.desc = q.desc;
-  kestrel_op_attention_params_t ap{sizeof ap, 8, 4, 16, 16, 1, 0.25f, 0};
+  auto [q, kc, vc, bt, qs, kl, o] = AttentionArgs();
+  kestrel_op_attention_params_t ap{sizeof ap, 8, 4, 16, 16, 1, 0.25f, 0, 0};
   ASSERT_TRUE(Query(Op(KESTREL_OP_PAGED_ATTENTION, {q, kc, vc, bt, qs, kl}, {o}, &ap, sizeof ap), &level).ok());
   EXPECT_EQ(level, KESTREL_OP_SUPPORTED);
   ap.n_kv_heads = 2;
@@ -508,6 +517,74 @@ TEST_F(RefPluginTest, BadParamsAreInvalid) {
   r = Query(Op(KESTREL_OP_PAGED_ATTENTION, {q, kc, vc, bt, qs, kl}, {o}, &ap, sizeof ap), &level);
   EXPECT_EQ(r.message,
             "PAGED_ATTENTION: input 4 (query_start) dims[0]=2 != input 3 (block_tables) dims[0] + 1=3");
+}
+
+// Plugin ABI 1.3: the version-2 forms (embedding scale, attention window) and an older host's
+// shorter attention params.
+TEST_F(RefPluginTest, VersionTwoFormsAndOlderParams) {
+  const std::array<kestrel_tensor_arg_t, 7> att = AttentionArgs();
+  kestrel_op_attention_params_t ap{sizeof ap, 8, 4, 16, 16, 1, 0.25f, 0, 512};
+  uint32_t level = 0;
+  auto attention = [&](uint32_t version, size_t size) {
+    kestrel_op_desc_t op = Op(KESTREL_OP_PAGED_ATTENTION, {att[0], att[1], att[2], att[3], att[4], att[5]},
+                              {att[6]}, &ap, size);
+    op.op_version = version;
+    return Query(op, &level);
+  };
+  ASSERT_TRUE(attention(2, sizeof ap).ok());
+  EXPECT_EQ(level, KESTREL_OP_SUPPORTED);
+  // A host from before 1.3 sends the 32-byte struct with op_version 1: still supported.
+  ap.struct_size = offsetof(kestrel_op_attention_params_t, window);
+  ASSERT_TRUE(attention(1, ap.struct_size).ok());
+  EXPECT_EQ(level, KESTREL_OP_SUPPORTED);
+  // op_version 2 without the window field is malformed.
+  Result r = attention(2, ap.struct_size);
+  EXPECT_EQ(r.code, KESTREL_PLUGIN_INVALID_ARGUMENT);
+  EXPECT_NE(r.message.find("op_version 2 needs params with the window field"), std::string::npos)
+      << r.message;
+  ap.struct_size = sizeof ap;
+  // A version this plugin does not know: unsupported, not an error.
+  ASSERT_TRUE(attention(3, sizeof ap).ok());
+  EXPECT_EQ(level, KESTREL_OP_UNSUPPORTED);
+
+  kestrel_tensor_arg_t table{}, ids{}, out{};
+  table.desc = Desc(KESTREL_DTYPE_F32, {5, 4});
+  ids.desc = Desc(KESTREL_DTYPE_I32, {2});
+  out.desc = Desc(KESTREL_DTYPE_F32, {2, 4});
+  kestrel_op_embedding_params_t ep{sizeof ep, 2.0f};
+  kestrel_op_desc_t emb = Op(KESTREL_OP_EMBEDDING_GATHER, {table, ids}, {out}, &ep, sizeof ep);
+  emb.op_version = 2;
+  ASSERT_TRUE(Query(emb, &level).ok());
+  EXPECT_EQ(level, KESTREL_OP_SUPPORTED);
+  ep.scale = std::numeric_limits<float>::infinity();
+  r = Query(emb, &level);
+  EXPECT_EQ(r.message, "EMBEDDING_GATHER: params.scale=inf is not finite");
+  emb.params = nullptr;
+  r = Query(emb, &level);
+  EXPECT_EQ(r.message, "EMBEDDING_GATHER: params is NULL");
+
+  // Through op_execute: the scale multiplies the gathered rows; GEGLU runs.
+  const std::vector<float> rows = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20};
+  ep.scale = 0.5f;
+  const auto out_buf = Output(Desc(KESTREL_DTYPE_F32, {2, 4}));
+  kestrel_op_desc_t run = Op(KESTREL_OP_EMBEDDING_GATHER,
+                             {Upload(Desc(KESTREL_DTYPE_F32, {5, 4}), rows),
+                              Upload(Desc(KESTREL_DTYPE_I32, {2}), std::vector<int32_t>{4, 1})},
+                             {out_buf}, &ep, sizeof ep);
+  run.op_version = 2;
+  Run(run);
+  EXPECT_EQ(Download(out_buf), (std::vector<float>{8.5f, 9, 9.5f, 10, 2.5f, 3, 3.5f, 4}));
+  const std::vector<float> gate = {-1.0f, 0.0f, 0.5f, 3.0f}, up = {2.0f, 5.0f, -1.0f, 1.0f};
+  const auto g_out = Output(Desc(KESTREL_DTYPE_F32, {1, 4}));
+  Run(Op(KESTREL_OP_GEGLU,
+         {Upload(Desc(KESTREL_DTYPE_F32, {1, 4}), gate), Upload(Desc(KESTREL_DTYPE_F32, {1, 4}), up)},
+         {g_out}));
+  const std::vector<float> got = Download(g_out);
+  // gelu_tanh(-1) = -0.158808, gelu_tanh(0.5) = 0.345714, gelu_tanh(3) = 2.996363.
+  EXPECT_NEAR(got[0], -0.158808f * 2.0f, 1e-5);
+  EXPECT_EQ(got[1], 0.0f);
+  EXPECT_NEAR(got[2], -0.345714f, 1e-5);
+  EXPECT_NEAR(got[3], 2.996363f, 1e-5);
 }
 
 // ---- op_execute: data errors --------------------------------------------------------------------
@@ -698,7 +775,7 @@ TEST_F(RefPluginTest, KvWriteAttentionBlockCopy) {
         if (tree) ins.push_back(Upload(Desc(KESTREL_DTYPE_I32, {T}), c.parents));
         const auto out = Output(Desc(KESTREL_DTYPE_F32, {T, H, Dh}));
         const kestrel_op_attention_params_t ap{sizeof ap, 8, 4, 8, static_cast<uint32_t>(B), 1,
-                                               c.scale, tree ? 1u : 0u};
+                                               c.scale, tree ? 1u : 0u, 0};
         Run(Op(KESTREL_OP_PAGED_ATTENTION, ins, {out}, &ap, sizeof ap));
         EXPECT_LE(RelErr(Download(out), testing_util::OracleAttention(c)), kF32Tol);
 

@@ -20,6 +20,7 @@ bool RefSupportsKind(uint32_t kind) {
     case KESTREL_OP_PAGED_ATTENTION:
     case KESTREL_OP_LOGITS:
     case KESTREL_OP_MOE:
+    case KESTREL_OP_GEGLU:
       return true;
     default:  // vendor kinds
       return false;

@@ -295,6 +295,7 @@ struct AttnCase {
   uint32_t cache_dtype = KESTREL_DTYPE_F32;
   bool causal = true;
   float scale = 0.25f;
+  int64_t window = 0;  // sliding window (PAGED_ATTENTION v2), 0: none
   std::vector<int32_t> q_lens, kv_lens, query_start, block_tables, parents;  // parents may be empty
   std::vector<float> q;                   // [T, H, Dh]
   std::vector<uint8_t> k_cache, v_cache;  // [NB, B, Hkv, Dh] of cache_dtype
@@ -351,6 +352,16 @@ inline AttnCase MakeAttnCase(Rng& rng, int64_t H, int64_t Hkv, int64_t Dh, int64
   return c;
 }
 
+// With a window: sets the block-table entries of blocks no query of their sequence can see (every
+// position < kv_len - q_len - window + 1) to -1, as a host that freed them would.
+inline void FreeBlocksBeforeWindow(AttnCase& c) {
+  if (c.window == 0) return;
+  for (size_t s = 0; s < c.q_lens.size(); ++s) {
+    const int64_t first = c.kv_lens[s] - c.q_lens[s] - c.window + 1;  // first visible position
+    for (int64_t b = 0; (b + 1) * c.B <= first; ++b) c.block_tables[s * c.MB + b] = -1;
+  }
+}
+
 inline double OracleCacheValue(const AttnCase& c, const std::vector<uint8_t>& cache, int32_t block,
                                int64_t off, int64_t kvh, int64_t d) {
   const int64_t i = ((block * c.B + off) * c.Hkv + kvh) * c.Dh + d;
@@ -370,11 +381,26 @@ inline std::vector<double> OracleAttention(const AttnCase& c) {
     for (int64_t j = 0; j < q_len; ++j) {
       const int64_t tok = c.query_start[s] + j;
       std::vector<bool> allowed(kv_len, false);
+      // Sequence position of each KV entry as the window sees it: itself for the prefix and
+      // chains, prefix + depth for tree nodes.
+      auto depth = [&](int64_t node) {
+        int64_t d = 0;
+        while (c.parents[c.query_start[s] + node] != -1) {
+          node = c.parents[c.query_start[s] + node];
+          ++d;
+        }
+        return d;
+      };
       if (!c.parents.empty()) {
-        for (int64_t p = 0; p < prefix; ++p) allowed[p] = true;
-        for (int64_t a = j; a != -1; a = c.parents[c.query_start[s] + a]) allowed[prefix + a] = true;
+        const int64_t me = prefix + depth(j);
+        for (int64_t p = 0; p < prefix; ++p) allowed[p] = c.window == 0 || me - p < c.window;
+        for (int64_t a = j; a != -1; a = c.parents[c.query_start[s] + a]) {
+          allowed[prefix + a] = c.window == 0 || me - (prefix + depth(a)) < c.window;
+        }
       } else {
-        for (int64_t p = 0; p < kv_len; ++p) allowed[p] = !c.causal || p <= prefix + j;
+        for (int64_t p = 0; p < kv_len; ++p) {
+          allowed[p] = (!c.causal || p <= prefix + j) && (c.window == 0 || prefix + j - p < c.window);
+        }
       }
       for (int64_t h = 0; h < c.H; ++h) {
         const int64_t kvh = h / (c.H / c.Hkv);

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "runtime/arch/gemma3/gemma3_architecture.h"
 #include "runtime/arch/llama/llama_architecture.h"
 #include "runtime/arch/phi3/phi3_architecture.h"
 #include "runtime/arch/qwen2/qwen2_architecture.h"
@@ -18,6 +19,7 @@ const std::vector<const Architecture*>& Registry() {
       &Qwen2Architecture(),
       &Qwen3Architecture(),
       &Phi3Architecture(),
+      &Gemma3Architecture(),
   };
   return kArchitectures;
 }

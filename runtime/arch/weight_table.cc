@@ -23,6 +23,14 @@ absl::StatusOr<kestrel_dtype_t> DtypeForGgml(GgmlType type, const std::string& t
     case GgmlType::BF16: return KESTREL_DTYPE_BF16;
     case GgmlType::Q8_0: return KESTREL_DTYPE_Q8_0;
     case GgmlType::Q4_0: return KESTREL_DTYPE_Q4_0;
+    case GgmlType::Q4_1: return KESTREL_DTYPE_Q4_1;
+    case GgmlType::Q5_0: return KESTREL_DTYPE_Q5_0;
+    case GgmlType::Q5_1: return KESTREL_DTYPE_Q5_1;
+    case GgmlType::Q2_K: return KESTREL_DTYPE_Q2_K;
+    case GgmlType::Q3_K: return KESTREL_DTYPE_Q3_K;
+    case GgmlType::Q4_K: return KESTREL_DTYPE_Q4_K;
+    case GgmlType::Q5_K: return KESTREL_DTYPE_Q5_K;
+    case GgmlType::Q6_K: return KESTREL_DTYPE_Q6_K;
     default:
       return absl::UnimplementedError(
           absl::StrCat("tensor '", tensor_name, "' has type ", GgmlTypeName(type),
@@ -31,7 +39,9 @@ absl::StatusOr<kestrel_dtype_t> DtypeForGgml(GgmlType type, const std::string& t
   }
 }
 
-std::string SupportedGgmlTypes() { return "F32, F16, BF16, Q8_0, Q4_0"; }
+std::string SupportedGgmlTypes() {
+  return "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
+}
 
 WeightTableBuilder::WeightTableBuilder(const GgufFile& file, bool check_types)
     : file_(file), check_types_(check_types) {}

@@ -55,7 +55,7 @@ struct WeightTable {
 // Maps a GGML tensor type to the plugin ABI dtype; UNIMPLEMENTED naming the tensor and the type
 // otherwise.
 absl::StatusOr<kestrel_dtype_t> DtypeForGgml(GgmlType type, const std::string& tensor_name);
-// "F32, F16, BF16, Q8_0, Q4_0": the GGML types DtypeForGgml maps.
+// "F32, F16, BF16, Q8_0, Q4_0, Q4_1, ...": the GGML types DtypeForGgml maps.
 std::string SupportedGgmlTypes();
 
 class WeightTableBuilder {

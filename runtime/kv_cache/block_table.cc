@@ -1,5 +1,7 @@
 #include "runtime/kv_cache/block_table.h"
 
+#include <algorithm>
+
 namespace kestrel {
 namespace runtime {
 
@@ -28,10 +30,20 @@ void BlockTable::Truncate(uint32_t n) {
   const uint32_t bs = pool_->block_size();
   const size_t keep = (n + bs - 1) / bs;
   while (blocks_.size() > keep) {
-    pool_->Release(blocks_.back());
+    if (blocks_.back() >= 0) pool_->Release(blocks_.back());
     blocks_.pop_back();
   }
+  n_dropped_ = std::min<uint32_t>(n_dropped_, static_cast<uint32_t>(blocks_.size()));
   n_tokens_ = n;
+}
+
+void BlockTable::DropBefore(uint32_t pos) {
+  const uint32_t end = std::min<uint32_t>(pos / pool_->block_size(),
+                                          static_cast<uint32_t>(blocks_.size()));
+  for (; n_dropped_ < end; ++n_dropped_) {
+    pool_->Release(blocks_[n_dropped_]);
+    blocks_[n_dropped_] = -1;
+  }
 }
 
 }  // namespace runtime

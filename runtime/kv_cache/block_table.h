@@ -27,6 +27,14 @@ class BlockTable {
   absl::Status Append(uint32_t n_new);
   // Keeps the first n tokens; releases the blocks past them.
   void Truncate(uint32_t n);
+  // Sliding-window KV: releases the blocks lying wholly before position `pos` (no query at a
+  // position >= pos + window - 1 reads them); their entries become -1 and Slot() must not be
+  // asked for their positions. Truncating below dropped positions leaves them dropped.
+  void DropBefore(uint32_t pos);
+  // Entries of blocks() that hold a block (not dropped).
+  uint32_t n_held_blocks() const { return static_cast<uint32_t>(blocks_.size()) - n_dropped_; }
+  // The first position whose block is still held (0 when nothing was dropped).
+  uint32_t first_held_position() const { return n_dropped_ * pool_->block_size(); }
   // Cache slot of token position `pos` (< n_tokens()).
   int32_t Slot(uint32_t pos) const {
     return blocks_[pos / pool_->block_size()] * static_cast<int32_t>(pool_->block_size()) +
@@ -37,6 +45,7 @@ class BlockTable {
   BlockPool* pool_;
   std::vector<int32_t> blocks_;
   uint32_t n_tokens_ = 0;
+  uint32_t n_dropped_ = 0;  // leading entries released by DropBefore (-1)
 };
 
 }  // namespace runtime

@@ -119,6 +119,10 @@ absl::Status Model::PrepareWeights(const std::function<absl::Status(float)>& rep
   uint64_t done = 0, total = 0;
   for (const WeightTensor& w : weights_.tensors) total += w.bytes;
   for (size_t i = 0; i < weights_.tensors.size(); ++i) {
+    // A dtype the device does not take as a weight (e.g. K-quants on opencl) is prepared on the
+    // fallback device when an op first needs it there (Executor::Place -> Prepared).
+    const uint32_t dtype = weights_.tensors[i].desc.dtype;
+    if ((device_->caps().weight_dtype_mask & KESTREL_DTYPE_BIT(dtype)) == 0) continue;
     absl::StatusOr<const hal::PreparedWeight*> p = Prepared(static_cast<int>(i), device_);
     if (!p.ok()) return p.status();
     // The device holds its own copy now: drop this tensor's file pages from the resident set, so

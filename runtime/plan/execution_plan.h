@@ -53,6 +53,16 @@ enum StepInputId : int32_t {
   kNumStepInputs
 };
 
+// KV groups (see ExecutionPlan::kv_groups): group 0 uses kStepSlots / kStepBlockTables; each
+// further group g has its own slots I32 [T] and block tables I32 [S, MB] (same MB as group 0),
+// numbered after kNumStepInputs.
+inline int32_t SlotsInput(uint32_t group) {
+  return group == 0 ? kStepSlots : kNumStepInputs + 2 * static_cast<int32_t>(group - 1);
+}
+inline int32_t BlockTablesInput(uint32_t group) {
+  return group == 0 ? kStepBlockTables : kNumStepInputs + 2 * static_cast<int32_t>(group - 1) + 1;
+}
+
 struct ValueRef {
   ValueKind kind;
   int32_t index;  // activation id, weight id, layer, or StepInputId
@@ -72,6 +82,7 @@ struct PlanOp {
   std::vector<PlanArg> inputs;
   std::vector<PlanArg> outputs;
   std::vector<uint8_t> params;  // the kind's params struct, bytes
+  uint32_t op_version = 1;      // 2 for the version-2 forms (embedding scale, attention window)
 };
 
 struct ActivationInfo {
@@ -88,9 +99,22 @@ struct ExecutionPlan {
   // PlanOptions::hidden: the activation holding the hidden state [T, D] after a step, or -1.
   int32_t hidden = -1;
   uint32_t n_layers = 0;
-  // KV cache geometry per layer: [n_blocks, block_size, n_kv_heads, head_dim] of kv_dtype.
+  // KV cache geometry per layer: [n_blocks, block_size, n_kv_heads, head_dim] of kv_dtype, where
+  // n_blocks is the layer's KV group's (kv_groups[layer_kv_group[l]].n_blocks; n_blocks below is
+  // group 0's).
   uint32_t n_kv_heads = 0, head_dim = 0, block_size = 0, n_blocks = 0;
   uint32_t kv_dtype = KESTREL_DTYPE_F32;
+  // KV groups: layers whose KV lives in block pools of their own, with block tables of their
+  // own. Group 0 holds the full-context layers (and every layer of a plan without groups); a
+  // sliding-window layer with a separate pool (PlanOptions::window_kv_blocks) is in the group of
+  // its window, whose blocks wholly before every future query's window the caller frees and
+  // reuses, so its KV memory stops growing at the window. Empty: one group 0 of n_blocks.
+  struct KvGroup {
+    uint32_t window = 0;    // sliding window of the group's layers (0: none)
+    uint32_t n_blocks = 0;  // blocks in the group's pool
+  };
+  std::vector<KvGroup> kv_groups;
+  std::vector<uint32_t> layer_kv_group;  // per layer (empty: all 0)
   // Mixture of experts: experts per layer (0: dense) and, per layer, the activation that the
   // layer's MOE op writes its routing counts to (I32 [n_experts], tokens per expert this step).
   uint32_t n_experts = 0;

@@ -30,21 +30,32 @@ absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Model* model,
   e->primary_ = primary;
   e->fallback_ = fallback == primary ? nullptr : fallback;
   e->activations_.resize(e->plan_.activations.size());
-  e->k_cache_.resize(e->plan_.n_layers);
-  e->v_cache_.resize(e->plan_.n_layers);
-  e->step_.resize(kNumStepInputs);
-  e->expert_counts_.assign(e->plan_.expert_stats.size() * e->plan_.n_experts, 0);
+  ExecutionPlan& p = e->plan_;
+  if (p.kv_groups.empty()) p.kv_groups = {ExecutionPlan::KvGroup{0, p.n_blocks}};
+  if (p.layer_kv_group.empty()) p.layer_kv_group.assign(p.n_layers, 0);
+  if (p.layer_kv_group.size() != p.n_layers) {
+    return absl::InternalError("executor: the plan's layer_kv_group does not cover its layers");
+  }
+  e->k_cache_.resize(p.n_layers);
+  e->v_cache_.resize(p.n_layers);
+  e->step_.resize(kNumStepInputs + 2 * (p.kv_groups.size() - 1));
+  e->expert_counts_.assign(p.expert_stats.size() * p.n_experts, 0);
   // The KV cache lives on the primary device from the start.
-  const uint64_t kv_bytes = uint64_t{e->plan_.n_blocks} * e->plan_.block_size * e->plan_.n_kv_heads *
-                            e->plan_.head_dim * ElementBytes(e->plan_.kv_dtype);
-  for (uint32_t l = 0; l < e->plan_.n_layers; ++l) {
+  for (uint32_t l = 0; l < p.n_layers; ++l) {
+    if (p.layer_kv_group[l] >= p.kv_groups.size()) {
+      return absl::InternalError(absl::StrFormat("executor: layer %u is in KV group %u of %u", l,
+                                                 p.layer_kv_group[l], p.kv_groups.size()));
+    }
+    const uint32_t n_blocks = p.kv_groups[p.layer_kv_group[l]].n_blocks;
+    const uint64_t kv_bytes = uint64_t{n_blocks} * p.block_size * p.n_kv_heads * p.head_dim *
+                              ElementBytes(p.kv_dtype);
     for (Value* v : {&e->k_cache_[l], &e->v_cache_[l]}) {
       absl::StatusOr<Copy*> c = e->Allocated(*v, primary, kv_bytes);
       if (!c.ok()) {
         return absl::ResourceExhaustedError(absl::StrFormat(
             "cannot allocate the KV cache (%u blocks x %u tokens, %u bytes per layer and K/V) on "
             "device '%s': %s",
-            e->plan_.n_blocks, e->plan_.block_size, kv_bytes, primary->name(), c.status().message()));
+            n_blocks, p.block_size, kv_bytes, primary->name(), c.status().message()));
       }
       v->bytes = kv_bytes;
       v->valid = {primary};
@@ -154,7 +165,7 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape) {
   kestrel_op_desc_t desc{};
   desc.struct_size = sizeof(desc);
   desc.kind = op.kind;
-  desc.op_version = 1;
+  desc.op_version = op.op_version;
   desc.n_inputs = static_cast<uint32_t>(in.size());
   desc.n_outputs = static_cast<uint32_t>(out.size());
   desc.inputs = in.data();
@@ -228,10 +239,26 @@ absl::Status Executor::Run(const StepInputs& inputs, std::vector<float>* logits)
   const std::vector<int32_t>* host[kNumStepInputs] = {
       &inputs.tokens,       &inputs.positions, &inputs.slots,     &inputs.block_tables,
       &inputs.query_start,  &inputs.kv_lens,   &inputs.logit_rows};
-  for (int i = 0; i < kNumStepInputs; ++i) {
-    step_[i].valid.clear();  // this step's data comes from the host
-    step_[i].host = host[i]->data();
-    step_[i].bytes = host[i]->size() * sizeof(int32_t);
+  if (inputs.groups.size() + 1 != plan_.kv_groups.size()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "executor: the step has inputs for %u KV groups, the plan has %u",
+        inputs.groups.size() + 1, plan_.kv_groups.size()));
+  }
+  auto bind = [&](int32_t id, const std::vector<int32_t>& data) {
+    step_[id].valid.clear();  // this step's data comes from the host
+    step_[id].host = data.data();
+    step_[id].bytes = data.size() * sizeof(int32_t);
+  };
+  for (int i = 0; i < kNumStepInputs; ++i) bind(i, *host[i]);
+  for (uint32_t g = 1; g < plan_.kv_groups.size(); ++g) {
+    const StepInputs::Group& in = inputs.groups[g - 1];
+    if (in.slots.size() != inputs.slots.size() || in.block_tables.size() != inputs.block_tables.size()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "executor: KV group %u has %u slots and %u block-table entries, group 0 %u and %u", g,
+          in.slots.size(), in.block_tables.size(), inputs.slots.size(), inputs.block_tables.size()));
+    }
+    bind(SlotsInput(g), in.slots);
+    bind(BlockTablesInput(g), in.block_tables);
   }
   // Any failure of an op's work (placement, allocation, copies, waits, the op itself) names the
   // op; the HAL's message names the device and the slot.
@@ -307,11 +334,12 @@ absl::Status Executor::ReadBack(const Value& value, void* out, uint64_t bytes) {
   return absl::InternalError("executor: a value has no copy on its valid device");
 }
 
-absl::Status Executor::CopyBlocks(const std::vector<int32_t>& pairs) {
+absl::Status Executor::CopyBlocks(const std::vector<int32_t>& pairs, uint32_t group) {
   if (pairs.empty()) return absl::OkStatus();
   const uint64_t block_bytes = uint64_t{plan_.block_size} * plan_.n_kv_heads * plan_.head_dim *
                                ElementBytes(plan_.kv_dtype);
   for (uint32_t l = 0; l < plan_.n_layers; ++l) {
+    if (plan_.layer_kv_group[l] != group) continue;
     for (Value* v : {&k_cache_[l], &v_cache_[l]}) {
       absl::StatusOr<Copy*> c = Resident(*v, primary_, v->bytes);
       if (!c.ok()) return c.status();

@@ -24,6 +24,12 @@ struct StepInputs {
   std::vector<int32_t> tokens, positions, slots, block_tables, query_start, kv_lens, logit_rows;
   int64_t n_seqs = 1;
   int64_t max_blocks = 0;
+  // KV groups 1.. of the plan (ExecutionPlan::kv_groups), in order: each group's slots [T] and
+  // block tables [S, max_blocks] over its own pool. Empty when the plan has only group 0.
+  struct Group {
+    std::vector<int32_t> slots, block_tables;
+  };
+  std::vector<Group> groups;
 };
 
 class Executor {
@@ -37,8 +43,9 @@ class Executor {
   // Runs the whole plan for one step and copies the logits rows ([R, V] floats) to `logits`.
   absl::Status Run(const StepInputs& inputs, std::vector<float>* logits);
 
-  // Copies whole KV blocks (pairs of source, destination block) in every layer.
-  absl::Status CopyBlocks(const std::vector<int32_t>& pairs);
+  // Copies whole KV blocks (pairs of source, destination block) in every layer of KV group
+  // `group` (block ids are the group's).
+  absl::Status CopyBlocks(const std::vector<int32_t>& pairs, uint32_t group = 0);
 
   const ExecutionPlan& plan() const { return plan_; }
 

@@ -32,6 +32,11 @@ struct PlanOptions {
   // layers). The plan's KV cache then has n_layers layers.
   uint32_t n_layers = 0;
   HiddenState hidden = HiddenState::kNone;
+  // Sliding-window layers: 0 keeps their KV in group 0's full-context pool (the attention op
+  // still applies the window; nothing is freed). Otherwise each distinct window gets a KV group
+  // of its own with a pool of this many blocks (ExecutionPlan::kv_groups), which the caller
+  // fills through its own block tables and trims to the window.
+  uint32_t window_kv_blocks = 0;
 };
 
 }  // namespace runtime

@@ -1,5 +1,6 @@
 #include "runtime/session/session.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -79,8 +80,28 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Model* model,
   plan_options.n_blocks = n_blocks;
   plan_options.kv_dtype = config.kv_dtype;
   plan_options.context_length = s->context_length_;
+  // Sliding-window layers keep only their window's KV (steps of at most one window, so a pool of
+  // about two windows suffices) when that is smaller than the full context.
+  uint32_t window = 0;
+  for (const LayerConfig& l : model->config().layers) window = std::max(window, l.sliding_window);
+  if (window > 0) {
+    const uint32_t blocks = WindowTables::BlocksNeeded(window, window, config.block_size);
+    if (blocks < n_blocks) {
+      plan_options.window_kv_blocks = blocks;
+      s->max_step_ = window;
+    }
+  }
   absl::StatusOr<ExecutionPlan> plan = model->BuildPlan(plan_options);
   if (!plan.ok()) return plan.status();
+  if (plan->kv_groups.size() > 1) {
+    std::vector<WindowTables::Group> groups;
+    for (size_t g = 1; g < plan->kv_groups.size(); ++g) {
+      groups.push_back({plan->kv_groups[g].window, plan->kv_groups[g].n_blocks});
+    }
+    s->window_tables_ = std::make_unique<WindowTables>(groups, config.block_size);
+  } else {
+    s->max_step_ = 0;
+  }
   absl::StatusOr<std::unique_ptr<Executor>> exec =
       Executor::Create(model, std::move(*plan), model->device(), fallback);
   if (!exec.ok()) return exec.status();
@@ -88,7 +109,24 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Model* model,
   return s;
 }
 
-Session::~Session() { table_.reset(); }
+Session::~Session() {
+  table_.reset();
+  window_tables_.reset();
+}
+
+std::vector<uint32_t> Session::kv_blocks_held() const {
+  std::vector<uint32_t> held = {table_->n_held_blocks()};
+  for (size_t g = 0; window_tables_ && g < window_tables_->size(); ++g) {
+    held.push_back(window_tables_->table(g).n_held_blocks());
+  }
+  return held;
+}
+
+void Session::RollBack(uint32_t n_past) {
+  if (window_tables_ && !window_tables_->CanTruncateTo(n_past)) n_past = 0;
+  table_->Truncate(n_past);
+  if (window_tables_) window_tables_->Truncate(n_past);
+}
 
 absl::Status Session::CheckTokens(absl::Span<const int32_t> tokens) const {
   const int32_t vocab = static_cast<int32_t>(model_->config().n_vocab);
@@ -110,7 +148,33 @@ absl::Status Session::Decode(absl::Span<const int32_t> tokens) {
         "decode: %u tokens after the %u already in the session exceed its context length %u",
         tokens.size(), n_past, context_length_));
   }
+  if (max_step_ == 0 || tokens.size() <= max_step_) return DecodeStep(tokens);
+  // Window groups are sized for steps of max_step_ tokens: run longer inputs in pieces. A piece
+  // that fails after others succeeded may have dropped window KV the original context needs;
+  // RollBack then empties the session.
+  for (size_t i = 0; i < tokens.size(); i += max_step_) {
+    const absl::Status s = DecodeStep(tokens.subspan(i, std::min<size_t>(max_step_, tokens.size() - i)));
+    if (!s.ok()) {
+      RollBack(n_past);
+      if (table_->n_tokens() != n_past) {
+        return absl::Status(s.code(), absl::StrCat(s.message(), " (the session's context was cleared: "
+                                                   "its sliding-window KV had moved past it)"));
+      }
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Session::DecodeStep(absl::Span<const int32_t> tokens) {
+  const uint32_t n_past = table_->n_tokens();
   if (auto s = table_->Append(static_cast<uint32_t>(tokens.size())); !s.ok()) return s;
+  if (window_tables_) {
+    if (auto s = window_tables_->Append(n_past, static_cast<uint32_t>(tokens.size())); !s.ok()) {
+      table_->Truncate(n_past);
+      return s;
+    }
+  }
   const int32_t T = static_cast<int32_t>(tokens.size());
   StepInputs& in = step_;
   in.tokens.assign(tokens.begin(), tokens.end());
@@ -121,6 +185,13 @@ absl::Status Session::Decode(absl::Span<const int32_t> tokens) {
     in.slots[i] = table_->Slot(n_past + i);
   }
   in.block_tables = table_->blocks();
+  in.groups.resize(window_tables_ ? window_tables_->size() : 0);
+  for (size_t g = 0; g < in.groups.size(); ++g) {
+    const BlockTable& t = window_tables_->table(g);
+    in.groups[g].slots.resize(T);
+    for (int32_t i = 0; i < T; ++i) in.groups[g].slots[i] = t.Slot(n_past + i);
+    in.groups[g].block_tables = t.blocks();
+  }
   in.n_seqs = 1;
   in.max_blocks = static_cast<int64_t>(in.block_tables.size());
   in.query_start = {0, T};
@@ -129,7 +200,7 @@ absl::Status Session::Decode(absl::Span<const int32_t> tokens) {
   has_logits_ = false;
   absl::Status s = executor_->Run(in, &logits_);
   if (!s.ok()) {
-    table_->Truncate(n_past);  // the failed step's tokens are not part of the context
+    RollBack(n_past);  // the failed step's tokens are not part of the context
     return s;
   }
   has_logits_ = true;
@@ -141,8 +212,15 @@ absl::Status Session::Truncate(uint32_t n_tokens) {
     return absl::OutOfRangeError(absl::StrFormat(
         "truncate to %u tokens: the session holds only %u", n_tokens, table_->n_tokens()));
   }
+  if (window_tables_ && !window_tables_->CanTruncateTo(n_tokens)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "truncate to %u tokens: the sliding-window layers no longer hold the KV a query there "
+        "reads (they keep only their window); truncate to 0 or to at least %u tokens",
+        n_tokens, window_tables_->MinTruncation()));
+  }
   if (n_tokens < table_->n_tokens()) has_logits_ = false;
   table_->Truncate(n_tokens);
+  if (window_tables_) window_tables_->Truncate(n_tokens);
   return absl::OkStatus();
 }
 
@@ -165,6 +243,7 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
   if (auto s = CheckTokens(req.prompt); !s.ok()) return s;
   if (!req.keep_context) {
     table_->Truncate(0);
+    if (window_tables_) window_tables_->Truncate(0);
     has_logits_ = false;
     sampler_->Reset();
   }

@@ -19,6 +19,7 @@
 #include "hal/include/kestrel/plugin_api.h"
 #include "runtime/kv_cache/block_pool.h"
 #include "runtime/kv_cache/block_table.h"
+#include "runtime/kv_cache/window_tables.h"
 #include "runtime/model/model.h"
 #include "runtime/plan/executor.h"
 #include "runtime/sampler/sampler.h"
@@ -81,17 +82,28 @@ class Session {
   void Cancel() { cancel_.store(true, std::memory_order_relaxed); }
 
   const Executor& executor() const { return *executor_; }
+  // KV blocks this session holds in each KV group of its plan (group 0: the full-context layers;
+  // then one per sliding window whose KV is capped at the window).
+  std::vector<uint32_t> kv_blocks_held() const;
   // Mixture of experts: restarts the per-expert routing counts (Executor::expert_counts).
   void ResetExpertStats() { executor_->ResetExpertCounts(); }
 
  private:
   Session() = default;
   absl::Status CheckTokens(absl::Span<const int32_t> tokens) const;
+  // One forward step over `tokens` (at most max_step_ of them when window groups are capped).
+  absl::Status DecodeStep(absl::Span<const int32_t> tokens);
+  // After a failed step: back to n_past tokens if the window groups still allow it, else empty.
+  void RollBack(uint32_t n_past);
 
   const Model* model_ = nullptr;
   uint32_t context_length_ = 0;
   std::unique_ptr<BlockPool> pool_;
   std::unique_ptr<BlockTable> table_;
+  // Sliding-window KV groups with their own pools (empty when every layer uses table_), and the
+  // step size that keeps their pools sufficient (Decode splits longer inputs).
+  std::unique_ptr<WindowTables> window_tables_;
+  uint32_t max_step_ = 0;
   std::unique_ptr<Executor> executor_;
   std::unique_ptr<Sampler> sampler_;
   std::vector<float> logits_;

@@ -5,60 +5,141 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "runtime/tokenizer/spm_tokenizer.h"
+#include "runtime/tokenizer/bpe/bpe_tokenizer.h"
+#include "runtime/tokenizer/spm/spm_tokenizer.h"
 
 namespace kestrel::runtime {
 namespace {
 
-absl::StatusOr<std::unique_ptr<SpmTokenizer>> LoadSpm(const GgufFile& f) {
-  SpmVocab v;
+// The keys both vocab kinds share.
+struct CommonVocab {
+  std::vector<std::string> tokens;
+  std::vector<int32_t> token_types;
+  int32_t bos_id = -1, eos_id = -1, unk_id = -1, pad_id = -1, eot_id = -1, eom_id = -1;
+  bool phi3_rstrip = false;
+};
+
+// Reads an optional id key into *out (unchanged when absent). Absent ids are often written as -1
+// stored in a uint32 (4294967295): both mean "none".
+absl::Status ReadId(const GgufFile& f, const char* key, size_t n_tokens, int32_t* out) {
+  if (f.Find(key) == nullptr) return absl::OkStatus();
+  absl::StatusOr<int64_t> value = f.GetI64(key);
+  if (!value.ok()) return value.status();
+  if (*value == -1 || *value == 0xFFFFFFFFll) {
+    *out = -1;
+    return absl::OkStatus();
+  }
+  if (*value < 0 || *value >= static_cast<int64_t>(n_tokens)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("metadata '%s' = %d is outside the vocab of %u tokens", key, *value, n_tokens));
+  }
+  *out = static_cast<int32_t>(*value);
+  return absl::OkStatus();
+}
+
+// Reads an optional bool key; *present tells whether it was there.
+absl::Status ReadBool(const GgufFile& f, const char* key, bool* out, bool* present = nullptr) {
+  if (present != nullptr) *present = false;
+  if (f.Find(key) == nullptr) return absl::OkStatus();
+  absl::StatusOr<bool> b = f.GetBool(key);
+  if (!b.ok()) return b.status();
+  *out = *b;
+  if (present != nullptr) *present = true;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<CommonVocab> ReadCommon(const GgufFile& f, CommonVocab defaults) {
+  CommonVocab v = std::move(defaults);
   absl::StatusOr<absl::Span<const std::string>> tokens = f.GetStringArray("tokenizer.ggml.tokens");
   if (!tokens.ok()) return tokens.status();
   v.tokens.assign(tokens->begin(), tokens->end());
-  if (f.Find("tokenizer.ggml.scores") != nullptr) {
-    absl::StatusOr<std::vector<float>> scores = f.GetF32Array("tokenizer.ggml.scores");
-    if (!scores.ok()) return scores.status();
-    v.scores = std::move(*scores);
-  }
   if (f.Find("tokenizer.ggml.token_type") != nullptr) {
     absl::StatusOr<std::vector<int32_t>> types = f.GetI32Array("tokenizer.ggml.token_type");
     if (!types.ok()) return types.status();
     v.token_types = std::move(*types);
   }
-  auto id = [&](const char* key, int32_t* out) -> absl::Status {
-    if (f.Find(key) == nullptr) return absl::OkStatus();
-    absl::StatusOr<int64_t> value = f.GetI64(key);
-    if (!value.ok()) return value.status();
-    // Absent ids are often written as -1 stored in a uint32 (4294967295): treat both as "none".
-    if (*value == -1 || *value == 0xFFFFFFFFll) {
-      *out = -1;
-      return absl::OkStatus();
-    }
-    *out = static_cast<int32_t>(*value);
-    if (*value < 0 || *value >= static_cast<int64_t>(v.tokens.size())) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "metadata '%s' = %d is outside the vocab of %u tokens", key, *value, v.tokens.size()));
-    }
-    return absl::OkStatus();
-  };
+  const size_t n = v.tokens.size();
   for (auto [key, out] : {std::pair{"tokenizer.ggml.bos_token_id", &v.bos_id},
                           std::pair{"tokenizer.ggml.eos_token_id", &v.eos_id},
                           std::pair{"tokenizer.ggml.unknown_token_id", &v.unk_id},
                           std::pair{"tokenizer.ggml.padding_token_id", &v.pad_id},
-                          std::pair{"tokenizer.ggml.eot_token_id", &v.eot_id}}) {
-    if (auto s = id(key, out); !s.ok()) return s;
+                          std::pair{"tokenizer.ggml.eot_token_id", &v.eot_id},
+                          std::pair{"tokenizer.ggml.eom_token_id", &v.eom_id}}) {
+    if (auto s = ReadId(f, key, n, out); !s.ok()) return s;
+  }
+  // llama.cpp gives the special tokens of Phi-3 models RSTRIP, by model name.
+  if (f.Find("general.name") != nullptr) {
+    absl::StatusOr<std::string> name = f.GetString("general.name");
+    if (name.ok()) {
+      const std::string lower = absl::AsciiStrToLower(*name);
+      v.phi3_rstrip = absl::StrContains(lower, "phi-3") || absl::StrContains(lower, "phi3");
+    }
+  }
+  return v;
+}
+
+// SpmVocab and BpeVocab name the shared keys alike.
+template <typename Vocab>
+void MoveCommon(CommonVocab&& c, Vocab* v) {
+  v->tokens = std::move(c.tokens);
+  v->token_types = std::move(c.token_types);
+  v->bos_id = c.bos_id;
+  v->eos_id = c.eos_id;
+  v->unk_id = c.unk_id;
+  v->pad_id = c.pad_id;
+  v->eot_id = c.eot_id;
+  v->eom_id = c.eom_id;
+  v->phi3_rstrip = c.phi3_rstrip;
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSpm(const GgufFile& f) {
+  CommonVocab defaults;  // llama.cpp's SPM defaults: BOS 1, EOS 2, UNK 0
+  defaults.bos_id = 1;
+  defaults.eos_id = 2;
+  defaults.unk_id = 0;
+  absl::StatusOr<CommonVocab> common = ReadCommon(f, std::move(defaults));
+  if (!common.ok()) return common.status();
+  SpmVocab v;
+  MoveCommon(std::move(*common), &v);
+  if (f.Find("tokenizer.ggml.scores") != nullptr) {
+    absl::StatusOr<std::vector<float>> scores = f.GetF32Array("tokenizer.ggml.scores");
+    if (!scores.ok()) return scores.status();
+    v.scores = std::move(*scores);
   }
   for (auto [key, out] : {std::pair{"tokenizer.ggml.add_bos_token", &v.add_bos},
                           std::pair{"tokenizer.ggml.add_eos_token", &v.add_eos},
                           std::pair{"tokenizer.ggml.add_space_prefix", &v.add_space_prefix}}) {
-    if (f.Find(key) == nullptr) continue;
-    absl::StatusOr<bool> b = f.GetBool(key);
-    if (!b.ok()) return b.status();
-    *out = *b;
+    if (auto s = ReadBool(f, key, out); !s.ok()) return s;
   }
-  return SpmTokenizer::Create(std::move(v));
+  absl::StatusOr<std::unique_ptr<SpmTokenizer>> spm = SpmTokenizer::Create(std::move(v));
+  if (!spm.ok()) return spm.status();
+  return std::unique_ptr<Tokenizer>(std::move(*spm));
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadBpe(const GgufFile& f) {
+  absl::StatusOr<CommonVocab> common = ReadCommon(f, CommonVocab{});
+  if (!common.ok()) return common.status();
+  BpeVocab v;
+  MoveCommon(std::move(*common), &v);
+  absl::StatusOr<absl::Span<const std::string>> merges = f.GetStringArray("tokenizer.ggml.merges");
+  if (!merges.ok()) return merges.status();
+  v.merges.assign(merges->begin(), merges->end());
+  if (f.Find("tokenizer.ggml.pre") != nullptr) {
+    absl::StatusOr<std::string> pre = f.GetString("tokenizer.ggml.pre");
+    if (!pre.ok()) return pre.status();
+    v.pre = std::move(*pre);
+  }
+  bool add_bos = false, present = false;
+  if (auto s = ReadBool(f, "tokenizer.ggml.add_bos_token", &add_bos, &present); !s.ok()) return s;
+  if (present) v.add_bos = add_bos;
+  if (auto s = ReadBool(f, "tokenizer.ggml.add_eos_token", &v.add_eos); !s.ok()) return s;
+  absl::StatusOr<std::unique_ptr<BpeTokenizer>> bpe = BpeTokenizer::Create(std::move(v));
+  if (!bpe.ok()) return bpe.status();
+  return std::unique_ptr<Tokenizer>(std::move(*bpe));
 }
 
 }  // namespace
@@ -66,13 +147,10 @@ absl::StatusOr<std::unique_ptr<SpmTokenizer>> LoadSpm(const GgufFile& f) {
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const GgufFile& f) {
   absl::StatusOr<std::string> model = f.GetString("tokenizer.ggml.model");
   if (!model.ok()) return model.status();
-  if (*model == "llama") {
-    absl::StatusOr<std::unique_ptr<SpmTokenizer>> spm = LoadSpm(f);
-    if (!spm.ok()) return spm.status();
-    return std::unique_ptr<Tokenizer>(std::move(*spm));
-  }
+  if (*model == "llama") return LoadSpm(f);
+  if (*model == "gpt2") return LoadBpe(f);
   return absl::UnimplementedError(absl::StrCat("tokenizer.ggml.model '", *model,
-                                               "' is not supported (supported: llama / SPM)"));
+                                               "' is not supported (supported: llama = SPM, gpt2 = byte-level BPE)"));
 }
 
 }  // namespace kestrel::runtime

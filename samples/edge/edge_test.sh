@@ -28,12 +28,13 @@ case "${KESTREL_EDGE_TESTS:-1}" in
 esac
 install_hint="install: apt-get install g++-aarch64-linux-gnu libc6-dev-arm64-cross \
 libstdc++-12-dev-arm64-cross qemu-user; dpkg --add-architecture arm64 && apt-get update && \
-apt-get install libabsl-dev:arm64"
+apt-get install libabsl-dev:arm64 libpcre2-dev:arm64"
 command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || skip "aarch64-linux-gnu-g++ not found ($install_hint)"
 command -v qemu-aarch64 >/dev/null 2>&1 || skip "qemu-aarch64 not found ($install_hint)"
 [[ -e $sysroot/lib/ld-linux-aarch64.so.1 ]] || skip "no aarch64 C library in $sysroot ($install_hint)"
 absl_config=$(ls /usr/lib/aarch64-linux-gnu/cmake/absl/abslConfig.cmake 2>/dev/null)
 [[ -n $absl_config ]] || skip "no arm64 Abseil (/usr/lib/aarch64-linux-gnu/cmake/absl) ($install_hint)"
+[[ -e /usr/lib/aarch64-linux-gnu/libpcre2-8.so ]] || skip "no arm64 PCRE2 (/usr/lib/aarch64-linux-gnu/libpcre2-8.so) ($install_hint)"
 [[ -f $model && -f $golden ]] || fail "test model missing: $model / $golden"
 
 # 1. Configure and build the minimal target set (library, plugins, the two programs).

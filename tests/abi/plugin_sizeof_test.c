@@ -56,7 +56,8 @@ KESTREL_CHECK_OFFSET(kestrel_op_rope_params_t, style, 4);
 KESTREL_CHECK_OFFSET(kestrel_op_rope_params_t, n_rot, 8);
 KESTREL_CHECK_OFFSET(kestrel_op_rope_params_t, freq_base, 12);
 KESTREL_CHECK_OFFSET(kestrel_op_rope_params_t, freq_scale, 16);
-KESTREL_CHECK_SIZE(kestrel_op_attention_params_t, 32);
+/* 1.3 appended window (32 -> 36 bytes); the 1.0 prefix is unchanged. */
+KESTREL_CHECK_SIZE(kestrel_op_attention_params_t, 36);
 KESTREL_CHECK_OFFSET(kestrel_op_attention_params_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_op_attention_params_t, n_heads, 4);
 KESTREL_CHECK_OFFSET(kestrel_op_attention_params_t, n_kv_heads, 8);
@@ -65,6 +66,10 @@ KESTREL_CHECK_OFFSET(kestrel_op_attention_params_t, block_size, 16);
 KESTREL_CHECK_OFFSET(kestrel_op_attention_params_t, causal, 20);
 KESTREL_CHECK_OFFSET(kestrel_op_attention_params_t, scale, 24);
 KESTREL_CHECK_OFFSET(kestrel_op_attention_params_t, tree_mask, 28);
+KESTREL_CHECK_OFFSET(kestrel_op_attention_params_t, window, 32);
+KESTREL_CHECK_SIZE(kestrel_op_embedding_params_t, 8);
+KESTREL_CHECK_OFFSET(kestrel_op_embedding_params_t, struct_size, 0);
+KESTREL_CHECK_OFFSET(kestrel_op_embedding_params_t, scale, 4);
 KESTREL_CHECK_SIZE(kestrel_op_moe_params_t, 36);
 KESTREL_CHECK_OFFSET(kestrel_op_moe_params_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_op_moe_params_t, n_experts, 4);
@@ -133,6 +138,10 @@ KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, op_execute, 200);
 _Static_assert(KESTREL_PLUGIN_API_MAJOR == 1, "plugin ABI major changed: update this record");
 _Static_assert(KESTREL_DTYPE_F32 == 1 && KESTREL_DTYPE_Q8_0 == 16 && KESTREL_DTYPE_Q4_0 == 17,
                "dtypes renumbered");
+_Static_assert(KESTREL_DTYPE_Q4_1 == 18 && KESTREL_DTYPE_Q5_0 == 19 && KESTREL_DTYPE_Q5_1 == 20 &&
+                   KESTREL_DTYPE_Q2_K == 21 && KESTREL_DTYPE_Q3_K == 22 &&
+                   KESTREL_DTYPE_Q4_K == 23 && KESTREL_DTYPE_Q5_K == 24 && KESTREL_DTYPE_Q6_K == 25,
+               "dtypes renumbered (GGUF formats since plugin ABI 1.2)");
 _Static_assert(KESTREL_OP_EMBEDDING_GATHER == 1 && KESTREL_OP_PAGED_ATTENTION == 9 &&
                    KESTREL_OP_LOGITS == 10 && KESTREL_OP_MOE == 11 &&
                    KESTREL_OP_VENDOR_BASE == 0x10000,

@@ -102,6 +102,31 @@ KESTREL_CHECK_OFFSET(kestrel_tensor_type_summary_t, type_name, 8);
 KESTREL_CHECK_OFFSET(kestrel_tensor_type_summary_t, n_tensors, 16);
 KESTREL_CHECK_OFFSET(kestrel_tensor_type_summary_t, n_elements, 24);
 KESTREL_CHECK_OFFSET(kestrel_tensor_type_summary_t, n_bytes, 32);
+/* model.h, tokenizer options, tokenizer info and chat templates (new in 0.2) */
+KESTREL_CHECK_SIZE(kestrel_tokenize_options_t, 8);
+KESTREL_CHECK_OFFSET(kestrel_tokenize_options_t, add_special, 4);
+KESTREL_CHECK_OFFSET(kestrel_tokenize_options_t, parse_special, 5);
+KESTREL_CHECK_SIZE(kestrel_tokenizer_info_t, 72);
+KESTREL_CHECK_OFFSET(kestrel_tokenizer_info_t, kind, 8);
+KESTREL_CHECK_OFFSET(kestrel_tokenizer_info_t, pre_tokenizer, 16);
+KESTREL_CHECK_OFFSET(kestrel_tokenizer_info_t, vocab_size, 24);
+KESTREL_CHECK_OFFSET(kestrel_tokenizer_info_t, bos_id, 28);
+KESTREL_CHECK_OFFSET(kestrel_tokenizer_info_t, eos_id, 32);
+KESTREL_CHECK_OFFSET(kestrel_tokenizer_info_t, add_bos, 36);
+KESTREL_CHECK_OFFSET(kestrel_tokenizer_info_t, add_eos, 37);
+KESTREL_CHECK_OFFSET(kestrel_tokenizer_info_t, n_end_of_generation, 40);
+KESTREL_CHECK_OFFSET(kestrel_tokenizer_info_t, chat_template, 48);
+KESTREL_CHECK_OFFSET(kestrel_tokenizer_info_t, chat_template_family, 56);
+KESTREL_CHECK_OFFSET(kestrel_tokenizer_info_t, chat_template_error, 64);
+KESTREL_CHECK_SIZE(kestrel_chat_message_t, 32);
+KESTREL_CHECK_OFFSET(kestrel_chat_message_t, role, 0);
+KESTREL_CHECK_OFFSET(kestrel_chat_message_t, role_length, 8);
+KESTREL_CHECK_OFFSET(kestrel_chat_message_t, content, 16);
+KESTREL_CHECK_OFFSET(kestrel_chat_message_t, content_length, 24);
+KESTREL_CHECK_SIZE(kestrel_chat_template_options_t, 24);
+KESTREL_CHECK_OFFSET(kestrel_chat_template_options_t, add_generation_prompt, 4);
+KESTREL_CHECK_OFFSET(kestrel_chat_template_options_t, template_text, 8);
+KESTREL_CHECK_OFFSET(kestrel_chat_template_options_t, template_length, 16);
 
 /* session.h */
 KESTREL_CHECK_SIZE(kestrel_sampler_options_t, 40);
@@ -120,7 +145,7 @@ KESTREL_CHECK_OFFSET(kestrel_session_options_t, kv_block_size, 8);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, sampler, 16);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, n_threads, 24);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, kv_type, 32);
-KESTREL_CHECK_SIZE(kestrel_generate_options_t, 48);
+KESTREL_CHECK_SIZE(kestrel_generate_options_t, 56);  /* 48 in 0.1 */
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, max_new_tokens, 4);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, stop_strings, 8);
@@ -129,6 +154,7 @@ KESTREL_CHECK_OFFSET(kestrel_generate_options_t, on_token, 24);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, user_data, 32);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, add_bos, 40);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, keep_context, 41);
+KESTREL_CHECK_OFFSET(kestrel_generate_options_t, parse_special, 48);
 KESTREL_CHECK_SIZE(kestrel_generate_stats_t, 56);
 KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, n_prompt_tokens, 4);
@@ -164,6 +190,9 @@ _Static_assert(KESTREL_DTYPE_MASK_F32 == (UINT64_C(1) << 1) &&
                    KESTREL_DTYPE_MASK_Q8_0 == (UINT64_C(1) << 16) &&
                    KESTREL_DTYPE_MASK_Q4_0 == (UINT64_C(1) << 17),
                "dtype mask bits renumbered");
+_Static_assert(KESTREL_DTYPE_MASK_Q4_1 == (UINT64_C(1) << 18) &&
+                   KESTREL_DTYPE_MASK_Q6_K == (UINT64_C(1) << 25),
+               "dtype mask bits renumbered (GGUF formats since 0.2)");
 
 int main(void) {
   puts("sizeof_test: released v0.1 layouts hold (checked at compile time)");

@@ -14,53 +14,12 @@
 #include "gtest/gtest.h"
 #include "runtime/gguf/gguf_file.h"
 #include "runtime/gguf/gguf_writer.h"
+#include "tests/arch/arch_test_util.h"
 #include "tests/arch/reference_forward.h"
 #include "tests/test_util.h"
-#include "tools/synth/synth_shape.h"
-#include "tools/synth/synth_writer.h"
 
 namespace kestrel::testing {
 namespace {
-
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TMPDIR");
-  return std::string(dir ? dir : "/tmp") + "/kestrel_arch_" + std::to_string(::getpid()) + "_" + name;
-}
-
-// Writes the F32 synthetic model of `shape` once per process.
-std::string SynthModel(const std::string& shape) {
-  const std::string path = TempPath(shape + ".gguf");
-  if (access(path.c_str(), F_OK) == 0) return path;
-  synth::SynthOptions o;
-  absl::StatusOr<synth::ModelShape> s = synth::PresetShape(shape);
-  EXPECT_TRUE(s.ok()) << s.status();
-  o.shape = *s;
-  o.type = runtime::GgmlType::F32;
-  o.seed = 7;
-  o.output_path = path;
-  absl::Status st = synth::WriteSyntheticModel(o);
-  EXPECT_TRUE(st.ok()) << st;
-  return path;
-}
-
-double RelL2(const std::vector<float>& got, const std::vector<double>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    if (std::isnan(got[i])) return INFINITY;
-    num += (got[i] - want[i]) * (got[i] - want[i]);
-    den += want[i] * want[i];
-  }
-  return std::sqrt(num / den);
-}
-
-template <typename T>
-int32_t ArgMax(const std::vector<T>& v) {
-  size_t best = 0;
-  for (size_t i = 1; i < v.size(); ++i) {
-    if (v[i] > v[best]) best = i;
-  }
-  return static_cast<int32_t>(best);
-}
 
 struct Case {
   std::string shape;
@@ -125,7 +84,7 @@ std::vector<Case> Cases() {
   std::vector<Case> cases;
   // ref accumulates in double: float64 agreement ~1e-6. cpu's F32 path: f32 dot products.
   // opencl: f32 kernels with their own summation order.
-  for (const char* shape : {"llama3-tiny", "qwen2-tiny", "qwen3-tiny", "phi3-tiny"}) {
+  for (const char* shape : {"llama3-tiny", "qwen2-tiny", "qwen3-tiny", "phi3-tiny", "gemma3-tiny"}) {
     for (auto [device, tol] : {std::pair{"ref", 1e-4}, std::pair{"cpu", 1e-4},
                                std::pair{"opencl", 1e-4}}) {
       cases.push_back({shape, device, 128, tol});
@@ -142,7 +101,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, ArchForwardTest, ::testing::ValuesIn(Cases()), 
 // The engine builds the same plan through the same architecture: several concurrent requests on
 // each new architecture (batched varlen steps, 2-token KV blocks) give the reference's greedy ids.
 TEST(ArchEngineTest, BatchedRequestsGiveTheReferenceGreedyIds) {
-  for (const char* shape : {"qwen2-tiny", "qwen3-tiny", "phi3-tiny"}) {
+  for (const char* shape : {"qwen2-tiny", "qwen3-tiny", "phi3-tiny", "gemma3-tiny"}) {
     SCOPED_TRACE(shape);
     const std::string path = SynthModel(shape);
     auto file = runtime::GgufFile::Open(path);
@@ -241,6 +200,10 @@ TEST(ArchBadInputTest, MissingRequiredTensorsAndKeysAreNamed) {
                 "phi3.block_count");
   ExpectRefused(Without(SynthModel("qwen3-tiny"), "q3k.gguf", "", "qwen3.attention.head_count"),
                 "qwen3.attention.head_count");
+  ExpectRefused(Without(SynthModel("gemma3-tiny"), "g3.gguf", "blk.2.post_ffw_norm.weight", ""),
+                "blk.2.post_ffw_norm.weight");
+  ExpectRefused(Without(SynthModel("gemma3-tiny"), "g3q.gguf", "blk.0.attn_q_norm.weight", ""),
+                "blk.0.attn_q_norm.weight");
 }
 
 }  // namespace

@@ -58,7 +58,26 @@ absl::StatusOr<ReferenceForward> ReferenceForward::Create(const runtime::GgufFil
   r.F_ = static_cast<int64_t>(F);
   r.Dh_ = static_cast<int64_t>(key_length);
   r.n_rot_ = static_cast<int64_t>(n_rot);
-  r.neox_ = r.arch_ == "qwen2" || r.arch_ == "qwen3" || r.arch_ == "phi3";
+  r.neox_ = r.arch_ == "qwen2" || r.arch_ == "qwen3" || r.arch_ == "phi3" || r.arch_ == "gemma3";
+  r.window_.assign(r.L_, 0);
+  r.layer_base_.assign(r.L_, r.base_);
+  if (r.arch_ == "gemma3") {
+    // HF modeling_gemma3: embeddings * sqrt(hidden), gelu_pytorch_tanh, sliding layers every
+    // layer but each pattern-th (default 6) with rope_local_base_freq (default 10000).
+    r.emb_scale_ = std::sqrt(D);
+    r.gelu_ = true;
+    double window, pattern, local_base;
+    if (auto s = num("attention.sliding_window", 0.0, false, &window); !s.ok()) return s;
+    if (auto s = num("attention.sliding_window_pattern", 6.0, false, &pattern); !s.ok()) return s;
+    if (auto s = num("rope.freq_base_swa", 10000.0, false, &local_base); !s.ok()) return s;
+    const int64_t n = static_cast<int64_t>(pattern);
+    for (int64_t l = 0; l < r.L_ && window > 0; ++l) {
+      if (n == 0 || l % n != n - 1) {
+        r.window_[l] = static_cast<int64_t>(window);
+        r.layer_base_[l] = local_base;
+      }
+    }
+  }
   for (const runtime::GgufTensorInfo& t : f.tensors()) {
     if (t.type != runtime::GgmlType::F32) {
       return absl::InvalidArgumentError(absl::StrCat("reference: tensor ", t.name, " is not F32"));
@@ -108,11 +127,12 @@ std::vector<double> ReferenceForward::RmsNorm(const std::vector<double>& x, cons
   return y;
 }
 
-void ReferenceForward::Rope(std::vector<double>& x, int64_t heads, int64_t pos) const {
+void ReferenceForward::Rope(std::vector<double>& x, int64_t heads, int64_t pos,
+                            double base) const {
   for (int64_t h = 0; h < heads; ++h) {
     double* v = x.data() + h * Dh_;
     for (int64_t i = 0; i < n_rot_ / 2; ++i) {
-      double theta = pos * std::pow(base_, -2.0 * i / n_rot_);
+      double theta = pos * std::pow(base, -2.0 * i / n_rot_);
       if (!rope_factors_.empty()) theta /= rope_factors_[i];
       const int64_t a = neox_ ? i : 2 * i, b = neox_ ? i + n_rot_ / 2 : 2 * i + 1;
       const double x0 = v[a], x1 = v[b];
@@ -130,11 +150,13 @@ std::vector<double> ReferenceForward::Attention(const std::vector<double>& q, in
   const std::vector<double>& K = k_cache_[layer];
   const std::vector<double>& Vc = v_cache_[layer];
   std::vector<double> out(H_ * Dh_, 0.0);
+  // A sliding window shows the query the last window_ positions, itself included.
+  const int64_t first = window_[layer] > 0 ? std::max<int64_t>(0, pos - window_[layer] + 1) : 0;
   for (int64_t h = 0; h < H_; ++h) {
     const int64_t kh = h / group;
-    std::vector<double> s(pos + 1);
+    std::vector<double> s(pos + 1, -INFINITY);
     double mx = -1e300;
-    for (int64_t t = 0; t <= pos; ++t) {
+    for (int64_t t = first; t <= pos; ++t) {
       double dot = 0;
       for (int64_t d = 0; d < Dh_; ++d) dot += q[h * Dh_ + d] * K[t * kvd + kh * Dh_ + d];
       s[t] = dot * scale;
@@ -142,7 +164,7 @@ std::vector<double> ReferenceForward::Attention(const std::vector<double>& q, in
     }
     double sum = 0;
     for (double& e : s) sum += (e = std::exp(e - mx));
-    for (int64_t t = 0; t <= pos; ++t) {
+    for (int64_t t = first; t <= pos; ++t) {
       for (int64_t d = 0; d < Dh_; ++d) out[h * Dh_ + d] += s[t] / sum * Vc[t * kvd + kh * Dh_ + d];
     }
   }
@@ -153,6 +175,7 @@ std::vector<double> ReferenceForward::Step(int32_t token) {
   const int64_t QD = H_ * Dh_, KVD = Hkv_ * Dh_;
   const std::vector<double>& emb = T("token_embd.weight");
   std::vector<double> x(emb.begin() + token * D_, emb.begin() + (token + 1) * D_);
+  for (double& e : x) e *= emb_scale_;
   for (int64_t l = 0; l < L_; ++l) {
     const std::string b = absl::StrCat("blk.", l, ".");
     const std::vector<double> xn = RmsNorm(x, b + "attn_norm.weight", 0, D_);
@@ -181,11 +204,12 @@ std::vector<double> ReferenceForward::Step(int32_t token) {
         std::copy(n.begin(), n.end(), k.begin() + h * Dh_);
       }
     }
-    Rope(q, H_, pos_);
-    Rope(k, Hkv_, pos_);
+    Rope(q, H_, pos_, layer_base_[l]);
+    Rope(k, Hkv_, pos_, layer_base_[l]);
     k_cache_[l].insert(k_cache_[l].end(), k.begin(), k.end());
     v_cache_[l].insert(v_cache_[l].end(), v.begin(), v.end());
-    const std::vector<double> o = MatVec(b + "attn_output.weight", Attention(q, l, pos_), D_);
+    std::vector<double> o = MatVec(b + "attn_output.weight", Attention(q, l, pos_), D_);
+    if (Has(b + "post_attention_norm.weight")) o = RmsNorm(o, b + "post_attention_norm.weight", 0, D_);
     for (int64_t i = 0; i < D_; ++i) x[i] += o[i];
     const std::vector<double> fn = RmsNorm(x, b + "ffn_norm.weight", 0, D_);
     std::vector<double> gate, up;
@@ -197,8 +221,13 @@ std::vector<double> ReferenceForward::Step(int32_t token) {
       up = MatVec(b + "ffn_up.weight", fn, F_, F_);
     }
     std::vector<double> h(F_);
-    for (int64_t i = 0; i < F_; ++i) h[i] = gate[i] / (1.0 + std::exp(-gate[i])) * up[i];
-    const std::vector<double> down = MatVec(b + "ffn_down.weight", h, D_);
+    for (int64_t i = 0; i < F_; ++i) {
+      const double g = gate[i];
+      h[i] = gelu_ ? 0.5 * g * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (g + 0.044715 * g * g * g))) * up[i]
+                   : g / (1.0 + std::exp(-g)) * up[i];
+    }
+    std::vector<double> down = MatVec(b + "ffn_down.weight", h, D_);
+    if (Has(b + "post_ffw_norm.weight")) down = RmsNorm(down, b + "post_ffw_norm.weight", 0, D_);
     for (int64_t i = 0; i < D_; ++i) x[i] += down[i];
   }
   ++pos_;

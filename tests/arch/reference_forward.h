@@ -1,5 +1,5 @@
 // tests/arch/reference_forward.h: an independent float64 forward pass of the decoder
-// architectures Kestrel runs (llama incl. Llama 3 rope_freqs, qwen2, qwen3, phi3), written as
+// architectures Kestrel runs (llama incl. Llama 3 rope_freqs, qwen2, qwen3, phi3, gemma3), written as
 // plain loops over the tensors of an F32 GGUF. It shares no code with the runtime or the plugins
 // (only the GGUF reader), reads the metadata itself, and keeps its own KV cache, so the
 // architecture tests compare Kestrel against something that cannot share its mistakes.
@@ -35,7 +35,7 @@ class ReferenceForward {
                              int64_t row0 = 0) const;
   std::vector<double> RmsNorm(const std::vector<double>& x, const std::string& weight,
                               int64_t offset, int64_t n) const;
-  void Rope(std::vector<double>& x, int64_t heads, int64_t pos) const;
+  void Rope(std::vector<double>& x, int64_t heads, int64_t pos, double base) const;
   std::vector<double> Attention(const std::vector<double>& q, int64_t layer, int64_t pos) const;
 
   std::string arch_;
@@ -43,6 +43,11 @@ class ReferenceForward {
   double eps_ = 1e-5, base_ = 10000.0, attn_factor_ = 1.0;
   bool neox_ = false;
   std::vector<double> rope_factors_;  // empty: none
+  // Gemma 3: embeddings times sqrt(D), GeGLU, and per layer a window (0: none) and a RoPE base.
+  double emb_scale_ = 1.0;
+  bool gelu_ = false;
+  std::vector<int64_t> window_;
+  std::vector<double> layer_base_;
   std::map<std::string, std::vector<double>> tensors_;
   std::vector<std::vector<double>> k_cache_, v_cache_;  // per layer, [pos][Hkv * Dh]
   int64_t pos_ = 0;

@@ -196,7 +196,8 @@ absl::Status RunOn(hal::Device* dev, const OpCase& c, std::vector<std::vector<ui
                    uint8_t poison) {
   Bound b;
   if (auto s = Bind(dev, c, poison, &b); !s.ok()) return s;
-  const kestrel_op_desc_t op = MakeOp(c.kind, b.in, b.out, c.params);
+  kestrel_op_desc_t op = MakeOp(c.kind, b.in, b.out, c.params);
+  op.op_version = c.op_version;
   auto support = dev->Query(op);
   if (!support.ok()) return support.status();
   if (support->level == KESTREL_OP_UNSUPPORTED) {
@@ -327,6 +328,26 @@ OpCase Attention(Rng& rng, int64_t h, int64_t hkv, int64_t dh, int64_t b, uint32
     p.tree_mask = 1;
   }
   c.params = Params(p);
+  return c;
+}
+
+OpCase WindowedAttention(OpCase c, uint32_t window) {
+  kestrel_op_attention_params_t p{};
+  std::memcpy(&p, c.params.data(), std::min(c.params.size(), sizeof p));
+  p.window = window;
+  c.params = Params(p);
+  c.op_version = 2;
+  const int64_t b = p.block_size;
+  const kestrel_tensor_desc_t& td = c.in[3].desc;
+  std::vector<int32_t> tables(td.dims[0] * td.dims[1]), starts(td.dims[0] + 1), lens(td.dims[0]);
+  std::memcpy(tables.data(), c.in[3].bytes.data(), tables.size() * 4);
+  std::memcpy(starts.data(), c.in[4].bytes.data(), starts.size() * 4);
+  std::memcpy(lens.data(), c.in[5].bytes.data(), lens.size() * 4);
+  for (int64_t s = 0; s < td.dims[0]; ++s) {
+    const int64_t first = lens[s] - (starts[s + 1] - starts[s]) - static_cast<int64_t>(window) + 1;
+    for (int64_t k = 0; (k + 1) * b <= first; ++k) tables[s * td.dims[1] + k] = -1;
+  }
+  c.in[3].bytes = Bytes(tables);
   return c;
 }
 
@@ -584,6 +605,54 @@ void PagedAttentionSingleDecodeLongContext(const Devices& env) {
   Rng rng(12);
   Check(env, Attention(rng, 8, 4, 8, 32, KESTREL_DTYPE_F32, KESTREL_DTYPE_F32, true, {{1, 600}}),
         "decode kv_len 600");
+}
+
+void GegluAndScaledEmbedding(const Devices& env) {
+  Rng rng(31);
+  for (int64_t n : {1, 7, 172, 1031}) {
+    OpCase c;
+    c.kind = KESTREL_OP_GEGLU;
+    c.in = {F32({3, n}, rng.Floats(3 * n, -6, 6)), F32({3, n}, rng.Floats(3 * n, -4, 4))};
+    c.out = {Out(KESTREL_DTYPE_F32, {3, n})};
+    c.tol = 1e-6;  // the device's float tanh against ref's double one
+    Check(env, c, "GEGLU n=" + std::to_string(n));
+  }
+  for (uint32_t dtype : kWeightDtypes) {
+    OpCase c;
+    c.kind = KESTREL_OP_EMBEDDING_GATHER;
+    c.in = {Weight(rng, dtype, 37, 64, true), I32({4}, {3, 36, 0, 3})};
+    c.out = {Out(KESTREL_DTYPE_F32, {4, 64})};
+    kestrel_op_embedding_params_t p{};
+    p.scale = 25.29822f;  // sqrt(640): Gemma 3 270M
+    c.params = Params(p);
+    c.op_version = 2;
+    c.exact = true;  // one float multiply after the exact gather
+    Check(env, c, Name(dtype) + " scaled");
+  }
+}
+
+void PagedAttentionSlidingWindow(const Devices& env) {
+  Rng rng(32);
+  struct Case {
+    int64_t h, hkv, dh, b;
+    std::vector<Seq> seqs;
+    uint32_t window;
+    bool causal;
+  };
+  const Case cases[] = {
+      {4, 1, 256, 16, {{1, 700}}, 512, true},                    // Gemma 3 decode past the window
+      {8, 4, 8, 16, {{1, 60}, {7, 40}, {1, 3}}, 5, true},         // window < block, varlen
+      {8, 2, 16, 4, {{100, 100}}, 37, true},                      // prefill longer than the window
+      {4, 2, 16, 32, {{9, 150}, {20, 64}}, 33, true},             // window > block, chunked prefill
+      {4, 2, 16, 16, {{5, 140}, {3, 3}}, 9, false},               // non-causal
+  };
+  for (const Case& k : cases) {
+    for (uint32_t kd : {KESTREL_DTYPE_F32, KESTREL_DTYPE_F16}) {
+      OpCase c = WindowedAttention(Attention(rng, k.h, k.hkv, k.dh, k.b, kd, kd, k.causal, k.seqs),
+                                   k.window);
+      Check(env, c, "window " + std::to_string(k.window) + " B" + std::to_string(k.b) + " " + Name(kd));
+    }
+  }
 }
 
 void OutOfRangeIndicesAreErrorsNotAccesses(const Devices& env) {

@@ -82,6 +82,7 @@ struct OpCase {
   int out_alias = -1;     // output 0 shares input out_alias's buffer (in-place)
   double tol = 1e-5;      // relative norm error for F32 outputs
   bool exact = false;     // compare outputs bit for bit
+  uint32_t op_version = 1;
 };
 
 template <typename P>
@@ -128,6 +129,9 @@ struct Seq {
 // `tree`, a random forest per sequence as the 7th input (tree_mask = 1).
 OpCase Attention(Rng& rng, int64_t h, int64_t hkv, int64_t dh, int64_t b, uint32_t kd,
                  uint32_t vd, bool causal, const std::vector<Seq>& seqs, bool tree = false);
+// The same case with a sliding window (op_version 2): the table entries of blocks before every
+// query's window are set to -1, as a host that freed them would.
+OpCase WindowedAttention(OpCase c, uint32_t window);
 
 // ---- raw plugin table ------------------------------------------------------------------------------
 // Loads libkestrel_plugin_<plugin>.so directly with its own init(options) and shutdown, beside the
@@ -192,6 +196,10 @@ void KvBlockCopyAppliesPairsInOrder(const Devices& env);
 void PagedAttentionVarlenPrefillAndDecode(const Devices& env);
 void PagedAttentionF16Caches(const Devices& env);
 void PagedAttentionSingleDecodeLongContext(const Devices& env);
+// Plugin ABI 1.3: GEGLU, EMBEDDING_GATHER's scale (op_version 2), PAGED_ATTENTION's sliding
+// window (op_version 2) over windows crossing blocks, with freed blocks before the window.
+void GegluAndScaledEmbedding(const Devices& env);
+void PagedAttentionSlidingWindow(const Devices& env);
 // MATMUL preferred; MOE, unknown, vendor kinds, op_version 2 and F16 activations unsupported;
 // tree-mask attention at `tree_mask_level`, causal attention preferred; a malformed descriptor
 // INVALID_ARGUMENT.

@@ -546,6 +546,29 @@ TEST_F(EngineTest, RequestLargerThanThePoolFailsWithTheNumbers) {
   KESTREL_ASSERT_OK(kestrel_engine_wait(e.get(), id, -1));
 }
 
+// A text prompt's control-token texts become tokens only with parse_special (appended in 0.2).
+TEST_F(EngineTest, ParseSpecialTurnsControlTextIntoTokens) {
+  EnginePtr e = MakeEngine();
+  const std::string text = "Once upon a time</s>";
+  uint32_t n_prompt[2] = {0, 0};
+  for (const uint64_t parse : {0u, 1u}) {
+    kestrel_engine_request_options_t ro;
+    kestrel_engine_request_options_init(&ro);
+    ro.max_new_tokens = 1;
+    ro.parse_special = parse;
+    kestrel_request_id_t id = 0;
+    KESTREL_ASSERT_OK(kestrel_engine_submit(e.get(), text.data(), text.size(), &ro, &id));
+    KESTREL_ASSERT_OK(kestrel_engine_wait(e.get(), id, -1));
+    kestrel_engine_result_t r{};
+    r.struct_size = sizeof(r);
+    KESTREL_ASSERT_OK(kestrel_engine_request_result(e.get(), id, 0, &r));
+    n_prompt[parse] = r.n_prompt_tokens;
+  }
+  // BOS + "Once upon a time" (4) + EOS as one token, against "</s>" spelled in several pieces.
+  EXPECT_EQ(n_prompt[1], 6u);
+  EXPECT_GT(n_prompt[0], n_prompt[1]);
+}
+
 bool CancelAfterFive(void* user, kestrel_request_id_t id, uint32_t, int32_t token, const char*,
                      size_t) {
   auto* ctx = static_cast<std::pair<kestrel_engine_t*, int>*>(user);

@@ -124,20 +124,66 @@ bool OpenModel(const Options& o, OpenedModel* out, int* exit_code) {
   return OpenModel(o.verbosity, LoadOptions{o.model_path, o.device, o.use_mmap}, out, exit_code);
 }
 
-bool Tokenize(const kestrel_model_t* model, const std::string& text, bool add_bos,
+bool Tokenize(const kestrel_model_t* model, const std::string& text, bool add_special, bool parse_special,
               std::vector<int32_t>* ids) {
-  size_t n = 0;
-  StatusPtr status(kestrel_tokenize(model, text.data(), text.size(), add_bos, nullptr, 0, &n));
+  kestrel_tokenize_options_t options;
+  kestrel_tokenize_options_init(&options);
+  options.add_special = add_special;
+  options.parse_special = parse_special;
+  size_t required = 0;
+  StatusPtr status(
+      kestrel_tokenize_with_options(model, text.data(), text.size(), &options, nullptr, 0, &required));
   if (!status) {
-    ids->assign(n, 0);
-    status.reset(kestrel_tokenize(model, text.data(), text.size(), add_bos, ids->data(),
-                                  ids->size(), &n));
+    ids->resize(required);
+    status.reset(kestrel_tokenize_with_options(model, text.data(), text.size(), &options, ids->data(), ids->size(),
+                                               &required));
+  }
+  if (status) {
+    PrintStatusError(status.get());
+    return false;
+  }
+  ids->resize(required);
+  return true;
+}
+
+std::string TokenPiece(const kestrel_model_t* model, int32_t token, bool special) {
+  size_t required = 0;
+  StatusPtr status(kestrel_token_to_piece_special(model, token, special, nullptr, 0, &required));
+  if (status) return "";
+  std::string piece(required, '\0');
+  status.reset(kestrel_token_to_piece_special(model, token, special, piece.data(), piece.size(), &required));
+  return status ? "" : piece;
+}
+
+bool ApplyChatTemplate(const kestrel_model_t* model, const ChatMessages& messages, bool add_generation_prompt,
+                       std::string* text) {
+  std::vector<kestrel_chat_message_t> list;
+  for (const auto& [role, content] : messages) {
+    list.push_back({role.data(), role.size(), content.data(), content.size()});
+  }
+  kestrel_chat_template_options_t options;
+  kestrel_chat_template_options_init(&options);
+  options.add_generation_prompt = add_generation_prompt;
+  size_t required = 0;
+  StatusPtr status(
+      kestrel_model_apply_chat_template(model, list.data(), list.size(), &options, nullptr, 0, &required));
+  if (!status) {
+    text->assign(required, '\0');
+    status.reset(kestrel_model_apply_chat_template(model, list.data(), list.size(), &options, text->data(),
+                                                   text->size(), &required));
   }
   if (status) {
     PrintStatusError(status.get());
     return false;
   }
   return true;
+}
+
+bool StartsWithBosText(const kestrel_model_t* model, const std::string& text) {
+  kestrel_model_info_t info;
+  if (!GetModelInfo(model, &info) || info.bos_id < 0) return false;
+  const std::string bos = TokenPiece(model, info.bos_id, /*special=*/true);
+  return !bos.empty() && text.compare(0, bos.size(), bos) == 0;
 }
 
 std::string DtypeMaskToString(uint64_t mask) {
@@ -150,6 +196,10 @@ std::string DtypeMaskToString(uint64_t mask) {
       {KESTREL_DTYPE_MASK_BF16, "BF16"}, {KESTREL_DTYPE_MASK_I32, "I32"},
       {KESTREL_DTYPE_MASK_I8, "I8"},     {KESTREL_DTYPE_MASK_Q8_0, "Q8_0"},
       {KESTREL_DTYPE_MASK_Q4_0, "Q4_0"},
+      {KESTREL_DTYPE_MASK_Q4_1, "Q4_1"}, {KESTREL_DTYPE_MASK_Q5_0, "Q5_0"},
+      {KESTREL_DTYPE_MASK_Q5_1, "Q5_1"}, {KESTREL_DTYPE_MASK_Q2_K, "Q2_K"},
+      {KESTREL_DTYPE_MASK_Q3_K, "Q3_K"}, {KESTREL_DTYPE_MASK_Q4_K, "Q4_K"},
+      {KESTREL_DTYPE_MASK_Q5_K, "Q5_K"}, {KESTREL_DTYPE_MASK_Q6_K, "Q6_K"},
   };
   std::string out;
   uint64_t known = 0;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "args.h"
@@ -71,10 +72,22 @@ bool OpenModel(int verbosity, const LoadOptions& options, OpenedModel* out, int*
 // The same for a command's options (-v, -m, --device, --no-mmap).
 bool OpenModel(const Options& o, OpenedModel* out, int* exit_code);
 
-// `text` as token ids (BOS first when add_bos and the vocab wants one). On failure prints the
-// error and returns false.
-bool Tokenize(const kestrel_model_t* model, const std::string& text, bool add_bos,
+// Token ids of `text` (kestrel_tokenize_with_options). On failure prints the error and returns false.
+bool Tokenize(const kestrel_model_t* model, const std::string& text, bool add_special, bool parse_special,
               std::vector<int32_t>* ids);
+
+// A token's piece; with `special`, control tokens give their text. "" on error.
+std::string TokenPiece(const kestrel_model_t* model, int32_t token, bool special);
+
+// (role, content) messages rendered with the model's chat template
+// (kestrel_model_apply_chat_template). On failure prints the error and returns false.
+using ChatMessages = std::vector<std::pair<std::string, std::string>>;
+bool ApplyChatTemplate(const kestrel_model_t* model, const ChatMessages& messages, bool add_generation_prompt,
+                       std::string* text);
+
+// Whether a rendered chat prompt already begins with the BOS token's text (then the prompt is
+// tokenized without adding BOS again).
+bool StartsWithBosText(const kestrel_model_t* model, const std::string& text);
 
 // "F32 F16 Q8_0" for a KESTREL_DTYPE_MASK_* combination; unknown bits as "bit<N>".
 std::string DtypeMaskToString(uint64_t mask);

@@ -13,7 +13,10 @@ constexpr unsigned kForGenerate = 1u << 0;
 constexpr unsigned kForInfo = 1u << 1;
 constexpr unsigned kForDevices = 1u << 2;
 constexpr unsigned kForBench = 1u << 3;
-constexpr unsigned kForAll = kForGenerate | kForInfo | kForDevices | kForBench;
+constexpr unsigned kForTokenize = 1u << 4;
+constexpr unsigned kForChat = 1u << 5;
+constexpr unsigned kForAll = kForGenerate | kForInfo | kForDevices | kForBench | kForTokenize | kForChat;
+constexpr unsigned kForSampling = kForGenerate | kForChat;
 
 constexpr uint32_t kMaxConcurrency = 4096;
 constexpr uint32_t kMaxPrefixTokens = 1u << 20;
@@ -51,6 +54,9 @@ enum class FlagId {
   kRequests,
   kWatchdogS,
   kMaxRssGrowth,
+  kSpecial,
+  kChat,
+  kSystem,
 };
 
 struct FlagSpec {
@@ -62,22 +68,22 @@ struct FlagSpec {
 };
 
 constexpr FlagSpec kFlags[] = {
-    {FlagId::kModel, "model", 'm', true, kForGenerate | kForInfo | kForBench},
-    {FlagId::kPrompt, "prompt", 'p', true, kForGenerate | kForBench},
-    {FlagId::kMaxTokens, "n-predict", 'n', true, kForGenerate | kForBench},
-    {FlagId::kTemp, "temp", 0, true, kForGenerate},
-    {FlagId::kTopK, "top-k", 0, true, kForGenerate},
-    {FlagId::kTopP, "top-p", 0, true, kForGenerate},
-    {FlagId::kMinP, "min-p", 0, true, kForGenerate},
-    {FlagId::kRepeatPenalty, "repeat-penalty", 0, true, kForGenerate},
-    {FlagId::kRepeatLastN, "repeat-last-n", 0, true, kForGenerate},
-    {FlagId::kSeed, "seed", 0, true, kForGenerate | kForBench},
-    {FlagId::kCtx, "ctx", 0, true, kForGenerate},
-    {FlagId::kDevice, "device", 0, true, kForGenerate | kForInfo | kForBench},
-    {FlagId::kStop, "stop", 0, true, kForGenerate},
-    {FlagId::kThreads, "threads", 't', true, kForGenerate | kForBench},
-    {FlagId::kJson, "json", 0, false, kForAll},
-    {FlagId::kNoMmap, "no-mmap", 0, false, kForGenerate | kForInfo | kForBench},
+    {FlagId::kModel, "model", 'm', true, kForGenerate | kForInfo | kForBench | kForTokenize | kForChat},
+    {FlagId::kPrompt, "prompt", 'p', true, kForGenerate | kForBench | kForTokenize},
+    {FlagId::kMaxTokens, "n-predict", 'n', true, kForSampling | kForBench},
+    {FlagId::kTemp, "temp", 0, true, kForSampling},
+    {FlagId::kTopK, "top-k", 0, true, kForSampling},
+    {FlagId::kTopP, "top-p", 0, true, kForSampling},
+    {FlagId::kMinP, "min-p", 0, true, kForSampling},
+    {FlagId::kRepeatPenalty, "repeat-penalty", 0, true, kForSampling},
+    {FlagId::kRepeatLastN, "repeat-last-n", 0, true, kForSampling},
+    {FlagId::kSeed, "seed", 0, true, kForSampling | kForBench},
+    {FlagId::kCtx, "ctx", 0, true, kForSampling},
+    {FlagId::kDevice, "device", 0, true, kForSampling | kForInfo | kForBench},
+    {FlagId::kStop, "stop", 0, true, kForSampling},
+    {FlagId::kThreads, "threads", 't', true, kForSampling | kForBench},
+    {FlagId::kJson, "json", 0, false, kForGenerate | kForInfo | kForDevices | kForBench | kForTokenize},
+    {FlagId::kNoMmap, "no-mmap", 0, false, kForSampling | kForInfo | kForBench | kForTokenize},
     {FlagId::kNoEcho, "no-echo", 0, false, kForGenerate},
     {FlagId::kVerbose, "verbose", 'v', false, kForAll},
     {FlagId::kHelp, "help", 'h', false, kForAll},
@@ -90,11 +96,14 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kConcurrency, "concurrency", 0, true, kForBench},
     {FlagId::kPrefixTokens, "prefix-tokens", 0, true, kForBench},
     {FlagId::kKvBlockSize, "kv-block-size", 0, true, kForBench},
-    {FlagId::kKvType, "kv-type", 0, true, kForGenerate | kForBench},
     {FlagId::kSoak, "soak", 0, false, kForBench},
     {FlagId::kRequests, "requests", 0, true, kForBench},
     {FlagId::kWatchdogS, "watchdog-s", 0, true, kForBench},
     {FlagId::kMaxRssGrowth, "max-rss-growth", 0, true, kForBench},
+    {FlagId::kKvType, "kv-type", 0, true, kForSampling | kForBench},
+    {FlagId::kSpecial, "special", 0, false, kForGenerate | kForTokenize},
+    {FlagId::kChat, "chat", 0, false, kForGenerate},
+    {FlagId::kSystem, "system", 0, true, kForGenerate | kForChat},
 };
 
 unsigned CommandBit(Command command) {
@@ -107,6 +116,10 @@ unsigned CommandBit(Command command) {
       return kForDevices;
     case Command::kBench:
       return kForBench;
+    case Command::kTokenize:
+      return kForTokenize;
+    case Command::kChat:
+      return kForChat;
     default:
       return 0;
   }
@@ -117,6 +130,8 @@ std::optional<Command> CommandFromName(std::string_view name) {
   if (name == "info") return Command::kInfo;
   if (name == "devices") return Command::kDevices;
   if (name == "bench") return Command::kBench;
+  if (name == "tokenize") return Command::kTokenize;
+  if (name == "chat") return Command::kChat;
   if (name == "help") return Command::kHelp;
   if (name == "version") return Command::kVersion;
   return std::nullopt;
@@ -345,6 +360,15 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
         return Fail(BadValue(spelled, value, "f32 or f16"));
       }
       break;
+    case FlagId::kSpecial:
+      o->special = true;
+      break;
+    case FlagId::kChat:
+      o->chat = true;
+      break;
+    case FlagId::kSystem:
+      o->system_prompt = std::string(value);
+      break;
   }
   return ParseResult{};
 }
@@ -361,6 +385,10 @@ const char* CommandName(Command command) {
       return "devices";
     case Command::kBench:
       return "bench";
+    case Command::kTokenize:
+      return "tokenize";
+    case Command::kChat:
+      return "chat";
     case Command::kHelp:
       return "help";
     case Command::kVersion:
@@ -434,7 +462,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     ++i;
   } else if (!first.empty() && first[0] == '-') {
     return Fail("expected a command before '" + std::string(first) +
-                "' (generate, info, devices, bench, help)");
+                "' (generate, chat, tokenize, info, devices, bench, help)");
   } else if (auto c = CommandFromName(first)) {
     o.command = *c;
     ++i;
@@ -542,11 +570,16 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
   }
 
   if (!o.help) {
-    if ((o.command == Command::kGenerate || o.command == Command::kInfo) && o.model_path.empty()) {
+    if ((o.command == Command::kGenerate || o.command == Command::kInfo || o.command == Command::kTokenize ||
+         o.command == Command::kChat) &&
+        o.model_path.empty()) {
       return Fail(std::string("'") + CommandName(o.command) + "' needs -m/--model MODEL");
     }
-    if (o.command == Command::kGenerate && !o.prompt) {
-      return Fail("'generate' needs -p/--prompt PROMPT");
+    if ((o.command == Command::kGenerate || o.command == Command::kTokenize) && !o.prompt) {
+      return Fail(std::string("'") + CommandName(o.command) + "' needs -p/--prompt PROMPT");
+    }
+    if (o.command == Command::kGenerate && o.system_prompt && !o.chat) {
+      return Fail("option '--system' needs --chat");
     }
     if (o.command == Command::kBench && o.bench.soak) {
       if (o.bench.engine) return Fail("--soak and --engine exclude each other");

@@ -11,7 +11,7 @@
 
 namespace kestrel::cli {
 
-enum class Command { kNone, kGenerate, kInfo, kDevices, kBench, kHelp, kVersion };
+enum class Command { kNone, kGenerate, kInfo, kDevices, kBench, kHelp, kVersion, kTokenize, kChat };
 
 // "generate", "info", ...; "" for kNone.
 const char* CommandName(Command command);
@@ -71,6 +71,9 @@ struct Options {
   bool json = false;                      // --json
   bool use_mmap = true;                   // --no-mmap clears it
   bool echo_prompt = true;                // --no-echo clears it
+  bool special = false;                   // --special: control-token texts in -p become tokens
+  bool chat = false;                      // generate --chat: -p is a user message, templated
+  std::optional<std::string> system_prompt;  // --system: a system message (chat, generate --chat)
   BenchOptions bench;                     // `bench` only
 };
 
@@ -85,6 +88,7 @@ struct ParseResult {
 // ...`); `--version`, `-h/--help` and `help [COMMAND]` also work alone. Flags accept
 // `--flag VALUE` and `--flag=VALUE`; short ones `-n VALUE`. A flag that the chosen subcommand does
 // not use is an error. Missing required flags (-m, -p) are reported here too, unless help was asked.
+// `tokenize` needs -m and -p; `chat` needs -m; --system needs `chat` or `generate --chat`.
 // `--soak` excludes --engine, --membw, -p, --warmup, --reps and --prefix-tokens, and takes one
 // --concurrency value; --requests, --watchdog-s, --max-rss-growth and `bench --seed` need --soak.
 // `bench` needs -m unless --membw is given; with --membw the model flags (-m -p -n --device

@@ -379,5 +379,43 @@ TEST(ParseArgsTest, BenchSoak) {
             std::string::npos);
 }
 
+TEST(ParseArgsTest, TokenizeChatAndSpecial) {
+  Options o;
+  ASSERT_TRUE(Parse({"tokenize", "-m", "m.gguf", "-p", "hi", "--special", "--json"}, &o).ok);
+  EXPECT_EQ(o.command, Command::kTokenize);
+  EXPECT_TRUE(o.special);
+  EXPECT_TRUE(o.json);
+  EXPECT_EQ(*o.prompt, "hi");
+
+  o = Options();
+  ASSERT_TRUE(Parse({"chat", "-m", "m.gguf", "--system", "Be brief.", "-n", "64", "--temp", "0"}, &o).ok);
+  EXPECT_EQ(o.command, Command::kChat);
+  EXPECT_EQ(*o.system_prompt, "Be brief.");
+  EXPECT_EQ(o.max_new_tokens, 64u);
+
+  o = Options();
+  ASSERT_TRUE(Parse({"generate", "-m", "m.gguf", "-p", "hi", "--chat", "--system", "s"}, &o).ok);
+  EXPECT_TRUE(o.chat);
+  EXPECT_FALSE(o.special);
+
+  struct Bad {
+    std::initializer_list<const char*> args;
+    const char* message;
+  };
+  for (const Bad& b : {Bad{{"tokenize", "-m", "m.gguf"}, "'tokenize' needs -p/--prompt"},
+                       Bad{{"tokenize", "-p", "x"}, "'tokenize' needs -m/--model"},
+                       Bad{{"chat"}, "'chat' needs -m/--model"},
+                       Bad{{"chat", "-m", "m.gguf", "-p", "x"}, "does not apply to 'chat'"},
+                       Bad{{"chat", "-m", "m.gguf", "--json"}, "does not apply to 'chat'"},
+                       Bad{{"tokenize", "-m", "m.gguf", "-p", "x", "--chat"}, "does not apply to 'tokenize'"},
+                       Bad{{"generate", "-m", "m.gguf", "-p", "x", "--system", "s"}, "'--system' needs --chat"},
+                       Bad{{"info", "-m", "m.gguf", "--special"}, "does not apply to 'info'"}}) {
+    Options bad;
+    ParseResult r = Parse(b.args, &bad);
+    EXPECT_FALSE(r.ok) << b.message;
+    EXPECT_NE(r.error.find(b.message), std::string::npos) << r.error;
+  }
+}
+
 }  // namespace
 }  // namespace kestrel::cli

@@ -11,6 +11,8 @@ int RunGenerate(const Options& options);
 int RunInfo(const Options& options);
 int RunDevices(const Options& options);
 int RunBench(const Options& options);  // bench_command.cc (also --membw)
+int RunTokenize(const Options& options);
+int RunChat(const Options& options);
 
 }  // namespace kestrel::cli
 

@@ -199,7 +199,7 @@ int RunEngineBench(const Options& o) {
   std::vector<std::vector<int32_t>> prompts(kNumPrompts);
   uint32_t longest = 0;
   for (size_t i = 0; i < kNumPrompts; ++i) {
-    if (!Tokenize(model.get(), kPrompts[i], true, &prompts[i])) return kExitError;
+    if (!Tokenize(model.get(), kPrompts[i], true, false, &prompts[i])) return kExitError;
     longest = std::max(longest, static_cast<uint32_t>(prompts[i].size()));
   }
   const uint32_t ctx = std::max<uint32_t>(info.context_length, longest + n);
@@ -209,7 +209,9 @@ int RunEngineBench(const Options& o) {
   std::vector<std::vector<int32_t>> suffixes(kSharedRequests);
   uint32_t longest_suffix = 0;
   for (uint32_t i = 0; i < kSharedRequests; ++i) {
-    if (!Tokenize(model.get(), kPrompts[i % kNumPrompts], false, &suffixes[i])) return kExitError;
+    if (!Tokenize(model.get(), kPrompts[i % kNumPrompts], false, false, &suffixes[i])) {
+      return kExitError;
+    }
     suffixes[i].push_back(static_cast<int32_t>(3 + i % 100));  // make every prompt distinct
     longest_suffix = std::max(longest_suffix, static_cast<uint32_t>(suffixes[i].size()));
   }
@@ -324,8 +326,8 @@ int RunEngineBench(const Options& o) {
   if (prefix_tokens > 0) {
     std::vector<int32_t> prefix;
     std::vector<int32_t> filler;
-    if (!Tokenize(model.get(), kPrompts[0], true, &prefix) ||
-        !Tokenize(model.get(), " and then they played in the park with the big red ball", false,
+    if (!Tokenize(model.get(), kPrompts[0], true, false, &prefix) ||
+        !Tokenize(model.get(), " and then they played in the park with the big red ball", false, false,
                   &filler) ||
         filler.empty()) {
       return kExitError;

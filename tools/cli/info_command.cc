@@ -28,6 +28,31 @@ std::vector<std::string> Lines(const std::string& text) {
   return lines;
 }
 
+// What the tokenizer calls add (kestrel_model_get_tokenizer_info): the chat template's family and
+// whether it renders, and the end-of-generation ids. `ok` is false when this build has no
+// tokenizer for the file.
+struct TokenizerExtras {
+  bool ok = false;
+  std::string family, error;
+  std::vector<int32_t> eog;
+};
+
+TokenizerExtras GetTokenizerExtras(const kestrel_model_t* model) {
+  TokenizerExtras x;
+  kestrel_tokenizer_info_t t = {};
+  t.struct_size = sizeof(t);
+  StatusPtr status(kestrel_model_get_tokenizer_info(model, &t));
+  if (status) return x;
+  x.ok = true;
+  x.family = OrEmpty(t.chat_template_family);
+  x.error = OrEmpty(t.chat_template_error);
+  x.eog.resize(t.n_end_of_generation);
+  size_t n = 0;
+  status.reset(kestrel_model_end_of_generation_tokens(model, x.eog.data(), x.eog.size(), &n));
+  x.eog.resize(status ? 0 : n);
+  return x;
+}
+
 bool GetTensorTypes(const kestrel_model_t* model,
                     std::vector<kestrel_tensor_type_summary_t>* out) {
   size_t count = kestrel_model_tensor_type_count(model);
@@ -44,7 +69,7 @@ bool GetTensorTypes(const kestrel_model_t* model,
   return true;
 }
 
-void PrintJson(const Options& o, const kestrel_model_info_t& info,
+void PrintJson(const Options& o, const kestrel_model_info_t& info, const TokenizerExtras& tok,
                const std::vector<kestrel_tensor_type_summary_t>& types) {
   JsonWriter w;
   w.BeginObject();
@@ -102,6 +127,14 @@ void PrintJson(const Options& o, const kestrel_model_info_t& info,
   w.String(OrEmpty(info.tokenizer_pre));
   w.Key("chat_template");
   w.Bool(info.has_chat_template);
+  w.Key("chat_template_family");
+  w.String(tok.family);
+  w.Key("chat_template_error");
+  w.String(info.has_chat_template ? tok.error : "");
+  w.Key("end_of_generation_ids");
+  w.BeginArray();
+  for (const int32_t id : tok.eog) w.Int(id);
+  w.EndArray();
   w.Key("runnable");
   w.Bool(info.runnable);
   w.Key("unsupported");
@@ -127,7 +160,7 @@ void PrintJson(const Options& o, const kestrel_model_info_t& info,
   std::printf("%s\n", w.str().c_str());
 }
 
-void PrintText(const Options& o, const kestrel_model_info_t& info,
+void PrintText(const Options& o, const kestrel_model_info_t& info, const TokenizerExtras& tok,
                const std::vector<kestrel_tensor_type_summary_t>& types) {
   std::printf("model:           %s\n", o.model_path.c_str());
   std::printf("name:            %s\n", OrEmpty(info.name));
@@ -156,7 +189,20 @@ void PrintText(const Options& o, const kestrel_model_info_t& info,
   std::printf("tokenizer:       %s (pre-tokenizer %s)\n",
               *OrEmpty(info.tokenizer_model) ? info.tokenizer_model : "(none)",
               *OrEmpty(info.tokenizer_pre) ? info.tokenizer_pre : "(none)");
-  std::printf("chat template:   %s\n", info.has_chat_template ? "yes" : "no");
+  if (!info.has_chat_template) {
+    std::printf("chat template:   no\n");
+  } else if (!tok.ok) {
+    std::printf("chat template:   yes\n");
+  } else if (tok.error.empty()) {
+    std::printf("chat template:   yes (%s family; renders)\n", tok.family.c_str());
+  } else {
+    std::printf("chat template:   yes (%s family; cannot render: %s)\n", tok.family.c_str(), tok.error.c_str());
+  }
+  if (!tok.eog.empty()) {
+    std::printf("end of generation:");
+    for (const int32_t id : tok.eog) std::printf(" %d", id);
+    std::printf("\n");
+  }
   const std::vector<std::string> reasons = Lines(OrEmpty(info.unsupported));
   std::printf("runnable:        %s\n", info.runnable ? "yes" : "no, this build cannot run it:");
   for (const std::string& r : reasons) std::printf("  - %s\n", r.c_str());
@@ -186,10 +232,11 @@ int RunInfo(const Options& o) {
   if (!GetModelInfo(model.get(), &info)) return kExitError;
   std::vector<kestrel_tensor_type_summary_t> types;
   if (!GetTensorTypes(model.get(), &types)) return kExitError;
+  const TokenizerExtras tok = GetTokenizerExtras(model.get());
   if (o.json) {
-    PrintJson(o, info, types);
+    PrintJson(o, info, tok, types);
   } else {
-    PrintText(o, info, types);
+    PrintText(o, info, tok, types);
   }
   return kExitOk;
 }

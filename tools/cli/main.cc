@@ -1,6 +1,8 @@
 // `kestrel`: the command-line front end of the Kestrel SDK, written against the public C API only.
 //
-//   kestrel generate -m MODEL -p PROMPT [options]   stream a completion
+//   kestrel generate -m MODEL -p PROMPT [options]   stream a completion (--chat: as a chat turn)
+//   kestrel chat -m MODEL [options]                 interactive chat in one session
+//   kestrel tokenize -m MODEL -p TEXT [--special] [--json]   token ids and pieces
 //   kestrel info -m MODEL [--json]                  model metadata and tensor types
 //   kestrel devices [--json]                        plugins and devices
 //   kestrel bench -m MODEL [-p N] [-n N] [--json]   prefill/decode speed; --membw: memory bandwidth;
@@ -20,7 +22,9 @@ namespace kestrel::cli {
 namespace {
 
 constexpr char kShortUsage[] =
-    "usage: kestrel generate -m MODEL -p PROMPT [options]\n"
+    "usage: kestrel generate -m MODEL -p PROMPT [--chat [--system TEXT]] [--special] [options]\n"
+    "       kestrel chat -m MODEL [--system TEXT] [options]\n"
+    "       kestrel tokenize -m MODEL -p TEXT [--special] [--json]\n"
     "       kestrel info -m MODEL [--json]\n"
     "       kestrel devices [--json]\n"
     "       kestrel bench -m MODEL [-p N] [-n N] [-t N] [--reps R] [--json]\n"
@@ -55,6 +59,11 @@ constexpr char kGenerateHelp[] =
     "      --stop STR          stop when STR appears (not printed); repeatable\n"
     "  -t, --threads N         worker threads for plugins that use them (0 = automatic)\n"
     "      --kv-type T         KV cache element type: f32 (default) or f16 (half the memory)\n"
+    "      --chat              PROMPT is a user message: render it with the model's chat template\n"
+    "                          (tokenizer.chat_template) and parse special tokens in the result\n"
+    "      --system TEXT       with --chat: a system message before the user message\n"
+    "      --special           texts of control tokens in the prompt (<|im_start|>, ...) become\n"
+    "                          those tokens\n"
     "      --json              print a JSON summary as the last line of stdout\n"
     "      --no-mmap           read the model into memory instead of mapping it\n"
     "      --no-echo           do not print the prompt before the generated text\n"
@@ -69,6 +78,27 @@ constexpr char kGenerateHelp[] =
     "stop_reason (eos, max_tokens, stop_string, callback, context_full, cancelled), seed,\n"
     "temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, max_new_tokens,\n"
     "context_length.\n";
+
+constexpr char kChatHelp[] =
+    "usage: kestrel chat -m MODEL [--system TEXT] [options]\n"
+    "\n"
+    "An interactive conversation: each line of stdin is a user message; the reply streams to\n"
+    "stdout. The conversation is rendered with the model's chat template and kept in one session,\n"
+    "so each turn computes only its new tokens. /reset clears the conversation, /exit or end of\n"
+    "input quits; Ctrl-C stops the reply and ends the chat (exit status 130).\n"
+    "\n"
+    "options: --system TEXT (a system message first), and generate's -n (per reply), --temp,\n"
+    "--top-k, --top-p, --min-p, --repeat-penalty, --repeat-last-n, --seed, --ctx, --device,\n"
+    "--stop, -t, --kv-type, --no-mmap, -v.\n";
+
+constexpr char kTokenizeHelp[] =
+    "usage: kestrel tokenize -m MODEL -p TEXT [--special] [--json] [--no-mmap] [-v]\n"
+    "\n"
+    "Prints the token ids of TEXT with the model's tokenizer (BOS/EOS added as the model asks),\n"
+    "one line per token: ID -> 'PIECE'. Only the vocab is read, so any GGUF whose tokenizer this\n"
+    "build knows works, whatever its architecture. --special: texts of control tokens in TEXT\n"
+    "become those tokens. --json: one line {\"ids\": [...], \"pieces\": [...]} instead; pieces\n"
+    "spell control tokens out, and a piece that is part of a UTF-8 sequence shows as U+FFFD.\n";
 
 constexpr char kInfoHelp[] =
     "usage: kestrel info -m MODEL [--device NAME] [--no-mmap] [--json] [-v]\n"
@@ -160,6 +190,8 @@ constexpr char kOverviewHelp[] =
     "\n"
     "commands:\n"
     "  generate   stream a completion of a prompt\n"
+    "  chat       interactive chat with the model's chat template\n"
+    "  tokenize   token ids and pieces of a text\n"
     "  info       show a model's metadata and tensor types\n"
     "  devices    list plugins and devices\n"
     "  bench      measure prefill/decode speed of a model, memory bandwidth (--membw),\n"
@@ -176,6 +208,8 @@ void PrintHelp(const std::string& topic) {
   if (topic == "info") text = kInfoHelp;
   if (topic == "devices") text = kDevicesHelp;
   if (topic == "bench") text = kBenchHelp;
+  if (topic == "chat") text = kChatHelp;
+  if (topic == "tokenize") text = kTokenizeHelp;
   std::fputs(text, stdout);
 }
 
@@ -209,6 +243,10 @@ int Main(int argc, char** argv) {
       return RunDevices(options);
     case Command::kBench:
       return RunBench(options);
+    case Command::kTokenize:
+      return RunTokenize(options);
+    case Command::kChat:
+      return RunChat(options);
     case Command::kHelp:
       PrintHelp(options.help_topic);
       return kExitOk;

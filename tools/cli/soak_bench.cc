@@ -191,7 +191,7 @@ int RunSoakBench(const Options& o) {
 
   std::vector<std::vector<int32_t>> prompts(kNumStoryPrompts);
   for (size_t i = 0; i < kNumStoryPrompts; ++i) {
-    if (!Tokenize(model.get(), kStoryPrompts[i], true, &prompts[i])) return kExitError;
+    if (!Tokenize(model.get(), kStoryPrompts[i], true, false, &prompts[i])) return kExitError;
   }
   kestrel_engine_options_t eo;
   kestrel_engine_options_init(&eo);

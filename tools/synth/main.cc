@@ -28,13 +28,13 @@ int Main(int argc, char** argv) {
   }
   SynthOptions& o = args.options;
   const ModelShape& s = o.shape;
-  const ShapeSize size = ComputeSize(s, o.type);
+  const ShapeSize size = ComputeSize(s, o.type, o.mix);
   const auto start = std::chrono::steady_clock::now();
   if (!args.quiet) {
     std::fprintf(stderr,
                  "kestrel-synth: %s %s seed %llu: dim %u, %u layers, %u heads, %u KV heads, ffn %u, "
                  "vocab %u, experts %u/%u, ctx %u; %.3f G params, %.2f GiB of weights -> %s\n",
-                 s.name.c_str(), runtime::GgmlTypeName(o.type),
+                 s.name.c_str(), TypeLabel(o.type, o.mix).c_str(),
                  static_cast<unsigned long long>(o.seed), s.dim, s.layers, s.heads, s.kv_heads,
                  s.ffn, s.vocab, s.experts_used, s.experts, s.context, size.n_params / 1e9,
                  size.n_bytes / 1073741824.0, o.output_path.c_str());

@@ -13,7 +13,7 @@
 namespace kestrel::synth {
 
 const char kSynthUsage[] =
-    "usage: kestrel-synth --shape NAME|custom [--type F16|Q8_0|Q4_0] [--seed S] -o OUT.gguf\n"
+    "usage: kestrel-synth --shape NAME|custom [--type T] [--seed S] -o OUT.gguf\n"
     "                     [--dim N] [--layers N] [--heads N] [--kv-heads N] [--ffn N]\n"
     "                     [--vocab N] [--experts N] [--experts-used N] [--ctx N]\n"
     "                     [--name TEXT] [--quiet]\n"
@@ -24,10 +24,14 @@ const char kSynthUsage[] =
     "  --shape NAME     tinyllama-1.1b (dim 2048, 22 layers, 32 heads, 4 KV heads, ffn 5632),\n"
     "                   llama-8b (4096, 32, 32, 8, 14336), mixtral-small (1024, 8, 16, 4,\n"
     "                   ffn 2816, 8 experts, top-2), the test shapes llama3-tiny, qwen2-tiny,\n"
-    "                   qwen3-tiny, phi3-tiny (dim 64, 2 layers, their family's extra tensors),\n"
+    "                   qwen3-tiny, phi3-tiny, gemma3-tiny (dim 64, 2-3 layers, their family's\n"
+    "                   extra tensors),\n"
     "                   or custom (give --dim --layers --heads --ffn)\n"
-    "  --type T         matrix type incl. token_embd and output: F32, F16, Q8_0, Q4_0 (default Q4_0);\n"
-    "                   norms (and the MoE router) are F32\n"
+    "  --type T         matrix type incl. token_embd and output: F32, F16, Q8_0, Q4_0 (default),\n"
+    "                   Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K; or the mixes Q4_K_M,\n"
+    "                   Q5_K_M (types per tensor as llama-quantize assigns them: Q6_K output\n"
+    "                   and some attn_v/ffn_down). K types need dim and ffn multiples of 256.\n"
+    "                   Norms (and the MoE router) are F32\n"
     "  --seed S         seed of the weights (default 1); same arguments -> identical bytes\n"
     "  -o, --output P   output file (written as P.partial, renamed when complete)\n"
     "  --dim --layers --heads --kv-heads --ffn --vocab --experts --experts-used --ctx N\n"
@@ -62,12 +66,21 @@ bool ParseU32(absl::string_view text, uint32_t* out) {
   return true;
 }
 
-std::optional<runtime::GgmlType> ParseType(absl::string_view text) {
+struct ParsedType {
+  runtime::GgmlType type;
+  TypeMix mix;
+};
+
+std::optional<ParsedType> ParseType(absl::string_view text) {
+  using runtime::GgmlType;
   const std::string t = absl::AsciiStrToUpper(text);
-  if (t == "F16") return runtime::GgmlType::F16;
-  if (t == "Q8_0") return runtime::GgmlType::Q8_0;
-  if (t == "Q4_0") return runtime::GgmlType::Q4_0;
-  if (t == "F32") return runtime::GgmlType::F32;
+  if (t == "Q4_K_M") return ParsedType{GgmlType::Q4_K, TypeMix::kQ4_K_M};
+  if (t == "Q5_K_M") return ParsedType{GgmlType::Q5_K, TypeMix::kQ5_K_M};
+  for (GgmlType g : {GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::F32, GgmlType::Q4_1,
+                     GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K,
+                     GgmlType::Q5_K, GgmlType::Q6_K}) {
+    if (t == runtime::GgmlTypeName(g)) return ParsedType{g, TypeMix::kUniform};
+  }
   return std::nullopt;
 }
 
@@ -129,9 +142,14 @@ SynthParseResult ParseSynthArgs(int argc, const char* const* argv, SynthArgs* ou
     if (name == "shape") {
       shape_name = std::string(value);
     } else if (name == "type") {
-      std::optional<runtime::GgmlType> t = ParseType(value);
-      if (!t) return Fail(absl::StrCat("invalid value '", value, "' for --type: expected F16, Q8_0 or Q4_0"));
-      a.options.type = *t;
+      std::optional<ParsedType> t = ParseType(value);
+      if (!t) {
+        return Fail(absl::StrCat("invalid value '", value,
+                                 "' for --type: expected F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, "
+                                 "Q3_K, Q4_K, Q5_K, Q6_K, Q4_K_M or Q5_K_M"));
+      }
+      a.options.type = t->type;
+      a.options.mix = t->mix;
     } else if (name == "seed") {
       if (!ParseU64(value, &a.options.seed)) {
         return Fail(absl::StrCat("invalid value '", value,

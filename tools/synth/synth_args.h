@@ -19,7 +19,8 @@ struct SynthParseResult {
   std::string error;  // one line naming the flag and value
 };
 
-// kestrel-synth --shape NAME|custom [--type F16|Q8_0|Q4_0] [--seed S] -o OUT.gguf
+// kestrel-synth --shape NAME|custom [--type F16|Q8_0|Q4_0|Q4_1|Q5_0|Q5_1|Q2_K..Q6_K|Q4_K_M|Q5_K_M]
+//               [--seed S] -o OUT.gguf
 //               [--dim N --layers N --heads N --kv-heads N --ffn N --vocab N --experts N
 //                --experts-used N --ctx N] [--name TEXT] [--quiet] [-h]
 // Flags take "--flag VALUE" or "--flag=VALUE". With --shape custom, --dim, --layers, --heads and

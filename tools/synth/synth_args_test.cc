@@ -71,7 +71,7 @@ TEST(SynthArgsTest, UsageErrorsNameTheProblem) {
   EXPECT_NE(error({"--shape", "tinyllama-1.1b"}).find("-o"), std::string::npos);
   EXPECT_NE(error({"--shape", "gpt5", "-o", "x"}).find("unknown shape 'gpt5'"), std::string::npos);
   EXPECT_NE(error({"--shape", "custom", "--dim", "64", "-o", "x"}).find("--layers"), std::string::npos);
-  EXPECT_NE(error({"--shape", "tinyllama-1.1b", "--type", "Q5_K", "-o", "x"}).find("'Q5_K'"),
+  EXPECT_NE(error({"--shape", "tinyllama-1.1b", "--type", "Q7_K", "-o", "x"}).find("'Q7_K'"),
             std::string::npos);
   EXPECT_NE(error({"--shape", "tinyllama-1.1b", "--seed", "-1", "-o", "x"}).find("--seed"),
             std::string::npos);

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "tools/synth/quantize_kquants.h"
 
 namespace kestrel::synth {
 
@@ -52,11 +53,23 @@ std::vector<ModelShape> Presets() {
   phi3.fused = true;
   phi3.original_context = 64;
   phi3.rope_attn_factor = 1.19f;
+  // Gemma 3 in small: MQA with head dim 32 (Q 128 wide in a 64-wide model), a window of 8 on
+  // layers 0 and 1 (pattern 3: layer 2 global) so a short test crosses it, tied output.
+  ModelShape gemma3 = Tiny("gemma3-tiny", "gemma3");
+  gemma3.layers = 3;
+  gemma3.kv_heads = 1;
+  gemma3.key_length = 32;
+  gemma3.qk_norm = true;
+  gemma3.post_norms = true;
+  gemma3.tied_output = true;
+  gemma3.rope_base = 1000000.0f;
+  gemma3.sliding_window = 8;
+  gemma3.swa_pattern = 3;
   return {
       Make("tinyllama-1.1b", 2048, 22, 32, 4, 5632, 32000, 0, 0),
       Make("llama-8b", 4096, 32, 32, 8, 14336, 32000, 0, 0),
       Make("mixtral-small", 1024, 8, 16, 4, 2816, 32000, 8, 2),
-      llama3, qwen2, qwen3, phi3,
+      llama3, qwen2, qwen3, phi3, gemma3,
   };
 }
 
@@ -82,9 +95,10 @@ std::vector<std::string> PresetNames() {
 
 absl::Status ValidateShape(const ModelShape& s, GgmlType type) {
   if (type != GgmlType::F16 && type != GgmlType::Q8_0 && type != GgmlType::Q4_0 &&
-      type != GgmlType::F32) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--type ", runtime::GgmlTypeName(type), ": expected F16, Q8_0 or Q4_0"));
+      type != GgmlType::F32 && !IsExtraQuantType(type)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--type ", runtime::GgmlTypeName(type),
+        ": expected F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K or Q6_K"));
   }
   constexpr uint32_t kMax = 1u << 20;
   struct Field {
@@ -134,14 +148,35 @@ uint64_t TensorSpec::n_elements() const {
   return n;
 }
 
-std::vector<TensorSpec> TensorPlan(const ModelShape& s, GgmlType type) {
+GgmlType MixedType(TypeMix mix, GgmlType base, const std::string& name, uint32_t layer,
+                   const ModelShape& s) {
+  if (mix == TypeMix::kUniform) return base;
+  const auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
+  const int64_t i = layer, n = s.layers;
+  const bool more_bits = i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2;
+  if (name == "output.weight") return s.dim % 256 == 0 ? GgmlType::Q6_K : GgmlType::Q8_0;
+  if (has("attn_v.weight")) {
+    if (s.experts == 8) return GgmlType::Q8_0;
+    return more_bits ? GgmlType::Q6_K : base;
+  }
+  if (has("attn_k.weight")) return s.experts == 8 ? GgmlType::Q8_0 : base;
+  if (has("attn_output.weight")) {
+    return s.experts == 8 && mix == TypeMix::kQ4_K_M ? GgmlType::Q5_K : base;
+  }
+  if (has("ffn_down")) return more_bits ? GgmlType::Q6_K : base;
+  return base;
+}
+
+std::vector<TensorSpec> TensorPlan(const ModelShape& s, GgmlType type, TypeMix mix) {
   const uint64_t D = s.dim, F = s.ffn, V = s.vocab, E = s.experts, Dh = s.head_dim();
   const uint64_t QD = uint64_t{s.heads} * Dh;
   const uint64_t KVD = uint64_t{s.kv_heads} * Dh;
   auto std_for = [](uint64_t fan_in) { return static_cast<float>(1.0 / std::sqrt(double(fan_in))); };
   std::vector<TensorSpec> plan;
+  uint32_t layer = 0;
   auto matrix = [&](std::string name, std::vector<uint64_t> dims, GgmlType t) {
     const float sd = std_for(dims[0]);
+    if (t == type) t = MixedType(mix, type, name, layer, s);
     plan.push_back(TensorSpec{std::move(name), t, std::move(dims), Init::kNormal, sd});
   };
   auto norm = [&](std::string name, uint64_t n) {
@@ -161,6 +196,7 @@ std::vector<TensorSpec> TensorPlan(const ModelShape& s, GgmlType type) {
     vector("rope_factors_short.weight", Dh / 2, Init::kAroundOne, 0.25f);
   }
   for (uint32_t l = 0; l < s.layers; ++l) {
+    layer = l;
     const std::string b = absl::StrCat("blk.", l, ".");
     norm(b + "attn_norm.weight", D);
     if (s.fused) {
@@ -180,6 +216,7 @@ std::vector<TensorSpec> TensorPlan(const ModelShape& s, GgmlType type) {
       norm(b + "attn_k_norm.weight", Dh);
     }
     matrix(b + "attn_output.weight", {QD, D}, type);
+    if (s.post_norms) norm(b + "post_attention_norm.weight", D);
     norm(b + "ffn_norm.weight", D);
     if (E == 0 && s.fused) {
       matrix(b + "ffn_up.weight", {D, 2 * F}, type);  // gate rows, then up rows
@@ -194,15 +231,16 @@ std::vector<TensorSpec> TensorPlan(const ModelShape& s, GgmlType type) {
       matrix(b + "ffn_down_exps.weight", {F, D, E}, type);
       matrix(b + "ffn_up_exps.weight", {D, F, E}, type);
     }
+    if (s.post_norms) norm(b + "post_ffw_norm.weight", D);
   }
   norm("output_norm.weight", D);
-  matrix("output.weight", {D, V}, type);
+  if (!s.tied_output) matrix("output.weight", {D, V}, type);
   return plan;
 }
 
-ShapeSize ComputeSize(const ModelShape& shape, GgmlType type) {
+ShapeSize ComputeSize(const ModelShape& shape, GgmlType type, TypeMix mix) {
   ShapeSize size;
-  for (const TensorSpec& t : TensorPlan(shape, type)) {
+  for (const TensorSpec& t : TensorPlan(shape, type, mix)) {
     const runtime::GgmlTypeTraits traits = runtime::GgmlTypeTraitsOf(t.type);
     const uint64_t n = t.n_elements();
     size.n_params += n;

@@ -1,9 +1,11 @@
 // tools/synth: the synthetic-model generator `kestrel-synth` (GGUF v3, seeded random weights).
 //
 // This folder owns the generator only: model shapes, the synthetic SentencePiece vocab, the
-// Q8_0/Q4_0 block encoders and the streaming writer loop. It uses runtime/gguf's GgufWriter and
+// block encoders (Q8_0/Q4_0: quantize.h; Q4_1..Q6_K: quantize_kquants.h), the per-tensor type
+// rule of the _M mixes, and the streaming writer loop. It uses runtime/gguf's GgufWriter and
 // half.h, and nothing else of the runtime; the files it writes are ordinary GGUFs (llama, and the
-// *-tiny shapes of qwen2, qwen3, phi3 and Llama 3) that any reader (Kestrel, llama.cpp) loads.
+// *-tiny shapes of qwen2, qwen3, phi3, gemma3 and Llama 3) that any reader (Kestrel, llama.cpp)
+// loads.
 //
 // synth_shape.h: the hyperparameters of a synthetic model and the named presets.
 #ifndef KESTREL_TOOLS_SYNTH_SYNTH_SHAPE_H_
@@ -42,6 +44,12 @@ struct ModelShape {
   uint32_t original_context = 0;  // >0: rope_factors_short/long + rope.scaling.* keys (phi3)
   float rope_attn_factor = 0.0f;  // >0: <arch>.rope.scaling.attn_factor
   bool random_norms = false;     // norms 1 + N(0, 0.2^2) instead of exactly 1
+  // Gemma 3: post_attention_norm / post_ffw_norm per block, no output.weight (tied embeddings),
+  // <arch>.attention.sliding_window and .sliding_window_pattern (0: keys not written).
+  bool post_norms = false;
+  bool tied_output = false;
+  uint32_t sliding_window = 0;
+  uint32_t swa_pattern = 0;
 
   uint32_t head_dim() const {
     if (key_length != 0) return key_length;
@@ -51,17 +59,31 @@ struct ModelShape {
 
 // The presets: tinyllama-1.1b, llama-8b, mixtral-small, and the small test models of each
 // architecture: llama3-tiny (rope_freqs), qwen2-tiny (QKV bias), qwen3-tiny (Q/K norm, head dim
-// 32 with dim 64 and 4 heads), phi3-tiny (fused QKV and gate/up, short/long RoPE factors).
-// NOT_FOUND names the known ones.
+// 32 with dim 64 and 4 heads), phi3-tiny (fused QKV and gate/up, short/long RoPE factors),
+// gemma3-tiny (Q/K norm, post-norms, tied output, MQA, 3 layers of which 0 and 1 are local with an
+// 8-token window). NOT_FOUND names the known ones.
 absl::StatusOr<ModelShape> PresetShape(const std::string& name);
 // Names of the presets, in the order --help lists them.
 std::vector<std::string> PresetNames();
 
-// Checks a shape for `type` (the matrix type): every count positive, dim divisible by heads,
-// heads by kv_heads, an even head_dim, experts_used in [1, experts] for MoE, vocab >= 259 (3
-// special + 256 byte tokens), and for Q8_0/Q4_0 dim and ffn multiples of 32 (the block size
-// along each row). INVALID_ARGUMENT names the field and value.
+// How the matrices get their types: all in `type`, or as llama.cpp's llama-quantize assigns them
+// for its Q4_K_M / Q5_K_M file types (with `type` Q4_K / Q5_K the base; see MixedType).
+enum class TypeMix { kUniform, kQ4_K_M, kQ5_K_M };
+
+// Checks a shape for `type` (the matrix type): a type kestrel-synth writes (F32, F16, Q8_0, Q4_0,
+// Q4_1, Q5_0, Q5_1, Q2_K..Q6_K), every count positive, dim divisible by heads, heads by kv_heads,
+// an even head_dim, experts_used in [1, experts] for MoE, vocab >= 259 (3 special + 256 byte
+// tokens), and dim and ffn multiples of the type's block (32, or 256 for the K-quants) along
+// each row. INVALID_ARGUMENT names the field and value.
 absl::Status ValidateShape(const ModelShape& shape, runtime::GgmlType type);
+
+// The type llama-quantize gives a tensor under `mix` (base = the mix's default, Q4_K or Q5_K), for
+// llama with dense or MoE FFNs: output.weight Q6_K; attn_v.weight and ffn_down(_exps).weight of
+// the layers where use_more_bits(layer, n_layers) (the first and last eighth and every third in
+// between) Q6_K; with exactly 8 experts attn_v and attn_k Q8_0 and (Q4_K_M) attn_output Q5_K;
+// every other matrix (token_embd included) the base. kUniform: `base` for every matrix.
+runtime::GgmlType MixedType(TypeMix mix, runtime::GgmlType base, const std::string& tensor_name,
+                            uint32_t layer, const ModelShape& shape);
 
 // One tensor of the file, in write order.
 enum class Init {
@@ -81,18 +103,20 @@ struct TensorSpec {
 // Every tensor of the model in the order llama.cpp's converter writes them: token_embd, then per
 // block attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm and the FFN (ffn_gate, ffn_up,
 // ffn_down; or for MoE ffn_gate_inp, ffn_gate_exps, ffn_down_exps, ffn_up_exps), then output_norm,
-// output. Matrices (token_embd and output included) are in `type`; norms and the MoE router
-// (ffn_gate_inp, which llama-quantize never quantizes either) are F32.
+// output. Matrices (token_embd and output included) are in `type` (or MixedType's under a mix);
+// norms and the MoE router (ffn_gate_inp, which llama-quantize never quantizes either) are F32.
 // Standard deviations: token_embd 1 (RMSNorm follows), every matrix 1/sqrt(fan_in) so activations
 // keep unit scale through each layer, norms exactly 1.
-std::vector<TensorSpec> TensorPlan(const ModelShape& shape, runtime::GgmlType type);
+std::vector<TensorSpec> TensorPlan(const ModelShape& shape, runtime::GgmlType type,
+                                   TypeMix mix = TypeMix::kUniform);
 
 // Parameters (elements) and tensor-data bytes (without alignment padding) of the whole plan.
 struct ShapeSize {
   uint64_t n_params = 0;
   uint64_t n_bytes = 0;
 };
-ShapeSize ComputeSize(const ModelShape& shape, runtime::GgmlType type);
+ShapeSize ComputeSize(const ModelShape& shape, runtime::GgmlType type,
+                      TypeMix mix = TypeMix::kUniform);
 
 }  // namespace kestrel::synth
 

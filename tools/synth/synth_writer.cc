@@ -13,6 +13,7 @@
 #include "runtime/gguf/gguf_writer.h"
 #include "runtime/gguf/half.h"
 #include "tools/synth/quantize.h"
+#include "tools/synth/quantize_kquants.h"
 #include "tools/synth/synth_vocab.h"
 
 namespace kestrel::synth {
@@ -56,7 +57,7 @@ size_t Encode(GgmlType type, const float* src, size_t n, uint8_t* dst) {
       QuantizeQ4_0(src, n, dst);
       return n / kQuantBlockElems * kQ4_0BlockBytes;
     default:
-      return 0;  // excluded by ValidateShape
+      return QuantizeExtra(type, src, n, dst);  // 0 for a type ValidateShape excludes
   }
 }
 
@@ -65,13 +66,12 @@ absl::Status DeclareMetadata(const SynthOptions& o, GgufWriter* w) {
   const std::string a = s.arch + ".";
   std::string name = o.model_name;
   if (name.empty()) {
-    name = absl::StrCat("kestrel-synth ", s.name, " ", runtime::GgmlTypeName(o.type), " seed ",
-                        o.seed);
+    name = absl::StrCat("kestrel-synth ", s.name, " ", TypeLabel(o.type, o.mix), " seed ", o.seed);
   }
   SYNTH_RETURN_IF_ERROR(w->AddString("general.architecture", s.arch));
   SYNTH_RETURN_IF_ERROR(w->AddString("general.name", name));
-  SYNTH_RETURN_IF_ERROR(w->AddU32("general.file_type", FileTypeOf(o.type)));
-  if (o.type == GgmlType::Q8_0 || o.type == GgmlType::Q4_0) {
+  SYNTH_RETURN_IF_ERROR(w->AddU32("general.file_type", FileTypeOf(o.type, o.mix)));
+  if (runtime::GgmlTypeTraitsOf(o.type).is_quantized) {
     SYNTH_RETURN_IF_ERROR(w->AddU32("general.quantization_version", 2));
   }
   SYNTH_RETURN_IF_ERROR(w->AddU32(a + "context_length", s.context));
@@ -89,6 +89,10 @@ absl::Status DeclareMetadata(const SynthOptions& o, GgufWriter* w) {
   if (s.original_context > 0) {
     SYNTH_RETURN_IF_ERROR(w->AddString(a + "rope.scaling.type", "longrope"));
     SYNTH_RETURN_IF_ERROR(w->AddU32(a + "rope.scaling.original_context_length", s.original_context));
+  }
+  if (s.sliding_window > 0) {
+    SYNTH_RETURN_IF_ERROR(w->AddU32(a + "attention.sliding_window", s.sliding_window));
+    SYNTH_RETURN_IF_ERROR(w->AddU32(a + "attention.sliding_window_pattern", s.swa_pattern));
   }
   if (s.rope_attn_factor > 0.0f) {
     SYNTH_RETURN_IF_ERROR(w->AddF32(a + "rope.scaling.attn_factor", s.rope_attn_factor));
@@ -154,19 +158,30 @@ absl::Status WriteTensors(const SynthOptions& o, const std::vector<TensorSpec>& 
 
 }  // namespace
 
-uint32_t FileTypeOf(GgmlType type) {
+uint32_t FileTypeOf(GgmlType type, TypeMix mix) {
+  if (mix == TypeMix::kQ4_K_M) return 15;
+  if (mix == TypeMix::kQ5_K_M) return 17;
   switch (type) {
-    case GgmlType::F32:
-      return 0;
-    case GgmlType::F16:
-      return 1;
-    case GgmlType::Q4_0:
-      return 2;
-    case GgmlType::Q8_0:
-      return 7;
-    default:
-      return 0;
+    case GgmlType::F32: return 0;
+    case GgmlType::F16: return 1;
+    case GgmlType::Q4_0: return 2;
+    case GgmlType::Q4_1: return 3;
+    case GgmlType::Q8_0: return 7;
+    case GgmlType::Q5_0: return 8;
+    case GgmlType::Q5_1: return 9;
+    case GgmlType::Q2_K: return 10;
+    case GgmlType::Q3_K: return 11;
+    case GgmlType::Q4_K: return 14;
+    case GgmlType::Q5_K: return 16;
+    case GgmlType::Q6_K: return 18;
+    default: return 0;
   }
+}
+
+std::string TypeLabel(GgmlType type, TypeMix mix) {
+  if (mix == TypeMix::kQ4_K_M) return "Q4_K_M";
+  if (mix == TypeMix::kQ5_K_M) return "Q5_K_M";
+  return runtime::GgmlTypeName(type);
 }
 
 uint64_t TensorSeed(uint64_t seed, const std::string& tensor_name) {
@@ -197,7 +212,7 @@ absl::Status WriteSyntheticModel(const SynthOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("output '", o.output_path, "' exists and is not a regular file"));
   }
-  const std::vector<TensorSpec> plan = TensorPlan(o.shape, o.type);
+  const std::vector<TensorSpec> plan = TensorPlan(o.shape, o.type, o.mix);
 
   GgufWriter writer;
   SYNTH_RETURN_IF_ERROR(DeclareMetadata(o, &writer));

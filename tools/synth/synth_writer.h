@@ -9,7 +9,7 @@
 // Values: norms exactly 1; every other tensor approximately N(0, stddev^2) (TensorPlan gives the
 // stddev): the Irwin-Hall sum of four uniforms from one SplitMix64 draw, rescaled to unit variance
 // (bounded at +-3.46 sigma; cheap, portable and bit-reproducible, which is what a benchmark model
-// needs), then encoded as F32, F16, Q8_0 or Q4_0.
+// needs), then encoded as F32, F16, Q8_0, Q4_0 or one of quantize_kquants.h's formats.
 #ifndef KESTREL_TOOLS_SYNTH_SYNTH_WRITER_H_
 #define KESTREL_TOOLS_SYNTH_SYNTH_WRITER_H_
 
@@ -33,7 +33,8 @@ struct WriteProgress {
 
 struct SynthOptions {
   ModelShape shape;
-  runtime::GgmlType type = runtime::GgmlType::Q4_0;  // F16, Q8_0, Q4_0 (F32 also works)
+  runtime::GgmlType type = runtime::GgmlType::Q4_0;  // F16, Q8_0, Q4_0, Q4_1..Q6_K (F32 also works)
+  TypeMix mix = TypeMix::kUniform;  // kQ4_K_M / kQ5_K_M: per-tensor types (type = Q4_K / Q5_K)
   uint64_t seed = 1;
   std::string output_path;
   std::string model_name;  // general.name; empty: "kestrel-synth <shape> <type> seed <seed>"
@@ -47,8 +48,13 @@ struct SynthOptions {
 // failure.
 absl::Status WriteSyntheticModel(const SynthOptions& options);
 
-// GGUF general.file_type (llama_ftype) for a matrix type: F32 0, F16 1, Q4_0 2, Q8_0 7.
-uint32_t FileTypeOf(runtime::GgmlType type);
+// GGUF general.file_type (llama_ftype) for a matrix type: F32 0, F16 1, Q4_0 2, Q4_1 3, Q8_0 7,
+// Q5_0 8, Q5_1 9, Q2_K 10, Q3_K 11 (Q3_K_S), Q4_K 14 (Q4_K_S), Q5_K 16 (Q5_K_S), Q6_K 18;
+// the mixes Q4_K_M 15, Q5_K_M 17.
+uint32_t FileTypeOf(runtime::GgmlType type, TypeMix mix = TypeMix::kUniform);
+
+// "Q4_K_M" / "Q5_K_M" for a mix, else the type's name.
+std::string TypeLabel(runtime::GgmlType type, TypeMix mix);
 
 // The value generator, exposed for tests: fills out[0..n) with the next n values of a stream of
 // approximately N(0, stddev^2) values whose state is *state.

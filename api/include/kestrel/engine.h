@@ -118,6 +118,10 @@ typedef struct kestrel_engine_request_options {
    * 1; at most the engine's max_sequences. */
   uint32_t n;
   bool add_bos; /* default true: prepend BOS when the model asks for it (text prompts only) */
+  /* Default 0. Nonzero: control-token texts in a text prompt become those tokens (see
+   * kestrel_generate_options_t.parse_special). 64 bits wide so that it starts after the tail
+   * padding of 0.1's struct. \since 0.2 */
+  uint64_t parse_special;
 } kestrel_engine_request_options_t;
 
 #define KESTREL_ENGINE_REQUEST_OPTIONS_MIN_SIZE \

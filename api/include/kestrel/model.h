@@ -35,9 +35,10 @@ typedef struct kestrel_model_options {
    * prepare no weight (fast, little memory). The load then succeeds for every readable GGUF, even
    * of an unknown architecture, tensor type or tokenizer; kestrel_model_get_info reports what the
    * file holds and, in `runnable` / `unsupported`, what this build cannot run and why. Sessions
-   * and engines refuse such a model (FAILED_PRECONDITION); the tokenizer calls work when its
-   * tokenizer is supported. Without a device named, it needs none (kestrel_model_info_t.device is
-   * then "" when no plugin has a device). Default false. */
+   * and engines refuse such a model (FAILED_PRECONDITION); the tokenizer and chat-template calls
+   * work when its tokenizer is supported (`kestrel tokenize` loads this way). Without a device
+   * named, it needs none (kestrel_model_info_t.device is then "" when no plugin has a device).
+   * Default false. */
   bool metadata_only;
 } kestrel_model_options_t;
 
@@ -154,6 +155,116 @@ KESTREL_API kestrel_status_t* kestrel_detokenize(const kestrel_model_t* model,
 KESTREL_API kestrel_status_t* kestrel_token_to_piece(const kestrel_model_t* model, int32_t token,
                                                      char* out_piece, size_t capacity,
                                                      size_t* out_required);
+
+typedef struct kestrel_tokenize_options {
+  uint32_t struct_size; /* set by kestrel_tokenize_options_init */
+  /* Default true: add BOS (and EOS) where the model's vocab asks for them. */
+  bool add_special;
+  /* Default false. true: the texts of the vocab's control tokens (<|im_start|>, <end_of_turn>, ...)
+   * in the text become those tokens, as in a chat-formatted prompt. false: they are ordinary text.
+   * User-defined tokens are always matched. */
+  bool parse_special;
+} kestrel_tokenize_options_t;
+
+#define KESTREL_TOKENIZE_OPTIONS_MIN_SIZE \
+  (offsetof(kestrel_tokenize_options_t, add_special) + sizeof(bool))
+
+/* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.2 */
+KESTREL_API void kestrel_tokenize_options_init_sized(kestrel_tokenize_options_t* options, size_t struct_size);
+static inline void kestrel_tokenize_options_init(kestrel_tokenize_options_t* options) { kestrel_tokenize_options_init_sized(options, sizeof(*options)); }
+
+/* kestrel_tokenize with options (NULL: kestrel_tokenize_options_init defaults), same buffer
+ * convention. Thread-safe. \since 0.2 */
+KESTREL_API kestrel_status_t* kestrel_tokenize_with_options(const kestrel_model_t* model, const char* text,
+                                                            size_t text_length,
+                                                            const kestrel_tokenize_options_t* options,
+                                                            int32_t* out_tokens, size_t capacity,
+                                                            size_t* out_required);
+
+/* Like kestrel_token_to_piece; with `special`, control tokens give their vocab text
+ * ("<|im_end|>") instead of nothing: how a prompt with special tokens reads. \since 0.2 */
+KESTREL_API kestrel_status_t* kestrel_token_to_piece_special(const kestrel_model_t* model, int32_t token,
+                                                             bool special, char* out_piece,
+                                                             size_t capacity, size_t* out_required);
+
+typedef struct kestrel_tokenizer_info {
+  uint32_t struct_size; /* set by the caller to sizeof(kestrel_tokenizer_info_t) */
+  /* Strings are NUL-terminated, valid while the model lives. */
+  const char* kind;          /* "spm" (tokenizer.ggml.model llama) or "bpe" (gpt2) */
+  const char* pre_tokenizer; /* BPE: tokenizer.ggml.pre as used ("default" if absent); SPM: "" */
+  uint32_t vocab_size;
+  int32_t bos_id;            /* -1 if none */
+  int32_t eos_id;            /* -1 if none */
+  bool add_bos;
+  bool add_eos;
+  uint32_t n_end_of_generation; /* ids that end a generation (EOS, <|im_end|>, <end_of_turn>, ...) */
+  /* tokenizer.chat_template as stored, "" if absent. */
+  const char* chat_template;
+  /* Its family: "chatml", "llama3", "gemma", "mistral", "phi3", "other"; "" if absent. */
+  const char* chat_template_family;
+  /* "" if kestrel_model_apply_chat_template can render the template, else why not (the error
+   * that call returns without an explicit template). */
+  const char* chat_template_error;
+} kestrel_tokenizer_info_t;
+
+#define KESTREL_TOKENIZER_INFO_MIN_SIZE \
+  (offsetof(kestrel_tokenizer_info_t, kind) + sizeof(const char*))
+
+/* Describes the model's tokenizer and chat template; fills the fields that fit in
+ * out_info->struct_size. Errors: INVALID_ARGUMENT. \since 0.2 */
+KESTREL_API kestrel_status_t* kestrel_model_get_tokenizer_info(const kestrel_model_t* model,
+                                                               kestrel_tokenizer_info_t* out_info);
+
+/* Writes the ids that end a generation (ascending) with the buffer convention above. \since 0.2 */
+KESTREL_API kestrel_status_t* kestrel_model_end_of_generation_tokens(const kestrel_model_t* model,
+                                                                     int32_t* out_tokens, size_t capacity,
+                                                                     size_t* out_required);
+
+/* ---- Chat templates ----------------------------------------------------------------------- */
+
+typedef struct kestrel_chat_message {
+  const char* role; /* "system", "user", "assistant", ... role_length bytes, no NUL needed */
+  size_t role_length;
+  const char* content; /* content_length bytes of UTF-8 */
+  size_t content_length;
+} kestrel_chat_message_t;
+
+typedef struct kestrel_chat_template_options {
+  uint32_t struct_size; /* set by kestrel_chat_template_options_init */
+  /* Default true: end the prompt with what opens the assistant's turn. */
+  bool add_generation_prompt;
+  /* NULL (default): the model's tokenizer.chat_template. Otherwise a Jinja template of
+   * template_length bytes rendered instead (with the model's BOS/EOS texts). */
+  const char* template_text;
+  size_t template_length;
+} kestrel_chat_template_options_t;
+
+#define KESTREL_CHAT_TEMPLATE_OPTIONS_MIN_SIZE \
+  (offsetof(kestrel_chat_template_options_t, add_generation_prompt) + sizeof(bool))
+
+/* Fills `options` with its struct_size and defaults. Accepts NULL. \since 0.2 */
+KESTREL_API void kestrel_chat_template_options_init_sized(kestrel_chat_template_options_t* options,
+                                                          size_t struct_size);
+static inline void kestrel_chat_template_options_init(kestrel_chat_template_options_t* options) { kestrel_chat_template_options_init_sized(options, sizeof(*options)); }
+
+/* Renders `messages` (n_messages of them, in order) into the prompt text the model was trained on,
+ * with the model's chat template (a GGUF's tokenizer.chat_template, rendered by a Jinja subset the
+ * way transformers' apply_chat_template does: ChatML, Llama 3, Gemma, Mistral/Llama 2 [INST],
+ * Phi-3 and most others). Output in the caller's buffer (bytes, no NUL) with the buffer convention
+ * above. Tokenize the result with parse_special = true, and with add_special = false when the text
+ * already starts with the BOS token's text (templates such as Llama 3's write it themselves), so
+ * BOS is not doubled.
+ * Errors, naming the key tokenizer.chat_template: NOT_FOUND (the model has none and no
+ * template_text is given), INVALID_ARGUMENT (a syntax error in the template; a NULL role/content
+ * with a nonzero length), UNIMPLEMENTED (a Jinja construct, filter or function outside the subset),
+ * FAILED_PRECONDITION (the template refuses the conversation, e.g. roles that do not alternate,
+ * its message quoted). Thread-safe. \since 0.2 */
+KESTREL_API kestrel_status_t* kestrel_model_apply_chat_template(const kestrel_model_t* model,
+                                                                const kestrel_chat_message_t* messages,
+                                                                size_t n_messages,
+                                                                const kestrel_chat_template_options_t* options,
+                                                                char* out_text, size_t capacity,
+                                                                size_t* out_required);
 
 #ifdef __cplusplus
 }

@@ -112,6 +112,15 @@ typedef enum kestrel_device_kind {
 #define KESTREL_DTYPE_MASK_I8 (UINT64_C(1) << 5)
 #define KESTREL_DTYPE_MASK_Q8_0 (UINT64_C(1) << 16)
 #define KESTREL_DTYPE_MASK_Q4_0 (UINT64_C(1) << 17)
+/* \since 0.2: the GGUF formats Q4_1 .. Q6_K (layouts: kestrel_dtype_t in plugin_api.h). */
+#define KESTREL_DTYPE_MASK_Q4_1 (UINT64_C(1) << 18)
+#define KESTREL_DTYPE_MASK_Q5_0 (UINT64_C(1) << 19)
+#define KESTREL_DTYPE_MASK_Q5_1 (UINT64_C(1) << 20)
+#define KESTREL_DTYPE_MASK_Q2_K (UINT64_C(1) << 21)
+#define KESTREL_DTYPE_MASK_Q3_K (UINT64_C(1) << 22)
+#define KESTREL_DTYPE_MASK_Q4_K (UINT64_C(1) << 23)
+#define KESTREL_DTYPE_MASK_Q5_K (UINT64_C(1) << 24)
+#define KESTREL_DTYPE_MASK_Q6_K (UINT64_C(1) << 25)
 
 typedef struct kestrel_device_info {
   uint32_t struct_size; /* set by the caller to sizeof(kestrel_device_info_t) */

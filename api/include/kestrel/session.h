@@ -112,6 +112,10 @@ typedef struct kestrel_generate_options {
   bool add_bos; /* default true: prepend BOS when the model asks for it (text prompts only) */
   /* default false: start from an empty KV cache. true: continue after what the session holds. */
   bool keep_context;
+  /* Default 0. Nonzero: the texts of control tokens in a text prompt (<|im_start|>, ...) become
+   * those tokens (kestrel_tokenize_options_t.parse_special), as a chat-formatted prompt needs. 64
+   * bits wide so that it starts after the tail padding of 0.1's struct. \since 0.2 */
+  uint64_t parse_special;
 } kestrel_generate_options_t;
 
 #define KESTREL_GENERATE_OPTIONS_MIN_SIZE \

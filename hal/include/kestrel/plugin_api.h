@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 #define KESTREL_PLUGIN_API_MAJOR 1
-#define KESTREL_PLUGIN_API_MINOR 2
+#define KESTREL_PLUGIN_API_MINOR 3
 
 /* True if the struct pointed to by `ptr` (whose first member is a size field holding the producer's
  * sizeof) is large enough to contain `member`. Use before reading any field added after v1.0. */
@@ -91,9 +91,41 @@ typedef enum kestrel_dtype {
   KESTREL_DTYPE_I32 = 4,
   KESTREL_DTYPE_I8 = 5,
   KESTREL_DTYPE_Q8_0 = 16, /* GGUF Q8_0: blocks of 32: f16 scale + 32 x int8 (34 bytes) */
-  KESTREL_DTYPE_Q4_0 = 17  /* GGUF Q4_0: blocks of 32: f16 scale + 16 bytes of nibbles (18 bytes),
+  KESTREL_DTYPE_Q4_0 = 17, /* GGUF Q4_0: blocks of 32: f16 scale + 16 bytes of nibbles (18 bytes),
                               element j in low nibble of byte j, element j+16 in the high nibble,
                               value = (nibble - 8) * scale */
+  /* The formats below (since plugin ABI 1.2) are GGUF's, byte for byte; f16 = IEEE binary16,
+   * little-endian. "q" is an element's unsigned quant. Values are computed in f32 as written
+   * (the gguf Python package's NumPy dequantization is the reference). Blocks of 32: */
+  KESTREL_DTYPE_Q4_1 = 18, /* f16 d, f16 m, 16 nibble bytes (20 bytes), nibbles as Q4_0;
+                              value = d * q + m */
+  KESTREL_DTYPE_Q5_0 = 19, /* f16 d, u32 qh, 16 nibble bytes (22 bytes): q = nibble (as Q4_0)
+                              | bit j of qh << 4 for element j; value = d * (q - 16) */
+  KESTREL_DTYPE_Q5_1 = 20, /* f16 d, f16 m, u32 qh, 16 nibble bytes (24 bytes), q as Q5_0;
+                              value = d * q + m */
+  /* K-quants: super-blocks of 256 elements ("QK_K"). Sub-block s holds elements [16s, 16s+16)
+   * (Q2_K, Q3_K, Q6_K) or [32s, 32s+32) (Q4_K, Q5_K). */
+  KESTREL_DTYPE_Q2_K = 21, /* u8 scales[16] (low nibble sc, high nibble m of sub-block s),
+                              qs[64], f16 d, f16 dmin (84 bytes). q (2 bits) of element
+                              128h + 32i + l = (qs[32h + l] >> 2i) & 3;
+                              value = (d * sc) * q - (dmin * m) */
+  KESTREL_DTYPE_Q3_K = 22, /* hmask[32], qs[64], scales[12], f16 d (110 bytes). Low 2 bits as
+                              Q2_K's q; high bit of element 32i + l = (hmask[l] >> i) & 1;
+                              q3 = low - 4 * (1 - high). 6-bit scale of sub-block s: low 4 bits
+                              from scales[s % 8] (nibble s / 8), high 2 bits from
+                              scales[8 + s % 4] (bits 2 * (s / 4)); value = (d * (sc - 32)) * q3 */
+  KESTREL_DTYPE_Q4_K = 23, /* f16 d, f16 dmin, scales[12], qs[128] (144 bytes). q of element
+                              64c + 32j + l = (qs[32c + l] >> 4j) & 15. 6-bit sc/m of sub-block
+                              s < 4: scales[s] & 63 / scales[s + 4] & 63; s >= 4:
+                              (scales[s + 4] & 15) | (scales[s - 4] >> 6) << 4 /
+                              (scales[s + 4] >> 4) | (scales[s] >> 6) << 4;
+                              value = (d * sc) * q - (dmin * m) */
+  KESTREL_DTYPE_Q5_K = 24, /* f16 d, f16 dmin, scales[12], qh[32], qs[128] (176 bytes): Q4_K
+                              plus bit 4 of element 32i + l = (qh[l] >> i) & 1 */
+  KESTREL_DTYPE_Q6_K = 25  /* ql[128], qh[64], int8 scales[16], f16 d (210 bytes). Element
+                              128h + 64j + l (l < 64): low 4 bits (ql[64h + l] >> 4j) & 15;
+                              element 128h + 32i + l (l < 32): bits 4-5 (qh[32h + l] >> 2i) & 3;
+                              value = (d * sc) * (q - 32) */
 } kestrel_dtype_t;
 
 #define KESTREL_DTYPE_BIT(dt) (UINT64_C(1) << (dt))
@@ -173,7 +205,9 @@ typedef struct kestrel_device_caps {
  * MB = max blocks per sequence. Unless stated, activations are F32. */
 typedef enum kestrel_op_kind {
   KESTREL_OP_INVALID = 0,
-  /* in: table [V, D] (any weight dtype), ids I32 [T]. out: [T, D] */
+  /* in: table [V, D] (any weight dtype), ids I32 [T]. out: [T, D].
+   * op_version 2 (since 1.3): params kestrel_op_embedding_params_t, out[t] = row ids[t] * scale
+   * (Gemma multiplies its embeddings by sqrt(D)); op_version 1 has no params (scale 1). */
   KESTREL_OP_EMBEDDING_GATHER = 1,
   /* in: x [T, D], weight F32 [D]. out: [T, D] = x / sqrt(mean(x^2) + eps) * weight */
   KESTREL_OP_RMSNORM = 2,
@@ -183,7 +217,7 @@ typedef enum kestrel_op_kind {
    * freq_scale * (theta_i / freq_factors[i]) (llama.cpp's rope_ext frequency factors: Llama 3's
    * rope_freqs, Phi-3's long/short factors). Factors must be finite and > 0. */
   KESTREL_OP_ROPE = 3,
-  /* in: x [T, K], w [N, K] (F32/F16/BF16/Q8_0/Q4_0; a buffer or a prepared weight),
+  /* in: x [T, K], w [N, K] (any weight dtype; a buffer or a prepared weight),
    * [optional since 1.2: bias F32 [N] (a buffer or a prepared weight)].
    * out: [T, N] = x w^T (+ bias, added to every row after the product: out[t, n] = (x w^T)[t, n]
    * + bias[n]). */
@@ -208,7 +242,10 @@ typedef enum kestrel_op_kind {
    * query_start[s+1] - query_start[s] <= kv_lens[s]. Query j of sequence s sits at position
    * kv_lens[s] - q_len(s) + j; with causal it attends KV positions 0..that position. Query head h
    * reads KV head h / (H / Hkv). Only the first ceil(kv_lens[s] / B) entries of a block-table row
-   * are read (the rest may hold -1). params.block_size must equal the caches' dims[1]. */
+   * are read (the rest may hold -1). params.block_size must equal the caches' dims[1].
+   * op_version 2 (since 1.3) adds params.window (sliding-window attention, see the params struct);
+   * the host sends op_version 2 only when the window is nonzero, so a plugin that knows only
+   * version 1 reports the op UNSUPPORTED and it runs elsewhere rather than unwindowed. */
   KESTREL_OP_PAGED_ATTENTION = 9,
   /* in: x [T, D], w [V, D] (weight), rows I32 [R] (which of the T rows to project). out: [R, V] */
   KESTREL_OP_LOGITS = 10,
@@ -216,8 +253,8 @@ typedef enum kestrel_op_kind {
    * Params: kestrel_op_moe_params_t (E = n_experts, K = top_k, El = n_local_experts).
    * in:  x [T, D] (F32),
    *      router [E, D] (weight, any weight dtype),
-   *      gate_exps [El, F, D], up_exps [El, F, D], down_exps [El, D, F] (weights: F32/F16/BF16/
-   *      Q8_0/Q4_0; the three may differ). A rank-3 weight is a stack of per-expert matrices:
+   *      gate_exps [El, F, D], up_exps [El, F, D], down_exps [El, D, F] (weights of any weight
+   *      dtype; the three may differ). A rank-3 weight is a stack of per-expert matrices:
    *      slice i (bytes [i * F * row_bytes, (i + 1) * F * row_bytes)) is the matrix of expert
    *      first_expert + i, laid out as a MATMUL weight. Like MATMUL weights, these may be prepared
    *      weights or buffers.
@@ -248,6 +285,11 @@ typedef enum kestrel_op_kind {
    * A plugin that does not implement MOE reports it UNSUPPORTED; the runtime then runs it on the
    * reference plugin (op-by-op fallback), moving x and out between the devices. */
   KESTREL_OP_MOE = 11,
+  /* Since 1.3. in: gate [T, F], up [T, F]. out: [T, F] = gelu(gate) * up with the tanh
+   * approximation gelu(g) = 0.5 g (1 + tanh(sqrt(2 / pi) (g + 0.044715 g^3))) (GeGLU: Gemma's
+   * FFN, PyTorch's gelu_pytorch_tanh). No params. A plugin built before 1.3 does not know the kind
+   * and reports it UNSUPPORTED (the runtime then runs it on the reference plugin). */
+  KESTREL_OP_GEGLU = 12,
   KESTREL_OP_VENDOR_BASE = 0x10000
 } kestrel_op_kind_t;
 
@@ -283,7 +325,21 @@ typedef struct kestrel_op_attention_params {
    * and itself; `causal` is then ignored. Parents must form a forest (no cycles); they need not
    * precede their children. Plugins may report tree masks UNSUPPORTED. */
   uint32_t tree_mask;
+  /* Since 1.3, read only with op_version 2 (op_version 1: as if 0). Sliding window in positions,
+   * 0: none. A query at sequence position P (its KV position for a chain, committed prefix +
+   * depth for a tree node) attends only KV positions p with P - window < p (<= P as the causal or
+   * tree mask says); tree ancestors count at prefix + their depth. With a window the block-table
+   * entries of blocks lying wholly before the first visible position of a sequence (position
+   * max(0, kv_lens[s] - q_len(s) - window + 1)) are not read and may hold -1: the host frees the
+   * KV blocks that have fallen out of every future query's window. */
+  uint32_t window;
 } kestrel_op_attention_params_t;
+
+/* KESTREL_OP_EMBEDDING_GATHER op_version 2 (since 1.3). */
+typedef struct kestrel_op_embedding_params {
+  uint32_t struct_size;
+  float scale; /* multiplies every gathered row; finite */
+} kestrel_op_embedding_params_t;
 
 /* How KESTREL_OP_MOE turns router logits into expert weights (see the kind's comment). */
 typedef enum kestrel_moe_routing {
@@ -321,7 +377,7 @@ typedef struct kestrel_tensor_arg {
 typedef struct kestrel_op_desc {
   uint32_t struct_size;
   uint32_t kind;       /* kestrel_op_kind_t */
-  uint32_t op_version; /* 1 for every kind in this header */
+  uint32_t op_version; /* 1, or 2 for the version-2 forms of EMBEDDING_GATHER and PAGED_ATTENTION */
   uint32_t n_inputs;
   uint32_t n_outputs;
   uint32_t reserved;

@@ -1,4 +1,5 @@
-// PAGED_ATTENTION: varlen prefill + decode over block tables, GQA, causal or full.
+// PAGED_ATTENTION: varlen prefill + decode over block tables, GQA, causal or full, optional
+// sliding window (positions before qpos + 1 - window are skipped).
 //
 // One work-group per (query token, head). Query tokens find their sequence by binary search in
 // query_start. The visible KV positions are processed in chunks of WG with an online softmax
@@ -19,7 +20,8 @@
                    ulong tables_off, global const int* qstart, ulong qstart_off,               \
                    global const int* kvlens, ulong kvlens_off, global float* out,              \
                    ulong out_off, uint n_seqs, uint max_blocks, uint n_heads, uint n_kv_heads, \
-                   uint head_dim, uint block_size, int causal, float scale, uint nparts) {     \
+                   uint head_dim, uint block_size, int causal, float scale, uint nparts,      \
+                   uint window) {                                                              \
     local float qloc[ATT_MAXD * WG];                                                            \
     local float probs[WG];                                                                      \
     local float red[WG];                                                                        \
@@ -40,6 +42,8 @@
     const uint kv_len = (uint)kvlens[kvlens_off + s];                                           \
     const uint qpos = kv_len - q_len + (t - (uint)qstart[s]);                                   \
     const uint n_vis = causal ? qpos + 1 : kv_len;                                              \
+    /* sliding window: positions before first are hidden (and their blocks may be freed) */     \
+    const uint first = (window > 0 && qpos + 1 > window) ? qpos + 1 - window : 0;               \
     global const int* table = tables + tables_off + (ulong)s * max_blocks;                      \
     const uint kvh = h / (n_heads / n_kv_heads);                                                \
     const ulong slot_stride = (ulong)n_kv_heads * head_dim;                                     \
@@ -53,7 +57,7 @@
     for (uint a = 0; a < ATT_MAXD; ++a) acc[a] = 0.0f;                                          \
     float m = -INFINITY;                                                                        \
     float l = 0.0f;                                                                             \
-    for (uint c0 = 0; c0 < n_vis; c0 += WG) {                                                   \
+    for (uint c0 = first; c0 < n_vis; c0 += WG) {                                               \
       const uint pos = c0 + lid;                                                                \
       float sc = -INFINITY;                                                                     \
       if (pos < n_vis) {                                                                        \

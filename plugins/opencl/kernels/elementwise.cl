@@ -20,6 +20,21 @@ kernel void add_f32(global const float* a, ulong a_off, global const float* b, u
 
 inline float silu_mul(float g, float u) { return (g / (1.0f + exp(-g))) * u; }
 
+// GELU, tanh approximation (PyTorch's gelu_pytorch_tanh): 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))).
+inline float gelu_tanh(float g) {
+  return 0.5f * g * (1.0f + tanh(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+}
+
+// out = gelu(gate) * up (GeGLU); one work-item per 4 elements.
+kernel void geglu_f32(global const float* gate, ulong g_off, global const float* up,
+                      ulong u_off, global float* out, ulong out_off, ulong n) {
+  gate += g_off;
+  up += u_off;
+  out += out_off;
+  const ulong i = get_global_id(0) * 4;
+  for (ulong j = i; j < min(i + 4, n); ++j) out[j] = gelu_tanh(gate[j]) * up[j];
+}
+
 // out = silu(gate) * up; one work-item per 4 elements.
 kernel void swiglu_f32(global const float* gate, ulong g_off, global const float* up,
                        ulong u_off, global float* out, ulong out_off, ulong n) {
@@ -99,36 +114,36 @@ kernel void add_bias_f32(global float* out, ulong out_off, global const float* b
 
 // EMBEDDING_GATHER: global (dim rounded up to WG, T); ids were range-checked on the host.
 kernel void embed_f32(global const float* table, ulong table_off, global const int* ids,
-                      ulong ids_off, global float* out, ulong out_off, uint dim) {
+                      ulong ids_off, global float* out, ulong out_off, uint dim, float scale) {
   const uint d = get_global_id(0);
   const ulong t = get_global_id(1);
   if (d >= dim) return;
-  out[out_off + t * dim + d] = table[table_off + (ulong)ids[ids_off + t] * dim + d];
+  out[out_off + t * dim + d] = (table[table_off + (ulong)ids[ids_off + t] * dim + d]) * scale;
 }
 
 kernel void embed_f16(global const half* table, ulong table_off, global const int* ids,
-                      ulong ids_off, global float* out, ulong out_off, uint dim) {
+                      ulong ids_off, global float* out, ulong out_off, uint dim, float scale) {
   const uint d = get_global_id(0);
   const ulong t = get_global_id(1);
   if (d >= dim) return;
-  out[out_off + t * dim + d] = vload_half(table_off + (ulong)ids[ids_off + t] * dim + d, table);
+  out[out_off + t * dim + d] = (vload_half(table_off + (ulong)ids[ids_off + t] * dim + d, table)) * scale;
 }
 
 // Repacked Q8_0: scales[row * nb + block], quants[row * dim + k].
 kernel void embed_q8(global const float* scales, global const char* qs, global const int* ids,
-                     ulong ids_off, global float* out, ulong out_off, uint dim) {
+                     ulong ids_off, global float* out, ulong out_off, uint dim, float scale) {
   const uint d = get_global_id(0);
   const ulong t = get_global_id(1);
   if (d >= dim) return;
   const ulong row = (ulong)ids[ids_off + t];
   const float s = scales[row * (dim / 32) + d / 32];
-  out[out_off + t * dim + d] = (float)qs[row * dim + d] * s;
+  out[out_off + t * dim + d] = ((float)qs[row * dim + d] * s) * scale;
 }
 
 // Repacked Q4_0: scales[row * nb + block], 16 bytes of nibbles per block (element j of a block
 // in the low nibble of byte j, element j + 16 in the high nibble).
 kernel void embed_q4(global const float* scales, global const uchar* qs, global const int* ids,
-                     ulong ids_off, global float* out, ulong out_off, uint dim) {
+                     ulong ids_off, global float* out, ulong out_off, uint dim, float scale) {
   const uint d = get_global_id(0);
   const ulong t = get_global_id(1);
   if (d >= dim) return;
@@ -136,7 +151,7 @@ kernel void embed_q4(global const float* scales, global const uchar* qs, global 
   const uint j = d % 32;
   const uchar q = qs[row * (dim / 2) + (d / 32) * 16 + (j % 16)];
   const int nib = j < 16 ? (q & 0x0F) : (q >> 4);
-  out[out_off + t * dim + d] = (float)(nib - 8) * scales[row * (dim / 32) + d / 32];
+  out[out_off + t * dim + d] = ((float)(nib - 8) * scales[row * (dim / 32) + d / 32]) * scale;
 }
 
 // KV_WRITE for one cache: cache[slots[t] * row + j] = src[t * row + j]; global (row up, T).

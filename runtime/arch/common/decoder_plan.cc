@@ -24,7 +24,8 @@ class DecoderPlan {
 
  private:
   PlanArg W(int id) const { return WeightArg(id, w_.tensors[id].desc); }
-  absl::Status Check(uint32_t n_layers) const;
+  absl::Status Check() const;
+  void KvGroups(uint32_t n_layers);
   void Activations();
   void Norm(const std::string& label, ValueRef in, ValueRef out, int64_t rows, int64_t width,
             int weight);
@@ -49,27 +50,30 @@ class DecoderPlan {
       up_{}, h_{}, ffn_{}, ffn_norm_{}, logits_{};
 };
 
-absl::Status DecoderPlan::Check(uint32_t n_layers) const {
+absl::Status DecoderPlan::Check() const {
   if (opt_.n_layers > c_.n_layers) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "plan: %u layers asked for, but the model has %u", opt_.n_layers, c_.n_layers));
   }
-  if (c_.embedding_scale != 1.0f) {
-    return absl::UnimplementedError(absl::StrFormat(
-        "%s: an embedding scale of %g is not supported yet", c_.architecture, c_.embedding_scale));
-  }
-  if (c_.ffn_activation != FfnActivation::kSwiGlu) {
+  if (c_.ffn_activation == FfnActivation::kGeGlu && c_.n_experts != 0) {
     return absl::UnimplementedError(
-        absl::StrCat(c_.architecture, ": the GeGLU feed-forward activation is not supported yet"));
-  }
-  for (uint32_t l = 0; l < n_layers; ++l) {
-    if (c_.layers[l].sliding_window != 0) {
-      return absl::UnimplementedError(absl::StrFormat(
-          "%s: layer %u uses sliding-window attention (window %u), which is not supported yet",
-          c_.architecture, l, c_.layers[l].sliding_window));
-    }
+        absl::StrCat(c_.architecture, ": GeGLU mixture-of-experts layers are not supported"));
   }
   return absl::OkStatus();
+}
+
+void DecoderPlan::KvGroups(uint32_t n_layers) {
+  plan_.kv_groups = {ExecutionPlan::KvGroup{0, opt_.n_blocks}};
+  plan_.layer_kv_group.assign(n_layers, 0);
+  if (opt_.window_kv_blocks == 0) return;  // every layer's KV in group 0's full-context pool
+  for (uint32_t l = 0; l < n_layers; ++l) {
+    const uint32_t window = c_.layers[l].sliding_window;
+    if (window == 0) continue;
+    uint32_t g = 1;
+    while (g < plan_.kv_groups.size() && plan_.kv_groups[g].window != window) ++g;
+    if (g == plan_.kv_groups.size()) plan_.kv_groups.push_back({window, opt_.window_kv_blocks});
+    plan_.layer_kv_group[l] = g;
+  }
 }
 
 void DecoderPlan::Activations() {
@@ -126,7 +130,10 @@ void DecoderPlan::Attention(uint32_t l) {
   const ValueRef kc{ValueKind::kKCache, static_cast<int32_t>(l)};
   const ValueRef vc{ValueKind::kVCache, static_cast<int32_t>(l)};
   const uint32_t kv = plan_.kv_dtype;
-  const int64_t NB = plan_.n_blocks, B = plan_.block_size;
+  const uint32_t group = plan_.layer_kv_group[l];
+  const int64_t NB = plan_.kv_groups[group].n_blocks, B = plan_.block_size;
+  const ValueRef slots = StepValue(static_cast<StepInputId>(SlotsInput(group)));
+  const ValueRef tables = StepValue(static_cast<StepInputId>(BlockTablesInput(group)));
 
   Norm(p + "attn_norm", x_, xn_, T, D, L.attn_norm);
   // With a per-head Q/K norm the projections land in q_raw/k_raw and the norm writes q/k.
@@ -141,7 +148,7 @@ void DecoderPlan::Attention(uint32_t l) {
   Rope(p + "rope_q", q_, H, l);
   Rope(p + "rope_k", k_, Hkv, l);
   b_.Op(KESTREL_OP_KV_WRITE, p + "kv_write",
-        {Arg(k_, kF32, {T, Hkv, Dh}), Arg(v_, kF32, {T, Hkv, Dh}), Arg(StepValue(kStepSlots), kI32, {T})},
+        {Arg(k_, kF32, {T, Hkv, Dh}), Arg(v_, kF32, {T, Hkv, Dh}), Arg(slots, kI32, {T})},
         {Arg(kc, kv, {NB, B, Hkv, Dh}), Arg(vc, kv, {NB, B, Hkv, Dh})});
   kestrel_op_attention_params_t att{};
   att.n_heads = c_.n_heads;
@@ -153,11 +160,15 @@ void DecoderPlan::Attention(uint32_t l) {
   const float base = c_.attention_scale != 0.0f ? c_.attention_scale
                                                  : 1.0f / std::sqrt(static_cast<float>(c_.head_dim));
   att.scale = c_.rope_attn_factor == 1.0f ? base : base * c_.rope_attn_factor * c_.rope_attn_factor;
+  att.window = c_.layers[l].sliding_window;
   b_.Op(KESTREL_OP_PAGED_ATTENTION, p + "attention",
         {Arg(q_, kF32, {T, H, Dh}), Arg(kc, kv, {NB, B, Hkv, Dh}), Arg(vc, kv, {NB, B, Hkv, Dh}),
-         Arg(StepValue(kStepBlockTables), kI32, {kDimS, kDimMaxBlocks}),
+         Arg(tables, kI32, {kDimS, kDimMaxBlocks}),
          Arg(StepValue(kStepQueryStart), kI32, {kDimSPlus1}), Arg(StepValue(kStepKvLens), kI32, {kDimS})},
         {Arg(attn_, kF32, {T, H, Dh})}, OpParams(att));
+  // The window is a version-2 field: plugins that know only version 1 then decline the op
+  // instead of attending the whole context.
+  if (att.window != 0) plan_.ops.back().op_version = 2;
   Matmul(p + "attn_output", attn_, H * Dh, L.wo, -1, o_, D);
   Residual(p + "attn", o_, L.attn_post_norm, o_norm_);
 }
@@ -180,8 +191,9 @@ void DecoderPlan::Ffn(uint32_t l) {
   if (c_.n_experts == 0) {
     Matmul(p + "ffn_gate", xn_, D, L.w_gate, -1, gate_, F);
     Matmul(p + "ffn_up", xn_, D, L.w_up, -1, up_, F);
-    b_.Op(KESTREL_OP_SWIGLU, p + "ffn_swiglu", {Arg(gate_, kF32, {T, F}), Arg(up_, kF32, {T, F})},
-          {Arg(h_, kF32, {T, F})});
+    const bool geglu = c_.ffn_activation == FfnActivation::kGeGlu;
+    b_.Op(geglu ? KESTREL_OP_GEGLU : KESTREL_OP_SWIGLU, p + (geglu ? "ffn_geglu" : "ffn_swiglu"),
+          {Arg(gate_, kF32, {T, F}), Arg(up_, kF32, {T, F})}, {Arg(h_, kF32, {T, F})});
     Matmul(p + "ffn_down", h_, F, L.w_down, -1, ffn_, D);
   } else {
     // One value per layer, so every layer's counts survive until the step ends.
@@ -218,7 +230,7 @@ void DecoderPlan::Head() {
 absl::Status DecoderPlan::Build() {
   const uint32_t n_layers = opt_.n_layers == 0 ? c_.n_layers : opt_.n_layers;
   rope_factors_ = RopeFactorsFor(c_, w_, opt_.context_length);
-  KESTREL_RETURN_IF_ERROR(Check(n_layers));
+  KESTREL_RETURN_IF_ERROR(Check());
   plan_.kv_dtype = opt_.kv_dtype;
   plan_.n_layers = n_layers;
   plan_.n_kv_heads = c_.n_kv_heads;
@@ -227,9 +239,19 @@ absl::Status DecoderPlan::Build() {
   plan_.n_blocks = opt_.n_blocks;
   plan_.n_experts = c_.n_experts;
   norm_.eps = c_.rms_eps;
+  KvGroups(n_layers);
   Activations();
-  b_.Op(KESTREL_OP_EMBEDDING_GATHER, "token_embd",
-        {W(w_.token_embd), Arg(StepValue(kStepTokens), kI32, {T})}, {Arg(x_, kF32, {T, c_.n_embd})});
+  if (c_.embedding_scale == 1.0f) {
+    b_.Op(KESTREL_OP_EMBEDDING_GATHER, "token_embd",
+          {W(w_.token_embd), Arg(StepValue(kStepTokens), kI32, {T})}, {Arg(x_, kF32, {T, c_.n_embd})});
+  } else {
+    kestrel_op_embedding_params_t scale{};
+    scale.scale = c_.embedding_scale;
+    b_.Op(KESTREL_OP_EMBEDDING_GATHER, "token_embd",
+          {W(w_.token_embd), Arg(StepValue(kStepTokens), kI32, {T})}, {Arg(x_, kF32, {T, c_.n_embd})},
+          OpParams(scale));
+    plan_.ops.back().op_version = 2;  // the scale is the version-2 form's params
+  }
   for (uint32_t l = 0; l < n_layers; ++l) {
     Attention(l);
     Ffn(l);

@@ -19,7 +19,9 @@ namespace kestrel {
 namespace runtime {
 
 // INVALID_ARGUMENT for options.n_layers beyond the model; UNIMPLEMENTED for what the op set
-// cannot express yet (a sliding window, an embedding scale other than 1, GeGLU).
+// cannot express yet (GeGLU experts). An embedding scale other than 1 is EMBEDDING_GATHER's
+// version-2 form, a sliding window PAGED_ATTENTION's; with options.window_kv_blocks the windowed
+// layers get KV groups of their own (ExecutionPlan::kv_groups).
 absl::StatusOr<ExecutionPlan> BuildDecoderPlan(const ModelConfig& config, const WeightTable& weights,
                                                const PlanOptions& options);
 

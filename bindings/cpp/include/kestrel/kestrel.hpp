@@ -206,9 +206,36 @@ struct ModelOptions {
   bool use_mmap = true;
   ProgressCallback progress;  // empty: none
   // Metadata only (kestrel_model_options_t.metadata_only): any readable GGUF loads, no weights
-  // are prepared, ModelInfo::runnable / unsupported say what this build cannot run; sessions and
-  // engines refuse such a model.
+  // are prepared, ModelInfo::runnable / unsupported say what this build cannot run; the tokenizer
+  // and chat-template calls work when its tokenizer is supported; sessions and engines refuse
+  // such a model.
   bool metadata_only = false;
+};
+
+// One message of a conversation for Model::ApplyChatTemplate.
+struct ChatMessage {
+  std::string role;  // "system", "user", "assistant", ...
+  std::string content;
+};
+
+struct ChatTemplateOptions {
+  bool add_generation_prompt = true;  // end with what opens the assistant's turn
+  // Empty: the model's tokenizer.chat_template; otherwise this Jinja template is rendered instead.
+  std::string template_text;
+};
+
+struct TokenizerInfo {
+  std::string kind;           // "spm" or "bpe"
+  std::string pre_tokenizer;  // BPE: tokenizer.ggml.pre as used
+  uint32_t vocab_size = 0;
+  int32_t bos_id = -1;
+  int32_t eos_id = -1;
+  bool add_bos = false;
+  bool add_eos = false;
+  uint32_t n_end_of_generation = 0;
+  std::string chat_template;         // "" if none
+  std::string chat_template_family;  // "chatml", "llama3", "gemma", "mistral", "phi3", "other", ""
+  std::string chat_template_error;   // "" if the template renders
 };
 
 struct ModelInfo {
@@ -281,6 +308,7 @@ struct GenerateOptions {
   std::vector<std::string> stop_strings;
   bool add_bos = true;        // prepend BOS when the model asks for it (text prompts only)
   bool keep_context = false;  // true: continue after what the session holds
+  bool parse_special = false;  // control-token texts in a text prompt become those tokens
 };
 
 enum class StopReason : int {
@@ -460,8 +488,21 @@ class Model {
                          bool remove_leading_space = false) const {
     return Detokenize(tokens.data(), tokens.size(), remove_leading_space);
   }
-  // The bytes one token contributes (may be a partial UTF-8 sequence for byte tokens).
-  std::string TokenToPiece(int32_t token) const;
+  // The bytes one token contributes (may be a partial UTF-8 sequence for byte tokens); with
+  // `special`, control tokens give their text ("<|im_end|>") instead of nothing.
+  std::string TokenToPiece(int32_t token, bool special = false) const;
+  // Token ids with both switches: add_special (BOS/EOS as the vocab asks) and parse_special
+  // (control-token texts become those tokens, as in a chat-formatted prompt).
+  std::vector<int32_t> Tokenize(std::string_view text, bool add_special, bool parse_special) const;
+
+  TokenizerInfo Tokenizer() const;
+  // The ids that end a generation (EOS, <|im_end|>, <end_of_turn>, ...), ascending.
+  std::vector<int32_t> EndOfGenerationTokens() const;
+  // The prompt text for `messages` with the model's chat template (kestrel_model_apply_chat_template).
+  // Tokenize it with parse_special = true. Throws NOT_FOUND (no template), INVALID_ARGUMENT,
+  // UNIMPLEMENTED, FAILED_PRECONDITION (the template refuses the conversation).
+  std::string ApplyChatTemplate(const std::vector<ChatMessage>& messages,
+                                const ChatTemplateOptions& options = ChatTemplateOptions()) const;
 
  private:
   friend class Runtime;
@@ -722,12 +763,74 @@ inline std::string Model::Detokenize(const int32_t* tokens, size_t n_tokens,
       n_tokens * 8);
 }
 
-inline std::string Model::TokenToPiece(int32_t token) const {
+inline std::string Model::TokenToPiece(int32_t token, bool special) const {
   return detail::FetchBuffer<std::string>(
       [&](char* buffer, size_t capacity, size_t* required) {
-        return kestrel_token_to_piece(handle_, token, buffer, capacity, required);
+        return kestrel_token_to_piece_special(handle_, token, special, buffer, capacity, required);
       },
       16);
+}
+
+inline std::vector<int32_t> Model::Tokenize(std::string_view text, bool add_special, bool parse_special) const {
+  kestrel_tokenize_options_t o;
+  kestrel_tokenize_options_init(&o);
+  o.add_special = add_special;
+  o.parse_special = parse_special;
+  return detail::FetchBuffer<std::vector<int32_t>>(
+      [&](int32_t* buffer, size_t capacity, size_t* required) {
+        return kestrel_tokenize_with_options(handle_, text.data(), text.size(), &o, buffer, capacity, required);
+      },
+      text.size() + 2);
+}
+
+inline TokenizerInfo Model::Tokenizer() const {
+  kestrel_tokenizer_info_t info{};
+  info.struct_size = sizeof(info);
+  detail::Check(kestrel_model_get_tokenizer_info(handle_, &info));
+  TokenizerInfo t;
+  t.kind = detail::Str(info.kind);
+  t.pre_tokenizer = detail::Str(info.pre_tokenizer);
+  t.vocab_size = info.vocab_size;
+  t.bos_id = info.bos_id;
+  t.eos_id = info.eos_id;
+  t.add_bos = info.add_bos;
+  t.add_eos = info.add_eos;
+  t.n_end_of_generation = info.n_end_of_generation;
+  t.chat_template = detail::Str(info.chat_template);
+  t.chat_template_family = detail::Str(info.chat_template_family);
+  t.chat_template_error = detail::Str(info.chat_template_error);
+  return t;
+}
+
+inline std::vector<int32_t> Model::EndOfGenerationTokens() const {
+  return detail::FetchBuffer<std::vector<int32_t>>(
+      [&](int32_t* buffer, size_t capacity, size_t* required) {
+        return kestrel_model_end_of_generation_tokens(handle_, buffer, capacity, required);
+      },
+      8);
+}
+
+inline std::string Model::ApplyChatTemplate(const std::vector<ChatMessage>& messages,
+                                            const ChatTemplateOptions& options) const {
+  std::vector<kestrel_chat_message_t> list;
+  list.reserve(messages.size());
+  size_t guess = 64;
+  for (const ChatMessage& m : messages) {
+    list.push_back({m.role.data(), m.role.size(), m.content.data(), m.content.size()});
+    guess += m.role.size() + m.content.size() + 32;
+  }
+  kestrel_chat_template_options_t o;
+  kestrel_chat_template_options_init(&o);
+  o.add_generation_prompt = options.add_generation_prompt;
+  if (!options.template_text.empty()) {
+    o.template_text = options.template_text.data();
+    o.template_length = options.template_text.size();
+  }
+  return detail::FetchBuffer<std::string>(
+      [&](char* buffer, size_t capacity, size_t* required) {
+        return kestrel_model_apply_chat_template(handle_, list.data(), list.size(), &o, buffer, capacity, required);
+      },
+      guess);
 }
 
 inline Session::Session(const Model& model, const SessionOptions& options) : model_(model) {
@@ -766,6 +869,7 @@ GenerateStats Session::Run(const GenerateOptions& options, detail::TokenSink* si
   }
   o.add_bos = options.add_bos;
   o.keep_context = options.keep_context;
+  o.parse_special = options.parse_special ? 1 : 0;
   kestrel_generate_stats_t st{};
   st.struct_size = sizeof(st);
   kestrel_status_t* status = call(&o, &st);

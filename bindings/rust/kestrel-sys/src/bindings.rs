@@ -1456,6 +1456,550 @@ extern "C" {
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
+pub struct kestrel_tokenize_options {
+    pub struct_size: u32,
+    pub add_special: bool,
+    pub parse_special: bool,
+}
+#[test]
+fn bindgen_test_layout_kestrel_tokenize_options() {
+    assert_eq!(
+        ::std::mem::size_of::<kestrel_tokenize_options>(),
+        8usize,
+        concat!("Size of: ", stringify!(kestrel_tokenize_options))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<kestrel_tokenize_options>(),
+        4usize,
+        concat!("Alignment of ", stringify!(kestrel_tokenize_options))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_tokenize_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_tokenize_options),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_add_special() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_tokenize_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).add_special) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_tokenize_options),
+                "::",
+                stringify!(add_special)
+            )
+        );
+    }
+    test_field_add_special();
+    fn test_field_parse_special() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_tokenize_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).parse_special) as usize - ptr as usize
+            },
+            5usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_tokenize_options),
+                "::",
+                stringify!(parse_special)
+            )
+        );
+    }
+    test_field_parse_special();
+}
+pub type kestrel_tokenize_options_t = kestrel_tokenize_options;
+extern "C" {
+    pub fn kestrel_tokenize_options_init_sized(
+        options: *mut kestrel_tokenize_options_t,
+        struct_size: usize,
+    );
+}
+extern "C" {
+    pub fn kestrel_tokenize_with_options(
+        model: *const kestrel_model_t,
+        text: *const ::std::os::raw::c_char,
+        text_length: usize,
+        options: *const kestrel_tokenize_options_t,
+        out_tokens: *mut i32,
+        capacity: usize,
+        out_required: *mut usize,
+    ) -> *mut kestrel_status_t;
+}
+extern "C" {
+    pub fn kestrel_token_to_piece_special(
+        model: *const kestrel_model_t,
+        token: i32,
+        special: bool,
+        out_piece: *mut ::std::os::raw::c_char,
+        capacity: usize,
+        out_required: *mut usize,
+    ) -> *mut kestrel_status_t;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct kestrel_tokenizer_info {
+    pub struct_size: u32,
+    pub kind: *const ::std::os::raw::c_char,
+    pub pre_tokenizer: *const ::std::os::raw::c_char,
+    pub vocab_size: u32,
+    pub bos_id: i32,
+    pub eos_id: i32,
+    pub add_bos: bool,
+    pub add_eos: bool,
+    pub n_end_of_generation: u32,
+    pub chat_template: *const ::std::os::raw::c_char,
+    pub chat_template_family: *const ::std::os::raw::c_char,
+    pub chat_template_error: *const ::std::os::raw::c_char,
+}
+#[test]
+fn bindgen_test_layout_kestrel_tokenizer_info() {
+    assert_eq!(
+        ::std::mem::size_of::<kestrel_tokenizer_info>(),
+        72usize,
+        concat!("Size of: ", stringify!(kestrel_tokenizer_info))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<kestrel_tokenizer_info>(),
+        8usize,
+        concat!("Alignment of ", stringify!(kestrel_tokenizer_info))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_tokenizer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_tokenizer_info),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_kind() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_tokenizer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kind) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_tokenizer_info),
+                "::",
+                stringify!(kind)
+            )
+        );
+    }
+    test_field_kind();
+    fn test_field_pre_tokenizer() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_tokenizer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).pre_tokenizer) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_tokenizer_info),
+                "::",
+                stringify!(pre_tokenizer)
+            )
+        );
+    }
+    test_field_pre_tokenizer();
+    fn test_field_vocab_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_tokenizer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).vocab_size) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_tokenizer_info),
+                "::",
+                stringify!(vocab_size)
+            )
+        );
+    }
+    test_field_vocab_size();
+    fn test_field_bos_id() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_tokenizer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).bos_id) as usize - ptr as usize
+            },
+            28usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_tokenizer_info),
+                "::",
+                stringify!(bos_id)
+            )
+        );
+    }
+    test_field_bos_id();
+    fn test_field_eos_id() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_tokenizer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).eos_id) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_tokenizer_info),
+                "::",
+                stringify!(eos_id)
+            )
+        );
+    }
+    test_field_eos_id();
+    fn test_field_add_bos() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_tokenizer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).add_bos) as usize - ptr as usize
+            },
+            36usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_tokenizer_info),
+                "::",
+                stringify!(add_bos)
+            )
+        );
+    }
+    test_field_add_bos();
+    fn test_field_add_eos() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_tokenizer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).add_eos) as usize - ptr as usize
+            },
+            37usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_tokenizer_info),
+                "::",
+                stringify!(add_eos)
+            )
+        );
+    }
+    test_field_add_eos();
+    fn test_field_n_end_of_generation() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_tokenizer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_end_of_generation) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_tokenizer_info),
+                "::",
+                stringify!(n_end_of_generation)
+            )
+        );
+    }
+    test_field_n_end_of_generation();
+    fn test_field_chat_template() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_tokenizer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).chat_template) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_tokenizer_info),
+                "::",
+                stringify!(chat_template)
+            )
+        );
+    }
+    test_field_chat_template();
+    fn test_field_chat_template_family() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_tokenizer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).chat_template_family) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_tokenizer_info),
+                "::",
+                stringify!(chat_template_family)
+            )
+        );
+    }
+    test_field_chat_template_family();
+    fn test_field_chat_template_error() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_tokenizer_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).chat_template_error) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_tokenizer_info),
+                "::",
+                stringify!(chat_template_error)
+            )
+        );
+    }
+    test_field_chat_template_error();
+}
+pub type kestrel_tokenizer_info_t = kestrel_tokenizer_info;
+extern "C" {
+    pub fn kestrel_model_get_tokenizer_info(
+        model: *const kestrel_model_t,
+        out_info: *mut kestrel_tokenizer_info_t,
+    ) -> *mut kestrel_status_t;
+}
+extern "C" {
+    pub fn kestrel_model_end_of_generation_tokens(
+        model: *const kestrel_model_t,
+        out_tokens: *mut i32,
+        capacity: usize,
+        out_required: *mut usize,
+    ) -> *mut kestrel_status_t;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct kestrel_chat_message {
+    pub role: *const ::std::os::raw::c_char,
+    pub role_length: usize,
+    pub content: *const ::std::os::raw::c_char,
+    pub content_length: usize,
+}
+#[test]
+fn bindgen_test_layout_kestrel_chat_message() {
+    assert_eq!(
+        ::std::mem::size_of::<kestrel_chat_message>(),
+        32usize,
+        concat!("Size of: ", stringify!(kestrel_chat_message))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<kestrel_chat_message>(),
+        8usize,
+        concat!("Alignment of ", stringify!(kestrel_chat_message))
+    );
+    fn test_field_role() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_chat_message>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).role) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_chat_message),
+                "::",
+                stringify!(role)
+            )
+        );
+    }
+    test_field_role();
+    fn test_field_role_length() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_chat_message>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).role_length) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_chat_message),
+                "::",
+                stringify!(role_length)
+            )
+        );
+    }
+    test_field_role_length();
+    fn test_field_content() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_chat_message>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).content) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_chat_message),
+                "::",
+                stringify!(content)
+            )
+        );
+    }
+    test_field_content();
+    fn test_field_content_length() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_chat_message>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).content_length) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_chat_message),
+                "::",
+                stringify!(content_length)
+            )
+        );
+    }
+    test_field_content_length();
+}
+pub type kestrel_chat_message_t = kestrel_chat_message;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct kestrel_chat_template_options {
+    pub struct_size: u32,
+    pub add_generation_prompt: bool,
+    pub template_text: *const ::std::os::raw::c_char,
+    pub template_length: usize,
+}
+#[test]
+fn bindgen_test_layout_kestrel_chat_template_options() {
+    assert_eq!(
+        ::std::mem::size_of::<kestrel_chat_template_options>(),
+        24usize,
+        concat!("Size of: ", stringify!(kestrel_chat_template_options))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<kestrel_chat_template_options>(),
+        8usize,
+        concat!("Alignment of ", stringify!(kestrel_chat_template_options))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_chat_template_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_chat_template_options),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_add_generation_prompt() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_chat_template_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).add_generation_prompt) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_chat_template_options),
+                "::",
+                stringify!(add_generation_prompt)
+            )
+        );
+    }
+    test_field_add_generation_prompt();
+    fn test_field_template_text() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_chat_template_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).template_text) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_chat_template_options),
+                "::",
+                stringify!(template_text)
+            )
+        );
+    }
+    test_field_template_text();
+    fn test_field_template_length() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_chat_template_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).template_length) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_chat_template_options),
+                "::",
+                stringify!(template_length)
+            )
+        );
+    }
+    test_field_template_length();
+}
+pub type kestrel_chat_template_options_t = kestrel_chat_template_options;
+extern "C" {
+    pub fn kestrel_chat_template_options_init_sized(
+        options: *mut kestrel_chat_template_options_t,
+        struct_size: usize,
+    );
+}
+extern "C" {
+    pub fn kestrel_model_apply_chat_template(
+        model: *const kestrel_model_t,
+        messages: *const kestrel_chat_message_t,
+        n_messages: usize,
+        options: *const kestrel_chat_template_options_t,
+        out_text: *mut ::std::os::raw::c_char,
+        capacity: usize,
+        out_required: *mut usize,
+    ) -> *mut kestrel_status_t;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct kestrel_session {
     _unused: [u8; 0],
 }
@@ -1798,12 +2342,13 @@ pub struct kestrel_generate_options {
     pub user_data: *mut ::std::os::raw::c_void,
     pub add_bos: bool,
     pub keep_context: bool,
+    pub parse_special: u64,
 }
 #[test]
 fn bindgen_test_layout_kestrel_generate_options() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_generate_options>(),
-        48usize,
+        56usize,
         concat!("Size of: ", stringify!(kestrel_generate_options))
     );
     assert_eq!(
@@ -1947,6 +2492,23 @@ fn bindgen_test_layout_kestrel_generate_options() {
         );
     }
     test_field_keep_context();
+    fn test_field_parse_special() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_generate_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).parse_special) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_generate_options),
+                "::",
+                stringify!(parse_special)
+            )
+        );
+    }
+    test_field_parse_special();
 }
 pub type kestrel_generate_options_t = kestrel_generate_options;
 extern "C" {
@@ -2406,12 +2968,13 @@ pub struct kestrel_engine_request_options {
     pub priority: i32,
     pub n: u32,
     pub add_bos: bool,
+    pub parse_special: u64,
 }
 #[test]
 fn bindgen_test_layout_kestrel_engine_request_options() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_engine_request_options>(),
-        64usize,
+        72usize,
         concat!("Size of: ", stringify!(kestrel_engine_request_options))
     );
     assert_eq!(
@@ -2589,6 +3152,23 @@ fn bindgen_test_layout_kestrel_engine_request_options() {
         );
     }
     test_field_add_bos();
+    fn test_field_parse_special() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_request_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).parse_special) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_request_options),
+                "::",
+                stringify!(parse_special)
+            )
+        );
+    }
+    test_field_parse_special();
 }
 pub type kestrel_engine_request_options_t = kestrel_engine_request_options;
 extern "C" {

@@ -43,6 +43,9 @@ options_init! {
     kestrel_engine_options_init => kestrel_engine_options_init_sized(kestrel_engine_options_t);
     kestrel_engine_request_options_init =>
         kestrel_engine_request_options_init_sized(kestrel_engine_request_options_t);
+    kestrel_tokenize_options_init => kestrel_tokenize_options_init_sized(kestrel_tokenize_options_t);
+    kestrel_chat_template_options_init =>
+        kestrel_chat_template_options_init_sized(kestrel_chat_template_options_t);
 }
 
 /// `KESTREL_DTYPE_MASK_*` bits of `kestrel_device_info_t::dtype_mask` / `weight_dtype_mask`.
@@ -53,6 +56,14 @@ pub const KESTREL_DTYPE_MASK_I32: u64 = 1 << 4;
 pub const KESTREL_DTYPE_MASK_I8: u64 = 1 << 5;
 pub const KESTREL_DTYPE_MASK_Q8_0: u64 = 1 << 16;
 pub const KESTREL_DTYPE_MASK_Q4_0: u64 = 1 << 17;
+pub const KESTREL_DTYPE_MASK_Q4_1: u64 = 1 << 18;
+pub const KESTREL_DTYPE_MASK_Q5_0: u64 = 1 << 19;
+pub const KESTREL_DTYPE_MASK_Q5_1: u64 = 1 << 20;
+pub const KESTREL_DTYPE_MASK_Q2_K: u64 = 1 << 21;
+pub const KESTREL_DTYPE_MASK_Q3_K: u64 = 1 << 22;
+pub const KESTREL_DTYPE_MASK_Q4_K: u64 = 1 << 23;
+pub const KESTREL_DTYPE_MASK_Q5_K: u64 = 1 << 24;
+pub const KESTREL_DTYPE_MASK_Q6_K: u64 = 1 << 25;
 
 #[cfg(test)]
 mod tests {

@@ -55,7 +55,9 @@ mod session;
 mod util;
 
 pub use error::{Code, Error, Result};
-pub use model::{Model, ModelInfo, ModelOptions, TensorTypeSummary};
+pub use model::{
+    ChatMessage, ChatTemplateOptions, Model, ModelInfo, ModelOptions, TensorTypeSummary, TokenizerInfo,
+};
 pub use runtime::{DeviceInfo, DeviceKind, LogLevel, PluginInfo, Runtime, RuntimeOptions};
 pub use session::{
     CancelHandle, GenerateOptions, GenerateStats, KvType, Prompt, SamplerOptions, Session, SessionOptions,

@@ -8,7 +8,7 @@ use kestrel_sys as sys;
 use crate::error::{check, Result};
 use crate::runtime::LogSink;
 use crate::session::{Session, SessionOptions};
-use crate::util::{read_buffer, string_from};
+use crate::util::{read_buffer, string_from, string_from_bytes};
 
 /// Options of [`crate::Runtime::load_model_with`].
 #[derive(Clone, Debug)]
@@ -21,8 +21,78 @@ pub struct ModelOptions {
     pub use_mmap: bool,
     /// Read the metadata only (`kestrel_model_options_t.metadata_only`, default false): any
     /// readable GGUF loads, no weights are prepared, [`ModelInfo::runnable`] and
-    /// [`ModelInfo::unsupported`] say what this build cannot run; sessions and engines refuse it.
+    /// [`ModelInfo::unsupported`] say what this build cannot run; tokenizing and chat templates
+    /// work when its tokenizer is supported; sessions and engines refuse it.
     pub metadata_only: bool,
+}
+
+/// One message of a conversation for [`Model::apply_chat_template`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// "system", "user", "assistant", ...
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> ChatMessage {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// Options of [`Model::apply_chat_template_with`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ChatTemplateOptions {
+    /// End with what opens the assistant's turn (default true).
+    pub add_generation_prompt: bool,
+    /// `None`: the model's `tokenizer.chat_template`; otherwise this Jinja template.
+    pub template: Option<String>,
+}
+
+impl Default for ChatTemplateOptions {
+    fn default() -> ChatTemplateOptions {
+        ChatTemplateOptions {
+            add_generation_prompt: true,
+            template: None,
+        }
+    }
+}
+
+impl ChatTemplateOptions {
+    pub fn add_generation_prompt(mut self, add: bool) -> ChatTemplateOptions {
+        self.add_generation_prompt = add;
+        self
+    }
+
+    pub fn template(mut self, template: impl Into<String>) -> ChatTemplateOptions {
+        self.template = Some(template.into());
+        self
+    }
+}
+
+/// The model's tokenizer and chat template (`kestrel_tokenizer_info_t`).
+#[derive(Clone, Debug)]
+pub struct TokenizerInfo {
+    /// "spm" or "bpe".
+    pub kind: String,
+    /// BPE: `tokenizer.ggml.pre` as used; SPM: "".
+    pub pre_tokenizer: String,
+    pub vocab_size: u32,
+    pub bos_id: i32,
+    pub eos_id: i32,
+    pub add_bos: bool,
+    pub add_eos: bool,
+    pub n_end_of_generation: u32,
+    /// `tokenizer.chat_template` ("" if none).
+    pub chat_template: String,
+    /// "chatml", "llama3", "gemma", "mistral", "phi3", "other", or "" if none.
+    pub chat_template_family: String,
+    /// "" if the template renders, else why not.
+    pub chat_template_error: String,
 }
 
 impl Default for ModelOptions {
@@ -229,11 +299,7 @@ impl Model {
     /// [`Model::detokenize_bytes`] as a `String`; invalid UTF-8 (possible with byte tokens) is
     /// replaced by U+FFFD.
     pub fn detokenize(&self, tokens: &[i32], remove_leading_space: bool) -> Result<String> {
-        let bytes = self.detokenize_bytes(tokens, remove_leading_space)?;
-        Ok(match String::from_utf8(bytes) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        })
+        Ok(string_from_bytes(self.detokenize_bytes(tokens, remove_leading_space)?))
     }
 
     /// The bytes one token contributes to a text (may be part of a UTF-8 character).
@@ -242,6 +308,108 @@ impl Model {
             sys::kestrel_token_to_piece(self.as_const(), token, buffer, capacity, required)
         })?;
         Ok(bytes.into_iter().map(|b| b as u8).collect())
+    }
+
+    /// Token ids of `text` with both switches: `add_special` (BOS/EOS as the vocab asks) and
+    /// `parse_special` (texts of control tokens such as `<|im_start|>` become those tokens).
+    pub fn tokenize_special(&self, text: &str, add_special: bool, parse_special: bool) -> Result<Vec<i32>> {
+        let mut o: sys::kestrel_tokenize_options_t = unsafe { std::mem::zeroed() };
+        unsafe { sys::kestrel_tokenize_options_init(&mut o) };
+        o.add_special = add_special;
+        o.parse_special = parse_special;
+        read_buffer(|buffer, capacity, required| unsafe {
+            sys::kestrel_tokenize_with_options(
+                self.as_const(),
+                text.as_ptr() as *const c_char,
+                text.len(),
+                &o,
+                buffer,
+                capacity,
+                required,
+            )
+        })
+    }
+
+    /// Like [`Model::token_to_piece`]; with `special`, control tokens give their text.
+    pub fn token_to_piece_special(&self, token: i32, special: bool) -> Result<Vec<u8>> {
+        let bytes: Vec<c_char> = read_buffer(|buffer, capacity, required| unsafe {
+            sys::kestrel_token_to_piece_special(self.as_const(), token, special, buffer, capacity, required)
+        })?;
+        Ok(bytes.into_iter().map(|b| b as u8).collect())
+    }
+
+    /// The tokenizer's kind, special ids and chat template.
+    pub fn tokenizer_info(&self) -> Result<TokenizerInfo> {
+        let mut i: sys::kestrel_tokenizer_info_t = unsafe { std::mem::zeroed() };
+        i.struct_size = std::mem::size_of::<sys::kestrel_tokenizer_info_t>() as u32;
+        check(unsafe { sys::kestrel_model_get_tokenizer_info(self.as_const(), &mut i) })?;
+        // SAFETY: strings valid while the model lives; copied here.
+        unsafe {
+            Ok(TokenizerInfo {
+                kind: string_from(i.kind),
+                pre_tokenizer: string_from(i.pre_tokenizer),
+                vocab_size: i.vocab_size,
+                bos_id: i.bos_id,
+                eos_id: i.eos_id,
+                add_bos: i.add_bos,
+                add_eos: i.add_eos,
+                n_end_of_generation: i.n_end_of_generation,
+                chat_template: string_from(i.chat_template),
+                chat_template_family: string_from(i.chat_template_family),
+                chat_template_error: string_from(i.chat_template_error),
+            })
+        }
+    }
+
+    /// The ids that end a generation (EOS, `<|im_end|>`, `<end_of_turn>`, ...), ascending.
+    pub fn end_of_generation_tokens(&self) -> Result<Vec<i32>> {
+        read_buffer(|buffer, capacity, required| unsafe {
+            sys::kestrel_model_end_of_generation_tokens(self.as_const(), buffer, capacity, required)
+        })
+    }
+
+    /// The prompt text for `messages` with the model's chat template, ending with the assistant's
+    /// turn opened. Tokenize it with `parse_special` ([`Model::tokenize_special`]).
+    pub fn apply_chat_template(&self, messages: &[ChatMessage]) -> Result<String> {
+        self.apply_chat_template_with(messages, &ChatTemplateOptions::default())
+    }
+
+    /// [`Model::apply_chat_template`] with options. Errors: `NotFound` (no template),
+    /// `InvalidArgument` (template syntax), `Unimplemented` (outside the Jinja subset),
+    /// `FailedPrecondition` (the template refuses the conversation).
+    pub fn apply_chat_template_with(
+        &self,
+        messages: &[ChatMessage],
+        options: &ChatTemplateOptions,
+    ) -> Result<String> {
+        let list: Vec<sys::kestrel_chat_message_t> = messages
+            .iter()
+            .map(|m| sys::kestrel_chat_message_t {
+                role: m.role.as_ptr() as *const c_char,
+                role_length: m.role.len(),
+                content: m.content.as_ptr() as *const c_char,
+                content_length: m.content.len(),
+            })
+            .collect();
+        let mut o: sys::kestrel_chat_template_options_t = unsafe { std::mem::zeroed() };
+        unsafe { sys::kestrel_chat_template_options_init(&mut o) };
+        o.add_generation_prompt = options.add_generation_prompt;
+        if let Some(t) = &options.template {
+            o.template_text = t.as_ptr() as *const c_char;
+            o.template_length = t.len();
+        }
+        let bytes: Vec<c_char> = read_buffer(|buffer, capacity, required| unsafe {
+            sys::kestrel_model_apply_chat_template(
+                self.as_const(),
+                list.as_ptr(),
+                list.len(),
+                &o,
+                buffer,
+                capacity,
+                required,
+            )
+        })?;
+        Ok(string_from_bytes(bytes.into_iter().map(|b| b as u8).collect()))
     }
 
     /// A session with default options (sampler defaults: temperature 0.8, top-k 40, ...).

@@ -157,6 +157,9 @@ pub struct GenerateOptions {
     pub add_bos: bool,
     /// false (default): start from an empty KV cache; true: continue after what the session holds.
     pub keep_context: bool,
+    /// Texts of control tokens in a text prompt (`<|im_start|>`, ...) become those tokens, as a
+    /// chat-formatted prompt needs. Default false.
+    pub parse_special: bool,
 }
 
 impl Default for GenerateOptions {
@@ -168,6 +171,7 @@ impl Default for GenerateOptions {
             stop_strings: Vec::new(),
             add_bos: raw.add_bos,
             keep_context: raw.keep_context,
+            parse_special: raw.parse_special != 0,
         }
     }
 }
@@ -190,6 +194,11 @@ impl GenerateOptions {
 
     pub fn add_bos(mut self, add: bool) -> GenerateOptions {
         self.add_bos = add;
+        self
+    }
+
+    pub fn parse_special(mut self, parse: bool) -> GenerateOptions {
+        self.parse_special = parse;
         self
     }
 }
@@ -467,6 +476,7 @@ impl Session {
         raw_options.n_stop_strings = stop_ptrs.len();
         raw_options.add_bos = options.add_bos;
         raw_options.keep_context = options.keep_context;
+        raw_options.parse_special = options.parse_special as u64;
         let mut state = TokenState {
             f: on_token,
             panic: None,

@@ -18,6 +18,14 @@ pub(crate) unsafe fn string_from(p: *const c_char) -> String {
     }
 }
 
+/// Bytes as a `String`; invalid UTF-8 (possible with byte tokens) becomes U+FFFD.
+pub(crate) fn string_from_bytes(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
 /// A NUL-terminated copy of `s` for fields the C API reads as C strings.
 pub(crate) fn c_string(what: &str, s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| {

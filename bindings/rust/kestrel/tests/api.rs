@@ -376,3 +376,52 @@ fn progress_callback_reaches_one_and_can_cancel() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Cancelled, "{err}");
 }
+
+#[test]
+fn chat_template_and_special_tokens() {
+    let rt = runtime();
+    let model = model(rt);
+    // stories260K carries no chat template: NotFound naming the key, unless one is given.
+    let messages = [
+        kestrel::ChatMessage::new("system", "Be brief."),
+        kestrel::ChatMessage::new("user", "Hi"),
+    ];
+    let err = model.apply_chat_template(&messages).unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(err.message().contains("tokenizer.chat_template"), "{}", err.message());
+    let options = kestrel::ChatTemplateOptions::default().template(
+        "{% for m in messages %}<{{ m.role }}>{{ m.content | trim }}</s>{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}",
+    );
+    let text = model.apply_chat_template_with(&messages, &options).unwrap();
+    assert_eq!(text, "<system>Be brief.</s><user>Hi</s><assistant>");
+    let no_gen = model
+        .apply_chat_template_with(&messages, &options.clone().add_generation_prompt(false))
+        .unwrap();
+    assert_eq!(no_gen, "<system>Be brief.</s><user>Hi</s>");
+    let bad = kestrel::ChatTemplateOptions::default().template("{% if %}");
+    assert_eq!(
+        model.apply_chat_template_with(&messages, &bad).unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    // "</s>" is EOS: a token only with parse_special.
+    let info = model.tokenizer_info().unwrap();
+    assert_eq!(info.kind, "spm");
+    assert!(model.end_of_generation_tokens().unwrap().contains(&info.eos_id));
+    let special = model.tokenize_special("a</s>", false, true).unwrap();
+    assert_eq!(*special.last().unwrap(), info.eos_id);
+    let plain = model.tokenize_special("a</s>", false, false).unwrap();
+    assert!(!plain.contains(&info.eos_id));
+    assert_eq!(model.token_to_piece_special(info.eos_id, true).unwrap(), b"</s>");
+    assert!(model.token_to_piece_special(info.eos_id, false).unwrap().is_empty());
+}
+
+#[test]
+fn metadata_only_model_tokenizes_but_has_no_session() {
+    let rt = runtime();
+    let vocab = rt
+        .load_model_with(common::stories260k(), &ModelOptions::default().metadata_only(true))
+        .unwrap();
+    let full = model(rt);
+    assert_eq!(vocab.tokenize("Once upon a time", true).unwrap(), full.tokenize("Once upon a time", true).unwrap());
+    assert_eq!(vocab.new_session().err().map(|e| e.code()), Some(Code::FailedPrecondition));
+}

@@ -1,4 +1,4 @@
-#include "runtime/tokenizer/spm_tokenizer.h"
+#include "runtime/tokenizer/spm/spm_tokenizer.h"
 
 #include <algorithm>
 #include <cmath>
@@ -127,7 +127,6 @@ absl::StatusOr<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(SpmVocab voca
         break;
       case SpmTokenType::kUserDefined:
         t->pieces_[i] = text;
-        t->user_defined_.push_back(id);
         break;
       case SpmTokenType::kByte: {
         const int byte = ParseByteToken(text);
@@ -169,11 +168,40 @@ absl::StatusOr<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(SpmVocab voca
     t->byte_to_token_[b] = vocab.unk_id;
   }
 
-  // llama.cpp sorts its special-token cache by text length, longest first (std::sort, so its order
-  // among equal lengths is unspecified); a stable sort by id keeps ours deterministic.
-  std::stable_sort(t->user_defined_.begin(), t->user_defined_.end(), [&](int32_t a, int32_t b) {
-    return vocab.tokens[a].size() > vocab.tokens[b].size();
-  });
+  SpecialIds special_ids;
+  special_ids.eos_id = vocab.eos_id;
+  special_ids.eot_id = vocab.eot_id;
+  special_ids.eom_id = vocab.eom_id;
+  special_ids.phi3_rstrip = vocab.phi3_rstrip;
+  t->special_ = SpecialTokens::Build(vocab.tokens, vocab.token_types, &special_ids);
+  vocab.eot_id = special_ids.eot_id;
+  for (size_t i = 0; i < n; ++i) {
+    // Types the fix-ups changed: CONTROL prints nothing in generated text, USER_DEFINED its text.
+    if (vocab.token_types[i] == static_cast<int32_t>(SpmTokenType::kControl)) t->pieces_[i].clear();
+    if (vocab.token_types[i] == static_cast<int32_t>(SpmTokenType::kUserDefined)) t->pieces_[i] = vocab.tokens[i];
+  }
+
+  for (size_t i = 0; i < n; ++i) {
+    // User-defined texts never reach the merge loop: the special-token partition cuts them out.
+    if (vocab.token_types[i] == static_cast<int32_t>(SpmTokenType::kUserDefined)) continue;
+    const std::string& text = vocab.tokens[i];
+    absl::string_view prev;
+    for (size_t offs = 0; offs < text.size();) {
+      const size_t len = std::min<size_t>(kUtf8LenByHighNibble[static_cast<uint8_t>(text[offs]) >> 4], text.size() - offs);
+      const absl::string_view symbol(text.data() + offs, len);
+      if (offs > 0 && symbol == kSpaceMarker) {
+        if (prev.size() == 1) {
+          t->joined_byte_[static_cast<uint8_t>(prev[0])] = true;
+        } else if (prev == kSpaceMarker) {
+          t->joined_space_ = true;
+        } else {
+          t->joined_other_.insert(std::string(prev));
+        }
+      }
+      prev = symbol;
+      offs += len;
+    }
+  }
 
   t->tokens_ = std::move(vocab.tokens);
   t->scores_ = std::move(vocab.scores);
@@ -186,71 +214,158 @@ absl::StatusOr<std::unique_ptr<SpmTokenizer>> SpmTokenizer::Create(SpmVocab voca
   t->add_bos_ = vocab.add_bos;
   t->add_eos_ = vocab.add_eos;
   t->add_space_prefix_ = vocab.add_space_prefix;
+  t->decode_strips_space_ = vocab.add_space_prefix;
   return t;
 }
 
-std::vector<int32_t> SpmTokenizer::Encode(absl::string_view text, bool add_special) const {
+std::vector<int32_t> SpmTokenizer::Encode(absl::string_view text, bool add_special,
+                                          bool parse_special) const {
   std::vector<int32_t> out;
   if (add_special && add_bos_) out.push_back(bos_id_);
 
-  // Cut the user-defined tokens out of the text (llama.cpp's tokenizer_st_partition): each token in
-  // turn, longest first, splits every remaining raw run at its non-overlapping occurrences.
-  struct Fragment {
-    int32_t token;  // -1 for a raw text run
-    absl::string_view raw;
-  };
-  std::vector<Fragment> fragments;
-  if (!text.empty()) fragments.push_back({-1, text});
-  if (!user_defined_.empty() && !text.empty()) {
-    std::vector<Fragment> next;
-    for (const int32_t id : user_defined_) {
-      const std::string& needle = tokens_[id];
-      next.clear();
-      for (const Fragment& f : fragments) {
-        if (f.token >= 0) {
-          next.push_back(f);
-          continue;
-        }
-        absl::string_view rest = f.raw;
-        for (size_t pos; (pos = rest.find(needle)) != absl::string_view::npos;) {
-          if (pos > 0) next.push_back({-1, rest.substr(0, pos)});
-          next.push_back({id, {}});
-          rest.remove_prefix(pos + needle.size());
-        }
-        if (!rest.empty()) next.push_back({-1, rest});
-      }
-      fragments.swap(next);
-    }
-  }
+  std::vector<TextFragment> fragments;
+  special_.Split(text, parse_special, &fragments);
 
+  // Every text run escaped into one buffer first (a space prefix where llama.cpp adds one, spaces
+  // as U+2581), so the chunk cache's keys can point into it for the whole call.
+  struct Run {
+    int32_t token;  // >= 0: a special token; -1: escaped[begin, end)
+    size_t begin, end;
+  };
+  std::vector<Run> runs;
   std::string escaped;
+  escaped.reserve(text.size() + text.size() / 4 + 8);
   bool prev_special = true;  // the first run gets the space prefix, like a run after a special token
-  for (const Fragment& f : fragments) {
+  for (const TextFragment& f : fragments) {
     if (f.token >= 0) {
-      out.push_back(f.token);
+      runs.push_back({f.token, 0, 0});
       prev_special = true;
       continue;
     }
-    escaped.clear();
-    escaped.reserve(f.raw.size() + 3);
+    const size_t begin = escaped.size();
     if (add_space_prefix_ && prev_special) escaped.append(kSpaceMarker.data(), kSpaceMarker.size());
-    for (const char c : f.raw) {
-      if (c == ' ') {
-        escaped.append(kSpaceMarker.data(), kSpaceMarker.size());
-      } else {
-        escaped.push_back(c);
-      }
+    for (absl::string_view rest = f.text; !rest.empty();) {
+      const size_t space = rest.find(' ');
+      escaped.append(rest.data(), std::min(space, rest.size()));
+      if (space == absl::string_view::npos) break;
+      escaped.append(kSpaceMarker.data(), kSpaceMarker.size());
+      rest.remove_prefix(space + 1);
     }
-    EncodeRun(escaped, out);
+    runs.push_back({-1, begin, escaped.size()});
     prev_special = false;
+  }
+  PieceCache cache;
+  const absl::string_view all(escaped);
+  for (const Run& r : runs) {
+    if (r.token >= 0) {
+      out.push_back(r.token);
+    } else {
+      EncodeRun(all.substr(r.begin, r.end - r.begin), out, cache);
+    }
   }
 
   if (add_special && add_eos_) out.push_back(eos_id_);
   return out;
 }
 
-void SpmTokenizer::EncodeRun(absl::string_view s, std::vector<int32_t>& out) const {
+// Why chunks are exact: a merge joins two adjacent symbols into a vocab token, so a symbol never
+// spans a position that no vocab token can span; the two sides of such a position then evolve
+// independently, and the highest-score-first order (ties leftmost) merges each side exactly as
+// it would alone. A token can only span the start p of a U+2581 symbol if it holds U+2581 after
+// the symbol that precedes p, i.e. if that symbol is in joined_before_space_. Symbols are found
+// left to right by lead byte, exactly as in the merge loop, so p is a symbol start there too.
+// Chunks repeat (words), so each chunk's ids are computed once per Encode call.
+void SpmTokenizer::EncodeRun(absl::string_view s, std::vector<int32_t>& out, PieceCache& cache) const {
+  size_t chunk_start = 0;
+  absl::string_view prev;
+  auto encode_chunk = [this](absl::string_view chunk, std::vector<int32_t>& ids) { EncodeChunk(chunk, ids); };
+  auto emit = [&](size_t end) {
+    const absl::string_view chunk = s.substr(chunk_start, end - chunk_start);
+    chunk_start = end;
+    if (!chunk.empty()) EncodeCached(chunk, kMaxCachedChunk, cache, out, encode_chunk);
+  };
+  for (size_t offs = 0; offs < s.size();) {
+    const size_t len = std::min<size_t>(kUtf8LenByHighNibble[static_cast<uint8_t>(s[offs]) >> 4], s.size() - offs);
+    const absl::string_view symbol = s.substr(offs, len);
+    if (offs > 0 && len == 3 && symbol == kSpaceMarker && !JoinedBeforeSpace(prev)) emit(offs);
+    prev = symbol;
+    offs += len;
+  }
+  emit(s.size());
+}
+
+bool SpmTokenizer::JoinedBeforeSpace(absl::string_view symbol) const {
+  if (symbol.size() == 1) return joined_byte_[static_cast<uint8_t>(symbol[0])];
+  if (symbol == kSpaceMarker) return joined_space_;
+  return !joined_other_.empty() && joined_other_.contains(symbol);
+}
+
+void SpmTokenizer::EmitPiece(absl::string_view piece, std::vector<int32_t>& out) const {
+  const auto it = token_to_id_.find(piece);
+  if (it != token_to_id_.end()) {
+    out.push_back(it->second);
+  } else {
+    for (const char c : piece) out.push_back(byte_to_token_[static_cast<uint8_t>(c)]);
+  }
+}
+
+// EncodeChunk for a chunk of at most kShortChunk symbols, on arrays: each round merges the
+// leftmost pair of the highest score (what the heap below pops first).
+bool SpmTokenizer::EncodeShortChunk(absl::string_view s, std::vector<int32_t>& out) const {
+  struct Sym {
+    uint32_t start, n;
+    int32_t id;  // the token a merge made, -1 for an unmerged character
+  };
+  Sym sym[kShortChunk];
+  float score[kShortChunk];  // pair i: sym[i] + sym[i + 1]
+  int32_t pair_id[kShortChunk];
+  int32_t n = 0;
+  for (size_t offs = 0; offs < s.size();) {
+    if (n == kShortChunk) return false;
+    const size_t len = std::min<size_t>(kUtf8LenByHighNibble[static_cast<uint8_t>(s[offs]) >> 4], s.size() - offs);
+    sym[n++] = {static_cast<uint32_t>(offs), static_cast<uint32_t>(len), -1};
+    offs += len;
+  }
+  auto lookup = [&](int32_t i) {
+    pair_id[i] = -1;
+    const size_t size = sym[i].n + sym[i + 1].n;
+    if (size > max_token_len_) return;  // cannot be a token; skips the hash lookup
+    const auto it = token_to_id_.find(s.substr(sym[i].start, size));
+    if (it == token_to_id_.end()) return;
+    pair_id[i] = it->second;
+    score[i] = scores_[it->second];
+  };
+  for (int32_t i = 0; i + 1 < n; ++i) lookup(i);
+  while (n > 1) {
+    int32_t best = -1;
+    for (int32_t i = 0; i + 1 < n; ++i) {
+      if (pair_id[i] >= 0 && (best < 0 || score[i] > score[best])) best = i;
+    }
+    if (best < 0) break;
+    sym[best].n += sym[best + 1].n;
+    sym[best].id = pair_id[best];
+    for (int32_t i = best + 1; i + 1 < n; ++i) sym[i] = sym[i + 1];
+    for (int32_t i = best + 1; i + 2 < n; ++i) {
+      pair_id[i] = pair_id[i + 1];
+      score[i] = score[i + 1];
+    }
+    --n;
+    if (best + 1 < n) lookup(best);
+    if (best > 0) lookup(best - 1);
+  }
+  for (int32_t i = 0; i < n; ++i) {
+    if (sym[i].id >= 0) {
+      out.push_back(sym[i].id);
+    } else {
+      EmitPiece(s.substr(sym[i].start, sym[i].n), out);
+    }
+  }
+  return true;
+}
+
+void SpmTokenizer::EncodeChunk(absl::string_view s, std::vector<int32_t>& out) const {
   if (s.empty()) return;
+  if (s.size() <= 4 * kShortChunk && EncodeShortChunk(s, out)) return;
   std::vector<Symbol> symbols;
   symbols.reserve(s.size());
   for (size_t offs = 0; offs < s.size();) {
@@ -293,44 +408,7 @@ void SpmTokenizer::EncodeRun(absl::string_view s, std::vector<int32_t>& out) con
   // That is why llama.cpp's resegment() never reaches its merge-history branch with this merge rule,
   // and why there is no merge history here; it would matter only if merges skipped some tokens (as
   // SentencePiece does for UNUSED ones, which llama.cpp does not).
-  for (int32_t i = 0; i != -1; i = symbols[i].next) {
-    const absl::string_view piece = s.substr(symbols[i].start, symbols[i].n);
-    const auto it = token_to_id_.find(piece);
-    if (it != token_to_id_.end()) {
-      out.push_back(it->second);
-    } else {
-      for (const char c : piece) out.push_back(byte_to_token_[static_cast<uint8_t>(c)]);
-    }
-  }
-}
-
-absl::string_view SpmTokenizer::PieceView(int32_t id) const {
-  if (id < 0 || id >= vocab_size()) return {};
-  return pieces_[id];
-}
-
-std::string SpmTokenizer::Decode(absl::Span<const int32_t> ids, bool remove_leading_space) const {
-  std::string text;
-  bool strip = remove_leading_space && add_space_prefix_;
-  for (const int32_t id : ids) {
-    absl::string_view piece = PieceView(id);
-    if (piece.empty()) continue;
-    if (strip && piece[0] == ' ') piece.remove_prefix(1);
-    strip = false;
-    text.append(piece.data(), piece.size());
-  }
-  return text;
-}
-
-int32_t SpmTokenizer::TokenType(int32_t id) const {
-  if (id < 0 || id >= vocab_size()) return -1;
-  return types_[id];
-}
-
-const std::string& SpmTokenizer::TokenText(int32_t id) const {
-  static const std::string* const kEmpty = new std::string();
-  if (id < 0 || id >= vocab_size()) return *kEmpty;
-  return tokens_[id];
+  for (int32_t i = 0; i != -1; i = symbols[i].next) EmitPiece(s.substr(symbols[i].start, symbols[i].n), out);
 }
 
 float SpmTokenizer::TokenScore(int32_t id) const {
@@ -338,9 +416,5 @@ float SpmTokenizer::TokenScore(int32_t id) const {
   return scores_[id];
 }
 
-int32_t SpmTokenizer::TextToToken(absl::string_view text) const {
-  const auto it = token_to_id_.find(text);
-  return it == token_to_id_.end() ? -1 : it->second;
-}
 
 }  // namespace kestrel::runtime

@@ -1,4 +1,4 @@
-#include "runtime/tokenizer/spm_tokenizer.h"
+#include "runtime/tokenizer/spm/spm_tokenizer.h"
 
 #include <cstdint>
 #include <limits>

@@ -1,0 +1,300 @@
+// AVX-512 KQ kernels (kernels_kquants.h), included by kernels_kquants_avx512.cc
+// (KESTREL_CPU_KQ_VNNI=0: vpmaddubsw + vpmaddwd dots) and kernels_kquants_vnni.cc (=1: vpdpbusd).
+// Internal linkage only, so the two translation units never share a definition.
+#ifndef KESTREL_CPU_KQ_VNNI
+#error "define KESTREL_CPU_KQ_VNNI (0 or 1) before including kernels_kquants_avx512_impl.h"
+#endif
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "kestrel/plugin_api.h"
+#include "plugins/cpu/kernels_kquants.h"
+
+namespace kestrel::plugins::cpu {
+namespace {
+
+// Prefill tile: rows x tokens. 4 x 3 measured best of 4x3, 3x4, 2x6, 2x8 (Q4_K 2048x2048x128 as a
+// ratio to the Q4_0 GEMM in the same run, 2026-12-07, loaded machine: 0.82-0.96 vs 0.51-0.72
+// for the 2-row tiles; 3x4 was as good but noisier); 4 x 4 spills accumulators.
+constexpr int kTileRows = 4;
+constexpr int kTileTokens = 3;
+
+inline int LoadU32(const uint8_t* p) {
+  int v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+inline float HalfAt(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// The 4 registers of one super-block's quants (u8, order p; kernels_kquants.h).
+template <int kBits>
+inline void LoadQuants(const uint8_t* p, __m512i q[4]) {
+  if constexpr (kBits >= 4) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    const __m512i l0 = _mm512_loadu_si512(p);
+    const __m512i l1 = _mm512_loadu_si512(p + 64);
+    q[0] = _mm512_and_si512(l0, m4);
+    q[1] = _mm512_and_si512(_mm512_srli_epi16(l0, 4), m4);
+    q[2] = _mm512_and_si512(l1, m4);
+    q[3] = _mm512_and_si512(_mm512_srli_epi16(l1, 4), m4);
+    if constexpr (kBits == 5) {
+      const __m512i b4 = _mm512_set1_epi8(0x10);
+      uint64_t bits[4];
+      std::memcpy(bits, p + 128, 32);
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; ++r) q[r] = _mm512_mask_add_epi8(q[r], _cvtu64_mask64(bits[r]), q[r], b4);
+    } else if constexpr (kBits == 6) {
+      const __m512i m30 = _mm512_set1_epi8(0x30);
+      const __m512i h = _mm512_loadu_si512(p + 128);
+      q[0] = _mm512_or_si512(q[0], _mm512_and_si512(_mm512_slli_epi16(h, 4), m30));
+      q[1] = _mm512_or_si512(q[1], _mm512_and_si512(_mm512_slli_epi16(h, 2), m30));
+      q[2] = _mm512_or_si512(q[2], _mm512_and_si512(h, m30));
+      q[3] = _mm512_or_si512(q[3], _mm512_and_si512(_mm512_srli_epi16(h, 2), m30));
+    }
+  } else {
+    const __m512i m3 = _mm512_set1_epi8(0x03);
+    const __m512i l = _mm512_loadu_si512(p);
+    q[0] = _mm512_and_si512(l, m3);
+    q[1] = _mm512_and_si512(_mm512_srli_epi16(l, 2), m3);
+    q[2] = _mm512_and_si512(_mm512_srli_epi16(l, 4), m3);
+    q[3] = _mm512_and_si512(_mm512_srli_epi16(l, 6), m3);
+    if constexpr (kBits == 3) {
+      const __m512i b2 = _mm512_set1_epi8(0x04);
+      uint64_t bits[4];
+      std::memcpy(bits, p + 64, 32);
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; ++r) q[r] = _mm512_mask_add_epi8(q[r], _cvtu64_mask64(bits[r]), q[r], b2);
+    }
+  }
+}
+
+// A (per sub-block scale) and B (per sub-block offset) of a super-block's scale record.
+template <uint32_t kDt>
+inline void ExpandScales(const uint8_t* rec, __m512* A, __m512* B) {
+  const __m512i pairs_lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  const __m512i pairs_hi = _mm512_add_epi32(pairs_lo, _mm512_set1_epi32(8));
+  if constexpr (kDt == KESTREL_DTYPE_Q4_K || kDt == KESTREL_DTYPE_Q5_K) {
+    // d and dmin converted together; dmin negated through the sign of the broadcast.
+    const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(LoadU32(rec)));
+    const __m512 v = _mm512_cvtepi32_ps(
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rec + 4))));
+    *A = _mm512_mul_ps(_mm512_permutexvar_ps(pairs_lo, v), _mm512_broadcastss_ps(dd));
+    *B = _mm512_mul_ps(_mm512_permutexvar_ps(pairs_hi, v),
+                       _mm512_broadcastss_ps(_mm_sub_ps(_mm_setzero_ps(), _mm_movehdup_ps(dd))));
+  } else if constexpr (kDt == KESTREL_DTYPE_Q2_K) {
+    const __m128 dd = _mm_cvtph_ps(_mm_cvtsi32_si128(LoadU32(rec)));
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rec + 4)));
+    *A = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(15))),
+                       _mm512_broadcastss_ps(dd));
+    *B = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)),
+                       _mm512_broadcastss_ps(_mm_sub_ps(_mm_setzero_ps(), _mm_movehdup_ps(dd))));
+  } else if constexpr (kDt == KESTREL_DTYPE_Q3_K || kDt == KESTREL_DTYPE_Q6_K) {
+    *A = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                           _mm_loadu_si128(reinterpret_cast<const __m128i*>(rec + 4)))),
+                       _mm512_set1_ps(HalfAt(rec)));
+    *B = _mm512_mul_ps(*A, _mm512_set1_ps(kDt == KESTREL_DTYPE_Q3_K ? -4.0f : -32.0f));
+  } else if constexpr (kDt == KESTREL_DTYPE_Q5_0) {
+    const __m512 v = _mm512_castps256_ps512(
+        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rec))));
+    *A = _mm512_permutexvar_ps(pairs_lo, v);
+    *B = _mm512_mul_ps(*A, _mm512_set1_ps(-16.0f));
+  } else {  // Q4_1, Q5_1: f16 d[8], m[8]
+    const __m512 v = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rec)));
+    *A = _mm512_permutexvar_ps(pairs_lo, v);
+    *B = _mm512_permutexvar_ps(pairs_hi, v);
+  }
+}
+
+// Per-sub-block integer dots of one super-block: lane l = sum over sub-block l of q * x.
+inline __m512i DotSuper(const __m512i q[4], const __m512i x[4]) {
+#if KESTREL_CPU_KQ_VNNI
+  __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[0], x[0]);
+  s = _mm512_dpbusd_epi32(s, q[1], x[1]);
+  s = _mm512_dpbusd_epi32(s, q[2], x[2]);
+  return _mm512_dpbusd_epi32(s, q[3], x[3]);
+#else
+  // Quants are <= 63 and |x| <= 127: a vpmaddubsw pair is <= 16002, two of them fit in int16.
+  const __m512i ones = _mm512_set1_epi16(1);
+  const __m512i s01 = _mm512_add_epi16(_mm512_maddubs_epi16(q[0], x[0]), _mm512_maddubs_epi16(q[1], x[1]));
+  const __m512i s23 = _mm512_add_epi16(_mm512_maddubs_epi16(q[2], x[2]), _mm512_maddubs_epi16(q[3], x[3]));
+  return _mm512_add_epi32(_mm512_madd_epi16(s01, ones), _mm512_madd_epi16(s23, ones));
+#endif
+}
+
+template <uint32_t kDt>
+using Traits = KqTraits<kDt>;
+
+// Decode GEMV: R rows at a time, one token. The activation registers of a super-block are loaded
+// once for the R rows; the rows' next super-blocks are prefetched kAhead super-blocks ahead.
+template <uint32_t kDt, int R>
+inline void GemvRows(const KWeightView& w, const KActView& a, int64_t j, float* y) {
+  using T = Traits<kDt>;
+  constexpr int64_t kAhead = 4;
+  const int64_t nsb = w.n_sb;
+  const uint8_t* wq[R];
+  const uint8_t* ws[R];
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) {
+    wq[r] = w.qs + (j + r) * nsb * T::kQBytes;
+    ws[r] = w.sc + (j + r) * nsb * T::kSBytes;
+    acc[r] = _mm512_setzero_ps();
+  }
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const int8_t* xq = a.qs + sb * kActSuperBytes;
+    const float* xd = a.ds + sb * kActSuperFloats;
+    __m512i x[4];
+    for (int i = 0; i < 4; ++i) x[i] = _mm512_loadu_si512(xq + 64 * i);
+    const __m512 dx = _mm512_loadu_ps(xd);
+    const __m512 xb = _mm512_loadu_ps(xd + 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* p = wq[r] + sb * T::kQBytes;
+#pragma GCC unroll 4
+      for (int64_t l = 0; l < T::kQBytes; l += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(p + kAhead * T::kQBytes + l), _MM_HINT_T0);
+      }
+      __m512i q[4];
+      LoadQuants<T::kBits>(p, q);
+      __m512 A, B;
+      ExpandScales<kDt>(ws[r] + sb * T::kSBytes, &A, &B);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotSuper(q, x)), _mm512_mul_ps(A, dx), acc[r]);
+      acc[r] = _mm512_fmadd_ps(B, xb, acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[j + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// Prefill GEMM tile: R rows x C tokens. Per super-block each row is unpacked once (4 quant
+// registers + its A, B) and then met by the C tokens, whose activations are re-read from L1 per
+// row: that keeps R * C accumulators (16) plus one row's operands in the 32 registers.
+template <uint32_t kDt, int R, int C>
+inline void GemmTile(const KWeightView& w, const KActView& a, int64_t j, int64_t t, float* y,
+                     int64_t ldy) {
+  using T = Traits<kDt>;
+  const int64_t nsb = w.n_sb;
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  }
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      __m512i q[4];
+      __m512 A, B;
+      LoadQuants<T::kBits>(w.qs + ((j + r) * nsb + sb) * T::kQBytes, q);
+      ExpandScales<kDt>(w.sc + ((j + r) * nsb + sb) * T::kSBytes, &A, &B);
+#pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) {
+        const int8_t* xq = a.qs + ((t + c) * nsb + sb) * kActSuperBytes;
+        const float* xd = a.ds + ((t + c) * nsb + sb) * kActSuperFloats;
+        __m512i x[4];
+        for (int i = 0; i < 4; ++i) x[i] = _mm512_loadu_si512(xq + 64 * i);
+        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotSuper(q, x)),
+                                    _mm512_mul_ps(A, _mm512_loadu_ps(xd)), acc[r][c]);
+        acc[r][c] = _mm512_fmadd_ps(B, _mm512_loadu_ps(xd + 16), acc[r][c]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int c = 0; c < C; ++c) y[(t + c) * ldy + j + r] = _mm512_reduce_add_ps(acc[r][c]);
+  }
+}
+
+// The last n_left < C tokens of a row tile, as one tile of exactly n_left tokens.
+template <uint32_t kDt, int R, int C>
+inline void GemmTail(const KWeightView& w, const KActView& a, int64_t n_left, int64_t j, int64_t t,
+                     float* y, int64_t ldy) {
+  if constexpr (C >= 1) {
+    if (n_left == C) {
+      GemmTile<kDt, R, C>(w, a, j, t, y, ldy);
+    } else {
+      GemmTail<kDt, R, C - 1>(w, a, n_left, j, t, y, ldy);
+    }
+  }
+}
+
+template <uint32_t kDt, int R>
+inline void GemmRows(const KWeightView& w, const KActView& a, int64_t n_tokens, int64_t j,
+                     float* y, int64_t ldy) {
+  int64_t t = 0;
+  for (; t + kTileTokens <= n_tokens; t += kTileTokens) {
+    GemmTile<kDt, R, kTileTokens>(w, a, j, t, y, ldy);
+  }
+  GemmTail<kDt, R, kTileTokens - 1>(w, a, n_tokens - t, j, t, y, ldy);
+}
+
+template <uint32_t kDt>
+void GemmFormat(const KWeightView& w, const KActView& a, int64_t n_tokens, int64_t n0, int64_t n1,
+                float* y, int64_t ldy) {
+  int64_t j = n0;
+  if (n_tokens == 1) {
+    for (; j + 8 <= n1; j += 8) GemvRows<kDt, 8>(w, a, j, y);
+    for (; j + 4 <= n1; j += 4) GemvRows<kDt, 4>(w, a, j, y);
+    for (; j < n1; ++j) GemvRows<kDt, 1>(w, a, j, y);
+    return;
+  }
+  for (; j + kTileRows <= n1; j += kTileRows) GemmRows<kDt, kTileRows>(w, a, n_tokens, j, y, ldy);
+  for (; j < n1; ++j) GemmRows<kDt, 1>(w, a, n_tokens, j, y, ldy);
+}
+
+void Gemm(const KWeightView& w, const KActView& a, int64_t n_tokens, int64_t n0, int64_t n1,
+          float* y, int64_t ldy) {
+  DispatchKq(w.fmt.dtype, [&](auto dt) {
+    GemmFormat<decltype(dt)::value>(w, a, n_tokens, n0, n1, y, ldy);
+  });
+}
+
+// The portable quantizer's arithmetic (kernels_kquants_portable.cc: amax / 127, x * (1 / d)
+// rounded to nearest even, clamped to +-127), 32 elements at a time; the reorder into the kernels'
+// order p stays a loop of 4-byte copies (O(k), against the GEMM's O(k N)).
+void QuantizeAct(const float* x, int64_t k, int64_t n_sb, int8_t* qs, float* ds) {
+  alignas(64) int8_t tmp[kSuperElems];
+  const __m512 sign_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFFFFFF));
+  const __m512i lim = _mm512_set1_epi32(127), neg_lim = _mm512_set1_epi32(-127);
+  for (int64_t sb = 0; sb < n_sb; ++sb) {
+    float* dx16 = ds + sb * kActSuperFloats;
+    float* xb16 = dx16 + 16;
+    for (int b = 0; b < 8; ++b) {
+      const int64_t e0 = sb * kSuperElems + 32 * b;
+      const int64_t n = std::min<int64_t>(std::max<int64_t>(k - e0, 0), 32);
+      const __mmask16 m0 = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1u);
+      const __mmask16 m1 = static_cast<__mmask16>(n >= 32 ? 0xFFFF : n > 16 ? (1u << (n - 16)) - 1u : 0u);
+      const __m512 x0 = _mm512_maskz_loadu_ps(m0, x + e0);
+      const __m512 x1 = _mm512_maskz_loadu_ps(m1, x + e0 + 16);
+      const float amax =
+          _mm512_reduce_max_ps(_mm512_max_ps(_mm512_and_ps(x0, sign_mask), _mm512_and_ps(x1, sign_mask)));
+      const float scale = amax / 127.0f;
+      const __m512 inv = _mm512_set1_ps(scale != 0.0f ? 1.0f / scale : 0.0f);
+      const __m512i i0 = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), lim), neg_lim);
+      const __m512i i1 = _mm512_max_epi32(_mm512_min_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x1, inv)), lim), neg_lim);
+      _mm_store_si128(reinterpret_cast<__m128i*>(tmp + 32 * b), _mm512_cvtepi32_epi8(i0));
+      _mm_store_si128(reinterpret_cast<__m128i*>(tmp + 32 * b + 16), _mm512_cvtepi32_epi8(i1));
+      dx16[2 * b] = dx16[2 * b + 1] = scale;
+      xb16[2 * b] = scale * static_cast<float>(_mm512_reduce_add_epi32(i0));
+      xb16[2 * b + 1] = scale * static_cast<float>(_mm512_reduce_add_epi32(i1));
+    }
+    int8_t* q = qs + sb * kActSuperBytes;
+    for (int l = 0; l < 16; ++l) {
+      for (int r = 0; r < 4; ++r) std::memcpy(q + 64 * r + 4 * l, tmp + 16 * l + 4 * r, 4);
+    }
+  }
+}
+
+KQuantKernels MakeAvx512KQuantTable(IsaLevel level) {
+  KQuantKernels t;
+  t.level = level;
+  t.quantize_act = &QuantizeAct;
+  t.gemm = &Gemm;
+  return t;
+}
+
+}  // namespace
+}  // namespace kestrel::plugins::cpu

@@ -1,0 +1,74 @@
+// The KQ kernel tables (kernels_kquants.h) against each other: every level's activation quantizer
+// writes the portable one's bytes (same arithmetic), and every level's GEMM agrees with the
+// portable GEMM to f32 summation-order rounding. Levels this CPU lacks are skipped. The plugin-level
+// comparison with `ref` is cpu_conformance_test.
+#include "plugins/cpu/kernels_kquants.h"
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kestrel/plugin_api.h"
+#include "plugins/cpu/cpu_features.h"
+#include "plugins/cpu/packed_kquant.h"
+#include "plugins/ref/ref_kernels.h"
+#include "plugins/ref/ref_quants.h"
+#include "plugins/ref/ref_test_util.h"
+
+namespace kestrel::plugins::cpu {
+namespace {
+
+TEST(KQuantKernelsTest, EveryLevelMatchesPortable) {
+  SEED_TRACE();
+  std::mt19937_64 gen(ref::testing_util::TestSeed());
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const KQuantKernels& portable = PortableKQuantKernels();
+  for (IsaLevel level : {IsaLevel::kAvx2, IsaLevel::kAvx512, IsaLevel::kVnni}) {
+    if (static_cast<int>(level) > static_cast<int>(BestIsaLevel())) {
+      std::printf("level %s: not on this CPU, skipped\n", IsaLevelName(level));
+      continue;
+    }
+    const KQuantKernels& kk = GetKQuantKernels(level);
+    SCOPED_TRACE(IsaLevelName(level));
+    for (uint32_t dt : {KESTREL_DTYPE_Q4_1, KESTREL_DTYPE_Q5_0, KESTREL_DTYPE_Q5_1,
+                        KESTREL_DTYPE_Q2_K, KESTREL_DTYPE_Q3_K, KESTREL_DTYPE_Q4_K,
+                        KESTREL_DTYPE_Q5_K, KESTREL_DTYPE_Q6_K}) {
+      SCOPED_TRACE(ref::DtypeName(dt));
+      const int64_t k = ref::IsKQuant(dt) ? 512 : 288, n = 13, t = 5;
+      const int64_t nsb = (k + kSuperElems - 1) / kSuperElems;
+      std::vector<float> x(t * k);
+      for (float& v : x) v = normal(gen);
+      std::vector<int8_t> qa(t * nsb * kActSuperBytes), qb(qa.size());
+      std::vector<float> da(t * nsb * kActSuperFloats), db(da.size());
+      for (int64_t i = 0; i < t; ++i) {
+        portable.quantize_act(x.data() + i * k, k, nsb, qa.data() + i * nsb * kActSuperBytes,
+                              da.data() + i * nsb * kActSuperFloats);
+        kk.quantize_act(x.data() + i * k, k, nsb, qb.data() + i * nsb * kActSuperBytes,
+                        db.data() + i * nsb * kActSuperFloats);
+      }
+      EXPECT_EQ(qa, qb);
+      EXPECT_EQ(da, db);
+
+      std::vector<uint8_t> w(ref::RowBytes(dt, k) * n);
+      ref::RandomExtraBlocks(dt, static_cast<int64_t>(w.size() / ref::DtypeBlockBytes(dt)), true,
+                             gen, w.data());
+      const kestrel_tensor_desc_t desc = ref::testing_util::Desc(dt, {n, k});
+      std::unique_ptr<PackedK> packed = RepackK(desc, w.data());
+      const KActView act{nsb, qa.data(), da.data()};
+      for (int64_t tokens : {int64_t{1}, t}) {
+        std::vector<float> ya(tokens * n, NAN), yb(tokens * n, NAN);
+        portable.gemm(packed->view, act, tokens, 0, n, ya.data(), n);
+        kk.gemm(packed->view, act, tokens, 0, n, yb.data(), n);
+        for (size_t i = 0; i < ya.size(); ++i) {
+          ASSERT_TRUE(std::isfinite(yb[i])) << i;
+          EXPECT_NEAR(yb[i], ya[i], 1e-4 * (1.0 + std::fabs(ya[i]))) << "tokens " << tokens << " i " << i;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kestrel::plugins::cpu
