@@ -10,16 +10,30 @@
 //   OUT_DIR/tokenizer_fuzzer/  byte 0 (vocab, mode) + text: every string of the shared
 //                              tokenizer-*.json and golden files, spread over vocabs and modes,
 //                              and a few id sequences
+//   OUT_DIR/pre_tokenizer_fuzzer/  byte 0 (pre-tokenizer) + the same texts, over every name
+//   OUT_DIR/vocab_fuzzer/      vocab metadata in vocab_fuzzer's encoding: stories260K's whole SPM
+//                              vocab, the first 640 tokens of llama-2-tiny-random, SmolLM2 (BPE,
+//                              with the merges among them) and Gemma 3 (the last two from
+//                              scripts/fetch_models.sh's cache when present)
+//   OUT_DIR/chat_template_fuzzer/  flags + template + NUL-separated messages: every template of
+//                              CHAT_CASES_JSON (runtime/tokenizer/chat/testdata) and the real
+//                              models' tokenizer.chat_template, each with a few conversations
+// Usage: kestrel_fuzz_seeds OUT_DIR MODELS_DIR CHAT_CASES_JSON
 // A missing shared file is left out (and said on stderr); the written count is printed.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_replace.h"
 #include "nlohmann/json.hpp"
 #include "runtime/gguf/gguf_file.h"
 #include "runtime/gguf/gguf_writer.h"
+#include "runtime/tokenizer/bpe/pre_tokenizer.h"
+#include "tests/fuzz/fuzz_util.h"
 #include "tools/synth/synth_shape.h"
 #include "tools/synth/synth_writer.h"
 
@@ -189,7 +203,8 @@ void ModelSeeds(const std::string& dir, const std::string& models) {
   }
 }
 
-void TokenizerSeeds(const std::string& dir, const std::string& models) {
+// Every prompt of the shared tokenizer and golden files, and a few edge cases.
+std::vector<std::string> SeedTexts(const std::string& models) {
   std::vector<std::string> texts = {"", " ", "  ", "Hello world", "\n\n\t x", "<s></s><unk>",
                                     "<|im_start|>user\nhi<|im_end|>", "<start_of_turn>user\n"};
   for (const char* name : {"tokenizer-llama-spm.json", "tokenizer-smollm2.json",
@@ -205,6 +220,11 @@ void TokenizerSeeds(const std::string& dir, const std::string& models) {
       if (c.contains("prompt") && c["prompt"].is_string()) texts.push_back(c["prompt"]);
     }
   }
+  return texts;
+}
+
+void TokenizerSeeds(const std::string& dir, const std::string& models) {
+  const std::vector<std::string> texts = SeedTexts(models);
   // Modes 0-3 (plain, add_special, parse_special, both) over 5 vocab slots, round robin.
   for (size_t i = 0; i < texts.size(); ++i) {
     const uint8_t selector = static_cast<uint8_t>(((i % 4) << 4) | (i % 5));
@@ -220,22 +240,143 @@ void TokenizerSeeds(const std::string& dir, const std::string& models) {
   }
 }
 
+void PreTokenizerSeeds(const std::string& dir, const std::string& models) {
+  const std::vector<std::string> texts = SeedTexts(models);
+  const size_t names = kestrel::runtime::PreTokenizer::KnownNames().size() + 1;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    Write(dir + "/text-" + std::to_string(i), std::string(1, static_cast<char>(i % names)) + texts[i]);
+  }
+}
+
+// One vocab in vocab_fuzzer's encoding (see its header comment): the first `limit` tokens of
+// `path`'s vocab, their types, the merges among them, and `text`.
+void VocabSeed(const std::string& out, const std::string& path, size_t limit, const std::string& text) {
+  auto f = GgufFile::Open(path);
+  if (!f.ok()) {
+    std::fprintf(stderr, "kestrel_fuzz_seeds: leaving out %s: %s\n", path.c_str(),
+                 f.status().ToString().c_str());
+    return;
+  }
+  auto tokens = (*f)->GetStringArray("tokenizer.ggml.tokens");
+  auto model = (*f)->GetString("tokenizer.ggml.model");
+  if (!tokens.ok() || !model.ok()) return;
+  const size_t n = std::min(limit, tokens->size());
+  std::vector<std::string> kept(tokens->begin(), tokens->begin() + n);
+  // The encoding separates tokens by '\n' and sections by 0x01: spell those bytes out.
+  for (std::string& t : kept) {
+    t = absl::StrReplaceAll(t, {{"\n", "\\n"}, {"\x01", "\\x01"}});
+  }
+  const bool bpe = *model == "gpt2";
+  std::string header(8, '\0');
+  header[0] = bpe ? 1 : 0;
+  header[1] = 0;
+  if (auto pre = (*f)->GetString("tokenizer.ggml.pre"); pre.ok()) {
+    std::vector<std::string> names = {"", "fuzz-unknown-pre"};
+    for (std::string& name : kestrel::runtime::PreTokenizer::KnownNames()) names.push_back(name);
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == *pre) header[1] = static_cast<char>(i + 1);
+    }
+  }
+  header[2] = static_cast<char>((bpe ? 4 : 1) | 2);
+  auto id = [&](const char* key) {
+    auto v = (*f)->GetU32(key);
+    return static_cast<char>(v.ok() && *v < 0xFF ? *v : 0xFF);
+  };
+  header[3] = id("tokenizer.ggml.bos_token_id");
+  header[4] = id("tokenizer.ggml.eos_token_id");
+  header[5] = id("tokenizer.ggml.unknown_token_id");
+  header[6] = 3;
+  header[7] = static_cast<char>(0xFF);
+  std::string body;
+  for (size_t i = 0; i < n; ++i) body += (i ? "\n" : "") + kept[i];
+  body += '\x01';
+  if (auto merges = (*f)->GetStringArray("tokenizer.ggml.merges"); bpe && merges.ok()) {
+    std::set<std::string> have(kept.begin(), kept.end());
+    bool first = true;
+    for (const std::string& m : *merges) {
+      const size_t sp = m.find(' ');
+      if (sp == std::string::npos) continue;
+      const std::string l = m.substr(0, sp), r = m.substr(sp + 1);
+      if (!have.count(l) || !have.count(r) || !have.count(l + r)) continue;
+      body += (first ? "" : "\n") + m;
+      first = false;
+    }
+  }
+  body += '\x01';
+  auto types = (*f)->GetI32Array("tokenizer.ggml.token_type");
+  for (size_t i = 0; i < n; ++i) {
+    body += static_cast<char>('0' + (types.ok() && i < types->size() ? (*types)[i] : 1));
+  }
+  body += '\x01' + text;
+  const std::string name = std::filesystem::path(path).stem().string();
+  Write(out + "/" + name, header + body);
+}
+
+void VocabSeeds(const std::string& dir, const std::string& models) {
+  const std::string cache = kestrel::fuzz::ModelCacheDir();
+  const std::string text = "Hello world! <s> It's 2026, \xC3\xA9t\xC3\xA9 \xF0\x9F\x99\x82\n\t  x";
+  VocabSeed(dir, models + "/stories260K.gguf", 512, text);
+  VocabSeed(dir, models + "/llama-2-tiny-random.gguf", 640, text);
+  VocabSeed(dir, cache + "/SmolLM2-135M-Instruct.Q4_1.gguf", 640, text);
+  VocabSeed(dir, cache + "/gemma-3-270m-q4_k_m.gguf", 640, text);
+}
+
+// A template with conversations: flags byte, source, then NUL-separated (role, content) pairs.
+void ChatSeed(const std::string& dir, const std::string& name, const std::string& source) {
+  const std::vector<std::vector<std::string>> conversations = {
+      {"user", "Hello!"},
+      {"system", "Be brief.", "user", "Hi", "assistant", "Hello.", "user", "What is 2+2?"},
+      {"user", "a", "user", "b"},
+      {}};
+  for (size_t c = 0; c < conversations.size(); ++c) {
+    std::string bytes(1, static_cast<char>(c % 2 == 0 ? 1 : 0));
+    bytes += source;
+    for (const std::string& field : conversations[c]) bytes += std::string(1, '\0') + field;
+    Write(dir + "/" + name + "-" + std::to_string(c), bytes);
+  }
+}
+
+void ChatTemplateSeeds(const std::string& dir, const std::string& cases_json) {
+  std::ifstream in(cases_json);
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.contains("templates")) {
+    std::fprintf(stderr, "kestrel_fuzz_seeds: leaving out the templates of %s\n", cases_json.c_str());
+  } else {
+    for (const auto& [name, source] : j["templates"].items()) {
+      if (source.is_string()) ChatSeed(dir, name, source.get<std::string>());
+    }
+  }
+  const std::string cache = kestrel::fuzz::ModelCacheDir();
+  for (const char* file : {"SmolLM2-135M-Instruct.Q4_1.gguf", "gemma-3-270m-q4_k_m.gguf"}) {
+    auto f = GgufFile::Open(cache + "/" + file);
+    if (!f.ok()) {
+      std::fprintf(stderr, "kestrel_fuzz_seeds: leaving out %s/%s's template\n", cache.c_str(), file);
+      continue;
+    }
+    if (auto t = (*f)->GetString("tokenizer.chat_template"); t.ok()) ChatSeed(dir, file, *t);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: kestrel_fuzz_seeds OUT_DIR MODELS_DIR\n");
+  if (argc != 4) {
+    std::fprintf(stderr, "usage: kestrel_fuzz_seeds OUT_DIR MODELS_DIR CHAT_CASES_JSON\n");
     return 2;
   }
-  const std::string out = argv[1], models = argv[2];
+  const std::string out = argv[1], models = argv[2], chat_cases = argv[3];
   std::error_code ec;
   for (const std::string& d :
-       {out + "/gguf_fuzzer", out + "/tokenizer_fuzzer", out + "/model_fuzzer"}) {
+       {out + "/gguf_fuzzer", out + "/tokenizer_fuzzer", out + "/model_fuzzer",
+        out + "/pre_tokenizer_fuzzer", out + "/vocab_fuzzer", out + "/chat_template_fuzzer"}) {
     std::filesystem::create_directories(d, ec);
   }
   GgufSeeds(out + "/gguf_fuzzer", models);
   TokenizerSeeds(out + "/tokenizer_fuzzer", models);
   ModelSeeds(out + "/model_fuzzer", models);
+  PreTokenizerSeeds(out + "/pre_tokenizer_fuzzer", models);
+  VocabSeeds(out + "/vocab_fuzzer", models);
+  ChatTemplateSeeds(out + "/chat_template_fuzzer", chat_cases);
   std::printf("kestrel_fuzz_seeds: %d seed files in %s\n", written, out.c_str());
   return 0;
 }
