@@ -20,6 +20,8 @@ packages=(
   # Rust bindings check (bindgen loads libclang at run time) and the aarch64 edge test.
   bindgen libclang1-14 libclang-common-14-dev
   g++-aarch64-linux-gnu libc6-dev-arm64-cross libstdc++-12-dev-arm64-cross qemu-user
+  # tools/train_medusa.py (speculative heads trainer) and its test.
+  python3 python3-numpy
 )
 
 # The aarch64 cross build of the edge test needs Abseil and PCRE2 for arm64 (Debian multiarch).

@@ -68,13 +68,23 @@ TEST(FallbackTest, NoDeviceSupportingAnOpIsAClearError) {
 }
 
 // A plugin of ABI minor 1 is never shown the 1.2 optional inputs (which it would reject as
-// malformed): the HAL answers UNSUPPORTED for it, and the biased matmuls of a qwen2 model run on
-// the reference plugin, with the same greedy tokens as on ref alone.
-TEST(FallbackTest, OptionalInputsNewerThanThePluginFallBackToReference) {
+// malformed) nor the 1.3 GEGLU kind and version-2 forms (embedding scale, attention window): the
+// HAL answers UNSUPPORTED for it, and the biased matmuls of a qwen2 model, the GeGLU, scaled
+// embedding and windowed attention of a gemma3 model run on the reference plugin, with the same
+// greedy tokens as on ref alone.
+class FallbackNewerOpsTest : public ::testing::TestWithParam<const char*> {};
+
+INSTANTIATE_TEST_SUITE_P(Shapes, FallbackNewerOpsTest, ::testing::Values("qwen2-tiny", "gemma3-tiny"),
+                         [](const ::testing::TestParamInfo<const char*>& info) {
+                           return std::string(info.param).substr(0, 5);
+                         });
+
+TEST_P(FallbackNewerOpsTest, RunOnTheReferencePluginWithTheSameTokens) {
   const std::string path = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") +
-                           "/kestrel_fallback_qwen2_" + std::to_string(::getpid()) + ".gguf";
+                           "/kestrel_fallback_" + GetParam() + "_" + std::to_string(::getpid()) +
+                           ".gguf";
   synth::SynthOptions o;
-  o.shape = *synth::PresetShape("qwen2-tiny");
+  o.shape = *synth::PresetShape(GetParam());
   o.type = runtime::GgmlType::F32;
   o.output_path = path;
   ASSERT_TRUE(synth::WriteSyntheticModel(o).ok());
@@ -89,7 +99,7 @@ TEST(FallbackTest, OptionalInputsNewerThanThePluginFallBackToReference) {
   config.sampler.temperature = 0.0f;
   runtime::GenerateRequest req;
   req.prompt = {1, 17, 250, 3};
-  req.max_new_tokens = 8;
+  req.max_new_tokens = 8;  // 12 positions: past gemma3-tiny's window of 8
   std::vector<int32_t> tokens[2];
   for (int i = 0; i < 2; ++i) {
     auto model = runtime::Model::Load(path, i == 0 ? ref : *old, {});
@@ -102,7 +112,7 @@ TEST(FallbackTest, OptionalInputsNewerThanThePluginFallBackToReference) {
     if (i == 1) {
       const auto& counts = (*session)->executor().ops_per_device();
       EXPECT_GT(counts.at("old_minor"), 0u);
-      EXPECT_GT(counts.at("ref"), 0u);  // the biased Q/K/V matmuls
+      EXPECT_GT(counts.at("ref"), 0u);  // the biased Q/K/V matmuls; GEGLU, embedding, attention
     }
   }
   EXPECT_EQ(tokens[1], tokens[0]);

@@ -72,6 +72,16 @@ kestrel_status_t* Submit(const char* fn, kestrel_engine_t* engine, std::vector<i
     req.sampler.repetition_penalty = so.repetition_penalty;
     req.sampler.repetition_window = so.repetition_window;
     req.sampler.seed = so.seed;
+    kestrel_model_t* draft = nullptr;
+    if (auto st = kestrel::api::ReadSpeculative(fn, o.speculative, &req.spec, &draft); !st.ok()) {
+      return st;
+    }
+    if (draft != nullptr) {
+      kestrel_model_retain(draft);  // released with the request
+      req.keep_alive = std::shared_ptr<void>(draft, [](void* m) {
+        kestrel_model_release(static_cast<kestrel_model_t*>(m));
+      });
+    }
     if (o.on_token != nullptr) {
       kestrel_engine_token_fn fn_ptr = o.on_token;
       void* user_data = o.user_data;
@@ -341,6 +351,18 @@ KESTREL_API kestrel_status_t* kestrel_engine_get_stats(const kestrel_engine_t* e
     full.tokens_per_s = s.busy_ms > 0 ? s.generated_tokens / (s.busy_ms / 1000.0) : 0.0;
     full.kv_waste_fraction = s.kv_waste_fraction;
     return kestrel::api::WriteInfo(fn, "out_stats", full, out_stats, KESTREL_ENGINE_STATS_MIN_SIZE);
+  });
+}
+
+KESTREL_API kestrel_status_t* kestrel_engine_request_speculative_stats(
+    const kestrel_engine_t* engine, kestrel_request_id_t request_id,
+    kestrel_speculative_stats_t* out_stats) {
+  constexpr const char* fn = "kestrel_engine_request_speculative_stats";
+  return Guard(fn, [&]() -> absl::Status {
+    if (engine == nullptr) return NullArgument(fn, "engine");
+    absl::StatusOr<kestrel::runtime::RequestOutput> r = engine->engine->Result(request_id);
+    if (!r.ok()) return Prefixed(fn, r.status());
+    return kestrel::api::WriteSpecStats(fn, r->spec, out_stats);
   });
 }
 

@@ -22,6 +22,7 @@
 #include "kestrel/kestrel.h"
 #include "runtime/model/model.h"
 #include "runtime/session/session.h"
+#include "runtime/speculative/spec_config.h"
 #include "runtime/tokenizer/chat/chat_template.h"
 #include "runtime/tokenizer/tokenizer.h"
 
@@ -63,6 +64,7 @@ struct kestrel_model {
 
 struct kestrel_session {
   kestrel_model_t* model = nullptr;  // retained
+  kestrel_model_t* draft_model = nullptr;  // retained when speculative options name one
   std::unique_ptr<kestrel::runtime::Session> session;
 };
 
@@ -193,6 +195,14 @@ absl::Status CopyOut(const char* function, const char* out_name, const T* data, 
   if (n > 0) std::memcpy(out, data, n * sizeof(T));
   return absl::OkStatus();
 }
+
+// Reads `options->speculative` (NULL: off) into `config`; *draft receives the draft model handle
+// (not retained here). Names the bad field in errors.
+absl::Status ReadSpeculative(const char* function, const kestrel_speculative_options_t* in,
+                             kestrel::runtime::SpecConfig* config, kestrel_model_t** draft);
+// The C view of speculative statistics, written as far as out->struct_size reaches.
+absl::Status WriteSpecStats(const char* function, const kestrel::runtime::SpecStats& stats,
+                            kestrel_speculative_stats_t* out);
 
 }  // namespace kestrel::api
 

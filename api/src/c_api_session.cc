@@ -7,7 +7,7 @@ using kestrel::api::NullArgument;
 namespace {
 
 absl::Status FillConfig(const char* fn, const kestrel_session_options_t* options,
-                        kestrel::runtime::SessionConfig* config) {
+                        kestrel::runtime::SessionConfig* config, kestrel_model_t** draft) {
   kestrel_session_options_t o;
   kestrel_session_options_init(&o);
   if (auto s = kestrel::api::ReadOptions(fn, "options", options,
@@ -23,6 +23,9 @@ absl::Status FillConfig(const char* fn, const kestrel_session_options_t* options
     return s;
   }
   if (auto s = kestrel::api::KvTypeToDtype(fn, o.kv_type, &config->kv_dtype); !s.ok()) return s;
+  if (auto s = kestrel::api::ReadSpeculative(fn, o.speculative, &config->spec, draft); !s.ok()) {
+    return s;
+  }
   config->context_length = o.context_length;
   config->block_size = o.kv_block_size;
   config->n_threads = o.n_threads;
@@ -141,7 +144,8 @@ KESTREL_API kestrel_status_t* kestrel_session_create(kestrel_model_t* model,
     if (out_session == nullptr) return NullArgument(fn, "out_session");
     if (auto s = kestrel::api::CheckRunnable(fn, model); !s.ok()) return s;
     kestrel::runtime::SessionConfig config;
-    if (auto s = FillConfig(fn, options, &config); !s.ok()) return s;
+    kestrel_model_t* draft = nullptr;
+    if (auto s = FillConfig(fn, options, &config, &draft); !s.ok()) return s;
     absl::StatusOr<std::unique_ptr<kestrel::runtime::Session>> s = kestrel::runtime::Session::Create(
         model->model.get(), model->runtime->registry->ReferenceDevice(), config);
     if (!s.ok()) return absl::Status(s.status().code(), absl::StrCat(fn, ": ", s.status().message()));
@@ -149,6 +153,10 @@ KESTREL_API kestrel_status_t* kestrel_session_create(kestrel_model_t* model,
     kestrel_model_retain(model);
     handle->model = model;
     handle->session = std::move(*s);
+    if (draft != nullptr) {
+      kestrel_model_retain(draft);
+      handle->draft_model = draft;
+    }
     *out_session = handle;
     return absl::OkStatus();
   });
@@ -157,8 +165,10 @@ KESTREL_API kestrel_status_t* kestrel_session_create(kestrel_model_t* model,
 KESTREL_API void kestrel_session_destroy(kestrel_session_t* session) {
   if (session == nullptr) return;
   kestrel_model_t* model = session->model;
+  kestrel_model_t* draft = session->draft_model;
   session->session.reset();
   delete session;
+  kestrel_model_release(draft);
   kestrel_model_release(model);
 }
 

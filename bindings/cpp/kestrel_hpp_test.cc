@@ -142,6 +142,30 @@ TEST(KestrelHppOptions, DefaultsEqualTheCInitFunctions) {
   EXPECT_EQ(static_cast<int>(r.log_level), static_cast<int>(cr.log_level));
 }
 
+// Speculative decoding through the wrapper: the same golden ids with a draft model, its stats, and
+// a draft with another vocab refused with the library's message.
+TEST_F(KestrelHppTest, SpeculativeDraftKeepsTheGoldenIds) {
+  kestrel::Model draft = runtime_.LoadModel(ModelsDir() + "/stories260K-first4L.gguf", TestModelOptions());
+  kestrel::SessionOptions o = Greedy();
+  o.speculative.method = kestrel::SpecMethod::kDraft;
+  o.speculative.draft_model = &draft;
+  o.speculative.max_draft_tokens = 4;
+  kestrel::Session session(model_, o);
+  const GoldenCase& c = golden_[0];
+  kestrel::GenerateOptions go;
+  go.max_new_tokens = static_cast<uint32_t>(c.generated_ids.size());
+  EXPECT_EQ(session.Complete(c.prompt, go).tokens, c.generated_ids);
+  const kestrel::SpeculativeStats st = session.Speculative();
+  EXPECT_GT(st.drafted, 0u);
+  EXPECT_GT(st.accepted, 0u);
+  EXPECT_EQ(st.drafted_by_method[KESTREL_SPEC_DRAFT], st.drafted);
+
+  kestrel::Model other = runtime_.LoadModel(ModelsDir() + "/llama-2-tiny-random.gguf", TestModelOptions());
+  o.speculative.draft_model = &other;
+  ExpectError([&] { kestrel::Session bad(model_, o); }, kestrel::StatusCode::kInvalidArgument,
+              "must share the target's vocab");
+}
+
 TEST_F(KestrelHppTest, GoldenTokensAndText) {
   for (const GoldenCase& c : golden_) {
     SCOPED_TRACE("prompt: " + c.prompt);

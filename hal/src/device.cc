@@ -10,8 +10,12 @@
 namespace kestrel::hal {
 namespace {
 
-// The plugin ABI minor version a descriptor needs: optional inputs appended in 1.2.
+// The plugin ABI minor version a descriptor needs: optional inputs appended in 1.2; GEGLU and
+// the version-2 forms (embedding scale, attention window) in 1.3. A plugin must decline a
+// version it does not know, but one that never looked at op_version would run the op without
+// its scale or window: the host does not ask it.
 uint16_t MinorVersionFor(const kestrel_op_desc_t& op) {
+  if (op.kind == KESTREL_OP_GEGLU || op.op_version > 1) return 3;
   if ((op.kind == KESTREL_OP_ROPE || op.kind == KESTREL_OP_MATMUL) && op.n_inputs > 2) return 2;
   return 0;
 }

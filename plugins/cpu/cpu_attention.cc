@@ -86,6 +86,7 @@ struct WorkItem {
 
 struct Scratch {
   std::vector<float> k, v, scores, m, l, acc;
+  std::vector<float> tk, tv;      // tree mask: one query's tile in logical order
   std::vector<char> visible;     // tree mask: [queries][q_len] ancestor-or-self flags
   std::vector<int64_t> first;    // per query of the item: first visible KV position (window)
   std::vector<int64_t> depth;    // tree: depth of each query of the sequence
@@ -136,6 +137,97 @@ TileRows GatherTile(const KernelTable& kt, const AttentionArgs& a, const void* c
   return {scratch.data(), Dh};
 }
 
+// Tree-mask attention with the decode kernel (attend_block): query j sees the committed prefix
+// (from its window's first position) and its ancestors, which are laid out in their logical order
+// (prefix, then root ... j) and split into the same tiles of `tile` logical positions a one-token
+// decode step at j's position would use (a windowed decode step's tiles start at the block of
+// its first visible position). So a verified tree node gets exactly the attention output plain
+// decoding computes for the same token at the same position (greedy speculative output stays
+// token-identical on this device, not just within rounding). Without a window the prefix's
+// whole tiles are the same for every query and gathered once.
+void AttendTree(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w, int64_t tile,
+                Scratch& sc) {
+  const int64_t Dh = a.head_dim, B = a.block_size;
+  const int64_t group = a.n_heads / a.n_kv_heads;
+  const int64_t q0 = a.query_start[w.seq];
+  const int64_t q_len = a.query_start[w.seq + 1] - q0;
+  const int64_t prefix = a.kv_lens[w.seq] - q_len;
+  const int32_t* table = a.block_tables + w.seq * a.max_blocks;
+  auto attend = [&](int64_t j, const float* k, int64_t ks, const float* v, int64_t vs, int64_t n) {
+    for (int64_t hh = 0; hh < group; ++hh) {
+      const int64_t row = (j - w.j0) * group + hh;
+      kt.attend_block(a.q + ((q0 + j) * a.n_heads + w.kv_head * group + hh) * Dh, k, ks, v, vs, n,
+                      Dh, a.scale, &sc.m[row], &sc.l[row], sc.acc.data() + row * Dh,
+                      sc.scores.data());
+    }
+  };
+  const int64_t shared_tiles = a.window > 0 ? 0 : prefix / tile;
+  for (int64_t t = 0; t < shared_tiles; ++t) {
+    const TileRows kr = GatherTile(kt, a, a.k_cache, a.k_dtype, table, w.kv_head, t * tile, tile, sc.k);
+    const TileRows vr = GatherTile(kt, a, a.v_cache, a.v_dtype, table, w.kv_head, t * tile, tile, sc.v);
+    for (int64_t j = w.j0; j < w.j1; ++j) attend(j, kr.ptr, kr.stride, vr.ptr, vr.stride, tile);
+  }
+  sc.depth.assign(static_cast<size_t>(q_len), 0);
+  for (int64_t j = 0; j < q_len; ++j) {
+    const int64_t parent = a.parents[q0 + j];
+    if (parent >= 0) sc.depth[j] = sc.depth[parent] + 1;  // parents precede their children
+  }
+  // The rest per query: the visible prefix tail, then the ancestors root-first, in tiles of the
+  // logical grid that starts at `grid` (0, or the block of the window's first position).
+  std::vector<int64_t> slots;
+  std::vector<float> one_k(static_cast<size_t>(Dh)), one_v(static_cast<size_t>(Dh));
+  sc.tk.resize(static_cast<size_t>(tile * Dh));
+  sc.tv.resize(static_cast<size_t>(tile * Dh));
+  for (int64_t j = w.j0; j < w.j1; ++j) {
+    const int64_t first = WindowStart(prefix + sc.depth[j], a.window);
+    const int64_t grid = a.window > 0 ? first / B * B : shared_tiles * tile;
+    const int64_t from = std::max(first, grid);
+    slots.clear();
+    for (int64_t p = from; p < prefix; ++p) slots.push_back(p);
+    const size_t first_node = slots.size();
+    for (int64_t node = j; node >= 0; node = a.parents[q0 + node]) {
+      if (prefix + sc.depth[node] >= first) slots.push_back(prefix + node);
+    }
+    std::reverse(slots.begin() + static_cast<std::ptrdiff_t>(first_node), slots.end());
+    // The first tile holds the logical positions [from, grid + tile).
+    size_t s0 = 0;
+    int64_t n = std::min<int64_t>(grid + tile - from, static_cast<int64_t>(slots.size()));
+    while (s0 < slots.size()) {
+      for (int64_t o = 0; o < n; ++o) {
+        const TileRows kr = GatherTile(kt, a, a.k_cache, a.k_dtype, table, w.kv_head, slots[s0 + o], 1, one_k);
+        const TileRows vr = GatherTile(kt, a, a.v_cache, a.v_dtype, table, w.kv_head, slots[s0 + o], 1, one_v);
+        std::memcpy(sc.tk.data() + o * Dh, kr.ptr, static_cast<size_t>(Dh) * sizeof(float));
+        std::memcpy(sc.tv.data() + o * Dh, vr.ptr, static_cast<size_t>(Dh) * sizeof(float));
+      }
+      attend(j, sc.tk.data(), Dh, sc.tv.data(), Dh, n);
+      s0 += static_cast<size_t>(n);
+      n = std::min<int64_t>(tile, static_cast<int64_t>(slots.size() - s0));
+    }
+  }
+}
+
+// out = acc / l per query vector of the item (0 where nothing was visible).
+void Finish(const AttentionArgs& a, const WorkItem& w, const Scratch& sc) {
+  const int64_t Dh = a.head_dim;
+  const int64_t group = a.n_heads / a.n_kv_heads;
+  const int64_t q0 = a.query_start[w.seq];
+  for (int64_t j = w.j0; j < w.j1; ++j) {
+    for (int64_t hh = 0; hh < group; ++hh) {
+      const int64_t h = w.kv_head * group + hh;
+      const int64_t row = (j - w.j0) * group + hh;
+      float* o = a.out + ((q0 + j) * a.n_heads + h) * Dh;
+      const float l = sc.l[row];
+      const float* acc = sc.acc.data() + row * Dh;
+      if (l > 0.0f) {
+        const float inv = 1.0f / l;
+        for (int64_t d = 0; d < Dh; ++d) o[d] = acc[d] * inv;
+      } else {
+        std::fill(o, o + Dh, 0.0f);
+      }
+    }
+  }
+}
+
 void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w, Scratch& sc) {
   const int64_t Dh = a.head_dim, B = a.block_size, Hkv = a.n_kv_heads;
   const int64_t group = a.n_heads / Hkv;
@@ -157,6 +249,11 @@ void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w
   sc.m.assign(static_cast<size_t>(rows), -std::numeric_limits<float>::infinity());
   sc.l.assign(static_cast<size_t>(rows), 0.0f);
   sc.acc.assign(static_cast<size_t>(rows * Dh), 0.0f);
+  if (tree && kt.attend_block != nullptr) {
+    AttendTree(kt, a, w, tile, sc);
+    Finish(a, w, sc);
+    return;
+  }
   // The window hides KV positions before first[j] from query j (its sequence position is
   // prefix + j for a chain, prefix + depth for a tree node; ancestors count at their depth).
   sc.first.assign(static_cast<size_t>(nq), 0);
@@ -245,21 +342,7 @@ void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w
       }
     }
   }
-  for (int64_t j = w.j0; j < w.j1; ++j) {
-    for (int64_t hh = 0; hh < group; ++hh) {
-      const int64_t h = w.kv_head * group + hh;
-      const int64_t row = (j - w.j0) * group + hh;
-      float* o = a.out + ((q0 + j) * a.n_heads + h) * Dh;
-      const float l = sc.l[row];
-      const float* acc = sc.acc.data() + row * Dh;
-      if (l > 0.0f) {
-        const float inv = 1.0f / l;
-        for (int64_t d = 0; d < Dh; ++d) o[d] = acc[d] * inv;
-      } else {
-        std::fill(o, o + Dh, 0.0f);
-      }
-    }
-  }
+  Finish(a, w, sc);
 }
 
 }  // namespace

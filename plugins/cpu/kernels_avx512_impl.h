@@ -88,12 +88,17 @@ inline __m512i DotGroup(__m512i lo, __m512i hi, const int8_t* xg, const int32_t*
 #endif
 }
 
-// R weight rows x C tokens, all groups. Per group: the weights of each row are unpacked once and
-// the scales expanded to one per dword (block b in 128-bit lane b) once per row and once per
-// token, so the inner (row, token) step is 2 dot instructions + cvt + mul + fma.
-template <int R, int C, bool kQ8>
-inline void TileQ(const QWeightView& w, const QActView& a, int64_t j, int64_t t, float* y,
-                  int64_t ldy) {
+// R weight rows x C tokens (from token t), all groups. Per group: the weights of each row are
+// unpacked once and the scales expanded to one per dword (block b in 128-bit lane b) once per row
+// and once per token, so the inner (row, token) step is 2 dot instructions + cvt + mul + fma; the
+// results are bit-identical to GemvTileQ's. The next tile's rows are prefetched into L2 as one
+// linear stream as in the decode GEMV, so for a few tokens (a speculative verify step, StreamQ)
+// the weights stream from DRAM once, at the decode kernel's rate, and serve every token.
+// kStream false (prefill chunks, many token tiles over the same rows): each row prefetches its
+// own group 8 ahead into L1 instead, as the rows are re-read from L1 by the next token tile.
+template <int R, int C, bool kQ8, bool kStream = true>
+inline void StreamTileQ(const QWeightView& w, const QActView& a, int64_t j, int64_t t, float* y,
+                        int64_t ldy) {
   const int64_t G = w.n_groups;
   const int64_t gb = w.group_bytes;
   const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
@@ -106,17 +111,30 @@ inline void TileQ(const QWeightView& w, const QActView& a, int64_t j, int64_t t,
     wd[r] = w.d + (j + r) * G * kGroupBlocks;
     for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
   }
-  const int8_t* xq = a.qs + t * G * kActGroupBytes;
-  const int32_t* xb = a.bias + t * G * 16;
-  const float* xd = a.d + t * G * kGroupBlocks;
+  const char* next_q = reinterpret_cast<const char*>(w.qs + (j + R) * G * gb);
+  const char* next_d = reinterpret_cast<const char*>(w.d + (j + R) * G * kGroupBlocks);
+  constexpr int64_t kLinesPerStep = (R * 64 + 63) / 64;
+  constexpr int64_t kScaleLines = (R + 7) / 8;
   for (int64_t g = 0; g < G; ++g) {
+    if constexpr (!kQ8 && kStream) {
+      for (int64_t l = 0; l < kLinesPerStep; ++l) {
+        _mm_prefetch(next_q + (g * kLinesPerStep + l) * 64, _MM_HINT_T1);
+      }
+      for (int64_t l = 0; l < kScaleLines; ++l) {
+        _mm_prefetch(next_d + (g * kScaleLines + l) * 64, _MM_HINT_T1);
+      }
+    }
     __m512i lo[R], hi[R];
     __m512 dw[R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const uint8_t* p = wq[r] + g * gb;
-      _mm_prefetch(reinterpret_cast<const char*>(p + 8 * gb), _MM_HINT_T0);
+      if constexpr (!kStream) _mm_prefetch(reinterpret_cast<const char*>(p + 8 * gb), _MM_HINT_T0);
       if constexpr (kQ8) {
+        if constexpr (kStream) {
+          _mm_prefetch(reinterpret_cast<const char*>(p + 512), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(p + 512 + 64), _MM_HINT_T0);
+        }
         lo[r] = _mm512_loadu_si512(p);
         hi[r] = _mm512_loadu_si512(p + 64);
       } else {
@@ -130,10 +148,10 @@ inline void TileQ(const QWeightView& w, const QActView& a, int64_t j, int64_t t,
     }
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) {
-      const int8_t* xg = xq + (c * G + g) * kActGroupBytes;
-      const int32_t* bg = xb + (c * G + g) * 16;
+      const int8_t* xg = a.qs + ((t + c) * G + g) * kActGroupBytes;
+      const int32_t* bg = a.bias + ((t + c) * G + g) * 16;
       const __m512 dx = _mm512_permutexvar_ps(
-          idx, _mm512_zextps128_ps512(_mm_loadu_ps(xd + (c * G + g) * kGroupBlocks)));
+          idx, _mm512_zextps128_ps512(_mm_loadu_ps(a.d + ((t + c) * G + g) * kGroupBlocks)));
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         const __m512i dp = DotGroup<kQ8>(lo[r], hi[r], xg, bg);
@@ -150,10 +168,10 @@ template <int R, bool kQ8>
 inline void TileQTokens(const QWeightView& w, const QActView& a, int64_t n_tokens, int64_t j,
                         float* y, int64_t ldy) {
   int64_t t = 0;
-  for (; t + 3 <= n_tokens; t += 3) TileQ<R, 3, kQ8>(w, a, j, t, y, ldy);
+  for (; t + 3 <= n_tokens; t += 3) StreamTileQ<R, 3, kQ8, false>(w, a, j, t, y, ldy);
   switch (n_tokens - t) {
-    case 2: TileQ<R, 2, kQ8>(w, a, j, t, y, ldy); break;
-    case 1: TileQ<R, 1, kQ8>(w, a, j, t, y, ldy); break;
+    case 2: StreamTileQ<R, 2, kQ8, false>(w, a, j, t, y, ldy); break;
+    case 1: StreamTileQ<R, 1, kQ8, false>(w, a, j, t, y, ldy); break;
     default: break;
   }
 }
@@ -231,10 +249,29 @@ inline void GemvTileQ(const QWeightView& w, const QActView& a, int64_t j, float*
   for (int r = 0; r < R; ++r) y[j + r] = _mm512_reduce_add_ps(acc[r]);
 }
 
+template <int C, bool kQ8>
+inline void StreamQ(const QWeightView& w, const QActView& a, int64_t n0, int64_t n1, float* y,
+                    int64_t ldy) {
+  constexpr int R = C <= 3 ? 4 : 2;  // R * C accumulators stay in registers
+  int64_t j = n0;
+  for (; j + R <= n1; j += R) StreamTileQ<R, C, kQ8>(w, a, j, 0, y, ldy);
+  for (; j < n1; ++j) StreamTileQ<1, C, kQ8>(w, a, j, 0, y, ldy);
+}
+
 template <bool kQ8>
 void GemmQImpl(const QWeightView& w, const QActView& a, int64_t n_tokens, int64_t n0, int64_t n1,
                float* y, int64_t ldy) {
   int64_t j = n0;
+  switch (n_tokens) {
+    case 2: return StreamQ<2, kQ8>(w, a, n0, n1, y, ldy);
+    case 3: return StreamQ<3, kQ8>(w, a, n0, n1, y, ldy);
+    case 4: return StreamQ<4, kQ8>(w, a, n0, n1, y, ldy);
+    case 5: return StreamQ<5, kQ8>(w, a, n0, n1, y, ldy);
+    case 6: return StreamQ<6, kQ8>(w, a, n0, n1, y, ldy);
+    case 7: return StreamQ<7, kQ8>(w, a, n0, n1, y, ldy);
+    case 8: return StreamQ<8, kQ8>(w, a, n0, n1, y, ldy);
+    default: break;
+  }
   if (n_tokens == 1) {
     for (; j + 8 <= n1; j += 8) GemvTileQ<8, kQ8>(w, a, j, y);
     for (; j + 4 <= n1; j += 4) GemvTileQ<4, kQ8>(w, a, j, y);

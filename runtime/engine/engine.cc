@@ -46,29 +46,32 @@ struct Engine::Request {
   bool failed = false;  // stepper only: a sequence of it failed, so all of its samples end
 };
 
-// One sample of one request: its tokens, its blocks and its sampling state. Owned by the stepper.
-struct Engine::Sequence {
+// One sample of one request: its sequence (tokens, blocks, sampler, stream text, stop policy)
+// and its scheduling state. Owned by the stepper.
+struct Engine::SeqState {
   std::shared_ptr<Request> request;
   uint32_t sample = 0;
   uint32_t forks_pending = 0;  // samples to spawn when the prompt's logits arrive (parent only)
   int32_t priority = 0;
   uint64_t arrival = 0;
-  std::vector<int32_t> tokens;  // prompt + generated (the newest generated one is not computed)
-  uint32_t n_prompt = 0;
-  uint32_t n_computed = 0;      // tokens whose KV is in `blocks`
-  std::vector<int32_t> blocks;  // physical KV blocks, one per block_size tokens
-  std::vector<uint64_t> keys;   // prefix-cache entry of blocks[i] for the cached full blocks
-  std::unique_ptr<Sampler> sampler;
-  std::unique_ptr<StreamText> stream;
-  uint32_t n_generated = 0;
+  // History = prompt + generated (the newest generated one is not computed); its table's blocks
+  // hold the computed tokens (and, at admission, room for the whole prompt).
+  std::unique_ptr<Sequence> seq;
+  std::vector<uint64_t> keys;  // prefix-cache entry of block i for the cached full blocks
   bool prefilled = false;  // computed up to its last token since (re)admission: decoding
+  // Speculative decoding (null: off): this step's tree and its verify inputs.
+  std::unique_ptr<Speculator> spec;
+  DraftTree tree;
+  std::vector<int32_t> verify_tokens, verify_parents;
+  bool spec_step = false;  // this step verifies a tree (or a plain token through the verifier)
+  uint32_t token_offset = 0;  // index of its first token in this step
   bool done = false;
   // Per step.
   uint32_t chunk = 0;
   int32_t logit_row = -1;
 
   // Scheduling order: higher priority, then earlier arrival, then lower sample index.
-  bool RanksBefore(const Sequence& o) const {
+  bool RanksBefore(const SeqState& o) const {
     return std::make_tuple(-int64_t{priority}, arrival, sample) <
            std::make_tuple(-int64_t{o.priority}, o.arrival, o.sample);
   }
@@ -79,6 +82,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model* model,
                                                        const EngineConfig& config) {
   std::unique_ptr<Engine> e(new Engine());
   e->model_ = model;
+  e->fallback_ = fallback;
   e->config_ = config;
   const uint32_t trained = model->config().context_length;
   e->context_length_ = config.context_length == 0 ? trained : config.context_length;
@@ -109,6 +113,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model* model,
   plan_options.n_blocks = 1;
   plan_options.kv_dtype = config.kv_dtype;
   plan_options.context_length = e->context_length_;
+  plan_options.hidden = HiddenState::kPostNorm;  // marked only; read back for Medusa heads
   absl::StatusOr<ExecutionPlan> probe_plan = model->BuildPlan(plan_options);
   if (!probe_plan.ok()) return probe_plan.status();
   const ExecutionPlan& probe = *probe_plan;
@@ -179,6 +184,9 @@ absl::StatusOr<uint64_t> Engine::Submit(EngineRequest r) {
   if (auto s = ValidateSamplerConfig(r.sampler); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("submit: options->", s.message()));
   }
+  if (auto s = ValidateSpecConfig(r.spec, *model_); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("submit: options->", s.message()));
+  }
   const uint64_t P = r.prompt.size();
   if (P > context_length_) {
     return absl::InvalidArgumentError(absl::StrFormat(
@@ -220,17 +228,18 @@ void Engine::TakeSubmissions() {
     taken.swap(submitted_);
   }
   for (auto& req : taken) {
-    auto seq = std::make_unique<Sequence>();
+    auto seq = std::make_unique<SeqState>();
     seq->request = req;
     seq->forks_pending = req->req.n - 1;
     seq->priority = req->req.priority;
     seq->arrival = req->arrival;
-    seq->tokens = req->req.prompt;
-    seq->n_prompt = static_cast<uint32_t>(seq->tokens.size());
     // Validated at submit, so Create cannot fail here.
-    seq->sampler = std::make_unique<Sampler>(*Sampler::Create(req->req.sampler));
-    for (int32_t t : seq->tokens) seq->sampler->Accept(t);
-    seq->stream = std::make_unique<StreamText>(req->req.stop_strings);
+    seq->seq = std::make_unique<Sequence>(pool_.get(), &model_->tokenizer(),
+                                          *Sampler::Create(req->req.sampler));
+    seq->seq->AddTokens(req->req.prompt);
+    seq->seq->Begin({req->req.max_new_tokens, req->req.stop_strings, context_length_},
+                    static_cast<uint32_t>(req->req.prompt.size()));
+    seq->spec = MakeSpeculator(req->req.spec);
     waiting_.push_back(std::move(seq));
   }
 }
@@ -254,21 +263,22 @@ uint32_t Engine::AvailableBlocks() const {
   return pool_->n_free() + (cache_ ? cache_->NumEvictable() : 0);
 }
 
-absl::StatusOr<int32_t> Engine::AllocateBlock() {
-  if (pool_->n_free() == 0 && cache_) cache_->EvictOne();
-  return pool_->Allocate();
+bool Engine::EnsureFree(uint32_t n) {
+  while (pool_->n_free() < n) {
+    if (!cache_ || cache_->NumEvictable() == 0) return false;
+    cache_->EvictOne();
+  }
+  return true;
 }
 
-void Engine::ReleaseBlocks(Sequence& seq) {
-  for (int32_t b : seq.blocks) pool_->Release(b);
-  seq.blocks.clear();
+void Engine::ReleaseBlocks(SeqState& seq) {
+  seq.seq->table().Clear();
   seq.keys.clear();
-  seq.n_computed = 0;
 }
 
 // Frees the victim's blocks and requeues it with its prompt and generated tokens, to be
 // recomputed; its sampler and stream state stay, so its output continues seamlessly.
-void Engine::Preempt(Sequence* victim) {
+void Engine::Preempt(SeqState* victim) {
   ReleaseBlocks(*victim);
   victim->prefilled = false;
   ++work_stats_.preemptions;
@@ -277,11 +287,11 @@ void Engine::Preempt(Sequence* victim) {
     ++victim->request->out.n_preemptions;
   }
   auto it = std::find_if(running_.begin(), running_.end(),
-                         [victim](const std::unique_ptr<Sequence>& s) { return s.get() == victim; });
-  std::unique_ptr<Sequence> owned = std::move(*it);
+                         [victim](const std::unique_ptr<SeqState>& s) { return s.get() == victim; });
+  std::unique_ptr<SeqState> owned = std::move(*it);
   running_.erase(it);
   auto pos = std::find_if(waiting_.begin(), waiting_.end(),
-                          [&](const std::unique_ptr<Sequence>& s) { return victim->RanksBefore(*s); });
+                          [&](const std::unique_ptr<SeqState>& s) { return victim->RanksBefore(*s); });
   waiting_.insert(pos, std::move(owned));
   bool any_running = false;
   for (auto& s : running_) any_running |= s->request == victim->request;
@@ -296,25 +306,23 @@ void Engine::Preempt(Sequence* victim) {
 // Takes prefix-cache hits and allocates the blocks for all of the sequence's tokens at once, so
 // that a sequence never needs a block in the middle of its prefill. False (nothing held) when the
 // pool cannot give them now.
-bool Engine::Admit(Sequence* seq) {
+bool Engine::Admit(SeqState* seq) {
   const uint32_t bs = config_.block_size;
-  const uint32_t n = static_cast<uint32_t>(seq->tokens.size());
+  const std::vector<int32_t>& tokens = seq->seq->tokens();
+  const uint32_t n = static_cast<uint32_t>(tokens.size());
   const uint32_t max_match = (n - 1) / bs;  // leave at least one token to compute (its logits)
   PrefixCache::Match m;
-  if (cache_) m = cache_->Lookup(seq->tokens, max_match, /*retain=*/true);
+  if (cache_) m = cache_->Lookup(tokens, max_match, /*retain=*/true);
   const uint32_t need = CeilDiv(n, bs) - static_cast<uint32_t>(m.blocks.size());
   if (AvailableBlocks() < need) {
     for (int32_t b : m.blocks) pool_->Release(b);
     return false;
   }
-  seq->blocks = m.blocks;
-  seq->keys = m.keys;
-  for (uint32_t i = 0; i < need; ++i) {
-    absl::StatusOr<int32_t> b = AllocateBlock();
-    seq->blocks.push_back(*b);  // AvailableBlocks() said there are enough
-  }
   const uint32_t reused = static_cast<uint32_t>(m.blocks.size()) * bs;
-  seq->n_computed = reused;
+  seq->seq->table().Adopt(m.blocks, reused);
+  seq->keys = m.keys;
+  EnsureFree(need);  // AvailableBlocks() said there are enough
+  (void)seq->seq->table().Reserve(n);
   seq->prefilled = false;
   if (cache_) {
     work_stats_.prefix_cache_lookups += max_match;
@@ -325,7 +333,7 @@ bool Engine::Admit(Sequence* seq) {
   Request& r = *seq->request;
   r.out.state = RequestState::kRunning;
   r.out.n_cached_prompt_tokens = std::max(r.out.n_cached_prompt_tokens,
-                                          std::min(reused, seq->n_prompt));
+                                          std::min(reused, seq->seq->n_prompt()));
   if (!r.admitted_once) {
     r.admitted_once = true;
     r.out.queue_ms = MsBetween(r.submitted, Clock::now());
@@ -335,30 +343,29 @@ bool Engine::Admit(Sequence* seq) {
 
 // Offers every newly completed full block to the prefix cache. If the cache already holds the same
 // content in another block, the sequence switches to that block and frees its own copy.
-void Engine::CacheFullBlocks(Sequence& seq) {
+void Engine::CacheFullBlocks(SeqState& seq) {
   if (!cache_) return;
   const uint32_t bs = config_.block_size;
-  while (seq.keys.size() < seq.n_computed / bs) {
+  BlockTable& table = seq.seq->table();
+  const std::vector<int32_t>& tokens = seq.seq->tokens();
+  while (seq.keys.size() < table.n_tokens() / bs) {
     const size_t i = seq.keys.size();
     const uint64_t parent = i == 0 ? PrefixCache::kRoot : seq.keys[i - 1];
     int32_t shared = -1;
     const uint64_t key = cache_->Insert(
-        parent, absl::MakeConstSpan(seq.tokens.data() + i * bs, bs), seq.blocks[i], &shared);
-    if (shared >= 0) {
-      pool_->Release(seq.blocks[i]);
-      seq.blocks[i] = shared;
-    }
+        parent, absl::MakeConstSpan(tokens.data() + i * bs, bs), table.blocks()[i], &shared);
+    if (shared >= 0) table.ReplaceBlock(i, shared);
     seq.keys.push_back(key);
   }
 }
 
-void Engine::Deliver(Sequence& seq, int32_t token, const std::string& text) {
+void Engine::Deliver(SeqState& seq, int32_t token, absl::string_view text) {
   Request& r = *seq.request;
   {
     std::lock_guard<std::mutex> lock(mu_);
     SampleOutput& o = r.out.samples[seq.sample];
     if (token != kNoToken) o.tokens.push_back(token);
-    o.text += text;
+    o.text.append(text.data(), text.size());
     if (token != kNoToken && !r.first_token) {
       r.first_token = true;
       r.out.ttft_ms = MsBetween(r.submitted, Clock::now());
@@ -366,18 +373,20 @@ void Engine::Deliver(Sequence& seq, int32_t token, const std::string& text) {
   }
 }
 
-void Engine::FinishSequence(Sequence& seq, StopReason reason) {
+TokenSink Engine::SinkFor(SeqState& seq) {
+  return [this, &seq](int32_t token, absl::string_view text) {
+    if (token != kNoToken) ++work_stats_.generated_tokens;
+    Deliver(seq, token, text);
+    const auto& callback = seq.request->req.on_token;
+    return callback ? callback(seq.request->id, seq.sample, token, text) : true;
+  };
+}
+
+void Engine::FinishSequence(SeqState& seq, StopReason reason) {
   if (seq.done) return;
   seq.done = true;
   Request& r = *seq.request;
-  auto callback = r.req.on_token;
-  if (reason == StopReason::kEos || reason == StopReason::kCancelled) {
-    std::string rest = seq.stream->Flush();
-    if (!rest.empty()) {
-      Deliver(seq, kNoToken, rest);
-      if (callback) callback(r.id, seq.sample, kNoToken, rest);
-    }
-  }
+  if (reason == StopReason::kEos || reason == StopReason::kCancelled) seq.seq->FlushHeld(SinkFor(seq));
   std::lock_guard<std::mutex> lock(mu_);
   // A parent that ends before forking ends its unborn samples too.
   std::vector<uint32_t> samples = {seq.sample};
@@ -406,7 +415,7 @@ void Engine::FinishSequence(Sequence& seq, StopReason reason) {
   }
 }
 
-void Engine::FailSequence(Sequence& seq, const absl::Status& status) {
+void Engine::FailSequence(SeqState& seq, const absl::Status& status) {
   seq.request->failed = true;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -419,54 +428,82 @@ void Engine::FailSequence(Sequence& seq, const absl::Status& status) {
   FinishSequence(seq, StopReason::kNone);
 }
 
-bool Engine::SampleNext(Sequence& seq, const float* logits) {
-  const EngineRequest& req = seq.request->req;
-  if (seq.n_generated >= req.max_new_tokens) {
-    FinishSequence(seq, StopReason::kMaxTokens);
-    return false;
+bool Engine::SampleNext(SeqState& seq, const float* logits) {
+  Sequence& core = *seq.seq;
+  StopReason reason = core.BeforeSample();
+  if (reason == StopReason::kNone) {
+    absl::StatusOr<int32_t> next = core.Sample(absl::MakeConstSpan(logits, model_->config().n_vocab));
+    if (!next.ok()) {
+      FailSequence(seq, next.status());
+      return false;
+    }
+    reason = core.Emit(*next, SinkFor(seq));
   }
-  const size_t V = model_->config().n_vocab;
-  absl::StatusOr<int32_t> next = seq.sampler->Sample(absl::MakeConstSpan(logits, V));
-  if (!next.ok()) {
-    FailSequence(seq, next.status());
-    return false;
-  }
-  const int32_t token = *next;
-  seq.sampler->Accept(token);
-  const Tokenizer& tok = model_->tokenizer();
-  if (tok.IsEndOfGeneration(token)) {
-    FinishSequence(seq, StopReason::kEos);
-    return false;
-  }
-  ++seq.n_generated;
-  ++work_stats_.generated_tokens;
-  seq.tokens.push_back(token);
-  bool stopped = false;
-  std::string text = seq.stream->Push(tok.PieceView(token), &stopped);
-  const bool last = !stopped && (seq.n_generated >= req.max_new_tokens ||
-                                 seq.n_computed >= context_length_);
-  if (last) text += seq.stream->Flush();
-  Deliver(seq, token, text);
-  if (req.on_token && !req.on_token(seq.request->id, seq.sample, token, text)) {
-    FinishSequence(seq, StopReason::kCallback);
-    return false;
-  }
-  if (stopped) {
-    FinishSequence(seq, StopReason::kStopString);
-    return false;
-  }
-  if (seq.n_generated >= req.max_new_tokens) {
-    FinishSequence(seq, StopReason::kMaxTokens);
-    return false;
-  }
-  if (seq.n_computed >= context_length_) {
-    FinishSequence(seq, StopReason::kContextFull);
-    return false;
-  }
-  return true;
+  if (reason == StopReason::kNone) return true;
+  FinishSequence(seq, reason);
+  return false;
 }
 
-void Engine::RetireSequence(Sequence* seq) { ReleaseBlocks(*seq); }
+void Engine::RetireSequence(SeqState* seq) { ReleaseBlocks(*seq); }
+
+std::unique_ptr<Speculator> Engine::MakeSpeculator(const SpecConfig& config) {
+  if (config.method == SpecMethod::kOff) return nullptr;
+  absl::StatusOr<std::unique_ptr<Speculator>> sp =
+      Speculator::Create(config, model_, fallback_, context_length_);
+  return sp.ok() ? std::move(*sp) : nullptr;
+}
+
+void Engine::ProposeTree(SeqState& seq, uint32_t room) {
+  Sequence& core = *seq.seq;
+  const uint32_t n_past = core.n_computed();
+  const uint32_t left = core.policy().max_new_tokens - std::min(core.n_generated(), core.policy().max_new_tokens);
+  room = std::min<uint64_t>({room, uint64_t{context_length_} - std::min(context_length_, n_past + 1),
+                             left > 0 ? left - 1 : 0});
+  if (!seq.spec->Propose(core, room, !executor_->SupportsTreeMask(), &seq.tree).ok()) {
+    seq.tree.Clear();
+  }
+  seq.verify_tokens.assign(1, core.pending()[0]);
+  seq.verify_parents.assign(1, -1);
+  for (size_t i = 0; i < seq.tree.size(); ++i) {
+    seq.verify_tokens.push_back(seq.tree.tokens[i]);
+    seq.verify_parents.push_back(seq.tree.parents[i] + 1);
+  }
+}
+
+void Engine::FinishSpeculativeStep(SeqState& seq, const float* rows, const float* hidden,
+                                   double step_ms) {
+  Sequence& core = *seq.seq;
+  const uint32_t T = static_cast<uint32_t>(seq.verify_tokens.size());
+  const uint32_t n_past = core.n_computed() - T;
+  seq.spec->RecordStep(T, step_ms, T > 1);
+  StopReason reason = core.BeforeSample();
+  if (reason == StopReason::kNone) {
+    VerifyOutcome outcome;
+    absl::Status s = seq.spec->Verify(core, seq.tree, rows, model_->config().n_vocab, &outcome);
+    if (s.ok()) s = executor_->CopySlots(KvPlan(core.table(), n_past, outcome.accepted));
+    if (!s.ok()) {
+      FailSequence(seq, s);
+      return;
+    }
+    reason = Commit(core, n_past, outcome, SinkFor(seq), nullptr);
+    if (hidden != nullptr) {
+      // The hidden state of the last position kept in the KV (the pending token's row: 0).
+      const uint32_t kv_last = core.n_computed() - 1 - n_past;
+      const size_t keep = kv_last == 0 ? 0 : 1 + static_cast<size_t>(outcome.accepted[kv_last - 1]);
+      const size_t D = model_->config().n_embd;
+      seq.spec->SetHidden(hidden + keep * D, D);
+    }
+  } else {
+    core.table().Truncate(n_past + 1);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    SpecStats& st = seq.request->out.spec;
+    st.Add(seq.spec->stats());
+  }
+  seq.spec->ResetStats();
+  if (reason != StopReason::kNone) FinishSequence(seq, reason);
+}
 
 absl::Status Engine::Step(uint32_t* n_active) {
   if (OnStepThread()) {
@@ -499,65 +536,85 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
         if (s->done) RetireSequence(s.get());
       }
       list->erase(std::remove_if(list->begin(), list->end(),
-                                 [](const std::unique_ptr<Sequence>& s) { return s->done; }),
+                                 [](const std::unique_ptr<SeqState>& s) { return s->done; }),
                   list->end());
     }
   };
   sweep();
   const auto t0 = Clock::now();
-  const uint32_t bs = config_.block_size;
   absl::Status result;
-  auto by_rank = [](const std::unique_ptr<Sequence>& a, const std::unique_ptr<Sequence>& b) {
+  auto by_rank = [](const std::unique_ptr<SeqState>& a, const std::unique_ptr<SeqState>& b) {
     return a->RanksBefore(*b);
   };
   std::stable_sort(running_.begin(), running_.end(), by_rank);
   std::stable_sort(waiting_.begin(), waiting_.end(), by_rank);
 
-  std::vector<Sequence*> scheduled;
+  std::vector<SeqState*> scheduled;
   std::vector<int32_t> copies;  // copy-on-write pairs, run before the step
   uint32_t budget = config_.max_batch_tokens;
   const uint64_t preemptions_before = work_stats_.preemptions;
 
-  // 1. Decodes first: one token for each running sequence that has sampled (rank order). A
-  // sequence about to write into a block it shares (a fork's partial prompt block) copies it.
+  // 1. Decodes first: one token for each running sequence that has sampled (rank order), plus
+  // its draft tree when it speculates (never more than leaves one token for each later decode,
+  // and never at the price of a preemption). A sequence about to write into a block it shares (a
+  // fork's partial prompt block) copies it.
+  uint32_t decodes_left = 0;
+  bool any_spec = false;
+  for (auto& r : running_) {
+    decodes_left += r->prefilled ? 1 : 0;
+    // The gate decides for `auto` requests; a fixed method always drafts, as in a session.
+    any_spec |= r->prefilled && r->spec != nullptr && r->request->req.spec.method == SpecMethod::kAuto;
+  }
+  // Whether this step's speculating sequences draft at all: the gate compares the batch's
+  // tokens per ms with and without drafts (their per-sequence controllers cannot see the
+  // batch's cost).
+  const uint32_t draft_cap = any_spec ? gate_.DraftCap() : ThroughputGate::kOff;
+  const uint64_t generated_before = work_stats_.generated_tokens;
+  bool had_prefill = false;  // prefill chunks make a step's rate incomparable
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
-    Sequence* seq = running_[i].get();
+    SeqState* seq = running_[i].get();
     if (!seq->prefilled) continue;
-    const uint32_t p = seq->n_computed;
-    const size_t bi = p / bs;
-    const bool append = bi >= seq->blocks.size();
-    const bool cow = !append && pool_->ref_count(seq->blocks[bi]) > 1;
-    if (append || cow) {
-      bool self_preempted = false;
-      while (AvailableBlocks() == 0) {
-        Sequence* victim = running_.back().get();  // lowest rank, latest arrival
-        Preempt(victim);
-        if (victim == seq) {
-          self_preempted = true;
-          break;
-        }
-      }
-      if (self_preempted) break;  // it was the last in rank order
-      absl::StatusOr<int32_t> b = AllocateBlock();
-      if (!b.ok()) return b.status();  // cannot happen: AvailableBlocks() > 0
-      if (cow) {
-        copies.push_back(seq->blocks[bi]);
-        copies.push_back(*b);
-        pool_->Release(seq->blocks[bi]);  // still held by the sharers
-        seq->blocks[bi] = *b;
-      } else {
-        seq->blocks.push_back(*b);
+    --decodes_left;
+    BlockTable& table = seq->seq->table();
+    seq->spec_step = seq->spec != nullptr;
+    uint32_t T = 1;
+    if (seq->spec_step) {
+      const uint32_t cap = seq->request->req.spec.method == SpecMethod::kAuto ? draft_cap
+                                                                              : ThroughputGate::kUncapped;
+      ProposeTree(*seq, std::min(cap, budget > 1 + decodes_left ? budget - 1 - decodes_left : 0));
+      T = static_cast<uint32_t>(seq->verify_tokens.size());
+      if (AvailableBlocks() < table.BlocksToWrite(uint64_t{table.n_tokens()} + T)) {
+        seq->tree.Clear();  // no room for the draft: a plain step through the verifier
+        seq->verify_tokens.resize(1);
+        seq->verify_parents.resize(1);
+        T = 1;
       }
     }
-    seq->chunk = 1;
-    --budget;
+    const uint64_t end = uint64_t{table.n_tokens()} + T;
+    const uint32_t need = table.BlocksToWrite(end);
+    bool self_preempted = false;
+    while (AvailableBlocks() < need) {
+      SeqState* victim = running_.back().get();  // lowest rank, latest arrival
+      Preempt(victim);
+      if (victim == seq) {
+        self_preempted = true;
+        break;
+      }
+    }
+    if (self_preempted) break;  // it was the last in rank order
+    EnsureFree(need);
+    if (auto st = table.MakeWritable(end, &copies); !st.ok()) return st;  // cannot happen
+    seq->chunk = T;
+    budget -= T;
     scheduled.push_back(seq);
   }
   // 2. Prefill chunks of admitted sequences, in rank order, with what is left of the budget.
   for (auto& s : running_) {
     if (budget == 0) break;
     if (s->prefilled) continue;
-    s->chunk = std::min<uint32_t>(static_cast<uint32_t>(s->tokens.size()) - s->n_computed, budget);
+    s->spec_step = false;
+    had_prefill = true;
+    s->chunk = std::min<uint32_t>(s->seq->n_pending(), budget);
     budget -= s->chunk;
     scheduled.push_back(s.get());
   }
@@ -566,14 +623,15 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
   if (work_stats_.preemptions == preemptions_before) {
     uint32_t n_seqs = static_cast<uint32_t>(running_.size());
     while (budget > 0 && !waiting_.empty()) {
-      Sequence* seq = waiting_.front().get();
+      SeqState* seq = waiting_.front().get();
       if (n_seqs + 1 + seq->forks_pending > config_.max_sequences) break;
       if (!Admit(seq)) break;
       n_seqs += 1 + seq->forks_pending;
       running_.push_back(std::move(waiting_.front()));
       waiting_.erase(waiting_.begin());
-      seq->chunk = std::min<uint32_t>(static_cast<uint32_t>(seq->tokens.size()) - seq->n_computed,
-                                      budget);
+      seq->spec_step = false;
+      had_prefill = true;
+      seq->chunk = std::min<uint32_t>(seq->seq->n_pending(), budget);
       budget -= seq->chunk;
       scheduled.push_back(seq);
     }
@@ -581,79 +639,77 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
 
   if (!scheduled.empty()) {
     // One model run over every scheduled token of every sequence.
-    StepInputs& in = step_;
-    in.tokens.clear();
-    in.positions.clear();
-    in.slots.clear();
-    in.query_start.assign(1, 0);
-    in.kv_lens.clear();
-    in.logit_rows.clear();
-    size_t mb = 1;
-    for (Sequence* s : scheduled) mb = std::max(mb, s->blocks.size());
-    in.n_seqs = static_cast<int64_t>(scheduled.size());
-    in.max_blocks = static_cast<int64_t>(mb);
-    in.block_tables.assign(scheduled.size() * mb, 0);
-    for (size_t si = 0; si < scheduled.size(); ++si) {
-      Sequence* s = scheduled[si];
-      for (uint32_t j = 0; j < s->chunk; ++j) {
-        const uint32_t p = s->n_computed + j;
-        in.tokens.push_back(s->tokens[p]);
-        in.positions.push_back(static_cast<int32_t>(p));
-        in.slots.push_back(s->blocks[p / bs] * static_cast<int32_t>(bs) +
-                           static_cast<int32_t>(p % bs));
+    step_.Reset();
+    for (SeqState* s : scheduled) {
+      Sequence& core = *s->seq;
+      const uint32_t n_past = core.n_computed();
+      const absl::Span<const int32_t> chunk = core.pending().subspan(0, s->chunk);
+      const bool last = s->chunk == core.n_pending();
+      // Room is reserved (prefill) or made writable (decode) above, so this cannot fail.
+      (void)core.table().Append(s->chunk);
+      absl::StatusOr<int32_t> row;
+      if (s->prefilled && s->spec_step) {
+        row = step_.Add({&core.table(), n_past, s->verify_tokens, s->verify_parents, LogitRows::kAll});
+      } else {
+        row = step_.Add({&core.table(), n_past, chunk, {}, last ? LogitRows::kLast : LogitRows::kNone});
       }
-      std::copy(s->blocks.begin(), s->blocks.end(), in.block_tables.begin() + si * mb);
-      in.query_start.push_back(static_cast<int32_t>(in.tokens.size()));
-      in.kv_lens.push_back(static_cast<int32_t>(s->n_computed + s->chunk));
-      s->logit_row = -1;
-      if (s->n_computed + s->chunk == s->tokens.size()) {
-        s->logit_row = static_cast<int32_t>(in.logit_rows.size());
-        in.logit_rows.push_back(static_cast<int32_t>(in.tokens.size()) - 1);
-      }
+      s->logit_row = row.ok() ? *row : -1;
+      s->token_offset = static_cast<uint32_t>(step_.n_tokens()) - s->chunk;
     }
-    // A step of prefill chunks only wants no logits, but the plan needs R >= 1: compute one row
-    // and ignore it.
-    if (in.logit_rows.empty()) in.logit_rows.push_back(static_cast<int32_t>(in.tokens.size()) - 1);
+    const StepInputs& in = step_.Finish();
+    const auto run_t0 = Clock::now();
     absl::Status run = executor_->CopyBlocks(copies);
     if (run.ok()) run = executor_->Run(in, &logits_);
+    const double run_ms = MsBetween(run_t0, Clock::now());
     if (!run.ok()) {
       // The step's sequences fail with the device's status; the engine itself stays usable.
-      for (Sequence* s : scheduled) FailSequence(*s, run);
+      for (SeqState* s : scheduled) FailSequence(*s, run);
       result = run;
     } else {
       const size_t V = model_->config().n_vocab;
-      std::vector<std::unique_ptr<Sequence>> born;
-      for (Sequence* s : scheduled) {
+      const size_t D = model_->config().n_embd;
+      // The hidden states, read back only when a proposer reads them (Medusa heads).
+      bool want_hidden = false;
+      for (SeqState* s : scheduled) want_hidden |= s->spec != nullptr && s->spec->needs_hidden();
+      if (want_hidden && !executor_->ReadHidden(&hidden_).ok()) want_hidden = false;
+      std::vector<std::unique_ptr<SeqState>> born;
+      for (SeqState* s : scheduled) {
+        const float* hidden =
+            want_hidden && s->spec && s->spec->needs_hidden() ? hidden_.data() + s->token_offset * D : nullptr;
         if (s->prefilled) {
           work_stats_.decode_tokens += s->chunk;
         } else {
           work_stats_.prefill_tokens_computed += s->chunk;
         }
-        s->n_computed += s->chunk;
+        if (s->prefilled && s->spec_step && !s->done) {
+          FinishSpeculativeStep(*s, logits_.data() + size_t(s->logit_row) * V, hidden, run_ms);
+          CacheFullBlocks(*s);
+          continue;
+        }
         CacheFullBlocks(*s);
         if (s->logit_row < 0 || s->done) continue;
         s->prefilled = true;
+        if (hidden != nullptr) s->spec->SetHidden(hidden + (s->chunk - 1) * D, D);
         const float* row = logits_.data() + size_t(s->logit_row) * V;
         // Fork: the other samples start here, sharing every block (the partial last one too,
         // copy-on-write at their first decode).
         for (uint32_t k = 1; k <= s->forks_pending; ++k) {
-          auto child = std::make_unique<Sequence>();
+          auto child = std::make_unique<SeqState>();
           child->request = s->request;
           child->sample = s->sample + k;
           child->priority = s->priority;
           child->arrival = s->arrival;
-          child->tokens = s->tokens;
-          child->n_prompt = s->n_prompt;
-          child->n_computed = s->n_computed;
-          child->blocks = s->blocks;
-          child->keys = s->keys;
-          for (int32_t b : child->blocks) pool_->Retain(b);
           SamplerConfig sc = s->request->req.sampler;
           sc.seed += k;
-          child->sampler = std::make_unique<Sampler>(*Sampler::Create(sc));
-          for (int32_t t : child->tokens) child->sampler->Accept(t);
-          child->stream = std::make_unique<StreamText>(s->request->req.stop_strings);
+          child->seq = std::make_unique<Sequence>(pool_.get(), &model_->tokenizer(),
+                                                  *Sampler::Create(sc));
+          child->seq->AddTokens(s->seq->tokens());
+          child->seq->Begin(s->seq->policy(), s->seq->n_prompt());
+          s->seq->table().ShareInto(&child->seq->table());
+          child->keys = s->keys;
           child->prefilled = true;
+          child->spec = MakeSpeculator(s->request->req.spec);
+          if (hidden != nullptr && child->spec) child->spec->SetHidden(hidden + (s->chunk - 1) * D, D);
           SampleNext(*child, row);
           born.push_back(std::move(child));
         }
@@ -662,7 +718,11 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
       }
       for (auto& c : born) running_.push_back(std::move(c));
     }
-    work_stats_.busy_ms += MsBetween(t0, Clock::now());
+    const double step_ms = MsBetween(t0, Clock::now());
+    work_stats_.busy_ms += step_ms;
+    if (any_spec && !had_prefill && result.ok()) {
+      gate_.Record(draft_cap, work_stats_.generated_tokens - generated_before, step_ms);
+    }
     ++work_stats_.steps;
   }
   sweep();
@@ -684,12 +744,13 @@ void Engine::PublishStats() {
   const uint32_t bs = config_.block_size;
   std::unordered_map<int32_t, uint32_t> filled;
   for (auto& s : running_) {
-    for (size_t i = 0; i < s->blocks.size(); ++i) {
+    const BlockTable& table = s->seq->table();
+    for (size_t i = 0; i < table.blocks().size(); ++i) {
       const uint64_t start = uint64_t{i} * bs;
-      const uint32_t f = s->n_computed > start
-                             ? static_cast<uint32_t>(std::min<uint64_t>(bs, s->n_computed - start))
+      const uint32_t f = table.n_tokens() > start
+                             ? static_cast<uint32_t>(std::min<uint64_t>(bs, table.n_tokens() - start))
                              : 0;
-      uint32_t& v = filled[s->blocks[i]];
+      uint32_t& v = filled[table.blocks()[i]];
       v = std::max(v, f);
     }
   }

@@ -1,9 +1,11 @@
 // runtime/engine/: the serving engine — many requests over one model and one shared paged KV
 // pool. It owns the scheduler (continuous batching, chunked prefill with decodes first, priorities,
-// preemption by recompute), the KV accounting of every sequence (block lists over a BlockPool,
-// copy-on-write for forks), the prefix cache, and the engine thread. It runs the model only through
-// one Executor (one Run per step over all scheduled sequences) and never talks to plugins itself.
-// It may not change the session, the plan or the KV-cache classes it uses.
+// preemption by recompute), the KV accounting of every sequence (each a runtime::Sequence whose
+// BlockTable shares blocks copy-on-write through the pool), the prefix cache, and the engine
+// thread. It drives the sequence core (runtime/sequence/: stop policy, step builder) that a
+// Session drives alone, runs the model only through one Executor (one Run per step over all
+// scheduled sequences) and never talks to plugins itself. It may not change the session or the
+// plan.
 //
 // Thread-safety: every public member may be called from any thread. One step runs at a time
 // (step_mu_); the request table, queue and statistics are guarded by mu_, which is never held
@@ -31,8 +33,11 @@
 #include "runtime/model/model.h"
 #include "runtime/plan/executor.h"
 #include "runtime/sampler/sampler.h"
+#include "runtime/sequence/sequence.h"
+#include "runtime/sequence/step_builder.h"
 #include "runtime/session/session.h"
-#include "runtime/session/stream_text.h"
+#include "runtime/speculative/speculator.h"
+#include "runtime/speculative/throughput_gate.h"
 
 namespace kestrel {
 namespace runtime {
@@ -59,6 +64,11 @@ struct EngineRequest {
   uint32_t n = 1;
   // (request id, sample, token, text made final by it) -> keep going?
   std::function<bool(uint64_t, uint32_t, int32_t, absl::string_view)> on_token;
+  // Speculative decoding of every sample (off by default): its decode steps carry a draft tree,
+  // verified inside the same varlen step as the other sequences.
+  SpecConfig spec;
+  // Kept alive as long as the request (the C boundary holds the draft model's handle here).
+  std::shared_ptr<void> keep_alive;
 };
 
 enum class RequestState { kWaiting = 0, kRunning = 1, kFinished = 2, kFailed = 3, kCancelled = 4 };
@@ -78,6 +88,7 @@ struct RequestOutput {
   uint32_t n_preemptions = 0;
   double queue_ms = 0, ttft_ms = 0, total_ms = 0;
   std::vector<SampleOutput> samples;
+  SpecStats spec;  // speculative decoding, summed over the samples
 };
 
 struct EngineStats {
@@ -122,7 +133,7 @@ class Engine {
 
  private:
   struct Request;
-  struct Sequence;
+  struct SeqState;
 
   Engine() = default;
   bool OnStepThread() const;
@@ -131,22 +142,34 @@ class Engine {
   void TakeSubmissions();
   void ApplyCancels();
   uint32_t AvailableBlocks() const;
-  absl::StatusOr<int32_t> AllocateBlock();
-  void ReleaseBlocks(Sequence& seq);
-  void Preempt(Sequence* seq);
-  bool Admit(Sequence* seq);
-  void CacheFullBlocks(Sequence& seq);
+  // Frees pool blocks (evicting cached prefixes) until `n` are free; false if it cannot.
+  bool EnsureFree(uint32_t n);
+  void ReleaseBlocks(SeqState& seq);
+  void Preempt(SeqState* seq);
+  bool Admit(SeqState* seq);
+  void CacheFullBlocks(SeqState& seq);
+  // Where the sequence's tokens and text go: the request's output and its callback.
+  TokenSink SinkFor(SeqState& seq);
   // Samples the next token of `seq` from `logits`; false when the sample ended.
-  bool SampleNext(Sequence& seq, const float* logits);
-  void FinishSequence(Sequence& seq, StopReason reason);
-  void FailSequence(Sequence& seq, const absl::Status& status);
-  void RetireSequence(Sequence* seq);
-  void Deliver(Sequence& seq, int32_t token, const std::string& text);
+  bool SampleNext(SeqState& seq, const float* logits);
+  void FinishSequence(SeqState& seq, StopReason reason);
+  void FailSequence(SeqState& seq, const absl::Status& status);
+  void RetireSequence(SeqState* seq);
+  void Deliver(SeqState& seq, int32_t token, absl::string_view text);
+  // Speculative decode: the draft tree of a running sequence for this step (room: most draft
+  // tokens it may add), and after the step the verification, KV compaction and emission.
+  void ProposeTree(SeqState& seq, uint32_t room);
+  // A speculator for one sample (null when off; a failure to build one turns speculation off for
+  // it: Submit already validated the configuration).
+  std::unique_ptr<Speculator> MakeSpeculator(const SpecConfig& config);
+  // `hidden`: the final hidden state of the sequence's first token in the step (null: unread).
+  void FinishSpeculativeStep(SeqState& seq, const float* rows, const float* hidden, double step_ms);
   void PublishStats();
   void ThreadMain();
   bool IdleLocked() const;  // mu_ held
 
   const Model* model_ = nullptr;
+  hal::Device* fallback_ = nullptr;
   EngineConfig config_;
   uint32_t context_length_ = 0;
   uint32_t n_blocks_ = 0;
@@ -157,10 +180,12 @@ class Engine {
   std::unique_ptr<BlockPool> pool_;
   std::unique_ptr<PrefixCache> cache_;
   std::unique_ptr<Executor> executor_;
-  std::vector<std::unique_ptr<Sequence>> running_;  // hold KV blocks
-  std::vector<std::unique_ptr<Sequence>> waiting_;  // admitted in rank order
-  StepInputs step_;
+  std::vector<std::unique_ptr<SeqState>> running_;  // hold KV blocks
+  std::vector<std::unique_ptr<SeqState>> waiting_;  // admitted in rank order
+  StepBuilder step_;
   std::vector<float> logits_;
+  std::vector<float> hidden_;
+  ThroughputGate gate_;  // speculation on/off for the batch
   EngineStats work_stats_;  // counters updated by the stepper
 
   // Shared state.

@@ -50,6 +50,7 @@ enum StepInputId : int32_t {
   kStepQueryStart,       // I32 [S + 1]
   kStepKvLens,           // I32 [S]
   kStepLogitRows,        // I32 [R]
+  kStepParents,          // I32 [T]   speculative tree: parent of each token within its sequence
   kNumStepInputs
 };
 

@@ -1,6 +1,7 @@
 #include "runtime/plan/executor.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -17,6 +18,61 @@ uint64_t ElementBytes(uint32_t dtype) {
     default: return 4;
   }
 }
+
+// One op's descriptor for one step: its argument descriptors at the step's shape and, for the
+// attention of a speculative tree step, the tree-mask variant (the plan's causal op plus the
+// parents input, params.tree_mask = 1). `desc` points into the members: not copyable.
+struct OpCall {
+  std::vector<PlanArg> tree_inputs_;   // the tree-mask variant's (first: bound below)
+  std::vector<uint8_t> tree_params_;
+  const std::vector<PlanArg>& inputs;  // the op's, or tree_inputs_
+  const std::vector<uint8_t>& params;  // the op's, or tree_params_
+  std::vector<kestrel_tensor_arg_t> in, out;
+  kestrel_op_desc_t desc{};
+  bool tree = false;
+
+  OpCall(const PlanOp& op, const StepShape& shape, bool tree_step)
+      : inputs(tree_step && op.kind == KESTREL_OP_PAGED_ATTENTION ? tree_inputs_ : op.inputs),
+        params(tree_step && op.kind == KESTREL_OP_PAGED_ATTENTION ? tree_params_ : op.params),
+        tree(tree_step && op.kind == KESTREL_OP_PAGED_ATTENTION) {
+    if (tree) {
+      tree_inputs_ = op.inputs;
+      PlanArg parents{};
+      parents.ref = {ValueKind::kStepInput, kStepParents};
+      parents.dtype = KESTREL_DTYPE_I32;
+      parents.rank = 1;
+      parents.dims[0] = kDimT;
+      tree_inputs_.push_back(parents);
+      kestrel_op_attention_params_t p{};
+      std::memcpy(&p, op.params.data(), std::min(sizeof(p), op.params.size()));
+      p.tree_mask = 1;
+      tree_params_.resize(sizeof(p));
+      std::memcpy(tree_params_.data(), &p, sizeof(p));
+    }
+    in.resize(inputs.size());
+    out.resize(op.outputs.size());
+    auto describe = [&](const PlanArg& a, kestrel_tensor_arg_t* t) {
+      *t = kestrel_tensor_arg_t{};
+      t->desc.struct_size = sizeof(kestrel_tensor_desc_t);
+      t->desc.dtype = a.dtype;
+      t->desc.rank = a.rank;
+      for (uint32_t i = 0; i < a.rank; ++i) t->desc.dims[i] = shape.Resolve(a.dims[i]);
+    };
+    for (size_t i = 0; i < in.size(); ++i) describe(inputs[i], &in[i]);
+    for (size_t i = 0; i < out.size(); ++i) describe(op.outputs[i], &out[i]);
+    desc.struct_size = sizeof(desc);
+    desc.kind = op.kind;
+    desc.op_version = op.op_version;
+    desc.n_inputs = static_cast<uint32_t>(in.size());
+    desc.n_outputs = static_cast<uint32_t>(out.size());
+    desc.inputs = in.data();
+    desc.outputs = out.data();
+    desc.params = params.empty() ? nullptr : params.data();
+    desc.params_size = params.size();
+  }
+  OpCall(const OpCall&) = delete;
+  OpCall& operator=(const OpCall&) = delete;
+};
 
 }  // namespace
 
@@ -127,9 +183,9 @@ absl::StatusOr<Executor::Copy*> Executor::Resident(Value& value, hal::Device* de
 }
 
 absl::StatusOr<hal::Device*> Executor::Place(size_t op_index, const PlanOp& /*op*/,
-                                             const kestrel_op_desc_t& desc, bool prefill,
+                                             const kestrel_op_desc_t& desc, int mode,
                                              uint64_t* workspace) {
-  auto key = std::make_pair(op_index, prefill);
+  auto key = std::make_pair(op_index, mode);
   auto it = placement_.find(key);
   if (it != placement_.end()) {
     *workspace = it->second.second;
@@ -150,36 +206,22 @@ absl::StatusOr<hal::Device*> Executor::Place(size_t op_index, const PlanOp& /*op
   return absl::UnimplementedError(absl::StrCat("cannot run: ", why));
 }
 
-absl::Status Executor::RunOp(size_t op_index, const StepShape& shape) {
+absl::Status Executor::RunOp(size_t op_index, const StepShape& shape, bool tree) {
   const PlanOp& op = plan_.ops[op_index];
-  std::vector<kestrel_tensor_arg_t> in(op.inputs.size()), out(op.outputs.size());
-  auto describe = [&](const PlanArg& a, kestrel_tensor_arg_t* t) {
-    *t = kestrel_tensor_arg_t{};
-    t->desc.struct_size = sizeof(kestrel_tensor_desc_t);
-    t->desc.dtype = a.dtype;
-    t->desc.rank = a.rank;
-    for (uint32_t i = 0; i < a.rank; ++i) t->desc.dims[i] = shape.Resolve(a.dims[i]);
-  };
-  for (size_t i = 0; i < in.size(); ++i) describe(op.inputs[i], &in[i]);
-  for (size_t i = 0; i < out.size(); ++i) describe(op.outputs[i], &out[i]);
-  kestrel_op_desc_t desc{};
-  desc.struct_size = sizeof(desc);
-  desc.kind = op.kind;
-  desc.op_version = op.op_version;
-  desc.n_inputs = static_cast<uint32_t>(in.size());
-  desc.n_outputs = static_cast<uint32_t>(out.size());
-  desc.inputs = in.data();
-  desc.outputs = out.data();
-  desc.params = op.params.empty() ? nullptr : op.params.data();
-  desc.params_size = op.params.size();
+  OpCall call(op, shape, tree);
+  const std::vector<PlanArg>& op_inputs = call.inputs;
+  std::vector<kestrel_tensor_arg_t>& in = call.in;
+  std::vector<kestrel_tensor_arg_t>& out = call.out;
+  const kestrel_op_desc_t& desc = call.desc;
+  const bool tree_op = call.tree;
 
   uint64_t workspace_bytes = 0;
-  absl::StatusOr<hal::Device*> dev = Place(op_index, op, desc, shape.n_tokens > 1, &workspace_bytes);
+  absl::StatusOr<hal::Device*> dev = Place(op_index, op, desc, tree_op ? 2 : (shape.n_tokens > 1 ? 1 : 0), &workspace_bytes);
   if (!dev.ok()) return dev.status();
   hal::Device* d = *dev;
 
   for (size_t i = 0; i < in.size(); ++i) {
-    const PlanArg& a = op.inputs[i];
+    const PlanArg& a = op_inputs[i];
     if (a.ref.kind == ValueKind::kWeight) {
       absl::StatusOr<const hal::PreparedWeight*> w = model_->Prepared(a.ref.index, d);
       if (!w.ok()) return w.status();
@@ -187,14 +229,17 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape) {
       continue;
     }
     absl::StatusOr<Copy*> c = Resident(ValueFor(a.ref), d, BytesOf(a, shape));
-    if (!c.ok()) return c.status();
+    if (!c.ok()) {
+      return absl::Status(c.status().code(), absl::StrCat("op '", op.label, "' input ", i, ": ",
+                                                          c.status().message()));
+    }
     in[i].buffer = (*c)->buffer.handle();
   }
   for (size_t i = 0; i < out.size(); ++i) {
     const PlanArg& a = op.outputs[i];
     Value& v = ValueFor(a.ref);
     const bool in_place = a.ref.kind == ValueKind::kKCache || a.ref.kind == ValueKind::kVCache ||
-                          std::any_of(op.inputs.begin(), op.inputs.end(),
+                          std::any_of(op_inputs.begin(), op_inputs.end(),
                                       [&](const PlanArg& x) { return x.ref == a.ref; });
     const uint64_t bytes = BytesOf(a, shape);
     absl::StatusOr<Copy*> c = in_place ? Resident(v, d, bytes) : Allocated(v, d, bytes);
@@ -203,7 +248,7 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape) {
   }
   // Input pointers may have moved if an output grew the same value's buffer; re-bind inputs.
   for (size_t i = 0; i < in.size(); ++i) {
-    const PlanArg& a = op.inputs[i];
+    const PlanArg& a = op_inputs[i];
     if (a.ref.kind == ValueKind::kWeight) continue;
     for (Copy& c : ValueFor(a.ref).copies) {
       if (c.device == d) in[i].buffer = c.buffer.handle();
@@ -237,8 +282,14 @@ absl::Status Executor::Run(const StepInputs& inputs, std::vector<float>* logits)
   shape.max_blocks = inputs.max_blocks;
   shape.n_rows = static_cast<int64_t>(inputs.logit_rows.size());
   const std::vector<int32_t>* host[kNumStepInputs] = {
-      &inputs.tokens,       &inputs.positions, &inputs.slots,     &inputs.block_tables,
-      &inputs.query_start,  &inputs.kv_lens,   &inputs.logit_rows};
+      &inputs.tokens,      &inputs.positions, &inputs.slots,      &inputs.block_tables,
+      &inputs.query_start, &inputs.kv_lens,   &inputs.logit_rows, &inputs.parents};
+  const bool tree = !inputs.parents.empty();
+  if (tree && inputs.parents.size() != inputs.tokens.size()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "executor: a tree step has %u parents for %u tokens", inputs.parents.size(),
+        inputs.tokens.size()));
+  }
   if (inputs.groups.size() + 1 != plan_.kv_groups.size()) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "executor: the step has inputs for %u KV groups, the plan has %u",
@@ -263,7 +314,7 @@ absl::Status Executor::Run(const StepInputs& inputs, std::vector<float>* logits)
   // Any failure of an op's work (placement, allocation, copies, waits, the op itself) names the
   // op; the HAL's message names the device and the slot.
   for (size_t i = 0; i < plan_.ops.size(); ++i) {
-    if (auto s = RunOp(i, shape); !s.ok()) {
+    if (auto s = RunOp(i, shape, tree); !s.ok()) {
       const PlanOp& op = plan_.ops[i];
       return absl::Status(s.code(), absl::StrCat("op '", op.label, "' (", hal::OpKindName(op.kind),
                                                  "): ", s.message()));
@@ -312,6 +363,28 @@ absl::Status Executor::ReadBackError(int32_t activation, const absl::Status& s) 
                                              s.message()));
 }
 
+bool Executor::SupportsTreeMask() {
+  if (tree_mask_support_ >= 0) return tree_mask_support_ == 1;
+  tree_mask_support_ = 0;
+  for (const PlanOp& op : plan_.ops) {
+    if (op.kind != KESTREL_OP_PAGED_ATTENTION) continue;
+    // The op as a two-token tree step of one sequence would describe it.
+    StepShape shape;
+    shape.n_tokens = 2;
+    shape.n_seqs = 1;
+    shape.max_blocks = 1;
+    shape.n_rows = 1;
+    OpCall call(op, shape, /*tree_step=*/true);
+    for (hal::Device* d : {primary_, fallback_}) {
+      if (d == nullptr) continue;
+      absl::StatusOr<kestrel_op_support_t> s = d->Query(call.desc);
+      if (s.ok() && s->level != KESTREL_OP_UNSUPPORTED) tree_mask_support_ = 1;
+    }
+    break;
+  }
+  return tree_mask_support_ == 1;
+}
+
 absl::Status Executor::ReadHidden(std::vector<float>* out) {
   if (plan_.hidden < 0) {
     return absl::FailedPreconditionError("executor: the plan exposes no hidden state");
@@ -335,9 +408,18 @@ absl::Status Executor::ReadBack(const Value& value, void* out, uint64_t bytes) {
 }
 
 absl::Status Executor::CopyBlocks(const std::vector<int32_t>& pairs, uint32_t group) {
+  return CopyRanges(pairs, uint64_t{plan_.block_size} * plan_.n_kv_heads * plan_.head_dim *
+                               ElementBytes(plan_.kv_dtype), group);
+}
+
+absl::Status Executor::CopySlots(const std::vector<int32_t>& pairs, uint32_t group) {
+  return CopyRanges(pairs, uint64_t{plan_.n_kv_heads} * plan_.head_dim * ElementBytes(plan_.kv_dtype),
+                    group);
+}
+
+absl::Status Executor::CopyRanges(const std::vector<int32_t>& pairs, uint64_t block_bytes,
+                                  uint32_t group) {
   if (pairs.empty()) return absl::OkStatus();
-  const uint64_t block_bytes = uint64_t{plan_.block_size} * plan_.n_kv_heads * plan_.head_dim *
-                               ElementBytes(plan_.kv_dtype);
   for (uint32_t l = 0; l < plan_.n_layers; ++l) {
     if (plan_.layer_kv_group[l] != group) continue;
     for (Value* v : {&k_cache_[l], &v_cache_[l]}) {

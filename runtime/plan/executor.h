@@ -22,6 +22,10 @@ namespace runtime {
 
 struct StepInputs {
   std::vector<int32_t> tokens, positions, slots, block_tables, query_start, kv_lens, logit_rows;
+  // Empty: causal attention. Else a speculative tree step: per token, the index of its parent
+  // among its sequence's tokens of this step (-1: a root); PAGED_ATTENTION then runs with the
+  // tree mask (kestrel_op_attention_params_t.tree_mask) on a device that supports it.
+  std::vector<int32_t> parents;
   int64_t n_seqs = 1;
   int64_t max_blocks = 0;
   // KV groups 1.. of the plan (ExecutionPlan::kv_groups), in order: each group's slots [T] and
@@ -46,8 +50,15 @@ class Executor {
   // Copies whole KV blocks (pairs of source, destination block) in every layer of KV group
   // `group` (block ids are the group's).
   absl::Status CopyBlocks(const std::vector<int32_t>& pairs, uint32_t group = 0);
+  // Copies single KV slots (pairs of source, destination slot) in every layer of KV group
+  // `group`, in order: a speculative step keeps its accepted tree path by moving it onto
+  // consecutive positions.
+  absl::Status CopySlots(const std::vector<int32_t>& pairs, uint32_t group = 0);
 
   const ExecutionPlan& plan() const { return plan_; }
+  // Whether some device here (primary or fallback) runs PAGED_ATTENTION with the tree mask, so a
+  // speculative tree can be verified; chains never need it. Asked once.
+  bool SupportsTreeMask();
 
   // After a successful Run of a plan built with PlanOptions::hidden: the hidden state of every
   // token of that step, [T, n_embd] floats row-major (see HiddenState for which one).
@@ -80,10 +91,12 @@ class Executor {
   uint64_t BytesOf(const PlanArg& arg, const StepShape& shape) const;
   absl::StatusOr<Copy*> Allocated(Value& value, hal::Device* device, uint64_t bytes);
   absl::StatusOr<Copy*> Resident(Value& value, hal::Device* device, uint64_t bytes);
+  // mode: 0 decode, 1 prefill, 2 tree step (placement is cached per op and mode).
   absl::StatusOr<hal::Device*> Place(size_t op_index, const PlanOp& op,
-                                     const kestrel_op_desc_t& desc, bool prefill,
+                                     const kestrel_op_desc_t& desc, int mode,
                                      uint64_t* workspace);
-  absl::Status RunOp(size_t op_index, const StepShape& shape);
+  absl::Status RunOp(size_t op_index, const StepShape& shape, bool tree);
+  absl::Status CopyRanges(const std::vector<int32_t>& pairs, uint64_t unit_bytes, uint32_t group);
   // `s` prefixed with the op that produced activation `activation`.
   absl::Status ReadBackError(int32_t activation, const absl::Status& s) const;
   // Reads the value's current copy (from any device that holds one) into `out`.
@@ -94,12 +107,13 @@ class Executor {
   hal::Device* primary_ = nullptr;
   hal::Device* fallback_ = nullptr;
   std::vector<Value> activations_, k_cache_, v_cache_, step_;
-  std::map<std::pair<size_t, bool>, std::pair<hal::Device*, uint64_t>> placement_;
+  std::map<std::pair<size_t, int>, std::pair<hal::Device*, uint64_t>> placement_;
   std::map<hal::Device*, hal::Buffer> workspace_;
   std::map<std::string, uint64_t> ops_per_device_;
   std::vector<uint8_t> staging_;
   std::vector<uint64_t> expert_counts_;
   std::vector<int32_t> step_counts_;  // this step's MoE stats, all layers
+  int tree_mask_support_ = -1;        // -1: not asked yet
   int64_t last_tokens_ = 0;           // T of the last successful Run
 };
 

@@ -114,7 +114,7 @@ void Sampler::PrepareLogits(absl::Span<const float> logits) {
   }
 }
 
-absl::StatusOr<int32_t> Sampler::Sample(absl::Span<const float> logits) {
+absl::StatusOr<int32_t> Sampler::Filter(absl::Span<const float> logits) {
   if (logits.empty()) {
     return absl::InvalidArgumentError("sampler: logits are empty");
   }
@@ -155,7 +155,45 @@ absl::StatusOr<int32_t> Sampler::Sample(absl::Span<const float> logits) {
   ApplyTopK();
   ApplyTopP();
   ApplyMinP();
+  return -1;
+}
+
+absl::StatusOr<int32_t> Sampler::Sample(absl::Span<const float> logits) {
+  absl::StatusOr<int32_t> greedy = Filter(logits);
+  if (!greedy.ok() || *greedy >= 0) return greedy;
   return Draw();
+}
+
+void Sampler::Weights(double* total) {
+  double max_logit = kNegInfD;
+  for (int32_t c : cand_) max_logit = std::max(max_logit, static_cast<double>(logits_[c]));
+  const double temperature = static_cast<double>(config_.temperature);
+  weights_.clear();
+  *total = 0.0;
+  for (int32_t c : cand_) {
+    const double w = std::exp((static_cast<double>(logits_[c]) - max_logit) / temperature);
+    weights_.push_back(w);
+    *total += w;
+  }
+}
+
+absl::Status Sampler::Distribution(absl::Span<const float> logits, std::vector<int32_t>* ids,
+                                   std::vector<double>* probs) {
+  ids->clear();
+  probs->clear();
+  absl::StatusOr<int32_t> greedy = Filter(logits);
+  if (!greedy.ok()) return greedy.status();
+  if (*greedy >= 0) {
+    ids->push_back(*greedy);
+    probs->push_back(1.0);
+    return absl::OkStatus();
+  }
+  double total = 0.0;
+  Weights(&total);
+  ids->assign(cand_.begin(), cand_.end());
+  probs->assign(weights_.begin(), weights_.end());
+  for (double& p : *probs) p /= total;
+  return absl::OkStatus();
 }
 
 void Sampler::EnsureSortedPrefix(size_t m) {
@@ -227,16 +265,8 @@ void Sampler::ApplyMinP() {
 }
 
 int32_t Sampler::Draw() {
-  double max_logit = kNegInfD;
-  for (int32_t c : cand_) max_logit = std::max(max_logit, static_cast<double>(logits_[c]));
-  const double temperature = static_cast<double>(config_.temperature);
-  weights_.clear();
   double total = 0.0;
-  for (int32_t c : cand_) {
-    const double w = std::exp((static_cast<double>(logits_[c]) - max_logit) / temperature);
-    weights_.push_back(w);
-    total += w;
-  }
+  Weights(&total);
   const double u = NextUniform() * total;
   double cumulative = 0.0;
   size_t last_positive = 0;

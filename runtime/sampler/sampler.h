@@ -72,6 +72,15 @@ class Sampler {
   // left). Does not record the token: call Accept() with the token actually used.
   absl::StatusOr<int32_t> Sample(absl::Span<const float> logits);
 
+  // The distribution Sample() draws from: the surviving candidates `ids` and their probabilities
+  // `probs` (summing to 1, in the order Draw visits them), after the whole chain above. Greedy:
+  // the argmax alone with probability 1. Errors as Sample(). Consumes no RNG output. Speculative
+  // verification samples from it (and residuals of it) to keep the target distribution exact.
+  absl::Status Distribution(absl::Span<const float> logits, std::vector<int32_t>* ids,
+                            std::vector<double>* probs);
+  // One uniform double in [0, 1) from the sampler's RNG (the top 53 bits of one output).
+  double Uniform() { return NextUniform(); }
+
   // Records `token` as the newest entry of the repetition window (dropping the oldest when full).
   // No-op when repetition_window == 0. Never allocates.
   void Accept(int32_t token);
@@ -85,6 +94,11 @@ class Sampler {
  private:
   explicit Sampler(const SamplerConfig& config);
 
+  // The chain up to the draw: greedy returns the argmax; otherwise -1 with cand_ holding the
+  // candidates left by top-k, top-p and min-p. Errors as Sample().
+  absl::StatusOr<int32_t> Filter(absl::Span<const float> logits);
+  // weights_[i] = exp((logit - max) / temperature) of cand_[i]; *total their sum (in order).
+  void Weights(double* total);
   // Copies `logits` into logits_ with NaN -> -inf, the +inf rule and the repetition penalty applied.
   void PrepareLogits(absl::Span<const float> logits);
   // Makes cand_[0, m) the m best candidates in descending order, given cand_[0, sorted_) already is.

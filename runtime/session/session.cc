@@ -1,42 +1,22 @@
 #include "runtime/session/session.h"
 
 #include <algorithm>
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "runtime/plan/execution_plan.h"
-#include "runtime/session/stream_text.h"
 
 namespace kestrel {
 namespace runtime {
 namespace {
-
-// Delivers text still held back when generation ends without a final token to carry it.
-void FlushHeldBack(StreamText& stream, const GenerateRequest& req, GenerateResult* r) {
-  std::string rest = stream.Flush();
-  if (rest.empty()) return;
-  r->text += rest;
-  if (req.on_token) req.on_token(kNoToken, rest);
-}
 
 double MsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace
-
-const char* StopReasonName(StopReason reason) {
-  switch (reason) {
-    case StopReason::kEos: return "eos";
-    case StopReason::kMaxTokens: return "max_tokens";
-    case StopReason::kStopString: return "stop_string";
-    case StopReason::kCallback: return "callback";
-    case StopReason::kContextFull: return "context_full";
-    case StopReason::kCancelled: return "cancelled";
-    default: return "none";
-  }
-}
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Model* model,
                                                          hal::Device* fallback,
@@ -71,15 +51,17 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Model* model,
   }
   absl::StatusOr<Sampler> sampler = Sampler::Create(config.sampler);
   if (!sampler.ok()) return sampler.status();
-  s->sampler_ = std::make_unique<Sampler>(std::move(*sampler));
   const uint32_t n_blocks = (s->context_length_ + config.block_size - 1) / config.block_size;
   s->pool_ = std::make_unique<BlockPool>(n_blocks, config.block_size);
-  s->table_ = std::make_unique<BlockTable>(s->pool_.get());
+  s->seq_ = std::make_unique<Sequence>(s->pool_.get(), &model->tokenizer(), std::move(*sampler));
   PlanOptions plan_options;
   plan_options.block_size = config.block_size;
   plan_options.n_blocks = n_blocks;
   plan_options.kv_dtype = config.kv_dtype;
   plan_options.context_length = s->context_length_;
+  // The final hidden state is only marked in the plan (free) and read back on request: by
+  // kestrel_session_get_hidden and by speculative proposers that read it (Medusa heads).
+  plan_options.hidden = HiddenState::kPostNorm;
   // Sliding-window layers keep only their window's KV (steps of at most one window, so a pool of
   // about two windows suffices) when that is smaller than the full context.
   uint32_t window = 0;
@@ -106,25 +88,42 @@ absl::StatusOr<std::unique_ptr<Session>> Session::Create(const Model* model,
       Executor::Create(model, std::move(*plan), model->device(), fallback);
   if (!exec.ok()) return exec.status();
   s->executor_ = std::move(*exec);
+  absl::StatusOr<std::unique_ptr<Speculator>> spec =
+      Speculator::Create(config.spec, model, fallback, s->context_length_);
+  if (!spec.ok()) return spec.status();
+  s->spec_ = std::move(*spec);
   return s;
 }
 
 Session::~Session() {
-  table_.reset();
+  seq_.reset();
   window_tables_.reset();
 }
 
 std::vector<uint32_t> Session::kv_blocks_held() const {
-  std::vector<uint32_t> held = {table_->n_held_blocks()};
+  std::vector<uint32_t> held = {seq_->table().n_held_blocks()};
   for (size_t g = 0; window_tables_ && g < window_tables_->size(); ++g) {
     held.push_back(window_tables_->table(g).n_held_blocks());
   }
   return held;
 }
 
+absl::Status Session::AppendKv(uint32_t n) {
+  BlockTable& table = seq_->table();
+  const uint32_t n_past = table.n_tokens();
+  if (auto s = table.Append(n); !s.ok()) return s;
+  if (window_tables_) {
+    if (auto s = window_tables_->Append(n_past, n); !s.ok()) {
+      table.Truncate(n_past);
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 void Session::RollBack(uint32_t n_past) {
   if (window_tables_ && !window_tables_->CanTruncateTo(n_past)) n_past = 0;
-  table_->Truncate(n_past);
+  seq_->table().Truncate(n_past);
   if (window_tables_) window_tables_->Truncate(n_past);
 }
 
@@ -139,24 +138,27 @@ absl::Status Session::CheckTokens(absl::Span<const int32_t> tokens) const {
   return absl::OkStatus();
 }
 
-absl::Status Session::Decode(absl::Span<const int32_t> tokens) {
-  if (tokens.empty()) return absl::InvalidArgumentError("decode: no tokens given");
-  if (auto s = CheckTokens(tokens); !s.ok()) return s;
-  const uint32_t n_past = table_->n_tokens();
-  if (uint64_t{n_past} + tokens.size() > context_length_) {
+absl::Status Session::RunPending() {
+  const uint32_t n_past = seq_->n_computed();
+  const absl::Span<const int32_t> pending = seq_->pending();
+  if (pending.empty()) return absl::InvalidArgumentError("decode: no tokens given");
+  if (uint64_t{n_past} + pending.size() > context_length_) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "decode: %u tokens after the %u already in the session exceed its context length %u",
-        tokens.size(), n_past, context_length_));
+        pending.size(), n_past, context_length_));
   }
-  if (max_step_ == 0 || tokens.size() <= max_step_) return DecodeStep(tokens);
+  if (max_step_ == 0 || pending.size() <= max_step_) {
+    return RunPendingStep(static_cast<uint32_t>(pending.size()));
+  }
   // Window groups are sized for steps of max_step_ tokens: run longer inputs in pieces. A piece
   // that fails after others succeeded may have dropped window KV the original context needs;
   // RollBack then empties the session.
-  for (size_t i = 0; i < tokens.size(); i += max_step_) {
-    const absl::Status s = DecodeStep(tokens.subspan(i, std::min<size_t>(max_step_, tokens.size() - i)));
+  const uint32_t total = static_cast<uint32_t>(pending.size());
+  for (uint32_t done = 0; done < total; done += max_step_) {
+    const absl::Status s = RunPendingStep(std::min(max_step_, total - done));
     if (!s.ok()) {
       RollBack(n_past);
-      if (table_->n_tokens() != n_past) {
+      if (seq_->n_computed() != n_past) {
         return absl::Status(s.code(), absl::StrCat(s.message(), " (the session's context was cleared: "
                                                    "its sliding-window KV had moved past it)"));
       }
@@ -166,51 +168,127 @@ absl::Status Session::Decode(absl::Span<const int32_t> tokens) {
   return absl::OkStatus();
 }
 
-absl::Status Session::DecodeStep(absl::Span<const int32_t> tokens) {
-  const uint32_t n_past = table_->n_tokens();
-  if (auto s = table_->Append(static_cast<uint32_t>(tokens.size())); !s.ok()) return s;
-  if (window_tables_) {
-    if (auto s = window_tables_->Append(n_past, static_cast<uint32_t>(tokens.size())); !s.ok()) {
-      table_->Truncate(n_past);
-      return s;
-    }
-  }
-  const int32_t T = static_cast<int32_t>(tokens.size());
-  StepInputs& in = step_;
-  in.tokens.assign(tokens.begin(), tokens.end());
-  in.positions.resize(T);
-  in.slots.resize(T);
-  for (int32_t i = 0; i < T; ++i) {
-    in.positions[i] = static_cast<int32_t>(n_past) + i;
-    in.slots[i] = table_->Slot(n_past + i);
-  }
-  in.block_tables = table_->blocks();
-  in.groups.resize(window_tables_ ? window_tables_->size() : 0);
-  for (size_t g = 0; g < in.groups.size(); ++g) {
-    const BlockTable& t = window_tables_->table(g);
-    in.groups[g].slots.resize(T);
-    for (int32_t i = 0; i < T; ++i) in.groups[g].slots[i] = t.Slot(n_past + i);
-    in.groups[g].block_tables = t.blocks();
-  }
-  in.n_seqs = 1;
-  in.max_blocks = static_cast<int64_t>(in.block_tables.size());
-  in.query_start = {0, T};
-  in.kv_lens = {static_cast<int32_t>(n_past) + T};
-  in.logit_rows = {T - 1};
+absl::Status Session::RunPendingStep(uint32_t n) {
+  const uint32_t n_past = seq_->n_computed();
+  const absl::Span<const int32_t> tokens = seq_->pending().subspan(0, n);  // before the KV grows
+  if (auto s = AppendKv(n); !s.ok()) return s;
+  step_.Reset();
+  absl::StatusOr<int32_t> row =
+      step_.Add({&seq_->table(), n_past, tokens, {}, LogitRows::kLast, window_tables_.get()});
   has_logits_ = false;
-  absl::Status s = executor_->Run(in, &logits_);
+  absl::Status s = row.status();
+  if (s.ok()) s = executor_->Run(step_.Finish(), &logits_);
   if (!s.ok()) {
     RollBack(n_past);  // the failed step's tokens are not part of the context
     return s;
   }
+  last_step_tokens_ = n;
   has_logits_ = true;
   return absl::OkStatus();
 }
 
-absl::Status Session::Truncate(uint32_t n_tokens) {
-  if (n_tokens > table_->n_tokens()) {
+absl::Status Session::SpeculativeStep(const TokenSink& sink, StopReason* stop,
+                                      uint32_t* n_emitted) {
+  Sequence& seq = *seq_;
+  const uint32_t n_past = seq.n_computed();
+  if (seq.n_pending() != 1) return absl::InternalError("speculative step: expected one pending token");
+  const uint32_t left = seq.policy().max_new_tokens - seq.n_generated();
+  uint32_t room = std::min<uint64_t>(context_length_ - n_past - 1, left > 0 ? left - 1 : 0);
+  if (max_step_ > 0) room = std::min(room, max_step_ - 1);  // the window groups' step cap
+  if (auto s = spec_->Propose(seq, room, !executor_->SupportsTreeMask(), &tree_); !s.ok()) return s;
+  verify_tokens_.assign(1, seq.pending()[0]);
+  verify_parents_.assign(1, -1);
+  for (size_t i = 0; i < tree_.size(); ++i) {
+    verify_tokens_.push_back(tree_.tokens[i]);
+    verify_parents_.push_back(tree_.parents[i] + 1);
+  }
+  const uint32_t T = static_cast<uint32_t>(verify_tokens_.size());
+  if (auto s = AppendKv(T); !s.ok()) return s;
+  step_.Reset();
+  absl::StatusOr<int32_t> row = step_.Add({&seq.table(), n_past, verify_tokens_, verify_parents_,
+                                           LogitRows::kAll, window_tables_.get()});
+  has_logits_ = false;
+  const auto t0 = std::chrono::steady_clock::now();
+  absl::Status s = row.status();
+  if (s.ok()) s = executor_->Run(step_.Finish(), &logits_);
+  if (!s.ok()) {
+    RollBack(n_past);
+    return s;
+  }
+  spec_->RecordStep(T, MsSince(t0), T > 1);
+  const size_t V = model_->config().n_vocab;
+  if (s = spec_->Verify(seq, tree_, logits_.data(), V, &outcome_); !s.ok()) {
+    RollBack(n_past);
+    return s;
+  }
+  if (s = KeepAcceptedPath(n_past); !s.ok()) {
+    RollBack(n_past);
+    return s;
+  }
+  const size_t before = seq.n_generated();
+  *stop = Commit(seq, n_past, outcome_, sink,
+                 [this] { return cancel_.load(std::memory_order_relaxed); });
+  if (window_tables_) window_tables_->Truncate(seq.n_computed());
+  *n_emitted = static_cast<uint32_t>(seq.n_generated() - before);
+  // The logits of the last position in the KV, as after plain decoding.
+  const uint32_t kv_last = seq.n_computed() - 1 - n_past;  // 0: the pending token's row
+  const size_t keep = kv_last == 0 ? 0 : 1 + static_cast<size_t>(outcome_.accepted[kv_last - 1]);
+  std::copy(logits_.begin() + keep * V, logits_.begin() + (keep + 1) * V, logits_.begin());
+  logits_.resize(V);
+  has_logits_ = true;
+  return FeedHidden(keep);
+}
+
+absl::Status Session::KeepAcceptedPath(uint32_t n_past) {
+  if (auto s = executor_->CopySlots(KvPlan(seq_->table(), n_past, outcome_.accepted)); !s.ok()) {
+    return s;
+  }
+  for (size_t g = 0; window_tables_ && g < window_tables_->size(); ++g) {
+    const std::vector<int32_t> pairs = KvPlan(window_tables_->table(g), n_past, outcome_.accepted);
+    if (auto s = executor_->CopySlots(pairs, static_cast<uint32_t>(g + 1)); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Session::FeedHidden(size_t row) {
+  if (!spec_ || !spec_->needs_hidden()) return absl::OkStatus();
+  if (auto s = executor_->ReadHidden(&hidden_); !s.ok()) return s;
+  const size_t D = model_->config().n_embd;
+  if ((row + 1) * D > hidden_.size()) return absl::InternalError("hidden state row out of range");
+  spec_->SetHidden(hidden_.data() + row * D, D);
+  return absl::OkStatus();
+}
+
+absl::Status Session::Hidden(uint32_t n_last, std::vector<float>* out) {
+  if (!has_logits_) {
+    return absl::FailedPreconditionError("hidden state: nothing decoded since the session was created or truncated");
+  }
+  if (auto s = executor_->ReadHidden(&hidden_); !s.ok()) return s;
+  const size_t D = model_->config().n_embd;
+  const size_t rows = hidden_.size() / D;
+  if (n_last > rows) {
     return absl::OutOfRangeError(absl::StrFormat(
-        "truncate to %u tokens: the session holds only %u", n_tokens, table_->n_tokens()));
+        "hidden state: %u positions asked, the last step had %u", n_last, rows));
+  }
+  const size_t n = n_last == 0 ? rows : n_last;
+  out->assign(hidden_.end() - static_cast<std::ptrdiff_t>(n * D), hidden_.end());
+  return absl::OkStatus();
+}
+
+absl::Status Session::Decode(absl::Span<const int32_t> tokens) {
+  if (tokens.empty()) return absl::InvalidArgumentError("decode: no tokens given");
+  if (auto s = CheckTokens(tokens); !s.ok()) return s;
+  seq_->DropPending();
+  seq_->AddTokens(tokens, /*to_sampler=*/false);
+  absl::Status s = RunPending();
+  if (!s.ok()) seq_->DropPending();
+  return s;
+}
+
+absl::Status Session::Truncate(uint32_t n_tokens) {
+  if (n_tokens > seq_->n_computed()) {
+    return absl::OutOfRangeError(absl::StrFormat(
+        "truncate to %u tokens: the session holds only %u", n_tokens, seq_->n_computed()));
   }
   if (window_tables_ && !window_tables_->CanTruncateTo(n_tokens)) {
     return absl::FailedPreconditionError(absl::StrFormat(
@@ -218,8 +296,9 @@ absl::Status Session::Truncate(uint32_t n_tokens) {
         "reads (they keep only their window); truncate to 0 or to at least %u tokens",
         n_tokens, window_tables_->MinTruncation()));
   }
-  if (n_tokens < table_->n_tokens()) has_logits_ = false;
-  table_->Truncate(n_tokens);
+  if (n_tokens < seq_->n_computed()) has_logits_ = false;
+  seq_->Truncate(n_tokens);
+  seq_->DropPending();
   if (window_tables_) window_tables_->Truncate(n_tokens);
   return absl::OkStatus();
 }
@@ -228,9 +307,7 @@ absl::StatusOr<int32_t> Session::Sample() {
   if (!has_logits_) {
     return absl::FailedPreconditionError("sample: no logits (decode something first)");
   }
-  absl::StatusOr<int32_t> t = sampler_->Sample(logits_);
-  if (t.ok()) sampler_->Accept(*t);
-  return t;
+  return seq_->Sample(logits_);
 }
 
 absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
@@ -241,73 +318,71 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
     return absl::InvalidArgumentError("generate: the prompt is empty (0 tokens)");
   }
   if (auto s = CheckTokens(req.prompt); !s.ok()) return s;
+  Sequence& seq = *seq_;
   if (!req.keep_context) {
-    table_->Truncate(0);
+    seq.Truncate(0);
     if (window_tables_) window_tables_->Truncate(0);
     has_logits_ = false;
-    sampler_->Reset();
+    seq.sampler().Reset();
   }
-  const uint64_t needed = uint64_t{table_->n_tokens()} + req.prompt.size();
+  seq.DropPending();
+  const uint64_t needed = uint64_t{seq.n_computed()} + req.prompt.size();
   if (needed > context_length_) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "generate: the prompt has %u tokens%s but the context length is %u", req.prompt.size(),
-        table_->n_tokens() ? absl::StrFormat(" (after %u kept tokens)", table_->n_tokens()) : "",
+        seq.n_computed() ? absl::StrFormat(" (after %u kept tokens)", seq.n_computed()) : "",
         context_length_));
   }
-  StreamText stream(req.stop_strings);
+  seq.Begin({req.max_new_tokens, req.stop_strings, context_length_}, r.n_prompt);
+  const TokenSink sink = [&](int32_t token, absl::string_view text) {
+    if (token != kNoToken) r.tokens.push_back(token);
+    r.text.append(text.data(), text.size());
+    return req.on_token ? req.on_token(token, text) : true;
+  };
   auto t0 = std::chrono::steady_clock::now();
-  if (auto s = Decode(req.prompt); !s.ok()) return s;
+  seq.AddTokens(req.prompt, /*to_sampler=*/false);
+  if (auto s = RunPending(); !s.ok()) {
+    seq.DropPending();
+    return s;
+  }
   r.prefill_ms = MsSince(t0);
-  for (int32_t t : req.prompt) sampler_->Accept(t);
+  for (int32_t t : req.prompt) seq.sampler().Accept(t);
+  if (auto s = FeedHidden(last_step_tokens_ - 1); !s.ok()) return s;
 
   auto t1 = std::chrono::steady_clock::now();
-  const Tokenizer& tok = model_->tokenizer();
+  if (spec_) {
+    spec_->ResetStats();
+    if (!req.keep_context) spec_->Reset();
+  }
+  bool first = true;  // the first token comes from the prefill's logits
   while (true) {
-    if (r.n_generated >= req.max_new_tokens) {
-      r.stop_reason = StopReason::kMaxTokens;
-      break;
-    }
+    r.stop_reason = seq.BeforeSample();
+    if (r.stop_reason != StopReason::kNone) break;
     if (cancel_.load(std::memory_order_relaxed)) {
       r.stop_reason = StopReason::kCancelled;
-      FlushHeldBack(stream, req, &r);
+      seq.FlushHeld(sink);
       break;
     }
-    absl::StatusOr<int32_t> next = Sample();
+    if (spec_ && !first) {
+      uint32_t emitted = 0;
+      if (auto s = SpeculativeStep(sink, &r.stop_reason, &emitted); !s.ok()) return s;
+      r.n_decode_steps += emitted;
+      if (r.stop_reason != StopReason::kNone) break;
+      continue;
+    }
+    if (!first) ++r.n_decode_steps;
+    first = false;
+    absl::StatusOr<int32_t> next = seq.Sample(logits_);
     if (!next.ok()) return next.status();
-    const int32_t token = *next;
-    if (tok.IsEndOfGeneration(token)) {
-      r.stop_reason = StopReason::kEos;
-      FlushHeldBack(stream, req, &r);
-      break;
-    }
-    r.tokens.push_back(token);
-    ++r.n_generated;
-    bool stopped = false;
-    std::string text = stream.Push(tok.PieceView(token), &stopped);
-    // The last token of the run flushes what was held back.
-    const bool last = !stopped && (r.n_generated >= req.max_new_tokens ||
-                                   table_->n_tokens() >= context_length_);
-    if (last) text += stream.Flush();
-    r.text += text;
-    if (req.on_token && !req.on_token(token, text)) {
-      r.stop_reason = StopReason::kCallback;
-      break;
-    }
-    if (stopped) {
-      r.stop_reason = StopReason::kStopString;
-      break;
-    }
-    if (r.n_generated >= req.max_new_tokens) {
-      r.stop_reason = StopReason::kMaxTokens;
-      break;
-    }
-    if (table_->n_tokens() >= context_length_) {
-      r.stop_reason = StopReason::kContextFull;
-      break;
-    }
-    if (auto s = Decode({&token, 1}); !s.ok()) return s;
-    ++r.n_decode_steps;
+    r.stop_reason = seq.Emit(*next, sink);
+    if (r.stop_reason != StopReason::kNone) break;
+    if (spec_) continue;  // the next step verifies this token together with a draft
+    if (auto s = RunPending(); !s.ok()) return s;
   }
+  if (r.stop_reason == StopReason::kCancelled && spec_) seq.FlushHeld(sink);
+  if (spec_) r.spec = spec_->stats();
+  last_spec_ = r.spec;
+  r.n_generated = seq.n_generated();
   r.decode_ms = MsSince(t1);
   return r;
 }

@@ -1,7 +1,8 @@
-// runtime/session/: one sequence's generation state — its KV block table, token history, last
-// logits and sampler — and the generate loop (prefill, decode, sampling, stop strings, streaming
-// with hold-back, cancellation). It owns no device memory directly (the executor does) and never
-// talks to plugins except through the executor.
+// runtime/session/: a one-sequence driver of the sequence core (runtime/sequence/): it owns one
+// Sequence (KV blocks, history, sampler, stream text, stop policy), its own KV pool and executor,
+// the last logits, and the generate loop (prefill, decode, cancellation). The rules of what a
+// sampled token does live in Sequence::Emit, shared with the engine. It owns no device memory
+// directly (the executor does) and never talks to plugins except through the executor.
 //
 // Thread-safety: single-user, except Cancel(), which any thread may call at any time.
 #ifndef KESTREL_RUNTIME_SESSION_SESSION_H_
@@ -23,6 +24,9 @@
 #include "runtime/model/model.h"
 #include "runtime/plan/executor.h"
 #include "runtime/sampler/sampler.h"
+#include "runtime/sequence/sequence.h"
+#include "runtime/sequence/step_builder.h"
+#include "runtime/speculative/speculator.h"
 
 namespace kestrel {
 namespace runtime {
@@ -33,13 +37,8 @@ struct SessionConfig {
   SamplerConfig sampler;
   uint32_t n_threads = 0;
   uint32_t kv_dtype = KESTREL_DTYPE_F32;  // KV cache element type: F32 or F16
+  SpecConfig spec;                        // speculative decoding (off by default)
 };
-
-enum class StopReason { kNone = 0, kEos = 1, kMaxTokens = 2, kStopString = 3, kCallback = 4,
-                        kContextFull = 5, kCancelled = 6 };
-
-// Token id of the final streaming call that only flushes held-back text (KESTREL_TOKEN_NONE).
-constexpr int32_t kNoToken = -1;
 
 struct GenerateRequest {
   std::vector<int32_t> prompt;  // token ids, used as given
@@ -53,11 +52,12 @@ struct GenerateRequest {
 struct GenerateResult {
   uint32_t n_prompt = 0;
   uint32_t n_generated = 0;
-  uint32_t n_decode_steps = 0;
+  uint32_t n_decode_steps = 0;  // tokens produced by decode steps (all but the first)
   double prefill_ms = 0, decode_ms = 0;
   StopReason stop_reason = StopReason::kNone;
   std::vector<int32_t> tokens;  // generated ids (the end-of-generation token excluded)
   std::string text;             // the text delivered to on_token, stop string excluded
+  SpecStats spec;               // speculative decoding of this generation
 };
 
 class Session {
@@ -72,7 +72,7 @@ class Session {
   absl::Status Decode(absl::Span<const int32_t> tokens);
   bool has_logits() const { return has_logits_; }
   const std::vector<float>& logits() const { return logits_; }
-  uint32_t n_tokens() const { return table_->n_tokens(); }
+  uint32_t n_tokens() const { return seq_->n_computed(); }
   uint32_t context_length() const { return context_length_; }
   absl::Status Truncate(uint32_t n_tokens);
   absl::StatusOr<int32_t> Sample();
@@ -82,6 +82,12 @@ class Session {
   void Cancel() { cancel_.store(true, std::memory_order_relaxed); }
 
   const Executor& executor() const { return *executor_; }
+  // The final hidden state (after the output norm) of the last `n_last` positions of the last
+  // forward step ([n_last, n_embd] row-major; n_last = 0: every position of that step).
+  // FAILED_PRECONDITION before any step; OUT_OF_RANGE when the step had fewer positions.
+  absl::Status Hidden(uint32_t n_last, std::vector<float>* out);
+  // Speculative decoding statistics of the last Generate (zero when speculation is off).
+  const SpecStats& last_spec_stats() const { return last_spec_; }
   // KV blocks this session holds in each KV group of its plan (group 0: the full-context layers;
   // then one per sliding window whose KV is capped at the window).
   std::vector<uint32_t> kv_blocks_held() const;
@@ -91,28 +97,48 @@ class Session {
  private:
   Session() = default;
   absl::Status CheckTokens(absl::Span<const int32_t> tokens) const;
-  // One forward step over `tokens` (at most max_step_ of them when window groups are capped).
-  absl::Status DecodeStep(absl::Span<const int32_t> tokens);
-  // After a failed step: back to n_past tokens if the window groups still allow it, else empty.
+  // One forward step over the sequence's pending tokens; logits of the last one. Runs them in
+  // steps of at most max_step_ tokens when window groups are capped. On failure the KV is as
+  // before (the pending tokens stay pending), or empty when a window group moved past it.
+  absl::Status RunPending();
+  // One forward step over the first `n` pending tokens.
+  absl::Status RunPendingStep(uint32_t n);
+  // Appends `n` positions to the KV of every group (group 0 and the window groups). On failure
+  // nothing changed.
+  absl::Status AppendKv(uint32_t n);
+  // Back to n_past tokens of KV in every group (a failed or rejected step) if the window groups
+  // still allow it, else empty.
   void RollBack(uint32_t n_past);
+  // One decode step with speculation: the pending token plus a draft tree in one forward, the
+  // verified tokens emitted through the sequence. *stop: the stop reason (kNone: go on).
+  absl::Status SpeculativeStep(const TokenSink& sink, StopReason* stop, uint32_t* n_emitted);
+  // Moves the accepted tree path onto consecutive KV positions in every group.
+  absl::Status KeepAcceptedPath(uint32_t n_past);
+  // Hands the speculator the hidden state of row `row` of the last step, if it reads it.
+  absl::Status FeedHidden(size_t row);
 
   const Model* model_ = nullptr;
   uint32_t context_length_ = 0;
   std::unique_ptr<BlockPool> pool_;
-  std::unique_ptr<BlockTable> table_;
-  // Sliding-window KV groups with their own pools (empty when every layer uses table_), and the
-  // step size that keeps their pools sufficient (Decode splits longer inputs).
+  std::unique_ptr<Sequence> seq_;
+  // Sliding-window KV groups with their own pools (null when every layer uses the sequence's
+  // table), kept at the sequence's KV length, and the step size that keeps their pools
+  // sufficient (longer inputs run in pieces, draft trees are capped).
   std::unique_ptr<WindowTables> window_tables_;
   uint32_t max_step_ = 0;
+  uint32_t last_step_tokens_ = 0;  // tokens of the last RunPendingStep (its hidden-state rows)
   std::unique_ptr<Executor> executor_;
-  std::unique_ptr<Sampler> sampler_;
   std::vector<float> logits_;
   bool has_logits_ = false;
   std::atomic<bool> cancel_{false};
-  StepInputs step_;
+  StepBuilder step_;
+  std::unique_ptr<Speculator> spec_;  // null: plain decoding
+  SpecStats last_spec_;
+  DraftTree tree_;
+  VerifyOutcome outcome_;
+  std::vector<int32_t> verify_tokens_, verify_parents_;
+  std::vector<float> hidden_;
 };
-
-const char* StopReasonName(StopReason reason);
 
 }  // namespace runtime
 }  // namespace kestrel

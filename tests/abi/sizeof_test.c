@@ -138,13 +138,34 @@ KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, min_p, 16);
 KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, repetition_penalty, 20);
 KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, repetition_window, 24);
 KESTREL_CHECK_OFFSET(kestrel_sampler_options_t, seed, 32);
-KESTREL_CHECK_SIZE(kestrel_session_options_t, 40);  /* 32 in 0.1 */
+KESTREL_CHECK_SIZE(kestrel_session_options_t, 48);  /* 32 in 0.1, 40 with kv_type */
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, context_length, 4);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, kv_block_size, 8);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, sampler, 16);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, n_threads, 24);
 KESTREL_CHECK_OFFSET(kestrel_session_options_t, kv_type, 32);
+KESTREL_CHECK_OFFSET(kestrel_session_options_t, speculative, 40);
+KESTREL_CHECK_OFFSET(kestrel_engine_request_options_t, add_bos, 56);
+KESTREL_CHECK_OFFSET(kestrel_engine_request_options_t, parse_special, 64);
+KESTREL_CHECK_OFFSET(kestrel_engine_request_options_t, speculative, 72);
+KESTREL_CHECK_SIZE(kestrel_engine_request_options_t, 80);  /* 64 in 0.1 */
+KESTREL_CHECK_SIZE(kestrel_speculative_options_t, 40);
+KESTREL_CHECK_OFFSET(kestrel_speculative_options_t, method, 4);
+KESTREL_CHECK_OFFSET(kestrel_speculative_options_t, max_draft_tokens, 8);
+KESTREL_CHECK_OFFSET(kestrel_speculative_options_t, tree_budget, 12);
+KESTREL_CHECK_OFFSET(kestrel_speculative_options_t, draft_model, 16);
+KESTREL_CHECK_OFFSET(kestrel_speculative_options_t, heads_path, 24);
+KESTREL_CHECK_OFFSET(kestrel_speculative_options_t, self_draft_layers, 32);
+KESTREL_CHECK_OFFSET(kestrel_speculative_stats_t, steps, 16);
+KESTREL_CHECK_OFFSET(kestrel_speculative_stats_t, mean_accepted, 48);
+KESTREL_CHECK_OFFSET(kestrel_speculative_stats_t, steps_by_method, 72);
+KESTREL_CHECK_SIZE(kestrel_speculative_stats_t, 264);
+_Static_assert(KESTREL_SPEC_OFF == 0 && KESTREL_SPEC_AUTO == 1 && KESTREL_SPEC_DRAFT == 2 &&
+                   KESTREL_SPEC_SELF == 3 && KESTREL_SPEC_NGRAM == 4 &&
+                   KESTREL_SPEC_LOOKAHEAD == 5 && KESTREL_SPEC_MEDUSA == 6 &&
+                   KESTREL_SPEC_EAGLE == 7,
+               "speculative methods renumbered");
 KESTREL_CHECK_SIZE(kestrel_generate_options_t, 56);  /* 48 in 0.1 */
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, max_new_tokens, 4);

@@ -21,26 +21,14 @@
 #include <vector>
 
 #include "nlohmann/json.hpp"
-#include "tests/test_util.h"
+#include "tests/models/real_model_util.h"
 
 namespace kestrel::testing {
 namespace {
 
 std::string Gemma3Path() {
   if (const char* p = std::getenv("KESTREL_GEMMA3_MODEL")) return p;
-  std::string cache;
-  if (const char* c = std::getenv("KESTREL_MODEL_CACHE")) {
-    cache = c;
-  } else {
-    const char* home = std::getenv("HOME");
-    cache = std::string(home ? home : "") + "/.cache/kestrel/models";
-  }
-  return cache + "/gemma-3-270m-q4_k_m.gguf";
-}
-
-bool RequireModels() {
-  const char* r = std::getenv("KESTREL_REQUIRE_MODELS");
-  return r != nullptr && std::string(r) == "1";
+  return ModelCache() + "/gemma-3-270m-q4_k_m.gguf";
 }
 
 nlohmann::json Golden(const std::string& name) {
@@ -50,8 +38,7 @@ nlohmann::json Golden(const std::string& name) {
 }
 
 int RefTokens() {
-  const char* n = std::getenv("KESTREL_GEMMA3_REF_TOKENS");
-  return n != nullptr ? std::atoi(n) : 8;
+  return EnvInt("KESTREL_GEMMA3_REF_TOKENS", 8);
 }
 
 class Gemma3ModelTest : public ::testing::Test {
@@ -59,10 +46,7 @@ class Gemma3ModelTest : public ::testing::Test {
   // Loads the model on `device`; skips (or fails, per KESTREL_REQUIRE_MODELS) when it is missing.
   void Load(const std::string& device) {
     const std::string path = Gemma3Path();
-    if (access(path.c_str(), R_OK) != 0) {
-      if (RequireModels()) FAIL() << "KESTREL_REQUIRE_MODELS=1 and " << path << " is missing";
-      GTEST_SKIP() << path << " is missing (run scripts/fetch_models.sh)";
-    }
+    KESTREL_REAL_MODEL_OR_SKIP(path);
     rt_ = MakeRuntime();
     ASSERT_NE(rt_, nullptr);
     StatusPtr s = LoadModel(rt_.get(), path, device, &model_);
@@ -149,8 +133,7 @@ TEST_F(Gemma3ModelTest, CpuAgreesAtLeastNinetyPercentOfLlamaCpp) {
     const std::vector<int32_t> prompt = c["prompt_ids"];
     const std::vector<int32_t> want = c["generated_ids"];
     const std::vector<int32_t> got = Generate(prompt, want.size());
-    int lead = 0;
-    while (lead < static_cast<int>(std::min(got.size(), want.size())) && got[lead] == want[lead]) ++lead;
+    const int lead = LeadingAgreement(got, want);
     agree += lead;
     llamacpp += c["llamacpp_quantized_agreement"].get<int>();
     std::printf("case '%s': %d leading ids agree (llama.cpp %d)\n",

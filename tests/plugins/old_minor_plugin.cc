@@ -21,6 +21,13 @@ kestrel_plugin_status_t* (*g_query)(kestrel_plugin_device_t*, const kestrel_op_d
 
 kestrel_plugin_status_t* OldQuery(kestrel_plugin_device_t* device, const kestrel_op_desc_t* op,
                                   kestrel_op_support_t* out) {
+  // Nor GEGLU or the version-2 forms of plugin ABI 1.3: an older plugin that ignored op_version
+  // would run them without their scale or window.
+  if (op != nullptr && (op->kind == KESTREL_OP_GEGLU || op->op_version != 1)) {
+    static const char kMessage[] = "old_minor: an ABI 1.1 plugin was shown a 1.3 op";
+    return g_host->status_create(g_host->host_ctx, KESTREL_PLUGIN_INTERNAL, kMessage,
+                                 sizeof kMessage - 1);
+  }
   if (op != nullptr && (op->kind == KESTREL_OP_ROPE || op->kind == KESTREL_OP_MATMUL) &&
       op->n_inputs != 2) {
     static const char kMessage[] = "old_minor: n_inputs != 2 (an ABI 1.1 plugin)";

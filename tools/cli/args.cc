@@ -54,6 +54,11 @@ enum class FlagId {
   kRequests,
   kWatchdogS,
   kMaxRssGrowth,
+  kSpec,
+  kDraftModel,
+  kSpecMax,
+  kHeads,
+  kPromptFile,
   kSpecial,
   kChat,
   kSystem,
@@ -101,7 +106,12 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kWatchdogS, "watchdog-s", 0, true, kForBench},
     {FlagId::kMaxRssGrowth, "max-rss-growth", 0, true, kForBench},
     {FlagId::kKvType, "kv-type", 0, true, kForSampling | kForBench},
-    {FlagId::kSpecial, "special", 0, false, kForGenerate | kForTokenize},
+    {FlagId::kSpec, "spec", 0, true, kForGenerate | kForBench},
+    {FlagId::kDraftModel, "draft-model", 0, true, kForGenerate | kForBench},
+    {FlagId::kSpecMax, "spec-max", 0, true, kForGenerate | kForBench},
+    {FlagId::kHeads, "heads", 0, true, kForGenerate | kForBench},
+    {FlagId::kPromptFile, "prompt-file", 0, true, kForBench},
+    {FlagId::kSpecial, "special", 0, false, kForGenerate | kForTokenize | kForBench},
     {FlagId::kChat, "chat", 0, false, kForGenerate},
     {FlagId::kSystem, "system", 0, true, kForGenerate | kForChat},
 };
@@ -178,7 +188,7 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
       o->model_path = std::string(value);
       break;
     case FlagId::kPrompt:
-      if (o->command == Command::kBench) {
+      if (o->command == Command::kBench && o->spec.empty()) {
         if (!ParseUint32(value, &o->bench.n_prompt) || o->bench.n_prompt == 0) {
           return Fail(BadValue(spelled, value, "a prompt length in tokens >= 1"));
         }
@@ -351,6 +361,37 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
       o->bench.kv_block_size = v;
       break;
     }
+    case FlagId::kSpec: {
+      static constexpr const char* kMethods[] = {"auto", "off",       "draft",  "self",
+                                                 "ngram", "lookahead", "medusa", "eagle"};
+      bool known = false;
+      for (const char* m : kMethods) known |= value == m;
+      if (!known) {
+        return Fail(BadValue(spelled, value, "auto, off, draft, self, ngram, lookahead, medusa or eagle"));
+      }
+      o->spec = std::string(value);
+      break;
+    }
+    case FlagId::kDraftModel:
+      if (value.empty()) return Fail(BadValue(spelled, value, "a draft model file path"));
+      o->draft_model = std::string(value);
+      break;
+    case FlagId::kSpecMax: {
+      uint32_t v = 0;
+      if (!ParseUint32(value, &v) || v == 0 || v > 64) {
+        return Fail(BadValue(spelled, value, "a number of draft tokens in [1, 64]"));
+      }
+      o->spec_max = v;
+      break;
+    }
+    case FlagId::kHeads:
+      if (value.empty()) return Fail(BadValue(spelled, value, "a heads file path"));
+      o->heads = std::string(value);
+      break;
+    case FlagId::kPromptFile:
+      if (value.empty()) return Fail(BadValue(spelled, value, "a prompt file path"));
+      o->prompt_file = std::string(value);
+      break;
     case FlagId::kKvType:
       if (value == "f32") {
         o->kv_type = 0;  // KESTREL_KV_F32
@@ -483,12 +524,22 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
   }
 
   const unsigned command_bit = CommandBit(o.command);
+  // bench --spec takes -p as prompt text: know it before -p is read.
+  for (int j = i; j < argc; ++j) {
+    std::string_view a = argv[j];
+    if (a == "--spec" && j + 1 < argc) {
+      o.spec = argv[j + 1];
+    } else if (a.substr(0, 7) == "--spec=") {
+      o.spec = std::string(a.substr(7));
+    }
+  }
   std::vector<std::string> model_flags_seen;  // bench: flags that make no sense with --membw
   std::string size_mb_spelled;
   std::string not_engine_spelled;  // bench: -p or --warmup, which --engine does not use
   std::string engine_only_spelled;  // bench: --concurrency, --prefix-tokens or --kv-block-size
   std::string not_soak_spelled;     // bench: -p, --warmup, --reps, --prefix-tokens
   std::string soak_only_spelled;    // bench: --requests, --watchdog-s, --max-rss-growth, --seed
+  std::string spec_only_spelled;    // --draft-model, --spec-max, --heads, --prompt-file
   bool n_decode_given = false, reps_given = false, concurrency_given = false;
   for (; i < argc; ++i) {
     std::string_view arg = argv[i];
@@ -564,6 +615,10 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
         spec->id == FlagId::kMaxRssGrowth || spec->id == FlagId::kSeed) {
       soak_only_spelled = std::string(spelled);
     }
+    if (spec->id == FlagId::kDraftModel || spec->id == FlagId::kSpecMax ||
+        spec->id == FlagId::kHeads || spec->id == FlagId::kPromptFile) {
+      spec_only_spelled = std::string(spelled);
+    }
     if (spec->id == FlagId::kMaxTokens) n_decode_given = true;
     if (spec->id == FlagId::kReps) reps_given = true;
     if (spec->id == FlagId::kConcurrency) concurrency_given = true;
@@ -581,7 +636,23 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     if (o.command == Command::kGenerate && o.system_prompt && !o.chat) {
       return Fail("option '--system' needs --chat");
     }
+    if (o.spec.empty() && !spec_only_spelled.empty()) {
+      return Fail("option '" + spec_only_spelled + "' needs --spec");
+    }
+    if (o.command == Command::kBench && !o.spec.empty()) {
+      if (o.bench.membw) return Fail("--spec excludes --membw");
+      if (o.prompt && !o.prompt_file.empty()) return Fail("-p and --prompt-file exclude each other");
+      if (!o.prompt && o.prompt_file.empty()) {
+        return Fail("'bench --spec' needs -p/--prompt TEXT or --prompt-file F");
+      }
+      if (!n_decode_given) o.bench.n_decode = 128;
+      if (!reps_given) o.bench.reps = 3;
+    } else if (o.command == Command::kBench && (o.special || !o.prompt_file.empty())) {
+      return Fail(std::string("option '") + (o.special ? "--special" : "--prompt-file") +
+                  "' needs --spec");
+    }
     if (o.command == Command::kBench && o.bench.soak) {
+      if (!o.spec.empty()) return Fail("--soak and --spec exclude each other");
       if (o.bench.engine) return Fail("--soak and --engine exclude each other");
       if (o.bench.membw) return Fail("--soak and --membw exclude each other");
       if (!not_soak_spelled.empty()) {
@@ -598,7 +669,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
         return Fail("option '" + soak_only_spelled + "' needs --soak");
       }
       if (o.bench.engine && o.bench.membw) return Fail("--engine and --membw exclude each other");
-      if (o.bench.engine && !not_engine_spelled.empty()) {
+      if (o.bench.engine && !not_engine_spelled.empty() && o.spec.empty()) {
         return Fail("option '" + not_engine_spelled + "' does not apply to 'bench --engine'");
       }
       if (!o.bench.engine && !engine_only_spelled.empty()) {

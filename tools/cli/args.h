@@ -72,6 +72,14 @@ struct Options {
   bool use_mmap = true;                   // --no-mmap clears it
   bool echo_prompt = true;                // --no-echo clears it
   bool special = false;                   // --special: control-token texts in -p become tokens
+  // Speculative decoding (generate, bench): --spec auto|off|draft|self|ngram|lookahead|medusa|
+  // eagle ("" when not given), --draft-model PATH, --spec-max N, --heads PATH. With --spec, bench's
+  // -p is the prompt TEXT (or --prompt-file F), not a token count.
+  std::string spec;
+  std::string draft_model;
+  std::optional<uint32_t> spec_max;
+  std::string heads;
+  std::string prompt_file;                // bench --spec: --prompt-file F
   bool chat = false;                      // generate --chat: -p is a user message, templated
   std::optional<std::string> system_prompt;  // --system: a system message (chat, generate --chat)
   BenchOptions bench;                     // `bench` only

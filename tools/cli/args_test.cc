@@ -14,6 +14,12 @@ ParseResult Parse(std::initializer_list<const char*> args, Options* out) {
   return ParseArgs(static_cast<int>(argv.size()), argv.data(), out);
 }
 
+ParseResult Parse(const std::vector<const char*>& args, Options* out) {
+  std::vector<const char*> argv = {"kestrel"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return ParseArgs(static_cast<int>(argv.size()), argv.data(), out);
+}
+
 TEST(ParseNumbersTest, StrictIntegers) {
   uint32_t u = 7;
   EXPECT_TRUE(ParseUint32("0", &u));
@@ -210,6 +216,55 @@ TEST(ParseArgsTest, KvType) {
   ParseResult r = Parse({"generate", "-m", "m.gguf", "-p", "hi", "--kv-type", "q8"}, &bad);
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.error.find("invalid value 'q8' for --kv-type: expected f32 or f16"), std::string::npos)
+      << r.error;
+}
+
+TEST(ParseArgsTest, Speculative) {
+  Options g;
+  ASSERT_TRUE(Parse({"generate", "-m", "m.gguf", "-p", "hi", "--spec", "draft", "--draft-model",
+                     "d.gguf", "--spec-max", "6", "--heads", "h.gguf"},
+                    &g)
+                  .ok);
+  EXPECT_EQ(g.spec, "draft");
+  EXPECT_EQ(g.draft_model, "d.gguf");
+  EXPECT_EQ(g.spec_max, 6u);
+  EXPECT_EQ(g.heads, "h.gguf");
+  // bench --spec: -p is the prompt text, -n defaults to 128 and reps to 3.
+  Options b;
+  ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "-p", "Once upon a time", "--spec=auto", "--json"}, &b).ok);
+  EXPECT_EQ(b.prompt, "Once upon a time");
+  EXPECT_EQ(b.spec, "auto");
+  EXPECT_EQ(b.bench.n_decode, 128u);
+  EXPECT_EQ(b.bench.reps, 3u);
+  Options f;
+  ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "--spec", "ngram", "--prompt-file", "p.txt", "--special",
+                     "-n", "64"},
+                    &f)
+                  .ok);
+  EXPECT_EQ(f.prompt_file, "p.txt");
+  EXPECT_TRUE(f.special);
+  EXPECT_EQ(f.bench.n_decode, 64u);
+  // Plain bench keeps -p as a token count.
+  Options plain;
+  ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "-p", "16"}, &plain).ok);
+  EXPECT_EQ(plain.bench.n_prompt, 16u);
+  for (const std::vector<const char*>& bad :
+       std::vector<std::vector<const char*>>{
+           {"generate", "-m", "m.gguf", "-p", "hi", "--spec", "fast"},
+           {"generate", "-m", "m.gguf", "-p", "hi", "--spec-max", "4"},
+           {"generate", "-m", "m.gguf", "-p", "hi", "--spec", "ngram", "--spec-max", "65"},
+           {"bench", "-m", "m.gguf", "--spec", "ngram"},
+           {"bench", "-m", "m.gguf", "--spec", "ngram", "-p", "x", "--prompt-file", "f"},
+           {"bench", "-m", "m.gguf", "--spec", "ngram", "-p", "x", "--membw"},
+           {"bench", "-m", "m.gguf", "--special"}}) {
+    Options o;
+    EXPECT_FALSE(Parse(bad, &o).ok) << bad.back();
+  }
+  Options e;
+  ParseResult r = Parse({"generate", "-m", "m.gguf", "-p", "hi", "--spec", "fast"}, &e);
+  EXPECT_NE(r.error.find("invalid value 'fast' for --spec: expected auto, off, draft, self, ngram, "
+                         "lookahead, medusa or eagle"),
+            std::string::npos)
       << r.error;
 }
 

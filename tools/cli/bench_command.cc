@@ -136,6 +136,7 @@ int RunMembw(const Options& o) {
 
 int RunBench(const Options& o) {
   if (o.bench.membw) return RunMembw(o);
+  if (!o.spec.empty()) return RunSpecBench(o);   // spec_bench.cc (also --engine)
   if (o.bench.engine) return RunEngineBench(o);  // engine_bench.cc
   if (o.bench.soak) return RunSoakBench(o);      // soak_bench.cc
   const BenchOptions& b = o.bench;

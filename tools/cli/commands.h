@@ -11,6 +11,7 @@ int RunGenerate(const Options& options);
 int RunInfo(const Options& options);
 int RunDevices(const Options& options);
 int RunBench(const Options& options);  // bench_command.cc (also --membw)
+int RunSpecBench(const Options& options);  // spec_bench.cc: bench --spec
 int RunTokenize(const Options& options);
 int RunChat(const Options& options);
 

@@ -17,6 +17,7 @@
 #include "json_writer.h"
 #include "kestrel/kestrel.h"
 #include "session_setup.h"
+#include "spec_util.h"
 
 namespace kestrel::cli {
 namespace {
@@ -54,7 +55,10 @@ int RunGenerate(const Options& o) {
   if (o.json && !Tokenize(model.get(), prompt, add_bos, parse_special, &prompt_ids)) return kExitError;
 
   kestrel_sampler_options_t sampler = SamplerOptionsFrom(o);
-  SessionPtr session = CreateSessionFrom(model.get(), o, &sampler);
+  ModelPtr draft;
+  kestrel_speculative_options_t spec;
+  if (!MakeSpecOptions(o, runtime.get(), &draft, &spec, &exit_code)) return exit_code;
+  SessionPtr session = CreateSessionFrom(model.get(), o, &sampler, o.spec.empty() ? nullptr : &spec);
   if (!session) return kExitError;
   StatusPtr status;
   if (InterruptRequested()) {
@@ -86,6 +90,12 @@ int RunGenerate(const Options& o) {
     }
     cancelled = true;  // stats are still filled (session.h)
     stats.stop_reason = KESTREL_STOP_CANCELLED;
+  }
+  kestrel_speculative_stats_t spec_stats{};
+  spec_stats.struct_size = sizeof(spec_stats);
+  if (!o.spec.empty()) {
+    StatusPtr s(kestrel_session_speculative_stats(session.get(), &spec_stats));
+    if (s) PrintStatusError(s.get());
   }
 
   if (o.json) {
@@ -137,6 +147,10 @@ int RunGenerate(const Options& o) {
     w.Uint(gen.max_new_tokens);
     w.Key("context_length");  // the effective one: 0 means the model's trained context
     w.Uint(o.context_length != 0 ? o.context_length : info.context_length);
+    if (!o.spec.empty()) {
+      w.Key("speculative");
+      WriteSpecStatsJson(&w, spec_stats);
+    }
     w.EndObject();
     std::string line = w.str();
     line.push_back('\n');
@@ -148,6 +162,7 @@ int RunGenerate(const Options& o) {
                  stats.n_prompt_tokens, stats.prefill_ms, stats.prefill_tokens_per_s,
                  stats.n_generated_tokens, stats.decode_ms, stats.decode_tokens_per_s,
                  StopReasonName(stats.stop_reason));
+    if (!o.spec.empty()) PrintSpecStats(spec_stats);
   }
   return cancelled ? kExitInterrupted : kExitOk;
 }

@@ -64,6 +64,12 @@ constexpr char kGenerateHelp[] =
     "      --system TEXT       with --chat: a system message before the user message\n"
     "      --special           texts of control tokens in the prompt (<|im_start|>, ...) become\n"
     "                          those tokens\n"
+    "      --spec METHOD       speculative decoding: auto, off, draft, self, ngram, lookahead,\n"
+    "                          medusa, eagle (greedy output unchanged; only the speed changes;\n"
+    "                          eagle is not implemented yet)\n"
+    "      --draft-model PATH  --spec draft (or auto): a draft model with the same vocab\n"
+    "      --spec-max N        --spec: longest draft per step in [1, 64] (default 5)\n"
+    "      --heads PATH        --spec medusa: Medusa heads GGUF (tools/train_medusa.py)\n"
     "      --json              print a JSON summary as the last line of stdout\n"
     "      --no-mmap           read the model into memory instead of mapping it\n"
     "      --no-echo           do not print the prompt before the generated text\n"
@@ -77,7 +83,8 @@ constexpr char kGenerateHelp[] =
     "n_prompt, n_generated, prefill_ms, decode_ms, prefill_tokens_per_s, decode_tokens_per_s,\n"
     "stop_reason (eos, max_tokens, stop_string, callback, context_full, cancelled), seed,\n"
     "temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, max_new_tokens,\n"
-    "context_length.\n";
+    "context_length; with --spec also speculative {method, draft_tokens, steps, plain_steps,\n"
+    "drafted, accepted, mean_accepted, propose_ms, verify_ms, by_method}.\n";
 
 constexpr char kChatHelp[] =
     "usage: kestrel chat -m MODEL [--system TEXT] [options]\n"
@@ -122,6 +129,8 @@ constexpr char kBenchHelp[] =
     "                     [--json] [-v]\n"
     "       kestrel bench -m MODEL --soak [--requests N] [--concurrency C] [-n N] [--seed S]\n"
     "                     [--watchdog-s W] [--max-rss-growth F] [--kv-block-size B] [--json]\n"
+    "       kestrel bench -m MODEL --spec METHOD [-p TEXT | --prompt-file F] [--special] [-n N]\n"
+    "                     [--draft-model PATH] [--spec-max N] [--heads PATH] --json\n"
     "\n"
     "Model speed: loads MODEL once (load_ms), then per repetition empties the KV cache, prefills a\n"
     "synthetic prompt of N token ids in one step (BOS, then ids cycling over the vocab) and decodes\n"
@@ -162,6 +171,11 @@ constexpr char kBenchHelp[] =
     "                       default 60), RSS after warm-up growing at most F (default 0.01);\n"
     "                       exit 1 otherwise\n"
     "      --seed S         --soak: the seed of every random choice (default: drawn, printed)\n"
+    "      --spec METHOD    speculative decoding instead: the prompt -p TEXT (or --prompt-file F)\n"
+    "                       decoded greedily by a plain and a speculative session, alternated,\n"
+    "                       -n N new tokens (default 128), median of R pairs (default 3); JSON:\n"
+    "                       spec_method, decode_tokens_per_s, plain_decode_tokens_per_s, speedup,\n"
+    "                       mean_accepted, identical\n"
     "      --json           print a JSON object as the last line of stdout\n"
     "  -v, --verbose        log INFO lines to stderr (-vv: DEBUG)\n"
     "\n"

@@ -17,13 +17,15 @@ kestrel_sampler_options_t SamplerOptionsFrom(const Options& o) {
   return sampler;
 }
 
-SessionPtr CreateSessionFrom(kestrel_model_t* model, const Options& o, const kestrel_sampler_options_t* sampler) {
+SessionPtr CreateSessionFrom(kestrel_model_t* model, const Options& o, const kestrel_sampler_options_t* sampler,
+                             const kestrel_speculative_options_t* spec) {
   kestrel_session_options_t session_options;
   kestrel_session_options_init(&session_options);
   session_options.context_length = o.context_length;
   session_options.sampler = sampler;
   session_options.n_threads = o.n_threads;
   session_options.kv_type = o.kv_type;
+  session_options.speculative = spec;
   kestrel_session_t* raw_session = nullptr;
   StatusPtr status(kestrel_session_create(model, &session_options, &raw_session));
   if (status) {

@@ -17,9 +17,10 @@ namespace kestrel::cli {
 // The sampler options of the flags (--temp, --top-k, ...; unset ones keep the library defaults).
 kestrel_sampler_options_t SamplerOptionsFrom(const Options& o);
 
-// A session on `model` with the flags' context, threads and KV type. On failure prints the error
-// and returns NULL.
-SessionPtr CreateSessionFrom(kestrel_model_t* model, const Options& o, const kestrel_sampler_options_t* sampler);
+// A session on `model` with the flags' context, threads and KV type, and speculative decoding as
+// `spec` says (NULL: off). On failure prints the error and returns NULL.
+SessionPtr CreateSessionFrom(kestrel_model_t* model, const Options& o, const kestrel_sampler_options_t* sampler,
+                             const kestrel_speculative_options_t* spec = nullptr);
 
 // Writes to stdout and remembers whether the output ends with a newline.
 class StdoutStream {

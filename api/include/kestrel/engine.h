@@ -122,6 +122,10 @@ typedef struct kestrel_engine_request_options {
    * kestrel_generate_options_t.parse_special). 64 bits wide so that it starts after the tail
    * padding of 0.1's struct. \since 0.2 */
   uint64_t parse_special;
+  /* Speculative decoding of every sample; NULL (default): off. Copied during submit (the draft
+   * model is retained until the request is released). Each decode step of a sample then carries
+   * its draft tree inside the engine's one varlen step. \since 0.2 */
+  const kestrel_speculative_options_t* speculative;
 } kestrel_engine_request_options_t;
 
 #define KESTREL_ENGINE_REQUEST_OPTIONS_MIN_SIZE \
@@ -267,6 +271,12 @@ typedef struct kestrel_engine_stats {
 
 #define KESTREL_ENGINE_STATS_MIN_SIZE \
   (offsetof(kestrel_engine_stats_t, n_running) + sizeof(uint32_t))
+
+/* Speculative decoding statistics of a request so far, summed over its samples (all zero when it
+ * does not speculate). Errors: INVALID_ARGUMENT, NOT_FOUND (unknown id). \since 0.2 */
+KESTREL_API kestrel_status_t* kestrel_engine_request_speculative_stats(
+    const kestrel_engine_t* engine, kestrel_request_id_t request_id,
+    kestrel_speculative_stats_t* out_stats);
 
 /* Fills the fields of out_stats that fit in its struct_size. Any thread; the numbers are those
  * at the end of the last step (request counts are current). Errors: INVALID_ARGUMENT.

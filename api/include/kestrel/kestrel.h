@@ -14,6 +14,7 @@
 #include "kestrel/status.h"
 #include "kestrel/runtime.h"
 #include "kestrel/model.h"
+#include "kestrel/speculative.h"
 #include "kestrel/session.h"
 #include "kestrel/engine.h"
 

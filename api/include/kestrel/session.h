@@ -11,6 +11,7 @@
 
 #include "kestrel/export.h"
 #include "kestrel/model.h"
+#include "kestrel/speculative.h"
 #include "kestrel/status.h"
 
 #ifdef __cplusplus
@@ -58,6 +59,9 @@ typedef struct kestrel_session_options {
    * bytes of tail padding of 0.1's struct (which a client built then may leave uninitialised
    * inside its struct_size). \since 0.2 */
   uint64_t kv_type;
+  /* Speculative decoding of generate; NULL (default): off. Copied during create (the draft model
+   * is retained by the session). \since 0.2 */
+  const kestrel_speculative_options_t* speculative;
 } kestrel_session_options_t;
 
 #define KESTREL_SESSION_OPTIONS_MIN_SIZE \
@@ -187,6 +191,24 @@ KESTREL_API kestrel_status_t* kestrel_session_truncate(kestrel_session_t* sessio
  * window). Errors: FAILED_PRECONDITION if there are no logits. \since 0.1 */
 KESTREL_API kestrel_status_t* kestrel_session_sample(kestrel_session_t* session,
                                                      int32_t* out_token);
+
+/* The model's final hidden state (after the output norm: what the output head multiplies) at the
+ * last `n_positions` positions of the session's last forward step (kestrel_session_decode: its
+ * tokens; generate: its last step), n_positions * n_embd floats, row-major, oldest position
+ * first. n_positions 0: every position of that step. Useful as embeddings and for training
+ * speculative heads (tools/train_medusa.py). Buffer convention as in model.h. Errors:
+ * FAILED_PRECONDITION (nothing decoded since create/truncate), OUT_OF_RANGE (more positions than
+ * the step had; the message gives both). \since 0.2 */
+KESTREL_API kestrel_status_t* kestrel_session_get_hidden(const kestrel_session_t* session,
+                                                         size_t n_positions, float* out_hidden,
+                                                         size_t capacity, size_t* out_required);
+
+/* Speculative decoding statistics of the session's last generate (all zero when speculation is
+ * off or nothing was generated yet). out_stats->struct_size must be at least
+ * KESTREL_SPECULATIVE_STATS_MIN_SIZE; only the fields inside it are written. Errors:
+ * INVALID_ARGUMENT (NULL argument, struct_size too small). \since 0.2 */
+KESTREL_API kestrel_status_t* kestrel_session_speculative_stats(
+    const kestrel_session_t* session, kestrel_speculative_stats_t* out_stats);
 
 /* ---- Mixture-of-experts statistics ----------------------------------------------------------- */
 

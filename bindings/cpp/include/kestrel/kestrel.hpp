@@ -293,6 +293,40 @@ struct SamplerOptions {
   }
 };
 
+class Model;
+
+// Speculative decoding (kestrel/speculative.h). Greedy output stays token-identical, sampled
+// output keeps the model's distribution; only the speed changes.
+enum class SpecMethod : uint32_t {
+  kOff = KESTREL_SPEC_OFF,
+  kAuto = KESTREL_SPEC_AUTO,
+  kDraft = KESTREL_SPEC_DRAFT,
+  kSelf = KESTREL_SPEC_SELF,
+  kNgram = KESTREL_SPEC_NGRAM,
+  kLookahead = KESTREL_SPEC_LOOKAHEAD,
+  kMedusa = KESTREL_SPEC_MEDUSA,
+  kEagle = KESTREL_SPEC_EAGLE,
+};
+
+// Defaults equal kestrel_speculative_options_init's.
+struct SpeculativeOptions {
+  SpecMethod method = SpecMethod::kOff;
+  uint32_t max_draft_tokens = 0;  // 0: 5
+  uint32_t tree_budget = 0;       // 0: the method's own
+  const Model* draft_model = nullptr;  // kDraft (same vocab); the session keeps it alive
+  std::string heads_path;              // kMedusa / kEagle
+  uint32_t self_draft_layers = 0;      // kSelf; 0: half the layers
+};
+
+struct SpeculativeStats {
+  SpecMethod method = SpecMethod::kOff;  // the controller's current choice
+  uint32_t draft_tokens = 0;
+  uint64_t steps = 0, plain_steps = 0, drafted = 0, accepted = 0;
+  double mean_accepted = 0.0;
+  double propose_ms = 0.0, verify_ms = 0.0;
+  uint64_t steps_by_method[8] = {}, drafted_by_method[8] = {}, accepted_by_method[8] = {};
+};
+
 // Defaults equal kestrel_session_options_init's.
 struct SessionOptions {
   uint32_t context_length = 0;  // 0: the model's trained context
@@ -300,6 +334,7 @@ struct SessionOptions {
   SamplerOptions sampler;
   uint32_t n_threads = 0;  // 0: the plugin decides
   uint64_t kv_type = KESTREL_KV_F32;  // or KESTREL_KV_F16: half the KV memory
+  SpeculativeOptions speculative;     // off by default
 };
 
 // Defaults equal kestrel_generate_options_init's.
@@ -587,6 +622,28 @@ class Session {
     detail::Check(kestrel_session_sample(handle_, &token));
     return token;
   }
+  // What speculative decoding did in the last Generate (zeros when it is off).
+  SpeculativeStats Speculative() const {
+    kestrel_speculative_stats_t c{};
+    c.struct_size = sizeof(c);
+    detail::Check(kestrel_session_speculative_stats(handle_, &c));
+    SpeculativeStats s;
+    s.method = static_cast<SpecMethod>(c.method);
+    s.draft_tokens = c.draft_tokens;
+    s.steps = c.steps;
+    s.plain_steps = c.plain_steps;
+    s.drafted = c.drafted;
+    s.accepted = c.accepted;
+    s.mean_accepted = c.mean_accepted;
+    s.propose_ms = c.propose_ms;
+    s.verify_ms = c.verify_ms;
+    for (int i = 0; i < 8; ++i) {
+      s.steps_by_method[i] = c.steps_by_method[i];
+      s.drafted_by_method[i] = c.drafted_by_method[i];
+      s.accepted_by_method[i] = c.accepted_by_method[i];
+    }
+    return s;
+  }
 
  private:
   // Runs `call(const kestrel_generate_options_t*, kestrel_generate_stats_t*)` with `options`
@@ -850,6 +907,15 @@ inline Session::Session(const Model& model, const SessionOptions& options) : mod
   o.sampler = &sampler;
   o.n_threads = options.n_threads;
   o.kv_type = options.kv_type;
+  kestrel_speculative_options_t spec;
+  kestrel_speculative_options_init(&spec);
+  spec.method = static_cast<uint32_t>(options.speculative.method);
+  spec.max_draft_tokens = options.speculative.max_draft_tokens;
+  spec.tree_budget = options.speculative.tree_budget;
+  spec.draft_model = options.speculative.draft_model ? options.speculative.draft_model->get() : nullptr;
+  spec.heads_path = options.speculative.heads_path.empty() ? nullptr : options.speculative.heads_path.c_str();
+  spec.self_draft_layers = options.speculative.self_draft_layers;
+  if (options.speculative.method != SpecMethod::kOff) o.speculative = &spec;
   detail::Check(kestrel_session_create(model.get(), &o, &handle_));
 }
 

@@ -1998,6 +1998,439 @@ extern "C" {
         out_required: *mut usize,
     ) -> *mut kestrel_status_t;
 }
+pub const KESTREL_SPEC_OFF: kestrel_spec_method = 0;
+pub const KESTREL_SPEC_AUTO: kestrel_spec_method = 1;
+pub const KESTREL_SPEC_DRAFT: kestrel_spec_method = 2;
+pub const KESTREL_SPEC_SELF: kestrel_spec_method = 3;
+pub const KESTREL_SPEC_NGRAM: kestrel_spec_method = 4;
+pub const KESTREL_SPEC_LOOKAHEAD: kestrel_spec_method = 5;
+pub const KESTREL_SPEC_MEDUSA: kestrel_spec_method = 6;
+pub const KESTREL_SPEC_EAGLE: kestrel_spec_method = 7;
+pub type kestrel_spec_method = ::std::os::raw::c_uint;
+pub use self::kestrel_spec_method as kestrel_spec_method_t;
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct kestrel_speculative_options {
+    pub struct_size: u32,
+    pub method: u32,
+    pub max_draft_tokens: u32,
+    pub tree_budget: u32,
+    pub draft_model: *mut kestrel_model_t,
+    pub heads_path: *const ::std::os::raw::c_char,
+    pub self_draft_layers: u32,
+}
+#[test]
+fn bindgen_test_layout_kestrel_speculative_options() {
+    assert_eq!(
+        ::std::mem::size_of::<kestrel_speculative_options>(),
+        40usize,
+        concat!("Size of: ", stringify!(kestrel_speculative_options))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<kestrel_speculative_options>(),
+        8usize,
+        concat!("Alignment of ", stringify!(kestrel_speculative_options))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_options),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_method() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).method) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_options),
+                "::",
+                stringify!(method)
+            )
+        );
+    }
+    test_field_method();
+    fn test_field_max_draft_tokens() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).max_draft_tokens) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_options),
+                "::",
+                stringify!(max_draft_tokens)
+            )
+        );
+    }
+    test_field_max_draft_tokens();
+    fn test_field_tree_budget() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).tree_budget) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_options),
+                "::",
+                stringify!(tree_budget)
+            )
+        );
+    }
+    test_field_tree_budget();
+    fn test_field_draft_model() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).draft_model) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_options),
+                "::",
+                stringify!(draft_model)
+            )
+        );
+    }
+    test_field_draft_model();
+    fn test_field_heads_path() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).heads_path) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_options),
+                "::",
+                stringify!(heads_path)
+            )
+        );
+    }
+    test_field_heads_path();
+    fn test_field_self_draft_layers() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).self_draft_layers) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_options),
+                "::",
+                stringify!(self_draft_layers)
+            )
+        );
+    }
+    test_field_self_draft_layers();
+}
+pub type kestrel_speculative_options_t = kestrel_speculative_options;
+extern "C" {
+    pub fn kestrel_speculative_options_init_sized(
+        options: *mut kestrel_speculative_options_t,
+        struct_size: usize,
+    );
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct kestrel_speculative_stats {
+    pub struct_size: u32,
+    pub method: u32,
+    pub draft_tokens: u32,
+    pub reserved: u32,
+    pub steps: u64,
+    pub plain_steps: u64,
+    pub drafted: u64,
+    pub accepted: u64,
+    pub mean_accepted: f64,
+    pub propose_ms: f64,
+    pub verify_ms: f64,
+    pub steps_by_method: [u64; 8usize],
+    pub drafted_by_method: [u64; 8usize],
+    pub accepted_by_method: [u64; 8usize],
+}
+#[test]
+fn bindgen_test_layout_kestrel_speculative_stats() {
+    assert_eq!(
+        ::std::mem::size_of::<kestrel_speculative_stats>(),
+        264usize,
+        concat!("Size of: ", stringify!(kestrel_speculative_stats))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<kestrel_speculative_stats>(),
+        8usize,
+        concat!("Alignment of ", stringify!(kestrel_speculative_stats))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_method() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).method) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(method)
+            )
+        );
+    }
+    test_field_method();
+    fn test_field_draft_tokens() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).draft_tokens) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(draft_tokens)
+            )
+        );
+    }
+    test_field_draft_tokens();
+    fn test_field_reserved() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).reserved) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(reserved)
+            )
+        );
+    }
+    test_field_reserved();
+    fn test_field_steps() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).steps) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(steps)
+            )
+        );
+    }
+    test_field_steps();
+    fn test_field_plain_steps() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).plain_steps) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(plain_steps)
+            )
+        );
+    }
+    test_field_plain_steps();
+    fn test_field_drafted() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).drafted) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(drafted)
+            )
+        );
+    }
+    test_field_drafted();
+    fn test_field_accepted() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).accepted) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(accepted)
+            )
+        );
+    }
+    test_field_accepted();
+    fn test_field_mean_accepted() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).mean_accepted) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(mean_accepted)
+            )
+        );
+    }
+    test_field_mean_accepted();
+    fn test_field_propose_ms() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).propose_ms) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(propose_ms)
+            )
+        );
+    }
+    test_field_propose_ms();
+    fn test_field_verify_ms() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).verify_ms) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(verify_ms)
+            )
+        );
+    }
+    test_field_verify_ms();
+    fn test_field_steps_by_method() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).steps_by_method) as usize - ptr as usize
+            },
+            72usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(steps_by_method)
+            )
+        );
+    }
+    test_field_steps_by_method();
+    fn test_field_drafted_by_method() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).drafted_by_method) as usize - ptr as usize
+            },
+            136usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(drafted_by_method)
+            )
+        );
+    }
+    test_field_drafted_by_method();
+    fn test_field_accepted_by_method() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).accepted_by_method) as usize - ptr as usize
+            },
+            200usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(accepted_by_method)
+            )
+        );
+    }
+    test_field_accepted_by_method();
+}
+pub type kestrel_speculative_stats_t = kestrel_speculative_stats;
+extern "C" {
+    pub fn kestrel_spec_method_name(method: u32) -> *const ::std::os::raw::c_char;
+}
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct kestrel_session {
@@ -2181,12 +2614,13 @@ pub struct kestrel_session_options {
     pub sampler: *const kestrel_sampler_options_t,
     pub n_threads: u32,
     pub kv_type: u64,
+    pub speculative: *const kestrel_speculative_options_t,
 }
 #[test]
 fn bindgen_test_layout_kestrel_session_options() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_session_options>(),
-        40usize,
+        48usize,
         concat!("Size of: ", stringify!(kestrel_session_options))
     );
     assert_eq!(
@@ -2296,6 +2730,23 @@ fn bindgen_test_layout_kestrel_session_options() {
         );
     }
     test_field_kv_type();
+    fn test_field_speculative() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_session_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).speculative) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_session_options),
+                "::",
+                stringify!(speculative)
+            )
+        );
+    }
+    test_field_speculative();
 }
 pub type kestrel_session_options_t = kestrel_session_options;
 extern "C" {
@@ -2731,6 +3182,21 @@ extern "C" {
     ) -> *mut kestrel_status_t;
 }
 extern "C" {
+    pub fn kestrel_session_get_hidden(
+        session: *const kestrel_session_t,
+        n_positions: usize,
+        out_hidden: *mut f32,
+        capacity: usize,
+        out_required: *mut usize,
+    ) -> *mut kestrel_status_t;
+}
+extern "C" {
+    pub fn kestrel_session_speculative_stats(
+        session: *const kestrel_session_t,
+        out_stats: *mut kestrel_speculative_stats_t,
+    ) -> *mut kestrel_status_t;
+}
+extern "C" {
     pub fn kestrel_session_expert_stats(
         session: *const kestrel_session_t,
         layer: usize,
@@ -2969,12 +3435,13 @@ pub struct kestrel_engine_request_options {
     pub n: u32,
     pub add_bos: bool,
     pub parse_special: u64,
+    pub speculative: *const kestrel_speculative_options_t,
 }
 #[test]
 fn bindgen_test_layout_kestrel_engine_request_options() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_engine_request_options>(),
-        72usize,
+        80usize,
         concat!("Size of: ", stringify!(kestrel_engine_request_options))
     );
     assert_eq!(
@@ -3169,6 +3636,23 @@ fn bindgen_test_layout_kestrel_engine_request_options() {
         );
     }
     test_field_parse_special();
+    fn test_field_speculative() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_request_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).speculative) as usize - ptr as usize
+            },
+            72usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_request_options),
+                "::",
+                stringify!(speculative)
+            )
+        );
+    }
+    test_field_speculative();
 }
 pub type kestrel_engine_request_options_t = kestrel_engine_request_options;
 extern "C" {
@@ -3891,6 +4375,13 @@ fn bindgen_test_layout_kestrel_engine_stats() {
     test_field_kv_waste_fraction();
 }
 pub type kestrel_engine_stats_t = kestrel_engine_stats;
+extern "C" {
+    pub fn kestrel_engine_request_speculative_stats(
+        engine: *const kestrel_engine_t,
+        request_id: kestrel_request_id_t,
+        out_stats: *mut kestrel_speculative_stats_t,
+    ) -> *mut kestrel_status_t;
+}
 extern "C" {
     pub fn kestrel_engine_get_stats(
         engine: *const kestrel_engine_t,

@@ -43,6 +43,8 @@ options_init! {
     kestrel_engine_options_init => kestrel_engine_options_init_sized(kestrel_engine_options_t);
     kestrel_engine_request_options_init =>
         kestrel_engine_request_options_init_sized(kestrel_engine_request_options_t);
+    kestrel_speculative_options_init =>
+        kestrel_speculative_options_init_sized(kestrel_speculative_options_t);
     kestrel_tokenize_options_init => kestrel_tokenize_options_init_sized(kestrel_tokenize_options_t);
     kestrel_chat_template_options_init =>
         kestrel_chat_template_options_init_sized(kestrel_chat_template_options_t);

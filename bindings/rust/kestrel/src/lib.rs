@@ -61,7 +61,7 @@ pub use model::{
 pub use runtime::{DeviceInfo, DeviceKind, LogLevel, PluginInfo, Runtime, RuntimeOptions};
 pub use session::{
     CancelHandle, GenerateOptions, GenerateStats, KvType, Prompt, SamplerOptions, Session, SessionOptions,
-    StopReason, TOKEN_NONE,
+    SpecMethod, SpeculativeOptions, SpeculativeStats, StopReason, TOKEN_NONE,
 };
 
 /// Raw bindings, for what the safe API does not cover.

@@ -93,6 +93,119 @@ impl KvType {
     }
 }
 
+/// Speculative decoding method (`kestrel_spec_method_t`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpecMethod {
+    Off,
+    Auto,
+    Draft,
+    SelfDraft,
+    Ngram,
+    Lookahead,
+    Medusa,
+    Eagle,
+}
+
+impl SpecMethod {
+    fn to_raw(self) -> u32 {
+        match self {
+            SpecMethod::Off => sys::KESTREL_SPEC_OFF,
+            SpecMethod::Auto => sys::KESTREL_SPEC_AUTO,
+            SpecMethod::Draft => sys::KESTREL_SPEC_DRAFT,
+            SpecMethod::SelfDraft => sys::KESTREL_SPEC_SELF,
+            SpecMethod::Ngram => sys::KESTREL_SPEC_NGRAM,
+            SpecMethod::Lookahead => sys::KESTREL_SPEC_LOOKAHEAD,
+            SpecMethod::Medusa => sys::KESTREL_SPEC_MEDUSA,
+            SpecMethod::Eagle => sys::KESTREL_SPEC_EAGLE,
+        }
+    }
+    fn from_raw(v: u32) -> SpecMethod {
+        match v {
+            1 => SpecMethod::Auto,
+            2 => SpecMethod::Draft,
+            3 => SpecMethod::SelfDraft,
+            4 => SpecMethod::Ngram,
+            5 => SpecMethod::Lookahead,
+            6 => SpecMethod::Medusa,
+            7 => SpecMethod::Eagle,
+            _ => SpecMethod::Off,
+        }
+    }
+}
+
+/// Speculative decoding of a session (`kestrel_speculative_options_t`). Greedy output stays
+/// token-identical and sampled output keeps the model's distribution; only the speed changes.
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct SpeculativeOptions {
+    pub method: Option<SpecMethod>,
+    /// Longest draft path per step; 0 = 5.
+    pub max_draft_tokens: u32,
+    /// Most draft tokens per step; 0 = the method's own.
+    pub tree_budget: u32,
+    /// [`SpecMethod::Draft`]: a model with the same vocab (the session keeps it alive).
+    pub draft_model: Option<Model>,
+    /// Medusa / EAGLE heads file.
+    pub heads_path: Option<String>,
+    /// [`SpecMethod::SelfDraft`]: layers run; 0 = half.
+    pub self_draft_layers: u32,
+}
+
+impl std::fmt::Debug for SpeculativeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpeculativeOptions")
+            .field("method", &self.method)
+            .field("max_draft_tokens", &self.max_draft_tokens)
+            .field("tree_budget", &self.tree_budget)
+            .field("draft_model", &self.draft_model.as_ref().map(|m| m.as_ptr()))
+            .field("heads_path", &self.heads_path)
+            .field("self_draft_layers", &self.self_draft_layers)
+            .finish()
+    }
+}
+
+impl PartialEq for SpeculativeOptions {
+    fn eq(&self, o: &SpeculativeOptions) -> bool {
+        self.method == o.method
+            && self.max_draft_tokens == o.max_draft_tokens
+            && self.tree_budget == o.tree_budget
+            && self.draft_model.as_ref().map(|m| m.as_ptr()) == o.draft_model.as_ref().map(|m| m.as_ptr())
+            && self.heads_path == o.heads_path
+            && self.self_draft_layers == o.self_draft_layers
+    }
+}
+
+impl SpeculativeOptions {
+    pub fn new(method: SpecMethod) -> SpeculativeOptions {
+        SpeculativeOptions { method: Some(method), ..Default::default() }
+    }
+    pub fn max_draft_tokens(mut self, n: u32) -> SpeculativeOptions {
+        self.max_draft_tokens = n;
+        self
+    }
+    pub fn draft_model(mut self, model: &Model) -> SpeculativeOptions {
+        self.draft_model = Some(model.clone());
+        self
+    }
+}
+
+/// What speculative decoding did in a session's last generate (`kestrel_speculative_stats_t`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpeculativeStats {
+    /// The controller's current choice.
+    pub method: SpecMethod,
+    pub draft_tokens: u32,
+    pub steps: u64,
+    pub plain_steps: u64,
+    pub drafted: u64,
+    pub accepted: u64,
+    pub mean_accepted: f64,
+    pub propose_ms: f64,
+    pub verify_ms: f64,
+    pub drafted_by_method: [u64; 8],
+    pub accepted_by_method: [u64; 8],
+}
+
 /// Options of [`Session::new`] (`kestrel_session_options_t`).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -107,6 +220,8 @@ pub struct SessionOptions {
     pub n_threads: u32,
     /// Element type of the KV cache (default [`KvType::F32`]).
     pub kv_type: KvType,
+    /// Speculative decoding; `None` (default) = off.
+    pub speculative: Option<SpeculativeOptions>,
 }
 
 impl Default for SessionOptions {
@@ -119,6 +234,7 @@ impl Default for SessionOptions {
             sampler: None,
             n_threads: raw.n_threads,
             kv_type: if raw.kv_type == u64::from(sys::KESTREL_KV_F16) { KvType::F16 } else { KvType::F32 },
+            speculative: None,
         }
     }
 }
@@ -141,6 +257,11 @@ impl SessionOptions {
 
     pub fn kv_type(mut self, kv_type: KvType) -> SessionOptions {
         self.kv_type = kv_type;
+        self
+    }
+
+    pub fn speculative(mut self, spec: SpeculativeOptions) -> SessionOptions {
+        self.speculative = Some(spec);
         self
     }
 }
@@ -371,6 +492,27 @@ impl Session {
         if let Some(s) = &sampler {
             raw_options.sampler = s; // copied during create
         }
+        let heads = match options.speculative.as_ref().and_then(|s| s.heads_path.as_ref()) {
+            Some(p) => Some(std::ffi::CString::new(p.as_str()).map_err(|_| {
+                Error::new(Code::InvalidArgument, "speculative heads_path contains a NUL byte")
+            })?),
+            None => None,
+        };
+        let mut spec: sys::kestrel_speculative_options_t = unsafe { std::mem::zeroed() };
+        unsafe { sys::kestrel_speculative_options_init(&mut spec) };
+        if let Some(s) = &options.speculative {
+            spec.method = s.method.unwrap_or(SpecMethod::Off).to_raw();
+            spec.max_draft_tokens = s.max_draft_tokens;
+            spec.tree_budget = s.tree_budget;
+            spec.self_draft_layers = s.self_draft_layers;
+            if let Some(m) = &s.draft_model {
+                spec.draft_model = m.as_ptr(); // retained by the session
+            }
+            if let Some(h) = &heads {
+                spec.heads_path = h.as_ptr(); // copied during create
+            }
+            raw_options.speculative = &spec;
+        }
         let mut raw = ptr::null_mut();
         check(unsafe { sys::kestrel_session_create(model.as_ptr(), &raw_options, &mut raw) })?;
         let raw = NonNull::new(raw).ok_or_else(|| {
@@ -544,6 +686,26 @@ impl Session {
     }
 
     /// Tokens held in the KV cache.
+    /// What speculative decoding did in the last generate (zeros when it is off).
+    pub fn speculative_stats(&self) -> Result<SpeculativeStats> {
+        let mut c: sys::kestrel_speculative_stats_t = unsafe { std::mem::zeroed() };
+        c.struct_size = std::mem::size_of::<sys::kestrel_speculative_stats_t>() as u32;
+        check(unsafe { sys::kestrel_session_speculative_stats(self.raw.as_ptr(), &mut c) })?;
+        Ok(SpeculativeStats {
+            method: SpecMethod::from_raw(c.method),
+            draft_tokens: c.draft_tokens,
+            steps: c.steps,
+            plain_steps: c.plain_steps,
+            drafted: c.drafted,
+            accepted: c.accepted,
+            mean_accepted: c.mean_accepted,
+            propose_ms: c.propose_ms,
+            verify_ms: c.verify_ms,
+            drafted_by_method: c.drafted_by_method,
+            accepted_by_method: c.accepted_by_method,
+        })
+    }
+
     pub fn token_count(&self) -> usize {
         unsafe { sys::kestrel_session_token_count(self.raw.as_ptr()) }
     }

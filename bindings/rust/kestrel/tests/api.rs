@@ -378,6 +378,26 @@ fn progress_callback_reaches_one_and_can_cancel() {
 }
 
 #[test]
+fn speculative_draft_keeps_golden_ids() {
+    let golden = common::golden_first_case();
+    let rt = runtime();
+    let model = model(rt);
+    let draft = rt
+        .load_model(common::models_dir().join("stories260K-first4L.gguf"))
+        .expect("load the draft");
+    let options = SessionOptions::default()
+        .sampler(SamplerOptions::greedy())
+        .speculative(kestrel::SpeculativeOptions::new(kestrel::SpecMethod::Draft).max_draft_tokens(4).draft_model(&draft));
+    drop(draft); // the session keeps it alive
+    let mut session = model.new_session_with(&options).expect("session");
+    let (ids, _, _) = generate(&mut session, &golden.prompt, golden.generated_ids.len() as u32);
+    assert_eq!(ids, golden.generated_ids);
+    let st = session.speculative_stats().unwrap();
+    assert!(st.drafted > 0 && st.accepted > 0, "{:?}", st);
+    assert_eq!(st.drafted_by_method[2], st.drafted);
+}
+
+#[test]
 fn chat_template_and_special_tokens() {
     let rt = runtime();
     let model = model(rt);

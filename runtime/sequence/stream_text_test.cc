@@ -1,4 +1,4 @@
-#include "runtime/session/stream_text.h"
+#include "runtime/sequence/stream_text.h"
 
 #include "gtest/gtest.h"
 

@@ -1,0 +1,241 @@
+#include "runtime/speculative/speculator.h"
+
+#include <chrono>
+
+#include "absl/strings/str_format.h"
+#include "runtime/speculative/draft_model_proposer.h"
+#include "runtime/speculative/lookahead_proposer.h"
+#include "runtime/speculative/medusa_proposer.h"
+#include "runtime/speculative/ngram_proposer.h"
+
+namespace kestrel {
+namespace runtime {
+namespace {
+
+constexpr uint32_t kMaxDraftLimit = 64;
+constexpr uint32_t kDefaultMaxDraft = 5;
+
+double MsSince(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+absl::Status ValidateSpecConfig(const SpecConfig& c, const Model& target) {
+  if (static_cast<uint32_t>(c.method) >= kNumSpecMethods) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "speculative method = %u is not a kestrel_spec_method_t (0..7)", static_cast<uint32_t>(c.method)));
+  }
+  if (c.max_draft > kMaxDraftLimit) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "speculative max_draft_tokens = %u is larger than %u", c.max_draft, kMaxDraftLimit));
+  }
+  if (c.tree_budget > kMaxDraftLimit * 4) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "speculative tree_budget = %u is larger than %u", c.tree_budget, kMaxDraftLimit * 4));
+  }
+  if (c.method == SpecMethod::kEagle) {
+    return absl::UnimplementedError(
+        "speculative method 'eagle' (an EAGLE-style draft head) is not implemented yet");
+  }
+  if (c.method == SpecMethod::kMedusa && c.heads_path.empty()) {
+    return absl::InvalidArgumentError(
+        "speculative method 'medusa' needs heads_path (a Medusa heads GGUF, tools/train_medusa.py)");
+  }
+  if (c.method == SpecMethod::kDraft) {
+    if (c.draft_model == nullptr) {
+      return absl::InvalidArgumentError(
+          "speculative method 'draft' needs a draft model (draft_model is NULL)");
+    }
+  }
+  if (c.draft_model != nullptr) {
+    if (auto s = CheckSameVocab(target, *c.draft_model); !s.ok()) return s;
+  }
+  if (c.method == SpecMethod::kSelf && c.self_layers >= target.config().n_layers) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "speculative self-draft layers = %u must be below the model's %u layers", c.self_layers,
+        target.config().n_layers));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Speculator>> Speculator::Create(const SpecConfig& config,
+                                                               const Model* target,
+                                                               hal::Device* fallback,
+                                                               uint32_t context_length) {
+  if (config.method == SpecMethod::kOff) return std::unique_ptr<Speculator>();
+  if (auto s = ValidateSpecConfig(config, *target); !s.ok()) return s;
+  std::unique_ptr<Speculator> sp(new Speculator());
+  sp->config_ = config;
+  const SpecMethod m = config.method;
+  const bool any = m == SpecMethod::kAuto;
+  std::vector<SpecMethod> methods;
+  if (any || m == SpecMethod::kNgram) {
+    sp->proposers_.push_back(std::make_unique<NgramProposer>());
+    methods.push_back(SpecMethod::kNgram);
+  }
+  if (any || m == SpecMethod::kLookahead) {
+    sp->proposers_.push_back(std::make_unique<LookaheadProposer>());
+    methods.push_back(SpecMethod::kLookahead);
+  }
+  if ((any && config.draft_model != nullptr) || m == SpecMethod::kDraft) {
+    absl::StatusOr<std::unique_ptr<ModelRunner>> r =
+        ModelRunner::Create(config.draft_model, fallback, context_length);
+    if (!r.ok()) return r.status();
+    sp->proposers_.push_back(std::make_unique<DraftModelProposer>(SpecMethod::kDraft, std::move(*r)));
+    methods.push_back(SpecMethod::kDraft);
+  }
+  if (m == SpecMethod::kSelf) {
+    const uint32_t layers = config.self_layers ? config.self_layers
+                                               : std::max<uint32_t>(1, target->config().n_layers / 2);
+    absl::StatusOr<std::unique_ptr<ModelRunner>> r =
+        ModelRunner::Create(target, fallback, context_length, layers);
+    if (!r.ok()) return r.status();
+    sp->proposers_.push_back(std::make_unique<DraftModelProposer>(SpecMethod::kSelf, std::move(*r)));
+    methods.push_back(SpecMethod::kSelf);
+  }
+  if (m == SpecMethod::kMedusa || (any && !config.heads_path.empty())) {
+    absl::StatusOr<std::unique_ptr<MedusaHeads>> heads = LoadMedusaHeads(config.heads_path, *target);
+    if (!heads.ok()) return heads.status();
+    sp->proposers_.push_back(std::make_unique<MedusaProposer>(std::move(*heads)));
+    methods.push_back(SpecMethod::kMedusa);
+  }
+  for (auto& p : sp->proposers_) sp->needs_hidden_ |= p->needs_hidden();
+  const uint32_t max_draft = config.max_draft ? config.max_draft : kDefaultMaxDraft;
+  sp->controller_ = std::make_unique<Controller>(methods, max_draft, any);
+  return sp;
+}
+
+Proposer* Speculator::ProposerFor(SpecMethod m) {
+  for (auto& p : proposers_) {
+    if (p->method() == m) return p.get();
+  }
+  return nullptr;
+}
+
+void Speculator::Reset() {
+  for (auto& p : proposers_) p->Reset();
+}
+
+void CutToFirstPath(DraftTree* tree) {
+  if (tree->empty()) return;
+  DraftTree path;
+  int32_t cur = 0;
+  int32_t parent = -1;
+  while (cur >= 0) {
+    parent = path.Add(parent, tree->tokens[cur]);
+    if (static_cast<size_t>(cur) < tree->q.size()) {
+      path.q.resize(path.size());
+      path.q[parent] = tree->q[cur];
+    }
+    int32_t next = -1;
+    for (size_t i = cur + 1; i < tree->size() && next < 0; ++i) {
+      if (tree->parents[i] == cur) next = static_cast<int32_t>(i);
+    }
+    cur = next;
+  }
+  *tree = std::move(path);
+}
+
+absl::Status Speculator::Propose(const Sequence& seq, uint32_t room, bool chains_only,
+                                 DraftTree* tree) {
+  tree->Clear();
+  const ControllerChoice c = controller_->Choose();
+  stats_.current = c.method;
+  stats_.current_draft = c.draft;
+  last_method_ = c.method;
+  last_depth_ = 0;
+  Proposer* p = ProposerFor(c.method);
+  if (p == nullptr || c.draft == 0 || room == 0) return absl::OkStatus();
+  const auto t0 = std::chrono::steady_clock::now();
+  ProposeRequest req;
+  req.history = seq.tokens();
+  req.max_depth = std::min(c.draft, room);
+  const uint32_t budget = config_.tree_budget ? config_.tree_budget : 2 * c.draft + 4;
+  // Lookahead carries its Jacobi window besides the candidates.
+  req.max_nodes = std::min(room, c.method == SpecMethod::kLookahead ? budget + 4 : budget);
+  if (c.method == SpecMethod::kDraft || c.method == SpecMethod::kSelf) req.max_nodes = req.max_depth;
+  SamplerConfig sc = const_cast<Sequence&>(seq).sampler().config();
+  req.sampling = &sc;
+  req.chains_only = chains_only;
+  req.hidden = hidden_;
+  absl::Status s = p->Propose(req, tree);
+  if (!s.ok()) tree->Clear();  // a failing proposer only costs the speculation
+  if (chains_only) CutToFirstPath(tree);
+  const double ms = MsSince(t0);
+  stats_.propose_ms += ms;
+  controller_->RecordProposal(c.method, ms, req.max_depth, static_cast<uint32_t>(tree->size()));
+  if (!s.ok()) return absl::OkStatus();
+  last_depth_ = tree->Depth();
+  return absl::OkStatus();
+}
+
+absl::Status Speculator::Verify(Sequence& seq, const DraftTree& tree, const float* rows,
+                                size_t n_vocab, VerifyOutcome* out) {
+  const uint32_t left = seq.policy().max_new_tokens - seq.n_generated();
+  const Tokenizer& tok = seq.tokenizer();
+  if (auto s = verifier_.Verify(tree, rows, n_vocab, seq.sampler(), std::max<uint32_t>(left, 1),
+                                [&tok](int32_t t) { return tok.IsEndOfGeneration(t); }, out);
+      !s.ok()) {
+    return s;
+  }
+  if (!tree.empty()) {
+    const uint32_t m = static_cast<uint32_t>(out->accepted.size());
+    const uint32_t i = static_cast<uint32_t>(last_method_);
+    ++stats_.steps;
+    stats_.drafted += tree.size();
+    stats_.accepted += m;
+    ++stats_.steps_by_method[i];
+    stats_.drafted_by_method[i] += tree.size();
+    stats_.accepted_by_method[i] += m;
+    controller_->RecordAcceptance(last_method_, last_depth_, m);
+    VerifyFeedback fb;
+    fb.tree = &tree;
+    fb.node_argmax = out->node_argmax;
+    fb.root_argmax = out->root_argmax;
+    fb.accepted = out->accepted;
+    if (Proposer* p = ProposerFor(last_method_)) p->Observe(fb);
+  } else {
+    ++stats_.plain_steps;
+  }
+  return absl::OkStatus();
+}
+
+void Speculator::RecordStep(uint32_t n_tokens, double ms, bool speculative) {
+  controller_->RecordStep(n_tokens, ms);
+  if (speculative) stats_.verify_ms += ms;
+}
+
+std::vector<int32_t> KvPlan(const BlockTable& table, uint32_t n_past,
+                            const std::vector<int32_t>& accepted) {
+  std::vector<int32_t> pairs;
+  for (size_t k = 0; k < accepted.size(); ++k) {
+    const uint32_t src = n_past + 1 + static_cast<uint32_t>(accepted[k]);
+    const uint32_t dst = n_past + 1 + static_cast<uint32_t>(k);
+    // accepted[k] >= k (parents come first), so a destination is never a later source.
+    if (src != dst) {
+      pairs.push_back(table.Slot(src));
+      pairs.push_back(table.Slot(dst));
+    }
+  }
+  return pairs;
+}
+
+StopReason Commit(Sequence& seq, uint32_t n_past, const VerifyOutcome& outcome,
+                  const TokenSink& sink, const std::function<bool()>& cancelled) {
+  BlockTable& table = seq.table();
+  table.Truncate(n_past + 1 + static_cast<uint32_t>(outcome.accepted.size()));
+  for (size_t j = 0; j < outcome.tokens.size(); ++j) {
+    const uint32_t kv = n_past + 1 + static_cast<uint32_t>(j);
+    const StopReason r = seq.Emit(outcome.tokens[j], kv, sink);
+    const bool last = j + 1 == outcome.tokens.size();
+    if (r != StopReason::kNone || (!last && cancelled && cancelled())) {
+      table.Truncate(kv);
+      return r != StopReason::kNone ? r : StopReason::kCancelled;
+    }
+  }
+  return StopReason::kNone;
+}
+
+}  // namespace runtime
+}  // namespace kestrel

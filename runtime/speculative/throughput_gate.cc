@@ -1,0 +1,40 @@
+#include "runtime/speculative/throughput_gate.h"
+
+#include <algorithm>
+
+namespace kestrel {
+namespace runtime {
+
+uint32_t ThroughputGate::DraftCap() {
+  ++steps_;
+  // Warm-up: plain steps first, then capped speculative ones.
+  if (samples_[0] < kPhase) return kOff;
+  if (samples_[1] < kPhase) return kProbeNodes;
+  if (probing_) {
+    if (++in_phase_ <= kPhase) return probe_mode_ ? kProbeNodes : kOff;
+    probing_ = false;
+  }
+  const bool best = rate_[1] >= rate_[0];
+  if (best != best_) probe_every_ = 32;  // the choice changed: probe sooner again
+  best_ = best;
+  if (steps_ >= next_probe_) {
+    next_probe_ = steps_ + probe_every_;
+    probe_every_ = std::min<uint32_t>(probe_every_ * 2, 256);
+    probing_ = true;
+    probe_mode_ = !best_;
+    in_phase_ = 1;
+    return probe_mode_ ? kProbeNodes : kOff;
+  }
+  return best_ ? kUncapped : kOff;
+}
+
+void ThroughputGate::Record(uint32_t cap, uint64_t tokens, double ms) {
+  if (ms <= 0) return;
+  const int i = cap == kOff ? 0 : 1;
+  const double r = static_cast<double>(tokens) / ms;
+  rate_[i] = samples_[i] == 0 ? r : 0.8 * rate_[i] + 0.2 * r;
+  ++samples_[i];
+}
+
+}  // namespace runtime
+}  // namespace kestrel

@@ -1,0 +1,46 @@
+// runtime/speculative/throughput_gate.h: the engine's on/off switch for speculation. In a batch
+// the sequences' step costs are shared (one sequence's draft makes every sequence's step longer),
+// so a sequence's own controller cannot see whether speculating pays for the batch. The gate
+// measures what does: generated tokens per millisecond of decode-only steps with speculation on
+// and off. It starts with a few plain steps, then a few cheap speculative ones (drafts capped at
+// kProbeNodes per sequence), then runs the better mode, probing the other for kPhase steps now and
+// then — less often (32 -> 256 steps) while the probes confirm the choice. Probes of "on" are
+// capped too, so text where nothing is accepted costs little.
+#ifndef KESTREL_RUNTIME_SPECULATIVE_THROUGHPUT_GATE_H_
+#define KESTREL_RUNTIME_SPECULATIVE_THROUGHPUT_GATE_H_
+
+#include <cstdint>
+#include <limits>
+
+namespace kestrel {
+namespace runtime {
+
+class ThroughputGate {
+ public:
+  static constexpr uint32_t kOff = 0;
+  static constexpr uint32_t kUncapped = std::numeric_limits<uint32_t>::max();
+  static constexpr uint32_t kProbeNodes = 2;
+
+  // The most draft nodes a sequence may add in this step (kOff: none, kUncapped: no limit).
+  uint32_t DraftCap();
+  // A decode-only step's result (steps with prefill chunks are not comparable and not recorded):
+  // the cap DraftCap gave for it, tokens generated, its time.
+  void Record(uint32_t cap, uint64_t tokens, double ms);
+  double rate(bool on) const { return rate_[on ? 1 : 0]; }
+
+ private:
+  static constexpr uint32_t kPhase = 4;    // steps per warm-up / probe phase
+  double rate_[2] = {0, 0};               // EMA of tokens per ms, off / on
+  uint32_t samples_[2] = {0, 0};
+  bool probing_ = false;
+  bool probe_mode_ = false;
+  uint32_t in_phase_ = 0;
+  bool best_ = false;
+  uint64_t steps_ = 0, next_probe_ = 0;
+  uint32_t probe_every_ = 32;
+};
+
+}  // namespace runtime
+}  // namespace kestrel
+
+#endif  // KESTREL_RUNTIME_SPECULATIVE_THROUGHPUT_GATE_H_
