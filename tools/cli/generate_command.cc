@@ -57,7 +57,7 @@ int RunGenerate(const Options& o) {
   kestrel_sampler_options_t sampler = SamplerOptionsFrom(o);
   ModelPtr draft;
   kestrel_speculative_options_t spec;
-  if (!MakeSpecOptions(o, runtime.get(), &draft, &spec, &exit_code)) return exit_code;
+  if (!MakeSpecOptions(o, opened.runtime.get(), &draft, &spec, &exit_code)) return exit_code;
   SessionPtr session = CreateSessionFrom(model.get(), o, &sampler, o.spec.empty() ? nullptr : &spec);
   if (!session) return kExitError;
   StatusPtr status;
