@@ -22,11 +22,13 @@ endfunction()
 
 # kestrel_add_plugin(<target> SOURCES <files...> [LIBS <libs...>])
 # A plugin is a MODULE library named libkestrel_plugin_<name>.so that exports only
-# kestrel_plugin_get_api (see hal/include/kestrel/plugin_api.h).
+# kestrel_plugin_get_api (see hal/include/kestrel/plugin_api.h). It links the plugin SDK and
+# nothing else of Kestrel: its include path is the SDK's (plugin_api.h, kestrel/plugin_sdk/*.h)
+# plus its own folder, never the source root, so it cannot include runtime/ or hal/src/.
 function(kestrel_add_plugin target)
   cmake_parse_arguments(P "" "" "SOURCES;LIBS" ${ARGN})
   add_library(${target} MODULE ${P_SOURCES})
-  target_link_libraries(${target} PRIVATE kestrel_plugin_headers ${P_LIBS})
+  target_link_libraries(${target} PRIVATE kestrel_plugin_sdk ${P_LIBS})
   set_target_properties(${target} PROPERTIES PREFIX "lib" LIBRARY_OUTPUT_DIRECTORY ${KESTREL_PLUGIN_OUTPUT_DIR})
   target_link_options(${target} PRIVATE "-Wl,--version-script=${CMAKE_SOURCE_DIR}/hal/plugin.map" "-Wl,--no-undefined")
   install(TARGETS ${target} LIBRARY DESTINATION ${KESTREL_PLUGIN_INSTALL_SUBDIR})

@@ -1,5 +1,5 @@
 # Install-time helper (included from the install(CODE) in the top-level CMakeLists.txt): writes
-# kestrel.pc for the prefix actually being installed to (`cmake --install --prefix P` overrides
+# <template>.pc for the prefix actually being installed to (`cmake --install --prefix P` overrides
 # the configure-time CMAKE_INSTALL_PREFIX) and installs it into <libdir>/pkgconfig. file(INSTALL)
 # honours DESTDIR and records the file in install_manifest.txt.
 # Inputs: _kestrel_pc_template, _kestrel_pc_libdir, _kestrel_pc_includedir, _kestrel_pc_version,
@@ -20,6 +20,9 @@ endif()
 set(KESTREL_PC_VERSION "${_kestrel_pc_version}")
 # One scratch file per prefix, so two installs from the same build tree cannot mix them up.
 string(MD5 _kestrel_pc_key "${CMAKE_INSTALL_PREFIX}")
-set(_kestrel_pc_file "${_kestrel_pc_work}/${_kestrel_pc_key}/kestrel.pc")
+# The .pc file takes the template's name without ".in" (kestrel.pc, kestrel-plugin-sdk.pc).
+get_filename_component(_kestrel_pc_name "${_kestrel_pc_template}" NAME)
+string(REGEX REPLACE "\\.in$" "" _kestrel_pc_name "${_kestrel_pc_name}")
+set(_kestrel_pc_file "${_kestrel_pc_work}/${_kestrel_pc_key}/${_kestrel_pc_name}")
 configure_file("${_kestrel_pc_template}" "${_kestrel_pc_file}" @ONLY)
 file(INSTALL DESTINATION "${_kestrel_pc_destination}" TYPE FILE FILES "${_kestrel_pc_file}")

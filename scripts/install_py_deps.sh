@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set-up step: the Python packages the tests need, installed for the user's python3 with pip.
-#   gguf (gguf-py, llama.cpp's GGUF package; pulls numpy): ref_quants_gguf_test checks that the
+#   gguf (gguf-py, llama.cpp's GGUF package; pulls numpy): quants_gguf_test checks that the
 #     reference plugin's dequantization of Q4_1..Q6_K is bit-exact with gguf.quants.dequantize.
 # Offline-safe: does nothing (and needs no network) when the pinned versions are importable.
 set -euo pipefail

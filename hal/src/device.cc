@@ -73,25 +73,24 @@ void PreparedWeight::Reset() {
   handle_ = nullptr;
 }
 
-absl::StatusOr<std::unique_ptr<Device>> Device::Open(std::shared_ptr<PluginLibrary> library,
+absl::StatusOr<std::unique_ptr<Device>> Device::Open(std::shared_ptr<PluginInstance> instance,
                                                      uint32_t index) {
   std::unique_ptr<Device> dev(new Device());
-  dev->library_ = std::move(library);
-  dev->api_ = &dev->library_->api();
-  const std::string ctx = absl::StrCat("plugin '", dev->library_->name(), "' device ", index);
+  dev->instance_ = std::move(instance);
+  const PluginLibrary& lib = dev->instance_->library();
+  dev->api_ = &lib.api();
+  const std::string ctx = absl::StrCat("plugin '", lib.name(), "' device ", index);
   dev->caps_.struct_size = sizeof(kestrel_device_caps_t);
-  absl::Status st = TakePluginStatus(dev->api_->device_get_caps(index, &dev->caps_),
-                                     ctx + ": device_get_caps");
+  absl::Status st = dev->instance_->GetCaps(index, &dev->caps_, ctx);
   if (!st.ok()) return st;
   dev->caps_.name[sizeof(dev->caps_.name) - 1] = '\0';
   dev->caps_.description[sizeof(dev->caps_.description) - 1] = '\0';
-  dev->name_ = dev->caps_.name[0] ? dev->caps_.name : absl::StrCat(dev->library_->name(), ":", index);
-  st = TakePluginStatus(dev->api_->device_open(index, &dev->handle_), ctx + ": device_open");
+  dev->name_ = dev->caps_.name[0] ? dev->caps_.name : absl::StrCat(lib.name(), ":", index);
+  st = dev->instance_->Open(index, &dev->handle_, ctx);
   if (!st.ok()) return st;
   if (dev->handle_ == nullptr) {
     return absl::InternalError(ctx + ": device_open returned no device");
   }
-  const PluginLibrary& lib = *dev->library_;
   if (KESTREL_HAL_HAS_SLOT(lib, stream_create) && KESTREL_HAL_HAS_SLOT(lib, stream_synchronize) &&
       KESTREL_HAL_HAS_SLOT(lib, stream_destroy)) {
     st = TakePluginStatus(dev->api_->stream_create(dev->handle_, &dev->stream_),
@@ -110,7 +109,7 @@ Device::~Device() {
 }
 
 std::string Device::Context(const char* slot) const {
-  return absl::StrCat("device '", name_, "' (plugin '", library_->name(), "') ", slot);
+  return absl::StrCat("device '", name_, "' (plugin '", plugin_name(), "') ", slot);
 }
 
 absl::StatusOr<Buffer> Device::Allocate(uint64_t size) {
@@ -209,7 +208,7 @@ absl::Status Device::Synchronize() {
 }
 
 absl::Status Device::SetOptions(const PluginOptions& options) {
-  if (!KESTREL_HAL_HAS_SLOT(*library_, device_set_options)) return absl::OkStatus();
+  if (!KESTREL_HAL_HAS_SLOT(instance_->library(), device_set_options)) return absl::OkStatus();
   std::vector<kestrel_plugin_option_t> opts;
   opts.reserve(options.size());
   for (const auto& [k, v] : options) opts.push_back({k.c_str(), v.c_str()});

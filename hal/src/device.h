@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "hal/include/kestrel/plugin_api.h"
+#include "hal/src/plugin_instance.h"
 #include "hal/src/plugin_library.h"
 
 namespace kestrel::hal {
@@ -59,13 +60,14 @@ class PreparedWeight {
 
 class Device {
  public:
-  // Opens device `index` of `library`. The Device keeps the library alive.
-  static absl::StatusOr<std::unique_ptr<Device>> Open(std::shared_ptr<PluginLibrary> library,
+  // Opens device `index` of `instance`. The Device keeps the instance (and its library) alive.
+  static absl::StatusOr<std::unique_ptr<Device>> Open(std::shared_ptr<PluginInstance> instance,
                                                       uint32_t index);
   ~Device();
 
   const std::string& name() const { return name_; }
-  const std::string& plugin_name() const { return library_->name(); }
+  const std::string& plugin_name() const { return instance_->library().name(); }
+  const PluginInstance& instance() const { return *instance_; }
   const kestrel_device_caps_t& caps() const { return caps_; }
   // The minor ABI version the plugin's table declares.
   uint16_t plugin_api_minor() const { return api_->minor; }
@@ -97,7 +99,7 @@ class Device {
   friend class PreparedWeight;
   std::string Context(const char* slot) const;
 
-  std::shared_ptr<PluginLibrary> library_;
+  std::shared_ptr<PluginInstance> instance_;
   const kestrel_plugin_api_t* api_ = nullptr;
   kestrel_plugin_device_t* handle_ = nullptr;
   kestrel_plugin_stream_t* stream_ = nullptr;  // NULL for synchronous plugins

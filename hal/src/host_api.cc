@@ -80,6 +80,23 @@ const kestrel_host_api_t* ProcessHostApi() {
   return &table;
 }
 
+InstanceHost::InstanceHost(LogSink sink) : sink_(std::move(sink)) {
+  api_ = *ProcessHostApi();
+  api_.host_ctx = this;
+  api_.log = &InstanceHost::Log;
+}
+
+void InstanceHost::Log(void* ctx, kestrel_plugin_log_level_t level, const char* message,
+                       size_t length) {
+  auto* self = static_cast<InstanceHost*>(ctx);
+  if (self == nullptr || message == nullptr || !self->sink_) return;
+  try {
+    self->sink_(level, std::string(message, length));
+  } catch (...) {
+    // A log line is never worth a crash.
+  }
+}
+
 int AddLogSink(LogSink sink) {
   SinkList& list = Sinks();
   std::lock_guard<std::mutex> lock(list.mu);

@@ -19,7 +19,23 @@ using LogSink = std::function<void(kestrel_plugin_log_level_t, const std::string
 // them: it has static storage and is never destroyed.
 const kestrel_host_api_t* ProcessHostApi();
 
-// Plugin log lines go to every registered sink (each runtime registers its own). Returns a handle
+// A host table of its own, for one plugin instance (plugin ABI 1.4 instance_create): its log lines
+// go to `sink` only, so two runtimes never see each other's plugin logs. Statuses and memory work
+// as in the process-wide table. Must outlive the instance it was given to. Thread-safe.
+class InstanceHost {
+ public:
+  explicit InstanceHost(LogSink sink);
+  InstanceHost(const InstanceHost&) = delete;
+  InstanceHost& operator=(const InstanceHost&) = delete;
+  const kestrel_host_api_t* api() const { return &api_; }
+
+ private:
+  static void Log(void* ctx, kestrel_plugin_log_level_t level, const char* message, size_t length);
+  LogSink sink_;
+  kestrel_host_api_t api_;
+};
+
+// Plugin log lines of plugins without instances (ABI 1.0/1.1) go to every registered sink (each runtime registers its own). Returns a handle
 // for RemoveLogSink. Thread-safe.
 int AddLogSink(LogSink sink);
 void RemoveLogSink(int handle);

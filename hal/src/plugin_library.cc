@@ -54,24 +54,21 @@ std::string CanonicalPath(const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<PluginLibrary>> PluginLibrary::Load(const std::string& path,
-                                                                   const kestrel_host_api_t* host,
-                                                                   const PluginOptions& options) {
+absl::StatusOr<std::shared_ptr<PluginLibrary>> PluginLibrary::Load(const std::string& path) {
   const std::string key = CanonicalPath(path);
   LoadedLibraries& loaded = Loaded();
-  // Held across the whole load so two runtimes created at once cannot both init the plugin.
+  // Held across the whole load so two runtimes created at once cannot both load the plugin.
   std::lock_guard<std::mutex> lock(loaded.mu);
   if (auto it = loaded.by_path.find(key); it != loaded.by_path.end()) {
     if (std::shared_ptr<PluginLibrary> existing = it->second.lock()) return existing;
   }
-  absl::StatusOr<std::shared_ptr<PluginLibrary>> lib = LoadNew(path, host, options);
+  absl::StatusOr<std::shared_ptr<PluginLibrary>> lib = LoadNew(path);
   if (lib.ok()) loaded.by_path[key] = *lib;
   return lib;
 }
 
-absl::StatusOr<std::shared_ptr<PluginLibrary>> PluginLibrary::LoadNew(const std::string& path,
-                                                                      const kestrel_host_api_t* host,
-                                                                      const PluginOptions& options) {
+absl::StatusOr<std::shared_ptr<PluginLibrary>> PluginLibrary::LoadNew(const std::string& path) {
+  const kestrel_host_api_t* host = ProcessHostApi();
   std::shared_ptr<PluginLibrary> lib(new PluginLibrary());
   lib->path_ = path;
   // RTLD_LOCAL keeps each plugin's symbols to itself, so two plugins can use different versions
@@ -125,26 +122,41 @@ absl::StatusOr<std::shared_ptr<PluginLibrary>> PluginLibrary::LoadNew(const std:
   }
   lib->name_ = api->name;
   lib->version_ = api->version ? api->version : "";
-
-  std::vector<kestrel_plugin_option_t> opts;
-  opts.reserve(options.size());
-  for (const auto& [k, v] : options) opts.push_back({k.c_str(), v.c_str()});
-  st = TakePluginStatus(api->init(opts.data(), opts.size()),
-                        absl::StrCat("plugin '", lib->name_, "' (", path, "): init failed"));
-  if (!st.ok()) return st;
-  lib->initialized_ = true;
-
-  char reason[512] = {0};
-  lib->device_count_ = api->device_count(reason, sizeof(reason));
-  reason[sizeof(reason) - 1] = '\0';
-  if (lib->device_count_ == 0) {
-    lib->no_device_reason_ = reason[0] ? reason : "the plugin reports no devices";
-  }
   return lib;
 }
 
+bool PluginLibrary::has_instances() const {
+  return api().minor >= kInstancesMinor && KESTREL_HAL_HAS_SLOT(*this, instance_create) &&
+         KESTREL_HAL_HAS_SLOT(*this, instance_destroy) &&
+         KESTREL_HAL_HAS_SLOT(*this, instance_device_count) &&
+         KESTREL_HAL_HAS_SLOT(*this, instance_device_get_caps) &&
+         KESTREL_HAL_HAS_SLOT(*this, instance_device_open);
+}
+
+absl::Status PluginLibrary::InitShared(const PluginOptions& options) {
+  std::lock_guard<std::mutex> lock(init_mu_);
+  if (initialized_) return absl::OkStatus();
+  std::vector<kestrel_plugin_option_t> opts;
+  opts.reserve(options.size());
+  for (const auto& [k, v] : options) opts.push_back({k.c_str(), v.c_str()});
+  absl::Status st = TakePluginStatus(api_->init(opts.data(), opts.size()),
+                                     absl::StrCat("plugin '", name_, "' (", path_, "): init failed"));
+  if (!st.ok()) return st;
+  initialized_ = true;
+  char reason[512] = {0};
+  device_count_ = api_->device_count(reason, sizeof(reason));
+  reason[sizeof(reason) - 1] = '\0';
+  if (device_count_ == 0) no_device_reason_ = reason[0] ? reason : "the plugin reports no devices";
+  return absl::OkStatus();
+}
+
+void PluginLibrary::NoteInstanceCreated() {
+  std::lock_guard<std::mutex> lock(init_mu_);
+  instances_used_ = true;
+}
+
 PluginLibrary::~PluginLibrary() {
-  if (initialized_ && KESTREL_HAL_HAS_SLOT(*this, shutdown)) api_->shutdown();
+  if ((initialized_ || instances_used_) && KESTREL_HAL_HAS_SLOT(*this, shutdown)) api_->shutdown();
   // Plugins are not dlclose()d: a plugin's threads or atexit handlers (CUDA, OpenCL ICDs) may
   // still reference its code, and unloading buys nothing for a process-lifetime registry.
 }

@@ -86,7 +86,7 @@ void PluginRegistry::LoadOne(const std::string& path, const PluginOptions& optio
   auto log = [&](kestrel_plugin_log_level_t level, const std::string& msg) {
     if (sink_) sink_(level, msg);
   };
-  absl::StatusOr<std::shared_ptr<PluginLibrary>> lib = PluginLibrary::Load(path, ProcessHostApi(), options);
+  absl::StatusOr<std::shared_ptr<PluginLibrary>> lib = PluginLibrary::Load(path);
   if (!lib.ok()) {
     rec.skip_reason = std::string(lib.status().message());
     log(KESTREL_PLUGIN_LOG_WARNING, absl::StrCat("skipping plugin: ", rec.skip_reason));
@@ -107,15 +107,26 @@ void PluginRegistry::LoadOne(const std::string& path, const PluginOptions& optio
       return;
     }
   }
-  if (l.device_count() == 0) {
-    rec.skip_reason = absl::StrCat("no devices: ", l.no_device_reason());
+  // The instance: this registry's own for a 1.4 plugin (its log lines reach only sink_), the
+  // shared one otherwise.
+  absl::StatusOr<std::shared_ptr<PluginInstance>> inst =
+      PluginInstance::Create(*lib, sink_, options);
+  if (!inst.ok()) {
+    rec.skip_reason = std::string(inst.status().message());
+    log(KESTREL_PLUGIN_LOG_WARNING, absl::StrCat("skipping plugin: ", rec.skip_reason));
+    plugins_.push_back(std::move(rec));
+    return;
+  }
+  rec.own_instance = (*inst)->own_instance();
+  if ((*inst)->device_count() == 0) {
+    rec.skip_reason = absl::StrCat("no devices: ", (*inst)->no_device_reason());
     log(KESTREL_PLUGIN_LOG_INFO, absl::StrCat("plugin '", rec.name, "': ", rec.skip_reason));
     plugins_.push_back(std::move(rec));
     return;
   }
   std::vector<std::string> failures;
-  for (uint32_t i = 0; i < l.device_count(); ++i) {
-    absl::StatusOr<std::unique_ptr<Device>> dev = Device::Open(*lib, i);
+  for (uint32_t i = 0; i < (*inst)->device_count(); ++i) {
+    absl::StatusOr<std::unique_ptr<Device>> dev = Device::Open(*inst, i);
     if (!dev.ok()) {
       failures.push_back(std::string(dev.status().message()));
       log(KESTREL_PLUGIN_LOG_WARNING, failures.back());

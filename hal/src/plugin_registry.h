@@ -23,13 +23,16 @@ struct PluginRecord {
   std::string skip_reason;
   uint16_t api_major = 0, api_minor = 0;
   uint32_t device_count = 0;
+  bool own_instance = false;  // an ABI 1.4 instance of this registry's own (else the shared one)
 };
 
 class PluginRegistry {
  public:
   // `search_path`: ':'-separated folders (every libkestrel_plugin_*.so inside, sorted) and/or
   // plugin files. Never fails because of a plugin; only an empty search path element list is
-  // fine too (no plugins). `sink` receives host and plugin log lines.
+  // fine too (no plugins). `sink` receives host and plugin log lines. `options` go to every
+  // plugin: to instance_create of this registry's own instance for an ABI 1.4 plugin, to init for
+  // an older one (whose process-wide state keeps the options of the first registry).
   static std::unique_ptr<PluginRegistry> Create(const std::string& search_path, LogSink sink,
                                                 const PluginOptions& options = {});
   ~PluginRegistry();

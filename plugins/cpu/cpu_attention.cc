@@ -10,13 +10,13 @@
 #include <limits>
 #include <vector>
 
-#include "plugins/cpu/cpu_ops.h"
+#include "cpu_ops.h"
 
 namespace kestrel::plugins::cpu {
 namespace {
 
-using ref::InvalidArgument;
-using ref::OutOfRange;
+using plugin_sdk::InvalidArgument;
+using plugin_sdk::OutOfRange;
 
 constexpr int64_t kQueryChunk = 16;
 // KV positions per online-softmax step (at least; a larger block size is one block per step).
@@ -27,7 +27,7 @@ int64_t WindowStart(int64_t pos, int64_t window) {
   return window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
 }
 
-// The same checks, in the same order and with the same messages, as ref::PagedAttention.
+// The same checks, in the same order and with the same messages, as plugin_sdk::PagedAttention.
 Status Validate(const AttentionArgs& a) {
   const int64_t B = a.block_size;
   const int32_t* qs = a.query_start;
@@ -348,7 +348,7 @@ void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w
 }  // namespace
 
 Status PagedAttentionCpu(const OpContext& ctx, const AttentionArgs& a) {
-  KESTREL_REF_RETURN_IF_ERROR(Validate(a));
+  KESTREL_SDK_RETURN_IF_ERROR(Validate(a));
   std::vector<WorkItem> items;
   for (int64_t s = 0; s < a.n_seqs; ++s) {
     const int64_t q_len = a.query_start[s + 1] - a.query_start[s];

@@ -34,9 +34,9 @@
 #include "hal/src/device.h"
 #include "hal/src/plugin_registry.h"
 #include "kestrel/plugin_api.h"
-#include "plugins/ref/half.h"
-#include "plugins/ref/ref_kernels.h"
-#include "plugins/ref/ref_quants.h"
+#include "kestrel/plugin_sdk/half.h"
+#include "kestrel/plugin_sdk/reference_kernels.h"
+#include "kestrel/plugin_sdk/quants.h"
 #include "tests/device_conformance/device_conformance.h"
 
 namespace kestrel::plugins::cpu {
@@ -64,7 +64,7 @@ int64_t Elements(const kestrel_tensor_desc_t& d) {
 uint64_t Bytes(const kestrel_tensor_desc_t& d) {
   uint64_t rows = 1;
   for (uint32_t i = 0; i + 1 < d.rank; ++i) rows *= static_cast<uint64_t>(d.dims[i]);
-  return rows * ref::RowBytes(d.dtype, d.dims[d.rank - 1]);
+  return rows * plugin_sdk::RowBytes(d.dtype, d.dims[d.rank - 1]);
 }
 
 // Values of `dtype` from floats (row-major, innermost dim = last).
@@ -76,9 +76,9 @@ HostTensor FromFloats(uint32_t dtype, std::vector<int64_t> dims, const std::vect
   t.bytes.resize(Bytes(t.desc));
   const int64_t inner = t.desc.dims[t.desc.rank - 1];
   const int64_t rows = inner == 0                 ? 0
-                       : ref::IsExtraQuant(dtype) ? Elements(t.desc) / inner
+                       : plugin_sdk::IsExtraQuant(dtype) ? Elements(t.desc) / inner
                                                   : static_cast<int64_t>(v.size()) / inner;
-  const uint64_t row_bytes = ref::RowBytes(dtype, inner);
+  const uint64_t row_bytes = plugin_sdk::RowBytes(dtype, inner);
   for (int64_t r = 0; r < rows; ++r) {
     const float* src = v.data() + r * inner;
     uint8_t* dst = t.bytes.data() + r * row_bytes;
@@ -86,23 +86,23 @@ HostTensor FromFloats(uint32_t dtype, std::vector<int64_t> dims, const std::vect
       case KESTREL_DTYPE_F32: std::memcpy(dst, src, inner * 4); break;
       case KESTREL_DTYPE_F16:
         for (int64_t i = 0; i < inner; ++i) {
-          const uint16_t h = ref::FloatToHalf(src[i]);
+          const uint16_t h = plugin_sdk::FloatToHalf(src[i]);
           std::memcpy(dst + 2 * i, &h, 2);
         }
         break;
       case KESTREL_DTYPE_BF16:
         for (int64_t i = 0; i < inner; ++i) {
-          const uint16_t h = ref::FloatToBf16(src[i]);
+          const uint16_t h = plugin_sdk::FloatToBf16(src[i]);
           std::memcpy(dst + 2 * i, &h, 2);
         }
         break;
-      case KESTREL_DTYPE_Q8_0: ref::QuantizeRowQ8_0(src, inner, dst); break;
-      case KESTREL_DTYPE_Q4_0: ref::QuantizeRowQ4_0(src, inner, dst); break;
+      case KESTREL_DTYPE_Q8_0: plugin_sdk::QuantizeRowQ8_0(src, inner, dst); break;
+      case KESTREL_DTYPE_Q4_0: plugin_sdk::QuantizeRowQ4_0(src, inner, dst); break;
       default:
-        if (ref::IsExtraQuant(dtype)) {
+        if (plugin_sdk::IsExtraQuant(dtype)) {
           // No reference quantizer for these: random blocks (realistic scales) instead of `v`.
-          static std::mt19937_64 gen(ref::testing_util::TestSeed() * 0x9E3779B97F4A7C15ull + 1);
-          ref::RandomExtraBlocks(dtype, static_cast<int64_t>(row_bytes / ref::DtypeBlockBytes(dtype)),
+          static std::mt19937_64 gen(plugin_sdk::testing_util::TestSeed() * 0x9E3779B97F4A7C15ull + 1);
+          plugin_sdk::RandomExtraBlocks(dtype, static_cast<int64_t>(row_bytes / plugin_sdk::DtypeBlockBytes(dtype)),
                                  /*moderate=*/true, gen, dst);
         } else {
           ADD_FAILURE() << "FromFloats: dtype " << dtype;
@@ -140,7 +140,7 @@ std::vector<double> ToDoubles(const HostTensor& t) {
     if (t.desc.dtype == KESTREL_DTYPE_F16) {
       uint16_t h;
       std::memcpy(&h, t.bytes.data() + 2 * i, 2);
-      out[i] = ref::HalfToFloat(h);
+      out[i] = plugin_sdk::HalfToFloat(h);
     } else {
       float f;
       std::memcpy(&f, t.bytes.data() + 4 * i, 4);
@@ -175,9 +175,9 @@ double DotScale(const HostTensor& x, const HostTensor& w) {
   double sx = 0.0, sw = 0.0;
   for (int64_t i = 0; i < t * k; ++i) sx += xv[i] * xv[i];
   std::vector<float> row(static_cast<size_t>(k));
-  const uint64_t row_bytes = ref::RowBytes(w.desc.dtype, k);
+  const uint64_t row_bytes = plugin_sdk::RowBytes(w.desc.dtype, k);
   for (int64_t j = 0; j < n; ++j) {
-    ref::DequantizeRow(w.desc.dtype, w.bytes.data() + j * row_bytes, k, row.data());
+    plugin_sdk::DequantizeRow(w.desc.dtype, w.bytes.data() + j * row_bytes, k, row.data());
     for (float v : row) sw += static_cast<double>(v) * v;
   }
   return std::sqrt(sx * sw / static_cast<double>(k));
@@ -339,7 +339,7 @@ TEST_P(CpuConformance, Matmul) {
   for (uint32_t dt : kWeightDtypes) {
     for (const Shape& s : IsQuant(dt) ? quant : plain) {
       for (bool as_weight : {true, false}) {
-        const std::string what = ::testing::PrintToString(ref::DtypeName(dt)) + " T=" +
+        const std::string what = ::testing::PrintToString(plugin_sdk::DtypeName(dt)) + " T=" +
                                  std::to_string(s.t) + " K=" + std::to_string(s.k) +
                                  " N=" + std::to_string(s.n) + (as_weight ? " weight" : " buffer");
         HostTensor x = FromFloats(KESTREL_DTYPE_F32, {s.t, s.k}, rng.Floats(s.t * s.k));
@@ -382,9 +382,9 @@ TEST_P(CpuConformance, MatmulKq) {
   Rng rng(11);
   for (const KqTier& tier : kKqTiers) {
     const uint32_t dt = tier.dtype;
-    for (const Shape& s : ref::IsKQuant(dt) ? k_shapes : b_shapes) {
+    for (const Shape& s : plugin_sdk::IsKQuant(dt) ? k_shapes : b_shapes) {
       for (bool as_weight : {true, false}) {
-        const std::string what = std::string(ref::DtypeName(dt)) + " T=" + std::to_string(s.t) +
+        const std::string what = std::string(plugin_sdk::DtypeName(dt)) + " T=" + std::to_string(s.t) +
                                   " K=" + std::to_string(s.k) + " N=" + std::to_string(s.n) +
                                   (as_weight ? " weight" : " buffer");
         HostTensor x = FromFloats(KESTREL_DTYPE_F32, {s.t, s.k}, rng.Floats(s.t * s.k));
@@ -408,7 +408,7 @@ TEST_P(CpuConformance, LogitsAndEmbeddingKq) {
       HostTensor w = FromFloats(dt, {v, d}, {}, true);
       const int64_t r = static_cast<int64_t>(rows.size());
       const bool q8act = !GetParam().exact;
-      Compare(std::string("LOGITS ") + ref::DtypeName(dt) + " T=" + std::to_string(t),
+      Compare(std::string("LOGITS ") + plugin_sdk::DtypeName(dt) + " T=" + std::to_string(t),
               KESTREL_OP_LOGITS, nullptr, 0, {x, w, FromInts({r}, rows)},
               {Poisoned(KESTREL_DTYPE_F32, {r, v})}, q8act ? tier.tol : 1e-5,
               q8act ? DotScale(x, w) * std::sqrt(double(r) / t) : 0.0);
@@ -416,7 +416,7 @@ TEST_P(CpuConformance, LogitsAndEmbeddingKq) {
     for (bool as_weight : {true, false}) {
       std::vector<int32_t> ids = {3, static_cast<int32_t>(v - 1), 0, 3, 150};
       HostTensor table = FromFloats(dt, {v, d}, {}, as_weight);
-      Compare(std::string("EMBEDDING_GATHER ") + ref::DtypeName(dt) + (as_weight ? " weight" : " buffer"),
+      Compare(std::string("EMBEDDING_GATHER ") + plugin_sdk::DtypeName(dt) + (as_weight ? " weight" : " buffer"),
               KESTREL_OP_EMBEDDING_GATHER, nullptr, 0, {table, FromInts({5}, ids)},
               {Poisoned(KESTREL_DTYPE_F32, {5, d})}, 0.0);
     }
@@ -444,7 +444,7 @@ TEST_P(CpuConformance, Logits) {
       HostTensor w = FromFloats(dt, {v, d}, rng.Floats(v * d), true);
       const int64_t r = static_cast<int64_t>(rows.size());
       const bool q8act = IsQuant(dt) && !GetParam().exact;
-      Compare(std::string(ref::DtypeName(dt)) + " T=" + std::to_string(t), KESTREL_OP_LOGITS,
+      Compare(std::string(plugin_sdk::DtypeName(dt)) + " T=" + std::to_string(t), KESTREL_OP_LOGITS,
               nullptr, 0, {x, w, FromInts({r}, rows)}, {Poisoned(KESTREL_DTYPE_F32, {r, v})},
               q8act ? 1e-2 : 1e-5, q8act ? DotScale(x, w) * std::sqrt(double(r) / t) : 0.0);
     }
@@ -464,14 +464,14 @@ TEST_P(CpuConformance, EmbeddingGather) {
       std::vector<int32_t> ids(t);
       for (auto& id : ids) id = rng.Int(0, vocab - 1);
       HostTensor table = FromFloats(dt, {vocab, dim}, rng.Floats(vocab * dim), as_weight);
-      Compare(std::string(ref::DtypeName(dt)) + (as_weight ? " weight" : " buffer"),
+      Compare(std::string(plugin_sdk::DtypeName(dt)) + (as_weight ? " weight" : " buffer"),
               KESTREL_OP_EMBEDDING_GATHER, nullptr, 0, {table, FromInts({t}, ids)},
               {Poisoned(KESTREL_DTYPE_F32, {t, dim})}, 0.0);
       Compare("id out of range", KESTREL_OP_EMBEDDING_GATHER, nullptr, 0,
               {table, FromInts({2}, {0, vocab})}, {Poisoned(KESTREL_DTYPE_F32, {2, dim})}, 0.0);
       // Version 2: the rows times a scale (Gemma's sqrt(n_embd)), bit-exact with ref.
       const kestrel_op_embedding_params_t scale{sizeof(kestrel_op_embedding_params_t), 25.29822f};
-      Compare(std::string(ref::DtypeName(dt)) + " scaled", KESTREL_OP_EMBEDDING_GATHER, &scale,
+      Compare(std::string(plugin_sdk::DtypeName(dt)) + " scaled", KESTREL_OP_EMBEDDING_GATHER, &scale,
               sizeof scale, {table, FromInts({t}, ids)}, {Poisoned(KESTREL_DTYPE_F32, {t, dim})},
               0.0, 0.0, /*op_version=*/2);
     }
@@ -517,7 +517,7 @@ TEST_P(CpuConformance, MatmulBias) {
         HostTensor w = FromFloats(dt, {n, k}, rng.Floats(n * k), true);
         HostTensor bias = FromFloats(KESTREL_DTYPE_F32, {n}, rng.Floats(n, -2.0f, 2.0f), bias_weight);
         const bool q8act = IsQuant(dt) && !GetParam().exact;
-        Compare(std::string(ref::DtypeName(dt)) + " T=" + std::to_string(t) +
+        Compare(std::string(plugin_sdk::DtypeName(dt)) + " T=" + std::to_string(t) +
                     (bias_weight ? " bias weight" : " bias buffer"),
                 KESTREL_OP_MATMUL, nullptr, 0, {x, w, bias}, {Poisoned(KESTREL_DTYPE_F32, {t, n})},
                 q8act ? 1e-2 : 1e-5, q8act ? DotScale(x, w) : 0.0);
@@ -741,7 +741,7 @@ TEST_P(CpuConformance, Moe) {
     for (bool as_weight : {true, false}) {
       for (int64_t t : {37, 1}) {
         MoeCase c;
-        c.name = std::string(ref::DtypeName(dt)) + (as_weight ? " weight" : " buffer") +
+        c.name = std::string(plugin_sdk::DtypeName(dt)) + (as_weight ? " weight" : " buffer") +
                  " T=" + std::to_string(t);
         c.t = t;
         c.d = 160;  // a partial 128-group for the Q paths

@@ -1,6 +1,6 @@
-#include "plugins/cpu/cpu_features.h"
+#include "cpu_features.h"
 
-#include "plugins/cpu/kernels.h"
+#include "kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #define KESTREL_CPU_X86 1

@@ -1,4 +1,4 @@
-#include "plugins/cpu/cpu_moe.h"
+#include "cpu_moe.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,14 +7,14 @@
 #include <memory>
 #include <vector>
 
-#include "plugins/cpu/packed_weight.h"
-#include "plugins/ref/ref_kernels.h"
-#include "plugins/ref/ref_ops.h"
+#include "packed_weight.h"
+#include "kestrel/plugin_sdk/reference_kernels.h"
+#include "kestrel/plugin_sdk/op_contract.h"
 
 namespace kestrel::plugins::cpu {
 namespace {
 
-using ref::Internal;
+using plugin_sdk::Internal;
 
 // Below this many multiply-adds a phase runs on the calling thread (as in cpu_ops.cc).
 constexpr int64_t kMinParallelMacs = int64_t{1} << 18;
@@ -74,7 +74,7 @@ Status MakeStack(const kestrel_tensor_desc_t& d, const ArgData& a, const char* w
   s->dtype = d.dtype;
   s->n = d.dims[1];
   s->k = d.dims[2];
-  s->slice_bytes = static_cast<uint64_t>(s->n) * ref::RowBytes(d.dtype, s->k);
+  s->slice_bytes = static_cast<uint64_t>(s->n) * plugin_sdk::RowBytes(d.dtype, s->k);
   if (a.packed != nullptr) {
     if (a.n_packed != d.dims[0]) {
       return Internal("MOE: ", what, " has ", a.n_packed, " packed expert views for ", d.dims[0],
@@ -123,10 +123,10 @@ void MatRows(const OpContext& ctx, const ExpertMat& w, const float* xf, const QA
     kt.gemm_q(*w.q, *xq, n_tok, n0, n1, y, ldy);
     return;
   }
-  if (w.q != nullptr || w.dtype == KESTREL_DTYPE_BF16 || ref::IsBlockQuantized(w.dtype)) {
+  if (w.q != nullptr || w.dtype == KESTREL_DTYPE_BF16 || plugin_sdk::IsBlockQuantized(w.dtype)) {
     // Exact path: a panel of rows dequantized to f32, then the f32 kernel.
     constexpr int64_t kPanel = 16;
-    const uint64_t row_bytes = ref::RowBytes(w.dtype, K);
+    const uint64_t row_bytes = plugin_sdk::RowBytes(w.dtype, K);
     float* panel = ScratchF32(static_cast<size_t>(kPanel * K));
     for (int64_t p0 = n0; p0 < n1; p0 += kPanel) {
       const int64_t p1 = std::min(n1, p0 + kPanel);
@@ -134,7 +134,7 @@ void MatRows(const OpContext& ctx, const ExpertMat& w, const float* xf, const QA
         kt.dequant_q_rows(*w.q, p0, p1, panel, K);
       } else {
         for (int64_t j = p0; j < p1; ++j) {
-          ref::DequantizeRow(w.dtype, w.raw + j * row_bytes, K, panel + (j - p0) * K);
+          plugin_sdk::DequantizeRow(w.dtype, w.raw + j * row_bytes, K, panel + (j - p0) * K);
         }
       }
       kt.gemm_f32(panel, K, xf, K, K, n_tok, 0, p1 - p0, y + p0, ldy);
@@ -148,7 +148,7 @@ void MatRows(const OpContext& ctx, const ExpertMat& w, const float* xf, const QA
   }
 }
 
-// The reference's routing of one token (ref_kernels.cc, Moe) from its logits l[E]: scores in
+// The reference's routing of one token (plugin_sdk/src/reference_kernels.cc, Moe) from its logits l[E]: scores in
 // double, the K best (ties to the lower id, NaN last), weights. Returns false when the selection
 // might differ from the one the reference computes from its own logits, given that ours differ
 // from them by at most `margin` each: the K-th and (K+1)-th scores are closer than that error
@@ -214,9 +214,9 @@ Status MoeCpu(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgData* 
   const bool multi = pool.size() > 1;
 
   ExpertStack gate, up, down;
-  KESTREL_REF_RETURN_IF_ERROR(MakeStack(op.inputs[2].desc, in[2], "gate_exps", &gate));
-  KESTREL_REF_RETURN_IF_ERROR(MakeStack(op.inputs[3].desc, in[3], "up_exps", &up));
-  KESTREL_REF_RETURN_IF_ERROR(MakeStack(op.inputs[4].desc, in[4], "down_exps", &down));
+  KESTREL_SDK_RETURN_IF_ERROR(MakeStack(op.inputs[2].desc, in[2], "gate_exps", &gate));
+  KESTREL_SDK_RETURN_IF_ERROR(MakeStack(op.inputs[3].desc, in[3], "up_exps", &up));
+  KESTREL_SDK_RETURN_IF_ERROR(MakeStack(op.inputs[4].desc, in[4], "down_exps", &down));
 
   // ---- 1. router logits and routing -----------------------------------------------------------
   // The router as f32 rows (the reference's DequantizeRow, so the exact recomputation below sees
@@ -227,7 +227,7 @@ Status MoeCpu(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgData* 
     router = static_cast<const float*>(in[1].data);
   } else {
     router_store.resize(static_cast<size_t>(E * D));
-    const uint64_t row_bytes = ref::RowBytes(rd.dtype, D);
+    const uint64_t row_bytes = plugin_sdk::RowBytes(rd.dtype, D);
     std::vector<uint8_t> gguf_row(in[1].packed != nullptr ? row_bytes : 0);
     for (int64_t e = 0; e < E; ++e) {
       const uint8_t* src;
@@ -237,7 +237,7 @@ Status MoeCpu(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgData* 
       } else {
         src = static_cast<const uint8_t*>(in[1].data) + e * row_bytes;
       }
-      ref::DequantizeRow(rd.dtype, src, D, router_store.data() + e * D);
+      plugin_sdk::DequantizeRow(rd.dtype, src, D, router_store.data() + e * D);
     }
     router = router_store.data();
   }
@@ -276,7 +276,7 @@ Status MoeCpu(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgData* 
         if (!RouteToken(lt, E, K, p.routing, margin, score.data(), order.data(),
                         chosen.data() + t * K, weight.data() + t * K)) {
           // Too close to call (or not finite): the reference's own logits, bit for bit.
-          ref::Matmul(xt, 1, D, KESTREL_DTYPE_F32, router, E, exact.data());
+          plugin_sdk::Matmul(xt, 1, D, KESTREL_DTYPE_F32, router, E, exact.data());
           RouteToken(exact.data(), E, K, p.routing, 0.0, score.data(), order.data(),
                      chosen.data() + t * K, weight.data() + t * K);
         }
@@ -377,7 +377,7 @@ Status MoeCpu(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgData* 
       MatRows(ctx, up.At(task.slot), xf, &qu, n, task.n0, task.n1, u.get() + r0 * F, F);
       for (int64_t r = r0; r < r0 + n; ++r) {
         float* hr = h.get() + r * F + task.n0;
-        ref::Swiglu(hr, u.get() + r * F + task.n0, task.n1 - task.n0, hr);
+        plugin_sdk::Swiglu(hr, u.get() + r * F + task.n0, task.n1 - task.n0, hr);
       }
     });
   }

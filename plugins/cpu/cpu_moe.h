@@ -1,6 +1,6 @@
 // KESTREL_OP_MOE on the CPU plugin: router, top-k routing and the SwiGLU expert FFNs of one layer.
 //
-// Routing gives exactly the reference plugin's expert sets (plugins/ref/ref_kernels.cc, Moe):
+// Routing gives exactly the reference plugin's expert sets (plugin_sdk/src/reference_kernels.cc, Moe):
 // router logits come from the f32 kernel, scores, top-k (ties to the lower id) and weights are
 // computed in double with the reference's code, and a token whose K-th and (K+1)-th scores are
 // closer than the f32 logits' error bound (ties included) has its logits recomputed with the
@@ -16,11 +16,11 @@
 #define KESTREL_PLUGINS_CPU_CPU_MOE_H_
 
 #include "kestrel/plugin_api.h"
-#include "plugins/cpu/cpu_ops.h"
+#include "cpu_ops.h"
 
 namespace kestrel::plugins::cpu {
 
-// Runs a MOE op that ref::CheckOp accepted. `in` / `out` as in ExecuteCpuOp; a prepared rank-3
+// Runs a MOE op that plugin_sdk::CheckOp accepted. `in` / `out` as in ExecuteCpuOp; a prepared rank-3
 // Q4_0/Q8_0 expert weight arrives as one packed view per expert (ArgData::n_packed). `out[0]`
 // may alias x (it is written last); out[1] (stats) is written when op.n_outputs == 2.
 Status MoeCpu(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgData* in,

@@ -1,22 +1,23 @@
-#include "plugins/cpu/cpu_ops.h"
+#include "cpu_ops.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
-#include "plugins/cpu/cpu_moe.h"
-#include "plugins/cpu/onednn_gemm.h"
-#include "plugins/cpu/packed_weight.h"
-#include "plugins/ref/ref_kernels.h"
-#include "plugins/ref/ref_ops.h"
+#include "cpu_moe.h"
+#include "onednn_gemm.h"
+#include "packed_weight.h"
+#include "kestrel/plugin_sdk/reference_kernels.h"
+#include "kestrel/plugin_sdk/op_contract.h"
+#include "kestrel/plugin_sdk/reference_ops.h"
 
 namespace kestrel::plugins::cpu {
 namespace {
 
-using ref::InvalidArgument;
-using ref::OutOfRange;
-using ref::StrCat;
+using plugin_sdk::InvalidArgument;
+using plugin_sdk::OutOfRange;
+using plugin_sdk::StrCat;
 
 bool Overlaps(const void* a, uint64_t a_bytes, const void* b, uint64_t b_bytes) {
   const uintptr_t a0 = reinterpret_cast<uintptr_t>(a);
@@ -163,10 +164,10 @@ void MatmulCpu(const OpContext& ctx, const float* x, int64_t T, int64_t K, uint3
     });
     return;
   }
-  if (w.packed != nullptr || w_dtype == KESTREL_DTYPE_BF16 || ref::IsBlockQuantized(w_dtype)) {
+  if (w.packed != nullptr || w_dtype == KESTREL_DTYPE_BF16 || plugin_sdk::IsBlockQuantized(w_dtype)) {
     // Exact path: dequantize a panel of rows to f32 (L2-resident), then the f32 kernel.
     constexpr int64_t kPanel = 16;
-    const uint64_t row_bytes = ref::RowBytes(w_dtype, K);
+    const uint64_t row_bytes = plugin_sdk::RowBytes(w_dtype, K);
     pool.Run(n_chunks, [&](int64_t c, int) {
       const int64_t n0 = c * chunk, n1 = std::min(N, n0 + chunk);
       float* panel = ScratchF32(static_cast<size_t>(kPanel * K));
@@ -176,7 +177,7 @@ void MatmulCpu(const OpContext& ctx, const float* x, int64_t T, int64_t K, uint3
           kt.dequant_q_rows(*w.packed, p0, p1, panel, K);
         } else {
           for (int64_t j = p0; j < p1; ++j) {
-            ref::DequantizeRow(w_dtype, static_cast<const uint8_t*>(w.data) + j * row_bytes, K,
+            plugin_sdk::DequantizeRow(w_dtype, static_cast<const uint8_t*>(w.data) + j * row_bytes, K,
                                panel + (j - p0) * K);
           }
         }
@@ -245,18 +246,18 @@ Status EmbeddingGatherCpu(const OpContext& ctx, const kestrel_op_desc_t& op, con
       return OutOfRange("EMBEDDING_GATHER: ids[", t, "]=", ids[t], " is outside [0, ", vocab, ")");
     }
   }
-  const uint64_t row_bytes = ref::RowBytes(table.dtype, dim);
+  const uint64_t row_bytes = plugin_sdk::RowBytes(table.dtype, dim);
   for (int64_t t = 0; t < T; ++t) {
     if (in[0].packed != nullptr) {
       ctx.kernels->dequant_q_rows(*in[0].packed, ids[t], ids[t] + 1, out + t * dim, dim);
     } else if (in[0].kpacked != nullptr) {
       DequantKRows(*in[0].kpacked, ids[t], ids[t] + 1, out + t * dim, dim);
     } else {
-      ref::DequantizeRow(table.dtype, static_cast<const uint8_t*>(in[0].data) + ids[t] * row_bytes,
+      plugin_sdk::DequantizeRow(table.dtype, static_cast<const uint8_t*>(in[0].data) + ids[t] * row_bytes,
                          dim, out + t * dim);
     }
   }
-  const float scale = ref::EmbeddingScaleOf(op);
+  const float scale = plugin_sdk::EmbeddingScaleOf(op);
   if (scale != 1.0f) {
     for (int64_t i = 0; i < T * dim; ++i) out[i] *= scale;
   }
@@ -317,14 +318,14 @@ Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const Arg
       const float* x = static_cast<const float*>(inputs[0].data);
       float* y = static_cast<float*>(outputs[0]);
       std::vector<float> x_copy;
-      const uint64_t x_bytes = ref::TensorBytes(xd);
-      if (Overlaps(x, x_bytes, y, ref::TensorBytes(op.outputs[0].desc))) {
+      const uint64_t x_bytes = plugin_sdk::TensorBytes(xd);
+      if (Overlaps(x, x_bytes, y, plugin_sdk::TensorBytes(op.outputs[0].desc))) {
         x_copy.assign(x, x + x_bytes / sizeof(float));
         x = x_copy.data();
       }
       MatmulCpu(ctx, x, xd.dims[0], xd.dims[1], wd.dtype, inputs[1], wd.dims[0], y);
       if (op.n_inputs > 2) {  // bias [N], F32 (plugin ABI 1.2)
-        ref::AddBias(static_cast<const float*>(inputs[2].data), xd.dims[0], wd.dims[0], y);
+        plugin_sdk::AddBias(static_cast<const float*>(inputs[2].data), xd.dims[0], wd.dims[0], y);
       }
       return Status();
     }
@@ -342,7 +343,7 @@ Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const Arg
       return Status();
     }
     case KESTREL_OP_PAGED_ATTENTION: {
-      const kestrel_op_attention_params_t p = ref::AttentionParamsOf(op);
+      const kestrel_op_attention_params_t p = plugin_sdk::AttentionParamsOf(op);
       const kestrel_tensor_desc_t& kc = op.inputs[1].desc;
       AttentionArgs a;
       a.q = static_cast<const float*>(inputs[0].data);
@@ -374,23 +375,23 @@ Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const Arg
       std::vector<std::vector<uint8_t>> unpacked;
       for (uint32_t i = 0; i < op.n_inputs; ++i) {
         if (inputs[i].kpacked != nullptr) {
-          return ref::Internal(ref::OpKindName(op.kind), ": input ", i,
+          return plugin_sdk::Internal(plugin_sdk::OpKindName(op.kind), ": input ", i,
                                " is a repacked KQ weight, which this op cannot read");
         }
         if (inputs[i].packed != nullptr) {
-          unpacked.emplace_back(ref::TensorBytes(op.inputs[i].desc));
+          unpacked.emplace_back(plugin_sdk::TensorBytes(op.inputs[i].desc));
           uint8_t* dst = unpacked.back().data();
           for (int64_t m = 0; m < inputs[i].n_packed; ++m) {  // one view per matrix
             const QWeightView& q = inputs[i].packed[m];
             UnpackQToGguf(q, 0, q.n, dst);
-            dst += static_cast<uint64_t>(q.n) * ref::RowBytes(q.dtype, q.k);
+            dst += static_cast<uint64_t>(q.n) * plugin_sdk::RowBytes(q.dtype, q.k);
           }
           raw[i] = unpacked.back().data();
         } else {
           raw[i] = inputs[i].data;
         }
       }
-      return ref::ExecuteOp(op, raw.data(), outputs);
+      return plugin_sdk::ExecuteOp(op, raw.data(), outputs);
     }
   }
 }

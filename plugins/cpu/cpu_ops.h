@@ -1,6 +1,6 @@
 // Op descriptors -> the CPU plugin's kernels.
 //
-// Validation is the reference plugin's (ref::CheckOp, linked from kestrel_ref_core), so both
+// Validation is the plugin SDK's (plugin_sdk::CheckOp, which ref uses too), so both
 // plugins accept and reject exactly the same descriptors. MATMUL, LOGITS, EMBEDDING_GATHER and
 // PAGED_ATTENTION run on the plugin's own threaded SIMD kernels, GEGLU on a threaded float loop
 // (its tanh GELU is too costly for the single-threaded reference in prefill); the cheap elementwise and
@@ -14,14 +14,14 @@
 #include <cstdint>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/cpu/kernels.h"
-#include "plugins/cpu/kernels_kquants.h"
-#include "plugins/cpu/thread_pool.h"
-#include "plugins/ref/ref_status.h"
+#include "kernels.h"
+#include "kernels_kquants.h"
+#include "thread_pool.h"
+#include "kestrel/plugin_sdk/status.h"
 
 namespace kestrel::plugins::cpu {
 
-using ref::Status;
+using plugin_sdk::Status;
 
 struct OpContext {
   const KernelTable* kernels = nullptr;
@@ -46,7 +46,7 @@ struct ArgData {
   const KWeightView* kpacked = nullptr;
 };
 
-// Runs `op`, which ref::CheckOp accepted as supported. Outputs are plain host pointers.
+// Runs `op`, which plugin_sdk::CheckOp accepted as supported. Outputs are plain host pointers.
 Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgData* inputs,
                     void* const* outputs);
 
@@ -75,7 +75,7 @@ struct AttentionArgs {
 };
 
 // Paged attention with online softmax over KV blocks, threaded over (sequence, KV head, query
-// chunk). Validates indices exactly like ref::PagedAttention (nothing is written on error).
+// chunk). Validates indices exactly like plugin_sdk::PagedAttention (nothing is written on error).
 Status PagedAttentionCpu(const OpContext& ctx, const AttentionArgs& a);
 
 }  // namespace kestrel::plugins::cpu

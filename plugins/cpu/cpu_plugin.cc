@@ -1,12 +1,14 @@
 // The fast CPU plugin ("cpu"): host-memory, synchronous device; the runtime's default device.
 //
-// The plugin table follows plugins/ref/host_plugin.cc (64-byte aligned host buffers, buffer_map,
+// The plugin table follows the SDK's host-memory plugin (plugin_sdk/src/host_plugin.cc) (64-byte aligned host buffers, buffer_map,
 // NULL streams, exceptions caught at every slot), with three differences: weight_prepare repacks
 // Q4_0/Q8_0 matrices (and each expert matrix of a rank-3 MOE weight) into the kernels' layout
-// (packed_weight.h) and Q4_1/Q5_0/Q5_1/Q2_K..Q6_K matrices into the KQ layout (packed_kquant.h), op_execute runs the threaded SIMD kernels of cpu_ops.h (MOE: cpu_moe.h),
-// and init reads the options below.
+// (packed_weight.h) and Q4_1/Q5_0/Q5_1/Q2_K..Q6_K matrices into the KQ layout (packed_kquant.h),
+// op_execute runs the threaded SIMD kernels of cpu_ops.h (MOE: cpu_moe.h), and init /
+// instance_create read the options below. Plugin instances (ABI 1.4): each runtime's instance
+// has its own settings, thread pool and host (logs); the 1.1 slots use a default instance.
 //
-// Init options (also environment variables, which the options override):
+// Options (also environment variables, which the options override):
 //   "threads" / KESTREL_CPU_THREADS  worker threads incl. the caller (default: hardware threads)
 //   "isa"     / KESTREL_CPU_ISA      portable | avx2 | avx512 | vnni | amx | best (default best;
 //                                    a level the CPU lacks is lowered to the best it has, with a
@@ -32,29 +34,35 @@
 #include <vector>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/common/device_table.h"
-#include "plugins/common/plugin_glue.h"
-#include "plugins/cpu/cpu_features.h"
-#include "plugins/cpu/cpu_ops.h"
-#include "plugins/cpu/kernels.h"
-#include "plugins/cpu/onednn_gemm.h"
-#include "plugins/cpu/packed_kquant.h"
-#include "plugins/cpu/packed_weight.h"
-#include "plugins/cpu/thread_pool.h"
-#include "plugins/ref/host_plugin.h"
-#include "plugins/ref/ref_kernels.h"
-#include "plugins/ref/ref_ops.h"
-#include "plugins/ref/ref_status.h"
+#include "kestrel/plugin_sdk/device_checks.h"
+#include "kestrel/plugin_sdk/device_table.h"
+#include "kestrel/plugin_sdk/plugin_glue.h"
+#include "cpu_features.h"
+#include "cpu_ops.h"
+#include "kernels.h"
+#include "onednn_gemm.h"
+#include "packed_kquant.h"
+#include "packed_weight.h"
+#include "thread_pool.h"
+#include "kestrel/plugin_sdk/host_plugin.h"
+#include "kestrel/plugin_sdk/reference_kernels.h"
+#include "kestrel/plugin_sdk/op_contract.h"
+#include "kestrel/plugin_sdk/status.h"
 
 namespace kestrel::plugins::cpu {
 namespace {
 
-using ref::Internal;
-using ref::InvalidArgument;
-using ref::OutOfRange;
-using ref::ResourceExhausted;
-using ref::StrCat;
-using ref::Unimplemented;
+using plugin_sdk::DeviceCapsValues;
+using plugin_sdk::HostRef;
+using plugin_sdk::MakeDeviceTable;
+using plugin_sdk::WriteDeviceCaps;
+
+using plugin_sdk::Internal;
+using plugin_sdk::InvalidArgument;
+using plugin_sdk::OutOfRange;
+using plugin_sdk::ResourceExhausted;
+using plugin_sdk::StrCat;
+using plugin_sdk::Unimplemented;
 
 constexpr const char* kPluginName = "cpu";
 constexpr const char* kPluginVersion = "0.1.0";
@@ -62,10 +70,14 @@ constexpr const char* kPluginVersion = "0.1.0";
 constexpr uint32_t kDeviceMagic = 0x43444556;  // "CDEV"
 constexpr uint32_t kBufferMagic = 0x43425546;  // "CBUF"
 constexpr uint32_t kWeightMagic = 0x43575454;  // "CWTT"
+constexpr uint32_t kInstanceMagic = 0x43494E53;  // "CINS"
+
+struct Instance;
 
 struct Device {
   uint32_t magic = kDeviceMagic;
   uint32_t index = 0;
+  Instance* instance = nullptr;  // whose settings (threads, ISA, pool) and host it uses
 };
 
 struct Buffer {
@@ -140,25 +152,36 @@ struct State {
     return c;
   }
 };
-std::mutex g_state_mu;
-std::shared_ptr<State> g_state;  // set by init, cleared by shutdown
+// One instance of the plugin (ABI 1.4 instance_create; the 1.1 slots use the default one made by
+// init): its host (logs, statuses) and its settings with their thread pool. Devices of different
+// instances run on different pools with different settings.
+struct Instance {
+  uint32_t magic = kInstanceMagic;
+  HostRef host;
+  std::mutex mu;
+  std::shared_ptr<State> state;  // replaced whole by device_set_options; ops hold their copy
 
-std::shared_ptr<State> CurrentState() {
-  std::lock_guard<std::mutex> lock(g_state_mu);
-  return g_state;
+  std::shared_ptr<State> Current() {
+    std::lock_guard<std::mutex> lock(mu);
+    return state;
+  }
+};
+
+std::mutex g_default_mu;
+Instance* g_default = nullptr;  // made by the first init, freed by the last shutdown
+int g_init_count = 0;
+
+Instance* AsInstance(kestrel_plugin_instance_t* i) {
+  Instance* inst = reinterpret_cast<Instance*>(i);
+  return inst != nullptr && inst->magic == kInstanceMagic ? inst : nullptr;
 }
 
-void Log(kestrel_plugin_log_level_t level, const std::string& message) {
-  g_host.Log(level, message);
+// The state of the instance that opened `d` (null before init).
+std::shared_ptr<State> StateOf(kestrel_plugin_device_t* d) {
+  return reinterpret_cast<Device*>(d)->instance->Current();
 }
 
 
-uint64_t PhysicalMemory() {
-  const long pages = sysconf(_SC_PHYS_PAGES);
-  const long page_size = sysconf(_SC_PAGE_SIZE);
-  if (pages <= 0 || page_size <= 0) return 0;
-  return static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size);
-}
 
 // ---- init ------------------------------------------------------------------------------------
 bool ParsePositiveInt(const std::string& s, int* out) {
@@ -204,7 +227,7 @@ Status CheckStream(kestrel_plugin_stream_t* stream, const char* slot) {
 Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
                   const std::string& label, bool writable, ArgData* out_in, void** out_ptr) {
   const kestrel_tensor_desc_t& desc = arg.desc;
-  const uint64_t bytes = ref::TensorBytes(desc);
+  const uint64_t bytes = plugin_sdk::TensorBytes(desc);
   if ((arg.buffer == nullptr) == (arg.weight == nullptr)) {
     return InvalidArgument(label, ": exactly one of buffer and weight must be set");
   }
@@ -217,9 +240,9 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
     if (arg.offset != 0) return InvalidArgument(label, ": offset=", arg.offset, " with a weight");
     if (w->desc.dtype != desc.dtype || w->desc.rank != desc.rank ||
         !std::equal(desc.dims, desc.dims + desc.rank, w->desc.dims)) {
-      return InvalidArgument(label, ": desc (", ref::DtypeName(desc.dtype), ", rank ", desc.rank,
+      return InvalidArgument(label, ": desc (", plugin_sdk::DtypeName(desc.dtype), ", rank ", desc.rank,
                              ") does not match the prepared weight's desc (",
-                             ref::DtypeName(w->desc.dtype), ", rank ", w->desc.rank,
+                             plugin_sdk::DtypeName(w->desc.dtype), ", rank ", w->desc.rank,
                              ") or its dims differ");
     }
     if (w->kpacked) {
@@ -238,15 +261,15 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
     }
     return Status();
   }
-  KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, arg.buffer, label.c_str(), "buffer"));
+  KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, arg.buffer, label.c_str(), "buffer"));
   const Buffer* b = AsBuffer(arg.buffer);
   if (!InRange(arg.offset, bytes, b->bytes.size())) {
     return OutOfRange(label, ": offset ", arg.offset, " + ", bytes, " bytes exceeds the buffer size ",
                       b->bytes.size());
   }
-  if (arg.offset % ref::DtypeAlignment(desc.dtype) != 0) {
+  if (arg.offset % plugin_sdk::DtypeAlignment(desc.dtype) != 0) {
     return InvalidArgument(label, ": offset ", arg.offset, " is not a multiple of ",
-                           ref::DtypeAlignment(desc.dtype), " (", ref::DtypeName(desc.dtype), ")");
+                           plugin_sdk::DtypeAlignment(desc.dtype), " (", plugin_sdk::DtypeName(desc.dtype), ")");
   }
   uint8_t* base = static_cast<uint8_t*>(b->bytes.data()) + arg.offset;
   if (writable) {
@@ -260,8 +283,76 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
 // The plugin's slots, with the ABI's signatures; MakeDeviceTable wraps the fallible ones in Guard.
 struct CpuDevice {
   static const HostRef& Host() { return g_host; }
+  // init (1.1): the default instance, with `options` and get_api's host. init/shutdown pairs
+  // nest (direct users of the library beside the host's): the first init makes the instance, the
+  // last shutdown frees it.
   static Status Init(const kestrel_plugin_option_t* options, size_t n_options) {
-    if (n_options > 0 && options == nullptr) return InvalidArgument("init: options is NULL");
+    auto inst = std::make_unique<Instance>();
+    inst->host.Set(g_host.Get());
+    KESTREL_SDK_RETURN_IF_ERROR(Configure(inst.get(), options, n_options, "init"));
+    std::lock_guard<std::mutex> lock(g_default_mu);
+    if (g_init_count++ == 0) g_default = inst.release();
+    return Status();
+  }
+
+  static void Shutdown() {
+    std::lock_guard<std::mutex> lock(g_default_mu);
+    if (g_init_count == 0 || --g_init_count > 0) return;
+    // The pool dies with it unless an op still runs on its State.
+    delete g_default;
+    g_default = nullptr;
+  }
+
+  // ---- ABI 1.4 instances ----
+  static const HostRef& HostOf(kestrel_plugin_device_t* d) {
+    const Device* device = AsDevice(d);
+    return device != nullptr && device->magic == kDeviceMagic ? device->instance->host : g_host;
+  }
+  static const HostRef& HostOfInstance(kestrel_plugin_instance_t* i) {
+    Instance* inst = AsInstance(i);
+    return inst != nullptr ? inst->host : g_host;
+  }
+  static Status InstanceCreate(const kestrel_host_api_t* host,
+                               const kestrel_plugin_option_t* options, size_t n,
+                               kestrel_plugin_instance_t** out) {
+    if (out == nullptr) return InvalidArgument("instance_create: out_instance is NULL");
+    *out = nullptr;
+    if (host == nullptr || host->struct_size < sizeof(kestrel_host_api_t) ||
+        host->status_create == nullptr) {
+      return InvalidArgument("instance_create: host table is NULL, smaller than the 1.0 table or "
+                             "has no status_create");
+    }
+    auto inst = std::make_unique<Instance>();
+    inst->host.Set(host);
+    KESTREL_SDK_RETURN_IF_ERROR(Configure(inst.get(), options, n, "instance_create"));
+    *out = reinterpret_cast<kestrel_plugin_instance_t*>(inst.release());
+    return Status();
+  }
+  static void InstanceDestroy(kestrel_plugin_instance_t* i) { delete AsInstance(i); }
+  static uint32_t InstanceDeviceCount(kestrel_plugin_instance_t* i, char* reason, size_t cap) {
+    if (AsInstance(i) != nullptr) return 1;
+    static const char kBad[] = "cpu: not an instance of this plugin";
+    plugin_sdk::WriteReason(kBad, sizeof kBad - 1, reason, cap);
+    return 0;
+  }
+  static Status InstanceDeviceGetCaps(kestrel_plugin_instance_t* i, uint32_t index,
+                                      kestrel_device_caps_t* caps) {
+    Instance* inst = AsInstance(i);
+    if (inst == nullptr) return plugin_sdk::FailedPrecondition("device_get_caps: plugin 'cpu' is not initialised");
+    return GetCaps(inst, index, caps);
+  }
+  static Status InstanceDeviceOpen(kestrel_plugin_instance_t* i, uint32_t index,
+                                   kestrel_plugin_device_t** out) {
+    Instance* inst = AsInstance(i);
+    if (inst == nullptr) return plugin_sdk::FailedPrecondition("device_open: plugin 'cpu' is not initialised");
+    return Open(inst, index, out);
+  }
+
+  // The settings of `inst` from `options` over the environment; logs through its host.
+  static Status Configure(Instance* inst, const kestrel_plugin_option_t* options, size_t n_options,
+                          const char* slot) {
+    if (n_options > 0 && options == nullptr) return InvalidArgument(slot, ": options is NULL");
+    const HostRef& host = inst->host;
     std::string threads_s, isa_s, exact_s, onednn_s;
     if (const char* e = std::getenv("KESTREL_CPU_THREADS")) threads_s = e;
     if (const char* e = std::getenv("KESTREL_CPU_ISA")) isa_s = e;
@@ -279,26 +370,26 @@ struct CpuDevice {
       } else if (key == "onednn") {
         onednn_s = value;
       } else {
-        Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cpu: ignoring option '", key, "'"));
+        host.Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cpu: ignoring option '", key, "'"));
       }
     }
     auto state = std::make_shared<State>();
     const unsigned hw = std::thread::hardware_concurrency();
     state->threads = hw == 0 ? 1 : static_cast<int>(std::min(hw, 256u));
     if (!threads_s.empty() && !ParsePositiveInt(threads_s, &state->threads)) {
-      Log(KESTREL_PLUGIN_LOG_WARNING,
-          StrCat("cpu: threads='", threads_s, "' is not a positive integer; using ", state->threads));
+      host.Log(KESTREL_PLUGIN_LOG_WARNING,
+               StrCat("cpu: threads='", threads_s, "' is not a positive integer; using ", state->threads));
     }
     state->isa = BestIsaLevel();
     if (!isa_s.empty()) {
       IsaLevel wanted;
       if (!ParseIsaLevel(isa_s, &wanted)) {
-        Log(KESTREL_PLUGIN_LOG_WARNING,
-            StrCat("cpu: isa='", isa_s, "' is not portable|avx2|avx512|vnni|amx|best; using ",
-                   IsaLevelName(state->isa)));
+        host.Log(KESTREL_PLUGIN_LOG_WARNING,
+                 StrCat("cpu: isa='", isa_s, "' is not portable|avx2|avx512|vnni|amx|best; using ",
+                        IsaLevelName(state->isa)));
       } else if (static_cast<int>(wanted) > static_cast<int>(state->isa)) {
-        Log(KESTREL_PLUGIN_LOG_WARNING, StrCat("cpu: isa='", isa_s, "' is not available on this CPU; using ",
-                                               IsaLevelName(state->isa)));
+        host.Log(KESTREL_PLUGIN_LOG_WARNING, StrCat("cpu: isa='", isa_s, "' is not available on this CPU; using ",
+                                                    IsaLevelName(state->isa)));
       } else {
         state->isa = wanted;
       }
@@ -310,53 +401,61 @@ struct CpuDevice {
                                 " threads, ", state->exact ? "exact f32" : "8-bit",
                                 " activations for quantized weights",
                                 state->onednn ? ", oneDNN sgemm" : "", ")");
-    Log(KESTREL_PLUGIN_LOG_INFO, state->description);
-    std::lock_guard<std::mutex> lock(g_state_mu);
-    g_state = std::move(state);
+    host.Log(KESTREL_PLUGIN_LOG_INFO, state->description);
+    std::lock_guard<std::mutex> lock(inst->mu);
+    inst->state = std::move(state);
     return Status();
   }
 
-  static void Shutdown() {
-    std::shared_ptr<State> old;
-    {
-      std::lock_guard<std::mutex> lock(g_state_mu);
-      old.swap(g_state);
-    }
-    // `old` (and its pool) dies here unless an op still runs on it.
+  static Instance* DefaultInstance() {
+    std::lock_guard<std::mutex> lock(g_default_mu);
+    return g_default;
   }
 
   // ---- slots -----------------------------------------------------------------------------------
   static Status DeviceGetCaps(uint32_t index, kestrel_device_caps_t* caps) {
+    Instance* inst = DefaultInstance();
+    if (inst == nullptr) return plugin_sdk::FailedPrecondition("device_get_caps: plugin 'cpu' is not initialised");
+    return GetCaps(inst, index, caps);
+  }
+
+  static Status GetCaps(Instance* inst, uint32_t index, kestrel_device_caps_t* caps) {
     if (caps == nullptr) return InvalidArgument("device_get_caps: caps is NULL");
     if (index != 0) return OutOfRange("device_get_caps: index ", index, " >= device count 1");
-    std::shared_ptr<State> state = CurrentState();
+    std::shared_ptr<State> state = inst->Current();
     DeviceCapsValues v;
     v.kind = KESTREL_DEVICE_KIND_CPU;
     v.name = "cpu";
     v.description = state ? state->description : std::string("Kestrel CPU");
-    v.memory_bytes = PhysicalMemory();
+    v.memory_bytes = plugin_sdk::HostMemoryBytes();
     v.host_visible = true;
-    v.dtype_mask = ref::HostPluginDtypeMask();
-    v.weight_dtype_mask = ref::HostPluginWeightDtypeMask();
+    v.dtype_mask = plugin_sdk::HostPluginDtypeMask();
+    v.weight_dtype_mask = plugin_sdk::HostPluginWeightDtypeMask();
     WriteDeviceCaps(v, caps);
     return Status();
   }
 
   static Status DeviceOpen(uint32_t index, kestrel_plugin_device_t** out) {
+    Instance* inst = DefaultInstance();
+    if (inst == nullptr) return plugin_sdk::FailedPrecondition("device_open: plugin 'cpu' is not initialised");
+    return Open(inst, index, out);
+  }
+
+  static Status Open(Instance* inst, uint32_t index, kestrel_plugin_device_t** out) {
     if (out == nullptr) return InvalidArgument("device_open: out_device is NULL");
     if (index != 0) return OutOfRange("device_open: index ", index, " >= device count 1");
-    if (CurrentState() == nullptr) return ref::FailedPrecondition("device_open: plugin 'cpu' is not initialised");
     Device* device = new Device;
     device->index = index;
+    device->instance = inst;
     *out = reinterpret_cast<kestrel_plugin_device_t*>(device);
     return Status();
   }
 
   static Status BufferAlloc(kestrel_plugin_device_t* d, uint64_t size, uint32_t /*flags*/,
                             kestrel_plugin_buffer_t** out) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_alloc"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_alloc"));
     if (out == nullptr) return InvalidArgument("buffer_alloc: out_buffer is NULL");
-    if (size > (uint64_t{1} << 62)) return ResourceExhausted("buffer_alloc: cannot allocate ", size, " bytes");
+    KESTREL_SDK_RETURN_IF_ERROR(plugin_sdk::CheckHostAllocation(size, "buffer_alloc"));
     auto buffer = std::make_unique<Buffer>();
     try {
       buffer->bytes = AlignedBuffer(size);
@@ -371,9 +470,9 @@ struct CpuDevice {
   static Status BufferWrite(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
                             kestrel_plugin_buffer_t* dst, uint64_t off, const void* src,
                             uint64_t size) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_write"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_write"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_write", "dst"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_write"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckStream(stream, "buffer_write"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_write", "dst"));
     Buffer* b = AsBuffer(dst);
     if (!InRange(off, size, b->bytes.size())) {
       return OutOfRange("buffer_write: [", off, ", +", size, ") exceeds the buffer size ", b->bytes.size());
@@ -386,9 +485,9 @@ struct CpuDevice {
 
   static Status BufferRead(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
                            kestrel_plugin_buffer_t* src, uint64_t off, void* dst, uint64_t size) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_read"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_read"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_read", "src"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_read"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckStream(stream, "buffer_read"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_read", "src"));
     Buffer* b = AsBuffer(src);
     if (!InRange(off, size, b->bytes.size())) {
       return OutOfRange("buffer_read: [", off, ", +", size, ") exceeds the buffer size ", b->bytes.size());
@@ -402,10 +501,10 @@ struct CpuDevice {
   static Status BufferCopy(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
                            kestrel_plugin_buffer_t* src, uint64_t src_off,
                            kestrel_plugin_buffer_t* dst, uint64_t dst_off, uint64_t size) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_copy"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "buffer_copy"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_copy", "src"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_copy", "dst"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_copy"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckStream(stream, "buffer_copy"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, src, "buffer_copy", "src"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, dst, "buffer_copy", "dst"));
     Buffer* s = AsBuffer(src);
     Buffer* t = AsBuffer(dst);
     if (!InRange(src_off, size, s->bytes.size()) || !InRange(dst_off, size, t->bytes.size())) {
@@ -420,8 +519,8 @@ struct CpuDevice {
   }
 
   static Status BufferMap(kestrel_plugin_device_t* d, kestrel_plugin_buffer_t* b, void** out) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "buffer_map"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckBuffer(d, b, "buffer_map", "buffer"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "buffer_map"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, b, "buffer_map", "buffer"));
     if (out == nullptr) return InvalidArgument("buffer_map: out_ptr is NULL");
     *out = AsBuffer(b)->bytes.data();
     return Status();
@@ -429,23 +528,9 @@ struct CpuDevice {
 
   static Status WeightPrepare(kestrel_plugin_device_t* d, const kestrel_tensor_desc_t* desc,
                               const void* host_data, uint64_t size, kestrel_plugin_weight_t** out) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "weight_prepare"));
-    if (desc == nullptr) return InvalidArgument("weight_prepare: desc is NULL");
-    if (out == nullptr) return InvalidArgument("weight_prepare: out_weight is NULL");
-    KESTREL_REF_RETURN_IF_ERROR(ref::ValidateTensorDesc(*desc, "weight_prepare: desc"));
-    if (!ref::IsWeightDtype(desc->dtype)) {
-      return InvalidArgument("weight_prepare: dtype ", ref::DtypeName(desc->dtype),
-                             " is not a weight dtype (F32, F16, BF16 or a GGUF block format)");
-    }
-    if (!ref::IsPackedLayout(*desc)) {
-      return Unimplemented("weight_prepare: non-packed strides are not supported");
-    }
-    const uint64_t needed = ref::TensorBytes(*desc);
-    if (size < needed) {
-      return InvalidArgument("weight_prepare: size=", size, " < ", needed, " bytes that the ",
-                             ref::DtypeName(desc->dtype), " desc describes");
-    }
-    if (needed > 0 && host_data == nullptr) return InvalidArgument("weight_prepare: host_data is NULL");
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "weight_prepare"));
+    uint64_t needed = 0;
+    KESTREL_SDK_RETURN_IF_ERROR(plugin_sdk::CheckWeightPrepare(desc, host_data, size, out, &needed));
     auto weight = std::make_unique<Weight>();
     weight->device = AsDevice(d);
     weight->desc = *desc;
@@ -455,7 +540,7 @@ struct CpuDevice {
       if (ShouldRepack(*desc)) {
         weight->packed = RepackQ(weight->desc, host_data);
       } else if (ShouldRepackK(*desc)) {
-        std::shared_ptr<State> state = CurrentState();
+        std::shared_ptr<State> state = StateOf(d);
         weight->kpacked = RepackK(weight->desc, host_data, state ? state->pool.get() : nullptr);
       } else if (IsRepackableStack(*desc)) {
         kestrel_tensor_desc_t slice = weight->desc;
@@ -463,7 +548,7 @@ struct CpuDevice {
         slice.dims[0] = desc->dims[1];
         slice.dims[1] = desc->dims[2];
         slice.dims[2] = 0;
-        const uint64_t slice_bytes = ref::TensorBytes(slice);
+        const uint64_t slice_bytes = plugin_sdk::TensorBytes(slice);
         const uint8_t* src = static_cast<const uint8_t*>(host_data);
         for (int64_t i = 0; i < desc->dims[0]; ++i) {
           weight->slices.push_back(RepackQ(slice, src + static_cast<uint64_t>(i) * slice_bytes));
@@ -482,7 +567,7 @@ struct CpuDevice {
 
   static Status OpQuery(kestrel_plugin_device_t* d, const kestrel_op_desc_t* op,
                         kestrel_op_support_t* out) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "op_query"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "op_query"));
     if (op == nullptr) return InvalidArgument("op_query: op is NULL");
     if (out == nullptr) return InvalidArgument("op_query: out_support is NULL");
     if (out->struct_size < sizeof(kestrel_op_support_t)) {
@@ -492,10 +577,10 @@ struct CpuDevice {
     out->level = KESTREL_OP_UNSUPPORTED;
     out->workspace_bytes = 0;
     if (!SupportsKind(op->kind)) return Status();
-    ref::OpCheck check;
-    KESTREL_REF_RETURN_IF_ERROR(ref::CheckOp(*op, &check));
+    plugin_sdk::OpCheck check;
+    KESTREL_SDK_RETURN_IF_ERROR(plugin_sdk::CheckOp(*op, &check));
     if (!check.supported) {
-      Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cpu: unsupported: ", check.reason));
+      HostOf(d).Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cpu: unsupported: ", check.reason));
       return Status();
     }
     out->level = KESTREL_OP_PREFERRED;
@@ -504,34 +589,35 @@ struct CpuDevice {
 
   static Status OpExecute(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* stream,
                           const kestrel_op_desc_t* op, kestrel_plugin_buffer_t* /*workspace*/) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "op_execute"));
-    KESTREL_REF_RETURN_IF_ERROR(CheckStream(stream, "op_execute"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "op_execute"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckStream(stream, "op_execute"));
     if (op == nullptr) return InvalidArgument("op_execute: op is NULL");
-    const std::string name = ref::OpKindName(op->kind);
+    const std::string name = plugin_sdk::OpKindName(op->kind);
     if (!SupportsKind(op->kind)) return Unimplemented(name, ": not supported by plugin 'cpu'");
-    ref::OpCheck check;
-    KESTREL_REF_RETURN_IF_ERROR(ref::CheckOp(*op, &check));
+    plugin_sdk::OpCheck check;
+    KESTREL_SDK_RETURN_IF_ERROR(plugin_sdk::CheckOp(*op, &check));
     if (!check.supported) return Unimplemented(check.reason);
-    std::shared_ptr<State> state = CurrentState();
-    if (state == nullptr) return ref::FailedPrecondition("op_execute: plugin 'cpu' is not initialised");
+    std::shared_ptr<State> state = StateOf(d);
+    if (state == nullptr) return plugin_sdk::FailedPrecondition("op_execute: plugin 'cpu' is not initialised");
     std::vector<ArgData> inputs(op->n_inputs);
     std::vector<void*> outputs(op->n_outputs);
     for (uint32_t i = 0; i < op->n_inputs; ++i) {
-      KESTREL_REF_RETURN_IF_ERROR(ResolveArg(d, op->inputs[i], StrCat(name, ": input ", i),
+      KESTREL_SDK_RETURN_IF_ERROR(ResolveArg(d, op->inputs[i], StrCat(name, ": input ", i),
                                              /*writable=*/false, &inputs[i], nullptr));
     }
     for (uint32_t i = 0; i < op->n_outputs; ++i) {
-      KESTREL_REF_RETURN_IF_ERROR(ResolveArg(d, op->outputs[i], StrCat(name, ": output ", i),
+      KESTREL_SDK_RETURN_IF_ERROR(ResolveArg(d, op->outputs[i], StrCat(name, ": output ", i),
                                              /*writable=*/true, nullptr, &outputs[i]));
     }
     return ExecuteCpuOp(state->ctx(), *op, inputs.data(), outputs.data());
   }
 
-  // Plugin ABI 1.1: "threads" replaces the thread pool. In-flight ops keep the old state alive
-  // through their shared_ptr, so the swap is safe while another device call runs.
+  // Plugin ABI 1.1: "threads" replaces the thread pool of the device's instance. In-flight ops
+  // keep the old state alive through their shared_ptr, so the swap is safe while another device
+  // call runs.
   static Status DeviceSetOptions(kestrel_plugin_device_t* d, const kestrel_plugin_option_t* options,
                                  size_t n) {
-    KESTREL_REF_RETURN_IF_ERROR(CheckDevice(d, "device_set_options"));
+    KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "device_set_options"));
     if (options == nullptr && n > 0) return InvalidArgument("device_set_options: options is NULL");
     for (size_t i = 0; i < n; ++i) {
       if (options[i].key == nullptr || options[i].value == nullptr) {
@@ -543,17 +629,19 @@ struct CpuDevice {
         return InvalidArgument(StrCat("device_set_options: threads='", options[i].value,
                                       "' is not an integer in [1, 4096]"));
       }
-      std::lock_guard<std::mutex> lock(g_state_mu);
-      if (g_state == nullptr) return ref::FailedPrecondition("device_set_options: plugin 'cpu' is not initialised");
-      if (g_state->threads == threads) continue;
+      Instance* inst = AsDevice(d)->instance;
+      std::lock_guard<std::mutex> lock(inst->mu);
+      std::shared_ptr<State>& current = inst->state;
+      if (current == nullptr) return plugin_sdk::FailedPrecondition("device_set_options: plugin 'cpu' is not initialised");
+      if (current->threads == threads) continue;
       auto next = std::make_shared<State>();
       next->threads = threads;
-      next->isa = g_state->isa;
-      next->exact = g_state->exact;
-      next->onednn = g_state->onednn;
+      next->isa = current->isa;
+      next->exact = current->exact;
+      next->onednn = current->onednn;
       next->pool = std::make_unique<ThreadPool>(threads);
-      next->description = g_state->description;
-      g_state = std::move(next);
+      next->description = current->description;
+      current = std::move(next);
     }
     return Status();
   }
@@ -581,6 +669,6 @@ extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api
     const kestrel_host_api_t* host, uint16_t host_major, uint16_t host_minor,
     const kestrel_plugin_api_t** out) {
   using namespace kestrel::plugins::cpu;
-  return kestrel::plugins::GetApi(kPluginName, Table(), host, host_major, host_minor, out,
+  return kestrel::plugin_sdk::GetApi(kPluginName, Table(), host, host_major, host_minor, out,
                                   [](const kestrel_host_api_t* h) { g_host.Set(h); });
 }

@@ -24,7 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "plugins/cpu/cpu_features.h"
+#include "cpu_features.h"
 
 namespace kestrel::plugins::cpu {
 

@@ -18,7 +18,7 @@
 // XFEATURE_XTILEDATA)); AmxUsable() asks once per process. Every kernel call loads its tile
 // configuration (per thread state) and releases the tiles when done.
 #define KESTREL_CPU_VNNI 1
-#include "plugins/cpu/kernels_avx512_impl.h"
+#include "kernels_avx512_impl.h"
 
 #include <sys/syscall.h>
 #include <unistd.h>

@@ -6,7 +6,7 @@
 #include <cstring>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/cpu/kernels.h"
+#include "kernels.h"
 
 namespace kestrel::plugins::cpu {
 namespace {

@@ -13,7 +13,7 @@
 #include <limits>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/cpu/kernels.h"
+#include "kernels.h"
 
 namespace kestrel::plugins::cpu {
 namespace {

@@ -47,7 +47,7 @@
 #include <type_traits>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/cpu/cpu_features.h"
+#include "cpu_features.h"
 
 namespace kestrel::plugins::cpu {
 
@@ -101,7 +101,7 @@ const KQuantKernels& VnniKQuantKernels();
 #endif
 
 // Rows [n0, n1) dequantized to f32, out[(j - n0) * ldo + i] for i < k: bit-identical with the
-// reference plugin's dequantization (plugins/ref/ref_quants.h). Portable (not on a hot path:
+// reference plugin's dequantization (kestrel/plugin_sdk/quants.h). Portable (not on a hot path:
 // embedding rows and the exact-activation mode).
 void DequantKRows(const KWeightView& w, int64_t n0, int64_t n1, float* out, int64_t ldo);
 

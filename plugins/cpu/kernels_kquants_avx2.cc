@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/cpu/kernels_kquants.h"
+#include "kernels_kquants.h"
 
 namespace kestrel::plugins::cpu {
 namespace {

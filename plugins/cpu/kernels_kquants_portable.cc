@@ -5,13 +5,13 @@
 #include <cstring>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/cpu/kernels_kquants.h"
-#include "plugins/ref/half.h"
+#include "kernels_kquants.h"
+#include "kestrel/plugin_sdk/half.h"
 
 namespace kestrel::plugins::cpu {
 namespace {
 
-using ref::HalfToFloat;
+using plugin_sdk::HalfToFloat;
 
 float HalfAt(const uint8_t* p) {
   uint16_t h;

@@ -2,7 +2,7 @@
 // writes the portable one's bytes (same arithmetic), and every level's GEMM agrees with the
 // portable GEMM to f32 summation-order rounding. Levels this CPU lacks are skipped. The plugin-level
 // comparison with `ref` is cpu_conformance_test.
-#include "plugins/cpu/kernels_kquants.h"
+#include "kernels_kquants.h"
 
 #include <cmath>
 #include <cstring>
@@ -11,18 +11,18 @@
 
 #include "gtest/gtest.h"
 #include "kestrel/plugin_api.h"
-#include "plugins/cpu/cpu_features.h"
-#include "plugins/cpu/packed_kquant.h"
-#include "plugins/ref/ref_kernels.h"
-#include "plugins/ref/ref_quants.h"
-#include "plugins/ref/ref_test_util.h"
+#include "cpu_features.h"
+#include "packed_kquant.h"
+#include "kestrel/plugin_sdk/reference_kernels.h"
+#include "kestrel/plugin_sdk/quants.h"
+#include "plugin_sdk/src/test_util.h"
 
 namespace kestrel::plugins::cpu {
 namespace {
 
 TEST(KQuantKernelsTest, EveryLevelMatchesPortable) {
   SEED_TRACE();
-  std::mt19937_64 gen(ref::testing_util::TestSeed());
+  std::mt19937_64 gen(plugin_sdk::testing_util::TestSeed());
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const KQuantKernels& portable = PortableKQuantKernels();
   for (IsaLevel level : {IsaLevel::kAvx2, IsaLevel::kAvx512, IsaLevel::kVnni}) {
@@ -35,8 +35,8 @@ TEST(KQuantKernelsTest, EveryLevelMatchesPortable) {
     for (uint32_t dt : {KESTREL_DTYPE_Q4_1, KESTREL_DTYPE_Q5_0, KESTREL_DTYPE_Q5_1,
                         KESTREL_DTYPE_Q2_K, KESTREL_DTYPE_Q3_K, KESTREL_DTYPE_Q4_K,
                         KESTREL_DTYPE_Q5_K, KESTREL_DTYPE_Q6_K}) {
-      SCOPED_TRACE(ref::DtypeName(dt));
-      const int64_t k = ref::IsKQuant(dt) ? 512 : 288, n = 13, t = 5;
+      SCOPED_TRACE(plugin_sdk::DtypeName(dt));
+      const int64_t k = plugin_sdk::IsKQuant(dt) ? 512 : 288, n = 13, t = 5;
       const int64_t nsb = (k + kSuperElems - 1) / kSuperElems;
       std::vector<float> x(t * k);
       for (float& v : x) v = normal(gen);
@@ -51,10 +51,10 @@ TEST(KQuantKernelsTest, EveryLevelMatchesPortable) {
       EXPECT_EQ(qa, qb);
       EXPECT_EQ(da, db);
 
-      std::vector<uint8_t> w(ref::RowBytes(dt, k) * n);
-      ref::RandomExtraBlocks(dt, static_cast<int64_t>(w.size() / ref::DtypeBlockBytes(dt)), true,
+      std::vector<uint8_t> w(plugin_sdk::RowBytes(dt, k) * n);
+      plugin_sdk::RandomExtraBlocks(dt, static_cast<int64_t>(w.size() / plugin_sdk::DtypeBlockBytes(dt)), true,
                              gen, w.data());
-      const kestrel_tensor_desc_t desc = ref::testing_util::Desc(dt, {n, k});
+      const kestrel_tensor_desc_t desc = plugin_sdk::testing_util::Desc(dt, {n, k});
       std::unique_ptr<PackedK> packed = RepackK(desc, w.data());
       const KActView act{nsb, qa.data(), da.data()};
       for (int64_t tokens : {int64_t{1}, t}) {

@@ -1,6 +1,6 @@
 // AVX-512 VNNI KQ kernels (vpdpbusd dots; the AVX-512 flags plus -mavx512vnni).
 #define KESTREL_CPU_KQ_VNNI 1
-#include "plugins/cpu/kernels_kquants_avx512_impl.h"
+#include "kernels_kquants_avx512_impl.h"
 
 namespace kestrel::plugins::cpu {
 const KQuantKernels& VnniKQuantKernels() {

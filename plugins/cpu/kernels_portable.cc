@@ -4,13 +4,13 @@
 #include <cstring>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/cpu/kernels.h"
-#include "plugins/ref/half.h"
+#include "kernels.h"
+#include "kestrel/plugin_sdk/half.h"
 
 namespace kestrel::plugins::cpu {
 namespace {
 
-using ref::HalfToFloat;
+using plugin_sdk::HalfToFloat;
 
 void QuantizeRowAct(const float* x, int64_t k, int64_t n_groups, int32_t offset, int8_t* qs,
                     int32_t* bias, float* d) {

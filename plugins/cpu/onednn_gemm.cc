@@ -1,4 +1,4 @@
-#include "plugins/cpu/onednn_gemm.h"
+#include "onednn_gemm.h"
 
 #if defined(KESTREL_CPU_WITH_ONEDNN)
 #include <omp.h>

@@ -1,16 +1,16 @@
-#include "plugins/cpu/packed_kquant.h"
+#include "packed_kquant.h"
 
 #include <algorithm>
 #include <cstring>
 
-#include "plugins/ref/half.h"
-#include "plugins/ref/ref_kernels.h"
-#include "plugins/ref/ref_quants.h"
+#include "kestrel/plugin_sdk/half.h"
+#include "kestrel/plugin_sdk/reference_kernels.h"
+#include "kestrel/plugin_sdk/quants.h"
 
 namespace kestrel::plugins::cpu {
 namespace {
 
-using ref::UnpackedBlock;
+using plugin_sdk::UnpackedBlock;
 
 // Writes the planes of one super-block from its 256 quants in element order.
 void PackPlanes(const KqFormat& f, const uint8_t* qe, uint8_t* planes) {
@@ -45,7 +45,7 @@ void PackPlanes(const KqFormat& f, const uint8_t* qe, uint8_t* planes) {
   }
 }
 
-uint16_t Half(float f) { return ref::FloatToHalf(f); }
+uint16_t Half(float f) { return plugin_sdk::FloatToHalf(f); }
 
 // The scale record of a K-quant super-block (kernels_kquants.h).
 void PutKRecord(uint32_t dt, const uint8_t* gguf, const UnpackedBlock& u, uint8_t* rec) {
@@ -74,8 +74,8 @@ void GetKRecord(uint32_t dt, const uint8_t* rec, UnpackedBlock* u) {
   uint16_t d, dmin;
   std::memcpy(&d, rec, 2);
   std::memcpy(&dmin, rec + 2, 2);
-  u->d = ref::HalfToFloat(d);
-  u->dmin = ref::HalfToFloat(dmin);
+  u->d = plugin_sdk::HalfToFloat(d);
+  u->dmin = plugin_sdk::HalfToFloat(dmin);
   switch (dt) {
     case KESTREL_DTYPE_Q4_K:
     case KESTREL_DTYPE_Q5_K:
@@ -106,8 +106,8 @@ int MinOffset32(uint32_t dt) { return dt == KESTREL_DTYPE_Q5_0 ? -1 : 2; }
 void RepackRow(const KWeightView& v, const uint8_t* row, uint8_t* qs, uint8_t* sc) {
   const KqFormat& f = v.fmt;
   const uint32_t dt = f.dtype;
-  const int64_t block = ref::DtypeBlockElements(dt);
-  const size_t block_bytes = ref::DtypeBlockBytes(dt);
+  const int64_t block = plugin_sdk::DtypeBlockElements(dt);
+  const size_t block_bytes = plugin_sdk::DtypeBlockBytes(dt);
   const int64_t n_blocks = v.k / block, b_per_sb = kSuperElems / block;
   UnpackedBlock u;
   uint8_t qe[kSuperElems];  // one super-block's quants in element order
@@ -116,7 +116,7 @@ void RepackRow(const KWeightView& v, const uint8_t* row, uint8_t* qs, uint8_t* s
     uint8_t* rec = sc + sb * f.s_bytes;
     for (int64_t i = 0; i < b_per_sb && sb * b_per_sb + i < n_blocks; ++i) {
       const uint8_t* gb = row + (sb * b_per_sb + i) * block_bytes;
-      ref::UnpackBlock(dt, gb, &u);
+      plugin_sdk::UnpackBlock(dt, gb, &u);
       std::memcpy(qe + i * block, u.q, static_cast<size_t>(block));
       if (block == kSuperElems) {
         PutKRecord(dt, gb, u, rec);
@@ -171,7 +171,7 @@ std::unique_ptr<PackedK> RepackK(const kestrel_tensor_desc_t& desc, const void* 
   uint8_t* sc = static_cast<uint8_t*>(p->sc.data());
   // Every quant byte is written below; scale records of padding blocks stay zero.
   std::memset(sc, 0, static_cast<size_t>(v.n * row_s));
-  const uint64_t gguf_row = ref::RowBytes(desc.dtype, v.k);
+  const uint64_t gguf_row = plugin_sdk::RowBytes(desc.dtype, v.k);
   // Rows are independent: 64-row tasks on the pool.
   constexpr int64_t kRowsPerTask = 64;
   auto repack_rows = [&](int64_t task, int) {
@@ -194,7 +194,7 @@ std::unique_ptr<PackedK> RepackK(const kestrel_tensor_desc_t& desc, const void* 
 void DequantKRows(const KWeightView& w, int64_t n0, int64_t n1, float* out, int64_t ldo) {
   const KqFormat& f = w.fmt;
   const uint32_t dt = f.dtype;
-  const bool k_quant = ref::IsKQuant(dt);
+  const bool k_quant = plugin_sdk::IsKQuant(dt);
   UnpackedBlock u;
   u.bits = f.bits;
   for (int64_t j = n0; j < n1; ++j) {
@@ -206,7 +206,7 @@ void DequantKRows(const KWeightView& w, int64_t n0, int64_t n1, float* out, int6
       if (k_quant) {
         for (int e = 0; e < kSuperElems; ++e) u.q[e] = static_cast<uint8_t>(KqQuantAt(f, planes, KqPos(e)));
         GetKRecord(dt, rec, &u);
-        ref::DequantizeUnpacked(dt, u, o + e0);
+        plugin_sdk::DequantizeUnpacked(dt, u, o + e0);
         continue;
       }
       u.sub = 32;
@@ -216,12 +216,12 @@ void DequantKRows(const KWeightView& w, int64_t n0, int64_t n1, float* out, int6
         }
         uint16_t h;
         std::memcpy(&h, rec + 2 * i, 2);
-        u.a32 = ref::HalfToFloat(h);
+        u.a32 = plugin_sdk::HalfToFloat(h);
         if (MinOffset32(dt) >= 0) {
           std::memcpy(&h, rec + 16 + 2 * i, 2);
-          u.b32 = ref::HalfToFloat(h);
+          u.b32 = plugin_sdk::HalfToFloat(h);
         }
-        ref::DequantizeUnpacked(dt, u, o + e0 + 32 * i);
+        plugin_sdk::DequantizeUnpacked(dt, u, o + e0 + 32 * i);
       }
     }
   }

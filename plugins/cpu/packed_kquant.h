@@ -9,9 +9,9 @@
 #include <memory>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/cpu/kernels_kquants.h"
-#include "plugins/cpu/packed_weight.h"
-#include "plugins/cpu/thread_pool.h"
+#include "kernels_kquants.h"
+#include "packed_weight.h"
+#include "thread_pool.h"
 
 namespace kestrel::plugins::cpu {
 

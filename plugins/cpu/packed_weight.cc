@@ -1,4 +1,4 @@
-#include "plugins/cpu/packed_weight.h"
+#include "packed_weight.h"
 
 #include <algorithm>
 #include <cstring>

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/cpu/kernels.h"
+#include "kernels.h"
 
 namespace kestrel::plugins::cpu {
 

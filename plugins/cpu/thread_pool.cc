@@ -1,4 +1,4 @@
-#include "plugins/cpu/thread_pool.h"
+#include "thread_pool.h"
 
 #include <chrono>
 

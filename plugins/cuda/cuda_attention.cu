@@ -16,7 +16,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "plugins/cuda/cuda_kernels.h"
+#include "cuda_kernels.h"
 
 namespace kestrel::plugins::cuda {
 namespace {

@@ -6,7 +6,7 @@
 // non-contracting intrinsics (__fmul_rn, __fadd_rn) so nvcc cannot fuse them into FMAs.
 #include <cuda_fp16.h>
 
-#include "plugins/cuda/cuda_kernels.h"
+#include "cuda_kernels.h"
 
 namespace kestrel::plugins::cuda {
 namespace {

@@ -4,7 +4,7 @@
 // compiler) and the device code (compiled by nvcc). Each launcher enqueues its kernel(s) on
 // `stream` and returns cudaGetLastError() of the launch (never synchronises); the caller turns a
 // non-success into a Status naming the op and the kernel. Preconditions the launchers rely on,
-// checked by the caller first: descriptors valid (ref::CheckOp), every index (token id, slot,
+// checked by the caller first: descriptors valid (plugin_sdk::CheckOp), every index (token id, slot,
 // block id, row, query start, kv length, parent) already range-checked on the host, all pointers
 // device pointers with at least the documented extents, and F32/I32 data 4-byte aligned.
 // Activations are f32 and every accumulation is f32 (RMSNorm's sum of squares: f64).

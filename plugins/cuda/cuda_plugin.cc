@@ -7,7 +7,7 @@
 // buffers, streams (non-blocking cudaStream_t) and events, prepared weights (uploaded once; Q8_0 /
 // Q4_0 repacked on the device into f16 scales + bare 16-byte-aligned quants, BF16 widened to F32)
 // and the dispatch of op descriptors to the kernels of cuda_kernels.cu / cuda_attention.cu.
-// Descriptor validation is the reference plugin's (ref_ops.h CheckOp), so both plugins accept
+// Descriptor validation is the plugin SDK's (op_contract.h CheckOp, which ref uses too), so both plugins accept
 // exactly the same descriptors. Index inputs (token ids, slots, block tables, query starts, kv
 // lengths, parents, rows, pairs) are read back to the host (in stream order) and range-checked
 // before any kernel uses them, so a bad index is a status and never an out-of-bounds access;
@@ -35,30 +35,42 @@
 #include <vector>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/common/device_checks.h"
-#include "plugins/common/weight_dtype_support.h"
-#include "plugins/common/device_table.h"
-#include "plugins/common/plugin_glue.h"
-#include "plugins/cuda/cuda_kernels.h"
-#include "plugins/ref/ref_kernels.h"
-#include "plugins/ref/ref_ops.h"
-#include "plugins/ref/ref_status.h"
+#include "kestrel/plugin_sdk/device_checks.h"
+#include "kestrel/plugin_sdk/device_table.h"
+#include "kestrel/plugin_sdk/weight_dtype_support.h"
+#include "kestrel/plugin_sdk/plugin_glue.h"
+#include "cuda_kernels.h"
+#include "kestrel/plugin_sdk/dtype.h"
+#include "kestrel/plugin_sdk/op_contract.h"
+#include "kestrel/plugin_sdk/status.h"
 
 namespace kestrel::plugins::cuda {
 namespace {
 
-using ref::DtypeName;
-using ref::FailedPrecondition;
-using ref::Internal;
-using ref::InvalidArgument;
-using ref::OutOfRange;
-using ref::ResourceExhausted;
-using ref::Status;
-using ref::StrCat;
-using ref::TensorBytes;
-using ref::Unimplemented;
+using plugin_sdk::CheckCopy;
+using plugin_sdk::CheckTransfer;
+using plugin_sdk::CheckWeightPrepare;
+using plugin_sdk::DeviceCapsValues;
+using plugin_sdk::DiscoveredDevices;
+using plugin_sdk::HostRef;
+using plugin_sdk::LargeDimReason;
+using plugin_sdk::MakeDeviceTable;
+using plugin_sdk::PrepareOp;
+using plugin_sdk::QueryOp;
+using plugin_sdk::WriteDeviceCaps;
 
-#define RETURN_IF_ERROR(expr) KESTREL_REF_RETURN_IF_ERROR(expr)
+using plugin_sdk::DtypeName;
+using plugin_sdk::FailedPrecondition;
+using plugin_sdk::Internal;
+using plugin_sdk::InvalidArgument;
+using plugin_sdk::OutOfRange;
+using plugin_sdk::ResourceExhausted;
+using plugin_sdk::Status;
+using plugin_sdk::StrCat;
+using plugin_sdk::TensorBytes;
+using plugin_sdk::Unimplemented;
+
+#define RETURN_IF_ERROR(expr) KESTREL_SDK_RETURN_IF_ERROR(expr)
 
 constexpr uint32_t kDeviceMagic = 0x43554444;  // "CUDD"
 constexpr uint32_t kBufferMagic = 0x43554442;  // "CUDB"
@@ -292,13 +304,13 @@ Weight* AsWeight(kestrel_plugin_weight_t* w) { return reinterpret_cast<Weight*>(
 // Checks the device handle and makes its GPU current on this thread (the current device is
 // per host thread, and the host may call from any thread).
 Status UseDevice(kestrel_plugin_device_t* d, const char* slot) {
-  RETURN_IF_ERROR(plugins::CheckDevice(AsDevice(d), kDeviceMagic, "cuda", slot));
+  RETURN_IF_ERROR(plugin_sdk::CheckDevice(AsDevice(d), kDeviceMagic, "cuda", slot));
   RETURN_IF_CUDA_ERROR(cudaSetDevice(AsDevice(d)->info.ordinal), StrCat(slot, ": cudaSetDevice"));
   return Status();
 }
 
 Status CheckBuffer(kestrel_plugin_device_t* d, kestrel_plugin_buffer_t* b, const std::string& what) {
-  return plugins::CheckBuffer(AsBuffer(b), kBufferMagic, AsDevice(d), what);
+  return plugin_sdk::CheckBuffer(AsBuffer(b), kBufferMagic, AsDevice(d), what);
 }
 
 // The CUDA stream of `s`; NULL is the device's internal stream, which the caller synchronises
@@ -310,7 +322,7 @@ Status StreamOf(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s, const ch
     *sync = true;
     return Status();
   }
-  RETURN_IF_ERROR(plugins::CheckStream(AsStream(s), kStreamMagic, AsDevice(d), slot));
+  RETURN_IF_ERROR(plugin_sdk::CheckStream(AsStream(s), kStreamMagic, AsDevice(d), slot));
   *out = AsStream(s)->stream;
   *sync = false;
   return Status();
@@ -333,7 +345,7 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& a,
                   const std::string& label, bool writable, Arg* out) {
   const Weight* w = nullptr;
   const Buffer* b = nullptr;
-  RETURN_IF_ERROR(plugins::CheckTensorArg(AsDevice(d), a, label, writable, kWeightMagic,
+  RETURN_IF_ERROR(plugin_sdk::CheckTensorArg(AsDevice(d), a, label, writable, kWeightMagic,
                                           kBufferMagic, &w, &b));
   // Matmul/embedding read the weight's own layout (MakeWeightView); any other input (an
   // RMSNorm weight) has an F32 desc, so the data is that tensor as it is.
@@ -376,8 +388,8 @@ Status MakeWeightView(cudaStream_t stream, const std::string& op, const kestrel_
     v->ptrs.scales = a.weight->scales;
     return Status();
   }
-  const uint64_t elems = TensorBytes(desc) / ref::DtypeBlockBytes(desc.dtype) *
-                         static_cast<uint64_t>(ref::DtypeBlockElements(desc.dtype));
+  const uint64_t elems = TensorBytes(desc) / plugin_sdk::DtypeBlockBytes(desc.dtype) *
+                         static_cast<uint64_t>(plugin_sdk::DtypeBlockElements(desc.dtype));
   switch (desc.dtype) {
     case KESTREL_DTYPE_F32:
       v->ptrs = {WFormat::kF32, a.ptr, nullptr};
@@ -431,7 +443,7 @@ bool IsCudaKind(uint32_t kind) {
   }
 }
 
-// Why a descriptor that ref::CheckOp accepts as supported is still not run here ("" if it is).
+// Why a descriptor that plugin_sdk::CheckOp accepts as supported is still not run here ("" if it is).
 constexpr uint64_t Bit(uint32_t dt) { return KESTREL_DTYPE_BIT(dt); }
 constexpr uint64_t kWeightDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16) |
                                    Bit(KESTREL_DTYPE_BF16) | Bit(KESTREL_DTYPE_Q8_0) |
@@ -449,10 +461,10 @@ std::string ExtraUnsupported(const kestrel_op_desc_t& op) {
   // plugin runs those ops.
   if (op.kind == KESTREL_OP_ROPE && op.n_inputs > 2) return "ROPE freq_factors input";
   if (op.kind == KESTREL_OP_MATMUL && op.n_inputs > 2) return "MATMUL bias input";
-  std::string dtype = UnsupportedWeightDtypeReason(op, kWeightDtypes);
+  std::string dtype = plugin_sdk::UnsupportedWeightDtypeReason(op, kWeightDtypes);
   if (!dtype.empty()) return dtype;
   if (op.kind == KESTREL_OP_PAGED_ATTENTION) {
-    const kestrel_op_attention_params_t p = ref::AttentionParamsOf(op);
+    const kestrel_op_attention_params_t p = plugin_sdk::AttentionParamsOf(op);
     if (p.head_dim > kAttentionMaxHeadDim) {
       return StrCat("head_dim=", p.head_dim, " > ", kAttentionMaxHeadDim);
     }
@@ -622,7 +634,7 @@ Status RunKvBlockCopy(cudaStream_t stream, const kestrel_op_desc_t& op, const st
 
 Status RunAttention(cudaStream_t stream, const kestrel_op_desc_t& op, const std::vector<Arg>& in,
                     const Arg& out) {
-  const kestrel_op_attention_params_t p = ref::AttentionParamsOf(op);
+  const kestrel_op_attention_params_t p = plugin_sdk::AttentionParamsOf(op);
   const int64_t n_tokens = op.inputs[0].desc.dims[0];
   const kestrel_tensor_desc_t& kc = op.inputs[1].desc;
   const kestrel_tensor_desc_t& tables_desc = op.inputs[3].desc;
@@ -783,19 +795,19 @@ Status RunOp(const Device& d, cudaStream_t stream, const kestrel_op_desc_t& op,
     case KESTREL_OP_PAGED_ATTENTION:
       return RunAttention(stream, op, in, out[0]);
     default:
-      return Unimplemented(ref::OpKindName(op.kind), ": not implemented by plugin 'cuda'");
+      return Unimplemented(plugin_sdk::OpKindName(op.kind), ": not implemented by plugin 'cuda'");
   }
 }
 
-// ---- slots: the plugin table is MakeDeviceTable<CudaDevice> (plugins/common/device_table.h) -----
+// ---- slots: the plugin table is MakeDeviceTable<CudaDevice> (kestrel/plugin_sdk/device_table.h) -----
 
 Status GetDeviceInfo(uint32_t index, const char* slot, DeviceInfo* out) {
-  return plugins::GetDeviceInfo(G(), index, slot, &DiscoverLocked, out);
+  return plugin_sdk::GetDeviceInfo(G(), index, slot, &DiscoverLocked, out);
 }
 
 
 Status CheckEvent(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e, const char* slot) {
-  return plugins::CheckEvent(AsEvent(e), kEventMagic, AsDevice(d), slot);
+  return plugin_sdk::CheckEvent(AsEvent(e), kEventMagic, AsDevice(d), slot);
 }
 
 // Uploads a host tensor to a fresh device allocation (on the device's internal stream).
@@ -1015,8 +1027,8 @@ struct CudaDevice {
     w->desc = *desc;
     w->desc.struct_size = sizeof(kestrel_tensor_desc_t);
     std::memset(w->desc.strides, 0, sizeof w->desc.strides);
-    const uint64_t elems = needed / ref::DtypeBlockBytes(desc->dtype) *
-                           static_cast<uint64_t>(ref::DtypeBlockElements(desc->dtype));
+    const uint64_t elems = needed / plugin_sdk::DtypeBlockBytes(desc->dtype) *
+                           static_cast<uint64_t>(plugin_sdk::DtypeBlockElements(desc->dtype));
     // The GGUF bytes go up as they are; conversions run on the device (the same kernels as for a
     // weight passed in a plain buffer).
     void* raw = nullptr;
@@ -1140,6 +1152,6 @@ extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api
     const kestrel_host_api_t* host, uint16_t host_major, uint16_t host_minor,
     const kestrel_plugin_api_t** out) {
   using namespace kestrel::plugins::cuda;
-  return kestrel::plugins::GetApi("cuda", &kTable, host, host_major, host_minor, out,
+  return kestrel::plugin_sdk::GetApi("cuda", &kTable, host, host_major, host_minor, out,
                                   [](const kestrel_host_api_t* h) { G().PushHost(h); });
 }

@@ -1,4 +1,4 @@
-#include "plugins/opencl/cl_util.h"
+#include "cl_util.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -155,7 +155,7 @@ Status ClStatus(cl_int err, const std::string& what) {
        err == CL_OUT_OF_RESOURCES)
           ? KESTREL_PLUGIN_RESOURCE_EXHAUSTED
           : KESTREL_PLUGIN_INTERNAL;
-  return Status(code, ref::StrCat(what, " returned ", err, " (", ClErrorName(err), ")"));
+  return Status(code, plugin_sdk::StrCat(what, " returned ", err, " (", ClErrorName(err), ")"));
 }
 
 std::vector<ClDeviceInfo> DiscoverDevices(std::string* reason) {
@@ -163,7 +163,7 @@ std::vector<ClDeviceInfo> DiscoverDevices(std::string* reason) {
   cl_uint n_platforms = 0;
   cl_int err = clGetPlatformIDs(0, nullptr, &n_platforms);
   if (err != CL_SUCCESS || n_platforms == 0) {
-    *reason = ref::StrCat("clGetPlatformIDs returned ", err, " (", ClErrorName(err),
+    *reason = plugin_sdk::StrCat("clGetPlatformIDs returned ", err, " (", ClErrorName(err),
                           "): no OpenCL platform installed (the ICD loader found no vendor "
                           "driver; see /etc/OpenCL/vendors or OCL_ICD_VENDORS)");
     return out;
@@ -171,7 +171,7 @@ std::vector<ClDeviceInfo> DiscoverDevices(std::string* reason) {
   std::vector<cl_platform_id> platforms(n_platforms);
   err = clGetPlatformIDs(n_platforms, platforms.data(), nullptr);
   if (err != CL_SUCCESS) {
-    *reason = ref::StrCat("clGetPlatformIDs returned ", err, " (", ClErrorName(err), ")");
+    *reason = plugin_sdk::StrCat("clGetPlatformIDs returned ", err, " (", ClErrorName(err), ")");
     return out;
   }
   std::string per_platform;
@@ -180,7 +180,7 @@ std::vector<ClDeviceInfo> DiscoverDevices(std::string* reason) {
     cl_uint n_devices = 0;
     err = clGetDeviceIDs(p, CL_DEVICE_TYPE_ALL, 0, nullptr, &n_devices);
     if (err != CL_SUCCESS || n_devices == 0) {
-      per_platform += ref::StrCat(per_platform.empty() ? "" : "; ", "platform '", pname,
+      per_platform += plugin_sdk::StrCat(per_platform.empty() ? "" : "; ", "platform '", pname,
                                   "': clGetDeviceIDs returned ", err, " (", ClErrorName(err), ")");
       continue;
     }
@@ -191,7 +191,7 @@ std::vector<ClDeviceInfo> DiscoverDevices(std::string* reason) {
     for (cl_device_id d : ids) {
       if (!DeviceValue<cl_bool>(d, CL_DEVICE_AVAILABLE) ||
           !DeviceValue<cl_bool>(d, CL_DEVICE_COMPILER_AVAILABLE)) {
-        per_platform += ref::StrCat(per_platform.empty() ? "" : "; ", "platform '", pname,
+        per_platform += plugin_sdk::StrCat(per_platform.empty() ? "" : "; ", "platform '", pname,
                                     "': device '", DeviceString(d, CL_DEVICE_NAME),
                                     "' is unavailable or has no compiler");
         continue;
@@ -221,7 +221,7 @@ std::vector<ClDeviceInfo> DiscoverDevices(std::string* reason) {
     }
   }
   if (out.empty()) {
-    *reason = ref::StrCat(n_platforms, " OpenCL platform(s) but no usable device: ", per_platform);
+    *reason = plugin_sdk::StrCat(n_platforms, " OpenCL platform(s) but no usable device: ", per_platform);
   }
   return out;
 }
@@ -266,7 +266,7 @@ Status BuildProgram(cl_context context, const ClDeviceInfo& info, const std::str
         return Status();
       }
       if (p != nullptr) clReleaseProgram(p);
-      log(true, ref::StrCat("opencl: cached kernel binary ", path,
+      log(true, plugin_sdk::StrCat("opencl: cached kernel binary ", path,
                             " is unusable; rebuilding from source"));
     }
   }
@@ -282,7 +282,7 @@ Status BuildProgram(cl_context context, const ClDeviceInfo& info, const std::str
     const std::string build_log = BuildLog(p, device);
     clReleaseProgram(p);
     return Status(KESTREL_PLUGIN_INTERNAL,
-                  ref::StrCat("clBuildProgram of the Kestrel kernels for '", info.name,
+                  plugin_sdk::StrCat("clBuildProgram of the Kestrel kernels for '", info.name,
                               "' returned ", err, " (", ClErrorName(err), "): ", build_log));
   }
   *out = p;
@@ -307,27 +307,27 @@ Status BuildProgram(cl_context context, const ClDeviceInfo& info, const std::str
     return Status();
   }
   if (!MakeDirs(cache_dir)) {
-    log(true, ref::StrCat("opencl: cannot create the kernel cache folder ", cache_dir, " (",
+    log(true, plugin_sdk::StrCat("opencl: cannot create the kernel cache folder ", cache_dir, " (",
                           std::strerror(errno), "); kernels are compiled at every load"));
     return Status();
   }
-  const std::string tmp = ref::StrCat(path, ".tmp.", ::getpid());
+  const std::string tmp = plugin_sdk::StrCat(path, ".tmp.", ::getpid());
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
     f.write(reinterpret_cast<const char*>(bin.data()), static_cast<std::streamsize>(bin.size()));
     if (!f) {
-      log(true, ref::StrCat("opencl: cannot write the kernel cache file ", tmp,
+      log(true, plugin_sdk::StrCat("opencl: cannot write the kernel cache file ", tmp,
                             "; kernels are compiled at every load"));
       std::remove(tmp.c_str());
       return Status();
     }
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    log(true, ref::StrCat("opencl: cannot rename ", tmp, " to ", path));
+    log(true, plugin_sdk::StrCat("opencl: cannot rename ", tmp, " to ", path));
     std::remove(tmp.c_str());
     return Status();
   }
-  log(false, ref::StrCat("opencl: cached the kernel binary in ", path));
+  log(false, plugin_sdk::StrCat("opencl: cached the kernel binary in ", path));
   return Status();
 }
 

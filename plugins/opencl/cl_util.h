@@ -13,11 +13,11 @@
 #include <string>
 #include <vector>
 
-#include "plugins/ref/ref_status.h"
+#include "kestrel/plugin_sdk/status.h"
 
 namespace kestrel::plugins::opencl {
 
-using ref::Status;
+using plugin_sdk::Status;
 
 // "CL_OUT_OF_RESOURCES", ... ("unknown OpenCL error" for codes it does not know).
 const char* ClErrorName(cl_int err);

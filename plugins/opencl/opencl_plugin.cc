@@ -7,7 +7,7 @@
 // buffers, streams (one in-order cl_command_queue each) and events (markers), prepared weights
 // (uploaded once; Q8_0/Q4_0 repacked into f32 scales + bare quants for aligned vector loads, BF16
 // widened to F32) and the dispatch of op descriptors to the kernels in kernels/*.cl.
-// Descriptor validation is the reference plugin's (ref_ops.h CheckOp), so both plugins accept
+// Descriptor validation is the plugin SDK's (op_contract.h CheckOp, which ref uses too), so both plugins accept
 // exactly the same descriptors. Index inputs (token ids, slots, block tables, rows, pairs) are
 // read back (a few bytes, in stream order) and range-checked before any kernel runs, so a bad
 // index is a status and never an out-of-bounds access; that read is the one synchronisation point
@@ -25,31 +25,43 @@
 #include <vector>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/common/device_checks.h"
-#include "plugins/common/weight_dtype_support.h"
-#include "plugins/common/device_table.h"
-#include "plugins/common/plugin_glue.h"
+#include "kestrel/plugin_sdk/device_checks.h"
+#include "kestrel/plugin_sdk/device_table.h"
+#include "kestrel/plugin_sdk/weight_dtype_support.h"
+#include "kestrel/plugin_sdk/plugin_glue.h"
 #include "opencl_kernels_embedded.h"
-#include "plugins/opencl/cl_util.h"
-#include "plugins/ref/half.h"
-#include "plugins/ref/ref_kernels.h"
-#include "plugins/ref/ref_ops.h"
-#include "plugins/ref/ref_status.h"
+#include "cl_util.h"
+#include "kestrel/plugin_sdk/half.h"
+#include "kestrel/plugin_sdk/dtype.h"
+#include "kestrel/plugin_sdk/op_contract.h"
+#include "kestrel/plugin_sdk/status.h"
 
 namespace kestrel::plugins::opencl {
 namespace {
 
-using ref::DtypeName;
-using ref::FailedPrecondition;
-using ref::Internal;
-using ref::InvalidArgument;
-using ref::OutOfRange;
-using ref::ResourceExhausted;
-using ref::StrCat;
-using ref::TensorBytes;
-using ref::Unimplemented;
+using plugin_sdk::CheckCopy;
+using plugin_sdk::CheckTransfer;
+using plugin_sdk::CheckWeightPrepare;
+using plugin_sdk::DeviceCapsValues;
+using plugin_sdk::DiscoveredDevices;
+using plugin_sdk::HostRef;
+using plugin_sdk::LargeDimReason;
+using plugin_sdk::MakeDeviceTable;
+using plugin_sdk::PrepareOp;
+using plugin_sdk::QueryOp;
+using plugin_sdk::WriteDeviceCaps;
 
-#define RETURN_IF_ERROR(expr) KESTREL_REF_RETURN_IF_ERROR(expr)
+using plugin_sdk::DtypeName;
+using plugin_sdk::FailedPrecondition;
+using plugin_sdk::Internal;
+using plugin_sdk::InvalidArgument;
+using plugin_sdk::OutOfRange;
+using plugin_sdk::ResourceExhausted;
+using plugin_sdk::StrCat;
+using plugin_sdk::TensorBytes;
+using plugin_sdk::Unimplemented;
+
+#define RETURN_IF_ERROR(expr) KESTREL_SDK_RETURN_IF_ERROR(expr)
 
 constexpr uint32_t kDeviceMagic = 0x4F434C44;  // "OCLD"
 constexpr uint32_t kBufferMagic = 0x4F434C42;  // "OCLB"
@@ -187,11 +199,11 @@ Event* AsEvent(kestrel_plugin_event_t* e) { return reinterpret_cast<Event*>(e); 
 Weight* AsWeight(kestrel_plugin_weight_t* w) { return reinterpret_cast<Weight*>(w); }
 
 Status CheckDevice(kestrel_plugin_device_t* d, const char* slot) {
-  return plugins::CheckDevice(AsDevice(d), kDeviceMagic, "opencl", slot);
+  return plugin_sdk::CheckDevice(AsDevice(d), kDeviceMagic, "opencl", slot);
 }
 
 Status CheckBuffer(kestrel_plugin_device_t* d, kestrel_plugin_buffer_t* b, const std::string& what) {
-  return plugins::CheckBuffer(AsBuffer(b), kBufferMagic, AsDevice(d), what);
+  return plugin_sdk::CheckBuffer(AsBuffer(b), kBufferMagic, AsDevice(d), what);
 }
 
 // The queue of `stream` (NULL: the device's own queue; the caller then finishes it).
@@ -201,7 +213,7 @@ Status QueueOf(kestrel_plugin_device_t* d, kestrel_plugin_stream_t* s, const cha
     *out = AsDevice(d)->queue;
     return Status();
   }
-  RETURN_IF_ERROR(plugins::CheckStream(AsStream(s), kStreamMagic, AsDevice(d), slot));
+  RETURN_IF_ERROR(plugin_sdk::CheckStream(AsStream(s), kStreamMagic, AsDevice(d), slot));
   *out = AsStream(s)->queue;
   return Status();
 }
@@ -289,7 +301,7 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& a,
                   const std::string& label, bool writable, Arg* out) {
   const Weight* w = nullptr;
   const Buffer* b = nullptr;
-  RETURN_IF_ERROR(plugins::CheckTensorArg(AsDevice(d), a, label, writable, kWeightMagic,
+  RETURN_IF_ERROR(plugin_sdk::CheckTensorArg(AsDevice(d), a, label, writable, kWeightMagic,
                                           kBufferMagic, &w, &b));
   // Matmul/embedding kernels read the weight's own layout (MakeWeightView); any other input
   // (e.g. an RMSNorm weight) has an F32 desc, so the weight's data is that tensor as it is.
@@ -329,8 +341,8 @@ Status MakeWeightView(const Device& d, cl_command_queue q, const kestrel_tensor_
     v->scales = a.weight->scales;
     return Status();
   }
-  const uint64_t elems = TensorBytes(desc) / ref::DtypeBlockBytes(desc.dtype) *
-                         static_cast<uint64_t>(ref::DtypeBlockElements(desc.dtype));
+  const uint64_t elems = TensorBytes(desc) / plugin_sdk::DtypeBlockBytes(desc.dtype) *
+                         static_cast<uint64_t>(plugin_sdk::DtypeBlockElements(desc.dtype));
   switch (desc.dtype) {
     case KESTREL_DTYPE_F32:
       v->format = WFormat::kF32;
@@ -388,7 +400,7 @@ bool IsOpenClKind(uint32_t kind) {
   }
 }
 
-// Why a descriptor that ref::CheckOp accepts as supported is still not run here ("" if it is).
+// Why a descriptor that plugin_sdk::CheckOp accepts as supported is still not run here ("" if it is).
 constexpr uint64_t Bit(uint32_t dt) { return KESTREL_DTYPE_BIT(dt); }
 constexpr uint64_t kWeightDtypes = Bit(KESTREL_DTYPE_F32) | Bit(KESTREL_DTYPE_F16) |
                                    Bit(KESTREL_DTYPE_BF16) | Bit(KESTREL_DTYPE_Q8_0) |
@@ -398,10 +410,10 @@ constexpr uint64_t kDtypes = kWeightDtypes | Bit(KESTREL_DTYPE_I32);
 std::string ExtraUnsupported(const Device& d, const kestrel_op_desc_t& op) {
   std::string large = LargeDimReason(op);
   if (!large.empty()) return large;
-  std::string dtype = UnsupportedWeightDtypeReason(op, kWeightDtypes);
+  std::string dtype = plugin_sdk::UnsupportedWeightDtypeReason(op, kWeightDtypes);
   if (!dtype.empty()) return dtype;
   if (op.kind == KESTREL_OP_PAGED_ATTENTION) {
-    const kestrel_op_attention_params_t p = ref::AttentionParamsOf(op);
+    const kestrel_op_attention_params_t p = plugin_sdk::AttentionParamsOf(op);
     if (p.tree_mask) return "tree masks are not implemented";
     if (p.head_dim > kAttentionMaxDimsPerItem * d.wg) {
       return StrCat("head_dim=", p.head_dim, " > ", kAttentionMaxDimsPerItem * d.wg);
@@ -434,7 +446,7 @@ Status RunEmbedding(const Device& d, cl_command_queue q, const kestrel_op_desc_t
     case WFormat::kQ4: l = &q4.Mem(w.scales).Mem(w.data); break;
   }
   return l->Mem(in[1].mem).U64(in[1].Elems(4)).Mem(out.mem).U64(out.Elems(4)).U32(dim)
-      .F32(ref::EmbeddingScaleOf(op))
+      .F32(plugin_sdk::EmbeddingScaleOf(op))
       .Run(q, RoundUp(dim, d.wg), n, d.wg);
 }
 
@@ -547,7 +559,7 @@ Status RunKvBlockCopy(cl_command_queue q, const kestrel_op_desc_t& op, const std
 
 Status RunAttention(const Device& d, cl_command_queue q, const kestrel_op_desc_t& op,
                     const std::vector<Arg>& in, const Arg& out) {
-  const kestrel_op_attention_params_t p = ref::AttentionParamsOf(op);
+  const kestrel_op_attention_params_t p = plugin_sdk::AttentionParamsOf(op);
   const int64_t n_tokens = op.inputs[0].desc.dims[0];
   const kestrel_tensor_desc_t& kc = op.inputs[1].desc;
   const kestrel_tensor_desc_t& tables_desc = op.inputs[3].desc;
@@ -677,7 +689,7 @@ Status RunOp(const Device& d, cl_command_queue q, const kestrel_op_desc_t& op,
     case KESTREL_OP_PAGED_ATTENTION:
       return RunAttention(d, q, op, in, out[0]);
     default:
-      return Unimplemented(ref::OpKindName(op.kind), ": not implemented by plugin 'opencl'");
+      return Unimplemented(plugin_sdk::OpKindName(op.kind), ": not implemented by plugin 'opencl'");
   }
 }
 
@@ -692,12 +704,12 @@ std::string KernelSourceText() {
 
 
 Status GetDeviceInfo(uint32_t index, const char* slot, ClDeviceInfo* out) {
-  return plugins::GetDeviceInfo<ClDeviceInfo>(G(), index, slot, &DiscoverLocked, out);
+  return plugin_sdk::GetDeviceInfo<ClDeviceInfo>(G(), index, slot, &DiscoverLocked, out);
 }
 
 
 Status CheckEvent(kestrel_plugin_device_t* d, kestrel_plugin_event_t* e, const char* slot) {
-  return plugins::CheckEvent(AsEvent(e), kEventMagic, AsDevice(d), slot);
+  return plugin_sdk::CheckEvent(AsEvent(e), kEventMagic, AsDevice(d), slot);
 }
 
 // The plugin's slots, with the ABI's signatures; MakeDeviceTable wraps the fallible ones in Guard.
@@ -933,8 +945,8 @@ struct OpenClDevice {
     w->desc.struct_size = sizeof(kestrel_tensor_desc_t);
     std::memset(w->desc.strides, 0, sizeof w->desc.strides);
     const uint8_t* src = static_cast<const uint8_t*>(host_data);
-    const uint64_t elems = needed / ref::DtypeBlockBytes(desc->dtype) *
-                           static_cast<uint64_t>(ref::DtypeBlockElements(desc->dtype));
+    const uint64_t elems = needed / plugin_sdk::DtypeBlockBytes(desc->dtype) *
+                           static_cast<uint64_t>(plugin_sdk::DtypeBlockElements(desc->dtype));
     // Host-side repack into the kernel layout, then one blocking upload per array.
     std::vector<uint8_t> data;
     std::vector<float> scales;
@@ -950,7 +962,7 @@ struct OpenClDevice {
         for (uint64_t i = 0; i < elems; ++i) {
           uint16_t h;
           std::memcpy(&h, src + 2 * i, 2);
-          const float f = ref::Bf16ToFloat(h);
+          const float f = plugin_sdk::Bf16ToFloat(h);
           std::memcpy(data.data() + 4 * i, &f, 4);
         }
         break;
@@ -965,7 +977,7 @@ struct OpenClDevice {
         for (uint64_t b = 0; b < blocks; ++b) {
           uint16_t h;
           std::memcpy(&h, src + b * block_bytes, 2);
-          scales[b] = ref::HalfToFloat(h);
+          scales[b] = plugin_sdk::HalfToFloat(h);
           std::memcpy(data.data() + b * qbytes, src + b * block_bytes + 2, qbytes);
         }
         break;
@@ -1046,6 +1058,6 @@ extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api
     const kestrel_host_api_t* host, uint16_t host_major, uint16_t host_minor,
     const kestrel_plugin_api_t** out) {
   using namespace kestrel::plugins::opencl;
-  return kestrel::plugins::GetApi("opencl", &kTable, host, host_major, host_minor, out,
+  return kestrel::plugin_sdk::GetApi("opencl", &kTable, host, host_major, host_minor, out,
                                   [](const kestrel_host_api_t* h) { G().PushHost(h); });
 }

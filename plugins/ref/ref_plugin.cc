@@ -1,10 +1,12 @@
-// The reference plugin ("ref"): the host-memory plugin over the reference kernels, the oracle
-// every other plugin is tested against and the runtime's op-by-op fallback. Exports only
-// kestrel_plugin_get_api (see hal/plugin.map).
+// The reference plugin ("ref"): the plugin SDK's host-memory plugin over the SDK's reference ops,
+// the oracle every other plugin is tested against and the runtime's op-by-op fallback. Exports
+// only kestrel_plugin_get_api (see hal/plugin.map).
 #include "kestrel/plugin_api.h"
-#include "plugins/ref/host_plugin.h"
+#include "kestrel/plugin_sdk/host_plugin.h"
 
 namespace kestrel::plugins::ref {
+
+using plugin_sdk::HostPluginConfig;
 namespace {
 
 bool RefSupportsKind(uint32_t kind) {
@@ -41,6 +43,6 @@ const HostPluginConfig kRefConfig = {
 extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api(
     const kestrel_host_api_t* host, uint16_t host_major, uint16_t host_minor,
     const kestrel_plugin_api_t** out) {
-  return kestrel::plugins::ref::HostPluginGetApi(&kestrel::plugins::ref::kRefConfig, host,
+  return kestrel::plugin_sdk::HostPluginGetApi(&kestrel::plugins::ref::kRefConfig, host,
                                                  host_major, host_minor, out);
 }

@@ -36,7 +36,9 @@ KESTREL_CHECK_OFFSET(kestrel_tensor_desc_t, rank, 8);
 KESTREL_CHECK_OFFSET(kestrel_tensor_desc_t, reserved, 12);
 KESTREL_CHECK_OFFSET(kestrel_tensor_desc_t, dims, 16);
 KESTREL_CHECK_OFFSET(kestrel_tensor_desc_t, strides, 48);
-KESTREL_CHECK_SIZE(kestrel_device_caps_t, 232);
+KESTREL_CHECK_SIZE(kestrel_device_caps_t, 240);
+KESTREL_CHECK_OFFSET(kestrel_device_caps_t, accuracy_tier, 232); /* since 1.4 */
+KESTREL_CHECK_OFFSET(kestrel_device_caps_t, reserved2, 236);
 KESTREL_CHECK_OFFSET(kestrel_device_caps_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_device_caps_t, kind, 4);
 KESTREL_CHECK_OFFSET(kestrel_device_caps_t, name, 8);
@@ -103,8 +105,13 @@ KESTREL_CHECK_OFFSET(kestrel_op_support_t, workspace_bytes, 8);
 KESTREL_CHECK_SIZE(kestrel_plugin_option_t, 16);
 KESTREL_CHECK_OFFSET(kestrel_plugin_option_t, key, 0);
 KESTREL_CHECK_OFFSET(kestrel_plugin_option_t, value, 8);
-KESTREL_CHECK_SIZE(kestrel_plugin_api_t, 216);
+KESTREL_CHECK_SIZE(kestrel_plugin_api_t, 256);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, device_set_options, 208); /* since 1.1 */
+KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, instance_create, 216);    /* since 1.4 */
+KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, instance_destroy, 224);
+KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, instance_device_count, 232);
+KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, instance_device_get_caps, 240);
+KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, instance_device_open, 248);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, major, 2);
 KESTREL_CHECK_OFFSET(kestrel_plugin_api_t, minor, 4);
@@ -148,7 +155,7 @@ _Static_assert(KESTREL_OP_EMBEDDING_GATHER == 1 && KESTREL_OP_PAGED_ATTENTION ==
                "op kinds renumbered");
 
 int main(void) {
-  puts("plugin_sizeof_test: released plugin ABI 1.0 layouts hold (checked at compile time)");
+  puts("plugin_sizeof_test: released plugin ABI 1.0-1.4 layouts hold (checked at compile time)");
   return 0;
 }
 

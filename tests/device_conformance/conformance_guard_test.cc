@@ -3,7 +3,8 @@
 // past the end or before the start of its output (inside the buffer, outside the tensor), or
 // skips the op and reports success. RunOn must refuse the first two with DATA_LOSS naming the
 // output and the side, a skipped op must leave the poison that the comparison then rejects, and
-// Check must fail when the *reference* leaves an output unwritten.
+// Check (and RunReference, the op-case core's reference run) must fail when the *reference*
+// leaves an output unwritten.
 #include "gtest/gtest-spi.h"
 #include "gtest/gtest.h"
 #include "tests/device_conformance/device_conformance.h"
@@ -93,7 +94,17 @@ TEST_F(ConformanceGuardTest, AReferenceThatLeavesAnOutputUnwrittenFailsCheck) {
   static OpCase c;  // EXPECT_FATAL_FAILURE's statement may not use locals
   c = Add();
   c.exact = true;
-  EXPECT_FATAL_FAILURE(Check(*g_swapped, c, "reference skipped"), "the reference left byte 0");
+  EXPECT_FATAL_FAILURE(Check(*g_swapped, c, "reference skipped"), "left byte 0 of output 0");
+}
+
+TEST_F(ConformanceGuardTest, RunReferenceRefusesAnUnwrittenOutput) {
+  // The same check in the shared op-case core, which kestrel-conformance's CheckCase uses too.
+  std::vector<std::vector<uint8_t>> want;
+  ASSERT_TRUE(RunReference(g_env->ref, Add(), &want).ok());
+  Arm("skip");
+  absl::Status s = RunReference(g_env->dev, Add(), &want);
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_NE(s.message().find("left byte 0 of output 0 unwritten"), std::string::npos) << s;
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 // The device-conformance harness shared by the accelerator plugins' suites (opencl, cuda; the cpu
 // suite takes its descriptor helpers): a plugin under test and the reference plugin are dlopen()ed
 // by one PluginRegistry, every op runs on both devices with the same fresh random inputs (seed
-// printed on failure; KESTREL_TEST_SEED reproduces), outputs are poisoned before each run, and
-// results are compared by relative norm error (NaN never passes) or bit for bit.
+// printed on failure; KESTREL_TEST_SEED reproduces), every tensor sits inside guard bytes checked
+// after the op, inputs must come back unchanged, outputs are poisoned before each run (the
+// reference's twice, under two poisons), and results are compared by relative norm error (NaN
+// never passes) or bit for bit.
 //
 // What lives here: host tensors and op cases, running a case through the HAL, the comparison, the
 // random KV caches and paged-attention cases, the raw plugin table (RawPlugin, for streams and
@@ -24,11 +26,10 @@
 #include "hal/src/plugin_library.h"
 #include "hal/src/plugin_registry.h"
 #include "kestrel/plugin_api.h"
-#include "plugins/ref/ref_test_util.h"
+#include "plugin_sdk/conformance/op_case.h"
 
 namespace kestrel::conformance {
 
-using Rng = plugins::ref::testing_util::Rng;
 
 // $KESTREL_PLUGIN_DIR, and the path of libkestrel_plugin_<name>.so in it.
 std::string PluginDir();
@@ -47,91 +48,12 @@ struct Devices {
 // the process (one registry per plugin name).
 const Devices& LoadDevices(const std::string& plugin);
 
-// ---- op cases -------------------------------------------------------------------------------------
-// Desc(dtype, dims) and OpDesc(kind, in, out, params, size): plugins/ref/ref_test_util.h.
-using plugins::ref::testing_util::Desc;
-using plugins::ref::testing_util::OpDesc;
-inline kestrel_op_desc_t MakeOp(uint32_t kind, const std::vector<kestrel_tensor_arg_t>& in,
-                                const std::vector<kestrel_tensor_arg_t>& out,
-                                const std::vector<uint8_t>& params) {
-  return OpDesc(kind, in, out, params.empty() ? nullptr : params.data(), params.size());
-}
-// A tensor argument with only its descriptor (for op_query).
-kestrel_tensor_arg_t A(kestrel_tensor_desc_t d);
+// Op cases (Tensor, OpCase, RunOn with guard bytes, RunReference, Attention, ...):
+// plugin_sdk/conformance/op_case.h.
 
-struct Tensor {
-  kestrel_tensor_desc_t desc{};
-  std::vector<uint8_t> bytes;  // inputs; initial content of in-place outputs (empty: poison)
-  bool prepared = false;       // pass as a prepared weight
-};
-
-template <typename T>
-std::vector<uint8_t> Bytes(const std::vector<T>& v) {
-  std::vector<uint8_t> b(v.size() * sizeof(T));
-  if (!b.empty()) std::memcpy(b.data(), v.data(), b.size());
-  return b;
-}
-Tensor F32(std::vector<int64_t> dims, const std::vector<float>& v);
-Tensor I32(std::vector<int64_t> dims, const std::vector<int32_t>& v);
-Tensor Out(uint32_t dtype, std::vector<int64_t> dims);
-
-struct OpCase {
-  uint32_t kind = 0;
-  std::vector<Tensor> in, out;
-  std::vector<uint8_t> params;
-  int out_alias = -1;     // output 0 shares input out_alias's buffer (in-place)
-  double tol = 1e-5;      // relative norm error for F32 outputs
-  bool exact = false;     // compare outputs bit for bit
-  uint32_t op_version = 1;
-};
-
-template <typename P>
-std::vector<uint8_t> Params(P p) {
-  p.struct_size = sizeof(P);
-  return Bytes(std::vector<P>{p});
-}
-
-// Every buffer tensor sits at offset kPad inside kPad guard bytes on each side (a canary pattern).
-constexpr uint64_t kPad = 64;
-// A device buffer of bytes + 2 * kPad: guards, then `init` (or `poison` bytes when null).
-absl::StatusOr<hal::Buffer> AllocatePadded(hal::Device* dev, uint64_t bytes, const uint8_t* init,
-                                           uint8_t poison);
-// DATA_LOSS naming `what` and the first guard byte that changed (an out-of-bounds write).
-absl::Status CheckPadding(hal::Device* dev, const hal::Buffer& buffer, uint64_t bytes,
-                          const std::string& what);
-
-// Runs `c` on `dev` (every tensor in a padded buffer, outputs poisoned with `poison` bytes unless
-// they have initial content); returns the outputs' bytes. DATA_LOSS when the op wrote a guard
-// byte or changed an input that is not its output.
-absl::Status RunOn(hal::Device* dev, const OpCase& c, std::vector<std::vector<uint8_t>>* outs,
-                   uint8_t poison = 0xFF);
-
-// Runs `c` on env.ref (twice, under two poisons: the reference must write every output byte) and
-// env.dev and compares (gtest failures, with `what` and the seed).
+// Runs `c` on env.ref (RunReference: twice, under two poisons) and env.dev (RunOn: guards and
+// inputs checked) and compares (gtest failures, with `what` and the seed).
 void Check(const Devices& env, const OpCase& c, const std::string& what);
-
-// Random weight bytes of `dtype` (encoded independently of both plugins).
-Tensor Weight(Rng& rng, uint32_t dtype, int64_t rows, int64_t cols, bool prepared);
-
-extern const uint32_t kWeightDtypes[5];  // F32, F16, BF16, Q8_0, Q4_0
-
-std::string Name(uint32_t dtype);
-
-// Random F32 or F16 KV-cache bytes.
-std::vector<uint8_t> RandomCache(Rng& rng, uint32_t dtype, int64_t elems);
-
-// ---- paged attention ------------------------------------------------------------------------------
-struct Seq {
-  int64_t q_len, kv_len;
-};
-
-// Sequences with out-of-order blocks from one shuffled pool; unused table entries hold -1. With
-// `tree`, a random forest per sequence as the 7th input (tree_mask = 1).
-OpCase Attention(Rng& rng, int64_t h, int64_t hkv, int64_t dh, int64_t b, uint32_t kd,
-                 uint32_t vd, bool causal, const std::vector<Seq>& seqs, bool tree = false);
-// The same case with a sliding window (op_version 2): the table entries of blocks before every
-// query's window are set to -1, as a host that freed them would.
-OpCase WindowedAttention(OpCase c, uint32_t window);
 
 // ---- raw plugin table ------------------------------------------------------------------------------
 // Loads libkestrel_plugin_<plugin>.so directly with its own init(options) and shutdown, beside the
@@ -162,9 +84,6 @@ class RawPlugin {
   std::string logs_;
 };
 
-// out = a + b over [1, n] F32 buffers; `args` (3 entries) back the descriptor.
-kestrel_op_desc_t AddOp(kestrel_plugin_buffer_t* a, kestrel_plugin_buffer_t* b,
-                        kestrel_plugin_buffer_t* out, int64_t n, kestrel_tensor_arg_t args[3]);
 
 // ---- the cases every device plugin shares -----------------------------------------------------------
 // Each is the body of one TEST_F of the plugin's suite (same name there); a plugin calls those its

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "plugins/ref/ref_kernels.h"
+#include "kestrel/plugin_sdk/reference_kernels.h"
 #include "runtime/gguf/gguf_file.h"
 #include "runtime/gguf/gguf_writer.h"
 #include "runtime/gguf/half.h"
@@ -81,9 +81,9 @@ std::string WriteRewritten(const std::string& name, const Rewrite& rw) {
       const size_t row_bytes = bytes.size() / rows;
       for (int64_t r = 0; r < rows; ++r) {
         if (rw.expert_type == runtime::GgmlType::Q8_0) {
-          plugins::ref::QuantizeRowQ8_0(f + r * row, row, bytes.data() + r * row_bytes);
+          plugin_sdk::QuantizeRowQ8_0(f + r * row, row, bytes.data() + r * row_bytes);
         } else {
-          plugins::ref::QuantizeRowQ4_0(f + r * row, row, bytes.data() + r * row_bytes);
+          plugin_sdk::QuantizeRowQ4_0(f + r * row, row, bytes.data() + r * row_bytes);
         }
       }
     }

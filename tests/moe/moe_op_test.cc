@@ -1,5 +1,5 @@
 // Conformance of the reference KESTREL_OP_MOE against a float64 computation written here from
-// the contract in plugin_api.h (not from ref_kernels.cc): fresh random inputs every run (seed
+// the contract in plugin_api.h (not from reference_kernels.cc): fresh random inputs every run (seed
 // printed, KESTREL_TEST_SEED reproduces), outputs poisoned with NaN before each run, stats exact.
 // Also the descriptor validation (INVALID_ARGUMENT naming the field) and the plugin module's
 // op_query / op_execute on prepared rank-3 expert weights.
@@ -20,11 +20,12 @@
 
 #include "gtest/gtest.h"
 #include "kestrel/plugin_api.h"
-#include "plugins/ref/ref_kernels.h"
-#include "plugins/ref/ref_ops.h"
-#include "plugins/ref/ref_test_util.h"
+#include "kestrel/plugin_sdk/reference_kernels.h"
+#include "kestrel/plugin_sdk/op_contract.h"
+#include "kestrel/plugin_sdk/reference_ops.h"
+#include "plugin_sdk/src/test_util.h"
 
-namespace kestrel::plugins::ref {
+namespace kestrel::plugin_sdk {
 namespace {
 
 using testing_util::Desc;
@@ -487,4 +488,4 @@ TEST_F(MoeOpTest, RefModuleRunsMoeOnPreparedRank3Weights) {
 }
 
 }  // namespace
-}  // namespace kestrel::plugins::ref
+}  // namespace kestrel::plugin_sdk

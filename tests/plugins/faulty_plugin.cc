@@ -1,7 +1,12 @@
-// A fault-injection test plugin ("faulty"): the reference plugin's host-memory body
-// (plugins/ref/host_plugin.h) behind a wrapper table that fails one kind of call at its Nth call,
-// and that adds streams and events (trivial: the body is synchronous) so that stream waits can
-// fail too. Kept out of the default plugin folder (tests/plugins/).
+// A fault-injection test plugin ("faulty"): the plugin SDK's host-memory body with the reference
+// kernels (kestrel/plugin_sdk/host_plugin.h) behind a wrapper table that fails one kind of call at
+// its Nth call, and that adds streams and events (trivial: the body is synchronous) so that stream
+// waits can fail too. Kept out of the default plugin folder (tests/plugins/).
+//
+// The fault schedule is one per process, so the plugin serves the one process-wide instance of
+// the 1.1 contract (init, options of the first runtime): its table leaves the five ABI 1.4
+// instance slots NULL, and the host then drives it through init / device_open like opencl and
+// cuda.
 //
 // Options (init options, re-armed by device_set_options; KESTREL_FAULTY env as "fail:at[:count]"
 // when init gets none):
@@ -21,8 +26,8 @@
 #include <string>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/ref/host_plugin.h"
-#include "plugins/ref/ref_ops.h"
+#include "kestrel/plugin_sdk/host_plugin.h"
+#include "kestrel/plugin_sdk/op_contract.h"
 
 namespace {
 
@@ -188,7 +193,7 @@ kestrel_plugin_status_t* OpExecute(kestrel_plugin_device_t* d, kestrel_plugin_st
                                    const kestrel_op_desc_t* op, kestrel_plugin_buffer_t* ws) {
   if (op != nullptr) {
     if (auto* s = Inject(Fault::kOp, "op_execute",
-                         " (" + kestrel::plugins::ref::OpKindName(op->kind) + ")")) {
+                         " (" + kestrel::plugin_sdk::OpKindName(op->kind) + ")")) {
       return s;
     }
   }
@@ -206,7 +211,7 @@ kestrel_plugin_status_t* OpExecute(kestrel_plugin_device_t* d, kestrel_plugin_st
         S().inner->buffer_map(d, out.buffer, &base) != nullptr) {
       return s;
     }
-    const uint64_t bytes = kestrel::plugins::ref::TensorBytes(out.desc);
+    const uint64_t bytes = kestrel::plugin_sdk::TensorBytes(out.desc);
     if (kind == Fault::kUnderrun && out.offset == 0) return nullptr;  // nowhere to write
     uint8_t* p = static_cast<uint8_t*>(base) +
                  (kind == Fault::kOverrun ? out.offset + bytes : out.offset - 1);
@@ -258,7 +263,7 @@ kestrel_plugin_status_t* DeviceSetOptions(kestrel_plugin_device_t*,
   return Arm(options, n);
 }
 
-const kestrel::plugins::ref::HostPluginConfig kConfig = {
+const kestrel::plugin_sdk::HostPluginConfig kConfig = {
     "faulty", "faulty", "test plugin: the reference kernels with injected failures", nullptr,
     "0.1.0-test"};
 
@@ -269,7 +274,7 @@ extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api
     const kestrel_plugin_api_t** out) {
   const kestrel_plugin_api_t* inner = nullptr;
   kestrel_plugin_status_t* s =
-      kestrel::plugins::ref::HostPluginGetApi(&kConfig, host, host_major, host_minor, &inner);
+      kestrel::plugin_sdk::HostPluginGetApi(&kConfig, host, host_major, host_minor, &inner);
   if (s != nullptr || inner == nullptr) {
     if (out != nullptr) *out = nullptr;
     return s;
@@ -293,6 +298,12 @@ extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api
   st.table.event_synchronize = &EventSynchronize;
   st.table.event_destroy = &EventDestroy;
   st.table.device_set_options = &DeviceSetOptions;
+  // One process-wide fault schedule: no instances (all five slots or none).
+  st.table.instance_create = nullptr;
+  st.table.instance_destroy = nullptr;
+  st.table.instance_device_count = nullptr;
+  st.table.instance_device_get_caps = nullptr;
+  st.table.instance_device_open = nullptr;
   *out = &st.table;
   return nullptr;
 }

@@ -6,11 +6,11 @@
 #include <cstring>
 
 #include "kestrel/plugin_api.h"
-#include "plugins/ref/host_plugin.h"
+#include "kestrel/plugin_sdk/host_plugin.h"
 
 namespace {
 
-const kestrel::plugins::ref::HostPluginConfig kConfig = {
+const kestrel::plugin_sdk::HostPluginConfig kConfig = {
     "old_minor", "old_minor", "test plugin: ABI 1.1 (no optional op inputs)", nullptr,
     "0.1.0-test"};
 
@@ -44,7 +44,7 @@ extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api
     const kestrel_plugin_api_t** out) {
   const kestrel_plugin_api_t* table = nullptr;
   kestrel_plugin_status_t* s =
-      kestrel::plugins::ref::HostPluginGetApi(&kConfig, host, host_major, host_minor, &table);
+      kestrel::plugin_sdk::HostPluginGetApi(&kConfig, host, host_major, host_minor, &table);
   if (s != nullptr || table == nullptr) {
     if (out != nullptr) *out = nullptr;
     return s;

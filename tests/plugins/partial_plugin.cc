@@ -2,7 +2,7 @@
 // the rest (embedding, RoPE, KV write, attention, logits) on the reference plugin and move data
 // between the two devices. Built from the reference plugin's host-memory implementation.
 #include "kestrel/plugin_api.h"
-#include "plugins/ref/host_plugin.h"
+#include "kestrel/plugin_sdk/host_plugin.h"
 
 namespace {
 
@@ -11,7 +11,7 @@ bool PartialSupports(uint32_t kind) {
          kind == KESTREL_OP_SWIGLU;
 }
 
-const kestrel::plugins::ref::HostPluginConfig kConfig = {
+const kestrel::plugin_sdk::HostPluginConfig kConfig = {
     "partial", "partial", "test plugin: matmul, rmsnorm, add and swiglu only", &PartialSupports,
     "0.1.0-test"};
 
@@ -20,5 +20,5 @@ const kestrel::plugins::ref::HostPluginConfig kConfig = {
 extern "C" KESTREL_PLUGIN_EXPORT kestrel_plugin_status_t* kestrel_plugin_get_api(
     const kestrel_host_api_t* host, uint16_t host_major, uint16_t host_minor,
     const kestrel_plugin_api_t** out) {
-  return kestrel::plugins::ref::HostPluginGetApi(&kConfig, host, host_major, host_minor, out);
+  return kestrel::plugin_sdk::HostPluginGetApi(&kConfig, host, host_major, host_minor, out);
 }

@@ -9,7 +9,7 @@
 
 #include "gtest/gtest.h"
 #include "kestrel/plugin_api.h"
-#include "plugins/ref/ref_kernels.h"
+#include "kestrel/plugin_sdk/reference_kernels.h"
 #include "tools/synth/synth_writer.h"
 
 namespace kestrel::synth {
@@ -43,7 +43,7 @@ TEST(QuantizeKquantsTest, RoundTripErrorPerFormat) {
     const runtime::GgmlTypeTraits t = runtime::GgmlTypeTraitsOf(c.type);
     std::vector<uint8_t> bytes(kN / t.block_elems * t.block_bytes);
     ASSERT_EQ(QuantizeExtra(c.type, x.data(), kN, bytes.data()), bytes.size());
-    plugins::ref::DequantizeRow(c.dtype, bytes.data(), kN, y.data());
+    plugin_sdk::DequantizeRow(c.dtype, bytes.data(), kN, y.data());
     double num = 0.0, den = 0.0;
     for (size_t i = 0; i < kN; ++i) {
       ASSERT_TRUE(std::isfinite(y[i])) << i;
@@ -64,10 +64,10 @@ TEST(QuantizeKquantsTest, ZerosAndConstantsSurvive) {
     const runtime::GgmlTypeTraits t = runtime::GgmlTypeTraitsOf(c.type);
     std::vector<uint8_t> bytes(256 / t.block_elems * t.block_bytes);
     QuantizeExtra(c.type, zeros.data(), 256, bytes.data());
-    plugins::ref::DequantizeRow(c.dtype, bytes.data(), 256, y.data());
+    plugin_sdk::DequantizeRow(c.dtype, bytes.data(), 256, y.data());
     for (float v : y) ASSERT_EQ(v, 0.0f);
     QuantizeExtra(c.type, ones.data(), 256, bytes.data());
-    plugins::ref::DequantizeRow(c.dtype, bytes.data(), 256, y.data());
+    plugin_sdk::DequantizeRow(c.dtype, bytes.data(), 256, y.data());
     for (float v : y) ASSERT_NEAR(v, 0.75f, 0.75f * c.max_rel_rms);
   }
   EXPECT_FALSE(IsExtraQuantType(GgmlType::Q4_0));

@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "plugins/ref/ref_kernels.h"
+#include "kestrel/plugin_sdk/dtype.h"
 #include "runtime/gguf/half.h"
 
 namespace kestrel::synth {
@@ -36,12 +36,12 @@ TEST(QuantizeTest, Q8_0MatchesReferenceAndBound) {
   const size_t n = x.size();
   std::vector<uint8_t> mine(n / 32 * kQ8_0BlockBytes), ref(mine.size());
   QuantizeQ8_0(x.data(), n, mine.data());
-  plugins::ref::QuantizeRowQ8_0(x.data(), static_cast<int64_t>(n), ref.data());
+  plugin_sdk::QuantizeRowQ8_0(x.data(), static_cast<int64_t>(n), ref.data());
   EXPECT_EQ(mine, ref);
 
   std::vector<float> back(n), ref_back(n);
   DequantizeQ8_0(mine.data(), n, back.data());
-  plugins::ref::DequantizeRow(KESTREL_DTYPE_Q8_0, mine.data(), static_cast<int64_t>(n), ref_back.data());
+  plugin_sdk::DequantizeRow(KESTREL_DTYPE_Q8_0, mine.data(), static_cast<int64_t>(n), ref_back.data());
   EXPECT_EQ(back, ref_back);
   for (size_t b = 0; b < n / 32; ++b) {
     float amax = 0;
@@ -60,12 +60,12 @@ TEST(QuantizeTest, Q4_0MatchesReferenceAndBound) {
   const size_t n = x.size();
   std::vector<uint8_t> mine(n / 32 * kQ4_0BlockBytes), ref(mine.size());
   QuantizeQ4_0(x.data(), n, mine.data());
-  plugins::ref::QuantizeRowQ4_0(x.data(), static_cast<int64_t>(n), ref.data());
+  plugin_sdk::QuantizeRowQ4_0(x.data(), static_cast<int64_t>(n), ref.data());
   EXPECT_EQ(mine, ref);
 
   std::vector<float> back(n), ref_back(n);
   DequantizeQ4_0(mine.data(), n, back.data());
-  plugins::ref::DequantizeRow(KESTREL_DTYPE_Q4_0, mine.data(), static_cast<int64_t>(n), ref_back.data());
+  plugin_sdk::DequantizeRow(KESTREL_DTYPE_Q4_0, mine.data(), static_cast<int64_t>(n), ref_back.data());
   EXPECT_EQ(back, ref_back);
   for (size_t b = 0; b < n / 32; ++b) {
     float amax = 0;

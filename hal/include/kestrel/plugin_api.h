@@ -1,5 +1,5 @@
 /*
- * Kestrel plugin ABI, version 1.
+ * Kestrel plugin ABI, version 1.4.
  *
  * A plugin is a shared library that exports exactly one symbol, kestrel_plugin_get_api. The host
  * (the Kestrel runtime) dlopen()s it, hands it a host table (logging, allocation, status creation)
@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 #define KESTREL_PLUGIN_API_MAJOR 1
-#define KESTREL_PLUGIN_API_MINOR 3
+#define KESTREL_PLUGIN_API_MINOR 4
 
 /* True if the struct pointed to by `ptr` (whose first member is a size field holding the producer's
  * sizeof) is large enough to contain `member`. Use before reading any field added after v1.0. */
@@ -157,6 +157,7 @@ typedef struct kestrel_plugin_buffer kestrel_plugin_buffer_t;
 typedef struct kestrel_plugin_stream kestrel_plugin_stream_t;
 typedef struct kestrel_plugin_event kestrel_plugin_event_t;
 typedef struct kestrel_plugin_weight kestrel_plugin_weight_t;
+typedef struct kestrel_plugin_instance kestrel_plugin_instance_t; /* since 1.4 */
 
 typedef enum kestrel_plugin_device_kind {
   KESTREL_DEVICE_KIND_CPU = 1,
@@ -164,6 +165,18 @@ typedef enum kestrel_plugin_device_kind {
   KESTREL_DEVICE_KIND_NPU = 3,
   KESTREL_DEVICE_KIND_ACCELERATOR = 4
 } kestrel_plugin_device_kind_t;
+
+/* How far a device's results may be from the reference plugin's (since 1.4, in the caps). The
+ * conformance kit (kestrel-conformance) judges a device against its declared tier; the numbers of
+ * each tier are in docs/PLUGIN_ABI.md. */
+typedef enum kestrel_accuracy_tier {
+  /* f32 arithmetic: each op within the tolerance of its dtype (the default; plugins before 1.4). */
+  KESTREL_ACCURACY_REFERENCE = 0,
+  /* Matmul-like ops (MATMUL, LOGITS, MOE) in 8-bit integers: int8 weights with per-output-channel
+   * scales, int8 activations with per-token dynamic scales, int32 accumulation (W8A8). Other ops as
+   * REFERENCE. Whole models: logits and greedy tokens close to, not equal to, the reference. */
+  KESTREL_ACCURACY_INT8 = 2
+} kestrel_accuracy_tier_t;
 
 /* Capabilities of one device. The host sets struct_size to its sizeof; the plugin fills only the
  * fields that fit in both its own and the host's struct (an older host gets the older prefix). */
@@ -178,6 +191,9 @@ typedef struct kestrel_device_caps {
   uint8_t reserved[6];
   uint64_t dtype_mask;   /* KESTREL_DTYPE_BIT of every dtype the device can hold and compute with */
   uint64_t weight_dtype_mask; /* dtypes accepted as matmul/embedding weights */
+  /* Since 1.4 (the host reads it only from a plugin whose table says minor >= 4). */
+  uint32_t accuracy_tier; /* kestrel_accuracy_tier_t (0, REFERENCE, when the plugin does not say) */
+  uint32_t reserved2;
 } kestrel_device_caps_t;
 
 /* ---------------------------------------------------------------------------------------------
@@ -508,16 +524,51 @@ typedef struct kestrel_plugin_api {
   kestrel_plugin_status_t* (*device_set_options)(kestrel_plugin_device_t* device,
                                                  const kestrel_plugin_option_t* options,
                                                  size_t n_options);
+
+  /* ---- Since 1.4: plugin instances (optional; all five or none) ----------------------------
+   * One loaded library may serve several independent instances, e.g. two runtimes in one
+   * process: each instance has its own host table (its own log sink and host_ctx), its own
+   * options and its own devices. A 1.4 host that finds all five slots set (inside struct_size,
+   * non-NULL, table minor >= 4) drives the plugin only through them: it never calls init, device_count,
+   * device_get_caps or device_open, and calls shutdown once after destroying its last instance.
+   * An older host (1.0..1.3) never calls them: the plugin then serves the one process-wide instance
+   * of the 1.1 contract through init / device_count / device_get_caps / device_open and the host
+   * table of kestrel_plugin_get_api, which is why those slots stay required.
+   * Every device-bound slot acts for the instance that opened the device: its log lines and
+   * statuses go through that instance's host table. Devices are closed before their instance is
+   * destroyed. Instances may be created and destroyed from any thread; the slots of one instance
+   * follow the usual per-device serialisation.
+   *
+   * Creates an instance. `host` (same rules as the host table of kestrel_plugin_get_api: a
+   * too-small or NULL table is INVALID_ARGUMENT through the get_api host) stays valid until
+   * instance_destroy returns. Options are as for init (unknown keys are ignored, a bad value for
+   * a known key is INVALID_ARGUMENT naming key and value). */
+  kestrel_plugin_status_t* (*instance_create)(const kestrel_host_api_t* host,
+                                              const kestrel_plugin_option_t* options,
+                                              size_t n_options,
+                                              kestrel_plugin_instance_t** out_instance);
+  /* Accepts NULL. */
+  void (*instance_destroy)(kestrel_plugin_instance_t* instance);
+  /* device_count, device_get_caps and device_open of one instance (same contracts). */
+  uint32_t (*instance_device_count)(kestrel_plugin_instance_t* instance, char* reason,
+                                    size_t reason_capacity);
+  kestrel_plugin_status_t* (*instance_device_get_caps)(kestrel_plugin_instance_t* instance,
+                                                       uint32_t index, kestrel_device_caps_t* caps);
+  kestrel_plugin_status_t* (*instance_device_open)(kestrel_plugin_instance_t* instance,
+                                                   uint32_t index,
+                                                   kestrel_plugin_device_t** out_device);
 } kestrel_plugin_api_t;
 
 /* The one exported symbol. `host` stays valid until shutdown. The plugin checks host_major against
  * its own major and, if it cannot serve that host, sets *out to NULL and returns a
  * FAILED_PRECONDITION status naming both versions. With a NULL or too-small host table no status
  * can be created: it returns NULL with *out = NULL (the host treats that as "no table").
- * One loaded library serves one plugin instance: slots without a device argument (init,
- * device_count, ...) act on that instance's global state. The Kestrel host loads each library
- * once per process and shares it between runtimes: get_api and init run once, shutdown after the
- * last runtime using it is gone, and the host table stays valid for the whole process. */
+ * The Kestrel host loads each library once per process and shares it between runtimes: get_api
+ * runs once, and its host table stays valid for the whole process (it serves statuses of slots
+ * that have no instance). A plugin with the 1.4 instance slots gets one instance per runtime
+ * (see instance_create). For a plugin without them, slots without a device argument (init,
+ * device_count, ...) act on the library's one global instance: init runs once, with the options
+ * of the first runtime, and shutdown after the last runtime using it is gone. */
 typedef kestrel_plugin_status_t* (*kestrel_plugin_get_api_fn)(const kestrel_host_api_t* host,
                                                               uint16_t host_major,
                                                               uint16_t host_minor,
