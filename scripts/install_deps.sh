@@ -15,6 +15,7 @@ packages=(
   libpcre2-dev         # PCRE2: the byte-level BPE pre-tokenizer regexes (Unicode properties)
   binutils             # nm, for the exported-symbol check
   abigail-tools        # abidw/abidiff: the ABI baseline check
+  clang libclang-rt-14-dev  # the fuzz preset: clang with libFuzzer (scripts/fuzz.sh)
   # Optional plugins and their test devices: OpenCL through the ICD loader, run on PoCL (CPU);
   # oneDNN for the fast CPU plugin.
   ocl-icd-opencl-dev opencl-headers pocl-opencl-icd clinfo

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Set-up command 2: install what is missing, build everything from scratch and run every test,
-# first in Release, then again with AddressSanitizer + UndefinedBehaviorSanitizer.
-#   scripts/test.sh            both passes
+# first in Release, then again with AddressSanitizer + UndefinedBehaviorSanitizer, then the
+# concurrency tests under ThreadSanitizer (ctest label `concurrency`, `tsan` preset) and a short
+# smoke of every fuzz target (scripts/fuzz.sh, `fuzz` preset; KESTREL_FUZZ_SMOKE_S seconds each,
+# default 20, the targets two at a time). docs/RELIABILITY.md has the time each pass takes.
+#   scripts/test.sh            every pass
 #   KESTREL_SKIP_SANITIZE=1 scripts/test.sh   Release pass only
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,4 +36,12 @@ if [[ "${KESTREL_SKIP_SANITIZE:-0}" != "1" ]]; then
   # run above checks the default count).
   KESTREL_MODELS_REF_TOKENS="${KESTREL_MODELS_REF_TOKENS:-2}" \
     KESTREL_GEMMA3_REF_TOKENS="${KESTREL_GEMMA3_REF_TOKENS:-2}" ctest --preset asan
+
+  echo "== ThreadSanitizer: the concurrency tests" >&2
+  cmake --preset tsan -S "$root" >/dev/null
+  cmake --build --preset tsan -j"$jobs"
+  ctest --preset tsan
+
+  echo "== Fuzz smoke: every target for ${KESTREL_FUZZ_SMOKE_S:-20} s" >&2
+  "$root/scripts/fuzz.sh" "${KESTREL_FUZZ_SMOKE_S:-20}"
 fi

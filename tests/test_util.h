@@ -3,6 +3,7 @@
 #ifndef KESTREL_TESTS_TEST_UTIL_H_
 #define KESTREL_TESTS_TEST_UTIL_H_
 
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -119,6 +120,39 @@ inline std::string FromHex(const std::string& hex) {
   }
   return out;
 }
+
+// ---- missing model files ---------------------------------------------------------------------
+// KESTREL_REQUIRE_MODELS=1 (CI: scripts/test.sh exports it): a missing model fails the test;
+// otherwise it is skipped with a message saying so (tests/require_models.sh for scripts).
+inline bool ModelsRequired() {
+  const char* v = std::getenv("KESTREL_REQUIRE_MODELS");
+  return v != nullptr && std::string(v) == "1";
+}
+// The real models' cache that scripts/fetch_models.sh fills ($KESTREL_MODEL_CACHE, default
+// ~/.cache/kestrel/models).
+inline std::string RealModelPath(const std::string& name) {
+  const char* cache = std::getenv("KESTREL_MODEL_CACHE");
+  if (cache != nullptr && *cache != '\0') return std::string(cache) + "/" + name;
+  const char* home = std::getenv("HOME");
+  return std::string(home != nullptr ? home : ".") + "/.cache/kestrel/models/" + name;
+}
+inline bool FileExists(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f != nullptr) std::fclose(f);
+  return f != nullptr;
+}
+// In a TEST body or SetUp: returns from it, skipped or failed, when `path` does not exist.
+#define KESTREL_REQUIRE_MODEL_FILE(path)                                                       \
+  do {                                                                                         \
+    const std::string _p = (path);                                                             \
+    if (!::kestrel::testing::FileExists(_p)) {                                                 \
+      if (::kestrel::testing::ModelsRequired()) {                                              \
+        FAIL() << "model file not found: " << _p << " (KESTREL_REQUIRE_MODELS=1)";            \
+      }                                                                                        \
+      GTEST_SKIP() << "model file not found: " << _p                                          \
+                   << " (set KESTREL_REQUIRE_MODELS=1 to make this a failure)";               \
+    }                                                                                          \
+  } while (0)
 
 }  // namespace kestrel::testing
 

@@ -75,7 +75,7 @@ void CheckCase(Target& target, Report& report, const std::string& tier, const st
   c.exact = c.exact || plugin_sdk::IsExactKind(c.kind);
   c.tol = plugin_sdk::OpTolerance(target.tier, c.kind, weight_dtype);
   std::vector<std::vector<uint8_t>> want, got;
-  absl::Status s = RunOn(target.ref, c, &want);
+  absl::Status s = RunReference(target.ref, c, &want);
   if (!s.ok()) {
     report.Fail(tier, id, absl::StrCat("the reference plugin failed (a kit bug): ", s.message()));
     return;

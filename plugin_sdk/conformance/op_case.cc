@@ -6,6 +6,7 @@
 #include <random>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "kestrel/plugin_sdk/dtype.h"
 #include "kestrel/plugin_sdk/half.h"
 #include "kestrel/plugin_sdk/op_contract.h"
@@ -30,56 +31,136 @@ Tensor I32(std::vector<int64_t> dims, const std::vector<int32_t>& v) {
 }
 Tensor Out(uint32_t dtype, std::vector<int64_t> dims) { return {Desc(dtype, dims), {}, false}; }
 
-constexpr uint64_t kPad = 64;  // every tensor sits at this offset in its buffer
+// ---- padded buffers ----------------------------------------------------------------------------
+namespace {
 
-absl::Status RunOn(hal::Device* dev, const OpCase& c, std::vector<std::vector<uint8_t>>* outs) {
+uint8_t Canary(uint64_t i) { return static_cast<uint8_t>(0xA5u ^ (i * 0x3Bu)); }
+
+}  // namespace
+
+absl::StatusOr<hal::Buffer> AllocatePadded(hal::Device* dev, uint64_t bytes, const uint8_t* init,
+                                           uint8_t poison) {
+  auto b = dev->Allocate(bytes + 2 * kPad);
+  if (!b.ok()) return b.status();
+  std::vector<uint8_t> image(bytes + 2 * kPad);
+  for (uint64_t i = 0; i < kPad; ++i) {
+    image[i] = Canary(i);
+    image[kPad + bytes + i] = Canary(kPad + bytes + i);
+  }
+  if (init != nullptr) {
+    if (bytes > 0) std::memcpy(image.data() + kPad, init, bytes);
+  } else {
+    std::fill(image.begin() + kPad, image.begin() + kPad + bytes, poison);
+  }
+  if (auto s = dev->Write(*b, 0, image.data(), image.size()); !s.ok()) return s;
+  return std::move(*b);
+}
+
+absl::Status CheckPadding(hal::Device* dev, const hal::Buffer& buffer, uint64_t bytes,
+                          const std::string& what) {
+  std::vector<uint8_t> image(bytes + 2 * kPad);
+  if (auto s = dev->Read(buffer, 0, image.data(), image.size()); !s.ok()) return s;
+  for (uint64_t i = 0; i < image.size(); ++i) {
+    if (i == kPad) i += bytes;  // the tensor itself
+    if (i >= image.size()) break;
+    if (image[i] != Canary(i)) {
+      const bool before = i < kPad;
+      return absl::DataLossError(absl::StrCat(
+          dev->name(), " wrote outside ", what, ": byte ",
+          before ? absl::StrCat(kPad - i, " before its start")
+                 : absl::StrCat(i - kPad - bytes, " past its end"),
+          " (", bytes, "-byte tensor, ", kPad, " guard bytes each side) changed"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// The buffers of one case on one device: each tensor at kPad inside guard bytes.
+struct Bound {
   std::vector<hal::Buffer> buffers;
   std::vector<hal::PreparedWeight> weights;
-  std::vector<kestrel_tensor_arg_t> in(c.in.size()), out(c.out.size());
-  buffers.reserve(c.in.size() + c.out.size());
+  std::vector<kestrel_tensor_arg_t> in, out;
+  std::vector<const hal::Buffer*> in_buffers, out_buffers;
+};
+
+absl::Status Bind(hal::Device* dev, const OpCase& c, uint8_t poison, Bound* b) {
+  b->in.assign(c.in.size(), {});
+  b->out.assign(c.out.size(), {});
+  b->in_buffers.assign(c.in.size(), nullptr);
+  b->out_buffers.assign(c.out.size(), nullptr);
+  b->buffers.reserve(c.in.size() + c.out.size());  // the pointers above stay valid
   for (size_t i = 0; i < c.in.size(); ++i) {
     const Tensor& t = c.in[i];
-    in[i].desc = t.desc;
+    b->in[i].desc = t.desc;
     if (t.prepared) {
       auto w = dev->PrepareWeight(t.desc, t.bytes.data(), t.bytes.size());
       if (!w.ok()) return w.status();
-      in[i].weight = w->handle();
-      weights.push_back(std::move(*w));
+      b->in[i].weight = w->handle();
+      b->weights.push_back(std::move(*w));
       continue;
     }
-    auto b = dev->Allocate(t.bytes.size() + 2 * kPad);
-    if (!b.ok()) return b.status();
-    if (!t.bytes.empty()) {
-      if (auto s = dev->Write(*b, kPad, t.bytes.data(), t.bytes.size()); !s.ok()) return s;
-    }
-    in[i].buffer = b->handle();
-    in[i].offset = kPad;
-    buffers.push_back(std::move(*b));
+    auto buf = AllocatePadded(dev, t.bytes.size(), t.bytes.data(), poison);
+    if (!buf.ok()) return buf.status();
+    b->in[i].buffer = buf->handle();
+    b->in[i].offset = kPad;
+    b->buffers.push_back(std::move(*buf));
+    b->in_buffers[i] = &b->buffers.back();
   }
-  std::vector<const hal::Buffer*> out_buffers(c.out.size());
   for (size_t i = 0; i < c.out.size(); ++i) {
     const Tensor& t = c.out[i];
-    out[i].desc = t.desc;
-    out[i].offset = kPad;
+    b->out[i].desc = t.desc;
+    b->out[i].offset = kPad;
     if (i == 0 && c.out_alias >= 0) {
-      out[i].buffer = in[c.out_alias].buffer;
-      for (const auto& b : buffers) {
-        if (b.handle() == out[i].buffer) out_buffers[i] = &b;
-      }
+      b->out[i].buffer = b->in[c.out_alias].buffer;
+      b->out_buffers[i] = b->in_buffers[c.out_alias];
       continue;
     }
     const uint64_t size = plugin_sdk::TensorBytes(t.desc);
-    auto b = dev->Allocate(size + 2 * kPad);
-    if (!b.ok()) return b.status();
-    std::vector<uint8_t> init = t.bytes.empty() ? std::vector<uint8_t>(size, 0xFF) : t.bytes;
-    if (size > 0) {
-      if (auto s = dev->Write(*b, kPad, init.data(), size); !s.ok()) return s;
-    }
-    out[i].buffer = b->handle();
-    buffers.push_back(std::move(*b));
-    out_buffers[i] = &buffers.back();
+    auto buf = AllocatePadded(dev, size, t.bytes.empty() ? nullptr : t.bytes.data(), poison);
+    if (!buf.ok()) return buf.status();
+    b->out[i].buffer = buf->handle();
+    b->buffers.push_back(std::move(*buf));
+    b->out_buffers[i] = &b->buffers.back();
   }
-  kestrel_op_desc_t op = MakeOp(c.kind, in, out, c.params);
+  return absl::OkStatus();
+}
+
+// After the op: every guard intact, every input that is not also the output unchanged.
+absl::Status CheckAfter(hal::Device* dev, const OpCase& c, const Bound& b) {
+  for (size_t i = 0; i < c.in.size(); ++i) {
+    if (b.in_buffers[i] == nullptr) continue;
+    const std::vector<uint8_t>& bytes = c.in[i].bytes;
+    if (auto s = CheckPadding(dev, *b.in_buffers[i], bytes.size(), absl::StrCat("input ", i));
+        !s.ok()) {
+      return s;
+    }
+    if (static_cast<int>(i) == c.out_alias || bytes.empty()) continue;
+    std::vector<uint8_t> now(bytes.size());
+    if (auto s = dev->Read(*b.in_buffers[i], kPad, now.data(), now.size()); !s.ok()) return s;
+    if (now != bytes) {
+      return absl::DataLossError(absl::StrCat(dev->name(), " changed input ", i, " (not an output)"));
+    }
+  }
+  for (size_t i = 0; i < c.out.size(); ++i) {
+    if (i == 0 && c.out_alias >= 0) continue;  // checked as its input
+    if (auto s = CheckPadding(dev, *b.out_buffers[i], plugin_sdk::TensorBytes(c.out[i].desc),
+                              absl::StrCat("output ", i));
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RunOn(hal::Device* dev, const OpCase& c, std::vector<std::vector<uint8_t>>* outs,
+                   uint8_t poison) {
+  Bound b;
+  if (auto s = Bind(dev, c, poison, &b); !s.ok()) return s;
+  kestrel_op_desc_t op = MakeOp(c.kind, b.in, b.out, c.params);
   op.op_version = c.op_version;
   auto support = dev->Query(op);
   if (!support.ok()) return support.status();
@@ -92,8 +173,28 @@ absl::Status RunOn(hal::Device* dev, const OpCase& c, std::vector<std::vector<ui
   for (size_t i = 0; i < c.out.size(); ++i) {
     (*outs)[i].resize(plugin_sdk::TensorBytes(c.out[i].desc));
     if ((*outs)[i].empty()) continue;
-    if (auto s = dev->Read(*out_buffers[i], kPad, (*outs)[i].data(), (*outs)[i].size()); !s.ok()) {
+    if (auto s = dev->Read(*b.out_buffers[i], kPad, (*outs)[i].data(), (*outs)[i].size());
+        !s.ok()) {
       return s;
+    }
+  }
+  return CheckAfter(dev, c, b);
+}
+
+absl::Status RunReference(hal::Device* ref, const OpCase& c,
+                          std::vector<std::vector<uint8_t>>* outs) {
+  if (auto s = RunOn(ref, c, outs, 0xFF); !s.ok()) return s;
+  std::vector<std::vector<uint8_t>> again;
+  if (auto s = RunOn(ref, c, &again, 0x00); !s.ok()) return s;
+  for (size_t i = 0; i < c.out.size(); ++i) {
+    const bool poisoned = c.out[i].bytes.empty() && !(i == 0 && c.out_alias >= 0);
+    if (!poisoned) continue;
+    const std::vector<uint8_t>& w = (*outs)[i];
+    const auto diff = std::mismatch(w.begin(), w.end(), again[i].begin());
+    if (diff.first != w.end()) {
+      return absl::DataLossError(absl::StrCat(ref->name(), " left byte ", diff.first - w.begin(),
+                                              " of output ", i, " unwritten (it differs under ",
+                                              "poisons 0xFF and 0x00)"));
     }
   }
   return absl::OkStatus();

@@ -1,6 +1,7 @@
 // Op cases for checking a plugin against the reference plugin through the HAL: host tensors,
 // one op's inputs and outputs (OpCase), running a case on a device with poisoned outputs
-// (RunOn), comparing two runs (Compare), and the generators the suites share (random weights of
+// inside guard bytes (RunOn: out-of-bounds writes and changed inputs are errors; RunReference: the
+// reference run twice under two poisons), comparing two runs (Compare), and the generators the suites share (random weights of
 // every dtype, random KV caches, paged-attention cases over scattered block tables with optional
 // tree masks). Used by kestrel-conformance (the vendor kit) and by the in-tree GoogleTest suites
 // (tests/device_conformance). Inputs come from Rng (plugin_sdk/src/test_util.h): fresh per process
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "hal/src/device.h"
 #include "kestrel/plugin_api.h"
 #include "plugin_sdk/src/test_util.h"
@@ -66,9 +68,29 @@ std::vector<uint8_t> Params(P p) {
   return Bytes(std::vector<P>{p});
 }
 
-// Runs `c` on `dev` (every tensor at a 64-byte offset in its buffer, outputs poisoned with 0xFF
-// bytes unless they have initial content); returns the outputs' bytes.
-absl::Status RunOn(hal::Device* dev, const OpCase& c, std::vector<std::vector<uint8_t>>* outs);
+// ---- running a case --------------------------------------------------------------------------------
+// Every buffer tensor sits at offset kPad inside kPad guard bytes on each side (a canary pattern),
+// so that a write outside the tensor is seen even when it stays inside the buffer.
+constexpr uint64_t kPad = 64;
+// A device buffer of bytes + 2 * kPad: guards, then `init` (or `poison` bytes when null), guards.
+absl::StatusOr<hal::Buffer> AllocatePadded(hal::Device* dev, uint64_t bytes, const uint8_t* init,
+                                           uint8_t poison);
+// DATA_LOSS naming `what`, the side and the first guard byte that changed (an out-of-bounds write).
+absl::Status CheckPadding(hal::Device* dev, const hal::Buffer& buffer, uint64_t bytes,
+                          const std::string& what);
+
+// Runs `c` on `dev` (every tensor in a padded buffer, outputs poisoned with `poison` bytes unless
+// they have initial content); returns the outputs' bytes. DATA_LOSS when the op wrote a guard
+// byte or changed an input that is not its output.
+absl::Status RunOn(hal::Device* dev, const OpCase& c, std::vector<std::vector<uint8_t>>* outs,
+                   uint8_t poison = 0xFF);
+
+// The expected outputs: `c` on the reference device `ref` twice, under poisons 0xFF and 0x00. The
+// reference must write every byte of every poisoned output (the two runs agree); otherwise an
+// output that neither device wrote would compare equal. DATA_LOSS naming the first unwritten
+// byte; RunOn's errors otherwise.
+absl::Status RunReference(hal::Device* ref, const OpCase& c,
+                          std::vector<std::vector<uint8_t>>* outs);
 
 
 // Random weight bytes of `dtype` (encoded independently of both plugins; the formats of

@@ -207,11 +207,12 @@ OpResult RunOp(hal::Device* dev, uint32_t kind, const void* params, size_t param
       arg->weight = weights.back().handle();
       return absl::OkStatus();
     }
-    auto b = dev->Allocate(std::max<uint64_t>(t.bytes.size(), 4));
+    // At kPad inside guard bytes (tests/device_conformance), checked after the op.
+    auto b = conformance::AllocatePadded(dev, t.bytes.size(), t.bytes.data(), 0xFF);
     if (!b.ok()) return b.status();
     buffers.push_back(std::move(*b));
     arg->buffer = buffers.back().handle();
-    if (!t.bytes.empty()) return dev->Write(buffers.back(), 0, t.bytes.data(), t.bytes.size());
+    arg->offset = conformance::kPad;
     return absl::OkStatus();
   };
   std::vector<kestrel_tensor_arg_t> in_args(ins.size()), out_args(outs_init.size());
@@ -230,8 +231,32 @@ OpResult RunOp(hal::Device* dev, uint32_t kind, const void* params, size_t param
   size_t b = buffers.size() - outs_init.size();
   for (size_t i = 0; i < outs_init.size(); ++i, ++b) {
     if (result.outputs[i].bytes.empty()) continue;
-    result.status = dev->Read(buffers[b], 0, result.outputs[i].bytes.data(),
+    result.status = dev->Read(buffers[b], conformance::kPad, result.outputs[i].bytes.data(),
                               result.outputs[i].bytes.size());
+    if (!result.status.ok()) return result;
+  }
+  // No byte written outside any tensor, and the inputs (buffers before the outputs) unchanged.
+  b = 0;
+  for (size_t i = 0; i < ins.size(); ++i) {
+    const HostTensor& t = ins[i];
+    if (t.weight) continue;
+    result.status =
+        conformance::CheckPadding(dev, buffers[b], t.bytes.size(), "input " + std::to_string(i));
+    if (!result.status.ok()) return result;
+    std::vector<uint8_t> now(t.bytes.size());
+    if (!now.empty()) {
+      result.status = dev->Read(buffers[b], conformance::kPad, now.data(), now.size());
+      if (!result.status.ok()) return result;
+    }
+    if (now != t.bytes) {
+      result.status = absl::DataLossError(dev->name() + " changed input " + std::to_string(i));
+      return result;
+    }
+    ++b;
+  }
+  for (size_t i = 0; i < outs_init.size(); ++i, ++b) {
+    result.status = conformance::CheckPadding(dev, buffers[b], outs_init[i].bytes.size(),
+                                              "output " + std::to_string(i));
     if (!result.status.ok()) return result;
   }
   return result;

@@ -786,6 +786,12 @@ EngineStats Engine::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   EngineStats st = published_;
   st.n_waiting += static_cast<uint32_t>(submitted_.size());
+  // The request counts are current (engine.h): a request that ended inside the step now running
+  // (a cancel, say) is no longer running or waiting, although the snapshot from the last step's
+  // end still counts it and its blocks are freed at this step's end.
+  const uint64_t unfinished = n_unfinished_;
+  st.n_running = static_cast<uint32_t>(std::min<uint64_t>(st.n_running, unfinished));
+  st.n_waiting = static_cast<uint32_t>(std::min<uint64_t>(st.n_waiting, unfinished - st.n_running));
   return st;
 }
 

@@ -5,8 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <new>
@@ -413,7 +413,33 @@ class GgufFile::Parser {
     const uint64_t align = f_->alignment_;
     // pos_ <= size_ < 2^63 and align <= 2^30, so this cannot overflow.
     f_->data_offset_ = (pos_ + align - 1) / align * align;
-    return CheckTensorsInData(f_->tensors_, f_->data_offset_, size_);
+    if (absl::Status s = CheckTensorsInData(f_->tensors_, f_->data_offset_, size_); !s.ok()) {
+      return s;
+    }
+    return CheckNoOverlap();
+  }
+
+  // Two tensors sharing bytes are refused (as llama.cpp does): a writer never produces them, and
+  // a hostile file could otherwise alias a weight that a plugin repacks in place.
+  absl::Status CheckNoOverlap() const {
+    std::vector<const GgufTensorInfo*> order;
+    order.reserve(f_->tensors_.size());
+    for (const GgufTensorInfo& t : f_->tensors_) {
+      if (t.size_bytes > 0) order.push_back(&t);
+    }
+    std::sort(order.begin(), order.end(), [](const GgufTensorInfo* a, const GgufTensorInfo* b) {
+      return a->offset_in_data < b->offset_in_data;
+    });
+    for (size_t i = 1; i < order.size(); ++i) {
+      const GgufTensorInfo& a = *order[i - 1];
+      const GgufTensorInfo& b = *order[i];
+      if (a.offset_in_data + a.size_bytes > b.offset_in_data) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "tensors %s (data bytes %u..%u) and %s (from byte %u) overlap", Quote(a.name),
+            a.offset_in_data, a.offset_in_data + a.size_bytes, Quote(b.name), b.offset_in_data));
+      }
+    }
+    return absl::OkStatus();
   }
 
   GgufFile* f_;

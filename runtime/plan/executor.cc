@@ -182,7 +182,7 @@ absl::StatusOr<Executor::Copy*> Executor::Resident(Value& value, hal::Device* de
   return dst;
 }
 
-absl::StatusOr<hal::Device*> Executor::Place(size_t op_index, const PlanOp& op,
+absl::StatusOr<hal::Device*> Executor::Place(size_t op_index, const PlanOp& /*op*/,
                                              const kestrel_op_desc_t& desc, int mode,
                                              uint64_t* workspace) {
   auto key = std::make_pair(op_index, mode);
@@ -203,8 +203,7 @@ absl::StatusOr<hal::Device*> Executor::Place(size_t op_index, const PlanOp& op,
     }
     absl::StrAppend(&why, why.empty() ? "" : ", ", "device '", d->name(), "' does not support it");
   }
-  return absl::UnimplementedError(absl::StrCat("op ", hal::OpKindName(op.kind), " (", op.label,
-                                               ") cannot run: ", why));
+  return absl::UnimplementedError(absl::StrCat("cannot run: ", why));
 }
 
 absl::Status Executor::RunOp(size_t op_index, const StepShape& shape, bool tree) {
@@ -270,9 +269,7 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape, bool tree)
     }
     ws = &w;
   }
-  if (auto s = d->Execute(desc, ws); !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat("op '", op.label, "': ", s.message()));
-  }
+  if (auto s = d->Execute(desc, ws); !s.ok()) return s;
   ++ops_per_device_[d->name()];
   for (const PlanArg& a : op.outputs) {
     Value& v = ValueFor(a.ref);
@@ -319,8 +316,14 @@ absl::Status Executor::Run(const StepInputs& inputs, std::vector<float>* logits)
     bind(SlotsInput(g), in.slots);
     bind(BlockTablesInput(g), in.block_tables);
   }
+  // Any failure of an op's work (placement, allocation, copies, waits, the op itself) names the
+  // op; the HAL's message names the device and the slot.
   for (size_t i = 0; i < plan_.ops.size(); ++i) {
-    if (auto s = RunOp(i, shape, tree); !s.ok()) return s;
+    if (auto s = RunOp(i, shape, tree); !s.ok()) {
+      const PlanOp& op = plan_.ops[i];
+      return absl::Status(s.code(), absl::StrCat("op '", op.label, "' (", hal::OpKindName(op.kind),
+                                                 "): ", s.message()));
+    }
   }
   // MoE routing counts of this step, committed only if the whole step succeeds.
   const uint32_t E = plan_.n_experts;
@@ -329,12 +332,14 @@ absl::Status Executor::Run(const StepInputs& inputs, std::vector<float>* logits)
     if (auto s = ReadBack(activations_[plan_.expert_stats[l]], step_counts_.data() + l * E,
                           uint64_t{E} * sizeof(int32_t));
         !s.ok()) {
-      return s;
+      return ReadBackError(plan_.expert_stats[l], s);
     }
   }
   const uint64_t bytes = static_cast<uint64_t>(shape.n_rows) * plan_.activations[plan_.logits].elems_per_row * sizeof(float);
   logits->resize(bytes / sizeof(float));
-  if (auto s = ReadBack(activations_[plan_.logits], logits->data(), bytes); !s.ok()) return s;
+  if (auto s = ReadBack(activations_[plan_.logits], logits->data(), bytes); !s.ok()) {
+    return ReadBackError(plan_.logits, s);
+  }
   for (size_t i = 0; i < step_counts_.size(); ++i) {
     if (step_counts_[i] < 0 || step_counts_[i] > shape.n_tokens) {
       return absl::InternalError(absl::StrFormat(
@@ -348,6 +353,19 @@ absl::Status Executor::Run(const StepInputs& inputs, std::vector<float>* logits)
   }
   last_tokens_ = shape.n_tokens;
   return absl::OkStatus();
+}
+
+absl::Status Executor::ReadBackError(int32_t activation, const absl::Status& s) const {
+  std::string producer = "(none)";
+  for (const PlanOp& op : plan_.ops) {
+    for (const PlanArg& a : op.outputs) {
+      if (a.ref.kind == ValueKind::kActivation && a.ref.index == activation) {
+        producer = absl::StrCat("'", op.label, "' (", hal::OpKindName(op.kind), ")");
+      }
+    }
+  }
+  return absl::Status(s.code(), absl::StrCat("reading back the output of op ", producer, ": ",
+                                             s.message()));
 }
 
 bool Executor::SupportsTreeMask() {
@@ -379,7 +397,10 @@ absl::Status Executor::ReadHidden(std::vector<float>* out) {
   if (last_tokens_ == 0) return absl::FailedPreconditionError("executor: no step has run");
   const uint64_t n = static_cast<uint64_t>(last_tokens_) * plan_.activations[plan_.hidden].elems_per_row;
   out->resize(n);
-  return ReadBack(activations_[plan_.hidden], out->data(), n * sizeof(float));
+  if (auto s = ReadBack(activations_[plan_.hidden], out->data(), n * sizeof(float)); !s.ok()) {
+    return ReadBackError(plan_.hidden, s);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Executor::ReadBack(const Value& value, void* out, uint64_t bytes) {
@@ -464,7 +485,8 @@ absl::Status Executor::CopyRanges(const std::vector<int32_t>& pairs, uint64_t bl
         if (auto s = primary_->Copy((*c)->buffer, pairs[i] * block_bytes, (*c)->buffer,
                                     pairs[i + 1] * block_bytes, block_bytes);
             !s.ok()) {
-          return s;
+          return absl::Status(s.code(), absl::StrCat("KV block copy (copy-on-write) of layer ", l,
+                                                     ": ", s.message()));
         }
       }
       v->valid = {primary_};

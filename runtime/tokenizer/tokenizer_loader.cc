@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "runtime/tokenizer/bpe/bpe_tokenizer.h"
 #include "runtime/tokenizer/spm/spm_tokenizer.h"
 
@@ -96,6 +97,24 @@ void MoveCommon(CommonVocab&& c, Vocab* v) {
   v->phi3_rstrip = c.phi3_rstrip;
 }
 
+// SpmTokenizer::Create names the SpmVocab fields it refuses (it also serves callers without a
+// GGUF); from a file, the message names the key the bad value came from instead.
+absl::Status WithSpmKeys(const absl::Status& s) {
+  const std::string message = absl::StrReplaceAll(
+      s.message(), {{"SpmVocab.tokens", "tokenizer.ggml.tokens"},
+                    {"SpmVocab.scores", "tokenizer.ggml.scores"},
+                    {"SpmVocab.token_types", "tokenizer.ggml.token_type"},
+                    {"SpmVocab.bos_id", "tokenizer.ggml.bos_token_id"},
+                    {"SpmVocab.eos_id", "tokenizer.ggml.eos_token_id"},
+                    {"SpmVocab.unk_id", "tokenizer.ggml.unknown_token_id"},
+                    {"SpmVocab.pad_id", "tokenizer.ggml.padding_token_id"},
+                    {"SpmVocab.eot_id", "tokenizer.ggml.eot_token_id"},
+                    {"SpmVocab.eom_id", "tokenizer.ggml.eom_token_id"},
+                    {"SpmVocab.add_bos", "tokenizer.ggml.add_bos_token"},
+                    {"SpmVocab.add_eos", "tokenizer.ggml.add_eos_token"}});
+  return absl::Status(s.code(), message);
+}
+
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSpm(const GgufFile& f) {
   CommonVocab defaults;  // llama.cpp's SPM defaults: BOS 1, EOS 2, UNK 0
   defaults.bos_id = 1;
@@ -116,7 +135,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSpm(const GgufFile& f) {
     if (auto s = ReadBool(f, key, out); !s.ok()) return s;
   }
   absl::StatusOr<std::unique_ptr<SpmTokenizer>> spm = SpmTokenizer::Create(std::move(v));
-  if (!spm.ok()) return spm.status();
+  if (!spm.ok()) return WithSpmKeys(spm.status());
   return std::unique_ptr<Tokenizer>(std::move(*spm));
 }
 

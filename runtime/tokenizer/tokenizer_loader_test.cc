@@ -21,6 +21,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 
 using Kvs = std::vector<std::pair<std::string, GgufValue>>;
@@ -114,6 +115,36 @@ TEST(TokenizerLoaderTest, BadBpeKeysAreRefusedNamingTheKey) {
     const absl::Status s = LoadStatus(c.edit);
     EXPECT_FALSE(s.ok()) << c.key;
     EXPECT_THAT(std::string(s.message()), HasSubstr(c.key)) << s;
+  }
+}
+
+// SpmTokenizer::Create speaks of SpmVocab fields; from a file the message names the key (found by
+// vocab_fuzzer: a token_type array shorter than the tokens was reported as "SpmVocab.token_types").
+TEST(TokenizerLoaderTest, BadSpmKeysAreRefusedNamingTheKey) {
+  struct Case {
+    std::function<void(Kvs&)> edit;
+    std::string key;
+  };
+  const std::vector<Case> cases = {
+      {[](Kvs& kv) { Set(kv, "tokenizer.ggml.token_type", GgufValue::I32Array(std::vector<int32_t>{1, 1})); },
+       "tokenizer.ggml.token_type has 2 entries"},
+      {[](Kvs& kv) { Set(kv, "tokenizer.ggml.scores", GgufValue::F32Array(std::vector<float>{0.f})); },
+       "tokenizer.ggml.scores has 1 entries"},
+      {[](Kvs& kv) {
+         std::vector<int32_t> types(258, 1);
+         types[5] = 9;
+         Set(kv, "tokenizer.ggml.token_type", GgufValue::I32Array(types));
+       },
+       "tokenizer.ggml.token_type[5] = 9"},
+      {[](Kvs& kv) { Set(kv, "tokenizer.ggml.add_bos_token", GgufValue::Bool(true));
+                     Set(kv, "tokenizer.ggml.bos_token_id", GgufValue::I32(-1)); },
+       "tokenizer.ggml.add_bos_token"},
+  };
+  for (const Case& c : cases) {
+    const absl::Status s = LoadStatus(c.edit, /*bpe=*/false);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.key << ": " << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(c.key)) << s;
+    EXPECT_THAT(std::string(s.message()), Not(HasSubstr("SpmVocab"))) << s;
   }
 }
 

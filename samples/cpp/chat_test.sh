@@ -9,10 +9,8 @@ set -euo pipefail
 
 chat=${1:?usage: chat_test.sh KESTREL_CHAT MODEL.gguf}
 model=${2:?usage: chat_test.sh KESTREL_CHAT MODEL.gguf}
-if [[ ! -f "$model" ]]; then
-  echo "SKIP: model not found: $model" >&2
-  exit 77
-fi
+# Missing model: skipped (77), or a failure under KESTREL_REQUIRE_MODELS=1 (CI).
+sh "$(dirname "$0")/../../tests/require_models.sh" "$model" || exit $?
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kestrel_chat_test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 

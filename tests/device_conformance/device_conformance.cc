@@ -60,7 +60,7 @@ void Check(const Devices& env, const OpCase& c, const std::string& what) {
   SCOPED_TRACE(::testing::Message() << what << "; random seed " << TestSeed()
                                     << " (rerun with KESTREL_TEST_SEED=" << TestSeed() << ")");
   std::vector<std::vector<uint8_t>> want, got;
-  absl::Status s = RunOn(env.ref, c, &want);
+  absl::Status s = RunReference(env.ref, c, &want);
   ASSERT_TRUE(s.ok()) << "ref: " << s;
   s = RunOn(env.dev, c, &got);
   ASSERT_TRUE(s.ok()) << env.plugin << ": " << s;

@@ -1,8 +1,10 @@
 // The device-conformance harness shared by the accelerator plugins' suites (opencl, cuda; the cpu
 // suite takes its descriptor helpers): a plugin under test and the reference plugin are dlopen()ed
 // by one PluginRegistry, every op runs on both devices with the same fresh random inputs (seed
-// printed on failure; KESTREL_TEST_SEED reproduces), outputs are poisoned before each run, and
-// results are compared by relative norm error (NaN never passes) or bit for bit.
+// printed on failure; KESTREL_TEST_SEED reproduces), every tensor sits inside guard bytes checked
+// after the op, inputs must come back unchanged, outputs are poisoned before each run (the
+// reference's twice, under two poisons), and results are compared by relative norm error (NaN
+// never passes) or bit for bit.
 //
 // What lives here: host tensors and op cases, running a case through the HAL, the comparison, the
 // random KV caches and paged-attention cases, the raw plugin table (RawPlugin, for streams and
@@ -46,9 +48,11 @@ struct Devices {
 // the process (one registry per plugin name).
 const Devices& LoadDevices(const std::string& plugin);
 
-// Op cases (Tensor, OpCase, RunOn, Attention, ...): plugin_sdk/conformance/op_case.h.
+// Op cases (Tensor, OpCase, RunOn with guard bytes, RunReference, Attention, ...):
+// plugin_sdk/conformance/op_case.h.
 
-// Runs `c` on env.ref and env.dev and compares (gtest failures, with `what` and the seed).
+// Runs `c` on env.ref (RunReference: twice, under two poisons) and env.dev (RunOn: guards and
+// inputs checked) and compares (gtest failures, with `what` and the seed).
 void Check(const Devices& env, const OpCase& c, const std::string& what);
 
 // ---- raw plugin table ------------------------------------------------------------------------------

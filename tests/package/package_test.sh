@@ -19,7 +19,8 @@
 # find_package(Kestrel) builds and its C and C++ programs generate the golden text; 5. the same
 # two programs compiled by hand with `pkg-config --cflags --libs kestrel` do too.
 # Everything runs in a temporary folder that is removed on exit; the working directory does not
-# matter. Exit status 0 pass, 1 fail, 77 skip (no model).
+# matter. Exit status 0 pass, 1 fail (a missing model too when KESTREL_REQUIRE_MODELS=1), 77
+# skip (no model otherwise).
 set -euo pipefail
 
 for arg in "$@"; do
@@ -39,10 +40,8 @@ done
 generator=${generator:-}
 sanitize=${sanitize:-OFF}
 
-if [[ ! -f "$model" ]]; then
-  echo "SKIP: model not found: $model" >&2
-  exit 77
-fi
+# Missing model: skipped (77), or a failure under KESTREL_REQUIRE_MODELS=1 (CI).
+sh "$(dirname "$0")/../require_models.sh" "$model" || exit $?
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kestrel_package_test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT

@@ -128,6 +128,20 @@ bool GetModelInfo(const kestrel_model_t* model, kestrel_model_info_t* info) {
   return true;
 }
 
+bool OpenModel(int verbosity, const LoadOptions& options, OpenedModel* out, int* exit_code) {
+  *exit_code = kExitError;
+  out->runtime = CreateRuntime(verbosity);
+  if (!out->runtime) return false;
+  out->model = LoadModel(out->runtime.get(), options, exit_code);
+  if (!out->model) return false;
+  *exit_code = kExitError;
+  return GetModelInfo(out->model.get(), &out->info);
+}
+
+bool OpenModel(const Options& o, OpenedModel* out, int* exit_code) {
+  return OpenModel(o.verbosity, LoadOptionsFrom(o), out, exit_code);
+}
+
 bool Tokenize(const kestrel_model_t* model, const std::string& text, bool add_special, bool parse_special,
               std::vector<int32_t>* ids) {
   kestrel_tokenize_options_t options;

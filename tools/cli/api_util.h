@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "args.h"
 #include "kestrel/kestrel.h"
 
 namespace kestrel::cli {
@@ -65,6 +66,18 @@ ModelPtr LoadModel(kestrel_runtime_t* runtime, const LoadOptions& options, int* 
 
 // Fills `info` (struct_size set here). On failure prints the error and returns false.
 bool GetModelInfo(const kestrel_model_t* model, kestrel_model_info_t* info);
+
+// What a command that runs a model starts with: the runtime (CreateRuntime), the model
+// (LoadModel) and its info. On failure the error is printed, *exit_code set (1, or 130 when Ctrl-C
+// cancelled the load) and false returned.
+struct OpenedModel {
+  RuntimePtr runtime;
+  ModelPtr model;
+  kestrel_model_info_t info{};
+};
+bool OpenModel(int verbosity, const LoadOptions& options, OpenedModel* out, int* exit_code);
+// The same for a command's options (-v, -m, --device, --no-mmap).
+bool OpenModel(const Options& o, OpenedModel* out, int* exit_code);
 
 // Token ids of `text` (kestrel_tokenize_with_options). On failure prints the error and returns false.
 bool Tokenize(const kestrel_model_t* model, const std::string& text, bool add_special, bool parse_special,

@@ -65,6 +65,10 @@ enum class FlagId {
   kVerify,
   kOutput,
   kDraft,
+  kSoak,
+  kRequests,
+  kWatchdogS,
+  kMaxRssGrowth,
   kSpec,
   kDraftModel,
   kSpecMax,
@@ -101,7 +105,7 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kMinP, "min-p", 0, true, kForSampling},
     {FlagId::kRepeatPenalty, "repeat-penalty", 0, true, kForSampling},
     {FlagId::kRepeatLastN, "repeat-last-n", 0, true, kForSampling},
-    {FlagId::kSeed, "seed", 0, true, kForSampling},
+    {FlagId::kSeed, "seed", 0, true, kForSampling | kForBench},
     {FlagId::kCtx, "ctx", 0, true, kForSampling | kForServe | kForEmbed | kForPlan},
     {FlagId::kDevice, "device", 0, true,
      kForSampling | kForInfo | kForBench | kForServe | kForEmbed | kForPlan | kForPack},
@@ -123,6 +127,10 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kConcurrency, "concurrency", 0, true, kForBench},
     {FlagId::kPrefixTokens, "prefix-tokens", 0, true, kForBench},
     {FlagId::kKvBlockSize, "kv-block-size", 0, true, kForBench},
+    {FlagId::kSoak, "soak", 0, false, kForBench},
+    {FlagId::kRequests, "requests", 0, true, kForBench},
+    {FlagId::kWatchdogS, "watchdog-s", 0, true, kForBench},
+    {FlagId::kMaxRssGrowth, "max-rss-growth", 0, true, kForBench},
     {FlagId::kKvType, "kv-type", 0, true, kForSampling | kForBench | kForServe},
     {FlagId::kPromptFile, "file", 'f', true, kForGenerate | kForEmbed},
     {FlagId::kHost, "host", 0, true, kForServe},
@@ -401,6 +409,27 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
     case FlagId::kEngine:
       o->bench.engine = true;
       break;
+    case FlagId::kSoak:
+      o->bench.soak = true;
+      break;
+    case FlagId::kRequests:
+      if (!ParseUint32(value, &o->bench.soak_requests) || o->bench.soak_requests == 0) {
+        return Fail(BadValue(spelled, value, "a number of requests >= 1"));
+      }
+      break;
+    case FlagId::kWatchdogS:
+      if (!ParseUint32(value, &o->bench.watchdog_s) || o->bench.watchdog_s == 0) {
+        return Fail(BadValue(spelled, value, "a number of seconds >= 1"));
+      }
+      break;
+    case FlagId::kMaxRssGrowth: {
+      float v;
+      if (!ParseFloat(value, &v) || !(v >= 0.0f)) {
+        return Fail(BadValue(spelled, value, "a fraction >= 0 (0.01 = 1 %)"));
+      }
+      o->bench.max_rss_growth = v;
+      break;
+    }
     case FlagId::kConcurrency:
       if (!ParseConcurrencyList(value, &o->bench.concurrency)) {
         return Fail(BadValue(spelled, value,
@@ -663,8 +692,10 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
   std::string size_mb_spelled;
   std::string not_engine_spelled;  // bench: -p or --warmup, which --engine does not use
   std::string engine_only_spelled;  // bench: --concurrency, --prefix-tokens or --kv-block-size
-  std::string spec_only_spelled;  // --draft-model, --spec-max, --heads, --prompt-file
-  bool n_decode_given = false, reps_given = false;
+  std::string not_soak_spelled;     // bench: -p, --warmup, --reps, --prefix-tokens
+  std::string soak_only_spelled;    // bench: --requests, --watchdog-s, --max-rss-growth, --seed
+  std::string spec_only_spelled;    // --draft-model, --spec-max, --heads, --prompt-file
+  bool n_decode_given = false, reps_given = false, concurrency_given = false;
   for (; i < argc; ++i) {
     std::string_view arg = argv[i];
     const FlagSpec* spec = nullptr;
@@ -731,12 +762,21 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
         spec->id == FlagId::kKvBlockSize) {
       engine_only_spelled = std::string(spelled);
     }
+    if (spec->id == FlagId::kPrompt || spec->id == FlagId::kWarmup ||
+        spec->id == FlagId::kReps || spec->id == FlagId::kPrefixTokens) {
+      not_soak_spelled = std::string(spelled);
+    }
+    if (spec->id == FlagId::kRequests || spec->id == FlagId::kWatchdogS ||
+        spec->id == FlagId::kMaxRssGrowth || spec->id == FlagId::kSeed) {
+      soak_only_spelled = std::string(spelled);
+    }
     if (spec->id == FlagId::kDraftModel || spec->id == FlagId::kSpecMax ||
         spec->id == FlagId::kHeads || spec->id == FlagId::kSpecPromptFile) {
       spec_only_spelled = std::string(spelled);
     }
     if (spec->id == FlagId::kMaxTokens) n_decode_given = true;
     if (spec->id == FlagId::kReps) reps_given = true;
+    if (spec->id == FlagId::kConcurrency) concurrency_given = true;
   }
 
   if (!o.help) {
@@ -779,7 +819,23 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
       return Fail(std::string("option '") + (o.special ? "--special" : "--prompt-file") +
                   "' needs --spec");
     }
-    if (o.command == Command::kBench) {
+    if (o.command == Command::kBench && o.bench.soak) {
+      if (!o.spec.empty()) return Fail("--soak and --spec exclude each other");
+      if (o.bench.engine) return Fail("--soak and --engine exclude each other");
+      if (o.bench.membw) return Fail("--soak and --membw exclude each other");
+      if (!not_soak_spelled.empty()) {
+        return Fail("option '" + not_soak_spelled + "' does not apply to 'bench --soak'");
+      }
+      if (!concurrency_given) o.bench.concurrency = {64};
+      if (o.bench.concurrency.size() != 1) {
+        return Fail("--soak takes one --concurrency value (requests in flight), not a list");
+      }
+      if (!n_decode_given) o.bench.n_decode = 32;
+      if (o.model_path.empty()) return Fail("'bench --soak' needs -m/--model MODEL");
+    } else if (o.command == Command::kBench) {
+      if (!soak_only_spelled.empty()) {
+        return Fail("option '" + soak_only_spelled + "' needs --soak");
+      }
       if (o.bench.engine && o.bench.membw) return Fail("--engine and --membw exclude each other");
       if (o.bench.engine && !not_engine_spelled.empty() && o.spec.empty()) {
         return Fail("option '" + not_engine_spelled + "' does not apply to 'bench --engine'");

@@ -38,6 +38,15 @@ struct BenchOptions {
   // --kv-block-size: tokens per KV block of every --engine engine (a power of two in [1, 4096]).
   // Unset: the library's default (kestrel_engine_options_init).
   std::optional<uint32_t> kv_block_size;
+  // --soak: the engine under sustained load (soak_bench.h): --concurrency C requests in flight
+  // (one value, default 64), --requests N in all (default 10000), each with up to -n new tokens
+  // (default 32), random cancels and deadlines (--seed S reproduces), a watchdog (--watchdog-s,
+  // default 60) and resident memory after warm-up that may grow at most --max-rss-growth
+  // (default 0.01 = 1 %).
+  bool soak = false;
+  uint32_t soak_requests = 10000;
+  uint32_t watchdog_s = 60;
+  double max_rss_growth = 0.01;
 };
 
 // `kestrel serve`: where to listen and how many requests run at once.
@@ -121,6 +130,8 @@ struct ParseResult {
 // `--flag VALUE` and `--flag=VALUE`; short ones `-n VALUE`. A flag that the chosen subcommand does
 // not use is an error. Missing required flags (-m, -p) are reported here too, unless help was asked.
 // `tokenize` needs -m and -p; `chat` needs -m; --system needs `chat` or `generate --chat`.
+// `--soak` excludes --engine, --membw, -p, --warmup, --reps and --prefix-tokens, and takes one
+// --concurrency value; --requests, --watchdog-s, --max-rss-growth and `bench --seed` need --soak.
 // `bench` needs -m unless --membw is given; with --membw the model flags (-m -p -n --device
 // --no-mmap --warmup) are errors, and --size-mb needs --membw. --engine excludes --membw, -p and
 // --warmup; --concurrency and --prefix-tokens need --engine.

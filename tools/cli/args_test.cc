@@ -436,6 +436,52 @@ TEST(ParseArgsTest, PromptFromFileOrStdinAndUnlimitedTokens) {
   EXPECT_FALSE(Parse({"bench", "-m", "m", "-f", "p.txt"}, &o).ok);
 }
 
+TEST(ParseArgsTest, BenchSoak) {
+  Options o;
+  ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "--soak"}, &o).ok);
+  EXPECT_TRUE(o.bench.soak);
+  // The soak's defaults: 10,000 requests, 64 in flight, up to 32 new tokens, 60 s watchdog, 1 %.
+  EXPECT_EQ(o.bench.soak_requests, 10000u);
+  EXPECT_EQ(o.bench.concurrency, std::vector<uint32_t>{64});
+  EXPECT_EQ(o.bench.n_decode, 32u);
+  EXPECT_EQ(o.bench.watchdog_s, 60u);
+  EXPECT_DOUBLE_EQ(o.bench.max_rss_growth, 0.01);
+  EXPECT_FALSE(o.seed.has_value());
+  Options p;
+  ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "--soak", "--requests", "50", "--concurrency=8",
+                     "-n", "4", "--seed", "7", "--watchdog-s", "5", "--max-rss-growth", "0.5",
+                     "--kv-block-size", "16", "--json"},
+                    &p)
+                  .ok);
+  EXPECT_EQ(p.bench.soak_requests, 50u);
+  EXPECT_EQ(p.bench.concurrency, std::vector<uint32_t>{8});
+  EXPECT_EQ(p.bench.n_decode, 4u);
+  EXPECT_EQ(p.seed, 7u);
+  EXPECT_EQ(p.bench.watchdog_s, 5u);
+  EXPECT_DOUBLE_EQ(p.bench.max_rss_growth, 0.5);
+  EXPECT_EQ(p.bench.kv_block_size, 16u);
+  auto error = [](std::initializer_list<const char*> args) {
+    Options x;
+    ParseResult r = Parse(args, &x);
+    EXPECT_FALSE(r.ok);
+    return r.error;
+  };
+  EXPECT_NE(error({"bench", "-m", "m", "--soak", "--engine"}).find("exclude"), std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--soak", "--membw"}).find("exclude"), std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--soak", "--concurrency", "1,2"}).find("one"),
+            std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--soak", "-p", "4"}).find("'-p'"), std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--soak", "--reps", "2"}).find("--reps"), std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--requests", "5"}).find("needs --soak"),
+            std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--seed", "5"}).find("needs --soak"), std::string::npos);
+  EXPECT_NE(error({"bench", "--soak"}).find("needs -m/--model"), std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--soak", "--requests", "0"}).find("--requests"),
+            std::string::npos);
+  EXPECT_NE(error({"bench", "-m", "m", "--soak", "--max-rss-growth", "-1"}).find("fraction"),
+            std::string::npos);
+}
+
 TEST(ParseArgsTest, TokenizeChatAndSpecial) {
   Options o;
   ASSERT_TRUE(Parse({"tokenize", "-m", "m.gguf", "-p", "hi", "--special", "--json"}, &o).ok);

@@ -26,6 +26,7 @@
 #include "bench_util.h"
 #include "commands.h"
 #include "engine_bench.h"
+#include "soak_bench.h"
 #include "interrupt.h"
 #include "json_writer.h"
 #include "kestrel/kestrel.h"
@@ -144,6 +145,7 @@ int RunBench(const Options& o) {
   if (!o.spec.empty()) return RunSpecBench(o);   // spec_bench.cc (also --engine)
   if (o.bench.engine) return RunEngineBench(o);  // engine_bench.cc
   if (!o.mem.empty()) return RunOffloadBench(o);  // offload_bench.cc
+  if (o.bench.soak) return RunSoakBench(o);      // soak_bench.cc
   const BenchOptions& b = o.bench;
   InstallInterruptHandler();
   RuntimePtr runtime = CreateRuntime(o.verbosity);

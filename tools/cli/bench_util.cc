@@ -10,6 +10,13 @@
 
 namespace kestrel::cli {
 
+const char* const kStoryPrompts[kNumStoryPrompts] = {
+    "Once upon a time",       "Lily wanted to",      "The little dog",  "One day, a girl named",
+    "Tom and his mom",        "The sun was",         "There was a big", "A cat sat on",
+    "Ben liked to play with", "In the park, a bird", "Mom said that",   "The red ball",
+};
+
+
 Summary Summarize(std::vector<double> values) {
   Summary s;
   if (values.empty()) return s;

@@ -10,6 +10,10 @@
 
 namespace kestrel::cli {
 
+// Twelve short story openings (the engine benchmarks' prompts; any vocab tokenizes them).
+extern const char* const kStoryPrompts[];
+inline constexpr size_t kNumStoryPrompts = 12;
+
 struct Summary {
   double median = 0;  // the middle value; the mean of the two middle values for an even count
   double min = 0;

@@ -34,12 +34,9 @@ constexpr uint32_t kPreferredPrefixTokens = 512;
 constexpr uint32_t kSharedRequests = 32;
 constexpr uint32_t kSharedMaxNew = 8;  // new tokens per shared-prefix request
 
-const char* const kPrompts[] = {
-    "Once upon a time",       "Lily wanted to",      "The little dog",  "One day, a girl named",
-    "Tom and his mom",        "The sun was",         "There was a big", "A cat sat on",
-    "Ben liked to play with", "In the park, a bird", "Mom said that",   "The red ball",
-};
-constexpr size_t kNumPrompts = sizeof(kPrompts) / sizeof(kPrompts[0]);
+// Short story openings (bench_util.h), the workload of every engine run.
+const char* const* const kPrompts = kStoryPrompts;
+constexpr size_t kNumPrompts = kNumStoryPrompts;
 
 struct EngineDeleter {
   void operator()(kestrel_engine_t* e) const { kestrel_engine_destroy(e); }
@@ -56,17 +53,6 @@ bool Check(kestrel_status_t* raw) {
   if (!status) return true;
   PrintStatusError(status.get());
   return false;
-}
-
-bool Tokenize(const kestrel_model_t* model, const std::string& text, bool add_bos,
-              std::vector<int32_t>* ids) {
-  size_t n = 0;
-  if (!Check(kestrel_tokenize(model, text.data(), text.size(), add_bos, nullptr, 0, &n))) {
-    return false;
-  }
-  ids->assign(n, 0);
-  return Check(kestrel_tokenize(model, text.data(), text.size(), add_bos, ids->data(), ids->size(),
-                                &n));
 }
 
 kestrel_engine_stats_t GetStats(kestrel_engine_t* engine) {
@@ -202,21 +188,18 @@ int RunEngineBench(const Options& o) {
   const BenchOptions& b = o.bench;
   const uint32_t n = b.n_decode;
   InstallInterruptHandler();
-  RuntimePtr runtime = CreateRuntime(o.verbosity);
-  if (!runtime) return kExitError;
+  OpenedModel opened;
   int exit_code = kExitError;
-  ModelPtr model = LoadModel(runtime.get(), LoadOptionsFrom(o),
-                             &exit_code);
-  if (!model) return exit_code;
-  kestrel_model_info_t info;
-  if (!GetModelInfo(model.get(), &info)) return kExitError;
+  if (!OpenModel(o, &opened, &exit_code)) return exit_code;
+  const ModelPtr& model = opened.model;
+  const kestrel_model_info_t& info = opened.info;
   const char* device = info.device != nullptr ? info.device : "";
   const char* name = info.name != nullptr ? info.name : "";
 
   std::vector<std::vector<int32_t>> prompts(kNumPrompts);
   uint32_t longest = 0;
   for (size_t i = 0; i < kNumPrompts; ++i) {
-    if (!Tokenize(model.get(), kPrompts[i], true, &prompts[i])) return kExitError;
+    if (!Tokenize(model.get(), kPrompts[i], true, false, &prompts[i])) return kExitError;
     longest = std::max(longest, static_cast<uint32_t>(prompts[i].size()));
   }
   const uint32_t ctx = std::max<uint32_t>(info.context_length, longest + n);
@@ -226,7 +209,9 @@ int RunEngineBench(const Options& o) {
   std::vector<std::vector<int32_t>> suffixes(kSharedRequests);
   uint32_t longest_suffix = 0;
   for (uint32_t i = 0; i < kSharedRequests; ++i) {
-    if (!Tokenize(model.get(), kPrompts[i % kNumPrompts], false, &suffixes[i])) return kExitError;
+    if (!Tokenize(model.get(), kPrompts[i % kNumPrompts], false, false, &suffixes[i])) {
+      return kExitError;
+    }
     suffixes[i].push_back(static_cast<int32_t>(3 + i % 100));  // make every prompt distinct
     longest_suffix = std::max(longest_suffix, static_cast<uint32_t>(suffixes[i].size()));
   }
@@ -341,8 +326,8 @@ int RunEngineBench(const Options& o) {
   if (prefix_tokens > 0) {
     std::vector<int32_t> prefix;
     std::vector<int32_t> filler;
-    if (!Tokenize(model.get(), kPrompts[0], true, &prefix) ||
-        !Tokenize(model.get(), " and then they played in the park with the big red ball", false,
+    if (!Tokenize(model.get(), kPrompts[0], true, false, &prefix) ||
+        !Tokenize(model.get(), " and then they played in the park with the big red ball", false, false,
                   &filler) ||
         filler.empty()) {
       return kExitError;

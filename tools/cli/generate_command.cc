@@ -69,15 +69,11 @@ int RunGenerate(const Options& o) {
     return kExitError;
   }
   InstallInterruptHandler();  // before the load, so Ctrl-C also cancels loading
-  RuntimePtr runtime = CreateRuntime(o.verbosity);
-  if (!runtime) return kExitError;
-
+  OpenedModel opened;
   int exit_code = kExitError;
-  ModelPtr model = LoadModel(runtime.get(), LoadOptionsFrom(o),
-                             &exit_code);
-  if (!model) return exit_code;
-  kestrel_model_info_t info;
-  if (!GetModelInfo(model.get(), &info)) return kExitError;
+  if (!OpenModel(o, &opened, &exit_code)) return exit_code;
+  const ModelPtr& model = opened.model;
+  const kestrel_model_info_t& info = opened.info;
 
   // With --load-state the prompt (optional) continues the restored context: no BOS, and the
   // generate call gets the ids (an empty list samples from the restored logits).
@@ -105,7 +101,7 @@ int RunGenerate(const Options& o) {
   kestrel_sampler_options_t sampler = SamplerOptionsFrom(o, &bias);
   ModelPtr draft;
   kestrel_speculative_options_t spec;
-  if (!MakeSpecOptions(o, runtime.get(), &draft, &spec, &exit_code)) return exit_code;
+  if (!MakeSpecOptions(o, opened.runtime.get(), &draft, &spec, &exit_code)) return exit_code;
   SessionPtr session = CreateSessionFrom(model.get(), o, &sampler, o.spec.empty() ? nullptr : &spec);
   if (!session) return kExitError;
   StatusPtr status;

@@ -42,6 +42,8 @@ constexpr char kShortUsage[] =
     "                     [--prefix-tokens P] [--kv-block-size B] [--json]\n"
     "       kestrel serve -m MODEL [--host H] [--port N] [--device D] [--max-concurrency N]\n"
     "       kestrel pack -m MODEL.gguf [--device D]... [--draft DRAFT.gguf] -o MODEL.kpkg\n"
+    "       kestrel bench -m MODEL --soak [--requests N] [--concurrency C] [-n N] [--seed S]\n"
+    "                     [--watchdog-s W] [--max-rss-growth F] [--json]\n"
     "       kestrel help [COMMAND] | kestrel --version\n";
 
 constexpr char kGenerateHelp[] =
@@ -189,6 +191,8 @@ constexpr char kBenchHelp[] =
     "       kestrel bench -m MODEL --engine [--concurrency LIST] [-n N] [-t N] [--device NAME]\n"
     "                     [--reps R] [--prefix-tokens P] [--kv-block-size B] [--no-mmap]\n"
     "                     [--json] [-v]\n"
+    "       kestrel bench -m MODEL --soak [--requests N] [--concurrency C] [-n N] [--seed S]\n"
+    "                     [--watchdog-s W] [--max-rss-growth F] [--kv-block-size B] [--json]\n"
     "       kestrel bench -m MODEL --spec METHOD [-p TEXT | --prompt-file F] [--special] [-n N]\n"
     "                     [--draft-model PATH] [--spec-max N] [--heads PATH] --json\n"
     "\n"
@@ -223,6 +227,14 @@ constexpr char kBenchHelp[] =
     "                       fits the model's context; 0 = skip the shared-prefix workload)\n"
     "      --kv-block-size B  --engine: tokens per KV cache block of every engine, a power of two\n"
     "                       in [1, 4096] (default: the library's, kestrel_engine_options_init)\n"
+    "      --soak           the engine under sustained load instead: C requests in flight (one\n"
+    "                       --concurrency value, default 64), N in all (--requests, default\n"
+    "                       10000), each up to -n new tokens (default 32); 1 in 6 cancelled from\n"
+    "                       another thread, 1 in 6 with a deadline; every request must end with a\n"
+    "                       result or a status, no deadlock (watchdog: W s without a completion,\n"
+    "                       default 60), RSS after warm-up growing at most F (default 0.01);\n"
+    "                       exit 1 otherwise\n"
+    "      --seed S         --soak: the seed of every random choice (default: drawn, printed)\n"
     "      --spec METHOD    speculative decoding instead: the prompt -p TEXT (or --prompt-file F)\n"
     "                       decoded greedily by a plain and a speculative session, alternated,\n"
     "                       -n N new tokens (default 128), median of R pairs (default 3); JSON:\n"
@@ -242,7 +254,12 @@ constexpr char kBenchHelp[] =
     "kv_blocks_used (peak), kv_blocks_total, kv_utilisation, kv_waste_fraction,\n"
     "speedup_vs_session, preemptions, ok}], shared_prefix {requests, prefix_tokens, new_tokens,\n"
     "context_length, prompt_tokens, prefill_tokens_computed, prefill_tokens_reused,\n"
-    "prefill_tokens_without_cache, tokens_per_s, tokens_per_s_without_cache}, ok, peak_rss_bytes.\n";
+    "prefill_tokens_without_cache, tokens_per_s, tokens_per_s_without_cache}, ok, peak_rss_bytes.\n"
+    "JSON fields (--soak): mode, model, device, requests, concurrency, n, seed, finished,\n"
+    "cancelled, deadline_cancelled, failed, rejected, unaccounted, generated_tokens, wall_s,\n"
+    "requests_per_s, tokens_per_s, warm_up_requests, rss_warm_bytes, rss_end_bytes, rss_peak_bytes,\n"
+    "rss_bytes_by_tenth, kv_blocks_total, kv_blocks_peak_used, rss_growth, max_rss_growth,\n"
+    "watchdog_s, deadlock, ok.\n";
 
 constexpr char kPlanHelp[] =
     "usage: kestrel plan -m MODEL [--device D] [--mem DEVICE=SIZE ...] [--ctx N] [--json]\n"
@@ -270,8 +287,8 @@ constexpr char kOverviewHelp[] =
     "  info       show a model's metadata and tensor types\n"
     "  devices    list plugins and devices\n"
     "  pack       write a .kpkg package (prepared weights, draft model) from a GGUF\n"
-    "  bench      measure prefill/decode speed of a model, memory bandwidth (--membw) or\n"
-    "             serving-engine throughput (--engine)\n"
+    "  bench      measure prefill/decode speed of a model, memory bandwidth (--membw),\n"
+    "             serving-engine throughput (--engine) or a soak of the engine (--soak)\n"
     "  serve      serve a model over an OpenAI-compatible HTTP API\n"
     "  help       show help for a command (kestrel help generate)\n"
     "\n"

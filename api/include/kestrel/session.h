@@ -58,8 +58,8 @@ static inline void kestrel_sampler_options_init(kestrel_sampler_options_t* optio
 #define KESTREL_KV_F32 0u /* 4 bytes per element: the reference numerics (default) */
 #define KESTREL_KV_F16 1u /* 2 bytes per element (IEEE binary16): half the KV memory; attention
                            * still accumulates in f32. Logits differ from F32 by rounding only
-                           * (stories260K: < 1 % of the largest logit), so greedy outputs can
-                           * differ after many tokens. */
+                           * (stories260K: within 2^-11 relative of llama.cpp's F16-KV logits),
+                           * so greedy outputs can differ after many tokens. */
 
 typedef struct kestrel_session_options {
   uint32_t struct_size; /* set by kestrel_session_options_init */

@@ -20,9 +20,12 @@ kernel void add_f32(global const float* a, ulong a_off, global const float* b, u
 
 inline float silu_mul(float g, float u) { return (g / (1.0f + exp(-g))) * u; }
 
-// GELU, tanh approximation (PyTorch's gelu_pytorch_tanh): 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))).
+// GELU, tanh approximation (PyTorch's gelu_pytorch_tanh): 0.5 g (1 + tanh(u)), u = sqrt(2/pi) (g +
+// 0.044715 g^3), computed as g * sigmoid(2u) (the same value): for a very negative g, 1 + tanh(u)
+// cancels in float and loses the relative precision ref's double result has (like the cpu plugin).
 inline float gelu_tanh(float g) {
-  return 0.5f * g * (1.0f + tanh(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+  const float u = 0.7978845608028654f * (g + 0.044715f * g * g * g);
+  return g / (1.0f + exp(-2.0f * u));
 }
 
 // out = gelu(gate) * up (GeGLU); one work-item per 4 elements.
