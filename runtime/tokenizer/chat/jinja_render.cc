@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <ctime>
 #include <map>
 #include <utility>
@@ -304,7 +305,12 @@ class Renderer {
         auto x = Eval(*e.args[0]);
         if (!x.ok()) return x;
         if (e.name == "not") return Value::Bool(!x->Truthy());
-        if (x->kind() == Value::Kind::kInt) return Value::Int(-x->int_value());
+        if (x->kind() == Value::Kind::kInt) {
+          if (x->int_value() == INT64_MIN) {
+            return TypeErr(e.line, "integer overflow in -(-9223372036854775808) (integers are 64-bit)");
+          }
+          return Value::Int(-x->int_value());
+        }
         if (x->kind() == Value::Kind::kFloat) return Value::Float(-x->float_value());
         return TypeErr(e.line, absl::StrCat("cannot negate a ", TypeName(*x)));
       }
@@ -761,10 +767,28 @@ class Renderer {
       return TypeErr(e.line, absl::StrCat("unsupported operand types for '", op, "': ", TypeName(x), " and ", TypeName(y)));
     }
     const bool ints = x.kind() != Value::Kind::kFloat && y.kind() != Value::Kind::kFloat;
-    if (op == "+") return ints ? Value::Int(x.int_value() + y.int_value()) : Value::Float(x.float_value() + y.float_value());
-    if (op == "-") return ints ? Value::Int(x.int_value() - y.int_value()) : Value::Float(x.float_value() - y.float_value());
-    if (op == "*") return ints ? Value::Int(x.int_value() * y.int_value()) : Value::Float(x.float_value() * y.float_value());
+    if (ints && (op == "+" || op == "-" || op == "*")) {
+      // Python's integers do not overflow; ours are 64-bit, so a result outside that range is an
+      // error naming the operation rather than undefined behaviour (found by chat_template_fuzzer).
+      int64_t r = 0;
+      const int64_t a = x.int_value(), b = y.int_value();
+      const bool overflow = op == "+" ? __builtin_add_overflow(a, b, &r)
+                            : op == "-" ? __builtin_sub_overflow(a, b, &r)
+                                        : __builtin_mul_overflow(a, b, &r);
+      if (overflow) {
+        return TypeErr(e.line, absl::StrCat("integer overflow in ", a, " ", op, " ", b,
+                                            " (integers are 64-bit)"));
+      }
+      return Value::Int(r);
+    }
+    if (op == "+") return Value::Float(x.float_value() + y.float_value());
+    if (op == "-") return Value::Float(x.float_value() - y.float_value());
+    if (op == "*") return Value::Float(x.float_value() * y.float_value());
     if (y.float_value() == 0) return TypeErr(e.line, "division by zero");
+    if (ints && (op == "//" || op == "%") && x.int_value() == INT64_MIN && y.int_value() == -1) {
+      return TypeErr(e.line, absl::StrCat("integer overflow in ", x.int_value(), " ", op,
+                                          " -1 (integers are 64-bit)"));
+    }
     if (op == "/") return Value::Float(x.float_value() / y.float_value());
     if (op == "//") {
       if (ints) {

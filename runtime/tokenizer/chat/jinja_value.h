@@ -46,7 +46,9 @@ class Value {
   bool is_namespace() const { return kind_ == Kind::kDict && is_namespace_; }
 
   bool bool_value() const { return i_ != 0; }
-  int64_t int_value() const { return kind_ == Kind::kFloat ? static_cast<int64_t>(f_) : i_; }
+  // A float converts as Python's int() does, saturated at the 64-bit range (NaN gives 0): the
+  // plain cast is undefined behaviour outside it.
+  int64_t int_value() const { return kind_ == Kind::kFloat ? FloatToInt(f_) : i_; }
   double float_value() const { return kind_ == Kind::kFloat ? f_ : static_cast<double>(i_); }
   const std::string& str() const { return s_; }
   List& list() const { return *list_; }
@@ -65,6 +67,13 @@ class Value {
   std::string ToJson(int indent = -1, int depth = 0) const;
   // Python ==.
   bool Equals(const Value& other) const;
+
+  static int64_t FloatToInt(double f) {
+    if (!(f == f)) return 0;
+    if (f >= 9223372036854775807.0) return INT64_MAX;
+    if (f <= -9223372036854775808.0) return INT64_MIN;
+    return static_cast<int64_t>(f);
+  }
 
  private:
   explicit Value(Kind kind) : kind_(kind) {}
