@@ -348,8 +348,11 @@ TEST_P(CpuConformance, Matmul) {
         HostTensor w = FromFloats(dt, {s.n, s.k}, rng.Floats(s.n * s.k), as_weight);
         // Quantized weights passed as plain buffers run the exact path.
         const bool q8act = IsQuant(dt) && as_weight && !GetParam().exact;
+        // Both tiers are measured against DotScale, the expected output magnitude: with few
+        // outputs (N=3) the plain norm of y can be small by cancellation, and fp32 sums taken in
+        // another order then look large relative to it (1.2e-5 for seed 878108367, K=768, N=3).
         Compare(what, KESTREL_OP_MATMUL, nullptr, 0, {x, w}, {Poisoned(KESTREL_DTYPE_F32, {s.t, s.n})},
-                q8act ? 1e-2 : 1e-5, q8act ? DotScale(x, w) : 0.0);
+                q8act ? 1e-2 : 1e-5, DotScale(x, w));
       }
     }
   }
