@@ -40,35 +40,24 @@ namespace {
 constexpr uint64_t Pack(uint64_t lo, uint64_t hi) { return (lo << 32) | hi; }
 }  // namespace
 
-int64_t ThreadPool::TakeOwn(int thread) {
-  std::atomic<uint64_t>& r = ranges_[thread].v;
+int64_t ThreadPool::Take(int owner, bool back) {
+  std::atomic<uint64_t>& r = ranges_[owner].v;
   uint64_t cur = r.load(std::memory_order_relaxed);
   for (;;) {
     const uint64_t lo = cur >> 32, hi = cur & 0xFFFFFFFFu;
     if (lo >= hi) return -1;
-    if (r.compare_exchange_weak(cur, Pack(lo + 1, hi), std::memory_order_relaxed)) {
-      return static_cast<int64_t>(lo);
-    }
-  }
-}
-
-int64_t ThreadPool::Steal(int victim) {
-  std::atomic<uint64_t>& r = ranges_[victim].v;
-  uint64_t cur = r.load(std::memory_order_relaxed);
-  for (;;) {
-    const uint64_t lo = cur >> 32, hi = cur & 0xFFFFFFFFu;
-    if (lo >= hi) return -1;
-    if (r.compare_exchange_weak(cur, Pack(lo, hi - 1), std::memory_order_relaxed)) {
-      return static_cast<int64_t>(hi - 1);
+    const uint64_t next = back ? Pack(lo, hi - 1) : Pack(lo + 1, hi);
+    if (r.compare_exchange_weak(cur, next, std::memory_order_relaxed)) {
+      return static_cast<int64_t>(back ? hi - 1 : lo);
     }
   }
 }
 
 void ThreadPool::DoTasks(int thread) {
-  for (int64_t task; (task = TakeOwn(thread)) >= 0;) fn_(ctx_, task, thread);
+  for (int64_t task; (task = Take(thread, /*back=*/false)) >= 0;) fn_(ctx_, task, thread);
   for (int i = 1; i < n_threads_; ++i) {
     const int victim = (thread + i) % n_threads_;
-    for (int64_t task; (task = Steal(victim)) >= 0;) fn_(ctx_, task, thread);
+    for (int64_t task; (task = Take(victim, /*back=*/true)) >= 0;) fn_(ctx_, task, thread);
   }
 }
 

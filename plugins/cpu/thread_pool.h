@@ -64,9 +64,8 @@ class ThreadPool {
   void RunImpl(int64_t n_tasks, TaskFn fn, void* ctx);
   void WorkerLoop(int thread);
   void DoTasks(int thread);
-  // The next task from the front of `thread`'s own range / the back of `victim`'s; -1: empty.
-  int64_t TakeOwn(int thread);
-  int64_t Steal(int victim);
+  // The next task of `owner`'s range: its front (the owner) or its back (a thief); -1: empty.
+  int64_t Take(int owner, bool back);
 
   const int n_threads_;
   std::vector<std::thread> workers_;
