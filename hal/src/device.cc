@@ -305,9 +305,10 @@ absl::StatusOr<kestrel_op_support_t> Device::Query(const kestrel_op_desc_t& op) 
 
 absl::Status Device::Execute(const kestrel_op_desc_t& op, const Buffer* workspace) {
   std::lock_guard<std::mutex> lock(mu_);
-  return TakePluginStatus(
-      api_->op_execute(handle_, stream_, &op, workspace ? workspace->handle() : nullptr),
-      Context("op_execute") + " " + OpKindName(op.kind));
+  kestrel_plugin_status_t* st =
+      api_->op_execute(handle_, stream_, &op, workspace ? workspace->handle() : nullptr);
+  if (st == nullptr) return absl::OkStatus();  // the hot path: no context string per op
+  return TakePluginStatus(st, Context("op_execute") + " " + OpKindName(op.kind));
 }
 
 absl::Status Device::Synchronize() {

@@ -349,7 +349,9 @@ void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w
 
 Status PagedAttentionCpu(const OpContext& ctx, const AttentionArgs& a) {
   KESTREL_SDK_RETURN_IF_ERROR(Validate(a));
-  std::vector<WorkItem> items;
+  thread_local std::vector<WorkItem> items_buf;  // the caller's, kept between ops
+  std::vector<WorkItem>& items = items_buf;      // (workers must see the caller's, not theirs)
+  items.clear();
   for (int64_t s = 0; s < a.n_seqs; ++s) {
     const int64_t q_len = a.query_start[s + 1] - a.query_start[s];
     for (int64_t j0 = 0; j0 < q_len; j0 += kQueryChunk) {
@@ -359,9 +361,17 @@ Status PagedAttentionCpu(const OpContext& ctx, const AttentionArgs& a) {
     }
   }
   // Longest items first (causal chunks late in a sequence see the most KV).
-  std::stable_sort(items.begin(), items.end(),
-                   [](const WorkItem& x, const WorkItem& y) { return x.j0 > y.j0; });
-  std::vector<Scratch> scratch(static_cast<size_t>(ctx.pool->size()));
+  // (std::sort with the build order as tie-break: stable_sort allocates a buffer per call.)
+  std::sort(items.begin(), items.end(), [](const WorkItem& x, const WorkItem& y) {
+    if (x.j0 != y.j0) return x.j0 > y.j0;
+    return x.seq != y.seq ? x.seq < y.seq : x.kv_head < y.kv_head;
+  });
+  // Per-thread scratch kept between ops (the pool's threads are persistent): a decode step runs
+  // one attention per layer, and fresh vectors cost a dozen allocations each time.
+  auto scratch = []() -> Scratch& {
+    thread_local Scratch sc;
+    return sc;
+  };
   // Rough work estimate (query heads x visible KV x head_dim); small steps stay on this thread.
   int64_t work = 0;
   for (int64_t s = 0; s < a.n_seqs; ++s) {
@@ -369,11 +379,11 @@ Status PagedAttentionCpu(const OpContext& ctx, const AttentionArgs& a) {
   }
   work *= a.n_heads * a.head_dim;
   if (work < (int64_t{1} << 16)) {
-    for (const WorkItem& item : items) AttendItem(*ctx.kernels, a, item, scratch[0]);
+    for (const WorkItem& item : items) AttendItem(*ctx.kernels, a, item, scratch());
     return Status();
   }
-  ctx.pool->Run(static_cast<int64_t>(items.size()), [&](int64_t i, int thread) {
-    AttendItem(*ctx.kernels, a, items[static_cast<size_t>(i)], scratch[static_cast<size_t>(thread)]);
+  ctx.pool->Run(static_cast<int64_t>(items.size()), [&](int64_t i, int) {
+    AttendItem(*ctx.kernels, a, items[static_cast<size_t>(i)], scratch());
   });
   return Status();
 }

@@ -383,7 +383,9 @@ TEST_P(CpuConformance, MatmulKq) {
   const std::vector<Shape> k_shapes = {{1, 256, 5},  {1, 512, 33},   {3, 256, 17}, {7, 768, 64},
                                        {64, 256, 40}, {1, 2048, 130}, {2, 1024, 3}, {13, 512, 19}};
   const std::vector<Shape> b_shapes = {{1, 32, 5},   {1, 96, 33},  {5, 288, 17}, {64, 160, 40},
-                                       {1, 2080, 19}, {4, 256, 8}, {9, 544, 21}};
+                                       {1, 2080, 19}, {4, 256, 8}, {9, 544, 21},
+                                       // SmolLM2's K (2.25 super-blocks), row-stream GEMV tails
+                                       {1, 576, 67}, {2, 576, 35}, {8, 576, 23}};
   Rng rng(11);
   for (const KqTier& tier : kKqTiers) {
     const uint32_t dt = tier.dtype;
@@ -442,9 +444,12 @@ TEST_P(CpuConformance, MatmulRejectsMalformedDescriptors) {
 TEST_P(CpuConformance, Logits) {
   Rng rng(3);
   for (uint32_t dt : kWeightDtypes) {
-    for (int64_t t : {1, 7}) {
+    for (int64_t t : {1, 7, 3}) {
       const int64_t d = 64, v = 512;
-      std::vector<int32_t> rows = t == 1 ? std::vector<int32_t>{0} : std::vector<int32_t>{6, 0, 3};
+      // T=3 asks for every row in order (the plugin then reads x in place, no gather).
+      std::vector<int32_t> rows = t == 1   ? std::vector<int32_t>{0}
+                                  : t == 3 ? std::vector<int32_t>{0, 1, 2}
+                                           : std::vector<int32_t>{6, 0, 3};
       HostTensor x = FromFloats(KESTREL_DTYPE_F32, {t, d}, rng.Floats(t * d));
       HostTensor w = FromFloats(dt, {v, d}, rng.Floats(v * d), true);
       const int64_t r = static_cast<int64_t>(rows.size());

@@ -149,13 +149,24 @@ void MatmulCpu(const OpContext& ctx, const float* x, int64_t T, int64_t K, uint3
   if (w.packed != nullptr && !ctx.exact) {
     const QWeightView& qw = *w.packed;
     const int64_t G = qw.n_groups;
-    std::vector<int8_t> qs(static_cast<size_t>(T * G * kActGroupBytes));
-    std::vector<int32_t> bias(static_cast<size_t>(T * G * 16));
-    std::vector<float> d(static_cast<size_t>(T * G * kGroupBlocks));
-    QActView act{G, qs.data(), bias.data(), d.data()};
+    // The caller's buffers, kept between ops (no allocation per op); workers get plain pointers.
+    thread_local std::vector<int8_t> qs_buf;
+    thread_local std::vector<int32_t> bias_buf;
+    thread_local std::vector<float> d_buf;
+    if (qs_buf.size() < static_cast<size_t>(T * G * kActGroupBytes)) {
+      qs_buf.resize(static_cast<size_t>(T * G * kActGroupBytes));
+    }
+    if (bias_buf.size() < static_cast<size_t>(T * G * 16)) bias_buf.resize(static_cast<size_t>(T * G * 16));
+    if (d_buf.size() < static_cast<size_t>(T * G * kGroupBlocks)) {
+      d_buf.resize(static_cast<size_t>(T * G * kGroupBlocks));
+    }
+    int8_t* const qs = qs_buf.data();
+    int32_t* const bias = bias_buf.data();
+    float* const d = d_buf.data();
+    QActView act{G, qs, bias, d};
     auto quantize = [&](int64_t t, int) {
-      kt.quantize_row_act(x + t * K, K, G, qw.offset, qs.data() + t * G * kActGroupBytes,
-                          bias.data() + t * G * 16, d.data() + t * G * kGroupBlocks);
+      kt.quantize_row_act(x + t * K, K, G, qw.offset, qs + t * G * kActGroupBytes, bias + t * G * 16,
+                          d + t * G * kGroupBlocks);
     };
     QuantizeRows(pool, T, K, quantize);
     pool.Run(n_chunks, [&](int64_t c, int) {
@@ -276,8 +287,15 @@ Status LogitsCpu(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgDat
       return OutOfRange("LOGITS: rows[", r, "]=", rows[r], " is outside [0, T=", T, ")");
     }
   }
-  std::vector<float> gathered(static_cast<size_t>(R * D));
   const float* xp = static_cast<const float*>(in[0].data);
+  bool identity = R == T;  // every row in order (a prefill asking for all logits, or a decode step)
+  for (int64_t r = 0; identity && r < R; ++r) identity = rows[r] == r;
+  if (identity) {
+    MatmulCpu(ctx, xp, R, D, w.dtype, in[1], w.dims[0], out);
+    return Status();
+  }
+  thread_local std::vector<float> gathered;
+  if (gathered.size() < static_cast<size_t>(R * D)) gathered.resize(static_cast<size_t>(R * D));
   for (int64_t r = 0; r < R; ++r) {
     std::memcpy(gathered.data() + r * D, xp + rows[r] * D, static_cast<size_t>(D) * sizeof(float));
   }
@@ -371,7 +389,14 @@ Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const Arg
     }
     default: {
       // The reference kernels, on raw bytes (a repacked weight is unpacked to a temporary).
-      std::vector<const void*> raw(op.n_inputs);
+      // (No heap allocation for the common case: these small ops run hundreds of times a step.)
+      const void* raw_inline[8];
+      std::vector<const void*> raw_heap;
+      const void** raw = raw_inline;
+      if (op.n_inputs > 8) {
+        raw_heap.resize(op.n_inputs);
+        raw = raw_heap.data();
+      }
       std::vector<std::vector<uint8_t>> unpacked;
       for (uint32_t i = 0; i < op.n_inputs; ++i) {
         if (inputs[i].kpacked != nullptr) {
@@ -391,7 +416,7 @@ Status ExecuteCpuOp(const OpContext& ctx, const kestrel_op_desc_t& op, const Arg
           raw[i] = inputs[i].data;
         }
       }
-      return plugin_sdk::ExecuteOp(op, raw.data(), outputs);
+      return plugin_sdk::ExecuteOp(op, raw, outputs);
     }
   }
 }

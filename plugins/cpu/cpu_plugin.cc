@@ -230,23 +230,23 @@ Status CheckStream(kestrel_plugin_stream_t* stream, const char* slot) {
   return Status();
 }
 
-Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
-                  const std::string& label, bool writable, ArgData* out_in, void** out_ptr) {
+Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg, bool writable,
+                  ArgData* out_in, void** out_ptr) {
   const kestrel_tensor_desc_t& desc = arg.desc;
   const uint64_t bytes = plugin_sdk::TensorBytes(desc);
   if ((arg.buffer == nullptr) == (arg.weight == nullptr)) {
-    return InvalidArgument(label, ": exactly one of buffer and weight must be set");
+    return InvalidArgument("exactly one of buffer and weight must be set");
   }
   if (arg.weight != nullptr) {
-    if (writable) return InvalidArgument(label, ": a prepared weight cannot be an output");
+    if (writable) return InvalidArgument("a prepared weight cannot be an output");
     const Weight* w = AsWeight(arg.weight);
     if (w->magic != kWeightMagic || w->device != AsDevice(d)) {
-      return InvalidArgument(label, ": weight is not a prepared weight of this device");
+      return InvalidArgument("weight is not a prepared weight of this device");
     }
-    if (arg.offset != 0) return InvalidArgument(label, ": offset=", arg.offset, " with a weight");
+    if (arg.offset != 0) return InvalidArgument("offset=", arg.offset, " with a weight");
     if (w->desc.dtype != desc.dtype || w->desc.rank != desc.rank ||
         !std::equal(desc.dims, desc.dims + desc.rank, w->desc.dims)) {
-      return InvalidArgument(label, ": desc (", plugin_sdk::DtypeName(desc.dtype), ", rank ", desc.rank,
+      return InvalidArgument("desc (", plugin_sdk::DtypeName(desc.dtype), ", rank ", desc.rank,
                              ") does not match the prepared weight's desc (",
                              plugin_sdk::DtypeName(w->desc.dtype), ", rank ", w->desc.rank,
                              ") or its dims differ");
@@ -267,14 +267,16 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
     }
     return Status();
   }
-  KESTREL_SDK_RETURN_IF_ERROR(CheckBuffer(d, arg.buffer, label.c_str(), "buffer"));
+  if (AsBuffer(arg.buffer)->magic != kBufferMagic || AsBuffer(arg.buffer)->device != AsDevice(d)) {
+    return InvalidArgument("buffer is not a buffer of this device");
+  }
   const Buffer* b = AsBuffer(arg.buffer);
   if (!InRange(arg.offset, bytes, b->bytes.size())) {
-    return OutOfRange(label, ": offset ", arg.offset, " + ", bytes, " bytes exceeds the buffer size ",
+    return OutOfRange("offset ", arg.offset, " + ", bytes, " bytes exceeds the buffer size ",
                       b->bytes.size());
   }
   if (arg.offset % plugin_sdk::DtypeAlignment(desc.dtype) != 0) {
-    return InvalidArgument(label, ": offset ", arg.offset, " is not a multiple of ",
+    return InvalidArgument("offset ", arg.offset, " is not a multiple of ",
                            plugin_sdk::DtypeAlignment(desc.dtype), " (", plugin_sdk::DtypeName(desc.dtype), ")");
   }
   uint8_t* base = static_cast<uint8_t*>(b->bytes.data()) + arg.offset;
@@ -284,6 +286,11 @@ Status ResolveArg(kestrel_plugin_device_t* d, const kestrel_tensor_arg_t& arg,
     out_in->data = base;
   }
   return Status();
+}
+
+// `s` (from ResolveArg) prefixed with the argument it is about: "MATMUL: input 1: ...".
+Status WithArgLabel(const Status& s, const std::string& op_name, const char* what, uint32_t index) {
+  return Status(s.code(), StrCat(op_name, ": ", what, " ", index, ": ", s.message()));
 }
 
 // The plugin's slots, with the ABI's signatures; MakeDeviceTable wraps the fallible ones in Guard.
@@ -701,24 +708,40 @@ struct CpuDevice {
     KESTREL_SDK_RETURN_IF_ERROR(CheckDevice(d, "op_execute"));
     KESTREL_SDK_RETURN_IF_ERROR(CheckStream(stream, "op_execute"));
     if (op == nullptr) return InvalidArgument("op_execute: op is NULL");
-    const std::string name = plugin_sdk::OpKindName(op->kind);
-    if (!SupportsKind(op->kind)) return Unimplemented(name, ": not supported by plugin 'cpu'");
+    // The kind's name only for messages (built on an error, not per op).
+    auto name = [op] { return plugin_sdk::OpKindName(op->kind); };
+    if (!SupportsKind(op->kind)) return Unimplemented(name(), ": not supported by plugin 'cpu'");
     plugin_sdk::OpCheck check;
     KESTREL_SDK_RETURN_IF_ERROR(plugin_sdk::CheckOp(*op, &check));
     if (!check.supported) return Unimplemented(check.reason);
     std::shared_ptr<State> state = StateOf(d);
     if (state == nullptr) return plugin_sdk::FailedPrecondition("op_execute: plugin 'cpu' is not initialised");
-    std::vector<ArgData> inputs(op->n_inputs);
-    std::vector<void*> outputs(op->n_outputs);
+    // Small ops dominate a small model's decode step: no heap allocation per op on this path
+    // (argument arrays on the stack up to kInlineArgs, labels built only for an error).
+    constexpr uint32_t kInlineArgs = 8;
+    ArgData inline_inputs[kInlineArgs];
+    void* inline_outputs[kInlineArgs] = {};
+    std::vector<ArgData> heap_inputs;
+    std::vector<void*> heap_outputs;
+    ArgData* inputs = inline_inputs;
+    void** outputs = inline_outputs;
+    if (op->n_inputs > kInlineArgs) {
+      heap_inputs.resize(op->n_inputs);
+      inputs = heap_inputs.data();
+    }
+    if (op->n_outputs > kInlineArgs) {
+      heap_outputs.resize(op->n_outputs);
+      outputs = heap_outputs.data();
+    }
     for (uint32_t i = 0; i < op->n_inputs; ++i) {
-      KESTREL_SDK_RETURN_IF_ERROR(ResolveArg(d, op->inputs[i], StrCat(name, ": input ", i),
-                                             /*writable=*/false, &inputs[i], nullptr));
+      Status s = ResolveArg(d, op->inputs[i], /*writable=*/false, &inputs[i], nullptr);
+      if (!s.ok()) return WithArgLabel(s, name(), "input", i);
     }
     for (uint32_t i = 0; i < op->n_outputs; ++i) {
-      KESTREL_SDK_RETURN_IF_ERROR(ResolveArg(d, op->outputs[i], StrCat(name, ": output ", i),
-                                             /*writable=*/true, nullptr, &outputs[i]));
+      Status s = ResolveArg(d, op->outputs[i], /*writable=*/true, nullptr, &outputs[i]);
+      if (!s.ok()) return WithArgLabel(s, name(), "output", i);
     }
-    return ExecuteCpuOp(state->ctx(), *op, inputs.data(), outputs.data());
+    return ExecuteCpuOp(state->ctx(), *op, inputs, outputs);
   }
 
   // Plugin ABI 1.1: "threads" replaces the thread pool of the device's instance. In-flight ops

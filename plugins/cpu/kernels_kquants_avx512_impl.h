@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "kestrel/plugin_api.h"
+#include "cpu_features.h"
 #include "kernels_kquants.h"
 
 namespace kestrel::plugins::cpu {
@@ -235,6 +236,12 @@ template <uint32_t kDt>
 void GemmFormat(const KWeightView& w, const KActView& a, int64_t n_tokens, int64_t n0, int64_t n1,
                 float* y, int64_t ldy) {
   int64_t j = n0;
+  if (n_tokens == 1 && DecodeGemvStyle() == GemvStyle::kRows) {
+    // One row after the other: one linear weight stream per thread (the AMD default, see
+    // kernels_avx512_gemv.h); each row accumulates exactly as in the R-row form.
+    for (; j < n1; ++j) GemvRows<kDt, 1>(w, a, j, y);
+    return;
+  }
   if (n_tokens == 1) {
     for (; j + 8 <= n1; j += 8) GemvRows<kDt, 8>(w, a, j, y);
     for (; j + 4 <= n1; j += 4) GemvRows<kDt, 4>(w, a, j, y);

@@ -20,7 +20,8 @@ constexpr uint64_t kClosed = uint64_t{1} << 31;
 constexpr uint64_t kCountMask = kClosed - 1;
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(n_threads < 1 ? 1 : n_threads), ranges_(new Range[n_threads_]) {
   workers_.reserve(n_threads_ - 1);
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
 }
@@ -35,11 +36,28 @@ ThreadPool::~ThreadPool() {
   for (std::thread& t : workers_) t.join();
 }
 
-void ThreadPool::DoTasks(int thread) {
+namespace {
+constexpr uint64_t Pack(uint64_t lo, uint64_t hi) { return (lo << 32) | hi; }
+}  // namespace
+
+int64_t ThreadPool::Take(int owner, bool back) {
+  std::atomic<uint64_t>& r = ranges_[owner].v;
+  uint64_t cur = r.load(std::memory_order_relaxed);
   for (;;) {
-    const int64_t task = next_task_.fetch_add(1, std::memory_order_relaxed);
-    if (task >= n_tasks_) return;
-    fn_(ctx_, task, thread);
+    const uint64_t lo = cur >> 32, hi = cur & 0xFFFFFFFFu;
+    if (lo >= hi) return -1;
+    const uint64_t next = back ? Pack(lo, hi - 1) : Pack(lo + 1, hi);
+    if (r.compare_exchange_weak(cur, next, std::memory_order_relaxed)) {
+      return static_cast<int64_t>(back ? hi - 1 : lo);
+    }
+  }
+}
+
+void ThreadPool::DoTasks(int thread) {
+  for (int64_t task; (task = Take(thread, /*back=*/false)) >= 0;) fn_(ctx_, task, thread);
+  for (int i = 1; i < n_threads_; ++i) {
+    const int victim = (thread + i) % n_threads_;
+    for (int64_t task; (task = Take(victim, /*back=*/true)) >= 0;) fn_(ctx_, task, thread);
   }
 }
 
@@ -47,8 +65,11 @@ void ThreadPool::RunImpl(int64_t n_tasks, TaskFn fn, void* ctx) {
   std::lock_guard<std::mutex> run_lock(run_mu_);
   fn_ = fn;
   ctx_ = ctx;
-  n_tasks_ = n_tasks;
-  next_task_.store(0, std::memory_order_relaxed);
+  for (int i = 0; i < n_threads_; ++i) {  // contiguous ranges, the caller's first
+    const uint64_t lo = static_cast<uint64_t>(n_tasks * i / n_threads_);
+    const uint64_t hi = static_cast<uint64_t>(n_tasks * (i + 1) / n_threads_);
+    ranges_[i].v.store(Pack(lo, hi), std::memory_order_relaxed);
+  }
   const uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;
   join_.store((gen & 0xFFFFFFFFu) << 32, std::memory_order_release);  // open, nobody inside
   generation_.store(gen);  // seq_cst: publishes the job

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -27,7 +28,9 @@ struct OpCall {
   std::vector<uint8_t> tree_params_;
   const std::vector<PlanArg>& inputs;  // the op's, or tree_inputs_
   const std::vector<uint8_t>& params;  // the op's, or tree_params_
-  std::vector<kestrel_tensor_arg_t> in, out;
+  // Inline: a decode step of a small model is hundreds of short ops, no heap allocation per op.
+  absl::InlinedVector<kestrel_tensor_arg_t, 8> in;
+  absl::InlinedVector<kestrel_tensor_arg_t, 4> out;
   kestrel_op_desc_t desc{};
   bool tree = false;
 
@@ -215,8 +218,8 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape, bool tree)
   }
   OpCall call(op, shape, tree);
   const std::vector<PlanArg>& op_inputs = call.inputs;
-  std::vector<kestrel_tensor_arg_t>& in = call.in;
-  std::vector<kestrel_tensor_arg_t>& out = call.out;
+  auto& in = call.in;
+  auto& out = call.out;
   const kestrel_op_desc_t& desc = call.desc;
   const bool tree_op = call.tree;
 
@@ -228,9 +231,22 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape, bool tree)
   for (size_t i = 0; i < in.size(); ++i) {
     const PlanArg& a = op_inputs[i];
     if (a.ref.kind == ValueKind::kWeight) {
+      // Prepared weights live as long as the model, so a handle once found stays valid.
+      CachedWeight* cached = nullptr;
+      if (i < kCachedInputs) {
+        if (weight_cache_.size() < plan_.ops.size() * kCachedInputs) {
+          weight_cache_.resize(plan_.ops.size() * kCachedInputs);
+        }
+        cached = &weight_cache_[op_index * kCachedInputs + i];
+        if (cached->device == d) {
+          in[i].weight = cached->handle;
+          continue;
+        }
+      }
       absl::StatusOr<const hal::PreparedWeight*> w = model_->Prepared(a.ref.index, d);
       if (!w.ok()) return w.status();
       in[i].weight = (*w)->handle();
+      if (cached != nullptr) *cached = {d, in[i].weight};
       continue;
     }
     absl::StatusOr<Copy*> c = Resident(ValueFor(a.ref), d, BytesOf(a, shape));

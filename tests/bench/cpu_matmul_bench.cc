@@ -179,10 +179,13 @@ void GemmArgs(benchmark::internal::Benchmark* b) {
 // down; the output projection left out), each layer's weights prepared separately, so the
 // working set (Q4_0 ~0.56 GB, Q8_0 ~1.05 GB, F16 ~2 GB) is far beyond the L3 and every step
 // streams its weights from DRAM, as in real decoding. GB/s is directly comparable with
-// `kestrel bench --membw`. args: dtype, threads.
+// `kestrel bench --membw`. args: dtype, threads, tokens (1: decode; 8: a speculative verify
+// step, 32: the engine's batch of 32 sequences: the same weights read once for all tokens, so
+// ms per step against tokens = 1 is the cost of a verify / batched step relative to decode).
 void BM_DecodeSweep(benchmark::State& state) {
   const uint32_t dtype = static_cast<uint32_t>(state.range(0));
   const int threads = static_cast<int>(state.range(1));
+  const int64_t T = state.range(2);
   Device* dev = GetDevice("cpu", threads, false);
   if (dev == nullptr) {
     state.SkipWithError("device not found");
@@ -209,23 +212,26 @@ void BM_DecodeSweep(benchmark::State& state) {
       total += static_cast<double>(bytes[i].size());
     }
   }
-  auto x = dev->Allocate(5632 * 4);
-  auto y = dev->Allocate(5632 * 4);
+  auto x = dev->Allocate(T * 5632 * 4);
+  auto y = dev->Allocate(T * 5632 * 4);
   if (!x.ok() || !y.ok()) {
     state.SkipWithError("setup failed");
     return;
   }
-  std::vector<float> xv(5632, 0.25f);
+  std::vector<float> xv(T * 5632);
+  std::mt19937 gen(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (float& v : xv) v = u(gen);
   (void)dev->Write(*x, 0, xv.data(), xv.size() * 4);
   for (auto _ : state) {
     for (size_t i = 0; i < weights.size(); ++i) {
       const Shape& s = shapes[i % 7];
       kestrel_tensor_arg_t in[2] = {}, out[1] = {};
-      in[0].desc = Desc(KESTREL_DTYPE_F32, 1, s.k);
+      in[0].desc = Desc(KESTREL_DTYPE_F32, T, s.k);
       in[0].buffer = x->handle();
       in[1].desc = Desc(dtype, s.n, s.k);
       in[1].weight = weights[i].handle();
-      out[0].desc = Desc(KESTREL_DTYPE_F32, 1, s.n);
+      out[0].desc = Desc(KESTREL_DTYPE_F32, T, s.n);
       out[0].buffer = y->handle();
       kestrel_op_desc_t op{};
       op.struct_size = sizeof op;
@@ -246,15 +252,20 @@ void BM_DecodeSweep(benchmark::State& state) {
                                               benchmark::Counter::kIsRate);
   state.counters["steps/s"] = benchmark::Counter(static_cast<double>(state.iterations()),
                                                  benchmark::Counter::kIsRate);
-  state.SetLabel(kestrel::plugin_sdk::DtypeName(dtype));
+  state.SetLabel(std::string(kestrel::plugin_sdk::DtypeName(dtype)) + " T=" + std::to_string(T));
 }
 BENCHMARK(BM_DecodeSweep)
-    ->Args({KESTREL_DTYPE_Q4_0, 2})
-    ->Args({KESTREL_DTYPE_Q4_K, 2})
-    ->Args({KESTREL_DTYPE_Q6_K, 2})
-    ->Args({KESTREL_DTYPE_Q8_0, 2})
-    ->Args({KESTREL_DTYPE_F16, 2})
-    ->Args({KESTREL_DTYPE_Q4_0, 1})
+    ->Args({KESTREL_DTYPE_Q4_0, 2, 1})
+    ->Args({KESTREL_DTYPE_Q4_0, 2, 8})
+    ->Args({KESTREL_DTYPE_Q4_0, 2, 32})
+    ->Args({KESTREL_DTYPE_Q4_K, 2, 1})
+    ->Args({KESTREL_DTYPE_Q6_K, 2, 1})
+    ->Args({KESTREL_DTYPE_Q8_0, 2, 1})
+    ->Args({KESTREL_DTYPE_Q8_0, 2, 8})
+    ->Args({KESTREL_DTYPE_F16, 2, 1})
+    ->Args({KESTREL_DTYPE_Q4_0, 1, 1})
+    ->Args({KESTREL_DTYPE_Q4_0, 1, 8})
+    ->Args({KESTREL_DTYPE_Q4_0, 1, 32})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
