@@ -47,6 +47,7 @@
 #include "runtime/tokenizer/bpe/pre_tokenizer.h"
 #include "tests/fuzz/container_reseal.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/fuzz/state_targets.h"
 #include "tools/synth/synth_shape.h"
 #include "tools/synth/synth_writer.h"
 
@@ -435,11 +436,7 @@ kestrel_session_t* StateSession(kestrel_model_t* model, uint64_t kv_type, float 
   so.temperature = temperature;
   so.seed = 11;
   so.repetition_penalty = temperature > 0 ? 1.1f : 1.0f;
-  kestrel_session_options_t o;
-  kestrel_session_options_init(&o);
-  o.context_length = 64;  // as the fuzzer's sessions
-  o.sampler = &so;
-  o.kv_type = kv_type;
+  const kestrel_session_options_t o = kestrel::fuzz::StateSessionOptions(kv_type, &so);
   kestrel_session_t* s = nullptr;
   MustOk(kestrel_session_create(model, &o, &s), "creating a session");
   return s;
@@ -447,12 +444,7 @@ kestrel_session_t* StateSession(kestrel_model_t* model, uint64_t kv_type, float 
 
 // A prefix cache an engine saved after one request, behind `flags`.
 void PrefixSeed(const std::string& path, kestrel_model_t* model, uint64_t kv_type, char flags) {
-  kestrel_engine_options_t o;
-  kestrel_engine_options_init(&o);
-  o.context_length = 64;
-  o.max_sequences = 2;
-  o.prefix_cache = true;
-  o.kv_type = kv_type;
+  const kestrel_engine_options_t o = kestrel::fuzz::StateEngineOptions(kv_type);
   kestrel_engine_t* e = nullptr;
   MustOk(kestrel_engine_create(model, &o, &e), "creating an engine");
   kestrel_engine_request_options_t r;

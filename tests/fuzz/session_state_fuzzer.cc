@@ -33,6 +33,7 @@
 #include "runtime/package/kstate_generated.h"
 #include "tests/fuzz/container_reseal.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/fuzz/state_targets.h"
 
 namespace {
 
@@ -66,12 +67,7 @@ std::vector<uint8_t> Save(kestrel_session_t* session) {
 }
 
 kestrel_engine_t* MakeEngine(uint64_t kv_type) {
-  kestrel_engine_options_t o;
-  kestrel_engine_options_init(&o);
-  o.context_length = 64;
-  o.max_sequences = 2;
-  o.prefix_cache = true;
-  o.kv_type = kv_type;
+  const kestrel_engine_options_t o = kestrel::fuzz::StateEngineOptions(kv_type);
   kestrel_engine_t* e = nullptr;
   Must(kestrel_engine_create(g_model, &o, &e), "creating the engine");
   return e;
@@ -86,11 +82,7 @@ void MakeTarget(Target* t, uint64_t kv_type) {
   so.temperature = 0.8f;
   so.seed = 7;
   so.repetition_penalty = 1.1f;
-  kestrel_session_options_t o;
-  kestrel_session_options_init(&o);
-  o.context_length = 64;
-  o.sampler = &so;
-  o.kv_type = kv_type;
+  const kestrel_session_options_t o = kestrel::fuzz::StateSessionOptions(kv_type, &so);
   Must(kestrel_session_create(g_model, &o, &t->session), "creating the session");
   const int32_t prompt[] = {1, 403, 407, 261, 378};
   kestrel_generate_options_t g;
@@ -142,8 +134,9 @@ void LoadState(Target& t, const uint8_t* data, size_t size) {
     KESTREL_FUZZ_CHECK(Save(t.session) == t.expected, "a refused state changed the session");
     return;
   }
-  KESTREL_FUZZ_CHECK(kestrel_session_token_count(t.session) <= 64, "%zu tokens in a 64-token context",
-                     kestrel_session_token_count(t.session));
+  KESTREL_FUZZ_CHECK(kestrel_session_token_count(t.session) <= kestrel::fuzz::kStateContext,
+                     "%zu tokens in a %u-token context", kestrel_session_token_count(t.session),
+                     kestrel::fuzz::kStateContext);
   // Continue one token: the restored logits, sampler and KV cache are used for real.
   kestrel_generate_options_t g;
   kestrel_generate_options_init(&g);
