@@ -30,7 +30,7 @@ function(kestrel_add_plugin target)
   add_library(${target} MODULE ${P_SOURCES})
   target_link_libraries(${target} PRIVATE kestrel_plugin_sdk ${P_LIBS})
   set_target_properties(${target} PROPERTIES PREFIX "lib" LIBRARY_OUTPUT_DIRECTORY ${KESTREL_PLUGIN_OUTPUT_DIR})
-  target_link_options(${target} PRIVATE "-Wl,--version-script=${CMAKE_SOURCE_DIR}/hal/plugin.map" "-Wl,--no-undefined")
+  target_link_options(${target} PRIVATE "-Wl,--version-script=${CMAKE_SOURCE_DIR}/hal/plugin.map" ${KESTREL_NO_UNDEFINED})
   install(TARGETS ${target} LIBRARY DESTINATION ${KESTREL_PLUGIN_INSTALL_SUBDIR})
 endfunction()
 
@@ -122,7 +122,7 @@ if(NOT KESTREL_TEST_PYTHON)
 endif()
 
 # kestrel_add_fuzzer(NAME <name>_fuzzer SOURCES <files...> [LIBS <libs...>] [SEEDS <dirs...>]
-#                    [DEPENDS <targets...>])
+#                    [DEPENDS <targets...>] [DEFINITIONS <defs...>])
 # One fuzz target: a file defining LLVMFuzzerTestOneInput (and optionally LLVMFuzzerInitialize)
 # over one interface. Adding a target is this one call, beside the code it fuzzes or in
 # tests/fuzz/ (list it in docs/RELIABILITY.md, "Fuzz targets"):
@@ -133,9 +133,10 @@ endif()
 #   other builds with tests: <name>_replay (the same source with tests/fuzz/fuzz_replay_main.cc)
 #     and the ctest <name>_regression (labels fuzz;unit), which replays the seeds and every saved
 #     crash in tests/fuzz/regressions/<name>/ (Release, ASan + UBSan, TSan alike).
-# DEPENDS: targets that generate the SEEDS folders.
+# DEPENDS: targets that generate the SEEDS folders (or that the target loads, e.g. a plugin).
+# DEFINITIONS: compile definitions of both forms (e.g. a plugin's $<TARGET_FILE:...>).
 function(kestrel_add_fuzzer)
-  cmake_parse_arguments(F "" "NAME" "SOURCES;LIBS;SEEDS;DEPENDS" ${ARGN})
+  cmake_parse_arguments(F "" "NAME" "SOURCES;LIBS;SEEDS;DEPENDS;DEFINITIONS" ${ARGN})
   set(corpus ${F_SEEDS})
   set(regressions ${CMAKE_SOURCE_DIR}/tests/fuzz/regressions/${F_NAME})
   if(EXISTS ${regressions})
@@ -145,7 +146,8 @@ function(kestrel_add_fuzzer)
     add_executable(${F_NAME} ${F_SOURCES})
     target_link_libraries(${F_NAME} PRIVATE ${F_LIBS})
     target_link_options(${F_NAME} PRIVATE -fsanitize=fuzzer)
-    target_compile_definitions(${F_NAME} PRIVATE KESTREL_FUZZ_MODELS_DIR="${KESTREL_MODELS_DIR}")
+    target_compile_definitions(${F_NAME} PRIVATE KESTREL_FUZZ_MODELS_DIR="${KESTREL_MODELS_DIR}"
+      ${F_DEFINITIONS})
     target_include_directories(${F_NAME} PRIVATE ${CMAKE_SOURCE_DIR})
     set_target_properties(${F_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bin)
     add_dependencies(kestrel_fuzzers ${F_NAME})
@@ -158,7 +160,7 @@ function(kestrel_add_fuzzer)
     add_executable(${F_NAME}_replay ${F_SOURCES} ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_replay_main.cc)
     target_link_libraries(${F_NAME}_replay PRIVATE ${F_LIBS})
     target_compile_definitions(${F_NAME}_replay PRIVATE
-      KESTREL_FUZZ_MODELS_DIR="${KESTREL_MODELS_DIR}")
+      KESTREL_FUZZ_MODELS_DIR="${KESTREL_MODELS_DIR}" ${F_DEFINITIONS})
     target_include_directories(${F_NAME}_replay PRIVATE ${CMAKE_SOURCE_DIR})
     set_target_properties(${F_NAME}_replay PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
     if(F_DEPENDS)

@@ -4,7 +4,8 @@
 #
 #   scripts/fuzz.sh [SECONDS]      each target for SECONDS (default 60), up to nproc at once
 #   KESTREL_FUZZ_RUNS=N scripts/fuzz.sh   each target for N executions instead (the recorded
-#                                  long run: N = 1000000, see docs/RELIABILITY.md)
+#                                  long run: N = 1000000, see docs/RELIABILITY.md); with a
+#                                  SECONDS argument too, whichever limit comes first
 #   KESTREL_FUZZ_TARGETS="gguf_fuzzer"    only these targets
 #
 # Each target starts from its seeds (generated at build time from ../shared/models, plus the
@@ -16,6 +17,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 seconds="${1:-60}"
+seconds_given="${1:-}"
 runs="${KESTREL_FUZZ_RUNS:-}"
 build="$root/build-fuzz"
 export KESTREL_MODELS_DIR="${KESTREL_MODELS_DIR:-$root/../shared/models}"
@@ -37,7 +39,10 @@ run_one() {  # target -> log in $build/fuzz/<target>.log
   local seeds=()
   while IFS= read -r d; do [[ -n "$d" && -d "$d" ]] && seeds+=("$d"); done <"$build/fuzz/$t.seeds"
   local limit=(-max_total_time="$seconds")
-  [[ -n "$runs" ]] && limit=(-runs="$runs")
+  if [[ -n "$runs" ]]; then
+    limit=(-runs="$runs")
+    [[ -n "$seconds_given" ]] && limit+=(-max_total_time="$seconds")
+  fi
   # -timeout: an input that takes 10 s is a hang; -rss_limit_mb: a runaway allocation is a finding.
   "$build/bin/$t" "$corpus" "${seeds[@]}" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 \
     -max_len=131072 -print_final_stats=1 -artifact_prefix="$crashes" >"$build/fuzz/$t.log" 2>&1

@@ -3,7 +3,7 @@
 # first in Release, then again with AddressSanitizer + UndefinedBehaviorSanitizer, then the
 # concurrency tests under ThreadSanitizer (ctest label `concurrency`, `tsan` preset) and a short
 # smoke of every fuzz target (scripts/fuzz.sh, `fuzz` preset; KESTREL_FUZZ_SMOKE_S seconds each,
-# default 20, the targets two at a time). docs/RELIABILITY.md has the time each pass takes.
+# default 15, the targets two at a time). docs/RELIABILITY.md has the time each pass takes.
 #   scripts/test.sh            every pass
 #   KESTREL_SKIP_SANITIZE=1 scripts/test.sh   Release pass only
 set -euo pipefail
@@ -42,6 +42,6 @@ if [[ "${KESTREL_SKIP_SANITIZE:-0}" != "1" ]]; then
   cmake --build --preset tsan -j"$jobs"
   ctest --preset tsan
 
-  echo "== Fuzz smoke: every target for ${KESTREL_FUZZ_SMOKE_S:-20} s" >&2
-  "$root/scripts/fuzz.sh" "${KESTREL_FUZZ_SMOKE_S:-20}"
+  echo "== Fuzz smoke: every target for ${KESTREL_FUZZ_SMOKE_S:-15} s" >&2
+  "$root/scripts/fuzz.sh" "${KESTREL_FUZZ_SMOKE_S:-15}"
 fi

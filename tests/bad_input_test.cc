@@ -13,14 +13,12 @@
 #include "runtime/gguf/gguf_file.h"
 #include "runtime/gguf/gguf_writer.h"
 #include "tests/test_util.h"
+#include "tests/temp_dir.h"
 
 namespace kestrel::testing {
 namespace {
 
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TMPDIR");
-  return std::string(dir ? dir : "/tmp") + "/kestrel_bad_input_" + std::to_string(::getpid()) + "_" + name;
-}
+std::string TempPath(const std::string& name) { return TestTempDir().File("bad_input_" + name); }
 
 std::string ReadAll(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -8,6 +8,7 @@
 #include "runtime/model/model.h"
 #include "runtime/session/session.h"
 #include "tests/test_util.h"
+#include "tests/temp_dir.h"
 #include "tools/synth/synth_shape.h"
 #include "tools/synth/synth_writer.h"
 
@@ -80,9 +81,8 @@ INSTANTIATE_TEST_SUITE_P(Shapes, FallbackNewerOpsTest, ::testing::Values("qwen2-
                          });
 
 TEST_P(FallbackNewerOpsTest, RunOnTheReferencePluginWithTheSameTokens) {
-  const std::string path = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") +
-                           "/kestrel_fallback_" + GetParam() + "_" + std::to_string(::getpid()) +
-                           ".gguf";
+  const ScopedTempDir tmp("fallback");
+  const std::string path = tmp.File(std::string(GetParam()) + ".gguf");
   synth::SynthOptions o;
   o.shape = *synth::PresetShape(GetParam());
   o.type = runtime::GgmlType::F32;

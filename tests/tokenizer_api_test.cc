@@ -16,6 +16,7 @@
 #include "kestrel/kestrel.h"
 #include "nlohmann/json.hpp"
 #include "tests/gguf_edit.h"
+#include "tests/temp_dir.h"
 #include "tests/test_util.h"
 
 namespace kestrel::testing {
@@ -216,10 +217,9 @@ TEST_F(TokenizerApiTest, BadVocabsAreRefusedNamingTheKey) {
   };
   for (const Case& c : {Case{"nospace", "gpt-2", "tokenizer.ggml.merges[1]"},
                         Case{"a b", "no-such-pre", "tokenizer.ggml.pre 'no-such-pre'"}}) {
-    char path[] = "/tmp/kestrel_badvocab_XXXXXX";
-    const int fd = mkstemp(path);
-    ASSERT_GE(fd, 0);
-    close(fd);
+    const ScopedTempDir tmp("badvocab");
+    const std::string file = tmp.File("model.gguf");
+    const char* path = file.c_str();
     const absl::Status written = CopyGgufWith(
         ModelPath("stories260K.gguf"), path,
         {{"tokenizer.ggml.model", runtime::GgufValue::String("gpt2")},
@@ -254,10 +254,9 @@ TEST_F(TokenizerApiTest, BadVocabsAreRefusedNamingTheKey) {
 
 // A model whose chat template is broken still loads and runs; the template call names the key.
 TEST_F(TokenizerApiTest, BrokenChatTemplateIsReportedNotFatal) {
-  char path[] = "/tmp/kestrel_badtemplate_XXXXXX";
-  const int fd = mkstemp(path);
-  ASSERT_GE(fd, 0);
-  close(fd);
+  const ScopedTempDir tmp("badtemplate");
+  const std::string file = tmp.File("model.gguf");
+  const char* path = file.c_str();
   const absl::Status written = CopyGgufWith(
       ModelPath("stories260K.gguf"), path,
       {{"tokenizer.chat_template", runtime::GgufValue::String("{% for m in messages %}{{ m.content }")}});

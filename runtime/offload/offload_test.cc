@@ -15,6 +15,7 @@
 #include "runtime/offload/kv_swap.h"
 #include "runtime/offload/memory_planner.h"
 #include "runtime/offload/size_spec.h"
+#include "tests/temp_dir.h"
 
 namespace kestrel::runtime::offload {
 namespace {
@@ -238,9 +239,8 @@ TEST(EvictionPolicyTest, LfuEvictsTheLeastFrequentWithHistory) {
 class FileReaderTest : public ::testing::TestWithParam<bool> {};
 
 TEST_P(FileReaderTest, ReadsTheBytesAtAnyOffset) {
-  const char* dir = std::getenv("TMPDIR");
-  const std::string path = std::string(dir ? dir : "/tmp") + "/kestrel_offload_reader_" +
-                           std::to_string(::getpid()) + (GetParam() ? "_d" : "_p");
+  const kestrel::testing::ScopedTempDir tmp("offload_reader");
+  const std::string path = tmp.File(GetParam() ? "direct" : "pread");
   std::vector<uint8_t> data(50000);
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 131 + 7);
   std::ofstream(path, std::ios::binary)

@@ -17,6 +17,7 @@
 #include "runtime/package/fingerprint.h"
 #include "runtime/package/package_reader.h"
 #include "runtime/package/package_writer.h"
+#include "tests/temp_dir.h"
 
 namespace kestrel {
 namespace runtime {
@@ -35,9 +36,7 @@ TEST(Xxh64Test, KnownVectors) {
   EXPECT_EQ(h.Digest(), Xxh64Of(data.data(), data.size()));
 }
 
-std::string TempPath(const std::string& name) {
-  return ::testing::TempDir() + "/" + name + "_" + std::to_string(::getpid());
-}
+std::string TempPath(const std::string& name) { return kestrel::testing::TestTempDir().File(name); }
 
 // A small GGUF with every kind of metadata value and a few tensor types.
 std::string MakeGguf() {

@@ -64,12 +64,7 @@ absl::StatusOr<Sampler> Sampler::Create(const SamplerConfig& config) {
   return Sampler(config);
 }
 
-Sampler::Sampler(const SamplerConfig& config)
-    : config_(config),
-      rng_(config.seed),
-      window_(static_cast<size_t>(config.repetition_window)) {
-  distinct_.reserve(window_.size());
-}
+Sampler::Sampler(const SamplerConfig& config) : config_(config), rng_(config.seed) {}
 
 void Sampler::Logprobs(int32_t token, size_t n_top, TokenLogprobs* out) {
   const size_t n = logits_.size();
@@ -96,10 +91,19 @@ void Sampler::Logprobs(int32_t token, size_t n_top, TokenLogprobs* out) {
 }
 
 void Sampler::Accept(int32_t token) {
-  if (window_.empty()) return;
+  // The ring grows with the tokens accepted, up to the window: a window of 2^31 tokens (a
+  // hostile saved state, an option) costs only what it holds (session_state_fuzzer found the
+  // 8 GiB allocation the window's full size up front made).
+  const size_t capacity = static_cast<size_t>(config_.repetition_window);
+  if (capacity == 0) return;
+  if (window_.size() < capacity) {
+    window_.push_back(token);
+    window_count_ = window_.size();
+    window_head_ = window_.size() % capacity;
+    return;
+  }
   window_[window_head_] = token;
-  window_head_ = (window_head_ + 1) % window_.size();
-  if (window_count_ < window_.size()) ++window_count_;
+  window_head_ = (window_head_ + 1) % capacity;
 }
 
 std::string Sampler::RngState() const {
@@ -118,10 +122,10 @@ std::vector<int32_t> Sampler::Window() const {
 }
 
 absl::Status Sampler::Restore(const std::string& rng_state, absl::Span<const int32_t> window) {
-  if (window.size() > window_.size()) {
+  if (window.size() > static_cast<size_t>(config_.repetition_window)) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "sampler state: %u window tokens, more than the repetition window of %u", window.size(),
-        window_.size()));
+        config_.repetition_window));
   }
   std::mt19937_64 rng;
   std::istringstream is(rng_state);
@@ -131,6 +135,7 @@ absl::Status Sampler::Restore(const std::string& rng_state, absl::Span<const int
     return absl::InvalidArgumentError("sampler state: the RNG state is not a std::mt19937_64 state");
   }
   rng_ = rng;
+  window_.clear();
   window_head_ = 0;
   window_count_ = 0;
   for (int32_t t : window) Accept(t);
@@ -138,6 +143,7 @@ absl::Status Sampler::Restore(const std::string& rng_state, absl::Span<const int
 }
 
 void Sampler::Reset() {
+  window_.clear();
   window_head_ = 0;
   window_count_ = 0;
   rng_.seed(config_.seed);

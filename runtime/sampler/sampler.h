@@ -146,7 +146,8 @@ class Sampler {
   SamplerConfig config_;
   std::mt19937_64 rng_;
 
-  // Repetition window: ring buffer of the last `repetition_window` accepted tokens.
+  // Repetition window: ring buffer of the last `repetition_window` accepted tokens, grown as
+  // tokens are accepted (so a huge window costs only the tokens it holds).
   std::vector<int32_t> window_;
   size_t window_head_ = 0;   // index of the next write
   size_t window_count_ = 0;  // valid entries, <= window_.size()

@@ -259,6 +259,41 @@ TEST(SamplerTest, RepetitionWindowOnlyPenalisesTheLastNTokens) {
   EXPECT_EQ(SampleOk(s, logits), 0);
 }
 
+// A window of 2^31 - 1 tokens (an option, or a saved state: session_state_fuzzer) holds only what
+// was accepted: creating the sampler used to allocate 8 GiB for it.
+TEST(SamplerTest, HugeRepetitionWindowCostsOnlyTheTokensItHolds) {
+  SamplerConfig c = Plain(0.0f);
+  c.repetition_penalty = 10.0f;
+  c.repetition_window = std::numeric_limits<int32_t>::max();
+  Sampler s = MakeSampler(c);
+  EXPECT_TRUE(s.Window().empty());
+  s.Accept(0);
+  s.Accept(1);
+  EXPECT_EQ(s.Window(), (std::vector<int32_t>{0, 1}));
+  EXPECT_EQ(SampleOk(s, {3.0f, 2.9f, 2.8f}), 2);
+  ASSERT_TRUE(s.Restore(s.RngState(), {2, 1}).ok());
+  EXPECT_EQ(s.Window(), (std::vector<int32_t>{2, 1}));
+}
+
+// The window keeps the last N tokens in order through growth, wrap-around, Restore and Reset.
+TEST(SamplerTest, WindowKeepsTheLastTokensInOrder) {
+  SamplerConfig c = Plain(0.0f);
+  c.repetition_window = 3;
+  Sampler s = MakeSampler(c);
+  for (int32_t t : {5, 6}) s.Accept(t);
+  EXPECT_EQ(s.Window(), (std::vector<int32_t>{5, 6}));
+  for (int32_t t : {7, 8, 9}) s.Accept(t);
+  EXPECT_EQ(s.Window(), (std::vector<int32_t>{7, 8, 9}));
+  ASSERT_TRUE(s.Restore(s.RngState(), {1, 2}).ok());
+  EXPECT_EQ(s.Window(), (std::vector<int32_t>{1, 2}));
+  s.Accept(3);
+  s.Accept(4);
+  EXPECT_EQ(s.Window(), (std::vector<int32_t>{2, 3, 4}));
+  EXPECT_FALSE(s.Restore(s.RngState(), {1, 2, 3, 4}).ok());
+  s.Reset();
+  EXPECT_TRUE(s.Window().empty());
+}
+
 TEST(SamplerTest, ZeroWindowDisablesPenalty) {
   SamplerConfig c = Plain(0.0f);
   c.repetition_penalty = 10.0f;

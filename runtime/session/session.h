@@ -134,7 +134,7 @@ class Session {
   // the saved session would have. The speculator's proposers start over from the restored
   // history. Bad input (damaged bytes, another model, ...) is refused with a message naming it
   // and leaves the session unchanged; a device failure while writing the KV cache leaves it
-  // empty.
+  // empty. `data` may have any alignment (an unaligned state is copied first).
   absl::Status LoadState(const uint8_t* data, uint64_t size);
   // KV blocks this session holds in each KV group of its plan (group 0: the full-context layers;
   // then one per sliding window whose KV is capped at the window).

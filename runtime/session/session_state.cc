@@ -1,6 +1,8 @@
 // Session::SaveState / LoadState: one sequence's state to and from the .kstate bytes
 // (runtime/package/session_state_format.h).
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -93,6 +95,14 @@ absl::StatusOr<uint64_t> Session::SaveState(const std::function<uint8_t*(uint64_
 }
 
 absl::Status Session::LoadState(const uint8_t* data, uint64_t size) {
+  // The FlatBuffers Verifier and accessors read the manifest's scalars in place (undefined
+  // behaviour when misaligned; session_state_fuzzer found it): a caller's buffer may sit at any
+  // address, so an unaligned one is read from an 8-byte-aligned copy.
+  if (reinterpret_cast<uintptr_t>(data) % alignof(uint64_t) != 0) {
+    std::vector<uint64_t> aligned(static_cast<size_t>((size + 7) / 8));
+    if (size > 0) std::memcpy(aligned.data(), data, static_cast<size_t>(size));
+    return LoadState(reinterpret_cast<const uint8_t*>(aligned.data()), size);
+  }
   absl::StatusOr<SessionStateMeta> m = DecodeSessionState(data, size);
   if (!m.ok()) return m.status();
   const ExecutionPlan& plan = executor_->plan();

@@ -11,15 +11,14 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/temp_dir.h"
 #include "tools/synth/synth_shape.h"
 #include "tools/synth/synth_writer.h"
 
 namespace kestrel::testing {
 
-inline std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TMPDIR");
-  return std::string(dir ? dir : "/tmp") + "/kestrel_arch_" + std::to_string(::getpid()) + "_" + name;
-}
+// Inside the process's temporary folder (tests/temp_dir.h), removed at exit.
+inline std::string TempPath(const std::string& name) { return TestTempDir().File("arch_" + name); }
 
 // The F32 synthetic model of preset `shape` (seed 7), written once per process.
 inline std::string SynthModel(const std::string& shape) {

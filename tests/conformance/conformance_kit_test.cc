@@ -22,6 +22,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "plugin_sdk/conformance/report.h"
+#include "tests/temp_dir.h"
 
 namespace kestrel::conformance {
 namespace {
@@ -37,9 +38,8 @@ struct KitRun {
   nlohmann::json report;
 };
 
-std::string TempPath(const std::string& name) {
-  return ::testing::TempDir() + "/kit_" + std::to_string(getpid()) + "_" + name;
-}
+// Inside the process's temporary folder (tests/temp_dir.h), removed at exit.
+std::string TempPath(const std::string& name) { return kestrel::testing::TestTempDir().File("kit_" + name); }
 
 // Runs kestrel-conformance with `args` (a shell-quoted argument string) and reads its report.
 KitRun RunKit(const std::string& plugin, const std::string& tiers, const std::vector<std::string>& expect,
@@ -214,13 +214,15 @@ TEST(KitTest, UsageErrorsExitTwoAndNameTheProblem) {
     std::string args, message;
   };
   const std::string bin = "'" + Env("KESTREL_CONFORMANCE_BIN") + "'";
-  for (const Bad& b : {Bad{"--report /tmp/x.json", "--plugin is required"},
-                       Bad{"--plugin /nonexistent.so --report /tmp/x.json", "no file '/nonexistent.so'"},
-                       Bad{"--plugin '" + Plugin("ref") + "' --report /tmp/x.json --tiers abi,fast",
+  // Usage errors write no report; the path is the test's own in case one did.
+  const std::string report = "--report '" + TempPath("usage.json") + "'";
+  for (const Bad& b : {Bad{report, "--plugin is required"},
+                       Bad{"--plugin /nonexistent.so " + report, "no file '/nonexistent.so'"},
+                       Bad{"--plugin '" + Plugin("ref") + "' " + report + " --tiers abi,fast",
                            "unknown tier 'fast'"},
-                       Bad{"--plugin '" + Plugin("ref") + "' --report /tmp/x.json --expect-fail /nonexistent",
+                       Bad{"--plugin '" + Plugin("ref") + "' " + report + " --expect-fail /nonexistent",
                            "cannot read '/nonexistent'"},
-                       Bad{"--plugin '" + Plugin("ref") + "' --report /tmp/x.json --speed 9", "unknown flag --speed"}}) {
+                       Bad{"--plugin '" + Plugin("ref") + "' " + report + " --speed 9", "unknown flag --speed"}}) {
     FILE* p = popen((bin + " " + b.args + " 2>&1").c_str(), "r");
     ASSERT_NE(p, nullptr);
     std::string out;

@@ -37,7 +37,7 @@ std::string Join(const std::set<std::string>& s) {
 
 TEST(LazyPluginsTest, OnlyTheAskedDeviceAndRefLoadUntilDevicesAreListed) {
   const std::string path = ModelPath("stories260K.gguf");
-  if (!std::ifstream(path).good()) GTEST_SKIP() << "model not found: " << path;
+  KESTREL_REQUIRE_MODEL_FILE(path);
   ASSERT_TRUE(MappedPlugins().empty()) << Join(MappedPlugins());
 
   kestrel_runtime_t* rt = nullptr;

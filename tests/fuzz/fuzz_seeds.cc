@@ -18,22 +18,36 @@
 //   OUT_DIR/chat_template_fuzzer/  flags + template + NUL-separated messages: every template of
 //                              CHAT_CASES_JSON (runtime/tokenizer/chat/testdata) and the real
 //                              models' tokenizer.chat_template, each with a few conversations
-// Usage: kestrel_fuzz_seeds OUT_DIR MODELS_DIR CHAT_CASES_JSON
+//   OUT_DIR/package_fuzzer/    flags + squeezed .kpkg (tests/fuzz/container_reseal.h) that the
+//                              package writer packed: the toy models above with tied embeddings
+//                              alone, with a prepared-weight set, with the MoE one as a draft, and
+//                              kestrel-synth's *-tiny models
+//   OUT_DIR/session_state_fuzzer/  flags + a state that a real session of stories260K on the
+//                              REF_PLUGIN saved (F32 and F16 KV: a pending token, plain logits,
+//                              empty, greedy) and a prefix cache that an engine saved (F32, F16)
+// Usage: kestrel_fuzz_seeds OUT_DIR MODELS_DIR CHAT_CASES_JSON REF_PLUGIN
 // A missing shared file is left out (and said on stderr); the written count is printed.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_replace.h"
+#include "kestrel/kestrel.h"
 #include "nlohmann/json.hpp"
 #include "runtime/gguf/gguf_file.h"
 #include "runtime/gguf/gguf_writer.h"
+#include "runtime/package/fingerprint.h"
+#include "runtime/package/package_writer.h"
 #include "runtime/tokenizer/bpe/pre_tokenizer.h"
+#include "tests/fuzz/container_reseal.h"
 #include "tests/fuzz/fuzz_util.h"
+#include "tests/fuzz/state_targets.h"
 #include "tools/synth/synth_shape.h"
 #include "tools/synth/synth_writer.h"
 
@@ -129,8 +143,9 @@ void GgufSeeds(const std::string& dir, const std::string& models) {
 
 // A whole model at toy size: stories260K's metadata (vocab included) with block_count 1,
 // embedding 8, 2 heads (1 KV head), FFN 16, and (with `experts`) 2 experts, 1 used; every tensor
-// the llama plan declares, in F32. What the model fuzzer mutates.
-bool TinyModel(const std::string& models, bool experts, std::string* out) {
+// the llama plan declares, in F32 (with `tied`, no output.weight: the output reuses token_embd).
+// What the model fuzzer mutates.
+bool TinyModel(const std::string& models, bool experts, std::string* out, bool tied = false) {
   auto f = GgufFile::Open(models + "/stories260K.gguf");
   if (!f.ok()) {
     std::fprintf(stderr, "kestrel_fuzz_seeds: leaving out the tiny models: %s\n",
@@ -158,10 +173,11 @@ bool TinyModel(const std::string& models, bool experts, std::string* out) {
   }
   std::vector<std::pair<std::string, std::vector<uint64_t>>> tensors = {
       {"token_embd.weight", {D, V}},          {"output_norm.weight", {D}},
-      {"output.weight", {D, V}},              {"blk.0.attn_norm.weight", {D}},
+      {"blk.0.attn_norm.weight", {D}},
       {"blk.0.attn_q.weight", {D, D}},        {"blk.0.attn_k.weight", {D, kv}},
       {"blk.0.attn_v.weight", {D, kv}},       {"blk.0.attn_output.weight", {D, D}},
       {"blk.0.ffn_norm.weight", {D}}};
+  if (!tied) tensors.push_back({"output.weight", {D, V}});
   if (experts) {
     tensors.push_back({"blk.0.ffn_gate_inp.weight", {D, E}});
     tensors.push_back({"blk.0.ffn_gate_exps.weight", {D, F, E}});
@@ -183,22 +199,35 @@ bool TinyModel(const std::string& models, bool experts, std::string* out) {
   return true;
 }
 
+// kestrel-synth's presets of toy size (*-tiny: one per architecture it knows).
+std::vector<std::string> TinyPresets() {
+  std::vector<std::string> out;
+  for (const std::string& name : kestrel::synth::PresetNames()) {
+    if (name.size() >= 5 && name.compare(name.size() - 5, 5, "-tiny") == 0) out.push_back(name);
+  }
+  return out;
+}
+
+// Preset `name` as a Q4_0 model (the smallest files) at `path`.
+void WriteTinyPreset(const std::string& name, const std::string& path) {
+  auto shape = kestrel::synth::PresetShape(name);
+  Check(shape.status());
+  kestrel::synth::SynthOptions o;
+  o.shape = *shape;
+  o.type = GgmlType::Q4_0;
+  o.output_path = path;
+  Check(kestrel::synth::WriteSyntheticModel(o));
+}
+
 void ModelSeeds(const std::string& dir, const std::string& models) {
   for (bool experts : {false, true}) {
     std::string bytes;
     if (!TinyModel(models, experts, &bytes)) break;
     Write(dir + (experts ? "/tiny-moe.gguf" : "/tiny-dense.gguf"), bytes);
   }
-  // kestrel-synth's tiny shape of every other architecture (Q4_0: the smallest files).
-  for (const std::string& name : kestrel::synth::PresetNames()) {
-    if (name.size() < 5 || name.compare(name.size() - 5, 5, "-tiny") != 0) continue;
-    auto shape = kestrel::synth::PresetShape(name);
-    Check(shape.status());
-    kestrel::synth::SynthOptions o;
-    o.shape = *shape;
-    o.type = GgmlType::Q4_0;
-    o.output_path = dir + "/" + name + ".gguf";
-    Check(kestrel::synth::WriteSyntheticModel(o));
+  // kestrel-synth's tiny shape of every other architecture.
+  for (const std::string& name : TinyPresets()) {
+    WriteTinyPreset(name, dir + "/" + name + ".gguf");
     ++written;
   }
 }
@@ -321,6 +350,166 @@ void VocabSeeds(const std::string& dir, const std::string& models) {
   VocabSeed(dir, cache + "/gemma-3-270m-q4_k_m.gguf", 640, text);
 }
 
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// A package the writer packs from `main` (and `draft`), squeezed, behind the flags byte 3
+// (reseal, squeezed): see package_fuzzer.cc.
+void PackageSeed(const std::string& dir, const std::string& name, const std::string& main,
+                 const std::string* draft, bool prepared) {
+  using kestrel::runtime::PackageModelSource;
+  auto source = [](const std::string& bytes, const std::string& role,
+                   std::unique_ptr<GgufFile>* file) {
+    auto f = GgufFile::OpenFromMemory(bytes);
+    Check(f.status());
+    *file = std::move(*f);
+    PackageModelSource s;
+    s.file = file->get();
+    s.role = role;
+    s.source_name = role + ".gguf";
+    s.source_size = bytes.size();
+    s.fingerprint = kestrel::runtime::ModelFingerprint(**file);
+    return s;
+  };
+  std::unique_ptr<GgufFile> main_file, draft_file;
+  PackageModelSource m = source(main, "main", &main_file), d;
+  if (draft != nullptr) d = source(*draft, "draft", &draft_file);
+  if (prepared) {
+    kestrel::runtime::PreparedExport e;
+    e.plugin = "fuzz";
+    e.plugin_version = "1.0";
+    e.device_fingerprint = "fuzz-layout-1";
+    e.weight_names = {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.ffn_up.weight[rows 0:8]"};
+    e.export_weight = [](size_t i) -> absl::StatusOr<std::vector<uint8_t>> {
+      return std::vector<uint8_t>(64 * (i + 1), static_cast<uint8_t>(0x40 + i));
+    };
+    m.prepared.push_back(std::move(e));
+  }
+  const std::string path = dir + "/" + name + ".kpkg.whole";
+  Check(kestrel::runtime::WritePackage(path, m, draft != nullptr ? &d : nullptr));
+  const std::string whole = ReadAll(path);
+  std::remove(path.c_str());
+  std::string squeezed;
+  if (!kestrel::fuzz::SqueezePackage(whole, &squeezed)) {
+    std::fprintf(stderr, "kestrel_fuzz_seeds: %s does not squeeze\n", name.c_str());
+    std::exit(1);
+  }
+  Write(dir + "/" + name, std::string(1, '\x03') + squeezed);
+}
+
+void PackageSeeds(const std::string& dir, const std::string& models) {
+  std::string dense, moe;
+  if (!TinyModel(models, false, &dense, /*tied=*/true) || !TinyModel(models, true, &moe, true)) return;
+  PackageSeed(dir, "dense", dense, nullptr, false);
+  PackageSeed(dir, "dense-prepared", dense, nullptr, true);
+  PackageSeed(dir, "dense-moe-draft", dense, &moe, false);
+  for (const std::string& name : TinyPresets()) {
+    const std::string path = dir + "/" + name + ".gguf.whole";
+    WriteTinyPreset(name, path);
+    const std::string bytes = ReadAll(path);
+    std::remove(path.c_str());
+    // Only what stays within the fuzz runs' -max_len once packed.
+    if (bytes.size() <= 48 * 1024) PackageSeed(dir, name, bytes, nullptr, false);
+  }
+}
+
+void MustOk(kestrel_status_t* s, const char* what) {
+  if (s == nullptr) return;
+  std::fprintf(stderr, "kestrel_fuzz_seeds: %s: %s\n", what, kestrel_status_message(s));
+  std::exit(1);
+}
+
+// The session's state behind `flags` (session_state_fuzzer.cc).
+void StateSeed(const std::string& path, kestrel_session_t* session, char flags) {
+  size_t need = 0;
+  MustOk(kestrel_session_save_state(session, nullptr, 0, &need), "measuring a state");
+  std::string bytes(need, '\0');
+  MustOk(kestrel_session_save_state(session, &bytes[0], need, &need), "saving a state");
+  Write(path, std::string(1, flags) + bytes);
+}
+
+kestrel_session_t* StateSession(kestrel_model_t* model, uint64_t kv_type, float temperature) {
+  kestrel_sampler_options_t so;
+  kestrel_sampler_options_init(&so);
+  so.temperature = temperature;
+  so.seed = 11;
+  so.repetition_penalty = temperature > 0 ? 1.1f : 1.0f;
+  const kestrel_session_options_t o = kestrel::fuzz::StateSessionOptions(kv_type, &so);
+  kestrel_session_t* s = nullptr;
+  MustOk(kestrel_session_create(model, &o, &s), "creating a session");
+  return s;
+}
+
+// A prefix cache an engine saved after one request, behind `flags`.
+void PrefixSeed(const std::string& path, kestrel_model_t* model, uint64_t kv_type, char flags) {
+  const kestrel_engine_options_t o = kestrel::fuzz::StateEngineOptions(kv_type);
+  kestrel_engine_t* e = nullptr;
+  MustOk(kestrel_engine_create(model, &o, &e), "creating an engine");
+  kestrel_engine_request_options_t r;
+  kestrel_engine_request_options_init(&r);
+  r.max_new_tokens = 3;
+  const int32_t prompt[] = {1, 403, 407, 261, 378, 300, 290, 281, 270};
+  kestrel_request_id_t id = 0;
+  MustOk(kestrel_engine_submit_tokens(e, prompt, 9, &r, &id), "submitting");
+  uint32_t active = 1;
+  while (active > 0) MustOk(kestrel_engine_step(e, &active), "stepping");
+  const std::string whole = path + ".whole";
+  MustOk(kestrel_engine_save_prefix_cache(e, whole.c_str()), "saving the prefix cache");
+  kestrel_engine_destroy(e);
+  const std::string bytes = ReadAll(whole);
+  std::remove(whole.c_str());
+  Write(path, std::string(1, flags) + bytes);
+}
+
+void SessionStateSeeds(const std::string& dir, const std::string& models, const std::string& plugin) {
+  kestrel_runtime_options_t ro;
+  kestrel_runtime_options_init(&ro);
+  ro.plugin_path = plugin.c_str();
+  kestrel_runtime_t* rt = nullptr;
+  MustOk(kestrel_runtime_create(&ro, &rt), "creating a runtime");
+  const std::string path = models + "/stories260K.gguf";
+  kestrel_model_options_t mo;
+  kestrel_model_options_init(&mo);
+  mo.device = "ref";
+  kestrel_model_t* model = nullptr;
+  kestrel_status_t* st = kestrel_model_load(rt, path.data(), path.size(), &mo, &model);
+  if (st != nullptr) {
+    std::fprintf(stderr, "kestrel_fuzz_seeds: leaving out the session states: %s\n",
+                 kestrel_status_message(st));
+    kestrel_status_free(st);
+    kestrel_runtime_destroy(rt);
+    return;
+  }
+  const int32_t prompt[] = {1, 403, 407, 261, 378};
+  const int32_t more[] = {300, 290};
+  for (uint64_t kv : {uint64_t{KESTREL_KV_F32}, uint64_t{KESTREL_KV_F16}}) {
+    // Flags: reseal, and bit 1 picks the fuzzer's F16 session.
+    const char flags = static_cast<char>(kv == KESTREL_KV_F16 ? 3 : 1);
+    const std::string kv_name = kv == KESTREL_KV_F16 ? "f16" : "f32";
+    kestrel_session_t* s = StateSession(model, kv, 0.8f);
+    kestrel_generate_options_t g;
+    kestrel_generate_options_init(&g);
+    g.max_new_tokens = 4;
+    MustOk(kestrel_session_generate_tokens(s, prompt, 5, &g, nullptr), "generating");
+    StateSeed(dir + "/state-" + kv_name + "-pending", s, flags);
+    MustOk(kestrel_session_truncate(s, 5), "truncating");
+    MustOk(kestrel_session_decode(s, more, 2), "decoding");
+    StateSeed(dir + "/state-" + kv_name + "-logits", s, flags);
+    MustOk(kestrel_session_truncate(s, 0), "truncating");
+    StateSeed(dir + "/state-" + kv_name + "-empty", s, flags);
+    kestrel_session_destroy(s);
+    PrefixSeed(dir + "/prefix-" + kv_name, model, kv, flags);
+  }
+  kestrel_session_t* greedy = StateSession(model, KESTREL_KV_F32, 0.0f);
+  MustOk(kestrel_session_decode(greedy, prompt, 5), "decoding");
+  StateSeed(dir + "/state-f32-greedy-unaligned", greedy, 5);  // bit 2: at an odd address
+  kestrel_session_destroy(greedy);
+  kestrel_model_release(model);
+  kestrel_runtime_destroy(rt);
+}
+
 // A template with conversations: flags byte, source, then NUL-separated (role, content) pairs.
 void ChatSeed(const std::string& dir, const std::string& name, const std::string& source) {
   const std::vector<std::vector<std::string>> conversations = {
@@ -360,15 +549,16 @@ void ChatTemplateSeeds(const std::string& dir, const std::string& cases_json) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    std::fprintf(stderr, "usage: kestrel_fuzz_seeds OUT_DIR MODELS_DIR CHAT_CASES_JSON\n");
+  if (argc != 5) {
+    std::fprintf(stderr, "usage: kestrel_fuzz_seeds OUT_DIR MODELS_DIR CHAT_CASES_JSON REF_PLUGIN\n");
     return 2;
   }
-  const std::string out = argv[1], models = argv[2], chat_cases = argv[3];
+  const std::string out = argv[1], models = argv[2], chat_cases = argv[3], ref_plugin = argv[4];
   std::error_code ec;
   for (const std::string& d :
        {out + "/gguf_fuzzer", out + "/tokenizer_fuzzer", out + "/model_fuzzer",
-        out + "/pre_tokenizer_fuzzer", out + "/vocab_fuzzer", out + "/chat_template_fuzzer"}) {
+        out + "/pre_tokenizer_fuzzer", out + "/vocab_fuzzer", out + "/chat_template_fuzzer",
+        out + "/package_fuzzer", out + "/session_state_fuzzer"}) {
     std::filesystem::create_directories(d, ec);
   }
   GgufSeeds(out + "/gguf_fuzzer", models);
@@ -377,6 +567,8 @@ int main(int argc, char** argv) {
   PreTokenizerSeeds(out + "/pre_tokenizer_fuzzer", models);
   VocabSeeds(out + "/vocab_fuzzer", models);
   ChatTemplateSeeds(out + "/chat_template_fuzzer", chat_cases);
+  PackageSeeds(out + "/package_fuzzer", models);
+  SessionStateSeeds(out + "/session_state_fuzzer", models, ref_plugin);
   std::printf("kestrel_fuzz_seeds: %d seed files in %s\n", written, out.c_str());
   return 0;
 }

@@ -17,16 +17,14 @@
 #include "runtime/model/model.h"
 #include "runtime/model/model_packer.h"
 #include "runtime/session/session.h"
+#include "tests/temp_dir.h"
 #include "tools/synth/synth_shape.h"
 #include "tools/synth/synth_writer.h"
 
 namespace kestrel::testing {
 
-inline std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TMPDIR");
-  return std::string(dir != nullptr ? dir : "/tmp") + "/kpkg_" + std::to_string(::getpid()) + "_" +
-         name;
-}
+// Inside the process's temporary folder (tests/temp_dir.h), removed at exit.
+inline std::string TempPath(const std::string& name) { return TestTempDir().File("kpkg_" + name); }
 
 inline std::string SharedModel(const std::string& name) {
   const char* d = std::getenv("KESTREL_MODELS_DIR");

@@ -18,16 +18,14 @@
 #include "runtime/gguf/gguf_writer.h"
 #include "runtime/gguf/half.h"
 #include "tests/test_util.h"
+#include "tests/temp_dir.h"
 
 namespace kestrel::testing {
 namespace {
 
 constexpr uint32_t kLayers = 4, kExperts = 4, kTopK = 2;
 
-std::string TempPath(const std::string& name) {
-  const char* dir = std::getenv("TMPDIR");
-  return std::string(dir ? dir : "/tmp") + "/kestrel_moe_" + std::to_string(::getpid()) + "_" + name;
-}
+std::string TempPath(const std::string& name) { return TestTempDir().File("moe_" + name); }
 
 bool IsExpertTensor(const std::string& name) {
   return name.find("_exps.weight") != std::string::npos;

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "kestrel/kestrel.h"
 #include "runtime/gguf/gguf_file.h"
+#include "tests/temp_dir.h"
 #include "tools/synth/synth_args.h"
 #include "tools/synth/synth_shape.h"
 #include "tools/synth/synth_writer.h"
@@ -137,9 +138,8 @@ double RelErr(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 TEST(SynthKquantModelTest, RefCpuAndOpenClAgree) {
-  char dir_template[] = "/tmp/kestrel_synth_kq_XXXXXX";
-  ASSERT_NE(mkdtemp(dir_template), nullptr);
-  const std::string path = std::string(dir_template) + "/m.gguf";
+  const kestrel::testing::ScopedTempDir tmp("synth_kq");
+  const std::string path = tmp.File("m.gguf");
   struct Type {
     GgmlType type;
     TypeMix mix;
@@ -184,8 +184,6 @@ TEST(SynthKquantModelTest, RefCpuAndOpenClAgree) {
     // 1.3e-7 to 1.6e-7 (PoCL).
     EXPECT_LE(RelErr(cl, ref), 1e-5);
   }
-  std::remove(path.c_str());
-  rmdir(dir_template);
 }
 
 }  // namespace

@@ -285,8 +285,9 @@ KESTREL_API kestrel_status_t* kestrel_session_sample(kestrel_session_t* session,
 KESTREL_API kestrel_status_t* kestrel_session_save_state(kestrel_session_t* session,
                                                          void* out_state, size_t capacity,
                                                          size_t* out_required);
-/* Restores a state kestrel_session_save_state wrote. Refused with the session unchanged (and a
- * message naming what is wrong): a damaged, truncated or foreign buffer (DATA_LOSS /
+/* Restores a state kestrel_session_save_state wrote (`state` may have any alignment). Refused
+ * with the session unchanged (and a message naming what is wrong): a damaged, truncated or
+ * foreign buffer (DATA_LOSS /
  * INVALID_ARGUMENT), another format major version (UNIMPLEMENTED), another model or KV type
  * (FAILED_PRECONDITION), more tokens than the session's context (INVALID_ARGUMENT). \since 0.3 */
 KESTREL_API kestrel_status_t* kestrel_session_load_state(kestrel_session_t* session,
