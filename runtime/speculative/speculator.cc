@@ -130,6 +130,12 @@ Proposer* Speculator::ProposerFor(SpecMethod m) {
 
 void Speculator::Reset() {
   for (auto& p : proposers_) p->Reset();
+  // A new text: what the controller learnt about acceptance and its probe back-off belong to the
+  // old one (a back-off grown on a chat preamble must not keep n-gram off on a quoted passage).
+  std::vector<SpecMethod> methods;
+  for (auto& p : proposers_) methods.push_back(p->method());
+  controller_ = std::make_unique<Controller>(methods, config_.max_draft ? config_.max_draft : kDefaultMaxDraft,
+                                             config_.method == SpecMethod::kAuto);
 }
 
 void CutToFirstPath(DraftTree* tree) {
