@@ -46,7 +46,14 @@ absl::Status WriteSpecStats(const char* fn, const kestrel::runtime::SpecStats& s
     c.steps_by_method[i] = st.steps_by_method[i];
     c.drafted_by_method[i] = st.drafted_by_method[i];
     c.accepted_by_method[i] = st.accepted_by_method[i];
+    c.acceptance_by_method[i] = st.acceptance[i];
   }
+  c.probes = st.probes;
+  c.plain_step_ms = st.plain_step_ms;
+  c.verify_cost_ratio = st.verify_cost_ratio;
+  c.expected_speedup = st.expected_speedup;
+  c.verify_tokens = st.verify_tokens;
+  c.probe_interval = st.probe_interval;
   return WriteInfo(fn, "out_stats", c, out, KESTREL_SPECULATIVE_STATS_MIN_SIZE);
 }
 

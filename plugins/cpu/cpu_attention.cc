@@ -137,6 +137,15 @@ TileRows GatherTile(const KernelTable& kt, const AttentionArgs& a, const void* c
   return {scratch.data(), Dh};
 }
 
+// Depth of each query of a tree (0: a root). Parents need not precede their children (the op
+// contract allows any order), so each chain is walked; Validate has ruled out cycles.
+void TreeDepths(const int32_t* parents, int64_t q_len, std::vector<int64_t>* depth) {
+  depth->assign(static_cast<size_t>(q_len), 0);
+  for (int64_t j = 0; j < q_len; ++j) {
+    for (int64_t node = parents[j]; node >= 0; node = parents[node]) ++(*depth)[j];
+  }
+}
+
 // Tree-mask attention with the decode kernel (attend_block): query j sees the committed prefix
 // (from its window's first position) and its ancestors, which are laid out in their logical order
 // (prefix, then root ... j) and split into the same tiles of `tile` logical positions a one-token
@@ -167,11 +176,7 @@ void AttendTree(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w
     const TileRows vr = GatherTile(kt, a, a.v_cache, a.v_dtype, table, w.kv_head, t * tile, tile, sc.v);
     for (int64_t j = w.j0; j < w.j1; ++j) attend(j, kr.ptr, kr.stride, vr.ptr, vr.stride, tile);
   }
-  sc.depth.assign(static_cast<size_t>(q_len), 0);
-  for (int64_t j = 0; j < q_len; ++j) {
-    const int64_t parent = a.parents[q0 + j];
-    if (parent >= 0) sc.depth[j] = sc.depth[parent] + 1;  // parents precede their children
-  }
+  TreeDepths(a.parents + q0, q_len, &sc.depth);
   // The rest per query: the visible prefix tail, then the ancestors root-first, in tiles of the
   // logical grid that starts at `grid` (0, or the block of the window's first position).
   std::vector<int64_t> slots;
@@ -258,12 +263,7 @@ void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w
   // prefix + j for a chain, prefix + depth for a tree node; ancestors count at their depth).
   sc.first.assign(static_cast<size_t>(nq), 0);
   if (tree) {
-    sc.depth.assign(static_cast<size_t>(q_len), 0);
-    for (int64_t j = 0; j < q_len; ++j) {
-      for (int64_t node = a.parents[q0 + j]; node >= 0; node = a.parents[q0 + node]) {
-        ++sc.depth[j];
-      }
-    }
+    TreeDepths(a.parents + q0, q_len, &sc.depth);
     sc.visible.assign(static_cast<size_t>(nq * q_len), 0);
     for (int64_t j = w.j0; j < w.j1; ++j) {
       const int64_t first = WindowStart(prefix + sc.depth[j], a.window);

@@ -561,6 +561,7 @@ struct AttnCase {
   bool tree = false;
   bool consecutive = false;  // physically consecutive blocks (else a random permutation)
   uint32_t window = 0;       // sliding window (op_version 2); blocks out of it are freed (-1)
+  bool shuffled = false;     // tree nodes in random order: parents may come after their children
 };
 
 TEST_P(CpuConformance, PagedAttention) {
@@ -601,6 +602,12 @@ TEST_P(CpuConformance, PagedAttention) {
       {"window non-causal w=9", 4, 2, 16, 2, {5, 3}, {140, 3}, false, false, false, 9},
       {"window tree B4 w=6", 8, 2, 32, 4, {9}, {200}, true, true, false, 6},
       {"window tree B1 w=40", 4, 2, 16, 1, {6}, {150}, true, true, false, 40},
+      // Trees whose nodes are not in parent-first order (the op allows any order): the window
+      // hides positions by each node's depth, which must not assume parents come first.
+      {"window tree shuffled B8 w=12", 4, 2, 8, 8, {4}, {40}, true, true, false, 12, true},
+      {"window tree shuffled B4 w=3", 8, 2, 32, 4, {12}, {120}, true, true, false, 3, true},
+      {"window tree shuffled B1 w=7", 4, 2, 16, 1, {9}, {90}, true, true, false, 7, true},
+      {"tree shuffled", 4, 2, 16, 16, {8}, {30}, true, true, false, 0, true},
   };
   Rng rng(7);
   for (const AttnCase& c : cases) {
@@ -638,6 +645,13 @@ TEST_P(CpuConformance, PagedAttention) {
       if (c.tree) {  // a random forest over the queries of the one sequence
         std::vector<int32_t> parents(T);
         for (int64_t j = 0; j < T; ++j) parents[j] = j == 0 ? -1 : rng.Int(-1, static_cast<int>(j) - 1);
+        if (c.shuffled) {  // node j becomes perm[j]
+          std::vector<int32_t> perm(T), shuffled(T);
+          std::iota(perm.begin(), perm.end(), 0);
+          std::shuffle(perm.begin(), perm.end(), rng.gen());
+          for (int64_t j = 0; j < T; ++j) shuffled[perm[j]] = parents[j] < 0 ? -1 : perm[parents[j]];
+          parents = shuffled;
+        }
         ins.push_back(FromInts({T}, parents));
       }
       kestrel_op_attention_params_t p{};

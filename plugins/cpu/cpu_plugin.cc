@@ -692,13 +692,6 @@ struct CpuDevice {
       HostOf(d).Log(KESTREL_PLUGIN_LOG_DEBUG, StrCat("cpu: unsupported: ", check.reason));
       return Status();
     }
-    // Tree-mask attention with a sliding window: the conformance kit's llm tier finds this kernel
-    // off the reference for some random draws, so it is declined (the host runs these speculative
-    // steps of sliding-window models on ref) until the two agree.
-    if (op->kind == KESTREL_OP_PAGED_ATTENTION) {
-      const kestrel_op_attention_params_t p = plugin_sdk::AttentionParamsOf(*op);
-      if (p.tree_mask != 0 && p.window > 0) return Status();
-    }
     out->level = KESTREL_OP_PREFERRED;
     return Status();
   }

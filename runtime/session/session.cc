@@ -197,6 +197,9 @@ absl::Status Session::SpeculativeStep(const TokenSink& sink, StopReason* stop,
   uint32_t room = std::min<uint64_t>(context_length_ - n_past - 1, left > 0 ? left - 1 : 0);
   if (max_step_ > 0) room = std::min(room, max_step_ - 1);  // the window groups' step cap
   if (auto s = spec_->Propose(seq, room, !executor_->SupportsTreeMask(), &tree_); !s.ok()) return s;
+  // The controller compares whole steps (forward, verification, KV moves, emission), not only
+  // the forward: that is what a verify step really costs against a plain one.
+  const auto t0 = std::chrono::steady_clock::now();
   verify_tokens_.assign(1, seq.pending()[0]);
   verify_parents_.assign(1, -1);
   for (size_t i = 0; i < tree_.size(); ++i) {
@@ -209,14 +212,12 @@ absl::Status Session::SpeculativeStep(const TokenSink& sink, StopReason* stop,
   absl::StatusOr<int32_t> row = step_.Add({&seq.table(), n_past, verify_tokens_, verify_parents_,
                                            LogitRows::kAll, window_tables_.get()});
   has_logits_ = false;
-  const auto t0 = std::chrono::steady_clock::now();
   absl::Status s = row.status();
   if (s.ok()) s = executor_->Run(step_.Finish(), &logits_);
   if (!s.ok()) {
     RollBack(n_past);
     return s;
   }
-  spec_->RecordStep(T, MsSince(t0), T > 1);
   const size_t V = model_->config().n_vocab;
   if (s = spec_->Verify(seq, tree_, logits_.data(), V, &outcome_); !s.ok()) {
     RollBack(n_past);
@@ -237,7 +238,9 @@ absl::Status Session::SpeculativeStep(const TokenSink& sink, StopReason* stop,
   std::copy(logits_.begin() + keep * V, logits_.begin() + (keep + 1) * V, logits_.begin());
   logits_.resize(V);
   has_logits_ = true;
-  return FeedHidden(keep);
+  s = FeedHidden(keep);
+  spec_->RecordStep(T, MsSince(t0), T > 1);
+  return s;
 }
 
 absl::Status Session::KeepAcceptedPath(uint32_t n_past) {

@@ -6,39 +6,55 @@
 namespace kestrel {
 namespace runtime {
 namespace {
-constexpr double kEma = 0.1;       // weight of a new step-time sample
-constexpr double kDecay = 0.97;    // acceptance counts forget old text
-constexpr uint32_t kMaxBackoff = 64;
-constexpr uint32_t kWarmup = 4;    // proposals a method gets before its measurements rule
+constexpr double kEma = 0.2;         // weight of a new timing sample
+constexpr double kDecay = 0.97;      // acceptance counts forget old text, per step
+constexpr double kPriorSlope = 0.1;  // r(n) growth per token before any verify was measured
+constexpr double kMinSlope = 0.01;   // a verify step never gets cheaper per extra token than this
+constexpr double kMargin = 0.03;     // speculation must beat plain by this much (timing noise)
+constexpr uint32_t kPlainFirst = 2;  // plain steps measured before anything speculative
+constexpr uint32_t kWarmup = 2;      // non-empty proposals a method gets before its numbers rule
+constexpr uint32_t kWarmupAsks = 32; // ... or proposals asked for (a method that rarely proposes)
+constexpr uint32_t kProbeAsks = 8;   // asks a re-probe waits for a non-empty proposal
+constexpr uint32_t kProbeNodes = 1;  // draft nodes of a warm-up or probe step
+constexpr uint32_t kMinBackoff = 32;
+constexpr uint32_t kMaxBackoff = 1024;
+
+double Ema(double old, double sample, bool first) { return first ? sample : (1 - kEma) * old + kEma * sample; }
 }  // namespace
 
 Controller::Controller(std::vector<SpecMethod> methods, uint32_t max_draft, bool adaptive)
     : methods_(std::move(methods)), max_draft_(std::max<uint32_t>(max_draft, 1)), adaptive_(adaptive),
-      step_ms_(max_draft_ * 4 + 2, 0.0) {}
+      ratio_(max_draft_ * 4 + 2, 0.0), backoff_(kMinBackoff) {}
+
+double Controller::Ratio(uint32_t n) const {
+  if (n <= 1) return 1.0;
+  if (n < ratio_.size() && ratio_[n] > 0) return std::max(1.0, ratio_[n]);
+  // Known neighbours; size 1 is the plain step (ratio 1 by definition).
+  uint32_t lo = 1, hi = 0;
+  for (uint32_t i = std::min<uint32_t>(n, static_cast<uint32_t>(ratio_.size()) - 1); i >= 2; --i) {
+    if (ratio_[i] > 0) { lo = i; break; }
+  }
+  for (size_t i = n + 1; i < ratio_.size(); ++i) {
+    if (ratio_[i] > 0) { hi = static_cast<uint32_t>(i); break; }
+  }
+  const double r_lo = lo == 1 ? 1.0 : ratio_[lo];
+  double r;
+  if (hi > 0) {
+    r = r_lo + (ratio_[hi] - r_lo) * static_cast<double>(n - lo) / (hi - lo);
+  } else {
+    const double slope = lo == 1 ? kPriorSlope : std::max(kMinSlope, (r_lo - 1.0) / (lo - 1));
+    r = r_lo + slope * (n - lo);
+  }
+  return std::max(1.0, r);
+}
 
 double Controller::StepMs(uint32_t n) const {
-  if (n < step_ms_.size() && step_ms_[n] > 0) return step_ms_[n];
-  // Interpolate between the nearest known sizes; unknown above: grow with the last known slope,
-  // and with no data at all assume a step over n tokens costs a little more than one.
-  int lo = -1, hi = -1;
-  for (int i = std::min<int>(n, static_cast<int>(step_ms_.size()) - 1); i >= 1; --i) {
-    if (step_ms_[i] > 0) { lo = i; break; }
-  }
-  for (size_t i = n + 1; i < step_ms_.size(); ++i) {
-    if (step_ms_[i] > 0) { hi = static_cast<int>(i); break; }
-  }
-  if (lo > 0 && hi > 0) {
-    const double f = static_cast<double>(n - lo) / (hi - lo);
-    return step_ms_[lo] + f * (step_ms_[hi] - step_ms_[lo]);
-  }
-  const double base = lo > 0 ? step_ms_[lo] : (hi > 0 ? step_ms_[hi] : 1.0);
-  const int from = lo > 0 ? lo : (hi > 0 ? hi : 1);
-  return base * (1.0 + 0.05 * (static_cast<double>(n) - from));
+  return (plain_samples_ > 0 ? plain_ms_ : 1.0) * Ratio(n);
 }
 
 double Controller::Acceptance(SpecMethod m) const {
   const MethodStats& s = stats_[static_cast<uint32_t>(m)];
-  const double prior_a = 1.0, prior_s = 1.0;  // optimistic 0.5 until measured
+  const double prior_a = 0.5, prior_s = 0.5;  // 0.5, weakly, until measured
   return (s.accepted + prior_a) / (s.accepted + s.stops + prior_a + prior_s);
 }
 
@@ -50,77 +66,122 @@ double Controller::ExpectedRate(SpecMethod m, uint32_t k) const {
     e += ak;
     ak *= a;
   }
-  // A proposer that often finds nothing runs plain steps then: mix the two.
+  // An empty proposal makes the step a plain one: mix the two.
   const double hit = 1.0 - s.empty_rate;
-  const uint32_t nodes = static_cast<uint32_t>(std::lround(k * s.nodes_per_k));
-  const double t_spec = StepMs(1 + std::max(nodes, k)) + s.propose_ms;
-  const double t_plain = StepMs(1) + s.propose_ms;
-  return (hit * e + (1 - hit)) / (hit * t_spec + (1 - hit) * t_plain);
+  const uint32_t nodes = std::max(k, static_cast<uint32_t>(std::lround(k * s.nodes_per_k)));
+  const double t = hit * StepMs(1 + nodes) + (1 - hit) * StepMs(1) + s.propose_ms;
+  return (hit * e + (1 - hit)) / t;
+}
+
+ControllerChoice Controller::Probe(SpecMethod m) {
+  ControllerChoice c;
+  c.method = m;
+  c.draft = 1;
+  c.max_nodes = kProbeNodes;
+  c.probe = true;
+  return c;
 }
 
 ControllerChoice Controller::Choose() {
+  const ControllerChoice c = Decide();
+  last_probe_ = c.probe;
+  return c;
+}
+
+ControllerChoice Controller::Decide() {
   ++step_;
   if (methods_.empty()) return {};
   if (!adaptive_) return {methods_.front(), max_draft_};
-  // Untried methods first (each gets a few tries at a mid size).
+  if (plain_samples_ < kPlainFirst) return {};
+  if (pending_probe_ != SpecMethod::kOff) return Probe(pending_probe_);
   for (SpecMethod m : methods_) {
-    if (stats_[static_cast<uint32_t>(m)].tries < kWarmup) {
-      return {m, std::max<uint32_t>(1, std::min<uint32_t>(max_draft_, 2))};
-    }
+    const MethodStats& s = stats_[static_cast<uint32_t>(m)];
+    if (s.tries < kWarmup && s.asks < kWarmupAsks) return Probe(m);
   }
   const double plain = 1.0 / StepMs(1);
   ControllerChoice best;
-  double best_rate = plain;
+  double best_rate = plain * (1 + kMargin);
   for (SpecMethod m : methods_) {
+    // Off, only a method whose latest probe was accepted may turn speculation back on (the
+    // prior alone must not: that would be probing every step).
+    if (!on_ && !stats_[static_cast<uint32_t>(m)].last_ok) continue;
     for (uint32_t k = 1; k <= max_draft_; ++k) {
       const double r = ExpectedRate(m, k);
       if (r > best_rate) {
         best_rate = r;
-        best = {m, k};
+        best = {m, k, 0, false};
       }
     }
   }
-  if (best.method != SpecMethod::kOff) {
-    probing_ = false;
-    backoff_ = 4;
+  on_ = best.method != SpecMethod::kOff;
+  if (on_) {
+    expected_speedup_ = best_rate / plain;
+    backoff_ = kMinBackoff;
+    next_probe_ = step_ + backoff_;
     return best;
   }
-  // Off: probe the most promising method with one token now and then.
-  if (step_ >= next_probe_) {
-    if (probing_) backoff_ = std::min(backoff_ * 2, kMaxBackoff);
-    probing_ = true;
-    next_probe_ = step_ + backoff_;
-    SpecMethod pick = methods_.front();
-    for (SpecMethod m : methods_) {
-      if (ExpectedRate(m, 1) > ExpectedRate(pick, 1)) pick = m;
-    }
-    return {pick, 1};
-  }
-  return {};
+  expected_speedup_ = 1.0;
+  if (step_ < next_probe_) return {};
+  // Off: re-probe one method, and wait twice as long before the next probe.
+  pending_probe_ = methods_[probe_turn_++ % methods_.size()];
+  pending_asks_ = 0;
+  next_probe_ = step_ + backoff_;
+  backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+  return Probe(pending_probe_);
 }
 
 void Controller::RecordStep(uint32_t n, double ms) {
-  if (n >= step_ms_.size()) step_ms_.resize(n + 1, 0.0);
-  double& e = step_ms_[n];
-  e = e > 0 ? (1 - kEma) * e + kEma * ms : ms;
+  if (n <= 1) {
+    plain_ms_ = Ema(plain_ms_, ms, plain_samples_ == 0);
+    ++plain_samples_;
+    return;
+  }
+  last_verify_ = n;
+  if (plain_samples_ == 0) return;  // nothing to compare with yet
+  if (n >= ratio_.size()) ratio_.resize(n + 1, 0.0);
+  ratio_[n] = Ema(ratio_[n], ms / plain_ms_, ratio_[n] <= 0);
 }
 
 void Controller::RecordProposal(SpecMethod m, double ms, uint32_t k, uint32_t nodes) {
   MethodStats& s = stats_[static_cast<uint32_t>(m)];
   const bool proposed = nodes > 0;
-  if (proposed && k > 0) {
+  const bool probe = last_probe_;
+  if (proposed && k > 0 && !(probe && s.tries > 0)) {
+    // Probes are capped at kProbeNodes: only the first proposal seeds nodes_per_k from one.
     const double r = static_cast<double>(nodes) / k;
-    s.nodes_per_k = s.tries == 0 ? r : (1 - kEma) * s.nodes_per_k + kEma * r;
+    s.nodes_per_k = Ema(s.nodes_per_k, r, s.tries == 0);
   }
-  ++s.tries;
-  s.propose_ms = s.tries == 1 ? ms : (1 - kEma) * s.propose_ms + kEma * ms;
+  if (proposed && probe) ++probes_;
+  s.propose_ms = Ema(s.propose_ms, ms, s.asks == 0);
   s.empty_rate = (1 - kEma) * s.empty_rate + kEma * (proposed ? 0.0 : 1.0);
+  ++s.asks;
+  if (proposed) ++s.tries;
+  if (m == pending_probe_ && (proposed || ++pending_asks_ >= kProbeAsks)) {
+    pending_probe_ = SpecMethod::kOff;
+  }
 }
 
 void Controller::RecordAcceptance(SpecMethod m, uint32_t depth, uint32_t accepted) {
   MethodStats& s = stats_[static_cast<uint32_t>(m)];
-  s.accepted = s.accepted * kDecay + accepted;
-  s.stops = s.stops * kDecay + (accepted < depth ? 1.0 : 0.0);
+  // Evidence fades with the steps since the last record: after a long time off, a probe's own
+  // result weighs most.
+  const double f = std::pow(kDecay, static_cast<double>(step_ - s.last_step));
+  s.last_step = step_;
+  s.last_ok = accepted > 0;
+  s.accepted = s.accepted * f + accepted;
+  s.stops = s.stops * f + (accepted < depth ? 1.0 : 0.0);
+}
+
+ControllerReport Controller::Report() const {
+  ControllerReport r;
+  r.plain_step_ms = plain_ms_;
+  r.verify_tokens = last_verify_;
+  r.verify_ratio = last_verify_ > 1 && last_verify_ < ratio_.size() ? ratio_[last_verify_] : 0.0;
+  r.expected_speedup = expected_speedup_;
+  for (SpecMethod m : methods_) r.acceptance[static_cast<uint32_t>(m)] = Acceptance(m);
+  r.probes = probes_;
+  r.probe_interval = backoff_;
+  return r;
 }
 
 }  // namespace runtime

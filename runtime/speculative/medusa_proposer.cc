@@ -7,50 +7,21 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "runtime/gguf/gguf_file.h"
-#include "runtime/gguf/half.h"
+#include "runtime/speculative/heads_file.h"
 
 namespace kestrel {
 namespace runtime {
-namespace {
-
-absl::Status ReadF32(const GgufFile& f, const std::string& path, const std::string& name,
-                     std::vector<uint64_t> dims, std::vector<float>* out) {
-  const GgufTensorInfo* t = f.FindTensor(name);
-  if (t == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("heads file '", path, "': tensor '", name, "' is missing"));
-  }
-  if (t->type != GgmlType::F32 || t->dims != dims) {
-    return absl::InvalidArgumentError(absl::StrCat("heads file '", path, "': tensor '", name,
-                                                   "' must be F32 with ", dims.size(), " dims of ",
-                                                   dims[0]));
-  }
-  out->resize(t->n_elements);
-  std::memcpy(out->data(), f.TensorData(*t), t->n_elements * sizeof(float));
-  return absl::OkStatus();
-}
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<MedusaHeads>> LoadMedusaHeads(const std::string& path,
                                                              const Model& target) {
-  absl::StatusOr<std::unique_ptr<GgufFile>> f = GgufFile::Open(path, {});
-  if (!f.ok()) {
-    return absl::Status(f.status().code(), absl::StrCat("heads file '", path, "': ", f.status().message()));
-  }
+  absl::StatusOr<std::unique_ptr<GgufFile>> f = OpenHeadsFile(path, "medusa");
+  if (!f.ok()) return f.status();
   auto h = std::make_unique<MedusaHeads>();
   const GgufFile& file = **f;
-  absl::StatusOr<std::string> arch = file.GetString("general.architecture");
-  if (!arch.ok() || *arch != "medusa") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "heads file '", path, "': general.architecture must be \"medusa\""));
-  }
   for (auto [key, dst] : {std::make_pair("medusa.n_heads", &h->n_heads),
                           std::make_pair("medusa.n_embd", &h->n_embd),
                           std::make_pair("medusa.n_vocab", &h->n_vocab)}) {
-    absl::StatusOr<uint32_t> v = file.GetU32(key);
-    if (!v.ok()) return absl::Status(v.status().code(), absl::StrCat("heads file '", path, "': ", v.status().message()));
-    *dst = *v;
+    if (auto s = ReadHeadsU32(file, path, key, dst); !s.ok()) return s;
   }
   const ModelConfig& c = target.config();
   if (h->n_embd != c.n_embd || h->n_vocab != c.n_vocab) {
@@ -66,41 +37,12 @@ absl::StatusOr<std::unique_ptr<MedusaHeads>> LoadMedusaHeads(const std::string& 
   h->weight.resize(h->n_heads);
   h->bias.resize(h->n_heads);
   for (uint32_t k = 0; k < h->n_heads; ++k) {
-    if (auto s = ReadF32(file, path, absl::StrCat("medusa.", k, ".weight"), {D, D}, &h->weight[k]); !s.ok()) return s;
-    if (auto s = ReadF32(file, path, absl::StrCat("medusa.", k, ".bias"), {D}, &h->bias[k]); !s.ok()) return s;
+    if (auto s = ReadHeadsF32(file, path, absl::StrCat("medusa.", k, ".weight"), {D, D}, &h->weight[k]); !s.ok()) return s;
+    if (auto s = ReadHeadsF32(file, path, absl::StrCat("medusa.", k, ".bias"), {D}, &h->bias[k]); !s.ok()) return s;
   }
-  // The target's output head on the host, in f32.
-  const WeightTensor* out = nullptr;
-  for (const WeightTensor& w : target.weights().tensors) {
-    if (w.name == "output.weight") out = &w;
-  }
-  if (out == nullptr) {
-    for (const WeightTensor& w : target.weights().tensors) {
-      if (w.name == "token_embd.weight") out = &w;  // tied embeddings
-    }
-  }
-  if (out == nullptr) return absl::InvalidArgumentError("medusa: the model has no output matrix");
-  const uint64_t n = uint64_t{h->n_vocab} * D;
-  h->output.resize(n);
-  switch (out->desc.dtype) {
-    case KESTREL_DTYPE_F32:
-      std::memcpy(h->output.data(), out->host_data, n * sizeof(float));
-      break;
-    case KESTREL_DTYPE_F16:
-    case KESTREL_DTYPE_BF16: {
-      const bool f16 = out->desc.dtype == KESTREL_DTYPE_F16;
-      for (uint64_t i = 0; i < n; ++i) {
-        uint16_t v;
-        std::memcpy(&v, out->host_data + 2 * i, 2);
-        h->output[i] = f16 ? F16ToF32(v) : Bf16ToF32(v);
-      }
-      break;
-    }
-    default:
-      return absl::UnimplementedError(absl::StrCat(
-          "medusa: the model's output matrix '", out->name,
-          "' is quantized; Medusa heads need an F32, F16 or BF16 output matrix for now"));
-  }
+  absl::StatusOr<std::vector<float>> out = TargetMatrixF32(target, {"output.weight", "token_embd.weight"}, "medusa");
+  if (!out.ok()) return out.status();
+  h->output = std::move(*out);
   return h;
 }
 

@@ -37,6 +37,13 @@ void SpecStats::Add(const SpecStats& o) {
   }
   current = o.current;
   current_draft = o.current_draft;
+  probes += o.probes;
+  probe_interval = o.probe_interval;
+  plain_step_ms = o.plain_step_ms;
+  verify_tokens = o.verify_tokens;
+  verify_cost_ratio = o.verify_cost_ratio;
+  expected_speedup = o.expected_speedup;
+  acceptance = o.acceptance;
 }
 
 }  // namespace runtime

@@ -1,6 +1,6 @@
 // runtime/speculative/: speculative decoding for the sequence core. Proposers guess a tree of
-// next tokens for a sequence (draft model, self-draft, n-gram / prompt lookup, lookahead; Medusa
-// and EAGLE heads are not built yet), one Verifier checks a whole tree in a single forward step
+// next tokens for a sequence (draft model, self-draft, n-gram / prompt lookup, lookahead, Medusa
+// heads, an EAGLE-style head), one Verifier checks a whole tree in a single forward step
 // with the attention tree mask and keeps exactly the target's output (greedy: the argmax path;
 // sampling: rejection sampling), and the Controller picks method and draft size per step from
 // what it measures on this device, switching speculation off when it does not pay.
@@ -51,6 +51,14 @@ struct SpecStats {
   std::array<uint64_t, kNumSpecMethods> drafted_by_method{};
   SpecMethod current = SpecMethod::kOff;  // the controller's latest choice
   uint32_t current_draft = 0;             // its draft size
+  // The controller's measurements behind its choice (Controller::Report), as of the latest step.
+  uint64_t probes = 0;                    // speculative steps run to warm up or re-probe
+  uint32_t probe_interval = 0;            // steps between re-probes while off (its back-off)
+  double plain_step_ms = 0;               // measured plain decode step
+  uint32_t verify_tokens = 0;             // size of the last speculative step (1 + draft)
+  double verify_cost_ratio = 0;           // its measured cost / a plain step's (0: none yet)
+  double expected_speedup = 1;            // predicted tokens/s of the choice / plain
+  std::array<double, kNumSpecMethods> acceptance{};  // per-token acceptance estimate by method
   double mean_accepted() const { return steps ? static_cast<double>(accepted) / steps : 0.0; }
   void Add(const SpecStats& o);
 };

@@ -4,6 +4,8 @@
 
 #include "absl/strings/str_format.h"
 #include "runtime/speculative/draft_model_proposer.h"
+#include "runtime/speculative/eagle_proposer.h"
+#include "runtime/speculative/heads_file.h"
 #include "runtime/speculative/lookahead_proposer.h"
 #include "runtime/speculative/medusa_proposer.h"
 #include "runtime/speculative/ngram_proposer.h"
@@ -34,9 +36,9 @@ absl::Status ValidateSpecConfig(const SpecConfig& c, const Model& target) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "speculative tree_budget = %u is larger than %u", c.tree_budget, kMaxDraftLimit * 4));
   }
-  if (c.method == SpecMethod::kEagle) {
-    return absl::UnimplementedError(
-        "speculative method 'eagle' (an EAGLE-style draft head) is not implemented yet");
+  if (c.method == SpecMethod::kEagle && c.heads_path.empty()) {
+    return absl::InvalidArgumentError(
+        "speculative method 'eagle' needs heads_path (an EAGLE head GGUF, tools/train_eagle.py)");
   }
   if (c.method == SpecMethod::kMedusa && c.heads_path.empty()) {
     return absl::InvalidArgumentError(
@@ -94,11 +96,24 @@ absl::StatusOr<std::unique_ptr<Speculator>> Speculator::Create(const SpecConfig&
     sp->proposers_.push_back(std::make_unique<DraftModelProposer>(SpecMethod::kSelf, std::move(*r)));
     methods.push_back(SpecMethod::kSelf);
   }
-  if (m == SpecMethod::kMedusa || (any && !config.heads_path.empty())) {
+  // `auto` with a heads file: the file's architecture says which kind of heads.
+  bool eagle = m == SpecMethod::kEagle;
+  if (any && !config.heads_path.empty()) {
+    absl::StatusOr<std::string> arch = HeadsArchitecture(config.heads_path);
+    if (!arch.ok()) return arch.status();
+    eagle = *arch == "eagle";
+  }
+  if (m == SpecMethod::kMedusa || (any && !config.heads_path.empty() && !eagle)) {
     absl::StatusOr<std::unique_ptr<MedusaHeads>> heads = LoadMedusaHeads(config.heads_path, *target);
     if (!heads.ok()) return heads.status();
     sp->proposers_.push_back(std::make_unique<MedusaProposer>(std::move(*heads)));
     methods.push_back(SpecMethod::kMedusa);
+  }
+  if (eagle) {
+    absl::StatusOr<std::unique_ptr<EagleHead>> head = LoadEagleHead(config.heads_path, *target);
+    if (!head.ok()) return head.status();
+    sp->proposers_.push_back(std::make_unique<EagleProposer>(std::move(*head)));
+    methods.push_back(SpecMethod::kEagle);
   }
   for (auto& p : sp->proposers_) sp->needs_hidden_ |= p->needs_hidden();
   const uint32_t max_draft = config.max_draft ? config.max_draft : kDefaultMaxDraft;
@@ -115,6 +130,12 @@ Proposer* Speculator::ProposerFor(SpecMethod m) {
 
 void Speculator::Reset() {
   for (auto& p : proposers_) p->Reset();
+  // A new text: what the controller learnt about acceptance and its probe back-off belong to the
+  // old one (a back-off grown on a chat preamble must not keep n-gram off on a quoted passage).
+  std::vector<SpecMethod> methods;
+  for (auto& p : proposers_) methods.push_back(p->method());
+  controller_ = std::make_unique<Controller>(methods, config_.max_draft ? config_.max_draft : kDefaultMaxDraft,
+                                             config_.method == SpecMethod::kAuto);
 }
 
 void CutToFirstPath(DraftTree* tree) {
@@ -155,6 +176,7 @@ absl::Status Speculator::Propose(const Sequence& seq, uint32_t room, bool chains
   // Lookahead carries its Jacobi window besides the candidates.
   req.max_nodes = std::min(room, c.method == SpecMethod::kLookahead ? budget + 4 : budget);
   if (c.method == SpecMethod::kDraft || c.method == SpecMethod::kSelf) req.max_nodes = req.max_depth;
+  if (c.max_nodes > 0) req.max_nodes = std::min(req.max_nodes, c.max_nodes);
   SamplerConfig sc = const_cast<Sequence&>(seq).sampler().config();
   req.sampling = &sc;
   req.chains_only = chains_only;
@@ -167,6 +189,7 @@ absl::Status Speculator::Propose(const Sequence& seq, uint32_t room, bool chains
   controller_->RecordProposal(c.method, ms, req.max_depth, static_cast<uint32_t>(tree->size()));
   if (!s.ok()) return absl::OkStatus();
   last_depth_ = tree->Depth();
+  if (c.probe && !tree->empty()) ++stats_.probes;
   return absl::OkStatus();
 }
 
@@ -205,6 +228,13 @@ absl::Status Speculator::Verify(Sequence& seq, const DraftTree& tree, const floa
 void Speculator::RecordStep(uint32_t n_tokens, double ms, bool speculative) {
   controller_->RecordStep(n_tokens, ms);
   if (speculative) stats_.verify_ms += ms;
+  const ControllerReport r = controller_->Report();
+  stats_.probe_interval = r.probe_interval;
+  stats_.plain_step_ms = r.plain_step_ms;
+  stats_.verify_tokens = r.verify_tokens;
+  stats_.verify_cost_ratio = r.verify_ratio;
+  stats_.expected_speedup = r.expected_speedup;
+  stats_.acceptance = r.acceptance;
 }
 
 std::vector<int32_t> KvPlan(const BlockTable& table, uint32_t n_past,

@@ -186,7 +186,9 @@ KESTREL_CHECK_OFFSET(kestrel_speculative_options_t, self_draft_layers, 32);
 KESTREL_CHECK_OFFSET(kestrel_speculative_stats_t, steps, 16);
 KESTREL_CHECK_OFFSET(kestrel_speculative_stats_t, mean_accepted, 48);
 KESTREL_CHECK_OFFSET(kestrel_speculative_stats_t, steps_by_method, 72);
-KESTREL_CHECK_SIZE(kestrel_speculative_stats_t, 264);
+KESTREL_CHECK_OFFSET(kestrel_speculative_stats_t, probes, 264);
+KESTREL_CHECK_OFFSET(kestrel_speculative_stats_t, acceptance_by_method, 296);
+KESTREL_CHECK_SIZE(kestrel_speculative_stats_t, 368);
 _Static_assert(KESTREL_SPEC_OFF == 0 && KESTREL_SPEC_AUTO == 1 && KESTREL_SPEC_DRAFT == 2 &&
                    KESTREL_SPEC_SELF == 3 && KESTREL_SPEC_NGRAM == 4 &&
                    KESTREL_SPEC_LOOKAHEAD == 5 && KESTREL_SPEC_MEDUSA == 6 &&

@@ -33,6 +33,11 @@ void PrintSpecStats(const kestrel_speculative_stats_t& st) {
                static_cast<unsigned long long>(st.drafted),
                static_cast<unsigned long long>(st.accepted), st.mean_accepted, st.propose_ms,
                st.verify_ms);
+  std::fprintf(stderr,
+               "kestrel: controller: plain step %.2f ms; last verify step %u tokens at %.2fx a "
+               "plain step; expected speedup %.2fx; %llu probe steps, re-probe every %u steps\n",
+               st.plain_step_ms, st.verify_tokens, st.verify_cost_ratio, st.expected_speedup,
+               static_cast<unsigned long long>(st.probes), st.probe_interval);
 }
 
 void WriteSpecStatsJson(JsonWriter* w, const kestrel_speculative_stats_t& st) {
@@ -55,6 +60,21 @@ void WriteSpecStatsJson(JsonWriter* w, const kestrel_speculative_stats_t& st) {
   w->Double(st.propose_ms);
   w->Key("verify_ms");
   w->Double(st.verify_ms);
+  w->Key("controller");
+  w->BeginObject();
+  w->Key("plain_step_ms");
+  w->Double(st.plain_step_ms);
+  w->Key("verify_tokens");
+  w->Uint(st.verify_tokens);
+  w->Key("verify_cost_ratio");
+  w->Double(st.verify_cost_ratio);
+  w->Key("expected_speedup");
+  w->Double(st.expected_speedup);
+  w->Key("probes");
+  w->Uint(st.probes);
+  w->Key("probe_interval");
+  w->Uint(st.probe_interval);
+  w->EndObject();
   w->Key("by_method");
   w->BeginObject();
   for (uint32_t i = 2; i < 8; ++i) {
@@ -67,6 +87,8 @@ void WriteSpecStatsJson(JsonWriter* w, const kestrel_speculative_stats_t& st) {
     w->Uint(st.drafted_by_method[i]);
     w->Key("accepted");
     w->Uint(st.accepted_by_method[i]);
+    w->Key("acceptance");
+    w->Double(st.acceptance_by_method[i]);
     w->EndObject();
   }
   w->EndObject();

@@ -19,15 +19,16 @@ extern "C" {
 
 typedef enum kestrel_spec_method {
   KESTREL_SPEC_OFF = 0,       /* plain decoding (default) */
-  KESTREL_SPEC_AUTO = 1,      /* the controller picks among n-gram, lookahead and (with a
-                               * draft_model) the draft model, and the draft size, from what it
-                               * measures; it turns speculation off when it does not pay */
+  KESTREL_SPEC_AUTO = 1,      /* the controller picks among n-gram, lookahead, (with a
+                               * draft_model) the draft model and (with heads_path) the heads, and
+                               * the draft size, from what it measures; it turns speculation off
+                               * when it does not pay */
   KESTREL_SPEC_DRAFT = 2,     /* a smaller model with the same vocab (draft_model) */
   KESTREL_SPEC_SELF = 3,      /* the model's own first layers plus its output head */
   KESTREL_SPEC_NGRAM = 4,     /* n-gram / prompt lookup over the prompt and generated text */
   KESTREL_SPEC_LOOKAHEAD = 5, /* lookahead decoding (Jacobi iterations + n-gram pool) */
-  KESTREL_SPEC_MEDUSA = 6,    /* Medusa-1 heads from heads_path (not implemented yet) */
-  KESTREL_SPEC_EAGLE = 7      /* an EAGLE-style head from heads_path (not implemented yet) */
+  KESTREL_SPEC_MEDUSA = 6,    /* Medusa-1 heads from heads_path (tools/train_medusa.py) */
+  KESTREL_SPEC_EAGLE = 7      /* an EAGLE-style draft layer from heads_path (tools/train_eagle.py) */
 } kestrel_spec_method_t;
 
 typedef struct kestrel_speculative_options {
@@ -72,6 +73,15 @@ typedef struct kestrel_speculative_stats {
   uint64_t steps_by_method[8];    /* indexed by kestrel_spec_method_t */
   uint64_t drafted_by_method[8];
   uint64_t accepted_by_method[8];
+  /* Since 0.3: what the `auto` controller measured behind its choice, as of the last step. */
+  uint64_t probes;                  /* speculative steps run to warm up or re-probe while off */
+  double plain_step_ms;             /* its measured wall time of a plain decode step (EMA) */
+  double verify_cost_ratio;         /* measured cost of a step of verify_tokens / a plain step
+                                     * (0: none measured yet) */
+  double expected_speedup;          /* predicted tokens/s of the current choice / plain (1: off) */
+  double acceptance_by_method[8];   /* per-token acceptance estimate, by kestrel_spec_method_t */
+  uint32_t verify_tokens;           /* size of the last speculative step: 1 + draft tokens */
+  uint32_t probe_interval;          /* steps between re-probes while off (doubles, 32 to 1024) */
 } kestrel_speculative_stats_t;
 
 #define KESTREL_SPECULATIVE_STATS_MIN_SIZE \

@@ -1,0 +1,95 @@
+#include "runtime/speculative/heads_file.h"
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "runtime/gguf/half.h"
+
+namespace kestrel {
+namespace runtime {
+
+absl::StatusOr<std::unique_ptr<GgufFile>> OpenHeadsFile(const std::string& path, const std::string& arch) {
+  absl::StatusOr<std::unique_ptr<GgufFile>> f = GgufFile::Open(path, {});
+  if (!f.ok()) {
+    return absl::Status(f.status().code(), absl::StrCat("heads file '", path, "': ", f.status().message()));
+  }
+  absl::StatusOr<std::string> a = (*f)->GetString("general.architecture");
+  if (!a.ok() || *a != arch) {
+    return absl::InvalidArgumentError(absl::StrCat("heads file '", path, "': general.architecture must be \"",
+                                                   arch, "\"", a.ok() ? absl::StrCat(", not \"", *a, "\"") : ""));
+  }
+  return std::move(f);
+}
+
+absl::StatusOr<std::string> HeadsArchitecture(const std::string& path) {
+  absl::StatusOr<std::unique_ptr<GgufFile>> f = GgufFile::Open(path, {});
+  if (!f.ok()) {
+    return absl::Status(f.status().code(), absl::StrCat("heads file '", path, "': ", f.status().message()));
+  }
+  absl::StatusOr<std::string> a = (*f)->GetString("general.architecture");
+  if (!a.ok()) return absl::InvalidArgumentError(absl::StrCat("heads file '", path, "': no general.architecture"));
+  return *a;
+}
+
+absl::Status ReadHeadsU32(const GgufFile& f, const std::string& path, const std::string& key, uint32_t* out) {
+  absl::StatusOr<uint32_t> v = f.GetU32(key);
+  if (!v.ok()) return absl::Status(v.status().code(), absl::StrCat("heads file '", path, "': ", v.status().message()));
+  *out = *v;
+  return absl::OkStatus();
+}
+
+absl::Status ReadHeadsF32(const GgufFile& f, const std::string& path, const std::string& name,
+                          const std::vector<uint64_t>& dims, std::vector<float>* out) {
+  const GgufTensorInfo* t = f.FindTensor(name);
+  if (t == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("heads file '", path, "': tensor '", name, "' is missing"));
+  }
+  if (t->type != GgmlType::F32 || t->dims != dims) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "heads file '", path, "': tensor '", name, "' must be F32 with ggml dims [",
+        absl::StrJoin(dims, ", "), "], it has [", absl::StrJoin(t->dims, ", "), "]",
+        t->type != GgmlType::F32 ? " and is not F32" : ""));
+  }
+  out->resize(t->n_elements);
+  std::memcpy(out->data(), f.TensorData(*t), t->n_elements * sizeof(float));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>> TargetMatrixF32(const Model& target, const std::vector<std::string>& names,
+                                                   const std::string& who) {
+  const WeightTensor* w = nullptr;
+  for (const std::string& name : names) {
+    for (const WeightTensor& t : target.weights().tensors) {
+      if (w == nullptr && t.name == name) w = &t;
+    }
+  }
+  if (w == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(who, ": the model has no ", absl::StrJoin(names, " or ")));
+  }
+  const uint64_t n = uint64_t{target.config().n_embd} * target.config().n_vocab;
+  std::vector<float> out(n);
+  switch (w->desc.dtype) {
+    case KESTREL_DTYPE_F32:
+      std::memcpy(out.data(), w->host_data, n * sizeof(float));
+      break;
+    case KESTREL_DTYPE_F16:
+    case KESTREL_DTYPE_BF16: {
+      const bool f16 = w->desc.dtype == KESTREL_DTYPE_F16;
+      for (uint64_t i = 0; i < n; ++i) {
+        uint16_t v;
+        std::memcpy(&v, w->host_data + 2 * i, 2);
+        out[i] = f16 ? F16ToF32(v) : Bf16ToF32(v);
+      }
+      break;
+    }
+    default:
+      return absl::UnimplementedError(absl::StrCat(
+          who, ": the model's matrix '", w->name,
+          "' is quantized; draft heads need it in F32, F16 or BF16 for now"));
+  }
+  return out;
+}
+
+}  // namespace runtime
+}  // namespace kestrel
