@@ -16,9 +16,10 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-// Shared rules every generated grammar ends with. \u escapes of UTF-16 surrogates are left out
+// Shared rules every generated grammar ends with. Whitespace is at most one space or newline
+// between tokens: small models otherwise pad with blanks until the token budget runs out. \u escapes of UTF-16 surrogates are left out
 // (an unpaired one is not valid JSON to strict parsers; characters past U+FFFF come as UTF-8).
-constexpr const char* kCommonRules = R"(ws ::= [ \t]{0,16} | "\n" [ \t]{0,16}
+constexpr const char* kCommonRules = R"(ws ::= [ \n]?
 value ::= object | array | string | number | "true" | "false" | "null"
 object ::= "{" ws ( string ws ":" ws value ws ( "," ws string ws ":" ws value ws )* )? "}"
 array ::= "[" ws ( value ws ( "," ws value ws )* )? "]"

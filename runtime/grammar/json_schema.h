@@ -6,8 +6,8 @@
 // `maxLength`, `enum`, `const`, `anyOf` / `oneOf`, nesting, and the annotations `title`,
 // `description`, `default`, `examples`, `$schema`, `$id`, `$comment`. An empty schema (or
 // `true`) is any JSON value. Every other keyword is refused with its name and where it is.
-// Numbers have at most 16 integer and 16 fraction digits, whitespace at most one newline and
-// 16 blanks, so a constrained output always can end.
+// Numbers have at most 16 integer and 16 fraction digits, whitespace at most one space or
+// newline between tokens, so a constrained output always can end.
 #ifndef KESTREL_RUNTIME_GRAMMAR_JSON_SCHEMA_H_
 #define KESTREL_RUNTIME_GRAMMAR_JSON_SCHEMA_H_
 

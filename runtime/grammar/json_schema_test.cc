@@ -34,7 +34,8 @@ TEST(JsonSchema, ObjectWithRequiredAndOptionalProperties) {
     "required": ["name", "ok"]})");
   EXPECT_TRUE(Full(g, R"({"name": "Tim", "ok": true})"));
   EXPECT_TRUE(Full(g, R"({"name":"Tim","age":-12,"tags":["a","b"],"ok":false})"));
-  EXPECT_TRUE(Full(g, "{\n  \"name\": \"\",\n  \"age\": 0,\n  \"ok\": true\n}"));
+  EXPECT_TRUE(Full(g, "{\n\"name\": \"\",\n\"age\": 0,\n\"ok\": true\n}"));
+  EXPECT_FALSE(Full(g, "{  \"name\": \"\", \"ok\": true}"));  // at most one blank: no padding
   EXPECT_FALSE(Full(g, R"({"ok": true})"));                           // name is required
   EXPECT_FALSE(Full(g, R"({"name": "Timothy", "ok": true})"));        // maxLength
   EXPECT_FALSE(Full(g, R"({"name": "T", "age": 1.5, "ok": true})"));  // integer
