@@ -75,7 +75,7 @@ bool Matcher::AcceptCodePoint(uint32_t c) {
   return true;
 }
 
-bool Matcher::AcceptBytes(absl::string_view bytes) {
+bool Matcher::Walk(absl::string_view bytes, StackSet* stacks, std::string* partial) const {
   const Utf8Decoded d = DecodeUtf8(partial_ + std::string(bytes));
   if (!d.valid) return false;
   StackSet cur = stacks_, next;
@@ -85,21 +85,24 @@ bool Matcher::AcceptBytes(absl::string_view bytes) {
     cur.swap(next);
   }
   if (!d.partial.empty() && !AllowsPartial(*g_, cur, d.partial)) return false;
-  stacks_ = std::move(cur);
-  partial_ = d.partial;
+  *stacks = std::move(cur);
+  *partial = d.partial;
+  return true;
+}
+
+bool Matcher::AcceptBytes(absl::string_view bytes) {
+  StackSet stacks;
+  std::string partial;
+  if (!Walk(bytes, &stacks, &partial)) return false;
+  stacks_ = std::move(stacks);
+  partial_ = std::move(partial);
   return true;
 }
 
 bool Matcher::Allows(absl::string_view bytes) const {
-  const Utf8Decoded d = DecodeUtf8(partial_ + std::string(bytes));
-  if (!d.valid) return false;
-  StackSet cur = stacks_, next;
-  for (uint32_t c : d.code_points) {
-    AdvanceStacks(*g_, cur, c, &next);
-    if (next.empty()) return false;
-    cur.swap(next);
-  }
-  return d.partial.empty() || AllowsPartial(*g_, cur, d.partial);
+  StackSet stacks;
+  std::string partial;
+  return Walk(bytes, &stacks, &partial);
 }
 
 bool Matcher::accepting() const {

@@ -51,6 +51,9 @@ class Matcher {
   const std::string& partial() const { return partial_; }
 
  private:
+  // The state after `bytes` into *stacks / *partial; false when they are not allowed.
+  bool Walk(absl::string_view bytes, StackSet* stacks, std::string* partial) const;
+
   const Grammar* g_;
   StackSet stacks_;
   std::string partial_;  // bytes of a character not finished yet

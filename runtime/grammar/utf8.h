@@ -26,9 +26,6 @@ Utf8Decoded DecodeUtf8(absl::string_view bytes);
 // can still become: [*lo, *hi].
 void PartialRange(absl::string_view partial, uint32_t* lo, uint32_t* hi);
 
-// Appends the UTF-8 encoding of `c` to `out`.
-void AppendUtf8(uint32_t c, std::string* out);
-
 }  // namespace grammar
 }  // namespace runtime
 }  // namespace kestrel
