@@ -34,7 +34,10 @@ fn session_and_engine_are_constrained() {
         let sampler = if seed == 0 {
             SamplerOptions::greedy()
         } else {
-            SamplerOptions { temperature: 1.0, seed, ..SamplerOptions::default() }
+            let mut s = SamplerOptions::default();
+            s.temperature = 1.0;
+            s.seed = seed;
+            s
         };
         let mut session = model.new_session_with(&SessionOptions::default().sampler(sampler.clone())).unwrap();
         let (text, stats) = session
