@@ -142,6 +142,8 @@ KESTREL_API void kestrel_engine_options_init_sized(kestrel_engine_options_t* out
     o.prefix_cache = d.prefix_cache;
     o.context_length = d.context_length;
     o.n_threads = d.n_threads;
+    o.kv_swap_bytes = d.kv_swap_bytes;
+    o.kv_swap_policy = static_cast<uint32_t>(d.kv_swap_policy);
   });
 }
 
@@ -177,6 +179,13 @@ KESTREL_API kestrel_status_t* kestrel_engine_create(kestrel_model_t* model,
     c.prefix_cache = o.prefix_cache;
     c.context_length = o.context_length;
     c.n_threads = o.n_threads;
+    if (o.kv_swap_policy > KESTREL_KV_SWAP_NEVER) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: options->kv_swap_policy = %u is not a kestrel_kv_swap_policy_t (0..2)", fn,
+          o.kv_swap_policy));
+    }
+    c.kv_swap_bytes = o.kv_swap_bytes;
+    c.kv_swap_policy = static_cast<kestrel::runtime::KvSwapPolicy>(o.kv_swap_policy);
     absl::StatusOr<std::unique_ptr<kestrel::runtime::Engine>> e = kestrel::runtime::Engine::Create(
         model->model.get(), model->runtime->registry->ReferenceDevice(), c);
     if (!e.ok()) return Prefixed(fn, e.status());
@@ -367,6 +376,15 @@ KESTREL_API kestrel_status_t* kestrel_engine_get_stats(const kestrel_engine_t* e
     full.busy_ms = s.busy_ms;
     full.tokens_per_s = s.busy_ms > 0 ? s.generated_tokens / (s.busy_ms / 1000.0) : 0.0;
     full.kv_waste_fraction = s.kv_waste_fraction;
+    full.kv_swap_outs = s.kv_swap_outs;
+    full.kv_swap_ins = s.kv_swap_ins;
+    full.kv_swap_fallbacks = s.kv_swap_fallbacks;
+    full.kv_swap_out_bytes = s.kv_swap_out_bytes;
+    full.kv_swap_in_bytes = s.kv_swap_in_bytes;
+    full.kv_swap_ms = s.kv_swap_ms;
+    full.kv_swap_held_bytes = s.kv_swap_held_bytes;
+    full.kv_swap_peak_bytes = s.kv_swap_peak_bytes;
+    full.kv_swap_budget_bytes = s.kv_swap_budget_bytes;
     return kestrel::api::WriteInfo(fn, "out_stats", full, out_stats, KESTREL_ENGINE_STATS_MIN_SIZE);
   });
 }

@@ -35,6 +35,7 @@ KESTREL_API kestrel_status_t* kestrel_model_get_memory_plan(const kestrel_model_
       return absl::FailedPreconditionError(
           absl::StrCat(fn, ": the model was loaded without a memory_budget, so it has no plan"));
     }
+    std::lock_guard<std::mutex> lock(model->model->plan_mutex());  // ReserveKv may re-plan
     kestrel_memory_plan_info_t info{};
     info.struct_size = sizeof(info);
     info.device = p->device.c_str();
@@ -116,6 +117,33 @@ KESTREL_API kestrel_status_t* kestrel_model_reset_offload_stats(kestrel_model_t*
     std::lock_guard<std::mutex> lock(c->mutex());
     c->ResetStats();
     return absl::OkStatus();
+  });
+}
+
+KESTREL_API kestrel_status_t* kestrel_model_get_memory_stats(const kestrel_model_t* model,
+                                                             kestrel_memory_stats_t* out_stats) {
+  return Guard("kestrel_model_get_memory_stats", [&]() -> absl::Status {
+    constexpr const char* fn = "kestrel_model_get_memory_stats";
+    if (model == nullptr) return NullArgument(fn, "model");
+    const kestrel::hal::Device* device = model->model->device();
+    if (device == nullptr) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(fn, ": the model has no device (it was loaded metadata-only)"));
+    }
+    const kestrel::hal::DeviceMemoryStats d = device->memory_stats();
+    kestrel_memory_stats_t s{};
+    s.struct_size = sizeof(s);
+    s.device = device->name().c_str();
+    s.device_bytes = d.live_bytes;
+    s.device_peak_bytes = d.peak_bytes;
+    s.host_to_device_bytes = d.host_to_device_bytes;
+    s.device_to_host_bytes = d.device_to_host_bytes;
+    if (kestrel::runtime::offload::ExpertCache* c = model->model->expert_cache(); c != nullptr) {
+      std::lock_guard<std::mutex> lock(c->mutex());
+      s.expert_bytes_read = c->bytes_read();
+      s.expert_read_seconds = c->read_seconds();
+    }
+    return kestrel::api::WriteInfo(fn, "out_stats", s, out_stats, KESTREL_MEMORY_STATS_MIN_SIZE);
   });
 }
 

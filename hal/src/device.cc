@@ -47,6 +47,7 @@ void Buffer::Reset() {
       TakePluginStatus(device_->api_->stream_synchronize(device_->handle_, device_->stream_), "").IgnoreError();
     }
     device_->api_->buffer_free(device_->handle_, handle_);
+    device_->Drop(size_);
   }
   device_ = nullptr;
   handle_ = nullptr;
@@ -59,8 +60,10 @@ PreparedWeight& PreparedWeight::operator=(PreparedWeight&& other) noexcept {
     device_ = other.device_;
     handle_ = other.handle_;
     desc_ = other.desc_;
+    bytes_ = other.bytes_;
     other.device_ = nullptr;
     other.handle_ = nullptr;
+    other.bytes_ = 0;
   }
   return *this;
 }
@@ -72,9 +75,27 @@ void PreparedWeight::Reset() {
       TakePluginStatus(device_->api_->stream_synchronize(device_->handle_, device_->stream_), "").IgnoreError();
     }
     device_->api_->weight_release(device_->handle_, handle_);
+    device_->Drop(bytes_);
   }
   device_ = nullptr;
   handle_ = nullptr;
+  bytes_ = 0;
+}
+
+void Device::Hold(uint64_t bytes) {
+  const uint64_t now = live_bytes_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  uint64_t peak = peak_bytes_.load(std::memory_order_relaxed);
+  while (now > peak && !peak_bytes_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+DeviceMemoryStats Device::memory_stats() const {
+  DeviceMemoryStats s;
+  s.live_bytes = live_bytes_.load(std::memory_order_relaxed);
+  s.peak_bytes = peak_bytes_.load(std::memory_order_relaxed);
+  s.host_to_device_bytes = written_bytes_.load(std::memory_order_relaxed);
+  s.device_to_host_bytes = read_bytes_.load(std::memory_order_relaxed);
+  return s;
 }
 
 absl::StatusOr<std::unique_ptr<Device>> Device::Open(std::shared_ptr<PluginInstance> instance,
@@ -130,6 +151,7 @@ absl::StatusOr<Buffer> Device::Allocate(uint64_t size) {
   b.device_ = this;
   b.handle_ = h;
   b.size_ = size;
+  Hold(size);
   return b;
 }
 
@@ -141,6 +163,7 @@ absl::Status Device::Write(const Buffer& dst, uint64_t dst_offset, const void* s
   std::lock_guard<std::mutex> lock(mu_);
   absl::Status st = TakePluginStatus(
       api_->buffer_write(handle_, stream_, dst.handle(), dst_offset, src, size), Context("buffer_write"));
+  if (st.ok()) written_bytes_.fetch_add(size, std::memory_order_relaxed);
   if (!st.ok() || stream_ == nullptr) return st;
   return TakePluginStatus(api_->stream_synchronize(handle_, stream_), Context("stream_synchronize"));
 }
@@ -153,6 +176,7 @@ absl::Status Device::Read(const Buffer& src, uint64_t src_offset, void* dst, uin
   std::lock_guard<std::mutex> lock(mu_);
   absl::Status st = TakePluginStatus(
       api_->buffer_read(handle_, stream_, src.handle(), src_offset, dst, size), Context("buffer_read"));
+  if (st.ok()) read_bytes_.fetch_add(size, std::memory_order_relaxed);
   if (!st.ok() || stream_ == nullptr) return st;
   return TakePluginStatus(api_->stream_synchronize(handle_, stream_), Context("stream_synchronize"));
 }
@@ -181,6 +205,9 @@ absl::StatusOr<PreparedWeight> Device::PrepareWeight(const kestrel_tensor_desc_t
   w.device_ = this;
   w.handle_ = h;
   w.desc_ = desc;
+  w.bytes_ = size;
+  Hold(size);
+  written_bytes_.fetch_add(size, std::memory_order_relaxed);
   return w;
 }
 
@@ -243,6 +270,9 @@ absl::StatusOr<PreparedWeight> Device::ImportWeight(const kestrel_tensor_desc_t&
   PreparedWeight w;
   w.device_ = this;
   w.handle_ = h;
+  w.bytes_ = size;
+  Hold(size);
+  if (!borrow) written_bytes_.fetch_add(size, std::memory_order_relaxed);
   w.desc_ = desc;
   return w;
 }

@@ -6,6 +6,8 @@
 #ifndef KESTREL_HAL_SRC_DEVICE_H_
 #define KESTREL_HAL_SRC_DEVICE_H_
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -57,6 +59,16 @@ class PreparedWeight {
   Device* device_ = nullptr;
   kestrel_plugin_weight_t* handle_ = nullptr;
   kestrel_tensor_desc_t desc_{};
+  uint64_t bytes_ = 0;  // the host bytes it was made from (its share of the device's accounting)
+};
+
+// What moved through one device since it was opened, and what it holds: the bytes of live
+// buffers and prepared weights (prepared weights count the host bytes they were made from; a
+// plugin's own repacking may differ), their peak, and the bytes of buffer writes (plus weight
+// preparation and import) and reads.
+struct DeviceMemoryStats {
+  uint64_t live_bytes = 0, peak_bytes = 0;
+  uint64_t host_to_device_bytes = 0, device_to_host_bytes = 0;
 };
 
 class Device {
@@ -94,6 +106,7 @@ class Device {
   // no import slot; the plugin's INVALID_ARGUMENT when it cannot use the bytes.
   absl::StatusOr<PreparedWeight> ImportWeight(const kestrel_tensor_desc_t& desc, const void* data,
                                               uint64_t size, bool borrow);
+  DeviceMemoryStats memory_stats() const;
   // A named counter of the device (device_get_counter); NOT_FOUND when the plugin has none.
   absl::StatusOr<uint64_t> Counter(const std::string& name);
 
@@ -113,6 +126,8 @@ class Device {
   friend class Buffer;
   friend class PreparedWeight;
   std::string Context(const char* slot) const;
+  void Hold(uint64_t bytes);
+  void Drop(uint64_t bytes) { live_bytes_.fetch_sub(bytes, std::memory_order_relaxed); }
 
   std::shared_ptr<PluginInstance> instance_;
   const kestrel_plugin_api_t* api_ = nullptr;
@@ -121,6 +136,7 @@ class Device {
   kestrel_device_caps_t caps_{};
   std::string name_;
   std::mutex mu_;
+  std::atomic<uint64_t> live_bytes_{0}, peak_bytes_{0}, written_bytes_{0}, read_bytes_{0};
 };
 
 // Human-readable dtype name ("F32", "Q4_0", ...), "?" for unknown values.

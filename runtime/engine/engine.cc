@@ -59,6 +59,7 @@ struct Engine::SeqState {
   std::unique_ptr<Sequence> seq;
   std::vector<uint64_t> keys;  // prefix-cache entry of block i for the cached full blocks
   bool prefilled = false;  // computed up to its last token since (re)admission: decoding
+  SwappedKv swapped;       // its KV in host swap space while preempted (none: recompute)
   // Speculative decoding (null: off): this step's tree and its verify inputs.
   std::unique_ptr<Speculator> spec;
   DraftTree tree;
@@ -136,6 +137,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model* model,
         config.kv_cache_bytes));
   }
   e->n_blocks_ = static_cast<uint32_t>(n_blocks);
+  // A model loaded under memory budgets re-plans for this pool: its expert cache shrinks first.
+  if (absl::Status s = model->ReserveKv(n_blocks * block_bytes); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("engine KV pool of ", e->n_blocks_, " blocks: ",
+                                               s.message()));
+  }
   e->pool_ = std::make_unique<BlockPool>(e->n_blocks_, bs);
   if (config.prefix_cache) e->cache_ = std::make_unique<PrefixCache>(e->pool_.get());
   plan_options.n_blocks = e->n_blocks_;
@@ -145,6 +151,14 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model* model,
       Executor::Create(model, std::move(*plan), model->device(), fallback);
   if (!exec.ok()) return exec.status();
   e->executor_ = std::move(*exec);
+  uint64_t swap_bytes = config.kv_swap_bytes;
+  if (swap_bytes == 0 && model->memory_plan() != nullptr) {
+    std::lock_guard<std::mutex> lock(model->plan_mutex());
+    swap_bytes = model->memory_plan()->host_swap_bytes;
+  }
+  if (swap_bytes > 0 && config.kv_swap_policy != KvSwapPolicy::kNever) {
+    e->swap_ = std::make_unique<offload::KvSwapSpace>(swap_bytes);
+  }
   e->work_stats_.kv_blocks_total = e->n_blocks_;
   e->work_stats_.kv_block_size = bs;
   e->PublishStats();
@@ -277,9 +291,11 @@ void Engine::ReleaseBlocks(SeqState& seq) {
   seq.keys.clear();
 }
 
-// Frees the victim's blocks and requeues it with its prompt and generated tokens, to be
-// recomputed; its sampler and stream state stay, so its output continues seamlessly.
+// Frees the victim's blocks and requeues it with its prompt and generated tokens, its KV swapped
+// to host memory or else to be recomputed; its sampler and stream state stay, so its output
+// continues seamlessly.
 void Engine::Preempt(SeqState* victim) {
+  SwapOut(victim->seq->table(), &victim->swapped);
   ReleaseBlocks(*victim);
   victim->prefilled = false;
   ++work_stats_.preemptions;
@@ -324,6 +340,7 @@ bool Engine::Admit(SeqState* seq) {
   seq->keys = m.keys;
   EnsureFree(need);  // AvailableBlocks() said there are enough
   (void)seq->seq->table().Reserve(n);
+  if (seq->swapped.tokens > 0) SwapIn(seq->seq->table(), reused, &seq->swapped);
   seq->prefilled = false;
   if (cache_) {
     work_stats_.prefix_cache_lookups += max_match;
@@ -454,7 +471,10 @@ bool Engine::SampleNext(SeqState& seq, const float* logits) {
   return false;
 }
 
-void Engine::RetireSequence(SeqState* seq) { ReleaseBlocks(*seq); }
+void Engine::RetireSequence(SeqState* seq) {
+  ReleaseBlocks(*seq);
+  DropSwap(&seq->swapped);
+}
 
 void Engine::Constrain(Sequence& seq, const EngineRequest& req) {
   if (!req.grammar) return;
@@ -679,6 +699,8 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
     absl::Status run = executor_->CopyBlocks(copies);
     if (run.ok()) run = executor_->Run(in, &logits_);
     const double run_ms = MsBetween(run_t0, Clock::now());
+    // The prefill rate recompute would run at, for the swap cost model.
+    if (run.ok() && had_prefill) swap_cost_.RecordCompute(in.tokens.size(), run_ms);
     if (!run.ok()) {
       // The step's sequences fail with the device's status; the engine itself stays usable.
       for (SeqState* s : scheduled) FailSequence(*s, run);
@@ -759,6 +781,11 @@ void Engine::PublishStats() {
   st.kv_blocks_used = n_blocks_ - st.kv_blocks_free;
   st.kv_blocks_cached = cache_ ? cache_->NumEvictable() : 0;
   st.kv_block_size = config_.block_size;
+  if (swap_ != nullptr) {
+    st.kv_swap_held_bytes = swap_->held_bytes();
+    st.kv_swap_peak_bytes = swap_->peak_bytes();
+    st.kv_swap_budget_bytes = swap_->budget_bytes();
+  }
   // Waste: slots of used blocks that hold no computed token (a shared block counts once).
   const uint32_t bs = config_.block_size;
   std::unordered_map<int32_t, uint32_t> filled;

@@ -1,10 +1,12 @@
 // runtime/engine/: the serving engine — many requests over one model and one shared paged KV
 // pool. It owns the scheduler (continuous batching, chunked prefill with decodes first, priorities,
-// preemption by recompute), the KV accounting of every sequence (each a runtime::Sequence whose
-// BlockTable shares blocks copy-on-write through the pool), the prefix cache, and the engine
-// thread. It drives the sequence core (runtime/sequence/: stop policy, step builder) that a
-// Session drives alone, runs the model only through one Executor (one Run per step over all
-// scheduled sequences) and never talks to plugins itself. It may not change the session or the
+// preemption by KV swap to host memory or by recompute, whichever the measured cost model says is
+// cheaper; runtime/offload/kv_swap.h holds the swap space and the model), the KV accounting of
+// every sequence (each a runtime::Sequence whose BlockTable shares blocks copy-on-write through
+// the pool), the prefix cache, and the engine thread. It drives the sequence core
+// (runtime/sequence/: stop policy, step builder) that a Session drives alone, runs the model and
+// moves KV only through one Executor (one Run per step over all scheduled sequences; KV rows
+// through its HAL buffers) and never talks to plugins itself. It may not change the session or the
 // plan.
 //
 // Thread-safety: every public member may be called from any thread. One step runs at a time
@@ -31,6 +33,7 @@
 #include "runtime/engine/prefix_cache.h"
 #include "runtime/kv_cache/block_pool.h"
 #include "runtime/model/model.h"
+#include "runtime/offload/kv_swap.h"
 #include "runtime/plan/executor.h"
 #include "runtime/sampler/sampler.h"
 #include "runtime/sequence/sequence.h"
@@ -41,6 +44,13 @@
 
 namespace kestrel {
 namespace runtime {
+
+// What a preemption does with the victim's KV (when the engine has swap space).
+enum class KvSwapPolicy {
+  kAuto = 0,    // swap when the cost model (measured copy and prefill rates) says it is cheaper
+  kAlways = 1,  // swap whenever the swap space holds the victim
+  kNever = 2,   // always recompute
+};
 
 struct EngineConfig {
   uint64_t kv_cache_bytes = 0;  // 0: max_sequences full contexts
@@ -53,6 +63,10 @@ struct EngineConfig {
   uint32_t context_length = 0;  // 0: the model's trained context
   uint32_t n_threads = 0;
   uint32_t kv_dtype = KESTREL_DTYPE_F32;  // KV cache element type: F32 or F16
+  // Host memory for the KV of preempted sequences. 0: the model's memory plan's host_swap_bytes
+  // (none when it was loaded without a memory budget: preemption recomputes).
+  uint64_t kv_swap_bytes = 0;
+  KvSwapPolicy kv_swap_policy = KvSwapPolicy::kAuto;
 };
 
 struct EngineRequest {
@@ -108,6 +122,13 @@ struct EngineStats {
   uint64_t generated_tokens = 0, steps = 0, preemptions = 0;
   double busy_ms = 0;
   double kv_waste_fraction = 0;
+  // KV swap: preemptions that copied the victim's KV to host memory, resumptions that copied it
+  // back, preemptions that recomputed because the swap space was full, bytes each way, the time
+  // spent copying, and the swap space's own accounting (held now, most ever held, budget).
+  uint64_t kv_swap_outs = 0, kv_swap_ins = 0, kv_swap_fallbacks = 0;
+  uint64_t kv_swap_out_bytes = 0, kv_swap_in_bytes = 0;
+  double kv_swap_ms = 0;
+  uint64_t kv_swap_held_bytes = 0, kv_swap_peak_bytes = 0, kv_swap_budget_bytes = 0;
 };
 
 class Engine {
@@ -163,6 +184,25 @@ class Engine {
   bool EnsureFree(uint32_t n);
   void ReleaseBlocks(SeqState& seq);
   void Preempt(SeqState* seq);
+  // KV swap (engine_kv_swap.cc). A preempted sequence's KV in host swap space: the space's key
+  // and the tokens it holds (positions [0, tokens) of every layer, K and V); 0 tokens: none.
+  struct SwappedKv {
+    uint64_t key = 0;
+    uint32_t tokens = 0;
+  };
+  // Copies the table's computed KV to host swap space; false (nothing held) when swapping is
+  // off, judged dearer than recompute, out of room, or the copy failed.
+  bool SwapOut(const BlockTable& table, SwappedKv* out);
+  // At readmission: writes the swapped rows past the `reused` prefix-cache tokens into the
+  // table's reserved blocks and counts them computed (a failed copy leaves them to recompute);
+  // frees the space either way.
+  void SwapIn(BlockTable& table, uint32_t reused, SwappedKv* swapped);
+  void DropSwap(SwappedKv* swapped);
+  // Rows [from, to) of every layer, K then V, between the table's slots and `host` laid out as
+  // [layer][K, V][n_rows rows].
+  absl::Status MoveKv(const BlockTable& table, uint32_t from, uint32_t to, uint32_t n_rows,
+                      uint8_t* host, bool to_host);
+  uint64_t KvBytes(uint32_t tokens) const;
   bool Admit(SeqState* seq);
   void CacheFullBlocks(SeqState& seq);
   // Where the sequence's tokens and text go: the request's output and its callback.
@@ -209,6 +249,9 @@ class Engine {
   std::vector<float> hidden_;
   ThroughputGate gate_;  // speculation on/off for the batch
   EngineStats work_stats_;  // counters updated by the stepper
+  std::unique_ptr<offload::KvSwapSpace> swap_;  // null: preemption always recomputes
+  offload::SwapCostModel swap_cost_;
+  uint64_t next_swap_key_ = 1;
 
   // Shared state.
   mutable std::mutex mu_;

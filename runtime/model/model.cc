@@ -314,6 +314,20 @@ absl::Status Model::CreateExpertCache(const ModelLoadOptions& options) {
   return absl::OkStatus();
 }
 
+absl::Status Model::ReserveKv(uint64_t kv_bytes) const {
+  std::lock_guard<std::mutex> lock(plan_mu_);
+  if (memory_plan_ == nullptr || kv_bytes <= memory_plan_->kv_bytes) return absl::OkStatus();
+  absl::StatusOr<offload::MemoryPlan> next = offload::ReplanForKv(*memory_plan_, kv_bytes);
+  if (!next.ok()) return next.status();
+  if (expert_cache_ != nullptr && next->expert_slots < expert_cache_->n_slots()) {
+    std::lock_guard<std::mutex> cache_lock(expert_cache_->mutex());
+    KESTREL_RETURN_IF_ERROR(expert_cache_->Shrink(next->expert_slots, next->top_k,
+                                                  next->expert_cache_bytes()));
+  }
+  *memory_plan_ = std::move(*next);
+  return absl::OkStatus();
+}
+
 int Model::ExpertCacheLayer(int gate_exps_id) const {
   auto it = expert_cache_layer_.find(gate_exps_id);
   return it == expert_cache_layer_.end() ? -1 : it->second;

@@ -102,8 +102,14 @@ class Model {
   absl::StatusOr<ExecutionPlan> BuildPlan(const PlanOptions& options) const;
 
   bool metadata_only() const { return metadata_only_; }
-  // The memory plan, when the model was loaded with budgets; nullptr otherwise.
+  // The memory plan, when the model was loaded with budgets; nullptr otherwise. Its numbers
+  // change when ReserveKv re-plans: read them holding plan_mutex().
   const offload::MemoryPlan* memory_plan() const { return memory_plan_.get(); }
+  std::mutex& plan_mutex() const { return plan_mu_; }
+  // Re-planning at run time for a KV pool of `kv_bytes` (an engine's): when the plan reserves
+  // less, the expert cache gives up slots first (offload::ReplanForKv); RESOURCE_EXHAUSTED with
+  // the numbers when it cannot, the plan and cache unchanged. No-op without a plan.
+  absl::Status ReserveKv(uint64_t kv_bytes) const;
   // The expert cache when the plan leaves experts in the file; nullptr otherwise.
   offload::ExpertCache* expert_cache() const { return expert_cache_.get(); }
   // The expert-cache layer of the MoE layer whose gate stack is weight `gate_exps_id`, or -1 when
@@ -163,6 +169,7 @@ class Model {
   bool has_chat_template_ = false;
   std::string path_;
   std::unique_ptr<offload::MemoryPlan> memory_plan_;
+  mutable std::mutex plan_mu_;
   std::unique_ptr<offload::ExpertCache> expert_cache_;
   std::map<int, int> expert_cache_layer_;  // gate_exps weight id -> cache layer
 

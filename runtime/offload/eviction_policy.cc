@@ -1,5 +1,7 @@
 #include "runtime/offload/eviction_policy.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace kestrel {
@@ -26,27 +28,44 @@ void EvictionPolicy::Use(uint32_t slot, uint32_t key) {
   ++key_uses_[key];
 }
 
+bool EvictionPolicy::EvictsBefore(uint32_t s, uint32_t t) const {
+  if ((last_use_[s] == 0) != (last_use_[t] == 0)) return last_use_[s] == 0;
+  if (kind_ == EvictionKind::kLfu) {
+    const uint64_t a = key_uses_[slot_key_[s]], b = key_uses_[slot_key_[t]];
+    return a < b || (a == b && last_use_[s] < last_use_[t]);
+  }
+  return last_use_[s] < last_use_[t];
+}
+
 uint32_t EvictionPolicy::Victim(uint32_t pinned) const {
   uint32_t best = 0;
   bool found = false;
   for (uint32_t s = 0; s < last_use_.size(); ++s) {
     if (last_use_[s] == 0) return s;
     if (s == pinned && last_use_.size() > 1) continue;
-    if (!found) {
-      best = s;
-      found = true;
-      continue;
-    }
-    bool better;
-    if (kind_ == EvictionKind::kLfu) {
-      const uint64_t a = key_uses_[slot_key_[s]], b = key_uses_[slot_key_[best]];
-      better = a < b || (a == b && last_use_[s] < last_use_[best]);
-    } else {
-      better = last_use_[s] < last_use_[best];
-    }
-    if (better) best = s;
+    if (!found || EvictsBefore(s, best)) best = s;
+    found = true;
   }
   return best;
+}
+
+std::vector<uint32_t> EvictionPolicy::EvictionOrder() const {
+  std::vector<uint32_t> order(last_use_.size());
+  for (uint32_t s = 0; s < order.size(); ++s) order[s] = s;
+  std::stable_sort(order.begin(), order.end(),
+                   [this](uint32_t a, uint32_t b) { return EvictsBefore(a, b); });
+  return order;
+}
+
+void EvictionPolicy::Compact(const std::vector<uint32_t>& kept) {
+  std::vector<uint64_t> last_use(kept.size());
+  std::vector<uint32_t> slot_key(kept.size());
+  for (size_t i = 0; i < kept.size(); ++i) {
+    last_use[i] = last_use_[kept[i]];
+    slot_key[i] = slot_key_[kept[i]];
+  }
+  last_use_ = std::move(last_use);
+  slot_key_ = std::move(slot_key);
 }
 
 }  // namespace offload

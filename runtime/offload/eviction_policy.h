@@ -31,8 +31,15 @@ class EvictionPolicy {
   // The slot to refill: an empty one if any, else the policy's victim. Never `pinned` (the slot
   // the current step already relies on), unless it is the only slot.
   uint32_t Victim(uint32_t pinned) const;
+  // Every slot, the one to give up first leading: empty slots, then the policy's order.
+  std::vector<uint32_t> EvictionOrder() const;
+  // The cache keeps only slots `kept` (old indices, in their new order: new slot i was kept[i]).
+  void Compact(const std::vector<uint32_t>& kept);
 
  private:
+  // Whether slot s goes before slot t (empty slots first).
+  bool EvictsBefore(uint32_t s, uint32_t t) const;
+
   EvictionKind kind_;
   uint64_t clock_ = 0;
   std::vector<uint64_t> key_uses_;   // per key

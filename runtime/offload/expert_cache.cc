@@ -165,6 +165,50 @@ void ExpertCache::ResetStats() {
   std::fill(stats_.begin(), stats_.end(), ExpertLayerStats{});
 }
 
+absl::Status ExpertCache::Shrink(uint32_t n_slots, uint32_t min_slots, uint64_t budget_bytes) {
+  if (n_slots < min_slots) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "expert cache: %u slots are fewer than the %u a step needs", n_slots, min_slots));
+  }
+  if (n_slots < slots_.size()) {
+    const std::vector<uint32_t> order = policy_->EvictionOrder();
+    std::vector<bool> keep(slots_.size(), true);
+    for (size_t i = 0; i < slots_.size() - n_slots; ++i) keep[order[i]] = false;
+    std::vector<uint32_t> kept;
+    std::vector<Slot> slots;
+    std::vector<int32_t> new_index(slots_.size(), -1);
+    for (uint32_t s = 0; s < slots_.size(); ++s) {
+      Slot& slot = slots_[s];
+      if (keep[s]) {
+        new_index[s] = static_cast<int32_t>(kept.size());
+        kept.push_back(s);
+        slots.push_back(std::move(slot));
+        continue;
+      }
+      if (slot.key >= 0) slot_of_[slot.key] = -1;
+      held_bytes_ -= slot.bytes;
+      slot.gate.Reset();
+      slot.up.Reset();
+      slot.down.Reset();
+    }
+    for (int32_t& s : slot_of_) {
+      if (s >= 0) s = new_index[s];
+    }
+    for (int32_t& s : last_of_layer_) {
+      if (s >= 0) s = new_index[s];
+    }
+    slots_ = std::move(slots);
+    policy_->Compact(kept);
+  }
+  if (held_bytes() > budget_bytes) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "expert cache: %u slots hold %u bytes, over the new budget of %u", slots_.size(),
+        held_bytes(), budget_bytes));
+  }
+  budget_bytes_ = budget_bytes;
+  return absl::OkStatus();
+}
+
 }  // namespace offload
 }  // namespace runtime
 }  // namespace kestrel

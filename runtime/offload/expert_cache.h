@@ -89,6 +89,11 @@ class ExpertCache {
   double read_seconds() const { return reader_->read_seconds(); }
   const std::vector<ExpertLayerStats>& layer_stats() const { return stats_; }
   void ResetStats();
+  // Re-planning (the engine needs more KV): keeps at most `n_slots` slots (the experts the policy
+  // would evict go first) and lowers the budget to `budget_bytes`. FAILED_PRECONDITION when that
+  // leaves fewer slots than `min_slots` or the held bytes above the new budget. Call between
+  // steps, holding mutex().
+  absl::Status Shrink(uint32_t n_slots, uint32_t min_slots, uint64_t budget_bytes);
 
  private:
   struct Slot {

@@ -52,6 +52,14 @@ absl::StatusOr<Limits> ReadLimits(const PlanRequest& r) {
   return l;
 }
 
+// KV swap space: what the host budget leaves after everything planned in host memory (all of the
+// device's share when the device computes in host memory). None without a host budget.
+void PlanHostSwap(MemoryPlan* p) {
+  if (p->host_budget == 0) return;
+  const uint64_t used = p->device_is_host ? p->device_total_bytes() : 0;
+  p->host_swap_bytes = p->host_budget > used ? p->host_budget - used : 0;
+}
+
 }  // namespace
 
 absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
@@ -62,6 +70,8 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
   p.device_budget = limits->device;
   p.device_budget_given = limits->device_given;
   p.host_budget = limits->host;
+  p.device_is_host = r.device_is_host;
+  p.top_k = r.top_k;
   p.kv_tokens = r.context * r.sequences;
   p.kv_bytes = r.kv_bytes_per_token * p.kv_tokens;
   std::map<int32_t, uint64_t> layer_expert_bytes;
@@ -85,7 +95,10 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
         FormatBytes(p.resident_bytes), p.kv_tokens, r.context, r.sequences, p.kv_bytes,
         FormatBytes(p.kv_bytes), fixed, FormatBytes(fixed), fixed - p.device_budget));
   }
-  if (p.expert_bytes == 0) return p;
+  if (p.expert_bytes == 0) {
+    PlanHostSwap(&p);
+    return p;
+  }
   const uint64_t left = p.device_budget - fixed;
   p.experts_total = r.n_experts * static_cast<uint32_t>(layer_expert_bytes.size());
   if (p.expert_bytes <= left) {
@@ -93,6 +106,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
       if (t.expert_stack) p.resident.push_back(t.weight_id);
     }
     p.resident_bytes += p.expert_bytes;
+    PlanHostSwap(&p);
     return p;
   }
   for (const auto& [layer, bytes] : layer_expert_bytes) {
@@ -114,6 +128,40 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
   for (const PlannedTensor& t : r.tensors) {
     if (t.expert_stack) p.offloaded.push_back(t.weight_id);
   }
+  PlanHostSwap(&p);
+  return p;
+}
+
+absl::StatusOr<MemoryPlan> ReplanForKv(const MemoryPlan& plan, uint64_t kv_bytes) {
+  MemoryPlan p = plan;
+  if (kv_bytes <= p.kv_bytes) return p;
+  const uint64_t extra = kv_bytes - p.kv_bytes;
+  p.kv_bytes = kv_bytes;
+  const uint64_t total = p.device_total_bytes();
+  if (total > p.device_budget) {
+    const uint64_t over = total - p.device_budget;
+    const uint64_t slots_needed =
+        p.expert_slot_bytes > 0 ? (over + p.expert_slot_bytes - 1) / p.expert_slot_bytes : 0;
+    const uint32_t spare = p.experts_offloaded && p.expert_slots > p.top_k
+                               ? p.expert_slots - p.top_k
+                               : 0;
+    if (!p.experts_offloaded || slots_needed > spare) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "memory budget: a KV pool of %u bytes (%s) is %u bytes more than the plan's %u; with "
+          "it device '%s' needs %u bytes against its budget of %u (%s), %u bytes too many, and "
+          "%s",
+          kv_bytes, FormatBytes(kv_bytes), extra, plan.kv_bytes, p.device, total, p.device_budget,
+          FormatBytes(p.device_budget), over,
+          p.experts_offloaded
+              ? absl::StrFormat("the expert cache can give up only %u of its %u slots of %u bytes "
+                                "(a step needs top-%u = %u)",
+                                spare, p.expert_slots, p.expert_slot_bytes, p.top_k, p.top_k)
+              : std::string("there is no expert cache to shrink; raise the budget or ask for a "
+                            "smaller KV pool")));
+    }
+    p.expert_slots -= static_cast<uint32_t>(slots_needed);
+  }
+  PlanHostSwap(&p);
   return p;
 }
 

@@ -43,6 +43,8 @@ struct MemoryPlan {
   uint64_t device_budget = 0;  // effective limit on the device (min of capacity and budgets)
   bool device_budget_given = false;  // a user budget (not just the capacity) limits the device
   uint64_t host_budget = 0;  // 0: none given
+  bool device_is_host = false;  // the device computes in host memory (PlanRequest)
+  uint32_t top_k = 0;           // experts a token routes to: the expert cache's minimum slots
   std::vector<int> resident;  // weight ids resident on the device
   uint64_t resident_bytes = 0;
   // Mixture of experts. When experts_offloaded, the expert stacks stay in the file and experts are
@@ -56,8 +58,11 @@ struct MemoryPlan {
   std::vector<int> offloaded;  // weight ids of the expert stacks left in the file
   uint64_t kv_bytes = 0;
   uint32_t kv_tokens = 0;  // context x sequences
-  // Not built yet (issue 14 parts still open): always empty / 0 in this version.
+  // Not built yet (weight streaming, issue 14): always empty in this version.
   std::vector<uint32_t> streamed_layers;
+  // Host memory for the KV of preempted engine sequences (runtime/offload/kv_swap.h): the host
+  // budget less what is planned in host memory (the device's total when it computes in host
+  // memory, nothing else otherwise); 0 without a host budget.
   uint64_t host_swap_bytes = 0;
 
   uint64_t expert_cache_bytes() const {
@@ -70,6 +75,12 @@ struct MemoryPlan {
 // resident weights + KV, or the minimum of top_k expert slots); INVALID_ARGUMENT for a budget
 // naming a device other than the compute device or "host".
 absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& request);
+
+// Re-planning at run time: `plan` with a KV pool of `kv_bytes` (when more than it reserves; an
+// engine's pool, say). What the device budget then lacks comes out of the expert cache first
+// (whole slots, never below top_k), and the host swap space shrinks with the host share.
+// RESOURCE_EXHAUSTED with the numbers when the cache cannot give enough (or there is none).
+absl::StatusOr<MemoryPlan> ReplanForKv(const MemoryPlan& plan, uint64_t kv_bytes);
 
 }  // namespace offload
 }  // namespace runtime

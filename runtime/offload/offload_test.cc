@@ -1,5 +1,6 @@
-// Unit tests of runtime/offload/: SIZE parsing, the planner on fixed inputs (exact placements and
-// the RESOURCE_EXHAUSTED numbers), the eviction policies, and the file reader (direct I/O where
+// Unit tests of runtime/offload/: SIZE parsing, the planner on fixed inputs (exact placements,
+// the host swap space and the RESOURCE_EXHAUSTED numbers), the KV swap space's accounting and
+// cost model, the eviction policies, and the file reader (direct I/O where
 // the temp filesystem allows it, pread otherwise, same bytes either way).
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "runtime/offload/eviction_policy.h"
 #include "runtime/offload/file_reader.h"
+#include "runtime/offload/kv_swap.h"
 #include "runtime/offload/memory_planner.h"
 #include "runtime/offload/size_spec.h"
 
@@ -85,6 +87,14 @@ TEST(MemoryPlannerTest, EverythingResidentWhenItFits) {
   EXPECT_EQ(p->kv_bytes, 100u);
   EXPECT_EQ(p->device_budget, 1u << 30);
   EXPECT_FALSE(p->device_budget_given);
+  EXPECT_EQ(p->host_swap_bytes, 0u);  // no host budget, no swap space
+
+  // The host budget beyond what the device (host memory) holds is KV swap space.
+  r.budgets = {{"host", 10000}};
+  p = PlanMemory(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->device_total_bytes(), 2750u);
+  EXPECT_EQ(p->host_swap_bytes, 10000u - 2750u);
 }
 
 TEST(MemoryPlannerTest, ExpertsGoToTheCacheUnderAHostBudget) {
@@ -103,6 +113,7 @@ TEST(MemoryPlannerTest, ExpertsGoToTheCacheUnderAHostBudget) {
   EXPECT_LE(p->device_total_bytes(), 1250u);
   EXPECT_EQ(p->device_budget, 1250u);
   EXPECT_EQ(p->host_budget, 1250u);
+  EXPECT_EQ(p->host_swap_bytes, 0u);  // the expert cache took all the host budget left
 
   // The device budget binds the same way; "cpu" names "cpu:0".
   r.device = "cpu:0";
@@ -122,6 +133,51 @@ TEST(MemoryPlannerTest, AHostBudgetDoesNotLimitAGpu) {
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_FALSE(p->experts_offloaded);
   EXPECT_EQ(p->host_budget, 10u);
+  EXPECT_EQ(p->host_swap_bytes, 10u);  // the device's memory is not the host's
+}
+
+TEST(KvSwapSpaceTest, HeldBytesNeverExceedTheBudget) {
+  KvSwapSpace space(1000);
+  EXPECT_EQ(space.budget_bytes(), 1000u);
+  uint8_t* a = space.Allocate(1, 600);
+  ASSERT_NE(a, nullptr);
+  a[599] = 7;
+  EXPECT_EQ(space.Allocate(1, 10), nullptr);   // key 1 holds a buffer already
+  EXPECT_EQ(space.Allocate(2, 401), nullptr);  // 1001 > 1000
+  EXPECT_EQ(space.held_bytes(), 600u);
+  uint8_t* b = space.Allocate(2, 400);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(space.held_bytes(), 1000u);
+  EXPECT_EQ(space.Allocate(3, 1), nullptr);
+  uint64_t n = 0;
+  EXPECT_EQ(space.Find(1, &n), a);
+  EXPECT_EQ(n, 600u);
+  EXPECT_EQ(a[599], 7);
+  space.Release(1);
+  space.Release(1);  // twice: no-op
+  EXPECT_EQ(space.Find(1), nullptr);
+  EXPECT_EQ(space.held_bytes(), 400u);
+  EXPECT_EQ(space.peak_bytes(), 1000u);
+  EXPECT_EQ(space.n_entries(), 1u);
+  EXPECT_EQ(space.Allocate(4, 0), nullptr);
+  EXPECT_EQ(space.Allocate(5, UINT64_MAX), nullptr);
+}
+
+TEST(SwapCostModelTest, ComparesMeasuredCopyAndComputeRates) {
+  SwapCostModel m;
+  EXPECT_LT(m.SwapMs(1000), 0);
+  EXPECT_TRUE(m.PreferSwap(10, 1000));  // nothing measured: swap, which measures
+  m.RecordCompute(100, 10);             // 10 tokens per ms
+  EXPECT_TRUE(m.PreferSwap(10, 1000));  // the copy rate is still unknown
+  m.RecordCopy(1000, 1);                // 1000 bytes per ms: out and back = 2 ms per 1000 bytes
+  EXPECT_DOUBLE_EQ(m.SwapMs(1000), 2.0);
+  EXPECT_DOUBLE_EQ(m.RecomputeMs(10), 1.0);
+  EXPECT_FALSE(m.PreferSwap(10, 1000));  // 2 ms of copies against 1 ms of compute
+  EXPECT_TRUE(m.PreferSwap(100, 1000));  // 2 ms against 10 ms
+  m.RecordCopy(1000, 0);                 // no time measured: ignored
+  EXPECT_DOUBLE_EQ(m.copy_bytes_per_ms(), 1000.0);
+  m.RecordCopy(4000, 1);  // moving average: 0.75 x 1000 + 0.25 x 4000
+  EXPECT_DOUBLE_EQ(m.copy_bytes_per_ms(), 1750.0);
 }
 
 TEST(MemoryPlannerTest, ImpossibleBudgetsGiveTheNumbers) {

@@ -217,7 +217,7 @@ KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, decode_ms, 24);
 KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, prefill_tokens_per_s, 32);
 KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, decode_tokens_per_s, 40);
 KESTREL_CHECK_OFFSET(kestrel_generate_stats_t, stop_reason, 48);
-KESTREL_CHECK_SIZE(kestrel_engine_options_t, 48);  /* 40 in 0.1 */
+KESTREL_CHECK_SIZE(kestrel_engine_options_t, 64);  /* 40 in 0.1, 48 in 0.2 */
 KESTREL_CHECK_OFFSET(kestrel_engine_options_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_engine_options_t, kv_cache_bytes, 8);
 KESTREL_CHECK_OFFSET(kestrel_engine_options_t, kv_block_size, 16);
@@ -227,6 +227,8 @@ KESTREL_CHECK_OFFSET(kestrel_engine_options_t, prefix_cache, 28);
 KESTREL_CHECK_OFFSET(kestrel_engine_options_t, context_length, 32);
 KESTREL_CHECK_OFFSET(kestrel_engine_options_t, n_threads, 36);
 KESTREL_CHECK_OFFSET(kestrel_engine_options_t, kv_type, 40);
+KESTREL_CHECK_OFFSET(kestrel_engine_options_t, kv_swap_bytes, 48);
+KESTREL_CHECK_OFFSET(kestrel_engine_options_t, kv_swap_policy, 56);
 _Static_assert(KESTREL_KV_F32 == 0 && KESTREL_KV_F16 == 1, "KV types renumbered");
 
 /* kestrel/package.h (since 0.3). */

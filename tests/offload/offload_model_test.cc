@@ -159,6 +159,138 @@ TEST_P(OffloadModelTest, BudgetsGiveTheResidentTokensWithinTheCacheBudget) {
   }
 }
 
+kestrel_memory_stats_t MemoryStats(const kestrel_model_t* m) {
+  kestrel_memory_stats_t st{};
+  st.struct_size = sizeof(st);
+  StatusPtr s(kestrel_model_get_memory_stats(m, &st));
+  EXPECT_EQ(s, nullptr) << kestrel_status_message(s.get());
+  return st;
+}
+
+// Each model in a runtime of its own, so each device's counters are that model's alone.
+TEST_P(OffloadModelTest, DeviceMemoryStatsShowTheExpertsLeftInTheFile) {
+  const std::string device = GetParam();
+  RuntimePtr rt_resident = MakeRuntime(), rt_budget = MakeRuntime();
+  const Sizes z = MeasureSizes(rt_resident.get());
+  ASSERT_GT(z.slot, 0u);
+  const auto prompt = Prompts()[0];
+  ModelPtr resident;
+  StatusPtr s = Load(rt_resident.get(), device, "", 0, false, &resident);
+  ASSERT_EQ(s, nullptr) << kestrel_status_message(s.get());
+  const std::vector<int32_t> want = Greedy(resident.get(), prompt, 16);
+  const kestrel_memory_stats_t r = MemoryStats(resident.get());
+  EXPECT_EQ(std::string(r.device).rfind(device, 0), 0u) << r.device;
+  EXPECT_LE(r.device_bytes, r.device_peak_bytes);
+  // Every weight was prepared on the device: the file's tensors at least.
+  EXPECT_GE(r.host_to_device_bytes, z.dense + uint64_t{z.experts} * z.slot);
+  EXPECT_EQ(r.expert_bytes_read, 0u);
+
+  // 3 expert slots (+ staging) instead of all 16 experts.
+  ModelPtr m;
+  s = Load(rt_budget.get(), device, "host=" + std::to_string(z.dense + z.kv + 4 * z.slot), 0,
+           false, &m);
+  ASSERT_EQ(s, nullptr) << kestrel_status_message(s.get());
+  EXPECT_EQ(Greedy(m.get(), prompt, 16), want);
+  const kestrel_memory_stats_t b = MemoryStats(m.get());
+  kestrel_offload_stats_t st{};
+  st.struct_size = sizeof(st);
+  KESTREL_ASSERT_OK(kestrel_model_get_offload_stats(m.get(), &st));
+  EXPECT_EQ(b.expert_bytes_read, st.disk_bytes_read);
+  EXPECT_GT(b.expert_bytes_read, 0u);
+  EXPECT_DOUBLE_EQ(b.expert_read_seconds, st.disk_read_seconds);
+  EXPECT_LE(b.device_bytes, b.device_peak_bytes);
+  // The same activations and KV, but at most 3 experts on the device instead of 16.
+  EXPECT_LE(b.device_peak_bytes + 12 * z.slot, r.device_peak_bytes)
+      << "budgeted peak " << b.device_peak_bytes << ", resident peak " << r.device_peak_bytes;
+  // Each miss prepares one expert on the device: what was read was written.
+  EXPECT_GE(b.host_to_device_bytes, z.dense + b.expert_bytes_read);
+
+  StatusPtr bad(kestrel_model_get_memory_stats(m.get(), nullptr));
+  ASSERT_NE(bad, nullptr);
+  EXPECT_EQ(kestrel_status_code(bad.get()), KESTREL_STATUS_INVALID_ARGUMENT);
+}
+
+// Greedy tokens of `prompt` through an engine with a KV pool of `kv_bytes` (16-token blocks).
+StatusPtr EngineGreedy(kestrel_model_t* m, uint64_t kv_bytes, const std::vector<int32_t>& prompt,
+                       uint32_t n, std::vector<int32_t>* out) {
+  kestrel_engine_options_t o;
+  kestrel_engine_options_init(&o);
+  o.kv_cache_bytes = kv_bytes;
+  o.kv_block_size = 16;
+  o.context_length = kCtx;
+  kestrel_engine_t* e = nullptr;
+  StatusPtr s(kestrel_engine_create(m, &o, &e));
+  if (s != nullptr) return s;
+  kestrel_sampler_options_t so;
+  kestrel_sampler_options_init(&so);
+  so.temperature = 0;
+  kestrel_engine_request_options_t ro;
+  kestrel_engine_request_options_init(&ro);
+  ro.max_new_tokens = n;
+  ro.sampler = &so;
+  kestrel_request_id_t id = 0;
+  s.reset(kestrel_engine_submit_tokens(e, prompt.data(), prompt.size(), &ro, &id));
+  if (s == nullptr) s.reset(kestrel_engine_wait(e, id, -1));
+  size_t got = 0;
+  if (s == nullptr) s.reset(kestrel_engine_request_tokens(e, id, 0, nullptr, 0, &got));
+  out->resize(got);
+  if (s == nullptr) s.reset(kestrel_engine_request_tokens(e, id, 0, out->data(), got, &got));
+  kestrel_engine_destroy(e);
+  return s;
+}
+
+// Re-planning at run time: an engine whose KV pool is larger than the plan's takes the bytes from
+// the expert cache (whole slots, never below top-2); one that would need more fails with the
+// numbers and changes nothing.
+TEST_P(OffloadModelTest, AnEngineNeedingMoreKvShrinksTheExpertCache) {
+  const std::string device = GetParam();
+  RuntimePtr rt = MakeRuntime();
+  const Sizes z = MeasureSizes(rt.get());
+  ASSERT_GT(z.slot, 0u);
+  const auto prompt = Prompts()[0];
+  ModelPtr resident;
+  StatusPtr s = Load(rt.get(), device, "", 0, false, &resident);
+  ASSERT_EQ(s, nullptr) << kestrel_status_message(s.get());
+  const std::vector<int32_t> want = Greedy(resident.get(), prompt, 24);
+  resident.reset();
+
+  const uint64_t host = z.dense + z.kv + 10 * z.slot;  // 9 slots + staging
+  ModelPtr m;
+  s = Load(rt.get(), device, "host=" + std::to_string(host), KESTREL_EXPERT_CACHE_LFU, false, &m);
+  ASSERT_EQ(s, nullptr) << kestrel_status_message(s.get());
+  ASSERT_EQ(Plan(m.get()).expert_slots, 9u);
+  // 8 slots more KV than planned: the cache could give only 7 (9 - top-2).
+  std::vector<int32_t> got;
+  s = EngineGreedy(m.get(), z.kv + 8 * z.slot, prompt, 24, &got);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(kestrel_status_code(s.get()), KESTREL_STATUS_RESOURCE_EXHAUSTED);
+  const std::string msg = kestrel_status_message(s.get());
+  EXPECT_NE(msg.find(std::to_string(z.kv + 8 * z.slot) + " bytes"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("only 7 of its 9 slots"), std::string::npos) << msg;
+  kestrel_memory_plan_info_t p = Plan(m.get());
+  EXPECT_EQ(p.expert_slots, 9u);
+  EXPECT_EQ(p.kv_bytes, z.kv);
+
+  // 3 slots more: the cache keeps 6 and the budget still holds.
+  s = EngineGreedy(m.get(), z.kv + 3 * z.slot, prompt, 24, &got);
+  ASSERT_EQ(s, nullptr) << kestrel_status_message(s.get());
+  EXPECT_EQ(got, want);
+  p = Plan(m.get());
+  EXPECT_EQ(p.expert_slots, 6u);
+  EXPECT_EQ(p.kv_bytes, z.kv + 3 * z.slot);
+  EXPECT_EQ(p.expert_cache_bytes, 7 * z.slot);
+  EXPECT_LE(p.device_total_bytes, host);
+  kestrel_offload_stats_t st{};
+  st.struct_size = sizeof(st);
+  KESTREL_ASSERT_OK(kestrel_model_get_offload_stats(m.get(), &st));
+  EXPECT_EQ(st.expert_cache_budget_bytes, 7 * z.slot);
+  EXPECT_LE(st.expert_cache_bytes, st.expert_cache_budget_bytes);
+  // Sessions of the model run on the smaller cache with the same tokens.
+  EXPECT_EQ(Greedy(m.get(), prompt, 24), want);
+  KESTREL_ASSERT_OK(kestrel_model_get_offload_stats(m.get(), &st));
+  EXPECT_LE(st.expert_cache_bytes, st.expert_cache_budget_bytes);
+}
+
 INSTANTIATE_TEST_SUITE_P(Devices, OffloadModelTest, ::testing::Values("cpu", "ref"));
 
 TEST(OffloadPlanTest, ImpossibleBudgetsNameTheNumbers) {

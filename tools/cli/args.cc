@@ -66,6 +66,7 @@ enum class FlagId {
   kOutput,
   kDraft,
   kSoak,
+  kKvSwap,
   kRequests,
   kWatchdogS,
   kMaxRssGrowth,
@@ -131,6 +132,7 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kPrefixTokens, "prefix-tokens", 0, true, kForBench},
     {FlagId::kKvBlockSize, "kv-block-size", 0, true, kForBench},
     {FlagId::kSoak, "soak", 0, false, kForBench},
+    {FlagId::kKvSwap, "kv-swap", 0, false, kForBench},
     {FlagId::kRequests, "requests", 0, true, kForBench},
     {FlagId::kWatchdogS, "watchdog-s", 0, true, kForBench},
     {FlagId::kMaxRssGrowth, "max-rss-growth", 0, true, kForBench},
@@ -429,6 +431,9 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
     case FlagId::kSoak:
       o->bench.soak = true;
       break;
+    case FlagId::kKvSwap:
+      o->bench.kv_swap = true;
+      break;
     case FlagId::kRequests:
       if (!ParseUint32(value, &o->bench.soak_requests) || o->bench.soak_requests == 0) {
         return Fail(BadValue(spelled, value, "a number of requests >= 1"));
@@ -713,6 +718,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
   std::string soak_only_spelled;    // bench: --requests, --watchdog-s, --max-rss-growth, --seed
   std::string spec_only_spelled;    // --draft-model, --spec-max, --heads, --prompt-file
   bool n_decode_given = false, reps_given = false, concurrency_given = false;
+  bool n_prompt_given = false;
   for (; i < argc; ++i) {
     std::string_view arg = argv[i];
     const FlagSpec* spec = nullptr;
@@ -792,6 +798,7 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
       spec_only_spelled = std::string(spelled);
     }
     if (spec->id == FlagId::kMaxTokens) n_decode_given = true;
+    if (spec->id == FlagId::kPrompt) n_prompt_given = true;
     if (spec->id == FlagId::kReps) reps_given = true;
     if (spec->id == FlagId::kConcurrency) concurrency_given = true;
   }
@@ -839,7 +846,19 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
       return Fail(std::string("option '") + (o.special ? "--special" : "--prompt-file") +
                   "' needs --spec");
     }
-    if (o.command == Command::kBench && o.bench.soak) {
+    if (o.command == Command::kBench && o.bench.kv_swap) {
+      if (!o.spec.empty() || o.bench.engine || o.bench.membw || o.bench.soak) {
+        return Fail("--kv-swap excludes --spec, --engine, --membw and --soak");
+      }
+      if (!engine_only_spelled.empty()) {
+        return Fail("option '" + engine_only_spelled + "' needs --engine");
+      }
+      if (!soak_only_spelled.empty()) return Fail("option '" + soak_only_spelled + "' needs --soak");
+      if (o.model_path.empty()) return Fail("'bench --kv-swap' needs -m/--model MODEL");
+      if (!n_prompt_given) o.bench.n_prompt = 2048;
+      if (!n_decode_given) o.bench.n_decode = 16;
+      if (!reps_given) o.bench.reps = 3;
+    } else if (o.command == Command::kBench && o.bench.soak) {
       if (!o.spec.empty()) return Fail("--soak and --spec exclude each other");
       if (o.bench.engine) return Fail("--soak and --engine exclude each other");
       if (o.bench.membw) return Fail("--soak and --membw exclude each other");

@@ -44,6 +44,10 @@ struct BenchOptions {
   // default 60) and resident memory after warm-up that may grow at most --max-rss-growth
   // (default 0.01 = 1 %).
   bool soak = false;
+  // --kv-swap: the engine resuming a preempted request of -p prompt tokens (default 2048, -n new
+  // tokens, default 16) by KV swap against by recompute, alternated (kv_swap_bench.h); --reps
+  // default 3.
+  bool kv_swap = false;
   uint32_t soak_requests = 10000;
   uint32_t watchdog_s = 60;
   double max_rss_growth = 0.01;

@@ -436,6 +436,32 @@ TEST(ParseArgsTest, PromptFromFileOrStdinAndUnlimitedTokens) {
   EXPECT_FALSE(Parse({"bench", "-m", "m", "-f", "p.txt"}, &o).ok);
 }
 
+TEST(ParseArgsTest, BenchKvSwap) {
+  Options o;
+  ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "--kv-swap"}, &o).ok);
+  EXPECT_TRUE(o.bench.kv_swap);
+  EXPECT_EQ(o.bench.n_prompt, 2048u);  // the 2,048-token request
+  EXPECT_EQ(o.bench.n_decode, 16u);
+  EXPECT_EQ(o.bench.reps, 3u);
+  Options p;
+  ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "--kv-swap", "-p", "256", "-n", "4", "--reps", "5",
+                     "--mem", "host=1G", "--json"},
+                    &p)
+                  .ok);
+  EXPECT_EQ(p.bench.n_prompt, 256u);
+  EXPECT_EQ(p.bench.n_decode, 4u);
+  EXPECT_EQ(p.bench.reps, 5u);
+  EXPECT_EQ(p.mem, std::vector<std::string>{"host=1G"});
+  for (const char* other : {"--engine", "--soak", "--membw"}) {
+    Options x;
+    ParseResult r = Parse({"bench", "-m", "m", "--kv-swap", other}, &x);
+    EXPECT_FALSE(r.ok) << other;
+    EXPECT_NE(r.error.find("excludes"), std::string::npos) << r.error;
+  }
+  Options y;
+  EXPECT_FALSE(Parse({"bench", "--kv-swap"}, &y).ok);
+}
+
 TEST(ParseArgsTest, BenchSoak) {
   Options o;
   ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "--soak"}, &o).ok);

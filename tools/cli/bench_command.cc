@@ -26,6 +26,7 @@
 #include "bench_util.h"
 #include "commands.h"
 #include "engine_bench.h"
+#include "kv_swap_bench.h"
 #include "soak_bench.h"
 #include "interrupt.h"
 #include "json_writer.h"
@@ -143,6 +144,7 @@ int RunMembw(const Options& o) {
 int RunBench(const Options& o) {
   if (o.bench.membw) return RunMembw(o);
   if (!o.spec.empty()) return RunSpecBench(o);   // spec_bench.cc (also --engine)
+  if (o.bench.kv_swap) return RunKvSwapBench(o);  // kv_swap_bench.cc
   if (o.bench.engine) return RunEngineBench(o);  // engine_bench.cc
   if (!o.mem.empty()) return RunOffloadBench(o);  // offload_bench.cc
   if (o.bench.soak) return RunSoakBench(o);      // soak_bench.cc

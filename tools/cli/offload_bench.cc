@@ -6,9 +6,14 @@
 // cover decode only. Then the disk read bandwidth is measured on the model file with reads of one
 // expert's size at random offsets (direct I/O where allowed, as the cache reads).
 //
+// The resident model lives in a runtime of its own, so the budgeted model's device counters
+// (kestrel_model_get_memory_stats: peak bytes, bytes written) are its alone.
+//
 // Last stdout line (--json): decode_tokens_per_s, resident_decode_tokens_per_s (medians),
 // disk_read_bytes_per_s, missed_bytes_per_token, io_roofline_fraction = (resident time per token
-// + missed bytes per token / disk bandwidth) / measured time per token, expert_hit_rate, and more.
+// + missed bytes per token / disk bandwidth) / measured time per token, expert_hit_rate,
+// bytes_moved_per_token {weights, experts, kv}, device_write_bytes_per_token,
+// copy_wait_ms_per_token, device_peak_bytes, expert_hit_rate_per_layer, and more.
 #include "offload_bench.h"
 
 #include <fcntl.h>
@@ -61,16 +66,25 @@ bool Stats(kestrel_model_t* m, kestrel_offload_stats_t* st) {
   return Check(kestrel_model_get_offload_stats(m, st));
 }
 
+bool MemoryStats(kestrel_model_t* m, kestrel_memory_stats_t* st) {
+  *st = kestrel_memory_stats_t{};
+  st->struct_size = sizeof(*st);
+  return Check(kestrel_model_get_memory_stats(m, st));
+}
+
 // Decode seconds of one repetition, negative on failure. For the offloaded model the hit counts
-// are reset after the prefill and *read_at_start gets the bytes read so far.
+// are reset after the prefill and *read_at_start gets the bytes read so far, *mem_at_start its
+// device counters.
 double DecodeSeconds(kestrel_session_t* s, const std::vector<int32_t>& prompt, uint32_t n_decode,
-                     kestrel_model_t* offloaded, uint64_t* read_at_start) {
+                     kestrel_model_t* offloaded, uint64_t* read_at_start,
+                     kestrel_memory_stats_t* mem_at_start) {
   if (!Check(kestrel_session_truncate(s, 0))) return -1;
   if (!Check(kestrel_session_decode(s, prompt.data(), prompt.size()))) return -1;
   if (offloaded != nullptr) {
     kestrel_offload_stats_t st;
     if (!Check(kestrel_model_reset_offload_stats(offloaded)) || !Stats(offloaded, &st)) return -1;
     *read_at_start = st.disk_bytes_read;
+    if (!MemoryStats(offloaded, mem_at_start)) return -1;
   }
   const Clock::time_point t0 = Clock::now();
   for (uint32_t i = 0; i < n_decode; ++i) {
@@ -136,7 +150,9 @@ int RunOffloadBench(const Options& o) {
   if (!offloaded) return exit_code;
   LoadOptions resident_load = LoadOptionsFrom(o);
   resident_load.mem.clear();
-  ModelPtr resident = LoadModel(runtime.get(), resident_load, &exit_code);
+  RuntimePtr resident_runtime = CreateRuntime(o.verbosity);
+  if (!resident_runtime) return kExitError;
+  ModelPtr resident = LoadModel(resident_runtime.get(), resident_load, &exit_code);
   if (!resident) return exit_code;
   kestrel_model_info_t info;
   if (!GetModelInfo(offloaded.get(), &info)) return kExitError;
@@ -148,13 +164,17 @@ int RunOffloadBench(const Options& o) {
   const std::vector<int32_t> prompt =
       SyntheticPromptIds(b.n_prompt, info.vocab_size, info.add_bos ? info.bos_id : -1);
 
-  std::vector<double> off_tps, res_tps, missed_per_token, hit_rates;
+  std::vector<double> off_tps, res_tps, missed_per_token, hit_rates, written_per_token, wait_ms;
   kestrel_offload_stats_t st{};
+  kestrel_memory_stats_t mem{};
   for (uint32_t run = 0; run < b.warmup + b.reps; ++run) {
     uint64_t read0 = 0;
+    kestrel_memory_stats_t mem0{};
     const double t_off = DecodeSeconds(s_off.get(), prompt, b.n_decode,
-                                       plan.experts_offloaded ? offloaded.get() : nullptr, &read0);
+                                       plan.experts_offloaded ? offloaded.get() : nullptr, &read0,
+                                       &mem0);
     if (t_off < 0) return kExitError;
+    if (plan.experts_offloaded && !MemoryStats(offloaded.get(), &mem)) return kExitError;
     uint64_t hits = 0, misses = 0, read = 0;
     if (plan.experts_offloaded) {
       if (!Stats(offloaded.get(), &st)) return kExitError;
@@ -162,7 +182,7 @@ int RunOffloadBench(const Options& o) {
       misses = st.expert_misses;
       read = st.disk_bytes_read - read0;
     }
-    const double t_res = DecodeSeconds(s_res.get(), prompt, b.n_decode, nullptr, nullptr);
+    const double t_res = DecodeSeconds(s_res.get(), prompt, b.n_decode, nullptr, nullptr, nullptr);
     if (t_res < 0) return kExitError;
     if (InterruptRequested()) return kExitInterrupted;
     std::fprintf(stderr, "kestrel: offload bench %s %u: decode %.2f tok/s (budget), %.2f tok/s (resident)\n",
@@ -174,9 +194,22 @@ int RunOffloadBench(const Options& o) {
     if (plan.experts_offloaded) {
       hit_rates.push_back(hits + misses ? static_cast<double>(hits) / (hits + misses) : 1.0);
       missed_per_token.push_back(static_cast<double>(read) / b.n_decode);
+      written_per_token.push_back(
+          static_cast<double>(mem.host_to_device_bytes - mem0.host_to_device_bytes) / b.n_decode);
+      wait_ms.push_back((mem.expert_read_seconds - mem0.expert_read_seconds) * 1000.0 / b.n_decode);
     }
   }
-  if (plan.experts_offloaded && !Stats(offloaded.get(), &st)) return kExitError;
+  // Per-layer hit rates of the last repetition's decode (the counts are reset before each).
+  std::vector<double> layer_hit_rates;
+  if (plan.experts_offloaded) {
+    if (!Stats(offloaded.get(), &st)) return kExitError;
+    for (uint32_t l = 0; l < st.n_layers; ++l) {
+      uint64_t h = 0, m = 0;
+      if (!Check(kestrel_model_get_expert_layer_stats(offloaded.get(), l, &h, &m))) return kExitError;
+      layer_hit_rates.push_back(h + m ? static_cast<double>(h) / static_cast<double>(h + m) : 1.0);
+    }
+  }
+  if (!MemoryStats(offloaded.get(), &mem)) return kExitError;
   bool direct = false;
   const double disk_bw = MeasureDiskReadBandwidth(
       o.model_path, plan.expert_slot_bytes ? plan.expert_slot_bytes / 3 : (1u << 20),
@@ -195,6 +228,11 @@ int RunOffloadBench(const Options& o) {
   std::printf("experts  hit rate %.3f, %.0f missed bytes per token, disk %.1f MB/s (%s)\n", hit,
               missed, disk_bw / 1e6, direct ? "direct I/O" : "pread");
   std::printf("I/O roofline fraction %.3f\n", fraction);
+  const double written = written_per_token.empty() ? 0.0 : Summarize(written_per_token).median;
+  const double wait = wait_ms.empty() ? 0.0 : Summarize(wait_ms).median;
+  std::printf("moved    %.0f bytes per token to the device (experts %.0f, weights 0, KV 0), "
+              "%.3f ms per token waiting on expert reads; device peak %s\n",
+              written, missed, wait, FormatBytes(mem.device_peak_bytes).c_str());
   if (o.json) {
     JsonWriter w;
     w.BeginObject();
@@ -246,6 +284,27 @@ int RunOffloadBench(const Options& o) {
     w.String(plan.experts_offloaded && st.io_mode ? st.io_mode : "");
     w.Key("device_budget_bytes");
     w.Uint(plan.device_budget_bytes);
+    // By kind: experts read into the cache; weights are never streamed (resident or in the
+    // expert cache) and a session never swaps KV, so both are 0 here (`--kv-swap` measures KV).
+    w.Key("bytes_moved_per_token");
+    w.BeginObject();
+    w.Key("weights");
+    w.Double(0.0);
+    w.Key("experts");
+    w.Double(missed);
+    w.Key("kv");
+    w.Double(0.0);
+    w.EndObject();
+    w.Key("device_write_bytes_per_token");
+    w.Double(written);
+    w.Key("copy_wait_ms_per_token");
+    w.Double(wait);
+    w.Key("device_peak_bytes");
+    w.Uint(mem.device_peak_bytes);
+    w.Key("expert_hit_rate_per_layer");
+    w.BeginArray();
+    for (double v : layer_hit_rates) w.Double(v);
+    w.EndArray();
     w.Key("peak_rss_bytes");
     w.Uint(PeakRssBytes());
     w.EndObject();

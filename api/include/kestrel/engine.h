@@ -4,8 +4,9 @@
  * submitted request onto it: continuous batching (requests join and leave at any step), chunked
  * prefill under a per-step token budget with the decode tokens of running requests in the same
  * step, a prefix cache that reuses computed blocks across requests, copy-on-write forks (n samples
- * of one prompt share its blocks) and preemption by recompute when blocks run out. Each step runs
- * the model once over all scheduled tokens of all sequences. See docs/ENGINE.md.
+ * of one prompt share its blocks) and preemption when blocks run out (the victim's KV swapped to
+ * host memory or recomputed, kv_swap_policy). Each step runs the model once over all scheduled
+ * tokens of all sequences. See docs/ENGINE.md.
  *
  * Two ways to drive it:
  *   - caller-driven: kestrel_engine_step runs one scheduling step on the calling thread;
@@ -69,7 +70,24 @@ typedef struct kestrel_engine_options {
    * budget holds twice the tokens). 64 bits wide like kestrel_session_options_t.kv_type.
    * \since 0.2 */
   uint64_t kv_type;
+  /* Host memory (bytes) for the KV of preempted sequences: a preemption copies the victim's KV
+   * there through the device's buffers and back when it resumes, instead of recomputing it, when
+   * kv_swap_policy allows; when the space is full it recomputes. 0 (default): the host_swap_bytes
+   * of the model's memory plan (kestrel_model_options_t.memory_budget "host=..."), none when the
+   * model was loaded without a budget. \since 0.3 */
+  uint64_t kv_swap_bytes;
+  /* kestrel_kv_swap_policy_t. Default KESTREL_KV_SWAP_AUTO. \since 0.3 */
+  uint32_t kv_swap_policy;
 } kestrel_engine_options_t;
+
+/* What a preemption does with the victim's KV when the engine has swap space. \since 0.3 */
+typedef enum kestrel_kv_swap_policy {
+  /* Swap when copying it out and back (measured copy bandwidth) is estimated faster than
+   * recomputing its tokens (measured prefill rate); swap while nothing is measured yet. */
+  KESTREL_KV_SWAP_AUTO = 0,
+  KESTREL_KV_SWAP_ALWAYS = 1, /* swap whenever the swap space holds the victim */
+  KESTREL_KV_SWAP_NEVER = 2   /* always recompute */
+} kestrel_kv_swap_policy_t;
 
 #define KESTREL_ENGINE_OPTIONS_MIN_SIZE \
   (offsetof(kestrel_engine_options_t, kv_cache_bytes) + sizeof(uint64_t))
@@ -233,7 +251,7 @@ typedef struct kestrel_engine_result {
   uint32_t n_prompt_tokens;
   uint32_t n_generated_tokens;    /* of the sample asked for, so far */
   uint32_t n_cached_prompt_tokens; /* prompt tokens whose KV came from the prefix cache */
-  uint32_t n_preemptions;          /* times the request was preempted and recomputed */
+  uint32_t n_preemptions;          /* times the request was preempted (swapped or recomputed) */
   double queue_ms;                 /* submit -> first step that computed it */
   double time_to_first_token_ms;   /* submit -> first generated token */
   double total_ms;                 /* submit -> done (so far, while not done) */
@@ -286,6 +304,16 @@ typedef struct kestrel_engine_stats {
   double busy_ms;       /* time spent in steps that did work */
   double tokens_per_s;  /* generated_tokens / busy time */
   double kv_waste_fraction; /* of the used blocks' slots, those holding no token (last step) */
+  /* KV swap (kestrel_engine_options_t.kv_swap_bytes). \since 0.3 */
+  uint64_t kv_swap_outs;      /* preemptions that copied the victim's KV to host memory */
+  uint64_t kv_swap_ins;       /* resumptions that copied it back (the rest recomputed) */
+  uint64_t kv_swap_fallbacks; /* preemptions that recomputed because the swap space was full */
+  uint64_t kv_swap_out_bytes; /* KV bytes copied device -> host */
+  uint64_t kv_swap_in_bytes;  /* KV bytes copied host -> device */
+  double kv_swap_ms;          /* time the steps spent waiting on those copies */
+  uint64_t kv_swap_held_bytes;   /* swap space in use now, by its own accounting */
+  uint64_t kv_swap_peak_bytes;   /* the most ever in use: never above the budget */
+  uint64_t kv_swap_budget_bytes; /* the swap space; 0: none (preemption recomputes) */
 } kestrel_engine_stats_t;
 
 #define KESTREL_ENGINE_STATS_MIN_SIZE \

@@ -41,7 +41,9 @@ typedef struct kestrel_memory_plan_info {
   uint64_t kv_bytes;            /* the KV pool the plan reserves */
   uint32_t kv_tokens;           /* context x sequences */
   uint32_t n_streamed_layers;   /* dense layers streamed from host memory: 0 (not implemented yet) */
-  uint64_t host_swap_bytes;     /* KV swap space in host memory: 0 (not implemented yet) */
+  uint64_t host_swap_bytes;     /* host memory for the KV of preempted engine sequences (used
+                                 * by kestrel_engine_options_t.kv_swap_bytes = 0): the host
+                                 * budget less what is planned in host memory; 0 without one */
   uint64_t device_total_bytes;  /* resident + expert cache + KV: at most device_budget_bytes */
 } kestrel_memory_plan_info_t;
 #define KESTREL_MEMORY_PLAN_INFO_MIN_SIZE \
@@ -80,6 +82,30 @@ KESTREL_API kestrel_status_t* kestrel_model_get_expert_layer_stats(const kestrel
                                                                    uint64_t* out_misses);
 /* Zeroes the hit and miss counts (bytes read and the peak stay). \since 0.3 */
 KESTREL_API kestrel_status_t* kestrel_model_reset_offload_stats(kestrel_model_t* model);
+
+/* What moved through the model's device and what it holds. The device's counters cover
+ * everything this runtime runs on that device (every model, session and engine using it), from
+ * when the runtime opened it; prepared weights count the host bytes they were made from. KV moved
+ * by engine preemption is in kestrel_engine_stats_t (kv_swap_*). \since 0.3 */
+typedef struct kestrel_memory_stats {
+  uint32_t struct_size;          /* set by the caller to sizeof(kestrel_memory_stats_t) */
+  const char* device;            /* the model's device; valid while the model lives */
+  uint64_t device_bytes;         /* live buffers and prepared weights on it now */
+  uint64_t device_peak_bytes;    /* the most ever live at once */
+  uint64_t host_to_device_bytes; /* buffer writes, weight preparation and import */
+  uint64_t device_to_host_bytes; /* buffer reads */
+  uint64_t expert_bytes_read;    /* expert bytes read from the file into the expert cache; 0
+                                  * without one (its prepared copies count in host_to_device) */
+  double expert_read_seconds;    /* time spent in those reads: waiting on expert copies */
+} kestrel_memory_stats_t;
+#define KESTREL_MEMORY_STATS_MIN_SIZE \
+  (offsetof(kestrel_memory_stats_t, device) + sizeof(const char*))
+
+/* Fills the fields of out_stats that fit in its struct_size. Any model (with or without a
+ * memory_budget). Errors: INVALID_ARGUMENT (NULL arguments, too-small struct_size),
+ * FAILED_PRECONDITION (a model loaded metadata-only has no device). \since 0.3 */
+KESTREL_API kestrel_status_t* kestrel_model_get_memory_stats(const kestrel_model_t* model,
+                                                             kestrel_memory_stats_t* out_stats);
 
 #ifdef __cplusplus
 }

@@ -3696,12 +3696,14 @@ pub struct kestrel_engine_options {
     pub context_length: u32,
     pub n_threads: u32,
     pub kv_type: u64,
+    pub kv_swap_bytes: u64,
+    pub kv_swap_policy: u32,
 }
 #[test]
 fn bindgen_test_layout_kestrel_engine_options() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_engine_options>(),
-        48usize,
+        64usize,
         concat!("Size of: ", stringify!(kestrel_engine_options))
     );
     assert_eq!(
@@ -3862,8 +3864,47 @@ fn bindgen_test_layout_kestrel_engine_options() {
         );
     }
     test_field_kv_type();
+    fn test_field_kv_swap_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_swap_bytes) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_options),
+                "::",
+                stringify!(kv_swap_bytes)
+            )
+        );
+    }
+    test_field_kv_swap_bytes();
+    fn test_field_kv_swap_policy() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_swap_policy) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_options),
+                "::",
+                stringify!(kv_swap_policy)
+            )
+        );
+    }
+    test_field_kv_swap_policy();
 }
 pub type kestrel_engine_options_t = kestrel_engine_options;
+pub const KESTREL_KV_SWAP_AUTO: kestrel_kv_swap_policy = 0;
+pub const KESTREL_KV_SWAP_ALWAYS: kestrel_kv_swap_policy = 1;
+pub const KESTREL_KV_SWAP_NEVER: kestrel_kv_swap_policy = 2;
+pub type kestrel_kv_swap_policy = ::std::os::raw::c_uint;
+pub use self::kestrel_kv_swap_policy as kestrel_kv_swap_policy_t;
 extern "C" {
     pub fn kestrel_engine_options_init_sized(
         options: *mut kestrel_engine_options_t,
@@ -4554,12 +4595,21 @@ pub struct kestrel_engine_stats {
     pub busy_ms: f64,
     pub tokens_per_s: f64,
     pub kv_waste_fraction: f64,
+    pub kv_swap_outs: u64,
+    pub kv_swap_ins: u64,
+    pub kv_swap_fallbacks: u64,
+    pub kv_swap_out_bytes: u64,
+    pub kv_swap_in_bytes: u64,
+    pub kv_swap_ms: f64,
+    pub kv_swap_held_bytes: u64,
+    pub kv_swap_peak_bytes: u64,
+    pub kv_swap_budget_bytes: u64,
 }
 #[test]
 fn bindgen_test_layout_kestrel_engine_stats() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_engine_stats>(),
-        144usize,
+        216usize,
         concat!("Size of: ", stringify!(kestrel_engine_stats))
     );
     assert_eq!(
@@ -4924,6 +4974,159 @@ fn bindgen_test_layout_kestrel_engine_stats() {
         );
     }
     test_field_kv_waste_fraction();
+    fn test_field_kv_swap_outs() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_swap_outs) as usize - ptr as usize
+            },
+            144usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_stats),
+                "::",
+                stringify!(kv_swap_outs)
+            )
+        );
+    }
+    test_field_kv_swap_outs();
+    fn test_field_kv_swap_ins() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_swap_ins) as usize - ptr as usize
+            },
+            152usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_stats),
+                "::",
+                stringify!(kv_swap_ins)
+            )
+        );
+    }
+    test_field_kv_swap_ins();
+    fn test_field_kv_swap_fallbacks() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_swap_fallbacks) as usize - ptr as usize
+            },
+            160usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_stats),
+                "::",
+                stringify!(kv_swap_fallbacks)
+            )
+        );
+    }
+    test_field_kv_swap_fallbacks();
+    fn test_field_kv_swap_out_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_swap_out_bytes) as usize - ptr as usize
+            },
+            168usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_stats),
+                "::",
+                stringify!(kv_swap_out_bytes)
+            )
+        );
+    }
+    test_field_kv_swap_out_bytes();
+    fn test_field_kv_swap_in_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_swap_in_bytes) as usize - ptr as usize
+            },
+            176usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_stats),
+                "::",
+                stringify!(kv_swap_in_bytes)
+            )
+        );
+    }
+    test_field_kv_swap_in_bytes();
+    fn test_field_kv_swap_ms() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_swap_ms) as usize - ptr as usize
+            },
+            184usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_stats),
+                "::",
+                stringify!(kv_swap_ms)
+            )
+        );
+    }
+    test_field_kv_swap_ms();
+    fn test_field_kv_swap_held_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_swap_held_bytes) as usize - ptr as usize
+            },
+            192usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_stats),
+                "::",
+                stringify!(kv_swap_held_bytes)
+            )
+        );
+    }
+    test_field_kv_swap_held_bytes();
+    fn test_field_kv_swap_peak_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_swap_peak_bytes) as usize - ptr as usize
+            },
+            200usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_stats),
+                "::",
+                stringify!(kv_swap_peak_bytes)
+            )
+        );
+    }
+    test_field_kv_swap_peak_bytes();
+    fn test_field_kv_swap_budget_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_swap_budget_bytes) as usize - ptr as usize
+            },
+            208usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_stats),
+                "::",
+                stringify!(kv_swap_budget_bytes)
+            )
+        );
+    }
+    test_field_kv_swap_budget_bytes();
 }
 pub type kestrel_engine_stats_t = kestrel_engine_stats;
 extern "C" {
@@ -5536,6 +5739,174 @@ extern "C" {
 }
 extern "C" {
     pub fn kestrel_model_reset_offload_stats(model: *mut kestrel_model_t) -> *mut kestrel_status_t;
+}
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct kestrel_memory_stats {
+    pub struct_size: u32,
+    pub device: *const ::std::os::raw::c_char,
+    pub device_bytes: u64,
+    pub device_peak_bytes: u64,
+    pub host_to_device_bytes: u64,
+    pub device_to_host_bytes: u64,
+    pub expert_bytes_read: u64,
+    pub expert_read_seconds: f64,
+}
+#[test]
+fn bindgen_test_layout_kestrel_memory_stats() {
+    assert_eq!(
+        ::std::mem::size_of::<kestrel_memory_stats>(),
+        64usize,
+        concat!("Size of: ", stringify!(kestrel_memory_stats))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<kestrel_memory_stats>(),
+        8usize,
+        concat!("Alignment of ", stringify!(kestrel_memory_stats))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_stats),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_device() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).device) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_stats),
+                "::",
+                stringify!(device)
+            )
+        );
+    }
+    test_field_device();
+    fn test_field_device_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).device_bytes) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_stats),
+                "::",
+                stringify!(device_bytes)
+            )
+        );
+    }
+    test_field_device_bytes();
+    fn test_field_device_peak_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).device_peak_bytes) as usize - ptr as usize
+            },
+            24usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_stats),
+                "::",
+                stringify!(device_peak_bytes)
+            )
+        );
+    }
+    test_field_device_peak_bytes();
+    fn test_field_host_to_device_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).host_to_device_bytes) as usize - ptr as usize
+            },
+            32usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_stats),
+                "::",
+                stringify!(host_to_device_bytes)
+            )
+        );
+    }
+    test_field_host_to_device_bytes();
+    fn test_field_device_to_host_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).device_to_host_bytes) as usize - ptr as usize
+            },
+            40usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_stats),
+                "::",
+                stringify!(device_to_host_bytes)
+            )
+        );
+    }
+    test_field_device_to_host_bytes();
+    fn test_field_expert_bytes_read() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_bytes_read) as usize - ptr as usize
+            },
+            48usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_stats),
+                "::",
+                stringify!(expert_bytes_read)
+            )
+        );
+    }
+    test_field_expert_bytes_read();
+    fn test_field_expert_read_seconds() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_read_seconds) as usize - ptr as usize
+            },
+            56usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_stats),
+                "::",
+                stringify!(expert_read_seconds)
+            )
+        );
+    }
+    test_field_expert_read_seconds();
+}
+pub type kestrel_memory_stats_t = kestrel_memory_stats;
+extern "C" {
+    pub fn kestrel_model_get_memory_stats(
+        model: *const kestrel_model_t,
+        out_stats: *mut kestrel_memory_stats_t,
+    ) -> *mut kestrel_status_t;
 }
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
