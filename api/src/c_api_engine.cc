@@ -103,6 +103,10 @@ kestrel_status_t* Submit(const char* fn, kestrel_engine_t* engine, std::vector<i
                                    });
       };
     }
+    absl::StatusOr<std::shared_ptr<const kestrel::runtime::grammar::Grammar>> grammar =
+        kestrel::api::GrammarFrom(fn, o.grammar, o.json_schema);
+    if (!grammar.ok()) return grammar.status();
+    req.grammar = *std::move(grammar);
     absl::StatusOr<uint64_t> id = engine->engine->Submit(std::move(req));
     if (!id.ok()) return Prefixed(fn, id.status());
     *out_request_id = *id;

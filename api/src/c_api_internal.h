@@ -21,6 +21,8 @@
 #include "absl/strings/str_join.h"
 #include "hal/src/plugin_registry.h"
 #include "kestrel/kestrel.h"
+#include "absl/status/statusor.h"
+#include "runtime/grammar/grammar.h"
 #include "runtime/model/model.h"
 #include "runtime/session/session.h"
 #include "runtime/speculative/spec_config.h"
@@ -148,6 +150,13 @@ absl::Status SamplerConfigFrom(const char* function, const char* name,
                                const kestrel_sampler_options_t& so,
                                const kestrel::runtime::Model& model,
                                kestrel::runtime::SamplerConfig* out);
+
+// The grammar of a request's constrained-output options: GBNF text `grammar` or a JSON schema
+// `json_schema` (NUL-terminated; both NULL: no constraint, null result). INVALID_ARGUMENT naming
+// the field and the bad position ("options->grammar: grammar line 2, column 7: ...") or keyword,
+// or when both are set.
+absl::StatusOr<std::shared_ptr<const kestrel::runtime::grammar::Grammar>> GrammarFrom(
+    const char* function, const char* grammar, const char* json_schema);
 
 // Wraps a C log-probability callback for the runtime: (chosen, top) as the C structs.
 void CallLogprobs(const kestrel::runtime::TokenLogprobs& lp,

@@ -148,6 +148,10 @@ kestrel_status_t* RunGenerate(const char* fn, kestrel_session_t* session,
                                    });
       };
     }
+    absl::StatusOr<std::shared_ptr<const kestrel::runtime::grammar::Grammar>> grammar =
+        kestrel::api::GrammarFrom(fn, o.grammar, o.json_schema);
+    if (!grammar.ok()) return grammar.status();
+    req.grammar = *std::move(grammar);
     absl::StatusOr<kestrel::runtime::GenerateResult> r = session->session->Generate(req);
     if (!r.ok()) return r.status();
     if (out_stats != nullptr) {

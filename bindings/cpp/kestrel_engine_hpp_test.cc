@@ -71,6 +71,17 @@ TEST(KestrelEngineHppOptions, DefaultsEqualTheCInitFunctions) {
   EXPECT_TRUE(r.stop_strings.empty());
 }
 
+TEST_F(KestrelEngineHppTest, GrammarConstrainsEverySample) {
+  kestrel::Engine engine(model_);
+  kestrel::RequestOptions o = Greedy(20);
+  o.grammar = "root ::= [a-c] [0-9] \".\"\n";
+  const kestrel::EngineCompletion got = engine.Complete("Once upon a time", o);
+  EXPECT_EQ(got.result.stop_reason, kestrel::StopReason::kEos) << got.text;
+  ASSERT_EQ(got.text.size(), 3u) << got.text;
+  EXPECT_TRUE(got.text[0] >= 'a' && got.text[0] <= 'c' && got.text[1] >= '0' && got.text[1] <= '9' &&
+              got.text[2] == '.') << got.text;
+}
+
 TEST_F(KestrelEngineHppTest, CompleteEqualsAGreedySession) {
   kestrel::Engine engine(model_);
   const kestrel::GenerateResult want = SessionGreedy("Once upon a time", 24);

@@ -166,6 +166,30 @@ TEST_F(KestrelHppTest, SpeculativeDraftKeepsTheGoldenIds) {
               "must share the target's vocab");
 }
 
+// Constrained output through the wrapper: a grammar and a JSON schema, and a bad grammar's
+// position in the exception.
+TEST_F(KestrelHppTest, GrammarAndJsonSchemaConstrainTheOutput) {
+  kestrel::Session session(model_, Greedy());
+  kestrel::GenerateOptions go;
+  go.max_new_tokens = 20;
+  go.grammar = "root ::= (\"up\" | \"down\") \" \" [1-3] \"!\"\n";
+  kestrel::GenerateResult r = session.Complete("Once upon a time", go);
+  EXPECT_EQ(r.stats.stop_reason, kestrel::StopReason::kEos) << r.text;
+  EXPECT_TRUE(r.text == "up 1!" || r.text == "up 2!" || r.text == "up 3!" || r.text == "down 1!" ||
+              r.text == "down 2!" || r.text == "down 3!") << r.text;
+  go.grammar.clear();
+  go.max_new_tokens = 100;
+  go.json_schema = R"({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]})";
+  r = session.Complete("Lily", go);
+  EXPECT_EQ(r.stats.stop_reason, kestrel::StopReason::kEos) << r.text;
+  EXPECT_EQ(r.text.front(), '{');
+  EXPECT_NE(r.text.find("\"n\""), std::string::npos) << r.text;
+  go.json_schema.clear();
+  go.grammar = "root ::= \"a\" (";
+  ExpectError([&] { session.Complete("x", go); }, kestrel::StatusCode::kInvalidArgument,
+              "grammar line 1, column 14");
+}
+
 TEST_F(KestrelHppTest, GoldenTokensAndText) {
   for (const GoldenCase& c : golden_) {
     SCOPED_TRACE("prompt: " + c.prompt);

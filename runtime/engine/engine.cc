@@ -253,7 +253,8 @@ void Engine::TakeSubmissions() {
     seq->seq->AddTokens(req->req.prompt);
     seq->seq->Begin({req->req.max_new_tokens, req->req.stop_strings, context_length_},
                     static_cast<uint32_t>(req->req.prompt.size()), LogprobsFor(*seq));
-    seq->spec = MakeSpeculator(req->req.spec);
+    Constrain(*seq->seq, req->req);
+    seq->spec = MakeSpeculator(req->req);
     waiting_.push_back(std::move(seq));
   }
 }
@@ -475,8 +476,16 @@ void Engine::RetireSequence(SeqState* seq) {
   DropSwap(&seq->swapped);
 }
 
-std::unique_ptr<Speculator> Engine::MakeSpeculator(const SpecConfig& config) {
-  if (config.method == SpecMethod::kOff) return nullptr;
+void Engine::Constrain(Sequence& seq, const EngineRequest& req) {
+  if (!req.grammar) return;
+  if (!grammar_vocab_) grammar_vocab_ = BuildGrammarVocab(model_->tokenizer());
+  seq.Constrain(req.grammar, grammar_vocab_);
+}
+
+std::unique_ptr<Speculator> Engine::MakeSpeculator(const EngineRequest& req) {
+  const SpecConfig& config = req.spec;
+  // Drafts are not grammar-checked: constrained requests decode one token per step.
+  if (config.method == SpecMethod::kOff || req.grammar) return nullptr;
   absl::StatusOr<std::unique_ptr<Speculator>> sp =
       Speculator::Create(config, model_, fallback_, context_length_);
   return sp.ok() ? std::move(*sp) : nullptr;
@@ -736,10 +745,11 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
                                                   *Sampler::Create(sc));
           child->seq->AddTokens(s->seq->tokens());
           child->seq->Begin(s->seq->policy(), s->seq->n_prompt(), LogprobsFor(*child));
+          Constrain(*child->seq, s->request->req);
           s->seq->table().ShareInto(&child->seq->table());
           child->keys = s->keys;
           child->prefilled = true;
-          child->spec = MakeSpeculator(s->request->req.spec);
+          child->spec = MakeSpeculator(s->request->req);
           if (hidden != nullptr && child->spec) child->spec->SetHidden(hidden + (s->chunk - 1) * D, D);
           SampleNext(*child, row);
           born.push_back(std::move(child));

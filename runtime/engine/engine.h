@@ -87,6 +87,9 @@ struct EngineRequest {
   // on_token (see GenerateRequest::on_logprobs).
   std::function<void(uint64_t, uint32_t, const TokenLogprobs&)> on_logprobs;
   uint32_t n_probs = 0;
+  // Constrained output of every sample (null: none), as GenerateRequest::grammar. Speculative
+  // decoding (`spec`) is off for a constrained request.
+  std::shared_ptr<const grammar::Grammar> grammar;
 };
 
 enum class RequestState { kWaiting = 0, kRunning = 1, kFinished = 2, kFailed = 3, kCancelled = 4 };
@@ -217,7 +220,9 @@ class Engine {
   void ProposeTree(SeqState& seq, uint32_t room);
   // A speculator for one sample (null when off; a failure to build one turns speculation off for
   // it: Submit already validated the configuration).
-  std::unique_ptr<Speculator> MakeSpeculator(const SpecConfig& config);
+  std::unique_ptr<Speculator> MakeSpeculator(const EngineRequest& req);
+  // Applies `req`'s grammar (if any) to a sequence that just began (stepping thread).
+  void Constrain(Sequence& seq, const EngineRequest& req);
   // `hidden`: the final hidden state of the sequence's first token in the step (null: unread).
   void FinishSpeculativeStep(SeqState& seq, const float* rows, const float* hidden, double step_ms);
   void PublishStats();
@@ -234,6 +239,7 @@ class Engine {
   std::mutex step_mu_;
   std::atomic<std::thread::id> step_thread_{};
   std::unique_ptr<BlockPool> pool_;
+  std::shared_ptr<const grammar::TokenVocab> grammar_vocab_;  // built at the first constrained request
   std::unique_ptr<PrefixCache> cache_;
   std::unique_ptr<Executor> executor_;
   std::vector<std::unique_ptr<SeqState>> running_;  // hold KV blocks

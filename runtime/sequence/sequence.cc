@@ -1,5 +1,6 @@
 #include "runtime/sequence/sequence.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace kestrel {
@@ -15,6 +16,14 @@ const char* StopReasonName(StopReason reason) {
     case StopReason::kCancelled: return "cancelled";
     default: return "none";
   }
+}
+
+std::shared_ptr<const grammar::TokenVocab> BuildGrammarVocab(const Tokenizer& tokenizer) {
+  std::vector<std::string> texts(static_cast<size_t>(std::max(tokenizer.vocab_size(), 0)));
+  for (size_t id = 0; id < texts.size(); ++id) {
+    texts[id] = std::string(tokenizer.PieceView(static_cast<int32_t>(id)));
+  }
+  return grammar::TokenVocab::Build(std::move(texts), tokenizer.EndOfGenerationIds());
 }
 
 Sequence::Sequence(BlockPool* pool, const Tokenizer* tokenizer, Sampler sampler)
@@ -45,6 +54,13 @@ void Sequence::Begin(StopPolicy policy, uint32_t n_prompt, LogprobsRequest logpr
   stream_ = std::make_unique<StreamText>(policy_.stop_strings);
   n_prompt_ = n_prompt;
   n_generated_ = 0;
+  constraint_.reset();
+}
+
+void Sequence::Constrain(std::shared_ptr<const grammar::Grammar> grammar,
+                         std::shared_ptr<const grammar::TokenVocab> vocab) {
+  constraint_.reset();
+  if (grammar) constraint_ = std::make_unique<grammar::GrammarConstraint>(std::move(grammar), std::move(vocab));
 }
 
 StopReason Sequence::BeforeSample() const {
@@ -52,8 +68,17 @@ StopReason Sequence::BeforeSample() const {
 }
 
 absl::StatusOr<int32_t> Sequence::Sample(absl::Span<const float> logits) {
+  if (constraint_) {
+    masked_.assign(logits.begin(), logits.end());
+    if (auto s = constraint_->Apply(absl::MakeSpan(masked_)); !s.ok()) return s;
+    logits = masked_;
+  }
   absl::StatusOr<int32_t> t = sampler_.Sample(logits);
-  if (t.ok()) sampler_.Accept(*t);
+  if (!t.ok()) return t;
+  if (constraint_) {
+    if (auto s = constraint_->Accept(*t); !s.ok()) return s;
+  }
+  sampler_.Accept(*t);
   return t;
 }
 

@@ -21,6 +21,9 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "runtime/grammar/constraint.h"
+#include "runtime/grammar/grammar.h"
+#include "runtime/grammar/token_mask.h"
 #include "runtime/kv_cache/block_table.h"
 #include "runtime/sampler/sampler.h"
 #include "runtime/sequence/stream_text.h"
@@ -52,6 +55,11 @@ struct StopPolicy {
   std::vector<std::string> stop_strings;
   uint32_t context_length = 0;  // the KV may hold at most this many tokens
 };
+
+// The vocabulary a grammar constraint masks: every token's generated text (control tokens have
+// none, so a grammar never allows them) and the end-of-generation ids. O(vocab) to build: a
+// driver builds it once and shares it between its sequences.
+std::shared_ptr<const grammar::TokenVocab> BuildGrammarVocab(const Tokenizer& tokenizer);
 
 class Sequence {
  public:
@@ -90,9 +98,16 @@ class Sequence {
   bool wants_logprobs() const { return static_cast<bool>(logprobs_.sink); }
   uint32_t n_prompt() const { return n_prompt_; }
   uint32_t n_generated() const { return n_generated_; }
+  // Constrains the current generation (until the next Begin) to `grammar`: Sample() then draws
+  // only tokens the grammar allows next (end of generation only once the output is complete)
+  // and advances the grammar over each. Null: unconstrained.
+  void Constrain(std::shared_ptr<const grammar::Grammar> grammar,
+                 std::shared_ptr<const grammar::TokenVocab> vocab);
+  bool constrained() const { return constraint_ != nullptr; }
   // kMaxTokens when the budget is spent before anything is sampled, else kNone.
   StopReason BeforeSample() const;
-  // Samples from one row of logits and records the token in the repetition window.
+  // Samples from one row of logits and records the token in the repetition window (and the
+  // grammar, when constrained: FAILED_PRECONDITION when no token can continue it).
   absl::StatusOr<int32_t> Sample(absl::Span<const float> logits);
   // What a token chosen by the sampler does, the rules every driver shares: end of generation
   // (held-back text flushed to the sink, token not kept), else the token joins the history as
@@ -119,6 +134,8 @@ class Sequence {
   LogprobsRequest logprobs_;
   TokenLogprobs logprobs_scratch_;
   std::unique_ptr<StreamText> stream_;
+  std::unique_ptr<grammar::GrammarConstraint> constraint_;
+  std::vector<float> masked_;  // the constrained copy of a row of logits
   uint32_t n_prompt_ = 0, n_generated_ = 0;
 };
 

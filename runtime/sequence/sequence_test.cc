@@ -1,6 +1,8 @@
 // The stop rules every driver shares (Sequence::Emit) and the history/KV bookkeeping.
 #include "runtime/sequence/sequence.h"
 
+#include "runtime/grammar/gbnf_parser.h"
+
 #include <cmath>
 #include <string>
 #include <vector>
@@ -184,6 +186,37 @@ TEST_F(SequenceTest, ZeroBudgetStopsBeforeSampling) {
   Sequence s = Make();
   s.Begin({0, {}, 100}, 1);
   EXPECT_EQ(s.BeforeSample(), StopReason::kMaxTokens);
+}
+
+}  // namespace
+}  // namespace kestrel::runtime
+
+namespace kestrel::runtime {
+namespace {
+
+// A constrained generation samples only what the grammar allows, advances it with each token,
+// and allows end of generation only at a complete sentence; the next Begin drops the grammar.
+TEST_F(SequenceTest, ConstrainMasksSamplingAndBeginDropsIt) {
+  absl::StatusOr<grammar::Grammar> g = grammar::ParseGbnf("root ::= \"b\" \"a\"\n");
+  ASSERT_TRUE(g.ok()) << g.status();
+  auto shared = std::make_shared<const grammar::Grammar>(*std::move(g));
+  Sequence s = Make();
+  s.Begin({}, 0);
+  s.Constrain(shared, BuildGrammarVocab(tok_));
+  ASSERT_TRUE(s.constrained());
+  // "a" (3) and EOS (2) are the most likely, but only "b" (4) may come first.
+  const float logits[9] = {0, 0, 9, 8, 1, 0, 0, 0, 0};
+  absl::StatusOr<int32_t> t = s.Sample(logits);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(*t, 4);
+  t = s.Sample(logits);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(*t, 3);  // then "a"
+  t = s.Sample(logits);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(*t, 2);  // complete: only end of generation is left
+  s.Begin({}, 0);
+  EXPECT_FALSE(s.constrained());
 }
 
 }  // namespace

@@ -398,6 +398,26 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
   }
   seq.Begin({req.max_new_tokens, req.stop_strings, context_length_}, r.n_prompt,
             {req.n_probs, req.on_logprobs});
+  if (req.grammar) {
+    if (!grammar_vocab_) grammar_vocab_ = BuildGrammarVocab(model_->tokenizer());
+    seq.Constrain(req.grammar, grammar_vocab_);
+  }
+  // Drafts are not grammar-checked: a constrained generation decodes one token per step.
+  const bool speculate = spec_ && !req.grammar;
+  // However the run ends: Session::Sample() after it is unconstrained, and the proposers, which
+  // did not follow it, start over from the history (as after LoadState).
+  struct Unconstrain {
+    Sequence* seq;
+    Speculator* spec;
+    ~Unconstrain() {
+      if (seq == nullptr) return;
+      seq->Constrain(nullptr, nullptr);
+      if (spec != nullptr) {
+        spec->Reset();
+        spec->SetHidden(nullptr, 0);
+      }
+    }
+  } unconstrain{req.grammar ? &seq : nullptr, spec_.get()};
   const TokenSink sink = [&](int32_t token, absl::string_view text) {
     if (token != kNoToken) r.tokens.push_back(token);
     r.text.append(text.data(), text.size());
@@ -430,7 +450,7 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
       seq.FlushHeld(sink);
       break;
     }
-    if (spec_ && !first) {
+    if (speculate && !first) {
       uint32_t emitted = 0;
       if (auto s = SpeculativeStep(sink, &r.stop_reason, &emitted); !s.ok()) return s;
       r.n_decode_steps += emitted;
@@ -443,11 +463,12 @@ absl::StatusOr<GenerateResult> Session::Generate(const GenerateRequest& req) {
     if (!next.ok()) return next.status();
     r.stop_reason = seq.Emit(*next, sink);
     if (r.stop_reason != StopReason::kNone) break;
-    if (spec_) continue;  // the next step verifies this token together with a draft
+    if (speculate) continue;  // the next step verifies this token together with a draft
     if (auto s = RunPending(); !s.ok()) return s;
   }
-  if (r.stop_reason == StopReason::kCancelled && spec_) seq.FlushHeld(sink);
+  if (r.stop_reason == StopReason::kCancelled && speculate) seq.FlushHeld(sink);
   if (spec_) r.spec = spec_->stats();
+
   last_spec_ = r.spec;
   r.n_generated = seq.n_generated();
   r.decode_ms = MsSince(t1);

@@ -59,6 +59,10 @@ struct GenerateRequest {
   // stops the run is not reported, as in on_token).
   std::function<void(const TokenLogprobs&)> on_logprobs;
   uint32_t n_probs = 0;
+  // Constrained output (null: none): only tokens the grammar allows next are sampled, and the
+  // generation ends (end of generation) only where the grammar accepts. Speculative decoding is
+  // off for a constrained generation (its drafts are not grammar-checked); plain decoding runs.
+  std::shared_ptr<const grammar::Grammar> grammar;
 };
 
 struct GenerateResult {
@@ -192,6 +196,7 @@ class Session {
   VerifyOutcome outcome_;
   std::vector<int32_t> verify_tokens_, verify_parents_;
   std::vector<float> hidden_;
+  std::shared_ptr<const grammar::TokenVocab> grammar_vocab_;  // built at the first constrained run
 };
 
 }  // namespace runtime

@@ -171,7 +171,9 @@ KESTREL_CHECK_OFFSET(kestrel_engine_request_options_t, parse_special, 64);
 KESTREL_CHECK_OFFSET(kestrel_engine_request_options_t, speculative, 72);
 KESTREL_CHECK_OFFSET(kestrel_engine_request_options_t, n_probs, 80);
 KESTREL_CHECK_OFFSET(kestrel_engine_request_options_t, on_logprobs, 88);
-KESTREL_CHECK_SIZE(kestrel_engine_request_options_t, 96);  /* 64 in 0.1 */
+KESTREL_CHECK_OFFSET(kestrel_engine_request_options_t, grammar, 96);
+KESTREL_CHECK_OFFSET(kestrel_engine_request_options_t, json_schema, 104);
+KESTREL_CHECK_SIZE(kestrel_engine_request_options_t, 112);  /* 64 in 0.1, 96 with on_logprobs */
 KESTREL_CHECK_SIZE(kestrel_embed_options_t, 12);
 KESTREL_CHECK_OFFSET(kestrel_embed_options_t, pooling, 4);
 KESTREL_CHECK_OFFSET(kestrel_embed_options_t, add_bos, 8);
@@ -194,7 +196,9 @@ _Static_assert(KESTREL_SPEC_OFF == 0 && KESTREL_SPEC_AUTO == 1 && KESTREL_SPEC_D
                    KESTREL_SPEC_LOOKAHEAD == 5 && KESTREL_SPEC_MEDUSA == 6 &&
                    KESTREL_SPEC_EAGLE == 7,
                "speculative methods renumbered");
-KESTREL_CHECK_SIZE(kestrel_generate_options_t, 72);  /* 48 in 0.1 */
+KESTREL_CHECK_SIZE(kestrel_generate_options_t, 88);  /* 48 in 0.1, 72 with on_logprobs */
+KESTREL_CHECK_OFFSET(kestrel_generate_options_t, grammar, 72);
+KESTREL_CHECK_OFFSET(kestrel_generate_options_t, json_schema, 80);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, struct_size, 0);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, max_new_tokens, 4);
 KESTREL_CHECK_OFFSET(kestrel_generate_options_t, stop_strings, 8);

@@ -304,3 +304,76 @@ def test_embeddings(stories):
     with pytest.raises(openai.BadRequestError) as e:
         c.embeddings.create(model=stories.model_id, input=[], encoding_format="float")
     assert e.value.body["param"] == "input"
+
+
+PERSON = {"type": "object",
+          "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 10},
+                         "age": {"type": "integer"},
+                         "pets": {"type": "array", "items": {"enum": ["cat", "dog", "fish"]}, "maxItems": 2}},
+          "required": ["name", "age", "pets"]}
+
+
+def check_person(text):
+    v = json.loads(text)
+    assert set(v) == {"name", "age", "pets"}, text
+    assert isinstance(v["name"], str) and 1 <= len(v["name"]) <= 10
+    assert isinstance(v["age"], int)
+    assert len(v["pets"]) <= 2 and all(p in ("cat", "dog", "fish") for p in v["pets"])
+
+
+def test_response_format_json_schema_and_json_object(stories):
+    c = client(stories)
+    fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+    r = c.completions.create(model=stories.model_id, prompt="Once upon a time", max_tokens=100, temperature=0,
+                             extra_body={"response_format": fmt})
+    assert r.choices[0].finish_reason == "stop"
+    check_person(r.choices[0].text)
+    for seed in (1, 2, 3):
+        r = c.chat.completions.create(model=stories.model_id, messages=[{"role": "user", "content": "Tim"}],
+                                      max_tokens=100, temperature=1.0, seed=seed, response_format=fmt)
+        assert r.choices[0].finish_reason == "stop"
+        check_person(r.choices[0].message.content)
+    # Streamed: the pieces join to valid JSON too.
+    stream = c.chat.completions.create(model=stories.model_id, messages=[{"role": "user", "content": "Sam"}],
+                                       max_tokens=100, temperature=0.7, seed=9, response_format=fmt, stream=True)
+    check_person("".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices))
+    # The extension "grammar" (GBNF).
+    r = c.completions.create(model=stories.model_id, prompt="x", max_tokens=10, temperature=1.0, seed=3,
+                             extra_body={"grammar": 'root ::= ("yes" | "no") "."'})
+    assert r.choices[0].text in ("yes.", "no.")
+
+
+def test_response_format_errors_are_400(stories):
+    c = client(stories)
+    with pytest.raises(openai.BadRequestError) as e:
+        c.chat.completions.create(model=stories.model_id, messages=[{"role": "user", "content": "x"}], max_tokens=4,
+                                  response_format={"type": "json_schema", "json_schema": {
+                                      "name": "s", "schema": {"type": "string", "pattern": "^a"}}})
+    assert e.value.status_code == 400
+    assert e.value.body["param"] == "response_format"
+    assert "unsupported keyword 'pattern'" in e.value.body["message"]
+    assert e.value.body["type"] == "invalid_request_error"
+    with pytest.raises(openai.BadRequestError) as e:
+        c.completions.create(model=stories.model_id, prompt="x", max_tokens=4, extra_body={"grammar": "root ::= [b-a]"})
+    assert e.value.body["param"] == "grammar" and "line 1, column 11" in e.value.body["message"]
+
+
+def test_smollm2_chat_json_schema(smollm2):
+    schema = {"type": "object",
+              "properties": {"city": {"type": "string", "maxLength": 30},
+                             "country": {"type": "string", "maxLength": 30},
+                             "is_capital": {"type": "boolean"}},
+              "required": ["city", "country", "is_capital"]}
+    c = client(smollm2)
+    messages = [{"role": "user", "content": "Give Paris as JSON with city, country and is_capital."}]
+    for temperature, seed in ((0, 1), (0.8, 2), (0.8, 3)):
+        r = c.chat.completions.create(model=smollm2.model_id, messages=messages, max_tokens=120,
+                                      temperature=temperature, seed=seed,
+                                      response_format={"type": "json_schema",
+                                                       "json_schema": {"name": "city", "schema": schema}})
+        assert r.choices[0].finish_reason == "stop", r.choices[0].message.content
+        v = json.loads(r.choices[0].message.content)
+        assert set(v) == {"city", "country", "is_capital"} and isinstance(v["is_capital"], bool)
+    r = c.chat.completions.create(model=smollm2.model_id, messages=messages, max_tokens=200, temperature=0,
+                                  response_format={"type": "json_object"})
+    assert isinstance(json.loads(r.choices[0].message.content), dict)

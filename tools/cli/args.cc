@@ -84,6 +84,9 @@ enum class FlagId {
   kLogitBias,
   kIgnoreEos,
   kPooling,
+  kGrammar,
+  kJsonSchema,
+  kJsonObject,
 };
 
 struct FlagSpec {
@@ -152,6 +155,9 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kLogitBias, "logit-bias", 0, true, kForSampling},
     {FlagId::kIgnoreEos, "ignore-eos", 0, false, kForSampling},
     {FlagId::kPooling, "pooling", 0, true, kForEmbed},
+    {FlagId::kGrammar, "grammar", 0, true, kForGenerate},
+    {FlagId::kJsonSchema, "json-schema", 0, true, kForGenerate},
+    {FlagId::kJsonObject, "json-object", 0, false, kForGenerate},
     {FlagId::kSaveState, "save-state", 0, true, kForGenerate},
     {FlagId::kLoadState, "load-state", 0, true, kForGenerate},
     {FlagId::kVerify, "verify", 0, false, kForInfo},
@@ -378,6 +384,17 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
     }
     case FlagId::kIgnoreEos:
       o->ignore_eos = true;
+      break;
+    case FlagId::kGrammar:
+      if (value.empty()) return Fail(BadValue(spelled, value, "a GBNF grammar file"));
+      o->grammar_file = std::string(value);
+      break;
+    case FlagId::kJsonSchema:
+      if (value.empty()) return Fail(BadValue(spelled, value, "a JSON schema file"));
+      o->json_schema_file = std::string(value);
+      break;
+    case FlagId::kJsonObject:
+      o->json_object = true;
       break;
     case FlagId::kPooling:
       if (value != "mean" && value != "last") return Fail(BadValue(spelled, value, "mean or last"));
@@ -804,6 +821,9 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
     }
     if (o.command == Command::kGenerate && o.n_probs > 0 && !o.json) {
       return Fail("option '--n-probs' needs --json (the log-probabilities are in the JSON line)");
+    }
+    if (int(o.grammar_file.has_value()) + int(o.json_schema_file.has_value()) + int(o.json_object) > 1) {
+      return Fail("options '--grammar', '--json-schema' and '--json-object' exclude each other (give one)");
     }
     if (o.command == Command::kGenerate && o.system_prompt && !o.chat) {
       return Fail("option '--system' needs --chat");

@@ -103,6 +103,9 @@ struct Options {
   uint32_t n_probs = 0;                   // --n-probs N: top-N log-probabilities per token (JSON)
   std::vector<std::pair<int32_t, float>> logit_bias;  // --logit-bias ID(+|-)BIAS, repeatable
   bool ignore_eos = false;                // --ignore-eos: end-of-generation tokens are banned
+  std::optional<std::string> grammar_file;      // --grammar FILE: GBNF constraint
+  std::optional<std::string> json_schema_file;  // --json-schema FILE: JSON-schema constraint
+  bool json_object = false;                     // --json-object: the output is one JSON object
   bool pooling_last = false;              // embed --pooling last (default mean)
   BenchOptions bench;                     // `bench` only
   // --mem DEVICE=SIZE, repeatable (generate, chat, bench, plan): memory budgets, passed to the

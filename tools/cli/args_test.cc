@@ -579,4 +579,22 @@ TEST(ParseArgsTest, LogprobsLogitBiasAndIgnoreEos) {
   EXPECT_FALSE(Parse({"bench", "-m", "m", "--ignore-eos"}, &b).ok);
 }
 
+TEST(ParseArgsTest, ConstrainedOutputFlags) {
+  Options o;
+  ASSERT_TRUE(Parse({"generate", "-m", "m", "-p", "x", "--grammar", "g.gbnf"}, &o).ok);
+  EXPECT_EQ(o.grammar_file.value_or(""), "g.gbnf");
+  o = Options();
+  ASSERT_TRUE(Parse({"generate", "-m", "m", "-p", "x", "--json-schema=s.json"}, &o).ok);
+  EXPECT_EQ(o.json_schema_file.value_or(""), "s.json");
+  o = Options();
+  ASSERT_TRUE(Parse({"generate", "-m", "m", "-p", "x", "--json-object", "--json"}, &o).ok);
+  EXPECT_TRUE(o.json_object && o.json);
+  Options b;
+  ParseResult r = Parse({"generate", "-m", "m", "-p", "x", "--grammar", "g", "--json-schema", "s"}, &b);
+  EXPECT_FALSE(r.ok);
+  EXPECT_NE(r.error.find("exclude each other"), std::string::npos) << r.error;
+  EXPECT_FALSE(Parse({"chat", "-m", "m", "--grammar", "g"}, &b).ok);  // generate only
+  EXPECT_FALSE(Parse({"generate", "-m", "m", "-p", "x", "--grammar", ""}, &b).ok);
+}
+
 }  // namespace kestrel::cli

@@ -166,6 +166,29 @@ assert d["stop_reason"] == "max_tokens" and d["n_generated"] == 5 and d["ignore_
 assert 2 not in d["token_ids"], d
 PY
 
+# Constrained output: --grammar FILE, --json-schema FILE, --json-object; errors name the position.
+printf 'root ::= "The " ("cat" | "dog") " is " [0-9] "."\n' >"$tmp/g.gbnf"
+expect_exit 0 "" -- generate -m "$model" -p "Once upon a time" -n 20 --temp 0.9 --seed 4 --grammar "$tmp/g.gbnf" --no-echo --json
+python3 - "$tmp/out" <<'PY' || fail "generate --grammar"
+import json, re, sys
+d = json.loads(open(sys.argv[1], encoding="utf-8").read().splitlines()[-1])
+assert d["stop_reason"] == "eos" and re.fullmatch(r"The (cat|dog) is [0-9]\.", d["text"]), d
+PY
+printf '{"type": "object", "properties": {"ok": {"type": "boolean"}, "n": {"type": "integer"}}, "required": ["ok", "n"]}' >"$tmp/s.json"
+expect_exit 0 "" -- generate -m "$model" -p "Lily" -n 100 --temp 0 --json-schema "$tmp/s.json" --no-echo --json
+python3 - "$tmp/out" <<'PY' || fail "generate --json-schema"
+import json, sys
+d = json.loads(open(sys.argv[1], encoding="utf-8").read().splitlines()[-1])
+v = json.loads(d["text"])
+assert d["stop_reason"] == "eos" and set(v) == {"ok", "n"} and isinstance(v["ok"], bool) and isinstance(v["n"], int), d
+PY
+expect_exit 0 "" -- generate -m "$model" -p "Lily" -n 100 --temp 0 --json-object --no-echo
+printf 'root ::= "a" [z-a]\n' >"$tmp/bad.gbnf"
+expect_exit 1 "grammar line 1, column 15" -- generate -m "$model" -p hi --grammar "$tmp/bad.gbnf"
+[ ! -s "$tmp/out" ] || fail "a refused grammar printed: $(cat "$tmp/out")"
+expect_exit 1 "cannot read grammar file" -- generate -m "$model" -p hi --grammar "$tmp/none.gbnf"
+expect_exit 2 "exclude each other" -- generate -m "$model" -p hi --grammar "$tmp/g.gbnf" --json-object
+
 # embed: a unit vector of n_embd numbers; mean and last pooling differ.
 expect_exit 2 "'max' for --pooling" -- embed -m "$model" -p hi --pooling max
 expect_exit 2 "'embed' needs -p/--prompt" -- embed -m "$model"

@@ -64,7 +64,8 @@ void WriteLogprobs(JsonWriter* w, const kestrel_model_t* model, const std::vecto
 
 int RunGenerate(const Options& o) {
   std::string user_prompt, error;
-  if (!ReadPrompt(o, stdin, &user_prompt, &error)) {
+  std::string grammar, json_schema;
+  if (!ReadPrompt(o, stdin, &user_prompt, &error) || !ReadConstraint(o, &grammar, &json_schema, &error)) {
     std::fprintf(stderr, "kestrel: error: %s\n", error.c_str());
     return kExitError;
   }
@@ -128,6 +129,8 @@ int RunGenerate(const Options& o) {
     gen.on_logprobs = CollectLogprobs;
   }
   gen.keep_context = resume;
+  if (o.grammar_file) gen.grammar = grammar.c_str();
+  if (o.json_schema_file || o.json_object) gen.json_schema = json_schema.c_str();
 
   kestrel_generate_stats_t stats = {};
   stats.struct_size = sizeof(stats);

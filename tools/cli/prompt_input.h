@@ -18,6 +18,12 @@ namespace kestrel::cli {
 bool ReadPrompt(const Options& options, std::FILE* stdin_file, std::string* prompt,
                 std::string* error);
 
+// The constrained-output options of `options`: the text of the --grammar file into `grammar`, of
+// the --json-schema file (or, for --json-object, the schema of any object) into `json_schema`;
+// both stay empty without those flags. On failure returns false with `error` naming the file.
+bool ReadConstraint(const Options& options, std::string* grammar, std::string* json_schema,
+                    std::string* error);
+
 }  // namespace kestrel::cli
 
 #endif  // KESTREL_TOOLS_CLI_PROMPT_INPUT_H_

@@ -259,6 +259,8 @@ std::optional<ApiError> Server::Impl::Submit(GenerationRequest& r,
   ro.stop_strings = r.stop;
   for (const auto& [token, bias] : r.logit_bias) ro.sampler.logit_bias.push_back({token, bias});
   ro.sampler.ignore_eos = r.ignore_eos;
+  ro.json_schema = r.json_schema;
+  ro.grammar = r.grammar;
   std::string prompt = r.prompt;
   if (r.endpoint == Endpoint::kChatCompletions) {
     ChatPrompt chat;
@@ -310,6 +312,12 @@ std::optional<ApiError> Server::Impl::Submit(GenerationRequest& r,
                                    : "";
     if (a.http_status == 400 && e.message().find("logit_bias") != std::string::npos) {
       a.param = "logit_bias";
+    }
+    if (a.http_status == 400 && e.message().find("options->json_schema") != std::string::npos) {
+      a.param = "response_format";
+    }
+    if (a.http_status == 400 && e.message().find("options->grammar") != std::string::npos) {
+      a.param = "grammar";
     }
     return a;
   }

@@ -77,8 +77,6 @@ std::optional<ApiError> RefuseUnsupported(const json& body) {
       {"tools", [](const json& v) { return v.is_null() || (v.is_array() && v.empty()); }},
       {"tool_choice", [](const json& v) { return v.is_null() || v == "none"; }},
       {"functions", [](const json& v) { return v.is_null(); }},
-      {"response_format",
-       [](const json& v) { return v.is_null() || (v.is_object() && v.value("type", "") == "text"); }},
       {"presence_penalty", [](const json& v) { return v.is_null() || (v.is_number() && v == 0); }},
       {"frequency_penalty", [](const json& v) { return v.is_null() || (v.is_number() && v == 0); }},
   };
@@ -258,6 +256,43 @@ std::optional<ApiError> ReadBias(const json& body, GenerationRequest* out) {
   return std::nullopt;
 }
 
+// "response_format": {"type": "text" | "json_object" | "json_schema", "json_schema": {"name",
+// "schema", "strict", "description"}}; "grammar": GBNF text (extension, as llama.cpp's server).
+// The schema is compiled (and its unsupported keywords refused) by the library at submit.
+std::optional<ApiError> ReadResponseFormat(const json& body, GenerationRequest* out) {
+  if (auto g = body.find("grammar"); g != body.end() && !g->is_null()) {
+    if (!g->is_string()) return Bad("grammar", "'grammar' must be a string of GBNF rules");
+    out->grammar = g->get<std::string>();
+  }
+  auto it = body.find("response_format");
+  if (it == body.end() || it->is_null()) return std::nullopt;
+  const std::string type = it->is_object() ? it->value("type", "") : "";
+  if (!out->grammar.empty() && type != "text") {
+    return Bad("response_format", "'response_format' and 'grammar' exclude each other");
+  }
+  if (type == "text") return std::nullopt;
+  if (type == "json_object") {
+    out->json_schema = R"({"type": "object"})";
+    return std::nullopt;
+  }
+  if (type == "json_schema") {
+    auto js = it->find("json_schema");
+    if (js == it->end() || !js->is_object()) {
+      return Bad("response_format.json_schema",
+                 "'response_format.json_schema' must be an object {\"name\", \"schema\"}");
+    }
+    auto schema = js->find("schema");
+    if (schema == js->end() || !(schema->is_object() || schema->is_boolean())) {
+      return Bad("response_format.json_schema.schema",
+                 "'response_format.json_schema.schema' must be a JSON schema object");
+    }
+    out->json_schema = schema->dump();
+    return std::nullopt;
+  }
+  return Bad("response_format", "'response_format' = " + Dump(*it) +
+                                    " is not supported (type must be text, json_object or json_schema)");
+}
+
 std::optional<ApiError> ReadStreaming(const json& body, GenerationRequest* out) {
   if (auto it = body.find("stream"); it != body.end() && !it->is_null()) {
     if (!it->is_boolean()) return Bad("stream", "'stream' must be true or false, not " + Dump(*it));
@@ -372,6 +407,7 @@ std::optional<ApiError> ParseGenerationRequest(Endpoint endpoint, const std::str
   if (auto e = ReadStreaming(j, &r)) return e;
   if (auto e = ReadLogprobs(endpoint, j, &r)) return e;
   if (auto e = ReadBias(j, &r)) return e;
+  if (auto e = ReadResponseFormat(j, &r)) return e;
   if (endpoint == Endpoint::kCompletions && !r.max_tokens && !j.contains("max_tokens")) {
     r.max_tokens = 16;  // the OpenAI default for completions
   }

@@ -11,9 +11,11 @@
 // the extensions top_k, min_p, repetition_penalty, ignore_eos; logprobs (completions: an integer
 // in [0, 20], the top tokens per position; chat: true, with top_logprobs in [0, 20]) and
 // logit_bias ({"token id": bias in [-100, 100]}; -100 bans the token, other values are added to
-// its logit). presence_penalty / frequency_penalty are accepted when 0. Anything else that changes
-// the output (echo, tools, response_format, best_of > 1, suffix) is refused with 400 naming the
-// field.
+// its logit). presence_penalty / frequency_penalty are accepted when 0. response_format: text,
+// json_object (any JSON object) or json_schema ({"json_schema": {"schema": ...}}, the subset of
+// docs/CONSTRAINED_OUTPUT.md; an unsupported keyword is a 400 naming it); the extension grammar
+// (GBNF text). Anything else that changes the output (echo, tools, best_of > 1, suffix) is refused
+// with 400 naming the field.
 #ifndef KESTREL_TOOLS_SERVE_OPENAI_PROTOCOL_H_
 #define KESTREL_TOOLS_SERVE_OPENAI_PROTOCOL_H_
 
@@ -63,6 +65,8 @@ struct GenerationRequest {
   uint32_t top_logprobs = 0;   // ... and this many top tokens per position
   std::vector<std::pair<int32_t, float>> logit_bias;  // -100 became -inf (a ban)
   bool ignore_eos = false;     // extension: never stop at an end-of-generation token
+  std::string json_schema;     // response_format json_object / json_schema ("": none)
+  std::string grammar;         // extension "grammar": GBNF ("": none)
 };
 
 // The log-probability of one generated token and of the top tokens at its position. `token` is

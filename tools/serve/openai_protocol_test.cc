@@ -124,8 +124,15 @@ TEST(OpenAiProtocolTest, BadRequestsNameTheField) {
        R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
        "messages[0].content", "parts"},
       {Endpoint::kChatCompletions,
-       R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}})",
+       R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "xml"}})",
        "response_format", "not supported"},
+      {Endpoint::kChatCompletions,
+       R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}})",
+       "response_format.json_schema", "must be an object"},
+      {Endpoint::kChatCompletions,
+       R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {"name": "a"}}})",
+       "response_format.json_schema.schema", "JSON schema object"},
+      {Endpoint::kCompletions, R"({"prompt": "x", "grammar": 3})", "grammar", "GBNF"},
   };
   for (const Case& c : cases) {
     const ApiError e = ParseBad(c.e, c.body);
@@ -163,6 +170,25 @@ TEST(OpenAiProtocolTest, LogprobsAndLogitBiasParse) {
   ASSERT_FALSE(ParseGenerationRequest(Endpoint::kChatCompletions,
                                       R"({"messages": [{"role": "user", "content": "x"}]})", &r));
   EXPECT_FALSE(r.logprobs);
+}
+
+TEST(OpenAiProtocolTest, ResponseFormatAndGrammar) {
+  GenerationRequest r = ParseOk(Endpoint::kChatCompletions,
+                                R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}})");
+  EXPECT_EQ(json::parse(r.json_schema), json::parse(R"({"type": "object"})"));
+  r = ParseOk(Endpoint::kCompletions,
+              R"({"prompt": "x", "response_format": {"type": "json_schema", "json_schema": {"name": "p",
+                  "schema": {"type": "object", "properties": {"a": {"type": "integer"}}}, "strict": true}}})");
+  EXPECT_EQ(json::parse(r.json_schema),
+            json::parse(R"({"type": "object", "properties": {"a": {"type": "integer"}}})"));
+  EXPECT_TRUE(r.grammar.empty());
+  r = ParseOk(Endpoint::kCompletions, R"({"prompt": "x", "response_format": {"type": "text"}})");
+  EXPECT_TRUE(r.json_schema.empty());
+  r = ParseOk(Endpoint::kCompletions, R"({"prompt": "x", "grammar": "root ::= \"a\""})");
+  EXPECT_EQ(r.grammar, "root ::= \"a\"");
+  const ApiError e = ParseBad(Endpoint::kCompletions,
+                              R"({"prompt": "x", "grammar": "root ::= \"a\"", "response_format": {"type": "json_object"}})");
+  EXPECT_EQ(e.param, "response_format");
 }
 
 TEST(OpenAiProtocolTest, LogprobsInResponses) {

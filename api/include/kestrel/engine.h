@@ -156,6 +156,13 @@ typedef struct kestrel_engine_request_options {
   uint32_t n_probs;
   /* NULL (default): no log-probabilities. Gets user_data. \since 0.2 */
   kestrel_engine_logprobs_fn on_logprobs;
+  /* Constrained output of every sample (default NULL: none; at most one of the two), as
+   * kestrel_generate_options_t.grammar / json_schema; read during submit. Errors at submit:
+   * INVALID_ARGUMENT naming the field and the bad line/column or schema keyword. A sample that
+   * no token can continue fails with FAILED_PRECONDITION. `speculative` is ignored for a
+   * constrained request. \since 0.2 */
+  const char* grammar;
+  const char* json_schema;
 } kestrel_engine_request_options_t;
 
 #define KESTREL_ENGINE_REQUEST_OPTIONS_MIN_SIZE \

@@ -161,6 +161,18 @@ typedef struct kestrel_generate_options {
   /* NULL (default): no log-probabilities (they cost O(vocabulary) per token). Gets user_data.
    * \since 0.2 */
   kestrel_logprobs_fn on_logprobs;
+  /* Constrained output (default NULL: none; at most one of the two). `grammar`: a GBNF grammar
+   * (llama.cpp's format; generation starts at its `root` rule). `json_schema`: a JSON schema of
+   * the supported subset (docs/CONSTRAINED_OUTPUT.md), compiled to a grammar; "{\"type\":
+   * \"object\"}" is any JSON object. NUL-terminated UTF-8, read during the call. Only tokens the
+   * grammar allows next are sampled (the others get probability 0, also in on_logprobs), and an
+   * end-of-generation token only where the output is a complete sentence of it, so a run that
+   * stops with KESTREL_STOP_EOS produced a complete sentence (max_new_tokens or a stop string
+   * may cut it short). Speculative decoding is off for a constrained run. Errors:
+   * INVALID_ARGUMENT naming the field and the bad line/column or schema keyword and where it is;
+   * FAILED_PRECONDITION when no token of the vocabulary can continue the output. \since 0.2 */
+  const char* grammar;
+  const char* json_schema;
 } kestrel_generate_options_t;
 
 #define KESTREL_GENERATE_OPTIONS_MIN_SIZE \

@@ -60,6 +60,9 @@ struct RequestOptions {
   uint32_t n_probs = 0;
   std::function<void(uint32_t sample, const TokenLogprob& chosen, const std::vector<TokenLogprob>& top)>
       on_logprobs;
+  // Constrained output of every sample, as GenerateOptions::grammar / json_schema.
+  std::string grammar;
+  std::string json_schema;
 };
 
 using RequestId = kestrel_request_id_t;
@@ -345,6 +348,8 @@ RequestId Engine::SubmitImpl(const RequestOptions& options, EngineTokenCallback 
   o.n = options.n;
   o.add_bos = options.add_bos;
   o.parse_special = options.parse_special ? 1 : 0;
+  if (!options.grammar.empty()) o.grammar = options.grammar.c_str();
+  if (!options.json_schema.empty()) o.json_schema = options.json_schema.c_str();
   std::unique_ptr<detail::EngineSink> sink;
   if (on_token || options.on_logprobs) {
     sink = std::make_unique<detail::EngineSink>();

@@ -363,6 +363,10 @@ struct GenerateOptions {
   bool add_bos = true;        // prepend BOS when the model asks for it (text prompts only)
   bool keep_context = false;  // true: continue after what the session holds
   bool parse_special = false;  // control-token texts in a text prompt become those tokens
+  // Constrained output (docs/CONSTRAINED_OUTPUT.md): a GBNF grammar or a JSON schema (at most
+  // one; empty: none). A bad one throws kestrel::Error (INVALID_ARGUMENT naming the position).
+  std::string grammar;
+  std::string json_schema;
 };
 
 enum class StopReason : int {
@@ -1049,6 +1053,8 @@ GenerateStats Session::Run(const GenerateOptions& options, detail::TokenSink* si
   o.add_bos = options.add_bos;
   o.keep_context = options.keep_context;
   o.parse_special = options.parse_special ? 1 : 0;
+  if (!options.grammar.empty()) o.grammar = options.grammar.c_str();
+  if (!options.json_schema.empty()) o.json_schema = options.json_schema.c_str();
   kestrel_generate_stats_t st{};
   st.struct_size = sizeof(st);
   kestrel_status_t* status = call(&o, &st);

@@ -128,7 +128,8 @@ class GenerateOptions(Structure):
     _fields_ = [("struct_size", c_uint32), ("max_new_tokens", c_uint32),
                 ("stop_strings", POINTER(c_char_p)), ("n_stop_strings", c_size_t),
                 ("on_token", TOKEN_FN), ("user_data", c_void_p), ("add_bos", c_bool),
-                ("keep_context", c_bool)]
+                ("keep_context", c_bool), ("parse_special", c_uint64), ("n_probs", c_uint32),
+                ("on_logprobs", c_void_p), ("grammar", c_char_p), ("json_schema", c_char_p)]
 
 
 class GenerateStats(Structure):
@@ -148,7 +149,9 @@ class RequestOptions(Structure):
     _fields_ = [("struct_size", c_uint32), ("max_new_tokens", c_uint32),
                 ("sampler", POINTER(SamplerOptions)), ("stop_strings", POINTER(c_char_p)),
                 ("n_stop_strings", c_size_t), ("on_token", ENGINE_TOKEN_FN), ("user_data", c_void_p),
-                ("priority", c_int32), ("n", c_uint32), ("add_bos", c_bool)]
+                ("priority", c_int32), ("n", c_uint32), ("add_bos", c_bool),
+                ("parse_special", c_uint64), ("speculative", c_void_p), ("n_probs", c_uint32),
+                ("on_logprobs", c_void_p), ("grammar", c_char_p), ("json_schema", c_char_p)]
 
 
 class EngineResult(Structure):

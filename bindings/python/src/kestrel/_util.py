@@ -124,3 +124,16 @@ class NativeObject:
 
 
 __all__ = ["SamplerOptions", "check"]
+
+
+def constraint_strings(grammar, json_schema):
+    """(grammar, json_schema) as the C API's NUL-terminated bytes (None: unset). `json_schema`
+    may be a dict (serialised) or a JSON string; `grammar` is GBNF text."""
+    import json
+    if grammar is not None and json_schema is not None:
+        raise ValueError("give grammar or json_schema, not both")
+    g = grammar.encode("utf-8") if isinstance(grammar, str) else grammar
+    if json_schema is not None and not isinstance(json_schema, (str, bytes)):
+        json_schema = json.dumps(json_schema)
+    j = json_schema.encode("utf-8") if isinstance(json_schema, str) else json_schema
+    return g, j

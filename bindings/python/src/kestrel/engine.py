@@ -7,7 +7,8 @@ import threading
 from dataclasses import dataclass
 
 from . import _native as native
-from ._util import NativeObject, c_strings, kv_type_value, read_bytes, read_ints, token_array
+from ._util import (NativeObject, c_strings, constraint_strings, kv_type_value, read_bytes, read_ints,
+                    token_array)
 from .errors import Code, CancelledError, check, error_from_code, take
 from .session import TOKEN_NONE, make_sampler, stop_reason
 
@@ -126,10 +127,13 @@ class Engine(NativeObject):
         return active.value
 
     def submit(self, prompt, max_new_tokens=128, stop=None, priority=0, n=1, add_bos=True,
-               on_token=None, sampler=None, **sampler_kwargs):
+               on_token=None, sampler=None, grammar=None, json_schema=None, **sampler_kwargs):
         """Queues a request; returns its Request. `prompt`: str, or token ids (used as given).
         `on_token(sample, token, text) -> bool` (optional) runs on the thread that steps; False
-        stops that sample. Sampler fields as keywords (temperature=0 is greedy, seed, ...)."""
+        stops that sample. Sampler fields as keywords (temperature=0 is greedy, seed, ...).
+        `grammar` (GBNF) or `json_schema` (dict or JSON text) constrains every sample's output
+        (see Session.generate)."""
+        grammar_c, schema_c = constraint_strings(grammar, json_schema)
         c_sampler = make_sampler(sampler, sampler_kwargs).to_c()
         keep, stops, n_stops = c_strings(stop if not isinstance(stop, str) else [stop], "stop")
         o = native.new(native.RequestOptions, native.kestrel_engine_request_options_init_sized)
@@ -141,6 +145,7 @@ class Engine(NativeObject):
         o.priority = priority
         o.n = n
         o.add_bos = add_bos
+        o.grammar, o.json_schema = grammar_c, schema_c  # read during submit
         request = Request(self)
         c_fn = None
         if on_token is not None:

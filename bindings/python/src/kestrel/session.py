@@ -6,7 +6,8 @@ import threading
 from dataclasses import dataclass, field
 
 from . import _native as n
-from ._util import NativeObject, SamplerOptions, c_strings, kv_type_value, token_array
+from ._util import (NativeObject, SamplerOptions, c_strings, constraint_strings, kv_type_value,
+                    token_array)
 from .errors import CancelledError, FailedPreconditionError, check, take
 
 TOKEN_NONE = -1  # the token id of a final flush of held-back text
@@ -98,7 +99,8 @@ class Session(NativeObject):
         if self._handle:
             n.kestrel_session_cancel(self._handle)
 
-    def generate(self, prompt, max_new_tokens=128, stop=None, add_bos=True, keep_context=False):
+    def generate(self, prompt, max_new_tokens=128, stop=None, add_bos=True, keep_context=False,
+                 grammar=None, json_schema=None):
         """Streams the generation of `prompt` (str, or a list of token ids used as given):
         an iterator of text pieces, as they are produced.
 
@@ -107,10 +109,16 @@ class Session(NativeObject):
 
         The returned TextStream also has .tokens, .stats (after the end), .cancel(); leaving the
         loop early (break, close(), garbage collection) cancels the generation. Errors (an empty
-        prompt, a prompt longer than the context, ...) are raised by the iteration."""
-        return TextStream(self, prompt, max_new_tokens, stop, add_bos, keep_context)
+        prompt, a prompt longer than the context, ...) are raised by the iteration.
 
-    def complete(self, prompt, max_new_tokens=128, stop=None, add_bos=True, keep_context=False):
+        Constrained output (docs/CONSTRAINED_OUTPUT.md): `grammar` (GBNF text) or `json_schema`
+        (a dict or JSON text of the supported subset) lets only matching text be generated; a
+        bad one raises InvalidArgumentError naming the line and column or the keyword."""
+        constraint = constraint_strings(grammar, json_schema)
+        return TextStream(self, prompt, max_new_tokens, stop, add_bos, keep_context, constraint)
+
+    def complete(self, prompt, max_new_tokens=128, stop=None, add_bos=True, keep_context=False,
+                 grammar=None, json_schema=None):
         """Generates without streaming: a Completion with text, tokens and stats."""
         pieces, tokens = [], []
 
@@ -120,14 +128,15 @@ class Session(NativeObject):
             pieces.append(data)
             return True
 
-        stats = self._run(prompt, max_new_tokens, stop, add_bos, keep_context, on_token)
+        stats = self._run(prompt, max_new_tokens, stop, add_bos, keep_context,
+                          constraint_strings(grammar, json_schema), on_token)
         return Completion(b"".join(pieces).decode("utf-8", "replace"), tokens, stats)
 
     def generate_text(self, prompt, **options):
         """The generated text alone (see complete)."""
         return self.complete(prompt, **options).text
 
-    def _run(self, prompt, max_new_tokens, stop, add_bos, keep_context, on_token):
+    def _run(self, prompt, max_new_tokens, stop, add_bos, keep_context, constraint, on_token):
         """Runs kestrel_session_generate on this thread; on_token(token, bytes) -> bool."""
         if not self._busy.acquire(blocking=False):
             raise FailedPreconditionError("the session is already generating (one user at a time)")
@@ -140,6 +149,7 @@ class Session(NativeObject):
                 o.n_stop_strings = n_stops
             o.add_bos = add_bos
             o.keep_context = keep_context
+            o.grammar, o.json_schema = constraint  # bytes kept alive by `constraint`
             raised = []
 
             def trampoline(_user, token, text, length):
@@ -202,14 +212,16 @@ def _generate_in_thread(state, session, args):
 class TextStream:
     """Iterator over the text of one Session.generate; the generation runs on a helper thread."""
 
-    def __init__(self, session, prompt, max_new_tokens, stop, add_bos, keep_context):
+    def __init__(self, session, prompt, max_new_tokens, stop, add_bos, keep_context,
+                 constraint=(None, None)):
         self._session = session
         self._state = _StreamState()
         self._finished = False
         self.tokens = []
         self._thread = threading.Thread(
             target=_generate_in_thread, name="kestrel-generate", daemon=True,
-            args=(self._state, session, (prompt, max_new_tokens, stop, add_bos, keep_context)))
+            args=(self._state, session,
+                  (prompt, max_new_tokens, stop, add_bos, keep_context, constraint)))
         self._thread.start()
 
     @property

@@ -3059,12 +3059,14 @@ pub struct kestrel_generate_options {
     pub parse_special: u64,
     pub n_probs: u32,
     pub on_logprobs: kestrel_logprobs_fn,
+    pub grammar: *const ::std::os::raw::c_char,
+    pub json_schema: *const ::std::os::raw::c_char,
 }
 #[test]
 fn bindgen_test_layout_kestrel_generate_options() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_generate_options>(),
-        72usize,
+        88usize,
         concat!("Size of: ", stringify!(kestrel_generate_options))
     );
     assert_eq!(
@@ -3259,6 +3261,40 @@ fn bindgen_test_layout_kestrel_generate_options() {
         );
     }
     test_field_on_logprobs();
+    fn test_field_grammar() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_generate_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grammar) as usize - ptr as usize
+            },
+            72usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_generate_options),
+                "::",
+                stringify!(grammar)
+            )
+        );
+    }
+    test_field_grammar();
+    fn test_field_json_schema() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_generate_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).json_schema) as usize - ptr as usize
+            },
+            80usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_generate_options),
+                "::",
+                stringify!(json_schema)
+            )
+        );
+    }
+    test_field_json_schema();
 }
 pub type kestrel_generate_options_t = kestrel_generate_options;
 extern "C" {
@@ -3922,12 +3958,14 @@ pub struct kestrel_engine_request_options {
     pub speculative: *const kestrel_speculative_options_t,
     pub n_probs: u32,
     pub on_logprobs: kestrel_engine_logprobs_fn,
+    pub grammar: *const ::std::os::raw::c_char,
+    pub json_schema: *const ::std::os::raw::c_char,
 }
 #[test]
 fn bindgen_test_layout_kestrel_engine_request_options() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_engine_request_options>(),
-        96usize,
+        112usize,
         concat!("Size of: ", stringify!(kestrel_engine_request_options))
     );
     assert_eq!(
@@ -4173,6 +4211,40 @@ fn bindgen_test_layout_kestrel_engine_request_options() {
         );
     }
     test_field_on_logprobs();
+    fn test_field_grammar() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_request_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).grammar) as usize - ptr as usize
+            },
+            96usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_request_options),
+                "::",
+                stringify!(grammar)
+            )
+        );
+    }
+    test_field_grammar();
+    fn test_field_json_schema() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_request_options>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).json_schema) as usize - ptr as usize
+            },
+            104usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_request_options),
+                "::",
+                stringify!(json_schema)
+            )
+        );
+    }
+    test_field_json_schema();
 }
 pub type kestrel_engine_request_options_t = kestrel_engine_request_options;
 extern "C" {

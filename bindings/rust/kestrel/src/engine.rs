@@ -118,6 +118,10 @@ pub struct RequestOptions {
     pub n: u32,
     /// Prepend BOS when the model asks for it (text prompts only). Default true.
     pub add_bos: bool,
+    /// Constrained output of every sample: a GBNF grammar (see `GenerateOptions::grammar`).
+    pub grammar: Option<String>,
+    /// Constrained output of every sample: a JSON schema (JSON text).
+    pub json_schema: Option<String>,
 }
 
 impl Default for RequestOptions {
@@ -131,6 +135,8 @@ impl Default for RequestOptions {
             priority: raw.priority,
             n: raw.n,
             add_bos: raw.add_bos,
+            grammar: None,
+            json_schema: None,
         }
     }
 }
@@ -158,6 +164,14 @@ impl RequestOptions {
     }
     pub fn add_bos(mut self, add: bool) -> RequestOptions {
         self.add_bos = add;
+        self
+    }
+    pub fn grammar(mut self, gbnf: impl Into<String>) -> RequestOptions {
+        self.grammar = Some(gbnf.into());
+        self
+    }
+    pub fn json_schema(mut self, schema: impl Into<String>) -> RequestOptions {
+        self.json_schema = Some(schema.into());
         self
     }
 }
@@ -392,6 +406,10 @@ impl Engine {
         o.priority = options.priority;
         o.n = options.n;
         o.add_bos = options.add_bos;
+        let grammar = options.grammar.as_deref().map(|g| c_string("grammar", g)).transpose()?;
+        let json_schema = options.json_schema.as_deref().map(|j| c_string("json_schema", j)).transpose()?;
+        o.grammar = grammar.as_ref().map_or(ptr::null(), |g| g.as_ptr());
+        o.json_schema = json_schema.as_ref().map_or(ptr::null(), |j| j.as_ptr());
         let sink = on_token.map(|f| Box::new(Sink { f: Mutex::new(f), panic: Mutex::new(None) }));
         if let Some(s) = &sink {
             o.on_token = Some(engine_token_trampoline);

@@ -281,6 +281,12 @@ pub struct GenerateOptions {
     /// Texts of control tokens in a text prompt (`<|im_start|>`, ...) become those tokens, as a
     /// chat-formatted prompt needs. Default false.
     pub parse_special: bool,
+    /// Constrained output: a GBNF grammar (llama.cpp's format, from its `root` rule); only text it
+    /// allows is generated (docs/CONSTRAINED_OUTPUT.md). At most one of `grammar`/`json_schema`.
+    pub grammar: Option<String>,
+    /// Constrained output: a JSON schema (JSON text) of the supported subset; unsupported
+    /// keywords are an `InvalidArgument` error naming them.
+    pub json_schema: Option<String>,
 }
 
 impl Default for GenerateOptions {
@@ -293,6 +299,8 @@ impl Default for GenerateOptions {
             add_bos: raw.add_bos,
             keep_context: raw.keep_context,
             parse_special: raw.parse_special != 0,
+            grammar: None,
+            json_schema: None,
         }
     }
 }
@@ -320,6 +328,18 @@ impl GenerateOptions {
 
     pub fn parse_special(mut self, parse: bool) -> GenerateOptions {
         self.parse_special = parse;
+        self
+    }
+
+    /// Constrains the output to a GBNF grammar.
+    pub fn grammar(mut self, gbnf: impl Into<String>) -> GenerateOptions {
+        self.grammar = Some(gbnf.into());
+        self
+    }
+
+    /// Constrains the output to a JSON schema (JSON text; `{"type":"object"}`: any object).
+    pub fn json_schema(mut self, schema: impl Into<String>) -> GenerateOptions {
+        self.json_schema = Some(schema.into());
         self
     }
 }
@@ -619,6 +639,10 @@ impl Session {
         raw_options.add_bos = options.add_bos;
         raw_options.keep_context = options.keep_context;
         raw_options.parse_special = options.parse_special as u64;
+        let grammar = options.grammar.as_deref().map(|g| c_string("grammar", g)).transpose()?;
+        let json_schema = options.json_schema.as_deref().map(|j| c_string("json_schema", j)).transpose()?;
+        raw_options.grammar = grammar.as_ref().map_or(ptr::null(), |g| g.as_ptr());
+        raw_options.json_schema = json_schema.as_ref().map_or(ptr::null(), |j| j.as_ptr());
         let mut state = TokenState {
             f: on_token,
             panic: None,
