@@ -291,7 +291,10 @@ void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w
       // Visible positions of this tile for query j: [p0 + lo, p0 + n_vis) except for tree
       // masks (whose prefix part starts at first[j] too).
       const int64_t first = sc.first[j - w.j0];
-      const int64_t lo = std::max<int64_t>(0, first - p0);
+      // A tree node's visibility is its ancestry (sc.visible), not its physical slot: under a
+      // window that starts inside the tree, an ancestor can sit at a slot below `first` (nodes
+      // come in any order), so no tile is skipped by `first` for trees.
+      const int64_t lo = tree ? 0 : std::max<int64_t>(0, first - p0);
       int64_t n_vis = n;
       if (!tree && a.causal) n_vis = std::min(n, prefix + j + 1 - p0);
       if (n_vis <= lo) continue;
@@ -312,8 +315,10 @@ void AttendItem(const KernelTable& kt, const AttentionArgs& a, const WorkItem& w
         float bmax = -std::numeric_limits<float>::infinity();
         for (int64_t o = 0; o < n_vis; ++o) {
           const int64_t pos = p0 + o;
-          if (pos < first ||
-              (tree && pos >= prefix && !sc.visible[(j - w.j0) * q_len + (pos - prefix)])) {
+          const bool hidden = (tree && pos >= prefix)
+                                  ? !sc.visible[(j - w.j0) * q_len + (pos - prefix)]
+                                  : pos < first;
+          if (hidden) {
             sc.scores[o] = -std::numeric_limits<float>::infinity();
             continue;
           }

@@ -2268,12 +2268,19 @@ pub struct kestrel_speculative_stats {
     pub steps_by_method: [u64; 8usize],
     pub drafted_by_method: [u64; 8usize],
     pub accepted_by_method: [u64; 8usize],
+    pub probes: u64,
+    pub plain_step_ms: f64,
+    pub verify_cost_ratio: f64,
+    pub expected_speedup: f64,
+    pub acceptance_by_method: [f64; 8usize],
+    pub verify_tokens: u32,
+    pub probe_interval: u32,
 }
 #[test]
 fn bindgen_test_layout_kestrel_speculative_stats() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_speculative_stats>(),
-        264usize,
+        368usize,
         concat!("Size of: ", stringify!(kestrel_speculative_stats))
     );
     assert_eq!(
@@ -2519,6 +2526,125 @@ fn bindgen_test_layout_kestrel_speculative_stats() {
         );
     }
     test_field_accepted_by_method();
+    fn test_field_probes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).probes) as usize - ptr as usize
+            },
+            264usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(probes)
+            )
+        );
+    }
+    test_field_probes();
+    fn test_field_plain_step_ms() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).plain_step_ms) as usize - ptr as usize
+            },
+            272usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(plain_step_ms)
+            )
+        );
+    }
+    test_field_plain_step_ms();
+    fn test_field_verify_cost_ratio() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).verify_cost_ratio) as usize - ptr as usize
+            },
+            280usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(verify_cost_ratio)
+            )
+        );
+    }
+    test_field_verify_cost_ratio();
+    fn test_field_expected_speedup() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expected_speedup) as usize - ptr as usize
+            },
+            288usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(expected_speedup)
+            )
+        );
+    }
+    test_field_expected_speedup();
+    fn test_field_acceptance_by_method() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).acceptance_by_method) as usize - ptr as usize
+            },
+            296usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(acceptance_by_method)
+            )
+        );
+    }
+    test_field_acceptance_by_method();
+    fn test_field_verify_tokens() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).verify_tokens) as usize - ptr as usize
+            },
+            360usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(verify_tokens)
+            )
+        );
+    }
+    test_field_verify_tokens();
+    fn test_field_probe_interval() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_speculative_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).probe_interval) as usize - ptr as usize
+            },
+            364usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_speculative_stats),
+                "::",
+                stringify!(probe_interval)
+            )
+        );
+    }
+    test_field_probe_interval();
 }
 pub type kestrel_speculative_stats_t = kestrel_speculative_stats;
 extern "C" {
