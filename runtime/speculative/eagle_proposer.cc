@@ -33,12 +33,7 @@ absl::StatusOr<std::unique_ptr<EagleHead>> LoadEagleHead(const std::string& path
                           std::make_pair("eagle.window", &h->window)}) {
     if (auto s = ReadHeadsU32(file, path, key, dst); !s.ok()) return s;
   }
-  const ModelConfig& c = target.config();
-  if (h->n_embd != c.n_embd || h->n_vocab != c.n_vocab) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "heads file '%s' was trained for n_embd %u and vocab %u, but the model has %u and %u",
-        path, h->n_embd, h->n_vocab, c.n_embd, c.n_vocab));
-  }
+  if (auto s = CheckHeadsFitModel(path, h->n_embd, h->n_vocab, target); !s.ok()) return s;
   if (h->n_head == 0 || h->n_embd % h->n_head != 0) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "heads file '%s': eagle.n_head = %u does not divide eagle.n_embd = %u", path, h->n_head, h->n_embd));

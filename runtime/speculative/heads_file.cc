@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "runtime/gguf/half.h"
 
@@ -30,6 +31,15 @@ absl::StatusOr<std::string> HeadsArchitecture(const std::string& path) {
   absl::StatusOr<std::string> a = (*f)->GetString("general.architecture");
   if (!a.ok()) return absl::InvalidArgumentError(absl::StrCat("heads file '", path, "': no general.architecture"));
   return *a;
+}
+
+absl::Status CheckHeadsFitModel(const std::string& path, uint32_t n_embd, uint32_t n_vocab,
+                                const Model& target) {
+  const ModelConfig& c = target.config();
+  if (n_embd == c.n_embd && n_vocab == c.n_vocab) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "heads file '%s' was trained for n_embd %u and vocab %u, but the model has %u and %u", path,
+      n_embd, n_vocab, c.n_embd, c.n_vocab));
 }
 
 absl::Status ReadHeadsU32(const GgufFile& f, const std::string& path, const std::string& key, uint32_t* out) {

@@ -22,6 +22,9 @@ absl::StatusOr<std::unique_ptr<GgufFile>> OpenHeadsFile(const std::string& path,
 // general.architecture of a heads file ("medusa", "eagle", ...).
 absl::StatusOr<std::string> HeadsArchitecture(const std::string& path);
 absl::Status ReadHeadsU32(const GgufFile& f, const std::string& path, const std::string& key, uint32_t* out);
+// OK when heads trained for `n_embd` and `n_vocab` fit `target`; the message names both sides.
+absl::Status CheckHeadsFitModel(const std::string& path, uint32_t n_embd, uint32_t n_vocab,
+                                const Model& target);
 // Tensor `name`, F32 with exactly `dims` (ggml order: dims[0] is the row length).
 absl::Status ReadHeadsF32(const GgufFile& f, const std::string& path, const std::string& name,
                           const std::vector<uint64_t>& dims, std::vector<float>* out);

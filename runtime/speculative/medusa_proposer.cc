@@ -23,12 +23,7 @@ absl::StatusOr<std::unique_ptr<MedusaHeads>> LoadMedusaHeads(const std::string& 
                           std::make_pair("medusa.n_vocab", &h->n_vocab)}) {
     if (auto s = ReadHeadsU32(file, path, key, dst); !s.ok()) return s;
   }
-  const ModelConfig& c = target.config();
-  if (h->n_embd != c.n_embd || h->n_vocab != c.n_vocab) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "heads file '%s' was trained for n_embd %u and vocab %u, but the model has %u and %u",
-        path, h->n_embd, h->n_vocab, c.n_embd, c.n_vocab));
-  }
+  if (auto s = CheckHeadsFitModel(path, h->n_embd, h->n_vocab, target); !s.ok()) return s;
   if (h->n_heads == 0 || h->n_heads > 16) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "heads file '%s': medusa.n_heads = %u is outside [1, 16]", path, h->n_heads));
