@@ -1,5 +1,7 @@
 #include "runtime/package/package_reader.h"
 
+#include <cstring>
+
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
@@ -168,7 +170,13 @@ absl::StatusOr<std::unique_ptr<GgufFile>> PackageReader::File(bool draft) const 
     for (const kpkg::Tensor* t : *m->tensors()) {
       GgufTensorInfo info;
       info.name = t->name()->str();
-      if (t->dims() != nullptr) info.dims.assign(t->dims()->begin(), t->dims()->end());
+      if (t->dims() != nullptr) {
+        // The FlatBuffers Verifier checks only a vector's 4-byte length field for alignment, so
+        // a crafted manifest can put these uint64 elements at a 4-byte boundary (found by
+        // package_fuzzer): copy them bytewise instead of loading them as uint64.
+        info.dims.resize(t->dims()->size());
+        std::memcpy(info.dims.data(), t->dims()->Data(), info.dims.size() * sizeof(uint64_t));
+      }
       info.offset_in_data = t->offset();
       tensors.push_back(std::move(info));
       types.push_back(t->ggml_type());
