@@ -175,7 +175,9 @@ absl::StatusOr<std::unique_ptr<GgufFile>> PackageReader::File(bool draft) const 
         // a crafted manifest can put these uint64 elements at a 4-byte boundary (found by
         // package_fuzzer): copy them bytewise instead of loading them as uint64.
         info.dims.resize(t->dims()->size());
-        std::memcpy(info.dims.data(), t->dims()->Data(), info.dims.size() * sizeof(uint64_t));
+        if (!info.dims.empty()) {
+          std::memcpy(info.dims.data(), t->dims()->Data(), info.dims.size() * sizeof(uint64_t));
+        }
       }
       info.offset_in_data = t->offset();
       tensors.push_back(std::move(info));
