@@ -336,7 +336,10 @@ TEST_P(CpuConformance, Matmul) {
   const std::vector<Shape> quant = {{1, 32, 5},     {1, 96, 33},    {7, 256, 64},  {64, 160, 100},
                                     {1, 2048, 130}, {5, 4128, 17},  {2, 64, 1},    {13, 224, 19},
                                     // decode GEMV row streams: 7 and 6 groups (tails of 3 and 2)
-                                    {1, 800, 9},    {1, 768, 3}};
+                                    {1, 800, 9},    {1, 768, 3},
+                                    // small batches (verify, engine): token chunks 3 / 2+2 /
+                                    // 3+3+2 / 3x5+2, odd row tails
+                                    {3, 288, 21},   {4, 128, 6},    {8, 2048, 37}, {17, 416, 9}};
   Rng rng(1);
   for (uint32_t dt : kWeightDtypes) {
     for (const Shape& s : IsQuant(dt) ? quant : plain) {
@@ -381,11 +384,14 @@ TEST_P(CpuConformance, MatmulKq) {
   // super-blocks inside the plugin). N odd and not a multiple of the row tiles; T = 1 (GEMV) and
   // token tiles with remainders.
   const std::vector<Shape> k_shapes = {{1, 256, 5},  {1, 512, 33},   {3, 256, 17}, {7, 768, 64},
-                                       {64, 256, 40}, {1, 2048, 130}, {2, 1024, 3}, {13, 512, 19}};
+                                       {64, 256, 40}, {1, 2048, 130}, {2, 1024, 3}, {13, 512, 19},
+                                       {5, 512, 9},   {8, 256, 21},   {17, 256, 7}};
   const std::vector<Shape> b_shapes = {{1, 32, 5},   {1, 96, 33},  {5, 288, 17}, {64, 160, 40},
                                        {1, 2080, 19}, {4, 256, 8}, {9, 544, 21},
                                        // SmolLM2's K (2.25 super-blocks), row-stream GEMV tails
-                                       {1, 576, 67}, {2, 576, 35}, {8, 576, 23}};
+                                       {1, 576, 67}, {2, 576, 35}, {8, 576, 23},
+                                       // small batches: 3, 5 and 17 tokens
+                                       {3, 96, 11},  {5, 128, 6},  {17, 160, 9}};
   Rng rng(11);
   for (const KqTier& tier : kKqTiers) {
     const uint32_t dt = tier.dtype;

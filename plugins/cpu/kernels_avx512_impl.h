@@ -164,15 +164,39 @@ inline void StreamTileQ(const QWeightView& w, const QActView& a, int64_t j, int6
   }
 }
 
+// All n_tokens >= 2 tokens of R rows, in token chunks of 3 (the fastest tile that keeps its
+// 12 accumulators, 8 unpacked weight registers and scales in the 32 registers: ~0.59 ns per
+// (row, token, group) on Zen 5 against 0.78 for 2 rows x 8 tokens and ~0.5 for the bare
+// vpdpbusd pair, /tmp micro-benchmark, docs/perf/cpu-kernels.md), never a 1-token chunk (2 x 2
+// instead of 3 + 1). Only the first chunk streams the next tile's rows from DRAM; the later
+// chunks find these rows in L1.
+// One out-of-line instance per tile shape: inlined side by side into one caller, the tiles'
+// constants and accumulators compete for the 32 registers and spill (measured: T = 3 went from
+// 0.58 to 0.78 ns per (row, token, group)).
+template <int R, int C, bool kQ8, bool kStream>
+__attribute__((noinline)) void StreamTileQCall(const QWeightView& w, const QActView& a, int64_t j,
+                                               int64_t t, float* y, int64_t ldy) {
+  StreamTileQ<R, C, kQ8, kStream>(w, a, j, t, y, ldy);
+}
+
 template <int R, bool kQ8>
 inline void TileQTokens(const QWeightView& w, const QActView& a, int64_t n_tokens, int64_t j,
                         float* y, int64_t ldy) {
   int64_t t = 0;
-  for (; t + 3 <= n_tokens; t += 3) StreamTileQ<R, 3, kQ8, false>(w, a, j, t, y, ldy);
-  switch (n_tokens - t) {
-    case 2: StreamTileQ<R, 2, kQ8, false>(w, a, j, t, y, ldy); break;
-    case 1: StreamTileQ<R, 1, kQ8, false>(w, a, j, t, y, ldy); break;
-    default: break;
+  bool first = true;
+  while (t < n_tokens) {
+    const int64_t left = n_tokens - t;
+    const int64_t c = left == 4 ? 2 : std::min<int64_t>(left, 3);
+    switch (c * 2 + (first ? 1 : 0)) {
+      case 7: StreamTileQCall<R, 3, kQ8, true>(w, a, j, t, y, ldy); break;
+      case 6: StreamTileQCall<R, 3, kQ8, false>(w, a, j, t, y, ldy); break;
+      case 5: StreamTileQCall<R, 2, kQ8, true>(w, a, j, t, y, ldy); break;
+      case 4: StreamTileQCall<R, 2, kQ8, false>(w, a, j, t, y, ldy); break;
+      case 3: StreamTileQCall<R, 1, kQ8, true>(w, a, j, t, y, ldy); break;
+      default: StreamTileQCall<R, 1, kQ8, false>(w, a, j, t, y, ldy); break;
+    }
+    t += c;
+    first = false;
   }
 }
 
@@ -249,15 +273,6 @@ inline void GemvTileQ(const QWeightView& w, const QActView& a, int64_t j, float*
   for (int r = 0; r < R; ++r) y[j + r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-template <int C, bool kQ8>
-inline void StreamQ(const QWeightView& w, const QActView& a, int64_t n0, int64_t n1, float* y,
-                    int64_t ldy) {
-  constexpr int R = C <= 3 ? 4 : 2;  // R * C accumulators stay in registers
-  int64_t j = n0;
-  for (; j + R <= n1; j += R) StreamTileQ<R, C, kQ8>(w, a, j, 0, y, ldy);
-  for (; j < n1; ++j) StreamTileQ<1, C, kQ8>(w, a, j, 0, y, ldy);
-}
-
 template <bool kQ8>
 inline void GemvRowsQ(const QWeightView& w, const QActView& a, int64_t n0, int64_t n1, float* y);
 
@@ -268,16 +283,6 @@ void GemmQImpl(const QWeightView& w, const QActView& a, int64_t n_tokens, int64_
   if (n_tokens == 1 && DecodeGemvStyle() == GemvStyle::kRows) {
     GemvRowsQ<kQ8>(w, a, n0, n1, y);
     return;
-  }
-  switch (n_tokens) {
-    case 2: return StreamQ<2, kQ8>(w, a, n0, n1, y, ldy);
-    case 3: return StreamQ<3, kQ8>(w, a, n0, n1, y, ldy);
-    case 4: return StreamQ<4, kQ8>(w, a, n0, n1, y, ldy);
-    case 5: return StreamQ<5, kQ8>(w, a, n0, n1, y, ldy);
-    case 6: return StreamQ<6, kQ8>(w, a, n0, n1, y, ldy);
-    case 7: return StreamQ<7, kQ8>(w, a, n0, n1, y, ldy);
-    case 8: return StreamQ<8, kQ8>(w, a, n0, n1, y, ldy);
-    default: break;
   }
   if (n_tokens == 1) {
     for (; j + 8 <= n1; j += 8) GemvTileQ<8, kQ8>(w, a, j, y);

@@ -8,6 +8,7 @@
 // BM_DecodeSweep runs one decode step's GEMVs over a DRAM-sized working set (GB/s comparable with
 // `kestrel bench --membw`); BM_Matmul's single matrices stay in the L2/L3.
 // The plugin folder is KESTREL_PLUGIN_DIR, or the build's plugin folder.
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -256,6 +257,8 @@ void BM_DecodeSweep(benchmark::State& state) {
 }
 BENCHMARK(BM_DecodeSweep)
     ->Args({KESTREL_DTYPE_Q4_0, 2, 1})
+    ->Args({KESTREL_DTYPE_Q4_0, 2, 2})
+    ->Args({KESTREL_DTYPE_Q4_0, 2, 4})
     ->Args({KESTREL_DTYPE_Q4_0, 2, 8})
     ->Args({KESTREL_DTYPE_Q4_0, 2, 32})
     ->Args({KESTREL_DTYPE_Q4_K, 2, 1})
@@ -267,6 +270,83 @@ BENCHMARK(BM_DecodeSweep)
     ->Args({KESTREL_DTYPE_Q4_0, 1, 8})
     ->Args({KESTREL_DTYPE_Q4_0, 1, 32})
     ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// Small batches (speculative verify, the batching engine): one TinyLlama-1.1B weight shape and
+// format at T tokens, cycling through enough prepared copies of the weight that the working set
+// (>= 512 MiB) streams from DRAM as in a real decode step. ms per op at T against T = 1 (same run;
+// pass --benchmark_enable_random_interleaving=true --benchmark_repetitions=N to alternate them) is
+// the cost of a T-row step relative to decode. args: dtype, N, K, T (2 threads).
+//   build/bin/cpu_matmul_bench --benchmark_filter=BM_SmallBatch --benchmark_repetitions=5
+//       --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
+void BM_SmallBatch(benchmark::State& state) {
+  const uint32_t dtype = static_cast<uint32_t>(state.range(0));
+  const int64_t n = state.range(1), k = state.range(2), T = state.range(3);
+  Device* dev = GetDevice("cpu", 2, false);
+  if (dev == nullptr) {
+    state.SkipWithError("device not found");
+    return;
+  }
+  const std::vector<uint8_t> bytes = RandomWeight(dtype, n, k);
+  const size_t copies = std::max<size_t>(2, (size_t{512} << 20) / bytes.size() + 1);
+  std::vector<kestrel::hal::PreparedWeight> weights;
+  for (size_t i = 0; i < copies; ++i) {
+    auto w = dev->PrepareWeight(Desc(dtype, n, k), bytes.data(), bytes.size());
+    if (!w.ok()) {
+      state.SkipWithError("prepare failed");
+      return;
+    }
+    weights.push_back(std::move(*w));
+  }
+  auto x = dev->Allocate(T * k * 4);
+  auto y = dev->Allocate(T * n * 4);
+  if (!x.ok() || !y.ok()) {
+    state.SkipWithError("setup failed");
+    return;
+  }
+  std::vector<float> xv(T * k);
+  std::mt19937 gen(7);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (float& v : xv) v = u(gen);
+  (void)dev->Write(*x, 0, xv.data(), xv.size() * 4);
+  size_t i = 0;
+  for (auto _ : state) {
+    kestrel_tensor_arg_t in[2] = {}, out[1] = {};
+    in[0].desc = Desc(KESTREL_DTYPE_F32, T, k);
+    in[0].buffer = x->handle();
+    in[1].desc = Desc(dtype, n, k);
+    in[1].weight = weights[i].handle();
+    out[0].desc = Desc(KESTREL_DTYPE_F32, T, n);
+    out[0].buffer = y->handle();
+    kestrel_op_desc_t op{};
+    op.struct_size = sizeof op;
+    op.kind = KESTREL_OP_MATMUL;
+    op.op_version = 1;
+    op.n_inputs = 2;
+    op.n_outputs = 1;
+    op.inputs = in;
+    op.outputs = out;
+    absl::Status st = dev->Execute(op, nullptr);
+    if (!st.ok()) {
+      state.SkipWithError(std::string(st.message()).c_str());
+      return;
+    }
+    i = (i + 1) % copies;
+  }
+  state.counters["GB/s"] = benchmark::Counter(
+      static_cast<double>(bytes.size()) * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(kestrel::plugin_sdk::DtypeName(dtype)) + " T=" + std::to_string(T));
+}
+BENCHMARK(BM_SmallBatch)
+    ->Apply([](benchmark::internal::Benchmark* b) {
+      for (int dtype : {KESTREL_DTYPE_Q4_0, KESTREL_DTYPE_Q8_0, KESTREL_DTYPE_Q4_1, KESTREL_DTYPE_Q4_K,
+                        KESTREL_DTYPE_Q6_K}) {
+        for (auto nk : {std::pair<int, int>{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}}) {
+          for (int t : {1, 2, 4, 8, 16, 32, 64}) b->Args({dtype, nk.first, nk.second, t});
+        }
+      }
+    })
+    ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
 BENCHMARK_CAPTURE(BM_Matmul, ref_gemv, "ref")
