@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "cpu_features.h"
 
@@ -141,6 +142,29 @@ bool AmxUsable();
 // AmxUsable() and the CPU also has AMX-BF16 (CPUID leaf 7 EDX bit 22).
 bool AmxBf16Usable();
 #endif
+
+// Small-batch / prefill GEMM tiling shared by the Q4_0/Q8_0 and KQ AVX-512 kernels: the tokens
+// of a row tile in chunks of 3 (the widest tile whose accumulators fit the registers beside 4
+// unpacked rows), never a 1-token chunk when n_tokens >= 2 (4 = 2 + 2, 7 = 3 + 2 + 2). Calls
+// f(t, std::integral_constant<int, C>{}, std::bool_constant<first>{}) per chunk [t, t + C):
+// `first` marks the chunk that streams the rows from memory (later chunks find them in L1).
+template <typename F>
+inline void ForEachTokenChunk(int64_t n_tokens, F&& f) {
+  bool first = true;
+  for (int64_t t = 0; t < n_tokens; first = false) {
+    const int64_t left = n_tokens - t;
+    const int64_t c = left == 4 ? 2 : (left < 3 ? left : 3);
+    switch (c * 2 + (first ? 1 : 0)) {
+      case 7: f(t, std::integral_constant<int, 3>{}, std::true_type{}); break;
+      case 6: f(t, std::integral_constant<int, 3>{}, std::false_type{}); break;
+      case 5: f(t, std::integral_constant<int, 2>{}, std::true_type{}); break;
+      case 4: f(t, std::integral_constant<int, 2>{}, std::false_type{}); break;
+      case 3: f(t, std::integral_constant<int, 1>{}, std::true_type{}); break;
+      default: f(t, std::integral_constant<int, 1>{}, std::false_type{}); break;
+    }
+    t += c;
+  }
+}
 
 }  // namespace kestrel::plugins::cpu
 

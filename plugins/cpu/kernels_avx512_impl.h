@@ -92,10 +92,10 @@ inline __m512i DotGroup(__m512i lo, __m512i hi, const int8_t* xg, const int32_t*
 // unpacked once and the scales expanded to one per dword (block b in 128-bit lane b) once per row
 // and once per token, so the inner (row, token) step is 2 dot instructions + cvt + mul + fma; the
 // results are bit-identical to GemvTileQ's. The next tile's rows are prefetched into L2 as one
-// linear stream as in the decode GEMV, so for a few tokens (a speculative verify step, StreamQ)
-// the weights stream from DRAM once, at the decode kernel's rate, and serve every token.
-// kStream false (prefill chunks, many token tiles over the same rows): each row prefetches its
-// own group 8 ahead into L1 instead, as the rows are re-read from L1 by the next token tile.
+// linear stream as in the decode GEMV (kStream: the first token chunk of TileQTokens), so the
+// weights stream from DRAM once, while the dots run, and serve every token.
+// kStream false (the later token chunks over the same rows): each row prefetches its own group
+// 8 ahead into L1 instead, as the rows are re-read from L1.
 template <int R, int C, bool kQ8, bool kStream = true>
 inline void StreamTileQ(const QWeightView& w, const QActView& a, int64_t j, int64_t t, float* y,
                         int64_t ldy) {
@@ -164,12 +164,6 @@ inline void StreamTileQ(const QWeightView& w, const QActView& a, int64_t j, int6
   }
 }
 
-// All n_tokens >= 2 tokens of R rows, in token chunks of 3 (the fastest tile that keeps its
-// 12 accumulators, 8 unpacked weight registers and scales in the 32 registers: ~0.59 ns per
-// (row, token, group) on Zen 5 against 0.78 for 2 rows x 8 tokens and ~0.5 for the bare
-// vpdpbusd pair, /tmp micro-benchmark, docs/perf/cpu-kernels.md), never a 1-token chunk (2 x 2
-// instead of 3 + 1). Only the first chunk streams the next tile's rows from DRAM; the later
-// chunks find these rows in L1.
 // One out-of-line instance per tile shape: inlined side by side into one caller, the tiles'
 // constants and accumulators compete for the 32 registers and spill (measured: T = 3 went from
 // 0.58 to 0.78 ns per (row, token, group)).
@@ -179,25 +173,18 @@ __attribute__((noinline)) void StreamTileQCall(const QWeightView& w, const QActV
   StreamTileQ<R, C, kQ8, kStream>(w, a, j, t, y, ldy);
 }
 
+// All n_tokens >= 2 tokens of R rows, in token chunks of 3 (the fastest tile that keeps its
+// 12 accumulators, 8 unpacked weight registers and scales in the 32 registers: ~0.59 ns per
+// (row, token, group) on Zen 5 with the operands in L2, against 0.78 for the former 2 rows x 8
+// tokens and ~0.5 for the bare vpdpbusd pair; docs/perf/cpu-kernels.md), never a 1-token chunk
+// (ForEachTokenChunk, kernels.h). Only the first chunk streams the next tile's rows from DRAM;
+// the later chunks find these rows in L1.
 template <int R, bool kQ8>
 inline void TileQTokens(const QWeightView& w, const QActView& a, int64_t n_tokens, int64_t j,
                         float* y, int64_t ldy) {
-  int64_t t = 0;
-  bool first = true;
-  while (t < n_tokens) {
-    const int64_t left = n_tokens - t;
-    const int64_t c = left == 4 ? 2 : std::min<int64_t>(left, 3);
-    switch (c * 2 + (first ? 1 : 0)) {
-      case 7: StreamTileQCall<R, 3, kQ8, true>(w, a, j, t, y, ldy); break;
-      case 6: StreamTileQCall<R, 3, kQ8, false>(w, a, j, t, y, ldy); break;
-      case 5: StreamTileQCall<R, 2, kQ8, true>(w, a, j, t, y, ldy); break;
-      case 4: StreamTileQCall<R, 2, kQ8, false>(w, a, j, t, y, ldy); break;
-      case 3: StreamTileQCall<R, 1, kQ8, true>(w, a, j, t, y, ldy); break;
-      default: StreamTileQCall<R, 1, kQ8, false>(w, a, j, t, y, ldy); break;
-    }
-    t += c;
-    first = false;
-  }
+  ForEachTokenChunk(n_tokens, [&](int64_t t, auto c, auto first) {
+    StreamTileQCall<R, decltype(c)::value, kQ8, decltype(first)::value>(w, a, j, t, y, ldy);
+  });
 }
 
 // Decode GEMV (one token): R weight rows at a time. The rows of a tile and of the next tile are

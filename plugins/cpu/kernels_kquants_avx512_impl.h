@@ -12,6 +12,7 @@
 
 #include "kestrel/plugin_api.h"
 #include "cpu_features.h"
+#include "kernels.h"
 #include "kernels_kquants.h"
 
 namespace kestrel::plugins::cpu {
@@ -176,7 +177,11 @@ inline void GemvRows(const KWeightView& w, const KActView& a, int64_t j, float* 
 // Prefill GEMM tile: R rows x C tokens. Per super-block each row is unpacked once (4 quant
 // registers + its A, B) and then met by the C tokens, whose activations are re-read from L1 per
 // row: that keeps R * C accumulators (16) plus one row's operands in the 32 registers.
-template <uint32_t kDt, int R, int C>
+// kStream (the first token chunk of a row tile): the next tile's rows, contiguous with these,
+// are prefetched into L2 as one linear stream spread over the super-block steps, so that for a
+// few tokens (verify, batched decode) the weights stream from DRAM while the dots run, as in the
+// Q4_0 kernels (kernels_avx512_impl.h); the later chunks re-read these rows from L1.
+template <uint32_t kDt, int R, int C, bool kStream>
 inline void GemmTile(const KWeightView& w, const KActView& a, int64_t j, int64_t t, float* y,
                      int64_t ldy) {
   using T = Traits<kDt>;
@@ -185,7 +190,15 @@ inline void GemmTile(const KWeightView& w, const KActView& a, int64_t j, int64_t
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
   }
+  const char* next_q = reinterpret_cast<const char*>(w.qs + (j + R) * nsb * T::kQBytes);
+  const char* next_s = reinterpret_cast<const char*>(w.sc + (j + R) * nsb * T::kSBytes);
+  constexpr int64_t kQLines = (R * T::kQBytes + 63) / 64;
+  constexpr int64_t kSLines = (R * T::kSBytes + 63) / 64;
   for (int64_t sb = 0; sb < nsb; ++sb) {
+    if constexpr (kStream) {
+      for (int64_t l = 0; l < kQLines; ++l) _mm_prefetch(next_q + (sb * kQLines + l) * 64, _MM_HINT_T1);
+      for (int64_t l = 0; l < kSLines; ++l) _mm_prefetch(next_s + (sb * kSLines + l) * 64, _MM_HINT_T1);
+    }
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       __m512i q[4];
@@ -209,27 +222,23 @@ inline void GemmTile(const KWeightView& w, const KActView& a, int64_t j, int64_t
   }
 }
 
-// The last n_left < C tokens of a row tile, as one tile of exactly n_left tokens.
-template <uint32_t kDt, int R, int C>
-inline void GemmTail(const KWeightView& w, const KActView& a, int64_t n_left, int64_t j, int64_t t,
-                     float* y, int64_t ldy) {
-  if constexpr (C >= 1) {
-    if (n_left == C) {
-      GemmTile<kDt, R, C>(w, a, j, t, y, ldy);
-    } else {
-      GemmTail<kDt, R, C - 1>(w, a, n_left, j, t, y, ldy);
-    }
-  }
+// One out-of-line instance per tile shape: inlined side by side into one caller, the tiles'
+// accumulators and operands compete for the 32 registers (measured on the Q4_0 tiles: 0.58 vs
+// 0.78 ns per row, token and group).
+template <uint32_t kDt, int R, int C, bool kStream>
+__attribute__((noinline)) void GemmTileCall(const KWeightView& w, const KActView& a, int64_t j,
+                                            int64_t t, float* y, int64_t ldy) {
+  GemmTile<kDt, R, C, kStream>(w, a, j, t, y, ldy);
 }
 
+// All n_tokens >= 2 tokens of R rows, in chunks of 3 (ForEachTokenChunk, kernels.h).
 template <uint32_t kDt, int R>
 inline void GemmRows(const KWeightView& w, const KActView& a, int64_t n_tokens, int64_t j,
                      float* y, int64_t ldy) {
-  int64_t t = 0;
-  for (; t + kTileTokens <= n_tokens; t += kTileTokens) {
-    GemmTile<kDt, R, kTileTokens>(w, a, j, t, y, ldy);
-  }
-  GemmTail<kDt, R, kTileTokens - 1>(w, a, n_tokens - t, j, t, y, ldy);
+  static_assert(kTileTokens == 3, "ForEachTokenChunk makes chunks of up to 3 tokens");
+  ForEachTokenChunk(n_tokens, [&](int64_t t, auto c, auto first) {
+    GemmTileCall<kDt, R, decltype(c)::value, decltype(first)::value>(w, a, j, t, y, ldy);
+  });
 }
 
 template <uint32_t kDt>
