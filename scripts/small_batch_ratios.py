@@ -9,7 +9,7 @@ kernel change is judged against its baseline measured in the same run on the sam
 shared) machine. Example (docs/perf/cpu-kernels.md):
 
   scripts/small_batch_ratios.py --plugins build/lib/kestrel/plugins \\
-      --plugins /tmp/base/plugins --filter 'BM_SmallBatch/17/2048/2048/' --reps 5
+      --plugins /tmp/base/plugins --filter 'BM_SmallBatch/17/2048/2048/[0-9]+/2/' --reps 5
 """
 import argparse
 import json
@@ -22,7 +22,7 @@ import sys
 DTYPES = {16: "Q8_0", 17: "Q4_0", 18: "Q4_1", 23: "Q4_K", 25: "Q6_K", 1: "F16", 0: "F32"}
 
 
-def run_once(bench, plugins, flt, min_time):
+def run_once(bench, plugins, flt, min_time, field):
     env = dict(os.environ, KESTREL_PLUGIN_DIR=plugins)
     out = subprocess.run([bench, "--benchmark_filter=" + flt, "--benchmark_format=json",
                           "--benchmark_min_time=%g" % min_time],
@@ -31,16 +31,16 @@ def run_once(bench, plugins, flt, min_time):
     for b in json.loads(out)["benchmarks"]:
         if "error_occurred" in b and b["error_occurred"]:
             sys.exit("benchmark %s failed: %s" % (b["name"], b.get("error_message", "")))
-        times[b["name"]] = (b["real_time"], b["time_unit"])
+        times[b["name"]] = (b[field], b["time_unit"])
     return times
 
 
 def key_of(name):
-    """(group key without T, T) for BM_SmallBatch/dtype/n/k/T and BM_DecodeSweep/dtype/thr/T."""
+    """(group key without T, T): BM_SmallBatch/dtype/n/k/T/thr, BM_DecodeSweep/dtype/thr/T."""
     parts = name.split("/")
     if parts[0] == "BM_SmallBatch":
-        dt, n, k, t = (int(p) for p in parts[1:5])
-        return ("%s %dx%d" % (DTYPES.get(dt, str(dt)), n, k), t)
+        dt, n, k, t, thr = (int(p) for p in parts[1:6])
+        return ("%s %dx%d, %d thr" % (DTYPES.get(dt, str(dt)), n, k, thr), t)
     if parts[0] == "BM_DecodeSweep":
         dt, thr, t = (int(p) for p in parts[1:4])
         return ("%s decode sweep, %d thr" % (DTYPES.get(dt, str(dt)), thr), t)
@@ -52,10 +52,12 @@ def main():
     ap.add_argument("--bench", default="build/bin/cpu_matmul_bench")
     ap.add_argument("--plugins", action="append", required=True,
                     help="plugin folder (repeat: the first is 'new', later ones are baselines)")
-    ap.add_argument("--filter", default="BM_SmallBatch/17/2048/2048/",
+    ap.add_argument("--filter", default="BM_SmallBatch/17/2048/2048/[0-9]+/2/",
                     help="Google Benchmark regex (BM_SmallBatch and/or BM_DecodeSweep)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--min-time", type=float, default=0.3)
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="compare the benchmarks' CPU time (1-thread runs on a shared machine)")
     ap.add_argument("--json", help="write the medians and ratios here")
     a = ap.parse_args()
 
@@ -64,7 +66,8 @@ def main():
     for rep in range(a.reps):
         order = a.plugins if rep % 2 == 0 else list(reversed(a.plugins))
         for p in order:
-            for name, (t, unit) in run_once(a.bench, p, a.filter, a.min_time).items():
+            for name, (t, unit) in run_once(a.bench, p, a.filter, a.min_time,
+                                                 "cpu_time" if a.cpu_time else "real_time").items():
                 samples[p].setdefault(name, []).append(t)
                 units[name] = unit
     result = {}
@@ -78,7 +81,8 @@ def main():
         result[p] = groups
     print("load average: %s" % " ".join(open("/proc/loadavg").read().split()[:3]))
     for p in a.plugins:
-        print("\n## %s (median of %d: time at T=1, then time(T)/time(1))" % (p, a.reps))
+        print("\n## %s (median of %d: %s at T=1, then time(T)/time(1))"
+              % (p, a.reps, "CPU time" if a.cpu_time else "wall time"))
         for g, by_t in sorted(result[p].items()):
             ts = sorted(t for t in by_t if t != "unit")
             if 1 not in ts:

@@ -276,13 +276,15 @@ BENCHMARK(BM_DecodeSweep)
 // format at T tokens, cycling through enough prepared copies of the weight that the working set
 // (>= 512 MiB) streams from DRAM as in a real decode step. ms per op at T against T = 1 (same run;
 // pass --benchmark_enable_random_interleaving=true --benchmark_repetitions=N to alternate them) is
-// the cost of a T-row step relative to decode. args: dtype, N, K, T (2 threads).
+// the cost of a T-row step relative to decode. args: dtype, N, K, T, threads. With 1 thread the
+// calling thread does all the work, so its CPU time (the "CPU" column) is a measure that
+// time-slicing on a shared machine disturbs far less than the wall time.
 //   build/bin/cpu_matmul_bench --benchmark_filter=BM_SmallBatch --benchmark_repetitions=5
 //       --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true
 void BM_SmallBatch(benchmark::State& state) {
   const uint32_t dtype = static_cast<uint32_t>(state.range(0));
   const int64_t n = state.range(1), k = state.range(2), T = state.range(3);
-  Device* dev = GetDevice("cpu", 2, false);
+  Device* dev = GetDevice("cpu", static_cast<int>(state.range(4)), false);
   if (dev == nullptr) {
     state.SkipWithError("device not found");
     return;
@@ -342,7 +344,9 @@ BENCHMARK(BM_SmallBatch)
       for (int dtype : {KESTREL_DTYPE_Q4_0, KESTREL_DTYPE_Q8_0, KESTREL_DTYPE_Q4_1, KESTREL_DTYPE_Q4_K,
                         KESTREL_DTYPE_Q6_K}) {
         for (auto nk : {std::pair<int, int>{2048, 2048}, {256, 2048}, {5632, 2048}, {2048, 5632}}) {
-          for (int t : {1, 2, 4, 8, 16, 32, 64}) b->Args({dtype, nk.first, nk.second, t});
+          for (int t : {1, 2, 4, 8, 16, 32, 64}) {
+            for (int threads : {2, 1}) b->Args({dtype, nk.first, nk.second, t, threads});
+          }
         }
       }
     })

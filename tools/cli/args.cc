@@ -67,6 +67,7 @@ enum class FlagId {
   kDraft,
   kSoak,
   kKvSwap,
+  kVerifyCost,
   kRequests,
   kWatchdogS,
   kMaxRssGrowth,
@@ -133,6 +134,7 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kKvBlockSize, "kv-block-size", 0, true, kForBench},
     {FlagId::kSoak, "soak", 0, false, kForBench},
     {FlagId::kKvSwap, "kv-swap", 0, false, kForBench},
+    {FlagId::kVerifyCost, "verify-cost", 0, true, kForBench},
     {FlagId::kRequests, "requests", 0, true, kForBench},
     {FlagId::kWatchdogS, "watchdog-s", 0, true, kForBench},
     {FlagId::kMaxRssGrowth, "max-rss-growth", 0, true, kForBench},
@@ -433,6 +435,12 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
       break;
     case FlagId::kKvSwap:
       o->bench.kv_swap = true;
+      break;
+    case FlagId::kVerifyCost:
+      if (!ParseUint32(value, &o->bench.verify_cost) || o->bench.verify_cost < 2 ||
+          o->bench.verify_cost > 4096) {
+        return Fail(BadValue(spelled, value, "a number of tokens in [2, 4096]"));
+      }
       break;
     case FlagId::kRequests:
       if (!ParseUint32(value, &o->bench.soak_requests) || o->bench.soak_requests == 0) {
@@ -846,7 +854,19 @@ ParseResult ParseArgs(int argc, const char* const* argv, Options* out) {
       return Fail(std::string("option '") + (o.special ? "--special" : "--prompt-file") +
                   "' needs --spec");
     }
-    if (o.command == Command::kBench && o.bench.kv_swap) {
+    if (o.command == Command::kBench && o.bench.verify_cost != 0) {
+      if (!o.spec.empty() || o.bench.engine || o.bench.membw || o.bench.soak || o.bench.kv_swap ||
+          !o.mem.empty()) {
+        return Fail("--verify-cost excludes --spec, --engine, --membw, --soak, --kv-swap and --mem");
+      }
+      if (!engine_only_spelled.empty()) {
+        return Fail("option '" + engine_only_spelled + "' needs --engine");
+      }
+      if (!soak_only_spelled.empty()) return Fail("option '" + soak_only_spelled + "' needs --soak");
+      if (n_decode_given) return Fail("option '-n' does not apply to 'bench --verify-cost'");
+      if (o.model_path.empty()) return Fail("'bench --verify-cost' needs -m/--model MODEL");
+      if (!reps_given) o.bench.reps = 20;
+    } else if (o.command == Command::kBench && o.bench.kv_swap) {
       if (!o.spec.empty() || o.bench.engine || o.bench.membw || o.bench.soak) {
         return Fail("--kv-swap excludes --spec, --engine, --membw and --soak");
       }

@@ -48,6 +48,9 @@ struct BenchOptions {
   // tokens, default 16) by KV swap against by recompute, alternated (kv_swap_bench.h); --reps
   // default 3.
   bool kv_swap = false;
+  // --verify-cost N: one forward step over N tokens (N in [2, 4096]) against a one-token step
+  // after a context of -p tokens, alternated (verify_cost_bench.h); 0: off.
+  uint32_t verify_cost = 0;
   uint32_t soak_requests = 10000;
   uint32_t watchdog_s = 60;
   double max_rss_growth = 0.01;

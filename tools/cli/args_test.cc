@@ -462,6 +462,35 @@ TEST(ParseArgsTest, BenchKvSwap) {
   EXPECT_FALSE(Parse({"bench", "--kv-swap"}, &y).ok);
 }
 
+TEST(ParseArgsTest, BenchVerifyCost) {
+  Options o;
+  ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "--verify-cost", "8"}, &o).ok);
+  EXPECT_EQ(o.bench.verify_cost, 8u);
+  EXPECT_EQ(o.bench.n_prompt, 128u);  // the context depth
+  EXPECT_EQ(o.bench.reps, 20u);
+  Options p;
+  ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "--verify-cost=2", "-p", "64", "--reps", "3", "--json"}, &p).ok);
+  EXPECT_EQ(p.bench.verify_cost, 2u);
+  EXPECT_EQ(p.bench.n_prompt, 64u);
+  EXPECT_EQ(p.bench.reps, 3u);
+  for (const char* bad : {"0", "1", "4097", "x"}) {
+    Options x;
+    ParseResult r = Parse({"bench", "-m", "m", "--verify-cost", bad}, &x);
+    EXPECT_FALSE(r.ok) << bad;
+    EXPECT_NE(r.error.find("[2, 4096]"), std::string::npos) << r.error;
+  }
+  for (const char* other : {"--engine", "--soak", "--membw", "--kv-swap"}) {
+    Options x;
+    ParseResult r = Parse({"bench", "-m", "m", "--verify-cost", "8", other}, &x);
+    EXPECT_FALSE(r.ok) << other;
+    EXPECT_NE(r.error.find("excludes"), std::string::npos) << r.error;
+  }
+  Options n;
+  EXPECT_FALSE(Parse({"bench", "-m", "m", "--verify-cost", "8", "-n", "4"}, &n).ok);
+  Options y;
+  EXPECT_FALSE(Parse({"bench", "--verify-cost", "8"}, &y).ok);
+}
+
 TEST(ParseArgsTest, BenchSoak) {
   Options o;
   ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "--soak"}, &o).ok);

@@ -28,6 +28,7 @@
 #include "engine_bench.h"
 #include "kv_swap_bench.h"
 #include "soak_bench.h"
+#include "verify_cost_bench.h"
 #include "interrupt.h"
 #include "json_writer.h"
 #include "kestrel/kestrel.h"
@@ -145,6 +146,7 @@ int RunBench(const Options& o) {
   if (o.bench.membw) return RunMembw(o);
   if (!o.spec.empty()) return RunSpecBench(o);   // spec_bench.cc (also --engine)
   if (o.bench.kv_swap) return RunKvSwapBench(o);  // kv_swap_bench.cc
+  if (o.bench.verify_cost != 0) return RunVerifyCostBench(o);  // verify_cost_bench.cc
   if (o.bench.engine) return RunEngineBench(o);  // engine_bench.cc
   if (!o.mem.empty()) return RunOffloadBench(o);  // offload_bench.cc
   if (o.bench.soak) return RunSoakBench(o);      // soak_bench.cc

@@ -39,6 +39,19 @@ PY
   fail "bench (table) exited $?: $(cat "$tmp/err")"
 grep -q '^prefill ' "$tmp/out" && grep -q '^decode ' "$tmp/out" || fail "no table: $(cat "$tmp/out")"
 
+# --verify-cost: a 5-token step against a 1-token step after a 6-token context, 3 alternated pairs.
+"$kestrel" bench -m "$model" --verify-cost 5 -p 6 --reps 3 --warmup 1 --json >"$tmp/out" 2>"$tmp/err" ||
+  fail "bench --verify-cost exited $?: $(cat "$tmp/err")"
+python3 - "$tmp/out" <<'PY' || fail "bench --verify-cost --json: $(cat "$tmp/out")"
+import json, sys
+d = json.loads(open(sys.argv[1]).read().splitlines()[-1])
+assert d["mode"] == "verify_cost" and d["verify_tokens"] == 5 and d["context_tokens"] == 6, d
+assert d["reps"] == 3 and d["plain_step_ms"] > 0 and d["verify_step_ms"] > 0, d
+assert d["verify_cost_ratio_min"] <= d["verify_cost_ratio"] <= d["verify_cost_ratio_max"], d
+assert d["verify_cost_ratio_min"] > 0, d
+PY
+[ "$(grep -c 'verify-cost rep' "$tmp/err")" -eq 3 ] || fail "expected 3 rep lines: $(cat "$tmp/err")"
+
 # --engine: two concurrencies and the shared-prefix workload (32 requests x 32-token prefix).
 "$kestrel" bench -m "$model" --engine --concurrency 1,4 -n 8 --reps 1 --prefix-tokens 32 --json \
     >"$tmp/out" 2>"$tmp/err" || fail "bench --engine exited $?: $(cat "$tmp/err")"
