@@ -277,6 +277,9 @@ void GemmQImpl(const QWeightView& w, const QActView& a, int64_t n_tokens, int64_
     for (; j < n1; ++j) GemvTileQ<1, kQ8>(w, a, j, y);
     return;
   }
+  if (n_tokens == 4) {  // 2 rows x 4 tokens: 0.64 ns per (row, token, group) vs 0.70 for 4 x (2 + 2)
+    for (; j + 2 <= n1; j += 2) StreamTileQCall<2, 4, kQ8, true>(w, a, j, 0, y, ldy);
+  }
   for (; j + 4 <= n1; j += 4) TileQTokens<4, kQ8>(w, a, n_tokens, j, y, ldy);
   for (; j < n1; ++j) TileQTokens<1, kQ8>(w, a, n_tokens, j, y, ldy);
 }
