@@ -176,6 +176,28 @@ void GemmArgs(benchmark::internal::Benchmark* b) {
   }
 }
 
+// y[T, n] = x[T, k] . w[n, k]^T on dev, w a prepared weight of `dtype`.
+absl::Status ExecuteMatmul(Device* dev, kestrel_plugin_buffer_t* x, kestrel_plugin_weight_t* w,
+                           kestrel_plugin_buffer_t* y, uint32_t dtype, int64_t T, int64_t n,
+                           int64_t k) {
+  kestrel_tensor_arg_t in[2] = {}, out[1] = {};
+  in[0].desc = Desc(KESTREL_DTYPE_F32, T, k);
+  in[0].buffer = x;
+  in[1].desc = Desc(dtype, n, k);
+  in[1].weight = w;
+  out[0].desc = Desc(KESTREL_DTYPE_F32, T, n);
+  out[0].buffer = y;
+  kestrel_op_desc_t op{};
+  op.struct_size = sizeof op;
+  op.kind = KESTREL_OP_MATMUL;
+  op.op_version = 1;
+  op.n_inputs = 2;
+  op.n_outputs = 1;
+  op.inputs = in;
+  op.outputs = out;
+  return dev->Execute(op, nullptr);
+}
+
 // Decode sweep: the GEMVs of one TinyLlama-1.1B decode step (22 layers x q, k, v, o, gate, up,
 // down; the output projection left out), each layer's weights prepared separately, so the
 // working set (Q4_0 ~0.56 GB, Q8_0 ~1.05 GB, F16 ~2 GB) is far beyond the L3 and every step
@@ -227,22 +249,8 @@ void BM_DecodeSweep(benchmark::State& state) {
   for (auto _ : state) {
     for (size_t i = 0; i < weights.size(); ++i) {
       const Shape& s = shapes[i % 7];
-      kestrel_tensor_arg_t in[2] = {}, out[1] = {};
-      in[0].desc = Desc(KESTREL_DTYPE_F32, T, s.k);
-      in[0].buffer = x->handle();
-      in[1].desc = Desc(dtype, s.n, s.k);
-      in[1].weight = weights[i].handle();
-      out[0].desc = Desc(KESTREL_DTYPE_F32, T, s.n);
-      out[0].buffer = y->handle();
-      kestrel_op_desc_t op{};
-      op.struct_size = sizeof op;
-      op.kind = KESTREL_OP_MATMUL;
-      op.op_version = 1;
-      op.n_inputs = 2;
-      op.n_outputs = 1;
-      op.inputs = in;
-      op.outputs = out;
-      absl::Status st = dev->Execute(op, nullptr);
+      absl::Status st = ExecuteMatmul(dev, x->handle(), weights[i].handle(), y->handle(), dtype, T,
+                                      s.n, s.k);
       if (!st.ok()) {
         state.SkipWithError(std::string(st.message()).c_str());
         return;
@@ -313,22 +321,7 @@ void BM_SmallBatch(benchmark::State& state) {
   (void)dev->Write(*x, 0, xv.data(), xv.size() * 4);
   size_t i = 0;
   for (auto _ : state) {
-    kestrel_tensor_arg_t in[2] = {}, out[1] = {};
-    in[0].desc = Desc(KESTREL_DTYPE_F32, T, k);
-    in[0].buffer = x->handle();
-    in[1].desc = Desc(dtype, n, k);
-    in[1].weight = weights[i].handle();
-    out[0].desc = Desc(KESTREL_DTYPE_F32, T, n);
-    out[0].buffer = y->handle();
-    kestrel_op_desc_t op{};
-    op.struct_size = sizeof op;
-    op.kind = KESTREL_OP_MATMUL;
-    op.op_version = 1;
-    op.n_inputs = 2;
-    op.n_outputs = 1;
-    op.inputs = in;
-    op.outputs = out;
-    absl::Status st = dev->Execute(op, nullptr);
+    absl::Status st = ExecuteMatmul(dev, x->handle(), weights[i].handle(), y->handle(), dtype, T, n, k);
     if (!st.ok()) {
       state.SkipWithError(std::string(st.message()).c_str());
       return;
