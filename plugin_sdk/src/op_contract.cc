@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
@@ -259,7 +260,41 @@ class Checker {
     return Status();
   }
 
+  // One argument's rank and dtypes: `contract` the dtypes the op allows at all (else
+  // INVALID_ARGUMENT), `runs` those the reference kernels implement (else unsupported).
+  struct ArgSpec {
+    bool output;
+    int index;
+    uint32_t rank;
+    uint64_t contract;
+    uint64_t runs;
+  };
+  static ArgSpec In(int i, uint32_t rank, uint64_t contract, uint64_t runs) {
+    return {false, i, rank, contract, runs};
+  }
+  static ArgSpec Out(int i, uint32_t rank, uint64_t contract, uint64_t runs) {
+    return {true, i, rank, contract, runs};
+  }
+
+  // Every spec's rank, then every spec's dtype: a wrong rank is reported before a wrong dtype.
+  Status Expect(std::initializer_list<ArgSpec> specs) {
+    for (const ArgSpec& a : specs) {
+      KESTREL_SDK_RETURN_IF_ERROR(Rank(Arg(a), Label(a), a.rank));
+    }
+    for (const ArgSpec& a : specs) {
+      KESTREL_SDK_RETURN_IF_ERROR(Dtype(Arg(a), Label(a), a.contract, a.runs));
+    }
+    return Status();
+  }
+
  private:
+  const kestrel_tensor_desc_t& Arg(const ArgSpec& a) const {
+    return a.output ? out(a.index) : in(a.index);
+  }
+  const std::string& Label(const ArgSpec& a) const {
+    return a.output ? OutLabel(a.index) : InLabel(a.index);
+  }
+
   Status CheckTensor(const kestrel_tensor_desc_t& d, const std::string& label) {
     KESTREL_SDK_RETURN_IF_ERROR(ValidateTensorDescIn(d, name_, label));
     if (!IsPackedLayout(d)) Unsupported(StrCat(label, " has a non-packed stride"));
@@ -275,6 +310,9 @@ class Checker {
 // Shorthand: return on error.
 #define RET(expr) KESTREL_SDK_RETURN_IF_ERROR(expr)
 
+constexpr auto kIn = &Checker::In;
+constexpr auto kOut = &Checker::Out;
+
 Status CheckEmbedding(Checker& c, const kestrel_op_desc_t& op) {
   if (op.op_version == 2) {
     kestrel_op_embedding_params_t p;
@@ -285,12 +323,8 @@ Status CheckEmbedding(Checker& c, const kestrel_op_desc_t& op) {
   }
   RET(c.CheckArgs(2));
   const auto &table = c.in(0), &ids = c.in(1), &out = c.out(0);
-  RET(c.Rank(table, c.InLabel(0), 2));
-  RET(c.Rank(ids, c.InLabel(1), 1));
-  RET(c.Rank(out, c.OutLabel(0), 2));
-  RET(c.Dtype(table, c.InLabel(0), kWeightDtypes, kWeightDtypes));
-  RET(c.Dtype(ids, c.InLabel(1), kI32, kI32));
-  RET(c.Dtype(out, c.OutLabel(0), kFloatDtypes, kF32));
+  RET(c.Expect({kIn(0, 2, kWeightDtypes, kWeightDtypes), kIn(1, 1, kI32, kI32),
+                kOut(0, 2, kFloatDtypes, kF32)}));
   RET(c.SameDim(out, c.OutLabel(0), 0, ids, c.InLabel(1), 0));
   RET(c.SameDim(out, c.OutLabel(0), 1, table, c.InLabel(0), 1));
   return Status();
@@ -299,12 +333,8 @@ Status CheckEmbedding(Checker& c, const kestrel_op_desc_t& op) {
 Status CheckRmsNorm(Checker& c, const kestrel_op_desc_t& op) {
   RET(c.CheckArgs(2));
   const auto &x = c.in(0), &w = c.in(1), &out = c.out(0);
-  RET(c.Rank(x, c.InLabel(0), 2));
-  RET(c.Rank(w, c.InLabel(1), 1));
-  RET(c.Rank(out, c.OutLabel(0), 2));
-  RET(c.Dtype(x, c.InLabel(0), kFloatDtypes, kF32));
-  RET(c.Dtype(w, c.InLabel(1), kFloatDtypes, kF32));
-  RET(c.Dtype(out, c.OutLabel(0), kFloatDtypes, kF32));
+  RET(c.Expect({kIn(0, 2, kFloatDtypes, kF32), kIn(1, 1, kFloatDtypes, kF32),
+                kOut(0, 2, kFloatDtypes, kF32)}));
   RET(c.SameDim(w, c.InLabel(1), 0, x, c.InLabel(0), 1));
   RET(c.SameShape(out, c.OutLabel(0), x, c.InLabel(0)));
   kestrel_op_rmsnorm_params_t p;
@@ -318,12 +348,8 @@ Status CheckRmsNorm(Checker& c, const kestrel_op_desc_t& op) {
 Status CheckRope(Checker& c, const kestrel_op_desc_t& op) {
   RET(c.CheckArgs(3, /*min_outputs=*/0, /*min_inputs=*/2));
   const auto &x = c.in(0), &pos = c.in(1), &out = c.out(0);
-  RET(c.Rank(x, c.InLabel(0), 3));
-  RET(c.Rank(pos, c.InLabel(1), 1));
-  RET(c.Rank(out, c.OutLabel(0), 3));
-  RET(c.Dtype(x, c.InLabel(0), kFloatDtypes, kF32));
-  RET(c.Dtype(pos, c.InLabel(1), kI32, kI32));
-  RET(c.Dtype(out, c.OutLabel(0), kFloatDtypes, kF32));
+  RET(c.Expect({kIn(0, 3, kFloatDtypes, kF32), kIn(1, 1, kI32, kI32),
+                kOut(0, 3, kFloatDtypes, kF32)}));
   RET(c.SameDim(pos, c.InLabel(1), 0, x, c.InLabel(0), 0));
   RET(c.SameShape(out, c.OutLabel(0), x, c.InLabel(0)));
   kestrel_op_rope_params_t p;
@@ -342,8 +368,7 @@ Status CheckRope(Checker& c, const kestrel_op_desc_t& op) {
   }
   if (op.n_inputs > 2) {  // freq_factors [n_rot / 2]
     const auto& ff = c.in(2);
-    RET(c.Rank(ff, c.InLabel(2), 1));
-    RET(c.Dtype(ff, c.InLabel(2), kFloatDtypes, kF32));
+    RET(c.Expect({kIn(2, 1, kFloatDtypes, kF32)}));
     RET(c.DimIs(ff, c.InLabel(2), 0, p.n_rot / 2, "params.n_rot / 2"));
   }
   return Status();
@@ -353,19 +378,14 @@ Status CheckRope(Checker& c, const kestrel_op_desc_t& op) {
 Status CheckMatmul(Checker& c, const kestrel_op_desc_t& op) {
   RET(c.CheckArgs(3, /*min_outputs=*/0, /*min_inputs=*/2));
   const auto &x = c.in(0), &w = c.in(1), &out = c.out(0);
-  RET(c.Rank(x, c.InLabel(0), 2));
-  RET(c.Rank(w, c.InLabel(1), 2));
-  RET(c.Rank(out, c.OutLabel(0), 2));
-  RET(c.Dtype(x, c.InLabel(0), kFloatDtypes, kF32));
-  RET(c.Dtype(w, c.InLabel(1), kWeightDtypes, kWeightDtypes));
-  RET(c.Dtype(out, c.OutLabel(0), kFloatDtypes, kF32));
+  RET(c.Expect({kIn(0, 2, kFloatDtypes, kF32), kIn(1, 2, kWeightDtypes, kWeightDtypes),
+                kOut(0, 2, kFloatDtypes, kF32)}));
   RET(c.SameDim(w, c.InLabel(1), 1, x, c.InLabel(0), 1));
   RET(c.SameDim(out, c.OutLabel(0), 0, x, c.InLabel(0), 0));
   RET(c.SameDim(out, c.OutLabel(0), 1, w, c.InLabel(1), 0));
   if (op.n_inputs > 2) {  // bias [N]
     const auto& bias = c.in(2);
-    RET(c.Rank(bias, c.InLabel(2), 1));
-    RET(c.Dtype(bias, c.InLabel(2), kFloatDtypes, kF32));
+    RET(c.Expect({kIn(2, 1, kFloatDtypes, kF32)}));
     RET(c.SameDim(bias, c.InLabel(2), 0, w, c.InLabel(1), 0));
   }
   return Status();
@@ -374,14 +394,8 @@ Status CheckMatmul(Checker& c, const kestrel_op_desc_t& op) {
 Status CheckLogits(Checker& c) {
   RET(c.CheckArgs(3));
   const auto &x = c.in(0), &w = c.in(1), &rows = c.in(2), &out = c.out(0);
-  RET(c.Rank(x, c.InLabel(0), 2));
-  RET(c.Rank(w, c.InLabel(1), 2));
-  RET(c.Rank(rows, c.InLabel(2), 1));
-  RET(c.Rank(out, c.OutLabel(0), 2));
-  RET(c.Dtype(x, c.InLabel(0), kFloatDtypes, kF32));
-  RET(c.Dtype(w, c.InLabel(1), kWeightDtypes, kWeightDtypes));
-  RET(c.Dtype(rows, c.InLabel(2), kI32, kI32));
-  RET(c.Dtype(out, c.OutLabel(0), kFloatDtypes, kF32));
+  RET(c.Expect({kIn(0, 2, kFloatDtypes, kF32), kIn(1, 2, kWeightDtypes, kWeightDtypes),
+                kIn(2, 1, kI32, kI32), kOut(0, 2, kFloatDtypes, kF32)}));
   RET(c.SameDim(w, c.InLabel(1), 1, x, c.InLabel(0), 1));
   RET(c.SameDim(out, c.OutLabel(0), 0, rows, c.InLabel(2), 0));
   RET(c.SameDim(out, c.OutLabel(0), 1, w, c.InLabel(1), 0));
@@ -391,12 +405,8 @@ Status CheckLogits(Checker& c) {
 Status CheckElementwise(Checker& c) {
   RET(c.CheckArgs(2));
   const auto &a = c.in(0), &b = c.in(1), &out = c.out(0);
-  RET(c.Rank(a, c.InLabel(0), 2));
-  RET(c.Rank(b, c.InLabel(1), 2));
-  RET(c.Rank(out, c.OutLabel(0), 2));
-  RET(c.Dtype(a, c.InLabel(0), kFloatDtypes, kF32));
-  RET(c.Dtype(b, c.InLabel(1), kFloatDtypes, kF32));
-  RET(c.Dtype(out, c.OutLabel(0), kFloatDtypes, kF32));
+  RET(c.Expect({kIn(0, 2, kFloatDtypes, kF32), kIn(1, 2, kFloatDtypes, kF32),
+                kOut(0, 2, kFloatDtypes, kF32)}));
   RET(c.SameShape(b, c.InLabel(1), a, c.InLabel(0)));
   RET(c.SameShape(out, c.OutLabel(0), a, c.InLabel(0)));
   return Status();
@@ -417,12 +427,8 @@ Status CheckKvWrite(Checker& c) {
   RET(c.CheckArgs(3));
   const auto &k = c.in(0), &v = c.in(1), &slots = c.in(2);
   const auto &kc = c.out(0), &vc = c.out(1);
-  RET(c.Rank(k, c.InLabel(0), 3));
-  RET(c.Rank(v, c.InLabel(1), 3));
-  RET(c.Rank(slots, c.InLabel(2), 1));
-  RET(c.Dtype(k, c.InLabel(0), kFloatDtypes, kF32));
-  RET(c.Dtype(v, c.InLabel(1), kFloatDtypes, kF32));
-  RET(c.Dtype(slots, c.InLabel(2), kI32, kI32));
+  RET(c.Expect({kIn(0, 3, kFloatDtypes, kF32), kIn(1, 3, kFloatDtypes, kF32),
+                kIn(2, 1, kI32, kI32)}));
   RET(CheckCaches(c, kc, c.OutLabel(0), vc, c.OutLabel(1)));
   RET(c.SameShape(v, c.InLabel(1), k, c.InLabel(0)));
   RET(c.SameDim(slots, c.InLabel(2), 0, k, c.InLabel(0), 0));
@@ -434,8 +440,7 @@ Status CheckKvWrite(Checker& c) {
 Status CheckKvBlockCopy(Checker& c) {
   RET(c.CheckArgs(1));
   const auto& pairs = c.in(0);
-  RET(c.Rank(pairs, c.InLabel(0), 2));
-  RET(c.Dtype(pairs, c.InLabel(0), kI32, kI32));
+  RET(c.Expect({kIn(0, 2, kI32, kI32)}));
   RET(c.DimIs(pairs, c.InLabel(0), 1, 2, "2 (source, destination)"));
   RET(CheckCaches(c, c.out(0), c.OutLabel(0), c.out(1), c.OutLabel(1)));
   return Status();
@@ -469,16 +474,8 @@ Status CheckAttention(Checker& c, const kestrel_op_desc_t& op) {
   if (!std::isfinite(p.scale)) {
     return InvalidArgument(c.name(), ": params.scale=", p.scale, " is not finite");
   }
-  RET(c.Rank(q, c.InLabel(0), 3));
-  RET(c.Rank(tables, c.InLabel(3), 2));
-  RET(c.Rank(starts, c.InLabel(4), 1));
-  RET(c.Rank(lens, c.InLabel(5), 1));
-  RET(c.Rank(out, c.OutLabel(0), 3));
-  RET(c.Dtype(q, c.InLabel(0), kFloatDtypes, kF32));
-  RET(c.Dtype(tables, c.InLabel(3), kI32, kI32));
-  RET(c.Dtype(starts, c.InLabel(4), kI32, kI32));
-  RET(c.Dtype(lens, c.InLabel(5), kI32, kI32));
-  RET(c.Dtype(out, c.OutLabel(0), kFloatDtypes, kF32));
+  RET(c.Expect({kIn(0, 3, kFloatDtypes, kF32), kIn(3, 2, kI32, kI32), kIn(4, 1, kI32, kI32),
+                kIn(5, 1, kI32, kI32), kOut(0, 3, kFloatDtypes, kF32)}));
   RET(CheckCaches(c, kc, c.InLabel(1), vc, c.InLabel(2)));
   RET(c.DimIs(q, c.InLabel(0), 1, p.n_heads, "params.n_heads"));
   RET(c.DimIs(q, c.InLabel(0), 2, p.head_dim, "params.head_dim"));
@@ -491,8 +488,7 @@ Status CheckAttention(Checker& c, const kestrel_op_desc_t& op) {
   RET(c.SameShape(out, c.OutLabel(0), q, c.InLabel(0)));
   if (p.tree_mask) {
     const auto& parents = c.in(6);
-    RET(c.Rank(parents, c.InLabel(6), 1));
-    RET(c.Dtype(parents, c.InLabel(6), kI32, kI32));
+    RET(c.Expect({kIn(6, 1, kI32, kI32)}));
     RET(c.SameDim(parents, c.InLabel(6), 0, q, c.InLabel(0), 0));
   }
   return Status();
@@ -531,15 +527,9 @@ Status CheckMoe(Checker& c, const kestrel_op_desc_t& op) {
   RET(c.CheckArgs(5, /*min_outputs=*/1));
   const auto &x = c.in(0), &router = c.in(1), &gate = c.in(2), &up = c.in(3), &down = c.in(4);
   const auto& out = c.out(0);
-  RET(c.Rank(x, c.InLabel(0), 2));
-  RET(c.Rank(router, c.InLabel(1), 2));
-  RET(c.Rank(gate, c.InLabel(2), 3));
-  RET(c.Rank(up, c.InLabel(3), 3));
-  RET(c.Rank(down, c.InLabel(4), 3));
-  RET(c.Rank(out, c.OutLabel(0), 2));
-  RET(c.Dtype(x, c.InLabel(0), kFloatDtypes, kF32));
-  for (int i = 1; i <= 4; ++i) RET(c.Dtype(c.in(i), c.InLabel(i), kWeightDtypes, kWeightDtypes));
-  RET(c.Dtype(out, c.OutLabel(0), kFloatDtypes, kF32));
+  RET(c.Expect({kIn(0, 2, kFloatDtypes, kF32), kIn(1, 2, kWeightDtypes, kWeightDtypes),
+                kIn(2, 3, kWeightDtypes, kWeightDtypes), kIn(3, 3, kWeightDtypes, kWeightDtypes),
+                kIn(4, 3, kWeightDtypes, kWeightDtypes), kOut(0, 2, kFloatDtypes, kF32)}));
   RET(c.DimIs(router, c.InLabel(1), 0, p.n_experts, "params.n_experts"));
   RET(c.SameDim(router, c.InLabel(1), 1, x, c.InLabel(0), 1));
   RET(c.DimIs(gate, c.InLabel(2), 0, p.n_local_experts, "params.n_local_experts"));
@@ -551,8 +541,7 @@ Status CheckMoe(Checker& c, const kestrel_op_desc_t& op) {
   RET(c.SameShape(out, c.OutLabel(0), x, c.InLabel(0)));
   if (op.n_outputs > 1) {
     const auto& stats = c.out(1);
-    RET(c.Rank(stats, c.OutLabel(1), 1));
-    RET(c.Dtype(stats, c.OutLabel(1), kI32, kI32));
+    RET(c.Expect({kOut(1, 1, kI32, kI32)}));
     RET(c.DimIs(stats, c.OutLabel(1), 0, p.n_experts, "params.n_experts"));
   }
   return Status();

@@ -20,7 +20,7 @@ absl::StatusOr<std::unique_ptr<GgufFile>> OpenHeadsFile(const std::string& path,
     return absl::InvalidArgumentError(absl::StrCat("heads file '", path, "': general.architecture must be \"",
                                                    arch, "\"", a.ok() ? absl::StrCat(", not \"", *a, "\"") : ""));
   }
-  return std::move(f);
+  return f;
 }
 
 absl::StatusOr<std::string> HeadsArchitecture(const std::string& path) {
