@@ -1,6 +1,7 @@
 #include "hal/src/device.h"
 
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -83,13 +84,10 @@ void PreparedWeight::Reset() {
 }
 
 Stream& Stream::operator=(Stream&& other) noexcept {
-  if (this != &other) {
-    Reset();
-    device_ = other.device_;
-    handle_ = other.handle_;
-    other.device_ = nullptr;
-    other.handle_ = nullptr;
-  }
+  if (this == &other) return *this;
+  Reset();
+  std::swap(device_, other.device_);  // other is left empty
+  std::swap(handle_, other.handle_);
   return *this;
 }
 
@@ -104,13 +102,10 @@ void Stream::Reset() {
 }
 
 Event& Event::operator=(Event&& other) noexcept {
-  if (this != &other) {
-    Reset();
-    device_ = other.device_;
-    handle_ = other.handle_;
-    other.device_ = nullptr;
-    other.handle_ = nullptr;
-  }
+  if (this == &other) return *this;
+  Reset();
+  std::swap(device_, other.device_);  // other is left empty
+  std::swap(handle_, other.handle_);
   return *this;
 }
 
