@@ -185,24 +185,21 @@ absl::StatusOr<Executor::Copy*> Executor::Resident(Value& value, hal::Device* de
   return dst;
 }
 
-absl::StatusOr<hal::Device*> Executor::Place(size_t op_index, const PlanOp& /*op*/,
-                                             const kestrel_op_desc_t& desc, int mode,
-                                             uint64_t* workspace) {
-  auto key = std::make_pair(op_index, mode);
-  auto it = placement_.find(key);
-  if (it != placement_.end()) {
-    *workspace = it->second.second;
-    return it->second.first;
+absl::StatusOr<const Executor::Placement*> Executor::Place(size_t op_index,
+                                                           const kestrel_op_desc_t& desc, int mode) {
+  if (placement_.size() < plan_.ops.size() * kPlacementModes) {
+    placement_.resize(plan_.ops.size() * kPlacementModes);
   }
+  Placement& p = placement_[op_index * kPlacementModes + mode];
+  if (p.device != nullptr) return &p;
   std::string why;
   for (hal::Device* d : {primary_, fallback_}) {
     if (d == nullptr) continue;
     absl::StatusOr<kestrel_op_support_t> s = d->Query(desc);
     if (!s.ok()) return s.status();
     if (s->level != KESTREL_OP_UNSUPPORTED) {
-      placement_[key] = {d, s->workspace_bytes};
-      *workspace = s->workspace_bytes;
-      return d;
+      p = {d, s->workspace_bytes, &ops_per_device_[d->name()]};
+      return &p;
     }
     absl::StrAppend(&why, why.empty() ? "" : ", ", "device '", d->name(), "' does not support it");
   }
@@ -223,10 +220,11 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape, bool tree)
   const kestrel_op_desc_t& desc = call.desc;
   const bool tree_op = call.tree;
 
-  uint64_t workspace_bytes = 0;
-  absl::StatusOr<hal::Device*> dev = Place(op_index, op, desc, tree_op ? 2 : (shape.n_tokens > 1 ? 1 : 0), &workspace_bytes);
-  if (!dev.ok()) return dev.status();
-  hal::Device* d = *dev;
+  absl::StatusOr<const Placement*> placed =
+      Place(op_index, desc, tree_op ? 2 : (shape.n_tokens > 1 ? 1 : 0));
+  if (!placed.ok()) return placed.status();
+  hal::Device* d = (*placed)->device;
+  const uint64_t workspace_bytes = (*placed)->workspace;
 
   for (size_t i = 0; i < in.size(); ++i) {
     const PlanArg& a = op_inputs[i];
@@ -294,7 +292,7 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape, bool tree)
     ws = &w;
   }
   if (auto s = d->Execute(desc, ws); !s.ok()) return s;
-  ++ops_per_device_[d->name()];
+  ++*(*placed)->op_count;
   for (const PlanArg& a : op.outputs) {
     Value& v = ValueFor(a.ref);
     v.valid = {d};

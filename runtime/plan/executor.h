@@ -101,10 +101,14 @@ class Executor {
   uint64_t BytesOf(const PlanArg& arg, const StepShape& shape) const;
   absl::StatusOr<Copy*> Allocated(Value& value, hal::Device* device, uint64_t bytes);
   absl::StatusOr<Copy*> Resident(Value& value, hal::Device* device, uint64_t bytes);
-  // mode: 0 decode, 1 prefill, 2 tree step (placement is cached per op and mode).
-  absl::StatusOr<hal::Device*> Place(size_t op_index, const PlanOp& op,
-                                     const kestrel_op_desc_t& desc, int mode,
-                                     uint64_t* workspace);
+  // Where an op runs in one mode (0 decode, 1 prefill, 2 tree step): asked once per op and mode.
+  struct Placement {
+    hal::Device* device = nullptr;  // null: not asked yet
+    uint64_t workspace = 0;
+    uint64_t* op_count = nullptr;   // the device's entry of ops_per_device_ (std::map nodes stay put)
+  };
+  static constexpr int kPlacementModes = 3;
+  absl::StatusOr<const Placement*> Place(size_t op_index, const kestrel_op_desc_t& desc, int mode);
   absl::Status RunOp(size_t op_index, const StepShape& shape, bool tree);
   // Every op of the plan in order, with the model's weight streamer (if any) around them.
   absl::Status RunOps(const StepShape& shape, bool tree);
@@ -122,7 +126,10 @@ class Executor {
   hal::Device* primary_ = nullptr;
   hal::Device* fallback_ = nullptr;
   std::vector<Value> activations_, k_cache_, v_cache_, step_;
-  std::map<std::pair<size_t, int>, std::pair<hal::Device*, uint64_t>> placement_;
+  // [op_index * kPlacementModes + mode]: a flat table, as a decode step of a small model looks
+  // placements up hundreds of times (a std::map keyed by (op, mode) and a map keyed by device
+  // name per op were a measurable share of its host-side dispatch).
+  std::vector<Placement> placement_;
   // The prepared weight handle of (op, input) on the device it last ran on: the model's lookup
   // (a mutex and a map) per weight argument cost ~1 % of a small model's decode step.
   struct CachedWeight {
