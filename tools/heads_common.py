@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """What the heads trainers (train_medusa.py, train_eagle.py) share: the public C API through ctypes
-(generation, hidden states), reading a model's F32/F16 matrices from its GGUF, writing a heads GGUF."""
+(generation, hidden states), reading a model's matrices from its GGUF (quantized ones through gguf-py), writing a heads GGUF."""
 import ctypes
 import struct
 import sys
@@ -125,7 +125,8 @@ GGUF_TYPES = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10
 
 
 def read_matrices(path, wanted):
-    """{name: [rows, row length] f32} for each name in `wanted` the file has (F32 or F16 only)."""
+    """{name: [rows, row length] f32} for each name in `wanted` the file has (F32, F16, or any
+    quantized type gguf-py dequantizes)."""
     with open(path, "rb") as f:
         data = f.read()
     off = 0
@@ -179,9 +180,25 @@ def read_matrices(path, wanted):
         elif t == 1:
             w = np.frombuffer(data, dtype=np.float16, count=n, offset=base + o).astype(np.float32)
         else:
-            sys.exit(f"'{name}' has ggml type {t}; only F32 and F16 matrices are read")
+            w = dequantize(data, base + o, t, n, name)
         out[name] = w.reshape(dims[1], dims[0]).copy()
     return out
+
+
+def dequantize(data, offset, ggml_type, n, name):
+    """A quantized matrix (Q8_0, Q4_1, K-quants, ...) through gguf-py's dequantization (the formats'
+    reference, scripts/install_py_deps.sh), which the runtime's plugin SDK matches bit for bit."""
+    try:
+        from gguf import GGMLQuantizationType
+        from gguf.constants import GGML_QUANT_SIZES
+        from gguf.quants import dequantize as gguf_dequantize
+    except ImportError:
+        sys.exit(f"'{name}' has ggml type {ggml_type}: reading a quantized matrix needs gguf-py "
+                 "(scripts/install_py_deps.sh)")
+    qt = GGMLQuantizationType(ggml_type)
+    block, block_bytes = GGML_QUANT_SIZES[qt]
+    raw = np.frombuffer(data, dtype=np.uint8, count=n // block * block_bytes, offset=offset)
+    return gguf_dequantize(raw, qt).astype(np.float32).reshape(-1)
 
 
 def read_output_matrix(path):

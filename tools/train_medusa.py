@@ -12,7 +12,8 @@
 3. Training (NumPy, no framework): head k (k = 0 .. K-1) learns to predict the model's own token
    at t + 2 + k from h_t (the base head predicts t + 1):
        h_k = h + SiLU(W_k h + b_k),   logits = W_out h_k
-   with the model's output matrix W_out frozen (read from the GGUF: F32 or F16 `output.weight`,
+   with the model's output matrix W_out frozen (read from the GGUF: `output.weight` in any format,
+   quantized ones through gguf-py,
    else the tied `token_embd.weight`), cross-entropy, Adam, W_k and b_k starting at 0 (so each head
    starts as the base head, as in the Medusa paper).
 4. Output: the sidecar GGUF that kestrel_speculative_options_t.heads_path reads

@@ -55,6 +55,10 @@ KESTREL_API kestrel_status_t* kestrel_model_get_memory_plan(const kestrel_model_
     info.n_streamed_layers = static_cast<uint32_t>(p->streamed_layers.size());
     info.host_swap_bytes = p->host_swap_bytes;
     info.device_total_bytes = p->device_total_bytes();
+    info.streamed_bytes = p->streamed_bytes;
+    info.stream_ring_bytes = p->stream_ring_bytes();
+    info.stream_slots = p->stream_slots;
+    info.stream_prefetch_distance = p->prefetch_distance;
     return kestrel::api::WriteInfo(fn, "out_plan", info, out_plan,
                                    KESTREL_MEMORY_PLAN_INFO_MIN_SIZE);
   });
@@ -142,6 +146,11 @@ KESTREL_API kestrel_status_t* kestrel_model_get_memory_stats(const kestrel_model
       std::lock_guard<std::mutex> lock(c->mutex());
       s.expert_bytes_read = c->bytes_read();
       s.expert_read_seconds = c->read_seconds();
+    }
+    if (kestrel::runtime::offload::WeightStreamer* w = model->model->weight_streamer(); w != nullptr) {
+      std::lock_guard<std::mutex> lock(w->mutex());
+      s.streamed_bytes_copied = w->stats().bytes_copied;
+      s.stream_copy_wait_seconds = w->stats().copy_wait_seconds;
     }
     return kestrel::api::WriteInfo(fn, "out_stats", s, out_stats, KESTREL_MEMORY_STATS_MIN_SIZE);
   });

@@ -1,6 +1,7 @@
 #include "hal/src/device.h"
 
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -82,6 +83,41 @@ void PreparedWeight::Reset() {
   bytes_ = 0;
 }
 
+Stream& Stream::operator=(Stream&& other) noexcept {
+  if (this == &other) return *this;
+  Reset();
+  std::swap(device_, other.device_);  // other is left empty
+  std::swap(handle_, other.handle_);
+  return *this;
+}
+
+void Stream::Reset() {
+  if (handle_ != nullptr && device_ != nullptr) {
+    std::lock_guard<std::mutex> lock(device_->mu_);
+    TakePluginStatus(device_->api_->stream_synchronize(device_->handle_, handle_), "").IgnoreError();
+    device_->api_->stream_destroy(device_->handle_, handle_);
+  }
+  device_ = nullptr;
+  handle_ = nullptr;
+}
+
+Event& Event::operator=(Event&& other) noexcept {
+  if (this == &other) return *this;
+  Reset();
+  std::swap(device_, other.device_);  // other is left empty
+  std::swap(handle_, other.handle_);
+  return *this;
+}
+
+void Event::Reset() {
+  if (handle_ != nullptr && device_ != nullptr) {
+    std::lock_guard<std::mutex> lock(device_->mu_);
+    device_->api_->event_destroy(device_->handle_, handle_);
+  }
+  device_ = nullptr;
+  handle_ = nullptr;
+}
+
 void Device::Hold(uint64_t bytes) {
   const uint64_t now = live_bytes_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
   uint64_t peak = peak_bytes_.load(std::memory_order_relaxed);
@@ -121,6 +157,10 @@ absl::StatusOr<std::unique_ptr<Device>> Device::Open(std::shared_ptr<PluginInsta
     st = TakePluginStatus(dev->api_->stream_create(dev->handle_, &dev->stream_),
                           ctx + ": stream_create");
     if (!st.ok()) return st;
+    dev->has_events_ = KESTREL_HAL_HAS_SLOT(lib, event_record) &&
+                       KESTREL_HAL_HAS_SLOT(lib, stream_wait_event) &&
+                       KESTREL_HAL_HAS_SLOT(lib, event_synchronize) &&
+                       KESTREL_HAL_HAS_SLOT(lib, event_destroy);
   }
   return dev;
 }
@@ -315,6 +355,65 @@ absl::Status Device::Synchronize() {
   std::lock_guard<std::mutex> lock(mu_);
   if (stream_ == nullptr) return absl::OkStatus();
   return TakePluginStatus(api_->stream_synchronize(handle_, stream_), Context("stream_synchronize"));
+}
+
+absl::StatusOr<Stream> Device::CreateStream() {
+  if (!has_streams()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(Context("stream_create"), ": the plugin is synchronous (no streams and events)"));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  Stream s;
+  absl::Status st = TakePluginStatus(api_->stream_create(handle_, &s.handle_), Context("stream_create"));
+  if (!st.ok()) return st;
+  s.device_ = this;
+  return s;
+}
+
+absl::Status Device::WriteAsync(const Stream& stream, const Buffer& dst, uint64_t dst_offset,
+                                const void* src, uint64_t size) {
+  if (dst_offset > dst.size() || size > dst.size() - dst_offset) {
+    return absl::OutOfRangeError(absl::StrFormat("%s: write of %u bytes at %u exceeds buffer of %u",
+                                                 Context("buffer_write"), size, dst_offset, dst.size()));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  absl::Status st = TakePluginStatus(
+      api_->buffer_write(handle_, stream.handle(), dst.handle(), dst_offset, src, size),
+      Context("buffer_write"));
+  if (st.ok()) written_bytes_.fetch_add(size, std::memory_order_relaxed);
+  return st;
+}
+
+absl::StatusOr<Event> Device::Record(const Stream* stream) {
+  if (!has_streams()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(Context("event_record"), ": the plugin is synchronous (no streams and events)"));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  Event e;
+  absl::Status st = TakePluginStatus(
+      api_->event_record(handle_, stream != nullptr ? stream->handle() : stream_, &e.handle_),
+      Context("event_record"));
+  if (!st.ok()) return st;
+  e.device_ = this;
+  return e;
+}
+
+absl::Status Device::Wait(const Stream* stream, const Event& event) {
+  if (!has_streams()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        Context("stream_wait_event"), ": the plugin is synchronous (no streams and events)"));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  return TakePluginStatus(api_->stream_wait_event(
+                              handle_, stream != nullptr ? stream->handle() : stream_, event.handle()),
+                          Context("stream_wait_event"));
+}
+
+absl::Status Device::Synchronize(const Stream& stream) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return TakePluginStatus(api_->stream_synchronize(handle_, stream.handle()),
+                          Context("stream_synchronize"));
 }
 
 absl::Status Device::SetOptions(const PluginOptions& options) {

@@ -62,6 +62,41 @@ class PreparedWeight {
   uint64_t bytes_ = 0;  // the host bytes it was made from (its share of the device's accounting)
 };
 
+// A second queue of work on a device (plugin stream): copies queued on it overlap the ops queued
+// on the device's own stream; events order the two. Move-only; synchronises and destroys itself.
+class Stream {
+ public:
+  Stream() = default;
+  Stream(Stream&& other) noexcept { *this = std::move(other); }
+  Stream& operator=(Stream&& other) noexcept;
+  ~Stream() { Reset(); }
+  void Reset();
+  kestrel_plugin_stream_t* handle() const { return handle_; }
+  explicit operator bool() const { return handle_ != nullptr; }
+
+ private:
+  friend class Device;
+  Device* device_ = nullptr;
+  kestrel_plugin_stream_t* handle_ = nullptr;
+};
+
+// A point in a stream's queued work (event_record). Move-only; destroys itself.
+class Event {
+ public:
+  Event() = default;
+  Event(Event&& other) noexcept { *this = std::move(other); }
+  Event& operator=(Event&& other) noexcept;
+  ~Event() { Reset(); }
+  void Reset();
+  kestrel_plugin_event_t* handle() const { return handle_; }
+  explicit operator bool() const { return handle_ != nullptr; }
+
+ private:
+  friend class Device;
+  Device* device_ = nullptr;
+  kestrel_plugin_event_t* handle_ = nullptr;
+};
+
 // What moved through one device since it was opened, and what it holds: the bytes of live
 // buffers and prepared weights (prepared weights count the host bytes they were made from; a
 // plugin's own repacking may differ), their peak, and the bytes of buffer writes (plus weight
@@ -117,6 +152,22 @@ class Device {
   // Enqueues `op` on the device's stream (or runs it synchronously for a synchronous plugin).
   absl::Status Execute(const kestrel_op_desc_t& op, const Buffer* workspace);
   absl::Status Synchronize();
+
+  // ---- streams and events (the plugin ABI's optional 1.0 slots) ----
+  // Whether the device queues work (it has an op stream and every stream and event slot). A
+  // synchronous plugin has none: its calls complete before they return.
+  bool has_streams() const { return stream_ != nullptr && has_events_; }
+  // A stream besides the op stream; FAILED_PRECONDITION without has_streams().
+  absl::StatusOr<Stream> CreateStream();
+  // Host -> device on `stream` without waiting: `src` must stay valid and unchanged until the
+  // stream is synchronised or an event recorded on it after this write has completed.
+  absl::Status WriteAsync(const Stream& stream, const Buffer& dst, uint64_t dst_offset,
+                          const void* src, uint64_t size);
+  // An event after the work queued so far on `stream` (nullptr: the op stream).
+  absl::StatusOr<Event> Record(const Stream* stream);
+  // Work queued on `stream` (nullptr: the op stream) after this starts once `event` completed.
+  absl::Status Wait(const Stream* stream, const Event& event);
+  absl::Status Synchronize(const Stream& stream);
   // Per-device settings (plugin ABI 1.1 device_set_options). A plugin without the slot ignores
   // them: OK is returned and nothing changes.
   absl::Status SetOptions(const PluginOptions& options);
@@ -125,6 +176,8 @@ class Device {
   Device() = default;
   friend class Buffer;
   friend class PreparedWeight;
+  friend class Stream;
+  friend class Event;
   std::string Context(const char* slot) const;
   void Hold(uint64_t bytes);
   void Drop(uint64_t bytes) { live_bytes_.fetch_sub(bytes, std::memory_order_relaxed); }
@@ -133,6 +186,7 @@ class Device {
   const kestrel_plugin_api_t* api_ = nullptr;
   kestrel_plugin_device_t* handle_ = nullptr;
   kestrel_plugin_stream_t* stream_ = nullptr;  // NULL for synchronous plugins
+  bool has_events_ = false;  // event_record, stream_wait_event, event_synchronize, event_destroy
   kestrel_device_caps_t caps_{};
   std::string name_;
   std::mutex mu_;

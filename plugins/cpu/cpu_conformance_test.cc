@@ -16,8 +16,9 @@
 //     measured the same way (1e-2 to 2e-2); their exact paths 1e-5, EMBEDDING_GATHER bit-exact
 //   MOE: exact paths 1e-5; 8-bit activations 3e-2 of |out| (two quantized matmuls in series);
 //     the expert statistics (and so the routing) bit-exact, ties and near-ties included
-// The suite runs once per ISA level (portable, avx2, avx512, vnni, amx: option "isa") and
-// activation mode (option "exact"); levels this CPU lacks are skipped.
+// The suite runs once per ISA level (portable, avx2, avx512, vnni, amx, neon, dotprod: option
+// "isa") and activation mode (option "exact"); levels this CPU lacks are skipped (the aarch64 ones
+// run under QEMU in the cross build: samples/edge, ctest edge_aarch64_cpu_conformance).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -889,7 +890,9 @@ INSTANTIATE_TEST_SUITE_P(AllIsaLevels, CpuConformance,
                                            Mode{"avx2", false}, Mode{"avx2", true},
                                            Mode{"avx512", false}, Mode{"avx512", true},
                                            Mode{"vnni", false}, Mode{"vnni", true},
-                                           Mode{"amx", false}, Mode{"amx", true}),
+                                           Mode{"amx", false}, Mode{"amx", true},
+                                           Mode{"neon", false}, Mode{"neon", true},
+                                           Mode{"dotprod", false}, Mode{"dotprod", true}),
                          ModeName);
 
 }  // namespace

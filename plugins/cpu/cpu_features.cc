@@ -9,6 +9,15 @@
 #define KESTREL_CPU_X86 1
 #include <cpuid.h>
 #endif
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1 << 1)
+#endif
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
 
 namespace kestrel::plugins::cpu {
 namespace {
@@ -46,6 +55,12 @@ CpuFeatures Detect() {
   f.avx512 = f.avx2 && zmm_state && avx512f && avx512dq && avx512bw && avx512vl;
   f.avx512_vnni = f.avx512 && ((ecx >> 11) & 1);
   f.amx_int8 = ((edx >> 24) & 1) && ((edx >> 25) & 1);
+#elif defined(__aarch64__) && defined(__linux__)
+  const unsigned long hwcap = getauxval(AT_HWCAP);
+  f.neon = (hwcap & HWCAP_ASIMD) != 0;
+  f.dotprod = f.neon && (hwcap & HWCAP_ASIMDDP) != 0;
+#elif defined(__aarch64__)
+  f.neon = true;  // Advanced SIMD is part of every aarch64 CPU; dotprod unknown off Linux
 #endif
   return f;
 }
@@ -66,6 +81,9 @@ IsaLevel BestIsaLevel() {
   if (f.avx512_vnni) return IsaLevel::kVnni;
   if (f.avx512) return IsaLevel::kAvx512;
   if (f.avx2) return IsaLevel::kAvx2;
+#elif defined(KESTREL_CPU_HAVE_NEON_KERNELS)
+  if (f.dotprod) return IsaLevel::kDotprod;
+  if (f.neon) return IsaLevel::kNeon;
 #else
   (void)f;
 #endif
@@ -82,6 +100,13 @@ GemvStyle DecodeGemvStyle() {
   return style;
 }
 
+bool IsaLevelSupported(IsaLevel level) {
+  if (level == IsaLevel::kPortable) return true;
+  const IsaLevel best = BestIsaLevel();
+  if (best == IsaLevel::kPortable || IsX86IsaLevel(level) != IsX86IsaLevel(best)) return false;
+  return static_cast<int>(level) <= static_cast<int>(best);
+}
+
 const char* IsaLevelName(IsaLevel level) {
   switch (level) {
     case IsaLevel::kPortable: return "portable";
@@ -89,6 +114,8 @@ const char* IsaLevelName(IsaLevel level) {
     case IsaLevel::kAvx512: return "avx512";
     case IsaLevel::kVnni: return "vnni";
     case IsaLevel::kAmx: return "amx";
+    case IsaLevel::kNeon: return "neon";
+    case IsaLevel::kDotprod: return "dotprod";
   }
   return "unknown";
 }
@@ -100,6 +127,8 @@ bool ParseIsaLevel(const std::string& name, IsaLevel* out) {
   else if (name == "avx512") *out = IsaLevel::kAvx512;
   else if (name == "vnni") *out = IsaLevel::kVnni;
   else if (name == "amx") *out = IsaLevel::kAmx;
+  else if (name == "neon") *out = IsaLevel::kNeon;
+  else if (name == "dotprod") *out = IsaLevel::kDotprod;
   else return false;
   return true;
 }

@@ -10,9 +10,10 @@
 //
 // Options (also environment variables, which the options override):
 //   "threads" / KESTREL_CPU_THREADS  worker threads incl. the caller (default: hardware threads)
-//   "isa"     / KESTREL_CPU_ISA      portable | avx2 | avx512 | vnni | amx | best (default best;
-//                                    a level the CPU lacks is lowered to the best it has, with a
-//                                    warning; amx = vnni + AMX-INT8 tiles for prefill)
+//   "isa"     / KESTREL_CPU_ISA      portable | avx2 | avx512 | vnni | amx | neon | dotprod |
+//                                    best (default best; a level the CPU lacks is lowered to the
+//                                    best it has, with a warning; amx = vnni + AMX-INT8 tiles for
+//                                    prefill; neon, dotprod: aarch64)
 //   "exact"   / KESTREL_CPU_EXACT    1: f32 activations for quantized weights (matches ref to
 //                                    ~1e-6); 0 (default): 8-bit activations, like llama.cpp
 //   "onednn"  / KESTREL_CPU_ONEDNN   0: never use oneDNN; 1 (default when built with it): F32
@@ -398,9 +399,9 @@ struct CpuDevice {
       IsaLevel wanted;
       if (!ParseIsaLevel(isa_s, &wanted)) {
         host.Log(KESTREL_PLUGIN_LOG_WARNING,
-                 StrCat("cpu: isa='", isa_s, "' is not portable|avx2|avx512|vnni|amx|best; using ",
+                 StrCat("cpu: isa='", isa_s, "' is not portable|avx2|avx512|vnni|amx|neon|dotprod|best; using ",
                         IsaLevelName(state->isa)));
-      } else if (static_cast<int>(wanted) > static_cast<int>(state->isa)) {
+      } else if (!IsaLevelSupported(wanted)) {
         host.Log(KESTREL_PLUGIN_LOG_WARNING, StrCat("cpu: isa='", isa_s, "' is not available on this CPU; using ",
                                                     IsaLevelName(state->isa)));
       } else {
@@ -414,7 +415,7 @@ struct CpuDevice {
                                 " threads, ", state->exact ? "exact f32" : "8-bit",
                                 " activations for quantized weights",
                                 state->onednn ? ", oneDNN sgemm" : "",
-                                state->isa == IsaLevel::kPortable ? ""
+                                !IsX86IsaLevel(state->isa) ? ""
                                 : DecodeGemvStyle() == GemvStyle::kRows ? ", decode GEMV rows"
                                                                         : ", decode GEMV tiles",
                                 ")");

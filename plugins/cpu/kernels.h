@@ -135,6 +135,10 @@ const KernelTable& Avx2Kernels();
 const KernelTable& Avx512Kernels();
 const KernelTable& VnniKernels();
 #endif
+#if defined(KESTREL_CPU_HAVE_NEON_KERNELS)
+const KernelTable& NeonKernels();     // kernels_neon.cc (aarch64 builds only)
+const KernelTable& DotprodKernels();  // kernels_dotprod.cc
+#endif
 #if defined(KESTREL_CPU_HAVE_AMX)
 const KernelTable& AmxKernels();  // defined in kernels_amx.cc
 // True when the CPU has AMX-INT8 and the OS granted this process the tile state (asked once).

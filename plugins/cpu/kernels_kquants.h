@@ -99,6 +99,13 @@ const KQuantKernels& Avx2KQuantKernels();
 const KQuantKernels& Avx512KQuantKernels();
 const KQuantKernels& VnniKQuantKernels();
 #endif
+#if defined(KESTREL_CPU_HAVE_NEON_KERNELS)
+const KQuantKernels& NeonKQuantKernels();     // kernels_kquants_neon.cc (aarch64 builds only)
+const KQuantKernels& DotprodKQuantKernels();  // kernels_kquants_dotprod.cc
+#endif
+
+// A[l], B[l] of the 16 sub-blocks of one super-block from its scale record `rec` (portable).
+void ExpandKqScales(const KqFormat& f, const uint8_t* rec, float* A, float* B);
 
 // Rows [n0, n1) dequantized to f32, out[(j - n0) * ldo + i] for i < k: bit-identical with the
 // reference plugin's dequantization (kestrel/plugin_sdk/quants.h). Portable (not on a hot path:

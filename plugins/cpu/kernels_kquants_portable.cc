@@ -126,6 +126,10 @@ void Gemm(const KWeightView& w, const KActView& a, int64_t n_tokens, int64_t n0,
 
 }  // namespace
 
+void ExpandKqScales(const KqFormat& f, const uint8_t* rec, float* A, float* B) {
+  ExpandScales(f, rec, A, B);
+}
+
 const KQuantKernels& PortableKQuantKernels() {
   static const KQuantKernels table = [] {
     KQuantKernels t;
@@ -145,7 +149,11 @@ const KQuantKernels& GetKQuantKernels(IsaLevel level) {
     case IsaLevel::kAvx512: return Avx512KQuantKernels();
     case IsaLevel::kAvx2: return Avx2KQuantKernels();
     case IsaLevel::kPortable: break;
+    default: break;
   }
+#elif defined(KESTREL_CPU_HAVE_NEON_KERNELS)
+  if (level == IsaLevel::kDotprod) return DotprodKQuantKernels();
+  if (level == IsaLevel::kNeon) return NeonKQuantKernels();
 #else
   (void)level;
 #endif

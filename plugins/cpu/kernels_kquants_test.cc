@@ -25,8 +25,9 @@ TEST(KQuantKernelsTest, EveryLevelMatchesPortable) {
   std::mt19937_64 gen(plugin_sdk::testing_util::TestSeed());
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const KQuantKernels& portable = PortableKQuantKernels();
-  for (IsaLevel level : {IsaLevel::kAvx2, IsaLevel::kAvx512, IsaLevel::kVnni}) {
-    if (static_cast<int>(level) > static_cast<int>(BestIsaLevel())) {
+  for (IsaLevel level : {IsaLevel::kAvx2, IsaLevel::kAvx512, IsaLevel::kVnni, IsaLevel::kNeon,
+                         IsaLevel::kDotprod}) {
+    if (!IsaLevelSupported(level)) {
       std::printf("level %s: not on this CPU, skipped\n", IsaLevelName(level));
       continue;
     }

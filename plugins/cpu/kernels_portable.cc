@@ -1,4 +1,4 @@
-// Portable kernels (plain C++17, any architecture) and the ISA dispatch.
+// Portable kernels (plain C++17, any architecture) and the ISA dispatch (x86 or aarch64 levels).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -177,7 +177,11 @@ const KernelTable& GetKernels(IsaLevel level) {
     case IsaLevel::kAvx512: return Avx512Kernels();
     case IsaLevel::kAvx2: return Avx2Kernels();
     case IsaLevel::kPortable: break;
+    default: break;
   }
+#elif defined(KESTREL_CPU_HAVE_NEON_KERNELS)
+  if (level == IsaLevel::kDotprod) return DotprodKernels();
+  if (level == IsaLevel::kNeon) return NeonKernels();
 #else
   (void)level;
 #endif

@@ -184,10 +184,11 @@ absl::Status Model::PrepareWeights(const std::function<absl::Status(float)>& rep
   std::vector<bool> offloaded(weights_.tensors.size(), false);
   if (memory_plan_ != nullptr) {
     for (int id : memory_plan_->offloaded) offloaded[id] = true;
+    for (int id : memory_plan_->streamed) offloaded[id] = true;  // copied per step from the file
   }
   const PreparedSet* set = MatchingPreparedSet();
   for (size_t i = 0; i < weights_.tensors.size(); ++i) {
-    if (offloaded[i]) continue;  // read expert by expert into the expert cache
+    if (offloaded[i]) continue;  // read into the expert cache / the streaming ring on demand
     if (set != nullptr && ImportPrepared(*set, static_cast<int>(i))) {
       ++n_imported_;
       done += weights_.tensors[i].bytes;
@@ -260,6 +261,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path, hal:
   } else {
     KESTREL_RETURN_IF_ERROR(m->PrepareWeights(report));
     KESTREL_RETURN_IF_ERROR(m->CreateExpertCache(options));
+    KESTREL_RETURN_IF_ERROR(m->CreateWeightStreamer(options));
   }
   KESTREL_RETURN_IF_ERROR(report(1.0f));
   return m;
@@ -279,10 +281,18 @@ absl::Status Model::PlanMemory(const ModelLoadOptions& options) {
   r.budgets = std::move(*budgets);
   r.context = options.plan_context != 0 ? options.plan_context : config_.context_length;
   r.sequences = std::max<uint32_t>(1, options.plan_sequences);
+  r.prefetch_distance = options.prefetch_distance;
   if (device_ != nullptr) {
     r.device = device_->name();
     r.device_capacity = device_->caps().memory_bytes;
     r.device_is_host = device_->caps().kind == KESTREL_DEVICE_KIND_CPU;
+    r.device_async = device_->has_streams();
+    // A matrix of a dtype the device does not take as a weight runs on the fallback device:
+    // streaming it to this one would gain nothing.
+    for (offload::PlannedTensor& t : r.tensors) {
+      const uint32_t dtype = weights_.tensors[t.weight_id].desc.dtype;
+      if ((device_->caps().weight_dtype_mask & KESTREL_DTYPE_BIT(dtype)) == 0) t.streamable = false;
+    }
   } else {
     r.device = "(none)";
     r.device_is_host = true;
@@ -311,6 +321,33 @@ absl::Status Model::CreateExpertCache(const ModelLoadOptions& options) {
       path_, std::move(*sources), config_.n_experts, o, device_);
   if (!cache.ok()) return cache.status();
   expert_cache_ = std::move(*cache);
+  return absl::OkStatus();
+}
+
+absl::Status Model::CreateWeightStreamer(const ModelLoadOptions& options) {
+  if (memory_plan_ == nullptr || memory_plan_->streamed_layers.empty()) return absl::OkStatus();
+  std::vector<offload::StreamedLayer> layers;
+  for (uint32_t l : memory_plan_->streamed_layers) {
+    const LayerWeights& lw = weights_.layers[l];
+    offload::StreamedLayer layer;
+    for (int id : {lw.wq, lw.wk, lw.wv, lw.wo, lw.w_gate, lw.w_up, lw.w_down}) {
+      if (id < 0 || !std::binary_search(memory_plan_->streamed.begin(),
+                                        memory_plan_->streamed.end(), id)) {
+        continue;
+      }
+      const WeightTensor& w = weights_.tensors[id];
+      layer.push_back({id, w.host_data, w.bytes});
+    }
+    layers.push_back(std::move(layer));
+  }
+  offload::WeightStreamerOptions o;
+  o.prefetch_distance = memory_plan_->prefetch_distance;
+  o.budget_bytes = memory_plan_->stream_ring_bytes();
+  o.skip_copies = options.stream_skip_copies;
+  absl::StatusOr<std::unique_ptr<offload::WeightStreamer>> s =
+      offload::WeightStreamer::Create(std::move(layers), o, device_);
+  if (!s.ok()) return s.status();
+  weight_streamer_ = std::move(*s);
   return absl::OkStatus();
 }
 

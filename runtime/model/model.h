@@ -22,6 +22,7 @@
 #include "runtime/gguf/gguf_file.h"
 #include "runtime/offload/expert_cache.h"
 #include "runtime/offload/memory_planner.h"
+#include "runtime/offload/weight_streamer.h"
 #include "runtime/package/package_reader.h"
 #include "runtime/plan/execution_plan.h"
 #include "runtime/plan/plan_options.h"
@@ -55,6 +56,10 @@ struct ModelLoadOptions {
   uint32_t plan_sequences = 1;  // sequences to reserve KV for
   uint32_t kv_element_bytes = 4;  // 4: F32 KV cache, 2: F16
   offload::EvictionKind expert_policy = offload::EvictionKind::kLru;
+  // Weight streaming: streamed layers copied ahead on a device with streams (0: the planner's
+  // choice), and, for benchmarks only, a streamer that issues no copies (meaningless outputs).
+  uint32_t prefetch_distance = 0;
+  bool stream_skip_copies = false;
   bool allow_direct_io = true;
   // For a .kpkg package: load its draft model instead of the main one (NOT_FOUND without one).
   bool package_draft = false;
@@ -112,6 +117,8 @@ class Model {
   absl::Status ReserveKv(uint64_t kv_bytes) const;
   // The expert cache when the plan leaves experts in the file; nullptr otherwise.
   offload::ExpertCache* expert_cache() const { return expert_cache_.get(); }
+  // The weight streamer when the plan streams layers; nullptr otherwise.
+  offload::WeightStreamer* weight_streamer() const { return weight_streamer_.get(); }
   // The expert-cache layer of the MoE layer whose gate stack is weight `gate_exps_id`, or -1 when
   // that stack is resident (not offloaded).
   int ExpertCacheLayer(int gate_exps_id) const;
@@ -139,6 +146,7 @@ class Model {
   absl::Status PrepareWeights(const std::function<absl::Status(float)>& report);
   absl::Status PlanMemory(const ModelLoadOptions& options);
   absl::Status CreateExpertCache(const ModelLoadOptions& options);
+  absl::Status CreateWeightStreamer(const ModelLoadOptions& options);
   // The package's prepared set for device_, or nullptr (prepared_skip_reason_ says why).
   const PreparedSet* MatchingPreparedSet();
   // Imports weight `id` from `set`; false when the set has none for it or the plugin refuses it.
@@ -171,6 +179,7 @@ class Model {
   std::unique_ptr<offload::MemoryPlan> memory_plan_;
   mutable std::mutex plan_mu_;
   std::unique_ptr<offload::ExpertCache> expert_cache_;
+  std::unique_ptr<offload::WeightStreamer> weight_streamer_;
   std::map<int, int> expert_cache_layer_;  // gate_exps weight id -> cache layer
 
   mutable std::mutex prepared_mu_;

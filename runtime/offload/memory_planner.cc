@@ -60,6 +60,90 @@ void PlanHostSwap(MemoryPlan* p) {
   p->host_swap_bytes = p->host_budget > used ? p->host_budget - used : 0;
 }
 
+// Per decoder layer, its streamable matrices and their bytes.
+struct LayerMatrices {
+  std::vector<int> ids;
+  uint64_t bytes = 0;
+  uint64_t slot_bytes = 0;  // in a ring slot, each matrix 256-aligned (weight_streamer.h)
+};
+
+// `k` of the `n` layers, spread evenly over the depth: between two streamed layers there are
+// resident ones whose compute covers the next copy.
+std::vector<size_t> Spread(size_t k, size_t n) {
+  std::vector<size_t> out;
+  for (size_t j = 0; j < k; ++j) out.push_back((2 * j + 1) * n / (2 * k));
+  return out;
+}
+
+// Streams the fewest layers that bring the device's share within `target` bytes: the resident
+// weights less the streamed ones, plus the ring and the KV. The deepest prefetch that fits wins.
+absl::Status PlanStreaming(const PlanRequest& r, const Limits& limits, uint64_t target,
+                           uint64_t expert_floor, MemoryPlan* p) {
+  std::map<int32_t, LayerMatrices> by_layer;
+  for (const PlannedTensor& t : r.tensors) {
+    if (!t.streamable || t.expert_stack || t.layer < 0) continue;
+    by_layer[t.layer].ids.push_back(t.weight_id);
+    by_layer[t.layer].bytes += t.bytes;
+    by_layer[t.layer].slot_bytes += (t.bytes + 255) / 256 * 256;
+  }
+  std::vector<std::pair<int32_t, const LayerMatrices*>> layers;
+  for (const auto& [layer, m] : by_layer) layers.emplace_back(layer, &m);
+  std::vector<uint32_t> distances;
+  if (!r.device_async) {
+    distances = {0};
+  } else if (r.prefetch_distance > 0) {
+    distances = {r.prefetch_distance};
+  } else {
+    distances = {2, 1};
+  }
+  uint64_t least = UINT64_MAX;
+  for (size_t k = 1; k <= layers.size(); ++k) {
+    uint64_t streamed = 0, slot = 0;
+    const std::vector<size_t> picked = Spread(k, layers.size());
+    for (size_t i : picked) {
+      streamed += layers[i].second->bytes;
+      slot = std::max(slot, layers[i].second->slot_bytes);
+    }
+    for (uint32_t d : distances) {
+      const uint64_t slots = std::min<uint64_t>(uint64_t{d} + 1, k);
+      const uint64_t total = p->resident_bytes - streamed + slots * slot + p->kv_bytes;
+      least = std::min(least, total);
+      if (total > target) continue;
+      std::vector<bool> is_streamed(r.tensors.size() + 1, false);
+      for (size_t i : picked) {
+        p->streamed_layers.push_back(static_cast<uint32_t>(layers[i].first));
+        for (int id : layers[i].second->ids) p->streamed.push_back(id);
+      }
+      std::sort(p->streamed.begin(), p->streamed.end());
+      p->resident.erase(std::remove_if(p->resident.begin(), p->resident.end(),
+                                       [&](int id) {
+                                         return std::binary_search(p->streamed.begin(),
+                                                                   p->streamed.end(), id);
+                                       }),
+                        p->resident.end());
+      p->resident_bytes -= streamed;
+      p->streamed_bytes = streamed;
+      p->stream_slot_bytes = slot;
+      p->stream_slots = static_cast<uint32_t>(slots);
+      p->prefetch_distance = static_cast<uint32_t>(slots - 1);
+      return absl::OkStatus();
+    }
+  }
+  const uint64_t need = (layers.empty() ? p->resident_bytes + p->kv_bytes : least) + expert_floor;
+  return absl::ResourceExhaustedError(absl::StrFormat(
+      "memory budget: %s is %u bytes (%s), but the weights that must stay resident need %u "
+      "bytes (%s) and the KV cache for %u tokens (%u context x %u sequences) %u bytes (%s); with "
+      "every streamable layer (%u) streamed through the smallest ring the device still needs %u "
+      "bytes (%s)%s, %u bytes too many: raise the budget or lower --ctx",
+      limits.why, p->device_budget, FormatBytes(p->device_budget), p->resident_bytes,
+      FormatBytes(p->resident_bytes), p->kv_tokens, r.context, r.sequences, p->kv_bytes,
+      FormatBytes(p->kv_bytes), layers.size(), need, FormatBytes(need),
+      expert_floor > 0 ? absl::StrFormat(" including the smallest expert cache (%u bytes)",
+                                         expert_floor)
+                       : std::string(),
+      need > p->device_budget ? need - p->device_budget : 0));
+}
+
 }  // namespace
 
 absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
@@ -84,13 +168,28 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
       p.resident_bytes += t.bytes;
     }
   }
-  const uint64_t fixed = p.resident_bytes + p.kv_bytes;
+  for (const auto& [layer, bytes] : layer_expert_bytes) {
+    p.expert_slot_bytes = std::max(p.expert_slot_bytes, (bytes + r.n_experts - 1) / r.n_experts);
+  }
+  // The smallest expert cache (top-k slots and the staging slot) when the experts do not fit.
+  const uint64_t expert_floor =
+      p.expert_bytes == 0 ? 0
+                          : std::min(p.expert_bytes, (uint64_t{r.top_k} + 1) * p.expert_slot_bytes);
+  const bool streamable = std::any_of(r.tensors.begin(), r.tensors.end(), [](const PlannedTensor& t) {
+    return t.streamable && !t.expert_stack && t.layer >= 0;
+  });
+  if (streamable && p.resident_bytes + p.kv_bytes + expert_floor > p.device_budget) {
+    const uint64_t target =
+        p.device_budget > expert_floor ? p.device_budget - expert_floor : 0;
+    if (absl::Status s = PlanStreaming(r, *limits, target, expert_floor, &p); !s.ok()) return s;
+  }
+  const uint64_t fixed = p.resident_bytes + p.kv_bytes + p.stream_ring_bytes();
   if (fixed > p.device_budget) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "memory budget: %s is %u bytes (%s), but the weights that must stay resident need %u "
         "bytes (%s) and the KV cache for %u tokens (%u context x %u sequences) %u bytes (%s): "
-        "%u bytes (%s) in all, %u bytes too many; streaming of dense layers is not implemented "
-        "yet, so raise the budget or lower --ctx",
+        "%u bytes (%s) in all, %u bytes too many, and no layer of the model can be streamed on "
+        "this device: raise the budget or lower --ctx",
         limits->why, p.device_budget, FormatBytes(p.device_budget), p.resident_bytes,
         FormatBytes(p.resident_bytes), p.kv_tokens, r.context, r.sequences, p.kv_bytes,
         FormatBytes(p.kv_bytes), fixed, FormatBytes(fixed), fixed - p.device_budget));
@@ -109,19 +208,16 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
     PlanHostSwap(&p);
     return p;
   }
-  for (const auto& [layer, bytes] : layer_expert_bytes) {
-    p.expert_slot_bytes = std::max(p.expert_slot_bytes, (bytes + r.n_experts - 1) / r.n_experts);
-  }
   // One extra slot's worth is the staging buffer misses are read into.
   const uint64_t slots = left / p.expert_slot_bytes;
   const uint64_t need = uint64_t{r.top_k} + 1;
   if (slots < need) {
     return absl::ResourceExhaustedError(absl::StrFormat(
-        "memory budget: %s is %u bytes (%s); after the resident weights (%u bytes) and the KV "
-        "cache (%u bytes) %u bytes are left for the expert cache, but it needs at least %u slots "
+        "memory budget: %s is %u bytes (%s); after the resident weights (%u bytes), the KV "
+        "cache (%u bytes) and the streaming ring (%u bytes) %u bytes are left for the expert cache, but it needs at least %u slots "
         "of %u bytes (top-%u experts of a layer plus one staging slot) = %u bytes",
         limits->why, p.device_budget, FormatBytes(p.device_budget), p.resident_bytes, p.kv_bytes,
-        left, need, p.expert_slot_bytes, r.top_k, need * p.expert_slot_bytes));
+        p.stream_ring_bytes(), left, need, p.expert_slot_bytes, r.top_k, need * p.expert_slot_bytes));
   }
   p.experts_offloaded = true;
   p.expert_slots = static_cast<uint32_t>(std::min<uint64_t>(slots - 1, p.experts_total));

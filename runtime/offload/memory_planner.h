@@ -1,9 +1,10 @@
 // runtime/offload/memory_planner.h: the one memory-budget planner. Given the compute device's
 // capacity (from its caps), the user's budgets (size_spec.h), the model's weights split into
-// always-resident tensors and stacked expert tensors, and the KV cache that the requested context
-// and sequences need, it decides what is resident on the device, how many expert-cache slots the
-// rest of the budget holds, and the KV pool size; a budget that cannot work is RESOURCE_EXHAUSTED
-// with the numbers. It only computes: it allocates nothing and knows no plugin or file.
+// always-resident tensors, per-layer matrices that may be streamed and stacked expert tensors,
+// and the KV cache that the requested context and sequences need, it decides what is resident on
+// the device, which layers are streamed through a ring of device buffers (and the prefetch
+// distance), how many expert-cache slots the rest of the budget holds, and the KV pool size; a
+// budget that cannot work is RESOURCE_EXHAUSTED with the numbers. It only computes: it allocates nothing and knows no plugin or file.
 #ifndef KESTREL_RUNTIME_OFFLOAD_MEMORY_PLANNER_H_
 #define KESTREL_RUNTIME_OFFLOAD_MEMORY_PLANNER_H_
 
@@ -24,12 +25,19 @@ struct PlannedTensor {
   uint64_t bytes = 0;
   int32_t layer = -1;       // decoder layer, -1 for embeddings, output and the like
   bool expert_stack = false;  // a stacked [E, ...] expert tensor (ffn_{gate,up,down}_exps)
+  // A decoder layer's matrix that the device can take as a MATMUL buffer: may be streamed.
+  bool streamable = false;
 };
 
 struct PlanRequest {
   std::string device;            // the compute device's name
   uint64_t device_capacity = 0;  // caps.memory_bytes; 0: unknown (no limit from the caps)
   bool device_is_host = false;   // the device's memory is host RAM (cpu, ref): "host" limits it too
+  // The device queues work (streams and events): streamed layers are copied ahead of their use,
+  // `prefetch_distance` layers ahead (0: the planner picks 2 when the budget allows, else 1).
+  // A synchronous device copies each streamed layer just before its use (distance 0).
+  bool device_async = false;
+  uint32_t prefetch_distance = 0;
   std::vector<MemBudget> budgets;
   uint64_t weight_bytes = 0;  // every tensor of the file (what "N%" refers to)
   std::vector<PlannedTensor> tensors;
@@ -58,8 +66,17 @@ struct MemoryPlan {
   std::vector<int> offloaded;  // weight ids of the expert stacks left in the file
   uint64_t kv_bytes = 0;
   uint32_t kv_tokens = 0;  // context x sequences
-  // Not built yet (weight streaming, issue 14): always empty in this version.
+  // Weight streaming: when the resident weights and the KV do not fit, the streamable matrices
+  // of `streamed_layers` (spread evenly over the depth, so that resident layers' compute covers
+  // the copies) stay in host memory and are copied into a ring of `stream_slots` device buffers
+  // of `stream_slot_bytes` (one layer's matrices each) before use, `prefetch_distance` streamed
+  // layers ahead (stream_slots = prefetch_distance + 1; 0 and 1 slot on a synchronous device).
   std::vector<uint32_t> streamed_layers;
+  std::vector<int> streamed;  // weight ids of the streamed matrices
+  uint64_t streamed_bytes = 0;
+  uint64_t stream_slot_bytes = 0;
+  uint32_t stream_slots = 0;
+  uint32_t prefetch_distance = 0;
   // Host memory for the KV of preempted engine sequences (runtime/offload/kv_swap.h): the host
   // budget less what is planned in host memory (the device's total when it computes in host
   // memory, nothing else otherwise); 0 without a host budget.
@@ -68,11 +85,15 @@ struct MemoryPlan {
   uint64_t expert_cache_bytes() const {
     return experts_offloaded ? (uint64_t{expert_slots} + 1) * expert_slot_bytes : 0;
   }
-  uint64_t device_total_bytes() const { return resident_bytes + expert_cache_bytes() + kv_bytes; }
+  uint64_t stream_ring_bytes() const { return uint64_t{stream_slots} * stream_slot_bytes; }
+  uint64_t device_total_bytes() const {
+    return resident_bytes + expert_cache_bytes() + kv_bytes + stream_ring_bytes();
+  }
 };
 
 // RESOURCE_EXHAUSTED naming the device, the budget and what does not fit in it (the always-
-// resident weights + KV, or the minimum of top_k expert slots); INVALID_ARGUMENT for a budget
+// resident weights + KV with every streamable layer streamed, or the minimum of top_k expert
+// slots); INVALID_ARGUMENT for a budget
 // naming a device other than the compute device or "host".
 absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& request);
 

@@ -42,7 +42,7 @@ PlanRequest ModelPlanRequest(const ModelConfig& config, const WeightTable& weigh
   r.kv_bytes_per_token = 2ull * config.n_layers * config.n_kv_heads * config.head_dim *
                          kv_element_bytes;
   std::map<int, int32_t> layer_of;
-  std::map<int, bool> expert;
+  std::map<int, bool> expert, matrix;
   for (size_t l = 0; l < weights.layers.size(); ++l) {
     const LayerWeights& lw = weights.layers[l];
     for (int id : {lw.attn_norm, lw.wq, lw.wk, lw.wv, lw.wo, lw.bq, lw.bk, lw.bv, lw.q_norm,
@@ -52,6 +52,8 @@ PlanRequest ModelPlanRequest(const ModelConfig& config, const WeightTable& weigh
       if (id < 0) continue;
       layer_of[id] = static_cast<int32_t>(l);
       expert[id] = IsExpertStack(lw, id);
+      matrix[id] = id == lw.wq || id == lw.wk || id == lw.wv || id == lw.wo ||
+                   id == lw.w_gate || id == lw.w_up || id == lw.w_down;
     }
   }
   for (size_t i = 0; i < weights.tensors.size(); ++i) {
@@ -62,6 +64,7 @@ PlanRequest ModelPlanRequest(const ModelConfig& config, const WeightTable& weigh
     if (it != layer_of.end()) {
       t.layer = it->second;
       t.expert_stack = expert[t.weight_id] && config.n_experts > 0;
+      t.streamable = matrix[t.weight_id] && !t.expert_stack;
     }
     r.tensors.push_back(t);
   }

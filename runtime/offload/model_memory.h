@@ -18,7 +18,9 @@ namespace kestrel {
 namespace runtime {
 namespace offload {
 
-// The request's tensors, experts and KV fields (device and budgets are the caller's).
+// The request's tensors, experts and KV fields (device and budgets are the caller's). A layer's
+// attention and FFN matrices are marked streamable (the caller clears what its device cannot
+// take).
 // kv_element_bytes: 4 for an F32 cache, 2 for F16.
 PlanRequest ModelPlanRequest(const ModelConfig& config, const WeightTable& weights,
                              uint64_t weight_bytes, uint32_t kv_element_bytes);

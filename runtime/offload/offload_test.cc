@@ -181,6 +181,79 @@ TEST(SwapCostModelTest, ComparesMeasuredCopyAndComputeRates) {
   EXPECT_DOUBLE_EQ(m.copy_bytes_per_ms(), 1750.0);
 }
 
+// 4 dense layers: 4 streamable matrices of 256 bytes and a 64-byte norm each; 512 bytes of
+// embeddings; 10 bytes of KV per token. All resident: 4864 bytes of weights.
+PlanRequest DenseRequest(bool async) {
+  PlanRequest r;
+  r.device = "opencl";
+  r.device_async = async;
+  r.n_layers = 4;
+  r.kv_bytes_per_token = 10;
+  r.context = 10;
+  int id = 0;
+  for (int l = 0; l < 4; ++l) {
+    for (int k = 0; k < 4; ++k) r.tensors.push_back({id++, 256, l, false, true});
+    r.tensors.push_back({id++, 64, l, false, false});
+  }
+  r.tensors.push_back({id++, 512, -1, false, false});
+  r.weight_bytes = 4864;
+  return r;
+}
+
+TEST(MemoryPlannerTest, StreamsTheFewestLayersSpreadOverTheDepth) {
+  // Async: 3 of 4 layers streamed through 2 slots (prefetch 1) fit 4000; prefetch 2 would not.
+  PlanRequest r = DenseRequest(true);
+  r.budgets = {{"opencl", 4000}};
+  auto p = PlanMemory(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->streamed_layers, (std::vector<uint32_t>{0, 2, 3}));
+  EXPECT_EQ(p->streamed.size(), 12u);
+  EXPECT_EQ(p->streamed_bytes, 3072u);
+  EXPECT_EQ(p->stream_slot_bytes, 1024u);
+  EXPECT_EQ(p->stream_slots, 2u);
+  EXPECT_EQ(p->prefetch_distance, 1u);
+  EXPECT_EQ(p->resident_bytes, 1792u);
+  EXPECT_EQ(p->resident.size(), 21u - 12u);
+  EXPECT_EQ(p->device_total_bytes(), 1792u + 2048u + 100u);
+  // A prefetch distance asked for: 3 slots, so all 4 layers must stream to save anything.
+  r.prefetch_distance = 2;
+  r.budgets = {{"opencl", 4600}};
+  p = PlanMemory(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->prefetch_distance, 2u);
+  EXPECT_EQ(p->stream_slots, 3u);
+  EXPECT_EQ(p->streamed_layers.size(), 4u);
+  EXPECT_LE(p->device_total_bytes(), 4600u);
+  // A synchronous device copies each layer just before its use: one slot, 2 layers suffice.
+  r = DenseRequest(false);
+  r.budgets = {{"opencl", 4000}};
+  p = PlanMemory(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->streamed_layers, (std::vector<uint32_t>{1, 3}));
+  EXPECT_EQ(p->stream_slots, 1u);
+  EXPECT_EQ(p->prefetch_distance, 0u);
+  EXPECT_EQ(p->device_total_bytes(), 4864u - 2048u + 1024u + 100u);
+  // Everything fits: nothing streamed.
+  r.budgets = {{"opencl", 4964}};
+  p = PlanMemory(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_TRUE(p->streamed_layers.empty());
+  EXPECT_EQ(p->stream_ring_bytes(), 0u);
+}
+
+TEST(MemoryPlannerTest, ABudgetTooSmallToStreamGivesTheNumbers) {
+  PlanRequest r = DenseRequest(true);
+  r.budgets = {{"opencl", 2000}};
+  auto p = PlanMemory(r);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kResourceExhausted);
+  const std::string m(p.status().message());
+  EXPECT_NE(m.find("is 2000 bytes"), std::string::npos) << m;
+  EXPECT_NE(m.find("every streamable layer (4) streamed"), std::string::npos) << m;
+  EXPECT_NE(m.find("still needs 2916 bytes"), std::string::npos) << m;
+  EXPECT_NE(m.find("916 bytes too many"), std::string::npos) << m;
+}
+
 TEST(MemoryPlannerTest, ImpossibleBudgetsGiveTheNumbers) {
   PlanRequest r = Request();
   r.budgets = {{"host", 300}};

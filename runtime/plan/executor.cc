@@ -229,6 +229,14 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape, bool tree)
   for (size_t i = 0; i < in.size(); ++i) {
     const PlanArg& a = op_inputs[i];
     if (a.ref.kind == ValueKind::kWeight) {
+      offload::WeightStreamer* streamer = model_->weight_streamer();
+      if (streamer != nullptr && streamer->device() == d && streamer->Streams(a.ref.index)) {
+        absl::StatusOr<offload::WeightStreamer::Binding> b = streamer->Bind(a.ref.index);
+        if (!b.ok()) return b.status();
+        in[i].buffer = b->buffer->handle();
+        in[i].offset = b->offset;
+        continue;
+      }
       // Prepared weights live as long as the model, so a handle once found stays valid.
       CachedWeight* cached = nullptr;
       if (i < kCachedInputs) {
@@ -330,15 +338,7 @@ absl::Status Executor::Run(const StepInputs& inputs, std::vector<float>* logits)
     bind(SlotsInput(g), in.slots);
     bind(BlockTablesInput(g), in.block_tables);
   }
-  // Any failure of an op's work (placement, allocation, copies, waits, the op itself) names the
-  // op; the HAL's message names the device and the slot.
-  for (size_t i = 0; i < plan_.ops.size(); ++i) {
-    if (auto s = RunOp(i, shape, tree); !s.ok()) {
-      const PlanOp& op = plan_.ops[i];
-      return absl::Status(s.code(), absl::StrCat("op '", op.label, "' (", hal::OpKindName(op.kind),
-                                                 "): ", s.message()));
-    }
-  }
+  if (auto s = RunOps(shape, tree); !s.ok()) return s;
   // MoE routing counts of this step, committed only if the whole step succeeds.
   const uint32_t E = plan_.n_experts;
   step_counts_.resize(plan_.expert_stats.size() * E);
@@ -367,6 +367,35 @@ absl::Status Executor::Run(const StepInputs& inputs, std::vector<float>* logits)
   }
   last_tokens_ = shape.n_tokens;
   return absl::OkStatus();
+}
+
+absl::Status Executor::RunOps(const StepShape& shape, bool tree) {
+  // A streamed model's ring is shared by the model's sessions: their steps take turns.
+  offload::WeightStreamer* streamer = model_->weight_streamer();
+  std::unique_lock<std::mutex> lock;
+  if (streamer != nullptr) {
+    lock = std::unique_lock<std::mutex>(streamer->mutex());
+    if (auto s = streamer->BeginStep(); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("weight streaming: ", s.message()));
+    }
+  }
+  // Any failure of an op's work (placement, allocation, copies, waits, the op itself) names the
+  // op; the HAL's message names the device and the slot.
+  absl::Status status;
+  for (size_t i = 0; i < plan_.ops.size() && status.ok(); ++i) {
+    if (auto s = RunOp(i, shape, tree); !s.ok()) {
+      const PlanOp& op = plan_.ops[i];
+      status = absl::Status(s.code(), absl::StrCat("op '", op.label, "' (",
+                                                   hal::OpKindName(op.kind), "): ", s.message()));
+    }
+  }
+  if (streamer != nullptr) {
+    absl::Status s = streamer->EndStep(!status.ok());
+    if (status.ok() && !s.ok()) {
+      status = absl::Status(s.code(), absl::StrCat("weight streaming: ", s.message()));
+    }
+  }
+  return status;
 }
 
 absl::Status Executor::ReadBackError(int32_t activation, const absl::Status& s) const {

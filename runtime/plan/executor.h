@@ -110,6 +110,8 @@ class Executor {
   static constexpr int kPlacementModes = 3;
   absl::StatusOr<const Placement*> Place(size_t op_index, const kestrel_op_desc_t& desc, int mode);
   absl::Status RunOp(size_t op_index, const StepShape& shape, bool tree);
+  // Every op of the plan in order, with the model's weight streamer (if any) around them.
+  absl::Status RunOps(const StepShape& shape, bool tree);
   absl::Status CopyRanges(const std::vector<int32_t>& pairs, uint64_t unit_bytes, uint32_t group);
   // A MOE op whose expert stacks stay in the file (the model's expert cache): one MOE execution
   // per routed expert over a one-expert view, summed with ADD (runtime/plan/executor_moe.cc).

@@ -52,25 +52,87 @@ double Controller::StepMs(uint32_t n) const {
   return (plain_samples_ > 0 ? plain_ms_ : 1.0) * Ratio(n);
 }
 
-double Controller::Acceptance(SpecMethod m) const {
-  const MethodStats& s = stats_[static_cast<uint32_t>(m)];
+double Controller::Acceptance(SpecMethod m) const { return SlotAcceptance(static_cast<size_t>(m)); }
+
+double Controller::SlotAcceptance(size_t slot) const {
+  const MethodStats& s = stats_[slot];
   const double prior_a = 0.5, prior_s = 0.5;  // 0.5, weakly, until measured
   return (s.accepted + prior_a) / (s.accepted + s.stops + prior_a + prior_s);
 }
 
-double Controller::ExpectedRate(SpecMethod m, uint32_t k) const {
-  const MethodStats& s = stats_[static_cast<uint32_t>(m)];
-  const double a = Acceptance(m);
-  double e = 0, ak = 1;
-  for (uint32_t i = 0; i <= k; ++i) {
-    e += ak;
-    ak *= a;
+double Controller::DepthAcceptance(size_t slot, uint32_t j) const {
+  const MethodStats& s = stats_[slot];
+  // Two rates: the first node's, and the deeper nodes' pooled (one per depth would be too few
+  // observations, and a depth never drafted again would keep its first failure). The per-token
+  // rate is their prior.
+  const double pooled = SlotAcceptance(slot);
+  const size_t lo = j <= 1 ? 1 : 2, hi = j <= 1 ? 2 : s.depth_acc.size();
+  double acc = 0, stop = 0;
+  for (size_t i = lo; i < hi && i < s.depth_acc.size(); ++i) {
+    acc += s.depth_acc[i];
+    stop += s.depth_stop[i];
+  }
+  const double w = j <= 1 ? 1.0 : 2.0;
+  return (acc + w * pooled) / (acc + stop + w);
+}
+
+double Controller::ExpectedRate(size_t slot, uint32_t k) const {
+  const MethodStats& s = stats_[slot];
+  double e = 1, reach = 1;
+  for (uint32_t j = 1; j <= k; ++j) {
+    reach *= DepthAcceptance(slot, j);
+    e += reach;
   }
   // An empty proposal makes the step a plain one: mix the two.
   const double hit = 1.0 - s.empty_rate;
   const uint32_t nodes = std::max(k, static_cast<uint32_t>(std::lround(k * s.nodes_per_k)));
   const double t = hit * StepMs(1 + nodes) + (1 - hit) * StepMs(1) + s.propose_ms;
   return (hit * e + (1 - hit)) / t;
+}
+
+uint32_t Controller::BestDraft(size_t slot, uint32_t max_k, double* rate) const {
+  uint32_t best = 0;
+  *rate = 0;
+  for (uint32_t k = 1; k <= max_k; ++k) {
+    const double r = ExpectedRate(slot, k);
+    if (r > *rate) {
+      *rate = r;
+      best = k;
+    }
+  }
+  return best;
+}
+
+ControllerChoice Controller::ChooseConfident(SpecMethod m, uint32_t depth) {
+  if (!adaptive_ || plain_samples_ < kPlainFirst || depth == 0) return {};
+  const size_t i = static_cast<size_t>(m);
+  const MethodStats& s = stats_[kNumSpecMethods + i];
+  const uint32_t full = std::min(depth, max_draft_);
+  uint32_t k = 0;
+  if (s.tries < kWarmup) {
+    k = full;  // trusted before any data
+  } else {
+    double rate = 0;
+    const uint32_t best = BestDraft(kNumSpecMethods + i, full, &rate);
+    if (rate > (1 + kMargin) / StepMs(1)) {
+      k = best;
+      confident_backoff_[i] = 0;
+    } else if (step_ >= confident_next_[i]) {
+      // They stopped paying: try one at full depth again after a back-off that doubles.
+      confident_backoff_[i] = std::min(std::max(confident_backoff_[i] * 2, kMinBackoff), kMaxBackoff);
+      confident_next_[i] = step_ + confident_backoff_[i];
+      k = full;
+    } else {
+      return {};
+    }
+  }
+  ++step_;
+  confident_ = true;
+  last_probe_ = false;
+  ControllerChoice c;
+  c.method = m;
+  c.draft = k;
+  return c;
 }
 
 ControllerChoice Controller::Probe(SpecMethod m) {
@@ -85,6 +147,7 @@ ControllerChoice Controller::Probe(SpecMethod m) {
 ControllerChoice Controller::Choose() {
   const ControllerChoice c = Decide();
   last_probe_ = c.probe;
+  confident_ = false;
   return c;
 }
 
@@ -105,12 +168,11 @@ ControllerChoice Controller::Decide() {
     // Off, only a method whose latest probe was accepted may turn speculation back on (the
     // prior alone must not: that would be probing every step).
     if (!on_ && !stats_[static_cast<uint32_t>(m)].last_ok) continue;
-    for (uint32_t k = 1; k <= max_draft_; ++k) {
-      const double r = ExpectedRate(m, k);
-      if (r > best_rate) {
-        best_rate = r;
-        best = {m, k, 0, false};
-      }
+    double r = 0;
+    const uint32_t k = BestDraft(static_cast<size_t>(m), max_draft_, &r);
+    if (r > best_rate) {
+      best_rate = r;
+      best = {m, k, 0, false};
     }
   }
   on_ = best.method != SpecMethod::kOff;
@@ -143,7 +205,7 @@ void Controller::RecordStep(uint32_t n, double ms) {
 }
 
 void Controller::RecordProposal(SpecMethod m, double ms, uint32_t k, uint32_t nodes) {
-  MethodStats& s = stats_[static_cast<uint32_t>(m)];
+  MethodStats& s = stats_[static_cast<uint32_t>(m) + (confident_ ? kNumSpecMethods : 0)];
   const bool proposed = nodes > 0;
   const bool probe = last_probe_;
   if (proposed && k > 0 && !(probe && s.tries > 0)) {
@@ -156,13 +218,13 @@ void Controller::RecordProposal(SpecMethod m, double ms, uint32_t k, uint32_t no
   s.empty_rate = (1 - kEma) * s.empty_rate + kEma * (proposed ? 0.0 : 1.0);
   ++s.asks;
   if (proposed) ++s.tries;
-  if (m == pending_probe_ && (proposed || ++pending_asks_ >= kProbeAsks)) {
+  if (!confident_ && m == pending_probe_ && (proposed || ++pending_asks_ >= kProbeAsks)) {
     pending_probe_ = SpecMethod::kOff;
   }
 }
 
 void Controller::RecordAcceptance(SpecMethod m, uint32_t depth, uint32_t accepted) {
-  MethodStats& s = stats_[static_cast<uint32_t>(m)];
+  MethodStats& s = stats_[static_cast<uint32_t>(m) + (confident_ ? kNumSpecMethods : 0)];
   // Evidence fades with the steps since the last record: after a long time off, a probe's own
   // result weighs most.
   const double f = std::pow(kDecay, static_cast<double>(step_ - s.last_step));
@@ -170,6 +232,17 @@ void Controller::RecordAcceptance(SpecMethod m, uint32_t depth, uint32_t accepte
   s.last_ok = accepted > 0;
   s.accepted = s.accepted * f + accepted;
   s.stops = s.stops * f + (accepted < depth ? 1.0 : 0.0);
+  if (s.depth_acc.size() < depth + 1) {
+    s.depth_acc.resize(depth + 1, 0.0);
+    s.depth_stop.resize(depth + 1, 0.0);
+  }
+  for (size_t j = 1; j < s.depth_acc.size(); ++j) {
+    s.depth_acc[j] *= f;
+    s.depth_stop[j] *= f;
+  }
+  for (uint32_t j = 1; j <= std::min(depth, accepted + 1); ++j) {
+    (j <= accepted ? s.depth_acc[j] : s.depth_stop[j]) += 1.0;
+  }
 }
 
 ControllerReport Controller::Report() const {

@@ -52,11 +52,19 @@ class Controller {
   Controller(std::vector<SpecMethod> methods, uint32_t max_draft, bool adaptive);
 
   ControllerChoice Choose();
+  // A cheap proposer (n-gram) already holds a confident proposal of `depth` nodes along its
+  // first path (a long match in the history): whether to verify it, and how deep. Confident
+  // proposals keep their own acceptance statistics (trusted before any data: the full draft;
+  // then by the cost model, with a back-off of their own when they stop paying). A choice with
+  // kOff declines without counting a step: the caller then asks Choose().
+  ControllerChoice ChooseConfident(SpecMethod m, uint32_t depth);
   // After a step: its size in tokens (1: plain; 1 + draft nodes) and its wall time without the
   // proposal (forward, verification, commit).
   void RecordStep(uint32_t n_tokens, double step_ms);
   // A proposal of method m asked for draft size k: its time and its node count (0: nothing).
   void RecordProposal(SpecMethod m, double ms, uint32_t k, uint32_t nodes);
+  // `depth`: the draft's longest path; `accepted`: tokens kept. After ChooseConfident's choice,
+  // the record goes to the confident statistics.
   void RecordAcceptance(SpecMethod m, uint32_t depth, uint32_t accepted);
 
   double StepMs(uint32_t n_tokens) const;  // t1 * r(n); 1.0 * r(n) before any plain step
@@ -74,8 +82,18 @@ class Controller {
     uint32_t asks = 0;               // proposals asked for
     uint64_t last_step = 0;          // step of the last acceptance record
     bool last_ok = false;            // whether that record accepted anything
+    // Per draft depth j (1-based): decayed counts of node j accepted / rejected when node j - 1
+    // was. Proposals are not geometric (a quoted passage: all or nothing), so E(k) uses the
+    // first node's rate and the deeper nodes' rate apart.
+    std::vector<double> depth_acc, depth_stop;
   };
-  double ExpectedRate(SpecMethod m, uint32_t k) const;
+  // Confident proposals (ChooseConfident) of method m keep their statistics in slot
+  // kNumSpecMethods + m.
+  static constexpr size_t kSlots = 2 * kNumSpecMethods;
+  double ExpectedRate(size_t slot, uint32_t k) const;
+  double SlotAcceptance(size_t slot) const;
+  double DepthAcceptance(size_t slot, uint32_t j) const;
+  uint32_t BestDraft(size_t slot, uint32_t max_k, double* rate) const;
   ControllerChoice Probe(SpecMethod m);
   ControllerChoice Decide();
 
@@ -85,7 +103,10 @@ class Controller {
   double plain_ms_ = 0;
   uint32_t plain_samples_ = 0;
   std::vector<double> ratio_;      // [n_tokens] EMA of r(n), 0 = unknown
-  std::array<MethodStats, kNumSpecMethods> stats_{};
+  std::array<MethodStats, kSlots> stats_{};
+  bool confident_ = false;          // the current step came from ChooseConfident
+  std::array<uint64_t, kNumSpecMethods> confident_next_{};     // back-off of confident proposals
+  std::array<uint32_t, kNumSpecMethods> confident_backoff_{};
   uint64_t step_ = 0;
   uint64_t next_probe_ = 0;
   uint32_t backoff_;

@@ -135,6 +135,53 @@ TEST(ControllerTest, CostRatioIsMeasuredAgainstPlainSteps) {
   EXPECT_NEAR(c.StepMs(1), 20.0, 1e-9);
 }
 
+TEST(ControllerTest, AllOrNothingProposalsGetTheFullDraft) {
+  // A quoted passage: a proposal is either right to its end or wrong at its first token. The
+  // per-token (geometric) view of 60 % acceptance would stop at a short draft; per depth, a
+  // token past the first is always right, so the longest draft pays most.
+  Controller c({SpecMethod::kNgram}, 8, true);
+  for (int i = 0; i < 4; ++i) c.RecordStep(1, 10.0);
+  for (int i = 0; i < 30; ++i) {
+    c.RecordProposal(SpecMethod::kNgram, 0.01, 8, 8);
+    c.RecordAcceptance(SpecMethod::kNgram, 8, i % 5 >= 2 ? 8 : 0);
+    c.RecordStep(9, 15.0);
+  }
+  const ControllerChoice ch = c.Choose();
+  EXPECT_EQ(ch.method, SpecMethod::kNgram);
+  EXPECT_EQ(ch.draft, 8u);
+}
+
+TEST(ControllerTest, ConfidentProposalsAreTrustedFirstAndBackOffWhenWrong) {
+  Controller c(kAuto, 5, true);
+  EXPECT_EQ(c.ChooseConfident(SpecMethod::kNgram, 5).method, SpecMethod::kOff) << "no plain step yet";
+  for (int i = 0; i < 4; ++i) {
+    c.Choose();
+    c.RecordStep(1, 10.0);
+  }
+  // Before any data: the whole proposal (capped at max_draft).
+  ControllerChoice ch = c.ChooseConfident(SpecMethod::kNgram, 9);
+  EXPECT_EQ(ch.method, SpecMethod::kNgram);
+  EXPECT_EQ(ch.draft, 5u);
+  EXPECT_FALSE(ch.probe);
+  // Now every confident proposal is wrong: they must become rare.
+  uint32_t verified = 0;
+  for (int step = 0; step < 2000; ++step) {
+    ch = c.ChooseConfident(SpecMethod::kNgram, 5);
+    if (ch.method == SpecMethod::kOff) {
+      c.Choose();
+      c.RecordStep(1, 10.0);
+      continue;
+    }
+    ++verified;
+    c.RecordProposal(SpecMethod::kNgram, 0.01, ch.draft, ch.draft);
+    c.RecordAcceptance(SpecMethod::kNgram, ch.draft, 0);
+    c.RecordStep(1 + ch.draft, 15.0);
+  }
+  EXPECT_LT(verified, 20u);
+  // The ordinary n-gram statistics were not touched by the confident ones.
+  EXPECT_DOUBLE_EQ(c.Acceptance(SpecMethod::kNgram), 0.5);
+}
+
 TEST(ControllerTest, FixedMethodIsAlwaysChosen) {
   Controller c({SpecMethod::kLookahead}, 3, false);
   for (int i = 0; i < 5; ++i) {

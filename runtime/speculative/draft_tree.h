@@ -16,6 +16,9 @@ struct DraftTree {
   std::vector<int32_t> tokens;
   std::vector<int32_t> parents;
   std::vector<std::vector<float>> q;  // empty, or one per node (an empty vector: deterministic)
+  // The proposer's own confidence in its first path, 0 when it has none. n-gram: how many tokens
+  // of the history's end the source of the first path repeats (a long quote: many).
+  uint32_t confidence = 0;
 
   size_t size() const { return tokens.size(); }
   bool empty() const { return tokens.empty(); }
@@ -23,6 +26,7 @@ struct DraftTree {
     tokens.clear();
     parents.clear();
     q.clear();
+    confidence = 0;
   }
   // Adds a node; returns its index. Returns the existing sibling when `token` is already a child
   // of `parent` (siblings stay distinct).

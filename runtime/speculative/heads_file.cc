@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "runtime/gguf/half.h"
+#include "kestrel/plugin_sdk/dtype.h"
 
 namespace kestrel {
 namespace runtime {
@@ -77,26 +77,21 @@ absl::StatusOr<std::vector<float>> TargetMatrixF32(const Model& target, const st
   if (w == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat(who, ": the model has no ", absl::StrJoin(names, " or ")));
   }
-  const uint64_t n = uint64_t{target.config().n_embd} * target.config().n_vocab;
+  const uint64_t n_embd = target.config().n_embd;
+  const uint64_t n = n_embd * target.config().n_vocab;
+  const uint32_t dtype = w->desc.dtype;
+  // Any weight format the model loads (Q4_1, Q8_0, K-quants, ...): the plugin SDK's
+  // dequantization is their numerical definition, row by row.
+  if (!plugin_sdk::IsWeightDtype(dtype) || n_embd % plugin_sdk::DtypeBlockElements(dtype) != 0) {
+    return absl::UnimplementedError(absl::StrCat(who, ": the model's matrix '", w->name, "' is ",
+                                                 plugin_sdk::DtypeName(dtype),
+                                                 ", which draft heads cannot read"));
+  }
   std::vector<float> out(n);
-  switch (w->desc.dtype) {
-    case KESTREL_DTYPE_F32:
-      std::memcpy(out.data(), w->host_data, n * sizeof(float));
-      break;
-    case KESTREL_DTYPE_F16:
-    case KESTREL_DTYPE_BF16: {
-      const bool f16 = w->desc.dtype == KESTREL_DTYPE_F16;
-      for (uint64_t i = 0; i < n; ++i) {
-        uint16_t v;
-        std::memcpy(&v, w->host_data + 2 * i, 2);
-        out[i] = f16 ? F16ToF32(v) : Bf16ToF32(v);
-      }
-      break;
-    }
-    default:
-      return absl::UnimplementedError(absl::StrCat(
-          who, ": the model's matrix '", w->name,
-          "' is quantized; draft heads need it in F32, F16 or BF16 for now"));
+  const uint64_t row_bytes = plugin_sdk::RowBytes(dtype, static_cast<int64_t>(n_embd));
+  for (uint64_t r = 0; r < target.config().n_vocab; ++r) {
+    plugin_sdk::DequantizeRow(dtype, w->host_data + r * row_bytes, static_cast<int64_t>(n_embd),
+                              out.data() + r * n_embd);
   }
   return out;
 }

@@ -6,6 +6,17 @@
 namespace kestrel {
 namespace runtime {
 
+namespace {
+constexpr size_t kMaxConfidence = 64;
+
+// How many tokens before `end_a` equal those before `end_b` (end_a < end_b), up to kMaxConfidence.
+uint32_t MatchLength(absl::Span<const int32_t> h, size_t end_a, size_t end_b) {
+  uint32_t n = 0;
+  while (n < kMaxConfidence && n < end_a && h[end_a - 1 - n] == h[end_b - 1 - n]) ++n;
+  return n;
+}
+}  // namespace
+
 absl::Status NgramProposer::Propose(const ProposeRequest& req, DraftTree* out) {
   const absl::Span<const int32_t> h = req.history;
   const size_t L = h.size();
@@ -22,6 +33,7 @@ absl::Status NgramProposer::Propose(const ProposeRequest& req, DraftTree* out) {
       if (len == 0) continue;
       const size_t before = out->size();
       out->AddChain(-1, h.data() + from, len, req.max_nodes);
+      if (before == 0 && out->size() > 0) out->confidence = MatchLength(h, start + n, L);
       if (out->size() > before) ++branches;
       if (branches >= max_branches_ || out->size() >= req.max_nodes) break;
     }

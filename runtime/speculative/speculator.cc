@@ -16,6 +16,8 @@ namespace {
 
 constexpr uint32_t kMaxDraftLimit = 64;
 constexpr uint32_t kDefaultMaxDraft = 5;
+// An n-gram proposal whose source repeats this many tokens of the history's end is confident.
+constexpr uint32_t kConfidentMatch = 4;
 
 double MsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -141,6 +143,7 @@ void Speculator::Reset() {
 void CutToFirstPath(DraftTree* tree) {
   if (tree->empty()) return;
   DraftTree path;
+  path.confidence = tree->confidence;
   int32_t cur = 0;
   int32_t parent = -1;
   while (cur >= 0) {
@@ -158,10 +161,31 @@ void CutToFirstPath(DraftTree* tree) {
   *tree = std::move(path);
 }
 
+ControllerChoice Speculator::Choose(const Sequence& seq, uint32_t room) {
+  // `auto`: a long n-gram match is worth verifying at once (a quoted passage), before the cost
+  // model has data and while speculation is off; the controller keeps its own statistics of
+  // such proposals and stops trusting them when they fail. n-gram costs microseconds to ask.
+  Proposer* ngram = config_.method == SpecMethod::kAuto ? ProposerFor(SpecMethod::kNgram) : nullptr;
+  if (ngram != nullptr && room > 0) {
+    ProposeRequest req;
+    req.history = seq.tokens();
+    req.max_depth = std::min(config_.max_draft ? config_.max_draft : kDefaultMaxDraft, room);
+    req.max_nodes = req.max_depth;
+    req.chains_only = true;
+    DraftTree probe;
+    if (ngram->Propose(req, &probe).ok() && probe.confidence >= kConfidentMatch) {
+      CutToFirstPath(&probe);
+      const ControllerChoice c = controller_->ChooseConfident(SpecMethod::kNgram, probe.Depth());
+      if (c.method != SpecMethod::kOff) return c;
+    }
+  }
+  return controller_->Choose();
+}
+
 absl::Status Speculator::Propose(const Sequence& seq, uint32_t room, bool chains_only,
                                  DraftTree* tree) {
   tree->Clear();
-  const ControllerChoice c = controller_->Choose();
+  const ControllerChoice c = Choose(seq, room);
   stats_.current = c.method;
   stats_.current_draft = c.draft;
   last_method_ = c.method;

@@ -63,6 +63,7 @@ class Speculator {
  private:
   Speculator() = default;
   Proposer* ProposerFor(SpecMethod m);
+  ControllerChoice Choose(const Sequence& seq, uint32_t room);
 
   SpecConfig config_;
   std::vector<std::unique_ptr<Proposer>> proposers_;

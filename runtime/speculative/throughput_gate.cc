@@ -14,7 +14,9 @@ uint32_t ThroughputGate::DraftCap() {
     if (++in_phase_ <= kPhase) return probe_mode_ ? kProbeNodes : kOff;
     probing_ = false;
   }
-  const bool best = rate_[1] >= rate_[0];
+  // Drafting must beat plain steps by a margin: the two rates are measured at different moments,
+  // and on a loaded machine timing noise alone would otherwise turn it on half the time.
+  const bool best = rate_[1] > rate_[0] * (1 + kMargin);
   if (best != best_) probe_every_ = 32;  // the choice changed: probe sooner again
   best_ = best;
   if (steps_ >= next_probe_) {

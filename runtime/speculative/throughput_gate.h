@@ -3,7 +3,8 @@
 // so a sequence's own controller cannot see whether speculating pays for the batch. The gate
 // measures what does: generated tokens per millisecond of decode-only steps with speculation on
 // and off. It starts with a few plain steps, then a few cheap speculative ones (drafts capped at
-// kProbeNodes per sequence), then runs the better mode, probing the other for kPhase steps now and
+// kProbeNodes per sequence), then runs the better mode ("on" only when it measured at least
+// kMargin faster), probing the other for kPhase steps now and
 // then — less often (32 -> 256 steps) while the probes confirm the choice. Probes of "on" are
 // capped too, so text where nothing is accepted costs little.
 #ifndef KESTREL_RUNTIME_SPECULATIVE_THROUGHPUT_GATE_H_
@@ -30,6 +31,7 @@ class ThroughputGate {
 
  private:
   static constexpr uint32_t kPhase = 4;    // steps per warm-up / probe phase
+  static constexpr double kMargin = 0.05;   // how much faster "on" must measure to be chosen
   double rate_[2] = {0, 0};               // EMA of tokens per ms, off / on
   uint32_t samples_[2] = {0, 0};
   bool probing_ = false;

@@ -72,11 +72,13 @@ KESTREL_CHECK_OFFSET(kestrel_model_options_t, plan_context_length, 60);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, plan_sequences, 64);
 KESTREL_CHECK_OFFSET(kestrel_model_options_t, offload_flags, 68);
 /* offload.h */
-KESTREL_CHECK_SIZE(kestrel_memory_plan_info_t, 120);
+KESTREL_CHECK_SIZE(kestrel_memory_plan_info_t, 144);
 KESTREL_CHECK_OFFSET(kestrel_memory_plan_info_t, device, 8);
 KESTREL_CHECK_OFFSET(kestrel_memory_plan_info_t, experts_offloaded, 48);
 KESTREL_CHECK_OFFSET(kestrel_memory_plan_info_t, expert_bytes, 56);
 KESTREL_CHECK_OFFSET(kestrel_memory_plan_info_t, device_total_bytes, 112);
+KESTREL_CHECK_OFFSET(kestrel_memory_plan_info_t, streamed_bytes, 120);
+KESTREL_CHECK_OFFSET(kestrel_memory_plan_info_t, stream_prefetch_distance, 140);
 KESTREL_CHECK_SIZE(kestrel_offload_stats_t, 80);
 KESTREL_CHECK_OFFSET(kestrel_offload_stats_t, expert_hits, 8);
 KESTREL_CHECK_OFFSET(kestrel_offload_stats_t, disk_read_seconds, 32);

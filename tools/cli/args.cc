@@ -513,10 +513,26 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
     case FlagId::kSpec: {
       static constexpr const char* kMethods[] = {"auto", "off",       "draft",  "self",
                                                  "ngram", "lookahead", "medusa", "eagle"};
-      bool known = false;
-      for (const char* m : kMethods) known |= value == m;
+      // bench compares several methods in one run: a comma-separated list (auto,ngram).
+      const bool list_ok = o->command == Command::kBench;
+      std::vector<std::string_view> parts;
+      for (size_t start = 0;;) {
+        const size_t comma = value.find(',', start);
+        parts.push_back(value.substr(start, comma == std::string_view::npos ? comma : comma - start));
+        if (comma == std::string_view::npos) break;
+        start = comma + 1;
+      }
+      bool known = list_ok || parts.size() == 1;
+      for (std::string_view part : parts) {
+        bool one = false;
+        for (const char* m : kMethods) one |= part == m && (parts.size() == 1 || part != std::string_view("off"));
+        known &= one;
+      }
       if (!known) {
-        return Fail(BadValue(spelled, value, "auto, off, draft, self, ngram, lookahead, medusa or eagle"));
+        return Fail(BadValue(spelled, value,
+                             list_ok ? "auto, off, draft, self, ngram, lookahead, medusa or eagle, or a "
+                                       "comma-separated list of them (not off)"
+                                     : "auto, off, draft, self, ngram, lookahead, medusa or eagle"));
       }
       o->spec = std::string(value);
       break;

@@ -95,7 +95,8 @@ struct Options {
   bool special = false;                   // --special: control-token texts in -p become tokens
   // Speculative decoding (generate, bench): --spec auto|off|draft|self|ngram|lookahead|medusa|
   // eagle ("" when not given), --draft-model PATH, --spec-max N, --heads PATH. With --spec, bench's
-  // -p is the prompt TEXT (or --prompt-file F), not a token count.
+  // -p is the prompt TEXT (or --prompt-file F), not a token count. bench also takes a
+  // comma-separated list (--spec auto,ngram): every method measured in the same run.
   std::string spec;
   std::string draft_model;
   std::optional<uint32_t> spec_max;

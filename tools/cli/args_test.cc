@@ -269,6 +269,10 @@ TEST(ParseArgsTest, Speculative) {
   EXPECT_EQ(f.spec_prompt_file, "p.txt");
   EXPECT_TRUE(f.special);
   EXPECT_EQ(f.bench.n_decode, 64u);
+  // bench compares a list of methods in one run; generate takes one method.
+  Options list;
+  ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "-p", "x", "--spec", "auto,ngram"}, &list).ok);
+  EXPECT_EQ(list.spec, "auto,ngram");
   // Plain bench keeps -p as a token count.
   Options plain;
   ASSERT_TRUE(Parse({"bench", "-m", "m.gguf", "-p", "16"}, &plain).ok);
@@ -281,7 +285,11 @@ TEST(ParseArgsTest, Speculative) {
            {"bench", "-m", "m.gguf", "--spec", "ngram"},
            {"bench", "-m", "m.gguf", "--spec", "ngram", "-p", "x", "--prompt-file", "f"},
            {"bench", "-m", "m.gguf", "--spec", "ngram", "-p", "x", "--membw"},
-           {"bench", "-m", "m.gguf", "--special"}}) {
+           {"bench", "-m", "m.gguf", "--special"},
+           {"generate", "-m", "m.gguf", "-p", "hi", "--spec", "auto,ngram"},
+           {"bench", "-m", "m.gguf", "-p", "x", "--spec", "auto,off"},
+           {"bench", "-m", "m.gguf", "-p", "x", "--spec", "auto,"},
+           {"bench", "-m", "m.gguf", "-p", "x", "--spec", "auto,fast"}}) {
     Options o;
     EXPECT_FALSE(Parse(bad, &o).ok) << bad.back();
   }

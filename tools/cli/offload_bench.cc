@@ -1,7 +1,7 @@
-// Offload bench. Two models in one process: MODEL loaded under the --mem budgets (expert cache)
-// and MODEL fully resident (the baseline), each with one greedy session. Repetitions alternate
-// between them (offloaded, resident, offloaded, ...) so both see the same machine load; each
-// prefills a synthetic prompt of -p tokens and decodes -n tokens one step at a time (timed). The
+// Offload bench. Two models in one process: MODEL loaded under the --mem budgets (expert cache,
+// streamed layers) and MODEL fully resident (the baseline), each with one greedy session.
+// Repetitions alternate between them (offloaded, resident, offloaded, ...) so both see the same
+// machine load; each prefills a synthetic prompt of -p tokens and decodes -n tokens one step at a time (timed). The
 // expert cache's counters are reset before each offloaded decode, so hit rates and bytes read
 // cover decode only. Then the disk read bandwidth is measured on the model file with reads of one
 // expert's size at random offsets (direct I/O where allowed, as the cache reads).
@@ -73,17 +73,19 @@ bool MemoryStats(kestrel_model_t* m, kestrel_memory_stats_t* st) {
 }
 
 // Decode seconds of one repetition, negative on failure. For the offloaded model the hit counts
-// are reset after the prefill and *read_at_start gets the bytes read so far, *mem_at_start its
-// device counters.
+// are reset after the prefill (when it has an expert cache) and *read_at_start gets the bytes
+// read so far, *mem_at_start its device counters.
 double DecodeSeconds(kestrel_session_t* s, const std::vector<int32_t>& prompt, uint32_t n_decode,
-                     kestrel_model_t* offloaded, uint64_t* read_at_start,
+                     kestrel_model_t* offloaded, bool has_cache, uint64_t* read_at_start,
                      kestrel_memory_stats_t* mem_at_start) {
   if (!Check(kestrel_session_truncate(s, 0))) return -1;
   if (!Check(kestrel_session_decode(s, prompt.data(), prompt.size()))) return -1;
   if (offloaded != nullptr) {
-    kestrel_offload_stats_t st;
-    if (!Check(kestrel_model_reset_offload_stats(offloaded)) || !Stats(offloaded, &st)) return -1;
-    *read_at_start = st.disk_bytes_read;
+    if (has_cache) {
+      kestrel_offload_stats_t st;
+      if (!Check(kestrel_model_reset_offload_stats(offloaded)) || !Stats(offloaded, &st)) return -1;
+      *read_at_start = st.disk_bytes_read;
+    }
     if (!MemoryStats(offloaded, mem_at_start)) return -1;
   }
   const Clock::time_point t0 = Clock::now();
@@ -164,17 +166,17 @@ int RunOffloadBench(const Options& o) {
   const std::vector<int32_t> prompt =
       SyntheticPromptIds(b.n_prompt, info.vocab_size, info.add_bos ? info.bos_id : -1);
 
-  std::vector<double> off_tps, res_tps, missed_per_token, hit_rates, written_per_token, wait_ms;
+  std::vector<double> off_tps, res_tps, missed_per_token, hit_rates, written_per_token, wait_ms,
+      streamed_per_token;
   kestrel_offload_stats_t st{};
   kestrel_memory_stats_t mem{};
   for (uint32_t run = 0; run < b.warmup + b.reps; ++run) {
     uint64_t read0 = 0;
     kestrel_memory_stats_t mem0{};
-    const double t_off = DecodeSeconds(s_off.get(), prompt, b.n_decode,
-                                       plan.experts_offloaded ? offloaded.get() : nullptr, &read0,
-                                       &mem0);
+    const double t_off = DecodeSeconds(s_off.get(), prompt, b.n_decode, offloaded.get(),
+                                       plan.experts_offloaded, &read0, &mem0);
     if (t_off < 0) return kExitError;
-    if (plan.experts_offloaded && !MemoryStats(offloaded.get(), &mem)) return kExitError;
+    if (!MemoryStats(offloaded.get(), &mem)) return kExitError;
     uint64_t hits = 0, misses = 0, read = 0;
     if (plan.experts_offloaded) {
       if (!Stats(offloaded.get(), &st)) return kExitError;
@@ -182,7 +184,8 @@ int RunOffloadBench(const Options& o) {
       misses = st.expert_misses;
       read = st.disk_bytes_read - read0;
     }
-    const double t_res = DecodeSeconds(s_res.get(), prompt, b.n_decode, nullptr, nullptr, nullptr);
+    const double t_res =
+        DecodeSeconds(s_res.get(), prompt, b.n_decode, nullptr, false, nullptr, nullptr);
     if (t_res < 0) return kExitError;
     if (InterruptRequested()) return kExitInterrupted;
     std::fprintf(stderr, "kestrel: offload bench %s %u: decode %.2f tok/s (budget), %.2f tok/s (resident)\n",
@@ -194,10 +197,14 @@ int RunOffloadBench(const Options& o) {
     if (plan.experts_offloaded) {
       hit_rates.push_back(hits + misses ? static_cast<double>(hits) / (hits + misses) : 1.0);
       missed_per_token.push_back(static_cast<double>(read) / b.n_decode);
-      written_per_token.push_back(
-          static_cast<double>(mem.host_to_device_bytes - mem0.host_to_device_bytes) / b.n_decode);
-      wait_ms.push_back((mem.expert_read_seconds - mem0.expert_read_seconds) * 1000.0 / b.n_decode);
     }
+    written_per_token.push_back(
+        static_cast<double>(mem.host_to_device_bytes - mem0.host_to_device_bytes) / b.n_decode);
+    streamed_per_token.push_back(
+        static_cast<double>(mem.streamed_bytes_copied - mem0.streamed_bytes_copied) / b.n_decode);
+    wait_ms.push_back((mem.expert_read_seconds - mem0.expert_read_seconds +
+                       mem.stream_copy_wait_seconds - mem0.stream_copy_wait_seconds) *
+                      1000.0 / b.n_decode);
   }
   // Per-layer hit rates of the last repetition's decode (the counts are reset before each).
   std::vector<double> layer_hit_rates;
@@ -230,9 +237,16 @@ int RunOffloadBench(const Options& o) {
   std::printf("I/O roofline fraction %.3f\n", fraction);
   const double written = written_per_token.empty() ? 0.0 : Summarize(written_per_token).median;
   const double wait = wait_ms.empty() ? 0.0 : Summarize(wait_ms).median;
-  std::printf("moved    %.0f bytes per token to the device (experts %.0f, weights 0, KV 0), "
-              "%.3f ms per token waiting on expert reads; device peak %s\n",
-              written, missed, wait, FormatBytes(mem.device_peak_bytes).c_str());
+  const double streamed = streamed_per_token.empty() ? 0.0 : Summarize(streamed_per_token).median;
+  if (plan.n_streamed_layers > 0) {
+    std::printf("streamed %u layers, %s per step through a ring of %u slots (prefetch %u)\n",
+                plan.n_streamed_layers, FormatBytes(plan.streamed_bytes).c_str(),
+                plan.stream_slots, plan.stream_prefetch_distance);
+  }
+  std::printf("moved    %.0f bytes per token to the device (experts %.0f, weights %.0f, KV 0), "
+              "%.3f ms per token waiting on expert reads and synchronous weight copies; device "
+              "peak %s\n",
+              written, missed, streamed, wait, FormatBytes(mem.device_peak_bytes).c_str());
   if (o.json) {
     JsonWriter w;
     w.BeginObject();
@@ -284,12 +298,16 @@ int RunOffloadBench(const Options& o) {
     w.String(plan.experts_offloaded && st.io_mode ? st.io_mode : "");
     w.Key("device_budget_bytes");
     w.Uint(plan.device_budget_bytes);
-    // By kind: experts read into the cache; weights are never streamed (resident or in the
-    // expert cache) and a session never swaps KV, so both are 0 here (`--kv-swap` measures KV).
+    // By kind: streamed layers' weights copied to the device, experts read into the cache; a
+    // session never swaps KV, so that is 0 here (`--kv-swap` measures KV).
+    w.Key("streamed_layers");
+    w.Uint(plan.n_streamed_layers);
+    w.Key("stream_prefetch_distance");
+    w.Uint(plan.stream_prefetch_distance);
     w.Key("bytes_moved_per_token");
     w.BeginObject();
     w.Key("weights");
-    w.Double(0.0);
+    w.Double(streamed);
     w.Key("experts");
     w.Double(missed);
     w.Key("kv");

@@ -69,6 +69,12 @@ void PrintJson(const Options& o, const kestrel_memory_plan_info_t& p) {
   w.Uint(p.kv_bytes);
   w.Key("streamed_layers");
   w.Uint(p.n_streamed_layers);
+  w.Key("streamed_bytes");
+  w.Uint(p.streamed_bytes);
+  w.Key("stream_ring_bytes");
+  w.Uint(p.stream_ring_bytes);
+  w.Key("stream_prefetch_distance");
+  w.Uint(p.stream_prefetch_distance);
   w.Key("host_swap_bytes");
   w.Uint(p.host_swap_bytes);
   w.Key("device_total_bytes");
@@ -97,7 +103,14 @@ void PrintText(const Options& o, const kestrel_memory_plan_info_t& p) {
     }
   }
   std::printf("KV pool:          %" PRIu32 " tokens, %s\n", p.kv_tokens, Bytes(p.kv_bytes).c_str());
-  std::printf("streamed layers:  %" PRIu32 "\n", p.n_streamed_layers);
+  if (p.n_streamed_layers > 0) {
+    std::printf("streamed layers:  %" PRIu32 " (%s copied per step through a ring of %" PRIu32
+                " slots, %s; prefetch distance %" PRIu32 ")\n",
+                p.n_streamed_layers, Bytes(p.streamed_bytes).c_str(), p.stream_slots,
+                Bytes(p.stream_ring_bytes).c_str(), p.stream_prefetch_distance);
+  } else {
+    std::printf("streamed layers:  0\n");
+  }
   std::printf("host swap:        %s\n", Bytes(p.host_swap_bytes).c_str());
   std::printf("device total:     %s\n", Bytes(p.device_total_bytes).c_str());
 }

@@ -128,9 +128,33 @@ bool RunEngine(kestrel_model_t* model, const Options& o, uint32_t ctx,
   return true;
 }
 
+// The measured runs of one method in the session bench.
+struct MethodRuns {
+  std::vector<double> tps;
+  double accepted = 0, steps = 0;
+  bool identical = true;
+  double MeanAccepted() const { return steps > 0 ? accepted / steps : 0.0; }
+};
+
+void WriteMethodFields(JsonWriter* w, const std::string& name, const MethodRuns& r, double plain) {
+  const double s = Median(r.tps);
+  w->Key("spec_method");
+  w->String(name);
+  w->Key("decode_tokens_per_s");
+  w->Double(s);
+  w->Key("plain_decode_tokens_per_s");
+  w->Double(plain);
+  w->Key("speedup");
+  w->Double(plain > 0 ? s / plain : 0.0);
+  w->Key("mean_accepted");
+  w->Double(r.MeanAccepted());
+  w->Key("identical");
+  w->Bool(r.identical);
+}
+
 }  // namespace
 
-// `bench --spec METHOD --engine [--concurrency C,...]`: per concurrency, C greedy requests (the
+// `bench --spec METHOD --engine [--concurrency C,...]` (the first method of a list): per concurrency, C greedy requests (the
 // prompt with one distinct token appended each) through an engine without and with speculation,
 // alternated, medians over --reps. JSON (last line): the same six fields as the session bench,
 // for the largest concurrency, plus "concurrency" and a "runs" array with every concurrency.
@@ -141,6 +165,7 @@ int RunSpecEngineBench(const Options& o, kestrel_model_t* model, const kestrel_m
     double s, p, acc;
   };
   std::vector<Row> rows;
+  const std::string name = SpecMethodList(o.spec)[0];  // the engine bench measures one method
   bool identical = true;
   double last_s = 0, last_p = 0, last_acc = 0;
   uint32_t last_c = 0;
@@ -158,7 +183,7 @@ int RunSpecEngineBench(const Options& o, kestrel_model_t* model, const kestrel_m
       if (!RunEngine(model, o, ctx, prompts, &spec, &b)) return kExitError;
       identical &= a.ids == b.ids;
       std::fprintf(stderr, "kestrel: concurrency %u rep %u: plain %.1f tok/s, %s %.1f tok/s\n", c, rep,
-                   a.tps, o.spec.c_str(), b.tps);
+                   a.tps, name.c_str(), b.tps);
       if (rep < o.bench.warmup) continue;
       p_tps.push_back(a.tps);
       s_tps.push_back(b.tps);
@@ -170,13 +195,13 @@ int RunSpecEngineBench(const Options& o, kestrel_model_t* model, const kestrel_m
     last_s = Median(s_tps);
     last_acc = steps > 0 ? accepted / steps : 0;
     std::printf("concurrency %-4u plain %.1f tok/s  %s %.1f tok/s  speedup %.3fx  mean accepted %.2f\n",
-                c, last_p, o.spec.c_str(), last_s, last_p > 0 ? last_s / last_p : 0.0, last_acc);
+                c, last_p, name.c_str(), last_s, last_p > 0 ? last_s / last_p : 0.0, last_acc);
     rows.push_back({c, last_s, last_p, last_acc});
   }
   JsonWriter w;
   w.BeginObject();
   w.Key("spec_method");
-  w.String(o.spec);
+  w.String(name);
   w.Key("decode_tokens_per_s");
   w.Double(last_s);
   w.Key("plain_decode_tokens_per_s");
@@ -264,58 +289,75 @@ int RunSpecBench(const Options& o) {
     return kExitError;
   }
   SessionPtr plain(raw);
-  so.speculative = &spec;
-  status.reset(kestrel_session_create(model.get(), &so, &raw));
-  if (status) {
-    PrintStatusError(status.get());
-    return kExitError;
+  // One session per method of the --spec list, all measured in the same alternation.
+  const std::vector<std::string> names = SpecMethodList(o.spec);
+  std::vector<kestrel_speculative_options_t> specs(names.size(), spec);
+  std::vector<SessionPtr> specd;
+  for (size_t m = 0; m < names.size(); ++m) {
+    specs[m].method = SpecMethodFromName(names[m]);
+    so.speculative = &specs[m];
+    status.reset(kestrel_session_create(model.get(), &so, &raw));
+    if (status) {
+      PrintStatusError(status.get());
+      return kExitError;
+    }
+    specd.emplace_back(raw);
   }
-  SessionPtr specd(raw);
 
-  std::vector<double> plain_tps, spec_tps;
-  double accepted = 0, steps = 0;
-  bool identical = true;
+  std::vector<double> plain_tps;
+  std::vector<MethodRuns> runs(names.size());
   const uint32_t total = o.bench.warmup + o.bench.reps;
   for (uint32_t rep = 0; rep < total; ++rep) {
     if (InterruptRequested()) return kExitInterrupted;
-    RunOut a, b;
-    if (!RunOnce(plain.get(), prompt, o.bench.n_decode, &a)) return kExitError;
-    if (!RunOnce(specd.get(), prompt, o.bench.n_decode, &b)) return kExitError;
-    identical &= a.tokens == b.tokens;
     const bool measured = rep >= o.bench.warmup;
-    std::fprintf(stderr, "kestrel: %s rep %u: plain %.1f tok/s, %s %.1f tok/s (%zu tokens)\n",
-                 measured ? "measured" : "warmup", rep, a.decode_tps, o.spec.c_str(),
-                 b.decode_tps, b.tokens.size());
-    if (!measured) continue;
-    plain_tps.push_back(a.decode_tps);
-    spec_tps.push_back(b.decode_tps);
-    accepted += static_cast<double>(b.spec.accepted);
-    steps += static_cast<double>(b.spec.steps);
-    if (rep + 1 == total && o.verbosity >= 0) PrintSpecStats(b.spec);
+    RunOut a;
+    if (!RunOnce(plain.get(), prompt, o.bench.n_decode, &a)) return kExitError;
+    if (measured) plain_tps.push_back(a.decode_tps);
+    for (size_t m = 0; m < names.size(); ++m) {
+      RunOut b;
+      if (!RunOnce(specd[m].get(), prompt, o.bench.n_decode, &b)) return kExitError;
+      runs[m].identical &= a.tokens == b.tokens;
+      std::fprintf(stderr, "kestrel: %s rep %u: plain %.1f tok/s, %s %.1f tok/s (%zu tokens)\n",
+                   measured ? "measured" : "warmup", rep, a.decode_tps, names[m].c_str(),
+                   b.decode_tps, b.tokens.size());
+      if (!measured) continue;
+      runs[m].tps.push_back(b.decode_tps);
+      runs[m].accepted += static_cast<double>(b.spec.accepted);
+      runs[m].steps += static_cast<double>(b.spec.steps);
+      if (rep + 1 == total && o.verbosity >= 0) PrintSpecStats(b.spec);
+    }
   }
-  const double p = Median(plain_tps), s = Median(spec_tps);
-  const double speedup = p > 0 ? s / p : 0.0;
-  const double mean_accepted = steps > 0 ? accepted / steps : 0.0;
+  const double p = Median(plain_tps);
   std::printf("model       %s (%s)\n", o.model_path.c_str(), info.device ? info.device : "");
   std::printf("prompt      %zu tokens, %u generated, %u reps (median)\n", prompt.size(),
               o.bench.n_decode, o.bench.reps);
   std::printf("plain       %.1f tok/s\n", p);
-  std::printf("%-11s %.1f tok/s  speedup %.3fx  mean accepted %.2f  identical %s\n",
-              o.spec.c_str(), s, speedup, mean_accepted, identical ? "yes" : "NO");
+  for (size_t m = 0; m < names.size(); ++m) {
+    const MethodRuns& r = runs[m];
+    std::printf("%-11s %.1f tok/s  speedup %.3fx  mean accepted %.2f  identical %s\n",
+                names[m].c_str(), Median(r.tps), p > 0 ? Median(r.tps) / p : 0.0, r.MeanAccepted(),
+                r.identical ? "yes" : "NO");
+  }
+  // The contract fields describe the first method; a list adds every method under "methods" and
+  // the first one's speed over each other's ("<first>_over_<other>", same run).
   JsonWriter w;
   w.BeginObject();
-  w.Key("spec_method");
-  w.String(o.spec);
-  w.Key("decode_tokens_per_s");
-  w.Double(s);
-  w.Key("plain_decode_tokens_per_s");
-  w.Double(p);
-  w.Key("speedup");
-  w.Double(speedup);
-  w.Key("mean_accepted");
-  w.Double(mean_accepted);
-  w.Key("identical");
-  w.Bool(identical);
+  WriteMethodFields(&w, names[0], runs[0], p);
+  if (names.size() > 1) {
+    for (size_t m = 1; m < names.size(); ++m) {
+      const double other = Median(runs[m].tps);
+      w.Key(names[0] + "_over_" + names[m]);
+      w.Double(other > 0 ? Median(runs[0].tps) / other : 0.0);
+    }
+    w.Key("methods");
+    w.BeginArray();
+    for (size_t m = 0; m < names.size(); ++m) {
+      w.BeginObject();
+      WriteMethodFields(&w, names[m], runs[m], p);
+      w.EndObject();
+    }
+    w.EndArray();
+  }
   w.EndObject();
   std::printf("%s\n", w.str().c_str());
   return kExitOk;  // `identical` reports a mismatch; the measurement itself succeeded

@@ -4,15 +4,30 @@
 
 namespace kestrel::cli {
 
+uint32_t SpecMethodFromName(const std::string& name) {
+  static constexpr const char* kNames[] = {"off",  "auto",      "draft",  "self",
+                                           "ngram", "lookahead", "medusa", "eagle"};
+  for (uint32_t i = 0; i < 8; ++i) {
+    if (name == kNames[i]) return i;
+  }
+  return KESTREL_SPEC_OFF;
+}
+
+std::vector<std::string> SpecMethodList(const std::string& spec) {
+  std::vector<std::string> out;
+  for (size_t start = 0;;) {
+    const size_t comma = spec.find(',', start);
+    out.push_back(spec.substr(start, comma == std::string::npos ? comma : comma - start));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
 bool MakeSpecOptions(const Options& o, kestrel_runtime_t* runtime, ModelPtr* draft,
                      kestrel_speculative_options_t* spec, int* exit_code) {
   kestrel_speculative_options_init(spec);
   if (o.spec.empty()) return true;
-  static constexpr const char* kNames[] = {"off",  "auto",      "draft",  "self",
-                                           "ngram", "lookahead", "medusa", "eagle"};
-  for (uint32_t i = 0; i < 8; ++i) {
-    if (o.spec == kNames[i]) spec->method = i;
-  }
+  spec->method = SpecMethodFromName(o.spec.substr(0, o.spec.find(',')));
   if (o.spec_max) spec->max_draft_tokens = *o.spec_max;
   if (!o.heads.empty()) spec->heads_path = o.heads.c_str();
   if (!o.draft_model.empty()) {

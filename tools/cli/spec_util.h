@@ -4,6 +4,7 @@
 #define KESTREL_TOOLS_CLI_SPEC_UTIL_H_
 
 #include <string>
+#include <vector>
 
 #include "api_util.h"
 #include "args.h"
@@ -12,7 +13,12 @@
 
 namespace kestrel::cli {
 
-// Fills `spec` from --spec/--spec-max/--heads and loads --draft-model (on the same device) into
+// KESTREL_SPEC_* of a --spec name ("ngram"); KESTREL_SPEC_OFF for an unknown name.
+uint32_t SpecMethodFromName(const std::string& name);
+// The methods of bench's --spec list ("auto,ngram" -> {"auto", "ngram"}).
+std::vector<std::string> SpecMethodList(const std::string& spec);
+
+// Fills `spec` (the first method of a --spec list) from --spec/--spec-max/--heads and loads --draft-model (on the same device) into
 // *draft. False (error printed, *exit_code set) on failure. With no --spec, method OFF.
 bool MakeSpecOptions(const Options& o, kestrel_runtime_t* runtime, ModelPtr* draft,
                      kestrel_speculative_options_t* spec, int* exit_code);

@@ -40,11 +40,19 @@ typedef struct kestrel_memory_plan_info {
   uint64_t expert_cache_bytes;  /* (expert_slots + 1) x expert_slot_bytes; 0 when resident */
   uint64_t kv_bytes;            /* the KV pool the plan reserves */
   uint32_t kv_tokens;           /* context x sequences */
-  uint32_t n_streamed_layers;   /* dense layers streamed from host memory: 0 (not implemented yet) */
+  uint32_t n_streamed_layers;   /* layers whose matrices are streamed from host memory through a
+                                 * ring of device buffers (weight streaming); 0: none */
   uint64_t host_swap_bytes;     /* host memory for the KV of preempted engine sequences (used
                                  * by kestrel_engine_options_t.kv_swap_bytes = 0): the host
                                  * budget less what is planned in host memory; 0 without one */
-  uint64_t device_total_bytes;  /* resident + expert cache + KV: at most device_budget_bytes */
+  uint64_t device_total_bytes;  /* resident + expert cache + KV + streaming ring: at most
+                                 * device_budget_bytes */
+  /* Appended in 0.3 with weight streaming. */
+  uint64_t streamed_bytes;      /* bytes of the streamed matrices (copied again every step) */
+  uint64_t stream_ring_bytes;   /* stream_slots x one slot (the largest streamed layer) */
+  uint32_t stream_slots;        /* ring slots: stream_prefetch_distance + 1 */
+  uint32_t stream_prefetch_distance; /* streamed layers copied ahead of the one computing (a
+                                      * device with streams); 0: each copied just before use */
 } kestrel_memory_plan_info_t;
 #define KESTREL_MEMORY_PLAN_INFO_MIN_SIZE \
   (offsetof(kestrel_memory_plan_info_t, device) + sizeof(const char*))
@@ -97,6 +105,11 @@ typedef struct kestrel_memory_stats {
   uint64_t expert_bytes_read;    /* expert bytes read from the file into the expert cache; 0
                                   * without one (its prepared copies count in host_to_device) */
   double expert_read_seconds;    /* time spent in those reads: waiting on expert copies */
+  /* Appended in 0.3 with weight streaming (0 without it). */
+  uint64_t streamed_bytes_copied; /* streamed-layer bytes copied to the device since load (also
+                                   * counted in host_to_device_bytes) */
+  double stream_copy_wait_seconds; /* host time blocked in streamed-layer copies (synchronous
+                                    * devices; queued copies overlap compute and count 0 here) */
 } kestrel_memory_stats_t;
 #define KESTREL_MEMORY_STATS_MIN_SIZE \
   (offsetof(kestrel_memory_stats_t, device) + sizeof(const char*))

@@ -5306,12 +5306,16 @@ pub struct kestrel_memory_plan_info {
     pub n_streamed_layers: u32,
     pub host_swap_bytes: u64,
     pub device_total_bytes: u64,
+    pub streamed_bytes: u64,
+    pub stream_ring_bytes: u64,
+    pub stream_slots: u32,
+    pub stream_prefetch_distance: u32,
 }
 #[test]
 fn bindgen_test_layout_kestrel_memory_plan_info() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_memory_plan_info>(),
-        120usize,
+        144usize,
         concat!("Size of: ", stringify!(kestrel_memory_plan_info))
     );
     assert_eq!(
@@ -5625,6 +5629,74 @@ fn bindgen_test_layout_kestrel_memory_plan_info() {
         );
     }
     test_field_device_total_bytes();
+    fn test_field_streamed_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).streamed_bytes) as usize - ptr as usize
+            },
+            120usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(streamed_bytes)
+            )
+        );
+    }
+    test_field_streamed_bytes();
+    fn test_field_stream_ring_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).stream_ring_bytes) as usize - ptr as usize
+            },
+            128usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(stream_ring_bytes)
+            )
+        );
+    }
+    test_field_stream_ring_bytes();
+    fn test_field_stream_slots() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).stream_slots) as usize - ptr as usize
+            },
+            136usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(stream_slots)
+            )
+        );
+    }
+    test_field_stream_slots();
+    fn test_field_stream_prefetch_distance() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).stream_prefetch_distance) as usize - ptr as usize
+            },
+            140usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(stream_prefetch_distance)
+            )
+        );
+    }
+    test_field_stream_prefetch_distance();
 }
 pub type kestrel_memory_plan_info_t = kestrel_memory_plan_info;
 extern "C" {
@@ -5877,12 +5949,14 @@ pub struct kestrel_memory_stats {
     pub device_to_host_bytes: u64,
     pub expert_bytes_read: u64,
     pub expert_read_seconds: f64,
+    pub streamed_bytes_copied: u64,
+    pub stream_copy_wait_seconds: f64,
 }
 #[test]
 fn bindgen_test_layout_kestrel_memory_stats() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_memory_stats>(),
-        64usize,
+        80usize,
         concat!("Size of: ", stringify!(kestrel_memory_stats))
     );
     assert_eq!(
@@ -6026,6 +6100,40 @@ fn bindgen_test_layout_kestrel_memory_stats() {
         );
     }
     test_field_expert_read_seconds();
+    fn test_field_streamed_bytes_copied() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).streamed_bytes_copied) as usize - ptr as usize
+            },
+            64usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_stats),
+                "::",
+                stringify!(streamed_bytes_copied)
+            )
+        );
+    }
+    test_field_streamed_bytes_copied();
+    fn test_field_stream_copy_wait_seconds() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).stream_copy_wait_seconds) as usize - ptr as usize
+            },
+            72usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_stats),
+                "::",
+                stringify!(stream_copy_wait_seconds)
+            )
+        );
+    }
+    test_field_stream_copy_wait_seconds();
 }
 pub type kestrel_memory_stats_t = kestrel_memory_stats;
 extern "C" {

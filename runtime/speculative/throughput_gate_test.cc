@@ -1,0 +1,39 @@
+// The engine's gate against a simulated batch: a step's tokens per ms with drafts on and off (with
+// noise). Simulated figures: they check the decisions, not the machine.
+#include "runtime/speculative/throughput_gate.h"
+
+#include <random>
+
+#include "gtest/gtest.h"
+
+namespace kestrel {
+namespace runtime {
+namespace {
+
+// Fraction of 2000 steps the gate let drafts run.
+double OnShare(double on_over_off, double noise, uint32_t seed) {
+  ThroughputGate g;
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(-noise, noise);
+  uint32_t on = 0;
+  for (int step = 0; step < 2000; ++step) {
+    const uint32_t cap = g.DraftCap();
+    const double rate = (cap == ThroughputGate::kOff ? 1.0 : on_over_off) * (1 + u(rng));
+    on += cap != ThroughputGate::kOff;
+    g.Record(cap, 8, 8 / rate);
+  }
+  return on / 2000.0;
+}
+
+TEST(ThroughputGateTest, DraftsOnlyWhenTheyMeasureFaster) {
+  for (uint32_t seed : {1u, 2u, 3u}) {
+    EXPECT_GT(OnShare(1.6, 0.2, seed), 0.9) << "seed " << seed;
+    EXPECT_LT(OnShare(0.8, 0.2, seed), 0.1) << "seed " << seed;
+    // As fast either way: noise alone must not keep drafts on most of the time.
+    EXPECT_LT(OnShare(1.0, 0.1, seed), 0.5) << "seed " << seed;
+  }
+}
+
+}  // namespace
+}  // namespace runtime
+}  // namespace kestrel
