@@ -107,7 +107,9 @@ TEST_P(EngineSpecTest, PrefixCacheAndForksAfterRollbacks) {
     auto out = engine->Result(*id);
     ASSERT_TRUE(out.ok());
     for (const auto& s : out->samples) EXPECT_EQ(s.tokens, c.generated) << "round " << round;
-    if (round == 1) EXPECT_GT(out->n_cached_prompt_tokens, 0u);
+    if (round == 1) {
+      EXPECT_GT(out->n_cached_prompt_tokens, 0u);
+    }
   }
   EXPECT_GT(engine->Stats().prefix_cache_hits, 0u);
 }

@@ -22,7 +22,7 @@ int RunEmbed(const Options& o) {
   RuntimePtr runtime = CreateRuntime(o.verbosity);
   if (!runtime) return kExitError;
   int exit_code = kExitError;
-  ModelPtr model = LoadModel(runtime.get(), LoadOptions{o.model_path, o.device, o.use_mmap}, &exit_code);
+  ModelPtr model = LoadModel(runtime.get(), LoadOptionsFrom(o), &exit_code);
   if (!model) return exit_code;
   kestrel_model_info_t info;
   if (!GetModelInfo(model.get(), &info)) return kExitError;

@@ -44,7 +44,7 @@ int RunServe(const Options& o) {
   RuntimePtr runtime = CreateRuntime(o.verbosity);
   if (!runtime) return kExitError;
   int exit_code = kExitError;
-  ModelPtr raw_model = LoadModel(runtime.get(), LoadOptions{o.model_path, o.device, o.use_mmap},
+  ModelPtr raw_model = LoadModel(runtime.get(), LoadOptionsFrom(o),
                                  &exit_code);
   if (!raw_model) return exit_code;
   kestrel::Model model = kestrel::Model::Adopt(raw_model.release());

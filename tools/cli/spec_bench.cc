@@ -241,7 +241,7 @@ int RunSpecBench(const Options& o) {
   RuntimePtr runtime = CreateRuntime(o.verbosity);
   if (!runtime) return kExitError;
   int exit_code = kExitError;
-  ModelPtr model = LoadModel(runtime.get(), LoadOptions{o.model_path, o.device, o.use_mmap},
+  ModelPtr model = LoadModel(runtime.get(), LoadOptionsFrom(o),
                              &exit_code);
   if (!model) return exit_code;
   kestrel_model_info_t info;

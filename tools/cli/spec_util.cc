@@ -31,7 +31,11 @@ bool MakeSpecOptions(const Options& o, kestrel_runtime_t* runtime, ModelPtr* dra
   if (o.spec_max) spec->max_draft_tokens = *o.spec_max;
   if (!o.heads.empty()) spec->heads_path = o.heads.c_str();
   if (!o.draft_model.empty()) {
-    *draft = LoadModel(runtime, LoadOptions{o.draft_model, o.device, o.use_mmap}, exit_code);
+    LoadOptions d;  // --mem and --ctx budget the target model, not its draft
+    d.path = o.draft_model;
+    d.device = o.device;
+    d.use_mmap = o.use_mmap;
+    *draft = LoadModel(runtime, d, exit_code);
     if (!*draft) return false;
     spec->draft_model = draft->get();
   }
