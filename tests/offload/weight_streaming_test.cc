@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "kestrel/kestrel.h"
 #include "nlohmann/json.hpp"
+#include "tests/offload/offload_test_util.h"
 #include "tests/test_util.h"
 
 namespace kestrel::testing {
@@ -27,62 +28,14 @@ std::string BudgetName(const std::string& device) {
 
 StatusPtr Load(kestrel_runtime_t* rt, const std::string& device, const std::string& budget,
                bool metadata_only, ModelPtr* out) {
-  const std::string path = ModelPath("stories260K.gguf");
-  kestrel_model_options_t o;
-  kestrel_model_options_init(&o);
-  o.device = device.c_str();
-  o.metadata_only = metadata_only;
-  o.memory_budget = budget.empty() ? nullptr : budget.c_str();
-  o.plan_context_length = kCtx;
-  kestrel_model_t* m = nullptr;
-  StatusPtr s(kestrel_model_load(rt, path.data(), path.size(), &o, &m));
-  out->reset(m);
-  return s;
-}
-
-kestrel_memory_plan_info_t Plan(const kestrel_model_t* m) {
-  kestrel_memory_plan_info_t p{};
-  p.struct_size = sizeof(p);
-  StatusPtr s(kestrel_model_get_memory_plan(m, &p));
-  EXPECT_EQ(s, nullptr) << kestrel_status_message(s.get());
-  return p;
-}
-
-kestrel_memory_stats_t MemoryStats(const kestrel_model_t* m) {
-  kestrel_memory_stats_t st{};
-  st.struct_size = sizeof(st);
-  StatusPtr s(kestrel_model_get_memory_stats(m, &st));
-  EXPECT_EQ(s, nullptr) << kestrel_status_message(s.get());
-  return st;
+  return LoadBudgeted(rt, {"stories260K.gguf", device, budget, 0, metadata_only, kCtx}, out);
 }
 
 std::vector<int32_t> Greedy(kestrel_model_t* m, const std::vector<int32_t>& prompt, int n) {
-  SessionPtr s = MakeGreedySession(m, kCtx);
-  std::vector<int32_t> out;
-  if (!s) return out;
-  StatusPtr st(kestrel_session_decode(s.get(), prompt.data(), prompt.size()));
-  EXPECT_EQ(st, nullptr) << kestrel_status_message(st.get());
-  for (int i = 0; i < n && st == nullptr; ++i) {
-    int32_t t = -1;
-    st.reset(kestrel_session_sample(s.get(), &t));
-    EXPECT_EQ(st, nullptr) << kestrel_status_message(st.get());
-    out.push_back(t);
-    if (st == nullptr) st.reset(kestrel_session_decode(s.get(), &t, 1));
-    EXPECT_EQ(st, nullptr) << kestrel_status_message(st.get());
-  }
-  return out;
+  return GreedyIds(m, kCtx, prompt, n);
 }
 
-std::vector<std::vector<int32_t>> Prompts() {
-  std::ifstream f(ModelPath("stories260K.golden.json"));
-  nlohmann::json golden = nlohmann::json::parse(f);
-  std::vector<std::vector<int32_t>> p;
-  for (const auto& c : golden["cases"]) {
-    p.push_back(c["prompt_ids"].get<std::vector<int32_t>>());
-    if (p.size() == 2) break;
-  }
-  return p;
-}
+std::vector<std::vector<int32_t>> Prompts() { return GoldenPrompts("stories260K.golden.json", 2); }
 
 class WeightStreamingTest : public ::testing::TestWithParam<const char*> {};
 
