@@ -44,12 +44,6 @@ double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
 }
 
-void WriteDoubleArray(JsonWriter* w, const std::vector<double>& values) {
-  w->BeginArray();
-  for (double v : values) w->Double(v);
-  w->EndArray();
-}
-
 // Returns false (after printing the error) if `raw` is a failure.
 bool Check(kestrel_status_t* raw) {
   StatusPtr status(raw);
@@ -130,7 +124,7 @@ int RunMembw(const Options& o) {
       w.Key("read_gb_per_s_" + k.name + "_max");
       w.Double(k.summary.max);
       w.Key("read_gb_per_s_" + k.name + "_all");
-      WriteDoubleArray(&w, k.gb_per_s);
+      w.DoubleArray(k.gb_per_s);
     }
     w.Key("peak_rss_bytes");
     w.Uint(PeakRssBytes());
@@ -264,9 +258,9 @@ int RunBench(const Options& o) {
     w.Key("prefill_tokens_per_s_max");
     w.Double(prefill.max);
     w.Key("prefill_tokens_per_s_all");
-    WriteDoubleArray(&w, prefill_tps);
+    w.DoubleArray(prefill_tps);
     w.Key("prefill_ms_all");
-    WriteDoubleArray(&w, prefill_ms);
+    w.DoubleArray(prefill_ms);
     w.Key("decode_tokens_per_s");
     w.Double(decode.median);
     w.Key("decode_tokens_per_s_min");
@@ -274,9 +268,9 @@ int RunBench(const Options& o) {
     w.Key("decode_tokens_per_s_max");
     w.Double(decode.max);
     w.Key("decode_tokens_per_s_all");
-    WriteDoubleArray(&w, decode_tps);
+    w.DoubleArray(decode_tps);
     w.Key("decode_ms_all");
-    WriteDoubleArray(&w, decode_ms);
+    w.DoubleArray(decode_ms);
     w.Key("peak_rss_bytes");
     w.Uint(peak_rss);
     w.Key("n_params");

@@ -180,6 +180,12 @@ void JsonWriter::Bool(bool value) {
   out_ += value ? "true" : "false";
 }
 
+void JsonWriter::DoubleArray(const std::vector<double>& values) {
+  BeginArray();
+  for (double v : values) Double(v);
+  EndArray();
+}
+
 void JsonWriter::Null() {
   BeforeValue();
   out_ += "null";

@@ -33,6 +33,8 @@ class JsonWriter {
   void Float(float value);    // shortest form of the float, so 0.8f prints as 0.8
   void Bool(bool value);
   void Null();
+  // [v0, v1, ...] (a benchmark's per-repetition figures).
+  void DoubleArray(const std::vector<double>& values);
   // A value that is already JSON (e.g. what the library's kestrel_package_describe wrote).
   void RawJson(std::string_view json);
 

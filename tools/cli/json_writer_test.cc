@@ -78,5 +78,16 @@ TEST(JsonWriterTest, Numbers) {
   EXPECT_EQ(w.str(), "[0.8,0.1,2,null,null,1e-05]");
 }
 
+TEST(JsonWriterTest, DoubleArrayInsideAnObject) {
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("all");
+  w.DoubleArray({1.5, 2});
+  w.Key("none");
+  w.DoubleArray({});
+  w.EndObject();
+  EXPECT_EQ(w.str(), "{\"all\":[1.5,2],\"none\":[]}");
+}
+
 }  // namespace
 }  // namespace kestrel::cli

@@ -236,15 +236,11 @@ int RunKvSwapBench(const Options& o) {
     w.Key("resume_swap_ms");
     w.Double(sw.median);
     w.Key("resume_swap_ms_all");
-    w.BeginArray();
-    for (double v : swap_ms) w.Double(v);
-    w.EndArray();
+    w.DoubleArray(swap_ms);
     w.Key("resume_recompute_ms");
     w.Double(re.median);
     w.Key("resume_recompute_ms_all");
-    w.BeginArray();
-    for (double v : recompute_ms) w.Double(v);
-    w.EndArray();
+    w.DoubleArray(recompute_ms);
     w.Key("swap_speedup");
     w.Double(speedup);
     w.Key("kv_bytes_swapped");

@@ -267,15 +267,11 @@ int RunOffloadBench(const Options& o) {
     w.Key("decode_tokens_per_s");
     w.Double(off.median);
     w.Key("decode_tokens_per_s_all");
-    w.BeginArray();
-    for (double v : off_tps) w.Double(v);
-    w.EndArray();
+    w.DoubleArray(off_tps);
     w.Key("resident_decode_tokens_per_s");
     w.Double(res.median);
     w.Key("resident_decode_tokens_per_s_all");
-    w.BeginArray();
-    for (double v : res_tps) w.Double(v);
-    w.EndArray();
+    w.DoubleArray(res_tps);
     w.Key("disk_read_bytes_per_s");
     w.Double(disk_bw);
     w.Key("disk_read_direct_io");
@@ -320,9 +316,7 @@ int RunOffloadBench(const Options& o) {
     w.Key("device_peak_bytes");
     w.Uint(mem.device_peak_bytes);
     w.Key("expert_hit_rate_per_layer");
-    w.BeginArray();
-    for (double v : layer_hit_rates) w.Double(v);
-    w.EndArray();
+    w.DoubleArray(layer_hit_rates);
     w.Key("peak_rss_bytes");
     w.Uint(PeakRssBytes());
     w.EndObject();
