@@ -267,10 +267,13 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path, hal:
   if (!options.memory_budgets.empty()) KESTREL_RETURN_IF_ERROR(m->PlanMemory(options));
   // Fused Q/K/V and gate/up matrices replace their parts in the plans (the parts are then
   // prepared only if some plan asks for them). Not with a memory plan: it budgets, streams and
-  // offloads the parts. KESTREL_FUSED_MATMULS=0 turns fusion off (comparisons, debugging).
+  // offloads the parts. Only on host-memory CPU devices: the split after the fused matmul is one
+  // buffer copy per row and part at T > 1, a memmove there but a transfer launch each on a GPU.
+  // KESTREL_FUSED_MATMULS=0 turns fusion off (comparisons, debugging).
   const char* fuse = std::getenv("KESTREL_FUSED_MATMULS");
   if (m->weights_declared_ && !m->metadata_only_ && m->memory_plan_ == nullptr &&
-      (fuse == nullptr || std::string(fuse) != "0")) {
+      device != nullptr && device->caps().kind == KESTREL_DEVICE_KIND_CPU &&
+      device->host_visible() && (fuse == nullptr || std::string(fuse) != "0")) {
     AddFusedWeights(&m->weights_);
   }
   if (m->metadata_only_) {
