@@ -18,6 +18,9 @@ constexpr uint32_t kMaxDraftLimit = 64;
 constexpr uint32_t kDefaultMaxDraft = 5;
 // An n-gram proposal whose source repeats this many tokens of the history's end is confident.
 constexpr uint32_t kConfidentMatch = 4;
+// ... or this many right after a confident proposal was accepted: a quote the model left for a
+// token or two is usually picked up again, and waiting for 4 repeated tokens costs plain steps.
+constexpr uint32_t kConfidentResume = 3;
 constexpr uint32_t kNgramMax = 3;  // longest history suffix the n-gram proposer matches
 
 double MsSince(std::chrono::steady_clock::time_point t0) {
@@ -142,6 +145,7 @@ Proposer* Speculator::ProposerFor(SpecMethod m) {
 
 void Speculator::Reset() {
   for (auto& p : proposers_) p->Reset();
+  last_confident_ = last_confident_ok_ = false;
   // A new text: what the controller learnt about acceptance and its probe back-off belong to the
   // old one (a back-off grown on a chat preamble must not keep n-gram off on a quoted passage).
   std::vector<SpecMethod> methods;
@@ -183,13 +187,17 @@ ControllerChoice Speculator::Choose(const Sequence& seq, uint32_t room) {
     req.max_nodes = req.max_depth;
     req.chains_only = true;
     DraftTree probe;
-    if (ngram->Propose(req, &probe).ok() && probe.confidence >= kConfidentMatch) {
+    const uint32_t need = last_confident_ok_ ? kConfidentResume : kConfidentMatch;
+    if (ngram->Propose(req, &probe).ok() && probe.confidence >= need) {
       CutToFirstPath(&probe);
       // The longer the repeated run, the further its continuation is worth trusting: a run just
       // long enough (a phrase a story repeats) gets 2 nodes, a quote being copied the full draft.
-      const uint32_t trusted = std::min(probe.Depth(), probe.confidence - kConfidentMatch + 2);
+      const uint32_t trusted = std::min(probe.Depth(), probe.confidence - need + 2);
       const ControllerChoice c = controller_->ChooseConfident(SpecMethod::kNgram, trusted);
-      if (c.method != SpecMethod::kOff) return c;
+      if (c.method != SpecMethod::kOff) {
+        last_confident_ = true;
+        return c;
+      }
     }
   }
   return controller_->Choose();
@@ -198,6 +206,7 @@ ControllerChoice Speculator::Choose(const Sequence& seq, uint32_t room) {
 absl::Status Speculator::Propose(const Sequence& seq, uint32_t room, bool chains_only,
                                  DraftTree* tree) {
   tree->Clear();
+  last_confident_ = false;
   const ControllerChoice c = Choose(seq, room);
   stats_.current = c.method;
   stats_.current_draft = c.draft;
@@ -252,6 +261,7 @@ absl::Status Speculator::Verify(Sequence& seq, const DraftTree& tree, const floa
     stats_.drafted_by_method[i] += tree.size();
     stats_.accepted_by_method[i] += m;
     controller_->RecordAcceptance(last_method_, last_depth_, m);
+    if (last_confident_) last_confident_ok_ = m > 0;
     VerifyFeedback fb;
     fb.tree = &tree;
     fb.node_argmax = out->node_argmax;
