@@ -330,10 +330,13 @@ TEST_P(CpuConformance, Matmul) {
   };
   // Plain dtypes take any K; quantized ones a multiple of 32 (odd block counts, partial groups).
   // T >= 8 with F16 weights takes the AMX-BF16 tiles where present: partial token tiles and
-  // panels, K not a multiple of 32, and K split into several blocks (T=40, K=5632).
+  // panels, K not a multiple of 32, and K split into several blocks (T=40, K=5632). Without
+  // AMX-BF16, F16 with T >= 32 converts panels of 128..256 rows: T=32, N=2100 gives tasks of 272
+  // rows split into two panels and a last task of 196.
   const std::vector<Shape> plain = {{1, 172, 67},   {7, 172, 64},   {64, 64, 172}, {1, 2048, 37},
                                     {3, 5, 9},      {5, 17, 33},    {1, 1, 1},     {9, 300, 20},
-                                    {33, 301, 45},  {40, 5632, 24}, {128, 2048, 40}};
+                                    {33, 301, 45},  {40, 5632, 24}, {128, 2048, 40},
+                                    {32, 64, 2100}};
   const std::vector<Shape> quant = {{1, 32, 5},     {1, 96, 33},    {7, 256, 64},  {64, 160, 100},
                                     {1, 2048, 130}, {5, 4128, 17},  {2, 64, 1},    {13, 224, 19},
                                     // decode GEMV row streams: 7 and 6 groups (tails of 3 and 2)

@@ -215,15 +215,21 @@ void MatmulCpu(const OpContext& ctx, const float* x, int64_t T, int64_t K, uint3
     return;
   }
   if (w_dtype == KESTREL_DTYPE_F16 && T >= kOneDnnMinTokens) {
-    // F16 prefill: a panel of rows converted to f32 once (L2-resident), then the f32 GEMM
-    // (oneDNN's when enabled), instead of converting every weight vector once per token tile.
-    constexpr int64_t kPanel = 64;
+    // F16 prefill: a panel of rows converted to f32 once, then the f32 GEMM (oneDNN's when
+    // enabled), instead of converting every weight vector once per token tile. Panels of 128 to
+    // 256 rows: oneDNN's sgemm took 3-5x longer per row with 64 or 96 (measured on Zen 5, 1 thread,
+    // K = 2048, T = 128, docs/perf/cpu.md session 5), so each task gets >= 128 rows too.
+    constexpr int64_t kPanelMax = 256, kPanelMin = 128;
+    const int64_t f16_chunk = std::max(chunk, kPanelMin);
+    const int64_t f16_chunks = (N + f16_chunk - 1) / f16_chunk;
     const uint16_t* wh = static_cast<const uint16_t*>(w.data);
-    pool.Run(n_chunks, [&](int64_t c, int) {
-      const int64_t n0 = c * chunk, n1 = std::min(N, n0 + chunk);
-      float* panel = ScratchF32(static_cast<size_t>(kPanel * K));
-      for (int64_t p0 = n0; p0 < n1; p0 += kPanel) {
-        const int64_t p1 = std::min(n1, p0 + kPanel);
+    pool.Run(f16_chunks, [&](int64_t c, int) {
+      const int64_t n0 = c * f16_chunk, n1 = std::min(N, n0 + f16_chunk);
+      const int64_t n_panels = (n1 - n0 + kPanelMax - 1) / kPanelMax;
+      const int64_t panel_rows = RoundUp((n1 - n0 + n_panels - 1) / n_panels, 16);
+      float* panel = ScratchF32(static_cast<size_t>(panel_rows * K));
+      for (int64_t p0 = n0; p0 < n1; p0 += panel_rows) {
+        const int64_t p1 = std::min(n1, p0 + panel_rows);
         kt.f16_to_f32(wh + p0 * K, panel, (p1 - p0) * K);
         if (ctx.onednn && OneDnnGemmABt(T, p1 - p0, K, x, K, panel, K, y + p0, N)) continue;
         kt.gemm_f32(panel, K, x, K, K, T, 0, p1 - p0, y + p0, N);

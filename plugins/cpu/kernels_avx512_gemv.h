@@ -11,19 +11,26 @@
 // Internal linkage only (see kernels_avx512_impl.h).
 
 // Q4_0 / Q8_0 weights (packed group layout, kernels.h) x quantized activations, rows [n0, n1).
-// Q8_0 rows (2 KiB per 2048 elements) are prefetched 2 KiB ahead into L1, which measured best
-// (+8 % over none) on Zen 5.
+// Each group's quants are prefetched into L1 a fixed distance ahead in the thread's linear
+// stream: Q8_0 2 KiB (+8 % over none on Zen 5; 4-16 KiB measured no better), Q4_0 8 KiB (no
+// prefetch before: -10 % CPU time per decode sweep on Zen 5, 12 KiB the same, 0.5-2 KiB worse or
+// no better, docs/perf/cpu.md session 5). Past the thread's last row the prefetches touch rows
+// another task reads next; a prefetch never faults.
+constexpr int64_t kGemvPrefetchQ8 = 2048;
+constexpr int64_t kGemvPrefetchQ4 = 8192;
+
 // One group of a row: the int32 block dots of group g, scaled by lanes idx of s, into acc.
 template <bool kQ8>
 inline __m512 GemvRowGroup(const uint8_t* p, const QActView& a, int64_t g, __m512i idx, __m512 s,
                            __m512 acc) {
   __m512i lo, hi;
   if constexpr (kQ8) {
-    _mm_prefetch(reinterpret_cast<const char*>(p + 2048), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(p + 2048 + 64), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(p + kGemvPrefetchQ8), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(p + kGemvPrefetchQ8 + 64), _MM_HINT_T0);
     lo = _mm512_loadu_si512(p);
     hi = _mm512_loadu_si512(p + 64);
   } else {
+    _mm_prefetch(reinterpret_cast<const char*>(p + kGemvPrefetchQ4), _MM_HINT_T0);
     const __m512i m4 = _mm512_set1_epi8(0x0F);
     const __m512i v = _mm512_loadu_si512(p);
     lo = _mm512_and_si512(v, m4);

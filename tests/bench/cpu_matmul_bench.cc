@@ -168,7 +168,7 @@ void GemvArgs(benchmark::internal::Benchmark* b, bool with_exact) {
 }
 
 void GemmArgs(benchmark::internal::Benchmark* b) {
-  for (int dtype : {KESTREL_DTYPE_Q4_0, KESTREL_DTYPE_F32}) b->Args({dtype, 2048, 2048, 128, 1, 0});
+  for (int dtype : {KESTREL_DTYPE_Q4_0, KESTREL_DTYPE_F32, KESTREL_DTYPE_F16}) b->Args({dtype, 2048, 2048, 128, 1, 0});
   for (int dtype : {KESTREL_DTYPE_Q4_0, KESTREL_DTYPE_Q8_0, KESTREL_DTYPE_F16, KESTREL_DTYPE_F32,
                     KESTREL_DTYPE_Q4_K, KESTREL_DTYPE_Q6_K}) {
     b->Args({dtype, 2048, 2048, 128, 2, 0});
@@ -277,6 +277,7 @@ BENCHMARK(BM_DecodeSweep)
     ->Args({KESTREL_DTYPE_Q4_0, 1, 1})
     ->Args({KESTREL_DTYPE_Q4_0, 1, 8})
     ->Args({KESTREL_DTYPE_Q4_0, 1, 32})
+    ->Args({KESTREL_DTYPE_Q8_0, 1, 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
