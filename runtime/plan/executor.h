@@ -116,6 +116,8 @@ class Executor {
   // A MOE op whose expert stacks stay in the file (the model's expert cache): one MOE execution
   // per routed expert over a one-expert view, summed with ADD (runtime/plan/executor_moe.cc).
   absl::Status RunOffloadedMoe(size_t op_index, const StepShape& shape, int cache_layer);
+  // The device's workspace of at least `bytes` (grown, never shrunk); nullptr for 0.
+  absl::StatusOr<const hal::Buffer*> Workspace(hal::Device* d, uint64_t bytes);
   // Applies the next offloaded MoE layer's router to this one's input `x` (on `d`) and asks the
   // cache to read that layer's likely experts ahead (executor_moe.cc).
   absl::Status PrefetchNextExperts(size_t op_index, const StepShape& shape, int cache_layer,

@@ -65,16 +65,8 @@ absl::Status Executor::RunOffloadedMoe(size_t op_index, const StepShape& shape, 
         "op '", op.label, "': device '", d->name(),
         "' holds the expert cache but does not run MOE over one expert"));
   }
-  const hal::Buffer* ws = nullptr;
-  if (support->workspace_bytes > 0) {
-    hal::Buffer& w = workspace_[d];
-    if (w.size() < support->workspace_bytes) {
-      absl::StatusOr<hal::Buffer> b = d->Allocate(support->workspace_bytes);
-      if (!b.ok()) return b.status();
-      w = std::move(*b);
-    }
-    ws = &w;
-  }
+  absl::StatusOr<const hal::Buffer*> ws = Workspace(d, support->workspace_bytes);
+  if (!ws.ok()) return ws.status();
 
   absl::StatusOr<Copy*> x = Resident(ValueFor(op.inputs[0].ref), d, BytesOf(op.inputs[0], shape));
   if (!x.ok()) return x.status();
@@ -105,7 +97,7 @@ absl::Status Executor::RunOffloadedMoe(size_t op_index, const StepShape& shape, 
     out[0].buffer = dst;
     out[1].buffer = (*st)->buffer.handle();
     desc.n_outputs = with_stats ? 2 : 1;
-    if (auto s = d->Execute(desc, ws); !s.ok()) {
+    if (auto s = d->Execute(desc, *ws); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("op '", op.label, "' (expert ", expert, "): ",
                                                  s.message()));
     }
@@ -176,6 +168,17 @@ absl::Status Executor::RunOffloadedMoe(size_t op_index, const StepShape& shape, 
   return absl::OkStatus();
 }
 
+absl::StatusOr<const hal::Buffer*> Executor::Workspace(hal::Device* d, uint64_t bytes) {
+  if (bytes == 0) return nullptr;
+  hal::Buffer& w = workspace_[d];
+  if (w.size() < bytes) {
+    absl::StatusOr<hal::Buffer> b = d->Allocate(bytes);
+    if (!b.ok()) return b.status();
+    w = std::move(*b);
+  }
+  return &w;
+}
+
 absl::Status Executor::RunMissOnHost(size_t op_index, const StepShape& shape, uint32_t layer,
                                       uint32_t expert, const kestrel_op_desc_t& device_desc,
                                       hal::Device* d, kestrel_op_desc_t add) {
@@ -215,17 +218,9 @@ absl::Status Executor::RunMissOnHost(size_t op_index, const StepShape& shape, ui
     return absl::UnimplementedError(absl::StrCat("op '", op.label, "': the host device '",
                                                  h->name(), "' does not run MOE over one expert"));
   }
-  const hal::Buffer* ws = nullptr;
-  if (support->workspace_bytes > 0) {
-    hal::Buffer& b = workspace_[h];
-    if (b.size() < support->workspace_bytes) {
-      absl::StatusOr<hal::Buffer> nb = h->Allocate(support->workspace_bytes);
-      if (!nb.ok()) return nb.status();
-      b = std::move(*nb);
-    }
-    ws = &b;
-  }
-  if (auto s = h->Execute(desc, ws); !s.ok()) {
+  absl::StatusOr<const hal::Buffer*> ws = Workspace(h, support->workspace_bytes);
+  if (!ws.ok()) return ws.status();
+  if (auto s = h->Execute(desc, *ws); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("op '", op.label, "' (expert ", expert,
                                                " on the host device): ", s.message()));
   }
@@ -294,21 +289,13 @@ absl::Status Executor::PrefetchNextExperts(size_t op_index, const StepShape& sha
     prefetch_unsupported_ = true;
     return absl::OkStatus();
   }
-  const hal::Buffer* ws = nullptr;
-  if (support->workspace_bytes > 0) {
-    hal::Buffer& w = workspace_[d];
-    if (w.size() < support->workspace_bytes) {
-      absl::StatusOr<hal::Buffer> b = d->Allocate(support->workspace_bytes);
-      if (!b.ok()) return b.status();
-      w = std::move(*b);
-    }
-    ws = &w;
-  }
+  absl::StatusOr<const hal::Buffer*> ws = Workspace(d, support->workspace_bytes);
+  if (!ws.ok()) return ws.status();
   const uint64_t bytes = uint64_t{T} * E * sizeof(float);
   absl::StatusOr<Copy*> logits = Allocated(moe_logits_, d, bytes);
   if (!logits.ok()) return logits.status();
   out.buffer = (*logits)->buffer.handle();
-  if (auto s = d->Execute(desc, ws); !s.ok()) {
+  if (auto s = d->Execute(desc, *ws); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("expert prefetch (router of the layer after op '",
                                                plan_.ops[op_index].label, "'): ", s.message()));
   }
