@@ -88,6 +88,24 @@ KESTREL_API kestrel_status_t* kestrel_model_load(kestrel_runtime_t* runtime, con
     lo.plan_context = o.plan_context_length;
     lo.plan_sequences = o.plan_sequences;
     lo.allow_direct_io = (o.offload_flags & KESTREL_OFFLOAD_FLAG_NO_DIRECT_IO) == 0;
+    lo.expert_prefetch = (o.offload_flags & KESTREL_OFFLOAD_FLAG_NO_PREFETCH) == 0;
+    const bool miss_fetch = (o.offload_flags & KESTREL_OFFLOAD_FLAG_MISS_FETCH) != 0;
+    const bool miss_host = (o.offload_flags & KESTREL_OFFLOAD_FLAG_MISS_ON_HOST) != 0;
+    if (miss_fetch && miss_host) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          fn, ": options->offload_flags sets both KESTREL_OFFLOAD_FLAG_MISS_FETCH and "
+              "KESTREL_OFFLOAD_FLAG_MISS_ON_HOST"));
+    }
+    lo.miss_policy = miss_fetch  ? kestrel::runtime::offload::MissPolicy::kFetch
+                     : miss_host ? kestrel::runtime::offload::MissPolicy::kHost
+                                 : kestrel::runtime::offload::MissPolicy::kAuto;
+    // A model whose experts may stay in the file can run misses on the host device: find it
+    // (loading the cpu plugin) only then.
+    if (!lo.memory_budgets.empty() && !o.metadata_only && *device != nullptr && !miss_fetch &&
+        ((*device)->caps().kind != KESTREL_DEVICE_KIND_CPU || miss_host)) {
+      absl::StatusOr<kestrel::hal::Device*> host = state->registry->FindDevice("cpu");
+      if (host.ok() && *host != *device) lo.host_device = *host;
+    }
     if (o.progress_callback != nullptr) {
       lo.progress = [&o](float f) { return o.progress_callback(o.progress_user_data, f); };
     }

@@ -59,6 +59,8 @@ KESTREL_API kestrel_status_t* kestrel_model_get_memory_plan(const kestrel_model_
     info.stream_ring_bytes = p->stream_ring_bytes();
     info.stream_slots = p->stream_slots;
     info.stream_prefetch_distance = p->prefetch_distance;
+    info.host_resident_bytes = p->host_resident_bytes;
+    info.host_resident_tensors = static_cast<uint32_t>(p->host_resident.size());
     return kestrel::api::WriteInfo(fn, "out_plan", info, out_plan,
                                    KESTREL_MEMORY_PLAN_INFO_MIN_SIZE);
   });
@@ -86,6 +88,14 @@ KESTREL_API kestrel_status_t* kestrel_model_get_offload_stats(const kestrel_mode
     s.n_layers = c->n_layers();
     s.policy = static_cast<uint32_t>(c->policy());
     s.io_mode = c->io_mode().c_str();
+    s.expert_slots = c->n_slots();
+    s.expert_prefetch_buffers = c->prefetch_depth();
+    const kestrel::runtime::offload::ExpertPrefetcher::Counters pf = c->prefetch_counters();
+    s.expert_prefetches = pf.issued;
+    s.expert_prefetch_hits = pf.used;
+    s.expert_prefetch_wait_seconds = pf.wait_seconds;
+    s.expert_host_runs = c->host_runs();
+    s.expert_host_seconds = c->host_seconds();
     return kestrel::api::WriteInfo(fn, "out_stats", s, out_stats, KESTREL_OFFLOAD_STATS_MIN_SIZE);
   });
 }

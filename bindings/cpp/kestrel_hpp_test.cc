@@ -635,3 +635,79 @@ TEST_F(KestrelHppTest, SessionStateAndPackage) {
   ExpectError([&] { resumed.LoadState(state); }, kestrel::StatusCode::kDataLoss, "checksum");
   std::remove(pkg.c_str());
 }
+
+// Memory offload through the wrapper: tiny-moe-f32 under a host budget that leaves its experts in
+// the file gives the resident greedy ids, and the plan and statistics carry the C API's numbers.
+TEST(KestrelHppOffload, PlanAndStatsOfABudgetedMoeModel) {
+  const std::string path = ModelsDir() + "/tiny-moe-f32.gguf";
+  kestrel::Runtime runtime;
+  kestrel::ModelOptions meta;
+  meta.device = "cpu";
+  meta.metadata_only = true;
+  meta.memory_budget = "host=unlimited";
+  meta.plan_context_length = 64;
+  const kestrel::MemoryPlan full = runtime.LoadModel(path, meta).GetMemoryPlan();
+  ASSERT_FALSE(full.experts_offloaded);
+  ASSERT_EQ(full.experts_total, 16u);
+  const uint64_t slot = full.expert_bytes / full.experts_total;
+  const uint64_t host = full.resident_bytes - full.expert_bytes + full.kv_bytes + 10 * slot;
+
+  kestrel::ModelOptions o;
+  o.device = "cpu";
+  kestrel::Model resident = runtime.LoadModel(path, o);
+  ExpectError([&] { resident.GetOffloadStats(); }, kestrel::StatusCode::kFailedPrecondition,
+              "expert cache");
+  EXPECT_GT(resident.GetMemoryStats().device_bytes, 0u);
+  o.memory_budget = "host=" + std::to_string(host);
+  o.expert_cache_policy = KESTREL_EXPERT_CACHE_LFU;
+  o.plan_context_length = 64;
+  kestrel::Model budgeted = runtime.LoadModel(path, o);
+  const kestrel::MemoryPlan plan = budgeted.GetMemoryPlan();
+  EXPECT_TRUE(plan.experts_offloaded);
+  EXPECT_EQ(plan.expert_slots, 9u);
+  EXPECT_EQ(plan.device_budget_bytes, host);
+
+  const std::vector<int32_t> prompt = {1, 5, 9, 13};
+  auto greedy = [&](const kestrel::Model& m) {
+    kestrel::SessionOptions so = Greedy();
+    so.context_length = 64;
+    kestrel::Session s(m, so);
+    s.Decode(prompt);
+    std::vector<int32_t> ids;
+    for (int i = 0; i < 16; ++i) {
+      ids.push_back(s.Sample());
+      s.Decode({ids.back()});
+    }
+    return ids;
+  };
+  EXPECT_EQ(greedy(budgeted), greedy(resident));
+  const kestrel::OffloadStats st = budgeted.GetOffloadStats();
+  kestrel_offload_stats_t c{};
+  c.struct_size = sizeof(c);
+  ASSERT_EQ(kestrel_model_get_offload_stats(budgeted.get(), &c), nullptr);
+  EXPECT_EQ(st.expert_hits, c.expert_hits);
+  EXPECT_EQ(st.expert_misses, c.expert_misses);
+  EXPECT_GT(st.expert_misses, 0u);
+  EXPECT_EQ(st.disk_bytes_read, c.disk_bytes_read);
+  EXPECT_EQ(st.expert_cache_peak_bytes, c.expert_cache_peak_bytes);
+  EXPECT_LE(st.expert_cache_peak_bytes, st.expert_cache_budget_bytes);
+  EXPECT_EQ(st.policy, KESTREL_EXPERT_CACHE_LFU);
+  EXPECT_EQ(st.io_mode, c.io_mode);
+  EXPECT_EQ(st.expert_slots, c.expert_slots);
+  EXPECT_EQ(st.expert_prefetch_buffers, 2u);  // on by default
+  EXPECT_EQ(st.expert_prefetches, c.expert_prefetches);
+  EXPECT_EQ(st.expert_host_runs, 0u);  // the model's device is the host
+  ASSERT_EQ(st.layers.size(), 4u);
+  uint64_t hits = 0, misses = 0;
+  for (const kestrel::ExpertLayerStats& l : st.layers) {
+    hits += l.hits;
+    misses += l.misses;
+  }
+  EXPECT_EQ(hits, st.expert_hits);
+  EXPECT_EQ(misses, st.expert_misses);
+  const kestrel::MemoryStats mem = budgeted.GetMemoryStats();
+  EXPECT_EQ(mem.device, "cpu");
+  EXPECT_EQ(mem.expert_bytes_read, st.disk_bytes_read);
+  budgeted.ResetOffloadStats();
+  EXPECT_EQ(budgeted.GetOffloadStats().expert_misses, 0u);
+}

@@ -187,6 +187,9 @@ absl::Status Model::PrepareWeights(const std::function<absl::Status(float)>& rep
   if (memory_plan_ != nullptr) {
     for (int id : memory_plan_->offloaded) offloaded[id] = true;
     for (int id : memory_plan_->streamed) offloaded[id] = true;  // copied per step from the file
+    // Planned on the fallback device (a dtype this one does not take, or an expert stack beside
+    // one): prepared there when an op first needs it.
+    for (int id : memory_plan_->host_resident) offloaded[id] = true;
   }
   const PreparedSet* set = MatchingPreparedSet();
   for (size_t i = 0; i < weights_.tensors.size(); ++i) {
@@ -307,11 +310,23 @@ absl::Status Model::PlanMemory(const ModelLoadOptions& options) {
     r.device_capacity = device_->caps().memory_bytes;
     r.device_is_host = device_->caps().kind == KESTREL_DEVICE_KIND_CPU;
     r.device_async = device_->has_streams();
-    // A matrix of a dtype the device does not take as a weight runs on the fallback device:
-    // streaming it to this one would gain nothing.
+    // A tensor of a dtype the device does not take as a weight (nor hold in a buffer, which a
+    // streamed matrix is bound as) runs on the fallback device from host memory: the planner
+    // keeps it out of the device's budget, its streaming ring and its expert cache.
+    const kestrel_device_caps_t& caps = device_->caps();
     for (offload::PlannedTensor& t : r.tensors) {
-      const uint32_t dtype = weights_.tensors[t.weight_id].desc.dtype;
-      if ((device_->caps().weight_dtype_mask & KESTREL_DTYPE_BIT(dtype)) == 0) t.streamable = false;
+      t.dtype = weights_.tensors[t.weight_id].desc.dtype;
+      const uint64_t bit = KESTREL_DTYPE_BIT(t.dtype);
+      t.device_can_hold = (caps.weight_dtype_mask & bit) != 0;
+      if (!t.device_can_hold || (caps.dtype_mask & bit) == 0) t.streamable = false;
+    }
+    r.dtype_name = [](uint32_t dtype) { return std::string(hal::DtypeName(dtype)); };
+    // A device that does not run MOE (opencl, cuda today) leaves the op to the fallback device:
+    // the experts are used there, so an expert cache on this device would serve nothing.
+    if (!DeviceRunsMoe()) {
+      for (offload::PlannedTensor& t : r.tensors) {
+        if (t.expert_stack) t.device_can_hold = false;
+      }
     }
   } else {
     r.device = "(none)";
@@ -321,6 +336,47 @@ absl::Status Model::PlanMemory(const ModelLoadOptions& options) {
   if (!plan.ok()) return plan.status();
   memory_plan_ = std::make_unique<offload::MemoryPlan>(std::move(*plan));
   return absl::OkStatus();
+}
+
+bool Model::DeviceRunsMoe() const {
+  for (const LayerWeights& l : weights_.layers) {
+    if (l.ffn_gate_exps < 0 || l.ffn_gate_inp < 0 || l.ffn_up_exps < 0 || l.ffn_down_exps < 0) {
+      continue;
+    }
+    const kestrel_tensor_desc_t& router = weights_.tensors[l.ffn_gate_inp].desc;
+    kestrel_tensor_arg_t in[5]{}, out[2]{};
+    in[0].desc.struct_size = out[0].desc.struct_size = out[1].desc.struct_size =
+        sizeof(kestrel_tensor_desc_t);
+    in[0].desc.dtype = out[0].desc.dtype = KESTREL_DTYPE_F32;
+    in[0].desc.rank = out[0].desc.rank = 2;
+    in[0].desc.dims[0] = out[0].desc.dims[0] = 1;
+    in[0].desc.dims[1] = out[0].desc.dims[1] = router.dims[1];
+    in[1].desc = router;
+    in[2].desc = weights_.tensors[l.ffn_gate_exps].desc;
+    in[3].desc = weights_.tensors[l.ffn_up_exps].desc;
+    in[4].desc = weights_.tensors[l.ffn_down_exps].desc;
+    out[1].desc.dtype = KESTREL_DTYPE_I32;
+    out[1].desc.rank = 1;
+    out[1].desc.dims[0] = config_.n_experts;
+    kestrel_op_moe_params_t p{};
+    p.struct_size = sizeof(p);
+    p.n_experts = config_.n_experts;
+    p.top_k = config_.n_experts_used;
+    p.n_local_experts = config_.n_experts;
+    kestrel_op_desc_t desc{};
+    desc.struct_size = sizeof(desc);
+    desc.kind = KESTREL_OP_MOE;
+    desc.op_version = 1;
+    desc.n_inputs = 5;
+    desc.n_outputs = 2;
+    desc.inputs = in;
+    desc.outputs = out;
+    desc.params = &p;
+    desc.params_size = sizeof(p);
+    absl::StatusOr<kestrel_op_support_t> s = device_->Query(desc);
+    return s.ok() && s->level != KESTREL_OP_UNSUPPORTED;
+  }
+  return true;  // no MoE layer
 }
 
 absl::Status Model::CreateExpertCache(const ModelLoadOptions& options) {
@@ -337,6 +393,17 @@ absl::Status Model::CreateExpertCache(const ModelLoadOptions& options) {
   o.budget_bytes = memory_plan_->expert_cache_bytes();
   o.policy = options.expert_policy;
   o.allow_direct_io = options.allow_direct_io;
+  // Read ahead what one token of the next layer routes to; the slots a step needs stay.
+  o.prefetch_depth = options.expert_prefetch ? config_.n_experts_used : 0;
+  o.min_slots = config_.n_experts_used + 1;
+  // Misses run on the host by choice where the device is not the host; on a host device (ref)
+  // only when asked (KESTREL_OFFLOAD_FLAG_MISS_ON_HOST).
+  if (options.host_device != nullptr && options.host_device != device_ &&
+      (device_->caps().kind != KESTREL_DEVICE_KIND_CPU ||
+       options.miss_policy == offload::MissPolicy::kHost)) {
+    o.host_device = options.host_device;
+    o.miss_policy = options.miss_policy;
+  }
   absl::StatusOr<std::unique_ptr<offload::ExpertCache>> cache = offload::ExpertCache::Create(
       path_, std::move(*sources), config_.n_experts, o, device_);
   if (!cache.ok()) return cache.status();

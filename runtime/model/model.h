@@ -61,6 +61,13 @@ struct ModelLoadOptions {
   uint32_t prefetch_distance = 0;
   bool stream_skip_copies = false;
   bool allow_direct_io = true;
+  // Read the experts the next layer's router picks for the current hidden state while this
+  // layer computes (runtime/offload/expert_prefetcher.h).
+  bool expert_prefetch = true;
+  // The host device ("cpu") that may run expert-cache misses when the model's device is not the
+  // host, and how a miss chooses (runtime/offload/miss_cost_model.h). nullptr: always fetch.
+  hal::Device* host_device = nullptr;
+  offload::MissPolicy miss_policy = offload::MissPolicy::kAuto;
   // For a .kpkg package: load its draft model instead of the main one (NOT_FOUND without one).
   bool package_draft = false;
   // For a .kpkg package: use the prepared weights it carries for the device's plugin (name,
@@ -146,6 +153,8 @@ class Model {
   absl::Status PrepareWeights(const std::function<absl::Status(float)>& report);
   absl::Status PlanMemory(const ModelLoadOptions& options);
   absl::Status CreateExpertCache(const ModelLoadOptions& options);
+  // Whether device_ runs the model's MOE op (probed with its first MoE layer's shapes).
+  bool DeviceRunsMoe() const;
   absl::Status CreateWeightStreamer(const ModelLoadOptions& options);
   // The package's prepared set for device_, or nullptr (prepared_skip_reason_ says why).
   const PreparedSet* MatchingPreparedSet();

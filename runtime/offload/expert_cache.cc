@@ -1,6 +1,7 @@
 #include "runtime/offload/expert_cache.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -39,12 +40,30 @@ absl::StatusOr<std::unique_ptr<ExpertCache>> ExpertCache::Create(
         options.n_slots, max_slot, c->reader_->staging_bytes(), need, options.budget_bytes));
   }
   c->layers_ = std::move(layers);
+  uint32_t n_slots = options.n_slots;
+  if (options.prefetch_depth > 0) {
+    absl::StatusOr<std::unique_ptr<ExpertPrefetcher>> p = ExpertPrefetcher::Create(
+        path, &c->layers_, n_experts, options.prefetch_depth, options.allow_direct_io);
+    if (!p.ok()) return p.status();
+    const uint64_t fixed = c->reader_->staging_bytes() + (*p)->held_bytes();
+    while (n_slots > options.min_slots && uint64_t{n_slots} * max_slot + fixed > options.budget_bytes) {
+      --n_slots;
+    }
+    if (uint64_t{n_slots} * max_slot + fixed <= options.budget_bytes) {
+      c->prefetcher_ = std::move(*p);
+      c->prefetch_slots_ = options.n_slots - n_slots;
+    } else {
+      n_slots = options.n_slots;  // too small a budget to read ahead: the slots matter more
+    }
+  }
   const uint32_t n_keys = static_cast<uint32_t>(c->layers_.size()) * n_experts;
-  c->policy_ = std::make_unique<EvictionPolicy>(options.policy, n_keys, options.n_slots);
-  c->slots_.resize(options.n_slots);
+  c->policy_ = std::make_unique<EvictionPolicy>(options.policy, n_keys, n_slots);
+  c->slots_.resize(n_slots);
   c->slot_of_.assign(n_keys, -1);
   c->last_of_layer_.assign(c->layers_.size(), -1);
   c->stats_.resize(c->layers_.size());
+  c->host_device_ = options.host_device == device ? nullptr : options.host_device;
+  c->miss_cost_ = MissCostModel(options.miss_policy);
   c->peak_bytes_ = c->held_bytes();
   return c;
 }
@@ -67,18 +86,42 @@ absl::Status ExpertCache::Fill(Slot& slot, uint32_t layer, uint32_t expert) {
         "budget of %u",
         layer, expert, src.slot_bytes(), held_bytes() + src.slot_bytes(), budget_bytes_));
   }
-  for (const Part& p : parts) {
+  // A prefetched expert is prepared from the prefetcher's buffers; a failed prefetch read is
+  // retried here.
+  ExpertPrefetcher::Bytes ahead;
+  bool prefetched = false;
+  if (prefetcher_ != nullptr) {
+    absl::StatusOr<bool> taken = prefetcher_->Take(layer, expert, &ahead);
+    prefetched = taken.ok() && *taken;
+  }
+  const uint8_t* ahead_part[] = {ahead.gate, ahead.up, ahead.down};
+  absl::Status status;
+  double prepare_seconds = 0;
+  for (int i = 0; i < 3 && status.ok(); ++i) {
+    const Part& p = parts[i];
     absl::StatusOr<const uint8_t*> data =
-        reader_->Read(p.s->offset + uint64_t{expert} * p.s->expert_bytes, p.s->expert_bytes);
-    if (!data.ok()) return data.status();
+        prefetched ? absl::StatusOr<const uint8_t*>(ahead_part[i])
+                   : reader_->Read(p.s->offset + uint64_t{expert} * p.s->expert_bytes,
+                                   p.s->expert_bytes);
+    if (!data.ok()) {
+      status = data.status();
+      break;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
     absl::StatusOr<hal::PreparedWeight> w = device_->PrepareWeight(p.s->desc, *data, p.s->expert_bytes);
+    prepare_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!w.ok()) {
-      return absl::Status(w.status().code(),
-                          absl::StrFormat("expert cache: preparing layer %u expert %u %s: %s",
-                                          layer, expert, p.name, w.status().message()));
+      status = absl::Status(w.status().code(),
+                            absl::StrFormat("expert cache: preparing layer %u expert %u %s: %s",
+                                            layer, expert, p.name, w.status().message()));
+      break;
     }
     *p.w = std::move(*w);
   }
+  if (prefetched) prefetcher_->Release(layer, expert);
+  if (!status.ok()) return status;
+  miss_cost_.ObserveFetch(src.slot_bytes(), prepare_seconds);
   slot.bytes = src.slot_bytes();
   held_bytes_ += slot.bytes;
   peak_bytes_ = std::max(peak_bytes_, held_bytes());
@@ -161,11 +204,105 @@ void ExpertCache::Record(uint32_t layer, bool hit) {
   ++(hit ? stats_[layer].hits : stats_[layer].misses);
 }
 
+bool ExpertCache::MissOnHost(uint32_t layer, uint32_t expert, uint32_t tokens) const {
+  if (host_device_ == nullptr || layer >= layers_.size() || expert >= n_experts_ ||
+      slot_of_[layer * n_experts_ + expert] >= 0) {
+    return false;
+  }
+  return miss_cost_.RunOnHost(layers_[layer].slot_bytes(), tokens);
+}
+
+absl::StatusOr<ExpertCache::Experts> ExpertCache::LoadOnHost(uint32_t layer, uint32_t expert) {
+  if (host_device_ == nullptr || layer >= layers_.size() || expert >= n_experts_) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "expert cache: no host device to run layer %u expert %u on", layer, expert));
+  }
+  const int64_t key = int64_t{layer} * n_experts_ + expert;
+  Experts e;
+  e.gate = &host_slot_.gate;
+  e.up = &host_slot_.up;
+  e.down = &host_slot_.down;
+  if (host_slot_.key == key) return e;
+  host_slot_.key = -1;
+  const ExpertLayerSource& src = layers_[layer];
+  ExpertPrefetcher::Bytes ahead;
+  bool prefetched = false;
+  if (prefetcher_ != nullptr) {
+    absl::StatusOr<bool> taken = prefetcher_->Take(layer, expert, &ahead);
+    prefetched = taken.ok() && *taken;
+  }
+  const ExpertStackSource* parts[] = {&src.gate, &src.up, &src.down};
+  hal::PreparedWeight* into[] = {&host_slot_.gate, &host_slot_.up, &host_slot_.down};
+  const uint8_t* ahead_part[] = {ahead.gate, ahead.up, ahead.down};
+  absl::Status status;
+  host_prepare_seconds_ = 0;
+  for (int i = 0; i < 3 && status.ok(); ++i) {
+    into[i]->Reset();
+    absl::StatusOr<const uint8_t*> data =
+        prefetched ? absl::StatusOr<const uint8_t*>(ahead_part[i])
+                   : reader_->Read(parts[i]->offset + uint64_t{expert} * parts[i]->expert_bytes,
+                                   parts[i]->expert_bytes);
+    if (!data.ok()) {
+      status = data.status();
+      break;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    absl::StatusOr<hal::PreparedWeight> w =
+        host_device_->PrepareWeight(parts[i]->desc, *data, parts[i]->expert_bytes);
+    host_prepare_seconds_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!w.ok()) {
+      status = absl::Status(w.status().code(),
+                            absl::StrFormat("expert cache: preparing layer %u expert %u on the host "
+                                            "device '%s': %s",
+                                            layer, expert, host_device_->name(), w.status().message()));
+      break;
+    }
+    *into[i] = std::move(*w);
+  }
+  if (prefetched) prefetcher_->Release(layer, expert);
+  if (!status.ok()) return status;
+  host_slot_.key = key;
+  host_slot_.bytes = src.slot_bytes();
+  return e;
+}
+
+void ExpertCache::RecordHostRun(uint32_t layer, uint32_t tokens, double seconds) {
+  if (layer >= layers_.size()) return;
+  Record(layer, false);
+  ++host_runs_;
+  host_seconds_ += seconds + host_prepare_seconds_;
+  miss_cost_.ObserveHost(layers_[layer].slot_bytes(), host_prepare_seconds_, tokens, seconds);
+  host_prepare_seconds_ = 0;  // a second run of the same copy prepares nothing
+}
+
+void ExpertCache::Prefetch(uint32_t layer, const std::vector<uint32_t>& experts) {
+  if (prefetcher_ == nullptr || layer >= layers_.size()) return;
+  std::vector<uint32_t> absent;
+  for (uint32_t e : experts) {
+    if (e < n_experts_ && slot_of_[layer * n_experts_ + e] < 0) absent.push_back(e);
+  }
+  prefetcher_->Request(layer, absent);
+}
+
 void ExpertCache::ResetStats() {
   std::fill(stats_.begin(), stats_.end(), ExpertLayerStats{});
+  if (prefetcher_ != nullptr) prefetcher_->ResetCounters();
+  host_runs_ = 0;
+  host_seconds_ = 0;
 }
 
 absl::Status ExpertCache::Shrink(uint32_t n_slots, uint32_t min_slots, uint64_t budget_bytes) {
+  // The plan counts slots without the prefetch buffers: they keep replacing the same slots, or
+  // are given up when that would leave too few.
+  if (prefetcher_ != nullptr) {
+    if (n_slots >= min_slots + prefetch_slots_) {
+      n_slots -= prefetch_slots_;
+    } else {
+      prefetcher_.reset();
+      prefetch_slots_ = 0;
+    }
+  }
   if (n_slots < min_slots) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "expert cache: %u slots are fewer than the %u a step needs", n_slots, min_slots));

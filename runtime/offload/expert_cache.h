@@ -19,7 +19,9 @@
 #include "absl/status/statusor.h"
 #include "hal/src/device.h"
 #include "runtime/offload/eviction_policy.h"
+#include "runtime/offload/expert_prefetcher.h"
 #include "runtime/offload/file_reader.h"
+#include "runtime/offload/miss_cost_model.h"
 
 namespace kestrel {
 namespace runtime {
@@ -41,6 +43,15 @@ struct ExpertCacheOptions {
   uint64_t budget_bytes = 0;  // slots + staging must fit
   EvictionKind policy = EvictionKind::kLru;
   bool allow_direct_io = true;
+  // Experts read ahead for the next layer (expert_prefetcher.h); 0: none. Their buffers come out
+  // of the slots: the cache keeps fewer slots so that slots + staging + prefetch buffers fit the
+  // budget, and gives prefetching up when that would leave fewer than `min_slots`.
+  uint32_t prefetch_depth = 0;
+  uint32_t min_slots = 2;
+  // A host device ("cpu") that may run a missed expert instead of fetching it into the cache
+  // (miss_cost_model.h); nullptr when the cache's device is the host.
+  hal::Device* host_device = nullptr;
+  MissPolicy miss_policy = MissPolicy::kAuto;
 };
 
 struct ExpertLayerStats {
@@ -63,6 +74,18 @@ class ExpertCache {
   // the file. `pinned_slot` (from a previous Get of this step, or -1) is never evicted.
   absl::StatusOr<Experts> Get(uint32_t layer, uint32_t expert, int32_t* slot_out,
                               int32_t pinned_slot);
+  // Whether a miss of (layer, expert) for `tokens` tokens should run on the host device (false
+  // without one, or when the expert is resident).
+  bool MissOnHost(uint32_t layer, uint32_t expert, uint32_t tokens) const;
+  // The expert's weights prepared on the host device (read from the file, or taken from the
+  // prefetcher), valid until the next LoadOnHost; one expert's host copy at a time.
+  absl::StatusOr<Experts> LoadOnHost(uint32_t layer, uint32_t expert);
+  // Counts a host run of a routed miss (a miss of `layer`) that took `seconds` for `tokens`
+  // (after LoadOnHost: its preparation time is added here).
+  void RecordHostRun(uint32_t layer, uint32_t tokens, double seconds);
+  hal::Device* host_device() const { return host_device_; }
+  uint64_t host_runs() const { return host_runs_; }
+  double host_seconds() const { return host_seconds_; }
   // A resident expert of `layer` (the one used last), or -1 when none is.
   int32_t AnyResident(uint32_t layer) const;
   // The weights of any filled slot whose expert has the same descriptors as layer `layer`'s
@@ -70,6 +93,16 @@ class ExpertCache {
   // a MOE execution over a one-expert view computes the routing of all experts, and its output is
   // exact (zero) when the routing does not select that expert.
   bool Borrow(uint32_t layer, Experts* out) const;
+  // Starts reading these experts of `layer` ahead of its step (a guess: the next layer's router
+  // applied to the current hidden state); those already resident are skipped. No-op without a
+  // prefetcher.
+  void Prefetch(uint32_t layer, const std::vector<uint32_t>& experts);
+  uint32_t prefetch_depth() const { return prefetcher_ ? prefetcher_->depth() : 0; }
+  // Whether to read ahead this time (ExpertPrefetcher::Worthwhile; false without a prefetcher).
+  bool PrefetchWorthwhile() { return prefetcher_ != nullptr && prefetcher_->Worthwhile(); }
+  ExpertPrefetcher::Counters prefetch_counters() const {
+    return prefetcher_ ? prefetcher_->counters() : ExpertPrefetcher::Counters{};
+  }
   // Counts a routed expert as a hit or a miss of its layer (the executor calls this only for
   // experts the routing selected, so probes do not skew the rates).
   void Record(uint32_t layer, bool hit);
@@ -81,12 +114,18 @@ class ExpertCache {
   EvictionKind policy() const { return policy_kind_; }
   const std::string& io_mode() const { return reader_->mode(); }
 
-  // Accounting: bytes of the experts held in slots plus the staging buffer.
-  uint64_t held_bytes() const { return held_bytes_ + reader_->staging_bytes(); }
+  // Accounting: bytes of the experts held in slots plus the staging and prefetch buffers.
+  uint64_t held_bytes() const {
+    return held_bytes_ + reader_->staging_bytes() + (prefetcher_ ? prefetcher_->held_bytes() : 0);
+  }
   uint64_t peak_bytes() const { return peak_bytes_; }
   uint64_t budget_bytes() const { return budget_bytes_; }
-  uint64_t bytes_read() const { return reader_->bytes_read(); }
-  double read_seconds() const { return reader_->read_seconds(); }
+  // Bytes read from the file (by misses and by the prefetcher) and the time a step waited on
+  // them (synchronous reads plus waits for a prefetch still reading).
+  uint64_t bytes_read() const { return reader_->bytes_read() + prefetch_counters().bytes_read; }
+  double read_seconds() const {
+    return reader_->read_seconds() + prefetch_counters().wait_seconds;
+  }
   const std::vector<ExpertLayerStats>& layer_stats() const { return stats_; }
   void ResetStats();
   // Re-planning (the engine needs more KV): keeps at most `n_slots` slots (the experts the policy
@@ -111,10 +150,18 @@ class ExpertCache {
   EvictionKind policy_kind_ = EvictionKind::kLru;
   std::unique_ptr<EvictionPolicy> policy_;
   std::unique_ptr<FileReader> reader_;
+  std::unique_ptr<ExpertPrefetcher> prefetcher_;  // after layers_: it reads them
+  uint32_t prefetch_slots_ = 0;  // slots given up for the prefetch buffers (Shrink keeps that)
   std::vector<Slot> slots_;
   std::vector<int32_t> slot_of_;       // per key, -1: not resident
   std::vector<int32_t> last_of_layer_;  // per layer: the slot used last, -1: none
   std::vector<ExpertLayerStats> stats_;
+  hal::Device* host_device_ = nullptr;
+  MissCostModel miss_cost_;
+  Slot host_slot_;                     // the expert LoadOnHost prepared last
+  double host_prepare_seconds_ = 0;    // its preparation time (for the cost model)
+  uint64_t host_runs_ = 0;
+  double host_seconds_ = 0;
   uint64_t budget_bytes_ = 0, held_bytes_ = 0, peak_bytes_ = 0;
 };
 

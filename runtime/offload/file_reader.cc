@@ -119,6 +119,7 @@ absl::StatusOr<const uint8_t*> FileReader::Read(uint64_t offset, uint64_t bytes)
   read_seconds_ +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   bytes_read_ += bytes;
+  last_ = result;
   return result;
 }
 

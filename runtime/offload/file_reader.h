@@ -27,6 +27,8 @@ class FileReader {
   // OUT_OF_RANGE past max_read, DATA_LOSS on a short read, the errno text otherwise.
   absl::StatusOr<const uint8_t*> Read(uint64_t offset, uint64_t bytes);
 
+  // What the last successful Read returned (nullptr before one).
+  const uint8_t* last() const { return last_; }
   bool direct() const { return direct_fd_ >= 0; }
   // "direct I/O (O_DIRECT)" or "pread (O_DIRECT refused: <reason>)".
   const std::string& mode() const { return mode_; }
@@ -42,6 +44,7 @@ class FileReader {
   std::string path_, mode_;
   int fd_ = -1, direct_fd_ = -1;
   uint8_t* buffer_ = nullptr;
+  const uint8_t* last_ = nullptr;
   uint64_t capacity_ = 0, max_read_ = 0, file_size_ = 0;
   uint64_t bytes_read_ = 0;
   double read_seconds_ = 0;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace kestrel {
 namespace runtime {
@@ -56,7 +57,8 @@ absl::StatusOr<Limits> ReadLimits(const PlanRequest& r) {
 // device's share when the device computes in host memory). None without a host budget.
 void PlanHostSwap(MemoryPlan* p) {
   if (p->host_budget == 0) return;
-  const uint64_t used = p->device_is_host ? p->device_total_bytes() : 0;
+  const uint64_t used =
+      (p->device_is_host ? p->device_total_bytes() : 0) + p->host_resident_bytes;
   p->host_swap_bytes = p->host_budget > used ? p->host_budget - used : 0;
 }
 
@@ -159,8 +161,23 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
   p.kv_tokens = r.context * r.sequences;
   p.kv_bytes = r.kv_bytes_per_token * p.kv_tokens;
   std::map<int32_t, uint64_t> layer_expert_bytes;
+  // The MOE op reads a layer's three stacks on one device: one stack the device cannot hold sends
+  // every expert to the fallback device (and none to an expert cache).
+  const bool experts_on_host = std::any_of(r.tensors.begin(), r.tensors.end(), [](const PlannedTensor& t) {
+    return t.expert_stack && !t.device_can_hold;
+  });
+  std::vector<std::string> host_dtypes;
   for (const PlannedTensor& t : r.tensors) {
-    if (t.expert_stack) {
+    if (!t.device_can_hold || (t.expert_stack && experts_on_host)) {
+      const std::string name =
+          r.dtype_name != nullptr ? r.dtype_name(t.dtype) : absl::StrCat("dtype ", t.dtype);
+      if (!t.device_can_hold &&
+          std::find(host_dtypes.begin(), host_dtypes.end(), name) == host_dtypes.end()) {
+        host_dtypes.push_back(name);
+      }
+      p.host_resident.push_back(t.weight_id);
+      p.host_resident_bytes += t.bytes;
+    } else if (t.expert_stack) {
       p.expert_bytes += t.bytes;
       layer_expert_bytes[t.layer] += t.bytes;
     } else {
@@ -193,6 +210,13 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
         limits->why, p.device_budget, FormatBytes(p.device_budget), p.resident_bytes,
         FormatBytes(p.resident_bytes), p.kv_tokens, r.context, r.sequences, p.kv_bytes,
         FormatBytes(p.kv_bytes), fixed, FormatBytes(fixed), fixed - p.device_budget));
+  }
+  if (p.host_budget > 0 && p.host_resident_bytes > p.host_budget) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "memory budget: %u bytes (%s) of weights in dtypes device '%s' does not take (%s) run on "
+        "the fallback device from host memory, more than the host budget of %u bytes (%s)",
+        p.host_resident_bytes, FormatBytes(p.host_resident_bytes), p.device,
+        absl::StrJoin(host_dtypes, ", "), p.host_budget, FormatBytes(p.host_budget)));
   }
   if (p.expert_bytes == 0) {
     PlanHostSwap(&p);

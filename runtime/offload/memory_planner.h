@@ -27,6 +27,11 @@ struct PlannedTensor {
   bool expert_stack = false;  // a stacked [E, ...] expert tensor (ffn_{gate,up,down}_exps)
   // A decoder layer's matrix that the device can take as a MATMUL buffer: may be streamed.
   bool streamable = false;
+  // The device takes the tensor's dtype as a weight. When it does not, the ops reading the tensor
+  // run on the fallback device from host memory: it is planned there (host_resident), never
+  // streamed to the device nor read into its expert cache.
+  bool device_can_hold = true;
+  uint32_t dtype = 0;  // kestrel_dtype_t, for messages
 };
 
 struct PlanRequest {
@@ -41,6 +46,8 @@ struct PlanRequest {
   std::vector<MemBudget> budgets;
   uint64_t weight_bytes = 0;  // every tensor of the file (what "N%" refers to)
   std::vector<PlannedTensor> tensors;
+  // Names a dtype in messages (kestrel_dtype_t -> "Q4_K"); empty: numbers.
+  std::string (*dtype_name)(uint32_t) = nullptr;
   uint32_t n_layers = 0, n_experts = 0, top_k = 0;
   uint64_t kv_bytes_per_token = 0;  // K and V of every layer
   uint32_t context = 0, sequences = 1;
@@ -55,6 +62,10 @@ struct MemoryPlan {
   uint32_t top_k = 0;           // experts a token routes to: the expert cache's minimum slots
   std::vector<int> resident;  // weight ids resident on the device
   uint64_t resident_bytes = 0;
+  // Tensors of dtypes the device does not take (PlannedTensor::device_can_hold): prepared on the
+  // fallback device in host memory, counted against the host budget.
+  std::vector<int> host_resident;
+  uint64_t host_resident_bytes = 0;
   // Mixture of experts. When experts_offloaded, the expert stacks stay in the file and experts are
   // read into `expert_slots` cache slots of `expert_slot_bytes` (one expert's gate, up and down
   // of one layer) plus one staging slot the reads land in.

@@ -137,6 +137,56 @@ TEST(MemoryPlannerTest, AHostBudgetDoesNotLimitAGpu) {
   EXPECT_EQ(p->host_swap_bytes, 10u);  // the device's memory is not the host's
 }
 
+// A device that does not take some dtypes (opencl and a K-quant, say): those tensors are planned
+// on the fallback device in host memory, never streamed nor cached on the device; one expert stack
+// it cannot hold sends every expert stack there; the host budget bounds them, naming the dtypes.
+TEST(MemoryPlannerTest, DtypesTheDeviceCannotHoldArePlannedOnTheHost) {
+  PlanRequest r = Request();
+  r.device = "opencl:0";
+  r.device_is_host = false;
+  r.device_async = true;
+  r.dtype_name = [](uint32_t d) { return d == 7 ? std::string("Q4_K") : std::string("F32"); };
+  for (PlannedTensor& t : r.tensors) t.streamable = !t.expert_stack && t.layer >= 0;
+  r.tensors[0].device_can_hold = false;  // layer 0's dense matrix
+  r.tensors[0].streamable = false;
+  r.tensors[0].dtype = 7;
+  // dense 150 on the device + KV 100; 1000 left: every expert would fit the cache, not all.
+  r.budgets = {{"opencl", 1250}};
+  auto p = PlanMemory(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->host_resident, std::vector<int>{0});
+  EXPECT_EQ(p->host_resident_bytes, 100u);
+  EXPECT_EQ(p->resident_bytes, 150u);
+  EXPECT_TRUE(p->experts_offloaded);
+  EXPECT_EQ(p->expert_slots, 2u);  // (1250 - 250) / 300 - 1 staging
+  EXPECT_TRUE(p->streamed.empty());
+
+  // One expert stack in a dtype the device does not take: all six go to the host, no cache.
+  r.tensors[1].device_can_hold = false;
+  r.tensors[1].dtype = 7;
+  p = PlanMemory(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_FALSE(p->experts_offloaded);
+  EXPECT_EQ(p->expert_bytes, 0u);
+  EXPECT_EQ(p->host_resident.size(), 7u);
+  EXPECT_EQ(p->host_resident_bytes, 100u + 6 * 400u);
+  EXPECT_EQ(p->device_total_bytes(), 150u + 100u);
+
+  // They count against the host budget: too small a one names the dtypes and the numbers.
+  r.budgets = {{"opencl", 1250}, {"host", 1000}};
+  p = PlanMemory(r);
+  ASSERT_FALSE(p.ok());
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kResourceExhausted);
+  const std::string m(p.status().message());
+  EXPECT_NE(m.find("Q4_K"), std::string::npos) << m;
+  EXPECT_NE(m.find("2500 bytes"), std::string::npos) << m;
+  EXPECT_NE(m.find("opencl:0"), std::string::npos) << m;
+  r.budgets = {{"opencl", 1250}, {"host", 3000}};
+  p = PlanMemory(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->host_swap_bytes, 500u);
+}
+
 TEST(KvSwapSpaceTest, HeldBytesNeverExceedTheBudget) {
   KvSwapSpace space(1000);
   EXPECT_EQ(space.budget_bytes(), 1000u);

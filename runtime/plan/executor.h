@@ -118,6 +118,17 @@ class Executor {
   absl::Status RunOffloadedMoe(size_t op_index, const StepShape& shape, int cache_layer);
   // A kPlanOpSplitColumns op (runtime/plan/executor_split.cc).
   absl::Status RunSplit(size_t op_index, const StepShape& shape);
+  // The device's workspace of at least `bytes` (grown, never shrunk); nullptr for 0.
+  absl::StatusOr<const hal::Buffer*> Workspace(hal::Device* d, uint64_t bytes);
+  // Applies the next offloaded MoE layer's router to this one's input `x` (on `d`) and asks the
+  // cache to read that layer's likely experts ahead (executor_moe.cc).
+  absl::Status PrefetchNextExperts(size_t op_index, const StepShape& shape, int cache_layer,
+                                   const hal::Buffer& x, hal::Device* d);
+  // Runs missed expert `expert` over the one-expert MOE `desc` on the cache's host device and
+  // adds its output to `out` on `d` with `add` (executor_moe.cc).
+  absl::Status RunMissOnHost(size_t op_index, const StepShape& shape, uint32_t cache_layer,
+                             uint32_t expert, const kestrel_op_desc_t& desc, hal::Device* d,
+                             kestrel_op_desc_t add);
   // `s` prefixed with the op that produced activation `activation`.
   absl::Status ReadBackError(int32_t activation, const absl::Status& s) const;
   // Reads the value's current copy (from any device that holds one) into `out`.
@@ -147,6 +158,10 @@ class Executor {
   std::vector<int32_t> step_counts_;  // this step's MoE stats, all layers
   int tree_mask_support_ = -1;        // -1: not asked yet
   Value moe_partial_, moe_stats_;     // offloaded MoE: one expert's output, routing counts
+  Value moe_logits_;                  // the next layer's router logits (expert prefetch)
+  Value moe_host_out_;                // a missed expert's output computed on the host device
+  std::vector<float> router_logits_;
+  bool prefetch_unsupported_ = false; // the cache's device runs no MATMUL with a router weight
   int64_t last_tokens_ = 0;           // T of the last successful Run
 };
 

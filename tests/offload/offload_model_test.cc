@@ -5,6 +5,7 @@
 // layer; a budget one expert slot short makes the planner stream attention matrices (same tokens);
 // budgets that cannot work fail with RESOURCE_EXHAUSTED naming the numbers.
 #include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -21,8 +22,9 @@ namespace {
 constexpr uint32_t kCtx = 128;
 
 StatusPtr Load(kestrel_runtime_t* rt, const std::string& device, const std::string& budget,
-               uint32_t policy, bool metadata_only, ModelPtr* out) {
-  return LoadBudgeted(rt, {"tiny-moe-f32.gguf", device, budget, policy, metadata_only, kCtx}, out);
+               uint32_t policy, bool metadata_only, ModelPtr* out, uint32_t flags = 0) {
+  return LoadBudgeted(
+      rt, {"tiny-moe-f32.gguf", device, budget, policy, metadata_only, kCtx, flags}, out);
 }
 
 std::vector<int32_t> Greedy(kestrel_model_t* m, const std::vector<int32_t>& prompt, int n) {
@@ -72,13 +74,20 @@ TEST_P(OffloadModelTest, BudgetsGiveTheResidentTokensWithinTheCacheBudget) {
   for (const auto& p : prompts) want.push_back(Greedy(resident.get(), p, 32));
   resident.reset();
 
-  for (uint32_t slots : {3u, 5u, 9u}) {
+  // Prefetch is on by default; its buffers come out of the slots (3 slots: too few to give any).
+  struct Config {
+    uint32_t slots;
+    bool prefetch;
+  };
+  for (const Config& c : {Config{3, true}, Config{5, true}, Config{9, true}, Config{9, false}}) {
+    const uint32_t slots = c.slots;
     for (uint32_t policy : {KESTREL_EXPERT_CACHE_LRU, KESTREL_EXPERT_CACHE_LFU}) {
       SCOPED_TRACE(device + ", " + std::to_string(slots) + " slots, policy " +
-                   std::to_string(policy));
+                   std::to_string(policy) + (c.prefetch ? ", prefetch" : ", no prefetch"));
       const uint64_t host = z.dense + z.kv + (slots + 1) * z.slot;
       ModelPtr m;
-      s = Load(rt.get(), device, "host=" + std::to_string(host), policy, false, &m);
+      s = Load(rt.get(), device, "host=" + std::to_string(host), policy, false, &m,
+               c.prefetch ? 0u : KESTREL_OFFLOAD_FLAG_NO_PREFETCH);
       ASSERT_EQ(s, nullptr) << kestrel_status_message(s.get());
       const kestrel_memory_plan_info_t p = Plan(m.get());
       EXPECT_TRUE(p.experts_offloaded);
@@ -118,6 +127,24 @@ TEST_P(OffloadModelTest, BudgetsGiveTheResidentTokensWithinTheCacheBudget) {
       EXPECT_EQ(kestrel_status_code(bad.get()), KESTREL_STATUS_OUT_OF_RANGE);
       if (slots == 9) {
         EXPECT_GT(st.expert_hits, 0u);
+      }
+      // Two read-ahead buffers (top-2) and the slots they displace; every read-ahead used was
+      // one read (counted in disk_bytes_read).
+      const bool prefetching = c.prefetch && slots > 3;
+      EXPECT_EQ(st.expert_prefetch_buffers, prefetching ? 2u : 0u);
+      EXPECT_EQ(st.expert_slots, prefetching ? slots - 2 : slots);
+      EXPECT_LE(st.expert_prefetch_hits, st.expert_prefetches);
+      EXPECT_LE(st.expert_prefetch_hits, st.expert_misses);
+      if (prefetching) {
+        EXPECT_GT(st.expert_prefetches, 0u);
+        EXPECT_GT(st.expert_prefetch_hits, 0u);
+        std::printf("%s %u slots policy %u: %llu of %llu read-ahead experts used, %llu misses\n",
+                    device.c_str(), slots, policy,
+                    static_cast<unsigned long long>(st.expert_prefetch_hits),
+                    static_cast<unsigned long long>(st.expert_prefetches),
+                    static_cast<unsigned long long>(st.expert_misses));
+      } else {
+        EXPECT_EQ(st.expert_prefetches, 0u);
       }
     }
   }

@@ -24,6 +24,7 @@ struct BudgetedLoad {
   uint32_t expert_policy = 0;
   bool metadata_only = false;
   uint32_t plan_context = 0;
+  uint32_t offload_flags = 0;  // KESTREL_OFFLOAD_FLAG_*
 };
 
 inline StatusPtr LoadBudgeted(kestrel_runtime_t* rt, const BudgetedLoad& l, ModelPtr* out) {
@@ -35,6 +36,7 @@ inline StatusPtr LoadBudgeted(kestrel_runtime_t* rt, const BudgetedLoad& l, Mode
   o.memory_budget = l.budget.empty() ? nullptr : l.budget.c_str();
   o.expert_cache_policy = l.expert_policy;
   o.plan_context_length = l.plan_context;
+  o.offload_flags = l.offload_flags;
   kestrel_model_t* m = nullptr;
   StatusPtr s(kestrel_model_load(rt, path.data(), path.size(), &o, &m));
   out->reset(m);

@@ -81,6 +81,7 @@ LoadOptions LoadOptionsFrom(const Options& o) {
   l.use_mmap = o.use_mmap;
   l.mem = o.mem;
   l.expert_policy = o.expert_policy;
+  l.expert_prefetch = o.expert_prefetch;
   l.plan_context = o.context_length;
   return l;
 }
@@ -98,6 +99,7 @@ ModelPtr LoadModel(kestrel_runtime_t* runtime, const LoadOptions& load, int* exi
   options.expert_cache_policy =
       load.expert_policy == "lfu" ? KESTREL_EXPERT_CACHE_LFU : KESTREL_EXPERT_CACHE_LRU;
   options.plan_context_length = load.plan_context;
+  if (!load.expert_prefetch) options.offload_flags |= KESTREL_OFFLOAD_FLAG_NO_PREFETCH;
   options.progress_callback = OnLoadProgress;
   options.progress_user_data = &bar;
   kestrel_model_t* model = nullptr;

@@ -52,6 +52,7 @@ struct LoadOptions {
   bool metadata_only = false;
   std::vector<std::string> mem;  // --mem DEVICE=SIZE specs (memory_budget)
   std::string expert_policy = "lru";
+  bool expert_prefetch = true;   // false: KESTREL_OFFLOAD_FLAG_NO_PREFETCH
   uint32_t plan_context = 0;     // KV tokens the plan reserves (--ctx)
 };
 

@@ -81,6 +81,7 @@ enum class FlagId {
   kSystem,
   kMem,
   kExpertPolicy,
+  kNoExpertPrefetch,
   kNProbs,
   kLogitBias,
   kIgnoreEos,
@@ -153,6 +154,7 @@ constexpr FlagSpec kFlags[] = {
     {FlagId::kSystem, "system", 0, true, kForGenerate | kForChat},
     {FlagId::kMem, "mem", 0, true, kForSampling | kForBench | kForPlan},
     {FlagId::kExpertPolicy, "expert-policy", 0, true, kForSampling | kForBench | kForPlan},
+    {FlagId::kNoExpertPrefetch, "no-expert-prefetch", 0, false, kForSampling | kForBench},
     {FlagId::kNProbs, "n-probs", 0, true, kForGenerate},
     {FlagId::kLogitBias, "logit-bias", 0, true, kForSampling},
     {FlagId::kIgnoreEos, "ignore-eos", 0, false, kForSampling},
@@ -584,6 +586,9 @@ ParseResult Apply(const FlagSpec& spec, std::string_view spelled, std::string_vi
     case FlagId::kExpertPolicy:
       if (value != "lru" && value != "lfu") return Fail(BadValue(spelled, value, "lru or lfu"));
       o->expert_policy = std::string(value);
+      break;
+    case FlagId::kNoExpertPrefetch:
+      o->expert_prefetch = false;
       break;
   }
   return ParseResult{};

@@ -116,6 +116,7 @@ struct Options {
   // library as kestrel_model_options_t.memory_budget (joined by commas); checked there.
   std::vector<std::string> mem;
   std::string expert_policy = "lru";  // --expert-policy lru|lfu
+  bool expert_prefetch = true;        // --no-expert-prefetch clears it
   ServeOptions serve;                     // `serve` only
   // `generate`: --save-state FILE writes the session state after generating; --load-state FILE
   // continues from one (then -p is optional: more prompt text appended to the restored context).

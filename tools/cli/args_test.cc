@@ -101,6 +101,10 @@ TEST(ParseArgsTest, PlanAndMemoryBudgets) {
   EXPECT_TRUE(o.json);
   EXPECT_TRUE(Parse({"generate", "-m", "m", "-p", "x", "--mem", "host=1G"}, &o).ok);
   EXPECT_TRUE(Parse({"bench", "-m", "m", "--mem", "host=50%"}, &o).ok);
+  EXPECT_TRUE(o.expert_prefetch);
+  EXPECT_TRUE(Parse({"bench", "-m", "m", "--mem", "host=50%", "--no-expert-prefetch"}, &o).ok);
+  EXPECT_FALSE(o.expert_prefetch);
+  EXPECT_FALSE(Parse({"plan", "-m", "m", "--no-expert-prefetch"}, &o).ok);  // nothing runs
   r = Parse({"plan", "-m", "m", "--mem", "1G"}, &o);
   EXPECT_FALSE(r.ok);
   EXPECT_NE(r.error.find("DEVICE=SIZE"), std::string::npos) << r.error;

@@ -251,6 +251,7 @@ constexpr char kBenchHelp[] =
     "                       resident_decode_tokens_per_s, disk_read_bytes_per_s,\n"
     "                       missed_bytes_per_token, io_roofline_fraction, expert_hit_rate\n"
     "      --expert-policy P  --mem: lru (default) or lfu\n"
+    "      --no-expert-prefetch  --mem: do not read the next layer's likely experts ahead\n"
     "      --kv-swap        engine preemption instead: a request of -p N prompt tokens (default\n"
     "                       2048) and -n new ones (default 16) is preempted by a higher-priority\n"
     "                       request and resumed, by KV swap to host memory and by recompute,\n"

@@ -167,7 +167,7 @@ int RunOffloadBench(const Options& o) {
       SyntheticPromptIds(b.n_prompt, info.vocab_size, info.add_bos ? info.bos_id : -1);
 
   std::vector<double> off_tps, res_tps, missed_per_token, hit_rates, written_per_token, wait_ms,
-      streamed_per_token;
+      streamed_per_token, prefetch_accuracy, prefetched_per_token;
   kestrel_offload_stats_t st{};
   kestrel_memory_stats_t mem{};
   for (uint32_t run = 0; run < b.warmup + b.reps; ++run) {
@@ -197,6 +197,12 @@ int RunOffloadBench(const Options& o) {
     if (plan.experts_offloaded) {
       hit_rates.push_back(hits + misses ? static_cast<double>(hits) / (hits + misses) : 1.0);
       missed_per_token.push_back(static_cast<double>(read) / b.n_decode);
+      // Of the experts read ahead in decode, the share a step then used (the reset before decode
+      // zeroed the counts).
+      prefetch_accuracy.push_back(st.expert_prefetches ? static_cast<double>(st.expert_prefetch_hits) /
+                                                             st.expert_prefetches
+                                                       : 0.0);
+      prefetched_per_token.push_back(static_cast<double>(st.expert_prefetches) / b.n_decode);
     }
     written_per_token.push_back(
         static_cast<double>(mem.host_to_device_bytes - mem0.host_to_device_bytes) / b.n_decode);
@@ -235,6 +241,14 @@ int RunOffloadBench(const Options& o) {
   std::printf("experts  hit rate %.3f, %.0f missed bytes per token, disk %.1f MB/s (%s)\n", hit,
               missed, disk_bw / 1e6, direct ? "direct I/O" : "pread");
   std::printf("I/O roofline fraction %.3f\n", fraction);
+  const double pf_accuracy = prefetch_accuracy.empty() ? 0.0 : Summarize(prefetch_accuracy).median;
+  const double pf_per_token =
+      prefetched_per_token.empty() ? 0.0 : Summarize(prefetched_per_token).median;
+  if (st.expert_prefetch_buffers > 0) {
+    std::printf("prefetch %u buffers (cache keeps %u slots), %.1f experts read ahead per token, "
+                "%.3f of them used\n",
+                st.expert_prefetch_buffers, st.expert_slots, pf_per_token, pf_accuracy);
+  }
   const double written = written_per_token.empty() ? 0.0 : Summarize(written_per_token).median;
   const double wait = wait_ms.empty() ? 0.0 : Summarize(wait_ms).median;
   const double streamed = streamed_per_token.empty() ? 0.0 : Summarize(streamed_per_token).median;
@@ -284,6 +298,17 @@ int RunOffloadBench(const Options& o) {
     w.Double(hit);
     w.Key("expert_slots");
     w.Uint(plan.expert_slots);
+    // Read-ahead by the next layer's router (0 buffers: off, or a budget too small for it).
+    w.Key("expert_prefetch");
+    w.Bool(st.expert_prefetch_buffers > 0);
+    w.Key("expert_prefetch_buffers");
+    w.Uint(st.expert_prefetch_buffers);
+    w.Key("expert_cache_slots_used");
+    w.Uint(st.expert_slots);
+    w.Key("expert_prefetches_per_token");
+    w.Double(pf_per_token);
+    w.Key("expert_prefetch_accuracy");
+    w.Double(pf_accuracy);
     w.Key("experts_total");
     w.Uint(plan.experts_total);
     w.Key("expert_cache_bytes");

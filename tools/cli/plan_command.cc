@@ -75,6 +75,10 @@ void PrintJson(const Options& o, const kestrel_memory_plan_info_t& p) {
   w.Uint(p.stream_ring_bytes);
   w.Key("stream_prefetch_distance");
   w.Uint(p.stream_prefetch_distance);
+  w.Key("host_resident_tensors");
+  w.Uint(p.host_resident_tensors);
+  w.Key("host_resident_bytes");
+  w.Uint(p.host_resident_bytes);
   w.Key("host_swap_bytes");
   w.Uint(p.host_swap_bytes);
   w.Key("device_total_bytes");
@@ -101,6 +105,11 @@ void PrintText(const Options& o, const kestrel_memory_plan_info_t& p) {
     } else {
       std::printf("experts:          all resident (%s)\n", Bytes(p.expert_bytes).c_str());
     }
+  }
+  if (p.host_resident_tensors > 0) {
+    std::printf("on the fallback:  %" PRIu32 " tensors, %s in dtypes %s does not take (run from "
+                "host memory)\n",
+                p.host_resident_tensors, Bytes(p.host_resident_bytes).c_str(), p.device);
   }
   std::printf("KV pool:          %" PRIu32 " tokens, %s\n", p.kv_tokens, Bytes(p.kv_bytes).c_str());
   if (p.n_streamed_layers > 0) {

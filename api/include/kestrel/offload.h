@@ -23,6 +23,21 @@ typedef enum kestrel_expert_cache_policy {
 
 /* kestrel_model_options_t.offload_flags */
 #define KESTREL_OFFLOAD_FLAG_NO_DIRECT_IO 1u /* read experts with pread, not O_DIRECT */
+/* Since 0.3 (appended): do not read experts ahead. By default, while a MoE layer computes, the
+ * next layer's router is applied to its input and the experts it picks are read from the file on
+ * a thread of their own; their buffers come out of the cache's slots (expert_prefetch_buffers). */
+#define KESTREL_OFFLOAD_FLAG_NO_PREFETCH 2u
+/* Since 0.3 (appended): what a miss does when the model's device is not the host (opencl, cuda)
+ * and a host device ("cpu") is present. By default a cost model chooses per step between fetching
+ * the expert into the device's cache and running it once on the host device (no eviction, x and
+ * the expert's output cross the bus instead of its weights): host compute tends to win for the
+ * few tokens of a decode step, fetching for a prefill. These flags force one way (both set:
+ * INVALID_ARGUMENT). On a device that computes in host memory the cost model is off (misses are
+ * fetched) unless MISS_ON_HOST asks for the cpu device (a model on ref, say). A device that does
+ * not run MOE (opencl and cuda today) gets no expert cache: its plan keeps the expert stacks on
+ * the fallback device (kestrel_memory_plan_info_t.host_resident_*). */
+#define KESTREL_OFFLOAD_FLAG_MISS_FETCH 4u
+#define KESTREL_OFFLOAD_FLAG_MISS_ON_HOST 8u
 
 typedef struct kestrel_memory_plan_info {
   uint32_t struct_size; /* set by the caller to sizeof(kestrel_memory_plan_info_t) */
@@ -53,6 +68,12 @@ typedef struct kestrel_memory_plan_info {
   uint32_t stream_slots;        /* ring slots: stream_prefetch_distance + 1 */
   uint32_t stream_prefetch_distance; /* streamed layers copied ahead of the one computing (a
                                       * device with streams); 0: each copied just before use */
+  /* Appended in 0.3: tensors of dtypes the device does not take as weights (a K-quant on
+   * opencl, say), and every expert stack of a model with one such stack. Their ops run on the
+   * fallback device from host memory: never on the device, in its streaming ring or its expert
+   * cache; counted against the host budget (RESOURCE_EXHAUSTED when they exceed it). */
+  uint64_t host_resident_bytes;
+  uint32_t host_resident_tensors;
 } kestrel_memory_plan_info_t;
 #define KESTREL_MEMORY_PLAN_INFO_MIN_SIZE \
   (offsetof(kestrel_memory_plan_info_t, device) + sizeof(const char*))
@@ -74,6 +95,18 @@ typedef struct kestrel_offload_stats {
   uint32_t n_layers;            /* MoE layers (kestrel_model_get_expert_layer_stats) */
   uint32_t policy;              /* kestrel_expert_cache_policy_t */
   const char* io_mode;          /* "direct I/O (O_DIRECT)" or "pread (O_DIRECT refused: ...)" */
+  /* Appended in 0.3 with expert prefetch (0 with KESTREL_OFFLOAD_FLAG_NO_PREFETCH). The counts
+   * reset with kestrel_model_reset_offload_stats. */
+  uint32_t expert_slots;            /* slots the cache holds (the plan's less the prefetch's) */
+  uint32_t expert_prefetch_buffers; /* experts read ahead at once */
+  uint64_t expert_prefetches;       /* experts read ahead (the next layer's router's guesses) */
+  uint64_t expert_prefetch_hits;    /* of them, misses the step then took from the read-ahead */
+  double expert_prefetch_wait_seconds; /* time steps waited for a read-ahead still reading (also
+                                        * in disk_read_seconds; disk_bytes_read includes the
+                                        * read-ahead bytes) */
+  uint64_t expert_host_runs;        /* misses run on the host device instead of fetched (counted
+                                     * in expert_misses too) */
+  double expert_host_seconds;       /* time in those runs, with their copies of x and output */
 } kestrel_offload_stats_t;
 #define KESTREL_OFFLOAD_STATS_MIN_SIZE \
   (offsetof(kestrel_offload_stats_t, expert_hits) + sizeof(uint64_t))

@@ -213,6 +213,60 @@ struct ModelOptions {
   // and chat-template calls work when its tokenizer is supported; sessions and engines refuse
   // such a model.
   bool metadata_only = false;
+  // Memory offload (kestrel/offload.h): budgets "DEVICE=SIZE[,...]" ("" = none), which cached
+  // expert a miss replaces, the KV the plan reserves, KESTREL_OFFLOAD_FLAG_* bits.
+  std::string memory_budget;
+  kestrel_expert_cache_policy_t expert_cache_policy = KESTREL_EXPERT_CACHE_LRU;
+  uint32_t plan_context_length = 0;  // 0: the trained context
+  uint32_t plan_sequences = 0;       // 0 or 1: one
+  uint32_t offload_flags = 0;
+};
+
+// The plan of a model loaded with a memory budget (kestrel_memory_plan_info_t).
+struct MemoryPlan {
+  std::string device;
+  uint64_t device_budget_bytes = 0, host_budget_bytes = 0, resident_bytes = 0;
+  uint32_t resident_tensors = 0, offloaded_tensors = 0;
+  bool experts_offloaded = false;
+  uint64_t expert_bytes = 0, expert_slot_bytes = 0;
+  uint32_t experts_total = 0, expert_slots = 0;
+  uint64_t expert_cache_bytes = 0, kv_bytes = 0;
+  uint32_t kv_tokens = 0, n_streamed_layers = 0;
+  uint64_t host_swap_bytes = 0, device_total_bytes = 0, streamed_bytes = 0, stream_ring_bytes = 0;
+  uint32_t stream_slots = 0, stream_prefetch_distance = 0;
+  uint64_t host_resident_bytes = 0;
+  uint32_t host_resident_tensors = 0;
+};
+
+// Hits and misses of one MoE layer (kestrel_model_get_expert_layer_stats).
+struct ExpertLayerStats {
+  uint64_t hits = 0, misses = 0;
+};
+
+// The expert cache's statistics (kestrel_offload_stats_t) with every layer's counts.
+struct OffloadStats {
+  uint64_t expert_hits = 0, expert_misses = 0, disk_bytes_read = 0;
+  double disk_read_seconds = 0;
+  uint64_t expert_cache_bytes = 0, expert_cache_peak_bytes = 0, expert_cache_budget_bytes = 0;
+  uint32_t n_layers = 0;
+  kestrel_expert_cache_policy_t policy = KESTREL_EXPERT_CACHE_LRU;
+  std::string io_mode;
+  uint32_t expert_slots = 0, expert_prefetch_buffers = 0;
+  uint64_t expert_prefetches = 0, expert_prefetch_hits = 0;
+  double expert_prefetch_wait_seconds = 0;
+  uint64_t expert_host_runs = 0;
+  double expert_host_seconds = 0;
+  std::vector<ExpertLayerStats> layers;  // n_layers entries
+};
+
+// What moved through the model's device (kestrel_memory_stats_t).
+struct MemoryStats {
+  std::string device;
+  uint64_t device_bytes = 0, device_peak_bytes = 0, host_to_device_bytes = 0,
+           device_to_host_bytes = 0, expert_bytes_read = 0;
+  double expert_read_seconds = 0;
+  uint64_t streamed_bytes_copied = 0;
+  double stream_copy_wait_seconds = 0;
 };
 
 // One message of a conversation for Model::ApplyChatTemplate.
@@ -535,6 +589,14 @@ class Model {
   ModelInfo Info() const;
   std::vector<TensorTypeSummary> TensorTypes() const;
 
+  // Memory offload. MemoryPlan and OffloadStats throw FAILED_PRECONDITION for a model loaded
+  // without a budget (OffloadStats: without an expert cache); MemoryStats works for any model.
+  MemoryPlan GetMemoryPlan() const;
+  OffloadStats GetOffloadStats() const;
+  MemoryStats GetMemoryStats() const;
+  // Zeroes the hit, miss and read-ahead counts.
+  void ResetOffloadStats() const;
+
   // Token ids of `text`; add_bos prepends BOS when the model's metadata asks for it.
   std::vector<int32_t> Tokenize(std::string_view text, bool add_bos = true) const;
   // Text of a token sequence (control tokens give no text). remove_leading_space drops the space
@@ -835,6 +897,11 @@ inline Model Runtime::LoadModel(std::string_view path, const ModelOptions& optio
   if (!options.device.empty()) o.device = options.device.c_str();
   o.use_mmap = options.use_mmap;
   o.metadata_only = options.metadata_only;
+  o.memory_budget = options.memory_budget.empty() ? nullptr : options.memory_budget.c_str();
+  o.expert_cache_policy = static_cast<uint32_t>(options.expert_cache_policy);
+  o.plan_context_length = options.plan_context_length;
+  o.plan_sequences = options.plan_sequences;
+  o.offload_flags = options.offload_flags;
   detail::ProgressSink progress{&options.progress, nullptr};
   if (options.progress) {
     o.progress_callback = &detail::ProgressTrampoline;
@@ -904,6 +971,88 @@ inline std::vector<TensorTypeSummary> Model::TensorTypes() const {
                                       s.n_bytes});
   }
   return types;
+}
+
+inline MemoryPlan Model::GetMemoryPlan() const {
+  kestrel_memory_plan_info_t p{};
+  p.struct_size = sizeof(p);
+  detail::Check(kestrel_model_get_memory_plan(handle_, &p));
+  MemoryPlan m;
+  m.device = detail::Str(p.device);
+  m.device_budget_bytes = p.device_budget_bytes;
+  m.host_budget_bytes = p.host_budget_bytes;
+  m.resident_bytes = p.resident_bytes;
+  m.resident_tensors = p.resident_tensors;
+  m.offloaded_tensors = p.offloaded_tensors;
+  m.experts_offloaded = p.experts_offloaded;
+  m.expert_bytes = p.expert_bytes;
+  m.expert_slot_bytes = p.expert_slot_bytes;
+  m.experts_total = p.experts_total;
+  m.expert_slots = p.expert_slots;
+  m.expert_cache_bytes = p.expert_cache_bytes;
+  m.kv_bytes = p.kv_bytes;
+  m.kv_tokens = p.kv_tokens;
+  m.n_streamed_layers = p.n_streamed_layers;
+  m.host_swap_bytes = p.host_swap_bytes;
+  m.device_total_bytes = p.device_total_bytes;
+  m.streamed_bytes = p.streamed_bytes;
+  m.stream_ring_bytes = p.stream_ring_bytes;
+  m.stream_slots = p.stream_slots;
+  m.stream_prefetch_distance = p.stream_prefetch_distance;
+  m.host_resident_bytes = p.host_resident_bytes;
+  m.host_resident_tensors = p.host_resident_tensors;
+  return m;
+}
+
+inline OffloadStats Model::GetOffloadStats() const {
+  kestrel_offload_stats_t s{};
+  s.struct_size = sizeof(s);
+  detail::Check(kestrel_model_get_offload_stats(handle_, &s));
+  OffloadStats o;
+  o.expert_hits = s.expert_hits;
+  o.expert_misses = s.expert_misses;
+  o.disk_bytes_read = s.disk_bytes_read;
+  o.disk_read_seconds = s.disk_read_seconds;
+  o.expert_cache_bytes = s.expert_cache_bytes;
+  o.expert_cache_peak_bytes = s.expert_cache_peak_bytes;
+  o.expert_cache_budget_bytes = s.expert_cache_budget_bytes;
+  o.n_layers = s.n_layers;
+  o.policy = static_cast<kestrel_expert_cache_policy_t>(s.policy);
+  o.io_mode = detail::Str(s.io_mode);
+  o.expert_slots = s.expert_slots;
+  o.expert_prefetch_buffers = s.expert_prefetch_buffers;
+  o.expert_prefetches = s.expert_prefetches;
+  o.expert_prefetch_hits = s.expert_prefetch_hits;
+  o.expert_prefetch_wait_seconds = s.expert_prefetch_wait_seconds;
+  o.expert_host_runs = s.expert_host_runs;
+  o.expert_host_seconds = s.expert_host_seconds;
+  for (uint32_t l = 0; l < s.n_layers; ++l) {
+    ExpertLayerStats e;
+    detail::Check(kestrel_model_get_expert_layer_stats(handle_, l, &e.hits, &e.misses));
+    o.layers.push_back(e);
+  }
+  return o;
+}
+
+inline MemoryStats Model::GetMemoryStats() const {
+  kestrel_memory_stats_t s{};
+  s.struct_size = sizeof(s);
+  detail::Check(kestrel_model_get_memory_stats(handle_, &s));
+  MemoryStats m;
+  m.device = detail::Str(s.device);
+  m.device_bytes = s.device_bytes;
+  m.device_peak_bytes = s.device_peak_bytes;
+  m.host_to_device_bytes = s.host_to_device_bytes;
+  m.device_to_host_bytes = s.device_to_host_bytes;
+  m.expert_bytes_read = s.expert_bytes_read;
+  m.expert_read_seconds = s.expert_read_seconds;
+  m.streamed_bytes_copied = s.streamed_bytes_copied;
+  m.stream_copy_wait_seconds = s.stream_copy_wait_seconds;
+  return m;
+}
+
+inline void Model::ResetOffloadStats() const {
+  detail::Check(kestrel_model_reset_offload_stats(handle_));
 }
 
 inline std::vector<int32_t> Model::Tokenize(std::string_view text, bool add_bos) const {

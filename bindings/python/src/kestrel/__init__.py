@@ -24,7 +24,9 @@ from .engine import (Engine, EngineCompletion, EngineStats, Request, RequestResu
 from .errors import (CancelledError, Code, DataLossError, DeadlineExceededError, Error,
                      FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError,
                      OutOfRangeError, ResourceExhaustedError, UnimplementedError)
-from .model import Model, ModelInfo
+from .model import (OFFLOAD_FLAG_MISS_FETCH, OFFLOAD_FLAG_MISS_ON_HOST, OFFLOAD_FLAG_NO_DIRECT_IO,
+                    OFFLOAD_FLAG_NO_PREFETCH, ExpertLayerStats,
+                    MemoryPlan, MemoryStats, Model, ModelInfo, OffloadStats)
 from .runtime import DeviceInfo, LogLevel, PluginInfo, Runtime
 from .session import TOKEN_NONE, Completion, GenerateStats, Session, StopReason, TextStream
 

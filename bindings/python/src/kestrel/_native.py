@@ -100,7 +100,43 @@ class DeviceInfo(Structure):
 
 class ModelOptions(Structure):
     _fields_ = [("struct_size", c_uint32), ("device", c_char_p), ("use_mmap", c_bool),
-                ("progress_callback", PROGRESS_FN), ("progress_user_data", c_void_p)]
+                ("progress_callback", PROGRESS_FN), ("progress_user_data", c_void_p),
+                ("metadata_only", c_bool), ("memory_budget", c_char_p),
+                ("expert_cache_policy", c_uint32), ("plan_context_length", c_uint32),
+                ("plan_sequences", c_uint32), ("offload_flags", c_uint32)]
+
+
+class MemoryPlanInfo(Structure):
+    _fields_ = [("struct_size", c_uint32), ("device", c_char_p), ("device_budget_bytes", c_uint64),
+                ("host_budget_bytes", c_uint64), ("resident_bytes", c_uint64),
+                ("resident_tensors", c_uint32), ("offloaded_tensors", c_uint32),
+                ("experts_offloaded", c_bool), ("expert_bytes", c_uint64),
+                ("expert_slot_bytes", c_uint64), ("experts_total", c_uint32),
+                ("expert_slots", c_uint32), ("expert_cache_bytes", c_uint64), ("kv_bytes", c_uint64),
+                ("kv_tokens", c_uint32), ("n_streamed_layers", c_uint32),
+                ("host_swap_bytes", c_uint64), ("device_total_bytes", c_uint64),
+                ("streamed_bytes", c_uint64), ("stream_ring_bytes", c_uint64),
+                ("stream_slots", c_uint32), ("stream_prefetch_distance", c_uint32),
+                ("host_resident_bytes", c_uint64), ("host_resident_tensors", c_uint32)]
+
+
+class OffloadStats(Structure):
+    _fields_ = [("struct_size", c_uint32), ("expert_hits", c_uint64), ("expert_misses", c_uint64),
+                ("disk_bytes_read", c_uint64), ("disk_read_seconds", c_double),
+                ("expert_cache_bytes", c_uint64), ("expert_cache_peak_bytes", c_uint64),
+                ("expert_cache_budget_bytes", c_uint64), ("n_layers", c_uint32),
+                ("policy", c_uint32), ("io_mode", c_char_p), ("expert_slots", c_uint32),
+                ("expert_prefetch_buffers", c_uint32), ("expert_prefetches", c_uint64),
+                ("expert_prefetch_hits", c_uint64), ("expert_prefetch_wait_seconds", c_double),
+                ("expert_host_runs", c_uint64), ("expert_host_seconds", c_double)]
+
+
+class MemoryStats(Structure):
+    _fields_ = [("struct_size", c_uint32), ("device", c_char_p), ("device_bytes", c_uint64),
+                ("device_peak_bytes", c_uint64), ("host_to_device_bytes", c_uint64),
+                ("device_to_host_bytes", c_uint64), ("expert_bytes_read", c_uint64),
+                ("expert_read_seconds", c_double), ("streamed_bytes_copied", c_uint64),
+                ("stream_copy_wait_seconds", c_double)]
 
 
 class ModelInfo(Structure):
@@ -218,6 +254,15 @@ kestrel_model_load = _proto("kestrel_model_load", STATUS, _H, c_char_p, c_size_t
 kestrel_model_retain = _proto("kestrel_model_retain", None, _H)
 kestrel_model_release = _proto("kestrel_model_release", None, _H)
 kestrel_model_get_info = _proto("kestrel_model_get_info", STATUS, _H, POINTER(ModelInfo))
+kestrel_model_get_memory_plan = _proto("kestrel_model_get_memory_plan", STATUS, _H,
+                                       POINTER(MemoryPlanInfo))
+kestrel_model_get_offload_stats = _proto("kestrel_model_get_offload_stats", STATUS, _H,
+                                         POINTER(OffloadStats))
+kestrel_model_get_expert_layer_stats = _proto("kestrel_model_get_expert_layer_stats", STATUS, _H,
+                                              c_uint32, POINTER(c_uint64), POINTER(c_uint64))
+kestrel_model_reset_offload_stats = _proto("kestrel_model_reset_offload_stats", STATUS, _H)
+kestrel_model_get_memory_stats = _proto("kestrel_model_get_memory_stats", STATUS, _H,
+                                        POINTER(MemoryStats))
 kestrel_tokenize = _proto("kestrel_tokenize", STATUS, _H, c_char_p, c_size_t, c_bool, POINTER(c_int32),
                           c_size_t, POINTER(c_size_t))
 kestrel_detokenize = _proto("kestrel_detokenize", STATUS, _H, POINTER(c_int32), c_size_t, c_bool,

@@ -1,6 +1,6 @@
 """Model: a loaded model, immutable and thread-safe, shared by sessions and engines."""
 import ctypes
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from . import _native as n
 from ._util import NativeObject, read_bytes, read_ints, token_array
@@ -25,6 +25,94 @@ class ModelInfo:
     bos_id: int
     eos_id: int
     add_bos: bool
+
+
+def _s(b):
+    return (b or b"").decode("utf-8", "replace")
+
+
+def _copy(cls, struct, **override):
+    """A dataclass `cls` from the ctypes struct's fields of the same names."""
+    return cls(**{f.name: override[f.name] if f.name in override else getattr(struct, f.name)
+                  for f in fields(cls)})
+
+
+# Offload flags (kestrel_model_options_t.offload_flags, Runtime.load_model(offload_flags=...)).
+OFFLOAD_FLAG_NO_DIRECT_IO = 1
+OFFLOAD_FLAG_NO_PREFETCH = 2
+OFFLOAD_FLAG_MISS_FETCH = 4
+OFFLOAD_FLAG_MISS_ON_HOST = 8
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """The plan of a model loaded with a memory budget (kestrel_memory_plan_info_t)."""
+    device: str
+    device_budget_bytes: int
+    host_budget_bytes: int
+    resident_bytes: int
+    resident_tensors: int
+    offloaded_tensors: int
+    experts_offloaded: bool
+    expert_bytes: int
+    expert_slot_bytes: int
+    experts_total: int
+    expert_slots: int
+    expert_cache_bytes: int
+    kv_bytes: int
+    kv_tokens: int
+    n_streamed_layers: int
+    host_swap_bytes: int
+    device_total_bytes: int
+    streamed_bytes: int
+    stream_ring_bytes: int
+    stream_slots: int
+    stream_prefetch_distance: int
+    host_resident_bytes: int
+    host_resident_tensors: int
+
+
+@dataclass(frozen=True)
+class ExpertLayerStats:
+    hits: int
+    misses: int
+
+
+@dataclass(frozen=True)
+class OffloadStats:
+    """The expert cache's statistics (kestrel_offload_stats_t); `layers`: every MoE layer's."""
+    expert_hits: int
+    expert_misses: int
+    disk_bytes_read: int
+    disk_read_seconds: float
+    expert_cache_bytes: int
+    expert_cache_peak_bytes: int
+    expert_cache_budget_bytes: int
+    n_layers: int
+    policy: str  # "lru" or "lfu"
+    io_mode: str
+    expert_slots: int
+    expert_prefetch_buffers: int
+    expert_prefetches: int
+    expert_prefetch_hits: int
+    expert_prefetch_wait_seconds: float
+    expert_host_runs: int
+    expert_host_seconds: float
+    layers: tuple
+
+
+@dataclass(frozen=True)
+class MemoryStats:
+    """What moved through the model's device (kestrel_memory_stats_t)."""
+    device: str
+    device_bytes: int
+    device_peak_bytes: int
+    host_to_device_bytes: int
+    device_to_host_bytes: int
+    expert_bytes_read: int
+    expert_read_seconds: float
+    streamed_bytes_copied: int
+    stream_copy_wait_seconds: float
 
 
 class Model(NativeObject):
@@ -69,3 +157,32 @@ class Model(NativeObject):
         """An Engine (many concurrent requests) over this model; see Engine for the options."""
         from .engine import Engine
         return Engine(self, **options)
+
+    def memory_plan(self):
+        """The MemoryPlan; FailedPreconditionError for a model loaded without a memory budget."""
+        p = n.new(n.MemoryPlanInfo)
+        check(n.kestrel_model_get_memory_plan(self.handle, ctypes.byref(p)))
+        return _copy(MemoryPlan, p, device=_s(p.device))
+
+    def offload_stats(self):
+        """OffloadStats of the expert cache; FailedPreconditionError without one."""
+        st = n.new(n.OffloadStats)
+        check(n.kestrel_model_get_offload_stats(self.handle, ctypes.byref(st)))
+        layers = []
+        for layer in range(st.n_layers):
+            hits, misses = ctypes.c_uint64(), ctypes.c_uint64()
+            check(n.kestrel_model_get_expert_layer_stats(self.handle, layer, ctypes.byref(hits),
+                                                         ctypes.byref(misses)))
+            layers.append(ExpertLayerStats(hits.value, misses.value))
+        return _copy(OffloadStats, st, policy="lfu" if st.policy == 1 else "lru",
+                     io_mode=_s(st.io_mode), layers=tuple(layers))
+
+    def reset_offload_stats(self):
+        """Zeroes the hit, miss and read-ahead counts."""
+        check(n.kestrel_model_reset_offload_stats(self.handle))
+
+    def memory_stats(self):
+        """MemoryStats of the model's device (any model)."""
+        st = n.new(n.MemoryStats)
+        check(n.kestrel_model_get_memory_stats(self.handle, ctypes.byref(st)))
+        return _copy(MemoryStats, st, device=_s(st.device))

@@ -104,15 +104,29 @@ class Runtime(NativeObject):
                                   d.weight_dtype_mask))
         return out
 
-    def load_model(self, path, device=None, use_mmap=True, progress=None):
+    def load_model(self, path, device=None, use_mmap=True, progress=None, metadata_only=False,
+                   memory_budget=None, expert_cache_policy="lru", plan_context_length=0,
+                   plan_sequences=0, offload_flags=0):
         """Loads a GGUF model. `device`: "cpu", "ref", "opencl:1", ... (None: the default).
-        `progress`: callable(fraction) -> bool (False cancels). Raises NotFoundError,
-        InvalidArgumentError, DataLossError, ... naming the problem."""
+        `progress`: callable(fraction) -> bool (False cancels). Memory offload (see
+        kestrel/offload.h): `memory_budget` "DEVICE=SIZE[,...]" (e.g. "host=60%"),
+        `expert_cache_policy` "lru" or "lfu", the KV the plan reserves, `offload_flags`
+        (kestrel.OFFLOAD_FLAG_*). Raises NotFoundError, InvalidArgumentError, DataLossError,
+        ResourceExhaustedError (a budget that cannot work), ... naming the problem."""
         from .model import Model
+        if expert_cache_policy not in ("lru", "lfu"):
+            raise ValueError(f"expert_cache_policy must be 'lru' or 'lfu', not {expert_cache_policy!r}")
         o = n.new(n.ModelOptions, n.kestrel_model_options_init_sized)
         if device is not None:
             o.device = device.encode()
         o.use_mmap = use_mmap
+        o.metadata_only = metadata_only
+        budget = memory_budget.encode() if memory_budget else None
+        o.memory_budget = budget
+        o.expert_cache_policy = 1 if expert_cache_policy == "lfu" else 0
+        o.plan_context_length = plan_context_length
+        o.plan_sequences = plan_sequences
+        o.offload_flags = offload_flags
         raised = []
         if progress is not None:
             def trampoline(_user, fraction):

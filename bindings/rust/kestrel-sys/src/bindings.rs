@@ -10,6 +10,9 @@ pub const KESTREL_TOKEN_NONE: i32 = -1;
 pub const KESTREL_POOLING_MEAN: u32 = 0;
 pub const KESTREL_POOLING_LAST: u32 = 1;
 pub const KESTREL_OFFLOAD_FLAG_NO_DIRECT_IO: u32 = 1;
+pub const KESTREL_OFFLOAD_FLAG_NO_PREFETCH: u32 = 2;
+pub const KESTREL_OFFLOAD_FLAG_MISS_FETCH: u32 = 4;
+pub const KESTREL_OFFLOAD_FLAG_MISS_ON_HOST: u32 = 8;
 pub type __uint16_t = ::std::os::raw::c_ushort;
 pub type __int32_t = ::std::os::raw::c_int;
 pub type __uint32_t = ::std::os::raw::c_uint;
@@ -5310,12 +5313,14 @@ pub struct kestrel_memory_plan_info {
     pub stream_ring_bytes: u64,
     pub stream_slots: u32,
     pub stream_prefetch_distance: u32,
+    pub host_resident_bytes: u64,
+    pub host_resident_tensors: u32,
 }
 #[test]
 fn bindgen_test_layout_kestrel_memory_plan_info() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_memory_plan_info>(),
-        144usize,
+        160usize,
         concat!("Size of: ", stringify!(kestrel_memory_plan_info))
     );
     assert_eq!(
@@ -5697,6 +5702,40 @@ fn bindgen_test_layout_kestrel_memory_plan_info() {
         );
     }
     test_field_stream_prefetch_distance();
+    fn test_field_host_resident_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).host_resident_bytes) as usize - ptr as usize
+            },
+            144usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(host_resident_bytes)
+            )
+        );
+    }
+    test_field_host_resident_bytes();
+    fn test_field_host_resident_tensors() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).host_resident_tensors) as usize - ptr as usize
+            },
+            152usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(host_resident_tensors)
+            )
+        );
+    }
+    test_field_host_resident_tensors();
 }
 pub type kestrel_memory_plan_info_t = kestrel_memory_plan_info;
 extern "C" {
@@ -5719,12 +5758,19 @@ pub struct kestrel_offload_stats {
     pub n_layers: u32,
     pub policy: u32,
     pub io_mode: *const ::std::os::raw::c_char,
+    pub expert_slots: u32,
+    pub expert_prefetch_buffers: u32,
+    pub expert_prefetches: u64,
+    pub expert_prefetch_hits: u64,
+    pub expert_prefetch_wait_seconds: f64,
+    pub expert_host_runs: u64,
+    pub expert_host_seconds: f64,
 }
 #[test]
 fn bindgen_test_layout_kestrel_offload_stats() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_offload_stats>(),
-        80usize,
+        128usize,
         concat!("Size of: ", stringify!(kestrel_offload_stats))
     );
     assert_eq!(
@@ -5919,6 +5965,125 @@ fn bindgen_test_layout_kestrel_offload_stats() {
         );
     }
     test_field_io_mode();
+    fn test_field_expert_slots() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_slots) as usize - ptr as usize
+            },
+            80usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(expert_slots)
+            )
+        );
+    }
+    test_field_expert_slots();
+    fn test_field_expert_prefetch_buffers() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_prefetch_buffers) as usize - ptr as usize
+            },
+            84usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(expert_prefetch_buffers)
+            )
+        );
+    }
+    test_field_expert_prefetch_buffers();
+    fn test_field_expert_prefetches() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_prefetches) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(expert_prefetches)
+            )
+        );
+    }
+    test_field_expert_prefetches();
+    fn test_field_expert_prefetch_hits() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_prefetch_hits) as usize - ptr as usize
+            },
+            96usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(expert_prefetch_hits)
+            )
+        );
+    }
+    test_field_expert_prefetch_hits();
+    fn test_field_expert_prefetch_wait_seconds() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_prefetch_wait_seconds) as usize - ptr as usize
+            },
+            104usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(expert_prefetch_wait_seconds)
+            )
+        );
+    }
+    test_field_expert_prefetch_wait_seconds();
+    fn test_field_expert_host_runs() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_host_runs) as usize - ptr as usize
+            },
+            112usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(expert_host_runs)
+            )
+        );
+    }
+    test_field_expert_host_runs();
+    fn test_field_expert_host_seconds() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_offload_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).expert_host_seconds) as usize - ptr as usize
+            },
+            120usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_offload_stats),
+                "::",
+                stringify!(expert_host_seconds)
+            )
+        );
+    }
+    test_field_expert_host_seconds();
 }
 pub type kestrel_offload_stats_t = kestrel_offload_stats;
 extern "C" {

@@ -65,7 +65,9 @@ pub use engine::{
 };
 pub use error::{Code, Error, Result};
 pub use model::{
-    ChatMessage, ChatTemplateOptions, Model, ModelInfo, ModelOptions, TensorTypeSummary, TokenizerInfo,
+    ChatMessage, ChatTemplateOptions, ExpertCachePolicy, ExpertLayerStats, MemoryPlan, MemoryStats, Model,
+    ModelInfo, ModelOptions, OffloadStats, TensorTypeSummary, TokenizerInfo, OFFLOAD_FLAG_MISS_FETCH,
+    OFFLOAD_FLAG_MISS_ON_HOST, OFFLOAD_FLAG_NO_DIRECT_IO, OFFLOAD_FLAG_NO_PREFETCH,
 };
 pub use runtime::{DeviceInfo, DeviceKind, LogLevel, PluginInfo, Runtime, RuntimeOptions};
 pub use session::{

@@ -25,6 +25,108 @@ pub struct ModelOptions {
     /// [`ModelInfo::unsupported`] say what this build cannot run; tokenizing and chat templates
     /// work when its tokenizer is supported; sessions and engines refuse it.
     pub metadata_only: bool,
+    /// Memory budgets "DEVICE=SIZE[,...]" (`kestrel_model_options_t.memory_budget`, e.g.
+    /// "host=60%"); `None`: everything resident. See `kestrel/offload.h`.
+    pub memory_budget: Option<String>,
+    /// Which cached expert a miss replaces (default LRU).
+    pub expert_cache_policy: ExpertCachePolicy,
+    /// KV tokens per sequence the plan reserves (0: the trained context).
+    pub plan_context_length: u32,
+    /// Sequences the plan reserves KV for (0 or 1: one).
+    pub plan_sequences: u32,
+    /// `KESTREL_OFFLOAD_FLAG_*` bits ([`OFFLOAD_FLAG_NO_DIRECT_IO`], [`OFFLOAD_FLAG_NO_PREFETCH`]).
+    pub offload_flags: u32,
+}
+
+/// Read experts with pread, not O_DIRECT.
+pub const OFFLOAD_FLAG_NO_DIRECT_IO: u32 = sys::KESTREL_OFFLOAD_FLAG_NO_DIRECT_IO;
+/// Do not read the next layer's likely experts ahead.
+pub const OFFLOAD_FLAG_NO_PREFETCH: u32 = sys::KESTREL_OFFLOAD_FLAG_NO_PREFETCH;
+/// A miss always fetches the expert into the device's cache.
+pub const OFFLOAD_FLAG_MISS_FETCH: u32 = sys::KESTREL_OFFLOAD_FLAG_MISS_FETCH;
+/// A miss always runs on the host device (when the model's device is not the host).
+pub const OFFLOAD_FLAG_MISS_ON_HOST: u32 = sys::KESTREL_OFFLOAD_FLAG_MISS_ON_HOST;
+
+/// Which cached expert a miss replaces (`kestrel_expert_cache_policy_t`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpertCachePolicy {
+    /// The one used longest ago.
+    Lru,
+    /// The one used least often since load (ties: longest ago).
+    Lfu,
+}
+
+/// The plan of a model loaded with a memory budget (`kestrel_memory_plan_info_t`).
+#[derive(Clone, Debug)]
+pub struct MemoryPlan {
+    pub device: String,
+    pub device_budget_bytes: u64,
+    pub host_budget_bytes: u64,
+    pub resident_bytes: u64,
+    pub resident_tensors: u32,
+    pub offloaded_tensors: u32,
+    pub experts_offloaded: bool,
+    pub expert_bytes: u64,
+    pub expert_slot_bytes: u64,
+    pub experts_total: u32,
+    pub expert_slots: u32,
+    pub expert_cache_bytes: u64,
+    pub kv_bytes: u64,
+    pub kv_tokens: u32,
+    pub n_streamed_layers: u32,
+    pub host_swap_bytes: u64,
+    pub device_total_bytes: u64,
+    pub streamed_bytes: u64,
+    pub stream_ring_bytes: u64,
+    pub stream_slots: u32,
+    pub stream_prefetch_distance: u32,
+    pub host_resident_bytes: u64,
+    pub host_resident_tensors: u32,
+}
+
+/// Hits and misses of one MoE layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExpertLayerStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+/// The expert cache's statistics (`kestrel_offload_stats_t`) with every layer's counts.
+#[derive(Clone, Debug)]
+pub struct OffloadStats {
+    pub expert_hits: u64,
+    pub expert_misses: u64,
+    pub disk_bytes_read: u64,
+    pub disk_read_seconds: f64,
+    pub expert_cache_bytes: u64,
+    pub expert_cache_peak_bytes: u64,
+    pub expert_cache_budget_bytes: u64,
+    pub n_layers: u32,
+    pub policy: ExpertCachePolicy,
+    pub io_mode: String,
+    pub expert_slots: u32,
+    pub expert_prefetch_buffers: u32,
+    pub expert_prefetches: u64,
+    pub expert_prefetch_hits: u64,
+    pub expert_prefetch_wait_seconds: f64,
+    pub expert_host_runs: u64,
+    pub expert_host_seconds: f64,
+    /// `n_layers` entries.
+    pub layers: Vec<ExpertLayerStats>,
+}
+
+/// What moved through the model's device (`kestrel_memory_stats_t`).
+#[derive(Clone, Debug)]
+pub struct MemoryStats {
+    pub device: String,
+    pub device_bytes: u64,
+    pub device_peak_bytes: u64,
+    pub host_to_device_bytes: u64,
+    pub device_to_host_bytes: u64,
+    pub expert_bytes_read: u64,
+    pub expert_read_seconds: f64,
+    pub streamed_bytes_copied: u64,
+    pub stream_copy_wait_seconds: f64,
 }
 
 /// One message of a conversation for [`Model::apply_chat_template`].
@@ -104,6 +206,11 @@ impl Default for ModelOptions {
             device: None,
             use_mmap: raw.use_mmap,
             metadata_only: raw.metadata_only,
+            memory_budget: None,
+            expert_cache_policy: ExpertCachePolicy::Lru,
+            plan_context_length: raw.plan_context_length,
+            plan_sequences: raw.plan_sequences,
+            offload_flags: raw.offload_flags,
         }
     }
 }
@@ -121,6 +228,31 @@ impl ModelOptions {
 
     pub fn metadata_only(mut self, metadata_only: bool) -> ModelOptions {
         self.metadata_only = metadata_only;
+        self
+    }
+
+    pub fn memory_budget(mut self, budget: impl Into<String>) -> ModelOptions {
+        self.memory_budget = Some(budget.into());
+        self
+    }
+
+    pub fn expert_cache_policy(mut self, policy: ExpertCachePolicy) -> ModelOptions {
+        self.expert_cache_policy = policy;
+        self
+    }
+
+    pub fn plan_context_length(mut self, tokens: u32) -> ModelOptions {
+        self.plan_context_length = tokens;
+        self
+    }
+
+    pub fn plan_sequences(mut self, sequences: u32) -> ModelOptions {
+        self.plan_sequences = sequences;
+        self
+    }
+
+    pub fn offload_flags(mut self, flags: u32) -> ModelOptions {
+        self.offload_flags = flags;
         self
     }
 }
@@ -200,6 +332,108 @@ impl Model {
 
     fn as_const(&self) -> *const sys::kestrel_model_t {
         self.raw.as_ptr()
+    }
+
+    /// The memory plan; `Code::FailedPrecondition` for a model loaded without a budget.
+    pub fn memory_plan(&self) -> Result<MemoryPlan> {
+        let mut p: sys::kestrel_memory_plan_info_t = unsafe { std::mem::zeroed() };
+        p.struct_size = std::mem::size_of::<sys::kestrel_memory_plan_info_t>() as u32;
+        check(unsafe { sys::kestrel_model_get_memory_plan(self.as_const(), &mut p) })?;
+        Ok(MemoryPlan {
+            // SAFETY: valid while the model lives; copied here.
+            device: unsafe { string_from(p.device) },
+            device_budget_bytes: p.device_budget_bytes,
+            host_budget_bytes: p.host_budget_bytes,
+            resident_bytes: p.resident_bytes,
+            resident_tensors: p.resident_tensors,
+            offloaded_tensors: p.offloaded_tensors,
+            experts_offloaded: p.experts_offloaded,
+            expert_bytes: p.expert_bytes,
+            expert_slot_bytes: p.expert_slot_bytes,
+            experts_total: p.experts_total,
+            expert_slots: p.expert_slots,
+            expert_cache_bytes: p.expert_cache_bytes,
+            kv_bytes: p.kv_bytes,
+            kv_tokens: p.kv_tokens,
+            n_streamed_layers: p.n_streamed_layers,
+            host_swap_bytes: p.host_swap_bytes,
+            device_total_bytes: p.device_total_bytes,
+            streamed_bytes: p.streamed_bytes,
+            stream_ring_bytes: p.stream_ring_bytes,
+            stream_slots: p.stream_slots,
+            stream_prefetch_distance: p.stream_prefetch_distance,
+            host_resident_bytes: p.host_resident_bytes,
+            host_resident_tensors: p.host_resident_tensors,
+        })
+    }
+
+    /// The expert cache's statistics; `Code::FailedPrecondition` without one.
+    pub fn offload_stats(&self) -> Result<OffloadStats> {
+        let mut s: sys::kestrel_offload_stats_t = unsafe { std::mem::zeroed() };
+        s.struct_size = std::mem::size_of::<sys::kestrel_offload_stats_t>() as u32;
+        check(unsafe { sys::kestrel_model_get_offload_stats(self.as_const(), &mut s) })?;
+        let mut layers = Vec::with_capacity(s.n_layers as usize);
+        for l in 0..s.n_layers {
+            let mut e = ExpertLayerStats::default();
+            check(unsafe {
+                sys::kestrel_model_get_expert_layer_stats(
+                    self.as_const(),
+                    l,
+                    &mut e.hits,
+                    &mut e.misses,
+                )
+            })?;
+            layers.push(e);
+        }
+        Ok(OffloadStats {
+            expert_hits: s.expert_hits,
+            expert_misses: s.expert_misses,
+            disk_bytes_read: s.disk_bytes_read,
+            disk_read_seconds: s.disk_read_seconds,
+            expert_cache_bytes: s.expert_cache_bytes,
+            expert_cache_peak_bytes: s.expert_cache_peak_bytes,
+            expert_cache_budget_bytes: s.expert_cache_budget_bytes,
+            n_layers: s.n_layers,
+            policy: if s.policy == sys::KESTREL_EXPERT_CACHE_LFU {
+                ExpertCachePolicy::Lfu
+            } else {
+                ExpertCachePolicy::Lru
+            },
+            // SAFETY: valid while the model lives; copied here.
+            io_mode: unsafe { string_from(s.io_mode) },
+            expert_slots: s.expert_slots,
+            expert_prefetch_buffers: s.expert_prefetch_buffers,
+            expert_prefetches: s.expert_prefetches,
+            expert_prefetch_hits: s.expert_prefetch_hits,
+            expert_prefetch_wait_seconds: s.expert_prefetch_wait_seconds,
+            expert_host_runs: s.expert_host_runs,
+            expert_host_seconds: s.expert_host_seconds,
+            layers,
+        })
+    }
+
+    /// Zeroes the hit, miss and read-ahead counts.
+    pub fn reset_offload_stats(&self) -> Result<()> {
+        check(unsafe { sys::kestrel_model_reset_offload_stats(self.as_ptr()) })
+    }
+
+    /// What moved through the model's device (any model).
+    pub fn memory_stats(&self) -> Result<MemoryStats> {
+        let mut s: sys::kestrel_memory_stats_t = unsafe { std::mem::zeroed() };
+        s.struct_size = std::mem::size_of::<sys::kestrel_memory_stats_t>() as u32;
+        check(unsafe { sys::kestrel_model_get_memory_stats(self.as_const(), &mut s) })?;
+        Ok(MemoryStats {
+            // SAFETY: valid while the model lives; copied here.
+            device: unsafe { string_from(s.device) },
+            device_bytes: s.device_bytes,
+            device_peak_bytes: s.device_peak_bytes,
+            host_to_device_bytes: s.host_to_device_bytes,
+            device_to_host_bytes: s.device_to_host_bytes,
+            expert_bytes_read: s.expert_bytes_read,
+            expert_read_seconds: s.expert_read_seconds,
+            streamed_bytes_copied: s.streamed_bytes_copied,
+            stream_copy_wait_seconds: s.stream_copy_wait_seconds,
+        })
     }
 
     pub fn info(&self) -> Result<ModelInfo> {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use kestrel_sys as sys;
 
 use crate::error::{check, Code, Error, Result};
-use crate::model::{Model, ModelOptions};
+use crate::model::{ExpertCachePolicy, Model, ModelOptions};
 use crate::util::{c_string, string_from};
 
 /// Severity of a library log line (`kestrel_log_level_t`).
@@ -322,6 +322,21 @@ impl Runtime {
         }
         raw_options.use_mmap = options.use_mmap;
         raw_options.metadata_only = options.metadata_only;
+        let budget = options
+            .memory_budget
+            .as_deref()
+            .map(|b| c_string("memory_budget", b))
+            .transpose()?;
+        if let Some(b) = &budget {
+            raw_options.memory_budget = b.as_ptr();
+        }
+        raw_options.expert_cache_policy = match options.expert_cache_policy {
+            ExpertCachePolicy::Lru => sys::KESTREL_EXPERT_CACHE_LRU,
+            ExpertCachePolicy::Lfu => sys::KESTREL_EXPERT_CACHE_LFU,
+        };
+        raw_options.plan_context_length = options.plan_context_length;
+        raw_options.plan_sequences = options.plan_sequences;
+        raw_options.offload_flags = options.offload_flags;
         let mut state = ProgressState {
             f: progress,
             panic: None,
