@@ -3,7 +3,8 @@
 // preemption by KV swap to host memory or by recompute, whichever the measured cost model says is
 // cheaper; runtime/offload/kv_swap.h holds the swap space and the model), the KV accounting of
 // every sequence (each a runtime::Sequence whose BlockTable shares blocks copy-on-write through
-// the pool), the prefix cache, and the engine thread. It drives the sequence core
+// the pool; a sliding-window model's window layers in pools of their own, through each
+// sequence's WindowTables), the prefix cache, and the engine thread. It drives the sequence core
 // (runtime/sequence/: stop policy, step builder) that a Session drives alone, runs the model and
 // moves KV only through one Executor (one Run per step over all scheduled sequences; KV rows
 // through its HAL buffers) and never talks to plugins itself. It may not change the session or the
