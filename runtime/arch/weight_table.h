@@ -25,6 +25,10 @@ struct WeightTensor {
   GgmlType ggml_type = GgmlType::F32;  // the file's type (desc.dtype is what the ops get)
   const uint8_t* host_data = nullptr;  // points into the GGUF image or into converted storage
   uint64_t bytes = 0;
+  // A fused matrix (runtime/arch/fused_weights.h) whose parts are not adjacent in the file has no
+  // host_data: its bytes are those of `parts`, in order, assembled only while it is prepared.
+  std::vector<int> parts;
+  int fused_into = -1;  // a part of this fused matrix: prepared only if a plan uses it alone
 };
 
 // The weights of one decoder layer; -1 where the layer has none. A dense layer has
@@ -39,6 +43,9 @@ struct LayerWeights {
   int w_gate = -1, w_up = -1, w_down = -1;
   int ffn_post_norm = -1;                // RMSNorm of the FFN output before the residual (gemma)
   int ffn_gate_inp = -1, ffn_gate_exps = -1, ffn_up_exps = -1, ffn_down_exps = -1;
+  // Fused matrices (AddFusedWeights; -1 without): [Wq; Wk; Wv] [QD + 2 KVD, D] with its bias
+  // [bq; bk; bv] when the layer has biases, and [Wgate; Wup] [2 F, D].
+  int wqkv = -1, bqkv = -1, w_gate_up = -1;
 };
 
 struct WeightTable {

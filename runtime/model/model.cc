@@ -1,11 +1,13 @@
 #include "runtime/model/model.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "runtime/arch/common/metadata.h"
+#include "runtime/arch/fused_weights.h"
 #include "runtime/arch/registry.h"
 #include "runtime/offload/model_memory.h"
 #include "runtime/package/fingerprint.h"
@@ -180,7 +182,7 @@ absl::Status Model::PrepareWeights(const std::function<absl::Status(float)>& rep
   // Prepare every weight on the device once (the plugin may repack it), or take it from the
   // package's prepared set for this device, used in place in the mapped package.
   uint64_t done = 0, total = 0;
-  for (const WeightTensor& w : weights_.tensors) total += w.bytes;
+  for (const WeightTensor& w : weights_.tensors) total += w.fused_into < 0 ? w.bytes : 0;
   std::vector<bool> offloaded(weights_.tensors.size(), false);
   if (memory_plan_ != nullptr) {
     for (int id : memory_plan_->offloaded) offloaded[id] = true;
@@ -189,6 +191,9 @@ absl::Status Model::PrepareWeights(const std::function<absl::Status(float)>& rep
   const PreparedSet* set = MatchingPreparedSet();
   for (size_t i = 0; i < weights_.tensors.size(); ++i) {
     if (offloaded[i]) continue;  // read into the expert cache / the streaming ring on demand
+    // A part of a fused matrix: plans use the fused one; a plan that asks for the part alone
+    // prepares it then (Prepared).
+    if (weights_.tensors[i].fused_into >= 0) continue;
     if (set != nullptr && ImportPrepared(*set, static_cast<int>(i))) {
       ++n_imported_;
       done += weights_.tensors[i].bytes;
@@ -205,7 +210,11 @@ absl::Status Model::PrepareWeights(const std::function<absl::Status(float)>& rep
     if (!p.ok()) return p.status();
     // The device holds its own copy now: drop this tensor's file pages from the resident set, so
     // peak memory during load is about one copy of the weights, not two.
-    file_->ReleaseResidentRange(weights_.tensors[i].host_data, weights_.tensors[i].bytes);
+    const WeightTensor& w = weights_.tensors[i];
+    if (w.host_data != nullptr) file_->ReleaseResidentRange(w.host_data, w.bytes);
+    for (int part : w.parts) {  // a fused matrix assembled from them
+      file_->ReleaseResidentRange(weights_.tensors[part].host_data, weights_.tensors[part].bytes);
+    }
     done += weights_.tensors[i].bytes;
     KESTREL_RETURN_IF_ERROR(
         report(0.05f + 0.95f * static_cast<float>(done) / static_cast<float>(total ? total : 1)));
@@ -256,6 +265,17 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path, hal:
   m->SummarizeTensors();
   m->path_ = path;
   if (!options.memory_budgets.empty()) KESTREL_RETURN_IF_ERROR(m->PlanMemory(options));
+  // Fused Q/K/V and gate/up matrices replace their parts in the plans (the parts are then
+  // prepared only if some plan asks for them). Not with a memory plan: it budgets, streams and
+  // offloads the parts. Only on host-memory CPU devices: the split after the fused matmul is one
+  // buffer copy per row and part at T > 1, a memmove there but a transfer launch each on a GPU.
+  // KESTREL_FUSED_MATMULS=0 turns fusion off (comparisons, debugging).
+  const char* fuse = std::getenv("KESTREL_FUSED_MATMULS");
+  if (m->weights_declared_ && !m->metadata_only_ && m->memory_plan_ == nullptr &&
+      device != nullptr && device->caps().kind == KESTREL_DEVICE_KIND_CPU &&
+      device->host_visible() && (fuse == nullptr || std::string(fuse) != "0")) {
+    AddFusedWeights(&m->weights_);
+  }
   if (m->metadata_only_) {
     m->RecordUnsupportedTypes();
   } else {
@@ -385,7 +405,9 @@ absl::StatusOr<const hal::PreparedWeight*> Model::Prepared(int id, hal::Device* 
   auto it = prepared_.find(key);
   if (it != prepared_.end()) return &it->second;
   const WeightTensor& w = weights_.tensors[id];
-  absl::StatusOr<hal::PreparedWeight> p = device->PrepareWeight(w.desc, w.host_data, w.bytes);
+  std::vector<uint8_t> assembled;  // a fused matrix's parts, only while the plugin copies them
+  absl::StatusOr<hal::PreparedWeight> p =
+      device->PrepareWeight(w.desc, AssembleHostData(weights_, id, &assembled), w.bytes);
   if (!p.ok()) {
     return absl::Status(p.status().code(),
                         absl::StrCat("preparing weight '", w.name, "': ", p.status().message()));

@@ -43,9 +43,17 @@ absl::StatusOr<PreparedExport> ExportFor(const Model& model) {
   e.plugin = device->plugin_name();
   e.plugin_version = device->plugin_version();
   e.device_fingerprint = *layout;
-  for (const WeightTensor& w : model.weights().tensors) e.weight_names.push_back(w.name);
-  e.export_weight = [&model, device](size_t i) -> absl::StatusOr<std::vector<uint8_t>> {
-    absl::StatusOr<const hal::PreparedWeight*> p = model.Prepared(static_cast<int>(i), device);
+  // Not the parts of a fused matrix (runtime/arch/fused_weights.h): plans use the fused one, and
+  // a load that runs them alone (no fusion) prepares them then.
+  std::vector<int> ids;
+  const std::vector<WeightTensor>& tensors = model.weights().tensors;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (tensors[i].fused_into >= 0) continue;
+    ids.push_back(static_cast<int>(i));
+    e.weight_names.push_back(tensors[i].name);
+  }
+  e.export_weight = [&model, device, ids](size_t i) -> absl::StatusOr<std::vector<uint8_t>> {
+    absl::StatusOr<const hal::PreparedWeight*> p = model.Prepared(ids[i], device);
     if (!p.ok()) return p.status();
     return device->ExportWeight(**p);
   };

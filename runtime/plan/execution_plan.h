@@ -77,8 +77,14 @@ struct PlanArg {
   int64_t dims[KESTREL_MAX_DIMS];
 };
 
+// A host-side op no plugin sees: the executor splits its one input [T, N1 + N2 + ...] by columns
+// into its outputs [T, N1], [T, N2], ... (in order) with buffer copies on the device holding the
+// input: a fused matmul's output ([Q | K | V] or [gate | up] per row) into the values the
+// following ops read. At T = 1 that is one copy per output.
+constexpr uint32_t kPlanOpSplitColumns = 0x7FFF0001u;
+
 struct PlanOp {
-  uint32_t kind;          // kestrel_op_kind_t
+  uint32_t kind;          // kestrel_op_kind_t, or kPlanOpSplitColumns
   std::string label;      // "blk.3.attn_q", for errors and traces
   std::vector<PlanArg> inputs;
   std::vector<PlanArg> outputs;

@@ -20,6 +20,10 @@ uint64_t ElementBytes(uint32_t dtype) {
   }
 }
 
+const char* KindName(uint32_t kind) {
+  return kind == kPlanOpSplitColumns ? "SPLIT_COLUMNS" : hal::OpKindName(kind);
+}
+
 // One op's descriptor for one step: its argument descriptors at the step's shape and, for the
 // attention of a speculative tree step, the tree-mask variant (the plan's causal op plus the
 // parents input, params.tree_mask = 1). `desc` points into the members: not copyable.
@@ -208,6 +212,7 @@ absl::StatusOr<const Executor::Placement*> Executor::Place(size_t op_index,
 
 absl::Status Executor::RunOp(size_t op_index, const StepShape& shape, bool tree) {
   const PlanOp& op = plan_.ops[op_index];
+  if (op.kind == kPlanOpSplitColumns) return RunSplit(op_index, shape);
   if (op.kind == KESTREL_OP_MOE && model_->expert_cache() != nullptr && op.inputs.size() >= 5 &&
       op.inputs[2].ref.kind == ValueKind::kWeight) {
     const int layer = model_->ExpertCacheLayer(op.inputs[2].ref.index);
@@ -386,7 +391,7 @@ absl::Status Executor::RunOps(const StepShape& shape, bool tree) {
     if (auto s = RunOp(i, shape, tree); !s.ok()) {
       const PlanOp& op = plan_.ops[i];
       status = absl::Status(s.code(), absl::StrCat("op '", op.label, "' (",
-                                                   hal::OpKindName(op.kind), "): ", s.message()));
+                                                   KindName(op.kind), "): ", s.message()));
     }
   }
   if (streamer != nullptr) {
@@ -403,7 +408,7 @@ absl::Status Executor::ReadBackError(int32_t activation, const absl::Status& s) 
   for (const PlanOp& op : plan_.ops) {
     for (const PlanArg& a : op.outputs) {
       if (a.ref.kind == ValueKind::kActivation && a.ref.index == activation) {
-        producer = absl::StrCat("'", op.label, "' (", hal::OpKindName(op.kind), ")");
+        producer = absl::StrCat("'", op.label, "' (", KindName(op.kind), ")");
       }
     }
   }

@@ -116,6 +116,8 @@ class Executor {
   // A MOE op whose expert stacks stay in the file (the model's expert cache): one MOE execution
   // per routed expert over a one-expert view, summed with ADD (runtime/plan/executor_moe.cc).
   absl::Status RunOffloadedMoe(size_t op_index, const StepShape& shape, int cache_layer);
+  // A kPlanOpSplitColumns op (runtime/plan/executor_split.cc).
+  absl::Status RunSplit(size_t op_index, const StepShape& shape);
   // `s` prefixed with the op that produced activation `activation`.
   absl::Status ReadBackError(int32_t activation, const absl::Status& s) const;
   // Reads the value's current copy (from any device that holds one) into `out`.

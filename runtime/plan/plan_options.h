@@ -37,6 +37,9 @@ struct PlanOptions {
   // of its own with a pool of this many blocks (ExecutionPlan::kv_groups), which the caller
   // fills through its own block tables and trims to the window.
   uint32_t window_kv_blocks = 0;
+  // One matmul for Q/K/V and one for gate/up (split by columns after) where the model has the
+  // fused matrices (runtime/arch/fused_weights.h); false: one matmul per part, as before.
+  bool fuse_matmuls = true;
 };
 
 }  // namespace runtime

@@ -235,7 +235,7 @@ absl::Status Session::SpeculativeStep(const TokenSink& sink, StopReason* stop,
   // The logits of the last position in the KV, as after plain decoding.
   const uint32_t kv_last = seq.n_computed() - 1 - n_past;  // 0: the pending token's row
   const size_t keep = kv_last == 0 ? 0 : 1 + static_cast<size_t>(outcome_.accepted[kv_last - 1]);
-  std::copy(logits_.begin() + keep * V, logits_.begin() + (keep + 1) * V, logits_.begin());
+  if (keep > 0) std::copy(logits_.begin() + keep * V, logits_.begin() + (keep + 1) * V, logits_.begin());
   logits_.resize(V);
   has_logits_ = true;
   s = FeedHidden(keep);

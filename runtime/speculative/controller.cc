@@ -183,6 +183,8 @@ ControllerChoice Controller::Decide() {
     return best;
   }
   expected_speedup_ = 1.0;
+  // The warm-up has just measured every method: the first re-probe waits a back-off too.
+  if (next_probe_ == 0) next_probe_ = step_ + backoff_;
   if (step_ < next_probe_) return {};
   // Off: re-probe one method, and wait twice as long before the next probe.
   pending_probe_ = methods_[probe_turn_++ % methods_.size()];

@@ -75,7 +75,7 @@ absl::Status LookaheadProposer::Propose(const ProposeRequest& req, DraftTree* ou
 }
 
 void LookaheadProposer::Observe(const VerifyFeedback& fb) {
-  if (window_nodes_.empty() || fb.tree == nullptr) return;
+  if (window_nodes_.empty() || fb.tree == nullptr || fb.root_argmax < 0) return;
   // This iteration's window and the target's outputs after each window node.
   std::map<int64_t, int32_t> window;
   std::map<int64_t, int32_t> output;  // position -> the target's token there given the window

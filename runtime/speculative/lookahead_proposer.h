@@ -31,6 +31,7 @@ class LookaheadProposer : public Proposer {
       : W_(window), N_(ngram), G_(candidates) {}
   SpecMethod method() const override { return SpecMethod::kLookahead; }
   absl::Status Propose(const ProposeRequest& request, DraftTree* out) override;
+  bool wants_argmax() const override { return true; }
   void Observe(const VerifyFeedback& feedback) override;
   void Reset() override;
   size_t pool_size() const;

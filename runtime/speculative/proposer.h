@@ -28,7 +28,8 @@ struct ProposeRequest {
 };
 
 // What the verifier learnt about a proposal: for each node, the target's greedy choice after it
-// (argmax of its logits, also for rejected nodes), and the accepted path (node indices).
+// (argmax of its logits, also for rejected nodes; only for proposers that want it), and the
+// accepted path (node indices).
 struct VerifyFeedback {
   const DraftTree* tree = nullptr;
   absl::Span<const int32_t> node_argmax;  // [tree->size()]
@@ -42,6 +43,9 @@ class Proposer {
   virtual SpecMethod method() const = 0;
   // Whether Propose reads ProposeRequest::hidden (the driver then reads it back after each step).
   virtual bool needs_hidden() const { return false; }
+  // Whether Observe reads VerifyFeedback::node_argmax / root_argmax (they cost a vocab scan per
+  // row; without this they are empty).
+  virtual bool wants_argmax() const { return false; }
   // Fills `out` (cleared by the caller) with at most max_nodes nodes; an empty tree means no
   // guess this step (the step runs as a plain decode).
   virtual absl::Status Propose(const ProposeRequest& request, DraftTree* out) = 0;

@@ -18,6 +18,10 @@ constexpr uint32_t kMaxDraftLimit = 64;
 constexpr uint32_t kDefaultMaxDraft = 5;
 // An n-gram proposal whose source repeats this many tokens of the history's end is confident.
 constexpr uint32_t kConfidentMatch = 4;
+// ... or this many right after a confident proposal was accepted: a quote the model left for a
+// token or two is usually picked up again, and waiting for 4 repeated tokens costs plain steps.
+constexpr uint32_t kConfidentResume = 3;
+constexpr uint32_t kNgramMax = 3;  // longest history suffix the n-gram proposer matches
 
 double MsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -75,10 +79,19 @@ absl::StatusOr<std::unique_ptr<Speculator>> Speculator::Create(const SpecConfig&
   const bool any = m == SpecMethod::kAuto;
   std::vector<SpecMethod> methods;
   if (any || m == SpecMethod::kNgram) {
-    sp->proposers_.push_back(std::make_unique<NgramProposer>());
+    // `auto` judges every proposal by its statistics, so it may take weak ones (a one-token
+    // match, several continuations as branches). The fixed method drafts whatever it finds:
+    // only a match of two tokens or more, and one chain, the most recent continuation (replays
+    // of real generations, docs/perf/speculative.md: a quote 1.98x -> 2.42x, open text 0.74x ->
+    // 1.08x at a verify cost of 1 + 0.15 per extra token).
+    sp->proposers_.push_back(any ? std::make_unique<NgramProposer>()
+                                 : std::make_unique<NgramProposer>(kNgramMax, 2, 1));
     methods.push_back(SpecMethod::kNgram);
   }
-  if (any || m == SpecMethod::kLookahead) {
+  // Not in `auto`: a one-node probe cannot show what lookahead's Jacobi window would give (the
+  // window needs iterations to converge), and where it was measured it never paid on the CPU
+  // (docs/perf/speculative.md: 0.49x on open text, 0.82x on a quote); its probes only cost.
+  if (m == SpecMethod::kLookahead) {
     sp->proposers_.push_back(std::make_unique<LookaheadProposer>());
     methods.push_back(SpecMethod::kLookahead);
   }
@@ -132,6 +145,7 @@ Proposer* Speculator::ProposerFor(SpecMethod m) {
 
 void Speculator::Reset() {
   for (auto& p : proposers_) p->Reset();
+  last_confident_ = last_confident_ok_ = false;
   // A new text: what the controller learnt about acceptance and its probe back-off belong to the
   // old one (a back-off grown on a chat preamble must not keep n-gram off on a quoted passage).
   std::vector<SpecMethod> methods;
@@ -173,10 +187,17 @@ ControllerChoice Speculator::Choose(const Sequence& seq, uint32_t room) {
     req.max_nodes = req.max_depth;
     req.chains_only = true;
     DraftTree probe;
-    if (ngram->Propose(req, &probe).ok() && probe.confidence >= kConfidentMatch) {
+    const uint32_t need = last_confident_ok_ ? kConfidentResume : kConfidentMatch;
+    if (ngram->Propose(req, &probe).ok() && probe.confidence >= need) {
       CutToFirstPath(&probe);
-      const ControllerChoice c = controller_->ChooseConfident(SpecMethod::kNgram, probe.Depth());
-      if (c.method != SpecMethod::kOff) return c;
+      // The longer the repeated run, the further its continuation is worth trusting: a run just
+      // long enough (a phrase a story repeats) gets 2 nodes, a quote being copied the full draft.
+      const uint32_t trusted = std::min(probe.Depth(), probe.confidence - need + 2);
+      const ControllerChoice c = controller_->ChooseConfident(SpecMethod::kNgram, trusted);
+      if (c.method != SpecMethod::kOff) {
+        last_confident_ = true;
+        return c;
+      }
     }
   }
   return controller_->Choose();
@@ -185,6 +206,7 @@ ControllerChoice Speculator::Choose(const Sequence& seq, uint32_t room) {
 absl::Status Speculator::Propose(const Sequence& seq, uint32_t room, bool chains_only,
                                  DraftTree* tree) {
   tree->Clear();
+  last_confident_ = false;
   const ControllerChoice c = Choose(seq, room);
   stats_.current = c.method;
   stats_.current_draft = c.draft;
@@ -221,6 +243,8 @@ absl::Status Speculator::Verify(Sequence& seq, const DraftTree& tree, const floa
                                 size_t n_vocab, VerifyOutcome* out) {
   const uint32_t left = seq.policy().max_new_tokens - seq.n_generated();
   const Tokenizer& tok = seq.tokenizer();
+  Proposer* proposer = tree.empty() ? nullptr : ProposerFor(last_method_);
+  verifier_.set_argmax(proposer != nullptr && proposer->wants_argmax());
   if (auto s = verifier_.Verify(tree, rows, n_vocab, seq.sampler(), std::max<uint32_t>(left, 1),
                                 [&tok](int32_t t) { return tok.IsEndOfGeneration(t); }, out,
                                 seq.wants_logprobs() ? static_cast<int32_t>(seq.logprobs().n_probs) : -1);
@@ -237,12 +261,13 @@ absl::Status Speculator::Verify(Sequence& seq, const DraftTree& tree, const floa
     stats_.drafted_by_method[i] += tree.size();
     stats_.accepted_by_method[i] += m;
     controller_->RecordAcceptance(last_method_, last_depth_, m);
+    if (last_confident_) last_confident_ok_ = m > 0;
     VerifyFeedback fb;
     fb.tree = &tree;
     fb.node_argmax = out->node_argmax;
     fb.root_argmax = out->root_argmax;
     fb.accepted = out->accepted;
-    if (Proposer* p = ProposerFor(last_method_)) p->Observe(fb);
+    if (proposer != nullptr) proposer->Observe(fb);
   } else {
     ++stats_.plain_steps;
   }

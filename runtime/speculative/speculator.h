@@ -74,6 +74,8 @@ class Speculator {
   bool needs_hidden_ = false;
   std::vector<float> hidden_;
   uint32_t last_depth_ = 0;
+  bool last_confident_ = false;     // this step verifies a confident n-gram proposal
+  bool last_confident_ok_ = false;  // the latest confident proposal had a token accepted
 };
 
 // Keeps only the path from the first root to its first leaf (node 0, its first child, ...).

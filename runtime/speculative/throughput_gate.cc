@@ -9,19 +9,20 @@ uint32_t ThroughputGate::DraftCap() {
   ++steps_;
   // Warm-up: plain steps first, then capped speculative ones.
   if (samples_[0] < kPhase) return kOff;
-  if (samples_[1] < kPhase) return kProbeNodes;
+  if (samples_[1] < kOnPhase) return kProbeNodes;
   if (probing_) {
-    if (++in_phase_ <= kPhase) return probe_mode_ ? kProbeNodes : kOff;
+    if (++in_phase_ <= (probe_mode_ ? kOnPhase : kPhase)) return probe_mode_ ? kProbeNodes : kOff;
     probing_ = false;
   }
   // Drafting must beat plain steps by a margin: the two rates are measured at different moments,
   // and on a loaded machine timing noise alone would otherwise turn it on half the time.
   const bool best = rate_[1] > rate_[0] * (1 + kMargin);
-  if (best != best_) probe_every_ = 32;  // the choice changed: probe sooner again
+  if (best != best_) probe_every_ = kMinProbeEvery;  // the choice changed: probe sooner again
   best_ = best;
+  if (next_probe_ == 0) next_probe_ = steps_ + probe_every_;  // the warm-up just measured both
   if (steps_ >= next_probe_) {
     next_probe_ = steps_ + probe_every_;
-    probe_every_ = std::min<uint32_t>(probe_every_ * 2, 256);
+    probe_every_ = std::min(probe_every_ * 2, kMaxProbeEvery);
     probing_ = true;
     probe_mode_ = !best_;
     in_phase_ = 1;

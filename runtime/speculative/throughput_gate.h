@@ -4,9 +4,10 @@
 // measures what does: generated tokens per millisecond of decode-only steps with speculation on
 // and off. It starts with a few plain steps, then a few cheap speculative ones (drafts capped at
 // kProbeNodes per sequence), then runs the better mode ("on" only when it measured at least
-// kMargin faster), probing the other for kPhase steps now and
-// then — less often (32 -> 256 steps) while the probes confirm the choice. Probes of "on" are
-// capped too, so text where nothing is accepted costs little.
+// kMargin faster), probing the other for a few steps now and then — less often (64 -> 1024
+// steps) while the probes confirm the choice. Probes of "on" are short (kOnPhase steps) and
+// capped, so text where nothing is accepted costs little (a probe step of 8 sequences with 2
+// nodes each is 24 tokens: most of a plain step's cost again on a small model).
 #ifndef KESTREL_RUNTIME_SPECULATIVE_THROUGHPUT_GATE_H_
 #define KESTREL_RUNTIME_SPECULATIVE_THROUGHPUT_GATE_H_
 
@@ -30,7 +31,9 @@ class ThroughputGate {
   double rate(bool on) const { return rate_[on ? 1 : 0]; }
 
  private:
-  static constexpr uint32_t kPhase = 4;    // steps per warm-up / probe phase
+  static constexpr uint32_t kPhase = 4;    // steps per warm-up / probe phase of plain steps
+  static constexpr uint32_t kOnPhase = 2;  // ... of capped drafting steps (they cost more)
+  static constexpr uint32_t kMinProbeEvery = 64, kMaxProbeEvery = 1024;
   static constexpr double kMargin = 0.05;   // how much faster "on" must measure to be chosen
   double rate_[2] = {0, 0};               // EMA of tokens per ms, off / on
   uint32_t samples_[2] = {0, 0};
@@ -39,7 +42,7 @@ class ThroughputGate {
   uint32_t in_phase_ = 0;
   bool best_ = false;
   uint64_t steps_ = 0, next_probe_ = 0;
-  uint32_t probe_every_ = 32;
+  uint32_t probe_every_ = kMinProbeEvery;
 };
 
 }  // namespace runtime

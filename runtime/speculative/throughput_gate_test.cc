@@ -34,6 +34,31 @@ TEST(ThroughputGateTest, DraftsOnlyWhenTheyMeasureFaster) {
   }
 }
 
+// Throughput over `steps` decode steps relative to never drafting, at the true rates (noise only
+// in what the gate sees).
+double RelativeThroughput(double on_over_off, double noise, uint32_t steps, uint32_t seed) {
+  ThroughputGate g;
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> u(-noise, noise);
+  double time = 0;
+  for (uint32_t step = 0; step < steps; ++step) {
+    const uint32_t cap = g.DraftCap();
+    const double rate = cap == ThroughputGate::kOff ? 1.0 : on_over_off;
+    time += 8 / rate;
+    g.Record(cap, 8, 8 / (rate * (1 + u(rng))));
+  }
+  return 8.0 * steps / time;
+}
+
+TEST(ThroughputGateTest, NothingAcceptedCostsUnderThreePercent) {
+  // Drafts that are never accepted make a batch step 1.7x longer: the warm-up and the probes must
+  // cost under 3 % over a short generation (64 steps, the engine bench) and a long one.
+  for (uint32_t seed : {1u, 2u, 3u}) {
+    EXPECT_GE(RelativeThroughput(0.6, 0.2, 64, seed), 0.97) << "seed " << seed;
+    EXPECT_GE(RelativeThroughput(0.6, 0.2, 2000, seed), 0.99) << "seed " << seed;
+  }
+}
+
 }  // namespace
 }  // namespace runtime
 }  // namespace kestrel

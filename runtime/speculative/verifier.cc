@@ -44,9 +44,13 @@ absl::Status Verifier::Verify(const DraftTree& tree, const float* rows, size_t V
   out->tokens.clear();
   out->logprobs.clear();
   const size_t n = tree.size();
-  out->node_argmax.resize(n);
-  for (size_t i = 0; i < n; ++i) out->node_argmax[i] = Argmax(rows + (i + 1) * V, V);
-  out->root_argmax = Argmax(rows, V);
+  out->node_argmax.clear();
+  out->root_argmax = -1;
+  if (argmax_ && n > 0) {
+    out->node_argmax.resize(n);
+    for (size_t i = 0; i < n; ++i) out->node_argmax[i] = Argmax(rows + (i + 1) * V, V);
+    out->root_argmax = Argmax(rows, V);
+  }
   children_.assign(n + 1, {});  // children_[0]: the root's; children_[1 + i]: node i's
   for (size_t i = 0; i < n; ++i) children_[tree.parents[i] + 1].push_back(static_cast<int32_t>(i));
   const bool greedy = sampler.config().temperature == 0.0f;

@@ -29,7 +29,10 @@ namespace runtime {
 struct VerifyOutcome {
   std::vector<int32_t> accepted;  // draft node indices along the kept path
   std::vector<int32_t> tokens;    // emitted: the accepted nodes' tokens, then the bonus token
-  std::vector<int32_t> node_argmax;  // the target's argmax after each draft node
+  // The target's argmax after each draft node and after the pending token: only filled when
+  // Verifier::set_argmax(true) (a proposer that learns from them, lookahead); a scan of the whole
+  // vocab per row is too much to pay on every plain step.
+  std::vector<int32_t> node_argmax;
   int32_t root_argmax = -1;
   // Verify with n_logprobs >= 0: Sampler::Logprobs of each emitted token (with that many top
   // tokens), from the row it was chosen at, as plain decoding reports them.
@@ -45,6 +48,9 @@ class Verifier {
                       uint32_t max_tokens, const std::function<bool(int32_t)>& is_end,
                       VerifyOutcome* out, int32_t n_logprobs = -1);
 
+  // Whether Verify fills VerifyOutcome::node_argmax / root_argmax (default off).
+  void set_argmax(bool on) { argmax_ = on; }
+
   // Test only: on rejection draw from p instead of the residual (a biased verifier, which the
   // distribution test must catch).
   static void SetSkipResidualForTesting(bool skip);
@@ -53,6 +59,7 @@ class Verifier {
   std::vector<std::vector<int32_t>> children_;
   std::vector<int32_t> ids_;
   std::vector<double> probs_;
+  bool argmax_ = false;
 };
 
 }  // namespace runtime

@@ -1,6 +1,7 @@
 // PlanOptions: the speculative-decoding variants of a plan on stories260K (ref device): the final
 // hidden state read back before and after the output norm (checked against the logits and the
-// norm computed here in double), and the self-draft plan that runs only the first layers.
+// norm computed here in double), the self-draft plan that runs only the first layers, and fused
+// Q/K/V and gate/up matmuls against separate ones.
 #include <cmath>
 #include <vector>
 
@@ -120,6 +121,49 @@ TEST_F(PlanOptionsTest, SelfDraftRunsOnlyTheFirstLayersThenTheHead) {
   // Hidden state of a plan that exposes none, or before any step: FAILED_PRECONDITION.
   std::vector<float> h;
   EXPECT_EQ(exec->ReadHidden(&h).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// Fused Q/K/V and gate/up matmuls (split by columns after) compute each output element as the
+// separate matmuls do: the logits of a prefill and of the decode step after it are bit-identical.
+TEST_F(PlanOptionsTest, FusedMatmulsGiveTheSeparateMatmulsLogits) {
+  const uint32_t n_layers = model_->config().n_layers;
+  for (uint32_t l = 0; l < n_layers; ++l) {
+    const runtime::LayerWeights& L = model_->weights().layers[l];
+    ASSERT_GE(L.wqkv, 0) << "layer " << l;
+    ASSERT_GE(L.w_gate_up, 0) << "layer " << l;
+    EXPECT_EQ(model_->weight(L.wk).fused_into, L.wqkv);
+    EXPECT_EQ(model_->weight(L.w_up).fused_into, L.w_gate_up);
+    EXPECT_EQ(model_->weight(L.wqkv).desc.dims[0],
+              model_->weight(L.wq).desc.dims[0] + 2 * model_->weight(L.wk).desc.dims[0]);
+  }
+  std::vector<float> logits[2][2];  // [fused][prefill, decode]
+  for (int fused = 0; fused < 2; ++fused) {
+    PlanOptions o = Options(HiddenState::kNone);
+    o.fuse_matmuls = fused == 1;
+    auto exec = Run(o, &logits[fused][0]);
+    int matmuls = 0, splits = 0;
+    for (const auto& op : exec->plan().ops) {
+      matmuls += op.kind == KESTREL_OP_MATMUL;
+      splits += op.kind == runtime::kPlanOpSplitColumns;
+    }
+    EXPECT_EQ(matmuls, static_cast<int>(n_layers) * (fused ? 4 : 7));
+    EXPECT_EQ(splits, fused ? static_cast<int>(2 * n_layers) : 0);
+    runtime::StepInputs in;  // one decode step after the 4-token prefill
+    in.tokens = {403};
+    in.positions = {4};
+    in.slots = {4};
+    in.block_tables = {0};
+    in.n_seqs = 1;
+    in.max_blocks = 1;
+    in.query_start = {0, 1};
+    in.kv_lens = {5};
+    in.logit_rows = {0};
+    ASSERT_TRUE(exec->Run(in, &logits[fused][1]).ok());
+    // Every op ran on the one device, the splits included.
+    EXPECT_EQ(exec->ops_per_device().at("ref"), 2 * exec->plan().ops.size());
+  }
+  EXPECT_EQ(logits[1][0], logits[0][0]);
+  EXPECT_EQ(logits[1][1], logits[0][1]);
 }
 
 TEST_F(PlanOptionsTest, MoreLayersThanTheModelIsInvalid) {

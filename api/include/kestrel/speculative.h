@@ -19,7 +19,7 @@ extern "C" {
 
 typedef enum kestrel_spec_method {
   KESTREL_SPEC_OFF = 0,       /* plain decoding (default) */
-  KESTREL_SPEC_AUTO = 1,      /* the controller picks among n-gram, lookahead, (with a
+  KESTREL_SPEC_AUTO = 1,      /* the controller picks among n-gram, (with a
                                * draft_model) the draft model and (with heads_path) the heads, and
                                * the draft size, from what it measures; it turns speculation off
                                * when it does not pay */

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -31,6 +32,9 @@ class DecoderPlan {
             int weight);
   void Matmul(const std::string& label, ValueRef x, int64_t k, int weight, int bias, ValueRef out,
               int64_t n);
+  // `in` [T, sum of widths] split by columns into the (value, width) parts, in order.
+  void Split(const std::string& label, ValueRef in,
+             std::initializer_list<std::pair<ValueRef, int64_t>> parts);
   void Rope(const std::string& label, ValueRef x, int64_t heads, uint32_t layer);
   // x += out, through the optional post-norm `post_norm` (into `normed`): "<prefix>_post_norm",
   // "<prefix>_residual".
@@ -47,7 +51,7 @@ class DecoderPlan {
   int rope_factors_ = -1;
   kestrel_op_rmsnorm_params_t norm_{};
   ValueRef x_{}, xn_{}, q_{}, k_{}, v_{}, q_raw_{}, k_raw_{}, attn_{}, o_{}, o_norm_{}, gate_{},
-      up_{}, h_{}, ffn_{}, ffn_norm_{}, logits_{};
+      up_{}, h_{}, ffn_{}, ffn_norm_{}, logits_{}, qkv_{}, gate_up_{};
 };
 
 absl::Status DecoderPlan::Check() const {
@@ -94,6 +98,8 @@ void DecoderPlan::Activations() {
   h_ = b_.Activation("h", F);
   ffn_ = b_.Activation("ffn_out", D);
   ffn_norm_ = b_.Activation("ffn_norm_out", D);
+  qkv_ = b_.Activation("qkv", QD + 2 * KVD);  // the fused matmuls' outputs (unused without)
+  gate_up_ = b_.Activation("gate_up", 2 * F);
   logits_ = b_.Activation("logits", c_.n_vocab, true);
   plan_.logits = logits_.index;
 }
@@ -109,6 +115,17 @@ void DecoderPlan::Matmul(const std::string& label, ValueRef x, int64_t k, int we
   std::vector<PlanArg> in{Arg(x, kF32, {T, k}), W(weight)};
   if (bias >= 0) in.push_back(W(bias));
   b_.Op(KESTREL_OP_MATMUL, label, std::move(in), {Arg(out, kF32, {T, n})});
+}
+
+void DecoderPlan::Split(const std::string& label, ValueRef in,
+                        std::initializer_list<std::pair<ValueRef, int64_t>> parts) {
+  int64_t n = 0;
+  std::vector<PlanArg> out;
+  for (const auto& [value, width] : parts) {
+    out.push_back(Arg(value, kF32, {T, width}));
+    n += width;
+  }
+  b_.Op(kPlanOpSplitColumns, label, {Arg(in, kF32, {T, n})}, std::move(out));
 }
 
 void DecoderPlan::Rope(const std::string& label, ValueRef x, int64_t heads, uint32_t layer) {
@@ -138,9 +155,15 @@ void DecoderPlan::Attention(uint32_t l) {
   Norm(p + "attn_norm", x_, xn_, T, D, L.attn_norm);
   // With a per-head Q/K norm the projections land in q_raw/k_raw and the norm writes q/k.
   const bool qk_norm = L.q_norm >= 0;
-  Matmul(p + "attn_q", xn_, D, L.wq, L.bq, qk_norm ? q_raw_ : q_, H * Dh);
-  Matmul(p + "attn_k", xn_, D, L.wk, L.bk, qk_norm ? k_raw_ : k_, Hkv * Dh);
-  Matmul(p + "attn_v", xn_, D, L.wv, L.bv, v_, Hkv * Dh);
+  const ValueRef q_out = qk_norm ? q_raw_ : q_, k_out = qk_norm ? k_raw_ : k_;
+  if (opt_.fuse_matmuls && L.wqkv >= 0) {
+    Matmul(p + "attn_qkv", xn_, D, L.wqkv, L.bqkv, qkv_, (H + 2 * Hkv) * Dh);
+    Split(p + "attn_qkv_split", qkv_, {{q_out, H * Dh}, {k_out, Hkv * Dh}, {v_, Hkv * Dh}});
+  } else {
+    Matmul(p + "attn_q", xn_, D, L.wq, L.bq, q_out, H * Dh);
+    Matmul(p + "attn_k", xn_, D, L.wk, L.bk, k_out, Hkv * Dh);
+    Matmul(p + "attn_v", xn_, D, L.wv, L.bv, v_, Hkv * Dh);
+  }
   if (qk_norm) {
     Norm(p + "attn_q_norm", q_raw_, q_, TokensTimes(H), Dh, L.q_norm);
     Norm(p + "attn_k_norm", k_raw_, k_, TokensTimes(Hkv), Dh, L.k_norm);
@@ -189,8 +212,13 @@ void DecoderPlan::Ffn(uint32_t l) {
   const std::string p = absl::StrCat("blk.", l, ".");
   Norm(p + "ffn_norm", x_, xn_, T, D, L.ffn_norm);
   if (c_.n_experts == 0) {
-    Matmul(p + "ffn_gate", xn_, D, L.w_gate, -1, gate_, F);
-    Matmul(p + "ffn_up", xn_, D, L.w_up, -1, up_, F);
+    if (opt_.fuse_matmuls && L.w_gate_up >= 0) {
+      Matmul(p + "ffn_gate_up", xn_, D, L.w_gate_up, -1, gate_up_, 2 * F);
+      Split(p + "ffn_gate_up_split", gate_up_, {{gate_, F}, {up_, F}});
+    } else {
+      Matmul(p + "ffn_gate", xn_, D, L.w_gate, -1, gate_, F);
+      Matmul(p + "ffn_up", xn_, D, L.w_up, -1, up_, F);
+    }
     const bool geglu = c_.ffn_activation == FfnActivation::kGeGlu;
     b_.Op(geglu ? KESTREL_OP_GEGLU : KESTREL_OP_SWIGLU, p + (geglu ? "ffn_geglu" : "ffn_swiglu"),
           {Arg(gate_, kF32, {T, F}), Arg(up_, kF32, {T, F})}, {Arg(h_, kF32, {T, F})});
