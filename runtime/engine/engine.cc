@@ -57,6 +57,9 @@ struct Engine::SeqState {
   // History = prompt + generated (the newest generated one is not computed); its table's blocks
   // hold the computed tokens (and, at admission, room for the whole prompt).
   std::unique_ptr<Sequence> seq;
+  // Its tables of the sliding-window KV groups, at the same positions as seq's table (null
+  // without window groups).
+  std::unique_ptr<WindowTables> windows;
   std::vector<uint64_t> keys;  // prefix-cache entry of block i for the cached full blocks
   bool prefilled = false;  // computed up to its last token since (re)admission: decoding
   SwappedKv swapped;       // its KV in host swap space while preempted (none: recompute)
@@ -108,27 +111,59 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model* model,
     return absl::InvalidArgumentError(absl::StrFormat(
         "engine max_sequences = %u is outside [1, 65536]", config.max_sequences));
   }
-  // Bytes of one block over all layers, K and V, from the plan's own KV geometry.
+  // Sliding-window layers keep only their window's KV when that is smaller than the full
+  // context: steps of at most one window per sequence, so each sequence holds at most
+  // BlocksNeeded(window, window) blocks of each window group (docs/ENGINE.md).
+  uint32_t window = 0;
+  for (const LayerConfig& l : model->config().layers) window = std::max(window, l.sliding_window);
+  uint32_t window_blocks_per_seq = 0;
+  if (config.window_kv && window > 0) {
+    const uint32_t per_seq = WindowTables::BlocksNeeded(window, window, bs);
+    if (per_seq < CeilDiv(e->context_length_, bs)) window_blocks_per_seq = per_seq;
+  }
   PlanOptions plan_options;
   plan_options.block_size = bs;
   plan_options.n_blocks = 1;
   plan_options.kv_dtype = config.kv_dtype;
   plan_options.context_length = e->context_length_;
   plan_options.hidden = HiddenState::kPostNorm;  // marked only; read back for Medusa heads
+  plan_options.window_kv_blocks = window_blocks_per_seq * config.max_sequences;
   absl::StatusOr<ExecutionPlan> probe_plan = model->BuildPlan(plan_options);
   if (!probe_plan.ok()) return probe_plan.status();
   const ExecutionPlan& probe = *probe_plan;
-  const uint64_t block_bytes = uint64_t{probe.n_layers} * 2 * bs * probe.n_kv_heads *
-                               probe.head_dim * KvElementBytes(probe.kv_dtype);
+  // Bytes of one block of one layer (K and V), from the plan's own KV geometry; group 0's block
+  // spans its layers, the window pools are fixed.
+  const uint64_t layer_block_bytes =
+      uint64_t{2} * bs * probe.n_kv_heads * probe.head_dim * KvElementBytes(probe.kv_dtype);
+  uint32_t group0_layers = probe.n_layers;
+  uint64_t window_bytes = 0;
+  if (probe.kv_groups.size() > 1) {
+    group0_layers = 0;
+    for (uint32_t l = 0; l < probe.n_layers; ++l) {
+      const uint32_t g = probe.layer_kv_group[l];
+      if (g == 0) {
+        ++group0_layers;
+      } else {
+        window_bytes += uint64_t{probe.kv_groups[g].n_blocks} * layer_block_bytes;
+      }
+    }
+  }
+  const uint64_t block_bytes = group0_layers * layer_block_bytes;
   uint64_t n_blocks = 0;
-  if (config.kv_cache_bytes == 0) {
+  if (config.kv_cache_bytes == 0 || block_bytes == 0) {
     n_blocks = uint64_t{config.max_sequences} * CeilDiv(e->context_length_, bs);
   } else {
-    n_blocks = config.kv_cache_bytes / std::max<uint64_t>(block_bytes, 1);
+    n_blocks = config.kv_cache_bytes > window_bytes
+                   ? (config.kv_cache_bytes - window_bytes) / block_bytes
+                   : 0;
     if (n_blocks == 0) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "engine kv_cache_bytes = %u holds no KV block (one block of %u tokens needs %u bytes)",
-          config.kv_cache_bytes, bs, block_bytes));
+          "engine kv_cache_bytes = %u holds no KV block (one block of %u tokens needs %u bytes%s)",
+          config.kv_cache_bytes, bs, block_bytes,
+          window_bytes == 0 ? ""
+                            : absl::StrFormat(", after %u bytes for the sliding-window layers' "
+                                              "pools of %u sequences",
+                                              window_bytes, config.max_sequences)));
     }
   }
   if (n_blocks > (1u << 30) / std::max<uint32_t>(bs, 1)) {
@@ -138,12 +173,21 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model* model,
   }
   e->n_blocks_ = static_cast<uint32_t>(n_blocks);
   // A model loaded under memory budgets re-plans for this pool: its expert cache shrinks first.
-  if (absl::Status s = model->ReserveKv(n_blocks * block_bytes); !s.ok()) {
+  if (absl::Status s = model->ReserveKv(n_blocks * block_bytes + window_bytes); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("engine KV pool of ", e->n_blocks_, " blocks: ",
                                                s.message()));
   }
   e->pool_ = std::make_unique<BlockPool>(e->n_blocks_, bs);
-  if (config.prefix_cache) e->cache_ = std::make_unique<PrefixCache>(e->pool_.get());
+  for (size_t g = 1; g < probe.kv_groups.size(); ++g) {
+    e->window_pools_.push_back(std::make_unique<BlockPool>(probe.kv_groups[g].n_blocks, bs));
+    e->window_of_group_.push_back(probe.kv_groups[g].window);
+  }
+  if (!e->window_pools_.empty()) {
+    e->max_step_ = window;
+  } else if (config.prefix_cache) {
+    // A prefix hit brings group 0's KV only: with window groups it is off.
+    e->cache_ = std::make_unique<PrefixCache>(e->pool_.get());
+  }
   plan_options.n_blocks = e->n_blocks_;
   absl::StatusOr<ExecutionPlan> plan = model->BuildPlan(plan_options);
   if (!plan.ok()) return plan.status();
@@ -251,6 +295,7 @@ void Engine::TakeSubmissions() {
     seq->seq = std::make_unique<Sequence>(pool_.get(), &model_->tokenizer(),
                                           *Sampler::Create(req->req.sampler));
     seq->seq->AddTokens(req->req.prompt);
+    seq->windows = MakeWindowTables();
     seq->seq->Begin({req->req.max_new_tokens, req->req.stop_strings, context_length_},
                     static_cast<uint32_t>(req->req.prompt.size()), LogprobsFor(*seq));
     Constrain(*seq->seq, req->req);
@@ -288,14 +333,24 @@ bool Engine::EnsureFree(uint32_t n) {
 
 void Engine::ReleaseBlocks(SeqState& seq) {
   seq.seq->table().Clear();
+  if (seq.windows) seq.windows->Truncate(0);
   seq.keys.clear();
+}
+
+std::unique_ptr<WindowTables> Engine::MakeWindowTables() const {
+  if (window_pools_.empty()) return nullptr;
+  std::vector<WindowTables::SharedGroup> groups;
+  for (size_t g = 0; g < window_pools_.size(); ++g) {
+    groups.push_back({window_of_group_[g], window_pools_[g].get()});
+  }
+  return std::make_unique<WindowTables>(groups);
 }
 
 // Frees the victim's blocks and requeues it with its prompt and generated tokens, its KV swapped
 // to host memory or else to be recomputed; its sampler and stream state stay, so its output
 // continues seamlessly.
 void Engine::Preempt(SeqState* victim) {
-  SwapOut(victim->seq->table(), &victim->swapped);
+  SwapOut(victim->seq->table(), victim->windows.get(), &victim->swapped);
   ReleaseBlocks(*victim);
   victim->prefilled = false;
   ++work_stats_.preemptions;
@@ -340,7 +395,7 @@ bool Engine::Admit(SeqState* seq) {
   seq->keys = m.keys;
   EnsureFree(need);  // AvailableBlocks() said there are enough
   (void)seq->seq->table().Reserve(n);
-  if (seq->swapped.tokens > 0) SwapIn(seq->seq->table(), reused, &seq->swapped);
+  if (seq->swapped.tokens > 0) SwapIn(seq->seq->table(), seq->windows.get(), reused, &seq->swapped);
   seq->prefilled = false;
   if (cache_) {
     work_stats_.prefix_cache_lookups += max_match;
@@ -497,6 +552,7 @@ void Engine::ProposeTree(SeqState& seq, uint32_t room) {
   const uint32_t left = core.policy().max_new_tokens - std::min(core.n_generated(), core.policy().max_new_tokens);
   room = std::min<uint64_t>({room, uint64_t{context_length_} - std::min(context_length_, n_past + 1),
                              left > 0 ? left - 1 : 0});
+  if (max_step_ > 0) room = std::min(room, max_step_ - 1);  // the window groups' step cap
   if (!seq.spec->Propose(core, room, !executor_->SupportsTreeMask(), &seq.tree).ok()) {
     seq.tree.Clear();
   }
@@ -519,11 +575,16 @@ void Engine::FinishSpeculativeStep(SeqState& seq, const float* rows, const float
     VerifyOutcome outcome;
     absl::Status s = seq.spec->Verify(core, seq.tree, rows, model_->config().n_vocab, &outcome);
     if (s.ok()) s = executor_->CopySlots(KvPlan(core.table(), n_past, outcome.accepted));
+    for (size_t g = 0; s.ok() && seq.windows && g < seq.windows->size(); ++g) {
+      s = executor_->CopySlots(KvPlan(seq.windows->table(g), n_past, outcome.accepted),
+                               static_cast<uint32_t>(g + 1));
+    }
     if (!s.ok()) {
       FailSequence(seq, s);
       return;
     }
     reason = Commit(core, n_past, outcome, SinkFor(seq), nullptr);
+    if (seq.windows) seq.windows->Truncate(core.n_computed());
     if (hidden != nullptr) {
       // The hidden state of the last position kept in the KV (the pending token's row: 0).
       const uint32_t kv_last = core.n_computed() - 1 - n_past;
@@ -533,6 +594,7 @@ void Engine::FinishSpeculativeStep(SeqState& seq, const float* rows, const float
     }
   } else {
     core.table().Truncate(n_past + 1);
+    if (seq.windows) seq.windows->Truncate(n_past + 1);
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -561,6 +623,11 @@ absl::Status Engine::Step(uint32_t* n_active) {
   absl::Status s = StepLocked(n_active);
   step_thread_.store(std::thread::id(), std::memory_order_relaxed);
   return s;
+}
+
+uint32_t Engine::StepChunk(const Sequence& seq, uint32_t budget) const {
+  const uint32_t chunk = std::min<uint32_t>(seq.n_pending(), budget);
+  return max_step_ > 0 ? std::min(chunk, max_step_) : chunk;
 }
 
 absl::Status Engine::StepLocked(uint32_t* n_active) {
@@ -652,7 +719,7 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
     if (s->prefilled) continue;
     s->spec_step = false;
     had_prefill = true;
-    s->chunk = std::min<uint32_t>(s->seq->n_pending(), budget);
+    s->chunk = StepChunk(*s->seq, budget);
     budget -= s->chunk;
     scheduled.push_back(s.get());
   }
@@ -669,7 +736,7 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
       waiting_.erase(waiting_.begin());
       seq->spec_step = false;
       had_prefill = true;
-      seq->chunk = std::min<uint32_t>(seq->seq->n_pending(), budget);
+      seq->chunk = StepChunk(*seq->seq, budget);
       budget -= seq->chunk;
       scheduled.push_back(seq);
     }
@@ -678,6 +745,8 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
   if (!scheduled.empty()) {
     // One model run over every scheduled token of every sequence.
     step_.Reset();
+    std::vector<std::vector<int32_t>> window_copies(window_pools_.size());
+    std::vector<std::vector<int32_t>> seq_copies;
     for (SeqState* s : scheduled) {
       Sequence& core = *s->seq;
       const uint32_t n_past = core.n_computed();
@@ -685,11 +754,23 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
       const bool last = s->chunk == core.n_pending();
       // Room is reserved (prefill) or made writable (decode) above, so this cannot fail.
       (void)core.table().Append(s->chunk);
+      if (s->windows) {
+        // Drops the blocks before the window and makes the step's slots writable (a fork's
+        // shared partial block is copied); each sequence's share of the window pools holds
+        // window + one step of at most max_step_ tokens, so this cannot fail either.
+        (void)s->windows->Append(n_past, s->chunk, &seq_copies);
+        for (size_t g = 0; g < seq_copies.size(); ++g) {
+          window_copies[g].insert(window_copies[g].end(), seq_copies[g].begin(), seq_copies[g].end());
+          seq_copies[g].clear();
+        }
+      }
       absl::StatusOr<int32_t> row;
       if (s->prefilled && s->spec_step) {
-        row = step_.Add({&core.table(), n_past, s->verify_tokens, s->verify_parents, LogitRows::kAll});
+        row = step_.Add({&core.table(), n_past, s->verify_tokens, s->verify_parents, LogitRows::kAll,
+                         s->windows.get()});
       } else {
-        row = step_.Add({&core.table(), n_past, chunk, {}, last ? LogitRows::kLast : LogitRows::kNone});
+        row = step_.Add({&core.table(), n_past, chunk, {}, last ? LogitRows::kLast : LogitRows::kNone,
+                         s->windows.get()});
       }
       s->logit_row = row.ok() ? *row : -1;
       s->token_offset = static_cast<uint32_t>(step_.n_tokens()) - s->chunk;
@@ -697,6 +778,9 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
     const StepInputs& in = step_.Finish();
     const auto run_t0 = Clock::now();
     absl::Status run = executor_->CopyBlocks(copies);
+    for (size_t g = 0; run.ok() && g < window_copies.size(); ++g) {
+      if (!window_copies[g].empty()) run = executor_->CopyBlocks(window_copies[g], static_cast<uint32_t>(g + 1));
+    }
     if (run.ok()) run = executor_->Run(in, &logits_);
     const double run_ms = MsBetween(run_t0, Clock::now());
     // The prefill rate recompute would run at, for the swap cost model.
@@ -747,6 +831,8 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
           child->seq->Begin(s->seq->policy(), s->seq->n_prompt(), LogprobsFor(*child));
           Constrain(*child->seq, s->request->req);
           s->seq->table().ShareInto(&child->seq->table());
+          child->windows = MakeWindowTables();
+          if (child->windows) s->windows->ShareInto(child->windows.get());
           child->keys = s->keys;
           child->prefilled = true;
           child->spec = MakeSpeculator(s->request->req);
@@ -781,6 +867,14 @@ void Engine::PublishStats() {
   st.kv_blocks_used = n_blocks_ - st.kv_blocks_free;
   st.kv_blocks_cached = cache_ ? cache_->NumEvictable() : 0;
   st.kv_block_size = config_.block_size;
+  st.kv_window_groups = static_cast<uint32_t>(window_pools_.size());
+  st.kv_window_blocks_total = st.kv_window_blocks_used = 0;
+  for (const auto& p : window_pools_) {
+    st.kv_window_blocks_total += p->n_blocks();
+    st.kv_window_blocks_used += p->n_blocks() - p->n_free();
+  }
+  work_stats_.kv_window_blocks_peak = std::max(work_stats_.kv_window_blocks_peak, st.kv_window_blocks_used);
+  st.kv_window_blocks_peak = work_stats_.kv_window_blocks_peak;
   if (swap_ != nullptr) {
     st.kv_swap_held_bytes = swap_->held_bytes();
     st.kv_swap_peak_bytes = swap_->peak_bytes();

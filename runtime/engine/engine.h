@@ -3,7 +3,8 @@
 // preemption by KV swap to host memory or by recompute, whichever the measured cost model says is
 // cheaper; runtime/offload/kv_swap.h holds the swap space and the model), the KV accounting of
 // every sequence (each a runtime::Sequence whose BlockTable shares blocks copy-on-write through
-// the pool), the prefix cache, and the engine thread. It drives the sequence core
+// the pool; a sliding-window model's window layers in pools of their own, through each
+// sequence's WindowTables), the prefix cache, and the engine thread. It drives the sequence core
 // (runtime/sequence/: stop policy, step builder) that a Session drives alone, runs the model and
 // moves KV only through one Executor (one Run per step over all scheduled sequences; KV rows
 // through its HAL buffers) and never talks to plugins itself. It may not change the session or the
@@ -32,6 +33,7 @@
 #include "hal/include/kestrel/plugin_api.h"
 #include "runtime/engine/prefix_cache.h"
 #include "runtime/kv_cache/block_pool.h"
+#include "runtime/kv_cache/window_tables.h"
 #include "runtime/model/model.h"
 #include "runtime/offload/kv_swap.h"
 #include "runtime/plan/executor.h"
@@ -67,6 +69,11 @@ struct EngineConfig {
   // (none when it was loaded without a memory budget: preemption recomputes).
   uint64_t kv_swap_bytes = 0;
   KvSwapPolicy kv_swap_policy = KvSwapPolicy::kAuto;
+  // Sliding-window layers keep only their window's KV, in pools of their own (docs/ENGINE.md,
+  // "Sliding-window KV"), when that is smaller than the full context. The prefix cache is then
+  // off (its blocks would not bring back the window layers' KV). false: every layer in the one
+  // pool, the window applied in attention only (as without windows; the prefix cache works).
+  bool window_kv = true;
 };
 
 struct EngineRequest {
@@ -129,6 +136,10 @@ struct EngineStats {
   uint64_t kv_swap_out_bytes = 0, kv_swap_in_bytes = 0;
   double kv_swap_ms = 0;
   uint64_t kv_swap_held_bytes = 0, kv_swap_peak_bytes = 0, kv_swap_budget_bytes = 0;
+  // Sliding-window KV groups (all zero without them): their pools' blocks together, those in
+  // use now, the most ever in use, and the tokens one block holds (kv_block_size).
+  uint32_t kv_window_groups = 0;
+  uint32_t kv_window_blocks_total = 0, kv_window_blocks_used = 0, kv_window_blocks_peak = 0;
 };
 
 class Engine {
@@ -168,6 +179,10 @@ class Engine {
   uint32_t n_blocks() const { return n_blocks_; }
   uint32_t block_size() const { return config_.block_size; }
   uint32_t context_length() const { return context_length_; }
+  // Sliding-window KV groups with pools of their own (0: every layer in the one pool), and the
+  // most tokens one step may bring per sequence (0: no cap).
+  uint32_t n_window_groups() const { return static_cast<uint32_t>(window_pools_.size()); }
+  uint32_t max_step() const { return max_step_; }
 
  private:
   struct Request;
@@ -192,18 +207,25 @@ class Engine {
   };
   // Copies the table's computed KV to host swap space; false (nothing held) when swapping is
   // off, judged dearer than recompute, out of room, or the copy failed.
-  bool SwapOut(const BlockTable& table, SwappedKv* out);
+  bool SwapOut(const BlockTable& table, const WindowTables* windows, SwappedKv* out);
   // At readmission: writes the swapped rows past the `reused` prefix-cache tokens into the
   // table's reserved blocks and counts them computed (a failed copy leaves them to recompute);
   // frees the space either way.
-  void SwapIn(BlockTable& table, uint32_t reused, SwappedKv* swapped);
+  void SwapIn(BlockTable& table, WindowTables* windows, uint32_t reused, SwappedKv* swapped);
   void DropSwap(SwappedKv* swapped);
-  // Rows [from, to) of every layer, K then V, between the table's slots and `host` laid out as
+  // Rows [from, to) of every layer, K then V, between a sequence's slots (each layer's KV
+  // group's table: `table` for group 0, `windows` (may be null) for the others; a sliding-window
+  // layer's rows before its table's first held position are skipped) and `host` laid out as
   // [layer][K, V][n_rows rows].
-  absl::Status MoveKv(const BlockTable& table, uint32_t from, uint32_t to, uint32_t n_rows,
-                      uint8_t* host, bool to_host);
+  absl::Status MoveKv(const BlockTable& table, const WindowTables* windows, uint32_t from,
+                      uint32_t to, uint32_t n_rows, uint8_t* host, bool to_host);
   uint64_t KvBytes(uint32_t tokens) const;
   bool Admit(SeqState* seq);
+  // This step's tokens for a sequence still prefilling: its pending ones, at most `budget` and
+  // the window groups' step cap.
+  uint32_t StepChunk(const Sequence& seq, uint32_t budget) const;
+  // New, empty window tables over the engine's window pools (null without window groups).
+  std::unique_ptr<WindowTables> MakeWindowTables() const;
   void CacheFullBlocks(SeqState& seq);
   // Where the sequence's tokens and text go: the request's output and its callback.
   TokenSink SinkFor(SeqState& seq);
@@ -234,11 +256,16 @@ class Engine {
   EngineConfig config_;
   uint32_t context_length_ = 0;
   uint32_t n_blocks_ = 0;
+  uint32_t max_step_ = 0;  // tokens per sequence and step at most (0: no cap)
 
   // Stepping state: only the thread holding step_mu_ touches these.
   std::mutex step_mu_;
   std::atomic<std::thread::id> step_thread_{};
   std::unique_ptr<BlockPool> pool_;
+  // One pool per sliding-window KV group (ExecutionPlan::kv_groups 1..), shared by the
+  // sequences' WindowTables: each sequence holds at most about window + one step of blocks.
+  std::vector<std::unique_ptr<BlockPool>> window_pools_;
+  std::vector<uint32_t> window_of_group_;
   std::shared_ptr<const grammar::TokenVocab> grammar_vocab_;  // built at the first constrained request
   std::unique_ptr<PrefixCache> cache_;
   std::unique_ptr<Executor> executor_;

@@ -21,24 +21,33 @@ uint64_t Engine::KvBytes(uint32_t tokens) const {
   return uint64_t{tokens} * executor_->kv_row_bytes() * 2 * executor_->plan().n_layers;
 }
 
-absl::Status Engine::MoveKv(const BlockTable& table, uint32_t from, uint32_t to, uint32_t n_rows,
-                            uint8_t* host, bool to_host) {
-  std::vector<int32_t> slots;
-  slots.reserve(to - from);
-  for (uint32_t p = from; p < to; ++p) slots.push_back(table.Slot(p));
+absl::Status Engine::MoveKv(const BlockTable& table0, const WindowTables* windows, uint32_t from,
+                            uint32_t to, uint32_t n_rows, uint8_t* host, bool to_host) {
+  const ExecutionPlan& plan = executor_->plan();
+  const size_t n_groups = 1 + (windows ? windows->size() : 0);
+  // Per KV group: its table's first position in [from, to) that it holds, and those slots.
+  std::vector<uint32_t> first(n_groups);
+  std::vector<std::vector<int32_t>> slots(n_groups);
+  for (size_t g = 0; g < n_groups; ++g) {
+    const BlockTable& table = g == 0 ? table0 : windows->table(g - 1);
+    first[g] = std::min(to, std::max(from, table.first_held_position()));
+    for (uint32_t p = first[g]; p < to; ++p) slots[g].push_back(table.Slot(p));
+  }
   const uint64_t row = executor_->kv_row_bytes();
-  for (uint32_t l = 0; l < executor_->plan().n_layers; ++l) {
+  for (uint32_t l = 0; l < plan.n_layers; ++l) {
+    const uint32_t g = plan.layer_kv_group.empty() ? 0 : plan.layer_kv_group[l];
+    if (g >= n_groups) return absl::InternalError("engine KV swap: a layer's KV group has no table");
     for (uint32_t v = 0; v < 2; ++v) {
-      uint8_t* rows = host + ((uint64_t{l} * 2 + v) * n_rows + from) * row;
-      absl::Status s = to_host ? executor_->ReadKvRows(l, v != 0, slots, rows)
-                               : executor_->WriteKvRows(l, v != 0, slots, rows);
+      uint8_t* rows = host + ((uint64_t{l} * 2 + v) * n_rows + first[g]) * row;
+      absl::Status s = to_host ? executor_->ReadKvRows(l, v != 0, slots[g], rows)
+                               : executor_->WriteKvRows(l, v != 0, slots[g], rows);
       if (!s.ok()) return s;
     }
   }
   return absl::OkStatus();
 }
 
-bool Engine::SwapOut(const BlockTable& table, SwappedKv* out) {
+bool Engine::SwapOut(const BlockTable& table, const WindowTables* windows, SwappedKv* out) {
   const uint32_t n = table.n_tokens();
   if (swap_ == nullptr || n == 0) return false;
   const uint64_t bytes = KvBytes(n);
@@ -52,7 +61,7 @@ bool Engine::SwapOut(const BlockTable& table, SwappedKv* out) {
     return false;
   }
   const auto t0 = Clock::now();
-  if (!MoveKv(table, 0, n, n, host, /*to_host=*/true).ok()) {
+  if (!MoveKv(table, windows, 0, n, n, host, /*to_host=*/true).ok()) {
     swap_->Release(key);  // the device could not give the rows: recompute them instead
     return false;
   }
@@ -65,12 +74,18 @@ bool Engine::SwapOut(const BlockTable& table, SwappedKv* out) {
   return true;
 }
 
-void Engine::SwapIn(BlockTable& table, uint32_t reused, SwappedKv* swapped) {
+void Engine::SwapIn(BlockTable& table, WindowTables* windows, uint32_t reused, SwappedKv* swapped) {
   const uint32_t n = swapped->tokens;
   uint8_t* host = swap_ != nullptr ? swap_->Find(swapped->key) : nullptr;
   if (host != nullptr && reused < n && table.n_tokens() == reused && table.capacity() >= n) {
     const auto t0 = Clock::now();
-    if (MoveKv(table, reused, n, n, host, /*to_host=*/false).ok()) {
+    // Window groups hold what decoding up to n would have left them (a window + one step; the
+    // swap-out held at least that), and take those rows back. Without a prefix cache (off with
+    // window groups) they start empty, as `reused` is 0.
+    bool ok = windows == nullptr || windows->GrowTo(n, max_step_).ok();
+    ok = ok && MoveKv(table, windows, reused, n, n, host, /*to_host=*/false).ok();
+    if (!ok && windows != nullptr) windows->Truncate(0);  // recompute from the start instead
+    if (ok) {
       const double ms = MsSince(t0);
       const uint64_t bytes = KvBytes(n - reused);
       swap_cost_.RecordCopy(bytes, ms);
