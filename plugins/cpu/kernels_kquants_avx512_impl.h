@@ -175,6 +175,24 @@ inline void GemvRows(const KWeightView& w, const KActView& a, int64_t j, float* 
   for (int r = 0; r < R; ++r) y[j + r] = _mm512_reduce_add_ps(acc[r]);
 }
 
+// One unpacked row's super-block sb (quants q, factors A, B) against tokens t .. t + C - 1 of a:
+// acc[c] += the row's partial dot with token t + c (the prefill tiles' inner step).
+template <int C>
+__attribute__((always_inline)) inline void DotTokens(const __m512i q[4], __m512 A, __m512 B,
+                                                     const KActView& a, int64_t nsb, int64_t sb,
+                                                     int64_t t, __m512* acc) {
+#pragma GCC unroll 4
+  for (int c = 0; c < C; ++c) {
+    const int8_t* xq = a.qs + ((t + c) * nsb + sb) * kActSuperBytes;
+    const float* xd = a.ds + ((t + c) * nsb + sb) * kActSuperFloats;
+    __m512i x[4];
+    for (int i = 0; i < 4; ++i) x[i] = _mm512_loadu_si512(xq + 64 * i);
+    acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotSuper(q, x)), _mm512_mul_ps(A, _mm512_loadu_ps(xd)),
+                             acc[c]);
+    acc[c] = _mm512_fmadd_ps(B, _mm512_loadu_ps(xd + 16), acc[c]);
+  }
+}
+
 // Prefill GEMM tile: R rows x C tokens. Per super-block each row is unpacked once (4 quant
 // registers + its A, B) and then met by the C tokens, whose activations are re-read from L1 per
 // row: that keeps R * C accumulators (16) plus one row's operands in the 32 registers.
@@ -206,16 +224,7 @@ inline void GemmTile(const KWeightView& w, const KActView& a, int64_t j, int64_t
       __m512 A, B;
       LoadQuants<T::kBits>(w.qs + ((j + r) * nsb + sb) * T::kQBytes, q);
       ExpandScales<kDt>(w.sc + ((j + r) * nsb + sb) * T::kSBytes, &A, &B);
-#pragma GCC unroll 4
-      for (int c = 0; c < C; ++c) {
-        const int8_t* xq = a.qs + ((t + c) * nsb + sb) * kActSuperBytes;
-        const float* xd = a.ds + ((t + c) * nsb + sb) * kActSuperFloats;
-        __m512i x[4];
-        for (int i = 0; i < 4; ++i) x[i] = _mm512_loadu_si512(xq + 64 * i);
-        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotSuper(q, x)),
-                                    _mm512_mul_ps(A, _mm512_loadu_ps(xd)), acc[r][c]);
-        acc[r][c] = _mm512_fmadd_ps(B, _mm512_loadu_ps(xd + 16), acc[r][c]);
-      }
+      DotTokens<C>(q, A, B, a, nsb, sb, t, acc[r]);
     }
   }
   for (int r = 0; r < R; ++r) {
@@ -340,16 +349,7 @@ __attribute__((noinline)) void GemmTileUnpacked(const UnpackedTile& u, const KAc
       __m512i q[4];
       for (int i = 0; i < 4; ++i) q[i] = _mm512_load_si512(pq + 64 * i);
       const __m512 A = _mm512_load_ps(pab), B = _mm512_load_ps(pab + 16);
-#pragma GCC unroll 4
-      for (int c = 0; c < C; ++c) {
-        const int8_t* xq = a.qs + ((t + c) * nsb + sb) * kActSuperBytes;
-        const float* xd = a.ds + ((t + c) * nsb + sb) * kActSuperFloats;
-        __m512i x[4];
-        for (int i = 0; i < 4; ++i) x[i] = _mm512_loadu_si512(xq + 64 * i);
-        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotSuper(q, x)),
-                                    _mm512_mul_ps(A, _mm512_loadu_ps(xd)), acc[r][c]);
-        acc[r][c] = _mm512_fmadd_ps(B, _mm512_loadu_ps(xd + 16), acc[r][c]);
-      }
+      DotTokens<C>(q, A, B, a, nsb, sb, t, acc[r]);
     }
   }
   for (int r = 0; r < R; ++r) {
