@@ -346,7 +346,7 @@ struct ExpertRun {
 // bit-identical to the row-split path (every kernel computes each row on its own).
 bool WholeExpertsFit(const std::vector<int64_t>& active, const std::vector<int64_t>& count,
                      int threads) {
-  if (threads < 2 || active.empty() || active.size() % static_cast<size_t>(threads) != 0) {
+  if (active.empty() || active.size() % static_cast<size_t>(threads) != 0) {
     return false;
   }
   for (int64_t i : active) {
@@ -498,9 +498,9 @@ Status MoeCpu(const OpContext& ctx, const kestrel_op_desc_t& op, const ArgData* 
   if (down.Q8Act(ctx)) s.hq.Resize(R, F);
   float* y = s.y.data();  // [R, D] (not u: in one pass another expert may still use its u rows)
 
-  if (par_ffn && WholeExpertsFit(s.active, s.count, pool.size())) {
+  if ((par_ffn || !multi) && WholeExpertsFit(s.active, s.count, pool.size())) {
     // ---- 4+5 at once: one task per expert, gate/up/SwiGLU then down --------------------------
-    pool.Run(static_cast<int64_t>(s.active.size()), [&](int64_t ai, int) {
+    RunTasks(pool, par_ffn, static_cast<int64_t>(s.active.size()), [&](int64_t ai, int) {
       const int64_t slot = s.active[ai];
       run.GateUp(slot, 0, F);
       if (down.Q8Act(ctx)) {
