@@ -814,6 +814,15 @@ TEST_P(CpuConformance, Moe) {
     c.d = 512;
     c.f = 256;
     add(c);
+    // One task per expert (cpu_moe.cc WholeExpertsFit) when the active experts have equally
+    // many tokens: f32 and Q8_0 experts, and 2 tokens (2-4 experts).
+    c.name = "F32 decode D=512 F=256";
+    c.gate_dt = c.up_dt = c.down_dt = F32;
+    add(c);
+    c.name = "Q8_0 T=2 D=512 F=256";
+    c.t = 2;
+    c.gate_dt = c.up_dt = c.down_dt = Q8;
+    add(c);
     c.name = "Q8_0 prefill D=512 F=256 T=64";
     c.t = 64;
     c.gate_dt = c.up_dt = c.down_dt = Q8;

@@ -9,7 +9,11 @@
 // weights once per step, for all of its tokens (GEMM, or GEMV for one token), with the plugin's
 // kernels (8-bit activations for prepared Q4_0/Q8_0 experts unless OpContext::exact), and the
 // weighted outputs are summed per token. Work is spread over the thread pool in two jobs per
-// call: gate+up+SwiGLU row chunks of every active expert, then down row chunks.
+// call: gate+up+SwiGLU row chunks of every active expert, then down row chunks; or, when the
+// active experts have equally many tokens and their count is a multiple of the threads (decode:
+// K experts of one token), in one job of one task per expert (its whole FFN on one thread: one
+// hand-off, one linear weight stream per thread; the same per-row kernels, so the same bits).
+// Buffers live in per-calling-thread scratch reused across calls (none allocated per decode step).
 //
 // Thread-safety: as ExecuteCpuOp.
 #ifndef KESTREL_PLUGINS_CPU_CPU_MOE_H_
