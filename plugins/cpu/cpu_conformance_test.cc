@@ -354,7 +354,10 @@ TEST_P(CpuConformance, Matmul) {
                                     {1, 800, 9},    {1, 768, 3},
                                     // small batches (verify, engine): token chunks 3 / 2+2 /
                                     // 3+3+2 / 3x5+2, odd row tails
-                                    {3, 288, 21},   {4, 128, 6},    {8, 2048, 37}, {17, 416, 9}};
+                                    {3, 288, 21},   {4, 128, 6},    {8, 2048, 37}, {17, 416, 9},
+                                    // prefill lane GEMM (vnni, T >= 64): 8-token chunks + 6,
+                                    // padded last group, 16-row tiles + a 1-row tail
+                                    {70, 4128, 33}};
   Rng rng(1);
   for (uint32_t dt : kWeightDtypes) {
     for (const Shape& s : IsQuant(dt) ? quant : plain) {

@@ -9,8 +9,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <vector>
 
 #include "kestrel/plugin_api.h"
 #include "kernels.h"
@@ -260,8 +262,30 @@ inline void GemvTileQ(const QWeightView& w, const QActView& a, int64_t j, float*
   for (int r = 0; r < R; ++r) y[j + r] = _mm512_reduce_add_ps(acc[r]);
 }
 
+// A per-thread 64-byte aligned scratch of at least `bytes` (kept between calls: the pool's
+// threads are persistent, so it is allocated once per thread and grown only for a larger K).
+inline uint8_t* UnpackScratch(int64_t bytes) {
+  thread_local std::vector<uint8_t> buf;
+  if (buf.size() < static_cast<size_t>(bytes + 64)) buf.resize(static_cast<size_t>(bytes + 64));
+  const uintptr_t p = reinterpret_cast<uintptr_t>(buf.data());
+  return reinterpret_cast<uint8_t*>((p + 63) & ~uintptr_t{63});
+}
+
+#if KESTREL_CPU_VNNI
+#include "kernels_avx512_lanes.h"
+#endif
+
 template <bool kQ8>
 inline void GemvRowsQ(const QWeightView& w, const QActView& a, int64_t n0, int64_t n1, float* y);
+
+// KESTREL_CPU_PREFILL=groups turns the lane GEMM off (a same-build baseline for benchmarks).
+inline bool LanesDisabled() {
+  static const bool off = [] {
+    const char* v = std::getenv("KESTREL_CPU_PREFILL");
+    return v != nullptr && std::strcmp(v, "groups") == 0;
+  }();
+  return off;
+}
 
 template <bool kQ8>
 void GemmQImpl(const QWeightView& w, const QActView& a, int64_t n_tokens, int64_t n0, int64_t n1,
@@ -277,6 +301,13 @@ void GemmQImpl(const QWeightView& w, const QActView& a, int64_t n_tokens, int64_
     for (; j < n1; ++j) GemvTileQ<1, kQ8>(w, a, j, y);
     return;
   }
+#if KESTREL_CPU_VNNI
+  if (n_tokens >= kLaneMinTokens && !LanesDisabled()) {
+    const int64_t tiles = (n1 - j) / kLaneRows;
+    GemmLanesQ(w, a, n_tokens, j, tiles, y, ldy);
+    j += tiles * kLaneRows;
+  }
+#endif
   if (n_tokens == 4) {  // 2 rows x 4 tokens: 0.64 ns per (row, token, group) vs 0.70 for 4 x (2 + 2)
     for (; j + 2 <= n1; j += 2) StreamTileQCall<2, 4, kQ8, true>(w, a, j, 0, y, ldy);
   }
