@@ -24,14 +24,10 @@ const char* KindName(uint32_t kind) {
   return kind == kPlanOpSplitColumns ? "SPLIT_COLUMNS" : hal::OpKindName(kind);
 }
 
-}  // namespace
-
 // One op's descriptor for one step: its argument descriptors at the step's shape and, for the
 // attention of a speculative tree step, the tree-mask variant (the plan's causal op plus the
-// parents input, params.tree_mask = 1). `desc` points into the members: not copyable. The
-// Executor keeps the last one per op and reuses it while the step shape stays the same (decode
-// steps mostly do), so only the buffer/weight bindings are filled per op.
-struct Executor::OpCall {
+// parents input, params.tree_mask = 1). `desc` points into the members: not copyable.
+struct OpCall {
   std::vector<PlanArg> tree_inputs_;   // the tree-mask variant's (first: bound below)
   std::vector<uint8_t> tree_params_;
   const std::vector<PlanArg>& inputs;  // the op's, or tree_inputs_
@@ -45,9 +41,7 @@ struct Executor::OpCall {
   OpCall(const PlanOp& op, const StepShape& shape, bool tree_step)
       : inputs(tree_step && op.kind == KESTREL_OP_PAGED_ATTENTION ? tree_inputs_ : op.inputs),
         params(tree_step && op.kind == KESTREL_OP_PAGED_ATTENTION ? tree_params_ : op.params),
-        tree(tree_step && op.kind == KESTREL_OP_PAGED_ATTENTION),
-        shape_(shape),
-        tree_step_(tree_step) {
+        tree(tree_step && op.kind == KESTREL_OP_PAGED_ATTENTION) {
     if (tree) {
       tree_inputs_ = op.inputs;
       PlanArg parents{};
@@ -85,24 +79,9 @@ struct Executor::OpCall {
   }
   OpCall(const OpCall&) = delete;
   OpCall& operator=(const OpCall&) = delete;
-
-  // Built for this shape and step kind (the plan's op is fixed for the Executor's life).
-  bool Matches(const StepShape& s, bool tree_step) const {
-    return tree_step == tree_step_ && s.n_tokens == shape_.n_tokens && s.n_seqs == shape_.n_seqs &&
-           s.max_blocks == shape_.max_blocks && s.n_rows == shape_.n_rows;
-  }
-  // Clears the previous step's buffer and weight bindings.
-  void Unbind() {
-    for (kestrel_tensor_arg_t& t : in) t.buffer = nullptr, t.offset = 0, t.weight = nullptr;
-    for (kestrel_tensor_arg_t& t : out) t.buffer = nullptr, t.offset = 0, t.weight = nullptr;
-  }
-
- private:
-  StepShape shape_;
-  bool tree_step_ = false;
 };
 
-Executor::~Executor() = default;
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const Model* model,
                                                            ExecutionPlan plan,
@@ -239,14 +218,7 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape, bool tree)
     const int layer = model_->ExpertCacheLayer(op.inputs[2].ref.index);
     if (layer >= 0) return RunOffloadedMoe(op_index, shape, layer);
   }
-  if (op_calls_.size() < plan_.ops.size()) op_calls_.resize(plan_.ops.size());
-  std::unique_ptr<OpCall>& cached_call = op_calls_[op_index];
-  if (cached_call == nullptr || !cached_call->Matches(shape, tree)) {
-    cached_call = std::make_unique<OpCall>(op, shape, tree);
-  } else {
-    cached_call->Unbind();
-  }
-  OpCall& call = *cached_call;
+  OpCall call(op, shape, tree);
   const std::vector<PlanArg>& op_inputs = call.inputs;
   auto& in = call.in;
   auto& out = call.out;

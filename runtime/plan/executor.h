@@ -44,7 +44,6 @@ class Executor {
                                                           ExecutionPlan plan,
                                                           hal::Device* primary,
                                                           hal::Device* fallback);
-  ~Executor();
 
   // Runs the whole plan for one step and copies the logits rows ([R, V] floats) to `logits`.
   absl::Status Run(const StepInputs& inputs, std::vector<float>* logits);
@@ -98,7 +97,6 @@ class Executor {
   };
 
   Executor() = default;
-  struct OpCall;  // an op's kestrel_op_desc_t for one step shape (executor.cc)
   Value& ValueFor(const ValueRef& ref);
   uint64_t BytesOf(const PlanArg& arg, const StepShape& shape) const;
   absl::StatusOr<Copy*> Allocated(Value& value, hal::Device* device, uint64_t bytes);
@@ -120,8 +118,6 @@ class Executor {
   absl::Status RunOffloadedMoe(size_t op_index, const StepShape& shape, int cache_layer);
   // A kPlanOpSplitColumns op (runtime/plan/executor_split.cc).
   absl::Status RunSplit(size_t op_index, const StepShape& shape);
-  // The ops_per_device_ entry that split op `op_index` counts into on `d` (cached per op).
-  uint64_t* SplitCounter(size_t op_index, hal::Device* d);
   // The device's workspace of at least `bytes` (grown, never shrunk); nullptr for 0.
   absl::StatusOr<const hal::Buffer*> Workspace(hal::Device* d, uint64_t bytes);
   // Applies the next offloaded MoE layer's router to this one's input `x` (on `d`) and asks the
@@ -155,9 +151,6 @@ class Executor {
   };
   static constexpr size_t kCachedInputs = 8;  // per op; inputs past this are looked up each time
   std::vector<CachedWeight> weight_cache_;     // [op_index * kCachedInputs + input]
-  // The last descriptor built per op, reused while the step shape is unchanged: rebuilding every
-  // op's argument descriptors was the executor's largest own cost in a small model's decode step.
-  std::vector<std::unique_ptr<OpCall>> op_calls_;
   std::map<hal::Device*, hal::Buffer> workspace_;
   std::map<std::string, uint64_t> ops_per_device_;
   std::vector<uint8_t> staging_;
