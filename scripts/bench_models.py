@@ -3,14 +3,14 @@
 alternated in one run (record: docs/perf/models.md).
 
     scripts/bench_models.py [--build DIR] [--rounds R] [--threads T] [--prompt N] [--decode N] [--tinyllama]
-                            [--llama-args '--poll 0'] [--only NAME]
+                            [--llama-args '--poll 0'] [--kestrel-args '--kv-type f16'] [--only NAME]
 
 Models: $KESTREL_MODEL_CACHE (default ~/.cache/kestrel/models) SmolLM2-135M-Instruct.Q4_1.gguf and
 gemma-3-270m-q4_k_m.gguf; with --tinyllama also a TinyLlama-1.1B-shape Q4_K_M file written by
 `kestrel-synth --shape tinyllama-1.1b --type Q4_K_M --seed 1` into a temporary folder (speed does
 not depend on the weight values) and deleted afterwards.
 Each round runs, per model, `kestrel bench -m M -p N -n N -t T --device cpu --reps 1 --warmup 1
---json` then `llama-bench -m M -t T -p N -n N -r 1 -o json` ($LLAMA_BENCH, default
+--json` (+ --kestrel-args) then `llama-bench -m M -t T -p N -n N -r 1 -o json` ($LLAMA_BENCH, default
 /opt/llamacpp/build-native/bin/llama-bench; it does its own warm-up run). Printed: every command,
 the per-round figures, and the medians over rounds with the ratio Kestrel / llama.cpp. The last
 line is a JSON object with all of it.
@@ -35,7 +35,8 @@ def run_json(cmd):
 
 def kestrel(args, model):
     j = run_json([f"{args.build}/bin/kestrel", "bench", "-m", model, "-p", str(args.prompt), "-n", str(args.decode),
-                  "-t", str(args.threads), "--device", "cpu", "--reps", "1", "--warmup", "1", "--json"])
+                  "-t", str(args.threads), "--device", "cpu", "--reps", "1", "--warmup", "1", "--json"]
+                 + shlex.split(args.kestrel_args))
     return j["prefill_tokens_per_s"], j["decode_tokens_per_s"]
 
 
@@ -56,6 +57,8 @@ def main():
     p.add_argument("--decode", type=int, default=32)
     p.add_argument("--tinyllama", action="store_true")
     p.add_argument("--llama-args", default="", help="extra llama-bench flags, e.g. '--poll 0'")
+    p.add_argument("--kestrel-args", default="",
+                   help="extra kestrel bench flags, e.g. '--kv-type f16' (llama.cpp's KV cache is F16 by default)")
     p.add_argument("--only", default="", help="run only the models whose name contains this")
     p.add_argument("--llama-bench", default=os.environ.get("LLAMA_BENCH", "/opt/llamacpp/build-native/bin/llama-bench"))
     args = p.parse_args()
@@ -96,7 +99,7 @@ def main():
                   f"(x{med['decode_ratio']})", flush=True)
             results[name] = {"rounds": rows, "median": med}
     print("load: " + open("/proc/loadavg").read().strip())
-    print(json.dumps({"threads": args.threads, "llama_args": args.llama_args, "n_prompt": args.prompt, "n_decode": args.decode,
+    print(json.dumps({"threads": args.threads, "llama_args": args.llama_args, "kestrel_args": args.kestrel_args, "n_prompt": args.prompt, "n_decode": args.decode,
                       "rounds": args.rounds, "results": results}))
 
 

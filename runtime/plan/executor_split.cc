@@ -45,7 +45,14 @@ absl::Status Executor::RunSplit(size_t op_index, const StepShape& shape) {
     return absl::InternalError(absl::StrCat("executor: split '", op.label, "': the outputs cover ",
                                             column, " of the input's ", row, " bytes per row"));
   }
-  ++ops_per_device_[d->name()];
+  // The split has no op descriptor to place, so its counter entry is kept in the placement
+  // table's decode slot instead of a std::map lookup by device name per split and step.
+  if (placement_.size() < plan_.ops.size() * kPlacementModes) {
+    placement_.resize(plan_.ops.size() * kPlacementModes);
+  }
+  Placement& p = placement_[op_index * kPlacementModes];
+  if (p.device != d) p = {d, 0, &ops_per_device_[d->name()]};
+  ++*p.op_count;
   return absl::OkStatus();
 }
 
