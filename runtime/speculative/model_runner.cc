@@ -17,7 +17,8 @@ constexpr uint32_t kBlockSize = 16;
 absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const Model* model,
                                                                  hal::Device* fallback,
                                                                  uint32_t context_length,
-                                                                 uint32_t n_layers) {
+                                                                 uint32_t n_layers,
+                                                                 uint32_t draft_vocab) {
   std::unique_ptr<ModelRunner> r(new ModelRunner());
   r->model_ = model;
   r->context_length_ = std::min(context_length, model->config().context_length);
@@ -34,6 +35,13 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const Model* mo
   options.n_blocks = n_blocks;
   options.context_length = r->context_length_;
   options.n_layers = n_layers;  // self-draft: the first layers, then the output head
+  if (draft_vocab > 0) {
+    absl::StatusOr<std::unique_ptr<DraftVocabHead>> vocab =
+        DraftVocabHead::Create(*model, draft_vocab, {"output.weight", "token_embd.weight"}, "draft");
+    if (!vocab.ok()) return vocab.status();
+    r->vocab_ = std::move(*vocab);
+    options.hidden = HiddenState::kPostNorm;  // what the output head multiplies
+  }
   absl::StatusOr<ExecutionPlan> plan = model->BuildPlan(options);
   if (!plan.ok()) return plan.status();
   absl::StatusOr<std::unique_ptr<Executor>> exec =
@@ -51,9 +59,17 @@ absl::StatusOr<absl::Span<const float>> ModelRunner::Run(absl::Span<const int32_
   }
   if (auto s = table_->Append(static_cast<uint32_t>(tokens.size())); !s.ok()) return s;
   step_.Reset();
-  absl::StatusOr<int32_t> row = step_.Add({table_.get(), n_past, tokens, {}, LogitRows::kLast});
+  absl::StatusOr<int32_t> row =
+      step_.Add({table_.get(), n_past, tokens, {}, vocab_ ? LogitRows::kNone : LogitRows::kLast});
   absl::Status s = row.status();
   if (s.ok()) s = executor_->Run(step_.Finish(), &logits_);
+  if (s.ok() && vocab_) s = executor_->ReadHidden(&hidden_);
+  if (s.ok() && vocab_) {
+    const uint32_t D = vocab_->n_embd();
+    s = hidden_.size() == tokens.size() * D
+            ? vocab_->Logits(hidden_.data() + (tokens.size() - 1) * D, 1, &logits_)
+            : absl::InternalError("draft: the plan's hidden state has an unexpected size");
+  }
   if (!s.ok()) {
     table_->Truncate(n_past);
     history_.resize(n_past);
