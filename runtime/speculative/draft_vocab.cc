@@ -4,8 +4,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "kestrel/plugin_sdk/dtype.h"
+#include "runtime/speculative/heads_file.h"
 
 namespace kestrel {
 namespace runtime {
@@ -14,15 +14,9 @@ DraftVocabHead::~DraftVocabHead() = default;
 
 absl::StatusOr<std::unique_ptr<DraftVocabHead>> DraftVocabHead::Create(
     const Model& target, uint32_t k, const std::vector<std::string>& names, const std::string& who) {
-  const WeightTensor* w = nullptr;
-  for (const std::string& name : names) {
-    for (const WeightTensor& t : target.weights().tensors) {
-      if (w == nullptr && t.name == name) w = &t;
-    }
-  }
-  if (w == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(who, ": the model has no ", absl::StrJoin(names, " or ")));
-  }
+  absl::StatusOr<const WeightTensor*> found = FindTargetMatrix(target, names, who);
+  if (!found.ok()) return found.status();
+  const WeightTensor* w = *found;
   const uint32_t D = target.config().n_embd, V = target.config().n_vocab;
   const uint32_t dtype = w->desc.dtype;
   if (w->host_data == nullptr || w->desc.rank != 2 || w->desc.dims[0] != V || w->desc.dims[1] != D ||
