@@ -35,14 +35,19 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const Model* mo
   options.n_blocks = n_blocks;
   options.context_length = r->context_length_;
   options.n_layers = n_layers;  // self-draft: the first layers, then the output head
+  absl::StatusOr<ExecutionPlan> plan = absl::UnknownError("no plan");
   if (draft_vocab > 0) {
+    // A model whose output matrix or plan cannot serve it keeps its full output head.
     absl::StatusOr<std::unique_ptr<DraftVocabHead>> vocab =
         DraftVocabHead::Create(*model, draft_vocab, {"output.weight", "token_embd.weight"}, "draft");
-    if (!vocab.ok()) return vocab.status();
-    r->vocab_ = std::move(*vocab);
-    options.hidden = HiddenState::kPostNorm;  // what the output head multiplies
+    if (vocab.ok()) {
+      PlanOptions hidden = options;
+      hidden.hidden = HiddenState::kPostNorm;  // what the output head multiplies
+      plan = model->BuildPlan(hidden);
+      if (plan.ok()) r->vocab_ = std::move(*vocab);
+    }
   }
-  absl::StatusOr<ExecutionPlan> plan = model->BuildPlan(options);
+  if (!r->vocab_) plan = model->BuildPlan(options);
   if (!plan.ok()) return plan.status();
   absl::StatusOr<std::unique_ptr<Executor>> exec =
       Executor::Create(model, std::move(*plan), model->device(), fallback);

@@ -22,7 +22,8 @@ class ModelRunner {
  public:
   // `n_layers` > 0 runs only the model's first n_layers layers, then its output head (self-draft).
   // `draft_vocab` > 0 scores only that many tokens (draft_vocab.h) on the final hidden state
-  // instead of running the model's full output head: logits index the subset (token()).
+  // instead of running the model's full output head: logits index the subset (token()); a model
+  // whose output matrix or plan cannot serve it keeps the full head.
   static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(const Model* model,
                                                              hal::Device* fallback,
                                                              uint32_t context_length,
