@@ -61,6 +61,7 @@ KESTREL_API kestrel_status_t* kestrel_model_get_memory_plan(const kestrel_model_
     info.stream_prefetch_distance = p->prefetch_distance;
     info.host_resident_bytes = p->host_resident_bytes;
     info.host_resident_tensors = static_cast<uint32_t>(p->host_resident.size());
+    info.stream_staging_bytes = p->stream_staging_bytes;
     return kestrel::api::WriteInfo(fn, "out_plan", info, out_plan,
                                    KESTREL_MEMORY_PLAN_INFO_MIN_SIZE);
   });
@@ -161,6 +162,9 @@ KESTREL_API kestrel_status_t* kestrel_model_get_memory_stats(const kestrel_model
       std::lock_guard<std::mutex> lock(w->mutex());
       s.streamed_bytes_copied = w->stats().bytes_copied;
       s.stream_copy_wait_seconds = w->stats().copy_wait_seconds;
+      s.stream_file_bytes_read = w->stats().file_bytes_read;
+      s.stream_file_read_seconds = w->stats().file_read_seconds;
+      s.stream_io_mode = w->io_mode().c_str();
     }
     return kestrel::api::WriteInfo(fn, "out_stats", s, out_stats, KESTREL_MEMORY_STATS_MIN_SIZE);
   });

@@ -156,14 +156,26 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model* model,
     n_blocks = config.kv_cache_bytes > window_bytes
                    ? (config.kv_cache_bytes - window_bytes) / block_bytes
                    : 0;
+    if (n_blocks == 0 && window_bytes > 0) {
+      // The window pools are sized for max_sequences sequences at once: name both numbers and
+      // what would fit either way.
+      const uint64_t per_seq = window_bytes / config.max_sequences;
+      const uint64_t fit = config.kv_cache_bytes > block_bytes
+                               ? (config.kv_cache_bytes - block_bytes) / per_seq
+                               : 0;
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "engine kv_cache_bytes = %u is too small for max_sequences = %u: the sliding-window "
+          "layers' pools take %u bytes per sequence (%u for %u sequences) and the full-context "
+          "layers need at least one block of %u tokens (%u bytes) besides: raise kv_cache_bytes "
+          "to at least %u%s",
+          config.kv_cache_bytes, config.max_sequences, per_seq, window_bytes,
+          config.max_sequences, bs, block_bytes, window_bytes + block_bytes,
+          fit == 0 ? std::string() : absl::StrFormat(" or lower max_sequences to at most %u", fit)));
+    }
     if (n_blocks == 0) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "engine kv_cache_bytes = %u holds no KV block (one block of %u tokens needs %u bytes%s)",
-          config.kv_cache_bytes, bs, block_bytes,
-          window_bytes == 0 ? ""
-                            : absl::StrFormat(", after %u bytes for the sliding-window layers' "
-                                              "pools of %u sequences",
-                                              window_bytes, config.max_sequences)));
+          "engine kv_cache_bytes = %u holds no KV block (one block of %u tokens needs %u bytes)",
+          config.kv_cache_bytes, bs, block_bytes));
     }
   }
   if (n_blocks > (1u << 30) / std::max<uint32_t>(bs, 1)) {

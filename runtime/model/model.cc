@@ -284,8 +284,11 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path, hal:
   } else {
     KESTREL_RETURN_IF_ERROR(m->PrepareWeights(report));
     KESTREL_RETURN_IF_ERROR(m->CreateExpertCache(options));
-    KESTREL_RETURN_IF_ERROR(m->CreateWeightStreamer(options));
+    m->stream_skip_copies_ = options.stream_skip_copies;
+    m->allow_direct_io_ = options.allow_direct_io;
+    KESTREL_RETURN_IF_ERROR(m->CreateWeightStreamer());
   }
+  m->loaded_ = true;
   KESTREL_RETURN_IF_ERROR(report(1.0f));
   return m;
 }
@@ -310,6 +313,7 @@ absl::Status Model::PlanMemory(const ModelLoadOptions& options) {
     r.device_capacity = device_->caps().memory_bytes;
     r.device_is_host = device_->caps().kind == KESTREL_DEVICE_KIND_CPU;
     r.device_async = device_->has_streams();
+    r.stream_from_file = !r.device_async;  // read with direct I/O, not from the mapping
     // A tensor of a dtype the device does not take as a weight (nor hold in a buffer, which a
     // streamed matrix is bound as) runs on the fallback device from host memory: the planner
     // keeps it out of the device's budget, its streaming ring and its expert cache.
@@ -335,6 +339,7 @@ absl::Status Model::PlanMemory(const ModelLoadOptions& options) {
   absl::StatusOr<offload::MemoryPlan> plan = offload::PlanMemory(r);
   if (!plan.ok()) return plan.status();
   memory_plan_ = std::make_unique<offload::MemoryPlan>(std::move(*plan));
+  plan_request_ = std::make_unique<offload::PlanRequest>(std::move(r));
   return absl::OkStatus();
 }
 
@@ -411,9 +416,13 @@ absl::Status Model::CreateExpertCache(const ModelLoadOptions& options) {
   return absl::OkStatus();
 }
 
-absl::Status Model::CreateWeightStreamer(const ModelLoadOptions& options) {
+absl::Status Model::CreateWeightStreamer() const {
   if (memory_plan_ == nullptr || memory_plan_->streamed_layers.empty()) return absl::OkStatus();
   std::vector<offload::StreamedLayer> layers;
+  // Streamed matrices are read from the file when the plan budgets the staging buffer; each
+  // must then be a range of the file (it is, unless the file image was not mapped from it).
+  bool from_file = memory_plan_->stream_staging_bytes > 0;
+  const uint8_t* base = file_->data();
   for (uint32_t l : memory_plan_->streamed_layers) {
     const LayerWeights& lw = weights_.layers[l];
     offload::StreamedLayer layer;
@@ -423,14 +432,20 @@ absl::Status Model::CreateWeightStreamer(const ModelLoadOptions& options) {
         continue;
       }
       const WeightTensor& w = weights_.tensors[id];
-      layer.push_back({id, w.host_data, w.bytes});
+      if (base == nullptr || w.host_data < base || w.host_data + w.bytes > base + file_->file_size()) {
+        from_file = false;
+      }
+      layer.push_back({id, w.host_data, w.bytes,
+                       from_file ? static_cast<uint64_t>(w.host_data - base) : 0});
     }
     layers.push_back(std::move(layer));
   }
   offload::WeightStreamerOptions o;
   o.prefetch_distance = memory_plan_->prefetch_distance;
-  o.budget_bytes = memory_plan_->stream_ring_bytes();
-  o.skip_copies = options.stream_skip_copies;
+  o.budget_bytes = memory_plan_->stream_buffers_bytes();
+  o.skip_copies = stream_skip_copies_;
+  if (from_file) o.file_path = path_;
+  o.allow_direct_io = allow_direct_io_;
   absl::StatusOr<std::unique_ptr<offload::WeightStreamer>> s =
       offload::WeightStreamer::Create(std::move(layers), o, device_);
   if (!s.ok()) return s.status();
@@ -441,8 +456,19 @@ absl::Status Model::CreateWeightStreamer(const ModelLoadOptions& options) {
 absl::Status Model::ReserveKv(uint64_t kv_bytes) const {
   std::lock_guard<std::mutex> lock(plan_mu_);
   if (memory_plan_ == nullptr || kv_bytes <= memory_plan_->kv_bytes) return absl::OkStatus();
-  absl::StatusOr<offload::MemoryPlan> next = offload::ReplanForKv(*memory_plan_, kv_bytes);
-  if (!next.ok()) return next.status();
+  const bool may_stream = !weights_in_use_.load() && !metadata_only_;
+  absl::StatusOr<offload::MemoryPlan> next =
+      offload::ReplanForKv(*memory_plan_, kv_bytes, may_stream ? plan_request_.get() : nullptr);
+  if (!next.ok()) {
+    if (may_stream) return next.status();
+    return absl::Status(next.status().code(),
+                        absl::StrCat(next.status().message(),
+                                     " (streaming more layers is possible only before the "
+                                     "model's first step: its weights are in use)"));
+  }
+  if (next->streamed != memory_plan_->streamed) {
+    KESTREL_RETURN_IF_ERROR(ApplyStreaming(*next));
+  }
   if (expert_cache_ != nullptr && next->expert_slots < expert_cache_->n_slots()) {
     std::lock_guard<std::mutex> cache_lock(expert_cache_->mutex());
     KESTREL_RETURN_IF_ERROR(expert_cache_->Shrink(next->expert_slots, next->top_k,
@@ -450,6 +476,37 @@ absl::Status Model::ReserveKv(uint64_t kv_bytes) const {
   }
   *memory_plan_ = std::move(*next);
   return absl::OkStatus();
+}
+
+absl::Status Model::ApplyStreaming(const offload::MemoryPlan& next) const {
+  // The old ring goes first (it waits for the device), then the weights newly streamed, so that
+  // the device never holds both; then the ones no longer streamed are prepared again.
+  // Preparing here is not a step's use of the weights (Prepared would mark them in use).
+  const bool in_use = weights_in_use_.load();
+  const offload::MemoryPlan old = *memory_plan_;
+  weight_streamer_.reset();
+  // Makes the weights `from` streams and `to` does not resident again, and `to`'s streamer.
+  auto move_to = [&](const offload::MemoryPlan& from, const offload::MemoryPlan& to) {
+    {
+      std::lock_guard<std::mutex> lock(prepared_mu_);
+      for (int id : to.streamed) prepared_.erase(std::make_pair(id, device_));
+    }
+    for (int id : from.streamed) {
+      if (std::binary_search(to.streamed.begin(), to.streamed.end(), id)) continue;
+      absl::StatusOr<const hal::PreparedWeight*> p = Prepared(id, device_);
+      if (!p.ok()) return p.status();
+    }
+    *memory_plan_ = to;
+    return CreateWeightStreamer();
+  };
+  absl::Status s = move_to(old, next);
+  if (!s.ok()) {
+    // Back to the plan the model had (best effort: it held it before).
+    weight_streamer_.reset();
+    move_to(next, old).IgnoreError();
+  }
+  weights_in_use_ = in_use;
+  return s;
 }
 
 int Model::ExpertCacheLayer(int gate_exps_id) const {
@@ -468,6 +525,7 @@ absl::StatusOr<ExecutionPlan> Model::BuildPlan(const PlanOptions& options) const
 
 absl::StatusOr<const hal::PreparedWeight*> Model::Prepared(int id, hal::Device* device) const {
   std::lock_guard<std::mutex> lock(prepared_mu_);
+  if (loaded_) weights_in_use_ = true;
   auto key = std::make_pair(id, device);
   auto it = prepared_.find(key);
   if (it != prepared_.end()) return &it->second;

@@ -8,6 +8,7 @@
 #define KESTREL_RUNTIME_MODEL_MODEL_H_
 
 #include <functional>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -119,8 +120,11 @@ class Model {
   const offload::MemoryPlan* memory_plan() const { return memory_plan_.get(); }
   std::mutex& plan_mutex() const { return plan_mu_; }
   // Re-planning at run time for a KV pool of `kv_bytes` (an engine's): when the plan reserves
-  // less, the expert cache gives up slots first (offload::ReplanForKv); RESOURCE_EXHAUSTED with
-  // the numbers when it cannot, the plan and cache unchanged. No-op without a plan.
+  // less, the expert cache gives up slots first (offload::ReplanForKv); when it cannot give
+  // enough, resident layers become streamed (their prepared weights freed, the streamer rebuilt),
+  // but only before any step has used the model's weights (executors keep weight handles);
+  // RESOURCE_EXHAUSTED with the numbers when neither works, the plan and cache unchanged. No-op
+  // without a plan.
   absl::Status ReserveKv(uint64_t kv_bytes) const;
   // The expert cache when the plan leaves experts in the file; nullptr otherwise.
   offload::ExpertCache* expert_cache() const { return expert_cache_.get(); }
@@ -155,7 +159,10 @@ class Model {
   absl::Status CreateExpertCache(const ModelLoadOptions& options);
   // Whether device_ runs the model's MOE op (probed with its first MoE layer's shapes).
   bool DeviceRunsMoe() const;
-  absl::Status CreateWeightStreamer(const ModelLoadOptions& options);
+  absl::Status CreateWeightStreamer() const;
+  // ReserveKv's streaming re-plan: frees the prepared weights `next` streams, prepares those it
+  // no longer streams, and rebuilds the streamer for it.
+  absl::Status ApplyStreaming(const offload::MemoryPlan& next) const;
   // The package's prepared set for device_, or nullptr (prepared_skip_reason_ says why).
   const PreparedSet* MatchingPreparedSet();
   // Imports weight `id` from `set`; false when the set has none for it or the plugin refuses it.
@@ -186,9 +193,14 @@ class Model {
   bool has_chat_template_ = false;
   std::string path_;
   std::unique_ptr<offload::MemoryPlan> memory_plan_;
+  std::unique_ptr<offload::PlanRequest> plan_request_;  // what memory_plan_ was made from
   mutable std::mutex plan_mu_;
   std::unique_ptr<offload::ExpertCache> expert_cache_;
-  std::unique_ptr<offload::WeightStreamer> weight_streamer_;
+  mutable std::unique_ptr<offload::WeightStreamer> weight_streamer_;
+  bool stream_skip_copies_ = false, allow_direct_io_ = true;  // ModelLoadOptions
+  bool loaded_ = false;
+  // A prepared weight was handed out after loading (an executor ran a step and keeps handles).
+  mutable std::atomic<bool> weights_in_use_{false};
   std::map<int, int> expert_cache_layer_;  // gate_exps weight id -> cache layer
 
   mutable std::mutex prepared_mu_;

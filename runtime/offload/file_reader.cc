@@ -24,27 +24,35 @@ uint64_t RoundUp(uint64_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
 
 }  // namespace
 
+uint64_t FileReader::StagingBytes(uint64_t max_read) {
+  return RoundUp(max_read) + kAlign;  // an unaligned range spans one more block
+}
+
 absl::StatusOr<std::unique_ptr<FileReader>> FileReader::Open(const std::string& path,
-                                                             uint64_t max_read, bool allow_direct) {
+                                                             uint64_t max_read, bool allow_direct,
+                                                             const std::string& who) {
   std::unique_ptr<FileReader> r(new FileReader());
+  r->who_ = who + ": ";
   r->path_ = path;
   r->max_read_ = max_read;
   r->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (r->fd_ < 0) {
-    return absl::NotFoundError(absl::StrCat("expert cache: cannot open '", path, "': ",
+    return absl::NotFoundError(absl::StrCat(r->who_, "cannot open '", path, "': ",
                                             std::strerror(errno)));
   }
   struct stat st;
   if (::fstat(r->fd_, &st) != 0) {
-    return absl::InternalError(absl::StrCat("expert cache: cannot stat '", path, "': ",
+    return absl::InternalError(absl::StrCat(r->who_, "cannot stat '", path, "': ",
                                             std::strerror(errno)));
   }
   r->file_size_ = static_cast<uint64_t>(st.st_size);
-  r->capacity_ = RoundUp(max_read) + kAlign;  // an unaligned range spans one more block
+  // Buffered reads (the fallback) fetch what is asked, no readahead the drop after each would miss.
+  ::posix_fadvise(r->fd_, 0, 0, POSIX_FADV_RANDOM);
+  r->capacity_ = StagingBytes(max_read);
   r->buffer_ = static_cast<uint8_t*>(std::aligned_alloc(kAlign, r->capacity_));
   if (r->buffer_ == nullptr) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("expert cache: cannot allocate a ", r->capacity_, "-byte staging buffer"));
+        absl::StrCat(r->who_, "cannot allocate a ", r->capacity_, "-byte staging buffer"));
   }
   std::string why = "disabled by the caller";
   if (allow_direct) {
@@ -78,13 +86,13 @@ absl::Status FileReader::ReadAll(int fd, uint64_t offset, uint64_t bytes, uint8_
     const ssize_t n = ::pread(fd, out + done, bytes - done, static_cast<off_t>(offset + done));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      return absl::InternalError(absl::StrCat("expert cache: reading '", path_, "' at ",
+      return absl::InternalError(absl::StrCat(who_, "reading '", path_, "' at ",
                                               offset + done, ": ", std::strerror(errno)));
     }
     if (n == 0) {
       // Direct reads of the last block stop at the end of the file; callers check their range.
       if (fd == direct_fd_) return absl::OkStatus();
-      return absl::DataLossError(absl::StrCat("expert cache: '", path_, "' ends at ",
+      return absl::DataLossError(absl::StrCat(who_, "'", path_, "' ends at ",
                                               offset + done, ", before ", offset + bytes));
     }
     done += static_cast<uint64_t>(n);
@@ -92,13 +100,17 @@ absl::Status FileReader::ReadAll(int fd, uint64_t offset, uint64_t bytes, uint8_
   return absl::OkStatus();
 }
 
+void FileReader::Drop(uint64_t offset, uint64_t bytes) const {
+  ::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(bytes), POSIX_FADV_DONTNEED);
+}
+
 absl::StatusOr<const uint8_t*> FileReader::Read(uint64_t offset, uint64_t bytes) {
   if (bytes > max_read_) {
-    return absl::OutOfRangeError(absl::StrCat("expert cache: a read of ", bytes,
+    return absl::OutOfRangeError(absl::StrCat(who_, "a read of ", bytes,
                                               " bytes exceeds the staging size ", max_read_));
   }
   if (offset > file_size_ || bytes > file_size_ - offset) {
-    return absl::OutOfRangeError(absl::StrCat("expert cache: bytes [", offset, ", ",
+    return absl::OutOfRangeError(absl::StrCat(who_, "bytes [", offset, ", ",
                                               offset + bytes, ") lie past the end of '", path_,
                                               "' (", file_size_, " bytes)"));
   }
@@ -111,9 +123,10 @@ absl::StatusOr<const uint8_t*> FileReader::Read(uint64_t offset, uint64_t bytes)
     result = buffer_ + (offset - start);
   } else {
     if (auto s = ReadAll(fd_, offset, bytes, buffer_); !s.ok()) return s;
-    // Keep the page cache from holding a second copy of what the budgeted cache now holds.
-    ::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(bytes),
-                    POSIX_FADV_DONTNEED);
+    // Keep the page cache from holding a second copy of what the budgeted cache now holds (the
+    // whole pages the range touches: a partial page is cached whole).
+    const uint64_t start = offset / kAlign * kAlign;
+    Drop(start, RoundUp(offset + bytes) - start);
     result = buffer_;
   }
   read_seconds_ +=

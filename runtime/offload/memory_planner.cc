@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "runtime/offload/file_reader.h"
 
 namespace kestrel {
 namespace runtime {
@@ -67,6 +68,7 @@ struct LayerMatrices {
   std::vector<int> ids;
   uint64_t bytes = 0;
   uint64_t slot_bytes = 0;  // in a ring slot, each matrix 256-aligned (weight_streamer.h)
+  uint64_t largest = 0;     // the largest matrix (what a read from the file stages)
 };
 
 // `k` of the `n` layers, spread evenly over the depth: between two streamed layers there are
@@ -87,6 +89,7 @@ absl::Status PlanStreaming(const PlanRequest& r, const Limits& limits, uint64_t 
     by_layer[t.layer].ids.push_back(t.weight_id);
     by_layer[t.layer].bytes += t.bytes;
     by_layer[t.layer].slot_bytes += (t.bytes + 255) / 256 * 256;
+    by_layer[t.layer].largest = std::max(by_layer[t.layer].largest, t.bytes);
   }
   std::vector<std::pair<int32_t, const LayerMatrices*>> layers;
   for (const auto& [layer, m] : by_layer) layers.emplace_back(layer, &m);
@@ -100,15 +103,18 @@ absl::Status PlanStreaming(const PlanRequest& r, const Limits& limits, uint64_t 
   }
   uint64_t least = UINT64_MAX;
   for (size_t k = 1; k <= layers.size(); ++k) {
-    uint64_t streamed = 0, slot = 0;
+    uint64_t streamed = 0, slot = 0, largest = 0;
     const std::vector<size_t> picked = Spread(k, layers.size());
     for (size_t i : picked) {
       streamed += layers[i].second->bytes;
       slot = std::max(slot, layers[i].second->slot_bytes);
+      largest = std::max(largest, layers[i].second->largest);
     }
+    const uint64_t staging =
+        r.stream_from_file && !r.device_async ? FileReader::StagingBytes(largest) : 0;
     for (uint32_t d : distances) {
       const uint64_t slots = std::min<uint64_t>(uint64_t{d} + 1, k);
-      const uint64_t total = p->resident_bytes - streamed + slots * slot + p->kv_bytes;
+      const uint64_t total = p->resident_bytes - streamed + slots * slot + staging + p->kv_bytes;
       least = std::min(least, total);
       if (total > target) continue;
       std::vector<bool> is_streamed(r.tensors.size() + 1, false);
@@ -127,6 +133,7 @@ absl::Status PlanStreaming(const PlanRequest& r, const Limits& limits, uint64_t 
       p->streamed_bytes = streamed;
       p->stream_slot_bytes = slot;
       p->stream_slots = static_cast<uint32_t>(slots);
+      p->stream_staging_bytes = staging;
       p->prefetch_distance = static_cast<uint32_t>(slots - 1);
       return absl::OkStatus();
     }
@@ -146,6 +153,15 @@ absl::Status PlanStreaming(const PlanRequest& r, const Limits& limits, uint64_t 
       need > p->device_budget ? need - p->device_budget : 0));
 }
 
+// The KV of `sequences` sequences of `context` tokens; sliding-window layers hold only their
+// window's share (PlanRequest::kv_window_tokens).
+uint64_t KvBytes(const PlanRequest& r) {
+  if (r.kv_window_tokens.empty()) return r.kv_bytes_per_token * r.context * r.sequences;
+  uint64_t tokens = 0;  // per sequence, summed over the layers
+  for (uint32_t w : r.kv_window_tokens) tokens += w == 0 ? r.context : std::min(w, r.context);
+  return r.kv_layer_bytes_per_token * tokens * r.sequences;
+}
+
 }  // namespace
 
 absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
@@ -159,7 +175,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
   p.device_is_host = r.device_is_host;
   p.top_k = r.top_k;
   p.kv_tokens = r.context * r.sequences;
-  p.kv_bytes = r.kv_bytes_per_token * p.kv_tokens;
+  p.kv_bytes = std::max(KvBytes(r), r.kv_bytes_min);
   std::map<int32_t, uint64_t> layer_expert_bytes;
   // The MOE op reads a layer's three stacks on one device: one stack the device cannot hold sends
   // every expert to the fallback device (and none to an expert cache).
@@ -200,7 +216,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
         p.device_budget > expert_floor ? p.device_budget - expert_floor : 0;
     if (absl::Status s = PlanStreaming(r, *limits, target, expert_floor, &p); !s.ok()) return s;
   }
-  const uint64_t fixed = p.resident_bytes + p.kv_bytes + p.stream_ring_bytes();
+  const uint64_t fixed = p.resident_bytes + p.kv_bytes + p.stream_buffers_bytes();
   if (fixed > p.device_budget) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "memory budget: %s is %u bytes (%s), but the weights that must stay resident need %u "
@@ -238,10 +254,10 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
   if (slots < need) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "memory budget: %s is %u bytes (%s); after the resident weights (%u bytes), the KV "
-        "cache (%u bytes) and the streaming ring (%u bytes) %u bytes are left for the expert cache, but it needs at least %u slots "
+        "cache (%u bytes) and weight streaming (%u bytes) %u bytes are left for the expert cache, but it needs at least %u slots "
         "of %u bytes (top-%u experts of a layer plus one staging slot) = %u bytes",
         limits->why, p.device_budget, FormatBytes(p.device_budget), p.resident_bytes, p.kv_bytes,
-        p.stream_ring_bytes(), left, need, p.expert_slot_bytes, r.top_k, need * p.expert_slot_bytes));
+        p.stream_buffers_bytes(), left, need, p.expert_slot_bytes, r.top_k, need * p.expert_slot_bytes));
   }
   p.experts_offloaded = true;
   p.expert_slots = static_cast<uint32_t>(std::min<uint64_t>(slots - 1, p.experts_total));
@@ -252,7 +268,38 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
   return p;
 }
 
-absl::StatusOr<MemoryPlan> ReplanForKv(const MemoryPlan& plan, uint64_t kv_bytes) {
+namespace {
+
+// ReplanForKv's second way: the plan made again for a pool of `kv_bytes`, streaming more layers;
+// its expert cache no larger than the one `plan` has.
+absl::StatusOr<MemoryPlan> ReplanStreaming(const MemoryPlan& plan, uint64_t kv_bytes,
+                                           const PlanRequest& request) {
+  PlanRequest r = request;
+  r.kv_bytes_min = kv_bytes;
+  absl::StatusOr<MemoryPlan> p = PlanMemory(r);
+  if (!p.ok()) return p.status();
+  if (p->experts_offloaded && plan.experts_offloaded && p->expert_slots > plan.expert_slots) {
+    p->expert_slots = plan.expert_slots;
+    p->host_swap_bytes = 0;
+    PlanHostSwap(&*p);
+  }
+  if (plan.experts_offloaded != p->experts_offloaded) {
+    // Experts resident before and now offloaded (or the reverse) would need a cache made or
+    // dropped at run time.
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "memory budget: a KV pool of %u bytes (%s) needs the model's expert stacks %s, which "
+        "cannot change once it is loaded: load it with room for this KV pool (plan_sequences, "
+        "plan_context) or raise the budget",
+        kv_bytes, FormatBytes(kv_bytes),
+        p->experts_offloaded ? "left in the file" : "resident"));
+  }
+  return p;
+}
+
+}  // namespace
+
+absl::StatusOr<MemoryPlan> ReplanForKv(const MemoryPlan& plan, uint64_t kv_bytes,
+                                       const PlanRequest* request) {
   MemoryPlan p = plan;
   if (kv_bytes <= p.kv_bytes) return p;
   const uint64_t extra = kv_bytes - p.kv_bytes;
@@ -266,6 +313,17 @@ absl::StatusOr<MemoryPlan> ReplanForKv(const MemoryPlan& plan, uint64_t kv_bytes
                                ? p.expert_slots - p.top_k
                                : 0;
     if (!p.experts_offloaded || slots_needed > spare) {
+      if (request != nullptr) {
+        absl::StatusOr<MemoryPlan> streamed = ReplanStreaming(plan, kv_bytes, *request);
+        if (streamed.ok() || streamed.status().code() != absl::StatusCode::kResourceExhausted) {
+          return streamed;
+        }
+        return absl::ResourceExhaustedError(absl::StrFormat(
+            "memory budget: a KV pool of %u bytes (%s) is %u bytes more than the plan's %u; "
+            "neither the expert cache (%u spare slots) nor streaming more layers makes room: %s",
+            kv_bytes, FormatBytes(kv_bytes), extra, plan.kv_bytes, spare,
+            streamed.status().message()));
+      }
       return absl::ResourceExhaustedError(absl::StrFormat(
           "memory budget: a KV pool of %u bytes (%s) is %u bytes more than the plan's %u; with "
           "it device '%s' needs %u bytes against its budget of %u (%s), %u bytes too many, and "

@@ -43,6 +43,9 @@ struct PlanRequest {
   // A synchronous device copies each streamed layer just before its use (distance 0).
   bool device_async = false;
   uint32_t prefetch_distance = 0;
+  // A synchronous device reads streamed matrices from the model file (direct I/O, file_reader.h)
+  // through a staging buffer of the largest streamed matrix, planned with the ring.
+  bool stream_from_file = false;
   std::vector<MemBudget> budgets;
   uint64_t weight_bytes = 0;  // every tensor of the file (what "N%" refers to)
   std::vector<PlannedTensor> tensors;
@@ -50,7 +53,15 @@ struct PlanRequest {
   std::string (*dtype_name)(uint32_t) = nullptr;
   uint32_t n_layers = 0, n_experts = 0, top_k = 0;
   uint64_t kv_bytes_per_token = 0;  // K and V of every layer
+  // Per layer (when given): a sliding-window layer's KV tokens per sequence (its window and one
+  // step of up to a window, in whole blocks: what sessions and the engine keep), 0 for a layer
+  // that keeps the whole context; with kv_layer_bytes_per_token (K and V of one layer). A window
+  // layer then needs min(context, its tokens) per sequence, and kv_bytes_per_token is unused.
+  std::vector<uint32_t> kv_window_tokens;
+  uint64_t kv_layer_bytes_per_token = 0;
   uint32_t context = 0, sequences = 1;
+  // A KV pool at least this large (re-planning for an engine's pool: ReplanForKv).
+  uint64_t kv_bytes_min = 0;
 };
 
 struct MemoryPlan {
@@ -88,6 +99,9 @@ struct MemoryPlan {
   uint64_t stream_slot_bytes = 0;
   uint32_t stream_slots = 0;
   uint32_t prefetch_distance = 0;
+  // PlanRequest::stream_from_file: the reader's staging buffer (FileReader::StagingBytes of the
+  // largest streamed matrix), in the device's share (it is host memory the device reads from).
+  uint64_t stream_staging_bytes = 0;
   // Host memory for the KV of preempted engine sequences (runtime/offload/kv_swap.h): the host
   // budget less what is planned in host memory (the device's total when it computes in host
   // memory, nothing else otherwise); 0 without a host budget.
@@ -97,8 +111,10 @@ struct MemoryPlan {
     return experts_offloaded ? (uint64_t{expert_slots} + 1) * expert_slot_bytes : 0;
   }
   uint64_t stream_ring_bytes() const { return uint64_t{stream_slots} * stream_slot_bytes; }
+  // What weight streaming holds: the ring and the staging buffer of reads from the file.
+  uint64_t stream_buffers_bytes() const { return stream_ring_bytes() + stream_staging_bytes; }
   uint64_t device_total_bytes() const {
-    return resident_bytes + expert_cache_bytes() + kv_bytes + stream_ring_bytes();
+    return resident_bytes + expert_cache_bytes() + kv_bytes + stream_buffers_bytes();
   }
 };
 
@@ -110,9 +126,13 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& request);
 
 // Re-planning at run time: `plan` with a KV pool of `kv_bytes` (when more than it reserves; an
 // engine's pool, say). What the device budget then lacks comes out of the expert cache first
-// (whole slots, never below top_k), and the host swap space shrinks with the host share.
-// RESOURCE_EXHAUSTED with the numbers when the cache cannot give enough (or there is none).
-absl::StatusOr<MemoryPlan> ReplanForKv(const MemoryPlan& plan, uint64_t kv_bytes);
+// (whole slots, never below top_k), and the host swap space shrinks with the host share. When
+// the cache cannot give enough (or there is none) and `request` (the plan's own) is given, the
+// plan is made again for that pool: more resident layers become streamed (the fewest that fit),
+// and its expert cache keeps at most the slots `plan` has now (a cache only shrinks).
+// RESOURCE_EXHAUSTED with the numbers when neither is enough.
+absl::StatusOr<MemoryPlan> ReplanForKv(const MemoryPlan& plan, uint64_t kv_bytes,
+                                       const PlanRequest* request = nullptr);
 
 }  // namespace offload
 }  // namespace runtime

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "runtime/kv_cache/window_tables.h"
 
 namespace kestrel {
 namespace runtime {
@@ -33,14 +34,25 @@ absl::StatusOr<ExpertStackSource> StackSource(const GgufFile& file, const Weight
 }  // namespace
 
 PlanRequest ModelPlanRequest(const ModelConfig& config, const WeightTable& weights,
-                             uint64_t weight_bytes, uint32_t kv_element_bytes) {
+                             uint64_t weight_bytes, uint32_t kv_element_bytes,
+                             uint32_t kv_block_size) {
   PlanRequest r;
   r.weight_bytes = weight_bytes;
   r.n_layers = config.n_layers;
   r.n_experts = config.n_experts;
   r.top_k = config.n_experts_used;
-  r.kv_bytes_per_token = 2ull * config.n_layers * config.n_kv_heads * config.head_dim *
-                         kv_element_bytes;
+  r.kv_layer_bytes_per_token = 2ull * config.n_kv_heads * config.head_dim * kv_element_bytes;
+  r.kv_bytes_per_token = config.n_layers * r.kv_layer_bytes_per_token;
+  // Sliding-window layers keep their window and one step of up to a window (whole blocks), as
+  // sessions and the engine size their window pools (runtime/kv_cache/window_tables.h).
+  bool windowed = false;
+  for (uint32_t l = 0; l < config.n_layers; ++l) {
+    const uint32_t w = l < config.layers.size() ? config.layers[l].sliding_window : 0;
+    r.kv_window_tokens.push_back(
+        w == 0 ? 0 : WindowTables::BlocksNeeded(w, w, kv_block_size) * kv_block_size);
+    windowed = windowed || w > 0;
+  }
+  if (!windowed) r.kv_window_tokens.clear();
   std::map<int, int32_t> layer_of;
   std::map<int, bool> expert, matrix;
   for (size_t l = 0; l < weights.layers.size(); ++l) {

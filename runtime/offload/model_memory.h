@@ -21,9 +21,11 @@ namespace offload {
 // The request's tensors, experts and KV fields (device and budgets are the caller's). A layer's
 // attention and FFN matrices are marked streamable (the caller clears what its device cannot
 // take).
-// kv_element_bytes: 4 for an F32 cache, 2 for F16.
+// kv_element_bytes: 4 for an F32 cache, 2 for F16. kv_block_size: the KV block the window
+// layers' pools are counted in (sessions' default 16).
 PlanRequest ModelPlanRequest(const ModelConfig& config, const WeightTable& weights,
-                             uint64_t weight_bytes, uint32_t kv_element_bytes);
+                             uint64_t weight_bytes, uint32_t kv_element_bytes,
+                             uint32_t kv_block_size = 16);
 
 // Per MoE layer (in layer order), the file location of its expert stacks. INVALID_ARGUMENT
 // when a stack is not one whole tensor of the file (a converted or row-range weight).

@@ -291,6 +291,47 @@ TEST(MemoryPlannerTest, StreamsTheFewestLayersSpreadOverTheDepth) {
   EXPECT_EQ(p->stream_ring_bytes(), 0u);
 }
 
+TEST(MemoryPlannerTest, ReplanForKvStreamsLayersWhenNoCacheCanShrink) {
+  PlanRequest r = DenseRequest(false);
+  r.budgets = {{"opencl", 4964}};  // everything fits: 4864 of weights + 100 of KV
+  auto p = PlanMemory(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_TRUE(p->streamed_layers.empty());
+  // Without the plan's request there is nothing to give: no expert cache.
+  EXPECT_EQ(ReplanForKv(*p, 1100).status().code(), absl::StatusCode::kResourceExhausted);
+  // With it, 2 layers (2048 bytes) streamed through one 1024-byte slot make room for 1000 more.
+  auto q = ReplanForKv(*p, 1100, &r);
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->kv_bytes, 1100u);
+  EXPECT_EQ(q->streamed_layers.size(), 2u);
+  EXPECT_EQ(q->device_total_bytes(), 4864u - 2048u + 1024u + 1100u);
+  EXPECT_LE(q->device_total_bytes(), 4964u);
+  // More than streaming everything frees: the numbers, and both ways named.
+  auto bad = ReplanForKv(*p, 4000, &r);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kResourceExhausted);
+  const std::string m(bad.status().message());
+  EXPECT_NE(m.find("KV pool of 4000 bytes"), std::string::npos) << m;
+  EXPECT_NE(m.find("nor streaming more layers"), std::string::npos) << m;
+  EXPECT_NE(m.find("4964"), std::string::npos) << m;
+}
+
+TEST(MemoryPlannerTest, WindowLayersHoldTheirWindowNotTheContext) {
+  PlanRequest r = DenseRequest(false);
+  r.kv_window_tokens = {32, 0, 32, 0};  // layers 0 and 2 keep 32 tokens per sequence
+  r.kv_layer_bytes_per_token = 3;
+  r.context = 100;
+  r.sequences = 2;
+  auto p = PlanMemory(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->kv_bytes, 3u * (32 + 100 + 32 + 100) * 2);
+  EXPECT_EQ(p->kv_tokens, 200u);
+  r.context = 20;  // a context shorter than the window: every layer keeps the context
+  p = PlanMemory(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->kv_bytes, 3u * 20 * 4 * 2);
+}
+
 TEST(MemoryPlannerTest, ABudgetTooSmallToStreamGivesTheNumbers) {
   PlanRequest r = DenseRequest(true);
   r.budgets = {{"opencl", 2000}};

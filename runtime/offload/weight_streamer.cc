@@ -48,11 +48,31 @@ absl::StatusOr<std::unique_ptr<WeightStreamer>> WeightStreamer::Create(
   const uint32_t n = static_cast<uint32_t>(s->layers_.size());
   s->distance_ = device->has_streams() ? std::min(options.prefetch_distance, n - 1) : 0;
   const uint64_t n_slots = uint64_t{s->distance_} + 1;
-  if (n_slots * s->slot_bytes_ > options.budget_bytes) {
+  uint64_t largest = 0;
+  for (const StreamedLayer& l : s->layers_) {
+    for (const StreamedMatrix& m : l) largest = std::max(largest, m.bytes);
+  }
+  const bool from_file = !options.file_path.empty() && !device->has_streams();
+  const uint64_t staging = from_file ? FileReader::StagingBytes(largest) : 0;
+  if (n_slots * s->slot_bytes_ + staging > options.budget_bytes) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "weight streaming: a ring of %u slots of %u bytes (the largest streamed layer, matrices "
-        "%u-byte aligned) needs %u bytes, more than its budget of %u",
-        n_slots, s->slot_bytes_, kAlign, n_slots * s->slot_bytes_, options.budget_bytes));
+        "%u-byte aligned) and a staging buffer of %u bytes need %u bytes, more than the budget "
+        "of %u",
+        n_slots, s->slot_bytes_, kAlign, staging, n_slots * s->slot_bytes_ + staging,
+        options.budget_bytes));
+  }
+  if (from_file) {
+    absl::StatusOr<std::unique_ptr<FileReader>> r =
+        FileReader::Open(options.file_path, largest, options.allow_direct_io, "weight streaming");
+    if (!r.ok()) return r.status();
+    s->reader_ = std::move(*r);
+    s->io_mode_ = s->reader_->mode();
+    // Loading read the resident weights through the mapping, and the kernel's readahead around
+    // those faults cached streamed pages too, in folios that may straddle a matrix's ends (a
+    // range drop skips those): drop the whole file's clean, unmapped pages. The resident weights
+    // are prepared copies by now; pages still mapped (weights imported in place) stay.
+    s->reader_->Drop(0, 0);
   }
   if (device->has_streams()) {
     absl::StatusOr<hal::Stream> stream = device->CreateStream();
@@ -98,19 +118,33 @@ absl::Status WeightStreamer::Issue(uint32_t layer) {
     absl::StatusOr<hal::Event> e = device_->Record(&copy_stream_);
     if (!e.ok()) return e.status();
     slot.copied = std::move(*e);
-  } else {
-    const double t0 = Now();
-    for (size_t m = 0; m < matrices.size(); ++m) {
-      if (absl::Status s = device_->Write(slot.buffer, offsets_[layer][m], matrices[m].host,
-                                          matrices[m].bytes);
-          !s.ok()) {
-        return s;
-      }
-    }
-    stats_.copy_wait_seconds += Now() - t0;
+  } else if (absl::Status s = CopySync(layer, slot); !s.ok()) {
+    return s;
   }
   for (const StreamedMatrix& m : matrices) stats_.bytes_copied += m.bytes;
   ++stats_.layers_copied;
+  return absl::OkStatus();
+}
+
+absl::Status WeightStreamer::CopySync(uint32_t layer, Slot& slot) {
+  const double t0 = Now();
+  const StreamedLayer& matrices = layers_[layer];
+  for (size_t m = 0; m < matrices.size(); ++m) {
+    const void* from = matrices[m].host;
+    if (reader_) {
+      const double r0 = Now();
+      absl::StatusOr<const uint8_t*> read = reader_->Read(matrices[m].file_offset, matrices[m].bytes);
+      if (!read.ok()) return read.status();
+      stats_.file_read_seconds += Now() - r0;
+      stats_.file_bytes_read += matrices[m].bytes;
+      from = *read;
+    }
+    if (absl::Status s = device_->Write(slot.buffer, offsets_[layer][m], from, matrices[m].bytes);
+        !s.ok()) {
+      return s;
+    }
+  }
+  stats_.copy_wait_seconds += Now() - t0;
   return absl::OkStatus();
 }
 

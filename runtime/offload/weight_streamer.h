@@ -7,7 +7,15 @@
 // copy into a slot waits for the event recorded after the last op that read its previous layer,
 // so the next layers' copies overlap the current layer's compute. A synchronous device copies
 // each layer just before its use. The ring (slots x slot bytes) is the only device memory it
-// allocates, and Create refuses a budget that cannot hold it.
+// allocates, and Create refuses a budget that cannot hold it (with the staging buffer below).
+//
+// Read from the file: on a synchronous device (cpu, ref: the ring is host memory) with
+// `file_path` set, a streamed matrix is read from the model file into the FileReader's staging
+// buffer with direct I/O (O_DIRECT; where the filesystem refuses it, pread followed by
+// POSIX_FADV_DONTNEED, reported in io_mode()) and written from there into its slot: the mapped
+// file's pages of streamed layers are never touched, so the page cache holds no second copy of
+// what a host budget leaves in the file. Devices with streams copy from the mapping (a queued
+// copy needs its source until it runs).
 //
 // Thread-safety: callers hold mutex() from BeginStep to EndStep (sessions of one model share the
 // ring, so their steps take turns).
@@ -22,6 +30,7 @@
 
 #include "absl/status/statusor.h"
 #include "hal/src/device.h"
+#include "runtime/offload/file_reader.h"
 
 namespace kestrel {
 namespace runtime {
@@ -31,6 +40,7 @@ struct StreamedMatrix {
   int weight_id = -1;
   const void* host = nullptr;  // stays valid and unchanged while the streamer lives
   uint64_t bytes = 0;
+  uint64_t file_offset = 0;  // where the bytes lie in WeightStreamerOptions::file_path
 };
 // The matrices of one streamed layer, in the order its ops use them.
 using StreamedLayer = std::vector<StreamedMatrix>;
@@ -42,12 +52,18 @@ struct WeightStreamerOptions {
   // first), so that a step's time without copies is measured with the same buffer arguments and
   // finite weights. Outputs are then meaningless.
   bool skip_copies = false;
+  // The model file the matrices' file_offset refer to: read from it on a synchronous device
+  // (empty: copy from `host`). allow_direct_io false: pread + FADV_DONTNEED (tests).
+  std::string file_path;
+  bool allow_direct_io = true;
 };
 
 struct WeightStreamStats {
   uint64_t bytes_copied = 0;      // host -> device bytes of streamed layers
   uint64_t layers_copied = 0;
   double copy_wait_seconds = 0;   // host time blocked in synchronous copies (0 when queued)
+  uint64_t file_bytes_read = 0;   // of bytes_copied, read from the file (FileReader)
+  double file_read_seconds = 0;   // in those reads (also in copy_wait_seconds)
 };
 
 class WeightStreamer {
@@ -85,6 +101,10 @@ class WeightStreamer {
   uint64_t slot_bytes() const { return slot_bytes_; }
   uint64_t ring_bytes() const { return slot_bytes_ * slots_.size(); }
   uint64_t layer_bytes(uint32_t i) const { return layer_bytes_[i]; }
+  // The staging buffer of reads from the file (0 when copying from memory).
+  uint64_t staging_bytes() const { return reader_ ? reader_->staging_bytes() : 0; }
+  // FileReader::mode() when reading from the file, else "memory (mapped file)".
+  const std::string& io_mode() const { return io_mode_; }
   const WeightStreamStats& stats() const { return stats_; }
   void ResetStats() { stats_ = WeightStreamStats{}; }
 
@@ -105,10 +125,13 @@ class WeightStreamer {
   absl::Status Issue(uint32_t layer);
   absl::Status Acquire(uint32_t layer);
   absl::Status Release();
+  absl::Status CopySync(uint32_t layer, Slot& slot);
 
   std::mutex mu_;
   hal::Device* device_ = nullptr;
   hal::Stream copy_stream_;
+  std::unique_ptr<FileReader> reader_;
+  std::string io_mode_ = "memory (mapped file)";
   std::vector<StreamedLayer> layers_;
   std::vector<std::vector<uint64_t>> offsets_;  // per layer, per matrix
   std::vector<uint64_t> layer_bytes_;

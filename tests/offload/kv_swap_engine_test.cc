@@ -14,15 +14,11 @@
 #include "gtest/gtest.h"
 #include "kestrel/kestrel.h"
 #include "nlohmann/json.hpp"
+#include "tests/offload/offload_test_util.h"
 #include "tests/test_util.h"
 
 namespace kestrel::testing {
 namespace {
-
-struct EngineDeleter {
-  void operator()(kestrel_engine_t* e) const { kestrel_engine_destroy(e); }
-};
-using EnginePtr = std::unique_ptr<kestrel_engine_t, EngineDeleter>;
 
 constexpr uint32_t kBlock = 16;
 constexpr uint32_t kMaxNew = 80;

@@ -24,6 +24,7 @@ want = {"model": sys.argv[2], "device": "ref", "device_budget_bytes": 1022208,
         "expert_slot_bytes": 98304, "experts_total": 16, "expert_slots": 4,
         "expert_cache_bytes": 491520, "kv_tokens": 64, "kv_bytes": 65536, "streamed_layers": 0,
         "streamed_bytes": 0, "stream_ring_bytes": 0, "stream_prefetch_distance": 0,
+        "stream_staging_bytes": 0,
         "host_resident_tensors": 0, "host_resident_bytes": 0,
         "host_swap_bytes": 0, "device_total_bytes": 1022208}
 if got != want:

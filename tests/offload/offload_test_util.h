@@ -1,12 +1,13 @@
 // tests/offload/offload_test_util.h: what the offload tests share through the public C API:
-// loading a test model under a memory budget, reading its plan and memory statistics, greedy
-// ids from a fresh session, and the prompts of a golden file.
+// an owning engine pointer, loading a test model under a memory budget, reading its plan and
+// memory statistics, greedy ids from a fresh session, and the prompts of a golden file.
 #ifndef KESTREL_TESTS_OFFLOAD_OFFLOAD_TEST_UTIL_H_
 #define KESTREL_TESTS_OFFLOAD_OFFLOAD_TEST_UTIL_H_
 
 #include <cstddef>
 #include <cstdint>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,11 @@
 #include "tests/test_util.h"
 
 namespace kestrel::testing {
+
+struct EngineDeleter {
+  void operator()(kestrel_engine_t* e) const { kestrel_engine_destroy(e); }
+};
+using EnginePtr = std::unique_ptr<kestrel_engine_t, EngineDeleter>;
 
 struct BudgetedLoad {
   std::string model_file;  // in ../shared/models

@@ -4,9 +4,17 @@
 // each layer copied before its use) and on opencl (queued copies on a stream of their own,
 // prefetched ahead; skipped without an OpenCL device). The device's tracked allocations never
 // exceed the budget plus the activations the resident run needs too, and a budget that cannot
-// hold even a streamed model fails with RESOURCE_EXHAUSTED naming the numbers.
+// hold even a streamed model fails with RESOURCE_EXHAUSTED naming the numbers. On ref and cpu the
+// streamed matrices are read from the file with direct I/O (or pread + FADV_DONTNEED when
+// O_DIRECT is off): a copy of the model whose pages were dropped from the page cache gets none of
+// its streamed bytes cached back (mincore), under a host budget below the weight bytes.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -15,6 +23,7 @@
 #include "kestrel/kestrel.h"
 #include "nlohmann/json.hpp"
 #include "tests/offload/offload_test_util.h"
+#include "tests/temp_dir.h"
 #include "tests/test_util.h"
 
 namespace kestrel::testing {
@@ -105,6 +114,17 @@ TEST_P(WeightStreamingTest, BudgetsGiveTheResidentTokensWithinTheBudget) {
     } else {
       EXPECT_GT(b.stream_copy_wait_seconds, 0.0);
     }
+    if (device == "opencl") {
+      EXPECT_STREQ(b.stream_io_mode, "memory (mapped file)");
+      EXPECT_EQ(b.stream_file_bytes_read, 0u);
+      EXPECT_EQ(p.stream_staging_bytes, 0u);
+    } else {
+      // Every copied byte came from the file, through the planned staging buffer.
+      EXPECT_EQ(b.stream_file_bytes_read, b.streamed_bytes_copied);
+      EXPECT_GT(b.stream_file_read_seconds, 0.0);
+      EXPECT_GT(p.stream_staging_bytes, 0u);
+      ASSERT_NE(b.stream_io_mode, nullptr);
+    }
     EXPECT_LE(b.device_peak_bytes, budget + overhead)
         << "peak " << b.device_peak_bytes << ", activations etc. " << overhead;
     // Every step copied the streamed layers again (a ring that held them all would save
@@ -129,6 +149,110 @@ TEST_P(WeightStreamingTest, ABudgetTooSmallEvenToStreamNamesTheNumbers) {
   EXPECT_NE(msg.find("every streamable layer (5) streamed"), std::string::npos) << msg;
   EXPECT_NE(msg.find("bytes too many"), std::string::npos) << msg;
 }
+
+// Bytes of `path` in the page cache (mincore over a fresh read-only mapping).
+uint64_t CachedBytes(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return UINT64_MAX;
+  const off_t size = ::lseek(fd, 0, SEEK_END);
+  void* map = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  if (map == MAP_FAILED) return UINT64_MAX;
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in((static_cast<size_t>(size) + page - 1) / page);
+  uint64_t cached = UINT64_MAX;
+  if (::mincore(map, static_cast<size_t>(size), in.data()) == 0) {
+    cached = 0;
+    for (unsigned char c : in) cached += (c & 1) ? page : 0;
+  }
+  ::munmap(map, static_cast<size_t>(size));
+  return cached;
+}
+
+// Drops `path`'s clean pages from the page cache.
+bool DropCached(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ::fdatasync(fd);
+  const bool ok = ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0;
+  ::close(fd);
+  return ok;
+}
+
+class StreamFromFileTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(StreamFromFileTest, StreamedLayersBypassThePageCacheUnderAHostBudget) {
+  const bool direct = GetParam();
+  RuntimePtr rt = MakeRuntime();
+  ModelPtr resident;
+  StatusPtr s = Load(rt.get(), "cpu", "host=unlimited", false, &resident);
+  ASSERT_EQ(s, nullptr) << kestrel_status_message(s.get());
+  const kestrel_memory_plan_info_t full = Plan(resident.get());
+  const auto prompts = Prompts();
+  const std::vector<int32_t> want = Greedy(resident.get(), prompts[0], 16);
+  resident.reset();
+
+  // A copy of its own: no other process maps it, so what the page cache holds of it is ours.
+  const std::string copy = TestTempDir().File(direct ? "direct.gguf" : "pread.gguf");
+  {
+    std::ifstream in(ModelPath("stories260K.gguf"), std::ios::binary);
+    std::ofstream out(copy, std::ios::binary);
+    out << in.rdbuf();
+  }
+  ASSERT_TRUE(DropCached(copy));
+  ASSERT_EQ(CachedBytes(copy), 0u) << "the page cache kept " << copy;
+
+  // Less than the weights: the planner streams, and the budget includes the staging buffer.
+  const uint64_t budget = full.kv_bytes + full.resident_bytes / 2;
+  ASSERT_LT(budget, full.resident_bytes);
+  kestrel_model_options_t o;
+  kestrel_model_options_init(&o);
+  o.device = "cpu";
+  const std::string mem = "host=" + std::to_string(budget);
+  o.memory_budget = mem.c_str();
+  o.plan_context_length = kCtx;
+  o.offload_flags = direct ? 0 : KESTREL_OFFLOAD_FLAG_NO_DIRECT_IO;
+  kestrel_model_t* raw = nullptr;
+  s.reset(kestrel_model_load(rt.get(), copy.data(), copy.size(), &o, &raw));
+  ModelPtr m(raw);
+  ASSERT_EQ(s, nullptr) << kestrel_status_message(s.get());
+  const kestrel_memory_plan_info_t p = Plan(m.get());
+  ASSERT_GT(p.n_streamed_layers, 0u);
+  EXPECT_GT(p.stream_staging_bytes, 0u);
+  EXPECT_LE(p.device_total_bytes, budget);
+  EXPECT_EQ(p.device_total_bytes, p.resident_bytes + p.kv_bytes + p.stream_ring_bytes +
+                                      p.stream_staging_bytes);
+  EXPECT_EQ(Greedy(m.get(), prompts[0], 16), want);
+  const kestrel_memory_stats_t st = MemoryStats(m.get());
+  ASSERT_NE(st.stream_io_mode, nullptr);
+  const std::string mode = st.stream_io_mode;
+  EXPECT_EQ(st.stream_file_bytes_read, st.streamed_bytes_copied);
+  // 17 steps (the prompt, then 16 tokens), each reading what the ring did not still hold.
+  EXPECT_GE(st.stream_file_bytes_read,
+            17 * (p.streamed_bytes - std::min(p.streamed_bytes, p.stream_ring_bytes)));
+  if (!direct) {
+    EXPECT_EQ(mode, "pread (O_DIRECT refused: disabled by the caller)");
+  } else if (mode.rfind("pread", 0) == 0) {
+    GTEST_SKIP() << "the filesystem of " << copy << " refused O_DIRECT (" << mode
+                 << "): page-cache check skipped";
+  } else {
+    EXPECT_EQ(mode, "direct I/O (O_DIRECT)");
+  }
+  // The streamed matrices were read every step, yet their pages are not in the page cache: at
+  // most the file less the streamed bytes (resident weights were read through the mapping at
+  // load), plus a page at each end of each streamed matrix (up to 7 a layer) shared with a
+  // resident neighbour.
+  const uint64_t cached = CachedBytes(copy);
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t file_bytes =
+      static_cast<uint64_t>(std::ifstream(copy, std::ios::ate | std::ios::binary).tellg());
+  EXPECT_LE(cached, file_bytes - p.streamed_bytes + 2 * page * 7 * p.n_streamed_layers)
+      << "cached " << cached << " of " << file_bytes << " bytes; streamed " << p.streamed_bytes;
+  m.reset();
+  std::remove(copy.c_str());
+}
+
+INSTANTIATE_TEST_SUITE_P(DirectOrPread, StreamFromFileTest, ::testing::Bool());
 
 INSTANTIATE_TEST_SUITE_P(Devices, WeightStreamingTest, ::testing::Values("ref", "cpu", "opencl"));
 

@@ -75,6 +75,8 @@ void PrintJson(const Options& o, const kestrel_memory_plan_info_t& p) {
   w.Uint(p.stream_ring_bytes);
   w.Key("stream_prefetch_distance");
   w.Uint(p.stream_prefetch_distance);
+  w.Key("stream_staging_bytes");
+  w.Uint(p.stream_staging_bytes);
   w.Key("host_resident_tensors");
   w.Uint(p.host_resident_tensors);
   w.Key("host_resident_bytes");
@@ -117,6 +119,11 @@ void PrintText(const Options& o, const kestrel_memory_plan_info_t& p) {
                 " slots, %s; prefetch distance %" PRIu32 ")\n",
                 p.n_streamed_layers, Bytes(p.streamed_bytes).c_str(), p.stream_slots,
                 Bytes(p.stream_ring_bytes).c_str(), p.stream_prefetch_distance);
+    if (p.stream_staging_bytes > 0) {
+      std::printf("                  read from the file with direct I/O through a %s staging "
+                  "buffer\n",
+                  Bytes(p.stream_staging_bytes).c_str());
+    }
   } else {
     std::printf("streamed layers:  0\n");
   }

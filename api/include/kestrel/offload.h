@@ -22,7 +22,8 @@ typedef enum kestrel_expert_cache_policy {
 } kestrel_expert_cache_policy_t;
 
 /* kestrel_model_options_t.offload_flags */
-#define KESTREL_OFFLOAD_FLAG_NO_DIRECT_IO 1u /* read experts with pread, not O_DIRECT */
+#define KESTREL_OFFLOAD_FLAG_NO_DIRECT_IO 1u /* read experts (and, since 0.3, streamed layers)
+                                              * with pread + POSIX_FADV_DONTNEED, not O_DIRECT */
 /* Since 0.3 (appended): do not read experts ahead. By default, while a MoE layer computes, the
  * next layer's router is applied to its input and the experts it picks are read from the file on
  * a thread of their own; their buffers come out of the cache's slots (expert_prefetch_buffers). */
@@ -60,7 +61,8 @@ typedef struct kestrel_memory_plan_info {
   uint64_t host_swap_bytes;     /* host memory for the KV of preempted engine sequences (used
                                  * by kestrel_engine_options_t.kv_swap_bytes = 0): the host
                                  * budget less what is planned in host memory; 0 without one */
-  uint64_t device_total_bytes;  /* resident + expert cache + KV + streaming ring: at most
+  uint64_t device_total_bytes;  /* resident + expert cache + KV + streaming ring (+ staging
+                                 * buffer, stream_staging_bytes): at most
                                  * device_budget_bytes */
   /* Appended in 0.3 with weight streaming. */
   uint64_t streamed_bytes;      /* bytes of the streamed matrices (copied again every step) */
@@ -74,6 +76,10 @@ typedef struct kestrel_memory_plan_info {
    * cache; counted against the host budget (RESOURCE_EXHAUSTED when they exceed it). */
   uint64_t host_resident_bytes;
   uint32_t host_resident_tensors;
+  /* Appended in 0.3: on a device without streams (cpu, ref) streamed matrices are read from the
+   * model file with direct I/O into a staging buffer of the largest one, then copied into their
+   * ring slot; these are its bytes, counted in device_total_bytes (0: none). */
+  uint64_t stream_staging_bytes;
 } kestrel_memory_plan_info_t;
 #define KESTREL_MEMORY_PLAN_INFO_MIN_SIZE \
   (offsetof(kestrel_memory_plan_info_t, device) + sizeof(const char*))
@@ -143,6 +149,15 @@ typedef struct kestrel_memory_stats {
                                    * counted in host_to_device_bytes) */
   double stream_copy_wait_seconds; /* host time blocked in streamed-layer copies (synchronous
                                     * devices; queued copies overlap compute and count 0 here) */
+  /* Appended in 0.3: streamed-layer bytes read from the model file (devices without streams;
+   * also in streamed_bytes_copied), the time in those reads (also in stream_copy_wait_seconds),
+   * and how: "direct I/O (O_DIRECT)", "pread (O_DIRECT refused: <reason>)" (each read's pages are
+   * then dropped from the page cache with POSIX_FADV_DONTNEED) or "memory (mapped file)" (a
+   * device with streams copies from the mapping); NULL without weight streaming. Valid while the
+   * model lives. */
+  uint64_t stream_file_bytes_read;
+  double stream_file_read_seconds;
+  const char* stream_io_mode;
 } kestrel_memory_stats_t;
 #define KESTREL_MEMORY_STATS_MIN_SIZE \
   (offsetof(kestrel_memory_stats_t, device) + sizeof(const char*))

@@ -5315,12 +5315,13 @@ pub struct kestrel_memory_plan_info {
     pub stream_prefetch_distance: u32,
     pub host_resident_bytes: u64,
     pub host_resident_tensors: u32,
+    pub stream_staging_bytes: u64,
 }
 #[test]
 fn bindgen_test_layout_kestrel_memory_plan_info() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_memory_plan_info>(),
-        160usize,
+        168usize,
         concat!("Size of: ", stringify!(kestrel_memory_plan_info))
     );
     assert_eq!(
@@ -5736,6 +5737,23 @@ fn bindgen_test_layout_kestrel_memory_plan_info() {
         );
     }
     test_field_host_resident_tensors();
+    fn test_field_stream_staging_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_plan_info>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).stream_staging_bytes) as usize - ptr as usize
+            },
+            160usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_plan_info),
+                "::",
+                stringify!(stream_staging_bytes)
+            )
+        );
+    }
+    test_field_stream_staging_bytes();
 }
 pub type kestrel_memory_plan_info_t = kestrel_memory_plan_info;
 extern "C" {
@@ -6116,12 +6134,15 @@ pub struct kestrel_memory_stats {
     pub expert_read_seconds: f64,
     pub streamed_bytes_copied: u64,
     pub stream_copy_wait_seconds: f64,
+    pub stream_file_bytes_read: u64,
+    pub stream_file_read_seconds: f64,
+    pub stream_io_mode: *const ::std::os::raw::c_char,
 }
 #[test]
 fn bindgen_test_layout_kestrel_memory_stats() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_memory_stats>(),
-        80usize,
+        104usize,
         concat!("Size of: ", stringify!(kestrel_memory_stats))
     );
     assert_eq!(
@@ -6299,6 +6320,57 @@ fn bindgen_test_layout_kestrel_memory_stats() {
         );
     }
     test_field_stream_copy_wait_seconds();
+    fn test_field_stream_file_bytes_read() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).stream_file_bytes_read) as usize - ptr as usize
+            },
+            80usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_stats),
+                "::",
+                stringify!(stream_file_bytes_read)
+            )
+        );
+    }
+    test_field_stream_file_bytes_read();
+    fn test_field_stream_file_read_seconds() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).stream_file_read_seconds) as usize - ptr as usize
+            },
+            88usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_stats),
+                "::",
+                stringify!(stream_file_read_seconds)
+            )
+        );
+    }
+    test_field_stream_file_read_seconds();
+    fn test_field_stream_io_mode() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_memory_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).stream_io_mode) as usize - ptr as usize
+            },
+            96usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_memory_stats),
+                "::",
+                stringify!(stream_io_mode)
+            )
+        );
+    }
+    test_field_stream_io_mode();
 }
 pub type kestrel_memory_stats_t = kestrel_memory_stats;
 extern "C" {
