@@ -39,6 +39,10 @@ TOKEN_FN = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p, ctypes.c_int32, ctyp
                             ctypes.c_size_t)
 
 
+class TokenizeOptions(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("add_special", ctypes.c_bool), ("parse_special", ctypes.c_bool)]
+
+
 class Kestrel:
     def __init__(self, lib_path):
         self.lib = ctypes.CDLL(lib_path)
@@ -81,13 +85,18 @@ class Kestrel:
         self.check(self.lib.kestrel_session_create(self.model, ctypes.byref(opts), ctypes.byref(s)))
         return s
 
-    def tokenize(self, text):
+    def tokenize(self, text, special=False):
+        """special: control-token texts (<|im_start|>, ...) become those tokens (chat prompts)."""
         b = text.encode()
+        o = TokenizeOptions()
+        self.lib.kestrel_tokenize_options_init_sized(ctypes.byref(o), ctypes.sizeof(o))
+        o.parse_special = special
         need = ctypes.c_size_t()
-        self.check(self.lib.kestrel_tokenize(self.model, b, len(b), True, None, 0, ctypes.byref(need)))
+        self.check(self.lib.kestrel_tokenize_with_options(self.model, b, len(b), ctypes.byref(o), None, 0,
+                                                          ctypes.byref(need)))
         out = (ctypes.c_int32 * need.value)()
-        self.check(self.lib.kestrel_tokenize(self.model, b, len(b), True, out, need.value,
-                                             ctypes.byref(need)))
+        self.check(self.lib.kestrel_tokenize_with_options(self.model, b, len(b), ctypes.byref(o), out,
+                                                          need.value, ctypes.byref(need)))
         return list(out)
 
     def generate(self, session, prompt, n):

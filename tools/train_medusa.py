@@ -2,7 +2,8 @@
 """Self-distils Medusa-1 heads for a model from text the model generates itself.
 
   train_medusa.py -m MODEL.gguf -o HEADS.gguf [--heads 3] [--sequences 64] [--tokens 96]
-                  [--prompt TEXT]... [--epochs 30] [--device cpu] [--lib build/lib/libkestrel.so]
+                  [--prompt TEXT]... [--prompt-file FILE]... [--draft-vocab 8192] [--epochs 30]
+                  [--device cpu] [--lib build/lib/libkestrel.so]
 
 1. Generation: the model continues each seed prompt (several sampling seeds per prompt,
    temperature 0.8) through the public C API (ctypes over libkestrel.so).
@@ -15,7 +16,10 @@
    with the model's output matrix W_out frozen (read from the GGUF: `output.weight` in any format,
    quantized ones through gguf-py,
    else the tied `token_embd.weight`), cross-entropy, Adam, W_k and b_k starting at 0 (so each head
-   starts as the base head, as in the Medusa paper).
+   starts as the base head, as in the Medusa paper). With --draft-vocab K (default 8192, what the
+   runtime's heads score: runtime/speculative/draft_vocab.h) the softmax runs over the first K ids
+   (the tokenizer's merge order) and targets outside them are left out, as the heads never propose
+   them; 0 trains over the whole vocab.
 4. Output: the sidecar GGUF that kestrel_speculative_options_t.heads_path reads
    (general.architecture = "medusa", medusa.n_heads / n_embd / n_vocab, F32 tensors
    medusa.<k>.weight [D, D] and medusa.<k>.bias [D]; docs/SPECULATIVE.md).
@@ -89,6 +93,10 @@ def main():
     ap.add_argument("--sequences", type=int, default=64, help="generated sequences (seeds x prompts)")
     ap.add_argument("--tokens", type=int, default=96, help="tokens generated per sequence")
     ap.add_argument("--prompt", action="append", help="seed prompt (repeatable)")
+    ap.add_argument("--prompt-file", action="append",
+                    help="seed prompt read from a file, control tokens parsed (chat-formatted; repeatable)")
+    ap.add_argument("--draft-vocab", type=int, default=8192,
+                    help="softmax over the first K ids, as the runtime's heads score (0: whole vocab)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--device", default="")
@@ -97,16 +105,25 @@ def main():
 
     k = Kestrel(a.lib)
     k.open(a.model, a.device)
-    prompts = [k.tokenize(p) for p in (a.prompt or DEFAULT_PROMPTS)]
+    prompts = [k.tokenize(p) for p in (a.prompt or ([] if a.prompt_file else DEFAULT_PROMPTS))]
+    for path in a.prompt_file or []:
+        with open(path, encoding="utf-8") as f:
+            prompts.append(k.tokenize(f.read(), special=True))
     print(f"train_medusa: generating {a.sequences} sequences of {a.tokens} tokens", flush=True)
     feats, toks = generate_features(k, prompts, a.sequences, a.tokens)
-    Wout = read_output_matrix(a.model)
+    Wout_full = read_output_matrix(a.model)
+    K = min(a.draft_vocab, Wout_full.shape[0]) if a.draft_vocab > 0 else Wout_full.shape[0]
+    Wout = np.ascontiguousarray(Wout_full[:K])
     weights, biases = [], []
     rng = np.random.default_rng(0)
     for head in range(a.heads):
         off = 2 + head  # h_t predicts the token at t + 2 + head
         H = np.concatenate([f[:len(f) - off] for f in feats if len(f) > off])
         Y = np.concatenate([t[off:] for t in toks if len(t) > off])
+        keep = Y < K  # targets the draft vocab can propose
+        print(f"train_medusa: head {head + 1}: {keep.mean():.3f} of the targets are in the draft vocab "
+              f"of {K}", flush=True)
+        H, Y = H[keep], Y[keep]
         print(f"train_medusa: head {head + 1} (token t+{off}): {len(Y)} examples", flush=True)
         W, b, before, after = train_head(H, Y, Wout, a.epochs, a.lr, 256, rng, log=True)
         print(f"train_medusa: head {head + 1}: held-out top-1 {before:.3f} (untrained) -> {after:.3f}",
@@ -115,7 +132,7 @@ def main():
         biases.append(b)
     D = weights[0].shape[0]
     kv = [("general.architecture", "medusa"), ("medusa.n_heads", len(weights)), ("medusa.n_embd", D),
-          ("medusa.n_vocab", Wout.shape[0])]
+          ("medusa.n_vocab", Wout_full.shape[0])]
     tensors = []
     for i in range(len(weights)):
         tensors.append((f"medusa.{i}.weight", [D, D], weights[i]))

@@ -52,6 +52,7 @@ absl::Status DraftModelProposer::Propose(const ProposeRequest& req, DraftTree* o
       for (size_t v = 1; v < l.size(); ++v) {
         if (l[v] > l[token]) token = static_cast<int32_t>(v);
       }
+      token = runner_->token(static_cast<uint32_t>(token));
       parent = out->Add(parent, token);
     } else {
       if (auto s = sampler_->Distribution(*logits, &ids_, &probs_); !s.ok()) return s;
@@ -65,11 +66,14 @@ absl::Status DraftModelProposer::Propose(const ProposeRequest& req, DraftTree* o
           break;
         }
       }
+      // Logit indices are draft-vocab indices when the runner has one; q is over the full vocab
+      // (0 outside the subset).
+      token = runner_->token(static_cast<uint32_t>(token));
       parent = out->Add(parent, token);
       out->q.resize(out->size());
       std::vector<float>& q = out->q[parent];
-      q.assign(logits->size(), 0.0f);
-      for (size_t k = 0; k < ids_.size(); ++k) q[ids_[k]] = static_cast<float>(probs_[k]);
+      q.assign(runner_->model().config().n_vocab, 0.0f);
+      for (size_t k = 0; k < ids_.size(); ++k) q[runner_->token(static_cast<uint32_t>(ids_[k]))] = static_cast<float>(probs_[k]);
     }
     if (i + 1 == n) break;
     logits = runner_->Feed(token);

@@ -13,17 +13,27 @@ namespace {
 // y[o] = sum_i W[o * n_in + i] x[i] (+ b[o]).
 void MatVec(const std::vector<float>& W, const float* x, size_t n_out, size_t n_in, float* y,
             const float* b = nullptr) {
+  // Eight independent partial sums: the compiler vectorises them (one sequential sum cannot be
+  // reordered).
+  constexpr size_t kLanes = 8;
   for (size_t o = 0; o < n_out; ++o) {
     const float* row = W.data() + o * n_in;
+    float part[kLanes] = {};
+    size_t i = 0;
+    for (; i + kLanes <= n_in; i += kLanes) {
+      for (size_t l = 0; l < kLanes; ++l) part[l] += row[i + l] * x[i + l];
+    }
     float acc = b != nullptr ? b[o] : 0.0f;
-    for (size_t i = 0; i < n_in; ++i) acc += row[i] * x[i];
+    for (; i < n_in; ++i) acc += row[i] * x[i];
+    for (size_t l = 0; l < kLanes; ++l) acc += part[l];
     y[o] = acc;
   }
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<EagleHead>> LoadEagleHead(const std::string& path, const Model& target) {
+absl::StatusOr<std::unique_ptr<EagleHead>> LoadEagleHead(const std::string& path, const Model& target,
+                                                          uint32_t draft_vocab) {
   absl::StatusOr<std::unique_ptr<GgufFile>> f = OpenHeadsFile(path, "eagle");
   if (!f.ok()) return f.status();
   const GgufFile& file = **f;
@@ -62,10 +72,11 @@ absl::StatusOr<std::unique_ptr<EagleHead>> LoadEagleHead(const std::string& path
   }
   absl::StatusOr<std::vector<float>> embd = TargetMatrixF32(target, {"token_embd.weight"}, "eagle");
   if (!embd.ok()) return embd.status();
-  absl::StatusOr<std::vector<float>> out = TargetMatrixF32(target, {"output.weight", "token_embd.weight"}, "eagle");
-  if (!out.ok()) return out.status();
+  absl::StatusOr<std::unique_ptr<DraftVocabHead>> vocab =
+      DraftVocabHead::Create(target, draft_vocab, {"output.weight", "token_embd.weight"}, "eagle");
+  if (!vocab.ok()) return vocab.status();
   h->embd = std::move(*embd);
-  h->output = std::move(*out);
+  h->vocab = std::move(*vocab);
   return h;
 }
 
@@ -128,11 +139,7 @@ void EagleProposer::Step(int64_t pos, int32_t token, const float* feature, std::
   for (size_t i = 0; i < D; ++i) (*f_hat)[i] += h_[i];
 }
 
-void EagleProposer::Logits(const float* f_hat) {
-  const EagleHead& m = *head_;
-  logits_.resize(m.n_vocab);
-  MatVec(m.output, f_hat, m.n_vocab, m.n_embd, logits_.data());
-}
+absl::Status EagleProposer::Logits(const float* f_hat) { return head_->vocab->Logits(f_hat, 1, &logits_); }
 
 absl::Status EagleProposer::Propose(const ProposeRequest& req, DraftTree* out) {
   const EagleHead& m = *head_;
@@ -169,18 +176,24 @@ absl::Status EagleProposer::Propose(const ProposeRequest& req, DraftTree* out) {
   const size_t committed = window_.size();
   int32_t parent = -1, runner_up = -1;
   for (uint32_t d = 0; d < req.max_depth && out->size() < req.max_nodes; ++d) {
-    Logits(f_.data());
-    int32_t best = 0;
-    for (uint32_t v = 1; v < m.n_vocab; ++v) {
+    if (auto s = Logits(f_.data()); !s.ok()) {
+      window_.erase(window_.begin() + static_cast<std::ptrdiff_t>(committed), window_.end());
+      return s;
+    }
+    const uint32_t K = m.vocab->size();
+    int32_t best = 0;  // subset indices until added
+    for (uint32_t v = 1; v < K; ++v) {
       if (logits_[v] > logits_[best]) best = static_cast<int32_t>(v);
     }
     if (d == 0) {
-      for (uint32_t v = 0; v < m.n_vocab; ++v) {
+      for (uint32_t v = 0; v < K; ++v) {
         if (static_cast<int32_t>(v) != best && (runner_up < 0 || logits_[v] > logits_[runner_up])) {
           runner_up = static_cast<int32_t>(v);
         }
       }
+      if (runner_up >= 0) runner_up = m.vocab->token(static_cast<uint32_t>(runner_up));
     }
+    best = m.vocab->token(static_cast<uint32_t>(best));
     parent = out->Add(parent, best);
     if (d + 1 < req.max_depth) Step(pend + 1 + d, best, f_.data(), &f_);
   }

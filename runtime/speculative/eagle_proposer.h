@@ -7,7 +7,8 @@
 //     h_p  = u_p + W_o MultiHeadAttention(W_q u_p; W_k u_j, W_v u_j for the last `window`
 //            positions j <= p)                                  (causal, no norms, no RoPE)
 //     f^_p = h_p + W_down SiLU(W_up h_p)
-//     logits for the token at p + 1 = W_out f^_p                (the target's own output matrix)
+//     logits for the token at p + 1 = W_out f^_p     (the target's own output matrix, restricted
+//                                                     to the draft vocab: draft_vocab.h)
 // Drafting feeds f^_p back as f[p] with the drafted token: a chain of max_depth tokens (the
 // argmax at each step) plus the runner-up of the first step as a sibling. The driver passes the
 // true f of the last committed position after every step; for the accepted positions before it
@@ -32,6 +33,7 @@
 
 #include "absl/status/statusor.h"
 #include "runtime/model/model.h"
+#include "runtime/speculative/draft_vocab.h"
 #include "runtime/speculative/proposer.h"
 
 namespace kestrel {
@@ -40,11 +42,13 @@ namespace runtime {
 struct EagleHead {
   uint32_t n_embd = 0, n_vocab = 0, n_head = 0, n_ff = 0, window = 0;
   std::vector<float> fc, fc_b, wq, wk, wv, wo, up, down;
-  std::vector<float> embd, output;  // the target's, [V * D] f32
+  std::vector<float> embd;                 // the target's token embeddings, [V * D] f32
+  std::unique_ptr<DraftVocabHead> vocab;   // the target's output rows of the draft vocab
 };
 
 // Reads and checks the sidecar against `target`; errors name the file and the key or tensor.
-absl::StatusOr<std::unique_ptr<EagleHead>> LoadEagleHead(const std::string& path, const Model& target);
+absl::StatusOr<std::unique_ptr<EagleHead>> LoadEagleHead(const std::string& path, const Model& target,
+                                                          uint32_t draft_vocab = kDefaultDraftVocab);
 
 class EagleProposer : public Proposer {
  public:
@@ -62,7 +66,7 @@ class EagleProposer : public Proposer {
   };
   // Runs the layer for (token at `pos`, feature before it); appends its K/V to the window.
   void Step(int64_t pos, int32_t token, const float* feature, std::vector<float>* f_hat);
-  void Logits(const float* f_hat);
+  absl::Status Logits(const float* f_hat);
 
   std::unique_ptr<EagleHead> head_;
   std::deque<Entry> window_;        // committed positions, then the draft's while proposing

@@ -66,17 +66,21 @@ absl::Status ReadHeadsF32(const GgufFile& f, const std::string& path, const std:
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<float>> TargetMatrixF32(const Model& target, const std::vector<std::string>& names,
-                                                   const std::string& who) {
-  const WeightTensor* w = nullptr;
+absl::StatusOr<const WeightTensor*> FindTargetMatrix(const Model& target, const std::vector<std::string>& names,
+                                                     const std::string& who) {
   for (const std::string& name : names) {
     for (const WeightTensor& t : target.weights().tensors) {
-      if (w == nullptr && t.name == name) w = &t;
+      if (t.name == name) return &t;
     }
   }
-  if (w == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(who, ": the model has no ", absl::StrJoin(names, " or ")));
-  }
+  return absl::InvalidArgumentError(absl::StrCat(who, ": the model has no ", absl::StrJoin(names, " or ")));
+}
+
+absl::StatusOr<std::vector<float>> TargetMatrixF32(const Model& target, const std::vector<std::string>& names,
+                                                   const std::string& who) {
+  absl::StatusOr<const WeightTensor*> found = FindTargetMatrix(target, names, who);
+  if (!found.ok()) return found.status();
+  const WeightTensor* w = *found;
   const uint64_t n_embd = target.config().n_embd;
   const uint64_t n = n_embd * target.config().n_vocab;
   const uint32_t dtype = w->desc.dtype;

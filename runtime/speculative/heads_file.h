@@ -28,6 +28,9 @@ absl::Status CheckHeadsFitModel(const std::string& path, uint32_t n_embd, uint32
 // Tensor `name`, F32 with exactly `dims` (ggml order: dims[0] is the row length).
 absl::Status ReadHeadsF32(const GgufFile& f, const std::string& path, const std::string& name,
                           const std::vector<uint64_t>& dims, std::vector<float>* out);
+// The first of `names` the model has (INVALID_ARGUMENT naming `who` and the names if none).
+absl::StatusOr<const WeightTensor*> FindTargetMatrix(const Model& target, const std::vector<std::string>& names,
+                                                     const std::string& who);
 // The first of `names` the model has, as f32 [rows][n_embd] (F32, F16 or BF16 weights; a
 // quantized one is UNIMPLEMENTED naming `who`).
 absl::StatusOr<std::vector<float>> TargetMatrixF32(const Model& target, const std::vector<std::string>& names,

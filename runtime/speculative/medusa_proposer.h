@@ -3,7 +3,8 @@
 // hidden state h of the last committed position (after the output norm: what the output head
 // multiplies) and predicts the token k positions after the pending one:
 //     h_k = h + SiLU(W_k h + b_k),   logits_k = W_out h_k
-// with the target's own output matrix W_out (no extra vocab-sized weights). The proposal is a tree:
+// with the target's own output matrix W_out (no extra vocab-sized weights), restricted to the draft
+// vocab (draft_vocab.h: the most frequent tokens, one quantized product on the device for all heads). The proposal is a tree:
 // the top `widths[0]` tokens of head 1 under the pending token, each with the top `widths[1]` of
 // head 2, ... within the node budget.
 //
@@ -21,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "runtime/model/model.h"
+#include "runtime/speculative/draft_vocab.h"
 #include "runtime/speculative/proposer.h"
 
 namespace kestrel {
@@ -29,14 +31,15 @@ namespace runtime {
 struct MedusaHeads {
   uint32_t n_heads = 0, n_embd = 0, n_vocab = 0;
   std::vector<std::vector<float>> weight, bias;  // [K][D * D], [K][D]
-  std::vector<float> output;                      // the target's output matrix [V * D], f32
+  std::unique_ptr<DraftVocabHead> vocab;          // the target's output rows of the draft vocab
 };
 
 // Reads and checks the sidecar against `target` (embedding width, vocab); the target's output
-// matrix is copied to f32 (F32/F16/BF16 output weights; others are UNIMPLEMENTED). Errors name the
-// file and the key or tensor at fault.
+// matrix's rows of the first `draft_vocab` tokens (draft_vocab.h) serve as the heads' output.
+// Errors name the file and the key or tensor at fault.
 absl::StatusOr<std::unique_ptr<MedusaHeads>> LoadMedusaHeads(const std::string& path,
-                                                             const Model& target);
+                                                             const Model& target,
+                                                             uint32_t draft_vocab = kDefaultDraftVocab);
 
 class MedusaProposer : public Proposer {
  public:
@@ -45,12 +48,13 @@ class MedusaProposer : public Proposer {
   bool needs_hidden() const override { return true; }
   absl::Status Propose(const ProposeRequest& request, DraftTree* out) override;
 
-  // Head k's logits for hidden state h (for tests and the trainer's checks).
-  void HeadLogits(uint32_t k, const float* h, std::vector<float>* logits) const;
+  // Head k's state h_k for hidden state h (before the output product).
+  void HeadState(uint32_t k, const float* h, float* hk) const;
 
  private:
   std::unique_ptr<MedusaHeads> heads_;
   std::vector<float> hk_, logits_;
+  std::vector<int32_t> order_;
 };
 
 }  // namespace runtime

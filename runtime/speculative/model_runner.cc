@@ -17,7 +17,8 @@ constexpr uint32_t kBlockSize = 16;
 absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const Model* model,
                                                                  hal::Device* fallback,
                                                                  uint32_t context_length,
-                                                                 uint32_t n_layers) {
+                                                                 uint32_t n_layers,
+                                                                 uint32_t draft_vocab) {
   std::unique_ptr<ModelRunner> r(new ModelRunner());
   r->model_ = model;
   r->context_length_ = std::min(context_length, model->config().context_length);
@@ -34,7 +35,19 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const Model* mo
   options.n_blocks = n_blocks;
   options.context_length = r->context_length_;
   options.n_layers = n_layers;  // self-draft: the first layers, then the output head
-  absl::StatusOr<ExecutionPlan> plan = model->BuildPlan(options);
+  absl::StatusOr<ExecutionPlan> plan = absl::UnknownError("no plan");
+  if (draft_vocab > 0) {
+    // A model whose output matrix or plan cannot serve it keeps its full output head.
+    absl::StatusOr<std::unique_ptr<DraftVocabHead>> vocab =
+        DraftVocabHead::Create(*model, draft_vocab, {"output.weight", "token_embd.weight"}, "draft");
+    if (vocab.ok()) {
+      PlanOptions hidden = options;
+      hidden.hidden = HiddenState::kPostNorm;  // what the output head multiplies
+      plan = model->BuildPlan(hidden);
+      if (plan.ok()) r->vocab_ = std::move(*vocab);
+    }
+  }
+  if (!r->vocab_) plan = model->BuildPlan(options);
   if (!plan.ok()) return plan.status();
   absl::StatusOr<std::unique_ptr<Executor>> exec =
       Executor::Create(model, std::move(*plan), model->device(), fallback);
@@ -51,9 +64,17 @@ absl::StatusOr<absl::Span<const float>> ModelRunner::Run(absl::Span<const int32_
   }
   if (auto s = table_->Append(static_cast<uint32_t>(tokens.size())); !s.ok()) return s;
   step_.Reset();
-  absl::StatusOr<int32_t> row = step_.Add({table_.get(), n_past, tokens, {}, LogitRows::kLast});
+  absl::StatusOr<int32_t> row =
+      step_.Add({table_.get(), n_past, tokens, {}, vocab_ ? LogitRows::kNone : LogitRows::kLast});
   absl::Status s = row.status();
   if (s.ok()) s = executor_->Run(step_.Finish(), &logits_);
+  if (s.ok() && vocab_) s = executor_->ReadHidden(&hidden_);
+  if (s.ok() && vocab_) {
+    const uint32_t D = vocab_->n_embd();
+    s = hidden_.size() == tokens.size() * D
+            ? vocab_->Logits(hidden_.data() + (tokens.size() - 1) * D, 1, &logits_)
+            : absl::InternalError("draft: the plan's hidden state has an unexpected size");
+  }
   if (!s.ok()) {
     table_->Truncate(n_past);
     history_.resize(n_past);

@@ -106,7 +106,7 @@ absl::StatusOr<std::unique_ptr<Speculator>> Speculator::Create(const SpecConfig&
     const uint32_t layers = config.self_layers ? config.self_layers
                                                : std::max<uint32_t>(1, target->config().n_layers / 2);
     absl::StatusOr<std::unique_ptr<ModelRunner>> r =
-        ModelRunner::Create(target, fallback, context_length, layers);
+        ModelRunner::Create(target, fallback, context_length, layers, kDefaultDraftVocab);
     if (!r.ok()) return r.status();
     sp->proposers_.push_back(std::make_unique<DraftModelProposer>(SpecMethod::kSelf, std::move(*r)));
     methods.push_back(SpecMethod::kSelf);

@@ -11,6 +11,7 @@
 #include "runtime/engine/engine.h"
 #include "runtime/gguf/gguf_writer.h"
 #include "tests/speculative/spec_test_util.h"
+#include "tests/temp_dir.h"
 
 namespace kestrel::testing {
 namespace {
@@ -22,9 +23,9 @@ struct HeadShape {
   std::vector<uint64_t> fc_dims;  // empty: the right [2D, D]
 };
 
-// Writes the head to TempDir()/name and returns the path; the caller removes it.
+// Writes the head to TestTempDir()/name and returns the path (removed at exit at the latest).
 std::string WriteEagleHead(const HeadShape& s, const std::string& name) {
-  const std::string path = ::testing::TempDir() + "/" + name;
+  const std::string path = TestTempDir().File(name);
   const uint64_t D = s.n_embd, F = s.n_ff;
   runtime::GgufWriter w;
   EXPECT_TRUE(w.AddString("general.architecture", "eagle").ok());
@@ -153,7 +154,7 @@ TEST(EagleRefusalTest, WrongShapesAndKindsAreRefusedWithAMessage) {
   ExpectRefused(window, "eagle-window.gguf", "eagle.window = 0 is outside [1, 4096]");
 
   // A Medusa file given as an EAGLE head.
-  const std::string medusa = ::testing::TempDir() + "/eagle-medusa.gguf";
+  const std::string medusa = TestTempDir().File("eagle-medusa.gguf");
   runtime::GgufWriter w;
   ASSERT_TRUE(w.AddString("general.architecture", "medusa").ok());
   ASSERT_TRUE(w.OpenFile(medusa).ok());
@@ -162,7 +163,7 @@ TEST(EagleRefusalTest, WrongShapesAndKindsAreRefusedWithAMessage) {
   std::remove(medusa.c_str());
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.message().find("general.architecture must be \"eagle\", not \"medusa\""), std::string::npos) << s;
-  const absl::Status missing = CreateWith(::testing::TempDir() + "/no-such-eagle.gguf");
+  const absl::Status missing = CreateWith(TestTempDir().File("no-such-eagle.gguf"));
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.message().find("no-such-eagle.gguf"), std::string::npos) << missing;
 }

@@ -11,8 +11,12 @@
 #include "runtime/engine/engine.h"
 #include "runtime/gguf/gguf_writer.h"
 #include "runtime/speculative/draft_model_proposer.h"
+#include "runtime/speculative/draft_vocab.h"
+#include "runtime/speculative/heads_file.h"
+#include "runtime/speculative/medusa_proposer.h"
 #include "runtime/speculative/verifier.h"
 #include "tests/speculative/spec_test_util.h"
+#include "tests/temp_dir.h"
 
 namespace kestrel::testing {
 namespace {
@@ -442,7 +446,7 @@ TEST(SpecRefusalTest, TreesAreCutToChainsWithoutTreeMaskSupport) {
 // (the output stays close to the base head's, so some drafts are accepted). Greedy identity does
 // not depend on the heads' quality; tools/train_medusa.py trains real ones.
 std::string WriteHeads(uint32_t n_embd, uint32_t n_vocab, uint32_t k_heads, const std::string& name) {
-  const std::string path = ::testing::TempDir() + "/" + name;
+  const std::string path = TestTempDir().File(name);
   runtime::GgufWriter w;
   EXPECT_TRUE(w.AddString("general.architecture", "medusa").ok());
   EXPECT_TRUE(w.AddU32("medusa.n_heads", k_heads).ok());
@@ -519,6 +523,71 @@ TEST_P(MedusaTest, HeadsKeepTheGoldenIdsInSessionsAndTheEngine) {
 
 INSTANTIATE_TEST_SUITE_P(Devices, MedusaTest, ::testing::Values("ref", "cpu"));
 
+// ---- The draft vocab (a reduced output head) ------------------------------------------------------
+
+class DraftVocabTest : public ::testing::TestWithParam<std::string> {};
+
+// The device's product over the subset rows equals the host product with the dequantized matrix.
+TEST_P(DraftVocabTest, ScoresAreTheOutputRowsOfTheFirstIds) {
+  KESTREL_SPEC_DEVICE_OR_SKIP(GetParam());
+  const runtime::Model* m = SpecEnv::Get().Model("stories260K.gguf", GetParam());
+  ASSERT_NE(m, nullptr);
+  const std::vector<std::string> names = {"output.weight", "token_embd.weight"};
+  auto head = runtime::DraftVocabHead::Create(*m, 100, names, "test");
+  ASSERT_TRUE(head.ok()) << head.status();
+  ASSERT_EQ((*head)->size(), 100u);
+  EXPECT_TRUE((*head)->on_device() || GetParam() == "ref");
+  auto full = runtime::TargetMatrixF32(*m, names, "test");
+  ASSERT_TRUE(full.ok()) << full.status();
+  const uint32_t D = m->config().n_embd, n = 3;
+  const uint32_t seed = 77;
+  std::printf("DraftVocabTest seed %u\n", seed);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(n * D);
+  for (float& v : x) v = nd(rng);
+  std::vector<float> scores(n * 100, std::nanf(""));  // poisoned
+  ASSERT_TRUE((*head)->Logits(x.data(), n, &scores).ok());
+  ASSERT_EQ(scores.size(), n * 100u);
+  for (uint32_t t = 0; t < n; ++t) {
+    for (uint32_t i = 0; i < 100; ++i) {
+      double want = 0;
+      for (uint32_t j = 0; j < D; ++j) want += (*full)[uint64_t{(*head)->token(i)} * D + j] * x[t * D + j];
+      EXPECT_NEAR(scores[t * 100 + i], want, 2e-2 + 2e-2 * std::fabs(want)) << "row " << t << " id " << i;
+    }
+  }
+  // More than the vocab: the whole vocab.
+  auto all = runtime::DraftVocabHead::Create(*m, 1u << 20, names, "test");
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ((*all)->size(), m->config().n_vocab);
+}
+
+// Medusa heads propose only tokens of the draft vocab.
+TEST_P(DraftVocabTest, MedusaProposesOnlyDraftVocabTokens) {
+  KESTREL_SPEC_DEVICE_OR_SKIP(GetParam());
+  const runtime::Model* m = SpecEnv::Get().Model("stories260K.gguf", GetParam());
+  ASSERT_NE(m, nullptr);
+  auto heads = runtime::LoadMedusaHeads(WriteHeads(64, 512, 3, "medusa-vocab-" + GetParam() + ".gguf"), *m, 40);
+  ASSERT_TRUE(heads.ok()) << heads.status();
+  runtime::MedusaProposer p(std::move(*heads));
+  std::vector<float> hidden(64);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (float& v : hidden) v = nd(rng);
+  const std::vector<int32_t> history = {1, 300, 301};
+  runtime::ProposeRequest req;
+  req.history = history;
+  req.max_depth = 3;
+  req.max_nodes = 8;
+  req.hidden = hidden;
+  runtime::DraftTree tree;
+  ASSERT_TRUE(p.Propose(req, &tree).ok());
+  ASSERT_GT(tree.size(), 0u);
+  for (size_t i = 0; i < tree.size(); ++i) EXPECT_LT(tree.tokens[i], 40) << "node " << i;
+}
+
+INSTANTIATE_TEST_SUITE_P(Devices, DraftVocabTest, ::testing::Values("ref", "cpu"));
+
 TEST(MedusaRefusalTest, HeadsForAnotherModelAreRefused) {
   runtime::SessionConfig c;
   c.spec.method = SpecMethod::kMedusa;
@@ -531,7 +600,7 @@ TEST(MedusaRefusalTest, HeadsForAnotherModelAreRefused) {
   EXPECT_NE(s.status().message().find("trained for n_embd 32 and vocab 512, but the model has 64 and 512"),
             std::string::npos)
       << s.status();
-  c.spec.heads_path = ::testing::TempDir() + "/no-such-heads.gguf";
+  c.spec.heads_path = TestTempDir().File("no-such-heads.gguf");
   s = runtime::Session::Create(SpecEnv::Get().Model("stories260K.gguf", "ref"), nullptr, c);
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.status().message().find("no-such-heads.gguf"), std::string::npos) << s.status();
