@@ -55,9 +55,14 @@ absl::StatusOr<Limits> ReadLimits(const PlanRequest& r) {
 }
 
 // KV swap space: what the host budget leaves after everything planned in host memory (all of the
-// device's share when the device computes in host memory). None without a host budget.
+// device's share when the device computes in host memory). None without a host budget; an
+// "unlimited" host budget (UINT64_MAX) leaves unlimited swap space, not UINT64_MAX less the used.
 void PlanHostSwap(MemoryPlan* p) {
   if (p->host_budget == 0) return;
+  if (p->host_budget == UINT64_MAX) {
+    p->host_swap_bytes = UINT64_MAX;
+    return;
+  }
   const uint64_t used =
       (p->device_is_host ? p->device_total_bytes() : 0) + p->host_resident_bytes;
   p->host_swap_bytes = p->host_budget > used ? p->host_budget - used : 0;

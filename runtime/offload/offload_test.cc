@@ -96,6 +96,13 @@ TEST(MemoryPlannerTest, EverythingResidentWhenItFits) {
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->device_total_bytes(), 2750u);
   EXPECT_EQ(p->host_swap_bytes, 10000u - 2750u);
+
+  // An "unlimited" host budget (`kestrel plan` without --mem) leaves unlimited swap space, not
+  // UINT64_MAX less what is used (which `kestrel plan --json` printed as a 20-digit figure).
+  r.budgets = {{"host", UINT64_MAX}};
+  p = PlanMemory(r);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->host_swap_bytes, UINT64_MAX);
 }
 
 TEST(MemoryPlannerTest, ExpertsGoToTheCacheUnderAHostBudget) {

@@ -552,7 +552,7 @@ TEST_P(DraftVocabTest, ScoresAreTheOutputRowsOfTheFirstIds) {
   for (uint32_t t = 0; t < n; ++t) {
     for (uint32_t i = 0; i < 100; ++i) {
       double want = 0;
-      for (uint32_t j = 0; j < D; ++j) want += (*full)[uint64_t{(*head)->token(i)} * D + j] * x[t * D + j];
+      for (uint32_t j = 0; j < D; ++j) want += (*full)[static_cast<uint64_t>((*head)->token(i)) * D + j] * x[t * D + j];
       EXPECT_NEAR(scores[t * 100 + i], want, 2e-2 + 2e-2 * std::fabs(want)) << "row " << t << " id " << i;
     }
   }

@@ -82,7 +82,11 @@ void PrintJson(const Options& o, const kestrel_memory_plan_info_t& p) {
   w.Key("host_resident_bytes");
   w.Uint(p.host_resident_bytes);
   w.Key("host_swap_bytes");
-  w.Uint(p.host_swap_bytes);
+  if (p.host_swap_bytes == UINT64_MAX) {
+    w.Null();  // an "unlimited" host budget: no bound on the swap space either
+  } else {
+    w.Uint(p.host_swap_bytes);
+  }
   w.Key("device_total_bytes");
   w.Uint(p.device_total_bytes);
   w.EndObject();

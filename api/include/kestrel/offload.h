@@ -60,7 +60,8 @@ typedef struct kestrel_memory_plan_info {
                                  * ring of device buffers (weight streaming); 0: none */
   uint64_t host_swap_bytes;     /* host memory for the KV of preempted engine sequences (used
                                  * by kestrel_engine_options_t.kv_swap_bytes = 0): the host
-                                 * budget less what is planned in host memory; 0 without one */
+                                 * budget less what is planned in host memory; 0 without one,
+                                 * UINT64_MAX with an "unlimited" host budget */
   uint64_t device_total_bytes;  /* resident + expert cache + KV + streaming ring (+ staging
                                  * buffer, stream_staging_bytes): at most
                                  * device_budget_bytes */
