@@ -289,7 +289,6 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path, hal:
     m->allow_direct_io_ = options.allow_direct_io;
     KESTREL_RETURN_IF_ERROR(m->CreateWeightStreamer());
   }
-  m->loaded_ = true;
   KESTREL_RETURN_IF_ERROR(report(1.0f));
   return m;
 }
@@ -314,7 +313,7 @@ absl::Status Model::PlanMemory(const ModelLoadOptions& options) {
     r.device_capacity = device_->caps().memory_bytes;
     r.device_is_host = device_->caps().kind == KESTREL_DEVICE_KIND_CPU;
     r.device_async = device_->has_streams();
-    r.stream_from_file = !r.device_async;  // read with direct I/O, not from the mapping
+    r.stream_from_file = true;  // read with direct I/O, not from the mapping
     // A tensor of a dtype the device does not take as a weight (nor hold in a buffer, which a
     // streamed matrix is bound as) runs on the fallback device from host memory: the planner
     // keeps it out of the device's budget, its streaming ring and its expert cache.
@@ -439,25 +438,27 @@ absl::Status Model::CreateWeightStreamer() const {
 }
 
 absl::Status Model::ReserveKv(uint64_t kv_bytes) const {
+  // At a step boundary: no executor runs a step (nor holds the streamer or a weight handle it
+  // looked up during one) until the plan, the prepared weights and the streamer are consistent.
+  std::unique_lock<std::shared_mutex> steps(step_mu_);
   std::lock_guard<std::mutex> lock(plan_mu_);
   if (memory_plan_ == nullptr || kv_bytes <= memory_plan_->kv_bytes) return absl::OkStatus();
-  const bool may_stream = !weights_in_use_.load() && !metadata_only_;
-  absl::StatusOr<offload::MemoryPlan> next =
-      offload::ReplanForKv(*memory_plan_, kv_bytes, may_stream ? plan_request_.get() : nullptr);
-  if (!next.ok()) {
-    if (may_stream) return next.status();
-    return absl::Status(next.status().code(),
-                        absl::StrCat(next.status().message(),
-                                     " (streaming more layers is possible only before the "
-                                     "model's first step: its weights are in use)"));
-  }
-  if (next->streamed != memory_plan_->streamed) {
-    KESTREL_RETURN_IF_ERROR(ApplyStreaming(*next));
-  }
+  absl::StatusOr<offload::MemoryPlan> next = offload::ReplanForKv(
+      *memory_plan_, kv_bytes, metadata_only_ ? nullptr : plan_request_.get());
+  if (!next.ok()) return next.status();
+  // The cache gives its slots back before the streamer's ring is allocated, so that the device
+  // never holds both the old cache and the new ring.
   if (expert_cache_ != nullptr && next->expert_slots < expert_cache_->n_slots()) {
     std::lock_guard<std::mutex> cache_lock(expert_cache_->mutex());
     KESTREL_RETURN_IF_ERROR(expert_cache_->Shrink(next->expert_slots, next->top_k,
                                                   next->expert_cache_bytes()));
+  }
+  if (next->streamed != memory_plan_->streamed) {
+    if (absl::Status s = ApplyStreaming(*next); !s.ok()) {
+      // The old plan is back (ApplyStreaming), with the smaller cache.
+      memory_plan_->expert_slots = std::min(memory_plan_->expert_slots, next->expert_slots);
+      return s;
+    }
   }
   *memory_plan_ = std::move(*next);
   return absl::OkStatus();
@@ -466,8 +467,8 @@ absl::Status Model::ReserveKv(uint64_t kv_bytes) const {
 absl::Status Model::ApplyStreaming(const offload::MemoryPlan& next) const {
   // The old ring goes first (it waits for the device), then the weights newly streamed, so that
   // the device never holds both; then the ones no longer streamed are prepared again.
-  // Preparing here is not a step's use of the weights (Prepared would mark them in use).
-  const bool in_use = weights_in_use_.load();
+  // Executors drop their cached handles at their next step, whatever happens below.
+  ++weights_generation_;
   const offload::MemoryPlan old = *memory_plan_;
   weight_streamer_.reset();
   // Makes the weights `from` streams and `to` does not resident again, and `to`'s streamer.
@@ -490,7 +491,6 @@ absl::Status Model::ApplyStreaming(const offload::MemoryPlan& next) const {
     weight_streamer_.reset();
     move_to(next, old).IgnoreError();
   }
-  weights_in_use_ = in_use;
   return s;
 }
 
@@ -510,7 +510,6 @@ absl::StatusOr<ExecutionPlan> Model::BuildPlan(const PlanOptions& options) const
 
 absl::StatusOr<const hal::PreparedWeight*> Model::Prepared(int id, hal::Device* device) const {
   std::lock_guard<std::mutex> lock(prepared_mu_);
-  if (loaded_) weights_in_use_ = true;
   auto key = std::make_pair(id, device);
   auto it = prepared_.find(key);
   if (it != prepared_.end()) return &it->second;

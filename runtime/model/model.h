@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -121,11 +122,18 @@ class Model {
   std::mutex& plan_mutex() const { return plan_mu_; }
   // Re-planning at run time for a KV pool of `kv_bytes` (an engine's): when the plan reserves
   // less, the expert cache gives up slots first (offload::ReplanForKv); when it cannot give
-  // enough, resident layers become streamed (their prepared weights freed, the streamer rebuilt),
-  // but only before any step has used the model's weights (executors keep weight handles);
-  // RESOURCE_EXHAUSTED with the numbers when neither works, the plan and cache unchanged. No-op
-  // without a plan.
+  // enough, resident layers become streamed (their prepared weights freed, the streamer rebuilt).
+  // Safe while sessions of the model run: it waits for a step boundary (step_mutex() held
+  // exclusively) and bumps weights_generation() so executors drop the weight handles they
+  // cached. RESOURCE_EXHAUSTED with the numbers when neither works, the plan and cache
+  // unchanged. No-op without a plan.
   absl::Status ReserveKv(uint64_t kv_bytes) const;
+  // Held shared by every executor step (Executor::RunOps) and exclusively by a re-plan that
+  // changes which weights are streamed: a re-plan happens only between steps.
+  std::shared_mutex& step_mutex() const { return step_mu_; }
+  // Changes when a re-plan freed prepared weights or replaced the streamer: an executor that
+  // cached weight handles of an older generation looks them up again.
+  uint64_t weights_generation() const { return weights_generation_.load(); }
   // The expert cache when the plan leaves experts in the file; nullptr otherwise.
   offload::ExpertCache* expert_cache() const { return expert_cache_.get(); }
   // The weight streamer when the plan streams layers; nullptr otherwise.
@@ -198,9 +206,8 @@ class Model {
   std::unique_ptr<offload::ExpertCache> expert_cache_;
   mutable std::unique_ptr<offload::WeightStreamer> weight_streamer_;
   bool stream_skip_copies_ = false, allow_direct_io_ = true;  // ModelLoadOptions
-  bool loaded_ = false;
-  // A prepared weight was handed out after loading (an executor ran a step and keeps handles).
-  mutable std::atomic<bool> weights_in_use_{false};
+  mutable std::shared_mutex step_mu_;
+  mutable std::atomic<uint64_t> weights_generation_{0};
   std::map<int, int> expert_cache_layer_;  // gate_exps weight id -> cache layer
 
   mutable std::mutex prepared_mu_;

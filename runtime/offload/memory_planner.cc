@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "runtime/offload/file_reader.h"
+#include "runtime/offload/weight_streamer.h"
 
 namespace kestrel {
 namespace runtime {
@@ -63,8 +64,9 @@ void PlanHostSwap(MemoryPlan* p) {
     p->host_swap_bytes = UINT64_MAX;
     return;
   }
-  const uint64_t used =
-      (p->device_is_host ? p->device_total_bytes() : 0) + p->host_resident_bytes;
+  const uint64_t used = (p->device_is_host ? p->device_total_bytes() : 0) +
+                        p->host_resident_bytes +
+                        (p->stream_staging_on_host ? p->stream_staging_bytes : 0);
   p->host_swap_bytes = p->host_budget > used ? p->host_budget - used : 0;
 }
 
@@ -115,13 +117,21 @@ absl::Status PlanStreaming(const PlanRequest& r, const Limits& limits, uint64_t 
       slot = std::max(slot, layers[i].second->slot_bytes);
       largest = std::max(largest, layers[i].second->largest);
     }
-    const uint64_t staging =
-        r.stream_from_file && !r.device_async ? FileReader::StagingBytes(largest) : 0;
     for (uint32_t d : distances) {
       const uint64_t slots = std::min<uint64_t>(uint64_t{d} + 1, k);
-      const uint64_t total = p->resident_bytes - streamed + slots * slot + staging + p->kv_bytes;
+      uint64_t staging =
+          r.stream_from_file ? StreamStagingBytes(largest, r.device_async, slots, slot) : 0;
+      // An async device's staging is host memory its queued copies read, not a device
+      // allocation: the host budget's (with the device's total when that is host memory too).
+      const bool on_host = r.device_async;
+      const uint64_t total =
+          p->resident_bytes - streamed + slots * slot + (on_host ? 0 : staging) + p->kv_bytes;
       least = std::min(least, total);
       if (total > target) continue;
+      if (on_host && p->host_budget > 0 && p->host_budget != UINT64_MAX &&
+          (r.device_is_host ? total : 0) + p->host_resident_bytes + staging > p->host_budget) {
+        staging = 0;  // no room to read from the file: the queued copies read the mapping
+      }
       std::vector<bool> is_streamed(r.tensors.size() + 1, false);
       for (size_t i : picked) {
         p->streamed_layers.push_back(static_cast<uint32_t>(layers[i].first));
@@ -139,6 +149,7 @@ absl::Status PlanStreaming(const PlanRequest& r, const Limits& limits, uint64_t 
       p->stream_slot_bytes = slot;
       p->stream_slots = static_cast<uint32_t>(slots);
       p->stream_staging_bytes = staging;
+      p->stream_staging_on_host = on_host;
       p->prefetch_distance = static_cast<uint32_t>(slots - 1);
       return absl::OkStatus();
     }
@@ -221,7 +232,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
         p.device_budget > expert_floor ? p.device_budget - expert_floor : 0;
     if (absl::Status s = PlanStreaming(r, *limits, target, expert_floor, &p); !s.ok()) return s;
   }
-  const uint64_t fixed = p.resident_bytes + p.kv_bytes + p.stream_buffers_bytes();
+  const uint64_t fixed = p.resident_bytes + p.kv_bytes + p.stream_device_bytes();
   if (fixed > p.device_budget) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "memory budget: %s is %u bytes (%s), but the weights that must stay resident need %u "
@@ -262,7 +273,7 @@ absl::StatusOr<MemoryPlan> PlanMemory(const PlanRequest& r) {
         "cache (%u bytes) and weight streaming (%u bytes) %u bytes are left for the expert cache, but it needs at least %u slots "
         "of %u bytes (top-%u experts of a layer plus one staging slot) = %u bytes",
         limits->why, p.device_budget, FormatBytes(p.device_budget), p.resident_bytes, p.kv_bytes,
-        p.stream_buffers_bytes(), left, need, p.expert_slot_bytes, r.top_k, need * p.expert_slot_bytes));
+        p.stream_device_bytes(), left, need, p.expert_slot_bytes, r.top_k, need * p.expert_slot_bytes));
   }
   p.experts_offloaded = true;
   p.expert_slots = static_cast<uint32_t>(std::min<uint64_t>(slots - 1, p.experts_total));

@@ -43,8 +43,9 @@ struct PlanRequest {
   // A synchronous device copies each streamed layer just before its use (distance 0).
   bool device_async = false;
   uint32_t prefetch_distance = 0;
-  // A synchronous device reads streamed matrices from the model file (direct I/O, file_reader.h)
-  // through a staging buffer of the largest streamed matrix, planned with the ring.
+  // Streamed matrices are read from the model file (direct I/O, file_reader.h) through a staging
+  // buffer of the largest streamed matrix, plus, on an async device, host bytes per ring slot
+  // that queued copies read (StreamStagingBytes), planned with the ring.
   bool stream_from_file = false;
   std::vector<MemBudget> budgets;
   uint64_t weight_bytes = 0;  // every tensor of the file (what "N%" refers to)
@@ -100,8 +101,12 @@ struct MemoryPlan {
   uint32_t stream_slots = 0;
   uint32_t prefetch_distance = 0;
   // PlanRequest::stream_from_file: the reader's staging buffer (FileReader::StagingBytes of the
-  // largest streamed matrix), in the device's share (it is host memory the device reads from).
+  // largest streamed matrix; on an async device also one slot's bytes per ring slot): host
+  // memory the device reads from, in the device's share on a synchronous device, else
+  // (stream_staging_on_host: an async device) in the host budget's, not in device_total_bytes;
+  // 0 when an async device's host budget has no room for it (copies then read the mapping).
   uint64_t stream_staging_bytes = 0;
+  bool stream_staging_on_host = false;
   // Host memory for the KV of preempted engine sequences (runtime/offload/kv_swap.h): the host
   // budget less what is planned in host memory (the device's total when it computes in host
   // memory, nothing else otherwise); 0 without a host budget.
@@ -113,8 +118,12 @@ struct MemoryPlan {
   uint64_t stream_ring_bytes() const { return uint64_t{stream_slots} * stream_slot_bytes; }
   // What weight streaming holds: the ring and the staging buffer of reads from the file.
   uint64_t stream_buffers_bytes() const { return stream_ring_bytes() + stream_staging_bytes; }
+  // What of stream_buffers_bytes() the device's share holds.
+  uint64_t stream_device_bytes() const {
+    return stream_ring_bytes() + (stream_staging_on_host ? 0 : stream_staging_bytes);
+  }
   uint64_t device_total_bytes() const {
-    return resident_bytes + expert_cache_bytes() + kv_bytes + stream_buffers_bytes();
+    return resident_bytes + expert_cache_bytes() + kv_bytes + stream_device_bytes();
   }
 };
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -20,6 +21,11 @@ double Now() {
 }
 
 }  // namespace
+
+uint64_t StreamStagingBytes(uint64_t largest_matrix, bool async, uint64_t n_slots,
+                            uint64_t slot_bytes) {
+  return FileReader::StagingBytes(largest_matrix) + (async ? n_slots * slot_bytes : 0);
+}
 
 absl::StatusOr<std::unique_ptr<WeightStreamer>> WeightStreamer::Create(
     std::vector<StreamedLayer> layers, const WeightStreamerOptions& options, hal::Device* device) {
@@ -52,8 +58,9 @@ absl::StatusOr<std::unique_ptr<WeightStreamer>> WeightStreamer::Create(
   for (const StreamedLayer& l : s->layers_) {
     for (const StreamedMatrix& m : l) largest = std::max(largest, m.bytes);
   }
-  const bool from_file = !options.file_path.empty() && !device->has_streams();
-  const uint64_t staging = from_file ? FileReader::StagingBytes(largest) : 0;
+  const bool from_file = !options.file_path.empty();
+  const uint64_t staging =
+      from_file ? StreamStagingBytes(largest, device->has_streams(), n_slots, s->slot_bytes_) : 0;
   if (n_slots * s->slot_bytes_ + staging > options.budget_bytes) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "weight streaming: a ring of %u slots of %u bytes (the largest streamed layer, matrices "
@@ -81,6 +88,9 @@ absl::StatusOr<std::unique_ptr<WeightStreamer>> WeightStreamer::Create(
   }
   s->slots_.resize(n_slots);
   for (Slot& slot : s->slots_) {
+    // A queued copy reads its source when it runs: each slot has host bytes of its own that the
+    // file's matrices are read into and stay in until the copy is done.
+    if (from_file && s->copy_stream_) slot.staged.reset(new uint8_t[s->slot_bytes_]);
     absl::StatusOr<hal::Buffer> b = device->Allocate(s->slot_bytes_);
     if (!b.ok()) {
       return absl::Status(b.status().code(), absl::StrCat("weight streaming: allocating a ring slot: ",
@@ -108,13 +118,19 @@ absl::Status WeightStreamer::Issue(uint32_t layer) {
     if (slot.free) {
       if (absl::Status s = device_->Wait(&copy_stream_, slot.free); !s.ok()) return s;
     }
+    if (reader_) {
+      if (absl::Status s = StageFromFile(layer, slot); !s.ok()) return s;
+    }
     for (size_t m = 0; m < matrices.size(); ++m) {
+      const void* from =
+          reader_ ? static_cast<const void*>(slot.staged.get() + offsets_[layer][m]) : matrices[m].host;
       if (absl::Status s = device_->WriteAsync(copy_stream_, slot.buffer, offsets_[layer][m],
-                                               matrices[m].host, matrices[m].bytes);
+                                               from, matrices[m].bytes);
           !s.ok()) {
         return s;
       }
     }
+    slot.staged_pending = reader_ != nullptr;
     absl::StatusOr<hal::Event> e = device_->Record(&copy_stream_);
     if (!e.ok()) return e.status();
     slot.copied = std::move(*e);
@@ -143,6 +159,27 @@ absl::Status WeightStreamer::CopySync(uint32_t layer, Slot& slot) {
         !s.ok()) {
       return s;
     }
+  }
+  stats_.copy_wait_seconds += Now() - t0;
+  return absl::OkStatus();
+}
+
+absl::Status WeightStreamer::StageFromFile(uint32_t layer, Slot& slot) {
+  const double t0 = Now();
+  if (slot.staged_pending) {
+    // The copy queued from these bytes (n_slots layers ago) may not have run yet. There is no
+    // host wait on one event, so wait for the copy stream: it holds only earlier copies.
+    if (absl::Status s = device_->Synchronize(copy_stream_); !s.ok()) return s;
+    for (Slot& x : slots_) x.staged_pending = false;
+  }
+  const StreamedLayer& matrices = layers_[layer];
+  for (size_t m = 0; m < matrices.size(); ++m) {
+    const double r0 = Now();
+    absl::StatusOr<const uint8_t*> read = reader_->Read(matrices[m].file_offset, matrices[m].bytes);
+    if (!read.ok()) return read.status();
+    stats_.file_read_seconds += Now() - r0;
+    stats_.file_bytes_read += matrices[m].bytes;
+    std::memcpy(slot.staged.get() + offsets_[layer][m], *read, matrices[m].bytes);
   }
   stats_.copy_wait_seconds += Now() - t0;
   return absl::OkStatus();

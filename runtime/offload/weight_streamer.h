@@ -52,8 +52,10 @@ struct WeightStreamerOptions {
   // first), so that a step's time without copies is measured with the same buffer arguments and
   // finite weights. Outputs are then meaningless.
   bool skip_copies = false;
-  // The model file the matrices' file_offset refer to: read from it on a synchronous device
-  // (empty: copy from `host`). allow_direct_io false: pread + FADV_DONTNEED (tests).
+  // The model file the matrices' file_offset refer to: streamed matrices are read from it (empty:
+  // copied from `host`), on a synchronous device through the reader's staging buffer, on a device
+  // with streams into host bytes of each ring slot that its queued copy reads.
+  // allow_direct_io false: pread + FADV_DONTNEED (tests).
   std::string file_path;
   bool allow_direct_io = true;
 };
@@ -65,6 +67,11 @@ struct WeightStreamStats {
   uint64_t file_bytes_read = 0;   // of bytes_copied, read from the file (FileReader)
   double file_read_seconds = 0;   // in those reads (also in copy_wait_seconds)
 };
+
+// Host bytes reading streamed matrices from the file takes: the reader's staging buffer of the
+// largest matrix, plus, on a device with streams (copies queued), one slot's bytes per ring slot.
+uint64_t StreamStagingBytes(uint64_t largest_matrix, bool async, uint64_t n_slots,
+                            uint64_t slot_bytes);
 
 class WeightStreamer {
  public:
@@ -101,8 +108,11 @@ class WeightStreamer {
   uint64_t slot_bytes() const { return slot_bytes_; }
   uint64_t ring_bytes() const { return slot_bytes_ * slots_.size(); }
   uint64_t layer_bytes(uint32_t i) const { return layer_bytes_[i]; }
-  // The staging buffer of reads from the file (0 when copying from memory).
-  uint64_t staging_bytes() const { return reader_ ? reader_->staging_bytes() : 0; }
+  // The host bytes of reads from the file (0 when copying from memory): StreamStagingBytes.
+  uint64_t staging_bytes() const {
+    return reader_ ? reader_->staging_bytes() + (copy_stream_ ? slots_.size() * slot_bytes_ : 0)
+                   : 0;
+  }
   // FileReader::mode() when reading from the file, else "memory (mapped file)".
   const std::string& io_mode() const { return io_mode_; }
   const WeightStreamStats& stats() const { return stats_; }
@@ -119,6 +129,10 @@ class WeightStreamer {
     bool filled = false;  // ever copied into (skip_copies)
     hal::Event copied;   // after its copy (async)
     hal::Event free;     // after the last op that read its layer (async)
+    // Reading from the file on a device with streams: the layer's bytes the queued copy reads,
+    // and whether a copy from them may still be queued.
+    std::unique_ptr<uint8_t[]> staged;
+    bool staged_pending = false;
   };
   WeightStreamer() = default;
   Slot& SlotOf(uint32_t layer) { return slots_[layer % slots_.size()]; }
@@ -126,6 +140,8 @@ class WeightStreamer {
   absl::Status Acquire(uint32_t layer);
   absl::Status Release();
   absl::Status CopySync(uint32_t layer, Slot& slot);
+  // Reads `layer`'s matrices from the file into the slot's host bytes (async devices).
+  absl::Status StageFromFile(uint32_t layer, Slot& slot);
 
   std::mutex mu_;
   hal::Device* device_ = nullptr;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <shared_mutex>
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
@@ -237,7 +238,7 @@ absl::Status Executor::RunOp(size_t op_index, const StepShape& shape, bool tree)
         in[i].offset = b->offset;
         continue;
       }
-      // Prepared weights live as long as the model, so a handle once found stays valid.
+      // Prepared weights live until a re-plan streams them (RunOps then clears this cache).
       CachedWeight* cached = nullptr;
       if (i < kCachedInputs) {
         if (weight_cache_.size() < plan_.ops.size() * kCachedInputs) {
@@ -370,6 +371,13 @@ absl::Status Executor::Run(const StepInputs& inputs, std::vector<float>* logits)
 }
 
 absl::Status Executor::RunOps(const StepShape& shape, bool tree) {
+  // A re-plan (Model::ReserveKv) waits for this step to end; one that ran since the last step
+  // may have freed prepared weights this executor cached.
+  std::shared_lock<std::shared_mutex> step_lock(model_->step_mutex());
+  if (const uint64_t g = model_->weights_generation(); g != weights_generation_) {
+    weight_cache_.clear();
+    weights_generation_ = g;
+  }
   // A streamed model's ring is shared by the model's sessions: their steps take turns.
   offload::WeightStreamer* streamer = model_->weight_streamer();
   std::unique_lock<std::mutex> lock;

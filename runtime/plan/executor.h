@@ -151,6 +151,7 @@ class Executor {
   };
   static constexpr size_t kCachedInputs = 8;  // per op; inputs past this are looked up each time
   std::vector<CachedWeight> weight_cache_;     // [op_index * kCachedInputs + input]
+  uint64_t weights_generation_ = 0;            // Model::weights_generation() weight_cache_ is of
   std::map<hal::Device*, hal::Buffer> workspace_;
   std::map<std::string, uint64_t> ops_per_device_;
   std::vector<uint8_t> staging_;

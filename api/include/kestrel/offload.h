@@ -77,9 +77,13 @@ typedef struct kestrel_memory_plan_info {
    * cache; counted against the host budget (RESOURCE_EXHAUSTED when they exceed it). */
   uint64_t host_resident_bytes;
   uint32_t host_resident_tensors;
-  /* Appended in 0.3: on a device without streams (cpu, ref) streamed matrices are read from the
-   * model file with direct I/O into a staging buffer of the largest one, then copied into their
-   * ring slot; these are its bytes, counted in device_total_bytes (0: none). */
+  /* Appended in 0.3: streamed matrices are read from the model file with direct I/O into a
+   * staging buffer of the largest one, then copied into their ring slot (on a device with
+   * streams, opencl or cuda, through host bytes of one slot per ring slot that the queued copies
+   * read, also counted here); these are its bytes (0: none), counted in device_total_bytes on a
+   * device without streams (cpu, ref), else host memory counted against the host budget
+   * (host_swap_bytes is what is left of it; without room there the queued copies read the
+   * mapped file and this is 0). */
   uint64_t stream_staging_bytes;
 } kestrel_memory_plan_info_t;
 #define KESTREL_MEMORY_PLAN_INFO_MIN_SIZE \
@@ -148,14 +152,14 @@ typedef struct kestrel_memory_stats {
   /* Appended in 0.3 with weight streaming (0 without it). */
   uint64_t streamed_bytes_copied; /* streamed-layer bytes copied to the device since load (also
                                    * counted in host_to_device_bytes) */
-  double stream_copy_wait_seconds; /* host time blocked in streamed-layer copies (synchronous
-                                    * devices; queued copies overlap compute and count 0 here) */
-  /* Appended in 0.3: streamed-layer bytes read from the model file (devices without streams;
-   * also in streamed_bytes_copied), the time in those reads (also in stream_copy_wait_seconds),
-   * and how: "direct I/O (O_DIRECT)", "pread (O_DIRECT refused: <reason>)" (each read's pages are
-   * then dropped from the page cache with POSIX_FADV_DONTNEED) or "memory (mapped file)" (a
-   * device with streams copies from the mapping); NULL without weight streaming. Valid while the
-   * model lives. */
+  double stream_copy_wait_seconds; /* host time blocked in streamed-layer copies and reads
+                                    * (queued copies overlap compute: only their reads count) */
+  /* Appended in 0.3: streamed-layer bytes read from the model file (also in
+   * streamed_bytes_copied), the time in those reads (also in stream_copy_wait_seconds), and how:
+   * "direct I/O (O_DIRECT)", "pread (O_DIRECT refused: <reason>)" (each read's pages are then
+   * dropped from the page cache with POSIX_FADV_DONTNEED) or "memory (mapped file)" (weights not
+   * in the model file, e.g. a package's); NULL without weight streaming. Valid while the model
+   * lives. */
   uint64_t stream_file_bytes_read;
   double stream_file_read_seconds;
   const char* stream_io_mode;
