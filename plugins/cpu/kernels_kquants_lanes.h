@@ -131,14 +131,33 @@ inline void KqLaneTokenTerms(const KActView& a, int64_t n_tokens, uint32_t* out)
 }
 
 // The 16 rows of a packed tile s x C tokens from token t: y[(t + c) * ldy + j + r].
+// next (the first token chunk of a tile, when another tile follows): the next tile's rows, two
+// linear ranges of the packed weight, are prefetched into L2 spread over the block steps, so that
+// packing it finds them there instead of waiting on 32 row streams from DRAM.
 template <uint32_t kDt, int C>
 __attribute__((noinline)) void KqLaneTile(const uint8_t* s, const KActView& a, const uint32_t* terms,
-                                          int64_t t, int64_t j, float* y, int64_t ldy) {
+                                          int64_t t, int64_t j, float* y, int64_t ldy,
+                                          const KWeightView* next) {
+  using T = Traits<kDt>;
+  static_assert(kKqLaneRows * T::kQBytes % (8 * 64) == 0, "whole lines of quants per block step");
+  constexpr int64_t kQLines = kKqLaneRows * T::kQBytes / (8 * 64);
+  constexpr int64_t kSLines = (kKqLaneRows * T::kSBytes + 63) / 64;
+  static_assert(kSLines <= 8, "a super-block's scale lines fit its 8 block steps");
   const int64_t nsb = a.n_sb;
+  const char* nq = nullptr;
+  const char* ns = nullptr;
+  if (next != nullptr) {
+    nq = reinterpret_cast<const char*>(next->qs + (j + kKqLaneRows) * nsb * T::kQBytes);
+    ns = reinterpret_cast<const char*>(next->sc + (j + kKqLaneRows) * nsb * T::kSBytes);
+  }
   __m512 facc[C];
   for (int c = 0; c < C; ++c) facc[c] = _mm512_setzero_ps();
   for (int64_t sb = 0; sb < nsb; ++sb) {
     for (int b = 0; b < 8; ++b) {
+      if (nq != nullptr) {
+        for (int64_t l = 0; l < kQLines; ++l) _mm_prefetch(nq + ((sb * 8 + b) * kQLines + l) * 64, _MM_HINT_T1);
+        if (b < kSLines) _mm_prefetch(ns + (sb * kSLines + b) * 64, _MM_HINT_T1);
+      }
       const uint8_t* blk = s + (sb * 8 + b) * kKqLaneBlockBytes;
       __m512i wv[8];
 #pragma GCC unroll 8
@@ -189,18 +208,21 @@ inline void GemmKqLanes(const KWeightView& w, const KActView& a, int64_t n_token
   uint32_t* const terms = reinterpret_cast<uint32_t*>(s + tile_bytes);
   KqLaneTokenTerms<kDt>(a, n_tokens, terms);
   constexpr int kC = 8;
+  static_assert(kKqLaneMinTokens >= kC, "the first token chunk is a whole one");
   for (int64_t tile = 0; tile < tiles; ++tile, j += kKqLaneRows) {
     PackKqLaneTile<kDt>(w, j, s);
+    // n_tokens >= kC: the first chunk is a whole one and streams the next tile.
+    const KWeightView* next = tile + 1 < tiles ? &w : nullptr;
     int64_t t = 0;
-    for (; t + kC <= n_tokens; t += kC) KqLaneTile<kDt, kC>(s, a, terms, t, j, y, ldy);
+    for (; t + kC <= n_tokens; t += kC, next = nullptr) KqLaneTile<kDt, kC>(s, a, terms, t, j, y, ldy, next);
     switch (n_tokens - t) {
-      case 7: KqLaneTile<kDt, 7>(s, a, terms, t, j, y, ldy); break;
-      case 6: KqLaneTile<kDt, 6>(s, a, terms, t, j, y, ldy); break;
-      case 5: KqLaneTile<kDt, 5>(s, a, terms, t, j, y, ldy); break;
-      case 4: KqLaneTile<kDt, 4>(s, a, terms, t, j, y, ldy); break;
-      case 3: KqLaneTile<kDt, 3>(s, a, terms, t, j, y, ldy); break;
-      case 2: KqLaneTile<kDt, 2>(s, a, terms, t, j, y, ldy); break;
-      case 1: KqLaneTile<kDt, 1>(s, a, terms, t, j, y, ldy); break;
+      case 7: KqLaneTile<kDt, 7>(s, a, terms, t, j, y, ldy, nullptr); break;
+      case 6: KqLaneTile<kDt, 6>(s, a, terms, t, j, y, ldy, nullptr); break;
+      case 5: KqLaneTile<kDt, 5>(s, a, terms, t, j, y, ldy, nullptr); break;
+      case 4: KqLaneTile<kDt, 4>(s, a, terms, t, j, y, ldy, nullptr); break;
+      case 3: KqLaneTile<kDt, 3>(s, a, terms, t, j, y, ldy, nullptr); break;
+      case 2: KqLaneTile<kDt, 2>(s, a, terms, t, j, y, ldy, nullptr); break;
+      case 1: KqLaneTile<kDt, 1>(s, a, terms, t, j, y, ldy, nullptr); break;
       default: break;
     }
   }
