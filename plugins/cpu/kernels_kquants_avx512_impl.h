@@ -403,8 +403,8 @@ void GemmFormat(const KWeightView& w, const KActView& a, int64_t n_tokens, int64
   }
 #if KESTREL_CPU_KQ_VNNI
   if constexpr (kKqLanes<kDt>) {
-    if (n_tokens >= kKqLaneMinTokens && !KqLanesDisabled()) {
-      const int64_t tiles = (n1 - n0) / kKqLaneRows;
+    const int64_t tiles = (n1 - n0) / kKqLaneRows;
+    if (n_tokens >= kKqLaneMinTokens && tiles > 0 && !KqLanesDisabled()) {
       GemmKqLanes<kDt>(w, a, n_tokens, n0, tiles, y, ldy);
       j = n0 + tiles * kKqLaneRows;
       if (j < n1) GemmUnpacked<kDt>(w, a, n_tokens, j, n1, y, ldy);
