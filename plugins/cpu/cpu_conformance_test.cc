@@ -404,10 +404,13 @@ TEST_P(CpuConformance, MatmulKq) {
   // K-quants take K in whole super-blocks (256); blocks of 32 any multiple of 32 (rows padded to
   // super-blocks inside the plugin). N odd and not a multiple of the row tiles; T = 1 (GEMV) and
   // token tiles with remainders.
+  // T >= 64 at vnni: the 16-row lane tiles (kernels_kquants_lanes.h) and their row tails.
   const std::vector<Shape> k_shapes = {{1, 256, 5},  {1, 512, 33},   {3, 256, 17}, {7, 768, 64},
-                                       {64, 256, 40}, {1, 2048, 130}, {2, 1024, 3}, {13, 512, 19},
-                                       {5, 512, 9},   {8, 256, 21},   {17, 256, 7}};
-  const std::vector<Shape> b_shapes = {{1, 32, 5},   {1, 96, 33},  {5, 288, 17}, {64, 160, 40},
+                                       {64, 256, 41}, {1, 2048, 130}, {2, 1024, 3}, {13, 512, 19},
+                                       {5, 512, 9},   {8, 256, 21},   {17, 256, 7}, {70, 512, 37},
+                                       {128, 256, 19}};
+  const std::vector<Shape> b_shapes = {{1, 32, 5},   {1, 96, 33},  {5, 288, 17}, {64, 160, 41},
+                                       {70, 288, 37}, {128, 96, 19},
                                        {1, 2080, 19}, {4, 256, 8}, {9, 544, 21},
                                        // SmolLM2's K (2.25 super-blocks), row-stream GEMV tails
                                        {1, 576, 67}, {2, 576, 35}, {8, 576, 23},

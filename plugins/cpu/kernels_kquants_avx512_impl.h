@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -380,6 +381,10 @@ inline void GemmUnpacked(const KWeightView& w, const KActView& a, int64_t n_toke
   for (; j < n1; ++j) GemmRows<kDt, 1>(w, a, n_tokens, j, y, ldy);
 }
 
+#if KESTREL_CPU_KQ_VNNI
+#include "kernels_kquants_lanes.h"
+#endif
+
 template <uint32_t kDt>
 void GemmFormat(const KWeightView& w, const KActView& a, int64_t n_tokens, int64_t n0, int64_t n1,
                 float* y, int64_t ldy) {
@@ -396,6 +401,17 @@ void GemmFormat(const KWeightView& w, const KActView& a, int64_t n_tokens, int64
     for (; j < n1; ++j) GemvRows<kDt, 1>(w, a, j, y);
     return;
   }
+#if KESTREL_CPU_KQ_VNNI
+  if constexpr (kKqLanes<kDt>) {
+    const int64_t tiles = (n1 - n0) / kKqLaneRows;
+    if (n_tokens >= kKqLaneMinTokens && tiles > 0 && !KqLanesDisabled()) {
+      GemmKqLanes<kDt>(w, a, n_tokens, n0, tiles, y, ldy);
+      j = n0 + tiles * kKqLaneRows;
+      if (j < n1) GemmUnpacked<kDt>(w, a, n_tokens, j, n1, y, ldy);
+      return;
+    }
+  }
+#endif
   if (n_tokens >= kUnpackMinTokens) {
     GemmUnpacked<kDt>(w, a, n_tokens, n0, n1, y, ldy);
     return;

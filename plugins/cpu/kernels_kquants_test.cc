@@ -37,8 +37,9 @@ TEST(KQuantKernelsTest, EveryLevelMatchesPortable) {
                         KESTREL_DTYPE_Q2_K, KESTREL_DTYPE_Q3_K, KESTREL_DTYPE_Q4_K,
                         KESTREL_DTYPE_Q5_K, KESTREL_DTYPE_Q6_K}) {
       SCOPED_TRACE(plugin_sdk::DtypeName(dt));
-      // t = 14: the prefill path that unpacks row tiles once (>= 12 tokens) with chunks of 3 and 2.
-      const int64_t k = plugin_sdk::IsKQuant(dt) ? 512 : 288, n = 13, t = 14;
+      // t = 14: the prefill path that unpacks row tiles once (>= 12 tokens) with chunks of 3 and 2;
+      // t = 70 at vnni: the 16-row lane tiles (>= 64 tokens: two tiles, 8 + 6 tokens, 5 rows left).
+      const int64_t k = plugin_sdk::IsKQuant(dt) ? 512 : 288, n = 37, t = 70;
       const int64_t nsb = (k + kSuperElems - 1) / kSuperElems;
       std::vector<float> x(t * k);
       for (float& v : x) v = normal(gen);
@@ -59,7 +60,7 @@ TEST(KQuantKernelsTest, EveryLevelMatchesPortable) {
       const kestrel_tensor_desc_t desc = plugin_sdk::testing_util::Desc(dt, {n, k});
       std::unique_ptr<PackedK> packed = RepackK(desc, w.data());
       const KActView act{nsb, qa.data(), da.data()};
-      for (int64_t tokens : {int64_t{1}, int64_t{5}, t}) {
+      for (int64_t tokens : {int64_t{1}, int64_t{5}, int64_t{14}, t}) {
         std::vector<float> ya(tokens * n, NAN), yb(tokens * n, NAN);
         portable.gemm(packed->view, act, tokens, 0, n, ya.data(), n);
         kk.gemm(packed->view, act, tokens, 0, n, yb.data(), n);
