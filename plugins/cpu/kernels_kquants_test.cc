@@ -45,7 +45,8 @@ TEST(KQuantKernelsTest, EveryLevelMatchesPortable) {
       for (int64_t k : ks) {
       SCOPED_TRACE(k);
       // t = 14: the prefill path that unpacks row tiles once (>= 12 tokens) with chunks of 3 and 2.
-      const int64_t n = 13, t = 14;
+      // n = 37: the decode GEMV's 8- and 4-row groups and single rows (tiles style), tiles of 4 + 1.
+      const int64_t n = 37, t = 14;
       const int64_t nsb = (k + kSuperElems - 1) / kSuperElems;
       std::vector<float> x(t * k);
       for (float& v : x) v = normal(gen);
