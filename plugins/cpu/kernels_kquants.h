@@ -15,8 +15,9 @@
 // leave the 16 per-sub-block sums in the 16 lanes (AVX2: bytes [0, 32) of each register for
 // sub-blocks 0..7 and [32, 64) for 8..15).
 //
-// Packed weight (per row, n_sb = ceil(k / 256) super-blocks; rows of Q4_1/Q5_0/Q5_1 padded with
-// zero blocks to whole super-blocks), two arrays so that quants stay 64-byte aligned:
+// Packed weight (per row, n_sb = ceil(k / 256) super-blocks; the last one of a Q4_1/Q5_0/Q5_1
+// row may be partial, see below), two arrays (quants 64-byte aligned where rows are whole
+// super-blocks):
 //   quants, q_bytes per super-block, in planes over p:
 //     bits >= 4: a nibble plane of 128 bytes: byte i < 64 holds p = i (low nibble) and p = 64 + i
 //       (high); byte 64 + i holds p = 128 + i and 192 + i. bits < 4: a 2-bit plane of 64 bytes:
@@ -38,8 +39,9 @@
 //   `tail` (1..7) blocks of 32, whose quants are stored compact (KqTailQBytes): its elements
 //   e < 32 tail are the bytes p with p % 64 < 8 tail, i.e. bytes [0, 8 tail) and [64, 64 + 8 tail)
 //   of the nibble plane, stored as those two runs back to back, then (bits 5) the full 32-byte
-//   1-bit plane. Without it a 576-wide row (SmolLM2) would stream 480 quant bytes for 288 of
-//   data. Rows are contiguous, q_row quant bytes apart; the scale records stay n_sb * s_bytes per
+//   1-bit plane. Without it a 576-wide Q4_1 row (SmolLM2) would stream 384 quant bytes for 288
+//   of data (480 bytes with its scale records instead of 384). The AVX-512 kernels read a tail
+//   by masked loads in a peeled last step; the other levels expand it (KqPlanes). Rows are contiguous, q_row quant bytes apart; the scale records stay n_sb * s_bytes per
 //   row (the tail's record zero past its blocks).
 // Activations (per token, per super-block): int8 qs[256] in p order (per 32 elements
 // dx = amax / 127, q = round-to-nearest-even(x / dx), GGUF Q8_0 style with an f32 scale), then
