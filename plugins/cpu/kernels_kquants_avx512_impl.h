@@ -38,23 +38,31 @@ inline float HalfAt(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
+// The 4 quant registers of a nibble plane's two 64-byte halves (kernels_kquants.h).
+inline void SplitNibbles(__m512i l0, __m512i l1, __m512i q[4]) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  q[0] = _mm512_and_si512(l0, m4);
+  q[1] = _mm512_and_si512(_mm512_srli_epi16(l0, 4), m4);
+  q[2] = _mm512_and_si512(l1, m4);
+  q[3] = _mm512_and_si512(_mm512_srli_epi16(l1, 4), m4);
+}
+
+// Adds bit 4 (Q5_0/Q5_1, Q5_K) from the 32-byte 1-bit plane at `plane`.
+inline void AddBit4Plane(const uint8_t* plane, __m512i q[4]) {
+  const __m512i b4 = _mm512_set1_epi8(0x10);
+  uint64_t bits[4];
+  std::memcpy(bits, plane, 32);
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r) q[r] = _mm512_mask_add_epi8(q[r], _cvtu64_mask64(bits[r]), q[r], b4);
+}
+
 // The 4 registers of one super-block's quants (u8, order p; kernels_kquants.h).
 template <int kBits>
 inline void LoadQuants(const uint8_t* p, __m512i q[4]) {
   if constexpr (kBits >= 4) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const __m512i l0 = _mm512_loadu_si512(p);
-    const __m512i l1 = _mm512_loadu_si512(p + 64);
-    q[0] = _mm512_and_si512(l0, m4);
-    q[1] = _mm512_and_si512(_mm512_srli_epi16(l0, 4), m4);
-    q[2] = _mm512_and_si512(l1, m4);
-    q[3] = _mm512_and_si512(_mm512_srli_epi16(l1, 4), m4);
+    SplitNibbles(_mm512_loadu_si512(p), _mm512_loadu_si512(p + 64), q);
     if constexpr (kBits == 5) {
-      const __m512i b4 = _mm512_set1_epi8(0x10);
-      uint64_t bits[4];
-      std::memcpy(bits, p + 128, 32);
-#pragma GCC unroll 4
-      for (int r = 0; r < 4; ++r) q[r] = _mm512_mask_add_epi8(q[r], _cvtu64_mask64(bits[r]), q[r], b4);
+      AddBit4Plane(p + 128, q);
     } else if constexpr (kBits == 6) {
       const __m512i m30 = _mm512_set1_epi8(0x30);
       const __m512i h = _mm512_loadu_si512(p + 128);
@@ -87,20 +95,8 @@ template <int kBits>
 inline void LoadTailQuants(const uint8_t* p, int tail, __m512i q[4]) {
   if constexpr (kBits == 4 || kBits == 5) {
     const __mmask64 m = _cvtu64_mask64((uint64_t{1} << (8 * tail)) - 1);
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const __m512i l0 = _mm512_maskz_loadu_epi8(m, p);
-    const __m512i l1 = _mm512_maskz_loadu_epi8(m, p + 8 * tail);
-    q[0] = _mm512_and_si512(l0, m4);
-    q[1] = _mm512_and_si512(_mm512_srli_epi16(l0, 4), m4);
-    q[2] = _mm512_and_si512(l1, m4);
-    q[3] = _mm512_and_si512(_mm512_srli_epi16(l1, 4), m4);
-    if constexpr (kBits == 5) {
-      const __m512i b4 = _mm512_set1_epi8(0x10);
-      uint64_t bits[4];
-      std::memcpy(bits, p + 16 * tail, 32);
-#pragma GCC unroll 4
-      for (int r = 0; r < 4; ++r) q[r] = _mm512_mask_add_epi8(q[r], _cvtu64_mask64(bits[r]), q[r], b4);
-    }
+    SplitNibbles(_mm512_maskz_loadu_epi8(m, p), _mm512_maskz_loadu_epi8(m, p + 8 * tail), q);
+    if constexpr (kBits == 5) AddBit4Plane(p + 16 * tail, q);
   } else {  // K-quant rows are whole super-blocks (w.tail == 0): never reached
     (void)tail;
     LoadQuants<kBits>(p, q);
