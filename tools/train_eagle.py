@@ -2,6 +2,7 @@
 """Self-distils an EAGLE-style draft head for a model from text the model generates itself.
 
   train_eagle.py -m MODEL.gguf -o HEAD.gguf [--sequences 64] [--tokens 96] [--window 16]
+                 [--prompt TEXT]... [--prompt-file FILE]... [--draft-vocab 8192]
                  [--ff 2] [--heads 4] [--epochs 40] [--device cpu] [--lib build/lib/libkestrel.so]
   train_eagle.py --check-gradients      (compares the hand-written backward pass with finite
                                          differences on a small random problem, then exits)
@@ -17,11 +18,15 @@
    pick the model's own greedy token after p (cross-entropy against argmax W_out f_p) and y_p
    match f_p (mean squared error, weight --feature-weight). W_out and the embeddings are the
    model's (frozen); Adam. It starts as "f^_p = f_{p-1}" (W_fc passes the hidden state through,
-   W_o and W_down are zero), i.e. as a Medusa head without training.
+   W_o and W_down are zero), i.e. as a Medusa head without training. With --draft-vocab K
+   (default 8192, what the runtime's EAGLE proposer scores: runtime/speculative/draft_vocab.h)
+   the cross-entropy's softmax runs over the first K rows of W_out only, and positions whose
+   greedy token lies outside them train the feature term alone (the head cannot propose them).
 3. Output: the sidecar GGUF that kestrel_speculative_options_t.heads_path reads with
    method EAGLE (tensor names in eagle_proposer.h and docs/SPECULATIVE.md).
 
-Prints the held-out top-1 agreement with the model's greedy token (teacher-forced) as it trains.
+Prints the top-1 agreement with the model's greedy token (teacher-forced) on held-out sequences (every
+10th: the same prompts, other seeds) as it trains.
 """
 import argparse
 import os
@@ -66,8 +71,9 @@ def forward(P, X, H):
     return Y, (X, U, Q, K, V, A, O, Hh, Z, sig, G, scale)
 
 
-def loss_and_grad(P, X, Fnext, Ynext, Wout, H, feat_w):
-    """Mean cross-entropy of W_out y against Ynext plus feat_w * mean squared error against Fnext."""
+def loss_and_grad(P, X, Fnext, Ynext, Wout, H, feat_w, keep=None):
+    """Mean cross-entropy of W_out y against Ynext (over the positions where `keep` is true, all
+    when None) plus feat_w * mean squared error against Fnext."""
     Y, (X, U, Q, K, V, A, O, Hh, Z, sig, G, scale) = forward(P, X, H)
     B, T, D = Y.shape
     N = B * T
@@ -76,11 +82,14 @@ def loss_and_grad(P, X, Fnext, Ynext, Wout, H, feat_w):
     p = np.exp(logits)
     p /= p.sum(axis=1, keepdims=True)
     y = Ynext.reshape(N)
-    ce = float(-np.mean(np.log(p[np.arange(N), y] + 1e-30)))
+    w = np.ones(N) if keep is None else keep.reshape(N).astype(p.dtype)
+    n_ce = max(1.0, float(w.sum()))
+    ce = float(-np.sum(w * np.log(p[np.arange(N), y] + 1e-30)) / n_ce)
     diff = Y - Fnext
     mse = float(np.mean(diff * diff))
     p[np.arange(N), y] -= 1.0
-    dY = (p @ Wout).reshape(B, T, D) / N + feat_w * 2.0 * diff / diff.size
+    p *= w[:, None] / n_ce
+    dY = (p @ Wout).reshape(B, T, D) + feat_w * 2.0 * diff / diff.size
     g = {}
     flat = lambda M: M.reshape(-1, M.shape[-1])  # noqa: E731
     g["down"] = flat(dY).T @ flat(G)
@@ -116,16 +125,17 @@ def check_gradients():
     X = rng.standard_normal((B, T, 2 * D))
     Fn = rng.standard_normal((B, T, D))
     Yn = rng.integers(0, V, (B, T))
-    _, g = loss_and_grad(P, X, Fn, Yn, Wout, H, 0.5)
+    keep = rng.random((B, T)) < 0.7  # as --draft-vocab leaves some targets out
+    _, g = loss_and_grad(P, X, Fn, Yn, Wout, H, 0.5, keep)
     worst = 0.0
     for k in PARAMS:
         flat = P[k].reshape(-1)
         for i in rng.choice(flat.size, min(6, flat.size), replace=False):
             old = flat[i]
             flat[i] = old + 1e-6
-            lp, _ = loss_and_grad(P, X, Fn, Yn, Wout, H, 0.5)
+            lp, _ = loss_and_grad(P, X, Fn, Yn, Wout, H, 0.5, keep)
             flat[i] = old - 1e-6
-            lm, _ = loss_and_grad(P, X, Fn, Yn, Wout, H, 0.5)
+            lm, _ = loss_and_grad(P, X, Fn, Yn, Wout, H, 0.5, keep)
             flat[i] = old
             num = (lp - lm) / 2e-6
             ana = g[k].reshape(-1)[i]
@@ -139,9 +149,9 @@ def check_gradients():
 
 def windows(feats, toks, embd, Wout, T):
     """Training windows of T positions p (1 <= p < len - 0): inputs [e(x_p); f_{p-1}], targets
-    f_p and the model's greedy token after p."""
-    Xs, Fs, Ys = [], [], []
-    for f, t in zip(feats, toks):
+    f_p and the model's greedy token after p; and each window's sequence index."""
+    Xs, Fs, Ys, Ss = [], [], [], []
+    for i, (f, t) in enumerate(zip(feats, toks)):
         n = len(t)
         greedy = np.argmax(f @ Wout.T, axis=1)
         X = np.concatenate([embd[t[1:]], f[:-1]], axis=1)  # position p = 1 .. n-1
@@ -152,14 +162,22 @@ def windows(feats, toks, embd, Wout, T):
             Xs.append(X[s:s + T])
             Fs.append(Fn[s:s + T])
             Ys.append(Yn[s:s + T])
-    return np.stack(Xs), np.stack(Fs), np.stack(Ys)
+            Ss.append(i)
+    return np.stack(Xs), np.stack(Fs), np.stack(Ys), np.array(Ss)
 
 
-def train(P, X, Fn, Yn, Wout, H, a, rng):
-    n = len(X)
-    perm = rng.permutation(n)
-    n_val = max(1, n // 10)
-    val, tr = perm[:n_val], perm[n_val:]
+def train(P, X, Fn, Yn, Seq, Wout, H, a, rng):
+    """Wout: the draft vocab's rows; targets outside them (Yn >= len(Wout)) train the feature
+    term only and count as misses in the held-out top-1 (the runtime cannot propose them)."""
+    K = Wout.shape[0]
+    keep = Yn < K
+    Yk = np.where(keep, Yn, 0)
+    # Held out: whole sequences (every 10th), not windows: windows of one sequence overlap, so a
+    # window split would score text the head was trained on.
+    held = Seq % 10 == 9 if Seq.max() >= 9 else Seq == Seq.max()
+    val, tr = np.flatnonzero(held), np.flatnonzero(~held)
+    if len(tr) == 0:
+        tr = val
     m = {k: np.zeros_like(v) for k, v in P.items()}
     v2 = {k: np.zeros_like(v) for k, v in P.items()}
 
@@ -174,7 +192,7 @@ def train(P, X, Fn, Yn, Wout, H, a, rng):
         total = 0.0
         for i in range(0, len(tr), a.batch):
             idx = tr[i:i + a.batch]
-            loss, g = loss_and_grad(P, X[idx], Fn[idx], Yn[idx], Wout, H, a.feature_weight)
+            loss, g = loss_and_grad(P, X[idx], Fn[idx], Yk[idx], Wout, H, a.feature_weight, keep[idx])
             total += loss * len(idx)
             step += 1
             for k in PARAMS:
@@ -195,6 +213,10 @@ def main():
     ap.add_argument("--sequences", type=int, default=64, help="generated sequences (seeds x prompts)")
     ap.add_argument("--tokens", type=int, default=96, help="tokens generated per sequence")
     ap.add_argument("--prompt", action="append", help="seed prompt (repeatable)")
+    ap.add_argument("--prompt-file", action="append",
+                    help="seed prompt read from a file, control tokens parsed (chat-formatted; repeatable)")
+    ap.add_argument("--draft-vocab", type=int, default=8192,
+                    help="softmax over the first K ids, as the runtime's EAGLE proposer scores (0: whole vocab)")
     ap.add_argument("--window", type=int, default=16, help="attention span in positions")
     ap.add_argument("--heads", type=int, default=4, help="attention heads (divides n_embd)")
     ap.add_argument("--ff", type=int, default=2, help="feed-forward width in multiples of n_embd")
@@ -213,7 +235,10 @@ def main():
 
     k = Kestrel(a.lib)
     k.open(a.model, a.device)
-    prompts = [k.tokenize(p) for p in (a.prompt or DEFAULT_PROMPTS)]
+    prompts = [k.tokenize(p) for p in (a.prompt or ([] if a.prompt_file else DEFAULT_PROMPTS))]
+    for path in a.prompt_file or []:
+        with open(path, encoding="utf-8") as f:
+            prompts.append(k.tokenize(f.read(), special=True))
     print(f"train_eagle: generating {a.sequences} sequences of {a.tokens} tokens", flush=True)
     feats, toks = generate_features(k, prompts, a.sequences, a.tokens)
     mats = read_matrices(a.model, ["output.weight", "token_embd.weight"])
@@ -224,11 +249,13 @@ def main():
     V, D = Wout.shape
     if D % a.heads:
         sys.exit(f"train_eagle: --heads {a.heads} does not divide n_embd {D}")
-    X, Fn, Yn = windows(feats, toks, embd, Wout, a.window)
-    print(f"train_eagle: {len(X)} windows of {a.window} positions (n_embd {D}, vocab {V})", flush=True)
+    X, Fn, Yn, Seq = windows(feats, toks, embd, Wout, a.window)
+    K = min(a.draft_vocab, V) if a.draft_vocab > 0 else V
+    print(f"train_eagle: {len(X)} windows of {a.window} positions (n_embd {D}, vocab {V}); "
+          f"{np.mean(Yn < K):.3f} of the targets are in the draft vocab of {K}", flush=True)
     rng = np.random.default_rng(0)
     P = init_params(D, a.ff * D, rng)
-    before, after = train(P, X, Fn, Yn, Wout, a.heads, a, rng)
+    before, after = train(P, X, Fn, Yn, Seq, np.ascontiguousarray(Wout[:K]), a.heads, a, rng)
     print(f"train_eagle: held-out top-1 {before:.3f} (untrained) -> {after:.3f}", flush=True)
     F = a.ff * D
     kv = [("general.architecture", "eagle"), ("eagle.n_embd", D), ("eagle.n_vocab", V),

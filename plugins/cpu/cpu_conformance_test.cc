@@ -355,6 +355,9 @@ TEST_P(CpuConformance, Matmul) {
                                     // small batches (verify, engine): token chunks 3 / 2+2 /
                                     // 3+3+2 / 3x5+2, odd row tails
                                     {3, 288, 21},   {4, 128, 6},    {8, 2048, 37}, {17, 416, 9},
+                                    // more small batches (T = 2, 16, 31, 32) over 7 / 1 / 33
+                                    // groups (tails of the 4-group scale steps)
+                                    {2, 160, 11},   {16, 800, 7},   {31, 96, 5},   {32, 4128, 3},
                                     // prefill lane GEMM (vnni, T >= 64): 8-token chunks + 6,
                                     // padded last group, 16-row tiles + a 1-row tail
                                     {70, 4128, 33}};

@@ -93,14 +93,28 @@ inline __m512i DotGroup(__m512i lo, __m512i hi, const int8_t* xg, const int32_t*
 // R weight rows x C tokens (from token t), all groups. Per group: the weights of each row are
 // unpacked once and the scales expanded to one per dword (block b in 128-bit lane b) once per row
 // and once per token, so the inner (row, token) step is 2 dot instructions + cvt + mul + fma; the
-// results are bit-identical to GemvTileQ's. The next tile's rows are prefetched into L2 as one
-// linear stream as in the decode GEMV (kStream: the first token chunk of TileQTokens), so the
-// weights stream from DRAM once, while the dots run, and serve every token.
-// kStream false (the later token chunks over the same rows): each row prefetches its own group
-// 8 ahead into L1 instead, as the rows are re-read from L1.
+// results are bit-identical to GemvTileQ's. Q4_0: the next tile's rows are prefetched into L2 as
+// one linear stream as in the decode GEMV, spread over the group steps of all the tile's token
+// chunks (`pf`, NextTilePrefetch), so the weights stream from DRAM once, while the dots of every
+// token run, and serve every token.
+// kStream (the first token chunk of TileQTokens) false: each row prefetches its own group 8 ahead
+// into L1, as the rows are re-read from L1.
+//
+// Which group steps of a token chunk prefetch the next tile's lines: with n chunks per tile, step
+// s = chunk * G + g prefetches the next tile's group s / n when s % n == 0 (first: this chunk's
+// first such g; index: that group). A burst over the first chunk alone (as before, and still with
+// KESTREL_CPU_SMALLBATCH=first) made that chunk wait on DRAM while the later chunks left it idle:
+// in an 8-token verify the first 3-token chunk took as long as the next 5 tokens (perf samples).
+struct NextTilePrefetch {
+  int64_t first = 0;
+  int64_t every = 1;
+  int64_t index = 0;
+  bool own_rows = false;  // Q4_0 first chunk too: its own rows 8 groups ahead into L1
+};
+
 template <int R, int C, bool kQ8, bool kStream = true>
 inline void StreamTileQ(const QWeightView& w, const QActView& a, int64_t j, int64_t t, float* y,
-                        int64_t ldy) {
+                        int64_t ldy, NextTilePrefetch pf = {}) {
   const int64_t G = w.n_groups;
   const int64_t gb = w.group_bytes;
   const __m512i idx = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
@@ -118,12 +132,16 @@ inline void StreamTileQ(const QWeightView& w, const QActView& a, int64_t j, int6
   constexpr int64_t kLinesPerStep = (R * 64 + 63) / 64;
   constexpr int64_t kScaleLines = (R + 7) / 8;
   for (int64_t g = 0; g < G; ++g) {
-    if constexpr (!kQ8 && kStream) {
-      for (int64_t l = 0; l < kLinesPerStep; ++l) {
-        _mm_prefetch(next_q + (g * kLinesPerStep + l) * 64, _MM_HINT_T1);
-      }
-      for (int64_t l = 0; l < kScaleLines; ++l) {
-        _mm_prefetch(next_d + (g * kScaleLines + l) * 64, _MM_HINT_T1);
+    if constexpr (!kQ8) {
+      if (g == pf.first) {
+        for (int64_t l = 0; l < kLinesPerStep; ++l) {
+          _mm_prefetch(next_q + (pf.index * kLinesPerStep + l) * 64, _MM_HINT_T1);
+        }
+        for (int64_t l = 0; l < kScaleLines; ++l) {
+          _mm_prefetch(next_d + (pf.index * kScaleLines + l) * 64, _MM_HINT_T1);
+        }
+        pf.first += pf.every;
+        ++pf.index;
       }
     }
     __m512i lo[R], hi[R];
@@ -131,7 +149,9 @@ inline void StreamTileQ(const QWeightView& w, const QActView& a, int64_t j, int6
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const uint8_t* p = wq[r] + g * gb;
-      if constexpr (!kStream) _mm_prefetch(reinterpret_cast<const char*>(p + 8 * gb), _MM_HINT_T0);
+      if (!kStream || (!kQ8 && pf.own_rows)) {
+        _mm_prefetch(reinterpret_cast<const char*>(p + 8 * gb), _MM_HINT_T0);
+      }
       if constexpr (kQ8) {
         if constexpr (kStream) {
           _mm_prefetch(reinterpret_cast<const char*>(p + 512), _MM_HINT_T0);
@@ -171,21 +191,43 @@ inline void StreamTileQ(const QWeightView& w, const QActView& a, int64_t j, int6
 // 0.58 to 0.78 ns per (row, token, group)).
 template <int R, int C, bool kQ8, bool kStream>
 __attribute__((noinline)) void StreamTileQCall(const QWeightView& w, const QActView& a, int64_t j,
-                                               int64_t t, float* y, int64_t ldy) {
-  StreamTileQ<R, C, kQ8, kStream>(w, a, j, t, y, ldy);
+                                               int64_t t, float* y, int64_t ldy,
+                                               NextTilePrefetch pf = {}) {
+  StreamTileQ<R, C, kQ8, kStream>(w, a, j, t, y, ldy, pf);
+}
+
+// KESTREL_CPU_SMALLBATCH=first: the next tile's prefetch in the first token chunk only (the
+// former schedule, a same-build baseline for benchmarks).
+inline bool PrefetchFirstChunkOnly() {
+  static const bool on = [] {
+    const char* v = std::getenv("KESTREL_CPU_SMALLBATCH");
+    return v != nullptr && std::strcmp(v, "first") == 0;
+  }();
+  return on;
 }
 
 // All n_tokens >= 2 tokens of R rows, in token chunks of 3 (the fastest tile that keeps its
 // 12 accumulators, 8 unpacked weight registers and scales in the 32 registers: ~0.59 ns per
 // (row, token, group) on Zen 5 with the operands in L2, against 0.78 for the former 2 rows x 8
 // tokens and ~0.5 for the bare vpdpbusd pair; docs/perf/cpu-kernels.md), never a 1-token chunk
-// (ForEachTokenChunk, kernels.h). Only the first chunk streams the next tile's rows from DRAM;
-// the later chunks find these rows in L1.
+// (ForEachTokenChunk, kernels.h). The next tile's rows stream from DRAM over all chunks (Q4_0,
+// NextTilePrefetch); the later chunks find this tile's rows in L1.
 template <int R, bool kQ8>
 inline void TileQTokens(const QWeightView& w, const QActView& a, int64_t n_tokens, int64_t j,
                         float* y, int64_t ldy) {
+  const int64_t G = w.n_groups;
+  int64_t chunks = 0;
+  ForEachTokenChunk(n_tokens, [&](int64_t, auto, auto) { ++chunks; });
+  if (PrefetchFirstChunkOnly()) chunks = 1;
+  int64_t ci = 0;
   ForEachTokenChunk(n_tokens, [&](int64_t t, auto c, auto first) {
-    StreamTileQCall<R, decltype(c)::value, kQ8, decltype(first)::value>(w, a, j, t, y, ldy);
+    NextTilePrefetch pf;
+    pf.every = chunks;
+    pf.first = ci < chunks ? (chunks - (ci * G) % chunks) % chunks : G;  // G: none
+    pf.index = (ci * G + pf.first) / chunks;
+    pf.own_rows = !PrefetchFirstChunkOnly();
+    ++ci;
+    StreamTileQCall<R, decltype(c)::value, kQ8, decltype(first)::value>(w, a, j, t, y, ldy, pf);
   });
 }
 

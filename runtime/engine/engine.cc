@@ -677,15 +677,26 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
   // fork's partial prompt block) copies it.
   uint32_t decodes_left = 0;
   bool any_spec = false;
+  // The batch's mean shadow estimate of the tokens a capped draft would get accepted per
+  // sequence (the cost of drafting is the batch's, so is the gain that must pay for it).
+  double predicted = 0;
+  uint32_t n_gated = 0;
   for (auto& r : running_) {
     decodes_left += r->prefilled ? 1 : 0;
     // The gate decides for `auto` requests; a fixed method always drafts, as in a session.
-    any_spec |= r->prefilled && r->spec != nullptr && r->request->req.spec.method == SpecMethod::kAuto;
+    const bool gated =
+        r->prefilled && r->spec != nullptr && r->request->req.spec.method == SpecMethod::kAuto;
+    any_spec |= gated;
+    if (gated) {
+      predicted += r->spec->ShadowAccepted();
+      ++n_gated;
+    }
   }
+  if (n_gated > 0) predicted /= n_gated;
   // Whether this step's speculating sequences draft at all: the gate compares the batch's
   // tokens per ms with and without drafts (their per-sequence controllers cannot see the
   // batch's cost).
-  const uint32_t draft_cap = any_spec ? gate_.DraftCap() : ThroughputGate::kOff;
+  const uint32_t draft_cap = any_spec ? gate_.DraftCap(predicted) : ThroughputGate::kOff;
   const uint64_t generated_before = work_stats_.generated_tokens;
   bool had_prefill = false;  // prefill chunks make a step's rate incomparable
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {

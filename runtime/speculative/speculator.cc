@@ -1,6 +1,7 @@
 #include "runtime/speculative/speculator.h"
 
 #include <chrono>
+#include <limits>
 
 #include "absl/strings/str_format.h"
 #include "runtime/speculative/draft_model_proposer.h"
@@ -145,6 +146,10 @@ Proposer* Speculator::ProposerFor(SpecMethod m) {
 
 void Speculator::Reset() {
   for (auto& p : proposers_) p->Reset();
+  shadow_.clear();
+  shadow_second_ = -1;
+  shadow_rate_ = 0;
+  shadow_samples_ = 0;
   last_confident_ = last_confident_ok_ = false;
   // A new text: what the controller learnt about acceptance and its probe back-off belong to the
   // old one (a back-off grown on a chat preamble must not keep n-gram off on a quoted passage).
@@ -213,6 +218,8 @@ absl::Status Speculator::Propose(const Sequence& seq, uint32_t room, bool chains
   last_method_ = c.method;
   last_depth_ = 0;
   Proposer* p = ProposerFor(c.method);
+  shadow_.clear();
+  if (room == 0) Shadow(seq);
   if (p == nullptr || c.draft == 0 || room == 0) return absl::OkStatus();
   const auto t0 = std::chrono::steady_clock::now();
   ProposeRequest req;
@@ -239,6 +246,49 @@ absl::Status Speculator::Propose(const Sequence& seq, uint32_t room, bool chains
   return absl::OkStatus();
 }
 
+double Speculator::ShadowAccepted() const {
+  const bool ngram_only = config_.method == SpecMethod::kAuto && proposers_.size() == 1 &&
+                          proposers_[0]->method() == SpecMethod::kNgram;
+  if (!ngram_only) return std::numeric_limits<double>::infinity();
+  return shadow_rate_;
+}
+
+void Speculator::Shadow(const Sequence& seq) {
+  Proposer* ngram = ProposerFor(SpecMethod::kNgram);
+  if (ngram == nullptr || config_.method != SpecMethod::kAuto) return;
+  ProposeRequest req;
+  req.history = seq.tokens();
+  req.max_depth = req.max_nodes = kShadowDepth;
+  req.chains_only = true;
+  DraftTree tree;
+  if (!ngram->Propose(req, &tree).ok()) return;
+  CutToFirstPath(&tree);
+  shadow_.assign(tree.tokens.begin(), tree.tokens.end());
+  if (shadow_.empty()) shadow_.push_back(-1);  // no proposal: accepts nothing
+}
+
+void Speculator::CheckShadow(const VerifyOutcome& out) {
+  if (out.tokens.empty()) return;
+  const int32_t next = out.tokens[0];
+  auto record = [this](double accepted) {
+    shadow_rate_ = shadow_samples_ == 0 ? accepted : 0.9 * shadow_rate_ + 0.1 * accepted;
+    ++shadow_samples_;
+  };
+  if (shadow_second_ >= 0) {  // last step's shadow had its first node right
+    record(next == shadow_second_ ? 2.0 : 1.0);
+    shadow_second_ = -1;
+  }
+  if (shadow_.empty()) return;
+  if (next != shadow_[0]) {
+    record(0.0);
+  } else if (shadow_.size() > 1) {
+    shadow_second_ = shadow_[1];  // resolved by the next step's first token
+  } else {
+    record(1.0);
+  }
+  shadow_.clear();
+}
+
 absl::Status Speculator::Verify(Sequence& seq, const DraftTree& tree, const float* rows,
                                 size_t n_vocab, VerifyOutcome* out) {
   const uint32_t left = seq.policy().max_new_tokens - seq.n_generated();
@@ -251,6 +301,7 @@ absl::Status Speculator::Verify(Sequence& seq, const DraftTree& tree, const floa
       !s.ok()) {
     return s;
   }
+  CheckShadow(*out);
   if (!tree.empty()) {
     const uint32_t m = static_cast<uint32_t>(out->accepted.size());
     const uint32_t i = static_cast<uint32_t>(last_method_);

@@ -55,6 +55,13 @@ class Speculator {
   bool needs_hidden() const { return needs_hidden_; }
   void SetHidden(const float* row, size_t n) { hidden_.assign(row, row + n); }
 
+  // `auto` with n-gram as its only proposer: tokens per step a draft of kShadowDepth nodes would
+  // have had accepted, measured (EMA) on the steps Propose was given no room for (the engine's
+  // gate off): the proposal costs microseconds, so it is asked anyway and checked against what
+  // the plain step emitted. 0 before any such step; infinity for other configurations (their
+  // proposals are not free to ask).
+  static constexpr uint32_t kShadowDepth = 2;
+  double ShadowAccepted() const;
   const SpecStats& stats() const { return stats_; }
   void ResetStats() { stats_ = SpecStats{}; }
   // The sequence went back (truncated, new generation): proposers drop their state.
@@ -64,6 +71,8 @@ class Speculator {
   Speculator() = default;
   Proposer* ProposerFor(SpecMethod m);
   ControllerChoice Choose(const Sequence& seq, uint32_t room);
+  void Shadow(const Sequence& seq);
+  void CheckShadow(const VerifyOutcome& out);
 
   SpecConfig config_;
   std::vector<std::unique_ptr<Proposer>> proposers_;
@@ -76,6 +85,10 @@ class Speculator {
   uint32_t last_depth_ = 0;
   bool last_confident_ = false;     // this step verifies a confident n-gram proposal
   bool last_confident_ok_ = false;  // the latest confident proposal had a token accepted
+  std::vector<int32_t> shadow_;     // this step's shadow proposal (Shadow)
+  int32_t shadow_second_ = -1;      // its second node, after the first was right: checked next step
+  double shadow_rate_ = 0;          // EMA of the tokens shadow proposals had accepted
+  uint32_t shadow_samples_ = 0;
 };
 
 // Keeps only the path from the first root to its first leaf (node 0, its first child, ...).

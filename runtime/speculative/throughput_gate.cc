@@ -5,11 +5,13 @@
 namespace kestrel {
 namespace runtime {
 
-uint32_t ThroughputGate::DraftCap() {
+uint32_t ThroughputGate::DraftCap(double predicted) {
   ++steps_;
-  // Warm-up: plain steps first, then capped speculative ones.
+  const bool promising = predicted >= kMinPredicted;
+  // Warm-up: plain steps first, then capped speculative ones (once drafts look worth a try).
   if (samples_[0] < kPhase) return kOff;
-  if (samples_[1] < kOnPhase) return kProbeNodes;
+  if (samples_[1] < kOnPhase) return promising ? kProbeNodes : kOff;
+  if (probing_ && probe_mode_ && !promising) probing_ = false;  // nothing to probe for now
   if (probing_) {
     if (++in_phase_ <= (probe_mode_ ? kOnPhase : kPhase)) return probe_mode_ ? kProbeNodes : kOff;
     probing_ = false;
@@ -20,11 +22,12 @@ uint32_t ThroughputGate::DraftCap() {
   if (best != best_) probe_every_ = kMinProbeEvery;  // the choice changed: probe sooner again
   best_ = best;
   if (next_probe_ == 0) next_probe_ = steps_ + probe_every_;  // the warm-up just measured both
-  if (steps_ >= next_probe_) {
+  // A due probe of "on" waits for a step where drafts look worth it.
+  if (steps_ >= next_probe_ && (best_ || promising)) {
     next_probe_ = steps_ + probe_every_;
     probe_every_ = std::min(probe_every_ * 2, kMaxProbeEvery);
-    probing_ = true;
     probe_mode_ = !best_;
+    probing_ = true;
     in_phase_ = 1;
     return probe_mode_ ? kProbeNodes : kOff;
   }

@@ -7,7 +7,11 @@
 // kMargin faster), probing the other for a few steps now and then — less often (64 -> 1024
 // steps) while the probes confirm the choice. Probes of "on" are short (kOnPhase steps) and
 // capped, so text where nothing is accepted costs little (a probe step of 8 sequences with 2
-// nodes each is 24 tokens: most of a plain step's cost again on a small model).
+// nodes each is 24 tokens: most of a plain step's cost again on a small model). Where the
+// sequences' proposers can say for free what a draft would have accepted (n-gram: Speculator::
+// ShadowAccepted), a warm-up or probe of "on" waits until that prediction reaches
+// kMinPredicted tokens per sequence and step: on text where drafts would be rejected the gate
+// then never drafts at all.
 #ifndef KESTREL_RUNTIME_SPECULATIVE_THROUGHPUT_GATE_H_
 #define KESTREL_RUNTIME_SPECULATIVE_THROUGHPUT_GATE_H_
 
@@ -24,7 +28,13 @@ class ThroughputGate {
   static constexpr uint32_t kProbeNodes = 2;
 
   // The most draft nodes a sequence may add in this step (kOff: none, kUncapped: no limit).
-  uint32_t DraftCap();
+  // `predicted`: the tokens per sequence a capped draft would have had accepted in recent plain
+  // steps, the mean over the batch's sequences (kNoPrediction: not known).
+  static constexpr double kNoPrediction = std::numeric_limits<double>::infinity();
+  // A capped step (kProbeNodes per sequence) is about 1.6-1.8x a plain one on a small model
+  // (docs/perf/speculative.md), so it must be expected to add ~0.6 tokens per sequence to pay.
+  static constexpr double kMinPredicted = 0.6;
+  uint32_t DraftCap(double predicted = kNoPrediction);
   // A decode-only step's result (steps with prefill chunks are not comparable and not recorded):
   // the cap DraftCap gave for it, tokens generated, its time.
   void Record(uint32_t cap, uint64_t tokens, double ms);

@@ -59,6 +59,26 @@ TEST(ThroughputGateTest, NothingAcceptedCostsUnderThreePercent) {
   }
 }
 
+TEST(ThroughputGateTest, UnpromisingShadowPredictionsNeverDraft) {
+  // Drafts' shadow estimate below kMinPredicted (open text for n-gram): not even a warm-up or
+  // probe step drafts, so the gate costs nothing; once the estimate rises, drafting that pays is
+  // found and kept.
+  ThroughputGate g;
+  uint32_t on = 0;
+  for (int step = 0; step < 2000; ++step) {
+    const uint32_t cap = g.DraftCap(0.4);
+    on += cap != ThroughputGate::kOff;
+    g.Record(cap, 8, 8.0);
+  }
+  EXPECT_EQ(on, 0u);
+  for (int step = 0; step < 200; ++step) {
+    const uint32_t cap = g.DraftCap(1.5);
+    on += cap != ThroughputGate::kOff;
+    g.Record(cap, 8, cap == ThroughputGate::kOff ? 8.0 : 8.0 / 1.6);
+  }
+  EXPECT_GT(on, 150u);
+}
+
 }  // namespace
 }  // namespace runtime
 }  // namespace kestrel
