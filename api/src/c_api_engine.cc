@@ -385,6 +385,13 @@ KESTREL_API kestrel_status_t* kestrel_engine_get_stats(const kestrel_engine_t* e
     full.kv_swap_held_bytes = s.kv_swap_held_bytes;
     full.kv_swap_peak_bytes = s.kv_swap_peak_bytes;
     full.kv_swap_budget_bytes = s.kv_swap_budget_bytes;
+    full.kv_window_bytes = s.kv_window_bytes;
+    full.kv_window_groups = s.kv_window_groups;
+    full.kv_window_blocks_total = s.kv_window_blocks_total;
+    full.kv_window_blocks_used = s.kv_window_blocks_used;
+    full.kv_window_blocks_peak = s.kv_window_blocks_peak;
+    full.kv_window_blocks_cached = s.kv_window_blocks_cached;
+    full.kv_window_step_tokens = s.kv_window_step_tokens;
     return kestrel::api::WriteInfo(fn, "out_stats", full, out_stats, KESTREL_ENGINE_STATS_MIN_SIZE);
   });
 }

@@ -194,11 +194,16 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model* model,
     e->window_pools_.push_back(std::make_unique<BlockPool>(probe.kv_groups[g].n_blocks, bs));
     e->window_of_group_.push_back(probe.kv_groups[g].window);
   }
-  if (!e->window_pools_.empty()) {
-    e->max_step_ = window;
-  } else if (config.prefix_cache) {
-    // A prefix hit brings group 0's KV only: with window groups it is off.
-    e->cache_ = std::make_unique<PrefixCache>(e->pool_.get());
+  if (!e->window_pools_.empty()) e->max_step_ = window;
+  e->window_bytes_ = window_bytes;
+  if (config.prefix_cache) {
+    // With window groups the cache keeps their blocks too, while their pools have room, and a
+    // hit is only taken as far as their rows are held (prefix_cache.h).
+    std::vector<PrefixCache::WindowGroup> groups;
+    for (size_t g = 0; g < e->window_pools_.size(); ++g) {
+      groups.push_back({e->window_of_group_[g], e->window_pools_[g].get()});
+    }
+    e->cache_ = std::make_unique<PrefixCache>(e->pool_.get(), std::move(groups));
   }
   plan_options.n_blocks = e->n_blocks_;
   absl::StatusOr<ExecutionPlan> plan = model->BuildPlan(plan_options);
@@ -400,14 +405,28 @@ bool Engine::Admit(SeqState* seq) {
   const uint32_t need = CeilDiv(n, bs) - static_cast<uint32_t>(m.blocks.size());
   if (AvailableBlocks() < need) {
     for (int32_t b : m.blocks) pool_->Release(b);
+    for (size_t g = 0; g < m.window_blocks.size(); ++g) {
+      for (int32_t b : m.window_blocks[g]) {
+        if (b >= 0) window_pools_[g]->Release(b);
+      }
+    }
     return false;
   }
   const uint32_t reused = static_cast<uint32_t>(m.blocks.size()) * bs;
   seq->seq->table().Adopt(m.blocks, reused);
+  // The window groups' rows of the window before `reused` (the cache matched only that far).
+  if (seq->windows) seq->windows->Adopt(std::move(m.window_blocks), reused);
   seq->keys = m.keys;
   EnsureFree(need);  // AvailableBlocks() said there are enough
   (void)seq->seq->table().Reserve(n);
-  if (seq->swapped.tokens > 0) SwapIn(seq->seq->table(), seq->windows.get(), reused, &seq->swapped);
+  if (seq->swapped.tokens > 0) {
+    std::vector<uint32_t> window_need(window_pools_.size());
+    for (size_t g = 0; g < window_need.size(); ++g) {
+      window_need[g] = WindowTables::BlocksNeeded(window_of_group_[g], max_step_, bs);
+    }
+    ReserveWindowBlocks(window_need);
+    SwapIn(seq->seq->table(), seq->windows.get(), reused, &seq->swapped);
+  }
   seq->prefilled = false;
   if (cache_) {
     work_stats_.prefix_cache_lookups += max_match;
@@ -441,6 +460,20 @@ void Engine::CacheFullBlocks(SeqState& seq) {
         parent, absl::MakeConstSpan(tokens.data() + i * bs, bs), table.blocks()[i], &shared);
     if (shared >= 0) table.ReplaceBlock(i, shared);
     seq.keys.push_back(key);
+    // The window groups still hold the block just completed (a step drops only blocks before
+    // its own first position's window).
+    for (size_t g = 0; seq.windows && g < seq.windows->size(); ++g) {
+      const BlockTable& w = seq.windows->table(g);
+      if (i < w.blocks().size()) cache_->AttachWindowBlock(key, g, w.blocks()[i]);
+    }
+  }
+}
+
+void Engine::ReserveWindowBlocks(const std::vector<uint32_t>& need) {
+  if (!cache_) return;
+  for (size_t g = 0; g < need.size() && g < window_pools_.size(); ++g) {
+    while (window_pools_[g]->n_free() < need[g] && cache_->EvictWindowBlock(g)) {
+    }
   }
 }
 
@@ -766,6 +799,18 @@ absl::Status Engine::StepLocked(uint32_t* n_active) {
   }
 
   if (!scheduled.empty()) {
+    // The window pools are sized for the sequences: the prefix cache's window blocks make room
+    // for this step's (the most each sequence's Append may allocate).
+    if (!window_pools_.empty()) {
+      std::vector<uint32_t> window_need(window_pools_.size(), 0);
+      for (SeqState* s : scheduled) {
+        const uint64_t end = uint64_t{s->seq->n_computed()} + s->chunk;
+        for (size_t g = 0; s->windows && g < window_need.size(); ++g) {
+          window_need[g] += s->windows->table(g).BlocksToWrite(end);
+        }
+      }
+      ReserveWindowBlocks(window_need);
+    }
     // One model run over every scheduled token of every sequence.
     step_.Reset();
     std::vector<std::vector<int32_t>> window_copies(window_pools_.size());
@@ -895,6 +940,12 @@ void Engine::PublishStats() {
   for (const auto& p : window_pools_) {
     st.kv_window_blocks_total += p->n_blocks();
     st.kv_window_blocks_used += p->n_blocks() - p->n_free();
+  }
+  st.kv_window_bytes = window_bytes_;
+  st.kv_window_step_tokens = max_step_;
+  st.kv_window_blocks_cached = 0;
+  for (size_t g = 0; cache_ && g < window_pools_.size(); ++g) {
+    st.kv_window_blocks_cached += cache_->NumWindowCached(g);
   }
   work_stats_.kv_window_blocks_peak = std::max(work_stats_.kv_window_blocks_peak, st.kv_window_blocks_used);
   st.kv_window_blocks_peak = work_stats_.kv_window_blocks_peak;

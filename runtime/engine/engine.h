@@ -70,9 +70,11 @@ struct EngineConfig {
   uint64_t kv_swap_bytes = 0;
   KvSwapPolicy kv_swap_policy = KvSwapPolicy::kAuto;
   // Sliding-window layers keep only their window's KV, in pools of their own (docs/ENGINE.md,
-  // "Sliding-window KV"), when that is smaller than the full context. The prefix cache is then
-  // off (its blocks would not bring back the window layers' KV). false: every layer in the one
-  // pool, the window applied in attention only (as without windows; the prefix cache works).
+  // "Sliding-window KV"), when that is smaller than the full context. The prefix cache then
+  // keeps their blocks too while their pools have room, and reuses a prefix only as far as the
+  // window layers' rows before its end are still held (so a hit is exact). The persistent
+  // prefix cache (Save/LoadPrefixCache) needs window_kv = false. false: every layer in the one
+  // pool, the window applied in attention only (as without windows).
   bool window_kv = true;
 };
 
@@ -137,9 +139,14 @@ struct EngineStats {
   double kv_swap_ms = 0;
   uint64_t kv_swap_held_bytes = 0, kv_swap_peak_bytes = 0, kv_swap_budget_bytes = 0;
   // Sliding-window KV groups (all zero without them): their pools' blocks together, those in
-  // use now, the most ever in use, and the tokens one block holds (kv_block_size).
+  // use now (by sequences or the prefix cache), the most ever in use, and the tokens one block
+  // holds (kv_block_size); of the used ones, those only the prefix cache holds (released first
+  // when a sequence needs the room); the pools' bytes, every window layer's K and V.
   uint32_t kv_window_groups = 0;
   uint32_t kv_window_blocks_total = 0, kv_window_blocks_used = 0, kv_window_blocks_peak = 0;
+  uint32_t kv_window_blocks_cached = 0;
+  uint64_t kv_window_bytes = 0;
+  uint32_t kv_window_step_tokens = 0;  // max_step(): most tokens a step brings per sequence
 };
 
 class Engine {
@@ -227,6 +234,10 @@ class Engine {
   // New, empty window tables over the engine's window pools (null without window groups).
   std::unique_ptr<WindowTables> MakeWindowTables() const;
   void CacheFullBlocks(SeqState& seq);
+  // Releases the prefix cache's window blocks (least recently used first) until window pool g
+  // has need[g] free blocks or the cache holds none of it: then the pool's sizing alone
+  // guarantees the sequences' room, as without a cache.
+  void ReserveWindowBlocks(const std::vector<uint32_t>& need);
   // Where the sequence's tokens and text go: the request's output and its callback.
   TokenSink SinkFor(SeqState& seq);
   // Where its log-probabilities go: the request's on_logprobs with its id and the sample.
@@ -257,6 +268,7 @@ class Engine {
   uint32_t context_length_ = 0;
   uint32_t n_blocks_ = 0;
   uint32_t max_step_ = 0;  // tokens per sequence and step at most (0: no cap)
+  uint64_t window_bytes_ = 0;  // the window pools' KV bytes
 
   // Stepping state: only the thread holding step_mu_ touches these.
   std::mutex step_mu_;

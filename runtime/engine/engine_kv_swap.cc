@@ -80,8 +80,8 @@ void Engine::SwapIn(BlockTable& table, WindowTables* windows, uint32_t reused, S
   if (host != nullptr && reused < n && table.n_tokens() == reused && table.capacity() >= n) {
     const auto t0 = Clock::now();
     // Window groups hold what decoding up to n would have left them (a window + one step; the
-    // swap-out held at least that), and take those rows back. Without a prefix cache (off with
-    // window groups) they start empty, as `reused` is 0.
+    // swap-out held at least that), and take those rows back. They start with the prefix
+    // cache's window blocks up to `reused` (none without a hit).
     bool ok = windows == nullptr || windows->GrowTo(n, max_step_).ok();
     ok = ok && MoveKv(table, windows, reused, n, n, host, /*to_host=*/false).ok();
     if (!ok && windows != nullptr) windows->Truncate(0);  // recompute from the start instead

@@ -22,6 +22,15 @@ std::vector<int32_t> BlockSlots(int32_t block, uint32_t block_size) {
   return slots;
 }
 
+// The file holds group 0's blocks (every layer's rows at them); a sliding-window layer's rows live
+// in its group's pool, which the format does not carry.
+absl::Status WindowPoolsUnsupported() {
+  return absl::FailedPreconditionError(
+      "engine: this model's sliding-window layers keep their KV in window pools, which the "
+      "persistent prefix cache does not hold: it cannot be saved or loaded for this engine (the "
+      "in-memory prefix cache works)");
+}
+
 }  // namespace
 
 absl::Status Engine::SavePrefixCache(const std::string& path) {
@@ -29,6 +38,7 @@ absl::Status Engine::SavePrefixCache(const std::string& path) {
   if (!cache_) {
     return absl::FailedPreconditionError("engine: the prefix cache is off, there is nothing to save");
   }
+  if (!window_pools_.empty()) return WindowPoolsUnsupported();
   const ExecutionPlan& plan = executor_->plan();
   const std::vector<PrefixCache::Exported> entries = cache_->Export();
   PrefixCacheMeta meta;
@@ -62,6 +72,7 @@ absl::Status Engine::SavePrefixCache(const std::string& path) {
 }
 
 absl::StatusOr<uint32_t> Engine::LoadPrefixCache(const std::string& path) {
+  if (!window_pools_.empty()) return WindowPoolsUnsupported();  // fixed at Create: no lock
   const std::string prefix = absl::StrCat("prefix cache '", path, "': ");
   absl::StatusOr<std::shared_ptr<const FileImage>> image = FileImage::Open(path, true, prefix);
   if (!image.ok()) return image.status();

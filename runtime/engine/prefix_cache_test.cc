@@ -89,6 +89,61 @@ TEST(PrefixCacheTest, EvictsLeastRecentlyUsedLeavesOnlyWhenUnreferenced) {
   EXPECT_EQ(pool.n_free(), 8u);
 }
 
+TEST(PrefixCacheTest, WindowGroupsLimitHitsToHeldWindowRowsAndGiveWayUnderPressure) {
+  // Block size 2, one window group of window 3: a hit of k blocks continues at position 2k and
+  // needs the group's rows from 2k - 2 on, i.e. its block k-1.
+  BlockPool pool(16, 2), wpool(6, 2);
+  PrefixCache cache(&pool, {{3, &wpool}});
+  const std::vector<int32_t> a = Iota(9, 1);  // 4 full blocks
+  std::vector<int32_t> held;
+  std::vector<uint64_t> ids;
+  for (size_t i = 0; i < 4; ++i) {
+    held.push_back(*pool.Allocate());
+    int32_t shared = -1;
+    ids.push_back(cache.Insert(ids.empty() ? PrefixCache::kRoot : ids.back(),
+                               absl::MakeConstSpan(a.data() + 2 * i, 2), held.back(), &shared));
+    ASSERT_EQ(shared, -1);
+  }
+  // No window block held: nothing can be restored.
+  EXPECT_EQ(cache.Lookup(a, 4, false).blocks.size(), 0u);
+  // The group's blocks of entries 1 and 2 (a sequence's, the cache takes a reference).
+  std::vector<int32_t> w;
+  for (int i = 0; i < 4; ++i) w.push_back(*wpool.Allocate());
+  cache.AttachWindowBlock(ids[1], 0, w[1]);
+  cache.AttachWindowBlock(ids[2], 0, w[2]);
+  EXPECT_EQ(wpool.ref_count(w[1]), 2u);
+  // 3 blocks (continues at 6, reads from 4: block 2) or 2 blocks (reads from 2: block 1).
+  PrefixCache::Match m = cache.Lookup(a, 4, true);
+  ASSERT_EQ(m.blocks.size(), 3u);
+  ASSERT_EQ(m.window_blocks.size(), 1u);
+  EXPECT_EQ(m.window_blocks[0], (std::vector<int32_t>{-1, -1, w[2]}));
+  EXPECT_EQ(wpool.ref_count(w[2]), 3u) << "retained for the caller";
+  for (int32_t b : m.blocks) pool.Release(b);
+  wpool.Release(w[2]);
+  cache.AttachWindowBlock(ids[3], 0, w[3]);
+  EXPECT_EQ(cache.Lookup(a, 4, false).blocks.size(), 4u);
+  // The sequence lets go of its window blocks: only the cache holds them.
+  for (int32_t b : w) wpool.Release(b);
+  EXPECT_EQ(cache.NumWindowCached(0), 3u);
+  EXPECT_EQ(wpool.n_free(), 3u);
+  // Pressure: one reference at a time, each freeing its block (only the cache held them).
+  ASSERT_TRUE(cache.EvictWindowBlock(0));
+  EXPECT_EQ(wpool.n_free(), 4u);
+  EXPECT_EQ(cache.NumWindowCached(0), 2u);
+  while (cache.EvictWindowBlock(0)) {
+  }
+  EXPECT_EQ(wpool.n_free(), 6u);
+  EXPECT_EQ(cache.Lookup(a, 4, false).blocks.size(), 0u) << "no window rows left to restore";
+  // Removing entries releases their window blocks too.
+  int32_t x = *wpool.Allocate();
+  cache.AttachWindowBlock(ids[3], 0, x);
+  wpool.Release(x);
+  for (int32_t b : held) pool.Release(b);
+  cache.Clear();
+  EXPECT_EQ(wpool.n_free(), 6u);
+  EXPECT_EQ(pool.n_free(), 16u);
+}
+
 TEST(PrefixCacheTest, DestructorReturnsEveryBlock) {
   BlockPool pool(8, 2);
   {

@@ -59,6 +59,7 @@ void BlockTable::Adopt(std::vector<int32_t> blocks, uint32_t n_tokens) {
   blocks_ = std::move(blocks);
   n_tokens_ = n_tokens;
   n_dropped_ = 0;
+  while (n_dropped_ < blocks_.size() && blocks_[n_dropped_] < 0) ++n_dropped_;
 }
 
 void BlockTable::ShareInto(BlockTable* other) const {

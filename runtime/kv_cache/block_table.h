@@ -41,7 +41,7 @@ class BlockTable {
   // its chunked prefill never needs one midway). On failure nothing changes.
   absl::Status Reserve(uint32_t n);
   // Takes over `blocks` (each already holding one reference for this table) holding `n_tokens`
-  // tokens; the table must be empty.
+  // tokens; the table must be empty. Leading -1 entries are dropped positions (DropBefore).
   void Adopt(std::vector<int32_t> blocks, uint32_t n_tokens);
   // A copy of this table's blocks for a fork (one more reference on each), with the same tokens.
   void ShareInto(BlockTable* other) const;

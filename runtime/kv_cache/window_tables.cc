@@ -66,6 +66,12 @@ absl::Status WindowTables::GrowTo(uint32_t n, uint32_t max_step) {
   return p < n ? Append(p, 1) : absl::OkStatus();
 }
 
+void WindowTables::Adopt(std::vector<std::vector<int32_t>> blocks, uint32_t n_tokens) {
+  for (size_t g = 0; g < groups_.size() && g < blocks.size(); ++g) {
+    groups_[g].table->Adopt(std::move(blocks[g]), n_tokens);
+  }
+}
+
 void WindowTables::ShareInto(WindowTables* other) const {
   for (size_t g = 0; g < groups_.size() && g < other->groups_.size(); ++g) {
     groups_[g].table->ShareInto(other->groups_[g].table.get());

@@ -55,6 +55,10 @@ class WindowTables {
   // one-token step would (restored KV: the caller then writes the held positions' rows), so
   // they hold no more than the window needs.
   absl::Status GrowTo(uint32_t n, uint32_t max_step);
+  // Empty tables take over n_tokens positions' blocks, one list per group (each block with one
+  // reference for the table; leading -1 entries: dropped, before the window), as a prefix-cache
+  // hit restores them.
+  void Adopt(std::vector<std::vector<int32_t>> blocks, uint32_t n_tokens);
   // Every group's blocks shared into `other`'s tables (one more reference each), same tokens.
   void ShareInto(WindowTables* other) const;
   // Blocks held by every group together.

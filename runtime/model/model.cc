@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "hal/src/op_desc.h"
 #include "runtime/arch/common/metadata.h"
 #include "runtime/arch/fused_weights.h"
 #include "runtime/arch/registry.h"
@@ -349,36 +350,20 @@ bool Model::DeviceRunsMoe() const {
       continue;
     }
     const kestrel_tensor_desc_t& router = weights_.tensors[l.ffn_gate_inp].desc;
-    kestrel_tensor_arg_t in[5]{}, out[2]{};
-    in[0].desc.struct_size = out[0].desc.struct_size = out[1].desc.struct_size =
-        sizeof(kestrel_tensor_desc_t);
-    in[0].desc.dtype = out[0].desc.dtype = KESTREL_DTYPE_F32;
-    in[0].desc.rank = out[0].desc.rank = 2;
-    in[0].desc.dims[0] = out[0].desc.dims[0] = 1;
-    in[0].desc.dims[1] = out[0].desc.dims[1] = router.dims[1];
+    const kestrel_tensor_arg_t x = hal::TensorArg(KESTREL_DTYPE_F32, {1, router.dims[1]});
+    kestrel_tensor_arg_t in[5] = {x, {}, {}, {}, {}};
     in[1].desc = router;
     in[2].desc = weights_.tensors[l.ffn_gate_exps].desc;
     in[3].desc = weights_.tensors[l.ffn_up_exps].desc;
     in[4].desc = weights_.tensors[l.ffn_down_exps].desc;
-    out[1].desc.dtype = KESTREL_DTYPE_I32;
-    out[1].desc.rank = 1;
-    out[1].desc.dims[0] = config_.n_experts;
+    const kestrel_tensor_arg_t out[2] = {x, hal::TensorArg(KESTREL_DTYPE_I32, {config_.n_experts})};
     kestrel_op_moe_params_t p{};
     p.struct_size = sizeof(p);
     p.n_experts = config_.n_experts;
     p.top_k = config_.n_experts_used;
     p.n_local_experts = config_.n_experts;
-    kestrel_op_desc_t desc{};
-    desc.struct_size = sizeof(desc);
-    desc.kind = KESTREL_OP_MOE;
-    desc.op_version = 1;
-    desc.n_inputs = 5;
-    desc.n_outputs = 2;
-    desc.inputs = in;
-    desc.outputs = out;
-    desc.params = &p;
-    desc.params_size = sizeof(p);
-    absl::StatusOr<kestrel_op_support_t> s = device_->Query(desc);
+    absl::StatusOr<kestrel_op_support_t> s =
+        device_->Query(hal::OpDesc(KESTREL_OP_MOE, 1, in, 5, out, 2, &p, sizeof(p)));
     return s.ok() && s->level != KESTREL_OP_UNSUPPORTED;
   }
   return true;  // no MoE layer

@@ -6,6 +6,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "hal/src/op_desc.h"
 
 namespace kestrel {
 namespace runtime {
@@ -67,15 +68,9 @@ struct OpCall {
     };
     for (size_t i = 0; i < in.size(); ++i) describe(inputs[i], &in[i]);
     for (size_t i = 0; i < out.size(); ++i) describe(op.outputs[i], &out[i]);
-    desc.struct_size = sizeof(desc);
-    desc.kind = op.kind;
-    desc.op_version = op.op_version;
-    desc.n_inputs = static_cast<uint32_t>(in.size());
-    desc.n_outputs = static_cast<uint32_t>(out.size());
-    desc.inputs = in.data();
-    desc.outputs = out.data();
-    desc.params = params.empty() ? nullptr : params.data();
-    desc.params_size = params.size();
+    desc = hal::OpDesc(op.kind, op.op_version, in.data(), static_cast<uint32_t>(in.size()),
+                       out.data(), static_cast<uint32_t>(out.size()),
+                       params.empty() ? nullptr : params.data(), params.size());
   }
   OpCall(const OpCall&) = delete;
   OpCall& operator=(const OpCall&) = delete;

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "hal/src/op_desc.h"
 #include "runtime/plan/executor.h"
 
 namespace kestrel {
@@ -41,23 +42,9 @@ absl::Status Executor::RunOffloadedMoe(size_t op_index, const StepShape& shape, 
   for (int i = 0; i < 5; ++i) describe(op.inputs[i], &in[i]);
   for (int i = 2; i < 5; ++i) in[i].desc.dims[0] = 1;
   describe(op.outputs[0], &out[0]);
-  out[1] = kestrel_tensor_arg_t{};
-  out[1].desc.struct_size = sizeof(kestrel_tensor_desc_t);
-  out[1].desc.dtype = KESTREL_DTYPE_I32;
-  out[1].desc.rank = 1;
-  out[1].desc.dims[0] = E;
+  out[1] = hal::TensorArg(KESTREL_DTYPE_I32, {E});
   p.n_local_experts = 1;
-  kestrel_op_desc_t desc{};
-  desc.struct_size = sizeof(desc);
-  desc.kind = KESTREL_OP_MOE;
-  desc.op_version = op.op_version;
-  desc.n_inputs = 5;
-  desc.inputs = in;
-  desc.outputs = out;
-  desc.params = &p;
-  desc.params_size = sizeof p;
-
-  desc.n_outputs = 2;
+  kestrel_op_desc_t desc = hal::OpDesc(KESTREL_OP_MOE, op.op_version, in, 5, out, 2, &p, sizeof p);
   absl::StatusOr<kestrel_op_support_t> support = d->Query(desc);
   if (!support.ok()) return support.status();
   if (support->level == KESTREL_OP_UNSUPPORTED) {
@@ -132,14 +119,7 @@ absl::Status Executor::RunOffloadedMoe(size_t op_index, const StepShape& shape, 
   add_in[0].buffer = (*o)->buffer.handle();
   add_in[1].buffer = (*part)->buffer.handle();
   add_out.buffer = (*o)->buffer.handle();
-  kestrel_op_desc_t add{};
-  add.struct_size = sizeof(add);
-  add.kind = KESTREL_OP_ADD;
-  add.op_version = 1;
-  add.n_inputs = 2;
-  add.n_outputs = 1;
-  add.inputs = add_in;
-  add.outputs = &add_out;
+  const kestrel_op_desc_t add = hal::OpDesc(KESTREL_OP_ADD, 1, add_in, 2, &add_out, 1);
   for (uint32_t e = 0; e < E; ++e) {
     if (counts[e] <= 0) continue;
     if (e == probe) {
@@ -262,27 +242,12 @@ absl::Status Executor::PrefetchNextExperts(size_t op_index, const StepShape& sha
   if (!router.ok()) return router.status();
   // logits [T, E] = x [T, D] router[E, D]^T: the routing scores before softmax or sigmoid, which
   // keep their order, so the top K of the logits are the experts the routing would pick.
-  kestrel_tensor_arg_t in[2]{}, out{};
-  for (kestrel_tensor_arg_t* t : {&in[0], &in[1], &out}) {
-    t->desc.struct_size = sizeof(kestrel_tensor_desc_t);
-    t->desc.dtype = KESTREL_DTYPE_F32;
-    t->desc.rank = 2;
-  }
-  in[0].desc.dims[0] = T;
-  in[0].desc.dims[1] = D;
+  kestrel_tensor_arg_t in[2] = {hal::TensorArg(KESTREL_DTYPE_F32, {T, D}), {}};
+  kestrel_tensor_arg_t out = hal::TensorArg(KESTREL_DTYPE_F32, {T, E});
   in[0].buffer = x.handle();
   in[1].desc = model_->weight(next->inputs[1].ref.index).desc;
   in[1].weight = (*router)->handle();
-  out.desc.dims[0] = T;
-  out.desc.dims[1] = E;
-  kestrel_op_desc_t desc{};
-  desc.struct_size = sizeof(desc);
-  desc.kind = KESTREL_OP_MATMUL;
-  desc.op_version = 1;
-  desc.n_inputs = 2;
-  desc.n_outputs = 1;
-  desc.inputs = in;
-  desc.outputs = &out;
+  const kestrel_op_desc_t desc = hal::OpDesc(KESTREL_OP_MATMUL, 1, in, 2, &out, 1);
   absl::StatusOr<kestrel_op_support_t> support = d->Query(desc);
   if (!support.ok()) return support.status();
   if (support->level == KESTREL_OP_UNSUPPORTED) {

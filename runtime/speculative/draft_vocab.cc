@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "hal/src/op_desc.h"
 #include "kestrel/plugin_sdk/dtype.h"
 #include "runtime/speculative/heads_file.h"
 
@@ -64,29 +65,14 @@ absl::Status DraftVocabHead::Logits(const float* x, uint32_t n, std::vector<floa
 }
 
 kestrel_op_desc_t DraftVocabHead::MatmulOp(uint32_t n, kestrel_tensor_arg_t* in, kestrel_tensor_arg_t* out) const {
-  for (kestrel_tensor_arg_t* t : {&in[0], out}) {
-    *t = kestrel_tensor_arg_t{};
-    t->desc.struct_size = sizeof(kestrel_tensor_desc_t);
-    t->desc.dtype = KESTREL_DTYPE_F32;
-    t->desc.rank = 2;
-    t->desc.dims[0] = n;
-  }
-  in[0].desc.dims[1] = d_;
+  in[0] = hal::TensorArg(KESTREL_DTYPE_F32, {n, d_});
   in[0].buffer = in_ ? in_->handle() : nullptr;
   in[1] = kestrel_tensor_arg_t{};
   in[1].desc = desc_;
   in[1].weight = weight_ ? weight_->handle() : nullptr;
-  out->desc.dims[1] = k_;
+  *out = hal::TensorArg(KESTREL_DTYPE_F32, {n, k_});
   out->buffer = out_ ? out_->handle() : nullptr;
-  kestrel_op_desc_t op{};
-  op.struct_size = sizeof(op);
-  op.kind = KESTREL_OP_MATMUL;
-  op.op_version = 1;
-  op.n_inputs = 2;
-  op.n_outputs = 1;
-  op.inputs = in;
-  op.outputs = out;
-  return op;
+  return hal::OpDesc(KESTREL_OP_MATMUL, 1, in, 2, out, 1);
 }
 
 bool DraftVocabHead::DeviceRunsIt() {

@@ -4,9 +4,12 @@
 // greedy ids equal sessions' (which trim too) and an engine that keeps every position
 // (EngineConfig::window_kv = false), for contexts ~10x the window: concurrent sequences with
 // chunked prefill, forks sharing window blocks copy-on-write, preemption by KV swap and by
-// recompute, and speculative verify steps. Label `engine`.
+// recompute, and speculative verify steps; prefix-cache hits restore the window layers' rows (the
+// cache keeps their blocks while the pools have room, gives them up under pressure, and a hit
+// goes only as far as they are held). Label `engine`.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
@@ -19,6 +22,7 @@
 #include "runtime/model/model.h"
 #include "runtime/session/session.h"
 #include "tests/arch/arch_test_util.h"
+#include "tests/temp_dir.h"
 #include "tests/test_util.h"
 
 namespace kestrel::testing {
@@ -41,6 +45,7 @@ struct Req {
   uint32_t n = 1;
   float temperature = 0.0f;
   runtime::SpecMethod spec = runtime::SpecMethod::kOff;
+  uint32_t wave = 0;  // submitted once every request of the earlier waves has finished
 };
 
 struct Served {
@@ -49,7 +54,10 @@ struct Served {
   // sure of its first choice, so the runners-up are what shows an error in the attention).
   std::vector<std::vector<std::vector<float>>> logprobs;  // [request][sample][token * kTop + k]
   runtime::EngineStats stats;
-  uint32_t max_window_blocks_per_running_seq = 0;  // ceil(used / sequences running), worst step
+  // ceil(blocks used by sequences / sequences running), worst step (the prefix cache's own
+  // window blocks do not count).
+  uint32_t max_window_blocks_per_running_seq = 0;
+  std::vector<uint32_t> cached_prompt_tokens;  // per request: prompt tokens the cache gave
   uint64_t drafted = 0;  // speculative decoding: draft tokens verified, over the requests
 };
 
@@ -93,16 +101,43 @@ class EngineWindowTest : public ::testing::Test {
     return c;
   }
 
-  // Submits every request, steps until idle and checks the window pools' use after each step.
+  // Submits the requests wave by wave (stepping until idle after each) and checks the window
+  // pools' use after each step.
   Served Serve(const runtime::EngineConfig& config, const std::vector<Req>& reqs) {
     Served out;
     auto e = runtime::Engine::Create(model_.get(), nullptr, config);
     EXPECT_TRUE(e.ok()) << e.status();
     if (!e.ok()) return out;
     runtime::Engine& engine = **e;
-    std::vector<uint64_t> ids;
+    std::vector<uint64_t> ids(reqs.size(), 0);
     out.logprobs.resize(reqs.size());
+    uint32_t last_wave = 0;
+    for (const Req& r : reqs) last_wave = std::max(last_wave, r.wave);
+    for (uint32_t wave = 0; wave <= last_wave; ++wave) {
+      if (!SubmitWave(engine, reqs, wave, &ids, &out) || !StepUntilIdle(engine, reqs, ids, &out)) return out;
+    }
+    for (uint64_t id : ids) {
+      auto res = engine.Result(id);
+      EXPECT_TRUE(res.ok()) << res.status();
+      if (!res.ok()) return out;
+      EXPECT_EQ(res->state, runtime::RequestState::kFinished) << res->status;
+      std::vector<std::vector<int32_t>> samples;
+      for (const auto& s : res->samples) samples.push_back(s.tokens);
+      out.tokens.push_back(samples);
+      out.drafted += res->spec.drafted;
+      out.cached_prompt_tokens.push_back(res->n_cached_prompt_tokens);
+    }
+    out.stats = engine.Stats();
+    EXPECT_EQ(out.stats.kv_window_blocks_used, out.stats.kv_window_blocks_cached)
+        << "blocks left to sequences after every request ended";
+    return out;
+  }
+
+  bool SubmitWave(runtime::Engine& engine, const std::vector<Req>& reqs, uint32_t wave,
+                  std::vector<uint64_t>* ids, Served* served) {
+    Served& out = *served;
     for (size_t r = 0; r < reqs.size(); ++r) {
+      if (reqs[r].wave != wave) continue;
       out.logprobs[r].resize(reqs[r].n);
       runtime::EngineRequest q;
       q.prompt = reqs[r].prompt;
@@ -125,41 +160,37 @@ class EngineWindowTest : public ::testing::Test {
       };
       auto id = engine.Submit(std::move(q));
       EXPECT_TRUE(id.ok()) << id.status();
-      if (!id.ok()) return out;
-      ids.push_back(*id);
+      if (!id.ok()) return false;
+      (*ids)[r] = *id;
     }
+    return true;
+  }
+
+  bool StepUntilIdle(runtime::Engine& engine, const std::vector<Req>& reqs,
+                     const std::vector<uint64_t>& ids, Served* out) {
     uint32_t n_active = 1;
     for (int step = 0; n_active > 0 && step < 10000; ++step) {
       absl::Status s = engine.Step(&n_active);
       EXPECT_TRUE(s.ok()) << s;
-      if (!s.ok()) return out;
+      if (!s.ok()) return false;
       const runtime::EngineStats st = engine.Stats();
       EXPECT_LE(st.kv_window_blocks_used, st.kv_window_blocks_total);
+      EXPECT_LE(st.kv_window_blocks_cached, st.kv_window_blocks_used);
       // Sequences holding KV: every sample of a running request (forks share, so this bounds).
       uint32_t seqs = 0;
       for (size_t r = 0; r < ids.size(); ++r) {
+        if (ids[r] == 0) continue;
         auto res = engine.Result(ids[r]);
         if (res.ok() && res->state == runtime::RequestState::kRunning) seqs += reqs[r].n;
       }
       if (seqs > 0) {
-        out.max_window_blocks_per_running_seq = std::max(
-            out.max_window_blocks_per_running_seq, (st.kv_window_blocks_used + seqs - 1) / seqs);
+        const uint32_t by_seqs = st.kv_window_blocks_used - st.kv_window_blocks_cached;
+        out->max_window_blocks_per_running_seq =
+            std::max(out->max_window_blocks_per_running_seq, (by_seqs + seqs - 1) / seqs);
       }
     }
     EXPECT_EQ(n_active, 0u);
-    for (uint64_t id : ids) {
-      auto res = engine.Result(id);
-      EXPECT_TRUE(res.ok()) << res.status();
-      if (!res.ok()) return out;
-      EXPECT_EQ(res->state, runtime::RequestState::kFinished) << res->status;
-      std::vector<std::vector<int32_t>> samples;
-      for (const auto& s : res->samples) samples.push_back(s.tokens);
-      out.tokens.push_back(samples);
-      out.drafted += res->spec.drafted;
-    }
-    out.stats = engine.Stats();
-    EXPECT_EQ(out.stats.kv_window_blocks_used, 0u) << "blocks left after every request ended";
-    return out;
+    return n_active == 0;
   }
 
   // A session's greedy ids (it trims its window layers too), up to end of generation, and the
@@ -204,6 +235,14 @@ TEST_F(EngineWindowTest, WindowPoolStopsGrowingAndGreedyIdsMatchSessionsAndUntri
     EXPECT_EQ((*e)->n_window_groups(), 1u) << "layers 0 and 1 share window 8";
     EXPECT_EQ((*e)->max_step(), kWindow);
     EXPECT_EQ((*e)->Stats().kv_window_blocks_total, 4 * kWindowBlocksPerSeq);
+    EXPECT_EQ((*e)->Stats().kv_window_step_tokens, kWindow);
+    EXPECT_GT((*e)->Stats().kv_window_bytes, 0u);
+    // The persistent prefix cache does not carry the window pools: refused, nothing written.
+    ScopedTempDir dir("engine_window");
+    const std::string file = dir.File("cache.kprefix");
+    EXPECT_EQ((*e)->SavePrefixCache(file).code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_FALSE(FileExists(file));
+    EXPECT_EQ((*e)->LoadPrefixCache(file).status().code(), absl::StatusCode::kFailedPrecondition);
     auto full = runtime::Engine::Create(model_.get(), nullptr, Config(false));
     ASSERT_TRUE(full.ok()) << full.status();
     EXPECT_EQ((*full)->n_window_groups(), 0u);
@@ -231,11 +270,55 @@ TEST_F(EngineWindowTest, WindowPoolStopsGrowingAndGreedyIdsMatchSessionsAndUntri
   ExpectSameLogprobs(trimmed, full);
   EXPECT_LE(trimmed.max_window_blocks_per_running_seq, kWindowBlocksPerSeq);
   EXPECT_GE(trimmed.stats.kv_window_blocks_peak, 3 * 2u) << "three sequences each held a window";
-  EXPECT_LE(trimmed.stats.kv_window_blocks_peak, 3 * kWindowBlocksPerSeq);
+  // The peak counts the prefix cache's window blocks too (it fills the pools' spare room).
+  EXPECT_LE(trimmed.stats.kv_window_blocks_peak, trimmed.stats.kv_window_blocks_total);
   EXPECT_EQ(full.stats.kv_window_blocks_total, 0u);
-  // Without window groups the prefix cache is on (it computed nothing twice here: no hits).
-  EXPECT_EQ(trimmed.stats.prefix_cache_lookups, 0u) << "window groups turn the prefix cache off";
+  // The prefix cache is on either way (it computed nothing twice here: no hits).
+  EXPECT_GT(trimmed.stats.prefix_cache_lookups, 0u);
   EXPECT_GT(full.stats.prefix_cache_lookups, 0u);
+}
+
+TEST_F(EngineWindowTest, PrefixCacheHitsRestoreWindowRowsExactly) {
+  // Wave 0 computes a 40-token prompt and 16 tokens past it (the sequence itself drops its window
+  // blocks behind it; the cache keeps them). Later waves share 36, 24 and 52 of its tokens (the
+  // last reaching into what it generated, read back from the first run), then four sequences
+  // fill the window pools (the cache's window blocks give way) and the first prompt comes again.
+  // Every hit must give the ids and log-probabilities of an engine without a prefix cache.
+  const std::vector<int32_t> base = Prompt(40, 1);
+  runtime::EngineConfig nocache = Config(true);
+  nocache.prefix_cache = false;
+  const Served first = Serve(nocache, {{base, 16}});
+  ASSERT_EQ(first.tokens.size(), 1u);
+  ASSERT_EQ(first.tokens[0][0].size(), 16u);
+  std::vector<int32_t> deep = base;
+  deep.insert(deep.end(), first.tokens[0][0].begin(), first.tokens[0][0].begin() + 13);
+  std::vector<int32_t> fork = base;
+  fork.resize(24);
+  for (int32_t t : Prompt(9, 9)) fork.push_back(t);
+  std::vector<Req> reqs = {{base, 16, 1, 0.0f, runtime::SpecMethod::kOff, 0},
+                           {base, 8, 1, 0.0f, runtime::SpecMethod::kOff, 1},
+                           {fork, 8, 1, 0.0f, runtime::SpecMethod::kOff, 2},
+                           {deep, 8, 1, 0.0f, runtime::SpecMethod::kOff, 3}};
+  for (uint32_t i = 0; i < 4; ++i) reqs.push_back({Prompt(24, 20 + i), 16, 1, 0.0f, runtime::SpecMethod::kOff, 4});
+  reqs.push_back({base, 8, 1, 0.0f, runtime::SpecMethod::kOff, 5});
+  const Served cached = Serve(Config(true), reqs);
+  const Served plain = Serve(nocache, reqs);
+  ASSERT_EQ(cached.tokens.size(), reqs.size());
+  ASSERT_EQ(plain.tokens.size(), reqs.size());
+  EXPECT_EQ(cached.tokens, plain.tokens);
+  ExpectSameLogprobs(cached, plain);
+  EXPECT_EQ(cached.tokens[0][0], first.tokens[0][0]);
+  // Prompt tokens reused: all full blocks before the last token (9 of 4), the shared 6 blocks,
+  // and 13 of the deep prompt's 53 tokens' 13 full blocks before its last.
+  EXPECT_EQ(cached.cached_prompt_tokens[1], 36u);
+  EXPECT_EQ(cached.cached_prompt_tokens[2], 24u);
+  EXPECT_EQ(cached.cached_prompt_tokens[3], 52u);
+  std::printf("after the pools filled: %u prompt tokens reused\n", cached.cached_prompt_tokens[8]);
+  EXPECT_LT(cached.cached_prompt_tokens[8], 36u) << "the full pools took the cache's window blocks";
+  EXPECT_GT(cached.stats.prefill_tokens_reused, 0u);
+  EXPECT_EQ(plain.stats.prefill_tokens_reused, 0u);
+  EXPECT_LE(cached.max_window_blocks_per_running_seq, kWindowBlocksPerSeq);
+  EXPECT_GT(cached.stats.kv_window_blocks_cached, 0u);
 }
 
 TEST_F(EngineWindowTest, ForksShareWindowBlocksCopyOnWrite) {

@@ -72,6 +72,8 @@ for e in d["engine"]:
     assert 0 < e["kv_utilisation"] <= 1, e
     assert abs(e["kv_utilisation"] - e["kv_blocks_used"] / e["kv_blocks_total"]) < 1e-9, e
     assert 0 <= e["kv_waste_fraction"] < 1 and e["preemptions"] >= 0, e
+    # stories260K has no sliding-window layers: no window pools.
+    assert e["kv_window_blocks_used"] == e["kv_window_blocks_total"] == e["kv_window_bytes"] == 0, e
 s = d["shared_prefix"]
 assert s["requests"] == 32 and s["prefix_tokens"] == 32, s
 assert s["prompt_tokens"] > 32 * 32, s

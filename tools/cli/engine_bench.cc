@@ -112,6 +112,7 @@ EngineRunResult RunEngineOnce(kestrel_model_t* model, const kestrel_engine_optio
     if (!Check(kestrel_engine_step(engine.get(), &active))) return r;
     st = GetStats(engine.get());
     r.peak_blocks_used = std::max(r.peak_blocks_used, st.kv_blocks_used);
+    r.window_blocks_peak = std::max(r.window_blocks_peak, st.kv_window_blocks_used);
     waste_sum += st.kv_waste_fraction;
     ++n_steps;
   }
@@ -119,6 +120,8 @@ EngineRunResult RunEngineOnce(kestrel_model_t* model, const kestrel_engine_optio
   r.generated = st.generated_tokens - base.generated_tokens;
   r.tokens_per_s = wall > 0 ? static_cast<double>(r.generated) / wall : 0;
   r.blocks_total = st.kv_blocks_total;
+  r.window_blocks_total = st.kv_window_blocks_total;
+  r.window_bytes = st.kv_window_bytes;
   r.mean_waste = n_steps > 0 ? waste_sum / static_cast<double>(n_steps) : 0;
   r.prefill_computed = st.prefill_tokens_computed - base.prefill_tokens_computed;
   r.prefill_reused = st.prefill_tokens_reused - base.prefill_tokens_reused;
@@ -317,6 +320,12 @@ int RunEngineBench(const Options& o) {
     w.Double(speedup);
     w.Key("preemptions");
     w.Uint(r.preemptions);
+    w.Key("kv_window_blocks_used");
+    w.Uint(r.window_blocks_peak);
+    w.Key("kv_window_blocks_total");
+    w.Uint(r.window_blocks_total);
+    w.Key("kv_window_bytes");
+    w.Uint(r.window_bytes);
     w.Key("ok");
     w.Bool(r.ok);
     w.EndObject();

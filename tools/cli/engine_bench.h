@@ -25,6 +25,11 @@ struct EngineRunResult {
   uint64_t prefill_computed = 0;
   uint64_t prefill_reused = 0;
   uint64_t preemptions = 0;
+  // Sliding-window KV pools (all zero without them): peak blocks used over the steps, the
+  // pools' blocks and bytes.
+  uint32_t window_blocks_peak = 0;
+  uint32_t window_blocks_total = 0;
+  uint64_t window_bytes = 0;
 };
 
 // Creates an engine with `options`, runs one untimed warm-up request (up to 8 tokens of

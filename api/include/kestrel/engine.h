@@ -314,6 +314,17 @@ typedef struct kestrel_engine_stats {
   uint64_t kv_swap_held_bytes;   /* swap space in use now, by its own accounting */
   uint64_t kv_swap_peak_bytes;   /* the most ever in use: never above the budget */
   uint64_t kv_swap_budget_bytes; /* the swap space; 0: none (preemption recomputes) */
+  /* Sliding-window KV pools: a model whose sliding-window layers' window is shorter than the
+   * engine's context keeps their KV in pools of their own, per sequence at most a window and one
+   * step; all zero otherwise. \since 0.3 */
+  uint64_t kv_window_bytes;         /* the pools' memory: K and V of every window layer */
+  uint32_t kv_window_groups;        /* window KV groups (layers sharing a window), a pool each */
+  uint32_t kv_window_blocks_total;  /* the pools' blocks together, kv_block_size tokens each */
+  uint32_t kv_window_blocks_used;   /* referenced by a sequence or the prefix cache */
+  uint32_t kv_window_blocks_peak;   /* the most ever used at the end of a step */
+  uint32_t kv_window_blocks_cached; /* held only by the prefix cache (given up first when a
+                                     * sequence needs the room; counted in used) */
+  uint32_t kv_window_step_tokens;   /* most tokens one step brings per sequence (the window) */
 } kestrel_engine_stats_t;
 
 #define KESTREL_ENGINE_STATS_MIN_SIZE \
@@ -334,7 +345,9 @@ KESTREL_API kestrel_status_t* kestrel_engine_get_stats(const kestrel_engine_t* e
 /* ---- Persistent prompt cache --------------------------------------------------------------
  * Writes every full KV block of the prefix cache (with the token chain that names it) to `path`
  * (NUL-terminated; written to "<path>.tmp" and renamed when complete). Waits for the current
- * step. Errors: FAILED_PRECONDITION (prefix cache off), the errno-mapped code of a failed write.
+ * step. Errors: FAILED_PRECONDITION (prefix cache off, or a model whose sliding-window layers keep
+ * their KV in window pools, which the file does not carry), the errno-mapped code of a failed
+ * write.
  * \since 0.3 */
 KESTREL_API kestrel_status_t* kestrel_engine_save_prefix_cache(kestrel_engine_t* engine,
                                                                const char* path);

@@ -115,6 +115,14 @@ struct EngineStats {
   double busy_ms = 0.0;
   double tokens_per_s = 0.0;
   double kv_waste_fraction = 0.0;
+  // Sliding-window KV pools (kestrel_engine_stats_t, all zero without them).
+  uint64_t kv_window_bytes = 0;
+  uint32_t kv_window_groups = 0;
+  uint32_t kv_window_blocks_total = 0;
+  uint32_t kv_window_blocks_used = 0;
+  uint32_t kv_window_blocks_peak = 0;
+  uint32_t kv_window_blocks_cached = 0;
+  uint32_t kv_window_step_tokens = 0;
 };
 
 // What Engine::Complete returns for one request of one sample.
@@ -419,6 +427,13 @@ inline EngineStats Engine::Stats() const {
   out.busy_ms = s.busy_ms;
   out.tokens_per_s = s.tokens_per_s;
   out.kv_waste_fraction = s.kv_waste_fraction;
+  out.kv_window_bytes = s.kv_window_bytes;
+  out.kv_window_groups = s.kv_window_groups;
+  out.kv_window_blocks_total = s.kv_window_blocks_total;
+  out.kv_window_blocks_used = s.kv_window_blocks_used;
+  out.kv_window_blocks_peak = s.kv_window_blocks_peak;
+  out.kv_window_blocks_cached = s.kv_window_blocks_cached;
+  out.kv_window_step_tokens = s.kv_window_step_tokens;
   return out;
 }
 

@@ -4733,12 +4733,19 @@ pub struct kestrel_engine_stats {
     pub kv_swap_held_bytes: u64,
     pub kv_swap_peak_bytes: u64,
     pub kv_swap_budget_bytes: u64,
+    pub kv_window_bytes: u64,
+    pub kv_window_groups: u32,
+    pub kv_window_blocks_total: u32,
+    pub kv_window_blocks_used: u32,
+    pub kv_window_blocks_peak: u32,
+    pub kv_window_blocks_cached: u32,
+    pub kv_window_step_tokens: u32,
 }
 #[test]
 fn bindgen_test_layout_kestrel_engine_stats() {
     assert_eq!(
         ::std::mem::size_of::<kestrel_engine_stats>(),
-        216usize,
+        248usize,
         concat!("Size of: ", stringify!(kestrel_engine_stats))
     );
     assert_eq!(
@@ -5256,6 +5263,125 @@ fn bindgen_test_layout_kestrel_engine_stats() {
         );
     }
     test_field_kv_swap_budget_bytes();
+    fn test_field_kv_window_bytes() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_window_bytes) as usize - ptr as usize
+            },
+            216usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_stats),
+                "::",
+                stringify!(kv_window_bytes)
+            )
+        );
+    }
+    test_field_kv_window_bytes();
+    fn test_field_kv_window_groups() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_window_groups) as usize - ptr as usize
+            },
+            224usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_stats),
+                "::",
+                stringify!(kv_window_groups)
+            )
+        );
+    }
+    test_field_kv_window_groups();
+    fn test_field_kv_window_blocks_total() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_window_blocks_total) as usize - ptr as usize
+            },
+            228usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_stats),
+                "::",
+                stringify!(kv_window_blocks_total)
+            )
+        );
+    }
+    test_field_kv_window_blocks_total();
+    fn test_field_kv_window_blocks_used() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_window_blocks_used) as usize - ptr as usize
+            },
+            232usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_stats),
+                "::",
+                stringify!(kv_window_blocks_used)
+            )
+        );
+    }
+    test_field_kv_window_blocks_used();
+    fn test_field_kv_window_blocks_peak() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_window_blocks_peak) as usize - ptr as usize
+            },
+            236usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_stats),
+                "::",
+                stringify!(kv_window_blocks_peak)
+            )
+        );
+    }
+    test_field_kv_window_blocks_peak();
+    fn test_field_kv_window_blocks_cached() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_window_blocks_cached) as usize - ptr as usize
+            },
+            240usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_stats),
+                "::",
+                stringify!(kv_window_blocks_cached)
+            )
+        );
+    }
+    test_field_kv_window_blocks_cached();
+    fn test_field_kv_window_step_tokens() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<kestrel_engine_stats>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).kv_window_step_tokens) as usize - ptr as usize
+            },
+            244usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(kestrel_engine_stats),
+                "::",
+                stringify!(kv_window_step_tokens)
+            )
+        );
+    }
+    test_field_kv_window_step_tokens();
 }
 pub type kestrel_engine_stats_t = kestrel_engine_stats;
 extern "C" {
