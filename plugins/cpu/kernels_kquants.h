@@ -15,8 +15,9 @@
 // leave the 16 per-sub-block sums in the 16 lanes (AVX2: bytes [0, 32) of each register for
 // sub-blocks 0..7 and [32, 64) for 8..15).
 //
-// Packed weight (per row, n_sb = ceil(k / 256) super-blocks; rows of Q4_1/Q5_0/Q5_1 padded with
-// zero blocks to whole super-blocks), two arrays so that quants stay 64-byte aligned:
+// Packed weight (per row, n_sb = ceil(k / 256) super-blocks; the last one of a Q4_1/Q5_0/Q5_1
+// row may be partial, see below), two arrays (quants 64-byte aligned where rows are whole
+// super-blocks):
 //   quants, q_bytes per super-block, in planes over p:
 //     bits >= 4: a nibble plane of 128 bytes: byte i < 64 holds p = i (low nibble) and p = 64 + i
 //       (high); byte 64 + i holds p = 128 + i and 192 + i. bits < 4: a 2-bit plane of 64 bytes:
@@ -34,6 +35,14 @@
 //     Q4_1, Q5_1 (32): f16 d[8], f16 m[8] of the 8 blocks of 32; A = d, B = m
 //     Q5_0 (16):       f16 d[8]; A = d, B = -16 A
 //   so a row costs what the GGUF row costs (Q4_K/Q5_K: +4 bytes per 256 elements, Q3_K: +4).
+//   A row of Q4_1/Q5_0/Q5_1 whose k is not a multiple of 256 ends in a partial super-block of
+//   `tail` (1..7) blocks of 32, whose quants are stored compact (KqTailQBytes): its elements
+//   e < 32 tail are the bytes p with p % 64 < 8 tail, i.e. bytes [0, 8 tail) and [64, 64 + 8 tail)
+//   of the nibble plane, stored as those two runs back to back, then (bits 5) the full 32-byte
+//   1-bit plane. Without it a 576-wide Q4_1 row (SmolLM2) would stream 384 quant bytes for 288
+//   of data (480 bytes with its scale records instead of 384). The AVX-512 kernels read a tail
+//   by masked loads in a peeled last step; the other levels expand it (KqPlanes). Rows are contiguous, q_row quant bytes apart; the scale records stay n_sb * s_bytes per
+//   row (the tail's record zero past its blocks).
 // Activations (per token, per super-block): int8 qs[256] in p order (per 32 elements
 // dx = amax / 127, q = round-to-nearest-even(x / dx), GGUF Q8_0 style with an f32 scale), then
 // 32 floats: dx16[16] (dx of sub-block l's 32-block) and xb16[16] = dx16[l] * sum of sub-block l's q.
@@ -70,9 +79,40 @@ struct KWeightView {
   int64_t n = 0;
   int64_t k = 0;     // logical row length (multiple of the format's block)
   int64_t n_sb = 0;  // super-blocks per row
-  const uint8_t* qs = nullptr;  // [n][n_sb * fmt.q_bytes]
+  int tail = 0;      // 32-blocks of the last, partial super-block (1..7); 0: every one is whole
+  int64_t q_row = 0; // quant bytes per row (KqRowQBytes)
+  const uint8_t* qs = nullptr;  // [n][q_row]
   const uint8_t* sc = nullptr;  // [n][n_sb * fmt.s_bytes]
 };
+
+// Quant bytes of a compact partial super-block of `tail` 32-blocks (kernels_kquants.h, above).
+inline int64_t KqTailQBytes(const KqFormat& f, int tail) {
+  return 16 * tail + (f.bits == 5 ? 32 : 0);
+}
+
+// The geometry of a KQ matrix [n, k] (n_sb, tail, q_row), pointers unset.
+KWeightView KqViewFor(uint32_t dtype, int64_t n, int64_t k);
+
+// Writes the full planes (f.q_bytes, zero past the tail's elements) of a compact tail.
+inline void ExpandKqTail(const KqFormat& f, int tail, const uint8_t* src, uint8_t* dst) {
+  for (int64_t i = 0; i < f.q_bytes; ++i) dst[i] = 0;
+  for (int i = 0; i < 8 * tail; ++i) {
+    dst[i] = src[i];
+    dst[64 + i] = src[8 * tail + i];
+  }
+  if (f.bits == 5) {
+    for (int i = 0; i < 32; ++i) dst[128 + i] = src[16 * tail + i];
+  }
+}
+
+// The full quant planes of super-block sb of row j: a pointer into w.qs, or for a compact tail
+// its planes expanded into `buf` (f.q_bytes bytes).
+inline const uint8_t* KqPlanes(const KWeightView& w, int64_t j, int64_t sb, uint8_t* buf) {
+  const uint8_t* p = w.qs + j * w.q_row + sb * w.fmt.q_bytes;
+  if (w.tail == 0 || sb + 1 < w.n_sb) return p;
+  ExpandKqTail(w.fmt, w.tail, p, buf);
+  return buf;
+}
 
 // Activations [T, k] quantized for a KWeightView (same n_sb).
 struct KActView {

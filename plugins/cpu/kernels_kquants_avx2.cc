@@ -140,11 +140,13 @@ inline void Tile(const KWeightView& w, const KActView& a, int64_t j, int64_t t, 
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
   }
+  alignas(32) uint8_t tail_buf[R][kSuperElems];  // >= any q_bytes
   for (int64_t sb = 0; sb < nsb; ++sb) {
     __m256 A[R][2], B[R][2];
+    const uint8_t* planes[R];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
-      const uint8_t* p = w.qs + ((j + r) * nsb + sb) * T::kQBytes;
+      const uint8_t* p = planes[r] = KqPlanes(w, j + r, sb, tail_buf[r]);
       if constexpr (C == 1) {
         for (int64_t l = 0; l < T::kQBytes; l += 64) {
           _mm_prefetch(reinterpret_cast<const char*>(p + 4 * T::kQBytes + l), _MM_HINT_T0);
@@ -156,7 +158,7 @@ inline void Tile(const KWeightView& w, const KActView& a, int64_t j, int64_t t, 
       __m256i q[R][4];
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
-        LoadQuantsHalf<T::kBits>(w.qs + ((j + r) * nsb + sb) * T::kQBytes, h, q[r]);
+        LoadQuantsHalf<T::kBits>(planes[r], h, q[r]);
       }
 #pragma GCC unroll 4
       for (int c = 0; c < C; ++c) {

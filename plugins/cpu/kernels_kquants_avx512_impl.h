@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kestrel/plugin_api.h"
@@ -38,23 +39,31 @@ inline float HalfAt(const uint8_t* p) {
   return _cvtsh_ss(h);
 }
 
+// The 4 quant registers of a nibble plane's two 64-byte halves (kernels_kquants.h).
+inline void SplitNibbles(__m512i l0, __m512i l1, __m512i q[4]) {
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  q[0] = _mm512_and_si512(l0, m4);
+  q[1] = _mm512_and_si512(_mm512_srli_epi16(l0, 4), m4);
+  q[2] = _mm512_and_si512(l1, m4);
+  q[3] = _mm512_and_si512(_mm512_srli_epi16(l1, 4), m4);
+}
+
+// Adds bit 4 (Q5_0/Q5_1, Q5_K) from the 32-byte 1-bit plane at `plane`.
+inline void AddBit4Plane(const uint8_t* plane, __m512i q[4]) {
+  const __m512i b4 = _mm512_set1_epi8(0x10);
+  uint64_t bits[4];
+  std::memcpy(bits, plane, 32);
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r) q[r] = _mm512_mask_add_epi8(q[r], _cvtu64_mask64(bits[r]), q[r], b4);
+}
+
 // The 4 registers of one super-block's quants (u8, order p; kernels_kquants.h).
 template <int kBits>
 inline void LoadQuants(const uint8_t* p, __m512i q[4]) {
   if constexpr (kBits >= 4) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    const __m512i l0 = _mm512_loadu_si512(p);
-    const __m512i l1 = _mm512_loadu_si512(p + 64);
-    q[0] = _mm512_and_si512(l0, m4);
-    q[1] = _mm512_and_si512(_mm512_srli_epi16(l0, 4), m4);
-    q[2] = _mm512_and_si512(l1, m4);
-    q[3] = _mm512_and_si512(_mm512_srli_epi16(l1, 4), m4);
+    SplitNibbles(_mm512_loadu_si512(p), _mm512_loadu_si512(p + 64), q);
     if constexpr (kBits == 5) {
-      const __m512i b4 = _mm512_set1_epi8(0x10);
-      uint64_t bits[4];
-      std::memcpy(bits, p + 128, 32);
-#pragma GCC unroll 4
-      for (int r = 0; r < 4; ++r) q[r] = _mm512_mask_add_epi8(q[r], _cvtu64_mask64(bits[r]), q[r], b4);
+      AddBit4Plane(p + 128, q);
     } else if constexpr (kBits == 6) {
       const __m512i m30 = _mm512_set1_epi8(0x30);
       const __m512i h = _mm512_loadu_si512(p + 128);
@@ -78,6 +87,46 @@ inline void LoadQuants(const uint8_t* p, __m512i q[4]) {
       for (int r = 0; r < 4; ++r) q[r] = _mm512_mask_add_epi8(q[r], _cvtu64_mask64(bits[r]), q[r], b2);
     }
   }
+}
+
+// LoadQuants for a compact partial super-block of `tail` 32-blocks (kernels_kquants.h): the two
+// nibble runs by masked loads, zero past them, so the lanes past the tail hold exactly what the
+// zero padding held before the tails were compact (bit-identical dots).
+template <int kBits>
+inline void LoadTailQuants(const uint8_t* p, int tail, __m512i q[4]) {
+  if constexpr (kBits == 4 || kBits == 5) {
+    const __mmask64 m = _cvtu64_mask64((uint64_t{1} << (8 * tail)) - 1);
+    SplitNibbles(_mm512_maskz_loadu_epi8(m, p), _mm512_maskz_loadu_epi8(m, p + 8 * tail), q);
+    if constexpr (kBits == 5) AddBit4Plane(p + 16 * tail, q);
+  } else {  // K-quant rows are whole super-blocks (w.tail == 0): never reached
+    (void)tail;
+    LoadQuants<kBits>(p, q);
+  }
+}
+
+// The quants of a super-block at p: kTail, the row's compact last one (w.tail blocks of 32).
+// The kernels run their super-block loop over the whole ones (FullSuperBlocks) and then the
+// same step once more with kTail, inline (a test per super-block cost the prefill tiles ~1.3x; an
+// out-of-line tail step that took the accumulators' address made GCC keep them in memory).
+template <int kBits, bool kTail>
+__attribute__((always_inline)) inline void LoadStepQuants(const uint8_t* p, int tail, __m512i q[4]) {
+  if constexpr (kTail) {
+    LoadTailQuants<kBits>(p, tail, q);
+  } else {
+    (void)tail;
+    LoadQuants<kBits>(p, q);
+  }
+}
+
+inline int64_t FullSuperBlocks(const KWeightView& w) { return w.n_sb - (w.tail != 0 ? 1 : 0); }
+
+// Runs step(sb, std::false_type) over a row's whole super-blocks, then step(last, std::true_type)
+// when the row ends in a compact tail.
+template <typename Step>
+__attribute__((always_inline)) inline void ForEachSuperBlock(const KWeightView& w, Step&& step) {
+  const int64_t n_full = FullSuperBlocks(w);
+  for (int64_t sb = 0; sb < n_full; ++sb) step(sb, std::false_type{});
+  if (n_full < w.n_sb) step(n_full, std::true_type{});
 }
 
 // A (per sub-block scale) and B (per sub-block offset) of a super-block's scale record.
@@ -147,11 +196,11 @@ inline void GemvRows(const KWeightView& w, const KActView& a, int64_t j, float* 
   const uint8_t* ws[R];
   __m512 acc[R];
   for (int r = 0; r < R; ++r) {
-    wq[r] = w.qs + (j + r) * nsb * T::kQBytes;
+    wq[r] = w.qs + (j + r) * w.q_row;
     ws[r] = w.sc + (j + r) * nsb * T::kSBytes;
     acc[r] = _mm512_setzero_ps();
   }
-  for (int64_t sb = 0; sb < nsb; ++sb) {
+  ForEachSuperBlock(w, [&](int64_t sb, auto tail_c) __attribute__((always_inline)) {
     const int8_t* xq = a.qs + sb * kActSuperBytes;
     const float* xd = a.ds + sb * kActSuperFloats;
     __m512i x[4];
@@ -166,13 +215,13 @@ inline void GemvRows(const KWeightView& w, const KActView& a, int64_t j, float* 
         _mm_prefetch(reinterpret_cast<const char*>(p + kAhead * T::kQBytes + l), _MM_HINT_T0);
       }
       __m512i q[4];
-      LoadQuants<T::kBits>(p, q);
+      LoadStepQuants<T::kBits, decltype(tail_c)::value>(p, w.tail, q);
       __m512 A, B;
       ExpandScales<kDt>(ws[r] + sb * T::kSBytes, &A, &B);
       acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotSuper(q, x)), _mm512_mul_ps(A, dx), acc[r]);
       acc[r] = _mm512_fmadd_ps(B, xb, acc[r]);
     }
-  }
+  });
   for (int r = 0; r < R; ++r) y[j + r] = _mm512_reduce_add_ps(acc[r]);
 }
 
@@ -210,12 +259,12 @@ inline void GemmTile(const KWeightView& w, const KActView& a, int64_t j, int64_t
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
   }
-  const char* next_q = reinterpret_cast<const char*>(w.qs + (j + R) * nsb * T::kQBytes);
+  const char* next_q = reinterpret_cast<const char*>(w.qs + (j + R) * w.q_row);
   const char* next_s = reinterpret_cast<const char*>(w.sc + (j + R) * nsb * T::kSBytes);
   constexpr int64_t kQLines = (R * T::kQBytes + 63) / 64;
   constexpr int64_t kSLines = (R * T::kSBytes + 63) / 64;
-  for (int64_t sb = 0; sb < nsb; ++sb) {
-    if constexpr (kStream) {
+  ForEachSuperBlock(w, [&](int64_t sb, auto tail_c) __attribute__((always_inline)) {
+    if constexpr (kStream) {  // (a compact tail's step prefetches a little past the next tile)
       for (int64_t l = 0; l < kQLines; ++l) _mm_prefetch(next_q + (sb * kQLines + l) * 64, _MM_HINT_T1);
       for (int64_t l = 0; l < kSLines; ++l) _mm_prefetch(next_s + (sb * kSLines + l) * 64, _MM_HINT_T1);
     }
@@ -223,11 +272,12 @@ inline void GemmTile(const KWeightView& w, const KActView& a, int64_t j, int64_t
     for (int r = 0; r < R; ++r) {
       __m512i q[4];
       __m512 A, B;
-      LoadQuants<T::kBits>(w.qs + ((j + r) * nsb + sb) * T::kQBytes, q);
+      LoadStepQuants<T::kBits, decltype(tail_c)::value>(w.qs + (j + r) * w.q_row + sb * T::kQBytes,
+                                                        w.tail, q);
       ExpandScales<kDt>(w.sc + ((j + r) * nsb + sb) * T::kSBytes, &A, &B);
       DotTokens<C>(q, A, B, a, nsb, sb, t, acc[r]);
     }
-  }
+  });
   for (int r = 0; r < R; ++r) {
     for (int c = 0; c < C; ++c) y[(t + c) * ldy + j + r] = _mm512_reduce_add_ps(acc[r][c]);
   }
@@ -269,10 +319,10 @@ inline void GemvRowStream(const KWeightView& w, const KActView& a, int64_t n0, i
   using T = Traits<kDt>;
   const int64_t nsb = w.n_sb;
   for (int64_t j = n0; j < n1; ++j) {
-    const uint8_t* wq = w.qs + j * nsb * T::kQBytes;
+    const uint8_t* wq = w.qs + j * w.q_row;
     const uint8_t* ws = w.sc + j * nsb * T::kSBytes;
     __m512 acc = _mm512_setzero_ps();
-    for (int64_t sb = 0; sb < nsb; ++sb) {
+    ForEachSuperBlock(w, [&](int64_t sb, auto tail_c) __attribute__((always_inline)) {
       const uint8_t* p = wq + sb * T::kQBytes;
       const uint8_t* s = ws + sb * T::kSBytes;
 #pragma GCC unroll 4
@@ -285,12 +335,12 @@ inline void GemvRowStream(const KWeightView& w, const KActView& a, int64_t n0, i
       __m512i x[4];
       for (int i = 0; i < 4; ++i) x[i] = _mm512_loadu_si512(xq + 64 * i);
       __m512i q[4];
-      LoadQuants<T::kBits>(p, q);
+      LoadStepQuants<T::kBits, decltype(tail_c)::value>(p, w.tail, q);
       __m512 A, B;
       ExpandScales<kDt>(s, &A, &B);
       acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(DotSuper(q, x)), _mm512_mul_ps(A, _mm512_loadu_ps(xd)), acc);
       acc = _mm512_fmadd_ps(B, _mm512_loadu_ps(xd + 16), acc);
-    }
+    });
     y[j] = _mm512_reduce_add_ps(acc);
   }
 }
@@ -313,16 +363,17 @@ inline void UnpackTile(const KWeightView& w, int64_t j, uint8_t* q, float* ab) {
   using T = Traits<kDt>;
   const int64_t nsb = w.n_sb;
   // The next tile's rows stream into L2 while this one is unpacked (see GemmTile's kStream).
-  const char* next_q = reinterpret_cast<const char*>(w.qs + (j + R) * nsb * T::kQBytes);
+  const char* next_q = reinterpret_cast<const char*>(w.qs + (j + R) * w.q_row);
   const char* next_s = reinterpret_cast<const char*>(w.sc + (j + R) * nsb * T::kSBytes);
   constexpr int64_t kQLines = (R * T::kQBytes + 63) / 64;
   constexpr int64_t kSLines = (R * T::kSBytes + 63) / 64;
-  for (int64_t sb = 0; sb < nsb; ++sb) {
+  ForEachSuperBlock(w, [&](int64_t sb, auto tail_c) __attribute__((always_inline)) {
     for (int64_t l = 0; l < kQLines; ++l) _mm_prefetch(next_q + (sb * kQLines + l) * 64, _MM_HINT_T1);
     for (int64_t l = 0; l < kSLines; ++l) _mm_prefetch(next_s + (sb * kSLines + l) * 64, _MM_HINT_T1);
     for (int r = 0; r < R; ++r) {
       __m512i v[4];
-      LoadQuants<T::kBits>(w.qs + ((j + r) * nsb + sb) * T::kQBytes, v);
+      LoadStepQuants<T::kBits, decltype(tail_c)::value>(w.qs + (j + r) * w.q_row + sb * T::kQBytes,
+                                                        w.tail, v);
       uint8_t* dq = q + (sb * R + r) * kSuperElems;
       for (int i = 0; i < 4; ++i) _mm512_store_si512(dq + 64 * i, v[i]);
       __m512 A, B;
@@ -331,7 +382,7 @@ inline void UnpackTile(const KWeightView& w, int64_t j, uint8_t* q, float* ab) {
       _mm512_store_ps(dab, A);
       _mm512_store_ps(dab + 16, B);
     }
-  }
+  });
 }
 
 // GemmTile over an unpacked row tile: the same operations in the same order (bit-identical).

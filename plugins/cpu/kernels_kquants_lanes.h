@@ -78,10 +78,13 @@ inline void PackKqLaneTile(const KWeightView& w, int64_t j, uint8_t* s) {
   using T = Traits<kDt>;
   const int64_t nsb = w.n_sb;
   alignas(64) __m512i unpacked[6][kKqLaneRows];  // quant registers 0..3, A, B of each row
+  alignas(64) uint8_t tail_planes[T::kQBytes];     // a compact last super-block, expanded
   for (int64_t sb = 0; sb < nsb; ++sb) {
     for (int r = 0; r < kKqLaneRows; ++r) {
       __m512i q[4];
-      LoadQuants<T::kBits>(w.qs + ((j + r) * nsb + sb) * T::kQBytes, q);
+      // KqPlanes: rows are w.q_row bytes apart, and a Q4_1/Q5_0/Q5_1 row whose k is not a
+      // multiple of 256 ends in a compact partial super-block (kernels_kquants.h).
+      LoadQuants<T::kBits>(KqPlanes(w, j + r, sb, tail_planes), q);
       for (int i = 0; i < 4; ++i) unpacked[i][r] = q[i];
       __m512 A, B;
       ExpandScales<kDt>(w.sc + ((j + r) * nsb + sb) * T::kSBytes, &A, &B);
@@ -147,7 +150,7 @@ __attribute__((noinline)) void KqLaneTile(const uint8_t* s, const KActView& a, c
   const char* nq = nullptr;
   const char* ns = nullptr;
   if (next != nullptr) {
-    nq = reinterpret_cast<const char*>(next->qs + (j + kKqLaneRows) * nsb * T::kQBytes);
+    nq = reinterpret_cast<const char*>(next->qs + (j + kKqLaneRows) * next->q_row);
     ns = reinterpret_cast<const char*>(next->sc + (j + kKqLaneRows) * nsb * T::kSBytes);
   }
   __m512 facc[C];

@@ -75,8 +75,9 @@ inline void TileK(const KWeightView& w, const KActView& a, int64_t j, int64_t t,
   float32x4_t acc[C];
   for (int c = 0; c < C; ++c) acc[c] = vdupq_n_f32(0.0f);
   float A[16], B[16];
+  alignas(16) uint8_t tail_buf[kSuperElems];  // >= any q_bytes
   for (int64_t sb = 0; sb < w.n_sb; ++sb) {
-    const uint8_t* qp = w.qs + (j * w.n_sb + sb) * Tr::kQBytes;
+    const uint8_t* qp = KqPlanes(w, j, sb, tail_buf);
     __builtin_prefetch(qp + 2 * Tr::kQBytes);
     ExpandKqScales(w.fmt, w.sc + (j * w.n_sb + sb) * Tr::kSBytes, A, B);
     for (int ch = 0; ch < 4; ++ch) {

@@ -100,12 +100,12 @@ void UnpackQuants(const KqFormat& f, const uint8_t* planes, uint8_t* q) {
 void Gemm(const KWeightView& w, const KActView& a, int64_t n_tokens, int64_t n0, int64_t n1,
           float* y, int64_t ldy) {
   const KqFormat& f = w.fmt;
-  uint8_t q[kSuperElems];
+  uint8_t q[kSuperElems], tail_buf[kSuperElems];
   float A[16], B[16];
   for (int64_t j = n0; j < n1; ++j) {
     for (int64_t t = 0; t < n_tokens; ++t) y[t * ldy + j] = 0.0f;
     for (int64_t sb = 0; sb < w.n_sb; ++sb) {
-      UnpackQuants(f, w.qs + (j * w.n_sb + sb) * f.q_bytes, q);
+      UnpackQuants(f, KqPlanes(w, j, sb, tail_buf), q);
       ExpandScales(f, w.sc + (j * w.n_sb + sb) * f.s_bytes, A, B);
       for (int64_t t = 0; t < n_tokens; ++t) {
         const int8_t* xq = a.qs + (t * a.n_sb + sb) * kActSuperBytes;

@@ -125,7 +125,16 @@ void RepackRow(const KWeightView& v, const uint8_t* row, uint8_t* qs, uint8_t* s
         if (MinOffset32(dt) >= 0) std::memcpy(rec + 16 + 2 * i, gb + MinOffset32(dt), 2);
       }
     }
-    PackPlanes(f, qe, qs + sb * f.q_bytes);
+    if (v.tail != 0 && sb + 1 == v.n_sb) {  // compact partial super-block (kernels_kquants.h)
+      uint8_t full[kSuperElems];
+      PackPlanes(f, qe, full);
+      uint8_t* t = qs + sb * f.q_bytes;
+      std::memcpy(t, full, static_cast<size_t>(8 * v.tail));
+      std::memcpy(t + 8 * v.tail, full + 64, static_cast<size_t>(8 * v.tail));
+      if (f.bits == 5) std::memcpy(t + 16 * v.tail, full + 128, 32);
+    } else {
+      PackPlanes(f, qe, qs + sb * f.q_bytes);
+    }
   }
 }
 
@@ -150,6 +159,18 @@ KqFormat KqFormatOf(uint32_t dtype) {
   return f;
 }
 
+KWeightView KqViewFor(uint32_t dtype, int64_t n, int64_t k) {
+  KWeightView v;
+  v.fmt = KqFormatOf(dtype);
+  v.n = n;
+  v.k = k;
+  v.n_sb = (k + kSuperElems - 1) / kSuperElems;
+  v.tail = static_cast<int>((k % kSuperElems) / 32);  // K-quant rows are whole super-blocks
+  v.q_row = v.tail == 0 ? v.n_sb * v.fmt.q_bytes
+                        : (v.n_sb - 1) * v.fmt.q_bytes + KqTailQBytes(v.fmt, v.tail);
+  return v;
+}
+
 bool ShouldRepackK(const kestrel_tensor_desc_t& desc) {
   return desc.rank == 2 && desc.dims[0] > 0 && desc.dims[1] > 0 &&
          KqFormatOf(desc.dtype).bits != 0;
@@ -159,12 +180,9 @@ std::unique_ptr<PackedK> RepackK(const kestrel_tensor_desc_t& desc, const void* 
                                  ThreadPool* pool) {
   auto p = std::make_unique<PackedK>();
   KWeightView& v = p->view;
-  v.fmt = KqFormatOf(desc.dtype);
-  v.n = desc.dims[0];
-  v.k = desc.dims[1];
-  v.n_sb = (v.k + kSuperElems - 1) / kSuperElems;
+  v = KqViewFor(desc.dtype, desc.dims[0], desc.dims[1]);
   const KqFormat& f = v.fmt;
-  const int64_t row_q = v.n_sb * f.q_bytes, row_s = v.n_sb * f.s_bytes;
+  const int64_t row_q = v.q_row, row_s = v.n_sb * f.s_bytes;
   p->qs = AlignedBuffer(static_cast<uint64_t>(v.n * row_q));
   p->sc = AlignedBuffer(static_cast<uint64_t>(v.n * row_s));
   uint8_t* qs = static_cast<uint8_t*>(p->qs.data());
@@ -197,10 +215,11 @@ void DequantKRows(const KWeightView& w, int64_t n0, int64_t n1, float* out, int6
   const bool k_quant = plugin_sdk::IsKQuant(dt);
   UnpackedBlock u;
   u.bits = f.bits;
+  uint8_t tail_buf[kSuperElems];
   for (int64_t j = n0; j < n1; ++j) {
     float* o = out + (j - n0) * ldo;
     for (int64_t sb = 0; sb < w.n_sb; ++sb) {
-      const uint8_t* planes = w.qs + (j * w.n_sb + sb) * f.q_bytes;
+      const uint8_t* planes = KqPlanes(w, j, sb, tail_buf);
       const uint8_t* rec = w.sc + (j * w.n_sb + sb) * f.s_bytes;
       const int64_t e0 = sb * kSuperElems;
       if (k_quant) {

@@ -44,15 +44,8 @@ QWeightView ViewFor(uint32_t dtype, int64_t n, int64_t k) {
 }
 
 // The view a KQ matrix [n, k] repacks into (RepackK's geometry), pointers unset.
-KWeightView KViewFor(uint32_t dtype, int64_t n, int64_t k) {
-  KWeightView v;
-  v.fmt = KqFormatOf(dtype);
-  v.n = n;
-  v.k = k;
-  v.n_sb = (k + kSuperElems - 1) / kSuperElems;
-  return v;
-}
-uint64_t KqsBytes(const KWeightView& v) { return static_cast<uint64_t>(v.n * v.n_sb * v.fmt.q_bytes); }
+KWeightView KViewFor(uint32_t dtype, int64_t n, int64_t k) { return KqViewFor(dtype, n, k); }
+uint64_t KqsBytes(const KWeightView& v) { return static_cast<uint64_t>(v.n * v.q_row); }
 uint64_t KscBytes(const KWeightView& v) { return static_cast<uint64_t>(v.n * v.n_sb * v.fmt.s_bytes); }
 
 std::string Num(int64_t v) { return std::to_string(v); }
@@ -60,7 +53,8 @@ std::string Num(int64_t v) { return std::to_string(v); }
 }  // namespace
 
 // v2: KQ matrices (Q4_1, Q5_0, Q5_1, Q2_K..Q6_K) are exported in their repacked layout.
-const char* ExportedLayoutId() { return "cpu-qgroups-v2:group128:q4_0=64B:q8_0=128B:kq=sb256:le"; }
+// v3: a partial last super-block of Q4_1/Q5_0/Q5_1 rows is stored compact (kq tails).
+const char* ExportedLayoutId() { return "cpu-qgroups-v3:group128:q4_0=64B:q8_0=128B:kq=sb256+tail:le"; }
 
 uint64_t ExportedSize(const WeightParts& w) {
   uint64_t size = sizeof(Header);
